@@ -1,0 +1,2 @@
+//! `sluice-bench`: load generator (to come).
+fn main() {}
