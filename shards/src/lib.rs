@@ -11,19 +11,21 @@
 //!   same owner without shared state;
 //! - an unrecoverable error anywhere goes through [`fatal`], which stops the whole process.
 
-// TODO(shards helper): mod error;
-// TODO(shards helper): mod listener;
-// TODO(shards helper): mod mesh;
-// TODO(shards helper): mod placement;
-// TODO(shards helper): mod runtime;
-// TODO(shards helper): mod shutdown;
+mod error;
+mod listener;
+mod mesh;
+mod placement;
+mod runtime;
+mod shutdown;
+mod signals;
 
-// TODO(shards helper): pub use error::{MeshError, RuntimeError};
-// TODO(shards helper): pub use listener::reuseport_listener;
-// TODO(shards helper): pub use mesh::{Inbox, Mesh, Reply};
-// TODO(shards helper): pub use placement::Placement;
-// TODO(shards helper): pub use runtime::{run, RuntimeConfig, ShardContext};
-// TODO(shards helper): pub use shutdown::{fatal, Shutdown};
+pub use error::{MeshError, RuntimeError};
+pub use listener::{reuseport_listener, LISTEN_BACKLOG};
+pub use mesh::{Inbox, Mesh, Reply};
+pub use placement::{stable_hash, Placement, SHARD_COUNT_MAX};
+pub use runtime::{run, run_with_shutdown, RuntimeConfig, ShardContext};
+pub use shutdown::{fatal, Shutdown, FATAL_EXIT_CODE};
+pub use signals::SECOND_SIGNAL_EXIT_CODE;
 
 /// Index of a shard (and of its core, when pinned). Newtype so it is never confused with a
 /// partition index.
