@@ -17,26 +17,35 @@ build:
 release:
 	$(CARGO) build --release --bin sluice
 
-# Debian packages the tests and benchmarks use (kcat: the compat script; fio/iperf3: bench).
+# Debian packages the tests and benchmarks use (kcat: the compat script; python3-venv when the
+# interpreter cannot make a venv). apt runs only when something is missing; sudo only when not root.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo -n)
 apt-deps:
 	@missing=""; for p in kcat; do command -v $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	$(PYTHON) -c 'import ensurepip, venv' >/dev/null 2>&1 || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
-	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
-# Python clients for the compatibility script, in a venv.
+# Python clients for the compatibility script, in a venv. The stamp is written last, so a
+# half-made venv (no stamp) is rebuilt from scratch.
+PY_PACKAGES := confluent-kafka kafka-python
 py-deps: $(VENV)/.stamp
 $(VENV)/.stamp:
+	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q confluent-kafka kafka-python
-	touch $@
+	$(VENV)/bin/pip install -q --disable-pip-version-check $(PY_PACKAGES)
+	echo "$(PY_PACKAGES)" > $@
 
 deps: apt-deps py-deps
 
+# The compat script runs the debug broker this target just built.
+TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 test: deps
 	$(CARGO) build --workspace --all-targets
 	$(CARGO) test --workspace
+	SLUICE_BIN=$(TARGET_DIR)/debug/sluice PYTHON=$(VENV)/bin/python scripts/compat/run.sh
 
 fmt:
 	$(CARGO) fmt --all

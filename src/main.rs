@@ -1,5 +1,59 @@
-//! The `sluice` broker binary.
+//! The `sluice` broker binary: parses flags, loads the TOML config, sets up logging and runs
+//! the broker until SIGINT/SIGTERM.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use clap::Parser;
+use sluice::config::{BrokerConfig, Overrides};
+
+/// A Kafka-compatible event-streaming broker.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// TOML config file (Kafka setting names; see configs/sluice.toml).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Address to listen on, HOST:PORT (port 0 picks a free port).
+    #[arg(long)]
+    listen: Option<String>,
+    /// Address clients are told to connect to, HOST:PORT.
+    #[arg(long)]
+    advertise: Option<String>,
+    /// Directory for partition logs and the topic registry.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Number of shards (0 = one per core).
+    #[arg(long)]
+    cores: Option<usize>,
+}
+
 fn main() {
-    eprintln!("sluice: not built yet");
-    std::process::exit(1);
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
+    let overrides = Overrides {
+        listen: cli.listen,
+        advertise: cli.advertise,
+        data_dir: cli.data_dir,
+        cores: cli.cores,
+    };
+    let config = match BrokerConfig::load(cli.config.as_deref(), overrides) {
+        Ok(config) => config,
+        Err(e) => {
+            tracing::error!("{e}");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = sluice::run(config) {
+        tracing::error!("{e}");
+        std::process::exit(1);
+    }
+    tracing::info!("shut down cleanly");
 }

@@ -1,0 +1,419 @@
+//! Broker configuration: the TOML file (Kafka setting names as quoted keys), command-line
+//! overrides, and the defaults that make a bare `sluice` serve 127.0.0.1:9092 from `./data`.
+//!
+//! Invariants: every setting has a default (`#[serde(default)]`), unknown keys are rejected so a
+//! typo never silently falls back to a default, and `validate` bounds every limit before any
+//! shard starts. `configs/sluice.toml` documents every key with its default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Errors loading or validating the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("invalid address {value:?} for {key}: {reason}")]
+    Address {
+        key: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error("invalid value for {key}: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+/// The whole broker configuration. Field names are the TOML keys (Kafka's names where Kafka has
+/// the setting).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct BrokerConfig {
+    /// Address the shards listen on (all bind it with SO_REUSEPORT). Port 0 picks a free port.
+    pub listen: String,
+    /// Address given to clients in Metadata; defaults to the resolved listen address.
+    pub advertise: Option<String>,
+    /// Directory holding partition logs and the topic registry.
+    pub data_dir: PathBuf,
+    /// Number of shards (threads); 0 = one per available core.
+    pub cores: usize,
+    /// Pin shard i to core i.
+    #[serde(rename = "pin.threads")]
+    pub pin_threads: bool,
+    /// Bound of each shard's cross-shard mailbox.
+    #[serde(rename = "shard.mailbox.capacity")]
+    pub mailbox_capacity: usize,
+    #[serde(rename = "node.id")]
+    pub node_id: i32,
+    #[serde(rename = "cluster.id")]
+    pub cluster_id: String,
+    #[serde(rename = "socket.request.max.bytes")]
+    pub socket_request_max_bytes: u32,
+    /// Requests in flight per connection (responses are still written in request order).
+    #[serde(rename = "queued.max.requests")]
+    pub queued_max_requests: usize,
+    /// Connections accepted per shard; further connections are closed at once.
+    #[serde(rename = "max.connections.per.shard")]
+    pub max_connections_per_shard: usize,
+    #[serde(rename = "auto.create.topics.enable")]
+    pub auto_create_topics_enable: bool,
+    #[serde(rename = "num.partitions")]
+    pub num_partitions: i32,
+    /// Upper bound on partitions of one topic (CreateTopics beyond it: INVALID_PARTITIONS).
+    #[serde(rename = "max.partitions.per.topic")]
+    pub max_partitions_per_topic: i32,
+    /// Broker-side cap of a fetch response's size (the client's max_bytes is also honoured).
+    #[serde(rename = "fetch.max.bytes")]
+    pub fetch_max_bytes: u32,
+    /// Cap on a fetch's max_wait_ms, so a long poll never holds a request slot for long.
+    #[serde(rename = "fetch.max.wait.ms")]
+    pub fetch_max_wait_ms: u32,
+    /// Splice record bytes from segment files to the socket instead of copying them (the
+    /// splice writer exists; Fetch does not hand-encode file ranges yet, so it always copies).
+    #[serde(rename = "fetch.zero.copy")]
+    pub fetch_zero_copy: bool,
+    /// KIP-227 incremental fetch sessions cached per shard.
+    #[serde(rename = "max.incremental.fetch.session.cache.slots")]
+    pub fetch_session_cache_slots: usize,
+    /// Partitions one fetch session may track.
+    #[serde(rename = "fetch.session.max.partitions")]
+    pub fetch_session_partitions_max: usize,
+    /// Long-poll waiters one partition may hold; beyond it a fetch waits on its timer only.
+    #[serde(rename = "fetch.max.waiters.per.partition")]
+    pub fetch_waiters_per_partition_max: usize,
+    /// How long shutdown waits for in-flight requests before closing the logs anyway.
+    #[serde(rename = "shutdown.timeout.ms")]
+    pub shutdown_timeout_ms: u64,
+    /// How often each shard applies retention to its partitions.
+    #[serde(rename = "log.retention.check.interval.ms")]
+    pub retention_check_interval_ms: u64,
+    #[serde(rename = "message.max.bytes")]
+    pub message_max_bytes: u32,
+    #[serde(rename = "log.segment.bytes")]
+    pub log_segment_bytes: u64,
+    #[serde(rename = "log.roll.ms")]
+    pub log_roll_ms: u64,
+    #[serde(rename = "log.retention.ms")]
+    pub log_retention_ms: i64,
+    #[serde(rename = "log.retention.bytes")]
+    pub log_retention_bytes: i64,
+    #[serde(rename = "log.index.interval.bytes")]
+    pub log_index_interval_bytes: u32,
+    #[serde(rename = "log.index.size.max.bytes")]
+    pub log_index_size_max_bytes: u32,
+    /// fsync after this many messages; i64::MAX (Kafka's default) = never by count.
+    #[serde(rename = "log.flush.interval.messages")]
+    pub log_flush_interval_messages: i64,
+    /// fsync when the oldest unflushed append is this old; i64::MAX = never by time.
+    #[serde(rename = "log.flush.interval.ms")]
+    pub log_flush_interval_ms: i64,
+    /// "CreateTime" or "LogAppendTime".
+    #[serde(rename = "log.message.timestamp.type")]
+    pub log_message_timestamp_type: String,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        let log = storage::LogConfig::default();
+        Self {
+            listen: "127.0.0.1:9092".to_owned(),
+            advertise: None,
+            data_dir: PathBuf::from("./data"),
+            cores: 0,
+            pin_threads: true,
+            mailbox_capacity: 1024,
+            node_id: 0,
+            cluster_id: "sluice-cluster-00000001".to_owned(),
+            socket_request_max_bytes: 104_857_600,
+            queued_max_requests: 64,
+            max_connections_per_shard: 10_000,
+            auto_create_topics_enable: true,
+            num_partitions: 1,
+            max_partitions_per_topic: 10_000,
+            fetch_max_bytes: 57_671_680,
+            fetch_max_wait_ms: 30_000,
+            fetch_zero_copy: false,
+            fetch_session_cache_slots: 1000,
+            fetch_session_partitions_max: 10_000,
+            fetch_waiters_per_partition_max: 10_000,
+            shutdown_timeout_ms: 10_000,
+            retention_check_interval_ms: 300_000,
+            message_max_bytes: log.max_message_bytes,
+            log_segment_bytes: log.segment_bytes_max,
+            log_roll_ms: log.segment_ms,
+            log_retention_ms: log.retention_ms,
+            log_retention_bytes: log.retention_bytes,
+            log_index_interval_bytes: log.index_interval_bytes,
+            log_index_size_max_bytes: log.segment_index_bytes_max,
+            log_flush_interval_messages: i64::MAX,
+            log_flush_interval_ms: i64::MAX,
+            log_message_timestamp_type: "CreateTime".to_owned(),
+        }
+    }
+}
+
+/// Command-line overrides (`None` = keep the file's value).
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub advertise: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub cores: Option<usize>,
+}
+
+impl BrokerConfig {
+    /// Reads `path` (if given), applies the overrides and validates.
+    pub fn load(path: Option<&Path>, overrides: Overrides) -> Result<Self, ConfigError> {
+        let mut config = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                Self::from_toml(&text).map_err(|source| ConfigError::Parse {
+                    path: path.to_owned(),
+                    source: Box::new(source),
+                })?
+            }
+            None => Self::default(),
+        };
+        config.apply(overrides);
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn from_toml(text: &str) -> Result<Self, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    pub fn apply(&mut self, overrides: Overrides) {
+        if let Some(listen) = overrides.listen {
+            self.listen = listen;
+        }
+        if let Some(advertise) = overrides.advertise {
+            self.advertise = Some(advertise);
+        }
+        if let Some(dir) = overrides.data_dir {
+            self.data_dir = dir;
+        }
+        if let Some(cores) = overrides.cores {
+            self.cores = cores;
+        }
+    }
+
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        parse_addr("listen", &self.listen)
+    }
+
+    /// Checks every bound; the broker never starts with a limit of zero or a negative size.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.listen_addr()?;
+        if let Some(advertise) = &self.advertise {
+            parse_host_port("advertise", advertise)?;
+        }
+        positive(
+            "socket.request.max.bytes",
+            u64::from(self.socket_request_max_bytes),
+        )?;
+        positive("queued.max.requests", self.queued_max_requests as u64)?;
+        positive(
+            "max.connections.per.shard",
+            self.max_connections_per_shard as u64,
+        )?;
+        positive("shard.mailbox.capacity", self.mailbox_capacity as u64)?;
+        positive("fetch.max.bytes", u64::from(self.fetch_max_bytes))?;
+        positive(
+            "max.incremental.fetch.session.cache.slots",
+            self.fetch_session_cache_slots as u64,
+        )?;
+        positive(
+            "fetch.session.max.partitions",
+            self.fetch_session_partitions_max as u64,
+        )?;
+        positive(
+            "log.retention.check.interval.ms",
+            self.retention_check_interval_ms,
+        )?;
+        if self.num_partitions < 1 || self.num_partitions > self.max_partitions_per_topic {
+            return Err(ConfigError::Invalid {
+                key: "num.partitions",
+                reason: format!("must be in 1..={}", self.max_partitions_per_topic),
+            });
+        }
+        if self.cores > usize::from(u16::MAX) {
+            return Err(ConfigError::Invalid {
+                key: "cores",
+                reason: "too many shards".into(),
+            });
+        }
+        self.default_log_config().map(|_| ())
+    }
+
+    /// The broker-wide topic defaults as a storage `LogConfig`.
+    pub fn default_log_config(&self) -> Result<storage::LogConfig, ConfigError> {
+        let timestamp_type = crate::topics::config::parse_timestamp_type(
+            &self.log_message_timestamp_type,
+        )
+        .ok_or(ConfigError::Invalid {
+            key: "log.message.timestamp.type",
+            reason: "must be CreateTime or LogAppendTime".into(),
+        })?;
+        positive("log.segment.bytes", self.log_segment_bytes)?;
+        positive("message.max.bytes", u64::from(self.message_max_bytes))?;
+        Ok(storage::LogConfig {
+            segment_bytes_max: self.log_segment_bytes,
+            segment_ms: self.log_roll_ms,
+            index_interval_bytes: self.log_index_interval_bytes,
+            segment_index_bytes_max: self.log_index_size_max_bytes,
+            retention_ms: self.log_retention_ms,
+            retention_bytes: self.log_retention_bytes,
+            flush_messages: never_if_max(
+                "log.flush.interval.messages",
+                self.log_flush_interval_messages,
+            )?,
+            flush_ms: never_if_max("log.flush.interval.ms", self.log_flush_interval_ms)?,
+            max_message_bytes: self.message_max_bytes,
+            timestamp_type,
+        })
+    }
+}
+
+fn positive(key: &'static str, value: u64) -> Result<(), ConfigError> {
+    if value == 0 {
+        return Err(ConfigError::Invalid {
+            key,
+            reason: "must be > 0".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Kafka spells "never" as Long.MAX_VALUE; storage spells it u64::MAX.
+pub(crate) fn never_if_max(key: &'static str, value: i64) -> Result<u64, ConfigError> {
+    match value {
+        i64::MAX => Ok(u64::MAX),
+        v if v >= 1 => Ok(v as u64),
+        _ => Err(ConfigError::Invalid {
+            key,
+            reason: "must be >= 1".into(),
+        }),
+    }
+}
+
+fn parse_addr(key: &'static str, value: &str) -> Result<SocketAddr, ConfigError> {
+    value
+        .parse()
+        .map_err(|e: std::net::AddrParseError| ConfigError::Address {
+            key,
+            value: value.to_owned(),
+            reason: e.to_string(),
+        })
+}
+
+/// Splits "host:port" (host may be a name; IPv6 in brackets).
+pub fn parse_host_port(key: &'static str, value: &str) -> Result<(String, u16), ConfigError> {
+    let bad = |reason: &str| ConfigError::Address {
+        key,
+        value: value.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let (host, port) = value
+        .rsplit_once(':')
+        .ok_or_else(|| bad("expected HOST:PORT"))?;
+    let port: u16 = port.parse().map_err(|_| bad("bad port"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(bad("empty host"));
+    }
+    Ok((host.to_owned(), port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_all_defaults() {
+        let config = BrokerConfig::from_toml("").unwrap();
+        assert_eq!(config, BrokerConfig::default());
+        assert_eq!(config.listen, "127.0.0.1:9092");
+        assert_eq!(config.socket_request_max_bytes, 104_857_600);
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn kafka_names_parse_and_map_to_log_config() {
+        let text = r#"
+            listen = "0.0.0.0:9093"
+            "num.partitions" = 3
+            "log.segment.bytes" = 1048576
+            "log.retention.ms" = -1
+            "log.flush.interval.messages" = 1
+            "log.message.timestamp.type" = "LogAppendTime"
+        "#;
+        let config = BrokerConfig::from_toml(text).unwrap();
+        assert_eq!(config.num_partitions, 3);
+        let log = config.default_log_config().unwrap();
+        assert_eq!(log.segment_bytes_max, 1_048_576);
+        assert_eq!(log.retention_ms, -1);
+        assert_eq!(log.flush_messages, 1);
+        assert_eq!(log.flush_ms, u64::MAX);
+        assert!(matches!(
+            log.timestamp_type,
+            storage::TimestampType::LogAppendTime
+        ));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_rejected() {
+        assert!(BrokerConfig::from_toml("\"num.partitionz\" = 3").is_err());
+        let mut config = BrokerConfig::from_toml("\"num.partitions\" = 0").unwrap();
+        assert!(config.validate().is_err());
+        config.num_partitions = 1;
+        config.listen = "nonsense".into();
+        assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn overrides_beat_the_file() {
+        let mut config = BrokerConfig::from_toml("listen = \"127.0.0.1:1\"\ncores = 4").unwrap();
+        config.apply(Overrides {
+            listen: Some("127.0.0.1:0".into()),
+            cores: Some(2),
+            data_dir: Some("/tmp/x".into()),
+            advertise: None,
+        });
+        assert_eq!(config.listen, "127.0.0.1:0");
+        assert_eq!(config.cores, 2);
+        assert_eq!(config.data_dir, PathBuf::from("/tmp/x"));
+    }
+
+    #[test]
+    fn reference_config_file_is_the_defaults() {
+        let text = include_str!("../configs/sluice.toml");
+        assert_eq!(
+            BrokerConfig::from_toml(text).unwrap(),
+            BrokerConfig::default()
+        );
+    }
+
+    #[test]
+    fn host_port_parsing() {
+        assert_eq!(
+            parse_host_port("k", "localhost:9092").unwrap(),
+            ("localhost".into(), 9092)
+        );
+        assert_eq!(parse_host_port("k", "[::1]:9").unwrap(), ("::1".into(), 9));
+        assert!(parse_host_port("k", "nohost").is_err());
+        assert!(parse_host_port("k", ":9").is_err());
+    }
+}

@@ -1,0 +1,135 @@
+//! CreateTopics: validates names, partition counts, replication factors and configs, and
+//! creates the topics through shard 0 (or only validates them: `validate_only`).
+//!
+//! Invariants: a manual replica assignment must place every partition on this node only; the
+//! answer for a created topic reports its real partition count, replication factor 1 and id.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
+use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
+use kafka_protocol::ResponseError;
+
+use super::error::topic_error_code;
+use super::{str_bytes, HandlerFuture, Outcome, Request};
+use crate::router::{CreateResult, NewTopic, Router};
+use crate::shard::Shard;
+use crate::topics::config::TopicOverrides;
+
+pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
+    Box::pin(async move {
+        let version = request.version();
+        let body: CreateTopicsRequest = request.decode()?;
+        let mut early: Vec<Option<CreatableTopicResult>> = Vec::new();
+        let mut wanted = Vec::new();
+        for topic in &body.topics {
+            match to_new_topic(&shard, topic) {
+                Ok(new_topic) => {
+                    early.push(None);
+                    wanted.push(new_topic);
+                }
+                Err(result) => early.push(Some(*result)),
+            }
+        }
+        let mut created = Router::new(shard.clone())
+            .create_topics(wanted, body.validate_only)
+            .await
+            .into_iter();
+        let topics = body
+            .topics
+            .iter()
+            .zip(early)
+            .map(|(topic, early)| match early {
+                Some(result) => result,
+                None => result_of(
+                    topic.name.0.as_str(),
+                    created
+                        .next()
+                        .unwrap_or_else(|| Err(crate::topics::TopicError::Io("no answer".into()))),
+                    version,
+                ),
+            })
+            .collect();
+        Outcome::encoded(
+            &CreateTopicsResponse::default().with_topics(topics),
+            version,
+        )
+    })
+}
+
+fn to_new_topic(
+    shard: &Shard,
+    topic: &kafka_protocol::messages::create_topics_request::CreatableTopic,
+) -> Result<NewTopic, Box<CreatableTopicResult>> {
+    let name = topic.name.0.to_string();
+    let fail = |code: i16, message: &str| {
+        Box::new(
+            CreatableTopicResult::default()
+                .with_name(topic.name.clone())
+                .with_error_code(code)
+                .with_error_message(Some(str_bytes(message))),
+        )
+    };
+    let mut partitions = topic.num_partitions;
+    if !topic.assignments.is_empty() {
+        if topic.num_partitions != -1 || topic.replication_factor != -1 {
+            return Err(fail(
+                ResponseError::InvalidRequest.code(),
+                "both partition assignments and a partition count / replication factor given",
+            ));
+        }
+        let node = shard.config.node_id;
+        let on_this_node = topic
+            .assignments
+            .iter()
+            .all(|a| a.broker_ids.iter().all(|b| b.0 == node) && !a.broker_ids.is_empty());
+        if !on_this_node {
+            return Err(fail(
+                ResponseError::InvalidReplicaAssignment.code(),
+                "replicas must be on this node only",
+            ));
+        }
+        partitions = i32::try_from(topic.assignments.len()).unwrap_or(i32::MAX);
+    }
+    let mut configs = TopicOverrides::new();
+    for config in &topic.configs {
+        match &config.value {
+            Some(value) => {
+                configs.insert(config.name.to_string(), value.to_string());
+            }
+            None => {
+                return Err(fail(
+                    ResponseError::InvalidConfig.code(),
+                    "null config value",
+                ))
+            }
+        }
+    }
+    Ok(NewTopic {
+        name,
+        partitions,
+        replication_factor: topic.replication_factor,
+        configs,
+    })
+}
+
+fn result_of(name: &str, result: CreateResult, version: i16) -> CreatableTopicResult {
+    let base = CreatableTopicResult::default()
+        .with_name(kafka_protocol::messages::TopicName(str_bytes(name)));
+    match result {
+        Ok(meta) => {
+            let mut r = base.with_topic_id(meta.id.uuid());
+            if version >= 5 {
+                r = r
+                    .with_num_partitions(i32::try_from(meta.partitions).unwrap_or(i32::MAX))
+                    .with_replication_factor(1);
+            }
+            r
+        }
+        Err(e) => {
+            let message = e.to_string();
+            base.with_error_code(topic_error_code(&e))
+                .with_error_message(Some(str_bytes(&message)))
+        }
+    }
+}

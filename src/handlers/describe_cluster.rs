@@ -1,0 +1,25 @@
+//! DescribeCluster: this node is the whole cluster and its controller.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
+
+use super::{str_bytes, HandlerFuture, Outcome, Request};
+use crate::shard::Shard;
+
+pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
+    Box::pin(async move {
+        let version = request.version();
+        let _body: DescribeClusterRequest = request.decode()?;
+        let broker = DescribeClusterBroker::default()
+            .with_broker_id(BrokerId(shard.config.node_id))
+            .with_host(str_bytes(&shard.advertised_host))
+            .with_port(i32::from(shard.advertised_port));
+        let response = DescribeClusterResponse::default()
+            .with_cluster_id(str_bytes(&shard.config.cluster_id))
+            .with_controller_id(BrokerId(shard.config.node_id))
+            .with_brokers(vec![broker]);
+        Outcome::encoded(&response, version)
+    })
+}

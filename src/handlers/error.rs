@@ -1,0 +1,104 @@
+//! Handler errors and the one mapping from Sluice's error types to Kafka error codes.
+//!
+//! Invariant: every error variant that can reach a client maps to exactly one Kafka code here,
+//! by exhaustive matches, so adding a variant fails to compile until it is mapped.
+
+use kafka_protocol::ResponseError as K;
+
+use crate::router::PartitionError;
+use crate::topics::config::TopicConfigError;
+use crate::topics::TopicError;
+
+/// A request that cannot be answered at all; the connection is closed.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    #[error("cannot decode request: {0}")]
+    Decode(String),
+    #[error("cannot encode response: {0}")]
+    Encode(String),
+}
+
+pub fn partition_error_code(error: &PartitionError) -> i16 {
+    match error {
+        PartitionError::UnknownTopicOrPartition => K::UnknownTopicOrPartition.code(),
+        PartitionError::Corrupt(_) => K::CorruptMessage.code(),
+        PartitionError::TooLarge { .. } => K::MessageTooLarge.code(),
+        PartitionError::InvalidRecord(_) => K::InvalidRecord.code(),
+        PartitionError::OffsetOutOfRange { .. } => K::OffsetOutOfRange.code(),
+        PartitionError::InvalidRequiredAcks(_) => K::InvalidRequiredAcks.code(),
+        PartitionError::Storage(_) => K::KafkaStorageError.code(),
+        PartitionError::Unavailable => K::NotLeaderOrFollower.code(),
+    }
+}
+
+pub fn topic_error_code(error: &TopicError) -> i16 {
+    match error {
+        TopicError::InvalidName(_) => K::InvalidTopicException.code(),
+        TopicError::AlreadyExists(_) => K::TopicAlreadyExists.code(),
+        TopicError::InvalidPartitions(_) => K::InvalidPartitions.code(),
+        TopicError::InvalidReplicationFactor(_) => K::InvalidReplicationFactor.code(),
+        TopicError::Config(
+            TopicConfigError::UnknownKey(_) | TopicConfigError::InvalidValue { .. },
+        ) => K::InvalidConfig.code(),
+        TopicError::Io(_) | TopicError::Corrupt(_) => K::KafkaStorageError.code(),
+    }
+}
+
+pub fn code_of<T>(result: &Result<T, PartitionError>) -> i16 {
+    result.as_ref().err().map_or(0, partition_error_code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_errors_map_to_kafka_codes() {
+        assert_eq!(
+            partition_error_code(&PartitionError::UnknownTopicOrPartition),
+            3
+        );
+        assert_eq!(
+            partition_error_code(&PartitionError::Corrupt("crc".into())),
+            2
+        );
+        assert_eq!(
+            partition_error_code(&PartitionError::TooLarge { size: 2, max: 1 }),
+            10
+        );
+        assert_eq!(
+            partition_error_code(&PartitionError::InvalidRecord("x".into())),
+            87
+        );
+        assert_eq!(
+            partition_error_code(&PartitionError::OffsetOutOfRange {
+                offset: 9,
+                log_start: 0,
+                log_end: 1
+            }),
+            1
+        );
+        assert_eq!(
+            partition_error_code(&PartitionError::InvalidRequiredAcks(2)),
+            21
+        );
+        assert_eq!(code_of::<()>(&Ok(())), 0);
+    }
+
+    #[test]
+    fn topic_errors_map_to_kafka_codes() {
+        assert_eq!(topic_error_code(&TopicError::InvalidName("a b".into())), 17);
+        assert_eq!(topic_error_code(&TopicError::AlreadyExists("t".into())), 36);
+        assert_eq!(topic_error_code(&TopicError::InvalidPartitions(0)), 37);
+        assert_eq!(
+            topic_error_code(&TopicError::InvalidReplicationFactor(3)),
+            38
+        );
+        assert_eq!(
+            topic_error_code(&TopicError::Config(TopicConfigError::UnknownKey(
+                "k".into()
+            ))),
+            40
+        );
+    }
+}

@@ -1,0 +1,97 @@
+//! ListOffsets: earliest (-2), latest (-1, the high watermark), max timestamp (-3), earliest
+//! local (-4, same as earliest: no tiered storage) or the first offset at/after a timestamp.
+//!
+//! Invariant: every requested partition gets exactly one answer, in request order.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+
+use super::error::partition_error_code;
+use super::{HandlerFuture, Outcome, Request};
+use crate::partition::TopicPartition;
+use crate::router::{OffsetQuery, OffsetResult, PartitionError, Router};
+use crate::shard::Shard;
+
+pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
+    Box::pin(async move {
+        let version = request.version();
+        let body: ListOffsetsRequest = request.decode()?;
+        let queries = body
+            .topics
+            .iter()
+            .flat_map(|t| {
+                t.partitions
+                    .iter()
+                    .map(move |p| (t.name.0.to_string(), p.partition_index, p.timestamp))
+            })
+            .collect();
+        let mut results = query(&shard, queries).await.into_iter();
+        let topics = body
+            .topics
+            .into_iter()
+            .map(|topic| {
+                let partitions = topic
+                    .partitions
+                    .iter()
+                    .map(|p| {
+                        let result = results.next().unwrap_or(Err(PartitionError::Unavailable));
+                        let response = ListOffsetsPartitionResponse::default()
+                            .with_partition_index(p.partition_index);
+                        match result {
+                            Ok(ok) => {
+                                let answer =
+                                    response.with_offset(ok.offset).with_timestamp(ok.timestamp);
+                                // leader_epoch exists from v4 on; setting it earlier fails to encode.
+                                if version >= 4 {
+                                    answer.with_leader_epoch(0)
+                                } else {
+                                    answer
+                                }
+                            }
+                            Err(e) => response.with_error_code(partition_error_code(&e)),
+                        }
+                    })
+                    .collect();
+                ListOffsetsTopicResponse::default()
+                    .with_name(topic.name)
+                    .with_partitions(partitions)
+            })
+            .collect();
+        Outcome::encoded(&ListOffsetsResponse::default().with_topics(topics), version)
+    })
+}
+
+/// Answers (topic, partition, timestamp) queries in order; unknown partitions are errors.
+pub async fn query(shard: &Rc<Shard>, queries: Vec<(String, i32, i64)>) -> Vec<OffsetResult> {
+    let mut slots: Vec<Option<OffsetResult>> = Vec::with_capacity(queries.len());
+    let mut routed = Vec::new();
+    let mut routed_slots = Vec::new();
+    for (topic, partition, timestamp) in queries {
+        let count = shard.topics.borrow().get(&topic).map(|m| m.partitions);
+        match (count, u32::try_from(partition)) {
+            (Some(count), Ok(index)) if index < count => {
+                routed_slots.push(slots.len());
+                slots.push(None);
+                routed.push(OffsetQuery {
+                    tp: TopicPartition::new(topic, index),
+                    timestamp,
+                });
+            }
+            _ => slots.push(Some(Err(PartitionError::UnknownTopicOrPartition))),
+        }
+    }
+    let answers = Router::new(shard.clone()).offsets(routed).await;
+    for (slot, answer) in routed_slots.into_iter().zip(answers) {
+        if let Some(s) = slots.get_mut(slot) {
+            *s = Some(answer);
+        }
+    }
+    slots
+        .into_iter()
+        .map(|s| s.unwrap_or(Err(PartitionError::Unavailable)))
+        .collect()
+}

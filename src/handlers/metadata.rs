@@ -1,0 +1,186 @@
+//! Metadata: this node as the only broker, leader of every partition; topics listed from the
+//! shard's topic table, auto-creating requested unknown topics when allowed.
+//!
+//! Invariant: an auto-created topic is only reported once shard 0 persisted it and every shard
+//! opened its partitions, so the client's next produce finds the partition.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::ResponseError;
+
+use super::error::topic_error_code;
+use super::{str_bytes, HandlerFuture, Outcome, Request, AUTHORIZED_OPERATIONS_OMITTED};
+use crate::router::{NewTopic, Router};
+use crate::shard::Shard;
+use crate::topics::{self, TopicError, TopicId, TopicMeta};
+
+pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
+    Box::pin(async move {
+        let version = request.version();
+        let body: MetadataRequest = request.decode()?;
+        let response = respond(&shard, &body, version).await;
+        Outcome::encoded(&response, version)
+    })
+}
+
+enum Wanted {
+    Name(String),
+    Id(uuid::Uuid),
+}
+
+async fn respond(shard: &Rc<Shard>, body: &MetadataRequest, version: i16) -> MetadataResponse {
+    let wanted: Option<Vec<Wanted>> = match &body.topics {
+        None => None,
+        // v0 spells "all topics" as an empty list.
+        Some(list) if version == 0 && list.is_empty() => None,
+        Some(list) => Some(
+            list.iter()
+                .map(|t| match &t.name {
+                    Some(name) => Wanted::Name(name.0.to_string()),
+                    None => Wanted::Id(t.topic_id),
+                })
+                .collect(),
+        ),
+    };
+    // v0-v3 have no allow flag and always auto-create.
+    let allow_create =
+        (version < 4 || body.allow_auto_topic_creation) && shard.config.auto_create_topics_enable;
+    let mut create_errors = Vec::new();
+    if let (Some(wanted), true) = (&wanted, allow_create) {
+        let missing: Vec<String> = wanted
+            .iter()
+            .filter_map(|w| match w {
+                Wanted::Name(name) if shard.topics.borrow().get(name).is_none() => {
+                    Some(name.clone())
+                }
+                _ => None,
+            })
+            .collect();
+        create_errors = auto_create(shard, missing).await;
+    }
+    let topics = match wanted {
+        None => shard
+            .topics
+            .borrow()
+            .iter()
+            .map(|m| topic_entry(shard, m, version))
+            .collect(),
+        Some(wanted) => wanted
+            .iter()
+            .map(|w| describe_wanted(shard, w, &create_errors, version))
+            .collect(),
+    };
+    let broker = MetadataResponseBroker::default()
+        .with_node_id(BrokerId(shard.config.node_id))
+        .with_host(str_bytes(&shard.advertised_host))
+        .with_port(i32::from(shard.advertised_port));
+    let mut response = MetadataResponse::default()
+        .with_brokers(vec![broker])
+        .with_topics(topics);
+    if version >= 2 {
+        response.cluster_id = Some(str_bytes(&shard.config.cluster_id));
+    }
+    if version >= 1 {
+        response.controller_id = BrokerId(shard.config.node_id);
+    }
+    if (8..=10).contains(&version) {
+        response.cluster_authorized_operations = AUTHORIZED_OPERATIONS_OMITTED;
+    }
+    response
+}
+
+fn describe_wanted(
+    shard: &Shard,
+    wanted: &Wanted,
+    create_errors: &[(String, TopicError)],
+    version: i16,
+) -> MetadataResponseTopic {
+    let table = shard.topics.borrow();
+    let (found, name, id) = match wanted {
+        Wanted::Name(name) => (
+            table.get(name).cloned(),
+            Some(name.clone()),
+            uuid::Uuid::nil(),
+        ),
+        Wanted::Id(id) => (table.by_id(TopicId(id.as_u128())).cloned(), None, *id),
+    };
+    drop(table);
+    if let Some(meta) = found {
+        return topic_entry(shard, &meta, version);
+    }
+    let code = match (&name, wanted) {
+        (Some(name), _) => match create_errors.iter().find(|(n, _)| n == name) {
+            Some((_, error)) => topic_error_code(error),
+            None if topics::validate_name(name).is_err() => {
+                ResponseError::InvalidTopicException.code()
+            }
+            None => ResponseError::UnknownTopicOrPartition.code(),
+        },
+        (None, _) => ResponseError::UnknownTopicId.code(),
+    };
+    let mut topic = MetadataResponseTopic::default()
+        .with_error_code(code)
+        .with_name(name.map(|n| TopicName(str_bytes(&n))))
+        .with_topic_id(id);
+    if version >= 8 {
+        topic.topic_authorized_operations = AUTHORIZED_OPERATIONS_OMITTED;
+    }
+    topic
+}
+
+fn topic_entry(shard: &Shard, meta: &TopicMeta, version: i16) -> MetadataResponseTopic {
+    let node = BrokerId(shard.config.node_id);
+    let partitions = (0..meta.partitions)
+        .map(|index| {
+            let mut p = MetadataResponsePartition::default()
+                .with_partition_index(i32::try_from(index).unwrap_or(i32::MAX))
+                .with_leader_id(node)
+                .with_replica_nodes(vec![node])
+                .with_isr_nodes(vec![node]);
+            if version >= 7 {
+                p.leader_epoch = 0;
+            }
+            p
+        })
+        .collect();
+    let mut topic = MetadataResponseTopic::default()
+        .with_name(Some(TopicName(str_bytes(&meta.name))))
+        .with_topic_id(meta.id.uuid())
+        .with_partitions(partitions);
+    if version >= 8 {
+        topic.topic_authorized_operations = AUTHORIZED_OPERATIONS_OMITTED;
+    }
+    topic
+}
+
+/// Creates `names` with the broker defaults (auto.create.topics.enable); returns the failures.
+/// A topic that another request created meanwhile is not a failure.
+pub async fn auto_create(shard: &Rc<Shard>, names: Vec<String>) -> Vec<(String, TopicError)> {
+    if names.is_empty() {
+        return Vec::new();
+    }
+    let requests = names
+        .iter()
+        .map(|name| NewTopic {
+            name: name.clone(),
+            partitions: shard.config.num_partitions,
+            replication_factor: -1,
+            configs: Default::default(),
+        })
+        .collect();
+    let results = Router::new(shard.clone())
+        .create_topics(requests, false)
+        .await;
+    names
+        .into_iter()
+        .zip(results)
+        .filter_map(|(name, result)| match result {
+            Ok(_) | Err(TopicError::AlreadyExists(_)) => None,
+            Err(e) => Some((name, e)),
+        })
+        .collect()
+}

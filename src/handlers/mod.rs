@@ -1,0 +1,253 @@
+//! Kafka API handlers: one file per API, and the one registry (`REGISTRY`) mapping an API key to
+//! its supported version range and handler. ApiVersions is generated from the registry, so
+//! adding an API is one line here plus its file.
+//!
+//! Invariants: handlers do no I/O themselves (they decode with kafka-protocol, call the router,
+//! encode); a request whose body does not decode yields `HandlerError`, which closes the
+//! connection (Kafka's behaviour for unparseable requests); versions outside an entry's range
+//! never reach a handler.
+
+pub mod api_versions;
+pub mod create_topics;
+pub mod describe_cluster;
+pub mod error;
+pub mod fetch;
+pub mod fetch_session;
+pub mod list_offsets;
+pub mod metadata;
+pub mod offset_for_leader_epoch;
+pub mod produce;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader};
+use kafka_protocol::protocol::{Decodable, Encodable};
+
+use crate::shard::Shard;
+
+pub use self::error::HandlerError;
+
+/// One decoded request header plus its still-encoded body.
+pub struct Request {
+    pub api_key: ApiKey,
+    pub header: RequestHeader,
+    pub body: Bytes,
+}
+
+impl Request {
+    pub fn version(&self) -> i16 {
+        self.header.request_api_version
+    }
+
+    /// Decodes the body as `T` at the request's version; trailing bytes are tolerated (Kafka
+    /// ignores them too).
+    pub fn decode<T: Decodable>(&self) -> Result<T, HandlerError> {
+        let mut body = self.body.clone();
+        T::decode(&mut body, self.version()).map_err(|e| HandlerError::Decode(format!("{e:#}")))
+    }
+}
+
+/// Part of an encoded response body.
+#[derive(Debug)]
+pub enum BodyPart {
+    Bytes(Bytes),
+    /// Record bytes to splice from a segment file (zero-copy fetch).
+    File(storage::FileRange),
+}
+
+impl BodyPart {
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Bytes(b) => b.len(),
+            Self::File(f) => f.len as usize,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// What a handler produced.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The encoded response body (without size prefix or response header).
+    Body(Vec<BodyPart>),
+    /// No response at all (Produce with acks=0).
+    Silent,
+}
+
+impl Outcome {
+    pub fn encoded<T: Encodable>(message: &T, version: i16) -> Result<Self, HandlerError> {
+        let mut buf = BytesMut::with_capacity(message.compute_size(version).unwrap_or(64));
+        message
+            .encode(&mut buf, version)
+            .map_err(|e| HandlerError::Encode(format!("{e:#}")))?;
+        Ok(Self::Body(vec![BodyPart::Bytes(buf.freeze())]))
+    }
+}
+
+pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<Outcome, HandlerError>>>>;
+pub type Handler = fn(Rc<Shard>, Request) -> HandlerFuture;
+
+/// One supported API.
+pub struct ApiEntry {
+    pub key: ApiKey,
+    pub min_version: i16,
+    pub max_version: i16,
+    pub handler: Handler,
+}
+
+/// Every API Sluice answers, with the versions librdkafka 2.x, kafka-python and the Java 4.x
+/// client negotiate (and kafka-protocol 0.18 can encode).
+pub const REGISTRY: &[ApiEntry] = &[
+    ApiEntry {
+        key: ApiKey::Produce,
+        min_version: 3,
+        max_version: 12,
+        handler: produce::handle,
+    },
+    ApiEntry {
+        key: ApiKey::Fetch,
+        min_version: 4,
+        max_version: 17,
+        handler: fetch::handle,
+    },
+    ApiEntry {
+        key: ApiKey::ListOffsets,
+        min_version: 1,
+        max_version: 10,
+        handler: list_offsets::handle,
+    },
+    ApiEntry {
+        key: ApiKey::Metadata,
+        min_version: 0,
+        max_version: 12,
+        handler: metadata::handle,
+    },
+    ApiEntry {
+        key: ApiKey::ApiVersions,
+        min_version: 0,
+        max_version: 4,
+        handler: api_versions::handle,
+    },
+    ApiEntry {
+        key: ApiKey::CreateTopics,
+        min_version: 2,
+        max_version: 7,
+        handler: create_topics::handle,
+    },
+    ApiEntry {
+        key: ApiKey::OffsetForLeaderEpoch,
+        min_version: 2,
+        max_version: 4,
+        handler: offset_for_leader_epoch::handle,
+    },
+    ApiEntry {
+        key: ApiKey::DescribeCluster,
+        min_version: 0,
+        max_version: 1,
+        handler: describe_cluster::handle,
+    },
+];
+
+pub fn lookup(key: ApiKey) -> Option<&'static ApiEntry> {
+    REGISTRY.iter().find(|entry| entry.key == key)
+}
+
+/// What the connection should do with a request, decided from its header alone.
+pub enum Route {
+    Handle(Handler),
+    /// ApiVersions at a version we do not know: answer v0 with UNSUPPORTED_VERSION.
+    ApiVersionsFallback,
+    /// Unknown API or unsupported version: Kafka closes the connection.
+    Reject(&'static str),
+}
+
+pub fn route(key: ApiKey, version: i16) -> Route {
+    match lookup(key) {
+        Some(entry) if (entry.min_version..=entry.max_version).contains(&version) => {
+            Route::Handle(entry.handler)
+        }
+        Some(_) if key == ApiKey::ApiVersions => Route::ApiVersionsFallback,
+        Some(_) => Route::Reject("unsupported API version"),
+        None => Route::Reject("unsupported API"),
+    }
+}
+
+/// Kafka's "no topic-authorized-operations requested" sentinel.
+pub const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
+
+pub fn str_bytes(s: &str) -> kafka_protocol::protocol::StrBytes {
+    kafka_protocol::protocol::StrBytes::from_string(s.to_owned())
+}
+
+/// Decodes a request body as the registry's handler would (the fuzz target's entry point);
+/// returns whether it decoded. Versions outside the registry are not decoded (never reached).
+pub fn decode_any(key: ApiKey, version: i16, body: Bytes) -> bool {
+    use kafka_protocol::messages as m;
+    let Some(entry) = lookup(key) else {
+        return false;
+    };
+    if !(entry.min_version..=entry.max_version).contains(&version) {
+        return false;
+    }
+    let mut body = body;
+    let buf = &mut body;
+    match key {
+        ApiKey::Produce => m::ProduceRequest::decode(buf, version).is_ok(),
+        ApiKey::Fetch => m::FetchRequest::decode(buf, version).is_ok(),
+        ApiKey::ListOffsets => m::ListOffsetsRequest::decode(buf, version).is_ok(),
+        ApiKey::Metadata => m::MetadataRequest::decode(buf, version).is_ok(),
+        ApiKey::ApiVersions => m::ApiVersionsRequest::decode(buf, version).is_ok(),
+        ApiKey::CreateTopics => m::CreateTopicsRequest::decode(buf, version).is_ok(),
+        ApiKey::OffsetForLeaderEpoch => {
+            m::OffsetForLeaderEpochRequest::decode(buf, version).is_ok()
+        }
+        ApiKey::DescribeCluster => m::DescribeClusterRequest::decode(buf, version).is_ok(),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_is_within_what_kafka_protocol_can_encode() {
+        for entry in REGISTRY {
+            let valid = entry.key.valid_versions();
+            assert!(entry.min_version <= entry.max_version, "{:?}", entry.key);
+            assert!(
+                valid.min <= entry.min_version && entry.max_version <= valid.max,
+                "{:?}",
+                entry.key
+            );
+        }
+    }
+
+    #[test]
+    fn registry_has_each_key_once() {
+        for (i, a) in REGISTRY.iter().enumerate() {
+            assert!(
+                REGISTRY.iter().skip(i + 1).all(|b| b.key != a.key),
+                "{:?} twice",
+                a.key
+            );
+        }
+    }
+
+    #[test]
+    fn routing_by_version() {
+        assert!(matches!(route(ApiKey::Produce, 9), Route::Handle(_)));
+        assert!(matches!(route(ApiKey::Produce, 2), Route::Reject(_)));
+        assert!(matches!(
+            route(ApiKey::ApiVersions, 99),
+            Route::ApiVersionsFallback
+        ));
+        assert!(matches!(route(ApiKey::JoinGroup, 0), Route::Reject(_)));
+    }
+}

@@ -1,0 +1,351 @@
+//! Owner-side execution: what a shard does with the partitions it owns, whether the work came
+//! from one of its own connections or through its inbox.
+//!
+//! Invariants: storage write/fsync I/O errors stop the process (`shards::fatal`), they are never
+//! reported to a client as if the data might be there; a long-poll wait always ends by its
+//! deadline; topic creation is serialised on shard 0 (registry write lock held from snapshot
+//! to rename) and a topic is reported created only after every shard opened its partitions.
+
+use std::rc::Rc;
+use std::time::Instant;
+
+use futures_util::future::{join_all, select_all};
+
+use super::{
+    CreateResult, NewTopic, OffsetOk, OffsetQuery, OffsetResult, PartitionError, ProduceItem,
+    ProduceOk, ProduceResult, ReadItem, ReadOk, ReadResult, ShardMsg,
+};
+use crate::partition::{Partition, TopicPartition};
+use crate::shard::Shard;
+use crate::topics::{self, TopicError, TopicId, TopicMeta};
+
+/// Serves one inbox message (spawned, so a long poll never blocks the inbox).
+pub async fn serve(shard: Rc<Shard>, msg: ShardMsg) {
+    match msg {
+        ShardMsg::Produce { items, acks, reply } => reply.send(produce(&shard, items, acks).await),
+        ShardMsg::Read { items, reply } => reply.send(read(&shard, items).await),
+        ShardMsg::Wait {
+            items,
+            deadline,
+            reply,
+        } => {
+            wait(&shard, items, deadline).await;
+            reply.send(());
+        }
+        ShardMsg::Offsets { items, reply } => reply.send(offsets(&shard, items).await),
+        ShardMsg::CreateTopics {
+            topics,
+            validate_only,
+            reply,
+        } => reply.send(create_topics(&shard, topics, validate_only).await),
+        ShardMsg::TopicsChanged { topics, reply } => {
+            adopt_topics(&shard, topics).await;
+            reply.send(());
+        }
+        ShardMsg::Ping { reply } => reply.send(()),
+    }
+}
+
+fn io_is_fatal(tp: &TopicPartition, error: storage::StorageError) -> PartitionError {
+    if let storage::StorageError::Io(e) = &error {
+        shards::fatal(format!("storage I/O error on {}: {e}", tp.dir_name()));
+    }
+    PartitionError::from_storage(error)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+pub async fn produce(shard: &Shard, items: Vec<ProduceItem>, acks: i16) -> Vec<ProduceResult> {
+    let appends = items.into_iter().map(|item| async move {
+        let partition = shard
+            .partitions
+            .get(&item.tp)
+            .ok_or(PartitionError::UnknownTopicOrPartition)?;
+        append_one(&partition, item, acks).await
+    });
+    join_all(appends).await
+}
+
+async fn append_one(partition: &Partition, item: ProduceItem, acks: i16) -> ProduceResult {
+    let opts = storage::AppendOptions {
+        leader_epoch: 0,
+        now_ms: now_ms(),
+    };
+    let batches = bytes::BytesMut::from(&item.records[..]);
+    let info = partition
+        .log
+        .append(batches, opts)
+        .await
+        .map_err(|e| io_is_fatal(&item.tp, e))?;
+    if acks == -1 {
+        partition
+            .log
+            .flush()
+            .await
+            .map_err(|e| io_is_fatal(&item.tp, e))?;
+    }
+    partition.notify_appended();
+    Ok(ProduceOk {
+        base_offset: info.base_offset.0,
+        log_append_time_ms: info.log_append_time_ms,
+        log_start_offset: partition.log.log_start_offset().0,
+    })
+}
+
+pub async fn read(shard: &Shard, items: Vec<ReadItem>) -> Vec<ReadResult> {
+    let reads = items.into_iter().map(|item| async move {
+        let partition = shard
+            .partitions
+            .get(&item.tp)
+            .ok_or(PartitionError::UnknownTopicOrPartition)?;
+        read_one(&partition, &item).await
+    });
+    join_all(reads).await
+}
+
+async fn read_one(partition: &Partition, item: &ReadItem) -> ReadResult {
+    let high_watermark = partition.high_watermark();
+    let log_start = partition.log.log_start_offset();
+    let offset = storage::Offset(item.offset);
+    // Between the high watermark and the log end nothing is visible yet: an empty answer, not
+    // an error (Kafka's behaviour for a follower-less leader's uncommitted tail).
+    let slice = if offset >= high_watermark
+        && offset <= partition.log.log_end_offset()
+        && offset >= log_start
+    {
+        None
+    } else {
+        let slice = partition
+            .log
+            .read(offset, item.max_bytes, true, high_watermark)
+            .await
+            .map_err(PartitionError::from_storage)?;
+        (slice.total_bytes > 0).then_some(slice)
+    };
+    Ok(ReadOk {
+        high_watermark: high_watermark.0,
+        log_start_offset: log_start.0,
+        slice,
+    })
+}
+
+/// Waits until a listed partition's high watermark is past its offset, shutdown, or `deadline`.
+pub async fn wait(shard: &Shard, items: Vec<(TopicPartition, i64)>, deadline: Instant) {
+    let mut receivers = Vec::with_capacity(items.len());
+    for (tp, offset) in &items {
+        let Some(partition) = shard.partitions.get(tp) else {
+            continue;
+        };
+        if partition.high_watermark().0 > *offset {
+            return;
+        }
+        if let Some(rx) = partition.subscribe() {
+            receivers.push(rx);
+        }
+    }
+    let timer = Box::pin(compio::time::sleep_until(deadline));
+    let shutdown = Box::pin(shard.shutdown.wait());
+    let stop = futures_util::future::select(timer, shutdown);
+    if receivers.is_empty() {
+        stop.await;
+        return;
+    }
+    futures_util::future::select(stop, select_all(receivers)).await;
+}
+
+pub async fn offsets(shard: &Shard, items: Vec<OffsetQuery>) -> Vec<OffsetResult> {
+    let queries = items.into_iter().map(|query| async move {
+        let partition = shard
+            .partitions
+            .get(&query.tp)
+            .ok_or(PartitionError::UnknownTopicOrPartition)?;
+        offset_one(&partition, query.timestamp).await
+    });
+    join_all(queries).await
+}
+
+async fn offset_one(partition: &Partition, timestamp: i64) -> OffsetResult {
+    let log = &partition.log;
+    let at = |offset: storage::Offset| OffsetOk {
+        offset: offset.0,
+        timestamp: -1,
+    };
+    match timestamp {
+        -1 => Ok(at(partition.high_watermark())),
+        -2 | -4 => Ok(at(log.log_start_offset())),
+        -3 => Ok(log.max_timestamp().map_or(
+            OffsetOk {
+                offset: -1,
+                timestamp: -1,
+            },
+            |t| OffsetOk {
+                offset: t.offset.0,
+                timestamp: t.timestamp_ms,
+            },
+        )),
+        ts if ts < 0 => Ok(OffsetOk {
+            offset: -1,
+            timestamp: -1,
+        }),
+        ts => {
+            let found = log
+                .offset_for_timestamp(ts)
+                .await
+                .map_err(PartitionError::from_storage)?;
+            Ok(found.map_or(
+                OffsetOk {
+                    offset: -1,
+                    timestamp: -1,
+                },
+                |t| OffsetOk {
+                    offset: t.offset.0,
+                    timestamp: t.timestamp_ms,
+                },
+            ))
+        }
+    }
+}
+
+/// Shard 0 only: validates each topic, persists the registry with the new ones, has every shard
+/// open its partitions, then answers per topic.
+pub async fn create_topics(
+    shard: &Shard,
+    topics: Vec<NewTopic>,
+    validate_only: bool,
+) -> Vec<CreateResult> {
+    assert_eq!(
+        shard.id,
+        super::REGISTRY_SHARD,
+        "topic creation must run on the registry shard"
+    );
+    let mut results: Vec<CreateResult> = Vec::with_capacity(topics.len());
+    let mut created = Vec::new();
+    // The registry lock serialises validate-snapshot-persist, so two concurrent creates never
+    // both succeed for one name and an older snapshot never overwrites a newer file.
+    let _guard = shard.registry_lock.lock().await;
+    for topic in topics {
+        let checked = validate_new_topic(shard, &topic);
+        let checked = checked.and_then(|meta| {
+            let duplicate = created.iter().any(|m: &TopicMeta| m.name == meta.name);
+            if duplicate {
+                Err(TopicError::AlreadyExists(meta.name))
+            } else {
+                Ok(meta)
+            }
+        });
+        if let (Ok(meta), false) = (&checked, validate_only) {
+            created.push(meta.clone());
+        }
+        results.push(checked);
+    }
+    if created.is_empty() {
+        return results;
+    }
+    let mut table = shard.topics.borrow().clone();
+    for meta in &created {
+        table.upsert(meta.clone());
+    }
+    if let Err(e) = topics::persist(&shard.config.data_dir, &table).await {
+        tracing::error!(error = %e, "cannot persist topic registry");
+        let message = e.to_string();
+        return results
+            .into_iter()
+            .map(|r| r.and_then(|_| Err(TopicError::Io(message.clone()))))
+            .collect();
+    }
+    broadcast_topics(shard, created).await;
+    results
+}
+
+fn validate_new_topic(shard: &Shard, topic: &NewTopic) -> Result<TopicMeta, TopicError> {
+    topics::validate_name(&topic.name)?;
+    if shard.topics.borrow().get(&topic.name).is_some() {
+        return Err(TopicError::AlreadyExists(topic.name.clone()));
+    }
+    let partitions = if topic.partitions == -1 {
+        shard.config.num_partitions
+    } else {
+        topic.partitions
+    };
+    if partitions < 1 || partitions > shard.config.max_partitions_per_topic {
+        return Err(TopicError::InvalidPartitions(partitions));
+    }
+    if topic.replication_factor != -1 && topic.replication_factor != 1 {
+        return Err(TopicError::InvalidReplicationFactor(
+            topic.replication_factor,
+        ));
+    }
+    topics::config::resolve(&shard.default_log, &topic.configs)?;
+    Ok(TopicMeta {
+        name: topic.name.clone(),
+        id: TopicId::generate(&topic.name),
+        partitions: partitions.unsigned_abs(),
+        configs: topic.configs.clone(),
+    })
+}
+
+/// Sends the changed topics to every shard (itself directly) and waits until all adopted them.
+pub async fn broadcast_topics(shard: &Shard, changed: Vec<TopicMeta>) {
+    let others = shard.mesh.shards().filter(|&id| id != shard.id).map(|id| {
+        let topics = changed.clone();
+        async move {
+            if let Err(e) = shard
+                .mesh
+                .call(id, |reply| ShardMsg::TopicsChanged { topics, reply })
+                .await
+            {
+                tracing::warn!(shard = %id, error = %e, "topic broadcast not delivered");
+            }
+        }
+    });
+    let others: Vec<_> = others.collect();
+    adopt_topics(shard, changed).await;
+    join_all(others).await;
+}
+
+/// Records the topics in this shard's table and opens the partitions this shard owns.
+pub async fn adopt_topics(shard: &Shard, changed: Vec<TopicMeta>) {
+    for meta in &changed {
+        shard.topics.borrow_mut().upsert(meta.clone());
+    }
+    open_owned(shard, &changed).await;
+}
+
+/// Opens every not-yet-open partition of `metas` that this shard owns.
+pub async fn open_owned(shard: &Shard, metas: &[TopicMeta]) {
+    for meta in metas {
+        let config = match topics::config::resolve(&shard.default_log, &meta.configs) {
+            Ok(config) => config,
+            Err(e) => {
+                tracing::error!(topic = %meta.name, error = %e, "bad topic config, partitions not opened");
+                continue;
+            }
+        };
+        for index in 0..meta.partitions {
+            if shard.placement.shard_for(&meta.name, index) != shard.id {
+                continue;
+            }
+            let tp = TopicPartition::new(meta.name.clone(), index);
+            if shard.partitions.contains(&tp) {
+                continue;
+            }
+            let dir = shard.config.data_dir.join(tp.dir_name());
+            match storage::Log::open(dir, config.clone()).await {
+                Ok(log) => {
+                    let waiters_max = shard.config.fetch_waiters_per_partition_max;
+                    shard
+                        .partitions
+                        .insert(Rc::new(Partition::new(tp, log, waiters_max)));
+                }
+                Err(e) => {
+                    tracing::error!(partition = %tp.dir_name(), error = %e, "cannot open partition log")
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,316 @@
+//! Routing: which shard owns a partition, the messages shards exchange, and the split / call /
+//! merge of requests that touch partitions on several shards.
+//!
+//! Invariants: a partition operation always runs on the partition's owner (`Placement`); work
+//! for the local shard is executed directly (no mailbox hop); answers come back in the order of
+//! the request's items; every message type is `Send` and carries only owned data.
+
+pub mod local;
+pub mod split;
+
+use std::rc::Rc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures_util::future::join_all;
+use shards::{Reply, ShardId};
+
+use crate::partition::TopicPartition;
+use crate::shard::Shard;
+use crate::topics::{TopicError, TopicMeta};
+
+/// Why one partition's operation failed (crosses shards, so plain data).
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum PartitionError {
+    #[error("unknown topic or partition")]
+    UnknownTopicOrPartition,
+    #[error("corrupt record batch: {0}")]
+    Corrupt(String),
+    #[error("record batch of {size} bytes exceeds max.message.bytes {max}")]
+    TooLarge { size: usize, max: u32 },
+    #[error("invalid record: {0}")]
+    InvalidRecord(String),
+    #[error("offset {offset} out of range [{log_start}, {log_end}]")]
+    OffsetOutOfRange {
+        offset: i64,
+        log_start: i64,
+        log_end: i64,
+    },
+    #[error("invalid required acks {0}")]
+    InvalidRequiredAcks(i16),
+    #[error("storage error: {0}")]
+    Storage(String),
+    #[error("broker is shutting down or shard unavailable")]
+    Unavailable,
+}
+
+impl PartitionError {
+    /// Storage's typed errors to partition errors. I/O errors on the write path are fatal and
+    /// never reach here (see `local::fatal_on_io`).
+    pub fn from_storage(error: storage::StorageError) -> Self {
+        use storage::StorageError as S;
+        match error {
+            S::CorruptBatch(msg) => Self::Corrupt(msg),
+            S::InvalidMagic(magic) => Self::Corrupt(format!("unsupported magic {magic}")),
+            S::BatchTooLarge { size, max } => Self::TooLarge { size, max },
+            S::InvalidRecord(msg) => Self::InvalidRecord(msg),
+            S::OffsetOutOfRange {
+                offset,
+                log_start,
+                log_end,
+            } => Self::OffsetOutOfRange {
+                offset,
+                log_start,
+                log_end,
+            },
+            other => Self::Storage(other.to_string()),
+        }
+    }
+}
+
+/// One partition's produce payload: the batches as received.
+#[derive(Debug)]
+pub struct ProduceItem {
+    pub tp: TopicPartition,
+    pub records: Bytes,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProduceOk {
+    pub base_offset: i64,
+    pub log_append_time_ms: i64,
+    pub log_start_offset: i64,
+}
+
+pub type ProduceResult = Result<ProduceOk, PartitionError>;
+
+/// One partition read of a fetch.
+#[derive(Debug, Clone)]
+pub struct ReadItem {
+    pub tp: TopicPartition,
+    pub offset: i64,
+    pub max_bytes: u32,
+}
+
+/// A partition's state plus the batches read (a `ReadSlice`: file ranges, not bytes yet).
+#[derive(Debug)]
+pub struct ReadOk {
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+    pub slice: Option<storage::ReadSlice>,
+}
+
+impl ReadOk {
+    pub fn bytes(&self) -> u32 {
+        self.slice.as_ref().map_or(0, |s| s.total_bytes)
+    }
+}
+
+pub type ReadResult = Result<ReadOk, PartitionError>;
+
+/// ListOffsets / OffsetForLeaderEpoch query: Kafka's special timestamps (-1 latest, -2
+/// earliest, -3 max timestamp, -4 earliest local) or a timestamp in ms.
+#[derive(Debug, Clone)]
+pub struct OffsetQuery {
+    pub tp: TopicPartition,
+    pub timestamp: i64,
+}
+
+/// (offset, timestamp); offset -1 when no batch matches the timestamp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OffsetOk {
+    pub offset: i64,
+    pub timestamp: i64,
+}
+
+pub type OffsetResult = Result<OffsetOk, PartitionError>;
+
+/// A topic to create (already name-checked by the handler or not: shard 0 re-validates).
+#[derive(Debug, Clone)]
+pub struct NewTopic {
+    pub name: String,
+    pub partitions: i32,
+    pub replication_factor: i16,
+    pub configs: crate::topics::config::TopicOverrides,
+}
+
+pub type CreateResult = Result<TopicMeta, TopicError>;
+
+/// Every message a shard can receive from another.
+pub enum ShardMsg {
+    Produce {
+        items: Vec<ProduceItem>,
+        acks: i16,
+        reply: Reply<Vec<ProduceResult>>,
+    },
+    Read {
+        items: Vec<ReadItem>,
+        reply: Reply<Vec<ReadResult>>,
+    },
+    /// Answered when any listed partition's high watermark passes its offset, or at `deadline`.
+    Wait {
+        items: Vec<(TopicPartition, i64)>,
+        deadline: Instant,
+        reply: Reply<()>,
+    },
+    Offsets {
+        items: Vec<OffsetQuery>,
+        reply: Reply<Vec<OffsetResult>>,
+    },
+    /// Only to shard 0: validate, persist, broadcast, then answer.
+    CreateTopics {
+        topics: Vec<NewTopic>,
+        validate_only: bool,
+        reply: Reply<Vec<CreateResult>>,
+    },
+    /// From shard 0 to every shard: adopt these topics and open the partitions owned here.
+    TopicsChanged {
+        topics: Vec<TopicMeta>,
+        reply: Reply<()>,
+    },
+    /// Answered once the shard serves its inbox (startup barrier).
+    Ping { reply: Reply<()> },
+}
+
+/// The shard that owns the topic registry.
+pub const REGISTRY_SHARD: ShardId = ShardId(0);
+
+/// Per-request routing helper bound to the current shard.
+pub struct Router {
+    shard: Rc<Shard>,
+}
+
+impl Router {
+    pub fn new(shard: Rc<Shard>) -> Self {
+        Self { shard }
+    }
+
+    fn owner(&self, tp: &TopicPartition) -> ShardId {
+        self.shard.placement.shard_for(&tp.topic, tp.partition)
+    }
+
+    pub async fn produce(&self, items: Vec<ProduceItem>, acks: i16) -> Vec<ProduceResult> {
+        let groups = split::split(items, |item| self.owner(&item.tp));
+        let calls = groups
+            .groups
+            .into_iter()
+            .map(|(owner, (indices, items))| async move {
+                let answers = if owner == self.shard.id {
+                    local::produce(&self.shard, items, acks).await
+                } else {
+                    let call = self.shard.mesh.call(owner, |reply| ShardMsg::Produce {
+                        items,
+                        acks,
+                        reply,
+                    });
+                    call.await.unwrap_or_default()
+                };
+                (indices, answers)
+            });
+        split::merge(groups.len, join_all(calls).await, || {
+            Err(PartitionError::Unavailable)
+        })
+    }
+
+    pub async fn read(&self, items: Vec<ReadItem>) -> Vec<ReadResult> {
+        let groups = split::split(items, |item| self.owner(&item.tp));
+        let calls = groups
+            .groups
+            .into_iter()
+            .map(|(owner, (indices, items))| async move {
+                let answers = if owner == self.shard.id {
+                    local::read(&self.shard, items).await
+                } else {
+                    let call = self
+                        .shard
+                        .mesh
+                        .call(owner, |reply| ShardMsg::Read { items, reply });
+                    call.await.unwrap_or_default()
+                };
+                (indices, answers)
+            });
+        split::merge(groups.len, join_all(calls).await, || {
+            Err(PartitionError::Unavailable)
+        })
+    }
+
+    /// Waits until any of the partitions has data past its offset, or until `deadline`.
+    pub async fn wait_for_data(&self, items: Vec<(TopicPartition, i64)>, deadline: Instant) {
+        let groups = split::split(items, |(tp, _)| self.owner(tp));
+        let waits = groups.groups.into_iter().map(|(owner, (_, items))| {
+            Box::pin(async move {
+                if owner == self.shard.id {
+                    local::wait(&self.shard, items, deadline).await;
+                } else {
+                    let call = self.shard.mesh.call(owner, |reply| ShardMsg::Wait {
+                        items,
+                        deadline,
+                        reply,
+                    });
+                    if call.await.is_err() {
+                        // The owner is gone (shutdown): do not spin, sleep out the deadline.
+                        compio::time::sleep_until(deadline).await;
+                    }
+                }
+            })
+        });
+        let waits: Vec<_> = waits.collect();
+        if waits.is_empty() {
+            compio::time::sleep_until(deadline).await;
+            return;
+        }
+        futures_util::future::select_all(waits).await;
+    }
+
+    pub async fn offsets(&self, items: Vec<OffsetQuery>) -> Vec<OffsetResult> {
+        let groups = split::split(items, |item| self.owner(&item.tp));
+        let calls = groups
+            .groups
+            .into_iter()
+            .map(|(owner, (indices, items))| async move {
+                let answers = if owner == self.shard.id {
+                    local::offsets(&self.shard, items).await
+                } else {
+                    let call = self
+                        .shard
+                        .mesh
+                        .call(owner, |reply| ShardMsg::Offsets { items, reply });
+                    call.await.unwrap_or_default()
+                };
+                (indices, answers)
+            });
+        split::merge(groups.len, join_all(calls).await, || {
+            Err(PartitionError::Unavailable)
+        })
+    }
+
+    /// Creates topics through shard 0; answers per topic in request order.
+    pub async fn create_topics(
+        &self,
+        topics: Vec<NewTopic>,
+        validate_only: bool,
+    ) -> Vec<CreateResult> {
+        let len = topics.len();
+        let answers = if self.shard.id == REGISTRY_SHARD {
+            local::create_topics(&self.shard, topics, validate_only).await
+        } else {
+            let call = self
+                .shard
+                .mesh
+                .call(REGISTRY_SHARD, |reply| ShardMsg::CreateTopics {
+                    topics,
+                    validate_only,
+                    reply,
+                });
+            call.await.unwrap_or_default()
+        };
+        let mut answers = answers.into_iter();
+        (0..len)
+            .map(|_| {
+                answers
+                    .next()
+                    .unwrap_or_else(|| Err(TopicError::Io("registry shard unavailable".into())))
+            })
+            .collect()
+    }
+}

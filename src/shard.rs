@@ -1,0 +1,198 @@
+//! One shard's life: load the topic table, open the partitions it owns, listen on the shared
+//! SO_REUSEPORT address, serve connections and the inbox, and on shutdown stop accepting,
+//! let in-flight requests finish (bounded by `shutdown.timeout.ms`) and close every log.
+//!
+//! Invariants: all per-shard state lives in one `Shard` behind an `Rc` (never shared across
+//! threads); other shards are reached only through the mesh; "ready" is logged once, by shard 0,
+//! after every shard answered a ping, which each does only once it is listening.
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use shards::{Inbox, Mesh, Placement, ShardContext, ShardId, Shutdown};
+
+use crate::config::BrokerConfig;
+use crate::handlers::fetch_session::FetchSessions;
+use crate::partition::PartitionMap;
+use crate::router::{self, ShardMsg};
+use crate::topics::{self, TopicTable};
+
+/// What every shard starts from (built once in `run`).
+pub struct Boot {
+    pub config: Arc<BrokerConfig>,
+    pub default_log: storage::LogConfig,
+    /// The resolved listen address (port 0 already replaced by the real port).
+    pub listen: SocketAddr,
+    pub advertised_host: String,
+    pub advertised_port: u16,
+}
+
+/// Per-shard state shared by the shard's tasks.
+pub struct Shard {
+    pub id: ShardId,
+    pub mesh: Mesh<ShardMsg>,
+    pub placement: Placement,
+    pub config: Arc<BrokerConfig>,
+    pub default_log: storage::LogConfig,
+    pub advertised_host: String,
+    pub advertised_port: u16,
+    pub topics: RefCell<TopicTable>,
+    pub partitions: PartitionMap,
+    pub fetch_sessions: RefCell<FetchSessions>,
+    /// Held by shard 0 while it changes and persists the registry.
+    pub registry_lock: futures_util::lock::Mutex<()>,
+    pub shutdown: Shutdown,
+    connections: Cell<usize>,
+}
+
+impl Shard {
+    pub fn connection_count(&self) -> usize {
+        self.connections.get()
+    }
+}
+
+/// Counts a live connection for the drain at shutdown; decrements on drop.
+pub struct ConnectionGuard(Rc<Shard>);
+
+impl ConnectionGuard {
+    fn new(shard: Rc<Shard>) -> Self {
+        shard.connections.set(shard.connections.get() + 1);
+        Self(shard)
+    }
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.0
+            .connections
+            .set(self.0.connections.get().saturating_sub(1));
+    }
+}
+
+pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inbox<ShardMsg>) {
+    let table = topics::load(&boot.config.data_dir)
+        .unwrap_or_else(|e| shards::fatal(format!("cannot load topic registry: {e}")));
+    let shard = Rc::new(Shard {
+        id: ctx.id,
+        placement: Placement::new(ctx.mesh.shard_count()),
+        mesh: ctx.mesh,
+        config: boot.config.clone(),
+        default_log: boot.default_log.clone(),
+        advertised_host: boot.advertised_host.clone(),
+        advertised_port: boot.advertised_port,
+        fetch_sessions: RefCell::new(FetchSessions::new(
+            boot.config.fetch_session_cache_slots,
+            boot.config.fetch_session_partitions_max,
+            ctx.id,
+        )),
+        topics: RefCell::new(table),
+        partitions: PartitionMap::default(),
+        registry_lock: futures_util::lock::Mutex::new(()),
+        shutdown: ctx.shutdown,
+        connections: Cell::new(0),
+    });
+    let metas: Vec<_> = shard.topics.borrow().iter().cloned().collect();
+    router::local::open_owned(&shard, &metas).await;
+    let listener = shards::reuseport_listener(boot.listen)
+        .unwrap_or_else(|e| shards::fatal(format!("cannot listen on {}: {e}", boot.listen)));
+    let inbox_task = compio::runtime::spawn(serve_inbox(shard.clone(), inbox));
+    if shard.id == router::REGISTRY_SHARD {
+        announce_ready(&shard, boot.listen).await;
+    }
+    let retention_task = compio::runtime::spawn(retention_loop(shard.clone()));
+    accept_loop(&shard, &listener).await;
+    drop(listener);
+    drain_connections(&shard).await;
+    drop(retention_task);
+    drop(inbox_task);
+    close_logs(&shard).await;
+}
+
+async fn announce_ready(shard: &Shard, listen: SocketAddr) {
+    let pings = shard
+        .mesh
+        .shards()
+        .map(|id| shard.mesh.call(id, |reply| ShardMsg::Ping { reply }));
+    for result in futures_util::future::join_all(pings).await {
+        if let Err(e) = result {
+            shards::fatal(format!("a shard failed to start: {e}"));
+        }
+    }
+    tracing::info!(
+        "ready listening={listen} shards={} topics={}",
+        shard.mesh.shard_count(),
+        shard.topics.borrow().len()
+    );
+}
+
+async fn serve_inbox(shard: Rc<Shard>, inbox: Inbox<ShardMsg>) {
+    while let Some(msg) = inbox.recv().await {
+        compio::runtime::spawn(router::local::serve(shard.clone(), msg)).detach();
+    }
+}
+
+async fn accept_loop(shard: &Rc<Shard>, listener: &compio::net::TcpListener) {
+    loop {
+        let accept = Box::pin(listener.accept());
+        let stop = Box::pin(shard.shutdown.wait());
+        let (stream, peer) = match futures_util::future::select(accept, stop).await {
+            futures_util::future::Either::Left((Ok(accepted), _)) => accepted,
+            futures_util::future::Either::Left((Err(e), _)) => {
+                tracing::warn!(error = %e, "accept failed");
+                // EMFILE and friends: back off instead of spinning on the error.
+                compio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+            futures_util::future::Either::Right(_) => return,
+        };
+        if shard.connection_count() >= shard.config.max_connections_per_shard {
+            tracing::warn!(%peer, "connection limit reached, closing");
+            continue;
+        }
+        let guard = ConnectionGuard::new(shard.clone());
+        let shard = shard.clone();
+        compio::runtime::spawn(async move {
+            crate::net::conn::serve(shard, stream, peer).await;
+            drop(guard);
+        })
+        .detach();
+    }
+}
+
+async fn drain_connections(shard: &Shard) {
+    let deadline = Instant::now() + Duration::from_millis(shard.config.shutdown_timeout_ms);
+    while shard.connection_count() > 0 && Instant::now() < deadline {
+        compio::time::sleep(Duration::from_millis(10)).await;
+    }
+    if shard.connection_count() > 0 {
+        tracing::warn!(shard = %shard.id, open = shard.connection_count(), "shutdown timeout, closing anyway");
+    }
+}
+
+async fn close_logs(shard: &Shard) {
+    for partition in shard.partitions.drain() {
+        partition.notify_appended();
+        if let Err(e) = partition.log.close().await {
+            tracing::error!(partition = %partition.tp.dir_name(), error = %e, "closing log failed");
+        }
+    }
+}
+
+async fn retention_loop(shard: Rc<Shard>) {
+    let interval = Duration::from_millis(shard.config.retention_check_interval_ms);
+    loop {
+        compio::time::sleep(interval).await;
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        for partition in shard.partitions.all() {
+            if let Err(e) = partition.log.apply_retention(now_ms).await {
+                tracing::warn!(partition = %partition.tp.dir_name(), error = %e, "retention failed");
+            }
+        }
+    }
+}

@@ -1,0 +1,276 @@
+//! Topic metadata: names, ids, partition counts and config overrides.
+//!
+//! Shard 0 owns the authoritative registry and is the only writer: it validates a change,
+//! persists the whole registry atomically (`data_dir/__cluster/topics.toml`, written to a temp
+//! file, fsynced, renamed, directory fsynced) and only then broadcasts it. Every shard keeps a
+//! read-only `TopicTable` copy, loaded from the same file at start and replaced entry by entry by
+//! those broadcasts, so lookups never lock or cross shards.
+
+pub mod config;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::{Deserialize, Serialize};
+
+use self::config::TopicOverrides;
+
+/// Kafka's longest legal topic name.
+pub const TOPIC_NAME_LEN_MAX: usize = 249;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TopicError {
+    #[error("invalid topic name {0:?}")]
+    InvalidName(String),
+    #[error("topic {0:?} already exists")]
+    AlreadyExists(String),
+    #[error("invalid partition count {0}")]
+    InvalidPartitions(i32),
+    #[error("invalid replication factor {0}")]
+    InvalidReplicationFactor(i16),
+    #[error(transparent)]
+    Config(#[from] config::TopicConfigError),
+    #[error("topic registry I/O: {0}")]
+    Io(String),
+    #[error("topic registry file is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// A topic id (Kafka's UUID), stored as its 128-bit value; persisted as the UUID string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TopicId(pub u128);
+
+impl Serialize for TopicId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.uuid().to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for TopicId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        uuid::Uuid::parse_str(&text)
+            .map(|u| Self(u.as_u128()))
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+impl TopicId {
+    pub fn uuid(self) -> uuid::Uuid {
+        uuid::Uuid::from_u128(self.0)
+    }
+
+    /// A fresh id: mixes the wall clock, the process id, a counter and the name, so ids differ
+    /// across restarts and topics without a random-number dependency. Never the nil UUID.
+    pub fn generate(name: &str) -> Self {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let hi = fnv1a(&[&nanos.to_le_bytes(), name.as_bytes()]);
+        let lo = fnv1a(&[
+            &count.to_le_bytes(),
+            &std::process::id().to_le_bytes(),
+            &hi.to_le_bytes(),
+        ]);
+        // Version 4 / variant 1 bits, so tools that validate UUIDs accept it.
+        let raw = (u128::from(hi) << 64) | u128::from(lo);
+        let raw = (raw & !(0xF << 76)) | (0x4 << 76);
+        let raw = (raw & !(0x3 << 62)) | (0x2 << 62);
+        Self(raw)
+    }
+}
+
+fn fnv1a(parts: &[&[u8]]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for byte in *part {
+            hash ^= u64::from(*byte);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    hash
+}
+
+/// One topic's metadata (what is persisted and broadcast).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicMeta {
+    pub name: String,
+    pub id: TopicId,
+    pub partitions: u32,
+    #[serde(default)]
+    pub configs: TopicOverrides,
+}
+
+/// Kafka's topic-name rule: 1..=249 of [a-zA-Z0-9._-], and not "." or "..".
+pub fn validate_name(name: &str) -> Result<(), TopicError> {
+    let legal = !name.is_empty()
+        && name.len() <= TOPIC_NAME_LEN_MAX
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
+    if legal {
+        Ok(())
+    } else {
+        Err(TopicError::InvalidName(name.to_owned()))
+    }
+}
+
+/// A shard's view of all topics (authoritative on shard 0, a copy elsewhere).
+#[derive(Debug, Default, Clone)]
+pub struct TopicTable {
+    by_name: BTreeMap<String, TopicMeta>,
+    by_id: HashMap<TopicId, String>,
+}
+
+impl TopicTable {
+    pub fn get(&self, name: &str) -> Option<&TopicMeta> {
+        self.by_name.get(name)
+    }
+
+    pub fn by_id(&self, id: TopicId) -> Option<&TopicMeta> {
+        self.by_id.get(&id).and_then(|name| self.by_name.get(name))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &TopicMeta> {
+        self.by_name.values()
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_name.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+
+    pub fn upsert(&mut self, meta: TopicMeta) {
+        if let Some(old) = self.by_name.get(&meta.name) {
+            self.by_id.remove(&old.id);
+        }
+        self.by_id.insert(meta.id, meta.name.clone());
+        self.by_name.insert(meta.name.clone(), meta);
+    }
+
+    pub fn remove(&mut self, name: &str) -> Option<TopicMeta> {
+        let meta = self.by_name.remove(name)?;
+        self.by_id.remove(&meta.id);
+        Some(meta)
+    }
+
+    fn to_file(&self) -> RegistryFile {
+        RegistryFile {
+            topic: self.by_name.values().cloned().collect(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct RegistryFile {
+    #[serde(default)]
+    topic: Vec<TopicMeta>,
+}
+
+pub fn registry_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("__cluster").join("topics.toml")
+}
+
+/// Loads the persisted registry (an absent file is an empty registry). Blocking: called once per
+/// shard at start, before serving.
+pub fn load(data_dir: &Path) -> Result<TopicTable, TopicError> {
+    let path = registry_path(data_dir);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(TopicTable::default()),
+        Err(e) => return Err(TopicError::Io(format!("{}: {e}", path.display()))),
+    };
+    let file: RegistryFile =
+        toml::from_str(&text).map_err(|e| TopicError::Corrupt(e.to_string()))?;
+    let mut table = TopicTable::default();
+    for meta in file.topic {
+        validate_name(&meta.name).map_err(|e| TopicError::Corrupt(e.to_string()))?;
+        table.upsert(meta);
+    }
+    Ok(table)
+}
+
+/// Persists `table` atomically. Runs on a blocking thread so shard 0 keeps serving meanwhile.
+pub async fn persist(data_dir: &Path, table: &TopicTable) -> Result<(), TopicError> {
+    let text = toml::to_string(&table.to_file()).map_err(|e| TopicError::Io(e.to_string()))?;
+    let path = registry_path(data_dir);
+    let result =
+        compio::runtime::spawn_blocking(move || write_atomically(&path, text.as_bytes())).await;
+    match result {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(TopicError::Io(e.to_string())),
+        Err(_) => Err(TopicError::Io("registry writer thread failed".into())),
+    }
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path
+        .parent()
+        .ok_or_else(|| std::io::Error::other("registry path has no parent"))?;
+    std::fs::create_dir_all(dir)?;
+    let tmp = path.with_extension("toml.tmp");
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&tmp, path)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_kafka_rules() {
+        for good in ["a", "t1", "my.topic_x-1", &"a".repeat(249)] {
+            assert!(validate_name(good).is_ok(), "{good}");
+        }
+        for bad in ["", ".", "..", "a b", "a/b", "é", &"a".repeat(250)] {
+            assert!(validate_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn generated_ids_are_distinct_v4() {
+        let a = TopicId::generate("t");
+        let b = TopicId::generate("t");
+        assert_ne!(a, b);
+        assert_eq!(a.uuid().get_version_num(), 4);
+        assert!(!a.uuid().is_nil());
+    }
+
+    #[test]
+    fn registry_round_trips_through_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut table = TopicTable::default();
+        let mut configs = TopicOverrides::new();
+        configs.insert("retention.ms".into(), "10".into());
+        let meta = TopicMeta {
+            name: "t".into(),
+            id: TopicId::generate("t"),
+            partitions: 3,
+            configs,
+        };
+        table.upsert(meta.clone());
+        write_atomically(
+            &registry_path(dir.path()),
+            toml::to_string(&table.to_file()).unwrap().as_bytes(),
+        )
+        .unwrap();
+        let loaded = load(dir.path()).unwrap();
+        assert_eq!(loaded.get("t"), Some(&meta));
+        assert_eq!(loaded.by_id(meta.id).map(|m| m.name.as_str()), Some("t"));
+        assert!(load(&dir.path().join("absent")).unwrap().is_empty());
+    }
+}

@@ -1,0 +1,706 @@
+//! Kafka v2 record batches: header parsing, validation and the in-place rewrites the log
+//! performs at append time. No I/O.
+//!
+//! Layout (all big-endian): baseOffset i64 @0, batchLength i32 @8 (bytes after this field),
+//! partitionLeaderEpoch i32 @12, magic i8 @16, crc u32 @17 (CRC-32C of bytes 21..end),
+//! attributes i16 @21, lastOffsetDelta i32 @23, baseTimestamp i64 @27, maxTimestamp i64 @35,
+//! producerId i64 @43, producerEpoch i16 @51, baseSequence i32 @53, recordCount i32 @57,
+//! records @61. Invariant kept by the log: only baseOffset, partitionLeaderEpoch and (for
+//! LogAppendTime) maxTimestamp/attributes/crc are ever rewritten; records stay as received.
+
+use crate::error::StorageError;
+
+/// Size of the fixed v2 batch header.
+pub const BATCH_HEADER_LEN: usize = 61;
+/// Bytes before (and including) the batch length field; `batch_length` counts what follows.
+pub const LOG_OVERHEAD: usize = 12;
+/// Smallest legal `batch_length` (header without the first 12 bytes, no records).
+pub const MIN_BATCH_LENGTH: i32 = (BATCH_HEADER_LEN - LOG_OVERHEAD) as i32;
+/// The only record batch format we store.
+pub const MAGIC_V2: i8 = 2;
+
+const CRC_OFFSET: usize = 17;
+const ATTRIBUTES_OFFSET: usize = 21;
+const MAX_TIMESTAMP_OFFSET: usize = 35;
+const LEADER_EPOCH_OFFSET: usize = 12;
+const COMPRESSION_MASK: i16 = 0x07;
+const TIMESTAMP_TYPE_BIT: i16 = 0x08;
+const TRANSACTIONAL_BIT: i16 = 0x10;
+const CONTROL_BIT: i16 = 0x20;
+const MAX_COMPRESSION_CODEC: i16 = 4;
+
+/// The parsed fixed header of a v2 record batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatchHeader {
+    pub base_offset: i64,
+    pub batch_length: i32,
+    pub partition_leader_epoch: i32,
+    pub magic: i8,
+    pub crc: u32,
+    pub attributes: i16,
+    pub last_offset_delta: i32,
+    pub base_timestamp: i64,
+    pub max_timestamp: i64,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+    pub record_count: i32,
+}
+
+fn be_i64(buf: &[u8], at: usize) -> Option<i64> {
+    buf.get(at..at + 8)?.try_into().ok().map(i64::from_be_bytes)
+}
+fn be_i32(buf: &[u8], at: usize) -> Option<i32> {
+    buf.get(at..at + 4)?.try_into().ok().map(i32::from_be_bytes)
+}
+fn be_i16(buf: &[u8], at: usize) -> Option<i16> {
+    buf.get(at..at + 2)?.try_into().ok().map(i16::from_be_bytes)
+}
+
+impl BatchHeader {
+    /// Parses the header at the start of `buf` (which may hold more than one batch).
+    /// Checks only what the header alone can tell: magic and a sane length field.
+    pub fn parse(buf: &[u8]) -> Result<BatchHeader, StorageError> {
+        let magic = *buf.get(16).ok_or_else(|| {
+            StorageError::corrupt(format!("truncated header: {} bytes", buf.len()))
+        })? as i8;
+        if magic != MAGIC_V2 {
+            return Err(StorageError::InvalidMagic(magic));
+        }
+        let short = || StorageError::corrupt(format!("truncated header: {} bytes", buf.len()));
+        let h = BatchHeader {
+            base_offset: be_i64(buf, 0).ok_or_else(short)?,
+            batch_length: be_i32(buf, 8).ok_or_else(short)?,
+            partition_leader_epoch: be_i32(buf, 12).ok_or_else(short)?,
+            magic,
+            crc: be_i32(buf, CRC_OFFSET).ok_or_else(short)? as u32,
+            attributes: be_i16(buf, ATTRIBUTES_OFFSET).ok_or_else(short)?,
+            last_offset_delta: be_i32(buf, 23).ok_or_else(short)?,
+            base_timestamp: be_i64(buf, 27).ok_or_else(short)?,
+            max_timestamp: be_i64(buf, MAX_TIMESTAMP_OFFSET).ok_or_else(short)?,
+            producer_id: be_i64(buf, 43).ok_or_else(short)?,
+            producer_epoch: be_i16(buf, 51).ok_or_else(short)?,
+            base_sequence: be_i32(buf, 53).ok_or_else(short)?,
+            record_count: be_i32(buf, 57).ok_or_else(short)?,
+        };
+        if h.batch_length < MIN_BATCH_LENGTH {
+            return Err(StorageError::corrupt(format!(
+                "batch length {} below minimum {MIN_BATCH_LENGTH}",
+                h.batch_length
+            )));
+        }
+        Ok(h)
+    }
+
+    /// Whole batch size on the wire / on disk.
+    pub fn total_size(&self) -> usize {
+        LOG_OVERHEAD + self.batch_length as usize
+    }
+    /// Offset of the last record (base + last offset delta).
+    pub fn last_offset(&self) -> i64 {
+        self.base_offset + i64::from(self.last_offset_delta)
+    }
+    /// Compression codec id (0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd).
+    pub fn compression(&self) -> i16 {
+        self.attributes & COMPRESSION_MASK
+    }
+    pub fn is_compressed(&self) -> bool {
+        self.compression() != 0
+    }
+    pub fn is_log_append_time(&self) -> bool {
+        self.attributes & TIMESTAMP_TYPE_BIT != 0
+    }
+    pub fn is_transactional(&self) -> bool {
+        self.attributes & TRANSACTIONAL_BIT != 0
+    }
+    pub fn is_control(&self) -> bool {
+        self.attributes & CONTROL_BIT != 0
+    }
+}
+
+/// Reads only the base offset and length fields: the framing used to split a buffer.
+fn frame_len(buf: &[u8]) -> Result<usize, StorageError> {
+    let len = be_i32(buf, 8)
+        .ok_or_else(|| StorageError::corrupt(format!("truncated batch: {} bytes", buf.len())))?;
+    if len < MIN_BATCH_LENGTH {
+        return Err(StorageError::corrupt(format!(
+            "batch length {len} below minimum {MIN_BATCH_LENGTH}"
+        )));
+    }
+    let total = LOG_OVERHEAD + len as usize;
+    if total > buf.len() {
+        return Err(StorageError::corrupt(format!(
+            "truncated batch: length says {total} bytes, {} present",
+            buf.len()
+        )));
+    }
+    Ok(total)
+}
+
+/// Splits a buffer of concatenated batches into one slice per batch, by the length fields
+/// only. Stops after the first error (a truncated or absurd length).
+pub fn split_batches(buf: &[u8]) -> impl Iterator<Item = Result<&[u8], StorageError>> {
+    let mut rest = Some(buf);
+    std::iter::from_fn(move || {
+        let cur = rest.take()?;
+        if cur.is_empty() {
+            return None;
+        }
+        match frame_len(cur) {
+            Ok(total) => {
+                let (batch, tail) = cur.split_at(total);
+                rest = Some(tail);
+                Some(Ok(batch))
+            }
+            Err(e) => Some(Err(e)),
+        }
+    })
+}
+
+/// CRC-32C over attributes..end, as stored in the header.
+pub fn compute_crc(batch: &[u8]) -> u32 {
+    crc32c::crc32c(batch.get(ATTRIBUTES_OFFSET..).unwrap_or(&[]))
+}
+
+/// What validation learnt about one batch.
+#[derive(Clone, Debug)]
+pub struct BatchInfo {
+    pub header: BatchHeader,
+    pub size: usize,
+    /// Offset delta of the record carrying the max timestamp (last delta when compressed).
+    pub max_timestamp_delta: i32,
+}
+
+/// Fully validates one batch (exactly one, `batch.len()` == its length): magic, length, CRC,
+/// record count, offset deltas and, for uncompressed batches, the records themselves.
+pub fn validate_batch(batch: &[u8], max_message_bytes: u32) -> Result<BatchInfo, StorageError> {
+    let header = BatchHeader::parse(batch)?;
+    let size = header.total_size();
+    if size != batch.len() {
+        return Err(StorageError::corrupt(format!(
+            "batch length {size} does not match buffer {}",
+            batch.len()
+        )));
+    }
+    if size > max_message_bytes as usize {
+        return Err(StorageError::BatchTooLarge {
+            size,
+            max: max_message_bytes,
+        });
+    }
+    let crc = compute_crc(batch);
+    if crc != header.crc {
+        return Err(StorageError::corrupt(format!(
+            "crc mismatch: header {:#010x}, computed {crc:#010x}",
+            header.crc
+        )));
+    }
+    if header.record_count <= 0 {
+        return Err(StorageError::InvalidRecord(format!(
+            "batch has {} records",
+            header.record_count
+        )));
+    }
+    if header.compression() > MAX_COMPRESSION_CODEC {
+        return Err(StorageError::InvalidRecord(format!(
+            "unknown compression codec {}",
+            header.compression()
+        )));
+    }
+    if header.last_offset_delta < 0 || header.last_offset_delta < header.record_count - 1 {
+        return Err(StorageError::InvalidRecord(format!(
+            "last offset delta {} with {} records",
+            header.last_offset_delta, header.record_count
+        )));
+    }
+    let max_timestamp_delta = if header.is_compressed() {
+        header.last_offset_delta
+    } else {
+        validate_records(batch, &header)?
+    };
+    Ok(BatchInfo {
+        header,
+        size,
+        max_timestamp_delta,
+    })
+}
+
+/// Walks the records of an uncompressed batch; returns the offset delta of the record with
+/// the largest timestamp.
+fn validate_records(batch: &[u8], header: &BatchHeader) -> Result<i32, StorageError> {
+    if header.last_offset_delta != header.record_count - 1 {
+        return Err(StorageError::InvalidRecord(format!(
+            "last offset delta {} but {} records",
+            header.last_offset_delta, header.record_count
+        )));
+    }
+    let mut count: i32 = 0;
+    let mut best = (i64::MIN, 0i32);
+    for rec in records(batch)? {
+        let rec = rec?;
+        if rec.offset_delta != count {
+            return Err(StorageError::InvalidRecord(format!(
+                "record {count} has offset delta {}",
+                rec.offset_delta
+            )));
+        }
+        let ts = header.base_timestamp.wrapping_add(rec.timestamp_delta);
+        if ts > best.0 {
+            best = (ts, rec.offset_delta);
+        }
+        count += 1;
+        if count > header.record_count {
+            break;
+        }
+    }
+    if count != header.record_count {
+        return Err(StorageError::corrupt(format!(
+            "header says {} records, batch holds {}{}",
+            header.record_count,
+            count,
+            if count > header.record_count { "+" } else { "" }
+        )));
+    }
+    Ok(best.1)
+}
+
+/// Validates every batch in `buf` (concatenated batches as in a produce request).
+pub fn validate_all(buf: &[u8], max_message_bytes: u32) -> Result<Vec<BatchInfo>, StorageError> {
+    let mut out = Vec::new();
+    for batch in split_batches(buf) {
+        out.push(validate_batch(batch?, max_message_bytes)?);
+    }
+    if out.is_empty() {
+        return Err(StorageError::InvalidRecord("no record batches".into()));
+    }
+    Ok(out)
+}
+
+/// Rewrites the base offset field (not covered by the CRC).
+pub fn set_base_offset(batch: &mut [u8], base_offset: i64) {
+    if let Some(b) = batch.get_mut(0..8) {
+        b.copy_from_slice(&base_offset.to_be_bytes());
+    }
+}
+
+/// Rewrites the partition leader epoch field (not covered by the CRC).
+pub fn set_leader_epoch(batch: &mut [u8], epoch: i32) {
+    if let Some(b) = batch.get_mut(LEADER_EPOCH_OFFSET..LEADER_EPOCH_OFFSET + 4) {
+        b.copy_from_slice(&epoch.to_be_bytes());
+    }
+}
+
+/// LogAppendTime: max timestamp := `now_ms`, timestamp-type bit set, CRC recomputed.
+pub fn set_log_append_time(batch: &mut [u8], now_ms: i64) {
+    let Some(attrs) = be_i16(batch, ATTRIBUTES_OFFSET) else {
+        return;
+    };
+    if let Some(b) = batch.get_mut(ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2) {
+        b.copy_from_slice(&(attrs | TIMESTAMP_TYPE_BIT).to_be_bytes());
+    }
+    if let Some(b) = batch.get_mut(MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8) {
+        b.copy_from_slice(&now_ms.to_be_bytes());
+    }
+    let crc = compute_crc(batch);
+    if let Some(b) = batch.get_mut(CRC_OFFSET..CRC_OFFSET + 4) {
+        b.copy_from_slice(&crc.to_be_bytes());
+    }
+}
+
+/// Reads a zigzag varint (Kafka `varint`, at most 5 bytes); returns value and bytes used.
+pub fn read_varint(buf: &[u8]) -> Result<(i32, usize), StorageError> {
+    let (v, n) = read_unsigned(buf, 5)?;
+    let v = v as u32;
+    Ok((((v >> 1) as i32) ^ -((v & 1) as i32), n))
+}
+
+/// Reads a zigzag varlong (Kafka `varlong`, at most 10 bytes); returns value and bytes used.
+pub fn read_varlong(buf: &[u8]) -> Result<(i64, usize), StorageError> {
+    let (v, n) = read_unsigned(buf, 10)?;
+    Ok((((v >> 1) as i64) ^ -((v & 1) as i64), n))
+}
+
+fn read_unsigned(buf: &[u8], max_len: usize) -> Result<(u64, usize), StorageError> {
+    let mut v: u64 = 0;
+    for i in 0..max_len {
+        let b = *buf
+            .get(i)
+            .ok_or_else(|| StorageError::corrupt("truncated varint"))?;
+        v |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            return Ok((v, i + 1));
+        }
+    }
+    Err(StorageError::corrupt("varint too long"))
+}
+
+/// Appends a zigzag varint.
+pub fn write_varint(out: &mut Vec<u8>, v: i32) {
+    write_unsigned(out, ((v << 1) ^ (v >> 31)) as u32 as u64);
+}
+
+/// Appends a zigzag varlong.
+pub fn write_varlong(out: &mut Vec<u8>, v: i64) {
+    write_unsigned(out, ((v << 1) ^ (v >> 63)) as u64);
+}
+
+fn write_unsigned(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8 & 0x7f) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// One record of an uncompressed batch, borrowed from the batch bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordView<'a> {
+    pub attributes: i8,
+    pub timestamp_delta: i64,
+    pub offset_delta: i32,
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+    pub headers: Vec<(&'a [u8], Option<&'a [u8]>)>,
+}
+
+/// A cursor over bytes that fails (never panics) on truncation.
+struct Cursor<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Cursor<'a> {
+    fn varint(&mut self) -> Result<i32, StorageError> {
+        let (v, n) = read_varint(self.buf)?;
+        self.buf = self.buf.get(n..).unwrap_or(&[]);
+        Ok(v)
+    }
+    fn varlong(&mut self) -> Result<i64, StorageError> {
+        let (v, n) = read_varlong(self.buf)?;
+        self.buf = self.buf.get(n..).unwrap_or(&[]);
+        Ok(v)
+    }
+    fn take(&mut self, n: usize) -> Result<&'a [u8], StorageError> {
+        if n > self.buf.len() {
+            return Err(StorageError::corrupt(format!(
+                "record field of {n} bytes, {} left",
+                self.buf.len()
+            )));
+        }
+        let (a, b) = self.buf.split_at(n);
+        self.buf = b;
+        Ok(a)
+    }
+    fn nullable_bytes(&mut self) -> Result<Option<&'a [u8]>, StorageError> {
+        let len = self.varint()?;
+        if len < 0 {
+            return Ok(None);
+        }
+        self.take(len as usize).map(Some)
+    }
+}
+
+fn decode_record(body: &[u8]) -> Result<RecordView<'_>, StorageError> {
+    let mut c = Cursor { buf: body };
+    let attributes = c.take(1)?.first().copied().unwrap_or(0) as i8;
+    let timestamp_delta = c.varlong()?;
+    let offset_delta = c.varint()?;
+    let key = c.nullable_bytes()?;
+    let value = c.nullable_bytes()?;
+    let header_count = c.varint()?;
+    if header_count < 0 || header_count as usize > body.len() {
+        return Err(StorageError::corrupt(format!(
+            "record header count {header_count}"
+        )));
+    }
+    let mut headers = Vec::with_capacity(header_count as usize);
+    for _ in 0..header_count {
+        let klen = c.varint()?;
+        if klen < 0 {
+            return Err(StorageError::corrupt("null record header key"));
+        }
+        let k = c.take(klen as usize)?;
+        headers.push((k, c.nullable_bytes()?));
+    }
+    if !c.buf.is_empty() {
+        return Err(StorageError::corrupt(format!(
+            "record has {} trailing bytes",
+            c.buf.len()
+        )));
+    }
+    Ok(RecordView {
+        attributes,
+        timestamp_delta,
+        offset_delta,
+        key,
+        value,
+        headers,
+    })
+}
+
+/// Iterates the records of one uncompressed batch. Yields an error (and stops) on malformed
+/// input; the iterator ends exactly at the end of the batch.
+pub fn records(
+    batch: &[u8],
+) -> Result<impl Iterator<Item = Result<RecordView<'_>, StorageError>>, StorageError> {
+    let header = BatchHeader::parse(batch)?;
+    if header.is_compressed() {
+        return Err(StorageError::InvalidRecord(
+            "cannot iterate records of a compressed batch".into(),
+        ));
+    }
+    let end = header.total_size().min(batch.len());
+    let mut rest = batch.get(BATCH_HEADER_LEN..end).unwrap_or(&[]);
+    let mut failed = false;
+    Ok(std::iter::from_fn(move || {
+        if failed || rest.is_empty() {
+            return None;
+        }
+        let mut c = Cursor { buf: rest };
+        let item = c.varint().and_then(|len| {
+            if len < 0 {
+                return Err(StorageError::corrupt(format!("record length {len}")));
+            }
+            let body = c.take(len as usize)?;
+            decode_record(body)
+        });
+        rest = c.buf;
+        failed = item.is_err();
+        Some(item)
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::builder::{decode_batch, BatchBuilder};
+
+    fn sample() -> Vec<u8> {
+        BatchBuilder::new(1_000)
+            .record(Some(b"k1"), Some(b"v1"), &[(b"h", b"x")])
+            .record_at(1_005, None, Some(b"v2"), &[])
+            .record_at(999, Some(b"k3"), None, &[])
+            .build()
+            .to_vec()
+    }
+
+    fn set_crc(b: &mut [u8]) {
+        let crc = compute_crc(b);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+    }
+
+    #[test]
+    fn crc32c_known_vector() {
+        // RFC 3720 test vector: 32 bytes of zeros.
+        assert_eq!(crc32c::crc32c(&[0u8; 32]), 0x8a91_36aa);
+    }
+
+    #[test]
+    fn parse_and_validate_built_batch() {
+        let b = sample();
+        let h = BatchHeader::parse(&b).unwrap();
+        assert_eq!(h.magic, 2);
+        assert_eq!(h.record_count, 3);
+        assert_eq!(h.last_offset_delta, 2);
+        assert_eq!(h.base_timestamp, 1_000);
+        assert_eq!(h.max_timestamp, 1_005);
+        assert_eq!(h.total_size(), b.len());
+        assert_eq!(h.crc, compute_crc(&b));
+        let info = validate_batch(&b, 1 << 20).unwrap();
+        assert_eq!(info.max_timestamp_delta, 1);
+        let d = decode_batch(&b).unwrap();
+        assert_eq!(d.records.len(), 3);
+        assert_eq!(d.records[0].key.as_deref(), Some(&b"k1"[..]));
+        assert_eq!(
+            d.records[0].headers,
+            vec![(b"h".to_vec(), Some(b"x".to_vec()))]
+        );
+        assert_eq!(d.records[1].timestamp_ms, 1_005);
+        assert_eq!(d.records[2].value, None);
+    }
+
+    #[test]
+    fn rejects_bad_crc() {
+        let mut b = sample();
+        let last = b.len() - 1;
+        b[last] ^= 1;
+        assert!(
+            matches!(validate_batch(&b, 1 << 20), Err(StorageError::CorruptBatch(m)) if m.contains("crc"))
+        );
+    }
+
+    #[test]
+    fn rejects_truncated_batch() {
+        let b = sample();
+        assert!(matches!(
+            validate_all(&b[..b.len() - 3], 1 << 20),
+            Err(StorageError::CorruptBatch(m)) if m.contains("truncated")
+        ));
+        assert!(matches!(
+            validate_all(&b[..10], 1 << 20),
+            Err(StorageError::CorruptBatch(_))
+        ));
+        assert!(matches!(
+            BatchHeader::parse(&b[..40]),
+            Err(StorageError::CorruptBatch(_))
+        ));
+    }
+
+    #[test]
+    fn rejects_wrong_magic() {
+        let mut b = sample();
+        b[16] = 1;
+        assert!(matches!(
+            validate_all(&b, 1 << 20),
+            Err(StorageError::InvalidMagic(1))
+        ));
+    }
+
+    #[test]
+    fn rejects_absurd_lengths() {
+        let mut b = sample();
+        b[8..12].copy_from_slice(&i32::MAX.to_be_bytes());
+        assert!(matches!(
+            validate_all(&b, 1 << 20),
+            Err(StorageError::CorruptBatch(_))
+        ));
+        b[8..12].copy_from_slice(&(-5i32).to_be_bytes());
+        assert!(matches!(
+            validate_all(&b, 1 << 20),
+            Err(StorageError::CorruptBatch(_))
+        ));
+        b[8..12].copy_from_slice(&10i32.to_be_bytes());
+        assert!(matches!(
+            validate_all(&b, 1 << 20),
+            Err(StorageError::CorruptBatch(_))
+        ));
+    }
+
+    #[test]
+    fn rejects_too_large() {
+        let b = sample();
+        assert!(matches!(
+            validate_all(&b, 50),
+            Err(StorageError::BatchTooLarge { max: 50, .. })
+        ));
+    }
+
+    #[test]
+    fn rejects_zero_records() {
+        let b = BatchBuilder::new(5).build();
+        assert!(matches!(
+            validate_all(&b, 1 << 20),
+            Err(StorageError::InvalidRecord(_))
+        ));
+        assert!(matches!(
+            validate_all(&[], 1 << 20),
+            Err(StorageError::InvalidRecord(_))
+        ));
+    }
+
+    #[test]
+    fn rejects_count_mismatch() {
+        let mut b = sample();
+        b[57..61].copy_from_slice(&2i32.to_be_bytes());
+        b[23..27].copy_from_slice(&1i32.to_be_bytes());
+        set_crc(&mut b);
+        assert!(
+            matches!(validate_all(&b, 1 << 20), Err(StorageError::CorruptBatch(m)) if m.contains("records"))
+        );
+        let mut b = sample();
+        b[57..61].copy_from_slice(&4i32.to_be_bytes());
+        b[23..27].copy_from_slice(&3i32.to_be_bytes());
+        set_crc(&mut b);
+        assert!(matches!(
+            validate_all(&b, 1 << 20),
+            Err(StorageError::CorruptBatch(_))
+        ));
+        // last offset delta inconsistent with the count
+        let mut b = sample();
+        b[23..27].copy_from_slice(&7i32.to_be_bytes());
+        set_crc(&mut b);
+        assert!(matches!(
+            validate_all(&b, 1 << 20),
+            Err(StorageError::InvalidRecord(_))
+        ));
+    }
+
+    #[test]
+    fn rejects_garbage_records_without_panicking() {
+        let mut b = sample();
+        for byte in b.iter_mut().skip(61) {
+            *byte = 0xff;
+        }
+        set_crc(&mut b);
+        assert!(validate_all(&b, 1 << 20).is_err());
+    }
+
+    #[test]
+    fn compressed_batches_trust_the_header_count() {
+        let mut b = sample();
+        b[21..23].copy_from_slice(&1i16.to_be_bytes()); // gzip: records are opaque
+        set_crc(&mut b);
+        let info = validate_batch(&b, 1 << 20).unwrap();
+        assert!(info.header.is_compressed());
+        assert_eq!(info.max_timestamp_delta, 2);
+        b[21..23].copy_from_slice(&7i16.to_be_bytes());
+        set_crc(&mut b);
+        assert!(matches!(
+            validate_batch(&b, 1 << 20),
+            Err(StorageError::InvalidRecord(_))
+        ));
+    }
+
+    #[test]
+    fn split_multiple_and_rewrites() {
+        let a = sample();
+        let mut buf = a.clone();
+        buf.extend_from_slice(&a);
+        let parts: Vec<_> = split_batches(&buf).collect::<Result<_, _>>().unwrap();
+        assert_eq!(parts.len(), 2);
+        assert_eq!(validate_all(&buf, 1 << 20).unwrap().len(), 2);
+        let mut b = a.clone();
+        set_base_offset(&mut b, 77);
+        set_leader_epoch(&mut b, 5);
+        let h = BatchHeader::parse(&b).unwrap();
+        assert_eq!((h.base_offset, h.partition_leader_epoch), (77, 5));
+        assert!(
+            validate_batch(&b, 1 << 20).is_ok(),
+            "offset/epoch are outside the CRC"
+        );
+        set_log_append_time(&mut b, 123_456);
+        let h = BatchHeader::parse(&b).unwrap();
+        assert_eq!(h.max_timestamp, 123_456);
+        assert!(h.is_log_append_time());
+        assert!(validate_batch(&b, 1 << 20).is_ok());
+        assert_eq!(&b[61..], &a[61..], "records are never re-encoded");
+    }
+
+    #[test]
+    fn varints_round_trip() {
+        for v in [
+            0i64,
+            1,
+            -1,
+            63,
+            -64,
+            64,
+            300,
+            -300,
+            i32::MAX as i64,
+            i32::MIN as i64,
+            i64::MAX,
+            i64::MIN,
+        ] {
+            let mut out = Vec::new();
+            write_varlong(&mut out, v);
+            assert_eq!(read_varlong(&out).unwrap(), (v, out.len()));
+            if let Ok(v32) = i32::try_from(v) {
+                let mut out = Vec::new();
+                write_varint(&mut out, v32);
+                assert_eq!(read_varint(&out).unwrap(), (v32, out.len()));
+            }
+        }
+        assert!(read_varint(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x01]).is_err());
+        assert!(read_varint(&[0x80]).is_err());
+    }
+}

@@ -1,0 +1,221 @@
+//! `storage_bench`: single-shard throughput of the partition log (run by
+//! `perf/bench-storage.sh`, which puts `dd` numbers for the same disk next to it).
+//!
+//! Appends 1 KiB records in 16 KiB or 1 MiB batches, fsynced every MiB (flush.messages =
+//! records per MiB) or never, then reads the whole log back through `Log::read` +
+//! `ReadSlice::read_bytes`, once from disk (page cache dropped for the segment files with
+//! `posix_fadvise(DONTNEED)`, which only touches our own clean pages) and once warm.
+//! Only the `append` / `read` calls are timed: building and copying the input batches is the
+//! producer's cost, not the log's. Output: one `RESULT <name> <MB/s>` line per measurement
+//! (MB = 10^6 bytes, like dd), after a human-readable line.
+
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use clap::Parser;
+use storage::{AppendOptions, BatchBuilder, Log, LogConfig, Offset, StorageError};
+
+const KIB: usize = 1024;
+const MIB: usize = 1024 * 1024;
+/// Distinct pre-built batches cycled through, so values are not one repeated buffer.
+const BATCH_POOL_LEN: usize = 8;
+/// Bytes asked of `Log::read` per call while reading back (a large fetch).
+const READ_BYTES: u32 = MIB as u32;
+
+#[derive(thiserror::Error, Debug)]
+enum BenchError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Check(String),
+}
+
+#[derive(Parser, Debug)]
+#[command(name = "storage_bench", about = "Single-shard append/read throughput of the log")]
+struct Args {
+    /// Scratch directory (its filesystem is what is measured); partitions are created inside.
+    #[arg(long)]
+    dir: PathBuf,
+    /// Bytes appended per run, in MiB.
+    #[arg(long, default_value_t = 512)]
+    total_mib: usize,
+    /// Value size of one record.
+    #[arg(long, default_value_t = KIB)]
+    record_bytes: usize,
+}
+
+/// One append configuration.
+#[derive(Clone, Copy, Debug)]
+struct Run {
+    batch_bytes: usize,
+    fsync_per_mib: bool,
+}
+
+impl Run {
+    fn name(self) -> String {
+        let batch = if self.batch_bytes >= MIB {
+            format!("{}MiB", self.batch_bytes / MIB)
+        } else {
+            format!("{}KiB", self.batch_bytes / KIB)
+        };
+        let sync = if self.fsync_per_mib { "fsync-per-MiB" } else { "no-fsync" };
+        format!("append-{batch}-{sync}")
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let result = compio::runtime::Runtime::new()
+        .map_err(BenchError::from)
+        .and_then(|rt| rt.block_on(bench(&args)));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("storage_bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn bench(args: &Args) -> Result<(), BenchError> {
+    let total_bytes = args.total_mib * MIB;
+    let runs = [
+        Run { batch_bytes: 16 * KIB, fsync_per_mib: true },
+        Run { batch_bytes: 16 * KIB, fsync_per_mib: false },
+        Run { batch_bytes: MIB, fsync_per_mib: true },
+        Run { batch_bytes: MIB, fsync_per_mib: false },
+    ];
+    let mut kept: Option<PathBuf> = None;
+    for run in runs {
+        let dir = args.dir.join(format!("{}-0", run.name()));
+        remove_dir_if_exists(&dir)?;
+        let (bytes, elapsed) = append_run(&dir, run, args.record_bytes, total_bytes).await?;
+        report(&run.name(), bytes, elapsed);
+        // The fsynced 1 MiB log is read back below; the others only take disk space.
+        if run.batch_bytes == MIB && run.fsync_per_mib {
+            kept = Some(dir);
+        } else {
+            std::fs::remove_dir_all(&dir)?;
+        }
+    }
+    if let Some(dir) = kept {
+        drop_page_cache(&dir)?;
+        let (bytes, elapsed) = read_run(&dir).await?;
+        report("read-cold", bytes, elapsed);
+        let (bytes, elapsed) = read_run(&dir).await?;
+        report("read-warm", bytes, elapsed);
+        std::fs::remove_dir_all(&dir)?;
+    }
+    Ok(())
+}
+
+fn report(name: &str, bytes: u64, elapsed: Duration) {
+    let mbps = bytes as f64 / elapsed.as_secs_f64().max(1e-9) / 1e6;
+    println!(
+        "{name:<28} {:>8.1} MiB in {:>7.3} s = {mbps:>8.1} MB/s",
+        bytes as f64 / MIB as f64,
+        elapsed.as_secs_f64()
+    );
+    println!("RESULT {name} {mbps:.1}");
+}
+
+fn remove_dir_if_exists(dir: &Path) -> Result<(), BenchError> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
+/// Pre-built batches of `records` values of `record_bytes` each.
+fn batch_pool(records: usize, record_bytes: usize) -> Vec<BytesMut> {
+    (0..BATCH_POOL_LEN)
+        .map(|i| {
+            let mut b = BatchBuilder::new(1_700_000_000_000);
+            for r in 0..records {
+                let fill = (i * 31 + r) as u8;
+                b = b.record(None, Some(&vec![fill; record_bytes]), &[]);
+            }
+            b.build()
+        })
+        .collect()
+}
+
+/// Appends until `total_bytes` are stored; returns (bytes, time inside `append`).
+async fn append_run(
+    dir: &Path,
+    run: Run,
+    record_bytes: usize,
+    total_bytes: usize,
+) -> Result<(u64, Duration), BenchError> {
+    let records = (run.batch_bytes / record_bytes).max(1);
+    let pool = batch_pool(records, record_bytes);
+    let config = LogConfig {
+        flush_messages: if run.fsync_per_mib {
+            (MIB / record_bytes).max(1) as u64
+        } else {
+            u64::MAX
+        },
+        // A "1 MiB" batch of 1 KiB records is a little over 1 MiB with its overheads.
+        max_message_bytes: (2 * run.batch_bytes).max(MIB) as u32,
+        ..LogConfig::default()
+    };
+    let log = Log::open(dir.to_path_buf(), config).await?;
+    let opts = AppendOptions { leader_epoch: 0, now_ms: 1_700_000_000_000 };
+    let (mut written, mut busy) = (0u64, Duration::ZERO);
+    let mut i = 0usize;
+    while written < total_bytes as u64 {
+        let batch = pool.get(i % BATCH_POOL_LEN).cloned().unwrap_or_default();
+        i += 1;
+        let t = Instant::now();
+        let info = log.append(batch, opts).await?;
+        busy += t.elapsed();
+        written += u64::from(info.bytes);
+    }
+    // Not timed for no-fsync (page-cache speed is what that run shows); close fsyncs the tail.
+    log.close().await?;
+    Ok((written, busy))
+}
+
+/// `posix_fadvise(DONTNEED)` on every file of `dir`, so the next read comes from the disk.
+fn drop_page_cache(dir: &Path) -> Result<(), BenchError> {
+    for entry in std::fs::read_dir(dir)? {
+        let f = std::fs::File::open(entry?.path())?;
+        f.sync_all()?;
+        // SAFETY: a plain advisory syscall on an fd we own for the duration of the call.
+        let rc = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        if rc != 0 {
+            return Err(std::io::Error::from_raw_os_error(rc).into());
+        }
+    }
+    Ok(())
+}
+
+/// Reads the whole log back in `READ_BYTES` fetches; returns (bytes, time).
+async fn read_run(dir: &Path) -> Result<(u64, Duration), BenchError> {
+    let log = Log::open(dir.to_path_buf(), LogConfig::default()).await?;
+    let end = log.log_end_offset();
+    let mut next = log.log_start_offset();
+    let mut bytes_read = 0u64;
+    let t = Instant::now();
+    while next < end {
+        let slice = log.read(next, READ_BYTES, true, end).await?;
+        let bytes = slice.read_bytes().await?;
+        let mut last = None;
+        for b in storage::split_batches(&bytes) {
+            last = Some(storage::BatchHeader::parse(b?)?.last_offset());
+        }
+        next = match last {
+            Some(l) => Offset(l + 1),
+            None => return Err(BenchError::Check(format!("empty read at {next} before {end}"))),
+        };
+        bytes_read += bytes.len() as u64;
+    }
+    let elapsed = t.elapsed();
+    log.close().await?;
+    Ok((bytes_read, elapsed))
+}

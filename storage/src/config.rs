@@ -1,0 +1,52 @@
+//! Per-log configuration (Kafka topic configs) with Kafka's defaults.
+
+/// Which timestamp a topic stores: the producer's (`CreateTime`) or the broker's at append.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Default)]
+pub enum TimestampType {
+    #[default]
+    CreateTime,
+    LogAppendTime,
+}
+
+/// Log configuration; `set_config` applies a new one live (next roll / flush / retention).
+#[derive(Clone, Debug)]
+pub struct LogConfig {
+    /// segment.bytes: roll when the active segment would exceed this.
+    pub segment_bytes_max: u64,
+    /// segment.ms: roll when the active segment's first batch is older than this.
+    pub segment_ms: u64,
+    /// index.interval.bytes: bytes of batches between two sparse index entries.
+    pub index_interval_bytes: u32,
+    /// segment.index.bytes: roll when an index file would exceed this.
+    pub segment_index_bytes_max: u32,
+    /// retention.ms: -1 = unlimited.
+    pub retention_ms: i64,
+    /// retention.bytes: -1 = unlimited.
+    pub retention_bytes: i64,
+    /// flush.messages: fsync after this many records; 1 = every append; u64::MAX = never.
+    pub flush_messages: u64,
+    /// flush.ms: fsync once the oldest unflushed append is this old; u64::MAX = never.
+    pub flush_ms: u64,
+    /// max.message.bytes: largest accepted batch.
+    pub max_message_bytes: u32,
+    /// message.timestamp.type.
+    pub timestamp_type: TimestampType,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        const DAY_MS: u64 = 24 * 60 * 60 * 1000;
+        LogConfig {
+            segment_bytes_max: 1 << 30,
+            segment_ms: 7 * DAY_MS,
+            index_interval_bytes: 4096,
+            segment_index_bytes_max: 10 * 1024 * 1024,
+            retention_ms: 7 * DAY_MS as i64,
+            retention_bytes: -1,
+            flush_messages: u64::MAX,
+            flush_ms: u64::MAX,
+            max_message_bytes: 1024 * 1024 + 12,
+            timestamp_type: TimestampType::CreateTime,
+        }
+    }
+}

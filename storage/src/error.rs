@@ -1,0 +1,44 @@
+//! The one error type of the storage crate.
+//!
+//! Validation errors (`CorruptBatch`, `InvalidMagic`, `BatchTooLarge`, `InvalidRecord`) mean
+//! nothing was written; `Io` means a file operation failed and the caller must treat a failed
+//! write or fsync as fatal for the partition (the page cache may no longer match the disk).
+
+/// Everything a storage operation can fail with.
+#[derive(thiserror::Error, Debug)]
+pub enum StorageError {
+    /// Bad CRC, bad length, truncated batch, record count mismatch.
+    #[error("corrupt record batch: {0}")]
+    CorruptBatch(String),
+    /// The batch is not magic v2.
+    #[error("unsupported record batch magic {0}")]
+    InvalidMagic(i8),
+    /// One batch is larger than `max.message.bytes`.
+    #[error("record batch of {size} bytes exceeds max.message.bytes {max}")]
+    BatchTooLarge { size: usize, max: u32 },
+    /// A structurally valid batch with invalid content (no records, bad offset deltas).
+    #[error("invalid record: {0}")]
+    InvalidRecord(String),
+    /// The requested offset lies outside `[log_start, log_end]`.
+    #[error("offset {offset} out of range [{log_start}, {log_end}]")]
+    OffsetOutOfRange {
+        offset: i64,
+        log_start: i64,
+        log_end: i64,
+    },
+    /// A file operation failed.
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The log was closed (or deleted) and can no longer be used.
+    #[error("log is closed")]
+    Closed,
+    /// An on-disk structure (index, checkpoint, segment name) is unusable.
+    #[error("corrupt log state: {0}")]
+    CorruptState(String),
+}
+
+impl StorageError {
+    pub(crate) fn corrupt(msg: impl Into<String>) -> Self {
+        StorageError::CorruptBatch(msg.into())
+    }
+}

@@ -1,0 +1,114 @@
+//! Thin io_uring file helpers over `Arc<OwnedFd>` (through compio's runtime on the current
+//! thread). Segment files are kept as shared fds so read results can carry them to other
+//! shards; every operation here is submitted to the calling thread's compio runtime.
+
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+use std::sync::Arc;
+
+use compio::buf::IntoInner;
+use compio::buf::{IoBuf, IoBufMut};
+use compio::driver::op::{BufResultExt, FileStat, ReadAt, Sync, TruncateFile, WriteAt};
+use compio::io::{AsyncReadAt, AsyncReadAtExt, AsyncWriteAt, AsyncWriteAtExt};
+use compio::BufResult;
+
+/// A shared file descriptor usable with compio's positional read/write traits.
+#[derive(Clone, Debug)]
+pub(crate) struct Fd(pub Arc<OwnedFd>);
+
+impl AsyncReadAt for Fd {
+    async fn read_at<T: IoBufMut>(&self, buf: T, pos: u64) -> BufResult<usize, T> {
+        let op = ReadAt::new(self.0.clone(), pos, buf);
+        let res = compio::runtime::submit(op).await.into_inner();
+        // SAFETY: the kernel wrote `n` bytes into the buffer's uninitialised tail.
+        unsafe { res.map_advanced() }
+    }
+}
+
+impl AsyncWriteAt for Fd {
+    async fn write_at<T: IoBuf>(&mut self, buf: T, pos: u64) -> BufResult<usize, T> {
+        let op = WriteAt::new(self.0.clone(), pos, buf);
+        compio::runtime::submit(op).await.into_inner()
+    }
+}
+
+impl Fd {
+    /// Opens (optionally creating) a file read-write.
+    pub async fn open_rw(path: &Path, create: bool) -> io::Result<Fd> {
+        let f = compio::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(create)
+            .open(path)
+            .await?;
+        Ok(Fd(Arc::new(f.as_fd().try_clone_to_owned()?)))
+    }
+
+    /// Opens a file or directory read-only.
+    pub async fn open_ro(path: &Path) -> io::Result<Fd> {
+        let f = compio::fs::OpenOptions::new().read(true).open(path).await?;
+        Ok(Fd(Arc::new(f.as_fd().try_clone_to_owned()?)))
+    }
+
+    /// Reads exactly `len` bytes at `pos` (UnexpectedEof if the file is shorter).
+    pub async fn read_exact(&self, pos: u64, len: usize) -> io::Result<Vec<u8>> {
+        let BufResult(res, buf) = self.read_exact_at(Vec::with_capacity(len), pos).await;
+        res.map(|()| buf)
+    }
+
+    /// Reads up to `len` bytes at `pos`, fewer only at end of file.
+    pub async fn read_upto(&self, pos: u64, len: usize) -> io::Result<Vec<u8>> {
+        let mut out: Vec<u8> = Vec::with_capacity(len);
+        while out.len() < len {
+            let want = len - out.len();
+            let BufResult(res, chunk) = self
+                .read_at(Vec::with_capacity(want), pos + out.len() as u64)
+                .await;
+            let n = res?;
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out)
+    }
+
+    /// Writes all of `buf` at `pos`.
+    pub async fn write_all<T: IoBuf>(&self, buf: T, pos: u64) -> io::Result<T> {
+        let mut fd = self.clone();
+        let BufResult(res, buf) = fd.write_all_at(buf, pos).await;
+        res.map(|()| buf)
+    }
+
+    /// fdatasync (or fsync with `all`).
+    pub async fn sync(&self, all: bool) -> io::Result<()> {
+        let op = Sync::new(self.0.clone(), !all);
+        compio::runtime::submit(op).await.0.map(|_| ())
+    }
+
+    /// ftruncate.
+    pub async fn truncate(&self, len: u64) -> io::Result<()> {
+        let op = TruncateFile::new(self.0.clone(), len);
+        compio::runtime::submit(op).await.0.map(|_| ())
+    }
+
+    /// File size and modification time in ms since the epoch (fstat through io_uring).
+    pub async fn stat(&self) -> io::Result<(u64, i64)> {
+        let op = FileStat::new(self.0.clone());
+        let BufResult(res, op) = compio::runtime::submit(op).await;
+        res?;
+        let meta = compio::fs::Metadata::from_stat(op.into_inner());
+        let mtime_ms = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_millis() as i64);
+        Ok((meta.len(), mtime_ms))
+    }
+}
+
+/// fsyncs a directory so renames / creations / unlinks in it are durable.
+pub(crate) async fn sync_dir(dir: &Path) -> io::Result<()> {
+    Fd::open_ro(dir).await?.sync(true).await
+}

@@ -1,0 +1,467 @@
+//! `Log`: one partition's segments, appends, reads, flushing, retention and truncation.
+//!
+//! Concurrency: a `Log` belongs to one shard and is shared by that shard's tasks through
+//! `&self`. State lives in `RefCell`s that are never borrowed across an `.await`. Appends,
+//! rolls, retention and truncation are serialised by `append_lock`; fsyncs by `flush_lock`
+//! (so appends continue while an fsync runs); reads take a snapshot of segment handles and
+//! committed sizes and never wait for either lock.
+//!
+//! Durability: `flush.messages` / `flush.ms` are applied at the end of each append (`flush.ms`
+//! lazily: an append, or the caller ticking `maybe_flush`, notices the oldest unflushed append
+//! is old enough). The recovery point (everything below is fsynced, data and indexes) moves at
+//! roll and close and is persisted in the checkpoint file.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use bytes::BytesMut;
+use futures_util::lock::Mutex;
+
+use crate::batch::{self, BatchInfo};
+use crate::checkpoint::{self, Checkpoint};
+use crate::config::{LogConfig, TimestampType};
+use crate::error::StorageError;
+use crate::offset::{Offset, TimestampOffset};
+use crate::read::{self, ReadRequest, ReadSlice, SegmentView};
+use crate::segment::{BatchMeta, Segment};
+
+/// Positions in index entries are u32 and relative offsets must fit an i32 (as in Kafka),
+/// whatever the configuration says.
+const SEGMENT_BYTES_HARD_MAX: u64 = i32::MAX as u64;
+const RELATIVE_OFFSET_MAX: i64 = i32::MAX as i64;
+
+/// Options of one append.
+#[derive(Clone, Copy, Debug)]
+pub struct AppendOptions {
+    /// Written into every batch's partition leader epoch.
+    pub leader_epoch: i32,
+    /// Broker wall clock: LogAppendTime, segment.ms and flush.ms use it.
+    pub now_ms: i64,
+}
+
+/// Result of an append.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub base_offset: Offset,
+    pub last_offset: Offset,
+    /// -1 for CreateTime topics.
+    pub log_append_time_ms: i64,
+    pub record_count: u32,
+    pub batch_count: u32,
+    pub bytes: u32,
+}
+
+pub(crate) struct State {
+    pub segments: BTreeMap<i64, Rc<Segment>>,
+    pub log_start: i64,
+    pub log_end: i64,
+    pub durable_end: i64,
+    pub recovery_point: i64,
+    pub max_ts: Option<TimestampOffset>,
+    pub unflushed_messages: u64,
+    pub oldest_unflushed_ms: Option<i64>,
+    pub closed: bool,
+}
+
+impl State {
+    pub fn active(&self) -> Result<Rc<Segment>, StorageError> {
+        if self.closed {
+            return Err(StorageError::Closed);
+        }
+        self.segments
+            .values()
+            .next_back()
+            .cloned()
+            .ok_or(StorageError::Closed)
+    }
+
+    pub fn recompute_max_ts(&mut self) {
+        self.max_ts = None;
+        for seg in self.segments.values() {
+            if let Some(m) = seg.max_ts.get() {
+                if self
+                    .max_ts
+                    .is_none_or(|cur| m.timestamp_ms > cur.timestamp_ms)
+                {
+                    self.max_ts = Some(m);
+                }
+            }
+        }
+    }
+
+    fn checkpoint(&self, clean_shutdown: bool) -> Checkpoint {
+        Checkpoint {
+            log_start_offset: self.log_start,
+            recovery_point: self.recovery_point,
+            clean_shutdown,
+        }
+    }
+}
+
+/// A partition log (see the module docs and CONTRACT.md).
+pub struct Log {
+    pub(crate) dir: PathBuf,
+    pub(crate) config: RefCell<LogConfig>,
+    pub(crate) state: RefCell<State>,
+    pub(crate) append_lock: Mutex<()>,
+    flush_lock: Mutex<()>,
+    /// Wall clock of the last append, for segments created without one.
+    last_now_ms: Cell<i64>,
+}
+
+impl Log {
+    pub(crate) fn from_parts(dir: PathBuf, config: LogConfig, state: State) -> Log {
+        Log {
+            dir,
+            config: RefCell::new(config),
+            state: RefCell::new(state),
+            append_lock: Mutex::new(()),
+            flush_lock: Mutex::new(()),
+            last_now_ms: Cell::new(0),
+        }
+    }
+
+    /// Opens (or creates) the partition directory, recovering as needed (see recovery docs).
+    pub async fn open(dir: PathBuf, config: LogConfig) -> Result<Log, StorageError> {
+        crate::open::open(dir, config).await
+    }
+
+    /// The partition directory.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    /// Validates `batches` (all of them, before writing anything), assigns offsets, rewrites
+    /// base offset / leader epoch (and LogAppendTime fields), writes them with one write,
+    /// rolling first if needed, then applies the flush policy.
+    pub async fn append(
+        &self,
+        mut batches: BytesMut,
+        opts: AppendOptions,
+    ) -> Result<AppendInfo, StorageError> {
+        let cfg = self.config();
+        let infos = batch::validate_all(&batches, cfg.max_message_bytes)?;
+        let offsets_needed: i64 = infos
+            .iter()
+            .map(|i| i64::from(i.header.last_offset_delta) + 1)
+            .sum();
+        let guard = self.append_lock.lock().await;
+        self.last_now_ms.set(opts.now_ms);
+        let active = self.state.borrow().active()?;
+        if self.should_roll(
+            &active,
+            &cfg,
+            &infos,
+            batches.len() as u64,
+            offsets_needed,
+            opts.now_ms,
+        ) {
+            self.roll_locked(opts.now_ms).await?;
+        }
+        let active = self.state.borrow().active()?;
+        let base_offset = self.state.borrow().log_end;
+        let metas = rewrite(&mut batches, &infos, base_offset, &cfg, opts);
+        let pos = active.size.get();
+        let (new_offsets, new_times, tracker) = {
+            let mut tracker = active.tracker.get();
+            let (mut offs, mut times) = (Vec::new(), Vec::new());
+            let mut p = pos;
+            for m in &metas {
+                tracker.step(
+                    active.base,
+                    p,
+                    m,
+                    cfg.index_interval_bytes,
+                    &mut offs,
+                    &mut times,
+                );
+                p += m.size;
+            }
+            (offs, times, tracker)
+        };
+        let len = batches.len() as u64;
+        active.log.write_all(batches, pos).await?;
+        active.write_index_entries(&new_offsets, &new_times).await?;
+        // Commit: one synchronous step, so readers see all of it or none.
+        let last_offset = base_offset + offsets_needed - 1;
+        let record_count: u32 = infos.iter().map(|i| i.header.record_count as u32).sum();
+        {
+            if let Some(idx) = active.indexes.borrow_mut().as_mut() {
+                idx.offsets.extend_from_slice(&new_offsets);
+                idx.times.extend_from_slice(&new_times);
+            }
+            active.tracker.set(tracker);
+            active.size.set(pos + len);
+            active.next_offset.set(last_offset + 1);
+            active.max_ts.set(tracker.max_ts);
+            active.mtime_ms.set(opts.now_ms);
+            let mut st = self.state.borrow_mut();
+            st.log_end = last_offset + 1;
+            if let Some(m) = tracker.max_ts {
+                if st
+                    .max_ts
+                    .is_none_or(|cur| m.timestamp_ms > cur.timestamp_ms)
+                {
+                    st.max_ts = Some(m);
+                }
+            }
+            st.unflushed_messages = st
+                .unflushed_messages
+                .saturating_add(u64::from(record_count));
+            st.oldest_unflushed_ms.get_or_insert(opts.now_ms);
+        }
+        drop(guard);
+        self.maybe_flush(opts.now_ms).await?;
+        Ok(AppendInfo {
+            base_offset: Offset(base_offset),
+            last_offset: Offset(last_offset),
+            log_append_time_ms: match cfg.timestamp_type {
+                TimestampType::LogAppendTime => opts.now_ms,
+                TimestampType::CreateTime => -1,
+            },
+            record_count,
+            batch_count: infos.len() as u32,
+            bytes: len as u32,
+        })
+    }
+
+    fn should_roll(
+        &self,
+        active: &Segment,
+        cfg: &LogConfig,
+        infos: &[BatchInfo],
+        len: u64,
+        offsets_needed: i64,
+        now_ms: i64,
+    ) -> bool {
+        if active.size.get() == 0 {
+            return false;
+        }
+        let bytes_max = cfg.segment_bytes_max.min(SEGMENT_BYTES_HARD_MAX);
+        let full_bytes = active.size.get() + len > bytes_max;
+        let full_index = active
+            .indexes
+            .borrow()
+            .as_ref()
+            .is_some_and(|i| i.is_full(cfg.segment_index_bytes_max, infos.len()));
+        let aged = active.tracker.get().first_ts.is_some_and(|first| {
+            i64::try_from(cfg.segment_ms).is_ok_and(|ms| now_ms.saturating_sub(first) > ms)
+        });
+        let log_end = self.state.borrow().log_end;
+        let rel_overflow = log_end + offsets_needed - 1 - active.base > RELATIVE_OFFSET_MAX;
+        full_bytes || full_index || aged || rel_overflow
+    }
+
+    /// Applies the flush policy: fsyncs when `flush.messages` records or `flush.ms` ms of
+    /// appends are unflushed. Call it periodically to honour `flush.ms` on an idle log.
+    pub async fn maybe_flush(&self, now_ms: i64) -> Result<(), StorageError> {
+        let due = {
+            let cfg = self.config.borrow();
+            let st = self.state.borrow();
+            let by_count = st.unflushed_messages >= cfg.flush_messages.max(1);
+            let by_age = st.oldest_unflushed_ms.is_some_and(|t| {
+                i64::try_from(cfg.flush_ms).is_ok_and(|ms| now_ms.saturating_sub(t) >= ms)
+            });
+            st.log_end > st.durable_end && (by_count || by_age)
+        };
+        if due {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// fsyncs everything appended so far; returns the durable end offset.
+    pub async fn flush(&self) -> Result<Offset, StorageError> {
+        let _g = self.flush_lock.lock().await;
+        let (active, end) = {
+            let st = self.state.borrow();
+            if st.log_end <= st.durable_end {
+                return Ok(Offset(st.durable_end));
+            }
+            (st.active()?, st.log_end)
+        };
+        active.log.sync(false).await?;
+        Ok(Offset(self.mark_durable(end)))
+    }
+
+    fn mark_durable(&self, end: i64) -> i64 {
+        let mut st = self.state.borrow_mut();
+        st.durable_end = st.durable_end.max(end);
+        if st.durable_end >= st.log_end {
+            st.unflushed_messages = 0;
+            st.oldest_unflushed_ms = None;
+        }
+        st.durable_end
+    }
+
+    pub fn log_start_offset(&self) -> Offset {
+        Offset(self.state.borrow().log_start)
+    }
+    /// Next offset to assign.
+    pub fn log_end_offset(&self) -> Offset {
+        Offset(self.state.borrow().log_end)
+    }
+    /// End offset covered by fsync.
+    pub fn durable_end_offset(&self) -> Offset {
+        Offset(self.state.borrow().durable_end)
+    }
+    /// Single node: the durable end offset.
+    pub fn high_watermark(&self) -> Offset {
+        self.durable_end_offset()
+    }
+    /// Number of segments (for tests and metrics).
+    pub fn segment_count(&self) -> usize {
+        self.state.borrow().segments.len()
+    }
+    /// Total bytes of all segments.
+    pub fn size_bytes(&self) -> u64 {
+        self.state
+            .borrow()
+            .segments
+            .values()
+            .map(|s| s.size.get())
+            .sum()
+    }
+
+    /// Whole batches from the one holding `offset`, up to `max_bytes` (at least one batch with
+    /// `min_one_batch`), never reaching `upper_bound` (exclusive).
+    pub async fn read(
+        &self,
+        offset: Offset,
+        max_bytes: u32,
+        min_one_batch: bool,
+        upper_bound: Offset,
+    ) -> Result<ReadSlice, StorageError> {
+        let (views, req) = {
+            let st = self.state.borrow();
+            if st.closed {
+                return Err(StorageError::Closed);
+            }
+            if offset.0 < st.log_start || offset.0 > st.log_end {
+                return Err(StorageError::OffsetOutOfRange {
+                    offset: offset.0,
+                    log_start: st.log_start,
+                    log_end: st.log_end,
+                });
+            }
+            let upper = upper_bound.0.min(st.log_end);
+            if offset.0 >= upper {
+                return Ok(ReadSlice::default());
+            }
+            let first = st
+                .segments
+                .range(..=offset.0)
+                .next_back()
+                .map_or(i64::MIN, |(b, _)| *b);
+            let views: Vec<SegmentView> = st
+                .segments
+                .range(first..upper)
+                .map(|(_, s)| SegmentView {
+                    seg: s.clone(),
+                    size: s.size.get(),
+                })
+                .collect();
+            let req = ReadRequest {
+                offset: offset.0,
+                max_bytes,
+                min_one_batch,
+                upper_bound: upper,
+                index_interval_bytes: self.config.borrow().index_interval_bytes,
+            };
+            (views, req)
+        };
+        read::read_segments(&views, &req).await
+    }
+
+    /// Largest timestamp in the log and the offset holding it (ListOffsets -3).
+    pub fn max_timestamp(&self) -> Option<TimestampOffset> {
+        self.state.borrow().max_ts
+    }
+
+    /// Rolls a new active segment (no-op when the active one is empty).
+    pub async fn roll(&self) -> Result<(), StorageError> {
+        let _g = self.append_lock.lock().await;
+        self.roll_locked(self.last_now_ms.get()).await
+    }
+
+    /// Seals the active segment (fsync data + indexes, final time entry) and starts a new one
+    /// at the log end; the recovery point moves to the new segment. Caller holds append_lock.
+    pub(crate) async fn roll_locked(&self, now_ms: i64) -> Result<(), StorageError> {
+        let (active, log_end) = {
+            let st = self.state.borrow();
+            (st.active()?, st.log_end)
+        };
+        if active.size.get() == 0 {
+            return Ok(());
+        }
+        self.seal(&active).await?;
+        self.mark_durable(log_end);
+        let seg = Rc::new(Segment::create(&self.dir, log_end, now_ms).await?);
+        crate::io::sync_dir(&self.dir).await?;
+        active.index_fds.borrow_mut().take();
+        let cp = {
+            let mut st = self.state.borrow_mut();
+            st.segments.insert(log_end, seg);
+            st.recovery_point = log_end;
+            st.checkpoint(false)
+        };
+        checkpoint::write(&self.dir, &cp).await?;
+        Ok(())
+    }
+
+    /// fsyncs a segment's data, adds the final time index entry, fsyncs its indexes.
+    pub(crate) async fn seal(&self, seg: &Segment) -> Result<(), StorageError> {
+        seg.log.sync(false).await?;
+        let mut tracker = seg.tracker.get();
+        let mut times = Vec::new();
+        tracker.time_entry(seg.base, &mut times);
+        seg.write_index_entries(&[], &times).await?;
+        if let Some(idx) = seg.indexes.borrow_mut().as_mut() {
+            idx.times.extend_from_slice(&times);
+        }
+        seg.tracker.set(tracker);
+        seg.sync_index_files().await
+    }
+
+    pub fn set_config(&self, config: LogConfig) {
+        *self.config.borrow_mut() = config;
+    }
+
+    pub fn config(&self) -> LogConfig {
+        self.config.borrow().clone()
+    }
+}
+
+/// Assigns offsets and rewrites the header fields the broker owns; returns index metadata.
+fn rewrite(
+    buf: &mut BytesMut,
+    infos: &[BatchInfo],
+    base_offset: i64,
+    cfg: &LogConfig,
+    opts: AppendOptions,
+) -> Vec<BatchMeta> {
+    let mut metas = Vec::with_capacity(infos.len());
+    let mut pos = 0usize;
+    let mut next = base_offset;
+    for info in infos {
+        let Some(bytes) = buf.get_mut(pos..pos + info.size) else {
+            break;
+        };
+        batch::set_base_offset(bytes, next);
+        batch::set_leader_epoch(bytes, opts.leader_epoch);
+        let mut header = info.header.clone();
+        header.base_offset = next;
+        let mut max_ts_delta = info.max_timestamp_delta;
+        if cfg.timestamp_type == TimestampType::LogAppendTime {
+            batch::set_log_append_time(bytes, opts.now_ms);
+            header.max_timestamp = opts.now_ms;
+            max_ts_delta = 0;
+        }
+        metas.push(BatchMeta::new(&header, max_ts_delta));
+        next = header.last_offset() + 1;
+        pos += info.size;
+    }
+    metas
+}

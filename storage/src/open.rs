@@ -1,0 +1,286 @@
+//! Opening a partition directory: list segments, read the checkpoint, verify what may be
+//! damaged and rebuild what is missing.
+//!
+//! Segments wholly below the recovery point were fsynced (data and indexes) when they were
+//! sealed: they are trusted and their indexes load lazily; only their last time index entry
+//! is read now (largest timestamp, for retention and ListOffsets). After an unclean
+//! shutdown every segment from the one holding the recovery point on is scanned batch by
+//! batch; the first damage truncates the log there (later segments are dropped) with a
+//! warning naming the offset, position and bytes cut. After a clean shutdown only the
+//! active segment's tail after its last index entry is verified.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use crate::checkpoint::{self, Checkpoint};
+use crate::config::LogConfig;
+use crate::error::StorageError;
+use crate::log::{Log, State};
+use crate::ops::remove_segment_files;
+use crate::recovery::{self, ScanOutcome};
+use crate::segment::{Segment, Tracker};
+
+/// Suffixes of files we may find in a partition directory.
+const LOG_SUFFIX: &str = ".log";
+const TEMP_SUFFIX: &str = ".tmp";
+
+pub(crate) async fn open(dir: PathBuf, config: LogConfig) -> Result<Log, StorageError> {
+    compio::fs::create_dir_all(&dir).await?;
+    let bases = list_segments(&dir).await?;
+    let cp = match checkpoint::read(&dir).await {
+        Ok(cp) => cp,
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), error = %e, "checkpoint unusable; recovering all segments");
+            None
+        }
+    };
+    let mut segments: BTreeMap<i64, Rc<Segment>> = BTreeMap::new();
+    for &base in &bases {
+        segments.insert(base, Rc::new(Segment::open(&dir, base).await?));
+    }
+    let first_base = bases.first().copied();
+    let cp = cp.unwrap_or(Checkpoint {
+        log_start_offset: first_base.unwrap_or(0),
+        recovery_point: first_base.unwrap_or(0),
+        clean_shutdown: false,
+    });
+    if segments.is_empty() {
+        let base = cp.log_start_offset.max(0);
+        segments.insert(base, Rc::new(Segment::create(&dir, base, 0).await?));
+        crate::io::sync_dir(&dir).await?;
+    }
+    recover(&dir, &mut segments, &cp, &config).await?;
+    let active = segments
+        .values()
+        .next_back()
+        .cloned()
+        .ok_or_else(|| StorageError::CorruptState("no segment after recovery".into()))?;
+    active.open_index_files(false).await?;
+    let log_end = active.next_offset.get();
+    let first = segments.keys().next().copied().unwrap_or(log_end);
+    let log_start = cp.log_start_offset.max(first).min(log_end);
+    let mut state = State {
+        segments,
+        log_start,
+        log_end,
+        durable_end: log_end,
+        recovery_point: log_end,
+        max_ts: None,
+        unflushed_messages: 0,
+        oldest_unflushed_ms: None,
+        closed: false,
+    };
+    state.recompute_max_ts();
+    // From here on a crash is an unclean shutdown.
+    let cp = Checkpoint {
+        log_start_offset: log_start,
+        recovery_point: log_end,
+        clean_shutdown: false,
+    };
+    checkpoint::write(&dir, &cp).await?;
+    Ok(Log::from_parts(dir, config, state))
+}
+
+/// Base offsets of the `.log` files; removes stray temp files and orphan indexes.
+async fn list_segments(dir: &Path) -> Result<Vec<i64>, StorageError> {
+    let mut bases = Vec::new();
+    let mut others = Vec::new();
+    // Listing a directory has no io_uring op; this runs once per partition open.
+    for entry in std::fs::read_dir(dir)? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if let Some(stem) = name.strip_suffix(LOG_SUFFIX) {
+            match parse_stem(stem) {
+                Some(base) => bases.push(base),
+                None => {
+                    tracing::warn!(dir = %dir.display(), file = %name, "ignoring unexpected file")
+                }
+            }
+        } else {
+            others.push(name);
+        }
+    }
+    bases.sort_unstable();
+    for name in others {
+        let orphan_index = [".index", ".timeindex"].iter().any(|suffix| {
+            name.strip_suffix(suffix)
+                .and_then(parse_stem)
+                .is_some_and(|b| bases.binary_search(&b).is_err())
+        });
+        if name.ends_with(TEMP_SUFFIX) || orphan_index {
+            tracing::warn!(dir = %dir.display(), file = %name, "removing leftover file");
+            compio::fs::remove_file(dir.join(&name)).await?;
+        }
+    }
+    Ok(bases)
+}
+
+fn parse_stem(stem: &str) -> Option<i64> {
+    if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    stem.parse().ok()
+}
+
+async fn recover(
+    dir: &Path,
+    segments: &mut BTreeMap<i64, Rc<Segment>>,
+    cp: &Checkpoint,
+    config: &LogConfig,
+) -> Result<(), StorageError> {
+    let bases: Vec<i64> = segments.keys().copied().collect();
+    let last = bases.len() - 1;
+    // Index of the first segment that must be scanned in full.
+    let scan_from = if cp.clean_shutdown {
+        bases.len()
+    } else {
+        bases
+            .iter()
+            .rposition(|&b| b <= cp.recovery_point)
+            .unwrap_or(0)
+    };
+    for (i, &base) in bases.iter().enumerate() {
+        let Some(seg) = segments.get(&base).cloned() else {
+            continue;
+        };
+        if i >= scan_from {
+            let damaged = full_scan(&seg, config).await?;
+            if damaged || (seg.size.get() == 0 && i != last) {
+                if !damaged {
+                    remove_segment_files(&seg).await?;
+                    segments.remove(&base);
+                    continue;
+                }
+                drop_after(segments, base, dir).await?;
+                return Ok(());
+            }
+        } else if i == last {
+            trusted_active(&seg, config).await?;
+        } else {
+            let next = bases.get(i + 1).copied().unwrap_or(base);
+            seg.next_offset.set(next);
+            match seg.read_max_timestamp().await {
+                Ok(m) => seg.max_ts.set(m),
+                Err(why) => {
+                    tracing::warn!(segment = base, %why, "time index unusable; rebuilding");
+                    seg.ensure_indexes(config.index_interval_bytes).await?;
+                    let m = seg
+                        .indexes
+                        .borrow()
+                        .as_ref()
+                        .and_then(|i| i.times.last().copied());
+                    seg.max_ts.set(m.map(|(ts, rel)| crate::TimestampOffset {
+                        timestamp_ms: ts,
+                        offset: crate::Offset(base + i64::from(rel)),
+                    }));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Removes every segment after `base` (they follow damaged data).
+async fn drop_after(
+    segments: &mut BTreeMap<i64, Rc<Segment>>,
+    base: i64,
+    dir: &Path,
+) -> Result<(), StorageError> {
+    let later: Vec<i64> = segments.range(base + 1..).map(|(b, _)| *b).collect();
+    for b in later {
+        if let Some(seg) = segments.remove(&b) {
+            tracing::warn!(dir = %dir.display(), segment = b, bytes = seg.size.get(),
+                "removing segment after damaged data");
+            remove_segment_files(&seg).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Verifies a whole segment, truncating a damaged tail; returns whether it was damaged.
+async fn full_scan(seg: &Segment, config: &LogConfig) -> Result<bool, StorageError> {
+    let size = seg.size.get();
+    let scan = recovery::scan(&seg.log, seg.base, 0, size, config.index_interval_bytes).await?;
+    let damaged = apply_scan(seg, &scan, size).await?;
+    *seg.indexes.borrow_mut() = Some(scan.indexes);
+    seg.write_index_files().await?;
+    seg.log.sync(false).await?;
+    Ok(damaged)
+}
+
+/// Installs scan results on `seg`; truncates the file after the last valid batch.
+async fn apply_scan(seg: &Segment, scan: &ScanOutcome, size: u64) -> Result<bool, StorageError> {
+    let damaged = scan.valid_size < size;
+    if damaged {
+        tracing::warn!(
+            segment = seg.base,
+            file = %crate::segment::log_path(&seg.dir, seg.base).display(),
+            offset = scan.next_offset.unwrap_or(seg.base),
+            position = scan.valid_size,
+            bytes = size - scan.valid_size,
+            problem = scan.problem.as_deref().unwrap_or("unknown"),
+            "truncating damaged log tail"
+        );
+        seg.log.truncate(scan.valid_size).await?;
+    }
+    seg.size.set(scan.valid_size);
+    seg.next_offset.set(scan.next_offset.unwrap_or(seg.base));
+    seg.max_ts.set(scan.tracker.max_ts);
+    seg.tracker.set(scan.tracker);
+    Ok(damaged)
+}
+
+/// Clean shutdown: load the active segment's indexes and verify only the tail after the
+/// last index entry (falling back to a full scan if the index does not match the log).
+async fn trusted_active(seg: &Segment, config: &LogConfig) -> Result<(), StorageError> {
+    seg.next_offset.set(i64::MAX);
+    seg.ensure_indexes(config.index_interval_bytes).await?;
+    let (start, last_entry, tracker) = {
+        let idx = seg.indexes.borrow();
+        let idx = idx.as_ref();
+        let last_off = idx.and_then(|i| i.offsets.last().copied());
+        let last_time = idx.and_then(|i| i.times.last().copied());
+        let max_ts = last_time.map(|(ts, rel)| crate::TimestampOffset {
+            timestamp_ms: ts,
+            offset: crate::Offset(seg.base + i64::from(rel)),
+        });
+        let tracker = Tracker {
+            bytes_since_index: 0,
+            max_ts,
+            last_time_entry_ts: last_time.map(|(ts, _)| ts),
+            first_ts: idx.and_then(|i| i.times.first()).map(|&(ts, _)| ts),
+        };
+        (last_off.map_or(0, |(_, p)| u64::from(p)), last_off, tracker)
+    };
+    let size = seg.size.get();
+    let scan = recovery::scan_from(
+        &seg.log,
+        seg.base,
+        start,
+        size,
+        config.index_interval_bytes,
+        tracker,
+    )
+    .await?;
+    let entry_matches =
+        last_entry.is_none_or(|(rel, _)| scan.first_last_offset == Some(seg.base + i64::from(rel)));
+    if !entry_matches {
+        tracing::warn!(
+            segment = seg.base,
+            "index does not match the log; rescanning segment"
+        );
+        seg.indexes.borrow_mut().take();
+        full_scan(seg, config).await?;
+        return Ok(());
+    }
+    apply_scan(seg, &scan, size).await?;
+    if let Some(idx) = seg.indexes.borrow_mut().as_mut() {
+        idx.offsets.extend_from_slice(&scan.indexes.offsets);
+        idx.times.extend_from_slice(&scan.indexes.times);
+    }
+    if !scan.indexes.offsets.is_empty() || !scan.indexes.times.is_empty() || scan.valid_size < size
+    {
+        seg.write_index_files().await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,159 @@
+//! Fetch results: byte ranges of segment files, plus the read algorithm that picks them.
+//!
+//! A `ReadSlice` owns shared fds, so it stays valid (and `Send`) after the segment is rolled,
+//! truncated or deleted, and can be spliced or copied by another shard. Reads work from a
+//! snapshot of the committed sizes, so they never wait for (or see half of) an append.
+
+use std::os::fd::OwnedFd;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::error::StorageError;
+use crate::io::Fd;
+use crate::segment::{HeaderReader, Segment};
+
+/// A byte range of one segment file.
+#[derive(Clone, Debug)]
+pub struct FileRange {
+    pub fd: Arc<OwnedFd>,
+    pub position: u64,
+    pub len: u32,
+}
+
+/// Whole batches, as ranges of segment files, in offset order.
+#[derive(Clone, Debug, Default)]
+pub struct ReadSlice {
+    pub ranges: Vec<FileRange>,
+    pub total_bytes: u32,
+}
+
+impl ReadSlice {
+    /// True when no batch was returned.
+    pub fn is_empty(&self) -> bool {
+        self.total_bytes == 0
+    }
+
+    /// Copy path: reads the ranges into one buffer (io_uring on the current thread).
+    pub async fn read_bytes(&self) -> Result<Bytes, StorageError> {
+        let mut out = BytesMut::with_capacity(self.total_bytes as usize);
+        for r in &self.ranges {
+            let bytes = Fd(r.fd.clone())
+                .read_exact(r.position, r.len as usize)
+                .await?;
+            out.extend_from_slice(&bytes);
+        }
+        Ok(out.freeze())
+    }
+}
+
+/// One segment as seen when the read started.
+pub(crate) struct SegmentView {
+    pub seg: Rc<Segment>,
+    pub size: u64,
+}
+
+/// Read limits.
+pub(crate) struct ReadRequest {
+    pub offset: i64,
+    pub max_bytes: u32,
+    pub min_one_batch: bool,
+    /// Exclusive end offset.
+    pub upper_bound: i64,
+    pub index_interval_bytes: u32,
+}
+
+/// Collects whole batches starting at the one holding `req.offset`, across segments.
+pub(crate) async fn read_segments(
+    views: &[SegmentView],
+    req: &ReadRequest,
+) -> Result<ReadSlice, StorageError> {
+    let mut slice = ReadSlice::default();
+    let mut first = true;
+    for view in views {
+        if view.seg.base >= req.upper_bound {
+            break;
+        }
+        view.seg.ensure_indexes(req.index_interval_bytes).await?;
+        let start = if first {
+            match view.seg.locate(req.offset, view.size).await? {
+                Some((pos, _)) => pos,
+                None => continue,
+            }
+        } else {
+            0
+        };
+        let budget = u64::from(req.max_bytes).saturating_sub(u64::from(slice.total_bytes));
+        let one_forced = req.min_one_batch && slice.total_bytes == 0;
+        let (end, stop) = batch_end(view, start, budget, one_forced, req.upper_bound).await?;
+        first = false;
+        if end > start {
+            slice.ranges.push(FileRange {
+                fd: view.seg.log.0.clone(),
+                position: start,
+                len: (end - start) as u32,
+            });
+            slice.total_bytes = slice.total_bytes.saturating_add((end - start) as u32);
+        }
+        if stop {
+            break;
+        }
+    }
+    Ok(slice)
+}
+
+/// End position of the run of whole batches from `start` that fits `budget` bytes (or the
+/// first batch when `one_forced`) and stays below `upper_bound`; also whether the read must
+/// stop here (budget or bound reached) rather than continue in the next segment.
+async fn batch_end(
+    view: &SegmentView,
+    start: u64,
+    budget: u64,
+    one_forced: bool,
+    upper_bound: i64,
+) -> Result<(u64, bool), StorageError> {
+    let seg = &view.seg;
+    let mut reader = HeaderReader::new(&seg.log, view.size);
+    let mut pos = start;
+    // The first batch decides `one_forced`.
+    match reader.header_at(pos).await? {
+        None => return Ok((pos, false)),
+        Some(h) => {
+            let size = h.total_size() as u64;
+            if h.last_offset() >= upper_bound {
+                return Ok((pos, true));
+            }
+            if size > budget && !one_forced {
+                return Ok((pos, true));
+            }
+            pos += size;
+        }
+    }
+    // Jump over batches the index proves are in range: everything before an indexed batch
+    // whose last offset is below the bound and whose position fits the budget.
+    let jump = seg.indexes.borrow().as_ref().map_or(0, |idx| {
+        let limit = (start + budget).min(view.size.saturating_sub(1));
+        let n = idx.offsets.partition_point(|&(o, p)| {
+            u64::from(p) <= limit && seg.base + i64::from(o) < upper_bound
+        });
+        n.checked_sub(1)
+            .and_then(|i| idx.offsets.get(i))
+            .map_or(0, |&(_, p)| u64::from(p))
+    });
+    if jump > pos {
+        pos = jump;
+    }
+    loop {
+        match reader.header_at(pos).await? {
+            None => return Ok((pos, false)),
+            Some(h) => {
+                let size = h.total_size() as u64;
+                if h.last_offset() >= upper_bound || pos + size - start > budget {
+                    return Ok((pos, true));
+                }
+                pos += size;
+            }
+        }
+    }
+}

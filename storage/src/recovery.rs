@@ -1,0 +1,139 @@
+//! Batch-by-batch verification of a segment file, used on open (from the recovery point),
+//! to rebuild missing or corrupt indexes and after truncation.
+//!
+//! A scan stops at the first thing that is not a whole, valid batch continuing the offset
+//! sequence (torn write, bad CRC, garbage); everything before it is trusted and indexed, and
+//! the caller truncates the file there (logging exactly what it cut).
+
+use crate::batch::{self, BatchHeader, BATCH_HEADER_LEN};
+use crate::error::StorageError;
+use crate::index::Indexes;
+use crate::io::Fd;
+use crate::segment::{BatchMeta, Tracker};
+
+/// Bytes read at once while verifying a segment.
+pub(crate) const RECOVERY_CHUNK_BYTES: usize = 1024 * 1024;
+
+/// What a scan found.
+#[derive(Debug, Default)]
+pub(crate) struct ScanOutcome {
+    /// End of the last valid batch (where a damaged tail must be cut).
+    pub valid_size: u64,
+    /// Offset after the last valid batch, if any batch was found.
+    pub next_offset: Option<i64>,
+    /// Last offset of the first batch scanned (to verify an index entry pointing at it).
+    pub first_last_offset: Option<i64>,
+    pub first_base_offset: Option<i64>,
+    /// Index state after the scan (including the initial state passed in).
+    pub tracker: Tracker,
+    /// Index entries earned by the scanned batches.
+    pub indexes: Indexes,
+    /// Why the scan stopped before `end`, if it did.
+    pub problem: Option<String>,
+}
+
+/// Verifies the batches of `fd` in `[start, end)` for a segment based at `base`.
+pub(crate) async fn scan(
+    fd: &Fd,
+    base: i64,
+    start: u64,
+    end: u64,
+    interval_bytes: u32,
+) -> Result<ScanOutcome, StorageError> {
+    scan_from(fd, base, start, end, interval_bytes, Tracker::default()).await
+}
+
+/// Like `scan`, continuing from an existing index state.
+pub(crate) async fn scan_from(
+    fd: &Fd,
+    base: i64,
+    start: u64,
+    end: u64,
+    interval_bytes: u32,
+    tracker: Tracker,
+) -> Result<ScanOutcome, StorageError> {
+    let mut out = ScanOutcome {
+        valid_size: start,
+        tracker,
+        ..ScanOutcome::default()
+    };
+    let mut chunk: Vec<u8> = Vec::new();
+    let mut chunk_pos = start;
+    let mut pos = start;
+    let mut expected = base;
+    while pos < end {
+        let have = |len: u64, chunk: &Vec<u8>, chunk_pos: u64| {
+            pos >= chunk_pos && pos + len <= chunk_pos + chunk.len() as u64
+        };
+        let header_len = BATCH_HEADER_LEN as u64;
+        if !have(header_len, &chunk, chunk_pos) {
+            if end - pos < header_len {
+                out.problem = Some(format!("partial batch header ({} bytes)", end - pos));
+                break;
+            }
+            chunk = fd
+                .read_exact(pos, (end - pos).min(RECOVERY_CHUNK_BYTES as u64) as usize)
+                .await?;
+            chunk_pos = pos;
+        }
+        let at = (pos - chunk_pos) as usize;
+        let header = match BatchHeader::parse(chunk.get(at..).unwrap_or(&[])) {
+            Ok(h) => h,
+            Err(e) => {
+                out.problem = Some(format!("bad batch header: {e}"));
+                break;
+            }
+        };
+        let size = header.total_size() as u64;
+        if pos + size > end {
+            out.problem = Some(format!(
+                "torn batch: header says {size} bytes, {} left",
+                end - pos
+            ));
+            break;
+        }
+        if !have(size, &chunk, chunk_pos) {
+            chunk = fd
+                .read_exact(
+                    pos,
+                    size.max((end - pos).min(RECOVERY_CHUNK_BYTES as u64)) as usize,
+                )
+                .await?;
+            chunk_pos = pos;
+        }
+        let at = (pos - chunk_pos) as usize;
+        let bytes = chunk.get(at..at + size as usize).unwrap_or(&[]);
+        let info = match batch::validate_batch(bytes, u32::MAX) {
+            Ok(i) => i,
+            Err(e) => {
+                out.problem = Some(format!("invalid batch: {e}"));
+                break;
+            }
+        };
+        if header.base_offset < expected {
+            out.problem = Some(format!(
+                "offset {} goes backwards (expected >= {expected})",
+                header.base_offset
+            ));
+            break;
+        }
+        if out.first_last_offset.is_none() {
+            out.first_last_offset = Some(header.last_offset());
+            out.first_base_offset = Some(header.base_offset);
+        }
+        let meta = BatchMeta::new(&header, info.max_timestamp_delta);
+        out.tracker.step(
+            base,
+            pos,
+            &meta,
+            interval_bytes,
+            &mut out.indexes.offsets,
+            &mut out.indexes.times,
+        );
+        expected = header.last_offset() + 1;
+        out.next_offset = Some(expected);
+        pos += size;
+        out.valid_size = pos;
+    }
+    Ok(out)
+}

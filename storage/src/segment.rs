@@ -1,0 +1,396 @@
+//! One segment: a `.log` file of whole v2 batches plus its sparse `.index` / `.timeindex`.
+//!
+//! Invariants: `size` and `next_offset` describe only committed batches (fully written);
+//! in-memory index entries never point at or beyond `size`; indexes of sealed segments are
+//! loaded lazily on first use and rebuilt from the log when missing or failing sanity checks;
+//! the active segment always has its indexes loaded and its index files open.
+
+use std::cell::{Cell, RefCell};
+use std::path::{Path, PathBuf};
+
+use crate::batch::{BatchHeader, BATCH_HEADER_LEN};
+use crate::error::StorageError;
+use crate::index::{self, Indexes, OFFSET_ENTRY_LEN, TIME_ENTRY_LEN};
+use crate::io::Fd;
+use crate::offset::TimestampOffset;
+use crate::recovery;
+
+/// Bytes read at once while walking batch headers (reads, index look-ups).
+pub(crate) const SCAN_CHUNK_BYTES: usize = 16 * 1024;
+
+/// Kafka's file name stem: the base offset, zero padded to 20 digits.
+pub fn file_stem(base_offset: i64) -> String {
+    format!("{base_offset:020}")
+}
+
+pub(crate) fn log_path(dir: &Path, base: i64) -> PathBuf {
+    dir.join(format!("{}.log", file_stem(base)))
+}
+pub(crate) fn index_path(dir: &Path, base: i64) -> PathBuf {
+    dir.join(format!("{}.index", file_stem(base)))
+}
+pub(crate) fn time_index_path(dir: &Path, base: i64) -> PathBuf {
+    dir.join(format!("{}.timeindex", file_stem(base)))
+}
+
+/// What the index maintenance needs to know about one batch.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct BatchMeta {
+    pub last_offset: i64,
+    pub max_ts: i64,
+    pub max_ts_offset: i64,
+    pub size: u64,
+}
+
+impl BatchMeta {
+    pub fn new(h: &BatchHeader, max_ts_delta: i32) -> Self {
+        BatchMeta {
+            last_offset: h.last_offset(),
+            max_ts: h.max_timestamp,
+            max_ts_offset: h.base_offset + i64::from(max_ts_delta),
+            size: h.total_size() as u64,
+        }
+    }
+}
+
+/// Running state for building sparse index entries, identical for appends and rebuilds.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Tracker {
+    pub bytes_since_index: u64,
+    pub max_ts: Option<TimestampOffset>,
+    pub last_time_entry_ts: Option<i64>,
+    pub first_ts: Option<i64>,
+}
+
+impl Tracker {
+    /// Accounts for one batch at `pos`, emitting the index entries it earns.
+    pub fn step(
+        &mut self,
+        base: i64,
+        pos: u64,
+        meta: &BatchMeta,
+        interval_bytes: u32,
+        offsets: &mut Vec<(u32, u32)>,
+        times: &mut Vec<(i64, u32)>,
+    ) {
+        if self.max_ts.is_none_or(|m| meta.max_ts > m.timestamp_ms) {
+            self.max_ts = Some(TimestampOffset {
+                timestamp_ms: meta.max_ts,
+                offset: crate::Offset(meta.max_ts_offset),
+            });
+        }
+        if self.first_ts.is_none() {
+            self.first_ts = Some(meta.max_ts);
+        }
+        if self.bytes_since_index > u64::from(interval_bytes) {
+            if let (Ok(rel), Ok(p)) = (u32::try_from(meta.last_offset - base), u32::try_from(pos)) {
+                offsets.push((rel, p));
+            }
+            self.time_entry(base, times);
+            self.bytes_since_index = 0;
+        }
+        self.bytes_since_index += meta.size;
+    }
+
+    /// Adds a time entry for the running maximum if it is new (also used when sealing).
+    pub fn time_entry(&mut self, base: i64, times: &mut Vec<(i64, u32)>) {
+        let Some(m) = self.max_ts else { return };
+        if self.last_time_entry_ts.is_some_and(|t| t >= m.timestamp_ms) {
+            return;
+        }
+        if let Ok(rel) = u32::try_from(m.offset.0 - base) {
+            times.push((m.timestamp_ms, rel));
+            self.last_time_entry_ts = Some(m.timestamp_ms);
+        }
+    }
+}
+
+/// A segment of the log.
+pub(crate) struct Segment {
+    pub base: i64,
+    pub dir: PathBuf,
+    pub log: Fd,
+    /// Committed bytes.
+    pub size: Cell<u64>,
+    /// Offset after the last committed batch (== base when empty).
+    pub next_offset: Cell<i64>,
+    /// Largest timestamp in the segment, when known.
+    pub max_ts: Cell<Option<TimestampOffset>>,
+    pub mtime_ms: Cell<i64>,
+    /// Index-building state of the active segment.
+    pub tracker: Cell<Tracker>,
+    pub indexes: RefCell<Option<Indexes>>,
+    /// Open `.index` / `.timeindex` of the active segment.
+    pub index_fds: RefCell<Option<(Fd, Fd)>>,
+    /// Bumped when the segment is truncated, so an in-flight lazy load is discarded.
+    pub generation: Cell<u64>,
+}
+
+impl Segment {
+    /// Creates the (empty) files of a new segment.
+    pub async fn create(dir: &Path, base: i64, now_ms: i64) -> Result<Segment, StorageError> {
+        let log = Fd::open_rw(&log_path(dir, base), true).await?;
+        log.truncate(0).await?;
+        let seg = Segment::new(dir, base, log, 0, now_ms);
+        *seg.indexes.borrow_mut() = Some(Indexes::default());
+        seg.open_index_files(true).await?;
+        Ok(seg)
+    }
+
+    /// Opens an existing segment's log file (indexes untouched).
+    pub async fn open(dir: &Path, base: i64) -> Result<Segment, StorageError> {
+        let log = Fd::open_rw(&log_path(dir, base), false).await?;
+        let (size, mtime_ms) = log.stat().await?;
+        Ok(Segment::new(dir, base, log, size, mtime_ms))
+    }
+
+    fn new(dir: &Path, base: i64, log: Fd, size: u64, mtime_ms: i64) -> Segment {
+        Segment {
+            base,
+            dir: dir.to_path_buf(),
+            log,
+            size: Cell::new(size),
+            next_offset: Cell::new(base),
+            max_ts: Cell::new(None),
+            mtime_ms: Cell::new(mtime_ms),
+            tracker: Cell::new(Tracker::default()),
+            indexes: RefCell::new(None),
+            index_fds: RefCell::new(None),
+            generation: Cell::new(0),
+        }
+    }
+
+    /// Opens the index files for appending; with `truncate` they are emptied first.
+    pub async fn open_index_files(&self, truncate: bool) -> Result<(), StorageError> {
+        let oi = Fd::open_rw(&index_path(&self.dir, self.base), true).await?;
+        let ti = Fd::open_rw(&time_index_path(&self.dir, self.base), true).await?;
+        if truncate {
+            oi.truncate(0).await?;
+            ti.truncate(0).await?;
+        }
+        *self.index_fds.borrow_mut() = Some((oi, ti));
+        Ok(())
+    }
+
+    /// Appends entries to the open index files (the in-memory ones are committed by caller).
+    pub async fn write_index_entries(
+        &self,
+        offsets: &[(u32, u32)],
+        times: &[(i64, u32)],
+    ) -> Result<(), StorageError> {
+        if offsets.is_empty() && times.is_empty() {
+            return Ok(());
+        }
+        let (n_off, n_time) = self
+            .indexes
+            .borrow()
+            .as_ref()
+            .map_or((0, 0), |i| (i.offsets.len(), i.times.len()));
+        let fds = self.index_fds.borrow().clone();
+        let Some((oi, ti)) = fds else {
+            return Err(StorageError::CorruptState(format!(
+                "segment {} has no open index files",
+                self.base
+            )));
+        };
+        if !offsets.is_empty() {
+            oi.write_all(
+                index::encode_offsets(offsets),
+                (n_off * OFFSET_ENTRY_LEN) as u64,
+            )
+            .await?;
+        }
+        if !times.is_empty() {
+            ti.write_all(index::encode_times(times), (n_time * TIME_ENTRY_LEN) as u64)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Rewrites both index files from the in-memory entries.
+    pub async fn write_index_files(&self) -> Result<(), StorageError> {
+        let (offs, times) = match self.indexes.borrow().as_ref() {
+            Some(i) => (
+                index::encode_offsets(&i.offsets),
+                index::encode_times(&i.times),
+            ),
+            None => return Ok(()),
+        };
+        for (path, bytes) in [
+            (index_path(&self.dir, self.base), offs),
+            (time_index_path(&self.dir, self.base), times),
+        ] {
+            let fd = Fd::open_rw(&path, true).await?;
+            fd.truncate(0).await?;
+            if !bytes.is_empty() {
+                fd.write_all(bytes, 0).await?;
+            }
+            fd.sync(false).await?;
+        }
+        Ok(())
+    }
+
+    /// fsyncs the open index files (sealing / close).
+    pub async fn sync_index_files(&self) -> Result<(), StorageError> {
+        let fds = self.index_fds.borrow().clone();
+        if let Some((oi, ti)) = fds {
+            oi.sync(false).await?;
+            ti.sync(false).await?;
+        }
+        Ok(())
+    }
+
+    /// Loads the indexes of a sealed segment, rebuilding them when missing or corrupt.
+    pub async fn ensure_indexes(&self, interval_bytes: u32) -> Result<(), StorageError> {
+        if self.indexes.borrow().is_some() {
+            return Ok(());
+        }
+        let generation = self.generation.get();
+        let size = self.size.get();
+        let rel_limit = u64::try_from(self.next_offset.get() - self.base).ok();
+        let loaded = match self.read_index_files(size, rel_limit).await {
+            Ok(idx) => idx,
+            Err(why) => {
+                tracing::warn!(segment = self.base, dir = %self.dir.display(), %why, "rebuilding index");
+                let scan = recovery::scan(&self.log, self.base, 0, size, interval_bytes).await?;
+                if let Some(problem) = &scan.problem {
+                    tracing::warn!(segment = self.base, %problem, valid_bytes = scan.valid_size,
+                        "sealed segment has an unreadable tail; indexing what is valid");
+                }
+                let idx = scan.indexes;
+                if self.generation.get() == generation {
+                    *self.indexes.borrow_mut() = Some(idx.clone());
+                    self.write_index_files().await?;
+                }
+                idx
+            }
+        };
+        if self.generation.get() == generation && self.indexes.borrow().is_none() {
+            *self.indexes.borrow_mut() = Some(loaded);
+        }
+        Ok(())
+    }
+
+    async fn read_index_files(&self, size: u64, rel_limit: Option<u64>) -> Result<Indexes, String> {
+        // A segment of `size` bytes holds at most size / header batches, which bounds how
+        // much of an index file can be legitimate.
+        let batches_max = size / BATCH_HEADER_LEN as u64 + 1;
+        let offsets = read_small(&index_path(&self.dir, self.base), batches_max * 8).await?;
+        let times = read_small(&time_index_path(&self.dir, self.base), batches_max * 12).await?;
+        if size > 0 && times.is_empty() {
+            return Err("empty time index for a non-empty segment".into());
+        }
+        Ok(Indexes {
+            offsets: index::parse_offsets(&offsets, size).map_err(|e| e.to_string())?,
+            times: index::parse_times(&times, rel_limit).map_err(|e| e.to_string())?,
+        })
+    }
+
+    /// Reads the last `.timeindex` entry of a sealed segment: its largest timestamp.
+    pub async fn read_max_timestamp(&self) -> Result<Option<TimestampOffset>, String> {
+        let path = time_index_path(&self.dir, self.base);
+        let fd = Fd::open_ro(&path).await.map_err(|e| e.to_string())?;
+        let (len, _) = fd.stat().await.map_err(|e| e.to_string())?;
+        if len % TIME_ENTRY_LEN as u64 != 0 || (len == 0 && self.size.get() > 0) {
+            return Err(format!("time index size {len}"));
+        }
+        if len == 0 {
+            return Ok(None);
+        }
+        let bytes = fd
+            .read_exact(len - TIME_ENTRY_LEN as u64, TIME_ENTRY_LEN)
+            .await
+            .map_err(|e| e.to_string())?;
+        let limit = u64::try_from(self.next_offset.get() - self.base).ok();
+        let entries = index::parse_times(&bytes, limit).map_err(|e| e.to_string())?;
+        Ok(entries.first().map(|&(ts, rel)| TimestampOffset {
+            timestamp_ms: ts,
+            offset: crate::Offset(self.base + i64::from(rel)),
+        }))
+    }
+
+    /// Start position of the batch holding `offset`, scanning at most up to `end` bytes.
+    pub async fn locate(
+        &self,
+        offset: i64,
+        end: u64,
+    ) -> Result<Option<(u64, BatchHeader)>, StorageError> {
+        let rel = u32::try_from((offset - self.base).max(0)).unwrap_or(u32::MAX);
+        let start = self
+            .indexes
+            .borrow()
+            .as_ref()
+            .map_or(0, |i| i.position_for(rel));
+        let mut reader = HeaderReader::new(&self.log, end);
+        let mut pos = u64::from(start);
+        while let Some(h) = reader.header_at(pos).await? {
+            if h.last_offset() >= offset {
+                return Ok(Some((pos, h)));
+            }
+            pos += h.total_size() as u64;
+        }
+        Ok(None)
+    }
+}
+
+async fn read_small(path: &Path, len_max: u64) -> Result<Vec<u8>, String> {
+    let fd = Fd::open_ro(path)
+        .await
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let (len, _) = fd.stat().await.map_err(|e| e.to_string())?;
+    if len > len_max {
+        return Err(format!("{}: {len} bytes is too large", path.display()));
+    }
+    fd.read_exact(0, len as usize)
+        .await
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Walks batch headers of one segment file, reading in chunks, never past `end`.
+pub(crate) struct HeaderReader<'a> {
+    fd: &'a Fd,
+    end: u64,
+    chunk: Vec<u8>,
+    chunk_pos: u64,
+}
+
+impl<'a> HeaderReader<'a> {
+    pub fn new(fd: &'a Fd, end: u64) -> Self {
+        HeaderReader {
+            fd,
+            end,
+            chunk: Vec::new(),
+            chunk_pos: 0,
+        }
+    }
+
+    /// The header of the batch at `pos`; `None` at `end`. A header or batch crossing `end`
+    /// is corrupt (committed data is always whole batches).
+    pub async fn header_at(&mut self, pos: u64) -> Result<Option<BatchHeader>, StorageError> {
+        if pos >= self.end {
+            return Ok(None);
+        }
+        let want = BATCH_HEADER_LEN as u64;
+        let cached =
+            pos >= self.chunk_pos && pos + want <= self.chunk_pos + self.chunk.len() as u64;
+        if !cached {
+            let len = (self.end - pos).min(SCAN_CHUNK_BYTES as u64);
+            if len < want {
+                return Err(StorageError::CorruptState(format!(
+                    "partial batch header at position {pos}"
+                )));
+            }
+            self.chunk = self.fd.read_exact(pos, len as usize).await?;
+            self.chunk_pos = pos;
+        }
+        let at = (pos - self.chunk_pos) as usize;
+        let h = BatchHeader::parse(self.chunk.get(at..).unwrap_or(&[]))
+            .map_err(|e| StorageError::CorruptState(format!("batch at position {pos}: {e}")))?;
+        if pos + h.total_size() as u64 > self.end {
+            return Err(StorageError::CorruptState(format!(
+                "batch at position {pos} crosses the end of the segment"
+            )));
+        }
+        Ok(Some(h))
+    }
+}
