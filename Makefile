@@ -40,12 +40,19 @@ $(VENV)/.stamp:
 
 deps: apt-deps py-deps
 
-# The compat script runs the debug broker this target just built.
+# Every suite runs even when an earlier one fails (so one failure hides no other); the target
+# fails if any did. The compat script runs the debug broker this target just built.
 TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 test: deps
 	$(CARGO) build --workspace --all-targets
-	$(CARGO) test --workspace
-	SLUICE_BIN=$(TARGET_DIR)/debug/sluice PYTHON=$(VENV)/bin/python scripts/compat/run.sh
+	@rc=0; \
+	$(CARGO) test --workspace --no-fail-fast || rc=1; \
+	SLUICE_BIN=$(TARGET_DIR)/debug/sluice PYTHON=$(VENV)/bin/python scripts/compat/run.sh || rc=1; \
+	exit $$rc
+
+# Storage benchmark: log append/read throughput next to dd on the same disk (perf/README.md).
+bench-storage:
+	perf/bench-storage.sh
 
 fmt:
 	$(CARGO) fmt --all

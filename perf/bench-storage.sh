@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # Storage benchmark (`make bench-storage`): single-shard append / read throughput of the
 # partition log next to `dd` on the SAME filesystem, in the same command, plus the ratios.
+# Every measurement is repeated REPEAT times, interleaved (dd, log, dd, log, ...), and the
+# median is reported with the range: on a shared VM single runs vary by 2-5x.
 #
-#   TOTAL_MIB   bytes per run in MiB (default 512)
+#   TOTAL_MIB   bytes per run in MiB (default 256)
+#   REPEAT      repetitions (default 3)
 #   DATA_DIR    scratch directory; its filesystem is what is measured (default target/bench-storage)
 #   CARGO_TARGET_DIR  where the release binary is built (default target)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-TOTAL_MIB=${TOTAL_MIB:-512}
+TOTAL_MIB=${TOTAL_MIB:-256}
+REPEAT=${REPEAT:-3}
 DATA_DIR=${DATA_DIR:-target/bench-storage}
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 CARGO=${CARGO:-cargo}
@@ -18,34 +22,60 @@ BENCH="$TARGET_DIR/release/storage_bench"
 
 rm -rf "$DATA_DIR"
 mkdir -p "$DATA_DIR"
-trap 'rm -rf "$DATA_DIR"' EXIT
+RESULTS=$(mktemp)
+trap 'rm -rf "$DATA_DIR" "$RESULTS"' EXIT
 
-echo "machine: $(nproc) cores, $(uname -r); data dir $DATA_DIR on $(df -P "$DATA_DIR" | awk 'NR==2 {print $1 " (" $6 ")"}') $(findmnt -no FSTYPE -T "$DATA_DIR" 2>/dev/null || true)"
-echo "records: 1 KiB values; $TOTAL_MIB MiB per run; MB = 10^6 bytes"
-echo
+echo "machine: $(nproc) cores, kernel $(uname -r); data dir $DATA_DIR on $(df -P "$DATA_DIR" | awk 'NR==2 {print $1 " (" $6 ")"}') $(findmnt -no FSTYPE -T "$DATA_DIR" 2>/dev/null || true)"
+echo "1 KiB record values; $TOTAL_MIB MiB per run; median of $REPEAT; MB = 10^6 bytes"
 
-# dd_mbps ARGS...: runs dd writing TOTAL_MIB MiB into the data dir; prints MB/s computed
-# from dd's own byte count and elapsed time.
+# dd_mbps NAME ARGS...: dd of TOTAL_MIB MiB into the data dir; records MB/s computed from
+# dd's own byte count and elapsed time.
 dd_mbps() {
-    local f="$DATA_DIR/dd.bin" out
+    local name=$1 f="$DATA_DIR/dd.bin" out
+    shift
     out=$(LC_ALL=C dd if=/dev/zero of="$f" bs=1M count="$TOTAL_MIB" "$@" 2>&1 | tail -n1)
     rm -f "$f"
-    awk '{ for (i = 1; i <= NF; i++) if ($(i) == "s," || $(i) == "s") secs = $(i-1);
-           printf "%.1f\n", $1 / secs / 1e6 }' <<<"$out"
+    awk -v n="$name" '{ for (i = 1; i <= NF; i++) if ($(i) == "s," || $(i) == "s") secs = $(i-1);
+                        printf "RESULT %s %.1f\n", n, $1 / secs / 1e6 }' <<<"$out" >>"$RESULTS"
 }
 
-dd_direct=$(dd_mbps oflag=direct)
-dd_fdatasync=$(dd_mbps conv=fdatasync)
-printf '%-28s %8s MB/s\n' "dd bs=1M oflag=direct" "$dd_direct"
-printf '%-28s %8s MB/s\n' "dd bs=1M conv=fdatasync" "$dd_fdatasync"
+# dd_read_mbps: reads back a fsynced TOTAL_MIB MiB file from the disk (page cache dropped
+# for it by iflag=direct), for the read-cold comparison.
+dd_read_mbps() {
+    local f="$DATA_DIR/dd-read.bin" out
+    LC_ALL=C dd if=/dev/zero of="$f" bs=1M count="$TOTAL_MIB" conv=fdatasync status=none
+    out=$(LC_ALL=C dd if="$f" of=/dev/null bs=1M iflag=direct 2>&1 | tail -n1)
+    rm -f "$f"
+    awk '{ for (i = 1; i <= NF; i++) if ($(i) == "s," || $(i) == "s") secs = $(i-1);
+           printf "RESULT dd-read-bs1M-iflag=direct %.1f\n", $1 / secs / 1e6 }' <<<"$out" >>"$RESULTS"
+}
 
-results=$("$BENCH" --dir "$DATA_DIR" --total-mib "$TOTAL_MIB")
-grep -v '^RESULT ' <<<"$results"
-result() { awk -v k="$1" '$1 == "RESULT" && $2 == k { print $3 }' <<<"$results"; }
+for _ in $(seq "$REPEAT"); do
+    dd_read_mbps
+    dd_mbps "dd-bs1M-oflag=direct" oflag=direct
+    dd_mbps "dd-bs1M-conv=fdatasync" conv=fdatasync
+    dd_mbps "dd-bs1M-oflag=dsync" oflag=dsync
+    "$BENCH" --dir "$DATA_DIR" --total-mib "$TOTAL_MIB" | grep '^RESULT ' >>"$RESULTS"
+    "$BENCH" --dir "$DATA_DIR" --total-mib "$TOTAL_MIB" --only fsync-per-MiB --inflight 4 \
+        | grep '^RESULT ' >>"$RESULTS"
+done
+
+# name -> "median min max", in first-seen order.
+summary=$(awk '$1 == "RESULT" { if (!($2 in n)) order[++k] = $2; v[$2, ++n[$2]] = $3 }
+    END { for (i = 1; i <= k; i++) { name = order[i]; c = n[name];
+            for (a = 1; a <= c; a++) s[a] = v[name, a];
+            for (a = 1; a <= c; a++) for (b = a + 1; b <= c; b++) if (s[b] < s[a]) { t = s[a]; s[a] = s[b]; s[b] = t }
+            med = (c % 2) ? s[(c + 1) / 2] : (s[c / 2] + s[c / 2 + 1]) / 2;
+            printf "%s %.1f %.1f %.1f\n", name, med, s[1], s[c] } }' "$RESULTS")
+echo
+printf '%-42s %10s %22s\n' "measurement" "MB/s" "(min - max)"
+awk '{ printf "%-42s %10.1f %22s\n", $1, $2, "(" $3 " - " $4 ")" }' <<<"$summary"
+med() { awk -v k="$1" '$1 == k { print $2 }' <<<"$summary"; }
 
 echo
-echo "ratios (target: append fsync-per-MiB / dd conv=fdatasync >= 0.8)"
-for name in append-16KiB-fsync-per-MiB append-1MiB-fsync-per-MiB; do
-    awk -v n="$name" -v s="$(result "$name")" -v d="$dd_fdatasync" -v o="$dd_direct" \
-        'BEGIN { printf "%-28s %5.2f x dd conv=fdatasync, %5.2f x dd oflag=direct%s\n", n, s / d, s / o, (s / d >= 0.8 ? "" : "  (MISSES TARGET)") }'
+echo "ratios of medians (target: append fsync-per-MiB / dd conv=fdatasync >= 0.8)"
+for name in append-16KiB-fsync-per-MiB append-1MiB-fsync-per-MiB \
+            append-16KiB-fsync-per-MiB-inflight4 append-1MiB-fsync-per-MiB-inflight4; do
+    awk -v n="$name" -v s="$(med "$name")" -v d="$(med dd-bs1M-conv=fdatasync)" -v y="$(med dd-bs1M-oflag=dsync)" \
+        'BEGIN { printf "%-42s %5.2f x dd conv=fdatasync  %5.2f x dd oflag=dsync%s\n", n, s / d, s / y, (s / d >= 0.8 ? "" : "  (misses 0.8)") }'
 done

@@ -97,7 +97,9 @@ impl Appender {
         match self.lines.recv_timeout(LINE_TIMEOUT) {
             Ok(l) => Some(l),
             Err(mpsc::RecvTimeoutError::Disconnected) => None,
-            Err(mpsc::RecvTimeoutError::Timeout) => panic!("sluice-logtool printed nothing for {LINE_TIMEOUT:?}"),
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                panic!("sluice-logtool printed nothing for {LINE_TIMEOUT:?}")
+            }
         }
     }
 
@@ -181,10 +183,21 @@ async fn read_checked(log: &Log) -> BTreeMap<i64, (i64, u32)> {
 async fn check_acks(log: &Log, acks: &[Ack]) {
     let seen = read_checked(log).await;
     for a in acks {
-        assert!(a.last < log.log_end_offset().0, "ACKed {a:?} beyond end {}", log.log_end_offset());
-        assert_eq!(seen.get(&a.base), Some(&(a.last, a.crc)), "ACKed batch {a:?}");
+        assert!(
+            a.last < log.log_end_offset().0,
+            "ACKed {a:?} beyond end {}",
+            log.log_end_offset()
+        );
+        assert_eq!(
+            seen.get(&a.base),
+            Some(&(a.last, a.crc)),
+            "ACKed batch {a:?}"
+        );
         let mid = a.base + (a.last - a.base) / 2;
-        let one = log.read(Offset(mid), 1, true, Offset(i64::MAX)).await.unwrap();
+        let one = log
+            .read(Offset(mid), 1, true, Offset(i64::MAX))
+            .await
+            .unwrap();
         let bytes = one.read_bytes().await.unwrap();
         let h = BatchHeader::parse(&bytes).unwrap();
         assert_eq!((h.base_offset, bytes.len()), (a.base, h.total_size()));
@@ -199,10 +212,19 @@ async fn append_at(log: &Log, expected: Offset) -> Ack {
         .build();
     let crc = values_crc(&b);
     let info = log
-        .append(b, AppendOptions { leader_epoch: 0, now_ms: 1_000 })
+        .append(
+            b,
+            AppendOptions {
+                leader_epoch: 0,
+                now_ms: 1_000,
+            },
+        )
         .await
         .unwrap();
-    assert_eq!(info.base_offset, expected, "appends continue at the recovered end");
+    assert_eq!(
+        info.base_offset, expected,
+        "appends continue at the recovered end"
+    );
     log.flush().await.unwrap();
     Ack {
         base: info.base_offset.0,
@@ -245,14 +267,23 @@ fn kill_9_during_fsynced_appends_loses_no_acked_batch() {
         rt().block_on(async {
             let log = Log::open(dir.clone(), config()).await.unwrap();
             let end = log.log_end_offset();
-            assert!(end.0 > last_ack.last, "round {round}: end {end} below ACK {last_ack:?}");
+            assert!(
+                end.0 > last_ack.last,
+                "round {round}: end {end} below ACK {last_ack:?}"
+            );
             check_acks(&log, &acks).await;
-            eprintln!("round {round}: {} ACKs so far, recovered end {end}", acks.len());
+            eprintln!(
+                "round {round}: {} ACKs so far, recovered end {end}",
+                acks.len()
+            );
             acks.push(append_at(&log, end).await);
             // Dropped without close: the next child recovers from an unclean shutdown too.
         });
     }
-    assert!(files_with(&dir, ".log").len() > 1, "kills should span several segments");
+    assert!(
+        files_with(&dir, ".log").len() > 1,
+        "kills should span several segments"
+    );
 }
 
 /// Writes a log cleanly with the child; returns its ACKs.
@@ -311,7 +342,11 @@ fn reopen_after_tail_damage(dir: &Path, acks: &[Ack], cut: (u64, u64, i64), prob
     let ((), report) = captured(|| {
         rt().block_on(async {
             let log = Log::open(dir.to_path_buf(), config()).await.unwrap();
-            assert_eq!(log.log_end_offset(), Offset(base), "cut at the damaged batch");
+            assert_eq!(
+                log.log_end_offset(),
+                Offset(base),
+                "cut at the damaged batch"
+            );
             let kept: Vec<Ack> = acks.iter().copied().filter(|a| a.base < base).collect();
             assert_eq!(kept.len(), acks.len() - 1, "only the damaged batch is lost");
             check_acks(&log, &kept).await;
@@ -319,11 +354,21 @@ fn reopen_after_tail_damage(dir: &Path, acks: &[Ack], cut: (u64, u64, i64), prob
             log.close().await.unwrap();
         })
     });
-    assert!(report.contains("truncating damaged log tail"), "no cut reported:\n{report}");
-    for field in [format!("offset={base}"), format!("position={pos}"), format!("bytes={bytes}")] {
+    assert!(
+        report.contains("truncating damaged log tail"),
+        "no cut reported:\n{report}"
+    );
+    for field in [
+        format!("offset={base}"),
+        format!("position={pos}"),
+        format!("bytes={bytes}"),
+    ] {
         assert!(report.contains(&field), "report lacks {field}:\n{report}");
     }
-    assert!(report.contains(problem), "report lacks {problem:?}:\n{report}");
+    assert!(
+        report.contains(problem),
+        "report lacks {problem:?}:\n{report}"
+    );
 }
 
 #[test]
@@ -348,7 +393,10 @@ fn torn_last_batch_is_cut() {
     let active = files_with(&dir, ".log").pop().unwrap();
     let (pos, size, base) = last_batch(&active);
     let kept_bytes = size / 2;
-    assert!(kept_bytes > BATCH_HEADER_LEN as u64, "tear after the header");
+    assert!(
+        kept_bytes > BATCH_HEADER_LEN as u64,
+        "tear after the header"
+    );
     let f = OpenOptions::new().write(true).open(&active).unwrap();
     f.set_len(pos + kept_bytes).unwrap();
     drop(f);
@@ -366,10 +414,21 @@ fn reopen_after_index_damage(dir: &Path, acks: &[Ack], originals: &[(PathBuf, Ve
             log.close().await.unwrap();
         })
     });
-    assert!(report.contains("rebuilding index"), "no rebuild reported:\n{report}");
-    assert!(!report.contains("truncating"), "index damage must not cut data:\n{report}");
+    assert!(
+        report.contains("rebuilding index"),
+        "no rebuild reported:\n{report}"
+    );
+    assert!(
+        !report.contains("truncating"),
+        "index damage must not cut data:\n{report}"
+    );
     for (path, bytes) in originals {
-        assert_eq!(&std::fs::read(path).unwrap(), bytes, "{} rebuilt", path.display());
+        assert_eq!(
+            &std::fs::read(path).unwrap(),
+            bytes,
+            "{} rebuilt",
+            path.display()
+        );
     }
 }
 
@@ -389,8 +448,14 @@ fn deleted_indexes_are_rebuilt() {
     let dir = root.path().join("t-0");
     let acks = populate(&dir);
     let originals = index_files(&dir);
-    assert!(originals.iter().any(|(_, b)| !b.is_empty()), "some index entries were written");
-    for p in files_with(&dir, ".index").iter().chain(&files_with(&dir, ".timeindex")) {
+    assert!(
+        originals.iter().any(|(_, b)| !b.is_empty()),
+        "some index entries were written"
+    );
+    for p in files_with(&dir, ".index")
+        .iter()
+        .chain(&files_with(&dir, ".timeindex"))
+    {
         std::fs::remove_file(p).unwrap();
     }
     reopen_after_index_damage(&dir, &acks, &originals);

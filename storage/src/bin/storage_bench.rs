@@ -5,10 +5,10 @@
 //! records per MiB) or never, then reads the whole log back through `Log::read` +
 //! `ReadSlice::read_bytes`, once from disk (page cache dropped for the segment files with
 //! `posix_fadvise(DONTNEED)`, which only touches our own clean pages) and once warm.
-//! Only the `append` / `read` calls are timed: building and copying the input batches is the
-//! producer's cost, not the log's. Output: one `RESULT <name> <MB/s>` line per measurement
+//! Building the input batches is not timed. Output: one `RESULT <name> <MB/s>` line per measurement
 //! (MB = 10^6 bytes, like dd), after a human-readable line.
 
+use std::cell::Cell;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -36,7 +36,10 @@ enum BenchError {
 }
 
 #[derive(Parser, Debug)]
-#[command(name = "storage_bench", about = "Single-shard append/read throughput of the log")]
+#[command(
+    name = "storage_bench",
+    about = "Single-shard append/read throughput of the log"
+)]
 struct Args {
     /// Scratch directory (its filesystem is what is measured); partitions are created inside.
     #[arg(long)]
@@ -47,6 +50,16 @@ struct Args {
     /// Value size of one record.
     #[arg(long, default_value_t = KIB)]
     record_bytes: usize,
+    /// Only the append runs whose name contains this (e.g. `16KiB-no-fsync`, for profiling).
+    #[arg(long)]
+    only: Option<String>,
+    /// Appends in flight at once on the shard (concurrent producers; > 1 lets appends
+    /// proceed while an fsync runs, i.e. group commit).
+    #[arg(long, default_value_t = 1)]
+    inflight: usize,
+    /// index.interval.bytes (Kafka's default 4096 indexes every batch of 4 KiB or more).
+    #[arg(long, default_value_t = 4096)]
+    index_interval_bytes: u32,
 }
 
 /// One append configuration.
@@ -63,7 +76,11 @@ impl Run {
         } else {
             format!("{}KiB", self.batch_bytes / KIB)
         };
-        let sync = if self.fsync_per_mib { "fsync-per-MiB" } else { "no-fsync" };
+        let sync = if self.fsync_per_mib {
+            "fsync-per-MiB"
+        } else {
+            "no-fsync"
+        };
         format!("append-{batch}-{sync}")
     }
 }
@@ -85,19 +102,40 @@ fn main() -> ExitCode {
 async fn bench(args: &Args) -> Result<(), BenchError> {
     let total_bytes = args.total_mib * MIB;
     let runs = [
-        Run { batch_bytes: 16 * KIB, fsync_per_mib: true },
-        Run { batch_bytes: 16 * KIB, fsync_per_mib: false },
-        Run { batch_bytes: MIB, fsync_per_mib: true },
-        Run { batch_bytes: MIB, fsync_per_mib: false },
+        Run {
+            batch_bytes: 16 * KIB,
+            fsync_per_mib: true,
+        },
+        Run {
+            batch_bytes: 16 * KIB,
+            fsync_per_mib: false,
+        },
+        Run {
+            batch_bytes: MIB,
+            fsync_per_mib: true,
+        },
+        Run {
+            batch_bytes: MIB,
+            fsync_per_mib: false,
+        },
     ];
     let mut kept: Option<PathBuf> = None;
-    for run in runs {
+    let wanted = |r: &Run| {
+        args.only
+            .as_ref()
+            .is_none_or(|o| r.name().contains(o.as_str()))
+    };
+    for run in runs.into_iter().filter(wanted) {
         let dir = args.dir.join(format!("{}-0", run.name()));
         remove_dir_if_exists(&dir)?;
-        let (bytes, elapsed) = append_run(&dir, run, args.record_bytes, total_bytes).await?;
-        report(&run.name(), bytes, elapsed);
+        let (bytes, elapsed) = append_run(&dir, run, args, total_bytes).await?;
+        let name = match args.inflight {
+            1 => run.name(),
+            n => format!("{}-inflight{n}", run.name()),
+        };
+        report(&name, bytes, elapsed);
         // The fsynced 1 MiB log is read back below; the others only take disk space.
-        if run.batch_bytes == MIB && run.fsync_per_mib {
+        if run.batch_bytes == MIB && run.fsync_per_mib && args.inflight == 1 {
             kept = Some(dir);
         } else {
             std::fs::remove_dir_all(&dir)?;
@@ -145,13 +183,15 @@ fn batch_pool(records: usize, record_bytes: usize) -> Vec<BytesMut> {
         .collect()
 }
 
-/// Appends until `total_bytes` are stored; returns (bytes, time inside `append`).
+/// Appends until `total_bytes` are stored, with `inflight` appenders sharing the log;
+/// returns (bytes, wall time of the appends).
 async fn append_run(
     dir: &Path,
     run: Run,
-    record_bytes: usize,
+    args: &Args,
     total_bytes: usize,
 ) -> Result<(u64, Duration), BenchError> {
+    let (record_bytes, inflight) = (args.record_bytes, args.inflight);
     let records = (run.batch_bytes / record_bytes).max(1);
     let pool = batch_pool(records, record_bytes);
     let config = LogConfig {
@@ -162,23 +202,43 @@ async fn append_run(
         },
         // A "1 MiB" batch of 1 KiB records is a little over 1 MiB with its overheads.
         max_message_bytes: (2 * run.batch_bytes).max(MIB) as u32,
+        index_interval_bytes: args.index_interval_bytes,
         ..LogConfig::default()
     };
     let log = Log::open(dir.to_path_buf(), config).await?;
-    let opts = AppendOptions { leader_epoch: 0, now_ms: 1_700_000_000_000 };
-    let (mut written, mut busy) = (0u64, Duration::ZERO);
-    let mut i = 0usize;
-    while written < total_bytes as u64 {
-        let batch = pool.get(i % BATCH_POOL_LEN).cloned().unwrap_or_default();
-        i += 1;
-        let t = Instant::now();
-        let info = log.append(batch, opts).await?;
-        busy += t.elapsed();
-        written += u64::from(info.bytes);
+    let written = Cell::new(0u64);
+    let t = Instant::now();
+    let appenders = (0..inflight.max(1)).map(|k| appender(&log, &pool, k, &written, total_bytes));
+    for r in futures_util::future::join_all(appenders).await {
+        r?;
     }
+    let elapsed = t.elapsed();
     // Not timed for no-fsync (page-cache speed is what that run shows); close fsyncs the tail.
     log.close().await?;
-    Ok((written, busy))
+    Ok((written.get(), elapsed))
+}
+
+/// One producer: appends pool batches (cloning one is the producer's cost, as receiving
+/// it from the network would be) until the shared byte count reaches `total_bytes`.
+async fn appender(
+    log: &Log,
+    pool: &[BytesMut],
+    k: usize,
+    written: &Cell<u64>,
+    total_bytes: usize,
+) -> Result<(), BenchError> {
+    let opts = AppendOptions {
+        leader_epoch: 0,
+        now_ms: 1_700_000_000_000,
+    };
+    let mut i = k;
+    while written.get() < total_bytes as u64 {
+        let batch = pool.get(i % BATCH_POOL_LEN).cloned().unwrap_or_default();
+        i += 1;
+        let info = log.append(batch, opts).await?;
+        written.set(written.get() + u64::from(info.bytes));
+    }
+    Ok(())
 }
 
 /// `posix_fadvise(DONTNEED)` on every file of `dir`, so the next read comes from the disk.
@@ -211,7 +271,11 @@ async fn read_run(dir: &Path) -> Result<(u64, Duration), BenchError> {
         }
         next = match last {
             Some(l) => Offset(l + 1),
-            None => return Err(BenchError::Check(format!("empty read at {next} before {end}"))),
+            None => {
+                return Err(BenchError::Check(format!(
+                    "empty read at {next} before {end}"
+                )))
+            }
         };
         bytes_read += bytes.len() as u64;
     }
