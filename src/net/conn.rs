@@ -1,8 +1,13 @@
-//! One client connection: a reader that frames requests and starts each one as its own task,
-//! and a writer that writes the responses strictly in request order.
+//! One client connection: a reader that frames requests and handles them one at a time, in
+//! request order, and a writer that writes the responses in that same order (record bytes spliced
+//! or copied per `fetch.zero.copy`, see `splice`).
 //!
-//! Invariants: at most `queued.max.requests` requests are in flight per connection (the reader
-//! stops reading while the queue is full, which pushes back on the client through TCP); a frame
+//! Invariants: requests of one connection are handled strictly one after another, as Apache Kafka
+//! does (it mutes a connection until its request is answered): a producer pipelining several
+//! produce requests must see its batches appended in the order it sent them. Writing a response
+//! overlaps with handling the next request; at most `queued.max.requests` responses wait for the
+//! writer (the reader stops reading while the queue is full, which pushes back on the client
+//! through TCP); a frame
 //! above `socket.request.max.bytes`, an unparseable header, an unknown API or an unsupported
 //! version closes the connection (after writing the responses already queued); a request that
 //! waits on another shard never blocks this shard, it only holds its own task.
@@ -12,13 +17,13 @@ use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 use compio::buf::BufResult;
-use compio::io::{AsyncReadExt, AsyncWriteExt};
+use compio::io::AsyncReadExt;
 use compio::net::TcpStream;
-use compio::runtime::JoinHandle;
 use futures_util::future::{select, Either};
 use kafka_protocol::messages::ApiKey;
 
 use super::frame::{self, FrameError, SIZE_PREFIX_BYTES};
+use super::splice::{write_parts_copied, Splicer};
 use crate::handlers::{self, BodyPart, HandlerError, Outcome, Request, Route};
 use crate::shard::Shard;
 
@@ -48,14 +53,11 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
     let _nodelay_is_best_effort = stream.set_nodelay(true);
     // The writer holds one request besides the queue, hence one less than the limit.
     let in_flight = shard.config.queued_max_requests.saturating_sub(1);
-    let (tx, rx) = flume::bounded::<JoinHandle<Ready>>(in_flight);
+    let (tx, rx) = flume::bounded::<Ready>(in_flight.max(1));
     let reader = Box::pin(async {
-        let stop = Box::pin(shard.shutdown.wait());
-        let read = Box::pin(read_loop(&shard, &stream, tx));
-        match select(read, stop).await {
-            Either::Left((Err(ConnError::Eof), _)) | Either::Right(_) => {}
-            Either::Left((Err(e), _)) => tracing::debug!(%peer, error = %e, "closing connection"),
-            Either::Left((Ok(()), _)) => {}
+        match read_loop(&shard, &stream, tx).await {
+            Ok(()) | Err(ConnError::Eof) => {}
+            Err(e) => tracing::debug!(%peer, error = %e, "closing connection"),
         }
     });
     let writer = Box::pin(write_loop(&shard, &stream, rx));
@@ -69,12 +71,21 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
 async fn read_loop(
     shard: &Rc<Shard>,
     stream: &TcpStream,
-    tx: flume::Sender<JoinHandle<Ready>>,
+    tx: flume::Sender<Ready>,
 ) -> Result<(), ConnError> {
     let max = shard.config.socket_request_max_bytes;
     let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
     loop {
-        buf = fill(stream, buf, SIZE_PREFIX_BYTES).await?;
+        // Shutdown stops the connection only between requests, so a request being handled (an
+        // append, say) always runs to completion and gets its response.
+        let next = select(
+            Box::pin(fill(stream, buf, SIZE_PREFIX_BYTES)),
+            Box::pin(shard.shutdown.wait()),
+        );
+        buf = match next.await {
+            Either::Left((filled, _)) => filled?,
+            Either::Right(_) => return Ok(()),
+        };
         let prefix: [u8; 4] = buf
             .get(..SIZE_PREFIX_BYTES)
             .and_then(|p| p.try_into().ok())
@@ -83,8 +94,8 @@ async fn read_loop(
         buf = fill(stream, buf, SIZE_PREFIX_BYTES + len).await?;
         let mut frame = buf.split_to(SIZE_PREFIX_BYTES + len).freeze();
         let body = frame.split_off(SIZE_PREFIX_BYTES);
-        let task = start_request(shard, body)?;
-        if tx.send_async(task).await.is_err() {
+        let ready = handle_request(shard, body).await?;
+        if tx.send_async(ready).await.is_err() {
             return Ok(());
         }
     }
@@ -104,35 +115,33 @@ async fn fill(stream: &TcpStream, mut buf: BytesMut, need: usize) -> Result<Byte
     Ok(buf)
 }
 
-/// Parses the header and starts the handler as a task; errors close the connection.
-fn start_request(shard: &Rc<Shard>, frame: Bytes) -> Result<JoinHandle<Ready>, ConnError> {
+/// Parses the header and runs the handler to completion; errors close the connection. Waiting on
+/// other shards only suspends this connection's task, never the shard.
+async fn handle_request(shard: &Rc<Shard>, frame: Bytes) -> Result<Ready, ConnError> {
     let parsed = frame::parse_request(frame)?;
     let key = parsed.api_key;
     let version = parsed.header.request_api_version;
     let correlation_id = parsed.header.correlation_id;
-    let task = match handlers::route(key, version) {
+    let ready = match handlers::route(key, version) {
         Route::Reject(why) => {
             tracing::debug!(api = ?key, version, "{why}");
             return Err(ConnError::Rejected(why));
         }
-        Route::ApiVersionsFallback => compio::runtime::spawn(async move {
+        Route::ApiVersionsFallback => {
             let outcome = handlers::api_versions::unsupported_version_body();
             finish(ApiKey::ApiVersions, 0, correlation_id, outcome)
-        }),
+        }
         Route::Handle(handler) => {
             let request = Request {
                 api_key: key,
                 header: parsed.header,
                 body: parsed.body,
             };
-            let shard = shard.clone();
-            compio::runtime::spawn(async move {
-                let outcome = handler(shard, request).await;
-                finish(key, version, correlation_id, outcome)
-            })
+            let outcome = handler(shard.clone(), request).await;
+            finish(key, version, correlation_id, outcome)
         }
     };
-    Ok(task)
+    Ok(ready)
 }
 
 fn finish(
@@ -160,51 +169,23 @@ fn finish(
     }
 }
 
-async fn write_loop(shard: &Shard, stream: &TcpStream, rx: flume::Receiver<JoinHandle<Ready>>) {
-    while let Ok(task) = rx.recv_async().await {
-        let parts = match task.await {
-            Ok(Ready::Frame(parts)) => parts,
-            Ok(Ready::Nothing) => continue,
-            Ok(Ready::Close) | Err(_) => return,
+async fn write_loop(shard: &Shard, stream: &TcpStream, rx: flume::Receiver<Ready>) {
+    // One pipe per connection, reused by every response it splices.
+    let mut splicer = Splicer::new(shard.config.fetch_splice_pipe_bytes);
+    while let Ok(ready) = rx.recv_async().await {
+        let parts = match ready {
+            Ready::Frame(parts) => parts,
+            Ready::Nothing => continue,
+            Ready::Close => return,
         };
-        if let Err(e) = write_parts(shard, stream, parts).await {
+        let written = if shard.config.fetch_zero_copy {
+            splicer.write_parts(stream, parts).await
+        } else {
+            write_parts_copied(stream, parts, shard.config.fetch_copy_pool_bytes).await
+        };
+        if let Err(e) = written {
             tracing::debug!(error = %e, "write failed");
             return;
         }
-    }
-}
-
-/// Writes the parts in order: runs of in-memory bytes with one vectored write each, file ranges
-/// spliced (zero-copy) or read and copied.
-async fn write_parts(
-    shard: &Shard,
-    stream: &TcpStream,
-    parts: Vec<BodyPart>,
-) -> std::io::Result<()> {
-    let mut run: Vec<Bytes> = Vec::new();
-    for part in parts {
-        match part {
-            BodyPart::Bytes(bytes) => run.push(bytes),
-            BodyPart::File(range) => {
-                write_run(stream, std::mem::take(&mut run)).await?;
-                super::splice::write_file_range(stream, &range, shard.config.fetch_zero_copy)
-                    .await?;
-            }
-        }
-    }
-    write_run(stream, run).await
-}
-
-async fn write_run(stream: &TcpStream, run: Vec<Bytes>) -> std::io::Result<()> {
-    let mut writer = stream;
-    match run.len() {
-        0 => Ok(()),
-        1 => {
-            let Some(only) = run.into_iter().next() else {
-                return Ok(());
-            };
-            writer.write_all(only).await.0
-        }
-        _ => writer.write_vectored_all(run).await.0,
     }
 }

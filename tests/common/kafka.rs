@@ -447,7 +447,8 @@ pub fn assert_partition_order(sent: &[TestRecord], received: &[Received]) {
     }
     let mut key_partition: HashMap<&str, i32> = HashMap::new();
     for (p, msgs) in &by_partition {
-        let mut last_seq: HashMap<&str, u64> = HashMap::new();
+        // key -> (seq, offset, record id) of its latest message so far.
+        let mut last_seq: HashMap<&str, (u64, i64, usize)> = HashMap::new();
         for pair in msgs.windows(2) {
             assert_eq!(
                 pair[1].offset,
@@ -459,12 +460,16 @@ pub fn assert_partition_order(sent: &[TestRecord], received: &[Received]) {
             let rec = record_of(sent, r);
             let owner = *key_partition.entry(rec.key.as_str()).or_insert(*p);
             assert_eq!(owner, *p, "key {} in partitions {owner} and {p}", rec.key);
-            if let Some(prev) = last_seq.insert(rec.key.as_str(), rec.seq) {
+            let now = (rec.seq, r.offset, rec.id);
+            if let Some((seq, offset, id)) = last_seq.insert(rec.key.as_str(), now) {
                 assert!(
-                    rec.seq > prev,
-                    "partition {p}: key {} seq {} after {prev}",
+                    rec.seq > seq,
+                    "partition {p}: key {} out of order: offset {offset} holds seq {seq} \
+                     (record {id}), later offset {} holds seq {} (record {})",
                     rec.key,
-                    rec.seq
+                    r.offset,
+                    rec.seq,
+                    rec.id
                 );
             }
         }

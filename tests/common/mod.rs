@@ -66,8 +66,14 @@ impl BrokerOpts {
 }
 
 /// Two shards exercise cross-shard routing; never more than the machine has, because the
-/// broker pins one shard per core.
+/// broker pins one shard per core. `SLUICE_TEST_CORES` overrides it (to bisect a failure).
 pub fn default_cores() -> usize {
+    if let Some(n) = std::env::var("SLUICE_TEST_CORES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        return n;
+    }
     thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
