@@ -6,7 +6,7 @@ VENV ?= .venv
 PYTHON ?= python3
 export DEBIAN_FRONTEND := noninteractive
 
-.PHONY: run build release test deps apt-deps py-deps fmt clippy lint bench bench-storage clean
+.PHONY: run build release test deps apt-deps py-deps fmt clippy lint bench bench-build bench-smoke bench-storage clean
 
 run: release
 	./target/release/sluice
@@ -49,6 +49,13 @@ test: deps
 	$(CARGO) test --workspace --no-fail-fast || rc=1; \
 	SLUICE_BIN=$(TARGET_DIR)/debug/sluice PYTHON=$(VENV)/bin/python scripts/compat/run.sh || rc=1; \
 	exit $$rc
+
+# Load generator (bench/README.md). `bench-smoke` is a 2 s end-to-end run against a fresh broker.
+bench-build:
+	$(CARGO) build --release -p sluice-bench
+
+bench-smoke: release bench-build
+	bench/run-sluice.sh target/release/sluice target/release/sluice-bench -w bench/workloads/smoke.toml --out bench-out/smoke --quiet --fail-on-loss
 
 # Storage benchmark: log append/read throughput next to dd on the same disk (perf/README.md).
 bench-storage:

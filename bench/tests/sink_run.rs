@@ -1,0 +1,68 @@
+//! End to end without a broker: `sluice-bench run --sink` drives the smoke workload through
+//! librdkafka into the built-in sink and must write a complete report.
+
+use std::path::Path;
+use std::process::Command;
+
+#[test]
+fn smoke_workload_against_the_builtin_sink_writes_a_report() {
+    let out = tempfile::tempdir().unwrap();
+    let workload = Path::new(env!("CARGO_MANIFEST_DIR")).join("workloads/smoke.toml");
+    let output = Command::new(env!("CARGO_BIN_EXE_sluice-bench"))
+        .args([
+            "run",
+            "--sink",
+            "--quiet",
+            "--fail-on-loss",
+            "--duration-s",
+            "1",
+        ])
+        .arg("--workload")
+        .arg(&workload)
+        .arg("--out")
+        .arg(out.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "sluice-bench failed: {stderr}");
+    let table = String::from_utf8_lossy(&output.stdout);
+    assert!(table.contains("| sink |"), "table on stdout: {table}");
+
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("summary.json")).unwrap())
+            .unwrap();
+    let run = &summary["runs"][0];
+    assert_eq!(run["broker"], "sink");
+    assert_eq!(run["is_sink"], true);
+    // 1 s at 2000 msg/s: every message was sent and acknowledged by the sink.
+    assert_eq!(run["produced_sent"], 2000);
+    assert_eq!(run["produced_acked"], 2000);
+    assert_eq!(run["produce_errors"], 0);
+    assert_eq!(run["lost"], 0);
+    assert_eq!(run["complete"], true);
+    assert_eq!(run["publish_latency_ms"]["count"], 2000);
+    for file in [
+        "sink-publish.hgrm",
+        "latency-publish.svg",
+        "throughput.svg",
+        "comparison.md",
+    ] {
+        let len = std::fs::metadata(out.path().join(file)).unwrap().len();
+        assert!(len > 0, "{file} is empty");
+    }
+}
+
+#[test]
+fn bad_workload_is_a_clean_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "name = \"bad\"\npartitions_per_topic = 0\n").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_sluice-bench"))
+        .args(["run", "--sink", "--workload"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("sluice-bench:"), "{stderr}");
+}
