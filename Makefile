@@ -6,7 +6,7 @@ VENV ?= .venv
 PYTHON ?= python3
 export DEBIAN_FRONTEND := noninteractive
 
-.PHONY: run build release test deps apt-deps py-deps fmt clippy lint bench bench-build bench-smoke bench-storage clean
+.PHONY: run build release test deps apt-deps py-deps fmt clippy lint bench bench-build bench-smoke bench-storage bench-deps flamegraph clean
 
 run: release
 	./target/release/sluice
@@ -60,6 +60,27 @@ bench-smoke: release bench-build
 # Storage benchmark: log append/read throughput next to dd on the same disk (perf/README.md).
 bench-storage:
 	perf/bench-storage.sh
+
+# Tools for `make bench` and `make flamegraph` (perf/README.md): perf, iperf3, fio and taskset
+# from Debian, inferno (flamegraph SVGs) from crates.io. Each is installed only when missing.
+BENCH_APT := linux-perf:perf iperf3:iperf3 fio:fio util-linux:taskset
+bench-deps:
+	@missing=""; for pc in $(BENCH_APT); do \
+	  command -v $${pc#*:} >/dev/null 2>&1 || missing="$$missing $${pc%%:*}"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+	@command -v inferno-flamegraph >/dev/null 2>&1 || $(CARGO) install --locked inferno
+
+# Broker benchmarks: standard workloads, machine limits, scaling, zero-copy; writes BENCHMARKS.md.
+# Knobs: DURATION_S (max-rate runs), FIXED_DURATION_S, SCALE_DURATION_S (see perf/bench.sh).
+bench: bench-deps
+	perf/bench.sh
+
+# CPU flamegraph of the broker under load, into perf/out/ (WORKLOAD=..., DURATION_S=...).
+flamegraph: bench-deps
+	perf/flamegraph.sh
 
 fmt:
 	$(CARGO) fmt --all

@@ -55,9 +55,14 @@ for _ in $(seq "$REPEAT"); do
     dd_mbps "dd-bs1M-oflag=direct" oflag=direct
     dd_mbps "dd-bs1M-conv=fdatasync" conv=fdatasync
     dd_mbps "dd-bs1M-oflag=dsync" oflag=dsync
-    "$BENCH" --dir "$DATA_DIR" --total-mib "$TOTAL_MIB" | grep '^RESULT ' >>"$RESULTS"
+    "$BENCH" --dir "$DATA_DIR" --total-mib "$TOTAL_MIB" | grep -E '^(RESULT|FSYNCS) ' >>"$RESULTS"
     "$BENCH" --dir "$DATA_DIR" --total-mib "$TOTAL_MIB" --only fsync-per-MiB --inflight 4 \
-        | grep '^RESULT ' >>"$RESULTS"
+        | grep -E '^(RESULT|FSYNCS) ' >>"$RESULTS"
+    # Producers awaiting durability of each append (acks=all): 1 and 4 in flight.
+    "$BENCH" --dir "$DATA_DIR" --total-mib "$TOTAL_MIB" --only 1MiB-fsync-per-MiB --wait-durable \
+        | grep -E '^(RESULT|FSYNCS) ' >>"$RESULTS"
+    "$BENCH" --dir "$DATA_DIR" --total-mib "$TOTAL_MIB" --only fsync-per-MiB --inflight 4 --wait-durable \
+        | grep -E '^(RESULT|FSYNCS) ' >>"$RESULTS"
 done
 
 # name -> "median min max", in first-seen order.
@@ -75,7 +80,19 @@ med() { awk -v k="$1" '$1 == k { print $2 }' <<<"$summary"; }
 echo
 echo "ratios of medians (target: append fsync-per-MiB / dd conv=fdatasync >= 0.8)"
 for name in append-16KiB-fsync-per-MiB append-1MiB-fsync-per-MiB \
-            append-16KiB-fsync-per-MiB-inflight4 append-1MiB-fsync-per-MiB-inflight4; do
+            append-16KiB-fsync-per-MiB-inflight4 append-1MiB-fsync-per-MiB-inflight4 \
+            append-1MiB-fsync-per-MiB-wait append-16KiB-fsync-per-MiB-inflight4-wait \
+            append-1MiB-fsync-per-MiB-inflight4-wait; do
     awk -v n="$name" -v s="$(med "$name")" -v d="$(med dd-bs1M-conv=fdatasync)" -v y="$(med dd-bs1M-oflag=dsync)" \
         'BEGIN { printf "%-42s %5.2f x dd conv=fdatasync  %5.2f x dd oflag=dsync%s\n", n, s / d, s / y, (s / d >= 0.8 ? "" : "  (misses 0.8)") }'
 done
+
+echo
+echo "data fsyncs per run (median of $REPEAT; the policy asks for one per MiB of $TOTAL_MIB MiB;"
+echo "appends do not wait for them, so one fsync may cover more)"
+awk '$1 == "FSYNCS" { if (!($2 in n)) order[++k] = $2; c[$2, ++n[$2]] = $3; m[$2, n[$2]] = $4 }
+    END { for (i = 1; i <= k; i++) { name = order[i]; cnt = n[name];
+            for (a = 1; a <= cnt; a++) { s[a] = c[name, a]; t[a] = m[name, a] }
+            for (a = 1; a <= cnt; a++) for (b = a + 1; b <= cnt; b++) if (s[b] < s[a]) { x = s[a]; s[a] = s[b]; s[b] = x; x = t[a]; t[a] = t[b]; t[b] = x }
+            mid = int((cnt + 1) / 2);
+            printf "%-42s %8d fsyncs  %6.2f MiB per fsync\n", name, s[mid], t[mid] } }' "$RESULTS"

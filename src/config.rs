@@ -77,10 +77,17 @@ pub struct BrokerConfig {
     /// Cap on a fetch's max_wait_ms, so a long poll never holds a request slot for long.
     #[serde(rename = "fetch.max.wait.ms")]
     pub fetch_max_wait_ms: u32,
-    /// Splice record bytes from segment files to the socket instead of copying them (the
-    /// splice writer exists; Fetch does not hand-encode file ranges yet, so it always copies).
+    /// Splice record bytes from segment files to the socket (true) or read them into pooled
+    /// buffers and write those (false). See perf/README.md "Zero-copy vs copy fetch".
     #[serde(rename = "fetch.zero.copy")]
     pub fetch_zero_copy: bool,
+    /// Capacity requested for each connection's splice pipe (F_SETPIPE_SZ; the kernel caps it
+    /// at /proc/sys/fs/pipe-max-size). Larger pipes move more bytes per splice.
+    #[serde(rename = "fetch.splice.pipe.bytes")]
+    pub fetch_splice_pipe_bytes: usize,
+    /// Bytes of read buffers each shard keeps for reuse on the copy path.
+    #[serde(rename = "fetch.copy.pool.bytes")]
+    pub fetch_copy_pool_bytes: usize,
     /// KIP-227 incremental fetch sessions cached per shard.
     #[serde(rename = "max.incremental.fetch.session.cache.slots")]
     pub fetch_session_cache_slots: usize,
@@ -119,6 +126,42 @@ pub struct BrokerConfig {
     /// "CreateTime" or "LogAppendTime".
     #[serde(rename = "log.message.timestamp.type")]
     pub log_message_timestamp_type: String,
+    /// Partitions of the internal `__consumer_offsets` topic (fixed once the topic exists).
+    #[serde(rename = "offsets.topic.num.partitions")]
+    pub offsets_topic_num_partitions: u32,
+    /// segment.bytes of `__consumer_offsets`.
+    #[serde(rename = "offsets.topic.segment.bytes")]
+    pub offsets_topic_segment_bytes: u64,
+    /// Compact an offsets partition (snapshot of the live keys, older segments dropped) once
+    /// this many bytes were appended to it since its last snapshot.
+    #[serde(rename = "offsets.topic.compaction.bytes")]
+    pub offsets_topic_compaction_bytes: u64,
+    /// Committed offsets of an empty group expire this long after it became empty.
+    #[serde(rename = "offsets.retention.minutes")]
+    pub offsets_retention_minutes: u64,
+    /// How often expired offsets, offsets of deleted topics and dead groups are removed (and
+    /// compaction is considered).
+    #[serde(rename = "offsets.retention.check.interval.ms")]
+    pub offsets_retention_check_interval_ms: u64,
+    /// Longest commit metadata string (longer: OFFSET_METADATA_TOO_LARGE).
+    #[serde(rename = "offset.metadata.max.bytes")]
+    pub offset_metadata_max_bytes: usize,
+    /// How long the first rebalance of an empty group waits for more members.
+    #[serde(rename = "group.initial.rebalance.delay.ms")]
+    pub group_initial_rebalance_delay_ms: u64,
+    #[serde(rename = "group.min.session.timeout.ms")]
+    pub group_min_session_timeout_ms: i32,
+    #[serde(rename = "group.max.session.timeout.ms")]
+    pub group_max_session_timeout_ms: i32,
+    /// Members one group may have (GROUP_MAX_SIZE_REACHED beyond).
+    #[serde(rename = "group.max.size")]
+    pub group_max_size: usize,
+    /// Groups one shard coordinates (new groups beyond: COORDINATOR_NOT_AVAILABLE).
+    #[serde(rename = "group.max.count.per.shard")]
+    pub group_max_count_per_shard: usize,
+    /// Granularity of session, rebalance and initial-delay timeouts.
+    #[serde(rename = "group.timer.interval.ms")]
+    pub group_timer_interval_ms: u64,
 }
 
 impl Default for BrokerConfig {
@@ -142,6 +185,8 @@ impl Default for BrokerConfig {
             fetch_max_bytes: 57_671_680,
             fetch_max_wait_ms: 30_000,
             fetch_zero_copy: false,
+            fetch_splice_pipe_bytes: 1_048_576,
+            fetch_copy_pool_bytes: 67_108_864,
             fetch_session_cache_slots: 1000,
             fetch_session_partitions_max: 10_000,
             fetch_waiters_per_partition_max: 10_000,
@@ -157,6 +202,18 @@ impl Default for BrokerConfig {
             log_flush_interval_messages: i64::MAX,
             log_flush_interval_ms: i64::MAX,
             log_message_timestamp_type: "CreateTime".to_owned(),
+            offsets_topic_num_partitions: 50,
+            offsets_topic_segment_bytes: 104_857_600,
+            offsets_topic_compaction_bytes: 16_777_216,
+            offsets_retention_minutes: 10_080,
+            offsets_retention_check_interval_ms: 600_000,
+            offset_metadata_max_bytes: 4096,
+            group_initial_rebalance_delay_ms: 3000,
+            group_min_session_timeout_ms: 6000,
+            group_max_session_timeout_ms: 1_800_000,
+            group_max_size: 1000,
+            group_max_count_per_shard: 100_000,
+            group_timer_interval_ms: 100,
         }
     }
 }
@@ -232,6 +289,10 @@ impl BrokerConfig {
         positive("shard.mailbox.capacity", self.mailbox_capacity as u64)?;
         positive("fetch.max.bytes", u64::from(self.fetch_max_bytes))?;
         positive(
+            "fetch.splice.pipe.bytes",
+            self.fetch_splice_pipe_bytes as u64,
+        )?;
+        positive(
             "max.incremental.fetch.session.cache.slots",
             self.fetch_session_cache_slots as u64,
         )?;
@@ -255,7 +316,43 @@ impl BrokerConfig {
                 reason: "too many shards".into(),
             });
         }
+        self.validate_groups()?;
         self.default_log_config().map(|_| ())
+    }
+
+    fn validate_groups(&self) -> Result<(), ConfigError> {
+        positive(
+            "offsets.topic.num.partitions",
+            u64::from(self.offsets_topic_num_partitions),
+        )?;
+        positive(
+            "offsets.topic.segment.bytes",
+            self.offsets_topic_segment_bytes,
+        )?;
+        positive(
+            "offsets.topic.compaction.bytes",
+            self.offsets_topic_compaction_bytes,
+        )?;
+        positive("offsets.retention.minutes", self.offsets_retention_minutes)?;
+        positive(
+            "offsets.retention.check.interval.ms",
+            self.offsets_retention_check_interval_ms,
+        )?;
+        positive("group.max.size", self.group_max_size as u64)?;
+        positive(
+            "group.max.count.per.shard",
+            self.group_max_count_per_shard as u64,
+        )?;
+        positive("group.timer.interval.ms", self.group_timer_interval_ms)?;
+        if self.group_min_session_timeout_ms < 1
+            || self.group_min_session_timeout_ms > self.group_max_session_timeout_ms
+        {
+            return Err(ConfigError::Invalid {
+                key: "group.min.session.timeout.ms",
+                reason: "must be in 1..=group.max.session.timeout.ms".into(),
+            });
+        }
+        Ok(())
     }
 
     /// The broker-wide topic defaults as a storage `LogConfig`.

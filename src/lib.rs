@@ -8,7 +8,9 @@
 //! `shard` is one shard's life from start to clean shutdown; `config` the broker settings.
 
 pub mod config;
+pub mod groups;
 pub mod handlers;
+pub mod metrics;
 pub mod net;
 pub mod partition;
 pub mod router;

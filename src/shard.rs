@@ -42,9 +42,13 @@ pub struct Shard {
     pub topics: RefCell<TopicTable>,
     pub partitions: PartitionMap,
     pub fetch_sessions: RefCell<FetchSessions>,
+    /// The consumer groups this shard coordinates (see `groups`).
+    pub groups: crate::groups::Coordinator,
     /// Held by shard 0 while it changes and persists the registry.
     pub registry_lock: futures_util::lock::Mutex<()>,
     pub shutdown: Shutdown,
+    /// Request, byte and fsync metrics recorded on this shard (see `metrics`).
+    pub metrics: crate::metrics::ShardMetrics,
     connections: Cell<usize>,
 }
 
@@ -83,6 +87,7 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
         default_log: boot.default_log.clone(),
         advertised_host: boot.advertised_host.clone(),
         advertised_port: boot.advertised_port,
+        groups: crate::groups::Coordinator::new(&boot.config),
         fetch_sessions: RefCell::new(FetchSessions::new(
             boot.config.fetch_session_cache_slots,
             boot.config.fetch_session_partitions_max,
@@ -92,21 +97,26 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
         partitions: PartitionMap::default(),
         registry_lock: futures_util::lock::Mutex::new(()),
         shutdown: ctx.shutdown,
+        metrics: crate::metrics::ShardMetrics::default(),
         connections: Cell::new(0),
     });
     let metas: Vec<_> = shard.topics.borrow().iter().cloned().collect();
     router::local::open_owned(&shard, &metas).await;
+    crate::groups::start(&shard).await;
     let listener = shards::reuseport_listener(boot.listen)
         .unwrap_or_else(|e| shards::fatal(format!("cannot listen on {}: {e}", boot.listen)));
     let inbox_task = compio::runtime::spawn(serve_inbox(shard.clone(), inbox));
     if shard.id == router::REGISTRY_SHARD {
+        crate::groups::ensure_offsets_topic(&shard).await;
         announce_ready(&shard, boot.listen).await;
     }
     let retention_task = compio::runtime::spawn(retention_loop(shard.clone()));
+    let groups_task = compio::runtime::spawn(crate::groups::coordinator::timer_loop(shard.clone()));
     accept_loop(&shard, &listener).await;
     drop(listener);
     drain_connections(&shard).await;
     drop(retention_task);
+    drop(groups_task);
     drop(inbox_task);
     close_logs(&shard).await;
 }

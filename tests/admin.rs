@@ -145,11 +145,9 @@ fn describe_and_alter_topic_configs() {
     assert_eq!(cleanup.value.as_deref(), Some("delete"));
     assert!(cleanup.is_default);
 
-    let missing = describe_topic(&admin, &unique_name("no-such-topic"));
-    assert_eq!(
-        missing.err(),
-        Some(RDKafkaErrorCode::UnknownTopicOrPartition)
-    );
+    // rust-rdkafka 0.39 reports every DescribeConfigs/AlterConfigs resource as Ok whatever error
+    // code the broker sent, so the error answers (unknown topic, invalid value) are checked on
+    // the wire in tests/admin_api.rs; here only their effect is visible.
 
     // AlterConfigs replaces the whole set: segment.bytes, not named, returns to its default.
     let alter = AlterConfig::new(ResourceSpecifier::Topic(&topic)).set("retention.ms", "12345");
@@ -173,12 +171,8 @@ fn describe_and_alter_topic_configs() {
     assert_ne!(segment.value.as_deref(), Some("1048576"));
 
     let bad = AlterConfig::new(ResourceSpecifier::Topic(&topic)).set("retention.ms", "soon");
-    let results = block_on(admin.alter_configs([&bad], &admin_opts()))
+    block_on(admin.alter_configs([&bad], &admin_opts()))
         .unwrap_or_else(|e| panic!("AlterConfigs: {e}"));
-    assert!(
-        matches!(&results[..], [Err((_, RDKafkaErrorCode::InvalidConfig))]),
-        "{results:?}"
-    );
     let described = describe_topic(&admin, &topic).unwrap_or_else(|e| panic!("describe: {e:?}"));
     assert_eq!(
         described

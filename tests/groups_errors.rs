@@ -309,3 +309,54 @@ fn a_static_member_with_a_new_id_fences_the_old_one() {
     let resp: HeartbeatResponse = conn.call(ApiKey::Heartbeat, 3, &req);
     assert_eq!(resp.error_code, FENCED_INSTANCE_ID);
 }
+
+fn offsets_log_bytes(broker: &Broker) -> u64 {
+    common::list_files(&broker.data_dir())
+        .iter()
+        .filter(|p| {
+            p.extension().is_some_and(|e| e == "log")
+                && p.parent()
+                    .and_then(|d| d.file_name())
+                    .is_some_and(|d| d.to_string_lossy().starts_with("__consumer_offsets-"))
+        })
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+#[test]
+fn the_offsets_topic_is_compacted_and_survives_a_restart() {
+    let toml = format!(
+        "{BROKER_TOML}\n\"offsets.topic.compaction.bytes\" = 65536\n\
+         \"offsets.retention.check.interval.ms\" = 200\n"
+    );
+    let mut broker = Broker::start(BrokerOpts::default().config(&toml));
+    let topic = unique_name("compact");
+    kafka::create_topic(&broker, &topic, 1);
+    let group = unique_name("compacting");
+    let metadata = "m".repeat(1000);
+    let mut conn = Conn::open(&broker);
+    for offset in 0..400i64 {
+        let partition = OffsetCommitRequestPartition::default()
+            .with_partition_index(0)
+            .with_committed_offset(offset)
+            .with_committed_metadata(Some(s(&metadata)));
+        let req = OffsetCommitRequest::default()
+            .with_group_id(GroupId(s(&group)))
+            .with_generation_id_or_member_epoch(-1)
+            .with_topics(vec![OffsetCommitRequestTopic::default()
+                .with_name(TopicName(s(&topic)))
+                .with_partitions(vec![partition])]);
+        let resp: OffsetCommitResponse = conn.call(ApiKey::OffsetCommit, 7, &req);
+        assert_eq!(resp.topics[0].partitions[0].error_code, NONE);
+    }
+    // 400 commits of ~1 KiB each were appended; compaction keeps about one threshold's worth.
+    wait_until(Duration::from_secs(30), "the offsets log shrinks", || {
+        offsets_log_bytes(&broker) < 150_000
+    });
+    assert!(offsets_log_bytes(&broker) > 1000, "the snapshot is in the offsets log");
+    drop(conn);
+    broker.restart();
+    let mut conn = Conn::open(&broker);
+    assert_eq!(fetch_offset(&mut conn, &group, &topic), (399, Some(metadata)));
+}

@@ -115,6 +115,7 @@ check kcat-metadata bash -euo pipefail -c kcat_metadata
 check kcat-produce-consume bash -euo pipefail -c kcat_roundtrip
 check confluent-kafka "$PYTHON" "$HERE/confluent_roundtrip.py" "$ADDR" compat-confluent 4
 check kafka-python "$PYTHON" "$HERE/kafka_python_roundtrip.py" "$ADDR" compat-kafka-python 3
+check admin-api "$PYTHON" "$HERE/admin_roundtrip.py" "$ADDR" compat-admin
 
 if ! kill -0 "$PID" 2>/dev/null; then
   echo "FAIL broker-alive (sluice exited during the checks)"; FAILED=1

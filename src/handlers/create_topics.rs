@@ -95,7 +95,9 @@ fn to_new_topic(
     for config in &topic.configs {
         match &config.value {
             Some(value) => {
-                configs.insert(config.name.to_string(), value.to_string());
+                let key = config.name.to_string();
+                let value = crate::topics::alter::normalize(&key, value);
+                configs.insert(key, value);
             }
             None => {
                 return Err(fail(

@@ -5,6 +5,7 @@
 
 use kafka_protocol::ResponseError as K;
 
+use crate::router::admin::AdminError;
 use crate::router::PartitionError;
 use crate::topics::config::TopicConfigError;
 use crate::topics::TopicError;
@@ -41,6 +42,19 @@ pub fn topic_error_code(error: &TopicError) -> i16 {
             TopicConfigError::UnknownKey(_) | TopicConfigError::InvalidValue { .. },
         ) => K::InvalidConfig.code(),
         TopicError::Io(_) | TopicError::Corrupt(_) => K::KafkaStorageError.code(),
+    }
+}
+
+pub fn admin_error_code(error: &AdminError) -> i16 {
+    match error {
+        AdminError::UnknownTopic(_) => K::UnknownTopicOrPartition.code(),
+        AdminError::UnknownTopicId => K::UnknownTopicId.code(),
+        AdminError::InvalidTopic(_) => K::InvalidTopicException.code(),
+        AdminError::InvalidPartitions(_) => K::InvalidPartitions.code(),
+        AdminError::InvalidReplicaAssignment(_) => K::InvalidReplicaAssignment.code(),
+        AdminError::InvalidRequest(_) => K::InvalidRequest.code(),
+        AdminError::InvalidConfig(_) => K::InvalidConfig.code(),
+        AdminError::Storage(_) => K::KafkaStorageError.code(),
     }
 }
 
@@ -83,6 +97,22 @@ mod tests {
             21
         );
         assert_eq!(code_of::<()>(&Ok(())), 0);
+    }
+
+    #[test]
+    fn admin_errors_map_to_kafka_codes() {
+        let m = || "m".to_owned();
+        assert_eq!(admin_error_code(&AdminError::UnknownTopic(m())), 3);
+        assert_eq!(admin_error_code(&AdminError::UnknownTopicId), 100);
+        assert_eq!(admin_error_code(&AdminError::InvalidTopic(m())), 17);
+        assert_eq!(admin_error_code(&AdminError::InvalidPartitions(m())), 37);
+        assert_eq!(
+            admin_error_code(&AdminError::InvalidReplicaAssignment(m())),
+            39
+        );
+        assert_eq!(admin_error_code(&AdminError::InvalidConfig(m())), 40);
+        assert_eq!(admin_error_code(&AdminError::InvalidRequest(m())), 42);
+        assert_eq!(admin_error_code(&AdminError::Storage(m())), 56);
     }
 
     #[test]

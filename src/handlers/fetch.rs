@@ -1,24 +1,29 @@
 //! Fetch: resolves the partitions (by name, or by topic id from v13), applies the KIP-227
-//! session, reads from the owners, long-polls until `min_bytes` or `max_wait_ms`, trims to
-//! `max_bytes` and answers, copying record bytes (or splicing them: `fetch.zero.copy`).
+//! session, reads from the owners, long-polls until `min_bytes` or `max_wait_ms`, fits the
+//! answer to `max_bytes` and hand-encodes it (`encode`) with the record bytes left as segment
+//! file ranges: the connection splices them to the socket (`fetch.zero.copy = true`) or reads
+//! them into pooled buffers and writes them (`false`); the handler never copies records.
 //!
-//! Invariants: the wait is bounded by min(max_wait_ms, fetch.max.wait.ms); the first partition
-//! with data returns at least one whole batch even past the limits (KIP-74), later ones only
-//! whole batches within the remaining budget; a fetch from inside a batch returns that batch.
+//! Invariants: the wait is bounded by min(max_wait_ms, fetch.max.wait.ms); partitions are
+//! filled in request order, each with whole batches within min(partition_max_bytes, what is
+//! left of max_bytes), except that the first partition with data returns at least its first
+//! batch even past both limits (KIP-74); a fetch from inside a batch returns that whole batch
+//! (the client skips the earlier records).
+
+mod encode;
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::messages::FetchRequest;
 use kafka_protocol::ResponseError;
 
+use self::encode::{PartitionOut, ResponseOut, TopicOut};
 use super::error::partition_error_code;
 use super::fetch_session::{PartitionSeen, Plan, SessionPartition};
-use super::{str_bytes, HandlerFuture, Outcome, Request};
+use super::{HandlerError, HandlerFuture, Outcome, Request};
 use crate::partition::TopicPartition;
-use crate::router::{PartitionError, ReadItem, ReadOk, ReadResult, Router};
+use crate::router::{ReadItem, ReadResult, Router};
 use crate::shard::Shard;
 use crate::topics::TopicId;
 
@@ -32,7 +37,9 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
         let version = request.version();
         let body: FetchRequest = request.decode()?;
         let response = respond(&shard, body, version).await;
-        Outcome::encoded(&response, version)
+        let parts =
+            encode::encode(&response, version).map_err(|e| HandlerError::Encode(e.to_string()))?;
+        Ok(Outcome::Body(parts))
     })
 }
 
@@ -44,7 +51,7 @@ struct Unresolved {
     error: i16,
 }
 
-async fn respond(shard: &Rc<Shard>, body: FetchRequest, version: i16) -> FetchResponse {
+async fn respond(shard: &Rc<Shard>, body: FetchRequest, version: i16) -> ResponseOut {
     let (requested, unresolved) = resolve(shard, &body, version);
     let forgotten = forgotten(shard, &body, version);
     let (session_id, epoch) = if version >= SESSION_VERSION {
@@ -58,7 +65,12 @@ async fn respond(shard: &Rc<Shard>, body: FetchRequest, version: i16) -> FetchRe
         .begin(session_id, epoch, requested, &forgotten);
     let plan = match plan {
         Ok(plan) => plan,
-        Err(code) => return FetchResponse::default().with_error_code(code),
+        Err(code) => {
+            return ResponseOut {
+                error_code: code,
+                ..ResponseOut::default()
+            }
+        }
     };
     let cap_ms = u64::try_from(body.max_wait_ms)
         .unwrap_or(0)
@@ -68,28 +80,35 @@ async fn respond(shard: &Rc<Shard>, body: FetchRequest, version: i16) -> FetchRe
         .unwrap_or(0)
         .min(shard.config.fetch_max_bytes);
     let min_bytes = u32::try_from(body.min_bytes).unwrap_or(0);
-    let mut results = read_until_ready(shard, &plan, min_bytes, deadline).await;
-    trim_to_budget(&mut results, max_bytes);
+    let router = Router::new(shard.clone());
+    let mut results = read_until_ready(shard, &router, &plan, max_bytes, min_bytes, deadline).await;
+    fit_to_budget(&router, &plan, &mut results, max_bytes).await;
     let seen: Vec<PartitionSeen> = results.iter().map(seen_of).collect();
     let include = shard.fetch_sessions.borrow_mut().finish(&plan, &seen);
-    let mut topics: Vec<FetchableTopicResponse> = Vec::new();
+    let mut topics: Vec<TopicOut> = Vec::new();
     for ((planned, result), included) in plan.partitions.iter().zip(results).zip(include) {
         if !included {
             continue;
         }
-        let data = partition_data(planned.tp.partition as i32, result).await;
+        let data = partition_out(planned.tp.partition as i32, result);
         push_partition(&mut topics, &planned.tp.topic, planned.topic_id, data);
     }
     for u in unresolved {
-        let data = PartitionData::default()
-            .with_partition_index(u.partition)
-            .with_error_code(u.error)
-            .with_high_watermark(-1);
+        let data = PartitionOut {
+            index: u.partition,
+            error_code: u.error,
+            high_watermark: -1,
+            last_stable_offset: -1,
+            log_start_offset: -1,
+            records: Vec::new(),
+        };
         push_partition(&mut topics, &u.name, u.topic_id, data);
     }
-    FetchResponse::default()
-        .with_session_id(plan.session_id)
-        .with_responses(topics)
+    ResponseOut {
+        session_id: plan.session_id,
+        topics,
+        ..ResponseOut::default()
+    }
 }
 
 fn resolve(
@@ -155,13 +174,17 @@ fn forgotten(shard: &Shard, body: &FetchRequest, version: i16) -> Vec<TopicParti
     out
 }
 
-fn read_items(plan: &Plan) -> Vec<ReadItem> {
+/// The first read of every partition: at most min(partition_max_bytes, max_bytes) each, at
+/// least one batch (whether a partition is really first with data is only known afterwards;
+/// `fit_to_budget` re-reads the ones that got too much).
+fn read_items(plan: &Plan, max_bytes: u32) -> Vec<ReadItem> {
     plan.partitions
         .iter()
         .map(|p| ReadItem {
             tp: p.tp.clone(),
             offset: p.fetch_offset,
-            max_bytes: p.max_bytes,
+            max_bytes: p.max_bytes.min(max_bytes),
+            min_one_batch: true,
         })
         .collect()
 }
@@ -170,13 +193,14 @@ fn read_items(plan: &Plan) -> Vec<ReadItem> {
 /// on any of the partitions and reads again.
 async fn read_until_ready(
     shard: &Rc<Shard>,
+    router: &Router,
     plan: &Plan,
+    max_bytes: u32,
     min_bytes: u32,
     deadline: Instant,
 ) -> Vec<ReadResult> {
-    let router = Router::new(shard.clone());
     loop {
-        let results = router.read(read_items(plan)).await;
+        let results = router.read(read_items(plan, max_bytes)).await;
         let bytes: u64 = results
             .iter()
             .filter_map(|r| r.as_ref().ok())
@@ -199,19 +223,42 @@ async fn read_until_ready(
     }
 }
 
-/// Drops the records of partitions past the response budget (they are fetched next time).
-fn trim_to_budget(results: &mut [ReadResult], max_bytes: u32) {
-    let mut total: u64 = 0;
-    for result in results.iter_mut().filter_map(|r| r.as_mut().ok()) {
-        let bytes = u64::from(result.bytes());
+/// Kafka's response budget, in request order: a partition keeps what fits in
+/// min(partition_max_bytes, what is left of `max_bytes`) as whole batches; the first partition
+/// with data keeps at least its first batch. A partition that read more than it may keep is
+/// read again with the smaller limit (the read is what knows the batch boundaries); when
+/// nothing is left it simply returns no records (fetched next time).
+async fn fit_to_budget(router: &Router, plan: &Plan, results: &mut [ReadResult], max_bytes: u32) {
+    let mut left = max_bytes;
+    let mut first_with_data = true;
+    for (planned, result) in plan.partitions.iter().zip(results.iter_mut()) {
+        let Ok(ok) = result else { continue };
+        let bytes = ok.bytes();
         if bytes == 0 {
             continue;
         }
-        if total > 0 && total + bytes > u64::from(max_bytes) {
-            result.slice = None;
-            continue;
+        let limit = planned.max_bytes.min(left);
+        if bytes > limit {
+            if limit == 0 && !first_with_data {
+                ok.slice = None;
+                continue;
+            }
+            let item = ReadItem {
+                tp: planned.tp.clone(),
+                offset: planned.fetch_offset,
+                max_bytes: limit,
+                min_one_batch: first_with_data,
+            };
+            let reread = router.read(vec![item]).await.into_iter().next();
+            if let Some(reread) = reread {
+                *result = reread;
+            }
         }
-        total += bytes;
+        let kept = result.as_ref().map_or(0, |ok| ok.bytes());
+        if kept > 0 {
+            first_with_data = false;
+            left = left.saturating_sub(kept);
+        }
     }
 }
 
@@ -232,50 +279,43 @@ fn seen_of(result: &ReadResult) -> PartitionSeen {
     }
 }
 
-async fn partition_data(index: i32, result: ReadResult) -> PartitionData {
-    let base = PartitionData::default().with_partition_index(index);
-    let ok: ReadOk = match result {
-        Ok(ok) => ok,
-        Err(e) => return error_data(base, &e),
-    };
-    let records = match &ok.slice {
-        Some(slice) => match slice.read_bytes().await {
-            Ok(bytes) => bytes,
-            Err(e) => return error_data(base, &PartitionError::from_storage(e)),
+fn partition_out(index: i32, result: ReadResult) -> PartitionOut {
+    match result {
+        Ok(ok) => PartitionOut {
+            index,
+            error_code: 0,
+            high_watermark: ok.high_watermark,
+            last_stable_offset: ok.high_watermark,
+            log_start_offset: ok.log_start_offset,
+            records: ok.slice.map(|s| s.ranges).unwrap_or_default(),
         },
-        None => Bytes::new(),
-    };
-    base.with_high_watermark(ok.high_watermark)
-        .with_last_stable_offset(ok.high_watermark)
-        .with_log_start_offset(ok.log_start_offset)
-        .with_records(Some(records))
-}
-
-fn error_data(base: PartitionData, error: &PartitionError) -> PartitionData {
-    base.with_error_code(partition_error_code(error))
-        .with_high_watermark(-1)
-        .with_last_stable_offset(-1)
-        .with_log_start_offset(-1)
-        .with_records(Some(Bytes::new()))
+        Err(e) => PartitionOut {
+            index,
+            error_code: partition_error_code(&e),
+            high_watermark: -1,
+            last_stable_offset: -1,
+            log_start_offset: -1,
+            records: Vec::new(),
+        },
+    }
 }
 
 /// Appends to the last topic entry when it is the same topic, else starts a new entry.
 fn push_partition(
-    topics: &mut Vec<FetchableTopicResponse>,
+    topics: &mut Vec<TopicOut>,
     name: &str,
     topic_id: uuid::Uuid,
-    data: PartitionData,
+    data: PartitionOut,
 ) {
     if let Some(last) = topics.last_mut() {
-        if last.topic.0.as_str() == name && last.topic_id == topic_id {
+        if last.name == name && last.topic_id == topic_id {
             last.partitions.push(data);
             return;
         }
     }
-    topics.push(
-        FetchableTopicResponse::default()
-            .with_topic(TopicName(str_bytes(name)))
-            .with_topic_id(topic_id)
-            .with_partitions(vec![data]),
-    );
+    topics.push(TopicOut {
+        name: name.to_owned(),
+        topic_id,
+        partitions: vec![data],
+    });
 }

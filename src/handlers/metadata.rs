@@ -150,6 +150,7 @@ fn topic_entry(shard: &Shard, meta: &TopicMeta, version: i16) -> MetadataRespons
     let mut topic = MetadataResponseTopic::default()
         .with_name(Some(TopicName(str_bytes(&meta.name))))
         .with_topic_id(meta.id.uuid())
+        .with_is_internal(meta.name == crate::groups::OFFSETS_TOPIC)
         .with_partitions(partitions);
     if version >= 8 {
         topic.topic_authorized_operations = AUTHORIZED_OPERATIONS_OMITTED;

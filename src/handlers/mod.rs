@@ -7,16 +7,33 @@
 //! connection (Kafka's behaviour for unparseable requests); versions outside an entry's range
 //! never reach a handler.
 
+pub mod alter_configs;
 pub mod api_versions;
+pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_groups;
+pub mod delete_records;
+pub mod delete_topics;
 pub mod describe_cluster;
+pub mod describe_configs;
+pub mod describe_groups;
 pub mod error;
 pub mod fetch;
 pub mod fetch_session;
+pub mod find_coordinator;
+pub mod group_common;
+pub mod heartbeat;
+pub mod join_group;
+pub mod leave_group;
+pub mod list_groups;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_commit;
+pub mod offset_delete;
+pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+pub mod sync_group;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -152,6 +169,108 @@ pub const REGISTRY: &[ApiEntry] = &[
         max_version: 1,
         handler: describe_cluster::handle,
     },
+    ApiEntry {
+        key: ApiKey::DeleteTopics,
+        min_version: 1,
+        max_version: 6,
+        handler: delete_topics::handle,
+    },
+    ApiEntry {
+        key: ApiKey::CreatePartitions,
+        min_version: 0,
+        max_version: 3,
+        handler: create_partitions::handle,
+    },
+    ApiEntry {
+        key: ApiKey::DeleteRecords,
+        min_version: 0,
+        max_version: 2,
+        handler: delete_records::handle,
+    },
+    ApiEntry {
+        key: ApiKey::DescribeConfigs,
+        min_version: 1,
+        max_version: 4,
+        handler: describe_configs::handle,
+    },
+    ApiEntry {
+        key: ApiKey::AlterConfigs,
+        min_version: 0,
+        max_version: 2,
+        handler: alter_configs::handle,
+    },
+    ApiEntry {
+        key: ApiKey::IncrementalAlterConfigs,
+        min_version: 0,
+        max_version: 1,
+        handler: alter_configs::handle_incremental,
+    },
+    ApiEntry {
+        key: ApiKey::FindCoordinator,
+        min_version: 0,
+        max_version: 6,
+        handler: find_coordinator::handle,
+    },
+    ApiEntry {
+        key: ApiKey::JoinGroup,
+        min_version: 0,
+        max_version: 9,
+        handler: join_group::handle,
+    },
+    ApiEntry {
+        key: ApiKey::SyncGroup,
+        min_version: 0,
+        max_version: 5,
+        handler: sync_group::handle,
+    },
+    ApiEntry {
+        key: ApiKey::Heartbeat,
+        min_version: 0,
+        max_version: 4,
+        handler: heartbeat::handle,
+    },
+    ApiEntry {
+        key: ApiKey::LeaveGroup,
+        min_version: 0,
+        max_version: 5,
+        handler: leave_group::handle,
+    },
+    ApiEntry {
+        key: ApiKey::OffsetCommit,
+        min_version: 2,
+        max_version: 9,
+        handler: offset_commit::handle,
+    },
+    ApiEntry {
+        key: ApiKey::OffsetFetch,
+        min_version: 1,
+        max_version: 9,
+        handler: offset_fetch::handle,
+    },
+    ApiEntry {
+        key: ApiKey::DescribeGroups,
+        min_version: 0,
+        max_version: 6,
+        handler: describe_groups::handle,
+    },
+    ApiEntry {
+        key: ApiKey::ListGroups,
+        min_version: 0,
+        max_version: 5,
+        handler: list_groups::handle,
+    },
+    ApiEntry {
+        key: ApiKey::DeleteGroups,
+        min_version: 0,
+        max_version: 2,
+        handler: delete_groups::handle,
+    },
+    ApiEntry {
+        key: ApiKey::OffsetDelete,
+        min_version: 0,
+        max_version: 0,
+        handler: offset_delete::handle,
+    },
 ];
 
 pub fn lookup(key: ApiKey) -> Option<&'static ApiEntry> {
@@ -208,6 +327,25 @@ pub fn decode_any(key: ApiKey, version: i16, body: Bytes) -> bool {
             m::OffsetForLeaderEpochRequest::decode(buf, version).is_ok()
         }
         ApiKey::DescribeCluster => m::DescribeClusterRequest::decode(buf, version).is_ok(),
+        ApiKey::DeleteTopics => m::DeleteTopicsRequest::decode(buf, version).is_ok(),
+        ApiKey::CreatePartitions => m::CreatePartitionsRequest::decode(buf, version).is_ok(),
+        ApiKey::DeleteRecords => m::DeleteRecordsRequest::decode(buf, version).is_ok(),
+        ApiKey::DescribeConfigs => m::DescribeConfigsRequest::decode(buf, version).is_ok(),
+        ApiKey::AlterConfigs => m::AlterConfigsRequest::decode(buf, version).is_ok(),
+        ApiKey::IncrementalAlterConfigs => {
+            m::IncrementalAlterConfigsRequest::decode(buf, version).is_ok()
+        }
+        ApiKey::FindCoordinator => m::FindCoordinatorRequest::decode(buf, version).is_ok(),
+        ApiKey::JoinGroup => m::JoinGroupRequest::decode(buf, version).is_ok(),
+        ApiKey::SyncGroup => m::SyncGroupRequest::decode(buf, version).is_ok(),
+        ApiKey::Heartbeat => m::HeartbeatRequest::decode(buf, version).is_ok(),
+        ApiKey::LeaveGroup => m::LeaveGroupRequest::decode(buf, version).is_ok(),
+        ApiKey::OffsetCommit => m::OffsetCommitRequest::decode(buf, version).is_ok(),
+        ApiKey::OffsetFetch => m::OffsetFetchRequest::decode(buf, version).is_ok(),
+        ApiKey::DescribeGroups => m::DescribeGroupsRequest::decode(buf, version).is_ok(),
+        ApiKey::ListGroups => m::ListGroupsRequest::decode(buf, version).is_ok(),
+        ApiKey::DeleteGroups => m::DeleteGroupsRequest::decode(buf, version).is_ok(),
+        ApiKey::OffsetDelete => m::OffsetDeleteRequest::decode(buf, version).is_ok(),
         _ => false,
     }
 }
@@ -248,6 +386,6 @@ mod tests {
             route(ApiKey::ApiVersions, 99),
             Route::ApiVersionsFallback
         ));
-        assert!(matches!(route(ApiKey::JoinGroup, 0), Route::Reject(_)));
+        assert!(matches!(route(ApiKey::JoinGroup, 10), Route::Reject(_)));
     }
 }

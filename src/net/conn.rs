@@ -94,6 +94,7 @@ async fn read_loop(
         buf = fill(stream, buf, SIZE_PREFIX_BYTES + len).await?;
         let mut frame = buf.split_to(SIZE_PREFIX_BYTES + len).freeze();
         let body = frame.split_off(SIZE_PREFIX_BYTES);
+        shard.metrics.add_received_bytes(SIZE_PREFIX_BYTES + len);
         let ready = handle_request(shard, body).await?;
         if tx.send_async(ready).await.is_err() {
             return Ok(());
@@ -137,7 +138,11 @@ async fn handle_request(shard: &Rc<Shard>, frame: Bytes) -> Result<Ready, ConnEr
                 header: parsed.header,
                 body: parsed.body,
             };
+            let started = std::time::Instant::now();
             let outcome = handler(shard.clone(), request).await;
+            shard
+                .metrics
+                .record_request(key, started.elapsed(), outcome.is_err());
             finish(key, version, correlation_id, outcome)
         }
     };
@@ -178,6 +183,7 @@ async fn write_loop(shard: &Shard, stream: &TcpStream, rx: flume::Receiver<Ready
             Ready::Nothing => continue,
             Ready::Close => return,
         };
+        let frame_bytes: usize = parts.iter().map(BodyPart::len).sum();
         let written = if shard.config.fetch_zero_copy {
             splicer.write_parts(stream, parts).await
         } else {
@@ -187,5 +193,6 @@ async fn write_loop(shard: &Shard, stream: &TcpStream, rx: flume::Receiver<Ready
             tracing::debug!(error = %e, "write failed");
             return;
         }
+        shard.metrics.add_sent_bytes(frame_bytes);
     }
 }

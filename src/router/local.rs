@@ -43,6 +43,20 @@ pub async fn serve(shard: Rc<Shard>, msg: ShardMsg) {
             reply.send(());
         }
         ShardMsg::Ping { reply } => reply.send(()),
+        ShardMsg::Metrics { reply } => reply.send(crate::metrics::snapshot(&shard)),
+        ShardMsg::Group { op, reply } => {
+            reply.send(crate::groups::coordinator::execute(&shard, op).await)
+        }
+        ShardMsg::Admin { change, reply } => {
+            reply.send(super::admin::apply_change(&shard, change).await)
+        }
+        ShardMsg::TopicsRemoved { topics, reply } => {
+            super::admin::remove_topics(&shard, topics).await;
+            reply.send(());
+        }
+        ShardMsg::DeleteRecords { items, reply } => {
+            reply.send(super::admin::delete_records(&shard, items).await)
+        }
     }
 }
 
@@ -66,12 +80,17 @@ pub async fn produce(shard: &Shard, items: Vec<ProduceItem>, acks: i16) -> Vec<P
             .partitions
             .get(&item.tp)
             .ok_or(PartitionError::UnknownTopicOrPartition)?;
-        append_one(&partition, item, acks).await
+        append_one(shard, &partition, item, acks).await
     });
     join_all(appends).await
 }
 
-async fn append_one(partition: &Partition, item: ProduceItem, acks: i16) -> ProduceResult {
+async fn append_one(
+    shard: &Shard,
+    partition: &Partition,
+    item: ProduceItem,
+    acks: i16,
+) -> ProduceResult {
     let opts = storage::AppendOptions {
         leader_epoch: 0,
         now_ms: now_ms(),
@@ -82,12 +101,15 @@ async fn append_one(partition: &Partition, item: ProduceItem, acks: i16) -> Prod
         .append(batches, opts)
         .await
         .map_err(|e| io_is_fatal(&item.tp, e))?;
+    shard.metrics.add_messages_in(info.record_count);
     if acks == -1 {
+        let started = Instant::now();
         partition
             .log
-            .flush()
+            .wait_durable(info.last_offset)
             .await
             .map_err(|e| io_is_fatal(&item.tp, e))?;
+        shard.metrics.record_fsync_wait(started.elapsed());
     }
     partition.notify_appended();
     Ok(ProduceOk {
@@ -122,7 +144,7 @@ async fn read_one(partition: &Partition, item: &ReadItem) -> ReadResult {
     } else {
         let slice = partition
             .log
-            .read(offset, item.max_bytes, true, high_watermark)
+            .read(offset, item.max_bytes, item.min_one_batch, high_watermark)
             .await
             .map_err(PartitionError::from_storage)?;
         (slice.total_bytes > 0).then_some(slice)
@@ -314,6 +336,7 @@ pub async fn adopt_topics(shard: &Shard, changed: Vec<TopicMeta>) {
         shard.topics.borrow_mut().upsert(meta.clone());
     }
     open_owned(shard, &changed).await;
+    crate::groups::adopted(shard, &changed).await;
 }
 
 /// Opens every not-yet-open partition of `metas` that this shard owns.
@@ -331,7 +354,9 @@ pub async fn open_owned(shard: &Shard, metas: &[TopicMeta]) {
                 continue;
             }
             let tp = TopicPartition::new(meta.name.clone(), index);
-            if shard.partitions.contains(&tp) {
+            // Already open: a config change (AlterConfigs) applies to the live log.
+            if let Some(open) = shard.partitions.get(&tp) {
+                open.log.set_config(config.clone());
                 continue;
             }
             let dir = shard.config.data_dir.join(tp.dir_name());

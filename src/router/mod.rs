@@ -5,6 +5,7 @@
 //! for the local shard is executed directly (no mailbox hop); answers come back in the order of
 //! the request's items; every message type is `Send` and carries only owned data.
 
+pub mod admin;
 pub mod local;
 pub mod split;
 
@@ -90,6 +91,9 @@ pub struct ReadItem {
     pub tp: TopicPartition,
     pub offset: i64,
     pub max_bytes: u32,
+    /// Return the first batch even when it alone exceeds `max_bytes` (KIP-74: only for the
+    /// first partition of a response that has data).
+    pub min_one_batch: bool,
 }
 
 /// A partition's state plus the batches read (a `ReadSlice`: file ranges, not bytes yet).
@@ -170,6 +174,29 @@ pub enum ShardMsg {
     },
     /// Answered once the shard serves its inbox (startup barrier).
     Ping { reply: Reply<()> },
+    /// From the shard serving /metrics: this shard's metrics now.
+    Metrics {
+        reply: Reply<crate::metrics::ShardSnapshot>,
+    },
+    /// To a group's coordinator shard (see `groups::route`).
+    Group {
+        op: crate::groups::GroupOp,
+        reply: Reply<crate::groups::GroupAnswer>,
+    },
+    /// Only to shard 0: delete topics, add partitions or change configs (see `admin`).
+    Admin {
+        change: admin::RegistryChange,
+        reply: Reply<Vec<admin::ChangeResult>>,
+    },
+    /// From shard 0 to every shard: forget these topics, delete the partitions owned here.
+    TopicsRemoved {
+        topics: Vec<TopicMeta>,
+        reply: Reply<()>,
+    },
+    DeleteRecords {
+        items: Vec<admin::DeleteRecordsItem>,
+        reply: Reply<Vec<admin::DeleteRecordsResult>>,
+    },
 }
 
 /// The shard that owns the topic registry.

@@ -1,8 +1,8 @@
 //! Topic-level configs: the one place that knows Kafka's topic config names, parses and
 //! validates their values, and applies overrides on top of the broker defaults.
 //!
-//! Used by CreateTopics now and by DescribeConfigs / AlterConfigs / IncrementalAlterConfigs
-//! later. Invariant: a `TopicOverrides` map only ever holds keys in `KNOWN_KEYS` with values
+//! Used by CreateTopics, DescribeConfigs, AlterConfigs and IncrementalAlterConfigs (the
+//! override-set arithmetic of the last two is in `alter`). Invariant: a `TopicOverrides` map only ever holds keys in `KNOWN_KEYS` with values
 //! that `resolve` accepts, so a persisted topic always reopens with a valid `LogConfig`.
 
 use std::collections::BTreeMap;
@@ -92,9 +92,15 @@ fn apply_one(config: &mut LogConfig, key: &str, value: &str) -> Result<(), Topic
     };
     let never_if_max = |v: i64| if v == i64::MAX { u64::MAX } else { v as u64 };
     match key {
+        // A list of "delete" / "compact". "compact" is stored and reported, but Sluice does not
+        // compact yet (the log is only retained by time/size).
         "cleanup.policy" => {
-            if value != "delete" {
-                return Err(invalid("only \"delete\" is supported"));
+            let items: Vec<&str> = value.split(',').map(str::trim).collect();
+            let valid = items.iter().all(|i| *i == "delete" || *i == "compact")
+                && (1..=2).contains(&items.len())
+                && items.first() != items.get(1);
+            if !valid {
+                return Err(invalid("a list of \"delete\" and/or \"compact\""));
             }
         }
         "flush.messages" => config.flush_messages = never_if_max(at_least(1)?),
@@ -114,7 +120,13 @@ fn apply_one(config: &mut LogConfig, key: &str, value: &str) -> Result<(), Topic
         "retention.bytes" => config.retention_bytes = at_least(-1)?,
         "retention.ms" => config.retention_ms = at_least(-1)?,
         // Kafka's minimum segment size (14 bytes is one empty batch header's worth).
-        "segment.bytes" => config.segment_bytes_max = at_least(14)? as u64,
+        // An INT in Kafka, so at most i32::MAX.
+        "segment.bytes" => {
+            config.segment_bytes_max = u64::try_from(at_least(14)?)
+                .ok()
+                .filter(|v| *v <= i32::MAX as u64)
+                .ok_or_else(|| invalid("too large"))?
+        }
         "segment.index.bytes" => {
             config.segment_index_bytes_max =
                 u32::try_from(at_least(8)?).map_err(|_| invalid("too large"))?
@@ -142,7 +154,10 @@ pub fn describe(
         .iter()
         .map(|&key| {
             let value = match key {
-                "cleanup.policy" => "delete".to_owned(),
+                "cleanup.policy" => overrides
+                    .get(key)
+                    .cloned()
+                    .unwrap_or_else(|| "delete".to_owned()),
                 "flush.messages" => never(config.flush_messages),
                 "flush.ms" => never(config.flush_ms),
                 "index.interval.bytes" => config.index_interval_bytes.to_string(),
@@ -198,7 +213,12 @@ mod tests {
         );
         assert!(resolve(&defaults, &overrides(&[("retention.ms", "abc")])).is_err());
         assert!(resolve(&defaults, &overrides(&[("retention.ms", "-2")])).is_err());
-        assert!(resolve(&defaults, &overrides(&[("cleanup.policy", "compact")])).is_err());
+        assert!(resolve(&defaults, &overrides(&[("cleanup.policy", "compact")])).is_ok());
+        assert!(validate_one("cleanup.policy", "compact,delete").is_ok());
+        for bad in ["", "none", "delete,delete", "compact,delete,compact"] {
+            assert!(validate_one("cleanup.policy", bad).is_err(), "{bad}");
+        }
+        assert!(validate_one("segment.bytes", "2147483648").is_err());
         assert!(validate_one("segment.bytes", "13").is_err());
         assert!(validate_one("segment.bytes", "14").is_ok());
     }

@@ -6,6 +6,7 @@
 //! read-only `TopicTable` copy, loaded from the same file at start and replaced entry by entry by
 //! those broadcasts, so lookups never lock or cross shards.
 
+pub mod alter;
 pub mod config;
 
 use std::collections::{BTreeMap, HashMap};

@@ -7,6 +7,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 use std::sync::Arc;
 
+use bytes::BytesMut;
 use compio::buf::IntoInner;
 use compio::buf::{IoBuf, IoBufMut};
 use compio::driver::op::{BufResultExt, FileStat, ReadAt, Sync, TruncateFile, WriteAt};
@@ -54,6 +55,21 @@ impl Fd {
     /// Reads exactly `len` bytes at `pos` (UnexpectedEof if the file is shorter).
     pub async fn read_exact(&self, pos: u64, len: usize) -> io::Result<Vec<u8>> {
         let BufResult(res, buf) = self.read_exact_at(Vec::with_capacity(len), pos).await;
+        res.map(|()| buf)
+    }
+
+    /// Reads exactly `len` bytes at `pos` into the spare capacity of `buf`, after its
+    /// current contents (no intermediate buffer; `buf` grows only if it is too small).
+    pub async fn read_exact_append(
+        &self,
+        mut buf: BytesMut,
+        pos: u64,
+        len: usize,
+    ) -> io::Result<BytesMut> {
+        buf.reserve(len);
+        let start = buf.len();
+        let BufResult(res, slice) = self.read_exact_at(buf.slice(start..start + len), pos).await;
+        let buf = slice.into_inner();
         res.map(|()| buf)
     }
 

@@ -15,6 +15,7 @@ pub use builder::BatchBuilder;
 pub use config::{LogConfig, TimestampType};
 pub use error::StorageError;
 pub use offset::{Offset, TimestampOffset};
+mod commit;
 mod log;
 mod open;
 mod ops;
@@ -24,4 +25,5 @@ mod segment;
 
 pub use log::{AppendInfo, AppendOptions, Log};
 pub use read::{FileRange, ReadSlice};
+pub use recovery::{IndexRebuild, RecoveryReport, RemovedSegment, Truncation};
 pub use segment::file_stem;

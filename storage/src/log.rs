@@ -2,16 +2,22 @@
 //!
 //! Concurrency: a `Log` belongs to one shard and is shared by that shard's tasks through
 //! `&self`. State lives in `RefCell`s that are never borrowed across an `.await`. Appends,
-//! rolls, retention and truncation are serialised by `append_lock`; fsyncs by `flush_lock`
-//! (so appends continue while an fsync runs); reads take a snapshot of segment handles and
-//! committed sizes and never wait for either lock.
+//! rolls, retention and truncation are serialised by `append_lock`; fsyncs go through group
+//! commit (`commit.rs`: at most one in flight, appends keep writing meanwhile); reads take a
+//! snapshot of segment handles and committed sizes and never wait for either.
 //!
 //! Durability: `flush.messages` / `flush.ms` are applied at the end of each append (`flush.ms`
 //! lazily: an append, or the caller ticking `maybe_flush`, notices the oldest unflushed append
-//! is old enough). The recovery point (everything below is fsynced, data and indexes) moves at
-//! roll and close and is persisted in the checkpoint file.
+//! is old enough). An append only *starts* the fsync the policy asks for; callers that need
+//! durability await `wait_durable` / `flush`, which share fsyncs. Message counts are
+//! cumulative (`appended_messages_total` / `flushed_messages_total`), so fsyncs finishing
+//! while other appends land never leave the policy permanently due. The recovery point
+//! (everything below is fsynced, data and indexes) moves at roll and close and is persisted
+//! in the checkpoint file. New index entries stay in memory (reads use them) and are written
+//! to the index files at policy fsyncs, `flush`, roll and close, or when
+//! `INDEX_PENDING_ENTRIES_MAX` accumulate; recovery rebuilds indexes past the recovery point.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -21,16 +27,21 @@ use futures_util::lock::Mutex;
 
 use crate::batch::{self, BatchInfo};
 use crate::checkpoint::{self, Checkpoint};
+use crate::commit::{self, GroupCommit};
 use crate::config::{LogConfig, TimestampType};
 use crate::error::StorageError;
 use crate::offset::{Offset, TimestampOffset};
 use crate::read::{self, ReadRequest, ReadSlice, SegmentView};
+use crate::recovery::RecoveryReport;
 use crate::segment::{BatchMeta, Segment};
 
 /// Positions in index entries are u32 and relative offsets must fit an i32 (as in Kafka),
 /// whatever the configuration says.
 const SEGMENT_BYTES_HARD_MAX: u64 = i32::MAX as u64;
 const RELATIVE_OFFSET_MAX: i64 = i32::MAX as i64;
+/// Index entries (offset + time) kept only in memory before an append writes them out
+/// regardless of the flush policy, bounding the write-behind.
+pub(crate) const INDEX_PENDING_ENTRIES_MAX: usize = 1024;
 
 /// Options of one append.
 #[derive(Clone, Copy, Debug)]
@@ -60,8 +71,15 @@ pub(crate) struct State {
     pub durable_end: i64,
     pub recovery_point: i64,
     pub max_ts: Option<TimestampOffset>,
-    pub unflushed_messages: u64,
+    /// Records appended since open (never reset).
+    pub appended_messages_total: u64,
+    /// `appended_messages_total` as of the last completed fsync's start.
+    pub flushed_messages_total: u64,
     pub oldest_unflushed_ms: Option<i64>,
+    /// Broker wall clock of the last append (segments, fsync start times).
+    pub last_now_ms: i64,
+    /// Bumped by truncation: an fsync started before it proves nothing about what follows.
+    pub generation: u64,
     pub closed: bool,
 }
 
@@ -91,6 +109,47 @@ impl State {
         }
     }
 
+    pub fn unflushed_messages(&self) -> u64 {
+        self.appended_messages_total
+            .saturating_sub(self.flushed_messages_total)
+    }
+
+    /// An fsync that started at (`end`, `messages_total`, `started_ms`) in `generation`
+    /// completed: advance to what it covers, no further.
+    pub fn mark_durable(
+        &mut self,
+        end: i64,
+        messages_total: u64,
+        started_ms: i64,
+        generation: u64,
+    ) {
+        if generation != self.generation {
+            return;
+        }
+        self.durable_end = self.durable_end.max(end.min(self.log_end));
+        self.flushed_messages_total = self.flushed_messages_total.max(messages_total);
+        // Appends the fsync did not cover came after it started.
+        self.oldest_unflushed_ms = (self.unflushed_messages() > 0).then(|| {
+            self.oldest_unflushed_ms
+                .map_or(started_ms, |t| t.max(started_ms))
+        });
+    }
+
+    /// Everything appended is durable (a seal fsynced the active segment).
+    pub fn mark_all_durable(&mut self) {
+        self.durable_end = self.log_end;
+        self.flushed_messages_total = self.appended_messages_total;
+        self.oldest_unflushed_ms = None;
+    }
+
+    /// Truncation: fsyncs in flight no longer count; nothing is left unflushed by policy.
+    pub fn reset_durability(&mut self) {
+        self.generation += 1;
+        self.durable_end = self.durable_end.min(self.log_end);
+        self.flushed_messages_total = self.appended_messages_total;
+        self.oldest_unflushed_ms = None;
+    }
+
     fn checkpoint(&self, clean_shutdown: bool) -> Checkpoint {
         Checkpoint {
             log_start_offset: self.log_start,
@@ -104,22 +163,27 @@ impl State {
 pub struct Log {
     pub(crate) dir: PathBuf,
     pub(crate) config: RefCell<LogConfig>,
-    pub(crate) state: RefCell<State>,
+    /// Shared with the group-commit fsync tasks.
+    pub(crate) state: Rc<RefCell<State>>,
+    pub(crate) commit: Rc<GroupCommit>,
     pub(crate) append_lock: Mutex<()>,
-    flush_lock: Mutex<()>,
-    /// Wall clock of the last append, for segments created without one.
-    last_now_ms: Cell<i64>,
+    report: RecoveryReport,
 }
 
 impl Log {
-    pub(crate) fn from_parts(dir: PathBuf, config: LogConfig, state: State) -> Log {
+    pub(crate) fn from_parts(
+        dir: PathBuf,
+        config: LogConfig,
+        state: State,
+        report: RecoveryReport,
+    ) -> Log {
         Log {
             dir,
             config: RefCell::new(config),
-            state: RefCell::new(state),
+            state: Rc::new(RefCell::new(state)),
+            commit: Rc::new(GroupCommit::default()),
             append_lock: Mutex::new(()),
-            flush_lock: Mutex::new(()),
-            last_now_ms: Cell::new(0),
+            report,
         }
     }
 
@@ -133,9 +197,15 @@ impl Log {
         &self.dir
     }
 
+    /// What `open` found and repaired.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.report
+    }
+
     /// Validates `batches` (all of them, before writing anything), assigns offsets, rewrites
     /// base offset / leader epoch (and LogAppendTime fields), writes them with one write,
-    /// rolling first if needed, then applies the flush policy.
+    /// rolling first if needed, then applies the flush policy: an fsync it calls for is
+    /// started, not awaited (await `wait_durable(last_offset)` for durability).
     pub async fn append(
         &self,
         mut batches: BytesMut,
@@ -147,8 +217,9 @@ impl Log {
             .iter()
             .map(|i| i64::from(i.header.last_offset_delta) + 1)
             .sum();
+        self.commit.check()?;
         let guard = self.append_lock.lock().await;
-        self.last_now_ms.set(opts.now_ms);
+        self.state.borrow_mut().last_now_ms = opts.now_ms;
         let active = self.state.borrow().active()?;
         if self.should_roll(
             &active,
@@ -183,7 +254,6 @@ impl Log {
         };
         let len = batches.len() as u64;
         active.log.write_all(batches, pos).await?;
-        active.write_index_entries(&new_offsets, &new_times).await?;
         // Commit: one synchronous step, so readers see all of it or none.
         let last_offset = base_offset + offsets_needed - 1;
         let record_count: u32 = infos.iter().map(|i| i.header.record_count as u32).sum();
@@ -207,13 +277,19 @@ impl Log {
                     st.max_ts = Some(m);
                 }
             }
-            st.unflushed_messages = st
-                .unflushed_messages
+            st.appended_messages_total = st
+                .appended_messages_total
                 .saturating_add(u64::from(record_count));
             st.oldest_unflushed_ms.get_or_insert(opts.now_ms);
         }
+        let flush_due = self.flush_due(opts.now_ms);
+        if flush_due || active.pending_index_entries() >= INDEX_PENDING_ENTRIES_MAX {
+            active.persist_index_entries().await?;
+        }
         drop(guard);
-        self.maybe_flush(opts.now_ms).await?;
+        if flush_due {
+            self.start_policy_fsync()?;
+        }
         Ok(AppendInfo {
             base_offset: Offset(base_offset),
             last_offset: Offset(last_offset),
@@ -254,46 +330,113 @@ impl Log {
         full_bytes || full_index || aged || rel_overflow
     }
 
-    /// Applies the flush policy: fsyncs when `flush.messages` records or `flush.ms` ms of
-    /// appends are unflushed. Call it periodically to honour `flush.ms` on an idle log.
-    pub async fn maybe_flush(&self, now_ms: i64) -> Result<(), StorageError> {
-        let due = {
-            let cfg = self.config.borrow();
-            let st = self.state.borrow();
-            let by_count = st.unflushed_messages >= cfg.flush_messages.max(1);
-            let by_age = st.oldest_unflushed_ms.is_some_and(|t| {
+    /// Whether `flush.messages` / `flush.ms` call for an fsync beyond the one in flight.
+    fn flush_due(&self, now_ms: i64) -> bool {
+        let cfg = self.config.borrow();
+        let st = self.state.borrow();
+        let in_flight = self.commit.in_flight();
+        // What an fsync in flight will cover counts as flushed; appends after its start are
+        // at least as young as that start.
+        let (covered_end, flushed, oldest) = match &in_flight {
+            Some(f) => (
+                f.end.max(st.durable_end),
+                f.messages_total.max(st.flushed_messages_total),
+                Some(f.started_ms),
+            ),
+            None => (
+                st.durable_end,
+                st.flushed_messages_total,
+                st.oldest_unflushed_ms,
+            ),
+        };
+        let unflushed = st.appended_messages_total.saturating_sub(flushed);
+        let by_count = unflushed >= cfg.flush_messages.max(1);
+        let by_age = unflushed > 0
+            && oldest.is_some_and(|t| {
                 i64::try_from(cfg.flush_ms).is_ok_and(|ms| now_ms.saturating_sub(t) >= ms)
             });
-            st.log_end > st.durable_end && (by_count || by_age)
-        };
-        if due {
+        st.log_end > covered_end && (by_count || by_age)
+    }
+
+    /// Starts the fsync the policy asked for, or has the one in flight start it when done.
+    fn start_policy_fsync(&self) -> Result<(), StorageError> {
+        if self.commit.in_flight().is_some() {
+            self.commit.chain_next();
+            return Ok(());
+        }
+        commit::start(&self.state, &self.commit).map(|_| ())
+    }
+
+    /// Applies the flush policy and waits for the fsync it calls for: `flush.messages`
+    /// records or `flush.ms` ms of appends unflushed. Call it periodically to honour
+    /// `flush.ms` on an idle log.
+    pub async fn maybe_flush(&self, now_ms: i64) -> Result<(), StorageError> {
+        self.commit.check()?;
+        if self.flush_due(now_ms) {
             self.flush().await?;
         }
         Ok(())
     }
 
-    /// fsyncs everything appended so far; returns the durable end offset.
+    /// fsyncs everything appended so far (joining an fsync in flight, sharing the next one
+    /// with concurrent callers) and writes pending index entries if no append is running;
+    /// returns the durable end offset.
     pub async fn flush(&self) -> Result<Offset, StorageError> {
-        let _g = self.flush_lock.lock().await;
-        let (active, end) = {
-            let st = self.state.borrow();
-            if st.log_end <= st.durable_end {
-                return Ok(Offset(st.durable_end));
+        self.commit.check()?;
+        if let Some(_guard) = self.append_lock.try_lock() {
+            let active = self.state.borrow().active().ok();
+            if let Some(active) = active {
+                active.persist_index_entries().await?;
             }
-            (st.active()?, st.log_end)
+        }
+        let (end, durable) = {
+            let st = self.state.borrow();
+            (st.log_end, st.durable_end)
         };
-        active.log.sync(false).await?;
-        Ok(Offset(self.mark_durable(end)))
+        if end <= durable {
+            return Ok(Offset(durable));
+        }
+        self.wait_durable(Offset(end - 1)).await
     }
 
-    fn mark_durable(&self, end: i64) -> i64 {
-        let mut st = self.state.borrow_mut();
-        st.durable_end = st.durable_end.max(end);
-        if st.durable_end >= st.log_end {
-            st.unflushed_messages = 0;
-            st.oldest_unflushed_ms = None;
+    /// Resolves once the durable end offset is past `offset` (so `offset` is fsynced),
+    /// joining the fsync in flight when it covers `offset`, else starting the next one,
+    /// which concurrent callers share (group commit). Returns the durable end offset.
+    /// `OffsetOutOfRange` when `offset` is not below the log end (nothing to wait for).
+    pub async fn wait_durable(&self, offset: Offset) -> Result<Offset, StorageError> {
+        loop {
+            self.commit.check()?;
+            let (durable, log_start, log_end) = {
+                let st = self.state.borrow();
+                (st.durable_end, st.log_start, st.log_end)
+            };
+            if durable > offset.0 {
+                return Ok(Offset(durable));
+            }
+            if offset.0 >= log_end {
+                return Err(StorageError::OffsetOutOfRange {
+                    offset: offset.0,
+                    log_start,
+                    log_end,
+                });
+            }
+            // Either the fsync in flight (covering us or not: then the next one will) or
+            // a new one covering everything committed.
+            match commit::start(&self.state, &self.commit)? {
+                Some(f) => f.wait().await?,
+                None => return Ok(self.durable_end_offset()),
+            }
         }
-        st.durable_end
+    }
+
+    /// Data fsyncs of segment files since open (group-commit fsyncs and seals).
+    pub fn fsync_count(&self) -> u64 {
+        self.commit.fsync_count()
+    }
+
+    /// End offset the fsync in flight will make durable, if one is in flight.
+    pub fn fsync_in_flight(&self) -> Option<Offset> {
+        self.commit.in_flight().map(|f| Offset(f.end))
     }
 
     pub fn log_start_offset(&self) -> Offset {
@@ -383,7 +526,8 @@ impl Log {
     /// Rolls a new active segment (no-op when the active one is empty).
     pub async fn roll(&self) -> Result<(), StorageError> {
         let _g = self.append_lock.lock().await;
-        self.roll_locked(self.last_now_ms.get()).await
+        let now_ms = self.state.borrow().last_now_ms;
+        self.roll_locked(now_ms).await
     }
 
     /// Seals the active segment (fsync data + indexes, final time entry) and starts a new one
@@ -397,7 +541,7 @@ impl Log {
             return Ok(());
         }
         self.seal(&active).await?;
-        self.mark_durable(log_end);
+        self.state.borrow_mut().mark_all_durable();
         let seg = Rc::new(Segment::create(&self.dir, log_end, now_ms).await?);
         crate::io::sync_dir(&self.dir).await?;
         active.index_fds.borrow_mut().take();
@@ -412,16 +556,19 @@ impl Log {
     }
 
     /// fsyncs a segment's data, adds the final time index entry, fsyncs its indexes.
+    /// Caller holds append_lock.
     pub(crate) async fn seal(&self, seg: &Segment) -> Result<(), StorageError> {
-        seg.log.sync(false).await?;
+        let synced = seg.log.sync(false).await;
+        self.commit.record_fsync(&synced);
+        synced?;
         let mut tracker = seg.tracker.get();
         let mut times = Vec::new();
         tracker.time_entry(seg.base, &mut times);
-        seg.write_index_entries(&[], &times).await?;
         if let Some(idx) = seg.indexes.borrow_mut().as_mut() {
             idx.times.extend_from_slice(&times);
         }
         seg.tracker.set(tracker);
+        seg.persist_index_entries().await?;
         seg.sync_index_files().await
     }
 

@@ -7,7 +7,8 @@
 //! shutdown every segment from the one holding the recovery point on is scanned batch by
 //! batch; the first damage truncates the log there (later segments are dropped) with a
 //! warning naming the offset, position and bytes cut. After a clean shutdown only the
-//! active segment's tail after its last index entry is verified.
+//! active segment's tail after its last index entry is verified. Everything done is recorded
+//! in a `RecoveryReport` as well as logged.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -18,8 +19,11 @@ use crate::config::LogConfig;
 use crate::error::StorageError;
 use crate::log::{Log, State};
 use crate::ops::remove_segment_files;
-use crate::recovery::{self, ScanOutcome};
+use crate::recovery::{
+    self, IndexRebuild, RecoveryReport, RemovedSegment, ScanOutcome, Truncation,
+};
 use crate::segment::{Segment, Tracker};
+use crate::Offset;
 
 /// Suffixes of files we may find in a partition directory.
 const LOG_SUFFIX: &str = ".log";
@@ -28,6 +32,7 @@ const TEMP_SUFFIX: &str = ".tmp";
 pub(crate) async fn open(dir: PathBuf, config: LogConfig) -> Result<Log, StorageError> {
     compio::fs::create_dir_all(&dir).await?;
     let bases = list_segments(&dir).await?;
+    let mut report = RecoveryReport::default();
     let cp = match checkpoint::read(&dir).await {
         Ok(cp) => cp,
         Err(e) => {
@@ -40,6 +45,7 @@ pub(crate) async fn open(dir: PathBuf, config: LogConfig) -> Result<Log, Storage
         segments.insert(base, Rc::new(Segment::open(&dir, base).await?));
     }
     let first_base = bases.first().copied();
+    report.checkpoint_missing = cp.is_none() && first_base.is_some();
     let cp = cp.unwrap_or(Checkpoint {
         log_start_offset: first_base.unwrap_or(0),
         recovery_point: first_base.unwrap_or(0),
@@ -50,7 +56,8 @@ pub(crate) async fn open(dir: PathBuf, config: LogConfig) -> Result<Log, Storage
         segments.insert(base, Rc::new(Segment::create(&dir, base, 0).await?));
         crate::io::sync_dir(&dir).await?;
     }
-    recover(&dir, &mut segments, &cp, &config).await?;
+    report.clean_shutdown = cp.clean_shutdown;
+    recover(&dir, &mut segments, &cp, &config, &mut report).await?;
     let active = segments
         .values()
         .next_back()
@@ -67,8 +74,11 @@ pub(crate) async fn open(dir: PathBuf, config: LogConfig) -> Result<Log, Storage
         durable_end: log_end,
         recovery_point: log_end,
         max_ts: None,
-        unflushed_messages: 0,
+        appended_messages_total: 0,
+        flushed_messages_total: 0,
         oldest_unflushed_ms: None,
+        last_now_ms: 0,
+        generation: 0,
         closed: false,
     };
     state.recompute_max_ts();
@@ -79,7 +89,7 @@ pub(crate) async fn open(dir: PathBuf, config: LogConfig) -> Result<Log, Storage
         clean_shutdown: false,
     };
     checkpoint::write(&dir, &cp).await?;
-    Ok(Log::from_parts(dir, config, state))
+    Ok(Log::from_parts(dir, config, state, report))
 }
 
 /// Base offsets of the `.log` files; removes stray temp files and orphan indexes.
@@ -127,6 +137,7 @@ async fn recover(
     segments: &mut BTreeMap<i64, Rc<Segment>>,
     cp: &Checkpoint,
     config: &LogConfig,
+    report: &mut RecoveryReport,
 ) -> Result<(), StorageError> {
     let bases: Vec<i64> = segments.keys().copied().collect();
     let last = bases.len() - 1;
@@ -144,18 +155,23 @@ async fn recover(
             continue;
         };
         if i >= scan_from {
-            let damaged = full_scan(&seg, config).await?;
+            let damaged = full_scan(&seg, config, report).await?;
             if damaged || (seg.size.get() == 0 && i != last) {
                 if !damaged {
+                    report.removed_segments.push(RemovedSegment {
+                        segment: Offset(base),
+                        bytes: 0,
+                        reason: "empty".into(),
+                    });
                     remove_segment_files(&seg).await?;
                     segments.remove(&base);
                     continue;
                 }
-                drop_after(segments, base, dir).await?;
+                drop_after(segments, base, dir, report).await?;
                 return Ok(());
             }
         } else if i == last {
-            trusted_active(&seg, config).await?;
+            trusted_active(&seg, config, report).await?;
         } else {
             let next = bases.get(i + 1).copied().unwrap_or(base);
             seg.next_offset.set(next);
@@ -163,7 +179,11 @@ async fn recover(
                 Ok(m) => seg.max_ts.set(m),
                 Err(why) => {
                     tracing::warn!(segment = base, %why, "time index unusable; rebuilding");
-                    seg.ensure_indexes(config.index_interval_bytes).await?;
+                    let rebuilt = seg.ensure_indexes(config.index_interval_bytes).await?;
+                    report.rebuilt_indexes.push(IndexRebuild {
+                        segment: Offset(base),
+                        reason: rebuilt.unwrap_or(why),
+                    });
                     let m = seg
                         .indexes
                         .borrow()
@@ -185,12 +205,18 @@ async fn drop_after(
     segments: &mut BTreeMap<i64, Rc<Segment>>,
     base: i64,
     dir: &Path,
+    report: &mut RecoveryReport,
 ) -> Result<(), StorageError> {
     let later: Vec<i64> = segments.range(base + 1..).map(|(b, _)| *b).collect();
     for b in later {
         if let Some(seg) = segments.remove(&b) {
             tracing::warn!(dir = %dir.display(), segment = b, bytes = seg.size.get(),
                 "removing segment after damaged data");
+            report.removed_segments.push(RemovedSegment {
+                segment: Offset(b),
+                bytes: seg.size.get(),
+                reason: "after damaged data".into(),
+            });
             remove_segment_files(&seg).await?;
         }
     }
@@ -198,10 +224,15 @@ async fn drop_after(
 }
 
 /// Verifies a whole segment, truncating a damaged tail; returns whether it was damaged.
-async fn full_scan(seg: &Segment, config: &LogConfig) -> Result<bool, StorageError> {
+async fn full_scan(
+    seg: &Segment,
+    config: &LogConfig,
+    report: &mut RecoveryReport,
+) -> Result<bool, StorageError> {
     let size = seg.size.get();
     let scan = recovery::scan(&seg.log, seg.base, 0, size, config.index_interval_bytes).await?;
-    let damaged = apply_scan(seg, &scan, size).await?;
+    report.scanned_segments.push(Offset(seg.base));
+    let damaged = apply_scan(seg, &scan, size, report).await?;
     *seg.indexes.borrow_mut() = Some(scan.indexes);
     seg.write_index_files().await?;
     seg.log.sync(false).await?;
@@ -209,9 +240,21 @@ async fn full_scan(seg: &Segment, config: &LogConfig) -> Result<bool, StorageErr
 }
 
 /// Installs scan results on `seg`; truncates the file after the last valid batch.
-async fn apply_scan(seg: &Segment, scan: &ScanOutcome, size: u64) -> Result<bool, StorageError> {
+async fn apply_scan(
+    seg: &Segment,
+    scan: &ScanOutcome,
+    size: u64,
+    report: &mut RecoveryReport,
+) -> Result<bool, StorageError> {
     let damaged = scan.valid_size < size;
     if damaged {
+        report.truncated = Some(Truncation {
+            segment: Offset(seg.base),
+            offset: Offset(scan.next_offset.unwrap_or(seg.base)),
+            position: scan.valid_size,
+            bytes: size - scan.valid_size,
+            reason: scan.problem.clone().unwrap_or_else(|| "unknown".into()),
+        });
         tracing::warn!(
             segment = seg.base,
             file = %crate::segment::log_path(&seg.dir, seg.base).display(),
@@ -232,9 +275,18 @@ async fn apply_scan(seg: &Segment, scan: &ScanOutcome, size: u64) -> Result<bool
 
 /// Clean shutdown: load the active segment's indexes and verify only the tail after the
 /// last index entry (falling back to a full scan if the index does not match the log).
-async fn trusted_active(seg: &Segment, config: &LogConfig) -> Result<(), StorageError> {
+async fn trusted_active(
+    seg: &Segment,
+    config: &LogConfig,
+    report: &mut RecoveryReport,
+) -> Result<(), StorageError> {
     seg.next_offset.set(i64::MAX);
-    seg.ensure_indexes(config.index_interval_bytes).await?;
+    if let Some(reason) = seg.ensure_indexes(config.index_interval_bytes).await? {
+        report.rebuilt_indexes.push(IndexRebuild {
+            segment: Offset(seg.base),
+            reason,
+        });
+    }
     let (start, last_entry, tracker) = {
         let idx = seg.indexes.borrow();
         let idx = idx.as_ref();
@@ -270,10 +322,14 @@ async fn trusted_active(seg: &Segment, config: &LogConfig) -> Result<(), Storage
             "index does not match the log; rescanning segment"
         );
         seg.indexes.borrow_mut().take();
-        full_scan(seg, config).await?;
+        report.rebuilt_indexes.push(IndexRebuild {
+            segment: Offset(seg.base),
+            reason: "index does not match the log".into(),
+        });
+        full_scan(seg, config, report).await?;
         return Ok(());
     }
-    apply_scan(seg, &scan, size).await?;
+    apply_scan(seg, &scan, size, report).await?;
     if let Some(idx) = seg.indexes.borrow_mut().as_mut() {
         idx.offsets.extend_from_slice(&scan.indexes.offsets);
         idx.times.extend_from_slice(&scan.indexes.times);

@@ -218,8 +218,7 @@ impl Log {
             st.durable_end = st.durable_end.min(st.log_end);
             st.recovery_point = st.recovery_point.min(seg.base);
             st.log_start = st.log_start.min(st.log_end);
-            st.unflushed_messages = 0;
-            st.oldest_unflushed_ms = None;
+            st.reset_durability();
             st.recompute_max_ts();
             st_checkpoint(&st)
         };
@@ -262,8 +261,7 @@ impl Log {
             st.log_end = offset;
             st.durable_end = offset;
             st.recovery_point = offset;
-            st.unflushed_messages = 0;
-            st.oldest_unflushed_ms = None;
+            st.reset_durability();
             st.max_ts = None;
             st_checkpoint(&st)
         };

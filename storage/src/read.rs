@@ -39,10 +39,9 @@ impl ReadSlice {
     pub async fn read_bytes(&self) -> Result<Bytes, StorageError> {
         let mut out = BytesMut::with_capacity(self.total_bytes as usize);
         for r in &self.ranges {
-            let bytes = Fd(r.fd.clone())
-                .read_exact(r.position, r.len as usize)
+            out = Fd(r.fd.clone())
+                .read_exact_append(out, r.position, r.len as usize)
                 .await?;
-            out.extend_from_slice(&bytes);
         }
         Ok(out.freeze())
     }

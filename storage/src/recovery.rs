@@ -9,7 +9,57 @@ use crate::batch::{self, BatchHeader, BATCH_HEADER_LEN};
 use crate::error::StorageError;
 use crate::index::Indexes;
 use crate::io::Fd;
+use crate::offset::Offset;
 use crate::segment::{BatchMeta, Tracker};
+
+/// What `Log::open` found and repaired (`Log::recovery_report`). Indexes of sealed
+/// segments below the recovery point load lazily; a rebuild then is logged, not listed here.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// The checkpoint said the last shutdown was clean (only the active tail was verified).
+    pub clean_shutdown: bool,
+    /// The checkpoint file was missing or unusable (every segment was scanned).
+    pub checkpoint_missing: bool,
+    /// Segments verified batch by batch (their indexes were rebuilt from the scan).
+    pub scanned_segments: Vec<Offset>,
+    /// The damaged tail that was cut, if any (recovery stops at the first damage).
+    pub truncated: Option<Truncation>,
+    /// Segments removed: empty non-active ones, or ones following damaged data.
+    pub removed_segments: Vec<RemovedSegment>,
+    /// Segments whose index files were missing or corrupt and were rebuilt from the log.
+    pub rebuilt_indexes: Vec<IndexRebuild>,
+}
+
+/// A cut damaged tail.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Truncation {
+    /// Base offset of the segment that was cut.
+    pub segment: Offset,
+    /// First offset lost (the new log end).
+    pub offset: Offset,
+    /// File position of the cut.
+    pub position: u64,
+    /// Bytes removed.
+    pub bytes: u64,
+    /// Why the data there was rejected (e.g. "invalid batch: ... crc mismatch").
+    pub reason: String,
+}
+
+/// A segment removed during recovery.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemovedSegment {
+    pub segment: Offset,
+    pub bytes: u64,
+    /// "empty" or "after damaged data".
+    pub reason: String,
+}
+
+/// A segment whose indexes were rebuilt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexRebuild {
+    pub segment: Offset,
+    pub reason: String,
+}
 
 /// Bytes read at once while verifying a segment.
 pub(crate) const RECOVERY_CHUNK_BYTES: usize = 1024 * 1024;

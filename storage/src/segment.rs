@@ -3,7 +3,9 @@
 //! Invariants: `size` and `next_offset` describe only committed batches (fully written);
 //! in-memory index entries never point at or beyond `size`; indexes of sealed segments are
 //! loaded lazily on first use and rebuilt from the log when missing or failing sanity checks;
-//! the active segment always has its indexes loaded and its index files open.
+//! the active segment always has its indexes loaded and its index files open. The index
+//! files hold a prefix of the in-memory entries (`index_persisted` of them): new entries are
+//! written behind, at flush / roll / close (recovery rebuilds what a crash loses).
 
 use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
@@ -122,6 +124,8 @@ pub(crate) struct Segment {
     pub indexes: RefCell<Option<Indexes>>,
     /// Open `.index` / `.timeindex` of the active segment.
     pub index_fds: RefCell<Option<(Fd, Fd)>>,
+    /// How many (offset, time) entries of `indexes` the index files hold.
+    pub index_persisted: Cell<(usize, usize)>,
     /// Bumped when the segment is truncated, so an in-flight lazy load is discarded.
     pub generation: Cell<u64>,
 }
@@ -156,6 +160,7 @@ impl Segment {
             tracker: Cell::new(Tracker::default()),
             indexes: RefCell::new(None),
             index_fds: RefCell::new(None),
+            index_persisted: Cell::new((0, 0)),
             generation: Cell::new(0),
         }
     }
@@ -172,20 +177,29 @@ impl Segment {
         Ok(())
     }
 
-    /// Appends entries to the open index files (the in-memory ones are committed by caller).
-    pub async fn write_index_entries(
-        &self,
-        offsets: &[(u32, u32)],
-        times: &[(i64, u32)],
-    ) -> Result<(), StorageError> {
-        if offsets.is_empty() && times.is_empty() {
+    /// In-memory index entries not yet written to the index files.
+    pub fn pending_index_entries(&self) -> usize {
+        let (n_off, n_time) = self.index_persisted.get();
+        self.indexes.borrow().as_ref().map_or(0, |i| {
+            i.offsets.len().saturating_sub(n_off) + i.times.len().saturating_sub(n_time)
+        })
+    }
+
+    /// Writes the pending in-memory entries to the open index files (no fsync). The caller
+    /// holds `append_lock`, so the entries and files change only here meanwhile.
+    pub async fn persist_index_entries(&self) -> Result<(), StorageError> {
+        let (n_off, n_time) = self.index_persisted.get();
+        let (offs, times, total) = match self.indexes.borrow().as_ref() {
+            Some(i) => (
+                index::encode_offsets(i.offsets.get(n_off..).unwrap_or(&[])),
+                index::encode_times(i.times.get(n_time..).unwrap_or(&[])),
+                (i.offsets.len(), i.times.len()),
+            ),
+            None => return Ok(()),
+        };
+        if offs.is_empty() && times.is_empty() {
             return Ok(());
         }
-        let (n_off, n_time) = self
-            .indexes
-            .borrow()
-            .as_ref()
-            .map_or((0, 0), |i| (i.offsets.len(), i.times.len()));
         let fds = self.index_fds.borrow().clone();
         let Some((oi, ti)) = fds else {
             return Err(StorageError::CorruptState(format!(
@@ -193,26 +207,25 @@ impl Segment {
                 self.base
             )));
         };
-        if !offsets.is_empty() {
-            oi.write_all(
-                index::encode_offsets(offsets),
-                (n_off * OFFSET_ENTRY_LEN) as u64,
-            )
-            .await?;
-        }
-        if !times.is_empty() {
-            ti.write_all(index::encode_times(times), (n_time * TIME_ENTRY_LEN) as u64)
+        if !offs.is_empty() {
+            oi.write_all(offs, (n_off * OFFSET_ENTRY_LEN) as u64)
                 .await?;
         }
+        if !times.is_empty() {
+            ti.write_all(times, (n_time * TIME_ENTRY_LEN) as u64)
+                .await?;
+        }
+        self.index_persisted.set(total);
         Ok(())
     }
 
     /// Rewrites both index files from the in-memory entries.
     pub async fn write_index_files(&self) -> Result<(), StorageError> {
-        let (offs, times) = match self.indexes.borrow().as_ref() {
+        let (offs, times, total) = match self.indexes.borrow().as_ref() {
             Some(i) => (
                 index::encode_offsets(&i.offsets),
                 index::encode_times(&i.times),
+                (i.offsets.len(), i.times.len()),
             ),
             None => return Ok(()),
         };
@@ -227,6 +240,7 @@ impl Segment {
             }
             fd.sync(false).await?;
         }
+        self.index_persisted.set(total);
         Ok(())
     }
 
@@ -240,11 +254,16 @@ impl Segment {
         Ok(())
     }
 
-    /// Loads the indexes of a sealed segment, rebuilding them when missing or corrupt.
-    pub async fn ensure_indexes(&self, interval_bytes: u32) -> Result<(), StorageError> {
+    /// Loads the indexes of a sealed segment, rebuilding them when missing or corrupt;
+    /// returns why they were rebuilt, if they were.
+    pub async fn ensure_indexes(
+        &self,
+        interval_bytes: u32,
+    ) -> Result<Option<String>, StorageError> {
         if self.indexes.borrow().is_some() {
-            return Ok(());
+            return Ok(None);
         }
+        let mut rebuilt = None;
         let generation = self.generation.get();
         let size = self.size.get();
         let rel_limit = u64::try_from(self.next_offset.get() - self.base).ok();
@@ -262,13 +281,16 @@ impl Segment {
                     *self.indexes.borrow_mut() = Some(idx.clone());
                     self.write_index_files().await?;
                 }
+                rebuilt = Some(why);
                 idx
             }
         };
         if self.generation.get() == generation && self.indexes.borrow().is_none() {
+            self.index_persisted
+                .set((loaded.offsets.len(), loaded.times.len()));
             *self.indexes.borrow_mut() = Some(loaded);
         }
-        Ok(())
+        Ok(rebuilt)
     }
 
     async fn read_index_files(&self, size: u64, rel_limit: Option<u64>) -> Result<Indexes, String> {

@@ -5,8 +5,8 @@
 //!    append continues at the recovered end. Repeated on the same directory.
 //! 2. to 5. Damage a cleanly written log (flipped bytes in the last batch, a torn last batch,
 //!    deleted indexes, garbage indexes): the log keeps everything before the damage and the
-//!    recovery says what it cut or rebuilt. There is no recovery-report API, so the report is
-//!    asserted from the `tracing` events, captured with a per-thread subscriber.
+//!    recovery says what it cut or rebuilt, both in `Log::recovery_report` and in the
+//!    `tracing` events (captured with a per-thread subscriber).
 
 mod common;
 
@@ -266,6 +266,8 @@ fn kill_9_during_fsynced_appends_loses_no_acked_batch() {
         let last_ack = acks.last().copied().expect("acks");
         rt().block_on(async {
             let log = Log::open(dir.clone(), config()).await.unwrap();
+            assert!(!log.recovery_report().clean_shutdown, "killed, not closed");
+            assert!(!log.recovery_report().scanned_segments.is_empty());
             let end = log.log_end_offset();
             assert!(
                 end.0 > last_ack.last,
@@ -347,6 +349,17 @@ fn reopen_after_tail_damage(dir: &Path, acks: &[Ack], cut: (u64, u64, i64), prob
                 Offset(base),
                 "cut at the damaged batch"
             );
+            let cut_report = log.recovery_report().truncated.clone().expect("a cut");
+            assert_eq!(
+                (cut_report.offset, cut_report.position, cut_report.bytes),
+                (Offset(base), pos, bytes)
+            );
+            assert!(
+                cut_report.reason.contains(problem),
+                "{cut_report:?} lacks {problem:?}"
+            );
+            assert!(log.recovery_report().clean_shutdown);
+            assert!(log.recovery_report().removed_segments.is_empty());
             let kept: Vec<Ack> = acks.iter().copied().filter(|a| a.base < base).collect();
             assert_eq!(kept.len(), acks.len() - 1, "only the damaged batch is lost");
             check_acks(&log, &kept).await;
@@ -410,6 +423,9 @@ fn reopen_after_index_damage(dir: &Path, acks: &[Ack], originals: &[(PathBuf, Ve
         rt().block_on(async {
             let log = Log::open(dir.to_path_buf(), config()).await.unwrap();
             assert_eq!(log.log_end_offset(), Offset(acks.last().unwrap().last + 1));
+            let r = log.recovery_report();
+            assert!(!r.rebuilt_indexes.is_empty(), "no rebuild in {r:?}");
+            assert_eq!(r.truncated, None, "index damage must not cut data");
             check_acks(&log, acks).await;
             log.close().await.unwrap();
         })

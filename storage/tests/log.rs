@@ -179,11 +179,16 @@ fn flush_policy_and_durable_end() {
         log.append(batch(2, 3, 1), opts(1)).await.unwrap();
         assert_eq!(log.high_watermark(), Offset(0));
         log.append(batch(3, 3, 1), opts(1)).await.unwrap();
+        // The append started the fsync for 7+ messages without waiting for it.
         assert_eq!(
-            log.durable_end_offset(),
-            Offset(9),
-            "flushed after 7 messages"
+            log.fsync_in_flight(),
+            Some(Offset(9)),
+            "fsync after 7 messages"
         );
+        assert_eq!(log.durable_end_offset(), Offset(0));
+        assert_eq!(log.wait_durable(Offset(8)).await.unwrap(), Offset(9));
+        assert_eq!(log.fsync_count(), 1, "the wait joined the policy's fsync");
+        assert_eq!(log.fsync_in_flight(), None);
         log.set_config(LogConfig {
             flush_ms: 100,
             ..small_config()

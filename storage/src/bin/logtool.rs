@@ -221,6 +221,7 @@ async fn append_loop(
     spec: BatchSpec,
     count: Option<u64>,
 ) -> Result<(), ToolError> {
+    let config_fsyncs = config.flush_messages == 1;
     let log = Log::open(dir, config).await?;
     let mut out = io::stdout().lock();
     writeln!(out, "READY {}", log.log_end_offset())?;
@@ -240,6 +241,10 @@ async fn append_loop(
             )
             .await?;
         appended += 1;
+        // Appends only start the policy's fsync; an ACK needs it done.
+        if config_fsyncs {
+            log.wait_durable(info.last_offset).await?;
+        }
         if log.durable_end_offset() > info.last_offset {
             writeln!(out, "ACK {} {} {crc}", info.base_offset, info.last_offset)?;
             out.flush()?;

@@ -5,8 +5,13 @@
 //! records per MiB) or never, then reads the whole log back through `Log::read` +
 //! `ReadSlice::read_bytes`, once from disk (page cache dropped for the segment files with
 //! `posix_fadvise(DONTNEED)`, which only touches our own clean pages) and once warm.
-//! Building the input batches is not timed. Output: one `RESULT <name> <MB/s>` line per measurement
-//! (MB = 10^6 bytes, like dd), after a human-readable line.
+//! Appends only start the policy's fsyncs (group commit); fsynced runs are timed until a
+//! final `flush` made everything durable, like `dd conv=fdatasync`, and report how many data
+//! fsyncs ran. With `--wait-durable` every appender awaits `wait_durable` for each append
+//! (what a producer with acks=all waits for). Building the input batches is not timed.
+//! Output: one `RESULT <name> <MB/s>` line per measurement (MB = 10^6 bytes, like dd) and
+//! one `FSYNCS <name> <count> <MiB per fsync>` line per fsynced run, after human-readable
+//! lines.
 
 use std::cell::Cell;
 use std::os::fd::AsRawFd;
@@ -60,6 +65,9 @@ struct Args {
     /// index.interval.bytes (Kafka's default 4096 indexes every batch of 4 KiB or more).
     #[arg(long, default_value_t = 4096)]
     index_interval_bytes: u32,
+    /// Each appender awaits durability (`wait_durable`) of every append before the next.
+    #[arg(long)]
+    wait_durable: bool,
 }
 
 /// One append configuration.
@@ -128,14 +136,22 @@ async fn bench(args: &Args) -> Result<(), BenchError> {
     for run in runs.into_iter().filter(wanted) {
         let dir = args.dir.join(format!("{}-0", run.name()));
         remove_dir_if_exists(&dir)?;
-        let (bytes, elapsed) = append_run(&dir, run, args, total_bytes).await?;
-        let name = match args.inflight {
+        let (bytes, elapsed, fsyncs) = append_run(&dir, run, args, total_bytes).await?;
+        let mut name = match args.inflight {
             1 => run.name(),
             n => format!("{}-inflight{n}", run.name()),
         };
+        if args.wait_durable {
+            name.push_str("-wait");
+        }
         report(&name, bytes, elapsed);
+        if run.fsync_per_mib {
+            let per = bytes as f64 / MIB as f64 / (fsyncs.max(1) as f64);
+            println!("{name:<28} {fsyncs} data fsyncs, {per:.2} MiB per fsync");
+            println!("FSYNCS {name} {fsyncs} {per:.2}");
+        }
         // The fsynced 1 MiB log is read back below; the others only take disk space.
-        if run.batch_bytes == MIB && run.fsync_per_mib && args.inflight == 1 {
+        if run.batch_bytes == MIB && run.fsync_per_mib && args.inflight == 1 && !args.wait_durable {
             kept = Some(dir);
         } else {
             std::fs::remove_dir_all(&dir)?;
@@ -184,13 +200,14 @@ fn batch_pool(records: usize, record_bytes: usize) -> Vec<BytesMut> {
 }
 
 /// Appends until `total_bytes` are stored, with `inflight` appenders sharing the log;
-/// returns (bytes, wall time of the appends).
+/// returns (bytes, wall time of the appends plus, when fsyncing, the final flush, data
+/// fsyncs until then).
 async fn append_run(
     dir: &Path,
     run: Run,
     args: &Args,
     total_bytes: usize,
-) -> Result<(u64, Duration), BenchError> {
+) -> Result<(u64, Duration, u64), BenchError> {
     let (record_bytes, inflight) = (args.record_bytes, args.inflight);
     let records = (run.batch_bytes / record_bytes).max(1);
     let pool = batch_pool(records, record_bytes);
@@ -208,14 +225,21 @@ async fn append_run(
     let log = Log::open(dir.to_path_buf(), config).await?;
     let written = Cell::new(0u64);
     let t = Instant::now();
-    let appenders = (0..inflight.max(1)).map(|k| appender(&log, &pool, k, &written, total_bytes));
+    let wait = args.wait_durable;
+    let appenders =
+        (0..inflight.max(1)).map(|k| appender(&log, &pool, k, &written, total_bytes, wait));
     for r in futures_util::future::join_all(appenders).await {
         r?;
     }
+    if run.fsync_per_mib {
+        // Like dd conv=fdatasync: done when everything is on disk.
+        log.flush().await?;
+    }
     let elapsed = t.elapsed();
+    let fsyncs = log.fsync_count();
     // Not timed for no-fsync (page-cache speed is what that run shows); close fsyncs the tail.
     log.close().await?;
-    Ok((written.get(), elapsed))
+    Ok((written.get(), elapsed, fsyncs))
 }
 
 /// One producer: appends pool batches (cloning one is the producer's cost, as receiving
@@ -226,6 +250,7 @@ async fn appender(
     k: usize,
     written: &Cell<u64>,
     total_bytes: usize,
+    wait_durable: bool,
 ) -> Result<(), BenchError> {
     let opts = AppendOptions {
         leader_epoch: 0,
@@ -236,6 +261,9 @@ async fn appender(
         let batch = pool.get(i % BATCH_POOL_LEN).cloned().unwrap_or_default();
         i += 1;
         let info = log.append(batch, opts).await?;
+        if wait_durable {
+            log.wait_durable(info.last_offset).await?;
+        }
         written.set(written.get() + u64::from(info.bytes));
     }
     Ok(())

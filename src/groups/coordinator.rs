@@ -1,0 +1,808 @@
+//! The group coordinator of one shard: runs the state machine for the groups this shard owns,
+//! parks JoinGroup/SyncGroup answers until the state machine releases them, persists group and
+//! offset records before answering, and drives the timers (session/rebalance expiry every
+//! `group.timer.interval.ms`; offset expiry, dropped topics and compaction every
+//! `offsets.retention.check.interval.ms`).
+//!
+//! Invariants: all state is shard-local (`RefCell`, never borrowed across an `.await`); a
+//! group's metadata record is written before the answers that depend on it are delivered; a
+//! commit is acknowledged only after its records were appended, and the in-memory offsets are
+//! updated under the partition's write lock so compaction never misses a commit; the number of
+//! groups per shard is bounded by `group.max.count.per.shard`.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use futures_channel::oneshot;
+use kafka_protocol::ResponseError as K;
+
+use super::codec::OffsetValue;
+use super::state::{
+    Effect, Group, GroupState, JoinArgs, JoinReply, Limits, SyncArgs, SyncReply, WaiterId,
+};
+use super::store::{self, KeyValue};
+use super::{
+    CommitRequest, Described, DescribedMember, FetchedOffset, GroupAnswer, GroupOp, Listed,
+};
+use crate::config::BrokerConfig;
+use crate::shard::Shard;
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Per offsets partition: its write lock and the bytes appended since the last compaction.
+pub struct OffsetsLog {
+    pub lock: futures_util::lock::Mutex<()>,
+    appended: Cell<u64>,
+}
+
+impl OffsetsLog {
+    pub fn appended(&self, bytes: u64) {
+        self.appended.set(self.appended.get().saturating_add(bytes));
+    }
+
+    pub fn appended_since_compaction(&self) -> u64 {
+        self.appended.get()
+    }
+
+    pub fn compacted(&self) {
+        self.appended.set(0);
+    }
+}
+
+/// A group with its committed offsets.
+pub struct GroupEntry {
+    pub group: Group,
+    pub offsets: BTreeMap<(String, i32), OffsetValue>,
+    /// The offsets partition holding this group's records.
+    pub partition: u32,
+    /// Wall time of the group's last state change (Kafka's current_state_timestamp).
+    pub state_since_ms: i64,
+    seen_state_changes: u64,
+}
+
+impl GroupEntry {
+    pub fn new(
+        group: Group,
+        offsets: BTreeMap<(String, i32), OffsetValue>,
+        partition: u32,
+        state_since_ms: i64,
+    ) -> Self {
+        let seen_state_changes = group.state_changes();
+        Self {
+            group,
+            offsets,
+            partition,
+            state_since_ms,
+            seen_state_changes,
+        }
+    }
+
+    fn note_state_change(&mut self) {
+        if self.group.state_changes() != self.seen_state_changes {
+            self.seen_state_changes = self.group.state_changes();
+            self.state_since_ms = now_ms();
+        }
+    }
+
+    /// A group that never got members, offsets or a generation (e.g. a rejected first join).
+    fn is_unused(&self) -> bool {
+        self.group.is_empty() && self.offsets.is_empty() && self.group.generation() == 0
+    }
+}
+
+pub struct Coordinator {
+    limits: Limits,
+    groups_max: usize,
+    groups: RefCell<HashMap<String, GroupEntry>>,
+    join_waiters: RefCell<HashMap<WaiterId, oneshot::Sender<JoinReply>>>,
+    sync_waiters: RefCell<HashMap<WaiterId, oneshot::Sender<SyncReply>>>,
+    next_waiter: Cell<u64>,
+    logs: RefCell<HashMap<u32, Rc<OffsetsLog>>>,
+}
+
+impl Coordinator {
+    pub fn new(config: &BrokerConfig) -> Self {
+        Self {
+            limits: Limits {
+                session_timeout_min_ms: config.group_min_session_timeout_ms,
+                session_timeout_max_ms: config.group_max_session_timeout_ms,
+                initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
+                members_max: config.group_max_size,
+            },
+            groups_max: config.group_max_count_per_shard,
+            groups: RefCell::new(HashMap::new()),
+            join_waiters: RefCell::new(HashMap::new()),
+            sync_waiters: RefCell::new(HashMap::new()),
+            next_waiter: Cell::new(0),
+            logs: RefCell::new(HashMap::new()),
+        }
+    }
+
+    pub fn log(&self, index: u32) -> Option<Rc<OffsetsLog>> {
+        self.logs.borrow().get(&index).cloned()
+    }
+
+    pub fn mark_loaded(&self, index: u32, appended_bytes: u64) {
+        let log = OffsetsLog {
+            lock: futures_util::lock::Mutex::new(()),
+            appended: Cell::new(appended_bytes),
+        };
+        self.logs.borrow_mut().insert(index, Rc::new(log));
+    }
+
+    pub fn insert_loaded(&self, entry: GroupEntry) {
+        self.groups
+            .borrow_mut()
+            .insert(entry.group.id.clone(), entry);
+    }
+
+    pub fn group_count(&self) -> usize {
+        self.groups.borrow().len()
+    }
+
+    /// Every live record of offsets partition `index` (the compaction snapshot).
+    pub fn snapshot_records(&self, index: u32) -> Result<Vec<KeyValue>, super::GroupError> {
+        let groups = self.groups.borrow();
+        let mut records = Vec::new();
+        for entry in groups.values().filter(|e| e.partition == index) {
+            records.push(store::group_record(entry)?);
+            for ((topic, partition), value) in &entry.offsets {
+                records.push(store::offset_record(
+                    &entry.group.id,
+                    topic,
+                    *partition,
+                    Some(value),
+                )?);
+            }
+        }
+        Ok(records)
+    }
+
+    fn waiter_id(&self) -> WaiterId {
+        let id = self.next_waiter.get();
+        self.next_waiter.set(id.wrapping_add(1));
+        WaiterId(id)
+    }
+
+    fn deliver(&self, fx: Vec<Effect>) {
+        for effect in fx {
+            match effect {
+                Effect::Join(id, reply) => {
+                    if let Some(tx) = self.join_waiters.borrow_mut().remove(&id) {
+                        let _gone_is_fine = tx.send(reply);
+                    }
+                }
+                Effect::Sync(id, reply) => {
+                    if let Some(tx) = self.sync_waiters.borrow_mut().remove(&id) {
+                        let _gone_is_fine = tx.send(reply);
+                    }
+                }
+                Effect::Persist => {}
+            }
+        }
+    }
+}
+
+/// Runs one op on this shard (the group's owner).
+pub async fn execute(shard: &Shard, op: GroupOp) -> GroupAnswer {
+    if let Some(group) = op.group() {
+        if group.is_empty() && !matches!(op, GroupOp::FetchOffsets { .. }) {
+            return GroupAnswer::Error(K::InvalidGroupId.code());
+        }
+        if let Err(code) = check_owner(shard, group) {
+            return GroupAnswer::Error(code);
+        }
+    }
+    match op {
+        GroupOp::Join { group, args } => join(shard, group, args).await,
+        GroupOp::Sync { group, args } => sync(shard, group, args).await,
+        GroupOp::Heartbeat {
+            group,
+            member_id,
+            instance_id,
+            generation,
+        } => heartbeat(
+            shard,
+            &group,
+            &member_id,
+            instance_id.as_deref(),
+            generation,
+        ),
+        GroupOp::Leave { group, members } => leave(shard, group, members).await,
+        GroupOp::Commit(request) => commit(shard, request).await,
+        GroupOp::FetchOffsets { group, topics } => fetch_offsets(shard, &group, topics),
+        GroupOp::Describe { group } => describe(shard, &group),
+        GroupOp::List => list(shard),
+        GroupOp::Delete { group } => delete(shard, group).await,
+        GroupOp::DeleteOffsets { group, topics } => delete_offsets(shard, group, topics).await,
+    }
+}
+
+fn check_owner(shard: &Shard, group: &str) -> Result<u32, i16> {
+    let (owner, partition) = super::owner_of(shard, group);
+    if owner != shard.id {
+        return Err(K::NotCoordinator.code());
+    }
+    if shard.groups.log(partition).is_none() {
+        return Err(K::CoordinatorLoadInProgress.code());
+    }
+    Ok(partition)
+}
+
+/// Persists the group if asked to, then delivers the answers.
+async fn after(shard: &Shard, group_id: &str, fx: Vec<Effect>) {
+    let coordinator = &shard.groups;
+    let persist = {
+        let mut groups = coordinator.groups.borrow_mut();
+        match groups.get_mut(group_id) {
+            Some(entry) => {
+                entry.note_state_change();
+                if fx.contains(&Effect::Persist) {
+                    Some((entry.partition, store::group_record(entry)))
+                } else {
+                    None
+                }
+            }
+            None => None,
+        }
+    };
+    if let Some((partition, record)) = persist {
+        let written = match record {
+            Ok(record) => store::append(shard, partition, vec![record]).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
+            tracing::error!(group = group_id, error = %e, "cannot persist group metadata");
+        }
+    }
+    coordinator.deliver(fx);
+}
+
+fn fresh_member_id(prefix: &str, group: &str) -> String {
+    let uuid = crate::topics::TopicId::generate(group).uuid();
+    format!("{prefix}-{uuid}")
+}
+
+async fn join(shard: &Shard, group_id: String, mut args: JoinArgs) -> GroupAnswer {
+    let coordinator = &shard.groups;
+    let prefix = args
+        .instance_id
+        .clone()
+        .unwrap_or_else(|| args.client_id.clone());
+    args.fresh_member_id = fresh_member_id(&prefix, &group_id);
+    let waiter = coordinator.waiter_id();
+    let (tx, rx) = oneshot::channel();
+    let fx = {
+        let mut groups = coordinator.groups.borrow_mut();
+        if !groups.contains_key(&group_id) {
+            let error = if !args.member_id.is_empty() {
+                Some(K::UnknownMemberId)
+            } else if groups.len() >= coordinator.groups_max {
+                Some(K::CoordinatorNotAvailable)
+            } else {
+                None
+            };
+            if let Some(error) = error {
+                return GroupAnswer::Join(JoinReply {
+                    error: error.code(),
+                    generation: -1,
+                    member_id: args.member_id,
+                    ..JoinReply::default()
+                });
+            }
+            let (_, partition) = super::owner_of(shard, &group_id);
+            let entry = GroupEntry::new(
+                Group::new(group_id.clone()),
+                BTreeMap::new(),
+                partition,
+                now_ms(),
+            );
+            groups.insert(group_id.clone(), entry);
+        }
+        let Some(entry) = groups.get_mut(&group_id) else {
+            return GroupAnswer::Error(K::CoordinatorNotAvailable.code());
+        };
+        coordinator.join_waiters.borrow_mut().insert(waiter, tx);
+        entry
+            .group
+            .join(args, waiter, &coordinator.limits, Instant::now())
+    };
+    after(shard, &group_id, fx).await;
+    drop_if_unused(shard, &group_id);
+    match rx.await {
+        Ok(reply) => GroupAnswer::Join(reply),
+        Err(_) => GroupAnswer::Error(K::CoordinatorNotAvailable.code()),
+    }
+}
+
+fn drop_if_unused(shard: &Shard, group_id: &str) {
+    let mut groups = shard.groups.groups.borrow_mut();
+    if groups.get(group_id).is_some_and(GroupEntry::is_unused) {
+        groups.remove(group_id);
+    }
+}
+
+async fn sync(shard: &Shard, group_id: String, args: SyncArgs) -> GroupAnswer {
+    let coordinator = &shard.groups;
+    let waiter = coordinator.waiter_id();
+    let (tx, rx) = oneshot::channel();
+    let fx = {
+        let mut groups = coordinator.groups.borrow_mut();
+        let Some(entry) = groups.get_mut(&group_id) else {
+            return GroupAnswer::Sync(SyncReply {
+                error: K::UnknownMemberId.code(),
+                ..SyncReply::default()
+            });
+        };
+        coordinator.sync_waiters.borrow_mut().insert(waiter, tx);
+        entry.group.sync(args, waiter, Instant::now())
+    };
+    after(shard, &group_id, fx).await;
+    match rx.await {
+        Ok(reply) => GroupAnswer::Sync(reply),
+        Err(_) => GroupAnswer::Error(K::CoordinatorNotAvailable.code()),
+    }
+}
+
+fn heartbeat(
+    shard: &Shard,
+    group_id: &str,
+    member_id: &str,
+    instance_id: Option<&str>,
+    generation: i32,
+) -> GroupAnswer {
+    let mut groups = shard.groups.groups.borrow_mut();
+    let code = match groups.get_mut(group_id) {
+        Some(entry) => entry
+            .group
+            .heartbeat(member_id, instance_id, generation, Instant::now()),
+        None => K::UnknownMemberId.code(),
+    };
+    GroupAnswer::Code(code)
+}
+
+async fn leave(
+    shard: &Shard,
+    group_id: String,
+    members: Vec<(String, Option<String>)>,
+) -> GroupAnswer {
+    let coordinator = &shard.groups;
+    let (codes, fx) = {
+        let mut groups = coordinator.groups.borrow_mut();
+        match groups.get_mut(&group_id) {
+            Some(entry) => entry
+                .group
+                .leave(&members, &coordinator.limits, Instant::now()),
+            None => (vec![K::UnknownMemberId.code(); members.len()], Vec::new()),
+        }
+    };
+    after(shard, &group_id, fx).await;
+    GroupAnswer::Leave(codes)
+}
+
+/// Codes per partition (request order) and the accepted (topic, partition, value)s.
+type CommitPlan = (
+    Vec<(String, Vec<(i32, i16)>)>,
+    Vec<(String, i32, OffsetValue)>,
+);
+
+/// Per-partition validation of a commit; the records to write for the valid ones.
+fn commit_plan(shard: &Shard, request: &CommitRequest, commit_ms: i64) -> CommitPlan {
+    let table = shard.topics.borrow();
+    let metadata_max = shard.config.offset_metadata_max_bytes;
+    let mut codes = Vec::with_capacity(request.topics.len());
+    let mut accepted = Vec::new();
+    for (topic, partitions) in &request.topics {
+        let meta = table.get(topic);
+        let mut topic_codes = Vec::with_capacity(partitions.len());
+        for p in partitions {
+            let exists =
+                meta.is_some_and(|m| u32::try_from(p.partition).is_ok_and(|i| i < m.partitions));
+            let metadata = p.metadata.clone().unwrap_or_default();
+            let code = if !exists || topic == super::OFFSETS_TOPIC {
+                K::UnknownTopicOrPartition.code()
+            } else if metadata.len() > metadata_max {
+                K::OffsetMetadataTooLarge.code()
+            } else {
+                accepted.push((
+                    topic.clone(),
+                    p.partition,
+                    OffsetValue {
+                        offset: p.offset,
+                        leader_epoch: p.leader_epoch,
+                        metadata,
+                        commit_timestamp_ms: commit_ms,
+                    },
+                ));
+                0
+            };
+            topic_codes.push((p.partition, code));
+        }
+        codes.push((topic.clone(), topic_codes));
+    }
+    (codes, accepted)
+}
+
+fn all_codes(request: &CommitRequest, code: i16) -> GroupAnswer {
+    GroupAnswer::Partitions(
+        request
+            .topics
+            .iter()
+            .map(|(t, ps)| (t.clone(), ps.iter().map(|p| (p.partition, code)).collect()))
+            .collect(),
+    )
+}
+
+async fn commit(shard: &Shard, request: CommitRequest) -> GroupAnswer {
+    let coordinator = &shard.groups;
+    let (_, partition) = super::owner_of(shard, &request.group);
+    let validation = {
+        let mut groups = coordinator.groups.borrow_mut();
+        match groups.get_mut(&request.group) {
+            None if request.generation < 0 => {
+                if groups.len() >= coordinator.groups_max {
+                    K::CoordinatorNotAvailable.code()
+                } else {
+                    let group = Group::new(request.group.clone());
+                    let entry = GroupEntry::new(group, BTreeMap::new(), partition, now_ms());
+                    groups.insert(request.group.clone(), entry);
+                    0
+                }
+            }
+            None => K::IllegalGeneration.code(),
+            Some(entry) => entry.group.validate_commit(
+                &request.member_id,
+                request.instance_id.as_deref(),
+                request.generation,
+                Instant::now(),
+            ),
+        }
+    };
+    if validation != 0 {
+        return all_codes(&request, validation);
+    }
+    let (codes, accepted) = commit_plan(shard, &request, now_ms());
+    let records: Result<Vec<KeyValue>, _> = accepted
+        .iter()
+        .map(|(t, p, v)| store::offset_record(&request.group, t, *p, Some(v)))
+        .collect();
+    let Some(log_state) = coordinator.log(partition) else {
+        return all_codes(&request, K::CoordinatorLoadInProgress.code());
+    };
+    let _guard = log_state.lock.lock().await;
+    let written = match records {
+        Ok(records) => store::append_locked(shard, &log_state, partition, records).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = written {
+        tracing::warn!(group = %request.group, error = %e, "offset commit not written");
+        drop_if_unused(shard, &request.group);
+        return all_codes(&request, K::CoordinatorNotAvailable.code());
+    }
+    if let Some(entry) = coordinator.groups.borrow_mut().get_mut(&request.group) {
+        for (topic, p, value) in accepted {
+            entry.offsets.insert((topic, p), value);
+        }
+    }
+    drop_if_unused(shard, &request.group);
+    GroupAnswer::Partitions(codes)
+}
+
+fn fetched(value: Option<&OffsetValue>, partition: i32) -> FetchedOffset {
+    match value {
+        Some(v) => FetchedOffset {
+            partition,
+            offset: v.offset,
+            leader_epoch: v.leader_epoch,
+            metadata: Some(v.metadata.clone()),
+            error: 0,
+        },
+        None => FetchedOffset {
+            partition,
+            offset: -1,
+            leader_epoch: -1,
+            metadata: Some(String::new()),
+            error: 0,
+        },
+    }
+}
+
+fn fetch_offsets(
+    shard: &Shard,
+    group_id: &str,
+    topics: Option<Vec<(String, Vec<i32>)>>,
+) -> GroupAnswer {
+    let groups = shard.groups.groups.borrow();
+    let offsets = groups.get(group_id).map(|e| &e.offsets);
+    let answer = match topics {
+        Some(topics) => topics
+            .into_iter()
+            .map(|(topic, partitions)| {
+                let found = partitions
+                    .into_iter()
+                    .map(|p| fetched(offsets.and_then(|o| o.get(&(topic.clone(), p))), p))
+                    .collect();
+                (topic, found)
+            })
+            .collect(),
+        None => {
+            let mut by_topic: BTreeMap<String, Vec<FetchedOffset>> = BTreeMap::new();
+            for ((topic, p), v) in offsets.into_iter().flatten() {
+                by_topic
+                    .entry(topic.clone())
+                    .or_default()
+                    .push(fetched(Some(v), *p));
+            }
+            by_topic.into_iter().collect()
+        }
+    };
+    GroupAnswer::Fetched(answer)
+}
+
+fn describe(shard: &Shard, group_id: &str) -> GroupAnswer {
+    let groups = shard.groups.groups.borrow();
+    let Some(entry) = groups.get(group_id) else {
+        return GroupAnswer::Described(Described {
+            found: false,
+            state: GroupState::Dead.name(),
+            protocol_type: String::new(),
+            protocol: String::new(),
+            members: Vec::new(),
+        });
+    };
+    let group = &entry.group;
+    let stable = group.state() == GroupState::Stable;
+    let protocol = group.protocol_name().unwrap_or_default().to_owned();
+    let members = group
+        .members()
+        .map(|m| DescribedMember {
+            member_id: m.id.clone(),
+            instance_id: m.instance_id.clone(),
+            client_id: m.client_id.clone(),
+            client_host: m.client_host.clone(),
+            metadata: if stable {
+                m.protocols
+                    .iter()
+                    .find(|(n, _)| *n == protocol)
+                    .map(|(_, meta)| meta.clone())
+                    .unwrap_or_default()
+            } else {
+                bytes::Bytes::new()
+            },
+            assignment: if stable {
+                m.assignment.clone()
+            } else {
+                bytes::Bytes::new()
+            },
+        })
+        .collect();
+    GroupAnswer::Described(Described {
+        found: true,
+        state: group.state().name(),
+        protocol_type: group.protocol_type().unwrap_or_default().to_owned(),
+        protocol: if stable { protocol } else { String::new() },
+        members,
+    })
+}
+
+fn list(shard: &Shard) -> GroupAnswer {
+    let groups = shard.groups.groups.borrow();
+    GroupAnswer::Listed(
+        groups
+            .values()
+            .map(|e| Listed {
+                group: e.group.id.clone(),
+                protocol_type: e.group.protocol_type().unwrap_or_default().to_owned(),
+                state: e.group.state().name(),
+            })
+            .collect(),
+    )
+}
+
+/// Removes the whole group from memory and returns its tombstones (group + offsets).
+fn remove_group(entry: &mut GroupEntry) -> Vec<KeyValue> {
+    entry.group.kill();
+    let mut records = Vec::with_capacity(entry.offsets.len() + 1);
+    for (topic, partition) in std::mem::take(&mut entry.offsets).into_keys() {
+        if let Ok(r) = store::offset_record(&entry.group.id, &topic, partition, None) {
+            records.push(r);
+        }
+    }
+    if let Ok(r) = store::group_record(entry) {
+        records.push(r);
+    }
+    records
+}
+
+async fn delete(shard: &Shard, group_id: String) -> GroupAnswer {
+    let removed = {
+        let mut groups = shard.groups.groups.borrow_mut();
+        match groups.get_mut(&group_id) {
+            None => Err(K::GroupIdNotFound.code()),
+            Some(entry) if entry.group.state() == GroupState::Dead => {
+                Err(K::GroupIdNotFound.code())
+            }
+            Some(entry) if entry.group.state() != GroupState::Empty => Err(K::NonEmptyGroup.code()),
+            Some(entry) => {
+                let records = remove_group(entry);
+                let partition = entry.partition;
+                groups.remove(&group_id);
+                Ok((partition, records))
+            }
+        }
+    };
+    match removed {
+        Err(code) => GroupAnswer::Code(code),
+        Ok((partition, records)) => match store::append(shard, partition, records).await {
+            Ok(()) => GroupAnswer::Code(0),
+            Err(e) => {
+                tracing::warn!(group = %group_id, error = %e, "group tombstones not written");
+                GroupAnswer::Code(K::CoordinatorNotAvailable.code())
+            }
+        },
+    }
+}
+
+async fn delete_offsets(
+    shard: &Shard,
+    group_id: String,
+    topics: Vec<(String, Vec<i32>)>,
+) -> GroupAnswer {
+    let planned = {
+        let table = shard.topics.borrow();
+        let mut groups = shard.groups.groups.borrow_mut();
+        match groups.get_mut(&group_id) {
+            None => Err(K::GroupIdNotFound.code()),
+            Some(e) if e.group.state() == GroupState::Dead => Err(K::GroupIdNotFound.code()),
+            Some(e)
+                if e.group.state() != GroupState::Empty
+                    && e.group.protocol_type() != Some("consumer") =>
+            {
+                Err(K::NonEmptyGroup.code())
+            }
+            Some(entry) => {
+                let empty = entry.group.state() == GroupState::Empty;
+                let mut codes = Vec::new();
+                let mut records = Vec::new();
+                for (topic, partitions) in topics {
+                    let subscribed = !empty && entry.group.subscribed_to(&topic);
+                    let known = table.get(&topic).is_some();
+                    let mut topic_codes = Vec::new();
+                    for p in partitions {
+                        let code = if !known {
+                            K::UnknownTopicOrPartition.code()
+                        } else if subscribed {
+                            K::GroupSubscribedToTopic.code()
+                        } else {
+                            if entry.offsets.remove(&(topic.clone(), p)).is_some() {
+                                if let Ok(r) = store::offset_record(&group_id, &topic, p, None) {
+                                    records.push(r);
+                                }
+                            }
+                            0
+                        };
+                        topic_codes.push((p, code));
+                    }
+                    codes.push((topic, topic_codes));
+                }
+                Ok((entry.partition, codes, records))
+            }
+        }
+    };
+    match planned {
+        Err(code) => GroupAnswer::Error(code),
+        Ok((partition, codes, records)) => {
+            if let Err(e) = store::append(shard, partition, records).await {
+                tracing::warn!(group = %group_id, error = %e, "offset tombstones not written");
+                return GroupAnswer::Error(K::CoordinatorNotAvailable.code());
+            }
+            GroupAnswer::Partitions(codes)
+        }
+    }
+}
+
+// ---- Timers ---------------------------------------------------------------------------------
+
+/// Drives the state machines' timers and the periodic cleanup until the task is dropped.
+pub async fn timer_loop(shard: Rc<Shard>) {
+    let tick = Duration::from_millis(shard.config.group_timer_interval_ms);
+    let cleanup_every = Duration::from_millis(shard.config.offsets_retention_check_interval_ms);
+    let mut next_cleanup = Instant::now() + cleanup_every;
+    loop {
+        compio::time::sleep(tick).await;
+        tick_all(&shard).await;
+        if Instant::now() >= next_cleanup {
+            cleanup(&shard).await;
+            next_cleanup = Instant::now() + cleanup_every;
+        }
+    }
+}
+
+async fn tick_all(shard: &Shard) {
+    let coordinator = &shard.groups;
+    let now = Instant::now();
+    let mut pending = Vec::new();
+    {
+        let mut groups = coordinator.groups.borrow_mut();
+        for (id, entry) in groups.iter_mut() {
+            let fx = entry.group.tick(&coordinator.limits, now);
+            if !fx.is_empty() || entry.group.state_changes() != entry.seen_state_changes {
+                pending.push((id.clone(), fx));
+            }
+        }
+    }
+    for (id, fx) in pending {
+        after(shard, &id, fx).await;
+    }
+}
+
+/// Expires offsets (empty groups past offsets.retention.minutes), drops offsets of deleted
+/// topics, removes empty groups without offsets, then compacts partitions that grew enough.
+pub async fn cleanup(shard: &Shard) {
+    let retention_ms = i64::try_from(
+        shard
+            .config
+            .offsets_retention_minutes
+            .saturating_mul(60_000),
+    )
+    .unwrap_or(i64::MAX);
+    let now = now_ms();
+    let mut tombstones: BTreeMap<u32, Vec<KeyValue>> = BTreeMap::new();
+    {
+        let table = shard.topics.borrow();
+        let mut groups = shard.groups.groups.borrow_mut();
+        let mut dead = Vec::new();
+        for (id, entry) in groups.iter_mut() {
+            let empty = entry.group.state() == GroupState::Empty;
+            let consumer_group = entry.group.protocol_type().is_some();
+            let group_expired = empty && now.saturating_sub(entry.state_since_ms) >= retention_ms;
+            let mut gone = Vec::new();
+            for ((topic, p), value) in &entry.offsets {
+                let topic_gone = table
+                    .get(topic)
+                    .is_none_or(|m| u32::try_from(*p).map_or(true, |i| i >= m.partitions));
+                let expired = empty
+                    && if consumer_group {
+                        group_expired
+                    } else {
+                        now.saturating_sub(value.commit_timestamp_ms) >= retention_ms
+                    };
+                if topic_gone || expired {
+                    gone.push((topic.clone(), *p));
+                }
+            }
+            let records = tombstones.entry(entry.partition).or_default();
+            for key in gone {
+                entry.offsets.remove(&key);
+                if let Ok(r) = store::offset_record(id, &key.0, key.1, None) {
+                    records.push(r);
+                }
+            }
+            if empty && entry.offsets.is_empty() && entry.group.is_empty() {
+                records.extend(remove_group(entry));
+                dead.push(id.clone());
+            }
+        }
+        for id in dead {
+            groups.remove(&id);
+        }
+    }
+    for (partition, records) in tombstones {
+        if let Err(e) = store::append(shard, partition, records).await {
+            tracing::warn!(partition, error = %e, "offset expiry not written");
+        }
+    }
+    let loaded: Vec<u32> = shard.groups.logs.borrow().keys().copied().collect();
+    for partition in loaded {
+        if let Err(e) = store::maybe_compact(shard, partition).await {
+            tracing::warn!(partition, error = %e, "offsets compaction failed");
+        }
+    }
+}

@@ -1,0 +1,294 @@
+//! Consumer groups: the group coordinator and committed offsets.
+//!
+//! Each group is owned by one shard: the owner of partition `java_hash(group) % P` of
+//! `__consumer_offsets` (P = its partition count, Kafka's formula), so a group's state is only
+//! ever touched on that shard; requests for it are sent there with `Mesh::call` (`route`).
+//! Group state and committed offsets are written as Kafka-format records (`codec`) to that
+//! partition and rebuilt from it at start (`store`). `state` is the pure state machine,
+//! `coordinator` runs it on the shard (waiters, timers, persistence).
+//!
+//! Invariants: a group op runs only on the group's owner shard; the owner answers
+//! COORDINATOR_LOAD_IN_PROGRESS until it has replayed the group's offsets partition; every
+//! message between shards carries owned data only.
+
+pub mod codec;
+pub mod coordinator;
+pub mod state;
+pub mod store;
+pub mod subscription;
+
+use std::rc::Rc;
+
+use kafka_protocol::ResponseError as K;
+use shards::ShardId;
+
+pub use self::coordinator::Coordinator;
+use self::state::{JoinArgs, JoinReply, SyncArgs, SyncReply};
+use crate::router::ShardMsg;
+use crate::shard::Shard;
+
+/// Kafka's internal offsets topic.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+
+#[derive(Debug, thiserror::Error)]
+pub enum GroupError {
+    #[error("offsets topic partition {0} is not open on this shard")]
+    NotLoaded(u32),
+    #[error("corrupt offsets record: {0}")]
+    Codec(#[from] codec::CodecError),
+    #[error("offsets log: {0}")]
+    Storage(#[from] storage::StorageError),
+}
+
+/// A request for one group (or, for `List`, for every group of a shard).
+#[derive(Debug)]
+pub enum GroupOp {
+    Join {
+        group: String,
+        args: JoinArgs,
+    },
+    Sync {
+        group: String,
+        args: SyncArgs,
+    },
+    Heartbeat {
+        group: String,
+        member_id: String,
+        instance_id: Option<String>,
+        generation: i32,
+    },
+    Leave {
+        group: String,
+        members: Vec<(String, Option<String>)>,
+    },
+    Commit(CommitRequest),
+    FetchOffsets {
+        group: String,
+        /// None: every committed offset of the group.
+        topics: Option<Vec<(String, Vec<i32>)>>,
+    },
+    Describe {
+        group: String,
+    },
+    List,
+    Delete {
+        group: String,
+    },
+    DeleteOffsets {
+        group: String,
+        topics: Vec<(String, Vec<i32>)>,
+    },
+}
+
+impl GroupOp {
+    fn group(&self) -> Option<&str> {
+        match self {
+            Self::Join { group, .. }
+            | Self::Sync { group, .. }
+            | Self::Heartbeat { group, .. }
+            | Self::Leave { group, .. }
+            | Self::FetchOffsets { group, .. }
+            | Self::Describe { group }
+            | Self::Delete { group }
+            | Self::DeleteOffsets { group, .. } => Some(group),
+            Self::Commit(c) => Some(&c.group),
+            Self::List => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct CommitPartition {
+    pub partition: i32,
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CommitRequest {
+    pub group: String,
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub generation: i32,
+    pub topics: Vec<(String, Vec<CommitPartition>)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchedOffset {
+    pub partition: i32,
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
+    pub error: i16,
+}
+
+#[derive(Debug, Clone)]
+pub struct DescribedMember {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub metadata: bytes::Bytes,
+    pub assignment: bytes::Bytes,
+}
+
+#[derive(Debug, Clone)]
+pub struct Described {
+    pub found: bool,
+    pub state: &'static str,
+    pub protocol_type: String,
+    pub protocol: String,
+    pub members: Vec<DescribedMember>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub group: String,
+    pub protocol_type: String,
+    pub state: &'static str,
+}
+
+/// The answer to a `GroupOp` (`Error` when the op could not run at all).
+#[derive(Debug)]
+pub enum GroupAnswer {
+    Join(JoinReply),
+    Sync(SyncReply),
+    /// Heartbeat, DeleteGroups: one code.
+    Code(i16),
+    /// LeaveGroup: one code per member, in request order.
+    Leave(Vec<i16>),
+    /// OffsetCommit / OffsetDelete: one code per partition, in request order.
+    Partitions(Vec<(String, Vec<(i32, i16)>)>),
+    Fetched(Vec<(String, Vec<FetchedOffset>)>),
+    Described(Described),
+    Listed(Vec<Listed>),
+    /// The op failed as a whole with this Kafka error code.
+    Error(i16),
+}
+
+/// Kafka's partition for a group: `abs(javaStringHashCode(group)) % partitions`, with Kafka's
+/// `Utils.abs` (mask the sign bit).
+pub fn partition_for(group: &str, partitions: u32) -> u32 {
+    let hash = group.encode_utf16().fold(0i32, |h, unit| {
+        h.wrapping_mul(31).wrapping_add(i32::from(unit))
+    });
+    let positive = hash & 0x7fff_ffff;
+    positive.unsigned_abs() % partitions.max(1)
+}
+
+/// The partition count of the offsets topic (the existing topic's, else the config's).
+pub fn offsets_partitions(shard: &Shard) -> u32 {
+    shard
+        .topics
+        .borrow()
+        .get(OFFSETS_TOPIC)
+        .map_or(shard.config.offsets_topic_num_partitions, |m| m.partitions)
+}
+
+/// The shard that coordinates `group`.
+pub fn owner_of(shard: &Shard, group: &str) -> (ShardId, u32) {
+    let partition = partition_for(group, offsets_partitions(shard));
+    (
+        shard.placement.shard_for(OFFSETS_TOPIC, partition),
+        partition,
+    )
+}
+
+/// Runs `op` on the group's owner shard (directly when that is this shard).
+pub async fn route(shard: &Rc<Shard>, op: GroupOp) -> GroupAnswer {
+    let Some(group) = op.group() else {
+        return coordinator::execute(shard, op).await;
+    };
+    let (owner, _) = owner_of(shard, group);
+    call_shard(shard, owner, op).await
+}
+
+async fn call_shard(shard: &Rc<Shard>, owner: ShardId, op: GroupOp) -> GroupAnswer {
+    if owner == shard.id {
+        return coordinator::execute(shard, op).await;
+    }
+    let call = shard
+        .mesh
+        .call(owner, |reply| ShardMsg::Group { op, reply });
+    call.await
+        .unwrap_or(GroupAnswer::Error(K::CoordinatorNotAvailable.code()))
+}
+
+/// ListGroups: every shard's groups.
+pub async fn list_all(shard: &Rc<Shard>) -> Result<Vec<Listed>, i16> {
+    let calls = shard
+        .mesh
+        .shards()
+        .map(|id| call_shard(shard, id, GroupOp::List));
+    let mut all = Vec::new();
+    for answer in futures_util::future::join_all(calls).await {
+        match answer {
+            GroupAnswer::Listed(groups) => all.extend(groups),
+            GroupAnswer::Error(code) => return Err(code),
+            _ => return Err(K::UnknownServerError.code()),
+        }
+    }
+    all.sort_by(|a, b| a.group.cmp(&b.group));
+    Ok(all)
+}
+
+/// Startup on every shard: replays the offsets partitions this shard owns; shard 0 also
+/// creates the offsets topic when it does not exist yet (its partitions are then opened and
+/// loaded through the topic broadcast, see `adopted`).
+pub async fn start(shard: &Rc<Shard>) {
+    store::load_owned(shard).await;
+}
+
+/// Shard 0, once every shard serves its inbox: creates `__consumer_offsets` if absent.
+pub async fn ensure_offsets_topic(shard: &Rc<Shard>) {
+    if shard.topics.borrow().get(OFFSETS_TOPIC).is_some() {
+        return;
+    }
+    let mut configs = crate::topics::config::TopicOverrides::new();
+    configs.insert("retention.ms".into(), "-1".into());
+    configs.insert(
+        "segment.bytes".into(),
+        shard.config.offsets_topic_segment_bytes.to_string(),
+    );
+    configs.insert(
+        "max.message.bytes".into(),
+        store::BATCH_BYTES_MAX.to_string(),
+    );
+    let topic = crate::router::NewTopic {
+        name: OFFSETS_TOPIC.to_owned(),
+        partitions: i32::try_from(shard.config.offsets_topic_num_partitions).unwrap_or(i32::MAX),
+        replication_factor: -1,
+        configs,
+    };
+    let created = crate::router::Router::new(shard.clone())
+        .create_topics(vec![topic], false)
+        .await;
+    match created.into_iter().next() {
+        Some(Ok(_)) | Some(Err(crate::topics::TopicError::AlreadyExists(_))) => {}
+        Some(Err(e)) => shards::fatal(format!("cannot create {OFFSETS_TOPIC}: {e}")),
+        None => shards::fatal(format!("cannot create {OFFSETS_TOPIC}: no answer")),
+    }
+}
+
+/// Called after a shard adopted topic changes: loads newly opened offsets partitions.
+pub async fn adopted(shard: &Shard, changed: &[crate::topics::TopicMeta]) {
+    if changed.iter().any(|m| m.name == OFFSETS_TOPIC) {
+        store::load_owned(shard).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_matches_kafkas_formula() {
+        // Java: "group".hashCode() == 98629247; abs % 50 == 47.
+        assert_eq!(partition_for("group", 50), 98_629_247 % 50);
+        // A negative Java hash: "polygenelubricants".hashCode() == Integer.MIN_VALUE.
+        assert_eq!(partition_for("polygenelubricants", 50), 0);
+        assert_eq!(partition_for("", 50), 0);
+        assert!(partition_for("any", 1) == 0);
+    }
+}

@@ -1,0 +1,187 @@
+//! AlterConfigs (replace a topic's whole override set) and IncrementalAlterConfigs (SET /
+//! DELETE / APPEND / SUBTRACT per key), for topic resources, through shard 0, which persists the
+//! new overrides and has every owning shard apply them to its live logs (or only validates:
+//! `validate_only`). Broker settings are read-only in Sluice: altering one is INVALID_REQUEST,
+//! as Kafka answers for a config it cannot update dynamically.
+//!
+//! Invariant: one answer per requested resource, in request order; a resource named twice is
+//! INVALID_REQUEST for each mention, and is not changed.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::{
+    alter_configs_response, incremental_alter_configs_response, AlterConfigsRequest,
+    AlterConfigsResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+};
+
+use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
+use super::error::admin_error_code;
+use super::{str_bytes, HandlerFuture, Outcome, Request};
+use crate::router::admin::{AdminError, ConfigChange, RegistryChange};
+use crate::router::Router;
+use crate::shard::Shard;
+use crate::topics::alter::IncrementalEntry;
+
+/// One resource of either request, decoded.
+struct Resource {
+    resource_type: i8,
+    name: String,
+    change: ConfigChange,
+}
+
+pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
+    Box::pin(async move {
+        let version = request.version();
+        let body: AlterConfigsRequest = request.decode()?;
+        let resources = body
+            .resources
+            .iter()
+            .map(|r| Resource {
+                resource_type: r.resource_type,
+                name: r.resource_name.to_string(),
+                change: ConfigChange::Replace(
+                    r.configs
+                        .iter()
+                        .map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string())))
+                        .collect(),
+                ),
+            })
+            .collect();
+        let answers = alter(shard, resources, body.validate_only).await;
+        let responses = body
+            .resources
+            .iter()
+            .zip(answers)
+            .map(|(r, result)| {
+                let answer = alter_configs_response::AlterConfigsResourceResponse::default()
+                    .with_error_message(None)
+                    .with_resource_type(r.resource_type)
+                    .with_resource_name(r.resource_name.clone());
+                match result {
+                    Ok(()) => answer,
+                    Err(e) => answer
+                        .with_error_code(admin_error_code(&e))
+                        .with_error_message(Some(str_bytes(&e.to_string()))),
+                }
+            })
+            .collect();
+        Outcome::encoded(
+            &AlterConfigsResponse::default().with_responses(responses),
+            version,
+        )
+    })
+}
+
+pub fn handle_incremental(shard: Rc<Shard>, request: Request) -> HandlerFuture {
+    Box::pin(async move {
+        let version = request.version();
+        let body: IncrementalAlterConfigsRequest = request.decode()?;
+        let resources = body
+            .resources
+            .iter()
+            .map(|r| Resource {
+                resource_type: r.resource_type,
+                name: r.resource_name.to_string(),
+                change: ConfigChange::IncrementalAlter(
+                    r.configs
+                        .iter()
+                        .map(|c| IncrementalEntry {
+                            key: c.name.to_string(),
+                            op: c.config_operation,
+                            value: c.value.as_ref().map(|v| v.to_string()),
+                        })
+                        .collect(),
+                ),
+            })
+            .collect();
+        let answers = alter(shard, resources, body.validate_only).await;
+        let responses = body
+            .resources
+            .iter()
+            .zip(answers)
+            .map(|(r, result)| {
+                let answer =
+                    incremental_alter_configs_response::AlterConfigsResourceResponse::default()
+                        .with_error_message(None)
+                        .with_resource_type(r.resource_type)
+                        .with_resource_name(r.resource_name.clone());
+                match result {
+                    Ok(()) => answer,
+                    Err(e) => answer
+                        .with_error_code(admin_error_code(&e))
+                        .with_error_message(Some(str_bytes(&e.to_string()))),
+                }
+            })
+            .collect();
+        Outcome::encoded(
+            &IncrementalAlterConfigsResponse::default().with_responses(responses),
+            version,
+        )
+    })
+}
+
+/// Checks each resource, sends the topic ones to shard 0 as one change, answers in order.
+async fn alter(
+    shard: Rc<Shard>,
+    resources: Vec<Resource>,
+    validate_only: bool,
+) -> Vec<Result<(), AdminError>> {
+    let mut early: Vec<Option<AdminError>> = Vec::with_capacity(resources.len());
+    let mut topics = Vec::new();
+    for (i, r) in resources.iter().enumerate() {
+        let repeated = resources
+            .iter()
+            .enumerate()
+            .any(|(j, o)| j != i && o.resource_type == r.resource_type && o.name == r.name);
+        let refused = if repeated {
+            Some(AdminError::InvalidRequest(format!(
+                "Duplicate resource {}",
+                r.name
+            )))
+        } else {
+            resource_refusal(&shard, r)
+        };
+        if refused.is_none() {
+            topics.push((r.name.clone(), r.change.clone()));
+        }
+        early.push(refused);
+    }
+    let change = RegistryChange::AlterConfigs {
+        topics,
+        validate_only,
+    };
+    let mut answers = Router::new(shard).change_registry(change).await.into_iter();
+    early
+        .into_iter()
+        .map(|refused| match refused {
+            Some(e) => Err(e),
+            None => answers
+                .next()
+                .unwrap_or_else(|| Err(AdminError::Storage("no answer".into())))
+                .map(|_| ()),
+        })
+        .collect()
+}
+
+/// Why a non-topic resource cannot be altered (None: a topic, decided on shard 0).
+fn resource_refusal(shard: &Shard, r: &Resource) -> Option<AdminError> {
+    match r.resource_type {
+        RESOURCE_TOPIC => None,
+        RESOURCE_BROKER
+            if r.name.is_empty() || r.name.parse().ok() == Some(shard.config.node_id) =>
+        {
+            Some(AdminError::InvalidRequest(
+                "Cannot update broker configs dynamically: Sluice reads them from sluice.toml at \
+                 start"
+                    .into(),
+            ))
+        }
+        RESOURCE_BROKER => Some(AdminError::InvalidRequest(format!(
+            "Unexpected broker id, expected {} or empty string, but received {}",
+            shard.config.node_id, r.name
+        ))),
+        other => Some(AdminError::InvalidRequest(format!(
+            "Unsupported resource type: {other}"
+        ))),
+    }
+}

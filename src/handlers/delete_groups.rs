@@ -1,0 +1,42 @@
+//! DeleteGroups: an Empty group is removed with its offsets (tombstones written to
+//! `__consumer_offsets`); a group with members is NON_EMPTY_GROUP.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
+use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse};
+
+use super::group_common::error_of;
+use super::{HandlerFuture, Outcome, Request};
+use crate::groups::{self, GroupOp};
+use crate::shard::Shard;
+
+pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
+    Box::pin(async move {
+        let version = request.version();
+        let body: DeleteGroupsRequest = request.decode()?;
+        let deletes = body.groups_names.iter().map(|g| {
+            groups::route(
+                &shard,
+                GroupOp::Delete {
+                    group: g.0.to_string(),
+                },
+            )
+        });
+        let answers = futures_util::future::join_all(deletes).await;
+        let results = body
+            .groups_names
+            .iter()
+            .zip(answers)
+            .map(|(id, answer)| {
+                DeletableGroupResult::default()
+                    .with_group_id(id.clone())
+                    .with_error_code(error_of(&answer))
+            })
+            .collect();
+        Outcome::encoded(
+            &DeleteGroupsResponse::default().with_results(results),
+            version,
+        )
+    })
+}

@@ -1,0 +1,381 @@
+//! DescribeConfigs: a topic's effective configs (override or broker default, with Kafka's
+//! config source, synonyms and, from v3, type and documentation), and this broker's settings
+//! (read-only: Sluice has no dynamic broker configs).
+//!
+//! Invariants: answered from this shard's topic table, no cross-shard call; one result per
+//! requested resource, in request order; a `configuration_keys` list filters the entries and
+//! silently skips keys Sluice does not know (as Kafka does).
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
+};
+use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+
+use super::{str_bytes, HandlerFuture, Outcome, Request};
+use crate::config::BrokerConfig;
+use crate::shard::Shard;
+use crate::topics::alter::{self, ConfigType};
+use crate::topics::{self, config as topic_config};
+
+/// Kafka's resource types.
+pub const RESOURCE_TOPIC: i8 = 2;
+pub const RESOURCE_BROKER: i8 = 4;
+
+/// Kafka's config sources.
+pub const SOURCE_TOPIC: i8 = 1;
+pub const SOURCE_STATIC_BROKER: i8 = 4;
+pub const SOURCE_DEFAULT: i8 = 5;
+
+pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
+    Box::pin(async move {
+        let version = request.version();
+        let body: DescribeConfigsRequest = request.decode()?;
+        let opts = Opts {
+            synonyms: body.include_synonyms,
+            documentation: version >= 3 && body.include_documentation,
+            types: version >= 3,
+        };
+        let results = body
+            .resources
+            .iter()
+            .map(|r| {
+                let keys = r.configuration_keys.as_deref();
+                let answer = DescribeConfigsResult::default()
+                    .with_error_message(None)
+                    .with_resource_type(r.resource_type)
+                    .with_resource_name(r.resource_name.clone());
+                match describe(
+                    &shard,
+                    r.resource_type,
+                    r.resource_name.as_str(),
+                    keys,
+                    opts,
+                ) {
+                    Ok(entries) => answer.with_configs(entries),
+                    Err((code, message)) => answer
+                        .with_error_code(code)
+                        .with_error_message(Some(str_bytes(&message))),
+                }
+            })
+            .collect();
+        Outcome::encoded(
+            &DescribeConfigsResponse::default().with_results(results),
+            version,
+        )
+    })
+}
+
+#[derive(Clone, Copy)]
+struct Opts {
+    synonyms: bool,
+    documentation: bool,
+    types: bool,
+}
+
+/// One config entry before encoding.
+struct Entry {
+    name: String,
+    value: String,
+    source: i8,
+    read_only: bool,
+    config_type: ConfigType,
+    documentation: &'static str,
+    /// (name, value, source), most specific first.
+    synonyms: Vec<(String, String, i8)>,
+}
+
+fn describe(
+    shard: &Shard,
+    resource_type: i8,
+    name: &str,
+    keys: Option<&[StrBytes]>,
+    opts: Opts,
+) -> Result<Vec<DescribeConfigsResourceResult>, (i16, String)> {
+    let entries = match resource_type {
+        RESOURCE_TOPIC => topic_entries(shard, name)?,
+        RESOURCE_BROKER => broker_resource(&shard.config, name)?,
+        other => {
+            return Err((
+                ResponseError::InvalidRequest.code(),
+                format!("Unsupported resource type: {other}"),
+            ))
+        }
+    };
+    Ok(entries
+        .into_iter()
+        .filter(|e| keys.is_none_or(|keys| keys.iter().any(|k| k.as_str() == e.name)))
+        .map(|e| encode_entry(e, opts))
+        .collect())
+}
+
+fn topic_entries(shard: &Shard, name: &str) -> Result<Vec<Entry>, (i16, String)> {
+    if topics::validate_name(name).is_err() {
+        return Err((
+            ResponseError::InvalidTopicException.code(),
+            format!("Topic name {name:?} is illegal"),
+        ));
+    }
+    let meta = shard.topics.borrow().get(name).cloned().ok_or_else(|| {
+        (
+            ResponseError::UnknownTopicOrPartition.code(),
+            format!("Topic {name} does not exist"),
+        )
+    })?;
+    let effective = topic_config::resolve(&shard.default_log, &meta.configs)
+        .map_err(|e| (ResponseError::InvalidConfig.code(), e.to_string()))?;
+    let none = topic_config::TopicOverrides::new();
+    let broker = topic_config::describe(&shard.default_log, &none);
+    let builtin = topic_config::describe(&storage::LogConfig::default(), &none);
+    let entries = topic_config::describe(&effective, &meta.configs)
+        .into_iter()
+        .zip(broker.into_iter().zip(builtin))
+        .filter_map(
+            |((key, value, overridden), ((_, broker_value, _), (_, default, _)))| {
+                let info = alter::key_info(key)?;
+                let broker_source = if broker_value == default {
+                    SOURCE_DEFAULT
+                } else {
+                    SOURCE_STATIC_BROKER
+                };
+                let mut synonyms = Vec::new();
+                if overridden {
+                    synonyms.push((key.to_owned(), value.clone(), SOURCE_TOPIC));
+                }
+                if broker_source == SOURCE_STATIC_BROKER {
+                    synonyms.push((
+                        info.broker_key.to_owned(),
+                        broker_value,
+                        SOURCE_STATIC_BROKER,
+                    ));
+                }
+                synonyms.push((info.broker_key.to_owned(), default, SOURCE_DEFAULT));
+                Some(Entry {
+                    name: key.to_owned(),
+                    value,
+                    source: if overridden {
+                        SOURCE_TOPIC
+                    } else {
+                        broker_source
+                    },
+                    read_only: false,
+                    config_type: info.config_type,
+                    documentation: info.documentation,
+                    synonyms,
+                })
+            },
+        )
+        .collect();
+    Ok(entries)
+}
+
+/// BROKER resources: this node's id lists its settings; "" (cluster-wide dynamic defaults)
+/// lists nothing, because Sluice has none; another id is Kafka's INVALID_REQUEST.
+fn broker_resource(config: &BrokerConfig, name: &str) -> Result<Vec<Entry>, (i16, String)> {
+    if name.is_empty() {
+        return Ok(Vec::new());
+    }
+    if name.parse::<i32>().ok() != Some(config.node_id) {
+        return Err((
+            ResponseError::InvalidRequest.code(),
+            format!(
+                "Unexpected broker id, expected {} or empty string, but received {name}",
+                config.node_id
+            ),
+        ));
+    }
+    let defaults = broker_settings(&BrokerConfig::default());
+    Ok(broker_settings(config)
+        .into_iter()
+        .zip(defaults)
+        .map(|((key, value, config_type), (_, default, _))| {
+            let source = if value == default {
+                SOURCE_DEFAULT
+            } else {
+                SOURCE_STATIC_BROKER
+            };
+            Entry {
+                name: key.to_owned(),
+                synonyms: vec![(key.to_owned(), value.clone(), source)],
+                value,
+                source,
+                read_only: true,
+                config_type,
+                documentation: "",
+            }
+        })
+        .collect())
+}
+
+/// The broker settings Kafka also has, under Kafka's names.
+fn broker_settings(c: &BrokerConfig) -> Vec<(&'static str, String, ConfigType)> {
+    use ConfigType::{Boolean, Int, List, Long, String as Str};
+    let long_or_never = |v: i64| v.to_string();
+    vec![
+        (
+            "auto.create.topics.enable",
+            c.auto_create_topics_enable.to_string(),
+            Boolean,
+        ),
+        ("broker.id", c.node_id.to_string(), Int),
+        ("default.replication.factor", "1".to_owned(), Int),
+        ("fetch.max.bytes", c.fetch_max_bytes.to_string(), Int),
+        ("log.cleanup.policy", "delete".to_owned(), List),
+        ("log.dirs", c.data_dir.display().to_string(), Str),
+        (
+            "log.flush.interval.messages",
+            long_or_never(c.log_flush_interval_messages),
+            Long,
+        ),
+        (
+            "log.flush.interval.ms",
+            long_or_never(c.log_flush_interval_ms),
+            Long,
+        ),
+        (
+            "log.index.interval.bytes",
+            c.log_index_interval_bytes.to_string(),
+            Int,
+        ),
+        (
+            "log.index.size.max.bytes",
+            c.log_index_size_max_bytes.to_string(),
+            Int,
+        ),
+        (
+            "log.message.timestamp.type",
+            c.log_message_timestamp_type.clone(),
+            Str,
+        ),
+        (
+            "log.retention.bytes",
+            c.log_retention_bytes.to_string(),
+            Long,
+        ),
+        (
+            "log.retention.check.interval.ms",
+            c.retention_check_interval_ms.to_string(),
+            Long,
+        ),
+        ("log.retention.ms", c.log_retention_ms.to_string(), Long),
+        ("log.roll.ms", c.log_roll_ms.to_string(), Long),
+        ("log.segment.bytes", c.log_segment_bytes.to_string(), Int),
+        (
+            "max.incremental.fetch.session.cache.slots",
+            c.fetch_session_cache_slots.to_string(),
+            Int,
+        ),
+        ("message.max.bytes", c.message_max_bytes.to_string(), Int),
+        ("node.id", c.node_id.to_string(), Int),
+        ("num.partitions", c.num_partitions.to_string(), Int),
+        (
+            "queued.max.requests",
+            c.queued_max_requests.to_string(),
+            Int,
+        ),
+        (
+            "socket.request.max.bytes",
+            c.socket_request_max_bytes.to_string(),
+            Int,
+        ),
+    ]
+}
+
+fn encode_entry(e: Entry, opts: Opts) -> DescribeConfigsResourceResult {
+    let synonyms = if opts.synonyms {
+        e.synonyms
+            .iter()
+            .map(|(name, value, source)| {
+                DescribeConfigsSynonym::default()
+                    .with_name(str_bytes(name))
+                    .with_value(Some(str_bytes(value)))
+                    .with_source(*source)
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut entry = DescribeConfigsResourceResult::default()
+        .with_name(str_bytes(&e.name))
+        .with_value(Some(str_bytes(&e.value)))
+        .with_read_only(e.read_only)
+        .with_config_source(e.source)
+        .with_is_sensitive(false)
+        .with_synonyms(synonyms);
+    if opts.types {
+        entry.config_type = e.config_type as i8;
+    }
+    // Null unless asked for (kafka-protocol's default is an empty string).
+    entry.documentation =
+        (opts.documentation && !e.documentation.is_empty()).then(|| str_bytes(e.documentation));
+    entry
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_resource_names() {
+        let config = BrokerConfig::default();
+        assert!(broker_resource(&config, "").unwrap().is_empty());
+        assert_eq!(
+            broker_resource(&config, "7").err().map(|e| e.0),
+            Some(ResponseError::InvalidRequest.code())
+        );
+        let entries = broker_resource(&config, "0").unwrap();
+        assert!(entries
+            .iter()
+            .all(|e| e.read_only && e.source == SOURCE_DEFAULT));
+        let segment = entries
+            .iter()
+            .find(|e| e.name == "log.segment.bytes")
+            .unwrap();
+        assert_eq!(segment.value, config.log_segment_bytes.to_string());
+    }
+
+    #[test]
+    fn changed_broker_settings_are_static_broker_config() {
+        let config = BrokerConfig {
+            num_partitions: 3,
+            ..BrokerConfig::default()
+        };
+        let entries = broker_resource(&config, "0").unwrap();
+        let np = entries.iter().find(|e| e.name == "num.partitions").unwrap();
+        assert_eq!((np.value.as_str(), np.source), ("3", SOURCE_STATIC_BROKER));
+    }
+
+    #[test]
+    fn types_and_documentation_only_when_asked() {
+        let entry = || Entry {
+            name: "retention.ms".into(),
+            value: "5".into(),
+            source: SOURCE_TOPIC,
+            read_only: false,
+            config_type: ConfigType::Long,
+            documentation: "doc",
+            synonyms: vec![("retention.ms".into(), "5".into(), SOURCE_TOPIC)],
+        };
+        let all = Opts {
+            synonyms: true,
+            documentation: true,
+            types: true,
+        };
+        let encoded = encode_entry(entry(), all);
+        assert_eq!(encoded.config_type, 5);
+        assert_eq!(encoded.documentation.as_deref(), Some("doc"));
+        assert_eq!(encoded.synonyms.len(), 1);
+        let none = Opts {
+            synonyms: false,
+            documentation: false,
+            types: false,
+        };
+        let encoded = encode_entry(entry(), none);
+        assert_eq!(encoded.config_type, 0);
+        assert!(encoded.documentation.is_none());
+        assert!(encoded.synonyms.is_empty());
+    }
+}

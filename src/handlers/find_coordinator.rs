@@ -1,0 +1,66 @@
+//! FindCoordinator: this node coordinates every group (the shard that owns a group is reached
+//! internally), so the answer is always this broker's advertised address. v4+ batches keys.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError as K;
+
+use super::{str_bytes, HandlerFuture, Outcome, Request};
+use crate::shard::Shard;
+
+/// Kafka's coordinator key types.
+const KEY_TYPE_GROUP: i8 = 0;
+const KEY_TYPE_TRANSACTION: i8 = 1;
+
+pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
+    Box::pin(async move {
+        let version = request.version();
+        let body: FindCoordinatorRequest = request.decode()?;
+        let response = if version >= 4 {
+            let coordinators = body
+                .coordinator_keys
+                .iter()
+                .map(|key| coordinator(&shard, key.clone(), body.key_type))
+                .collect();
+            FindCoordinatorResponse::default().with_coordinators(coordinators)
+        } else {
+            let c = coordinator(&shard, body.key.clone(), body.key_type);
+            let mut response = FindCoordinatorResponse::default()
+                .with_error_code(c.error_code)
+                .with_node_id(c.node_id)
+                .with_host(c.host)
+                .with_port(c.port);
+            if version >= 1 {
+                response.error_message = c.error_message;
+            }
+            response
+        };
+        Outcome::encoded(&response, version)
+    })
+}
+
+fn coordinator(shard: &Shard, key: StrBytes, key_type: i8) -> Coordinator {
+    let error = match key_type {
+        KEY_TYPE_GROUP => None,
+        // No transaction support: clients treat this as retriable.
+        KEY_TYPE_TRANSACTION => Some(K::CoordinatorNotAvailable),
+        _ => Some(K::InvalidRequest),
+    };
+    match error {
+        None => Coordinator::default()
+            .with_key(key)
+            .with_node_id(BrokerId(shard.config.node_id))
+            .with_host(str_bytes(&shard.advertised_host))
+            .with_port(i32::from(shard.advertised_port)),
+        Some(error) => Coordinator::default()
+            .with_key(key)
+            .with_node_id(BrokerId(-1))
+            .with_host(StrBytes::default())
+            .with_port(-1)
+            .with_error_code(error.code())
+            .with_error_message(Some(str_bytes(&error.to_string()))),
+    }
+}

@@ -1,0 +1,57 @@
+//! OffsetDelete: removes committed offsets of a group for partitions it is not subscribed to
+//! (GROUP_SUBSCRIBED_TO_TOPIC otherwise).
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::offset_delete_response::{
+    OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
+};
+use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse, TopicName};
+
+use super::group_common::error_of;
+use super::{str_bytes, HandlerFuture, Outcome, Request};
+use crate::groups::{self, GroupAnswer, GroupOp};
+use crate::shard::Shard;
+
+pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
+    Box::pin(async move {
+        let version = request.version();
+        let body: OffsetDeleteRequest = request.decode()?;
+        let topics = body
+            .topics
+            .iter()
+            .map(|t| {
+                let partitions = t.partitions.iter().map(|p| p.partition_index).collect();
+                (t.name.0.to_string(), partitions)
+            })
+            .collect();
+        let op = GroupOp::DeleteOffsets {
+            group: body.group_id.0.to_string(),
+            topics,
+        };
+        let response = match groups::route(&shard, op).await {
+            GroupAnswer::Partitions(codes) => {
+                let topics = codes
+                    .into_iter()
+                    .map(|(topic, partitions)| {
+                        OffsetDeleteResponseTopic::default()
+                            .with_name(TopicName(str_bytes(&topic)))
+                            .with_partitions(
+                                partitions
+                                    .into_iter()
+                                    .map(|(p, code)| {
+                                        OffsetDeleteResponsePartition::default()
+                                            .with_partition_index(p)
+                                            .with_error_code(code)
+                                    })
+                                    .collect(),
+                            )
+                    })
+                    .collect();
+                OffsetDeleteResponse::default().with_topics(topics)
+            }
+            other => OffsetDeleteResponse::default().with_error_code(error_of(&other)),
+        };
+        Outcome::encoded(&response, version)
+    })
+}

@@ -1,0 +1,462 @@
+//! Admin operations behind the handlers: registry changes on shard 0 (delete topics, add
+//! partitions, change config overrides) and DeleteRecords on a partition's owner.
+//!
+//! Invariants: every registry change is serialised on shard 0 by the registry lock, from
+//! snapshot to persist; a change is answered only after every shard adopted it (new partitions
+//! open, new configs applied to live logs with `Log::set_config`, deleted partitions closed and
+//! their directories gone). Deletion renames a partition directory to
+//! `<topic>-<partition>.<topic-id>-delete` before the registry forgets the topic, so a crash in
+//! between never lets a later topic of the same name adopt the old data.
+
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use futures_util::future::join_all;
+
+use super::{local, split, PartitionError, Router, ShardMsg, REGISTRY_SHARD};
+use crate::partition::{Partition, TopicPartition};
+use crate::shard::Shard;
+use crate::topics::alter::{self, AlterError, IncrementalEntry};
+use crate::topics::{self, TopicId, TopicMeta};
+
+/// Why one item of an admin change failed (crosses shards, so plain data).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdminError {
+    #[error("This server does not host this topic: {0}")]
+    UnknownTopic(String),
+    #[error("This server does not host this topic ID")]
+    UnknownTopicId,
+    #[error("{0}")]
+    InvalidTopic(String),
+    #[error("{0}")]
+    InvalidPartitions(String),
+    #[error("{0}")]
+    InvalidReplicaAssignment(String),
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("{0}")]
+    InvalidConfig(String),
+    #[error("topic registry: {0}")]
+    Storage(String),
+}
+
+impl From<AlterError> for AdminError {
+    fn from(error: AlterError) -> Self {
+        match error {
+            AlterError::InvalidRequest(m) => Self::InvalidRequest(m),
+            AlterError::InvalidConfig(m) => Self::InvalidConfig(m),
+        }
+    }
+}
+
+/// A topic named in DeleteTopics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TopicRef {
+    Name(String),
+    Id(TopicId),
+}
+
+/// CreatePartitions for one topic: the new total, and the optional manual assignment of the
+/// added partitions (one broker list per new partition).
+#[derive(Debug, Clone)]
+pub struct PartitionGrowth {
+    pub name: String,
+    pub count: i32,
+    pub assignments: Option<Vec<Vec<i32>>>,
+}
+
+/// How a topic's overrides change.
+#[derive(Debug, Clone)]
+pub enum ConfigChange {
+    /// AlterConfigs: the pairs become the whole override set.
+    Replace(Vec<(String, Option<String>)>),
+    IncrementalAlter(Vec<IncrementalEntry>),
+}
+
+/// A registry change, executed on shard 0.
+#[derive(Debug, Clone)]
+pub enum RegistryChange {
+    DeleteTopics(Vec<TopicRef>),
+    CreatePartitions {
+        topics: Vec<PartitionGrowth>,
+        validate_only: bool,
+    },
+    AlterConfigs {
+        topics: Vec<(String, ConfigChange)>,
+        validate_only: bool,
+    },
+}
+
+impl RegistryChange {
+    fn len(&self) -> usize {
+        match self {
+            Self::DeleteTopics(refs) => refs.len(),
+            Self::CreatePartitions { topics, .. } => topics.len(),
+            Self::AlterConfigs { topics, .. } => topics.len(),
+        }
+    }
+}
+
+/// Per item, the topic as it is after the change (as it was, for a deletion).
+pub type ChangeResult = Result<TopicMeta, AdminError>;
+
+/// DeleteRecords for one partition: `offset` -1 means the high watermark.
+#[derive(Debug, Clone)]
+pub struct DeleteRecordsItem {
+    pub tp: TopicPartition,
+    pub offset: i64,
+}
+
+/// The new low watermark (log start offset).
+pub type DeleteRecordsResult = Result<i64, PartitionError>;
+
+impl Router {
+    /// Runs a registry change on shard 0; one answer per item, in request order.
+    pub async fn change_registry(&self, change: RegistryChange) -> Vec<ChangeResult> {
+        let len = change.len();
+        let answers = if self.shard.id == REGISTRY_SHARD {
+            apply_change(&self.shard, change).await
+        } else {
+            let call = self
+                .shard
+                .mesh
+                .call(REGISTRY_SHARD, |reply| ShardMsg::Admin { change, reply });
+            call.await.unwrap_or_default()
+        };
+        let mut answers = answers.into_iter();
+        (0..len)
+            .map(|_| {
+                answers.next().unwrap_or_else(|| {
+                    Err(AdminError::Storage("registry shard unavailable".into()))
+                })
+            })
+            .collect()
+    }
+
+    pub async fn delete_records(&self, items: Vec<DeleteRecordsItem>) -> Vec<DeleteRecordsResult> {
+        let placement = &self.shard.placement;
+        let groups = split::split(items, |item| {
+            placement.shard_for(&item.tp.topic, item.tp.partition)
+        });
+        let calls = groups
+            .groups
+            .into_iter()
+            .map(|(owner, (indices, items))| async move {
+                let answers = if owner == self.shard.id {
+                    delete_records(&self.shard, items).await
+                } else {
+                    let call = self
+                        .shard
+                        .mesh
+                        .call(owner, |reply| ShardMsg::DeleteRecords { items, reply });
+                    call.await.unwrap_or_default()
+                };
+                (indices, answers)
+            });
+        split::merge(groups.len, join_all(calls).await, || {
+            Err(PartitionError::Unavailable)
+        })
+    }
+}
+
+/// Shard 0 only: validates and applies a registry change.
+pub async fn apply_change(shard: &Shard, change: RegistryChange) -> Vec<ChangeResult> {
+    assert_eq!(
+        shard.id, REGISTRY_SHARD,
+        "registry changes must run on the registry shard"
+    );
+    let _guard = shard.registry_lock.lock().await;
+    match change {
+        RegistryChange::DeleteTopics(refs) => delete_topics(shard, refs).await,
+        RegistryChange::CreatePartitions {
+            topics,
+            validate_only,
+        } => {
+            let results = topics.iter().map(|g| grow(shard, g)).collect();
+            commit(shard, results, validate_only).await
+        }
+        RegistryChange::AlterConfigs {
+            topics,
+            validate_only,
+        } => {
+            let results = topics
+                .iter()
+                .map(|(name, c)| alter_configs(shard, name, c))
+                .collect();
+            commit(shard, results, validate_only).await
+        }
+    }
+}
+
+/// Persists the successful items' new metadata and broadcasts it (unless `validate_only`).
+async fn commit(
+    shard: &Shard,
+    results: Vec<ChangeResult>,
+    validate_only: bool,
+) -> Vec<ChangeResult> {
+    let changed: Vec<TopicMeta> = results.iter().filter_map(|r| r.clone().ok()).collect();
+    if validate_only || changed.is_empty() {
+        return results;
+    }
+    let mut table = shard.topics.borrow().clone();
+    for meta in &changed {
+        table.upsert(meta.clone());
+    }
+    if let Err(e) = topics::persist(&shard.config.data_dir, &table).await {
+        tracing::error!(error = %e, "cannot persist topic registry");
+        return fail_all(results, &e.to_string());
+    }
+    local::broadcast_topics(shard, changed).await;
+    results
+}
+
+fn fail_all(results: Vec<ChangeResult>, message: &str) -> Vec<ChangeResult> {
+    results
+        .into_iter()
+        .map(|r| r.and_then(|_| Err(AdminError::Storage(message.to_owned()))))
+        .collect()
+}
+
+fn existing(shard: &Shard, name: &str) -> Result<TopicMeta, AdminError> {
+    if topics::validate_name(name).is_err() {
+        return Err(AdminError::InvalidTopic(format!(
+            "Topic name {name:?} is illegal"
+        )));
+    }
+    shard
+        .topics
+        .borrow()
+        .get(name)
+        .cloned()
+        .ok_or_else(|| AdminError::UnknownTopic(name.to_owned()))
+}
+
+fn grow(shard: &Shard, growth: &PartitionGrowth) -> ChangeResult {
+    let mut meta = existing(shard, &growth.name)?;
+    let current = i64::from(meta.partitions);
+    let wanted = i64::from(growth.count);
+    if wanted < current {
+        return Err(AdminError::InvalidPartitions(format!(
+            "Topic currently has {current} partitions, which is higher than the requested {wanted}."
+        )));
+    }
+    if wanted == current {
+        return Err(AdminError::InvalidPartitions(format!(
+            "Topic already has {current} partitions."
+        )));
+    }
+    if growth.count > shard.config.max_partitions_per_topic {
+        return Err(AdminError::InvalidPartitions(format!(
+            "{wanted} partitions exceed max.partitions.per.topic {}",
+            shard.config.max_partitions_per_topic
+        )));
+    }
+    if let Some(assignments) = &growth.assignments {
+        let added = usize::try_from(wanted - current).unwrap_or(usize::MAX);
+        if assignments.len() != added {
+            return Err(AdminError::InvalidReplicaAssignment(format!(
+                "Increasing the number of partitions by {added} but {} assignments provided.",
+                assignments.len()
+            )));
+        }
+        let node = shard.config.node_id;
+        if !assignments
+            .iter()
+            .all(|a| !a.is_empty() && a.iter().all(|b| *b == node))
+        {
+            return Err(AdminError::InvalidReplicaAssignment(
+                "replicas must be on this node only".into(),
+            ));
+        }
+    }
+    meta.partitions = growth.count.unsigned_abs();
+    Ok(meta)
+}
+
+fn alter_configs(shard: &Shard, name: &str, change: &ConfigChange) -> ChangeResult {
+    if name.is_empty() {
+        return Err(AdminError::InvalidRequest(
+            "Default topic resources are not allowed.".into(),
+        ));
+    }
+    let mut meta = existing(shard, name)?;
+    let overrides = match change {
+        ConfigChange::Replace(pairs) => alter::replace_all(pairs)?,
+        ConfigChange::IncrementalAlter(entries) => {
+            let current = topics::config::resolve(&shard.default_log, &meta.configs)
+                .map_err(|e| AdminError::InvalidConfig(e.to_string()))?;
+            let effective = |key: &str| {
+                topics::config::describe(&current, &meta.configs)
+                    .into_iter()
+                    .find(|(k, _, _)| *k == key)
+                    .map(|(_, v, _)| v)
+            };
+            alter::apply_incremental(&meta.configs, entries, effective)?
+        }
+    };
+    topics::config::resolve(&shard.default_log, &overrides)
+        .map_err(|e| AdminError::InvalidConfig(e.to_string()))?;
+    meta.configs = overrides;
+    Ok(meta)
+}
+
+async fn delete_topics(shard: &Shard, refs: Vec<TopicRef>) -> Vec<ChangeResult> {
+    let mut doomed: Vec<TopicMeta> = Vec::new();
+    let mut results = Vec::with_capacity(refs.len());
+    for topic in refs {
+        let found = {
+            let table = shard.topics.borrow();
+            match &topic {
+                TopicRef::Name(name) => table
+                    .get(name)
+                    .cloned()
+                    .ok_or_else(|| AdminError::UnknownTopic(name.clone())),
+                TopicRef::Id(id) => table.by_id(*id).cloned().ok_or(AdminError::UnknownTopicId),
+            }
+        };
+        let found = found.and_then(|meta| {
+            if doomed.iter().any(|d| d.name == meta.name) {
+                Err(AdminError::InvalidRequest(
+                    "Duplicate topic in request.".into(),
+                ))
+            } else {
+                Ok(meta)
+            }
+        });
+        if let Ok(meta) = &found {
+            doomed.push(meta.clone());
+        }
+        results.push(found);
+    }
+    if doomed.is_empty() {
+        return results;
+    }
+    // Data first, registry second: see the module invariant.
+    broadcast_removal(shard, &doomed).await;
+    let mut table = shard.topics.borrow().clone();
+    for meta in &doomed {
+        table.remove(&meta.name);
+    }
+    if let Err(e) = topics::persist(&shard.config.data_dir, &table).await {
+        tracing::error!(error = %e, "cannot persist topic registry after deleting topics");
+        // The registry still lists them: every shard re-adopts them (empty).
+        local::broadcast_topics(shard, doomed).await;
+        return fail_all(results, &e.to_string());
+    }
+    results
+}
+
+async fn broadcast_removal(shard: &Shard, doomed: &[TopicMeta]) {
+    let others = shard.mesh.shards().filter(|&id| id != shard.id).map(|id| {
+        let topics = doomed.to_vec();
+        async move {
+            if let Err(e) = shard
+                .mesh
+                .call(id, |reply| ShardMsg::TopicsRemoved { topics, reply })
+                .await
+            {
+                tracing::warn!(shard = %id, error = %e, "topic removal not delivered");
+            }
+        }
+    });
+    let others: Vec<_> = others.collect();
+    remove_topics(shard, doomed.to_vec()).await;
+    join_all(others).await;
+}
+
+/// Forgets the topics and deletes the partitions of them this shard owns.
+pub async fn remove_topics(shard: &Shard, doomed: Vec<TopicMeta>) {
+    let mut victims = Vec::new();
+    for meta in &doomed {
+        shard.topics.borrow_mut().remove(&meta.name);
+        for index in 0..meta.partitions {
+            let tp = TopicPartition::new(meta.name.clone(), index);
+            if let Some(partition) = shard.partitions.remove(&tp) {
+                victims.push((partition, meta.id));
+            }
+        }
+    }
+    let deletions = victims
+        .into_iter()
+        .map(|(partition, id)| delete_partition(shard, partition, id));
+    join_all(deletions).await;
+}
+
+async fn delete_partition(shard: &Shard, partition: Rc<Partition>, id: TopicId) {
+    // Long polls on it answer now (the partition is gone from the map).
+    partition.notify_appended();
+    let name = partition.tp.dir_name();
+    if let Err(e) = partition.log.close().await {
+        tracing::warn!(partition = %name, error = %e, "closing deleted partition failed");
+    }
+    let dir = shard.config.data_dir.join(&name);
+    let doomed = shard
+        .config
+        .data_dir
+        .join(format!("{name}.{}-delete", id.uuid().simple()));
+    let removed = compio::runtime::spawn_blocking(move || remove_dir(dir, doomed)).await;
+    match removed {
+        Ok(Ok(())) => tracing::info!(partition = %name, "partition deleted"),
+        Ok(Err(e)) => tracing::error!(partition = %name, error = %e, "cannot remove partition"),
+        Err(_) => tracing::error!(partition = %name, "partition remover thread failed"),
+    }
+}
+
+/// Renames then removes; a missing directory (never written) is fine.
+fn remove_dir(dir: PathBuf, doomed: PathBuf) -> std::io::Result<()> {
+    match std::fs::rename(&dir, &doomed) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    if let Some(parent) = dir.parent() {
+        std::fs::File::open(parent)?.sync_all()?;
+    }
+    std::fs::remove_dir_all(&doomed)
+}
+
+/// Owner side of DeleteRecords.
+pub async fn delete_records(
+    shard: &Shard,
+    items: Vec<DeleteRecordsItem>,
+) -> Vec<DeleteRecordsResult> {
+    let deletions = items.into_iter().map(|item| async move {
+        let partition = shard
+            .partitions
+            .get(&item.tp)
+            .ok_or(PartitionError::UnknownTopicOrPartition)?;
+        delete_records_one(&partition, item.offset).await
+    });
+    join_all(deletions).await
+}
+
+async fn delete_records_one(partition: &Partition, offset: i64) -> DeleteRecordsResult {
+    let log = &partition.log;
+    let high_watermark = partition.high_watermark().0;
+    let target = if offset == -1 { high_watermark } else { offset };
+    if target < 0 || target > high_watermark {
+        return Err(PartitionError::OffsetOutOfRange {
+            offset,
+            log_start: log.log_start_offset().0,
+            log_end: high_watermark,
+        });
+    }
+    // Storage bounds deletion by the durable end; the broker's high watermark is the log end
+    // (acks=1 data is visible before fsync), so make what is visible durable first.
+    if target > log.durable_end_offset().0 {
+        log.flush()
+            .await
+            .map_err(|e| io_is_fatal(&partition.tp, e))?;
+    }
+    log.delete_records_before(storage::Offset(target))
+        .await
+        .map(|start| start.0)
+        .map_err(|e| io_is_fatal(&partition.tp, e))
+}
+
+fn io_is_fatal(tp: &TopicPartition, error: storage::StorageError) -> PartitionError {
+    if let storage::StorageError::Io(e) = &error {
+        shards::fatal(format!("storage I/O error on {}: {e}", tp.dir_name()));
+    }
+    PartitionError::from_storage(error)
+}
