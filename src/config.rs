@@ -42,6 +42,10 @@ pub struct BrokerConfig {
     pub listen: String,
     /// Address given to clients in Metadata; defaults to the resolved listen address.
     pub advertise: Option<String>,
+    /// Address of the admin HTTP endpoint (`GET /metrics`), served by shard 0. Port 0 picks a
+    /// free port; the bound address is logged as `admin listening=ADDR`.
+    #[serde(rename = "admin.listen")]
+    pub admin_listen: String,
     /// Directory holding partition logs and the topic registry.
     pub data_dir: PathBuf,
     /// Number of shards (threads); 0 = one per available core.
@@ -170,6 +174,7 @@ impl Default for BrokerConfig {
         Self {
             listen: "127.0.0.1:9092".to_owned(),
             advertise: None,
+            admin_listen: "127.0.0.1:9644".to_owned(),
             data_dir: PathBuf::from("./data"),
             cores: 0,
             pin_threads: true,
@@ -223,6 +228,7 @@ impl Default for BrokerConfig {
 pub struct Overrides {
     pub listen: Option<String>,
     pub advertise: Option<String>,
+    pub admin_listen: Option<String>,
     pub data_dir: Option<PathBuf>,
     pub cores: Option<usize>,
 }
@@ -259,6 +265,9 @@ impl BrokerConfig {
         if let Some(advertise) = overrides.advertise {
             self.advertise = Some(advertise);
         }
+        if let Some(admin_listen) = overrides.admin_listen {
+            self.admin_listen = admin_listen;
+        }
         if let Some(dir) = overrides.data_dir {
             self.data_dir = dir;
         }
@@ -271,9 +280,14 @@ impl BrokerConfig {
         parse_addr("listen", &self.listen)
     }
 
+    pub fn admin_listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        parse_addr("admin.listen", &self.admin_listen)
+    }
+
     /// Checks every bound; the broker never starts with a limit of zero or a negative size.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.listen_addr()?;
+        self.admin_listen_addr()?;
         if let Some(advertise) = &self.advertise {
             parse_host_port("advertise", advertise)?;
         }
@@ -488,6 +502,7 @@ mod tests {
             cores: Some(2),
             data_dir: Some("/tmp/x".into()),
             advertise: None,
+            admin_listen: None,
         });
         assert_eq!(config.listen, "127.0.0.1:0");
         assert_eq!(config.cores, 2);

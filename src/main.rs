@@ -20,6 +20,9 @@ struct Cli {
     /// Address clients are told to connect to, HOST:PORT.
     #[arg(long)]
     advertise: Option<String>,
+    /// Address of the admin HTTP endpoint serving /metrics, HOST:PORT (port 0 picks a free port).
+    #[arg(long)]
+    admin_listen: Option<String>,
     /// Directory for partition logs and the topic registry.
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -41,6 +44,7 @@ fn main() {
     let overrides = Overrides {
         listen: cli.listen,
         advertise: cli.advertise,
+        admin_listen: cli.admin_listen,
         data_dir: cli.data_dir,
         cores: cli.cores,
     };

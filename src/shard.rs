@@ -106,6 +106,7 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
     let listener = shards::reuseport_listener(boot.listen)
         .unwrap_or_else(|e| shards::fatal(format!("cannot listen on {}: {e}", boot.listen)));
     let inbox_task = compio::runtime::spawn(serve_inbox(shard.clone(), inbox));
+    let admin_task = crate::metrics::http::start(&shard).await;
     if shard.id == router::REGISTRY_SHARD {
         crate::groups::ensure_offsets_topic(&shard).await;
         announce_ready(&shard, boot.listen).await;
@@ -115,6 +116,7 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
     accept_loop(&shard, &listener).await;
     drop(listener);
     drain_connections(&shard).await;
+    drop(admin_task);
     drop(retention_task);
     drop(groups_task);
     drop(inbox_task);

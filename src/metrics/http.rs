@@ -33,6 +33,21 @@ pub const CONNECTIONS_MAX: usize = 16;
 
 const METRICS_PATH: &str = "/metrics";
 
+/// On the registry shard: binds `admin.listen` (a bind failure stops the broker, as for the
+/// Kafka listener) and serves it until shutdown; the handle cancels the server when dropped.
+/// Other shards serve no admin endpoint and get `None`.
+pub async fn start(shard: &Rc<Shard>) -> Option<compio::runtime::JoinHandle<()>> {
+    if shard.id != crate::router::REGISTRY_SHARD {
+        return None;
+    }
+    let addr = shard
+        .config
+        .admin_listen_addr()
+        .unwrap_or_else(|e| shards::fatal(e));
+    let listener = bind(addr).await.unwrap_or_else(|e| shards::fatal(e));
+    Some(compio::runtime::spawn(serve(shard.clone(), listener)))
+}
+
 /// Binds the admin address (port 0 picks a free one) and logs `admin listening=ADDR`.
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener, MetricsError> {
     let listener = TcpListener::bind(addr)

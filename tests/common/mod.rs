@@ -161,7 +161,10 @@ impl Broker {
             .arg("--data-dir")
             .arg(self.data_dir())
             .arg("--cores")
-            .arg(self.opts.cores.to_string());
+            .arg(self.opts.cores.to_string())
+            // Never the fixed default 9644: brokers of concurrent tests would collide on it.
+            .arg("--admin-listen")
+            .arg("127.0.0.1:0");
         if self.opts.config_toml.is_some() {
             cmd.arg("--config").arg(self.dir.path().join("sluice.toml"));
         }
@@ -399,5 +402,20 @@ mod harness_tests {
             parse_ready(&strip_ansi(coloured)),
             Some("127.0.0.1:9".parse().unwrap())
         );
+    }
+}
+
+impl Broker {
+    /// The admin HTTP address (`/metrics`) of the running process, from its latest
+    /// `admin listening=<ip:port>` log line (logged before the ready line, so it is there once
+    /// `start`/`start_again` returned).
+    pub fn admin_addr(&self) -> SocketAddr {
+        const MARK: &str = "admin listening=";
+        let log = self.log_text();
+        let addr = log.lines().rev().find_map(|line| {
+            let rest = &line[line.find(MARK)? + MARK.len()..];
+            rest.split_whitespace().next()?.trim_matches('"').parse().ok()
+        });
+        addr.unwrap_or_else(|| panic!("no `{MARK}` line in the broker log:\n{log}"))
     }
 }
