@@ -144,7 +144,7 @@ fn produce_traffic_shows_in_merged_metrics() {
     // acks=all: every produce waited for an fsync.
     assert!(m.sum("sluice_fsync_wait_seconds_count", &[]) > 0.0);
     assert!(m.sum("sluice_log_fsyncs_total", &[]) > 0.0);
-    assert_eq!(m.sum("sluice_shards", &[]), broker_shards(&broker) as f64);
+    assert_eq!(m.sum("sluice_shards", &[]), common::default_cores() as f64);
 
     // Partitions owned, summed over shards, is every partition of every topic.
     let owned_per_shard: Vec<f64> = m
@@ -153,7 +153,7 @@ fn produce_traffic_shows_in_merged_metrics() {
         .filter(|s| s.name == "sluice_partitions_owned")
         .map(|s| s.value)
         .collect();
-    assert_eq!(owned_per_shard.len(), broker_shards(&broker));
+    assert_eq!(owned_per_shard.len(), common::default_cores());
     let expected = all_partitions(&broker);
     assert_eq!(
         expected,
@@ -172,10 +172,6 @@ fn produce_traffic_shows_in_merged_metrics() {
         assert!(again.sum(name, &[]) >= m.sum(name, &[]), "{name}");
     }
     drop(producer);
-}
-
-fn broker_shards(_broker: &Broker) -> usize {
-    BrokerOpts::default().cores
 }
 
 /// Partitions of every topic Metadata lists (internal ones included).
@@ -211,7 +207,7 @@ fn admin_endpoint_answers_only_get_metrics_and_bounds_requests() {
 
     // The endpoint (and the broker) still serve afterwards.
     let m = scrape(&broker);
-    assert_eq!(m.sum("sluice_shards", &[]), broker_shards(&broker) as f64);
+    assert_eq!(m.sum("sluice_shards", &[]), common::default_cores() as f64);
 }
 
 /// True if the server answers 431 or closes the connection while `request` is being sent.

@@ -110,12 +110,13 @@ export ADDR TMP KCAT KCAT_TOPIC
 export -f kcat_metadata kcat_roundtrip
 
 check create-topics "$PYTHON" "$HERE/create_topics.py" "$ADDR" \
-  "$KCAT_TOPIC:3" compat-confluent:4 compat-kafka-python:3
+  "$KCAT_TOPIC:3" compat-confluent:4 compat-kafka-python:3 compat-groups:4
 check kcat-metadata bash -euo pipefail -c kcat_metadata
 check kcat-produce-consume bash -euo pipefail -c kcat_roundtrip
 check confluent-kafka "$PYTHON" "$HERE/confluent_roundtrip.py" "$ADDR" compat-confluent 4
 check kafka-python "$PYTHON" "$HERE/kafka_python_roundtrip.py" "$ADDR" compat-kafka-python 3
 check admin-api "$PYTHON" "$HERE/admin_roundtrip.py" "$ADDR" compat-admin
+check group-consumers "$PYTHON" "$HERE/group_consumers.py" "$ADDR" compat-groups 4
 
 if ! kill -0 "$PID" 2>/dev/null; then
   echo "FAIL broker-alive (sluice exited during the checks)"; FAILED=1
