@@ -29,7 +29,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$sluice_bin" --listen 127.0.0.1:0 --data-dir "$work/data" >"$work/broker.log" 2>&1 &
+"$sluice_bin" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --data-dir "$work/data" >"$work/broker.log" 2>&1 &
 broker_pid=$!
 
 addr=""

@@ -133,6 +133,8 @@ impl Broker {
         let mut child = Command::new(sluice_binary()?)
             .arg("--listen")
             .arg("127.0.0.1:0")
+            .arg("--admin-listen")
+            .arg("127.0.0.1:0")
             .arg("--data-dir")
             .arg(data_dir)
             .arg("--cores")

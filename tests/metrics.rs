@@ -77,7 +77,11 @@ fn http_exchange(addr: SocketAddr, request: &[u8]) -> HttpResponse {
         .header("content-length")
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no Content-Length in {head:?}"));
-    assert_eq!(length, response.body.len(), "Content-Length matches the body");
+    assert_eq!(
+        length,
+        response.body.len(),
+        "Content-Length matches the body"
+    );
     response
 }
 
@@ -193,7 +197,12 @@ fn admin_endpoint_answers_only_get_metrics_and_bounds_requests() {
         b"POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
     ] {
         let response = http_exchange(admin, request);
-        assert_eq!(response.status, 404, "{:?}", String::from_utf8_lossy(request));
+        assert_eq!(
+            response.status,
+            404,
+            "{:?}",
+            String::from_utf8_lossy(request)
+        );
     }
     let garbage = http_exchange(admin, b"\x00\x01garbage\r\n\r\n");
     assert_eq!(garbage.status, 400);

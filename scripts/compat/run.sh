@@ -48,7 +48,7 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 mkdir -p "$TMP/data"
-RUST_LOG=${RUST_LOG:-info} NO_COLOR=1 "$BIN" --listen 127.0.0.1:0 --data-dir "$TMP/data" \
+RUST_LOG=${RUST_LOG:-info} NO_COLOR=1 "$BIN" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --data-dir "$TMP/data" \
   --cores "$CORES" </dev/null >/dev/null 2>"$TMP/sluice.log" &
 PID=$!
 

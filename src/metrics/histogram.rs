@@ -138,7 +138,10 @@ mod tests {
         let mut a = Histogram::default();
         let mut b = Histogram::default();
         let mut both = Histogram::default();
-        for (i, n) in [3u64, 40, 700, 9_000, 120_000, 2_000_000].iter().enumerate() {
+        for (i, n) in [3u64, 40, 700, 9_000, 120_000, 2_000_000]
+            .iter()
+            .enumerate()
+        {
             let target = if i % 2 == 0 { &mut a } else { &mut b };
             target.record(us(*n));
             both.record(us(*n));

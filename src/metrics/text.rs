@@ -185,7 +185,11 @@ impl Writer {
             with_le.push(("le", &le));
             self.sample(&bucket, &with_le, count);
         }
-        self.sample(&format!("{name}_sum"), labels, format_float(h.sum_seconds()));
+        self.sample(
+            &format!("{name}_sum"),
+            labels,
+            format_float(h.sum_seconds()),
+        );
         self.sample(&format!("{name}_count"), labels, h.count());
     }
 }
@@ -253,10 +257,10 @@ pub fn parse(text: &str) -> Result<Exposition, MetricsError> {
             continue;
         }
         if let Some(comment) = line.strip_prefix('#') {
-            parse_comment(comment, &mut exposition.types).map_err(|r| fail(r))?;
+            parse_comment(comment, &mut exposition.types).map_err(fail)?;
             continue;
         }
-        let sample = parse_sample(line).map_err(|r| fail(r))?;
+        let sample = parse_sample(line).map_err(fail)?;
         if family_type(&exposition.types, &sample.name).is_none() {
             return Err(fail("sample before its # TYPE"));
         }
@@ -434,7 +438,10 @@ mod tests {
         let produce = [("api", "Produce")];
         assert_eq!(exp.sum("sluice_requests_total", &produce), 8.0);
         assert_eq!(exp.sum("sluice_request_errors_total", &produce), 2.0);
-        assert_eq!(exp.sum("sluice_request_duration_seconds_count", &produce), 8.0);
+        assert_eq!(
+            exp.sum("sluice_request_duration_seconds_count", &produce),
+            8.0
+        );
         let sum = exp.sum("sluice_request_duration_seconds_sum", &produce);
         assert!((sum - (3.0 * 40e-6 + 5.0 * 4e-3)).abs() < 1e-9, "{sum}");
         let le = |le: &str| {
@@ -513,10 +520,10 @@ mod tests {
     fn parser_rejects_invalid_lines() {
         let typed = "# TYPE m gauge\n";
         for bad in [
-            "m 1",                              // no TYPE before it
-            "# TYPE m gauge\n# TYPE m gauge",   // typed twice
-            "# TYPE m flavour",                 // unknown type
-            "# TYPE 1m gauge",                  // bad name
+            "m 1",                            // no TYPE before it
+            "# TYPE m gauge\n# TYPE m gauge", // typed twice
+            "# TYPE m flavour",               // unknown type
+            "# TYPE 1m gauge",                // bad name
         ] {
             assert!(parse(bad).is_err(), "{bad:?}");
         }

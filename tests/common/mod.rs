@@ -388,6 +388,25 @@ pub fn list_files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+impl Broker {
+    /// The admin HTTP address (`/metrics`) of the running process, from its latest
+    /// `admin listening=<ip:port>` log line (logged before the ready line, so it is there once
+    /// `start`/`start_again` returned).
+    pub fn admin_addr(&self) -> SocketAddr {
+        const MARK: &str = "admin listening=";
+        let log = self.log_text();
+        let addr = log.lines().rev().find_map(|line| {
+            let rest = &line[line.find(MARK)? + MARK.len()..];
+            rest.split_whitespace()
+                .next()?
+                .trim_matches('"')
+                .parse()
+                .ok()
+        });
+        addr.unwrap_or_else(|| panic!("no `{MARK}` line in the broker log:\n{log}"))
+    }
+}
+
 #[cfg(test)]
 mod harness_tests {
     use super::*;
@@ -402,20 +421,5 @@ mod harness_tests {
             parse_ready(&strip_ansi(coloured)),
             Some("127.0.0.1:9".parse().unwrap())
         );
-    }
-}
-
-impl Broker {
-    /// The admin HTTP address (`/metrics`) of the running process, from its latest
-    /// `admin listening=<ip:port>` log line (logged before the ready line, so it is there once
-    /// `start`/`start_again` returned).
-    pub fn admin_addr(&self) -> SocketAddr {
-        const MARK: &str = "admin listening=";
-        let log = self.log_text();
-        let addr = log.lines().rev().find_map(|line| {
-            let rest = &line[line.find(MARK)? + MARK.len()..];
-            rest.split_whitespace().next()?.trim_matches('"').parse().ok()
-        });
-        addr.unwrap_or_else(|| panic!("no `{MARK}` line in the broker log:\n{log}"))
     }
 }
