@@ -189,7 +189,7 @@ impl Default for BrokerConfig {
             max_partitions_per_topic: 10_000,
             fetch_max_bytes: 57_671_680,
             fetch_max_wait_ms: 30_000,
-            fetch_zero_copy: false,
+            fetch_zero_copy: true,
             fetch_splice_pipe_bytes: 1_048_576,
             fetch_copy_pool_bytes: 67_108_864,
             fetch_session_cache_slots: 1000,

@@ -100,6 +100,9 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
         metrics: crate::metrics::ShardMetrics::default(),
         connections: Cell::new(0),
     });
+    if shard.id == router::REGISTRY_SHARD {
+        router::admin::sweep_deleted(&shard.config.data_dir);
+    }
     let metas: Vec<_> = shard.topics.borrow().iter().cloned().collect();
     router::local::open_owned(&shard, &metas).await;
     crate::groups::start(&shard).await;

@@ -613,3 +613,60 @@ fn delete_records_moves_the_low_watermark() {
     assert_eq!(delete(Offset::End).ok(), Some(Offset::Offset(30)));
     assert_eq!(kafka::watermarks(&broker, &topic, 1), vec![(30, 30)]);
 }
+
+#[test]
+fn the_offsets_topic_is_protected_from_clients() {
+    let broker =
+        Broker::start(BrokerOpts::default().config("\"offsets.topic.num.partitions\" = 3\n"));
+    let admin = kafka::admin(&broker);
+    let internal = "__consumer_offsets";
+
+    // Produce: Kafka's "Cannot append to internal topic" (INVALID_TOPIC_EXCEPTION).
+    let producer = kafka::producer(
+        &broker,
+        &[
+            ("message.send.max.retries", "0"),
+            ("message.timeout.ms", "10000"),
+        ],
+    );
+    let records = kafka::keyed_records(1, 1, 10);
+    let deliveries = kafka::produce(&producer, internal, &records, Some(0));
+    assert_eq!(deliveries.len(), 1);
+    assert!(
+        deliveries[0].result.is_err(),
+        "a client produced to {internal}: {:?}",
+        deliveries[0].result
+    );
+
+    // DeleteTopics and CreatePartitions are refused; the topic and its partitions stay.
+    let results = block_on(admin.delete_topics(&[internal], &admin_opts()))
+        .unwrap_or_else(|e| panic!("DeleteTopics: {e}"));
+    assert_eq!(
+        results,
+        vec![Err((internal.to_owned(), RDKafkaErrorCode::InvalidTopic))]
+    );
+    let grow = NewPartitions::new(internal, 6);
+    let results = block_on(admin.create_partitions([&grow], &admin_opts()))
+        .unwrap_or_else(|e| panic!("CreatePartitions: {e}"));
+    assert_eq!(
+        results,
+        vec![Err((internal.to_owned(), RDKafkaErrorCode::InvalidTopic))]
+    );
+    assert_eq!(partition_dirs(&broker, internal).len(), 3);
+}
+
+#[test]
+fn half_deleted_partitions_are_swept_at_start_up() {
+    let mut broker = Broker::start(BrokerOpts::default());
+    let topic = unique_name("kept");
+    kafka::create_topic(&broker, &topic, 1);
+    broker.stop();
+    // What a crash between DeleteTopics' rename and its removal leaves behind.
+    let leftover = broker.data_dir().join("gone-0.0123456789abcdef-delete");
+    std::fs::create_dir_all(&leftover).unwrap_or_else(|e| panic!("mkdir: {e}"));
+    std::fs::write(leftover.join("00000000000000000000.log"), b"old")
+        .unwrap_or_else(|e| panic!("write: {e}"));
+    broker.start_again();
+    assert!(!leftover.exists(), "leftover delete dir survived start-up");
+    assert_eq!(partition_dirs(&broker, &topic).len(), 1);
+}

@@ -354,9 +354,15 @@ fn the_offsets_topic_is_compacted_and_survives_a_restart() {
     wait_until(Duration::from_secs(30), "the offsets log shrinks", || {
         offsets_log_bytes(&broker) < 150_000
     });
-    assert!(offsets_log_bytes(&broker) > 1000, "the snapshot is in the offsets log");
+    assert!(
+        offsets_log_bytes(&broker) > 1000,
+        "the snapshot is in the offsets log"
+    );
     drop(conn);
     broker.restart();
     let mut conn = Conn::open(&broker);
-    assert_eq!(fetch_offset(&mut conn, &group, &topic), (399, Some(metadata)));
+    assert_eq!(
+        fetch_offset(&mut conn, &group, &topic),
+        (399, Some(metadata))
+    );
 }

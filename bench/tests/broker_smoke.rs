@@ -25,7 +25,9 @@ fn sluice_bin() -> &'static Path {
     BIN.get_or_init(|| {
         let bench = Path::new(env!("CARGO_BIN_EXE_sluice-bench"));
         let profile_dir = bench.parent().expect("sluice-bench lives in a profile dir");
-        let target_dir = profile_dir.parent().expect("the profile dir lives in a target dir");
+        let target_dir = profile_dir
+            .parent()
+            .expect("the profile dir lives in a target dir");
         let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
             .parent()
             .expect("bench/ lives in the workspace root");
@@ -36,11 +38,17 @@ fn sluice_bin() -> &'static Path {
             .args(["build", "--quiet", "-p", "sluice", "--bin", "sluice"])
             .arg("--target-dir")
             .arg(target_dir);
-        if profile_dir.file_name().is_some_and(|name| name == "release") {
+        if profile_dir
+            .file_name()
+            .is_some_and(|name| name == "release")
+        {
             build.arg("--release");
         }
         let status = build.status().expect("cargo runs");
-        assert!(status.success(), "cargo build --bin sluice failed: {status}");
+        assert!(
+            status.success(),
+            "cargo build --bin sluice failed: {status}"
+        );
         let bin = profile_dir.join("sluice");
         assert!(bin.is_file(), "{} missing after the build", bin.display());
         bin
@@ -141,9 +149,21 @@ fn assert_delivered(run: &Value) {
     let broker = &run["broker"];
     let acked = run["produced_acked"].as_u64().expect("produced_acked");
     assert!(acked > 0, "{broker}: nothing acknowledged: {run}");
-    assert_eq!(run["produced_sent"].as_u64(), Some(acked), "{broker}: all sent were acked");
-    assert_eq!(run["consumed_unique"].as_u64(), Some(acked), "{broker}: consumed != produced");
-    assert_eq!(run["consumed_total"].as_u64(), Some(acked), "{broker}: extra deliveries");
+    assert_eq!(
+        run["produced_sent"].as_u64(),
+        Some(acked),
+        "{broker}: all sent were acked"
+    );
+    assert_eq!(
+        run["consumed_unique"].as_u64(),
+        Some(acked),
+        "{broker}: consumed != produced"
+    );
+    assert_eq!(
+        run["consumed_total"].as_u64(),
+        Some(acked),
+        "{broker}: extra deliveries"
+    );
     assert_eq!(run["lost"], 0, "{broker}: lost");
     assert_eq!(run["duplicates"], 0, "{broker}: duplicates");
     assert_eq!(run["produce_errors"], 0, "{broker}: produce errors");
@@ -163,7 +183,9 @@ fn smoke_workload_against_sluice_delivers_everything_once() {
     assert_delivered(&runs[0]);
     // 2 s at 2000 msg/s: the whole schedule went out.
     assert_eq!(runs[0]["produced_acked"], 4000);
-    assert!(runs[0]["publish_latency_ms"]["p99_ms"].as_f64().is_some_and(|v| v > 0.0));
+    assert!(runs[0]["publish_latency_ms"]["p99_ms"]
+        .as_f64()
+        .is_some_and(|v| v > 0.0));
 }
 
 /// The numbers in a table row after the broker's name (`| name | 2.0k | 0.5 | ...`).
@@ -200,14 +222,28 @@ fn one_shard_vs_two_shards_comparison_writes_table_and_plots() {
     );
     let stdout = String::from_utf8_lossy(&output.stdout);
     let table = std::fs::read_to_string(out.path().join("comparison.md")).expect("comparison.md");
-    assert!(stdout.contains(table.trim()), "the table is printed on stdout too");
+    assert!(
+        stdout.contains(table.trim()),
+        "the table is printed on stdout too"
+    );
     for name in ["cores-1", "cores-2"] {
         let numbers = row_numbers(&table, name);
         // produce msg/s, MB/s, consume msg/s, 7 latencies, acked, lost, dup, errors.
-        assert_eq!(numbers.len(), 14, "{name}: every cell is a number:\n{table}");
+        assert_eq!(
+            numbers.len(),
+            14,
+            "{name}: every cell is a number:\n{table}"
+        );
         assert!(numbers[0] > 0.0, "{name}: produce rate > 0:\n{table}");
-        assert_eq!(numbers[10], 2000.0, "{name}: acked = 1 s at 2000 msg/s:\n{table}");
-        assert_eq!(&numbers[11..], &[0.0, 0.0, 0.0], "{name}: no loss, dups, errors");
+        assert_eq!(
+            numbers[10], 2000.0,
+            "{name}: acked = 1 s at 2000 msg/s:\n{table}"
+        );
+        assert_eq!(
+            &numbers[11..],
+            &[0.0, 0.0, 0.0],
+            "{name}: no loss, dups, errors"
+        );
     }
     let summary = summary(out.path());
     let runs = summary["runs"].as_array().expect("runs");

@@ -27,6 +27,7 @@ pub fn partition_error_code(error: &PartitionError) -> i16 {
         PartitionError::InvalidRecord(_) => K::InvalidRecord.code(),
         PartitionError::OffsetOutOfRange { .. } => K::OffsetOutOfRange.code(),
         PartitionError::InvalidRequiredAcks(_) => K::InvalidRequiredAcks.code(),
+        PartitionError::InternalTopic(_) => K::InvalidTopicException.code(),
         PartitionError::Storage(_) => K::KafkaStorageError.code(),
         PartitionError::Unavailable => K::NotLeaderOrFollower.code(),
     }

@@ -68,6 +68,11 @@ async fn respond(shard: &Rc<Shard>, body: ProduceRequest) -> ProduceResponse {
                 _ if !matches!(acks, -1..=1) => {
                     Slot::Failed(PartitionError::InvalidRequiredAcks(acks))
                 }
+                // Only the group coordinator writes the offsets topic (Kafka: "Cannot append to
+                // internal topic"), so a client cannot forge commits or corrupt its log.
+                _ if name == crate::groups::OFFSETS_TOPIC => {
+                    Slot::Failed(PartitionError::InternalTopic(name.clone()))
+                }
                 (Some(count), Ok(i), Some(records)) if i < count => {
                     items.push(ProduceItem {
                         tp: TopicPartition::new(name.clone(), i),

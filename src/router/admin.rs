@@ -233,6 +233,14 @@ fn existing(shard: &Shard, name: &str) -> Result<TopicMeta, AdminError> {
 
 fn grow(shard: &Shard, growth: &PartitionGrowth) -> ChangeResult {
     let mut meta = existing(shard, &growth.name)?;
+    if meta.name == crate::groups::OFFSETS_TOPIC {
+        // A group's coordinator is hash(group) % partitions: growing it would move groups away
+        // from their committed offsets.
+        return Err(AdminError::InvalidTopic(format!(
+            "Cannot add partitions to internal topic {}",
+            meta.name
+        )));
+    }
     let current = i64::from(meta.partitions);
     let wanted = i64::from(growth.count);
     if wanted < current {
@@ -315,7 +323,13 @@ async fn delete_topics(shard: &Shard, refs: Vec<TopicRef>) -> Vec<ChangeResult> 
             }
         };
         let found = found.and_then(|meta| {
-            if doomed.iter().any(|d| d.name == meta.name) {
+            if meta.name == crate::groups::OFFSETS_TOPIC {
+                // Deleting it would drop every group's committed offsets.
+                Err(AdminError::InvalidTopic(format!(
+                    "Cannot delete internal topic {}",
+                    meta.name
+                )))
+            } else if doomed.iter().any(|d| d.name == meta.name) {
                 Err(AdminError::InvalidRequest(
                     "Duplicate topic in request.".into(),
                 ))
@@ -399,6 +413,32 @@ async fn delete_partition(shard: &Shard, partition: Rc<Partition>, id: TopicId) 
         Ok(Ok(())) => tracing::info!(partition = %name, "partition deleted"),
         Ok(Err(e)) => tracing::error!(partition = %name, error = %e, "cannot remove partition"),
         Err(_) => tracing::error!(partition = %name, "partition remover thread failed"),
+    }
+}
+
+/// Removes the `<topic>-<partition>.<id>-delete` directories a crash left half-deleted (the
+/// topic had already left the registry, so nothing opens them). Runs once on shard 0 at start-up,
+/// before any partition is opened; a failure only wastes disk, so it is logged, not fatal.
+pub fn sweep_deleted(data_dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(data_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let doomed = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.ends_with("-delete"));
+        if doomed && path.is_dir() {
+            match std::fs::remove_dir_all(&path) {
+                Ok(()) => {
+                    tracing::info!(dir = %path.display(), "removed leftover deleted partition")
+                }
+                Err(e) => {
+                    tracing::warn!(dir = %path.display(), error = %e, "cannot remove leftover")
+                }
+            }
+        }
     }
 }
 

@@ -39,6 +39,8 @@ pub enum PartitionError {
     },
     #[error("invalid required acks {0}")]
     InvalidRequiredAcks(i16),
+    #[error("cannot append to internal topic {0}")]
+    InternalTopic(String),
     #[error("storage error: {0}")]
     Storage(String),
     #[error("broker is shutting down or shard unavailable")]
