@@ -8,7 +8,7 @@
 # Knobs: DURATION_S [20] measured seconds of the max-rate runs, FIXED_DURATION_S [20] of the
 # fixed-rate run, SCALE_DURATION_S [10] of each scaling run, WARMUP_S [3], WORKLOAD [the
 # 16-partition 1 KiB max-rate one], ACKS [1] (the workload's acks is overridden), CONSUMER_MODE
-# [assign], IPERF_S [5], DISK_MIB [1024], FETCH_MIB [256], FETCH_ROUNDS [4], BROKER_CPUS /
+# [assign], IPERF_S [5], DISK_MIB [1024], FETCH_MIB [256], FETCH_ROUNDS [4], FETCH_BENCH_BIN, BROKER_CPUS /
 # BENCH_CPUS (taskset lists), RESULTS [perf/out/bench-<time>], MARKDOWN [BENCHMARKS.md],
 # SKIP_BUILD=1.
 #
@@ -71,8 +71,7 @@ nproc_broker=$(taskset -c "$BROKER_CPUS" nproc)
 # The workload with acks overridden, as a file next to the results.
 name=$(basename "$WORKLOAD" .toml)
 workload=$RESULTS/$name-acks$ACKS.toml
-sed -E "s/^acks *=.*/acks = \"$ACKS\"/" "$WORKLOAD" >"$workload"
-grep -q "^acks = \"$ACKS\"" "$workload" || echo "acks = \"$ACKS\"" >>"$workload"
+with_acks "$WORKLOAD" "$ACKS" "$workload"
 
 # ---- 1. machine limits ---------------------------------------------------------------------
 iperf_port=$((20000 + RANDOM % 20000))
@@ -129,9 +128,11 @@ record scale bench_run -w "$workload" -b "cores-1=$addr1" -b "cores-$nproc_broke
 stop_all
 
 # ---- 5. zero-copy vs copy fetch ---------------------------------------------------------------
+# fetch_bench runs the `sluice` of its own profile dir (../sluice from examples/).
+FETCH_BENCH_BIN=${FETCH_BENCH_BIN:-$CARGO_TARGET_DIR/release/examples/fetch_bench}
 if [[ -f $ROOT/examples/fetch_bench.rs ]]; then
-  (cd "$ROOT" && cargo build --release --example fetch_bench)
-  record zerocopy taskset -c "$BROKER_CPUS" "$CARGO_TARGET_DIR/release/examples/fetch_bench" \
+  [[ ${SKIP_BUILD:-0} == 1 ]] || (cd "$ROOT" && cargo build --release --example fetch_bench)
+  record zerocopy taskset -c "$BROKER_CPUS" "$FETCH_BENCH_BIN" \
     --total-mib "$FETCH_MIB" --rounds "$FETCH_ROUNDS" >"$RESULTS/zerocopy.txt"
 else
   for mode in true false; do

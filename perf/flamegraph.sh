@@ -5,7 +5,7 @@
 #   WORKLOAD=bench/workloads/omb-1topic-16p-100b-max.toml DURATION_S=20 perf/flamegraph.sh
 #
 # Knobs: WORKLOAD (default the 16-partition 1 KiB max-rate one), DURATION_S [10], WARMUP_S [2],
-# RATE [0 = the workload's], CONSUMER_MODE [assign], BROKER_ARGS (extra broker flags, e.g.
+# ACKS [1; "keep" = the workload's], RATE [0 = the workload's], CONSUMER_MODE [assign], BROKER_ARGS (extra broker flags, e.g.
 # "--cores 1 --config my.toml"), BROKER_CPUS / BENCH_CPUS (taskset lists), FREQ [499 Hz],
 # CALL_GRAPH [dwarf,32768], OUT_DIR [perf/out], SKIP_BUILD=1 (use the binaries as built).
 #
@@ -26,6 +26,7 @@ WORKLOAD=${WORKLOAD:-$ROOT/bench/workloads/omb-1topic-16p-1kb-max.toml}
 DURATION_S=${DURATION_S:-10}
 WARMUP_S=${WARMUP_S:-2}
 RATE=${RATE:-}
+ACKS=${ACKS:-1}
 CONSUMER_MODE=${CONSUMER_MODE:-assign}
 BROKER_ARGS=${BROKER_ARGS:-}
 FREQ=${FREQ:-499}
@@ -38,6 +39,12 @@ done
 [[ ${SKIP_BUILD:-0} == 1 ]] || build_release
 mkdir -p "$OUT_DIR"
 name=$(basename "$WORKLOAD" .toml)
+workload=$WORKLOAD
+if [[ $ACKS != keep ]]; then
+  name=$name-acks$ACKS
+  workload=$PERF_WORK/$name.toml
+  with_acks "$WORKLOAD" "$ACKS" "$workload"
+fi
 prefix=$OUT_DIR/$name
 
 # shellcheck disable=SC2086 # BROKER_ARGS is a list of flags
@@ -45,7 +52,7 @@ sluice_start flame "$BROKER_CPUS" $BROKER_ARGS
 
 rate_args=()
 [[ -n "$RATE" ]] && rate_args=(--rate "$RATE")
-bench_run -w "$WORKLOAD" -b "sluice=$BROKER_ADDR" --duration-s "$DURATION_S" --warmup-s "$WARMUP_S" \
+bench_run -w "$workload" -b "sluice=$BROKER_ADDR" --duration-s "$DURATION_S" --warmup-s "$WARMUP_S" \
   --consumer-mode "$CONSUMER_MODE" "${rate_args[@]}" --out "$prefix-bench" --quiet \
   >"$PERF_WORK/bench.stdout" 2>"$PERF_WORK/bench.stderr" &
 bench_pid=$!
@@ -80,7 +87,7 @@ inferno-flamegraph --title "sluice: $name, cpu-clock ${FREQ} Hz, $(date -u +%F)"
 
 # Thread names are the first frame of each collapsed stack; io-wq workers are `iou-wrk-<pid>`.
 awk '{ n = $NF; split($1, f, ";"); t = f[1]; sub(/-[0-9]+$/, "", t); s[t] += n; all += n }
-     END { for (t in s) printf "%6.1f%%  %8d  %s\n", 100 * s[t] / all, s[t], t }' \
+     END { for (t in s) printf "%6.1f%%  %9.0f  %s\n", 100 * s[t] / all, s[t], t }' \
   "$prefix-cpu.folded" | sort -rn >"$prefix-threads.txt"
 
 {

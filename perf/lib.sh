@@ -52,8 +52,12 @@ sluice_start() {
   local dir=$PERF_WORK/$name
   rm -rf "$dir"
   mkdir -p "$dir"
-  taskset -c "$cpus" "$SLUICE_BIN" --listen 127.0.0.1:0 --data-dir "$dir/data" "$@" \
-    >"$dir/broker.log" 2>&1 &
+  # Several brokers run at once (scaling, zero-copy): every listener on a free port.
+  local admin=()
+  "$SLUICE_BIN" --help | grep -q -- --admin-listen && admin=(--admin-listen 127.0.0.1:0)
+  : >"$dir/broker.log"
+  taskset -c "$cpus" "$SLUICE_BIN" --listen 127.0.0.1:0 "${admin[@]}" --data-dir "$dir/data" "$@" \
+    >>"$dir/broker.log" 2>&1 &
   BROKER_PID=$!
   PERF_PIDS+=("$BROKER_PID")
   BROKER_ADDR=""
@@ -101,6 +105,12 @@ machine_note() {
   local model
   model=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
   echo "$(date -u +%Y-%m-%dT%H:%MZ), $(hostname), $NPROC CPUs ($model), kernel $(uname -r), load avg $(cut -d' ' -f1-3 /proc/loadavg)"
+}
+
+# with_acks SRC ACKS DEST: a copy of workload SRC with its acks set to ACKS (all, 1 or 0).
+with_acks() {
+  sed -E "s/^acks *=.*/acks = \"$2\"/" "$1" >"$3"
+  grep -q "^acks = \"$2\"" "$3" || echo "acks = \"$2\"" >>"$3"
 }
 
 # json FILE EXPR: a value from summary.json via python3 (EXPR indexes `s`).

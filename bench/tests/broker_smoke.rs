@@ -62,11 +62,29 @@ struct Broker {
     _dir: tempfile::TempDir,
 }
 
+/// Flags putting every listener of the broker on a free port, so brokers of parallel tests
+/// (and two in one test) never collide: the admin endpoint too, where this build has one.
+fn listen_args() -> &'static [&'static str] {
+    static ARGS: OnceLock<Vec<&'static str>> = OnceLock::new();
+    ARGS.get_or_init(|| {
+        let help = Command::new(sluice_bin())
+            .arg("--help")
+            .output()
+            .expect("sluice --help runs");
+        let mut args = vec!["--listen", "127.0.0.1:0"];
+        if String::from_utf8_lossy(&help.stdout).contains("--admin-listen") {
+            args.extend(["--admin-listen", "127.0.0.1:0"]);
+        }
+        args
+    })
+}
+
 impl Broker {
     fn start(extra_args: &[&str]) -> Broker {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut child = Command::new(sluice_bin())
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .args(listen_args())
+            .arg("--data-dir")
             .arg(dir.path().join("data"))
             .args(extra_args)
             .env("RUST_LOG", "warn,sluice=info")
