@@ -6,10 +6,10 @@
 #   DURATION_S=30 perf/bench.sh     # longer measured windows
 #
 # Knobs: DURATION_S [20] measured seconds of the max-rate runs, FIXED_DURATION_S [20] of the
-# fixed-rate run, SCALE_DURATION_S [10] of each scaling run, WARMUP_S [3], WORKLOAD [the
+# fixed-rate runs, FIXED_RATE [half the max], LOW_RATE [10000], SCALE_DURATION_S [10] of each scaling run, WARMUP_S [3], WORKLOAD [the
 # 16-partition 1 KiB max-rate one], ACKS [1] (the workload's acks is overridden), CONSUMER_MODE
 # [assign], IPERF_S [5], DISK_MIB [1024], FETCH_MIB [256], FETCH_ROUNDS [4], FETCH_BENCH_BIN, BROKER_CPUS /
-# BENCH_CPUS (taskset lists), RESULTS [perf/out/bench-<time>], MARKDOWN [BENCHMARKS.md],
+# BENCH_CPUS / SCALE_CPUS (taskset lists), RESULTS [perf/out/bench-<time>], MARKDOWN [BENCHMARKS.md],
 # SKIP_BUILD=1.
 #
 # Steps (each one's exact command is logged to $RESULTS/commands.txt and printed next to its
@@ -18,8 +18,10 @@
 #      sequential 1 MiB writes in the data dir's filesystem
 #   2. max rate: the workload (acks=$ACKS) against Sluice and the built-in sink in one
 #      sluice-bench run (the sink run is the generator's own ceiling)
-#   3. fixed rate at half the measured max: publish-to-ack and end-to-end percentiles
-#   4. scaling: --cores 1 vs --cores N (all of BROKER_CPUS), both brokers named in one run
+#   3. fixed rate at half the measured max (or FIXED_RATE): publish-to-ack and end-to-end
+#      percentiles; and the same at LOW_RATE [10000 msg/s; 0 = skip], away from saturation.
+#      Both also run against the sink: the generator's own latency floor at that rate
+#   4. scaling: --cores 1 vs --cores N (N = CPUs in SCALE_CPUS [all]), both brokers in one run
 #   5. zero-copy vs copy fetch: `examples/fetch_bench.rs` when present, else the workload
 #      against brokers with fetch.zero.copy = true / false
 set -euo pipefail
@@ -29,6 +31,7 @@ trap perf_cleanup EXIT
 
 DURATION_S=${DURATION_S:-20}
 FIXED_DURATION_S=${FIXED_DURATION_S:-20}
+LOW_RATE=${LOW_RATE:-10000}
 SCALE_DURATION_S=${SCALE_DURATION_S:-10}
 WARMUP_S=${WARMUP_S:-3}
 WORKLOAD=${WORKLOAD:-$ROOT/bench/workloads/omb-1topic-16p-1kb-max.toml}
@@ -47,6 +50,9 @@ done
 [[ ${SKIP_BUILD:-0} == 1 ]] || build_release
 mkdir -p "$RESULTS"
 : >"$RESULTS/commands.txt"
+BROKER_COMMANDS=$RESULTS/brokers.txt
+: >"$BROKER_COMMANDS"
+BENCH=(taskset -c "$BENCH_CPUS" "$BENCH_BIN" run)
 
 # record KEY COMMAND...: runs COMMAND, logging it under KEY for the report.
 record() {
@@ -54,15 +60,19 @@ record() {
   shift
   printf '%s\t%s\n' "$key" "$*" >>"$RESULTS/commands.txt"
   log "$key: $*"
-  "$@"
+  local status=0
+  "$@" || status=$?
+  if ((status != 0)); then
+    log "$key failed (exit $status); the report shows n/a for it"
+    printf '%s\t%s\n' "$key" "$status" >>"$RESULTS/failed.txt"
+  fi
+  return 0
 }
 
 machine_note >"$RESULTS/machine.txt"
-nproc_broker=$(taskset -c "$BROKER_CPUS" nproc)
 {
   echo "broker_cpus=$BROKER_CPUS"
   echo "bench_cpus=$BENCH_CPUS"
-  echo "broker_cores_n=$nproc_broker"
   echo "acks=$ACKS"
   echo "consumer_mode=$CONSUMER_MODE"
   echo "git=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)$(cd "$ROOT" && git diff --quiet 2>/dev/null || echo +dirty)"
@@ -98,34 +108,52 @@ rm -f "$disk_dir"/seqwrite*
 
 # ---- 2. max rate, with the generator's ceiling ----------------------------------------------
 sluice_start max "$BROKER_CPUS"
-record max bench_run -w "$workload" --sink -b "sluice=$BROKER_ADDR" --duration-s "$DURATION_S" \
+record max "${BENCH[@]}" -w "$workload" --sink -b "sluice=$BROKER_ADDR" --duration-s "$DURATION_S" \
   --warmup-s "$WARMUP_S" --consumer-mode "$CONSUMER_MODE" --out "$RESULTS/max" --quiet \
   >"$RESULTS/max.stdout"
 sluice_stop
 
 max_rate=$(json "$RESULTS/max/summary.json" \
   "int([r for r in s['runs'] if not r['is_sink']][0]['throughput']['produce_msgs_per_s'])")
-half_rate=$((max_rate / 2))
+half_rate=${FIXED_RATE:-$((max_rate / 2))}
 ((half_rate > 0)) || { echo "bench: max-rate run produced nothing" >&2; exit 1; }
 echo "half_rate=$half_rate" >>"$RESULTS/setup.txt"
 
 # ---- 3. fixed rate at half the max ------------------------------------------------------------
 sluice_start fixed "$BROKER_CPUS"
-record fixed bench_run -w "$workload" -b "sluice=$BROKER_ADDR" --rate "$half_rate" \
+record fixed "${BENCH[@]}" -w "$workload" --sink -b "sluice=$BROKER_ADDR" --rate "$half_rate" \
   --duration-s "$FIXED_DURATION_S" --warmup-s "$WARMUP_S" --consumer-mode "$CONSUMER_MODE" \
   --out "$RESULTS/fixed" --quiet >"$RESULTS/fixed.stdout"
 sluice_stop
 
-# ---- 4. scaling: one shard vs one per broker CPU ----------------------------------------------
-first_cpu=$(taskset -c "$BROKER_CPUS" python3 -c 'import os; print(min(os.sched_getaffinity(0)))')
-sluice_start cores1 "$first_cpu" --cores 1
-addr1=$BROKER_ADDR
-sluice_start coresN "$BROKER_CPUS" --cores "$nproc_broker"
-addrN=$BROKER_ADDR
-record scale bench_run -w "$workload" -b "cores-1=$addr1" -b "cores-$nproc_broker=$addrN" \
-  --duration-s "$SCALE_DURATION_S" --warmup-s "$WARMUP_S" --consumer-mode "$CONSUMER_MODE" \
-  --out "$RESULTS/scale" --quiet >"$RESULTS/scale.stdout"
-stop_all
+# ---- 3b. fixed low rate: latency away from saturation --------------------------------------
+if ((LOW_RATE > 0)); then
+  sluice_start low "$BROKER_CPUS"
+  record low "${BENCH[@]}" -w "$workload" --sink -b "sluice=$BROKER_ADDR" --rate "$LOW_RATE" \
+    --duration-s "$FIXED_DURATION_S" --warmup-s "$WARMUP_S" --consumer-mode "$CONSUMER_MODE" \
+    --out "$RESULTS/low" --quiet >"$RESULTS/low.stdout"
+  sluice_stop
+fi
+
+# ---- 4. scaling: one shard vs one shard per CPU -------------------------------------------
+# The N-shard broker gets every CPU of SCALE_CPUS (default: all of them, so on a small machine
+# it shares CPUs with the generator); the 1-shard broker the first of them.
+SCALE_CPUS=${SCALE_CPUS:-0-$((NPROC - 1))}
+scale_n=$(taskset -c "$SCALE_CPUS" nproc)
+echo "scale_cpus=$SCALE_CPUS" >>"$RESULTS/setup.txt"
+if ((scale_n > 1)); then
+  first_cpu=$(taskset -c "$SCALE_CPUS" python3 -c 'import os; print(min(os.sched_getaffinity(0)))')
+  sluice_start cores1 "$first_cpu" --cores 1
+  addr1=$BROKER_ADDR
+  sluice_start coresN "$SCALE_CPUS" --cores "$scale_n"
+  addrN=$BROKER_ADDR
+  record scale "${BENCH[@]}" -w "$workload" -b "cores-1=$addr1" -b "cores-$scale_n=$addrN" \
+    --duration-s "$SCALE_DURATION_S" --warmup-s "$WARMUP_S" --consumer-mode "$CONSUMER_MODE" \
+    --out "$RESULTS/scale" --quiet >"$RESULTS/scale.stdout"
+  stop_all
+else
+  log "scaling skipped: SCALE_CPUS=$SCALE_CPUS is one CPU"
+fi
 
 # ---- 5. zero-copy vs copy fetch ---------------------------------------------------------------
 # fetch_bench runs the `sluice` of its own profile dir (../sluice from examples/).
@@ -142,7 +170,7 @@ else
   addr_zc=$BROKER_ADDR
   sluice_start copy "$BROKER_CPUS" --config "$PERF_WORK/zc-false.toml"
   addr_copy=$BROKER_ADDR
-  record zerocopy_workload bench_run -w "$workload" -b "zero-copy=$addr_zc" -b "copy=$addr_copy" \
+  record zerocopy_workload "${BENCH[@]}" -w "$workload" -b "zero-copy=$addr_zc" -b "copy=$addr_copy" \
     --duration-s "$SCALE_DURATION_S" --warmup-s "$WARMUP_S" --consumer-mode "$CONSUMER_MODE" \
     --out "$RESULTS/zerocopy" --quiet >"$RESULTS/zerocopy.stdout"
   stop_all

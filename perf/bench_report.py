@@ -27,14 +27,23 @@ def load_json(path):
         return None
 
 
-def commands(results):
+def read_commands(results, name):
+    """KEY<TAB>COMMAND lines, with the repository root cut from paths."""
     out = {}
-    path = results / "commands.txt"
+    path = results / name
+    root = str(results.parent.parent.parent) + "/"
     if path.exists():
         for line in path.read_text().splitlines():
             key, _, cmd = line.partition("\t")
-            out[key] = cmd.replace(str(results.parent.parent.parent) + "/", "")
+            out[key] = cmd.replace(root, "")
     return out
+
+
+def commands(results):
+    cmds = read_commands(results, "commands.txt")
+    for name, cmd in read_commands(results, "brokers.txt").items():
+        cmds["broker:" + name] = cmd
+    return cmds
 
 
 def kv(path):
@@ -75,7 +84,11 @@ def broker_run(summary, sink=False):
 
 
 def cmd_block(cmds, *keys):
-    lines = [cmds[k] for k in keys if k in cmds]
+    """The commands of KEYS (brokers as `broker:NAME`), each broker one marked as such."""
+    lines = []
+    for k in keys:
+        if k in cmds:
+            lines.append(("# broker: " if k.startswith("broker:") else "") + cmds[k])
     if not lines:
         return []
     return ["", "```sh", *lines, "```"]
@@ -179,35 +192,49 @@ def render(results):
         for b in (mx or {}).get("bottleneck", []):
             out.append(f"- sluice-bench: {b}")
     out += ["", "Publish latency at max rate includes time queued in librdkafka; see the fixed-rate run."]
-    out += cmd_block(cmds, "max")
+    out += cmd_block(cmds, "broker:max", "max")
 
-    fx = load_json(results / "fixed" / "summary.json")
-    fr = broker_run(fx)
-    out += ["", f"### Fixed rate at half the max ({setup.get('half_rate', '?')} msg/s)", ""]
-    if fr:
-        p, e = fr["publish_latency_ms"], fr["end_to_end_latency_ms"]
-        out += ["| latency (ms) | p50 | p99 | p99.9 | p99.99 | max |", "|---|--:|--:|--:|--:|--:|"]
-        for label, l in (("publish-to-ack", p), ("end-to-end", e)):
-            if l.get("count"):
-                out.append(f"| {label} | {l['p50_ms']:.2f} | {l['p99_ms']:.2f} | {l['p99_9_ms']:.2f} | "
-                           f"{l['p99_99_ms']:.2f} | {l['max_ms']:.2f} |")
-        t = fr["throughput"]
-        out += ["", f"- achieved {fmt(t['produce_msgs_per_s'])} msg/s produced, "
-                f"{fmt(t['consume_msgs_per_s'])} msg/s consumed; lost {fr['lost']}, dup {fr['duplicates']}",
-                f"- p99 publish-to-ack {p['p99_ms']:.2f} ms (target < {P99_TARGET_MS} ms: "
-                f"{verdict(p['p99_ms'] < P99_TARGET_MS)})"]
-    else:
-        out.append("n/a (run failed)")
-    out += cmd_block(cmds, "fixed")
+    out += ["", "### Latency at fixed rates", "",
+            "Latency is measured from each message's intended send time (no coordinated omission).", "",
+            "| run | target msg/s | achieved msg/s | publish-to-ack p50 / p99 / p99.9 / max ms "
+            "| end-to-end p50 / p99 / p99.9 / max ms | lost | dup |",
+            "|---|--:|--:|--:|--:|--:|--:|"]
+    fixed_p99 = None
+    sink_p99 = None
+
+    def four(l):
+        if not l.get("count"):
+            return "-"
+        return f"{l['p50_ms']:.2f} / {l['p99_ms']:.2f} / {l['p99_9_ms']:.2f} / {l['max_ms']:.2f}"
+
+    for key, label in (("fixed", "half the max"), ("low", "low rate")):
+        summary = load_json(results / key / "summary.json")
+        for fr in runs(summary):
+            p, e = fr["publish_latency_ms"], fr["end_to_end_latency_ms"]
+            if key == "fixed":
+                if fr.get("is_sink"):
+                    sink_p99 = p["p99_ms"]
+                else:
+                    fixed_p99 = p["p99_ms"]
+            who = "sink (generator floor)" if fr.get("is_sink") else fr["broker"]
+            out.append(f"| {label}: {who} | {fmt(fr.get('fixed_rate_msgs_per_s'))} | "
+                       f"{fmt(fr['throughput']['produce_msgs_per_s'])} | {four(p)} | {four(e)} | "
+                       f"{fr['lost']} | {fr['duplicates']} |")
+    if fixed_p99 is not None:
+        out += ["", f"- p99 publish-to-ack at half the max: {fixed_p99:.2f} ms "
+                f"(target < {P99_TARGET_MS} ms: {verdict(fixed_p99 < P99_TARGET_MS)})"]
+        if sink_p99 is not None:
+            out.append(f"- the generator's own p99 at that rate (sink, acks at once): {sink_p99:.2f} ms")
+    out += cmd_block(cmds, "broker:fixed", "fixed", "broker:low", "low")
 
     sc = load_json(results / "scale" / "summary.json")
-    out += ["", "### Scaling: one shard vs one shard per broker CPU", ""]
+    out += ["", "### Scaling: one shard vs one shard per CPU", ""]
     out += TABLE_HEAD + [table_row(r) for r in runs(sc)]
     rs = runs(sc)
     if len(rs) == 2 and rs[0]["throughput"]["produce_msgs_per_s"]:
         out += ["", f"- {rs[1]['broker']} / {rs[0]['broker']} produce = "
                 f"{rs[1]['throughput']['produce_msgs_per_s'] / rs[0]['throughput']['produce_msgs_per_s']:.2f}x"]
-    out += cmd_block(cmds, "scale")
+    out += cmd_block(cmds, "broker:cores1", "broker:coresN", "scale")
 
     out += ["", "### Zero-copy vs copy fetch", ""]
     zc_txt = results / "zerocopy.txt"
@@ -222,7 +249,7 @@ def render(results):
         out += cmd_block(cmds, "zerocopy")
     elif zc_json:
         out += TABLE_HEAD + [table_row(r) for r in runs(zc_json)]
-        out += cmd_block(cmds, "zerocopy_workload")
+        out += cmd_block(cmds, "broker:zc", "broker:copy", "zerocopy_workload")
     else:
         out.append("n/a (not run)")
     out += ["", END]

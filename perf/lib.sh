@@ -56,6 +56,8 @@ sluice_start() {
   local admin=()
   "$SLUICE_BIN" --help | grep -q -- --admin-listen && admin=(--admin-listen 127.0.0.1:0)
   : >"$dir/broker.log"
+  [[ -n ${BROKER_COMMANDS:-} ]] && printf '%s\t%s\n' "$name" \
+    "taskset -c $cpus $SLUICE_BIN --listen 127.0.0.1:0 ${admin[*]} --data-dir <tmp> $*" >>"$BROKER_COMMANDS"
   taskset -c "$cpus" "$SLUICE_BIN" --listen 127.0.0.1:0 "${admin[@]}" --data-dir "$dir/data" "$@" \
     >>"$dir/broker.log" 2>&1 &
   BROKER_PID=$!

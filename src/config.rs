@@ -166,6 +166,17 @@ pub struct BrokerConfig {
     /// Granularity of session, rebalance and initial-delay timeouts.
     #[serde(rename = "group.timer.interval.ms")]
     pub group_timer_interval_ms: u64,
+    /// Idempotent producers tracked per partition; beyond it the least recently used is
+    /// forgotten (it is then treated as unknown: accepted at any sequence, no duplicate check).
+    #[serde(rename = "producer.state.max.producers.per.partition")]
+    pub producer_state_producers_per_partition_max: usize,
+    /// A producer idle this long is forgotten by a partition (Kafka's default: 1 day).
+    #[serde(rename = "producer.id.expiration.ms")]
+    pub producer_id_expiration_ms: i64,
+    /// At open, producer state is rebuilt from the active segment's batch headers, and from the
+    /// previous segment's too when it is at most this size.
+    #[serde(rename = "producer.state.rebuild.previous.segment.bytes.max")]
+    pub producer_state_rebuild_previous_segment_bytes_max: u64,
 }
 
 impl Default for BrokerConfig {
@@ -219,6 +230,9 @@ impl Default for BrokerConfig {
             group_max_size: 1000,
             group_max_count_per_shard: 100_000,
             group_timer_interval_ms: 100,
+            producer_state_producers_per_partition_max: 10_000,
+            producer_id_expiration_ms: 86_400_000,
+            producer_state_rebuild_previous_segment_bytes_max: 67_108_864,
         }
     }
 }
@@ -331,7 +345,33 @@ impl BrokerConfig {
             });
         }
         self.validate_groups()?;
+        self.validate_producers()?;
         self.default_log_config().map(|_| ())
+    }
+
+    fn validate_producers(&self) -> Result<(), ConfigError> {
+        positive(
+            "producer.state.max.producers.per.partition",
+            self.producer_state_producers_per_partition_max as u64,
+        )?;
+        if self.producer_id_expiration_ms < 1 {
+            return Err(ConfigError::Invalid {
+                key: "producer.id.expiration.ms",
+                reason: "must be >= 1".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Bounds of each partition's idempotent-producer state.
+    pub fn producer_rebuild_limits(&self) -> crate::producers::rebuild::RebuildLimits {
+        crate::producers::rebuild::RebuildLimits {
+            state: crate::producers::state::StateLimits {
+                max_producers: self.producer_state_producers_per_partition_max,
+                expiration_ms: self.producer_id_expiration_ms,
+            },
+            previous_segment_bytes_max: self.producer_state_rebuild_previous_segment_bytes_max,
+        }
     }
 
     fn validate_groups(&self) -> Result<(), ConfigError> {

@@ -13,6 +13,7 @@ pub mod handlers;
 pub mod metrics;
 pub mod net;
 pub mod partition;
+pub mod producers;
 pub mod router;
 pub mod shard;
 pub mod topics;

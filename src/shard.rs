@@ -44,6 +44,8 @@ pub struct Shard {
     pub fetch_sessions: RefCell<FetchSessions>,
     /// The consumer groups this shard coordinates (see `groups`).
     pub groups: crate::groups::Coordinator,
+    /// Producer ids for InitProducerId (this shard's block; shard 0 also persists the counter).
+    pub producer_ids: crate::producers::IdAllocator,
     /// Held by shard 0 while it changes and persists the registry.
     pub registry_lock: futures_util::lock::Mutex<()>,
     pub shutdown: Shutdown,
@@ -95,6 +97,7 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
         )),
         topics: RefCell::new(table),
         partitions: PartitionMap::default(),
+        producer_ids: crate::producers::IdAllocator::new(boot.config.data_dir.clone()),
         registry_lock: futures_util::lock::Mutex::new(()),
         shutdown: ctx.shutdown,
         metrics: crate::metrics::ShardMetrics::default(),

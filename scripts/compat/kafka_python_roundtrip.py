@@ -21,10 +21,9 @@ def main() -> int:
     sent = [(f"k{i % KEYS}".encode(), f"kafka-python-{i}".encode(), [("i", str(i).encode())])
             for i in range(COUNT)]
 
-    # Idempotence (on by default in newer kafka-python) needs InitProducerId, a later issue.
+    # kafka-python's default producer is idempotent (InitProducerId, sequenced batches).
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", compression_type="gzip",
-                             enable_idempotence=False, linger_ms=5,
-                             request_timeout_ms=TIMEOUT_S * 1000)
+                             linger_ms=5, request_timeout_ms=TIMEOUT_S * 1000)
     futures = [producer.send(topic, key=k, value=v, headers=h) for k, v, h in sent]
     producer.flush(timeout=TIMEOUT_S)
     for fut in futures:

@@ -5,6 +5,7 @@
 
 use kafka_protocol::ResponseError as K;
 
+use crate::producers::IdError;
 use crate::router::admin::AdminError;
 use crate::router::PartitionError;
 use crate::topics::config::TopicConfigError;
@@ -30,6 +31,10 @@ pub fn partition_error_code(error: &PartitionError) -> i16 {
         PartitionError::InternalTopic(_) => K::InvalidTopicException.code(),
         PartitionError::Storage(_) => K::KafkaStorageError.code(),
         PartitionError::Unavailable => K::NotLeaderOrFollower.code(),
+        PartitionError::OutOfOrderSequence(_) => K::OutOfOrderSequenceNumber.code(),
+        // Kafka 2.7+ answers a Produce with a stale epoch INVALID_PRODUCER_EPOCH (KIP-588);
+        // PRODUCER_FENCED is for the transactional APIs.
+        PartitionError::InvalidProducerEpoch(_) => K::InvalidProducerEpoch.code(),
     }
 }
 
@@ -56,6 +61,17 @@ pub fn admin_error_code(error: &AdminError) -> i16 {
         AdminError::InvalidRequest(_) => K::InvalidRequest.code(),
         AdminError::InvalidConfig(_) => K::InvalidConfig.code(),
         AdminError::Storage(_) => K::KafkaStorageError.code(),
+    }
+}
+
+/// InitProducerId when no id could be allocated: shard 0 unreachable is retriable (Kafka answers
+/// COORDINATOR_LOAD_IN_PROGRESS while its id block is not ready); a broken id file is not.
+pub fn producer_id_error_code(error: &IdError) -> i16 {
+    match error {
+        IdError::Unavailable => K::CoordinatorLoadInProgress.code(),
+        IdError::Io { .. } | IdError::Corrupt { .. } | IdError::Exhausted => {
+            K::UnknownServerError.code()
+        }
     }
 }
 
@@ -96,6 +112,14 @@ mod tests {
         assert_eq!(
             partition_error_code(&PartitionError::InvalidRequiredAcks(2)),
             21
+        );
+        assert_eq!(
+            partition_error_code(&PartitionError::OutOfOrderSequence("s".into())),
+            45
+        );
+        assert_eq!(
+            partition_error_code(&PartitionError::InvalidProducerEpoch("e".into())),
+            47
         );
         assert_eq!(code_of::<()>(&Ok(())), 0);
     }

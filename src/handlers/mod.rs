@@ -23,6 +23,7 @@ pub mod fetch_session;
 pub mod find_coordinator;
 pub mod group_common;
 pub mod heartbeat;
+pub mod init_producer_id;
 pub mod join_group;
 pub mod leave_group;
 pub mod list_groups;
@@ -271,6 +272,12 @@ pub const REGISTRY: &[ApiEntry] = &[
         max_version: 0,
         handler: offset_delete::handle,
     },
+    ApiEntry {
+        key: ApiKey::InitProducerId,
+        min_version: 0,
+        max_version: 5,
+        handler: init_producer_id::handle,
+    },
 ];
 
 pub fn lookup(key: ApiKey) -> Option<&'static ApiEntry> {
@@ -346,6 +353,7 @@ pub fn decode_any(key: ApiKey, version: i16, body: Bytes) -> bool {
         ApiKey::ListGroups => m::ListGroupsRequest::decode(buf, version).is_ok(),
         ApiKey::DeleteGroups => m::DeleteGroupsRequest::decode(buf, version).is_ok(),
         ApiKey::OffsetDelete => m::OffsetDeleteRequest::decode(buf, version).is_ok(),
+        ApiKey::InitProducerId => m::InitProducerIdRequest::decode(buf, version).is_ok(),
         _ => false,
     }
 }

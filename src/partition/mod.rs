@@ -3,7 +3,8 @@
 //!
 //! Invariants: a partition lives on exactly one shard (its `Placement` owner) and is only touched
 //! there (`Rc`, `!Send`); the waiter list of a partition is bounded, and every waiter is woken
-//! (and the list emptied) by the next append or by shutdown.
+//! (and the list emptied) by the next append or by shutdown; the producer state is only read or
+//! changed by an append holding `producer_lock` (check, write and record as one step).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -36,15 +37,26 @@ impl TopicPartition {
 pub struct Partition {
     pub tp: TopicPartition,
     pub log: storage::Log,
+    /// Idempotent producers' epochs and recent batches (see `producers`).
+    pub producers: RefCell<crate::producers::ProducerStates>,
+    /// Serialises idempotent appends from their sequence check to their state update.
+    pub producer_lock: futures_util::lock::Mutex<()>,
     waiters: RefCell<Vec<oneshot::Sender<()>>>,
     waiters_max: usize,
 }
 
 impl Partition {
-    pub fn new(tp: TopicPartition, log: storage::Log, waiters_max: usize) -> Self {
+    pub fn new(
+        tp: TopicPartition,
+        log: storage::Log,
+        waiters_max: usize,
+        producers: crate::producers::ProducerStates,
+    ) -> Self {
         Self {
             tp,
             log,
+            producers: RefCell::new(producers),
+            producer_lock: futures_util::lock::Mutex::new(()),
             waiters: RefCell::new(Vec::new()),
             waiters_max,
         }

@@ -16,6 +16,7 @@ use super::{
     ProduceOk, ProduceResult, ReadItem, ReadOk, ReadResult, ShardMsg,
 };
 use crate::partition::{Partition, TopicPartition};
+use crate::producers::{self, BatchMeta, Plan};
 use crate::shard::Shard;
 use crate::topics::{self, TopicError, TopicId, TopicMeta};
 
@@ -57,6 +58,14 @@ pub async fn serve(shard: Rc<Shard>, msg: ShardMsg) {
         ShardMsg::DeleteRecords { items, reply } => {
             reply.send(super::admin::delete_records(&shard, items).await)
         }
+        ShardMsg::ProducerIdBlock { reply } => {
+            assert_eq!(
+                shard.id,
+                super::REGISTRY_SHARD,
+                "producer id blocks come from shard 0"
+            );
+            reply.send(shard.producer_ids.allocate_block().await)
+        }
     }
 }
 
@@ -80,14 +89,20 @@ pub async fn produce(shard: &Shard, items: Vec<ProduceItem>, acks: i16) -> Vec<P
             .partitions
             .get(&item.tp)
             .ok_or(PartitionError::UnknownTopicOrPartition)?;
-        append_one(shard, &partition, item, acks).await
+        append_one(shard, partition, item, acks).await
     });
     join_all(appends).await
 }
 
+/// What an append did: wrote the batches, or found them already in the log (a producer retry).
+enum Appended {
+    New(storage::AppendInfo),
+    Duplicate(BatchMeta),
+}
+
 async fn append_one(
     shard: &Shard,
-    partition: &Partition,
+    partition: Rc<Partition>,
     item: ProduceItem,
     acks: i16,
 ) -> ProduceResult {
@@ -95,28 +110,97 @@ async fn append_one(
         leader_epoch: 0,
         now_ms: now_ms(),
     };
-    let batches = bytes::BytesMut::from(&item.records[..]);
-    let info = partition
-        .log
-        .append(batches, opts)
-        .await
-        .map_err(|e| io_is_fatal(&item.tp, e))?;
-    shard.metrics.add_messages_in(info.record_count);
+    let idempotent = producers::scan_batches(&item.records)
+        .filter(|batches| batches.iter().any(|b| b.ident.is_some()));
+    let appended = match idempotent {
+        Some(batches) => append_idempotent(partition.clone(), item.records, batches, opts).await,
+        None => {
+            let batches = bytes::BytesMut::from(&item.records[..]);
+            partition
+                .log
+                .append(batches, opts)
+                .await
+                .map(Appended::New)
+                .map_err(AppendError::Storage)
+        }
+    };
+    let (base_offset, last_offset, log_append_time_ms) = match appended {
+        Ok(Appended::New(info)) => {
+            shard.metrics.add_messages_in(info.record_count);
+            (info.base_offset, info.last_offset, info.log_append_time_ms)
+        }
+        Ok(Appended::Duplicate(meta)) => (
+            storage::Offset(meta.base_offset),
+            storage::Offset(meta.last_offset),
+            meta.log_append_time_ms,
+        ),
+        Err(AppendError::Storage(e)) => return Err(io_is_fatal(&item.tp, e)),
+        Err(AppendError::Refused(e)) => return Err(e),
+    };
     if acks == -1 {
         let started = Instant::now();
         partition
             .log
-            .wait_durable(info.last_offset)
+            .wait_durable(last_offset)
             .await
             .map_err(|e| io_is_fatal(&item.tp, e))?;
         shard.metrics.record_fsync_wait(started.elapsed());
     }
     partition.notify_appended();
     Ok(ProduceOk {
-        base_offset: info.base_offset.0,
-        log_append_time_ms: info.log_append_time_ms,
+        base_offset: base_offset.0,
+        log_append_time_ms,
         log_start_offset: partition.log.log_start_offset().0,
     })
+}
+
+enum AppendError {
+    Storage(storage::StorageError),
+    Refused(PartitionError),
+}
+
+/// Check, write and record an append of idempotent batches under the partition's producer
+/// lock. Runs as its own task so that a caller going away (a closed connection) cannot stop it
+/// between the write and the state update, which would let a retry be written twice.
+async fn append_idempotent(
+    partition: Rc<Partition>,
+    records: bytes::Bytes,
+    batches: Vec<producers::ScannedBatch>,
+    opts: storage::AppendOptions,
+) -> Result<Appended, AppendError> {
+    let (tx, rx) = futures_channel::oneshot::channel();
+    let task = async move {
+        let _serialised = partition.producer_lock.lock().await;
+        let idents: Vec<_> = batches.iter().filter_map(|b| b.ident).collect();
+        let plan = partition.producers.borrow().plan(&idents, opts.now_ms);
+        let result = match plan {
+            Err(e) => Err(AppendError::Refused(PartitionError::from_sequence(e))),
+            Ok(Plan::Duplicate(meta)) => Ok(Appended::Duplicate(meta)),
+            Ok(Plan::Append) => {
+                let now_ms = opts.now_ms;
+                let appended = partition
+                    .log
+                    .append(bytes::BytesMut::from(&records[..]), opts)
+                    .await;
+                appended.map_err(AppendError::Storage).map(|info| {
+                    let placed = producers::placements(
+                        &batches,
+                        info.base_offset.0,
+                        info.log_append_time_ms,
+                    );
+                    let mut states = partition.producers.borrow_mut();
+                    for (ident, meta) in placed {
+                        states.commit(&ident, meta, now_ms);
+                    }
+                    Appended::New(info)
+                })
+            }
+        };
+        let _caller_gone_is_fine = tx.send(result);
+    };
+    compio::runtime::spawn(task).detach();
+    rx.await
+        .unwrap_or(Err(AppendError::Refused(PartitionError::Unavailable)))
 }
 
 pub async fn read(shard: &Shard, items: Vec<ReadItem>) -> Vec<ReadResult> {
@@ -363,9 +447,13 @@ pub async fn open_owned(shard: &Shard, metas: &[TopicMeta]) {
             match storage::Log::open(dir, config.clone()).await {
                 Ok(log) => {
                     let waiters_max = shard.config.fetch_waiters_per_partition_max;
-                    shard
-                        .partitions
-                        .insert(Rc::new(Partition::new(tp, log, waiters_max)));
+                    let producers = producer_states(shard, &tp, &log).await;
+                    shard.partitions.insert(Rc::new(Partition::new(
+                        tp,
+                        log,
+                        waiters_max,
+                        producers,
+                    )));
                 }
                 Err(e) => {
                     tracing::error!(partition = %tp.dir_name(), error = %e, "cannot open partition log")
@@ -373,4 +461,18 @@ pub async fn open_owned(shard: &Shard, metas: &[TopicMeta]) {
             }
         }
     }
+}
+
+/// The producer state of a partition being opened, rebuilt from its newest batch headers
+/// (clients cannot write the offsets topic, so it has none to rebuild).
+async fn producer_states(
+    shard: &Shard,
+    tp: &TopicPartition,
+    log: &storage::Log,
+) -> producers::ProducerStates {
+    let limits = shard.config.producer_rebuild_limits();
+    if tp.topic == crate::groups::OFFSETS_TOPIC {
+        return producers::ProducerStates::new(limits.state);
+    }
+    producers::rebuild::rebuild(log, limits, now_ms()).await
 }

@@ -45,6 +45,10 @@ pub enum PartitionError {
     Storage(String),
     #[error("broker is shutting down or shard unavailable")]
     Unavailable,
+    #[error("{0}")]
+    OutOfOrderSequence(String),
+    #[error("{0}")]
+    InvalidProducerEpoch(String),
 }
 
 impl PartitionError {
@@ -67,6 +71,17 @@ impl PartitionError {
                 log_end,
             },
             other => Self::Storage(other.to_string()),
+        }
+    }
+
+    /// An idempotent batch the producer state refused.
+    pub fn from_sequence(error: crate::producers::SequenceError) -> Self {
+        use crate::producers::SequenceError as S;
+        let message = error.to_string();
+        match error {
+            S::OutOfOrder { .. } => Self::OutOfOrderSequence(message),
+            S::InvalidEpoch { .. } => Self::InvalidProducerEpoch(message),
+            S::InvalidSequence { .. } => Self::InvalidRecord(message),
         }
     }
 }
@@ -199,6 +214,10 @@ pub enum ShardMsg {
         items: Vec<admin::DeleteRecordsItem>,
         reply: Reply<Vec<admin::DeleteRecordsResult>>,
     },
+    /// Only to shard 0: reserve (and persist) the next block of producer ids.
+    ProducerIdBlock {
+        reply: Reply<Result<crate::producers::IdBlock, crate::producers::IdError>>,
+    },
 }
 
 /// The shard that owns the topic registry.
@@ -311,6 +330,26 @@ impl Router {
         split::merge(groups.len, join_all(calls).await, || {
             Err(PartitionError::Unavailable)
         })
+    }
+
+    /// A producer id never handed out before (this shard's block, refilled from shard 0).
+    pub async fn next_producer_id(
+        &self,
+    ) -> Result<crate::producers::ProducerId, crate::producers::IdError> {
+        let shard = &self.shard;
+        shard
+            .producer_ids
+            .next_id(|| async {
+                if shard.id == REGISTRY_SHARD {
+                    return shard.producer_ids.allocate_block().await;
+                }
+                let call = shard
+                    .mesh
+                    .call(REGISTRY_SHARD, |reply| ShardMsg::ProducerIdBlock { reply });
+                call.await
+                    .unwrap_or(Err(crate::producers::IdError::Unavailable))
+            })
+            .await
     }
 
     /// Creates topics through shard 0; answers per topic in request order.

@@ -1,0 +1,116 @@
+//! InitProducerId (v0-5) for idempotent producers (KIP-98) without transactions.
+//!
+//! - transactional_id null, no producer id: a new producer id (unique for this broker's data
+//!   dir, across restarts; see `producers::ids`), epoch 0.
+//! - transactional_id null with producer id and epoch (KIP-360 epoch bump): the same id with
+//!   epoch + 1; an exhausted epoch (>= i16::MAX - 1) gets a new id with epoch 0, as Kafka does.
+//!   (Kafka itself hands a non-transactional producer a fresh id here; the bump keeps the id
+//!   stable and is equally safe, since a new epoch must restart at sequence 0.)
+//! - transactional_id set: TRANSACTIONAL_ID_AUTHORIZATION_FAILED (transactions are not
+//!   supported; the code is not retriable, so a transactional producer fails with a clear
+//!   message instead of retrying); an empty one is INVALID_REQUEST (Kafka's answer).
+//! - producer id and epoch not both set or both -1: INVALID_REQUEST.
+//!
+//! Invariant: an error answer carries producer id -1 and epoch -1.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
+use kafka_protocol::ResponseError as K;
+
+use super::error::producer_id_error_code;
+use super::{HandlerFuture, Outcome, Request};
+use crate::router::Router;
+use crate::shard::Shard;
+
+/// Kafka's `isEpochExhausted`: at this epoch a bump hands out a new producer id instead.
+const EPOCH_EXHAUSTED: i16 = i16::MAX - 1;
+
+/// What the request asks for.
+#[derive(Debug, PartialEq, Eq)]
+enum Decision {
+    NewId,
+    Bump { producer_id: i64, epoch: i16 },
+    Refuse(i16),
+}
+
+fn decide(request: &InitProducerIdRequest) -> Decision {
+    match &request.transactional_id {
+        Some(id) if id.0.is_empty() => return Decision::Refuse(K::InvalidRequest.code()),
+        Some(_) => return Decision::Refuse(K::TransactionalIdAuthorizationFailed.code()),
+        None => {}
+    }
+    match (request.producer_id.0, request.producer_epoch) {
+        (-1, -1) => Decision::NewId,
+        (id, epoch) if id >= 0 && epoch >= EPOCH_EXHAUSTED => Decision::NewId,
+        (id, epoch) if id >= 0 && epoch >= 0 => Decision::Bump {
+            producer_id: id,
+            epoch: epoch + 1,
+        },
+        _ => Decision::Refuse(K::InvalidRequest.code()),
+    }
+}
+
+pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
+    Box::pin(async move {
+        let version = request.version();
+        let body: InitProducerIdRequest = request.decode()?;
+        let refused = |code: i16| {
+            InitProducerIdResponse::default()
+                .with_error_code(code)
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1)
+        };
+        let response = match decide(&body) {
+            Decision::Refuse(code) => refused(code),
+            Decision::Bump { producer_id, epoch } => InitProducerIdResponse::default()
+                .with_producer_id(ProducerId(producer_id))
+                .with_producer_epoch(epoch),
+            Decision::NewId => match Router::new(shard.clone()).next_producer_id().await {
+                Ok(id) => InitProducerIdResponse::default()
+                    .with_producer_id(ProducerId(id.0))
+                    .with_producer_epoch(0),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot allocate a producer id");
+                    refused(producer_id_error_code(&e))
+                }
+            },
+        };
+        Outcome::encoded(&response, version)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::TransactionalId;
+
+    fn request(txn: Option<&str>, id: i64, epoch: i16) -> InitProducerIdRequest {
+        InitProducerIdRequest::default()
+            .with_transactional_id(txn.map(|t| TransactionalId(super::super::str_bytes(t))))
+            .with_producer_id(ProducerId(id))
+            .with_producer_epoch(epoch)
+    }
+
+    #[test]
+    fn idempotent_requests_get_ids_and_bumps() {
+        assert_eq!(decide(&request(None, -1, -1)), Decision::NewId);
+        assert_eq!(
+            decide(&request(None, 42, 3)),
+            Decision::Bump {
+                producer_id: 42,
+                epoch: 4
+            }
+        );
+        assert_eq!(decide(&request(None, 42, EPOCH_EXHAUSTED)), Decision::NewId);
+    }
+
+    #[test]
+    fn transactions_and_malformed_requests_are_refused() {
+        assert_eq!(decide(&request(Some("tx"), -1, -1)), Decision::Refuse(53));
+        assert_eq!(decide(&request(Some(""), -1, -1)), Decision::Refuse(42));
+        assert_eq!(decide(&request(None, 42, -1)), Decision::Refuse(42));
+        assert_eq!(decide(&request(None, -1, 0)), Decision::Refuse(42));
+        assert_eq!(decide(&request(None, -7, 0)), Decision::Refuse(42));
+    }
+}
