@@ -7,6 +7,7 @@
 //! `topics` holds the topic registry (authoritative on shard 0) and topic-config validation;
 //! `shard` is one shard's life from start to clean shutdown; `config` the broker settings.
 
+pub mod atomic_file;
 pub mod config;
 pub mod groups;
 pub mod handlers;

@@ -7,7 +7,6 @@
 
 mod common;
 
-use bytes::{Bytes, BytesMut};
 use common::kafka::{self, admin_opts, CALL_TIMEOUT};
 use common::{block_on, list_files, unique_name, wait_until, wire, Broker, BrokerOpts};
 use kafka_protocol::messages::alter_configs_request;
@@ -19,9 +18,9 @@ use kafka_protocol::messages::incremental_alter_configs_request::{
 use kafka_protocol::messages::{
     AlterConfigsRequest, AlterConfigsResponse, ApiKey, DeleteTopicsRequest, DeleteTopicsResponse,
     DescribeConfigsRequest, DescribeConfigsResponse, IncrementalAlterConfigsRequest,
-    IncrementalAlterConfigsResponse, RequestHeader, ResponseHeader,
+    IncrementalAlterConfigsResponse,
 };
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::StrBytes;
 use rdkafka::admin::{
     AdminClient, AlterConfig, ConfigSource, NewPartitions, NewTopic, ResourceSpecifier,
     TopicReplication,
@@ -47,37 +46,6 @@ fn s(text: &str) -> StrBytes {
     StrBytes::from_string(text.to_owned())
 }
 
-/// One request over a fresh connection; returns the decoded response body.
-fn raw_call<Req: Encodable, Resp: Decodable>(
-    broker: &Broker,
-    key: ApiKey,
-    version: i16,
-    request: &Req,
-) -> Resp {
-    let mut stream = wire::connect(broker.socket_addr());
-    let header = RequestHeader::default()
-        .with_request_api_key(key as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(7)
-        .with_client_id(Some(s("admin-api-test")));
-    let mut buf = BytesMut::new();
-    header
-        .encode(&mut buf, key.request_header_version(version))
-        .unwrap_or_else(|e| panic!("encode header: {e}"));
-    request
-        .encode(&mut buf, version)
-        .unwrap_or_else(|e| panic!("encode {key:?}: {e}"));
-    wire::send(&mut stream, &wire::frame(&buf));
-    let wire::Outcome::Response(body) = wire::read_outcome(&mut stream) else {
-        panic!("no {key:?} v{version} response");
-    };
-    let mut body = Bytes::from(body);
-    let response_header = ResponseHeader::decode(&mut body, key.response_header_version(version))
-        .unwrap_or_else(|e| panic!("decode response header: {e}"));
-    assert_eq!(response_header.correlation_id, 7);
-    Resp::decode(&mut body, version).unwrap_or_else(|e| panic!("decode {key:?}: {e}"))
-}
-
 /// IncrementalAlterConfigs on one topic; returns (error code, message).
 fn incremental(
     broker: &Broker,
@@ -100,8 +68,12 @@ fn incremental(
             .with_resource_type(TOPIC_RESOURCE)
             .with_resource_name(s(topic))
             .with_configs(configs)]);
-    let response: IncrementalAlterConfigsResponse =
-        raw_call(broker, ApiKey::IncrementalAlterConfigs, 1, &request);
+    let response: IncrementalAlterConfigsResponse = wire::call(
+        broker.socket_addr(),
+        ApiKey::IncrementalAlterConfigs,
+        1,
+        &request,
+    );
     assert_eq!(response.responses.len(), 1);
     let r = &response.responses[0];
     assert_eq!(r.resource_name.as_str(), topic);
@@ -133,7 +105,8 @@ fn alter_raw(
             .with_resource_name(s(name))
             .with_configs(configs),
     ]);
-    let response: AlterConfigsResponse = raw_call(broker, ApiKey::AlterConfigs, 2, &request);
+    let response: AlterConfigsResponse =
+        wire::call(broker.socket_addr(), ApiKey::AlterConfigs, 2, &request);
     assert_eq!(response.responses.len(), 1);
     let r = &response.responses[0];
     (
@@ -395,7 +368,8 @@ fn bad_names_values_and_keys_are_refused() {
                 })
                 .collect(),
         );
-    let response: DescribeConfigsResponse = raw_call(&broker, ApiKey::DescribeConfigs, 4, &request);
+    let response: DescribeConfigsResponse =
+        wire::call(broker.socket_addr(), ApiKey::DescribeConfigs, 4, &request);
     let codes: Vec<i16> = response.results.iter().map(|r| r.error_code).collect();
     assert_eq!(codes, vec![0, UNKNOWN_TOPIC_OR_PARTITION, INVALID_TOPIC]);
     let entries = &response.results[0].configs;
@@ -569,7 +543,8 @@ fn deleted_topics_leave_metadata_and_disk() {
     let request = DeleteTopicsRequest::default().with_topics(vec![DeleteTopicState::default()
         .with_name(None)
         .with_topic_id(uuid::Uuid::from_u128(42))]);
-    let response: DeleteTopicsResponse = raw_call(&broker, ApiKey::DeleteTopics, 6, &request);
+    let response: DeleteTopicsResponse =
+        wire::call(broker.socket_addr(), ApiKey::DeleteTopics, 6, &request);
     assert_eq!(response.responses.len(), 1);
     assert_eq!(response.responses[0].error_code, 100);
 

@@ -7,13 +7,10 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
 
-use common::kafka::{self, Received, TestRecord, CONSUME_TIMEOUT};
+use common::kafka::{self, Received, TestRecord};
 use common::{unique_name, Broker, BrokerOpts};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::consumer::BaseConsumer;
 
 const PARTITIONS: i32 = 3;
 /// The consumer's per-partition limit; partition 1's first batch is far above it.
@@ -79,73 +76,22 @@ fn send(
 }
 
 fn small_fetch_consumer(broker: &Broker) -> BaseConsumer {
-    kafka::client_config(broker)
-        .set("group.id", "sluice-tests-assign-only")
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("fetch.wait.max.ms", "100")
-        .set(
-            "max.partition.fetch.bytes",
-            PARTITION_FETCH_BYTES.to_string(),
-        )
-        .set("fetch.max.bytes", FETCH_BYTES.to_string())
-        .set("message.max.bytes", "100000")
-        .create()
-        .unwrap_or_else(|e| panic!("consumer: {e}"))
+    let partition_fetch_bytes = PARTITION_FETCH_BYTES.to_string();
+    let fetch_bytes = FETCH_BYTES.to_string();
+    kafka::consumer_with(
+        broker,
+        &[
+            ("max.partition.fetch.bytes", &partition_fetch_bytes),
+            ("fetch.max.bytes", &fetch_bytes),
+            ("message.max.bytes", "100000"),
+        ],
+    )
 }
 
-/// Reads `[start, end)` of each `(partition, start, end)` with the small-limit consumer.
+/// Reads `[start, end)` of each `(partition, start, end)` with the small-limit consumer; a
+/// skipped or repeated offset shows in `assert_partition_is`, which compares offset by offset.
 fn consume(broker: &Broker, topic: &str, ranges: &[(i32, i64, i64)]) -> Vec<Received> {
-    let consumer = small_fetch_consumer(broker);
-    let mut tpl = TopicPartitionList::new();
-    let mut next: BTreeMap<i32, (i64, i64)> = BTreeMap::new();
-    for &(p, start, end) in ranges {
-        tpl.add_partition_offset(topic, p, Offset::Offset(start))
-            .unwrap_or_else(|e| panic!("tpl: {e}"));
-        next.insert(p, (start, end));
-    }
-    consumer
-        .assign(&tpl)
-        .unwrap_or_else(|e| panic!("assign: {e}"));
-    let deadline = Instant::now() + CONSUME_TIMEOUT;
-    let mut out = Vec::new();
-    while next.values().any(|(at, end)| at < end) {
-        assert!(
-            Instant::now() < deadline,
-            "consume {topic} timed out; (next, end): {next:?}"
-        );
-        let Some(msg) = consumer.poll(Duration::from_millis(100)) else {
-            continue;
-        };
-        let msg = msg.unwrap_or_else(|e| panic!("consume {topic}: {e}"));
-        let received = Received {
-            partition: msg.partition(),
-            offset: msg.offset(),
-            key: msg.key().map(<[u8]>::to_vec),
-            value: msg.payload().map(<[u8]>::to_vec),
-            headers: msg
-                .headers()
-                .map(|hs| {
-                    hs.iter()
-                        .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
-                        .collect()
-                })
-                .unwrap_or_default(),
-            timestamp: msg.timestamp(),
-        };
-        if let Some((at, end)) = next.get_mut(&received.partition) {
-            if received.offset < *end {
-                assert_eq!(
-                    received.offset, *at,
-                    "partition {} skipped or repeated an offset",
-                    received.partition
-                );
-                *at = received.offset + 1;
-                out.push(received);
-            }
-        }
-    }
-    out
+    kafka::consume_ranges_with(&small_fetch_consumer(broker), topic, ranges)
 }
 
 /// Checks `received` (one partition, from `start`) is exactly what was acked from `start` on.

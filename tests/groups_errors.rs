@@ -9,9 +9,9 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use common::kafka;
-use common::{unique_name, wait_until, Broker, BrokerOpts};
+use common::{unique_name, wait_until, wire, Broker, BrokerOpts};
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
@@ -54,28 +54,13 @@ impl Conn {
 
     fn call<Q: Encodable, R: Decodable>(&mut self, key: ApiKey, version: i16, req: &Q) -> R {
         self.correlation += 1;
-        let header = RequestHeader::default()
-            .with_request_api_key(key as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(self.correlation)
-            .with_client_id(Some(StrBytes::from_static_str("groups-errors")));
-        let mut buf = BytesMut::new();
-        header
-            .encode(&mut buf, key.request_header_version(version))
-            .expect("header");
-        req.encode(&mut buf, version).expect("request");
-        let mut frame = (buf.len() as i32).to_be_bytes().to_vec();
-        frame.extend_from_slice(&buf);
+        let frame = wire::encode_request(key, version, self.correlation, "groups-errors", req);
         self.stream.write_all(&frame).expect("write");
         let mut size = [0u8; 4];
         self.stream.read_exact(&mut size).expect("response size");
         let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
         self.stream.read_exact(&mut body).expect("response");
-        let mut body = Bytes::from(body);
-        let header = ResponseHeader::decode(&mut body, key.response_header_version(version))
-            .expect("response header");
-        assert_eq!(header.correlation_id, self.correlation);
-        R::decode(&mut body, version).expect("response body")
+        wire::decode_response(key, version, self.correlation, body)
     }
 }
 

@@ -1,64 +1,37 @@
 //! Idempotent producers end to end: librdkafka with `enable.idempotence=true` delivers exactly
 //! once and in order; over the raw protocol, InitProducerId hands out distinct ids (also across
 //! a restart), a resent batch is answered with its original offset and stored once, sequence
-//! gaps and stale epochs are refused, and duplicate detection survives a restart.
+//! gaps and stale epochs are refused, duplicate detection survives a restart, and transactional
+//! use is refused (InitProducerId with a transactional id, FindCoordinator key type 1).
 
 mod common;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use common::kafka;
 use common::{unique_name, wire, Broker, BrokerOpts};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse,
-    ProducerId, RequestHeader, ResponseHeader, TopicName, TransactionalId,
+    ApiKey, FindCoordinatorRequest, FindCoordinatorResponse, InitProducerIdRequest,
+    InitProducerIdResponse, ProduceRequest, ProduceResponse, ProducerId, TopicName,
+    TransactionalId,
 };
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::StrBytes;
 
 const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
 const INVALID_PRODUCER_EPOCH: i16 = 47;
 const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
 const PRODUCE_VERSION: i16 = 9;
 const INIT_PRODUCER_ID_VERSION: i16 = 4;
+/// FindCoordinator's key type of a transaction coordinator lookup.
+const KEY_TYPE_TRANSACTION: i8 = 1;
 
 fn s(text: &str) -> StrBytes {
     StrBytes::from_string(text.to_owned())
 }
 
-/// One request over a fresh connection; returns the decoded response body.
-fn raw_call<Req: Encodable, Resp: Decodable>(
-    broker: &Broker,
-    key: ApiKey,
-    version: i16,
-    request: &Req,
-) -> Resp {
-    let mut stream = wire::connect(broker.socket_addr());
-    let header = RequestHeader::default()
-        .with_request_api_key(key as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(11)
-        .with_client_id(Some(s("idempotence-test")));
-    let mut buf = BytesMut::new();
-    header
-        .encode(&mut buf, key.request_header_version(version))
-        .unwrap_or_else(|e| panic!("encode header: {e}"));
-    request
-        .encode(&mut buf, version)
-        .unwrap_or_else(|e| panic!("encode {key:?}: {e}"));
-    wire::send(&mut stream, &wire::frame(&buf));
-    let wire::Outcome::Response(body) = wire::read_outcome(&mut stream) else {
-        panic!("no {key:?} v{version} response");
-    };
-    let mut body = Bytes::from(body);
-    let response_header = ResponseHeader::decode(&mut body, key.response_header_version(version))
-        .unwrap_or_else(|e| panic!("decode response header: {e}"));
-    assert_eq!(response_header.correlation_id, 11);
-    Resp::decode(&mut body, version).unwrap_or_else(|e| panic!("decode {key:?}: {e}"))
-}
-
 fn init_producer_id(broker: &Broker, request: &InitProducerIdRequest) -> InitProducerIdResponse {
-    raw_call(
-        broker,
+    wire::call(
+        broker.socket_addr(),
         ApiKey::InitProducerId,
         INIT_PRODUCER_ID_VERSION,
         request,
@@ -105,7 +78,12 @@ fn produce(broker: &Broker, topic: &str, records: Bytes) -> (i16, i64) {
             .with_partition_data(vec![PartitionProduceData::default()
                 .with_index(0)
                 .with_records(Some(records))])]);
-    let response: ProduceResponse = raw_call(broker, ApiKey::Produce, PRODUCE_VERSION, &request);
+    let response: ProduceResponse = wire::call(
+        broker.socket_addr(),
+        ApiKey::Produce,
+        PRODUCE_VERSION,
+        &request,
+    );
     let partition = &response.responses[0].partition_responses[0];
     (partition.error_code, partition.base_offset)
 }
@@ -272,4 +250,27 @@ fn producer_ids_are_distinct_across_restarts_and_transactions_are_refused() {
         TRANSACTIONAL_ID_AUTHORIZATION_FAILED
     );
     assert_eq!(transactional.producer_id.0, -1);
+
+    // The transaction coordinator lookup a transactional client makes first fails the same way
+    // (not retriable), in the single-key (v3) and the batched (v4+) form.
+    let single: FindCoordinatorResponse = wire::call(
+        broker.socket_addr(),
+        ApiKey::FindCoordinator,
+        3,
+        &FindCoordinatorRequest::default()
+            .with_key(s("tx-1"))
+            .with_key_type(KEY_TYPE_TRANSACTION),
+    );
+    assert_eq!(single.error_code, TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
+    assert_eq!(single.node_id.0, -1);
+    let batched: FindCoordinatorResponse = wire::call(
+        broker.socket_addr(),
+        ApiKey::FindCoordinator,
+        4,
+        &FindCoordinatorRequest::default()
+            .with_coordinator_keys(vec![s("tx-1"), s("tx-2")])
+            .with_key_type(KEY_TYPE_TRANSACTION),
+    );
+    let codes: Vec<i16> = batched.coordinators.iter().map(|c| c.error_code).collect();
+    assert_eq!(codes, vec![TRANSACTIONAL_ID_AUTHORIZATION_FAILED; 2]);
 }

@@ -13,7 +13,6 @@ use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 
 use super::error::partition_error_code;
 use super::{HandlerFuture, Outcome, Request};
-use crate::partition::TopicPartition;
 use crate::router::admin::{DeleteRecordsItem, DeleteRecordsResult};
 use crate::router::{PartitionError, Router};
 use crate::shard::Shard;
@@ -68,31 +67,12 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
 
 /// Routes (topic, partition, offset) items to their owners; unknown partitions fail here.
 async fn delete(shard: &Rc<Shard>, wanted: Vec<(String, i32, i64)>) -> Vec<DeleteRecordsResult> {
-    let mut slots: Vec<Option<DeleteRecordsResult>> = Vec::with_capacity(wanted.len());
-    let mut routed = Vec::new();
-    let mut routed_slots = Vec::new();
-    for (topic, partition, offset) in wanted {
-        let count = shard.topics.borrow().get(&topic).map(|m| m.partitions);
-        match (count, u32::try_from(partition)) {
-            (Some(count), Ok(index)) if index < count => {
-                routed_slots.push(slots.len());
-                slots.push(None);
-                routed.push(DeleteRecordsItem {
-                    tp: TopicPartition::new(topic, index),
-                    offset,
-                });
-            }
-            _ => slots.push(Some(Err(PartitionError::UnknownTopicOrPartition))),
-        }
-    }
-    let answers = Router::new(shard.clone()).delete_records(routed).await;
-    for (slot, answer) in routed_slots.into_iter().zip(answers) {
-        if let Some(s) = slots.get_mut(slot) {
-            *s = Some(answer);
-        }
-    }
-    slots
-        .into_iter()
-        .map(|s| s.unwrap_or(Err(PartitionError::Unavailable)))
-        .collect()
+    let router = Router::new(shard.clone());
+    super::route::route_known(
+        shard,
+        wanted,
+        |tp, offset| DeleteRecordsItem { tp, offset },
+        |items| router.delete_records(items),
+    )
+    .await
 }

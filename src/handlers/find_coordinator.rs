@@ -1,5 +1,9 @@
 //! FindCoordinator: this node coordinates every group (the shard that owns a group is reached
 //! internally), so the answer is always this broker's advertised address. v4+ batches keys.
+//!
+//! Sluice has no transactions yet: a transaction coordinator lookup (key type 1) answers
+//! TRANSACTIONAL_ID_AUTHORIZATION_FAILED, as InitProducerId does for a transactional id, so a
+//! transactional client fails at once instead of retrying a retriable error until its timeout.
 
 use std::rc::Rc;
 
@@ -42,14 +46,18 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
     })
 }
 
-fn coordinator(shard: &Shard, key: StrBytes, key_type: i8) -> Coordinator {
-    let error = match key_type {
+/// Why a key of this type gets no coordinator (None: it gets this broker).
+fn key_type_error(key_type: i8) -> Option<K> {
+    match key_type {
         KEY_TYPE_GROUP => None,
-        // No transaction support: clients treat this as retriable.
-        KEY_TYPE_TRANSACTION => Some(K::CoordinatorNotAvailable),
+        // Not retriable, unlike COORDINATOR_NOT_AVAILABLE: see the module comment.
+        KEY_TYPE_TRANSACTION => Some(K::TransactionalIdAuthorizationFailed),
         _ => Some(K::InvalidRequest),
-    };
-    match error {
+    }
+}
+
+fn coordinator(shard: &Shard, key: StrBytes, key_type: i8) -> Coordinator {
+    match key_type_error(key_type) {
         None => Coordinator::default()
             .with_key(key)
             .with_node_id(BrokerId(shard.config.node_id))
@@ -62,5 +70,21 @@ fn coordinator(shard: &Shard, key: StrBytes, key_type: i8) -> Coordinator {
             .with_port(-1)
             .with_error_code(error.code())
             .with_error_message(Some(str_bytes(&error.to_string()))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_group_keys_get_a_coordinator() {
+        assert_eq!(key_type_error(KEY_TYPE_GROUP), None);
+        assert_eq!(
+            key_type_error(KEY_TYPE_TRANSACTION).map(|e| e.code()),
+            Some(53),
+            "TRANSACTIONAL_ID_AUTHORIZATION_FAILED: no transactions"
+        );
+        assert_eq!(key_type_error(2), Some(K::InvalidRequest));
     }
 }

@@ -12,7 +12,6 @@ use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
 use super::error::partition_error_code;
 use super::{HandlerFuture, Outcome, Request};
-use crate::partition::TopicPartition;
 use crate::router::{OffsetQuery, OffsetResult, PartitionError, Router};
 use crate::shard::Shard;
 
@@ -67,31 +66,12 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
 
 /// Answers (topic, partition, timestamp) queries in order; unknown partitions are errors.
 pub async fn query(shard: &Rc<Shard>, queries: Vec<(String, i32, i64)>) -> Vec<OffsetResult> {
-    let mut slots: Vec<Option<OffsetResult>> = Vec::with_capacity(queries.len());
-    let mut routed = Vec::new();
-    let mut routed_slots = Vec::new();
-    for (topic, partition, timestamp) in queries {
-        let count = shard.topics.borrow().get(&topic).map(|m| m.partitions);
-        match (count, u32::try_from(partition)) {
-            (Some(count), Ok(index)) if index < count => {
-                routed_slots.push(slots.len());
-                slots.push(None);
-                routed.push(OffsetQuery {
-                    tp: TopicPartition::new(topic, index),
-                    timestamp,
-                });
-            }
-            _ => slots.push(Some(Err(PartitionError::UnknownTopicOrPartition))),
-        }
-    }
-    let answers = Router::new(shard.clone()).offsets(routed).await;
-    for (slot, answer) in routed_slots.into_iter().zip(answers) {
-        if let Some(s) = slots.get_mut(slot) {
-            *s = Some(answer);
-        }
-    }
-    slots
-        .into_iter()
-        .map(|s| s.unwrap_or(Err(PartitionError::Unavailable)))
-        .collect()
+    let router = Router::new(shard.clone());
+    super::route::route_known(
+        shard,
+        queries,
+        |tp, timestamp| OffsetQuery { tp, timestamp },
+        |items| router.offsets(items),
+    )
+    .await
 }

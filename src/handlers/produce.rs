@@ -7,12 +7,13 @@
 
 use std::rc::Rc;
 
+use bytes::Bytes;
+
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
 use super::error::partition_error_code;
 use super::{HandlerError, HandlerFuture, Outcome, Request};
-use crate::partition::TopicPartition;
 use crate::router::{PartitionError, ProduceItem, ProduceResult, Router};
 use crate::shard::Shard;
 
@@ -39,12 +40,6 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
     })
 }
 
-/// Where each partition of the request goes: to the router, or straight to an error.
-enum Slot {
-    Routed(usize),
-    Failed(PartitionError),
-}
-
 async fn respond(shard: &Rc<Shard>, body: ProduceRequest) -> ProduceResponse {
     let acks = body.acks;
     if shard.config.auto_create_topics_enable {
@@ -56,58 +51,34 @@ async fn respond(shard: &Rc<Shard>, body: ProduceRequest) -> ProduceResponse {
             .collect();
         super::metadata::auto_create(shard, missing).await;
     }
-    let mut items = Vec::new();
-    let mut layout: Vec<(kafka_protocol::messages::TopicName, Vec<(i32, Slot)>)> = Vec::new();
+    let mut entries = Vec::new();
+    let mut layout: Vec<(kafka_protocol::messages::TopicName, Vec<i32>)> = Vec::new();
     for topic in body.topic_data {
         let name = topic.name.0.to_string();
-        let partition_count = shard.topics.borrow().get(&name).map(|m| m.partitions);
-        let mut slots = Vec::with_capacity(topic.partition_data.len());
+        let mut indices = Vec::with_capacity(topic.partition_data.len());
         for partition in topic.partition_data {
-            let index = partition.index;
-            let slot = match (partition_count, u32::try_from(index), partition.records) {
-                _ if !matches!(acks, -1..=1) => {
-                    Slot::Failed(PartitionError::InvalidRequiredAcks(acks))
-                }
-                // Only the group coordinator writes the offsets topic (Kafka: "Cannot append to
-                // internal topic"), so a client cannot forge commits or corrupt its log.
-                _ if name == crate::groups::OFFSETS_TOPIC => {
-                    Slot::Failed(PartitionError::InternalTopic(name.clone()))
-                }
-                (Some(count), Ok(i), Some(records)) if i < count => {
-                    items.push(ProduceItem {
-                        tp: TopicPartition::new(name.clone(), i),
-                        records,
-                    });
-                    Slot::Routed(items.len() - 1)
-                }
-                (Some(count), Ok(i), None) if i < count => {
-                    Slot::Failed(PartitionError::InvalidRecord("null records".into()))
-                }
-                _ => Slot::Failed(PartitionError::UnknownTopicOrPartition),
-            };
-            slots.push((index, slot));
+            indices.push(partition.index);
+            entries.push(check(
+                shard,
+                acks,
+                name.clone(),
+                partition.index,
+                partition.records,
+            ));
         }
-        layout.push((topic.name, slots));
+        layout.push((topic.name, indices));
     }
-    let mut results: Vec<Option<ProduceResult>> = Router::new(shard.clone())
-        .produce(items, acks)
+    let router = Router::new(shard.clone());
+    let mut results = super::route::route_in_order(entries, |items| router.produce(items, acks))
         .await
-        .into_iter()
-        .map(Some)
-        .collect();
+        .into_iter();
     let responses = layout
         .into_iter()
-        .map(|(name, slots)| {
-            let partitions = slots
+        .map(|(name, indices)| {
+            let partitions = indices
                 .into_iter()
-                .map(|(index, slot)| {
-                    let result = match slot {
-                        Slot::Routed(i) => results
-                            .get_mut(i)
-                            .and_then(Option::take)
-                            .unwrap_or(Err(PartitionError::Unavailable)),
-                        Slot::Failed(e) => Err(e),
-                    };
+                .map(|index| {
+                    let result = results.next().unwrap_or(Err(PartitionError::Unavailable));
                     partition_response(index, result)
                 })
                 .collect();
@@ -117,6 +88,27 @@ async fn respond(shard: &Rc<Shard>, body: ProduceRequest) -> ProduceResponse {
         })
         .collect();
     ProduceResponse::default().with_responses(responses)
+}
+
+/// One partition's batches, ready to route, or why they are refused here.
+fn check(
+    shard: &Shard,
+    acks: i16,
+    name: String,
+    index: i32,
+    records: Option<Bytes>,
+) -> Result<ProduceItem, PartitionError> {
+    if !matches!(acks, -1..=1) {
+        return Err(PartitionError::InvalidRequiredAcks(acks));
+    }
+    // Only the group coordinator writes the offsets topic (Kafka: "Cannot append to internal
+    // topic"), so a client cannot forge commits or corrupt its log.
+    if name == crate::groups::OFFSETS_TOPIC {
+        return Err(PartitionError::InternalTopic(name));
+    }
+    let tp = super::route::resolve(shard, name, index)?;
+    let records = records.ok_or_else(|| PartitionError::InvalidRecord("null records".into()))?;
+    Ok(ProduceItem { tp, records })
 }
 
 fn partition_response(index: i32, result: ProduceResult) -> PartitionProduceResponse {

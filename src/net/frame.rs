@@ -45,9 +45,7 @@ pub struct ParsedRequest {
 
 /// Parses the header of one frame (without its size prefix).
 pub fn parse_request(mut frame: Bytes) -> Result<ParsedRequest, FrameError> {
-    let mut fixed = frame
-        .get(..8)
-        .ok_or(FrameError::TooShort(frame.len()))?;
+    let mut fixed = frame.get(..8).ok_or(FrameError::TooShort(frame.len()))?;
     let api_key = fixed.get_i16();
     let version = fixed.get_i16();
     let correlation_id = fixed.get_i32();

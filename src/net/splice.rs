@@ -277,15 +277,7 @@ mod tests {
         frame.push(BodyPart::Bytes(Bytes::from_static(b"tail")));
         expected.extend_from_slice(b"tail");
         let total = expected.len() * 2;
-        let listener = compio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let client = compio::runtime::spawn(async move {
-            let mut stream = TcpStream::connect(addr).await.unwrap();
-            let (result, buf) = stream.read_exact(Vec::with_capacity(total)).await.into();
-            result.unwrap();
-            buf
-        });
-        let (server, _) = listener.accept().await.unwrap();
+        let (server, client) = connected_reader(total).await;
         let mut splicer = Splicer::new(1 << 20);
         for _ in 0..2 {
             let parts = frame
@@ -304,6 +296,20 @@ mod tests {
         let received = client.await.unwrap();
         expected.extend_from_within(..);
         (received, expected)
+    }
+
+    /// A loopback connection's server side, and a task reading `total` bytes on the client side.
+    async fn connected_reader(total: usize) -> (TcpStream, compio::runtime::JoinHandle<Vec<u8>>) {
+        let listener = compio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = compio::runtime::spawn(async move {
+            let mut stream = TcpStream::connect(addr).await.unwrap();
+            let (result, buf) = stream.read_exact(Vec::with_capacity(total)).await.into();
+            result.unwrap();
+            buf
+        });
+        let (server, _) = listener.accept().await.unwrap();
+        (server, client)
     }
 
     #[compio::test]
@@ -334,15 +340,7 @@ mod tests {
             expected.extend_from_slice(&contents[..100]);
         }
         let total = expected.len();
-        let listener = compio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let client = compio::runtime::spawn(async move {
-            let mut stream = TcpStream::connect(addr).await.unwrap();
-            let (result, buf) = stream.read_exact(Vec::with_capacity(total)).await.into();
-            result.unwrap();
-            buf
-        });
-        let (server, _) = listener.accept().await.unwrap();
+        let (server, client) = connected_reader(total).await;
         write_parts_copied(&server, parts, 1 << 20).await.unwrap();
         assert_eq!(client.await.unwrap(), expected);
     }

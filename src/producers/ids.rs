@@ -155,30 +155,10 @@ fn parse(text: &str) -> Result<i64, String> {
 }
 
 async fn persist(path: &Path, next_block_start: i64) -> Result<(), IdError> {
-    let owned = path.to_owned();
     let text = format!("{FILE_MAGIC}{next_block_start}\n");
-    let written =
-        compio::runtime::spawn_blocking(move || write_atomically(&owned, text.as_bytes())).await;
-    match written {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(io_error(path, e)),
-        Err(_) => Err(io_error(path, "writer thread failed")),
-    }
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = path
-        .parent()
-        .ok_or_else(|| std::io::Error::other("producer id path has no parent"))?;
-    std::fs::create_dir_all(dir)?;
-    let tmp = path.with_extension("tmp");
-    let mut file = std::fs::File::create(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    drop(file);
-    std::fs::rename(&tmp, path)?;
-    std::fs::File::open(dir)?.sync_all()
+    crate::atomic_file::write_off_thread(path.to_owned(), text.into_bytes())
+        .await
+        .map_err(|e| io_error(path, e))
 }
 
 #[cfg(test)]

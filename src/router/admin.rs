@@ -13,7 +13,7 @@ use std::rc::Rc;
 
 use futures_util::future::join_all;
 
-use super::{local, split, PartitionError, Router, ShardMsg, REGISTRY_SHARD};
+use super::{local, PartitionError, Router, ShardMsg, REGISTRY_SHARD};
 use crate::partition::{Partition, TopicPartition};
 use crate::shard::Shard;
 use crate::topics::alter::{self, AlterError, IncrementalEntry};
@@ -114,48 +114,24 @@ impl Router {
     /// Runs a registry change on shard 0; one answer per item, in request order.
     pub async fn change_registry(&self, change: RegistryChange) -> Vec<ChangeResult> {
         let len = change.len();
-        let answers = if self.shard.id == REGISTRY_SHARD {
-            apply_change(&self.shard, change).await
-        } else {
-            let call = self
-                .shard
-                .mesh
-                .call(REGISTRY_SHARD, |reply| ShardMsg::Admin { change, reply });
-            call.await.unwrap_or_default()
-        };
-        let mut answers = answers.into_iter();
-        (0..len)
-            .map(|_| {
-                answers.next().unwrap_or_else(|| {
-                    Err(AdminError::Storage("registry shard unavailable".into()))
-                })
-            })
-            .collect()
+        self.on_registry(
+            change,
+            len,
+            |change| apply_change(&self.shard, change),
+            |change, reply| ShardMsg::Admin { change, reply },
+            || Err(AdminError::Storage("registry shard unavailable".into())),
+        )
+        .await
     }
 
     pub async fn delete_records(&self, items: Vec<DeleteRecordsItem>) -> Vec<DeleteRecordsResult> {
-        let placement = &self.shard.placement;
-        let groups = split::split(items, |item| {
-            placement.shard_for(&item.tp.topic, item.tp.partition)
-        });
-        let calls = groups
-            .groups
-            .into_iter()
-            .map(|(owner, (indices, items))| async move {
-                let answers = if owner == self.shard.id {
-                    delete_records(&self.shard, items).await
-                } else {
-                    let call = self
-                        .shard
-                        .mesh
-                        .call(owner, |reply| ShardMsg::DeleteRecords { items, reply });
-                    call.await.unwrap_or_default()
-                };
-                (indices, answers)
-            });
-        split::merge(groups.len, join_all(calls).await, || {
-            Err(PartitionError::Unavailable)
-        })
+        self.scatter(
+            items,
+            |item| self.owner(&item.tp),
+            |items| delete_records(&self.shard, items),
+            |items, reply| ShardMsg::DeleteRecords { items, reply },
+        )
+        .await
     }
 }
 

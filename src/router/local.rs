@@ -284,37 +284,30 @@ async fn offset_one(partition: &Partition, timestamp: i64) -> OffsetResult {
     match timestamp {
         -1 => Ok(at(partition.high_watermark())),
         -2 | -4 => Ok(at(log.log_start_offset())),
-        -3 => Ok(log.max_timestamp().map_or(
-            OffsetOk {
-                offset: -1,
-                timestamp: -1,
-            },
-            |t| OffsetOk {
-                offset: t.offset.0,
-                timestamp: t.timestamp_ms,
-            },
-        )),
-        ts if ts < 0 => Ok(OffsetOk {
-            offset: -1,
-            timestamp: -1,
-        }),
+        -3 => Ok(matched(log.max_timestamp())),
+        ts if ts < 0 => Ok(matched(None)),
         ts => {
             let found = log
                 .offset_for_timestamp(ts)
                 .await
                 .map_err(PartitionError::from_storage)?;
-            Ok(found.map_or(
-                OffsetOk {
-                    offset: -1,
-                    timestamp: -1,
-                },
-                |t| OffsetOk {
-                    offset: t.offset.0,
-                    timestamp: t.timestamp_ms,
-                },
-            ))
+            Ok(matched(found))
         }
     }
+}
+
+/// A timestamp lookup's answer: offset and timestamp -1 when no batch matches.
+fn matched(found: Option<storage::TimestampOffset>) -> OffsetOk {
+    found.map_or(
+        OffsetOk {
+            offset: -1,
+            timestamp: -1,
+        },
+        |t| OffsetOk {
+            offset: t.offset.0,
+            timestamp: t.timestamp_ms,
+        },
+    )
 }
 
 /// Shard 0 only: validates each topic, persists the registry with the new ones, has every shard

@@ -9,6 +9,7 @@ pub mod admin;
 pub mod local;
 pub mod split;
 
+use std::future::Future;
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -237,20 +238,31 @@ impl Router {
         self.shard.placement.shard_for(&tp.topic, tp.partition)
     }
 
-    pub async fn produce(&self, items: Vec<ProduceItem>, acks: i16) -> Vec<ProduceResult> {
-        let groups = split::split(items, |item| self.owner(&item.tp));
+    /// Splits `items` by owning shard, runs each group on its owner (directly with `local_fn`
+    /// when that is this shard, else as the message `make_msg` builds) and merges the answers
+    /// back into the items' order; a shard that does not answer yields `Unavailable` for its
+    /// items.
+    pub(super) async fn scatter<T, R, F>(
+        &self,
+        items: Vec<T>,
+        owner_of: impl Fn(&T) -> ShardId,
+        local_fn: impl Fn(Vec<T>) -> F,
+        make_msg: impl Fn(Vec<T>, Reply<Vec<Result<R, PartitionError>>>) -> ShardMsg,
+    ) -> Vec<Result<R, PartitionError>>
+    where
+        F: Future<Output = Vec<Result<R, PartitionError>>>,
+        R: Send + 'static,
+    {
+        let groups = split::split(items, owner_of);
+        let (local_fn, make_msg) = (&local_fn, &make_msg);
         let calls = groups
             .groups
             .into_iter()
             .map(|(owner, (indices, items))| async move {
                 let answers = if owner == self.shard.id {
-                    local::produce(&self.shard, items, acks).await
+                    local_fn(items).await
                 } else {
-                    let call = self.shard.mesh.call(owner, |reply| ShardMsg::Produce {
-                        items,
-                        acks,
-                        reply,
-                    });
+                    let call = self.shard.mesh.call(owner, |reply| make_msg(items, reply));
                     call.await.unwrap_or_default()
                 };
                 (indices, answers)
@@ -260,26 +272,24 @@ impl Router {
         })
     }
 
+    pub async fn produce(&self, items: Vec<ProduceItem>, acks: i16) -> Vec<ProduceResult> {
+        self.scatter(
+            items,
+            |item| self.owner(&item.tp),
+            |items| local::produce(&self.shard, items, acks),
+            |items, reply| ShardMsg::Produce { items, acks, reply },
+        )
+        .await
+    }
+
     pub async fn read(&self, items: Vec<ReadItem>) -> Vec<ReadResult> {
-        let groups = split::split(items, |item| self.owner(&item.tp));
-        let calls = groups
-            .groups
-            .into_iter()
-            .map(|(owner, (indices, items))| async move {
-                let answers = if owner == self.shard.id {
-                    local::read(&self.shard, items).await
-                } else {
-                    let call = self
-                        .shard
-                        .mesh
-                        .call(owner, |reply| ShardMsg::Read { items, reply });
-                    call.await.unwrap_or_default()
-                };
-                (indices, answers)
-            });
-        split::merge(groups.len, join_all(calls).await, || {
-            Err(PartitionError::Unavailable)
-        })
+        self.scatter(
+            items,
+            |item| self.owner(&item.tp),
+            |items| local::read(&self.shard, items),
+            |items, reply| ShardMsg::Read { items, reply },
+        )
+        .await
     }
 
     /// Waits until any of the partitions has data past its offset, or until `deadline`.
@@ -311,25 +321,13 @@ impl Router {
     }
 
     pub async fn offsets(&self, items: Vec<OffsetQuery>) -> Vec<OffsetResult> {
-        let groups = split::split(items, |item| self.owner(&item.tp));
-        let calls = groups
-            .groups
-            .into_iter()
-            .map(|(owner, (indices, items))| async move {
-                let answers = if owner == self.shard.id {
-                    local::offsets(&self.shard, items).await
-                } else {
-                    let call = self
-                        .shard
-                        .mesh
-                        .call(owner, |reply| ShardMsg::Offsets { items, reply });
-                    call.await.unwrap_or_default()
-                };
-                (indices, answers)
-            });
-        split::merge(groups.len, join_all(calls).await, || {
-            Err(PartitionError::Unavailable)
-        })
+        self.scatter(
+            items,
+            |item| self.owner(&item.tp),
+            |items| local::offsets(&self.shard, items),
+            |items, reply| ShardMsg::Offsets { items, reply },
+        )
+        .await
     }
 
     /// A producer id never handed out before (this shard's block, refilled from shard 0).
@@ -359,26 +357,47 @@ impl Router {
         validate_only: bool,
     ) -> Vec<CreateResult> {
         let len = topics.len();
+        self.on_registry(
+            topics,
+            len,
+            |topics| local::create_topics(&self.shard, topics, validate_only),
+            |topics, reply| ShardMsg::CreateTopics {
+                topics,
+                validate_only,
+                reply,
+            },
+            || Err(TopicError::Io("registry shard unavailable".into())),
+        )
+        .await
+    }
+
+    /// Runs `request` (of `len` items) on the registry shard (directly with `local_fn` when
+    /// that is this shard, else as the message `make_msg` builds); exactly `len` answers in
+    /// order, `missing()` for those the registry shard did not give.
+    pub(super) async fn on_registry<P, R, F>(
+        &self,
+        request: P,
+        len: usize,
+        local_fn: impl FnOnce(P) -> F,
+        make_msg: impl FnOnce(P, Reply<Vec<R>>) -> ShardMsg,
+        mut missing: impl FnMut() -> R,
+    ) -> Vec<R>
+    where
+        F: Future<Output = Vec<R>>,
+        R: Send + 'static,
+    {
         let answers = if self.shard.id == REGISTRY_SHARD {
-            local::create_topics(&self.shard, topics, validate_only).await
+            local_fn(request).await
         } else {
             let call = self
                 .shard
                 .mesh
-                .call(REGISTRY_SHARD, |reply| ShardMsg::CreateTopics {
-                    topics,
-                    validate_only,
-                    reply,
-                });
+                .call(REGISTRY_SHARD, |reply| make_msg(request, reply));
             call.await.unwrap_or_default()
         };
         let mut answers = answers.into_iter();
         (0..len)
-            .map(|_| {
-                answers
-                    .next()
-                    .unwrap_or_else(|| Err(TopicError::Io("registry shard unavailable".into())))
-            })
+            .map(|_| answers.next().unwrap_or_else(&mut missing))
             .collect()
     }
 }

@@ -203,29 +203,9 @@ pub fn load(data_dir: &Path) -> Result<TopicTable, TopicError> {
 /// Persists `table` atomically. Runs on a blocking thread so shard 0 keeps serving meanwhile.
 pub async fn persist(data_dir: &Path, table: &TopicTable) -> Result<(), TopicError> {
     let text = toml::to_string(&table.to_file()).map_err(|e| TopicError::Io(e.to_string()))?;
-    let path = registry_path(data_dir);
-    let result =
-        compio::runtime::spawn_blocking(move || write_atomically(&path, text.as_bytes())).await;
-    match result {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(TopicError::Io(e.to_string())),
-        Err(_) => Err(TopicError::Io("registry writer thread failed".into())),
-    }
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = path
-        .parent()
-        .ok_or_else(|| std::io::Error::other("registry path has no parent"))?;
-    std::fs::create_dir_all(dir)?;
-    let tmp = path.with_extension("toml.tmp");
-    let mut file = std::fs::File::create(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    drop(file);
-    std::fs::rename(&tmp, path)?;
-    std::fs::File::open(dir)?.sync_all()
+    crate::atomic_file::write_off_thread(registry_path(data_dir), text.into_bytes())
+        .await
+        .map_err(|e| TopicError::Io(e.to_string()))
 }
 
 #[cfg(test)]
@@ -264,7 +244,7 @@ mod tests {
             configs,
         };
         table.upsert(meta.clone());
-        write_atomically(
+        crate::atomic_file::write(
             &registry_path(dir.path()),
             toml::to_string(&table.to_file()).unwrap().as_bytes(),
         )

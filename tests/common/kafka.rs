@@ -153,14 +153,22 @@ pub fn producer(broker: &Broker, extra: &[(&str, &str)]) -> RecordingProducer {
 }
 
 pub fn consumer(broker: &Broker) -> BaseConsumer {
-    client_config(broker)
+    consumer_with(broker, &[])
+}
+
+/// `consumer` with `extra` settings on top (later ones win).
+pub fn consumer_with(broker: &Broker, extra: &[(&str, &str)]) -> BaseConsumer {
+    let mut config = client_config(broker);
+    config
         .set("group.id", "sluice-tests-assign-only")
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("fetch.wait.max.ms", "100")
-        .create()
-        .unwrap_or_else(|e| panic!("consumer: {e}"))
+        .set("fetch.wait.max.ms", "100");
+    for (key, value) in extra {
+        config.set(*key, *value);
+    }
+    config.create().unwrap_or_else(|e| panic!("consumer: {e}"))
 }
 
 /// A generated record. `id` is its index in the generated vector; `seq` counts the records of
@@ -326,7 +334,15 @@ pub fn consume_all(broker: &Broker, topic: &str, partitions: i32) -> Vec<Receive
 
 /// Reads `[start, end)` of each `(partition, start, end)` via `assign` (no group).
 pub fn consume_ranges(broker: &Broker, topic: &str, ranges: &[(i32, i64, i64)]) -> Vec<Received> {
-    let consumer = consumer(broker);
+    consume_ranges_with(&consumer(broker), topic, ranges)
+}
+
+/// `consume_ranges` with a consumer of the caller's (e.g. with small fetch limits).
+pub fn consume_ranges_with(
+    consumer: &BaseConsumer,
+    topic: &str,
+    ranges: &[(i32, i64, i64)],
+) -> Vec<Received> {
     let mut tpl = TopicPartitionList::new();
     let mut next: BTreeMap<i32, (i64, i64)> = BTreeMap::new();
     for &(p, start, end) in ranges {

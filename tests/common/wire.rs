@@ -2,11 +2,16 @@
 //!
 //! A frame is a 4-byte big-endian size followed by that many bytes; a request header v1 is
 //! api_key i16, api_version i16, correlation_id i32, client_id nullable string (i16 length);
-//! header v2 adds an empty tagged-field section (one zero byte).
+//! header v2 adds an empty tagged-field section (one zero byte). Well-formed requests are
+//! encoded with kafka-protocol (`encode_request`, `decode_response`, `call`).
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
 /// How long a malformed connection may take to be answered or closed.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -49,6 +54,62 @@ pub fn frame(payload: &[u8]) -> Vec<u8> {
     let mut out = size.to_be_bytes().to_vec();
     out.extend_from_slice(payload);
     out
+}
+
+/// A whole request frame (size, header, body) for `request` at `version`.
+pub fn encode_request<Req: Encodable>(
+    key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    client_id: &str,
+    request: &Req,
+) -> Vec<u8> {
+    let header = RequestHeader::default()
+        .with_request_api_key(key as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(StrBytes::from_string(client_id.to_owned())));
+    let mut buf = BytesMut::new();
+    header
+        .encode(&mut buf, key.request_header_version(version))
+        .unwrap_or_else(|e| panic!("encode header: {e}"));
+    request
+        .encode(&mut buf, version)
+        .unwrap_or_else(|e| panic!("encode {key:?}: {e}"));
+    frame(&buf)
+}
+
+/// Decodes a response frame's body (without its size prefix), checking the correlation id.
+pub fn decode_response<Resp: Decodable>(
+    key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: Vec<u8>,
+) -> Resp {
+    let mut body = Bytes::from(body);
+    let header = ResponseHeader::decode(&mut body, key.response_header_version(version))
+        .unwrap_or_else(|e| panic!("decode response header: {e}"));
+    assert_eq!(header.correlation_id, correlation_id);
+    Resp::decode(&mut body, version).unwrap_or_else(|e| panic!("decode {key:?}: {e}"))
+}
+
+/// One request over a fresh connection; returns the decoded response body.
+pub fn call<Req: Encodable, Resp: Decodable>(
+    addr: SocketAddr,
+    key: ApiKey,
+    version: i16,
+    request: &Req,
+) -> Resp {
+    const CORRELATION_ID: i32 = 7;
+    let mut stream = connect(addr);
+    send(
+        &mut stream,
+        &encode_request(key, version, CORRELATION_ID, "sluice-tests", request),
+    );
+    let Outcome::Response(body) = read_outcome(&mut stream) else {
+        panic!("no {key:?} v{version} response");
+    };
+    decode_response(key, version, CORRELATION_ID, body)
 }
 
 /// What the broker did with a connection.

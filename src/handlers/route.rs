@@ -1,0 +1,115 @@
+//! The partition-level plumbing shared by handlers that route per-partition work: resolving a
+//! requested (topic, partition) against the topic table, sending the known ones to the router
+//! in one call, and putting the answers back in request order.
+//!
+//! Invariant: every entry gets exactly one answer, at its index: a failure decided before
+//! routing (unknown topic or partition, or a check of the caller's) stays in place, a routed
+//! entry gets the router's answer, and an answer the router never gave is `Unavailable`.
+
+use std::future::Future;
+
+use crate::partition::TopicPartition;
+use crate::router::PartitionError;
+use crate::shard::Shard;
+
+/// The partition when the topic table knows the topic and the index is in range.
+pub fn resolve(
+    shard: &Shard,
+    topic: String,
+    partition: i32,
+) -> Result<TopicPartition, PartitionError> {
+    let count = shard.topics.borrow().get(&topic).map(|m| m.partitions);
+    match (count, u32::try_from(partition)) {
+        (Some(count), Ok(index)) if index < count => Ok(TopicPartition::new(topic, index)),
+        _ => Err(PartitionError::UnknownTopicOrPartition),
+    }
+}
+
+/// Routes the `Ok` entries in one `route` call and answers every entry in order; `Err` entries
+/// answer their own error.
+pub async fn route_in_order<I, T, F>(
+    entries: Vec<Result<I, PartitionError>>,
+    route: impl FnOnce(Vec<I>) -> F,
+) -> Vec<Result<T, PartitionError>>
+where
+    F: Future<Output = Vec<Result<T, PartitionError>>>,
+{
+    let mut slots: Vec<Option<Result<T, PartitionError>>> = Vec::with_capacity(entries.len());
+    let mut routed = Vec::new();
+    let mut routed_slots = Vec::new();
+    for entry in entries {
+        match entry {
+            Ok(item) => {
+                routed_slots.push(slots.len());
+                slots.push(None);
+                routed.push(item);
+            }
+            Err(e) => slots.push(Some(Err(e))),
+        }
+    }
+    let answers = route(routed).await;
+    for (slot, answer) in routed_slots.into_iter().zip(answers) {
+        if let Some(s) = slots.get_mut(slot) {
+            *s = Some(answer);
+        }
+    }
+    slots
+        .into_iter()
+        .map(|s| s.unwrap_or(Err(PartitionError::Unavailable)))
+        .collect()
+}
+
+/// Resolves each (topic, partition, payload), fails the unknown ones with
+/// `UnknownTopicOrPartition`, routes the rest as `make_item(tp, payload)` and answers in order.
+pub async fn route_known<P, I, T, F>(
+    shard: &Shard,
+    wanted: Vec<(String, i32, P)>,
+    mut make_item: impl FnMut(TopicPartition, P) -> I,
+    route: impl FnOnce(Vec<I>) -> F,
+) -> Vec<Result<T, PartitionError>>
+where
+    F: Future<Output = Vec<Result<T, PartitionError>>>,
+{
+    let entries = wanted
+        .into_iter()
+        .map(|(topic, partition, payload)| {
+            resolve(shard, topic, partition).map(|tp| make_item(tp, payload))
+        })
+        .collect();
+    route_in_order(entries, route).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[compio::test]
+    async fn failures_stay_in_place_and_routed_answers_fill_the_rest() {
+        let entries = vec![
+            Ok(1),
+            Err(PartitionError::UnknownTopicOrPartition),
+            Ok(2),
+            Err(PartitionError::InvalidRequiredAcks(5)),
+        ];
+        let answers = route_in_order(entries, |items: Vec<i32>| async move {
+            items.into_iter().map(|i| Ok(i * 10)).collect()
+        })
+        .await;
+        assert_eq!(
+            answers,
+            vec![
+                Ok(10),
+                Err(PartitionError::UnknownTopicOrPartition),
+                Ok(20),
+                Err(PartitionError::InvalidRequiredAcks(5)),
+            ]
+        );
+    }
+
+    #[compio::test]
+    async fn answers_the_router_never_gave_are_unavailable() {
+        let answers =
+            route_in_order(vec![Ok(1), Ok(2)], |_: Vec<i32>| async move { vec![Ok(7)] }).await;
+        assert_eq!(answers, vec![Ok(7), Err(PartitionError::Unavailable)]);
+    }
+}
