@@ -5,12 +5,12 @@
 #   perf/bench.sh                   # = make bench (~5 min with the defaults)
 #   DURATION_S=30 perf/bench.sh     # longer measured windows
 #
-# Knobs: DURATION_S [20] measured seconds of the max-rate runs, FIXED_DURATION_S [20] of the
-# fixed-rate runs, FIXED_RATE [half the max], LOW_RATE [10000], SCALE_DURATION_S [10] of each scaling run, WARMUP_S [3], WORKLOAD [the
-# 16-partition 1 KiB max-rate one], ACKS [1] (the workload's acks is overridden), CONSUMER_MODE
-# [assign], IPERF_S [5], DISK_MIB [1024], FETCH_MIB [256], FETCH_ROUNDS [4], FETCH_BENCH_BIN, BROKER_CPUS /
-# BENCH_CPUS / SCALE_CPUS (taskset lists), RESULTS [perf/out/bench-<time>], MARKDOWN [BENCHMARKS.md],
-# SKIP_BUILD=1.
+# Knobs: DURATION_S [20] measured seconds of the max-rate run, FIXED_DURATION_S [20] of the
+# fixed-rate runs, FIXED_RATE [half the max], LOW_RATE [10000], SCALE_DURATION_S [10],
+# WARMUP_S [3], WORKLOAD [the 16-partition 1 KiB max-rate one], ACKS [1] (overrides the
+# workload's), CONSUMER_MODE [assign], IPERF_S [5], DISK_MIB [1024], FETCH_MIB [256],
+# FETCH_ROUNDS [4], FETCH_BENCH_BIN, BROKER_CPUS / BENCH_CPUS / SCALE_CPUS (taskset lists),
+# RESULTS [perf/out/bench-<time>], MARKDOWN [BENCHMARKS.md], SKIP_BUILD=1.
 #
 # Steps (each one's exact command is logged to $RESULTS/commands.txt and printed next to its
 # numbers in BENCHMARKS.md):
