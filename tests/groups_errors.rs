@@ -194,6 +194,13 @@ fn stale_and_unknown_requests_get_kafkas_errors() {
     );
     let (member, generation) = join_alone(&mut conn, &group, 6000);
     assert_eq!(describe_state(&mut conn, &group), "Stable");
+    // DescribeGroups reports the member's address as Kafka does.
+    let req = DescribeGroupsRequest::default().with_groups(vec![GroupId(s(&group))]);
+    let described: DescribeGroupsResponse = conn.call(ApiKey::DescribeGroups, 5, &req);
+    let members = &described.groups[0].members;
+    assert_eq!(members.len(), 1);
+    assert_eq!(members[0].member_id.to_string(), member);
+    assert_eq!(members[0].client_host.to_string(), "/127.0.0.1");
     assert_eq!(heartbeat(&mut conn, &group, &member, generation), NONE);
     assert_eq!(
         heartbeat(&mut conn, &group, "ghost", generation),

@@ -25,7 +25,7 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
                 .as_ref()
                 .map(owned)
                 .unwrap_or_default(),
-            client_host: String::new(),
+            client_host: format!("/{}", request.peer.ip()),
             session_timeout_ms: body.session_timeout_ms,
             rebalance_timeout_ms: if version >= 1 {
                 body.rebalance_timeout_ms

@@ -54,6 +54,8 @@ pub struct Request {
     pub api_key: ApiKey,
     pub header: RequestHeader,
     pub body: Bytes,
+    /// The client's address (group member descriptions report its IP as `/127.0.0.1`).
+    pub peer: std::net::SocketAddr,
 }
 
 impl Request {

@@ -55,7 +55,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
     let in_flight = shard.config.queued_max_requests.saturating_sub(1);
     let (tx, rx) = flume::bounded::<Ready>(in_flight.max(1));
     let reader = Box::pin(async {
-        match read_loop(&shard, &stream, tx).await {
+        match read_loop(&shard, &stream, tx, peer).await {
             Ok(()) | Err(ConnError::Eof) => {}
             Err(e) => tracing::debug!(%peer, error = %e, "closing connection"),
         }
@@ -72,6 +72,7 @@ async fn read_loop(
     shard: &Rc<Shard>,
     stream: &TcpStream,
     tx: flume::Sender<Ready>,
+    peer: SocketAddr,
 ) -> Result<(), ConnError> {
     let max = shard.config.socket_request_max_bytes;
     let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
@@ -95,7 +96,7 @@ async fn read_loop(
         let mut frame = buf.split_to(SIZE_PREFIX_BYTES + len).freeze();
         let body = frame.split_off(SIZE_PREFIX_BYTES);
         shard.metrics.add_received_bytes(SIZE_PREFIX_BYTES + len);
-        let ready = handle_request(shard, body).await?;
+        let ready = handle_request(shard, body, peer).await?;
         if tx.send_async(ready).await.is_err() {
             return Ok(());
         }
@@ -118,7 +119,11 @@ async fn fill(stream: &TcpStream, mut buf: BytesMut, need: usize) -> Result<Byte
 
 /// Parses the header and runs the handler to completion; errors close the connection. Waiting on
 /// other shards only suspends this connection's task, never the shard.
-async fn handle_request(shard: &Rc<Shard>, frame: Bytes) -> Result<Ready, ConnError> {
+async fn handle_request(
+    shard: &Rc<Shard>,
+    frame: Bytes,
+    peer: SocketAddr,
+) -> Result<Ready, ConnError> {
     let parsed = frame::parse_request(frame)?;
     let key = parsed.api_key;
     let version = parsed.header.request_api_version;
@@ -137,6 +142,7 @@ async fn handle_request(shard: &Rc<Shard>, frame: Bytes) -> Result<Ready, ConnEr
                 api_key: key,
                 header: parsed.header,
                 body: parsed.body,
+                peer,
             };
             let started = std::time::Instant::now();
             let outcome = handler(shard.clone(), request).await;
