@@ -1,19 +1,26 @@
 //! Writing segment-file ranges to a socket, the two ways `fetch.zero.copy` selects:
 //! - zero-copy: splice(2) file -> pipe -> socket, never through user space, through one pipe
-//!   per connection (`Splicer`) created on first use and reused for every later response;
+//!   per connection (`Splicer`) created on first use and reused for every later response.
+//!   The splices are made inline on the shard thread (io_uring would run every splice in an
+//!   io-wq worker thread): file -> pipe only when cachestat(2) says the range is in the page
+//!   cache, else through io_uring; pipe -> socket nonblocking, waiting for room with an
+//!   io_uring poll;
 //! - copy: the ranges are read into pooled buffers (`pool`) and the whole frame goes out with
 //!   vectored writes.
 //!
 //! Invariants: exactly the parts' bytes are written, in order, or an error is returned (the
 //! connection is then closed, since a partial response cannot be recovered; the pipe, which may
-//! then hold stray bytes, goes with it). Every loop makes progress or fails: a zero-length
-//! splice or read is an error (the file shrank under us).
+//! then hold stray bytes, goes with it). The pipe is empty between file ranges: each fill is
+//! drained fully before the next. Every loop makes progress, waits for the socket, or fails:
+//! a zero-length splice or read is an error (the file shrank under us, or the peer left).
 
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 
 use bytes::Bytes;
 use compio::buf::{BufResult, IntoInner, IoBuf};
+use compio::driver::op::{Interest, PollOnce};
+use compio::driver::ToSharedFd;
 use compio::fs::pipe::{anonymous, splice, Receiver, Sender};
 use compio::io::{AsyncReadAtExt, AsyncWriteExt};
 use compio::net::TcpStream;
@@ -32,10 +39,33 @@ fn file_of(range: &storage::FileRange) -> io::Result<compio::fs::File> {
     Ok(unsafe { compio::fs::File::from_raw_fd(fd.into_raw_fd()) })
 }
 
-/// The zero-copy writer of one connection: owns its pipe between responses.
+/// The zero-copy writer of one connection: owns its pipe between responses, and counts how
+/// its splices were served.
 pub struct Splicer {
-    pipe: Option<(Receiver, Sender)>,
+    pipe: Option<Pipe>,
     pipe_bytes: usize,
+    stats: SpliceStats,
+}
+
+/// A connection's pipe and its actual capacity (what F_SETPIPE_SZ granted).
+struct Pipe {
+    rx: Receiver,
+    tx: Sender,
+    capacity_bytes: usize,
+}
+
+/// How a `Splicer`'s splices were served since it was created.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SpliceStats {
+    /// file -> pipe splices done inline on the shard thread (the range was in the page cache).
+    pub inline_fills: u64,
+    /// file -> pipe splices handed to io_uring (not cached, or the kernel could not tell),
+    /// which runs them in an io-wq worker thread.
+    pub ring_fills: u64,
+    /// pipe -> socket splices done inline (each may move part of the pipe).
+    pub inline_sends: u64,
+    /// Times the socket's send buffer was full and the writer waited (io_uring poll) for room.
+    pub socket_waits: u64,
 }
 
 impl Splicer {
@@ -45,20 +75,35 @@ impl Splicer {
         Self {
             pipe: None,
             pipe_bytes,
+            stats: SpliceStats::default(),
         }
     }
 
-    async fn pipe(&mut self) -> io::Result<&(Receiver, Sender)> {
+    pub fn stats(&self) -> SpliceStats {
+        self.stats
+    }
+
+    async fn ensure_pipe(&mut self) -> io::Result<()> {
         if self.pipe.is_none() {
             let (rx, tx) = anonymous().await?;
             let want = libc::c_int::try_from(self.pipe_bytes).unwrap_or(libc::c_int::MAX);
-            // SAFETY: F_SETPIPE_SZ on a pipe fd we own; failure only leaves the default size.
-            let _best_effort = unsafe { libc::fcntl(tx.as_raw_fd(), libc::F_SETPIPE_SZ, want) };
-            self.pipe = Some((rx, tx));
+            // SAFETY: F_SETPIPE_SZ / F_GETPIPE_SZ on a pipe fd we own; a failed resize only
+            // leaves the default size, which F_GETPIPE_SZ then reports.
+            let capacity = unsafe {
+                let _best_effort = libc::fcntl(tx.as_raw_fd(), libc::F_SETPIPE_SZ, want);
+                libc::fcntl(tx.as_raw_fd(), libc::F_GETPIPE_SZ)
+            };
+            let capacity_bytes = usize::try_from(capacity)
+                .ok()
+                .filter(|&c| c > 0)
+                .unwrap_or(PIPE_DEFAULT_BYTES);
+            self.pipe = Some(Pipe {
+                rx,
+                tx,
+                capacity_bytes,
+            });
         }
-        self.pipe
-            .as_ref()
-            .ok_or_else(|| io::Error::other("pipe missing after creation"))
+        Ok(())
     }
 
     /// Writes the parts in order: runs of bytes with vectored writes, file ranges spliced.
@@ -97,6 +142,8 @@ impl Splicer {
         write_chunks(stream, run, 0).await
     }
 
+    /// Splices the range through the pipe, one pipeful at a time, draining the pipe fully
+    /// before the next fill, so the pipe is empty whenever this returns `Ok`.
     pub async fn splice_range(
         &mut self,
         stream: &TcpStream,
@@ -105,35 +152,230 @@ impl Splicer {
         if range.len == 0 {
             return Ok(());
         }
-        let file = file_of(range)?;
-        let (pipe_rx, pipe_tx) = self.pipe().await?;
+        self.ensure_pipe().await?;
+        let Some(pipe) = self.pipe.as_ref() else {
+            return Err(io::Error::other("pipe missing after creation"));
+        };
+        let stats = &mut self.stats;
+        // The dup that io_uring fills need, made on the first one only.
+        let mut ring_file = None;
         let mut position = range.position;
         let mut left = range.len as usize;
         while left > 0 {
-            let offset =
-                i64::try_from(position).map_err(|_| io::Error::other("file offset too large"))?;
-            let mut in_pipe = splice(&file, pipe_tx, left).offset_in(offset).await?;
+            let len = left.min(pipe.capacity_bytes);
+            let in_pipe = fill_pipe(pipe, range, &mut ring_file, position, len, stats).await?;
             if in_pipe == 0 {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     "segment shorter than the range",
                 ));
             }
+            assert!(in_pipe <= len, "splice moved more than asked");
             position += in_pipe as u64;
             left -= in_pipe;
-            while in_pipe > 0 {
-                let sent = splice(pipe_rx, stream, in_pipe).await?;
-                if sent == 0 {
-                    return Err(io::Error::new(
-                        io::ErrorKind::WriteZero,
-                        "socket closed during splice",
-                    ));
-                }
-                in_pipe -= sent;
-            }
+            drain_pipe(pipe, stream, in_pipe, stats).await?;
         }
         Ok(())
     }
+}
+
+/// A pipe's capacity when F_GETPIPE_SZ cannot say (the Linux default).
+const PIPE_DEFAULT_BYTES: usize = 65_536;
+
+/// Moves up to `len` bytes at `position` of the range's file into the (empty) pipe.
+///
+/// io_uring always runs a splice in an io-wq worker thread (a context switch and a wake-up
+/// per op), so when the bytes are in the page cache the splice is made here, on the shard
+/// thread, where it cannot wait for the disk. Otherwise (or when the kernel cannot tell) it
+/// goes to io_uring, so a cold read never stalls the shard.
+async fn fill_pipe(
+    pipe: &Pipe,
+    range: &storage::FileRange,
+    ring_file: &mut Option<compio::fs::File>,
+    position: u64,
+    len: usize,
+    stats: &mut SpliceStats,
+) -> io::Result<usize> {
+    let offset = i64::try_from(position).map_err(|_| io::Error::other("file offset too large"))?;
+    if is_cached(range.fd.as_raw_fd(), position, len) {
+        match splice_now(range.fd.as_raw_fd(), Some(offset), pipe.tx.as_raw_fd(), len) {
+            Ok(moved) => {
+                stats.inline_fills += 1;
+                return Ok(moved);
+            }
+            // The pipe had no room (it is drained before each fill, so this should not
+            // happen): let io_uring do it.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    stats.ring_fills += 1;
+    let file = match ring_file {
+        Some(file) => file,
+        None => ring_file.insert(file_of(range)?),
+    };
+    splice(file, &pipe.tx, len).offset_in(offset).await
+}
+
+/// Moves the `in_pipe` bytes in the pipe to the socket: inline splices while the socket has
+/// room, and an io_uring poll for writability whenever it has none.
+async fn drain_pipe(
+    pipe: &Pipe,
+    stream: &TcpStream,
+    mut in_pipe: usize,
+    stats: &mut SpliceStats,
+) -> io::Result<()> {
+    let socket = stream.as_raw_fd();
+    // SAFETY: F_GETFL on a socket we own.
+    let flags = unsafe { libc::fcntl(socket, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    while in_pipe > 0 {
+        match send_nonblocking(pipe.rx.as_raw_fd(), socket, flags, in_pipe) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "socket closed during splice",
+                ))
+            }
+            Ok(sent) => {
+                assert!(sent <= in_pipe, "splice sent more than the pipe held");
+                stats.inline_sends += 1;
+                in_pipe -= sent;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                stats.socket_waits += 1;
+                wait_writable(stream).await?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// One pipe -> socket splice that returns EAGAIN instead of waiting for send-buffer room.
+///
+/// SPLICE_F_NONBLOCK covers only the pipe side; the socket side waits unless the socket is
+/// O_NONBLOCK. The socket is made so for this one call only (`flags`: its usual flags): with
+/// O_NONBLOCK left on, a socket op that io_uring hands to io-wq (which it does when its
+/// internal poll gives up) would complete with EAGAIN, which compio reports as an error.
+fn send_nonblocking(
+    pipe_rx: RawFd,
+    socket: RawFd,
+    flags: libc::c_int,
+    len: usize,
+) -> io::Result<usize> {
+    if flags & libc::O_NONBLOCK != 0 {
+        return splice_now(pipe_rx, None, socket, len);
+    }
+    // SAFETY: F_SETFL on a socket we own, with its own flags plus or minus O_NONBLOCK.
+    if unsafe { libc::fcntl(socket, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let sent = splice_now(pipe_rx, None, socket, len);
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(socket, libc::F_SETFL, flags) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    sent
+}
+
+/// Waits until the socket can take more bytes (an io_uring poll, served without io-wq).
+async fn wait_writable(stream: &TcpStream) -> io::Result<()> {
+    let op = PollOnce::new(stream.to_shared_fd(), Interest::Writable);
+    compio::runtime::submit(op).await.0.map(|_| ())
+}
+
+/// splice(2) now, on this thread, never waiting for pipe room; retried on EINTR.
+/// `offset_in`: where to read `fd_in` (a file), or `None` for a pipe.
+fn splice_now(
+    fd_in: RawFd,
+    offset_in: Option<i64>,
+    fd_out: RawFd,
+    len: usize,
+) -> io::Result<usize> {
+    loop {
+        let mut offset = offset_in.unwrap_or(0);
+        let offset_ptr = if offset_in.is_some() {
+            std::ptr::from_mut(&mut offset)
+        } else {
+            std::ptr::null_mut()
+        };
+        // SAFETY: both fds are open for the call; the offset pointer is null or points to a
+        // local loff_t the kernel may update.
+        let moved = unsafe {
+            libc::splice(
+                fd_in,
+                offset_ptr,
+                fd_out,
+                std::ptr::null_mut(),
+                len,
+                libc::SPLICE_F_NONBLOCK | libc::SPLICE_F_MOVE,
+            )
+        };
+        match usize::try_from(moved) {
+            Ok(moved) => return Ok(moved),
+            Err(_) => {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+        }
+    }
+}
+
+/// cachestat(2) (Linux 6.5+) has this number on every architecture; the libc crate does not
+/// name it for all targets yet.
+const SYS_CACHESTAT: libc::c_long = 451;
+
+/// `struct cachestat_range` of linux/mman.h.
+#[repr(C)]
+struct CachestatRange {
+    off: u64,
+    len: u64,
+}
+
+/// `struct cachestat` of linux/mman.h (counts in pages).
+#[repr(C)]
+#[derive(Default)]
+struct Cachestat {
+    nr_cache: u64,
+    nr_dirty: u64,
+    nr_writeback: u64,
+    nr_evicted: u64,
+    nr_recently_evicted: u64,
+}
+
+/// Whether every page of `len` (> 0) bytes at `position` of the file is in the page cache,
+/// so that splicing them cannot wait for the disk (short of an eviction in between). `false`
+/// when the kernel cannot tell (older than 6.5, or cachestat not permitted on the file).
+fn is_cached(fd: RawFd, position: u64, len: usize) -> bool {
+    assert!(len > 0, "cachestat takes len 0 as 'to the end of the file'");
+    // SAFETY: sysconf has no preconditions.
+    let page_bytes = u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+    let Some(last_byte) = position.checked_add(len as u64 - 1) else {
+        return false;
+    };
+    let pages = last_byte / page_bytes - position / page_bytes + 1;
+    let range = CachestatRange {
+        off: position,
+        len: len as u64,
+    };
+    let mut stat = Cachestat::default();
+    // SAFETY: cachestat reads `range` and writes `stat`, both live locals of the kernel's
+    // layout; flags must be 0.
+    let rc = unsafe {
+        libc::syscall(
+            SYS_CACHESTAT,
+            fd,
+            std::ptr::from_ref(&range),
+            std::ptr::from_mut(&mut stat),
+            0u32,
+        )
+    };
+    rc == 0 && stat.nr_cache >= pages
 }
 
 /// TCP_CORK on or off; best effort (an uncorked socket is only slower).
@@ -240,7 +482,7 @@ mod tests {
     use std::os::fd::OwnedFd;
     use std::sync::Arc;
 
-    use compio::io::AsyncReadExt;
+    use compio::io::{AsyncRead, AsyncReadExt};
 
     fn range_of(
         contents: &[u8],
@@ -317,6 +559,141 @@ mod tests {
         let (received, expected) = roundtrip(true, 3).await;
         assert_eq!(received.len(), expected.len());
         assert!(received == expected);
+    }
+
+    /// Whether this kernel answers cachestat(2) for our files (6.5+).
+    fn cachestat_works(fd: RawFd) -> bool {
+        let range = CachestatRange { off: 0, len: 1 };
+        let mut stat = Cachestat::default();
+        // SAFETY: as in `is_cached`.
+        let rc = unsafe {
+            libc::syscall(
+                SYS_CACHESTAT,
+                fd,
+                std::ptr::from_ref(&range),
+                std::ptr::from_mut(&mut stat),
+                0u32,
+            )
+        };
+        rc == 0
+    }
+
+    /// A file of `data` followed by a hole up to `len` bytes, which no page cache holds.
+    fn data_then_hole(data: &[u8], len: u64) -> (tempfile::NamedTempFile, storage::FileRange) {
+        let (file, mut range) = range_of(data, 0, 0);
+        file.as_file().set_len(len).unwrap();
+        range.len = u32::try_from(len).unwrap();
+        (file, range)
+    }
+
+    #[test]
+    fn cachestat_sees_written_pages_and_not_holes() {
+        let data = vec![7u8; 8192];
+        let (_keep, range) = data_then_hole(&data, 1 << 20);
+        let fd = range.fd.as_raw_fd();
+        if cachestat_works(fd) {
+            assert!(is_cached(fd, 0, data.len()));
+            assert!(is_cached(fd, 100, 5000));
+            assert!(!is_cached(fd, 0, 64 * 1024));
+            assert!(!is_cached(fd, 512 * 1024, 4096));
+        } else {
+            assert!(
+                !is_cached(fd, 0, data.len()),
+                "no cachestat means never cached"
+            );
+        }
+        assert!(
+            !is_cached(fd, u64::MAX - 10, 100),
+            "a range past u64 is not cached"
+        );
+    }
+
+    #[compio::test]
+    async fn uncached_ranges_go_through_io_uring() {
+        // 64 KiB written (cached) then a 192 KiB hole (not cached), one 64 KiB pipeful at a time.
+        let data: Vec<u8> = (0..65_536u32).map(|i| (i % 241) as u8).collect();
+        let (_keep, range) = data_then_hole(&data, 256 * 1024);
+        let mut expected = data.clone();
+        expected.resize(256 * 1024, 0);
+        let (server, client) = connected_reader(expected.len()).await;
+        let mut splicer = Splicer::new(65_536);
+        splicer.splice_range(&server, &range).await.unwrap();
+        assert!(client.await.unwrap() == expected);
+        let stats = splicer.stats();
+        assert_eq!(stats.inline_fills + stats.ring_fills, 4, "{stats:?}");
+        if cachestat_works(range.fd.as_raw_fd()) {
+            // The data is inline and the first pipeful of hole goes to io_uring; its read may
+            // read ahead (zero pages) for the rest, which then counts as cached.
+            assert!(stats.inline_fills >= 1, "{stats:?}");
+            assert!(stats.ring_fills >= 1, "{stats:?}");
+        } else {
+            assert_eq!(stats.ring_fills, 4, "{stats:?}");
+        }
+    }
+
+    /// Caps the socket's send buffer, so a few hundred KiB fill it.
+    fn small_send_buffer(stream: &TcpStream) {
+        let bytes: libc::c_int = 32 * 1024;
+        // SAFETY: setsockopt with an int option value and its size on a socket we own.
+        let rc = unsafe {
+            libc::setsockopt(
+                stream.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_SNDBUF,
+                std::ptr::from_ref(&bytes).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0);
+    }
+
+    #[compio::test]
+    async fn a_full_socket_makes_the_writer_wait_for_room() {
+        // The reader only runs once the writer waits (one thread), so 4 MiB through a 32 KiB
+        // send buffer must hit a full socket many times.
+        let contents: Vec<u8> = (0..(4u32 << 20)).map(|i| (i % 253) as u8).collect();
+        let (_keep, range) = range_of(&contents, 0, 4 << 20);
+        let (server, client) = connected_reader(contents.len() + 8).await;
+        small_send_buffer(&server);
+        let mut splicer = Splicer::new(1 << 20);
+        let parts = vec![
+            BodyPart::Bytes(Bytes::from_static(b"head")),
+            BodyPart::File(range),
+            BodyPart::Bytes(Bytes::from_static(b"tail")),
+        ];
+        splicer.write_parts(&server, parts).await.unwrap();
+        let received = client.await.unwrap();
+        assert_eq!(received.len(), contents.len() + 8);
+        assert!(received.get(..4) == Some(b"head".as_slice()));
+        assert!(received.get(4..4 + contents.len()) == Some(contents.as_slice()));
+        assert!(received.get(4 + contents.len()..) == Some(b"tail".as_slice()));
+        let stats = splicer.stats();
+        assert!(stats.socket_waits > 0, "{stats:?}");
+        assert!(stats.inline_sends > stats.inline_fills, "{stats:?}");
+        // SAFETY: F_GETFL on our socket.
+        let flags = unsafe { libc::fcntl(server.as_raw_fd(), libc::F_GETFL) };
+        assert_eq!(
+            flags & libc::O_NONBLOCK,
+            0,
+            "the socket's own flags are restored"
+        );
+    }
+
+    #[compio::test]
+    async fn a_peer_that_left_fails_the_splice() {
+        let contents = vec![5u8; 4 << 20];
+        let (_keep, range) = range_of(&contents, 0, 4 << 20);
+        let listener = compio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = TcpStream::connect(addr).await.unwrap();
+        let (mut server, _) = listener.accept().await.unwrap();
+        small_send_buffer(&server);
+        drop(client);
+        // Wait for the peer's FIN, so the splices below meet a closed peer.
+        let (read, _) = server.read(Vec::with_capacity(1)).await.into();
+        assert_eq!(read.unwrap(), 0);
+        let mut splicer = Splicer::new(1 << 20);
+        assert!(splicer.splice_range(&server, &range).await.is_err());
     }
 
     #[compio::test]

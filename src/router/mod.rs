@@ -54,7 +54,7 @@ pub enum PartitionError {
 
 impl PartitionError {
     /// Storage's typed errors to partition errors. I/O errors on the write path are fatal and
-    /// never reach here (see `local::fatal_on_io`).
+    /// never reach here (see `local::io_is_fatal`).
     pub fn from_storage(error: storage::StorageError) -> Self {
         use storage::StorageError as S;
         match error {

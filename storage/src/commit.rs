@@ -34,10 +34,12 @@ pub(crate) struct FsyncFailure {
 }
 
 impl FsyncFailure {
-    fn new(e: &io::Error) -> Self {
+    /// `durable_end`: what the log had made durable before the failure, so the error says
+    /// which offsets may be lost.
+    fn new(e: &io::Error, durable_end: i64) -> Self {
         FsyncFailure {
             kind: e.kind(),
-            message: e.to_string(),
+            message: format!("{e}; offsets from {durable_end} on are not durable"),
         }
     }
 
@@ -101,16 +103,20 @@ impl GroupCommit {
     }
 
     /// Counts a data fsync done elsewhere (sealing a segment); a failure is sticky too.
-    pub fn record_fsync(&self, res: &io::Result<()>) {
+    pub fn record_fsync(&self, res: &io::Result<()>, durable_end: i64) {
         self.fsyncs_total.set(self.fsyncs_total.get() + 1);
         if let Err(e) = res {
-            self.fail(e);
+            self.fail(e, durable_end);
         }
     }
 
-    fn fail(&self, e: &io::Error) -> FsyncFailure {
-        tracing::error!(error = %e, "fsync failed; the log refuses further appends and flushes");
-        let f = FsyncFailure::new(e);
+    fn fail(&self, e: &io::Error, durable_end: i64) -> FsyncFailure {
+        tracing::error!(
+            error = %e,
+            durable_end,
+            "fsync failed; the log refuses further appends and flushes"
+        );
+        let f = FsyncFailure::new(e, durable_end);
         *self.failure.borrow_mut() = Some(f.clone());
         f
     }
@@ -166,11 +172,12 @@ async fn run(
     gc: Rc<GroupCommit>,
     snap: Snapshot,
 ) -> Result<(), FsyncFailure> {
-    let res = snap.fd.sync(false).await;
+    let res = snap.fd.sync_segment_data().await;
     gc.fsyncs_total.set(gc.fsyncs_total.get() + 1);
     gc.in_flight.borrow_mut().take();
     if let Err(e) = res {
-        return Err(gc.fail(&e));
+        let durable_end = state.borrow().durable_end;
+        return Err(gc.fail(&e, durable_end));
     }
     state.borrow_mut().mark_durable(
         snap.end,

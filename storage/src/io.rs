@@ -97,6 +97,20 @@ impl Fd {
         res.map(|()| buf)
     }
 
+    /// Writes all of an append's `buf` at `pos` of a segment's `.log` file (the one write
+    /// the fault-injection test hook can fail, see `fault.rs`).
+    pub async fn write_segment_data<T: IoBuf>(&self, buf: T, pos: u64) -> io::Result<T> {
+        crate::fault::check(crate::fault::Op::SegmentWrite)?;
+        self.write_all(buf, pos).await
+    }
+
+    /// fdatasync of a segment's `.log` file (the one fsync the fault-injection test hook can
+    /// fail, see `fault.rs`).
+    pub async fn sync_segment_data(&self) -> io::Result<()> {
+        crate::fault::check(crate::fault::Op::SegmentFsync)?;
+        self.sync(false).await
+    }
+
     /// fdatasync (or fsync with `all`).
     pub async fn sync(&self, all: bool) -> io::Result<()> {
         let op = Sync::new(self.0.clone(), !all);

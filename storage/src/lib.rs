@@ -6,6 +6,7 @@ pub mod builder;
 pub mod checkpoint;
 mod config;
 mod error;
+pub mod fault;
 pub mod index;
 mod io;
 mod offset;

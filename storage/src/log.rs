@@ -189,6 +189,7 @@ impl Log {
 
     /// Opens (or creates) the partition directory, recovering as needed (see recovery docs).
     pub async fn open(dir: PathBuf, config: LogConfig) -> Result<Log, StorageError> {
+        crate::fault::arm();
         crate::open::open(dir, config).await
     }
 
@@ -253,7 +254,11 @@ impl Log {
             (offs, times, tracker)
         };
         let len = batches.len() as u64;
-        active.log.write_all(batches, pos).await?;
+        active
+            .log
+            .write_segment_data(batches, pos)
+            .await
+            .map_err(|e| write_failed(&active, pos, len, e))?;
         // Commit: one synchronous step, so readers see all of it or none.
         let last_offset = base_offset + offsets_needed - 1;
         let record_count: u32 = infos.iter().map(|i| i.header.record_count as u32).sum();
@@ -558,9 +563,11 @@ impl Log {
     /// fsyncs a segment's data, adds the final time index entry, fsyncs its indexes.
     /// Caller holds append_lock.
     pub(crate) async fn seal(&self, seg: &Segment) -> Result<(), StorageError> {
-        let synced = seg.log.sync(false).await;
-        self.commit.record_fsync(&synced);
-        synced?;
+        let synced = seg.log.sync_segment_data().await;
+        self.commit
+            .record_fsync(&synced, self.state.borrow().durable_end);
+        // The sticky failure's error, which says it was an fsync and what is not durable.
+        self.commit.check()?;
         let mut tracker = seg.tracker.get();
         let mut times = Vec::new();
         tracker.time_entry(seg.base, &mut times);
@@ -582,6 +589,18 @@ impl Log {
 }
 
 /// Assigns offsets and rewrites the header fields the broker owns; returns index metadata.
+/// Names the file and range of a failed append write (the broker's fatal message shows it).
+fn write_failed(seg: &Segment, pos: u64, len: u64, e: std::io::Error) -> StorageError {
+    let path = crate::segment::log_path(&seg.dir, seg.base);
+    StorageError::Io(std::io::Error::new(
+        e.kind(),
+        format!(
+            "write of {len} bytes at {pos} to {} failed: {e}",
+            path.display()
+        ),
+    ))
+}
+
 fn rewrite(
     buf: &mut BytesMut,
     infos: &[BatchInfo],

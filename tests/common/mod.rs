@@ -42,6 +42,8 @@ pub struct BrokerOpts {
     pub cores: usize,
     /// TOML written to `<tmp>/sluice.toml` and passed with `--config`.
     pub config_toml: Option<String>,
+    /// Extra environment variables of the broker process (e.g. test hooks).
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for BrokerOpts {
@@ -49,6 +51,7 @@ impl Default for BrokerOpts {
         Self {
             cores: default_cores(),
             config_toml: None,
+            env: Vec::new(),
         }
     }
 }
@@ -61,6 +64,12 @@ impl BrokerOpts {
 
     pub fn config(mut self, toml: &str) -> Self {
         self.config_toml = Some(toml.to_owned());
+        self
+    }
+
+    /// Sets `key=value` in the broker's environment (every start, until `Broker::clear_env`).
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_owned(), value.to_owned()));
         self
     }
 }
@@ -168,6 +177,7 @@ impl Broker {
         if self.opts.config_toml.is_some() {
             cmd.arg("--config").arg(self.dir.path().join("sluice.toml"));
         }
+        cmd.envs(self.opts.env.iter().map(|(k, v)| (k, v)));
         let filter = std::env::var("SLUICE_TEST_LOG").unwrap_or_else(|_| "info".to_owned());
         cmd.env("RUST_LOG", filter)
             .env("NO_COLOR", "1")
@@ -404,6 +414,19 @@ impl Broker {
                 .ok()
         });
         addr.unwrap_or_else(|| panic!("no `{MARK}` line in the broker log:\n{log}"))
+    }
+}
+
+impl Broker {
+    /// Drops the extra environment variables of [`BrokerOpts::env`] for later starts.
+    pub fn clear_env(&mut self) {
+        self.opts.env.clear();
+    }
+
+    /// Waits up to `timeout` for the process to exit on its own (e.g. a fatal error); `None`
+    /// if it still runs. Leaves it stopped, so `start_again` may follow.
+    pub fn wait_for_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        self.wait_exit(timeout)
     }
 }
 
