@@ -1,14 +1,20 @@
 //! Zero-copy vs copy fetch on the same data: fills one partition through a raw Produce client,
 //! then reads all of it back with a minimal raw Fetch client, alternating rounds between a
 //! broker started with `fetch.zero.copy = true` and one with `false` on the same data dir (the
-//! page cache stays warm, so both read from memory), and prints MB/s per mode and the ratio.
+//! page cache stays warm, so both read from memory), and prints MB/s per mode and the ratio,
+//! and the broker's CPU time per GB fetched (all its threads, with the share of its io_uring
+//! io-wq worker threads, `iou-wrk-*`, from /proc/<pid>/task/*/schedstat).
+//! `--baseline-bin <sluice binary>` adds a third mode: zero-copy on that binary (e.g. a build
+//! of an earlier commit), so a change to the zero-copy path is measured in the same session.
 //!
 //! The broker is the `sluice` binary of the same profile (target/<profile>/sluice), run as a
 //! child process on a loopback port it picks, with its own temp dir removed at the end:
 //!
 //!   cargo build --release --bin sluice && cargo run --release --example fetch_bench -- \
-//!       [--total-mib 256] [--batch-kib 16] [--rounds 6] [--fetch-max-mib 8] [--cores 1]
+//!       [--total-mib 256] [--batch-kib 16] [--rounds 6] [--fetch-max-mib 8] [--cores 1] \
+//!       [--baseline-bin /tmp/sluice-before]
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -59,6 +65,25 @@ struct Args {
     /// Broker shards.
     #[arg(long, default_value_t = 1)]
     cores: usize,
+    /// Another sluice binary to run zero-copy rounds on, as a third mode ("base-zc").
+    #[arg(long)]
+    baseline_bin: Option<PathBuf>,
+}
+
+/// One way of serving the rounds: a broker binary and its `fetch.zero.copy`.
+struct Mode {
+    name: &'static str,
+    binary: PathBuf,
+    zero_copy: bool,
+}
+
+/// What one round measured.
+struct RoundResult {
+    mbps: f64,
+    /// Broker CPU (all threads) per GB of record data.
+    cpu_ms_per_gb: f64,
+    /// Of which io-wq worker threads.
+    iowq_ms_per_gb: f64,
 }
 
 type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
@@ -73,7 +98,7 @@ fn main() -> BenchResult<()> {
     let batch_bytes = args.batch_kib * 1024;
     let batches = args.total_mib * 1024 * 1024 / batch_bytes;
     let produced = {
-        let mut broker = Broker::start(dir.path(), &data_dir, true, args.cores)?;
+        let mut broker = Broker::start(&sluice_binary()?, dir.path(), &data_dir, true, args.cores)?;
         let mut conn = Conn::connect(broker.addr)?;
         create_topic(&mut conn)?;
         let bytes = fill(&mut conn, batches, batch_bytes)?;
@@ -86,37 +111,142 @@ fn main() -> BenchResult<()> {
         produced as f64 / (1 << 20) as f64
     );
     let fetch_max = i32::try_from(args.fetch_max_mib * 1024 * 1024)?;
-    let mut results: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
-    for round in 0..args.rounds {
-        // Alternate which mode goes first so neither always reads a colder cache.
-        let zero_copy = (round % 2 == 0) == ((round / 2) % 2 == 0);
-        let mut broker = Broker::start(dir.path(), &data_dir, zero_copy, args.cores)?;
-        let mut conn = Conn::connect(broker.addr)?;
-        let (bytes, elapsed) = fetch_all(&mut conn, fetch_max)?;
-        broker.stop();
-        let mbps = bytes as f64 / elapsed.as_secs_f64() / 1e6;
-        println!(
-            "round {round}: {:<9} {:.1} MiB in {:.3} s = {mbps:.0} MB/s",
-            mode_name(zero_copy),
-            bytes as f64 / (1 << 20) as f64,
-            elapsed.as_secs_f64()
-        );
-        results[usize::from(zero_copy)].push(mbps);
+    let mut modes = vec![
+        Mode {
+            name: "zero-copy",
+            binary: sluice_binary()?,
+            zero_copy: true,
+        },
+        Mode {
+            name: "copy",
+            binary: sluice_binary()?,
+            zero_copy: false,
+        },
+    ];
+    if let Some(binary) = &args.baseline_bin {
+        modes.push(Mode {
+            name: "base-zc",
+            binary: binary.clone(),
+            zero_copy: true,
+        });
     }
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
-    let (copy, zero) = (mean(&results[0]), mean(&results[1]));
-    println!(
-        "mean: zero-copy {zero:.0} MB/s, copy {copy:.0} MB/s, zero-copy/copy = {:.2}x",
-        zero / copy
-    );
+    let mut results: Vec<Vec<RoundResult>> = modes.iter().map(|_| Vec::new()).collect();
+    for round in 0..args.rounds {
+        // Forward then backward through the modes (Z C C Z ..., or Z C B B C Z ...) so
+        // none always reads a colder cache.
+        let (cycle, at) = (round / modes.len(), round % modes.len());
+        let index = if cycle % 2 == 0 {
+            at
+        } else {
+            modes.len() - 1 - at
+        };
+        let mode = &modes[index];
+        let mut broker = Broker::start(
+            &mode.binary,
+            dir.path(),
+            &data_dir,
+            mode.zero_copy,
+            args.cores,
+        )?;
+        let mut conn = Conn::connect(broker.addr)?;
+        let pid = broker.child.id();
+        let cpu_before = cpu_ns(pid)?;
+        let (bytes, elapsed) = fetch_all(&mut conn, fetch_max)?;
+        let cpu = cpu_ns(pid)?.since(&cpu_before);
+        broker.stop();
+        let gb = bytes as f64 / 1e9;
+        let result = RoundResult {
+            mbps: bytes as f64 / elapsed.as_secs_f64() / 1e6,
+            cpu_ms_per_gb: cpu.all_ns as f64 / 1e6 / gb,
+            iowq_ms_per_gb: cpu.iowq_ns as f64 / 1e6 / gb,
+        };
+        println!(
+            "round {round}: {:<9} pid {pid} {:.1} MiB in {:.3} s = {:.0} MB/s, broker CPU {:.0} ms/GB \
+             (io-wq {:.0})",
+            mode.name,
+            bytes as f64 / (1 << 20) as f64,
+            elapsed.as_secs_f64(),
+            result.mbps,
+            result.cpu_ms_per_gb,
+            result.iowq_ms_per_gb,
+        );
+        results[index].push(result);
+    }
+    let mean = |v: &[RoundResult], f: fn(&RoundResult) -> f64| {
+        v.iter().map(f).sum::<f64>() / v.len().max(1) as f64
+    };
+    for (mode, rounds) in modes.iter().zip(&results) {
+        println!(
+            "mean {:<9}: {:.0} MB/s, broker CPU {:.0} ms/GB (io-wq {:.0}) over {} rounds",
+            mode.name,
+            mean(rounds, |r| r.mbps),
+            mean(rounds, |r| r.cpu_ms_per_gb),
+            mean(rounds, |r| r.iowq_ms_per_gb),
+            rounds.len()
+        );
+    }
+    let (zero, copy) = (mean(&results[0], |r| r.mbps), mean(&results[1], |r| r.mbps));
+    println!("zero-copy/copy = {:.2}x", zero / copy);
+    if let Some(base) = results.get(2) {
+        println!("zero-copy/base-zc = {:.2}x", zero / mean(base, |r| r.mbps));
+    }
     Ok(())
 }
 
-fn mode_name(zero_copy: bool) -> &'static str {
-    if zero_copy {
-        "zero-copy"
-    } else {
-        "copy"
+/// On-CPU time of a process's threads (from schedstat, in ns), keyed by thread id.
+struct CpuSample {
+    threads: HashMap<String, (bool, u64)>,
+}
+
+/// CPU used between two samples.
+struct CpuUsed {
+    all_ns: u64,
+    iowq_ns: u64,
+}
+
+/// Samples every thread of `pid`: its on-CPU ns and whether it is an io-wq worker.
+fn cpu_ns(pid: u32) -> BenchResult<CpuSample> {
+    let mut threads = HashMap::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let task = entry?.path();
+        // A thread may exit between the listing and the reads.
+        let (Ok(schedstat), Ok(comm)) = (
+            std::fs::read_to_string(task.join("schedstat")),
+            std::fs::read_to_string(task.join("comm")),
+        ) else {
+            continue;
+        };
+        let on_cpu_ns = schedstat
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<u64>().ok())
+            .ok_or("bad schedstat")?;
+        let tid = task.file_name().map(|n| n.to_string_lossy().into_owned());
+        threads.insert(
+            tid.ok_or("no tid")?,
+            (comm.starts_with("iou-wrk"), on_cpu_ns),
+        );
+    }
+    Ok(CpuSample { threads })
+}
+
+impl CpuSample {
+    /// Time used since `before` by the threads alive now (threads that exited in between,
+    /// rare within a round, are missed).
+    fn since(&self, before: &CpuSample) -> CpuUsed {
+        let mut used = CpuUsed {
+            all_ns: 0,
+            iowq_ns: 0,
+        };
+        for (tid, &(iowq, now_ns)) in &self.threads {
+            let then_ns = before.threads.get(tid).map_or(0, |&(_, ns)| ns);
+            let ns = now_ns.saturating_sub(then_ns);
+            used.all_ns += ns;
+            if iowq {
+                used.iowq_ns += ns;
+            }
+        }
+        used
     }
 }
 
@@ -127,10 +257,16 @@ struct Broker {
 }
 
 impl Broker {
-    fn start(dir: &Path, data_dir: &Path, zero_copy: bool, cores: usize) -> BenchResult<Self> {
+    fn start(
+        binary: &Path,
+        dir: &Path,
+        data_dir: &Path,
+        zero_copy: bool,
+        cores: usize,
+    ) -> BenchResult<Self> {
         let config = dir.join("sluice.toml");
         std::fs::write(&config, format!("\"fetch.zero.copy\" = {zero_copy}\n"))?;
-        let mut child = Command::new(sluice_binary()?)
+        let mut child = Command::new(binary)
             .arg("--listen")
             .arg("127.0.0.1:0")
             .arg("--admin-listen")
