@@ -8,6 +8,8 @@
 #   REPEAT      repetitions (default 3)
 #   DATA_DIR    scratch directory; its filesystem is what is measured (default target/bench-storage)
 #   CARGO_TARGET_DIR  where the release binary is built (default target)
+#   WRITE_INLINE_MAX_BYTES  log.write.inline.max.bytes for the appends (default: LogConfig's;
+#               0 = every append write through io_uring, the path before inline writes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +21,10 @@ CARGO=${CARGO:-cargo}
 
 CARGO_TARGET_DIR="$TARGET_DIR" "$CARGO" build --release -q -p storage --bin storage_bench
 BENCH="$TARGET_DIR/release/storage_bench"
+INLINE_ARGS=()
+if [ -n "${WRITE_INLINE_MAX_BYTES:-}" ]; then
+    INLINE_ARGS=(--write-inline-max-bytes "$WRITE_INLINE_MAX_BYTES")
+fi
 
 rm -rf "$DATA_DIR"
 mkdir -p "$DATA_DIR"
@@ -26,7 +32,7 @@ RESULTS=$(mktemp)
 trap 'rm -rf "$DATA_DIR" "$RESULTS"' EXIT
 
 echo "machine: $(nproc) cores, kernel $(uname -r); data dir $DATA_DIR on $(df -P "$DATA_DIR" | awk 'NR==2 {print $1 " (" $6 ")"}') $(findmnt -no FSTYPE -T "$DATA_DIR" 2>/dev/null || true)"
-echo "1 KiB record values; $TOTAL_MIB MiB per run; median of $REPEAT; MB = 10^6 bytes"
+echo "1 KiB record values; $TOTAL_MIB MiB per run; median of $REPEAT; MB = 10^6 bytes; log.write.inline.max.bytes ${WRITE_INLINE_MAX_BYTES:-default}"
 
 # dd_mbps NAME ARGS...: dd of TOTAL_MIB MiB into the data dir; records MB/s computed from
 # dd's own byte count and elapsed time.
@@ -55,14 +61,14 @@ for _ in $(seq "$REPEAT"); do
     dd_mbps "dd-bs1M-oflag=direct" oflag=direct
     dd_mbps "dd-bs1M-conv=fdatasync" conv=fdatasync
     dd_mbps "dd-bs1M-oflag=dsync" oflag=dsync
-    "$BENCH" --dir "$DATA_DIR" --total-mib "$TOTAL_MIB" | grep -E '^(RESULT|FSYNCS) ' >>"$RESULTS"
-    "$BENCH" --dir "$DATA_DIR" --total-mib "$TOTAL_MIB" --only fsync-per-MiB --inflight 4 \
-        | grep -E '^(RESULT|FSYNCS) ' >>"$RESULTS"
+    "$BENCH" --dir "$DATA_DIR" --total-mib "$TOTAL_MIB" "${INLINE_ARGS[@]}" | grep -E '^(RESULT|FSYNCS|STALL) ' >>"$RESULTS"
+    "$BENCH" --dir "$DATA_DIR" --total-mib "$TOTAL_MIB" "${INLINE_ARGS[@]}" --only fsync-per-MiB --inflight 4 \
+        | grep -E '^(RESULT|FSYNCS|STALL) ' >>"$RESULTS"
     # Producers awaiting durability of each append (acks=all): 1 and 4 in flight.
-    "$BENCH" --dir "$DATA_DIR" --total-mib "$TOTAL_MIB" --only 1MiB-fsync-per-MiB --wait-durable \
-        | grep -E '^(RESULT|FSYNCS) ' >>"$RESULTS"
-    "$BENCH" --dir "$DATA_DIR" --total-mib "$TOTAL_MIB" --only fsync-per-MiB --inflight 4 --wait-durable \
-        | grep -E '^(RESULT|FSYNCS) ' >>"$RESULTS"
+    "$BENCH" --dir "$DATA_DIR" --total-mib "$TOTAL_MIB" "${INLINE_ARGS[@]}" --only 1MiB-fsync-per-MiB --wait-durable \
+        | grep -E '^(RESULT|FSYNCS|STALL) ' >>"$RESULTS"
+    "$BENCH" --dir "$DATA_DIR" --total-mib "$TOTAL_MIB" "${INLINE_ARGS[@]}" --only fsync-per-MiB --inflight 4 --wait-durable \
+        | grep -E '^(RESULT|FSYNCS|STALL) ' >>"$RESULTS"
 done
 
 # name -> "median min max", in first-seen order.
@@ -96,3 +102,12 @@ awk '$1 == "FSYNCS" { if (!($2 in n)) order[++k] = $2; c[$2, ++n[$2]] = $3; m[$2
             for (a = 1; a <= cnt; a++) for (b = a + 1; b <= cnt; b++) if (s[b] < s[a]) { x = s[a]; s[a] = s[b]; s[b] = x; x = t[a]; t[a] = t[b]; t[b] = x }
             mid = int((cnt + 1) / 2);
             printf "%-42s %8d fsyncs  %6.2f MiB per fsync\n", name, s[mid], t[mid] } }' "$RESULTS"
+
+echo
+echo "longest shard stall per append run (median of $REPEAT, ms): how late a 1 ms timer task on"
+echo "the appending shard ran; blocking syscalls and CPU work on the shard thread show here"
+awk '$1 == "STALL" { if (!($2 in n)) order[++k] = $2; v[$2, ++n[$2]] = $3 }
+    END { for (i = 1; i <= k; i++) { name = order[i]; c = n[name];
+            for (a = 1; a <= c; a++) s[a] = v[name, a];
+            for (a = 1; a <= c; a++) for (b = a + 1; b <= c; b++) if (s[b] < s[a]) { t = s[a]; s[a] = s[b]; s[b] = t }
+            printf "%-42s %8.2f ms  (%.2f - %.2f)\n", name, s[int((c + 1) / 2)], s[1], s[c] } }' "$RESULTS"

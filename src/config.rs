@@ -121,6 +121,10 @@ pub struct BrokerConfig {
     pub log_index_interval_bytes: u32,
     #[serde(rename = "log.index.size.max.bytes")]
     pub log_index_size_max_bytes: u32,
+    /// Appends up to this size are a `pwrite` on the shard thread instead of an io_uring
+    /// write (ext4 punts every buffered io_uring write to a kernel worker); 0 = never.
+    #[serde(rename = "log.write.inline.max.bytes")]
+    pub log_write_inline_max_bytes: u32,
     /// fsync after this many messages; i64::MAX (Kafka's default) = never by count.
     #[serde(rename = "log.flush.interval.messages")]
     pub log_flush_interval_messages: i64,
@@ -215,6 +219,7 @@ impl Default for BrokerConfig {
             log_retention_bytes: log.retention_bytes,
             log_index_interval_bytes: log.index_interval_bytes,
             log_index_size_max_bytes: log.segment_index_bytes_max,
+            log_write_inline_max_bytes: log.write_inline_max_bytes,
             log_flush_interval_messages: i64::MAX,
             log_flush_interval_ms: i64::MAX,
             log_message_timestamp_type: "CreateTime".to_owned(),
@@ -434,6 +439,7 @@ impl BrokerConfig {
             flush_ms: never_if_max("log.flush.interval.ms", self.log_flush_interval_ms)?,
             max_message_bytes: self.message_max_bytes,
             timestamp_type,
+            write_inline_max_bytes: self.log_write_inline_max_bytes,
         })
     }
 }

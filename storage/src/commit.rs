@@ -93,6 +93,12 @@ impl GroupCommit {
         self.in_flight.borrow().clone()
     }
 
+    /// Whether an fsync of this log is running (its writeback holds ext4's block-mapping
+    /// lock of the segment, which a `pwrite` on the shard thread would block on).
+    pub fn is_syncing(&self) -> bool {
+        self.in_flight.borrow().is_some()
+    }
+
     /// Asks the in-flight fsync's task to start the next one when it completes.
     pub fn chain_next(&self) {
         self.chain.set(true);

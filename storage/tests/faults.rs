@@ -205,21 +205,44 @@ fn failed_seal_fsync_is_sticky() {
 
 #[test]
 fn failed_write_leaves_the_log_unchanged() {
-    // Append writes #1 and #2 succeed, #3 fails.
+    // Append writes #1 and #2 succeed, #3 fails; all small enough to be inline pwrites.
     if !isolated(
         "failed_write_leaves_the_log_unchanged",
         (WRITE_EIO_AFTER_VAR, "2"),
     ) {
         return;
     }
+    failed_write_leaves_the_log_unchanged_with(no_roll_config());
+}
+
+#[test]
+fn failed_io_uring_write_leaves_the_log_unchanged() {
+    // The same through io_uring writes only.
+    if !isolated(
+        "failed_io_uring_write_leaves_the_log_unchanged",
+        (WRITE_EIO_AFTER_VAR, "2"),
+    ) {
+        return;
+    }
+    failed_write_leaves_the_log_unchanged_with(LogConfig {
+        write_inline_max_bytes: 0,
+        ..no_roll_config()
+    });
+}
+
+/// Body of the two tests above: the injected EIO of append write #3 whichever write path
+/// `config` picks.
+fn failed_write_leaves_the_log_unchanged_with(config: LogConfig) {
+    let inline = config.write_inline_max_bytes > 0;
     let root = tempfile::tempdir().unwrap();
     let dir = part_dir(root.path());
     rt().block_on(async {
-        let log = Log::open(dir.clone(), no_roll_config()).await.unwrap();
+        let log = Log::open(dir.clone(), config.clone()).await.unwrap();
         for tag in 0..2 {
             let info = log.append(batch(tag, 3, 1_000), opts(1_000)).await.unwrap();
             log.wait_durable(info.last_offset).await.unwrap();
         }
+        assert_eq!(log.inline_write_count(), if inline { 2 } else { 0 });
         let end = log.log_end_offset();
         let msg = assert_io(
             log.append(batch(2, 3, 1_000), opts(1_000)).await,
@@ -233,7 +256,7 @@ fn failed_write_leaves_the_log_unchanged() {
         assert_eq!(before.len(), 2);
         drop(log);
 
-        let log = Log::open(dir, no_roll_config()).await.unwrap();
+        let log = Log::open(dir, config).await.unwrap();
         let after = batches(&read_all(&log).await);
         assert_eq!(after, before, "exactly the committed batches come back");
         let info = log.append(batch(3, 3, 1_000), opts(1_000)).await.unwrap();

@@ -297,3 +297,68 @@ fn truncate_below_start_restarts_log() {
         );
     });
 }
+
+/// One batch of one record with a `value_bytes` value.
+fn big_batch(value_bytes: usize) -> bytes::BytesMut {
+    storage::BatchBuilder::new(1)
+        .record(None, Some(&vec![7u8; value_bytes]), &[])
+        .build()
+}
+
+#[test]
+fn inline_and_io_uring_appends_write_the_same_bytes() {
+    const INLINE_MAX_BYTES: u32 = 64 * 1024;
+    let root = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let mut files = Vec::new();
+        for (name, inline_max) in [("uring", 0), ("inline", INLINE_MAX_BYTES)] {
+            let dir = root.path().join(name).join("t-0");
+            let cfg = LogConfig {
+                write_inline_max_bytes: inline_max,
+                ..LogConfig::default()
+            };
+            let log = Log::open(dir.clone(), cfg).await.unwrap();
+            for tag in 0..5 {
+                log.append(batch(tag, 3, 1), opts(1)).await.unwrap();
+            }
+            // Larger than the threshold: io_uring either way.
+            let big = big_batch(INLINE_MAX_BYTES as usize + 1);
+            log.append(big, opts(1)).await.unwrap();
+            log.append(batch(9, 2, 1), opts(1)).await.unwrap();
+            let expect_inline = if inline_max == 0 { 0 } else { 6 };
+            assert_eq!(log.inline_write_count(), expect_inline, "{name}");
+            assert_eq!(log.log_end_offset(), Offset(18));
+            let read = read_all(&log).await;
+            log.close().await.unwrap();
+            let on_disk = std::fs::read(dir.join("00000000000000000000.log")).unwrap();
+            assert_eq!(&read[..], &on_disk[..], "{name}: reads see what is on disk");
+            files.push(on_disk);
+        }
+        assert_eq!(files[0], files[1], "both write paths store the same bytes");
+    });
+}
+
+#[test]
+fn appends_while_an_fsync_runs_use_io_uring() {
+    let root = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let cfg = LogConfig {
+            flush_messages: 1,
+            write_inline_max_bytes: 1024 * 1024,
+            ..LogConfig::default()
+        };
+        let log = Log::open(part_dir(root.path()), cfg).await.unwrap();
+        log.append(batch(0, 1, 1), opts(1)).await.unwrap();
+        assert_eq!(log.inline_write_count(), 1, "no fsync ran: inline");
+        // The policy (flush.messages = 1) started an fsync that nothing awaited yet.
+        assert_eq!(log.fsync_in_flight(), Some(Offset(1)));
+        let info = log.append(batch(1, 1, 1), opts(1)).await.unwrap();
+        assert_eq!(log.inline_write_count(), 1, "fsync in flight: io_uring");
+        assert_eq!(log.wait_durable(info.last_offset).await.unwrap(), Offset(2));
+        assert_eq!(log.fsync_in_flight(), None);
+        log.append(batch(2, 1, 1), opts(1)).await.unwrap();
+        assert_eq!(log.inline_write_count(), 2, "fsync done: inline again");
+        assert_eq!(read_all(&log).await.len(), 3 * batch(0, 1, 1).len());
+        log.close().await.unwrap();
+    });
+}

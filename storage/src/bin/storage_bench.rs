@@ -1,17 +1,19 @@
 //! `storage_bench`: single-shard throughput of the partition log (run by
 //! `perf/bench-storage.sh`, which puts `dd` numbers for the same disk next to it).
 //!
-//! Appends 1 KiB records in 16 KiB or 1 MiB batches, fsynced every MiB (flush.messages =
-//! records per MiB) or never, then reads the whole log back through `Log::read` +
-//! `ReadSlice::read_bytes`, once from disk (page cache dropped for the segment files with
-//! `posix_fadvise(DONTNEED)`, which only touches our own clean pages) and once warm.
+//! Appends 1 KiB records in 16 KiB or 1 MiB batches (`--batch-kib` for others), fsynced
+//! every MiB (flush.messages = records per MiB) or never, then reads the whole log back
+//! through `Log::read` + `ReadSlice::read_bytes`, once from disk (page cache dropped for the
+//! segment files with `posix_fadvise(DONTNEED)`, which only touches our own clean pages) and
+//! once warm.
 //! Appends only start the policy's fsyncs (group commit); fsynced runs are timed until a
 //! final `flush` made everything durable, like `dd conv=fdatasync`, and report how many data
 //! fsyncs ran. With `--wait-durable` every appender awaits `wait_durable` for each append
 //! (what a producer with acks=all waits for). Building the input batches is not timed.
 //! Output: one `RESULT <name> <MB/s>` line per measurement (MB = 10^6 bytes, like dd) and
-//! one `FSYNCS <name> <count> <MiB per fsync>` line per fsynced run, after human-readable
-//! lines.
+//! one `FSYNCS <name> <count> <MiB per fsync>` line per fsynced run, and one `STALL <name>
+//! <ms>` line per append run (the longest a 1 ms timer task on the same shard was kept
+//! waiting: blocking syscalls and CPU work on the shard thread), after human-readable lines.
 
 use std::cell::Cell;
 use std::os::fd::AsRawFd;
@@ -27,6 +29,8 @@ const KIB: usize = 1024;
 const MIB: usize = 1024 * 1024;
 /// Distinct pre-built batches cycled through, so values are not one repeated buffer.
 const BATCH_POOL_LEN: usize = 8;
+/// Period of the shard-stall probe that runs next to the appenders.
+const STALL_TICK: Duration = Duration::from_millis(1);
 /// Bytes asked of `Log::read` per call while reading back (a large fetch).
 const READ_BYTES: u32 = MIB as u32;
 
@@ -52,6 +56,9 @@ struct Args {
     /// Bytes appended per run, in MiB.
     #[arg(long, default_value_t = 512)]
     total_mib: usize,
+    /// Batch sizes to run, in KiB (each fsynced per MiB and not fsynced).
+    #[arg(long, value_delimiter = ',', default_values_t = [16, 1024])]
+    batch_kib: Vec<usize>,
     /// Value size of one record.
     #[arg(long, default_value_t = KIB)]
     record_bytes: usize,
@@ -68,6 +75,10 @@ struct Args {
     /// Each appender awaits durability (`wait_durable`) of every append before the next.
     #[arg(long)]
     wait_durable: bool,
+    /// log.write.inline.max.bytes: appends up to this size are a `pwrite` on the shard
+    /// thread, larger ones an io_uring WRITE; 0 = always io_uring (default: LogConfig's).
+    #[arg(long)]
+    write_inline_max_bytes: Option<u32>,
 }
 
 /// One append configuration.
@@ -79,7 +90,7 @@ struct Run {
 
 impl Run {
     fn name(self) -> String {
-        let batch = if self.batch_bytes >= MIB {
+        let batch = if self.batch_bytes >= MIB && self.batch_bytes % MIB == 0 {
             format!("{}MiB", self.batch_bytes / MIB)
         } else {
             format!("{}KiB", self.batch_bytes / KIB)
@@ -109,34 +120,22 @@ fn main() -> ExitCode {
 
 async fn bench(args: &Args) -> Result<(), BenchError> {
     let total_bytes = args.total_mib * MIB;
-    let runs = [
-        Run {
-            batch_bytes: 16 * KIB,
-            fsync_per_mib: true,
-        },
-        Run {
-            batch_bytes: 16 * KIB,
-            fsync_per_mib: false,
-        },
-        Run {
-            batch_bytes: MIB,
-            fsync_per_mib: true,
-        },
-        Run {
-            batch_bytes: MIB,
-            fsync_per_mib: false,
-        },
-    ];
+    let runs = args.batch_kib.iter().flat_map(|&kib| {
+        [true, false].map(|fsync_per_mib| Run {
+            batch_bytes: kib * KIB,
+            fsync_per_mib,
+        })
+    });
     let mut kept: Option<PathBuf> = None;
     let wanted = |r: &Run| {
         args.only
             .as_ref()
             .is_none_or(|o| r.name().contains(o.as_str()))
     };
-    for run in runs.into_iter().filter(wanted) {
+    for run in runs.filter(wanted) {
         let dir = args.dir.join(format!("{}-0", run.name()));
         remove_dir_if_exists(&dir)?;
-        let (bytes, elapsed, fsyncs) = append_run(&dir, run, args, total_bytes).await?;
+        let (bytes, elapsed, fsyncs, stall) = append_run(&dir, run, args, total_bytes).await?;
         let mut name = match args.inflight {
             1 => run.name(),
             n => format!("{}-inflight{n}", run.name()),
@@ -145,6 +144,9 @@ async fn bench(args: &Args) -> Result<(), BenchError> {
             name.push_str("-wait");
         }
         report(&name, bytes, elapsed);
+        let stall_ms = stall.as_secs_f64() * 1e3;
+        println!("{name:<28} longest shard stall {stall_ms:.2} ms");
+        println!("STALL {name} {stall_ms:.2}");
         if run.fsync_per_mib {
             let per = bytes as f64 / MIB as f64 / (fsyncs.max(1) as f64);
             println!("{name:<28} {fsyncs} data fsyncs, {per:.2} MiB per fsync");
@@ -201,13 +203,13 @@ fn batch_pool(records: usize, record_bytes: usize) -> Vec<BytesMut> {
 
 /// Appends until `total_bytes` are stored, with `inflight` appenders sharing the log;
 /// returns (bytes, wall time of the appends plus, when fsyncing, the final flush, data
-/// fsyncs until then).
+/// fsyncs until then, longest shard stall seen by `stall_probe` while appending).
 async fn append_run(
     dir: &Path,
     run: Run,
     args: &Args,
     total_bytes: usize,
-) -> Result<(u64, Duration, u64), BenchError> {
+) -> Result<(u64, Duration, u64, Duration), BenchError> {
     let (record_bytes, inflight) = (args.record_bytes, args.inflight);
     let records = (run.batch_bytes / record_bytes).max(1);
     let pool = batch_pool(records, record_bytes);
@@ -220,6 +222,9 @@ async fn append_run(
         // A "1 MiB" batch of 1 KiB records is a little over 1 MiB with its overheads.
         max_message_bytes: (2 * run.batch_bytes).max(MIB) as u32,
         index_interval_bytes: args.index_interval_bytes,
+        write_inline_max_bytes: args
+            .write_inline_max_bytes
+            .unwrap_or(LogConfig::default().write_inline_max_bytes),
         ..LogConfig::default()
     };
     let log = Log::open(dir.to_path_buf(), config).await?;
@@ -228,7 +233,14 @@ async fn append_run(
     let wait = args.wait_durable;
     let appenders =
         (0..inflight.max(1)).map(|k| appender(&log, &pool, k, &written, total_bytes, wait));
-    for r in futures_util::future::join_all(appenders).await {
+    let done = Cell::new(false);
+    let appending = async {
+        let results = futures_util::future::join_all(appenders).await;
+        done.set(true);
+        results
+    };
+    let (results, stall_max) = futures_util::future::join(appending, stall_probe(&done)).await;
+    for r in results {
         r?;
     }
     if run.fsync_per_mib {
@@ -239,7 +251,20 @@ async fn append_run(
     let fsyncs = log.fsync_count();
     // Not timed for no-fsync (page-cache speed is what that run shows); close fsyncs the tail.
     log.close().await?;
-    Ok((written.get(), elapsed, fsyncs))
+    Ok((written.get(), elapsed, fsyncs, stall_max))
+}
+
+/// A task on the same shard that wants to run every `STALL_TICK`: returns the longest it
+/// was kept waiting past that while `done` is unset (what a blocking syscall or CPU work on
+/// the shard costs every other connection and partition of it).
+async fn stall_probe(done: &Cell<bool>) -> Duration {
+    let mut worst = Duration::ZERO;
+    while !done.get() {
+        let t = Instant::now();
+        compio::time::sleep(STALL_TICK).await;
+        worst = worst.max(t.elapsed().saturating_sub(STALL_TICK));
+    }
+    worst
 }
 
 /// One producer: appends pool batches (cloning one is the producer's cost, as receiving
