@@ -391,7 +391,10 @@ fn a_restarted_static_member_rejoins_without_a_rebalance() {
         partitions_split(&[&a, &b]) && !a.assigned().is_empty() && !b.assigned().is_empty()
     });
     let a_partitions = a.assigned();
+    // Counted from here: the initial joins may rebalance b once (whichever member joined first
+    // got every partition), which is not what this test is about.
     let b_assigns = b.context.assigns.load(Ordering::SeqCst);
+    let b_revokes = b.context.revokes.load(Ordering::SeqCst);
     a.close();
     let a2 = Worker::start(config("static-a"), &topic, false);
     wait_until(
@@ -404,5 +407,5 @@ fn a_restarted_static_member_rejoins_without_a_rebalance() {
         b_assigns,
         "the other member saw no rebalance"
     );
-    assert_eq!(b.context.revokes.load(Ordering::SeqCst), 0);
+    assert_eq!(b.context.revokes.load(Ordering::SeqCst), b_revokes);
 }
