@@ -118,12 +118,14 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
         announce_ready(&shard, boot.listen).await;
     }
     let retention_task = compio::runtime::spawn(retention_loop(shard.clone()));
+    let durability_task = compio::runtime::spawn(durability_watch(shard.clone()));
     let groups_task = compio::runtime::spawn(crate::groups::coordinator::timer_loop(shard.clone()));
     accept_loop(&shard, &listener).await;
     drop(listener);
     drain_connections(&shard).await;
     drop(admin_task);
     drop(retention_task);
+    drop(durability_task);
     drop(groups_task);
     drop(inbox_task);
     close_logs(&shard).await;
@@ -195,6 +197,26 @@ async fn close_logs(shard: &Shard) {
         partition.notify_appended();
         if let Err(e) = partition.log.close().await {
             tracing::error!(partition = %partition.tp.dir_name(), error = %e, "closing log failed");
+        }
+    }
+}
+
+/// How often each shard looks for a log whose background fsync failed.
+const DURABILITY_CHECK_INTERVAL: Duration = Duration::from_millis(200);
+
+/// A flush-policy fsync runs in the background with no producer waiting on it; if it fails, the
+/// log refuses further appends, but nothing would stop the process until the next append to
+/// that partition. The disk can no longer be trusted, so stop the whole broker now.
+async fn durability_watch(shard: Rc<Shard>) {
+    loop {
+        compio::time::sleep(DURABILITY_CHECK_INTERVAL).await;
+        for partition in shard.partitions.all() {
+            if let Some(e) = partition.log.durability_error() {
+                shards::fatal(format!(
+                    "storage I/O error on {}: {e}",
+                    partition.tp.dir_name()
+                ));
+            }
         }
     }
 }

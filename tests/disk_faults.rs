@@ -265,3 +265,54 @@ fn restart_and_check(
     kafka::assert_exactly_once(&new_records, &acked_new, &received_new);
     broker.stop();
 }
+
+/// A background fsync (the flush policy's, with no producer waiting: acks=1) that fails stops
+/// the broker too, without waiting for the next append to that partition.
+#[test]
+fn a_failed_background_fsync_stops_the_broker_without_further_appends() {
+    let topic = unique_name("bg-fsync-eio");
+    let mut broker = Broker::start(
+        BrokerOpts::default()
+            .cores(2)
+            .config("\"log.flush.interval.messages\" = 1\n")
+            .env(FSYNC_EIO_AFTER_VAR, "0"),
+    );
+    kafka::create_topic(&broker, &topic, 1);
+    let producer = kafka::producer(
+        &broker,
+        &[
+            ("acks", "1"),
+            ("linger.ms", "0"),
+            ("message.timeout.ms", "5000"),
+        ],
+    );
+    // One record, acknowledged after its write; the fsync the policy then starts in the
+    // background is the process's first data fsync, and fails. Nothing is appended after it.
+    let records = kafka::keyed_records(1, 1, 100);
+    let deliveries = kafka::produce(&producer, &topic, &records, Some(0));
+    assert!(deliveries[0].result.is_ok(), "{:?}", deliveries[0].result);
+    common::wait_until(EXIT_TIMEOUT, "the fault is injected", || {
+        broker.log_text().contains(INJECTED_MARK)
+    });
+    // No more produce: the broker must still notice and exit.
+    drop(producer);
+    let status = broker.wait_for_exit(EXIT_TIMEOUT).unwrap_or_else(|| {
+        panic!(
+            "broker still running {EXIT_TIMEOUT:?} after a failed background fsync; log:\n{}",
+            broker.log_text()
+        )
+    });
+    assert_eq!(
+        status.code(),
+        Some(FATAL_EXIT_CODE),
+        "{}",
+        broker.log_text()
+    );
+    assert!(
+        broker
+            .log_text()
+            .contains(&format!("{FATAL_MARK}{topic}-0")),
+        "fatal line names the partition; log:\n{}",
+        broker.log_text()
+    );
+}

@@ -444,6 +444,12 @@ impl Log {
         }
     }
 
+    /// The sticky fsync failure, if a data fsync of this log has failed (including one the
+    /// flush policy started in the background, which no caller was waiting on).
+    pub fn durability_error(&self) -> Option<StorageError> {
+        self.commit.check().err()
+    }
+
     /// Data fsyncs of segment files since open (group-commit fsyncs and seals).
     pub fn fsync_count(&self) -> u64 {
         self.commit.fsync_count()
