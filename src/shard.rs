@@ -230,8 +230,15 @@ async fn retention_loop(shard: Rc<Shard>) {
             .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
             .unwrap_or(0);
         for partition in shard.partitions.all() {
-            if let Err(e) = partition.log.apply_retention(now_ms).await {
-                tracing::warn!(partition = %partition.tp.dir_name(), error = %e, "retention failed");
+            match partition.log.apply_retention(now_ms).await {
+                Ok(0) => {}
+                Ok(_) => {
+                    let start = partition.log.log_start_offset().0;
+                    partition.producers.borrow_mut().evict_below(start);
+                }
+                Err(e) => {
+                    tracing::warn!(partition = %partition.tp.dir_name(), error = %e, "retention failed")
+                }
             }
         }
     }

@@ -273,6 +273,26 @@ impl ProducerStates {
         }
     }
 
+    /// Forgets producers whose last batch lies wholly below the log start offset (after
+    /// DeleteRecords or retention), as Kafka does: a retry of such a batch must not be answered
+    /// with offsets that no longer exist. Returns how many were dropped.
+    pub fn evict_below(&mut self, log_start_offset: i64) -> usize {
+        let gone: Vec<ProducerId> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| {
+                e.batches
+                    .back()
+                    .is_none_or(|b| b.last_offset < log_start_offset)
+            })
+            .map(|(p, _)| *p)
+            .collect();
+        for producer in &gone {
+            self.remove(*producer);
+        }
+        gone.len()
+    }
+
     /// The epoch and last sequence known for `producer` (tests, diagnostics).
     pub fn last_sequence(&self, producer: ProducerId) -> Option<(i16, i32)> {
         let entry = self.entries.get(&producer)?;
@@ -324,6 +344,24 @@ mod tests {
             s.commit(&b, meta, now);
         }
         plan
+    }
+
+    #[test]
+    fn producers_below_the_log_start_are_forgotten() {
+        let mut s = ProducerStates::new(LIMITS);
+        append(&mut s, ident(1, 0, 0, 10), 0, 0); // offsets 0..=9
+        append(&mut s, ident(2, 0, 0, 10), 10, 0); // offsets 10..=19
+        assert_eq!(s.evict_below(10), 1);
+        assert_eq!(s.last_sequence(ProducerId(1)), None);
+        assert_eq!(s.last_sequence(ProducerId(2)), Some((0, 9)));
+        // A retry of producer 1's batch is no longer a duplicate: its offsets are gone.
+        assert_eq!(s.plan(&[ident(1, 0, 0, 10)], 0), Ok(Plan::Append));
+        assert_eq!(
+            s.evict_below(19),
+            0,
+            "a producer whose last batch reaches the start stays"
+        );
+        assert_eq!(s.len(), 1);
     }
 
     #[test]

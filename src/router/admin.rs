@@ -464,10 +464,12 @@ async fn delete_records_one(partition: &Partition, offset: i64) -> DeleteRecords
             .await
             .map_err(|e| io_is_fatal(&partition.tp, e))?;
     }
-    log.delete_records_before(storage::Offset(target))
+    let start = log
+        .delete_records_before(storage::Offset(target))
         .await
-        .map(|start| start.0)
-        .map_err(|e| io_is_fatal(&partition.tp, e))
+        .map_err(|e| io_is_fatal(&partition.tp, e))?;
+    partition.producers.borrow_mut().evict_below(start.0);
+    Ok(start.0)
 }
 
 fn io_is_fatal(tp: &TopicPartition, error: storage::StorageError) -> PartitionError {
