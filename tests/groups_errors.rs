@@ -358,3 +358,52 @@ fn the_offsets_topic_is_compacted_and_survives_a_restart() {
         (399, Some(metadata))
     );
 }
+
+/// Simple commits racing DeleteGroups of the same group, over two connections, once per group
+/// for many groups: whatever state each race leaves in memory is exactly what the offsets log
+/// replays after a restart.
+#[test]
+fn commits_racing_group_deletion_replay_as_they_ended() {
+    const GROUPS: usize = 300;
+    let mut broker = Broker::start(BrokerOpts::default().config(BROKER_TOML));
+    let topic = unique_name("race");
+    kafka::create_topic(&broker, &topic, 1);
+    let groups: Vec<String> = (0..GROUPS)
+        .map(|i| unique_name(&format!("racing-{i}")))
+        .collect();
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+    let committer = {
+        let mut conn = Conn::open(&broker);
+        let (groups, topic, barrier) = (groups.clone(), topic.clone(), barrier.clone());
+        std::thread::spawn(move || {
+            for group in &groups {
+                barrier.wait();
+                assert_eq!(commit(&mut conn, group, "", -1, &topic), NONE);
+            }
+        })
+    };
+    let mut conn = Conn::open(&broker);
+    for group in &groups {
+        barrier.wait();
+        let code = delete_group(&mut conn, group);
+        assert!(
+            matches!(code, NONE | GROUP_ID_NOT_FOUND),
+            "DeleteGroups answered {code}"
+        );
+    }
+    committer.join().expect("committer thread");
+    let before: Vec<_> = groups
+        .iter()
+        .map(|g| fetch_offset(&mut conn, g, &topic))
+        .collect();
+    drop(conn);
+    broker.restart();
+    let mut conn = Conn::open(&broker);
+    for (group, before) in groups.iter().zip(before) {
+        let after = fetch_offset(&mut conn, group, &topic);
+        assert_eq!(
+            before, after,
+            "{group}: memory before the restart vs the replayed log"
+        );
+    }
+}

@@ -443,6 +443,13 @@ fn all_codes(request: &CommitRequest, code: i16) -> GroupAnswer {
 async fn commit(shard: &Shard, request: CommitRequest) -> GroupAnswer {
     let coordinator = &shard.groups;
     let (_, partition) = super::owner_of(shard, &request.group);
+    let Some(log_state) = coordinator.log(partition) else {
+        return all_codes(&request, K::CoordinatorLoadInProgress.code());
+    };
+    // Validate, append and apply under the offsets partition's lock, which DeleteGroups also
+    // takes: the order of records in the log is then the order of changes in memory, so a
+    // commit racing a delete replays after a restart exactly as it ended before it.
+    let _guard = log_state.lock.lock().await;
     let validation = {
         let mut groups = coordinator.groups.borrow_mut();
         match groups.get_mut(&request.group) {
@@ -473,10 +480,6 @@ async fn commit(shard: &Shard, request: CommitRequest) -> GroupAnswer {
         .iter()
         .map(|(t, p, v)| store::offset_record(&request.group, t, *p, Some(v)))
         .collect();
-    let Some(log_state) = coordinator.log(partition) else {
-        return all_codes(&request, K::CoordinatorLoadInProgress.code());
-    };
-    let _guard = log_state.lock.lock().await;
     let written = match records {
         Ok(records) => store::append_locked(shard, &log_state, partition, records).await,
         Err(e) => Err(e),
@@ -622,6 +625,12 @@ fn remove_group(entry: &mut GroupEntry) -> Vec<KeyValue> {
 }
 
 async fn delete(shard: &Shard, group_id: String) -> GroupAnswer {
+    let (_, partition) = super::owner_of(shard, &group_id);
+    let Some(log_state) = shard.groups.log(partition) else {
+        return GroupAnswer::Code(K::CoordinatorLoadInProgress.code());
+    };
+    // Under the same lock as commits (see `commit`).
+    let _guard = log_state.lock.lock().await;
     let removed = {
         let mut groups = shard.groups.groups.borrow_mut();
         match groups.get_mut(&group_id) {
@@ -640,13 +649,15 @@ async fn delete(shard: &Shard, group_id: String) -> GroupAnswer {
     };
     match removed {
         Err(code) => GroupAnswer::Code(code),
-        Ok((partition, records)) => match store::append(shard, partition, records).await {
-            Ok(()) => GroupAnswer::Code(0),
-            Err(e) => {
-                tracing::warn!(group = %group_id, error = %e, "group tombstones not written");
-                GroupAnswer::Code(K::CoordinatorNotAvailable.code())
+        Ok((partition, records)) => {
+            match store::append_locked(shard, &log_state, partition, records).await {
+                Ok(()) => GroupAnswer::Code(0),
+                Err(e) => {
+                    tracing::warn!(group = %group_id, error = %e, "group tombstones not written");
+                    GroupAnswer::Code(K::CoordinatorNotAvailable.code())
+                }
             }
-        },
+        }
     }
 }
 
