@@ -407,3 +407,44 @@ fn commits_racing_group_deletion_replay_as_they_ended() {
         );
     }
 }
+
+/// Offsets of a deleted topic are dropped by the periodic cleanup, in memory and in the log.
+#[test]
+fn offsets_of_a_deleted_topic_are_dropped() {
+    let mut broker = Broker::start(BrokerOpts::default().config(&format!(
+        "{BROKER_TOML}\n\"offsets.retention.check.interval.ms\" = 100\n"
+    )));
+    let (doomed, kept) = (unique_name("doomed"), unique_name("kept"));
+    kafka::create_topic(&broker, &doomed, 1);
+    kafka::create_topic(&broker, &kept, 1);
+    let group = unique_name("simple");
+    let mut conn = Conn::open(&broker);
+    assert_eq!(commit(&mut conn, &group, "", -1, &doomed), NONE);
+    assert_eq!(commit(&mut conn, &group, "", -1, &kept), NONE);
+    assert_eq!(fetch_offset(&mut conn, &group, &doomed).0, 5);
+
+    let admin = kafka::admin(&broker);
+    let deleted = common::block_on(admin.delete_topics(&[&doomed], &kafka::admin_opts()))
+        .unwrap_or_else(|e| panic!("DeleteTopics: {e}"));
+    assert_eq!(deleted, vec![Ok(doomed.clone())]);
+    wait_until(
+        Duration::from_secs(10),
+        "the deleted topic's offset is dropped",
+        || fetch_offset(&mut conn, &group, &doomed).0 == -1,
+    );
+    assert_eq!(
+        fetch_offset(&mut conn, &group, &kept).0,
+        5,
+        "other offsets stay"
+    );
+
+    drop(conn);
+    broker.restart();
+    let mut conn = Conn::open(&broker);
+    assert_eq!(
+        fetch_offset(&mut conn, &group, &doomed).0,
+        -1,
+        "tombstone replayed"
+    );
+    assert_eq!(fetch_offset(&mut conn, &group, &kept).0, 5);
+}

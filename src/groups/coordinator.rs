@@ -666,6 +666,12 @@ async fn delete_offsets(
     group_id: String,
     topics: Vec<(String, Vec<i32>)>,
 ) -> GroupAnswer {
+    let (_, partition) = super::owner_of(shard, &group_id);
+    let Some(log_state) = shard.groups.log(partition) else {
+        return GroupAnswer::Error(K::CoordinatorLoadInProgress.code());
+    };
+    // Under the same lock as commits (see `commit`).
+    let _guard = log_state.lock.lock().await;
     let planned = {
         let table = shard.topics.borrow();
         let mut groups = shard.groups.groups.borrow_mut();
@@ -710,7 +716,7 @@ async fn delete_offsets(
     match planned {
         Err(code) => GroupAnswer::Error(code),
         Ok((partition, codes, records)) => {
-            if let Err(e) = store::append(shard, partition, records).await {
+            if let Err(e) = store::append_locked(shard, &log_state, partition, records).await {
                 tracing::warn!(group = %group_id, error = %e, "offset tombstones not written");
                 return GroupAnswer::Error(K::CoordinatorNotAvailable.code());
             }
@@ -764,56 +770,71 @@ pub async fn cleanup(shard: &Shard) {
             .saturating_mul(60_000),
     )
     .unwrap_or(i64::MAX);
-    let now = now_ms();
-    let mut tombstones: BTreeMap<u32, Vec<KeyValue>> = BTreeMap::new();
-    {
-        let table = shard.topics.borrow();
-        let mut groups = shard.groups.groups.borrow_mut();
-        let mut dead = Vec::new();
-        for (id, entry) in groups.iter_mut() {
-            let empty = entry.group.state() == GroupState::Empty;
-            let consumer_group = entry.group.protocol_type().is_some();
-            let group_expired = empty && now.saturating_sub(entry.state_since_ms) >= retention_ms;
-            let mut gone = Vec::new();
-            for ((topic, p), value) in &entry.offsets {
-                let topic_gone = table
-                    .get(topic)
-                    .is_none_or(|m| u32::try_from(*p).map_or(true, |i| i >= m.partitions));
-                let expired = empty
-                    && if consumer_group {
-                        group_expired
-                    } else {
-                        now.saturating_sub(value.commit_timestamp_ms) >= retention_ms
-                    };
-                if topic_gone || expired {
-                    gone.push((topic.clone(), *p));
-                }
-            }
-            let records = tombstones.entry(entry.partition).or_default();
-            for key in gone {
-                entry.offsets.remove(&key);
-                if let Ok(r) = store::offset_record(id, &key.0, key.1, None) {
-                    records.push(r);
-                }
-            }
-            if empty && entry.offsets.is_empty() && entry.group.is_empty() {
-                records.extend(remove_group(entry));
-                dead.push(id.clone());
-            }
-        }
-        for id in dead {
-            groups.remove(&id);
-        }
-    }
-    for (partition, records) in tombstones {
-        if let Err(e) = store::append(shard, partition, records).await {
+    let loaded: Vec<u32> = shard.groups.logs.borrow().keys().copied().collect();
+    for &partition in &loaded {
+        let Some(log_state) = shard.groups.log(partition) else {
+            continue;
+        };
+        // Decide and write under the partition's lock, like commits (see `commit`), so a commit
+        // racing an expiry lands in the log in the order it changed memory.
+        let _guard = log_state.lock.lock().await;
+        let records = expire_in_partition(shard, partition, retention_ms, now_ms());
+        if let Err(e) = store::append_locked(shard, &log_state, partition, records).await {
             tracing::warn!(partition, error = %e, "offset expiry not written");
         }
     }
-    let loaded: Vec<u32> = shard.groups.logs.borrow().keys().copied().collect();
     for partition in loaded {
         if let Err(e) = store::maybe_compact(shard, partition).await {
             tracing::warn!(partition, error = %e, "offsets compaction failed");
         }
     }
+}
+
+/// Removes, in memory, the expired offsets and the offsets of deleted topics of the groups
+/// stored in offsets partition `partition`, and the empty groups left without offsets; returns
+/// the tombstones to write.
+fn expire_in_partition(
+    shard: &Shard,
+    partition: u32,
+    retention_ms: i64,
+    now: i64,
+) -> Vec<KeyValue> {
+    let table = shard.topics.borrow();
+    let mut groups = shard.groups.groups.borrow_mut();
+    let mut records = Vec::new();
+    let mut dead = Vec::new();
+    for (id, entry) in groups.iter_mut().filter(|(_, e)| e.partition == partition) {
+        let empty = entry.group.state() == GroupState::Empty;
+        let consumer_group = entry.group.protocol_type().is_some();
+        let group_expired = empty && now.saturating_sub(entry.state_since_ms) >= retention_ms;
+        let mut gone = Vec::new();
+        for ((topic, p), value) in &entry.offsets {
+            let topic_gone = table
+                .get(topic)
+                .is_none_or(|m| u32::try_from(*p).map_or(true, |i| i >= m.partitions));
+            let expired = empty
+                && if consumer_group {
+                    group_expired
+                } else {
+                    now.saturating_sub(value.commit_timestamp_ms) >= retention_ms
+                };
+            if topic_gone || expired {
+                gone.push((topic.clone(), *p));
+            }
+        }
+        for key in gone {
+            entry.offsets.remove(&key);
+            if let Ok(r) = store::offset_record(id, &key.0, key.1, None) {
+                records.push(r);
+            }
+        }
+        if empty && entry.offsets.is_empty() && entry.group.is_empty() {
+            records.extend(remove_group(entry));
+            dead.push(id.clone());
+        }
+    }
+    for id in dead {
+        groups.remove(&id);
+    }
+    records
 }
