@@ -8,7 +8,7 @@
 # Knobs: DURATION_S [20] measured seconds of the max-rate run, FIXED_DURATION_S [20] of the
 # fixed-rate runs, FIXED_RATE [half the max], LOW_RATE [10000], SCALE_DURATION_S [10],
 # WARMUP_S [3], WORKLOAD [the 16-partition 1 KiB max-rate one], ACKS [1] (overrides the
-# workload's), CONSUMER_MODE [assign], IPERF_S [5], DISK_MIB [1024], FETCH_MIB [256],
+# workload's), CLIENT [rdkafka] (producer client: rdkafka | native, bench/README.md), CONSUMER_MODE [assign], IPERF_S [5], DISK_MIB [1024], FETCH_MIB [256],
 # FETCH_ROUNDS [4], FETCH_BENCH_BIN, BROKER_CPUS / BENCH_CPUS / SCALE_CPUS (taskset lists),
 # RESULTS [perf/out/bench-<time>], MARKDOWN [BENCHMARKS.md], SKIP_BUILD=1.
 #
@@ -36,6 +36,7 @@ SCALE_DURATION_S=${SCALE_DURATION_S:-10}
 WARMUP_S=${WARMUP_S:-3}
 WORKLOAD=${WORKLOAD:-$ROOT/bench/workloads/omb-1topic-16p-1kb-max.toml}
 ACKS=${ACKS:-1}
+CLIENT=${CLIENT:-rdkafka}
 CONSUMER_MODE=${CONSUMER_MODE:-assign}
 IPERF_S=${IPERF_S:-5}
 DISK_MIB=${DISK_MIB:-1024}
@@ -52,7 +53,7 @@ mkdir -p "$RESULTS"
 : >"$RESULTS/commands.txt"
 BROKER_COMMANDS=$RESULTS/brokers.txt
 : >"$BROKER_COMMANDS"
-BENCH=(taskset -c "$BENCH_CPUS" "$BENCH_BIN" run)
+BENCH=(taskset -c "$BENCH_CPUS" "$BENCH_BIN" run --client "$CLIENT")
 
 # record KEY COMMAND...: runs COMMAND, logging it under KEY for the report.
 record() {
@@ -74,6 +75,7 @@ machine_note >"$RESULTS/machine.txt"
   echo "broker_cpus=$BROKER_CPUS"
   echo "bench_cpus=$BENCH_CPUS"
   echo "acks=$ACKS"
+  echo "client=$CLIENT"
   echo "consumer_mode=$CONSUMER_MODE"
   echo "git=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)$(cd "$ROOT" && git diff --quiet 2>/dev/null || echo +dirty)"
 } >"$RESULTS/setup.txt"

@@ -149,7 +149,8 @@ def render(results):
     out = [BEGIN, "", "## Results (generated)", ""]
     out.append(f"Measured {machine}; git `{setup.get('git', '?')}`. Broker pinned to CPUs "
                f"`{setup.get('broker_cpus')}`, sluice-bench to CPUs `{setup.get('bench_cpus')}` "
-               f"(taskset). acks={setup.get('acks')}, consumers in `{setup.get('consumer_mode')}` mode. "
+               f"(taskset). acks={setup.get('acks')}, producer client `{setup.get('client', 'rdkafka')}`, "
+               f"consumers in `{setup.get('consumer_mode')}` mode. "
                "MB = 10^6 bytes of message payload. Raw results: "
                f"`{results.relative_to(results.parent.parent.parent) if results.is_absolute() else results}` (not committed).")
     if nproc and nproc <= 2:
@@ -191,7 +192,11 @@ def render(results):
         out += [""] + lines
         for b in (mx or {}).get("bottleneck", []):
             out.append(f"- sluice-bench: {b}")
-    out += ["", "Publish latency at max rate includes time queued in librdkafka; see the fixed-rate run."]
+    if setup.get("client", "rdkafka") == "rdkafka":
+        out += ["", "Publish latency at max rate includes time queued in librdkafka; see the fixed-rate run."]
+    else:
+        out += ["", "Native producer client (bench/README.md): publish latency at max rate includes "
+                "waiting for a free slot in each connection's in-flight window."]
     out += cmd_block(cmds, "broker:max", "max")
 
     out += ["", "### Latency at fixed rates", "",

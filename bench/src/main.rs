@@ -1,12 +1,14 @@
 //! `sluice-bench`: an OpenMessaging-Benchmark-style load generator for any Kafka-compatible
-//! broker, driving load through librdkafka. See bench/README.md.
+//! broker, driving load through librdkafka (or the built-in native producer). See bench/README.md.
 //!
 //! `run` executes one workload against each `--broker` in turn (and the built-in sink with
 //! `--sink`), prints progress once a second on stderr, writes the JSON summary, `.hgrm`
 //! files, SVG plots and a Markdown table into `--out`, and prints the table on stdout.
 //! `sink` serves the minimal Kafka sink on its own, `validate` parses workload files.
 
+mod batch;
 mod consumer;
+mod native;
 mod payload;
 mod plot;
 mod producer;
@@ -25,7 +27,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::runner::{BrokerTarget, RunOptions};
-use crate::workload::{ConsumerMode, Workload};
+use crate::workload::{Client, ConsumerMode, Workload};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -57,6 +59,12 @@ enum ModeArg {
     Assign,
 }
 
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ClientArg {
+    Rdkafka,
+    Native,
+}
+
 #[derive(Debug, clap::Args)]
 struct RunArgs {
     /// Workload TOML file (see bench/workloads/).
@@ -83,6 +91,9 @@ struct RunArgs {
     /// Override the consumer mode (assign: no consumer groups needed).
     #[arg(long, value_enum)]
     consumer_mode: Option<ModeArg>,
+    /// Override the producer client: rdkafka (librdkafka) or native (built-in, lighter).
+    #[arg(long, value_enum)]
+    client: Option<ClientArg>,
     /// Override how long consumers may catch up after producers stop.
     #[arg(long)]
     drain_timeout_s: Option<u64>,
@@ -182,6 +193,12 @@ fn apply_overrides(workload: &mut Workload, args: &RunArgs) -> Result<(), CliErr
         workload.consumer_mode = match m {
             ModeArg::Group => ConsumerMode::Group,
             ModeArg::Assign => ConsumerMode::Assign,
+        };
+    }
+    if let Some(c) = args.client {
+        workload.client = match c {
+            ClientArg::Rdkafka => Client::Rdkafka,
+            ClientArg::Native => Client::Native,
         };
     }
     if let Some(d) = args.drain_timeout_s {

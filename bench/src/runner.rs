@@ -18,12 +18,13 @@ use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 
 use crate::consumer::{self, ConsumerPlan};
+use crate::native;
 use crate::payload::ProducerId;
 use crate::producer::{self, DeliveryState, ErrorKinds, ProducerPlan};
 use crate::report::{BrokerResult, BrokerRun, SubscriptionResult, Throughput, TimelineSample};
 use crate::schedule::RunClock;
 use crate::stats::{LatencyHistogram, LiveCounters, SeqSet, SubscriptionLedger};
-use crate::workload::{ConsumerMode, Workload};
+use crate::workload::{Client, ConsumerMode, Workload};
 
 /// How long consumers may take to own every partition before producers start anyway.
 pub const ASSIGNMENT_WAIT_S: u64 = 30;
@@ -45,6 +46,8 @@ pub enum RunError {
     Producer(#[from] producer::ProducerError),
     #[error(transparent)]
     Consumer(#[from] consumer::ConsumerError),
+    #[error("native producer {0}: {1}")]
+    Native(u32, crate::native::NativeError),
     #[error("spawning thread: {0}")]
     Spawn(std::io::Error),
     #[error(transparent)]
@@ -414,11 +417,31 @@ fn start_producers(
                 stop: stop.clone(),
                 label: format!("{}/p{index}", target.name),
             };
-            let (client, state) = producer::start(&plan)?;
-            let handle = std::thread::Builder::new()
-                .name(format!("producer-{index}"))
-                .spawn(move || producer::run_producer(plan, client))
-                .map_err(RunError::Spawn)?;
+            let thread = std::thread::Builder::new().name(format!("producer-{index}"));
+            let (handle, state) = match w.client {
+                Client::Rdkafka => {
+                    let (client, state) = producer::start(&plan)?;
+                    let handle = thread
+                        .spawn(move || producer::run_producer(plan, client))
+                        .map_err(RunError::Spawn)?;
+                    (handle, state)
+                }
+                Client::Native => {
+                    let client = native::start(&plan).map_err(|e| RunError::Native(index, e))?;
+                    let state = Arc::new(Mutex::new(DeliveryState::default()));
+                    let shared = state.clone();
+                    let handle = thread
+                        .spawn(move || {
+                            let (label, errors) = (plan.label.clone(), plan.errors.clone());
+                            if let Err(e) = native::run(plan, client, shared) {
+                                errors.count(format!("native: {e}"));
+                                eprintln!("[{label}] native producer: {e}");
+                            }
+                        })
+                        .map_err(RunError::Spawn)?;
+                    (handle, state)
+                }
+            };
             running.producers.push((handle, state));
         }
     }

@@ -84,6 +84,17 @@ impl Compression {
     }
 }
 
+/// Which client drives the producers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Client {
+    /// librdkafka (`ThreadedProducer`), the client most Kafka users run.
+    #[default]
+    Rdkafka,
+    /// The built-in Kafka-protocol producer (`native.rs`): far less CPU per message.
+    Native,
+}
+
 fn default_one() -> u32 {
     1
 }
@@ -159,6 +170,9 @@ pub struct Workload {
     /// Create topics through the admin API before the run (false: rely on auto-creation).
     #[serde(default = "default_true")]
     pub create_topics: bool,
+    /// Producer client: `rdkafka` or `native` (uncompressed only; ignores `producer_config`).
+    #[serde(default)]
+    pub client: Client,
     /// Extra librdkafka producer properties, applied last.
     #[serde(default)]
     pub producer_config: BTreeMap<String, String>,
@@ -258,6 +272,10 @@ impl Workload {
         )?;
         check(self.replication_factor >= 1, "replication_factor >= 1")?;
         check(
+            self.client != Client::Native || self.compression == Compression::None,
+            "the native client sends uncompressed batches only (compression = \"none\")",
+        )?;
+        check(
             !self.consumer_group_prefix.is_empty(),
             "consumer_group_prefix must not be empty",
         )?;
@@ -325,6 +343,20 @@ mod tests {
             Workload::from_toml(&text, "inline"),
             Err(WorkloadError::Invalid { .. })
         ));
+    }
+
+    #[test]
+    fn native_client_needs_no_compression() {
+        let w = Workload::from_toml(MINIMAL, "inline").unwrap();
+        assert_eq!(w.client, Client::Rdkafka);
+        let text = format!("{MINIMAL}\nclient = \"native\"\n");
+        assert!(
+            Workload::from_toml(&text, "inline").is_err(),
+            "lz4 + native"
+        );
+        let text = text.replace("\"lz4\"", "\"none\"");
+        let w = Workload::from_toml(&text, "inline").unwrap();
+        assert_eq!(w.client, Client::Native);
     }
 
     #[test]

@@ -206,6 +206,20 @@ fn smoke_workload_against_sluice_delivers_everything_once() {
         .is_some_and(|v| v > 0.0));
 }
 
+#[test]
+fn native_producer_against_sluice_delivers_everything_once() {
+    let broker = Broker::start(&[]);
+    let out = tempfile::tempdir().expect("temp dir");
+    run_bench(&[("sluice", &broker)], out.path(), &["--client", "native"]);
+    let summary = summary(out.path());
+    assert_eq!(summary["workload"]["client"], "native");
+    let run = &summary["runs"][0];
+    // librdkafka consumers read back every record of the native producer's batches.
+    assert_delivered(run);
+    assert_eq!(run["produced_acked"], 4000, "2 s at 2000 msg/s");
+    assert_eq!(run["publish_latency_ms"]["count"], 4000);
+}
+
 /// The numbers in a table row after the broker's name (`| name | 2.0k | 0.5 | ...`).
 fn row_numbers(table: &str, name: &str) -> Vec<f64> {
     let row = table

@@ -53,6 +53,45 @@ fn smoke_workload_against_the_builtin_sink_writes_a_report() {
 }
 
 #[test]
+fn native_producer_at_max_rate_against_the_builtin_sink() {
+    let out = tempfile::tempdir().unwrap();
+    let workload = Path::new(env!("CARGO_MANIFEST_DIR")).join("workloads/smoke.toml");
+    let output = Command::new(env!("CARGO_BIN_EXE_sluice-bench"))
+        .args([
+            "run",
+            "--sink",
+            "--quiet",
+            "--fail-on-loss",
+            "--client",
+            "native",
+            "--rate",
+            "0",
+            "--duration-s",
+            "1",
+        ])
+        .arg("--workload")
+        .arg(&workload)
+        .arg("--out")
+        .arg(out.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "sluice-bench failed: {stderr}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(summary["workload"]["client"], "native");
+    let run = &summary["runs"][0];
+    let acked = run["produced_acked"].as_u64().unwrap();
+    // Max rate for 1 s: far more than a fixed-rate smoke would send, every one acked once.
+    assert!(acked > 10_000, "native max rate acked only {acked}");
+    assert_eq!(run["produced_sent"].as_u64(), Some(acked));
+    assert_eq!(run["produce_errors"], 0);
+    assert!(run["publish_latency_ms"]["count"].as_u64().unwrap() > 0);
+    assert!(run["throughput"]["produce_msgs_per_s"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
 fn bad_workload_is_a_clean_error() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.toml");
