@@ -5,7 +5,8 @@
 #   WORKLOAD=bench/workloads/omb-1topic-16p-100b-max.toml DURATION_S=20 perf/flamegraph.sh
 #
 # Knobs: WORKLOAD (default the 16-partition 1 KiB max-rate one), DURATION_S [10], WARMUP_S [2],
-# ACKS [1; "keep" = the workload's], RATE [0 = the workload's], CONSUMER_MODE [assign], BROKER_ARGS (extra broker flags, e.g.
+# ACKS [1; "keep" = the workload's], RATE [0 = the workload's], CONSUMER_MODE [assign],
+# CLIENT [rdkafka; native = sluice-bench's own producer, see bench/README.md], BROKER_ARGS (extra broker flags, e.g.
 # "--cores 1 --config my.toml"), BROKER_CPUS / BENCH_CPUS (taskset lists), FREQ [499 Hz],
 # CALL_GRAPH [dwarf,32768], OUT_DIR [perf/out], SKIP_BUILD=1 (use the binaries as built).
 #
@@ -53,7 +54,8 @@ sluice_start flame "$BROKER_CPUS" $BROKER_ARGS
 rate_args=()
 [[ -n "$RATE" ]] && rate_args=(--rate "$RATE")
 bench_run -w "$workload" -b "sluice=$BROKER_ADDR" --duration-s "$DURATION_S" --warmup-s "$WARMUP_S" \
-  --consumer-mode "$CONSUMER_MODE" "${rate_args[@]}" --out "$prefix-bench" --quiet \
+  --client "${CLIENT:-rdkafka}" --consumer-mode "$CONSUMER_MODE" "${rate_args[@]}" \
+  --out "$prefix-bench" --quiet \
   >"$PERF_WORK/bench.stdout" 2>"$PERF_WORK/bench.stderr" &
 bench_pid=$!
 PERF_PIDS+=("$bench_pid")
