@@ -53,7 +53,7 @@ impl Default for LogConfig {
             flush_ms: u64::MAX,
             max_message_bytes: 1024 * 1024 + 12,
             timestamp_type: TimestampType::CreateTime,
-            write_inline_max_bytes: 256 * 1024,
+            write_inline_max_bytes: 64 * 1024,
         }
     }
 }
