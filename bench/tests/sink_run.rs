@@ -4,8 +4,9 @@
 use std::path::Path;
 use std::process::Command;
 
-#[test]
-fn smoke_workload_against_the_builtin_sink_writes_a_report() {
+/// Runs the smoke workload against the built-in sink with `extra` flags; returns the output
+/// dir (kept alive), stdout and the parsed `summary.json`.
+fn run_smoke_on_sink(extra: &[&str]) -> (tempfile::TempDir, String, serde_json::Value) {
     let out = tempfile::tempdir().unwrap();
     let workload = Path::new(env!("CARGO_MANIFEST_DIR")).join("workloads/smoke.toml");
     let output = Command::new(env!("CARGO_BIN_EXE_sluice-bench"))
@@ -17,6 +18,7 @@ fn smoke_workload_against_the_builtin_sink_writes_a_report() {
             "--duration-s",
             "1",
         ])
+        .args(extra)
         .arg("--workload")
         .arg(&workload)
         .arg("--out")
@@ -25,12 +27,18 @@ fn smoke_workload_against_the_builtin_sink_writes_a_report() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "sluice-bench failed: {stderr}");
-    let table = String::from_utf8_lossy(&output.stdout);
-    assert!(table.contains("| sink |"), "table on stdout: {table}");
-
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.path().join("summary.json")).unwrap())
             .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    (out, stdout, summary)
+}
+
+#[test]
+fn smoke_workload_against_the_builtin_sink_writes_a_report() {
+    let (out, table, summary) = run_smoke_on_sink(&[]);
+    assert!(table.contains("| sink |"), "table on stdout: {table}");
+
     let run = &summary["runs"][0];
     assert_eq!(run["broker"], "sink");
     assert_eq!(run["is_sink"], true);
@@ -54,32 +62,7 @@ fn smoke_workload_against_the_builtin_sink_writes_a_report() {
 
 #[test]
 fn native_producer_at_max_rate_against_the_builtin_sink() {
-    let out = tempfile::tempdir().unwrap();
-    let workload = Path::new(env!("CARGO_MANIFEST_DIR")).join("workloads/smoke.toml");
-    let output = Command::new(env!("CARGO_BIN_EXE_sluice-bench"))
-        .args([
-            "run",
-            "--sink",
-            "--quiet",
-            "--fail-on-loss",
-            "--client",
-            "native",
-            "--rate",
-            "0",
-            "--duration-s",
-            "1",
-        ])
-        .arg("--workload")
-        .arg(&workload)
-        .arg("--out")
-        .arg(out.path())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "sluice-bench failed: {stderr}");
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.path().join("summary.json")).unwrap())
-            .unwrap();
+    let (_out, _table, summary) = run_smoke_on_sink(&["--client", "native", "--rate", "0"]);
     assert_eq!(summary["workload"]["client"], "native");
     let run = &summary["runs"][0];
     let acked = run["produced_acked"].as_u64().unwrap();
