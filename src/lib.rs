@@ -46,6 +46,7 @@ pub enum BrokerError {
 /// Runs the broker until SIGINT/SIGTERM; returns once every shard closed its logs.
 pub fn run(config: BrokerConfig) -> Result<(), BrokerError> {
     config.validate()?;
+    raise_fd_limit();
     std::fs::create_dir_all(&config.data_dir).map_err(|source| BrokerError::DataDir {
         path: config.data_dir.clone(),
         source,
@@ -100,4 +101,32 @@ fn reserve_port(addr: SocketAddr) -> Result<(Option<socket2::Socket>, SocketAddr
         .as_socket()
         .ok_or_else(|| bind_err(std::io::Error::other("not an IP socket")))?;
     Ok((Some(socket), local))
+}
+
+/// Raises the soft open-file limit (RLIMIT_NOFILE) to the hard limit, as Kafka's packaging
+/// does with `ulimit -n`: every connection and every open segment file holds a descriptor, and
+/// the usual soft default (1024) is far below `max.connections.per.shard` times the shards.
+/// Logs what it did; failing to raise it is only a warning (the limits then stay as they were).
+pub fn raise_fd_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write a local rlimit struct.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        tracing::warn!(error = %std::io::Error::last_os_error(), "cannot read the open-file limit");
+        return;
+    }
+    if limit.rlim_cur >= limit.rlim_max {
+        tracing::info!(nofile = limit.rlim_cur, "open-file limit");
+        return;
+    }
+    let soft = limit.rlim_cur;
+    limit.rlim_cur = limit.rlim_max;
+    // SAFETY: as above.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
+        tracing::warn!(error = %std::io::Error::last_os_error(), soft, "cannot raise the open-file limit");
+        return;
+    }
+    tracing::info!(from = soft, to = limit.rlim_max, "raised the open-file limit (RLIMIT_NOFILE) to its hard limit");
 }

@@ -135,7 +135,16 @@ fn signal_loop(signals: &OwnedFd, stop: &OwnedFd, shutdown: &Shutdown) {
         seen_count += 1;
         if seen_count == 1 {
             tracing::info!("signal {signo}: shutting down (send again to exit at once)");
-            shutdown.trigger();
+            // On a thread of its own, so this loop is back reading signals at once: a second
+            // signal must exit even if waking the shards were ever to block.
+            let to_trigger = shutdown.clone();
+            let spawned = std::thread::Builder::new()
+                .name("sluice-shutdown".into())
+                .spawn(move || to_trigger.trigger());
+            if let Err(error) = spawned {
+                tracing::warn!("cannot start the shutdown thread ({error}); triggering inline");
+                shutdown.trigger();
+            }
         } else {
             eprintln!("signal {signo} again: exiting now");
             std::process::exit(SECOND_SIGNAL_EXIT_CODE);

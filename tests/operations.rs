@@ -1,0 +1,85 @@
+//! Operations against a real broker process: stopping with many idle connections, deleting
+//! topics whose names are near Kafka's length limit, partitions that cannot be opened.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use common::{wait_until, Broker, BrokerOpts};
+
+/// Idle connections the shutdown test holds (clamped to what the fd limit allows).
+const IDLE_CONNECTIONS: usize = 10_000;
+/// `shutdown.timeout.ms` of the shutdown test.
+const SHUTDOWN_TIMEOUT_MS: u64 = 2_000;
+
+/// Raises this process's soft fd limit to its hard limit; returns the new soft limit.
+fn raise_own_fd_limit() -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit on a local struct.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+        limit.rlim_cur = limit.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+    }
+    usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX)
+}
+
+/// Sum of one metric over all its label sets on the admin endpoint.
+pub fn metric_sum(broker: &Broker, name: &str) -> f64 {
+    let mut stream = TcpStream::connect(broker.admin_addr()).expect("connect admin");
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .expect("send");
+    let mut text = String::new();
+    stream.read_to_string(&mut text).expect("read metrics");
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// SIGTERM with 10,000 idle client connections (far more than the 64-entry remote-wake queue of
+/// a shard) stops the broker within `shutdown.timeout.ms` plus a bounded close time, exit 0.
+#[test]
+fn sigterm_with_ten_thousand_idle_connections_stops_promptly() {
+    let connections = IDLE_CONNECTIONS.min(raise_own_fd_limit().saturating_sub(500));
+    assert!(
+        connections >= 1_000,
+        "the fd limit allows only {connections} connections"
+    );
+    let mut broker = Broker::start(BrokerOpts::default().cores(2).config(&format!(
+        "\"shutdown.timeout.ms\" = {SHUTDOWN_TIMEOUT_MS}\n"
+    )));
+    let addr: SocketAddr = broker.socket_addr();
+    let mut idle = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        idle.push(TcpStream::connect(addr).expect("connect"));
+    }
+    wait_until(Duration::from_secs(30), "broker accepted every connection", || {
+        metric_sum(&broker, "sluice_connections_active") >= connections as f64
+    });
+    let started = Instant::now();
+    let status = broker.terminate();
+    let took = started.elapsed();
+    assert_eq!(status.code(), Some(0), "log:\n{}", broker.log_text());
+    // Idle connections close at once on shutdown; the bound leaves room for a slow CI machine.
+    let bound = Duration::from_millis(SHUTDOWN_TIMEOUT_MS) + Duration::from_secs(5);
+    assert!(took < bound, "stop took {took:?} with {connections} idle connections");
+    // The broker closed every connection: each client sees EOF.
+    for stream in idle.iter_mut().take(50) {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let mut byte = [0u8; 1];
+        assert_eq!(stream.read(&mut byte).unwrap_or(0), 0);
+    }
+}
