@@ -7,7 +7,11 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::{wait_until, Broker, BrokerOpts};
+use common::{kafka, wait_until, wire, Broker, BrokerOpts};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use rdkafka::error::RDKafkaErrorCode;
 
 /// Idle connections the shutdown test holds (clamped to what the fd limit allows).
 const IDLE_CONNECTIONS: usize = 10_000;
@@ -82,4 +86,81 @@ fn sigterm_with_ten_thousand_idle_connections_stops_promptly() {
         let mut byte = [0u8; 1];
         assert_eq!(stream.read(&mut byte).unwrap_or(0), 0);
     }
+}
+
+/// A topic name of Kafka's maximum length (249): its delete marker `<topic>-<p>.<id>-delete`
+/// would be ~290 bytes, past the 255-byte file-name limit, so the topic part is truncated as in
+/// Kafka. The data is gone, and re-creating the topic starts empty.
+#[test]
+fn deleting_a_topic_with_a_249_character_name_removes_its_data() {
+    let broker = Broker::start(BrokerOpts::default());
+    let mut topic = common::unique_name("long");
+    while topic.len() < 249 {
+        topic.push('r');
+    }
+    const PARTITIONS: i32 = 2;
+    kafka::create_topic(&broker, &topic, PARTITIONS);
+    let producer = kafka::producer(&broker, &[]);
+    let deliveries = kafka::produce(&producer, &topic, &kafka::keyed_records(20, 5, 10), None);
+    kafka::assert_all_acked(&deliveries);
+    drop(producer);
+    let admin = kafka::admin(&broker);
+    let results = common::block_on(admin.delete_topics(&[&topic], &kafka::admin_opts()))
+        .unwrap_or_else(|e| panic!("DeleteTopics: {e}"));
+    assert_eq!(results, vec![Ok(topic.clone())]);
+    let left: Vec<_> = std::fs::read_dir(broker.data_dir())
+        .expect("data dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&topic[..200]))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+
+    kafka::create_topic(&broker, &topic, PARTITIONS);
+    assert_eq!(
+        kafka::watermarks(&broker, &topic, PARTITIONS),
+        vec![(0, 0); PARTITIONS as usize],
+        "a re-created topic starts empty"
+    );
+}
+
+/// When a partition's data cannot be moved away, DeleteTopics answers KAFKA_STORAGE_ERROR and
+/// the topic (with its data) stays, instead of answering success over data still in place.
+#[test]
+fn delete_topics_fails_when_the_data_cannot_be_moved() {
+    let broker = Broker::start(BrokerOpts::default());
+    let topic = common::unique_name("stuck");
+    kafka::create_topic(&broker, &topic, 1);
+    let producer = kafka::producer(&broker, &[]);
+    kafka::assert_all_acked(&kafka::produce(
+        &producer,
+        &topic,
+        &kafka::keyed_records(3, 1, 10),
+        None,
+    ));
+    drop(producer);
+    let metadata: MetadataResponse = wire::call(
+        broker.socket_addr(),
+        ApiKey::Metadata,
+        12,
+        &MetadataRequest::default().with_topics(Some(vec![MetadataRequestTopic::default()
+            .with_name(Some(TopicName(StrBytes::from_string(topic.clone()))))])),
+    );
+    let id = metadata.topics[0].topic_id;
+    // A non-empty directory where the marker goes makes the rename fail (even for root).
+    let marker = broker
+        .data_dir()
+        .join(format!("{topic}-0.{}-delete", id.simple()));
+    std::fs::create_dir_all(marker.join("blocker")).expect("marker dir");
+
+    let admin = kafka::admin(&broker);
+    let results = common::block_on(admin.delete_topics(&[&topic], &kafka::admin_opts()))
+        .unwrap_or_else(|e| panic!("DeleteTopics: {e}"));
+    assert_eq!(
+        results,
+        vec![Err((topic.clone(), RDKafkaErrorCode::KafkaStorageError))]
+    );
+    wait_until(Duration::from_secs(10), "topic still served", || {
+        kafka::watermarks(&broker, &topic, 1) == vec![(0, 3)]
+    });
 }

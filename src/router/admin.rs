@@ -6,7 +6,9 @@
 //! open, new configs applied to live logs with `Log::set_config`, deleted partitions closed and
 //! their directories gone). Deletion renames a partition directory to
 //! `<topic>-<partition>.<topic-id>-delete` before the registry forgets the topic, so a crash in
-//! between never lets a later topic of the same name adopt the old data.
+//! between never lets a later topic of the same name adopt the old data. The marker name is
+//! truncated to 255 bytes as in Kafka; when a partition cannot be moved away the topic stays
+//! (reopened) and DeleteTopics answers KAFKA_STORAGE_ERROR, never success over data in place.
 
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -286,7 +288,7 @@ fn alter_configs(shard: &Shard, name: &str, change: &ConfigChange) -> ChangeResu
 
 async fn delete_topics(shard: &Shard, refs: Vec<TopicRef>) -> Vec<ChangeResult> {
     let mut doomed: Vec<TopicMeta> = Vec::new();
-    let mut results = Vec::with_capacity(refs.len());
+    let mut results: Vec<ChangeResult> = Vec::with_capacity(refs.len());
     for topic in refs {
         let found = {
             let table = shard.topics.borrow();
@@ -322,7 +324,29 @@ async fn delete_topics(shard: &Shard, refs: Vec<TopicRef>) -> Vec<ChangeResult> 
         return results;
     }
     // Data first, registry second: see the module invariant.
-    broadcast_removal(shard, &doomed).await;
+    let failed = broadcast_removal(shard, &doomed).await;
+    let (kept, doomed): (Vec<TopicMeta>, Vec<TopicMeta>) = doomed
+        .into_iter()
+        .partition(|meta| failed.iter().any(|(name, _)| *name == meta.name));
+    if !kept.is_empty() {
+        // Some partition's data could not be moved away: the topic stays (its partitions are
+        // reopened, the moved ones empty) and the client is told, so it never re-creates the
+        // topic on top of old data believing it gone.
+        local::broadcast_topics(shard, kept).await;
+        results = results
+            .into_iter()
+            .map(|r| match r {
+                Ok(meta) => match failed.iter().find(|(name, _)| *name == meta.name) {
+                    Some((_, why)) => Err(AdminError::Storage(why.clone())),
+                    None => Ok(meta),
+                },
+                Err(e) => Err(e),
+            })
+            .collect();
+    }
+    if doomed.is_empty() {
+        return results;
+    }
     let mut table = shard.topics.borrow().clone();
     for meta in &doomed {
         table.remove(&meta.name);
@@ -336,26 +360,45 @@ async fn delete_topics(shard: &Shard, refs: Vec<TopicRef>) -> Vec<ChangeResult> 
     results
 }
 
-async fn broadcast_removal(shard: &Shard, doomed: &[TopicMeta]) {
+/// Topics (name, why) some partition of which could not be moved away, on any shard.
+pub type RemovalFailures = Vec<(String, String)>;
+
+/// Removes the topics' partitions on every shard; answers the topics whose data stayed.
+async fn broadcast_removal(shard: &Shard, doomed: &[TopicMeta]) -> RemovalFailures {
     let others = shard.mesh.shards().filter(|&id| id != shard.id).map(|id| {
         let topics = doomed.to_vec();
         async move {
-            if let Err(e) = shard
+            match shard
                 .mesh
                 .call(id, |reply| ShardMsg::TopicsRemoved { topics, reply })
                 .await
             {
-                tracing::warn!(shard = %id, error = %e, "topic removal not delivered");
+                Ok(failed) => failed,
+                Err(e) => {
+                    tracing::warn!(shard = %id, error = %e, "topic removal not delivered");
+                    topics_of(doomed, &format!("shard {id} did not answer: {e}"))
+                }
             }
         }
     });
     let others: Vec<_> = others.collect();
-    remove_topics(shard, doomed.to_vec()).await;
-    join_all(others).await;
+    let mut failed = remove_topics(shard, doomed.to_vec()).await;
+    for more in join_all(others).await {
+        failed.extend(more);
+    }
+    failed
 }
 
-/// Forgets the topics and deletes the partitions of them this shard owns.
-pub async fn remove_topics(shard: &Shard, doomed: Vec<TopicMeta>) {
+fn topics_of(doomed: &[TopicMeta], why: &str) -> RemovalFailures {
+    doomed
+        .iter()
+        .map(|meta| (meta.name.clone(), why.to_owned()))
+        .collect()
+}
+
+/// Forgets the topics and deletes the partitions of them this shard owns; answers the topics
+/// (name, why) a partition of which could not be moved away (its data is still in place).
+pub async fn remove_topics(shard: &Shard, doomed: Vec<TopicMeta>) -> RemovalFailures {
     let mut victims = Vec::new();
     for meta in &doomed {
         shard.topics.borrow_mut().remove(&meta.name);
@@ -369,10 +412,24 @@ pub async fn remove_topics(shard: &Shard, doomed: Vec<TopicMeta>) {
     let deletions = victims
         .into_iter()
         .map(|(partition, id)| delete_partition(shard, partition, id));
-    join_all(deletions).await;
+    let mut failed: RemovalFailures = Vec::new();
+    for (topic, outcome) in join_all(deletions).await {
+        if let Err(why) = outcome {
+            if !failed.iter().any(|(name, _)| *name == topic) {
+                failed.push((topic, why));
+            }
+        }
+    }
+    failed
 }
 
-async fn delete_partition(shard: &Shard, partition: Rc<Partition>, id: TopicId) {
+/// Closes the partition and moves its directory out of the way; `Err` (with the reason) when
+/// the data is still under the partition's own directory name.
+async fn delete_partition(
+    shard: &Shard,
+    partition: Rc<Partition>,
+    id: TopicId,
+) -> (String, Result<(), String>) {
     // Long polls on it answer now (the partition is gone from the map).
     partition.notify_appended();
     let name = partition.tp.dir_name();
@@ -383,13 +440,43 @@ async fn delete_partition(shard: &Shard, partition: Rc<Partition>, id: TopicId) 
     let doomed = shard
         .config
         .data_dir
-        .join(format!("{name}.{}-delete", id.uuid().simple()));
+        .join(delete_dir_name(&partition.tp, &id.uuid().simple().to_string()));
     let removed = compio::runtime::spawn_blocking(move || remove_dir(dir, doomed)).await;
-    match removed {
-        Ok(Ok(())) => tracing::info!(partition = %name, "partition deleted"),
-        Ok(Err(e)) => tracing::error!(partition = %name, error = %e, "cannot remove partition"),
-        Err(_) => tracing::error!(partition = %name, "partition remover thread failed"),
+    let outcome = match removed {
+        Ok(Ok(())) => {
+            tracing::info!(partition = %name, "partition deleted");
+            Ok(())
+        }
+        Ok(Err(RemoveError::Rename(e))) => {
+            tracing::error!(partition = %name, error = %e, "cannot move deleted partition away; topic kept");
+            Err(format!("cannot delete partition {name}: {e}"))
+        }
+        Ok(Err(RemoveError::Remove(e))) => {
+            // Out of the topic's way already; the start-up sweep removes the rest.
+            tracing::warn!(partition = %name, error = %e, "cannot remove deleted partition's files");
+            Ok(())
+        }
+        Err(_) => {
+            tracing::error!(partition = %name, "partition remover thread failed");
+            Err(format!("cannot delete partition {name}: remover failed"))
+        }
+    };
+    (partition.tp.topic.clone(), outcome)
+}
+
+/// Longest file name Linux file systems take, in bytes.
+const FILE_NAME_BYTES_MAX: usize = 255;
+
+/// `<topic>-<partition>.<unique>-delete`, with the topic part truncated so the whole name fits
+/// in 255 bytes, as Kafka's `LocalLog.logDeleteDirName` does (topic names are ASCII, at most 249
+/// characters, so the untruncated name would not fit from ~213 characters on).
+pub fn delete_dir_name(tp: &TopicPartition, unique: &str) -> String {
+    let suffix = format!("-{}.{unique}-delete", tp.partition);
+    let mut keep = tp.topic.len().min(FILE_NAME_BYTES_MAX.saturating_sub(suffix.len()));
+    while !tp.topic.is_char_boundary(keep) {
+        keep -= 1;
     }
+    format!("{}{suffix}", &tp.topic[..keep])
 }
 
 /// Removes the `<topic>-<partition>.<id>-delete` directories a crash left half-deleted (the
@@ -418,17 +505,28 @@ pub fn sweep_deleted(data_dir: &std::path::Path) {
     }
 }
 
+#[derive(Debug)]
+enum RemoveError {
+    /// The data is still under the partition's name.
+    Rename(std::io::Error),
+    /// Moved away, but not (all) removed.
+    Remove(std::io::Error),
+}
+
 /// Renames then removes; a missing directory (never written) is fine.
-fn remove_dir(dir: PathBuf, doomed: PathBuf) -> std::io::Result<()> {
+fn remove_dir(dir: PathBuf, doomed: PathBuf) -> Result<(), RemoveError> {
     match std::fs::rename(&dir, &doomed) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
+        Err(e) => return Err(RemoveError::Rename(e)),
     }
     if let Some(parent) = dir.parent() {
-        std::fs::File::open(parent)?.sync_all()?;
+        // Without it a crash could bring the old name (and data) back.
+        std::fs::File::open(parent)
+            .and_then(|d| d.sync_all())
+            .map_err(RemoveError::Rename)?;
     }
-    std::fs::remove_dir_all(&doomed)
+    std::fs::remove_dir_all(&doomed).map_err(RemoveError::Remove)
 }
 
 /// Owner side of DeleteRecords.
@@ -477,4 +575,29 @@ fn io_is_fatal(tp: &TopicPartition, error: storage::StorageError) -> PartitionEr
         shards::fatal(format!("storage I/O error on {}: {e}", tp.dir_name()));
     }
     PartitionError::from_storage(error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn delete_dir_name_is_kafkas_for_short_names() {
+        let tp = TopicPartition::new("orders".to_owned(), 3);
+        assert_eq!(delete_dir_name(&tp, ID), format!("orders-3.{ID}-delete"));
+    }
+
+    #[test]
+    fn delete_dir_name_fits_255_bytes_for_the_longest_names() {
+        let topic = "t".repeat(249);
+        for partition in [0, 7, 99_999, u32::MAX] {
+            let tp = TopicPartition::new(topic.clone(), partition);
+            let name = delete_dir_name(&tp, ID);
+            assert_eq!(name.len(), FILE_NAME_BYTES_MAX, "{name}");
+            assert!(name.ends_with(&format!("-{partition}.{ID}-delete")));
+            assert!(name.starts_with("ttt"));
+        }
+    }
 }

@@ -52,8 +52,7 @@ pub async fn serve(shard: Rc<Shard>, msg: ShardMsg) {
             reply.send(super::admin::apply_change(&shard, change).await)
         }
         ShardMsg::TopicsRemoved { topics, reply } => {
-            super::admin::remove_topics(&shard, topics).await;
-            reply.send(());
+            reply.send(super::admin::remove_topics(&shard, topics).await);
         }
         ShardMsg::DeleteRecords { items, reply } => {
             reply.send(super::admin::delete_records(&shard, items).await)

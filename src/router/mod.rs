@@ -209,7 +209,7 @@ pub enum ShardMsg {
     /// From shard 0 to every shard: forget these topics, delete the partitions owned here.
     TopicsRemoved {
         topics: Vec<TopicMeta>,
-        reply: Reply<()>,
+        reply: Reply<admin::RemovalFailures>,
     },
     DeleteRecords {
         items: Vec<admin::DeleteRecordsItem>,
