@@ -745,8 +745,10 @@ impl Group {
         self.initial_delay = None;
         self.generation = self.generation.saturating_add(1);
         if self.members.is_empty() {
+            // Kafka (ClassicGroup.initNextGeneration) clears the protocol name but keeps the
+            // protocol type: an emptied consumer group is still described as `consumer`, and
+            // its offsets expire by the empty-group rule, not the standalone-commit rule.
             self.protocol_name = None;
-            self.protocol_type = None;
             self.leader = None;
             self.transition(GroupState::Empty);
             fx.push(Effect::Persist);

@@ -196,6 +196,7 @@ fn silent_members_expire_and_the_group_rebalances() {
     let fx = g.tick(&LIMITS, now + Duration::from_secs(16));
     assert_eq!(g.state(), GroupState::Empty);
     assert_eq!(g.generation(), 2);
+    assert_eq!(g.protocol_type(), Some("consumer"));
     assert!(fx.contains(&Effect::Persist));
 }
 
@@ -278,6 +279,30 @@ fn leave_removes_members_and_empties_the_group() {
     assert_eq!(codes, vec![0, K::UnknownMemberId.code()]);
     assert_eq!(g.state(), GroupState::Empty);
     assert!(g.is_empty());
+    // Kafka keeps the protocol type of an emptied group; only the protocol name goes.
+    assert_eq!(g.protocol_type(), Some("consumer"));
+    assert_eq!(g.protocol_name(), None);
+    // An empty group accepts members of any protocol type, and takes the new type.
+    let other = JoinArgs {
+        protocol_type: "connect".into(),
+        ..args("", "m2")
+    };
+    let fx = g.join(other, WaiterId(7), &LIMITS, now);
+    assert_eq!(
+        join_reply(&fx, 7).unwrap().error,
+        K::MemberIdRequired.code()
+    );
+    let fx = g.join(
+        JoinArgs {
+            protocol_type: "connect".into(),
+            ..args("m2", "unused")
+        },
+        WaiterId(8),
+        &LIMITS,
+        now,
+    );
+    assert_eq!(join_reply(&fx, 8).unwrap().error, 0);
+    assert_eq!(g.protocol_type(), Some("connect"));
 }
 
 fn static_args(fresh: &str) -> JoinArgs {
