@@ -114,3 +114,50 @@ fn topic_names_that_collide_on_dot_and_underscore_are_refused() {
     let codes: Vec<i16> = all.topics.iter().map(|t| t.error_code).collect();
     assert_eq!(codes, vec![0, INVALID_TOPIC_EXCEPTION]);
 }
+
+/// KIP-525: CreateTopics v5+ answers the resolved partition count and replication factor and
+/// every topic config with its value and source (an override is DYNAMIC_TOPIC_CONFIG, the rest
+/// come from the broker: DEFAULT_CONFIG or STATIC_BROKER_CONFIG), for validate_only too.
+#[test]
+fn create_topics_answers_with_the_topics_configs() {
+    let broker = Broker::start(BrokerOpts::default().config("\"num.partitions\" = 3\n"));
+    for validate_only in [true, false] {
+        let name = unique_name("kip525");
+        let mut request = CreateTopicsRequest::default()
+            .with_topics(vec![topic(&name, -1, &[("retention.ms", "123456")])])
+            .with_timeout_ms(30_000)
+            .with_validate_only(validate_only);
+        request.topics[0].replication_factor = -1;
+        let response: CreateTopicsResponse =
+            wire::call(broker.socket_addr(), ApiKey::CreateTopics, 7, &request);
+        let t = &response.topics[0];
+        assert_eq!(t.error_code, 0);
+        assert_eq!((t.num_partitions, t.replication_factor), (3, 1));
+        let configs = t.configs.as_deref().unwrap_or_default();
+        let find = |key: &str| {
+            configs
+                .iter()
+                .find(|c| c.name.as_str() == key)
+                .unwrap_or_else(|| panic!("{key} missing from {configs:?}"))
+        };
+        let retention = find("retention.ms");
+        assert_eq!(retention.value.as_deref(), Some("123456"));
+        assert_eq!(retention.config_source, 1, "DYNAMIC_TOPIC_CONFIG");
+        let cleanup = find("cleanup.policy");
+        assert_eq!(cleanup.value.as_deref(), Some("delete"));
+        assert_eq!(cleanup.config_source, 5, "DEFAULT_CONFIG");
+        for key in ["segment.bytes", "max.message.bytes", "message.timestamp.type"] {
+            let c = find(key);
+            assert!(!c.read_only && !c.is_sensitive, "{key}");
+            assert!(c.value.is_some(), "{key}");
+        }
+    }
+    // Before v5 there is nothing to fill.
+    let name = unique_name("kip525-v4");
+    let request = CreateTopicsRequest::default()
+        .with_topics(vec![topic(&name, 1, &[])])
+        .with_timeout_ms(30_000);
+    let response: CreateTopicsResponse =
+        wire::call(broker.socket_addr(), ApiKey::CreateTopics, 4, &request);
+    assert_eq!(response.topics[0].error_code, 0);
+}
