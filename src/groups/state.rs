@@ -13,7 +13,7 @@
 //! waiter, and every parked waiter is answered exactly once (by completion, error, fencing or
 //! removal); the generation only grows.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -205,6 +205,10 @@ pub struct Group {
     pending: HashMap<String, Instant>,
     rebalance_deadline: Option<Instant>,
     initial_delay: Option<InitialDelay>,
+    /// Members of the current generation that have not sent SyncGroup yet (Kafka's
+    /// pendingSyncMembers, KAFKA-12890), and when they are removed if they still have not.
+    pending_sync: BTreeSet<String>,
+    sync_deadline: Option<Instant>,
     /// Bumped on every state change; wall time is stamped by the coordinator on persist.
     state_changes: u64,
 }
@@ -223,6 +227,8 @@ impl Group {
             pending: HashMap::new(),
             rebalance_deadline: None,
             initial_delay: None,
+            pending_sync: BTreeSet::new(),
+            sync_deadline: None,
             state_changes: 0,
         }
     }
@@ -687,13 +693,14 @@ impl Group {
         let ms = self
             .members
             .values()
-            .map(|m| m.rebalance_timeout_ms.max(m.session_timeout_ms))
+            .map(|m| m.rebalance_timeout_ms)
             .max()
             .unwrap_or(0);
         Duration::from_millis(u64::from(ms.unsigned_abs()))
     }
 
     fn prepare_rebalance(&mut self, limits: &Limits, now: Instant, fx: &mut Vec<Effect>) {
+        self.clear_pending_sync();
         if self.state == GroupState::CompletingRebalance {
             for member in self.members.values_mut() {
                 member.assignment = Bytes::new();
@@ -744,9 +751,12 @@ impl Group {
         self.rebalance_deadline = None;
         self.initial_delay = None;
         self.generation = self.generation.saturating_add(1);
+        self.clear_pending_sync();
         if self.members.is_empty() {
+            // Kafka (ClassicGroup.initNextGeneration) clears the protocol name but keeps the
+            // protocol type: an emptied consumer group is still described as `consumer`, and
+            // its offsets expire by the empty-group rule, not the standalone-commit rule.
             self.protocol_name = None;
-            self.protocol_type = None;
             self.leader = None;
             self.transition(GroupState::Empty);
             fx.push(Effect::Persist);
@@ -766,6 +776,9 @@ impl Group {
                 .map(|m| m.id.clone());
         }
         self.transition(GroupState::CompletingRebalance);
+        // Kafka's schedulePendingSync: every member must sync within the rebalance timeout.
+        self.pending_sync = self.members.keys().cloned().collect();
+        self.sync_deadline = Some(now + self.rebalance_timeout());
         let leader = self.leader.clone().unwrap_or_default();
         let ids: Vec<String> = self.members.keys().cloned().collect();
         for id in ids {
@@ -842,11 +855,13 @@ impl Group {
             GroupState::PreparingRebalance => fail(K::RebalanceInProgress, &mut fx),
             GroupState::Dead => fail(K::CoordinatorNotAvailable, &mut fx),
             GroupState::Stable => {
+                self.synced(&args.member_id);
                 let reply = self.sync_reply(&args.member_id);
                 self.touch(&args.member_id, now);
                 fx.push(Effect::Sync(waiter, reply));
             }
             GroupState::CompletingRebalance => {
+                self.synced(&args.member_id);
                 self.touch(&args.member_id, now);
                 if let Some(member) = self.members.get_mut(&args.member_id) {
                     if let Some(old) = member.sync_waiter.replace(waiter) {
@@ -859,6 +874,19 @@ impl Group {
             }
         }
         fx
+    }
+
+    /// The member sent SyncGroup for the current generation: it is no longer pending.
+    fn synced(&mut self, member_id: &str) {
+        self.pending_sync.remove(member_id);
+        if self.pending_sync.is_empty() {
+            self.sync_deadline = None;
+        }
+    }
+
+    fn clear_pending_sync(&mut self) {
+        self.pending_sync.clear();
+        self.sync_deadline = None;
     }
 
     fn sync_reply(&self, member_id: &str) -> SyncReply {

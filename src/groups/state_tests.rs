@@ -196,6 +196,7 @@ fn silent_members_expire_and_the_group_rebalances() {
     let fx = g.tick(&LIMITS, now + Duration::from_secs(16));
     assert_eq!(g.state(), GroupState::Empty);
     assert_eq!(g.generation(), 2);
+    assert_eq!(g.protocol_type(), Some("consumer"));
     assert!(fx.contains(&Effect::Persist));
 }
 
@@ -243,9 +244,11 @@ fn initial_delay_collects_members_before_the_first_generation() {
     assert!(g
         .join(b, WaiterId(2), &limits, now + Duration::from_secs(1))
         .is_empty());
-    // A member joined during the delay: the delay is extended once more.
+    // A member joined during the delay: the delay is extended once more, but only up to the
+    // rebalance timeout (5 s), as Kafka's InitialDelayedJoin does.
     assert!(g.tick(&limits, now + Duration::from_secs(3)).is_empty());
-    let fx = g.tick(&limits, now + Duration::from_secs(6));
+    assert!(g.tick(&limits, now + Duration::from_millis(4_900)).is_empty());
+    let fx = g.tick(&limits, now + Duration::from_secs(5));
     assert_eq!(join_reply(&fx, 1).unwrap().generation, 1);
     assert_eq!(join_reply(&fx, 2).unwrap().generation, 1);
 }
@@ -278,6 +281,30 @@ fn leave_removes_members_and_empties_the_group() {
     assert_eq!(codes, vec![0, K::UnknownMemberId.code()]);
     assert_eq!(g.state(), GroupState::Empty);
     assert!(g.is_empty());
+    // Kafka keeps the protocol type of an emptied group; only the protocol name goes.
+    assert_eq!(g.protocol_type(), Some("consumer"));
+    assert_eq!(g.protocol_name(), None);
+    // An empty group accepts members of any protocol type, and takes the new type.
+    let other = JoinArgs {
+        protocol_type: "connect".into(),
+        ..args("", "m2")
+    };
+    let fx = g.join(other, WaiterId(7), &LIMITS, now);
+    assert_eq!(
+        join_reply(&fx, 7).unwrap().error,
+        K::MemberIdRequired.code()
+    );
+    let fx = g.join(
+        JoinArgs {
+            protocol_type: "connect".into(),
+            ..args("m2", "unused")
+        },
+        WaiterId(8),
+        &LIMITS,
+        now,
+    );
+    assert_eq!(join_reply(&fx, 8).unwrap().error, 0);
+    assert_eq!(g.protocol_type(), Some("connect"));
 }
 
 fn static_args(fresh: &str) -> JoinArgs {
@@ -388,4 +415,114 @@ fn protocol_vote_picks_the_common_favourite() {
         join_reply(&fx, 2).unwrap().protocol_name.as_deref(),
         Some("cooperative-sticky")
     );
+}
+
+fn sync_args(member: &str, generation: i32) -> SyncArgs {
+    SyncArgs {
+        member_id: member.into(),
+        generation,
+        ..SyncArgs::default()
+    }
+}
+
+/// KAFKA-12890: a member that joined but never syncs is removed after the rebalance timeout
+/// (5 s in `args`), even though it heartbeats and its session (10 s) never lapses.
+#[test]
+fn a_member_that_never_syncs_is_removed_after_the_rebalance_timeout() {
+    let now = Instant::now();
+    let mut g = Group::new("g".into());
+    join_new(&mut g, "m1", 1, now);
+    assert_eq!(g.state(), GroupState::CompletingRebalance);
+    for s in 1..5 {
+        let at = now + Duration::from_secs(s);
+        assert_eq!(g.heartbeat("m1", None, 1, at), 0);
+        assert!(g.tick(&LIMITS, at).is_empty());
+    }
+    let fx = g.tick(&LIMITS, now + Duration::from_millis(5_000));
+    assert_eq!(g.state(), GroupState::Empty, "{fx:?}");
+    assert!(g.is_empty());
+    assert_eq!(g.generation(), 2);
+    assert!(fx.contains(&Effect::Persist));
+    assert_eq!(
+        g.heartbeat("m1", None, 1, now + Duration::from_secs(6)),
+        K::UnknownMemberId.code()
+    );
+}
+
+/// The leader syncs (group Stable) but a follower never does: the follower is removed at the
+/// deadline and the group rebalances; members that synced are not pending.
+#[test]
+fn a_follower_that_never_syncs_is_removed_and_the_group_rebalances() {
+    let now = Instant::now();
+    let mut g = Group::new("g".into());
+    join_new(&mut g, "m1", 1, now);
+    g.sync(sync_args("m1", 1), WaiterId(3), now);
+    assert_eq!(g.state(), GroupState::Stable);
+    // m2 joins: rebalance; m1 rejoins, the join completes with both.
+    join_new(&mut g, "m2", 10, now);
+    assert_eq!(g.state(), GroupState::PreparingRebalance);
+    let fx = g.join(args("m1", "unused"), WaiterId(20), &LIMITS, now);
+    assert_eq!(join_reply(&fx, 20).map(|r| r.generation), Some(2));
+    assert_eq!(g.state(), GroupState::CompletingRebalance);
+    let assignments = vec![
+        ("m1".to_owned(), Bytes::from_static(b"a1")),
+        ("m2".to_owned(), Bytes::from_static(b"a2")),
+    ];
+    let fx = g.sync(
+        SyncArgs {
+            assignments,
+            ..sync_args("m1", 2)
+        },
+        WaiterId(21),
+        now + Duration::from_secs(1),
+    );
+    assert_eq!(sync_reply(&fx, 21).map(|r| r.error), Some(0));
+    assert_eq!(g.state(), GroupState::Stable);
+    for s in 2..5 {
+        let at = now + Duration::from_secs(s);
+        assert_eq!(g.heartbeat("m1", None, 2, at), 0);
+        assert_eq!(g.heartbeat("m2", None, 2, at), 0);
+        assert!(g.tick(&LIMITS, at).is_empty());
+    }
+    g.tick(&LIMITS, now + Duration::from_secs(5));
+    assert_eq!(g.member_count(), 1);
+    assert!(g.members().all(|m| m.id == "m1"), "m2 is removed, m1 stays");
+    assert_eq!(g.state(), GroupState::PreparingRebalance);
+    assert_eq!(
+        g.heartbeat("m2", None, 2, now + Duration::from_secs(5)),
+        K::UnknownMemberId.code()
+    );
+}
+
+/// Members that sync in time are never removed by the pending-sync timer.
+#[test]
+fn members_that_sync_in_time_stay() {
+    let now = Instant::now();
+    let mut g = Group::new("g".into());
+    join_new(&mut g, "m1", 1, now);
+    g.sync(sync_args("m1", 1), WaiterId(3), now + Duration::from_secs(4));
+    for s in [5, 8, 12] {
+        let at = now + Duration::from_secs(s);
+        assert_eq!(g.heartbeat("m1", None, 1, at), 0);
+        assert!(g.tick(&LIMITS, at).is_empty());
+    }
+    assert_eq!(g.state(), GroupState::Stable);
+    assert_eq!(g.member_count(), 1);
+}
+
+/// Kafka's rebalance timeout is the largest member rebalance timeout (not the session timeout):
+/// a member that does not rejoin is dropped when it lapses.
+#[test]
+fn the_rebalance_timeout_is_the_members_rebalance_timeout() {
+    let now = Instant::now();
+    let mut g = Group::new("g".into());
+    join_new(&mut g, "m1", 1, now);
+    g.sync(sync_args("m1", 1), WaiterId(3), now);
+    // m2 joins and waits; m1 heartbeats but never rejoins.
+    join_new(&mut g, "m2", 10, now);
+    assert_eq!(g.state(), GroupState::PreparingRebalance);
+    assert!(g.tick(&LIMITS, now + Duration::from_millis(4_900)).is_empty());
+    let fx = g.tick(&LIMITS, now + Duration::from_millis(5_000));
+    assert_eq!(join_reply(&fx, 11).map(|r| r.generation), Some(2), "{fx:?}");
+    assert_eq!(g.member_count(), 1);
 }

@@ -6,10 +6,13 @@
 
 use std::rc::Rc;
 
-use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use kafka_protocol::ResponseError;
 
+use super::describe_configs;
 use super::error::topic_error_code;
 use super::{str_bytes, HandlerFuture, Outcome, Request};
 use crate::router::{CreateResult, NewTopic, Router};
@@ -42,6 +45,7 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
             .map(|(topic, early)| match early {
                 Some(result) => result,
                 None => result_of(
+                    &shard,
                     topic.name.0.as_str(),
                     created
                         .next()
@@ -115,7 +119,21 @@ fn to_new_topic(
     })
 }
 
-fn result_of(name: &str, result: CreateResult, version: i16) -> CreatableTopicResult {
+fn config_of(e: describe_configs::Entry) -> CreatableTopicConfigs {
+    CreatableTopicConfigs::default()
+        .with_name(str_bytes(&e.name))
+        .with_value(Some(str_bytes(&e.value)))
+        .with_read_only(e.read_only)
+        .with_config_source(e.source)
+        .with_is_sensitive(e.is_sensitive)
+}
+
+fn result_of(
+    shard: &Shard,
+    name: &str,
+    result: CreateResult,
+    version: i16,
+) -> CreatableTopicResult {
     let base = CreatableTopicResult::default()
         .with_name(kafka_protocol::messages::TopicName(str_bytes(name)));
     match result {
@@ -125,6 +143,11 @@ fn result_of(name: &str, result: CreateResult, version: i16) -> CreatableTopicRe
                 r = r
                     .with_num_partitions(i32::try_from(meta.partitions).unwrap_or(i32::MAX))
                     .with_replication_factor(1);
+                // KIP-525: every topic config, as DescribeConfigs would describe it.
+                match describe_configs::topic_config_entries(shard, &meta.configs) {
+                    Ok(entries) => r.configs = Some(entries.into_iter().map(config_of).collect()),
+                    Err((code, _)) => r.topic_config_error_code = code,
+                }
             }
             r
         }

@@ -76,12 +76,13 @@ struct Opts {
     types: bool,
 }
 
-/// One config entry before encoding.
-struct Entry {
-    name: String,
-    value: String,
-    source: i8,
-    read_only: bool,
+/// One config entry before encoding (also what CreateTopics v5+ answers, KIP-525).
+pub struct Entry {
+    pub name: String,
+    pub value: String,
+    pub source: i8,
+    pub read_only: bool,
+    pub is_sensitive: bool,
     config_type: ConfigType,
     documentation: &'static str,
     /// (name, value, source), most specific first.
@@ -125,12 +126,20 @@ fn topic_entries(shard: &Shard, name: &str) -> Result<Vec<Entry>, (i16, String)>
             format!("Topic {name} does not exist"),
         )
     })?;
-    let effective = topic_config::resolve(&shard.default_log, &meta.configs)
+    topic_config_entries(shard, &meta.configs)
+}
+
+/// Every config of a topic with these overrides: its effective value, source and synonyms.
+pub fn topic_config_entries(
+    shard: &Shard,
+    overrides: &topic_config::TopicOverrides,
+) -> Result<Vec<Entry>, (i16, String)> {
+    let effective = topic_config::resolve(&shard.default_log, overrides)
         .map_err(|e| (ResponseError::InvalidConfig.code(), e.to_string()))?;
     let none = topic_config::TopicOverrides::new();
     let broker = topic_config::describe(&shard.default_log, &none);
     let builtin = topic_config::describe(&storage::LogConfig::default(), &none);
-    let entries = topic_config::describe(&effective, &meta.configs)
+    let entries = topic_config::describe(&effective, overrides)
         .into_iter()
         .zip(broker.into_iter().zip(builtin))
         .filter_map(
@@ -162,6 +171,7 @@ fn topic_entries(shard: &Shard, name: &str) -> Result<Vec<Entry>, (i16, String)>
                         broker_source
                     },
                     read_only: false,
+                    is_sensitive: false,
                     config_type: info.config_type,
                     documentation: info.documentation,
                     synonyms,
@@ -203,6 +213,7 @@ fn broker_resource(config: &BrokerConfig, name: &str) -> Result<Vec<Entry>, (i16
                 value,
                 source,
                 read_only: true,
+                is_sensitive: false,
                 config_type,
                 documentation: "",
             }
@@ -303,7 +314,7 @@ fn encode_entry(e: Entry, opts: Opts) -> DescribeConfigsResourceResult {
         .with_value(Some(str_bytes(&e.value)))
         .with_read_only(e.read_only)
         .with_config_source(e.source)
-        .with_is_sensitive(false)
+        .with_is_sensitive(e.is_sensitive)
         .with_synonyms(synonyms);
     if opts.types {
         entry.config_type = e.config_type as i8;
@@ -355,6 +366,7 @@ mod tests {
             value: "5".into(),
             source: SOURCE_TOPIC,
             read_only: false,
+            is_sensitive: false,
             config_type: ConfigType::Long,
             documentation: "doc",
             synonyms: vec![("retention.ms".into(), "5".into(), SOURCE_TOPIC)],

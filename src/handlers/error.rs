@@ -40,7 +40,9 @@ pub fn partition_error_code(error: &PartitionError) -> i16 {
 
 pub fn topic_error_code(error: &TopicError) -> i16 {
     match error {
-        TopicError::InvalidName(_) => K::InvalidTopicException.code(),
+        TopicError::InvalidName(_) | TopicError::Collision { .. } => {
+            K::InvalidTopicException.code()
+        }
         TopicError::AlreadyExists(_) => K::TopicAlreadyExists.code(),
         TopicError::InvalidPartitions(_) => K::InvalidPartitions.code(),
         TopicError::InvalidReplicationFactor(_) => K::InvalidReplicationFactor.code(),

@@ -329,11 +329,17 @@ pub async fn create_topics(
     for topic in topics {
         let checked = validate_new_topic(shard, &topic);
         let checked = checked.and_then(|meta| {
-            let duplicate = created.iter().any(|m: &TopicMeta| m.name == meta.name);
-            if duplicate {
-                Err(TopicError::AlreadyExists(meta.name))
-            } else {
-                Ok(meta)
+            let unified = topics::unify_collision_chars(&meta.name);
+            let earlier = created
+                .iter()
+                .find(|m: &&TopicMeta| topics::unify_collision_chars(&m.name) == unified);
+            match earlier {
+                Some(m) if m.name == meta.name => Err(TopicError::AlreadyExists(meta.name)),
+                Some(m) => Err(TopicError::Collision {
+                    name: meta.name,
+                    existing: m.name.clone(),
+                }),
+                None => Ok(meta),
             }
         });
         if let (Ok(meta), false) = (&checked, validate_only) {
@@ -364,6 +370,12 @@ fn validate_new_topic(shard: &Shard, topic: &NewTopic) -> Result<TopicMeta, Topi
     topics::validate_name(&topic.name)?;
     if shard.topics.borrow().get(&topic.name).is_some() {
         return Err(TopicError::AlreadyExists(topic.name.clone()));
+    }
+    if let Some(existing) = shard.topics.borrow().collision(&topic.name) {
+        return Err(TopicError::Collision {
+            name: topic.name.clone(),
+            existing: existing.to_owned(),
+        });
     }
     let partitions = if topic.partitions == -1 {
         shard.config.num_partitions

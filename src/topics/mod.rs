@@ -26,6 +26,9 @@ pub enum TopicError {
     InvalidName(String),
     #[error("topic {0:?} already exists")]
     AlreadyExists(String),
+    /// Kafka's `Topic.hasCollision`: '.' and '_' map to the same metric name.
+    #[error("Topic '{name}' collides with existing topic: {existing}")]
+    Collision { name: String, existing: String },
     #[error("invalid partition count {0}")]
     InvalidPartitions(i32),
     #[error("invalid replication factor {0}")]
@@ -122,11 +125,19 @@ pub fn validate_name(name: &str) -> Result<(), TopicError> {
     }
 }
 
+/// Kafka's `Topic.unifyCollisionChars`: the name with '.' replaced by '_'. Two topics whose
+/// unified names are equal would report into the same metrics, so Kafka refuses the second.
+pub fn unify_collision_chars(name: &str) -> String {
+    name.replace('.', "_")
+}
+
 /// A shard's view of all topics (authoritative on shard 0, a copy elsewhere).
 #[derive(Debug, Default, Clone)]
 pub struct TopicTable {
     by_name: BTreeMap<String, TopicMeta>,
     by_id: HashMap<TopicId, String>,
+    /// Unified name (see `unify_collision_chars`) -> the topic's real name.
+    by_unified: HashMap<String, String>,
 }
 
 impl TopicTable {
@@ -136,6 +147,14 @@ impl TopicTable {
 
     pub fn by_id(&self, id: TopicId) -> Option<&TopicMeta> {
         self.by_id.get(&id).and_then(|name| self.by_name.get(name))
+    }
+
+    /// The existing topic whose name collides with `name` ('.' vs '_'), other than `name`.
+    pub fn collision(&self, name: &str) -> Option<&str> {
+        self.by_unified
+            .get(&unify_collision_chars(name))
+            .map(String::as_str)
+            .filter(|existing| *existing != name)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &TopicMeta> {
@@ -155,12 +174,18 @@ impl TopicTable {
             self.by_id.remove(&old.id);
         }
         self.by_id.insert(meta.id, meta.name.clone());
+        self.by_unified
+            .insert(unify_collision_chars(&meta.name), meta.name.clone());
         self.by_name.insert(meta.name.clone(), meta);
     }
 
     pub fn remove(&mut self, name: &str) -> Option<TopicMeta> {
         let meta = self.by_name.remove(name)?;
         self.by_id.remove(&meta.id);
+        let unified = unify_collision_chars(name);
+        if self.by_unified.get(&unified).map(String::as_str) == Some(name) {
+            self.by_unified.remove(&unified);
+        }
         Some(meta)
     }
 
@@ -220,6 +245,25 @@ mod tests {
         for bad in ["", ".", "..", "a b", "a/b", "é", &"a".repeat(250)] {
             assert!(validate_name(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn dot_and_underscore_names_collide() {
+        let mut table = TopicTable::default();
+        let meta = |name: &str| TopicMeta {
+            name: name.into(),
+            id: TopicId::generate(name),
+            partitions: 1,
+            configs: TopicOverrides::new(),
+        };
+        table.upsert(meta("x_y"));
+        assert_eq!(table.collision("x.y"), Some("x_y"));
+        assert_eq!(table.collision("x_y"), None, "the same name is not a collision");
+        assert_eq!(table.collision("x-y"), None);
+        table.remove("x_y");
+        assert_eq!(table.collision("x.y"), None);
+        table.upsert(meta("a.b.c"));
+        assert_eq!(table.collision("a_b.c"), Some("a.b.c"));
     }
 
     #[test]

@@ -96,6 +96,7 @@ impl Group {
         let Some(member) = self.members.remove(member_id) else {
             return;
         };
+        self.synced(member_id);
         if let Some(instance) = &member.instance_id {
             if self.static_members.get(instance).map(String::as_str) == Some(member_id) {
                 self.static_members.remove(instance);
@@ -152,6 +153,26 @@ impl Group {
 
     // ---- Timers -------------------------------------------------------------------------------
 
+    /// Kafka's expirePendingSync (KAFKA-12890): members of the current generation that have
+    /// not sent SyncGroup within the rebalance timeout are removed, even if they heartbeat, so a
+    /// silent leader cannot hold the group in CompletingRebalance forever. True if any went.
+    fn expire_pending_sync(&mut self, now: Instant, fx: &mut Vec<Effect>) -> bool {
+        let due = self.sync_deadline.is_some_and(|d| d <= now);
+        let syncing = matches!(
+            self.state,
+            GroupState::CompletingRebalance | GroupState::Stable
+        );
+        if !due || !syncing {
+            return false;
+        }
+        let pending: Vec<String> = std::mem::take(&mut self.pending_sync).into_iter().collect();
+        self.sync_deadline = None;
+        for id in &pending {
+            self.remove_member_entry(id, fx);
+        }
+        !pending.is_empty()
+    }
+
     /// Expires silent members and pending member ids, ends rebalances whose time is up.
     pub fn tick(&mut self, limits: &Limits, now: Instant) -> Vec<Effect> {
         let mut fx = Vec::new();
@@ -170,15 +191,18 @@ impl Group {
             self.remove_member_entry(id, &mut fx);
             changed = true;
         }
+        changed |= self.expire_pending_sync(now, &mut fx);
         if changed {
             self.after_removal(limits, now, &mut fx);
         }
         if let Some(delay) = self.initial_delay {
             if delay.deadline <= now {
                 let step = Duration::from_millis(limits.initial_rebalance_delay_ms);
-                if delay.new_member_added && now + step <= delay.end {
+                // Kafka's InitialDelayedJoin: while members keep arriving, wait another
+                // delay, capped by what is left of the rebalance timeout.
+                if delay.new_member_added && now < delay.end {
                     self.initial_delay = Some(InitialDelay {
-                        deadline: now + step,
+                        deadline: (now + step).min(delay.end),
                         end: delay.end,
                         new_member_added: false,
                     });
