@@ -125,6 +125,14 @@ pub struct BrokerConfig {
     /// write (ext4 punts every buffered io_uring write to a kernel worker); 0 = never.
     #[serde(rename = "log.write.inline.max.bytes")]
     pub log_write_inline_max_bytes: u32,
+    /// The most a produced compressed batch may inflate to while its records are validated
+    /// (a decompression bomb is refused with CORRUPT_MESSAGE once it gets there).
+    #[serde(rename = "log.batch.inflated.max.bytes")]
+    pub log_batch_inflated_max_bytes: u64,
+    /// Sealed segment `.log` files each shard keeps open (least recently used closed first;
+    /// active segments' files are always open and not counted).
+    #[serde(rename = "log.sealed.segment.files.open.max")]
+    pub log_sealed_segment_files_open_max: usize,
     /// fsync after this many messages; i64::MAX (Kafka's default) = never by count.
     #[serde(rename = "log.flush.interval.messages")]
     pub log_flush_interval_messages: i64,
@@ -220,6 +228,8 @@ impl Default for BrokerConfig {
             log_index_interval_bytes: log.index_interval_bytes,
             log_index_size_max_bytes: log.segment_index_bytes_max,
             log_write_inline_max_bytes: log.write_inline_max_bytes,
+            log_batch_inflated_max_bytes: log.inflated_batch_bytes_max,
+            log_sealed_segment_files_open_max: storage::SEALED_SEGMENT_FILES_OPEN_MAX_DEFAULT,
             log_flush_interval_messages: i64::MAX,
             log_flush_interval_ms: i64::MAX,
             log_message_timestamp_type: "CreateTime".to_owned(),
@@ -424,6 +434,11 @@ impl BrokerConfig {
             reason: "must be CreateTime or LogAppendTime".into(),
         })?;
         positive("log.segment.bytes", self.log_segment_bytes)?;
+        positive("log.batch.inflated.max.bytes", self.log_batch_inflated_max_bytes)?;
+        positive(
+            "log.sealed.segment.files.open.max",
+            self.log_sealed_segment_files_open_max as u64,
+        )?;
         positive("message.max.bytes", u64::from(self.message_max_bytes))?;
         Ok(storage::LogConfig {
             segment_bytes_max: self.log_segment_bytes,
@@ -440,6 +455,7 @@ impl BrokerConfig {
             max_message_bytes: self.message_max_bytes,
             timestamp_type,
             write_inline_max_bytes: self.log_write_inline_max_bytes,
+            inflated_batch_bytes_max: self.log_batch_inflated_max_bytes,
         })
     }
 }

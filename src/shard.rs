@@ -79,6 +79,7 @@ impl Drop for ConnectionGuard {
 }
 
 pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inbox<ShardMsg>) {
+    storage::set_sealed_segment_files_open_max(boot.config.log_sealed_segment_files_open_max);
     let table = topics::load(&boot.config.data_dir)
         .unwrap_or_else(|e| shards::fatal(format!("cannot load topic registry: {e}")));
     let shard = Rc::new(Shard {

@@ -283,7 +283,11 @@ async fn offset_one(partition: &Partition, timestamp: i64) -> OffsetResult {
     match timestamp {
         -1 => Ok(at(partition.high_watermark())),
         -2 | -4 => Ok(at(log.log_start_offset())),
-        -3 => Ok(matched(log.max_timestamp())),
+        -3 => log
+            .max_timestamp_record()
+            .await
+            .map(matched)
+            .map_err(PartitionError::from_storage),
         ts if ts < 0 => Ok(matched(None)),
         ts => {
             let found = log

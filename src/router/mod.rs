@@ -59,6 +59,8 @@ impl PartitionError {
         use storage::StorageError as S;
         match error {
             S::CorruptBatch(msg) => Self::Corrupt(msg),
+            // Damaged stored data: Kafka answers a fetch CORRUPT_MESSAGE (CorruptRecordException).
+            e @ S::DamagedSegment { .. } => Self::Corrupt(e.to_string()),
             S::InvalidMagic(magic) => Self::Corrupt(format!("unsupported magic {magic}")),
             S::BatchTooLarge { size, max } => Self::TooLarge { size, max },
             S::InvalidRecord(msg) => Self::InvalidRecord(msg),

@@ -167,13 +167,75 @@ pub fn compute_crc(batch: &[u8]) -> u32 {
 pub struct BatchInfo {
     pub header: BatchHeader,
     pub size: usize,
-    /// Offset delta of the record carrying the max timestamp (last delta when compressed).
+    /// Largest record timestamp (from the records; the header's for a stored compressed
+    /// batch, which is not decompressed again).
+    pub max_timestamp: i64,
+    /// Offset delta of the first record carrying `max_timestamp` (for a stored compressed
+    /// batch: its last delta, as Kafka's recovery indexes it).
     pub max_timestamp_delta: i32,
 }
 
-/// Fully validates one batch (exactly one, `batch.len()` == its length): magic, length, CRC,
-/// record count, offset deltas and, for uncompressed batches, the records themselves.
+/// Validates one batch as stored on disk (exactly one, `batch.len()` == its length): the
+/// header fields against each other, CRC and, for uncompressed batches, the records. A
+/// compressed batch is not decompressed: its records were walked when it was appended and
+/// the CRC proves they are unchanged. Used by recovery and tools.
 pub fn validate_batch(batch: &[u8], max_message_bytes: u32) -> Result<BatchInfo, StorageError> {
+    let header = validate_header(batch, max_message_bytes)?;
+    let size = header.total_size();
+    let (max_timestamp, max_timestamp_delta) = if header.is_compressed() {
+        (header.max_timestamp, header.last_offset_delta)
+    } else {
+        validate_records(batch, &header)?
+    };
+    Ok(BatchInfo {
+        header,
+        size,
+        max_timestamp,
+        max_timestamp_delta,
+    })
+}
+
+/// Validates one batch a producer sent, as Kafka's `LogValidator` does: everything
+/// `validate_batch` checks, plus the records of a compressed batch, streamed through its
+/// decoder (at most `inflated_max` bytes inflated): the stream must decode and hold exactly
+/// `record_count` well-framed records with offset deltas 0, 1, ...
+pub fn validate_produced(
+    batch: &[u8],
+    max_message_bytes: u32,
+    inflated_max: u64,
+) -> Result<BatchInfo, StorageError> {
+    let header = validate_header(batch, max_message_bytes)?;
+    if header.is_control() {
+        return Err(StorageError::InvalidRecord(
+            "clients may not write control batches".into(),
+        ));
+    }
+    if header.producer_id >= 0 && header.base_sequence < 0 {
+        return Err(StorageError::InvalidRecord(format!(
+            "producer id {} with base sequence {}",
+            header.producer_id, header.base_sequence
+        )));
+    }
+    let size = header.total_size();
+    let (max_timestamp, max_timestamp_delta) = if header.is_compressed() {
+        let s = crate::inflate::validate_compressed(batch, &header, inflated_max)?;
+        (s.max_timestamp, s.max_timestamp_delta)
+    } else {
+        validate_records(batch, &header)?
+    };
+    Ok(BatchInfo {
+        header,
+        size,
+        max_timestamp,
+        max_timestamp_delta,
+    })
+}
+
+/// What the header alone can tell (Kafka's `LogValidator.validateBatch`): magic, length
+/// against the buffer and `max.message.bytes`, CRC, a known codec, and an offset range
+/// that agrees with the record count (`lastOffsetDelta == recordCount - 1`), compressed or
+/// not.
+fn validate_header(batch: &[u8], max_message_bytes: u32) -> Result<BatchHeader, StorageError> {
     let header = BatchHeader::parse(batch)?;
     let size = header.total_size();
     if size != batch.len() {
@@ -207,33 +269,18 @@ pub fn validate_batch(batch: &[u8], max_message_bytes: u32) -> Result<BatchInfo,
             header.compression()
         )));
     }
-    if header.last_offset_delta < 0 || header.last_offset_delta < header.record_count - 1 {
+    if i64::from(header.last_offset_delta) + 1 != i64::from(header.record_count) {
         return Err(StorageError::InvalidRecord(format!(
-            "last offset delta {} with {} records",
+            "inconsistent batch offset range: last offset delta {} with {} records",
             header.last_offset_delta, header.record_count
         )));
     }
-    let max_timestamp_delta = if header.is_compressed() {
-        header.last_offset_delta
-    } else {
-        validate_records(batch, &header)?
-    };
-    Ok(BatchInfo {
-        header,
-        size,
-        max_timestamp_delta,
-    })
+    Ok(header)
 }
 
-/// Walks the records of an uncompressed batch; returns the offset delta of the record with
-/// the largest timestamp.
-fn validate_records(batch: &[u8], header: &BatchHeader) -> Result<i32, StorageError> {
-    if header.last_offset_delta != header.record_count - 1 {
-        return Err(StorageError::InvalidRecord(format!(
-            "last offset delta {} but {} records",
-            header.last_offset_delta, header.record_count
-        )));
-    }
+/// Walks the records of an uncompressed batch; returns the largest timestamp and the offset
+/// delta of the first record carrying it.
+fn validate_records(batch: &[u8], header: &BatchHeader) -> Result<(i64, i32), StorageError> {
     let mut count: i32 = 0;
     let mut best = (i64::MIN, 0i32);
     for rec in records(batch)? {
@@ -261,14 +308,19 @@ fn validate_records(batch: &[u8], header: &BatchHeader) -> Result<i32, StorageEr
             if count > header.record_count { "+" } else { "" }
         )));
     }
-    Ok(best.1)
+    Ok(best)
 }
 
-/// Validates every batch in `buf` (concatenated batches as in a produce request).
-pub fn validate_all(buf: &[u8], max_message_bytes: u32) -> Result<Vec<BatchInfo>, StorageError> {
+/// Validates every batch in `buf` (concatenated batches as in a produce request) with
+/// `validate_produced`.
+pub fn validate_all(
+    buf: &[u8],
+    max_message_bytes: u32,
+    inflated_max: u64,
+) -> Result<Vec<BatchInfo>, StorageError> {
     let mut out = Vec::new();
     for batch in split_batches(buf) {
-        out.push(validate_batch(batch?, max_message_bytes)?);
+        out.push(validate_produced(batch?, max_message_bytes, inflated_max)?);
     }
     if out.is_empty() {
         return Err(StorageError::InvalidRecord("no record batches".into()));
@@ -287,6 +339,21 @@ pub fn set_base_offset(batch: &mut [u8], base_offset: i64) {
 pub fn set_leader_epoch(batch: &mut [u8], epoch: i32) {
     if let Some(b) = batch.get_mut(LEADER_EPOCH_OFFSET..LEADER_EPOCH_OFFSET + 4) {
         b.copy_from_slice(&epoch.to_be_bytes());
+    }
+}
+
+/// CreateTime: the header's max timestamp := the records' (Kafka rewrites it the same way
+/// when a producer got it wrong), CRC recomputed. No-op when it already matches.
+pub fn set_create_time_max(batch: &mut [u8], max_timestamp: i64) {
+    if be_i64(batch, MAX_TIMESTAMP_OFFSET) == Some(max_timestamp) {
+        return;
+    }
+    if let Some(b) = batch.get_mut(MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8) {
+        b.copy_from_slice(&max_timestamp.to_be_bytes());
+    }
+    let crc = compute_crc(batch);
+    if let Some(b) = batch.get_mut(CRC_OFFSET..CRC_OFFSET + 4) {
+        b.copy_from_slice(&crc.to_be_bytes());
     }
 }
 
@@ -532,11 +599,11 @@ mod tests {
     fn rejects_truncated_batch() {
         let b = sample();
         assert!(matches!(
-            validate_all(&b[..b.len() - 3], 1 << 20),
+            validate_all(&b[..b.len() - 3], 1 << 20, 1 << 26),
             Err(StorageError::CorruptBatch(m)) if m.contains("truncated")
         ));
         assert!(matches!(
-            validate_all(&b[..10], 1 << 20),
+            validate_all(&b[..10], 1 << 20, 1 << 26),
             Err(StorageError::CorruptBatch(_))
         ));
         assert!(matches!(
@@ -550,7 +617,7 @@ mod tests {
         let mut b = sample();
         b[16] = 1;
         assert!(matches!(
-            validate_all(&b, 1 << 20),
+            validate_all(&b, 1 << 20, 1 << 26),
             Err(StorageError::InvalidMagic(1))
         ));
     }
@@ -560,17 +627,17 @@ mod tests {
         let mut b = sample();
         b[8..12].copy_from_slice(&i32::MAX.to_be_bytes());
         assert!(matches!(
-            validate_all(&b, 1 << 20),
+            validate_all(&b, 1 << 20, 1 << 26),
             Err(StorageError::CorruptBatch(_))
         ));
         b[8..12].copy_from_slice(&(-5i32).to_be_bytes());
         assert!(matches!(
-            validate_all(&b, 1 << 20),
+            validate_all(&b, 1 << 20, 1 << 26),
             Err(StorageError::CorruptBatch(_))
         ));
         b[8..12].copy_from_slice(&10i32.to_be_bytes());
         assert!(matches!(
-            validate_all(&b, 1 << 20),
+            validate_all(&b, 1 << 20, 1 << 26),
             Err(StorageError::CorruptBatch(_))
         ));
     }
@@ -579,7 +646,7 @@ mod tests {
     fn rejects_too_large() {
         let b = sample();
         assert!(matches!(
-            validate_all(&b, 50),
+            validate_all(&b, 50, 1 << 26),
             Err(StorageError::BatchTooLarge { max: 50, .. })
         ));
     }
@@ -588,11 +655,11 @@ mod tests {
     fn rejects_zero_records() {
         let b = BatchBuilder::new(5).build();
         assert!(matches!(
-            validate_all(&b, 1 << 20),
+            validate_all(&b, 1 << 20, 1 << 26),
             Err(StorageError::InvalidRecord(_))
         ));
         assert!(matches!(
-            validate_all(&[], 1 << 20),
+            validate_all(&[], 1 << 20, 1 << 26),
             Err(StorageError::InvalidRecord(_))
         ));
     }
@@ -604,14 +671,14 @@ mod tests {
         b[23..27].copy_from_slice(&1i32.to_be_bytes());
         set_crc(&mut b);
         assert!(
-            matches!(validate_all(&b, 1 << 20), Err(StorageError::CorruptBatch(m)) if m.contains("records"))
+            matches!(validate_all(&b, 1 << 20, 1 << 26), Err(StorageError::CorruptBatch(m)) if m.contains("records"))
         );
         let mut b = sample();
         b[57..61].copy_from_slice(&4i32.to_be_bytes());
         b[23..27].copy_from_slice(&3i32.to_be_bytes());
         set_crc(&mut b);
         assert!(matches!(
-            validate_all(&b, 1 << 20),
+            validate_all(&b, 1 << 20, 1 << 26),
             Err(StorageError::CorruptBatch(_))
         ));
         // last offset delta inconsistent with the count
@@ -619,7 +686,7 @@ mod tests {
         b[23..27].copy_from_slice(&7i32.to_be_bytes());
         set_crc(&mut b);
         assert!(matches!(
-            validate_all(&b, 1 << 20),
+            validate_all(&b, 1 << 20, 1 << 26),
             Err(StorageError::InvalidRecord(_))
         ));
     }
@@ -631,7 +698,7 @@ mod tests {
             *byte = 0xff;
         }
         set_crc(&mut b);
-        assert!(validate_all(&b, 1 << 20).is_err());
+        assert!(validate_all(&b, 1 << 20, 1 << 26).is_err());
     }
 
     #[test]
@@ -657,7 +724,7 @@ mod tests {
         buf.extend_from_slice(&a);
         let parts: Vec<_> = split_batches(&buf).collect::<Result<_, _>>().unwrap();
         assert_eq!(parts.len(), 2);
-        assert_eq!(validate_all(&buf, 1 << 20).unwrap().len(), 2);
+        assert_eq!(validate_all(&buf, 1 << 20, 1 << 26).unwrap().len(), 2);
         let mut b = a.clone();
         set_base_offset(&mut b, 77);
         set_leader_epoch(&mut b, 5);

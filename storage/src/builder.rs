@@ -31,6 +31,8 @@ pub struct BatchBuilder {
     producer_epoch: i16,
     base_sequence: i32,
     base_offset: i64,
+    /// Codec id of the records section (0 = none).
+    compression: i16,
     records: Vec<Record>,
 }
 
@@ -43,6 +45,7 @@ impl BatchBuilder {
             producer_epoch: -1,
             base_sequence: -1,
             base_offset: 0,
+            compression: 0,
             records: Vec::new(),
         }
     }
@@ -58,6 +61,13 @@ impl BatchBuilder {
     /// Base offset written in the header (producers send 0; the log rewrites it).
     pub fn base_offset(mut self, base_offset: i64) -> Self {
         self.base_offset = base_offset;
+        self
+    }
+
+    /// Compresses the records with codec `codec` (1 gzip, 2 snappy in xerial framing, 3 lz4
+    /// frame, 4 zstd), as a producer does.
+    pub fn compression(mut self, codec: i16) -> Self {
+        self.compression = codec;
         self
     }
 
@@ -108,6 +118,9 @@ impl BatchBuilder {
         for rec in &self.records {
             encode_record(&mut body, rec, self.base_timestamp_ms);
         }
+        if self.compression != 0 {
+            body = compress(self.compression, &body);
+        }
         let count = self.records.len() as i32;
         let max_ts = self
             .records
@@ -121,7 +134,7 @@ impl BatchBuilder {
         out.put_i32(-1); // partition leader epoch: set by the broker
         out.put_i8(MAGIC_V2);
         out.put_u32(0); // crc, filled below
-        out.put_i16(0); // attributes: no compression, CreateTime
+        out.put_i16(self.compression); // attributes: codec, CreateTime
         out.put_i32((count - 1).max(0));
         out.put_i64(self.base_timestamp_ms);
         out.put_i64(max_ts);
@@ -133,6 +146,41 @@ impl BatchBuilder {
         let crc = batch::compute_crc(&out);
         out[17..21].copy_from_slice(&crc.to_be_bytes());
         out
+    }
+}
+
+/// Compresses a records section with `codec` (tests and benches; the broker never
+/// recompresses). Panics on an unknown codec: callers are tests.
+pub fn compress(codec: i16, raw: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    match codec {
+        crate::inflate::CODEC_GZIP => {
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            enc.write_all(raw).expect("gzip to memory");
+            enc.finish().expect("gzip to memory")
+        }
+        crate::inflate::CODEC_SNAPPY => {
+            let mut out = b"\x82SNAPPY\x00\x00\x00\x00\x01\x00\x00\x00\x01".to_vec();
+            for block in raw.chunks(32 * 1024) {
+                let c = snap::raw::Encoder::new()
+                    .compress_vec(block)
+                    .expect("snappy to memory");
+                out.extend_from_slice(&(c.len() as u32).to_be_bytes());
+                out.extend_from_slice(&c);
+            }
+            out
+        }
+        crate::inflate::CODEC_LZ4 => {
+            let mut enc = lz4::EncoderBuilder::new()
+                .build(Vec::new())
+                .expect("lz4 to memory");
+            enc.write_all(raw).expect("lz4 to memory");
+            let (out, res) = enc.finish();
+            res.expect("lz4 to memory");
+            out
+        }
+        crate::inflate::CODEC_ZSTD => zstd::encode_all(raw, 1).expect("zstd to memory"),
+        other => panic!("unknown codec {other}"),
     }
 }
 

@@ -153,7 +153,7 @@ pub(crate) fn start(
             return Ok(None);
         }
         Snapshot {
-            fd: st.active()?.log.clone(),
+            fd: st.active()?.log.pinned_fd(),
             end: st.log_end,
             messages_total: st.appended_messages_total,
             started_ms: st.last_now_ms,

@@ -37,6 +37,11 @@ pub struct LogConfig {
     /// to a kernel worker: 1.5-5x slower for 4-64 KiB appends, no gain at 1 MiB; see
     /// perf/README.md); 0 = always io_uring.
     pub write_inline_max_bytes: u32,
+    /// log.batch.inflated.max.bytes (a Sluice broker setting; Kafka has no such bound): the
+    /// most a produced compressed batch may inflate to while its records are validated.
+    /// Beyond it the batch is refused (CORRUPT_MESSAGE): this is what bounds the CPU and
+    /// memory a decompression bomb costs.
+    pub inflated_batch_bytes_max: u64,
 }
 
 impl Default for LogConfig {
@@ -54,6 +59,7 @@ impl Default for LogConfig {
             max_message_bytes: 1024 * 1024 + 12,
             timestamp_type: TimestampType::CreateTime,
             write_inline_max_bytes: 64 * 1024,
+            inflated_batch_bytes_max: 128 * 1024 * 1024,
         }
     }
 }

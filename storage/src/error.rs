@@ -32,6 +32,18 @@ pub enum StorageError {
     /// The log was closed (or deleted) and can no longer be used.
     #[error("log is closed")]
     Closed,
+    /// A stored batch header is unreadable (the segment file was damaged after it was
+    /// written): Kafka's CorruptRecordException on read, CORRUPT_MESSAGE to a fetch.
+    #[error("damaged segment {file} at position {position}: {reason}")]
+    DamagedSegment {
+        file: String,
+        position: u64,
+        reason: String,
+    },
+    /// The process ran out of file descriptors (EMFILE/ENFILE) creating a segment: nothing
+    /// was written, the disk is fine, the operation may be retried (not a fatal I/O error).
+    #[error("cannot create a segment: {0}")]
+    OutOfFiles(String),
     /// An on-disk structure (index, checkpoint, segment name) is unusable.
     #[error("corrupt log state: {0}")]
     CorruptState(String),

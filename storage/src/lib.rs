@@ -7,7 +7,9 @@ pub mod checkpoint;
 mod config;
 mod error;
 pub mod fault;
+mod files;
 pub mod index;
+pub mod inflate;
 mod io;
 mod offset;
 
@@ -15,6 +17,10 @@ pub use batch::{split_batches, BatchHeader};
 pub use builder::BatchBuilder;
 pub use config::{LogConfig, TimestampType};
 pub use error::StorageError;
+pub use files::{
+    sealed_segment_files_open, set_sealed_segment_files_open_max,
+    SEALED_SEGMENT_FILES_OPEN_MAX_DEFAULT,
+};
 pub use offset::{Offset, TimestampOffset};
 mod commit;
 mod log;

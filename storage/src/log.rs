@@ -216,7 +216,8 @@ impl Log {
         opts: AppendOptions,
     ) -> Result<AppendInfo, StorageError> {
         let cfg = self.config();
-        let infos = batch::validate_all(&batches, cfg.max_message_bytes)?;
+        let infos =
+            batch::validate_all(&batches, cfg.max_message_bytes, cfg.inflated_batch_bytes_max)?;
         let offsets_needed: i64 = infos
             .iter()
             .map(|i| i64::from(i.header.last_offset_delta) + 1)
@@ -262,6 +263,7 @@ impl Log {
         let inline = len <= u64::from(cfg.write_inline_max_bytes) && !self.commit.is_syncing();
         active
             .log
+            .pinned_fd()
             .write_segment_data(batches, pos, inline)
             .await
             .map_err(|e| write_failed(&active, pos, len, e))?;
@@ -569,9 +571,21 @@ impl Log {
         }
         self.seal(&active).await?;
         self.state.borrow_mut().mark_all_durable();
-        let seg = Rc::new(Segment::create(&self.dir, log_end, now_ms).await?);
+        let seg = match Segment::create(&self.dir, log_end, now_ms).await {
+            Ok(seg) => Rc::new(seg),
+            // Out of fds is not a disk fault: the sealed segment stays active, the append
+            // fails, the broker keeps serving.
+            Err(StorageError::Io(e))
+                if matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE)) =>
+            {
+                tracing::warn!(dir = %self.dir.display(), error = %e, "cannot roll a segment");
+                return Err(StorageError::OutOfFiles(format!("{}: {e}", self.dir.display())));
+            }
+            Err(e) => return Err(e),
+        };
         crate::io::sync_dir(&self.dir).await?;
         active.index_fds.borrow_mut().take();
+        active.log.unpin();
         let cp = {
             let mut st = self.state.borrow_mut();
             st.segments.insert(log_end, seg);
@@ -585,7 +599,7 @@ impl Log {
     /// fsyncs a segment's data, adds the final time index entry, fsyncs its indexes.
     /// Caller holds append_lock.
     pub(crate) async fn seal(&self, seg: &Segment) -> Result<(), StorageError> {
-        let synced = seg.log.sync_segment_data().await;
+        let synced = seg.log.pinned_fd().sync_segment_data().await;
         self.commit
             .record_fsync(&synced, self.state.borrow().durable_end);
         // The sticky failure's error, which says it was an fsync and what is not durable.
@@ -646,6 +660,9 @@ fn rewrite(
             batch::set_log_append_time(bytes, opts.now_ms);
             header.max_timestamp = opts.now_ms;
             max_ts_delta = 0;
+        } else {
+            batch::set_create_time_max(bytes, info.max_timestamp);
+            header.max_timestamp = info.max_timestamp;
         }
         metas.push(BatchMeta::new(&header, max_ts_delta));
         next = header.last_offset() + 1;

@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
+use crate::batch::{BatchHeader, BATCH_HEADER_LEN};
 use crate::checkpoint::{self, Checkpoint};
 use crate::config::LogConfig;
 use crate::error::StorageError;
@@ -22,7 +23,7 @@ use crate::ops::remove_segment_files;
 use crate::recovery::{
     self, IndexRebuild, RecoveryReport, RemovedSegment, ScanOutcome, Truncation,
 };
-use crate::segment::{Segment, Tracker};
+use crate::segment::{HeaderReader, Segment, Tracker};
 use crate::Offset;
 
 /// Suffixes of files we may find in a partition directory.
@@ -63,6 +64,7 @@ pub(crate) async fn open(dir: PathBuf, config: LogConfig) -> Result<Log, Storage
         .next_back()
         .cloned()
         .ok_or_else(|| StorageError::CorruptState("no segment after recovery".into()))?;
+    active.log.pin().await?;
     active.open_index_files(false).await?;
     let log_end = active.next_offset.get();
     let first = segments.keys().next().copied().unwrap_or(log_end);
@@ -175,6 +177,7 @@ async fn recover(
         } else {
             let next = bases.get(i + 1).copied().unwrap_or(base);
             seg.next_offset.set(next);
+            verify_sealed_end(&seg, report).await?;
             match seg.read_max_timestamp().await {
                 Ok(m) => seg.max_ts.set(m),
                 Err(why) => {
@@ -197,6 +200,67 @@ async fn recover(
             }
         }
     }
+    Ok(())
+}
+
+/// A sealed segment is trusted, but its size must agree with its offset index: the batches
+/// from the last index entry on must end exactly at the end of the file. When they do not
+/// (a torn or truncated file), the damage is logged with its range and reported, and the
+/// segment is served up to its last whole batch; the file itself is left as found (Kafka
+/// never rewrites a sealed segment either). Costs one small index read and a header walk
+/// of at most about `index.interval.bytes`.
+async fn verify_sealed_end(seg: &Segment, report: &mut RecoveryReport) -> Result<(), StorageError> {
+    let size = seg.size.get();
+    let start = match seg.last_index_position().await {
+        Ok(pos) if pos < size => pos,
+        Ok(_) | Err(_) => 0,
+    };
+    // This check logs what it finds itself, with the offsets lost.
+    seg.damage_logged.set(true);
+    let mut reader = HeaderReader::new(seg, size);
+    let mut pos = start;
+    let mut last_offset = None;
+    let problem = loop {
+        match reader.header_at(pos).await {
+            Ok(Some(h)) => {
+                last_offset = Some(h.last_offset());
+                pos += h.total_size() as u64;
+            }
+            Ok(None) if pos == size => break None,
+            Ok(None) => break Some("torn batch at the end of the file".to_owned()),
+            Err(StorageError::DamagedSegment { reason, .. }) => break Some(reason),
+            Err(e) => return Err(e),
+        }
+    };
+    let Some(reason) = problem else {
+        seg.damage_logged.set(false);
+        return Ok(());
+    };
+    // The damaged batch's own header names its first offset when it is still readable.
+    let damaged_base = match seg.log.get().await?.read_exact(pos, BATCH_HEADER_LEN).await {
+        Ok(bytes) => BatchHeader::parse(&bytes).ok().map(|h| h.base_offset),
+        Err(_) => None,
+    };
+    let first_lost = damaged_base
+        .filter(|&b| b >= seg.base && b < seg.next_offset.get())
+        .or(last_offset.map(|o| o + 1))
+        .unwrap_or(seg.base);
+    tracing::warn!(
+        file = %crate::segment::log_path(&seg.dir, seg.base).display(),
+        position = pos,
+        bytes = size - pos,
+        offsets = %format!("{first_lost}..{}", seg.next_offset.get()),
+        %reason,
+        "sealed segment does not end where its index says; serving it up to its last whole batch"
+    );
+    report.damaged_segments.push(Truncation {
+        segment: Offset(seg.base),
+        offset: Offset(first_lost),
+        position: pos,
+        bytes: size - pos,
+        reason,
+    });
+    seg.size.set(pos);
     Ok(())
 }
 
@@ -230,12 +294,13 @@ async fn full_scan(
     report: &mut RecoveryReport,
 ) -> Result<bool, StorageError> {
     let size = seg.size.get();
-    let scan = recovery::scan(&seg.log, seg.base, 0, size, config.index_interval_bytes).await?;
+    let fd = seg.log.get().await?;
+    let scan = recovery::scan(&fd, seg.base, 0, size, config.index_interval_bytes).await?;
     report.scanned_segments.push(Offset(seg.base));
     let damaged = apply_scan(seg, &scan, size, report).await?;
     *seg.indexes.borrow_mut() = Some(scan.indexes);
     seg.write_index_files().await?;
-    seg.log.sync(false).await?;
+    fd.sync(false).await?;
     Ok(damaged)
 }
 
@@ -264,7 +329,7 @@ async fn apply_scan(
             problem = scan.problem.as_deref().unwrap_or("unknown"),
             "truncating damaged log tail"
         );
-        seg.log.truncate(scan.valid_size).await?;
+        seg.log.get().await?.truncate(scan.valid_size).await?;
     }
     seg.size.set(scan.valid_size);
     seg.next_offset.set(scan.next_offset.unwrap_or(seg.base));
@@ -306,7 +371,7 @@ async fn trusted_active(
     };
     let size = seg.size.get();
     let scan = recovery::scan_from(
-        &seg.log,
+        &seg.log.get().await?,
         seg.base,
         start,
         size,

@@ -64,6 +64,11 @@ pub(crate) struct ReadRequest {
 }
 
 /// Collects whole batches starting at the one holding `req.offset`, across segments.
+///
+/// A damaged segment never hides what precedes the damage: batches collected before it are
+/// returned; a torn segment ends where its last whole batch ends (an offset beyond it is
+/// looked for in the next segment, as Kafka does); only a read whose very first batch is
+/// unreadable fails (`DamagedSegment`, CORRUPT_MESSAGE to the client).
 pub(crate) async fn read_segments(
     views: &[SegmentView],
     req: &ReadRequest,
@@ -74,11 +79,38 @@ pub(crate) async fn read_segments(
         if view.seg.base >= req.upper_bound {
             break;
         }
+        match read_segment(view, req, first, &mut slice).await {
+            Ok(Some(stop)) => {
+                first = false;
+                if stop {
+                    break;
+                }
+            }
+            Ok(None) => {}
+            Err(e @ StorageError::DamagedSegment { .. }) if !slice.is_empty() => {
+                tracing::debug!(error = %e, "read stops at a damaged batch");
+                break;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(slice)
+}
+
+/// Adds the batches of one segment to `slice`; `None` when the segment holds nothing at or
+/// after the offset (the read goes on in the next one), else whether the read must stop.
+async fn read_segment(
+    view: &SegmentView,
+    req: &ReadRequest,
+    first: bool,
+    slice: &mut ReadSlice,
+) -> Result<Option<bool>, StorageError> {
+    {
         view.seg.ensure_indexes(req.index_interval_bytes).await?;
         let start = if first {
             match view.seg.locate(req.offset, view.size).await? {
                 Some((pos, _)) => pos,
-                None => continue,
+                None => return Ok(None),
             }
         } else {
             0
@@ -86,20 +118,16 @@ pub(crate) async fn read_segments(
         let budget = u64::from(req.max_bytes).saturating_sub(u64::from(slice.total_bytes));
         let one_forced = req.min_one_batch && slice.total_bytes == 0;
         let (end, stop) = batch_end(view, start, budget, one_forced, req.upper_bound).await?;
-        first = false;
         if end > start {
             slice.ranges.push(FileRange {
-                fd: view.seg.log.0.clone(),
+                fd: view.seg.log.get().await?.0,
                 position: start,
                 len: (end - start) as u32,
             });
             slice.total_bytes = slice.total_bytes.saturating_add((end - start) as u32);
         }
-        if stop {
-            break;
-        }
+        Ok(Some(stop))
     }
-    Ok(slice)
 }
 
 /// End position of the run of whole batches from `start` that fits `budget` bytes (or the
@@ -113,7 +141,7 @@ async fn batch_end(
     upper_bound: i64,
 ) -> Result<(u64, bool), StorageError> {
     let seg = &view.seg;
-    let mut reader = HeaderReader::new(&seg.log, view.size);
+    let mut reader = HeaderReader::new(seg, view.size);
     let mut pos = start;
     // The first batch decides `one_forced`.
     match reader.header_at(pos).await? {
@@ -144,9 +172,12 @@ async fn batch_end(
         pos = jump;
     }
     loop {
-        match reader.header_at(pos).await? {
-            None => return Ok((pos, false)),
-            Some(h) => {
+        match reader.header_at(pos).await {
+            // Damage after the first batch: serve what precedes it (logged by the reader).
+            Err(StorageError::DamagedSegment { .. }) => return Ok((pos, true)),
+            Err(e) => return Err(e),
+            Ok(None) => return Ok((pos, false)),
+            Ok(Some(h)) => {
                 let size = h.total_size() as u64;
                 if h.last_offset() >= upper_bound || pos + size - start > budget {
                     return Ok((pos, true));

@@ -28,6 +28,10 @@ pub struct RecoveryReport {
     pub removed_segments: Vec<RemovedSegment>,
     /// Segments whose index files were missing or corrupt and were rebuilt from the log.
     pub rebuilt_indexes: Vec<IndexRebuild>,
+    /// Sealed (trusted) segments whose file does not end where their index says: served up
+    /// to the last whole batch (`position`), the file left as found. `offset` is the first
+    /// offset lost, `bytes` what follows the last whole batch.
+    pub damaged_segments: Vec<Truncation>,
 }
 
 /// A cut damaged tail.

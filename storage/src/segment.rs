@@ -10,7 +10,10 @@
 use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
 
+use std::rc::Rc;
+
 use crate::batch::{BatchHeader, BATCH_HEADER_LEN};
+use crate::files::SegmentFile;
 use crate::error::StorageError;
 use crate::index::{self, Indexes, OFFSET_ENTRY_LEN, TIME_ENTRY_LEN};
 use crate::io::Fd;
@@ -111,7 +114,8 @@ impl Tracker {
 pub(crate) struct Segment {
     pub base: i64,
     pub dir: PathBuf,
-    pub log: Fd,
+    /// The `.log` file: pinned open while active, opened on demand once sealed.
+    pub log: Rc<SegmentFile>,
     /// Committed bytes.
     pub size: Cell<u64>,
     /// Offset after the last committed batch (== base when empty).
@@ -128,27 +132,33 @@ pub(crate) struct Segment {
     pub index_persisted: Cell<(usize, usize)>,
     /// Bumped when the segment is truncated, so an in-flight lazy load is discarded.
     pub generation: Cell<u64>,
+    /// Damage in the file was logged (once per segment, not per read).
+    pub damage_logged: Cell<bool>,
 }
 
 impl Segment {
     /// Creates the (empty) files of a new segment.
     pub async fn create(dir: &Path, base: i64, now_ms: i64) -> Result<Segment, StorageError> {
-        let log = Fd::open_rw(&log_path(dir, base), true).await?;
-        log.truncate(0).await?;
-        let seg = Segment::new(dir, base, log, 0, now_ms);
+        let path = log_path(dir, base);
+        let fd = Fd::open_rw(&path, true).await?;
+        fd.truncate(0).await?;
+        let seg = Segment::new(dir, base, SegmentFile::new(path, fd, true), 0, now_ms);
         *seg.indexes.borrow_mut() = Some(Indexes::default());
         seg.open_index_files(true).await?;
         Ok(seg)
     }
 
-    /// Opens an existing segment's log file (indexes untouched).
+    /// Opens an existing segment's log file (indexes untouched), unpinned: it stays open
+    /// only as long as the per-shard bound on sealed files allows (`files.rs`).
     pub async fn open(dir: &Path, base: i64) -> Result<Segment, StorageError> {
-        let log = Fd::open_rw(&log_path(dir, base), false).await?;
-        let (size, mtime_ms) = log.stat().await?;
+        let path = log_path(dir, base);
+        let fd = Fd::open_rw(&path, false).await?;
+        let (size, mtime_ms) = fd.stat().await?;
+        let log = SegmentFile::new(path, fd, false);
         Ok(Segment::new(dir, base, log, size, mtime_ms))
     }
 
-    fn new(dir: &Path, base: i64, log: Fd, size: u64, mtime_ms: i64) -> Segment {
+    fn new(dir: &Path, base: i64, log: Rc<SegmentFile>, size: u64, mtime_ms: i64) -> Segment {
         Segment {
             base,
             dir: dir.to_path_buf(),
@@ -162,6 +172,7 @@ impl Segment {
             index_fds: RefCell::new(None),
             index_persisted: Cell::new((0, 0)),
             generation: Cell::new(0),
+            damage_logged: Cell::new(false),
         }
     }
 
@@ -271,7 +282,8 @@ impl Segment {
             Ok(idx) => idx,
             Err(why) => {
                 tracing::warn!(segment = self.base, dir = %self.dir.display(), %why, "rebuilding index");
-                let scan = recovery::scan(&self.log, self.base, 0, size, interval_bytes).await?;
+                let fd = self.log.get().await?;
+                let scan = recovery::scan(&fd, self.base, 0, size, interval_bytes).await?;
                 if let Some(problem) = &scan.problem {
                     tracing::warn!(segment = self.base, %problem, valid_bytes = scan.valid_size,
                         "sealed segment has an unreadable tail; indexing what is valid");
@@ -306,6 +318,23 @@ impl Segment {
             offsets: index::parse_offsets(&offsets, size).map_err(|e| e.to_string())?,
             times: index::parse_times(&times, rel_limit).map_err(|e| e.to_string())?,
         })
+    }
+
+    /// Position of the batch named by the last `.index` entry (0 when the index is empty).
+    pub async fn last_index_position(&self) -> Result<u64, StorageError> {
+        let fd = Fd::open_ro(&index_path(&self.dir, self.base)).await?;
+        let (len, _) = fd.stat().await?;
+        let whole = len - len % OFFSET_ENTRY_LEN as u64;
+        if whole == 0 {
+            return Ok(0);
+        }
+        let bytes = fd
+            .read_exact(whole - OFFSET_ENTRY_LEN as u64, OFFSET_ENTRY_LEN)
+            .await?;
+        Ok(bytes
+            .get(4..8)
+            .and_then(|b| b.try_into().ok())
+            .map_or(0, |b| u64::from(u32::from_be_bytes(b))))
     }
 
     /// Reads the last `.timeindex` entry of a sealed segment: its largest timestamp.
@@ -343,7 +372,7 @@ impl Segment {
             .borrow()
             .as_ref()
             .map_or(0, |i| i.position_for(rel));
-        let mut reader = HeaderReader::new(&self.log, end);
+        let mut reader = HeaderReader::new(self, end);
         let mut pos = u64::from(start);
         while let Some(h) = reader.header_at(pos).await? {
             if h.last_offset() >= offset {
@@ -369,25 +398,33 @@ async fn read_small(path: &Path, len_max: u64) -> Result<Vec<u8>, String> {
 }
 
 /// Walks batch headers of one segment file, reading in chunks, never past `end`.
+///
+/// Damage (a file changed behind the broker's back) is met as Kafka's `FileLogInputStream`
+/// meets it: a header or batch that runs past `end` ends the segment (what follows is
+/// unreadable, the read moves on to the next segment); a header that cannot be a batch
+/// (bad magic, length below the minimum) is a `DamagedSegment` error, which a fetch reports
+/// as CORRUPT_MESSAGE. Either is logged once per segment with its position and offsets.
 pub(crate) struct HeaderReader<'a> {
-    fd: &'a Fd,
+    seg: &'a Segment,
     end: u64,
     chunk: Vec<u8>,
     chunk_pos: u64,
+    /// Last offset of the last whole batch returned (the damage starts after it).
+    last_good: Option<i64>,
 }
 
 impl<'a> HeaderReader<'a> {
-    pub fn new(fd: &'a Fd, end: u64) -> Self {
+    pub fn new(seg: &'a Segment, end: u64) -> Self {
         HeaderReader {
-            fd,
+            seg,
             end,
             chunk: Vec::new(),
             chunk_pos: 0,
+            last_good: None,
         }
     }
 
-    /// The header of the batch at `pos`; `None` at `end`. A header or batch crossing `end`
-    /// is corrupt (committed data is always whole batches).
+    /// The header of the batch at `pos`; `None` at `end` or where the segment is torn.
     pub async fn header_at(&mut self, pos: u64) -> Result<Option<BatchHeader>, StorageError> {
         if pos >= self.end {
             return Ok(None);
@@ -398,21 +435,52 @@ impl<'a> HeaderReader<'a> {
         if !cached {
             let len = (self.end - pos).min(SCAN_CHUNK_BYTES as u64);
             if len < want {
-                return Err(StorageError::CorruptState(format!(
-                    "partial batch header at position {pos}"
-                )));
+                self.damaged(pos, &format!("partial batch header ({len} bytes)"));
+                return Ok(None);
             }
-            self.chunk = self.fd.read_exact(pos, len as usize).await?;
+            self.chunk = self.seg.log.get().await?.read_exact(pos, len as usize).await?;
             self.chunk_pos = pos;
         }
         let at = (pos - self.chunk_pos) as usize;
-        let h = BatchHeader::parse(self.chunk.get(at..).unwrap_or(&[]))
-            .map_err(|e| StorageError::CorruptState(format!("batch at position {pos}: {e}")))?;
+        let h = match BatchHeader::parse(self.chunk.get(at..).unwrap_or(&[])) {
+            Ok(h) => h,
+            Err(e) => {
+                let reason = e.to_string();
+                self.damaged(pos, &reason);
+                return Err(StorageError::DamagedSegment {
+                    file: log_path(&self.seg.dir, self.seg.base).display().to_string(),
+                    position: pos,
+                    reason,
+                });
+            }
+        };
         if pos + h.total_size() as u64 > self.end {
-            return Err(StorageError::CorruptState(format!(
-                "batch at position {pos} crosses the end of the segment"
-            )));
+            let reason = format!(
+                "batch of {} bytes runs past the end ({} bytes left)",
+                h.total_size(),
+                self.end - pos
+            );
+            self.damaged(pos, &reason);
+            return Ok(None);
         }
+        self.last_good = Some(h.last_offset());
         Ok(Some(h))
+    }
+
+    /// Logs the damage at `pos` once per segment (per open), with the unreadable range.
+    fn damaged(&self, pos: u64, reason: &str) {
+        if self.seg.damage_logged.replace(true) {
+            return;
+        }
+        let next = self.seg.next_offset.get();
+        tracing::warn!(
+            file = %log_path(&self.seg.dir, self.seg.base).display(),
+            position = pos,
+            bytes = self.end.saturating_sub(pos),
+            last_readable_offset = self.last_good.unwrap_or(-1),
+            segment_next_offset = if next == i64::MAX { -1 } else { next },
+            %reason,
+            "damaged segment: batches from this position on are unreadable"
+        );
     }
 }
