@@ -164,3 +164,75 @@ fn delete_topics_fails_when_the_data_cannot_be_moved() {
         kafka::watermarks(&broker, &topic, 1) == vec![(0, 3)]
     });
 }
+
+/// Runs the broker binary on `data_dir` and waits up to 30 s for it to exit on its own;
+/// returns (exit code, stderr). Panics if it keeps running (it then serves a broken log dir).
+fn run_until_exit(data_dir: &std::path::Path) -> (Option<i32>, String) {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--cores", "2"])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn sluice");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "broker kept running on an unopenable partition; log:\n{}",
+                reader.join().unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (status.code(), reader.join().unwrap_or_default())
+}
+
+/// A partition whose log cannot be opened at start-up stops the broker (Kafka takes its only
+/// log directory offline and stops) with a message naming it, instead of advertising a
+/// partition that answers UNKNOWN_TOPIC_OR_PARTITION to every use.
+#[test]
+fn a_partition_that_cannot_be_opened_stops_the_broker_naming_it() {
+    let mut broker = Broker::start(BrokerOpts::default());
+    let topic = common::unique_name("vict");
+    kafka::create_topic(&broker, &topic, 1);
+    let producer = kafka::producer(&broker, &[]);
+    kafka::assert_all_acked(&kafka::produce(
+        &producer,
+        &topic,
+        &kafka::keyed_records(1, 1, 10),
+        None,
+    ));
+    drop(producer);
+    broker.stop();
+    // A directory where the segment file was: opening it fails even for root.
+    let segment = broker
+        .data_dir()
+        .join(format!("{topic}-0"))
+        .join("00000000000000000000.log");
+    std::fs::remove_file(&segment).expect("remove segment");
+    std::fs::create_dir(&segment).expect("dir in its place");
+
+    let (code, log) = run_until_exit(&broker.data_dir());
+    assert_eq!(code, Some(70), "log:\n{log}");
+    assert!(
+        log.contains(&format!("cannot open partition {topic}-0")),
+        "log names the partition:\n{log}"
+    );
+    assert!(!log.contains("ready listening="), "never ready:\n{log}");
+}

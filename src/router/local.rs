@@ -431,15 +431,14 @@ pub async fn adopt_topics(shard: &Shard, changed: Vec<TopicMeta>) {
     crate::groups::adopted(shard, &changed).await;
 }
 
-/// Opens every not-yet-open partition of `metas` that this shard owns.
+/// Opens every not-yet-open partition of `metas` that this shard owns. A partition that cannot
+/// be opened stops the broker (see [`storage_offline`]): it is never left in the registry,
+/// advertised in Metadata, without a log behind it.
 pub async fn open_owned(shard: &Shard, metas: &[TopicMeta]) {
     for meta in metas {
         let config = match topics::config::resolve(&shard.default_log, &meta.configs) {
             Ok(config) => config,
-            Err(e) => {
-                tracing::error!(topic = %meta.name, error = %e, "bad topic config, partitions not opened");
-                continue;
-            }
+            Err(e) => storage_offline(shard, &meta.name, &format!("invalid topic config: {e}")),
         };
         for index in 0..meta.partitions {
             if shard.placement.shard_for(&meta.name, index) != shard.id {
@@ -463,12 +462,22 @@ pub async fn open_owned(shard: &Shard, metas: &[TopicMeta]) {
                         producers,
                     )));
                 }
-                Err(e) => {
-                    tracing::error!(partition = %tp.dir_name(), error = %e, "cannot open partition log")
-                }
+                Err(e) => storage_offline(shard, &tp.dir_name(), &e.to_string()),
             }
         }
     }
+}
+
+/// A partition of the registry cannot be opened (permission denied, disk full, a file where its
+/// directory should be...). Kafka takes the log directory offline on such an I/O error and,
+/// with no other directory, stops; Sluice has one data directory, so it stops too (exit 70),
+/// naming the partition, instead of advertising a partition it cannot serve.
+fn storage_offline(shard: &Shard, what: &str, why: &str) -> ! {
+    shards::fatal(format!(
+        "cannot open partition {what} in {}: {why}; the data directory is offline (Kafka stops \
+         when its only log directory fails); fix it and restart",
+        shard.config.data_dir.display()
+    ))
 }
 
 /// The producer state of a partition being opened, rebuilt from its newest batch headers
