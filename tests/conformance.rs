@@ -6,11 +6,18 @@
 
 mod common;
 
+use common::kafka;
 use common::{unique_name, wire, Broker, BrokerOpts};
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::offset_for_leader_epoch_request::{
+    OffsetForLeaderPartition, OffsetForLeaderTopic,
+};
 use kafka_protocol::messages::{
-    ApiKey, CreateTopicsRequest, CreateTopicsResponse, MetadataRequest, MetadataResponse,
-    TopicName,
+    ApiKey, CreateTopicsRequest, CreateTopicsResponse, FetchRequest, FetchResponse,
+    ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse,
+    OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -160,4 +167,168 @@ fn create_topics_answers_with_the_topics_configs() {
     let response: CreateTopicsResponse =
         wire::call(broker.socket_addr(), ApiKey::CreateTopics, 4, &request);
     assert_eq!(response.topics[0].error_code, 0);
+}
+
+const UNKNOWN_LEADER_EPOCH: i16 = 75;
+
+/// OffsetForLeaderEpoch v4 for partition 0: (error, leader_epoch, end_offset).
+fn epoch_end(broker: &Broker, topic: &str, epoch: i32, current: i32) -> (i16, i32, i64) {
+    let request = OffsetForLeaderEpochRequest::default()
+        .with_replica_id(kafka_protocol::messages::BrokerId(-1))
+        .with_topics(vec![OffsetForLeaderTopic::default()
+            .with_topic(TopicName(s(topic)))
+            .with_partitions(vec![OffsetForLeaderPartition::default()
+                .with_partition(0)
+                .with_current_leader_epoch(current)
+                .with_leader_epoch(epoch)])]);
+    let response: OffsetForLeaderEpochResponse = wire::call(
+        broker.socket_addr(),
+        ApiKey::OffsetForLeaderEpoch,
+        4,
+        &request,
+    );
+    let p = &response.topics[0].partitions[0];
+    (p.error_code, p.leader_epoch, p.end_offset)
+}
+
+/// ListOffsets v7 "latest" for partition 0: (error, offset, leader_epoch).
+fn latest_offset(broker: &Broker, topic: &str, current: i32) -> (i16, i64, i32) {
+    let request = ListOffsetsRequest::default()
+        .with_replica_id(kafka_protocol::messages::BrokerId(-1))
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(TopicName(s(topic)))
+            .with_partitions(vec![ListOffsetsPartition::default()
+                .with_partition_index(0)
+                .with_current_leader_epoch(current)
+                .with_timestamp(-1)])]);
+    let response: ListOffsetsResponse =
+        wire::call(broker.socket_addr(), ApiKey::ListOffsets, 7, &request);
+    let p = &response.topics[0].partitions[0];
+    (p.error_code, p.offset, p.leader_epoch)
+}
+
+/// Fetch v11 from offset 0 of partition 0, sessionless: the partition's error code.
+fn fetch_code(broker: &Broker, topic: &str, current: i32) -> i16 {
+    let request = FetchRequest::default()
+        .with_replica_id(kafka_protocol::messages::BrokerId(-1))
+        .with_max_wait_ms(0)
+        .with_max_bytes(1 << 20)
+        .with_session_epoch(-1)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(s(topic)))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_current_leader_epoch(current)
+                .with_fetch_offset(0)
+                .with_partition_max_bytes(1 << 20)])]);
+    let response: FetchResponse = wire::call(broker.socket_addr(), ApiKey::Fetch, 11, &request);
+    response.responses[0].partitions[0].error_code
+}
+
+fn produce_three(broker: &Broker, topic: &str) {
+    let producer = kafka::producer(broker, &[]);
+    let records = kafka::keyed_records(3, 1, 10);
+    let deliveries = kafka::produce(&producer, topic, &records, Some(0));
+    kafka::assert_all_acked(&deliveries);
+}
+
+/// Kafka's LeaderEpochFileCache.endOffsetFor: the current epoch (0) ends at the log end; an
+/// epoch the partition never had (future) or -1 is UNDEFINED (-1, -1). The cache is on disk in
+/// Kafka's checkpoint format and survives a restart.
+#[test]
+fn offset_for_leader_epoch_follows_the_epoch_cache() {
+    let mut broker = Broker::start(BrokerOpts::default());
+    let topic = unique_name("oflep");
+    assert_eq!(create_codes(&broker, vec![topic_with_rf(&topic, 1)]), vec![0]);
+    produce_three(&broker, &topic);
+    assert_eq!(epoch_end(&broker, &topic, 0, -1), (0, 0, 3));
+    for unknown in [1, 5, -1] {
+        assert_eq!(epoch_end(&broker, &topic, unknown, -1), (0, -1, -1), "{unknown}");
+    }
+    let checkpoint = broker
+        .data_dir()
+        .join(format!("{topic}-0"))
+        .join("leader-epoch-checkpoint");
+    let text = std::fs::read_to_string(&checkpoint)
+        .unwrap_or_else(|e| panic!("{}: {e}", checkpoint.display()));
+    assert_eq!(text, "0\n1\n0 0\n");
+    broker.restart();
+    assert_eq!(epoch_end(&broker, &topic, 0, 0), (0, 0, 3));
+    assert_eq!(epoch_end(&broker, &topic, 2, 0), (0, -1, -1));
+    // Every batch is stamped with the epoch it was written in; ListOffsets and Metadata say it.
+    assert_eq!(latest_offset(&broker, &topic, -1), (0, 3, 0));
+    let md = metadata(&broker, &[&topic]);
+    assert_eq!(md.topics[0].partitions[0].leader_epoch, 0);
+}
+
+/// KIP-320: a `current_leader_epoch` newer than the partition's is UNKNOWN_LEADER_EPOCH, an
+/// older one FENCED_LEADER_EPOCH, -1 is not checked: in Fetch (sessionless and in incremental
+/// sessions, KAFKA-9338), ListOffsets and OffsetForLeaderEpoch.
+#[test]
+fn current_leader_epochs_are_validated() {
+    let broker = Broker::start(BrokerOpts::default());
+    let topic = unique_name("fence");
+    assert_eq!(create_codes(&broker, vec![topic_with_rf(&topic, 1)]), vec![0]);
+    produce_three(&broker, &topic);
+    for (current, code) in [(-1, 0), (0, 0), (3, UNKNOWN_LEADER_EPOCH)] {
+        assert_eq!(fetch_code(&broker, &topic, current), code, "fetch {current}");
+        assert_eq!(latest_offset(&broker, &topic, current).0, code, "list {current}");
+        assert_eq!(epoch_end(&broker, &topic, 0, current).0, code, "oflep {current}");
+    }
+    // Older: only possible once the partition's epoch is above 0 (leadership changes); the
+    // rule itself is checked by `partition::tests`.
+    incremental_session_keeps_checking(&broker, &topic);
+}
+
+/// A session opened with current_leader_epoch 3 keeps it: the incremental fetch that does not
+/// repeat the partition is still answered UNKNOWN_LEADER_EPOCH.
+fn incremental_session_keeps_checking(broker: &Broker, topic: &str) {
+    let full = FetchRequest::default()
+        .with_replica_id(kafka_protocol::messages::BrokerId(-1))
+        .with_max_wait_ms(0)
+        .with_max_bytes(1 << 20)
+        .with_session_id(0)
+        .with_session_epoch(0)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(s(topic)))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_current_leader_epoch(3)
+                .with_fetch_offset(0)
+                .with_partition_max_bytes(1 << 20)])]);
+    let mut stream = wire::connect(broker.socket_addr());
+    let frame = wire::encode_request(ApiKey::Fetch, 11, 1, "t", &full);
+    wire::send(&mut stream, &frame);
+    let wire::Outcome::Response(body) = wire::read_outcome(&mut stream) else {
+        panic!("no fetch answer");
+    };
+    let first: FetchResponse = wire::decode_response(ApiKey::Fetch, 11, 1, body);
+    assert_ne!(first.session_id, 0, "a session was opened");
+    assert_eq!(
+        first.responses[0].partitions[0].error_code,
+        UNKNOWN_LEADER_EPOCH
+    );
+    let incremental = FetchRequest::default()
+        .with_replica_id(kafka_protocol::messages::BrokerId(-1))
+        .with_max_wait_ms(0)
+        .with_max_bytes(1 << 20)
+        .with_session_id(first.session_id)
+        .with_session_epoch(1);
+    let frame = wire::encode_request(ApiKey::Fetch, 11, 2, "t", &incremental);
+    wire::send(&mut stream, &frame);
+    let wire::Outcome::Response(body) = wire::read_outcome(&mut stream) else {
+        panic!("no fetch answer");
+    };
+    let second: FetchResponse = wire::decode_response(ApiKey::Fetch, 11, 2, body);
+    assert_eq!(second.error_code, 0);
+    let codes: Vec<i16> = second
+        .responses
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(|p| p.error_code))
+        .collect();
+    assert_eq!(codes, vec![UNKNOWN_LEADER_EPOCH]);
+}
+
+fn topic_with_rf(name: &str, partitions: i32) -> CreatableTopic {
+    topic(name, partitions, &[])
 }

@@ -31,6 +31,8 @@ pub fn partition_error_code(error: &PartitionError) -> i16 {
         PartitionError::InternalTopic(_) => K::InvalidTopicException.code(),
         PartitionError::Storage(_) => K::KafkaStorageError.code(),
         PartitionError::Unavailable => K::NotLeaderOrFollower.code(),
+        PartitionError::UnknownLeaderEpoch { .. } => K::UnknownLeaderEpoch.code(),
+        PartitionError::FencedLeaderEpoch { .. } => K::FencedLeaderEpoch.code(),
         PartitionError::OutOfOrderSequence(_) => K::OutOfOrderSequenceNumber.code(),
         // Kafka 2.7+ answers a Produce with a stale epoch INVALID_PRODUCER_EPOCH (KIP-588);
         // PRODUCER_FENCED is for the transactional APIs.

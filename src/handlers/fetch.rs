@@ -129,12 +129,15 @@ fn resolve(
             let in_range =
                 meta.filter(|m| u32::try_from(p.partition).is_ok_and(|i| i < m.partitions));
             match in_range {
-                Some(meta) => requested.push(SessionPartition::new(
-                    TopicPartition::new(meta.name.clone(), p.partition.unsigned_abs()),
-                    meta.id.uuid(),
-                    p.fetch_offset,
-                    u32::try_from(p.partition_max_bytes).unwrap_or(0),
-                )),
+                Some(meta) => requested.push(
+                    SessionPartition::new(
+                        TopicPartition::new(meta.name.clone(), p.partition.unsigned_abs()),
+                        meta.id.uuid(),
+                        p.fetch_offset,
+                        u32::try_from(p.partition_max_bytes).unwrap_or(0),
+                    )
+                    .with_current_leader_epoch(p.current_leader_epoch),
+                ),
                 None => unresolved.push(Unresolved {
                     name: topic.topic.0.to_string(),
                     topic_id: topic.topic_id,
@@ -185,6 +188,7 @@ fn read_items(plan: &Plan, max_bytes: u32) -> Vec<ReadItem> {
             offset: p.fetch_offset,
             max_bytes: p.max_bytes.min(max_bytes),
             min_one_batch: true,
+            current_leader_epoch: p.current_leader_epoch,
         })
         .collect()
 }
@@ -248,6 +252,7 @@ async fn fit_to_budget(router: &Router, plan: &Plan, results: &mut [ReadResult],
                 offset: planned.fetch_offset,
                 max_bytes: limit,
                 min_one_batch: first_with_data,
+                current_leader_epoch: planned.current_leader_epoch,
             };
             let reread = router.read(vec![item]).await.into_iter().next();
             if let Some(reread) = reread {

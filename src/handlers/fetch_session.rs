@@ -25,6 +25,10 @@ pub struct SessionPartition {
     pub topic_id: uuid::Uuid,
     pub fetch_offset: i64,
     pub max_bytes: u32,
+    /// KIP-320: the leader epoch the client last sent for this partition (-1: none). Kept in
+    /// the session, so incremental fetches that omit the partition are still checked
+    /// (KAFKA-9338).
+    pub current_leader_epoch: i32,
     last_high_watermark: i64,
     last_log_start: i64,
 }
@@ -41,9 +45,15 @@ impl SessionPartition {
             topic_id,
             fetch_offset,
             max_bytes,
+            current_leader_epoch: -1,
             last_high_watermark: -1,
             last_log_start: -1,
         }
+    }
+
+    pub fn with_current_leader_epoch(mut self, epoch: i32) -> Self {
+        self.current_leader_epoch = epoch;
+        self
     }
 }
 
@@ -201,6 +211,7 @@ impl FetchSessions {
                 Some(existing) => {
                     existing.fetch_offset = wanted.fetch_offset;
                     existing.max_bytes = wanted.max_bytes;
+                    existing.current_leader_epoch = wanted.current_leader_epoch;
                     existing.topic_id = wanted.topic_id;
                 }
                 None if count < partitions_max => session.partitions.push(wanted),

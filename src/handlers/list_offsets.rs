@@ -1,6 +1,9 @@
 //! ListOffsets: earliest (-2), latest (-1, the high watermark), max timestamp (-3), earliest
 //! local (-4, same as earliest: no tiered storage) or the first offset at/after a timestamp.
 //!
+//! Each answer carries the leader epoch of its offset, from the partition's leader-epoch cache;
+//! a `current_leader_epoch` other than the partition's is fenced (KIP-320).
+//!
 //! Invariant: every requested partition gets exactly one answer, in request order.
 
 use std::rc::Rc;
@@ -25,7 +28,14 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
             .flat_map(|t| {
                 t.partitions
                     .iter()
-                    .map(move |p| (t.name.0.to_string(), p.partition_index, p.timestamp))
+                    .map(move |p| {
+                        let wanted = Wanted {
+                            timestamp: p.timestamp,
+                            current_leader_epoch: p.current_leader_epoch,
+                            end_of_epoch: None,
+                        };
+                        (t.name.0.to_string(), p.partition_index, wanted)
+                    })
             })
             .collect();
         let mut results = query(&shard, queries).await.into_iter();
@@ -46,7 +56,7 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
                                     response.with_offset(ok.offset).with_timestamp(ok.timestamp);
                                 // leader_epoch exists from v4 on; setting it earlier fails to encode.
                                 if version >= 4 {
-                                    answer.with_leader_epoch(0)
+                                    answer.with_leader_epoch(ok.leader_epoch)
                                 } else {
                                     answer
                                 }
@@ -64,13 +74,27 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
     })
 }
 
-/// Answers (topic, partition, timestamp) queries in order; unknown partitions are errors.
-pub async fn query(shard: &Rc<Shard>, queries: Vec<(String, i32, i64)>) -> Vec<OffsetResult> {
+/// What one partition of ListOffsets / OffsetForLeaderEpoch asks.
+pub struct Wanted {
+    pub timestamp: i64,
+    /// -1 when the request carries none (or an old version).
+    pub current_leader_epoch: i32,
+    /// OffsetForLeaderEpoch: the epoch whose end offset is wanted.
+    pub end_of_epoch: Option<i32>,
+}
+
+/// Answers (topic, partition, wanted) queries in order; unknown partitions are errors.
+pub async fn query(shard: &Rc<Shard>, queries: Vec<(String, i32, Wanted)>) -> Vec<OffsetResult> {
     let router = Router::new(shard.clone());
     super::route::route_known(
         shard,
         queries,
-        |tp, timestamp| OffsetQuery { tp, timestamp },
+        |tp, w: Wanted| OffsetQuery {
+            tp,
+            timestamp: w.timestamp,
+            current_leader_epoch: w.current_leader_epoch,
+            end_of_epoch: w.end_of_epoch,
+        },
         |items| router.offsets(items),
     )
     .await

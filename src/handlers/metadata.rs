@@ -142,7 +142,7 @@ fn topic_entry(shard: &Shard, meta: &TopicMeta, version: i16) -> MetadataRespons
                 .with_replica_nodes(vec![node])
                 .with_isr_nodes(vec![node]);
             if version >= 7 {
-                p.leader_epoch = 0;
+                p.leader_epoch = crate::partition::LEADER_EPOCH;
             }
             p
         })

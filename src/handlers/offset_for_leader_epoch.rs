@@ -1,8 +1,10 @@
-//! OffsetForLeaderEpoch: a single node that never changes leader has one epoch, 0, whose end
-//! offset is the log's end (the high watermark); clients use it to validate their position.
+//! OffsetForLeaderEpoch: the end offset of a leader epoch, from the partition's leader-epoch
+//! cache (Kafka's `LeaderEpochFileCache.endOffsetFor`): the current epoch ends at the log end,
+//! an older one where the next starts, an unknown (future) epoch or -1 is (-1, -1). Clients
+//! use it to detect truncation (KIP-320).
 //!
-//! Invariant: a requested epoch above ours is FENCED_LEADER_EPOCH-free: we answer epoch 0 and
-//! our end offset, and the client truncates to it, which is what Kafka's leader would say.
+//! Invariant: a `current_leader_epoch` other than the partition's is answered
+//! UNKNOWN_LEADER_EPOCH (newer) or FENCED_LEADER_EPOCH (older), before any lookup.
 
 use std::rc::Rc;
 
@@ -12,11 +14,12 @@ use kafka_protocol::messages::offset_for_leader_epoch_response::{
 use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
 
 use super::error::partition_error_code;
+use super::list_offsets::Wanted;
 use super::{HandlerFuture, Outcome, Request};
 use crate::router::PartitionError;
 use crate::shard::Shard;
 
-/// ListOffsets' "latest" query: the high watermark.
+/// ListOffsets' "latest" query (unused: `end_of_epoch` decides the answer).
 const LATEST: i64 = -1;
 
 pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
@@ -29,7 +32,14 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
             .flat_map(|t| {
                 t.partitions
                     .iter()
-                    .map(move |p| (t.topic.0.to_string(), p.partition, LATEST))
+                    .map(move |p| {
+                        let wanted = Wanted {
+                            timestamp: LATEST,
+                            current_leader_epoch: p.current_leader_epoch,
+                            end_of_epoch: Some(p.leader_epoch),
+                        };
+                        (t.topic.0.to_string(), p.partition, wanted)
+                    })
             })
             .collect();
         let mut results = super::list_offsets::query(&shard, queries)
@@ -46,7 +56,9 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
                         let result = results.next().unwrap_or(Err(PartitionError::Unavailable));
                         let answer = EpochEndOffset::default().with_partition(p.partition);
                         match result {
-                            Ok(ok) => answer.with_leader_epoch(0).with_end_offset(ok.offset),
+                            Ok(ok) => answer
+                                .with_leader_epoch(ok.leader_epoch)
+                                .with_end_offset(ok.offset),
                             Err(e) => answer.with_error_code(partition_error_code(&e)),
                         }
                     })

@@ -5,13 +5,23 @@
 //! there (`Rc`, `!Send`); the waiter list of a partition is bounded, and every waiter is woken
 //! (and the list emptied) by the next append or by shutdown; the producer state is only read or
 //! changed by an append holding `producer_lock` (check, write and record as one step).
+//! The partition's leader epoch only grows, and its leader-epoch cache (`epochs`) holds an
+//! entry for it from the moment the partition leads with it, before any append in it.
 
-use std::cell::RefCell;
+pub mod epochs;
+
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
 use futures_channel::oneshot;
 
+use self::epochs::{EpochCacheError, LeaderEpochCache};
+
+/// The leader epoch this node leads every partition with. A single node never changes leader,
+/// so it stays 0 (what Kafka gives a partition's first leader); replication will take it from
+/// the cluster metadata instead, and Metadata answers from the same source.
+pub const LEADER_EPOCH: i32 = 0;
 /// (topic, partition index): the key of a partition on its shard.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TopicPartition {
@@ -33,6 +43,17 @@ impl TopicPartition {
     }
 }
 
+/// A client's `current_leader_epoch` disagrees with the partition's (KIP-320).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LeaderEpochError {
+    /// Newer than ours: our metadata is behind (UNKNOWN_LEADER_EPOCH).
+    #[error("leader epoch {requested} is newer than the partition's {current}")]
+    Unknown { requested: i32, current: i32 },
+    /// Older than ours: the client's metadata is stale (FENCED_LEADER_EPOCH).
+    #[error("leader epoch {requested} is older than the partition's {current}")]
+    Fenced { requested: i32, current: i32 },
+}
+
 /// One owned partition.
 pub struct Partition {
     pub tp: TopicPartition,
@@ -43,6 +64,10 @@ pub struct Partition {
     pub producer_lock: futures_util::lock::Mutex<()>,
     waiters: RefCell<Vec<oneshot::Sender<()>>>,
     waiters_max: usize,
+    /// The epoch this node leads the partition with (Kafka's `Partition.leaderEpoch`).
+    leader_epoch: Cell<i32>,
+    /// Kafka's LeaderEpochFileCache, persisted in the partition directory.
+    epochs: RefCell<LeaderEpochCache>,
 }
 
 impl Partition {
@@ -59,7 +84,74 @@ impl Partition {
             producer_lock: futures_util::lock::Mutex::new(()),
             waiters: RefCell::new(Vec::new()),
             waiters_max,
+            leader_epoch: Cell::new(epochs::UNDEFINED_EPOCH),
+            epochs: RefCell::new(LeaderEpochCache::default()),
         }
+    }
+
+    /// Kafka's `makeLeader`: loads the leader-epoch checkpoint and makes `epoch` the current
+    /// one, starting at the log end (`maybeAssignEpochStartOffset`). A log from before the
+    /// checkpoint existed was written entirely in epoch 0 (every batch carries it), so that
+    /// epoch starts at the log start. Writes the checkpoint only when it changed.
+    pub async fn become_leader(&self, epoch: i32) -> Result<(), EpochCacheError> {
+        let dir = self.log.dir().to_path_buf();
+        let loaded = LeaderEpochCache::load(&dir)?;
+        let mut changed = loaded.is_none();
+        let mut cache = loaded.unwrap_or_default();
+        if cache.latest_epoch().is_none() {
+            cache.assign(LEADER_EPOCH, self.log.log_start_offset().0);
+        }
+        changed |= cache.assign(epoch, self.log.log_end_offset().0);
+        if changed {
+            cache.persist(&dir).await?;
+        }
+        let current = cache.latest_epoch().unwrap_or(epoch).max(epoch);
+        *self.epochs.borrow_mut() = cache;
+        self.leader_epoch.set(current);
+        Ok(())
+    }
+
+    /// The epoch this node leads the partition with; stamped on every appended batch.
+    pub fn leader_epoch(&self) -> i32 {
+        self.leader_epoch.get()
+    }
+
+    /// KIP-320 (Kafka's `Partition.localLogWithEpochOrThrow`): a client's `current_leader_epoch`
+    /// must be ours. Newer means our metadata is behind (UNKNOWN_LEADER_EPOCH), older means the
+    /// client's is (FENCED_LEADER_EPOCH); -1 (or any negative value) skips the check.
+    pub fn check_leader_epoch(&self, current_leader_epoch: i32) -> Result<(), LeaderEpochError> {
+        let ours = self.leader_epoch();
+        if current_leader_epoch < 0 || current_leader_epoch == ours {
+            Ok(())
+        } else if current_leader_epoch > ours {
+            Err(LeaderEpochError::Unknown {
+                requested: current_leader_epoch,
+                current: ours,
+            })
+        } else {
+            Err(LeaderEpochError::Fenced {
+                requested: current_leader_epoch,
+                current: ours,
+            })
+        }
+    }
+
+    /// OffsetForLeaderEpoch: (epoch, end offset) for `requested`, from the epoch cache.
+    pub fn end_offset_for_epoch(&self, requested: i32) -> (i32, i64) {
+        self.epochs
+            .borrow()
+            .end_offset_for(requested, self.log.log_end_offset().0)
+    }
+
+    /// The leader epoch `offset` was written in (-1 when unknown), for ListOffsets answers.
+    pub fn epoch_of_offset(&self, offset: i64) -> i32 {
+        if offset < 0 {
+            return epochs::UNDEFINED_EPOCH;
+        }
+        self.epochs
+            .borrow()
+            .epoch_for_offset(offset)
+            .unwrap_or(epochs::UNDEFINED_EPOCH)
     }
 
     /// The exclusive end of what consumers may read. Single node, no replication: Kafka's high
@@ -135,5 +227,50 @@ mod tests {
     #[test]
     fn dir_name_is_kafkas() {
         assert_eq!(TopicPartition::new("orders", 7).dir_name(), "orders-7");
+    }
+
+    async fn open(dir: &std::path::Path) -> Partition {
+        let log = storage::Log::open(dir.to_path_buf(), storage::LogConfig::default())
+            .await
+            .unwrap();
+        let limits = crate::config::BrokerConfig::default().producer_rebuild_limits();
+        let producers = crate::producers::ProducerStates::new(limits.state);
+        Partition::new(TopicPartition::new("t", 0), log, 8, producers)
+    }
+
+    /// A new leadership epoch starts at the log end; the client's epoch is checked against it
+    /// (newer: UNKNOWN, older: FENCED); the cache persists and a lower epoch never goes back.
+    #[compio::test]
+    async fn leadership_epochs_fence_and_persist() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = open(dir.path()).await;
+        p.become_leader(LEADER_EPOCH).await.unwrap();
+        assert_eq!(p.leader_epoch(), 0);
+        assert_eq!(p.check_leader_epoch(-1), Ok(()));
+        assert_eq!(p.check_leader_epoch(0), Ok(()));
+        assert!(matches!(
+            p.check_leader_epoch(1),
+            Err(LeaderEpochError::Unknown { requested: 1, current: 0 })
+        ));
+        assert_eq!(p.end_offset_for_epoch(0), (0, 0));
+        assert_eq!(p.end_offset_for_epoch(1), (-1, -1));
+        drop(p);
+        let p = open(dir.path()).await;
+        p.become_leader(2).await.unwrap();
+        assert_eq!(p.leader_epoch(), 2);
+        assert!(matches!(
+            p.check_leader_epoch(1),
+            Err(LeaderEpochError::Fenced { requested: 1, current: 2 })
+        ));
+        assert_eq!(p.end_offset_for_epoch(2), (2, 0));
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join(epochs::CHECKPOINT_FILE)).unwrap(),
+            "0\n2\n0 0\n2 0\n"
+        );
+        drop(p);
+        // Reopened with the old epoch: the cache keeps the newer one (epochs never go back).
+        let p = open(dir.path()).await;
+        p.become_leader(LEADER_EPOCH).await.unwrap();
+        assert_eq!(p.leader_epoch(), 2);
     }
 }

@@ -15,7 +15,7 @@ use super::{
     CreateResult, NewTopic, OffsetOk, OffsetQuery, OffsetResult, PartitionError, ProduceItem,
     ProduceOk, ProduceResult, ReadItem, ReadOk, ReadResult, ShardMsg,
 };
-use crate::partition::{Partition, TopicPartition};
+use crate::partition::{Partition, TopicPartition, LEADER_EPOCH};
 use crate::producers::{self, BatchMeta, Plan};
 use crate::shard::Shard;
 use crate::topics::{self, TopicError, TopicId, TopicMeta};
@@ -106,7 +106,7 @@ async fn append_one(
     acks: i16,
 ) -> ProduceResult {
     let opts = storage::AppendOptions {
-        leader_epoch: 0,
+        leader_epoch: partition.leader_epoch(),
         now_ms: now_ms(),
     };
     let idempotent = producers::scan_batches(&item.records)
@@ -214,6 +214,7 @@ pub async fn read(shard: &Shard, items: Vec<ReadItem>) -> Vec<ReadResult> {
 }
 
 async fn read_one(partition: &Partition, item: &ReadItem) -> ReadResult {
+    partition.check_leader_epoch(item.current_leader_epoch)?;
     let high_watermark = partition.high_watermark();
     let log_start = partition.log.log_start_offset();
     let offset = storage::Offset(item.offset);
@@ -269,7 +270,18 @@ pub async fn offsets(shard: &Shard, items: Vec<OffsetQuery>) -> Vec<OffsetResult
             .partitions
             .get(&query.tp)
             .ok_or(PartitionError::UnknownTopicOrPartition)?;
-        offset_one(&partition, query.timestamp).await
+        partition.check_leader_epoch(query.current_leader_epoch)?;
+        if let Some(epoch) = query.end_of_epoch {
+            let (leader_epoch, offset) = partition.end_offset_for_epoch(epoch);
+            return Ok(OffsetOk {
+                offset,
+                timestamp: -1,
+                leader_epoch,
+            });
+        }
+        let mut ok = offset_one(&partition, query.timestamp).await?;
+        ok.leader_epoch = partition.epoch_of_offset(ok.offset);
+        Ok(ok)
     });
     join_all(queries).await
 }
@@ -279,6 +291,7 @@ async fn offset_one(partition: &Partition, timestamp: i64) -> OffsetResult {
     let at = |offset: storage::Offset| OffsetOk {
         offset: offset.0,
         timestamp: -1,
+        leader_epoch: -1,
     };
     match timestamp {
         -1 => Ok(at(partition.high_watermark())),
@@ -305,10 +318,12 @@ fn matched(found: Option<storage::TimestampOffset>) -> OffsetOk {
         OffsetOk {
             offset: -1,
             timestamp: -1,
+            leader_epoch: -1,
         },
         |t| OffsetOk {
             offset: t.offset.0,
             timestamp: t.timestamp_ms,
+            leader_epoch: -1,
         },
     )
 }
@@ -455,12 +470,13 @@ pub async fn open_owned(shard: &Shard, metas: &[TopicMeta]) {
                 Ok(log) => {
                     let waiters_max = shard.config.fetch_waiters_per_partition_max;
                     let producers = producer_states(shard, &tp, &log).await;
-                    shard.partitions.insert(Rc::new(Partition::new(
-                        tp,
-                        log,
-                        waiters_max,
-                        producers,
-                    )));
+                    let partition = Partition::new(tp, log, waiters_max, producers);
+                    // Kafka's makeLeader: the epoch cache gets this node's epoch first.
+                    if let Err(e) = partition.become_leader(LEADER_EPOCH).await {
+                        tracing::error!(partition = %partition.tp.dir_name(), error = %e, "cannot open the leader-epoch cache");
+                        continue;
+                    }
+                    shard.partitions.insert(Rc::new(partition));
                 }
                 Err(e) => storage_offline(shard, &tp.dir_name(), &e.to_string()),
             }

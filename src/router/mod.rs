@@ -50,6 +50,20 @@ pub enum PartitionError {
     OutOfOrderSequence(String),
     #[error("{0}")]
     InvalidProducerEpoch(String),
+    #[error("leader epoch {requested} is newer than the partition's {current}")]
+    UnknownLeaderEpoch { requested: i32, current: i32 },
+    #[error("leader epoch {requested} is older than the partition's {current}")]
+    FencedLeaderEpoch { requested: i32, current: i32 },
+}
+
+impl From<crate::partition::LeaderEpochError> for PartitionError {
+    fn from(error: crate::partition::LeaderEpochError) -> Self {
+        use crate::partition::LeaderEpochError as E;
+        match error {
+            E::Unknown { requested, current } => Self::UnknownLeaderEpoch { requested, current },
+            E::Fenced { requested, current } => Self::FencedLeaderEpoch { requested, current },
+        }
+    }
 }
 
 impl PartitionError {
@@ -114,6 +128,8 @@ pub struct ReadItem {
     /// Return the first batch even when it alone exceeds `max_bytes` (KIP-74: only for the
     /// first partition of a response that has data).
     pub min_one_batch: bool,
+    /// KIP-320: the leader epoch the client believes current; -1 skips the check.
+    pub current_leader_epoch: i32,
 }
 
 /// A partition's state plus the batches read (a `ReadSlice`: file ranges, not bytes yet).
@@ -138,6 +154,11 @@ pub type ReadResult = Result<ReadOk, PartitionError>;
 pub struct OffsetQuery {
     pub tp: TopicPartition,
     pub timestamp: i64,
+    /// KIP-320: the leader epoch the client believes current; -1 skips the check.
+    pub current_leader_epoch: i32,
+    /// OffsetForLeaderEpoch: answer the end offset of this leader epoch (from the partition's
+    /// leader-epoch cache) instead of a timestamp lookup.
+    pub end_of_epoch: Option<i32>,
 }
 
 /// (offset, timestamp); offset -1 when no batch matches the timestamp.
@@ -145,6 +166,8 @@ pub struct OffsetQuery {
 pub struct OffsetOk {
     pub offset: i64,
     pub timestamp: i64,
+    /// The leader epoch of `offset` (for OffsetForLeaderEpoch: the epoch answered); -1 unknown.
+    pub leader_epoch: i32,
 }
 
 pub type OffsetResult = Result<OffsetOk, PartitionError>;
