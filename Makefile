@@ -6,7 +6,7 @@ VENV ?= .venv
 PYTHON ?= python3
 export DEBIAN_FRONTEND := noninteractive
 
-.PHONY: run build release test deps apt-deps py-deps fmt clippy lint bench bench-build bench-smoke bench-storage bench-deps flamegraph clean
+.PHONY: run build release test deps apt-deps py-deps java-deps test-java test-kafka-tools compat-table fmt clippy lint bench bench-build bench-smoke bench-storage bench-deps flamegraph clean
 
 run: release
 	./target/release/sluice
@@ -38,7 +38,42 @@ $(VENV)/.stamp:
 	$(VENV)/bin/pip install -q --disable-pip-version-check $(PY_PACKAGES)
 	echo "$(PY_PACKAGES)" > $@
 
-deps: apt-deps py-deps
+# Java 17 and Maven (Debian's) when missing; then, from Maven Central, the Java suite's
+# dependencies (compat/java: kafka-clients, kafka-streams, JUnit 5) and Kafka's command-line tools
+# with theirs, copied into compat/tools/lib (git-ignored). Maven keeps what it downloaded in
+# ~/.m2, and the stamp (written last, remade when a pom changes) makes this a no-op afterwards.
+MVN ?= mvn
+MVN_FLAGS := -B --no-transfer-progress
+JAVA_STAMP := compat/tools/lib/.stamp
+java-deps: $(JAVA_STAMP)
+$(JAVA_STAMP): compat/java/pom.xml compat/tools/pom.xml
+	@missing=""; command -v javac >/dev/null 2>&1 || missing="$$missing openjdk-17-jdk-headless"; \
+	command -v $(MVN) >/dev/null 2>&1 || missing="$$missing maven"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+	rm -rf compat/tools/lib
+	cd compat/tools && $(MVN) $(MVN_FLAGS) -q dependency:copy-dependencies -DoutputDirectory=lib -DincludeScope=runtime
+	cd compat/java && $(MVN) $(MVN_FLAGS) -q dependency:go-offline test-compile
+	touch $@
+
+deps: apt-deps py-deps java-deps
+
+# The Java client suite (compat/java, JUnit 5 via Surefire) and Kafka's own tools
+# (compat/tools/run.sh), each against a debug broker it starts. `make compat-table` then rewrites
+# the README's compatibility table from their results.
+SLUICE_DEBUG = $(abspath $(TARGET_DIR))/debug/sluice
+COMPAT_OUT = $(TARGET_DIR)/compat
+test-java: java-deps
+	cd compat/java && SLUICE_BIN=$(SLUICE_DEBUG) $(MVN) $(MVN_FLAGS) test
+
+test-kafka-tools: java-deps
+	SLUICE_BIN=$(SLUICE_DEBUG) RESULTS=$(COMPAT_OUT)/kafka-tools.tsv compat/tools/run.sh
+
+compat-table:
+	$(PYTHON) scripts/compat/table.py --surefire compat/java/target/surefire-reports \
+	  --tsv $(COMPAT_OUT)/kafka-tools.tsv --out $(COMPAT_OUT)/compat-table.md --readme README.md
 
 # Every suite runs even when an earlier one fails (so one failure hides no other); the target
 # fails if any did. The compat script runs the debug broker this target just built.
@@ -48,6 +83,8 @@ test: deps
 	@rc=0; \
 	$(CARGO) test --workspace --no-fail-fast || rc=1; \
 	SLUICE_BIN=$(TARGET_DIR)/debug/sluice PYTHON=$(VENV)/bin/python scripts/compat/run.sh || rc=1; \
+	(cd compat/java && SLUICE_BIN=$(SLUICE_DEBUG) $(MVN) $(MVN_FLAGS) test) || rc=1; \
+	SLUICE_BIN=$(SLUICE_DEBUG) RESULTS=$(COMPAT_OUT)/kafka-tools.tsv compat/tools/run.sh || rc=1; \
 	exit $$rc
 
 # Load generator (bench/README.md). `bench-smoke` is a 2 s end-to-end run against a fresh broker.
@@ -91,4 +128,4 @@ lint:
 
 clean:
 	$(CARGO) clean
-	rm -rf $(VENV) data
+	rm -rf $(VENV) data compat/tools/lib compat/java/target

@@ -38,8 +38,12 @@ async fn respond(shard: &Rc<Shard>, body: &MetadataRequest, version: i16) -> Met
         // v0 spells "all topics" as an empty list.
         Some(list) if version == 0 && list.is_empty() => None,
         Some(list) => Some(
+            // A non-zero topic id selects by id, whatever the name holds: the Java client
+            // sends "" (the field's default), not null, beside an id (Kafka's KafkaApis decides
+            // by the id the same way).
             list.iter()
                 .map(|t| match &t.name {
+                    _ if !t.topic_id.is_nil() => Wanted::Id(t.topic_id),
                     Some(name) => Wanted::Name(name.0.to_string()),
                     None => Wanted::Id(t.topic_id),
                 })
