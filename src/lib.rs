@@ -8,6 +8,8 @@
 //! `shard` is one shard's life from start to clean shutdown; `config` the broker settings.
 
 pub mod atomic_file;
+/// The admin CLI (`sluice topic ...`): a Kafka client, outside the request flow above.
+pub mod cli;
 pub mod config;
 pub mod groups;
 pub mod handlers;

@@ -1,5 +1,6 @@
-//! The `sluice` broker binary: parses flags, loads the TOML config, sets up logging and runs
-//! the broker until SIGINT/SIGTERM.
+//! The `sluice` binary: without a subcommand it parses the broker flags, loads the TOML
+//! config, sets up logging and runs the broker until SIGINT/SIGTERM; with one (`sluice topic
+//! list`, ...) it is the admin CLI (`sluice::cli`), a Kafka client of any broker.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -9,8 +10,11 @@ use sluice::config::{BrokerConfig, Overrides};
 
 /// A Kafka-compatible event-streaming broker.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version, about, args_conflicts_with_subcommands = true)]
 struct Cli {
+    /// Admin commands (a Kafka client); without one, `sluice` runs the broker.
+    #[command(subcommand)]
+    command: Option<sluice::cli::Command>,
     /// TOML config file (Kafka setting names; see configs/sluice.toml).
     #[arg(long)]
     config: Option<PathBuf>,
@@ -33,6 +37,9 @@ struct Cli {
 
 fn main() {
     let cli = Cli::parse();
+    if let Some(command) = cli.command {
+        std::process::exit(sluice::cli::run(command));
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
