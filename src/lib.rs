@@ -11,6 +11,7 @@ pub mod atomic_file;
 pub mod config;
 pub mod groups;
 pub mod handlers;
+pub mod log_cleaner;
 pub mod metrics;
 pub mod net;
 pub mod partition;
