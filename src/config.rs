@@ -189,6 +189,33 @@ pub struct BrokerConfig {
     /// previous segment's too when it is at most this size.
     #[serde(rename = "producer.state.rebuild.previous.segment.bytes.max")]
     pub producer_state_rebuild_previous_segment_bytes_max: u64,
+    /// Runs the log cleaner (compaction of `cleanup.policy=compact` topics) on every shard.
+    #[serde(rename = "log.cleaner.enable")]
+    pub log_cleaner_enable: bool,
+    /// Memory of the cleaners' offset maps, all shards together (each gets its share).
+    #[serde(rename = "log.cleaner.dedupe.buffer.size")]
+    pub log_cleaner_dedupe_buffer_size: u64,
+    /// Bytes the cleaner reads or writes per I/O.
+    #[serde(rename = "log.cleaner.io.buffer.size")]
+    pub log_cleaner_io_buffer_size: u64,
+    /// Cleaner I/O (read + written) per second, all shards together (each gets its share).
+    #[serde(rename = "log.cleaner.io.max.bytes.per.second")]
+    pub log_cleaner_io_max_bytes_per_second: f64,
+    /// Sleep between two cleaner passes when no log is due.
+    #[serde(rename = "log.cleaner.backoff.ms")]
+    pub log_cleaner_backoff_ms: u64,
+    /// Default min.cleanable.dirty.ratio.
+    #[serde(rename = "log.cleaner.min.cleanable.ratio")]
+    pub log_cleaner_min_cleanable_ratio: f64,
+    /// Default delete.retention.ms.
+    #[serde(rename = "log.cleaner.delete.retention.ms")]
+    pub log_cleaner_delete_retention_ms: i64,
+    /// Default min.compaction.lag.ms.
+    #[serde(rename = "log.cleaner.min.compaction.lag.ms")]
+    pub log_cleaner_min_compaction_lag_ms: i64,
+    /// Default max.compaction.lag.ms.
+    #[serde(rename = "log.cleaner.max.compaction.lag.ms")]
+    pub log_cleaner_max_compaction_lag_ms: i64,
 }
 
 impl Default for BrokerConfig {
@@ -248,6 +275,15 @@ impl Default for BrokerConfig {
             producer_state_producers_per_partition_max: 10_000,
             producer_id_expiration_ms: 86_400_000,
             producer_state_rebuild_previous_segment_bytes_max: 67_108_864,
+            log_cleaner_enable: true,
+            log_cleaner_dedupe_buffer_size: 134_217_728,
+            log_cleaner_io_buffer_size: 524_288,
+            log_cleaner_io_max_bytes_per_second: f64::MAX,
+            log_cleaner_backoff_ms: 15_000,
+            log_cleaner_min_cleanable_ratio: 0.5,
+            log_cleaner_delete_retention_ms: 86_400_000,
+            log_cleaner_min_compaction_lag_ms: 0,
+            log_cleaner_max_compaction_lag_ms: i64::MAX,
         }
     }
 }
@@ -361,7 +397,45 @@ impl BrokerConfig {
         }
         self.validate_groups()?;
         self.validate_producers()?;
+        self.validate_cleaner()?;
         self.default_log_config().map(|_| ())
+    }
+
+    fn validate_cleaner(&self) -> Result<(), ConfigError> {
+        positive(
+            "log.cleaner.dedupe.buffer.size",
+            self.log_cleaner_dedupe_buffer_size,
+        )?;
+        positive(
+            "log.cleaner.io.buffer.size",
+            self.log_cleaner_io_buffer_size,
+        )?;
+        positive("log.cleaner.backoff.ms", self.log_cleaner_backoff_ms)?;
+        let invalid = |key: &'static str, reason: &str| ConfigError::Invalid {
+            key,
+            reason: reason.into(),
+        };
+        if self.log_cleaner_io_max_bytes_per_second.is_nan()
+            || self.log_cleaner_io_max_bytes_per_second <= 0.0
+        {
+            return Err(invalid(
+                "log.cleaner.io.max.bytes.per.second",
+                "must be > 0",
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.log_cleaner_min_cleanable_ratio) {
+            return Err(invalid(
+                "log.cleaner.min.cleanable.ratio",
+                "must be in [0, 1]",
+            ));
+        }
+        if self.log_cleaner_delete_retention_ms < 0 || self.log_cleaner_min_compaction_lag_ms < 0 {
+            return Err(invalid("log.cleaner.*.ms", "must be >= 0"));
+        }
+        if self.log_cleaner_max_compaction_lag_ms < 1 {
+            return Err(invalid("log.cleaner.max.compaction.lag.ms", "must be >= 1"));
+        }
+        Ok(())
     }
 
     fn validate_producers(&self) -> Result<(), ConfigError> {

@@ -13,6 +13,7 @@ pub mod cli;
 pub mod config;
 pub mod groups;
 pub mod handlers;
+pub mod log_cleaner;
 pub mod metrics;
 pub mod net;
 pub mod partition;

@@ -121,6 +121,7 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
     let retention_task = compio::runtime::spawn(retention_loop(shard.clone()));
     let durability_task = compio::runtime::spawn(durability_watch(shard.clone()));
     let groups_task = compio::runtime::spawn(crate::groups::coordinator::timer_loop(shard.clone()));
+    let cleaner_task = compio::runtime::spawn(crate::log_cleaner::run(shard.clone()));
     accept_loop(&shard, &listener).await;
     drop(listener);
     drain_connections(&shard).await;
@@ -128,6 +129,7 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
     drop(retention_task);
     drop(durability_task);
     drop(groups_task);
+    drop(cleaner_task);
     drop(inbox_task);
     close_logs(&shard).await;
 }
@@ -231,6 +233,15 @@ async fn retention_loop(shard: Rc<Shard>) {
             .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
             .unwrap_or(0);
         for partition in shard.partitions.all() {
+            // cleanup.policy=compact alone keeps data by key, not by time or size.
+            let delete = shard
+                .topics
+                .borrow()
+                .get(&partition.tp.topic)
+                .is_none_or(|m| crate::topics::compaction::policy(&m.configs).delete);
+            if !delete {
+                continue;
+            }
             match partition.log.apply_retention(now_ms).await {
                 Ok(0) => {}
                 Ok(_) => {

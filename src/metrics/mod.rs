@@ -68,6 +68,8 @@ pub struct ShardMetrics {
     sent_bytes: Cell<u64>,
     messages_in: Cell<u64>,
     fsync_wait: RefCell<Histogram>,
+    /// The shard's log cleaner (runs, bytes, time, dirty ratios).
+    pub cleaner: crate::log_cleaner::CleanerMetrics,
 }
 
 impl Default for ShardMetrics {
@@ -78,6 +80,7 @@ impl Default for ShardMetrics {
             sent_bytes: Cell::new(0),
             messages_in: Cell::new(0),
             fsync_wait: RefCell::new(Histogram::default()),
+            cleaner: crate::log_cleaner::CleanerMetrics::default(),
         }
     }
 }
@@ -136,6 +139,7 @@ pub struct ShardSnapshot {
     pub partitions_owned: u64,
     /// Data fsyncs of the logs this shard owns now, since each was opened.
     pub log_fsyncs: u64,
+    pub cleaner: crate::log_cleaner::CleanerSnapshot,
 }
 
 /// Reads the current shard's metrics and gauges.
@@ -160,5 +164,6 @@ pub fn snapshot(shard: &Shard) -> ShardSnapshot {
         connections: shard.connection_count() as u64,
         partitions_owned: partitions.len() as u64,
         log_fsyncs: partitions.iter().map(|p| p.log.fsync_count()).sum(),
+        cleaner: metrics.cleaner.snapshot(),
     }
 }

@@ -92,6 +92,7 @@ pub fn render(shards: &[ShardSnapshot]) -> String {
         "Partitions (internal topics included) whose log this shard owns.",
         |s| s.partitions_owned,
     );
+    render_cleaner(&mut out, shards);
     out.family(
         "sluice_shards",
         "gauge",
@@ -99,6 +100,57 @@ pub fn render(shards: &[ShardSnapshot]) -> String {
     );
     out.sample("sluice_shards", &[], shards.len() as u64);
     out.text
+}
+
+/// The log cleaners' counters (all shards) and each compacted partition's dirty ratio.
+fn render_cleaner(out: &mut Writer, shards: &[ShardSnapshot]) {
+    let total = |f: fn(&ShardSnapshot) -> u64| shards.iter().map(f).sum::<u64>();
+    out.counter(
+        "sluice_log_cleaner_runs_total",
+        "Log cleaner passes that cleaned (or tried to clean) a partition.",
+        total(|s| s.cleaner.runs),
+    );
+    out.counter(
+        "sluice_log_cleaner_errors_total",
+        "Cleans stopped by corrupt data (that partition is no longer cleaned until restart).",
+        total(|s| s.cleaner.errors),
+    );
+    out.counter(
+        "sluice_log_cleaner_read_bytes_total",
+        "Bytes the log cleaner read from segments.",
+        total(|s| s.cleaner.bytes_read),
+    );
+    out.counter(
+        "sluice_log_cleaner_written_bytes_total",
+        "Bytes of cleaned segments the log cleaner wrote.",
+        total(|s| s.cleaner.bytes_written),
+    );
+    out.family(
+        "sluice_log_cleaner_busy_seconds_total",
+        "counter",
+        "Time spent cleaning (throttle waits included).",
+    );
+    let busy: f64 = shards.iter().map(|s| s.cleaner.busy_seconds).sum();
+    out.sample(
+        "sluice_log_cleaner_busy_seconds_total",
+        &[],
+        format_float(busy),
+    );
+    out.family(
+        "sluice_log_cleaner_dirty_ratio",
+        "gauge",
+        "Dirty bytes / (clean + dirty) bytes of each compacted partition, at the last pass.",
+    );
+    for shard in shards {
+        for (topic, partition, ratio) in &shard.cleaner.dirty_ratios {
+            let p = partition.to_string();
+            out.sample(
+                "sluice_log_cleaner_dirty_ratio",
+                &[("topic", topic), ("partition", &p)],
+                format_float(*ratio),
+            );
+        }
+    }
 }
 
 /// Every API in the handler registry (zero when unused, so series exist from the start), in
@@ -428,6 +480,7 @@ mod tests {
             connections: 1,
             partitions_owned: u64::from(shard) + 2,
             log_fsyncs: 3,
+            cleaner: Default::default(),
         }
     }
 

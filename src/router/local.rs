@@ -88,6 +88,10 @@ pub async fn produce(shard: &Shard, items: Vec<ProduceItem>, acks: i16) -> Vec<P
             .partitions
             .get(&item.tp)
             .ok_or(PartitionError::UnknownTopicOrPartition)?;
+        if crate::log_cleaner::is_compacted(shard, &item.tp.topic) {
+            crate::log_cleaner::check_keyed(&item.tp, &item.records)
+                .map_err(PartitionError::from_storage)?;
+        }
         append_one(shard, partition, item, acks).await
     });
     join_all(appends).await

@@ -90,8 +90,8 @@ pub fn key_info(key: &str) -> Option<KeyInfo> {
         "cleanup.policy" => info(
             ConfigType::List,
             "log.cleanup.policy",
-            "\"delete\" discards old segments by retention. \"compact\" is accepted and stored, \
-             but Sluice does not compact logs yet: such a topic is only retained by time/size.",
+            "\"delete\" discards old segments by retention. \"compact\" keeps the latest record \
+             per key (log compaction); \"compact,delete\" does both.",
         ),
         "flush.messages" => info(
             ConfigType::Long,

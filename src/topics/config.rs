@@ -92,8 +92,7 @@ fn apply_one(config: &mut LogConfig, key: &str, value: &str) -> Result<(), Topic
     };
     let never_if_max = |v: i64| if v == i64::MAX { u64::MAX } else { v as u64 };
     match key {
-        // A list of "delete" / "compact". "compact" is stored and reported, but Sluice does not
-        // compact yet (the log is only retained by time/size).
+        // A list of "delete" / "compact" (the shard's log cleaner compacts, see `compaction`).
         "cleanup.policy" => {
             let items: Vec<&str> = value.split(',').map(str::trim).collect();
             let valid = items.iter().all(|i| *i == "delete" || *i == "compact")
@@ -132,6 +131,10 @@ fn apply_one(config: &mut LogConfig, key: &str, value: &str) -> Result<(), Topic
                 u32::try_from(at_least(8)?).map_err(|_| invalid("too large"))?
         }
         "segment.ms" => config.segment_ms = at_least(1)? as u64,
+        // Log compaction's configs (read through `compaction::settings`).
+        k if super::compaction::KEYS.contains(&k) => {
+            super::compaction::validate(k, value).map_err(invalid)?
+        }
         _ => return Err(TopicConfigError::UnknownKey(key.to_owned())),
     }
     Ok(())

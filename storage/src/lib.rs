@@ -4,6 +4,7 @@
 pub mod batch;
 pub mod builder;
 pub mod checkpoint;
+pub mod cleaner;
 mod config;
 mod error;
 pub mod fault;

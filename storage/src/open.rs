@@ -32,6 +32,8 @@ const TEMP_SUFFIX: &str = ".tmp";
 
 pub(crate) async fn open(dir: PathBuf, config: LogConfig) -> Result<Log, StorageError> {
     compio::fs::create_dir_all(&dir).await?;
+    // Finish (or undo) a cleaned-segment swap a crash interrupted, before listing segments.
+    crate::cleaner::swap::recover_dir(&dir).await?;
     let bases = list_segments(&dir).await?;
     let mut report = RecoveryReport::default();
     let cp = match checkpoint::read(&dir).await {

@@ -5,7 +5,7 @@
 //! sequence (torn write, bad CRC, garbage); everything before it is trusted and indexed, and
 //! the caller truncates the file there (logging exactly what it cut).
 
-use crate::batch::{self, BatchHeader, BATCH_HEADER_LEN};
+use crate::batch::{BatchHeader, BATCH_HEADER_LEN};
 use crate::error::StorageError;
 use crate::index::Indexes;
 use crate::io::Fd;
@@ -157,7 +157,8 @@ pub(crate) async fn scan_from(
         }
         let at = (pos - chunk_pos) as usize;
         let bytes = chunk.get(at..at + size as usize).unwrap_or(&[]);
-        let info = match batch::validate_batch(bytes, u32::MAX) {
+        // Cleaned (compacted) batches have offset gaps and may be empty.
+        let info = match crate::cleaner::records::validate_for_recovery(bytes) {
             Ok(i) => i,
             Err(e) => {
                 out.problem = Some(format!("invalid batch: {e}"));

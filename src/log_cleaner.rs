@@ -1,0 +1,342 @@
+//! The log cleaner of one shard: compacts the `cleanup.policy=compact` partitions this shard
+//! owns, one log at a time, with `storage`'s cleaner (see `storage/src/cleaner`).
+//!
+//! Each pass measures every compacted log's dirty ratio, picks the dirtiest one that is due
+//! (ratio >= `min.cleanable.dirty.ratio`, dirty data older than `max.compaction.lag.ms`, or
+//! tombstones whose delete horizon passed) and cleans it; with none due it sleeps
+//! `log.cleaner.backoff.ms`. The clean runs as a task on the shard, like any request:
+//! `Throttle` holds it to its share of `log.cleaner.io.max.bytes.per.second` and yields to the
+//! shard's other tasks every 64 KiB of cleaner I/O, so produce and fetch on the same shard
+//! keep running between two steps (BENCHMARKS.md measures the effect on produce p99).
+//!
+//! Invariants: memory is bounded by this shard's share of `log.cleaner.dedupe.buffer.size`;
+//! a partition whose clean found a corrupt batch is logged and never cleaned again until the
+//! broker restarts (Kafka marks it uncleanable); its data is left as it was. An I/O error while
+//! installing cleaned segments is fatal, as every disk error of the broker is.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use futures_util::future::LocalBoxFuture;
+use storage::cleaner::{CleanOptions, CleanerLimits, CompactionConfig};
+use storage::StorageError;
+
+use crate::partition::{Partition, TopicPartition};
+use crate::shard::Shard;
+use crate::topics::compaction;
+
+/// Largest records section a compressed batch may inflate to, for the cleaner and for the
+/// key check of produce to a compacted topic.
+pub const DECOMPRESSED_BATCH_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// A throttle window: older I/O no longer earns (or owes) time.
+const THROTTLE_WINDOW: Duration = Duration::from_secs(1);
+
+/// Cleaner counters of one shard (see docs/metrics.md).
+#[derive(Default)]
+pub struct CleanerMetrics {
+    runs: Cell<u64>,
+    errors: Cell<u64>,
+    bytes_read: Cell<u64>,
+    bytes_written: Cell<u64>,
+    busy_us: Cell<u64>,
+    dirty_ratios: RefCell<Vec<(String, u32, f64)>>,
+}
+
+/// Plain-data copy of `CleanerMetrics` for a scrape.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CleanerSnapshot {
+    pub runs: u64,
+    pub errors: u64,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+    pub busy_seconds: f64,
+    /// (topic, partition, dirty ratio) of the compacted partitions this shard owns.
+    pub dirty_ratios: Vec<(String, u32, f64)>,
+}
+
+impl CleanerMetrics {
+    pub fn snapshot(&self) -> CleanerSnapshot {
+        CleanerSnapshot {
+            runs: self.runs.get(),
+            errors: self.errors.get(),
+            bytes_read: self.bytes_read.get(),
+            bytes_written: self.bytes_written.get(),
+            busy_seconds: self.busy_us.get() as f64 / 1e6,
+            dirty_ratios: self.dirty_ratios.borrow().clone(),
+        }
+    }
+}
+
+fn bump(cell: &Cell<u64>, by: u64) {
+    cell.set(cell.get().saturating_add(by));
+}
+
+/// Suspends once so the runtime runs the shard's other ready tasks first.
+struct YieldNow(bool);
+
+impl Future for YieldNow {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0 {
+            return Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
+/// Holds cleaner I/O to `bytes_per_second` over one-second windows (Kafka's `Throttler`).
+pub struct Throttle {
+    bytes_per_second: f64,
+    window_start: Cell<Instant>,
+    window_bytes: Cell<u64>,
+}
+
+impl Throttle {
+    pub fn new(bytes_per_second: f64) -> Rc<Self> {
+        Rc::new(Throttle {
+            bytes_per_second,
+            window_start: Cell::new(Instant::now()),
+            window_bytes: Cell::new(0),
+        })
+    }
+
+    /// How long to wait after `bytes` more of I/O.
+    fn owed(&self, bytes: u64) -> Duration {
+        let elapsed = self.window_start.get().elapsed();
+        if elapsed > THROTTLE_WINDOW {
+            self.window_start.set(Instant::now());
+            self.window_bytes.set(0);
+        }
+        bump(&self.window_bytes, bytes);
+        let due = self.window_bytes.get() as f64 / self.bytes_per_second;
+        let due = Duration::try_from_secs_f64(due).unwrap_or(Duration::MAX);
+        due.saturating_sub(self.window_start.get().elapsed())
+            .min(THROTTLE_WINDOW)
+    }
+
+    /// Waits out what `bytes` of I/O owe, and yields at least once.
+    pub fn pace(self: Rc<Self>, bytes: u64) -> LocalBoxFuture<'static, ()> {
+        Box::pin(async move {
+            let wait = self.owed(bytes);
+            if wait.is_zero() {
+                YieldNow(false).await;
+            } else {
+                compio::time::sleep(wait).await;
+            }
+        })
+    }
+}
+
+/// Rejects a produce to a compacted topic that holds a keyless record (Kafka's
+/// LogValidator: INVALID_RECORD); a compressed batch that does not decompress is corrupt.
+pub fn check_keyed(tp: &TopicPartition, records: &[u8]) -> Result<(), StorageError> {
+    for batch in storage::split_batches(records) {
+        // Framing errors are the append validation's to report.
+        let Ok(batch) = batch else { return Ok(()) };
+        match storage::cleaner::records::all_records_keyed(batch, DECOMPRESSED_BATCH_BYTES_MAX) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(StorageError::InvalidRecord(format!(
+                    "Compacted topic cannot accept message without key in topic partition {}",
+                    tp.dir_name()
+                )))
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Whether `topic` is compacted (`cleanup.policy` holds "compact").
+pub fn is_compacted(shard: &Shard, topic: &str) -> bool {
+    shard
+        .topics
+        .borrow()
+        .get(topic)
+        .is_some_and(|m| compaction::policy(&m.configs).compact)
+}
+
+/// What the cleaner remembers between passes.
+#[derive(Default)]
+struct CleanerState {
+    /// Partitions whose clean found corrupt data: not cleaned again until restart.
+    uncleanable: HashSet<TopicPartition>,
+    /// Earliest delete horizon of retained tombstones, per partition.
+    horizons: HashMap<TopicPartition, i64>,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// The shard's cleaner task (spawned by `shard_main`; dropped at shutdown, which may cut a
+/// clean short: the swap protocol makes that a crash the next open recovers from).
+pub async fn run(shard: Rc<Shard>) {
+    let config = shard.config.clone();
+    if !config.log_cleaner_enable {
+        return;
+    }
+    let shards = shard.mesh.shard_count().max(1) as u64;
+    let limits = CleanerLimits {
+        dedupe_buffer_bytes: usize::try_from(config.log_cleaner_dedupe_buffer_size / shards)
+            .unwrap_or(usize::MAX),
+        io_buffer_bytes: usize::try_from(config.log_cleaner_io_buffer_size).unwrap_or(1 << 20),
+        decompressed_batch_bytes_max: DECOMPRESSED_BATCH_BYTES_MAX,
+    };
+    let throttle = Throttle::new(config.log_cleaner_io_max_bytes_per_second / shards as f64);
+    let backoff = Duration::from_millis(config.log_cleaner_backoff_ms);
+    let mut state = CleanerState::default();
+    loop {
+        if !pass(&shard, &limits, &throttle, &mut state).await {
+            compio::time::sleep(backoff).await;
+        }
+    }
+}
+
+/// One look over the shard's compacted logs; cleans the dirtiest due one. Returns whether a
+/// clean made progress (then the next pass starts at once).
+async fn pass(
+    shard: &Shard,
+    limits: &CleanerLimits,
+    throttle: &Rc<Throttle>,
+    state: &mut CleanerState,
+) -> bool {
+    let now = now_ms();
+    let mut ratios = Vec::new();
+    let mut best: Option<(f64, Rc<Partition>, CompactionConfig, bool)> = None;
+    for partition in shard.partitions.all() {
+        let overrides = match shard.topics.borrow().get(&partition.tp.topic) {
+            Some(meta) if compaction::policy(&meta.configs).compact => meta.configs.clone(),
+            _ => continue,
+        };
+        let settings = compaction::settings(&shard.config, &overrides);
+        let Ok(info) = partition.log.dirty_info(&settings, now).await else {
+            continue;
+        };
+        ratios.push((
+            partition.tp.topic.clone(),
+            partition.tp.partition,
+            info.dirty_ratio,
+        ));
+        if state.uncleanable.contains(&partition.tp) {
+            continue;
+        }
+        let force = state.horizons.get(&partition.tp).is_some_and(|&h| now > h);
+        if (info.is_due(&settings) || force)
+            && best.as_ref().is_none_or(|(r, ..)| info.dirty_ratio > *r)
+        {
+            best = Some((info.dirty_ratio, partition, settings, force));
+        }
+    }
+    *shard.metrics.cleaner.dirty_ratios.borrow_mut() = ratios;
+    let Some((_, partition, settings, force)) = best else {
+        return false;
+    };
+    clean_one(shard, &partition, settings, force, limits, throttle, state).await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn clean_one(
+    shard: &Shard,
+    partition: &Partition,
+    settings: CompactionConfig,
+    force: bool,
+    limits: &CleanerLimits,
+    throttle: &Rc<Throttle>,
+    state: &mut CleanerState,
+) -> bool {
+    let pace = |bytes: u64| throttle.clone().pace(bytes);
+    let started = Instant::now();
+    let result = partition
+        .log
+        .clean(CleanOptions {
+            now_ms: now_ms(),
+            config: settings,
+            limits: limits.clone(),
+            pace: Some(&pace),
+            crash_at: None,
+            force,
+        })
+        .await;
+    let metrics = &shard.metrics.cleaner;
+    bump(&metrics.busy_us, started.elapsed().as_micros() as u64);
+    bump(&metrics.runs, 1);
+    let tp = &partition.tp;
+    match result {
+        Ok(stats) => {
+            bump(&metrics.bytes_read, stats.bytes_read);
+            bump(&metrics.bytes_written, stats.bytes_written);
+            match stats.next_delete_horizon_ms {
+                Some(h) => state.horizons.insert(tp.clone(), h),
+                None => state.horizons.remove(tp),
+            };
+            tracing::info!(partition = %tp.dir_name(), from = stats.first_dirty_offset,
+                to = stats.end_offset, read = stats.bytes_read, written = stats.bytes_written,
+                records_read = stats.records_read, records_kept = stats.records_kept,
+                ms = started.elapsed().as_millis() as u64, "cleaned log");
+            !stats.abandoned && stats.end_offset > stats.first_dirty_offset
+        }
+        Err(StorageError::Closed) => false,
+        Err(
+            e @ (StorageError::CorruptBatch(_)
+            | StorageError::InvalidRecord(_)
+            | StorageError::InvalidMagic(_)
+            | StorageError::CorruptState(_)),
+        ) => {
+            bump(&metrics.errors, 1);
+            tracing::error!(partition = %tp.dir_name(), error = %e,
+                "log cleaner stopped for this partition: its data is left as it is");
+            state.uncleanable.insert(tp.clone());
+            false
+        }
+        Err(e) => shards::fatal(format!("log cleaner I/O error on {}: {e}", tp.dir_name())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn throttle_owes_time_beyond_its_rate() {
+        let t = Throttle::new(1_000_000.0);
+        assert!(t.owed(1_000).is_zero() || t.owed(0) < Duration::from_millis(2));
+        let owed = t.owed(500_000);
+        assert!(owed > Duration::from_millis(400), "{owed:?}");
+        let unlimited = Throttle::new(f64::MAX);
+        assert!(unlimited.owed(u64::MAX / 2).is_zero());
+    }
+
+    #[test]
+    fn keyless_records_are_refused() {
+        let tp = TopicPartition::new("t", 0);
+        let keyed = storage::BatchBuilder::new(1)
+            .record(Some(b"k"), Some(b"v"), &[])
+            .build();
+        assert!(check_keyed(&tp, &keyed).is_ok());
+        let keyless = storage::BatchBuilder::new(1)
+            .record(Some(b"k"), Some(b"v"), &[])
+            .record(None, Some(b"v"), &[])
+            .build();
+        let zstd = storage::cleaner::records::compress_batch(&keyless, 4).unwrap();
+        for b in [&keyless[..], &zstd[..]] {
+            assert!(
+                matches!(check_keyed(&tp, b), Err(StorageError::InvalidRecord(m)) if m.contains("without key"))
+            );
+        }
+        let mut corrupt = zstd.clone();
+        let n = corrupt.len();
+        corrupt[n - 3] ^= 0xff;
+        assert!(check_keyed(&tp, &corrupt).is_err());
+    }
+}
