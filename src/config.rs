@@ -216,6 +216,59 @@ pub struct BrokerConfig {
     /// Default max.compaction.lag.ms.
     #[serde(rename = "log.cleaner.max.compaction.lag.ms")]
     pub log_cleaner_max_compaction_lag_ms: i64,
+    /// Listeners, `NAME://HOST:PORT` comma-separated (Kafka's `listeners`); when unset, one
+    /// PLAINTEXT listener on `listen`. See `security::listener`.
+    pub listeners: Option<String>,
+    /// What clients are told per listener, `NAME://HOST:PORT`; defaults to each listener.
+    #[serde(rename = "advertised.listeners")]
+    pub advertised_listeners: Option<String>,
+    /// Listener name -> security protocol (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL).
+    #[serde(rename = "listener.security.protocol.map")]
+    pub listener_security_protocol_map: String,
+    /// Only "PEM" (rustls reads PEM; JKS/PKCS12 are Java formats).
+    #[serde(rename = "ssl.keystore.type")]
+    pub ssl_keystore_type: String,
+    /// A PEM file holding the broker's certificate chain and its private key.
+    #[serde(rename = "ssl.keystore.location")]
+    pub ssl_keystore_location: Option<PathBuf>,
+    /// The certificate chain as inline PEM (instead of `ssl.keystore.location`).
+    #[serde(rename = "ssl.keystore.certificate.chain")]
+    pub ssl_keystore_certificate_chain: Option<String>,
+    /// The private key as inline PEM (unencrypted PKCS#8, PKCS#1 or SEC1).
+    #[serde(rename = "ssl.keystore.key")]
+    pub ssl_keystore_key: Option<String>,
+    /// Encrypted private keys are not supported; setting this is an error.
+    #[serde(rename = "ssl.key.password")]
+    pub ssl_key_password: Option<String>,
+    #[serde(rename = "ssl.truststore.type")]
+    pub ssl_truststore_type: String,
+    /// A PEM file of the CA certificates client certificates must chain to.
+    #[serde(rename = "ssl.truststore.location")]
+    pub ssl_truststore_location: Option<PathBuf>,
+    /// The CA certificates as inline PEM (instead of `ssl.truststore.location`).
+    #[serde(rename = "ssl.truststore.certificates")]
+    pub ssl_truststore_certificates: Option<String>,
+    /// "none", "requested" or "required".
+    #[serde(rename = "ssl.client.auth")]
+    pub ssl_client_auth: String,
+    /// Subset of "TLSv1.2,TLSv1.3".
+    #[serde(rename = "ssl.enabled.protocols")]
+    pub ssl_enabled_protocols: String,
+    /// Kafka's rules mapping a certificate's subject DN to a principal name.
+    #[serde(rename = "ssl.principal.mapping.rules")]
+    pub ssl_principal_mapping_rules: String,
+    /// SASL mechanisms offered on SASL listeners (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512).
+    #[serde(rename = "sasl.enabled.mechanisms")]
+    pub sasl_enabled_mechanisms: String,
+    /// Delay before a failed authentication is answered and the connection closed.
+    #[serde(rename = "connection.failed.authentication.delay.ms")]
+    pub connection_failed_authentication_delay_ms: u64,
+    /// Longest time from accept to the end of the TLS handshake and SASL exchange.
+    #[serde(rename = "authentication.timeout.ms")]
+    pub authentication_timeout_ms: u64,
+    /// Largest request frame before and during SASL authentication (Kafka's name and default).
+    #[serde(rename = "sasl.server.max.receive.size")]
+    pub sasl_server_max_receive_size: usize,
 }
 
 impl Default for BrokerConfig {
@@ -284,6 +337,26 @@ impl Default for BrokerConfig {
             log_cleaner_delete_retention_ms: 86_400_000,
             log_cleaner_min_compaction_lag_ms: 0,
             log_cleaner_max_compaction_lag_ms: i64::MAX,
+            listeners: None,
+            advertised_listeners: None,
+            listener_security_protocol_map:
+                "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL"
+                    .to_owned(),
+            ssl_keystore_type: "PEM".to_owned(),
+            ssl_keystore_location: None,
+            ssl_keystore_certificate_chain: None,
+            ssl_keystore_key: None,
+            ssl_key_password: None,
+            ssl_truststore_type: "PEM".to_owned(),
+            ssl_truststore_location: None,
+            ssl_truststore_certificates: None,
+            ssl_client_auth: "none".to_owned(),
+            ssl_enabled_protocols: "TLSv1.2,TLSv1.3".to_owned(),
+            ssl_principal_mapping_rules: "DEFAULT".to_owned(),
+            sasl_enabled_mechanisms: "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512".to_owned(),
+            connection_failed_authentication_delay_ms: 100,
+            authentication_timeout_ms: 10_000,
+            sasl_server_max_receive_size: 524_288,
         }
     }
 }
@@ -398,6 +471,7 @@ impl BrokerConfig {
         self.validate_groups()?;
         self.validate_producers()?;
         self.validate_cleaner()?;
+        crate::security::config::validate(self)?;
         self.default_log_config().map(|_| ())
     }
 

@@ -19,6 +19,7 @@ pub mod net;
 pub mod partition;
 pub mod producers;
 pub mod router;
+pub mod security;
 pub mod shard;
 pub mod topics;
 
@@ -44,6 +45,8 @@ pub enum BrokerError {
     },
     #[error(transparent)]
     Runtime(#[from] shards::RuntimeError),
+    #[error("{0}")]
+    Security(String),
 }
 
 /// Runs the broker until SIGINT/SIGTERM; returns once every shard closed its logs.
@@ -54,15 +57,20 @@ pub fn run(config: BrokerConfig) -> Result<(), BrokerError> {
         path: config.data_dir.clone(),
         source,
     })?;
-    let wanted = config.listen_addr()?;
     // Port 0: bind once here to learn the real port, keep the socket (bound, not listening, so
     // it never takes connections) until the shards have bound the same port with SO_REUSEPORT.
-    let (reservation, listen) = reserve_port(wanted)?;
-    let (advertised_host, advertised_port) = match &config.advertise {
-        Some(advertise) => config::parse_host_port("advertise", advertise)?,
-        None if listen.ip().is_unspecified() => ("localhost".to_owned(), listen.port()),
-        None => (listen.ip().to_string(), listen.port()),
-    };
+    let (reservations, listeners) = bind_listeners(&config)?;
+    let first = listeners.first().ok_or(config::ConfigError::Invalid {
+        key: "listeners",
+        reason: "no listener".into(),
+    })?;
+    let listen = first.bind;
+    let (advertised_host, advertised_port) = (
+        first.context.advertised_host.clone(),
+        first.context.advertised_port,
+    );
+    let credentials = security::scram::CredentialStore::load(&config.data_dir)
+        .map_err(|e| BrokerError::Security(e.to_string()))?;
     let default_log = config.default_log_config()?;
     let runtime = shards::RuntimeConfig {
         shard_count: config.cores,
@@ -76,12 +84,60 @@ pub fn run(config: BrokerConfig) -> Result<(), BrokerError> {
         listen,
         advertised_host,
         advertised_port,
+        listeners,
+        credentials: Arc::new(credentials),
     });
     let result = shards::run(runtime, move |ctx, inbox| {
         shard::shard_main(boot.clone(), ctx, inbox)
     });
-    drop(reservation);
+    drop(reservations);
     result.map_err(BrokerError::from)
+}
+
+/// Resolves every listener's port (reserving port-0 ones), its advertised address and, for TLS
+/// listeners, the rustls config (built once: a bad key stops the broker here).
+fn bind_listeners(
+    config: &BrokerConfig,
+) -> Result<(Vec<socket2::Socket>, Vec<shard::BootListener>), BrokerError> {
+    use security::session::ListenerContext;
+    let specs = security::config::listeners(config)?;
+    let mapper = Arc::new(security::config::principal_mapper(config)?);
+    let needs_tls = specs.iter().any(|s| s.protocol.uses_tls());
+    let tls = if needs_tls {
+        Some(security::tls::server_config(config)?)
+    } else {
+        None
+    };
+    let mut reservations = Vec::new();
+    let mut listeners = Vec::new();
+    for spec in specs {
+        let (reservation, bind) = reserve_port(spec.bind)?;
+        reservations.extend(reservation);
+        // Without `listeners`, the old `advertise` setting still names the address.
+        let legacy = match (&config.listeners, &config.advertise) {
+            (None, Some(advertise)) => Some(config::parse_host_port("advertise", advertise)?),
+            _ => None,
+        };
+        let (advertised_host, advertised_port) = match spec.advertised.clone().or(legacy) {
+            Some(advertised) => advertised,
+            None if bind.ip().is_unspecified() => ("localhost".to_owned(), bind.port()),
+            None => (bind.ip().to_string(), bind.port()),
+        };
+        let context = ListenerContext {
+            name: spec.name,
+            protocol: spec.protocol,
+            bind,
+            advertised_host,
+            advertised_port,
+            tls: spec.protocol.uses_tls().then(|| tls.clone()).flatten(),
+            principal_mapper: mapper.clone(),
+        };
+        listeners.push(shard::BootListener {
+            bind,
+            context: Arc::new(context),
+        });
+    }
+    Ok((reservations, listeners))
 }
 
 fn reserve_port(addr: SocketAddr) -> Result<(Option<socket2::Socket>, SocketAddr), BrokerError> {

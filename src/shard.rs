@@ -28,6 +28,16 @@ pub struct Boot {
     pub listen: SocketAddr,
     pub advertised_host: String,
     pub advertised_port: u16,
+    /// Every listener (the first is `listen` above), bound by every shard.
+    pub listeners: Vec<BootListener>,
+    /// SCRAM credentials, shared by every shard (see `security::scram`).
+    pub credentials: Arc<crate::security::scram::CredentialStore>,
+}
+
+/// One listener to bind: its resolved address and what its connections see.
+pub struct BootListener {
+    pub bind: SocketAddr,
+    pub context: Arc<crate::security::session::ListenerContext>,
 }
 
 /// Per-shard state shared by the shard's tasks.
@@ -51,6 +61,8 @@ pub struct Shard {
     pub shutdown: Shutdown,
     /// Request, byte and fsync metrics recorded on this shard (see `metrics`).
     pub metrics: crate::metrics::ShardMetrics,
+    /// SCRAM credentials (shared by every shard).
+    pub credentials: Arc<crate::security::scram::CredentialStore>,
     connections: Cell<usize>,
 }
 
@@ -102,6 +114,7 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
         registry_lock: futures_util::lock::Mutex::new(()),
         shutdown: ctx.shutdown,
         metrics: crate::metrics::ShardMetrics::default(),
+        credentials: boot.credentials.clone(),
         connections: Cell::new(0),
     });
     if shard.id == router::REGISTRY_SHARD {
@@ -110,20 +123,30 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
     let metas: Vec<_> = shard.topics.borrow().iter().cloned().collect();
     router::local::open_owned(&shard, &metas).await;
     crate::groups::start(&shard).await;
-    let listener = shards::reuseport_listener(boot.listen)
-        .unwrap_or_else(|e| shards::fatal(format!("cannot listen on {}: {e}", boot.listen)));
+    let listeners: Vec<_> = boot
+        .listeners
+        .iter()
+        .map(|l| {
+            let socket = shards::reuseport_listener(l.bind)
+                .unwrap_or_else(|e| shards::fatal(format!("cannot listen on {}: {e}", l.bind)));
+            (socket, l.context.clone())
+        })
+        .collect();
     let inbox_task = compio::runtime::spawn(serve_inbox(shard.clone(), inbox));
     let admin_task = crate::metrics::http::start(&shard).await;
     if shard.id == router::REGISTRY_SHARD {
         crate::groups::ensure_offsets_topic(&shard).await;
-        announce_ready(&shard, boot.listen).await;
+        announce_ready(&shard, &boot).await;
     }
     let retention_task = compio::runtime::spawn(retention_loop(shard.clone()));
     let durability_task = compio::runtime::spawn(durability_watch(shard.clone()));
     let groups_task = compio::runtime::spawn(crate::groups::coordinator::timer_loop(shard.clone()));
     let cleaner_task = compio::runtime::spawn(crate::log_cleaner::run(shard.clone()));
-    accept_loop(&shard, &listener).await;
-    drop(listener);
+    let accepts = listeners
+        .iter()
+        .map(|(socket, context)| Box::pin(accept_loop(&shard, socket, context)));
+    futures_util::future::join_all(accepts).await;
+    drop(listeners);
     drain_connections(&shard).await;
     drop(admin_task);
     drop(retention_task);
@@ -134,7 +157,8 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
     close_logs(&shard).await;
 }
 
-async fn announce_ready(shard: &Shard, listen: SocketAddr) {
+async fn announce_ready(shard: &Shard, boot: &Boot) {
+    let listen = boot.listen;
     let pings = shard
         .mesh
         .shards()
@@ -143,6 +167,16 @@ async fn announce_ready(shard: &Shard, listen: SocketAddr) {
         if let Err(e) = result {
             shards::fatal(format!("a shard failed to start: {e}"));
         }
+    }
+    for l in &boot.listeners {
+        tracing::info!(
+            "listener name={} security.protocol={} listening={} advertised={}:{}",
+            l.context.name,
+            l.context.protocol.name(),
+            l.bind,
+            l.context.advertised_host,
+            l.context.advertised_port
+        );
     }
     tracing::info!(
         "ready listening={listen} shards={} topics={}",
@@ -157,7 +191,11 @@ async fn serve_inbox(shard: Rc<Shard>, inbox: Inbox<ShardMsg>) {
     }
 }
 
-async fn accept_loop(shard: &Rc<Shard>, listener: &compio::net::TcpListener) {
+async fn accept_loop(
+    shard: &Rc<Shard>,
+    listener: &compio::net::TcpListener,
+    context: &Arc<crate::security::session::ListenerContext>,
+) {
     loop {
         let accept = Box::pin(listener.accept());
         let stop = Box::pin(shard.shutdown.wait());
@@ -177,8 +215,9 @@ async fn accept_loop(shard: &Rc<Shard>, listener: &compio::net::TcpListener) {
         }
         let guard = ConnectionGuard::new(shard.clone());
         let shard = shard.clone();
+        let context = context.clone();
         compio::runtime::spawn(async move {
-            crate::net::conn::serve(shard, stream, peer).await;
+            crate::net::conn::serve(shard, stream, peer, context).await;
             drop(guard);
         })
         .detach();

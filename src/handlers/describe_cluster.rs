@@ -14,8 +14,8 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
         let _body: DescribeClusterRequest = request.decode()?;
         let broker = DescribeClusterBroker::default()
             .with_broker_id(BrokerId(shard.config.node_id))
-            .with_host(str_bytes(&shard.advertised_host))
-            .with_port(i32::from(shard.advertised_port));
+            .with_host(str_bytes(&request.session.listener.advertised_host))
+            .with_port(i32::from(request.session.listener.advertised_port));
         let response = DescribeClusterResponse::default()
             .with_cluster_id(str_bytes(&shard.config.cluster_id))
             .with_controller_id(BrokerId(shard.config.node_id))

@@ -23,7 +23,7 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
     Box::pin(async move {
         let version = request.version();
         let body: FindCoordinatorRequest = request.decode()?;
-        let response = if version >= 4 {
+        let mut response = if version >= 4 {
             let coordinators = body
                 .coordinator_keys
                 .iter()
@@ -42,6 +42,18 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
             }
             response
         };
+        // The coordinator is this node, at the listener the client connected on.
+        let listener = &request.session.listener;
+        let (host, port) = (
+            str_bytes(&listener.advertised_host),
+            i32::from(listener.advertised_port),
+        );
+        if version < 4 && response.node_id.0 >= 0 {
+            (response.host, response.port) = (host.clone(), port);
+        }
+        for c in response.coordinators.iter_mut().filter(|c| c.node_id.0 >= 0) {
+            (c.host, c.port) = (host.clone(), port);
+        }
         Outcome::encoded(&response, version)
     })
 }

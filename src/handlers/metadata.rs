@@ -22,7 +22,13 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
     Box::pin(async move {
         let version = request.version();
         let body: MetadataRequest = request.decode()?;
-        let response = respond(&shard, &body, version).await;
+        let mut response = respond(&shard, &body, version).await;
+        // Clients are told the address of the listener they connected on (Kafka's rule).
+        let listener = &request.session.listener;
+        for broker in &mut response.brokers {
+            broker.host = str_bytes(&listener.advertised_host);
+            broker.port = i32::from(listener.advertised_port);
+        }
         Outcome::encoded(&response, version)
     })
 }

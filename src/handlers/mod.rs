@@ -35,6 +35,9 @@ pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod route;
+pub mod sasl_authenticate;
+pub mod sasl_handshake;
+pub mod scram_credentials;
 pub mod sync_group;
 
 use std::future::Future;
@@ -56,6 +59,8 @@ pub struct Request {
     pub body: Bytes,
     /// The client's address (group member descriptions report its IP as `/127.0.0.1`).
     pub peer: std::net::SocketAddr,
+    /// The connection's listener, principal and SASL state.
+    pub session: Rc<crate::security::session::Session>,
 }
 
 impl Request {
@@ -281,6 +286,30 @@ pub const REGISTRY: &[ApiEntry] = &[
         max_version: 5,
         handler: init_producer_id::handle,
     },
+    ApiEntry {
+        key: ApiKey::SaslHandshake,
+        min_version: 0,
+        max_version: 1,
+        handler: sasl_handshake::handle,
+    },
+    ApiEntry {
+        key: ApiKey::SaslAuthenticate,
+        min_version: 0,
+        max_version: 2,
+        handler: sasl_authenticate::handle,
+    },
+    ApiEntry {
+        key: ApiKey::DescribeUserScramCredentials,
+        min_version: 0,
+        max_version: 0,
+        handler: scram_credentials::handle_describe,
+    },
+    ApiEntry {
+        key: ApiKey::AlterUserScramCredentials,
+        min_version: 0,
+        max_version: 0,
+        handler: scram_credentials::handle_alter,
+    },
 ];
 
 pub fn lookup(key: ApiKey) -> Option<&'static ApiEntry> {
@@ -357,6 +386,14 @@ pub fn decode_any(key: ApiKey, version: i16, body: Bytes) -> bool {
         ApiKey::DeleteGroups => m::DeleteGroupsRequest::decode(buf, version).is_ok(),
         ApiKey::OffsetDelete => m::OffsetDeleteRequest::decode(buf, version).is_ok(),
         ApiKey::InitProducerId => m::InitProducerIdRequest::decode(buf, version).is_ok(),
+        ApiKey::SaslHandshake => m::SaslHandshakeRequest::decode(buf, version).is_ok(),
+        ApiKey::SaslAuthenticate => m::SaslAuthenticateRequest::decode(buf, version).is_ok(),
+        ApiKey::DescribeUserScramCredentials => {
+            m::DescribeUserScramCredentialsRequest::decode(buf, version).is_ok()
+        }
+        ApiKey::AlterUserScramCredentials => {
+            m::AlterUserScramCredentialsRequest::decode(buf, version).is_ok()
+        }
         _ => false,
     }
 }

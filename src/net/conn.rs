@@ -11,9 +11,18 @@
 //! above `socket.request.max.bytes`, an unparseable header, an unknown API or an unsupported
 //! version closes the connection (after writing the responses already queued); a request that
 //! waits on another shard never blocks this shard, it only holds its own task.
+//!
+//! Security (`security::session`): on TLS listeners the handshake completes before the first
+//! request is read, within `authentication.timeout.ms`, and TLS connections always take the
+//! copy path (records are encrypted in user space). On SASL listeners, until authentication
+//! succeeds only ApiVersions, SaslHandshake and SaslAuthenticate are served (anything else
+//! closes the connection), frames are capped at `sasl.server.max.receive.size`, and a failed
+//! authentication is answered after `connection.failed.authentication.delay.ms`, then closed.
 
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use compio::buf::BufResult;
@@ -24,7 +33,9 @@ use kafka_protocol::messages::ApiKey;
 
 use super::frame::{self, FrameError, SIZE_PREFIX_BYTES};
 use super::splice::{write_parts_copied, Splicer};
+use super::tls::TlsStream;
 use crate::handlers::{self, BodyPart, HandlerError, Outcome, Request, Route};
+use crate::security::session::{AuthStep, ListenerContext, Session, AUDIT_TARGET};
 use crate::shard::Shard;
 
 /// Read granularity when no large frame is pending.
@@ -47,15 +58,82 @@ enum ConnError {
     Frame(#[from] FrameError),
     #[error("{0}")]
     Rejected(&'static str),
+    #[error("authentication did not complete within authentication.timeout.ms")]
+    AuthenticationTimeout,
 }
 
-pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
+/// The connection's byte stream: the socket itself, or TLS over it.
+enum Transport {
+    Plain(TcpStream),
+    Tls(TlsStream),
+}
+
+impl Transport {
+    async fn read_append(&self, buf: BytesMut) -> BufResult<usize, BytesMut> {
+        match self {
+            Self::Plain(stream) => {
+                let mut reader = stream;
+                reader.append(buf).await
+            }
+            Self::Tls(tls) => tls.read_append(buf).await,
+        }
+    }
+}
+
+/// Completes the TLS handshake (TLS listeners) and builds the connection's session; `None`
+/// when the handshake failed, timed out or the client certificate is unusable (all logged).
+async fn establish(
+    shard: &Shard,
+    stream: TcpStream,
+    peer: SocketAddr,
+    listener: &Arc<ListenerContext>,
+) -> Option<(Transport, Rc<Session>)> {
+    let Some(config) = &listener.tls else {
+        let session = Session::new(listener.clone(), peer, None);
+        return Some((Transport::Plain(stream), Rc::new(session)));
+    };
+    let timeout = Duration::from_millis(shard.config.authentication_timeout_ms);
+    let tls = match compio::time::timeout(timeout, TlsStream::accept(stream, config.clone())).await
+    {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            tracing::warn!(target: AUDIT_TARGET, %peer, listener = %listener.name, "TLS handshake failed: {e}");
+            return None;
+        }
+        Err(_) => {
+            tracing::warn!(target: AUDIT_TARGET, %peer, listener = %listener.name, "TLS handshake timed out");
+            return None;
+        }
+    };
+    let principal = match tls.peer_certificate() {
+        None => None,
+        Some(der) => match crate::security::principal::subject_dn(&der) {
+            Ok(dn) => Some(listener.principal_mapper.map(&dn)),
+            Err(e) => {
+                tracing::warn!(target: AUDIT_TARGET, %peer, listener = %listener.name, "client certificate refused: {e}");
+                return None;
+            }
+        },
+    };
+    let session = Session::new(listener.clone(), peer, principal);
+    Some((Transport::Tls(tls), Rc::new(session)))
+}
+
+pub async fn serve(
+    shard: Rc<Shard>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    listener: Arc<ListenerContext>,
+) {
     let _nodelay_is_best_effort = stream.set_nodelay(true);
+    let Some((stream, session)) = establish(&shard, stream, peer, &listener).await else {
+        return;
+    };
     // The writer holds one request besides the queue, hence one less than the limit.
     let in_flight = shard.config.queued_max_requests.saturating_sub(1);
     let (tx, rx) = flume::bounded::<Ready>(in_flight.max(1));
     let reader = Box::pin(async {
-        match read_loop(&shard, &stream, tx, peer).await {
+        match read_loop(&shard, &stream, tx, &session).await {
             Ok(()) | Err(ConnError::Eof) => {}
             Err(e) => tracing::debug!(%peer, error = %e, "closing connection"),
         }
@@ -65,25 +143,42 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
     // writer ending (write error, a request that must close) drops the reader.
     if let Either::Left(((), writer)) = select(reader, writer).await {
         writer.await;
-    }
+    };
 }
 
 async fn read_loop(
     shard: &Rc<Shard>,
-    stream: &TcpStream,
+    stream: &Transport,
     tx: flume::Sender<Ready>,
-    peer: SocketAddr,
+    session: &Rc<Session>,
 ) -> Result<(), ConnError> {
-    let max = shard.config.socket_request_max_bytes;
+    let auth_deadline =
+        Instant::now() + Duration::from_millis(shard.config.authentication_timeout_ms);
     let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
     loop {
+        let authenticated = session.is_authenticated();
+        let max = if authenticated {
+            shard.config.socket_request_max_bytes
+        } else {
+            let sasl_max = u32::try_from(shard.config.sasl_server_max_receive_size);
+            shard.config.socket_request_max_bytes.min(sasl_max.unwrap_or(u32::MAX))
+        };
         // Shutdown stops the connection only between requests, so a request being handled (an
         // append, say) always runs to completion and gets its response.
         let next = select(
             Box::pin(fill(stream, buf, SIZE_PREFIX_BYTES)),
             Box::pin(shard.shutdown.wait()),
         );
-        buf = match next.await {
+        let next = async {
+            if authenticated {
+                return Ok(next.await);
+            }
+            let left = auth_deadline.saturating_duration_since(Instant::now());
+            compio::time::timeout(left, next)
+                .await
+                .map_err(|_| ConnError::AuthenticationTimeout)
+        };
+        buf = match next.await? {
             Either::Left((filled, _)) => filled?,
             Either::Right(_) => return Ok(()),
         };
@@ -96,19 +191,46 @@ async fn read_loop(
         let mut frame = buf.split_to(SIZE_PREFIX_BYTES + len).freeze();
         let body = frame.split_off(SIZE_PREFIX_BYTES);
         shard.metrics.add_received_bytes(SIZE_PREFIX_BYTES + len);
-        let ready = handle_request(shard, body, peer).await?;
+        let ready = if session.expects_raw_token() {
+            raw_token(shard, session, &body).await
+        } else {
+            handle_request(shard, body, session).await?
+        };
+        if session.failed() {
+            // Kafka delays the answer to a failed authentication, then closes.
+            let delay = shard.config.connection_failed_authentication_delay_ms;
+            compio::time::sleep(Duration::from_millis(delay)).await;
+            let _ = tx.send_async(ready).await;
+            return Ok(());
+        }
         if tx.send_async(ready).await.is_err() {
             return Ok(());
         }
     }
 }
 
+/// A SASL token framed without a Kafka header (after SaslHandshake v0); answered the same way.
+async fn raw_token(shard: &Shard, session: &Session, token: &[u8]) -> Ready {
+    match session.authenticate(token, &shard.credentials).await {
+        AuthStep::Challenge(bytes) | AuthStep::Done(bytes) => {
+            let Ok(len) = u32::try_from(bytes.len()) else {
+                return Ready::Close;
+            };
+            let mut framed = BytesMut::with_capacity(SIZE_PREFIX_BYTES + bytes.len());
+            framed.extend_from_slice(&len.to_be_bytes());
+            framed.extend_from_slice(&bytes);
+            Ready::Frame(vec![BodyPart::Bytes(framed.freeze())])
+        }
+        // v0 has no way to carry an error: the connection is closed.
+        AuthStep::Failed(_) | AuthStep::IllegalState(_) => Ready::Close,
+    }
+}
+
 /// Reads until `buf` holds at least `need` bytes.
-async fn fill(stream: &TcpStream, mut buf: BytesMut, need: usize) -> Result<BytesMut, ConnError> {
+async fn fill(stream: &Transport, mut buf: BytesMut, need: usize) -> Result<BytesMut, ConnError> {
     while buf.len() < need {
         buf.reserve((need - buf.len()).max(READ_CHUNK_BYTES));
-        let mut reader = stream;
-        let BufResult(result, returned) = reader.append(buf).await;
+        let BufResult(result, returned) = stream.read_append(buf).await;
         buf = returned;
         if result? == 0 {
             return Err(ConnError::Eof);
@@ -122,12 +244,23 @@ async fn fill(stream: &TcpStream, mut buf: BytesMut, need: usize) -> Result<Byte
 async fn handle_request(
     shard: &Rc<Shard>,
     frame: Bytes,
-    peer: SocketAddr,
+    session: &Rc<Session>,
 ) -> Result<Ready, ConnError> {
     let parsed = frame::parse_request(frame)?;
     let key = parsed.api_key;
     let version = parsed.header.request_api_version;
     let correlation_id = parsed.header.correlation_id;
+    if !session.is_authenticated()
+        && !matches!(
+            key,
+            ApiKey::ApiVersions | ApiKey::SaslHandshake | ApiKey::SaslAuthenticate
+        )
+    {
+        // Kafka's SaslServerAuthenticator: any other request before authentication is an
+        // illegal SASL state and the connection is closed.
+        session.fail(&format!("{key:?} request before SASL authentication"));
+        return Err(ConnError::Rejected("request before SASL authentication"));
+    }
     let ready = match handlers::route(key, version) {
         Route::Reject(why) => {
             tracing::debug!(api = ?key, version, "{why}");
@@ -142,7 +275,8 @@ async fn handle_request(
                 api_key: key,
                 header: parsed.header,
                 body: parsed.body,
-                peer,
+                peer: session.peer,
+                session: session.clone(),
             };
             let started = std::time::Instant::now();
             let outcome = handler(shard.clone(), request).await;
@@ -180,7 +314,7 @@ fn finish(
     }
 }
 
-async fn write_loop(shard: &Shard, stream: &TcpStream, rx: flume::Receiver<Ready>) {
+async fn write_loop(shard: &Shard, stream: &Transport, rx: flume::Receiver<Ready>) {
     // One pipe per connection, reused by every response it splices.
     let mut splicer = Splicer::new(shard.config.fetch_splice_pipe_bytes);
     while let Ok(ready) = rx.recv_async().await {
@@ -190,10 +324,13 @@ async fn write_loop(shard: &Shard, stream: &TcpStream, rx: flume::Receiver<Ready
             Ready::Close => return,
         };
         let frame_bytes: usize = parts.iter().map(BodyPart::len).sum();
-        let written = if shard.config.fetch_zero_copy {
-            splicer.write_parts(stream, parts).await
-        } else {
-            write_parts_copied(stream, parts, shard.config.fetch_copy_pool_bytes).await
+        let pool_bytes = shard.config.fetch_copy_pool_bytes;
+        let written = match stream {
+            Transport::Tls(tls) => tls.write_parts(parts, pool_bytes).await,
+            Transport::Plain(stream) if shard.config.fetch_zero_copy => {
+                splicer.write_parts(stream, parts).await
+            }
+            Transport::Plain(stream) => write_parts_copied(stream, parts, pool_bytes).await,
         };
         if let Err(e) = written {
             tracing::debug!(error = %e, "write failed");

@@ -5,3 +5,4 @@ pub mod conn;
 pub mod frame;
 pub mod pool;
 pub mod splice;
+pub mod tls;

@@ -439,7 +439,7 @@ fn recycle(chunks: Vec<Chunk>, pool_bytes_max: usize) {
     }
 }
 
-async fn read_range(range: &storage::FileRange) -> io::Result<Vec<u8>> {
+pub(crate) async fn read_range(range: &storage::FileRange) -> io::Result<Vec<u8>> {
     let len = range.len as usize;
     let buf = pool::take(len);
     if len == 0 {

@@ -1,0 +1,37 @@
+//! SaslAuthenticate v0-2: one step of the SASL exchange chosen by SaslHandshake v1. A failure
+//! answers SASL_AUTHENTICATION_FAILED with Kafka's generic message; the connection then
+//! closes after `connection.failed.authentication.delay.ms` (`net::conn`).
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::{SaslAuthenticateRequest, SaslAuthenticateResponse};
+use kafka_protocol::ResponseError as K;
+
+use super::{str_bytes, HandlerFuture, Outcome, Request};
+use crate::security::session::AuthStep;
+use crate::shard::Shard;
+
+pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
+    Box::pin(async move {
+        let version = request.version();
+        let body: SaslAuthenticateRequest = request.decode()?;
+        let step = request
+            .session
+            .authenticate(&body.auth_bytes, &shard.credentials)
+            .await;
+        let response = SaslAuthenticateResponse::default();
+        let response = match step {
+            AuthStep::Challenge(bytes) | AuthStep::Done(bytes) => {
+                response.with_auth_bytes(Bytes::from(bytes))
+            }
+            AuthStep::Failed(failure) => response
+                .with_error_code(K::SaslAuthenticationFailed.code())
+                .with_error_message(Some(str_bytes(&failure.message))),
+            AuthStep::IllegalState(why) => response
+                .with_error_code(K::IllegalSaslState.code())
+                .with_error_message(Some(str_bytes(why))),
+        };
+        Outcome::encoded(&response, version)
+    })
+}

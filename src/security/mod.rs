@@ -1,0 +1,22 @@
+//! Security: listeners and their security protocols, TLS (rustls), SASL (PLAIN, SCRAM) and the
+//! principal a connection acts as. Kafka's settings and wire behaviour are the spec.
+//!
+//! Layering: `net` uses `tls` (server config, principal of a certificate) and `session` (the
+//! per-connection authentication state); the SASL handlers use `sasl` (pure state machines,
+//! no I/O) and `scram::CredentialStore` (the salted credentials, persisted on the data dir).
+//! Nothing here knows about partitions or storage.
+
+pub mod config;
+pub mod listener;
+pub mod principal;
+pub mod sasl;
+pub mod scram;
+pub mod session;
+pub mod tls;
+
+/// Kafka's principal type for users.
+pub const USER_TYPE: &str = "User";
+
+/// The principal of a connection that did not authenticate (PLAINTEXT, or SSL without a client
+/// certificate), as Kafka names it.
+pub const ANONYMOUS: &str = "ANONYMOUS";

@@ -1,0 +1,246 @@
+//! One connection's security context: the listener it came in on, the principal it acts as,
+//! and where it stands in the SASL exchange (Kafka's SaslServerAuthenticator states).
+//!
+//! Invariants: on a SASL listener a connection is authenticated only after a successful
+//! SaslAuthenticate (or v0 raw token) exchange; a failed exchange is terminal (the connection
+//! is closed after `connection.failed.authentication.delay.ms`); the principal never changes
+//! after authentication; every authentication failure is logged on the audit target.
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use super::listener::SecurityProtocol;
+use super::sasl::{self, AuthFailure, SaslMechanism, ScramPending};
+use super::scram::CredentialStore;
+
+/// Log target of authentication failures and denied operations.
+pub const AUDIT_TARGET: &str = "sluice::audit";
+
+/// A bound listener as connections see it.
+#[derive(Debug)]
+pub struct ListenerContext {
+    pub name: String,
+    pub protocol: SecurityProtocol,
+    pub bind: SocketAddr,
+    pub advertised_host: String,
+    pub advertised_port: u16,
+    /// Set for SSL and SASL_SSL listeners.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// `ssl.principal.mapping.rules`, for client certificates.
+    pub principal_mapper: Arc<super::principal::PrincipalMapper>,
+}
+
+#[derive(Debug)]
+enum SaslState {
+    /// PLAINTEXT / SSL listener: nothing to do.
+    NotRequired,
+    AwaitingHandshake,
+    AwaitingToken {
+        mechanism: SaslMechanism,
+        raw_frames: bool,
+    },
+    AwaitingScramFinal {
+        pending: Box<ScramPending>,
+        raw_frames: bool,
+    },
+    Authenticated,
+    Failed,
+}
+
+/// What SaslHandshake answers.
+#[derive(Debug, PartialEq, Eq)]
+pub enum HandshakeOutcome {
+    Ok,
+    UnsupportedMechanism,
+    IllegalState,
+}
+
+/// What one SaslAuthenticate step answers.
+#[derive(Debug)]
+pub enum AuthStep {
+    /// More to exchange: send these bytes, wait for the next token.
+    Challenge(Vec<u8>),
+    /// Authenticated: send these (final) bytes.
+    Done(Vec<u8>),
+    Failed(AuthFailure),
+    /// SaslAuthenticate out of order (before the handshake, or after authentication).
+    IllegalState(&'static str),
+}
+
+/// Per-connection security state (lives on the connection's shard, never shared).
+#[derive(Debug)]
+pub struct Session {
+    pub listener: Arc<ListenerContext>,
+    pub peer: SocketAddr,
+    principal: RefCell<String>,
+    state: RefCell<SaslState>,
+}
+
+impl Session {
+    /// `tls_principal`: the mapped subject of a verified client certificate, if any.
+    pub fn new(listener: Arc<ListenerContext>, peer: SocketAddr, tls_principal: Option<String>) -> Self {
+        let state = if listener.protocol.uses_sasl() {
+            SaslState::AwaitingHandshake
+        } else {
+            SaslState::NotRequired
+        };
+        let name = tls_principal.unwrap_or_else(|| super::ANONYMOUS.to_owned());
+        Self {
+            listener,
+            peer,
+            principal: RefCell::new(format!("{}:{name}", super::USER_TYPE)),
+            state: RefCell::new(state),
+        }
+    }
+
+    /// `User:<name>`.
+    pub fn principal(&self) -> String {
+        self.principal.borrow().clone()
+    }
+
+    /// Whether requests other than ApiVersions and SASL may be served.
+    pub fn is_authenticated(&self) -> bool {
+        matches!(
+            *self.state.borrow(),
+            SaslState::NotRequired | SaslState::Authenticated
+        )
+    }
+
+    /// Whether the next frame is a raw SASL token (after SaslHandshake v0).
+    pub fn expects_raw_token(&self) -> bool {
+        matches!(
+            *self.state.borrow(),
+            SaslState::AwaitingToken { raw_frames: true, .. }
+                | SaslState::AwaitingScramFinal { raw_frames: true, .. }
+        )
+    }
+
+    pub fn failed(&self) -> bool {
+        matches!(*self.state.borrow(), SaslState::Failed)
+    }
+
+    /// SaslHandshake: chooses the mechanism; v0 switches to raw token frames.
+    pub fn handshake(&self, mechanism: &str, version: i16, enabled: &[SaslMechanism]) -> HandshakeOutcome {
+        let mut state = self.state.borrow_mut();
+        if !matches!(*state, SaslState::AwaitingHandshake) {
+            return HandshakeOutcome::IllegalState;
+        }
+        match SaslMechanism::parse(mechanism).filter(|m| enabled.contains(m)) {
+            Some(mechanism) => {
+                *state = SaslState::AwaitingToken {
+                    mechanism,
+                    raw_frames: version == 0,
+                };
+                HandshakeOutcome::Ok
+            }
+            None => {
+                // Kafka lets the client try another mechanism; the state stays.
+                HandshakeOutcome::UnsupportedMechanism
+            }
+        }
+    }
+
+    /// One SaslAuthenticate (or raw) token. PLAIN's password check runs off the shard thread.
+    pub async fn authenticate(&self, token: &[u8], store: &Arc<CredentialStore>) -> AuthStep {
+        let state = std::mem::replace(&mut *self.state.borrow_mut(), SaslState::Failed);
+        let step = match state {
+            SaslState::AwaitingToken {
+                mechanism: SaslMechanism::Plain,
+                ..
+            } => self.plain(token, store).await,
+            SaslState::AwaitingToken {
+                mechanism: SaslMechanism::Scram(m),
+                raw_frames,
+            } => match sasl::scram_first(m, token, &server_nonce(), store) {
+                Ok((server_first, pending)) => {
+                    *self.state.borrow_mut() = SaslState::AwaitingScramFinal {
+                        pending: Box::new(pending),
+                        raw_frames,
+                    };
+                    return AuthStep::Challenge(server_first);
+                }
+                Err(failure) => AuthStep::Failed(failure),
+            },
+            SaslState::AwaitingScramFinal { pending, .. } => match sasl::scram_final(&pending, token) {
+                Ok((server_final, user)) => self.authenticated(&user, server_final),
+                Err(failure) => AuthStep::Failed(failure),
+            },
+            other => {
+                let why = match other {
+                    SaslState::AwaitingHandshake => "SaslAuthenticate before SaslHandshake",
+                    _ => "SaslAuthenticate request received after successful authentication",
+                };
+                if matches!(other, SaslState::AwaitingHandshake) {
+                    // Before the handshake this ends the connection (state stays Failed).
+                    tracing::warn!(target: AUDIT_TARGET, peer = %self.peer, listener = %self.listener.name, "authentication failed: {why}");
+                } else {
+                    // Not a SASL connection, or already authenticated: answered, kept open.
+                    *self.state.borrow_mut() = other;
+                }
+                return AuthStep::IllegalState(why);
+            }
+        };
+        if let AuthStep::Failed(failure) = &step {
+            tracing::warn!(
+                target: AUDIT_TARGET,
+                peer = %self.peer,
+                listener = %self.listener.name,
+                user = failure.user.as_deref().unwrap_or("-"),
+                "authentication failed: {}",
+                failure.message
+            );
+        }
+        step
+    }
+
+    async fn plain(&self, token: &[u8], store: &Arc<CredentialStore>) -> AuthStep {
+        let (user, password) = match sasl::parse_plain(token) {
+            Ok(parsed) => parsed,
+            Err(failure) => return AuthStep::Failed(failure),
+        };
+        let store = store.clone();
+        let checked_user = user.clone();
+        let ok = compio::runtime::spawn_blocking(move || sasl::check_plain(&store, &checked_user, &password))
+            .await
+            .unwrap_or(false);
+        if ok {
+            self.authenticated(&user, Vec::new())
+        } else {
+            AuthStep::Failed(AuthFailure {
+                message: "Authentication failed: Invalid username or password".to_owned(),
+                user: Some(user),
+            })
+        }
+    }
+
+    fn authenticated(&self, user: &str, response: Vec<u8>) -> AuthStep {
+        *self.principal.borrow_mut() = format!("{}:{user}", super::USER_TYPE);
+        *self.state.borrow_mut() = SaslState::Authenticated;
+        tracing::debug!(peer = %self.peer, principal = %self.principal(), "authenticated");
+        AuthStep::Done(response)
+    }
+
+    /// Marks the exchange failed (a request other than SASL before authentication).
+    pub fn fail(&self, why: &str) {
+        *self.state.borrow_mut() = SaslState::Failed;
+        tracing::warn!(
+            target: AUDIT_TARGET,
+            peer = %self.peer,
+            listener = %self.listener.name,
+            "authentication failed: {why}"
+        );
+    }
+}
+
+/// 24 random bytes as base64: printable, no commas (RFC 5802's nonce).
+fn server_nonce() -> String {
+    use base64::Engine;
+    let mut bytes = [0u8; 24];
+    let random = rustls::crypto::ring::default_provider().secure_random;
+    if random.fill(&mut bytes).is_err() {
+        // The system RNG failing is not something a broker can run without.
+        shards::fatal("system random number generator failed".to_owned());
+    }
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}

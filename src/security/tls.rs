@@ -1,0 +1,194 @@
+//! The rustls server configuration built from Kafka's `ssl.*` settings (PEM keystore and
+//! truststore, `ssl.client.auth`, `ssl.enabled.protocols`), with the ring crypto provider.
+//!
+//! Invariants: built once at start, before any shard listens, so a bad key or certificate
+//! stops the broker with a config error instead of failing handshakes later; client
+//! certificates are verified against the truststore only (never the system roots).
+
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::RootCertStore;
+
+use crate::config::{BrokerConfig, ConfigError};
+
+/// `ssl.client.auth`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    None,
+    Requested,
+    Required,
+}
+
+impl ClientAuth {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "none" => Some(Self::None),
+            "requested" => Some(Self::Requested),
+            "required" => Some(Self::Required),
+            _ => None,
+        }
+    }
+}
+
+fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        reason: reason.into(),
+    }
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The TLS protocol versions of `ssl.enabled.protocols`.
+pub fn protocol_versions(
+    text: &str,
+) -> Result<Vec<&'static rustls::SupportedProtocolVersion>, ConfigError> {
+    let mut versions = Vec::new();
+    for name in text.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let version = match name {
+            "TLSv1.2" => &rustls::version::TLS12,
+            "TLSv1.3" => &rustls::version::TLS13,
+            other => {
+                return Err(invalid(
+                    "ssl.enabled.protocols",
+                    format!("{other} is not supported (TLSv1.2, TLSv1.3)"),
+                ))
+            }
+        };
+        versions.push(version);
+    }
+    if versions.is_empty() {
+        return Err(invalid("ssl.enabled.protocols", "no protocol"));
+    }
+    Ok(versions)
+}
+
+fn keystore(config: &BrokerConfig) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), ConfigError> {
+    const KEY: &str = "ssl.keystore.location";
+    if !config.ssl_keystore_type.eq_ignore_ascii_case("PEM") {
+        return Err(invalid("ssl.keystore.type", "only PEM is supported"));
+    }
+    if config.ssl_key_password.is_some() {
+        return Err(invalid(
+            "ssl.key.password",
+            "encrypted private keys are not supported; give an unencrypted PEM key",
+        ));
+    }
+    let (certs, key) = match (
+        &config.ssl_keystore_location,
+        &config.ssl_keystore_certificate_chain,
+        &config.ssl_keystore_key,
+    ) {
+        (Some(path), None, None) => {
+            let bytes = std::fs::read(path)
+                .map_err(|e| invalid(KEY, format!("{}: {e}", path.display())))?;
+            (pem_certs(KEY, &bytes)?, pem_key(KEY, &bytes)?)
+        }
+        (None, Some(chain), Some(key)) => (
+            pem_certs("ssl.keystore.certificate.chain", chain.as_bytes())?,
+            pem_key("ssl.keystore.key", key.as_bytes())?,
+        ),
+        _ => {
+            return Err(invalid(
+                KEY,
+                "a TLS listener needs ssl.keystore.location, or ssl.keystore.certificate.chain \
+                 and ssl.keystore.key",
+            ))
+        }
+    };
+    if certs.is_empty() {
+        return Err(invalid(KEY, "no certificate in the keystore"));
+    }
+    Ok((certs, key))
+}
+
+fn pem_certs(key: &'static str, bytes: &[u8]) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
+    CertificateDer::pem_slice_iter(bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| invalid(key, format!("bad PEM certificate: {e}")))
+}
+
+fn pem_key(key: &'static str, bytes: &[u8]) -> Result<PrivateKeyDer<'static>, ConfigError> {
+    PrivateKeyDer::from_pem_slice(bytes)
+        .map_err(|e| invalid(key, format!("no usable PEM private key: {e}")))
+}
+
+fn truststore(config: &BrokerConfig) -> Result<Option<RootCertStore>, ConfigError> {
+    const KEY: &str = "ssl.truststore.location";
+    if !config.ssl_truststore_type.eq_ignore_ascii_case("PEM") {
+        return Err(invalid("ssl.truststore.type", "only PEM is supported"));
+    }
+    let certs = match (
+        &config.ssl_truststore_location,
+        &config.ssl_truststore_certificates,
+    ) {
+        (None, None) => return Ok(None),
+        (Some(path), None) => {
+            let bytes = std::fs::read(path)
+                .map_err(|e| invalid(KEY, format!("{}: {e}", path.display())))?;
+            pem_certs(KEY, &bytes)?
+        }
+        (None, Some(text)) => pem_certs("ssl.truststore.certificates", text.as_bytes())?,
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                KEY,
+                "set ssl.truststore.location or ssl.truststore.certificates, not both",
+            ))
+        }
+    };
+    let mut roots = RootCertStore::empty();
+    for cert in certs {
+        roots
+            .add(cert)
+            .map_err(|e| invalid(KEY, format!("bad CA certificate: {e}")))?;
+    }
+    if roots.is_empty() {
+        return Err(invalid(KEY, "no CA certificate in the truststore"));
+    }
+    Ok(Some(roots))
+}
+
+/// Builds the server config every TLS listener shares.
+pub fn server_config(config: &BrokerConfig) -> Result<Arc<rustls::ServerConfig>, ConfigError> {
+    let provider = provider();
+    let versions = protocol_versions(&config.ssl_enabled_protocols)?;
+    let client_auth = ClientAuth::parse(&config.ssl_client_auth).ok_or_else(|| {
+        invalid("ssl.client.auth", "must be none, requested or required")
+    })?;
+    let (certs, key) = keystore(config)?;
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&versions)
+        .map_err(|e| invalid("ssl.enabled.protocols", e.to_string()))?;
+    let builder = match (client_auth, truststore(config)?) {
+        (ClientAuth::None, _) => builder.with_no_client_auth(),
+        (_, None) => {
+            return Err(invalid(
+                "ssl.truststore.location",
+                "ssl.client.auth requested/required needs a truststore",
+            ))
+        }
+        (auth, Some(roots)) => {
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+            let verifier = if auth == ClientAuth::Requested {
+                verifier.allow_unauthenticated()
+            } else {
+                verifier
+            };
+            let verifier = verifier
+                .build()
+                .map_err(|e| invalid("ssl.truststore.location", e.to_string()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut server = builder
+        .with_single_cert(certs, key)
+        .map_err(|e| invalid("ssl.keystore.location", format!("key does not fit: {e}")))?;
+    // Kafka's clients do not negotiate ALPN; no session tickets keep handshakes stateless.
+    server.send_tls13_tickets = 0;
+    Ok(Arc::new(server))
+}
