@@ -207,7 +207,7 @@ impl<'a> BatchReader<'a> {
             return Ok(());
         }
         let len = need.max((self.end - self.pos).min(self.io_bytes as u64)) as usize;
-        self.chunk = self.seg.log.read_exact(self.pos, len).await?;
+        self.chunk = self.seg.log.get().await?.read_exact(self.pos, len).await?;
         self.chunk_pos = self.pos;
         self.bytes_read += len as u64;
         Ok(())

@@ -203,6 +203,7 @@ pub fn check_stored(batch: &[u8]) -> Result<BatchInfo, StorageError> {
         )));
     }
     let mut max_timestamp_delta = header.last_offset_delta;
+    let mut max_timestamp = header.max_timestamp;
     if !header.is_compressed() {
         let section = batch.get(BATCH_HEADER_LEN..).unwrap_or(&[]);
         let mut best = i64::MIN;
@@ -213,10 +214,14 @@ pub fn check_stored(batch: &[u8]) -> Result<BatchInfo, StorageError> {
                 max_timestamp_delta = r.offset_delta;
             }
         }
+        if best != i64::MIN {
+            max_timestamp = best;
+        }
     }
     Ok(BatchInfo {
         header,
         size,
+        max_timestamp,
         max_timestamp_delta,
     })
 }

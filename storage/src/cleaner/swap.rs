@@ -22,7 +22,8 @@ use std::path::{Path, PathBuf};
 
 use crate::error::StorageError;
 use crate::io::{sync_dir, Fd};
-use crate::segment::{file_stem, HeaderReader};
+use crate::batch::BatchHeader;
+use crate::segment::file_stem;
 
 pub const CLEANED_SUFFIX: &str = ".cleaned";
 pub const SWAP_SUFFIX: &str = ".swap";
@@ -144,10 +145,20 @@ fn parse_base(stem: &str) -> Option<i64> {
 async fn last_offset(file: &Path) -> Result<Option<i64>, StorageError> {
     let fd = Fd::open_ro(file).await?;
     let (size, _) = fd.stat().await?;
-    let mut reader = HeaderReader::new(&fd, size);
+    let header_len = crate::batch::BATCH_HEADER_LEN as u64;
     let mut pos = 0u64;
     let mut last = None;
-    while let Ok(Some(h)) = reader.header_at(pos).await {
+    // Header by header; a torn or unparsable tail ends the walk (recovery handles it).
+    while pos + header_len <= size {
+        let Ok(bytes) = fd.read_exact(pos, header_len as usize).await else {
+            break;
+        };
+        let Ok(h) = BatchHeader::parse(&bytes) else {
+            break;
+        };
+        if pos + h.total_size() as u64 > size {
+            break;
+        }
         last = Some(h.last_offset());
         pos += h.total_size() as u64;
     }
