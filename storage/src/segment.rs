@@ -320,21 +320,37 @@ impl Segment {
         })
     }
 
-    /// Position of the batch named by the last `.index` entry (0 when the index is empty).
-    pub async fn last_index_position(&self) -> Result<u64, StorageError> {
-        let fd = Fd::open_ro(&index_path(&self.dir, self.base)).await?;
-        let (len, _) = fd.stat().await?;
-        let whole = len - len % OFFSET_ENTRY_LEN as u64;
-        if whole == 0 {
-            return Ok(0);
+    /// Position of the batch named by the last `.index` entry, when that entry is proven
+    /// by the log: a batch header at that position whose last offset is the entry's. 0 (walk
+    /// from the start) when the index is empty, unreadable or does not match the log.
+    pub async fn last_index_position(&self) -> u64 {
+        let Ok(fd) = Fd::open_ro(&index_path(&self.dir, self.base)).await else {
+            return 0;
+        };
+        let len = match fd.stat().await {
+            Ok((len, _)) if len > 0 && len % OFFSET_ENTRY_LEN as u64 == 0 => len,
+            _ => return 0,
+        };
+        let Ok(entry) = fd.read_exact(len - OFFSET_ENTRY_LEN as u64, OFFSET_ENTRY_LEN).await
+        else {
+            return 0;
+        };
+        let Ok(entries) = index::parse_offsets(&entry, self.size.get()) else {
+            return 0;
+        };
+        let Some(&(rel, pos)) = entries.first() else {
+            return 0;
+        };
+        let Ok(log) = self.log.get().await else {
+            return 0;
+        };
+        match log.read_exact(u64::from(pos), BATCH_HEADER_LEN).await {
+            Ok(bytes) => match BatchHeader::parse(&bytes) {
+                Ok(h) if h.last_offset() == self.base + i64::from(rel) => u64::from(pos),
+                _ => 0,
+            },
+            Err(_) => 0,
         }
-        let bytes = fd
-            .read_exact(whole - OFFSET_ENTRY_LEN as u64, OFFSET_ENTRY_LEN)
-            .await?;
-        Ok(bytes
-            .get(4..8)
-            .and_then(|b| b.try_into().ok())
-            .map_or(0, |b| u64::from(u32::from_be_bytes(b))))
     }
 
     /// Reads the last `.timeindex` entry of a sealed segment: its largest timestamp.
