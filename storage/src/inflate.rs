@@ -546,8 +546,9 @@ mod tests {
         b[23..27].copy_from_slice(&2_147_483_646i32.to_be_bytes());
         let crc = compute_crc(&b);
         b[17..21].copy_from_slice(&crc.to_be_bytes());
-        for res in [validate_produced(&b, 1 << 20, MAX), validate_batch(&b, 1 << 20)] {
-            assert!(matches!(res, Err(StorageError::InvalidRecord(ref m)) if m.contains("offset range")));
-        }
+        let res = validate_produced(&b, 1 << 20, MAX);
+        assert!(matches!(res, Err(StorageError::InvalidRecord(ref m)) if m.contains("offset range")));
+        // A stored batch an older broker accepted does not make recovery cut the log.
+        assert!(validate_batch(&b, 1 << 20).is_ok());
     }
 }

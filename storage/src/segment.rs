@@ -123,6 +123,9 @@ pub(crate) struct Segment {
     /// Largest timestamp in the segment, when known.
     pub max_ts: Cell<Option<TimestampOffset>>,
     pub mtime_ms: Cell<i64>,
+    /// When the segment was created (or, for one found at open, its file's mtime): the age
+    /// `segment.ms` measures when the segment holds no timestamp.
+    pub created_ms: Cell<i64>,
     /// Index-building state of the active segment.
     pub tracker: Cell<Tracker>,
     pub indexes: RefCell<Option<Indexes>>,
@@ -167,6 +170,7 @@ impl Segment {
             next_offset: Cell::new(base),
             max_ts: Cell::new(None),
             mtime_ms: Cell::new(mtime_ms),
+            created_ms: Cell::new(mtime_ms),
             tracker: Cell::new(Tracker::default()),
             indexes: RefCell::new(None),
             index_fds: RefCell::new(None),

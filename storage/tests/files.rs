@@ -39,3 +39,26 @@ fn sealed_segment_files_stay_within_the_bound() {
         log.close().await.unwrap();
     });
 }
+
+/// segment.ms measures the incoming batch's timestamp against the segment's first one (Kafka's
+/// `timeWaitedForRoll`), so a producer's old CreateTime cannot roll a segment per request.
+#[test]
+fn old_create_times_do_not_roll_a_segment_per_append() {
+    let root = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let cfg = storage::LogConfig {
+            segment_ms: 60_000,
+            ..storage::LogConfig::default()
+        };
+        let log = Log::open(part_dir(root.path()), cfg).await.unwrap();
+        let now = 1_700_000_000_000;
+        for i in 0..20 {
+            log.append(batch(i, 2, 1_000), opts(now)).await.unwrap();
+        }
+        assert_eq!(log.segment_count(), 1, "ancient timestamps rolled segments");
+        // Records a segment.ms later than the segment's first do roll it.
+        log.append(batch(20, 2, 1_000 + 60_001), opts(now)).await.unwrap();
+        assert_eq!(log.segment_count(), 2);
+        log.close().await.unwrap();
+    });
+}
