@@ -35,8 +35,7 @@ fn produce(broker: &Broker, topic: &str, records: Bytes) -> (i16, i64) {
             .with_partition_data(vec![PartitionProduceData::default()
                 .with_index(0)
                 .with_records(Some(records))])]);
-    let response: ProduceResponse =
-        wire::call(broker.socket_addr(), ApiKey::Produce, 9, &request);
+    let response: ProduceResponse = wire::call(broker.socket_addr(), ApiKey::Produce, 9, &request);
     let p = &response.responses[0].partition_responses[0];
     (p.error_code, p.base_offset)
 }
@@ -82,12 +81,20 @@ fn compressed_batches_are_validated_on_produce_and_searched_by_record() {
     for codec in 1..=4i16 {
         let start = T + i64::from(codec - 1) * 10_000;
         let (error, base) = produce(&broker, &topic, five(codec, start).freeze());
-        assert_eq!((error, base), (0, i64::from(codec - 1) * 5), "codec {codec}");
+        assert_eq!(
+            (error, base),
+            (0, i64::from(codec - 1) * 5),
+            "codec {codec}"
+        );
     }
     for codec in 1..=4i64 {
         let start = T + (codec - 1) * 10_000;
         let got = list_offset(&broker, &topic, start + 1_500);
-        assert_eq!(got, (0, (codec - 1) * 5 + 2, start + 2_000), "codec {codec}");
+        assert_eq!(
+            got,
+            (0, (codec - 1) * 5 + 2, start + 2_000),
+            "codec {codec}"
+        );
     }
     assert_eq!(list_offset(&broker, &topic, -3), (0, 19, T + 34_000));
     assert_eq!(list_offset(&broker, &topic, T + 34_001), (0, -1, -1));
@@ -117,7 +124,11 @@ fn a_torn_sealed_segment_leaves_the_rest_readable() {
     for i in 0..40 {
         let mut b = BatchBuilder::new(T + i);
         for r in 0..5 {
-            b = b.record(None, Some(format!("{i:04}-{r}-{}", "x".repeat(150)).as_bytes()), &[]);
+            b = b.record(
+                None,
+                Some(format!("{i:04}-{r}-{}", "x".repeat(150)).as_bytes()),
+                &[],
+            );
         }
         assert_eq!(produce(&broker, &topic, b.build().freeze()).0, 0);
     }
@@ -141,7 +152,12 @@ fn a_torn_sealed_segment_leaves_the_rest_readable() {
     broker.start_again();
     let got = kafka::consume_ranges(&broker, &topic, &[(0, 0, 200)]);
     // Every record but the five of the torn batch, in order.
-    assert_eq!(got.len(), 195, "{:?}", got.iter().map(|r| r.offset).collect::<Vec<_>>());
+    assert_eq!(
+        got.len(),
+        195,
+        "{:?}",
+        got.iter().map(|r| r.offset).collect::<Vec<_>>()
+    );
     assert_eq!(got[0].offset, 0);
     assert!(got.windows(2).all(|w| w[0].offset < w[1].offset));
     assert!(

@@ -216,8 +216,11 @@ impl Log {
         opts: AppendOptions,
     ) -> Result<AppendInfo, StorageError> {
         let cfg = self.config();
-        let infos =
-            batch::validate_all(&batches, cfg.max_message_bytes, cfg.inflated_batch_bytes_max)?;
+        let infos = batch::validate_all(
+            &batches,
+            cfg.max_message_bytes,
+            cfg.inflated_batch_bytes_max,
+        )?;
         let offsets_needed: i64 = infos
             .iter()
             .map(|i| i64::from(i.header.last_offset_delta) + 1)
@@ -589,7 +592,10 @@ impl Log {
                 if matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE)) =>
             {
                 tracing::warn!(dir = %self.dir.display(), error = %e, "cannot roll a segment");
-                return Err(StorageError::OutOfFiles(format!("{}: {e}", self.dir.display())));
+                return Err(StorageError::OutOfFiles(format!(
+                    "{}: {e}",
+                    self.dir.display()
+                )));
             }
             Err(e) => return Err(e),
         };

@@ -69,7 +69,11 @@ impl Log {
             return Ok(None);
         };
         let found = self.offset_for_timestamp(max.timestamp_ms).await?;
-        Ok(Some(found.filter(|f| f.timestamp_ms == max.timestamp_ms).unwrap_or(max)))
+        Ok(Some(
+            found
+                .filter(|f| f.timestamp_ms == max.timestamp_ms)
+                .unwrap_or(max),
+        ))
     }
 
     /// Deletes whole segments (never the active one) older than retention.ms or beyond
@@ -398,9 +402,8 @@ async fn record_in_batch(
         return Ok(batch_level);
     }
     let bytes = seg.log.get().await?.read_exact(pos, h.total_size()).await?;
-    let wanted = |delta: i32, ts: i64| {
-        ts >= timestamp_ms && h.base_offset + i64::from(delta) >= log_start
-    };
+    let wanted =
+        |delta: i32, ts: i64| ts >= timestamp_ms && h.base_offset + i64::from(delta) >= log_start;
     let found = if h.is_compressed() {
         // Validated on append; a walk that fails now (a bound lowered since) falls back to
         // the batch-level answer rather than failing the look-up.

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use crate::batch::{BatchHeader, BATCH_HEADER_LEN};
-use crate::files::SegmentFile;
 use crate::error::StorageError;
+use crate::files::SegmentFile;
 use crate::index::{self, Indexes, OFFSET_ENTRY_LEN, TIME_ENTRY_LEN};
 use crate::io::Fd;
 use crate::offset::TimestampOffset;
@@ -335,7 +335,9 @@ impl Segment {
             Ok((len, _)) if len > 0 && len % OFFSET_ENTRY_LEN as u64 == 0 => len,
             _ => return 0,
         };
-        let Ok(entry) = fd.read_exact(len - OFFSET_ENTRY_LEN as u64, OFFSET_ENTRY_LEN).await
+        let Ok(entry) = fd
+            .read_exact(len - OFFSET_ENTRY_LEN as u64, OFFSET_ENTRY_LEN)
+            .await
         else {
             return 0;
         };
@@ -458,7 +460,13 @@ impl<'a> HeaderReader<'a> {
                 self.damaged(pos, &format!("partial batch header ({len} bytes)"));
                 return Ok(None);
             }
-            self.chunk = self.seg.log.get().await?.read_exact(pos, len as usize).await?;
+            self.chunk = self
+                .seg
+                .log
+                .get()
+                .await?
+                .read_exact(pos, len as usize)
+                .await?;
             self.chunk_pos = pos;
         }
         let at = (pos - self.chunk_pos) as usize;

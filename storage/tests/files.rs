@@ -18,7 +18,11 @@ fn sealed_segment_files_stay_within_the_bound() {
         assert!(log.segment_count() >= 6, "{} segments", log.segment_count());
         assert!(sealed_segment_files_open() <= 3);
         let all = decode_batches(&read_all(&log).await).unwrap();
-        assert_eq!(all.len(), sizes.len(), "every segment read, reopening closed files");
+        assert_eq!(
+            all.len(),
+            sizes.len(),
+            "every segment read, reopening closed files"
+        );
         assert!(sealed_segment_files_open() <= 3);
         // Time look-ups and reads of old segments reopen them, still within the bound.
         for (base, _) in sizes.iter().step_by(7) {
@@ -31,11 +35,18 @@ fn sealed_segment_files_stay_within_the_bound() {
         }
         assert!(sealed_segment_files_open() <= 3);
         log.close().await.unwrap();
-        assert_eq!(sealed_segment_files_open(), 0, "closing releases every file");
+        assert_eq!(
+            sealed_segment_files_open(),
+            0,
+            "closing releases every file"
+        );
         // Opening a log with many segments keeps no more open either.
         let log = Log::open(dir.clone(), small_config()).await.unwrap();
         assert!(sealed_segment_files_open() <= 3);
-        assert_eq!(decode_batches(&read_all(&log).await).unwrap().len(), sizes.len());
+        assert_eq!(
+            decode_batches(&read_all(&log).await).unwrap().len(),
+            sizes.len()
+        );
         log.close().await.unwrap();
     });
 }
@@ -57,7 +68,9 @@ fn old_create_times_do_not_roll_a_segment_per_append() {
         }
         assert_eq!(log.segment_count(), 1, "ancient timestamps rolled segments");
         // Records a segment.ms later than the segment's first do roll it.
-        log.append(batch(20, 2, 1_000 + 60_001), opts(now)).await.unwrap();
+        log.append(batch(20, 2, 1_000 + 60_001), opts(now))
+            .await
+            .unwrap();
         assert_eq!(log.segment_count(), 2);
         log.close().await.unwrap();
     });

@@ -15,7 +15,10 @@ use storage::batch::validate_all;
 use storage::BatchBuilder;
 
 #[derive(Parser, Debug)]
-#[command(name = "validate_bench", about = "CPU cost of produce-time batch validation")]
+#[command(
+    name = "validate_bench",
+    about = "CPU cost of produce-time batch validation"
+)]
 struct Args {
     /// Uncompressed records validated per codec, in MiB.
     #[arg(long, default_value_t = 1024)]
@@ -31,13 +34,29 @@ struct Args {
 /// A value that compresses like log lines: words from a small vocabulary, varied by `seed`.
 fn value(len: usize, seed: u64) -> Vec<u8> {
     const WORDS: [&str; 16] = [
-        "user", "GET", "/api/v1/orders", "200", "latency_ms", "region=eu-west", "id", "ok",
-        "session", "POST", "cart", "404", "trace", "span", "checkout", "payment",
+        "user",
+        "GET",
+        "/api/v1/orders",
+        "200",
+        "latency_ms",
+        "region=eu-west",
+        "id",
+        "ok",
+        "session",
+        "POST",
+        "cart",
+        "404",
+        "trace",
+        "span",
+        "checkout",
+        "payment",
     ];
     let mut out = Vec::with_capacity(len + 32);
     let mut x = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
     while out.len() < len {
-        x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        x = x
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
         out.extend_from_slice(WORDS[(x >> 60) as usize].as_bytes());
         out.extend_from_slice(format!(" {} ", (x >> 40) % 10_000).as_bytes());
     }
@@ -62,13 +81,23 @@ fn main() {
     let per_batch = (args.batch_kib * 1024 / args.record_bytes).max(1);
     let batches = (args.total_mib * 1024 * 1024 / (per_batch * args.record_bytes)).max(1);
     let inflated = (batches * per_batch * args.record_bytes) as f64;
-    for (name, codec) in [("none", 0), ("gzip", 1), ("snappy", 2), ("lz4", 3), ("zstd", 4)] {
+    for (name, codec) in [
+        ("none", 0),
+        ("gzip", 1),
+        ("snappy", 2),
+        ("lz4", 3),
+        ("zstd", 4),
+    ] {
         // A pool of distinct batches, cycled (building is not timed).
         let pool: Vec<bytes::BytesMut> = (0..8u64)
             .map(|p| {
                 let mut b = BatchBuilder::new(1_700_000_000_000).compression(codec);
                 for i in 0..per_batch as u64 {
-                    b = b.record(None, Some(&value(args.record_bytes, p * 1_000_003 + i)), &[]);
+                    b = b.record(
+                        None,
+                        Some(&value(args.record_bytes, p * 1_000_003 + i)),
+                        &[],
+                    );
                 }
                 b.build()
             })
