@@ -204,14 +204,18 @@ impl Log {
         if offset.0 <= first_base || offset.0 < log_start {
             return self.truncate_fully(offset.0).await;
         }
+        // The target becomes the active segment: pin its file before it is the last one in
+        // the map (an fsync started meanwhile uses the active segment's pinned file).
+        let target_seg = {
+            let st = self.state.borrow();
+            st.segments.range(..offset.0).next_back().map(|(_, s)| s.clone())
+        };
+        if let Some(t) = &target_seg {
+            t.log.pin().await?;
+        }
         let (target, doomed) = {
             let mut st = self.state.borrow_mut();
-            let target_base = st
-                .segments
-                .range(..offset.0)
-                .next_back()
-                .map(|(b, _)| *b)
-                .unwrap_or(first_base);
+            let target_base = target_seg.as_ref().map_or(first_base, |s| s.base);
             let doomed_keys: Vec<i64> = st.segments.range(offset.0..).map(|(b, _)| *b).collect();
             let doomed: Vec<Rc<Segment>> = doomed_keys
                 .iter()
