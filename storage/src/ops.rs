@@ -208,7 +208,10 @@ impl Log {
         // the map (an fsync started meanwhile uses the active segment's pinned file).
         let target_seg = {
             let st = self.state.borrow();
-            st.segments.range(..offset.0).next_back().map(|(_, s)| s.clone())
+            st.segments
+                .range(..offset.0)
+                .next_back()
+                .map(|(_, s)| s.clone())
         };
         if let Some(t) = &target_seg {
             t.log.pin().await?;
