@@ -582,7 +582,10 @@ impl BrokerConfig {
             reason: "must be CreateTime or LogAppendTime".into(),
         })?;
         positive("log.segment.bytes", self.log_segment_bytes)?;
-        positive("log.batch.inflated.max.bytes", self.log_batch_inflated_max_bytes)?;
+        positive(
+            "log.batch.inflated.max.bytes",
+            self.log_batch_inflated_max_bytes,
+        )?;
         positive(
             "log.sealed.segment.files.open.max",
             self.log_sealed_segment_files_open_max as u64,

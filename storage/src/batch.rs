@@ -205,6 +205,7 @@ pub fn validate_produced(
     inflated_max: u64,
 ) -> Result<BatchInfo, StorageError> {
     let header = validate_header(batch, max_message_bytes)?;
+    check_offset_range(&header)?;
     if header.is_control() {
         return Err(StorageError::InvalidRecord(
             "clients may not write control batches".into(),
@@ -231,10 +232,8 @@ pub fn validate_produced(
     })
 }
 
-/// What the header alone can tell (Kafka's `LogValidator.validateBatch`): magic, length
-/// against the buffer and `max.message.bytes`, CRC, a known codec, and an offset range
-/// that agrees with the record count (`lastOffsetDelta == recordCount - 1`), compressed or
-/// not.
+/// What the header alone can tell: magic, length against the buffer and
+/// `max.message.bytes`, CRC, a known codec, an offset range covering the record count.
 fn validate_header(batch: &[u8], max_message_bytes: u32) -> Result<BatchHeader, StorageError> {
     let header = BatchHeader::parse(batch)?;
     let size = header.total_size();
@@ -269,13 +268,27 @@ fn validate_header(batch: &[u8], max_message_bytes: u32) -> Result<BatchHeader, 
             header.compression()
         )));
     }
+    if header.last_offset_delta < header.record_count - 1 {
+        return Err(StorageError::InvalidRecord(format!(
+            "last offset delta {} with {} records",
+            header.last_offset_delta, header.record_count
+        )));
+    }
+    Ok(header)
+}
+
+/// Kafka's `LogValidator.validateBatch` for a batch from a client: the offset range must
+/// agree with the record count exactly (`lastOffsetDelta == recordCount - 1`), compressed or
+/// not, else INVALID_RECORD. (Stored batches are held only to `>=`: a compressed batch an
+/// older broker accepted must not make recovery cut the log.)
+fn check_offset_range(header: &BatchHeader) -> Result<(), StorageError> {
     if i64::from(header.last_offset_delta) + 1 != i64::from(header.record_count) {
         return Err(StorageError::InvalidRecord(format!(
             "inconsistent batch offset range: last offset delta {} with {} records",
             header.last_offset_delta, header.record_count
         )));
     }
-    Ok(header)
+    Ok(())
 }
 
 /// Walks the records of an uncompressed batch; returns the largest timestamp and the offset

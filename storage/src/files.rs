@@ -192,7 +192,10 @@ mod tests {
             assert!(files[3].fd.borrow().is_some());
             files[1].pinned_fd();
             files[1].unpin();
-            assert!(files[3].fd.borrow().is_none(), "unpinning makes room by the bound");
+            assert!(
+                files[3].fd.borrow().is_none(),
+                "unpinning makes room by the bound"
+            );
             drop(files);
             assert_eq!(sealed_segment_files_open(), 0);
             set_sealed_segment_files_open_max(SEALED_SEGMENT_FILES_OPEN_MAX_DEFAULT);

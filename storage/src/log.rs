@@ -216,8 +216,11 @@ impl Log {
         opts: AppendOptions,
     ) -> Result<AppendInfo, StorageError> {
         let cfg = self.config();
-        let infos =
-            batch::validate_all(&batches, cfg.max_message_bytes, cfg.inflated_batch_bytes_max)?;
+        let infos = batch::validate_all(
+            &batches,
+            cfg.max_message_bytes,
+            cfg.inflated_batch_bytes_max,
+        )?;
         let offsets_needed: i64 = infos
             .iter()
             .map(|i| i64::from(i.header.last_offset_delta) + 1)
@@ -339,9 +342,19 @@ impl Log {
             .borrow()
             .as_ref()
             .is_some_and(|i| i.is_full(cfg.segment_index_bytes_max, infos.len()));
-        let aged = active.tracker.get().first_ts.is_some_and(|first| {
-            i64::try_from(cfg.segment_ms).is_ok_and(|ms| now_ms.saturating_sub(first) > ms)
-        });
+        // Kafka's `LogSegment.timeWaitedForRoll`: the incoming batches' largest timestamp
+        // minus the segment's first, or the segment's age when it has no timestamp. Measuring
+        // a client's old CreateTime against the wall clock instead would let every request
+        // roll a segment.
+        let incoming_ts = match cfg.timestamp_type {
+            TimestampType::LogAppendTime => now_ms,
+            TimestampType::CreateTime => infos.iter().map(|i| i.max_timestamp).max().unwrap_or(-1),
+        };
+        let waited = match active.tracker.get().first_ts {
+            Some(first) if first >= 0 => incoming_ts.saturating_sub(first),
+            _ => now_ms.saturating_sub(active.created_ms.get()),
+        };
+        let aged = i64::try_from(cfg.segment_ms).is_ok_and(|ms| waited > ms);
         let log_end = self.state.borrow().log_end;
         let rel_overflow = log_end + offsets_needed - 1 - active.base > RELATIVE_OFFSET_MAX;
         full_bytes || full_index || aged || rel_overflow
@@ -579,7 +592,10 @@ impl Log {
                 if matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE)) =>
             {
                 tracing::warn!(dir = %self.dir.display(), error = %e, "cannot roll a segment");
-                return Err(StorageError::OutOfFiles(format!("{}: {e}", self.dir.display())));
+                return Err(StorageError::OutOfFiles(format!(
+                    "{}: {e}",
+                    self.dir.display()
+                )));
             }
             Err(e) => return Err(e),
         };

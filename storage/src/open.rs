@@ -213,10 +213,7 @@ async fn recover(
 /// of at most about `index.interval.bytes`.
 async fn verify_sealed_end(seg: &Segment, report: &mut RecoveryReport) -> Result<(), StorageError> {
     let size = seg.size.get();
-    let start = match seg.last_index_position().await {
-        Ok(pos) if pos < size => pos,
-        Ok(_) | Err(_) => 0,
-    };
+    let start = seg.last_index_position().await;
     // This check logs what it finds itself, with the offsets lost.
     seg.damage_logged.set(true);
     let mut reader = HeaderReader::new(seg, size);

@@ -69,7 +69,11 @@ impl Log {
             return Ok(None);
         };
         let found = self.offset_for_timestamp(max.timestamp_ms).await?;
-        Ok(Some(found.filter(|f| f.timestamp_ms == max.timestamp_ms).unwrap_or(max)))
+        Ok(Some(
+            found
+                .filter(|f| f.timestamp_ms == max.timestamp_ms)
+                .unwrap_or(max),
+        ))
     }
 
     /// Deletes whole segments (never the active one) older than retention.ms or beyond
@@ -200,14 +204,21 @@ impl Log {
         if offset.0 <= first_base || offset.0 < log_start {
             return self.truncate_fully(offset.0).await;
         }
-        let (target, doomed) = {
-            let mut st = self.state.borrow_mut();
-            let target_base = st
-                .segments
+        // The target becomes the active segment: pin its file before it is the last one in
+        // the map (an fsync started meanwhile uses the active segment's pinned file).
+        let target_seg = {
+            let st = self.state.borrow();
+            st.segments
                 .range(..offset.0)
                 .next_back()
-                .map(|(b, _)| *b)
-                .unwrap_or(first_base);
+                .map(|(_, s)| s.clone())
+        };
+        if let Some(t) = &target_seg {
+            t.log.pin().await?;
+        }
+        let (target, doomed) = {
+            let mut st = self.state.borrow_mut();
+            let target_base = target_seg.as_ref().map_or(first_base, |s| s.base);
             let doomed_keys: Vec<i64> = st.segments.range(offset.0..).map(|(b, _)| *b).collect();
             let doomed: Vec<Rc<Segment>> = doomed_keys
                 .iter()
@@ -398,9 +409,8 @@ async fn record_in_batch(
         return Ok(batch_level);
     }
     let bytes = seg.log.get().await?.read_exact(pos, h.total_size()).await?;
-    let wanted = |delta: i32, ts: i64| {
-        ts >= timestamp_ms && h.base_offset + i64::from(delta) >= log_start
-    };
+    let wanted =
+        |delta: i32, ts: i64| ts >= timestamp_ms && h.base_offset + i64::from(delta) >= log_start;
     let found = if h.is_compressed() {
         // Validated on append; a walk that fails now (a bound lowered since) falls back to
         // the batch-level answer rather than failing the look-up.

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
+use crate::batch::BatchHeader;
 use crate::error::StorageError;
 use crate::io::Fd;
 use crate::segment::{HeaderReader, Segment};
@@ -109,7 +110,12 @@ async fn read_segment(
         view.seg.ensure_indexes(req.index_interval_bytes).await?;
         let start = if first {
             match view.seg.locate(req.offset, view.size).await? {
-                Some((pos, _)) => pos,
+                Some((pos, h)) => {
+                    if h.base_offset < req.offset {
+                        verify_crc(&view.seg, pos, &h).await?;
+                    }
+                    pos
+                }
                 None => return Ok(None),
             }
         } else {
@@ -128,6 +134,30 @@ async fn read_segment(
         }
         Ok(Some(stop))
     }
+}
+
+/// A fetch from inside a batch is what a client does when it could not decode all of that
+/// batch (it asks again from the first record it lacks); Kafka would hand it the same bytes
+/// forever. So that batch's CRC is checked (one read of one batch, only for such fetches):
+/// a mismatch is damage on disk, refused as CORRUPT_MESSAGE and logged.
+async fn verify_crc(seg: &Segment, pos: u64, h: &BatchHeader) -> Result<(), StorageError> {
+    let bytes = seg.log.get().await?.read_exact(pos, h.total_size()).await?;
+    let crc = crate::batch::compute_crc(&bytes);
+    if crc == h.crc {
+        return Ok(());
+    }
+    let file = crate::segment::log_path(&seg.dir, seg.base);
+    let reason = format!("crc mismatch: header {:#010x}, computed {crc:#010x}", h.crc);
+    if !seg.damage_logged.replace(true) {
+        tracing::warn!(file = %file.display(), position = pos, bytes = h.total_size(),
+            offsets = %format!("{}..={}", h.base_offset, h.last_offset()), %reason,
+            "damaged segment: a stored batch fails its CRC");
+    }
+    Err(StorageError::DamagedSegment {
+        file: file.display().to_string(),
+        position: pos,
+        reason,
+    })
 }
 
 /// End position of the run of whole batches from `start` that fits `budget` bytes (or the

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use crate::batch::{BatchHeader, BATCH_HEADER_LEN};
-use crate::files::SegmentFile;
 use crate::error::StorageError;
+use crate::files::SegmentFile;
 use crate::index::{self, Indexes, OFFSET_ENTRY_LEN, TIME_ENTRY_LEN};
 use crate::io::Fd;
 use crate::offset::TimestampOffset;
@@ -123,6 +123,9 @@ pub(crate) struct Segment {
     /// Largest timestamp in the segment, when known.
     pub max_ts: Cell<Option<TimestampOffset>>,
     pub mtime_ms: Cell<i64>,
+    /// When the segment was created (or, for one found at open, its file's mtime): the age
+    /// `segment.ms` measures when the segment holds no timestamp.
+    pub created_ms: Cell<i64>,
     /// Index-building state of the active segment.
     pub tracker: Cell<Tracker>,
     pub indexes: RefCell<Option<Indexes>>,
@@ -167,6 +170,7 @@ impl Segment {
             next_offset: Cell::new(base),
             max_ts: Cell::new(None),
             mtime_ms: Cell::new(mtime_ms),
+            created_ms: Cell::new(mtime_ms),
             tracker: Cell::new(Tracker::default()),
             indexes: RefCell::new(None),
             index_fds: RefCell::new(None),
@@ -320,21 +324,39 @@ impl Segment {
         })
     }
 
-    /// Position of the batch named by the last `.index` entry (0 when the index is empty).
-    pub async fn last_index_position(&self) -> Result<u64, StorageError> {
-        let fd = Fd::open_ro(&index_path(&self.dir, self.base)).await?;
-        let (len, _) = fd.stat().await?;
-        let whole = len - len % OFFSET_ENTRY_LEN as u64;
-        if whole == 0 {
-            return Ok(0);
+    /// Position of the batch named by the last `.index` entry, when that entry is proven
+    /// by the log: a batch header at that position whose last offset is the entry's. 0 (walk
+    /// from the start) when the index is empty, unreadable or does not match the log.
+    pub async fn last_index_position(&self) -> u64 {
+        let Ok(fd) = Fd::open_ro(&index_path(&self.dir, self.base)).await else {
+            return 0;
+        };
+        let len = match fd.stat().await {
+            Ok((len, _)) if len > 0 && len % OFFSET_ENTRY_LEN as u64 == 0 => len,
+            _ => return 0,
+        };
+        let Ok(entry) = fd
+            .read_exact(len - OFFSET_ENTRY_LEN as u64, OFFSET_ENTRY_LEN)
+            .await
+        else {
+            return 0;
+        };
+        let Ok(entries) = index::parse_offsets(&entry, self.size.get()) else {
+            return 0;
+        };
+        let Some(&(rel, pos)) = entries.first() else {
+            return 0;
+        };
+        let Ok(log) = self.log.get().await else {
+            return 0;
+        };
+        match log.read_exact(u64::from(pos), BATCH_HEADER_LEN).await {
+            Ok(bytes) => match BatchHeader::parse(&bytes) {
+                Ok(h) if h.last_offset() == self.base + i64::from(rel) => u64::from(pos),
+                _ => 0,
+            },
+            Err(_) => 0,
         }
-        let bytes = fd
-            .read_exact(whole - OFFSET_ENTRY_LEN as u64, OFFSET_ENTRY_LEN)
-            .await?;
-        Ok(bytes
-            .get(4..8)
-            .and_then(|b| b.try_into().ok())
-            .map_or(0, |b| u64::from(u32::from_be_bytes(b))))
     }
 
     /// Reads the last `.timeindex` entry of a sealed segment: its largest timestamp.
@@ -438,7 +460,13 @@ impl<'a> HeaderReader<'a> {
                 self.damaged(pos, &format!("partial batch header ({len} bytes)"));
                 return Ok(None);
             }
-            self.chunk = self.seg.log.get().await?.read_exact(pos, len as usize).await?;
+            self.chunk = self
+                .seg
+                .log
+                .get()
+                .await?
+                .read_exact(pos, len as usize)
+                .await?;
             self.chunk_pos = pos;
         }
         let at = (pos - self.chunk_pos) as usize;

@@ -55,7 +55,11 @@ fn timestamp_lookups_see_records_inside_compressed_batches() {
                     target - T
                 );
             }
-            assert!(log.offset_for_timestamp(T + 14_001).await.unwrap().is_none());
+            assert!(log
+                .offset_for_timestamp(T + 14_001)
+                .await
+                .unwrap()
+                .is_none());
             let max = log.max_timestamp_record().await.unwrap().unwrap();
             assert_eq!((max.offset, max.timestamp_ms), (Offset(9), T + 14_000));
             // The same after a restart (indexes from disk, lazily loaded).
@@ -73,7 +77,9 @@ fn timestamp_lookups_see_records_inside_compressed_batches() {
 fn a_wrong_header_max_timestamp_is_rewritten_from_the_records() {
     let root = tempfile::tempdir().unwrap();
     rt().block_on(async {
-        let log = Log::open(part_dir(root.path()), LogConfig::default()).await.unwrap();
+        let log = Log::open(part_dir(root.path()), LogConfig::default())
+            .await
+            .unwrap();
         let mut b = timed(CODEC_ZSTD, 0, 5);
         b[35..43].copy_from_slice(&(T + 99_000).to_be_bytes());
         set_crc(&mut b);
@@ -91,7 +97,9 @@ fn a_wrong_header_max_timestamp_is_rewritten_from_the_records() {
 fn inconsistent_or_undecodable_batches_are_refused_and_nothing_is_written() {
     let root = tempfile::tempdir().unwrap();
     rt().block_on(async {
-        let log = Log::open(part_dir(root.path()), LogConfig::default()).await.unwrap();
+        let log = Log::open(part_dir(root.path()), LogConfig::default())
+            .await
+            .unwrap();
         // rel-01: one record whose header claims 2^31 - 1 offsets.
         let mut gap = timed(CODEC_GZIP, 0, 1);
         gap[23..27].copy_from_slice(&2_147_483_646i32.to_be_bytes());
@@ -118,7 +126,10 @@ fn inconsistent_or_undecodable_batches_are_refused_and_nothing_is_written() {
         assert_eq!(log.log_end_offset(), Offset(0));
         assert_eq!(log.segment_count(), 1);
         assert_eq!(log.size_bytes(), 0);
-        let ok = log.append(timed(CODEC_SNAPPY, 0, 3), opts(T)).await.unwrap();
+        let ok = log
+            .append(timed(CODEC_SNAPPY, 0, 3), opts(T))
+            .await
+            .unwrap();
         assert_eq!((ok.base_offset, ok.last_offset), (Offset(0), Offset(2)));
     });
 }
