@@ -8,6 +8,7 @@
 //! `shard` is one shard's life from start to clean shutdown; `config` the broker settings.
 
 pub mod atomic_file;
+pub mod clean_shutdown;
 pub mod config;
 pub mod groups;
 pub mod handlers;
@@ -51,6 +52,7 @@ pub fn run(config: BrokerConfig) -> Result<(), BrokerError> {
         path: config.data_dir.clone(),
         source,
     })?;
+    let previous_shutdown_clean = clean_shutdown::take(&config.data_dir);
     let wanted = config.listen_addr()?;
     // Port 0: bind once here to learn the real port, keep the socket (bound, not listening, so
     // it never takes connections) until the shards have bound the same port with SO_REUSEPORT.
@@ -73,12 +75,19 @@ pub fn run(config: BrokerConfig) -> Result<(), BrokerError> {
         listen,
         advertised_host,
         advertised_port,
+        previous_shutdown_clean,
+        close_failed: std::sync::atomic::AtomicBool::new(false),
     });
+    let shards_boot = boot.clone();
     let result = shards::run(runtime, move |ctx, inbox| {
-        shard::shard_main(boot.clone(), ctx, inbox)
+        shard::shard_main(shards_boot.clone(), ctx, inbox)
     });
     drop(reservation);
-    result.map_err(BrokerError::from)
+    result.map_err(BrokerError::from)?;
+    if !boot.close_failed.load(std::sync::atomic::Ordering::SeqCst) {
+        clean_shutdown::mark(&boot.config.data_dir);
+    }
+    Ok(())
 }
 
 fn reserve_port(addr: SocketAddr) -> Result<(Option<socket2::Socket>, SocketAddr), BrokerError> {

@@ -419,6 +419,8 @@ pub async fn adopt_topics(shard: &Shard, changed: Vec<TopicMeta>) {
 /// be opened stops the broker (see [`storage_offline`]): it is never left in the registry,
 /// advertised in Metadata, without a log behind it.
 pub async fn open_owned(shard: &Shard, metas: &[TopicMeta]) {
+    use futures_util::stream::{self, StreamExt};
+    let mut to_open = Vec::new();
     for meta in metas {
         let config = match topics::config::resolve(&shard.default_log, &meta.configs) {
             Ok(config) => config,
@@ -434,21 +436,38 @@ pub async fn open_owned(shard: &Shard, metas: &[TopicMeta]) {
                 open.log.set_config(config.clone());
                 continue;
             }
-            let dir = shard.config.data_dir.join(tp.dir_name());
-            match storage::Log::open(dir, config.clone()).await {
-                Ok(log) => {
-                    let waiters_max = shard.config.fetch_waiters_per_partition_max;
-                    let producers = producer_states(shard, &tp, &log).await;
-                    shard.partitions.insert(Rc::new(Partition::new(
-                        tp,
-                        log,
-                        waiters_max,
-                        producers,
-                    )));
-                }
-                Err(e) => storage_offline(shard, &tp.dir_name(), &e.to_string()),
-            }
+            to_open.push((tp, config.clone()));
         }
+    }
+    // Several at a time: each open is a chain of small io_uring operations, so start-up and
+    // CreateTopics of thousands of partitions are not one long sequence of round trips.
+    stream::iter(to_open)
+        .for_each_concurrent(OPENS_IN_FLIGHT_MAX, |(tp, config)| open_one(shard, tp, config))
+        .await;
+}
+
+/// Partitions of one shard opened at the same time.
+const OPENS_IN_FLIGHT_MAX: usize = 64;
+
+async fn open_one(shard: &Shard, tp: TopicPartition, config: storage::LogConfig) {
+    let dir = shard.config.data_dir.join(tp.dir_name());
+    let options = storage::OpenOptions {
+        previous_shutdown_clean: shard.previous_shutdown_clean,
+        // The data directory's clean-shutdown marker is gone while the broker runs.
+        mark_unclean_on_open: false,
+    };
+    match storage::Log::open_with(dir, config, options).await {
+        Ok(log) => {
+            let waiters_max = shard.config.fetch_waiters_per_partition_max;
+            let producers = producer_states(shard, &tp, &log).await;
+            shard.partitions.insert(Rc::new(Partition::new(
+                tp,
+                log,
+                waiters_max,
+                producers,
+            )));
+        }
+        Err(e) => storage_offline(shard, &tp.dir_name(), &e.to_string()),
     }
 }
 
