@@ -1,7 +1,8 @@
 //! ListOffsets: earliest (-2), latest (-1, the high watermark), max timestamp (-3), earliest
 //! local (-4, same as earliest: no tiered storage) or the first offset at/after a timestamp.
 //!
-//! Invariant: every requested partition gets exactly one answer, in request order.
+//! Invariant: every requested partition gets exactly one answer, in request order; a partition
+//! named more than once gets INVALID_REQUEST on each entry (Kafka's rule).
 
 use std::rc::Rc;
 
@@ -9,6 +10,7 @@ use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+use kafka_protocol::ResponseError;
 
 use super::error::partition_error_code;
 use super::{HandlerFuture, Outcome, Request};
@@ -19,6 +21,13 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
     Box::pin(async move {
         let version = request.version();
         let body: ListOffsetsRequest = request.decode()?;
+        // Kafka answers every entry of a partition named more than once INVALID_REQUEST and
+        // looks none of them up.
+        let repeated = super::dedup::repeated(body.topics.iter().flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(move |p| (t.name.0.to_string(), p.partition_index))
+        }));
         let queries = body
             .topics
             .iter()
@@ -27,6 +36,7 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
                     .iter()
                     .map(move |p| (t.name.0.to_string(), p.partition_index, p.timestamp))
             })
+            .filter(|(name, index, _)| !repeated.contains(&(name.clone(), *index)))
             .collect();
         let mut results = query(&shard, queries).await.into_iter();
         let topics = body
@@ -37,9 +47,13 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
                     .partitions
                     .iter()
                     .map(|p| {
-                        let result = results.next().unwrap_or(Err(PartitionError::Unavailable));
                         let response = ListOffsetsPartitionResponse::default()
                             .with_partition_index(p.partition_index);
+                        if repeated.contains(&(topic.name.0.to_string(), p.partition_index)) {
+                            return response
+                                .with_error_code(ResponseError::InvalidRequest.code());
+                        }
+                        let result = results.next().unwrap_or(Err(PartitionError::Unavailable));
                         match result {
                             Ok(ok) => {
                                 let answer =

@@ -323,20 +323,21 @@ pub async fn create_topics(
     );
     let mut results: Vec<CreateResult> = Vec::with_capacity(topics.len());
     let mut created = Vec::new();
+    let mut created_names = std::collections::HashSet::new();
     // The registry lock serialises validate-snapshot-persist, so two concurrent creates never
     // both succeed for one name and an older snapshot never overwrites a newer file.
     let _guard = shard.registry_lock.lock().await;
     for topic in topics {
         let checked = validate_new_topic(shard, &topic);
         let checked = checked.and_then(|meta| {
-            let duplicate = created.iter().any(|m: &TopicMeta| m.name == meta.name);
-            if duplicate {
+            if created_names.contains(&meta.name) {
                 Err(TopicError::AlreadyExists(meta.name))
             } else {
                 Ok(meta)
             }
         });
         if let (Ok(meta), false) = (&checked, validate_only) {
+            created_names.insert(meta.name.clone());
             created.push(meta.clone());
         }
         results.push(checked);
