@@ -10,6 +10,7 @@
 pub mod atomic_file;
 /// The admin CLI (`sluice topic ...`): a Kafka client, outside the request flow above.
 pub mod cli;
+pub mod clean_shutdown;
 pub mod config;
 pub mod groups;
 pub mod handlers;
@@ -57,6 +58,7 @@ pub fn run(config: BrokerConfig) -> Result<(), BrokerError> {
         path: config.data_dir.clone(),
         source,
     })?;
+    let previous_shutdown_clean = clean_shutdown::take(&config.data_dir);
     // Port 0: bind once here to learn the real port, keep the socket (bound, not listening, so
     // it never takes connections) until the shards have bound the same port with SO_REUSEPORT.
     let (reservations, listeners) = bind_listeners(&config)?;
@@ -86,12 +88,19 @@ pub fn run(config: BrokerConfig) -> Result<(), BrokerError> {
         advertised_port,
         listeners,
         credentials: Arc::new(credentials),
+        previous_shutdown_clean,
+        close_failed: std::sync::atomic::AtomicBool::new(false),
     });
+    let shards_boot = boot.clone();
     let result = shards::run(runtime, move |ctx, inbox| {
-        shard::shard_main(boot.clone(), ctx, inbox)
+        shard::shard_main(shards_boot.clone(), ctx, inbox)
     });
     drop(reservations);
-    result.map_err(BrokerError::from)
+    result.map_err(BrokerError::from)?;
+    if !boot.close_failed.load(std::sync::atomic::Ordering::SeqCst) {
+        clean_shutdown::mark(&boot.config.data_dir);
+    }
+    Ok(())
 }
 
 /// Resolves every listener's port (reserving port-0 ones), its advertised address and, for TLS

@@ -25,7 +25,18 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
         let body: CreateTopicsRequest = request.decode()?;
         let mut early: Vec<Option<CreatableTopicResult>> = Vec::new();
         let mut wanted = Vec::new();
+        // Kafka: every mention of a topic named more than once is INVALID_REQUEST.
+        let repeated = super::dedup::repeated(body.topics.iter().map(|t| t.name.0.to_string()));
         for topic in &body.topics {
+            if repeated.contains(topic.name.0.as_str()) {
+                early.push(Some(
+                    CreatableTopicResult::default()
+                        .with_name(topic.name.clone())
+                        .with_error_code(ResponseError::InvalidRequest.code())
+                        .with_error_message(Some(str_bytes("Duplicate topic name."))),
+                ));
+                continue;
+            }
             match to_new_topic(&shard, topic) {
                 Ok(new_topic) => {
                     early.push(None);

@@ -15,7 +15,9 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
     Box::pin(async move {
         let version = request.version();
         let body: DeleteGroupsRequest = request.decode()?;
-        let deletes = body.groups_names.iter().map(|g| {
+        // Kafka deletes the set of named groups: a repeated name is answered once.
+        let names = super::dedup::first_wins(body.groups_names, Clone::clone);
+        let deletes = names.iter().map(|g| {
             groups::route(
                 &shard,
                 GroupOp::Delete {
@@ -23,9 +25,8 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
                 },
             )
         });
-        let answers = futures_util::future::join_all(deletes).await;
-        let results = body
-            .groups_names
+        let answers = super::dedup::in_order(deletes).await;
+        let results = names
             .iter()
             .zip(answers)
             .map(|(id, answer)| {

@@ -1,7 +1,8 @@
 //! DeleteRecords: advances each partition's log start offset on its owning shard (offset -1 =
 //! the high watermark) and answers the new low watermark.
 //!
-//! Invariant: every requested partition gets exactly one answer, in request order; a failed
+//! Invariant: every distinct requested partition gets exactly one answer (Kafka keys the request
+//! by topic-partition: a repeated one is answered once, its last offset winning); a failed
 //! partition answers low watermark -1 (Kafka's INVALID_LOW_WATERMARK).
 
 use std::rc::Rc;
@@ -24,27 +25,38 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
     Box::pin(async move {
         let version = request.version();
         let body: DeleteRecordsRequest = request.decode()?;
-        let wanted = body
-            .topics
+        // Kafka keys the request by topic-partition: one answer per distinct partition, the
+        // last offset asked for it winning.
+        let flat = body.topics.iter().flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(move |p| (t.name.clone(), p.partition_index, p.offset))
+        });
+        let distinct = super::dedup::last_wins(flat, |(name, index, _)| (name.clone(), *index));
+        let by_topic = super::dedup::group_in_order(
+            distinct
+                .into_iter()
+                .map(|(name, index, offset)| (name, (index, offset))),
+        );
+        // Routed in the answer's order, so the results line up with it.
+        let wanted = by_topic
             .iter()
-            .flat_map(|t| {
-                t.partitions
+            .flat_map(|(name, partitions)| {
+                partitions
                     .iter()
-                    .map(move |p| (t.name.0.to_string(), p.partition_index, p.offset))
+                    .map(move |&(index, offset)| (name.0.to_string(), index, offset))
             })
             .collect();
         let mut results = delete(&shard, wanted).await.into_iter();
-        let topics = body
-            .topics
+        let topics = by_topic
             .into_iter()
-            .map(|topic| {
-                let partitions = topic
-                    .partitions
-                    .iter()
-                    .map(|p| {
+            .map(|(name, partitions)| {
+                let partitions = partitions
+                    .into_iter()
+                    .map(|(index, _)| {
                         let result = results.next().unwrap_or(Err(PartitionError::Unavailable));
-                        let answer = DeleteRecordsPartitionResult::default()
-                            .with_partition_index(p.partition_index);
+                        let answer =
+                            DeleteRecordsPartitionResult::default().with_partition_index(index);
                         match result {
                             Ok(low) => answer.with_low_watermark(low),
                             Err(e) => answer
@@ -54,7 +66,7 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
                     })
                     .collect();
                 DeleteRecordsTopicResult::default()
-                    .with_name(topic.name)
+                    .with_name(name)
                     .with_partitions(partitions)
             })
             .collect();

@@ -24,7 +24,7 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
                 },
             )
         });
-        let answers = futures_util::future::join_all(lookups).await;
+        let answers = super::dedup::in_order(lookups).await;
         let described = body
             .groups
             .iter()

@@ -151,6 +151,12 @@ fn resolve(
             }
         }
     }
+    // Kafka keys the fetch by topic-partition (a LinkedHashMap): a repeated partition is read
+    // and answered once, with the last entry's offset and limit.
+    let requested = super::dedup::last_wins(requested, |p| p.tp.clone());
+    let unresolved = super::dedup::last_wins(unresolved, |u| {
+        (u.name.clone(), u.topic_id, u.partition)
+    });
     (requested, unresolved)
 }
 
@@ -166,6 +172,7 @@ fn forgotten(shard: &Shard, body: &FetchRequest, version: i16) -> Vec<TopicParti
             Some(topic.topic.0.to_string())
         };
         if let Some(name) = name {
+            // A repeated forgotten partition is forgotten once.
             out.extend(
                 topic
                     .partitions
@@ -174,7 +181,7 @@ fn forgotten(shard: &Shard, body: &FetchRequest, version: i16) -> Vec<TopicParti
             );
         }
     }
-    out
+    super::dedup::first_wins(out, Clone::clone)
 }
 
 /// The first read of every partition: at most min(partition_max_bytes, max_bytes) each, at

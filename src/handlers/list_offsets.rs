@@ -4,7 +4,8 @@
 //! Each answer carries the leader epoch of its offset, from the partition's leader-epoch cache;
 //! a `current_leader_epoch` other than the partition's is fenced (KIP-320).
 //!
-//! Invariant: every requested partition gets exactly one answer, in request order.
+//! Invariant: every requested partition gets exactly one answer, in request order; a partition
+//! named more than once gets INVALID_REQUEST on each entry (Kafka's rule).
 
 use std::rc::Rc;
 
@@ -12,6 +13,7 @@ use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+use kafka_protocol::ResponseError;
 
 use super::error::partition_error_code;
 use super::{HandlerFuture, Outcome, Request};
@@ -22,6 +24,13 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
     Box::pin(async move {
         let version = request.version();
         let body: ListOffsetsRequest = request.decode()?;
+        // Kafka answers every entry of a partition named more than once INVALID_REQUEST and
+        // looks none of them up.
+        let repeated = super::dedup::repeated(body.topics.iter().flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(move |p| (t.name.0.to_string(), p.partition_index))
+        }));
         let queries = body
             .topics
             .iter()
@@ -37,6 +46,7 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
                         (t.name.0.to_string(), p.partition_index, wanted)
                     })
             })
+            .filter(|(name, index, _)| !repeated.contains(&(name.clone(), *index)))
             .collect();
         let mut results = query(&shard, queries).await.into_iter();
         let topics = body
@@ -47,9 +57,13 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
                     .partitions
                     .iter()
                     .map(|p| {
-                        let result = results.next().unwrap_or(Err(PartitionError::Unavailable));
                         let response = ListOffsetsPartitionResponse::default()
                             .with_partition_index(p.partition_index);
+                        if repeated.contains(&(topic.name.0.to_string(), p.partition_index)) {
+                            return response
+                                .with_error_code(ResponseError::InvalidRequest.code());
+                        }
+                        let result = results.next().unwrap_or(Err(PartitionError::Unavailable));
                         match result {
                             Ok(ok) => {
                                 let answer =

@@ -38,28 +38,37 @@ enum Wanted {
     Id(uuid::Uuid),
 }
 
+impl Wanted {
+    fn key(&self) -> (Option<String>, uuid::Uuid) {
+        match self {
+            Wanted::Name(name) => (Some(name.clone()), uuid::Uuid::nil()),
+            Wanted::Id(id) => (None, *id),
+        }
+    }
+}
+
 async fn respond(shard: &Rc<Shard>, body: &MetadataRequest, version: i16) -> MetadataResponse {
     let wanted: Option<Vec<Wanted>> = match &body.topics {
         None => None,
         // v0 spells "all topics" as an empty list.
         Some(list) if version == 0 && list.is_empty() => None,
-        Some(list) => Some(
-            // A non-zero topic id selects by id, whatever the name holds: the Java client
-            // sends "" (the field's default), not null, beside an id (Kafka's KafkaApis decides
-            // by the id the same way).
-            list.iter()
-                .map(|t| match &t.name {
-                    _ if !t.topic_id.is_nil() => Wanted::Id(t.topic_id),
-                    Some(name) => Wanted::Name(name.0.to_string()),
-                    None => Wanted::Id(t.topic_id),
-                })
-                .collect(),
-        ),
+        // Kafka turns the requested topics into a set: one entry per distinct topic. A
+        // non-zero topic id selects by id, whatever the name holds: the Java client sends ""
+        // (the field's default), not null, beside an id (Kafka's KafkaApis decides by the id
+        // the same way).
+        Some(list) => Some(super::dedup::first_wins(
+            list.iter().map(|t| match &t.name {
+                _ if !t.topic_id.is_nil() => Wanted::Id(t.topic_id),
+                Some(name) => Wanted::Name(name.0.to_string()),
+                None => Wanted::Id(t.topic_id),
+            }),
+            Wanted::key,
+        )),
     };
     // v0-v3 have no allow flag and always auto-create.
     let allow_create =
         (version < 4 || body.allow_auto_topic_creation) && shard.config.auto_create_topics_enable;
-    let mut create_errors = Vec::new();
+    let mut create_errors = std::collections::HashMap::new();
     if let (Some(wanted), true) = (&wanted, allow_create) {
         let missing: Vec<String> = wanted
             .iter()
@@ -70,20 +79,25 @@ async fn respond(shard: &Rc<Shard>, body: &MetadataRequest, version: i16) -> Met
                 _ => None,
             })
             .collect();
-        create_errors = auto_create(shard, missing).await;
+        create_errors = auto_create(shard, missing).await.into_iter().collect();
     }
-    let topics = match wanted {
-        None => shard
-            .topics
-            .borrow()
-            .iter()
-            .map(|m| topic_entry(shard, m, version))
-            .collect(),
-        Some(wanted) => wanted
-            .iter()
-            .map(|w| describe_wanted(shard, w, &create_errors, version))
-            .collect(),
-    };
+    let mut budget = super::dedup::Budget::new();
+    let mut topics = Vec::new();
+    match wanted {
+        None => {
+            let all: Vec<TopicMeta> = shard.topics.borrow().iter().cloned().collect();
+            for meta in &all {
+                topics.push(topic_entry(shard, meta, version));
+                budget.tick().await;
+            }
+        }
+        Some(wanted) => {
+            for w in &wanted {
+                topics.push(describe_wanted(shard, w, &create_errors, version));
+                budget.tick().await;
+            }
+        }
+    }
     let broker = MetadataResponseBroker::default()
         .with_node_id(BrokerId(shard.config.node_id))
         .with_host(str_bytes(&shard.advertised_host))
@@ -106,7 +120,7 @@ async fn respond(shard: &Rc<Shard>, body: &MetadataRequest, version: i16) -> Met
 fn describe_wanted(
     shard: &Shard,
     wanted: &Wanted,
-    create_errors: &[(String, TopicError)],
+    create_errors: &std::collections::HashMap<String, TopicError>,
     version: i16,
 ) -> MetadataResponseTopic {
     let table = shard.topics.borrow();
@@ -123,8 +137,8 @@ fn describe_wanted(
         return topic_entry(shard, &meta, version);
     }
     let code = match (&name, wanted) {
-        (Some(name), _) => match create_errors.iter().find(|(n, _)| n == name) {
-            Some((_, error)) => topic_error_code(error),
+        (Some(name), _) => match create_errors.get(name) {
+            Some(error) => topic_error_code(error),
             None if topics::validate_name(name).is_err() => {
                 ResponseError::InvalidTopicException.code()
             }

@@ -11,6 +11,7 @@ pub mod alter_configs;
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
+pub mod dedup;
 pub mod delete_groups;
 pub mod delete_records;
 pub mod delete_topics;

@@ -30,7 +30,7 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
                 });
                 fetch(&shard, g.group_id.0.to_string(), wanted)
             });
-            let results = futures_util::future::join_all(lookups).await;
+            let results = super::dedup::in_order(lookups).await;
             let groups = body
                 .groups
                 .iter()

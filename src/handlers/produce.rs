@@ -1,5 +1,6 @@
 //! Produce: validates acks, resolves topics (auto-creating when enabled), routes each
-//! partition's batches to its owner and answers per partition in request order.
+//! partition's batches to its owner and answers per partition in request order. Repeated
+//! topic-partitions collapse into one (the last records win, as in Kafka's map).
 //!
 //! Invariants: acks=-1 is answered only after the owner fsynced the append; acks=0 gets no
 //! response (an error then closes the connection, Kafka's way of telling such a producer);
@@ -42,37 +43,33 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
 
 async fn respond(shard: &Rc<Shard>, body: ProduceRequest) -> ProduceResponse {
     let acks = body.acks;
+    let layout = distinct_partitions(body);
     if shard.config.auto_create_topics_enable {
-        let missing: Vec<String> = body
-            .topic_data
+        let missing: Vec<String> = layout
             .iter()
-            .map(|t| t.name.0.to_string())
+            .map(|(name, _)| name.0.to_string())
             .filter(|name| shard.topics.borrow().get(name).is_none())
             .collect();
         super::metadata::auto_create(shard, missing).await;
     }
+    let mut budget = super::dedup::Budget::new();
     let mut entries = Vec::new();
-    let mut layout: Vec<(kafka_protocol::messages::TopicName, Vec<i32>)> = Vec::new();
-    for topic in body.topic_data {
-        let name = topic.name.0.to_string();
-        let mut indices = Vec::with_capacity(topic.partition_data.len());
-        for partition in topic.partition_data {
-            indices.push(partition.index);
-            entries.push(check(
-                shard,
-                acks,
-                name.clone(),
-                partition.index,
-                partition.records,
-            ));
+    let mut answer_layout: Vec<(kafka_protocol::messages::TopicName, Vec<i32>)> = Vec::new();
+    for (topic, partitions) in layout {
+        let name = topic.0.to_string();
+        let mut indices = Vec::with_capacity(partitions.len());
+        for (index, records) in partitions {
+            indices.push(index);
+            entries.push(check(shard, acks, name.clone(), index, records));
+            budget.tick().await;
         }
-        layout.push((topic.name, indices));
+        answer_layout.push((topic, indices));
     }
     let router = Router::new(shard.clone());
     let mut results = super::route::route_in_order(entries, |items| router.produce(items, acks))
         .await
         .into_iter();
-    let responses = layout
+    let responses = answer_layout
         .into_iter()
         .map(|(name, indices)| {
             let partitions = indices
@@ -88,6 +85,27 @@ async fn respond(shard: &Rc<Shard>, body: ProduceRequest) -> ProduceResponse {
         })
         .collect();
     ProduceResponse::default().with_responses(responses)
+}
+
+/// Topics and their partitions' records as Kafka keys them (a map by topic-partition): one
+/// entry per distinct partition, the last records sent for it winning in its first place;
+/// topics without partitions get no entry. So repeated entries cost nothing downstream.
+fn distinct_partitions(
+    body: ProduceRequest,
+) -> Vec<(kafka_protocol::messages::TopicName, Vec<(i32, Option<Bytes>)>)> {
+    let flat = body.topic_data.into_iter().flat_map(|topic| {
+        let name = topic.name;
+        topic
+            .partition_data
+            .into_iter()
+            .map(move |p| (name.clone(), p.index, p.records))
+    });
+    let distinct = super::dedup::last_wins(flat, |(name, index, _)| (name.clone(), *index));
+    super::dedup::group_in_order(
+        distinct
+            .into_iter()
+            .map(|(name, index, records)| (name, (index, records))),
+    )
 }
 
 /// One partition's batches, ready to route, or why they are refused here.

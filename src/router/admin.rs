@@ -52,7 +52,7 @@ impl From<AlterError> for AdminError {
 }
 
 /// A topic named in DeleteTopics.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum TopicRef {
     Name(String),
     Id(TopicId),
@@ -288,8 +288,27 @@ fn alter_configs(shard: &Shard, name: &str, change: &ConfigChange) -> ChangeResu
 
 async fn delete_topics(shard: &Shard, refs: Vec<TopicRef>) -> Vec<ChangeResult> {
     let mut doomed: Vec<TopicMeta> = Vec::new();
+    let mut doomed_names = std::collections::HashSet::new();
     let mut results: Vec<ChangeResult> = Vec::with_capacity(refs.len());
+    // Kafka: every mention of a topic named (or id given) more than once is INVALID_REQUEST,
+    // and that topic is not deleted.
+    let mut mentions: std::collections::HashMap<&TopicRef, usize> = std::collections::HashMap::new();
+    for topic in &refs {
+        *mentions.entry(topic).or_default() += 1;
+    }
+    let repeated: std::collections::HashSet<TopicRef> = mentions
+        .into_iter()
+        .filter(|(_, n)| *n > 1)
+        .map(|(r, _)| r.clone())
+        .collect();
     for topic in refs {
+        if repeated.contains(&topic) {
+            results.push(Err(AdminError::InvalidRequest(match topic {
+                TopicRef::Name(_) => "Duplicate topic name.".into(),
+                TopicRef::Id(_) => "Duplicate topic id.".into(),
+            })));
+            continue;
+        }
         let found = {
             let table = shard.topics.borrow();
             match &topic {
@@ -307,7 +326,7 @@ async fn delete_topics(shard: &Shard, refs: Vec<TopicRef>) -> Vec<ChangeResult> 
                     "Cannot delete internal topic {}",
                     meta.name
                 )))
-            } else if doomed.iter().any(|d| d.name == meta.name) {
+            } else if doomed_names.contains(&meta.name) {
                 Err(AdminError::InvalidRequest(
                     "Duplicate topic in request.".into(),
                 ))
@@ -316,6 +335,7 @@ async fn delete_topics(shard: &Shard, refs: Vec<TopicRef>) -> Vec<ChangeResult> 
             }
         });
         if let Ok(meta) = &found {
+            doomed_names.insert(meta.name.clone());
             doomed.push(meta.clone());
         }
         results.push(found);

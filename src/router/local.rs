@@ -346,6 +346,8 @@ pub async fn create_topics(
     );
     let mut results: Vec<CreateResult> = Vec::with_capacity(topics.len());
     let mut created = Vec::new();
+    // Names created by this request, keyed by their collision form ('.' and '_' alike).
+    let mut created_names = std::collections::HashMap::new();
     // The registry lock serialises validate-snapshot-persist, so two concurrent creates never
     // both succeed for one name and an older snapshot never overwrites a newer file.
     let _guard = shard.registry_lock.lock().await;
@@ -353,19 +355,17 @@ pub async fn create_topics(
         let checked = validate_new_topic(shard, &topic);
         let checked = checked.and_then(|meta| {
             let unified = topics::unify_collision_chars(&meta.name);
-            let earlier = created
-                .iter()
-                .find(|m: &&TopicMeta| topics::unify_collision_chars(&m.name) == unified);
-            match earlier {
-                Some(m) if m.name == meta.name => Err(TopicError::AlreadyExists(meta.name)),
-                Some(m) => Err(TopicError::Collision {
+            match created_names.get(&unified) {
+                Some(name) if *name == meta.name => Err(TopicError::AlreadyExists(meta.name)),
+                Some(name) => Err(TopicError::Collision {
                     name: meta.name,
-                    existing: m.name.clone(),
+                    existing: name.clone(),
                 }),
                 None => Ok(meta),
             }
         });
         if let (Ok(meta), false) = (&checked, validate_only) {
+            created_names.insert(topics::unify_collision_chars(&meta.name), meta.name.clone());
             created.push(meta.clone());
         }
         results.push(checked);
@@ -454,6 +454,8 @@ pub async fn adopt_topics(shard: &Shard, changed: Vec<TopicMeta>) {
 /// be opened stops the broker (see [`storage_offline`]): it is never left in the registry,
 /// advertised in Metadata, without a log behind it.
 pub async fn open_owned(shard: &Shard, metas: &[TopicMeta]) {
+    use futures_util::stream::{self, StreamExt};
+    let mut to_open = Vec::new();
     for meta in metas {
         let config = match topics::config::resolve(&shard.default_log, &meta.configs) {
             Ok(config) => config,
@@ -469,22 +471,40 @@ pub async fn open_owned(shard: &Shard, metas: &[TopicMeta]) {
                 open.log.set_config(config.clone());
                 continue;
             }
-            let dir = shard.config.data_dir.join(tp.dir_name());
-            match storage::Log::open(dir, config.clone()).await {
-                Ok(log) => {
-                    let waiters_max = shard.config.fetch_waiters_per_partition_max;
-                    let producers = producer_states(shard, &tp, &log).await;
-                    let partition = Partition::new(tp, log, waiters_max, producers);
-                    // Kafka's makeLeader: the epoch cache gets this node's epoch first.
-                    if let Err(e) = partition.become_leader(LEADER_EPOCH).await {
-                        tracing::error!(partition = %partition.tp.dir_name(), error = %e, "cannot open the leader-epoch cache");
-                        continue;
-                    }
-                    shard.partitions.insert(Rc::new(partition));
-                }
-                Err(e) => storage_offline(shard, &tp.dir_name(), &e.to_string()),
-            }
+            to_open.push((tp, config.clone()));
         }
+    }
+    // Several at a time: each open is a chain of small io_uring operations, so start-up and
+    // CreateTopics of thousands of partitions are not one long sequence of round trips.
+    stream::iter(to_open)
+        .for_each_concurrent(OPENS_IN_FLIGHT_MAX, |(tp, config)| open_one(shard, tp, config))
+        .await;
+}
+
+/// Partitions of one shard opened at the same time.
+const OPENS_IN_FLIGHT_MAX: usize = 64;
+
+async fn open_one(shard: &Shard, tp: TopicPartition, config: storage::LogConfig) {
+    let dir = shard.config.data_dir.join(tp.dir_name());
+    let options = storage::OpenOptions {
+        previous_shutdown_clean: shard.previous_shutdown_clean,
+        // The data directory's clean-shutdown marker is gone while the broker runs.
+        mark_unclean_on_open: false,
+    };
+    match storage::Log::open_with(dir, config, options).await {
+        Ok(log) => {
+            let waiters_max = shard.config.fetch_waiters_per_partition_max;
+            let producers = producer_states(shard, &tp, &log).await;
+            let partition = Partition::new(tp, log, waiters_max, producers);
+            // Kafka's makeLeader: the epoch cache gets this node's epoch first.
+            if let Err(e) = partition.become_leader(LEADER_EPOCH).await {
+                let reason = format!("cannot open the leader-epoch cache: {e}");
+                storage_offline(shard, &partition.tp.dir_name(), &reason);
+                return;
+            }
+            shard.partitions.insert(Rc::new(partition));
+        }
+        Err(e) => storage_offline(shard, &tp.dir_name(), &e.to_string()),
     }
 }
 

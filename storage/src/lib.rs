@@ -32,6 +32,7 @@ mod recovery;
 mod segment;
 
 pub use log::{AppendInfo, AppendOptions, Log};
+pub use open::OpenOptions;
 pub use read::{FileRange, ReadSlice};
 pub use recovery::{IndexRebuild, RecoveryReport, RemovedSegment, Truncation};
 pub use segment::file_stem;

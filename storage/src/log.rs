@@ -170,6 +170,12 @@ pub struct Log {
     /// Appends written with `pwrite` on the shard thread (`write_inline_max_bytes`).
     inline_writes_total: Cell<u64>,
     report: RecoveryReport,
+    /// What the checkpoint file holds, as far as this log wrote or read it (`None`: unknown or
+    /// absent). `close` skips all its work when the file already says what it would write.
+    pub(crate) disk_checkpoint: Cell<Option<crate::checkpoint::Checkpoint>>,
+    /// Opened with `OpenOptions::mark_unclean_on_open` false: the caller's data-directory
+    /// marker, not this checkpoint, says whether the last shutdown was clean.
+    pub(crate) marker_managed: bool,
 }
 
 impl Log {
@@ -178,8 +184,12 @@ impl Log {
         config: LogConfig,
         state: State,
         report: RecoveryReport,
+        disk_checkpoint: Option<crate::checkpoint::Checkpoint>,
+        marker_managed: bool,
     ) -> Log {
         Log {
+            marker_managed,
+            disk_checkpoint: Cell::new(disk_checkpoint),
             dir,
             config: RefCell::new(config),
             state: Rc::new(RefCell::new(state)),
@@ -192,8 +202,30 @@ impl Log {
 
     /// Opens (or creates) the partition directory, recovering as needed (see recovery docs).
     pub async fn open(dir: PathBuf, config: LogConfig) -> Result<Log, StorageError> {
+        Self::open_with(dir, config, crate::OpenOptions::default()).await
+    }
+
+    /// `open` for a caller that tracks clean shutdown for a whole data directory (see
+    /// [`crate::OpenOptions`]).
+    pub async fn open_with(
+        dir: PathBuf,
+        config: LogConfig,
+        options: crate::OpenOptions,
+    ) -> Result<Log, StorageError> {
         crate::fault::arm();
-        crate::open::open(dir, config).await
+        crate::open::open(dir, config, options).await
+    }
+
+    /// Atomically replaces the checkpoint file and remembers what it now holds.
+    pub(crate) async fn write_checkpoint(
+        &self,
+        cp: &crate::checkpoint::Checkpoint,
+    ) -> Result<(), StorageError> {
+        // Unknown while the write is under way: a failed write may leave either version.
+        self.disk_checkpoint.set(None);
+        checkpoint::write(&self.dir, cp).await?;
+        self.disk_checkpoint.set(Some(*cp));
+        Ok(())
     }
 
     /// The partition directory.
@@ -608,7 +640,7 @@ impl Log {
             st.recovery_point = log_end;
             st.checkpoint(false)
         };
-        checkpoint::write(&self.dir, &cp).await?;
+        self.write_checkpoint(&cp).await?;
         Ok(())
     }
 

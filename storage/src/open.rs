@@ -30,7 +30,35 @@ use crate::Offset;
 const LOG_SUFFIX: &str = ".log";
 const TEMP_SUFFIX: &str = ".tmp";
 
-pub(crate) async fn open(dir: PathBuf, config: LogConfig) -> Result<Log, StorageError> {
+/// How `Log::open_with` treats the clean-shutdown flag of the partition checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenOptions {
+    /// The caller knows the previous process closed every log of the data directory (Kafka's
+    /// `.kafka_cleanshutdown` file); when false, a checkpoint's clean flag is ignored and the
+    /// log is recovered from its recovery point.
+    pub previous_shutdown_clean: bool,
+    /// Rewrite the checkpoint at open with the clean flag cleared (temp file, fsync, rename,
+    /// directory fsync), so a crash from here on is recovered. A caller that removes its own
+    /// data-directory clean-shutdown marker before opening logs does not need it, and saves
+    /// two fsyncs per partition at start.
+    pub mark_unclean_on_open: bool,
+}
+
+impl Default for OpenOptions {
+    /// Standalone use: the checkpoint's own clean flag is trusted and cleared at open.
+    fn default() -> Self {
+        Self {
+            previous_shutdown_clean: true,
+            mark_unclean_on_open: true,
+        }
+    }
+}
+
+pub(crate) async fn open(
+    dir: PathBuf,
+    config: LogConfig,
+    options: OpenOptions,
+) -> Result<Log, StorageError> {
     compio::fs::create_dir_all(&dir).await?;
     // Finish (or undo) a cleaned-segment swap a crash interrupted, before listing segments.
     crate::cleaner::swap::recover_dir(&dir).await?;
@@ -43,6 +71,11 @@ pub(crate) async fn open(dir: PathBuf, config: LogConfig) -> Result<Log, Storage
             None
         }
     };
+    let on_disk = cp;
+    let cp = cp.map(|mut cp| {
+        cp.clean_shutdown &= options.previous_shutdown_clean;
+        cp
+    });
     let mut segments: BTreeMap<i64, Rc<Segment>> = BTreeMap::new();
     for &base in &bases {
         segments.insert(base, Rc::new(Segment::open(&dir, base).await?));
@@ -86,6 +119,17 @@ pub(crate) async fn open(dir: PathBuf, config: LogConfig) -> Result<Log, Storage
         closed: false,
     };
     state.recompute_max_ts();
+    // Files recovery rewrote are not fsynced yet: then `close` must not skip its work.
+    let repaired = !report.scanned_segments.is_empty()
+        || report.truncated.is_some()
+        || !report.removed_segments.is_empty()
+        || !report.rebuilt_indexes.is_empty();
+    let on_disk = on_disk.filter(|_| !repaired);
+    if !options.mark_unclean_on_open {
+        // The caller's data-directory marker is already gone: a crash from here on is
+        // recovered whatever this checkpoint says.
+        return Ok(Log::from_parts(dir, config, state, report, on_disk, true));
+    }
     // From here on a crash is an unclean shutdown.
     let cp = Checkpoint {
         log_start_offset: log_start,
@@ -93,7 +137,7 @@ pub(crate) async fn open(dir: PathBuf, config: LogConfig) -> Result<Log, Storage
         clean_shutdown: false,
     };
     checkpoint::write(&dir, &cp).await?;
-    Ok(Log::from_parts(dir, config, state, report))
+    Ok(Log::from_parts(dir, config, state, report, Some(cp), false))
 }
 
 /// Base offsets of the `.log` files; removes stray temp files and orphan indexes.

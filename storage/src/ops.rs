@@ -147,7 +147,7 @@ impl Log {
             st.recompute_max_ts();
             (victims, st_checkpoint(&st))
         };
-        checkpoint::write(&self.dir, &cp).await?;
+        self.write_checkpoint(&cp).await?;
         for seg in victims {
             remove_segment_files(&seg).await?;
         }
@@ -181,7 +181,7 @@ impl Log {
         };
         if count == 0 {
             let cp = st_checkpoint(&self.state.borrow());
-            checkpoint::write(&self.dir, &cp).await?;
+            self.write_checkpoint(&cp).await?;
         } else {
             self.delete_leading(count).await?;
         }
@@ -250,7 +250,7 @@ impl Log {
             st.recompute_max_ts();
             st_checkpoint(&st)
         };
-        checkpoint::write(&self.dir, &cp).await?;
+        self.write_checkpoint(&cp).await?;
         Ok(())
     }
 
@@ -295,7 +295,7 @@ impl Log {
             st.max_ts = None;
             st_checkpoint(&st)
         };
-        checkpoint::write(&self.dir, &cp).await?;
+        self.write_checkpoint(&cp).await?;
         Ok(())
     }
 
@@ -307,20 +307,51 @@ impl Log {
             return Ok(());
         }
         let active = self.state.borrow().active()?;
-        self.flush().await?;
-        self.seal(&active).await?;
-        let cp = {
-            let mut st = self.state.borrow_mut();
-            st.recovery_point = st.log_end;
-            let mut cp = st_checkpoint(&st);
-            cp.clean_shutdown = true;
-            cp
-        };
-        checkpoint::write(&self.dir, &cp).await?;
+        if !self.close_is_noop() {
+            self.flush().await?;
+            self.seal(&active).await?;
+            let cp = {
+                let mut st = self.state.borrow_mut();
+                st.recovery_point = st.log_end;
+                let mut cp = st_checkpoint(&st);
+                cp.clean_shutdown = true;
+                cp
+            };
+            self.write_checkpoint(&cp).await?;
+        }
         let mut st = self.state.borrow_mut();
         st.closed = true;
         st.segments.clear();
         Ok(())
+    }
+
+    /// Whether the files already say everything `close` would write, so closing needs no I/O:
+    /// nothing unflushed, and either the checkpoint file already holds the clean-shutdown
+    /// checkpoint of the current state (the log was opened clean and never changed), or (when
+    /// the caller's data-directory marker tracks clean shutdown) the log is one empty segment,
+    /// which reopens to the same state with or without a checkpoint.
+    /// This is what keeps stopping a broker with thousands of idle partitions fast.
+    fn close_is_noop(&self) -> bool {
+        let st = self.state.borrow();
+        if st.durable_end < st.log_end || self.commit.check().is_err() {
+            return false;
+        }
+        let mut clean = st_checkpoint(&st);
+        clean.recovery_point = st.log_end;
+        clean.clean_shutdown = true;
+        if self.disk_checkpoint.get() == Some(clean) {
+            return true;
+        }
+        if !self.marker_managed {
+            return false;
+        }
+        let mut segments = st.segments.values();
+        match (segments.next(), segments.next()) {
+            (Some(only), None) => {
+                only.size.get() == 0 && only.base == st.log_start && only.base == st.log_end
+            }
+            _ => false,
+        }
     }
 
     /// Closes the log and removes its directory.
