@@ -18,7 +18,7 @@ use kafka_protocol::ResponseError;
 use super::{str_bytes, HandlerFuture, Outcome, Request};
 use crate::config::BrokerConfig;
 use crate::shard::Shard;
-use crate::topics::alter::{self, ConfigType};
+use crate::topics::alter::ConfigType;
 use crate::topics::{self, config as topic_config};
 
 /// Kafka's resource types.
@@ -108,7 +108,10 @@ fn describe(
     };
     Ok(entries
         .into_iter()
-        .filter(|e| keys.is_none_or(|keys| keys.iter().any(|k| k.as_str() == e.name)))
+        // Kafka's ConfigHelper: a null or empty key list means every config.
+        .filter(|e| {
+            keys.is_none_or(|keys| keys.is_empty() || keys.iter().any(|k| k.as_str() == e.name))
+        })
         .map(|e| encode_entry(e, opts))
         .collect())
 }
@@ -134,50 +137,39 @@ pub fn topic_config_entries(
     shard: &Shard,
     overrides: &topic_config::TopicOverrides,
 ) -> Result<Vec<Entry>, (i16, String)> {
-    let effective = topic_config::resolve(&shard.default_log, overrides)
+    topic_config::resolve_topic(&shard.default_log, overrides)
         .map_err(|e| (ResponseError::InvalidConfig.code(), e.to_string()))?;
-    let none = topic_config::TopicOverrides::new();
-    let broker = topic_config::describe(&shard.default_log, &none);
-    let builtin = topic_config::describe(&storage::LogConfig::default(), &none);
-    let entries = topic_config::describe(&effective, overrides)
+    let builtin = storage::LogConfig::default();
+    let entries = topic_config::describe(&shard.default_log, overrides)
         .into_iter()
-        .zip(broker.into_iter().zip(builtin))
-        .filter_map(
-            |((key, value, overridden), ((_, broker_value, _), (_, default, _)))| {
-                let info = alter::key_info(key)?;
-                let broker_source = if broker_value == default {
-                    SOURCE_DEFAULT
-                } else {
-                    SOURCE_STATIC_BROKER
-                };
-                let mut synonyms = Vec::new();
-                if overridden {
-                    synonyms.push((key.to_owned(), value.clone(), SOURCE_TOPIC));
+        .filter_map(|(key, value, overridden)| {
+            let def = topics::catalog::find(key)?;
+            let broker_value = topic_config::broker_value(def, &shard.default_log);
+            let default = topic_config::broker_value(def, &builtin);
+            // Kafka's ConfigHelper: the topic override first, then the broker setting it
+            // defaults to (static when set, then its default); no broker key, no synonyms.
+            let mut synonyms = Vec::new();
+            if overridden {
+                synonyms.push((key.to_owned(), value.clone(), SOURCE_TOPIC));
+            }
+            if let Some(broker_key) = def.broker_key {
+                if broker_value != default {
+                    synonyms.push((broker_key.to_owned(), broker_value, SOURCE_STATIC_BROKER));
                 }
-                if broker_source == SOURCE_STATIC_BROKER {
-                    synonyms.push((
-                        info.broker_key.to_owned(),
-                        broker_value,
-                        SOURCE_STATIC_BROKER,
-                    ));
-                }
-                synonyms.push((info.broker_key.to_owned(), default, SOURCE_DEFAULT));
-                Some(Entry {
-                    name: key.to_owned(),
-                    value,
-                    source: if overridden {
-                        SOURCE_TOPIC
-                    } else {
-                        broker_source
-                    },
-                    read_only: false,
-                    is_sensitive: false,
-                    config_type: info.config_type,
-                    documentation: info.documentation,
-                    synonyms,
-                })
-            },
-        )
+                synonyms.push((broker_key.to_owned(), default, SOURCE_DEFAULT));
+            }
+            let source = synonyms.first().map_or(SOURCE_DEFAULT, |s| s.2);
+            Some(Entry {
+                name: key.to_owned(),
+                value,
+                source,
+                read_only: false,
+                is_sensitive: false,
+                config_type: def.config_type,
+                documentation: def.documentation,
+                synonyms,
+            })
+        })
         .collect();
     Ok(entries)
 }

@@ -267,10 +267,8 @@ fn alter_configs(shard: &Shard, name: &str, change: &ConfigChange) -> ChangeResu
     let overrides = match change {
         ConfigChange::Replace(pairs) => alter::replace_all(pairs)?,
         ConfigChange::IncrementalAlter(entries) => {
-            let current = topics::config::resolve(&shard.default_log, &meta.configs)
-                .map_err(|e| AdminError::InvalidConfig(e.to_string()))?;
             let effective = |key: &str| {
-                topics::config::describe(&current, &meta.configs)
+                topics::config::describe(&shard.default_log, &meta.configs)
                     .into_iter()
                     .find(|(k, _, _)| *k == key)
                     .map(|(_, v, _)| v)

@@ -15,6 +15,7 @@ use super::{
     CreateResult, NewTopic, OffsetOk, OffsetQuery, OffsetResult, PartitionError, ProduceItem,
     ProduceOk, ProduceResult, ReadItem, ReadOk, ReadResult, ShardMsg,
 };
+use crate::partition::timestamps::TimestampLimits;
 use crate::partition::{Partition, TopicPartition, LEADER_EPOCH};
 use crate::producers::{self, BatchMeta, Plan};
 use crate::shard::Shard;
@@ -110,6 +111,16 @@ async fn append_one(
         leader_epoch: partition.leader_epoch(),
         now_ms: now_ms(),
     };
+    // message.timestamp.before/after.max.ms: CreateTime topics only (LogAppendTime batches
+    // get the broker's clock).
+    let limits = partition.timestamp_limits();
+    if limits != TimestampLimits::default()
+        && partition.log.config().timestamp_type == storage::TimestampType::CreateTime
+    {
+        limits
+            .check(&item.records, opts.now_ms)
+            .map_err(PartitionError::InvalidTimestamp)?;
+    }
     let idempotent = producers::scan_batches(&item.records)
         .filter(|batches| batches.iter().any(|b| b.ident.is_some()));
     let appended = match idempotent {
@@ -446,13 +457,18 @@ pub async fn adopt_topics(shard: &Shard, changed: Vec<TopicMeta>) {
 /// Opens every not-yet-open partition of `metas` that this shard owns.
 pub async fn open_owned(shard: &Shard, metas: &[TopicMeta]) {
     for meta in metas {
-        let config = match topics::config::resolve(&shard.default_log, &meta.configs) {
+        let topic_config = match topics::config::resolve_topic(&shard.default_log, &meta.configs) {
             Ok(config) => config,
             Err(e) => {
                 tracing::error!(topic = %meta.name, error = %e, "bad topic config, partitions not opened");
                 continue;
             }
         };
+        let limits = TimestampLimits {
+            before_max_ms: topic_config.message_timestamp_before_max_ms,
+            after_max_ms: topic_config.message_timestamp_after_max_ms,
+        };
+        let config = topic_config.log;
         for index in 0..meta.partitions {
             if shard.placement.shard_for(&meta.name, index) != shard.id {
                 continue;
@@ -461,6 +477,7 @@ pub async fn open_owned(shard: &Shard, metas: &[TopicMeta]) {
             // Already open: a config change (AlterConfigs) applies to the live log.
             if let Some(open) = shard.partitions.get(&tp) {
                 open.log.set_config(config.clone());
+                open.set_timestamp_limits(limits);
                 continue;
             }
             let dir = shard.config.data_dir.join(tp.dir_name());
@@ -469,6 +486,7 @@ pub async fn open_owned(shard: &Shard, metas: &[TopicMeta]) {
                     let waiters_max = shard.config.fetch_waiters_per_partition_max;
                     let producers = producer_states(shard, &tp, &log).await;
                     let partition = Partition::new(tp, log, waiters_max, producers);
+                    partition.set_timestamp_limits(limits);
                     // Kafka's makeLeader: the epoch cache gets this node's epoch first.
                     if let Err(e) = partition.become_leader(LEADER_EPOCH).await {
                         tracing::error!(partition = %partition.tp.dir_name(), error = %e, "cannot open the leader-epoch cache");

@@ -50,6 +50,9 @@ pub enum PartitionError {
     OutOfOrderSequence(String),
     #[error("{0}")]
     InvalidProducerEpoch(String),
+    /// message.timestamp.before/after.max.ms refused a record's timestamp.
+    #[error("{0}")]
+    InvalidTimestamp(String),
     #[error("leader epoch {requested} is newer than the partition's {current}")]
     UnknownLeaderEpoch { requested: i32, current: i32 },
     #[error("leader epoch {requested} is older than the partition's {current}")]

@@ -7,6 +7,7 @@
 //! those broadcasts, so lookups never lock or cross shards.
 
 pub mod alter;
+pub mod catalog;
 pub mod config;
 
 use std::collections::{BTreeMap, HashMap};
