@@ -263,7 +263,10 @@ mod tests {
         assert_eq!(p.check_leader_epoch(0), Ok(()));
         assert!(matches!(
             p.check_leader_epoch(1),
-            Err(LeaderEpochError::Unknown { requested: 1, current: 0 })
+            Err(LeaderEpochError::Unknown {
+                requested: 1,
+                current: 0
+            })
         ));
         assert_eq!(p.end_offset_for_epoch(0), (0, 0));
         assert_eq!(p.end_offset_for_epoch(1), (-1, -1));
@@ -273,7 +276,10 @@ mod tests {
         assert_eq!(p.leader_epoch(), 2);
         assert!(matches!(
             p.check_leader_epoch(1),
-            Err(LeaderEpochError::Fenced { requested: 1, current: 2 })
+            Err(LeaderEpochError::Fenced {
+                requested: 1,
+                current: 2
+            })
         ));
         assert_eq!(p.end_offset_for_epoch(2), (2, 0));
         assert_eq!(

@@ -106,7 +106,9 @@ mod tests {
             before_max_ms: 1_000,
             after_max_ms: 100,
         };
-        assert!(limits.check(&batch(&[now, now - 1_000, now + 100]), now).is_ok());
+        assert!(limits
+            .check(&batch(&[now, now - 1_000, now + 100]), now)
+            .is_ok());
         assert!(limits.check(&batch(&[now, now - 1_001]), now).is_err());
         assert!(limits.check(&batch(&[now + 101]), now).is_err());
         // A later record out of range fails the whole payload.

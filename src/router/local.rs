@@ -40,6 +40,17 @@ pub async fn serve(shard: Rc<Shard>, msg: ShardMsg) {
             validate_only,
             reply,
         } => reply.send(create_topics(&shard, topics, validate_only).await),
+        ShardMsg::BrokerConfigs {
+            scope,
+            change,
+            validate_only,
+            reply,
+        } => reply
+            .send(super::admin::alter_broker_configs(&shard, scope, change, validate_only).await),
+        ShardMsg::BrokerConfigsChanged { configs, reply } => {
+            super::admin::adopt_broker_configs(&shard, configs).await;
+            reply.send(());
+        }
         ShardMsg::TopicsChanged { topics, reply } => {
             adopt_topics(&shard, topics).await;
             reply.send(());
@@ -417,7 +428,8 @@ fn validate_new_topic(shard: &Shard, topic: &NewTopic) -> Result<TopicMeta, Topi
             topic.replication_factor,
         ));
     }
-    topics::config::resolve(&shard.default_log, &topic.configs)?;
+    let dynamic = shard.dynamic_configs.borrow().clone();
+    topics::config::resolve_with(&shard.default_log, &dynamic, &topic.configs)?;
     Ok(TopicMeta {
         name: topic.name.clone(),
         id: TopicId::generate(&topic.name),
@@ -457,7 +469,9 @@ pub async fn adopt_topics(shard: &Shard, changed: Vec<TopicMeta>) {
 /// Opens every not-yet-open partition of `metas` that this shard owns.
 pub async fn open_owned(shard: &Shard, metas: &[TopicMeta]) {
     for meta in metas {
-        let topic_config = match topics::config::resolve_topic(&shard.default_log, &meta.configs) {
+        let dynamic = shard.dynamic_configs.borrow().clone();
+        let resolved = topics::config::resolve_with(&shard.default_log, &dynamic, &meta.configs);
+        let topic_config = match resolved {
             Ok(config) => config,
             Err(e) => {
                 tracing::error!(topic = %meta.name, error = %e, "bad topic config, partitions not opened");

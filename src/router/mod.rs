@@ -232,6 +232,19 @@ pub enum ShardMsg {
         change: admin::RegistryChange,
         reply: Reply<Vec<admin::ChangeResult>>,
     },
+    /// Only to shard 0: change the dynamic broker configs of one BROKER resource.
+    BrokerConfigs {
+        scope: crate::topics::dynamic::Scope,
+        change: crate::topics::dynamic::BrokerChange,
+        validate_only: bool,
+        reply: Reply<Result<(), admin::AdminError>>,
+    },
+    /// From shard 0 to every shard: adopt these dynamic broker configs and re-apply topic
+    /// configs to the live logs.
+    BrokerConfigsChanged {
+        configs: crate::topics::dynamic::DynamicConfigs,
+        reply: Reply<()>,
+    },
     /// From shard 0 to every shard: forget these topics, delete the partitions owned here.
     TopicsRemoved {
         topics: Vec<TopicMeta>,

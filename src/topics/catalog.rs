@@ -47,7 +47,8 @@ pub struct TopicConfigDef {
 pub const LONG_MAX: &str = "9223372036854775807";
 
 /// Kafka's `BrokerCompressionType` names.
-pub const COMPRESSION_TYPES: &[&str] = &["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"];
+pub const COMPRESSION_TYPES: &[&str] =
+    &["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"];
 
 const fn def(
     name: &'static str,
@@ -166,6 +167,9 @@ mod tests {
             assert_eq!(find(d.name).map(|f| f.name), Some(d.name));
         }
         assert!(find("no.such").is_none());
-        assert!(find("message.format.version").is_none(), "removed in Kafka 4.0");
+        assert!(
+            find("message.format.version").is_none(),
+            "removed in Kafka 4.0"
+        );
     }
 }

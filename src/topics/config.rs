@@ -126,6 +126,18 @@ pub fn resolve(
     resolve_topic(defaults, overrides).map(|c| c.log)
 }
 
+/// The effective config of a topic: `defaults` (sluice.toml), then the dynamic broker configs,
+/// then the topic's own overrides.
+pub fn resolve_with(
+    defaults: &LogConfig,
+    dynamic: &super::dynamic::DynamicConfigs,
+    overrides: &TopicOverrides,
+) -> Result<TopicConfig, TopicConfigError> {
+    let mut layered = dynamic.topic_layer();
+    layered.extend(overrides.iter().map(|(k, v)| (k.clone(), v.clone())));
+    resolve_topic(defaults, &layered)
+}
+
 /// Applies `overrides` on `defaults` and checks the rules between keys (Kafka's
 /// `LogConfig.validateValues` and the broker-side checks that apply without tiered storage).
 pub fn resolve_topic(
@@ -154,7 +166,11 @@ pub fn resolve_topic(
 
 /// Validates one (key, value) pair against the defaults (for AlterConfigs-style callers).
 pub fn validate_one(key: &str, value: &str) -> Result<(), TopicConfigError> {
-    apply_one(&mut TopicConfig::from_defaults(&LogConfig::default()), key, value)
+    apply_one(
+        &mut TopicConfig::from_defaults(&LogConfig::default()),
+        key,
+        value,
+    )
 }
 
 /// A parsed value of one config.
@@ -213,7 +229,10 @@ fn check(rule: Check, value: &Value) -> Result<(), &'static str> {
         (Check::ListIn(allowed), Value::List(items)) => {
             !items.is_empty()
                 && items.iter().all(|i| allowed.contains(&i.as_str()))
-                && items.iter().enumerate().all(|(n, i)| !items[..n].contains(i))
+                && items
+                    .iter()
+                    .enumerate()
+                    .all(|(n, i)| !items[..n].contains(i))
         }
         (Check::GzipLevel, Value::Int(v)) => *v == -1 || (1..=9).contains(v),
         (Check::ThrottledReplicas, Value::List(items)) => {
@@ -425,7 +444,11 @@ mod tests {
     fn every_kafka_topic_config_is_accepted_at_its_default() {
         for def in TOPIC_CONFIGS {
             let value = broker_value(def, &LogConfig::default());
-            assert_eq!(value, def.default, "{}: Sluice's default is Kafka's", def.name);
+            assert_eq!(
+                value, def.default,
+                "{}: Sluice's default is Kafka's",
+                def.name
+            );
             validate_one(def.name, &value).unwrap_or_else(|e| panic!("{}: {e}", def.name));
         }
         let config = resolve_topic(
@@ -496,7 +519,10 @@ mod tests {
         assert!(matches!(
             resolve_topic(
                 &defaults,
-                &overrides(&[("min.compaction.lag.ms", "10"), ("max.compaction.lag.ms", "5")])
+                &overrides(&[
+                    ("min.compaction.lag.ms", "10"),
+                    ("max.compaction.lag.ms", "5")
+                ])
             ),
             Err(TopicConfigError::Conflict(_))
         ));
@@ -504,6 +530,8 @@ mod tests {
             resolve_topic(&defaults, &overrides(&[("remote.storage.enable", "true")])),
             Err(TopicConfigError::Conflict(_))
         ));
-        assert!(resolve_topic(&defaults, &overrides(&[("remote.storage.enable", "false")])).is_ok());
+        assert!(
+            resolve_topic(&defaults, &overrides(&[("remote.storage.enable", "false")])).is_ok()
+        );
     }
 }
