@@ -56,6 +56,9 @@ pub struct Shard {
     /// See `Boot::previous_shutdown_clean`; how partition logs are opened.
     pub previous_shutdown_clean: bool,
     pub topics: RefCell<TopicTable>,
+    /// Dynamic broker configs (topic config defaults changed at run time; see
+    /// `topics::dynamic`); authoritative on shard 0, copies elsewhere.
+    pub dynamic_configs: RefCell<topics::dynamic::DynamicConfigs>,
     pub partitions: PartitionMap,
     pub fetch_sessions: RefCell<FetchSessions>,
     /// The consumer groups this shard coordinates (see `groups`).
@@ -100,6 +103,8 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
     storage::set_sealed_segment_files_open_max(boot.config.log_sealed_segment_files_open_max);
     let table = topics::load(&boot.config.data_dir)
         .unwrap_or_else(|e| shards::fatal(format!("cannot load topic registry: {e}")));
+    let dynamic_configs = topics::dynamic::load(&boot.config.data_dir)
+        .unwrap_or_else(|e| shards::fatal(format!("cannot load dynamic broker configs: {e}")));
     let shard = Rc::new(Shard {
         id: ctx.id,
         placement: Placement::new(ctx.mesh.shard_count()),
@@ -116,6 +121,7 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
             ctx.id,
         )),
         topics: RefCell::new(table),
+        dynamic_configs: RefCell::new(dynamic_configs),
         partitions: PartitionMap::default(),
         producer_ids: crate::producers::IdAllocator::new(boot.config.data_dir.clone()),
         registry_lock: futures_util::lock::Mutex::new(()),

@@ -394,7 +394,9 @@ fn broker_configs_are_described_read_only() {
         .get("log.segment.bytes")
         .expect("log.segment.bytes described");
     assert_eq!(segment.value.as_deref(), Some("1073741824"));
-    assert!(segment.is_read_only);
+    // Dynamic in Kafka (a topic-config default); broker.id is not.
+    assert!(!segment.is_read_only);
+    assert!(described.get("broker.id").is_some_and(|e| e.is_read_only));
     let (code, _) = alter_raw(
         &broker,
         BROKER_RESOURCE,

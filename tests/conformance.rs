@@ -9,15 +9,22 @@ mod common;
 use common::kafka;
 use common::{unique_name, wire, Broker, BrokerOpts};
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::incremental_alter_configs_request::{
+    AlterConfigsResource, AlterableConfig,
+};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::offset_for_leader_epoch_request::{
     OffsetForLeaderPartition, OffsetForLeaderTopic,
 };
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, CreateTopicsRequest, CreateTopicsResponse, FetchRequest, FetchResponse,
-    ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse,
-    OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, TopicName,
+    ApiKey, CreateTopicsRequest, CreateTopicsResponse, DescribeConfigsRequest,
+    DescribeConfigsResponse, FetchRequest, FetchResponse, IncrementalAlterConfigsRequest,
+    IncrementalAlterConfigsResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest,
+    MetadataResponse, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, ProduceRequest,
+    ProduceResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -89,7 +96,11 @@ fn topic_names_that_collide_on_dot_and_underscore_are_refused() {
     assert_eq!(
         create_codes(
             &broker,
-            vec![topic(&dot, 1, &[]), topic(&mixed, 1, &[]), topic(&under, 1, &[])]
+            vec![
+                topic(&dot, 1, &[]),
+                topic(&mixed, 1, &[]),
+                topic(&under, 1, &[])
+            ]
         ),
         vec![
             INVALID_TOPIC_EXCEPTION,
@@ -153,7 +164,11 @@ fn create_topics_answers_with_the_topics_configs() {
         let cleanup = find("cleanup.policy");
         assert_eq!(cleanup.value.as_deref(), Some("delete"));
         assert_eq!(cleanup.config_source, 5, "DEFAULT_CONFIG");
-        for key in ["segment.bytes", "max.message.bytes", "message.timestamp.type"] {
+        for key in [
+            "segment.bytes",
+            "max.message.bytes",
+            "message.timestamp.type",
+        ] {
             let c = find(key);
             assert!(!c.read_only && !c.is_sensitive, "{key}");
             assert!(c.value.is_some(), "{key}");
@@ -239,11 +254,18 @@ fn produce_three(broker: &Broker, topic: &str) {
 fn offset_for_leader_epoch_follows_the_epoch_cache() {
     let mut broker = Broker::start(BrokerOpts::default());
     let topic = unique_name("oflep");
-    assert_eq!(create_codes(&broker, vec![topic_with_rf(&topic, 1)]), vec![0]);
+    assert_eq!(
+        create_codes(&broker, vec![topic_with_rf(&topic, 1)]),
+        vec![0]
+    );
     produce_three(&broker, &topic);
     assert_eq!(epoch_end(&broker, &topic, 0, -1), (0, 0, 3));
     for unknown in [1, 5, -1] {
-        assert_eq!(epoch_end(&broker, &topic, unknown, -1), (0, -1, -1), "{unknown}");
+        assert_eq!(
+            epoch_end(&broker, &topic, unknown, -1),
+            (0, -1, -1),
+            "{unknown}"
+        );
     }
     let checkpoint = broker
         .data_dir()
@@ -268,12 +290,27 @@ fn offset_for_leader_epoch_follows_the_epoch_cache() {
 fn current_leader_epochs_are_validated() {
     let broker = Broker::start(BrokerOpts::default());
     let topic = unique_name("fence");
-    assert_eq!(create_codes(&broker, vec![topic_with_rf(&topic, 1)]), vec![0]);
+    assert_eq!(
+        create_codes(&broker, vec![topic_with_rf(&topic, 1)]),
+        vec![0]
+    );
     produce_three(&broker, &topic);
     for (current, code) in [(-1, 0), (0, 0), (3, UNKNOWN_LEADER_EPOCH)] {
-        assert_eq!(fetch_code(&broker, &topic, current), code, "fetch {current}");
-        assert_eq!(latest_offset(&broker, &topic, current).0, code, "list {current}");
-        assert_eq!(epoch_end(&broker, &topic, 0, current).0, code, "oflep {current}");
+        assert_eq!(
+            fetch_code(&broker, &topic, current),
+            code,
+            "fetch {current}"
+        );
+        assert_eq!(
+            latest_offset(&broker, &topic, current).0,
+            code,
+            "list {current}"
+        );
+        assert_eq!(
+            epoch_end(&broker, &topic, 0, current).0,
+            code,
+            "oflep {current}"
+        );
     }
     // Older: only possible once the partition's epoch is above 0 (leadership changes); the
     // rule itself is checked by `partition::tests`.
@@ -331,4 +368,252 @@ fn incremental_session_keeps_checking(broker: &Broker, topic: &str) {
 
 fn topic_with_rf(name: &str, partitions: i32) -> CreatableTopic {
     topic(name, partitions, &[])
+}
+
+const INVALID_CONFIG: i16 = 40;
+const INVALID_TIMESTAMP: i16 = 32;
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// DescribeConfigs v4 of one topic: (name, value, source) for every config.
+fn describe_topic(broker: &Broker, topic: &str) -> Vec<(String, Option<String>, i8)> {
+    let request =
+        DescribeConfigsRequest::default().with_resources(vec![DescribeConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(s(topic))]);
+    let response: DescribeConfigsResponse =
+        wire::call(broker.socket_addr(), ApiKey::DescribeConfigs, 4, &request);
+    let result = &response.results[0];
+    assert_eq!(result.error_code, 0, "{:?}", result.error_message);
+    result
+        .configs
+        .iter()
+        .map(|c| {
+            (
+                c.name.to_string(),
+                c.value.as_ref().map(|v| v.to_string()),
+                c.config_source,
+            )
+        })
+        .collect()
+}
+
+/// Produce v9 of one uncompressed batch with these timestamps to partition 0: the error code.
+fn produce_at(broker: &Broker, topic: &str, timestamps: &[i64]) -> i16 {
+    let mut builder = storage::BatchBuilder::new(timestamps[0]);
+    for ts in timestamps {
+        builder = builder.record_at(*ts, Some(b"k"), Some(b"v"), &[]);
+    }
+    let request = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(30_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(s(topic)))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(builder.build().freeze()))])]);
+    let response: ProduceResponse = wire::call(broker.socket_addr(), ApiKey::Produce, 9, &request);
+    response.responses[0].partition_responses[0].error_code
+}
+
+/// Every Kafka 4.0 topic config is accepted with Kafka's validation and described with its
+/// source (librdkafka's and Kafka's admin tools send them, often at their defaults).
+#[test]
+fn every_kafka_topic_config_is_accepted_validated_and_described() {
+    let broker = Broker::start(BrokerOpts::default());
+    let accepted = [
+        ("compression.type", "zstd"),
+        ("delete.retention.ms", "3600000"),
+        ("min.cleanable.dirty.ratio", "0.3"),
+        ("max.compaction.lag.ms", "7200000"),
+        ("min.compaction.lag.ms", "1000"),
+        ("file.delete.delay.ms", "60000"),
+        ("segment.jitter.ms", "0"),
+        ("preallocate", "false"),
+        ("min.insync.replicas", "1"),
+        ("unclean.leader.election.enable", "false"),
+        ("compression.zstd.level", "5"),
+        ("local.retention.ms", "-2"),
+        ("leader.replication.throttled.replicas", ""),
+    ];
+    let name = unique_name("allcfg");
+    assert_eq!(
+        create_codes(&broker, vec![topic(&name, 1, &accepted)]),
+        vec![0]
+    );
+    let described = describe_topic(&broker, &name);
+    assert_eq!(described.len(), 33, "Kafka 4.0 describes 33 topic configs");
+    for (key, value) in accepted {
+        let found = described.iter().find(|(k, _, _)| k == key);
+        assert_eq!(
+            found.map(|(_, v, src)| (v.as_deref(), *src)),
+            Some((Some(value), 1)),
+            "{key}"
+        );
+    }
+    let default = |key: &str| {
+        described
+            .iter()
+            .find(|(k, _, _)| k == key)
+            .map(|(_, v, src)| (v.clone(), *src))
+    };
+    assert_eq!(
+        default("remote.storage.enable"),
+        Some((Some("false".into()), 5))
+    );
+    assert_eq!(
+        default("message.timestamp.after.max.ms"),
+        Some((Some(i64::MAX.to_string()), 5))
+    );
+
+    for (key, bad) in [
+        ("compression.type", "brotli"),
+        ("min.cleanable.dirty.ratio", "2"),
+        ("max.compaction.lag.ms", "0"),
+        ("delete.retention.ms", "-1"),
+        ("no.such.config", "1"),
+        ("remote.storage.enable", "true"),
+    ] {
+        let bad_topic = unique_name("badcfg");
+        assert_eq!(
+            create_codes(&broker, vec![topic(&bad_topic, 1, &[(key, bad)])]),
+            vec![INVALID_CONFIG],
+            "{key}={bad}"
+        );
+    }
+    let conflict = unique_name("conflict");
+    assert_eq!(
+        create_codes(
+            &broker,
+            vec![topic(
+                &conflict,
+                1,
+                &[
+                    ("min.compaction.lag.ms", "10"),
+                    ("max.compaction.lag.ms", "5")
+                ]
+            )]
+        ),
+        vec![INVALID_CONFIG]
+    );
+}
+
+/// message.timestamp.before.max.ms / after.max.ms refuse a CreateTime batch with a record
+/// outside the window (INVALID_TIMESTAMP) and accept the rest; LogAppendTime topics are not
+/// checked.
+#[test]
+fn produce_applies_the_timestamp_bounds() {
+    let broker = Broker::start(BrokerOpts::default());
+    let name = unique_name("tsbounds");
+    let bounds = [
+        ("message.timestamp.before.max.ms", "3600000"),
+        ("message.timestamp.after.max.ms", "60000"),
+    ];
+    assert_eq!(
+        create_codes(&broker, vec![topic(&name, 1, &bounds)]),
+        vec![0]
+    );
+    let now = now_ms();
+    assert_eq!(produce_at(&broker, &name, &[now, now + 1_000]), 0);
+    assert_eq!(
+        produce_at(&broker, &name, &[now, now - 7_200_000]),
+        INVALID_TIMESTAMP
+    );
+    assert_eq!(
+        produce_at(&broker, &name, &[now + 600_000]),
+        INVALID_TIMESTAMP
+    );
+    let appended = unique_name("tsappend");
+    let mut log_append = bounds.to_vec();
+    log_append.push(("message.timestamp.type", "LogAppendTime"));
+    assert_eq!(
+        create_codes(&broker, vec![topic(&appended, 1, &log_append)]),
+        vec![0]
+    );
+    assert_eq!(produce_at(&broker, &appended, &[now - 7_200_000]), 0);
+}
+
+const INVALID_REQUEST: i16 = 42;
+
+/// IncrementalAlterConfigs SET on one BROKER resource: the error code.
+fn set_broker(broker: &Broker, resource: &str, pairs: &[(&str, &str)]) -> i16 {
+    let configs = pairs
+        .iter()
+        .map(|(k, v)| {
+            AlterableConfig::default()
+                .with_name(s(k))
+                .with_config_operation(0)
+                .with_value(Some(s(v)))
+        })
+        .collect();
+    let request = IncrementalAlterConfigsRequest::default().with_resources(vec![
+        AlterConfigsResource::default()
+            .with_resource_type(4)
+            .with_resource_name(s(resource))
+            .with_configs(configs),
+    ]);
+    let response: IncrementalAlterConfigsResponse = wire::call(
+        broker.socket_addr(),
+        ApiKey::IncrementalAlterConfigs,
+        1,
+        &request,
+    );
+    response.responses[0].error_code
+}
+
+/// Kafka's dynamic broker configs: the broker synonyms of topic configs change at run time,
+/// cluster-wide ("") or per node, are described with DYNAMIC_DEFAULT_BROKER_CONFIG (3) /
+/// DYNAMIC_BROKER_CONFIG (2), apply to live topics without an override, and survive a restart;
+/// settings Kafka cannot change dynamically stay INVALID_REQUEST.
+#[test]
+fn dynamic_broker_configs_change_topic_defaults() {
+    let mut broker = Broker::start(BrokerOpts::default());
+    let name = unique_name("dyn");
+    assert_eq!(create_codes(&broker, vec![topic(&name, 1, &[])]), vec![0]);
+    let now = now_ms();
+    assert_eq!(produce_at(&broker, &name, &[now - 7_200_000]), 0);
+    assert_eq!(
+        set_broker(
+            &broker,
+            "",
+            &[
+                ("log.message.timestamp.before.max.ms", "3600000"),
+                ("log.retention.ms", "86400000")
+            ]
+        ),
+        0
+    );
+    assert_eq!(set_broker(&broker, "0", &[("compression.type", "gzip")]), 0);
+    assert_eq!(
+        set_broker(&broker, "0", &[("num.partitions", "3")]),
+        INVALID_REQUEST
+    );
+    assert_eq!(
+        set_broker(&broker, "", &[("log.cleaner.min.cleanable.ratio", "7")]),
+        INVALID_CONFIG
+    );
+    let check = |broker: &Broker| {
+        let described = describe_topic(broker, &name);
+        let get = |key: &str| {
+            described
+                .iter()
+                .find(|(k, _, _)| k == key)
+                .map(|(_, v, src)| (v.clone().unwrap_or_default(), *src))
+        };
+        assert_eq!(get("retention.ms"), Some(("86400000".into(), 3)));
+        assert_eq!(get("compression.type"), Some(("gzip".into(), 2)));
+        assert_eq!(get("segment.ms"), Some(("604800000".into(), 5)));
+        // Applied to the live topic, which has no override of its own.
+        assert_eq!(
+            produce_at(broker, &name, &[now_ms() - 7_200_000]),
+            INVALID_TIMESTAMP
+        );
+    };
+    check(&broker);
+    broker.restart();
+    check(&broker);
 }

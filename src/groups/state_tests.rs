@@ -247,7 +247,9 @@ fn initial_delay_collects_members_before_the_first_generation() {
     // A member joined during the delay: the delay is extended once more, but only up to the
     // rebalance timeout (5 s), as Kafka's InitialDelayedJoin does.
     assert!(g.tick(&limits, now + Duration::from_secs(3)).is_empty());
-    assert!(g.tick(&limits, now + Duration::from_millis(4_900)).is_empty());
+    assert!(g
+        .tick(&limits, now + Duration::from_millis(4_900))
+        .is_empty());
     let fx = g.tick(&limits, now + Duration::from_secs(5));
     assert_eq!(join_reply(&fx, 1).unwrap().generation, 1);
     assert_eq!(join_reply(&fx, 2).unwrap().generation, 1);
@@ -500,7 +502,11 @@ fn members_that_sync_in_time_stay() {
     let now = Instant::now();
     let mut g = Group::new("g".into());
     join_new(&mut g, "m1", 1, now);
-    g.sync(sync_args("m1", 1), WaiterId(3), now + Duration::from_secs(4));
+    g.sync(
+        sync_args("m1", 1),
+        WaiterId(3),
+        now + Duration::from_secs(4),
+    );
     for s in [5, 8, 12] {
         let at = now + Duration::from_secs(s);
         assert_eq!(g.heartbeat("m1", None, 1, at), 0);
@@ -521,7 +527,9 @@ fn the_rebalance_timeout_is_the_members_rebalance_timeout() {
     // m2 joins and waits; m1 heartbeats but never rejoins.
     join_new(&mut g, "m2", 10, now);
     assert_eq!(g.state(), GroupState::PreparingRebalance);
-    assert!(g.tick(&LIMITS, now + Duration::from_millis(4_900)).is_empty());
+    assert!(g
+        .tick(&LIMITS, now + Duration::from_millis(4_900))
+        .is_empty());
     let fx = g.tick(&LIMITS, now + Duration::from_millis(5_000));
     assert_eq!(join_reply(&fx, 11).map(|r| r.generation), Some(2), "{fx:?}");
     assert_eq!(g.member_count(), 1);

@@ -1,8 +1,9 @@
 //! AlterConfigs (replace a topic's whole override set) and IncrementalAlterConfigs (SET /
 //! DELETE / APPEND / SUBTRACT per key), for topic resources, through shard 0, which persists the
 //! new overrides and has every owning shard apply them to its live logs (or only validates:
-//! `validate_only`). Broker settings are read-only in Sluice: altering one is INVALID_REQUEST,
-//! as Kafka answers for a config it cannot update dynamically.
+//! `validate_only`). BROKER resources ("" cluster-wide, or this node's id) change the dynamic
+//! broker configs (`topics::dynamic`); a broker setting Kafka cannot update dynamically is
+//! INVALID_REQUEST, as in Kafka.
 //!
 //! Invariant: one answer per requested resource, in request order; a resource named twice is
 //! INVALID_REQUEST for each mention, and is not changed.
@@ -21,6 +22,7 @@ use crate::router::admin::{AdminError, ConfigChange, RegistryChange};
 use crate::router::Router;
 use crate::shard::Shard;
 use crate::topics::alter::IncrementalEntry;
+use crate::topics::dynamic::{BrokerChange, Scope};
 
 /// One resource of either request, decoded.
 struct Resource {
@@ -126,8 +128,9 @@ async fn alter(
     resources: Vec<Resource>,
     validate_only: bool,
 ) -> Vec<Result<(), AdminError>> {
-    let mut early: Vec<Option<AdminError>> = Vec::with_capacity(resources.len());
+    let mut early: Vec<Option<Result<(), AdminError>>> = Vec::with_capacity(resources.len());
     let mut topics = Vec::new();
+    let router = Router::new(shard.clone());
     for (i, r) in resources.iter().enumerate() {
         let repeated = resources
             .iter()
@@ -141,20 +144,33 @@ async fn alter(
         } else {
             resource_refusal(&shard, r)
         };
-        if refused.is_none() {
-            topics.push((r.name.clone(), r.change.clone()));
+        match (refused, broker_scope(&shard, r)) {
+            (Some(e), _) => early.push(Some(Err(e))),
+            (None, Some(scope)) => {
+                let change = match &r.change {
+                    ConfigChange::Replace(pairs) => BrokerChange::Replace(pairs.clone()),
+                    ConfigChange::IncrementalAlter(e) => BrokerChange::IncrementalAlter(e.clone()),
+                };
+                let answer = router
+                    .change_broker_configs(scope, change, validate_only)
+                    .await;
+                early.push(Some(answer));
+            }
+            (None, None) => {
+                topics.push((r.name.clone(), r.change.clone()));
+                early.push(None);
+            }
         }
-        early.push(refused);
     }
     let change = RegistryChange::AlterConfigs {
         topics,
         validate_only,
     };
-    let mut answers = Router::new(shard).change_registry(change).await.into_iter();
+    let mut answers = router.change_registry(change).await.into_iter();
     early
         .into_iter()
-        .map(|refused| match refused {
-            Some(e) => Err(e),
+        .map(|decided| match decided {
+            Some(answer) => answer,
             None => answers
                 .next()
                 .unwrap_or_else(|| Err(AdminError::Storage("no answer".into())))
@@ -163,19 +179,26 @@ async fn alter(
         .collect()
 }
 
-/// Why a non-topic resource cannot be altered (None: a topic, decided on shard 0).
+/// The dynamic-config scope of a BROKER resource naming this cluster ("") or node.
+fn broker_scope(shard: &Shard, r: &Resource) -> Option<Scope> {
+    if r.resource_type != RESOURCE_BROKER {
+        return None;
+    }
+    if r.name.is_empty() {
+        Some(Scope::Cluster)
+    } else if r.name.parse().ok() == Some(shard.config.node_id) {
+        Some(Scope::Node)
+    } else {
+        None
+    }
+}
+
+/// Why a resource cannot be altered (None: a topic, decided on shard 0, or a BROKER resource
+/// of this node or cluster).
 fn resource_refusal(shard: &Shard, r: &Resource) -> Option<AdminError> {
     match r.resource_type {
         RESOURCE_TOPIC => None,
-        RESOURCE_BROKER
-            if r.name.is_empty() || r.name.parse().ok() == Some(shard.config.node_id) =>
-        {
-            Some(AdminError::InvalidRequest(
-                "Cannot update broker configs dynamically: Sluice reads them from sluice.toml at \
-                 start"
-                    .into(),
-            ))
-        }
+        RESOURCE_BROKER if broker_scope(shard, r).is_some() => None,
         RESOURCE_BROKER => Some(AdminError::InvalidRequest(format!(
             "Unexpected broker id, expected {} or empty string, but received {}",
             shard.config.node_id, r.name

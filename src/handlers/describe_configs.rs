@@ -18,7 +18,8 @@ use kafka_protocol::ResponseError;
 use super::{str_bytes, HandlerFuture, Outcome, Request};
 use crate::config::BrokerConfig;
 use crate::shard::Shard;
-use crate::topics::alter::{self, ConfigType};
+use crate::topics::alter::ConfigType;
+use crate::topics::dynamic::{self, DynamicConfigs, Scope};
 use crate::topics::{self, config as topic_config};
 
 /// Kafka's resource types.
@@ -98,7 +99,10 @@ fn describe(
 ) -> Result<Vec<DescribeConfigsResourceResult>, (i16, String)> {
     let entries = match resource_type {
         RESOURCE_TOPIC => topic_entries(shard, name)?,
-        RESOURCE_BROKER => broker_resource(&shard.config, name)?,
+        RESOURCE_BROKER => {
+            let dynamic = shard.dynamic_configs.borrow().clone();
+            broker_resource(&shard.config, &shard.default_log, &dynamic, name)?
+        }
         other => {
             return Err((
                 ResponseError::InvalidRequest.code(),
@@ -108,7 +112,10 @@ fn describe(
     };
     Ok(entries
         .into_iter()
-        .filter(|e| keys.is_none_or(|keys| keys.iter().any(|k| k.as_str() == e.name)))
+        // Kafka's ConfigHelper: a null or empty key list means every config.
+        .filter(|e| {
+            keys.is_none_or(|keys| keys.is_empty() || keys.iter().any(|k| k.as_str() == e.name))
+        })
         .map(|e| encode_entry(e, opts))
         .collect())
 }
@@ -134,59 +141,83 @@ pub fn topic_config_entries(
     shard: &Shard,
     overrides: &topic_config::TopicOverrides,
 ) -> Result<Vec<Entry>, (i16, String)> {
-    let effective = topic_config::resolve(&shard.default_log, overrides)
+    let dynamic = shard.dynamic_configs.borrow().clone();
+    topic_config::resolve_with(&shard.default_log, &dynamic, overrides)
         .map_err(|e| (ResponseError::InvalidConfig.code(), e.to_string()))?;
-    let none = topic_config::TopicOverrides::new();
-    let broker = topic_config::describe(&shard.default_log, &none);
-    let builtin = topic_config::describe(&storage::LogConfig::default(), &none);
-    let entries = topic_config::describe(&effective, overrides)
+    let builtin = storage::LogConfig::default();
+    let entries = topic_config::describe(&shard.default_log, overrides)
         .into_iter()
-        .zip(broker.into_iter().zip(builtin))
-        .filter_map(
-            |((key, value, overridden), ((_, broker_value, _), (_, default, _)))| {
-                let info = alter::key_info(key)?;
-                let broker_source = if broker_value == default {
-                    SOURCE_DEFAULT
-                } else {
-                    SOURCE_STATIC_BROKER
-                };
-                let mut synonyms = Vec::new();
-                if overridden {
-                    synonyms.push((key.to_owned(), value.clone(), SOURCE_TOPIC));
+        .filter_map(|(key, value, overridden)| {
+            let def = topics::catalog::find(key)?;
+            let broker_value = topic_config::broker_value(def, &shard.default_log);
+            let default = topic_config::broker_value(def, &builtin);
+            // Kafka's ConfigHelper: the topic override first, then the broker setting it
+            // defaults to (dynamic per node, dynamic cluster-wide, static when set, then its
+            // default); no broker key, no synonyms.
+            let mut synonyms = Vec::new();
+            if overridden {
+                synonyms.push((key.to_owned(), value.clone(), SOURCE_TOPIC));
+            }
+            if let Some(broker_key) = def.broker_key {
+                for scope in [Scope::Node, Scope::Cluster] {
+                    if let Some(v) = dynamic.scope(scope).get(broker_key) {
+                        let source = match scope {
+                            Scope::Node => dynamic::SOURCE_DYNAMIC_BROKER,
+                            Scope::Cluster => dynamic::SOURCE_DYNAMIC_DEFAULT_BROKER,
+                        };
+                        synonyms.push((broker_key.to_owned(), v.clone(), source));
+                    }
                 }
-                if broker_source == SOURCE_STATIC_BROKER {
-                    synonyms.push((
-                        info.broker_key.to_owned(),
-                        broker_value,
-                        SOURCE_STATIC_BROKER,
-                    ));
+                if broker_value != default {
+                    synonyms.push((broker_key.to_owned(), broker_value, SOURCE_STATIC_BROKER));
                 }
-                synonyms.push((info.broker_key.to_owned(), default, SOURCE_DEFAULT));
-                Some(Entry {
-                    name: key.to_owned(),
-                    value,
-                    source: if overridden {
-                        SOURCE_TOPIC
-                    } else {
-                        broker_source
-                    },
-                    read_only: false,
-                    is_sensitive: false,
-                    config_type: info.config_type,
-                    documentation: info.documentation,
-                    synonyms,
-                })
-            },
-        )
+                synonyms.push((broker_key.to_owned(), default, SOURCE_DEFAULT));
+            }
+            let source = synonyms.first().map_or(SOURCE_DEFAULT, |s| s.2);
+            let value = synonyms.first().map_or(value, |s| s.1.clone());
+            Some(Entry {
+                name: key.to_owned(),
+                value,
+                source,
+                read_only: false,
+                is_sensitive: false,
+                config_type: def.config_type,
+                documentation: def.documentation,
+                synonyms,
+            })
+        })
         .collect();
     Ok(entries)
 }
 
 /// BROKER resources: this node's id lists its settings; "" (cluster-wide dynamic defaults)
 /// lists nothing, because Sluice has none; another id is Kafka's INVALID_REQUEST.
-fn broker_resource(config: &BrokerConfig, name: &str) -> Result<Vec<Entry>, (i16, String)> {
+fn broker_resource(
+    config: &BrokerConfig,
+    default_log: &storage::LogConfig,
+    dynamic: &DynamicConfigs,
+    name: &str,
+) -> Result<Vec<Entry>, (i16, String)> {
     if name.is_empty() {
-        return Ok(Vec::new());
+        // Kafka describes only the cluster-wide dynamic configs for "".
+        return Ok(dynamic
+            .cluster
+            .iter()
+            .filter_map(|(key, value)| {
+                let def = dynamic::topic_def_for(key)?;
+                let source = dynamic::SOURCE_DYNAMIC_DEFAULT_BROKER;
+                Some(Entry {
+                    name: key.clone(),
+                    value: value.clone(),
+                    source,
+                    read_only: false,
+                    is_sensitive: false,
+                    config_type: def.config_type,
+                    documentation: "",
+                    synonyms: vec![(key.clone(), value.clone(), source)],
+                })
+            })
+            .collect());
     }
     if name.parse::<i32>().ok() != Some(config.node_id) {
         return Err((
@@ -197,22 +228,50 @@ fn broker_resource(config: &BrokerConfig, name: &str) -> Result<Vec<Entry>, (i16
             ),
         ));
     }
-    let defaults = broker_settings(&BrokerConfig::default());
-    Ok(broker_settings(config)
+    // (key, static value, built-in default, type): sluice.toml's settings, then the dynamic
+    // keys (broker synonyms of topic configs) it has no setting for.
+    let builtin_log = storage::LogConfig::default();
+    let mut settings: Vec<(String, String, String, ConfigType)> = broker_settings(config)
         .into_iter()
-        .zip(defaults)
-        .map(|((key, value, config_type), (_, default, _))| {
-            let source = if value == default {
-                SOURCE_DEFAULT
-            } else {
-                SOURCE_STATIC_BROKER
-            };
+        .zip(broker_settings(&BrokerConfig::default()))
+        .map(|((key, value, t), (_, default, _))| (key.to_owned(), value, default, t))
+        .collect();
+    for def in topics::catalog::TOPIC_CONFIGS {
+        let Some(key) = def.broker_key else { continue };
+        if settings.iter().any(|(k, ..)| k == key) {
+            continue;
+        }
+        let value = topic_config::broker_value(def, default_log);
+        let default = topic_config::broker_value(def, &builtin_log);
+        settings.push((key.to_owned(), value, default, def.config_type));
+    }
+    settings.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(settings
+        .into_iter()
+        .map(|(key, value, default, config_type)| {
+            let mut synonyms = Vec::new();
+            for scope in [Scope::Node, Scope::Cluster] {
+                if let Some(v) = dynamic.scope(scope).get(&key) {
+                    let source = match scope {
+                        Scope::Node => dynamic::SOURCE_DYNAMIC_BROKER,
+                        Scope::Cluster => dynamic::SOURCE_DYNAMIC_DEFAULT_BROKER,
+                    };
+                    synonyms.push((key.clone(), v.clone(), source));
+                }
+            }
+            if value != default {
+                synonyms.push((key.clone(), value.clone(), SOURCE_STATIC_BROKER));
+            }
+            synonyms.push((key.clone(), default, SOURCE_DEFAULT));
+            let (value, source) = synonyms
+                .first()
+                .map_or((value, SOURCE_DEFAULT), |s| (s.1.clone(), s.2));
             Entry {
-                name: key.to_owned(),
-                synonyms: vec![(key.to_owned(), value.clone(), source)],
+                read_only: !dynamic::is_dynamic(&key),
+                name: key,
+                synonyms,
                 value,
                 source,
-                read_only: true,
                 is_sensitive: false,
                 config_type,
                 documentation: "",
@@ -332,20 +391,69 @@ mod tests {
     #[test]
     fn broker_resource_names() {
         let config = BrokerConfig::default();
+        let log = storage::LogConfig::default();
+        let none = DynamicConfigs::default();
+        let broker_resource = |c: &BrokerConfig, name: &str| broker_resource(c, &log, &none, name);
         assert!(broker_resource(&config, "").unwrap().is_empty());
         assert_eq!(
             broker_resource(&config, "7").err().map(|e| e.0),
             Some(ResponseError::InvalidRequest.code())
         );
         let entries = broker_resource(&config, "0").unwrap();
-        assert!(entries
-            .iter()
-            .all(|e| e.read_only && e.source == SOURCE_DEFAULT));
+        assert!(entries.iter().all(|e| e.source == SOURCE_DEFAULT));
         let segment = entries
             .iter()
             .find(|e| e.name == "log.segment.bytes")
             .unwrap();
         assert_eq!(segment.value, config.log_segment_bytes.to_string());
+        assert!(!segment.read_only, "dynamic in Kafka");
+        let id = entries.iter().find(|e| e.name == "broker.id").unwrap();
+        assert!(id.read_only);
+        let cleaner = entries
+            .iter()
+            .find(|e| e.name == "log.cleaner.min.cleanable.ratio")
+            .unwrap();
+        assert_eq!((cleaner.value.as_str(), cleaner.read_only), ("0.5", false));
+    }
+
+    #[test]
+    fn dynamic_broker_configs_are_described_with_their_source() {
+        use crate::topics::alter::IncrementalEntry;
+        use crate::topics::dynamic::BrokerChange;
+        let config = BrokerConfig::default();
+        let log = storage::LogConfig::default();
+        let set = |k: &str, v: &str| IncrementalEntry {
+            key: k.into(),
+            op: 0,
+            value: Some(v.into()),
+        };
+        let dynamic = DynamicConfigs::default()
+            .changed(
+                Scope::Cluster,
+                &BrokerChange::IncrementalAlter(vec![set("log.retention.ms", "1000")]),
+            )
+            .unwrap()
+            .changed(
+                Scope::Node,
+                &BrokerChange::IncrementalAlter(vec![set("compression.type", "gzip")]),
+            )
+            .unwrap();
+        let cluster = broker_resource(&config, &log, &dynamic, "").unwrap();
+        assert_eq!(cluster.len(), 1);
+        assert_eq!(cluster[0].source, dynamic::SOURCE_DYNAMIC_DEFAULT_BROKER);
+        let node = broker_resource(&config, &log, &dynamic, "0").unwrap();
+        let find = |k: &str| node.iter().find(|e| e.name == k).unwrap();
+        let retention = find("log.retention.ms");
+        assert_eq!(
+            (retention.value.as_str(), retention.source),
+            ("1000", dynamic::SOURCE_DYNAMIC_DEFAULT_BROKER)
+        );
+        assert_eq!(retention.synonyms.len(), 2, "dynamic default, then default");
+        let compression = find("compression.type");
+        assert_eq!(
+            (compression.value.as_str(), compression.source),
+            ("gzip", dynamic::SOURCE_DYNAMIC_BROKER)
+        );
     }
 
     #[test]
@@ -354,7 +462,8 @@ mod tests {
             num_partitions: 3,
             ..BrokerConfig::default()
         };
-        let entries = broker_resource(&config, "0").unwrap();
+        let log = storage::LogConfig::default();
+        let entries = broker_resource(&config, &log, &DynamicConfigs::default(), "0").unwrap();
         let np = entries.iter().find(|e| e.name == "num.partitions").unwrap();
         assert_eq!((np.value.as_str(), np.source), ("3", SOURCE_STATIC_BROKER));
     }

@@ -31,6 +31,7 @@ pub fn partition_error_code(error: &PartitionError) -> i16 {
         PartitionError::InternalTopic(_) => K::InvalidTopicException.code(),
         PartitionError::Storage(_) => K::KafkaStorageError.code(),
         PartitionError::Unavailable => K::NotLeaderOrFollower.code(),
+        PartitionError::InvalidTimestamp(_) => K::InvalidTimestamp.code(),
         PartitionError::UnknownLeaderEpoch { .. } => K::UnknownLeaderEpoch.code(),
         PartitionError::FencedLeaderEpoch { .. } => K::FencedLeaderEpoch.code(),
         PartitionError::OutOfOrderSequence(_) => K::OutOfOrderSequenceNumber.code(),
@@ -49,7 +50,9 @@ pub fn topic_error_code(error: &TopicError) -> i16 {
         TopicError::InvalidPartitions(_) => K::InvalidPartitions.code(),
         TopicError::InvalidReplicationFactor(_) => K::InvalidReplicationFactor.code(),
         TopicError::Config(
-            TopicConfigError::UnknownKey(_) | TopicConfigError::InvalidValue { .. },
+            TopicConfigError::UnknownKey(_)
+            | TopicConfigError::InvalidValue { .. }
+            | TopicConfigError::Conflict(_),
         ) => K::InvalidConfig.code(),
         TopicError::Io(_) | TopicError::Corrupt(_) => K::KafkaStorageError.code(),
     }

@@ -35,16 +35,14 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
             .topics
             .iter()
             .flat_map(|t| {
-                t.partitions
-                    .iter()
-                    .map(move |p| {
-                        let wanted = Wanted {
-                            timestamp: p.timestamp,
-                            current_leader_epoch: p.current_leader_epoch,
-                            end_of_epoch: None,
-                        };
-                        (t.name.0.to_string(), p.partition_index, wanted)
-                    })
+                t.partitions.iter().map(move |p| {
+                    let wanted = Wanted {
+                        timestamp: p.timestamp,
+                        current_leader_epoch: p.current_leader_epoch,
+                        end_of_epoch: None,
+                    };
+                    (t.name.0.to_string(), p.partition_index, wanted)
+                })
             })
             .filter(|(name, index, _)| !repeated.contains(&(name.clone(), *index)))
             .collect();

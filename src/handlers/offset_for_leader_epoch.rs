@@ -30,16 +30,14 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
             .topics
             .iter()
             .flat_map(|t| {
-                t.partitions
-                    .iter()
-                    .map(move |p| {
-                        let wanted = Wanted {
-                            timestamp: LATEST,
-                            current_leader_epoch: p.current_leader_epoch,
-                            end_of_epoch: Some(p.leader_epoch),
-                        };
-                        (t.topic.0.to_string(), p.partition, wanted)
-                    })
+                t.partitions.iter().map(move |p| {
+                    let wanted = Wanted {
+                        timestamp: LATEST,
+                        current_leader_epoch: p.current_leader_epoch,
+                        end_of_epoch: Some(p.leader_epoch),
+                    };
+                    (t.topic.0.to_string(), p.partition, wanted)
+                })
             })
             .collect();
         let mut results = super::list_offsets::query(&shard, queries)

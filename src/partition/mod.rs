@@ -9,6 +9,7 @@
 //! entry for it from the moment the partition leads with it, before any append in it.
 
 pub mod epochs;
+pub mod timestamps;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -68,6 +69,8 @@ pub struct Partition {
     leader_epoch: Cell<i32>,
     /// Kafka's LeaderEpochFileCache, persisted in the partition directory.
     epochs: RefCell<LeaderEpochCache>,
+    /// message.timestamp.before/after.max.ms of the topic (checked on produce).
+    timestamp_limits: Cell<timestamps::TimestampLimits>,
 }
 
 impl Partition {
@@ -86,7 +89,17 @@ impl Partition {
             waiters_max,
             leader_epoch: Cell::new(epochs::UNDEFINED_EPOCH),
             epochs: RefCell::new(LeaderEpochCache::default()),
+            timestamp_limits: Cell::new(timestamps::TimestampLimits::default()),
         }
+    }
+
+    pub fn timestamp_limits(&self) -> timestamps::TimestampLimits {
+        self.timestamp_limits.get()
+    }
+
+    /// Applies the topic's message.timestamp.before/after.max.ms (at open and on AlterConfigs).
+    pub fn set_timestamp_limits(&self, limits: timestamps::TimestampLimits) {
+        self.timestamp_limits.set(limits);
     }
 
     /// Kafka's `makeLeader`: loads the leader-epoch checkpoint and makes `epoch` the current
@@ -250,7 +263,10 @@ mod tests {
         assert_eq!(p.check_leader_epoch(0), Ok(()));
         assert!(matches!(
             p.check_leader_epoch(1),
-            Err(LeaderEpochError::Unknown { requested: 1, current: 0 })
+            Err(LeaderEpochError::Unknown {
+                requested: 1,
+                current: 0
+            })
         ));
         assert_eq!(p.end_offset_for_epoch(0), (0, 0));
         assert_eq!(p.end_offset_for_epoch(1), (-1, -1));
@@ -260,7 +276,10 @@ mod tests {
         assert_eq!(p.leader_epoch(), 2);
         assert!(matches!(
             p.check_leader_epoch(1),
-            Err(LeaderEpochError::Fenced { requested: 1, current: 2 })
+            Err(LeaderEpochError::Fenced {
+                requested: 1,
+                current: 2
+            })
         ));
         assert_eq!(p.end_offset_for_epoch(2), (2, 0));
         assert_eq!(

@@ -19,6 +19,7 @@ use super::{local, PartitionError, Router, ShardMsg, REGISTRY_SHARD};
 use crate::partition::{Partition, TopicPartition};
 use crate::shard::Shard;
 use crate::topics::alter::{self, AlterError, IncrementalEntry};
+use crate::topics::dynamic::{BrokerChange, DynamicConfigs, Scope};
 use crate::topics::{self, TopicId, TopicMeta};
 
 /// Why one item of an admin change failed (crosses shards, so plain data).
@@ -269,10 +270,8 @@ fn alter_configs(shard: &Shard, name: &str, change: &ConfigChange) -> ChangeResu
     let overrides = match change {
         ConfigChange::Replace(pairs) => alter::replace_all(pairs)?,
         ConfigChange::IncrementalAlter(entries) => {
-            let current = topics::config::resolve(&shard.default_log, &meta.configs)
-                .map_err(|e| AdminError::InvalidConfig(e.to_string()))?;
             let effective = |key: &str| {
-                topics::config::describe(&current, &meta.configs)
+                topics::config::describe(&shard.default_log, &meta.configs)
                     .into_iter()
                     .find(|(k, _, _)| *k == key)
                     .map(|(_, v, _)| v)
@@ -280,10 +279,84 @@ fn alter_configs(shard: &Shard, name: &str, change: &ConfigChange) -> ChangeResu
             alter::apply_incremental(&meta.configs, entries, effective)?
         }
     };
-    topics::config::resolve(&shard.default_log, &overrides)
+    let dynamic = shard.dynamic_configs.borrow().clone();
+    topics::config::resolve_with(&shard.default_log, &dynamic, &overrides)
         .map_err(|e| AdminError::InvalidConfig(e.to_string()))?;
     meta.configs = overrides;
     Ok(meta)
+}
+
+impl Router {
+    /// Changes the dynamic broker configs of one BROKER resource through shard 0.
+    pub async fn change_broker_configs(
+        &self,
+        scope: Scope,
+        change: BrokerChange,
+        validate_only: bool,
+    ) -> Result<(), AdminError> {
+        if self.shard.id == REGISTRY_SHARD {
+            return alter_broker_configs(&self.shard, scope, change, validate_only).await;
+        }
+        self.shard
+            .mesh
+            .call(REGISTRY_SHARD, |reply| ShardMsg::BrokerConfigs {
+                scope,
+                change,
+                validate_only,
+                reply,
+            })
+            .await
+            .unwrap_or_else(|_| Err(AdminError::Storage("registry shard unavailable".into())))
+    }
+}
+
+/// Shard 0 only: validates a dynamic broker config change, persists it and has every shard
+/// adopt it (and re-apply topic configs to its live logs) before answering.
+pub async fn alter_broker_configs(
+    shard: &Shard,
+    scope: Scope,
+    change: BrokerChange,
+    validate_only: bool,
+) -> Result<(), AdminError> {
+    assert_eq!(
+        shard.id, REGISTRY_SHARD,
+        "broker config changes must run on the registry shard"
+    );
+    let _guard = shard.registry_lock.lock().await;
+    let next = shard.dynamic_configs.borrow().changed(scope, &change)?;
+    if validate_only || next == *shard.dynamic_configs.borrow() {
+        return Ok(());
+    }
+    topics::dynamic::persist(&shard.config.data_dir, &next)
+        .await
+        .map_err(|e| AdminError::Storage(e.to_string()))?;
+    let others = shard.mesh.shards().filter(|&id| id != shard.id).map(|id| {
+        let configs = next.clone();
+        async move {
+            if let Err(e) = shard
+                .mesh
+                .call(id, |reply| ShardMsg::BrokerConfigsChanged {
+                    configs,
+                    reply,
+                })
+                .await
+            {
+                tracing::warn!(shard = %id, error = %e, "broker config broadcast not delivered");
+            }
+        }
+    });
+    let others: Vec<_> = others.collect();
+    adopt_broker_configs(shard, next).await;
+    join_all(others).await;
+    Ok(())
+}
+
+/// Records the dynamic broker configs on this shard and re-applies every topic's config to
+/// the logs this shard owns.
+pub async fn adopt_broker_configs(shard: &Shard, configs: DynamicConfigs) {
+    *shard.dynamic_configs.borrow_mut() = configs;
+    let metas: Vec<TopicMeta> = shard.topics.borrow().iter().cloned().collect();
+    local::open_owned(shard, &metas).await;
 }
 
 async fn delete_topics(shard: &Shard, refs: Vec<TopicRef>) -> Vec<ChangeResult> {

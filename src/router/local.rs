@@ -15,6 +15,7 @@ use super::{
     CreateResult, NewTopic, OffsetOk, OffsetQuery, OffsetResult, PartitionError, ProduceItem,
     ProduceOk, ProduceResult, ReadItem, ReadOk, ReadResult, ShardMsg,
 };
+use crate::partition::timestamps::TimestampLimits;
 use crate::partition::{Partition, TopicPartition, LEADER_EPOCH};
 use crate::producers::{self, BatchMeta, Plan};
 use crate::shard::Shard;
@@ -39,6 +40,17 @@ pub async fn serve(shard: Rc<Shard>, msg: ShardMsg) {
             validate_only,
             reply,
         } => reply.send(create_topics(&shard, topics, validate_only).await),
+        ShardMsg::BrokerConfigs {
+            scope,
+            change,
+            validate_only,
+            reply,
+        } => reply
+            .send(super::admin::alter_broker_configs(&shard, scope, change, validate_only).await),
+        ShardMsg::BrokerConfigsChanged { configs, reply } => {
+            super::admin::adopt_broker_configs(&shard, configs).await;
+            reply.send(());
+        }
         ShardMsg::TopicsChanged { topics, reply } => {
             adopt_topics(&shard, topics).await;
             reply.send(());
@@ -113,6 +125,16 @@ async fn append_one(
         leader_epoch: partition.leader_epoch(),
         now_ms: now_ms(),
     };
+    // message.timestamp.before/after.max.ms: CreateTime topics only (LogAppendTime batches
+    // get the broker's clock).
+    let limits = partition.timestamp_limits();
+    if limits != TimestampLimits::default()
+        && partition.log.config().timestamp_type == storage::TimestampType::CreateTime
+    {
+        limits
+            .check(&item.records, opts.now_ms)
+            .map_err(PartitionError::InvalidTimestamp)?;
+    }
     let idempotent = producers::scan_batches(&item.records)
         .filter(|batches| batches.iter().any(|b| b.ident.is_some()));
     let appended = match idempotent {
@@ -413,7 +435,8 @@ fn validate_new_topic(shard: &Shard, topic: &NewTopic) -> Result<TopicMeta, Topi
             topic.replication_factor,
         ));
     }
-    topics::config::resolve(&shard.default_log, &topic.configs)?;
+    let dynamic = shard.dynamic_configs.borrow().clone();
+    topics::config::resolve_with(&shard.default_log, &dynamic, &topic.configs)?;
     Ok(TopicMeta {
         name: topic.name.clone(),
         id: TopicId::generate(&topic.name),
@@ -457,10 +480,17 @@ pub async fn open_owned(shard: &Shard, metas: &[TopicMeta]) {
     use futures_util::stream::{self, StreamExt};
     let mut to_open = Vec::new();
     for meta in metas {
-        let config = match topics::config::resolve(&shard.default_log, &meta.configs) {
+        let dynamic = shard.dynamic_configs.borrow().clone();
+        let resolved = topics::config::resolve_with(&shard.default_log, &dynamic, &meta.configs);
+        let topic_config = match resolved {
             Ok(config) => config,
             Err(e) => storage_offline(shard, &meta.name, &format!("invalid topic config: {e}")),
         };
+        let limits = TimestampLimits {
+            before_max_ms: topic_config.message_timestamp_before_max_ms,
+            after_max_ms: topic_config.message_timestamp_after_max_ms,
+        };
+        let config = topic_config.log;
         for index in 0..meta.partitions {
             if shard.placement.shard_for(&meta.name, index) != shard.id {
                 continue;
@@ -469,22 +499,30 @@ pub async fn open_owned(shard: &Shard, metas: &[TopicMeta]) {
             // Already open: a config change (AlterConfigs) applies to the live log.
             if let Some(open) = shard.partitions.get(&tp) {
                 open.log.set_config(config.clone());
+                open.set_timestamp_limits(limits);
                 continue;
             }
-            to_open.push((tp, config.clone()));
+            to_open.push((tp, config.clone(), limits));
         }
     }
     // Several at a time: each open is a chain of small io_uring operations, so start-up and
     // CreateTopics of thousands of partitions are not one long sequence of round trips.
     stream::iter(to_open)
-        .for_each_concurrent(OPENS_IN_FLIGHT_MAX, |(tp, config)| open_one(shard, tp, config))
+        .for_each_concurrent(OPENS_IN_FLIGHT_MAX, |(tp, config, limits)| {
+            open_one(shard, tp, config, limits)
+        })
         .await;
 }
 
 /// Partitions of one shard opened at the same time.
 const OPENS_IN_FLIGHT_MAX: usize = 64;
 
-async fn open_one(shard: &Shard, tp: TopicPartition, config: storage::LogConfig) {
+async fn open_one(
+    shard: &Shard,
+    tp: TopicPartition,
+    config: storage::LogConfig,
+    limits: TimestampLimits,
+) {
     let dir = shard.config.data_dir.join(tp.dir_name());
     let options = storage::OpenOptions {
         previous_shutdown_clean: shard.previous_shutdown_clean,
@@ -496,11 +534,11 @@ async fn open_one(shard: &Shard, tp: TopicPartition, config: storage::LogConfig)
             let waiters_max = shard.config.fetch_waiters_per_partition_max;
             let producers = producer_states(shard, &tp, &log).await;
             let partition = Partition::new(tp, log, waiters_max, producers);
+            partition.set_timestamp_limits(limits);
             // Kafka's makeLeader: the epoch cache gets this node's epoch first.
             if let Err(e) = partition.become_leader(LEADER_EPOCH).await {
                 let reason = format!("cannot open the leader-epoch cache: {e}");
                 storage_offline(shard, &partition.tp.dir_name(), &reason);
-                return;
             }
             shard.partitions.insert(Rc::new(partition));
         }

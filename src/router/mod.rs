@@ -50,6 +50,9 @@ pub enum PartitionError {
     OutOfOrderSequence(String),
     #[error("{0}")]
     InvalidProducerEpoch(String),
+    /// message.timestamp.before/after.max.ms refused a record's timestamp.
+    #[error("{0}")]
+    InvalidTimestamp(String),
     #[error("leader epoch {requested} is newer than the partition's {current}")]
     UnknownLeaderEpoch { requested: i32, current: i32 },
     #[error("leader epoch {requested} is older than the partition's {current}")]
@@ -230,6 +233,19 @@ pub enum ShardMsg {
     Admin {
         change: admin::RegistryChange,
         reply: Reply<Vec<admin::ChangeResult>>,
+    },
+    /// Only to shard 0: change the dynamic broker configs of one BROKER resource.
+    BrokerConfigs {
+        scope: crate::topics::dynamic::Scope,
+        change: crate::topics::dynamic::BrokerChange,
+        validate_only: bool,
+        reply: Reply<Result<(), admin::AdminError>>,
+    },
+    /// From shard 0 to every shard: adopt these dynamic broker configs and re-apply topic
+    /// configs to the live logs.
+    BrokerConfigsChanged {
+        configs: crate::topics::dynamic::DynamicConfigs,
+        reply: Reply<()>,
     },
     /// From shard 0 to every shard: forget these topics, delete the partitions owned here.
     TopicsRemoved {

@@ -66,6 +66,7 @@ pub enum ConfigType {
     String = 2,
     Int = 3,
     Long = 5,
+    Double = 6,
     List = 7,
 }
 
@@ -73,78 +74,17 @@ pub enum ConfigType {
 #[derive(Debug, Clone, Copy)]
 pub struct KeyInfo {
     pub config_type: ConfigType,
-    /// The broker setting that supplies the default (Kafka's synonym).
-    pub broker_key: &'static str,
+    /// The broker setting that supplies the default (Kafka's synonym), if any.
+    pub broker_key: Option<&'static str>,
     pub documentation: &'static str,
 }
 
 pub fn key_info(key: &str) -> Option<KeyInfo> {
-    let info = |config_type, broker_key, documentation| {
-        Some(KeyInfo {
-            config_type,
-            broker_key,
-            documentation,
-        })
-    };
-    match key {
-        "cleanup.policy" => info(
-            ConfigType::List,
-            "log.cleanup.policy",
-            "\"delete\" discards old segments by retention. \"compact\" keeps the latest record \
-             per key (log compaction); \"compact,delete\" does both.",
-        ),
-        "flush.messages" => info(
-            ConfigType::Long,
-            "log.flush.interval.messages",
-            "fsync the log after this many messages.",
-        ),
-        "flush.ms" => info(
-            ConfigType::Long,
-            "log.flush.interval.ms",
-            "fsync the log when the oldest unflushed message is this old.",
-        ),
-        "index.interval.bytes" => info(
-            ConfigType::Int,
-            "log.index.interval.bytes",
-            "Bytes of log between two offset index entries.",
-        ),
-        "max.message.bytes" => info(
-            ConfigType::Int,
-            "message.max.bytes",
-            "Largest record batch the topic accepts.",
-        ),
-        "message.timestamp.type" => info(
-            ConfigType::String,
-            "log.message.timestamp.type",
-            "CreateTime keeps the producer's timestamps, LogAppendTime stamps the broker's time.",
-        ),
-        "retention.bytes" => info(
-            ConfigType::Long,
-            "log.retention.bytes",
-            "Largest size a partition may grow to before old segments are deleted; -1: no limit.",
-        ),
-        "retention.ms" => info(
-            ConfigType::Long,
-            "log.retention.ms",
-            "How long a segment is kept after its newest record; -1: no limit.",
-        ),
-        "segment.bytes" => info(
-            ConfigType::Int,
-            "log.segment.bytes",
-            "Size at which the active segment is rolled.",
-        ),
-        "segment.index.bytes" => info(
-            ConfigType::Int,
-            "log.index.size.max.bytes",
-            "Largest size of a segment's offset index.",
-        ),
-        "segment.ms" => info(
-            ConfigType::Long,
-            "log.roll.ms",
-            "Age at which the active segment is rolled even if not full.",
-        ),
-        _ => None,
-    }
+    super::catalog::find(key).map(|def| KeyInfo {
+        config_type: def.config_type,
+        broker_key: def.broker_key,
+        documentation: def.documentation,
+    })
 }
 
 fn is_list(key: &str) -> bool {
@@ -290,8 +230,8 @@ mod tests {
 
     #[test]
     fn every_known_key_has_info() {
-        for key in config::KNOWN_KEYS {
-            assert!(key_info(key).is_some(), "{key}");
+        for def in super::super::catalog::TOPIC_CONFIGS {
+            assert!(key_info(def.name).is_some(), "{}", def.name);
         }
         assert!(key_info("no.such").is_none());
     }

@@ -1,14 +1,19 @@
-//! Topic-level configs: the one place that knows Kafka's topic config names, parses and
-//! validates their values, and applies overrides on top of the broker defaults.
+//! Topic-level configs: parses and validates values of every Kafka topic config (the table is
+//! `catalog`), applies overrides on top of the broker defaults, and gives the typed result
+//! (`TopicConfig`: the storage `LogConfig` plus the configs storage does not use, for the
+//! produce path and the log cleaner).
 //!
 //! Used by CreateTopics, DescribeConfigs, AlterConfigs and IncrementalAlterConfigs (the
-//! override-set arithmetic of the last two is in `alter`). Invariant: a `TopicOverrides` map only ever holds keys in `KNOWN_KEYS` with values
-//! that `resolve` accepts, so a persisted topic always reopens with a valid `LogConfig`.
+//! override-set arithmetic of the last two is in `alter`). Invariant: a `TopicOverrides` map
+//! only ever holds keys of `catalog::TOPIC_CONFIGS` with values that `resolve` accepts, so a
+//! persisted topic always reopens with a valid config.
 
 use std::collections::BTreeMap;
 
 use storage::{LogConfig, TimestampType};
 
+use super::alter::ConfigType;
+use super::catalog::{self, Check, TopicConfigDef, TOPIC_CONFIGS};
 /// Per-topic overrides, by Kafka config name (sorted so persistence is deterministic).
 pub type TopicOverrides = BTreeMap<String, String>;
 
@@ -22,22 +27,81 @@ pub enum TopicConfigError {
         value: String,
         reason: &'static str,
     },
+    /// Values valid alone that Kafka refuses together (or refuses on this broker).
+    #[error("{0}")]
+    Conflict(String),
 }
 
-/// Topic config names Sluice understands, with the broker default's source.
-pub const KNOWN_KEYS: &[&str] = &[
-    "cleanup.policy",
-    "flush.messages",
-    "flush.ms",
-    "index.interval.bytes",
-    "max.message.bytes",
-    "message.timestamp.type",
-    "retention.bytes",
-    "retention.ms",
-    "segment.bytes",
-    "segment.index.bytes",
-    "segment.ms",
-];
+/// A topic's effective configuration, typed. `log` is what storage applies; the rest are the
+/// Kafka topic configs storage does not use (some applied elsewhere, some only stored).
+#[derive(Debug, Clone)]
+pub struct TopicConfig {
+    pub log: LogConfig,
+    /// cleanup.policy contains "compact" / "delete".
+    pub compact: bool,
+    pub delete: bool,
+    /// compression.type (one of `catalog::COMPRESSION_TYPES`).
+    pub compression_type: String,
+    pub compression_gzip_level: i32,
+    pub compression_lz4_level: i32,
+    pub compression_zstd_level: i32,
+    /// Log cleaner: how long tombstones are kept.
+    pub delete_retention_ms: i64,
+    pub file_delete_delay_ms: i64,
+    /// Log cleaner: a record stays uncompacted at least / at most this long.
+    pub min_compaction_lag_ms: i64,
+    pub max_compaction_lag_ms: i64,
+    /// Log cleaner: dirty share of the log that makes it eligible.
+    pub min_cleanable_dirty_ratio: f64,
+    /// Produce: CreateTime batches more than this behind / ahead of the broker clock are
+    /// refused with INVALID_TIMESTAMP.
+    pub message_timestamp_before_max_ms: i64,
+    pub message_timestamp_after_max_ms: i64,
+    pub min_insync_replicas: i32,
+    pub preallocate: bool,
+    pub segment_jitter_ms: i64,
+    pub unclean_leader_election_enable: bool,
+    pub local_retention_ms: i64,
+    pub local_retention_bytes: i64,
+    pub remote_storage_enable: bool,
+    pub remote_log_copy_disable: bool,
+    pub remote_log_delete_on_disable: bool,
+    pub leader_replication_throttled_replicas: Vec<String>,
+    pub follower_replication_throttled_replicas: Vec<String>,
+}
+
+impl TopicConfig {
+    /// Kafka's defaults for everything `defaults` (the broker's log settings) does not cover.
+    pub fn from_defaults(defaults: &LogConfig) -> Self {
+        Self {
+            log: defaults.clone(),
+            compact: false,
+            delete: true,
+            compression_type: "producer".to_owned(),
+            compression_gzip_level: -1,
+            compression_lz4_level: 9,
+            compression_zstd_level: 3,
+            delete_retention_ms: 86_400_000,
+            file_delete_delay_ms: 60_000,
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
+            min_cleanable_dirty_ratio: 0.5,
+            message_timestamp_before_max_ms: i64::MAX,
+            message_timestamp_after_max_ms: i64::MAX,
+            min_insync_replicas: 1,
+            preallocate: false,
+            segment_jitter_ms: 0,
+            unclean_leader_election_enable: false,
+            local_retention_ms: -2,
+            local_retention_bytes: -2,
+            remote_storage_enable: false,
+            remote_log_copy_disable: false,
+            remote_log_delete_on_disable: false,
+            leader_replication_throttled_replicas: Vec::new(),
+            follower_replication_throttled_replicas: Vec::new(),
+        }
+    }
+}
 
 pub fn parse_timestamp_type(value: &str) -> Option<TimestampType> {
     match value {
@@ -54,98 +118,220 @@ fn timestamp_type_name(t: &TimestampType) -> &'static str {
     }
 }
 
-/// Applies `overrides` on `defaults`; rejects unknown keys and bad values.
+/// Applies `overrides` on `defaults`; rejects unknown keys and bad values. The storage part.
 pub fn resolve(
     defaults: &LogConfig,
     overrides: &TopicOverrides,
 ) -> Result<LogConfig, TopicConfigError> {
-    let mut config = defaults.clone();
+    resolve_topic(defaults, overrides).map(|c| c.log)
+}
+
+/// The effective config of a topic: `defaults` (sluice.toml), then the dynamic broker configs,
+/// then the topic's own overrides.
+pub fn resolve_with(
+    defaults: &LogConfig,
+    dynamic: &super::dynamic::DynamicConfigs,
+    overrides: &TopicOverrides,
+) -> Result<TopicConfig, TopicConfigError> {
+    let mut layered = dynamic.topic_layer();
+    layered.extend(overrides.iter().map(|(k, v)| (k.clone(), v.clone())));
+    resolve_topic(defaults, &layered)
+}
+
+/// Applies `overrides` on `defaults` and checks the rules between keys (Kafka's
+/// `LogConfig.validateValues` and the broker-side checks that apply without tiered storage).
+pub fn resolve_topic(
+    defaults: &LogConfig,
+    overrides: &TopicOverrides,
+) -> Result<TopicConfig, TopicConfigError> {
+    let mut config = TopicConfig::from_defaults(defaults);
     for (key, value) in overrides {
         apply_one(&mut config, key, value)?;
+    }
+    if config.min_compaction_lag_ms > config.max_compaction_lag_ms {
+        return Err(TopicConfigError::Conflict(format!(
+            "conflict topic config setting min.compaction.lag.ms ({}) > max.compaction.lag.ms ({})",
+            config.min_compaction_lag_ms, config.max_compaction_lag_ms
+        )));
+    }
+    if config.remote_storage_enable {
+        return Err(TopicConfigError::Conflict(
+            "Tiered Storage functionality is disabled in the broker. Topic cannot be configured \
+             with remote log storage."
+                .to_owned(),
+        ));
     }
     Ok(config)
 }
 
 /// Validates one (key, value) pair against the defaults (for AlterConfigs-style callers).
 pub fn validate_one(key: &str, value: &str) -> Result<(), TopicConfigError> {
-    apply_one(&mut LogConfig::default(), key, value)
+    apply_one(
+        &mut TopicConfig::from_defaults(&LogConfig::default()),
+        key,
+        value,
+    )
 }
 
-fn apply_one(config: &mut LogConfig, key: &str, value: &str) -> Result<(), TopicConfigError> {
+/// A parsed value of one config.
+enum Value {
+    Bool(bool),
+    Int(i64),
+    Double(f64),
+    Text(String),
+    List(Vec<String>),
+}
+
+/// Kafka's ConfigDef parse + validator for one value.
+fn parse(def: &TopicConfigDef, value: &str) -> Result<Value, &'static str> {
+    let trimmed = value.trim();
+    let parsed = match def.config_type {
+        ConfigType::Boolean => match trimmed.to_ascii_lowercase().as_str() {
+            "true" => Value::Bool(true),
+            "false" => Value::Bool(false),
+            _ => return Err("expected value to be either true or false"),
+        },
+        ConfigType::Int => trimmed
+            .parse::<i32>()
+            .map(|v| Value::Int(i64::from(v)))
+            .map_err(|_| "not a 32-bit integer")?,
+        ConfigType::Long => trimmed
+            .parse::<i64>()
+            .map(Value::Int)
+            .map_err(|_| "not a 64-bit integer")?,
+        ConfigType::Double => trimmed
+            .parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite())
+            .map(Value::Double)
+            .ok_or("not a number")?,
+        ConfigType::String => Value::Text(trimmed.to_owned()),
+        ConfigType::List => Value::List(
+            trimmed
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        ),
+    };
+    check(def.check, &parsed)?;
+    Ok(parsed)
+}
+
+fn check(rule: Check, value: &Value) -> Result<(), &'static str> {
+    let ok = match (rule, value) {
+        (Check::None, _) => true,
+        (Check::AtLeast(min), Value::Int(v)) => *v >= min,
+        (Check::Between(lo, hi), Value::Int(v)) => (lo..=hi).contains(v),
+        (Check::BetweenF(lo, hi), Value::Double(v)) => (lo..=hi).contains(v),
+        (Check::In(allowed), Value::Text(v)) => allowed.contains(&v.as_str()),
+        (Check::ListIn(allowed), Value::List(items)) => {
+            !items.is_empty()
+                && items.iter().all(|i| allowed.contains(&i.as_str()))
+                && items
+                    .iter()
+                    .enumerate()
+                    .all(|(n, i)| !items[..n].contains(i))
+        }
+        (Check::GzipLevel, Value::Int(v)) => *v == -1 || (1..=9).contains(v),
+        (Check::ThrottledReplicas, Value::List(items)) => {
+            let pair = |i: &String| {
+                let mut parts = i.split(':');
+                let ok = |p: Option<&str>| p.is_some_and(|p| p.trim().parse::<u32>().is_ok());
+                ok(parts.next()) && ok(parts.next()) && parts.next().is_none()
+            };
+            items.iter().all(|i| i == "*") && items.len() <= 1 || items.iter().all(pair)
+        }
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(match rule {
+            Check::AtLeast(_) | Check::Between(..) | Check::BetweenF(..) | Check::GzipLevel => {
+                "out of range"
+            }
+            _ => "not one of the allowed values",
+        })
+    }
+}
+
+fn apply_one(config: &mut TopicConfig, key: &str, value: &str) -> Result<(), TopicConfigError> {
+    let def = catalog::find(key).ok_or_else(|| TopicConfigError::UnknownKey(key.to_owned()))?;
     let invalid = |reason: &'static str| TopicConfigError::InvalidValue {
         key: key.to_owned(),
         value: value.to_owned(),
         reason,
     };
-    let int = || {
-        value
-            .trim()
-            .parse::<i64>()
-            .map_err(|_| invalid("not an integer"))
-    };
-    let at_least = |min: i64| -> Result<i64, TopicConfigError> {
-        let v = int()?;
-        if v < min {
-            return Err(invalid("out of range"));
-        }
-        Ok(v)
-    };
+    let parsed = parse(def, value).map_err(invalid)?;
     let never_if_max = |v: i64| if v == i64::MAX { u64::MAX } else { v as u64 };
-    match key {
-        // A list of "delete" / "compact" (the shard's log cleaner compacts, see `compaction`).
-        "cleanup.policy" => {
-            let items: Vec<&str> = value.split(',').map(str::trim).collect();
-            let valid = items.iter().all(|i| *i == "delete" || *i == "compact")
-                && (1..=2).contains(&items.len())
-                && items.first() != items.get(1);
-            if !valid {
-                return Err(invalid("a list of \"delete\" and/or \"compact\""));
-            }
+    let log = &mut config.log;
+    match (key, parsed) {
+        ("cleanup.policy", Value::List(items)) => {
+            config.compact = items.iter().any(|i| i == "compact");
+            config.delete = items.iter().any(|i| i == "delete");
         }
-        "flush.messages" => config.flush_messages = never_if_max(at_least(1)?),
-        "flush.ms" => config.flush_ms = never_if_max(at_least(0)?),
-        "index.interval.bytes" => {
-            config.index_interval_bytes =
-                u32::try_from(at_least(0)?).map_err(|_| invalid("too large"))?
+        ("compression.type", Value::Text(v)) => config.compression_type = v,
+        ("compression.gzip.level", Value::Int(v)) => config.compression_gzip_level = v as i32,
+        ("compression.lz4.level", Value::Int(v)) => config.compression_lz4_level = v as i32,
+        ("compression.zstd.level", Value::Int(v)) => config.compression_zstd_level = v as i32,
+        ("delete.retention.ms", Value::Int(v)) => config.delete_retention_ms = v,
+        ("file.delete.delay.ms", Value::Int(v)) => config.file_delete_delay_ms = v,
+        ("flush.messages", Value::Int(v)) => log.flush_messages = never_if_max(v),
+        ("flush.ms", Value::Int(v)) => log.flush_ms = never_if_max(v),
+        ("follower.replication.throttled.replicas", Value::List(v)) => {
+            config.follower_replication_throttled_replicas = v
         }
-        "max.message.bytes" => {
-            config.max_message_bytes =
-                u32::try_from(at_least(0)?).map_err(|_| invalid("too large"))?
+        ("index.interval.bytes", Value::Int(v)) => {
+            log.index_interval_bytes = u32::try_from(v).map_err(|_| invalid("too large"))?
         }
-        "message.timestamp.type" => {
-            config.timestamp_type =
-                parse_timestamp_type(value).ok_or_else(|| invalid("CreateTime or LogAppendTime"))?
+        ("leader.replication.throttled.replicas", Value::List(v)) => {
+            config.leader_replication_throttled_replicas = v
         }
-        "retention.bytes" => config.retention_bytes = at_least(-1)?,
-        "retention.ms" => config.retention_ms = at_least(-1)?,
-        // Kafka's minimum segment size (14 bytes is one empty batch header's worth).
-        // An INT in Kafka, so at most i32::MAX.
-        "segment.bytes" => {
-            config.segment_bytes_max = u64::try_from(at_least(14)?)
-                .ok()
-                .filter(|v| *v <= i32::MAX as u64)
-                .ok_or_else(|| invalid("too large"))?
+        ("local.retention.bytes", Value::Int(v)) => config.local_retention_bytes = v,
+        ("local.retention.ms", Value::Int(v)) => config.local_retention_ms = v,
+        ("max.compaction.lag.ms", Value::Int(v)) => config.max_compaction_lag_ms = v,
+        ("max.message.bytes", Value::Int(v)) => {
+            log.max_message_bytes = u32::try_from(v).map_err(|_| invalid("too large"))?
         }
-        "segment.index.bytes" => {
-            config.segment_index_bytes_max =
-                u32::try_from(at_least(8)?).map_err(|_| invalid("too large"))?
+        ("message.timestamp.after.max.ms", Value::Int(v)) => {
+            config.message_timestamp_after_max_ms = v
         }
-        "segment.ms" => config.segment_ms = at_least(1)? as u64,
-        // Log compaction's configs (read through `compaction::settings`).
-        k if super::compaction::KEYS.contains(&k) => {
-            super::compaction::validate(k, value).map_err(invalid)?
+        ("message.timestamp.before.max.ms", Value::Int(v)) => {
+            config.message_timestamp_before_max_ms = v
         }
-        _ => return Err(TopicConfigError::UnknownKey(key.to_owned())),
+        ("message.timestamp.type", Value::Text(v)) => {
+            log.timestamp_type =
+                parse_timestamp_type(&v).ok_or_else(|| invalid("CreateTime or LogAppendTime"))?
+        }
+        ("min.cleanable.dirty.ratio", Value::Double(v)) => config.min_cleanable_dirty_ratio = v,
+        ("min.compaction.lag.ms", Value::Int(v)) => config.min_compaction_lag_ms = v,
+        ("min.insync.replicas", Value::Int(v)) => config.min_insync_replicas = v as i32,
+        ("preallocate", Value::Bool(v)) => config.preallocate = v,
+        ("remote.log.copy.disable", Value::Bool(v)) => config.remote_log_copy_disable = v,
+        ("remote.log.delete.on.disable", Value::Bool(v)) => config.remote_log_delete_on_disable = v,
+        ("remote.storage.enable", Value::Bool(v)) => config.remote_storage_enable = v,
+        ("retention.bytes", Value::Int(v)) => log.retention_bytes = v,
+        ("retention.ms", Value::Int(v)) => log.retention_ms = v,
+        // An INT in Kafka, so at most i32::MAX; at least one empty batch header's worth.
+        ("segment.bytes", Value::Int(v)) => log.segment_bytes_max = v.unsigned_abs(),
+        ("segment.index.bytes", Value::Int(v)) => {
+            log.segment_index_bytes_max = u32::try_from(v).map_err(|_| invalid("too large"))?
+        }
+        ("segment.jitter.ms", Value::Int(v)) => config.segment_jitter_ms = v,
+        ("segment.ms", Value::Int(v)) => log.segment_ms = v.unsigned_abs(),
+        ("unclean.leader.election.enable", Value::Bool(v)) => {
+            config.unclean_leader_election_enable = v
+        }
+        _ => return Err(invalid("unsupported")),
     }
     Ok(())
 }
 
-/// The effective value of every known key for `config`, in `KNOWN_KEYS` order, with whether it
-/// comes from an override (for DescribeConfigs).
-pub fn describe(
-    config: &LogConfig,
-    overrides: &TopicOverrides,
-) -> Vec<(&'static str, String, bool)> {
+/// The value a topic without an override gets for `def`: the broker's setting where Sluice has
+/// one (`defaults`), else Kafka's default.
+pub fn broker_value(def: &TopicConfigDef, defaults: &LogConfig) -> String {
     let never = |v: u64| {
         if v == u64::MAX {
             i64::MAX.to_string()
@@ -153,26 +339,31 @@ pub fn describe(
             v.to_string()
         }
     };
-    KNOWN_KEYS
+    match def.name {
+        "flush.messages" => never(defaults.flush_messages),
+        "flush.ms" => never(defaults.flush_ms),
+        "index.interval.bytes" => defaults.index_interval_bytes.to_string(),
+        "max.message.bytes" => defaults.max_message_bytes.to_string(),
+        "message.timestamp.type" => timestamp_type_name(&defaults.timestamp_type).to_owned(),
+        "retention.bytes" => defaults.retention_bytes.to_string(),
+        "retention.ms" => defaults.retention_ms.to_string(),
+        "segment.bytes" => defaults.segment_bytes_max.to_string(),
+        "segment.index.bytes" => defaults.segment_index_bytes_max.to_string(),
+        "segment.ms" => defaults.segment_ms.to_string(),
+        _ => def.default.to_owned(),
+    }
+}
+
+/// Every topic config in name order: (name, effective value, whether it is a topic override).
+pub fn describe(
+    defaults: &LogConfig,
+    overrides: &TopicOverrides,
+) -> Vec<(&'static str, String, bool)> {
+    TOPIC_CONFIGS
         .iter()
-        .map(|&key| {
-            let value = match key {
-                "cleanup.policy" => overrides
-                    .get(key)
-                    .cloned()
-                    .unwrap_or_else(|| "delete".to_owned()),
-                "flush.messages" => never(config.flush_messages),
-                "flush.ms" => never(config.flush_ms),
-                "index.interval.bytes" => config.index_interval_bytes.to_string(),
-                "max.message.bytes" => config.max_message_bytes.to_string(),
-                "message.timestamp.type" => timestamp_type_name(&config.timestamp_type).to_owned(),
-                "retention.bytes" => config.retention_bytes.to_string(),
-                "retention.ms" => config.retention_ms.to_string(),
-                "segment.bytes" => config.segment_bytes_max.to_string(),
-                "segment.index.bytes" => config.segment_index_bytes_max.to_string(),
-                _ => config.segment_ms.to_string(),
-            };
-            (key, value, overrides.contains_key(key))
+        .map(|def| match overrides.get(def.name) {
+            Some(value) => (def.name, value.clone(), true),
+            None => (def.name, broker_value(def, defaults), false),
         })
         .collect()
 }
@@ -229,21 +420,118 @@ mod tests {
     #[test]
     fn describe_marks_overrides() {
         let o = overrides(&[("retention.ms", "5")]);
-        let config = resolve(&LogConfig::default(), &o).unwrap();
-        let entries = describe(&config, &o);
-        assert_eq!(entries.len(), KNOWN_KEYS.len());
+        let entries = describe(&LogConfig::default(), &o);
+        assert_eq!(entries.len(), TOPIC_CONFIGS.len());
         let retention = entries
             .iter()
             .find(|(k, _, _)| *k == "retention.ms")
             .unwrap();
         assert_eq!(retention.1, "5");
         assert!(retention.2);
+        let segment_ms = entries.iter().find(|(k, _, _)| *k == "segment.ms").unwrap();
+        assert!(!segment_ms.2);
+        assert_eq!(segment_ms.1, "604800000");
+        let compression = entries
+            .iter()
+            .find(|(k, _, _)| *k == "compression.type")
+            .unwrap();
+        assert_eq!(compression.1, "producer");
+    }
+
+    /// Every Kafka 4.0 topic config is accepted at Kafka's default value, and the typed config
+    /// carries it.
+    #[test]
+    fn every_kafka_topic_config_is_accepted_at_its_default() {
+        for def in TOPIC_CONFIGS {
+            let value = broker_value(def, &LogConfig::default());
+            assert_eq!(
+                value, def.default,
+                "{}: Sluice's default is Kafka's",
+                def.name
+            );
+            validate_one(def.name, &value).unwrap_or_else(|e| panic!("{}: {e}", def.name));
+        }
+        let config = resolve_topic(
+            &LogConfig::default(),
+            &overrides(&[
+                ("compression.type", "zstd"),
+                ("delete.retention.ms", "1000"),
+                ("min.cleanable.dirty.ratio", "0.25"),
+                ("max.compaction.lag.ms", "90000"),
+                ("min.compaction.lag.ms", "500"),
+                ("file.delete.delay.ms", "0"),
+                ("message.timestamp.before.max.ms", "3600000"),
+                ("message.timestamp.after.max.ms", "60000"),
+                ("cleanup.policy", "compact,delete"),
+                ("preallocate", "TRUE"),
+                ("leader.replication.throttled.replicas", "0:1, 1:1"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.compression_type, "zstd");
+        assert_eq!(config.delete_retention_ms, 1000);
+        assert_eq!(config.min_cleanable_dirty_ratio, 0.25);
+        assert_eq!(config.max_compaction_lag_ms, 90_000);
+        assert_eq!(config.min_compaction_lag_ms, 500);
+        assert_eq!(config.file_delete_delay_ms, 0);
+        assert_eq!(config.message_timestamp_before_max_ms, 3_600_000);
+        assert_eq!(config.message_timestamp_after_max_ms, 60_000);
+        assert!(config.compact && config.delete && config.preallocate);
+        assert_eq!(config.leader_replication_throttled_replicas.len(), 2);
+    }
+
+    /// Kafka's ConfigDef validators: types, ranges, enumerations, and the rules between keys.
+    #[test]
+    fn kafkas_validators_refuse_bad_values() {
+        for (key, bad) in [
+            ("compression.type", "brotli"),
+            ("compression.type", "GZIP"),
+            ("compression.gzip.level", "0"),
+            ("compression.gzip.level", "10"),
+            ("compression.lz4.level", "18"),
+            ("compression.zstd.level", "23"),
+            ("delete.retention.ms", "-1"),
+            ("file.delete.delay.ms", "x"),
+            ("max.compaction.lag.ms", "0"),
+            ("min.cleanable.dirty.ratio", "1.5"),
+            ("min.cleanable.dirty.ratio", "NaN"),
+            ("message.timestamp.after.max.ms", "-1"),
+            ("min.insync.replicas", "0"),
+            ("preallocate", "yes"),
+            ("segment.jitter.ms", "-5"),
+            ("local.retention.ms", "-3"),
+            ("leader.replication.throttled.replicas", "1:x"),
+            ("segment.bytes", "2147483648"),
+            ("max.message.bytes", "2147483648"),
+        ] {
+            assert!(validate_one(key, bad).is_err(), "{key}={bad}");
+        }
+        for (key, good) in [
+            ("compression.zstd.level", "-131072"),
+            ("compression.gzip.level", "-1"),
+            ("min.cleanable.dirty.ratio", "0"),
+            ("leader.replication.throttled.replicas", "*"),
+            ("leader.replication.throttled.replicas", ""),
+        ] {
+            assert!(validate_one(key, good).is_ok(), "{key}={good}");
+        }
+        let defaults = LogConfig::default();
+        assert!(matches!(
+            resolve_topic(
+                &defaults,
+                &overrides(&[
+                    ("min.compaction.lag.ms", "10"),
+                    ("max.compaction.lag.ms", "5")
+                ])
+            ),
+            Err(TopicConfigError::Conflict(_))
+        ));
+        assert!(matches!(
+            resolve_topic(&defaults, &overrides(&[("remote.storage.enable", "true")])),
+            Err(TopicConfigError::Conflict(_))
+        ));
         assert!(
-            !entries
-                .iter()
-                .find(|(k, _, _)| *k == "segment.ms")
-                .unwrap()
-                .2
+            resolve_topic(&defaults, &overrides(&[("remote.storage.enable", "false")])).is_ok()
         );
     }
 }

@@ -8,7 +8,9 @@
 
 pub mod alter;
 pub mod compaction;
+pub mod catalog;
 pub mod config;
+pub mod dynamic;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -259,7 +261,11 @@ mod tests {
         };
         table.upsert(meta("x_y"));
         assert_eq!(table.collision("x.y"), Some("x_y"));
-        assert_eq!(table.collision("x_y"), None, "the same name is not a collision");
+        assert_eq!(
+            table.collision("x_y"),
+            None,
+            "the same name is not a collision"
+        );
         assert_eq!(table.collision("x-y"), None);
         table.remove("x_y");
         assert_eq!(table.collision("x.y"), None);
