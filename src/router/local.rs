@@ -6,6 +6,7 @@
 //! deadline; topic creation is serialised on shard 0 (registry write lock held from snapshot
 //! to rename) and a topic is reported created only after every shard opened its partitions.
 
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -369,7 +370,7 @@ pub async fn create_topics(
     let mut results: Vec<CreateResult> = Vec::with_capacity(topics.len());
     let mut created = Vec::new();
     // Names created by this request, keyed by their collision form ('.' and '_' alike).
-    let mut created_names = std::collections::HashMap::new();
+    let mut created_names: HashMap<String, String> = HashMap::new();
     // The registry lock serialises validate-snapshot-persist, so two concurrent creates never
     // both succeed for one name and an older snapshot never overwrites a newer file.
     let _guard = shard.registry_lock.lock().await;
