@@ -17,6 +17,8 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
+pub mod describe_topic_partitions;
+pub mod elect_leaders;
 pub mod error;
 pub mod fetch;
 pub mod fetch_session;
@@ -281,6 +283,18 @@ pub const REGISTRY: &[ApiEntry] = &[
         max_version: 5,
         handler: init_producer_id::handle,
     },
+    ApiEntry {
+        key: ApiKey::ElectLeaders,
+        min_version: 0,
+        max_version: 2,
+        handler: elect_leaders::handle,
+    },
+    ApiEntry {
+        key: ApiKey::DescribeTopicPartitions,
+        min_version: 0,
+        max_version: 0,
+        handler: describe_topic_partitions::handle,
+    },
 ];
 
 pub fn lookup(key: ApiKey) -> Option<&'static ApiEntry> {
@@ -357,6 +371,10 @@ pub fn decode_any(key: ApiKey, version: i16, body: Bytes) -> bool {
         ApiKey::DeleteGroups => m::DeleteGroupsRequest::decode(buf, version).is_ok(),
         ApiKey::OffsetDelete => m::OffsetDeleteRequest::decode(buf, version).is_ok(),
         ApiKey::InitProducerId => m::InitProducerIdRequest::decode(buf, version).is_ok(),
+        ApiKey::ElectLeaders => m::ElectLeadersRequest::decode(buf, version).is_ok(),
+        ApiKey::DescribeTopicPartitions => {
+            m::DescribeTopicPartitionsRequest::decode(buf, version).is_ok()
+        }
         _ => false,
     }
 }
