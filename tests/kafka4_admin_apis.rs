@@ -239,3 +239,45 @@ fn metadata_by_topic_id_ignores_an_empty_name() {
     );
     assert_eq!(by_id.topics[0].partitions.len(), 2);
 }
+
+#[test]
+fn list_config_resources_names_topics_and_the_broker() {
+    use kafka_protocol::messages::{ListConfigResourcesRequest, ListConfigResourcesResponse};
+    const TOPIC: i8 = 2;
+    const BROKER: i8 = 4;
+    const CLIENT_METRICS: i8 = 16;
+    const UNSUPPORTED_VERSION: i16 = 35;
+    let broker = Broker::start(BrokerOpts::default());
+    let a = unique_name("lcr");
+    create(&broker, &a, 1);
+    let list = |version: i16, types: Vec<i8>| -> ListConfigResourcesResponse {
+        wire::call(
+            broker.socket_addr(),
+            ApiKey::ListConfigResources,
+            version,
+            &ListConfigResourcesRequest::default().with_resource_types(types),
+        )
+    };
+    let names = |r: &ListConfigResourcesResponse| -> Vec<(String, i8)> {
+        r.config_resources
+            .iter()
+            .map(|c| (c.resource_name.to_string(), c.resource_type))
+            .collect()
+    };
+    let topics = list(1, vec![TOPIC]);
+    assert_eq!(topics.error_code, 0);
+    assert!(names(&topics).contains(&(a.clone(), TOPIC)));
+    assert!(names(&topics).iter().all(|(_, t)| *t == TOPIC));
+    let brokers = list(1, vec![BROKER]);
+    assert_eq!(names(&brokers), vec![("0".to_owned(), BROKER)]);
+    // Every supported type: topics and the broker; no client-metrics subscriptions exist.
+    let all = list(1, vec![]);
+    assert!(names(&all).contains(&(a.clone(), TOPIC)));
+    assert!(names(&all).contains(&("0".to_owned(), BROKER)));
+    assert!(list(1, vec![CLIENT_METRICS]).config_resources.is_empty());
+    assert_eq!(list(1, vec![TOPIC, 99]).error_code, UNSUPPORTED_VERSION);
+    // v0 (ListClientMetricsResources) lists client metrics only.
+    let v0 = list(0, vec![]);
+    assert_eq!(v0.error_code, 0);
+    assert!(v0.config_resources.is_empty());
+}

@@ -65,6 +65,8 @@ for _ in $(seq 1 $((READY_TIMEOUT_S * 10))); do
 done
 [[ -n "$ADDR" ]] || { echo "kafka-tools: sluice not ready within ${READY_TIMEOUT_S}s" >&2; exit 1; }
 echo "kafka-tools: $CLIENT against $BIN at $ADDR"
+METRICS_ADDR=$(sed -E 's/\x1b\[[0-9;]*m//g' "$TMP/sluice.log" \
+  | grep -aoE 'admin listening=[^[:space:]]+' | head -n1 | cut -d= -f2 | tr -d '"') || true
 
 # kafka MAIN ARGS...: one tool run, stdout and stderr together, SLF4J's start-up notes dropped.
 # C1 only: the tools are short-lived, so start-up time is what counts.
@@ -79,6 +81,15 @@ kafka() {
   if [[ $rc -ne 0 ]]; then echo "$main exited $rc:" >&2; grep -v '^SLF4J' "$raw" | tail -n 15 >&2; fi
   rm -f "$raw"
   return "$rc"
+}
+# requests API: how many requests of that Kafka API the broker handled (its /metrics), which
+# tells what a tool really sent.
+requests() {
+  local host=${METRICS_ADDR%:*} port=${METRICS_ADDR##*:}
+  exec 3<>"/dev/tcp/$host/$port"
+  printf 'GET /metrics HTTP/1.0\r\nHost: %s\r\n\r\n' "$METRICS_ADDR" >&3
+  awk -v api="$1" '$1 == "sluice_requests_total{api=\"" api "\"}" { print int($2) }' <&3
+  exec 3<&-
 }
 # expect FILE PATTERN...: each extended regex matches some line of FILE, or the check fails.
 expect() {
@@ -135,7 +146,12 @@ topics() {
   expect "$o.dup" "[Tt]opic ['\"]$T['\"] already exists"
   kafka TopicCommand --bootstrap-server "$B" --list >"$o.list"
   expect "$o.list" "^$T\$"
+  local dtp_before dtp_after
+  dtp_before=$(requests DescribeTopicPartitions)
   kafka TopicCommand --bootstrap-server "$B" --describe --topic "$T" >"$o.describe"
+  dtp_after=$(requests DescribeTopicPartitions)
+  [[ $dtp_after -gt $dtp_before ]] \
+    || { echo "kafka-topics --describe sent no DescribeTopicPartitions ($dtp_before -> $dtp_after)"; return 1; }
   expect "$o.describe" "Topic: $T[[:space:]]+TopicId: [A-Za-z0-9_-]{22}[[:space:]]+PartitionCount: 3[[:space:]]+ReplicationFactor: 1[[:space:]]+Configs: retention.ms=3600000" \
     "Topic: $T[[:space:]]+Partition: 2[[:space:]]+Leader: 0[[:space:]]+Replicas: 0[[:space:]]+Isr: 0"
   kafka TopicCommand --bootstrap-server "$B" --alter --topic "$T" --partitions 4 >"$o.alter"
@@ -162,6 +178,11 @@ configs() {
   reject "$o.d3" "segment.bytes="
   kafka ConfigCommand --bootstrap-server "$B" --describe --all --entity-type brokers --entity-name 0 >"$o.broker"
   expect "$o.broker" "All configs for broker 0 are:" "log.retention.ms=604800000"
+  # Every topic, and the (empty) client-metrics resources: Kafka 4.1+ lists them first.
+  kafka ConfigCommand --bootstrap-server "$B" --describe --entity-type topics >"$o.all"
+  expect "$o.all" "Dynamic configs for topic $T are:" "Dynamic configs for topic __consumer_offsets are:"
+  kafka ConfigCommand --bootstrap-server "$B" --describe --entity-type client-metrics >"$o.metrics"
+  reject "$o.metrics" "[Ee]xception|[Ee]rror"
 }
 
 console() {
@@ -260,8 +281,8 @@ transactions() {
   not_yet transactions "$o.out" "The node does not support [A-Z_]+"
 }
 
-export B T TMP LIB JAVA TOOL_TIMEOUT_S
-export -f kafka expect reject not_yet topics configs console groups perf offsets_and_delete \
+export B T TMP LIB JAVA TOOL_TIMEOUT_S METRICS_ADDR
+export -f kafka requests expect reject not_yet topics configs console groups perf offsets_and_delete \
   leader_election transactions
 check topics "kafka-topics: create, list, describe, alter partitions, delete"
 check configs "kafka-configs: describe, alter, delete topic configs; describe broker"

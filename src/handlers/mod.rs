@@ -28,6 +28,7 @@ pub mod heartbeat;
 pub mod init_producer_id;
 pub mod join_group;
 pub mod leave_group;
+pub mod list_config_resources;
 pub mod list_groups;
 pub mod list_offsets;
 pub mod metadata;
@@ -295,6 +296,12 @@ pub const REGISTRY: &[ApiEntry] = &[
         max_version: 0,
         handler: describe_topic_partitions::handle,
     },
+    ApiEntry {
+        key: ApiKey::ListConfigResources,
+        min_version: 0,
+        max_version: 1,
+        handler: list_config_resources::handle,
+    },
 ];
 
 pub fn lookup(key: ApiKey) -> Option<&'static ApiEntry> {
@@ -375,6 +382,7 @@ pub fn decode_any(key: ApiKey, version: i16, body: Bytes) -> bool {
         ApiKey::DescribeTopicPartitions => {
             m::DescribeTopicPartitionsRequest::decode(buf, version).is_ok()
         }
+        ApiKey::ListConfigResources => m::ListConfigResourcesRequest::decode(buf, version).is_ok(),
         _ => false,
     }
 }

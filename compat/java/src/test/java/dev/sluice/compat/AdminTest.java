@@ -24,6 +24,7 @@ import org.apache.kafka.clients.admin.ConsumerGroupDescription;
 import org.apache.kafka.clients.admin.DescribeClusterResult;
 import org.apache.kafka.clients.admin.DescribeTopicsOptions;
 import org.apache.kafka.clients.admin.GroupListing;
+import org.apache.kafka.clients.admin.ListConfigResourcesOptions;
 import org.apache.kafka.clients.admin.ListOffsetsResult.ListOffsetsResultInfo;
 import org.apache.kafka.clients.admin.NewPartitions;
 import org.apache.kafka.clients.admin.NewTopic;
@@ -99,7 +100,7 @@ class AdminTest extends BrokerTest {
     }
 
     @Test
-    @DisplayName("describeConfigs, incrementalAlterConfigs (topic and broker)")
+    @DisplayName("describeConfigs, incrementalAlterConfigs (topic and broker), listConfigResources")
     void configs() throws Exception {
         String topic = unique("adm-cfg");
         createTopic(topic, 1, Map.of("retention.ms", "3600000"));
@@ -121,6 +122,11 @@ class AdminTest extends BrokerTest {
                     .all().get();
             cfg = admin.describeConfigs(List.of(res)).all().get().get(res);
             assertEquals(ConfigEntry.ConfigSource.DEFAULT_CONFIG, cfg.get("segment.bytes").source());
+
+            // Kafka 4.1+: which resources have configs (ListConfigResources).
+            Collection<ConfigResource> listed = admin.listConfigResources(
+                    Set.of(ConfigResource.Type.TOPIC), new ListConfigResourcesOptions()).all().get();
+            assertTrue(listed.contains(res), listed.toString());
 
             Node node = admin.describeCluster().nodes().get().iterator().next();
             ConfigResource brokerRes = new ConfigResource(ConfigResource.Type.BROKER, node.idString());
