@@ -43,7 +43,7 @@ $(VENV)/.stamp:
 # with theirs, copied into compat/tools/lib (git-ignored). Maven keeps what it downloaded in
 # ~/.m2, and the stamp (written last, remade when a pom changes) makes this a no-op afterwards.
 MVN ?= mvn
-MVN_FLAGS := -B --no-transfer-progress
+MVN_FLAGS := -B --no-transfer-progress -Dstyle.color=never
 JAVA_STAMP := compat/tools/lib/.stamp
 java-deps: $(JAVA_STAMP)
 $(JAVA_STAMP): compat/java/pom.xml compat/tools/pom.xml
