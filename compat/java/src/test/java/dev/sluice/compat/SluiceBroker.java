@@ -137,6 +137,12 @@ public final class SluiceBroker implements AutoCloseable {
                 .orElseThrow(() -> new IllegalStateException("no " + prefix + "in the metrics"));
     }
 
+    /** The last `lines` lines the broker logged (for failure messages). */
+    public String logTail(int lines) {
+        String[] all = log.toString().split("\n");
+        return String.join("\n", java.util.Arrays.copyOfRange(all, Math.max(0, all.length - lines), all.length));
+    }
+
     public boolean alive() {
         return process.isAlive();
     }
