@@ -43,7 +43,7 @@ $(VENV)/.stamp:
 # with theirs, copied into compat/tools/lib (git-ignored). Maven keeps what it downloaded in
 # ~/.m2, and the stamp (written last, remade when a pom changes) makes this a no-op afterwards.
 MVN ?= mvn
-MVN_FLAGS := -B --no-transfer-progress
+MVN_FLAGS := -B --no-transfer-progress -Dstyle.color=never
 JAVA_STAMP := compat/tools/lib/.stamp
 java-deps: $(JAVA_STAMP)
 $(JAVA_STAMP): compat/java/pom.xml compat/tools/pom.xml
@@ -61,8 +61,8 @@ $(JAVA_STAMP): compat/java/pom.xml compat/tools/pom.xml
 deps: apt-deps py-deps java-deps
 
 # The Java client suite (compat/java, JUnit 5 via Surefire) and Kafka's own tools
-# (compat/tools/run.sh), each against a debug broker it starts. `make compat-table` then rewrites
-# the README's compatibility table from their results.
+# (compat/tools/run.sh), each against a debug broker it starts. After `make test`,
+# `make compat-table` rewrites the README's compatibility table from all suites' results.
 SLUICE_DEBUG = $(abspath $(TARGET_DIR))/debug/sluice
 COMPAT_OUT = $(TARGET_DIR)/compat
 test-java: java-deps
@@ -73,7 +73,8 @@ test-kafka-tools: java-deps
 
 compat-table:
 	$(PYTHON) scripts/compat/table.py --surefire compat/java/target/surefire-reports \
-	  --tsv $(COMPAT_OUT)/kafka-tools.tsv --out $(COMPAT_OUT)/compat-table.md --readme README.md
+	  --tsv $(COMPAT_OUT)/kafka-tools.tsv --tsv $(COMPAT_OUT)/python-kcat.tsv \
+	  --out $(COMPAT_OUT)/compat-table.md --readme README.md
 
 # Every suite runs even when an earlier one fails (so one failure hides no other); the target
 # fails if any did. The compat script runs the debug broker this target just built.
@@ -82,7 +83,8 @@ test: deps
 	$(CARGO) build --workspace --all-targets
 	@rc=0; \
 	$(CARGO) test --workspace --no-fail-fast || rc=1; \
-	SLUICE_BIN=$(TARGET_DIR)/debug/sluice PYTHON=$(VENV)/bin/python scripts/compat/run.sh || rc=1; \
+	SLUICE_BIN=$(TARGET_DIR)/debug/sluice PYTHON=$(VENV)/bin/python RESULTS=$(COMPAT_OUT)/python-kcat.tsv \
+	  scripts/compat/run.sh || rc=1; \
 	(cd compat/java && SLUICE_BIN=$(SLUICE_DEBUG) $(MVN) $(MVN_FLAGS) test) || rc=1; \
 	SLUICE_BIN=$(SLUICE_DEBUG) RESULTS=$(COMPAT_OUT)/kafka-tools.tsv compat/tools/run.sh || rc=1; \
 	exit $$rc

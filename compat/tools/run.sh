@@ -65,6 +65,8 @@ for _ in $(seq 1 $((READY_TIMEOUT_S * 10))); do
 done
 [[ -n "$ADDR" ]] || { echo "kafka-tools: sluice not ready within ${READY_TIMEOUT_S}s" >&2; exit 1; }
 echo "kafka-tools: $CLIENT against $BIN at $ADDR"
+METRICS_ADDR=$(sed -E 's/\x1b\[[0-9;]*m//g' "$TMP/sluice.log" \
+  | grep -aoE 'admin listening=[^[:space:]]+' | head -n1 | cut -d= -f2 | tr -d '"') || true
 
 # kafka MAIN ARGS...: one tool run, stdout and stderr together, SLF4J's start-up notes dropped.
 # C1 only: the tools are short-lived, so start-up time is what counts.
@@ -79,6 +81,15 @@ kafka() {
   if [[ $rc -ne 0 ]]; then echo "$main exited $rc:" >&2; grep -v '^SLF4J' "$raw" | tail -n 15 >&2; fi
   rm -f "$raw"
   return "$rc"
+}
+# requests API: how many requests of that Kafka API the broker handled (its /metrics), which
+# tells what a tool really sent.
+requests() {
+  local host=${METRICS_ADDR%:*} port=${METRICS_ADDR##*:}
+  exec 3<>"/dev/tcp/$host/$port"
+  printf 'GET /metrics HTTP/1.0\r\nHost: %s\r\n\r\n' "$METRICS_ADDR" >&3
+  awk -v api="$1" '$1 == "sluice_requests_total{api=\"" api "\"}" { print int($2) }' <&3
+  exec 3<&-
 }
 # expect FILE PATTERN...: each extended regex matches some line of FILE, or the check fails.
 expect() {
@@ -135,7 +146,12 @@ topics() {
   expect "$o.dup" "[Tt]opic ['\"]$T['\"] already exists"
   kafka TopicCommand --bootstrap-server "$B" --list >"$o.list"
   expect "$o.list" "^$T\$"
+  local dtp_before dtp_after
+  dtp_before=$(requests DescribeTopicPartitions)
   kafka TopicCommand --bootstrap-server "$B" --describe --topic "$T" >"$o.describe"
+  dtp_after=$(requests DescribeTopicPartitions)
+  [[ $dtp_after -gt $dtp_before ]] \
+    || { echo "kafka-topics --describe sent no DescribeTopicPartitions ($dtp_before -> $dtp_after)"; return 1; }
   expect "$o.describe" "Topic: $T[[:space:]]+TopicId: [A-Za-z0-9_-]{22}[[:space:]]+PartitionCount: 3[[:space:]]+ReplicationFactor: 1[[:space:]]+Configs: retention.ms=3600000" \
     "Topic: $T[[:space:]]+Partition: 2[[:space:]]+Leader: 0[[:space:]]+Replicas: 0[[:space:]]+Isr: 0"
   kafka TopicCommand --bootstrap-server "$B" --alter --topic "$T" --partitions 4 >"$o.alter"
@@ -162,6 +178,11 @@ configs() {
   reject "$o.d3" "segment.bytes="
   kafka ConfigCommand --bootstrap-server "$B" --describe --all --entity-type brokers --entity-name 0 >"$o.broker"
   expect "$o.broker" "All configs for broker 0 are:" "log.retention.ms=604800000"
+  # Every topic, and the (empty) client-metrics resources: Kafka 4.1+ lists them first.
+  kafka ConfigCommand --bootstrap-server "$B" --describe --entity-type topics >"$o.all"
+  expect "$o.all" "Dynamic configs for topic $T are:" "Dynamic configs for topic __consumer_offsets are:"
+  kafka ConfigCommand --bootstrap-server "$B" --describe --entity-type client-metrics >"$o.metrics"
+  reject "$o.metrics" "[Ee]xception|[Ee]rror"
 }
 
 console() {
@@ -180,6 +201,13 @@ console() {
   expect "$o.out" "Processed a total of 7 messages" "^h1:x,h2:y:kh:with-headers\$"
   sed -n 's/^NO_HEADERS://p' "$o.out" | sort >"$o.got"
   sort "$o.in" | cmp -s - "$o.got" || { echo "consumed differs:"; diff <(sort "$o.in") "$o.got"; return 1; }
+  # One partition from an offset, offsets printed.
+  kafka TopicCommand --bootstrap-server "$B" --create --topic tools-console1 --partitions 1 >/dev/null
+  printf 'a\nb\nc\nd\n' | kafka ConsoleProducer --bootstrap-server "$B" --topic tools-console1 >/dev/null
+  kafka consumer.ConsoleConsumer --bootstrap-server "$B" --topic tools-console1 --partition 0 \
+    --offset 2 --max-messages 2 --formatter-property print.offset=true >"$o.offset"
+  expect "$o.offset" "^Offset:2	c\$" "^Offset:3	d\$" "Processed a total of 2 messages"
+  reject "$o.offset" "	[ab]\$"
 }
 
 groups() {
@@ -205,6 +233,15 @@ groups() {
   kafka consumer.group.ConsumerGroupCommand --bootstrap-server "$B" --reset-offsets --group tools-console \
     --topic "$T:0" --to-offset 1 --execute >"$o.reset2"
   expect "$o.reset2" "tools-console +$T +0 +1"
+  kafka consumer.group.ConsumerGroupCommand --bootstrap-server "$B" --reset-offsets --group tools-console \
+    --topic "$T:0" --shift-by -1 --execute >"$o.shift"
+  expect "$o.shift" "tools-console +$T +0 +0"
+  kafka consumer.group.ConsumerGroupCommand --bootstrap-server "$B" --reset-offsets --group tools-console \
+    --topic "$T" --to-datetime 2000-01-01T00:00:00.000 --dry-run >"$o.datetime"
+  [[ $(grep -cE "tools-console +$T +[0-3] +0\$" "$o.datetime") == 4 ]] \
+    || { echo "to-datetime 2000 should give offset 0 on all 4 partitions:"; cat "$o.datetime"; return 1; }
+  kafka consumer.group.ConsumerGroupCommand --bootstrap-server "$B" --describe --group tools-console --state >"$o.state"
+  expect "$o.state" "^tools-console +127\.0\.0\.1:[0-9]+ +\(0\) +- +Empty +0\$"
   kafka consumer.group.ConsumerGroupCommand --bootstrap-server "$B" --delete --group tools-console >"$o.delete"
   expect "$o.delete" "Deletion of requested consumer groups \('tools-console'\) was successful"
   kafka consumer.group.ConsumerGroupCommand --bootstrap-server "$B" --list >"$o.list2"
@@ -223,6 +260,11 @@ perf() {
   local n
   n=$(awk -F', ' 'NR > 1 && NF >= 5 { print $5 }' "$o.consume" | tail -n1)
   [[ $n == 20000 ]] || { echo "consumer perf consumed '$n', want 20000:"; cat "$o.consume"; return 1; }
+  # kafka-e2e-latency: produce one record, consume it, repeat.
+  kafka TopicCommand --bootstrap-server "$B" --create --topic tools-e2e --partitions 1 >/dev/null
+  kafka EndToEndLatency --bootstrap-server "$B" --topic tools-e2e --num-records 300 --producer-acks 1 \
+    --record-size 100 >"$o.e2e"
+  expect "$o.e2e" "^Avg latency: [0-9.]+ ms\$" "^Percentiles: 50th = [0-9]+, 99th = [0-9]+, 99.9th = [0-9]+\$"
 }
 
 offsets_and_delete() {
@@ -242,6 +284,12 @@ offsets_and_delete() {
   expect "$o.earliest2" "^tools-perf:0:500\$" "^tools-perf:1:0\$"
   kafka GetOffsetShell --bootstrap-server "$B" --topic tools-perf --partitions 0 --time -1 >"$o.p0"
   expect "$o.p0" "^tools-perf:0:$p0end\$"
+  # -3: the offset of the record with the largest timestamp, inside [log start, log end).
+  kafka GetOffsetShell --bootstrap-server "$B" --topic tools-perf --partitions 0 --time -3 >"$o.max"
+  local maxts
+  maxts=$(awk -F: '$2 == 0 { print $3 }' "$o.max")
+  [[ -n $maxts && $maxts -ge 500 && $maxts -lt $p0end ]] \
+    || { echo "max-timestamp offset '$maxts' not in [500, $p0end):"; cat "$o.max"; return 1; }
 }
 
 leader_election() {
@@ -260,15 +308,15 @@ transactions() {
   not_yet transactions "$o.out" "The node does not support [A-Z_]+"
 }
 
-export B T TMP LIB JAVA TOOL_TIMEOUT_S
-export -f kafka expect reject not_yet topics configs console groups perf offsets_and_delete \
+export B T TMP LIB JAVA TOOL_TIMEOUT_S METRICS_ADDR
+export -f kafka requests expect reject not_yet topics configs console groups perf offsets_and_delete \
   leader_election transactions
 check topics "kafka-topics: create, list, describe, alter partitions, delete"
 check configs "kafka-configs: describe, alter, delete topic configs; describe broker"
-check console "kafka-console-producer / kafka-console-consumer: keys, headers"
-check groups "kafka-consumer-groups: list, describe with lag, reset offsets, delete"
-check perf "kafka-producer-perf-test / kafka-consumer-perf-test"
-check offsets_and_delete "kafka-get-offsets, kafka-delete-records"
+check console "kafka-console-producer / kafka-console-consumer: keys, headers, partition and offset"
+check groups "kafka-consumer-groups: list, describe (lag, state), reset offsets (earliest, offset, shift, datetime), delete"
+check perf "kafka-producer-perf-test / kafka-consumer-perf-test / kafka-e2e-latency"
+check offsets_and_delete "kafka-get-offsets (earliest, latest, max timestamp), kafka-delete-records"
 check leader_election "kafka-leader-election (preferred)"
 check transactions "kafka-transactions list"
 

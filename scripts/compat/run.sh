@@ -66,15 +66,36 @@ done
 echo "compat: $BIN ready at $ADDR"
 
 FAILED=0
+# With RESULTS set, each check also appends `client<TAB>feature<TAB>pass|fail` to that file for
+# the README's compatibility table (scripts/compat/table.py).
+RESULTS=${RESULTS:-}
+KCAT_V=$("$KCAT" -V 2>&1 | sed -nE 's/^Version ([^ ]+) .*librdkafka ([^ ]+).*/kcat \1 (librdkafka \2)/p' | head -n1)
+CK_V=$("$PYTHON" -c 'import confluent_kafka as c; print(f"confluent-kafka {c.__version__} (librdkafka {c.libversion()[0]})")' 2>/dev/null || echo confluent-kafka)
+KP_V=$("$PYTHON" -c 'import kafka; print(f"kafka-python {kafka.__version__}")' 2>/dev/null || echo kafka-python)
+declare -A ROW=(
+  [create-topics]="$CK_V"$'\tAdminClient: createTopics'
+  [kcat-metadata]="${KCAT_V:-kcat}"$'\tmetadata (-L)'
+  [kcat-produce-consume]="${KCAT_V:-kcat}"$'\tproduce and consume (by partition, keyed, snappy, acks=all)'
+  [confluent-kafka]="$CK_V"$'\tproducer (keys, headers, timestamps, acks=all), assign consumer'
+  [kafka-python]="$KP_V"$'\tproducer (keys, headers, gzip, acks=all), assign/seek consumer'
+  [admin-api]="$CK_V"$'\tAdminClient: configs, createPartitions, deleteRecords, deleteTopics'
+  [group-consumers]="$KP_V, $CK_V"$'\tconsumer groups: subscribe, commit, resume from commit'
+)
+[[ -n $RESULTS ]] && { mkdir -p "$(dirname "$RESULTS")"; : >"$RESULTS"; }
+record() {
+  if [[ -n $RESULTS && -n ${ROW[$1]:-} ]]; then printf '%s\t%s\t\n' "${ROW[$1]}" "$2" >>"$RESULTS"; fi
+}
 # check NAME CMD...: runs CMD with a deadline, prints PASS/FAIL with its output on failure.
 check() {
   local name=$1; shift
   if timeout "$CLIENT_TIMEOUT_S" "$@" >"$TMP/$name.out" 2>&1; then
     echo "PASS $name"
+    record "$name" pass
   else
     echo "FAIL $name (exit $?)"
     sed 's/^/    /' "$TMP/$name.out" | tail -n 30
     FAILED=1
+    record "$name" fail
   fi
 }
 

@@ -5,8 +5,9 @@ Inputs (any number of each):
   --surefire DIR   JUnit XML reports of the Java suite (compat/java/target/surefire-reports);
                    test names are the tests' @DisplayName, the client version comes from the
                    `kafka.version` system property the pom passes to the tests.
-  --tsv FILE       lines `client<TAB>feature<TAB>result<TAB>detail` (compat/tools/run.sh writes
-                   them; result is pass, fail or "not yet").
+  --tsv FILE       lines `client<TAB>feature<TAB>result<TAB>detail` (compat/tools/run.sh and
+                   scripts/compat/run.sh write them; result is pass, fail or "not yet"; any
+                   other suite can add its own file the same way).
 
 Writes the markdown table to --out, and with --readme FILE rewrites the part of FILE between
 `<!-- compat-table:begin -->` and `<!-- compat-table:end -->` with it. A test aborted with a
@@ -126,15 +127,15 @@ def main():
     for d in args.surefire:
         if not glob.glob(os.path.join(d, "TEST-*.xml")):
             sys.exit(f"compat-table: no reports in {d} (run the Java suite first)")
-        rows += surefire_rows(d)
+        # Report files come in class order: sort by client, then feature.
+        rows += sorted(surefire_rows(d), key=lambda r: (r[0], r[1]))
     for t in args.tsv:
         if not os.path.exists(t):
             sys.exit(f"compat-table: no {t} (run the tools check first)")
         rows += tsv_rows(t)
     if not rows:
         sys.exit("compat-table: no results")
-    # Java client rows first, grouped by area in a fixed order, then the other clients.
-    rows.sort(key=lambda r: (r[0], r[1]))
+    # Script results keep the order their checks ran in.
     body = table(rows)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w", encoding="utf-8") as f:

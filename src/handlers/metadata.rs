@@ -156,7 +156,7 @@ fn describe_wanted(
     topic
 }
 
-fn topic_entry(shard: &Shard, meta: &TopicMeta, version: i16) -> MetadataResponseTopic {
+pub(super) fn topic_entry(shard: &Shard, meta: &TopicMeta, version: i16) -> MetadataResponseTopic {
     let node = BrokerId(shard.config.node_id);
     let partitions = (0..meta.partitions)
         .map(|index| {

@@ -18,6 +18,8 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
+pub mod describe_topic_partitions;
+pub mod elect_leaders;
 pub mod error;
 pub mod fetch;
 pub mod fetch_session;
@@ -27,6 +29,7 @@ pub mod heartbeat;
 pub mod init_producer_id;
 pub mod join_group;
 pub mod leave_group;
+pub mod list_config_resources;
 pub mod list_groups;
 pub mod list_offsets;
 pub mod metadata;
@@ -311,6 +314,24 @@ pub const REGISTRY: &[ApiEntry] = &[
         max_version: 0,
         handler: scram_credentials::handle_alter,
     },
+    ApiEntry {
+        key: ApiKey::ElectLeaders,
+        min_version: 0,
+        max_version: 2,
+        handler: elect_leaders::handle,
+    },
+    ApiEntry {
+        key: ApiKey::DescribeTopicPartitions,
+        min_version: 0,
+        max_version: 0,
+        handler: describe_topic_partitions::handle,
+    },
+    ApiEntry {
+        key: ApiKey::ListConfigResources,
+        min_version: 0,
+        max_version: 1,
+        handler: list_config_resources::handle,
+    },
 ];
 
 pub fn lookup(key: ApiKey) -> Option<&'static ApiEntry> {
@@ -395,6 +416,11 @@ pub fn decode_any(key: ApiKey, version: i16, body: Bytes) -> bool {
         ApiKey::AlterUserScramCredentials => {
             m::AlterUserScramCredentialsRequest::decode(buf, version).is_ok()
         }
+        ApiKey::ElectLeaders => m::ElectLeadersRequest::decode(buf, version).is_ok(),
+        ApiKey::DescribeTopicPartitions => {
+            m::DescribeTopicPartitionsRequest::decode(buf, version).is_ok()
+        }
+        ApiKey::ListConfigResources => m::ListConfigResourcesRequest::decode(buf, version).is_ok(),
         _ => false,
     }
 }

@@ -11,6 +11,7 @@ import java.time.Duration;
 import java.util.Collection;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import java.util.Set;
 import java.util.concurrent.ExecutionException;
 import java.util.stream.Collectors;
@@ -21,7 +22,9 @@ import org.apache.kafka.clients.admin.Config;
 import org.apache.kafka.clients.admin.ConfigEntry;
 import org.apache.kafka.clients.admin.ConsumerGroupDescription;
 import org.apache.kafka.clients.admin.DescribeClusterResult;
+import org.apache.kafka.clients.admin.DescribeTopicsOptions;
 import org.apache.kafka.clients.admin.GroupListing;
+import org.apache.kafka.clients.admin.ListConfigResourcesOptions;
 import org.apache.kafka.clients.admin.ListOffsetsResult.ListOffsetsResultInfo;
 import org.apache.kafka.clients.admin.NewPartitions;
 import org.apache.kafka.clients.admin.NewTopic;
@@ -32,10 +35,12 @@ import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.clients.consumer.OffsetAndMetadata;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerRecord;
+import org.apache.kafka.common.ElectionType;
 import org.apache.kafka.common.GroupState;
 import org.apache.kafka.common.Node;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.config.ConfigResource;
+import org.apache.kafka.common.errors.ElectionNotNeededException;
 import org.apache.kafka.common.errors.TopicExistsException;
 import org.apache.kafka.common.errors.UnknownTopicOrPartitionException;
 import org.junit.jupiter.api.DisplayName;
@@ -56,8 +61,18 @@ class AdminTest extends BrokerTest {
                     .createTopics(List.of(new NewTopic(topic, 3, (short) 1))).all().get());
             assertInstanceOf(TopicExistsException.class, dup.getCause());
             assertTrue(admin.listTopics().names().get().contains(topic));
-            TopicDescription d = admin.describeTopics(List.of(topic)).allTopicNames().get().get(topic);
+            // Kafka 4's client describes topics with DescribeTopicPartitions (KIP-966), paged:
+            // two partitions per response makes it follow the broker's cursor.
+            long before = broker.requestCount("DescribeTopicPartitions");
+            TopicDescription d = admin.describeTopics(List.of(topic),
+                    new DescribeTopicsOptions().partitionSizeLimitPerResponse(2))
+                    .allTopicNames().get().get(topic);
+            assertEquals(2, broker.requestCount("DescribeTopicPartitions") - before,
+                    "3 partitions, 2 per response: two DescribeTopicPartitions requests");
             assertEquals(3, d.partitions().size());
+            for (int i = 0; i < 3; i++) {
+                assertEquals(i, d.partitions().get(i).partition());
+            }
             assertFalse(d.isInternal());
             assertNotNull(d.topicId());
             d.partitions().forEach(p -> {
@@ -85,7 +100,7 @@ class AdminTest extends BrokerTest {
     }
 
     @Test
-    @DisplayName("describeConfigs, incrementalAlterConfigs (topic and broker)")
+    @DisplayName("describeConfigs, incrementalAlterConfigs (topic and broker), listConfigResources")
     void configs() throws Exception {
         String topic = unique("adm-cfg");
         createTopic(topic, 1, Map.of("retention.ms", "3600000"));
@@ -107,6 +122,11 @@ class AdminTest extends BrokerTest {
                     .all().get();
             cfg = admin.describeConfigs(List.of(res)).all().get().get(res);
             assertEquals(ConfigEntry.ConfigSource.DEFAULT_CONFIG, cfg.get("segment.bytes").source());
+
+            // Kafka 4.1+: which resources have configs (ListConfigResources).
+            Collection<ConfigResource> listed = admin.listConfigResources(
+                    Set.of(ConfigResource.Type.TOPIC), new ListConfigResourcesOptions()).all().get();
+            assertTrue(listed.contains(res), listed.toString());
 
             Node node = admin.describeCluster().nodes().get().iterator().next();
             ConfigResource brokerRes = new ConfigResource(ConfigResource.Type.BROKER, node.idString());
@@ -208,6 +228,23 @@ class AdminTest extends BrokerTest {
             Set<String> left = admin.listGroups().all().get().stream()
                     .map(GroupListing::groupId).collect(Collectors.toSet());
             assertFalse(left.contains(group));
+        }
+    }
+
+    @Test
+    @DisplayName("electLeaders (preferred): already elected on one node")
+    void electLeaders() throws Exception {
+        String topic = unique("adm-elect");
+        createTopic(topic, 2, Map.of());
+        TopicPartition p0 = new TopicPartition(topic, 0);
+        TopicPartition missing = new TopicPartition(topic, 7);
+        try (Admin admin = admin()) {
+            Map<TopicPartition, Optional<Throwable>> r = admin
+                    .electLeaders(ElectionType.PREFERRED, Set.of(p0, missing)).partitions().get();
+            assertInstanceOf(ElectionNotNeededException.class, r.get(p0).orElseThrow());
+            assertInstanceOf(UnknownTopicOrPartitionException.class, r.get(missing).orElseThrow());
+            // All partitions: only those that needed an election are listed, here none.
+            assertTrue(admin.electLeaders(ElectionType.PREFERRED, null).partitions().get().isEmpty());
         }
     }
 

@@ -49,9 +49,10 @@ abstract class BrokerTest {
             return;
         }
         boolean alive = broker.alive();
+        String tail = alive ? "" : broker.logTail(40);
         broker.close();
         broker = null;
-        assertTrue(alive, "the broker exited during the tests");
+        assertTrue(alive, "the broker exited during the tests; its log ends:\n" + tail);
     }
 
     static String unique(String prefix) {

@@ -23,17 +23,20 @@ import java.util.stream.Stream;
  */
 public final class SluiceBroker implements AutoCloseable {
     private static final Pattern READY = Pattern.compile("ready listening=\"?([0-9.]+:[0-9]+)");
+    private static final Pattern ADMIN = Pattern.compile("admin listening=\"?([0-9.]+:[0-9]+)");
     private static final long READY_TIMEOUT_MS = 30_000;
 
     private final Path dir;
     private final Process process;
     private final String bootstrap;
+    private final String adminAddr;
     private final StringBuffer log = new StringBuffer();
 
-    private SluiceBroker(Path dir, Process process, String bootstrap) {
+    private SluiceBroker(Path dir, Process process, String bootstrap, String adminAddr) {
         this.dir = dir;
         this.process = process;
         this.bootstrap = bootstrap;
+        this.adminAddr = adminAddr;
     }
 
     /** Where SLUICE_BIN points (the debug build by default, relative to the repository). */
@@ -69,12 +72,17 @@ public final class SluiceBroker implements AutoCloseable {
         Process process = pb.start();
         StringBuffer log = new StringBuffer();
         CompletableFuture<String> ready = new CompletableFuture<>();
+        CompletableFuture<String> admin = new CompletableFuture<>();
         Thread reader = new Thread(() -> {
             try (BufferedReader r = new BufferedReader(
                     new InputStreamReader(process.getInputStream(), StandardCharsets.UTF_8))) {
                 String line;
                 while ((line = r.readLine()) != null) {
                     log.append(line).append('\n');
+                    Matcher a = ADMIN.matcher(line);
+                    if (!admin.isDone() && a.find()) {
+                        admin.complete(a.group(1));
+                    }
                     Matcher m = READY.matcher(line);
                     if (!ready.isDone() && m.find()) {
                         ready.complete(m.group(1));
@@ -84,6 +92,7 @@ public final class SluiceBroker implements AutoCloseable {
                 // The process ended; whoever waits for readiness times out or sees it exit.
             }
             ready.complete(null);
+            admin.complete(null);
         }, "sluice-log");
         reader.setDaemon(true);
         reader.start();
@@ -98,7 +107,8 @@ public final class SluiceBroker implements AutoCloseable {
             deleteTree(dir);
             throw new IllegalStateException("sluice did not become ready; log:\n" + log);
         }
-        SluiceBroker broker = new SluiceBroker(dir, process, addr);
+        // The admin line comes before the ready line.
+        SluiceBroker broker = new SluiceBroker(dir, process, addr, admin.getNow(null));
         broker.log.append(log);
         return broker;
     }
@@ -106,6 +116,31 @@ public final class SluiceBroker implements AutoCloseable {
     /** host:port for bootstrap.servers. */
     public String bootstrap() {
         return bootstrap;
+    }
+
+    /**
+     * How many requests of one API (Kafka's name, e.g. "DescribeTopicPartitions") the broker
+     * handled so far, from its Prometheus endpoint: tells which API a client really used.
+     */
+    public long requestCount(String api) throws IOException, InterruptedException {
+        if (adminAddr == null) {
+            throw new IllegalStateException("the broker logged no admin address");
+        }
+        java.net.http.HttpResponse<String> response = java.net.http.HttpClient.newHttpClient().send(
+                java.net.http.HttpRequest.newBuilder(java.net.URI.create("http://" + adminAddr + "/metrics")).build(),
+                java.net.http.HttpResponse.BodyHandlers.ofString());
+        String prefix = "sluice_requests_total{api=\"" + api + "\"} ";
+        return response.body().lines()
+                .filter(l -> l.startsWith(prefix))
+                .mapToLong(l -> (long) Double.parseDouble(l.substring(prefix.length()).trim()))
+                .findFirst()
+                .orElseThrow(() -> new IllegalStateException("no " + prefix + "in the metrics"));
+    }
+
+    /** The last `lines` lines the broker logged (for failure messages). */
+    public String logTail(int lines) {
+        String[] all = log.toString().split("\n");
+        return String.join("\n", java.util.Arrays.copyOfRange(all, Math.max(0, all.length - lines), all.length));
     }
 
     public boolean alive() {

@@ -1,6 +1,7 @@
 package dev.sluice.compat;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.nio.file.Files;
@@ -13,6 +14,7 @@ import java.util.Locale;
 import java.util.Map;
 import java.util.Properties;
 import java.util.Set;
+import java.util.concurrent.atomic.AtomicReference;
 
 import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
@@ -23,15 +25,19 @@ import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.common.serialization.LongDeserializer;
 import org.apache.kafka.common.serialization.Serdes;
 import org.apache.kafka.common.serialization.StringDeserializer;
+import org.apache.kafka.common.errors.TransactionalIdAuthorizationException;
+import org.apache.kafka.common.errors.UnsupportedVersionException;
 import org.apache.kafka.common.utils.Bytes;
 import org.apache.kafka.streams.KafkaStreams;
 import org.apache.kafka.streams.StreamsBuilder;
 import org.apache.kafka.streams.StreamsConfig;
+import org.apache.kafka.streams.errors.StreamsUncaughtExceptionHandler.StreamThreadExceptionResponse;
 import org.apache.kafka.streams.kstream.KStream;
 import org.apache.kafka.streams.kstream.KTable;
 import org.apache.kafka.streams.kstream.Materialized;
 import org.apache.kafka.streams.kstream.Produced;
 import org.apache.kafka.streams.state.KeyValueStore;
+import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.DisplayName;
 import org.junit.jupiter.api.Test;
 
@@ -45,7 +51,27 @@ class StreamsWordCountTest extends BrokerTest {
 
     @Test
     @DisplayName("word count with a state store (repartition + changelog topics), at_least_once")
-    void wordCount() throws Exception {
+    void wordCountAtLeastOnce() throws Exception {
+        wordCount(StreamsConfig.AT_LEAST_ONCE);
+    }
+
+    @Test
+    @DisplayName("word count, exactly_once_v2 (transactions)")
+    void wordCountExactlyOnce() throws Exception {
+        wordCount(StreamsConfig.EXACTLY_ONCE_V2);
+    }
+
+    /** The first exception in `e`'s cause chain that says the broker lacks transactions. */
+    private static Throwable transactionsMissing(Throwable e) {
+        for (Throwable t = e; t != null; t = t.getCause()) {
+            if (t instanceof TransactionalIdAuthorizationException || t instanceof UnsupportedVersionException) {
+                return t;
+            }
+        }
+        return null;
+    }
+
+    private void wordCount(String guarantee) throws Exception {
         String app = unique("wc");
         String input = app + "-lines";
         String output = app + "-counts";
@@ -75,7 +101,7 @@ class StreamsWordCountTest extends BrokerTest {
         props.put(StreamsConfig.APPLICATION_ID_CONFIG, app);
         props.put(StreamsConfig.DEFAULT_KEY_SERDE_CLASS_CONFIG, Serdes.StringSerde.class);
         props.put(StreamsConfig.DEFAULT_VALUE_SERDE_CLASS_CONFIG, Serdes.StringSerde.class);
-        props.put(StreamsConfig.PROCESSING_GUARANTEE_CONFIG, StreamsConfig.AT_LEAST_ONCE);
+        props.put(StreamsConfig.PROCESSING_GUARANTEE_CONFIG, guarantee);
         props.put(StreamsConfig.STATE_DIR_CONFIG, stateDir.toString());
         props.put(StreamsConfig.COMMIT_INTERVAL_MS_CONFIG, 100);
         props.put(StreamsConfig.STATESTORE_CACHE_MAX_BYTES_CONFIG, 0);
@@ -84,9 +110,20 @@ class StreamsWordCountTest extends BrokerTest {
         props.put(StreamsConfig.consumerPrefix(ConsumerConfig.SESSION_TIMEOUT_MS_CONFIG), 10_000);
 
         Map<String, Long> latest = new HashMap<>();
+        AtomicReference<Throwable> failure = new AtomicReference<>();
         try (KafkaStreams streams = new KafkaStreams(builder.build(), props)) {
+            streams.setUncaughtExceptionHandler(e -> {
+                failure.compareAndSet(null, e);
+                return StreamThreadExceptionResponse.SHUTDOWN_CLIENT;
+            });
             streams.start();
-            waitUntil("streams is RUNNING", () -> streams.state() == KafkaStreams.State.RUNNING);
+            waitUntil("streams is RUNNING (or failed)", () -> streams.state() == KafkaStreams.State.RUNNING
+                    || failure.get() != null);
+            Throwable missing = transactionsMissing(failure.get());
+            if (missing != null) {
+                Assumptions.abort("not yet: " + missing.getClass().getSimpleName() + ": " + missing.getMessage());
+            }
+            assertNull(failure.get(), "stream thread failed");
             try (KafkaProducer<String, String> p = producer(Map.of())) {
                 for (String line : lines) {
                     p.send(new ProducerRecord<>(input, null, line));
@@ -100,6 +137,7 @@ class StreamsWordCountTest extends BrokerTest {
             cp.put(ConsumerConfig.GROUP_ID_CONFIG, app + "-check");
             cp.put(ConsumerConfig.GROUP_PROTOCOL_CONFIG, "classic");
             cp.put(ConsumerConfig.HEARTBEAT_INTERVAL_MS_CONFIG, 500);
+            cp.put(ConsumerConfig.ISOLATION_LEVEL_CONFIG, "read_committed");
             try (KafkaConsumer<String, Long> c = new KafkaConsumer<>(cp)) {
                 c.subscribe(List.of(output));
                 long deadline = System.nanoTime() + Duration.ofSeconds(60).toNanos();
@@ -109,6 +147,7 @@ class StreamsWordCountTest extends BrokerTest {
                     }
                 }
             }
+            assertNull(failure.get(), "stream thread failed");
             assertEquals(expected, latest, "final counts");
             streams.close(Duration.ofSeconds(20));
         } finally {

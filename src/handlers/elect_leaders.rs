@@ -1,0 +1,79 @@
+//! ElectLeaders: on one node every partition's only replica is its leader and its preferred
+//! replica, so no election is ever needed. Answered as Kafka's controller does: a named
+//! partition gets ELECTION_NOT_NEEDED (UNKNOWN_TOPIC_OR_PARTITION when it does not exist);
+//! "all partitions" (a null list) answers only the partitions that needed an election, here
+//! none. Lets `kafka-leader-election` and `Admin.electLeaders` run unchanged.
+//!
+//! Invariant: every requested partition gets exactly one answer, in request order.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::elect_leaders_response::{PartitionResult, ReplicaElectionResult};
+use kafka_protocol::messages::{ElectLeadersRequest, ElectLeadersResponse};
+use kafka_protocol::ResponseError;
+
+use super::{str_bytes, HandlerFuture, Outcome, Request};
+use crate::shard::Shard;
+
+/// Kafka's ElectionType ids (PREFERRED, UNCLEAN).
+const ELECTION_TYPES: [i8; 2] = [0, 1];
+
+pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
+    Box::pin(async move {
+        let version = request.version();
+        let body: ElectLeadersRequest = request.decode()?;
+        Outcome::encoded(&respond(&shard, body, version), version)
+    })
+}
+
+fn respond(shard: &Shard, body: ElectLeadersRequest, version: i16) -> ElectLeadersResponse {
+    // v0 has no election type: it is always a preferred election.
+    if version >= 1 && !ELECTION_TYPES.contains(&body.election_type) {
+        return ElectLeadersResponse::default()
+            .with_error_code(ResponseError::InvalidRequest.code());
+    }
+    let Some(wanted) = body.topic_partitions else {
+        return ElectLeadersResponse::default();
+    };
+    let table = shard.topics.borrow();
+    let results = wanted
+        .into_iter()
+        .map(|topic| {
+            let partitions = table.get(&topic.topic.0).map(|meta| meta.partitions);
+            let partition_result = topic
+                .partitions
+                .iter()
+                .map(|&index| {
+                    let exists = matches!(
+                        (partitions, u32::try_from(index)),
+                        (Some(count), Ok(i)) if i < count
+                    );
+                    let (error, message) = if exists {
+                        (
+                            ResponseError::ElectionNotNeeded,
+                            "Leader election not needed for topic partition.".to_owned(),
+                        )
+                    } else if partitions.is_none() {
+                        (
+                            ResponseError::UnknownTopicOrPartition,
+                            format!("No such topic as {}", &*topic.topic.0),
+                        )
+                    } else {
+                        (
+                            ResponseError::UnknownTopicOrPartition,
+                            format!("No such partition as {}-{index}", &*topic.topic.0),
+                        )
+                    };
+                    PartitionResult::default()
+                        .with_partition_id(index)
+                        .with_error_code(error.code())
+                        .with_error_message(Some(str_bytes(&message)))
+                })
+                .collect();
+            ReplicaElectionResult::default()
+                .with_topic(topic.topic)
+                .with_partition_result(partition_result)
+        })
+        .collect();
+    ElectLeadersResponse::default().with_replica_election_results(results)
+}
