@@ -48,7 +48,17 @@ test: deps
 	@rc=0; \
 	$(CARGO) test --workspace --no-fail-fast || rc=1; \
 	SLUICE_BIN=$(TARGET_DIR)/debug/sluice PYTHON=$(VENV)/bin/python scripts/compat/run.sh || rc=1; \
+	$(MAKE) --no-print-directory test-go || rc=1; \
 	exit $$rc
+
+# franz-go (compat/go) against the debug broker. `go mod download` fetches the modules pinned in
+# go.sum into the module cache and does nothing when they are there.
+GO ?= go
+.PHONY: go-deps test-go
+go-deps:
+	cd compat/go && $(GO) mod download
+test-go: go-deps
+	cd compat/go && SLUICE_BIN=$(abspath $(TARGET_DIR))/debug/sluice $(GO) test -count=1 ./...
 
 # Load generator (bench/README.md). `bench-smoke` is a 2 s end-to-end run against a fresh broker.
 bench-build:
