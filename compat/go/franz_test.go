@@ -334,7 +334,8 @@ func TestAdmin(t *testing.T) {
 	})
 
 	// Records to partition 0, then offsets, DeleteRecords and group offsets.
-	producer := newClient(t, kgo.DefaultProduceTopic(topic), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	producer := newClient(t, kgo.DefaultProduceTopic(topic), kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.ProducerBatchCompression(kgo.NoCompression()))
 	var records []*kgo.Record
 	for i := 0; i < 10; i++ {
 		records = append(records, &kgo.Record{Partition: 0, Value: []byte(strconv.Itoa(i)), Timestamp: time.UnixMilli(1_600_000_000_000 + int64(i))})
