@@ -91,7 +91,7 @@ bench: bench-deps
 # Apache Kafka (from Maven Central, perf/kafka/) and Sluice side by side: the same workloads and
 # clients, alternating runs, one table of ratios into BENCHMARKS.md (perf/README.md).
 .PHONY: bench-kafka
-bench-kafka: bench-deps
+bench-kafka:
 	perf/bench-kafka.sh
 
 # CPU flamegraph of the broker under load, into perf/out/ (WORKLOAD=..., DURATION_S=...).

@@ -12,6 +12,7 @@ import statistics
 import sys
 from pathlib import Path
 
+ROOT = str(Path(__file__).resolve().parent.parent) + "/"
 BEGIN = "<!-- bench-kafka:begin -->"
 END = "<!-- bench-kafka:end -->"
 LEG = re.compile(r"^(max|fixed)-(\w+)-r(\d+)-(sluice|kafka)$")
@@ -82,6 +83,23 @@ def setup(results):
     return out
 
 
+def commands(results):
+    """The broker command lines and one leg's sluice-bench command, as Markdown lines."""
+    out = []
+    brokers = results / "brokers.txt"
+    if brokers.exists():
+        for line in brokers.read_text().splitlines():
+            name, _, cmd = line.partition("\t")
+            out.append(f"- {name}: `{cmd.replace(ROOT, '')}`")
+    legs = results / "commands.txt"
+    if legs.exists():
+        first = legs.read_text().splitlines()[:1]
+        for line in first:
+            name, _, cmd = line.partition("\t")
+            out.append(f"- a leg ({name}): `{cmd.replace(ROOT, '')}`")
+    return out + [""] if out else []
+
+
 def table(results):
     cases, failed = load(results)
     cfg = setup(results)
@@ -106,8 +124,11 @@ def table(results):
         "Cells: median over the rounds (min-max). CPU s per GB: utime+stime of the broker "
         "process over the whole leg per GB produced (each message is also consumed once); RSS: "
         "at the end of the leg. Ratio Sluice/Kafka: above 1 is better for throughput, below 1 "
-        "for latency, CPU and RSS.",
+        "for latency, CPU and RSS. At max rate, publish-to-ack is mostly queueing in the producers "
+        "(librdkafka queues far more than the native producer's 8 requests in flight); the fixed-rate "
+        f"rows are the latency comparison. Sluice at git {cfg.get('git', '?')}.",
         "",
+        *commands(results),
         "| case | client | metric | Sluice | Kafka | Sluice/Kafka |",
         "|---|---|---|---:|---:|---:|",
     ]
