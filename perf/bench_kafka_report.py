@@ -24,6 +24,7 @@ METRICS = [
     ("publish-to-ack p50 ms", lambda r, b, w: r["publish_latency_ms"]["p50_ms"], "{:.2f}", True),
     ("publish-to-ack p99 ms", lambda r, b, w: r["publish_latency_ms"]["p99_ms"], "{:.2f}", True),
     ("publish-to-ack p99.9 ms", lambda r, b, w: r["publish_latency_ms"]["p99_9_ms"], "{:.2f}", True),
+    ("publish-to-ack p99.99 ms", lambda r, b, w: r["publish_latency_ms"]["p99_99_ms"], "{:.2f}", True),
     ("broker CPU s per GB", lambda r, b, w: cpu_per_gb(r, b, w), "{:.2f}", True),
     ("broker RSS MiB", lambda r, b, w: b["rss_kb"] / 1024, "{:.0f}", True),
 ]
