@@ -87,7 +87,17 @@ test: deps
 	  scripts/compat/run.sh || rc=1; \
 	(cd compat/java && SLUICE_BIN=$(SLUICE_DEBUG) $(MVN) $(MVN_FLAGS) test) || rc=1; \
 	SLUICE_BIN=$(SLUICE_DEBUG) RESULTS=$(COMPAT_OUT)/kafka-tools.tsv compat/tools/run.sh || rc=1; \
+	$(MAKE) --no-print-directory test-go || rc=1; \
 	exit $$rc
+
+# franz-go (compat/go) against the debug broker. `go mod download` fetches the modules pinned in
+# go.sum into the module cache and does nothing when they are there.
+GO ?= go
+.PHONY: go-deps test-go
+go-deps:
+	cd compat/go && $(GO) mod download
+test-go: go-deps
+	cd compat/go && SLUICE_BIN=$(abspath $(TARGET_DIR))/debug/sluice $(GO) test -count=1 ./...
 
 # Load generator (bench/README.md). `bench-smoke` is a 2 s end-to-end run against a fresh broker.
 bench-build:
@@ -116,6 +126,12 @@ bench-deps:
 # Knobs: DURATION_S (max-rate runs), FIXED_DURATION_S, SCALE_DURATION_S (see perf/bench.sh).
 bench: bench-deps
 	perf/bench.sh
+
+# Apache Kafka (from Maven Central, perf/kafka/) and Sluice side by side: the same workloads and
+# clients, alternating runs, one table of ratios into BENCHMARKS.md (perf/README.md).
+.PHONY: bench-kafka
+bench-kafka:
+	perf/bench-kafka.sh
 
 # CPU flamegraph of the broker under load, into perf/out/ (WORKLOAD=..., DURATION_S=...).
 flamegraph: bench-deps

@@ -17,7 +17,7 @@ use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse,
     RequestHeader, ResponseHeader, TopicName,
 };
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
 
 use super::error::CliError;
 
@@ -35,26 +35,38 @@ pub struct Wanted {
     pub max: i16,
 }
 
-/// One framed request/response exchange; the encoding half is shared with the tests.
+/// A whole request frame (size, header, body) for `request` at `version`.
 pub fn encode_request<R: Request>(
     request: &R,
     version: i16,
     correlation_id: i32,
     client_id: &str,
 ) -> Result<Vec<u8>, CliError> {
+    let key = ApiKey::try_from(R::KEY)
+        .map_err(|_| CliError::Protocol(format!("unknown api key {}", R::KEY)))?;
+    encode_frame(key, version, correlation_id, client_id, request)
+}
+
+/// [`encode_request`] for any encodable body under `key` (the tests send odd pairings).
+pub fn encode_frame<E: Encodable>(
+    key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    client_id: &str,
+    body: &E,
+) -> Result<Vec<u8>, CliError> {
     let header = RequestHeader::default()
-        .with_request_api_key(R::KEY)
+        .with_request_api_key(key as i16)
         .with_request_api_version(version)
         .with_correlation_id(correlation_id)
         .with_client_id(Some(StrBytes::from_string(client_id.to_owned())));
     let mut buf = BytesMut::new();
     buf.extend_from_slice(&[0; 4]);
     header
-        .encode(&mut buf, R::header_version(version))
+        .encode(&mut buf, key.request_header_version(version))
         .map_err(|e| CliError::Protocol(format!("encode request header: {e}")))?;
-    request
-        .encode(&mut buf, version)
-        .map_err(|e| CliError::Protocol(format!("encode {}: {e}", api_name(R::KEY))))?;
+    body.encode(&mut buf, version)
+        .map_err(|e| CliError::Protocol(format!("encode {key:?} v{version}: {e}")))?;
     let size = i32::try_from(buf.len() - 4)
         .map_err(|_| CliError::Protocol("request larger than 2 GiB".into()))?;
     buf[..4].copy_from_slice(&size.to_be_bytes());
@@ -67,8 +79,20 @@ pub fn decode_response<R: Request>(
     version: i16,
     correlation_id: i32,
 ) -> Result<R::Response, CliError> {
+    let key = ApiKey::try_from(R::KEY)
+        .map_err(|_| CliError::Protocol(format!("unknown api key {}", R::KEY)))?;
+    decode_frame(key, version, correlation_id, body)
+}
+
+/// [`decode_response`] for any decodable body under `key`.
+pub fn decode_frame<D: Decodable>(
+    key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: Bytes,
+) -> Result<D, CliError> {
     let mut body = body;
-    let header = ResponseHeader::decode(&mut body, R::Response::header_version(version))
+    let header = ResponseHeader::decode(&mut body, key.response_header_version(version))
         .map_err(|e| CliError::Protocol(format!("decode response header: {e}")))?;
     if header.correlation_id != correlation_id {
         return Err(CliError::Protocol(format!(
@@ -76,8 +100,8 @@ pub fn decode_response<R: Request>(
             header.correlation_id
         )));
     }
-    R::Response::decode(&mut body, version)
-        .map_err(|e| CliError::Protocol(format!("decode {} v{version}: {e}", api_name(R::KEY))))
+    D::decode(&mut body, version)
+        .map_err(|e| CliError::Protocol(format!("decode {key:?} v{version}: {e}")))
 }
 
 pub fn api_name(key: i16) -> String {

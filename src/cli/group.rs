@@ -3,6 +3,7 @@
 //! `kafka-consumer-groups.sh --describe` shows it.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
 
 use bytes::Buf;
 use clap::{Args, Subcommand};
@@ -93,6 +94,31 @@ pub fn run(ctx: &Ctx, args: GroupArgs) -> Result<(), CliError> {
         GroupCmd::Describe { group } => describe(&mut client, ctx.out, &group),
         GroupCmd::ResetOffsets(reset) => reset_offsets(&mut client, ctx.out, &reset),
         GroupCmd::Delete { groups } => delete(&mut client, ctx.out, &groups),
+    }
+}
+
+/// How long a group command waits for a coordinator that is loading or moving (Kafka creates
+/// `__consumer_offsets` on the first FindCoordinator, so a fresh cluster answers
+/// COORDINATOR_NOT_AVAILABLE for a few seconds).
+const COORDINATOR_WAIT: Duration = Duration::from_secs(30);
+const COORDINATOR_RETRY: Duration = Duration::from_millis(250);
+
+/// Runs `op` against `group`'s coordinator, finding it again and retrying while the answer is
+/// COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE or NOT_COORDINATOR.
+fn with_coordinator<T>(
+    client: &mut Client,
+    group: &str,
+    mut op: impl FnMut(&mut Client, i32) -> Result<T, CliError>,
+) -> Result<T, CliError> {
+    let deadline = Instant::now() + COORDINATOR_WAIT;
+    loop {
+        let result = coordinator(client, group).and_then(|node| op(client, node));
+        match result {
+            Err(CliError::Kafka { code: 14..=16, .. }) if Instant::now() < deadline => {
+                std::thread::sleep(COORDINATOR_RETRY);
+            }
+            other => return other,
+        }
     }
 }
 
@@ -271,9 +297,13 @@ fn partitions_of(
 }
 
 fn describe(client: &mut Client, out: Out, group: &str) -> Result<(), CliError> {
-    let node = coordinator(client, group)?;
-    let described = describe_group(client, node, group)?;
-    let offsets = committed(client, node, group)?;
+    let (node, described, offsets) = with_coordinator(client, group, |client, node| {
+        Ok((
+            node,
+            describe_group(client, node, group)?,
+            committed(client, node, group)?,
+        ))
+    })?;
     if described.state == "Dead" && offsets.is_empty() {
         return Err(CliError::NotFound(format!(
             "consumer group {group} does not exist\n  hint: `sluice group list` shows the groups"
@@ -379,8 +409,12 @@ fn parse_topic_spec(spec: &str) -> Result<(String, Vec<i32>), CliError> {
 }
 
 fn reset_offsets(client: &mut Client, out: Out, args: &ResetArgs) -> Result<(), CliError> {
-    let node = coordinator(client, &args.group)?;
-    let described = describe_group(client, node, &args.group)?;
+    let (described, offsets) = with_coordinator(client, &args.group, |client, node| {
+        Ok((
+            describe_group(client, node, &args.group)?,
+            committed(client, node, &args.group)?,
+        ))
+    })?;
     if !matches!(described.state.as_str(), "Empty" | "Dead") {
         return Err(CliError::NotFound(format!(
             "group {} is {} with {} members; offsets can be reset only when it has none\n  hint: stop its consumers, then run this again",
@@ -389,7 +423,6 @@ fn reset_offsets(client: &mut Client, out: Out, args: &ResetArgs) -> Result<(), 
             described.members.len()
         )));
     }
-    let offsets = committed(client, node, &args.group)?;
     let mut wanted_topics: BTreeMap<String, Vec<i32>> = BTreeMap::new();
     if args.all_topics {
         for (t, _) in offsets.keys() {
@@ -441,7 +474,9 @@ fn reset_offsets(client: &mut Client, out: Out, args: &ResetArgs) -> Result<(), 
         plan.push((key, current, new.clamp(low, high)));
     }
     if args.execute && !plan.is_empty() {
-        commit(client, node, &args.group, &plan)?;
+        with_coordinator(client, &args.group, |client, node| {
+            commit(client, node, &args.group, &plan)
+        })?;
     }
     let rows: Vec<Value> = plan
         .iter()
@@ -520,11 +555,18 @@ fn delete(client: &mut Client, out: Out, groups: &[String]) -> Result<(), CliErr
     let mut rows = Vec::new();
     let mut first_error = None;
     for group in groups {
-        let node = coordinator(client, group)?;
-        let request =
-            DeleteGroupsRequest::default().with_groups_names(vec![GroupId(group.clone().into())]);
-        let (response, _) = client.node(node)?.call(&request, DELETE_GROUPS)?;
-        for r in response.results {
+        let results = with_coordinator(client, group, |client, node| {
+            let request = DeleteGroupsRequest::default()
+                .with_groups_names(vec![GroupId(group.clone().into())]);
+            let (response, _) = client.node(node)?.call(&request, DELETE_GROUPS)?;
+            for r in &response.results {
+                if matches!(r.error_code, 14..=16) {
+                    check(r.error_code, &format!("delete group {group}"), "")?;
+                }
+            }
+            Ok(response.results)
+        })?;
+        for r in results {
             let result = check(
                 r.error_code,
                 &format!("delete group {}", r.group_id.as_str()),

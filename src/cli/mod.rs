@@ -27,7 +27,7 @@ pub struct ConnArgs {
     /// Brokers to bootstrap from, HOST:PORT[,HOST:PORT...].
     #[arg(
         long,
-        short = 'X',
+        short = 'b',
         global = true,
         env = "SLUICE_BROKERS",
         default_value = "127.0.0.1:9092"

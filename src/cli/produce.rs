@@ -418,7 +418,10 @@ fn to_record(r: Pending, offset_delta: i64, now_ms: i64) -> Record {
         producer_epoch: -1,
         timestamp_type: TimestampType::Creation,
         offset: offset_delta,
-        sequence: -1,
+        // kafka-protocol's encoder starts a new batch whenever offset - sequence changes, and
+        // Kafka takes exactly one batch per partition: keep the difference constant, with the
+        // base sequence at -1 (no producer id).
+        sequence: i32::try_from(offset_delta).map_or(i32::MAX, |d| d.wrapping_sub(1)),
         timestamp: now_ms,
         key: r.key,
         value: r.value,
@@ -466,6 +469,38 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(murmur2(input) as i32, want, "{input:?}");
         }
+    }
+
+    #[test]
+    fn records_of_a_partition_make_one_batch() {
+        let records: Vec<Record> = (0..3)
+            .map(|i| {
+                let pending = Pending {
+                    key: None,
+                    value: Some(Bytes::from("v")),
+                    headers: vec![],
+                    partition: None,
+                };
+                to_record(pending, i, 1_000 + i)
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        let options = RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        };
+        RecordBatchEncoder::encode(&mut buf, &records, &options).unwrap();
+        let batches =
+            kafka_protocol::records::RecordBatchDecoder::decode_batch_info(&mut buf.freeze())
+                .unwrap();
+        assert_eq!(
+            batches.len(),
+            1,
+            "Kafka rejects a partition's records in several batches"
+        );
+        assert_eq!(batches[0].record_count, 3);
+        assert_eq!(batches[0].base_sequence, -1);
+        assert_eq!(batches[0].producer_id, -1);
     }
 
     #[test]

@@ -9,9 +9,9 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use bytes::Bytes;
+use kafka_protocol::messages::ApiKey;
+use kafka_protocol::protocol::{Decodable, Encodable};
 
 /// How long a malformed connection may take to be answered or closed.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -56,7 +56,7 @@ pub fn frame(payload: &[u8]) -> Vec<u8> {
     out
 }
 
-/// A whole request frame (size, header, body) for `request` at `version`.
+/// A whole request frame (size, header, body) for `request` at `version` (the CLI's encoder).
 pub fn encode_request<Req: Encodable>(
     key: ApiKey,
     version: i16,
@@ -64,19 +64,8 @@ pub fn encode_request<Req: Encodable>(
     client_id: &str,
     request: &Req,
 ) -> Vec<u8> {
-    let header = RequestHeader::default()
-        .with_request_api_key(key as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(correlation_id)
-        .with_client_id(Some(StrBytes::from_string(client_id.to_owned())));
-    let mut buf = BytesMut::new();
-    header
-        .encode(&mut buf, key.request_header_version(version))
-        .unwrap_or_else(|e| panic!("encode header: {e}"));
-    request
-        .encode(&mut buf, version)
-        .unwrap_or_else(|e| panic!("encode {key:?}: {e}"));
-    frame(&buf)
+    sluice::cli::client::encode_frame(key, version, correlation_id, client_id, request)
+        .unwrap_or_else(|e| panic!("encode {key:?}: {e}"))
 }
 
 /// Decodes a response frame's body (without its size prefix), checking the correlation id.
@@ -86,11 +75,8 @@ pub fn decode_response<Resp: Decodable>(
     correlation_id: i32,
     body: Vec<u8>,
 ) -> Resp {
-    let mut body = Bytes::from(body);
-    let header = ResponseHeader::decode(&mut body, key.response_header_version(version))
-        .unwrap_or_else(|e| panic!("decode response header: {e}"));
-    assert_eq!(header.correlation_id, correlation_id);
-    Resp::decode(&mut body, version).unwrap_or_else(|e| panic!("decode {key:?}: {e}"))
+    sluice::cli::client::decode_frame(key, version, correlation_id, Bytes::from(body))
+        .unwrap_or_else(|e| panic!("decode {key:?} v{version} response: {e}"))
 }
 
 /// One request over a fresh connection; returns the decoded response body.
