@@ -36,7 +36,10 @@ const RECORD_BYTES: usize = 1000;
 const RECORDS_PER_BATCH: usize = 16;
 
 #[derive(Parser, Debug)]
-#[command(name = "cleaner_bench", about = "Log cleaner throughput and its effect on appends")]
+#[command(
+    name = "cleaner_bench",
+    about = "Log cleaner throughput and its effect on appends"
+)]
 struct Args {
     /// Scratch directory on the disk to measure.
     #[arg(long)]
@@ -56,6 +59,10 @@ struct Args {
     /// Interval between two timed appends, in microseconds.
     #[arg(long, default_value_t = 1000)]
     append_interval_us: u64,
+    /// Cleaner I/O limit during the latency run, MB/s (0 = unthrottled), paced as the
+    /// broker's `log.cleaner.io.max.bytes.per.second` is.
+    #[arg(long, default_value_t = 0)]
+    throttle_mbps: u64,
 }
 
 fn main() -> ExitCode {
@@ -188,7 +195,14 @@ async fn fill(dir: &Path, bytes: u64, live_pct: u64, codec: i16) -> Result<Log, 
         } else {
             BytesMut::from(&compress_batch(&b.build(), codec)?[..])
         };
-        log.append(batch, AppendOptions { leader_epoch: 0, now_ms: 1_000_000 }).await?;
+        log.append(
+            batch,
+            AppendOptions {
+                leader_epoch: 0,
+                now_ms: 1_000_000,
+            },
+        )
+        .await?;
     }
     log.roll().await?;
     log.flush().await?;
@@ -210,15 +224,29 @@ impl Future for YieldNow {
 }
 
 /// Appends one 1 KiB batch every `interval` until `stop`; returns each append's latency.
-async fn appender(log: &Log, interval: Duration, stop: &Cell<bool>) -> Result<Vec<Duration>, StorageError> {
+async fn appender(
+    log: &Log,
+    interval: Duration,
+    stop: &Cell<bool>,
+) -> Result<Vec<Duration>, StorageError> {
     let mut out = Vec::new();
     let value = vec![b'p'; 1000];
     let mut next = Instant::now();
     while !stop.get() {
-        let b = BatchBuilder::new(1).record(Some(b"k"), Some(&value), &[]).build();
+        let b = BatchBuilder::new(1)
+            .record(Some(b"k"), Some(&value), &[])
+            .build();
         let t = Instant::now();
-        log.append(b, AppendOptions { leader_epoch: 0, now_ms: 1 }).await?;
+        log.append(
+            b,
+            AppendOptions {
+                leader_epoch: 0,
+                now_ms: 1,
+            },
+        )
+        .await?;
         out.push(t.elapsed());
+
         next += interval;
         if let Some(wait) = next.checked_duration_since(Instant::now()) {
             compio::time::sleep(wait).await;
@@ -229,7 +257,11 @@ async fn appender(log: &Log, interval: Duration, stop: &Cell<bool>) -> Result<Ve
 
 fn percentiles(name: &str, mut v: Vec<Duration>) {
     v.sort();
-    let at = |p: f64| v.get(((v.len() as f64 * p) as usize).min(v.len().saturating_sub(1))).copied().unwrap_or_default();
+    let at = |p: f64| {
+        v.get(((v.len() as f64 * p) as usize).min(v.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
     println!(
         "RESULT {name}_append_us p50={} p99={} max={} n={}",
         at(0.5).as_micros(),
@@ -248,7 +280,24 @@ async fn latency(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     drop_page_cache(&dir)?;
     // Alone, for as long as the clean will take (measured first, then the same length).
     let stop = Cell::new(false);
-    let pace = |_: u64| -> LocalBoxFuture<'static, ()> { Box::pin(YieldNow(false)) };
+    // Like the broker's Throttle: sleep when ahead of the rate, else yield once.
+    let started = Instant::now();
+    let done = Rc::new(Cell::new(0u64));
+    let rate = args.throttle_mbps as f64 * 1e6;
+    let pace = |bytes: u64| -> LocalBoxFuture<'static, ()> {
+        done.set(done.get() + bytes);
+        let due = if rate > 0.0 {
+            done.get() as f64 / rate
+        } else {
+            0.0
+        };
+        let ahead = Duration::from_secs_f64(due).saturating_sub(started.elapsed());
+        if ahead.is_zero() {
+            Box::pin(YieldNow(false))
+        } else {
+            Box::pin(compio::time::sleep(ahead))
+        }
+    };
     let clean = async {
         let t = Instant::now();
         let r = cold.clean(options(Some(&pace))).await;
@@ -267,7 +316,12 @@ async fn latency(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         let (idle, ()) = futures_util::join!(appender(&hot, interval, &stop), timer);
         idle?
     };
-    println!("latency: clean of {} MiB took {:.1} s", args.latency_log_mib, clean_time.as_secs_f64());
+    println!(
+        "latency: clean of {} MiB took {:.1} s (throttle {} MB/s, 0 = none)",
+        args.latency_log_mib,
+        clean_time.as_secs_f64(),
+        args.throttle_mbps
+    );
     percentiles("idle", idle);
     percentiles("cleaning", busy?);
     hot.close().await?;
