@@ -624,7 +624,11 @@ impl Log {
         for seg in group {
             seg.ensure_indexes(interval).await?;
         }
-        self.install_group(group, out, opts.crash_at).await
+        let installed = self.install_group(group, out, opts.crash_at).await?;
+        if installed {
+            sync_dir(&self.dir).await?;
+        }
+        Ok(installed)
     }
 
     #[allow(clippy::too_many_arguments)]

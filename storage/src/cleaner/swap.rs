@@ -7,7 +7,7 @@
 //!    directory. **The rename of the log file is the commit point.**
 //! 3. unlink the old segments' files (`.log`, `.index`, `.timeindex` of S1..Sn);
 //! 4. rename the index `.swap` files to their final names, then `B.log.swap` -> `B.log`;
-//!    fsync the directory.
+//!    fsync the directory (after the log's append lock is released: appends need not wait).
 //!
 //! Recovery (`recover_dir`, before the segments are listed): `.cleaned` files are an
 //! uncommitted clean and are deleted (the old segments are whole). A `B.log.swap` is a
@@ -109,7 +109,10 @@ pub(crate) async fn install(
         }
     }
     crash(crash_at, CrashPoint::OldDeleted)?;
-    finish_swap(dir, base, crash_at).await
+    // The final names need no fsync of their own here: until they are durable a crash leaves
+    // the `.swap` names, which recovery completes. The caller fsyncs the directory after
+    // releasing the log's append lock.
+    finish_swap(dir, base, crash_at, false).await
 }
 
 /// Step 4: index `.swap` files, then the log `.swap`, to their final names.
@@ -117,6 +120,7 @@ async fn finish_swap(
     dir: &Path,
     base: i64,
     crash_at: Option<CrashPoint>,
+    sync: bool,
 ) -> Result<(), StorageError> {
     for kind in ["index", "timeindex"] {
         let from = path(dir, base, kind, SWAP_SUFFIX);
@@ -130,7 +134,9 @@ async fn finish_swap(
         path(dir, base, "log", ""),
     )
     .await?;
-    sync_dir(dir).await?;
+    if sync {
+        sync_dir(dir).await?;
+    }
     Ok(())
 }
 
@@ -210,7 +216,7 @@ pub(crate) async fn recover_dir(dir: &Path) -> Result<Vec<i64>, StorageError> {
         }
         tracing::warn!(dir = %dir.display(), segment = base, last_offset = last,
             "completing an interrupted cleaned-segment swap");
-        finish_swap(dir, base, None).await?;
+        finish_swap(dir, base, None, true).await?;
     }
     if !swaps.is_empty() {
         sync_dir(dir).await?;
