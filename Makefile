@@ -48,6 +48,7 @@ test: deps
 	@rc=0; \
 	$(CARGO) test --workspace --no-fail-fast || rc=1; \
 	SLUICE_BIN=$(TARGET_DIR)/debug/sluice PYTHON=$(VENV)/bin/python scripts/compat/run.sh || rc=1; \
+	SLUICE_BIN=$(TARGET_DIR)/debug/sluice PYTHON=$(VENV)/bin/python scripts/compat/security.sh || rc=1; \
 	exit $$rc
 
 # Load generator (bench/README.md). `bench-smoke` is a 2 s end-to-end run against a fresh broker.

@@ -233,14 +233,14 @@ impl Session {
     }
 }
 
-/// 24 random bytes as base64: printable, no commas (RFC 5802's nonce).
+/// 24 random bytes as hex: alphanumeric like Kafka's nonces (older librdkafka mis-parses
+/// nonces with base64's `+`, `/`).
 fn server_nonce() -> String {
-    use base64::Engine;
     let mut bytes = [0u8; 24];
     let random = rustls::crypto::ring::default_provider().secure_random;
     if random.fill(&mut bytes).is_err() {
         // The system RNG failing is not something a broker can run without.
         shards::fatal("system random number generator failed".to_owned());
     }
-    base64::engine::general_purpose::STANDARD.encode(bytes)
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
