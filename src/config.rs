@@ -234,6 +234,9 @@ pub struct BrokerConfig {
     /// Largest request frame before and during SASL authentication (Kafka's name and default).
     #[serde(rename = "sasl.server.max.receive.size")]
     pub sasl_server_max_receive_size: usize,
+    /// When set, the admin HTTP endpoint requires `Authorization: Bearer <token>`.
+    #[serde(rename = "admin.auth.token")]
+    pub admin_auth_token: Option<String>,
 }
 
 impl Default for BrokerConfig {
@@ -311,6 +314,7 @@ impl Default for BrokerConfig {
             connection_failed_authentication_delay_ms: 100,
             authentication_timeout_ms: 10_000,
             sasl_server_max_receive_size: 524_288,
+            admin_auth_token: None,
         }
     }
 }

@@ -439,3 +439,26 @@ fn scram_credential_admin_errors_and_persistence() {
         .expect("store file");
     assert!(!file.contains("erin-pw"), "no password stored");
 }
+
+/// One HTTP/1.1 request to the admin endpoint; returns the status line.
+fn admin_status(addr: SocketAddr, auth: Option<&str>) -> String {
+    let mut stream = TcpStream::connect(addr).expect("connect admin");
+    stream.set_read_timeout(Some(wire::REPLY_TIMEOUT)).expect("timeout");
+    let auth = auth.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let request = format!("GET /metrics HTTP/1.1\r\nHost: x\r\n{auth}\r\n");
+    stream.write_all(request.as_bytes()).expect("write");
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response.lines().next().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn admin_endpoint_requires_the_token_when_configured() {
+    let broker = Broker::start(BrokerOpts::default().config("\"admin.auth.token\" = \"t0ken\"\n"));
+    let admin = broker.admin_addr();
+    assert!(admin.ip().is_loopback());
+    assert!(admin_status(admin, None).contains("401"), "no token");
+    assert!(admin_status(admin, Some("wrong")).contains("401"), "wrong token");
+    assert!(admin_status(admin, Some("t0ken")).contains("200"), "right token");
+    assert!(broker.log_text().contains("admin request denied"));
+}

@@ -261,6 +261,23 @@ mod tests {
     }
 
     #[test]
+    fn subject_dn_is_rfc2253_most_specific_first() {
+        use rcgen::{CertificateParams, DnType, KeyPair};
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(DnType::CountryName, "US");
+        params.distinguished_name.push(DnType::OrganizationName, "acme, inc");
+        params.distinguished_name.push(DnType::CommonName, "alice");
+        let key = KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let dn = subject_dn(cert.der()).unwrap();
+        // rcgen writes CN first in the DER sequence; RFC 2253 (`openssl x509 -nameopt
+        // RFC2253`, Java's X500Principal.getName()) prints the sequence last to first.
+        assert_eq!(dn, "O=acme\\, inc,C=US,CN=alice");
+        let mapper = PrincipalMapper::parse("RULE:^.*,CN=([^,]*)$/$1/").unwrap();
+        assert_eq!(mapper.map(&dn), "alice");
+    }
+
+    #[test]
     fn garbage_certificate_is_an_error() {
         assert_eq!(subject_dn(b"nope"), Err(PrincipalError::BadCertificate));
     }
