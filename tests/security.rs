@@ -69,7 +69,10 @@ fn listener(broker: &Broker, name: &str) -> SocketAddr {
     addr.parse().unwrap_or_else(|e| panic!("{addr}: {e}"))
 }
 
-fn tls_client_config(pki: &TestPki, client_cert: Option<(&Path, &Path)>) -> Arc<rustls::ClientConfig> {
+fn tls_client_config(
+    pki: &TestPki,
+    client_cert: Option<(&Path, &Path)>,
+) -> Arc<rustls::ClientConfig> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let mut roots = rustls::RootCertStore::empty();
@@ -90,7 +93,9 @@ fn tls_client_config(pki: &TestPki, client_cert: Option<(&Path, &Path)>) -> Arc<
                 .collect::<Result<Vec<_>, _>>()
                 .expect("cert pem");
             let key = PrivateKeyDer::from_pem_file(key).expect("key pem");
-            builder.with_client_auth_cert(chain, key).expect("client cert")
+            builder
+                .with_client_auth_cert(chain, key)
+                .expect("client cert")
         }
     };
     Arc::new(config)
@@ -100,7 +105,8 @@ type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
 
 fn tls_connect(addr: SocketAddr, config: Arc<rustls::ClientConfig>) -> Tls {
     let tcp = TcpStream::connect(addr).expect("connect");
-    tcp.set_read_timeout(Some(wire::REPLY_TIMEOUT)).expect("timeout");
+    tcp.set_read_timeout(Some(wire::REPLY_TIMEOUT))
+        .expect("timeout");
     let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("name");
     let conn = rustls::ClientConnection::new(config, name).expect("client conn");
     rustls::StreamOwned::new(conn, tcp)
@@ -137,7 +143,13 @@ fn closed<S: Read>(stream: &mut S) -> bool {
 }
 
 fn metadata<S: Read + Write>(stream: &mut S, correlation_id: i32) -> Option<MetadataResponse> {
-    request(stream, ApiKey::Metadata, 12, correlation_id, &MetadataRequest::default())
+    request(
+        stream,
+        ApiKey::Metadata,
+        12,
+        correlation_id,
+        &MetadataRequest::default(),
+    )
 }
 
 /// Creates SCRAM users over PLAINTEXT with AlterUserScramCredentials (the client sends the
@@ -153,27 +165,40 @@ fn create_user(broker: &Broker, user: &str, password: &str, mechanism: Mechanism
             .with_salt(Bytes::copy_from_slice(salt))
             .with_salted_password(Bytes::from(salted)),
     ]);
-    let resp: AlterUserScramCredentialsResponse =
-        wire::call(broker.socket_addr(), ApiKey::AlterUserScramCredentials, 0, &req);
+    let resp: AlterUserScramCredentialsResponse = wire::call(
+        broker.socket_addr(),
+        ApiKey::AlterUserScramCredentials,
+        0,
+        &req,
+    );
     assert_eq!(resp.results.len(), 1);
     assert_eq!(resp.results[0].error_code, 0, "{:?}", resp.results[0]);
 }
 
 fn handshake<S: Read + Write>(stream: &mut S, mechanism: &str, version: i16) -> i16 {
-    let req = SaslHandshakeRequest::default()
-        .with_mechanism(StrBytes::from_string(mechanism.to_owned()));
+    let req =
+        SaslHandshakeRequest::default().with_mechanism(StrBytes::from_string(mechanism.to_owned()));
     let resp: SaslHandshakeResponse =
         request(stream, ApiKey::SaslHandshake, version, 1, &req).expect("handshake answered");
     resp.error_code
 }
 
-fn authenticate<S: Read + Write>(stream: &mut S, token: &[u8], correlation_id: i32) -> Option<SaslAuthenticateResponse> {
+fn authenticate<S: Read + Write>(
+    stream: &mut S,
+    token: &[u8],
+    correlation_id: i32,
+) -> Option<SaslAuthenticateResponse> {
     let req = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::copy_from_slice(token));
     request(stream, ApiKey::SaslAuthenticate, 2, correlation_id, &req)
 }
 
 /// A full SCRAM exchange as a client (RFC 5802); returns the final response.
-fn scram_login<S: Read + Write>(stream: &mut S, m: Mechanism, user: &str, password: &str) -> SaslAuthenticateResponse {
+fn scram_login<S: Read + Write>(
+    stream: &mut S,
+    m: Mechanism,
+    user: &str,
+    password: &str,
+) -> SaslAuthenticateResponse {
     assert_eq!(handshake(stream, m.name(), 1), 0);
     let bare = format!("n={user},r=clientnonce123");
     let first = authenticate(stream, format!("n,,{bare}").as_bytes(), 2).expect("first");
@@ -198,12 +223,19 @@ fn scram_login<S: Read + Write>(stream: &mut S, m: Mechanism, user: &str, passwo
     let without_proof = format!("c=biws,r={}", attr("r="));
     let auth_message = format!("{bare},{server_first},{without_proof}");
     let signature = m.hmac(&stored_key, auth_message.as_bytes());
-    let proof: Vec<u8> = client_key.iter().zip(&signature).map(|(a, b)| a ^ b).collect();
+    let proof: Vec<u8> = client_key
+        .iter()
+        .zip(&signature)
+        .map(|(a, b)| a ^ b)
+        .collect();
     let fin = format!("{without_proof},p={}", b64.encode(proof));
     let last = authenticate(stream, fin.as_bytes(), 3).expect("final answered");
     if last.error_code == 0 {
         let server_key = m.hmac(&salted, b"Server Key");
-        let expected = format!("v={}", b64.encode(m.hmac(&server_key, auth_message.as_bytes())));
+        let expected = format!(
+            "v={}",
+            b64.encode(m.hmac(&server_key, auth_message.as_bytes()))
+        );
         assert_eq!(last.auth_bytes, expected.as_bytes(), "server signature");
     }
     last
@@ -217,9 +249,15 @@ fn metadata_advertises_the_listener_the_client_connected_on_over_tls() {
     let mut tls = tls_connect(ssl, tls_client_config(&pki, None));
     let md = metadata(&mut tls, 5).expect("metadata over TLS");
     assert_eq!(md.brokers.len(), 1);
-    assert_eq!(md.brokers[0].port, i32::from(ssl.port()), "SSL listener advertised");
+    assert_eq!(
+        md.brokers[0].port,
+        i32::from(ssl.port()),
+        "SSL listener advertised"
+    );
     let mut plain = wire::connect(broker.socket_addr());
-    plain.set_read_timeout(Some(wire::REPLY_TIMEOUT)).expect("timeout");
+    plain
+        .set_read_timeout(Some(wire::REPLY_TIMEOUT))
+        .expect("timeout");
     let md = metadata(&mut plain, 6).expect("metadata over PLAINTEXT");
     assert_eq!(md.brokers[0].port, i32::from(broker.socket_addr().port()));
     // A SASL handshake on a listener without SASL: ILLEGAL_SASL_STATE, as Kafka answers.
@@ -233,21 +271,40 @@ fn tls_bad_input_is_refused_and_the_broker_keeps_serving() {
     let ssl = listener(&broker, "SSL");
     // 1. A handshake that stops halfway: the start of a ClientHello, then nothing.
     let mut half = TcpStream::connect(ssl).expect("connect");
-    half.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-    half.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03])
-        .expect("partial hello");
+    half.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    half.write_all(&[
+        0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03,
+    ])
+    .expect("partial hello");
     let started = Instant::now();
     assert!(closed(&mut half), "half handshake closed");
-    assert!(started.elapsed() < Duration::from_secs(8), "closed by authentication.timeout.ms");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "closed by authentication.timeout.ms"
+    );
     // 2. Plaintext Kafka on the TLS port.
     let mut plain = TcpStream::connect(ssl).expect("connect");
-    plain.set_read_timeout(Some(wire::REPLY_TIMEOUT)).expect("timeout");
     plain
-        .write_all(&wire::frame(&wire::request_header(wire::API_VERSIONS, 0, 1, false)))
+        .set_read_timeout(Some(wire::REPLY_TIMEOUT))
+        .expect("timeout");
+    plain
+        .write_all(&wire::frame(&wire::request_header(
+            wire::API_VERSIONS,
+            0,
+            1,
+            false,
+        )))
         .expect("write");
-    assert!(read_frame(&mut plain).is_none(), "no Kafka answer in clear text");
+    assert!(
+        read_frame(&mut plain).is_none(),
+        "no Kafka answer in clear text"
+    );
     // 3. A client certificate from another CA, and 4. none where one is required.
-    for cert in [Some((pki.rogue_cert.as_path(), pki.rogue_key.as_path())), None] {
+    for cert in [
+        Some((pki.rogue_cert.as_path(), pki.rogue_key.as_path())),
+        None,
+    ] {
         let mut tls = tls_connect(ssl, tls_client_config(&pki, cert));
         assert!(metadata(&mut tls, 1).is_none(), "refused: {cert:?}");
     }
@@ -273,13 +330,20 @@ fn sasl_plain_and_scram_authenticate_and_bad_credentials_are_refused() {
 
     // SCRAM-SHA-512 over TLS, then a normal request.
     let mut s = tls();
-    assert_eq!(scram_login(&mut s, Mechanism::Sha512, "alice", "alice-pw").error_code, 0);
+    assert_eq!(
+        scram_login(&mut s, Mechanism::Sha512, "alice", "alice-pw").error_code,
+        0
+    );
     let md = metadata(&mut s, 9).expect("metadata after SCRAM");
     assert_eq!(md.brokers[0].port, i32::from(sasl_ssl.port()));
     // SCRAM-SHA-256 over plaintext TCP.
     let mut s = wire::connect(sasl_plain);
-    s.set_read_timeout(Some(wire::REPLY_TIMEOUT)).expect("timeout");
-    assert_eq!(scram_login(&mut s, Mechanism::Sha256, "bob", "bob-pw").error_code, 0);
+    s.set_read_timeout(Some(wire::REPLY_TIMEOUT))
+        .expect("timeout");
+    assert_eq!(
+        scram_login(&mut s, Mechanism::Sha256, "bob", "bob-pw").error_code,
+        0
+    );
     assert!(metadata(&mut s, 9).is_some());
     // PLAIN checks the password against the SCRAM credential.
     let mut s = tls();
@@ -295,9 +359,18 @@ fn sasl_plain_and_scram_authenticate_and_bad_credentials_are_refused() {
         let started = Instant::now();
         let resp = authenticate(&mut s, token, 2).expect("failure answered");
         assert_eq!(resp.error_code, SASL_AUTHENTICATION_FAILED);
-        let message = resp.error_message.map(|m| m.to_string()).unwrap_or_default();
-        assert!(!message.contains("nobody") && !message.contains("wrong"), "{message}");
-        assert!(started.elapsed() >= Duration::from_millis(90), "answered after the delay");
+        let message = resp
+            .error_message
+            .map(|m| m.to_string())
+            .unwrap_or_default();
+        assert!(
+            !message.contains("nobody") && !message.contains("wrong"),
+            "{message}"
+        );
+        assert!(
+            started.elapsed() >= Duration::from_millis(90),
+            "answered after the delay"
+        );
         assert!(closed(&mut s), "closed after a failed authentication");
     }
     let mut s = tls();
@@ -305,12 +378,20 @@ fn sasl_plain_and_scram_authenticate_and_bad_credentials_are_refused() {
     assert_eq!(wrong.error_code, SASL_AUTHENTICATION_FAILED);
     assert!(closed(&mut s));
     let mut s = tls();
-    assert_eq!(scram_login(&mut s, Mechanism::Sha512, "mallory", "x").error_code, SASL_AUTHENTICATION_FAILED);
+    assert_eq!(
+        scram_login(&mut s, Mechanism::Sha512, "mallory", "x").error_code,
+        SASL_AUTHENTICATION_FAILED
+    );
     // A mechanism that is not enabled: UNSUPPORTED_SASL_MECHANISM, the client may try another.
     let mut s = tls();
     assert_eq!(handshake(&mut s, "GSSAPI", 1), UNSUPPORTED_SASL_MECHANISM);
-    assert_eq!(scram_login(&mut s, Mechanism::Sha512, "alice", "alice-pw").error_code, 0);
-    assert!(broker.log_text().contains("sluice::audit: authentication failed"));
+    assert_eq!(
+        scram_login(&mut s, Mechanism::Sha512, "alice", "alice-pw").error_code,
+        0
+    );
+    assert!(broker
+        .log_text()
+        .contains("sluice::audit: authentication failed"));
 }
 
 #[test]
@@ -319,16 +400,23 @@ fn sasl_v0_raw_token_framing() {
     let broker = secure_broker(&pki, "none", "");
     create_user(&broker, "carol", "carol-pw", Mechanism::Sha256);
     let mut s = wire::connect(listener(&broker, "SASL_PLAINTEXT"));
-    s.set_read_timeout(Some(wire::REPLY_TIMEOUT)).expect("timeout");
+    s.set_read_timeout(Some(wire::REPLY_TIMEOUT))
+        .expect("timeout");
     assert_eq!(handshake(&mut s, "PLAIN", 0), 0);
-    s.write_all(&wire::frame(b"\0carol\0carol-pw")).expect("raw token");
+    s.write_all(&wire::frame(b"\0carol\0carol-pw"))
+        .expect("raw token");
     assert_eq!(read_frame(&mut s).expect("raw response"), Vec::<u8>::new());
-    assert!(metadata(&mut s, 4).is_some(), "authenticated after a v0 exchange");
+    assert!(
+        metadata(&mut s, 4).is_some(),
+        "authenticated after a v0 exchange"
+    );
     // A wrong raw token: v0 cannot carry an error, the connection is closed.
     let mut s = wire::connect(listener(&broker, "SASL_PLAINTEXT"));
-    s.set_read_timeout(Some(wire::REPLY_TIMEOUT)).expect("timeout");
+    s.set_read_timeout(Some(wire::REPLY_TIMEOUT))
+        .expect("timeout");
     assert_eq!(handshake(&mut s, "PLAIN", 0), 0);
-    s.write_all(&wire::frame(b"\0carol\0nope")).expect("raw token");
+    s.write_all(&wire::frame(b"\0carol\0nope"))
+        .expect("raw token");
     assert!(closed(&mut s));
 }
 
@@ -340,7 +428,8 @@ fn sasl_bad_input_closes_the_connection_and_the_broker_keeps_serving() {
     let addr = listener(&broker, "SASL_PLAINTEXT");
     let connect = || {
         let s = wire::connect(addr);
-        s.set_read_timeout(Some(wire::REPLY_TIMEOUT)).expect("timeout");
+        s.set_read_timeout(Some(wire::REPLY_TIMEOUT))
+            .expect("timeout");
         s
     };
     // A SASL frame before the handshake: ILLEGAL_SASL_STATE, then closed.
@@ -363,7 +452,10 @@ fn sasl_bad_input_closes_the_connection_and_the_broker_keeps_serving() {
     assert!(closed(&mut s));
     // Still serving.
     let mut s = connect();
-    assert_eq!(scram_login(&mut s, Mechanism::Sha512, "dave", "dave-pw").error_code, 0);
+    assert_eq!(
+        scram_login(&mut s, Mechanism::Sha512, "dave", "dave-pw").error_code,
+        0
+    );
     assert!(metadata(&mut s, 9).is_some());
 }
 
@@ -393,8 +485,12 @@ fn scram_credential_admin_errors_and_persistence() {
             up("", 1, 4096),
             up("frank", 2, 8192),
         ]);
-    let resp: AlterUserScramCredentialsResponse =
-        wire::call(broker.socket_addr(), ApiKey::AlterUserScramCredentials, 0, &req);
+    let resp: AlterUserScramCredentialsResponse = wire::call(
+        broker.socket_addr(),
+        ApiKey::AlterUserScramCredentials,
+        0,
+        &req,
+    );
     let code = |user: &str| {
         resp.results
             .iter()
@@ -416,12 +512,21 @@ fn scram_credential_admin_errors_and_persistence() {
                 .map(|n| UserName::default().with_name(StrBytes::from_string(n.to_owned())))
                 .collect()
         }));
-        wire::call(broker.socket_addr(), ApiKey::DescribeUserScramCredentials, 0, &req)
+        wire::call(
+            broker.socket_addr(),
+            ApiKey::DescribeUserScramCredentials,
+            0,
+            &req,
+        )
     };
     let all = describe(None);
     let users: Vec<&str> = all.results.iter().map(|r| r.user.as_str()).collect();
     assert_eq!(users, ["erin", "frank"], "persisted across a restart");
-    let frank = all.results.iter().find(|r| r.user.as_str() == "frank").expect("frank");
+    let frank = all
+        .results
+        .iter()
+        .find(|r| r.user.as_str() == "frank")
+        .expect("frank");
     assert_eq!(frank.credential_infos.len(), 1);
     assert_eq!(frank.credential_infos[0].mechanism, 2);
     assert_eq!(frank.credential_infos[0].iterations, 8192);
@@ -443,8 +548,12 @@ fn scram_credential_admin_errors_and_persistence() {
 /// One HTTP/1.1 request to the admin endpoint; returns the status line.
 fn admin_status(addr: SocketAddr, auth: Option<&str>) -> String {
     let mut stream = TcpStream::connect(addr).expect("connect admin");
-    stream.set_read_timeout(Some(wire::REPLY_TIMEOUT)).expect("timeout");
-    let auth = auth.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    stream
+        .set_read_timeout(Some(wire::REPLY_TIMEOUT))
+        .expect("timeout");
+    let auth = auth
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     let request = format!("GET /metrics HTTP/1.1\r\nHost: x\r\n{auth}\r\n");
     stream.write_all(request.as_bytes()).expect("write");
     let mut response = String::new();
@@ -458,7 +567,13 @@ fn admin_endpoint_requires_the_token_when_configured() {
     let admin = broker.admin_addr();
     assert!(admin.ip().is_loopback());
     assert!(admin_status(admin, None).contains("401"), "no token");
-    assert!(admin_status(admin, Some("wrong")).contains("401"), "wrong token");
-    assert!(admin_status(admin, Some("t0ken")).contains("200"), "right token");
+    assert!(
+        admin_status(admin, Some("wrong")).contains("401"),
+        "wrong token"
+    );
+    assert!(
+        admin_status(admin, Some("t0ken")).contains("200"),
+        "right token"
+    );
     assert!(broker.log_text().contains("admin request denied"));
 }

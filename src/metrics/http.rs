@@ -187,12 +187,9 @@ fn bearer_matches(head: &[u8], token: &str) -> bool {
             return false;
         };
         name.trim().eq_ignore_ascii_case("authorization")
-            && value
-                .trim()
-                .strip_prefix("Bearer ")
-                .is_some_and(|given| {
-                    crate::security::scram::constant_time_eq(given.trim().as_bytes(), token.as_bytes())
-                })
+            && value.trim().strip_prefix("Bearer ").is_some_and(|given| {
+                crate::security::scram::constant_time_eq(given.trim().as_bytes(), token.as_bytes())
+            })
     })
 }
 
@@ -257,8 +254,14 @@ mod tests {
         let head = b"GET /metrics HTTP/1.1\r\nHost: x\r\nauthorization: Bearer s3cret";
         assert!(bearer_matches(head, "s3cret"));
         assert!(!bearer_matches(head, "s3cre"));
-        assert!(!bearer_matches(b"GET /metrics HTTP/1.1\r\nHost: x", "s3cret"));
-        assert!(!bearer_matches(b"GET /metrics HTTP/1.1\r\nX: Bearer s3cret", "s3cret"));
+        assert!(!bearer_matches(
+            b"GET /metrics HTTP/1.1\r\nHost: x",
+            "s3cret"
+        ));
+        assert!(!bearer_matches(
+            b"GET /metrics HTTP/1.1\r\nX: Bearer s3cret",
+            "s3cret"
+        ));
         assert_eq!(route(b"GET /metrics?x=1 HTTP/1.0"), Ok(()));
         assert_eq!(route(b"GET / HTTP/1.1"), Err("404 Not Found"));
         assert_eq!(route(b"POST /metrics HTTP/1.1"), Err("404 Not Found"));

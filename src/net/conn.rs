@@ -161,7 +161,10 @@ async fn read_loop(
             shard.config.socket_request_max_bytes
         } else {
             let sasl_max = u32::try_from(shard.config.sasl_server_max_receive_size);
-            shard.config.socket_request_max_bytes.min(sasl_max.unwrap_or(u32::MAX))
+            shard
+                .config
+                .socket_request_max_bytes
+                .min(sasl_max.unwrap_or(u32::MAX))
         };
         // Shutdown stops the connection only between requests, so a request being handled (an
         // append, say) always runs to completion and gets its response.

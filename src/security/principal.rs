@@ -127,7 +127,9 @@ fn until_slash(text: &str) -> Result<(String, &str), PrincipalError> {
             c => out.push(c),
         }
     }
-    Err(PrincipalError::BadRules(format!("unterminated rule {text:?}")))
+    Err(PrincipalError::BadRules(format!(
+        "unterminated rule {text:?}"
+    )))
 }
 
 fn java_replacement(text: &str) -> String {
@@ -265,7 +267,9 @@ mod tests {
         use rcgen::{CertificateParams, DnType, KeyPair};
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.distinguished_name.push(DnType::CountryName, "US");
-        params.distinguished_name.push(DnType::OrganizationName, "acme, inc");
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, "acme, inc");
         params.distinguished_name.push(DnType::CommonName, "alice");
         let key = KeyPair::generate().unwrap();
         let cert = params.self_signed(&key).unwrap();

@@ -167,7 +167,9 @@ pub fn scram_first(
             (0, Some(("n", name))) => user = decode_saslname(name),
             (1, Some(("r", nonce))) if !nonce.is_empty() => client_nonce = Some(nonce),
             (_, Some(("tokenauth", _))) => {
-                return Err(AuthFailure::malformed("delegation tokens are not supported"))
+                return Err(AuthFailure::malformed(
+                    "delegation tokens are not supported",
+                ))
             }
             (i, _) if i >= 2 => {} // other extensions are ignored, as Kafka does
             _ => return Err(bad()),
@@ -233,7 +235,9 @@ pub fn scram_final(pending: &ScramPending, token: &[u8]) -> Result<(Vec<u8>, Str
         .strip_prefix(pending.client_nonce.as_str())
         .is_some_and(|rest| rest == pending.nonce);
     if nonce != pending.nonce && !doubled {
-        return Err(AuthFailure::malformed("Invalid client nonce in the final client message."));
+        return Err(AuthFailure::malformed(
+            "Invalid client nonce in the final client message.",
+        ));
     }
     let proof = B64.decode(proof).map_err(|_| bad())?;
     let auth_message = format!(
@@ -263,7 +267,11 @@ pub fn scram_final(pending: &ScramPending, token: &[u8]) -> Result<(Vec<u8>, Str
 mod tests {
     use super::*;
 
-    fn store_with(user: &str, password: &str, m: Mechanism) -> (tempfile::TempDir, CredentialStore) {
+    fn store_with(
+        user: &str,
+        password: &str,
+        m: Mechanism,
+    ) -> (tempfile::TempDir, CredentialStore) {
         let dir = tempfile::tempdir().unwrap();
         let store = CredentialStore::load(dir.path()).unwrap();
         let c = Credential::from_password(m, password, b"0123456789abcdef", 4096);
@@ -281,7 +289,12 @@ mod tests {
     }
 
     /// A client computing its proof per RFC 5802.
-    fn client_final(m: Mechanism, password: &str, client_first_bare: &str, server_first: &str) -> String {
+    fn client_final(
+        m: Mechanism,
+        password: &str,
+        client_first_bare: &str,
+        server_first: &str,
+    ) -> String {
         client_final_with(m, password, client_first_bare, server_first, "")
     }
 
@@ -310,7 +323,11 @@ mod tests {
         let without_proof = format!("c=biws,r={nonce_prefix}{nonce}");
         let auth = format!("{client_first_bare},{server_first},{without_proof}");
         let signature = m.hmac(&stored_key, auth.as_bytes());
-        let proof: Vec<u8> = client_key.iter().zip(&signature).map(|(a, b)| a ^ b).collect();
+        let proof: Vec<u8> = client_key
+            .iter()
+            .zip(&signature)
+            .map(|(a, b)| a ^ b)
+            .collect();
         format!("{without_proof},p={}", B64.encode(proof))
     }
 
@@ -389,7 +406,10 @@ mod tests {
     fn enabled_mechanisms_parse() {
         assert_eq!(
             parse_enabled("PLAIN, SCRAM-SHA-512").unwrap(),
-            vec![SaslMechanism::Plain, SaslMechanism::Scram(Mechanism::Sha512)]
+            vec![
+                SaslMechanism::Plain,
+                SaslMechanism::Scram(Mechanism::Sha512)
+            ]
         );
         assert!(parse_enabled("GSSAPI").is_err());
     }

@@ -79,7 +79,11 @@ pub struct Session {
 
 impl Session {
     /// `tls_principal`: the mapped subject of a verified client certificate, if any.
-    pub fn new(listener: Arc<ListenerContext>, peer: SocketAddr, tls_principal: Option<String>) -> Self {
+    pub fn new(
+        listener: Arc<ListenerContext>,
+        peer: SocketAddr,
+        tls_principal: Option<String>,
+    ) -> Self {
         let state = if listener.protocol.uses_sasl() {
             SaslState::AwaitingHandshake
         } else {
@@ -111,8 +115,13 @@ impl Session {
     pub fn expects_raw_token(&self) -> bool {
         matches!(
             *self.state.borrow(),
-            SaslState::AwaitingToken { raw_frames: true, .. }
-                | SaslState::AwaitingScramFinal { raw_frames: true, .. }
+            SaslState::AwaitingToken {
+                raw_frames: true,
+                ..
+            } | SaslState::AwaitingScramFinal {
+                raw_frames: true,
+                ..
+            }
         )
     }
 
@@ -121,7 +130,12 @@ impl Session {
     }
 
     /// SaslHandshake: chooses the mechanism; v0 switches to raw token frames.
-    pub fn handshake(&self, mechanism: &str, version: i16, enabled: &[SaslMechanism]) -> HandshakeOutcome {
+    pub fn handshake(
+        &self,
+        mechanism: &str,
+        version: i16,
+        enabled: &[SaslMechanism],
+    ) -> HandshakeOutcome {
         let mut state = self.state.borrow_mut();
         if !matches!(*state, SaslState::AwaitingHandshake) {
             return HandshakeOutcome::IllegalState;
@@ -162,10 +176,12 @@ impl Session {
                 }
                 Err(failure) => AuthStep::Failed(failure),
             },
-            SaslState::AwaitingScramFinal { pending, .. } => match sasl::scram_final(&pending, token) {
-                Ok((server_final, user)) => self.authenticated(&user, server_final),
-                Err(failure) => AuthStep::Failed(failure),
-            },
+            SaslState::AwaitingScramFinal { pending, .. } => {
+                match sasl::scram_final(&pending, token) {
+                    Ok((server_final, user)) => self.authenticated(&user, server_final),
+                    Err(failure) => AuthStep::Failed(failure),
+                }
+            }
             other => {
                 let why = match other {
                     SaslState::AwaitingHandshake => "SaslAuthenticate before SaslHandshake",
@@ -201,9 +217,11 @@ impl Session {
         };
         let store = store.clone();
         let checked_user = user.clone();
-        let ok = compio::runtime::spawn_blocking(move || sasl::check_plain(&store, &checked_user, &password))
-            .await
-            .unwrap_or(false);
+        let ok = compio::runtime::spawn_blocking(move || {
+            sasl::check_plain(&store, &checked_user, &password)
+        })
+        .await
+        .unwrap_or(false);
         if ok {
             self.authenticated(&user, Vec::new())
         } else {

@@ -69,7 +69,12 @@ pub fn generate(dir: &Path) -> TestPki {
         &ca_key,
     );
     let (rogue_ca, rogue_ca_key) = ca("rogue-ca");
-    let (rogue, rogue_key) = leaf(&[], &[(DnType::CommonName, "mallory")], &rogue_ca, &rogue_ca_key);
+    let (rogue, rogue_key) = leaf(
+        &[],
+        &[(DnType::CommonName, "mallory")],
+        &rogue_ca,
+        &rogue_ca_key,
+    );
     let write = |name: &str, text: String| {
         let path = dir.join(name);
         std::fs::write(&path, text).expect("write pem");
