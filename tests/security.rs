@@ -577,3 +577,45 @@ fn admin_endpoint_requires_the_token_when_configured() {
     );
     assert!(broker.log_text().contains("admin request denied"));
 }
+
+#[test]
+fn kip368_sessions_expire_unless_the_client_reauthenticates() {
+    let (_dir, pki) = pki();
+    let broker = secure_broker(&pki, "none", "\"connections.max.reauth.ms\" = 3000\n");
+    create_user(&broker, "gina", "gina-pw", Mechanism::Sha512);
+    create_user(&broker, "hank", "hank-pw", Mechanism::Sha512);
+    let addr = listener(&broker, "SASL_PLAINTEXT");
+    let connect = || {
+        let s = wire::connect(addr);
+        s.set_read_timeout(Some(wire::REPLY_TIMEOUT))
+            .expect("timeout");
+        s
+    };
+    // The lifetime is announced; past it, the next request closes the connection.
+    let mut lazy = connect();
+    let done = scram_login(&mut lazy, Mechanism::Sha512, "gina", "gina-pw");
+    assert_eq!(done.error_code, 0);
+    assert_eq!(done.session_lifetime_ms, 3000);
+    // Re-authenticating in-band (same user and mechanism) extends the session.
+    let mut diligent = connect();
+    assert_eq!(
+        scram_login(&mut diligent, Mechanism::Sha512, "gina", "gina-pw").error_code,
+        0
+    );
+    std::thread::sleep(Duration::from_millis(1800));
+    assert_eq!(
+        scram_login(&mut diligent, Mechanism::Sha512, "gina", "gina-pw").error_code,
+        0
+    );
+    assert!(metadata(&mut diligent, 10).is_some());
+    std::thread::sleep(Duration::from_millis(1800));
+    assert!(metadata(&mut lazy, 11).is_none(), "expired session closed");
+    assert!(
+        metadata(&mut diligent, 12).is_some(),
+        "re-authenticated session still open"
+    );
+    // Re-authentication as someone else fails and closes.
+    let resp = scram_login(&mut diligent, Mechanism::Sha512, "hank", "hank-pw");
+    assert_eq!(resp.error_code, SASL_AUTHENTICATION_FAILED);
+    assert!(closed(&mut diligent));
+}

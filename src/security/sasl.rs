@@ -119,6 +119,12 @@ pub struct ScramPending {
     nonce: String,
 }
 
+impl ScramPending {
+    pub fn mechanism(&self) -> Mechanism {
+        self.mechanism
+    }
+}
+
 /// The outcome of SCRAM's first step.
 pub type FirstStep = Result<(Vec<u8>, ScramPending), AuthFailure>;
 

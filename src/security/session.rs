@@ -6,9 +6,10 @@
 //! is closed after `connection.failed.authentication.delay.ms`); the principal never changes
 //! after authentication; every authentication failure is logged on the audit target.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::listener::SecurityProtocol;
 use super::sasl::{self, AuthFailure, SaslMechanism, ScramPending};
@@ -75,6 +76,13 @@ pub struct Session {
     pub peer: SocketAddr,
     principal: RefCell<String>,
     state: RefCell<SaslState>,
+    /// `connections.max.reauth.ms` (KIP-368); 0 = sessions never expire.
+    reauth_ms: u64,
+    /// When the SASL session expires (set on each successful authentication when reauth_ms > 0).
+    expires_at: Cell<Option<Instant>>,
+    /// The mechanism of the first authentication (re-authentication must keep it).
+    mechanism: Cell<Option<SaslMechanism>>,
+    reauthenticating: Cell<bool>,
 }
 
 impl Session {
@@ -83,6 +91,7 @@ impl Session {
         listener: Arc<ListenerContext>,
         peer: SocketAddr,
         tls_principal: Option<String>,
+        reauth_ms: u64,
     ) -> Self {
         let state = if listener.protocol.uses_sasl() {
             SaslState::AwaitingHandshake
@@ -95,7 +104,22 @@ impl Session {
             peer,
             principal: RefCell::new(format!("{}:{name}", super::USER_TYPE)),
             state: RefCell::new(state),
+            reauth_ms,
+            expires_at: Cell::new(None),
+            mechanism: Cell::new(None),
+            reauthenticating: Cell::new(false),
         }
+    }
+
+    /// KIP-368: whether the SASL session expired without re-authentication (the connection
+    /// must then be closed before serving anything but SASL).
+    pub fn expired(&self) -> bool {
+        self.expires_at.get().is_some_and(|at| Instant::now() >= at)
+    }
+
+    /// What SaslAuthenticate v1+ answers as `session_lifetime_ms` (0 = no expiry).
+    pub fn session_lifetime_ms(&self) -> i64 {
+        i64::try_from(self.reauth_ms).unwrap_or(i64::MAX)
     }
 
     /// `User:<name>`.
@@ -137,7 +161,10 @@ impl Session {
         enabled: &[SaslMechanism],
     ) -> HandshakeOutcome {
         let mut state = self.state.borrow_mut();
-        if !matches!(*state, SaslState::AwaitingHandshake) {
+        // KIP-368: an authenticated v1 client may re-authenticate when sessions expire.
+        let reauth =
+            matches!(*state, SaslState::Authenticated) && self.reauth_ms > 0 && version >= 1;
+        if !matches!(*state, SaslState::AwaitingHandshake) && !reauth {
             return HandshakeOutcome::IllegalState;
         }
         match SaslMechanism::parse(mechanism).filter(|m| enabled.contains(m)) {
@@ -146,6 +173,7 @@ impl Session {
                     mechanism,
                     raw_frames: version == 0,
                 };
+                self.reauthenticating.set(reauth);
                 HandshakeOutcome::Ok
             }
             None => {
@@ -178,7 +206,10 @@ impl Session {
             },
             SaslState::AwaitingScramFinal { pending, .. } => {
                 match sasl::scram_final(&pending, token) {
-                    Ok((server_final, user)) => self.authenticated(&user, server_final),
+                    Ok((server_final, user)) => {
+                        let mechanism = SaslMechanism::Scram(pending.mechanism());
+                        self.authenticated(mechanism, &user, server_final)
+                    }
                     Err(failure) => AuthStep::Failed(failure),
                 }
             }
@@ -223,7 +254,7 @@ impl Session {
         .await
         .unwrap_or(false);
         if ok {
-            self.authenticated(&user, Vec::new())
+            self.authenticated(SaslMechanism::Plain, &user, Vec::new())
         } else {
             AuthStep::Failed(AuthFailure {
                 message: "Authentication failed: Invalid username or password".to_owned(),
@@ -232,8 +263,31 @@ impl Session {
         }
     }
 
-    fn authenticated(&self, user: &str, response: Vec<u8>) -> AuthStep {
-        *self.principal.borrow_mut() = format!("{}:{user}", super::USER_TYPE);
+    fn authenticated(&self, mechanism: SaslMechanism, user: &str, response: Vec<u8>) -> AuthStep {
+        let principal = format!("{}:{user}", super::USER_TYPE);
+        if self.reauthenticating.get() {
+            // Kafka's SaslServerAuthenticator: re-authentication keeps principal and mechanism.
+            let why = if *self.principal.borrow() != principal {
+                Some("Cannot change principals during re-authentication")
+            } else if self.mechanism.get() != Some(mechanism) {
+                Some("Cannot change mechanisms during re-authentication")
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                return AuthStep::Failed(AuthFailure {
+                    message: format!("Authentication failed: {why}"),
+                    user: Some(user.to_owned()),
+                });
+            }
+        }
+        self.reauthenticating.set(false);
+        self.mechanism.set(Some(mechanism));
+        if self.reauth_ms > 0 {
+            let lifetime = Duration::from_millis(self.reauth_ms);
+            self.expires_at.set(Some(Instant::now() + lifetime));
+        }
+        *self.principal.borrow_mut() = principal;
         *self.state.borrow_mut() = SaslState::Authenticated;
         tracing::debug!(peer = %self.peer, principal = %self.principal(), "authenticated");
         AuthStep::Done(response)
