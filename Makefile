@@ -88,6 +88,7 @@ test: deps
 	(cd compat/java && SLUICE_BIN=$(SLUICE_DEBUG) $(MVN) $(MVN_FLAGS) test) || rc=1; \
 	SLUICE_BIN=$(SLUICE_DEBUG) RESULTS=$(COMPAT_OUT)/kafka-tools.tsv compat/tools/run.sh || rc=1; \
 	$(MAKE) --no-print-directory test-go || rc=1; \
+	SLUICE_BIN=$(TARGET_DIR)/debug/sluice PYTHON=$(VENV)/bin/python scripts/compat/security.sh || rc=1; \
 	exit $$rc
 
 # franz-go (compat/go) against the debug broker. `go mod download` fetches the modules pinned in

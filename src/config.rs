@@ -269,6 +269,13 @@ pub struct BrokerConfig {
     /// Largest request frame before and during SASL authentication (Kafka's name and default).
     #[serde(rename = "sasl.server.max.receive.size")]
     pub sasl_server_max_receive_size: usize,
+    /// KIP-368: SASL sessions expire after this (clients re-authenticate; others are closed).
+    /// 0 = never, Kafka's default.
+    #[serde(rename = "connections.max.reauth.ms")]
+    pub connections_max_reauth_ms: u64,
+    /// When set, the admin HTTP endpoint requires `Authorization: Bearer <token>`.
+    #[serde(rename = "admin.auth.token")]
+    pub admin_auth_token: Option<String>,
 }
 
 impl Default for BrokerConfig {
@@ -357,6 +364,8 @@ impl Default for BrokerConfig {
             connection_failed_authentication_delay_ms: 100,
             authentication_timeout_ms: 10_000,
             sasl_server_max_receive_size: 524_288,
+            connections_max_reauth_ms: 0,
+            admin_auth_token: None,
         }
     }
 }

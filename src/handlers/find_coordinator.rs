@@ -51,7 +51,11 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
         if version < 4 && response.node_id.0 >= 0 {
             (response.host, response.port) = (host.clone(), port);
         }
-        for c in response.coordinators.iter_mut().filter(|c| c.node_id.0 >= 0) {
+        for c in response
+            .coordinators
+            .iter_mut()
+            .filter(|c| c.node_id.0 >= 0)
+        {
             (c.host, c.port) = (host.clone(), port);
         }
         Outcome::encoded(&response, version)

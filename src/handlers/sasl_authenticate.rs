@@ -1,6 +1,7 @@
 //! SaslAuthenticate v0-2: one step of the SASL exchange chosen by SaslHandshake v1. A failure
 //! answers SASL_AUTHENTICATION_FAILED with Kafka's generic message; the connection then
-//! closes after `connection.failed.authentication.delay.ms` (`net::conn`).
+//! closes after `connection.failed.authentication.delay.ms` (`net::conn`). v1+ answers the
+//! session lifetime (`connections.max.reauth.ms`, KIP-368).
 
 use std::rc::Rc;
 
@@ -22,8 +23,14 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
             .await;
         let response = SaslAuthenticateResponse::default();
         let response = match step {
-            AuthStep::Challenge(bytes) | AuthStep::Done(bytes) => {
-                response.with_auth_bytes(Bytes::from(bytes))
+            AuthStep::Challenge(bytes) => response.with_auth_bytes(Bytes::from(bytes)),
+            AuthStep::Done(bytes) => {
+                let mut response = response.with_auth_bytes(Bytes::from(bytes));
+                if version >= 1 {
+                    // KIP-368: the client re-authenticates before this lifetime ends.
+                    response.session_lifetime_ms = request.session.session_lifetime_ms();
+                }
+                response
             }
             AuthStep::Failed(failure) => response
                 .with_error_code(K::SaslAuthenticationFailed.code())

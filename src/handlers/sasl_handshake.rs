@@ -18,7 +18,9 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
         // Validated at start, so this only fails if the config changed under us (it cannot).
         let enabled =
             crate::security::config::enabled_mechanisms(&shard.config).unwrap_or_default();
-        let outcome = request.session.handshake(&body.mechanism, version, &enabled);
+        let outcome = request
+            .session
+            .handshake(&body.mechanism, version, &enabled);
         let error_code = match outcome {
             HandshakeOutcome::Ok => 0,
             HandshakeOutcome::UnsupportedMechanism => K::UnsupportedSaslMechanism.code(),

@@ -39,12 +39,7 @@ fn check_mechanism(id: i8) -> Result<Mechanism, (i16, String)> {
     ))
 }
 
-fn check_upsert(
-    mechanism: i8,
-    iterations: i32,
-    salt: &[u8],
-    salted_password: &[u8],
-) -> Checked {
+fn check_upsert(mechanism: i8, iterations: i32, salt: &[u8], salted_password: &[u8]) -> Checked {
     let mechanism = check_mechanism(mechanism)?;
     if !(ITERATIONS_MIN..=ITERATIONS_MAX).contains(&iterations) {
         return Err((
@@ -93,7 +88,10 @@ pub fn handle_alter(shard: Rc<Shard>, request: Request) -> HandlerFuture {
                 duplicated.insert(user.clone());
             }
             let checked = if user.is_empty() {
-                Err((K::UnacceptableCredential.code(), "Username must not be empty".to_owned()))
+                Err((
+                    K::UnacceptableCredential.code(),
+                    "Username must not be empty".to_owned(),
+                ))
             } else {
                 match upsert {
                     None => check_mechanism(mechanism).map(Change::Delete),

@@ -6,7 +6,9 @@
 //! `REQUEST_HEAD_MAX_BYTES`, or not complete within `REQUEST_TIMEOUT`, is answered with an
 //! error status (or dropped) and never buffered further; at most `CONNECTIONS_MAX` admin
 //! connections are served at once (more are closed on accept). A shard that does not answer the
-//! snapshot call (shutting down) is left out of the scrape, never waited on forever.
+//! snapshot call (shutting down) is left out of the scrape, never waited on forever. With
+//! `admin.auth.token` set, a request without `Authorization: Bearer <token>` gets 401 (and an
+//! audit line). `admin.listen` defaults to loopback.
 
 use std::cell::Cell;
 use std::net::SocketAddr;
@@ -102,6 +104,12 @@ async fn serve_one(shard: &Rc<Shard>, stream: TcpStream) -> Result<(), MetricsEr
         Ok(Err(e)) => return Err(e),
         Err(_elapsed) => return Err(MetricsError::RequestTimeout(REQUEST_TIMEOUT)),
     };
+    if let Some(token) = &shard.config.admin_auth_token {
+        if !bearer_matches(&head, token) {
+            tracing::warn!(target: crate::security::session::AUDIT_TARGET, "admin request denied: missing or wrong bearer token");
+            return respond(&stream, "401 Unauthorized", "").await;
+        }
+    }
     match route(&head) {
         Ok(()) => {
             let body = text::render(&collect(shard).await);
@@ -168,6 +176,23 @@ fn route(head: &[u8]) -> Result<(), &'static str> {
     }
 }
 
+/// Whether the head carries `Authorization: Bearer <token>` (`admin.auth.token`), compared
+/// in constant time.
+fn bearer_matches(head: &[u8], token: &str) -> bool {
+    let Ok(text) = std::str::from_utf8(head) else {
+        return false;
+    };
+    text.split("\r\n").skip(1).any(|line| {
+        let Some((name, value)) = line.split_once(':') else {
+            return false;
+        };
+        name.trim().eq_ignore_ascii_case("authorization")
+            && value.trim().strip_prefix("Bearer ").is_some_and(|given| {
+                crate::security::scram::constant_time_eq(given.trim().as_bytes(), token.as_bytes())
+            })
+    })
+}
+
 /// Every shard's snapshot (this shard's read directly), in shard order.
 async fn collect(shard: &Rc<Shard>) -> Vec<ShardSnapshot> {
     let calls = shard.mesh.shards().map(|id| async move {
@@ -226,6 +251,17 @@ mod tests {
     #[test]
     fn routes_get_metrics_only() {
         assert_eq!(route(b"GET /metrics HTTP/1.1\r\nHost: x"), Ok(()));
+        let head = b"GET /metrics HTTP/1.1\r\nHost: x\r\nauthorization: Bearer s3cret";
+        assert!(bearer_matches(head, "s3cret"));
+        assert!(!bearer_matches(head, "s3cre"));
+        assert!(!bearer_matches(
+            b"GET /metrics HTTP/1.1\r\nHost: x",
+            "s3cret"
+        ));
+        assert!(!bearer_matches(
+            b"GET /metrics HTTP/1.1\r\nX: Bearer s3cret",
+            "s3cret"
+        ));
         assert_eq!(route(b"GET /metrics?x=1 HTTP/1.0"), Ok(()));
         assert_eq!(route(b"GET / HTTP/1.1"), Err("404 Not Found"));
         assert_eq!(route(b"POST /metrics HTTP/1.1"), Err("404 Not Found"));

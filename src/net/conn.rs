@@ -89,7 +89,8 @@ async fn establish(
     listener: &Arc<ListenerContext>,
 ) -> Option<(Transport, Rc<Session>)> {
     let Some(config) = &listener.tls else {
-        let session = Session::new(listener.clone(), peer, None);
+        let reauth_ms = shard.config.connections_max_reauth_ms;
+        let session = Session::new(listener.clone(), peer, None, reauth_ms);
         return Some((Transport::Plain(stream), Rc::new(session)));
     };
     let timeout = Duration::from_millis(shard.config.authentication_timeout_ms);
@@ -115,7 +116,8 @@ async fn establish(
             }
         },
     };
-    let session = Session::new(listener.clone(), peer, principal);
+    let reauth_ms = shard.config.connections_max_reauth_ms;
+    let session = Session::new(listener.clone(), peer, principal, reauth_ms);
     Some((Transport::Tls(tls), Rc::new(session)))
 }
 
@@ -161,7 +163,10 @@ async fn read_loop(
             shard.config.socket_request_max_bytes
         } else {
             let sasl_max = u32::try_from(shard.config.sasl_server_max_receive_size);
-            shard.config.socket_request_max_bytes.min(sasl_max.unwrap_or(u32::MAX))
+            shard
+                .config
+                .socket_request_max_bytes
+                .min(sasl_max.unwrap_or(u32::MAX))
         };
         // Shutdown stops the connection only between requests, so a request being handled (an
         // append, say) always runs to completion and gets its response.
@@ -250,12 +255,16 @@ async fn handle_request(
     let key = parsed.api_key;
     let version = parsed.header.request_api_version;
     let correlation_id = parsed.header.correlation_id;
-    if !session.is_authenticated()
-        && !matches!(
-            key,
-            ApiKey::ApiVersions | ApiKey::SaslHandshake | ApiKey::SaslAuthenticate
-        )
-    {
+    let sasl_or_versions = matches!(
+        key,
+        ApiKey::ApiVersions | ApiKey::SaslHandshake | ApiKey::SaslAuthenticate
+    );
+    if session.expired() && !sasl_or_versions {
+        // KIP-368: a session past connections.max.reauth.ms is closed, not served.
+        tracing::info!(target: AUDIT_TARGET, peer = %session.peer, principal = %session.principal(), "SASL session expired without re-authentication, closing");
+        return Err(ConnError::Rejected("SASL session expired"));
+    }
+    if !session.is_authenticated() && !sasl_or_versions {
         // Kafka's SaslServerAuthenticator: any other request before authentication is an
         // illegal SASL state and the connection is closed.
         session.fail(&format!("{key:?} request before SASL authentication"));

@@ -147,7 +147,10 @@ impl TlsStream {
         match read {
             Ok(0) => {
                 buf.truncate(len);
-                Err(io::Error::new(io::ErrorKind::UnexpectedEof, "TLS close_notify"))
+                Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "TLS close_notify",
+                ))
             }
             Ok(n) => {
                 buf.truncate(len + n);
@@ -207,7 +210,9 @@ impl TlsStream {
 
     async fn write_plaintext(&self, mut data: &[u8]) -> io::Result<()> {
         while !data.is_empty() {
-            let chunk = data.get(..WRITE_CHUNK_BYTES.min(data.len())).unwrap_or(data);
+            let chunk = data
+                .get(..WRITE_CHUNK_BYTES.min(data.len()))
+                .unwrap_or(data);
             let accepted = self.session.borrow_mut().writer().write(chunk)?;
             data = data.get(accepted..).unwrap_or_default();
             self.flush_locked().await?;

@@ -50,9 +50,7 @@ pub fn validate(config: &BrokerConfig) -> Result<(), ConfigError> {
     if config.authentication_timeout_ms == 0 {
         return Err(invalid("authentication.timeout.ms", "must be > 0"));
     }
-    if specs.iter().any(|s| s.protocol.uses_sasl())
-        && enabled_mechanisms(config)?.is_empty()
-    {
+    if specs.iter().any(|s| s.protocol.uses_sasl()) && enabled_mechanisms(config)?.is_empty() {
         return Err(invalid(
             "sasl.enabled.mechanisms",
             "a SASL listener needs at least one mechanism",

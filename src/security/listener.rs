@@ -131,7 +131,10 @@ pub fn parse(
                     "" | "0.0.0.0" => std::net::Ipv4Addr::UNSPECIFIED.into(),
                     "localhost" => std::net::Ipv4Addr::LOCALHOST.into(),
                     other => other.parse().map_err(|_| {
-                        invalid("listeners", format!("{entry:?}: host must be an IP address"))
+                        invalid(
+                            "listeners",
+                            format!("{entry:?}: host must be an IP address"),
+                        )
                     })?,
                 };
                 if specs.iter().any(|s: &ListenerSpec| s.name == name) {

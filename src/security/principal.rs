@@ -127,7 +127,9 @@ fn until_slash(text: &str) -> Result<(String, &str), PrincipalError> {
             c => out.push(c),
         }
     }
-    Err(PrincipalError::BadRules(format!("unterminated rule {text:?}")))
+    Err(PrincipalError::BadRules(format!(
+        "unterminated rule {text:?}"
+    )))
 }
 
 fn java_replacement(text: &str) -> String {
@@ -258,6 +260,25 @@ mod tests {
         assert_eq!(escape_rfc2253("a,b+c"), "a\\,b\\+c");
         assert_eq!(escape_rfc2253(" x "), "\\ x\\ ");
         assert_eq!(escape_rfc2253("#1"), "\\#1");
+    }
+
+    #[test]
+    fn subject_dn_is_rfc2253_most_specific_first() {
+        use rcgen::{CertificateParams, DnType, KeyPair};
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(DnType::CountryName, "US");
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, "acme, inc");
+        params.distinguished_name.push(DnType::CommonName, "alice");
+        let key = KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let dn = subject_dn(cert.der()).unwrap();
+        // rcgen writes CN first in the DER sequence; RFC 2253 (`openssl x509 -nameopt
+        // RFC2253`, Java's X500Principal.getName()) prints the sequence last to first.
+        assert_eq!(dn, "O=acme\\, inc,C=US,CN=alice");
+        let mapper = PrincipalMapper::parse("RULE:^.*,CN=([^,]*)$/$1/").unwrap();
+        assert_eq!(mapper.map(&dn), "alice");
     }
 
     #[test]

@@ -115,7 +115,14 @@ pub struct ScramPending {
     gs2_header: String,
     client_first_bare: String,
     server_first: String,
+    client_nonce: String,
     nonce: String,
+}
+
+impl ScramPending {
+    pub fn mechanism(&self) -> Mechanism {
+        self.mechanism
+    }
 }
 
 /// The outcome of SCRAM's first step.
@@ -166,7 +173,9 @@ pub fn scram_first(
             (0, Some(("n", name))) => user = decode_saslname(name),
             (1, Some(("r", nonce))) if !nonce.is_empty() => client_nonce = Some(nonce),
             (_, Some(("tokenauth", _))) => {
-                return Err(AuthFailure::malformed("delegation tokens are not supported"))
+                return Err(AuthFailure::malformed(
+                    "delegation tokens are not supported",
+                ))
             }
             (i, _) if i >= 2 => {} // other extensions are ignored, as Kafka does
             _ => return Err(bad()),
@@ -200,6 +209,7 @@ pub fn scram_first(
         gs2_header: format!("{cbind},{authzid},"),
         client_first_bare: bare.to_owned(),
         server_first: server_first.clone(),
+        client_nonce: client_nonce.to_owned(),
         nonce,
     };
     Ok((server_first.into_bytes(), pending))
@@ -224,8 +234,16 @@ pub fn scram_final(pending: &ScramPending, token: &[u8]) -> Result<(Vec<u8>, Str
     if B64.decode(channel).ok().as_deref() != Some(pending.gs2_header.as_bytes()) {
         return Err(bad());
     }
-    if nonce != pending.nonce {
-        return Err(AuthFailure::malformed("Invalid client nonce in the final client message."));
+    // librdkafka before 2.6.1 sends the client nonce twice (client + client + server;
+    // librdkafka#4895). Kafka 3.8.1-3.9 accept it (nonce.endsWith), 4.x does not. Accepting
+    // exactly that form still requires this exchange's fresh server nonce, so a replay fails.
+    let doubled = nonce
+        .strip_prefix(pending.client_nonce.as_str())
+        .is_some_and(|rest| rest == pending.nonce);
+    if nonce != pending.nonce && !doubled {
+        return Err(AuthFailure::malformed(
+            "Invalid client nonce in the final client message.",
+        ));
     }
     let proof = B64.decode(proof).map_err(|_| bad())?;
     let auth_message = format!(
@@ -255,7 +273,11 @@ pub fn scram_final(pending: &ScramPending, token: &[u8]) -> Result<(Vec<u8>, Str
 mod tests {
     use super::*;
 
-    fn store_with(user: &str, password: &str, m: Mechanism) -> (tempfile::TempDir, CredentialStore) {
+    fn store_with(
+        user: &str,
+        password: &str,
+        m: Mechanism,
+    ) -> (tempfile::TempDir, CredentialStore) {
         let dir = tempfile::tempdir().unwrap();
         let store = CredentialStore::load(dir.path()).unwrap();
         let c = Credential::from_password(m, password, b"0123456789abcdef", 4096);
@@ -273,7 +295,23 @@ mod tests {
     }
 
     /// A client computing its proof per RFC 5802.
-    fn client_final(m: Mechanism, password: &str, client_first_bare: &str, server_first: &str) -> String {
+    fn client_final(
+        m: Mechanism,
+        password: &str,
+        client_first_bare: &str,
+        server_first: &str,
+    ) -> String {
+        client_final_with(m, password, client_first_bare, server_first, "")
+    }
+
+    /// `nonce_prefix`: prepended to the nonce echoed back (librdkafka < 2.6.1 repeats its own).
+    fn client_final_with(
+        m: Mechanism,
+        password: &str,
+        client_first_bare: &str,
+        server_first: &str,
+        nonce_prefix: &str,
+    ) -> String {
         let mut salt = None;
         let mut iterations = 0;
         let mut nonce = "";
@@ -288,10 +326,14 @@ mod tests {
         let salted = m.salted_password(password.as_bytes(), &salt.unwrap(), iterations);
         let client_key = m.hmac(&salted, b"Client Key");
         let stored_key = m.hash(&client_key);
-        let without_proof = format!("c=biws,r={nonce}");
+        let without_proof = format!("c=biws,r={nonce_prefix}{nonce}");
         let auth = format!("{client_first_bare},{server_first},{without_proof}");
         let signature = m.hmac(&stored_key, auth.as_bytes());
-        let proof: Vec<u8> = client_key.iter().zip(&signature).map(|(a, b)| a ^ b).collect();
+        let proof: Vec<u8> = client_key
+            .iter()
+            .zip(&signature)
+            .map(|(a, b)| a ^ b)
+            .collect();
         format!("{without_proof},p={}", B64.encode(proof))
     }
 
@@ -308,6 +350,9 @@ mod tests {
             let (server_final, user) = scram_final(&pending, good.as_bytes()).unwrap();
             assert_eq!(user, "al,ice");
             assert!(server_final.starts_with(b"v="));
+            // librdkafka < 2.6.1 repeats the client nonce: accepted, as Kafka 3.8.1-3.9 do.
+            let doubled = client_final_with(m, "s3cret", bare, &server_first, "clientnonce");
+            assert!(scram_final(&pending, doubled.as_bytes()).is_ok());
             let wrong = client_final(m, "wrong", bare, &server_first);
             let failure = scram_final(&pending, wrong.as_bytes()).unwrap_err();
             assert!(failure.message.contains("invalid credentials"));
@@ -333,7 +378,14 @@ mod tests {
             assert!(scram_first(m, bad, "s", &store).is_err(), "{bad:?}");
         }
         let (_, pending) = scram_first(m, b"n,,n=bob,r=abc", "s", &store).unwrap();
-        for bad in [&b"garbage"[..], b"c=biws,r=abcX,p=AAAA", b"c=xx,r=abcs,p=AAAA", b"c=biws,r=abcs,p=!!"] {
+        for bad in [
+            &b"garbage"[..],
+            b"c=biws,r=abcX,p=AAAA",
+            b"c=biws,r=abcabcX,p=AAAA",
+            b"c=biws,r=abc,p=AAAA",
+            b"c=xx,r=abcs,p=AAAA",
+            b"c=biws,r=abcs,p=!!",
+        ] {
             assert!(scram_final(&pending, bad).is_err(), "{bad:?}");
         }
     }
@@ -360,7 +412,10 @@ mod tests {
     fn enabled_mechanisms_parse() {
         assert_eq!(
             parse_enabled("PLAIN, SCRAM-SHA-512").unwrap(),
-            vec![SaslMechanism::Plain, SaslMechanism::Scram(Mechanism::Sha512)]
+            vec![
+                SaslMechanism::Plain,
+                SaslMechanism::Scram(Mechanism::Sha512)
+            ]
         );
         assert!(parse_enabled("GSSAPI").is_err());
     }

@@ -128,7 +128,12 @@ impl Credential {
         }
     }
 
-    pub fn from_password(mechanism: Mechanism, password: &str, salt: &[u8], iterations: u32) -> Self {
+    pub fn from_password(
+        mechanism: Mechanism,
+        password: &str,
+        salt: &[u8],
+        iterations: u32,
+    ) -> Self {
         let salted = mechanism.salted_password(password.as_bytes(), salt, iterations);
         Self::from_salted_password(mechanism, salt, &salted, iterations)
     }
@@ -262,14 +267,16 @@ fn render_users(users: &Users) -> String {
     let credential = users
         .iter()
         .flat_map(|(user, mechanisms)| {
-            mechanisms.iter().map(move |(mechanism, c)| StoredCredential {
-                user: user.clone(),
-                mechanism: *mechanism,
-                salt: B64.encode(&c.salt),
-                stored_key: B64.encode(&c.stored_key),
-                server_key: B64.encode(&c.server_key),
-                iterations: c.iterations,
-            })
+            mechanisms
+                .iter()
+                .map(move |(mechanism, c)| StoredCredential {
+                    user: user.clone(),
+                    mechanism: *mechanism,
+                    salt: B64.encode(&c.salt),
+                    stored_key: B64.encode(&c.stored_key),
+                    server_key: B64.encode(&c.server_key),
+                    iterations: c.iterations,
+                })
         })
         .collect();
     toml::to_string(&StoreFile { credential }).unwrap_or_default()

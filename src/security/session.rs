@@ -6,9 +6,10 @@
 //! is closed after `connection.failed.authentication.delay.ms`); the principal never changes
 //! after authentication; every authentication failure is logged on the audit target.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::listener::SecurityProtocol;
 use super::sasl::{self, AuthFailure, SaslMechanism, ScramPending};
@@ -75,11 +76,23 @@ pub struct Session {
     pub peer: SocketAddr,
     principal: RefCell<String>,
     state: RefCell<SaslState>,
+    /// `connections.max.reauth.ms` (KIP-368); 0 = sessions never expire.
+    reauth_ms: u64,
+    /// When the SASL session expires (set on each successful authentication when reauth_ms > 0).
+    expires_at: Cell<Option<Instant>>,
+    /// The mechanism of the first authentication (re-authentication must keep it).
+    mechanism: Cell<Option<SaslMechanism>>,
+    reauthenticating: Cell<bool>,
 }
 
 impl Session {
     /// `tls_principal`: the mapped subject of a verified client certificate, if any.
-    pub fn new(listener: Arc<ListenerContext>, peer: SocketAddr, tls_principal: Option<String>) -> Self {
+    pub fn new(
+        listener: Arc<ListenerContext>,
+        peer: SocketAddr,
+        tls_principal: Option<String>,
+        reauth_ms: u64,
+    ) -> Self {
         let state = if listener.protocol.uses_sasl() {
             SaslState::AwaitingHandshake
         } else {
@@ -91,7 +104,22 @@ impl Session {
             peer,
             principal: RefCell::new(format!("{}:{name}", super::USER_TYPE)),
             state: RefCell::new(state),
+            reauth_ms,
+            expires_at: Cell::new(None),
+            mechanism: Cell::new(None),
+            reauthenticating: Cell::new(false),
         }
+    }
+
+    /// KIP-368: whether the SASL session expired without re-authentication (the connection
+    /// must then be closed before serving anything but SASL).
+    pub fn expired(&self) -> bool {
+        self.expires_at.get().is_some_and(|at| Instant::now() >= at)
+    }
+
+    /// What SaslAuthenticate v1+ answers as `session_lifetime_ms` (0 = no expiry).
+    pub fn session_lifetime_ms(&self) -> i64 {
+        i64::try_from(self.reauth_ms).unwrap_or(i64::MAX)
     }
 
     /// `User:<name>`.
@@ -111,8 +139,13 @@ impl Session {
     pub fn expects_raw_token(&self) -> bool {
         matches!(
             *self.state.borrow(),
-            SaslState::AwaitingToken { raw_frames: true, .. }
-                | SaslState::AwaitingScramFinal { raw_frames: true, .. }
+            SaslState::AwaitingToken {
+                raw_frames: true,
+                ..
+            } | SaslState::AwaitingScramFinal {
+                raw_frames: true,
+                ..
+            }
         )
     }
 
@@ -121,9 +154,17 @@ impl Session {
     }
 
     /// SaslHandshake: chooses the mechanism; v0 switches to raw token frames.
-    pub fn handshake(&self, mechanism: &str, version: i16, enabled: &[SaslMechanism]) -> HandshakeOutcome {
+    pub fn handshake(
+        &self,
+        mechanism: &str,
+        version: i16,
+        enabled: &[SaslMechanism],
+    ) -> HandshakeOutcome {
         let mut state = self.state.borrow_mut();
-        if !matches!(*state, SaslState::AwaitingHandshake) {
+        // KIP-368: an authenticated v1 client may re-authenticate when sessions expire.
+        let reauth =
+            matches!(*state, SaslState::Authenticated) && self.reauth_ms > 0 && version >= 1;
+        if !matches!(*state, SaslState::AwaitingHandshake) && !reauth {
             return HandshakeOutcome::IllegalState;
         }
         match SaslMechanism::parse(mechanism).filter(|m| enabled.contains(m)) {
@@ -132,6 +173,7 @@ impl Session {
                     mechanism,
                     raw_frames: version == 0,
                 };
+                self.reauthenticating.set(reauth);
                 HandshakeOutcome::Ok
             }
             None => {
@@ -162,10 +204,15 @@ impl Session {
                 }
                 Err(failure) => AuthStep::Failed(failure),
             },
-            SaslState::AwaitingScramFinal { pending, .. } => match sasl::scram_final(&pending, token) {
-                Ok((server_final, user)) => self.authenticated(&user, server_final),
-                Err(failure) => AuthStep::Failed(failure),
-            },
+            SaslState::AwaitingScramFinal { pending, .. } => {
+                match sasl::scram_final(&pending, token) {
+                    Ok((server_final, user)) => {
+                        let mechanism = SaslMechanism::Scram(pending.mechanism());
+                        self.authenticated(mechanism, &user, server_final)
+                    }
+                    Err(failure) => AuthStep::Failed(failure),
+                }
+            }
             other => {
                 let why = match other {
                     SaslState::AwaitingHandshake => "SaslAuthenticate before SaslHandshake",
@@ -201,11 +248,13 @@ impl Session {
         };
         let store = store.clone();
         let checked_user = user.clone();
-        let ok = compio::runtime::spawn_blocking(move || sasl::check_plain(&store, &checked_user, &password))
-            .await
-            .unwrap_or(false);
+        let ok = compio::runtime::spawn_blocking(move || {
+            sasl::check_plain(&store, &checked_user, &password)
+        })
+        .await
+        .unwrap_or(false);
         if ok {
-            self.authenticated(&user, Vec::new())
+            self.authenticated(SaslMechanism::Plain, &user, Vec::new())
         } else {
             AuthStep::Failed(AuthFailure {
                 message: "Authentication failed: Invalid username or password".to_owned(),
@@ -214,8 +263,31 @@ impl Session {
         }
     }
 
-    fn authenticated(&self, user: &str, response: Vec<u8>) -> AuthStep {
-        *self.principal.borrow_mut() = format!("{}:{user}", super::USER_TYPE);
+    fn authenticated(&self, mechanism: SaslMechanism, user: &str, response: Vec<u8>) -> AuthStep {
+        let principal = format!("{}:{user}", super::USER_TYPE);
+        if self.reauthenticating.get() {
+            // Kafka's SaslServerAuthenticator: re-authentication keeps principal and mechanism.
+            let why = if *self.principal.borrow() != principal {
+                Some("Cannot change principals during re-authentication")
+            } else if self.mechanism.get() != Some(mechanism) {
+                Some("Cannot change mechanisms during re-authentication")
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                return AuthStep::Failed(AuthFailure {
+                    message: format!("Authentication failed: {why}"),
+                    user: Some(user.to_owned()),
+                });
+            }
+        }
+        self.reauthenticating.set(false);
+        self.mechanism.set(Some(mechanism));
+        if self.reauth_ms > 0 {
+            let lifetime = Duration::from_millis(self.reauth_ms);
+            self.expires_at.set(Some(Instant::now() + lifetime));
+        }
+        *self.principal.borrow_mut() = principal;
         *self.state.borrow_mut() = SaslState::Authenticated;
         tracing::debug!(peer = %self.peer, principal = %self.principal(), "authenticated");
         AuthStep::Done(response)
@@ -233,14 +305,14 @@ impl Session {
     }
 }
 
-/// 24 random bytes as base64: printable, no commas (RFC 5802's nonce).
+/// 24 random bytes as hex: alphanumeric like Kafka's nonces (older librdkafka mis-parses
+/// nonces with base64's `+`, `/`).
 fn server_nonce() -> String {
-    use base64::Engine;
     let mut bytes = [0u8; 24];
     let random = rustls::crypto::ring::default_provider().secure_random;
     if random.fill(&mut bytes).is_err() {
         // The system RNG failing is not something a broker can run without.
         shards::fatal("system random number generator failed".to_owned());
     }
-    base64::engine::general_purpose::STANDARD.encode(bytes)
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -68,7 +68,9 @@ pub fn protocol_versions(
     Ok(versions)
 }
 
-fn keystore(config: &BrokerConfig) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), ConfigError> {
+fn keystore(
+    config: &BrokerConfig,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), ConfigError> {
     const KEY: &str = "ssl.keystore.location";
     if !config.ssl_keystore_type.eq_ignore_ascii_case("PEM") {
         return Err(invalid("ssl.keystore.type", "only PEM is supported"));
@@ -79,28 +81,27 @@ fn keystore(config: &BrokerConfig) -> Result<(Vec<CertificateDer<'static>>, Priv
             "encrypted private keys are not supported; give an unencrypted PEM key",
         ));
     }
-    let (certs, key) = match (
-        &config.ssl_keystore_location,
-        &config.ssl_keystore_certificate_chain,
-        &config.ssl_keystore_key,
-    ) {
-        (Some(path), None, None) => {
-            let bytes = std::fs::read(path)
-                .map_err(|e| invalid(KEY, format!("{}: {e}", path.display())))?;
-            (pem_certs(KEY, &bytes)?, pem_key(KEY, &bytes)?)
-        }
-        (None, Some(chain), Some(key)) => (
-            pem_certs("ssl.keystore.certificate.chain", chain.as_bytes())?,
-            pem_key("ssl.keystore.key", key.as_bytes())?,
-        ),
-        _ => {
-            return Err(invalid(
+    let (certs, key) =
+        match (
+            &config.ssl_keystore_location,
+            &config.ssl_keystore_certificate_chain,
+            &config.ssl_keystore_key,
+        ) {
+            (Some(path), None, None) => {
+                let bytes = std::fs::read(path)
+                    .map_err(|e| invalid(KEY, format!("{}: {e}", path.display())))?;
+                (pem_certs(KEY, &bytes)?, pem_key(KEY, &bytes)?)
+            }
+            (None, Some(chain), Some(key)) => (
+                pem_certs("ssl.keystore.certificate.chain", chain.as_bytes())?,
+                pem_key("ssl.keystore.key", key.as_bytes())?,
+            ),
+            _ => return Err(invalid(
                 KEY,
                 "a TLS listener needs ssl.keystore.location, or ssl.keystore.certificate.chain \
                  and ssl.keystore.key",
-            ))
-        }
-    };
+            )),
+        };
     if certs.is_empty() {
         return Err(invalid(KEY, "no certificate in the keystore"));
     }
@@ -157,9 +158,8 @@ fn truststore(config: &BrokerConfig) -> Result<Option<RootCertStore>, ConfigErro
 pub fn server_config(config: &BrokerConfig) -> Result<Arc<rustls::ServerConfig>, ConfigError> {
     let provider = provider();
     let versions = protocol_versions(&config.ssl_enabled_protocols)?;
-    let client_auth = ClientAuth::parse(&config.ssl_client_auth).ok_or_else(|| {
-        invalid("ssl.client.auth", "must be none, requested or required")
-    })?;
+    let client_auth = ClientAuth::parse(&config.ssl_client_auth)
+        .ok_or_else(|| invalid("ssl.client.auth", "must be none, requested or required"))?;
     let (certs, key) = keystore(config)?;
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&versions)

@@ -12,6 +12,7 @@
 // Each test binary includes this module and uses a different subset of it.
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod kafka;
 pub mod wire;
 

@@ -1,0 +1,621 @@
+//! Security over real brokers: listeners and the address Metadata advertises on each, TLS and
+//! mTLS (rustls client, certificates from rcgen), SASL PLAIN and SCRAM over SaslAuthenticate
+//! v2 and over v0 raw frames, the SCRAM admin APIs and their errors, and bad input: wrong
+//! passwords, a SASL frame before the handshake, a request before authentication, an oversized
+//! SASL token, a TLS handshake that stops halfway, plaintext on a TLS port, a client
+//! certificate from another CA. Each is refused and the broker keeps serving.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kafka_protocol::messages::alter_user_scram_credentials_request::{
+    ScramCredentialDeletion, ScramCredentialUpsertion,
+};
+use kafka_protocol::messages::describe_user_scram_credentials_request::UserName;
+use kafka_protocol::messages::{
+    AlterUserScramCredentialsRequest, AlterUserScramCredentialsResponse, ApiKey,
+    DescribeUserScramCredentialsRequest, DescribeUserScramCredentialsResponse, MetadataRequest,
+    MetadataResponse, SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest,
+    SaslHandshakeResponse,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use sluice::security::scram::Mechanism;
+
+use common::certs::{self, TestPki};
+use common::wire;
+use common::{Broker, BrokerOpts};
+
+const ILLEGAL_SASL_STATE: i16 = 34;
+const SASL_AUTHENTICATION_FAILED: i16 = 58;
+const UNSUPPORTED_SASL_MECHANISM: i16 = 33;
+
+fn pki() -> (tempfile::TempDir, TestPki) {
+    let dir = tempfile::tempdir().expect("pki dir");
+    let pki = certs::generate(dir.path());
+    (dir, pki)
+}
+
+/// A broker with PLAINTEXT (first, so `Broker::addr` is it), SSL, SASL_SSL and SASL_PLAINTEXT.
+fn secure_broker(pki: &TestPki, client_auth: &str, extra: &str) -> Broker {
+    let toml = format!(
+        "listeners = \"PLAINTEXT://127.0.0.1:0,SSL://127.0.0.1:0,SASL_SSL://127.0.0.1:0,SASL_PLAINTEXT://127.0.0.1:0\"\n\
+         \"ssl.keystore.location\" = {:?}\n\
+         \"ssl.truststore.location\" = {:?}\n\
+         \"ssl.client.auth\" = {client_auth:?}\n{extra}",
+        pki.broker.display().to_string(),
+        pki.ca.display().to_string(),
+    );
+    Broker::start(BrokerOpts::default().config(&toml))
+}
+
+/// A listener's bound address, from its `listener name=... listening=...` line.
+fn listener(broker: &Broker, name: &str) -> SocketAddr {
+    let log = broker.log_text();
+    let needle = format!("listener name={name} ");
+    let line = log
+        .lines()
+        .find(|l| l.contains(&needle))
+        .unwrap_or_else(|| panic!("no listener {name} in log:\n{log}"));
+    let addr = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("listening="))
+        .unwrap_or_else(|| panic!("no address in {line}"));
+    addr.parse().unwrap_or_else(|e| panic!("{addr}: {e}"))
+}
+
+fn tls_client_config(
+    pki: &TestPki,
+    client_cert: Option<(&Path, &Path)>,
+) -> Arc<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(&pki.ca).expect("ca") {
+        roots.add(cert.expect("ca cert")).expect("add ca");
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots);
+    let config = match client_cert {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => {
+            let chain = CertificateDer::pem_file_iter(cert)
+                .expect("cert")
+                .collect::<Result<Vec<_>, _>>()
+                .expect("cert pem");
+            let key = PrivateKeyDer::from_pem_file(key).expect("key pem");
+            builder
+                .with_client_auth_cert(chain, key)
+                .expect("client cert")
+        }
+    };
+    Arc::new(config)
+}
+
+type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
+fn tls_connect(addr: SocketAddr, config: Arc<rustls::ClientConfig>) -> Tls {
+    let tcp = TcpStream::connect(addr).expect("connect");
+    tcp.set_read_timeout(Some(wire::REPLY_TIMEOUT))
+        .expect("timeout");
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("name");
+    let conn = rustls::ClientConnection::new(config, name).expect("client conn");
+    rustls::StreamOwned::new(conn, tcp)
+}
+
+/// Sends one request and reads its response on any stream; `None` if the stream closed.
+fn request<S: Read + Write, Req: Encodable, Resp: Decodable>(
+    stream: &mut S,
+    key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    req: &Req,
+) -> Option<Resp> {
+    let frame = wire::encode_request(key, version, correlation_id, "security-test", req);
+    stream.write_all(&frame).ok()?;
+    stream.flush().ok()?;
+    let body = read_frame(stream)?;
+    Some(wire::decode_response(key, version, correlation_id, body))
+}
+
+fn read_frame<S: Read>(stream: &mut S) -> Option<Vec<u8>> {
+    let mut size = [0u8; 4];
+    stream.read_exact(&mut size).ok()?;
+    let len = usize::try_from(i32::from_be_bytes(size)).ok()?;
+    let mut body = vec![0u8; len];
+    stream.read_exact(&mut body).ok()?;
+    Some(body)
+}
+
+/// True once the peer closed (EOF, reset or TLS close), false if it sent more bytes.
+fn closed<S: Read>(stream: &mut S) -> bool {
+    let mut byte = [0u8; 1];
+    !matches!(stream.read(&mut byte), Ok(n) if n > 0)
+}
+
+fn metadata<S: Read + Write>(stream: &mut S, correlation_id: i32) -> Option<MetadataResponse> {
+    request(
+        stream,
+        ApiKey::Metadata,
+        12,
+        correlation_id,
+        &MetadataRequest::default(),
+    )
+}
+
+/// Creates SCRAM users over PLAINTEXT with AlterUserScramCredentials (the client sends the
+/// salted password, as Kafka's admin client does).
+fn create_user(broker: &Broker, user: &str, password: &str, mechanism: Mechanism) {
+    let salt = b"0123456789abcdef0123";
+    let salted = mechanism.salted_password(password.as_bytes(), salt, 4096);
+    let req = AlterUserScramCredentialsRequest::default().with_upsertions(vec![
+        ScramCredentialUpsertion::default()
+            .with_name(StrBytes::from_string(user.to_owned()))
+            .with_mechanism(mechanism.id())
+            .with_iterations(4096)
+            .with_salt(Bytes::copy_from_slice(salt))
+            .with_salted_password(Bytes::from(salted)),
+    ]);
+    let resp: AlterUserScramCredentialsResponse = wire::call(
+        broker.socket_addr(),
+        ApiKey::AlterUserScramCredentials,
+        0,
+        &req,
+    );
+    assert_eq!(resp.results.len(), 1);
+    assert_eq!(resp.results[0].error_code, 0, "{:?}", resp.results[0]);
+}
+
+fn handshake<S: Read + Write>(stream: &mut S, mechanism: &str, version: i16) -> i16 {
+    let req =
+        SaslHandshakeRequest::default().with_mechanism(StrBytes::from_string(mechanism.to_owned()));
+    let resp: SaslHandshakeResponse =
+        request(stream, ApiKey::SaslHandshake, version, 1, &req).expect("handshake answered");
+    resp.error_code
+}
+
+fn authenticate<S: Read + Write>(
+    stream: &mut S,
+    token: &[u8],
+    correlation_id: i32,
+) -> Option<SaslAuthenticateResponse> {
+    let req = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::copy_from_slice(token));
+    request(stream, ApiKey::SaslAuthenticate, 2, correlation_id, &req)
+}
+
+/// A full SCRAM exchange as a client (RFC 5802); returns the final response.
+fn scram_login<S: Read + Write>(
+    stream: &mut S,
+    m: Mechanism,
+    user: &str,
+    password: &str,
+) -> SaslAuthenticateResponse {
+    assert_eq!(handshake(stream, m.name(), 1), 0);
+    let bare = format!("n={user},r=clientnonce123");
+    let first = authenticate(stream, format!("n,,{bare}").as_bytes(), 2).expect("first");
+    if first.error_code != 0 {
+        return first;
+    }
+    let server_first = String::from_utf8(first.auth_bytes.to_vec()).expect("utf8");
+    let attr = |k: &str| {
+        server_first
+            .split(',')
+            .find_map(|a| a.strip_prefix(k))
+            .unwrap_or_else(|| panic!("{k} in {server_first}"))
+            .to_owned()
+    };
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let salt = b64.decode(attr("s=")).expect("salt");
+    let iterations: u32 = attr("i=").parse().expect("iterations");
+    let salted = m.salted_password(password.as_bytes(), &salt, iterations);
+    let client_key = m.hmac(&salted, b"Client Key");
+    let stored_key = m.hash(&client_key);
+    let without_proof = format!("c=biws,r={}", attr("r="));
+    let auth_message = format!("{bare},{server_first},{without_proof}");
+    let signature = m.hmac(&stored_key, auth_message.as_bytes());
+    let proof: Vec<u8> = client_key
+        .iter()
+        .zip(&signature)
+        .map(|(a, b)| a ^ b)
+        .collect();
+    let fin = format!("{without_proof},p={}", b64.encode(proof));
+    let last = authenticate(stream, fin.as_bytes(), 3).expect("final answered");
+    if last.error_code == 0 {
+        let server_key = m.hmac(&salted, b"Server Key");
+        let expected = format!(
+            "v={}",
+            b64.encode(m.hmac(&server_key, auth_message.as_bytes()))
+        );
+        assert_eq!(last.auth_bytes, expected.as_bytes(), "server signature");
+    }
+    last
+}
+
+#[test]
+fn metadata_advertises_the_listener_the_client_connected_on_over_tls() {
+    let (_dir, pki) = pki();
+    let broker = secure_broker(&pki, "none", "");
+    let ssl = listener(&broker, "SSL");
+    let mut tls = tls_connect(ssl, tls_client_config(&pki, None));
+    let md = metadata(&mut tls, 5).expect("metadata over TLS");
+    assert_eq!(md.brokers.len(), 1);
+    assert_eq!(
+        md.brokers[0].port,
+        i32::from(ssl.port()),
+        "SSL listener advertised"
+    );
+    let mut plain = wire::connect(broker.socket_addr());
+    plain
+        .set_read_timeout(Some(wire::REPLY_TIMEOUT))
+        .expect("timeout");
+    let md = metadata(&mut plain, 6).expect("metadata over PLAINTEXT");
+    assert_eq!(md.brokers[0].port, i32::from(broker.socket_addr().port()));
+    // A SASL handshake on a listener without SASL: ILLEGAL_SASL_STATE, as Kafka answers.
+    assert_eq!(handshake(&mut tls, "PLAIN", 1), ILLEGAL_SASL_STATE);
+}
+
+#[test]
+fn tls_bad_input_is_refused_and_the_broker_keeps_serving() {
+    let (_dir, pki) = pki();
+    let broker = secure_broker(&pki, "required", "\"authentication.timeout.ms\" = 1500\n");
+    let ssl = listener(&broker, "SSL");
+    // 1. A handshake that stops halfway: the start of a ClientHello, then nothing.
+    let mut half = TcpStream::connect(ssl).expect("connect");
+    half.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    half.write_all(&[
+        0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03,
+    ])
+    .expect("partial hello");
+    let started = Instant::now();
+    assert!(closed(&mut half), "half handshake closed");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "closed by authentication.timeout.ms"
+    );
+    // 2. Plaintext Kafka on the TLS port.
+    let mut plain = TcpStream::connect(ssl).expect("connect");
+    plain
+        .set_read_timeout(Some(wire::REPLY_TIMEOUT))
+        .expect("timeout");
+    plain
+        .write_all(&wire::frame(&wire::request_header(
+            wire::API_VERSIONS,
+            0,
+            1,
+            false,
+        )))
+        .expect("write");
+    assert!(
+        read_frame(&mut plain).is_none(),
+        "no Kafka answer in clear text"
+    );
+    // 3. A client certificate from another CA, and 4. none where one is required.
+    for cert in [
+        Some((pki.rogue_cert.as_path(), pki.rogue_key.as_path())),
+        None,
+    ] {
+        let mut tls = tls_connect(ssl, tls_client_config(&pki, cert));
+        assert!(metadata(&mut tls, 1).is_none(), "refused: {cert:?}");
+    }
+    // The right certificate works, on a broker that handled all of the above.
+    let good = Some((pki.client_cert.as_path(), pki.client_key.as_path()));
+    let mut tls = tls_connect(ssl, tls_client_config(&pki, good));
+    let md = metadata(&mut tls, 2).expect("mTLS metadata");
+    assert_eq!(md.brokers[0].port, i32::from(ssl.port()));
+    let log = broker.log_text();
+    assert!(log.contains("TLS handshake timed out"), "audit: {log}");
+    assert!(log.contains("TLS handshake failed"), "audit: {log}");
+}
+
+#[test]
+fn sasl_plain_and_scram_authenticate_and_bad_credentials_are_refused() {
+    let (_dir, pki) = pki();
+    let broker = secure_broker(&pki, "none", "");
+    create_user(&broker, "alice", "alice-pw", Mechanism::Sha512);
+    create_user(&broker, "bob", "bob-pw", Mechanism::Sha256);
+    let sasl_ssl = listener(&broker, "SASL_SSL");
+    let sasl_plain = listener(&broker, "SASL_PLAINTEXT");
+    let tls = || tls_connect(sasl_ssl, tls_client_config(&pki, None));
+
+    // SCRAM-SHA-512 over TLS, then a normal request.
+    let mut s = tls();
+    assert_eq!(
+        scram_login(&mut s, Mechanism::Sha512, "alice", "alice-pw").error_code,
+        0
+    );
+    let md = metadata(&mut s, 9).expect("metadata after SCRAM");
+    assert_eq!(md.brokers[0].port, i32::from(sasl_ssl.port()));
+    // SCRAM-SHA-256 over plaintext TCP.
+    let mut s = wire::connect(sasl_plain);
+    s.set_read_timeout(Some(wire::REPLY_TIMEOUT))
+        .expect("timeout");
+    assert_eq!(
+        scram_login(&mut s, Mechanism::Sha256, "bob", "bob-pw").error_code,
+        0
+    );
+    assert!(metadata(&mut s, 9).is_some());
+    // PLAIN checks the password against the SCRAM credential.
+    let mut s = tls();
+    assert_eq!(handshake(&mut s, "PLAIN", 1), 0);
+    let ok = authenticate(&mut s, b"\0alice\0alice-pw", 2).expect("plain");
+    assert_eq!(ok.error_code, 0);
+    assert!(metadata(&mut s, 3).is_some());
+
+    // Wrong passwords: SASL_AUTHENTICATION_FAILED after the delay, then closed.
+    for (mechanism, token) in [("PLAIN", &b"\0alice\0wrong"[..]), ("PLAIN", b"\0nobody\0x")] {
+        let mut s = tls();
+        assert_eq!(handshake(&mut s, mechanism, 1), 0);
+        let started = Instant::now();
+        let resp = authenticate(&mut s, token, 2).expect("failure answered");
+        assert_eq!(resp.error_code, SASL_AUTHENTICATION_FAILED);
+        let message = resp
+            .error_message
+            .map(|m| m.to_string())
+            .unwrap_or_default();
+        assert!(
+            !message.contains("nobody") && !message.contains("wrong"),
+            "{message}"
+        );
+        assert!(
+            started.elapsed() >= Duration::from_millis(90),
+            "answered after the delay"
+        );
+        assert!(closed(&mut s), "closed after a failed authentication");
+    }
+    let mut s = tls();
+    let wrong = scram_login(&mut s, Mechanism::Sha512, "alice", "not-it");
+    assert_eq!(wrong.error_code, SASL_AUTHENTICATION_FAILED);
+    assert!(closed(&mut s));
+    let mut s = tls();
+    assert_eq!(
+        scram_login(&mut s, Mechanism::Sha512, "mallory", "x").error_code,
+        SASL_AUTHENTICATION_FAILED
+    );
+    // A mechanism that is not enabled: UNSUPPORTED_SASL_MECHANISM, the client may try another.
+    let mut s = tls();
+    assert_eq!(handshake(&mut s, "GSSAPI", 1), UNSUPPORTED_SASL_MECHANISM);
+    assert_eq!(
+        scram_login(&mut s, Mechanism::Sha512, "alice", "alice-pw").error_code,
+        0
+    );
+    assert!(broker
+        .log_text()
+        .contains("sluice::audit: authentication failed"));
+}
+
+#[test]
+fn sasl_v0_raw_token_framing() {
+    let (_dir, pki) = pki();
+    let broker = secure_broker(&pki, "none", "");
+    create_user(&broker, "carol", "carol-pw", Mechanism::Sha256);
+    let mut s = wire::connect(listener(&broker, "SASL_PLAINTEXT"));
+    s.set_read_timeout(Some(wire::REPLY_TIMEOUT))
+        .expect("timeout");
+    assert_eq!(handshake(&mut s, "PLAIN", 0), 0);
+    s.write_all(&wire::frame(b"\0carol\0carol-pw"))
+        .expect("raw token");
+    assert_eq!(read_frame(&mut s).expect("raw response"), Vec::<u8>::new());
+    assert!(
+        metadata(&mut s, 4).is_some(),
+        "authenticated after a v0 exchange"
+    );
+    // A wrong raw token: v0 cannot carry an error, the connection is closed.
+    let mut s = wire::connect(listener(&broker, "SASL_PLAINTEXT"));
+    s.set_read_timeout(Some(wire::REPLY_TIMEOUT))
+        .expect("timeout");
+    assert_eq!(handshake(&mut s, "PLAIN", 0), 0);
+    s.write_all(&wire::frame(b"\0carol\0nope"))
+        .expect("raw token");
+    assert!(closed(&mut s));
+}
+
+#[test]
+fn sasl_bad_input_closes_the_connection_and_the_broker_keeps_serving() {
+    let (_dir, pki) = pki();
+    let broker = secure_broker(&pki, "none", "\"sasl.server.max.receive.size\" = 1024\n");
+    create_user(&broker, "dave", "dave-pw", Mechanism::Sha512);
+    let addr = listener(&broker, "SASL_PLAINTEXT");
+    let connect = || {
+        let s = wire::connect(addr);
+        s.set_read_timeout(Some(wire::REPLY_TIMEOUT))
+            .expect("timeout");
+        s
+    };
+    // A SASL frame before the handshake: ILLEGAL_SASL_STATE, then closed.
+    let mut s = connect();
+    let resp = authenticate(&mut s, b"\0dave\0dave-pw", 1).expect("answered");
+    assert_eq!(resp.error_code, ILLEGAL_SASL_STATE);
+    assert!(closed(&mut s));
+    // Any other request before authentication: closed, no answer.
+    let mut s = connect();
+    assert!(metadata(&mut s, 1).is_none());
+    // An oversized token (above sasl.server.max.receive.size): closed.
+    let mut s = connect();
+    assert_eq!(handshake(&mut s, "SCRAM-SHA-512", 1), 0);
+    assert!(authenticate(&mut s, &vec![b'n'; 4096], 2).is_none());
+    // Garbage SCRAM: failure, closed.
+    let mut s = connect();
+    assert_eq!(handshake(&mut s, "SCRAM-SHA-512", 1), 0);
+    let resp = authenticate(&mut s, &[0xff, 0, 1, 2], 2).expect("answered");
+    assert_eq!(resp.error_code, SASL_AUTHENTICATION_FAILED);
+    assert!(closed(&mut s));
+    // Still serving.
+    let mut s = connect();
+    assert_eq!(
+        scram_login(&mut s, Mechanism::Sha512, "dave", "dave-pw").error_code,
+        0
+    );
+    assert!(metadata(&mut s, 9).is_some());
+}
+
+#[test]
+fn scram_credential_admin_errors_and_persistence() {
+    let mut broker = Broker::start(BrokerOpts::default());
+    create_user(&broker, "erin", "erin-pw", Mechanism::Sha256);
+    let up = |name: &str, mechanism: i8, iterations: i32| {
+        ScramCredentialUpsertion::default()
+            .with_name(StrBytes::from_string(name.to_owned()))
+            .with_mechanism(mechanism)
+            .with_iterations(iterations)
+            .with_salt(Bytes::from_static(b"salt"))
+            .with_salted_password(Bytes::from_static(b"0123456789abcdef0123456789abcdef"))
+    };
+    let del = |name: &str, mechanism: i8| {
+        ScramCredentialDeletion::default()
+            .with_name(StrBytes::from_string(name.to_owned()))
+            .with_mechanism(mechanism)
+    };
+    let req = AlterUserScramCredentialsRequest::default()
+        .with_deletions(vec![del("nobody", 1), del("dup", 1)])
+        .with_upsertions(vec![
+            up("low", 1, 100),
+            up("badmech", 9, 4096),
+            up("dup", 1, 4096),
+            up("", 1, 4096),
+            up("frank", 2, 8192),
+        ]);
+    let resp: AlterUserScramCredentialsResponse = wire::call(
+        broker.socket_addr(),
+        ApiKey::AlterUserScramCredentials,
+        0,
+        &req,
+    );
+    let code = |user: &str| {
+        resp.results
+            .iter()
+            .find(|r| r.user.as_str() == user)
+            .unwrap_or_else(|| panic!("no result for {user:?}: {resp:?}"))
+            .error_code
+    };
+    assert_eq!(code("nobody"), 91, "RESOURCE_NOT_FOUND");
+    assert_eq!(code("dup"), 92, "DUPLICATE_RESOURCE");
+    assert_eq!(code("low"), 93, "UNACCEPTABLE_CREDENTIAL");
+    assert_eq!(code(""), 93, "UNACCEPTABLE_CREDENTIAL");
+    assert_eq!(code("badmech"), 33, "UNSUPPORTED_SASL_MECHANISM");
+    assert_eq!(code("frank"), 0);
+
+    broker.restart();
+    let describe = |users: Option<Vec<&str>>| -> DescribeUserScramCredentialsResponse {
+        let req = DescribeUserScramCredentialsRequest::default().with_users(users.map(|u| {
+            u.into_iter()
+                .map(|n| UserName::default().with_name(StrBytes::from_string(n.to_owned())))
+                .collect()
+        }));
+        wire::call(
+            broker.socket_addr(),
+            ApiKey::DescribeUserScramCredentials,
+            0,
+            &req,
+        )
+    };
+    let all = describe(None);
+    let users: Vec<&str> = all.results.iter().map(|r| r.user.as_str()).collect();
+    assert_eq!(users, ["erin", "frank"], "persisted across a restart");
+    let frank = all
+        .results
+        .iter()
+        .find(|r| r.user.as_str() == "frank")
+        .expect("frank");
+    assert_eq!(frank.credential_infos.len(), 1);
+    assert_eq!(frank.credential_infos[0].mechanism, 2);
+    assert_eq!(frank.credential_infos[0].iterations, 8192);
+    let some = describe(Some(vec!["erin", "ghost", "x", "x"]));
+    let codes: Vec<(String, i16)> = some
+        .results
+        .iter()
+        .map(|r| (r.user.to_string(), r.error_code))
+        .collect();
+    assert_eq!(
+        codes,
+        [("erin".into(), 0), ("ghost".into(), 91), ("x".into(), 92)]
+    );
+    let file = std::fs::read_to_string(broker.data_dir().join("__cluster/scram_credentials.toml"))
+        .expect("store file");
+    assert!(!file.contains("erin-pw"), "no password stored");
+}
+
+/// One HTTP/1.1 request to the admin endpoint; returns the status line.
+fn admin_status(addr: SocketAddr, auth: Option<&str>) -> String {
+    let mut stream = TcpStream::connect(addr).expect("connect admin");
+    stream
+        .set_read_timeout(Some(wire::REPLY_TIMEOUT))
+        .expect("timeout");
+    let auth = auth
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let request = format!("GET /metrics HTTP/1.1\r\nHost: x\r\n{auth}\r\n");
+    stream.write_all(request.as_bytes()).expect("write");
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response.lines().next().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn admin_endpoint_requires_the_token_when_configured() {
+    let broker = Broker::start(BrokerOpts::default().config("\"admin.auth.token\" = \"t0ken\"\n"));
+    let admin = broker.admin_addr();
+    assert!(admin.ip().is_loopback());
+    assert!(admin_status(admin, None).contains("401"), "no token");
+    assert!(
+        admin_status(admin, Some("wrong")).contains("401"),
+        "wrong token"
+    );
+    assert!(
+        admin_status(admin, Some("t0ken")).contains("200"),
+        "right token"
+    );
+    assert!(broker.log_text().contains("admin request denied"));
+}
+
+#[test]
+fn kip368_sessions_expire_unless_the_client_reauthenticates() {
+    let (_dir, pki) = pki();
+    let broker = secure_broker(&pki, "none", "\"connections.max.reauth.ms\" = 3000\n");
+    create_user(&broker, "gina", "gina-pw", Mechanism::Sha512);
+    create_user(&broker, "hank", "hank-pw", Mechanism::Sha512);
+    let addr = listener(&broker, "SASL_PLAINTEXT");
+    let connect = || {
+        let s = wire::connect(addr);
+        s.set_read_timeout(Some(wire::REPLY_TIMEOUT))
+            .expect("timeout");
+        s
+    };
+    // The lifetime is announced; past it, the next request closes the connection.
+    let mut lazy = connect();
+    let done = scram_login(&mut lazy, Mechanism::Sha512, "gina", "gina-pw");
+    assert_eq!(done.error_code, 0);
+    assert_eq!(done.session_lifetime_ms, 3000);
+    // Re-authenticating in-band (same user and mechanism) extends the session.
+    let mut diligent = connect();
+    assert_eq!(
+        scram_login(&mut diligent, Mechanism::Sha512, "gina", "gina-pw").error_code,
+        0
+    );
+    std::thread::sleep(Duration::from_millis(1800));
+    assert_eq!(
+        scram_login(&mut diligent, Mechanism::Sha512, "gina", "gina-pw").error_code,
+        0
+    );
+    assert!(metadata(&mut diligent, 10).is_some());
+    std::thread::sleep(Duration::from_millis(1800));
+    assert!(metadata(&mut lazy, 11).is_none(), "expired session closed");
+    assert!(
+        metadata(&mut diligent, 12).is_some(),
+        "re-authenticated session still open"
+    );
+    // Re-authentication as someone else fails and closes.
+    let resp = scram_login(&mut diligent, Mechanism::Sha512, "hank", "hank-pw");
+    assert_eq!(resp.error_code, SASL_AUTHENTICATION_FAILED);
+    assert!(closed(&mut diligent));
+}
