@@ -111,8 +111,11 @@ def main() -> int:
         fail(f"AlterConfigs not applied: {configs['segment.ms']}")
 
     broker = one(admin.describe_configs([ConfigResource(ResourceType.BROKER, "0")]))
-    if "log.segment.bytes" not in broker or not broker["log.segment.bytes"].is_read_only:
-        fail("broker configs not described read-only")
+    # As in Kafka: log.segment.bytes is a dynamic broker config (not read-only), broker.id is not.
+    if "log.segment.bytes" not in broker or broker["log.segment.bytes"].is_read_only:
+        fail("dynamic broker config log.segment.bytes described read-only")
+    if "broker.id" not in broker or not broker["broker.id"].is_read_only:
+        fail("broker.id not described read-only")
 
     one(admin.create_partitions([NewPartitions(topic, 6)]))
     wait_for("6 partitions listed", lambda: partitions_of(admin, topic) == 6)

@@ -270,8 +270,12 @@ fn alter_configs(shard: &Shard, name: &str, change: &ConfigChange) -> ChangeResu
     let overrides = match change {
         ConfigChange::Replace(pairs) => alter::replace_all(pairs)?,
         ConfigChange::IncrementalAlter(entries) => {
+            // APPEND/SUBTRACT start from the value in force: the dynamic broker value when
+            // there is one and no override.
+            let mut layered = shard.dynamic_configs.borrow().topic_layer();
+            layered.extend(meta.configs.iter().map(|(k, v)| (k.clone(), v.clone())));
             let effective = |key: &str| {
-                topics::config::describe(&shard.default_log, &meta.configs)
+                topics::config::describe(&shard.default_log, &layered)
                     .into_iter()
                     .find(|(k, _, _)| *k == key)
                     .map(|(_, v, _)| v)
