@@ -207,7 +207,20 @@ struct StopOthersOnPanic(Shutdown);
 impl Drop for StopOthersOnPanic {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            self.0.trigger();
+            // Not from this thread: waking a compio task of another runtime goes through
+            // compio's remote schedule, which aborts the process when the waking thread is
+            // unwinding. A helper thread is not unwinding, so the peers wake normally.
+            let shutdown = self.0.clone();
+            match std::thread::Builder::new()
+                .name("sluice-panic-stop".into())
+                .spawn(move || shutdown.trigger())
+            {
+                Ok(helper) => {
+                    let _ = helper.join();
+                }
+                // No thread to be had: stop the process rather than leave peers waiting.
+                Err(_) => std::process::abort(),
+            }
         }
     }
 }
