@@ -99,6 +99,9 @@ if dirty:
 rc1, stop1 = stop(p)
 p, start2 = start()
 rc2, stop2 = stop(p)
+with open(logp, errors="replace") as f:
+    closes = [l.split("logs closed")[1].strip() for l in f if "logs closed" in l]
 shutil.rmtree(d, ignore_errors=True)
+print("per-shard closes (first stop, then second):", closes)
 print("partitions=%d cores=%s dirty=%d produce=%.2fs create=%.2fs first_stop=%.2fs(rc=%s) restart_to_ready=%.2fs second_stop=%.2fs(rc=%s)"
       % (n, cores, dirty, produce_s, create_s, stop1, rc1, start2, stop2, rc2))

@@ -68,16 +68,21 @@ fn sigterm_with_ten_thousand_idle_connections_stops_promptly() {
     for _ in 0..connections {
         idle.push(TcpStream::connect(addr).expect("connect"));
     }
-    wait_until(Duration::from_secs(30), "broker accepted every connection", || {
-        metric_sum(&broker, "sluice_connections_active") >= connections as f64
-    });
+    wait_until(
+        Duration::from_secs(30),
+        "broker accepted every connection",
+        || metric_sum(&broker, "sluice_connections_active") >= connections as f64,
+    );
     let started = Instant::now();
     let status = broker.terminate();
     let took = started.elapsed();
     assert_eq!(status.code(), Some(0), "log:\n{}", broker.log_text());
     // Idle connections close at once on shutdown; the bound leaves room for a slow CI machine.
     let bound = Duration::from_millis(SHUTDOWN_TIMEOUT_MS) + Duration::from_secs(5);
-    assert!(took < bound, "stop took {took:?} with {connections} idle connections");
+    assert!(
+        took < bound,
+        "stop took {took:?} with {connections} idle connections"
+    );
     // The broker closed every connection: each client sees EOF.
     for stream in idle.iter_mut().take(50) {
         stream
@@ -170,7 +175,14 @@ fn delete_topics_fails_when_the_data_cannot_be_moved() {
 fn run_until_exit(data_dir: &std::path::Path) -> (Option<i32>, String) {
     use std::process::{Command, Stdio};
     let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--cores", "2"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--cores",
+            "2",
+        ])
         .arg("--data-dir")
         .arg(data_dir)
         .env("NO_COLOR", "1")

@@ -92,7 +92,10 @@ async fn respond(shard: &Rc<Shard>, body: ProduceRequest) -> ProduceResponse {
 /// topics without partitions get no entry. So repeated entries cost nothing downstream.
 fn distinct_partitions(
     body: ProduceRequest,
-) -> Vec<(kafka_protocol::messages::TopicName, Vec<(i32, Option<Bytes>)>)> {
+) -> Vec<(
+    kafka_protocol::messages::TopicName,
+    Vec<(i32, Option<Bytes>)>,
+)> {
     let flat = body.topic_data.into_iter().flat_map(|topic| {
         let name = topic.name;
         topic

@@ -443,7 +443,9 @@ pub async fn open_owned(shard: &Shard, metas: &[TopicMeta]) {
     // Several at a time: each open is a chain of small io_uring operations, so start-up and
     // CreateTopics of thousands of partitions are not one long sequence of round trips.
     stream::iter(to_open)
-        .for_each_concurrent(OPENS_IN_FLIGHT_MAX, |(tp, config)| open_one(shard, tp, config))
+        .for_each_concurrent(OPENS_IN_FLIGHT_MAX, |(tp, config)| {
+            open_one(shard, tp, config)
+        })
         .await;
 }
 
@@ -461,12 +463,9 @@ async fn open_one(shard: &Shard, tp: TopicPartition, config: storage::LogConfig)
         Ok(log) => {
             let waiters_max = shard.config.fetch_waiters_per_partition_max;
             let producers = producer_states(shard, &tp, &log).await;
-            shard.partitions.insert(Rc::new(Partition::new(
-                tp,
-                log,
-                waiters_max,
-                producers,
-            )));
+            shard
+                .partitions
+                .insert(Rc::new(Partition::new(tp, log, waiters_max, producers)));
         }
         Err(e) => storage_offline(shard, &tp.dir_name(), &e.to_string()),
     }
