@@ -171,7 +171,7 @@ mod tests {
     fn first_wins_is_a_set_in_request_order() {
         let names = vec!["x", "y", "x", "x", "z", "y"];
         assert_eq!(first_wins(names, |n| *n), vec!["x", "y", "z"]);
-        let many = std::iter::repeat("t").take(100_000);
+        let many = std::iter::repeat_n("t", 100_000);
         assert_eq!(first_wins(many, |n| *n).len(), 1);
     }
 
