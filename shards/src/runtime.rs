@@ -207,7 +207,18 @@ struct StopOthersOnPanic(Shutdown);
 impl Drop for StopOthersOnPanic {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            self.0.trigger();
+            // Not from this unwinding thread: compio aborts the process when a task of another
+            // runtime is woken from a thread that is panicking.
+            let shutdown = self.0.clone();
+            match std::thread::Builder::new()
+                .name("sluice-panic-stop".into())
+                .spawn(move || shutdown.trigger())
+            {
+                Ok(thread) => {
+                    let _ = thread.join();
+                }
+                Err(_) => self.0.trigger(),
+            }
         }
     }
 }
