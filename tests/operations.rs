@@ -248,3 +248,35 @@ fn a_partition_that_cannot_be_opened_stops_the_broker_naming_it() {
     );
     assert!(!log.contains("ready listening="), "never ready:\n{log}");
 }
+
+/// The data directory's clean-shutdown marker (Kafka's `.kafka_cleanshutdown`) exists only
+/// after a clean stop: it is gone while the broker runs and after a crash, so a crash is always
+/// recovered even though opening a partition no longer rewrites its checkpoint.
+#[test]
+fn clean_shutdown_marker_exists_only_after_a_clean_stop() {
+    let mut broker = Broker::start(BrokerOpts::default());
+    let marker = broker.data_dir().join(".kafka_cleanshutdown");
+    let topic = common::unique_name("marker");
+    kafka::create_topic(&broker, &topic, 2);
+    assert!(!marker.exists(), "absent while running");
+    broker.stop();
+    assert!(marker.exists(), "written by a clean stop");
+    broker.start_again();
+    assert!(!marker.exists(), "removed at start");
+    let producer = kafka::producer(&broker, &[]);
+    kafka::assert_all_acked(&kafka::produce(
+        &producer,
+        &topic,
+        &kafka::keyed_records(10, 2, 10),
+        None,
+    ));
+    drop(producer);
+    broker.kill9();
+    assert!(!marker.exists(), "a crash leaves no marker");
+    broker.start_again();
+    let total: i64 = kafka::watermarks(&broker, &topic, 2)
+        .iter()
+        .map(|(_, high)| high)
+        .sum();
+    assert_eq!(total, 10, "acknowledged records recovered after the crash");
+}
