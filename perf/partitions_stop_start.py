@@ -2,10 +2,12 @@
 """Stop and start time of a broker holding many idle partitions (issue 8 item 11).
 
 usage: perf/partitions_stop_start.py SLUICE_BINARY [PARTITIONS=10000] [CORES=2] [DATA_PARENT=target]
+                                     [DIRTY=0]
 
 Starts the broker on a fresh data dir, creates one topic of PARTITIONS partitions (CreateTopics
 v2, nothing produced, no client connected), then measures: the first SIGTERM -> exit, a restart
--> `ready`, and a second SIGTERM -> exit. Pure Python 3. The broker raises its own soft
+-> `ready`, and a second SIGTERM -> exit. DIRTY=1 first produces one record (acks=1) to every
+partition, so the first stop must flush and checkpoint all of them. Pure Python 3. The broker raises its own soft
 RLIMIT_NOFILE to the hard limit; each open partition holds 3 fds, so this script first raises
 the hard limit to 3 * PARTITIONS + 4096 when it runs as root (else the broker may run out)."""
 import os, resource, shutil, signal, socket, struct, subprocess, sys, tempfile, time
@@ -14,6 +16,7 @@ binary = sys.argv[1]
 n = int(sys.argv[2]) if len(sys.argv) > 2 else 10000
 cores = sys.argv[3] if len(sys.argv) > 3 else "2"
 parent = sys.argv[4] if len(sys.argv) > 4 else "target"
+dirty = len(sys.argv) > 5 and sys.argv[5] == "1"
 need = 3 * n + 4096
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 if hard < need:
@@ -69,9 +72,36 @@ t0 = time.time(); resp = call(struct.pack(">i", len(hdr + body)) + hdr + body); 
 err = struct.unpack_from(">h", resp, 4 + 4 + 4 + 4 + 2 + len(name))[0]
 if err != 0:
     sys.exit("CreateTopics failed with error %d" % err)
+_T = []
+for i in range(256):
+    c = i
+    for _ in range(8): c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+    _T.append(c)
+def crc32c(b):
+    c = 0xFFFFFFFF
+    for x in b: c = _T[(c ^ x) & 0xFF] ^ (c >> 8)
+    return c ^ 0xFFFFFFFF
+def batch(v):
+    body = b"\x00\x00\x00\x01" + bytes([len(v) * 2]) + v + b"\x00"
+    recs = bytes([len(body) * 2]) + body
+    ts = int(time.time() * 1000)
+    after = struct.pack(">hiqqqhii", 0, 0, ts, ts, -1, -1, -1, 1) + recs
+    rest = struct.pack(">ibI", -1, 2, crc32c(after)) + after
+    return struct.pack(">qi", 0, len(rest)) + rest
+produce_s = 0.0
+if dirty:
+    recs = batch(b"x" * 100)
+    parts = b"".join(struct.pack(">ii", i, len(recs)) + recs for i in range(n))
+    body = (struct.pack(">hhi", -1, 1, 60000) + struct.pack(">i", 1) + struct.pack(">h", len(name)) + name
+            + struct.pack(">i", n) + parts)
+    hdr = struct.pack(">hhih", 0, 3, 2, 5) + b"bench"
+    t0 = time.time(); call(struct.pack(">i", len(hdr + body)) + hdr + body); produce_s = time.time() - t0
 rc1, stop1 = stop(p)
 p, start2 = start()
 rc2, stop2 = stop(p)
+with open(logp, errors="replace") as f:
+    closes = [l.split("logs closed")[1].strip() for l in f if "logs closed" in l]
 shutil.rmtree(d, ignore_errors=True)
-print("partitions=%d cores=%s create=%.2fs first_stop=%.2fs(rc=%s) restart_to_ready=%.2fs second_stop=%.2fs(rc=%s)"
-      % (n, cores, create_s, stop1, rc1, start2, stop2, rc2))
+print("per-shard closes (first stop, then second):", closes)
+print("partitions=%d cores=%s dirty=%d produce=%.2fs create=%.2fs first_stop=%.2fs(rc=%s) restart_to_ready=%.2fs second_stop=%.2fs(rc=%s)"
+      % (n, cores, dirty, produce_s, create_s, stop1, rc1, start2, stop2, rc2))

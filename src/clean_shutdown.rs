@@ -23,8 +23,8 @@ pub fn take(data_dir: &Path) -> bool {
     if !path.exists() {
         return false;
     }
-    let removed = std::fs::remove_file(&path)
-        .and_then(|()| std::fs::File::open(data_dir)?.sync_all());
+    let removed =
+        std::fs::remove_file(&path).and_then(|()| std::fs::File::open(data_dir)?.sync_all());
     if let Err(e) = removed {
         shards::fatal(format!(
             "cannot remove the clean-shutdown marker {}: {e}",
@@ -57,6 +57,9 @@ mod tests {
         assert!(path_in(dir.path()).exists());
         assert!(take(dir.path()), "marker: clean");
         assert!(!path_in(dir.path()).exists(), "taken at start");
-        assert!(!take(dir.path()), "a second start without a clean stop is unclean");
+        assert!(
+            !take(dir.path()),
+            "a second start without a clean stop is unclean"
+        );
     }
 }

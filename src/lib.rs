@@ -196,5 +196,9 @@ pub fn raise_fd_limit() {
         tracing::warn!(error = %std::io::Error::last_os_error(), soft, "cannot raise the open-file limit");
         return;
     }
-    tracing::info!(from = soft, to = limit.rlim_max, "raised the open-file limit (RLIMIT_NOFILE) to its hard limit");
+    tracing::info!(
+        from = soft,
+        to = limit.rlim_max,
+        "raised the open-file limit (RLIMIT_NOFILE) to its hard limit"
+    );
 }

@@ -19,8 +19,8 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::{
     ApiKey, CreateTopicsRequest, CreateTopicsResponse, DeleteGroupsRequest, DeleteGroupsResponse,
     DeleteRecordsRequest, DeleteRecordsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
-    FetchRequest, FetchResponse, GroupId, ListOffsetsRequest, ListOffsetsResponse,
-    MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse, TopicName,
+    FetchRequest, FetchResponse, GroupId, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest,
+    MetadataResponse, ProduceRequest, ProduceResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -54,11 +54,10 @@ fn metadata_answers_a_repeated_topic_once() {
     let broker = Broker::start(BrokerOpts::default());
     let topic = unique_name("rep");
     kafka::create_topic(&broker, &topic, 3);
-    let wanted: Vec<_> = std::iter::repeat_with(|| {
-        MetadataRequestTopic::default().with_name(Some(name(&topic)))
-    })
-    .take(200_000)
-    .collect();
+    let wanted: Vec<_> =
+        std::iter::repeat_with(|| MetadataRequestTopic::default().with_name(Some(name(&topic))))
+            .take(200_000)
+            .collect();
     let response: MetadataResponse = wire::call(
         broker.socket_addr(),
         ApiKey::Metadata,
@@ -97,8 +96,7 @@ fn produce_keys_partitions_and_skips_empty_topics() {
         .with_name(name(&topic))
         .with_partition_data(vec![entry(&["a", "b"]), entry(&["c"])])];
     topics.extend(
-        std::iter::repeat_with(|| TopicProduceData::default().with_name(name(&topic)))
-            .take(20_000),
+        std::iter::repeat_with(|| TopicProduceData::default().with_name(name(&topic))).take(20_000),
     );
     topics.push(
         TopicProduceData::default()

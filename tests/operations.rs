@@ -68,16 +68,21 @@ fn sigterm_with_ten_thousand_idle_connections_stops_promptly() {
     for _ in 0..connections {
         idle.push(TcpStream::connect(addr).expect("connect"));
     }
-    wait_until(Duration::from_secs(30), "broker accepted every connection", || {
-        metric_sum(&broker, "sluice_connections_active") >= connections as f64
-    });
+    wait_until(
+        Duration::from_secs(30),
+        "broker accepted every connection",
+        || metric_sum(&broker, "sluice_connections_active") >= connections as f64,
+    );
     let started = Instant::now();
     let status = broker.terminate();
     let took = started.elapsed();
     assert_eq!(status.code(), Some(0), "log:\n{}", broker.log_text());
     // Idle connections close at once on shutdown; the bound leaves room for a slow CI machine.
     let bound = Duration::from_millis(SHUTDOWN_TIMEOUT_MS) + Duration::from_secs(5);
-    assert!(took < bound, "stop took {took:?} with {connections} idle connections");
+    assert!(
+        took < bound,
+        "stop took {took:?} with {connections} idle connections"
+    );
     // The broker closed every connection: each client sees EOF.
     for stream in idle.iter_mut().take(50) {
         stream
@@ -170,7 +175,14 @@ fn delete_topics_fails_when_the_data_cannot_be_moved() {
 fn run_until_exit(data_dir: &std::path::Path) -> (Option<i32>, String) {
     use std::process::{Command, Stdio};
     let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--cores", "2"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--cores",
+            "2",
+        ])
         .arg("--data-dir")
         .arg(data_dir)
         .env("NO_COLOR", "1")
@@ -235,4 +247,36 @@ fn a_partition_that_cannot_be_opened_stops_the_broker_naming_it() {
         "log names the partition:\n{log}"
     );
     assert!(!log.contains("ready listening="), "never ready:\n{log}");
+}
+
+/// The data directory's clean-shutdown marker (Kafka's `.kafka_cleanshutdown`) exists only
+/// after a clean stop: it is gone while the broker runs and after a crash, so a crash is always
+/// recovered even though opening a partition no longer rewrites its checkpoint.
+#[test]
+fn clean_shutdown_marker_exists_only_after_a_clean_stop() {
+    let mut broker = Broker::start(BrokerOpts::default());
+    let marker = broker.data_dir().join(".kafka_cleanshutdown");
+    let topic = common::unique_name("marker");
+    kafka::create_topic(&broker, &topic, 2);
+    assert!(!marker.exists(), "absent while running");
+    broker.stop();
+    assert!(marker.exists(), "written by a clean stop");
+    broker.start_again();
+    assert!(!marker.exists(), "removed at start");
+    let producer = kafka::producer(&broker, &[]);
+    kafka::assert_all_acked(&kafka::produce(
+        &producer,
+        &topic,
+        &kafka::keyed_records(10, 2, 10),
+        None,
+    ));
+    drop(producer);
+    broker.kill9();
+    assert!(!marker.exists(), "a crash leaves no marker");
+    broker.start_again();
+    let total: i64 = kafka::watermarks(&broker, &topic, 2)
+        .iter()
+        .map(|(_, high)| high)
+        .sum();
+    assert_eq!(total, 10, "acknowledged records recovered after the crash");
 }

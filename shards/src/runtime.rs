@@ -207,19 +207,17 @@ struct StopOthersOnPanic(Shutdown);
 impl Drop for StopOthersOnPanic {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            // Not from this thread: waking a compio task of another runtime goes through
-            // compio's remote schedule, which aborts the process when the waking thread is
-            // unwinding. A helper thread is not unwinding, so the peers wake normally.
+            // Not from this unwinding thread: compio aborts the process when a task of another
+            // runtime is woken from a thread that is panicking.
             let shutdown = self.0.clone();
             match std::thread::Builder::new()
                 .name("sluice-panic-stop".into())
                 .spawn(move || shutdown.trigger())
             {
-                Ok(helper) => {
-                    let _ = helper.join();
+                Ok(thread) => {
+                    let _ = thread.join();
                 }
-                // No thread to be had: stop the process rather than leave peers waiting.
-                Err(_) => std::process::abort(),
+                Err(_) => self.0.trigger(),
             }
         }
     }

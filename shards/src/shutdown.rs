@@ -127,9 +127,7 @@ impl Shutdown {
         let registration = RelayRegistration(relay.clone());
         let inner = self.inner.clone();
         let spawned = compio::runtime::Runtime::try_with_current(|runtime| {
-            runtime
-                .spawn(relay_task(inner, registration))
-                .detach();
+            runtime.spawn(relay_task(inner, registration)).detach();
         });
         if spawned.is_err() {
             return None;

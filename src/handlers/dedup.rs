@@ -80,7 +80,10 @@ impl Future for YieldNow {
 
 /// Keeps one item per key: the last one, in the place where the key first appeared (Kafka's
 /// `LinkedHashMap.put` / `mutable.Map` semantics for requests keyed by topic-partition).
-pub fn last_wins<T, K: Hash + Eq>(items: impl IntoIterator<Item = T>, key: impl Fn(&T) -> K) -> Vec<T> {
+pub fn last_wins<T, K: Hash + Eq>(
+    items: impl IntoIterator<Item = T>,
+    key: impl Fn(&T) -> K,
+) -> Vec<T> {
     let mut slots: HashMap<K, usize> = HashMap::new();
     let mut out: Vec<T> = Vec::new();
     for item in items {
@@ -101,7 +104,9 @@ pub fn last_wins<T, K: Hash + Eq>(items: impl IntoIterator<Item = T>, key: impl 
 
 /// Groups `(key, value)` pairs by key, keys in order of first appearance (a response's topics
 /// around their partitions).
-pub fn group_in_order<K: Hash + Eq + Clone, V>(pairs: impl IntoIterator<Item = (K, V)>) -> Vec<(K, Vec<V>)> {
+pub fn group_in_order<K: Hash + Eq + Clone, V>(
+    pairs: impl IntoIterator<Item = (K, V)>,
+) -> Vec<(K, Vec<V>)> {
     let mut slots: HashMap<K, usize> = HashMap::new();
     let mut groups: Vec<(K, Vec<V>)> = Vec::new();
     for (key, value) in pairs {
@@ -121,13 +126,21 @@ pub fn group_in_order<K: Hash + Eq + Clone, V>(pairs: impl IntoIterator<Item = (
 }
 
 /// Keeps the first item per key, in request order (a set of names, as Kafka's Metadata uses).
-pub fn first_wins<T, K: Hash + Eq>(items: impl IntoIterator<Item = T>, key: impl Fn(&T) -> K) -> Vec<T> {
+pub fn first_wins<T, K: Hash + Eq>(
+    items: impl IntoIterator<Item = T>,
+    key: impl Fn(&T) -> K,
+) -> Vec<T> {
     let mut seen: std::collections::HashSet<K> = std::collections::HashSet::new();
-    items.into_iter().filter(|item| seen.insert(key(item))).collect()
+    items
+        .into_iter()
+        .filter(|item| seen.insert(key(item)))
+        .collect()
 }
 
 /// The keys that occur more than once (answered INVALID_REQUEST where Kafka does).
-pub fn repeated<'a, K: Hash + Eq + 'a>(keys: impl IntoIterator<Item = K>) -> std::collections::HashSet<K> {
+pub fn repeated<'a, K: Hash + Eq + 'a>(
+    keys: impl IntoIterator<Item = K>,
+) -> std::collections::HashSet<K> {
     let mut counts: HashMap<K, bool> = HashMap::new();
     for key in keys {
         counts
@@ -158,7 +171,7 @@ mod tests {
     fn first_wins_is_a_set_in_request_order() {
         let names = vec!["x", "y", "x", "x", "z", "y"];
         assert_eq!(first_wins(names, |n| *n), vec!["x", "y", "z"]);
-        let many = std::iter::repeat("t").take(100_000);
+        let many = std::iter::repeat_n("t", 100_000);
         assert_eq!(first_wins(many, |n| *n).len(), 1);
     }
 

@@ -154,9 +154,8 @@ fn resolve(
     // Kafka keys the fetch by topic-partition (a LinkedHashMap): a repeated partition is read
     // and answered once, with the last entry's offset and limit.
     let requested = super::dedup::last_wins(requested, |p| p.tp.clone());
-    let unresolved = super::dedup::last_wins(unresolved, |u| {
-        (u.name.clone(), u.topic_id, u.partition)
-    });
+    let unresolved =
+        super::dedup::last_wins(unresolved, |u| (u.name.clone(), u.topic_id, u.partition));
     (requested, unresolved)
 }
 

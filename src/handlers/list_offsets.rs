@@ -58,8 +58,7 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
                         let response = ListOffsetsPartitionResponse::default()
                             .with_partition_index(p.partition_index);
                         if repeated.contains(&(topic.name.0.to_string(), p.partition_index)) {
-                            return response
-                                .with_error_code(ResponseError::InvalidRequest.code());
+                            return response.with_error_code(ResponseError::InvalidRequest.code());
                         }
                         let result = results.next().unwrap_or(Err(PartitionError::Unavailable));
                         match result {

@@ -11,7 +11,7 @@ use std::rc::Rc;
 use bytes::Bytes;
 
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 
 use super::error::partition_error_code;
 use super::{HandlerError, HandlerFuture, Outcome, Request};
@@ -54,7 +54,7 @@ async fn respond(shard: &Rc<Shard>, body: ProduceRequest) -> ProduceResponse {
     }
     let mut budget = super::dedup::Budget::new();
     let mut entries = Vec::new();
-    let mut answer_layout: Vec<(kafka_protocol::messages::TopicName, Vec<i32>)> = Vec::new();
+    let mut answer_layout: Vec<(TopicName, Vec<i32>)> = Vec::new();
     for (topic, partitions) in layout {
         let name = topic.0.to_string();
         let mut indices = Vec::with_capacity(partitions.len());
@@ -87,12 +87,13 @@ async fn respond(shard: &Rc<Shard>, body: ProduceRequest) -> ProduceResponse {
     ProduceResponse::default().with_responses(responses)
 }
 
+/// One partition's index and records, as sent.
+type PartitionRecords = (i32, Option<Bytes>);
+
 /// Topics and their partitions' records as Kafka keys them (a map by topic-partition): one
 /// entry per distinct partition, the last records sent for it winning in its first place;
 /// topics without partitions get no entry. So repeated entries cost nothing downstream.
-fn distinct_partitions(
-    body: ProduceRequest,
-) -> Vec<(kafka_protocol::messages::TopicName, Vec<(i32, Option<Bytes>)>)> {
+fn distinct_partitions(body: ProduceRequest) -> Vec<(TopicName, Vec<PartitionRecords>)> {
     let flat = body.topic_data.into_iter().flat_map(|topic| {
         let name = topic.name;
         topic

@@ -369,7 +369,8 @@ async fn delete_topics(shard: &Shard, refs: Vec<TopicRef>) -> Vec<ChangeResult> 
     let mut results: Vec<ChangeResult> = Vec::with_capacity(refs.len());
     // Kafka: every mention of a topic named (or id given) more than once is INVALID_REQUEST,
     // and that topic is not deleted.
-    let mut mentions: std::collections::HashMap<&TopicRef, usize> = std::collections::HashMap::new();
+    let mut mentions: std::collections::HashMap<&TopicRef, usize> =
+        std::collections::HashMap::new();
     for topic in &refs {
         *mentions.entry(topic).or_default() += 1;
     }
@@ -534,10 +535,10 @@ async fn delete_partition(
         tracing::warn!(partition = %name, error = %e, "closing deleted partition failed");
     }
     let dir = shard.config.data_dir.join(&name);
-    let doomed = shard
-        .config
-        .data_dir
-        .join(delete_dir_name(&partition.tp, &id.uuid().simple().to_string()));
+    let doomed = shard.config.data_dir.join(delete_dir_name(
+        &partition.tp,
+        &id.uuid().simple().to_string(),
+    ));
     let removed = compio::runtime::spawn_blocking(move || remove_dir(dir, doomed)).await;
     let outcome = match removed {
         Ok(Ok(())) => {
@@ -569,7 +570,10 @@ const FILE_NAME_BYTES_MAX: usize = 255;
 /// characters, so the untruncated name would not fit from ~213 characters on).
 pub fn delete_dir_name(tp: &TopicPartition, unique: &str) -> String {
     let suffix = format!("-{}.{unique}-delete", tp.partition);
-    let mut keep = tp.topic.len().min(FILE_NAME_BYTES_MAX.saturating_sub(suffix.len()));
+    let mut keep = tp
+        .topic
+        .len()
+        .min(FILE_NAME_BYTES_MAX.saturating_sub(suffix.len()));
     while !tp.topic.is_char_boundary(keep) {
         keep -= 1;
     }

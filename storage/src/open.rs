@@ -100,7 +100,7 @@ pub(crate) async fn open(
         .cloned()
         .ok_or_else(|| StorageError::CorruptState("no segment after recovery".into()))?;
     active.log.pin().await?;
-    active.open_index_files(false).await?;
+    // The active segment's index files are opened on its first index write.
     let log_end = active.next_offset.get();
     let first = segments.keys().next().copied().unwrap_or(log_end);
     let log_start = cp.log_start_offset.max(first).min(log_end);

@@ -147,7 +147,10 @@ impl Segment {
         fd.truncate(0).await?;
         let seg = Segment::new(dir, base, SegmentFile::new(path, fd, true), 0, now_ms);
         *seg.indexes.borrow_mut() = Some(Indexes::default());
+        // Created empty now (a leftover of an earlier life is cut), kept open only once
+        // entries are written (`persist_index_entries`).
         seg.open_index_files(true).await?;
+        seg.index_fds.borrow_mut().take();
         Ok(seg)
     }
 
@@ -214,6 +217,10 @@ impl Segment {
         };
         if offs.is_empty() && times.is_empty() {
             return Ok(());
+        }
+        // Opened on first use: an idle partition holds only its log file's descriptor.
+        if self.index_fds.borrow().is_none() {
+            self.open_index_files(false).await?;
         }
         let fds = self.index_fds.borrow().clone();
         let Some((oi, ti)) = fds else {

@@ -66,7 +66,11 @@ fn an_idle_log_opens_and_closes_without_writing() {
         assert_eq!(read_all(&log).await, all);
         log.close().await.unwrap();
     });
-    assert_eq!(snapshot(&dir), before, "nothing rewritten by an idle open + close");
+    assert_eq!(
+        snapshot(&dir),
+        before,
+        "nothing rewritten by an idle open + close"
+    );
 }
 
 #[test]
