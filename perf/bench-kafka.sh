@@ -9,7 +9,8 @@
 #
 # Knobs: DURATION_S [5] measured seconds per leg, WARMUP_S [1], ROUNDS [2] (legs per broker
 # and case), CLIENTS ["native rdkafka"], FIXED_RATE [10000 msg/s; 0 = max-rate legs only],
-# ACKS [1], WORKLOAD [the 16-partition 1 KiB one], KAFKA_HEAP [1g], RESULTS
+# ACKS [1], WORKLOAD [the 16-partition 1 KiB one], KAFKA_HEAP [1g], PERF_TEST_RECORDS [500000
+# records per kafka-producer-perf-test leg; 0 = skip], RESULTS
 # [perf/out/bench-kafka-<time>], MARKDOWN [BENCHMARKS.md], SKIP_BUILD=1, plus lib.sh's CPU sets.
 #
 # Kafka: kafka_2.13 and its runtime dependencies from Maven Central (perf/kafka/pom.xml, into
@@ -29,6 +30,7 @@ FIXED_RATE=${FIXED_RATE:-10000}
 ACKS=${ACKS:-1}
 WORKLOAD=${WORKLOAD:-$ROOT/bench/workloads/omb-1topic-16p-1kb-max.toml}
 KAFKA_HEAP=${KAFKA_HEAP:-1g}
+PERF_TEST_RECORDS=${PERF_TEST_RECORDS:-500000}
 KAFKA_DIR=$ROOT/perf/kafka
 KAFKA_READY_TIMEOUT_S=${KAFKA_READY_TIMEOUT_S:-120}
 RESULTS=${RESULTS:-$ROOT/perf/out/bench-kafka-$(date -u +%Y%m%dT%H%M%SZ)}
@@ -48,13 +50,15 @@ for tool in java mvn taskset python3; do
   command -v "$tool" >/dev/null || { echo "bench-kafka: $tool missing" >&2; exit 1; }
 done
 
-# The Kafka jars, once (the stamp is written last, so a half-done copy is redone).
-if [[ ! -f $KAFKA_DIR/lib/.stamp ]]; then
+# The Kafka jars, once per pom.xml (the stamp, the pom's hash, is written last, so a half-done
+# or outdated copy is redone).
+pom_hash=$(sha256sum "$KAFKA_DIR/pom.xml" | cut -d' ' -f1)
+if [[ $(cat "$KAFKA_DIR/lib/.stamp" 2>/dev/null) != "$pom_hash" ]]; then
   log "fetching Apache Kafka from Maven Central into $KAFKA_DIR/lib"
   rm -rf "$KAFKA_DIR/lib"
   mvn -B -q -ntp -f "$KAFKA_DIR/pom.xml" dependency:copy-dependencies \
     -DoutputDirectory="$KAFKA_DIR/lib" -DincludeScope=runtime
-  touch "$KAFKA_DIR/lib/.stamp"
+  echo "$pom_hash" >"$KAFKA_DIR/lib/.stamp"
 fi
 KAFKA_VERSION=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$KAFKA_DIR/pom.xml")
 
@@ -183,6 +187,38 @@ for client in $CLIENTS; do
     done
   done
 done
+
+# Kafka's own producer benchmark (kafka-producer-perf-test) as a third client: the same record
+# size, acks, batch size and linger as the workload, into a fresh 16-partition topic per leg.
+# perf_test_leg NAME BROKER PID ADDR
+perf_test_leg() {
+  local name=$1 broker=$2 pid=$3 addr=$4 out=$RESULTS/legs/$1 topic before after
+  topic="perf-test-${name//[^a-z0-9]/-}"
+  mkdir -p "$out"
+  "$SLUICE_BIN" topic create "$topic" --partitions 16 --brokers "$addr" >/dev/null
+  before=$(stat_of "$pid")
+  local cmd=(taskset -c "$BENCH_CPUS" java -cp "$KAFKA_DIR/lib/*" org.apache.kafka.tools.ProducerPerformance
+    --topic "$topic" --num-records "$PERF_TEST_RECORDS" --record-size 1024 --throughput -1
+    --producer-props "bootstrap.servers=$addr" "acks=$ACKS" linger.ms=1 batch.size=131072)
+  log "$name: ${cmd[*]}"
+  printf '%s\t%s\n' "$name" "${cmd[*]}" >>"$RESULTS/commands.txt"
+  if ! "${cmd[@]}" >"$RESULTS/legs/$name.stdout" 2>&1; then
+    log "$name failed; see $RESULTS/legs/$name.stdout"
+    return 0
+  fi
+  after=$(stat_of "$pid")
+  python3 "$ROOT/perf/bench_kafka_report.py" --perf-test "$RESULTS/legs/$name.stdout" >"$out/summary.json" ||
+    { rm -f "$out/summary.json"; return 0; }
+  printf '{"broker": "%s", "cpu_ticks": %d, "clk_tck": %d, "rss_kb": %d}\n' "$broker" \
+    $(($(cut -d' ' -f1 <<<"$after") - $(cut -d' ' -f1 <<<"$before"))) "$(getconf CLK_TCK)" \
+    "$(cut -d' ' -f2 <<<"$after")" >"$out/broker.json"
+}
+if ((PERF_TEST_RECORDS > 0)); then
+  for round in $(seq "$ROUNDS"); do
+    perf_test_leg "max-perftest-r$round-sluice" sluice "$SLUICE_PID" "$SLUICE_ADDR"
+    perf_test_leg "max-perftest-r$round-kafka" kafka "$KAFKA_PID" "$KAFKA_ADDR"
+  done
+fi
 
 python3 "$ROOT/perf/bench_kafka_report.py" "$RESULTS" "$MARKDOWN"
 log "results in $RESULTS; refreshed the Kafka block of $MARKDOWN"

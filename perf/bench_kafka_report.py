@@ -16,6 +16,12 @@ ROOT = str(Path(__file__).resolve().parent.parent) + "/"
 BEGIN = "<!-- bench-kafka:begin -->"
 END = "<!-- bench-kafka:end -->"
 LEG = re.compile(r"^(max|fixed)-(\w+)-r(\d+)-(sluice|kafka)$")
+# kafka-producer-perf-test's final line.
+PERF_TEST = re.compile(
+    r"(\d+) records sent, ([\d.]+) records/sec \(([\d.]+) MB/sec\), ([\d.]+) ms avg latency, "
+    r"([\d.]+) ms max latency, (\d+) ms 50th, (\d+) ms 95th, (\d+) ms 99th, (\d+) ms 99.9th"
+)
+CLIENT_NAMES = {"perftest": "kafka-producer-perf-test"}
 
 # (label, how to get it from (run, broker.json, workload), format, lower is better)
 METRICS = [
@@ -120,6 +126,8 @@ def table(results):
         f"heap {cfg.get('kafka_heap', '?')}, Kafka's own JVM flags) and Sluice, each pinned to CPUs "
         f"{cfg.get('broker_cpus', '?')}; sluice-bench pinned to CPUs {cfg.get('bench_cpus', '?')}; "
         "workload `omb-1topic-16p-1kb` (16 partitions, 1 KiB, 4 producers, 4 assign-mode consumers), "
+        "and Kafka's `kafka-producer-perf-test` (one producer, 1 KiB records, batch 128 KiB, linger 1 ms, "
+        "no consumers; its MB/s converted to 10^6 bytes), "
         f"acks={cfg.get('acks', '?')}; legs alternate Sluice, Kafka, Sluice, Kafka. "
         "`max` = as fast as the producers go; `fixed` = the fixed total rate of the run. "
         "Cells: median over the rounds (min-max). CPU s per GB: utime+stime of the broker "
@@ -150,7 +158,8 @@ def table(results):
             ratio = "n/a"
             if meds[0] is not None and meds[1]:
                 ratio = f"{meds[0] / meds[1]:.2f}"
-            lines.append(f"| {mode} | {client} | {label} | {texts[0]} | {texts[1]} | {ratio} |")
+            shown = CLIENT_NAMES.get(client, client)
+            lines.append(f"| {mode} | {shown} | {label} | {texts[0]} | {texts[1]} | {ratio} |")
     lost = [
         f"{mode}/{client}/{broker}"
         for (mode, client), per in cases.items()
@@ -167,7 +176,29 @@ def table(results):
     return "\n".join(lines) + "\n"
 
 
+def perf_test_summary(path):
+    """kafka-producer-perf-test output as a sluice-bench-shaped summary (for the table)."""
+    found = PERF_TEST.findall(Path(path).read_text())
+    if not found:
+        sys.exit(f"{path}: no kafka-producer-perf-test summary line")
+    sent, rate, mb, _avg, max_ms, p50, _p95, p99, p999 = found[-1]
+    run = {
+        "is_sink": False,
+        "produced_acked": int(sent),
+        "throughput": {"produce_msgs_per_s": float(rate), "produce_mb_per_s": float(mb) * 1.048576},
+        "publish_latency_ms": {
+            "p50_ms": float(p50), "p99_ms": float(p99), "p99_9_ms": float(p999),
+            "p99_99_ms": None, "max_ms": float(max_ms),
+        },
+        "lost": 0, "duplicates": 0, "complete": True,
+    }
+    return {"runs": [run], "workload": {"message_size_bytes": 1024}}
+
+
 def main():
+    if sys.argv[1] == "--perf-test":
+        print(json.dumps(perf_test_summary(sys.argv[2])))
+        return
     results, markdown = Path(sys.argv[1]), Path(sys.argv[2])
     block = table(results)
     (results / "report.md").write_text(block)
