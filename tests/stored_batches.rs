@@ -109,6 +109,12 @@ fn compressed_batches_are_validated_on_produce_and_searched_by_record() {
         *byte = 0x33;
     }
     assert_eq!(produce(&broker, &topic, with_crc(junk)).0, CORRUPT_MESSAGE);
+    // Two valid batches for one partition in one request: Kafka's "exactly one record batch
+    // per partition" (Produce v3+), nothing of either stored.
+    let mut two = five(0, T).freeze().to_vec();
+    two.extend_from_slice(&five(0, T));
+    assert_eq!(produce(&broker, &topic, Bytes::from(two)).0, INVALID_RECORD);
+    assert_eq!(produce(&broker, &topic, Bytes::new()).0, INVALID_RECORD);
     assert_eq!(kafka::watermarks(&broker, &topic, 1)[0], (0, 20));
     // librdkafka decodes every stored batch (our encoders produce what clients expect).
     let got = kafka::consume_all(&broker, &topic, 1);

@@ -127,7 +127,25 @@ fn check(
     }
     let tp = super::route::resolve(shard, name, index)?;
     let records = records.ok_or_else(|| PartitionError::InvalidRecord("null records".into()))?;
+    one_batch(&records)?;
     Ok(ProduceItem { tp, records })
+}
+
+/// Kafka's `ProduceRequest.validateRecords`: Produce v3+ (every version Sluice serves) carries
+/// exactly one record batch per partition, else INVALID_RECORD for that partition. Only the
+/// frame lengths are read here; the batch itself is validated by its owner.
+fn one_batch(records: &Bytes) -> Result<(), PartitionError> {
+    let mut batches = storage::split_batches(records);
+    match (batches.next(), batches.next()) {
+        (None, _) => Err(PartitionError::InvalidRecord(
+            "Produce requests must have at least one record batch per partition".into(),
+        )),
+        (Some(_), Some(_)) => Err(PartitionError::InvalidRecord(
+            "Produce requests are only allowed to contain exactly one record batch per partition"
+                .into(),
+        )),
+        (Some(_), None) => Ok(()),
+    }
 }
 
 fn partition_response(index: i32, result: ProduceResult) -> PartitionProduceResponse {
