@@ -7,8 +7,8 @@
 //! those broadcasts, so lookups never lock or cross shards.
 
 pub mod alter;
-pub mod compaction;
 pub mod catalog;
+pub mod compaction;
 pub mod config;
 pub mod dynamic;
 

@@ -20,9 +20,9 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::batch::BatchHeader;
 use crate::error::StorageError;
 use crate::io::{sync_dir, Fd};
-use crate::batch::BatchHeader;
 use crate::segment::file_stem;
 
 pub const CLEANED_SUFFIX: &str = ".cleaned";
