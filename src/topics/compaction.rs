@@ -3,20 +3,12 @@
 //! `delete.retention.ms`, `min.compaction.lag.ms`, `max.compaction.lag.ms`.
 //!
 //! Kept apart from `config.rs` so the cleaner reads its settings through one accessor
-//! (`settings`); `config::apply_one` calls `validate` for these keys.
+//! (`settings`); the values were validated when stored (`catalog`, Kafka's validators).
 
 use storage::cleaner::CompactionConfig;
 
 use super::config::TopicOverrides;
 use crate::config::BrokerConfig;
-
-/// Topic configs this module owns (besides `cleanup.policy`).
-pub const KEYS: &[&str] = &[
-    "delete.retention.ms",
-    "max.compaction.lag.ms",
-    "min.cleanable.dirty.ratio",
-    "min.compaction.lag.ms",
-];
 
 /// `cleanup.policy` of a topic: which of Kafka's two policies apply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -39,28 +31,6 @@ pub fn policy(overrides: &TopicOverrides) -> CleanupPolicy {
                 delete: has("delete"),
             }
         }
-    }
-}
-
-/// Checks one of `KEYS` (Kafka's ranges: ratio in [0, 1], the times >= 0, max lag >= 1).
-pub fn validate(key: &str, value: &str) -> Result<(), &'static str> {
-    let v = value.trim();
-    match key {
-        "min.cleanable.dirty.ratio" => match v.parse::<f64>() {
-            Ok(r) if (0.0..=1.0).contains(&r) => Ok(()),
-            Ok(_) => Err("out of range [0, 1]"),
-            Err(_) => Err("not a number"),
-        },
-        "max.compaction.lag.ms" => match v.parse::<i64>() {
-            Ok(n) if n >= 1 => Ok(()),
-            Ok(_) => Err("out of range"),
-            Err(_) => Err("not an integer"),
-        },
-        _ => match v.parse::<i64>() {
-            Ok(n) if n >= 0 => Ok(()),
-            Ok(_) => Err("out of range"),
-            Err(_) => Err("not an integer"),
-        },
     }
 }
 
@@ -121,9 +91,5 @@ mod tests {
         assert_eq!(s.delete_retention_ms, 100);
         assert_eq!(s.min_compaction_lag_ms, 0);
         assert_eq!(s.max_compaction_lag_ms, i64::MAX);
-        assert!(validate("min.cleanable.dirty.ratio", "1.5").is_err());
-        assert!(validate("min.compaction.lag.ms", "-1").is_err());
-        assert!(validate("max.compaction.lag.ms", "0").is_err());
-        assert!(validate("delete.retention.ms", "x").is_err());
     }
 }
