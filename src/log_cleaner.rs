@@ -286,6 +286,8 @@ async fn clean_one(
                 ms = started.elapsed().as_millis() as u64, "cleaned log");
             !stats.abandoned && stats.end_offset > stats.first_dirty_offset
         }
+        // Closed or deleted (DeleteTopics) while cleaning: its files went away under us.
+        Err(_) if partition.log.is_closed() => false,
         Err(StorageError::Closed) => false,
         Err(
             e @ (StorageError::CorruptBatch(_)

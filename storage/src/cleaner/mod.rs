@@ -388,6 +388,11 @@ impl Retain<'_> {
 }
 
 impl Log {
+    /// Whether the log was closed (or deleted): a clean failing then is no disk error.
+    pub fn is_closed(&self) -> bool {
+        self.state.borrow().closed
+    }
+
     async fn cleaner_checkpoint(&self) -> i64 {
         let path = self.dir.join(CLEANER_CHECKPOINT_FILE);
         let Ok(fd) = Fd::open_ro(&path).await else {
