@@ -95,7 +95,7 @@ fn kill_9_during_cleaning_keeps_the_log_whole() {
         &sent[sent.len() - 1..],
         Some(0),
     ));
-    acked.extend(last.into_iter().map(|(_, at)| (sent.len() - 1, at)));
+    acked.extend(last);
     drop(producer);
     let mut alter = AlterConfig::new(ResourceSpecifier::Topic(&topic));
     for (k, v) in topic_config {
