@@ -483,3 +483,34 @@ fn min_compaction_lag_protects_recent_segments() {
         assert_eq!(got, expected(&all, stats.end_offset));
     });
 }
+
+#[test]
+fn max_compaction_lag_makes_a_barely_dirty_log_due() {
+    let root = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let log = Log::open(part_dir(root.path()), log_config(500))
+            .await
+            .unwrap();
+        fill_overwrites(&log, 40, 0).await;
+        log.clean(options(5_000, compaction(0, i64::MAX / 4), 1 << 20))
+            .await
+            .unwrap();
+        // A little new dirty data, then a large clean section: a low dirty ratio.
+        let distinct: Vec<(u8, Option<u16>)> = (0..6).map(|k| (100 + k, Some(1))).collect();
+        log.append(keyed_batch(&distinct, 6_000, 0), opts(6_000))
+            .await
+            .unwrap();
+        log.roll().await.unwrap();
+        let mut cfg = compaction(0, i64::MAX / 4);
+        cfg.min_cleanable_dirty_ratio = 0.9;
+        let info = log.dirty_info(&cfg, 7_000).await.unwrap();
+        assert!(info.dirty_bytes > 0 && info.dirty_ratio < 0.9, "{info:?}");
+        assert!(!info.is_due(&cfg));
+        cfg.max_compaction_lag_ms = 500;
+        let info = log.dirty_info(&cfg, 7_000).await.unwrap();
+        assert!(info.max_lag_exceeded && info.is_due(&cfg), "{info:?}");
+        // Not yet past the lag: not forced.
+        let info = log.dirty_info(&cfg, 6_100).await.unwrap();
+        assert!(!info.is_due(&cfg), "{info:?}");
+    });
+}
