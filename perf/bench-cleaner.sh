@@ -10,7 +10,8 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SIZE_MIB=${SIZE_MIB:-1024}; FILL_MB=${FILL_MB:-100}; CLEANER_MBPS=${CLEANER_MBPS:-10}
 RATE=${RATE:-1000}; MEASURE_S=${MEASURE_S:-10}
-TMP=$(mktemp -d -p "$ROOT" .bench-cleaner.XXXXXX)
+mkdir -p "$ROOT/bench-out"
+TMP=$(mktemp -d -p "$ROOT/bench-out" cleaner.XXXXXX)
 PID=""
 cleanup() { [[ -n "$PID" ]] && kill "$PID" 2>/dev/null; wait 2>/dev/null; rm -rf "$TMP"; }
 trap cleanup EXIT
