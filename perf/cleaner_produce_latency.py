@@ -12,9 +12,13 @@ Latency = delivery report time - send time (librdkafka, linger.ms=0). Prints
 """
 import sys
 import time
+import warnings
 
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
+
+
+warnings.filterwarnings("ignore", message="alter_configs has been deprecated")
 
 
 def measure(bootstrap, rate, seconds):
@@ -56,21 +60,25 @@ def main():
     records = fill_mb * 1000
     keys = records // 10
     p = Producer({"bootstrap.servers": bootstrap, "broker.address.family": "v4", "acks": "1",
-                  "linger.ms": 20, "batch.size": 1000000})
+                  "linger.ms": 20, "batch.size": 500000})
+    errors = []
     value = b"v" * 1000
     for i in range(records):
         k = i if i < keys else (i * 2654435761) % keys
         while True:
             try:
-                p.produce("cmp", key=f"key-{k:010}".encode(), value=value, partition=0)
+                p.produce("cmp", key=f"key-{k:010}".encode(), value=value, partition=0,
+                          on_delivery=lambda err, msg: err and errors.append(err))
                 break
             except BufferError:
                 p.poll(0.01)
     p.flush(120)
+    if errors:
+        raise SystemExit(f"fill failed: {errors[:3]}")
     report("idle", measure(bootstrap, rate, seconds))
     res = ConfigResource(ResourceType.TOPIC, "cmp", set_config={
         "cleanup.policy": "compact", "segment.bytes": "1048576", "min.cleanable.dirty.ratio": "0.01"})
-    for f in admin.alter_configs([res]).values():
+    for f in admin.alter_configs([res]).values():  # the whole set, as Kafka's AlterConfigs
         f.result(30)
     report("cleaning", measure(bootstrap, rate, seconds))
 

@@ -256,6 +256,12 @@ async fn clean_one(
     state: &mut CleanerState,
 ) -> bool {
     let pace = |bytes: u64| throttle.clone().pace(bytes);
+    let is_last = |producer: i64, last_offset: i64| {
+        partition
+            .producers
+            .borrow()
+            .is_last_batch(crate::producers::ProducerId(producer), last_offset)
+    };
     let started = Instant::now();
     let result = partition
         .log
@@ -266,6 +272,7 @@ async fn clean_one(
             pace: Some(&pace),
             crash_at: None,
             force,
+            is_last_producer_batch: Some(&is_last),
         })
         .await;
     let metrics = &shard.metrics.cleaner;
@@ -286,6 +293,8 @@ async fn clean_one(
                 ms = started.elapsed().as_millis() as u64, "cleaned log");
             !stats.abandoned && stats.end_offset > stats.first_dirty_offset
         }
+        // Closed or deleted (DeleteTopics) while cleaning: its files went away under us.
+        Err(_) if partition.log.is_closed() => false,
         Err(StorageError::Closed) => false,
         Err(
             e @ (StorageError::CorruptBatch(_)

@@ -298,6 +298,15 @@ impl ProducerStates {
         let entry = self.entries.get(&producer)?;
         Some((entry.epoch, entry.batches.back()?.last_seq))
     }
+
+    /// Whether the batch ending at `last_offset` is `producer`'s last known batch: the log
+    /// cleaner keeps such a batch (empty if need be) so a rebuild finds the producer's sequence.
+    pub fn is_last_batch(&self, producer: ProducerId, last_offset: i64) -> bool {
+        self.entries
+            .get(&producer)
+            .and_then(|e| e.batches.back())
+            .is_some_and(|b| b.last_offset == last_offset)
+    }
 }
 
 fn find_duplicate(entry: &Entry, batch: &BatchIdent) -> Option<BatchMeta> {

@@ -48,6 +48,7 @@ fn options(now_ms: i64, config: CompactionConfig, dedupe_bytes: usize) -> CleanO
         },
         pace: None,
         crash_at: None,
+        is_last_producer_batch: None,
         force: false,
     }
 }
@@ -481,5 +482,68 @@ fn min_compaction_lag_protects_recent_segments() {
             assert!(got.contains(r), "{r:?} is newer than the lag");
         }
         assert_eq!(got, expected(&all, stats.end_offset));
+    });
+}
+
+#[test]
+fn max_compaction_lag_makes_a_barely_dirty_log_due() {
+    let root = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let log = Log::open(part_dir(root.path()), log_config(500))
+            .await
+            .unwrap();
+        fill_overwrites(&log, 40, 0).await;
+        log.clean(options(5_000, compaction(0, i64::MAX / 4), 1 << 20))
+            .await
+            .unwrap();
+        // A little new dirty data, then a large clean section: a low dirty ratio.
+        let distinct: Vec<(u8, Option<u16>)> = (0..6).map(|k| (100 + k, Some(1))).collect();
+        log.append(keyed_batch(&distinct, 6_000, 0), opts(6_000))
+            .await
+            .unwrap();
+        log.roll().await.unwrap();
+        let mut cfg = compaction(0, i64::MAX / 4);
+        cfg.min_cleanable_dirty_ratio = 0.9;
+        let info = log.dirty_info(&cfg, 7_000).await.unwrap();
+        assert!(info.dirty_bytes > 0 && info.dirty_ratio < 0.9, "{info:?}");
+        assert!(!info.is_due(&cfg));
+        cfg.max_compaction_lag_ms = 500;
+        let info = log.dirty_info(&cfg, 7_000).await.unwrap();
+        assert!(info.max_lag_exceeded && info.is_due(&cfg), "{info:?}");
+        // Not yet past the lag: not forced.
+        let info = log.dirty_info(&cfg, 6_100).await.unwrap();
+        assert!(!info.is_due(&cfg), "{info:?}");
+    });
+}
+
+#[test]
+fn an_idempotent_producers_last_batch_stays_as_an_empty_batch() {
+    let root = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let log = Log::open(part_dir(root.path()), log_config(1 << 20))
+            .await
+            .unwrap();
+        let by = |pid: i64, seq: i32, ts: i64| {
+            BatchBuilder::new(ts)
+                .producer(pid, 0, seq)
+                .record(Some(b"k"), Some(b"v"), &[])
+                .build()
+        };
+        let a = log.append(by(7, 0, 100), opts(100)).await.unwrap();
+        log.append(by(8, 0, 101), opts(101)).await.unwrap();
+        log.append(by(9, 0, 102), opts(102)).await.unwrap();
+        log.roll().await.unwrap();
+        let is_last = |pid: i64, last: i64| pid == 7 && last == a.last_offset.0;
+        let mut o = options(1_000, compaction(0, i64::MAX / 4), 1 << 20);
+        o.is_last_producer_batch = Some(&is_last);
+        log.clean(o).await.unwrap();
+        let bytes = read_all(&log).await;
+        let headers: Vec<(i64, i64, i32)> = storage::split_batches(&bytes)
+            .map(|b| BatchHeader::parse(b.unwrap()).unwrap())
+            .map(|h| (h.producer_id, h.base_offset, h.record_count))
+            .collect();
+        // Producer 7's batch is kept empty; producer 8's (not its last per the state) goes;
+        // producer 9's holds the surviving record.
+        assert_eq!(headers, vec![(7, 0, 0), (9, 2, 1)]);
     });
 }

@@ -128,6 +128,7 @@ fn options(pace: Option<storage::cleaner::Pace<'_>>) -> CleanOptions<'_> {
         limits: CleanerLimits::default(),
         pace,
         crash_at: None,
+        is_last_producer_batch: None,
         force: false,
     }
 }

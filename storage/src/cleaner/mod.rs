@@ -21,7 +21,7 @@
 //!    base timestamp = horizon, record timestamp deltas re-based so timestamps are
 //!    unchanged). A batch that keeps nothing is dropped, except the last batch of a group,
 //!    which stays as an empty batch so the group's last offset survives (the swap protocol
-//!    relies on it, as do idempotent producers' sequence checks).
+//!    relies on it), and an idempotent producer's last batch (`is_last_producer_batch`).
 //! 4. **Swap.** Each group is installed atomically (`swap`), then the checkpoint moves to the
 //!    end of the mapped section.
 //!
@@ -120,6 +120,10 @@ pub struct CleanOptions<'a> {
     /// Rewrite the clean section even with nothing dirty: tombstones whose delete horizon has
     /// passed (`CleanStats::next_delete_horizon_ms`) are removed only by a pass.
     pub force: bool,
+    /// `(producer id, last offset)` of a batch that keeps no record: true keeps it as an empty
+    /// batch because it is that idempotent producer's last (Kafka keeps it so the producer's
+    /// sequence survives a rebuild of the producer state from the log).
+    pub is_last_producer_batch: Option<&'a dyn Fn(i64, i64) -> bool>,
 }
 
 /// How dirty a log is (Kafka's `LogToClean`).
@@ -388,6 +392,11 @@ impl Retain<'_> {
 }
 
 impl Log {
+    /// Whether the log was closed (or deleted): a clean failing then is no disk error.
+    pub fn is_closed(&self) -> bool {
+        self.state.borrow().closed
+    }
+
     async fn cleaner_checkpoint(&self) -> i64 {
         let path = self.dir.join(CLEANER_CHECKPOINT_FILE);
         let Ok(fd) = Fd::open_ro(&path).await else {
@@ -771,6 +780,13 @@ fn clean_batch(
         return Ok(None);
     }
     if kept_count == 0 {
+        let last_of_producer = header.producer_id >= 0
+            && opts
+                .is_last_producer_batch
+                .is_some_and(|f| f(header.producer_id, header.last_offset()));
+        if last_of_producer {
+            return records::encode_batch(header, &[], 0, None).map(|b| Some(Some(b)));
+        }
         return Ok(Some(None));
     }
     let mut out = Vec::with_capacity(section.len());

@@ -397,8 +397,8 @@ mod tests {
     #[test]
     fn garbage_is_an_error_not_a_panic() {
         let mut b = sample();
-        for i in 61..b.len() {
-            b[i] = 0xff;
+        for byte in b.iter_mut().skip(61) {
+            *byte = 0xff;
         }
         let crc = batch::compute_crc(&b);
         b[17..21].copy_from_slice(&crc.to_be_bytes());
