@@ -619,3 +619,68 @@ fn kip368_sessions_expire_unless_the_client_reauthenticates() {
     assert_eq!(resp.error_code, SASL_AUTHENTICATION_FAILED);
     assert!(closed(&mut diligent));
 }
+
+/// Record count of a fetch response's record bytes, from the v2 batch headers (base offset i64,
+/// batch length i32, ..., record count i32 at byte 57), checking offsets are contiguous.
+fn count_records(mut bytes: &[u8], mut next_offset: i64) -> i64 {
+    let mut count = 0;
+    while bytes.len() >= 61 {
+        let base = i64::from_be_bytes(bytes[..8].try_into().expect("8 bytes"));
+        let len = i32::from_be_bytes(bytes[8..12].try_into().expect("4 bytes"));
+        let records = i32::from_be_bytes(bytes[57..61].try_into().expect("4 bytes"));
+        let total = 12 + usize::try_from(len).expect("length");
+        if bytes.len() < total {
+            break; // a partial batch at the end of a fetch is allowed
+        }
+        assert_eq!(base, next_offset, "contiguous batches");
+        next_offset += i64::from(records);
+        count += i64::from(records);
+        bytes = &bytes[total..];
+    }
+    count
+}
+
+#[test]
+fn large_fetch_over_tls_takes_the_copy_path_intact() {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+    let (_dir, pki) = pki();
+    let broker = secure_broker(&pki, "none", "");
+    let topic = common::unique_name("tls-fetch");
+    common::kafka::create_topic(&broker, &topic, 1);
+    let records = common::kafka::keyed_records(2_000, 10, 2_000);
+    let producer = common::kafka::producer(&broker, &[]);
+    common::kafka::assert_all_acked(&common::kafka::produce(
+        &producer,
+        &topic,
+        &records,
+        Some(0),
+    ));
+    drop(producer);
+
+    let mut tls = tls_connect(listener(&broker, "SSL"), tls_client_config(&pki, None));
+    let fetch = FetchRequest::default()
+        .with_replica_id(kafka_protocol::messages::BrokerId(-1))
+        .with_max_wait_ms(500)
+        .with_min_bytes(1)
+        .with_max_bytes(50 << 20)
+        .with_session_epoch(-1)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_string(topic.clone())))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(0)
+                .with_current_leader_epoch(-1)
+                .with_log_start_offset(-1)
+                .with_partition_max_bytes(16 << 20)])]);
+    let resp: FetchResponse =
+        request(&mut tls, ApiKey::Fetch, 12, 21, &fetch).expect("fetch over TLS");
+    let partition = &resp.responses[0].partitions[0];
+    assert_eq!(partition.error_code, 0);
+    assert_eq!(partition.high_watermark, 2_000);
+    let bytes = partition.records.clone().expect("records");
+    assert!(bytes.len() > 4_000_000, "{} bytes", bytes.len());
+    assert_eq!(count_records(&bytes, 0), 2_000, "every record, in order");
+    // The connection is still usable after a multi-megabyte encrypted response.
+    assert!(metadata(&mut tls, 22).is_some());
+}

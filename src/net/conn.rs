@@ -65,7 +65,7 @@ enum ConnError {
 /// The connection's byte stream: the socket itself, or TLS over it.
 enum Transport {
     Plain(TcpStream),
-    Tls(TlsStream),
+    Tls(Box<TlsStream>),
 }
 
 impl Transport {
@@ -118,7 +118,7 @@ async fn establish(
     };
     let reauth_ms = shard.config.connections_max_reauth_ms;
     let session = Session::new(listener.clone(), peer, principal, reauth_ms);
-    Some((Transport::Tls(tls), Rc::new(session)))
+    Some((Transport::Tls(Box::new(tls)), Rc::new(session)))
 }
 
 pub async fn serve(

@@ -112,7 +112,14 @@ impl TlsStream {
             *start += before - slice.len();
             read.and_then(|_| session.process_new_packets().map(drop).map_err(tls_error))
         };
-        let flushed = self.flush().await;
+        // Only take the write lock when rustls queued something (handshake, alert, key update):
+        // the writer may hold it while a large response drains, and reading must not wait.
+        let needs_flush = self.session.borrow().wants_write();
+        let flushed = if needs_flush {
+            self.flush().await
+        } else {
+            Ok(())
+        };
         processed.and(flushed)
     }
 
