@@ -1,7 +1,7 @@
 //! TLS on a connection: rustls's sans-I/O `ServerConnection` driven over the compio socket.
 //! compio-tls (0.10, for compio 0.19) hides the rustls connection, so it cannot give the peer
 //! certificate a principal comes from, and needs `&mut` for both directions; this glue lets
-//! the connection's reader and writer tasks share one session (docs/decisions/0007).
+//! the connection's reader and writer tasks share one session (docs/decisions/0011).
 //!
 //! Invariants: the rustls session is only borrowed between awaits (never across one); every
 //! socket write of TLS records happens under `write_lock` and takes its bytes from the session
