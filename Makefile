@@ -74,6 +74,7 @@ test-kafka-tools: java-deps
 compat-table:
 	$(PYTHON) scripts/compat/table.py --surefire compat/java/target/surefire-reports \
 	  --tsv $(COMPAT_OUT)/kafka-tools.tsv --tsv $(COMPAT_OUT)/python-kcat.tsv \
+	  --gotest $(COMPAT_OUT)/go-test.txt \
 	  --out $(COMPAT_OUT)/compat-table.md --readme README.md
 
 # Every suite runs even when an earlier one fails (so one failure hides no other); the target
@@ -88,7 +89,8 @@ test: deps
 	  scripts/compat/run.sh || rc=1; \
 	(cd compat/java && SLUICE_BIN=$(SLUICE_DEBUG) $(MVN) $(MVN_FLAGS) test) || rc=1; \
 	SLUICE_BIN=$(SLUICE_DEBUG) RESULTS=$(COMPAT_OUT)/kafka-tools.tsv compat/tools/run.sh || rc=1; \
-	(cd compat/go && $(GO) mod download && SLUICE_BIN=$(abspath $(TARGET_DIR))/debug/sluice $(GO) test -count=1 ./...) || rc=1; \
+	mkdir -p $(COMPAT_OUT) && (cd compat/go && $(GO) mod download && set -o pipefail && \
+	  SLUICE_BIN=$(SLUICE_DEBUG) $(GO) test -count=1 -v ./... 2>&1 | tee $(abspath $(COMPAT_OUT))/go-test.txt) || rc=1; \
 	SLUICE_BIN=$(TARGET_DIR)/debug/sluice PYTHON=$(VENV)/bin/python scripts/compat/security.sh || rc=1; \
 	exit $$rc
 

@@ -8,6 +8,8 @@ Inputs (any number of each):
   --tsv FILE       lines `client<TAB>feature<TAB>result<TAB>detail` (compat/tools/run.sh and
                    scripts/compat/run.sh write them; result is pass, fail or "not yet"; any
                    other suite can add its own file the same way).
+  --gotest FILE    `go test -v` output of compat/go: one row per top-level test from its
+                   `--- PASS/FAIL/SKIP: TestName` line, the client versions from go.mod.
 
 Writes the markdown table to --out, and with --readme FILE rewrites the part of FILE between
 `<!-- compat-table:begin -->` and `<!-- compat-table:end -->` with it. A test aborted with a
@@ -80,6 +82,49 @@ def tsv_rows(path):
     return rows
 
 
+# What each Go test covers (compat/go/*_test.go); a test missing here is listed by its name.
+GO_FEATURES = {
+    "TestProduceEveryCodecAndConsume": ("franz-go", "kgo: idempotent produce in every codec, consume"),
+    "TestProduceAcks": ("franz-go", "kgo: produce with acks 1 and 0"),
+    "TestConsumerGroup": ("franz-go", "kgo: cooperative consumer group, commits until lag 0"),
+    "TestAdmin": ("franz-go", "kadm: topics, configs, partitions, offsets, DeleteRecords, groups"),
+    "TestConsumeEdgeCases": ("franz-go", "kgo: small fetch limits, start by time, static member, OffsetForLeaderEpoch"),
+    "TestSaramaProduceConsume": ("sarama", "producer in every codec, consumer"),
+    "TestSaramaConsumerGroupAndAdmin": ("sarama", "consumer group and ClusterAdmin"),
+}
+
+
+def go_versions(go_mod):
+    versions = {}
+    with open(go_mod, encoding="utf-8") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 2 and parts[0] == "github.com/twmb/franz-go":
+                versions["franz-go"] = parts[1]
+            elif len(parts) >= 2 and parts[0] == "github.com/IBM/sarama":
+                versions["sarama"] = parts[1]
+    return versions
+
+
+def go_rows(path, go_mod):
+    versions = go_versions(go_mod)
+    results = {"PASS": "pass", "FAIL": "FAIL", "SKIP": "skipped"}
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            # Top-level tests only: subtests are indented under their parent.
+            if not line.startswith("--- "):
+                continue
+            parts = line.split()
+            if len(parts) < 3 or parts[1].rstrip(":") not in results:
+                continue
+            name = parts[2]
+            client, feature = GO_FEATURES.get(name, ("franz-go", name))
+            label = f"Go: {client} {versions.get(client, '?')}"
+            rows.append((label, feature, results[parts[1].rstrip(":")], ""))
+    return rows
+
+
 def cell(text):
     return text.replace("|", "\\|").replace("\n", " ")
 
@@ -120,6 +165,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--surefire", action="append", default=[])
     ap.add_argument("--tsv", action="append", default=[])
+    ap.add_argument("--gotest", action="append", default=[])
+    ap.add_argument("--gomod", default="compat/go/go.mod")
     ap.add_argument("--out", required=True)
     ap.add_argument("--readme")
     args = ap.parse_args()
@@ -133,6 +180,10 @@ def main():
         if not os.path.exists(t):
             sys.exit(f"compat-table: no {t} (run the tools check first)")
         rows += tsv_rows(t)
+    for g in args.gotest:
+        if not os.path.exists(g):
+            sys.exit(f"compat-table: no {g} (run the Go suite first)")
+        rows += go_rows(g, args.gomod)
     if not rows:
         sys.exit("compat-table: no results")
     # Script results keep the order their checks ran in.
