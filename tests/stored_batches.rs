@@ -173,3 +173,45 @@ fn a_torn_sealed_segment_leaves_the_rest_readable() {
         "the damage is logged"
     );
 }
+
+/// The codec bits of every batch in partition 0's first segment, read from disk.
+fn stored_codecs(broker: &Broker, topic: &str) -> Vec<i16> {
+    let log = broker
+        .data_dir()
+        .join(format!("{topic}-0"))
+        .join("00000000000000000000.log");
+    let bytes = std::fs::read(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+    storage::split_batches(&bytes)
+        .map(|b| {
+            let header = storage::BatchHeader::parse(b.expect("whole batch")).expect("header");
+            header.compression()
+        })
+        .collect()
+}
+
+#[test]
+fn a_topic_compression_type_reencodes_produced_batches() {
+    let broker = Broker::start(BrokerOpts::default());
+    let zstd = unique_name("zstd-topic");
+    kafka::create_topic_with(&broker, &zstd, 1, &[("compression.type", "zstd")]);
+    let producer_codec = unique_name("producer-topic");
+    kafka::create_topic(&broker, &producer_codec, 1);
+    for codec in [0i16, 1, 4] {
+        assert_eq!(produce(&broker, &zstd, five(codec, T).freeze()).0, 0, "codec {codec}");
+        let sent = five(codec, T).freeze();
+        assert_eq!(produce(&broker, &producer_codec, sent).0, 0, "codec {codec}");
+    }
+    // Stored in the topic's codec whatever the producer sent; `producer` keeps each as sent.
+    assert_eq!(stored_codecs(&broker, &zstd), vec![4, 4, 4]);
+    assert_eq!(stored_codecs(&broker, &producer_codec), vec![0, 1, 4]);
+    // A corrupt batch is refused, not re-encoded with a fresh CRC.
+    let mut corrupt = five(0, T);
+    let last = corrupt.len() - 1;
+    corrupt[last] ^= 0xff;
+    assert_eq!(produce(&broker, &zstd, corrupt.freeze()).0, CORRUPT_MESSAGE);
+    // Every record is intact and searchable by time after re-encoding.
+    assert_eq!(list_offset(&broker, &zstd, T + 1_500), (0, 2, T + 2_000));
+    let got = kafka::consume_all(&broker, &zstd, 1);
+    assert_eq!(got.len(), 15);
+    assert_eq!(got[14].value.as_deref(), Some(&b"codec 4 record 4"[..]));
+}

@@ -71,6 +71,8 @@ pub struct Partition {
     epochs: RefCell<LeaderEpochCache>,
     /// message.timestamp.before/after.max.ms of the topic (checked on produce).
     timestamp_limits: Cell<timestamps::TimestampLimits>,
+    /// The topic's `compression.type` as a codec id; `None` for `producer` (store as sent).
+    compression_codec: Cell<Option<i16>>,
 }
 
 impl Partition {
@@ -90,7 +92,35 @@ impl Partition {
             leader_epoch: Cell::new(epochs::UNDEFINED_EPOCH),
             epochs: RefCell::new(LeaderEpochCache::default()),
             timestamp_limits: Cell::new(timestamps::TimestampLimits::default()),
+            compression_codec: Cell::new(None),
         }
+    }
+
+    /// The codec produced batches are stored in; `None`: as the producer sent them.
+    pub fn compression_codec(&self) -> Option<i16> {
+        self.compression_codec.get()
+    }
+
+    /// Applies the topic's `compression.type` (at open and on AlterConfigs).
+    pub fn set_compression_type(&self, compression_type: &str) {
+        self.compression_codec
+            .set(storage::recompress::codec_for_compression_type(compression_type));
+    }
+
+    /// `records` (one batch) in the topic's codec: re-encoded when the topic names a codec
+    /// other than the batch's (Kafka's LogValidator), else unchanged. Errors: a corrupt batch
+    /// (CORRUPT_MESSAGE), records inflating past `log.batch.inflated.max.bytes`.
+    pub fn to_topic_codec(
+        &self,
+        records: bytes::Bytes,
+    ) -> Result<bytes::Bytes, storage::StorageError> {
+        let Some(codec) = self.compression_codec.get() else {
+            return Ok(records);
+        };
+        let inflated_max =
+            usize::try_from(self.log.config().inflated_batch_bytes_max).unwrap_or(usize::MAX);
+        Ok(storage::recompress::recompress_batch(&records, codec, inflated_max)?
+            .map_or(records, bytes::Bytes::from))
     }
 
     pub fn timestamp_limits(&self) -> timestamps::TimestampLimits {

@@ -136,12 +136,16 @@ async fn append_one(
             .check(&item.records, opts.now_ms)
             .map_err(PartitionError::InvalidTimestamp)?;
     }
-    let idempotent = producers::scan_batches(&item.records)
+    // compression.type other than `producer`: stored in the topic's codec.
+    let records = partition
+        .to_topic_codec(item.records)
+        .map_err(PartitionError::from_storage)?;
+    let idempotent = producers::scan_batches(&records)
         .filter(|batches| batches.iter().any(|b| b.ident.is_some()));
     let appended = match idempotent {
-        Some(batches) => append_idempotent(partition.clone(), item.records, batches, opts).await,
+        Some(batches) => append_idempotent(partition.clone(), records, batches, opts).await,
         None => {
-            let batches = bytes::BytesMut::from(&item.records[..]);
+            let batches = bytes::BytesMut::from(&records[..]);
             partition
                 .log
                 .append(batches, opts)
@@ -492,6 +496,7 @@ pub async fn open_owned(shard: &Shard, metas: &[TopicMeta]) {
             after_max_ms: topic_config.message_timestamp_after_max_ms,
         };
         let config = topic_config.log;
+        let compression_type = topic_config.compression_type;
         for index in 0..meta.partitions {
             if shard.placement.shard_for(&meta.name, index) != shard.id {
                 continue;
@@ -501,16 +506,17 @@ pub async fn open_owned(shard: &Shard, metas: &[TopicMeta]) {
             if let Some(open) = shard.partitions.get(&tp) {
                 open.log.set_config(config.clone());
                 open.set_timestamp_limits(limits);
+                open.set_compression_type(&compression_type);
                 continue;
             }
-            to_open.push((tp, config.clone(), limits));
+            to_open.push((tp, config.clone(), limits, compression_type.clone()));
         }
     }
     // Several at a time: each open is a chain of small io_uring operations, so start-up and
     // CreateTopics of thousands of partitions are not one long sequence of round trips.
     stream::iter(to_open)
-        .for_each_concurrent(OPENS_IN_FLIGHT_MAX, |(tp, config, limits)| {
-            open_one(shard, tp, config, limits)
+        .for_each_concurrent(OPENS_IN_FLIGHT_MAX, |(tp, config, limits, compression)| {
+            open_one(shard, tp, config, limits, compression)
         })
         .await;
 }
@@ -523,6 +529,7 @@ async fn open_one(
     tp: TopicPartition,
     config: storage::LogConfig,
     limits: TimestampLimits,
+    compression_type: String,
 ) {
     let dir = shard.config.data_dir.join(tp.dir_name());
     let options = storage::OpenOptions {
@@ -536,6 +543,7 @@ async fn open_one(
             let producers = producer_states(shard, &tp, &log).await;
             let partition = Partition::new(tp, log, waiters_max, producers);
             partition.set_timestamp_limits(limits);
+            partition.set_compression_type(&compression_type);
             // Kafka's makeLeader: the epoch cache gets this node's epoch first.
             if let Err(e) = partition.become_leader(LEADER_EPOCH).await {
                 let reason = format!("cannot open the leader-epoch cache: {e}");

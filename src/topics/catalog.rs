@@ -82,9 +82,9 @@ pub static TOPIC_CONFIGS: &[TopicConfigDef] = &[
         "Compression level for gzip when compression.type is gzip (not applied: batches are stored as sent)."),
     def("compression.lz4.level", Int, "9", Some("compression.lz4.level"), Between(1, 17), false,
         "Compression level for lz4 when compression.type is lz4 (not applied)."),
-    def("compression.type", Str, "producer", Some("compression.type"), In(COMPRESSION_TYPES), false,
-        "Final codec of the topic's batches. Accepted and described; Sluice stores batches in the \
-         producer's codec whatever the value (no recompression yet)."),
+    def("compression.type", Str, "producer", Some("compression.type"), In(COMPRESSION_TYPES), true,
+        "Final codec of the topic's batches: a batch produced in another codec is re-encoded in \
+         this one (default level); \"producer\" stores batches as sent."),
     def("compression.zstd.level", Int, "3", Some("compression.zstd.level"), Between(-131_072, 22), false,
         "Compression level for zstd when compression.type is zstd (not applied)."),
     def("delete.retention.ms", Long, "86400000", Some("log.cleaner.delete.retention.ms"), AtLeast(0), true,

@@ -11,6 +11,7 @@ pub mod fault;
 mod files;
 pub mod index;
 pub mod inflate;
+pub mod recompress;
 mod io;
 mod offset;
 
