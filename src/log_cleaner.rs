@@ -11,8 +11,9 @@
 //!
 //! Invariants: memory is bounded by this shard's share of `log.cleaner.dedupe.buffer.size`;
 //! a partition whose clean found a corrupt batch is logged and never cleaned again until the
-//! broker restarts (Kafka marks it uncleanable); its data is left as it was. An I/O error while
-//! installing cleaned segments is fatal, as every disk error of the broker is.
+//! broker restarts (Kafka marks it uncleanable); its data is left as it was. Running out of file
+//! descriptors before a clean installs anything is retried by a later pass; any other I/O error
+//! of a clean is fatal, as every disk error of the broker is.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
@@ -306,6 +307,14 @@ async fn clean_one(
             tracing::error!(partition = %tp.dir_name(), error = %e,
                 "log cleaner stopped for this partition: its data is left as it is");
             state.uncleanable.insert(tp.clone());
+            false
+        }
+        // Out of fds before anything was installed (many client connections, say): the log
+        // is as it was, a later pass retries. Not a disk fault, so not fatal.
+        Err(e @ StorageError::OutOfFiles(_)) => {
+            bump(&metrics.errors, 1);
+            tracing::warn!(partition = %tp.dir_name(), error = %e,
+                "log cleaner gave up a clean for now, retried by a later pass");
             false
         }
         Err(e) => shards::fatal(format!("log cleaner I/O error on {}: {e}", tp.dir_name())),

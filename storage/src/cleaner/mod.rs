@@ -483,7 +483,10 @@ impl Log {
 
     /// Cleans the log once (see the module docs); a no-op when nothing is dirty.
     pub async fn clean(&self, opts: CleanOptions<'_>) -> Result<CleanStats, StorageError> {
-        let info = self.dirty_info(&opts.config, opts.now_ms).await?;
+        let info = self
+            .dirty_info(&opts.config, opts.now_ms)
+            .await
+            .map_err(out_of_files)?;
         let mut stats = CleanStats {
             first_dirty_offset: info.first_dirty_offset,
             end_offset: info.first_dirty_offset,
@@ -500,7 +503,8 @@ impl Log {
         let mut map = OffsetMap::with_buffer_bytes(opts.limits.dedupe_buffer_bytes);
         let end = self
             .build_offset_map(&sealed, &info, &opts, &mut map, &mut stats, &mut pacer)
-            .await?;
+            .await
+            .map_err(out_of_files)?;
         stats.end_offset = end;
         stats.map_keys = map.len() as u64;
         if end <= info.first_dirty_offset && !opts.force {
@@ -527,7 +531,11 @@ impl Log {
                 "simulated crash after Installed",
             )));
         }
-        self.write_cleaner_checkpoint(end).await?;
+        // The groups are installed: a checkpoint not written only makes the next pass clean
+        // the same section again.
+        self.write_cleaner_checkpoint(end)
+            .await
+            .map_err(out_of_files)?;
         Ok(stats)
     }
 
@@ -610,7 +618,14 @@ impl Log {
         let base = first.base;
         let interval = self.config.borrow().index_interval_bytes;
         let mut out =
-            GroupWriter::create(&self.dir, base, interval, opts.limits.io_buffer_bytes).await?;
+            match GroupWriter::create(&self.dir, base, interval, opts.limits.io_buffer_bytes).await
+            {
+                Ok(out) => out,
+                Err(e) => {
+                    swap::discard_cleaned(&self.dir, base).await?;
+                    return Err(out_of_files(e));
+                }
+            };
         let written = self
             .write_group(group, end, retain, opts, stats, pacer, &mut out)
             .await;
@@ -619,25 +634,40 @@ impl Log {
             Err(e) => {
                 drop(out);
                 swap::discard_cleaned(&self.dir, base).await?;
-                return Err(e);
+                return Err(out_of_files(e));
             }
         };
         if !wrote_any {
             swap::discard_cleaned(&self.dir, base).await?;
             return Ok(true);
         }
-        out.seal(&self.dir).await?;
+        if let Err(e) = self.seal_group(group, &mut out, interval).await {
+            drop(out);
+            swap::discard_cleaned(&self.dir, base).await?;
+            return Err(out_of_files(e));
+        }
         stats.bytes_written += out.size();
         stats.segments_read += group.len() as u64;
         stats.segments_written += 1;
-        for seg in group {
-            seg.ensure_indexes(interval).await?;
-        }
         let installed = self.install_group(group, out, opts.crash_at).await?;
         if installed {
             sync_dir(&self.dir).await?;
         }
         Ok(installed)
+    }
+
+    /// Seals the written group and makes sure the segments it replaces have their indexes.
+    async fn seal_group(
+        &self,
+        group: &[Rc<Segment>],
+        out: &mut GroupWriter,
+        interval: u32,
+    ) -> Result<(), StorageError> {
+        out.seal(&self.dir).await?;
+        for seg in group {
+            seg.ensure_indexes(interval).await?;
+        }
+        Ok(())
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -736,6 +766,18 @@ impl Log {
         st.segments.insert(out.base, seg);
         st.recompute_max_ts();
         Ok(true)
+    }
+}
+
+/// Out of file descriptors (EMFILE/ENFILE) before a group is installed is not a disk fault:
+/// nothing of the log changed, so the clean is given up as `OutOfFiles` and retried by a later
+/// pass (connections or other logs may hold the fds now). Any other error is returned as is.
+fn out_of_files(e: StorageError) -> StorageError {
+    match e {
+        StorageError::Io(io) if matches!(io.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+            StorageError::OutOfFiles(format!("log cleaner: {io}"))
+        }
+        e => e,
     }
 }
 
