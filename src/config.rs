@@ -145,18 +145,13 @@ pub struct BrokerConfig {
     /// Partitions of the internal `__consumer_offsets` topic (fixed once the topic exists).
     #[serde(rename = "offsets.topic.num.partitions")]
     pub offsets_topic_num_partitions: u32,
-    /// segment.bytes of `__consumer_offsets`.
+    /// segment.bytes of `__consumer_offsets` (a compacted topic, cleaned by the log cleaner).
     #[serde(rename = "offsets.topic.segment.bytes")]
     pub offsets_topic_segment_bytes: u64,
-    /// Compact an offsets partition (snapshot of the live keys, older segments dropped) once
-    /// this many bytes were appended to it since its last snapshot.
-    #[serde(rename = "offsets.topic.compaction.bytes")]
-    pub offsets_topic_compaction_bytes: u64,
     /// Committed offsets of an empty group expire this long after it became empty.
     #[serde(rename = "offsets.retention.minutes")]
     pub offsets_retention_minutes: u64,
-    /// How often expired offsets, offsets of deleted topics and dead groups are removed (and
-    /// compaction is considered).
+    /// How often expired offsets, offsets of deleted topics and dead groups are removed.
     #[serde(rename = "offsets.retention.check.interval.ms")]
     pub offsets_retention_check_interval_ms: u64,
     /// Longest commit metadata string (longer: OFFSET_METADATA_TOO_LARGE).
@@ -322,7 +317,6 @@ impl Default for BrokerConfig {
             log_message_timestamp_type: "CreateTime".to_owned(),
             offsets_topic_num_partitions: 50,
             offsets_topic_segment_bytes: 104_857_600,
-            offsets_topic_compaction_bytes: 16_777_216,
             offsets_retention_minutes: 10_080,
             offsets_retention_check_interval_ms: 600_000,
             offset_metadata_max_bytes: 4096,
@@ -554,10 +548,6 @@ impl BrokerConfig {
         positive(
             "offsets.topic.segment.bytes",
             self.offsets_topic_segment_bytes,
-        )?;
-        positive(
-            "offsets.topic.compaction.bytes",
-            self.offsets_topic_compaction_bytes,
         )?;
         positive("offsets.retention.minutes", self.offsets_retention_minutes)?;
         positive(

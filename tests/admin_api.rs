@@ -647,3 +647,50 @@ fn half_deleted_partitions_are_swept_at_start_up() {
     assert!(!leftover.exists(), "leftover delete dir survived start-up");
     assert_eq!(partition_dirs(&broker, &topic).len(), 1);
 }
+
+/// `__consumer_offsets` is created with Kafka's configs for it (cleanup.policy=compact,
+/// compression.type=producer, segment.bytes = offsets.topic.segment.bytes), and an offsets
+/// topic without the compact policy (as an older Sluice created it) is switched back to it at
+/// start, so the log cleaner bounds it.
+#[test]
+fn the_offsets_topic_is_compacted_with_kafkas_configs() {
+    let mut broker = Broker::start(BrokerOpts::default().config(
+        "\"offsets.topic.num.partitions\" = 2\n\"offsets.topic.segment.bytes\" = 1048576\n",
+    ));
+    let internal = "__consumer_offsets";
+    {
+        let admin = kafka::admin(&broker);
+        assert_eq!(
+            config_of(&admin, internal, "cleanup.policy"),
+            (Some("compact".into()), Src::Topic)
+        );
+        assert_eq!(
+            config_of(&admin, internal, "compression.type"),
+            (Some("producer".into()), Src::Topic)
+        );
+        assert_eq!(
+            config_of(&admin, internal, "segment.bytes"),
+            (Some("1048576".into()), Src::Topic)
+        );
+    }
+    let (code, msg) = incremental(
+        &broker,
+        internal,
+        &[("cleanup.policy", SET, Some("delete"))],
+        false,
+    );
+    assert_eq!(code, 0, "{msg:?}");
+    {
+        let admin = kafka::admin(&broker);
+        assert_eq!(
+            config_of(&admin, internal, "cleanup.policy").0.as_deref(),
+            Some("delete")
+        );
+    }
+    broker.restart();
+    let admin = kafka::admin(&broker);
+    assert_eq!(
+        config_of(&admin, internal, "cleanup.policy").0.as_deref(),
+        Some("compact")
+    );
+}

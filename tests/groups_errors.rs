@@ -316,18 +316,26 @@ fn offsets_log_bytes(broker: &Broker) -> u64 {
         .sum()
 }
 
+/// `__consumer_offsets` is an ordinary compacted topic: with small segments and a low dirty
+/// ratio the shared log cleaner keeps the log (what a restart replays) near the live state
+/// however many commits were written, and the replay after cleaning still gives the latest
+/// commit of a live group and nothing of a deleted one (its tombstones).
 #[test]
-fn the_offsets_topic_is_compacted_and_survives_a_restart() {
+fn the_log_cleaner_bounds_the_offsets_topic_and_replay_survives_it() {
     let toml = format!(
-        "{BROKER_TOML}\n\"offsets.topic.compaction.bytes\" = 65536\n\
-         \"offsets.retention.check.interval.ms\" = 200\n"
+        "{BROKER_TOML}\n\"offsets.topic.segment.bytes\" = 16384\n\
+         \"log.cleaner.min.cleanable.ratio\" = 0.01\n\
+         \"log.cleaner.backoff.ms\" = 50\n"
     );
     let mut broker = Broker::start(BrokerOpts::default().config(&toml));
     let topic = unique_name("compact");
     kafka::create_topic(&broker, &topic, 1);
     let group = unique_name("compacting");
+    let deleted = unique_name("deleted");
     let metadata = "m".repeat(1000);
     let mut conn = Conn::open(&broker);
+    assert_eq!(commit(&mut conn, &deleted, "", -1, &topic), NONE);
+    assert_eq!(delete_group(&mut conn, &deleted), NONE);
     for offset in 0..400i64 {
         let partition = OffsetCommitRequestPartition::default()
             .with_partition_index(0)
@@ -342,13 +350,16 @@ fn the_offsets_topic_is_compacted_and_survives_a_restart() {
         let resp: OffsetCommitResponse = conn.call(ApiKey::OffsetCommit, 7, &req);
         assert_eq!(resp.topics[0].partitions[0].error_code, NONE);
     }
-    // 400 commits of ~1 KiB each were appended; compaction keeps about one threshold's worth.
-    wait_until(Duration::from_secs(30), "the offsets log shrinks", || {
-        offsets_log_bytes(&broker) < 150_000
-    });
+    // 400 commits of ~1 KiB each (~420 KB) were appended in 16 KiB segments; the cleaner
+    // keeps one record per key in the cleaned segments, plus the active segment.
+    wait_until(
+        Duration::from_secs(30),
+        "the cleaner shrinks the offsets log",
+        || offsets_log_bytes(&broker) < 64 * 1024,
+    );
     assert!(
         offsets_log_bytes(&broker) > 1000,
-        "the snapshot is in the offsets log"
+        "the latest commit is in the offsets log"
     );
     drop(conn);
     broker.restart();
@@ -357,6 +368,7 @@ fn the_offsets_topic_is_compacted_and_survives_a_restart() {
         fetch_offset(&mut conn, &group, &topic),
         (399, Some(metadata))
     );
+    assert_eq!(fetch_offset(&mut conn, &deleted, &topic).0, -1);
 }
 
 /// Simple commits racing DeleteGroups of the same group, over two connections, once per group

@@ -1,13 +1,15 @@
 //! The group coordinator of one shard: runs the state machine for the groups this shard owns,
 //! parks JoinGroup/SyncGroup answers until the state machine releases them, persists group and
 //! offset records before answering, and drives the timers (session/rebalance expiry every
-//! `group.timer.interval.ms`; offset expiry, dropped topics and compaction every
-//! `offsets.retention.check.interval.ms`).
+//! `group.timer.interval.ms`; offset expiry and dropped topics every
+//! `offsets.retention.check.interval.ms`). The offsets log itself is compacted by the shard's
+//! log cleaner (`cleanup.policy=compact`), not here.
 //!
 //! Invariants: all state is shard-local (`RefCell`, never borrowed across an `.await`); a
 //! group's metadata record is written before the answers that depend on it are delivered; a
 //! commit is acknowledged only after its records were appended, and the in-memory offsets are
-//! updated under the partition's write lock so compaction never misses a commit; the number of
+//! updated under the partition's write lock so the log holds records in the order memory
+//! changed (what a replay after a restart rebuilds); the number of
 //! groups per shard is bounded by `group.max.count.per.shard`.
 
 use std::cell::{Cell, RefCell};
@@ -36,24 +38,10 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Per offsets partition: its write lock and the bytes appended since the last compaction.
+/// Per loaded offsets partition: its write lock (commits, group records and expiry
+/// tombstones are decided and appended under it).
 pub struct OffsetsLog {
     pub lock: futures_util::lock::Mutex<()>,
-    appended: Cell<u64>,
-}
-
-impl OffsetsLog {
-    pub fn appended(&self, bytes: u64) {
-        self.appended.set(self.appended.get().saturating_add(bytes));
-    }
-
-    pub fn appended_since_compaction(&self) -> u64 {
-        self.appended.get()
-    }
-
-    pub fn compacted(&self) {
-        self.appended.set(0);
-    }
 }
 
 /// A group with its committed offsets.
@@ -129,10 +117,9 @@ impl Coordinator {
         self.logs.borrow().get(&index).cloned()
     }
 
-    pub fn mark_loaded(&self, index: u32, appended_bytes: u64) {
+    pub fn mark_loaded(&self, index: u32) {
         let log = OffsetsLog {
             lock: futures_util::lock::Mutex::new(()),
-            appended: Cell::new(appended_bytes),
         };
         self.logs.borrow_mut().insert(index, Rc::new(log));
     }
@@ -145,24 +132,6 @@ impl Coordinator {
 
     pub fn group_count(&self) -> usize {
         self.groups.borrow().len()
-    }
-
-    /// Every live record of offsets partition `index` (the compaction snapshot).
-    pub fn snapshot_records(&self, index: u32) -> Result<Vec<KeyValue>, super::GroupError> {
-        let groups = self.groups.borrow();
-        let mut records = Vec::new();
-        for entry in groups.values().filter(|e| e.partition == index) {
-            records.push(store::group_record(entry)?);
-            for ((topic, partition), value) in &entry.offsets {
-                records.push(store::offset_record(
-                    &entry.group.id,
-                    topic,
-                    *partition,
-                    Some(value),
-                )?);
-            }
-        }
-        Ok(records)
     }
 
     fn waiter_id(&self) -> WaiterId {
@@ -481,7 +450,7 @@ async fn commit(shard: &Shard, request: CommitRequest) -> GroupAnswer {
         .map(|(t, p, v)| store::offset_record(&request.group, t, *p, Some(v)))
         .collect();
     let written = match records {
-        Ok(records) => store::append_locked(shard, &log_state, partition, records).await,
+        Ok(records) => store::append_locked(shard, partition, records).await,
         Err(e) => Err(e),
     };
     if let Err(e) = written {
@@ -649,15 +618,13 @@ async fn delete(shard: &Shard, group_id: String) -> GroupAnswer {
     };
     match removed {
         Err(code) => GroupAnswer::Code(code),
-        Ok((partition, records)) => {
-            match store::append_locked(shard, &log_state, partition, records).await {
-                Ok(()) => GroupAnswer::Code(0),
-                Err(e) => {
-                    tracing::warn!(group = %group_id, error = %e, "group tombstones not written");
-                    GroupAnswer::Code(K::CoordinatorNotAvailable.code())
-                }
+        Ok((partition, records)) => match store::append_locked(shard, partition, records).await {
+            Ok(()) => GroupAnswer::Code(0),
+            Err(e) => {
+                tracing::warn!(group = %group_id, error = %e, "group tombstones not written");
+                GroupAnswer::Code(K::CoordinatorNotAvailable.code())
             }
-        }
+        },
     }
 }
 
@@ -716,7 +683,7 @@ async fn delete_offsets(
     match planned {
         Err(code) => GroupAnswer::Error(code),
         Ok((partition, codes, records)) => {
-            if let Err(e) = store::append_locked(shard, &log_state, partition, records).await {
+            if let Err(e) = store::append_locked(shard, partition, records).await {
                 tracing::warn!(group = %group_id, error = %e, "offset tombstones not written");
                 return GroupAnswer::Error(K::CoordinatorNotAvailable.code());
             }
@@ -761,7 +728,8 @@ async fn tick_all(shard: &Shard) {
 }
 
 /// Expires offsets (empty groups past offsets.retention.minutes), drops offsets of deleted
-/// topics, removes empty groups without offsets, then compacts partitions that grew enough.
+/// topics, removes empty groups without offsets, writing their tombstones (which the log
+/// cleaner later drops, after `delete.retention.ms`).
 pub async fn cleanup(shard: &Shard) {
     let retention_ms = i64::try_from(
         shard
@@ -771,7 +739,7 @@ pub async fn cleanup(shard: &Shard) {
     )
     .unwrap_or(i64::MAX);
     let loaded: Vec<u32> = shard.groups.logs.borrow().keys().copied().collect();
-    for &partition in &loaded {
+    for partition in loaded {
         let Some(log_state) = shard.groups.log(partition) else {
             continue;
         };
@@ -779,13 +747,8 @@ pub async fn cleanup(shard: &Shard) {
         // racing an expiry lands in the log in the order it changed memory.
         let _guard = log_state.lock.lock().await;
         let records = expire_in_partition(shard, partition, retention_ms, now_ms());
-        if let Err(e) = store::append_locked(shard, &log_state, partition, records).await {
+        if let Err(e) = store::append_locked(shard, partition, records).await {
             tracing::warn!(partition, error = %e, "offset expiry not written");
-        }
-    }
-    for partition in loaded {
-        if let Err(e) = store::maybe_compact(shard, partition).await {
-            tracing::warn!(partition, error = %e, "offsets compaction failed");
         }
     }
 }

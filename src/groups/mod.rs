@@ -240,13 +240,29 @@ pub async fn start(shard: &Rc<Shard>) {
     store::load_owned(shard).await;
 }
 
-/// Shard 0, once every shard serves its inbox: creates `__consumer_offsets` if absent.
+/// Shard 0, once every shard serves its inbox: creates `__consumer_offsets` if absent, with
+/// Kafka's configs for it (`GroupCoordinatorService.groupMetadataTopicConfigs`:
+/// cleanup.policy=compact, compression.type=producer, segment.bytes=
+/// `offsets.topic.segment.bytes`) plus a max.message.bytes large enough for big groups. The
+/// shard's log cleaner then keeps it bounded. An existing offsets topic without the compact
+/// policy (created by an older Sluice, which compacted it itself) is switched to it.
 pub async fn ensure_offsets_topic(shard: &Rc<Shard>) {
-    if shard.topics.borrow().get(OFFSETS_TOPIC).is_some() {
-        return;
+    let existing = shard
+        .topics
+        .borrow()
+        .get(OFFSETS_TOPIC)
+        .map(|m| crate::topics::compaction::policy(&m.configs).compact);
+    match existing {
+        Some(true) => {}
+        Some(false) => make_offsets_topic_compacted(shard).await,
+        None => create_offsets_topic(shard).await,
     }
+}
+
+async fn create_offsets_topic(shard: &Rc<Shard>) {
     let mut configs = crate::topics::config::TopicOverrides::new();
-    configs.insert("retention.ms".into(), "-1".into());
+    configs.insert("cleanup.policy".into(), "compact".into());
+    configs.insert("compression.type".into(), "producer".into());
     configs.insert(
         "segment.bytes".into(),
         shard.config.offsets_topic_segment_bytes.to_string(),
@@ -268,6 +284,30 @@ pub async fn ensure_offsets_topic(shard: &Rc<Shard>) {
         Some(Ok(_)) | Some(Err(crate::topics::TopicError::AlreadyExists(_))) => {}
         Some(Err(e)) => shards::fatal(format!("cannot create {OFFSETS_TOPIC}: {e}")),
         None => shards::fatal(format!("cannot create {OFFSETS_TOPIC}: no answer")),
+    }
+}
+
+/// Sets cleanup.policy=compact on an existing offsets topic (an IncrementalAlterConfigs SET).
+async fn make_offsets_topic_compacted(shard: &Rc<Shard>) {
+    let entry = crate::topics::alter::IncrementalEntry {
+        key: "cleanup.policy".into(),
+        op: 0, // SET
+        value: Some("compact".into()),
+    };
+    let change = crate::router::admin::RegistryChange::AlterConfigs {
+        topics: vec![(
+            OFFSETS_TOPIC.to_owned(),
+            crate::router::admin::ConfigChange::IncrementalAlter(vec![entry]),
+        )],
+        validate_only: false,
+    };
+    let changed = crate::router::Router::new(shard.clone())
+        .change_registry(change)
+        .await;
+    match changed.into_iter().next() {
+        Some(Ok(_)) => tracing::info!("{OFFSETS_TOPIC} switched to cleanup.policy=compact"),
+        Some(Err(e)) => shards::fatal(format!("cannot make {OFFSETS_TOPIC} compacted: {e}")),
+        None => shards::fatal(format!("cannot make {OFFSETS_TOPIC} compacted: no answer")),
     }
 }
 

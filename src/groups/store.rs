@@ -6,14 +6,11 @@
 //! offsets partitions it owns from log start to log end, last value per key wins, a null value
 //! deletes the key.
 //!
-//! Compaction (the topic must not grow without bound): once `offsets.topic.compaction.bytes`
-//! were appended to a partition since its last compaction, the shard rolls the log, appends a
-//! snapshot of every live key of that partition (taken from memory, which equals the replay of
-//! the log), fsyncs it and advances the log start offset to the snapshot's first offset, which
-//! deletes every older segment. A crash before the log start moves leaves old records plus a
-//! complete or partial snapshot of values equal to the latest ones: replay gives the same
-//! state. The partition's write lock is held from snapshot to log-start move, so no commit
-//! lands between them. Size is bounded by live state + threshold + one segment.
+//! Compaction (the topic must not grow without bound) is the shared log cleaner's, as in
+//! Kafka: `__consumer_offsets` is a `cleanup.policy=compact` topic (see `ensure_offsets_topic`)
+//! and every record here is keyed, so cleaning keeps the last value per key and, after
+//! `delete.retention.ms`, drops tombstones with the values they deleted; replay of a cleaned
+//! log therefore gives the same state as replay of the whole history.
 //!
 //! Invariants: I/O errors on the write path stop the process (as for produce); a record that
 //! does not decode during replay is skipped with a warning, never a panic.
@@ -26,7 +23,7 @@ use bytes::BytesMut;
 use storage::builder::{decode_batch, BatchBuilder};
 
 use super::codec::{self, GroupValue, MemberValue, OffsetValue, RecordKey};
-use super::coordinator::{now_ms, GroupEntry, OffsetsLog};
+use super::coordinator::{now_ms, GroupEntry};
 use super::state::{Group, RestoredMember};
 use super::{GroupError, OFFSETS_TOPIC};
 use crate::partition::{Partition, TopicPartition};
@@ -56,7 +53,6 @@ fn open_partition(shard: &Shard, index: u32) -> Result<Rc<Partition>, GroupError
 /// Appends records to offsets partition `index`; the caller holds that partition's lock.
 pub async fn append_locked(
     shard: &Shard,
-    log_state: &OffsetsLog,
     index: u32,
     records: Vec<KeyValue>,
 ) -> Result<(), GroupError> {
@@ -80,7 +76,6 @@ pub async fn append_locked(
     if !builder.is_empty() {
         buf.extend_from_slice(&builder.build());
     }
-    let len = buf.len() as u64;
     let opts = storage::AppendOptions {
         leader_epoch: 0,
         now_ms: now,
@@ -94,7 +89,6 @@ pub async fn append_locked(
         Err(e) => return Err(e.into()),
     }
     partition.notify_appended();
-    log_state.appended(len);
     Ok(())
 }
 
@@ -105,7 +99,7 @@ pub async fn append(shard: &Shard, index: u32, records: Vec<KeyValue>) -> Result
         .log(index)
         .ok_or(GroupError::NotLoaded(index))?;
     let _guard = log_state.lock.lock().await;
-    append_locked(shard, &log_state, index, records).await
+    append_locked(shard, index, records).await
 }
 
 pub fn offset_record(
@@ -238,8 +232,7 @@ async fn load_partition(shard: &Shard, index: u32) -> Result<usize, GroupError> 
             .groups
             .insert_loaded(GroupEntry::new(group, state.offsets, index, since));
     }
-    let size = partition.log.size_bytes();
-    shard.groups.mark_loaded(index, size);
+    shard.groups.mark_loaded(index);
     Ok(count)
 }
 
@@ -301,29 +294,4 @@ fn apply_record(
         }
     }
     Ok(())
-}
-
-/// Compacts offsets partition `index` if enough was appended since the last compaction.
-pub async fn maybe_compact(shard: &Shard, index: u32) -> Result<bool, GroupError> {
-    let Some(log_state) = shard.groups.log(index) else {
-        return Ok(false);
-    };
-    if log_state.appended_since_compaction() < shard.config.offsets_topic_compaction_bytes {
-        return Ok(false);
-    }
-    let _guard = log_state.lock.lock().await;
-    let partition = open_partition(shard, index)?;
-    let snapshot = shard.groups.snapshot_records(index)?;
-    partition.log.roll().await?;
-    let base = partition.log.log_end_offset();
-    append_locked(shard, &log_state, index, snapshot).await?;
-    partition.log.flush().await?;
-    partition.log.delete_records_before(base).await?;
-    log_state.compacted();
-    tracing::debug!(
-        partition = index,
-        log_start = base.0,
-        "offsets partition compacted"
-    );
-    Ok(true)
 }

@@ -443,13 +443,13 @@ pub struct RecordView<'a> {
     pub headers: Vec<(&'a [u8], Option<&'a [u8]>)>,
 }
 
-/// A cursor over bytes that fails (never panics) on truncation.
-struct Cursor<'a> {
-    buf: &'a [u8],
+/// A cursor over bytes that fails (never panics) on truncation (also the cleaner's).
+pub(crate) struct Cursor<'a> {
+    pub(crate) buf: &'a [u8],
 }
 
 impl<'a> Cursor<'a> {
-    fn varint(&mut self) -> Result<i32, StorageError> {
+    pub(crate) fn varint(&mut self) -> Result<i32, StorageError> {
         let (v, n) = read_varint(self.buf)?;
         self.buf = self.buf.get(n..).unwrap_or(&[]);
         Ok(v)
@@ -459,7 +459,7 @@ impl<'a> Cursor<'a> {
         self.buf = self.buf.get(n..).unwrap_or(&[]);
         Ok(v)
     }
-    fn take(&mut self, n: usize) -> Result<&'a [u8], StorageError> {
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], StorageError> {
         if n > self.buf.len() {
             return Err(StorageError::corrupt(format!(
                 "record field of {n} bytes, {} left",
@@ -480,9 +480,18 @@ impl<'a> Cursor<'a> {
 }
 
 fn decode_record(body: &[u8]) -> Result<RecordView<'_>, StorageError> {
+    decode_record_parts(body).map(|(view, _)| view)
+}
+
+/// Decodes one record body (after its length prefix): its fields, and the body from the
+/// offset delta on (what the cleaner re-encodes behind a new timestamp delta). The one record
+/// parser of the crate: the cleaner's walk uses it too. Fails, never panics, on bad bytes;
+/// the body must hold exactly the record's fields.
+pub(crate) fn decode_record_parts(body: &[u8]) -> Result<(RecordView<'_>, &[u8]), StorageError> {
     let mut c = Cursor { buf: body };
     let attributes = c.take(1)?.first().copied().unwrap_or(0) as i8;
     let timestamp_delta = c.varlong()?;
+    let after_timestamp = c.buf;
     let offset_delta = c.varint()?;
     let key = c.nullable_bytes()?;
     let value = c.nullable_bytes()?;
@@ -507,14 +516,15 @@ fn decode_record(body: &[u8]) -> Result<RecordView<'_>, StorageError> {
             c.buf.len()
         )));
     }
-    Ok(RecordView {
+    let view = RecordView {
         attributes,
         timestamp_delta,
         offset_delta,
         key,
         value,
         headers,
-    })
+    };
+    Ok((view, after_timestamp))
 }
 
 /// Iterates the records of one uncompressed batch. Yields an error (and stops) on malformed

@@ -152,36 +152,7 @@ impl BatchBuilder {
 /// Compresses a records section with `codec` (tests and benches; the broker never
 /// recompresses). Panics on an unknown codec: callers are tests.
 pub fn compress(codec: i16, raw: &[u8]) -> Vec<u8> {
-    use std::io::Write;
-    match codec {
-        crate::inflate::CODEC_GZIP => {
-            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-            enc.write_all(raw).expect("gzip to memory");
-            enc.finish().expect("gzip to memory")
-        }
-        crate::inflate::CODEC_SNAPPY => {
-            let mut out = b"\x82SNAPPY\x00\x00\x00\x00\x01\x00\x00\x00\x01".to_vec();
-            for block in raw.chunks(32 * 1024) {
-                let c = snap::raw::Encoder::new()
-                    .compress_vec(block)
-                    .expect("snappy to memory");
-                out.extend_from_slice(&(c.len() as u32).to_be_bytes());
-                out.extend_from_slice(&c);
-            }
-            out
-        }
-        crate::inflate::CODEC_LZ4 => {
-            let mut enc = lz4::EncoderBuilder::new()
-                .build(Vec::new())
-                .expect("lz4 to memory");
-            enc.write_all(raw).expect("lz4 to memory");
-            let (out, res) = enc.finish();
-            res.expect("lz4 to memory");
-            out
-        }
-        crate::inflate::CODEC_ZSTD => zstd::encode_all(raw, 1).expect("zstd to memory"),
-        other => panic!("unknown codec {other}"),
-    }
+    crate::cleaner::codec::compress(codec, raw).expect("known codec, compressing to memory")
 }
 
 fn encode_record(out: &mut Vec<u8>, rec: &Record, base_ts: i64) {

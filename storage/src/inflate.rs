@@ -9,6 +9,10 @@
 //! at most that bound of decompression work, never the gigabyte. Snappy uses xerial framing
 //! (Kafka's `SnappyInputStream`) and, like it, falls back to one raw snappy block when the
 //! framing magic is absent.
+//!
+//! This module owns the codec ids and every decoder: the log cleaner
+//! (`cleaner::codec::decompress`) reads through [`bounded_decoder`] too, and keeps only the
+//! compressing side.
 
 use std::io::{self, BufRead, BufReader, Read};
 
@@ -16,6 +20,7 @@ use crate::batch::{BatchHeader, BATCH_HEADER_LEN};
 use crate::error::StorageError;
 
 /// Codec ids of the batch attributes (bits 0-2).
+pub const CODEC_NONE: i16 = 0;
 pub const CODEC_GZIP: i16 = 1;
 pub const CODEC_SNAPPY: i16 = 2;
 pub const CODEC_LZ4: i16 = 3;
@@ -97,12 +102,7 @@ fn walk(
     let payload = batch
         .get(BATCH_HEADER_LEN..header.total_size().min(batch.len()))
         .unwrap_or(&[]);
-    let decoder = decoder(header.compression(), payload, inflated_max)?;
-    let bounded = Bounded {
-        inner: decoder,
-        left: inflated_max,
-        read: 0,
-    };
+    let bounded = bounded_decoder(header.compression(), payload, inflated_max)?;
     let mut input = BufReader::with_capacity(WALK_BUFFER_BYTES, bounded);
     for expected in 0..header.record_count {
         let stamp = record(&mut input, header.base_timestamp)
@@ -143,19 +143,25 @@ fn walk_error(e: io::Error, at: i32, count: i32) -> StorageError {
     }
 }
 
-/// A streaming decoder of `payload` for `codec`.
-fn decoder<'a>(
+/// A streaming decoder of the compressed records section `payload` for `codec` that fails
+/// (an `io::Error`, never a panic) once it would yield more than `inflated_max` bytes, and
+/// reports a truncated or otherwise undecodable stream as an error rather than a short read.
+/// The bound error and decode errors are `io::ErrorKind::Other`; a record walk maps them to
+/// CORRUPT_MESSAGE. An unknown codec is INVALID_RECORD.
+pub fn bounded_decoder<'a>(
     codec: i16,
     payload: &'a [u8],
     inflated_max: u64,
-) -> Result<Box<dyn Read + 'a>, StorageError> {
-    Ok(match codec {
+) -> Result<Bounded<Box<dyn Read + 'a>>, StorageError> {
+    let inner: Box<dyn Read + 'a> = match codec {
         CODEC_GZIP => Box::new(flate2::read::MultiGzDecoder::new(payload)),
         CODEC_SNAPPY => Box::new(SnappyReader::new(payload, inflated_max)),
-        CODEC_LZ4 => Box::new(
-            lz4::Decoder::new(payload)
-                .map_err(|e| StorageError::corrupt(format!("lz4 frame: {e}")))?,
-        ),
+        CODEC_LZ4 => Box::new(Lz4Reader {
+            inner: Some(
+                lz4::Decoder::new(payload)
+                    .map_err(|e| StorageError::corrupt(format!("lz4 frame: {e}")))?,
+            ),
+        }),
         CODEC_ZSTD => Box::new(
             zstd::stream::read::Decoder::with_buffer(payload)
                 .map_err(|e| StorageError::corrupt(format!("zstd frame: {e}")))?,
@@ -165,11 +171,39 @@ fn decoder<'a>(
                 "unknown compression codec {other}"
             )))
         }
+    };
+    Ok(Bounded {
+        inner,
+        left: inflated_max,
+        read: 0,
     })
 }
 
+/// An lz4 frame decoder that checks, at the end of its output, that the frame was complete:
+/// the lz4 crate reads a truncated frame as a short stream, and only `finish` tells it apart.
+struct Lz4Reader<'a> {
+    inner: Option<lz4::Decoder<&'a [u8]>>,
+}
+
+impl Read for Lz4Reader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let Some(dec) = self.inner.as_mut() else {
+            return Ok(0);
+        };
+        let n = dec.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            if let Some(dec) = self.inner.take() {
+                dec.finish()
+                    .1
+                    .map_err(|e| io::Error::other(format!("lz4 frame: {e}")))?;
+            }
+        }
+        Ok(n)
+    }
+}
+
 /// Fails the stream once it yields more than `left` bytes (a decompression bomb).
-struct Bounded<R> {
+pub struct Bounded<R> {
     inner: R,
     left: u64,
     read: u64,

@@ -1,21 +1,18 @@
 //! Kafka's batch compression codecs for the log cleaner: decompress a batch's records section
 //! to find keys, compress the retained records with the same codec.
 //!
-//! Codec ids are the batch attribute values: 1 gzip, 2 snappy (xerial framing as the Java
-//! producer writes; raw snappy as librdkafka may write is also read), 3 lz4 (frame format),
-//! 4 zstd. Invariant: decompression never produces more than `limit` bytes (a corrupt or
-//! hostile batch cannot make the cleaner allocate without bound); any failure is a
-//! `CorruptBatch` error, never a panic.
+//! Codec ids and decoding live in `crate::inflate` (one place for both): 1 gzip, 2 snappy
+//! (xerial framing as the Java producer writes; raw snappy as librdkafka may write is also
+//! read), 3 lz4 (frame format), 4 zstd. This module keeps only the compressing side.
+//! Invariant: decompression never produces more than `limit` bytes (a corrupt or hostile
+//! batch cannot make the cleaner allocate without bound); any failure is a `CorruptBatch`
+//! error (an unknown codec `InvalidRecord`), never a panic.
 
 use std::io::{Read, Write};
 
 use crate::error::StorageError;
-
-pub const CODEC_NONE: i16 = 0;
-pub const CODEC_GZIP: i16 = 1;
-pub const CODEC_SNAPPY: i16 = 2;
-pub const CODEC_LZ4: i16 = 3;
-pub const CODEC_ZSTD: i16 = 4;
+use crate::inflate::bounded_decoder;
+pub use crate::inflate::{CODEC_GZIP, CODEC_LZ4, CODEC_NONE, CODEC_SNAPPY, CODEC_ZSTD};
 
 /// The Java snappy-java ("xerial") stream header.
 const XERIAL_MAGIC: &[u8; 8] = b"\x82SNAPPY\x00";
@@ -29,88 +26,18 @@ fn corrupt(codec: i16, e: impl std::fmt::Display) -> StorageError {
     StorageError::corrupt(format!("codec {codec}: {e}"))
 }
 
-/// Reads all of `r`, failing once more than `limit` bytes come out.
-fn read_bounded(mut r: impl Read, limit: usize, codec: i16) -> Result<Vec<u8>, StorageError> {
-    let mut out = Vec::new();
-    let got = r
-        .by_ref()
-        .take(limit as u64 + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| corrupt(codec, e))?;
-    if got > limit {
-        return Err(corrupt(
-            codec,
-            format!("decompresses to more than {limit} bytes"),
-        ));
-    }
-    Ok(out)
-}
-
 /// Decompresses a records section written with `codec`, producing at most `limit` bytes.
 pub fn decompress(codec: i16, data: &[u8], limit: usize) -> Result<Vec<u8>, StorageError> {
-    match codec {
-        CODEC_NONE => {
-            if data.len() > limit {
-                return Err(corrupt(codec, "records section too large"));
-            }
-            Ok(data.to_vec())
+    if codec == CODEC_NONE {
+        if data.len() > limit {
+            return Err(corrupt(codec, "records section too large"));
         }
-        CODEC_GZIP => read_bounded(flate2::read::MultiGzDecoder::new(data), limit, codec),
-        CODEC_SNAPPY => snappy_decompress(data, limit),
-        CODEC_LZ4 => {
-            let mut dec = lz4::Decoder::new(data).map_err(|e| corrupt(codec, e))?;
-            let out = read_bounded(&mut dec, limit, codec)?;
-            // A truncated frame reads as a short stream; `finish` tells it apart.
-            dec.finish().1.map_err(|e| corrupt(codec, e))?;
-            Ok(out)
-        }
-        CODEC_ZSTD => {
-            let dec = zstd::stream::read::Decoder::new(data).map_err(|e| corrupt(codec, e))?;
-            read_bounded(dec, limit, codec)
-        }
-        other => Err(StorageError::InvalidRecord(format!(
-            "unknown compression codec {other}"
-        ))),
+        return Ok(data.to_vec());
     }
-}
-
-fn snappy_decompress(data: &[u8], limit: usize) -> Result<Vec<u8>, StorageError> {
-    let codec = CODEC_SNAPPY;
-    let raw = |block: &[u8], out: &mut Vec<u8>| -> Result<(), StorageError> {
-        let n = snap::raw::decompress_len(block).map_err(|e| corrupt(codec, e))?;
-        if out.len().saturating_add(n) > limit {
-            return Err(corrupt(
-                codec,
-                format!("decompresses to more than {limit} bytes"),
-            ));
-        }
-        let start = out.len();
-        out.resize(start + n, 0);
-        let dst = out.get_mut(start..).unwrap_or(&mut []);
-        snap::raw::Decoder::new()
-            .decompress(block, dst)
-            .map_err(|e| corrupt(codec, e))?;
-        Ok(())
-    };
     let mut out = Vec::new();
-    if !data.starts_with(XERIAL_MAGIC) {
-        raw(data, &mut out)?;
-        return Ok(out);
-    }
-    let mut rest = data.get(XERIAL_HEADER_LEN..).unwrap_or(&[]);
-    while !rest.is_empty() {
-        let len = rest
-            .get(..4)
-            .and_then(|b| b.try_into().ok())
-            .map(u32::from_be_bytes)
-            .ok_or_else(|| corrupt(codec, "truncated xerial block length"))?
-            as usize;
-        let block = rest
-            .get(4..4 + len)
-            .ok_or_else(|| corrupt(codec, "truncated xerial block"))?;
-        raw(block, &mut out)?;
-        rest = rest.get(4 + len..).unwrap_or(&[]);
-    }
+    bounded_decoder(codec, data, limit as u64)?
+        .read_to_end(&mut out)
+        .map_err(|e| corrupt(codec, e))?;
     Ok(out)
 }
 

@@ -3,14 +3,14 @@
 //! keeps with its original base offset, last offset delta, producer fields, max timestamp and
 //! codec.
 //!
-//! This is the cleaner's own record iterator (`batch::records` walks only uncompressed
-//! batches and demands contiguous offset deltas, which a cleaned batch no longer has); the
-//! lead may dedupe it with `batch.rs` later. Nothing here panics on bad bytes: every
-//! malformed length, varint or count is a `CorruptBatch` error.
+//! The walk over a records section is the cleaner's (`batch::records` walks only
+//! uncompressed batches); each record is decoded by `batch::decode_record_parts`, the crate's
+//! one record parser. Nothing here panics on bad bytes: every malformed length, varint or
+//! count is a `CorruptBatch` error.
 
 use crate::batch::{
-    self, read_varint, read_varlong, write_varint, write_varlong, BatchHeader, BatchInfo,
-    BATCH_HEADER_LEN, LOG_OVERHEAD, MAGIC_V2,
+    self, write_varint, write_varlong, BatchHeader, BatchInfo, BATCH_HEADER_LEN, LOG_OVERHEAD,
+    MAGIC_V2,
 };
 use crate::cleaner::codec;
 use crate::error::StorageError;
@@ -36,75 +36,18 @@ pub struct RawRecord<'a> {
     pub value: Option<&'a [u8]>,
 }
 
-struct Cursor<'a>(&'a [u8]);
-
-impl<'a> Cursor<'a> {
-    fn varint(&mut self) -> Result<i32, StorageError> {
-        let (v, n) = read_varint(self.0)?;
-        self.0 = self.0.get(n..).unwrap_or(&[]);
-        Ok(v)
-    }
-    fn varlong(&mut self) -> Result<i64, StorageError> {
-        let (v, n) = read_varlong(self.0)?;
-        self.0 = self.0.get(n..).unwrap_or(&[]);
-        Ok(v)
-    }
-    fn take(&mut self, n: usize) -> Result<&'a [u8], StorageError> {
-        if n > self.0.len() {
-            return Err(StorageError::corrupt(format!(
-                "record field of {n} bytes, {} left",
-                self.0.len()
-            )));
-        }
-        let (a, b) = self.0.split_at(n);
-        self.0 = b;
-        Ok(a)
-    }
-    fn nullable(&mut self) -> Result<Option<&'a [u8]>, StorageError> {
-        let len = self.varint()?;
-        if len < 0 {
-            return Ok(None);
-        }
-        self.take(len as usize).map(Some)
-    }
-}
-
+/// One record from its body (after the length prefix) and its whole bytes, parsed by the
+/// crate's one record parser (`batch::decode_record_parts`).
 fn parse_one<'a>(body: &'a [u8], whole: &'a [u8]) -> Result<RawRecord<'a>, StorageError> {
-    let mut c = Cursor(body);
-    let attributes = c.take(1)?.first().copied().unwrap_or(0) as i8;
-    let timestamp_delta = c.varlong()?;
-    let after_timestamp = c.0;
-    let offset_delta = c.varint()?;
-    let key = c.nullable()?;
-    let value = c.nullable()?;
-    let headers = c.varint()?;
-    if headers < 0 || headers as usize > body.len() {
-        return Err(StorageError::corrupt(format!(
-            "record header count {headers}"
-        )));
-    }
-    for _ in 0..headers {
-        let klen = c.varint()?;
-        if klen < 0 {
-            return Err(StorageError::corrupt("null record header key"));
-        }
-        c.take(klen as usize)?;
-        c.nullable()?;
-    }
-    if !c.0.is_empty() {
-        return Err(StorageError::corrupt(format!(
-            "record has {} trailing bytes",
-            c.0.len()
-        )));
-    }
+    let (view, after_timestamp) = batch::decode_record_parts(body)?;
     Ok(RawRecord {
         bytes: whole,
         after_timestamp,
-        attributes,
-        timestamp_delta,
-        offset_delta,
-        key,
-        value,
+        attributes: view.attributes,
+        timestamp_delta: view.timestamp_delta,
+        offset_delta: view.offset_delta,
+        key: view.key,
+        value: view.value,
     })
 }
 
@@ -128,13 +71,13 @@ pub fn parse_records<'a>(
     let mut prev_delta = -1i64;
     while !rest.is_empty() {
         let start = rest;
-        let mut c = Cursor(rest);
+        let mut c = batch::Cursor { buf: rest };
         let len = c.varint()?;
         if len < 0 {
             return Err(StorageError::corrupt(format!("record length {len}")));
         }
         let body = c.take(len as usize)?;
-        let used = start.len() - c.0.len();
+        let used = start.len() - c.buf.len();
         let rec = parse_one(body, start.get(..used).unwrap_or(&[]))?;
         let delta = i64::from(rec.offset_delta);
         if delta <= prev_delta || delta > i64::from(header.last_offset_delta) {
@@ -145,7 +88,7 @@ pub fn parse_records<'a>(
         }
         prev_delta = delta;
         out.push(rec);
-        rest = c.0;
+        rest = c.buf;
         if out.len() > count {
             break;
         }
