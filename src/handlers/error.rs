@@ -38,6 +38,7 @@ pub fn partition_error_code(error: &PartitionError) -> i16 {
         // Kafka 2.7+ answers a Produce with a stale epoch INVALID_PRODUCER_EPOCH (KIP-588);
         // PRODUCER_FENCED is for the transactional APIs.
         PartitionError::InvalidProducerEpoch(_) => K::InvalidProducerEpoch.code(),
+        PartitionError::TopicAuthorizationFailed => K::TopicAuthorizationFailed.code(),
     }
 }
 

@@ -6,6 +6,7 @@
 //! response (an error then closes the connection, Kafka's way of telling such a producer);
 //! batches are stored as sent (compressed ones included), only offsets/epoch rewritten.
 
+use std::collections::HashSet;
 use std::rc::Rc;
 
 use bytes::Bytes;
@@ -14,8 +15,9 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 
 use super::error::partition_error_code;
-use super::{HandlerError, HandlerFuture, Outcome, Request};
+use super::{authz, HandlerError, HandlerFuture, Outcome, Request};
 use crate::router::{PartitionError, ProduceItem, ProduceResult, Router};
+use crate::security::acl::{Operation, ResourceType};
 use crate::shard::Shard;
 
 pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
@@ -23,7 +25,7 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
         let version = request.version();
         let body: ProduceRequest = request.decode()?;
         let acks = body.acks;
-        let response = respond(&shard, body).await;
+        let response = respond(&shard, &request, body).await;
         if acks == 0 {
             let failed = response
                 .responses
@@ -41,14 +43,23 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
     })
 }
 
-async fn respond(shard: &Rc<Shard>, body: ProduceRequest) -> ProduceResponse {
+async fn respond(shard: &Rc<Shard>, request: &Request, body: ProduceRequest) -> ProduceResponse {
     let acks = body.acks;
     let layout = distinct_partitions(body);
+    // Kafka's KafkaApis.handleProduceRequest: TOPIC WRITE per topic, else
+    // TOPIC_AUTHORIZATION_FAILED for each of its partitions.
+    let writable: HashSet<String> = layout
+        .iter()
+        .map(|(name, _)| name.0.to_string())
+        .filter(|name| authz::allowed(shard, request, Operation::Write, ResourceType::Topic, name))
+        .collect();
     if shard.config.auto_create_topics_enable {
         let missing: Vec<String> = layout
             .iter()
             .map(|(name, _)| name.0.to_string())
+            .filter(|name| writable.contains(name))
             .filter(|name| shard.topics.borrow().get(name).is_none())
+            .filter(|name| authz::may_create_topic(shard, request, name))
             .collect();
         super::metadata::auto_create(shard, missing).await;
     }
@@ -60,7 +71,11 @@ async fn respond(shard: &Rc<Shard>, body: ProduceRequest) -> ProduceResponse {
         let mut indices = Vec::with_capacity(partitions.len());
         for (index, records) in partitions {
             indices.push(index);
-            entries.push(check(shard, acks, name.clone(), index, records));
+            entries.push(if writable.contains(&name) {
+                check(shard, acks, name.clone(), index, records)
+            } else {
+                Err(PartitionError::TopicAuthorizationFailed)
+            });
             budget.tick().await;
         }
         answer_layout.push((topic, indices));

@@ -1,0 +1,114 @@
+//! The one place handlers ask the authorizer (Kafka's `AuthHelper`): whether the request's
+//! principal, from its host, may do an operation on a resource, and the authorized-operations
+//! bitfields. Every denial of an explicitly named resource is logged on the audit target.
+//!
+//! With no authorizer configured every check allows, so the handlers behave as before.
+
+use crate::security::acl::{Action, Operation, ResourceType, CLUSTER_NAME};
+use crate::security::session::AUDIT_TARGET;
+use crate::shard::Shard;
+
+use super::Request;
+
+/// Whether the request may do `operation` on the resource; a denial is audited.
+pub fn allowed(
+    shard: &Shard,
+    request: &Request,
+    operation: Operation,
+    resource_type: ResourceType,
+    name: &str,
+) -> bool {
+    check(shard, request, operation, resource_type, name, true)
+}
+
+/// As `allowed`, without the audit line: for filtering listings (Kafka's `logIfDenied = false`
+/// when a client lists all topics or groups it did not name).
+pub fn allowed_quietly(
+    shard: &Shard,
+    request: &Request,
+    operation: Operation,
+    resource_type: ResourceType,
+    name: &str,
+) -> bool {
+    check(shard, request, operation, resource_type, name, false)
+}
+
+/// `operation` on the CLUSTER resource.
+pub fn cluster_allowed(shard: &Shard, request: &Request, operation: Operation) -> bool {
+    allowed(
+        shard,
+        request,
+        operation,
+        ResourceType::Cluster,
+        CLUSTER_NAME,
+    )
+}
+
+fn check(
+    shard: &Shard,
+    request: &Request,
+    operation: Operation,
+    resource_type: ResourceType,
+    name: &str,
+    audit: bool,
+) -> bool {
+    let authorizer = &shard.authorizer;
+    if !authorizer.enabled() {
+        return true;
+    }
+    let principal = request.session.principal();
+    let host = request.peer.ip().to_string();
+    let ok = authorizer.authorize(&Action {
+        principal: &principal,
+        host: &host,
+        operation,
+        resource_type,
+        resource_name: name,
+    });
+    if !ok && audit {
+        tracing::info!(
+            target: AUDIT_TARGET,
+            principal = %principal,
+            host = %host,
+            operation = ?operation,
+            resource_type = ?resource_type,
+            resource = name,
+            api = ?request.api_key,
+            "authorization denied"
+        );
+    }
+    ok
+}
+
+/// Kafka's authorized-operations bitfield of the request's principal for one resource (every
+/// supported operation when no authorizer is configured, as Kafka answers).
+pub fn authorized_operations(
+    shard: &Shard,
+    request: &Request,
+    resource_type: ResourceType,
+    name: &str,
+) -> i32 {
+    let principal = request.session.principal();
+    let host = request.peer.ip().to_string();
+    shard
+        .authorizer
+        .authorized_operations(&principal, &host, resource_type, name)
+}
+
+/// Kafka's rule for creating a topic (CreateTopics, auto-creation): CLUSTER CREATE, or CREATE
+/// on the topic. Checks the cluster quietly so that only a refusal on both is audited.
+pub fn may_create_topic(shard: &Shard, request: &Request, topic: &str) -> bool {
+    allowed_quietly(
+        shard,
+        request,
+        Operation::Create,
+        ResourceType::Cluster,
+        CLUSTER_NAME,
+    ) || allowed(
+        shard,
+        request,
+        Operation::Create,
+        ResourceType::Topic,
+        topic,
+    )
+}
