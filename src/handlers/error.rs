@@ -69,6 +69,7 @@ pub fn admin_error_code(error: &AdminError) -> i16 {
         AdminError::InvalidRequest(_) => K::InvalidRequest.code(),
         AdminError::InvalidConfig(_) => K::InvalidConfig.code(),
         AdminError::Storage(_) => K::KafkaStorageError.code(),
+        AdminError::TopicAuthorizationFailed => K::TopicAuthorizationFailed.code(),
     }
 }
 

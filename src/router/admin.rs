@@ -41,6 +41,9 @@ pub enum AdminError {
     InvalidConfig(String),
     #[error("topic registry: {0}")]
     Storage(String),
+    /// The authorizer refused the operation on the topic (handlers::authz).
+    #[error("Topic authorization failed.")]
+    TopicAuthorizationFailed,
 }
 
 impl From<AlterError> for AdminError {
