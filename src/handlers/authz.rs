@@ -4,6 +4,11 @@
 //!
 //! With no authorizer configured every check allows, so the handlers behave as before.
 
+use std::rc::Rc;
+
+use kafka_protocol::ResponseError as K;
+
+use crate::groups::{self, GroupAnswer, GroupOp};
 use crate::security::acl::{Action, Operation, ResourceType, CLUSTER_NAME};
 use crate::security::session::AUDIT_TARGET;
 use crate::shard::Shard;
@@ -111,4 +116,37 @@ pub fn may_create_topic(shard: &Shard, request: &Request, topic: &str) -> bool {
         ResourceType::Topic,
         topic,
     )
+}
+
+/// The GROUP operation Kafka's KafkaApis checks for a group request.
+fn group_operation(op: &GroupOp) -> Operation {
+    match op {
+        GroupOp::Join { .. }
+        | GroupOp::Sync { .. }
+        | GroupOp::Heartbeat { .. }
+        | GroupOp::Leave { .. }
+        | GroupOp::Commit(_) => Operation::Read,
+        GroupOp::FetchOffsets { .. } | GroupOp::Describe { .. } | GroupOp::List => {
+            Operation::Describe
+        }
+        GroupOp::Delete { .. } | GroupOp::DeleteOffsets { .. } => Operation::Delete,
+    }
+}
+
+/// Routes a group operation after the GROUP check (READ to join, sync, heartbeat, leave and
+/// commit; DESCRIBE to describe and fetch offsets; DELETE to delete); a refusal answers
+/// GROUP_AUTHORIZATION_FAILED without reaching the coordinator.
+pub async fn route_group(shard: &Rc<Shard>, request: &Request, op: GroupOp) -> GroupAnswer {
+    if let Some(group) = op.group() {
+        if !allowed(
+            shard,
+            request,
+            group_operation(&op),
+            ResourceType::Group,
+            group,
+        ) {
+            return GroupAnswer::Error(K::GroupAuthorizationFailed.code());
+        }
+    }
+    groups::route(shard, op).await
 }

@@ -9,7 +9,7 @@ use kafka_protocol::ResponseError as K;
 
 use super::group_common::error_of;
 use super::{str_bytes, HandlerFuture, Outcome, Request, AUTHORIZED_OPERATIONS_OMITTED};
-use crate::groups::{self, GroupAnswer, GroupOp};
+use crate::groups::{GroupAnswer, GroupOp};
 use crate::shard::Shard;
 
 pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
@@ -17,8 +17,9 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
         let version = request.version();
         let body: DescribeGroupsRequest = request.decode()?;
         let lookups = body.groups.iter().map(|g| {
-            groups::route(
+            super::authz::route_group(
                 &shard,
+                &request,
                 GroupOp::Describe {
                     group: g.0.to_string(),
                 },

@@ -10,7 +10,7 @@ use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse, TopicN
 
 use super::group_common::{error_of, owned, owned_opt};
 use super::{str_bytes, HandlerFuture, Outcome, Request};
-use crate::groups::{self, CommitPartition, CommitRequest, GroupAnswer, GroupOp};
+use crate::groups::{CommitPartition, CommitRequest, GroupAnswer, GroupOp};
 use crate::shard::Shard;
 
 pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
@@ -45,7 +45,7 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
             generation: body.generation_id_or_member_epoch,
             topics: topics.clone(),
         });
-        let codes = match groups::route(&shard, op).await {
+        let codes = match super::authz::route_group(&shard, &request, op).await {
             GroupAnswer::Partitions(codes) => codes,
             other => {
                 let code = error_of(&other);

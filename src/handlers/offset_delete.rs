@@ -10,7 +10,7 @@ use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse, TopicN
 
 use super::group_common::error_of;
 use super::{str_bytes, HandlerFuture, Outcome, Request};
-use crate::groups::{self, GroupAnswer, GroupOp};
+use crate::groups::{GroupAnswer, GroupOp};
 use crate::shard::Shard;
 
 pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
@@ -29,7 +29,7 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
             group: body.group_id.0.to_string(),
             topics,
         };
-        let response = match groups::route(&shard, op).await {
+        let response = match super::authz::route_group(&shard, &request, op).await {
             GroupAnswer::Partitions(codes) => {
                 let topics = codes
                     .into_iter()

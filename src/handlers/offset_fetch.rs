@@ -11,7 +11,7 @@ use kafka_protocol::messages::{GroupId, OffsetFetchRequest, OffsetFetchResponse,
 
 use super::group_common::error_of;
 use super::{str_bytes, HandlerFuture, Outcome, Request};
-use crate::groups::{self, FetchedOffset, GroupAnswer, GroupOp};
+use crate::groups::{FetchedOffset, GroupAnswer, GroupOp};
 use crate::shard::Shard;
 
 type Wanted = Option<Vec<(String, Vec<i32>)>>;
@@ -28,7 +28,7 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
                         .map(|t| (t.name.0.to_string(), t.partition_indexes.clone()))
                         .collect()
                 });
-                fetch(&shard, g.group_id.0.to_string(), wanted)
+                fetch(&shard, &request, g.group_id.0.to_string(), wanted)
             });
             let results = super::dedup::in_order(lookups).await;
             let groups = body
@@ -44,15 +44,21 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
                     .map(|t| (t.name.0.to_string(), t.partition_indexes.clone()))
                     .collect()
             });
-            let result = fetch(&shard, body.group_id.0.to_string(), wanted.clone()).await;
+            let result = fetch(
+                &shard,
+                &request,
+                body.group_id.0.to_string(),
+                wanted.clone(),
+            )
+            .await;
             single_group(result, wanted, version)
         };
         Outcome::encoded(&response, version)
     })
 }
 
-async fn fetch(shard: &Rc<Shard>, group: String, topics: Wanted) -> Fetched {
-    match groups::route(shard, GroupOp::FetchOffsets { group, topics }).await {
+async fn fetch(shard: &Rc<Shard>, request: &Request, group: String, topics: Wanted) -> Fetched {
+    match super::authz::route_group(shard, request, GroupOp::FetchOffsets { group, topics }).await {
         GroupAnswer::Fetched(found) => Ok(found),
         other => Err(error_of(&other)),
     }
