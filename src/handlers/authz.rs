@@ -9,6 +9,7 @@ use std::rc::Rc;
 use kafka_protocol::ResponseError as K;
 
 use crate::groups::{self, GroupAnswer, GroupOp};
+use crate::router::admin::AdminError;
 use crate::security::acl::{Action, Operation, ResourceType, CLUSTER_NAME};
 use crate::security::session::AUDIT_TARGET;
 use crate::shard::Shard;
@@ -41,6 +42,17 @@ pub fn allowed_quietly(
 /// `operation` on the CLUSTER resource.
 pub fn cluster_allowed(shard: &Shard, request: &Request, operation: Operation) -> bool {
     allowed(
+        shard,
+        request,
+        operation,
+        ResourceType::Cluster,
+        CLUSTER_NAME,
+    )
+}
+
+/// `operation` on the CLUSTER resource, without the audit line (a fallback check).
+pub fn cluster_allowed_quietly(shard: &Shard, request: &Request, operation: Operation) -> bool {
+    allowed_quietly(
         shard,
         request,
         operation,
@@ -150,3 +162,28 @@ pub async fn route_group(shard: &Rc<Shard>, request: &Request, op: GroupOp) -> G
     }
     groups::route(shard, op).await
 }
+
+/// DescribeConfigs / AlterConfigs: a config resource's check (Kafka maps TOPIC to the topic
+/// and BROKER to the CLUSTER resource). The refusal to answer, or None when allowed or when the
+/// resource type is not one Sluice serves (the handler refuses those itself).
+pub fn config_refusal(
+    shard: &Shard,
+    request: &Request,
+    operation: Operation,
+    config_resource_type: i8,
+    name: &str,
+) -> Option<AdminError> {
+    match config_resource_type {
+        CONFIG_RESOURCE_TOPIC if !allowed(shard, request, operation, ResourceType::Topic, name) => {
+            Some(AdminError::TopicAuthorizationFailed)
+        }
+        CONFIG_RESOURCE_BROKER if !cluster_allowed(shard, request, operation) => {
+            Some(AdminError::ClusterAuthorizationFailed)
+        }
+        _ => None,
+    }
+}
+
+/// Kafka's ConfigResource.Type codes.
+const CONFIG_RESOURCE_TOPIC: i8 = 2;
+const CONFIG_RESOURCE_BROKER: i8 = 4;

@@ -70,6 +70,7 @@ pub fn admin_error_code(error: &AdminError) -> i16 {
         AdminError::InvalidConfig(_) => K::InvalidConfig.code(),
         AdminError::Storage(_) => K::KafkaStorageError.code(),
         AdminError::TopicAuthorizationFailed => K::TopicAuthorizationFailed.code(),
+        AdminError::ClusterAuthorizationFailed => K::ClusterAuthorizationFailed.code(),
     }
 }
 

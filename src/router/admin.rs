@@ -44,6 +44,8 @@ pub enum AdminError {
     /// The authorizer refused the operation on the topic (handlers::authz).
     #[error("Topic authorization failed.")]
     TopicAuthorizationFailed,
+    #[error("Cluster authorization failed.")]
+    ClusterAuthorizationFailed,
 }
 
 impl From<AlterError> for AdminError {
