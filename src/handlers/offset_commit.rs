@@ -42,9 +42,24 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
             })
             .collect();
         // Kafka: TOPIC READ per topic, else TOPIC_AUTHORIZATION_FAILED for its partitions (the
-        // GROUP READ check is route_group's).
+        // GROUP READ check, and its audit line, is route_group's).
+        // A refused group fails every partition (Kafka checks the group first).
+        let group_ok = super::authz::allowed_quietly(
+            &shard,
+            &request,
+            Operation::Read,
+            ResourceType::Group,
+            body.group_id.0.as_str(),
+        );
         let (topics, denied): (Vec<_>, Vec<_>) = topics.into_iter().partition(|(name, _)| {
-            super::authz::allowed(&shard, &request, Operation::Read, ResourceType::Topic, name)
+            !group_ok
+                || super::authz::allowed(
+                    &shard,
+                    &request,
+                    Operation::Read,
+                    ResourceType::Topic,
+                    name,
+                )
         });
         let denied_code = K::TopicAuthorizationFailed.code();
         let denied_codes = denied.iter().map(|(t, ps)| {
