@@ -120,7 +120,7 @@ fn super_users_bypass_deny() {
     );
     assert!(can(
         &c,
-        &[deny.clone()],
+        std::slice::from_ref(&deny),
         "User:admin",
         Operation::Delete,
         "t"
@@ -139,7 +139,7 @@ fn literal_wildcard_and_prefixed_patterns() {
     );
     assert!(can(
         &c,
-        &[lit.clone()],
+        std::slice::from_ref(&lit),
         "User:alice",
         Operation::Read,
         "orders"
@@ -150,14 +150,14 @@ fn literal_wildcard_and_prefixed_patterns() {
     let pre = topic_allow("app-", PatternType::Prefixed, "User:alice", Operation::Read);
     assert!(can(
         &c,
-        &[pre.clone()],
+        std::slice::from_ref(&pre),
         "User:alice",
         Operation::Read,
         "app-1"
     ));
     assert!(can(
         &c,
-        &[pre.clone()],
+        std::slice::from_ref(&pre),
         "User:alice",
         Operation::Read,
         "app-"
@@ -226,7 +226,7 @@ fn implied_operations() {
     );
     assert!(can(
         &c,
-        &[alter_configs.clone()],
+        std::slice::from_ref(&alter_configs),
         "User:alice",
         Operation::DescribeConfigs,
         "t"
