@@ -10,8 +10,13 @@ mod common;
 use std::net::{SocketAddr, TcpStream};
 
 use kafka_protocol::messages::create_acls_request::AclCreation;
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
+use kafka_protocol::messages::delete_records_request::{
+    DeleteRecordsPartition, DeleteRecordsTopic,
+};
+use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::offset_commit_request::{
@@ -19,9 +24,11 @@ use kafka_protocol::messages::offset_commit_request::{
 };
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, CreateAclsRequest, CreateAclsResponse, CreateTopicsRequest, CreateTopicsResponse,
-    DeleteAclsRequest, DeleteAclsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
-    DescribeAclsRequest, DescribeAclsResponse, FetchRequest, FetchResponse, FindCoordinatorRequest,
+    ApiKey, CreateAclsRequest, CreateAclsResponse, CreatePartitionsRequest,
+    CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse, DeleteAclsRequest,
+    DeleteAclsResponse, DeleteRecordsRequest, DeleteRecordsResponse, DeleteTopicsRequest,
+    DeleteTopicsResponse, DescribeAclsRequest, DescribeAclsResponse, ElectLeadersRequest,
+    ElectLeadersResponse, FetchRequest, FetchResponse, FindCoordinatorRequest,
     FindCoordinatorResponse, GroupId, MetadataRequest, MetadataResponse, OffsetCommitRequest,
     OffsetCommitResponse, ProduceRequest, ProduceResponse, TopicName,
 };
@@ -233,6 +240,45 @@ fn delete_topic(client: &mut Client, topic: &str) -> i16 {
     resp.responses[0].error_code
 }
 
+/// DeleteRecords, CreatePartitions (to 2 partitions) and ElectLeaders error codes.
+fn admin_calls(client: &mut Client, topic: &str) -> (i16, i16, i16) {
+    let records: DeleteRecordsResponse = client.call(
+        ApiKey::DeleteRecords,
+        2,
+        &DeleteRecordsRequest::default()
+            .with_timeout_ms(10_000)
+            .with_topics(vec![DeleteRecordsTopic::default()
+                .with_name(TopicName(s(topic)))
+                .with_partitions(vec![DeleteRecordsPartition::default()
+                    .with_partition_index(0)
+                    .with_offset(0)])]),
+    );
+    let partitions: CreatePartitionsResponse = client.call(
+        ApiKey::CreatePartitions,
+        3,
+        &CreatePartitionsRequest::default()
+            .with_timeout_ms(10_000)
+            .with_topics(vec![CreatePartitionsTopic::default()
+                .with_name(TopicName(s(topic)))
+                .with_count(2)
+                .with_assignments(None)]),
+    );
+    let elect: ElectLeadersResponse = client.call(
+        ApiKey::ElectLeaders,
+        2,
+        &ElectLeadersRequest::default()
+            .with_timeout_ms(10_000)
+            .with_topic_partitions(Some(vec![TopicPartitions::default()
+                .with_topic(TopicName(s(topic)))
+                .with_partitions(vec![0])])),
+    );
+    (
+        records.topics[0].partitions[0].error_code,
+        partitions.results[0].error_code,
+        elect.error_code,
+    )
+}
+
 #[test]
 fn acls_allow_deny_prefixed_and_super_users_across_the_apis() {
     let mut broker = acl_broker();
@@ -339,6 +385,19 @@ fn acls_allow_deny_prefixed_and_super_users_across_the_apis() {
         commit(&mut alice, "g2", "app-1"),
         GROUP_AUTHORIZATION_FAILED
     );
+
+    // DeleteRecords needs TOPIC DELETE, CreatePartitions TOPIC ALTER, ElectLeaders CLUSTER ALTER.
+    let (records, partitions, elect) = admin_calls(&mut bob, "app-1");
+    assert_eq!(records, TOPIC_AUTHORIZATION_FAILED);
+    assert_eq!(partitions, TOPIC_AUTHORIZATION_FAILED);
+    assert_eq!(elect, CLUSTER_AUTHORIZATION_FAILED);
+    let (records, partitions, elect) = admin_calls(&mut alice, "app-1");
+    assert_eq!(
+        (records, partitions),
+        (0, 0),
+        "ALL on app-* implies DELETE and ALTER"
+    );
+    assert_eq!(elect, CLUSTER_AUTHORIZATION_FAILED);
 
     // DeleteTopics.
     assert_eq!(
