@@ -22,6 +22,7 @@ use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
+use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     ApiKey, CreateAclsRequest, CreateAclsResponse, CreatePartitionsRequest,
@@ -30,7 +31,8 @@ use kafka_protocol::messages::{
     DeleteTopicsResponse, DescribeAclsRequest, DescribeAclsResponse, ElectLeadersRequest,
     ElectLeadersResponse, FetchRequest, FetchResponse, FindCoordinatorRequest,
     FindCoordinatorResponse, GroupId, MetadataRequest, MetadataResponse, OffsetCommitRequest,
-    OffsetCommitResponse, ProduceRequest, ProduceResponse, TopicName,
+    OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse, ProduceRequest, ProduceResponse,
+    TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use sluice::security::scram::Mechanism;
@@ -232,6 +234,19 @@ fn commit(client: &mut Client, group: &str, topic: &str) -> i16 {
     resp.topics[0].partitions[0].error_code
 }
 
+/// OffsetFetch v7 of one partition: (partition error, committed offset).
+fn offset_fetch(client: &mut Client, group: &str, topic: &str) -> (i16, i64) {
+    let req = OffsetFetchRequest::default()
+        .with_group_id(GroupId(s(group)))
+        .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+            .with_name(TopicName(s(topic)))
+            .with_partition_indexes(vec![0])]));
+    let resp: OffsetFetchResponse = client.call(ApiKey::OffsetFetch, 7, &req);
+    assert_eq!(resp.error_code, 0, "{resp:?}");
+    let p = &resp.topics[0].partitions[0];
+    (p.error_code, p.committed_offset)
+}
+
 fn delete_topic(client: &mut Client, topic: &str) -> i16 {
     let req = DeleteTopicsRequest::default()
         .with_timeout_ms(10_000)
@@ -384,6 +399,12 @@ fn acls_allow_deny_prefixed_and_super_users_across_the_apis() {
     assert_eq!(
         commit(&mut alice, "g2", "app-1"),
         GROUP_AUTHORIZATION_FAILED
+    );
+    assert_eq!(commit(&mut alice, "g", "other"), TOPIC_AUTHORIZATION_FAILED);
+    assert_eq!(offset_fetch(&mut alice, "g", "app-1"), (0, 1));
+    assert_eq!(
+        offset_fetch(&mut alice, "g", "other"),
+        (TOPIC_AUTHORIZATION_FAILED, -1)
     );
 
     // DeleteRecords needs TOPIC DELETE, CreatePartitions TOPIC ALTER, ElectLeaders CLUSTER ALTER.

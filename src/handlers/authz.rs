@@ -163,6 +163,22 @@ pub async fn route_group(shard: &Rc<Shard>, request: &Request, op: GroupOp) -> G
     groups::route(shard, op).await
 }
 
+/// OffsetCommit / OffsetDelete: splits the topics into (readable, refused) by TOPIC READ. When
+/// the group itself is refused (`group_operation`), nothing is split off: `route_group` then
+/// fails the whole request with GROUP_AUTHORIZATION_FAILED, as Kafka checks the group first.
+pub fn split_readable_topics<T>(
+    shard: &Shard,
+    request: &Request,
+    group: &str,
+    group_operation: Operation,
+    topics: Vec<(String, T)>,
+) -> (Vec<(String, T)>, Vec<(String, T)>) {
+    let group_ok = allowed_quietly(shard, request, group_operation, ResourceType::Group, group);
+    topics.into_iter().partition(|(name, _)| {
+        !group_ok || allowed(shard, request, Operation::Read, ResourceType::Topic, name)
+    })
+}
+
 /// DescribeConfigs / AlterConfigs: a config resource's check (Kafka maps TOPIC to the topic
 /// and BROKER to the CLUSTER resource). The refusal to answer, or None when allowed or when the
 /// resource type is not one Sluice serves (the handler refuses those itself).

@@ -13,7 +13,7 @@ use kafka_protocol::ResponseError as K;
 use super::group_common::{error_of, owned, owned_opt};
 use super::{str_bytes, HandlerFuture, Outcome, Request};
 use crate::groups::{CommitPartition, CommitRequest, GroupAnswer, GroupOp};
-use crate::security::acl::{Operation, ResourceType};
+use crate::security::acl::Operation;
 use crate::shard::Shard;
 
 pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
@@ -43,24 +43,13 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
             .collect();
         // Kafka: TOPIC READ per topic, else TOPIC_AUTHORIZATION_FAILED for its partitions (the
         // GROUP READ check, and its audit line, is route_group's).
-        // A refused group fails every partition (Kafka checks the group first).
-        let group_ok = super::authz::allowed_quietly(
+        let (topics, denied) = super::authz::split_readable_topics(
             &shard,
             &request,
-            Operation::Read,
-            ResourceType::Group,
             body.group_id.0.as_str(),
+            Operation::Read,
+            topics,
         );
-        let (topics, denied): (Vec<_>, Vec<_>) = topics.into_iter().partition(|(name, _)| {
-            !group_ok
-                || super::authz::allowed(
-                    &shard,
-                    &request,
-                    Operation::Read,
-                    ResourceType::Topic,
-                    name,
-                )
-        });
         let denied_code = K::TopicAuthorizationFailed.code();
         let denied_codes = denied.iter().map(|(t, ps)| {
             let codes: Vec<(i32, i16)> = ps.iter().map(|p| (p.partition, denied_code)).collect();
