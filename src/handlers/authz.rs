@@ -163,6 +163,9 @@ pub async fn route_group(shard: &Rc<Shard>, request: &Request, op: GroupOp) -> G
     groups::route(shard, op).await
 }
 
+/// A request's topics with what it asks of each.
+pub type NamedTopics<T> = Vec<(String, T)>;
+
 /// OffsetCommit / OffsetDelete: splits the topics into (readable, refused) by TOPIC READ. When
 /// the group itself is refused (`group_operation`), nothing is split off: `route_group` then
 /// fails the whole request with GROUP_AUTHORIZATION_FAILED, as Kafka checks the group first.
@@ -172,7 +175,7 @@ pub fn split_readable_topics<T>(
     group: &str,
     group_operation: Operation,
     topics: Vec<(String, T)>,
-) -> (Vec<(String, T)>, Vec<(String, T)>) {
+) -> (NamedTopics<T>, NamedTopics<T>) {
     let group_ok = allowed_quietly(shard, request, group_operation, ResourceType::Group, group);
     topics.into_iter().partition(|(name, _)| {
         !group_ok || allowed(shard, request, Operation::Read, ResourceType::Topic, name)
