@@ -6,7 +6,6 @@
 //! response (an error then closes the connection, Kafka's way of telling such a producer);
 //! batches are stored as sent (compressed ones included), only offsets/epoch rewritten.
 
-use std::collections::HashSet;
 use std::rc::Rc;
 
 use bytes::Bytes;
@@ -48,16 +47,25 @@ async fn respond(shard: &Rc<Shard>, request: &Request, body: ProduceRequest) -> 
     let layout = distinct_partitions(body);
     // Kafka's KafkaApis.handleProduceRequest: TOPIC WRITE per topic, else
     // TOPIC_AUTHORIZATION_FAILED for each of its partitions.
-    let writable: HashSet<String> = layout
+    // One flag per topic of `layout` (no allocation per name on this hot path).
+    let writable: Vec<bool> = layout
         .iter()
-        .map(|(name, _)| name.0.to_string())
-        .filter(|name| authz::allowed(shard, request, Operation::Write, ResourceType::Topic, name))
+        .map(|(name, _)| {
+            authz::allowed(
+                shard,
+                request,
+                Operation::Write,
+                ResourceType::Topic,
+                &name.0,
+            )
+        })
         .collect();
     if shard.config.auto_create_topics_enable {
         let missing: Vec<String> = layout
             .iter()
-            .map(|(name, _)| name.0.to_string())
-            .filter(|name| writable.contains(name))
+            .zip(&writable)
+            .filter(|(_, &ok)| ok)
+            .map(|((name, _), _)| name.0.to_string())
             .filter(|name| shard.topics.borrow().get(name).is_none())
             .filter(|name| authz::may_create_topic(shard, request, name))
             .collect();
@@ -66,12 +74,12 @@ async fn respond(shard: &Rc<Shard>, request: &Request, body: ProduceRequest) -> 
     let mut budget = super::dedup::Budget::new();
     let mut entries = Vec::new();
     let mut answer_layout: Vec<(TopicName, Vec<i32>)> = Vec::new();
-    for (topic, partitions) in layout {
+    for ((topic, partitions), writable) in layout.into_iter().zip(writable) {
         let name = topic.0.to_string();
         let mut indices = Vec::with_capacity(partitions.len());
         for (index, records) in partitions {
             indices.push(index);
-            entries.push(if writable.contains(&name) {
+            entries.push(if writable {
                 check(shard, acks, name.clone(), index, records)
             } else {
                 Err(PartitionError::TopicAuthorizationFailed)
