@@ -115,19 +115,26 @@ pub fn authorized_operations(
 /// Kafka's rule for creating a topic (CreateTopics, auto-creation): CLUSTER CREATE, or CREATE
 /// on the topic. Checks the cluster quietly so that only a refusal on both is audited.
 pub fn may_create_topic(shard: &Shard, request: &Request, topic: &str) -> bool {
-    allowed_quietly(
-        shard,
-        request,
-        Operation::Create,
-        ResourceType::Cluster,
-        CLUSTER_NAME,
-    ) || allowed(
-        shard,
-        request,
-        Operation::Create,
-        ResourceType::Topic,
-        topic,
-    )
+    cluster_allowed_quietly(shard, request, Operation::Create)
+        || allowed(
+            shard,
+            request,
+            Operation::Create,
+            ResourceType::Topic,
+            topic,
+        )
+}
+
+/// As `may_create_topic`, without the audit line (a pre-check whose refusal is audited later).
+pub fn may_create_topic_quietly(shard: &Shard, request: &Request, topic: &str) -> bool {
+    cluster_allowed_quietly(shard, request, Operation::Create)
+        || allowed_quietly(
+            shard,
+            request,
+            Operation::Create,
+            ResourceType::Topic,
+            topic,
+        )
 }
 
 /// The GROUP operation Kafka's KafkaApis checks for a group request.

@@ -81,8 +81,15 @@ async fn respond(
             .filter_map(|w| match w {
                 Wanted::Name(name)
                     if shard.topics.borrow().get(name).is_none()
-                        && may_describe(shard, request, name)
-                        && authz::may_create_topic(shard, request, name) =>
+                        // Quiet: the listing below answers (and audits) a refusal.
+                        && authz::allowed_quietly(
+                            shard,
+                            request,
+                            Operation::Describe,
+                            ResourceType::Topic,
+                            name,
+                        )
+                        && authz::may_create_topic_quietly(shard, request, name) =>
                 {
                     Some(name.clone())
                 }
