@@ -89,6 +89,7 @@ async fn respond(
     let router = Router::new(shard.clone());
     let mut results = read_until_ready(shard, &router, &plan, max_bytes, min_bytes, deadline).await;
     fit_to_budget(&router, &plan, &mut results, max_bytes).await;
+    refuse_unreadable_session_partitions(shard, request, &plan, &mut results);
     let seen: Vec<PartitionSeen> = results.iter().map(seen_of).collect();
     let include = shard.fetch_sessions.borrow_mut().finish(&plan, &seen);
     let mut topics: Vec<TopicOut> = Vec::new();
@@ -114,6 +115,30 @@ async fn respond(
         session_id: plan.session_id,
         topics,
         ..ResponseOut::default()
+    }
+}
+
+/// Kafka re-authorizes every partition of an incremental fetch, also the ones the session
+/// carries without the request naming them: an ACL revoked mid-session takes effect at the next
+/// fetch. (Named partitions were checked in `resolve` and never reach the plan when refused.)
+fn refuse_unreadable_session_partitions(
+    shard: &Shard,
+    request: &Request,
+    plan: &Plan,
+    results: &mut [ReadResult],
+) {
+    if !plan.incremental || !shard.authorizer.enabled() {
+        return;
+    }
+    let mut decided: std::collections::HashMap<&str, bool> = std::collections::HashMap::new();
+    for (planned, result) in plan.partitions.iter().zip(results.iter_mut()) {
+        let topic = planned.tp.topic.as_str();
+        let readable = *decided.entry(topic).or_insert_with(|| {
+            authz::allowed(shard, request, Operation::Read, ResourceType::Topic, topic)
+        });
+        if !readable {
+            *result = Err(crate::router::PartitionError::TopicAuthorizationFailed);
+        }
     }
 }
 
