@@ -53,6 +53,7 @@ start() {
   local name=$1 toml=$2
   mkdir -p "$TMP/$name/data"
   printf '%s\n' "$toml" >"$TMP/$name/sluice.toml"
+  : >"$TMP/$name.log"   # exists before the background broker's redirect (no grep error)
   RUST_LOG=info NO_COLOR=1 "$BIN" --config "$TMP/$name/sluice.toml" --admin-listen 127.0.0.1:0 \
     --data-dir "$TMP/$name/data" --cores 2 </dev/null >/dev/null 2>"$TMP/$name.log" &
   PIDS+=($!)
