@@ -268,6 +268,16 @@ pub struct BrokerConfig {
     /// 0 = never, Kafka's default.
     #[serde(rename = "connections.max.reauth.ms")]
     pub connections_max_reauth_ms: u64,
+    /// Turns ACL authorization on: Kafka's StandardAuthorizer or AclAuthorizer class name.
+    /// Empty (the default) = no authorizer, everything allowed. See `security::acl`.
+    #[serde(rename = "authorizer.class.name")]
+    pub authorizer_class_name: String,
+    /// Principals allowed everything, `;`-separated (`User:admin;User:ops`).
+    #[serde(rename = "super.users")]
+    pub super_users: String,
+    /// With an authorizer: whether a resource without any ACL is open to all (Kafka: false).
+    #[serde(rename = "allow.everyone.if.no.acl.found")]
+    pub allow_everyone_if_no_acl_found: bool,
     /// When set, the admin HTTP endpoint requires `Authorization: Bearer <token>`.
     #[serde(rename = "admin.auth.token")]
     pub admin_auth_token: Option<String>,
@@ -359,6 +369,9 @@ impl Default for BrokerConfig {
             authentication_timeout_ms: 10_000,
             sasl_server_max_receive_size: 524_288,
             connections_max_reauth_ms: 0,
+            authorizer_class_name: String::new(),
+            super_users: String::new(),
+            allow_everyone_if_no_acl_found: false,
             admin_auth_token: None,
         }
     }

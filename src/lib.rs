@@ -73,6 +73,9 @@ pub fn run(config: BrokerConfig) -> Result<(), BrokerError> {
     );
     let credentials = security::scram::CredentialStore::load(&config.data_dir)
         .map_err(|e| BrokerError::Security(e.to_string()))?;
+    let authorizer_config = security::config::authorizer(&config)?;
+    let authorizer = security::acl_store::Authorizer::load(&config.data_dir, authorizer_config)
+        .map_err(|e| BrokerError::Security(e.to_string()))?;
     let default_log = config.default_log_config()?;
     let runtime = shards::RuntimeConfig {
         shard_count: config.cores,
@@ -88,6 +91,7 @@ pub fn run(config: BrokerConfig) -> Result<(), BrokerError> {
         advertised_port,
         listeners,
         credentials: Arc::new(credentials),
+        authorizer: Arc::new(authorizer),
         previous_shutdown_clean,
         close_failed: std::sync::atomic::AtomicBool::new(false),
     });

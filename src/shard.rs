@@ -32,6 +32,8 @@ pub struct Boot {
     pub listeners: Vec<BootListener>,
     /// SCRAM credentials, shared by every shard (see `security::scram`).
     pub credentials: Arc<crate::security::scram::CredentialStore>,
+    /// The authorizer and its ACLs, shared by every shard (see `security::acl_store`).
+    pub authorizer: Arc<crate::security::acl_store::Authorizer>,
     /// The previous process closed every log (its clean-shutdown marker was there).
     pub previous_shutdown_clean: bool,
     /// Set by a shard whose logs did not all close; then no clean-shutdown marker is written.
@@ -72,6 +74,8 @@ pub struct Shard {
     pub metrics: crate::metrics::ShardMetrics,
     /// SCRAM credentials (shared by every shard).
     pub credentials: Arc<crate::security::scram::CredentialStore>,
+    /// The authorizer and its ACLs (shared by every shard).
+    pub authorizer: Arc<crate::security::acl_store::Authorizer>,
     connections: Cell<usize>,
 }
 
@@ -128,6 +132,7 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
         shutdown: ctx.shutdown,
         metrics: crate::metrics::ShardMetrics::default(),
         credentials: boot.credentials.clone(),
+        authorizer: boot.authorizer.clone(),
         connections: Cell::new(0),
     });
     if shard.id == router::REGISTRY_SHARD {

@@ -4,8 +4,9 @@
 #
 # Generates a test PKI with rcgen (target/*/examples/gen_certs), starts broker A with four
 # listeners (PLAINTEXT, SSL with ssl.client.auth=requested, SASL_SSL, SASL_PLAINTEXT) and broker
-# B with one SSL listener and ssl.client.auth=required, runs scripts/compat/security_clients.py
-# and the kcat checks, and fails if any check fails or a broker died. Everything is cleaned up.
+# B with one SSL listener and ssl.client.auth=required, broker C with an authorizer (PLAINTEXT,
+# SASL_PLAINTEXT), runs scripts/compat/security_clients.py, the kcat checks and
+# scripts/compat/security_acls.py (against C), and fails if any check fails or a broker died. Everything is cleaned up.
 #
 # Env: SLUICE_BIN, GEN_CERTS (default: gen_certs next to the sluice binary's examples/),
 # PYTHON, KCAT.
@@ -52,6 +53,7 @@ start() {
   local name=$1 toml=$2
   mkdir -p "$TMP/$name/data"
   printf '%s\n' "$toml" >"$TMP/$name/sluice.toml"
+  : >"$TMP/$name.log"   # exists before the background broker's redirect (no grep error)
   RUST_LOG=info NO_COLOR=1 "$BIN" --config "$TMP/$name/sluice.toml" --admin-listen 127.0.0.1:0 \
     --data-dir "$TMP/$name/data" --cores 2 </dev/null >/dev/null 2>"$TMP/$name.log" &
   PIDS+=($!)
@@ -75,6 +77,9 @@ start b "listeners = \"SSL://127.0.0.1:0\"
 \"ssl.keystore.location\" = \"$PKI/broker.pem\"
 \"ssl.truststore.location\" = \"$PKI/ca.pem\"
 \"ssl.client.auth\" = \"required\""
+start c "listeners = \"PLAINTEXT://127.0.0.1:0,SASL_PLAINTEXT://127.0.0.1:0\"
+\"authorizer.class.name\" = \"org.apache.kafka.metadata.authorizer.StandardAuthorizer\"
+\"super.users\" = \"User:ANONYMOUS\""
 PLAIN=$(addr a PLAINTEXT); SSL=$(addr a SSL); SASL_SSL=$(addr a SASL_SSL)
 SASL_PLAIN=$(addr a SASL_PLAINTEXT); MTLS=$(addr b SSL)
 echo "security: A plaintext=$PLAIN ssl=$SSL sasl_ssl=$SASL_SSL sasl_plaintext=$SASL_PLAIN; B mtls=$MTLS"
@@ -118,10 +123,14 @@ export -f kcat_tls
 
 check security-clients "$PYTHON" "$HERE/security_clients.py" "$PKI" "$PLAIN" "$SSL" "$SASL_SSL" "$SASL_PLAIN" "$MTLS"
 check security-kcat bash -euo pipefail -c kcat_tls
+check security-acls "$PYTHON" "$HERE/security_acls.py" "$(addr c PLAINTEXT)" "$(addr c SASL_PLAINTEXT)"
 
 for i in "${!PIDS[@]}"; do
   if ! kill -0 "${PIDS[$i]}" 2>/dev/null; then echo "FAIL broker-alive ($i)"; FAILED=1; fi
 done
+grep -q 'sluice::audit: authorization denied' "$TMP/c.log" \
+  && echo "PASS audit-log (authorization denials logged)" \
+  || { echo "FAIL audit-log: no authorization denial logged"; FAILED=1; }
 grep -q 'sluice::audit: authentication failed' "$TMP/a.log" \
   && echo "PASS audit-log (authentication failures logged)" \
   || { echo "FAIL audit-log: no authentication failure logged"; FAILED=1; }

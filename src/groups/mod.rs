@@ -81,7 +81,8 @@ pub enum GroupOp {
 }
 
 impl GroupOp {
-    fn group(&self) -> Option<&str> {
+    /// The group the operation is about (None: ListGroups).
+    pub fn group(&self) -> Option<&str> {
         match self {
             Self::Join { group, .. }
             | Self::Sync { group, .. }

@@ -20,6 +20,7 @@ use super::error::admin_error_code;
 use super::{str_bytes, HandlerFuture, Outcome, Request};
 use crate::router::admin::{AdminError, ConfigChange, RegistryChange};
 use crate::router::Router;
+use crate::security::acl::Operation;
 use crate::shard::Shard;
 use crate::topics::alter::IncrementalEntry;
 use crate::topics::dynamic::{BrokerChange, Scope};
@@ -49,7 +50,7 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
                 ),
             })
             .collect();
-        let answers = alter(shard, resources, body.validate_only).await;
+        let answers = alter(shard, &request, resources, body.validate_only).await;
         let responses = body
             .resources
             .iter()
@@ -96,7 +97,7 @@ pub fn handle_incremental(shard: Rc<Shard>, request: Request) -> HandlerFuture {
                 ),
             })
             .collect();
-        let answers = alter(shard, resources, body.validate_only).await;
+        let answers = alter(shard, &request, resources, body.validate_only).await;
         let responses = body
             .resources
             .iter()
@@ -125,6 +126,7 @@ pub fn handle_incremental(shard: Rc<Shard>, request: Request) -> HandlerFuture {
 /// Checks each resource, sends the topic ones to shard 0 as one change, answers in order.
 async fn alter(
     shard: Rc<Shard>,
+    request: &Request,
     resources: Vec<Resource>,
     validate_only: bool,
 ) -> Vec<Result<(), AdminError>> {
@@ -136,7 +138,16 @@ async fn alter(
             .iter()
             .enumerate()
             .any(|(j, o)| j != i && o.resource_type == r.resource_type && o.name == r.name);
-        let refused = if repeated {
+        let denied = super::authz::config_refusal(
+            &shard,
+            request,
+            Operation::AlterConfigs,
+            r.resource_type,
+            &r.name,
+        );
+        let refused = if denied.is_some() {
+            denied
+        } else if repeated {
             Some(AdminError::InvalidRequest(format!(
                 "Duplicate resource {}",
                 r.name

@@ -4,16 +4,17 @@
 //! Invariant: one answer per requested topic, in request order; a topic named twice is
 //! INVALID_REQUEST for each mention (Kafka's rule), and is not changed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
 
 use super::error::admin_error_code;
-use super::{str_bytes, HandlerFuture, Outcome, Request};
+use super::{authz, str_bytes, HandlerFuture, Outcome, Request};
 use crate::router::admin::{AdminError, PartitionGrowth, RegistryChange};
 use crate::router::Router;
+use crate::security::acl::{Operation, ResourceType};
 use crate::shard::Shard;
 
 pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
@@ -25,10 +26,26 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
             *mentions.entry(topic.name.0.as_str()).or_default() += 1;
         }
         let duplicate = |name: &str| mentions.get(name).is_some_and(|n| *n > 1);
+        // Kafka: TOPIC ALTER, else TOPIC_AUTHORIZATION_FAILED.
+        let denied: HashSet<&str> = body
+            .topics
+            .iter()
+            .map(|t| t.name.0.as_str())
+            .filter(|name| {
+                !duplicate(name)
+                    && !authz::allowed(
+                        &shard,
+                        &request,
+                        Operation::Alter,
+                        ResourceType::Topic,
+                        name,
+                    )
+            })
+            .collect();
         let growths: Vec<PartitionGrowth> = body
             .topics
             .iter()
-            .filter(|t| !duplicate(t.name.0.as_str()))
+            .filter(|t| !duplicate(t.name.0.as_str()) && !denied.contains(t.name.0.as_str()))
             .map(|t| PartitionGrowth {
                 name: t.name.0.to_string(),
                 count: t.count,
@@ -43,7 +60,10 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
             topics: growths,
             validate_only: body.validate_only,
         };
-        let mut answers = Router::new(shard).change_registry(change).await.into_iter();
+        let mut answers = Router::new(shard.clone())
+            .change_registry(change)
+            .await
+            .into_iter();
         let results = body
             .topics
             .iter()
@@ -52,6 +72,8 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
                     Err(AdminError::InvalidRequest(
                         "Duplicate topic in request.".into(),
                     ))
+                } else if denied.contains(t.name.0.as_str()) {
+                    Err(AdminError::TopicAuthorizationFailed)
                 } else {
                     answers
                         .next()

@@ -14,7 +14,7 @@ use kafka_protocol::ResponseError;
 
 use super::describe_configs;
 use super::error::topic_error_code;
-use super::{str_bytes, HandlerFuture, Outcome, Request};
+use super::{authz, str_bytes, HandlerFuture, Outcome, Request};
 use crate::router::{CreateResult, NewTopic, Router};
 use crate::shard::Shard;
 use crate::topics::config::TopicOverrides;
@@ -34,6 +34,16 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
                         .with_name(topic.name.clone())
                         .with_error_code(ResponseError::InvalidRequest.code())
                         .with_error_message(Some(str_bytes("Duplicate topic name."))),
+                ));
+                continue;
+            }
+            // Kafka: CLUSTER CREATE or TOPIC CREATE, else TOPIC_AUTHORIZATION_FAILED.
+            if !authz::may_create_topic(&shard, &request, topic.name.0.as_str()) {
+                early.push(Some(
+                    CreatableTopicResult::default()
+                        .with_name(topic.name.clone())
+                        .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+                        .with_error_message(Some(str_bytes("Authorization failed."))),
                 ));
                 continue;
             }

@@ -8,7 +8,7 @@ use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse};
 
 use super::group_common::error_of;
 use super::{HandlerFuture, Outcome, Request};
-use crate::groups::{self, GroupOp};
+use crate::groups::GroupOp;
 use crate::shard::Shard;
 
 pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
@@ -18,8 +18,9 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
         // Kafka deletes the set of named groups: a repeated name is answered once.
         let names = super::dedup::first_wins(body.groups_names, Clone::clone);
         let deletes = names.iter().map(|g| {
-            groups::route(
+            super::authz::route_group(
                 &shard,
+                &request,
                 GroupOp::Delete {
                     group: g.0.to_string(),
                 },

@@ -5,6 +5,7 @@
 //! by topic-partition: a repeated one is answered once, its last offset winning); a failed
 //! partition answers low watermark -1 (Kafka's INVALID_LOW_WATERMARK).
 
+use std::collections::HashSet;
 use std::rc::Rc;
 
 use kafka_protocol::messages::delete_records_response::{
@@ -13,9 +14,10 @@ use kafka_protocol::messages::delete_records_response::{
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 
 use super::error::partition_error_code;
-use super::{HandlerFuture, Outcome, Request};
+use super::{authz, HandlerFuture, Outcome, Request};
 use crate::router::admin::{DeleteRecordsItem, DeleteRecordsResult};
 use crate::router::{PartitionError, Router};
+use crate::security::acl::{Operation, ResourceType};
 use crate::shard::Shard;
 
 /// Kafka's low watermark of a failed partition.
@@ -38,9 +40,24 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
                 .into_iter()
                 .map(|(name, index, offset)| (name, (index, offset))),
         );
+        // Kafka: TOPIC DELETE, else TOPIC_AUTHORIZATION_FAILED for the topic's partitions.
+        let denied: HashSet<String> = by_topic
+            .iter()
+            .map(|(name, _)| name.0.to_string())
+            .filter(|name| {
+                !authz::allowed(
+                    &shard,
+                    &request,
+                    Operation::Delete,
+                    ResourceType::Topic,
+                    name,
+                )
+            })
+            .collect();
         // Routed in the answer's order, so the results line up with it.
         let wanted = by_topic
             .iter()
+            .filter(|(name, _)| !denied.contains(name.0.as_str()))
             .flat_map(|(name, partitions)| {
                 partitions
                     .iter()
@@ -51,10 +68,15 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
         let topics = by_topic
             .into_iter()
             .map(|(name, partitions)| {
+                let refused = denied.contains(name.0.as_str());
                 let partitions = partitions
                     .into_iter()
                     .map(|(index, _)| {
-                        let result = results.next().unwrap_or(Err(PartitionError::Unavailable));
+                        let result = if refused {
+                            Err(PartitionError::TopicAuthorizationFailed)
+                        } else {
+                            results.next().unwrap_or(Err(PartitionError::Unavailable))
+                        };
                         let answer =
                             DeleteRecordsPartitionResult::default().with_partition_index(index);
                         match result {

@@ -10,9 +10,10 @@ use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
 
 use super::error::admin_error_code;
-use super::{str_bytes, HandlerFuture, Outcome, Request};
+use super::{authz, str_bytes, HandlerFuture, Outcome, Request};
 use crate::router::admin::{AdminError, ChangeResult, RegistryChange, TopicRef};
 use crate::router::Router;
+use crate::security::acl::{Operation, ResourceType};
 use crate::shard::Shard;
 use crate::topics::TopicId;
 
@@ -20,9 +21,20 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
     Box::pin(async move {
         let version = request.version();
         let body: DeleteTopicsRequest = request.decode()?;
-        let wanted = wanted_topics(&body, version);
+        // Kafka: TOPIC DELETE per topic, else TOPIC_AUTHORIZATION_FAILED (an unknown id stays
+        // UNKNOWN_TOPIC_ID).
+        let wanted: Vec<Result<TopicRef, (TopicRef, AdminError)>> = wanted_topics(&body, version)
+            .into_iter()
+            .map(|w| match w {
+                Ok(topic) if !may_delete(&shard, &request, &topic) => {
+                    Err((topic, AdminError::TopicAuthorizationFailed))
+                }
+                Ok(topic) => Ok(topic),
+                Err(error) => Err((TopicRef::Name(String::new()), error)),
+            })
+            .collect();
         let refs: Vec<TopicRef> = wanted.iter().filter_map(|w| w.clone().ok()).collect();
-        let mut answers = Router::new(shard)
+        let mut answers = Router::new(shard.clone())
             .change_registry(RegistryChange::DeleteTopics(refs))
             .await
             .into_iter();
@@ -36,8 +48,8 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
                             .next()
                             .unwrap_or_else(|| Err(AdminError::Storage("no answer".into()))),
                     ),
-                    // Malformed v6 entry: echo its name, if any.
-                    Err(error) => (TopicRef::Name(String::new()), Err(error)),
+                    // Refused or malformed entry (a malformed v6 one echoes no name).
+                    Err((topic, error)) => (topic, Err(error)),
                 };
                 result_of(result.0, result.1, version)
             })
@@ -47,6 +59,23 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
             version,
         )
     })
+}
+
+fn may_delete(shard: &Shard, request: &Request, topic: &TopicRef) -> bool {
+    let name = match topic {
+        TopicRef::Name(name) => name.clone(),
+        TopicRef::Id(id) => match shard.topics.borrow().by_id(*id) {
+            Some(meta) => meta.name.clone(),
+            None => return true,
+        },
+    };
+    authz::allowed(
+        shard,
+        request,
+        Operation::Delete,
+        ResourceType::Topic,
+        &name,
+    )
 }
 
 fn wanted_topics(body: &DeleteTopicsRequest, version: i16) -> Vec<Result<TopicRef, AdminError>> {

@@ -15,8 +15,10 @@ use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
+use super::error::admin_error_code;
 use super::{str_bytes, HandlerFuture, Outcome, Request};
 use crate::config::BrokerConfig;
+use crate::security::acl::Operation;
 use crate::shard::Shard;
 use crate::topics::alter::ConfigType;
 use crate::topics::dynamic::{self, DynamicConfigs, Scope};
@@ -49,13 +51,24 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
                     .with_error_message(None)
                     .with_resource_type(r.resource_type)
                     .with_resource_name(r.resource_name.clone());
-                match describe(
+                let denied = super::authz::config_refusal(
                     &shard,
+                    &request,
+                    Operation::DescribeConfigs,
                     r.resource_type,
                     r.resource_name.as_str(),
-                    keys,
-                    opts,
-                ) {
+                );
+                let described = match denied {
+                    Some(e) => Err((admin_error_code(&e), e.to_string())),
+                    None => describe(
+                        &shard,
+                        r.resource_type,
+                        r.resource_name.as_str(),
+                        keys,
+                        opts,
+                    ),
+                };
+                match described {
                     Ok(entries) => answer.with_configs(entries),
                     Err((code, message)) => answer
                         .with_error_code(code)

@@ -9,7 +9,8 @@ use kafka_protocol::ResponseError as K;
 
 use super::group_common::error_of;
 use super::{str_bytes, HandlerFuture, Outcome, Request, AUTHORIZED_OPERATIONS_OMITTED};
-use crate::groups::{self, GroupAnswer, GroupOp};
+use crate::groups::{GroupAnswer, GroupOp};
+use crate::security::acl::ResourceType;
 use crate::shard::Shard;
 
 pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
@@ -17,8 +18,9 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
         let version = request.version();
         let body: DescribeGroupsRequest = request.decode()?;
         let lookups = body.groups.iter().map(|g| {
-            groups::route(
+            super::authz::route_group(
                 &shard,
+                &request,
                 GroupOp::Describe {
                     group: g.0.to_string(),
                 },
@@ -32,7 +34,16 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
             .map(|(id, answer)| {
                 let mut group = DescribedGroup::default().with_group_id(id.clone());
                 if version >= 3 {
-                    group.authorized_operations = AUTHORIZED_OPERATIONS_OMITTED;
+                    group.authorized_operations = if body.include_authorized_operations {
+                        super::authz::authorized_operations(
+                            &shard,
+                            &request,
+                            ResourceType::Group,
+                            id.0.as_str(),
+                        )
+                    } else {
+                        AUTHORIZED_OPERATIONS_OMITTED
+                    };
                 }
                 let d = match answer {
                     GroupAnswer::Described(d) => d,

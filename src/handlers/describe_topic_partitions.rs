@@ -20,7 +20,10 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::ResponseError;
 
-use super::{metadata, str_bytes, HandlerFuture, Outcome, Request, AUTHORIZED_OPERATIONS_OMITTED};
+use super::{
+    authz, metadata, str_bytes, HandlerFuture, Outcome, Request, AUTHORIZED_OPERATIONS_OMITTED,
+};
+use crate::security::acl::{Operation, ResourceType};
 use crate::shard::Shard;
 use crate::topics;
 
@@ -34,22 +37,33 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
     Box::pin(async move {
         let version = request.version();
         let body: DescribeTopicPartitionsRequest = request.decode()?;
-        Outcome::encoded(&respond(&shard, &body), version)
+        Outcome::encoded(&respond(&shard, &request, &body), version)
     })
 }
 
 fn respond(
     shard: &Shard,
+    request: &Request,
     body: &DescribeTopicPartitionsRequest,
 ) -> DescribeTopicPartitionsResponse {
     let cursor_topic = body.cursor.as_ref().map(|c| c.topic_name.0.to_string());
     let from = cursor_topic.clone().unwrap_or_default();
     let mut names: Vec<String> = if body.topics.is_empty() {
+        // Kafka lists only the topics the principal may DESCRIBE.
         shard
             .topics
             .borrow()
             .iter()
             .map(|m| m.name.clone())
+            .filter(|name| {
+                authz::allowed_quietly(
+                    shard,
+                    request,
+                    Operation::Describe,
+                    ResourceType::Topic,
+                    name,
+                )
+            })
             .collect()
     } else {
         body.topics.iter().map(|t| t.name.0.to_string()).collect()
@@ -76,6 +90,19 @@ fn respond(
             Some(c) if *c.topic_name.0 == *name => usize::try_from(c.partition_index).unwrap_or(0),
             _ => 0,
         };
+        if !authz::allowed(
+            shard,
+            request,
+            Operation::Describe,
+            ResourceType::Topic,
+            &name,
+        ) {
+            let code = ResponseError::TopicAuthorizationFailed.code();
+            response
+                .topics
+                .push(topic(&name, code, uuid::Uuid::nil(), false, Vec::new()));
+            continue;
+        }
         let meta = shard.topics.borrow().get(&name).cloned();
         let Some(meta) = meta else {
             // A name asked for that does not exist (an all-topics listing has none).

@@ -13,6 +13,7 @@ use kafka_protocol::messages::{ElectLeadersRequest, ElectLeadersResponse};
 use kafka_protocol::ResponseError;
 
 use super::{str_bytes, HandlerFuture, Outcome, Request};
+use crate::security::acl::Operation;
 use crate::shard::Shard;
 
 /// Kafka's ElectionType ids (PREFERRED, UNCLEAN).
@@ -22,8 +23,41 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
     Box::pin(async move {
         let version = request.version();
         let body: ElectLeadersRequest = request.decode()?;
+        // Kafka: CLUSTER ALTER, else a top-level CLUSTER_AUTHORIZATION_FAILED.
+        if !super::authz::cluster_allowed(&shard, &request, Operation::Alter) {
+            return Outcome::encoded(&refused(body, version), version);
+        }
         Outcome::encoded(&respond(&shard, body, version), version)
     })
+}
+
+/// CLUSTER_AUTHORIZATION_FAILED: top-level from v1; v0 has no top-level code, so every
+/// requested partition carries it (Kafka's ElectLeadersRequest.getErrorResponse).
+fn refused(body: ElectLeadersRequest, version: i16) -> ElectLeadersResponse {
+    let code = ResponseError::ClusterAuthorizationFailed.code();
+    if version >= 1 {
+        return ElectLeadersResponse::default().with_error_code(code);
+    }
+    let results = body
+        .topic_partitions
+        .unwrap_or_default()
+        .into_iter()
+        .map(|topic| {
+            let partitions = topic
+                .partitions
+                .iter()
+                .map(|&index| {
+                    PartitionResult::default()
+                        .with_partition_id(index)
+                        .with_error_code(code)
+                })
+                .collect();
+            ReplicaElectionResult::default()
+                .with_topic(topic.topic)
+                .with_partition_result(partitions)
+        })
+        .collect();
+    ElectLeadersResponse::default().with_replica_election_results(results)
 }
 
 fn respond(shard: &Shard, body: ElectLeadersRequest, version: i16) -> ElectLeadersResponse {

@@ -38,6 +38,7 @@ pub fn partition_error_code(error: &PartitionError) -> i16 {
         // Kafka 2.7+ answers a Produce with a stale epoch INVALID_PRODUCER_EPOCH (KIP-588);
         // PRODUCER_FENCED is for the transactional APIs.
         PartitionError::InvalidProducerEpoch(_) => K::InvalidProducerEpoch.code(),
+        PartitionError::TopicAuthorizationFailed => K::TopicAuthorizationFailed.code(),
     }
 }
 
@@ -68,6 +69,8 @@ pub fn admin_error_code(error: &AdminError) -> i16 {
         AdminError::InvalidRequest(_) => K::InvalidRequest.code(),
         AdminError::InvalidConfig(_) => K::InvalidConfig.code(),
         AdminError::Storage(_) => K::KafkaStorageError.code(),
+        AdminError::TopicAuthorizationFailed => K::TopicAuthorizationFailed.code(),
+        AdminError::ClusterAuthorizationFailed => K::ClusterAuthorizationFailed.code(),
     }
 }
 

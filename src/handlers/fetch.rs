@@ -21,9 +21,10 @@ use kafka_protocol::ResponseError;
 use self::encode::{PartitionOut, ResponseOut, TopicOut};
 use super::error::partition_error_code;
 use super::fetch_session::{PartitionSeen, Plan, SessionPartition};
-use super::{HandlerError, HandlerFuture, Outcome, Request};
+use super::{authz, HandlerError, HandlerFuture, Outcome, Request};
 use crate::partition::TopicPartition;
 use crate::router::{ReadItem, ReadResult, Router};
+use crate::security::acl::{Operation, ResourceType};
 use crate::shard::Shard;
 use crate::topics::TopicId;
 
@@ -36,7 +37,7 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
     Box::pin(async move {
         let version = request.version();
         let body: FetchRequest = request.decode()?;
-        let response = respond(&shard, body, version).await;
+        let response = respond(&shard, &request, body, version).await;
         let parts =
             encode::encode(&response, version).map_err(|e| HandlerError::Encode(e.to_string()))?;
         Ok(Outcome::Body(parts))
@@ -51,8 +52,13 @@ struct Unresolved {
     error: i16,
 }
 
-async fn respond(shard: &Rc<Shard>, body: FetchRequest, version: i16) -> ResponseOut {
-    let (requested, unresolved) = resolve(shard, &body, version);
+async fn respond(
+    shard: &Rc<Shard>,
+    request: &Request,
+    body: FetchRequest,
+    version: i16,
+) -> ResponseOut {
+    let (requested, unresolved) = resolve(shard, request, &body, version);
     let forgotten = forgotten(shard, &body, version);
     let (session_id, epoch) = if version >= SESSION_VERSION {
         (body.session_id, body.session_epoch)
@@ -83,6 +89,7 @@ async fn respond(shard: &Rc<Shard>, body: FetchRequest, version: i16) -> Respons
     let router = Router::new(shard.clone());
     let mut results = read_until_ready(shard, &router, &plan, max_bytes, min_bytes, deadline).await;
     fit_to_budget(&router, &plan, &mut results, max_bytes).await;
+    refuse_unreadable_session_partitions(shard, request, &plan, &mut results);
     let seen: Vec<PartitionSeen> = results.iter().map(seen_of).collect();
     let include = shard.fetch_sessions.borrow_mut().finish(&plan, &seen);
     let mut topics: Vec<TopicOut> = Vec::new();
@@ -111,8 +118,33 @@ async fn respond(shard: &Rc<Shard>, body: FetchRequest, version: i16) -> Respons
     }
 }
 
+/// Kafka re-authorizes every partition of an incremental fetch, also the ones the session
+/// carries without the request naming them: an ACL revoked mid-session takes effect at the next
+/// fetch. (Named partitions were checked in `resolve` and never reach the plan when refused.)
+fn refuse_unreadable_session_partitions(
+    shard: &Shard,
+    request: &Request,
+    plan: &Plan,
+    results: &mut [ReadResult],
+) {
+    if !plan.incremental || !shard.authorizer.enabled() {
+        return;
+    }
+    let mut decided: std::collections::HashMap<&str, bool> = std::collections::HashMap::new();
+    for (planned, result) in plan.partitions.iter().zip(results.iter_mut()) {
+        let topic = planned.tp.topic.as_str();
+        let readable = *decided.entry(topic).or_insert_with(|| {
+            authz::allowed(shard, request, Operation::Read, ResourceType::Topic, topic)
+        });
+        if !readable {
+            *result = Err(crate::router::PartitionError::TopicAuthorizationFailed);
+        }
+    }
+}
+
 fn resolve(
     shard: &Shard,
+    request: &Request,
     body: &FetchRequest,
     version: i16,
 ) -> (Vec<SessionPartition>, Vec<Unresolved>) {
@@ -125,7 +157,26 @@ fn resolve(
         } else {
             table.get(topic.topic.0.as_str())
         };
+        // Kafka's handleFetchRequest: TOPIC READ, else TOPIC_AUTHORIZATION_FAILED per partition.
+        let readable = meta.is_none_or(|m| {
+            authz::allowed(
+                shard,
+                request,
+                Operation::Read,
+                ResourceType::Topic,
+                &m.name,
+            )
+        });
         for p in &topic.partitions {
+            if !readable {
+                unresolved.push(Unresolved {
+                    name: meta.map(|m| m.name.clone()).unwrap_or_default(),
+                    topic_id: topic.topic_id,
+                    partition: p.partition,
+                    error: ResponseError::TopicAuthorizationFailed.code(),
+                });
+                continue;
+            }
             let in_range =
                 meta.filter(|m| u32::try_from(p.partition).is_ok_and(|i| i < m.partitions));
             match in_range {

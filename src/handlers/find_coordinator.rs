@@ -12,7 +12,8 @@ use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinator
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError as K;
 
-use super::{str_bytes, HandlerFuture, Outcome, Request};
+use super::{authz, str_bytes, HandlerFuture, Outcome, Request};
+use crate::security::acl::{Operation, ResourceType};
 use crate::shard::Shard;
 
 /// Kafka's coordinator key types.
@@ -27,11 +28,11 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
             let coordinators = body
                 .coordinator_keys
                 .iter()
-                .map(|key| coordinator(&shard, key.clone(), body.key_type))
+                .map(|key| coordinator(&shard, &request, key.clone(), body.key_type))
                 .collect();
             FindCoordinatorResponse::default().with_coordinators(coordinators)
         } else {
-            let c = coordinator(&shard, body.key.clone(), body.key_type);
+            let c = coordinator(&shard, &request, body.key.clone(), body.key_type);
             let mut response = FindCoordinatorResponse::default()
                 .with_error_code(c.error_code)
                 .with_node_id(c.node_id)
@@ -72,8 +73,22 @@ fn key_type_error(key_type: i8) -> Option<K> {
     }
 }
 
-fn coordinator(shard: &Shard, key: StrBytes, key_type: i8) -> Coordinator {
-    match key_type_error(key_type) {
+fn coordinator(shard: &Shard, request: &Request, key: StrBytes, key_type: i8) -> Coordinator {
+    // Kafka: GROUP DESCRIBE on the key, else GROUP_AUTHORIZATION_FAILED.
+    let denied = key_type == KEY_TYPE_GROUP
+        && !authz::allowed(
+            shard,
+            request,
+            Operation::Describe,
+            ResourceType::Group,
+            key.as_str(),
+        );
+    let error = if denied {
+        Some(K::GroupAuthorizationFailed)
+    } else {
+        key_type_error(key_type)
+    };
+    match error {
         None => Coordinator::default()
             .with_key(key)
             .with_node_id(BrokerId(shard.config.node_id))

@@ -6,7 +6,7 @@ use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
 
 use super::group_common::{error_of, owned, owned_opt};
 use super::{HandlerFuture, Outcome, Request};
-use crate::groups::{self, GroupOp};
+use crate::groups::GroupOp;
 use crate::shard::Shard;
 
 pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
@@ -19,7 +19,7 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
             instance_id: owned_opt(&body.group_instance_id),
             generation: body.generation_id,
         };
-        let code = error_of(&groups::route(&shard, op).await);
+        let code = error_of(&super::authz::route_group(&shard, &request, op).await);
         Outcome::encoded(&HeartbeatResponse::default().with_error_code(code), version)
     })
 }

@@ -9,7 +9,7 @@ use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
 use super::group_common::{error_of, owned, owned_opt, str_opt};
 use super::{str_bytes, HandlerFuture, Outcome, Request};
 use crate::groups::state::{JoinArgs, JoinReply};
-use crate::groups::{self, GroupAnswer, GroupOp};
+use crate::groups::{GroupAnswer, GroupOp};
 use crate::shard::Shard;
 
 pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
@@ -46,7 +46,7 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
             group: body.group_id.0.to_string(),
             args,
         };
-        let reply = match groups::route(&shard, op).await {
+        let reply = match super::authz::route_group(&shard, &request, op).await {
             GroupAnswer::Join(reply) => reply,
             other => JoinReply {
                 error: error_of(&other),

@@ -7,7 +7,7 @@ use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
 
 use super::group_common::{error_of, owned, owned_opt};
 use super::{HandlerFuture, Outcome, Request};
-use crate::groups::{self, GroupAnswer, GroupOp};
+use crate::groups::{GroupAnswer, GroupOp};
 use crate::shard::Shard;
 
 pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
@@ -26,7 +26,7 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
             group: body.group_id.0.to_string(),
             members: members.clone(),
         };
-        let response = match groups::route(&shard, op).await {
+        let response = match super::authz::route_group(&shard, &request, op).await {
             GroupAnswer::Leave(codes) if version >= 3 => {
                 let members = members
                     .into_iter()

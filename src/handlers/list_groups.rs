@@ -8,6 +8,7 @@ use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
 
 use super::{str_bytes, HandlerFuture, Outcome, Request};
 use crate::groups;
+use crate::security::acl::{Operation, ResourceType};
 use crate::shard::Shard;
 
 const GROUP_TYPE: &str = "classic";
@@ -22,6 +23,7 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
             .map(|s| s.to_lowercase())
             .collect();
         let types: Vec<String> = body.types_filter.iter().map(|s| s.to_lowercase()).collect();
+        let see_all = super::authz::cluster_allowed_quietly(&shard, &request, Operation::Describe);
         let response = match groups::list_all(&shard).await {
             Err(code) => ListGroupsResponse::default().with_error_code(code),
             Ok(all) => {
@@ -29,6 +31,18 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
                     .into_iter()
                     .filter(|g| states.is_empty() || states.contains(&g.state.to_lowercase()))
                     .filter(|_| types.is_empty() || types.iter().any(|t| t == GROUP_TYPE))
+                    // Kafka: CLUSTER DESCRIBE lists every group, else only the groups the
+                    // principal may DESCRIBE.
+                    .filter(|g| {
+                        see_all
+                            || super::authz::allowed_quietly(
+                                &shard,
+                                &request,
+                                Operation::Describe,
+                                ResourceType::Group,
+                                &g.group,
+                            )
+                    })
                     .map(|g| {
                         let mut entry = ListedGroup::default()
                             .with_group_id(GroupId(str_bytes(&g.group)))

@@ -7,6 +7,7 @@
 //! Invariant: every requested partition gets exactly one answer, in request order; a partition
 //! named more than once gets INVALID_REQUEST on each entry (Kafka's rule).
 
+use std::collections::HashSet;
 use std::rc::Rc;
 
 use kafka_protocol::messages::list_offsets_response::{
@@ -16,8 +17,9 @@ use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use kafka_protocol::ResponseError;
 
 use super::error::partition_error_code;
-use super::{HandlerFuture, Outcome, Request};
+use super::{authz, HandlerFuture, Outcome, Request};
 use crate::router::{OffsetQuery, OffsetResult, PartitionError, Router};
+use crate::security::acl::{Operation, ResourceType};
 use crate::shard::Shard;
 
 pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
@@ -31,6 +33,21 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
                 .iter()
                 .map(move |p| (t.name.0.to_string(), p.partition_index))
         }));
+        // Kafka: TOPIC DESCRIBE per topic, else TOPIC_AUTHORIZATION_FAILED per partition.
+        let denied: HashSet<String> = body
+            .topics
+            .iter()
+            .map(|t| t.name.0.to_string())
+            .filter(|name| {
+                !authz::allowed(
+                    &shard,
+                    &request,
+                    Operation::Describe,
+                    ResourceType::Topic,
+                    name,
+                )
+            })
+            .collect();
         let queries = body
             .topics
             .iter()
@@ -45,6 +62,7 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
                 })
             })
             .filter(|(name, index, _)| !repeated.contains(&(name.clone(), *index)))
+            .filter(|(name, _, _)| !denied.contains(name))
             .collect();
         let mut results = query(&shard, queries).await.into_iter();
         let topics = body
@@ -59,6 +77,10 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
                             .with_partition_index(p.partition_index);
                         if repeated.contains(&(topic.name.0.to_string(), p.partition_index)) {
                             return response.with_error_code(ResponseError::InvalidRequest.code());
+                        }
+                        if denied.contains(topic.name.0.as_str()) {
+                            return response
+                                .with_error_code(ResponseError::TopicAuthorizationFailed.code());
                         }
                         let result = results.next().unwrap_or(Err(PartitionError::Unavailable));
                         match result {

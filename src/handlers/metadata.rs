@@ -13,8 +13,9 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, Topi
 use kafka_protocol::ResponseError;
 
 use super::error::topic_error_code;
-use super::{str_bytes, HandlerFuture, Outcome, Request, AUTHORIZED_OPERATIONS_OMITTED};
+use super::{authz, str_bytes, HandlerFuture, Outcome, Request, AUTHORIZED_OPERATIONS_OMITTED};
 use crate::router::{NewTopic, Router};
+use crate::security::acl::{Operation, ResourceType, CLUSTER_NAME};
 use crate::shard::Shard;
 use crate::topics::{self, TopicError, TopicId, TopicMeta};
 
@@ -22,7 +23,7 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
     Box::pin(async move {
         let version = request.version();
         let body: MetadataRequest = request.decode()?;
-        let mut response = respond(&shard, &body, version).await;
+        let mut response = respond(&shard, &request, &body, version).await;
         // Clients are told the address of the listener they connected on (Kafka's rule).
         let listener = &request.session.listener;
         for broker in &mut response.brokers {
@@ -47,7 +48,12 @@ impl Wanted {
     }
 }
 
-async fn respond(shard: &Rc<Shard>, body: &MetadataRequest, version: i16) -> MetadataResponse {
+async fn respond(
+    shard: &Rc<Shard>,
+    request: &Request,
+    body: &MetadataRequest,
+    version: i16,
+) -> MetadataResponse {
     let wanted: Option<Vec<Wanted>> = match &body.topics {
         None => None,
         // v0 spells "all topics" as an empty list.
@@ -73,7 +79,18 @@ async fn respond(shard: &Rc<Shard>, body: &MetadataRequest, version: i16) -> Met
         let missing: Vec<String> = wanted
             .iter()
             .filter_map(|w| match w {
-                Wanted::Name(name) if shard.topics.borrow().get(name).is_none() => {
+                Wanted::Name(name)
+                    if shard.topics.borrow().get(name).is_none()
+                        // Quiet: the listing below answers (and audits) a refusal.
+                        && authz::allowed_quietly(
+                            shard,
+                            request,
+                            Operation::Describe,
+                            ResourceType::Topic,
+                            name,
+                        )
+                        && authz::may_create_topic_quietly(shard, request, name) =>
+                {
                     Some(name.clone())
                 }
                 _ => None,
@@ -86,14 +103,40 @@ async fn respond(shard: &Rc<Shard>, body: &MetadataRequest, version: i16) -> Met
     match wanted {
         None => {
             let all: Vec<TopicMeta> = shard.topics.borrow().iter().cloned().collect();
-            for meta in &all {
-                topics.push(topic_entry(shard, meta, version));
+            // Kafka lists only the topics the principal may DESCRIBE, without auditing the rest.
+            let visible = all.iter().filter(|meta| {
+                authz::allowed_quietly(
+                    shard,
+                    request,
+                    Operation::Describe,
+                    ResourceType::Topic,
+                    &meta.name,
+                )
+            });
+            for meta in visible {
+                topics.push(with_operations(
+                    topic_entry(shard, meta, version),
+                    shard,
+                    request,
+                    body,
+                ));
                 budget.tick().await;
             }
         }
         Some(wanted) => {
             for w in &wanted {
-                topics.push(describe_wanted(shard, w, &create_errors, version));
+                let entry = match wanted_name(shard, w) {
+                    Some(name) if !may_describe(shard, request, &name) => unauthorized(w, name),
+                    Some(name)
+                        if allow_create
+                            && shard.topics.borrow().get(&name).is_none()
+                            && !authz::may_create_topic(shard, request, &name) =>
+                    {
+                        unauthorized(w, name)
+                    }
+                    _ => describe_wanted(shard, w, &create_errors, version),
+                };
+                topics.push(with_operations(entry, shard, request, body));
                 budget.tick().await;
             }
         }
@@ -112,9 +155,64 @@ async fn respond(shard: &Rc<Shard>, body: &MetadataRequest, version: i16) -> Met
         response.controller_id = BrokerId(shard.config.node_id);
     }
     if (8..=10).contains(&version) {
-        response.cluster_authorized_operations = AUTHORIZED_OPERATIONS_OMITTED;
+        response.cluster_authorized_operations = if body.include_cluster_authorized_operations {
+            authz::authorized_operations(shard, request, ResourceType::Cluster, CLUSTER_NAME)
+        } else {
+            AUTHORIZED_OPERATIONS_OMITTED
+        };
     }
     response
+}
+
+fn may_describe(shard: &Shard, request: &Request, topic: &str) -> bool {
+    authz::allowed(
+        shard,
+        request,
+        Operation::Describe,
+        ResourceType::Topic,
+        topic,
+    )
+}
+
+/// The topic's name: as asked, or the name of the topic with the asked id (None if unknown).
+fn wanted_name(shard: &Shard, wanted: &Wanted) -> Option<String> {
+    match wanted {
+        Wanted::Name(name) => Some(name.clone()),
+        Wanted::Id(id) => shard
+            .topics
+            .borrow()
+            .by_id(TopicId(id.as_u128()))
+            .map(|m| m.name.clone()),
+    }
+}
+
+/// TOPIC_AUTHORIZATION_FAILED, without partitions; a topic asked by id keeps its name hidden.
+fn unauthorized(wanted: &Wanted, name: String) -> MetadataResponseTopic {
+    let (name, id) = match wanted {
+        Wanted::Name(_) => (Some(TopicName(str_bytes(&name))), uuid::Uuid::nil()),
+        Wanted::Id(id) => (None, *id),
+    };
+    MetadataResponseTopic::default()
+        .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+        .with_name(name)
+        .with_topic_id(id)
+        .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
+}
+
+/// Fills `topic_authorized_operations` when the client asked for it (v8+) for a found topic.
+fn with_operations(
+    mut topic: MetadataResponseTopic,
+    shard: &Shard,
+    request: &Request,
+    body: &MetadataRequest,
+) -> MetadataResponseTopic {
+    if body.include_topic_authorized_operations && topic.error_code == 0 {
+        if let Some(name) = &topic.name {
+            topic.topic_authorized_operations =
+                authz::authorized_operations(shard, request, ResourceType::Topic, name.0.as_str());
+        }
+    }
+    topic
 }
 
 fn describe_wanted(

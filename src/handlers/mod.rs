@@ -9,12 +9,16 @@
 
 pub mod alter_configs;
 pub mod api_versions;
+pub mod authz;
+pub mod create_acls;
 pub mod create_partitions;
 pub mod create_topics;
 pub mod dedup;
+pub mod delete_acls;
 pub mod delete_groups;
 pub mod delete_records;
 pub mod delete_topics;
+pub mod describe_acls;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
@@ -332,6 +336,24 @@ pub const REGISTRY: &[ApiEntry] = &[
         max_version: 1,
         handler: list_config_resources::handle,
     },
+    ApiEntry {
+        key: ApiKey::DescribeAcls,
+        min_version: 1,
+        max_version: 3,
+        handler: describe_acls::handle,
+    },
+    ApiEntry {
+        key: ApiKey::CreateAcls,
+        min_version: 1,
+        max_version: 3,
+        handler: create_acls::handle,
+    },
+    ApiEntry {
+        key: ApiKey::DeleteAcls,
+        min_version: 1,
+        max_version: 3,
+        handler: delete_acls::handle,
+    },
 ];
 
 pub fn lookup(key: ApiKey) -> Option<&'static ApiEntry> {
@@ -421,6 +443,9 @@ pub fn decode_any(key: ApiKey, version: i16, body: Bytes) -> bool {
             m::DescribeTopicPartitionsRequest::decode(buf, version).is_ok()
         }
         ApiKey::ListConfigResources => m::ListConfigResourcesRequest::decode(buf, version).is_ok(),
+        ApiKey::DescribeAcls => m::DescribeAclsRequest::decode(buf, version).is_ok(),
+        ApiKey::CreateAcls => m::CreateAclsRequest::decode(buf, version).is_ok(),
+        ApiKey::DeleteAcls => m::DeleteAclsRequest::decode(buf, version).is_ok(),
         _ => false,
     }
 }

@@ -8,9 +8,12 @@ use kafka_protocol::messages::offset_commit_response::{
 };
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse, TopicName};
 
+use kafka_protocol::ResponseError as K;
+
 use super::group_common::{error_of, owned, owned_opt};
 use super::{str_bytes, HandlerFuture, Outcome, Request};
-use crate::groups::{self, CommitPartition, CommitRequest, GroupAnswer, GroupOp};
+use crate::groups::{CommitPartition, CommitRequest, GroupAnswer, GroupOp};
+use crate::security::acl::Operation;
 use crate::shard::Shard;
 
 pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
@@ -38,6 +41,20 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
                 (t.name.0.to_string(), partitions)
             })
             .collect();
+        // Kafka: TOPIC READ per topic, else TOPIC_AUTHORIZATION_FAILED for its partitions (the
+        // GROUP READ check, and its audit line, is route_group's).
+        let (topics, denied) = super::authz::split_readable_topics(
+            &shard,
+            &request,
+            body.group_id.0.as_str(),
+            Operation::Read,
+            topics,
+        );
+        let denied_code = K::TopicAuthorizationFailed.code();
+        let denied_codes = denied.iter().map(|(t, ps)| {
+            let codes: Vec<(i32, i16)> = ps.iter().map(|p| (p.partition, denied_code)).collect();
+            (t.clone(), codes)
+        });
         let op = GroupOp::Commit(CommitRequest {
             group: body.group_id.0.to_string(),
             member_id: owned(&body.member_id),
@@ -45,7 +62,7 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
             generation: body.generation_id_or_member_epoch,
             topics: topics.clone(),
         });
-        let codes = match groups::route(&shard, op).await {
+        let codes = match super::authz::route_group(&shard, &request, op).await {
             GroupAnswer::Partitions(codes) => codes,
             other => {
                 let code = error_of(&other);
@@ -57,6 +74,7 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
         };
         let topics = codes
             .into_iter()
+            .chain(denied_codes)
             .map(|(topic, partitions)| {
                 OffsetCommitResponseTopic::default()
                     .with_name(TopicName(str_bytes(&topic)))

@@ -8,9 +8,12 @@ use kafka_protocol::messages::offset_delete_response::{
 };
 use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse, TopicName};
 
+use kafka_protocol::ResponseError as K;
+
 use super::group_common::error_of;
 use super::{str_bytes, HandlerFuture, Outcome, Request};
-use crate::groups::{self, GroupAnswer, GroupOp};
+use crate::groups::{GroupAnswer, GroupOp};
+use crate::security::acl::Operation;
 use crate::shard::Shard;
 
 pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
@@ -25,14 +28,28 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
                 (t.name.0.to_string(), partitions)
             })
             .collect();
+        // Kafka: GROUP DELETE, then TOPIC READ per topic (TOPIC_AUTHORIZATION_FAILED).
+        let (topics, denied) = super::authz::split_readable_topics(
+            &shard,
+            &request,
+            body.group_id.0.as_str(),
+            Operation::Delete,
+            topics,
+        );
+        let denied_code = K::TopicAuthorizationFailed.code();
+        let denied_codes = denied.into_iter().map(|(t, ps): (String, Vec<i32>)| {
+            let codes: Vec<(i32, i16)> = ps.into_iter().map(|p| (p, denied_code)).collect();
+            (t, codes)
+        });
         let op = GroupOp::DeleteOffsets {
             group: body.group_id.0.to_string(),
             topics,
         };
-        let response = match groups::route(&shard, op).await {
+        let response = match super::authz::route_group(&shard, &request, op).await {
             GroupAnswer::Partitions(codes) => {
                 let topics = codes
                     .into_iter()
+                    .chain(denied_codes)
                     .map(|(topic, partitions)| {
                         OffsetDeleteResponseTopic::default()
                             .with_name(TopicName(str_bytes(&topic)))

@@ -9,9 +9,12 @@ use kafka_protocol::messages::offset_fetch_response::{
 };
 use kafka_protocol::messages::{GroupId, OffsetFetchRequest, OffsetFetchResponse, TopicName};
 
+use kafka_protocol::ResponseError as K;
+
 use super::group_common::error_of;
-use super::{str_bytes, HandlerFuture, Outcome, Request};
-use crate::groups::{self, FetchedOffset, GroupAnswer, GroupOp};
+use super::{authz, str_bytes, HandlerFuture, Outcome, Request};
+use crate::groups::{FetchedOffset, GroupAnswer, GroupOp};
+use crate::security::acl::{Operation, ResourceType};
 use crate::shard::Shard;
 
 type Wanted = Option<Vec<(String, Vec<i32>)>>;
@@ -28,7 +31,7 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
                         .map(|t| (t.name.0.to_string(), t.partition_indexes.clone()))
                         .collect()
                 });
-                fetch(&shard, g.group_id.0.to_string(), wanted)
+                fetch(&shard, &request, g.group_id.0.to_string(), wanted)
             });
             let results = super::dedup::in_order(lookups).await;
             let groups = body
@@ -44,18 +47,77 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
                     .map(|t| (t.name.0.to_string(), t.partition_indexes.clone()))
                     .collect()
             });
-            let result = fetch(&shard, body.group_id.0.to_string(), wanted.clone()).await;
+            let result = fetch(
+                &shard,
+                &request,
+                body.group_id.0.to_string(),
+                wanted.clone(),
+            )
+            .await;
             single_group(result, wanted, version)
         };
         Outcome::encoded(&response, version)
     })
 }
 
-async fn fetch(shard: &Rc<Shard>, group: String, topics: Wanted) -> Fetched {
-    match groups::route(shard, GroupOp::FetchOffsets { group, topics }).await {
-        GroupAnswer::Fetched(found) => Ok(found),
+async fn fetch(shard: &Rc<Shard>, request: &Request, group: String, topics: Wanted) -> Fetched {
+    let all_topics = topics.is_none();
+    let op = GroupOp::FetchOffsets { group, topics };
+    match super::authz::route_group(shard, request, op).await {
+        GroupAnswer::Fetched(found) => Ok(authorized_topics(shard, request, found, all_topics)),
         other => Err(error_of(&other)),
     }
+}
+
+/// Kafka: TOPIC DESCRIBE per topic. Asked for all topics, the others are left out; named,
+/// their partitions answer TOPIC_AUTHORIZATION_FAILED without an offset.
+fn authorized_topics(
+    shard: &Shard,
+    request: &Request,
+    found: Vec<(String, Vec<FetchedOffset>)>,
+    all_topics: bool,
+) -> Vec<(String, Vec<FetchedOffset>)> {
+    let describe = |topic: &str| {
+        if all_topics {
+            authz::allowed_quietly(
+                shard,
+                request,
+                Operation::Describe,
+                ResourceType::Topic,
+                topic,
+            )
+        } else {
+            authz::allowed(
+                shard,
+                request,
+                Operation::Describe,
+                ResourceType::Topic,
+                topic,
+            )
+        }
+    };
+    found
+        .into_iter()
+        .filter_map(|(topic, offsets)| {
+            if describe(&topic) {
+                return Some((topic, offsets));
+            }
+            if all_topics {
+                return None;
+            }
+            let refused = offsets
+                .into_iter()
+                .map(|o| FetchedOffset {
+                    partition: o.partition,
+                    offset: -1,
+                    leader_epoch: -1,
+                    metadata: Some(String::new()),
+                    error: K::TopicAuthorizationFailed.code(),
+                })
+                .collect();
+            Some((topic, refused))
+        })
+        .collect()
 }
 
 fn single_group(result: Fetched, wanted: Wanted, version: i16) -> OffsetFetchResponse {

@@ -6,6 +6,7 @@
 //! Invariant: a `current_leader_epoch` other than the partition's is answered
 //! UNKNOWN_LEADER_EPOCH (newer) or FENCED_LEADER_EPOCH (older), before any lookup.
 
+use std::collections::HashSet;
 use std::rc::Rc;
 
 use kafka_protocol::messages::offset_for_leader_epoch_response::{
@@ -15,8 +16,9 @@ use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpoch
 
 use super::error::partition_error_code;
 use super::list_offsets::Wanted;
-use super::{HandlerFuture, Outcome, Request};
+use super::{authz, HandlerFuture, Outcome, Request};
 use crate::router::PartitionError;
+use crate::security::acl::{Operation, ResourceType};
 use crate::shard::Shard;
 
 /// ListOffsets' "latest" query (unused: `end_of_epoch` decides the answer).
@@ -26,9 +28,25 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
     Box::pin(async move {
         let version = request.version();
         let body: OffsetForLeaderEpochRequest = request.decode()?;
+        // Kafka: TOPIC DESCRIBE, else TOPIC_AUTHORIZATION_FAILED per partition.
+        let denied: HashSet<String> = body
+            .topics
+            .iter()
+            .map(|t| t.topic.0.to_string())
+            .filter(|name| {
+                !authz::allowed(
+                    &shard,
+                    &request,
+                    Operation::Describe,
+                    ResourceType::Topic,
+                    name,
+                )
+            })
+            .collect();
         let queries = body
             .topics
             .iter()
+            .filter(|t| !denied.contains(t.topic.0.as_str()))
             .flat_map(|t| {
                 t.partitions.iter().map(move |p| {
                     let wanted = Wanted {
@@ -47,11 +65,16 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
             .topics
             .into_iter()
             .map(|topic| {
+                let refused = denied.contains(topic.topic.0.as_str());
                 let partitions = topic
                     .partitions
                     .iter()
                     .map(|p| {
-                        let result = results.next().unwrap_or(Err(PartitionError::Unavailable));
+                        let result = if refused {
+                            Err(PartitionError::TopicAuthorizationFailed)
+                        } else {
+                            results.next().unwrap_or(Err(PartitionError::Unavailable))
+                        };
                         let answer = EpochEndOffset::default().with_partition(p.partition);
                         match result {
                             Ok(ok) => answer

@@ -14,8 +14,9 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 
 use super::error::partition_error_code;
-use super::{HandlerError, HandlerFuture, Outcome, Request};
+use super::{authz, HandlerError, HandlerFuture, Outcome, Request};
 use crate::router::{PartitionError, ProduceItem, ProduceResult, Router};
+use crate::security::acl::{Operation, ResourceType};
 use crate::shard::Shard;
 
 pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
@@ -23,7 +24,7 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
         let version = request.version();
         let body: ProduceRequest = request.decode()?;
         let acks = body.acks;
-        let response = respond(&shard, body).await;
+        let response = respond(&shard, &request, body).await;
         if acks == 0 {
             let failed = response
                 .responses
@@ -41,26 +42,48 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
     })
 }
 
-async fn respond(shard: &Rc<Shard>, body: ProduceRequest) -> ProduceResponse {
+async fn respond(shard: &Rc<Shard>, request: &Request, body: ProduceRequest) -> ProduceResponse {
     let acks = body.acks;
     let layout = distinct_partitions(body);
+    // Kafka's KafkaApis.handleProduceRequest: TOPIC WRITE per topic, else
+    // TOPIC_AUTHORIZATION_FAILED for each of its partitions.
+    // One flag per topic of `layout` (no allocation per name on this hot path).
+    let writable: Vec<bool> = layout
+        .iter()
+        .map(|(name, _)| {
+            authz::allowed(
+                shard,
+                request,
+                Operation::Write,
+                ResourceType::Topic,
+                &name.0,
+            )
+        })
+        .collect();
     if shard.config.auto_create_topics_enable {
         let missing: Vec<String> = layout
             .iter()
-            .map(|(name, _)| name.0.to_string())
+            .zip(&writable)
+            .filter(|(_, &ok)| ok)
+            .map(|((name, _), _)| name.0.to_string())
             .filter(|name| shard.topics.borrow().get(name).is_none())
+            .filter(|name| authz::may_create_topic(shard, request, name))
             .collect();
         super::metadata::auto_create(shard, missing).await;
     }
     let mut budget = super::dedup::Budget::new();
     let mut entries = Vec::new();
     let mut answer_layout: Vec<(TopicName, Vec<i32>)> = Vec::new();
-    for (topic, partitions) in layout {
+    for ((topic, partitions), writable) in layout.into_iter().zip(writable) {
         let name = topic.0.to_string();
         let mut indices = Vec::with_capacity(partitions.len());
         for (index, records) in partitions {
             indices.push(index);
-            entries.push(check(shard, acks, name.clone(), index, records));
+            entries.push(if writable {
+                check(shard, acks, name.clone(), index, records)
+            } else {
+                Err(PartitionError::TopicAuthorizationFailed)
+            });
             budget.tick().await;
         }
         answer_layout.push((topic, indices));

@@ -21,6 +21,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::ResponseError as K;
 
 use super::{str_bytes, HandlerFuture, Outcome, Request};
+use crate::security::acl::Operation;
 use crate::security::scram::{Credential, Mechanism, Users, ITERATIONS_MAX, ITERATIONS_MIN};
 use crate::shard::Shard;
 
@@ -64,6 +65,23 @@ pub fn handle_alter(shard: Rc<Shard>, request: Request) -> HandlerFuture {
     Box::pin(async move {
         let version = request.version();
         let body: AlterUserScramCredentialsRequest = request.decode()?;
+        // Kafka: CLUSTER ALTER, else CLUSTER_AUTHORIZATION_FAILED for every user.
+        if !super::authz::cluster_allowed(&shard, &request, Operation::Alter) {
+            let users = body
+                .deletions
+                .iter()
+                .map(|d| &d.name)
+                .chain(body.upsertions.iter().map(|u| &u.name));
+            let results = users
+                .map(|user| {
+                    AlterUserScramCredentialsResult::default()
+                        .with_user(user.clone())
+                        .with_error_code(K::ClusterAuthorizationFailed.code())
+                })
+                .collect();
+            let response = AlterUserScramCredentialsResponse::default().with_results(results);
+            return Outcome::encoded(&response, version);
+        }
         // Per user, in request order: every change, or the first error.
         let mut per_user: BTreeMap<String, Result<Vec<Change>, (i16, String)>> = BTreeMap::new();
         let mut order: Vec<String> = Vec::new();
@@ -203,6 +221,12 @@ pub fn handle_describe(shard: Rc<Shard>, request: Request) -> HandlerFuture {
     Box::pin(async move {
         let version = request.version();
         let body: DescribeUserScramCredentialsRequest = request.decode()?;
+        // Kafka: CLUSTER DESCRIBE, else a top-level CLUSTER_AUTHORIZATION_FAILED.
+        if !super::authz::cluster_allowed(&shard, &request, Operation::Describe) {
+            let response = DescribeUserScramCredentialsResponse::default()
+                .with_error_code(K::ClusterAuthorizationFailed.code());
+            return Outcome::encoded(&response, version);
+        }
         let users = shard.credentials.snapshot();
         let describe = |user: &str| {
             let infos: Vec<CredentialInfo> = users

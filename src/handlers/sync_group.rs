@@ -7,7 +7,7 @@ use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
 use super::group_common::{error_of, owned, owned_opt, str_opt};
 use super::{HandlerFuture, Outcome, Request};
 use crate::groups::state::{SyncArgs, SyncReply};
-use crate::groups::{self, GroupAnswer, GroupOp};
+use crate::groups::{GroupAnswer, GroupOp};
 use crate::shard::Shard;
 
 pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
@@ -30,7 +30,7 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
             group: body.group_id.0.to_string(),
             args,
         };
-        let reply = match groups::route(&shard, op).await {
+        let reply = match super::authz::route_group(&shard, &request, op).await {
             GroupAnswer::Sync(reply) => reply,
             other => SyncReply {
                 error: error_of(&other),

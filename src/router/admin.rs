@@ -41,6 +41,11 @@ pub enum AdminError {
     InvalidConfig(String),
     #[error("topic registry: {0}")]
     Storage(String),
+    /// The authorizer refused the operation on the topic (handlers::authz).
+    #[error("Topic authorization failed.")]
+    TopicAuthorizationFailed,
+    #[error("Cluster authorization failed.")]
+    ClusterAuthorizationFailed,
 }
 
 impl From<AlterError> for AdminError {

@@ -57,6 +57,9 @@ pub enum PartitionError {
     UnknownLeaderEpoch { requested: i32, current: i32 },
     #[error("leader epoch {requested} is older than the partition's {current}")]
     FencedLeaderEpoch { requested: i32, current: i32 },
+    /// The authorizer refused the operation on the topic (handlers::authz).
+    #[error("Topic authorization failed.")]
+    TopicAuthorizationFailed,
 }
 
 impl From<crate::partition::LeaderEpochError> for PartitionError {

@@ -35,12 +35,24 @@ pub fn principal_mapper(config: &BrokerConfig) -> Result<PrincipalMapper, Config
         .map_err(|e| invalid("ssl.principal.mapping.rules", e.to_string()))
 }
 
+/// The authorizer's settings (`authorizer.class.name`, `super.users`,
+/// `allow.everyone.if.no.acl.found`).
+pub fn authorizer(config: &BrokerConfig) -> Result<super::acl::AuthorizerConfig, ConfigError> {
+    super::acl::AuthorizerConfig::parse(
+        &config.authorizer_class_name,
+        &config.super_users,
+        config.allow_everyone_if_no_acl_found,
+    )
+    .map_err(|e| invalid("authorizer.class.name", e))
+}
+
 /// Checks every security setting that can be checked without reading files (the keystore and
 /// truststore are read when the TLS config is built, at start).
 pub fn validate(config: &BrokerConfig) -> Result<(), ConfigError> {
     let specs = listeners(config)?;
     enabled_mechanisms(config)?;
     principal_mapper(config)?;
+    authorizer(config)?;
     tls::protocol_versions(&config.ssl_enabled_protocols)?;
     ClientAuth::parse(&config.ssl_client_auth)
         .ok_or_else(|| invalid("ssl.client.auth", "must be none, requested or required"))?;

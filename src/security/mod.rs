@@ -4,8 +4,12 @@
 //! Layering: `net` uses `tls` (server config, principal of a certificate) and `session` (the
 //! per-connection authentication state); the SASL handlers use `sasl` (pure state machines,
 //! no I/O) and `scram::CredentialStore` (the salted credentials, persisted on the data dir).
+//! `acl` decides authorization (Kafka's ACL model, pure) and `acl_store::Authorizer` holds the
+//! ACLs (persisted on the data dir) for the handlers' checks (`handlers::authz`).
 //! Nothing here knows about partitions or storage.
 
+pub mod acl;
+pub mod acl_store;
 pub mod config;
 pub mod listener;
 pub mod principal;

@@ -14,6 +14,7 @@
 
 pub mod certs;
 pub mod kafka;
+pub mod sasl;
 pub mod wire;
 
 use std::collections::VecDeque;
