@@ -197,9 +197,17 @@ fn a_topic_compression_type_reencodes_produced_batches() {
     let producer_codec = unique_name("producer-topic");
     kafka::create_topic(&broker, &producer_codec, 1);
     for codec in [0i16, 1, 4] {
-        assert_eq!(produce(&broker, &zstd, five(codec, T).freeze()).0, 0, "codec {codec}");
+        assert_eq!(
+            produce(&broker, &zstd, five(codec, T).freeze()).0,
+            0,
+            "codec {codec}"
+        );
         let sent = five(codec, T).freeze();
-        assert_eq!(produce(&broker, &producer_codec, sent).0, 0, "codec {codec}");
+        assert_eq!(
+            produce(&broker, &producer_codec, sent).0,
+            0,
+            "codec {codec}"
+        );
     }
     // Stored in the topic's codec whatever the producer sent; `producer` keeps each as sent.
     assert_eq!(stored_codecs(&broker, &zstd), vec![4, 4, 4]);

@@ -104,7 +104,9 @@ impl Partition {
     /// Applies the topic's `compression.type` (at open and on AlterConfigs).
     pub fn set_compression_type(&self, compression_type: &str) {
         self.compression_codec
-            .set(storage::recompress::codec_for_compression_type(compression_type));
+            .set(storage::recompress::codec_for_compression_type(
+                compression_type,
+            ));
     }
 
     /// `records` (one batch) in the topic's codec: re-encoded when the topic names a codec
@@ -119,8 +121,10 @@ impl Partition {
         };
         let inflated_max =
             usize::try_from(self.log.config().inflated_batch_bytes_max).unwrap_or(usize::MAX);
-        Ok(storage::recompress::recompress_batch(&records, codec, inflated_max)?
-            .map_or(records, bytes::Bytes::from))
+        Ok(
+            storage::recompress::recompress_batch(&records, codec, inflated_max)?
+                .map_or(records, bytes::Bytes::from),
+        )
     }
 
     pub fn timestamp_limits(&self) -> timestamps::TimestampLimits {

@@ -11,9 +11,9 @@ pub mod fault;
 mod files;
 pub mod index;
 pub mod inflate;
-pub mod recompress;
 mod io;
 mod offset;
+pub mod recompress;
 
 pub use batch::{split_batches, BatchHeader};
 pub use builder::BatchBuilder;

@@ -88,7 +88,11 @@ mod tests {
                 let back = recompress_batch(&out, 0, 1 << 20)
                     .expect("decompress")
                     .unwrap_or(out.clone());
-                assert_eq!(back, three(0), "{from} -> {to} -> none keeps every record byte");
+                assert_eq!(
+                    back,
+                    three(0),
+                    "{from} -> {to} -> none keeps every record byte"
+                );
             }
         }
     }
