@@ -17,10 +17,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
-use std::future::Future;
-use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures_util::future::LocalBoxFuture;
@@ -77,21 +74,6 @@ fn bump(cell: &Cell<u64>, by: u64) {
     cell.set(cell.get().saturating_add(by));
 }
 
-/// Suspends once so the runtime runs the shard's other ready tasks first.
-struct YieldNow(bool);
-
-impl Future for YieldNow {
-    type Output = ();
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.0 {
-            return Poll::Ready(());
-        }
-        self.0 = true;
-        cx.waker().wake_by_ref();
-        Poll::Pending
-    }
-}
-
 /// Holds cleaner I/O to `bytes_per_second` over one-second windows (Kafka's `Throttler`).
 pub struct Throttle {
     bytes_per_second: f64,
@@ -127,7 +109,7 @@ impl Throttle {
         Box::pin(async move {
             let wait = self.owed(bytes);
             if wait.is_zero() {
-                YieldNow(false).await;
+                storage::yield_now().await;
             } else {
                 compio::time::sleep(wait).await;
             }

@@ -16,8 +16,6 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::Hash;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
 /// Items a handler loop handles between two yields to the shard's other tasks.
 pub const YIELD_EVERY: usize = 1024;
@@ -56,27 +54,7 @@ impl Budget {
 }
 
 /// Lets the shard's other ready tasks run once before continuing.
-pub fn yield_now() -> impl Future<Output = ()> {
-    YieldNow { yielded: false }
-}
-
-struct YieldNow {
-    yielded: bool,
-}
-
-impl Future for YieldNow {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.yielded {
-            return Poll::Ready(());
-        }
-        self.yielded = true;
-        // Same thread: goes to the runtime's local run queue, behind the tasks already ready.
-        cx.waker().wake_by_ref();
-        Poll::Pending
-    }
-}
+pub use storage::yield_now;
 
 /// Keeps one item per key: the last one, in the place where the key first appeared (Kafka's
 /// `LinkedHashMap.put` / `mutable.Map` semantics for requests keyed by topic-partition).

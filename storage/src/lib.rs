@@ -23,6 +23,7 @@ pub use files::{
     sealed_segment_files_open, set_sealed_segment_files_open_max,
     SEALED_SEGMENT_FILES_OPEN_MAX_DEFAULT,
 };
+pub use io::yield_now;
 pub use offset::{Offset, TimestampOffset};
 mod commit;
 mod log;

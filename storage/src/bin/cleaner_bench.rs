@@ -15,13 +15,10 @@
 //! Output: `RESULT <name> <value> <unit>` lines (MB = 10^6 bytes).
 
 use std::cell::Cell;
-use std::future::Future;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::process::ExitCode;
 use std::rc::Rc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -210,20 +207,6 @@ async fn fill(dir: &Path, bytes: u64, live_pct: u64, codec: i16) -> Result<Log, 
     Ok(log)
 }
 
-struct YieldNow(bool);
-
-impl Future for YieldNow {
-    type Output = ();
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.0 {
-            return Poll::Ready(());
-        }
-        self.0 = true;
-        cx.waker().wake_by_ref();
-        Poll::Pending
-    }
-}
-
 /// Appends one 1 KiB batch every `interval` until `stop`; returns each append's latency.
 async fn appender(
     log: &Log,
@@ -294,7 +277,7 @@ async fn latency(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         };
         let ahead = Duration::from_secs_f64(due).saturating_sub(started.elapsed());
         if ahead.is_zero() {
-            Box::pin(YieldNow(false))
+            Box::pin(storage::yield_now())
         } else {
             Box::pin(compio::time::sleep(ahead))
         }
