@@ -161,6 +161,13 @@ pub fn resolve_topic(
                 .to_owned(),
         ));
     }
+    // Kafka's `LogConfig.maxSegmentMs` (KIP-354): a compacted topic's active segment also rolls
+    // at max.compaction.lag.ms, so that its data can be cleaned within that lag (the cleaner
+    // never touches the active segment).
+    if config.compact && config.max_compaction_lag_ms > 0 {
+        let lag_ms = u64::try_from(config.max_compaction_lag_ms).unwrap_or(u64::MAX);
+        config.log.segment_ms = config.log.segment_ms.min(lag_ms);
+    }
     Ok(config)
 }
 
@@ -377,6 +384,25 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect()
+    }
+
+    #[test]
+    fn a_compacted_topic_rolls_by_max_compaction_lag() {
+        let defaults = LogConfig::default();
+        let lag = [("cleanup.policy", "compact"), ("max.compaction.lag.ms", "60000")];
+        let compacted = resolve_topic(&defaults, &overrides(&lag)).expect("valid");
+        assert_eq!(compacted.log.segment_ms, 60_000);
+        // Not compacted: the lag does not shorten segment.ms; a shorter segment.ms stays.
+        let deleted = [("cleanup.policy", "delete"), ("max.compaction.lag.ms", "60000")];
+        let plain = resolve_topic(&defaults, &overrides(&deleted)).expect("valid");
+        assert_eq!(plain.log.segment_ms, defaults.segment_ms);
+        let short = [
+            ("cleanup.policy", "compact"),
+            ("max.compaction.lag.ms", "60000"),
+            ("segment.ms", "1000"),
+        ];
+        let shorter = resolve_topic(&defaults, &overrides(&short)).expect("valid");
+        assert_eq!(shorter.log.segment_ms, 1_000);
     }
 
     #[test]
