@@ -389,11 +389,17 @@ mod tests {
     #[test]
     fn a_compacted_topic_rolls_by_max_compaction_lag() {
         let defaults = LogConfig::default();
-        let lag = [("cleanup.policy", "compact"), ("max.compaction.lag.ms", "60000")];
+        let lag = [
+            ("cleanup.policy", "compact"),
+            ("max.compaction.lag.ms", "60000"),
+        ];
         let compacted = resolve_topic(&defaults, &overrides(&lag)).expect("valid");
         assert_eq!(compacted.log.segment_ms, 60_000);
         // Not compacted: the lag does not shorten segment.ms; a shorter segment.ms stays.
-        let deleted = [("cleanup.policy", "delete"), ("max.compaction.lag.ms", "60000")];
+        let deleted = [
+            ("cleanup.policy", "delete"),
+            ("max.compaction.lag.ms", "60000"),
+        ];
         let plain = resolve_topic(&defaults, &overrides(&deleted)).expect("valid");
         assert_eq!(plain.log.segment_ms, defaults.segment_ms);
         let short = [
