@@ -27,6 +27,20 @@ pub fn allowed(
     check(shard, request, operation, resource_type, name, true)
 }
 
+/// The topics among `names` the request may not do `operation` on (each denial audited):
+/// what Kafka answers TOPIC_AUTHORIZATION_FAILED for, partition by partition.
+pub fn denied_topics(
+    shard: &Shard,
+    request: &Request,
+    operation: Operation,
+    names: impl IntoIterator<Item = String>,
+) -> std::collections::HashSet<String> {
+    names
+        .into_iter()
+        .filter(|name| !allowed(shard, request, operation, ResourceType::Topic, name))
+        .collect()
+}
+
 /// As `allowed`, without the audit line: for filtering listings (Kafka's `logIfDenied = false`
 /// when a client lists all topics or groups it did not name).
 pub fn allowed_quietly(

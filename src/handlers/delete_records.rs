@@ -5,7 +5,6 @@
 //! by topic-partition: a repeated one is answered once, its last offset winning); a failed
 //! partition answers low watermark -1 (Kafka's INVALID_LOW_WATERMARK).
 
-use std::collections::HashSet;
 use std::rc::Rc;
 
 use kafka_protocol::messages::delete_records_response::{
@@ -17,7 +16,7 @@ use super::error::partition_error_code;
 use super::{authz, HandlerFuture, Outcome, Request};
 use crate::router::admin::{DeleteRecordsItem, DeleteRecordsResult};
 use crate::router::{PartitionError, Router};
-use crate::security::acl::{Operation, ResourceType};
+use crate::security::acl::Operation;
 use crate::shard::Shard;
 
 /// Kafka's low watermark of a failed partition.
@@ -41,19 +40,12 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
                 .map(|(name, index, offset)| (name, (index, offset))),
         );
         // Kafka: TOPIC DELETE, else TOPIC_AUTHORIZATION_FAILED for the topic's partitions.
-        let denied: HashSet<String> = by_topic
-            .iter()
-            .map(|(name, _)| name.0.to_string())
-            .filter(|name| {
-                !authz::allowed(
-                    &shard,
-                    &request,
-                    Operation::Delete,
-                    ResourceType::Topic,
-                    name,
-                )
-            })
-            .collect();
+        let denied = authz::denied_topics(
+            &shard,
+            &request,
+            Operation::Delete,
+            by_topic.iter().map(|(name, _)| name.0.to_string()),
+        );
         // Routed in the answer's order, so the results line up with it.
         let wanted = by_topic
             .iter()

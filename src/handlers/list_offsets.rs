@@ -7,7 +7,6 @@
 //! Invariant: every requested partition gets exactly one answer, in request order; a partition
 //! named more than once gets INVALID_REQUEST on each entry (Kafka's rule).
 
-use std::collections::HashSet;
 use std::rc::Rc;
 
 use kafka_protocol::messages::list_offsets_response::{
@@ -19,7 +18,7 @@ use kafka_protocol::ResponseError;
 use super::error::partition_error_code;
 use super::{authz, HandlerFuture, Outcome, Request};
 use crate::router::{OffsetQuery, OffsetResult, PartitionError, Router};
-use crate::security::acl::{Operation, ResourceType};
+use crate::security::acl::Operation;
 use crate::shard::Shard;
 
 pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
@@ -34,20 +33,12 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
                 .map(move |p| (t.name.0.to_string(), p.partition_index))
         }));
         // Kafka: TOPIC DESCRIBE per topic, else TOPIC_AUTHORIZATION_FAILED per partition.
-        let denied: HashSet<String> = body
-            .topics
-            .iter()
-            .map(|t| t.name.0.to_string())
-            .filter(|name| {
-                !authz::allowed(
-                    &shard,
-                    &request,
-                    Operation::Describe,
-                    ResourceType::Topic,
-                    name,
-                )
-            })
-            .collect();
+        let denied = authz::denied_topics(
+            &shard,
+            &request,
+            Operation::Describe,
+            body.topics.iter().map(|t| t.name.0.to_string()),
+        );
         let queries = body
             .topics
             .iter()

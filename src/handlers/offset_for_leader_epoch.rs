@@ -6,7 +6,6 @@
 //! Invariant: a `current_leader_epoch` other than the partition's is answered
 //! UNKNOWN_LEADER_EPOCH (newer) or FENCED_LEADER_EPOCH (older), before any lookup.
 
-use std::collections::HashSet;
 use std::rc::Rc;
 
 use kafka_protocol::messages::offset_for_leader_epoch_response::{
@@ -18,7 +17,7 @@ use super::error::partition_error_code;
 use super::list_offsets::Wanted;
 use super::{authz, HandlerFuture, Outcome, Request};
 use crate::router::PartitionError;
-use crate::security::acl::{Operation, ResourceType};
+use crate::security::acl::Operation;
 use crate::shard::Shard;
 
 /// ListOffsets' "latest" query (unused: `end_of_epoch` decides the answer).
@@ -29,20 +28,12 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
         let version = request.version();
         let body: OffsetForLeaderEpochRequest = request.decode()?;
         // Kafka: TOPIC DESCRIBE, else TOPIC_AUTHORIZATION_FAILED per partition.
-        let denied: HashSet<String> = body
-            .topics
-            .iter()
-            .map(|t| t.topic.0.to_string())
-            .filter(|name| {
-                !authz::allowed(
-                    &shard,
-                    &request,
-                    Operation::Describe,
-                    ResourceType::Topic,
-                    name,
-                )
-            })
-            .collect();
+        let denied = authz::denied_topics(
+            &shard,
+            &request,
+            Operation::Describe,
+            body.topics.iter().map(|t| t.topic.0.to_string()),
+        );
         let queries = body
             .topics
             .iter()
