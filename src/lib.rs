@@ -9,6 +9,8 @@
 
 pub mod atomic_file;
 pub mod clean_shutdown;
+/// The one wall clock (injectable in tests).
+pub mod clock;
 /// The admin CLI (`sluice topic ...`): a Kafka client, outside the request flow above.
 pub mod cli;
 pub mod config;

@@ -117,35 +117,6 @@ impl Throttle {
     }
 }
 
-/// Rejects a produce to a compacted topic that holds a keyless record (Kafka's
-/// LogValidator: INVALID_RECORD); a compressed batch that does not decompress is corrupt.
-pub fn check_keyed(tp: &TopicPartition, records: &[u8]) -> Result<(), StorageError> {
-    for batch in storage::split_batches(records) {
-        // Framing errors are the append validation's to report.
-        let Ok(batch) = batch else { return Ok(()) };
-        match storage::cleaner::records::all_records_keyed(batch, DECOMPRESSED_BATCH_BYTES_MAX) {
-            Ok(true) => {}
-            Ok(false) => {
-                return Err(StorageError::InvalidRecord(format!(
-                    "Compacted topic cannot accept message without key in topic partition {}",
-                    tp.dir_name()
-                )))
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-/// Whether `topic` is compacted (`cleanup.policy` holds "compact").
-pub fn is_compacted(shard: &Shard, topic: &str) -> bool {
-    shard
-        .topics
-        .borrow()
-        .get(topic)
-        .is_some_and(|m| compaction::policy(&m.configs).compact)
-}
-
 /// What the cleaner remembers between passes.
 #[derive(Default)]
 struct CleanerState {
@@ -155,12 +126,7 @@ struct CleanerState {
     horizons: HashMap<TopicPartition, i64>,
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
+use crate::clock::system_now_ms as now_ms;
 
 /// The shard's cleaner task (spawned by `shard_main`; dropped at shutdown, which may cut a
 /// clean short: the swap protocol makes that a crash the next open recovers from).
@@ -203,7 +169,7 @@ async fn pass(
             _ => continue,
         };
         let settings = compaction::settings(&shard.config, &overrides);
-        let Ok(info) = partition.log.dirty_info(&settings, now).await else {
+        let Ok(info) = partition.storage().dirty_info(&settings, now).await else {
             continue;
         };
         ratios.push((
@@ -247,7 +213,7 @@ async fn clean_one(
     };
     let started = Instant::now();
     let result = partition
-        .log
+        .storage()
         .clean(CleanOptions {
             now_ms: now_ms(),
             config: settings,
@@ -277,7 +243,7 @@ async fn clean_one(
             !stats.abandoned && stats.end_offset > stats.first_dirty_offset
         }
         // Closed or deleted (DeleteTopics) while cleaning: its files went away under us.
-        Err(_) if partition.log.is_closed() => false,
+        Err(_) if partition.storage().is_closed() => false,
         Err(StorageError::Closed) => false,
         Err(
             e @ (StorageError::CorruptBatch(_)
@@ -315,28 +281,5 @@ mod tests {
         assert!(owed > Duration::from_millis(400), "{owed:?}");
         let unlimited = Throttle::new(f64::MAX);
         assert!(unlimited.owed(u64::MAX / 2).is_zero());
-    }
-
-    #[test]
-    fn keyless_records_are_refused() {
-        let tp = TopicPartition::new("t", 0);
-        let keyed = storage::BatchBuilder::new(1)
-            .record(Some(b"k"), Some(b"v"), &[])
-            .build();
-        assert!(check_keyed(&tp, &keyed).is_ok());
-        let keyless = storage::BatchBuilder::new(1)
-            .record(Some(b"k"), Some(b"v"), &[])
-            .record(None, Some(b"v"), &[])
-            .build();
-        let zstd = storage::cleaner::records::compress_batch(&keyless, 4).unwrap();
-        for b in [&keyless[..], &zstd[..]] {
-            assert!(
-                matches!(check_keyed(&tp, b), Err(StorageError::InvalidRecord(m)) if m.contains("without key"))
-            );
-        }
-        let mut corrupt = zstd.clone();
-        let n = corrupt.len();
-        corrupt[n - 3] ^= 0xff;
-        assert!(check_keyed(&tp, &corrupt).is_err());
     }
 }

@@ -16,7 +16,7 @@ use shards::{Inbox, Mesh, Placement, ShardContext, ShardId, Shutdown};
 
 use crate::config::BrokerConfig;
 use crate::handlers::fetch_session::FetchSessions;
-use crate::partition::PartitionMap;
+use crate::partition::PartitionService;
 use crate::router::{self, ShardMsg};
 use crate::topics::{self, TopicTable};
 
@@ -61,7 +61,8 @@ pub struct Shard {
     /// Dynamic broker configs (topic config defaults changed at run time; see
     /// `topics::dynamic`); authoritative on shard 0, copies elsewhere.
     pub dynamic_configs: RefCell<topics::dynamic::DynamicConfigs>,
-    pub partitions: PartitionMap,
+    /// The partition service: the partitions this shard leads (see `partition`).
+    pub partitions: PartitionService,
     pub fetch_sessions: RefCell<FetchSessions>,
     /// The consumer groups this shard coordinates (see `groups`).
     pub groups: crate::groups::Coordinator,
@@ -71,7 +72,7 @@ pub struct Shard {
     pub registry_lock: futures_util::lock::Mutex<()>,
     pub shutdown: Shutdown,
     /// Request, byte and fsync metrics recorded on this shard (see `metrics`).
-    pub metrics: crate::metrics::ShardMetrics,
+    pub metrics: Rc<crate::metrics::ShardMetrics>,
     /// SCRAM credentials (shared by every shard).
     pub credentials: Arc<crate::security::scram::CredentialStore>,
     /// The authorizer and its ACLs (shared by every shard).
@@ -109,6 +110,12 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
         .unwrap_or_else(|e| shards::fatal(format!("cannot load topic registry: {e}")));
     let dynamic_configs = topics::dynamic::load(&boot.config.data_dir)
         .unwrap_or_else(|e| shards::fatal(format!("cannot load dynamic broker configs: {e}")));
+    let metrics = Rc::new(crate::metrics::ShardMetrics::default());
+    let partitions = PartitionService::new(
+        ctx.shutdown.clone(),
+        crate::clock::Clock::system(),
+        metrics.clone(),
+    );
     let shard = Rc::new(Shard {
         id: ctx.id,
         placement: Placement::new(ctx.mesh.shard_count()),
@@ -126,11 +133,11 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
         )),
         topics: RefCell::new(table),
         dynamic_configs: RefCell::new(dynamic_configs),
-        partitions: PartitionMap::default(),
+        partitions,
         producer_ids: crate::producers::IdAllocator::new(boot.config.data_dir.clone()),
         registry_lock: futures_util::lock::Mutex::new(()),
         shutdown: ctx.shutdown,
-        metrics: crate::metrics::ShardMetrics::default(),
+        metrics,
         credentials: boot.credentials.clone(),
         authorizer: boot.authorizer.clone(),
         connections: Cell::new(0),
@@ -268,7 +275,7 @@ async fn close_logs(shard: &Shard) -> bool {
     let failures = stream::iter(partitions)
         .map(|partition| async move {
             partition.notify_appended();
-            match partition.log.close().await {
+            match partition.storage().close().await {
                 Ok(()) => 0usize,
                 Err(e) => {
                     tracing::error!(partition = %partition.tp.dir_name(), error = %e, "closing log failed");
@@ -293,7 +300,7 @@ async fn durability_watch(shard: Rc<Shard>) {
     loop {
         compio::time::sleep(DURABILITY_CHECK_INTERVAL).await;
         for partition in shard.partitions.all() {
-            if let Some(e) = partition.log.durability_error() {
+            if let Some(e) = partition.storage().durability_error() {
                 shards::fatal(format!(
                     "storage I/O error on {}: {e}",
                     partition.tp.dir_name()
@@ -307,10 +314,7 @@ async fn retention_loop(shard: Rc<Shard>) {
     let interval = Duration::from_millis(shard.config.retention_check_interval_ms);
     loop {
         compio::time::sleep(interval).await;
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-            .unwrap_or(0);
+        let now_ms = crate::clock::system_now_ms();
         for partition in shard.partitions.all() {
             // cleanup.policy=compact alone keeps data by key, not by time or size.
             let delete = shard
@@ -321,10 +325,10 @@ async fn retention_loop(shard: Rc<Shard>) {
             if !delete {
                 continue;
             }
-            match partition.log.apply_retention(now_ms).await {
+            match partition.storage().apply_retention(now_ms).await {
                 Ok(0) => {}
                 Ok(_) => {
-                    let start = partition.log.log_start_offset().0;
+                    let start = partition.storage().log_start_offset().0;
                     partition.producers.borrow_mut().evict_below(start);
                 }
                 Err(e) => {

@@ -31,12 +31,7 @@ use super::{
 use crate::config::BrokerConfig;
 use crate::shard::Shard;
 
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
+pub use crate::clock::system_now_ms as now_ms;
 
 /// Per loaded offsets partition: its write lock (commits, group records and expiry
 /// tombstones are decided and appended under it).

@@ -38,6 +38,8 @@ pub enum GroupError {
     Codec(#[from] codec::CodecError),
     #[error("offsets log: {0}")]
     Storage(#[from] storage::StorageError),
+    #[error("offsets partition: {0}")]
+    Partition(#[from] crate::partition::PartitionError),
 }
 
 /// A request for one group (or, for `List`, for every group of a shard).

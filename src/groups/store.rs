@@ -1,8 +1,8 @@
 //! Persistence of groups and committed offsets in `__consumer_offsets`.
 //!
 //! Writes: records in Kafka's key/value schemas (`codec`), packed into uncompressed v2 batches
-//! and appended to the group's offsets partition through the partition's `storage::Log`, like
-//! any produce. Reads: at start (or when the topic is first created) each shard replays the
+//! and appended to the group's offsets partition through the partition service's write path
+//! (`PartitionService::append_coordinator`), like any produce. Reads: at start (or when the topic is first created) each shard replays the
 //! offsets partitions it owns from log start to log end, last value per key wins, a null value
 //! deletes the key.
 //!
@@ -26,7 +26,7 @@ use super::codec::{self, GroupValue, MemberValue, OffsetValue, RecordKey};
 use super::coordinator::{now_ms, GroupEntry};
 use super::state::{Group, RestoredMember};
 use super::{GroupError, OFFSETS_TOPIC};
-use crate::partition::{Partition, TopicPartition};
+use crate::partition::{Partition, PartitionProxy, TopicPartition};
 use crate::shard::Shard;
 
 /// max.message.bytes of the offsets topic: room for large groups' metadata records.
@@ -59,7 +59,10 @@ pub async fn append_locked(
     if records.is_empty() {
         return Ok(());
     }
-    let partition = open_partition(shard, index)?;
+    let tp = offsets_tp(index);
+    if !shard.partitions.contains(&tp) {
+        return Err(GroupError::NotLoaded(index));
+    }
     let now = now_ms();
     let mut buf = BytesMut::new();
     let mut builder = BatchBuilder::new(now);
@@ -76,20 +79,17 @@ pub async fn append_locked(
     if !builder.is_empty() {
         buf.extend_from_slice(&builder.build());
     }
-    let opts = storage::AppendOptions {
-        leader_epoch: 0,
-        now_ms: now,
-    };
-    match partition.log.append(buf, opts).await {
-        Ok(_) => {}
-        Err(storage::StorageError::Io(e)) => shards::fatal(format!(
-            "storage I/O error on {}: {e}",
-            partition.tp.dir_name()
-        )),
-        Err(e) => return Err(e.into()),
-    }
-    partition.notify_appended();
-    Ok(())
+    // Through the partition's one write path (I/O errors there stop the process).
+    shard
+        .partitions
+        .append_coordinator(&tp, buf.freeze())
+        .await
+        .map_err(|e| match e {
+            crate::partition::PartitionError::UnknownTopicOrPartition => {
+                GroupError::NotLoaded(index)
+            }
+            other => GroupError::Partition(other),
+        })
 }
 
 /// Appends under the partition's lock.
@@ -182,16 +182,14 @@ struct Replayed {
 async fn load_partition(shard: &Shard, index: u32) -> Result<usize, GroupError> {
     let partition = open_partition(shard, index)?;
     let mut replayed: HashMap<String, Replayed> = HashMap::new();
-    let end = partition.log.log_end_offset();
-    let mut offset = partition.log.log_start_offset();
+    // Replays what is committed: up to the high watermark (the log end on a single replica).
+    let end = storage::Offset(partition.high_watermark());
+    let mut offset = storage::Offset(partition.log_start_offset());
     while offset < end {
-        let slice = partition
-            .log
-            .read(offset, REPLAY_READ_BYTES, true, end)
-            .await?;
-        if slice.total_bytes == 0 {
+        let read = partition.read(offset.0, REPLAY_READ_BYTES, true, -1).await?;
+        let Some(slice) = read.slice else {
             break;
-        }
+        };
         let bytes = slice.read_bytes().await?;
         let mut next = offset.0;
         for raw in storage::split_batches(&bytes) {

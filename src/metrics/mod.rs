@@ -125,6 +125,16 @@ impl ShardMetrics {
     }
 }
 
+impl crate::partition::AppendObserver for ShardMetrics {
+    fn records_appended(&self, records: u32) {
+        self.add_messages_in(records);
+    }
+
+    fn durable_waited(&self, elapsed: Duration) {
+        self.record_fsync_wait(elapsed);
+    }
+}
+
 /// One shard's metrics at one moment: plain data, so it can cross the mesh.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ShardSnapshot {
@@ -163,7 +173,7 @@ pub fn snapshot(shard: &Shard) -> ShardSnapshot {
         fsync_wait: metrics.fsync_wait.borrow().clone(),
         connections: shard.connection_count() as u64,
         partitions_owned: partitions.len() as u64,
-        log_fsyncs: partitions.iter().map(|p| p.log.fsync_count()).sum(),
+        log_fsyncs: partitions.iter().map(|p| p.storage().fsync_count()).sum(),
         cleaner: metrics.cleaner.snapshot(),
     }
 }

@@ -1,5 +1,13 @@
-//! Per-shard partition state: the partitions this shard owns, each a `storage::Log` plus a local
-//! notifier that wakes long-poll fetches when an append makes new data visible.
+//! The partition service: the partitions this shard leads and every operation on them. It is
+//! the one write path (produce, the group coordinator's records; later control batches and
+//! follower appends) and the one read path (fetch, ListOffsets, OffsetForLeaderEpoch, the
+//! coordinator's replay), and it owns the log end offset, high watermark, last stable offset,
+//! leader epoch and leader-epoch cache. Nothing above it touches `storage::Log`.
+//!
+//! Layout: `proxy` is the seam (the `PartitionProxy` trait a replicated partition will also
+//! implement), `local` the single-replica implementation over one `storage::Log`, `service`
+//! the shard's partition map and its batched operations, `api` the plain-data requests and
+//! answers that cross shards, `error` the errors and the one fatal-I/O rule.
 //!
 //! Invariants: a partition lives on exactly one shard (its `Placement` owner) and is only touched
 //! there (`Rc`, `!Send`); the waiter list of a partition is bounded, and every waiter is woken
@@ -8,8 +16,17 @@
 //! The partition's leader epoch only grows, and its leader-epoch cache (`epochs`) holds an
 //! entry for it from the moment the partition leads with it, before any append in it.
 
+pub mod api;
 pub mod epochs;
+pub mod error;
+pub mod local;
+pub mod proxy;
+pub mod service;
 pub mod timestamps;
+
+pub use self::error::{storage_error, PartitionError};
+pub use self::proxy::{AppendOrigin, AppendRequest, Appended, PartitionProxy};
+pub use self::service::{AppendObserver, PartitionService};
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -58,11 +75,13 @@ pub enum LeaderEpochError {
 /// One owned partition.
 pub struct Partition {
     pub tp: TopicPartition,
-    pub log: storage::Log,
+    log: storage::Log,
     /// Idempotent producers' epochs and recent batches (see `producers`).
     pub producers: RefCell<crate::producers::ProducerStates>,
     /// Serialises idempotent appends from their sequence check to their state update.
-    pub producer_lock: futures_util::lock::Mutex<()>,
+    producer_lock: futures_util::lock::Mutex<()>,
+    /// `cleanup.policy` holds `compact`: produced records must have keys.
+    compacted: Cell<bool>,
     waiters: RefCell<Vec<oneshot::Sender<()>>>,
     waiters_max: usize,
     /// The epoch this node leads the partition with (Kafka's `Partition.leaderEpoch`).
@@ -87,6 +106,7 @@ impl Partition {
             log,
             producers: RefCell::new(producers),
             producer_lock: futures_util::lock::Mutex::new(()),
+            compacted: Cell::new(false),
             waiters: RefCell::new(Vec::new()),
             waiters_max,
             leader_epoch: Cell::new(epochs::UNDEFINED_EPOCH),
@@ -94,6 +114,17 @@ impl Partition {
             timestamp_limits: Cell::new(timestamps::TimestampLimits::default()),
             compression_codec: Cell::new(None),
         }
+    }
+
+    /// The log, for the shard's maintenance of it (close, retention, the cleaner, the
+    /// durability watch, config changes). Data goes in and out through [`PartitionProxy`].
+    pub fn storage(&self) -> &storage::Log {
+        &self.log
+    }
+
+    /// Applies the topic's `cleanup.policy` (at open and on AlterConfigs).
+    pub fn set_compacted(&self, compacted: bool) {
+        self.compacted.set(compacted);
     }
 
     /// The codec produced batches are stored in; `None`: as the producer sent them.
@@ -158,38 +189,6 @@ impl Partition {
         Ok(())
     }
 
-    /// The epoch this node leads the partition with; stamped on every appended batch.
-    pub fn leader_epoch(&self) -> i32 {
-        self.leader_epoch.get()
-    }
-
-    /// KIP-320 (Kafka's `Partition.localLogWithEpochOrThrow`): a client's `current_leader_epoch`
-    /// must be ours. Newer means our metadata is behind (UNKNOWN_LEADER_EPOCH), older means the
-    /// client's is (FENCED_LEADER_EPOCH); -1 (or any negative value) skips the check.
-    pub fn check_leader_epoch(&self, current_leader_epoch: i32) -> Result<(), LeaderEpochError> {
-        let ours = self.leader_epoch();
-        if current_leader_epoch < 0 || current_leader_epoch == ours {
-            Ok(())
-        } else if current_leader_epoch > ours {
-            Err(LeaderEpochError::Unknown {
-                requested: current_leader_epoch,
-                current: ours,
-            })
-        } else {
-            Err(LeaderEpochError::Fenced {
-                requested: current_leader_epoch,
-                current: ours,
-            })
-        }
-    }
-
-    /// OffsetForLeaderEpoch: (epoch, end offset) for `requested`, from the epoch cache.
-    pub fn end_offset_for_epoch(&self, requested: i32) -> (i32, i64) {
-        self.epochs
-            .borrow()
-            .end_offset_for(requested, self.log.log_end_offset().0)
-    }
-
     /// The leader epoch `offset` was written in (-1 when unknown), for ListOffsets answers.
     pub fn epoch_of_offset(&self, offset: i64) -> i32 {
         if offset < 0 {
@@ -199,27 +198,6 @@ impl Partition {
             .borrow()
             .epoch_for_offset(offset)
             .unwrap_or(epochs::UNDEFINED_EPOCH)
-    }
-
-    /// The exclusive end of what consumers may read. Single node, no replication: Kafka's high
-    /// watermark is the log end (acks=0/1 data is readable before it is fsynced, as in Kafka).
-    /// storage's `high_watermark` is the durable end instead, which would hide acks=1 data
-    /// until the next flush; acks=-1 still answers only after fsync.
-    pub fn high_watermark(&self) -> storage::Offset {
-        self.log.log_end_offset()
-    }
-
-    /// A future-able receiver completed by the next append (or dropped at shutdown); `None` when
-    /// the waiter list is full, in which case the caller waits on its timer alone.
-    pub fn subscribe(&self) -> Option<oneshot::Receiver<()>> {
-        let mut waiters = self.waiters.borrow_mut();
-        waiters.retain(|w| !w.is_canceled());
-        if waiters.len() >= self.waiters_max {
-            return None;
-        }
-        let (tx, rx) = oneshot::channel();
-        waiters.push(tx);
-        Some(rx)
     }
 
     /// Wakes every long-poll waiting on this partition.

@@ -15,7 +15,7 @@ use std::rc::Rc;
 
 use futures_util::future::join_all;
 
-use super::{local, PartitionError, Router, ShardMsg, REGISTRY_SHARD};
+use super::{local, Router, ShardMsg, REGISTRY_SHARD};
 use crate::partition::{Partition, TopicPartition};
 use crate::shard::Shard;
 use crate::topics::alter::{self, AlterError, IncrementalEntry};
@@ -108,15 +108,7 @@ impl RegistryChange {
 /// Per item, the topic as it is after the change (as it was, for a deletion).
 pub type ChangeResult = Result<TopicMeta, AdminError>;
 
-/// DeleteRecords for one partition: `offset` -1 means the high watermark.
-#[derive(Debug, Clone)]
-pub struct DeleteRecordsItem {
-    pub tp: TopicPartition,
-    pub offset: i64,
-}
-
-/// The new low watermark (log start offset).
-pub type DeleteRecordsResult = Result<i64, PartitionError>;
+pub use crate::partition::api::{DeleteRecordsItem, DeleteRecordsResult};
 
 impl Router {
     /// Runs a registry change on shard 0; one answer per item, in request order.
@@ -136,7 +128,7 @@ impl Router {
         self.scatter(
             items,
             |item| self.owner(&item.tp),
-            |items| delete_records(&self.shard, items),
+            |items| self.shard.partitions.delete_records(items),
             |items, reply| ShardMsg::DeleteRecords { items, reply },
         )
         .await
@@ -536,7 +528,7 @@ async fn delete_partition(
     // Long polls on it answer now (the partition is gone from the map).
     partition.notify_appended();
     let name = partition.tp.dir_name();
-    if let Err(e) = partition.log.close().await {
+    if let Err(e) = partition.storage().close().await {
         tracing::warn!(partition = %name, error = %e, "closing deleted partition failed");
     }
     let dir = shard.config.data_dir.join(&name);
@@ -633,54 +625,6 @@ fn remove_dir(dir: PathBuf, doomed: PathBuf) -> Result<(), RemoveError> {
             .map_err(RemoveError::Rename)?;
     }
     std::fs::remove_dir_all(&doomed).map_err(RemoveError::Remove)
-}
-
-/// Owner side of DeleteRecords.
-pub async fn delete_records(
-    shard: &Shard,
-    items: Vec<DeleteRecordsItem>,
-) -> Vec<DeleteRecordsResult> {
-    let deletions = items.into_iter().map(|item| async move {
-        let partition = shard
-            .partitions
-            .get(&item.tp)
-            .ok_or(PartitionError::UnknownTopicOrPartition)?;
-        delete_records_one(&partition, item.offset).await
-    });
-    join_all(deletions).await
-}
-
-async fn delete_records_one(partition: &Partition, offset: i64) -> DeleteRecordsResult {
-    let log = &partition.log;
-    let high_watermark = partition.high_watermark().0;
-    let target = if offset == -1 { high_watermark } else { offset };
-    if target < 0 || target > high_watermark {
-        return Err(PartitionError::OffsetOutOfRange {
-            offset,
-            log_start: log.log_start_offset().0,
-            log_end: high_watermark,
-        });
-    }
-    // Storage bounds deletion by the durable end; the broker's high watermark is the log end
-    // (acks=1 data is visible before fsync), so make what is visible durable first.
-    if target > log.durable_end_offset().0 {
-        log.flush()
-            .await
-            .map_err(|e| io_is_fatal(&partition.tp, e))?;
-    }
-    let start = log
-        .delete_records_before(storage::Offset(target))
-        .await
-        .map_err(|e| io_is_fatal(&partition.tp, e))?;
-    partition.producers.borrow_mut().evict_below(start.0);
-    Ok(start.0)
-}
-
-fn io_is_fatal(tp: &TopicPartition, error: storage::StorageError) -> PartitionError {
-    if let storage::StorageError::Io(e) = &error {
-        shards::fatal(format!("storage I/O error on {}: {e}", tp.dir_name()));
-    }
-    PartitionError::from_storage(error)
 }
 
 #[cfg(test)]

@@ -13,170 +13,17 @@ use std::future::Future;
 use std::rc::Rc;
 use std::time::Instant;
 
-use bytes::Bytes;
 use futures_util::future::join_all;
 use shards::{Reply, ShardId};
 
+pub use crate::partition::api::{
+    OffsetOk, OffsetQuery, OffsetResult, ProduceItem, ProduceOk, ProduceResult, ReadItem, ReadOk,
+    ReadResult,
+};
+pub use crate::partition::PartitionError;
 use crate::partition::TopicPartition;
 use crate::shard::Shard;
 use crate::topics::{TopicError, TopicMeta};
-
-/// Why one partition's operation failed (crosses shards, so plain data).
-#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
-pub enum PartitionError {
-    #[error("unknown topic or partition")]
-    UnknownTopicOrPartition,
-    #[error("corrupt record batch: {0}")]
-    Corrupt(String),
-    #[error("record batch of {size} bytes exceeds max.message.bytes {max}")]
-    TooLarge { size: usize, max: u32 },
-    #[error("invalid record: {0}")]
-    InvalidRecord(String),
-    #[error("offset {offset} out of range [{log_start}, {log_end}]")]
-    OffsetOutOfRange {
-        offset: i64,
-        log_start: i64,
-        log_end: i64,
-    },
-    #[error("invalid required acks {0}")]
-    InvalidRequiredAcks(i16),
-    #[error("cannot append to internal topic {0}")]
-    InternalTopic(String),
-    #[error("storage error: {0}")]
-    Storage(String),
-    #[error("broker is shutting down or shard unavailable")]
-    Unavailable,
-    #[error("{0}")]
-    OutOfOrderSequence(String),
-    #[error("{0}")]
-    InvalidProducerEpoch(String),
-    /// message.timestamp.before/after.max.ms refused a record's timestamp.
-    #[error("{0}")]
-    InvalidTimestamp(String),
-    #[error("leader epoch {requested} is newer than the partition's {current}")]
-    UnknownLeaderEpoch { requested: i32, current: i32 },
-    #[error("leader epoch {requested} is older than the partition's {current}")]
-    FencedLeaderEpoch { requested: i32, current: i32 },
-    /// The authorizer refused the operation on the topic (handlers::authz).
-    #[error("Topic authorization failed.")]
-    TopicAuthorizationFailed,
-}
-
-impl From<crate::partition::LeaderEpochError> for PartitionError {
-    fn from(error: crate::partition::LeaderEpochError) -> Self {
-        use crate::partition::LeaderEpochError as E;
-        match error {
-            E::Unknown { requested, current } => Self::UnknownLeaderEpoch { requested, current },
-            E::Fenced { requested, current } => Self::FencedLeaderEpoch { requested, current },
-        }
-    }
-}
-
-impl PartitionError {
-    /// Storage's typed errors to partition errors. I/O errors on the write path are fatal and
-    /// never reach here (see `local::io_is_fatal`).
-    pub fn from_storage(error: storage::StorageError) -> Self {
-        use storage::StorageError as S;
-        match error {
-            S::CorruptBatch(msg) => Self::Corrupt(msg),
-            // Damaged stored data: Kafka answers a fetch CORRUPT_MESSAGE (CorruptRecordException).
-            e @ S::DamagedSegment { .. } => Self::Corrupt(e.to_string()),
-            S::InvalidMagic(magic) => Self::Corrupt(format!("unsupported magic {magic}")),
-            S::BatchTooLarge { size, max } => Self::TooLarge { size, max },
-            S::InvalidRecord(msg) => Self::InvalidRecord(msg),
-            S::OffsetOutOfRange {
-                offset,
-                log_start,
-                log_end,
-            } => Self::OffsetOutOfRange {
-                offset,
-                log_start,
-                log_end,
-            },
-            other => Self::Storage(other.to_string()),
-        }
-    }
-
-    /// An idempotent batch the producer state refused.
-    pub fn from_sequence(error: crate::producers::SequenceError) -> Self {
-        use crate::producers::SequenceError as S;
-        let message = error.to_string();
-        match error {
-            S::OutOfOrder { .. } => Self::OutOfOrderSequence(message),
-            S::InvalidEpoch { .. } => Self::InvalidProducerEpoch(message),
-            S::InvalidSequence { .. } => Self::InvalidRecord(message),
-        }
-    }
-}
-
-/// One partition's produce payload: the batches as received.
-#[derive(Debug)]
-pub struct ProduceItem {
-    pub tp: TopicPartition,
-    pub records: Bytes,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ProduceOk {
-    pub base_offset: i64,
-    pub log_append_time_ms: i64,
-    pub log_start_offset: i64,
-}
-
-pub type ProduceResult = Result<ProduceOk, PartitionError>;
-
-/// One partition read of a fetch.
-#[derive(Debug, Clone)]
-pub struct ReadItem {
-    pub tp: TopicPartition,
-    pub offset: i64,
-    pub max_bytes: u32,
-    /// Return the first batch even when it alone exceeds `max_bytes` (KIP-74: only for the
-    /// first partition of a response that has data).
-    pub min_one_batch: bool,
-    /// KIP-320: the leader epoch the client believes current; -1 skips the check.
-    pub current_leader_epoch: i32,
-}
-
-/// A partition's state plus the batches read (a `ReadSlice`: file ranges, not bytes yet).
-#[derive(Debug)]
-pub struct ReadOk {
-    pub high_watermark: i64,
-    pub log_start_offset: i64,
-    pub slice: Option<storage::ReadSlice>,
-}
-
-impl ReadOk {
-    pub fn bytes(&self) -> u32 {
-        self.slice.as_ref().map_or(0, |s| s.total_bytes)
-    }
-}
-
-pub type ReadResult = Result<ReadOk, PartitionError>;
-
-/// ListOffsets / OffsetForLeaderEpoch query: Kafka's special timestamps (-1 latest, -2
-/// earliest, -3 max timestamp, -4 earliest local) or a timestamp in ms.
-#[derive(Debug, Clone)]
-pub struct OffsetQuery {
-    pub tp: TopicPartition,
-    pub timestamp: i64,
-    /// KIP-320: the leader epoch the client believes current; -1 skips the check.
-    pub current_leader_epoch: i32,
-    /// OffsetForLeaderEpoch: answer the end offset of this leader epoch (from the partition's
-    /// leader-epoch cache) instead of a timestamp lookup.
-    pub end_of_epoch: Option<i32>,
-}
-
-/// (offset, timestamp); offset -1 when no batch matches the timestamp.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OffsetOk {
-    pub offset: i64,
-    pub timestamp: i64,
-    /// The leader epoch of `offset` (for OffsetForLeaderEpoch: the epoch answered); -1 unknown.
-    pub leader_epoch: i32,
-}
-
-pub type OffsetResult = Result<OffsetOk, PartitionError>;
 
 /// A topic to create (already name-checked by the handler or not: shard 0 re-validates).
 #[derive(Debug, Clone)]
@@ -320,7 +167,7 @@ impl Router {
         self.scatter(
             items,
             |item| self.owner(&item.tp),
-            |items| local::produce(&self.shard, items, acks),
+            |items| self.shard.partitions.produce(items, acks),
             |items, reply| ShardMsg::Produce { items, acks, reply },
         )
         .await
@@ -330,7 +177,7 @@ impl Router {
         self.scatter(
             items,
             |item| self.owner(&item.tp),
-            |items| local::read(&self.shard, items),
+            |items| self.shard.partitions.read(items),
             |items, reply| ShardMsg::Read { items, reply },
         )
         .await
@@ -342,7 +189,7 @@ impl Router {
         let waits = groups.groups.into_iter().map(|(owner, (_, items))| {
             Box::pin(async move {
                 if owner == self.shard.id {
-                    local::wait(&self.shard, items, deadline).await;
+                    self.shard.partitions.wait(items, deadline).await;
                 } else {
                     let call = self.shard.mesh.call(owner, |reply| ShardMsg::Wait {
                         items,
@@ -368,7 +215,7 @@ impl Router {
         self.scatter(
             items,
             |item| self.owner(&item.tp),
-            |items| local::offsets(&self.shard, items),
+            |items| self.shard.partitions.offsets(items),
             |items, reply| ShardMsg::Offsets { items, reply },
         )
         .await

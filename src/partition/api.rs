@@ -1,0 +1,85 @@
+//! The partition service's requests and answers: plain owned data, so a batch of them can be
+//! sent to the owning shard and the answers sent back.
+
+use bytes::Bytes;
+
+use super::{PartitionError, TopicPartition};
+
+/// One partition's produce payload: the batches as received.
+#[derive(Debug)]
+pub struct ProduceItem {
+    pub tp: TopicPartition,
+    pub records: Bytes,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProduceOk {
+    pub base_offset: i64,
+    pub log_append_time_ms: i64,
+    pub log_start_offset: i64,
+}
+
+pub type ProduceResult = Result<ProduceOk, PartitionError>;
+
+/// One partition read of a fetch.
+#[derive(Debug, Clone)]
+pub struct ReadItem {
+    pub tp: TopicPartition,
+    pub offset: i64,
+    pub max_bytes: u32,
+    /// Return the first batch even when it alone exceeds `max_bytes` (KIP-74: only for the
+    /// first partition of a response that has data).
+    pub min_one_batch: bool,
+    /// KIP-320: the leader epoch the client believes current; -1 skips the check.
+    pub current_leader_epoch: i32,
+}
+
+/// A partition's state plus the batches read (a `ReadSlice`: file ranges, not bytes yet).
+#[derive(Debug)]
+pub struct ReadOk {
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+    pub slice: Option<storage::ReadSlice>,
+}
+
+impl ReadOk {
+    pub fn bytes(&self) -> u32 {
+        self.slice.as_ref().map_or(0, |s| s.total_bytes)
+    }
+}
+
+pub type ReadResult = Result<ReadOk, PartitionError>;
+
+/// ListOffsets / OffsetForLeaderEpoch query: Kafka's special timestamps (-1 latest, -2
+/// earliest, -3 max timestamp, -4 earliest local) or a timestamp in ms.
+#[derive(Debug, Clone)]
+pub struct OffsetQuery {
+    pub tp: TopicPartition,
+    pub timestamp: i64,
+    /// KIP-320: the leader epoch the client believes current; -1 skips the check.
+    pub current_leader_epoch: i32,
+    /// OffsetForLeaderEpoch: answer the end offset of this leader epoch (from the partition's
+    /// leader-epoch cache) instead of a timestamp lookup.
+    pub end_of_epoch: Option<i32>,
+}
+
+/// (offset, timestamp); offset -1 when no batch matches the timestamp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OffsetOk {
+    pub offset: i64,
+    pub timestamp: i64,
+    /// The leader epoch of `offset` (for OffsetForLeaderEpoch: the epoch answered); -1 unknown.
+    pub leader_epoch: i32,
+}
+
+pub type OffsetResult = Result<OffsetOk, PartitionError>;
+
+/// DeleteRecords for one partition: `offset` -1 means the high watermark.
+#[derive(Debug, Clone)]
+pub struct DeleteRecordsItem {
+    pub tp: TopicPartition,
+    pub offset: i64,
+}
+
+/// The new low watermark (log start offset).
+pub type DeleteRecordsResult = Result<i64, PartitionError>;

@@ -1,0 +1,382 @@
+//! The single-replica partition: [`PartitionProxy`] over one local `storage::Log`. It is the
+//! leader and the only replica, so the high watermark is the log end (acks=0/1 data is readable
+//! before it is fsynced, as on a Kafka partition whose only replica is the leader;
+//! docs/decisions/0004), acks=-1 answers once the append is durable, and the last stable offset
+//! is the high watermark (no transactions yet).
+//!
+//! Invariants: an idempotent append's sequence check, write and state update are one step under
+//! the partition's producer lock, in a task of its own so a caller going away cannot split
+//! them; every append that wrote something wakes the partition's long-polls; storage I/O
+//! errors stop the process (`error::storage_error`).
+
+use std::rc::Rc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use futures_channel::oneshot;
+
+use super::api::{DeleteRecordsResult, OffsetOk, ProduceOk, ReadOk};
+use super::error::storage_error;
+use super::proxy::{AppendOrigin, AppendRequest, Appended, PartitionProxy};
+use super::timestamps::TimestampLimits;
+use super::{LeaderEpochError, Partition, PartitionError, TopicPartition};
+use crate::producers::{self, BatchMeta, Plan};
+
+/// Batches of a compacted topic are decompressed at most this far to check their keys.
+const DECOMPRESSED_BATCH_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+impl PartitionProxy for Partition {
+    fn topic_partition(&self) -> &TopicPartition {
+        &self.tp
+    }
+
+    fn log_start_offset(&self) -> i64 {
+        self.log.log_start_offset().0
+    }
+
+    fn log_end_offset(&self) -> i64 {
+        self.log.log_end_offset().0
+    }
+
+    /// Single replica: the log end. storage's own `high_watermark` is the durable end instead,
+    /// which would hide acks=1 data until the next flush (docs/decisions/0004).
+    fn high_watermark(&self) -> i64 {
+        self.log.log_end_offset().0
+    }
+
+    /// No transactions yet: nothing is pending, so the LSO is the high watermark.
+    fn last_stable_offset(&self) -> i64 {
+        self.high_watermark()
+    }
+
+    fn leader_epoch(&self) -> i32 {
+        self.leader_epoch.get()
+    }
+
+    /// Kafka's `Partition.localLogWithEpochOrThrow`: newer than ours means our metadata is
+    /// behind (UNKNOWN_LEADER_EPOCH), older means the client's is (FENCED_LEADER_EPOCH).
+    fn check_leader_epoch(&self, current_leader_epoch: i32) -> Result<(), LeaderEpochError> {
+        let ours = self.leader_epoch();
+        if current_leader_epoch < 0 || current_leader_epoch == ours {
+            Ok(())
+        } else if current_leader_epoch > ours {
+            Err(LeaderEpochError::Unknown {
+                requested: current_leader_epoch,
+                current: ours,
+            })
+        } else {
+            Err(LeaderEpochError::Fenced {
+                requested: current_leader_epoch,
+                current: ours,
+            })
+        }
+    }
+
+    async fn append(self: Rc<Self>, request: AppendRequest) -> Result<Appended, PartitionError> {
+        let acks = request.acks;
+        let (written, records_appended) = match write(&self, request).await {
+            Ok(Written::New(info)) => (
+                (info.base_offset, info.last_offset, info.log_append_time_ms),
+                info.record_count,
+            ),
+            Ok(Written::Duplicate(meta)) => (
+                (
+                    storage::Offset(meta.base_offset),
+                    storage::Offset(meta.last_offset),
+                    meta.log_append_time_ms,
+                ),
+                0,
+            ),
+            Err(WriteError::Storage(e)) => return Err(storage_error(&self.tp, e)),
+            Err(WriteError::Refused(e)) => return Err(e),
+        };
+        let (base_offset, last_offset, log_append_time_ms) = written;
+        let mut durable_wait = None;
+        if acks == -1 {
+            let started = Instant::now();
+            self.log
+                .wait_durable(last_offset)
+                .await
+                .map_err(|e| storage_error(&self.tp, e))?;
+            durable_wait = Some(started.elapsed());
+        }
+        // The high watermark moved (single replica: with the log end).
+        self.notify_appended();
+        Ok(Appended {
+            ok: ProduceOk {
+                base_offset: base_offset.0,
+                log_append_time_ms,
+                log_start_offset: self.log.log_start_offset().0,
+            },
+            records_appended,
+            durable_wait,
+        })
+    }
+
+    async fn read(
+        &self,
+        offset: i64,
+        max_bytes: u32,
+        min_one_batch: bool,
+        current_leader_epoch: i32,
+    ) -> Result<ReadOk, PartitionError> {
+        self.check_leader_epoch(current_leader_epoch)?;
+        let high_watermark = storage::Offset(self.high_watermark());
+        let log_start = self.log.log_start_offset();
+        let offset = storage::Offset(offset);
+        // Between the high watermark and the log end nothing is visible yet: an empty answer,
+        // not an error (Kafka's behaviour for a follower-less leader's uncommitted tail).
+        let slice = if offset >= high_watermark
+            && offset <= self.log.log_end_offset()
+            && offset >= log_start
+        {
+            None
+        } else {
+            let slice = self
+                .log
+                .read(offset, max_bytes, min_one_batch, high_watermark)
+                .await
+                .map_err(PartitionError::from_storage)?;
+            (slice.total_bytes > 0).then_some(slice)
+        };
+        Ok(ReadOk {
+            high_watermark: high_watermark.0,
+            log_start_offset: log_start.0,
+            slice,
+        })
+    }
+
+    async fn offset_for_timestamp(&self, timestamp: i64) -> Result<OffsetOk, PartitionError> {
+        let log = &self.log;
+        let at = |offset: i64| OffsetOk {
+            offset,
+            timestamp: -1,
+            leader_epoch: -1,
+        };
+        let mut ok = match timestamp {
+            -1 => at(self.high_watermark()),
+            -2 | -4 => at(log.log_start_offset().0),
+            -3 => log
+                .max_timestamp_record()
+                .await
+                .map(matched)
+                .map_err(PartitionError::from_storage)?,
+            ts if ts < 0 => matched(None),
+            ts => matched(
+                log.offset_for_timestamp(ts)
+                    .await
+                    .map_err(PartitionError::from_storage)?,
+            ),
+        };
+        ok.leader_epoch = self.epoch_of_offset(ok.offset);
+        Ok(ok)
+    }
+
+    fn end_offset_for_epoch(&self, requested: i32) -> (i32, i64) {
+        self.epochs
+            .borrow()
+            .end_offset_for(requested, self.log.log_end_offset().0)
+    }
+
+    async fn delete_records(&self, offset: i64) -> DeleteRecordsResult {
+        let log = &self.log;
+        let high_watermark = self.high_watermark();
+        let target = if offset == -1 { high_watermark } else { offset };
+        if target < 0 || target > high_watermark {
+            return Err(PartitionError::OffsetOutOfRange {
+                offset,
+                log_start: log.log_start_offset().0,
+                log_end: high_watermark,
+            });
+        }
+        // Storage bounds deletion by the durable end; the high watermark is the log end (acks=1
+        // data is visible before fsync), so make what is visible durable first.
+        if target > log.durable_end_offset().0 {
+            log.flush().await.map_err(|e| storage_error(&self.tp, e))?;
+        }
+        let start = log
+            .delete_records_before(storage::Offset(target))
+            .await
+            .map_err(|e| storage_error(&self.tp, e))?;
+        self.producers.borrow_mut().evict_below(start.0);
+        Ok(start.0)
+    }
+
+    fn subscribe(&self) -> Option<oneshot::Receiver<()>> {
+        let mut waiters = self.waiters.borrow_mut();
+        waiters.retain(|w| !w.is_canceled());
+        if waiters.len() >= self.waiters_max {
+            return None;
+        }
+        let (tx, rx) = oneshot::channel();
+        waiters.push(tx);
+        Some(rx)
+    }
+}
+
+/// A timestamp lookup's answer: offset and timestamp -1 when no batch matches.
+fn matched(found: Option<storage::TimestampOffset>) -> OffsetOk {
+    found.map_or(
+        OffsetOk {
+            offset: -1,
+            timestamp: -1,
+            leader_epoch: -1,
+        },
+        |t| OffsetOk {
+            offset: t.offset.0,
+            timestamp: t.timestamp_ms,
+            leader_epoch: -1,
+        },
+    )
+}
+
+/// What a write did: wrote the batches, or found them already in the log (a producer retry).
+enum Written {
+    New(storage::AppendInfo),
+    Duplicate(BatchMeta),
+}
+
+enum WriteError {
+    Storage(storage::StorageError),
+    Refused(PartitionError),
+}
+
+/// Checks a client's batches as Kafka's LogValidator does beyond what storage checks (keys of
+/// a compacted topic, timestamp limits, the topic's codec), then writes them; idempotent
+/// batches through the producer state.
+async fn write(partition: &Rc<Partition>, request: AppendRequest) -> Result<Written, WriteError> {
+    let refused = WriteError::Refused;
+    let opts = storage::AppendOptions {
+        leader_epoch: partition.leader_epoch(),
+        now_ms: request.now_ms,
+    };
+    let mut records = request.records;
+    if request.origin == AppendOrigin::Client {
+        if partition.compacted.get() {
+            check_keyed(&partition.tp, &records)
+                .map_err(|e| refused(PartitionError::from_storage(e)))?;
+        }
+        // message.timestamp.before/after.max.ms: CreateTime topics only (LogAppendTime batches
+        // get the broker's clock).
+        let limits = partition.timestamp_limits();
+        if limits != TimestampLimits::default()
+            && partition.log.config().timestamp_type == storage::TimestampType::CreateTime
+        {
+            limits
+                .check(&records, opts.now_ms)
+                .map_err(|e| refused(PartitionError::InvalidTimestamp(e)))?;
+        }
+        // compression.type other than `producer`: stored in the topic's codec.
+        records = partition
+            .to_topic_codec(records)
+            .map_err(|e| refused(PartitionError::from_storage(e)))?;
+        let idempotent = producers::scan_batches(&records)
+            .filter(|batches| batches.iter().any(|b| b.ident.is_some()));
+        if let Some(batches) = idempotent {
+            return write_idempotent(partition.clone(), records, batches, opts).await;
+        }
+    }
+    partition
+        .log
+        .append(into_mut(records), opts)
+        .await
+        .map(Written::New)
+        .map_err(WriteError::Storage)
+}
+
+/// The batches as the mutable buffer storage stamps offsets and the leader epoch into: no copy
+/// when `records` is the only reference to its buffer (recompressed or coordinator batches),
+/// else one copy (a slice of a request frame).
+fn into_mut(records: Bytes) -> BytesMut {
+    BytesMut::from(records)
+}
+
+/// Check, write and record an append of idempotent batches under the partition's producer
+/// lock. Runs as its own task so that a caller going away (a closed connection) cannot stop it
+/// between the write and the state update, which would let a retry be written twice.
+async fn write_idempotent(
+    partition: Rc<Partition>,
+    records: Bytes,
+    batches: Vec<producers::ScannedBatch>,
+    opts: storage::AppendOptions,
+) -> Result<Written, WriteError> {
+    let (tx, rx) = oneshot::channel();
+    let task = async move {
+        let _serialised = partition.producer_lock.lock().await;
+        let idents: Vec<_> = batches.iter().filter_map(|b| b.ident).collect();
+        let plan = partition.producers.borrow().plan(&idents, opts.now_ms);
+        let result = match plan {
+            Err(e) => Err(WriteError::Refused(PartitionError::from_sequence(e))),
+            Ok(Plan::Duplicate(meta)) => Ok(Written::Duplicate(meta)),
+            Ok(Plan::Append) => {
+                let now_ms = opts.now_ms;
+                let appended = partition.log.append(into_mut(records), opts).await;
+                appended.map_err(WriteError::Storage).map(|info| {
+                    let placed = producers::placements(
+                        &batches,
+                        info.base_offset.0,
+                        info.log_append_time_ms,
+                    );
+                    let mut states = partition.producers.borrow_mut();
+                    for (ident, meta) in placed {
+                        states.commit(&ident, meta, now_ms);
+                    }
+                    Written::New(info)
+                })
+            }
+        };
+        let _caller_gone_is_fine = tx.send(result);
+    };
+    compio::runtime::spawn(task).detach();
+    rx.await
+        .unwrap_or(Err(WriteError::Refused(PartitionError::Unavailable)))
+}
+
+/// Rejects a produce to a compacted topic that holds a keyless record (Kafka's
+/// LogValidator: INVALID_RECORD); a compressed batch that does not decompress is corrupt.
+pub fn check_keyed(tp: &TopicPartition, records: &[u8]) -> Result<(), storage::StorageError> {
+    for batch in storage::split_batches(records) {
+        // Framing errors are the append validation's to report.
+        let Ok(batch) = batch else { return Ok(()) };
+        match storage::cleaner::records::all_records_keyed(batch, DECOMPRESSED_BATCH_BYTES_MAX) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(storage::StorageError::InvalidRecord(format!(
+                    "Compacted topic cannot accept message without key in topic partition {}",
+                    tp.dir_name()
+                )))
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use storage::StorageError;
+
+    #[test]
+    fn keyless_records_are_refused() {
+        let tp = TopicPartition::new("t", 0);
+        let keyed = storage::BatchBuilder::new(1)
+            .record(Some(b"k"), Some(b"v"), &[])
+            .build();
+        assert!(check_keyed(&tp, &keyed).is_ok());
+        let keyless = storage::BatchBuilder::new(1)
+            .record(Some(b"k"), Some(b"v"), &[])
+            .record(None, Some(b"v"), &[])
+            .build();
+        let zstd = storage::cleaner::records::compress_batch(&keyless, 4).unwrap();
+        for b in [&keyless[..], &zstd[..]] {
+            assert!(
+                matches!(check_keyed(&tp, b), Err(StorageError::InvalidRecord(m)) if m.contains("without key"))
+            );
+        }
+        let mut corrupt = zstd.clone();
+        let n = corrupt.len();
+        corrupt[n - 3] ^= 0xff;
+        assert!(check_keyed(&tp, &corrupt).is_err());
+    }
+}

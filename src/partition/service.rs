@@ -1,0 +1,182 @@
+//! The shard's partition service: the partitions this shard leads, and the batched operations
+//! the router hands to the owner (produce, read, wait for the high watermark, offsets,
+//! DeleteRecords) plus the group coordinator's appends. Each item runs on its partition through
+//! [`PartitionProxy`]; answers come back in the items' order.
+//!
+//! Invariants: runs only on the owning shard (`Rc`, `!Send`); a long-poll wait always ends by
+//! its deadline or at shutdown; metrics are reported through [`AppendObserver`], so this module
+//! knows nothing of the metrics module.
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::future::{join_all, select_all};
+use shards::Shutdown;
+
+use super::api::{
+    DeleteRecordsItem, DeleteRecordsResult, OffsetOk, OffsetQuery, OffsetResult, ProduceItem,
+    ProduceResult, ReadItem, ReadResult,
+};
+use super::proxy::{AppendOrigin, AppendRequest, PartitionProxy};
+use super::{Partition, PartitionError, PartitionMap, TopicPartition};
+use crate::clock::Clock;
+
+/// Where the service reports what the shard's metrics count (implemented by the metrics).
+pub trait AppendObserver {
+    /// Records newly appended by producers.
+    fn records_appended(&self, records: u32);
+    /// One durability wait (acks=-1) took `elapsed`.
+    fn durable_waited(&self, elapsed: Duration);
+}
+
+/// The partitions of one shard and the operations on them.
+pub struct PartitionService {
+    map: PartitionMap,
+    shutdown: Shutdown,
+    clock: Clock,
+    observer: Rc<dyn AppendObserver>,
+}
+
+impl PartitionService {
+    pub fn new(shutdown: Shutdown, clock: Clock, observer: Rc<dyn AppendObserver>) -> Self {
+        Self {
+            map: PartitionMap::default(),
+            shutdown,
+            clock,
+            observer,
+        }
+    }
+
+    pub fn get(&self, tp: &TopicPartition) -> Option<Rc<Partition>> {
+        self.map.get(tp)
+    }
+
+    pub fn contains(&self, tp: &TopicPartition) -> bool {
+        self.map.contains(tp)
+    }
+
+    pub fn insert(&self, partition: Rc<Partition>) {
+        self.map.insert(partition);
+    }
+
+    pub fn remove(&self, tp: &TopicPartition) -> Option<Rc<Partition>> {
+        self.map.remove(tp)
+    }
+
+    /// A snapshot, so callers can await per partition without holding the borrow.
+    pub fn all(&self) -> Vec<Rc<Partition>> {
+        self.map.all()
+    }
+
+    /// Removes and returns every partition (shutdown).
+    pub fn drain(&self) -> Vec<Rc<Partition>> {
+        self.map.drain()
+    }
+
+    fn lookup(&self, tp: &TopicPartition) -> Result<Rc<Partition>, PartitionError> {
+        self.map
+            .get(tp)
+            .ok_or(PartitionError::UnknownTopicOrPartition)
+    }
+
+    /// Producers' batches, one item per partition.
+    pub async fn produce(&self, items: Vec<ProduceItem>, acks: i16) -> Vec<ProduceResult> {
+        let appends = items.into_iter().map(|item| async move {
+            let partition = self.lookup(&item.tp)?;
+            let request = AppendRequest {
+                records: item.records,
+                origin: AppendOrigin::Client,
+                acks,
+                now_ms: self.clock.now_ms(),
+            };
+            let appended = partition.append(request).await?;
+            self.observer.records_appended(appended.records_appended);
+            if let Some(waited) = appended.durable_wait {
+                self.observer.durable_waited(waited);
+            }
+            Ok(appended.ok)
+        });
+        join_all(appends).await
+    }
+
+    /// The group coordinator's records (already framed as batches) to an offsets partition;
+    /// answered once written (acks=1, what the coordinator waits for on a single replica).
+    pub async fn append_coordinator(
+        &self,
+        tp: &TopicPartition,
+        records: Bytes,
+    ) -> Result<(), PartitionError> {
+        let request = AppendRequest {
+            records,
+            origin: AppendOrigin::Coordinator,
+            acks: 1,
+            now_ms: self.clock.now_ms(),
+        };
+        self.lookup(tp)?.append(request).await.map(drop)
+    }
+
+    pub async fn read(&self, items: Vec<ReadItem>) -> Vec<ReadResult> {
+        let reads = items.into_iter().map(|item| async move {
+            self.lookup(&item.tp)?
+                .read(
+                    item.offset,
+                    item.max_bytes,
+                    item.min_one_batch,
+                    item.current_leader_epoch,
+                )
+                .await
+        });
+        join_all(reads).await
+    }
+
+    /// Waits until a listed partition's high watermark is past its offset, shutdown, or
+    /// `deadline`.
+    pub async fn wait(&self, items: Vec<(TopicPartition, i64)>, deadline: Instant) {
+        let mut receivers = Vec::with_capacity(items.len());
+        for (tp, offset) in &items {
+            let Some(partition) = self.map.get(tp) else {
+                continue;
+            };
+            if partition.high_watermark() > *offset {
+                return;
+            }
+            if let Some(rx) = partition.subscribe() {
+                receivers.push(rx);
+            }
+        }
+        let timer = Box::pin(compio::time::sleep_until(deadline));
+        let shutdown = Box::pin(self.shutdown.wait());
+        let stop = futures_util::future::select(timer, shutdown);
+        if receivers.is_empty() {
+            stop.await;
+            return;
+        }
+        futures_util::future::select(stop, select_all(receivers)).await;
+    }
+
+    /// ListOffsets and OffsetForLeaderEpoch queries.
+    pub async fn offsets(&self, items: Vec<OffsetQuery>) -> Vec<OffsetResult> {
+        let queries = items.into_iter().map(|query| async move {
+            let partition = self.lookup(&query.tp)?;
+            partition.check_leader_epoch(query.current_leader_epoch)?;
+            if let Some(epoch) = query.end_of_epoch {
+                let (leader_epoch, offset) = partition.end_offset_for_epoch(epoch);
+                return Ok(OffsetOk {
+                    offset,
+                    timestamp: -1,
+                    leader_epoch,
+                });
+            }
+            partition.offset_for_timestamp(query.timestamp).await
+        });
+        join_all(queries).await
+    }
+
+    pub async fn delete_records(&self, items: Vec<DeleteRecordsItem>) -> Vec<DeleteRecordsResult> {
+        let deletions = items.into_iter().map(|item| async move {
+            self.lookup(&item.tp)?.delete_records(item.offset).await
+        });
+        join_all(deletions).await
+    }
+}
