@@ -487,7 +487,6 @@ impl BrokerConfig {
         self.validate_groups()?;
         self.validate_producers()?;
         self.validate_cleaner()?;
-        crate::security::config::validate(self)?;
         self.default_log_config().map(|_| ())
     }
 

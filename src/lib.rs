@@ -16,6 +16,7 @@ pub mod cli;
 pub mod config;
 pub mod groups;
 pub mod handlers;
+pub mod internal_topics;
 pub mod log_cleaner;
 pub mod metrics;
 pub mod net;
@@ -52,9 +53,17 @@ pub enum BrokerError {
     Security(String),
 }
 
+/// Checks every section of the broker config: the core settings (`BrokerConfig::validate`),
+/// then those of the modules that read their own section (`security::config`). Config knows
+/// no module above it; the modules validate what they own.
+pub fn validate_config(config: &BrokerConfig) -> Result<(), config::ConfigError> {
+    config.validate()?;
+    security::config::validate(config)
+}
+
 /// Runs the broker until SIGINT/SIGTERM; returns once every shard closed its logs.
 pub fn run(config: BrokerConfig) -> Result<(), BrokerError> {
-    config.validate()?;
+    validate_config(&config)?;
     raise_fd_limit();
     std::fs::create_dir_all(&config.data_dir).map_err(|source| BrokerError::DataDir {
         path: config.data_dir.clone(),

@@ -15,7 +15,7 @@
 //! descriptors before a clean installs anything is retried by a later pass; any other I/O error
 //! of a clean is fatal, as every disk error of the broker is.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -33,42 +33,6 @@ use crate::topics::compaction;
 pub const DECOMPRESSED_BATCH_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// A throttle window: older I/O no longer earns (or owes) time.
 const THROTTLE_WINDOW: Duration = Duration::from_secs(1);
-
-/// Cleaner counters of one shard (see docs/metrics.md).
-#[derive(Default)]
-pub struct CleanerMetrics {
-    runs: Cell<u64>,
-    errors: Cell<u64>,
-    bytes_read: Cell<u64>,
-    bytes_written: Cell<u64>,
-    busy_us: Cell<u64>,
-    dirty_ratios: RefCell<Vec<(String, u32, f64)>>,
-}
-
-/// Plain-data copy of `CleanerMetrics` for a scrape.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct CleanerSnapshot {
-    pub runs: u64,
-    pub errors: u64,
-    pub bytes_read: u64,
-    pub bytes_written: u64,
-    pub busy_seconds: f64,
-    /// (topic, partition, dirty ratio) of the compacted partitions this shard owns.
-    pub dirty_ratios: Vec<(String, u32, f64)>,
-}
-
-impl CleanerMetrics {
-    pub fn snapshot(&self) -> CleanerSnapshot {
-        CleanerSnapshot {
-            runs: self.runs.get(),
-            errors: self.errors.get(),
-            bytes_read: self.bytes_read.get(),
-            bytes_written: self.bytes_written.get(),
-            busy_seconds: self.busy_us.get() as f64 / 1e6,
-            dirty_ratios: self.dirty_ratios.borrow().clone(),
-        }
-    }
-}
 
 fn bump(cell: &Cell<u64>, by: u64) {
     cell.set(cell.get().saturating_add(by));

@@ -55,7 +55,9 @@ fn main() {
         data_dir: cli.data_dir,
         cores: cli.cores,
     };
-    let config = match BrokerConfig::load(cli.config.as_deref(), overrides) {
+    let loaded = BrokerConfig::load(cli.config.as_deref(), overrides)
+        .and_then(|config| sluice::validate_config(&config).map(|()| config));
+    let config = match loaded {
         Ok(config) => config,
         Err(e) => {
             tracing::error!("{e}");

@@ -11,164 +11,24 @@
 //! COORDINATOR_LOAD_IN_PROGRESS until it has replayed the group's offsets partition; every
 //! message between shards carries owned data only.
 
+pub mod api;
 pub mod codec;
 pub mod coordinator;
 pub mod state;
 pub mod store;
 pub mod subscription;
+pub mod table;
 
 use std::rc::Rc;
 
 use kafka_protocol::ResponseError as K;
 use shards::ShardId;
 
+pub use self::api::*;
 pub use self::coordinator::Coordinator;
-use self::state::{JoinArgs, JoinReply, SyncArgs, SyncReply};
-use crate::router::ShardMsg;
 use crate::shard::Shard;
 
-/// Kafka's internal offsets topic.
-pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
-
-#[derive(Debug, thiserror::Error)]
-pub enum GroupError {
-    #[error("offsets topic partition {0} is not open on this shard")]
-    NotLoaded(u32),
-    #[error("corrupt offsets record: {0}")]
-    Codec(#[from] codec::CodecError),
-    #[error("offsets log: {0}")]
-    Storage(#[from] storage::StorageError),
-    #[error("offsets partition: {0}")]
-    Partition(#[from] crate::partition::PartitionError),
-}
-
-/// A request for one group (or, for `List`, for every group of a shard).
-#[derive(Debug)]
-pub enum GroupOp {
-    Join {
-        group: String,
-        args: JoinArgs,
-    },
-    Sync {
-        group: String,
-        args: SyncArgs,
-    },
-    Heartbeat {
-        group: String,
-        member_id: String,
-        instance_id: Option<String>,
-        generation: i32,
-    },
-    Leave {
-        group: String,
-        members: Vec<(String, Option<String>)>,
-    },
-    Commit(CommitRequest),
-    FetchOffsets {
-        group: String,
-        /// None: every committed offset of the group.
-        topics: Option<Vec<(String, Vec<i32>)>>,
-    },
-    Describe {
-        group: String,
-    },
-    List,
-    Delete {
-        group: String,
-    },
-    DeleteOffsets {
-        group: String,
-        topics: Vec<(String, Vec<i32>)>,
-    },
-}
-
-impl GroupOp {
-    /// The group the operation is about (None: ListGroups).
-    pub fn group(&self) -> Option<&str> {
-        match self {
-            Self::Join { group, .. }
-            | Self::Sync { group, .. }
-            | Self::Heartbeat { group, .. }
-            | Self::Leave { group, .. }
-            | Self::FetchOffsets { group, .. }
-            | Self::Describe { group }
-            | Self::Delete { group }
-            | Self::DeleteOffsets { group, .. } => Some(group),
-            Self::Commit(c) => Some(&c.group),
-            Self::List => None,
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct CommitPartition {
-    pub partition: i32,
-    pub offset: i64,
-    pub leader_epoch: i32,
-    pub metadata: Option<String>,
-}
-
-#[derive(Debug, Clone)]
-pub struct CommitRequest {
-    pub group: String,
-    pub member_id: String,
-    pub instance_id: Option<String>,
-    pub generation: i32,
-    pub topics: Vec<(String, Vec<CommitPartition>)>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FetchedOffset {
-    pub partition: i32,
-    pub offset: i64,
-    pub leader_epoch: i32,
-    pub metadata: Option<String>,
-    pub error: i16,
-}
-
-#[derive(Debug, Clone)]
-pub struct DescribedMember {
-    pub member_id: String,
-    pub instance_id: Option<String>,
-    pub client_id: String,
-    pub client_host: String,
-    pub metadata: bytes::Bytes,
-    pub assignment: bytes::Bytes,
-}
-
-#[derive(Debug, Clone)]
-pub struct Described {
-    pub found: bool,
-    pub state: &'static str,
-    pub protocol_type: String,
-    pub protocol: String,
-    pub members: Vec<DescribedMember>,
-}
-
-#[derive(Debug, Clone)]
-pub struct Listed {
-    pub group: String,
-    pub protocol_type: String,
-    pub state: &'static str,
-}
-
-/// The answer to a `GroupOp` (`Error` when the op could not run at all).
-#[derive(Debug)]
-pub enum GroupAnswer {
-    Join(JoinReply),
-    Sync(SyncReply),
-    /// Heartbeat, DeleteGroups: one code.
-    Code(i16),
-    /// LeaveGroup: one code per member, in request order.
-    Leave(Vec<i16>),
-    /// OffsetCommit / OffsetDelete: one code per partition, in request order.
-    Partitions(Vec<(String, Vec<(i32, i16)>)>),
-    Fetched(Vec<(String, Vec<FetchedOffset>)>),
-    Described(Described),
-    Listed(Vec<Listed>),
-    /// The op failed as a whole with this Kafka error code.
-    Error(i16),
-}
+pub use crate::internal_topics::OFFSETS_TOPIC;
 
 /// Kafka's partition for a group: `abs(javaStringHashCode(group)) % partitions`, with Kafka's
 /// `Utils.abs` (mask the sign bit).
@@ -198,6 +58,11 @@ pub fn owner_of(shard: &Shard, group: &str) -> (ShardId, u32) {
     )
 }
 
+/// Serves a [`GroupMsg`] from another shard.
+pub async fn serve(shard: &Rc<Shard>, msg: GroupMsg) {
+    msg.reply.send(coordinator::execute(shard, msg.op).await);
+}
+
 /// Runs `op` on the group's owner shard (directly when that is this shard).
 pub async fn route(shard: &Rc<Shard>, op: GroupOp) -> GroupAnswer {
     let Some(group) = op.group() else {
@@ -213,7 +78,7 @@ async fn call_shard(shard: &Rc<Shard>, owner: ShardId, op: GroupOp) -> GroupAnsw
     }
     let call = shard
         .mesh
-        .call(owner, |reply| ShardMsg::Group { op, reply });
+        .call(owner, |reply| GroupMsg { op, reply }.into());
     call.await
         .unwrap_or(GroupAnswer::Error(K::CoordinatorNotAvailable.code()))
 }

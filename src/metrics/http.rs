@@ -18,11 +18,11 @@ use std::time::Duration;
 use compio::buf::BufResult;
 use compio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use compio::net::{TcpListener, TcpStream};
-use futures_util::future::{join_all, select, Either};
+use futures_util::future::{select, Either};
+
+use futures_util::future::LocalBoxFuture;
 
 use super::{text, MetricsError, ShardSnapshot};
-use crate::router::ShardMsg;
-use crate::shard::Shard;
 
 /// Largest request head (request line plus headers) read; scrapers send a few hundred bytes.
 pub const REQUEST_HEAD_MAX_BYTES: usize = 8 * 1024;
@@ -35,19 +35,17 @@ pub const CONNECTIONS_MAX: usize = 16;
 
 const METRICS_PATH: &str = "/metrics";
 
-/// On the registry shard: binds `admin.listen` (a bind failure stops the broker, as for the
-/// Kafka listener) and serves it until shutdown; the handle cancels the server when dropped.
-/// Other shards serve no admin endpoint and get `None`.
-pub async fn start(shard: &Rc<Shard>) -> Option<compio::runtime::JoinHandle<()>> {
-    if shard.id != crate::router::REGISTRY_SHARD {
-        return None;
-    }
-    let addr = shard
-        .config
-        .admin_listen_addr()
-        .unwrap_or_else(|e| shards::fatal(e));
-    let listener = bind(addr).await.unwrap_or_else(|e| shards::fatal(e));
-    Some(compio::runtime::spawn(serve(shard.clone(), listener)))
+/// What the endpoint needs from the broker, implemented by the shard that serves it: metrics
+/// knows nothing of shards or their messages.
+pub trait Scrape {
+    /// `admin.auth.token`: when set, requests must carry `Authorization: Bearer <token>`.
+    fn admin_auth_token(&self) -> Option<&str>;
+    /// Ends the accept loop.
+    fn shutdown(&self) -> &shards::Shutdown;
+    /// Every shard's snapshot, in shard order (a shard that does not answer is left out).
+    fn collect(&self) -> LocalBoxFuture<'_, Vec<ShardSnapshot>>;
+    /// The API keys the broker serves (each gets its series even before its first request).
+    fn served_api_keys(&self) -> Vec<i16>;
 }
 
 /// Binds the admin address (port 0 picks a free one) and logs `admin listening=ADDR`.
@@ -61,11 +59,11 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, MetricsError> {
 }
 
 /// Accepts admin connections until shutdown.
-pub async fn serve(shard: Rc<Shard>, listener: TcpListener) {
+pub async fn serve<S: Scrape + 'static>(shard: Rc<S>, listener: TcpListener) {
     let open = Rc::new(Cell::new(0usize));
     loop {
         let accept = Box::pin(listener.accept());
-        let stop = Box::pin(shard.shutdown.wait());
+        let stop = Box::pin(shard.shutdown().wait());
         let (stream, peer) = match select(accept, stop).await {
             Either::Left((Ok(accepted), _)) => accepted,
             Either::Left((Err(e), _)) => {
@@ -92,7 +90,7 @@ pub async fn serve(shard: Rc<Shard>, listener: TcpListener) {
     }
 }
 
-async fn serve_one(shard: &Rc<Shard>, stream: TcpStream) -> Result<(), MetricsError> {
+async fn serve_one<S: Scrape>(shard: &Rc<S>, stream: TcpStream) -> Result<(), MetricsError> {
     let head = match compio::time::timeout(REQUEST_TIMEOUT, read_head(&stream)).await {
         Ok(Ok(head)) => head,
         Ok(Err(MetricsError::RequestTooLarge { .. })) => {
@@ -104,7 +102,7 @@ async fn serve_one(shard: &Rc<Shard>, stream: TcpStream) -> Result<(), MetricsEr
         Ok(Err(e)) => return Err(e),
         Err(_elapsed) => return Err(MetricsError::RequestTimeout(REQUEST_TIMEOUT)),
     };
-    if let Some(token) = &shard.config.admin_auth_token {
+    if let Some(token) = shard.admin_auth_token() {
         if !bearer_matches(&head, token) {
             tracing::warn!(target: crate::security::session::AUDIT_TARGET, "admin request denied: missing or wrong bearer token");
             return respond(&stream, "401 Unauthorized", "").await;
@@ -112,7 +110,7 @@ async fn serve_one(shard: &Rc<Shard>, stream: TcpStream) -> Result<(), MetricsEr
     }
     match route(&head) {
         Ok(()) => {
-            let body = text::render(&collect(shard).await);
+            let body = text::render(&shard.collect().await, &shard.served_api_keys());
             respond_with(&stream, "200 OK", text::CONTENT_TYPE, body).await
         }
         Err(status) => respond(&stream, status, "").await,
@@ -191,28 +189,6 @@ fn bearer_matches(head: &[u8], token: &str) -> bool {
                 crate::security::scram::constant_time_eq(given.trim().as_bytes(), token.as_bytes())
             })
     })
-}
-
-/// Every shard's snapshot (this shard's read directly), in shard order.
-async fn collect(shard: &Rc<Shard>) -> Vec<ShardSnapshot> {
-    let calls = shard.mesh.shards().map(|id| async move {
-        if id == shard.id {
-            return Some(super::snapshot(shard));
-        }
-        let call = shard.mesh.call(id, |reply| ShardMsg::Metrics { reply });
-        match compio::time::timeout(SNAPSHOT_TIMEOUT, call).await {
-            Ok(Ok(snapshot)) => Some(snapshot),
-            Ok(Err(e)) => {
-                tracing::debug!(shard = %id, error = %e, "no metrics from shard");
-                None
-            }
-            Err(_elapsed) => {
-                tracing::warn!(shard = %id, "metrics snapshot timed out");
-                None
-            }
-        }
-    });
-    join_all(calls).await.into_iter().flatten().collect()
 }
 
 async fn respond(stream: &TcpStream, status: &str, body: &str) -> Result<(), MetricsError> {

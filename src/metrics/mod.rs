@@ -5,8 +5,11 @@
 //! Invariants: recording touches only the current shard's `Cell`/`RefCell` state (no atomics, no
 //! locks shared between shards); a `RefCell` borrow never lives across an `.await`; counters only
 //! grow (saturating); merging happens only at scrape time, on the scraping shard. Every metric
-//! is documented in docs/metrics.md.
+//! is documented in docs/metrics.md. Metrics imports nothing above it: the shard hands it
+//! gauges and snapshots (`Gauges`, `http::Scrape`), the partition service reports through
+//! `partition::AppendObserver`.
 
+pub mod cleaner;
 pub mod histogram;
 pub mod http;
 pub mod text;
@@ -17,7 +20,6 @@ use std::time::Duration;
 use kafka_protocol::messages::ApiKey;
 
 use self::histogram::Histogram;
-use crate::shard::Shard;
 
 /// API keys are small non-negative numbers (Kafka's highest is below 100); requests with a key
 /// at or beyond this are never routed to a handler, so they are never recorded.
@@ -69,7 +71,7 @@ pub struct ShardMetrics {
     messages_in: Cell<u64>,
     fsync_wait: RefCell<Histogram>,
     /// The shard's log cleaner (runs, bytes, time, dirty ratios).
-    pub cleaner: crate::log_cleaner::CleanerMetrics,
+    pub cleaner: cleaner::CleanerMetrics,
 }
 
 impl Default for ShardMetrics {
@@ -80,7 +82,7 @@ impl Default for ShardMetrics {
             sent_bytes: Cell::new(0),
             messages_in: Cell::new(0),
             fsync_wait: RefCell::new(Histogram::default()),
-            cleaner: crate::log_cleaner::CleanerMetrics::default(),
+            cleaner: cleaner::CleanerMetrics::default(),
         }
     }
 }
@@ -149,31 +151,40 @@ pub struct ShardSnapshot {
     pub partitions_owned: u64,
     /// Data fsyncs of the logs this shard owns now, since each was opened.
     pub log_fsyncs: u64,
-    pub cleaner: crate::log_cleaner::CleanerSnapshot,
+    pub cleaner: cleaner::CleanerSnapshot,
 }
 
-/// Reads the current shard's metrics and gauges.
-pub fn snapshot(shard: &Shard) -> ShardSnapshot {
-    let metrics = &shard.metrics;
-    let apis = metrics
-        .apis
-        .borrow()
-        .iter()
-        .enumerate()
-        .filter(|(_, stats)| stats.requests > 0)
-        .filter_map(|(slot, stats)| Some((i16::try_from(slot).ok()?, stats.clone())))
-        .collect();
-    let partitions = shard.partitions.all();
-    ShardSnapshot {
-        shard: shard.id.0,
-        apis,
-        received_bytes: metrics.received_bytes.get(),
-        sent_bytes: metrics.sent_bytes.get(),
-        messages_in: metrics.messages_in.get(),
-        fsync_wait: metrics.fsync_wait.borrow().clone(),
-        connections: shard.connection_count() as u64,
-        partitions_owned: partitions.len() as u64,
-        log_fsyncs: partitions.iter().map(|p| p.storage().fsync_count()).sum(),
-        cleaner: metrics.cleaner.snapshot(),
+impl ShardMetrics {
+    /// This shard's counters now, with the gauges the caller measured (connections,
+    /// partitions owned, their fsyncs): plain data for a scrape.
+    pub fn snapshot(&self, shard: u16, gauges: Gauges) -> ShardSnapshot {
+        let apis = self
+            .apis
+            .borrow()
+            .iter()
+            .enumerate()
+            .filter(|(_, stats)| stats.requests > 0)
+            .filter_map(|(slot, stats)| Some((i16::try_from(slot).ok()?, stats.clone())))
+            .collect();
+        ShardSnapshot {
+            shard,
+            apis,
+            received_bytes: self.received_bytes.get(),
+            sent_bytes: self.sent_bytes.get(),
+            messages_in: self.messages_in.get(),
+            fsync_wait: self.fsync_wait.borrow().clone(),
+            connections: gauges.connections,
+            partitions_owned: gauges.partitions_owned,
+            log_fsyncs: gauges.log_fsyncs,
+            cleaner: self.cleaner.snapshot(),
+        }
     }
+}
+
+/// What the shard measures at scrape time and hands to [`ShardMetrics::snapshot`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Gauges {
+    pub connections: u64,
+    pub partitions_owned: u64,
+    pub log_fsyncs: u64,
 }

@@ -18,9 +18,9 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Merges `shards` (counters summed, histograms merged; per-shard gauges keep a `shard` label)
 /// and renders them.
-pub fn render(shards: &[ShardSnapshot]) -> String {
+pub fn render(shards: &[ShardSnapshot], served_api_keys: &[i16]) -> String {
     let mut out = Writer::default();
-    let apis = merged_apis(shards);
+    let apis = merged_apis(shards, served_api_keys);
     out.family(
         "sluice_requests_total",
         "counter",
@@ -153,12 +153,12 @@ fn render_cleaner(out: &mut Writer, shards: &[ShardSnapshot]) {
     }
 }
 
-/// Every API in the handler registry (zero when unused, so series exist from the start), in
+/// Every API the broker serves (zero when unused, so series exist from the start), in
 /// API-key order, with its stats summed over shards.
-fn merged_apis(shards: &[ShardSnapshot]) -> Vec<(String, ApiStats)> {
-    let mut by_key: BTreeMap<i16, ApiStats> = crate::handlers::REGISTRY
+fn merged_apis(shards: &[ShardSnapshot], served_api_keys: &[i16]) -> Vec<(String, ApiStats)> {
+    let mut by_key: BTreeMap<i16, ApiStats> = served_api_keys
         .iter()
-        .map(|entry| (entry.key as i16, ApiStats::default()))
+        .map(|&key| (key, ApiStats::default()))
         .collect();
     for shard in shards {
         for (key, stats) in &shard.apis {
@@ -456,6 +456,13 @@ mod tests {
 
     use super::*;
 
+    fn served() -> Vec<i16> {
+        crate::handlers::REGISTRY
+            .iter()
+            .map(|entry| entry.key as i16)
+            .collect()
+    }
+
     fn snapshot(shard: u16, produce: u64, latency_us: u64) -> ShardSnapshot {
         let mut latency = Histogram::default();
         for _ in 0..produce {
@@ -486,7 +493,7 @@ mod tests {
 
     #[test]
     fn rendered_text_parses_back_and_merges_shards() {
-        let text = render(&[snapshot(0, 3, 40), snapshot(1, 5, 4_000)]);
+        let text = render(&[snapshot(0, 3, 40), snapshot(1, 5, 4_000)], &served());
         let exp = parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
         let produce = [("api", "Produce")];
         assert_eq!(exp.sum("sluice_requests_total", &produce), 8.0);
@@ -522,7 +529,7 @@ mod tests {
 
     #[test]
     fn every_histogram_is_cumulative_and_ends_at_its_count() {
-        let text = render(&[snapshot(0, 7, 900), snapshot(1, 2, 20)]);
+        let text = render(&[snapshot(0, 7, 900), snapshot(1, 2, 20)], &served());
         let exp = parse(&text).unwrap_or_else(|e| panic!("{e}"));
         let mut series: BTreeMap<(String, Option<String>), Vec<f64>> = BTreeMap::new();
         for s in exp.samples.iter().filter(|s| s.name.ends_with("_bucket")) {
@@ -542,7 +549,7 @@ mod tests {
 
     #[test]
     fn every_counter_ends_in_total_and_every_name_is_prefixed() {
-        let exp = parse(&render(&[snapshot(0, 1, 1)])).unwrap_or_else(|e| panic!("{e}"));
+        let exp = parse(&render(&[snapshot(0, 1, 1)], &served())).unwrap_or_else(|e| panic!("{e}"));
         for (name, kind) in &exp.types {
             assert!(name.starts_with("sluice_"), "{name}");
             if kind == "counter" {
@@ -554,7 +561,7 @@ mod tests {
 
     #[test]
     fn empty_scrape_still_renders_valid_text() {
-        let exp = parse(&render(&[])).unwrap_or_else(|e| panic!("{e}"));
+        let exp = parse(&render(&[], &served())).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(exp.sum("sluice_shards", &[]), 0.0);
         assert_eq!(exp.sum("sluice_fsync_wait_seconds_count", &[]), 0.0);
     }

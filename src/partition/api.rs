@@ -1,7 +1,11 @@
 //! The partition service's requests and answers: plain owned data, so a batch of them can be
-//! sent to the owning shard and the answers sent back.
+//! sent to the owning shard (`PartitionMsg`, served by `PartitionService::serve`) and the
+//! answers sent back.
+
+use std::time::Instant;
 
 use bytes::Bytes;
+use shards::Reply;
 
 use super::{PartitionError, TopicPartition};
 
@@ -83,3 +87,30 @@ pub struct DeleteRecordsItem {
 
 /// The new low watermark (log start offset).
 pub type DeleteRecordsResult = Result<i64, PartitionError>;
+
+/// The partition service's message to a partition's owning shard.
+pub enum PartitionMsg {
+    Produce {
+        items: Vec<ProduceItem>,
+        acks: i16,
+        reply: Reply<Vec<ProduceResult>>,
+    },
+    Read {
+        items: Vec<ReadItem>,
+        reply: Reply<Vec<ReadResult>>,
+    },
+    /// Answered when any listed partition's high watermark passes its offset, or at `deadline`.
+    Wait {
+        items: Vec<(TopicPartition, i64)>,
+        deadline: Instant,
+        reply: Reply<()>,
+    },
+    Offsets {
+        items: Vec<OffsetQuery>,
+        reply: Reply<Vec<OffsetResult>>,
+    },
+    DeleteRecords {
+        items: Vec<DeleteRecordsItem>,
+        reply: Reply<Vec<DeleteRecordsResult>>,
+    },
+}

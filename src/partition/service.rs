@@ -15,7 +15,7 @@ use futures_util::future::{join_all, select_all};
 use shards::Shutdown;
 
 use super::api::{
-    DeleteRecordsItem, DeleteRecordsResult, OffsetOk, OffsetQuery, OffsetResult, ProduceItem,
+    DeleteRecordsItem, DeleteRecordsResult, OffsetOk, PartitionMsg, OffsetQuery, OffsetResult, ProduceItem,
     ProduceResult, ReadItem, ReadResult,
 };
 use super::proxy::{AppendOrigin, AppendRequest, PartitionProxy};
@@ -72,6 +72,28 @@ impl PartitionService {
     /// Removes and returns every partition (shutdown).
     pub fn drain(&self) -> Vec<Rc<Partition>> {
         self.map.drain()
+    }
+
+    /// Serves a [`PartitionMsg`] from another shard.
+    pub async fn serve(&self, msg: PartitionMsg) {
+        match msg {
+            PartitionMsg::Produce { items, acks, reply } => {
+                reply.send(self.produce(items, acks).await)
+            }
+            PartitionMsg::Read { items, reply } => reply.send(self.read(items).await),
+            PartitionMsg::Wait {
+                items,
+                deadline,
+                reply,
+            } => {
+                self.wait(items, deadline).await;
+                reply.send(());
+            }
+            PartitionMsg::Offsets { items, reply } => reply.send(self.offsets(items).await),
+            PartitionMsg::DeleteRecords { items, reply } => {
+                reply.send(self.delete_records(items).await)
+            }
+        }
     }
 
     fn lookup(&self, tp: &TopicPartition) -> Result<Rc<Partition>, PartitionError> {

@@ -15,7 +15,9 @@ use std::rc::Rc;
 
 use futures_util::future::join_all;
 
-use super::{local, Router, ShardMsg, REGISTRY_SHARD};
+use super::{local, Router, REGISTRY_SHARD};
+use crate::partition::api::PartitionMsg;
+use crate::shard::ShardMsg;
 use crate::partition::{Partition, TopicPartition};
 use crate::shard::Shard;
 use crate::topics::alter::{self, AlterError, IncrementalEntry};
@@ -118,7 +120,11 @@ impl Router {
             change,
             len,
             |change| apply_change(&self.shard, change),
-            |change, reply| ShardMsg::Admin { change, reply },
+            |change, reply| {
+                ShardMsg::run(move |shard| async move {
+                    reply.send(apply_change(&shard, change).await);
+                })
+            },
             || Err(AdminError::Storage("registry shard unavailable".into())),
         )
         .await
@@ -129,7 +135,7 @@ impl Router {
             items,
             |item| self.owner(&item.tp),
             |items| self.shard.partitions.delete_records(items),
-            |items, reply| ShardMsg::DeleteRecords { items, reply },
+            |items, reply| PartitionMsg::DeleteRecords { items, reply }.into(),
         )
         .await
     }
@@ -209,7 +215,7 @@ fn existing(shard: &Shard, name: &str) -> Result<TopicMeta, AdminError> {
 
 fn grow(shard: &Shard, growth: &PartitionGrowth) -> ChangeResult {
     let mut meta = existing(shard, &growth.name)?;
-    if meta.name == crate::groups::OFFSETS_TOPIC {
+    if meta.name == crate::internal_topics::OFFSETS_TOPIC {
         // A group's coordinator is hash(group) % partitions: growing it would move groups away
         // from their committed offsets.
         return Err(AdminError::InvalidTopic(format!(
@@ -300,11 +306,11 @@ impl Router {
         }
         self.shard
             .mesh
-            .call(REGISTRY_SHARD, |reply| ShardMsg::BrokerConfigs {
-                scope,
-                change,
-                validate_only,
-                reply,
+            .call(REGISTRY_SHARD, |reply| {
+                ShardMsg::run(move |shard| async move {
+                    let answer = alter_broker_configs(&shard, scope, change, validate_only).await;
+                    reply.send(answer);
+                })
             })
             .await
             .unwrap_or_else(|_| Err(AdminError::Storage("registry shard unavailable".into())))
@@ -336,9 +342,11 @@ pub async fn alter_broker_configs(
         async move {
             if let Err(e) = shard
                 .mesh
-                .call(id, |reply| ShardMsg::BrokerConfigsChanged {
-                    configs,
-                    reply,
+                .call(id, |reply| {
+                    ShardMsg::run(move |shard| async move {
+                        adopt_broker_configs(&shard, configs).await;
+                        reply.send(());
+                    })
                 })
                 .await
             {
@@ -395,7 +403,7 @@ async fn delete_topics(shard: &Shard, refs: Vec<TopicRef>) -> Vec<ChangeResult> 
             }
         };
         let found = found.and_then(|meta| {
-            if meta.name == crate::groups::OFFSETS_TOPIC {
+            if meta.name == crate::internal_topics::OFFSETS_TOPIC {
                 // Deleting it would drop every group's committed offsets.
                 Err(AdminError::InvalidTopic(format!(
                     "Cannot delete internal topic {}",
@@ -465,7 +473,11 @@ async fn broadcast_removal(shard: &Shard, doomed: &[TopicMeta]) -> RemovalFailur
         async move {
             match shard
                 .mesh
-                .call(id, |reply| ShardMsg::TopicsRemoved { topics, reply })
+                .call(id, |reply| {
+                    ShardMsg::run(move |shard| async move {
+                        reply.send(remove_topics(&shard, topics).await);
+                    })
+                })
                 .await
             {
                 Ok(failed) => failed,

@@ -11,73 +11,13 @@ use std::rc::Rc;
 
 use futures_util::future::join_all;
 
-use super::{CreateResult, NewTopic, ShardMsg};
+use super::{CreateResult, NewTopic};
+use crate::shard::ShardMsg;
 use crate::partition::timestamps::TimestampLimits;
 use crate::partition::{Partition, TopicPartition, LEADER_EPOCH};
 use crate::producers;
 use crate::shard::Shard;
 use crate::topics::{self, TopicError, TopicId, TopicMeta};
-
-/// Serves one inbox message (spawned, so a long poll never blocks the inbox).
-pub async fn serve(shard: Rc<Shard>, msg: ShardMsg) {
-    match msg {
-        ShardMsg::Produce { items, acks, reply } => {
-            reply.send(shard.partitions.produce(items, acks).await)
-        }
-        ShardMsg::Read { items, reply } => reply.send(shard.partitions.read(items).await),
-        ShardMsg::Wait {
-            items,
-            deadline,
-            reply,
-        } => {
-            shard.partitions.wait(items, deadline).await;
-            reply.send(());
-        }
-        ShardMsg::Offsets { items, reply } => reply.send(shard.partitions.offsets(items).await),
-        ShardMsg::CreateTopics {
-            topics,
-            validate_only,
-            reply,
-        } => reply.send(create_topics(&shard, topics, validate_only).await),
-        ShardMsg::BrokerConfigs {
-            scope,
-            change,
-            validate_only,
-            reply,
-        } => reply
-            .send(super::admin::alter_broker_configs(&shard, scope, change, validate_only).await),
-        ShardMsg::BrokerConfigsChanged { configs, reply } => {
-            super::admin::adopt_broker_configs(&shard, configs).await;
-            reply.send(());
-        }
-        ShardMsg::TopicsChanged { topics, reply } => {
-            adopt_topics(&shard, topics).await;
-            reply.send(());
-        }
-        ShardMsg::Ping { reply } => reply.send(()),
-        ShardMsg::Metrics { reply } => reply.send(crate::metrics::snapshot(&shard)),
-        ShardMsg::Group { op, reply } => {
-            reply.send(crate::groups::coordinator::execute(&shard, op).await)
-        }
-        ShardMsg::Admin { change, reply } => {
-            reply.send(super::admin::apply_change(&shard, change).await)
-        }
-        ShardMsg::TopicsRemoved { topics, reply } => {
-            reply.send(super::admin::remove_topics(&shard, topics).await);
-        }
-        ShardMsg::DeleteRecords { items, reply } => {
-            reply.send(shard.partitions.delete_records(items).await)
-        }
-        ShardMsg::ProducerIdBlock { reply } => {
-            assert_eq!(
-                shard.id,
-                super::REGISTRY_SHARD,
-                "producer id blocks come from shard 0"
-            );
-            reply.send(shard.producer_ids.allocate_block().await)
-        }
-    }
-}
 
 /// Shard 0 only: validates each topic, persists the registry with the new ones, has every shard
 /// open its partitions, then answers per topic.
@@ -177,7 +117,12 @@ pub async fn broadcast_topics(shard: &Shard, changed: Vec<TopicMeta>) {
         async move {
             if let Err(e) = shard
                 .mesh
-                .call(id, |reply| ShardMsg::TopicsChanged { topics, reply })
+                .call(id, |reply| {
+                    ShardMsg::run(move |shard| async move {
+                        adopt_topics(&shard, topics).await;
+                        reply.send(());
+                    })
+                })
                 .await
             {
                 tracing::warn!(shard = %id, error = %e, "topic broadcast not delivered");
@@ -195,7 +140,10 @@ pub async fn adopt_topics(shard: &Shard, changed: Vec<TopicMeta>) {
         shard.topics.borrow_mut().upsert(meta.clone());
     }
     open_owned(shard, &changed).await;
-    crate::groups::adopted(shard, &changed).await;
+    // Modules that load state from new topics (the group coordinator, for the offsets topic).
+    for hook in &shard.on_topics_adopted {
+        hook(shard, &changed).await;
+    }
 }
 
 /// Opens every not-yet-open partition of `metas` that this shard owns. A partition that cannot
@@ -298,7 +246,7 @@ async fn producer_states(
     log: &storage::Log,
 ) -> producers::ProducerStates {
     let limits = shard.config.producer_rebuild_limits();
-    if tp.topic == crate::groups::OFFSETS_TOPIC {
+    if tp.topic == crate::internal_topics::OFFSETS_TOPIC {
         return producers::ProducerStates::new(limits.state);
     }
     producers::rebuild::rebuild(log, limits, crate::clock::system_now_ms()).await

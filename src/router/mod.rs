@@ -22,7 +22,8 @@ pub use crate::partition::api::{
 };
 pub use crate::partition::PartitionError;
 use crate::partition::TopicPartition;
-use crate::shard::Shard;
+use crate::partition::api::PartitionMsg;
+use crate::shard::{Shard, ShardMsg};
 use crate::topics::{TopicError, TopicMeta};
 
 /// A topic to create (already name-checked by the handler or not: shard 0 re-validates).
@@ -35,82 +36,6 @@ pub struct NewTopic {
 }
 
 pub type CreateResult = Result<TopicMeta, TopicError>;
-
-/// Every message a shard can receive from another.
-pub enum ShardMsg {
-    Produce {
-        items: Vec<ProduceItem>,
-        acks: i16,
-        reply: Reply<Vec<ProduceResult>>,
-    },
-    Read {
-        items: Vec<ReadItem>,
-        reply: Reply<Vec<ReadResult>>,
-    },
-    /// Answered when any listed partition's high watermark passes its offset, or at `deadline`.
-    Wait {
-        items: Vec<(TopicPartition, i64)>,
-        deadline: Instant,
-        reply: Reply<()>,
-    },
-    Offsets {
-        items: Vec<OffsetQuery>,
-        reply: Reply<Vec<OffsetResult>>,
-    },
-    /// Only to shard 0: validate, persist, broadcast, then answer.
-    CreateTopics {
-        topics: Vec<NewTopic>,
-        validate_only: bool,
-        reply: Reply<Vec<CreateResult>>,
-    },
-    /// From shard 0 to every shard: adopt these topics and open the partitions owned here.
-    TopicsChanged {
-        topics: Vec<TopicMeta>,
-        reply: Reply<()>,
-    },
-    /// Answered once the shard serves its inbox (startup barrier).
-    Ping { reply: Reply<()> },
-    /// From the shard serving /metrics: this shard's metrics now.
-    Metrics {
-        reply: Reply<crate::metrics::ShardSnapshot>,
-    },
-    /// To a group's coordinator shard (see `groups::route`).
-    Group {
-        op: crate::groups::GroupOp,
-        reply: Reply<crate::groups::GroupAnswer>,
-    },
-    /// Only to shard 0: delete topics, add partitions or change configs (see `admin`).
-    Admin {
-        change: admin::RegistryChange,
-        reply: Reply<Vec<admin::ChangeResult>>,
-    },
-    /// Only to shard 0: change the dynamic broker configs of one BROKER resource.
-    BrokerConfigs {
-        scope: crate::topics::dynamic::Scope,
-        change: crate::topics::dynamic::BrokerChange,
-        validate_only: bool,
-        reply: Reply<Result<(), admin::AdminError>>,
-    },
-    /// From shard 0 to every shard: adopt these dynamic broker configs and re-apply topic
-    /// configs to the live logs.
-    BrokerConfigsChanged {
-        configs: crate::topics::dynamic::DynamicConfigs,
-        reply: Reply<()>,
-    },
-    /// From shard 0 to every shard: forget these topics, delete the partitions owned here.
-    TopicsRemoved {
-        topics: Vec<TopicMeta>,
-        reply: Reply<admin::RemovalFailures>,
-    },
-    DeleteRecords {
-        items: Vec<admin::DeleteRecordsItem>,
-        reply: Reply<Vec<admin::DeleteRecordsResult>>,
-    },
-    /// Only to shard 0: reserve (and persist) the next block of producer ids.
-    ProducerIdBlock {
-        reply: Reply<Result<crate::producers::IdBlock, crate::producers::IdError>>,
-    },
-}
 
 /// The shard that owns the topic registry.
 pub const REGISTRY_SHARD: ShardId = ShardId(0);
@@ -168,7 +93,7 @@ impl Router {
             items,
             |item| self.owner(&item.tp),
             |items| self.shard.partitions.produce(items, acks),
-            |items, reply| ShardMsg::Produce { items, acks, reply },
+            |items, reply| PartitionMsg::Produce { items, acks, reply }.into(),
         )
         .await
     }
@@ -178,7 +103,7 @@ impl Router {
             items,
             |item| self.owner(&item.tp),
             |items| self.shard.partitions.read(items),
-            |items, reply| ShardMsg::Read { items, reply },
+            |items, reply| PartitionMsg::Read { items, reply }.into(),
         )
         .await
     }
@@ -191,10 +116,13 @@ impl Router {
                 if owner == self.shard.id {
                     self.shard.partitions.wait(items, deadline).await;
                 } else {
-                    let call = self.shard.mesh.call(owner, |reply| ShardMsg::Wait {
-                        items,
-                        deadline,
-                        reply,
+                    let call = self.shard.mesh.call(owner, |reply| {
+                        PartitionMsg::Wait {
+                            items,
+                            deadline,
+                            reply,
+                        }
+                        .into()
                     });
                     if call.await.is_err() {
                         // The owner is gone (shutdown): do not spin, sleep out the deadline.
@@ -216,7 +144,7 @@ impl Router {
             items,
             |item| self.owner(&item.tp),
             |items| self.shard.partitions.offsets(items),
-            |items, reply| ShardMsg::Offsets { items, reply },
+            |items, reply| PartitionMsg::Offsets { items, reply }.into(),
         )
         .await
     }
@@ -234,7 +162,11 @@ impl Router {
                 }
                 let call = shard
                     .mesh
-                    .call(REGISTRY_SHARD, |reply| ShardMsg::ProducerIdBlock { reply });
+                    .call(REGISTRY_SHARD, |reply| {
+                        ShardMsg::run(move |shard| async move {
+                            reply.send(shard.producer_ids.allocate_block().await);
+                        })
+                    });
                 call.await
                     .unwrap_or(Err(crate::producers::IdError::Unavailable))
             })
@@ -252,10 +184,10 @@ impl Router {
             topics,
             len,
             |topics| local::create_topics(&self.shard, topics, validate_only),
-            |topics, reply| ShardMsg::CreateTopics {
-                topics,
-                validate_only,
-                reply,
+            |topics, reply| {
+                ShardMsg::run(move |shard| async move {
+                    reply.send(local::create_topics(&shard, topics, validate_only).await);
+                })
             },
             || Err(TopicError::Io("registry shard unavailable".into())),
         )

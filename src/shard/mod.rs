@@ -6,103 +6,23 @@
 //! threads); other shards are reached only through the mesh; "ready" is logged once, by shard 0,
 //! after every shard answered a ping, which each does only once it is listening.
 
+pub mod msg;
+pub mod state;
+
 use std::cell::{Cell, RefCell};
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use shards::{Inbox, Mesh, Placement, ShardContext, ShardId, Shutdown};
+use futures_util::future::LocalBoxFuture;
+use shards::{Inbox, Placement, ShardContext};
 
-use crate::config::BrokerConfig;
+pub use self::msg::ShardMsg;
+pub use self::state::{Boot, BootListener, ConnectionGuard, Shard};
 use crate::handlers::fetch_session::FetchSessions;
 use crate::partition::PartitionService;
-use crate::router::{self, ShardMsg};
-use crate::topics::{self, TopicTable};
-
-/// What every shard starts from (built once in `run`).
-pub struct Boot {
-    pub config: Arc<BrokerConfig>,
-    pub default_log: storage::LogConfig,
-    /// The resolved listen address (port 0 already replaced by the real port).
-    pub listen: SocketAddr,
-    pub advertised_host: String,
-    pub advertised_port: u16,
-    /// Every listener (the first is `listen` above), bound by every shard.
-    pub listeners: Vec<BootListener>,
-    /// SCRAM credentials, shared by every shard (see `security::scram`).
-    pub credentials: Arc<crate::security::scram::CredentialStore>,
-    /// The authorizer and its ACLs, shared by every shard (see `security::acl_store`).
-    pub authorizer: Arc<crate::security::acl_store::Authorizer>,
-    /// The previous process closed every log (its clean-shutdown marker was there).
-    pub previous_shutdown_clean: bool,
-    /// Set by a shard whose logs did not all close; then no clean-shutdown marker is written.
-    pub close_failed: std::sync::atomic::AtomicBool,
-}
-
-/// One listener to bind: its resolved address and what its connections see.
-pub struct BootListener {
-    pub bind: SocketAddr,
-    pub context: Arc<crate::security::session::ListenerContext>,
-}
-
-/// Per-shard state shared by the shard's tasks.
-pub struct Shard {
-    pub id: ShardId,
-    pub mesh: Mesh<ShardMsg>,
-    pub placement: Placement,
-    pub config: Arc<BrokerConfig>,
-    pub default_log: storage::LogConfig,
-    pub advertised_host: String,
-    pub advertised_port: u16,
-    /// See `Boot::previous_shutdown_clean`; how partition logs are opened.
-    pub previous_shutdown_clean: bool,
-    pub topics: RefCell<TopicTable>,
-    /// Dynamic broker configs (topic config defaults changed at run time; see
-    /// `topics::dynamic`); authoritative on shard 0, copies elsewhere.
-    pub dynamic_configs: RefCell<topics::dynamic::DynamicConfigs>,
-    /// The partition service: the partitions this shard leads (see `partition`).
-    pub partitions: PartitionService,
-    pub fetch_sessions: RefCell<FetchSessions>,
-    /// The consumer groups this shard coordinates (see `groups`).
-    pub groups: crate::groups::Coordinator,
-    /// Producer ids for InitProducerId (this shard's block; shard 0 also persists the counter).
-    pub producer_ids: crate::producers::IdAllocator,
-    /// Held by shard 0 while it changes and persists the registry.
-    pub registry_lock: futures_util::lock::Mutex<()>,
-    pub shutdown: Shutdown,
-    /// Request, byte and fsync metrics recorded on this shard (see `metrics`).
-    pub metrics: Rc<crate::metrics::ShardMetrics>,
-    /// SCRAM credentials (shared by every shard).
-    pub credentials: Arc<crate::security::scram::CredentialStore>,
-    /// The authorizer and its ACLs (shared by every shard).
-    pub authorizer: Arc<crate::security::acl_store::Authorizer>,
-    connections: Cell<usize>,
-}
-
-impl Shard {
-    pub fn connection_count(&self) -> usize {
-        self.connections.get()
-    }
-}
-
-/// Counts a live connection for the drain at shutdown; decrements on drop.
-pub struct ConnectionGuard(Rc<Shard>);
-
-impl ConnectionGuard {
-    fn new(shard: Rc<Shard>) -> Self {
-        shard.connections.set(shard.connections.get() + 1);
-        Self(shard)
-    }
-}
-
-impl Drop for ConnectionGuard {
-    fn drop(&mut self) {
-        self.0
-            .connections
-            .set(self.0.connections.get().saturating_sub(1));
-    }
-}
+use crate::router;
+use crate::topics;
 
 pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inbox<ShardMsg>) {
     storage::set_sealed_segment_files_open_max(boot.config.log_sealed_segment_files_open_max);
@@ -140,6 +60,7 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
         metrics,
         credentials: boot.credentials.clone(),
         authorizer: boot.authorizer.clone(),
+        on_topics_adopted: vec![|shard, changed| Box::pin(crate::groups::adopted(shard, changed))],
         connections: Cell::new(0),
     });
     if shard.id == router::REGISTRY_SHARD {
@@ -158,7 +79,7 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
         })
         .collect();
     let inbox_task = compio::runtime::spawn(serve_inbox(shard.clone(), inbox));
-    let admin_task = crate::metrics::http::start(&shard).await;
+    let admin_task = start_admin(&shard).await;
     if shard.id == router::REGISTRY_SHARD {
         crate::groups::ensure_offsets_topic(&shard).await;
         announce_ready(&shard, &boot).await;
@@ -215,7 +136,7 @@ async fn announce_ready(shard: &Shard, boot: &Boot) {
 
 async fn serve_inbox(shard: Rc<Shard>, inbox: Inbox<ShardMsg>) {
     while let Some(msg) = inbox.recv().await {
-        compio::runtime::spawn(router::local::serve(shard.clone(), msg)).detach();
+        compio::runtime::spawn(serve(shard.clone(), msg)).detach();
     }
 }
 
@@ -337,4 +258,81 @@ async fn retention_loop(shard: Rc<Shard>) {
             }
         }
     }
+}
+
+/// Serves one inbox message on this shard (spawned, so a long poll never blocks the inbox).
+async fn serve(shard: Rc<Shard>, msg: ShardMsg) {
+    match msg {
+        ShardMsg::Partition(msg) => shard.partitions.serve(msg).await,
+        ShardMsg::Group(msg) => crate::groups::serve(&shard, msg).await,
+        ShardMsg::Ping { reply } => reply.send(()),
+        ShardMsg::Metrics { reply } => reply.send(shard.metrics_snapshot()),
+        ShardMsg::Run(task) => task(shard).await,
+    }
+}
+
+/// On the registry shard: binds `admin.listen` (a bind failure stops the broker, as for the
+/// Kafka listener) and serves `/metrics` until shutdown; the handle cancels the server when
+/// dropped. Other shards serve no admin endpoint.
+async fn start_admin(shard: &Rc<Shard>) -> Option<compio::runtime::JoinHandle<()>> {
+    if shard.id != router::REGISTRY_SHARD {
+        return None;
+    }
+    let addr = shard
+        .config
+        .admin_listen_addr()
+        .unwrap_or_else(|e| shards::fatal(e));
+    let listener = crate::metrics::http::bind(addr)
+        .await
+        .unwrap_or_else(|e| shards::fatal(e));
+    let serve = crate::metrics::http::serve(shard.clone(), listener);
+    Some(compio::runtime::spawn(serve))
+}
+
+impl crate::metrics::http::Scrape for Shard {
+    fn admin_auth_token(&self) -> Option<&str> {
+        self.config.admin_auth_token.as_deref()
+    }
+
+    fn shutdown(&self) -> &shards::Shutdown {
+        &self.shutdown
+    }
+
+    fn collect(&self) -> LocalBoxFuture<'_, Vec<crate::metrics::ShardSnapshot>> {
+        Box::pin(collect_metrics(self))
+    }
+
+    fn served_api_keys(&self) -> Vec<i16> {
+        crate::handlers::REGISTRY
+            .iter()
+            .map(|entry| entry.key as i16)
+            .collect()
+    }
+}
+
+/// Every shard's snapshot (this shard's read directly), in shard order.
+async fn collect_metrics(shard: &Shard) -> Vec<crate::metrics::ShardSnapshot> {
+    use crate::metrics::http::SNAPSHOT_TIMEOUT;
+    let calls = shard.mesh.shards().map(|id| async move {
+        if id == shard.id {
+            return Some(shard.metrics_snapshot());
+        }
+        let call = shard.mesh.call(id, |reply| ShardMsg::Metrics { reply });
+        match compio::time::timeout(SNAPSHOT_TIMEOUT, call).await {
+            Ok(Ok(snapshot)) => Some(snapshot),
+            Ok(Err(e)) => {
+                tracing::debug!(shard = %id, error = %e, "no metrics from shard");
+                None
+            }
+            Err(_elapsed) => {
+                tracing::warn!(shard = %id, "metrics snapshot timed out");
+                None
+            }
+        }
+    });
+    futures_util::future::join_all(calls)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
 }

@@ -1,0 +1,152 @@
+//! The group coordinator's requests and answers (plain data: they cross shards in `GroupMsg`)
+//! and its errors.
+
+use super::codec;
+use super::state::{JoinArgs, JoinReply, SyncArgs, SyncReply};
+
+#[derive(Debug, thiserror::Error)]
+pub enum GroupError {
+    #[error("offsets topic partition {0} is not open on this shard")]
+    NotLoaded(u32),
+    #[error("corrupt offsets record: {0}")]
+    Codec(#[from] codec::CodecError),
+    #[error("offsets log: {0}")]
+    Storage(#[from] storage::StorageError),
+    #[error("offsets partition: {0}")]
+    Partition(#[from] crate::partition::PartitionError),
+}
+
+/// A request for one group (or, for `List`, for every group of a shard).
+#[derive(Debug)]
+pub enum GroupOp {
+    Join {
+        group: String,
+        args: JoinArgs,
+    },
+    Sync {
+        group: String,
+        args: SyncArgs,
+    },
+    Heartbeat {
+        group: String,
+        member_id: String,
+        instance_id: Option<String>,
+        generation: i32,
+    },
+    Leave {
+        group: String,
+        members: Vec<(String, Option<String>)>,
+    },
+    Commit(CommitRequest),
+    FetchOffsets {
+        group: String,
+        /// None: every committed offset of the group.
+        topics: Option<Vec<(String, Vec<i32>)>>,
+    },
+    Describe {
+        group: String,
+    },
+    List,
+    Delete {
+        group: String,
+    },
+    DeleteOffsets {
+        group: String,
+        topics: Vec<(String, Vec<i32>)>,
+    },
+}
+
+impl GroupOp {
+    /// The group the operation is about (None: ListGroups).
+    pub fn group(&self) -> Option<&str> {
+        match self {
+            Self::Join { group, .. }
+            | Self::Sync { group, .. }
+            | Self::Heartbeat { group, .. }
+            | Self::Leave { group, .. }
+            | Self::FetchOffsets { group, .. }
+            | Self::Describe { group }
+            | Self::Delete { group }
+            | Self::DeleteOffsets { group, .. } => Some(group),
+            Self::Commit(c) => Some(&c.group),
+            Self::List => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct CommitPartition {
+    pub partition: i32,
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CommitRequest {
+    pub group: String,
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub generation: i32,
+    pub topics: Vec<(String, Vec<CommitPartition>)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchedOffset {
+    pub partition: i32,
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
+    pub error: i16,
+}
+
+#[derive(Debug, Clone)]
+pub struct DescribedMember {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub metadata: bytes::Bytes,
+    pub assignment: bytes::Bytes,
+}
+
+#[derive(Debug, Clone)]
+pub struct Described {
+    pub found: bool,
+    pub state: &'static str,
+    pub protocol_type: String,
+    pub protocol: String,
+    pub members: Vec<DescribedMember>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub group: String,
+    pub protocol_type: String,
+    pub state: &'static str,
+}
+
+/// The answer to a `GroupOp` (`Error` when the op could not run at all).
+#[derive(Debug)]
+pub enum GroupAnswer {
+    Join(JoinReply),
+    Sync(SyncReply),
+    /// Heartbeat, DeleteGroups: one code.
+    Code(i16),
+    /// LeaveGroup: one code per member, in request order.
+    Leave(Vec<i16>),
+    /// OffsetCommit / OffsetDelete: one code per partition, in request order.
+    Partitions(Vec<(String, Vec<(i32, i16)>)>),
+    Fetched(Vec<(String, Vec<FetchedOffset>)>),
+    Described(Described),
+    Listed(Vec<Listed>),
+    /// The op failed as a whole with this Kafka error code.
+    Error(i16),
+}
+
+/// The group coordinator's message to a group's owner shard.
+pub struct GroupMsg {
+    pub op: GroupOp,
+    pub reply: shards::Reply<GroupAnswer>,
+}
+

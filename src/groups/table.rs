@@ -1,0 +1,138 @@
+//! The groups one shard coordinates, with their offsets and the offsets partitions it loaded:
+//! plain shard-local state (the coordinator's operations on it are in `coordinator`).
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+
+use futures_channel::oneshot;
+
+use super::codec::OffsetValue;
+use super::state::{
+    Effect, Group, JoinReply, Limits, SyncReply, WaiterId,
+};
+use crate::config::BrokerConfig;
+
+pub use crate::clock::system_now_ms as now_ms;
+
+/// Per loaded offsets partition: its write lock (commits, group records and expiry
+/// tombstones are decided and appended under it).
+pub struct OffsetsLog {
+    pub lock: futures_util::lock::Mutex<()>,
+}
+
+/// A group with its committed offsets.
+pub struct GroupEntry {
+    pub group: Group,
+    pub offsets: BTreeMap<(String, i32), OffsetValue>,
+    /// The offsets partition holding this group's records.
+    pub partition: u32,
+    /// Wall time of the group's last state change (Kafka's current_state_timestamp).
+    pub state_since_ms: i64,
+    pub(super) seen_state_changes: u64,
+}
+
+impl GroupEntry {
+    pub fn new(
+        group: Group,
+        offsets: BTreeMap<(String, i32), OffsetValue>,
+        partition: u32,
+        state_since_ms: i64,
+    ) -> Self {
+        let seen_state_changes = group.state_changes();
+        Self {
+            group,
+            offsets,
+            partition,
+            state_since_ms,
+            seen_state_changes,
+        }
+    }
+
+    pub(super) fn note_state_change(&mut self) {
+        if self.group.state_changes() != self.seen_state_changes {
+            self.seen_state_changes = self.group.state_changes();
+            self.state_since_ms = now_ms();
+        }
+    }
+
+    /// A group that never got members, offsets or a generation (e.g. a rejected first join).
+    pub(super) fn is_unused(&self) -> bool {
+        self.group.is_empty() && self.offsets.is_empty() && self.group.generation() == 0
+    }
+}
+
+pub struct Coordinator {
+    pub(super) limits: Limits,
+    pub(super) groups_max: usize,
+    pub(super) groups: RefCell<HashMap<String, GroupEntry>>,
+    pub(super) join_waiters: RefCell<HashMap<WaiterId, oneshot::Sender<JoinReply>>>,
+    pub(super) sync_waiters: RefCell<HashMap<WaiterId, oneshot::Sender<SyncReply>>>,
+    pub(super) next_waiter: Cell<u64>,
+    pub(super) logs: RefCell<HashMap<u32, Rc<OffsetsLog>>>,
+}
+
+impl Coordinator {
+    pub fn new(config: &BrokerConfig) -> Self {
+        Self {
+            limits: Limits {
+                session_timeout_min_ms: config.group_min_session_timeout_ms,
+                session_timeout_max_ms: config.group_max_session_timeout_ms,
+                initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
+                members_max: config.group_max_size,
+            },
+            groups_max: config.group_max_count_per_shard,
+            groups: RefCell::new(HashMap::new()),
+            join_waiters: RefCell::new(HashMap::new()),
+            sync_waiters: RefCell::new(HashMap::new()),
+            next_waiter: Cell::new(0),
+            logs: RefCell::new(HashMap::new()),
+        }
+    }
+
+    pub fn log(&self, index: u32) -> Option<Rc<OffsetsLog>> {
+        self.logs.borrow().get(&index).cloned()
+    }
+
+    pub fn mark_loaded(&self, index: u32) {
+        let log = OffsetsLog {
+            lock: futures_util::lock::Mutex::new(()),
+        };
+        self.logs.borrow_mut().insert(index, Rc::new(log));
+    }
+
+    pub fn insert_loaded(&self, entry: GroupEntry) {
+        self.groups
+            .borrow_mut()
+            .insert(entry.group.id.clone(), entry);
+    }
+
+    pub fn group_count(&self) -> usize {
+        self.groups.borrow().len()
+    }
+
+    pub(super) fn waiter_id(&self) -> WaiterId {
+        let id = self.next_waiter.get();
+        self.next_waiter.set(id.wrapping_add(1));
+        WaiterId(id)
+    }
+
+    pub(super) fn deliver(&self, fx: Vec<Effect>) {
+        for effect in fx {
+            match effect {
+                Effect::Join(id, reply) => {
+                    if let Some(tx) = self.join_waiters.borrow_mut().remove(&id) {
+                        let _gone_is_fine = tx.send(reply);
+                    }
+                }
+                Effect::Sync(id, reply) => {
+                    if let Some(tx) = self.sync_waiters.borrow_mut().remove(&id) {
+                        let _gone_is_fine = tx.send(reply);
+                    }
+                }
+                Effect::Persist => {}
+            }
+        }
+    }
+}
+

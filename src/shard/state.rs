@@ -1,0 +1,123 @@
+//! One shard's state: what its tasks share (`Shard`), and what every shard starts from
+//! (`Boot`).
+//!
+//! Invariants: a `Shard` lives behind an `Rc` on its own thread, never shared across threads;
+//! other shards are reached only through the mesh.
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use futures_util::future::LocalBoxFuture;
+use shards::{Mesh, Placement, ShardId, Shutdown};
+
+use super::ShardMsg;
+use crate::config::BrokerConfig;
+use crate::handlers::fetch_session::FetchSessions;
+use crate::partition::PartitionService;
+use crate::topics::{self, TopicTable};
+
+/// What every shard starts from (built once in `run`).
+pub struct Boot {
+    pub config: Arc<BrokerConfig>,
+    pub default_log: storage::LogConfig,
+    /// The resolved listen address (port 0 already replaced by the real port).
+    pub listen: SocketAddr,
+    pub advertised_host: String,
+    pub advertised_port: u16,
+    /// Every listener (the first is `listen` above), bound by every shard.
+    pub listeners: Vec<BootListener>,
+    /// SCRAM credentials, shared by every shard (see `security::scram`).
+    pub credentials: Arc<crate::security::scram::CredentialStore>,
+    /// The authorizer and its ACLs, shared by every shard (see `security::acl_store`).
+    pub authorizer: Arc<crate::security::acl_store::Authorizer>,
+    /// The previous process closed every log (its clean-shutdown marker was there).
+    pub previous_shutdown_clean: bool,
+    /// Set by a shard whose logs did not all close; then no clean-shutdown marker is written.
+    pub close_failed: std::sync::atomic::AtomicBool,
+}
+
+/// One listener to bind: its resolved address and what its connections see.
+pub struct BootListener {
+    pub bind: SocketAddr,
+    pub context: Arc<crate::security::session::ListenerContext>,
+}
+
+/// Per-shard state shared by the shard's tasks.
+pub struct Shard {
+    pub id: ShardId,
+    pub mesh: Mesh<ShardMsg>,
+    pub placement: Placement,
+    pub config: Arc<BrokerConfig>,
+    pub default_log: storage::LogConfig,
+    pub advertised_host: String,
+    pub advertised_port: u16,
+    /// See `Boot::previous_shutdown_clean`; how partition logs are opened.
+    pub previous_shutdown_clean: bool,
+    pub topics: RefCell<TopicTable>,
+    /// Dynamic broker configs (topic config defaults changed at run time; see
+    /// `topics::dynamic`); authoritative on shard 0, copies elsewhere.
+    pub dynamic_configs: RefCell<topics::dynamic::DynamicConfigs>,
+    /// The partition service: the partitions this shard leads (see `partition`).
+    pub partitions: PartitionService,
+    pub fetch_sessions: RefCell<FetchSessions>,
+    /// The consumer groups this shard coordinates (see `groups`).
+    pub groups: crate::groups::Coordinator,
+    /// Producer ids for InitProducerId (this shard's block; shard 0 also persists the counter).
+    pub producer_ids: crate::producers::IdAllocator,
+    /// Held by shard 0 while it changes and persists the registry.
+    pub registry_lock: futures_util::lock::Mutex<()>,
+    pub shutdown: Shutdown,
+    /// Request, byte and fsync metrics recorded on this shard (see `metrics`).
+    pub metrics: Rc<crate::metrics::ShardMetrics>,
+    /// SCRAM credentials (shared by every shard).
+    pub credentials: Arc<crate::security::scram::CredentialStore>,
+    /// The authorizer and its ACLs (shared by every shard).
+    pub authorizer: Arc<crate::security::acl_store::Authorizer>,
+    /// Run on this shard after it adopted new or changed topics (and opened their partitions
+    /// it owns): how modules above the registry hear of topics without the registry naming
+    /// them.
+    pub on_topics_adopted: Vec<TopicsAdopted>,
+    pub(super) connections: Cell<usize>,
+}
+
+/// A hook run after a shard adopted topics (see `Shard::on_topics_adopted`).
+pub type TopicsAdopted =
+    for<'a> fn(&'a Shard, &'a [topics::TopicMeta]) -> LocalBoxFuture<'a, ()>;
+
+impl Shard {
+    pub fn connection_count(&self) -> usize {
+        self.connections.get()
+    }
+
+    /// This shard's metrics now, with its gauges (connections, partitions, their fsyncs).
+    pub fn metrics_snapshot(&self) -> crate::metrics::ShardSnapshot {
+        let partitions = self.partitions.all();
+        let gauges = crate::metrics::Gauges {
+            connections: self.connection_count() as u64,
+            partitions_owned: partitions.len() as u64,
+            log_fsyncs: partitions.iter().map(|p| p.storage().fsync_count()).sum(),
+        };
+        self.metrics.snapshot(self.id.0, gauges)
+    }
+}
+
+/// Counts a live connection for the drain at shutdown; decrements on drop.
+pub struct ConnectionGuard(Rc<Shard>);
+
+impl ConnectionGuard {
+    pub(super) fn new(shard: Rc<Shard>) -> Self {
+        shard.connections.set(shard.connections.get() + 1);
+        Self(shard)
+    }
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.0
+            .connections
+            .set(self.0.connections.get().saturating_sub(1));
+    }
+}
+
