@@ -146,6 +146,7 @@ fmt:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	python3 scripts/imports.py --check --allow scripts/imports-allow.txt src
 
 clean:
 	$(CARGO) clean

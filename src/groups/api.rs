@@ -1,6 +1,7 @@
 //! The group coordinator's requests and answers (plain data: they cross shards in `GroupMsg`)
 //! and its errors.
 
+pub use super::code::GroupCode;
 use super::codec;
 use super::state::{JoinArgs, JoinReply, SyncArgs, SyncReply};
 
@@ -97,7 +98,7 @@ pub struct FetchedOffset {
     pub offset: i64,
     pub leader_epoch: i32,
     pub metadata: Option<String>,
-    pub error: i16,
+    pub error: GroupCode,
 }
 
 #[derive(Debug, Clone)]
@@ -132,16 +133,16 @@ pub enum GroupAnswer {
     Join(JoinReply),
     Sync(SyncReply),
     /// Heartbeat, DeleteGroups: one code.
-    Code(i16),
+    Code(GroupCode),
     /// LeaveGroup: one code per member, in request order.
-    Leave(Vec<i16>),
+    Leave(Vec<GroupCode>),
     /// OffsetCommit / OffsetDelete: one code per partition, in request order.
-    Partitions(Vec<(String, Vec<(i32, i16)>)>),
+    Partitions(Vec<(String, Vec<(i32, GroupCode)>)>),
     Fetched(Vec<(String, Vec<FetchedOffset>)>),
     Described(Described),
     Listed(Vec<Listed>),
     /// The op failed as a whole with this Kafka error code.
-    Error(i16),
+    Error(GroupCode),
 }
 
 /// The group coordinator's message to a group's owner shard.
@@ -149,4 +150,5 @@ pub struct GroupMsg {
     pub op: GroupOp,
     pub reply: shards::Reply<GroupAnswer>,
 }
+
 

@@ -17,7 +17,6 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use futures_channel::oneshot;
-use kafka_protocol::ResponseError as K;
 
 use super::codec::OffsetValue;
 use super::state::{
@@ -28,6 +27,7 @@ use super::{
     CommitRequest, Described, DescribedMember, FetchedOffset, GroupAnswer, GroupOp, Listed,
 };
 use crate::shard::Shard;
+use super::code::GroupCode;
 
 pub use crate::clock::system_now_ms as now_ms;
 
@@ -37,7 +37,7 @@ pub use super::table::{Coordinator, GroupEntry, OffsetsLog};
 pub async fn execute(shard: &Shard, op: GroupOp) -> GroupAnswer {
     if let Some(group) = op.group() {
         if group.is_empty() && !matches!(op, GroupOp::FetchOffsets { .. }) {
-            return GroupAnswer::Error(K::InvalidGroupId.code());
+            return GroupAnswer::Error(GroupCode::InvalidGroupId);
         }
         if let Err(code) = check_owner(shard, group) {
             return GroupAnswer::Error(code);
@@ -68,13 +68,13 @@ pub async fn execute(shard: &Shard, op: GroupOp) -> GroupAnswer {
     }
 }
 
-fn check_owner(shard: &Shard, group: &str) -> Result<u32, i16> {
+fn check_owner(shard: &Shard, group: &str) -> Result<u32, GroupCode> {
     let (owner, partition) = super::owner_of(shard, group);
     if owner != shard.id {
-        return Err(K::NotCoordinator.code());
+        return Err(GroupCode::NotCoordinator);
     }
     if shard.groups.log(partition).is_none() {
-        return Err(K::CoordinatorLoadInProgress.code());
+        return Err(GroupCode::CoordinatorLoadInProgress);
     }
     Ok(partition)
 }
@@ -126,15 +126,15 @@ async fn join(shard: &Shard, group_id: String, mut args: JoinArgs) -> GroupAnswe
         let mut groups = coordinator.groups.borrow_mut();
         if !groups.contains_key(&group_id) {
             let error = if !args.member_id.is_empty() {
-                Some(K::UnknownMemberId)
+                Some(GroupCode::UnknownMemberId)
             } else if groups.len() >= coordinator.groups_max {
-                Some(K::CoordinatorNotAvailable)
+                Some(GroupCode::CoordinatorNotAvailable)
             } else {
                 None
             };
             if let Some(error) = error {
                 return GroupAnswer::Join(JoinReply {
-                    error: error.code(),
+                    error,
                     generation: -1,
                     member_id: args.member_id,
                     ..JoinReply::default()
@@ -150,7 +150,7 @@ async fn join(shard: &Shard, group_id: String, mut args: JoinArgs) -> GroupAnswe
             groups.insert(group_id.clone(), entry);
         }
         let Some(entry) = groups.get_mut(&group_id) else {
-            return GroupAnswer::Error(K::CoordinatorNotAvailable.code());
+            return GroupAnswer::Error(GroupCode::CoordinatorNotAvailable);
         };
         coordinator.join_waiters.borrow_mut().insert(waiter, tx);
         entry
@@ -161,7 +161,7 @@ async fn join(shard: &Shard, group_id: String, mut args: JoinArgs) -> GroupAnswe
     drop_if_unused(shard, &group_id);
     match rx.await {
         Ok(reply) => GroupAnswer::Join(reply),
-        Err(_) => GroupAnswer::Error(K::CoordinatorNotAvailable.code()),
+        Err(_) => GroupAnswer::Error(GroupCode::CoordinatorNotAvailable),
     }
 }
 
@@ -180,7 +180,7 @@ async fn sync(shard: &Shard, group_id: String, args: SyncArgs) -> GroupAnswer {
         let mut groups = coordinator.groups.borrow_mut();
         let Some(entry) = groups.get_mut(&group_id) else {
             return GroupAnswer::Sync(SyncReply {
-                error: K::UnknownMemberId.code(),
+                error: GroupCode::UnknownMemberId,
                 ..SyncReply::default()
             });
         };
@@ -190,7 +190,7 @@ async fn sync(shard: &Shard, group_id: String, args: SyncArgs) -> GroupAnswer {
     after(shard, &group_id, fx).await;
     match rx.await {
         Ok(reply) => GroupAnswer::Sync(reply),
-        Err(_) => GroupAnswer::Error(K::CoordinatorNotAvailable.code()),
+        Err(_) => GroupAnswer::Error(GroupCode::CoordinatorNotAvailable),
     }
 }
 
@@ -206,7 +206,7 @@ fn heartbeat(
         Some(entry) => entry
             .group
             .heartbeat(member_id, instance_id, generation, Instant::now()),
-        None => K::UnknownMemberId.code(),
+        None => GroupCode::UnknownMemberId,
     };
     GroupAnswer::Code(code)
 }
@@ -223,7 +223,7 @@ async fn leave(
             Some(entry) => entry
                 .group
                 .leave(&members, &coordinator.limits, Instant::now()),
-            None => (vec![K::UnknownMemberId.code(); members.len()], Vec::new()),
+            None => (vec![GroupCode::UnknownMemberId; members.len()], Vec::new()),
         }
     };
     after(shard, &group_id, fx).await;
@@ -232,7 +232,7 @@ async fn leave(
 
 /// Codes per partition (request order) and the accepted (topic, partition, value)s.
 type CommitPlan = (
-    Vec<(String, Vec<(i32, i16)>)>,
+    Vec<(String, Vec<(i32, GroupCode)>)>,
     Vec<(String, i32, OffsetValue)>,
 );
 
@@ -250,9 +250,9 @@ fn commit_plan(shard: &Shard, request: &CommitRequest, commit_ms: i64) -> Commit
                 meta.is_some_and(|m| u32::try_from(p.partition).is_ok_and(|i| i < m.partitions));
             let metadata = p.metadata.clone().unwrap_or_default();
             let code = if !exists || topic == super::OFFSETS_TOPIC {
-                K::UnknownTopicOrPartition.code()
+                GroupCode::UnknownTopicOrPartition
             } else if metadata.len() > metadata_max {
-                K::OffsetMetadataTooLarge.code()
+                GroupCode::OffsetMetadataTooLarge
             } else {
                 accepted.push((
                     topic.clone(),
@@ -264,7 +264,7 @@ fn commit_plan(shard: &Shard, request: &CommitRequest, commit_ms: i64) -> Commit
                         commit_timestamp_ms: commit_ms,
                     },
                 ));
-                0
+                GroupCode::None
             };
             topic_codes.push((p.partition, code));
         }
@@ -273,7 +273,7 @@ fn commit_plan(shard: &Shard, request: &CommitRequest, commit_ms: i64) -> Commit
     (codes, accepted)
 }
 
-fn all_codes(request: &CommitRequest, code: i16) -> GroupAnswer {
+fn all_codes(request: &CommitRequest, code: GroupCode) -> GroupAnswer {
     GroupAnswer::Partitions(
         request
             .topics
@@ -287,7 +287,7 @@ async fn commit(shard: &Shard, request: CommitRequest) -> GroupAnswer {
     let coordinator = &shard.groups;
     let (_, partition) = super::owner_of(shard, &request.group);
     let Some(log_state) = coordinator.log(partition) else {
-        return all_codes(&request, K::CoordinatorLoadInProgress.code());
+        return all_codes(&request, GroupCode::CoordinatorLoadInProgress);
     };
     // Validate, append and apply under the offsets partition's lock, which DeleteGroups also
     // takes: the order of records in the log is then the order of changes in memory, so a
@@ -298,15 +298,15 @@ async fn commit(shard: &Shard, request: CommitRequest) -> GroupAnswer {
         match groups.get_mut(&request.group) {
             None if request.generation < 0 => {
                 if groups.len() >= coordinator.groups_max {
-                    K::CoordinatorNotAvailable.code()
+                    GroupCode::CoordinatorNotAvailable
                 } else {
                     let group = Group::new(request.group.clone());
                     let entry = GroupEntry::new(group, BTreeMap::new(), partition, now_ms());
                     groups.insert(request.group.clone(), entry);
-                    0
+                    GroupCode::None
                 }
             }
-            None => K::IllegalGeneration.code(),
+            None => GroupCode::IllegalGeneration,
             Some(entry) => entry.group.validate_commit(
                 &request.member_id,
                 request.instance_id.as_deref(),
@@ -315,7 +315,7 @@ async fn commit(shard: &Shard, request: CommitRequest) -> GroupAnswer {
             ),
         }
     };
-    if validation != 0 {
+    if validation != GroupCode::None {
         return all_codes(&request, validation);
     }
     let (codes, accepted) = commit_plan(shard, &request, now_ms());
@@ -330,7 +330,7 @@ async fn commit(shard: &Shard, request: CommitRequest) -> GroupAnswer {
     if let Err(e) = written {
         tracing::warn!(group = %request.group, error = %e, "offset commit not written");
         drop_if_unused(shard, &request.group);
-        return all_codes(&request, K::CoordinatorNotAvailable.code());
+        return all_codes(&request, GroupCode::CoordinatorNotAvailable);
     }
     if let Some(entry) = coordinator.groups.borrow_mut().get_mut(&request.group) {
         for (topic, p, value) in accepted {
@@ -348,14 +348,14 @@ fn fetched(value: Option<&OffsetValue>, partition: i32) -> FetchedOffset {
             offset: v.offset,
             leader_epoch: v.leader_epoch,
             metadata: Some(v.metadata.clone()),
-            error: 0,
+            error: GroupCode::None,
         },
         None => FetchedOffset {
             partition,
             offset: -1,
             leader_epoch: -1,
             metadata: Some(String::new()),
-            error: 0,
+            error: GroupCode::None,
         },
     }
 }
@@ -470,18 +470,18 @@ fn remove_group(entry: &mut GroupEntry) -> Vec<KeyValue> {
 async fn delete(shard: &Shard, group_id: String) -> GroupAnswer {
     let (_, partition) = super::owner_of(shard, &group_id);
     let Some(log_state) = shard.groups.log(partition) else {
-        return GroupAnswer::Code(K::CoordinatorLoadInProgress.code());
+        return GroupAnswer::Code(GroupCode::CoordinatorLoadInProgress);
     };
     // Under the same lock as commits (see `commit`).
     let _guard = log_state.lock.lock().await;
     let removed = {
         let mut groups = shard.groups.groups.borrow_mut();
         match groups.get_mut(&group_id) {
-            None => Err(K::GroupIdNotFound.code()),
+            None => Err(GroupCode::GroupIdNotFound),
             Some(entry) if entry.group.state() == GroupState::Dead => {
-                Err(K::GroupIdNotFound.code())
+                Err(GroupCode::GroupIdNotFound)
             }
-            Some(entry) if entry.group.state() != GroupState::Empty => Err(K::NonEmptyGroup.code()),
+            Some(entry) if entry.group.state() != GroupState::Empty => Err(GroupCode::NonEmptyGroup),
             Some(entry) => {
                 let records = remove_group(entry);
                 let partition = entry.partition;
@@ -493,10 +493,10 @@ async fn delete(shard: &Shard, group_id: String) -> GroupAnswer {
     match removed {
         Err(code) => GroupAnswer::Code(code),
         Ok((partition, records)) => match store::append_locked(shard, partition, records).await {
-            Ok(()) => GroupAnswer::Code(0),
+            Ok(()) => GroupAnswer::Code(GroupCode::None),
             Err(e) => {
                 tracing::warn!(group = %group_id, error = %e, "group tombstones not written");
-                GroupAnswer::Code(K::CoordinatorNotAvailable.code())
+                GroupAnswer::Code(GroupCode::CoordinatorNotAvailable)
             }
         },
     }
@@ -509,7 +509,7 @@ async fn delete_offsets(
 ) -> GroupAnswer {
     let (_, partition) = super::owner_of(shard, &group_id);
     let Some(log_state) = shard.groups.log(partition) else {
-        return GroupAnswer::Error(K::CoordinatorLoadInProgress.code());
+        return GroupAnswer::Error(GroupCode::CoordinatorLoadInProgress);
     };
     // Under the same lock as commits (see `commit`).
     let _guard = log_state.lock.lock().await;
@@ -517,13 +517,13 @@ async fn delete_offsets(
         let table = shard.topics.borrow();
         let mut groups = shard.groups.groups.borrow_mut();
         match groups.get_mut(&group_id) {
-            None => Err(K::GroupIdNotFound.code()),
-            Some(e) if e.group.state() == GroupState::Dead => Err(K::GroupIdNotFound.code()),
+            None => Err(GroupCode::GroupIdNotFound),
+            Some(e) if e.group.state() == GroupState::Dead => Err(GroupCode::GroupIdNotFound),
             Some(e)
                 if e.group.state() != GroupState::Empty
                     && e.group.protocol_type() != Some("consumer") =>
             {
-                Err(K::NonEmptyGroup.code())
+                Err(GroupCode::NonEmptyGroup)
             }
             Some(entry) => {
                 let empty = entry.group.state() == GroupState::Empty;
@@ -535,16 +535,16 @@ async fn delete_offsets(
                     let mut topic_codes = Vec::new();
                     for p in partitions {
                         let code = if !known {
-                            K::UnknownTopicOrPartition.code()
+                            GroupCode::UnknownTopicOrPartition
                         } else if subscribed {
-                            K::GroupSubscribedToTopic.code()
+                            GroupCode::GroupSubscribedToTopic
                         } else {
                             if entry.offsets.remove(&(topic.clone(), p)).is_some() {
                                 if let Ok(r) = store::offset_record(&group_id, &topic, p, None) {
                                     records.push(r);
                                 }
                             }
-                            0
+                            GroupCode::None
                         };
                         topic_codes.push((p, code));
                     }
@@ -559,7 +559,7 @@ async fn delete_offsets(
         Ok((partition, codes, records)) => {
             if let Err(e) = store::append_locked(shard, partition, records).await {
                 tracing::warn!(group = %group_id, error = %e, "offset tombstones not written");
-                return GroupAnswer::Error(K::CoordinatorNotAvailable.code());
+                return GroupAnswer::Error(GroupCode::CoordinatorNotAvailable);
             }
             GroupAnswer::Partitions(codes)
         }

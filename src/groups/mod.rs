@@ -12,6 +12,7 @@
 //! message between shards carries owned data only.
 
 pub mod api;
+pub mod code;
 pub mod codec;
 pub mod coordinator;
 pub mod state;
@@ -21,7 +22,6 @@ pub mod table;
 
 use std::rc::Rc;
 
-use kafka_protocol::ResponseError as K;
 use shards::ShardId;
 
 pub use self::api::*;
@@ -80,11 +80,11 @@ async fn call_shard(shard: &Rc<Shard>, owner: ShardId, op: GroupOp) -> GroupAnsw
         .mesh
         .call(owner, |reply| GroupMsg { op, reply }.into());
     call.await
-        .unwrap_or(GroupAnswer::Error(K::CoordinatorNotAvailable.code()))
+        .unwrap_or(GroupAnswer::Error(GroupCode::CoordinatorNotAvailable))
 }
 
 /// ListGroups: every shard's groups.
-pub async fn list_all(shard: &Rc<Shard>) -> Result<Vec<Listed>, i16> {
+pub async fn list_all(shard: &Rc<Shard>) -> Result<Vec<Listed>, GroupCode> {
     let calls = shard
         .mesh
         .shards()
@@ -94,7 +94,7 @@ pub async fn list_all(shard: &Rc<Shard>) -> Result<Vec<Listed>, i16> {
         match answer {
             GroupAnswer::Listed(groups) => all.extend(groups),
             GroupAnswer::Error(code) => return Err(code),
-            _ => return Err(K::UnknownServerError.code()),
+            _ => return Err(GroupCode::UnknownServerError),
         }
     }
     all.sort_by(|a, b| a.group.cmp(&b.group));

@@ -17,7 +17,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kafka_protocol::ResponseError as K;
+
+use super::code::GroupCode;
 
 mod liveness;
 
@@ -84,7 +85,7 @@ pub struct JoinMember {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct JoinReply {
-    pub error: i16,
+    pub error: GroupCode,
     pub generation: i32,
     pub protocol_type: Option<String>,
     pub protocol_name: Option<String>,
@@ -95,9 +96,9 @@ pub struct JoinReply {
 }
 
 impl JoinReply {
-    fn error(error: K, member_id: &str) -> Self {
+    fn error(error: GroupCode, member_id: &str) -> Self {
         Self {
-            error: error.code(),
+            error,
             generation: -1,
             member_id: member_id.to_owned(),
             ..Self::default()
@@ -117,16 +118,16 @@ pub struct SyncArgs {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SyncReply {
-    pub error: i16,
+    pub error: GroupCode,
     pub protocol_type: Option<String>,
     pub protocol_name: Option<String>,
     pub assignment: Bytes,
 }
 
 impl SyncReply {
-    fn error(error: K) -> Self {
+    fn error(error: GroupCode) -> Self {
         Self {
-            error: error.code(),
+            error,
             ..Self::default()
         }
     }
@@ -351,7 +352,7 @@ impl Group {
         now: Instant,
     ) -> Vec<Effect> {
         let mut fx = Vec::new();
-        let reject = |error: K, fx: &mut Vec<Effect>| {
+        let reject = |error: GroupCode, fx: &mut Vec<Effect>| {
             fx.push(Effect::Join(
                 waiter,
                 JoinReply::error(error, &args.member_id),
@@ -360,15 +361,15 @@ impl Group {
         if args.session_timeout_ms < limits.session_timeout_min_ms
             || args.session_timeout_ms > limits.session_timeout_max_ms
         {
-            reject(K::InvalidSessionTimeout, &mut fx);
+            reject(GroupCode::InvalidSessionTimeout, &mut fx);
             return fx;
         }
         if self.state == GroupState::Dead {
-            reject(K::CoordinatorNotAvailable, &mut fx);
+            reject(GroupCode::CoordinatorNotAvailable, &mut fx);
             return fx;
         }
         if !self.accepts_protocols(&args) {
-            reject(K::InconsistentGroupProtocol, &mut fx);
+            reject(GroupCode::InconsistentGroupProtocol, &mut fx);
             return fx;
         }
         if args.member_id.is_empty() {
@@ -415,7 +416,7 @@ impl Group {
         if self.members.len() >= limits.members_max {
             fx.push(Effect::Join(
                 waiter,
-                JoinReply::error(K::GroupMaxSizeReached, ""),
+                JoinReply::error(GroupCode::GroupMaxSizeReached, ""),
             ));
             return;
         }
@@ -425,7 +426,7 @@ impl Group {
             self.pending.insert(member_id.clone(), now + session);
             fx.push(Effect::Join(
                 waiter,
-                JoinReply::error(K::MemberIdRequired, &member_id),
+                JoinReply::error(GroupCode::MemberIdRequired, &member_id),
             ));
             return;
         }
@@ -445,7 +446,7 @@ impl Group {
             if self.members.len() >= limits.members_max {
                 fx.push(Effect::Join(
                     waiter,
-                    JoinReply::error(K::GroupMaxSizeReached, &member_id),
+                    JoinReply::error(GroupCode::GroupMaxSizeReached, &member_id),
                 ));
                 self.try_complete_join(now, fx);
                 return;
@@ -483,26 +484,26 @@ impl Group {
             GroupState::Empty | GroupState::Dead => {
                 fx.push(Effect::Join(
                     waiter,
-                    JoinReply::error(K::UnknownMemberId, &member_id),
+                    JoinReply::error(GroupCode::UnknownMemberId, &member_id),
                 ));
             }
         }
     }
 
     /// UNKNOWN_MEMBER_ID / FENCED_INSTANCE_ID checks shared by every member request.
-    fn check_member(&self, member_id: &str, instance_id: Option<&str>) -> Result<(), K> {
+    fn check_member(&self, member_id: &str, instance_id: Option<&str>) -> Result<(), GroupCode> {
         if let Some(instance) = instance_id {
             match self.static_members.get(instance) {
-                Some(owner) if owner != member_id => return Err(K::FencedInstanceId),
-                None if self.members.contains_key(member_id) => return Err(K::FencedInstanceId),
-                None => return Err(K::UnknownMemberId),
+                Some(owner) if owner != member_id => return Err(GroupCode::FencedInstanceId),
+                None if self.members.contains_key(member_id) => return Err(GroupCode::FencedInstanceId),
+                None => return Err(GroupCode::UnknownMemberId),
                 Some(_) => {}
             }
         }
         if self.members.contains_key(member_id) {
             Ok(())
         } else {
-            Err(K::UnknownMemberId)
+            Err(GroupCode::UnknownMemberId)
         }
     }
 
@@ -512,10 +513,10 @@ impl Group {
         member_id: &str,
         instance_id: Option<&str>,
         generation: i32,
-    ) -> Result<(), K> {
+    ) -> Result<(), GroupCode> {
         self.check_member(member_id, instance_id)?;
         if generation != self.generation {
-            return Err(K::IllegalGeneration);
+            return Err(GroupCode::IllegalGeneration);
         }
         Ok(())
     }
@@ -576,7 +577,7 @@ impl Group {
             // A second join from the same member supersedes the first.
             fx.push(Effect::Join(
                 old,
-                JoinReply::error(K::UnknownMemberId, member_id),
+                JoinReply::error(GroupCode::UnknownMemberId, member_id),
             ));
         }
         member.protocols = args.protocols;
@@ -603,11 +604,11 @@ impl Group {
         if let Some(old) = member.join_waiter.take() {
             fx.push(Effect::Join(
                 old,
-                JoinReply::error(K::FencedInstanceId, old_id),
+                JoinReply::error(GroupCode::FencedInstanceId, old_id),
             ));
         }
         if let Some(old) = member.sync_waiter.take() {
-            fx.push(Effect::Sync(old, SyncReply::error(K::FencedInstanceId)));
+            fx.push(Effect::Sync(old, SyncReply::error(GroupCode::FencedInstanceId)));
         }
         let selected = self.protocol_name.clone().unwrap_or_default();
         let metadata_unchanged = member.metadata_for(&selected)
@@ -678,7 +679,7 @@ impl Group {
             Vec::new()
         };
         JoinReply {
-            error: 0,
+            error: GroupCode::None,
             generation: self.generation,
             protocol_type: self.protocol_type.clone(),
             protocol_name: self.protocol_name.clone(),
@@ -705,7 +706,7 @@ impl Group {
             for member in self.members.values_mut() {
                 member.assignment = Bytes::new();
                 if let Some(w) = member.sync_waiter.take() {
-                    fx.push(Effect::Sync(w, SyncReply::error(K::RebalanceInProgress)));
+                    fx.push(Effect::Sync(w, SyncReply::error(GroupCode::RebalanceInProgress)));
                 }
             }
         }
@@ -831,9 +832,9 @@ impl Group {
     pub fn sync(&mut self, args: SyncArgs, waiter: WaiterId, now: Instant) -> Vec<Effect> {
         let mut fx = Vec::new();
         let fail =
-            |error: K, fx: &mut Vec<Effect>| fx.push(Effect::Sync(waiter, SyncReply::error(error)));
+            |error: GroupCode, fx: &mut Vec<Effect>| fx.push(Effect::Sync(waiter, SyncReply::error(error)));
         if self.state == GroupState::Dead {
-            fail(K::CoordinatorNotAvailable, &mut fx);
+            fail(GroupCode::CoordinatorNotAvailable, &mut fx);
             return fx;
         }
         if let Err(error) = self.check_generation(
@@ -847,13 +848,13 @@ impl Group {
         let type_ok = args.protocol_type.is_none() || args.protocol_type == self.protocol_type;
         let name_ok = args.protocol_name.is_none() || args.protocol_name == self.protocol_name;
         if !type_ok || !name_ok {
-            fail(K::InconsistentGroupProtocol, &mut fx);
+            fail(GroupCode::InconsistentGroupProtocol, &mut fx);
             return fx;
         }
         match self.state {
-            GroupState::Empty => fail(K::UnknownMemberId, &mut fx),
-            GroupState::PreparingRebalance => fail(K::RebalanceInProgress, &mut fx),
-            GroupState::Dead => fail(K::CoordinatorNotAvailable, &mut fx),
+            GroupState::Empty => fail(GroupCode::UnknownMemberId, &mut fx),
+            GroupState::PreparingRebalance => fail(GroupCode::RebalanceInProgress, &mut fx),
+            GroupState::Dead => fail(GroupCode::CoordinatorNotAvailable, &mut fx),
             GroupState::Stable => {
                 self.synced(&args.member_id);
                 let reply = self.sync_reply(&args.member_id);
@@ -865,7 +866,7 @@ impl Group {
                 self.touch(&args.member_id, now);
                 if let Some(member) = self.members.get_mut(&args.member_id) {
                     if let Some(old) = member.sync_waiter.replace(waiter) {
-                        fx.push(Effect::Sync(old, SyncReply::error(K::UnknownMemberId)));
+                        fx.push(Effect::Sync(old, SyncReply::error(GroupCode::UnknownMemberId)));
                     }
                 }
                 if self.leader.as_deref() == Some(args.member_id.as_str()) {
@@ -891,7 +892,7 @@ impl Group {
 
     fn sync_reply(&self, member_id: &str) -> SyncReply {
         SyncReply {
-            error: 0,
+            error: GroupCode::None,
             protocol_type: self.protocol_type.clone(),
             protocol_name: self.protocol_name.clone(),
             assignment: self

@@ -41,7 +41,7 @@ fn sync_reply(fx: &[Effect], waiter: u64) -> Option<SyncReply> {
 fn join_new(g: &mut Group, fresh: &str, waiter: u64, now: Instant) -> Vec<Effect> {
     let fx = g.join(args("", fresh), WaiterId(waiter), &LIMITS, now);
     let reply = join_reply(&fx, waiter).expect("answered");
-    assert_eq!(reply.error, K::MemberIdRequired.code());
+    assert_eq!(reply.error, GroupCode::MemberIdRequired);
     assert_eq!(reply.member_id, fresh);
     g.join(args(fresh, "unused"), WaiterId(waiter + 1), &LIMITS, now)
 }
@@ -52,7 +52,7 @@ fn first_member_joins_leads_and_syncs_to_stable() {
     let mut g = Group::new("g".into());
     let fx = join_new(&mut g, "m1", 1, now);
     let reply = join_reply(&fx, 2).expect("join completes for a single member");
-    assert_eq!(reply.error, 0);
+    assert_eq!(reply.error, GroupCode::None);
     assert_eq!(reply.generation, 1);
     assert_eq!(reply.leader, "m1");
     assert_eq!(reply.members.len(), 1);
@@ -93,7 +93,7 @@ fn a_second_member_triggers_a_rebalance_that_waits_for_everyone() {
     assert_eq!(g.state(), GroupState::PreparingRebalance);
     assert_eq!(
         g.heartbeat("m1", None, 1, now),
-        K::RebalanceInProgress.code()
+        GroupCode::RebalanceInProgress
     );
     let fx = g.join(args("m1", ""), WaiterId(20), &LIMITS, now);
     let leader = join_reply(&fx, 20).unwrap();
@@ -141,36 +141,36 @@ fn stale_generation_and_unknown_members_are_rejected() {
     let now = Instant::now();
     let mut g = Group::new("g".into());
     join_new(&mut g, "m1", 1, now);
-    assert_eq!(g.heartbeat("m1", None, 0, now), K::IllegalGeneration.code());
-    assert_eq!(g.heartbeat("zz", None, 1, now), K::UnknownMemberId.code());
+    assert_eq!(g.heartbeat("m1", None, 0, now), GroupCode::IllegalGeneration);
+    assert_eq!(g.heartbeat("zz", None, 1, now), GroupCode::UnknownMemberId);
     assert_eq!(
         g.validate_commit("m1", None, 7, now),
-        K::IllegalGeneration.code()
+        GroupCode::IllegalGeneration
     );
     assert_eq!(
         g.validate_commit("zz", None, 1, now),
-        K::UnknownMemberId.code()
+        GroupCode::UnknownMemberId
     );
     assert_eq!(
         g.validate_commit("m1", None, 1, now),
-        K::RebalanceInProgress.code(),
+        GroupCode::RebalanceInProgress,
         "no commits while the assignment is being synced"
     );
     let fx = g.join(args("zz", ""), WaiterId(9), &LIMITS, now);
-    assert_eq!(join_reply(&fx, 9).unwrap().error, K::UnknownMemberId.code());
+    assert_eq!(join_reply(&fx, 9).unwrap().error, GroupCode::UnknownMemberId);
     let mut bad = args("", "m9");
     bad.session_timeout_ms = 10;
     let fx = g.join(bad, WaiterId(10), &LIMITS, now);
     assert_eq!(
         join_reply(&fx, 10).unwrap().error,
-        K::InvalidSessionTimeout.code()
+        GroupCode::InvalidSessionTimeout
     );
     let mut other = args("", "m9");
     other.protocols = vec![("roundrobin".into(), Bytes::new())];
     let fx = g.join(other, WaiterId(11), &LIMITS, now);
     assert_eq!(
         join_reply(&fx, 11).unwrap().error,
-        K::InconsistentGroupProtocol.code()
+        GroupCode::InconsistentGroupProtocol
     );
 }
 
@@ -189,7 +189,7 @@ fn silent_members_expire_and_the_group_rebalances() {
         now,
     );
     assert!(g.tick(&LIMITS, now + Duration::from_secs(5)).is_empty());
-    assert_eq!(g.heartbeat("m1", None, 1, now + Duration::from_secs(5)), 0);
+    assert_eq!(g.heartbeat("m1", None, 1, now + Duration::from_secs(5)), GroupCode::None);
     // 10 s session from the last heartbeat at +5 s.
     assert!(g.tick(&LIMITS, now + Duration::from_secs(14)).is_empty());
     assert_eq!(g.state(), GroupState::Stable);
@@ -219,7 +219,7 @@ fn members_that_do_not_rejoin_are_dropped_at_the_rebalance_timeout() {
     let later = now + Duration::from_secs(9);
     assert_eq!(
         g.heartbeat("m1", None, 1, later),
-        K::RebalanceInProgress.code()
+        GroupCode::RebalanceInProgress
     );
     let fx = g.tick(&LIMITS, now + Duration::from_secs(11));
     let reply = join_reply(&fx, 11).expect("m2 answered");
@@ -265,7 +265,7 @@ fn group_size_is_bounded() {
     let fx = g.join(args("", "m9"), WaiterId(100), &LIMITS, now);
     assert_eq!(
         join_reply(&fx, 100).unwrap().error,
-        K::GroupMaxSizeReached.code()
+        GroupCode::GroupMaxSizeReached
     );
     assert_eq!(g.member_count(), 3);
 }
@@ -280,7 +280,7 @@ fn leave_removes_members_and_empties_the_group() {
         &LIMITS,
         now,
     );
-    assert_eq!(codes, vec![0, K::UnknownMemberId.code()]);
+    assert_eq!(codes, vec![GroupCode::None, GroupCode::UnknownMemberId]);
     assert_eq!(g.state(), GroupState::Empty);
     assert!(g.is_empty());
     // Kafka keeps the protocol type of an emptied group; only the protocol name goes.
@@ -294,7 +294,7 @@ fn leave_removes_members_and_empties_the_group() {
     let fx = g.join(other, WaiterId(7), &LIMITS, now);
     assert_eq!(
         join_reply(&fx, 7).unwrap().error,
-        K::MemberIdRequired.code()
+        GroupCode::MemberIdRequired
     );
     let fx = g.join(
         JoinArgs {
@@ -305,7 +305,7 @@ fn leave_removes_members_and_empties_the_group() {
         &LIMITS,
         now,
     );
-    assert_eq!(join_reply(&fx, 8).unwrap().error, 0);
+    assert_eq!(join_reply(&fx, 8).unwrap().error, GroupCode::None);
     assert_eq!(g.protocol_type(), Some("connect"));
 }
 
@@ -322,7 +322,7 @@ fn a_static_member_rejoining_a_stable_group_keeps_the_generation() {
     let mut g = Group::new("g".into());
     let fx = g.join(static_args("s1"), WaiterId(1), &LIMITS, now);
     let first = join_reply(&fx, 1).unwrap();
-    assert_eq!(first.error, 0, "no MEMBER_ID_REQUIRED for static members");
+    assert_eq!(first.error, GroupCode::None, "no MEMBER_ID_REQUIRED for static members");
     g.sync(
         SyncArgs {
             member_id: "s1".into(),
@@ -335,14 +335,14 @@ fn a_static_member_rejoining_a_stable_group_keeps_the_generation() {
     );
     let fx = g.join(static_args("s2"), WaiterId(3), &LIMITS, now);
     let again = join_reply(&fx, 3).unwrap();
-    assert_eq!((again.error, again.generation), (0, 1));
+    assert_eq!((again.error, again.generation), (GroupCode::None, 1));
     assert_eq!(again.member_id, "s2");
     assert_eq!(g.state(), GroupState::Stable);
     assert_eq!(
         g.heartbeat("s1", Some("i1"), 1, now),
-        K::FencedInstanceId.code()
+        GroupCode::FencedInstanceId
     );
-    assert_eq!(g.heartbeat("s2", Some("i1"), 1, now), 0);
+    assert_eq!(g.heartbeat("s2", Some("i1"), 1, now), GroupCode::None);
     let fx = g.sync(
         SyncArgs {
             member_id: "s2".into(),
@@ -387,7 +387,7 @@ fn restored_groups_resume_stable_with_their_members() {
         now,
     );
     assert_eq!(g.state(), GroupState::Stable);
-    assert_eq!(g.heartbeat("m1", None, 4, now), 0);
+    assert_eq!(g.heartbeat("m1", None, 4, now), GroupCode::None);
     let fx = g.join(args("m1", ""), WaiterId(1), &LIMITS, now);
     assert_eq!(
         join_reply(&fx, 1).unwrap().generation,
@@ -437,7 +437,7 @@ fn a_member_that_never_syncs_is_removed_after_the_rebalance_timeout() {
     assert_eq!(g.state(), GroupState::CompletingRebalance);
     for s in 1..5 {
         let at = now + Duration::from_secs(s);
-        assert_eq!(g.heartbeat("m1", None, 1, at), 0);
+        assert_eq!(g.heartbeat("m1", None, 1, at), GroupCode::None);
         assert!(g.tick(&LIMITS, at).is_empty());
     }
     let fx = g.tick(&LIMITS, now + Duration::from_millis(5_000));
@@ -447,7 +447,7 @@ fn a_member_that_never_syncs_is_removed_after_the_rebalance_timeout() {
     assert!(fx.contains(&Effect::Persist));
     assert_eq!(
         g.heartbeat("m1", None, 1, now + Duration::from_secs(6)),
-        K::UnknownMemberId.code()
+        GroupCode::UnknownMemberId
     );
 }
 
@@ -478,12 +478,12 @@ fn a_follower_that_never_syncs_is_removed_and_the_group_rebalances() {
         WaiterId(21),
         now + Duration::from_secs(1),
     );
-    assert_eq!(sync_reply(&fx, 21).map(|r| r.error), Some(0));
+    assert_eq!(sync_reply(&fx, 21).map(|r| r.error), Some(GroupCode::None));
     assert_eq!(g.state(), GroupState::Stable);
     for s in 2..5 {
         let at = now + Duration::from_secs(s);
-        assert_eq!(g.heartbeat("m1", None, 2, at), 0);
-        assert_eq!(g.heartbeat("m2", None, 2, at), 0);
+        assert_eq!(g.heartbeat("m1", None, 2, at), GroupCode::None);
+        assert_eq!(g.heartbeat("m2", None, 2, at), GroupCode::None);
         assert!(g.tick(&LIMITS, at).is_empty());
     }
     g.tick(&LIMITS, now + Duration::from_secs(5));
@@ -492,7 +492,7 @@ fn a_follower_that_never_syncs_is_removed_and_the_group_rebalances() {
     assert_eq!(g.state(), GroupState::PreparingRebalance);
     assert_eq!(
         g.heartbeat("m2", None, 2, now + Duration::from_secs(5)),
-        K::UnknownMemberId.code()
+        GroupCode::UnknownMemberId
     );
 }
 
@@ -509,7 +509,7 @@ fn members_that_sync_in_time_stay() {
     );
     for s in [5, 8, 12] {
         let at = now + Duration::from_secs(s);
-        assert_eq!(g.heartbeat("m1", None, 1, at), 0);
+        assert_eq!(g.heartbeat("m1", None, 1, at), GroupCode::None);
         assert!(g.tick(&LIMITS, at).is_empty());
     }
     assert_eq!(g.state(), GroupState::Stable);

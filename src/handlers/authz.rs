@@ -6,7 +6,6 @@
 
 use std::rc::Rc;
 
-use kafka_protocol::ResponseError as K;
 
 use crate::groups::{self, GroupAnswer, GroupOp};
 use crate::router::admin::AdminError;
@@ -178,7 +177,7 @@ pub async fn route_group(shard: &Rc<Shard>, request: &Request, op: GroupOp) -> G
             ResourceType::Group,
             group,
         ) {
-            return GroupAnswer::Error(K::GroupAuthorizationFailed.code());
+            return GroupAnswer::Error(crate::groups::GroupCode::GroupAuthorizationFailed);
         }
     }
     groups::route(shard, op).await

@@ -33,7 +33,7 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
             .map(|(id, answer)| {
                 DeletableGroupResult::default()
                     .with_group_id(id.clone())
-                    .with_error_code(error_of(&answer))
+                    .with_error_code(error_of(&answer).kafka_code())
             })
             .collect();
         Outcome::encoded(

@@ -49,7 +49,7 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
                     GroupAnswer::Described(d) => d,
                     other => {
                         return group
-                            .with_error_code(error_of(&other))
+                            .with_error_code(error_of(&other).kafka_code())
                             .with_group_state(str_bytes("Dead"))
                     }
                 };

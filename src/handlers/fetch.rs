@@ -347,7 +347,7 @@ fn partition_out(index: i32, result: ReadResult) -> PartitionOut {
             index,
             error_code: 0,
             high_watermark: ok.high_watermark,
-            last_stable_offset: ok.high_watermark,
+            last_stable_offset: ok.last_stable_offset,
             log_start_offset: ok.log_start_offset,
             records: ok.slice.map(|s| s.ranges).unwrap_or_default(),
         },

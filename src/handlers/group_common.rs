@@ -2,9 +2,8 @@
 //! an unexpected `GroupAnswer` into an error code.
 
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::ResponseError as K;
 
-use crate::groups::GroupAnswer;
+use crate::groups::{GroupAnswer, GroupCode};
 
 pub fn owned(s: &StrBytes) -> String {
     s.to_string()
@@ -18,10 +17,10 @@ pub fn str_opt(s: Option<&str>) -> Option<StrBytes> {
     s.map(super::str_bytes)
 }
 
-/// The error code of an answer that is not the expected variant.
-pub fn error_of(answer: &GroupAnswer) -> i16 {
+/// The outcome of an answer that is not the expected variant.
+pub fn error_of(answer: &GroupAnswer) -> GroupCode {
     match answer {
         GroupAnswer::Error(code) | GroupAnswer::Code(code) => *code,
-        _ => K::UnknownServerError.code(),
+        _ => GroupCode::UnknownServerError,
     }
 }

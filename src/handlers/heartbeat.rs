@@ -19,7 +19,7 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
             instance_id: owned_opt(&body.group_instance_id),
             generation: body.generation_id,
         };
-        let code = error_of(&super::authz::route_group(&shard, &request, op).await);
+        let code = error_of(&super::authz::route_group(&shard, &request, op).await).kafka_code();
         Outcome::encoded(&HeartbeatResponse::default().with_error_code(code), version)
     })
 }

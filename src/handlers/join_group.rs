@@ -71,7 +71,7 @@ fn response(reply: JoinReply, version: i16) -> JoinGroupResponse {
         })
         .collect();
     let mut response = JoinGroupResponse::default()
-        .with_error_code(reply.error)
+        .with_error_code(reply.error.kafka_code())
         .with_generation_id(reply.generation)
         .with_leader(str_bytes(&reply.leader))
         .with_member_id(str_bytes(&reply.member_id))

@@ -35,15 +35,15 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
                         MemberResponse::default()
                             .with_member_id(super::str_bytes(&member_id))
                             .with_group_instance_id(instance_id.as_deref().map(super::str_bytes))
-                            .with_error_code(code)
+                            .with_error_code(code.kafka_code())
                     })
                     .collect();
                 LeaveGroupResponse::default().with_members(members)
             }
             GroupAnswer::Leave(codes) => {
-                LeaveGroupResponse::default().with_error_code(codes.first().copied().unwrap_or(0))
+                LeaveGroupResponse::default().with_error_code(codes.first().map_or(0, |c| c.kafka_code()))
             }
-            other => LeaveGroupResponse::default().with_error_code(error_of(&other)),
+            other => LeaveGroupResponse::default().with_error_code(error_of(&other).kafka_code()),
         };
         Outcome::encoded(&response, version)
     })

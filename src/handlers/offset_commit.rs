@@ -8,11 +8,10 @@ use kafka_protocol::messages::offset_commit_response::{
 };
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse, TopicName};
 
-use kafka_protocol::ResponseError as K;
 
 use super::group_common::{error_of, owned, owned_opt};
 use super::{str_bytes, HandlerFuture, Outcome, Request};
-use crate::groups::{CommitPartition, CommitRequest, GroupAnswer, GroupOp};
+use crate::groups::{CommitPartition, CommitRequest, GroupAnswer, GroupCode, GroupOp};
 use crate::security::acl::Operation;
 use crate::shard::Shard;
 
@@ -50,9 +49,9 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
             Operation::Read,
             topics,
         );
-        let denied_code = K::TopicAuthorizationFailed.code();
+        let denied_code = GroupCode::TopicAuthorizationFailed;
         let denied_codes = denied.iter().map(|(t, ps)| {
-            let codes: Vec<(i32, i16)> = ps.iter().map(|p| (p.partition, denied_code)).collect();
+            let codes: Vec<(i32, GroupCode)> = ps.iter().map(|p| (p.partition, denied_code)).collect();
             (t.clone(), codes)
         });
         let op = GroupOp::Commit(CommitRequest {
@@ -84,7 +83,7 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
                             .map(|(p, code)| {
                                 OffsetCommitResponsePartition::default()
                                     .with_partition_index(p)
-                                    .with_error_code(code)
+                                    .with_error_code(code.kafka_code())
                             })
                             .collect(),
                     )

@@ -8,11 +8,10 @@ use kafka_protocol::messages::offset_delete_response::{
 };
 use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse, TopicName};
 
-use kafka_protocol::ResponseError as K;
 
 use super::group_common::error_of;
 use super::{str_bytes, HandlerFuture, Outcome, Request};
-use crate::groups::{GroupAnswer, GroupOp};
+use crate::groups::{GroupAnswer, GroupCode, GroupOp};
 use crate::security::acl::Operation;
 use crate::shard::Shard;
 
@@ -36,9 +35,9 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
             Operation::Delete,
             topics,
         );
-        let denied_code = K::TopicAuthorizationFailed.code();
+        let denied_code = GroupCode::TopicAuthorizationFailed;
         let denied_codes = denied.into_iter().map(|(t, ps): (String, Vec<i32>)| {
-            let codes: Vec<(i32, i16)> = ps.into_iter().map(|p| (p, denied_code)).collect();
+            let codes: Vec<(i32, GroupCode)> = ps.into_iter().map(|p| (p, denied_code)).collect();
             (t, codes)
         });
         let op = GroupOp::DeleteOffsets {
@@ -59,7 +58,7 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
                                     .map(|(p, code)| {
                                         OffsetDeleteResponsePartition::default()
                                             .with_partition_index(p)
-                                            .with_error_code(code)
+                                            .with_error_code(code.kafka_code())
                                     })
                                     .collect(),
                             )
@@ -67,7 +66,7 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
                     .collect();
                 OffsetDeleteResponse::default().with_topics(topics)
             }
-            other => OffsetDeleteResponse::default().with_error_code(error_of(&other)),
+            other => OffsetDeleteResponse::default().with_error_code(error_of(&other).kafka_code()),
         };
         Outcome::encoded(&response, version)
     })

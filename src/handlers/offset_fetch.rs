@@ -9,16 +9,15 @@ use kafka_protocol::messages::offset_fetch_response::{
 };
 use kafka_protocol::messages::{GroupId, OffsetFetchRequest, OffsetFetchResponse, TopicName};
 
-use kafka_protocol::ResponseError as K;
 
 use super::group_common::error_of;
 use super::{authz, str_bytes, HandlerFuture, Outcome, Request};
-use crate::groups::{FetchedOffset, GroupAnswer, GroupOp};
+use crate::groups::{FetchedOffset, GroupAnswer, GroupCode, GroupOp};
 use crate::security::acl::{Operation, ResourceType};
 use crate::shard::Shard;
 
 type Wanted = Option<Vec<(String, Vec<i32>)>>;
-type Fetched = Result<Vec<(String, Vec<FetchedOffset>)>, i16>;
+type Fetched = Result<Vec<(String, Vec<FetchedOffset>)>, GroupCode>;
 
 pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
     Box::pin(async move {
@@ -112,7 +111,7 @@ fn authorized_topics(
                     offset: -1,
                     leader_epoch: -1,
                     metadata: Some(String::new()),
-                    error: K::TopicAuthorizationFailed.code(),
+                    error: crate::groups::GroupCode::TopicAuthorizationFailed,
                 })
                 .collect();
             Some((topic, refused))
@@ -122,7 +121,7 @@ fn authorized_topics(
 
 fn single_group(result: Fetched, wanted: Wanted, version: i16) -> OffsetFetchResponse {
     let (found, code) = match result {
-        Ok(found) => (found, 0),
+        Ok(found) => (found, GroupCode::None),
         // v0-1 have no top-level error: the code goes on every requested partition.
         Err(code) => {
             let found = wanted
@@ -159,7 +158,7 @@ fn single_group(result: Fetched, wanted: Wanted, version: i16) -> OffsetFetchRes
                                 .with_committed_offset(o.offset)
                                 .with_committed_leader_epoch(o.leader_epoch)
                                 .with_metadata(o.metadata.as_deref().map(str_bytes))
-                                .with_error_code(o.error)
+                                .with_error_code(o.error.kafka_code())
                         })
                         .collect(),
                 )
@@ -167,14 +166,14 @@ fn single_group(result: Fetched, wanted: Wanted, version: i16) -> OffsetFetchRes
         .collect();
     let mut response = OffsetFetchResponse::default().with_topics(topics);
     if version >= 2 {
-        response.error_code = code;
+        response.error_code = code.kafka_code();
     }
     response
 }
 
 fn group_entry(group_id: GroupId, result: Fetched) -> OffsetFetchResponseGroup {
     let (found, code) = match result {
-        Ok(found) => (found, 0),
+        Ok(found) => (found, GroupCode::None),
         Err(code) => (Vec::new(), code),
     };
     let topics = found
@@ -191,7 +190,7 @@ fn group_entry(group_id: GroupId, result: Fetched) -> OffsetFetchResponseGroup {
                                 .with_committed_offset(o.offset)
                                 .with_committed_leader_epoch(o.leader_epoch)
                                 .with_metadata(o.metadata.as_deref().map(str_bytes))
-                                .with_error_code(o.error)
+                                .with_error_code(o.error.kafka_code())
                         })
                         .collect(),
                 )
@@ -200,5 +199,5 @@ fn group_entry(group_id: GroupId, result: Fetched) -> OffsetFetchResponseGroup {
     OffsetFetchResponseGroup::default()
         .with_group_id(group_id)
         .with_topics(topics)
-        .with_error_code(code)
+        .with_error_code(code.kafka_code())
 }

@@ -38,7 +38,7 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
             },
         };
         let mut response = SyncGroupResponse::default()
-            .with_error_code(reply.error)
+            .with_error_code(reply.error.kafka_code())
             .with_assignment(reply.assignment);
         if version >= 5 {
             response.protocol_type = str_opt(reply.protocol_type.as_deref());

@@ -42,6 +42,8 @@ pub struct ReadItem {
 #[derive(Debug)]
 pub struct ReadOk {
     pub high_watermark: i64,
+    /// Kafka's LSO: the end of what read_committed consumers may read.
+    pub last_stable_offset: i64,
     pub log_start_offset: i64,
     pub slice: Option<storage::ReadSlice>,
 }

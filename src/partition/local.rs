@@ -141,6 +141,7 @@ impl PartitionProxy for Partition {
         };
         Ok(ReadOk {
             high_watermark: high_watermark.0,
+            last_stable_offset: self.last_stable_offset(),
             log_start_offset: log_start.0,
             slice,
         })

@@ -509,6 +509,7 @@ pub async fn remove_topics(shard: &Shard, doomed: Vec<TopicMeta>) -> RemovalFail
     let mut victims = Vec::new();
     for meta in &doomed {
         shard.topics.borrow_mut().remove(&meta.name);
+        shard.placement.forget_topic(&meta.name);
         for index in 0..meta.partitions {
             let tp = TopicPartition::new(meta.name.clone(), index);
             if let Some(partition) = shard.partitions.remove(&tp) {

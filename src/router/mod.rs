@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod local;
+pub mod placement;
 pub mod split;
 
 use std::future::Future;

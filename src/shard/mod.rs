@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::future::LocalBoxFuture;
-use shards::{Inbox, Placement, ShardContext};
+use shards::{Inbox, ShardContext};
 
 pub use self::msg::ShardMsg;
 pub use self::state::{Boot, BootListener, ConnectionGuard, Shard};
@@ -38,7 +38,7 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
     );
     let shard = Rc::new(Shard {
         id: ctx.id,
-        placement: Placement::new(ctx.mesh.shard_count()),
+        placement: crate::router::placement::PlacementTable::new(ctx.mesh.shard_count()),
         mesh: ctx.mesh,
         config: boot.config.clone(),
         default_log: boot.default_log.clone(),

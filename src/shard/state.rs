@@ -10,7 +10,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use futures_util::future::LocalBoxFuture;
-use shards::{Mesh, Placement, ShardId, Shutdown};
+use shards::{Mesh, ShardId, Shutdown};
 
 use super::ShardMsg;
 use crate::config::BrokerConfig;
@@ -48,7 +48,8 @@ pub struct BootListener {
 pub struct Shard {
     pub id: ShardId,
     pub mesh: Mesh<ShardMsg>,
-    pub placement: Placement,
+    /// Which shard owns each partition (see `router::placement`).
+    pub placement: crate::router::placement::PlacementTable,
     pub config: Arc<BrokerConfig>,
     pub default_log: storage::LogConfig,
     pub advertised_host: String,

@@ -9,9 +9,8 @@
 
 use std::time::{Duration, Instant};
 
-use kafka_protocol::ResponseError as K;
 
-use super::{Effect, Group, GroupState, InitialDelay, JoinReply, Limits, SyncReply};
+use super::{Effect, Group, GroupCode, GroupState, InitialDelay, JoinReply, Limits, SyncReply};
 
 impl Group {
     pub(super) fn touch(&mut self, member_id: &str, now: Instant) {
@@ -29,23 +28,23 @@ impl Group {
         instance_id: Option<&str>,
         generation: i32,
         now: Instant,
-    ) -> i16 {
+    ) -> GroupCode {
         if self.state == GroupState::Dead {
-            return K::CoordinatorNotAvailable.code();
+            return GroupCode::CoordinatorNotAvailable;
         }
         if let Err(error) = self.check_generation(member_id, instance_id, generation) {
-            return error.code();
+            return error;
         }
         match self.state {
-            GroupState::Empty => K::UnknownMemberId.code(),
-            GroupState::Dead => K::CoordinatorNotAvailable.code(),
+            GroupState::Empty => GroupCode::UnknownMemberId,
+            GroupState::Dead => GroupCode::CoordinatorNotAvailable,
             GroupState::PreparingRebalance => {
                 self.touch(member_id, now);
-                K::RebalanceInProgress.code()
+                GroupCode::RebalanceInProgress
             }
             GroupState::CompletingRebalance | GroupState::Stable => {
                 self.touch(member_id, now);
-                0
+                GroupCode::None
             }
         }
     }
@@ -56,34 +55,34 @@ impl Group {
         leaving: &[(String, Option<String>)],
         limits: &Limits,
         now: Instant,
-    ) -> (Vec<i16>, Vec<Effect>) {
+    ) -> (Vec<GroupCode>, Vec<Effect>) {
         let mut fx = Vec::new();
         let mut codes = Vec::with_capacity(leaving.len());
         let mut removed_any = false;
         for (member_id, instance_id) in leaving {
             let target = match instance_id {
                 Some(instance) => match self.static_members.get(instance) {
-                    None => Err(K::UnknownMemberId),
+                    None => Err(GroupCode::UnknownMemberId),
                     Some(owner) if !member_id.is_empty() && owner != member_id => {
-                        Err(K::FencedInstanceId)
+                        Err(GroupCode::FencedInstanceId)
                     }
                     Some(owner) => Ok(owner.clone()),
                 },
                 None if self.pending.remove(member_id).is_some() => {
-                    codes.push(0);
+                    codes.push(GroupCode::None);
                     removed_any = true;
                     continue;
                 }
                 None if self.members.contains_key(member_id) => Ok(member_id.clone()),
-                None => Err(K::UnknownMemberId),
+                None => Err(GroupCode::UnknownMemberId),
             };
             match target {
                 Ok(id) => {
                     self.remove_member_entry(&id, &mut fx);
                     removed_any = true;
-                    codes.push(0);
+                    codes.push(GroupCode::None);
                 }
-                Err(error) => codes.push(error.code()),
+                Err(error) => codes.push(error),
             }
         }
         if removed_any {
@@ -105,11 +104,11 @@ impl Group {
         if let Some(w) = member.join_waiter {
             fx.push(Effect::Join(
                 w,
-                JoinReply::error(K::UnknownMemberId, member_id),
+                JoinReply::error(GroupCode::UnknownMemberId, member_id),
             ));
         }
         if let Some(w) = member.sync_waiter {
-            fx.push(Effect::Sync(w, SyncReply::error(K::UnknownMemberId)));
+            fx.push(Effect::Sync(w, SyncReply::error(GroupCode::UnknownMemberId)));
         }
         if self.leader.as_deref() == Some(member_id) {
             self.leader = None;
@@ -133,22 +132,22 @@ impl Group {
         instance_id: Option<&str>,
         generation: i32,
         now: Instant,
-    ) -> i16 {
+    ) -> GroupCode {
         if self.state == GroupState::Dead {
-            return K::CoordinatorNotAvailable.code();
+            return GroupCode::CoordinatorNotAvailable;
         }
         if generation < 0 && self.state == GroupState::Empty {
             // A commit from a consumer that does not use group management.
-            return 0;
+            return GroupCode::None;
         }
         if let Err(error) = self.check_generation(member_id, instance_id, generation) {
-            return error.code();
+            return error;
         }
         if self.state == GroupState::CompletingRebalance {
-            return K::RebalanceInProgress.code();
+            return GroupCode::RebalanceInProgress;
         }
         self.touch(member_id, now);
-        0
+        GroupCode::None
     }
 
     // ---- Timers -------------------------------------------------------------------------------
