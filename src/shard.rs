@@ -18,7 +18,7 @@ use crate::config::BrokerConfig;
 use crate::handlers::fetch_session::FetchSessions;
 use crate::partition::PartitionMap;
 use crate::router::{self, ShardMsg};
-use crate::topics::{self, TopicTable};
+use crate::topics;
 
 /// What every shard starts from (built once in `run`).
 pub struct Boot {
@@ -57,7 +57,10 @@ pub struct Shard {
     pub advertised_port: u16,
     /// See `Boot::previous_shutdown_clean`; how partition logs are opened.
     pub previous_shutdown_clean: bool,
-    pub topics: RefCell<TopicTable>,
+    /// The metadata image (brokers, topics, partition registrations, configs, producer-id
+    /// blocks; see `cluster`): the controller's on shard 0, a copy kept by the same records on
+    /// the others. (Named for what it held before; topic look-ups read as before.)
+    pub topics: RefCell<crate::cluster::MetadataImage>,
     /// Dynamic broker configs (topic config defaults changed at run time; see
     /// `topics::dynamic`); authoritative on shard 0, copies elsewhere.
     pub dynamic_configs: RefCell<topics::dynamic::DynamicConfigs>,
@@ -105,8 +108,11 @@ impl Drop for ConnectionGuard {
 
 pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inbox<ShardMsg>) {
     storage::set_sealed_segment_files_open_max(boot.config.log_sealed_segment_files_open_max);
-    let table = topics::load(&boot.config.data_dir)
-        .unwrap_or_else(|e| shards::fatal(format!("cannot load topic registry: {e}")));
+    let mut image = crate::cluster::store::load(&boot.config.data_dir, boot.config.node_id)
+        .unwrap_or_else(|e| shards::fatal(format!("cannot load the metadata image: {e}")));
+    if let Err(e) = image.apply(&registration(&boot)) {
+        shards::fatal(format!("cannot register this broker: {e}"));
+    }
     let dynamic_configs = topics::dynamic::load(&boot.config.data_dir)
         .unwrap_or_else(|e| shards::fatal(format!("cannot load dynamic broker configs: {e}")));
     let shard = Rc::new(Shard {
@@ -124,10 +130,10 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
             boot.config.fetch_session_partitions_max,
             ctx.id,
         )),
-        topics: RefCell::new(table),
+        topics: RefCell::new(image),
         dynamic_configs: RefCell::new(dynamic_configs),
         partitions: PartitionMap::default(),
-        producer_ids: crate::producers::IdAllocator::new(boot.config.data_dir.clone()),
+        producer_ids: crate::producers::IdAllocator::new(),
         registry_lock: futures_util::lock::Mutex::new(()),
         shutdown: ctx.shutdown,
         metrics: crate::metrics::ShardMetrics::default(),
@@ -136,7 +142,7 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
         connections: Cell::new(0),
     });
     if shard.id == router::REGISTRY_SHARD {
-        router::admin::sweep_deleted(&shard.config.data_dir);
+        crate::cluster::deletion::sweep_deleted(&shard.config.data_dir);
     }
     let metas: Vec<_> = shard.topics.borrow().iter().cloned().collect();
     router::local::open_owned(&shard, &metas).await;
@@ -176,6 +182,21 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
         boot.close_failed
             .store(true, std::sync::atomic::Ordering::SeqCst);
     }
+}
+
+/// This broker's `RegisterBrokerRecord`: every listener as clients reach it.
+fn registration(boot: &Boot) -> crate::cluster::MetadataRecord {
+    let end_points = boot
+        .listeners
+        .iter()
+        .map(|l| crate::cluster::records::BrokerEndpoint {
+            name: l.context.name.clone(),
+            host: l.context.advertised_host.clone(),
+            port: l.context.advertised_port,
+            security_protocol: l.context.protocol.name().to_owned(),
+        })
+        .collect();
+    crate::cluster::store::register(boot.config.node_id, None, end_points)
 }
 
 async fn announce_ready(shard: &Shard, boot: &Boot) {

@@ -77,7 +77,8 @@ pub async fn append_locked(
         buf.extend_from_slice(&builder.build());
     }
     let opts = storage::AppendOptions {
-        leader_epoch: 0,
+        // Stamped like every other batch of the partition (the epoch it is led in).
+        leader_epoch: partition.leader_epoch(),
         now_ms: now,
     };
     match partition.log.append(buf, opts).await {

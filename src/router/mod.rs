@@ -26,6 +26,10 @@ use crate::topics::{TopicError, TopicMeta};
 pub enum PartitionError {
     #[error("unknown topic or partition")]
     UnknownTopicOrPartition,
+    /// The topic id a fetch session holds is no longer in the metadata image (the topic was
+    /// deleted, maybe re-created under a new id).
+    #[error("unknown topic id")]
+    UnknownTopicId,
     #[error("corrupt record batch: {0}")]
     Corrupt(String),
     #[error("record batch of {size} bytes exceeds max.message.bytes {max}")]
@@ -185,6 +189,8 @@ pub struct NewTopic {
     pub partitions: i32,
     pub replication_factor: i16,
     pub configs: crate::topics::config::TopicOverrides,
+    /// CreateTopics' manual replica assignment: one broker list per partition.
+    pub assignments: Option<Vec<Vec<i32>>>,
 }
 
 pub type CreateResult = Result<TopicMeta, TopicError>;
@@ -216,9 +222,10 @@ pub enum ShardMsg {
         validate_only: bool,
         reply: Reply<Vec<CreateResult>>,
     },
-    /// From shard 0 to every shard: adopt these topics and open the partitions owned here.
-    TopicsChanged {
-        topics: Vec<TopicMeta>,
+    /// From the controller (shard 0) to every shard: apply these metadata records to the
+    /// shard's image, then open the partitions owned here (`cluster::controller`).
+    MetadataChanged {
+        records: Vec<crate::cluster::MetadataRecord>,
         reply: Reply<()>,
     },
     /// Answered once the shard serves its inbox (startup barrier).
@@ -253,7 +260,7 @@ pub enum ShardMsg {
     /// From shard 0 to every shard: forget these topics, delete the partitions owned here.
     TopicsRemoved {
         topics: Vec<TopicMeta>,
-        reply: Reply<admin::RemovalFailures>,
+        reply: Reply<crate::cluster::deletion::RemovalFailures>,
     },
     DeleteRecords {
         items: Vec<admin::DeleteRecordsItem>,
@@ -383,7 +390,7 @@ impl Router {
             .producer_ids
             .next_id(|| async {
                 if shard.id == REGISTRY_SHARD {
-                    return shard.producer_ids.allocate_block().await;
+                    return crate::cluster::controller::allocate_producer_ids(shard).await;
                 }
                 let call = shard
                     .mesh
@@ -404,7 +411,7 @@ impl Router {
         self.on_registry(
             topics,
             len,
-            |topics| local::create_topics(&self.shard, topics, validate_only),
+            |topics| crate::cluster::controller::create_topics(&self.shard, topics, validate_only),
             |topics, reply| ShardMsg::CreateTopics {
                 topics,
                 validate_only,

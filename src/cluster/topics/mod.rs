@@ -36,6 +36,8 @@ pub enum TopicError {
     InvalidPartitions(i32),
     #[error("invalid replication factor {0}")]
     InvalidReplicationFactor(i16),
+    #[error("{0}")]
+    InvalidReplicaAssignment(String),
     #[error(transparent)]
     Config(#[from] config::TopicConfigError),
     #[error("topic registry I/O: {0}")]
@@ -110,6 +112,12 @@ pub struct TopicMeta {
     pub partitions: u32,
     #[serde(default)]
     pub configs: TopicOverrides,
+    /// One registration per partition (replicas, ISR, leader, epochs), indexed by partition;
+    /// `partitions` equals its length. Absent in registry files written before the metadata
+    /// image existed: adopting such a file gives each partition one replica on this node,
+    /// leading in epoch 0 (see `cluster::store`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub registrations: Vec<crate::cluster::image::PartitionRegistration>,
 }
 
 /// Kafka's topic-name rule: 1..=249 of [a-zA-Z0-9._-], and not "." or "..".
@@ -135,7 +143,7 @@ pub fn unify_collision_chars(name: &str) -> String {
 }
 
 /// A shard's view of all topics (authoritative on shard 0, a copy elsewhere).
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct TopicTable {
     by_name: BTreeMap<String, TopicMeta>,
     by_id: HashMap<TopicId, String>,
@@ -172,7 +180,8 @@ impl TopicTable {
         self.by_name.is_empty()
     }
 
-    pub fn upsert(&mut self, meta: TopicMeta) {
+    /// Only the metadata image changes the table (`MetadataImage::apply`).
+    pub(in crate::cluster) fn upsert(&mut self, meta: TopicMeta) {
         if let Some(old) = self.by_name.get(&meta.name) {
             self.by_id.remove(&old.id);
         }
@@ -182,7 +191,7 @@ impl TopicTable {
         self.by_name.insert(meta.name.clone(), meta);
     }
 
-    pub fn remove(&mut self, name: &str) -> Option<TopicMeta> {
+    pub(in crate::cluster) fn remove(&mut self, name: &str) -> Option<TopicMeta> {
         let meta = self.by_name.remove(name)?;
         self.by_id.remove(&meta.id);
         let unified = unify_collision_chars(name);
@@ -258,6 +267,7 @@ mod tests {
             id: TopicId::generate(name),
             partitions: 1,
             configs: TopicOverrides::new(),
+            registrations: vec![crate::cluster::PartitionRegistration::single(0)],
         };
         table.upsert(meta("x_y"));
         assert_eq!(table.collision("x.y"), Some("x_y"));
@@ -293,6 +303,7 @@ mod tests {
             id: TopicId::generate("t"),
             partitions: 3,
             configs,
+            registrations: vec![crate::cluster::PartitionRegistration::single(0); 3],
         };
         table.upsert(meta.clone());
         crate::atomic_file::write(
