@@ -1,10 +1,11 @@
-//! Topic metadata: names, ids, partition counts and config overrides.
+//! Topic metadata: names, ids, partition counts, per-partition registrations and config
+//! overrides (`TopicMeta`), the name rules, and the registry file.
 //!
-//! Shard 0 owns the authoritative registry and is the only writer: it validates a change,
-//! persists the whole registry atomically (`data_dir/__cluster/topics.toml`, written to a temp
-//! file, fsynced, renamed, directory fsynced) and only then broadcasts it. Every shard keeps a
-//! read-only `TopicTable` copy, loaded from the same file at start and replaced entry by entry by
-//! those broadcasts, so lookups never lock or cross shards.
+//! The `TopicTable` is the topics part of the metadata image (`cluster::image`) and changes
+//! only through `MetadataImage::apply`. The controller (shard 0) persists it atomically in
+//! `data_dir/__cluster/topics.toml` (temp file, fsync, rename, directory fsync) before any shard
+//! adopts a change; every shard loads the same file at start (`cluster::store`), so lookups
+//! never lock or cross shards.
 
 pub mod alter;
 pub mod catalog;
