@@ -106,6 +106,10 @@ impl RegistryChange {
             Self::AlterConfigs { topics, .. } => topics.len(),
         }
     }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// Per item, the topic as it is after the change (as it was, for a deletion).
