@@ -196,7 +196,11 @@ fn registration(boot: &Boot) -> crate::cluster::MetadataRecord {
             security_protocol: l.context.protocol.name().to_owned(),
         })
         .collect();
-    crate::cluster::store::register(boot.config.node_id, None, end_points)
+    crate::cluster::store::register(
+        boot.config.node_id,
+        boot.config.broker_rack.clone(),
+        end_points,
+    )
 }
 
 async fn announce_ready(shard: &Shard, boot: &Boot) {

@@ -296,13 +296,14 @@ fn a_recreated_topic_inherits_nothing_from_the_deleted_one() {
 
 #[test]
 fn metadata_answers_come_from_the_image() {
-    let broker = Broker::start(BrokerOpts::default());
+    let broker = Broker::start(BrokerOpts::default().config("\"broker.rack\" = \"rack-7\"\n"));
     let topic = unique_name("image");
     create(&broker, &topic, &[]);
     let md = metadata(&broker, &topic);
     assert_eq!(md.brokers.len(), 1);
     let node = md.brokers[0].node_id;
     assert_eq!(md.brokers[0].port, i32::from(broker.socket_addr().port()));
+    assert_eq!(md.brokers[0].rack.as_deref(), Some("rack-7"));
     assert_eq!(md.controller_id, node);
     let p = &md.topics[0].partitions[0];
     assert_eq!(
@@ -324,6 +325,7 @@ fn metadata_answers_come_from_the_image() {
     assert_eq!(cluster.controller_id, node);
     assert_eq!(cluster.brokers.len(), 1);
     assert_eq!(cluster.brokers[0].broker_id, node);
+    assert_eq!(cluster.brokers[0].rack.as_deref(), Some("rack-7"));
 
     // The coordinator is the leader of the group's __consumer_offsets partition.
     let coordinator: FindCoordinatorResponse = wire::call(

@@ -741,3 +741,64 @@ pub async fn allocate_producer_ids(shard: &Shard) -> Result<IdBlock, IdError> {
         })?;
     Ok(IdBlock { start, end })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(configs: &[(&str, &str)]) -> TopicMeta {
+        TopicMeta {
+            name: "t".into(),
+            id: TopicId(9),
+            partitions: 1,
+            configs: configs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            registrations: vec![PartitionRegistration::single(1)],
+        }
+    }
+
+    #[test]
+    fn config_records_turn_the_old_overrides_into_the_new_ones() {
+        let old = meta(&[("a", "1"), ("b", "2"), ("c", "3")]);
+        let next: topics::config::TopicOverrides = [("b", "2"), ("c", "30"), ("d", "4")]
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let records = config_records(&old, &next);
+        let mut image = MetadataImage::default();
+        image.apply_all(&image::topic_records(&old, 1)).unwrap();
+        image.apply_all(&records).unwrap();
+        assert_eq!(image.get("t").unwrap().configs, next);
+        assert_eq!(
+            records.len(),
+            3,
+            "a removed, c changed, d added; b untouched"
+        );
+    }
+
+    #[test]
+    fn placement_is_round_robin_over_brokers_or_the_given_assignment() {
+        let placed = place(&[1, 2], 0, 3, None).unwrap();
+        let leaders: Vec<i32> = placed.iter().map(|r| r.leader).collect();
+        assert_eq!(leaders, vec![1, 2, 1]);
+        assert!(placed
+            .iter()
+            .all(|r| r.replicas == r.isr && r.leader_epoch == 0));
+        let grown = place(&[1, 2], 3, 5, Some(&[vec![2], vec![2]])).unwrap();
+        assert_eq!(grown, vec![PartitionRegistration::single(2); 2]);
+        assert!(place(&[], 0, 1, None).is_err(), "no broker to place on");
+    }
+
+    #[test]
+    fn assignments_must_name_registered_brokers_once() {
+        assert!(check_assignments(&[1], &[vec![1], vec![1]]).is_ok());
+        assert!(check_assignments(&[1], &[vec![2]]).is_err());
+        assert!(check_assignments(&[1], &[vec![]]).is_err());
+        assert!(
+            check_assignments(&[1, 2], &[vec![1, 2]]).is_err(),
+            "one replica only"
+        );
+    }
+}
