@@ -62,7 +62,8 @@ pub struct Shard {
     /// the others. (Named for what it held before; topic look-ups read as before.)
     pub topics: RefCell<crate::cluster::MetadataImage>,
     /// Dynamic broker configs (topic config defaults changed at run time; see
-    /// `topics::dynamic`); authoritative on shard 0, copies elsewhere.
+    /// `topics::dynamic`): the image's BROKER configs for this node, kept beside it for the
+    /// readers (updated by `cluster::controller::adopt_records`).
     pub dynamic_configs: RefCell<topics::dynamic::DynamicConfigs>,
     pub partitions: PartitionMap,
     pub fetch_sessions: RefCell<FetchSessions>,
@@ -113,8 +114,7 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
     if let Err(e) = image.apply(&registration(&boot)) {
         shards::fatal(format!("cannot register this broker: {e}"));
     }
-    let dynamic_configs = topics::dynamic::load(&boot.config.data_dir)
-        .unwrap_or_else(|e| shards::fatal(format!("cannot load dynamic broker configs: {e}")));
+    let dynamic_configs = image.dynamic_configs(boot.config.node_id);
     let shard = Rc::new(Shard {
         id: ctx.id,
         placement: Placement::new(ctx.mesh.shard_count()),

@@ -15,9 +15,11 @@ use std::collections::HashMap;
 use futures_util::future::join_all;
 
 use super::image::{self, MetadataImage, PartitionRegistration};
-use super::records::{ConfigRecord, MetadataRecord, PartitionRecord, CONFIG_RESOURCE_TOPIC};
+use super::records::{
+    ConfigRecord, MetadataRecord, PartitionRecord, CONFIG_RESOURCE_BROKER, CONFIG_RESOURCE_TOPIC,
+};
 use super::topics::alter::{self, AlterError, IncrementalEntry};
-use super::topics::dynamic::{BrokerChange, DynamicConfigs, Scope};
+use super::topics::dynamic::{BrokerChange, Scope};
 use super::topics::{self, TopicError, TopicId, TopicMeta};
 use super::{deletion, store};
 use crate::producers::{IdBlock, IdError};
@@ -180,23 +182,25 @@ pub async fn commit(shard: &Shard, records: Vec<MetadataRecord>) -> Result<(), S
     next.apply_all(&records)
         .map_err(|e| format!("metadata record refused: {e}"))?;
     let data_dir = &shard.config.data_dir;
-    if records
-        .iter()
-        .any(|r| r.topic_id().is_some() || matches!(r, MetadataRecord::Config(_)))
-    {
+    let touches = |wanted: fn(&MetadataRecord) -> bool| records.iter().any(wanted);
+    if touches(|r| r.topic_id().is_some() || is_config_of(r, CONFIG_RESOURCE_TOPIC)) {
         store::persist_topics(data_dir, &next).await.map_err(|e| {
             tracing::error!(error = %e, "cannot persist topic registry");
             e
         })?;
     }
-    if records
-        .iter()
-        .any(|r| matches!(r, MetadataRecord::ProducerIds(_)))
-    {
+    if touches(|r| matches!(r, MetadataRecord::ProducerIds(_))) {
         store::persist_producer_ids(data_dir, &next).await?;
+    }
+    if touches(|r| is_config_of(r, CONFIG_RESOURCE_BROKER)) {
+        store::persist_broker_configs(data_dir, &next, shard.config.node_id).await?;
     }
     broadcast_records(shard, records).await;
     Ok(())
+}
+
+fn is_config_of(record: &MetadataRecord, resource_type: i8) -> bool {
+    matches!(record, MetadataRecord::Config(c) if c.resource_type == resource_type)
 }
 
 /// Sends `records` to every shard (itself directly) and waits until all adopted them.
@@ -246,6 +250,14 @@ pub async fn adopt_records(shard: &Shard, records: Vec<MetadataRecord>) {
                 touched.push(name);
             }
         }
+    }
+    if records
+        .iter()
+        .any(|r| is_config_of(r, CONFIG_RESOURCE_BROKER))
+    {
+        let configs = shard.topics.borrow().dynamic_configs(shard.config.node_id);
+        *shard.dynamic_configs.borrow_mut() = configs;
+        reapply_topic_configs(shard).await;
     }
     let metas: Vec<TopicMeta> = {
         let image = shard.topics.borrow();
@@ -471,8 +483,9 @@ fn config_records(meta: &TopicMeta, next: &topics::config::TopicOverrides) -> Ve
     removed.chain(set).collect()
 }
 
-/// Shard 0 only: validates a dynamic broker config change, persists it and has every shard
-/// adopt it (and re-apply topic configs to its live logs) before answering.
+/// Shard 0 only: validates a dynamic broker config change and commits it as `ConfigRecord`s of
+/// the BROKER resource ("" or this node's id); every shard adopts it (and re-applies topic
+/// configs to its live logs) before the answer.
 pub async fn alter_broker_configs(
     shard: &Shard,
     scope: Scope,
@@ -481,38 +494,22 @@ pub async fn alter_broker_configs(
 ) -> Result<(), AdminError> {
     assert_registry_shard(shard);
     let _guard = shard.registry_lock.lock().await;
-    let next = shard.dynamic_configs.borrow().changed(scope, &change)?;
-    if validate_only || next == *shard.dynamic_configs.borrow() {
+    let current = shard.dynamic_configs.borrow().clone();
+    let next = current.changed(scope, &change)?;
+    if validate_only || next == current {
         return Ok(());
     }
-    topics::dynamic::persist(&shard.config.data_dir, &next)
-        .await
-        .map_err(|e| AdminError::Storage(e.to_string()))?;
-    let others = shard.mesh.shards().filter(|&id| id != shard.id).map(|id| {
-        let configs = next.clone();
-        async move {
-            if let Err(e) = shard
-                .mesh
-                .call(id, |reply| ShardMsg::BrokerConfigsChanged {
-                    configs,
-                    reply,
-                })
-                .await
-            {
-                tracing::warn!(shard = %id, error = %e, "broker config broadcast not delivered");
-            }
-        }
-    });
-    let others: Vec<_> = others.collect();
-    adopt_broker_configs(shard, next).await;
-    join_all(others).await;
-    Ok(())
+    let resource = match scope {
+        Scope::Cluster => String::new(),
+        Scope::Node => shard.config.node_id.to_string(),
+    };
+    let records = image::broker_config_records(&resource, current.scope(scope), next.scope(scope));
+    commit(shard, records).await.map_err(AdminError::Storage)
 }
 
-/// Records the dynamic broker configs on this shard and re-applies every topic's config to
-/// the logs this shard owns.
-pub async fn adopt_broker_configs(shard: &Shard, configs: DynamicConfigs) {
-    *shard.dynamic_configs.borrow_mut() = configs;
+/// Re-applies every topic's config to the logs this shard owns (the dynamic broker configs
+/// under them changed).
+async fn reapply_topic_configs(shard: &Shard) {
     let metas: Vec<TopicMeta> = shard.topics.borrow().iter().cloned().collect();
     local::open_owned(shard, &metas).await;
 }

@@ -1,7 +1,7 @@
 //! The metadata image: what the cluster looks like (Kafka's `MetadataImage`): the registered
 //! brokers with their endpoints, the topics with their ids, per-partition registrations
-//! (replicas, ISR, leader, leader epoch, partition epoch) and config overrides, and the
-//! producer-id blocks handed out so far.
+//! (replicas, ISR, leader, leader epoch, partition epoch) and config overrides, the dynamic
+//! broker configs, and the producer-id blocks handed out so far.
 //!
 //! Invariants: the image changes only through [`MetadataImage::apply`], one record at a time,
 //! so every holder that applies the same records in the same order holds the same image (the
@@ -20,8 +20,10 @@ use serde::{Deserialize, Serialize};
 
 use super::records::{
     ConfigRecord, MetadataRecord, PartitionChangeRecord, PartitionRecord, ProducerIdsRecord,
-    RegisterBrokerRecord, TopicRecord, CONFIG_RESOURCE_TOPIC, NO_LEADER_CHANGE,
+    RegisterBrokerRecord, TopicRecord, CONFIG_RESOURCE_BROKER, CONFIG_RESOURCE_TOPIC,
+    NO_LEADER_CHANGE,
 };
+use super::topics::dynamic::DynamicConfigs;
 use super::topics::{TopicId, TopicMeta, TopicTable};
 
 /// A partition's place in the cluster (Kafka's `PartitionRegistration`).
@@ -110,6 +112,9 @@ pub struct MetadataImage {
     topics: TopicTable,
     /// The first producer id no block has covered yet (Kafka's `ProducerIdsImage`).
     next_producer_id: i64,
+    /// Dynamic broker configs by BROKER resource name: "" is the cluster-wide default, a node
+    /// id that node's own values (Kafka's `ConfigurationsImage` for brokers).
+    broker_configs: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 impl MetadataImage {
@@ -222,6 +227,20 @@ impl MetadataImage {
     }
 
     fn apply_config(&mut self, record: &ConfigRecord) -> Result<(), ImageError> {
+        if record.resource_type == CONFIG_RESOURCE_BROKER {
+            let configs = self
+                .broker_configs
+                .entry(record.resource_name.clone())
+                .or_default();
+            match &record.value {
+                Some(value) => configs.insert(record.name.clone(), value.clone()),
+                None => configs.remove(&record.name),
+            };
+            if configs.is_empty() {
+                self.broker_configs.remove(&record.resource_name);
+            }
+            return Ok(());
+        }
         if record.resource_type != CONFIG_RESOURCE_TOPIC {
             return Err(ImageError::UnsupportedConfigResource(record.resource_type));
         }
@@ -295,6 +314,20 @@ impl MetadataImage {
             .map_or(-1, |b| b.broker_id)
     }
 
+    // --- broker configs ---
+
+    /// The dynamic broker configs in force on `node`: the cluster-wide ones and its own.
+    pub fn dynamic_configs(&self, node: i32) -> DynamicConfigs {
+        DynamicConfigs {
+            cluster: self.broker_configs.get("").cloned().unwrap_or_default(),
+            node: self
+                .broker_configs
+                .get(&node.to_string())
+                .cloned()
+                .unwrap_or_default(),
+        }
+    }
+
     // --- producer ids ---
 
     /// The first producer id of the next block the controller hands out.
@@ -337,6 +370,32 @@ pub fn topic_records(meta: &TopicMeta, broker: i32) -> Vec<MetadataRecord> {
         })
     }));
     records
+}
+
+/// `ConfigRecord`s that turn the BROKER resource `resource_name`'s dynamic configs from `old`
+/// into `new` (a removed key gets a null value).
+pub fn broker_config_records(
+    resource_name: &str,
+    old: &BTreeMap<String, String>,
+    new: &BTreeMap<String, String>,
+) -> Vec<MetadataRecord> {
+    let record = |name: &String, value: Option<&String>| {
+        MetadataRecord::Config(ConfigRecord {
+            resource_type: CONFIG_RESOURCE_BROKER,
+            resource_name: resource_name.to_owned(),
+            name: name.clone(),
+            value: value.cloned(),
+        })
+    };
+    let removed = old
+        .keys()
+        .filter(|k| !new.contains_key(*k))
+        .map(|k| record(k, None));
+    let set = new
+        .iter()
+        .filter(|(k, v)| old.get(*k) != Some(*v))
+        .map(|(k, v)| record(k, Some(v)));
+    removed.chain(set).collect()
 }
 
 /// The `ProducerIdsRecord` that hands `broker` the block of `size` ids starting at the image's

@@ -1,9 +1,7 @@
 //! Unit tests of `MetadataImage::apply` (beside `image.rs`).
 
 use super::*;
-use crate::cluster::records::{
-    BrokerEndpoint, RemoveTopicRecord, CONFIG_RESOURCE_BROKER, NO_LEADER,
-};
+use crate::cluster::records::{BrokerEndpoint, RemoveTopicRecord, NO_LEADER};
 
 fn id(n: u128) -> TopicId {
     TopicId(n)
@@ -220,12 +218,12 @@ fn records_that_do_not_fit_are_refused_and_change_nothing() {
     ));
     assert!(matches!(
         refused(MetadataRecord::Config(ConfigRecord {
-            resource_type: CONFIG_RESOURCE_BROKER,
-            resource_name: "1".into(),
-            name: "log.retention.ms".into(),
+            resource_type: 8,
+            resource_name: "x".into(),
+            name: "y".into(),
             value: Some("1".into()),
         })),
-        ImageError::UnsupportedConfigResource(CONFIG_RESOURCE_BROKER)
+        ImageError::UnsupportedConfigResource(8)
     ));
 }
 
@@ -290,4 +288,40 @@ fn producer_id_blocks_follow_each_other() {
         producer_ids_record(&image, 1, 3, 1000).is_none(),
         "exhausted"
     );
+}
+
+#[test]
+fn broker_config_records_set_and_remove_dynamic_broker_configs() {
+    let mut image = image_of(&orders());
+    let map = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    };
+    let cluster = map(&[("log.retention.ms", "10"), ("compression.type", "lz4")]);
+    image
+        .apply_all(&broker_config_records("", &BTreeMap::new(), &cluster))
+        .unwrap();
+    let node = map(&[("log.retention.ms", "20")]);
+    image
+        .apply_all(&broker_config_records("1", &BTreeMap::new(), &node))
+        .unwrap();
+    let seen = image.dynamic_configs(1);
+    assert_eq!(
+        (seen.cluster.clone(), seen.node.clone()),
+        (cluster.clone(), node)
+    );
+    assert!(
+        image.dynamic_configs(2).node.is_empty(),
+        "another node's values are its own"
+    );
+    let fewer = map(&[("compression.type", "lz4")]);
+    let records = broker_config_records("", &cluster, &fewer);
+    assert_eq!(records.len(), 1, "only the removed key");
+    image.apply_all(&records).unwrap();
+    assert_eq!(image.dynamic_configs(1).cluster, fewer);
+    let mut again = image.clone();
+    again.apply_all(&records).unwrap();
+    assert_eq!(again, image, "a replay changes nothing");
 }

@@ -1,11 +1,13 @@
 //! The single-node controller's persistence of the metadata image: the topics part in
 //! `data_dir/__cluster/topics.toml` (the registry file Sluice has always written, now with one
-//! registration per partition) and the producer-id part in `data_dir/__cluster/producer_ids`
-//! (`next_block_start=N`, the file the shard-0 counter wrote before blocks became records).
+//! registration per partition), the producer-id part in `data_dir/__cluster/producer_ids`
+//! (`next_block_start=N`, the file the shard-0 counter wrote before blocks became records) and
+//! the dynamic broker configs in `data_dir/__cluster/broker-configs.toml` (cluster-wide and
+//! this node's, as before).
 //! Both are written atomically (temp file, fsync, rename, fsync dir) by the controller after
 //! applying a change to a copy of the image and before any shard adopts it.
 //!
-//! Loading turns both files into records (`TopicRecord`, `PartitionRecord`, `ConfigRecord`,
+//! Loading turns the files into records (`TopicRecord`, `PartitionRecord`, `ConfigRecord`,
 //! `ProducerIdsRecord`) and applies them to an empty image, so a data directory written before
 //! the image existed is adopted through the same `apply` as every later change: its partitions
 //! get one replica on this node leading in epoch 0, and producer ids continue after the
@@ -54,6 +56,14 @@ pub fn load(data_dir: &Path, broker: i32) -> Result<MetadataImage, StoreError> {
     for meta in metas.iter() {
         image.apply_all(&image::topic_records(meta, broker))?;
     }
+    let dynamic = topics::dynamic::load(data_dir).map_err(|e| TopicsFileError(e.to_string()))?;
+    let none = std::collections::BTreeMap::new();
+    image.apply_all(&image::broker_config_records("", &none, &dynamic.cluster))?;
+    image.apply_all(&image::broker_config_records(
+        &broker.to_string(),
+        &none,
+        &dynamic.node,
+    ))?;
     if let Some(next) = load_producer_ids(data_dir)? {
         image.apply(&MetadataRecord::ProducerIds(ProducerIdsRecord {
             broker_id: broker,
@@ -110,6 +120,17 @@ pub async fn persist_producer_ids(data_dir: &Path, image: &MetadataImage) -> Res
     crate::atomic_file::write_off_thread(path.clone(), text.into_bytes())
         .await
         .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Persists the dynamic broker configs in force on `node` (`__cluster/broker-configs.toml`).
+pub async fn persist_broker_configs(
+    data_dir: &Path,
+    image: &MetadataImage,
+    node: i32,
+) -> Result<(), String> {
+    topics::dynamic::persist(data_dir, &image.dynamic_configs(node))
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// This process's registration (the same record on every shard): every listener as clients

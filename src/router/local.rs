@@ -49,10 +49,6 @@ pub async fn serve(shard: Rc<Shard>, msg: ShardMsg) {
         } => {
             reply.send(controller::alter_broker_configs(&shard, scope, change, validate_only).await)
         }
-        ShardMsg::BrokerConfigsChanged { configs, reply } => {
-            controller::adopt_broker_configs(&shard, configs).await;
-            reply.send(());
-        }
         ShardMsg::MetadataChanged { records, reply } => {
             controller::adopt_records(&shard, records).await;
             reply.send(());

@@ -251,12 +251,6 @@ pub enum ShardMsg {
         validate_only: bool,
         reply: Reply<Result<(), admin::AdminError>>,
     },
-    /// From shard 0 to every shard: adopt these dynamic broker configs and re-apply topic
-    /// configs to the live logs.
-    BrokerConfigsChanged {
-        configs: crate::topics::dynamic::DynamicConfigs,
-        reply: Reply<()>,
-    },
     /// From shard 0 to every shard: forget these topics, delete the partitions owned here.
     TopicsRemoved {
         topics: Vec<TopicMeta>,
