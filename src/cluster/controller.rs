@@ -228,6 +228,7 @@ pub async fn broadcast_records(shard: &Shard, records: Vec<MetadataRecord>) {
 /// controller means the images diverged: the broker stops rather than serve a wrong image.
 pub async fn adopt_records(shard: &Shard, records: Vec<MetadataRecord>) {
     let mut touched: Vec<String> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     {
         let mut image = shard.topics.borrow_mut();
         for record in &records {
@@ -246,7 +247,7 @@ pub async fn adopt_records(shard: &Shard, records: Vec<MetadataRecord>) {
                     .and_then(|id| image.by_id(id))
                     .map(|m| m.name.clone()),
             };
-            if let Some(name) = name.filter(|n| !touched.contains(n)) {
+            if let Some(name) = name.filter(|n| seen.insert(n.clone())) {
                 touched.push(name);
             }
         }

@@ -178,15 +178,14 @@ impl MetadataImage {
         Ok(())
     }
 
-    fn topic_by_id(&self, id: TopicId) -> Result<TopicMeta, ImageError> {
+    fn topic_mut(&mut self, id: TopicId) -> Result<&mut TopicMeta, ImageError> {
         self.topics
-            .by_id(id)
-            .cloned()
+            .get_mut_by_id(id)
             .ok_or(ImageError::UnknownTopicId(id.uuid()))
     }
 
     fn apply_partition(&mut self, record: &PartitionRecord) -> Result<(), ImageError> {
-        let mut meta = self.topic_by_id(record.topic_id)?;
+        let meta = self.topic_mut(record.topic_id)?;
         let registration = PartitionRegistration::from_record(record);
         let index = usize::try_from(record.partition_id).unwrap_or(usize::MAX);
         match index.cmp(&meta.registrations.len()) {
@@ -198,31 +197,26 @@ impl MetadataImage {
             std::cmp::Ordering::Equal => meta.registrations.push(registration),
             std::cmp::Ordering::Greater => {
                 return Err(ImageError::PartitionGap {
-                    topic: meta.name,
+                    topic: meta.name.clone(),
                     partition: record.partition_id,
                     count: meta.partitions,
                 })
             }
         }
         meta.partitions = u32::try_from(meta.registrations.len()).unwrap_or(u32::MAX);
-        self.topics.upsert(meta);
         Ok(())
     }
 
     fn apply_partition_change(&mut self, record: &PartitionChangeRecord) -> Result<(), ImageError> {
-        let mut meta = self.topic_by_id(record.topic_id)?;
+        let meta = self.topic_mut(record.topic_id)?;
         let index = usize::try_from(record.partition_id).unwrap_or(usize::MAX);
-        let Some(current) = meta.registrations.get(index) else {
+        let Some(slot) = meta.registrations.get_mut(index) else {
             return Err(ImageError::UnknownPartition {
-                topic: meta.name,
+                topic: meta.name.clone(),
                 partition: record.partition_id,
             });
         };
-        let merged = current.merge(record);
-        if let Some(slot) = meta.registrations.get_mut(index) {
-            *slot = merged;
-        }
-        self.topics.upsert(meta);
+        *slot = slot.merge(record);
         Ok(())
     }
 
@@ -244,16 +238,16 @@ impl MetadataImage {
         if record.resource_type != CONFIG_RESOURCE_TOPIC {
             return Err(ImageError::UnsupportedConfigResource(record.resource_type));
         }
-        let mut meta = self
+        let id = self
             .topics
             .get(&record.resource_name)
-            .cloned()
+            .map(|m| m.id)
             .ok_or_else(|| ImageError::UnknownConfigTopic(record.resource_name.clone()))?;
+        let meta = self.topic_mut(id)?;
         match &record.value {
             Some(value) => meta.configs.insert(record.name.clone(), value.clone()),
             None => meta.configs.remove(&record.name),
         };
-        self.topics.upsert(meta);
         Ok(())
     }
 

@@ -181,6 +181,13 @@ impl TopicTable {
         self.by_name.is_empty()
     }
 
+    /// A topic to change in place: its registrations, partition count or configs, never its
+    /// name or id (the indexes key on those). Only the metadata image uses it.
+    pub(in crate::cluster) fn get_mut_by_id(&mut self, id: TopicId) -> Option<&mut TopicMeta> {
+        let name = self.by_id.get(&id)?;
+        self.by_name.get_mut(name)
+    }
+
     /// Only the metadata image changes the table (`MetadataImage::apply`).
     pub(in crate::cluster) fn upsert(&mut self, meta: TopicMeta) {
         if let Some(old) = self.by_name.get(&meta.name) {
