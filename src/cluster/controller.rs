@@ -184,10 +184,12 @@ pub async fn commit(shard: &Shard, records: Vec<MetadataRecord>) -> Result<(), S
     let data_dir = &shard.config.data_dir;
     let touches = |wanted: fn(&MetadataRecord) -> bool| records.iter().any(wanted);
     if touches(|r| r.topic_id().is_some() || is_config_of(r, CONFIG_RESOURCE_TOPIC)) {
-        store::persist_topics(data_dir, &next).await.map_err(|e| {
-            tracing::error!(error = %e, "cannot persist topic registry");
-            e
-        })?;
+        store::persist_topics(data_dir, &next, shard.config.node_id)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "cannot persist topic registry");
+                e
+            })?;
     }
     if touches(|r| matches!(r, MetadataRecord::ProducerIds(_))) {
         store::persist_producer_ids(data_dir, &next).await?;
@@ -600,7 +602,9 @@ async fn delete_topics(shard: &Shard, refs: Vec<TopicRef>) -> Vec<ChangeResult> 
     // Every shard applied the RemoveTopicRecords (`deletion::remove_topics`); the controller's
     // image, without the doomed topics, is what the registry file must now say.
     let image = shard.topics.borrow().clone();
-    if let Err(e) = store::persist_topics(&shard.config.data_dir, &image).await {
+    if let Err(e) =
+        store::persist_topics(&shard.config.data_dir, &image, shard.config.node_id).await
+    {
         tracing::error!(error = %e, "cannot persist topic registry after deleting topics");
         // The registry still lists them: every shard re-adopts them (empty).
         readopt(shard, &doomed).await;

@@ -20,7 +20,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use super::image::{self, MetadataImage};
+use super::image::{self, MetadataImage, PartitionRegistration};
 use super::records::{BrokerEndpoint, MetadataRecord, ProducerIdsRecord, RegisterBrokerRecord};
 use super::topics;
 
@@ -106,9 +106,28 @@ fn parse_producer_ids(text: &str) -> Result<i64, String> {
     Ok(start)
 }
 
-/// Persists the topics part of `image`. Runs on a blocking thread so shard 0 keeps serving.
-pub async fn persist_topics(data_dir: &Path, image: &MetadataImage) -> Result<(), String> {
-    topics::persist(data_dir, image.topics())
+/// Persists the topics part of `image`, written by `broker`. A topic whose partitions all have
+/// the registration loading gives (one replica on `broker`, leading in epoch 0) is written
+/// without them, so a single node's registry stays as small as before the image existed
+/// (100,000 partitions would otherwise add ~10 MB to every rewrite). Runs on a blocking thread
+/// so shard 0 keeps serving.
+pub async fn persist_topics(
+    data_dir: &Path,
+    image: &MetadataImage,
+    broker: i32,
+) -> Result<(), String> {
+    let default = PartitionRegistration::single(broker);
+    let metas = image
+        .iter()
+        .map(|meta| {
+            let mut meta = meta.clone();
+            if meta.registrations.iter().all(|r| *r == default) {
+                meta.registrations.clear();
+            }
+            meta
+        })
+        .collect();
+    topics::persist_metas(data_dir, metas)
         .await
         .map_err(|e| e.to_string())
 }
@@ -159,7 +178,6 @@ pub fn register(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::image::PartitionRegistration;
 
     #[test]
     fn producer_id_file_format_round_trips_and_rejects_garbage() {
@@ -202,6 +220,30 @@ mod tests {
     }
 
     #[test]
+    fn a_single_nodes_registry_is_written_without_registrations() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = crate::cluster::topics::TopicMeta {
+            name: "t".into(),
+            id: topics::TopicId::generate("t"),
+            partitions: 3,
+            configs: Default::default(),
+            registrations: Vec::new(),
+        };
+        let mut image = MetadataImage::default();
+        image.apply_all(&image::topic_records(&meta, 2)).unwrap();
+        let data_dir = dir.path().to_owned();
+        let written = image.clone();
+        compio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(async move {
+                persist_topics(&data_dir, &written, 2).await.unwrap();
+            });
+        let text = std::fs::read_to_string(topics::registry_path(dir.path())).unwrap();
+        assert!(!text.contains("registrations"), "{text}");
+        assert_eq!(load(dir.path(), 2).unwrap(), image);
+    }
+
+    #[test]
     fn the_image_round_trips_through_its_files() {
         let dir = tempfile::tempdir().unwrap();
         let mut image = MetadataImage::default();
@@ -235,7 +277,7 @@ mod tests {
         compio::runtime::Runtime::new()
             .unwrap()
             .block_on(async move {
-                persist_topics(&data_dir, &written).await.unwrap();
+                persist_topics(&data_dir, &written, 1).await.unwrap();
                 persist_producer_ids(&data_dir, &written).await.unwrap();
             });
         // The broker this image was written by is not persisted (it registers at start), and

@@ -114,9 +114,10 @@ pub struct TopicMeta {
     #[serde(default)]
     pub configs: TopicOverrides,
     /// One registration per partition (replicas, ISR, leader, epochs), indexed by partition;
-    /// `partitions` equals its length. Absent in registry files written before the metadata
-    /// image existed: adopting such a file gives each partition one replica on this node,
-    /// leading in epoch 0 (see `cluster::store`).
+    /// `partitions` equals its length. Absent in the registry file when every partition has
+    /// one replica on the writing node leading in epoch 0 (what every topic of a single node
+    /// has), and in files written before the metadata image existed: loading gives such a
+    /// topic's partitions exactly that registration (see `cluster::store`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub registrations: Vec<crate::cluster::image::PartitionRegistration>,
 }
@@ -247,7 +248,13 @@ pub fn load(data_dir: &Path) -> Result<TopicTable, TopicError> {
 
 /// Persists `table` atomically. Runs on a blocking thread so shard 0 keeps serving meanwhile.
 pub async fn persist(data_dir: &Path, table: &TopicTable) -> Result<(), TopicError> {
-    let text = toml::to_string(&table.to_file()).map_err(|e| TopicError::Io(e.to_string()))?;
+    persist_metas(data_dir, table.to_file().topic).await
+}
+
+/// Persists these topics as the whole registry (see `persist`).
+pub async fn persist_metas(data_dir: &Path, topic: Vec<TopicMeta>) -> Result<(), TopicError> {
+    let text =
+        toml::to_string(&RegistryFile { topic }).map_err(|e| TopicError::Io(e.to_string()))?;
     crate::atomic_file::write_off_thread(registry_path(data_dir), text.into_bytes())
         .await
         .map_err(|e| TopicError::Io(e.to_string()))
