@@ -358,3 +358,37 @@ fn producer_ids_continue_after_a_restart_in_blocks() {
         "the next block, never an id handed out before"
     );
 }
+
+/// A data directory written before the metadata image: a registry without registrations and
+/// a shard-0 producer id counter. The broker adopts both: the topic keeps its id, each
+/// partition one replica on this node leading in epoch 0, and producer ids go on from the
+/// persisted block.
+#[test]
+fn an_old_data_dir_is_adopted() {
+    let mut broker = Broker::start(BrokerOpts::default());
+    broker.stop();
+    let cluster = broker.data_dir().join("__cluster");
+    let registry = std::fs::read_to_string(cluster.join("topics.toml"))
+        .unwrap_or_else(|e| panic!("read the registry: {e}"));
+    let old_id = "6ba7b810-9dad-41d1-80b4-00c04fd430c8";
+    let legacy = format!(
+        "{registry}\n[[topic]]\nname = \"legacy\"\nid = \"{old_id}\"\npartitions = 2\n\n\
+         [topic.configs]\n\"retention.ms\" = \"{OLD_RETENTION_MS}\"\n"
+    );
+    std::fs::write(cluster.join("topics.toml"), legacy).unwrap();
+    std::fs::write(cluster.join("producer_ids"), "next_block_start=50000\n").unwrap();
+    broker.start_again();
+
+    let md = metadata(&broker, "legacy");
+    let t = &md.topics[0];
+    assert_eq!(t.error_code, 0, "{t:?}");
+    assert_eq!(t.topic_id.to_string(), old_id);
+    assert_eq!(t.partitions.len(), 2);
+    let node = md.brokers[0].node_id;
+    for p in &t.partitions {
+        assert_eq!((p.leader_id, p.leader_epoch), (node, 0), "{p:?}");
+    }
+    assert_eq!(retention_ms(&broker, "legacy").0, OLD_RETENTION_MS);
+    assert_eq!(new_producer(&broker), 50_000, "ids never go back");
+    assert_eq!(produce(&broker, "legacy", batch(50_000, 0, 1)), (0, 0));
+}
