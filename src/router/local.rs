@@ -3,8 +3,8 @@
 //!
 //! Invariants: storage write/fsync I/O errors stop the process (`shards::fatal`), they are never
 //! reported to a client as if the data might be there; a long-poll wait always ends by its
-//! deadline; topic creation is serialised on shard 0 (registry write lock held from snapshot
-//! to rename) and a topic is reported created only after every shard opened its partitions.
+//! deadline; a partition opens leading with its registration's leader epoch from the metadata
+//! image (`cluster`), and one that cannot be opened stops the broker.
 
 use std::rc::Rc;
 use std::time::Instant;
