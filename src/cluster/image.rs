@@ -251,6 +251,34 @@ impl MetadataImage {
         Ok(())
     }
 
+    /// The records that rebuild this image from an empty one (brokers, topics with their
+    /// partitions and configs, broker configs, the producer-id position): what a snapshot of
+    /// the metadata log holds. `apply_all` of them gives an image equal to this one.
+    pub fn snapshot_records(&self) -> Vec<MetadataRecord> {
+        let mut records: Vec<MetadataRecord> = self
+            .brokers
+            .values()
+            .cloned()
+            .map(MetadataRecord::RegisterBroker)
+            .collect();
+        for meta in self.topics.iter() {
+            // Every partition has a registration, so the broker argument is never used.
+            records.extend(topic_records(meta, super::records::NO_LEADER));
+        }
+        let none = BTreeMap::new();
+        for (resource, configs) in &self.broker_configs {
+            records.extend(broker_config_records(resource, &none, configs));
+        }
+        if self.next_producer_id > 0 {
+            records.push(MetadataRecord::ProducerIds(ProducerIdsRecord {
+                broker_id: super::records::NO_LEADER,
+                broker_epoch: -1,
+                next_producer_id: self.next_producer_id,
+            }));
+        }
+        records
+    }
+
     // --- topic look-ups (what handlers read) ---
 
     pub fn topics(&self) -> &TopicTable {

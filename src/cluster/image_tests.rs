@@ -325,3 +325,38 @@ fn broker_config_records_set_and_remove_dynamic_broker_configs() {
     again.apply_all(&records).unwrap();
     assert_eq!(again, image, "a replay changes nothing");
 }
+
+#[test]
+fn an_image_rebuilds_from_its_snapshot_records() {
+    let mut image = image_of(&orders());
+    image
+        .apply_all(&[
+            MetadataRecord::PartitionChange(PartitionChangeRecord {
+                partition_id: 0,
+                topic_id: id(10),
+                isr: Some(vec![]),
+                leader: NO_LEADER,
+                replicas: None,
+            }),
+            MetadataRecord::ProducerIds(ProducerIdsRecord {
+                broker_id: 1,
+                broker_epoch: 3,
+                next_producer_id: 3000,
+            }),
+            MetadataRecord::Config(ConfigRecord {
+                resource_type: crate::cluster::records::CONFIG_RESOURCE_BROKER,
+                resource_name: String::new(),
+                name: "log.retention.ms".into(),
+                value: Some("5".into()),
+            }),
+            topic("empty-configs", 20),
+            partition(20, 0, 1),
+        ])
+        .unwrap();
+    let rebuilt = image_of(&image.snapshot_records());
+    assert_eq!(rebuilt, image);
+    assert_eq!(
+        rebuilt.partition("orders", 0).map(|r| r.leader_epoch),
+        Some(1)
+    );
+}
