@@ -60,6 +60,9 @@ pub struct BrokerConfig {
     pub node_id: i32,
     #[serde(rename = "cluster.id")]
     pub cluster_id: String,
+    /// Kafka's `broker.rack`: the rack this broker registers with (Metadata, DescribeCluster).
+    #[serde(rename = "broker.rack")]
+    pub broker_rack: Option<String>,
     #[serde(rename = "socket.request.max.bytes")]
     pub socket_request_max_bytes: u32,
     /// Requests in flight per connection (responses are still written in request order).
@@ -296,6 +299,7 @@ impl Default for BrokerConfig {
             mailbox_capacity: 1024,
             node_id: 0,
             cluster_id: "sluice-cluster-00000001".to_owned(),
+            broker_rack: None,
             socket_request_max_bytes: 104_857_600,
             queued_max_requests: 64,
             max_connections_per_shard: 10_000,

@@ -81,13 +81,17 @@ impl Throttle {
     }
 }
 
+/// A partition as the cleaner remembers it: with its topic's id, so nothing remembered about a
+/// deleted topic applies to a new topic of the same name.
+type PartitionKey = (TopicPartition, crate::topics::TopicId);
+
 /// What the cleaner remembers between passes.
 #[derive(Default)]
 struct CleanerState {
     /// Partitions whose clean found corrupt data: not cleaned again until restart.
-    uncleanable: HashSet<TopicPartition>,
+    uncleanable: HashSet<PartitionKey>,
     /// Earliest delete horizon of retained tombstones, per partition.
-    horizons: HashMap<TopicPartition, i64>,
+    horizons: HashMap<PartitionKey, i64>,
 }
 
 use crate::clock::system_now_ms as now_ms;
@@ -126,10 +130,22 @@ async fn pass(
 ) -> bool {
     let now = now_ms();
     let mut ratios = Vec::new();
-    let mut best: Option<(f64, Rc<Partition>, CompactionConfig, bool)> = None;
+    let mut best: Option<(f64, Rc<Partition>, CompactionConfig, bool, PartitionKey)> = None;
+    {
+        // Forget deleted topics' partitions.
+        let image = shard.topics.borrow();
+        state
+            .uncleanable
+            .retain(|(_, id)| image.by_id(*id).is_some());
+        state
+            .horizons
+            .retain(|(_, id), _| image.by_id(*id).is_some());
+    }
     for partition in shard.partitions.all() {
-        let overrides = match shard.topics.borrow().get(&partition.tp.topic) {
-            Some(meta) if compaction::policy(&meta.configs).compact => meta.configs.clone(),
+        let (overrides, key) = match shard.topics.borrow().get(&partition.tp.topic) {
+            Some(meta) if compaction::policy(&meta.configs).compact => {
+                (meta.configs.clone(), (partition.tp.clone(), meta.id))
+            }
             _ => continue,
         };
         let settings = compaction::settings(&shard.config, &overrides);
@@ -141,21 +157,24 @@ async fn pass(
             partition.tp.partition,
             info.dirty_ratio,
         ));
-        if state.uncleanable.contains(&partition.tp) {
+        if state.uncleanable.contains(&key) {
             continue;
         }
-        let force = state.horizons.get(&partition.tp).is_some_and(|&h| now > h);
+        let force = state.horizons.get(&key).is_some_and(|&h| now > h);
         if (info.is_due(&settings) || force)
             && best.as_ref().is_none_or(|(r, ..)| info.dirty_ratio > *r)
         {
-            best = Some((info.dirty_ratio, partition, settings, force));
+            best = Some((info.dirty_ratio, partition, settings, force, key));
         }
     }
     *shard.metrics.cleaner.dirty_ratios.borrow_mut() = ratios;
-    let Some((_, partition, settings, force)) = best else {
+    let Some((_, partition, settings, force, key)) = best else {
         return false;
     };
-    clean_one(shard, &partition, settings, force, limits, throttle, state).await
+    clean_one(
+        shard, &partition, settings, force, limits, throttle, state, key,
+    )
+    .await
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -167,6 +186,7 @@ async fn clean_one(
     limits: &CleanerLimits,
     throttle: &Rc<Throttle>,
     state: &mut CleanerState,
+    key: PartitionKey,
 ) -> bool {
     let pace = |bytes: u64| throttle.clone().pace(bytes);
     let is_last = |producer: i64, last_offset: i64| {
@@ -197,8 +217,8 @@ async fn clean_one(
             bump(&metrics.bytes_read, stats.bytes_read);
             bump(&metrics.bytes_written, stats.bytes_written);
             match stats.next_delete_horizon_ms {
-                Some(h) => state.horizons.insert(tp.clone(), h),
-                None => state.horizons.remove(tp),
+                Some(h) => state.horizons.insert(key, h),
+                None => state.horizons.remove(&key),
             };
             tracing::info!(partition = %tp.dir_name(), from = stats.first_dirty_offset,
                 to = stats.end_offset, read = stats.bytes_read, written = stats.bytes_written,
@@ -218,7 +238,7 @@ async fn clean_one(
             bump(&metrics.errors, 1);
             tracing::error!(partition = %tp.dir_name(), error = %e,
                 "log cleaner stopped for this partition: its data is left as it is");
-            state.uncleanable.insert(tp.clone());
+            state.uncleanable.insert(key);
             false
         }
         // Out of fds before anything was installed (many client connections, say): the log

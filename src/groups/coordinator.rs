@@ -627,6 +627,44 @@ pub async fn cleanup(shard: &Shard) {
     }
 }
 
+/// Kafka's `GroupCoordinator.onPartitionsDeleted`: the committed offsets of deleted topics
+/// leave every group this shard coordinates at once (with tombstones), so a new topic of the
+/// same name never starts from a deleted topic's offsets. Called on every shard by the topic
+/// deletion (`cluster::deletion`), after the topics left the image.
+pub async fn topics_deleted(shard: &Shard, topics: &std::collections::HashSet<String>) {
+    let loaded: Vec<u32> = shard.groups.logs.borrow().keys().copied().collect();
+    for partition in loaded {
+        let Some(log_state) = shard.groups.log(partition) else {
+            continue;
+        };
+        let _guard = log_state.lock.lock().await;
+        let mut records = Vec::new();
+        for (id, entry) in shard
+            .groups
+            .groups
+            .borrow_mut()
+            .iter_mut()
+            .filter(|(_, e)| e.partition == partition)
+        {
+            let gone: Vec<(String, i32)> = entry
+                .offsets
+                .keys()
+                .filter(|(topic, _)| topics.contains(topic))
+                .cloned()
+                .collect();
+            for key in gone {
+                entry.offsets.remove(&key);
+                if let Ok(r) = store::offset_record(id, &key.0, key.1, None) {
+                    records.push(r);
+                }
+            }
+        }
+        if let Err(e) = store::append_locked(shard, partition, records).await {
+            tracing::warn!(partition, error = %e, "offsets of deleted topics not written");
+        }
+    }
+}
+
 /// Removes, in memory, the expired offsets and the offsets of deleted topics of the groups
 /// stored in offsets partition `partition`, and the empty groups left without offsets; returns
 /// the tombstones to write.

@@ -144,6 +144,7 @@ async fn create_offsets_topic(shard: &Rc<Shard>) {
         partitions: i32::try_from(shard.config.offsets_topic_num_partitions).unwrap_or(i32::MAX),
         replication_factor: -1,
         configs,
+        assignments: None,
     };
     let created = crate::router::Router::new(shard.clone())
         .create_topics(vec![topic], false)

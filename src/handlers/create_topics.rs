@@ -1,8 +1,9 @@
 //! CreateTopics: validates names, partition counts, replication factors and configs, and
 //! creates the topics through shard 0 (or only validates them: `validate_only`).
 //!
-//! Invariants: a manual replica assignment must place every partition on this node only; the
-//! answer for a created topic reports its real partition count, replication factor 1 and id.
+//! Invariants: a manual replica assignment is checked by the controller against the registered
+//! brokers (replication factor 1 for now); the answer for a created topic reports its real
+//! partition count, replication factor and id, as the metadata image holds them.
 
 use std::rc::Rc;
 
@@ -47,7 +48,7 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
                 ));
                 continue;
             }
-            match to_new_topic(&shard, topic) {
+            match to_new_topic(topic) {
                 Ok(new_topic) => {
                     early.push(None);
                     wanted.push(new_topic);
@@ -83,7 +84,6 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
 }
 
 fn to_new_topic(
-    shard: &Shard,
     topic: &kafka_protocol::messages::create_topics_request::CreatableTopic,
 ) -> Result<NewTopic, Box<CreatableTopicResult>> {
     let name = topic.name.0.to_string();
@@ -96,6 +96,7 @@ fn to_new_topic(
         )
     };
     let mut partitions = topic.num_partitions;
+    let mut assignments = None;
     if !topic.assignments.is_empty() {
         if topic.num_partitions != -1 || topic.replication_factor != -1 {
             return Err(fail(
@@ -103,18 +104,15 @@ fn to_new_topic(
                 "both partition assignments and a partition count / replication factor given",
             ));
         }
-        let node = shard.config.node_id;
-        let on_this_node = topic
-            .assignments
-            .iter()
-            .all(|a| a.broker_ids.iter().all(|b| b.0 == node) && !a.broker_ids.is_empty());
-        if !on_this_node {
-            return Err(fail(
-                ResponseError::InvalidReplicaAssignment.code(),
-                "replicas must be on this node only",
-            ));
-        }
         partitions = i32::try_from(topic.assignments.len()).unwrap_or(i32::MAX);
+        // The controller checks the brokers against the registered ones.
+        assignments = Some(
+            topic
+                .assignments
+                .iter()
+                .map(|a| a.broker_ids.iter().map(|b| b.0).collect())
+                .collect(),
+        );
     }
     let mut configs = TopicOverrides::new();
     for config in &topic.configs {
@@ -137,7 +135,15 @@ fn to_new_topic(
         partitions,
         replication_factor: topic.replication_factor,
         configs,
+        assignments,
     })
+}
+
+/// The topic's replication factor: its first partition's replica count.
+fn replication_factor(meta: &crate::topics::TopicMeta) -> i16 {
+    meta.registrations
+        .first()
+        .map_or(0, |r| i16::try_from(r.replicas.len()).unwrap_or(i16::MAX))
 }
 
 fn config_of(e: describe_configs::Entry) -> CreatableTopicConfigs {
@@ -163,7 +169,7 @@ fn result_of(
             if version >= 5 {
                 r = r
                     .with_num_partitions(i32::try_from(meta.partitions).unwrap_or(i32::MAX))
-                    .with_replication_factor(1);
+                    .with_replication_factor(replication_factor(&meta));
                 // KIP-525: every topic config, as DescribeConfigs would describe it.
                 match describe_configs::topic_config_entries(shard, &meta.configs) {
                     Ok(entries) => r.configs = Some(entries.into_iter().map(config_of).collect()),

@@ -1,4 +1,5 @@
-//! DescribeCluster: this node is the whole cluster and its controller.
+//! DescribeCluster: the registered brokers (at their endpoint for the request's listener, with
+//! their rack) and the controller, from the metadata image.
 
 use std::rc::Rc;
 
@@ -13,10 +14,25 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
     Box::pin(async move {
         let version = request.version();
         let body: DescribeClusterRequest = request.decode()?;
-        let broker = DescribeClusterBroker::default()
-            .with_broker_id(BrokerId(shard.config.node_id))
-            .with_host(str_bytes(&request.session.listener.advertised_host))
-            .with_port(i32::from(request.session.listener.advertised_port));
+        let (brokers, controller_id) = {
+            let image = shard.topics.borrow();
+            let listener = &request.session.listener.name;
+            let brokers: Vec<_> = image
+                .brokers()
+                .filter(|b| !b.fenced)
+                .filter_map(|b| {
+                    let endpoint = b.end_points.iter().find(|e| e.name == *listener)?;
+                    Some(
+                        DescribeClusterBroker::default()
+                            .with_broker_id(BrokerId(b.broker_id))
+                            .with_host(str_bytes(&endpoint.host))
+                            .with_port(i32::from(endpoint.port))
+                            .with_rack(b.rack.as_deref().map(str_bytes)),
+                    )
+                })
+                .collect();
+            (brokers, image.controller_id())
+        };
         let operations = if body.include_cluster_authorized_operations {
             super::authz::authorized_operations(
                 &shard,
@@ -30,8 +46,8 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
         let response = DescribeClusterResponse::default()
             .with_cluster_authorized_operations(operations)
             .with_cluster_id(str_bytes(&shard.config.cluster_id))
-            .with_controller_id(BrokerId(shard.config.node_id))
-            .with_brokers(vec![broker]);
+            .with_controller_id(BrokerId(controller_id))
+            .with_brokers(brokers);
         Outcome::encoded(&response, version)
     })
 }

@@ -23,6 +23,7 @@ pub enum HandlerError {
 pub fn partition_error_code(error: &PartitionError) -> i16 {
     match error {
         PartitionError::UnknownTopicOrPartition => K::UnknownTopicOrPartition.code(),
+        PartitionError::UnknownTopicId => K::UnknownTopicId.code(),
         PartitionError::Corrupt(_) => K::CorruptMessage.code(),
         PartitionError::TooLarge { .. } => K::MessageTooLarge.code(),
         PartitionError::InvalidRecord(_) => K::InvalidRecord.code(),
@@ -50,6 +51,7 @@ pub fn topic_error_code(error: &TopicError) -> i16 {
         TopicError::AlreadyExists(_) => K::TopicAlreadyExists.code(),
         TopicError::InvalidPartitions(_) => K::InvalidPartitions.code(),
         TopicError::InvalidReplicationFactor(_) => K::InvalidReplicationFactor.code(),
+        TopicError::InvalidReplicaAssignment(_) => K::InvalidReplicaAssignment.code(),
         TopicError::Config(
             TopicConfigError::UnknownKey(_)
             | TopicConfigError::InvalidValue { .. }

@@ -90,6 +90,9 @@ async fn respond(
     let mut results = read_until_ready(shard, &router, &plan, max_bytes, min_bytes, deadline).await;
     fit_to_budget(&router, &plan, &mut results, max_bytes).await;
     refuse_unreadable_session_partitions(shard, request, &plan, &mut results);
+    if version >= TOPIC_ID_VERSION {
+        refuse_replaced_topics(shard, &plan, &mut results);
+    }
     let seen: Vec<PartitionSeen> = results.iter().map(seen_of).collect();
     let include = shard.fetch_sessions.borrow_mut().finish(&plan, &seen);
     let mut topics: Vec<TopicOut> = Vec::new();
@@ -138,6 +141,20 @@ fn refuse_unreadable_session_partitions(
         });
         if !readable {
             *result = Err(crate::router::PartitionError::TopicAuthorizationFailed);
+        }
+    }
+}
+
+/// A session partition whose topic id the image no longer has (the topic was deleted, maybe
+/// re-created under the same name) answers UNKNOWN_TOPIC_ID and is never served from the new
+/// topic, as Kafka resolves a session's topic ids against its metadata on every fetch. (Before
+/// topic ids, v12 and older, Kafka fetches by name, and so does Sluice.)
+fn refuse_replaced_topics(shard: &Shard, plan: &Plan, results: &mut [ReadResult]) {
+    let image = shard.topics.borrow();
+    for (planned, result) in plan.partitions.iter().zip(results.iter_mut()) {
+        let current = image.get(&planned.tp.topic).map(|m| m.id.uuid());
+        if current != Some(planned.topic_id) {
+            *result = Err(crate::router::PartitionError::UnknownTopicId);
         }
     }
 }

@@ -1,5 +1,8 @@
-//! FindCoordinator: this node coordinates every group (the shard that owns a group is reached
-//! internally), so the answer is always this broker's advertised address. v4+ batches keys.
+//! FindCoordinator: a group's coordinator is the broker leading its `__consumer_offsets`
+//! partition (`abs(javaHash(group)) % partitions`, Kafka's rule), read from the metadata image
+//! and answered at its endpoint for the request's listener (inside that broker, the shard owning
+//! the partition serves the group). No leader, or no offsets topic yet: COORDINATOR_NOT_AVAILABLE
+//! (retriable). v4+ batches keys.
 //!
 //! Sluice has no transactions yet: a transaction coordinator lookup (key type 1) answers
 //! TRANSACTIONAL_ID_AUTHORIZATION_FAILED, as InitProducerId does for a transactional id, so a
@@ -24,7 +27,7 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
     Box::pin(async move {
         let version = request.version();
         let body: FindCoordinatorRequest = request.decode()?;
-        let mut response = if version >= 4 {
+        let response = if version >= 4 {
             let coordinators = body
                 .coordinator_keys
                 .iter()
@@ -43,22 +46,6 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
             }
             response
         };
-        // The coordinator is this node, at the listener the client connected on.
-        let listener = &request.session.listener;
-        let (host, port) = (
-            str_bytes(&listener.advertised_host),
-            i32::from(listener.advertised_port),
-        );
-        if version < 4 && response.node_id.0 >= 0 {
-            (response.host, response.port) = (host.clone(), port);
-        }
-        for c in response
-            .coordinators
-            .iter_mut()
-            .filter(|c| c.node_id.0 >= 0)
-        {
-            (c.host, c.port) = (host.clone(), port);
-        }
         Outcome::encoded(&response, version)
     })
 }
@@ -88,13 +75,18 @@ fn coordinator(shard: &Shard, request: &Request, key: StrBytes, key_type: i8) ->
     } else {
         key_type_error(key_type)
     };
-    match error {
-        None => Coordinator::default()
+    let found = match error {
+        None => group_coordinator(shard, &request.session.listener.name, key.as_str())
+            .ok_or(K::CoordinatorNotAvailable),
+        Some(error) => Err(error),
+    };
+    match found {
+        Ok((node, host, port)) => Coordinator::default()
             .with_key(key)
-            .with_node_id(BrokerId(shard.config.node_id))
-            .with_host(str_bytes(&shard.advertised_host))
-            .with_port(i32::from(shard.advertised_port)),
-        Some(error) => Coordinator::default()
+            .with_node_id(BrokerId(node))
+            .with_host(str_bytes(&host))
+            .with_port(i32::from(port)),
+        Err(error) => Coordinator::default()
             .with_key(key)
             .with_node_id(BrokerId(-1))
             .with_host(StrBytes::default())
@@ -102,6 +94,19 @@ fn coordinator(shard: &Shard, request: &Request, key: StrBytes, key_type: i8) ->
             .with_error_code(error.code())
             .with_error_message(Some(str_bytes(&error.to_string()))),
     }
+}
+
+/// The broker leading `group`'s offsets partition, at its endpoint for `listener`.
+fn group_coordinator(shard: &Shard, listener: &str, group: &str) -> Option<(i32, String, u16)> {
+    let image = shard.topics.borrow();
+    let offsets = image.get(crate::groups::OFFSETS_TOPIC)?;
+    let partition = crate::groups::partition_for(group, offsets.partitions);
+    let leader = image
+        .partition(crate::groups::OFFSETS_TOPIC, partition)?
+        .leader;
+    let broker = image.broker(leader).filter(|b| !b.fenced)?;
+    let endpoint = broker.end_points.iter().find(|e| e.name == listener)?;
+    Some((leader, endpoint.host.clone(), endpoint.port))
 }
 
 #[cfg(test)]

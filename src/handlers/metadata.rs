@@ -1,8 +1,10 @@
-//! Metadata: this node as the only broker, leader of every partition; topics listed from the
-//! shard's topic table, auto-creating requested unknown topics when allowed.
+//! Metadata: brokers, topics, leaders, replicas, ISR and leader epochs, all from the shard's
+//! metadata image (`cluster`), auto-creating requested unknown topics when allowed.
 //!
-//! Invariant: an auto-created topic is only reported once shard 0 persisted it and every shard
-//! opened its partitions, so the client's next produce finds the partition.
+//! Invariants: an auto-created topic is only reported once the controller persisted it and
+//! every shard opened its partitions, so the client's next produce finds the partition. Each
+//! broker is answered at its endpoint for the listener the request came in on (Kafka's rule);
+//! a broker without that listener is left out.
 
 use std::rc::Rc;
 
@@ -23,13 +25,7 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
     Box::pin(async move {
         let version = request.version();
         let body: MetadataRequest = request.decode()?;
-        let mut response = respond(&shard, &request, &body, version).await;
-        // Clients are told the address of the listener they connected on (Kafka's rule).
-        let listener = &request.session.listener;
-        for broker in &mut response.brokers {
-            broker.host = str_bytes(&listener.advertised_host);
-            broker.port = i32::from(listener.advertised_port);
-        }
+        let response = respond(&shard, &request, &body, version).await;
         Outcome::encoded(&response, version)
     })
 }
@@ -141,18 +137,15 @@ async fn respond(
             }
         }
     }
-    let broker = MetadataResponseBroker::default()
-        .with_node_id(BrokerId(shard.config.node_id))
-        .with_host(str_bytes(&shard.advertised_host))
-        .with_port(i32::from(shard.advertised_port));
+    let brokers = brokers(shard, &request.session.listener.name, version);
     let mut response = MetadataResponse::default()
-        .with_brokers(vec![broker])
+        .with_brokers(brokers)
         .with_topics(topics);
     if version >= 2 {
         response.cluster_id = Some(str_bytes(&shard.config.cluster_id));
     }
     if version >= 1 {
-        response.controller_id = BrokerId(shard.config.node_id);
+        response.controller_id = BrokerId(shard.topics.borrow().controller_id());
     }
     if (8..=10).contains(&version) {
         response.cluster_authorized_operations = if body.include_cluster_authorized_operations {
@@ -162,6 +155,26 @@ async fn respond(
         };
     }
     response
+}
+
+/// Every registered broker at its endpoint for `listener` (v1+ with its rack).
+fn brokers(shard: &Shard, listener: &str, version: i16) -> Vec<MetadataResponseBroker> {
+    let image = shard.topics.borrow();
+    image
+        .brokers()
+        .filter(|b| !b.fenced)
+        .filter_map(|b| {
+            let endpoint = b.end_points.iter().find(|e| e.name == listener)?;
+            let mut broker = MetadataResponseBroker::default()
+                .with_node_id(BrokerId(b.broker_id))
+                .with_host(str_bytes(&endpoint.host))
+                .with_port(i32::from(endpoint.port));
+            if version >= 1 {
+                broker.rack = b.rack.as_deref().map(str_bytes);
+            }
+            Some(broker)
+        })
+        .collect()
 }
 
 fn may_describe(shard: &Shard, request: &Request, topic: &str) -> bool {
@@ -254,21 +267,36 @@ fn describe_wanted(
     topic
 }
 
+/// A found topic's entry: each partition's leader, leader epoch, replicas and ISR as the image
+/// registers them (a leader that is not a registered, unfenced broker is reported as -1 with
+/// LEADER_NOT_AVAILABLE, as Kafka reports an offline partition).
 pub(super) fn topic_entry(shard: &Shard, meta: &TopicMeta, version: i16) -> MetadataResponseTopic {
-    let node = BrokerId(shard.config.node_id);
+    let image = shard.topics.borrow();
+    let alive = |id: i32| image.broker(id).is_some_and(|b| !b.fenced);
+    let ids = |list: &[i32]| list.iter().map(|b| BrokerId(*b)).collect::<Vec<_>>();
     let partitions = (0..meta.partitions)
-        .map(|index| {
+        .zip(&meta.registrations)
+        .map(|(index, r)| {
             let mut p = MetadataResponsePartition::default()
                 .with_partition_index(i32::try_from(index).unwrap_or(i32::MAX))
-                .with_leader_id(node)
-                .with_replica_nodes(vec![node])
-                .with_isr_nodes(vec![node]);
+                .with_leader_id(BrokerId(r.leader))
+                .with_replica_nodes(ids(&r.replicas))
+                .with_isr_nodes(ids(&r.isr));
+            if !alive(r.leader) {
+                p.leader_id = BrokerId(-1);
+                p.error_code = ResponseError::LeaderNotAvailable.code();
+            }
+            if version >= 5 {
+                let offline: Vec<i32> = r.replicas.iter().copied().filter(|b| !alive(*b)).collect();
+                p.offline_replicas = ids(&offline);
+            }
             if version >= 7 {
-                p.leader_epoch = crate::partition::LEADER_EPOCH;
+                p.leader_epoch = r.leader_epoch;
             }
             p
         })
         .collect();
+    drop(image);
     let mut topic = MetadataResponseTopic::default()
         .with_name(Some(TopicName(str_bytes(&meta.name))))
         .with_topic_id(meta.id.uuid())
@@ -293,6 +321,7 @@ pub async fn auto_create(shard: &Rc<Shard>, names: Vec<String>) -> Vec<(String, 
             partitions: shard.config.num_partitions,
             replication_factor: -1,
             configs: Default::default(),
+            assignments: None,
         })
         .collect();
     let results = Router::new(shard.clone())

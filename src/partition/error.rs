@@ -12,6 +12,10 @@ use super::TopicPartition;
 pub enum PartitionError {
     #[error("unknown topic or partition")]
     UnknownTopicOrPartition,
+    /// The topic id a fetch session holds is no longer in the metadata image (the topic was
+    /// deleted, maybe re-created under a new id).
+    #[error("unknown topic id")]
+    UnknownTopicId,
     #[error("corrupt record batch: {0}")]
     Corrupt(String),
     #[error("record batch of {size} bytes exceeds max.message.bytes {max}")]

@@ -36,10 +36,10 @@ use futures_channel::oneshot;
 
 use self::epochs::{EpochCacheError, LeaderEpochCache};
 
-/// The leader epoch this node leads every partition with. A single node never changes leader,
-/// so it stays 0 (what Kafka gives a partition's first leader); replication will take it from
-/// the cluster metadata instead, and Metadata answers from the same source.
-pub const LEADER_EPOCH: i32 = 0;
+/// The leader epoch of a partition's first leader (what Kafka's controller gives it). The epoch
+/// a partition leads with comes from the metadata image (`cluster`); this is only the epoch a
+/// log written before the leader-epoch checkpoint existed was written in.
+pub const INITIAL_LEADER_EPOCH: i32 = 0;
 /// (topic, partition index): the key of a partition on its shard.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TopicPartition {
@@ -177,7 +177,7 @@ impl Partition {
         let mut changed = loaded.is_none();
         let mut cache = loaded.unwrap_or_default();
         if cache.latest_epoch().is_none() {
-            cache.assign(LEADER_EPOCH, self.log.log_start_offset().0);
+            cache.assign(INITIAL_LEADER_EPOCH, self.log.log_start_offset().0);
         }
         changed |= cache.assign(epoch, self.log.log_end_offset().0);
         if changed {
@@ -269,7 +269,7 @@ mod tests {
     async fn leadership_epochs_fence_and_persist() {
         let dir = tempfile::tempdir().unwrap();
         let p = open(dir.path()).await;
-        p.become_leader(LEADER_EPOCH).await.unwrap();
+        p.become_leader(INITIAL_LEADER_EPOCH).await.unwrap();
         assert_eq!(p.leader_epoch(), 0);
         assert_eq!(p.check_leader_epoch(-1), Ok(()));
         assert_eq!(p.check_leader_epoch(0), Ok(()));
@@ -301,7 +301,7 @@ mod tests {
         drop(p);
         // Reopened with the old epoch: the cache keeps the newer one (epochs never go back).
         let p = open(dir.path()).await;
-        p.become_leader(LEADER_EPOCH).await.unwrap();
+        p.become_leader(INITIAL_LEADER_EPOCH).await.unwrap();
         assert_eq!(p.leader_epoch(), 2);
     }
 }

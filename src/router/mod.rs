@@ -34,6 +34,8 @@ pub struct NewTopic {
     pub partitions: i32,
     pub replication_factor: i16,
     pub configs: crate::topics::config::TopicOverrides,
+    /// CreateTopics' manual replica assignment: one broker list per partition.
+    pub assignments: Option<Vec<Vec<i32>>>,
 }
 
 pub type CreateResult = Result<TopicMeta, TopicError>;
@@ -159,13 +161,14 @@ impl Router {
             .producer_ids
             .next_id(|| async {
                 if shard.id == REGISTRY_SHARD {
-                    return shard.producer_ids.allocate_block().await;
+                    return crate::cluster::controller::allocate_producer_ids(shard).await;
                 }
                 let call = shard
                     .mesh
                     .call(REGISTRY_SHARD, |reply| {
                         ShardMsg::run(move |shard| async move {
-                            reply.send(shard.producer_ids.allocate_block().await);
+                            let block = crate::cluster::controller::allocate_producer_ids(&shard);
+                            reply.send(block.await);
                         })
                     });
                 call.await
@@ -184,10 +187,12 @@ impl Router {
         self.on_registry(
             topics,
             len,
-            |topics| local::create_topics(&self.shard, topics, validate_only),
+            |topics| crate::cluster::controller::create_topics(&self.shard, topics, validate_only),
             |topics, reply| {
                 ShardMsg::run(move |shard| async move {
-                    reply.send(local::create_topics(&shard, topics, validate_only).await);
+                    let created =
+                        crate::cluster::controller::create_topics(&shard, topics, validate_only);
+                    reply.send(created.await);
                 })
             },
             || Err(TopicError::Io("registry shard unavailable".into())),

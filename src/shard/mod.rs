@@ -22,14 +22,15 @@ pub use self::state::{Boot, BootListener, ConnectionGuard, Shard};
 use crate::handlers::fetch_session::FetchSessions;
 use crate::partition::PartitionService;
 use crate::router;
-use crate::topics;
 
 pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inbox<ShardMsg>) {
     storage::set_sealed_segment_files_open_max(boot.config.log_sealed_segment_files_open_max);
-    let table = topics::load(&boot.config.data_dir)
-        .unwrap_or_else(|e| shards::fatal(format!("cannot load topic registry: {e}")));
-    let dynamic_configs = topics::dynamic::load(&boot.config.data_dir)
-        .unwrap_or_else(|e| shards::fatal(format!("cannot load dynamic broker configs: {e}")));
+    let mut image = crate::cluster::store::load(&boot.config.data_dir, boot.config.node_id)
+        .unwrap_or_else(|e| shards::fatal(format!("cannot load the metadata image: {e}")));
+    if let Err(e) = image.apply(&registration(&boot)) {
+        shards::fatal(format!("cannot register this broker: {e}"));
+    }
+    let dynamic_configs = image.dynamic_configs(boot.config.node_id);
     let metrics = Rc::new(crate::metrics::ShardMetrics::default());
     let partitions = PartitionService::new(
         ctx.shutdown.clone(),
@@ -51,10 +52,10 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
             boot.config.fetch_session_partitions_max,
             ctx.id,
         )),
-        topics: RefCell::new(table),
+        topics: RefCell::new(image),
         dynamic_configs: RefCell::new(dynamic_configs),
         partitions,
-        producer_ids: crate::producers::IdAllocator::new(boot.config.data_dir.clone()),
+        producer_ids: crate::producers::IdAllocator::new(),
         registry_lock: futures_util::lock::Mutex::new(()),
         shutdown: ctx.shutdown,
         metrics,
@@ -64,7 +65,7 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
         connections: Cell::new(0),
     });
     if shard.id == router::REGISTRY_SHARD {
-        router::admin::sweep_deleted(&shard.config.data_dir);
+        crate::cluster::deletion::sweep_deleted(&shard.config.data_dir);
     }
     let metas: Vec<_> = shard.topics.borrow().iter().cloned().collect();
     router::local::open_owned(&shard, &metas).await;
@@ -104,6 +105,25 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
         boot.close_failed
             .store(true, std::sync::atomic::Ordering::SeqCst);
     }
+}
+
+/// This broker's `RegisterBrokerRecord`: every listener as clients reach it.
+fn registration(boot: &Boot) -> crate::cluster::MetadataRecord {
+    let end_points = boot
+        .listeners
+        .iter()
+        .map(|l| crate::cluster::records::BrokerEndpoint {
+            name: l.context.name.clone(),
+            host: l.context.advertised_host.clone(),
+            port: l.context.advertised_port,
+            security_protocol: l.context.protocol.name().to_owned(),
+        })
+        .collect();
+    crate::cluster::store::register(
+        boot.config.node_id,
+        boot.config.broker_rack.clone(),
+        end_points,
+    )
 }
 
 async fn announce_ready(shard: &Shard, boot: &Boot) {

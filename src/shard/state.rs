@@ -16,7 +16,7 @@ use super::ShardMsg;
 use crate::config::BrokerConfig;
 use crate::handlers::fetch_session::FetchSessions;
 use crate::partition::PartitionService;
-use crate::topics::{self, TopicTable};
+use crate::topics;
 
 /// What every shard starts from (built once in `run`).
 pub struct Boot {
@@ -56,9 +56,13 @@ pub struct Shard {
     pub advertised_port: u16,
     /// See `Boot::previous_shutdown_clean`; how partition logs are opened.
     pub previous_shutdown_clean: bool,
-    pub topics: RefCell<TopicTable>,
+    /// The metadata image (brokers, topics, partition registrations, configs, producer-id
+    /// blocks; see `cluster`): the controller's on shard 0, a copy kept by the same records on
+    /// the others. (Named for what it held before; topic look-ups read as before.)
+    pub topics: RefCell<crate::cluster::MetadataImage>,
     /// Dynamic broker configs (topic config defaults changed at run time; see
-    /// `topics::dynamic`); authoritative on shard 0, copies elsewhere.
+    /// `topics::dynamic`): the image's BROKER configs for this node, kept beside it for the
+    /// readers (updated by `cluster::controller::adopt_records`).
     pub dynamic_configs: RefCell<topics::dynamic::DynamicConfigs>,
     /// The partition service: the partitions this shard leads (see `partition`).
     pub partitions: PartitionService,

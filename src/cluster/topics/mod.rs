@@ -1,10 +1,11 @@
-//! Topic metadata: names, ids, partition counts and config overrides.
+//! Topic metadata: names, ids, partition counts, per-partition registrations and config
+//! overrides (`TopicMeta`), the name rules, and the registry file.
 //!
-//! Shard 0 owns the authoritative registry and is the only writer: it validates a change,
-//! persists the whole registry atomically (`data_dir/__cluster/topics.toml`, written to a temp
-//! file, fsynced, renamed, directory fsynced) and only then broadcasts it. Every shard keeps a
-//! read-only `TopicTable` copy, loaded from the same file at start and replaced entry by entry by
-//! those broadcasts, so lookups never lock or cross shards.
+//! The `TopicTable` is the topics part of the metadata image (`cluster::image`) and changes
+//! only through `MetadataImage::apply`. The controller (shard 0) persists it atomically in
+//! `data_dir/__cluster/topics.toml` (temp file, fsync, rename, directory fsync) before any shard
+//! adopts a change; every shard loads the same file at start (`cluster::store`), so lookups
+//! never lock or cross shards.
 
 pub mod alter;
 pub mod catalog;
@@ -36,6 +37,8 @@ pub enum TopicError {
     InvalidPartitions(i32),
     #[error("invalid replication factor {0}")]
     InvalidReplicationFactor(i16),
+    #[error("{0}")]
+    InvalidReplicaAssignment(String),
     #[error(transparent)]
     Config(#[from] config::TopicConfigError),
     #[error("topic registry I/O: {0}")]
@@ -110,6 +113,13 @@ pub struct TopicMeta {
     pub partitions: u32,
     #[serde(default)]
     pub configs: TopicOverrides,
+    /// One registration per partition (replicas, ISR, leader, epochs), indexed by partition;
+    /// `partitions` equals its length. Absent in the registry file when every partition has
+    /// one replica on the writing node leading in epoch 0 (what every topic of a single node
+    /// has), and in files written before the metadata image existed: loading gives such a
+    /// topic's partitions exactly that registration (see `cluster::store`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub registrations: Vec<crate::cluster::image::PartitionRegistration>,
 }
 
 /// Kafka's topic-name rule: 1..=249 of [a-zA-Z0-9._-], and not "." or "..".
@@ -135,7 +145,7 @@ pub fn unify_collision_chars(name: &str) -> String {
 }
 
 /// A shard's view of all topics (authoritative on shard 0, a copy elsewhere).
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct TopicTable {
     by_name: BTreeMap<String, TopicMeta>,
     by_id: HashMap<TopicId, String>,
@@ -172,7 +182,15 @@ impl TopicTable {
         self.by_name.is_empty()
     }
 
-    pub fn upsert(&mut self, meta: TopicMeta) {
+    /// A topic to change in place: its registrations, partition count or configs, never its
+    /// name or id (the indexes key on those). Only the metadata image uses it.
+    pub(in crate::cluster) fn get_mut_by_id(&mut self, id: TopicId) -> Option<&mut TopicMeta> {
+        let name = self.by_id.get(&id)?;
+        self.by_name.get_mut(name)
+    }
+
+    /// Only the metadata image changes the table (`MetadataImage::apply`).
+    pub(in crate::cluster) fn upsert(&mut self, meta: TopicMeta) {
         if let Some(old) = self.by_name.get(&meta.name) {
             self.by_id.remove(&old.id);
         }
@@ -182,7 +200,7 @@ impl TopicTable {
         self.by_name.insert(meta.name.clone(), meta);
     }
 
-    pub fn remove(&mut self, name: &str) -> Option<TopicMeta> {
+    pub(in crate::cluster) fn remove(&mut self, name: &str) -> Option<TopicMeta> {
         let meta = self.by_name.remove(name)?;
         self.by_id.remove(&meta.id);
         let unified = unify_collision_chars(name);
@@ -230,7 +248,13 @@ pub fn load(data_dir: &Path) -> Result<TopicTable, TopicError> {
 
 /// Persists `table` atomically. Runs on a blocking thread so shard 0 keeps serving meanwhile.
 pub async fn persist(data_dir: &Path, table: &TopicTable) -> Result<(), TopicError> {
-    let text = toml::to_string(&table.to_file()).map_err(|e| TopicError::Io(e.to_string()))?;
+    persist_metas(data_dir, table.to_file().topic).await
+}
+
+/// Persists these topics as the whole registry (see `persist`).
+pub async fn persist_metas(data_dir: &Path, topic: Vec<TopicMeta>) -> Result<(), TopicError> {
+    let text =
+        toml::to_string(&RegistryFile { topic }).map_err(|e| TopicError::Io(e.to_string()))?;
     crate::atomic_file::write_off_thread(registry_path(data_dir), text.into_bytes())
         .await
         .map_err(|e| TopicError::Io(e.to_string()))
@@ -258,6 +282,7 @@ mod tests {
             id: TopicId::generate(name),
             partitions: 1,
             configs: TopicOverrides::new(),
+            registrations: vec![crate::cluster::PartitionRegistration::single(0)],
         };
         table.upsert(meta("x_y"));
         assert_eq!(table.collision("x.y"), Some("x_y"));
@@ -293,6 +318,7 @@ mod tests {
             id: TopicId::generate("t"),
             partitions: 3,
             configs,
+            registrations: vec![crate::cluster::PartitionRegistration::single(0); 3],
         };
         table.upsert(meta.clone());
         crate::atomic_file::write(

@@ -5,8 +5,11 @@
 //! the cluster-wide one, which wins over sluice.toml, which wins over Kafka's default; a topic
 //! override wins over all of them.
 //!
-//! Shard 0 validates, persists (`data_dir/__cluster/broker-configs.toml`, atomic) and
-//! broadcasts a change; every shard keeps a copy and re-applies topic configs to its live logs.
+//! The controller (shard 0) validates a change here and commits it as `ConfigRecord`s of the
+//! BROKER resource (`cluster::controller::alter_broker_configs`); the metadata image keeps the
+//! values, `cluster::store` persists them (`data_dir/__cluster/broker-configs.toml`, atomic), and
+//! every shard keeps a `DynamicConfigs` view of them and re-applies topic configs to its live
+//! logs.
 //! Invariant: the maps only hold dynamic keys (broker synonyms of topic configs) with values
 //! the topic config's validator accepts, so a restart always reloads them.
 

@@ -1,0 +1,815 @@
+//! The single-node controller on shard 0 (the registry shard): topic creation and deletion,
+//! partition growth, topic config changes, dynamic broker configs and producer-id blocks.
+//!
+//! Invariants: every change is serialised by the registry lock, from reading the image to
+//! persisting it; a change is expressed as metadata records, applied to a copy of the image
+//! (a record that does not apply refuses the whole change), persisted, and only then applied
+//! by every shard to its own image (`adopt_records`: new partitions opened, new configs applied
+//! to live logs with `Log::set_config`, leader epochs given to the partitions); the answer
+//! comes after every shard adopted it. Deleted topics leave through `deletion` (data first).
+//! Placement: replication factor 1, each partition on one registered unfenced broker (round
+//! robin by partition index), stored per partition in the image, never recomputed.
+
+use std::collections::HashMap;
+
+use futures_util::future::join_all;
+
+use super::image::{self, MetadataImage, PartitionRegistration};
+use super::records::{
+    ConfigRecord, MetadataRecord, PartitionRecord, CONFIG_RESOURCE_BROKER, CONFIG_RESOURCE_TOPIC,
+};
+use super::topics::alter::{self, AlterError, IncrementalEntry};
+use super::topics::dynamic::{BrokerChange, Scope};
+use super::topics::{self, TopicError, TopicId, TopicMeta};
+use super::{deletion, store};
+use crate::producers::{IdBlock, IdError};
+use crate::router::{local, CreateResult, NewTopic, REGISTRY_SHARD};
+use crate::shard::ShardMsg;
+use crate::shard::Shard;
+
+/// Why one item of an admin change failed (crosses shards, so plain data).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdminError {
+    #[error("This server does not host this topic: {0}")]
+    UnknownTopic(String),
+    #[error("This server does not host this topic ID")]
+    UnknownTopicId,
+    #[error("{0}")]
+    InvalidTopic(String),
+    #[error("{0}")]
+    InvalidPartitions(String),
+    #[error("{0}")]
+    InvalidReplicaAssignment(String),
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("{0}")]
+    InvalidConfig(String),
+    #[error("topic registry: {0}")]
+    Storage(String),
+    /// The authorizer refused the operation on the topic (handlers::authz).
+    #[error("Topic authorization failed.")]
+    TopicAuthorizationFailed,
+    #[error("Cluster authorization failed.")]
+    ClusterAuthorizationFailed,
+}
+
+impl From<AlterError> for AdminError {
+    fn from(error: AlterError) -> Self {
+        match error {
+            AlterError::InvalidRequest(m) => Self::InvalidRequest(m),
+            AlterError::InvalidConfig(m) => Self::InvalidConfig(m),
+        }
+    }
+}
+
+/// A topic named in DeleteTopics.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum TopicRef {
+    Name(String),
+    Id(TopicId),
+}
+
+/// CreatePartitions for one topic: the new total, and the optional manual assignment of the
+/// added partitions (one broker list per new partition).
+#[derive(Debug, Clone)]
+pub struct PartitionGrowth {
+    pub name: String,
+    pub count: i32,
+    pub assignments: Option<Vec<Vec<i32>>>,
+}
+
+/// How a topic's overrides change.
+#[derive(Debug, Clone)]
+pub enum ConfigChange {
+    /// AlterConfigs: the pairs become the whole override set.
+    Replace(Vec<(String, Option<String>)>),
+    IncrementalAlter(Vec<IncrementalEntry>),
+}
+
+/// A registry change, executed on shard 0.
+#[derive(Debug, Clone)]
+pub enum RegistryChange {
+    DeleteTopics(Vec<TopicRef>),
+    CreatePartitions {
+        topics: Vec<PartitionGrowth>,
+        validate_only: bool,
+    },
+    AlterConfigs {
+        topics: Vec<(String, ConfigChange)>,
+        validate_only: bool,
+    },
+}
+
+impl RegistryChange {
+    /// How many items the change has (one answer each).
+    pub fn len(&self) -> usize {
+        match self {
+            Self::DeleteTopics(refs) => refs.len(),
+            Self::CreatePartitions { topics, .. } => topics.len(),
+            Self::AlterConfigs { topics, .. } => topics.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Per item, the topic as it is after the change (as it was, for a deletion).
+pub type ChangeResult = Result<TopicMeta, AdminError>;
+
+/// Shard 0 only: validates and applies a registry change.
+pub async fn apply_change(shard: &Shard, change: RegistryChange) -> Vec<ChangeResult> {
+    assert_registry_shard(shard);
+    let _guard = shard.registry_lock.lock().await;
+    match change {
+        RegistryChange::DeleteTopics(refs) => delete_topics(shard, refs).await,
+        RegistryChange::CreatePartitions {
+            topics,
+            validate_only,
+        } => {
+            let planned = topics.iter().map(|g| grow(shard, g)).collect();
+            commit_planned(shard, planned, validate_only).await
+        }
+        RegistryChange::AlterConfigs {
+            topics,
+            validate_only,
+        } => {
+            let planned = topics
+                .iter()
+                .map(|(name, c)| alter_configs(shard, name, c))
+                .collect();
+            commit_planned(shard, planned, validate_only).await
+        }
+    }
+}
+
+fn assert_registry_shard(shard: &Shard) {
+    assert_eq!(
+        shard.id, REGISTRY_SHARD,
+        "controller operations run on the registry shard"
+    );
+}
+
+/// One item of a change: the topic as it will be, and the records that make it so.
+type Planned = Result<(TopicMeta, Vec<MetadataRecord>), AdminError>;
+
+/// Commits the records of the successful items (unless `validate_only`); answers per item.
+async fn commit_planned(
+    shard: &Shard,
+    planned: Vec<Planned>,
+    validate_only: bool,
+) -> Vec<ChangeResult> {
+    let records: Vec<MetadataRecord> = planned
+        .iter()
+        .filter_map(|p| p.as_ref().ok())
+        .flat_map(|(_, records)| records.iter().cloned())
+        .collect();
+    let results: Vec<ChangeResult> = planned.into_iter().map(|p| p.map(|(m, _)| m)).collect();
+    if validate_only || records.is_empty() {
+        return results;
+    }
+    match commit(shard, records).await {
+        Ok(()) => results,
+        Err(e) => fail_all(results, &e),
+    }
+}
+
+/// Applies `records` to a copy of the controller's image, persists it, and has every shard
+/// (this one included) adopt the records. Err (nothing changed anywhere) when a record does not
+/// apply or the image cannot be persisted.
+pub async fn commit(shard: &Shard, records: Vec<MetadataRecord>) -> Result<(), String> {
+    let mut next: MetadataImage = shard.topics.borrow().clone();
+    next.apply_all(&records)
+        .map_err(|e| format!("metadata record refused: {e}"))?;
+    let data_dir = &shard.config.data_dir;
+    let touches = |wanted: fn(&MetadataRecord) -> bool| records.iter().any(wanted);
+    if touches(|r| r.topic_id().is_some() || is_config_of(r, CONFIG_RESOURCE_TOPIC)) {
+        store::persist_topics(data_dir, &next, shard.config.node_id)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "cannot persist topic registry");
+                e
+            })?;
+    }
+    if touches(|r| matches!(r, MetadataRecord::ProducerIds(_))) {
+        store::persist_producer_ids(data_dir, &next).await?;
+    }
+    if touches(|r| is_config_of(r, CONFIG_RESOURCE_BROKER)) {
+        store::persist_broker_configs(data_dir, &next, shard.config.node_id).await?;
+    }
+    broadcast_records(shard, records).await;
+    Ok(())
+}
+
+fn is_config_of(record: &MetadataRecord, resource_type: i8) -> bool {
+    matches!(record, MetadataRecord::Config(c) if c.resource_type == resource_type)
+}
+
+/// Sends `records` to every shard (itself directly) and waits until all adopted them.
+pub async fn broadcast_records(shard: &Shard, records: Vec<MetadataRecord>) {
+    let others = shard.mesh.shards().filter(|&id| id != shard.id).map(|id| {
+        let records = records.clone();
+        async move {
+            if let Err(e) = shard
+                .mesh
+                .call(id, |reply| {
+                    ShardMsg::run(move |shard| async move {
+                        adopt_records(&shard, records).await;
+                        reply.send(());
+                    })
+                })
+                .await
+            {
+                tracing::warn!(shard = %id, error = %e, "metadata broadcast not delivered");
+            }
+        }
+    });
+    let others: Vec<_> = others.collect();
+    adopt_records(shard, records).await;
+    join_all(others).await;
+}
+
+/// Applies the records to this shard's image, then opens the partitions it now owns, applies
+/// changed configs and leader epochs to the open ones, and lets the group coordinator load
+/// new offsets partitions. A record that does not apply here after it applied on the
+/// controller means the images diverged: the broker stops rather than serve a wrong image.
+pub async fn adopt_records(shard: &Shard, records: Vec<MetadataRecord>) {
+    let mut touched: Vec<String> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    {
+        let mut image = shard.topics.borrow_mut();
+        for record in &records {
+            if let Err(e) = image.apply(record) {
+                shards::fatal(format!(
+                    "metadata image diverged on shard {}: {e}",
+                    shard.id
+                ));
+            }
+            let name = match record {
+                MetadataRecord::Config(c) if c.resource_type == CONFIG_RESOURCE_TOPIC => {
+                    Some(c.resource_name.clone())
+                }
+                other => other
+                    .topic_id()
+                    .and_then(|id| image.by_id(id))
+                    .map(|m| m.name.clone()),
+            };
+            if let Some(name) = name.filter(|n| seen.insert(n.clone())) {
+                touched.push(name);
+            }
+        }
+    }
+    if records
+        .iter()
+        .any(|r| is_config_of(r, CONFIG_RESOURCE_BROKER))
+    {
+        let configs = shard.topics.borrow().dynamic_configs(shard.config.node_id);
+        *shard.dynamic_configs.borrow_mut() = configs;
+        reapply_topic_configs(shard).await;
+    }
+    let metas: Vec<TopicMeta> = {
+        let image = shard.topics.borrow();
+        touched
+            .iter()
+            .filter_map(|n| image.get(n).cloned())
+            .collect()
+    };
+    if metas.is_empty() {
+        return;
+    }
+    local::open_owned(shard, &metas).await;
+    // Modules that load state from new topics (the group coordinator, for the offsets topic).
+    for hook in &shard.on_topics_adopted {
+        hook(shard, &metas).await;
+    }
+}
+
+fn fail_all(results: Vec<ChangeResult>, message: &str) -> Vec<ChangeResult> {
+    results
+        .into_iter()
+        .map(|r| r.and_then(|_| Err(AdminError::Storage(message.to_owned()))))
+        .collect()
+}
+
+fn existing(shard: &Shard, name: &str) -> Result<TopicMeta, AdminError> {
+    if topics::validate_name(name).is_err() {
+        return Err(AdminError::InvalidTopic(format!(
+            "Topic name {name:?} is illegal"
+        )));
+    }
+    shard
+        .topics
+        .borrow()
+        .get(name)
+        .cloned()
+        .ok_or_else(|| AdminError::UnknownTopic(name.to_owned()))
+}
+
+/// The registered, unfenced brokers new partitions may be placed on, by id.
+fn usable_brokers(image: &MetadataImage) -> Vec<i32> {
+    image
+        .brokers()
+        .filter(|b| !b.fenced)
+        .map(|b| b.broker_id)
+        .collect()
+}
+
+/// Registrations for partitions `from..to`: the given assignment (already validated), else one
+/// replica per partition, round robin over the usable brokers.
+fn place(
+    brokers: &[i32],
+    from: u32,
+    to: u32,
+    assignments: Option<&[Vec<i32>]>,
+) -> Result<Vec<PartitionRegistration>, String> {
+    if brokers.is_empty() {
+        return Err("no broker is registered to place partitions on".into());
+    }
+    (from..to)
+        .enumerate()
+        .map(|(i, index)| {
+            let replicas = match assignments.and_then(|a| a.get(i)) {
+                Some(replicas) => replicas.clone(),
+                None => {
+                    let slot = usize::try_from(index).unwrap_or(0) % brokers.len();
+                    vec![brokers.get(slot).copied().unwrap_or(-1)]
+                }
+            };
+            let leader = replicas.first().copied().unwrap_or(-1);
+            Ok(PartitionRegistration {
+                isr: replicas.clone(),
+                replicas,
+                leader,
+                leader_epoch: crate::partition::INITIAL_LEADER_EPOCH,
+                partition_epoch: 0,
+            })
+        })
+        .collect()
+}
+
+/// A manual assignment (one broker list per partition) must name registered brokers, each at
+/// most once per partition, with the same replication factor everywhere; the replication
+/// factor must be 1 until replication exists.
+fn check_assignments(brokers: &[i32], assignments: &[Vec<i32>]) -> Result<(), String> {
+    for replicas in assignments {
+        if replicas.len() != 1 {
+            return Err(format!(
+                "replication factor {} is not supported: partitions have one replica",
+                replicas.len()
+            ));
+        }
+        if let Some(unknown) = replicas.iter().find(|b| !brokers.contains(b)) {
+            return Err(format!(
+                "Unknown broker {unknown} in the replica assignment"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn partition_records(
+    id: TopicId,
+    from: u32,
+    registrations: &[PartitionRegistration],
+) -> Vec<MetadataRecord> {
+    (from..)
+        .zip(registrations)
+        .map(|(index, r)| {
+            MetadataRecord::Partition(PartitionRecord {
+                partition_id: index,
+                topic_id: id,
+                replicas: r.replicas.clone(),
+                isr: r.isr.clone(),
+                leader: r.leader,
+                leader_epoch: r.leader_epoch,
+                partition_epoch: r.partition_epoch,
+            })
+        })
+        .collect()
+}
+
+fn grow(shard: &Shard, growth: &PartitionGrowth) -> Planned {
+    let mut meta = existing(shard, &growth.name)?;
+    if meta.name == crate::internal_topics::OFFSETS_TOPIC {
+        // A group's coordinator is hash(group) % partitions: growing it would move groups away
+        // from their committed offsets.
+        return Err(AdminError::InvalidTopic(format!(
+            "Cannot add partitions to internal topic {}",
+            meta.name
+        )));
+    }
+    let current = i64::from(meta.partitions);
+    let wanted = i64::from(growth.count);
+    if wanted < current {
+        return Err(AdminError::InvalidPartitions(format!(
+            "Topic currently has {current} partitions, which is higher than the requested {wanted}."
+        )));
+    }
+    if wanted == current {
+        return Err(AdminError::InvalidPartitions(format!(
+            "Topic already has {current} partitions."
+        )));
+    }
+    if growth.count > shard.config.max_partitions_per_topic {
+        return Err(AdminError::InvalidPartitions(format!(
+            "{wanted} partitions exceed max.partitions.per.topic {}",
+            shard.config.max_partitions_per_topic
+        )));
+    }
+    let brokers = usable_brokers(&shard.topics.borrow());
+    if let Some(assignments) = &growth.assignments {
+        let added = usize::try_from(wanted - current).unwrap_or(usize::MAX);
+        if assignments.len() != added {
+            return Err(AdminError::InvalidReplicaAssignment(format!(
+                "Increasing the number of partitions by {added} but {} assignments provided.",
+                assignments.len()
+            )));
+        }
+        check_assignments(&brokers, assignments).map_err(AdminError::InvalidReplicaAssignment)?;
+    }
+    let count = growth.count.unsigned_abs();
+    let added = place(
+        &brokers,
+        meta.partitions,
+        count,
+        growth.assignments.as_deref(),
+    )
+    .map_err(AdminError::Storage)?;
+    let records = partition_records(meta.id, meta.partitions, &added);
+    meta.registrations.extend(added);
+    meta.partitions = count;
+    Ok((meta, records))
+}
+
+fn alter_configs(shard: &Shard, name: &str, change: &ConfigChange) -> Planned {
+    if name.is_empty() {
+        return Err(AdminError::InvalidRequest(
+            "Default topic resources are not allowed.".into(),
+        ));
+    }
+    let mut meta = existing(shard, name)?;
+    let overrides = match change {
+        ConfigChange::Replace(pairs) => alter::replace_all(pairs)?,
+        ConfigChange::IncrementalAlter(entries) => {
+            // APPEND/SUBTRACT start from the value in force: the dynamic broker value when
+            // there is one and no override.
+            let mut layered = shard.dynamic_configs.borrow().topic_layer();
+            layered.extend(meta.configs.iter().map(|(k, v)| (k.clone(), v.clone())));
+            let effective = |key: &str| {
+                topics::config::describe(&shard.default_log, &layered)
+                    .into_iter()
+                    .find(|(k, _, _)| *k == key)
+                    .map(|(_, v, _)| v)
+            };
+            alter::apply_incremental(&meta.configs, entries, effective)?
+        }
+    };
+    let dynamic = shard.dynamic_configs.borrow().clone();
+    topics::config::resolve_with(&shard.default_log, &dynamic, &overrides)
+        .map_err(|e| AdminError::InvalidConfig(e.to_string()))?;
+    let records = config_records(&meta, &overrides);
+    meta.configs = overrides;
+    Ok((meta, records))
+}
+
+/// `ConfigRecord`s turning the topic's overrides into `next`: removed keys get a null value.
+fn config_records(meta: &TopicMeta, next: &topics::config::TopicOverrides) -> Vec<MetadataRecord> {
+    let record = |name: &String, value: Option<&String>| {
+        MetadataRecord::Config(ConfigRecord {
+            resource_type: CONFIG_RESOURCE_TOPIC,
+            resource_name: meta.name.clone(),
+            name: name.clone(),
+            value: value.cloned(),
+        })
+    };
+    let removed = meta
+        .configs
+        .keys()
+        .filter(|k| !next.contains_key(*k))
+        .map(|k| record(k, None));
+    let set = next
+        .iter()
+        .filter(|(k, v)| meta.configs.get(*k) != Some(*v))
+        .map(|(k, v)| record(k, Some(v)));
+    removed.chain(set).collect()
+}
+
+/// Shard 0 only: validates a dynamic broker config change and commits it as `ConfigRecord`s of
+/// the BROKER resource ("" or this node's id); every shard adopts it (and re-applies topic
+/// configs to its live logs) before the answer.
+pub async fn alter_broker_configs(
+    shard: &Shard,
+    scope: Scope,
+    change: BrokerChange,
+    validate_only: bool,
+) -> Result<(), AdminError> {
+    assert_registry_shard(shard);
+    let _guard = shard.registry_lock.lock().await;
+    let current = shard.dynamic_configs.borrow().clone();
+    let next = current.changed(scope, &change)?;
+    if validate_only || next == current {
+        return Ok(());
+    }
+    let resource = match scope {
+        Scope::Cluster => String::new(),
+        Scope::Node => shard.config.node_id.to_string(),
+    };
+    let records = image::broker_config_records(&resource, current.scope(scope), next.scope(scope));
+    commit(shard, records).await.map_err(AdminError::Storage)
+}
+
+/// Re-applies every topic's config to the logs this shard owns (the dynamic broker configs
+/// under them changed).
+async fn reapply_topic_configs(shard: &Shard) {
+    let metas: Vec<TopicMeta> = shard.topics.borrow().iter().cloned().collect();
+    local::open_owned(shard, &metas).await;
+}
+
+async fn delete_topics(shard: &Shard, refs: Vec<TopicRef>) -> Vec<ChangeResult> {
+    let mut doomed: Vec<TopicMeta> = Vec::new();
+    let mut doomed_names = std::collections::HashSet::new();
+    let mut results: Vec<ChangeResult> = Vec::with_capacity(refs.len());
+    // Kafka: every mention of a topic named (or id given) more than once is INVALID_REQUEST,
+    // and that topic is not deleted.
+    let mut mentions: std::collections::HashMap<&TopicRef, usize> =
+        std::collections::HashMap::new();
+    for topic in &refs {
+        *mentions.entry(topic).or_default() += 1;
+    }
+    let repeated: std::collections::HashSet<TopicRef> = mentions
+        .into_iter()
+        .filter(|(_, n)| *n > 1)
+        .map(|(r, _)| r.clone())
+        .collect();
+    for topic in refs {
+        if repeated.contains(&topic) {
+            results.push(Err(AdminError::InvalidRequest(match topic {
+                TopicRef::Name(_) => "Duplicate topic name.".into(),
+                TopicRef::Id(_) => "Duplicate topic id.".into(),
+            })));
+            continue;
+        }
+        let found = {
+            let table = shard.topics.borrow();
+            match &topic {
+                TopicRef::Name(name) => table
+                    .get(name)
+                    .cloned()
+                    .ok_or_else(|| AdminError::UnknownTopic(name.clone())),
+                TopicRef::Id(id) => table.by_id(*id).cloned().ok_or(AdminError::UnknownTopicId),
+            }
+        };
+        let found = found.and_then(|meta| {
+            if meta.name == crate::internal_topics::OFFSETS_TOPIC {
+                // Deleting it would drop every group's committed offsets.
+                Err(AdminError::InvalidTopic(format!(
+                    "Cannot delete internal topic {}",
+                    meta.name
+                )))
+            } else if doomed_names.contains(&meta.name) {
+                Err(AdminError::InvalidRequest(
+                    "Duplicate topic in request.".into(),
+                ))
+            } else {
+                Ok(meta)
+            }
+        });
+        if let Ok(meta) = &found {
+            doomed_names.insert(meta.name.clone());
+            doomed.push(meta.clone());
+        }
+        results.push(found);
+    }
+    if doomed.is_empty() {
+        return results;
+    }
+    // Data first, registry second: see the module invariant.
+    let failed = deletion::broadcast_removal(shard, &doomed).await;
+    let (kept, doomed): (Vec<TopicMeta>, Vec<TopicMeta>) = doomed
+        .into_iter()
+        .partition(|meta| failed.iter().any(|(name, _)| *name == meta.name));
+    if !kept.is_empty() {
+        // Some partition's data could not be moved away: the topic stays (its partitions are
+        // reopened, the moved ones empty) and the client is told, so it never re-creates the
+        // topic on top of old data believing it gone.
+        readopt(shard, &kept).await;
+        results = results
+            .into_iter()
+            .map(|r| match r {
+                Ok(meta) => match failed.iter().find(|(name, _)| *name == meta.name) {
+                    Some((_, why)) => Err(AdminError::Storage(why.clone())),
+                    None => Ok(meta),
+                },
+                Err(e) => Err(e),
+            })
+            .collect();
+    }
+    if doomed.is_empty() {
+        return results;
+    }
+    // Every shard applied the RemoveTopicRecords (`deletion::remove_topics`); the controller's
+    // image, without the doomed topics, is what the registry file must now say.
+    let image = shard.topics.borrow().clone();
+    if let Err(e) =
+        store::persist_topics(&shard.config.data_dir, &image, shard.config.node_id).await
+    {
+        tracing::error!(error = %e, "cannot persist topic registry after deleting topics");
+        // The registry still lists them: every shard re-adopts them (empty).
+        readopt(shard, &doomed).await;
+        return fail_all(results, &e);
+    }
+    results
+}
+
+/// Has every shard adopt `metas` again (a deletion that could not finish): the records that
+/// create each topic as it was, with its id, registrations and configs.
+async fn readopt(shard: &Shard, metas: &[TopicMeta]) {
+    let records = metas
+        .iter()
+        .flat_map(|meta| image::topic_records(meta, shard.config.node_id))
+        .collect();
+    broadcast_records(shard, records).await;
+}
+
+/// Shard 0 only: validates each topic, commits the records creating the valid ones (topic,
+/// partitions, configs) unless `validate_only`, then answers per topic.
+pub async fn create_topics(
+    shard: &Shard,
+    topics: Vec<NewTopic>,
+    validate_only: bool,
+) -> Vec<CreateResult> {
+    assert_registry_shard(shard);
+    let mut results: Vec<CreateResult> = Vec::with_capacity(topics.len());
+    let mut records = Vec::new();
+    // Names created by this request, keyed by their collision form ('.' and '_' alike).
+    let mut created_names: HashMap<String, String> = HashMap::new();
+    // The registry lock serialises validate-snapshot-persist, so two concurrent creates never
+    // both succeed for one name and an older snapshot never overwrites a newer file.
+    let _guard = shard.registry_lock.lock().await;
+    for topic in topics {
+        let checked = validate_new_topic(shard, &topic);
+        let checked = checked.and_then(|meta| {
+            let unified = topics::unify_collision_chars(&meta.name);
+            match created_names.get(&unified) {
+                Some(name) if *name == meta.name => Err(TopicError::AlreadyExists(meta.name)),
+                Some(name) => Err(TopicError::Collision {
+                    name: meta.name,
+                    existing: name.clone(),
+                }),
+                None => Ok(meta),
+            }
+        });
+        if let Ok(meta) = &checked {
+            created_names.insert(topics::unify_collision_chars(&meta.name), meta.name.clone());
+            records.extend(image::topic_records(meta, shard.config.node_id));
+        }
+        results.push(checked);
+    }
+    if validate_only || records.is_empty() {
+        return results;
+    }
+    if let Err(message) = commit(shard, records).await {
+        return results
+            .into_iter()
+            .map(|r| r.and_then(|_| Err(TopicError::Io(message.clone()))))
+            .collect();
+    }
+    results
+}
+
+fn validate_new_topic(shard: &Shard, topic: &NewTopic) -> Result<TopicMeta, TopicError> {
+    topics::validate_name(&topic.name)?;
+    let image = shard.topics.borrow();
+    if image.get(&topic.name).is_some() {
+        return Err(TopicError::AlreadyExists(topic.name.clone()));
+    }
+    if let Some(existing) = image.collision(&topic.name) {
+        return Err(TopicError::Collision {
+            name: topic.name.clone(),
+            existing: existing.to_owned(),
+        });
+    }
+    let partitions = match &topic.assignments {
+        Some(assignments) => i32::try_from(assignments.len()).unwrap_or(i32::MAX),
+        None if topic.partitions == -1 => shard.config.num_partitions,
+        None => topic.partitions,
+    };
+    if partitions < 1 || partitions > shard.config.max_partitions_per_topic {
+        return Err(TopicError::InvalidPartitions(partitions));
+    }
+    if topic.replication_factor != -1 && topic.replication_factor != 1 {
+        return Err(TopicError::InvalidReplicationFactor(
+            topic.replication_factor,
+        ));
+    }
+    let brokers = usable_brokers(&image);
+    if let Some(assignments) = &topic.assignments {
+        check_assignments(&brokers, assignments).map_err(TopicError::InvalidReplicaAssignment)?;
+    }
+    let count = partitions.unsigned_abs();
+    let registrations =
+        place(&brokers, 0, count, topic.assignments.as_deref()).map_err(TopicError::Io)?;
+    let dynamic = shard.dynamic_configs.borrow().clone();
+    topics::config::resolve_with(&shard.default_log, &dynamic, &topic.configs)?;
+    Ok(TopicMeta {
+        name: topic.name.clone(),
+        id: TopicId::generate(&topic.name),
+        partitions: count,
+        configs: topic.configs.clone(),
+        registrations,
+    })
+}
+
+/// Shard 0 only (Kafka's AllocateProducerIds): hands a shard the next block of
+/// `PRODUCER_ID_BLOCK_SIZE` producer ids as a `ProducerIdsRecord`, committed (persisted and
+/// adopted by every shard) before any id of it is used, so ids are never handed out twice,
+/// across shards and restarts (a crash leaves a gap).
+pub async fn allocate_producer_ids(shard: &Shard) -> Result<IdBlock, IdError> {
+    assert_registry_shard(shard);
+    let _guard = shard.registry_lock.lock().await;
+    let broker = shard.config.node_id;
+    let epoch = shard
+        .topics
+        .borrow()
+        .broker(broker)
+        .map_or(-1, |b| b.broker_epoch);
+    let planned = image::producer_ids_record(
+        &shard.topics.borrow(),
+        broker,
+        epoch,
+        super::PRODUCER_ID_BLOCK_SIZE,
+    );
+    let (record, start) = planned.ok_or(IdError::Exhausted)?;
+    let end = record.next_producer_id;
+    commit(shard, vec![MetadataRecord::ProducerIds(record)])
+        .await
+        .map_err(|reason| IdError::Io {
+            path: store::producer_ids_path(&shard.config.data_dir)
+                .display()
+                .to_string(),
+            reason,
+        })?;
+    Ok(IdBlock { start, end })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(configs: &[(&str, &str)]) -> TopicMeta {
+        TopicMeta {
+            name: "t".into(),
+            id: TopicId(9),
+            partitions: 1,
+            configs: configs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            registrations: vec![PartitionRegistration::single(1)],
+        }
+    }
+
+    #[test]
+    fn config_records_turn_the_old_overrides_into_the_new_ones() {
+        let old = meta(&[("a", "1"), ("b", "2"), ("c", "3")]);
+        let next: topics::config::TopicOverrides = [("b", "2"), ("c", "30"), ("d", "4")]
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let records = config_records(&old, &next);
+        let mut image = MetadataImage::default();
+        image.apply_all(&image::topic_records(&old, 1)).unwrap();
+        image.apply_all(&records).unwrap();
+        assert_eq!(image.get("t").unwrap().configs, next);
+        assert_eq!(
+            records.len(),
+            3,
+            "a removed, c changed, d added; b untouched"
+        );
+    }
+
+    #[test]
+    fn placement_is_round_robin_over_brokers_or_the_given_assignment() {
+        let placed = place(&[1, 2], 0, 3, None).unwrap();
+        let leaders: Vec<i32> = placed.iter().map(|r| r.leader).collect();
+        assert_eq!(leaders, vec![1, 2, 1]);
+        assert!(placed
+            .iter()
+            .all(|r| r.replicas == r.isr && r.leader_epoch == 0));
+        let grown = place(&[1, 2], 3, 5, Some(&[vec![2], vec![2]])).unwrap();
+        assert_eq!(grown, vec![PartitionRegistration::single(2); 2]);
+        assert!(place(&[], 0, 1, None).is_err(), "no broker to place on");
+    }
+
+    #[test]
+    fn assignments_must_name_registered_brokers_once() {
+        assert!(check_assignments(&[1], &[vec![1], vec![1]]).is_ok());
+        assert!(check_assignments(&[1], &[vec![2]]).is_err());
+        assert!(check_assignments(&[1], &[vec![]]).is_err());
+        assert!(
+            check_assignments(&[1, 2], &[vec![1, 2]]).is_err(),
+            "one replica only"
+        );
+    }
+}
