@@ -466,7 +466,7 @@ fn alter_configs(shard: &Shard, name: &str, change: &ConfigChange) -> Planned {
         }
     };
     let dynamic = shard.dynamic_configs.borrow().clone();
-    topics::config::resolve_with(&shard.default_log, &dynamic, &overrides)
+    topics::dynamic::resolve_with(&shard.default_log, &dynamic, &overrides)
         .map_err(|e| AdminError::InvalidConfig(e.to_string()))?;
     let records = config_records(&meta, &overrides);
     meta.configs = overrides;
@@ -711,7 +711,7 @@ fn validate_new_topic(shard: &Shard, topic: &NewTopic) -> Result<TopicMeta, Topi
     let registrations =
         place(&brokers, 0, count, topic.assignments.as_deref()).map_err(TopicError::Io)?;
     let dynamic = shard.dynamic_configs.borrow().clone();
-    topics::config::resolve_with(&shard.default_log, &dynamic, &topic.configs)?;
+    topics::dynamic::resolve_with(&shard.default_log, &dynamic, &topic.configs)?;
     Ok(TopicMeta {
         name: topic.name.clone(),
         id: TopicId::generate(&topic.name),

@@ -92,7 +92,10 @@ pub async fn remove_topics(shard: &Shard, doomed: Vec<TopicMeta>) -> RemovalFail
     let outcomes = join_all(deletions).await;
     let names: std::collections::HashSet<String> =
         doomed.iter().map(|meta| meta.name.clone()).collect();
-    crate::groups::coordinator::topics_deleted(shard, &names).await;
+    // Group offsets of the deleted topics (Kafka's GroupCoordinator.onPartitionsDeleted).
+    for hook in &shard.on_topics_deleted {
+        hook(shard, &names).await;
+    }
     for (topic, outcome) in outcomes {
         if let Err(why) = outcome {
             if !failed.iter().any(|(name, _)| *name == topic) {

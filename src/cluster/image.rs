@@ -16,69 +16,14 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
 
 use super::records::{
     ConfigRecord, MetadataRecord, PartitionChangeRecord, PartitionRecord, ProducerIdsRecord,
     RegisterBrokerRecord, TopicRecord, CONFIG_RESOURCE_BROKER, CONFIG_RESOURCE_TOPIC,
-    NO_LEADER_CHANGE,
 };
 use super::topics::dynamic::DynamicConfigs;
 use super::topics::{TopicId, TopicMeta, TopicTable};
-
-/// A partition's place in the cluster (Kafka's `PartitionRegistration`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PartitionRegistration {
-    pub replicas: Vec<i32>,
-    pub isr: Vec<i32>,
-    /// The broker leading the partition; -1 when none.
-    pub leader: i32,
-    /// Bumped each time the leader changes (KIP-101/320: what clients and followers fence on).
-    pub leader_epoch: i32,
-    /// Bumped on every change of the registration.
-    pub partition_epoch: i32,
-}
-
-impl PartitionRegistration {
-    /// A new partition with one replica on `broker`, which leads it in epoch 0 (what Kafka's
-    /// controller gives a new partition's first leader).
-    pub fn single(broker: i32) -> Self {
-        Self {
-            replicas: vec![broker],
-            isr: vec![broker],
-            leader: broker,
-            leader_epoch: crate::partition::INITIAL_LEADER_EPOCH,
-            partition_epoch: 0,
-        }
-    }
-
-    fn from_record(record: &PartitionRecord) -> Self {
-        Self {
-            replicas: record.replicas.clone(),
-            isr: record.isr.clone(),
-            leader: record.leader,
-            leader_epoch: record.leader_epoch,
-            partition_epoch: record.partition_epoch,
-        }
-    }
-
-    /// Kafka's `PartitionRegistration.merge`.
-    fn merge(&self, change: &PartitionChangeRecord) -> Self {
-        let mut next = self.clone();
-        if let Some(isr) = &change.isr {
-            next.isr = isr.clone();
-        }
-        if let Some(replicas) = &change.replicas {
-            next.replicas = replicas.clone();
-        }
-        if change.leader != NO_LEADER_CHANGE {
-            next.leader = change.leader;
-            next.leader_epoch = self.leader_epoch.saturating_add(1);
-        }
-        next.partition_epoch = self.partition_epoch.saturating_add(1);
-        next
-    }
-}
+pub use super::records::PartitionRegistration;
 
 /// A registered broker (Kafka's `BrokerRegistration`).
 pub type BrokerRegistration = RegisterBrokerRecord;

@@ -8,9 +8,9 @@
 //! adding/removing replicas, features, log dirs) is left out until it is. Records are plain
 //! data (`Send`, serde), so they cross shards and can be written to a log or a snapshot.
 
-use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::topics::TopicId;
+use serde::{Deserialize, Serialize};
 
 /// `PartitionChangeRecord.leader` when the leader does not change (Kafka's
 /// `LeaderConstants.NO_LEADER_CHANGE`).
@@ -138,5 +138,117 @@ impl MetadataRecord {
             Self::RemoveTopic(r) => Some(r.topic_id),
             Self::RegisterBroker(_) | Self::Config(_) | Self::ProducerIds(_) => None,
         }
+    }
+}
+
+/// A topic id (Kafka's UUID), stored as its 128-bit value; persisted as the UUID string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TopicId(pub u128);
+
+impl Serialize for TopicId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.uuid().to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for TopicId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        uuid::Uuid::parse_str(&text)
+            .map(|u| Self(u.as_u128()))
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+impl TopicId {
+    pub fn uuid(self) -> uuid::Uuid {
+        uuid::Uuid::from_u128(self.0)
+    }
+
+    /// A fresh id: mixes the wall clock, the process id, a counter and the name, so ids differ
+    /// across restarts and topics without a random-number dependency. Never the nil UUID.
+    pub fn generate(name: &str) -> Self {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let hi = fnv1a(&[&nanos.to_le_bytes(), name.as_bytes()]);
+        let lo = fnv1a(&[
+            &count.to_le_bytes(),
+            &std::process::id().to_le_bytes(),
+            &hi.to_le_bytes(),
+        ]);
+        // Version 4 / variant 1 bits, so tools that validate UUIDs accept it.
+        let raw = (u128::from(hi) << 64) | u128::from(lo);
+        let raw = (raw & !(0xF << 76)) | (0x4 << 76);
+        let raw = (raw & !(0x3 << 62)) | (0x2 << 62);
+        Self(raw)
+    }
+}
+
+fn fnv1a(parts: &[&[u8]]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for byte in *part {
+            hash ^= u64::from(*byte);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    hash
+}
+
+/// A partition's place in the cluster (Kafka's `PartitionRegistration`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionRegistration {
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+    /// The broker leading the partition; -1 when none.
+    pub leader: i32,
+    /// Bumped each time the leader changes (KIP-101/320: what clients and followers fence on).
+    pub leader_epoch: i32,
+    /// Bumped on every change of the registration.
+    pub partition_epoch: i32,
+}
+
+impl PartitionRegistration {
+    /// A new partition with one replica on `broker`, which leads it in epoch 0 (what Kafka's
+    /// controller gives a new partition's first leader).
+    pub fn single(broker: i32) -> Self {
+        Self {
+            replicas: vec![broker],
+            isr: vec![broker],
+            leader: broker,
+            leader_epoch: crate::partition::INITIAL_LEADER_EPOCH,
+            partition_epoch: 0,
+        }
+    }
+
+    pub(super) fn from_record(record: &PartitionRecord) -> Self {
+        Self {
+            replicas: record.replicas.clone(),
+            isr: record.isr.clone(),
+            leader: record.leader,
+            leader_epoch: record.leader_epoch,
+            partition_epoch: record.partition_epoch,
+        }
+    }
+
+    /// Kafka's `PartitionRegistration.merge`.
+    pub(super) fn merge(&self, change: &PartitionChangeRecord) -> Self {
+        let mut next = self.clone();
+        if let Some(isr) = &change.isr {
+            next.isr = isr.clone();
+        }
+        if let Some(replicas) = &change.replicas {
+            next.replicas = replicas.clone();
+        }
+        if change.leader != NO_LEADER_CHANGE {
+            next.leader = change.leader;
+            next.leader_epoch = self.leader_epoch.saturating_add(1);
+        }
+        next.partition_epoch = self.partition_epoch.saturating_add(1);
+        next
     }
 }

@@ -155,7 +155,7 @@ pub fn topic_config_entries(
     overrides: &topic_config::TopicOverrides,
 ) -> Result<Vec<Entry>, (i16, String)> {
     let dynamic = shard.dynamic_configs.borrow().clone();
-    topic_config::resolve_with(&shard.default_log, &dynamic, overrides)
+    crate::topics::dynamic::resolve_with(&shard.default_log, &dynamic, overrides)
         .map_err(|e| (ResponseError::InvalidConfig.code(), e.to_string()))?;
     let builtin = storage::LogConfig::default();
     let entries = topic_config::describe(&shard.default_log, overrides)

@@ -29,7 +29,7 @@ pub async fn open_owned(shard: &Shard, metas: &[TopicMeta]) {
             meta.name
         );
         let dynamic = shard.dynamic_configs.borrow().clone();
-        let resolved = topics::config::resolve_with(&shard.default_log, &dynamic, &meta.configs);
+        let resolved = topics::dynamic::resolve_with(&shard.default_log, &dynamic, &meta.configs);
         let topic_config = match resolved {
             Ok(config) => config,
             Err(e) => storage_offline(shard, &meta.name, &format!("invalid topic config: {e}")),

@@ -62,6 +62,9 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
         credentials: boot.credentials.clone(),
         authorizer: boot.authorizer.clone(),
         on_topics_adopted: vec![|shard, changed| Box::pin(crate::groups::adopted(shard, changed))],
+        on_topics_deleted: vec![|shard, names| {
+            Box::pin(crate::groups::coordinator::topics_deleted(shard, names))
+        }],
         connections: Cell::new(0),
     });
     if shard.id == router::REGISTRY_SHARD {

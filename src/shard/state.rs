@@ -84,12 +84,19 @@ pub struct Shard {
     /// it owns): how modules above the registry hear of topics without the registry naming
     /// them.
     pub on_topics_adopted: Vec<TopicsAdopted>,
+    /// Run on this shard after it removed deleted topics (names): how modules above the
+    /// registry drop what they keep per topic (the group coordinator's committed offsets).
+    pub on_topics_deleted: Vec<TopicsDeleted>,
     pub(super) connections: Cell<usize>,
 }
 
 /// A hook run after a shard adopted topics (see `Shard::on_topics_adopted`).
 pub type TopicsAdopted =
     for<'a> fn(&'a Shard, &'a [topics::TopicMeta]) -> LocalBoxFuture<'a, ()>;
+
+/// A hook run after a shard removed deleted topics (see `Shard::on_topics_deleted`).
+pub type TopicsDeleted =
+    for<'a> fn(&'a Shard, &'a std::collections::HashSet<String>) -> LocalBoxFuture<'a, ()>;
 
 impl Shard {
     pub fn connection_count(&self) -> usize {

@@ -58,17 +58,7 @@ pub struct IncrementalEntry {
     pub value: Option<String>,
 }
 
-/// Kafka's config value types (DescribeConfigs v3+ `config_type`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(i8)]
-pub enum ConfigType {
-    Boolean = 1,
-    String = 2,
-    Int = 3,
-    Long = 5,
-    Double = 6,
-    List = 7,
-}
+pub use super::catalog::ConfigType;
 
 /// What DescribeConfigs says about one topic key beyond its value.
 #[derive(Debug, Clone, Copy)]

@@ -6,7 +6,6 @@
 //! are not applied are still accepted with Kafka's validation, stored and described, because
 //! Kafka's tools and clients send them (often at their default values).
 
-use super::alter::ConfigType;
 
 /// Kafka's validator of one config.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -72,6 +71,18 @@ const fn def(
 
 use Check::{AtLeast, Between, BetweenF, GzipLevel, In, ListIn, ThrottledReplicas};
 use ConfigType::{Boolean, Double, Int, List, Long, String as Str};
+
+/// Kafka's config value types (DescribeConfigs v3+ `config_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i8)]
+pub enum ConfigType {
+    Boolean = 1,
+    String = 2,
+    Int = 3,
+    Long = 5,
+    Double = 6,
+    List = 7,
+}
 
 /// Every Kafka 4.0 topic config, sorted by name.
 pub static TOPIC_CONFIGS: &[TopicConfigDef] = &[

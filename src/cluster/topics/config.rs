@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use storage::{LogConfig, TimestampType};
 
-use super::alter::ConfigType;
+use super::catalog::ConfigType;
 use super::catalog::{self, Check, TopicConfigDef, TOPIC_CONFIGS};
 /// Per-topic overrides, by Kafka config name (sorted so persistence is deterministic).
 pub type TopicOverrides = BTreeMap<String, String>;
@@ -124,18 +124,6 @@ pub fn resolve(
     overrides: &TopicOverrides,
 ) -> Result<LogConfig, TopicConfigError> {
     resolve_topic(defaults, overrides).map(|c| c.log)
-}
-
-/// The effective config of a topic: `defaults` (sluice.toml), then the dynamic broker configs,
-/// then the topic's own overrides.
-pub fn resolve_with(
-    defaults: &LogConfig,
-    dynamic: &super::dynamic::DynamicConfigs,
-    overrides: &TopicOverrides,
-) -> Result<TopicConfig, TopicConfigError> {
-    let mut layered = dynamic.topic_layer();
-    layered.extend(overrides.iter().map(|(k, v)| (k.clone(), v.clone())));
-    resolve_topic(defaults, &layered)
 }
 
 /// Applies `overrides` on `defaults` and checks the rules between keys (Kafka's

@@ -172,6 +172,18 @@ pub async fn persist(data_dir: &Path, configs: &DynamicConfigs) -> Result<(), To
         .map_err(|e| TopicError::Io(e.to_string()))
 }
 
+/// The effective config of a topic: `defaults` (sluice.toml), then the dynamic broker configs,
+/// then the topic's own overrides.
+pub fn resolve_with(
+    defaults: &storage::LogConfig,
+    dynamic: &DynamicConfigs,
+    overrides: &TopicOverrides,
+) -> Result<super::config::TopicConfig, super::config::TopicConfigError> {
+    let mut layered = dynamic.topic_layer();
+    layered.extend(overrides.iter().map(|(k, v)| (k.clone(), v.clone())));
+    super::config::resolve_topic(defaults, &layered)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,7 +15,6 @@ pub mod dynamic;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
@@ -47,63 +46,8 @@ pub enum TopicError {
     Corrupt(String),
 }
 
-/// A topic id (Kafka's UUID), stored as its 128-bit value; persisted as the UUID string.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct TopicId(pub u128);
+pub use super::records::TopicId;
 
-impl Serialize for TopicId {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.uuid().to_string())
-    }
-}
-
-impl<'de> Deserialize<'de> for TopicId {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        uuid::Uuid::parse_str(&text)
-            .map(|u| Self(u.as_u128()))
-            .map_err(serde::de::Error::custom)
-    }
-}
-
-impl TopicId {
-    pub fn uuid(self) -> uuid::Uuid {
-        uuid::Uuid::from_u128(self.0)
-    }
-
-    /// A fresh id: mixes the wall clock, the process id, a counter and the name, so ids differ
-    /// across restarts and topics without a random-number dependency. Never the nil UUID.
-    pub fn generate(name: &str) -> Self {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let count = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let hi = fnv1a(&[&nanos.to_le_bytes(), name.as_bytes()]);
-        let lo = fnv1a(&[
-            &count.to_le_bytes(),
-            &std::process::id().to_le_bytes(),
-            &hi.to_le_bytes(),
-        ]);
-        // Version 4 / variant 1 bits, so tools that validate UUIDs accept it.
-        let raw = (u128::from(hi) << 64) | u128::from(lo);
-        let raw = (raw & !(0xF << 76)) | (0x4 << 76);
-        let raw = (raw & !(0x3 << 62)) | (0x2 << 62);
-        Self(raw)
-    }
-}
-
-fn fnv1a(parts: &[&[u8]]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for part in parts {
-        for byte in *part {
-            hash ^= u64::from(*byte);
-            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-    hash
-}
 
 /// One topic's metadata (what is persisted and broadcast).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -119,7 +63,7 @@ pub struct TopicMeta {
     /// has), and in files written before the metadata image existed: loading gives such a
     /// topic's partitions exactly that registration (see `cluster::store`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub registrations: Vec<crate::cluster::image::PartitionRegistration>,
+    pub registrations: Vec<crate::cluster::records::PartitionRegistration>,
 }
 
 /// Kafka's topic-name rule: 1..=249 of [a-zA-Z0-9._-], and not "." or "..".
