@@ -1,7 +1,7 @@
 //! Unit tests of `MetadataImage::apply` (beside `image.rs`).
 
 use super::*;
-use crate::cluster::records::{BrokerEndpoint, RemoveTopicRecord, NO_LEADER};
+use crate::cluster::records::{BrokerEndpoint, RemoveTopicRecord, NO_LEADER, NO_LEADER_CHANGE};
 
 fn id(n: u128) -> TopicId {
     TopicId(n)
