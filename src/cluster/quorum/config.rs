@@ -15,6 +15,7 @@
 //! | `segment_bytes` | `metadata.log.segment.bytes` | 8 MiB (Kafka: 1 GiB; the metadata log here is purged after every snapshot) |
 //! | `snapshot_entries_between` | `metadata.log.max.entries.between.snapshots` (Sluice; Kafka counts bytes: `metadata.log.max.record.bytes.between.snapshots`) | 10000 |
 //! | `connections_max` | `controller.max.connections` (Sluice) | 64 |
+//! | `connections_max_idle_ms` | `connections.max.idle.ms` | 600000 |
 //! | `subscriber_capacity` | `metadata.subscriber.queue.capacity` (Sluice) | 4096 |
 //! | `proposals_in_flight_max` | `controller.quorum.proposals.in.flight.max` (Sluice) | 64 |
 //!
@@ -62,6 +63,7 @@ pub struct QuorumConfig {
     pub segment_bytes: u64,
     pub snapshot_entries_between: u64,
     pub connections_max: usize,
+    pub connections_max_idle_ms: u64,
     pub subscriber_capacity: usize,
     pub proposals_in_flight_max: usize,
 }
@@ -83,6 +85,7 @@ impl QuorumConfig {
             segment_bytes: 8 * 1024 * 1024,
             snapshot_entries_between: 10_000,
             connections_max: 64,
+            connections_max_idle_ms: 600_000,
             subscriber_capacity: 4096,
             proposals_in_flight_max: 64,
         }
@@ -108,6 +111,7 @@ impl QuorumConfig {
             ("metadata.log.segment.bytes", self.segment_bytes),
             ("metadata.log.max.entries.between.snapshots", self.snapshot_entries_between),
             ("controller.max.connections", self.connections_max as u64),
+            ("connections.max.idle.ms", self.connections_max_idle_ms),
             ("metadata.subscriber.queue.capacity", self.subscriber_capacity as u64),
             ("controller.quorum.proposals.in.flight.max", self.proposals_in_flight_max as u64),
         ];

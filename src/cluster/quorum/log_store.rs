@@ -88,8 +88,8 @@ impl LogStore {
     /// Opens (or creates) the log under `dir`, recovering from a torn tail.
     pub fn open(dir: &Path, segment_bytes_max: u64) -> io::Result<LogStore> {
         fs::create_dir_all(dir)?;
-        let vote = read_small(&dir.join(VOTE_FILE))?;
-        let committed = read_small(&dir.join(COMMITTED_FILE))?;
+        let vote: Option<VoteOf> = read_small(&dir.join(VOTE_FILE))?;
+        let committed: Option<LogIdOf> = read_small(&dir.join(COMMITTED_FILE))?;
         let purged: Option<LogIdOf> = read_small(&dir.join(PURGED_FILE))?;
         let mut inner = Inner {
             dir: dir.to_owned(),
@@ -441,7 +441,10 @@ impl RaftLogStorage<QuorumTypes> for LogStore {
         if inner.committed == committed {
             return Ok(());
         }
-        write_small(&inner.dir.join(COMMITTED_FILE), &committed, false)?;
+        // The file holds a log id (never "none": committed only moves forward).
+        if let Some(log_id) = &committed {
+            write_small(&inner.dir.join(COMMITTED_FILE), log_id, false)?;
+        }
         inner.committed = committed;
         Ok(())
     }
@@ -566,6 +569,29 @@ mod tests {
         fs::write(&path, bytes).expect("write");
         let err = LogStore::open(dir.path(), 10).expect_err("corrupt middle segment");
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[test]
+    fn vote_committed_and_purged_survive_a_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let committed = entry(3, 7).log_id;
+        let vote = VoteOf::new_committed(3, 2);
+        {
+            let mut store = LogStore::open(dir.path(), 1 << 20).expect("open");
+            block_on(async {
+                store.save_vote(&vote).await.expect("vote");
+                store.save_committed(Some(committed)).await.expect("committed");
+            });
+        }
+        let mut store = LogStore::open(dir.path(), 1 << 20).expect("reopen");
+        block_on(async {
+            assert_eq!(store.read_committed().await.expect("read"), Some(committed));
+            assert_eq!(store.read_vote().await.expect("read"), Some(vote));
+        });
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        compio::runtime::Runtime::new().expect("runtime").block_on(f)
     }
 
     #[test]

@@ -77,6 +77,9 @@ pub enum QuorumError {
     /// before retrying.
     #[error("leadership changed, proposal outcome unknown (leader: {leader_id:?})")]
     OutcomeUnknown { leader_id: Option<u64> },
+    /// openraft refused the proposal for another reason.
+    #[error("proposal rejected: {0}")]
+    Rejected(String),
     #[error(transparent)]
     Config(#[from] QuorumConfigError),
     #[error("controller quorum cannot start: {0}")]
@@ -266,8 +269,8 @@ impl Member {
         let node_id = self.config.node_id;
         runtime.block_on(async move {
             let shutdown = self.shutdown.clone();
-            let raft = match self.start_raft().await {
-                Ok(raft) => raft,
+            let (raft, tasks) = match self.start_raft().await {
+                Ok(started) => started,
                 Err(reason) => {
                     let _ = ready.send(Err(reason));
                     return;
@@ -280,11 +283,19 @@ impl Member {
             if let Err(e) = raft.shutdown().await {
                 tracing::warn!(node_id, error = %e, "raft shutdown");
             }
+            // Cancel the listener (and with it every connection), the workers and the watch.
+            drop(tasks);
+            // A cancelled io_uring operation (the pending accept) releases its socket only when
+            // its cancellation completes: let the driver run once more so the controller port
+            // is closed when `shutdown` returns, not at some later point (or never: the
+            // runtime does not drain pending operations when dropped).
+            compio::time::sleep(Duration::from_millis(20)).await;
         });
     }
 
-    /// Opens storage, starts raft, the listener, the leader watch and the proposal workers.
-    async fn start_raft(self) -> Result<Raft, String> {
+    /// Opens storage, starts raft, the listener, the leader watch and the proposal workers;
+    /// returns raft and the tasks to cancel at shutdown.
+    async fn start_raft(self) -> Result<(Raft, Vec<compio::runtime::JoinHandle<()>>), String> {
         let config = &self.config;
         let dir = &config.metadata_dir;
         let log_store = LogStore::open(dir, config.segment_bytes)
@@ -315,18 +326,20 @@ impl Member {
         if let Err(e) = raft.initialize(members).await {
             tracing::debug!(node_id = config.node_id, error = %e, "quorum already initialized");
         }
-        compio::runtime::spawn(network::serve(
-            listener,
-            raft.clone(),
-            config.request_max_bytes,
-            config.connections_max,
-        ))
-        .detach();
-        compio::runtime::spawn(watch_leader(raft.clone(), self.leader.clone())).detach();
+        let server = network::ServerSettings {
+            request_max_bytes: config.request_max_bytes,
+            connections_max: config.connections_max,
+            frame_timeout: Duration::from_millis(config.request_timeout_ms),
+            idle_timeout: Duration::from_millis(config.connections_max_idle_ms),
+        };
+        let mut tasks = vec![
+            compio::runtime::spawn(network::serve(listener, raft.clone(), server)),
+            compio::runtime::spawn(watch_leader(raft.clone(), self.leader.clone())),
+        ];
         for _ in 0..config.proposals_in_flight_max {
-            compio::runtime::spawn(propose_worker(raft.clone(), self.proposals.clone())).detach();
+            tasks.push(compio::runtime::spawn(propose_worker(raft.clone(), self.proposals.clone())));
         }
-        Ok(raft)
+        Ok((raft, tasks))
     }
 }
 
@@ -365,7 +378,7 @@ fn propose_error(e: openraft::errors::RaftError<QuorumTypes, openraft::errors::C
         RaftError::APIError(ClientWriteError::LogEntryDiscarded(f)) => QuorumError::OutcomeUnknown {
             leader_id: f.leader_id,
         },
-        RaftError::APIError(other) => QuorumError::Start(other.to_string()),
+        RaftError::APIError(other) => QuorumError::Rejected(other.to_string()),
         RaftError::Fatal(_) => QuorumError::Stopped,
     }
 }

@@ -16,11 +16,9 @@
 //!   `controller.quorum.retry.backoff.ms` to `controller.quorum.election.backoff.max.ms`) and
 //!   retries, forever; the connection is re-dialled on the next RPC.
 
-use std::cell::Cell;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::rc::Rc;
 use std::time::Duration;
 
 use compio::buf::{BufResult, IntoInner, IoBuf};
@@ -59,8 +57,13 @@ pub enum FrameError {
     Io(#[from] io::Error),
 }
 
-/// Reads one frame: `(kind, payload)`.
-pub async fn read_frame(stream: &mut TcpStream, max_bytes: usize) -> Result<(u8, Vec<u8>), FrameError> {
+/// Reads one frame: `(kind, payload)`. Once its length has arrived, the rest must arrive
+/// within `body_timeout` (a peer that stalls mid-frame is dropped, not waited on forever).
+pub async fn read_frame(
+    stream: &mut TcpStream,
+    max_bytes: usize,
+    body_timeout: Duration,
+) -> Result<(u8, Vec<u8>), FrameError> {
     let BufResult(res, len_buf) = stream.read_exact([0u8; 4]).await;
     if let Err(e) = res {
         return Err(match e.kind() {
@@ -75,6 +78,19 @@ pub async fn read_frame(stream: &mut TcpStream, max_bytes: usize) -> Result<(u8,
     if len < 2 {
         return Err(FrameError::BadHeader(0xFF));
     }
+    let mut body = compio::time::timeout(body_timeout, read_body(stream, len))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "frame body timed out"))??;
+    if body[0] != FRAME_V0 {
+        return Err(FrameError::BadHeader(body[0]));
+    }
+    let kind = body[1];
+    body.drain(..2);
+    Ok((kind, body))
+}
+
+/// Reads `len` bytes in chunks as they arrive (memory grows with what was received).
+async fn read_body(stream: &mut TcpStream, len: usize) -> io::Result<Vec<u8>> {
     let mut body = Vec::with_capacity(len.min(READ_CHUNK_BYTES));
     while body.len() < len {
         let want = (len - body.len()).min(READ_CHUNK_BYTES);
@@ -83,12 +99,7 @@ pub async fn read_frame(stream: &mut TcpStream, max_bytes: usize) -> Result<(u8,
         res?;
         body.extend_from_slice(&chunk.into_inner()[..want]);
     }
-    if body[0] != FRAME_V0 {
-        return Err(FrameError::BadHeader(body[0]));
-    }
-    let kind = body[1];
-    body.drain(..2);
-    Ok((kind, body))
+    Ok(body)
 }
 
 /// Writes one frame.
@@ -113,9 +124,21 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> io::Result<T> {
 
 // ----- server side -----
 
-/// Serves the controller listener until the task is dropped.
-pub async fn serve(listener: TcpListener, raft: Raft, max_bytes: usize, connections_max: usize) {
-    let open = Rc::new(Cell::new(0usize));
+/// Limits of the controller listener.
+#[derive(Clone, Copy, Debug)]
+pub struct ServerSettings {
+    pub request_max_bytes: usize,
+    pub connections_max: usize,
+    /// A frame that started must finish within this (`controller.quorum.request.timeout.ms`).
+    pub frame_timeout: Duration,
+    /// A connection with no request for this long is closed (`connections.max.idle.ms`).
+    pub idle_timeout: Duration,
+}
+
+/// Serves the controller listener until this future is dropped; dropping it also drops (and
+/// so cancels) every connection task.
+pub async fn serve(listener: TcpListener, raft: Raft, settings: ServerSettings) {
+    let mut connections: Vec<compio::runtime::JoinHandle<()>> = Vec::new();
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -126,30 +149,34 @@ pub async fn serve(listener: TcpListener, raft: Raft, max_bytes: usize, connecti
                 continue;
             }
         };
-        if open.get() >= connections_max {
-            tracing::warn!(%peer, connections_max, "controller listener: too many connections, closing");
+        connections.retain(|c| !c.is_finished());
+        if connections.len() >= settings.connections_max {
+            tracing::warn!(
+                %peer,
+                connections_max = settings.connections_max,
+                "controller listener: too many connections, closing"
+            );
             drop(stream);
             continue;
         }
-        open.set(open.get() + 1);
-        let (raft, open) = (raft.clone(), open.clone());
-        compio::runtime::spawn(async move {
-            if let Err(e) = serve_connection(stream, &raft, max_bytes).await {
+        let raft = raft.clone();
+        connections.push(compio::runtime::spawn(async move {
+            if let Err(e) = serve_connection(stream, &raft, settings).await {
                 tracing::info!(%peer, error = %e, "controller connection closed");
             }
-            open.set(open.get() - 1);
-        })
-        .detach();
+        }));
     }
 }
 
-async fn serve_connection(mut stream: TcpStream, raft: &Raft, max_bytes: usize) -> io::Result<()> {
+async fn serve_connection(mut stream: TcpStream, raft: &Raft, settings: ServerSettings) -> io::Result<()> {
     loop {
-        let (kind, payload) = match read_frame(&mut stream, max_bytes).await {
-            Ok(frame) => frame,
-            Err(FrameError::Closed) => return Ok(()),
-            Err(FrameError::Io(e)) => return Err(e),
-            Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
+        let next = read_frame(&mut stream, settings.request_max_bytes, settings.frame_timeout);
+        let (kind, payload) = match compio::time::timeout(settings.idle_timeout, next).await {
+            Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "idle")),
+            Ok(Ok(frame)) => frame,
+            Ok(Err(FrameError::Closed)) => return Ok(()),
+            Ok(Err(FrameError::Io(e))) => return Err(e),
+            Ok(Err(e)) => return Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
         };
         let response = handle_request(raft, kind, &payload).await?;
         match response {
@@ -246,7 +273,6 @@ enum CallError {
 
 impl PeerClient {
     async fn call(&mut self, kind: u8, payload: Vec<u8>, ttl: Duration) -> Result<Vec<u8>, CallError> {
-        let ttl = ttl.min(self.settings.request_timeout);
         match compio::time::timeout(ttl, self.call_inner(kind, payload)).await {
             Ok(Ok(bytes)) => Ok(bytes),
             Ok(Err(e)) => {
@@ -272,7 +298,7 @@ impl PeerClient {
         }
         let stream = self.stream.as_mut().expect("connected above");
         write_frame(stream, kind, &payload).await.map_err(CallError::Network)?;
-        let (status, body) = read_frame(stream, self.settings.request_max_bytes)
+        let (status, body) = read_frame(stream, self.settings.request_max_bytes, self.settings.request_timeout)
             .await
             .map_err(|e| CallError::Network(io::Error::other(e.to_string())))?;
         match status {
@@ -310,7 +336,7 @@ impl PeerClient {
     ) -> Result<Resp, RPCError<QuorumTypes>> {
         let payload = encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let bytes = self
-            .call(kind, payload, option.hard_ttl())
+            .call(kind, payload, option.hard_ttl().min(self.settings.request_timeout))
             .await
             .map_err(|e| self.rpc_error(e, action, from))?;
         decode(&bytes).map_err(|e| RPCError::Network(NetworkError::new(&e)))
