@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sluice::cluster::quorum::{
-    MetadataEvent, MetadataRecord, Quorum, QuorumConfig, QuorumError, QuorumHandle, RecordHistory, Voter,
+    MetadataApplier, MetadataEvent, MetadataRecord, Quorum, QuorumConfig, QuorumError,
+    QuorumHandle, RecordError, RecordHistory, Voter,
 };
 use tempfile::TempDir;
 
@@ -20,7 +21,9 @@ const LEADER_TIMEOUT: Duration = Duration::from_secs(10);
 const CONVERGE_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn block_on<F: Future>(f: F) -> F::Output {
-    compio::runtime::Runtime::new().expect("runtime").block_on(f)
+    compio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(f)
 }
 
 fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
@@ -61,6 +64,29 @@ fn record(i: usize) -> MetadataRecord {
     }
 }
 
+/// A member's applier: what it applied, and how many records each snapshot restore brought.
+#[derive(Default)]
+struct Observed {
+    history: RecordHistory,
+    restored_record_counts: Vec<usize>,
+}
+
+impl MetadataApplier for Observed {
+    fn apply(&mut self, offset: u64, record: &MetadataRecord) {
+        self.history.apply(offset, record)
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        self.history.snapshot()
+    }
+
+    fn restore(&mut self, bytes: &[u8]) -> Result<(), RecordError> {
+        self.history.restore(bytes)?;
+        self.restored_record_counts.push(self.history.records.len());
+        Ok(())
+    }
+}
+
 /// Three voters, any of them running or stopped.
 struct Cluster {
     dirs: Vec<TempDir>,
@@ -68,7 +94,7 @@ struct Cluster {
     /// Listeners reserved for members not started yet.
     reserved: Vec<Option<TcpListener>>,
     members: Vec<Option<QuorumHandle>>,
-    histories: Vec<Arc<Mutex<RecordHistory>>>,
+    histories: Vec<Arc<Mutex<Observed>>>,
     snapshot_entries_between: u64,
 }
 
@@ -84,7 +110,9 @@ impl Cluster {
             reserved.push(Some(listener));
         }
         Cluster {
-            dirs: (0..3).map(|_| tempfile::tempdir().expect("tempdir")).collect(),
+            dirs: (0..3)
+                .map(|_| tempfile::tempdir().expect("tempdir"))
+                .collect(),
             voters,
             reserved,
             members: (0..3).map(|_| None).collect(),
@@ -112,9 +140,10 @@ impl Cluster {
             Some(listener) => listener,
             None => rebind(self.voters[i].addr),
         };
-        let history = Arc::new(Mutex::new(RecordHistory::default()));
+        let history = Arc::new(Mutex::new(Observed::default()));
         self.histories[i] = history.clone();
-        let handle = Quorum::start_with_listener(self.config(i), Box::new(history), listener).expect("start member");
+        let handle = Quorum::start_with_listener(self.config(i), Box::new(history), listener)
+            .expect("start member");
         self.members[i] = Some(handle);
     }
 
@@ -171,19 +200,30 @@ impl Cluster {
     }
 
     fn history(&self, i: usize) -> Vec<(u64, MetadataRecord)> {
-        self.histories[i].lock().expect("history").records.clone()
+        self.histories[i]
+            .lock()
+            .expect("history")
+            .history
+            .records
+            .clone()
     }
 
     /// Waits until every running member applied `count` records; checks they agree.
     fn wait_converged(&self, count: usize) -> Vec<(u64, MetadataRecord)> {
         wait_until(CONVERGE_TIMEOUT, "every member to apply everything", || {
-            self.running().iter().all(|i| self.history(*i).len() >= count)
+            self.running()
+                .iter()
+                .all(|i| self.history(*i).len() >= count)
         });
         let running = self.running();
         let first = self.history(running[0]);
         assert_eq!(first.len(), count, "no record applied twice or invented");
         for i in &running[1..] {
-            assert_eq!(self.history(*i), first, "member {i} applied a different sequence");
+            assert_eq!(
+                self.history(*i),
+                first,
+                "member {i} applied a different sequence"
+            );
         }
         first
     }
@@ -206,13 +246,20 @@ fn a_leader_is_elected_and_every_member_applies_the_same_records_in_order() {
         // Two records per batch: both share the batch's offset.
         offsets.push(cluster.propose(vec![record(2 * i), record(2 * i + 1)]));
     }
-    assert!(offsets.windows(2).all(|w| w[0] < w[1]), "offsets increase: {offsets:?}");
+    assert!(
+        offsets.windows(2).all(|w| w[0] < w[1]),
+        "offsets increase: {offsets:?}"
+    );
 
     let history = cluster.wait_converged(40);
     let expected: Vec<_> = (0..40).map(record).collect();
     assert_eq!(records_of(&history), expected);
     for (i, (offset, _)) in history.iter().enumerate() {
-        assert_eq!(*offset, offsets[i / 2], "record {i} applied at its batch's offset");
+        assert_eq!(
+            *offset,
+            offsets[i / 2],
+            "record {i} applied at its batch's offset"
+        );
     }
 
     // A follower refuses proposals and names the leader (Kafka's NOT_CONTROLLER).
@@ -226,7 +273,10 @@ fn a_leader_is_elected_and_every_member_applies_the_same_records_in_order() {
     // The follower's subscriber saw every record, in order.
     let mut seen = Vec::new();
     while seen.len() < 40 {
-        match events.recv_timeout(CONVERGE_TIMEOUT).expect("subscribed event") {
+        match events
+            .recv_timeout(CONVERGE_TIMEOUT)
+            .expect("subscribed event")
+        {
             MetadataEvent::Record { offset, record } => seen.push((offset, record)),
             other => panic!("unexpected event {other:?}"),
         }
@@ -247,18 +297,27 @@ fn killing_the_leader_elects_another_and_loses_nothing_committed() {
     let new_leader = cluster.wait_for_leader();
     let failover = stopped_at.elapsed();
     assert_ne!(new_leader, old_leader);
-    assert!(failover < Duration::from_secs(5), "failover took {failover:?}");
+    assert!(
+        failover < Duration::from_secs(5),
+        "failover took {failover:?}"
+    );
     for i in 10..20 {
         cluster.propose(vec![record(i)]);
     }
     let history = cluster.wait_converged(20);
-    assert_eq!(records_of(&history), (0..20).map(record).collect::<Vec<_>>());
+    assert_eq!(
+        records_of(&history),
+        (0..20).map(record).collect::<Vec<_>>()
+    );
 
     // The old leader comes back as a follower and catches up.
     cluster.start(old_leader);
     cluster.wait_for_leader();
     let history = cluster.wait_converged(20);
-    assert_eq!(records_of(&history), (0..20).map(record).collect::<Vec<_>>());
+    assert_eq!(
+        records_of(&history),
+        (0..20).map(record).collect::<Vec<_>>()
+    );
 }
 
 #[test]
@@ -276,25 +335,51 @@ fn a_restarted_member_recovers_from_snapshot_and_log_and_converges() {
     let dir = cluster.dirs[follower].path().join("metadata");
     let names: Vec<String> = std::fs::read_dir(&dir)
         .expect("metadata dir")
-        .map(|d| d.expect("dirent").file_name().to_string_lossy().into_owned())
+        .map(|d| {
+            d.expect("dirent")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
         .collect();
     assert!(
         names.iter().any(|n| n.starts_with("snapshot-")),
         "a snapshot was written: {names:?}"
     );
-    assert!(names.iter().any(|n| n == "purged"), "the log was purged: {names:?}");
+    assert!(
+        names.iter().any(|n| n == "purged"),
+        "the log was purged: {names:?}"
+    );
     assert!(
         !names.iter().any(|n| n == &format!("{:020}.log", 1)),
         "the first segment was deleted: {names:?}"
     );
 
-    // More commits while it is down, then it restarts with an empty applier.
-    for i in 35..40 {
+    // More commits while it is down (the leader snapshots and purges past the follower's log
+    // end), then it restarts with an empty applier: it restores its own snapshot, then needs
+    // the leader's (InstallSnapshot) to catch up.
+    for i in 35..60 {
         cluster.propose(vec![record(i)]);
     }
     cluster.start(follower);
-    let history = cluster.wait_converged(40);
-    assert_eq!(records_of(&history), (0..40).map(record).collect::<Vec<_>>());
+    let history = cluster.wait_converged(60);
+    assert_eq!(
+        records_of(&history),
+        (0..60).map(record).collect::<Vec<_>>()
+    );
+    let restores = cluster.histories[follower]
+        .lock()
+        .expect("observed")
+        .restored_record_counts
+        .clone();
+    assert!(
+        restores.first().is_some_and(|n| (20..=35).contains(n)),
+        "started from its own snapshot: {restores:?}"
+    );
+    assert!(
+        restores.iter().any(|n| *n > 35),
+        "caught up through the leader's snapshot: {restores:?}"
+    );
 
     // The whole cluster restarts: every member rebuilds the same state.
     for i in 0..3 {
@@ -302,9 +387,12 @@ fn a_restarted_member_recovers_from_snapshot_and_log_and_converges() {
     }
     cluster.start_all();
     cluster.wait_for_leader();
-    cluster.propose(vec![record(40)]);
-    let history = cluster.wait_converged(41);
-    assert_eq!(records_of(&history), (0..41).map(record).collect::<Vec<_>>());
+    cluster.propose(vec![record(60)]);
+    let history = cluster.wait_converged(61);
+    assert_eq!(
+        records_of(&history),
+        (0..61).map(record).collect::<Vec<_>>()
+    );
 }
 
 /// Sends `bytes` and returns whether the member closed the connection within a bound.
@@ -362,7 +450,10 @@ fn garbage_on_the_controller_port_closes_the_connection_and_never_crashes() {
         frames.push(frame);
     }
     for (n, frame) in frames.iter().enumerate() {
-        assert!(closed_after(addr, frame), "garbage {n} did not close the connection");
+        assert!(
+            closed_after(addr, frame),
+            "garbage {n} did not close the connection"
+        );
     }
     // A length prefix alone, then silence and a close from our side: nothing to crash on.
     drop(TcpStream::connect(addr).and_then(|mut s| s.write_all(&[0, 0, 0x10, 0])));
@@ -381,7 +472,11 @@ fn a_member_whose_peers_are_unreachable_keeps_retrying_then_joins() {
     // The peers' ports are bound but nobody accepts: every RPC to them times out.
     cluster.start(0);
     std::thread::sleep(Duration::from_millis(1500)); // several election timeouts, on purpose
-    assert_eq!(cluster.member(0).leader(), None, "no leader without a majority");
+    assert_eq!(
+        cluster.member(0).leader(),
+        None,
+        "no leader without a majority"
+    );
     match block_on(cluster.member(0).propose(vec![record(0)])) {
         Err(QuorumError::NotController { leader_id: None }) => {}
         other => panic!("a member without a quorum accepted a proposal: {other:?}"),

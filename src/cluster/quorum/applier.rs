@@ -50,7 +50,10 @@ pub struct RecordHistory {
 impl MetadataApplier for RecordHistory {
     fn apply(&mut self, offset: u64, record: &MetadataRecord) {
         if let Some((last, _)) = self.records.last() {
-            assert!(*last <= offset, "offsets applied out of order: {last} then {offset}");
+            assert!(
+                *last <= offset,
+                "offsets applied out of order: {last} then {offset}"
+            );
         }
         self.records.push((offset, record.clone()));
     }
@@ -68,23 +71,27 @@ impl MetadataApplier for RecordHistory {
     }
 
     fn restore(&mut self, bytes: &[u8]) -> Result<(), RecordError> {
-        let truncated = RecordError::Truncated {
-            at: 0,
-            needed: 8,
-        };
-        let count_bytes: [u8; 8] = bytes.get(..8).and_then(|b| b.try_into().ok()).ok_or(truncated)?;
+        let truncated = RecordError::Truncated { at: 0, needed: 8 };
+        let count_bytes: [u8; 8] = bytes
+            .get(..8)
+            .and_then(|b| b.try_into().ok())
+            .ok_or(truncated)?;
         let count = u64::from_be_bytes(count_bytes) as usize;
         let offsets_end = count
             .checked_mul(8)
             .and_then(|n| n.checked_add(8))
             .filter(|end| *end <= bytes.len())
-            .ok_or(RecordError::Invalid("snapshot offset list longer than the snapshot"))?;
+            .ok_or(RecordError::Invalid(
+                "snapshot offset list longer than the snapshot",
+            ))?;
         let offsets = bytes[8..offsets_end]
             .chunks_exact(8)
             .map(|c| u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]));
         let batch = RecordBatch::decode(&bytes[offsets_end..])?;
         if batch.0.len() != count {
-            return Err(RecordError::Invalid("snapshot offset and record counts differ"));
+            return Err(RecordError::Invalid(
+                "snapshot offset and record counts differ",
+            ));
         }
         self.records = offsets.zip(batch.0).collect();
         Ok(())
@@ -100,14 +107,22 @@ mod tests {
         let mut history = RecordHistory::default();
         history.apply(3, &MetadataRecord::FenceBroker { id: 1, epoch: 2 });
         history.apply(3, &MetadataRecord::UnfenceBroker { id: 1, epoch: 2 });
-        history.apply(5, &MetadataRecord::RemoveTopic { topic_id: uuid::Uuid::nil() });
+        history.apply(
+            5,
+            &MetadataRecord::RemoveTopic {
+                topic_id: uuid::Uuid::nil(),
+            },
+        );
         let bytes = history.snapshot();
         let mut restored = RecordHistory::default();
         restored.restore(&bytes).expect("restore");
         assert_eq!(restored, history);
         for len in 0..bytes.len() {
             let mut other = RecordHistory::default();
-            assert!(other.restore(&bytes[..len]).is_err(), "prefix {len} restored");
+            assert!(
+                other.restore(&bytes[..len]).is_err(),
+                "prefix {len} restored"
+            );
             assert!(other.records.is_empty());
         }
     }

@@ -104,16 +104,31 @@ impl QuorumConfig {
             ));
         }
         let positive = [
-            ("controller.quorum.election.timeout.ms", self.election_timeout_ms),
+            (
+                "controller.quorum.election.timeout.ms",
+                self.election_timeout_ms,
+            ),
             ("controller.quorum.fetch.timeout.ms", self.fetch_timeout_ms),
-            ("controller.quorum.request.timeout.ms", self.request_timeout_ms),
+            (
+                "controller.quorum.request.timeout.ms",
+                self.request_timeout_ms,
+            ),
             ("controller.quorum.retry.backoff.ms", self.retry_backoff_ms),
             ("metadata.log.segment.bytes", self.segment_bytes),
-            ("metadata.log.max.entries.between.snapshots", self.snapshot_entries_between),
+            (
+                "metadata.log.max.entries.between.snapshots",
+                self.snapshot_entries_between,
+            ),
             ("controller.max.connections", self.connections_max as u64),
             ("connections.max.idle.ms", self.connections_max_idle_ms),
-            ("metadata.subscriber.queue.capacity", self.subscriber_capacity as u64),
-            ("controller.quorum.proposals.in.flight.max", self.proposals_in_flight_max as u64),
+            (
+                "metadata.subscriber.queue.capacity",
+                self.subscriber_capacity as u64,
+            ),
+            (
+                "controller.quorum.proposals.in.flight.max",
+                self.proposals_in_flight_max as u64,
+            ),
         ];
         for (key, value) in positive {
             if value == 0 {
@@ -121,7 +136,10 @@ impl QuorumConfig {
             }
         }
         if self.request_max_bytes < 1024 {
-            return Err(invalid("controller.quorum.request.max.bytes", "must be at least 1024"));
+            return Err(invalid(
+                "controller.quorum.request.max.bytes",
+                "must be at least 1024",
+            ));
         }
         if self.retry_backoff_max_ms < self.retry_backoff_ms {
             return Err(invalid(
@@ -188,7 +206,13 @@ mod tests {
         assert_eq!(voters.len(), 2);
         assert_eq!(voters[1].node_id, 2);
         assert_eq!(voters[1].addr.port(), 9094);
-        for bad in ["", "1", "x@127.0.0.1:1", "1@nohost", "1@127.0.0.1:1,1@127.0.0.1:2"] {
+        for bad in [
+            "",
+            "1",
+            "x@127.0.0.1:1",
+            "1@nohost",
+            "1@127.0.0.1:1,1@127.0.0.1:2",
+        ] {
             assert!(parse_voters(bad).is_err(), "{bad:?} accepted");
         }
     }

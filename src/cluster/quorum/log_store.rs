@@ -272,8 +272,14 @@ impl Inner {
             self.segments.pop();
         }
         sync_dir(&self.dir)?;
-        let segment = self.segments.last_mut().expect("the segment holding the cut");
-        assert_eq!(segment.base_index, cut.segment_base, "cut segment is the last");
+        let segment = self
+            .segments
+            .last_mut()
+            .expect("the segment holding the cut");
+        assert_eq!(
+            segment.base_index, cut.segment_base,
+            "cut segment is the last"
+        );
         let file = OpenOptions::new().write(true).open(&segment.path)?;
         file.set_len(cut.file_offset)?;
         file.sync_all()?;
@@ -361,7 +367,11 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 }
 
 /// Replaces a small state file atomically: temp file, optional fsync, rename, optional dir fsync.
-pub(crate) fn write_small<T: serde::Serialize>(path: &Path, value: &T, durable: bool) -> io::Result<()> {
+pub(crate) fn write_small<T: serde::Serialize>(
+    path: &Path,
+    value: &T,
+    durable: bool,
+) -> io::Result<()> {
     let body = postcard::to_allocvec(value).map_err(io::Error::other)?;
     let mut bytes = Vec::with_capacity(body.len() + 5);
     bytes.push(FORMAT_V0);
@@ -397,7 +407,9 @@ pub(crate) fn read_small<T: serde::de::DeserializeOwned>(path: &Path) -> io::Res
     if crc32c::crc32c(&bytes[5..]) != crc {
         return Err(bad());
     }
-    postcard::from_bytes(&bytes[5..]).map(Some).map_err(|_| bad())
+    postcard::from_bytes(&bytes[5..])
+        .map(Some)
+        .map_err(|_| bad())
 }
 
 impl RaftLogReader<QuorumTypes> for LogStore {
@@ -406,7 +418,11 @@ impl RaftLogReader<QuorumTypes> for LogStore {
         range: RB,
     ) -> Result<Vec<EntryOf>, io::Error> {
         let inner = self.inner.borrow();
-        Ok(inner.entries.range(range).map(|(_, (e, _))| e.clone()).collect())
+        Ok(inner
+            .entries
+            .range(range)
+            .map(|(_, (e, _))| e.clone())
+            .collect())
     }
 
     async fn read_vote(&mut self) -> Result<Option<VoteOf>, io::Error> {
@@ -453,11 +469,18 @@ impl RaftLogStorage<QuorumTypes> for LogStore {
         Ok(self.inner.borrow().committed)
     }
 
-    async fn append<I>(&mut self, entries: I, callback: IOFlushed<QuorumTypes>) -> Result<(), io::Error>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: IOFlushed<QuorumTypes>,
+    ) -> Result<(), io::Error>
     where
         I: IntoIterator<Item = EntryOf>,
     {
-        let result = self.inner.borrow_mut().append(entries.into_iter().collect());
+        let result = self
+            .inner
+            .borrow_mut()
+            .append(entries.into_iter().collect());
         match result {
             Ok(()) => {
                 callback.io_completed(Ok(()));
@@ -513,7 +536,9 @@ mod tests {
             }
             assert!(inner.segments.len() > 2, "small segments roll");
             inner.truncate_from(8).expect("truncate");
-            inner.append(vec![entry(2, 8)]).expect("append after truncate");
+            inner
+                .append(vec![entry(2, 8)])
+                .expect("append after truncate");
             inner.purge(entry(1, 4).log_id).expect("purge");
         }
         let store = LogStore::open(dir.path(), 64).expect("reopen");
@@ -533,20 +558,32 @@ mod tests {
         {
             let store = LogStore::open(dir.path(), 1 << 20).expect("open");
             let mut inner = store.inner.borrow_mut();
-            inner.append(vec![entry(1, 1), entry(1, 2), entry(1, 3)]).expect("append");
+            inner
+                .append(vec![entry(1, 1), entry(1, 2), entry(1, 3)])
+                .expect("append");
         }
         let path = segment_path(dir.path(), 1);
         let len = fs::metadata(&path).expect("stat").len();
         // A crash mid-write: the last entry is half there, then garbage.
-        let file = OpenOptions::new().write(true).open(&path).expect("open segment");
+        let file = OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .expect("open segment");
         file.set_len(len - 5).expect("cut");
         drop(file);
-        let mut file = OpenOptions::new().append(true).open(&path).expect("open segment");
+        let mut file = OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .expect("open segment");
         file.write_all(&[0xFF; 3]).expect("garbage");
         drop(file);
         let store = LogStore::open(dir.path(), 1 << 20).expect("torn tail is not fatal");
         assert_eq!(indexes(&store), vec![1, 2]);
-        store.inner.borrow_mut().append(vec![entry(1, 3)]).expect("append again");
+        store
+            .inner
+            .borrow_mut()
+            .append(vec![entry(1, 3)])
+            .expect("append again");
         drop(store);
         let store = LogStore::open(dir.path(), 1 << 20).expect("reopen");
         assert_eq!(indexes(&store), vec![1, 2, 3]);
@@ -580,7 +617,10 @@ mod tests {
             let mut store = LogStore::open(dir.path(), 1 << 20).expect("open");
             block_on(async {
                 store.save_vote(&vote).await.expect("vote");
-                store.save_committed(Some(committed)).await.expect("committed");
+                store
+                    .save_committed(Some(committed))
+                    .await
+                    .expect("committed");
             });
         }
         let mut store = LogStore::open(dir.path(), 1 << 20).expect("reopen");
@@ -591,7 +631,9 @@ mod tests {
     }
 
     fn block_on<F: std::future::Future>(f: F) -> F::Output {
-        compio::runtime::Runtime::new().expect("runtime").block_on(f)
+        compio::runtime::Runtime::new()
+            .expect("runtime")
+            .block_on(f)
     }
 
     #[test]
@@ -604,6 +646,9 @@ mod tests {
         bytes[5] ^= 1;
         fs::write(&path, bytes).expect("write");
         assert!(read_small::<u64>(&path).is_err());
-        assert_eq!(read_small::<u64>(&dir.path().join("missing")).expect("read"), None);
+        assert_eq!(
+            read_small::<u64>(&dir.path().join("missing")).expect("read"),
+            None
+        );
     }
 }

@@ -115,11 +115,18 @@ pub struct Quorum;
 impl Quorum {
     /// Binds this node's controller listener (its address in `controller.quorum.voters`) and
     /// starts its member.
-    pub fn start(config: QuorumConfig, applier: Box<dyn MetadataApplier + Send>) -> Result<QuorumHandle, QuorumError> {
+    pub fn start(
+        config: QuorumConfig,
+        applier: Box<dyn MetadataApplier + Send>,
+    ) -> Result<QuorumHandle, QuorumError> {
         config.validate()?;
-        let addr = config.local_voter().map(|v| v.addr).ok_or(QuorumError::Stopped)?;
-        let listener = std::net::TcpListener::bind(addr)
-            .map_err(|e| QuorumError::Start(format!("cannot bind controller listener {addr}: {e}")))?;
+        let addr = config
+            .local_voter()
+            .map(|v| v.addr)
+            .ok_or(QuorumError::Stopped)?;
+        let listener = std::net::TcpListener::bind(addr).map_err(|e| {
+            QuorumError::Start(format!("cannot bind controller listener {addr}: {e}"))
+        })?;
         Self::start_with_listener(config, applier, listener)
     }
 
@@ -161,7 +168,9 @@ impl Quorum {
             }
             Err(_) => {
                 let _ = thread.join();
-                return Err(QuorumError::Start("the quorum thread died while starting".into()));
+                return Err(QuorumError::Start(
+                    "the quorum thread died while starting".into(),
+                ));
             }
         }
         tracing::info!(node_id = config.node_id, %local_addr, "controller quorum member started");
@@ -313,9 +322,15 @@ impl Member {
         };
         let listener = compio::net::TcpListener::from_std(self.listener)
             .map_err(|e| format!("controller listener: {e}"))?;
-        let raft = Raft::new(config.node_id, self.raft_config.clone(), network, log_store, state_machine)
-            .await
-            .map_err(|e| format!("raft: {e}"))?;
+        let raft = Raft::new(
+            config.node_id,
+            self.raft_config.clone(),
+            network,
+            log_store,
+            state_machine,
+        )
+        .await
+        .map_err(|e| format!("raft: {e}"))?;
         let members: BTreeMap<u64, BasicNode> = config
             .voters
             .iter()
@@ -337,7 +352,10 @@ impl Member {
             compio::runtime::spawn(watch_leader(raft.clone(), self.leader.clone())),
         ];
         for _ in 0..config.proposals_in_flight_max {
-            tasks.push(compio::runtime::spawn(propose_worker(raft.clone(), self.proposals.clone())));
+            tasks.push(compio::runtime::spawn(propose_worker(
+                raft.clone(),
+                self.proposals.clone(),
+            )));
         }
         Ok((raft, tasks))
     }
@@ -369,15 +387,19 @@ async fn propose_worker(raft: Raft, proposals: flume::Receiver<Proposal>) {
     }
 }
 
-fn propose_error(e: openraft::errors::RaftError<QuorumTypes, openraft::errors::ClientWriteError<QuorumTypes>>) -> QuorumError {
+fn propose_error(
+    e: openraft::errors::RaftError<QuorumTypes, openraft::errors::ClientWriteError<QuorumTypes>>,
+) -> QuorumError {
     use openraft::errors::{ClientWriteError, RaftError};
     match e {
         RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => QuorumError::NotController {
             leader_id: f.leader_id,
         },
-        RaftError::APIError(ClientWriteError::LogEntryDiscarded(f)) => QuorumError::OutcomeUnknown {
-            leader_id: f.leader_id,
-        },
+        RaftError::APIError(ClientWriteError::LogEntryDiscarded(f)) => {
+            QuorumError::OutcomeUnknown {
+                leader_id: f.leader_id,
+            }
+        }
         RaftError::APIError(other) => QuorumError::Rejected(other.to_string()),
         RaftError::Fatal(_) => QuorumError::Stopped,
     }

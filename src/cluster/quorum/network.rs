@@ -24,10 +24,14 @@ use std::time::Duration;
 use compio::buf::{BufResult, IntoInner, IoBuf};
 use compio::io::{AsyncReadExt, AsyncWriteExt};
 use compio::net::{TcpListener, TcpStream};
-use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Timeout, Unreachable};
+use openraft::errors::{
+    NetworkError, RPCError, ReplicationClosed, StreamingError, Timeout, Unreachable,
+};
 use openraft::network::v2::RaftNetworkV2;
 use openraft::network::{Backoff, RPCOption};
-use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+};
 use openraft::{BasicNode, RPCTypes, RaftNetworkFactory};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -73,7 +77,10 @@ pub async fn read_frame(
     }
     let len = u32::from_be_bytes(len_buf) as usize;
     if len > max_bytes {
-        return Err(FrameError::TooLarge { len, max: max_bytes });
+        return Err(FrameError::TooLarge {
+            len,
+            max: max_bytes,
+        });
     }
     if len < 2 {
         return Err(FrameError::BadHeader(0xFF));
@@ -168,9 +175,17 @@ pub async fn serve(listener: TcpListener, raft: Raft, settings: ServerSettings) 
     }
 }
 
-async fn serve_connection(mut stream: TcpStream, raft: &Raft, settings: ServerSettings) -> io::Result<()> {
+async fn serve_connection(
+    mut stream: TcpStream,
+    raft: &Raft,
+    settings: ServerSettings,
+) -> io::Result<()> {
     loop {
-        let next = read_frame(&mut stream, settings.request_max_bytes, settings.frame_timeout);
+        let next = read_frame(
+            &mut stream,
+            settings.request_max_bytes,
+            settings.frame_timeout,
+        );
         let (kind, payload) = match compio::time::timeout(settings.idle_timeout, next).await {
             Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "idle")),
             Ok(Ok(frame)) => frame,
@@ -188,7 +203,11 @@ async fn serve_connection(mut stream: TcpStream, raft: &Raft, settings: ServerSe
 
 /// Decodes and runs one request. `Err` (io) closes the connection: the bytes were garbage.
 /// `Ok(Err(message))` is an error answer: this node could not serve it (it is stopping).
-async fn handle_request(raft: &Raft, kind: u8, payload: &[u8]) -> io::Result<Result<Vec<u8>, String>> {
+async fn handle_request(
+    raft: &Raft,
+    kind: u8,
+    payload: &[u8],
+) -> io::Result<Result<Vec<u8>, String>> {
     Ok(match kind {
         KIND_APPEND_ENTRIES => {
             let req: AppendEntriesRequest<QuorumTypes> = decode(payload)?;
@@ -211,7 +230,10 @@ async fn handle_request(raft: &Raft, kind: u8, payload: &[u8]) -> io::Result<Res
         }
         KIND_FULL_SNAPSHOT => {
             let (vote, meta, data): (VoteOf, SnapshotMetaOf, Vec<u8>) = decode(payload)?;
-            let snapshot = SnapshotOf { meta, snapshot: data };
+            let snapshot = SnapshotOf {
+                meta,
+                snapshot: data,
+            };
             match raft.install_full_snapshot(vote, snapshot).await {
                 Ok(resp) => Ok(encode(&resp)?),
                 Err(e) => Err(e.to_string()),
@@ -272,7 +294,12 @@ enum CallError {
 }
 
 impl PeerClient {
-    async fn call(&mut self, kind: u8, payload: Vec<u8>, ttl: Duration) -> Result<Vec<u8>, CallError> {
+    async fn call(
+        &mut self,
+        kind: u8,
+        payload: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<Vec<u8>, CallError> {
         match compio::time::timeout(ttl, self.call_inner(kind, payload)).await {
             Ok(Ok(bytes)) => Ok(bytes),
             Ok(Err(e)) => {
@@ -292,15 +319,23 @@ impl PeerClient {
             let addr: SocketAddr = self.addr.parse().map_err(|_| {
                 CallError::Unreachable(io::Error::other(format!("bad peer address {}", self.addr)))
             })?;
-            let stream = TcpStream::connect(addr).await.map_err(CallError::Unreachable)?;
+            let stream = TcpStream::connect(addr)
+                .await
+                .map_err(CallError::Unreachable)?;
             stream.set_nodelay(true).map_err(CallError::Unreachable)?;
             self.stream = Some(stream);
         }
         let stream = self.stream.as_mut().expect("connected above");
-        write_frame(stream, kind, &payload).await.map_err(CallError::Network)?;
-        let (status, body) = read_frame(stream, self.settings.request_max_bytes, self.settings.request_timeout)
+        write_frame(stream, kind, &payload)
             .await
-            .map_err(|e| CallError::Network(io::Error::other(e.to_string())))?;
+            .map_err(CallError::Network)?;
+        let (status, body) = read_frame(
+            stream,
+            self.settings.request_max_bytes,
+            self.settings.request_timeout,
+        )
+        .await
+        .map_err(|e| CallError::Network(io::Error::other(e.to_string())))?;
         match status {
             RESPONSE_OK => Ok(body),
             _ => Err(CallError::Unreachable(io::Error::other(format!(
@@ -336,7 +371,11 @@ impl PeerClient {
     ) -> Result<Resp, RPCError<QuorumTypes>> {
         let payload = encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let bytes = self
-            .call(kind, payload, option.hard_ttl().min(self.settings.request_timeout))
+            .call(
+                kind,
+                payload,
+                option.hard_ttl().min(self.settings.request_timeout),
+            )
             .await
             .map_err(|e| self.rpc_error(e, action, from))?;
         decode(&bytes).map_err(|e| RPCError::Network(NetworkError::new(&e)))
@@ -352,8 +391,14 @@ impl RaftNetworkV2<QuorumTypes> for PeerClient {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<QuorumTypes>, RPCError<QuorumTypes>> {
         let from = rpc.vote.leader_id.node_id;
-        self.typed(KIND_APPEND_ENTRIES, &rpc, &option, RPCTypes::AppendEntries, from)
-            .await
+        self.typed(
+            KIND_APPEND_ENTRIES,
+            &rpc,
+            &option,
+            RPCTypes::AppendEntries,
+            from,
+        )
+        .await
     }
 
     async fn vote(
@@ -362,7 +407,8 @@ impl RaftNetworkV2<QuorumTypes> for PeerClient {
         option: RPCOption,
     ) -> Result<VoteResponse<QuorumTypes>, RPCError<QuorumTypes>> {
         let from = rpc.vote.leader_id.node_id;
-        self.typed(KIND_VOTE, &rpc, &option, RPCTypes::Vote, from).await
+        self.typed(KIND_VOTE, &rpc, &option, RPCTypes::Vote, from)
+            .await
     }
 
     async fn pre_vote(
@@ -371,7 +417,8 @@ impl RaftNetworkV2<QuorumTypes> for PeerClient {
         option: RPCOption,
     ) -> Result<VoteResponse<QuorumTypes>, RPCError<QuorumTypes>> {
         let from = rpc.vote.leader_id.node_id;
-        self.typed(KIND_PRE_VOTE, &rpc, &option, RPCTypes::Vote, from).await
+        self.typed(KIND_PRE_VOTE, &rpc, &option, RPCTypes::Vote, from)
+            .await
     }
 
     async fn full_snapshot(

@@ -210,7 +210,8 @@ impl MetadataRecord {
                     put_opt_i32s(out, list.as_deref());
                 }
             }
-            MetadataRecord::FenceBroker { id, epoch } | MetadataRecord::UnfenceBroker { id, epoch } => {
+            MetadataRecord::FenceBroker { id, epoch }
+            | MetadataRecord::UnfenceBroker { id, epoch } => {
                 put_i32(out, *id);
                 put_i64(out, *epoch);
             }
@@ -294,7 +295,9 @@ impl MetadataRecord {
                 id: r.i32()?,
                 epoch: r.i64()?,
             },
-            9 => MetadataRecord::RemoveTopic { topic_id: r.uuid()? },
+            9 => MetadataRecord::RemoveTopic {
+                topic_id: r.uuid()?,
+            },
             15 => MetadataRecord::ProducerIds {
                 broker_id: r.i32()?,
                 broker_epoch: r.i64()?,
@@ -397,7 +400,10 @@ impl<'de> serde::Deserialize<'de> for RecordBatch {
 fn len_u32(len: usize) -> u32 {
     // Records are built by the controller from validated requests; a list or string past 4 GiB
     // is a programming error, not input.
-    assert!(len <= u32::MAX as usize, "metadata record field too long: {len}");
+    assert!(
+        len <= u32::MAX as usize,
+        "metadata record field too long: {len}"
+    );
     len as u32
 }
 
@@ -627,7 +633,10 @@ mod tests {
     fn every_truncation_is_an_error_not_a_panic() {
         let bytes = RecordBatch(sample_records()).encode();
         for len in 0..bytes.len() {
-            assert!(RecordBatch::decode(&bytes[..len]).is_err(), "prefix {len} decoded");
+            assert!(
+                RecordBatch::decode(&bytes[..len]).is_err(),
+                "prefix {len} decoded"
+            );
         }
     }
 

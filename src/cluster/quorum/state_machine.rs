@@ -73,7 +73,11 @@ impl Clone for StateMachine {
 impl StateMachine {
     /// Opens the state machine over `dir`, finding the newest snapshot there (not yet loaded:
     /// openraft installs it at start through `get_current_snapshot`).
-    pub fn open(dir: &Path, applier: Box<dyn MetadataApplier>, subscribers: Subscribers) -> io::Result<Self> {
+    pub fn open(
+        dir: &Path,
+        applier: Box<dyn MetadataApplier>,
+        subscribers: Subscribers,
+    ) -> io::Result<Self> {
         fs::create_dir_all(dir)?;
         let mut newest: Option<(u64, PathBuf)> = None;
         for dirent in fs::read_dir(dir)? {
@@ -127,7 +131,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 fn snapshot_index(name: &str) -> Option<u64> {
-    name.strip_prefix("snapshot-")?.strip_suffix(".snap")?.parse().ok()
+    name.strip_prefix("snapshot-")?
+        .strip_suffix(".snap")?
+        .parse()
+        .ok()
 }
 
 fn snapshot_path(dir: &Path, meta: &SnapshotMetaOf) -> PathBuf {
@@ -250,7 +257,8 @@ impl RaftStateMachine<QuorumTypes> for StateMachine {
                         batch.0
                     }
                     EntryPayload::Membership(membership) => {
-                        inner.last_membership = StoredMembershipOf::new(Some(entry.log_id), membership);
+                        inner.last_membership =
+                            StoredMembershipOf::new(Some(entry.log_id), membership);
                         Vec::new()
                     }
                 }
@@ -269,7 +277,11 @@ impl RaftStateMachine<QuorumTypes> for StateMachine {
         self.clone()
     }
 
-    async fn install_snapshot(&mut self, meta: &SnapshotMetaOf, snapshot: Vec<u8>) -> Result<(), io::Error> {
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMetaOf,
+        snapshot: Vec<u8>,
+    ) -> Result<(), io::Error> {
         {
             let mut inner = self.inner.borrow_mut();
             inner
@@ -286,7 +298,8 @@ impl RaftStateMachine<QuorumTypes> for StateMachine {
             }
         }
         let offset = meta.last_log_id.map(|l| l.index);
-        self.publish(MetadataEvent::SnapshotInstalled { offset }).await;
+        self.publish(MetadataEvent::SnapshotInstalled { offset })
+            .await;
         Ok(())
     }
 
@@ -312,7 +325,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let meta = SnapshotMetaOf {
             last_log_id: Some(openraft::LogId::new(
-                openraft::impls::leader_id_adv::LeaderId { term: 2, node_id: 1 },
+                openraft::impls::leader_id_adv::LeaderId {
+                    term: 2,
+                    node_id: 1,
+                },
                 17,
             )),
             last_membership: StoredMembershipOf::default(),
