@@ -9,9 +9,9 @@
 
 pub mod atomic_file;
 pub mod clean_shutdown;
-pub mod cluster;
 /// The admin CLI (`sluice topic ...`): a Kafka client, outside the request flow above.
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod groups;
 pub mod handlers;
