@@ -91,6 +91,70 @@ impl QuorumConfig {
         }
     }
 
+    /// Applies one setting by its Kafka name (the table above). `Ok(false)`: not a quorum
+    /// setting (the caller's other settings); an error for a known key with a bad value.
+    pub fn apply_setting(&mut self, key: &str, value: &str) -> Result<bool, QuorumConfigError> {
+        fn num<T: std::str::FromStr>(
+            key: &'static str,
+            value: &str,
+        ) -> Result<T, QuorumConfigError> {
+            value
+                .trim()
+                .parse()
+                .map_err(|_| invalid(key, format!("`{value}` is not a non-negative integer")))
+        }
+        match key {
+            "node.id" => self.node_id = num("node.id", value)?,
+            "controller.quorum.voters" => self.voters = parse_voters(value)?,
+            "controller.listener.names" => {
+                let first = value.split(',').map(str::trim).find(|n| !n.is_empty());
+                let name = first.ok_or_else(|| invalid("controller.listener.names", "empty"))?;
+                self.listener_name = name.to_owned();
+            }
+            "metadata.log.dir" => self.metadata_dir = PathBuf::from(value),
+            "controller.quorum.election.timeout.ms" => {
+                self.election_timeout_ms = num("controller.quorum.election.timeout.ms", value)?
+            }
+            "controller.quorum.fetch.timeout.ms" => {
+                self.fetch_timeout_ms = num("controller.quorum.fetch.timeout.ms", value)?
+            }
+            "controller.quorum.request.timeout.ms" => {
+                self.request_timeout_ms = num("controller.quorum.request.timeout.ms", value)?
+            }
+            "controller.quorum.retry.backoff.ms" => {
+                self.retry_backoff_ms = num("controller.quorum.retry.backoff.ms", value)?
+            }
+            "controller.quorum.election.backoff.max.ms" => {
+                self.retry_backoff_max_ms = num("controller.quorum.election.backoff.max.ms", value)?
+            }
+            "controller.quorum.request.max.bytes" => {
+                self.request_max_bytes = num("controller.quorum.request.max.bytes", value)?
+            }
+            "metadata.log.segment.bytes" => {
+                self.segment_bytes = num("metadata.log.segment.bytes", value)?
+            }
+            "metadata.log.max.entries.between.snapshots" => {
+                self.snapshot_entries_between =
+                    num("metadata.log.max.entries.between.snapshots", value)?
+            }
+            "controller.max.connections" => {
+                self.connections_max = num("controller.max.connections", value)?
+            }
+            "connections.max.idle.ms" => {
+                self.connections_max_idle_ms = num("connections.max.idle.ms", value)?
+            }
+            "metadata.subscriber.queue.capacity" => {
+                self.subscriber_capacity = num("metadata.subscriber.queue.capacity", value)?
+            }
+            "controller.quorum.proposals.in.flight.max" => {
+                self.proposals_in_flight_max =
+                    num("controller.quorum.proposals.in.flight.max", value)?
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
     /// This node's own voter entry (its controller listener address).
     pub fn local_voter(&self) -> Option<&Voter> {
         self.voters.iter().find(|v| v.node_id == self.node_id)
@@ -215,6 +279,33 @@ mod tests {
         ] {
             assert!(parse_voters(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn kafka_named_settings_apply() {
+        let mut config = QuorumConfig::new(0, Vec::new(), PathBuf::new());
+        let settings = [
+            ("node.id", "2"),
+            (
+                "controller.quorum.voters",
+                "1@127.0.0.1:9093,2@127.0.0.1:9094",
+            ),
+            ("controller.listener.names", "CONTROLLER,OTHER"),
+            ("metadata.log.dir", "/var/lib/sluice/meta"),
+            ("controller.quorum.fetch.timeout.ms", "3000"),
+        ];
+        for (key, value) in settings {
+            assert_eq!(config.apply_setting(key, value), Ok(true), "{key}");
+        }
+        assert_eq!(config.apply_setting("log.retention.ms", "1"), Ok(false));
+        assert!(config
+            .apply_setting("controller.quorum.fetch.timeout.ms", "-1")
+            .is_err());
+        assert_eq!(config.node_id, 2);
+        assert_eq!(config.local_voter().map(|v| v.addr.port()), Some(9094));
+        assert_eq!(config.listener_name, "CONTROLLER");
+        assert_eq!(config.fetch_timeout_ms, 3000);
+        config.validate().expect("valid");
     }
 
     #[test]

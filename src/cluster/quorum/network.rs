@@ -274,6 +274,7 @@ impl RaftNetworkFactory<QuorumTypes> for Network {
             addr: node.addr.clone(),
             stream: None,
             settings: self.settings.clone(),
+            failing: false,
         }
     }
 }
@@ -284,12 +285,18 @@ pub struct PeerClient {
     addr: String,
     stream: Option<TcpStream>,
     settings: NetworkSettings,
+    /// Whether the last call failed: failures are logged once per outage, not per retry.
+    failing: bool,
 }
 
 /// How one RPC failed, before mapping to openraft's error types.
+#[derive(Debug, thiserror::Error)]
 enum CallError {
+    #[error("unreachable: {0}")]
     Unreachable(io::Error),
+    #[error("no answer within {0:?}")]
     Timeout(Duration),
+    #[error("connection failed: {0}")]
     Network(io::Error),
 }
 
@@ -300,18 +307,31 @@ impl PeerClient {
         payload: Vec<u8>,
         ttl: Duration,
     ) -> Result<Vec<u8>, CallError> {
-        match compio::time::timeout(ttl, self.call_inner(kind, payload)).await {
-            Ok(Ok(bytes)) => Ok(bytes),
-            Ok(Err(e)) => {
-                self.stream = None;
-                Err(e)
+        let result = match compio::time::timeout(ttl, self.call_inner(kind, payload)).await {
+            Ok(result) => result,
+            Err(_) => Err(CallError::Timeout(ttl)),
+        };
+        match &result {
+            Ok(_) if self.failing => {
+                self.failing = false;
+                tracing::info!(target_node = self.target, addr = %self.addr, "controller peer reachable again");
             }
-            Err(_) => {
+            Ok(_) => {}
+            Err(e) => {
                 // The connection may hold half a response: never reuse it.
                 self.stream = None;
-                Err(CallError::Timeout(ttl))
+                if !self.failing {
+                    self.failing = true;
+                    tracing::warn!(
+                        target_node = self.target,
+                        addr = %self.addr,
+                        error = %e,
+                        "controller peer unreachable; retrying with backoff"
+                    );
+                }
             }
         }
+        result
     }
 
     async fn call_inner(&mut self, kind: u8, payload: Vec<u8>) -> Result<Vec<u8>, CallError> {
