@@ -296,6 +296,7 @@ fn killing_the_leader_elects_another_and_loses_nothing_committed() {
     let stopped_at = Instant::now();
     let new_leader = cluster.wait_for_leader();
     let failover = stopped_at.elapsed();
+    eprintln!("failover took {failover:?}");
     assert_ne!(new_leader, old_leader);
     assert!(
         failover < Duration::from_secs(5),
