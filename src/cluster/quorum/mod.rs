@@ -361,12 +361,23 @@ impl Member {
     }
 }
 
-/// Mirrors openraft's view of the leader into the handle's atomic.
+/// Mirrors openraft's view of the leader into the handle's atomic. A raft core that stopped on
+/// a fatal error (a failed disk write) is logged once and reported as "no leader".
 async fn watch_leader(raft: Raft, leader: Arc<AtomicU64>) {
     use openraft::async_runtime::watch::WatchReceiver;
     let mut metrics = raft.metrics();
     loop {
-        let current = metrics.borrow_watched().current_leader;
+        let (current, fatal) = {
+            let m = metrics.borrow_watched();
+            (m.current_leader, m.running_state.as_ref().err().cloned())
+        };
+        if let Some(fatal) = fatal {
+            if !matches!(fatal, openraft::errors::Fatal::Stopped) {
+                tracing::error!(error = %fatal, "controller quorum member stopped on a fatal error");
+            }
+            leader.store(NO_LEADER, Ordering::Release);
+            return;
+        }
         leader.store(current.unwrap_or(NO_LEADER), Ordering::Release);
         if metrics.changed().await.is_err() {
             leader.store(NO_LEADER, Ordering::Release);
