@@ -10,6 +10,8 @@
 //!   persists it (`store`), and has every shard apply the same records to its own copy before
 //!   it answers. `deletion` removes a deleted topic's data and everything keyed by it.
 //! - `topics`: topic names, ids, configs and their validation (Kafka's catalog of configs).
+//! - `quorum`: the controller quorum's replicated metadata log on openraft (not yet wired into
+//!   start-up; its own `MetadataRecord` codec is to be unified with `records`).
 //!
 //! Invariants: only the controller produces records; every shard's image is the controller's
 //! after the same records, applied in the same order; handlers read brokers, leaders and
@@ -18,6 +20,7 @@
 pub mod controller;
 pub mod deletion;
 pub mod image;
+pub mod quorum;
 pub mod records;
 pub mod store;
 pub mod topics;

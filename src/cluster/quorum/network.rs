@@ -1,0 +1,478 @@
+//! The controller listener and its peers' clients: openraft's AppendEntries, Vote, PreVote and
+//! full-snapshot RPCs over TCP, one request at a time per connection.
+//!
+//! Frame (both directions): `length u32` (of what follows, at most
+//! `controller.quorum.request.max.bytes`), `version u8 (0)`, `kind u8`, postcard payload.
+//! A response's kind is [`RESPONSE_OK`] or [`RESPONSE_ERROR`] (payload: a UTF-8 message).
+//!
+//! Invariants:
+//! - Bytes from the network are never trusted: a frame over the bound, an unknown version or
+//!   kind, or a payload that does not decode closes that connection (logged); nothing panics.
+//!   Frame bodies are read in chunks as they arrive, so a length prefix alone allocates nothing
+//!   large.
+//! - At most `controller.max.connections` inbound connections are served; more are closed at
+//!   once.
+//! - An unreachable peer is an `Unreachable` error: openraft backs off (exponentially, from
+//!   `controller.quorum.retry.backoff.ms` to `controller.quorum.election.backoff.max.ms`) and
+//!   retries, forever; the connection is re-dialled on the next RPC.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use compio::buf::{BufResult, IntoInner, IoBuf};
+use compio::io::{AsyncReadExt, AsyncWriteExt};
+use compio::net::{TcpListener, TcpStream};
+use openraft::errors::{
+    NetworkError, RPCError, ReplicationClosed, StreamingError, Timeout, Unreachable,
+};
+use openraft::network::v2::RaftNetworkV2;
+use openraft::network::{Backoff, RPCOption};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+};
+use openraft::{BasicNode, RPCTypes, RaftNetworkFactory};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::{QuorumTypes, Raft, SnapshotMetaOf, SnapshotOf, VoteOf};
+
+const FRAME_V0: u8 = 0;
+const KIND_APPEND_ENTRIES: u8 = 1;
+const KIND_VOTE: u8 = 2;
+const KIND_PRE_VOTE: u8 = 3;
+const KIND_FULL_SNAPSHOT: u8 = 4;
+const RESPONSE_OK: u8 = 0;
+const RESPONSE_ERROR: u8 = 1;
+/// Frame bodies are read in pieces of at most this many bytes.
+const READ_CHUNK_BYTES: usize = 64 * 1024;
+
+/// Why a frame could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("connection closed")]
+    Closed,
+    #[error("frame of {len} bytes is over the {max}-byte limit")]
+    TooLarge { len: usize, max: usize },
+    #[error("frame too short or of unknown version {0}")]
+    BadHeader(u8),
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// Reads one frame: `(kind, payload)`. Once its length has arrived, the rest must arrive
+/// within `body_timeout` (a peer that stalls mid-frame is dropped, not waited on forever).
+pub async fn read_frame(
+    stream: &mut TcpStream,
+    max_bytes: usize,
+    body_timeout: Duration,
+) -> Result<(u8, Vec<u8>), FrameError> {
+    let BufResult(res, len_buf) = stream.read_exact([0u8; 4]).await;
+    if let Err(e) = res {
+        return Err(match e.kind() {
+            io::ErrorKind::UnexpectedEof => FrameError::Closed,
+            _ => FrameError::Io(e),
+        });
+    }
+    let len = u32::from_be_bytes(len_buf) as usize;
+    if len > max_bytes {
+        return Err(FrameError::TooLarge {
+            len,
+            max: max_bytes,
+        });
+    }
+    if len < 2 {
+        return Err(FrameError::BadHeader(0xFF));
+    }
+    let mut body = compio::time::timeout(body_timeout, read_body(stream, len))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "frame body timed out"))??;
+    if body[0] != FRAME_V0 {
+        return Err(FrameError::BadHeader(body[0]));
+    }
+    let kind = body[1];
+    body.drain(..2);
+    Ok((kind, body))
+}
+
+/// Reads `len` bytes in chunks as they arrive (memory grows with what was received).
+async fn read_body(stream: &mut TcpStream, len: usize) -> io::Result<Vec<u8>> {
+    let mut body = Vec::with_capacity(len.min(READ_CHUNK_BYTES));
+    while body.len() < len {
+        let want = (len - body.len()).min(READ_CHUNK_BYTES);
+        let chunk = Vec::with_capacity(want);
+        let BufResult(res, chunk) = stream.read_exact(chunk.slice(..want)).await;
+        res?;
+        body.extend_from_slice(&chunk.into_inner()[..want]);
+    }
+    Ok(body)
+}
+
+/// Writes one frame.
+pub async fn write_frame(stream: &mut TcpStream, kind: u8, payload: &[u8]) -> io::Result<()> {
+    let len = u32::try_from(payload.len() + 2).map_err(|_| io::Error::other("frame over 4 GiB"))?;
+    let mut frame = Vec::with_capacity(payload.len() + 6);
+    frame.extend_from_slice(&len.to_be_bytes());
+    frame.push(FRAME_V0);
+    frame.push(kind);
+    frame.extend_from_slice(payload);
+    let BufResult(res, _) = stream.write_all(frame).await;
+    res
+}
+
+fn encode<T: Serialize>(value: &T) -> io::Result<Vec<u8>> {
+    postcard::to_allocvec(value).map_err(io::Error::other)
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> io::Result<T> {
+    postcard::from_bytes(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+// ----- server side -----
+
+/// Limits of the controller listener.
+#[derive(Clone, Copy, Debug)]
+pub struct ServerSettings {
+    pub request_max_bytes: usize,
+    pub connections_max: usize,
+    /// A frame that started must finish within this (`controller.quorum.request.timeout.ms`).
+    pub frame_timeout: Duration,
+    /// A connection with no request for this long is closed (`connections.max.idle.ms`).
+    pub idle_timeout: Duration,
+}
+
+/// Serves the controller listener until this future is dropped; dropping it also drops (and
+/// so cancels) every connection task.
+pub async fn serve(listener: TcpListener, raft: Raft, settings: ServerSettings) {
+    let mut connections: Vec<compio::runtime::JoinHandle<()>> = Vec::new();
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning on the error.
+                tracing::warn!(error = %e, "controller listener: accept failed");
+                compio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        connections.retain(|c| !c.is_finished());
+        if connections.len() >= settings.connections_max {
+            tracing::warn!(
+                %peer,
+                connections_max = settings.connections_max,
+                "controller listener: too many connections, closing"
+            );
+            drop(stream);
+            continue;
+        }
+        let raft = raft.clone();
+        connections.push(compio::runtime::spawn(async move {
+            if let Err(e) = serve_connection(stream, &raft, settings).await {
+                tracing::info!(%peer, error = %e, "controller connection closed");
+            }
+        }));
+    }
+}
+
+async fn serve_connection(
+    mut stream: TcpStream,
+    raft: &Raft,
+    settings: ServerSettings,
+) -> io::Result<()> {
+    loop {
+        let next = read_frame(
+            &mut stream,
+            settings.request_max_bytes,
+            settings.frame_timeout,
+        );
+        let (kind, payload) = match compio::time::timeout(settings.idle_timeout, next).await {
+            Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "idle")),
+            Ok(Ok(frame)) => frame,
+            Ok(Err(FrameError::Closed)) => return Ok(()),
+            Ok(Err(FrameError::Io(e))) => return Err(e),
+            Ok(Err(e)) => return Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
+        };
+        let response = handle_request(raft, kind, &payload).await?;
+        match response {
+            Ok(bytes) => write_frame(&mut stream, RESPONSE_OK, &bytes).await?,
+            Err(message) => write_frame(&mut stream, RESPONSE_ERROR, message.as_bytes()).await?,
+        }
+    }
+}
+
+/// Decodes and runs one request. `Err` (io) closes the connection: the bytes were garbage.
+/// `Ok(Err(message))` is an error answer: this node could not serve it (it is stopping).
+async fn handle_request(
+    raft: &Raft,
+    kind: u8,
+    payload: &[u8],
+) -> io::Result<Result<Vec<u8>, String>> {
+    Ok(match kind {
+        KIND_APPEND_ENTRIES => {
+            let req: AppendEntriesRequest<QuorumTypes> = decode(payload)?;
+            match raft.append_entries(req).await {
+                Ok(resp) => Ok(encode(&resp)?),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+        KIND_VOTE | KIND_PRE_VOTE => {
+            let req: VoteRequest<QuorumTypes> = decode(payload)?;
+            let result = if kind == KIND_VOTE {
+                raft.vote(req).await
+            } else {
+                raft.pre_vote(req).await
+            };
+            match result {
+                Ok(resp) => Ok(encode(&resp)?),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+        KIND_FULL_SNAPSHOT => {
+            let (vote, meta, data): (VoteOf, SnapshotMetaOf, Vec<u8>) = decode(payload)?;
+            let snapshot = SnapshotOf {
+                meta,
+                snapshot: data,
+            };
+            match raft.install_full_snapshot(vote, snapshot).await {
+                Ok(resp) => Ok(encode(&resp)?),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+        other => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("unknown controller request kind {other}"),
+            ))
+        }
+    })
+}
+
+// ----- client side -----
+
+/// Settings every peer client shares.
+#[derive(Clone, Debug)]
+pub struct NetworkSettings {
+    pub request_max_bytes: usize,
+    pub request_timeout: Duration,
+    pub retry_backoff: Duration,
+    pub retry_backoff_max: Duration,
+}
+
+/// Makes one client per peer (openraft asks for them per replication stream).
+#[derive(Clone, Debug)]
+pub struct Network {
+    pub settings: NetworkSettings,
+}
+
+impl RaftNetworkFactory<QuorumTypes> for Network {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: u64, node: &BasicNode) -> PeerClient {
+        PeerClient {
+            target,
+            addr: node.addr.clone(),
+            stream: None,
+            settings: self.settings.clone(),
+            failing: false,
+        }
+    }
+}
+
+/// A connection to one peer, dialled on demand.
+pub struct PeerClient {
+    target: u64,
+    addr: String,
+    stream: Option<TcpStream>,
+    settings: NetworkSettings,
+    /// Whether the last call failed: failures are logged once per outage, not per retry.
+    failing: bool,
+}
+
+/// How one RPC failed, before mapping to openraft's error types.
+#[derive(Debug, thiserror::Error)]
+enum CallError {
+    #[error("unreachable: {0}")]
+    Unreachable(io::Error),
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    #[error("connection failed: {0}")]
+    Network(io::Error),
+}
+
+impl PeerClient {
+    async fn call(
+        &mut self,
+        kind: u8,
+        payload: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<Vec<u8>, CallError> {
+        let result = match compio::time::timeout(ttl, self.call_inner(kind, payload)).await {
+            Ok(result) => result,
+            Err(_) => Err(CallError::Timeout(ttl)),
+        };
+        match &result {
+            Ok(_) if self.failing => {
+                self.failing = false;
+                tracing::info!(target_node = self.target, addr = %self.addr, "controller peer reachable again");
+            }
+            Ok(_) => {}
+            Err(e) => {
+                // The connection may hold half a response: never reuse it.
+                self.stream = None;
+                if !self.failing {
+                    self.failing = true;
+                    tracing::warn!(
+                        target_node = self.target,
+                        addr = %self.addr,
+                        error = %e,
+                        "controller peer unreachable; retrying with backoff"
+                    );
+                }
+            }
+        }
+        result
+    }
+
+    async fn call_inner(&mut self, kind: u8, payload: Vec<u8>) -> Result<Vec<u8>, CallError> {
+        if self.stream.is_none() {
+            let addr: SocketAddr = self.addr.parse().map_err(|_| {
+                CallError::Unreachable(io::Error::other(format!("bad peer address {}", self.addr)))
+            })?;
+            let stream = TcpStream::connect(addr)
+                .await
+                .map_err(CallError::Unreachable)?;
+            stream.set_nodelay(true).map_err(CallError::Unreachable)?;
+            self.stream = Some(stream);
+        }
+        let stream = self.stream.as_mut().expect("connected above");
+        write_frame(stream, kind, &payload)
+            .await
+            .map_err(CallError::Network)?;
+        let (status, body) = read_frame(
+            stream,
+            self.settings.request_max_bytes,
+            self.settings.request_timeout,
+        )
+        .await
+        .map_err(|e| CallError::Network(io::Error::other(e.to_string())))?;
+        match status {
+            RESPONSE_OK => Ok(body),
+            _ => Err(CallError::Unreachable(io::Error::other(format!(
+                "peer refused: {}",
+                String::from_utf8_lossy(&body)
+            )))),
+        }
+    }
+
+    fn rpc_error(&self, e: CallError, action: RPCTypes, id: u64) -> RPCError<QuorumTypes> {
+        match e {
+            CallError::Unreachable(e) => {
+                tracing::debug!(target_node = self.target, addr = %self.addr, error = %e, "controller peer unreachable");
+                RPCError::Unreachable(Unreachable::new(&e))
+            }
+            CallError::Network(e) => RPCError::Network(NetworkError::new(&e)),
+            CallError::Timeout(timeout) => RPCError::Timeout(Timeout {
+                action,
+                id,
+                target: self.target,
+                timeout,
+            }),
+        }
+    }
+
+    async fn typed<Req: Serialize, Resp: DeserializeOwned>(
+        &mut self,
+        kind: u8,
+        req: &Req,
+        option: &RPCOption,
+        action: RPCTypes,
+        from: u64,
+    ) -> Result<Resp, RPCError<QuorumTypes>> {
+        let payload = encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let bytes = self
+            .call(
+                kind,
+                payload,
+                option.hard_ttl().min(self.settings.request_timeout),
+            )
+            .await
+            .map_err(|e| self.rpc_error(e, action, from))?;
+        decode(&bytes).map_err(|e| RPCError::Network(NetworkError::new(&e)))
+    }
+}
+
+impl RaftNetworkV2<QuorumTypes> for PeerClient {
+    type SnapshotData = Vec<u8>;
+
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<QuorumTypes>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<QuorumTypes>, RPCError<QuorumTypes>> {
+        let from = rpc.vote.leader_id.node_id;
+        self.typed(
+            KIND_APPEND_ENTRIES,
+            &rpc,
+            &option,
+            RPCTypes::AppendEntries,
+            from,
+        )
+        .await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<QuorumTypes>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<QuorumTypes>, RPCError<QuorumTypes>> {
+        let from = rpc.vote.leader_id.node_id;
+        self.typed(KIND_VOTE, &rpc, &option, RPCTypes::Vote, from)
+            .await
+    }
+
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<QuorumTypes>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<QuorumTypes>, RPCError<QuorumTypes>> {
+        let from = rpc.vote.leader_id.node_id;
+        self.typed(KIND_PRE_VOTE, &rpc, &option, RPCTypes::Vote, from)
+            .await
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: VoteOf,
+        snapshot: SnapshotOf,
+        _cancel: impl Future<Output = ReplicationClosed> + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<QuorumTypes>, StreamingError<QuorumTypes>> {
+        let from = vote.leader_id.node_id;
+        let req = (vote, snapshot.meta, snapshot.snapshot);
+        let payload = encode(&req).map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
+        let ttl = option.hard_ttl().max(self.settings.request_timeout);
+        let bytes = match self.call(KIND_FULL_SNAPSHOT, payload, ttl).await {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                return Err(match self.rpc_error(e, RPCTypes::InstallSnapshot, from) {
+                    RPCError::Unreachable(e) => StreamingError::Unreachable(e),
+                    RPCError::Timeout(e) => StreamingError::Timeout(e),
+                    RPCError::Network(e) => StreamingError::Network(e),
+                    RPCError::RemoteError(e) => StreamingError::Network(NetworkError::new(&e)),
+                })
+            }
+        };
+        decode(&bytes).map_err(|e| StreamingError::Network(NetworkError::new(&e)))
+    }
+
+    fn backoff(&self) -> Option<Backoff> {
+        let (base, max) = (self.settings.retry_backoff, self.settings.retry_backoff_max);
+        let mut next = base;
+        Some(Backoff::new(std::iter::from_fn(move || {
+            let now = next;
+            next = (next * 2).min(max);
+            Some(now)
+        })))
+    }
+}
