@@ -10,7 +10,7 @@
 # PARTITIONS [112] (divisible by 1, 2, 4, 8, 14; placement hashes them onto shards),
 # PRODUCERS [32] native producers (one connection each, 8 requests in flight; the same for every
 # N, so the offered workload is identical), ACKS [1], SINK [1] (also run the generator against
-# its built-in sink on the same CPUs: its own ceiling there), SLUICE_BIN, BENCH_BIN, RESULTS
+# its built-in sink on the same CPUs: its own ceiling there), SINK_DURATION_S [DURATION_S], SLUICE_BIN, BENCH_BIN, RESULTS
 # [perf/out/scaling-<time>], CPUS [nproc], ALLOW_OVERLAP [0; 1 = run N >= CPUS with the
 # generator on the last CPU: a smoke test of the script, not a measurement]. Needs taskset
 # and python3; no iperf3.
@@ -33,6 +33,7 @@ PARTITIONS=${PARTITIONS:-112}
 PRODUCERS=${PRODUCERS:-32}
 ACKS=${ACKS:-1}
 SINK=${SINK:-1}
+SINK_DURATION_S=${SINK_DURATION_S:-$DURATION_S}
 CPUS=${CPUS:-$NPROC}
 RESULTS=${RESULTS:-$ROOT/perf/out/scaling-$(date -u +%Y%m%dT%H%M%SZ)}
 
@@ -66,12 +67,13 @@ EOF
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 HZ=$(getconf CLK_TCK)
 
-# leg NAME BENCH_CPUS ARGS...: one sluice-bench run, logged; its summary in $RESULTS/NAME.
+# leg NAME BENCH_CPUS SECONDS ARGS...: one sluice-bench run, logged; its summary in
+# $RESULTS/NAME.
 leg() {
-  local name=$1 cpus=$2
-  shift 2
+  local name=$1 cpus=$2 seconds=$3
+  shift 3
   local cmd=(taskset -c "$cpus" "$BENCH_BIN" run -w "$workload" --client native --consumers 0
-    --consumer-mode assign --duration-s "$DURATION_S" --warmup-s "$WARMUP_S"
+    --consumer-mode assign --duration-s "$seconds" --warmup-s "$WARMUP_S"
     --out "$RESULTS/$name" --quiet "$@")
   printf '%s\t%s\n' "$name" "${cmd[*]}" >>"$RESULTS/commands.txt"
   log "$name: ${cmd[*]}"
@@ -99,7 +101,7 @@ for n in $SHARDS; do
   fi
   sink_rate=""
   if [[ $SINK == 1 ]]; then
-    if leg "sink-$n" "$bench_cpus" --sink; then
+    if leg "sink-$n" "$bench_cpus" "$SINK_DURATION_S" --sink; then
       sink_rate=$(json "$RESULTS/sink-$n/summary.json" "s['runs'][0]['throughput']['produce_msgs_per_s']")
     fi
   fi
@@ -108,7 +110,7 @@ for n in $SHARDS; do
   t0=$(date +%s.%N)
   c0=$(cpu_ticks "$BROKER_PID")
   ok=1
-  leg "broker-$n" "$bench_cpus" -b "shards-$n=$BROKER_ADDR" || ok=0
+  leg "broker-$n" "$bench_cpus" "$DURATION_S" -b "shards-$n=$BROKER_ADDR" || ok=0
   c1=$(cpu_ticks "$BROKER_PID")
   t1=$(date +%s.%N)
   sluice_stop

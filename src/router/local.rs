@@ -167,11 +167,9 @@ async fn append_one(
         Err(AppendError::Storage(e)) => return Err(io_is_fatal(&item.tp, e)),
         Err(AppendError::Refused(e)) => return Err(e),
     };
-    if acks == -1 {
+    if acks == -1 && shard.config.log_flush_on_acks_all {
         let started = Instant::now();
-        partition
-            .log
-            .wait_durable(last_offset)
+        storage::sync::wait_durable(&partition.log, last_offset)
             .await
             .map_err(|e| io_is_fatal(&item.tp, e))?;
         shard.metrics.record_fsync_wait(started.elapsed());
