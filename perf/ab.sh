@@ -8,7 +8,7 @@
 #       ACKS=1 perf/ab.sh
 #
 # A variant is NAME:BINARY[:TOML], TOML being broker config lines separated by ';' (no spaces).
-# Knobs: ACKS [all], CORES [1] (--cores of every broker), PARTITIONS [16], PRODUCERS [4]
+# Knobs: ACKS [all], CORES [1] (--cores of every broker; empty = the variant's `cores`), PARTITIONS [16], PRODUCERS [4]
 # native producers, ROUNDS [2], DURATION_S [8], WARMUP_S [2], RATE [0 = max], BROKER_CPUS /
 # BENCH_CPUS (lib.sh: first / second half of the CPUs), RESULTS [perf/out/ab-<time>].
 #
@@ -22,7 +22,7 @@ trap perf_cleanup EXIT
 
 VARIANTS=${VARIANTS:?"VARIANTS='name:binary[:toml] ...'"}
 ACKS=${ACKS:-all}
-CORES=${CORES:-1}
+CORES=${CORES-1}
 PARTITIONS=${PARTITIONS:-16}
 PRODUCERS=${PRODUCERS:-4}
 ROUNDS=${ROUNDS:-2}
@@ -64,7 +64,9 @@ for round in $(seq 1 "$ROUNDS"); do
     SLUICE_BIN=$bin
     leg=$name-r$round
     BROKER_COMMANDS=$RESULTS/brokers.txt
-    sluice_start "$leg" "$BROKER_CPUS" --cores "$CORES" --config "$config"
+    cores_arg=()
+    [[ -n $CORES ]] && cores_arg=(--cores "$CORES")
+    sluice_start "$leg" "$BROKER_CPUS" "${cores_arg[@]}" --config "$config"
     admin=$(grep -o 'admin listening=[0-9.:]*' "$PERF_WORK/$leg/broker.log" | head -n1 | cut -d= -f2)
     c0=$(awk '{print $14 + $15}' "/proc/$BROKER_PID/stat")
     cmd=(taskset -c "$BENCH_CPUS" "$BENCH_BIN" run -w "$workload" --client native --consumers 0

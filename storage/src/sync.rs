@@ -7,12 +7,18 @@
 //! to the same partitions in one loop turn, all but the first appender of the turn paid two
 //! fsync latencies, and the fsyncs of different partitions started whenever their first
 //! waiter happened to run. Here a waiter first joins the shard's open batch, which notes its
-//! log as dirty. The batch closes once a pass through the runtime's run queue added no waiter
-//! (at most `BATCH_PASSES_MAX` passes) and then, in one poll, starts one fsync per dirty log
+//! log as dirty. The batch's task runs after the tasks already runnable in this loop turn
+//! (optionally it stays open for up to `passes` more yields while waiters keep joining) and
+//! then, in one poll, starts one fsync per dirty log
 //! covering everything appended to it so far (or, where an fsync started earlier is still in
 //! flight, asks it to chain the next one when it ends): the fsyncs of all dirty logs go to the
 //! kernel together (one `io_uring_enter`) and run concurrently, not one after another. Its
 //! waiters then wait on their own log's fsync only.
+//!
+//! The broker's batch closes in the turn it opened (`BATCH_PASSES_DEFAULT` = 0): a connection
+//! handles one request at a time (decision 0005), so with few producers each waiter holding
+//! the batch open is a request whose next one cannot start; holding it for 4 more passes made
+//! acks=all 12-23% slower on the 2-core VM with 4 native producers (BENCHMARKS.md, "acks=all").
 //!
 //! Invariants:
 //! - `wait_durable` returns `Ok` only once the log's durable end offset is past `offset`: the
@@ -24,7 +30,7 @@
 //! - Bounded: a batch holds one entry per dirty log (at most the shard's partitions) and one
 //!   shared future that its waiters hold. The waiters are produce requests in flight, bounded
 //!   by `queued.max.requests` per connection and `max.connections.per.shard`. A batch closes
-//!   after at most `BATCH_PASSES_MAX` yields.
+//!   after at most `passes` yields.
 //! - Per thread: a shard's logs live on its thread (thread-per-core), so the batch is a
 //!   thread-local with no locks; `SyncBatch::new` makes a private one for tests.
 
@@ -40,9 +46,9 @@ use crate::io::yield_now;
 use crate::log::{Log, State};
 use crate::offset::Offset;
 
-/// Most passes through the run queue a batch stays open while waiters keep joining: each pass
-/// is one yield, microseconds, against an fsync's hundreds of microseconds to milliseconds.
-pub const BATCH_PASSES_MAX: u32 = 4;
+/// Passes through the run queue the broker's batches stay open for while waiters keep joining
+/// (see the module header for why 0).
+pub const BATCH_PASSES_DEFAULT: u32 = 0;
 
 type Closed = Shared<LocalBoxFuture<'static, ()>>;
 
@@ -76,6 +82,8 @@ struct Batch {
 
 #[derive(Default)]
 struct Inner {
+    /// Most extra yields a batch stays open for while waiters keep joining.
+    passes: u32,
     open: RefCell<Option<Batch>>,
     batches_opened: Cell<u64>,
     stats: Cell<SyncStats>,
@@ -90,13 +98,13 @@ impl Inner {
 }
 
 /// One shard's sync batch (`wait_durable` uses the calling thread's).
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct SyncBatch {
     inner: Rc<Inner>,
 }
 
 thread_local! {
-    static SHARD_BATCH: SyncBatch = SyncBatch::default();
+    static SHARD_BATCH: SyncBatch = SyncBatch::new();
 }
 
 /// Waits until `log` is durable past `offset` through this thread's (this shard's) batch: the
@@ -111,10 +119,26 @@ pub fn stats() -> SyncStats {
     SHARD_BATCH.with(SyncBatch::stats)
 }
 
+impl Default for SyncBatch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl SyncBatch {
     /// A batch of its own (tests); the broker uses the thread's through [`wait_durable`].
     pub fn new() -> Self {
-        Self::default()
+        Self::with_passes(BATCH_PASSES_DEFAULT)
+    }
+
+    /// A batch that stays open for up to `passes` yields while waiters keep joining.
+    pub fn with_passes(passes: u32) -> Self {
+        SyncBatch {
+            inner: Rc::new(Inner {
+                passes,
+                ..Inner::default()
+            }),
+        }
     }
 
     pub fn stats(&self) -> SyncStats {
@@ -171,14 +195,14 @@ impl SyncBatch {
     }
 }
 
-/// The batch's task: yields until a pass through the run queue added no waiter (or
-/// `BATCH_PASSES_MAX` passes), then closes the batch and, in the same poll, starts the fsync
+/// The batch's task: yields until a pass through the run queue added no waiter (at most
+/// `passes` times; not at all by default), then closes the batch and, in the same poll, starts the fsync
 /// of every dirty log; its end wakes all the batch's waiters.
 async fn close_when_settled(guard: ForgetOnDrop) {
     let inner = guard.inner.clone();
     let waiters = |inner: &Inner| inner.open.borrow().as_ref().map_or(0, |b| b.waiters);
     let mut seen = waiters(&inner);
-    for _ in 0..BATCH_PASSES_MAX {
+    for _ in 0..inner.passes {
         yield_now().await;
         let now = waiters(&inner);
         if now == seen {

@@ -7,8 +7,11 @@ mod common;
 use std::rc::Rc;
 
 use common::*;
-use storage::sync::{SyncBatch, BATCH_PASSES_MAX};
+use storage::sync::SyncBatch;
 use storage::{yield_now, Log, LogConfig, Offset};
+
+/// Yields a batch stays open for in the staggered tests (the broker's default is 0).
+const PASSES: u32 = 4;
 
 /// No flush policy: every fsync here is one a waiter asked for.
 fn config() -> LogConfig {
@@ -27,7 +30,6 @@ async fn open(root: &std::path::Path, name: &str) -> Rc<Log> {
 /// own group commit; returns the offsets and what each wait returned.
 async fn staggered_appends(log: &Rc<Log>, batch: Option<&SyncBatch>) -> Vec<(Offset, Offset)> {
     const APPENDERS: u32 = 3;
-    assert!(APPENDERS < BATCH_PASSES_MAX);
     let tasks: Vec<_> = (0..APPENDERS)
         .map(|i| {
             let (log, batch) = (log.clone(), batch.cloned());
@@ -73,7 +75,7 @@ fn appends_of_one_turn_share_one_fsync() {
         assert!(alone.fsync_count() >= 2, "{} fsyncs", alone.fsync_count());
 
         let log = open(root.path(), "batched-0").await;
-        let batch = SyncBatch::new();
+        let batch = SyncBatch::with_passes(PASSES);
         for (last, durable) in staggered_appends(&log, Some(&batch)).await {
             assert!(durable > last);
         }
@@ -100,7 +102,7 @@ fn one_batch_starts_every_dirty_logs_fsync() {
         for p in 0..LOGS {
             logs.push(open(root.path(), &format!("t-{p}")).await);
         }
-        let batch = SyncBatch::new();
+        let batch = SyncBatch::with_passes(PASSES);
         let tasks: Vec<_> = logs
             .iter()
             .enumerate()
@@ -156,7 +158,7 @@ fn waiters_across_batches_never_see_a_shorter_durable_end() {
     let root = tempfile::tempdir().unwrap();
     rt().block_on(async {
         let log = open(root.path(), "t-0").await;
-        let batch = SyncBatch::new();
+        let batch = SyncBatch::with_passes(PASSES);
         let answers = Rc::new(std::cell::RefCell::new(Vec::new()));
         let tasks: Vec<_> = (0..24u32)
             .map(|i| {
@@ -187,5 +189,43 @@ fn waiters_across_batches_never_see_a_shorter_durable_end() {
         }
         assert!(batch.stats().batches_total >= 2, "{:?}", batch.stats());
         assert_eq!(log.durable_end_offset(), log.log_end_offset());
+    });
+}
+
+#[test]
+fn the_default_batch_closes_in_its_turn_and_answers_only_durable_offsets() {
+    let root = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let log = open(root.path(), "t-0").await;
+        let batch = SyncBatch::new();
+        // Four appenders of one turn, and a fifth that comes many turns later.
+        let tasks: Vec<_> = [0u32, 0, 0, 0, 50]
+            .into_iter()
+            .enumerate()
+            .map(|(i, yields)| {
+                let (log, batch) = (log.clone(), batch.clone());
+                compio::runtime::spawn(async move {
+                    for _ in 0..yields {
+                        yield_now().await;
+                    }
+                    let last = log
+                        .append(batch_of(i as u32), opts(1_000))
+                        .await
+                        .unwrap()
+                        .last_offset;
+                    let durable = batch.wait_durable(&log, last).await.unwrap();
+                    assert!(durable > last && log.durable_end_offset() > last);
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        // The late appender came after the first batch closed: a batch of its own. (How many
+        // fsyncs the four of the first turn need depends on whether their writes completed
+        // inline before the batch's task ran: that is what `with_passes` is for.)
+        assert!(batch.stats().batches_total >= 2, "{:?}", batch.stats());
+        assert!(log.fsync_count() >= 2);
+        assert_eq!(log.durable_end_offset(), Offset(15));
     });
 }
