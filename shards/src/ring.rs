@@ -66,7 +66,11 @@ impl fmt::Display for RingSetup {
             (self.defer_taskrun, "DEFER_TASKRUN"),
             (self.coop_taskrun, "COOP_TASKRUN"),
         ];
-        let on: Vec<&str> = names.iter().filter(|(on, _)| *on).map(|(_, n)| *n).collect();
+        let on: Vec<&str> = names
+            .iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, n)| *n)
+            .collect();
         f.write_str(&on.join(","))
     }
 }
@@ -85,6 +89,9 @@ mod tests {
         assert_eq!(all.to_string(), "SINGLE_ISSUER,DEFER_TASKRUN,COOP_TASKRUN");
         assert_eq!(all.to_string().parse::<RingSetup>().unwrap(), all);
         assert!("SQPOLL".parse::<RingSetup>().is_err());
-        assert!("DEFER_TASKRUN".parse::<RingSetup>().is_err(), "needs SINGLE_ISSUER");
+        assert!(
+            "DEFER_TASKRUN".parse::<RingSetup>().is_err(),
+            "needs SINGLE_ISSUER"
+        );
     }
 }

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use futures_util::future::{select, Either};
 use shards::{
-    run, run_with_shutdown, Inbox, MeshError, Reply, RingSetup, RuntimeConfig, RuntimeError, ShardContext,
-    ShardId, Shutdown,
+    run, run_with_shutdown, Inbox, MeshError, Reply, RingSetup, RuntimeConfig, RuntimeError,
+    ShardContext, ShardId, Shutdown,
 };
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -87,10 +87,7 @@ fn send_and_call_across_two_shards() {
 #[test]
 fn send_and_call_with_single_issuer_and_deferred_task_work() {
     let ring: RingSetup = "SINGLE_ISSUER,DEFER_TASKRUN,COOP_TASKRUN".parse().unwrap();
-    send_and_call(RuntimeConfig {
-        ring,
-        ..config(2)
-    });
+    send_and_call(RuntimeConfig { ring, ..config(2) });
 }
 
 fn send_and_call(config: RuntimeConfig) {

@@ -156,7 +156,7 @@ impl SyncBatch {
             return Ok(durable);
         }
         // An fsync in flight that covers the offset: joining the batch would only delay.
-        if !log.fsync_in_flight().is_some_and(|end| end > offset) {
+        if log.fsync_in_flight().is_none_or(|end| end <= offset) {
             self.join(log).await;
         }
         log.wait_durable(offset).await

@@ -79,7 +79,11 @@ fn appends_of_one_turn_share_one_fsync() {
         for (last, durable) in staggered_appends(&log, Some(&batch)).await {
             assert!(durable > last);
         }
-        assert_eq!(log.fsync_count(), 1, "one fsync for the turn's three appends");
+        assert_eq!(
+            log.fsync_count(),
+            1,
+            "one fsync for the turn's three appends"
+        );
         let stats = batch.stats();
         assert_eq!((stats.batches_total, stats.waiters_total), (1, 3));
         assert_eq!(stats.logs_synced_total, 1);
@@ -141,7 +145,11 @@ fn one_batch_starts_every_dirty_logs_fsync() {
         for t in tasks {
             t.await.unwrap();
         }
-        assert_eq!(probe.await.unwrap(), LOGS, "fsyncs started by the batch's close");
+        assert_eq!(
+            probe.await.unwrap(),
+            LOGS,
+            "fsyncs started by the batch's close"
+        );
         let stats = batch.stats();
         assert_eq!(stats.batches_total, 1);
         assert_eq!(stats.waiters_total, LOGS as u64);
@@ -168,11 +176,13 @@ fn waiters_across_batches_never_see_a_shorter_durable_end() {
                     for _ in 0..(i * 2) {
                         yield_now().await;
                     }
-                    let last = log.append(batch_of(i), opts(1_000)).await.unwrap().last_offset;
+                    let last = log
+                        .append(batch_of(i), opts(1_000))
+                        .await
+                        .unwrap()
+                        .last_offset;
                     batch.wait_durable(&log, last).await.unwrap();
-                    answers
-                        .borrow_mut()
-                        .push((last, log.durable_end_offset()));
+                    answers.borrow_mut().push((last, log.durable_end_offset()));
                 })
             })
             .collect();
