@@ -284,6 +284,15 @@ pub struct BrokerConfig {
     /// When set, the admin HTTP endpoint requires `Authorization: Bearer <token>`.
     #[serde(rename = "admin.auth.token")]
     pub admin_auth_token: Option<String>,
+    /// Whether an acks=all produce is answered only after its data is fsynced (true, the
+    /// default; one shard-wide group commit per loop turn, `storage::sync`). false = Kafka's
+    /// semantics: answered once written (durability from the flush policy and replication).
+    #[serde(rename = "log.flush.on.acks.all")]
+    pub log_flush_on_acks_all: bool,
+    /// io_uring setup flags of every shard's ring, comma-separated: SINGLE_ISSUER,
+    /// DEFER_TASKRUN (needs SINGLE_ISSUER), COOP_TASKRUN; "" = none (`shards::RingSetup`).
+    #[serde(rename = "shard.io_uring.setup")]
+    pub shard_io_uring_setup: String,
 }
 
 impl Default for BrokerConfig {
@@ -377,6 +386,8 @@ impl Default for BrokerConfig {
             super_users: String::new(),
             allow_everyone_if_no_acl_found: false,
             admin_auth_token: None,
+            log_flush_on_acks_all: true,
+            shard_io_uring_setup: String::new(),
         }
     }
 }
@@ -491,7 +502,18 @@ impl BrokerConfig {
         self.validate_groups()?;
         self.validate_producers()?;
         self.validate_cleaner()?;
+        self.ring_setup()?;
         self.default_log_config().map(|_| ())
+    }
+
+    /// `shard.io_uring.setup` parsed.
+    pub fn ring_setup(&self) -> Result<shards::RingSetup, ConfigError> {
+        self.shard_io_uring_setup
+            .parse()
+            .map_err(|e: shards::RingSetupError| ConfigError::Invalid {
+                key: "shard.io_uring.setup",
+                reason: e.to_string(),
+            })
     }
 
     fn validate_cleaner(&self) -> Result<(), ConfigError> {

@@ -95,6 +95,7 @@ pub fn run(config: BrokerConfig) -> Result<(), BrokerError> {
         pin_threads: config.pin_threads,
         mailbox_capacity: config.mailbox_capacity,
         thread_name_prefix: "sluice-shard".to_owned(),
+        ring: config.ring_setup()?,
     };
     let boot = Arc::new(Boot {
         config: Arc::new(config),

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crate::placement::SHARD_COUNT_MAX;
-use crate::{signals, Inbox, Mesh, RuntimeError, ShardId, Shutdown};
+use crate::{signals, Inbox, Mesh, RingSetup, RuntimeError, ShardId, Shutdown};
 
 /// How many shards to start and how they talk.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +25,8 @@ pub struct RuntimeConfig {
     pub mailbox_capacity: usize,
     /// Shard threads are named "{prefix}-{index}".
     pub thread_name_prefix: String,
+    /// io_uring setup flags of every shard's ring (`ring.rs`).
+    pub ring: RingSetup,
 }
 
 impl Default for RuntimeConfig {
@@ -34,6 +36,7 @@ impl Default for RuntimeConfig {
             pin_threads: true,
             mailbox_capacity: 1024,
             thread_name_prefix: "sluice-shard".to_string(),
+            ring: RingSetup::default(),
         }
     }
 }
@@ -143,6 +146,7 @@ where
             core: (!cores.is_empty())
                 .then(|| cores.get(index % cores.len()).copied())
                 .flatten(),
+            ring: config.ring,
         };
         let main = Arc::clone(&shard_main);
         let spawned = std::thread::Builder::new()
@@ -173,6 +177,7 @@ struct Shard<M> {
     ctx: ShardContext<M>,
     inbox: Inbox<M>,
     core: Option<core_affinity::CoreId>,
+    ring: RingSetup,
 }
 
 impl<M: Send + 'static> Shard<M> {
@@ -187,7 +192,12 @@ impl<M: Send + 'static> Shard<M> {
                 tracing::warn!("{}: cannot pin to core {}", self.ctx.id, core.id);
             }
         }
-        let runtime = match compio::runtime::Runtime::new() {
+        let mut proactor = compio::driver::ProactorBuilder::new();
+        self.ring.apply(&mut proactor);
+        let built = compio::runtime::RuntimeBuilder::new()
+            .with_proactor(proactor)
+            .build();
+        let runtime = match built {
             Ok(runtime) => runtime,
             Err(error) => {
                 self.ctx.shutdown.trigger();

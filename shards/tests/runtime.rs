@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use futures_util::future::{select, Either};
 use shards::{
-    run, run_with_shutdown, Inbox, MeshError, Reply, RuntimeConfig, RuntimeError, ShardContext,
-    ShardId, Shutdown,
+    run, run_with_shutdown, Inbox, MeshError, Reply, RingSetup, RuntimeConfig, RuntimeError,
+    ShardContext, ShardId, Shutdown,
 };
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -19,6 +19,7 @@ fn config(shard_count: usize) -> RuntimeConfig {
         pin_threads: false,
         mailbox_capacity: 4,
         thread_name_prefix: "test-shard".into(),
+        ring: RingSetup::default(),
     }
 }
 
@@ -77,14 +78,29 @@ enum Msg {
 
 #[test]
 fn send_and_call_across_two_shards() {
+    send_and_call(config(2));
+}
+
+/// The same with every optional io_uring setup flag: cross-thread wake-ups (mailboxes), timers
+/// and shutdown still work when only the owning thread enters its ring and task work is
+/// deferred until it does.
+#[test]
+fn send_and_call_with_single_issuer_and_deferred_task_work() {
+    let ring: RingSetup = "SINGLE_ISSUER,DEFER_TASKRUN,COOP_TASKRUN".parse().unwrap();
+    send_and_call(RuntimeConfig { ring, ..config(2) });
+}
+
+fn send_and_call(config: RuntimeConfig) {
     let (tx, rx) = mpsc::channel();
-    let result = run(config(2), move |ctx: ShardContext<Msg>, inbox| {
+    let result = run(config, move |ctx: ShardContext<Msg>, inbox| {
         let tx = tx.clone();
         async move {
             if ctx.id == ShardId(1) {
                 serve(&inbox, &ctx.shutdown).await;
                 return;
             }
+            // An io_uring timeout on this shard's ring completes.
+            compio::time::sleep(Duration::from_millis(5)).await;
             let to = ShardId(1);
             ctx.mesh.send(to, Msg::Note(5)).await.expect("send");
             ctx.mesh.try_send(to, Msg::Note(6)).expect("try_send");

@@ -2,7 +2,8 @@
 //! partition's batches to its owner and answers per partition in request order. Repeated
 //! topic-partitions collapse into one (the last records win, as in Kafka's map).
 //!
-//! Invariants: acks=-1 is answered only after the owner fsynced the append; acks=0 gets no
+//! Invariants: acks=-1 is answered only after the owner fsynced the append (unless
+//! log.flush.on.acks.all = false: Kafka's semantics); acks=0 gets no
 //! response (an error then closes the connection, Kafka's way of telling such a producer);
 //! batches are stored as sent (compressed ones included), only offsets/epoch rewritten.
 

@@ -73,7 +73,7 @@ impl PartitionProxy for Partition {
     }
 
     async fn append(self: Rc<Self>, request: AppendRequest) -> Result<Appended, PartitionError> {
-        let acks = request.acks;
+        let wait_durable = request.acks == -1 && request.flush_on_acks_all;
         let (written, records_appended) = match write(&self, request).await {
             Ok(Written::New(info)) => (
                 (info.base_offset, info.last_offset, info.log_append_time_ms),
@@ -92,10 +92,9 @@ impl PartitionProxy for Partition {
         };
         let (base_offset, last_offset, log_append_time_ms) = written;
         let mut durable_wait = None;
-        if acks == -1 {
+        if wait_durable {
             let started = Instant::now();
-            self.log
-                .wait_durable(last_offset)
+            storage::sync::wait_durable(&self.log, last_offset)
                 .await
                 .map_err(|e| storage_error(&self.tp, e))?;
             durable_wait = Some(started.elapsed());

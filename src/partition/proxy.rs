@@ -33,6 +33,9 @@ pub struct AppendRequest {
     pub origin: AppendOrigin,
     /// 0, 1: answered once written; -1: once durable (fsynced), for a single replica.
     pub acks: i16,
+    /// Answer acks=-1 only once the append is durable (fsynced, by the shard's group commit,
+    /// `storage::sync`); false with `log.flush.on.acks.all = false` (Kafka's semantics).
+    pub flush_on_acks_all: bool,
     pub now_ms: i64,
 }
 

@@ -36,15 +36,23 @@ pub struct PartitionService {
     shutdown: Shutdown,
     clock: Clock,
     observer: Rc<dyn AppendObserver>,
+    /// `log.flush.on.acks.all`: acks=-1 answers wait for the fsync.
+    flush_on_acks_all: bool,
 }
 
 impl PartitionService {
-    pub fn new(shutdown: Shutdown, clock: Clock, observer: Rc<dyn AppendObserver>) -> Self {
+    pub fn new(
+        shutdown: Shutdown,
+        clock: Clock,
+        observer: Rc<dyn AppendObserver>,
+        flush_on_acks_all: bool,
+    ) -> Self {
         Self {
             map: PartitionMap::default(),
             shutdown,
             clock,
             observer,
+            flush_on_acks_all,
         }
     }
 
@@ -110,6 +118,7 @@ impl PartitionService {
                 records: item.records,
                 origin: AppendOrigin::Client,
                 acks,
+                flush_on_acks_all: self.flush_on_acks_all,
                 now_ms: self.clock.now_ms(),
             };
             let appended = partition.append(request).await?;
@@ -133,6 +142,7 @@ impl PartitionService {
             records,
             origin: AppendOrigin::Coordinator,
             acks: 1,
+            flush_on_acks_all: false,
             now_ms: self.clock.now_ms(),
         };
         self.lookup(tp)?.append(request).await.map(drop)

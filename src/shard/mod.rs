@@ -36,6 +36,7 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
         ctx.shutdown.clone(),
         crate::clock::Clock::system(),
         metrics.clone(),
+        boot.config.log_flush_on_acks_all,
     );
     let shard = Rc::new(Shard {
         id: ctx.id,

@@ -38,3 +38,4 @@ pub use open::OpenOptions;
 pub use read::{FileRange, ReadSlice};
 pub use recovery::{IndexRebuild, RecoveryReport, RemovedSegment, Truncation};
 pub use segment::file_stem;
+pub mod sync;

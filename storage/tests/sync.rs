@@ -1,0 +1,241 @@
+//! The shard-wide sync batch (`storage::sync`): waiters of one loop turn share one fsync per
+//! log, every dirty log's fsync starts in the same batch, and no waiter is told its offset is
+//! durable before the log's durable end is past it.
+
+mod common;
+
+use std::rc::Rc;
+
+use common::*;
+use storage::sync::SyncBatch;
+use storage::{yield_now, Log, LogConfig, Offset};
+
+/// Yields a batch stays open for in the staggered tests (the broker's default is 0).
+const PASSES: u32 = 4;
+
+/// No flush policy: every fsync here is one a waiter asked for.
+fn config() -> LogConfig {
+    LogConfig {
+        flush_messages: u64::MAX,
+        ..LogConfig::default()
+    }
+}
+
+async fn open(root: &std::path::Path, name: &str) -> Rc<Log> {
+    Rc::new(Log::open(root.join(name), config()).await.unwrap())
+}
+
+/// Spawns `APPENDERS` tasks (as the broker's connections are) that each yield `i` times, append
+/// one batch and wait for it to be durable, with the batch or, without one, through the log's
+/// own group commit; returns the offsets and what each wait returned.
+async fn staggered_appends(log: &Rc<Log>, batch: Option<&SyncBatch>) -> Vec<(Offset, Offset)> {
+    const APPENDERS: u32 = 3;
+    let tasks: Vec<_> = (0..APPENDERS)
+        .map(|i| {
+            let (log, batch) = (log.clone(), batch.cloned());
+            compio::runtime::spawn(async move {
+                for _ in 0..i {
+                    yield_now().await;
+                }
+                let last = log
+                    .append(batch_of(i), opts(1_000))
+                    .await
+                    .unwrap()
+                    .last_offset;
+                let durable = match batch {
+                    Some(b) => b.wait_durable(&log, last).await.unwrap(),
+                    None => log.wait_durable(last).await.unwrap(),
+                };
+                // What the answer may promise: the log itself says it is durable.
+                assert!(log.durable_end_offset() > last);
+                (last, durable)
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+fn batch_of(tag: u32) -> bytes::BytesMut {
+    batch(tag, 3, 1_000)
+}
+
+#[test]
+fn appends_of_one_turn_share_one_fsync() {
+    let root = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        // Without the batch, the first waiter's fsync starts before the later appends and
+        // they need a second one (this is what the batch is for; if it stops being so, the
+        // assertion below proves nothing).
+        let alone = open(root.path(), "alone-0").await;
+        staggered_appends(&alone, None).await;
+        assert!(alone.fsync_count() >= 2, "{} fsyncs", alone.fsync_count());
+
+        let log = open(root.path(), "batched-0").await;
+        let batch = SyncBatch::with_passes(PASSES);
+        for (last, durable) in staggered_appends(&log, Some(&batch)).await {
+            assert!(durable > last);
+        }
+        assert_eq!(
+            log.fsync_count(),
+            1,
+            "one fsync for the turn's three appends"
+        );
+        let stats = batch.stats();
+        assert_eq!((stats.batches_total, stats.waiters_total), (1, 3));
+        assert_eq!(stats.logs_synced_total, 1);
+        // Already durable: answered at once, no batch, no fsync.
+        assert_eq!(
+            batch.wait_durable(&log, Offset(0)).await.unwrap(),
+            Offset(9)
+        );
+        assert_eq!(batch.stats().waiters_total, 3);
+        assert_eq!(log.fsync_count(), 1);
+    });
+}
+
+#[test]
+fn one_batch_starts_every_dirty_logs_fsync() {
+    const LOGS: usize = 8;
+    let root = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let mut logs = Vec::new();
+        for p in 0..LOGS {
+            logs.push(open(root.path(), &format!("t-{p}")).await);
+        }
+        let batch = SyncBatch::with_passes(PASSES);
+        let tasks: Vec<_> = logs
+            .iter()
+            .enumerate()
+            .map(|(p, log)| {
+                let (log, batch) = (log.clone(), batch.clone());
+                compio::runtime::spawn(async move {
+                    for _ in 0..p % 3 {
+                        yield_now().await;
+                    }
+                    let last = log
+                        .append(batch_of(p as u32), opts(1_000))
+                        .await
+                        .unwrap()
+                        .last_offset;
+                    let durable = batch.wait_durable(&log, last).await.unwrap();
+                    assert!(durable > last && log.durable_end_offset() > last);
+                })
+            })
+            .collect();
+        // Right after the batch closed, every log's fsync is in flight at once.
+        let probe = {
+            let (logs, batch) = (logs.clone(), batch.clone());
+            compio::runtime::spawn(async move {
+                // Bounded: a broken batch must fail this test, not hang it.
+                for _ in 0..100_000 {
+                    if batch.stats().batches_total > 0 {
+                        break;
+                    }
+                    yield_now().await;
+                }
+                logs.iter()
+                    .filter(|l| l.fsync_in_flight().is_some() || l.fsync_count() > 0)
+                    .count()
+            })
+        };
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(
+            probe.await.unwrap(),
+            LOGS,
+            "fsyncs started by the batch's close"
+        );
+        let stats = batch.stats();
+        assert_eq!(stats.batches_total, 1);
+        assert_eq!(stats.waiters_total, LOGS as u64);
+        assert_eq!(stats.logs_synced_total, LOGS as u64);
+        for log in &logs {
+            assert_eq!(log.fsync_count(), 1);
+            assert_eq!(log.durable_end_offset(), Offset(3));
+        }
+    });
+}
+
+#[test]
+fn waiters_across_batches_never_see_a_shorter_durable_end() {
+    let root = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let log = open(root.path(), "t-0").await;
+        let batch = SyncBatch::with_passes(PASSES);
+        let answers = Rc::new(std::cell::RefCell::new(Vec::new()));
+        let tasks: Vec<_> = (0..24u32)
+            .map(|i| {
+                let (log, batch, answers) = (log.clone(), batch.clone(), answers.clone());
+                compio::runtime::spawn(async move {
+                    // Spread over several batches (each closes after <= BATCH_PASSES_MAX).
+                    for _ in 0..(i * 2) {
+                        yield_now().await;
+                    }
+                    let last = log
+                        .append(batch_of(i), opts(1_000))
+                        .await
+                        .unwrap()
+                        .last_offset;
+                    batch.wait_durable(&log, last).await.unwrap();
+                    answers.borrow_mut().push((last, log.durable_end_offset()));
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let answers = answers.borrow();
+        assert_eq!(answers.len(), 24);
+        for w in answers.windows(2) {
+            assert!(w[1].1 >= w[0].1, "durable end went back: {answers:?}");
+        }
+        for (last, durable) in answers.iter() {
+            assert!(durable > last, "answered before durable: {answers:?}");
+        }
+        assert!(batch.stats().batches_total >= 2, "{:?}", batch.stats());
+        assert_eq!(log.durable_end_offset(), log.log_end_offset());
+    });
+}
+
+#[test]
+fn the_default_batch_closes_in_its_turn_and_answers_only_durable_offsets() {
+    let root = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let log = open(root.path(), "t-0").await;
+        let batch = SyncBatch::new();
+        // Four appenders of one turn, and a fifth that comes many turns later.
+        let tasks: Vec<_> = [0u32, 0, 0, 0, 50]
+            .into_iter()
+            .enumerate()
+            .map(|(i, yields)| {
+                let (log, batch) = (log.clone(), batch.clone());
+                compio::runtime::spawn(async move {
+                    for _ in 0..yields {
+                        yield_now().await;
+                    }
+                    let last = log
+                        .append(batch_of(i as u32), opts(1_000))
+                        .await
+                        .unwrap()
+                        .last_offset;
+                    let durable = batch.wait_durable(&log, last).await.unwrap();
+                    assert!(durable > last && log.durable_end_offset() > last);
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        // The late appender came after the first batch closed: a batch of its own. (How many
+        // fsyncs the four of the first turn need depends on whether their writes completed
+        // inline before the batch's task ran: that is what `with_passes` is for.)
+        assert!(batch.stats().batches_total >= 2, "{:?}", batch.stats());
+        assert!(log.fsync_count() >= 2);
+        assert_eq!(log.durable_end_offset(), Offset(15));
+    });
+}

@@ -1,0 +1,74 @@
+//! `log.flush.on.acks.all`: by default an acks=all produce is answered only after an fsync of
+//! the data (the shard-wide sync batch, `storage::sync`); `false` gives Kafka's semantics, an
+//! answer once the data is written, with no fsync on the produce path. Checked on a real
+//! broker with librdkafka, counting fsyncs and fsync waits on `/metrics`.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::kafka;
+use common::{unique_name, Broker, BrokerOpts};
+use sluice::metrics::text::{self, Exposition};
+
+fn scrape(broker: &Broker) -> Exposition {
+    let mut stream = TcpStream::connect_timeout(&broker.admin_addr(), Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("connect admin: {e}"));
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap_or_else(|e| panic!("timeout: {e}"));
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap_or_else(|e| panic!("write: {e}"));
+    let mut raw = String::new();
+    stream
+        .read_to_string(&mut raw)
+        .unwrap_or_else(|e| panic!("read: {e}"));
+    let (head, body) = raw
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no end of head in {raw:?}"));
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    text::parse(body).unwrap_or_else(|e| panic!("invalid exposition: {e}\n{body}"))
+}
+
+/// Produces `MESSAGES` records with acks=all to a fresh topic; returns (data fsyncs, acks=all
+/// fsync waits) from the broker's metrics, after checking every record was acknowledged and
+/// can be read back.
+fn produce_acks_all(flush_on_acks_all: bool) -> (f64, f64) {
+    const MESSAGES: usize = 300;
+    const PARTITIONS: i32 = 3;
+    let broker = Broker::start(BrokerOpts::default().config(&format!(
+        "\"log.flush.on.acks.all\" = {flush_on_acks_all}\n\"offsets.topic.num.partitions\" = 1\n"
+    )));
+    let topic = unique_name("acks-all-flush");
+    kafka::create_topic(&broker, &topic, PARTITIONS);
+    let before = scrape(&broker);
+    let producer = kafka::producer(&broker, &[]);
+    let records = kafka::keyed_records(MESSAGES, 30, 100);
+    let deliveries = kafka::produce(&producer, &topic, &records, None);
+    let acked = kafka::assert_all_acked(&deliveries);
+    let after = scrape(&broker);
+    let received = kafka::consume_all(&broker, &topic, PARTITIONS);
+    kafka::assert_exactly_once(&records, &acked, &received);
+    let delta = |name: &str| after.sum(name, &[]) - before.sum(name, &[]);
+    (
+        delta("sluice_log_fsyncs_total"),
+        delta("sluice_fsync_wait_seconds_count"),
+    )
+}
+
+#[test]
+fn acks_all_is_answered_after_an_fsync_by_default() {
+    let (fsyncs, waits) = produce_acks_all(true);
+    assert!(fsyncs >= 1.0, "{fsyncs} data fsyncs");
+    assert!(waits >= 1.0, "{waits} acks=all answers waited for an fsync");
+}
+
+#[test]
+fn without_flush_on_acks_all_it_is_answered_once_written_as_in_kafka() {
+    let (fsyncs, waits) = produce_acks_all(false);
+    assert_eq!(fsyncs, 0.0, "no fsync on the produce path");
+    assert_eq!(waits, 0.0);
+}
