@@ -17,9 +17,9 @@ use futures_util::future::join_all;
 
 use super::{local, Router, REGISTRY_SHARD};
 use crate::partition::api::PartitionMsg;
-use crate::shard::ShardMsg;
 use crate::partition::{Partition, TopicPartition};
 use crate::shard::Shard;
+use crate::shard::ShardMsg;
 use crate::topics::alter::{self, AlterError, IncrementalEntry};
 use crate::topics::dynamic::{BrokerChange, DynamicConfigs, Scope};
 use crate::topics::{self, TopicId, TopicMeta};

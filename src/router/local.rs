@@ -12,11 +12,11 @@ use std::rc::Rc;
 use futures_util::future::join_all;
 
 use super::{CreateResult, NewTopic};
-use crate::shard::ShardMsg;
 use crate::partition::timestamps::TimestampLimits;
 use crate::partition::{Partition, TopicPartition, LEADER_EPOCH};
 use crate::producers;
 use crate::shard::Shard;
+use crate::shard::ShardMsg;
 use crate::topics::{self, TopicError, TopicId, TopicMeta};
 
 /// Shard 0 only: validates each topic, persists the registry with the new ones, has every shard

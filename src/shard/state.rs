@@ -84,8 +84,7 @@ pub struct Shard {
 }
 
 /// A hook run after a shard adopted topics (see `Shard::on_topics_adopted`).
-pub type TopicsAdopted =
-    for<'a> fn(&'a Shard, &'a [topics::TopicMeta]) -> LocalBoxFuture<'a, ()>;
+pub type TopicsAdopted = for<'a> fn(&'a Shard, &'a [topics::TopicMeta]) -> LocalBoxFuture<'a, ()>;
 
 impl Shard {
     pub fn connection_count(&self) -> usize {
@@ -121,4 +120,3 @@ impl Drop for ConnectionGuard {
             .set(self.0.connections.get().saturating_sub(1));
     }
 }
-
