@@ -9,10 +9,10 @@
 
 pub mod atomic_file;
 pub mod clean_shutdown;
-/// The one wall clock (injectable in tests).
-pub mod clock;
 /// The admin CLI (`sluice topic ...`): a Kafka client, outside the request flow above.
 pub mod cli;
+/// The one wall clock (injectable in tests).
+pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod groups;

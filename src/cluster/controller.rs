@@ -24,8 +24,8 @@ use super::topics::{self, TopicError, TopicId, TopicMeta};
 use super::{deletion, store};
 use crate::producers::{IdBlock, IdError};
 use crate::router::{local, CreateResult, NewTopic, REGISTRY_SHARD};
-use crate::shard::ShardMsg;
 use crate::shard::Shard;
+use crate::shard::ShardMsg;
 
 /// Why one item of an admin change failed (crosses shards, so plain data).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -20,8 +20,8 @@ use futures_util::future::join_all;
 use super::records::{MetadataRecord, RemoveTopicRecord};
 use super::topics::{TopicId, TopicMeta};
 use crate::partition::{Partition, TopicPartition};
-use crate::shard::ShardMsg;
 use crate::shard::Shard;
+use crate::shard::ShardMsg;
 
 /// Topics (name, why) some partition of which could not be moved away, on any shard.
 pub type RemovalFailures = Vec<(String, String)>;

@@ -16,14 +16,13 @@
 
 use std::collections::BTreeMap;
 
-
+pub use super::records::PartitionRegistration;
 use super::records::{
     ConfigRecord, MetadataRecord, PartitionChangeRecord, PartitionRecord, ProducerIdsRecord,
     RegisterBrokerRecord, TopicRecord, CONFIG_RESOURCE_BROKER, CONFIG_RESOURCE_TOPIC,
 };
 use super::topics::dynamic::DynamicConfigs;
 use super::topics::{TopicId, TopicMeta, TopicTable};
-pub use super::records::PartitionRegistration;
 
 /// A registered broker (Kafka's `BrokerRegistration`).
 pub type BrokerRegistration = RegisterBrokerRecord;

@@ -150,5 +150,3 @@ pub struct GroupMsg {
     pub op: GroupOp,
     pub reply: shards::Reply<GroupAnswer>,
 }
-
-

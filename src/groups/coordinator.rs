@@ -18,16 +18,14 @@ use std::time::{Duration, Instant};
 
 use futures_channel::oneshot;
 
+use super::code::GroupCode;
 use super::codec::OffsetValue;
-use super::state::{
-    Effect, Group, GroupState, JoinArgs, JoinReply, SyncArgs, SyncReply,
-};
+use super::state::{Effect, Group, GroupState, JoinArgs, JoinReply, SyncArgs, SyncReply};
 use super::store::{self, KeyValue};
 use super::{
     CommitRequest, Described, DescribedMember, FetchedOffset, GroupAnswer, GroupOp, Listed,
 };
 use crate::shard::Shard;
-use super::code::GroupCode;
 
 pub use crate::clock::system_now_ms as now_ms;
 
@@ -481,7 +479,9 @@ async fn delete(shard: &Shard, group_id: String) -> GroupAnswer {
             Some(entry) if entry.group.state() == GroupState::Dead => {
                 Err(GroupCode::GroupIdNotFound)
             }
-            Some(entry) if entry.group.state() != GroupState::Empty => Err(GroupCode::NonEmptyGroup),
+            Some(entry) if entry.group.state() != GroupState::Empty => {
+                Err(GroupCode::NonEmptyGroup)
+            }
             Some(entry) => {
                 let records = remove_group(entry);
                 let partition = entry.partition;

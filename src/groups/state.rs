@@ -495,7 +495,9 @@ impl Group {
         if let Some(instance) = instance_id {
             match self.static_members.get(instance) {
                 Some(owner) if owner != member_id => return Err(GroupCode::FencedInstanceId),
-                None if self.members.contains_key(member_id) => return Err(GroupCode::FencedInstanceId),
+                None if self.members.contains_key(member_id) => {
+                    return Err(GroupCode::FencedInstanceId)
+                }
                 None => return Err(GroupCode::UnknownMemberId),
                 Some(_) => {}
             }
@@ -608,7 +610,10 @@ impl Group {
             ));
         }
         if let Some(old) = member.sync_waiter.take() {
-            fx.push(Effect::Sync(old, SyncReply::error(GroupCode::FencedInstanceId)));
+            fx.push(Effect::Sync(
+                old,
+                SyncReply::error(GroupCode::FencedInstanceId),
+            ));
         }
         let selected = self.protocol_name.clone().unwrap_or_default();
         let metadata_unchanged = member.metadata_for(&selected)
@@ -706,7 +711,10 @@ impl Group {
             for member in self.members.values_mut() {
                 member.assignment = Bytes::new();
                 if let Some(w) = member.sync_waiter.take() {
-                    fx.push(Effect::Sync(w, SyncReply::error(GroupCode::RebalanceInProgress)));
+                    fx.push(Effect::Sync(
+                        w,
+                        SyncReply::error(GroupCode::RebalanceInProgress),
+                    ));
                 }
             }
         }
@@ -831,8 +839,9 @@ impl Group {
 
     pub fn sync(&mut self, args: SyncArgs, waiter: WaiterId, now: Instant) -> Vec<Effect> {
         let mut fx = Vec::new();
-        let fail =
-            |error: GroupCode, fx: &mut Vec<Effect>| fx.push(Effect::Sync(waiter, SyncReply::error(error)));
+        let fail = |error: GroupCode, fx: &mut Vec<Effect>| {
+            fx.push(Effect::Sync(waiter, SyncReply::error(error)))
+        };
         if self.state == GroupState::Dead {
             fail(GroupCode::CoordinatorNotAvailable, &mut fx);
             return fx;
@@ -866,7 +875,10 @@ impl Group {
                 self.touch(&args.member_id, now);
                 if let Some(member) = self.members.get_mut(&args.member_id) {
                     if let Some(old) = member.sync_waiter.replace(waiter) {
-                        fx.push(Effect::Sync(old, SyncReply::error(GroupCode::UnknownMemberId)));
+                        fx.push(Effect::Sync(
+                            old,
+                            SyncReply::error(GroupCode::UnknownMemberId),
+                        ));
                     }
                 }
                 if self.leader.as_deref() == Some(args.member_id.as_str()) {

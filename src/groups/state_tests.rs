@@ -141,7 +141,10 @@ fn stale_generation_and_unknown_members_are_rejected() {
     let now = Instant::now();
     let mut g = Group::new("g".into());
     join_new(&mut g, "m1", 1, now);
-    assert_eq!(g.heartbeat("m1", None, 0, now), GroupCode::IllegalGeneration);
+    assert_eq!(
+        g.heartbeat("m1", None, 0, now),
+        GroupCode::IllegalGeneration
+    );
     assert_eq!(g.heartbeat("zz", None, 1, now), GroupCode::UnknownMemberId);
     assert_eq!(
         g.validate_commit("m1", None, 7, now),
@@ -157,7 +160,10 @@ fn stale_generation_and_unknown_members_are_rejected() {
         "no commits while the assignment is being synced"
     );
     let fx = g.join(args("zz", ""), WaiterId(9), &LIMITS, now);
-    assert_eq!(join_reply(&fx, 9).unwrap().error, GroupCode::UnknownMemberId);
+    assert_eq!(
+        join_reply(&fx, 9).unwrap().error,
+        GroupCode::UnknownMemberId
+    );
     let mut bad = args("", "m9");
     bad.session_timeout_ms = 10;
     let fx = g.join(bad, WaiterId(10), &LIMITS, now);
@@ -189,7 +195,10 @@ fn silent_members_expire_and_the_group_rebalances() {
         now,
     );
     assert!(g.tick(&LIMITS, now + Duration::from_secs(5)).is_empty());
-    assert_eq!(g.heartbeat("m1", None, 1, now + Duration::from_secs(5)), GroupCode::None);
+    assert_eq!(
+        g.heartbeat("m1", None, 1, now + Duration::from_secs(5)),
+        GroupCode::None
+    );
     // 10 s session from the last heartbeat at +5 s.
     assert!(g.tick(&LIMITS, now + Duration::from_secs(14)).is_empty());
     assert_eq!(g.state(), GroupState::Stable);
@@ -322,7 +331,11 @@ fn a_static_member_rejoining_a_stable_group_keeps_the_generation() {
     let mut g = Group::new("g".into());
     let fx = g.join(static_args("s1"), WaiterId(1), &LIMITS, now);
     let first = join_reply(&fx, 1).unwrap();
-    assert_eq!(first.error, GroupCode::None, "no MEMBER_ID_REQUIRED for static members");
+    assert_eq!(
+        first.error,
+        GroupCode::None,
+        "no MEMBER_ID_REQUIRED for static members"
+    );
     g.sync(
         SyncArgs {
             member_id: "s1".into(),

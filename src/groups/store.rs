@@ -186,7 +186,9 @@ async fn load_partition(shard: &Shard, index: u32) -> Result<usize, GroupError> 
     let end = storage::Offset(partition.high_watermark());
     let mut offset = storage::Offset(partition.log_start_offset());
     while offset < end {
-        let read = partition.read(offset.0, REPLAY_READ_BYTES, true, -1).await?;
+        let read = partition
+            .read(offset.0, REPLAY_READ_BYTES, true, -1)
+            .await?;
         let Some(slice) = read.slice else {
             break;
         };

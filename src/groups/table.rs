@@ -8,9 +8,7 @@ use std::rc::Rc;
 use futures_channel::oneshot;
 
 use super::codec::OffsetValue;
-use super::state::{
-    Effect, Group, JoinReply, Limits, SyncReply, WaiterId,
-};
+use super::state::{Effect, Group, JoinReply, Limits, SyncReply, WaiterId};
 use crate::config::BrokerConfig;
 
 pub use crate::clock::system_now_ms as now_ms;
@@ -135,4 +133,3 @@ impl Coordinator {
         }
     }
 }
-

@@ -6,7 +6,6 @@
 
 use std::rc::Rc;
 
-
 use crate::groups::{self, GroupAnswer, GroupOp};
 use crate::router::admin::AdminError;
 use crate::security::acl::{Action, Operation, ResourceType, CLUSTER_NAME};

@@ -40,9 +40,8 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
                     .collect();
                 LeaveGroupResponse::default().with_members(members)
             }
-            GroupAnswer::Leave(codes) => {
-                LeaveGroupResponse::default().with_error_code(codes.first().map_or(0, |c| c.kafka_code()))
-            }
+            GroupAnswer::Leave(codes) => LeaveGroupResponse::default()
+                .with_error_code(codes.first().map_or(0, |c| c.kafka_code())),
             other => LeaveGroupResponse::default().with_error_code(error_of(&other).kafka_code()),
         };
         Outcome::encoded(&response, version)

@@ -8,7 +8,6 @@ use kafka_protocol::messages::offset_commit_response::{
 };
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse, TopicName};
 
-
 use super::group_common::{error_of, owned, owned_opt};
 use super::{str_bytes, HandlerFuture, Outcome, Request};
 use crate::groups::{CommitPartition, CommitRequest, GroupAnswer, GroupCode, GroupOp};
@@ -51,7 +50,8 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
         );
         let denied_code = GroupCode::TopicAuthorizationFailed;
         let denied_codes = denied.iter().map(|(t, ps)| {
-            let codes: Vec<(i32, GroupCode)> = ps.iter().map(|p| (p.partition, denied_code)).collect();
+            let codes: Vec<(i32, GroupCode)> =
+                ps.iter().map(|p| (p.partition, denied_code)).collect();
             (t.clone(), codes)
         });
         let op = GroupOp::Commit(CommitRequest {

@@ -8,7 +8,6 @@ use kafka_protocol::messages::offset_delete_response::{
 };
 use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse, TopicName};
 
-
 use super::group_common::error_of;
 use super::{str_bytes, HandlerFuture, Outcome, Request};
 use crate::groups::{GroupAnswer, GroupCode, GroupOp};

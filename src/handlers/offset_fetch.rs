@@ -9,7 +9,6 @@ use kafka_protocol::messages::offset_fetch_response::{
 };
 use kafka_protocol::messages::{GroupId, OffsetFetchRequest, OffsetFetchResponse, TopicName};
 
-
 use super::group_common::error_of;
 use super::{authz, str_bytes, HandlerFuture, Outcome, Request};
 use crate::groups::{FetchedOffset, GroupAnswer, GroupCode, GroupOp};

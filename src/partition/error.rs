@@ -99,7 +99,6 @@ impl PartitionError {
     }
 }
 
-
 /// The fatal-error rule, in one place: an I/O error of a partition's log (a failed write,
 /// fsync or delete) stops the whole process (`shards::fatal`, exit 70), since a broker that
 /// cannot trust its disk must not keep serving; any other storage error is the client's.

@@ -379,4 +379,105 @@ mod tests {
         corrupt[n - 3] ^= 0xff;
         assert!(check_keyed(&tp, &corrupt).is_err());
     }
+
+    async fn leader(dir: &std::path::Path) -> Rc<Partition> {
+        let log = storage::Log::open(dir.to_path_buf(), storage::LogConfig::default())
+            .await
+            .unwrap();
+        let limits = crate::config::BrokerConfig::default().producer_rebuild_limits();
+        let producers = crate::producers::ProducerStates::new(limits.state);
+        let partition = Partition::new(TopicPartition::new("t", 0), log, 8, producers);
+        partition
+            .become_leader(super::super::INITIAL_LEADER_EPOCH)
+            .await
+            .unwrap();
+        Rc::new(partition)
+    }
+
+    fn batch(keys: &[Option<&[u8]>]) -> Bytes {
+        let mut builder = storage::BatchBuilder::new(1_000);
+        for key in keys {
+            builder = builder.record(*key, Some(b"v"), &[]);
+        }
+        builder.build().freeze()
+    }
+
+    fn client(records: Bytes, acks: i16) -> AppendRequest {
+        AppendRequest {
+            records,
+            origin: AppendOrigin::Client,
+            acks,
+            flush_on_acks_all: true,
+            now_ms: 2_000,
+        }
+    }
+
+    /// The seam's single-replica contract: an append moves the log end and, with it, the high
+    /// watermark (LSO = HW), wakes long-polls, and is readable below the high watermark; the
+    /// offsets answered follow Kafka's special timestamps; DeleteRecords moves the log start.
+    #[compio::test]
+    async fn append_read_offsets_and_delete_through_the_proxy() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = leader(dir.path()).await;
+        assert_eq!((p.log_end_offset(), p.high_watermark()), (0, 0));
+        let woken = p.subscribe().unwrap();
+        let first = p
+            .clone()
+            .append(client(batch(&[Some(b"a"), None]), 1))
+            .await;
+        let first = first.unwrap();
+        assert_eq!((first.ok.base_offset, first.records_appended), (0, 2));
+        assert!(
+            first.durable_wait.is_none(),
+            "acks=1 does not wait for fsync"
+        );
+        assert!(woken.await.is_ok(), "the append wakes long-polls");
+        let second = p.clone().append(client(batch(&[Some(b"b")]), -1)).await;
+        let second = second.unwrap();
+        assert_eq!(second.ok.base_offset, 2);
+        assert!(second.durable_wait.is_some(), "acks=-1 waits until durable");
+        assert_eq!(p.high_watermark(), 3);
+        assert_eq!(p.last_stable_offset(), p.high_watermark());
+        let read = p.read(0, 1 << 20, true, -1).await.unwrap();
+        assert_eq!((read.high_watermark, read.last_stable_offset), (3, 3));
+        assert!(read.bytes() > 0);
+        assert!(p.read(3, 1 << 20, true, -1).await.unwrap().slice.is_none());
+        assert!(matches!(
+            p.read(0, 1 << 20, true, 5).await,
+            Err(PartitionError::UnknownLeaderEpoch { .. })
+        ));
+        assert_eq!(p.offset_for_timestamp(-1).await.unwrap().offset, 3);
+        assert_eq!(p.offset_for_timestamp(-2).await.unwrap().offset, 0);
+        assert_eq!(p.end_offset_for_epoch(0), (0, 3));
+        assert_eq!(p.delete_records(-1).await, Ok(3));
+        assert_eq!(p.log_start_offset(), 3);
+        assert!(matches!(
+            p.delete_records(7).await,
+            Err(PartitionError::OffsetOutOfRange { .. })
+        ));
+    }
+
+    /// A compacted topic refuses a producer's keyless record (nothing is written); the
+    /// coordinator's own records take the same write path without the client checks.
+    #[compio::test]
+    async fn client_checks_apply_to_clients_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = leader(dir.path()).await;
+        p.set_compacted(true);
+        let refused = p.clone().append(client(batch(&[None]), 1)).await;
+        assert!(matches!(refused, Err(PartitionError::InvalidRecord(_))));
+        assert_eq!(p.log_end_offset(), 0);
+        let coordinator = AppendRequest {
+            records: batch(&[Some(b"group")]),
+            origin: AppendOrigin::Coordinator,
+            acks: 1,
+            flush_on_acks_all: false,
+            now_ms: 2_000,
+        };
+        assert_eq!(
+            p.clone().append(coordinator).await.unwrap().ok.base_offset,
+            0
+        );
+        assert_eq!(p.high_watermark(), 1);
+    }
 }

@@ -15,8 +15,8 @@ use futures_util::future::{join_all, select_all};
 use shards::Shutdown;
 
 use super::api::{
-    DeleteRecordsItem, DeleteRecordsResult, OffsetOk, PartitionMsg, OffsetQuery, OffsetResult, ProduceItem,
-    ProduceResult, ReadItem, ReadResult,
+    DeleteRecordsItem, DeleteRecordsResult, OffsetOk, OffsetQuery, OffsetResult, PartitionMsg,
+    ProduceItem, ProduceResult, ReadItem, ReadResult,
 };
 use super::proxy::{AppendOrigin, AppendRequest, PartitionProxy};
 use super::{Partition, PartitionError, PartitionMap, TopicPartition};
@@ -206,9 +206,9 @@ impl PartitionService {
     }
 
     pub async fn delete_records(&self, items: Vec<DeleteRecordsItem>) -> Vec<DeleteRecordsResult> {
-        let deletions = items.into_iter().map(|item| async move {
-            self.lookup(&item.tp)?.delete_records(item.offset).await
-        });
+        let deletions = items
+            .into_iter()
+            .map(|item| async move { self.lookup(&item.tp)?.delete_records(item.offset).await });
         join_all(deletions).await
     }
 }

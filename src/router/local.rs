@@ -13,7 +13,6 @@ use crate::producers;
 use crate::shard::Shard;
 use crate::topics::{self, TopicMeta};
 
-
 /// Opens every not-yet-open partition of `metas` that this shard owns. A partition that cannot
 /// be opened stops the broker (see [`storage_offline`]): it is never left in the registry,
 /// advertised in Metadata, without a log behind it.

@@ -17,13 +17,13 @@ use std::time::Instant;
 use futures_util::future::join_all;
 use shards::{Reply, ShardId};
 
+use crate::partition::api::PartitionMsg;
 pub use crate::partition::api::{
     OffsetOk, OffsetQuery, OffsetResult, ProduceItem, ProduceOk, ProduceResult, ReadItem, ReadOk,
     ReadResult,
 };
 pub use crate::partition::PartitionError;
 use crate::partition::TopicPartition;
-use crate::partition::api::PartitionMsg;
 use crate::shard::{Shard, ShardMsg};
 use crate::topics::{TopicError, TopicMeta};
 
@@ -163,14 +163,12 @@ impl Router {
                 if shard.id == REGISTRY_SHARD {
                     return crate::cluster::controller::allocate_producer_ids(shard).await;
                 }
-                let call = shard
-                    .mesh
-                    .call(REGISTRY_SHARD, |reply| {
-                        ShardMsg::run(move |shard| async move {
-                            let block = crate::cluster::controller::allocate_producer_ids(&shard);
-                            reply.send(block.await);
-                        })
-                    });
+                let call = shard.mesh.call(REGISTRY_SHARD, |reply| {
+                    ShardMsg::run(move |shard| async move {
+                        let block = crate::cluster::controller::allocate_producer_ids(&shard);
+                        reply.send(block.await);
+                    })
+                });
                 call.await
                     .unwrap_or(Err(crate::producers::IdError::Unavailable))
             })

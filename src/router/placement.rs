@@ -81,7 +81,10 @@ mod tests {
         let table = PlacementTable::new(4);
         let hash = Placement::new(4);
         for index in 0..16 {
-            assert_eq!(table.shard_for("orders", index), hash.shard_for("orders", index));
+            assert_eq!(
+                table.shard_for("orders", index),
+                hash.shard_for("orders", index)
+            );
         }
         let other = ShardId((hash.shard_for("orders", 3).0 + 1) % 4);
         table.assign("orders", 3, other);
@@ -90,7 +93,11 @@ mod tests {
         // Moving it back to the hash's owner removes the entry; a deleted topic forgets its own.
         table.assign("orders", 3, hash.shard_for("orders", 3));
         assert!(table.moved.borrow().is_empty());
-        table.assign("orders", 5, ShardId((hash.shard_for("orders", 5).0 + 1) % 4));
+        table.assign(
+            "orders",
+            5,
+            ShardId((hash.shard_for("orders", 5).0 + 1) % 4),
+        );
         table.forget_topic("orders");
         assert_eq!(table.shard_for("orders", 5), hash.shard_for("orders", 5));
     }

@@ -91,8 +91,7 @@ pub struct Shard {
 }
 
 /// A hook run after a shard adopted topics (see `Shard::on_topics_adopted`).
-pub type TopicsAdopted =
-    for<'a> fn(&'a Shard, &'a [topics::TopicMeta]) -> LocalBoxFuture<'a, ()>;
+pub type TopicsAdopted = for<'a> fn(&'a Shard, &'a [topics::TopicMeta]) -> LocalBoxFuture<'a, ()>;
 
 /// A hook run after a shard removed deleted topics (see `Shard::on_topics_deleted`).
 pub type TopicsDeleted =
@@ -132,4 +131,3 @@ impl Drop for ConnectionGuard {
             .set(self.0.connections.get().saturating_sub(1));
     }
 }
-

@@ -6,7 +6,6 @@
 //! are not applied are still accepted with Kafka's validation, stored and described, because
 //! Kafka's tools and clients send them (often at their default values).
 
-
 /// Kafka's validator of one config.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Check {

@@ -48,7 +48,6 @@ pub enum TopicError {
 
 pub use super::records::TopicId;
 
-
 /// One topic's metadata (what is persisted and broadcast).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicMeta {

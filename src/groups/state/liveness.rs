@@ -9,7 +9,6 @@
 
 use std::time::{Duration, Instant};
 
-
 use super::{Effect, Group, GroupCode, GroupState, InitialDelay, JoinReply, Limits, SyncReply};
 
 impl Group {
@@ -108,7 +107,10 @@ impl Group {
             ));
         }
         if let Some(w) = member.sync_waiter {
-            fx.push(Effect::Sync(w, SyncReply::error(GroupCode::UnknownMemberId)));
+            fx.push(Effect::Sync(
+                w,
+                SyncReply::error(GroupCode::UnknownMemberId),
+            ));
         }
         if self.leader.as_deref() == Some(member_id) {
             self.leader = None;
