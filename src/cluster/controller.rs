@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use futures_util::future::join_all;
 
 use super::image::{self, MetadataImage, PartitionRegistration};
+use super::open as local;
 use super::records::{
     ConfigRecord, MetadataRecord, PartitionRecord, CONFIG_RESOURCE_BROKER, CONFIG_RESOURCE_TOPIC,
 };
@@ -23,9 +24,24 @@ use super::topics::dynamic::{BrokerChange, Scope};
 use super::topics::{self, TopicError, TopicId, TopicMeta};
 use super::{deletion, store};
 use crate::producers::{IdBlock, IdError};
-use crate::router::{local, CreateResult, NewTopic, REGISTRY_SHARD};
 use crate::shard::Shard;
 use crate::shard::ShardMsg;
+
+/// A topic to create (already name-checked by the handler or not: shard 0 re-validates).
+#[derive(Debug, Clone)]
+pub struct NewTopic {
+    pub name: String,
+    pub partitions: i32,
+    pub replication_factor: i16,
+    pub configs: crate::topics::config::TopicOverrides,
+    /// CreateTopics' manual replica assignment: one broker list per partition.
+    pub assignments: Option<Vec<Vec<i32>>>,
+}
+
+pub type CreateResult = Result<TopicMeta, TopicError>;
+
+/// The shard that owns the topic registry.
+pub const REGISTRY_SHARD: shards::ShardId = shards::ShardId(0);
 
 /// Why one item of an admin change failed (crosses shards, so plain data).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -20,6 +20,7 @@
 pub mod controller;
 pub mod deletion;
 pub mod image;
+pub mod open;
 pub mod quorum;
 pub mod records;
 pub mod store;

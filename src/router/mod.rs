@@ -6,7 +6,6 @@
 //! the request's items; every message type is `Send` and carries only owned data.
 
 pub mod admin;
-pub mod local;
 pub mod placement;
 pub mod split;
 
@@ -25,23 +24,9 @@ pub use crate::partition::api::{
 pub use crate::partition::PartitionError;
 use crate::partition::TopicPartition;
 use crate::shard::{Shard, ShardMsg};
-use crate::topics::{TopicError, TopicMeta};
+use crate::topics::TopicError;
 
-/// A topic to create (already name-checked by the handler or not: shard 0 re-validates).
-#[derive(Debug, Clone)]
-pub struct NewTopic {
-    pub name: String,
-    pub partitions: i32,
-    pub replication_factor: i16,
-    pub configs: crate::topics::config::TopicOverrides,
-    /// CreateTopics' manual replica assignment: one broker list per partition.
-    pub assignments: Option<Vec<Vec<i32>>>,
-}
-
-pub type CreateResult = Result<TopicMeta, TopicError>;
-
-/// The shard that owns the topic registry.
-pub const REGISTRY_SHARD: ShardId = ShardId(0);
+pub use crate::cluster::controller::{CreateResult, NewTopic, REGISTRY_SHARD};
 
 /// Per-request routing helper bound to the current shard.
 pub struct Router {

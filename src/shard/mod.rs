@@ -72,7 +72,7 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
         crate::cluster::deletion::sweep_deleted(&shard.config.data_dir);
     }
     let metas: Vec<_> = shard.topics.borrow().iter().cloned().collect();
-    router::local::open_owned(&shard, &metas).await;
+    crate::cluster::open::open_owned(&shard, &metas).await;
     crate::groups::start(&shard).await;
     let listeners: Vec<_> = boot
         .listeners
