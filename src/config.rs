@@ -281,6 +281,16 @@ pub struct BrokerConfig {
     /// When set, the admin HTTP endpoint requires `Authorization: Bearer <token>`.
     #[serde(rename = "admin.auth.token")]
     pub admin_auth_token: Option<String>,
+    /// Client quotas: samples kept per rate (Kafka's name and default; `quotas::rate`).
+    #[serde(rename = "quota.window.num")]
+    pub quota_window_num: usize,
+    /// Client quotas: the span of one sample, in seconds (Kafka's name and default).
+    #[serde(rename = "quota.window.size.seconds")]
+    pub quota_window_size_seconds: u64,
+    /// Client quotas: most rates kept per quota type (one per user / client id measured);
+    /// past it the least recently used is dropped. Sluice's own bound.
+    #[serde(rename = "quota.sensors.max")]
+    pub quota_sensors_max: usize,
 }
 
 impl Default for BrokerConfig {
@@ -373,6 +383,9 @@ impl Default for BrokerConfig {
             super_users: String::new(),
             allow_everyone_if_no_acl_found: false,
             admin_auth_token: None,
+            quota_window_num: 11,
+            quota_window_size_seconds: 1,
+            quota_sensors_max: 100_000,
         }
     }
 }

@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod net;
 pub mod partition;
 pub mod producers;
+pub mod quotas;
 pub mod router;
 pub mod security;
 pub mod shard;
@@ -76,6 +77,12 @@ pub fn run(config: BrokerConfig) -> Result<(), BrokerError> {
     let authorizer_config = security::config::authorizer(&config)?;
     let authorizer = security::acl_store::Authorizer::load(&config.data_dir, authorizer_config)
         .map_err(|e| BrokerError::Security(e.to_string()))?;
+    let quotas = quotas::QuotaManager::load(
+        &config.data_dir,
+        quotas::window_config(&config)?,
+        config.quota_sensors_max,
+    )
+    .map_err(|e| BrokerError::Security(e.to_string()))?;
     let default_log = config.default_log_config()?;
     let runtime = shards::RuntimeConfig {
         shard_count: config.cores,
@@ -92,6 +99,7 @@ pub fn run(config: BrokerConfig) -> Result<(), BrokerError> {
         listeners,
         credentials: Arc::new(credentials),
         authorizer: Arc::new(authorizer),
+        quotas: Arc::new(quotas),
         previous_shutdown_clean,
         close_failed: std::sync::atomic::AtomicBool::new(false),
     });

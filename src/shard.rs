@@ -34,6 +34,8 @@ pub struct Boot {
     pub credentials: Arc<crate::security::scram::CredentialStore>,
     /// The authorizer and its ACLs, shared by every shard (see `security::acl_store`).
     pub authorizer: Arc<crate::security::acl_store::Authorizer>,
+    /// Client quotas and their rates, shared by every shard (see `quotas`).
+    pub quotas: Arc<crate::quotas::QuotaManager>,
     /// The previous process closed every log (its clean-shutdown marker was there).
     pub previous_shutdown_clean: bool,
     /// Set by a shard whose logs did not all close; then no clean-shutdown marker is written.
@@ -76,6 +78,8 @@ pub struct Shard {
     pub credentials: Arc<crate::security::scram::CredentialStore>,
     /// The authorizer and its ACLs (shared by every shard).
     pub authorizer: Arc<crate::security::acl_store::Authorizer>,
+    /// Client quotas (shared by every shard).
+    pub quotas: Arc<crate::quotas::QuotaManager>,
     connections: Cell<usize>,
 }
 
@@ -133,6 +137,7 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
         metrics: crate::metrics::ShardMetrics::default(),
         credentials: boot.credentials.clone(),
         authorizer: boot.authorizer.clone(),
+        quotas: boot.quotas.clone(),
         connections: Cell::new(0),
     });
     if shard.id == router::REGISTRY_SHARD {

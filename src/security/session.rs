@@ -83,6 +83,9 @@ pub struct Session {
     /// The mechanism of the first authentication (re-authentication must keep it).
     mechanism: Cell<Option<SaslMechanism>>,
     reauthenticating: Cell<bool>,
+    /// A quota's throttle time for the last request (KIP-219): the connection stops reading
+    /// for that long once the response is queued.
+    throttle_ms: Cell<u64>,
 }
 
 impl Session {
@@ -108,6 +111,7 @@ impl Session {
             expires_at: Cell::new(None),
             mechanism: Cell::new(None),
             reauthenticating: Cell::new(false),
+            throttle_ms: Cell::new(0),
         }
     }
 
@@ -120,6 +124,26 @@ impl Session {
     /// What SaslAuthenticate v1+ answers as `session_lifetime_ms` (0 = no expiry).
     pub fn session_lifetime_ms(&self) -> i64 {
         i64::try_from(self.reauth_ms).unwrap_or(i64::MAX)
+    }
+
+    /// Mutes the connection for `ms` after the current response (the longest throttle wins).
+    pub fn throttle(&self, ms: u64) {
+        self.throttle_ms.set(self.throttle_ms.get().max(ms));
+    }
+
+    /// The mute owed by the last request, cleared.
+    pub fn take_throttle(&self) -> Option<Duration> {
+        let ms = self.throttle_ms.replace(0);
+        (ms > 0).then(|| Duration::from_millis(ms))
+    }
+
+    /// The principal's name without its type (`alice` for `User:alice`): Kafka's quota user.
+    pub fn principal_name(&self) -> String {
+        let principal = self.principal.borrow();
+        match principal.split_once(':') {
+            Some((_, name)) => name.to_owned(),
+            None => principal.clone(),
+        }
     }
 
     /// `User:<name>`.
