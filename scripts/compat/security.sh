@@ -6,7 +6,8 @@
 # listeners (PLAINTEXT, SSL with ssl.client.auth=requested, SASL_SSL, SASL_PLAINTEXT) and broker
 # B with one SSL listener and ssl.client.auth=required, broker C with an authorizer (PLAINTEXT,
 # SASL_PLAINTEXT), runs scripts/compat/security_clients.py, the kcat checks and
-# scripts/compat/security_acls.py (against C), and fails if any check fails or a broker died. Everything is cleaned up.
+# scripts/compat/security_acls.py (against C), scripts/compat/security_quotas.py (client quotas,
+# against A's PLAINTEXT listener, ~25 s), and fails if any check fails or a broker died. Everything is cleaned up.
 #
 # Env: SLUICE_BIN, GEN_CERTS (default: gen_certs next to the sluice binary's examples/),
 # PYTHON, KCAT.
@@ -124,6 +125,7 @@ export -f kcat_tls
 check security-clients "$PYTHON" "$HERE/security_clients.py" "$PKI" "$PLAIN" "$SSL" "$SASL_SSL" "$SASL_PLAIN" "$MTLS"
 check security-kcat bash -euo pipefail -c kcat_tls
 check security-acls "$PYTHON" "$HERE/security_acls.py" "$(addr c PLAINTEXT)" "$(addr c SASL_PLAINTEXT)"
+check security-quotas "$PYTHON" "$HERE/security_quotas.py" "$PLAIN"
 
 for i in "${!PIDS[@]}"; do
   if ! kill -0 "${PIDS[$i]}" 2>/dev/null; then echo "FAIL broker-alive ($i)"; FAILED=1; fi
