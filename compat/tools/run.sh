@@ -308,9 +308,30 @@ transactions() {
   not_yet transactions "$o.out" "The node does not support [A-Z_]+"
 }
 
+# Client quotas (AlterClientQuotas / DescribeClientQuotas) on entities no other check uses.
+client_quotas() {
+  local o=$TMP/data-quotas
+  kafka ConfigCommand --bootstrap-server "$B" --alter --entity-type clients --entity-name tools-q \
+    --add-config producer_byte_rate=1048576,consumer_byte_rate=2097152 >"$o.alter1"
+  expect "$o.alter1" "Completed updating config for client tools-q"
+  kafka ConfigCommand --bootstrap-server "$B" --alter --entity-type users --entity-name tools-u \
+    --entity-type clients --entity-default --add-config request_percentage=150 >"$o.alter2"
+  kafka ConfigCommand --bootstrap-server "$B" --describe --entity-type clients --entity-name tools-q >"$o.d1"
+  expect "$o.d1" "client-id 'tools-q' are .*consumer_byte_rate=2097152" "producer_byte_rate=1048576"
+  kafka ConfigCommand --bootstrap-server "$B" --describe --entity-type users --entity-name tools-u \
+    --entity-type clients --entity-default >"$o.d2"
+  expect "$o.d2" "user-principal 'tools-u', the default client-id are request_percentage=150"
+  kafka ConfigCommand --bootstrap-server "$B" --alter --entity-type clients --entity-name tools-q \
+    --delete-config producer_byte_rate,consumer_byte_rate >/dev/null
+  kafka ConfigCommand --bootstrap-server "$B" --alter --entity-type users --entity-name tools-u \
+    --entity-type clients --entity-default --delete-config request_percentage >/dev/null
+  kafka ConfigCommand --bootstrap-server "$B" --describe --entity-type clients >"$o.d3"
+  reject "$o.d3" "tools-q"
+}
+
 export B T TMP LIB JAVA TOOL_TIMEOUT_S METRICS_ADDR
 export -f kafka requests expect reject not_yet topics configs console groups perf offsets_and_delete \
-  leader_election transactions
+  leader_election transactions client_quotas
 check topics "kafka-topics: create, list, describe, alter partitions, delete"
 check configs "kafka-configs: describe, alter, delete topic configs; describe broker"
 check console "kafka-console-producer / kafka-console-consumer: keys, headers, partition and offset"
@@ -319,6 +340,7 @@ check perf "kafka-producer-perf-test / kafka-consumer-perf-test / kafka-e2e-late
 check offsets_and_delete "kafka-get-offsets (earliest, latest, max timestamp), kafka-delete-records"
 check leader_election "kafka-leader-election (preferred)"
 check transactions "kafka-transactions list"
+check client_quotas "kafka-configs: alter, describe, delete client quotas (clients, users + default client)"
 
 if ! kill -0 "$PID" 2>/dev/null; then
   echo "FAIL broker-alive (sluice exited during the checks)"; FAILED=$((FAILED + 1))
