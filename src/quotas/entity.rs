@@ -187,9 +187,11 @@ impl DescribeFilter {
                         .exact
                         .insert(entity_type.to_owned(), Some(n.to_owned()));
                 }
-                (MATCH_DEFAULT | MATCH_SPECIFIED, Some(_)) => return Err(invalid(format!(
+                (MATCH_DEFAULT | MATCH_SPECIFIED, Some(_)) => {
+                    return Err(invalid(format!(
                     "Request specified match type {match_type}, but also specified a match string."
-                ))),
+                )))
+                }
                 (MATCH_DEFAULT, None) => {
                     filter.exact.insert(entity_type.to_owned(), None);
                 }
