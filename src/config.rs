@@ -291,6 +291,10 @@ pub struct BrokerConfig {
     /// past it the least recently used is dropped. Sluice's own bound.
     #[serde(rename = "quota.sensors.max")]
     pub quota_sensors_max: usize,
+    /// Kafka's `listener.name.<listener>.<config>` overrides of ssl.* / sasl.* settings for
+    /// one listener (full key -> value), as written in the file.
+    #[serde(skip)]
+    pub listener_overrides: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for BrokerConfig {
@@ -386,6 +390,7 @@ impl Default for BrokerConfig {
             quota_window_num: 11,
             quota_window_size_seconds: 1,
             quota_sensors_max: 100_000,
+            listener_overrides: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -422,7 +427,13 @@ impl BrokerConfig {
     }
 
     pub fn from_toml(text: &str) -> Result<Self, toml::de::Error> {
-        toml::from_str(text)
+        // Kafka's per-listener overrides (`listener.name.<l>.<config>`) are open-ended keys:
+        // taken out before the strict parse (`security::config::listener_config` checks them).
+        let mut table: toml::Table = toml::from_str(text)?;
+        let overrides = crate::security::config::take_listener_overrides(&mut table);
+        let mut config: Self = toml::Value::Table(table).try_into()?;
+        config.listener_overrides = overrides;
+        Ok(config)
     }
 
     pub fn apply(&mut self, overrides: Overrides) {

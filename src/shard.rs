@@ -36,6 +36,8 @@ pub struct Boot {
     pub authorizer: Arc<crate::security::acl_store::Authorizer>,
     /// Client quotas and their rates, shared by every shard (see `quotas`).
     pub quotas: Arc<crate::quotas::QuotaManager>,
+    /// Listeners' dynamic configs (certificate reload), shared by every shard.
+    pub listener_configs: Arc<crate::security::listener_configs::ListenerConfigs>,
     /// The previous process closed every log (its clean-shutdown marker was there).
     pub previous_shutdown_clean: bool,
     /// Set by a shard whose logs did not all close; then no clean-shutdown marker is written.
@@ -80,6 +82,8 @@ pub struct Shard {
     pub authorizer: Arc<crate::security::acl_store::Authorizer>,
     /// Client quotas (shared by every shard).
     pub quotas: Arc<crate::quotas::QuotaManager>,
+    /// Listeners' dynamic configs (shared by every shard).
+    pub listener_configs: Arc<crate::security::listener_configs::ListenerConfigs>,
     connections: Cell<usize>,
 }
 
@@ -138,6 +142,7 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
         credentials: boot.credentials.clone(),
         authorizer: boot.authorizer.clone(),
         quotas: boot.quotas.clone(),
+        listener_configs: boot.listener_configs.clone(),
         connections: Cell::new(0),
     });
     if shard.id == router::REGISTRY_SHARD {

@@ -38,6 +38,7 @@ pub mod leave_group;
 pub mod list_config_resources;
 pub mod list_groups;
 pub mod list_offsets;
+pub mod listener_configs;
 pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;

@@ -94,7 +94,8 @@ async fn establish(
         return Some((Transport::Plain(stream), Rc::new(session)));
     };
     let timeout = Duration::from_millis(shard.config.authentication_timeout_ms);
-    let tls = match compio::time::timeout(timeout, TlsStream::accept(stream, config.clone())).await
+    let tls = match compio::time::timeout(timeout, TlsStream::accept(stream, config.current()))
+        .await
     {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {

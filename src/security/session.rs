@@ -26,10 +26,12 @@ pub struct ListenerContext {
     pub bind: SocketAddr,
     pub advertised_host: String,
     pub advertised_port: u16,
-    /// Set for SSL and SASL_SSL listeners.
-    pub tls: Option<Arc<rustls::ServerConfig>>,
-    /// `ssl.principal.mapping.rules`, for client certificates.
+    /// Set for SSL and SASL_SSL listeners (replaced by a certificate reload).
+    pub tls: Option<Arc<super::tls::TlsSlot>>,
+    /// `ssl.principal.mapping.rules` (of this listener), for client certificates.
     pub principal_mapper: Arc<super::principal::PrincipalMapper>,
+    /// `sasl.enabled.mechanisms` of this listener.
+    pub sasl_mechanisms: Vec<SaslMechanism>,
 }
 
 #[derive(Debug)]
