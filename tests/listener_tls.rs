@@ -263,8 +263,8 @@ fn last_listener(broker: &Broker, name: &str) -> SocketAddr {
     let needle = format!("listener name={name} ");
     let line = log
         .lines()
-        .filter(|l| l.contains(&needle))
-        .last()
+        .rev()
+        .find(|l| l.contains(&needle))
         .unwrap_or_else(|| panic!("no listener {name}"));
     let addr = line
         .split_whitespace()

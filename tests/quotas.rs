@@ -77,12 +77,15 @@ fn component(entity_type: &str, match_type: i8, name: Option<&str>) -> Component
         .with_match(name.map(s))
 }
 
-/// Entries as sorted `("user=alice,client-id=<default>", [(key, value)])`.
+/// One described entity: `("user=alice,client-id=<default>", [(key, value)])`.
+type Described = (String, Vec<(String, f64)>);
+
+/// The error code and the entries, sorted.
 fn describe(
     addr: SocketAddr,
     components: Vec<ComponentData>,
     strict: bool,
-) -> (i16, Vec<(String, Vec<(String, f64)>)>) {
+) -> (i16, Vec<Described>) {
     let resp: DescribeClientQuotasResponse = wire::call(
         addr,
         ApiKey::DescribeClientQuotas,

@@ -66,6 +66,9 @@ pub fn apply_quotas(
     let Ok(response) = outcome else {
         return;
     };
+    if !shard.quotas.active() {
+        return;
+    }
     let silent = matches!(response, Outcome::Silent);
     let exempt = silent || matches!(key, ApiKey::SaslHandshake | ApiKey::SaslAuthenticate);
     let usage = Usage {

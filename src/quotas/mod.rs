@@ -144,6 +144,8 @@ pub struct QuotaManager {
     sensors_max: usize,
     path: PathBuf,
     live: RwLock<Arc<Live>>,
+    /// Whether any quota exists (read on every request without a lock).
+    active: std::sync::atomic::AtomicBool,
     sensors: [Mutex<Sensors>; 3],
     change_lock: futures_util::lock::Mutex<()>,
     epoch: Instant,
@@ -169,11 +171,17 @@ impl QuotaManager {
             window,
             sensors_max: sensors_max.max(1),
             path,
+            active: std::sync::atomic::AtomicBool::new(!map.is_empty()),
             live: RwLock::new(Arc::new(Live::new(map))),
             sensors: Default::default(),
             change_lock: futures_util::lock::Mutex::new(()),
             epoch: Instant::now(),
         })
+    }
+
+    /// Whether any quota is configured (else nothing needs recording).
+    pub fn active(&self) -> bool {
+        self.active.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn live(&self) -> Arc<Live> {
@@ -299,7 +307,10 @@ impl QuotaManager {
             crate::atomic_file::write_off_thread(self.path.clone(), render(&map).into_bytes())
                 .await
                 .map_err(QuotaStoreError::Write)?;
+            let active = !map.is_empty();
             *self.live.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Live::new(map));
+            self.active
+                .store(active, std::sync::atomic::Ordering::Relaxed);
         }
         Ok(results)
     }

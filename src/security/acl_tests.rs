@@ -383,8 +383,12 @@ fn authorize_by_resource_type_as_kafka() {
         "allow.everyone.if.no.acl.found"
     );
     let literal = topic_allow("t1", Literal, "User:bob", Write);
-    assert!(by_type(&config, &[literal.clone()], "User:bob"));
-    assert!(!by_type(&config, &[literal.clone()], "User:carol"));
+    assert!(by_type(&config, std::slice::from_ref(&literal), "User:bob"));
+    assert!(!by_type(
+        &config,
+        std::slice::from_ref(&literal),
+        "User:carol"
+    ));
     assert!(by_type(
         &config,
         &[topic_allow("x", Literal, "User:*", All)],
