@@ -13,6 +13,7 @@ pub mod acl_store;
 pub mod config;
 pub mod listener;
 pub mod listener_configs;
+pub mod oauthbearer;
 pub mod principal;
 pub mod sasl;
 pub mod scram;
