@@ -2,7 +2,8 @@
 //! validation, filters, persistence across a restart, ApiVersions lists them, the CLUSTER
 //! ALTER_CONFIGS / DESCRIBE_CONFIGS checks), and enforcement: a producer over its
 //! `producer_byte_rate` gets Kafka's throttle time in its Produce response and its connection
-//! is not read for that long (KIP-219). The throttled-rate measurement with a real client is
+//! is not read for that long (KIP-219); `request_percentage` throttles any API (Metadata here),
+//! at most one window. The throttled-rate measurement with a real client is
 //! `scripts/compat/security_quotas.py`.
 
 mod common;
@@ -383,4 +384,51 @@ fn quota_apis_need_cluster_configs_acls() {
             vec![("producer_byte_rate".to_owned(), 1e6)]
         )]
     );
+}
+
+#[test]
+fn request_percentage_throttles_any_api_at_most_one_window() {
+    let broker = Broker::start(BrokerOpts::default());
+    let addr = broker.socket_addr();
+    // 0.0001 % of a thread: 10 us of handler time per 10 s window; a few requests exceed it.
+    let codes = alter(
+        addr,
+        vec![set(
+            &[("client-id", Some("busy"))],
+            &[("request_percentage", 0.0001)],
+        )],
+        false,
+    );
+    assert_eq!(codes, [0]);
+    let mut stream = wire::connect(addr);
+    let mut throttled = None;
+    for correlation_id in 1..=100 {
+        wire::send(
+            &mut stream,
+            &wire::encode_request(
+                ApiKey::Metadata,
+                12,
+                correlation_id,
+                "busy",
+                &MetadataRequest::default(),
+            ),
+        );
+        let resp: MetadataResponse = wire::decode_response(
+            ApiKey::Metadata,
+            12,
+            correlation_id,
+            read_response(&mut stream),
+        );
+        if resp.throttle_time_ms > 0 {
+            throttled = Some(resp.throttle_time_ms);
+            break;
+        }
+    }
+    let throttle = throttled.expect("a Metadata response carried a throttle time");
+    // ClientRequestQuotaManager caps the request quota's throttle at one window (1 s).
+    assert!(throttle <= 1000, "throttle {throttle} ms");
+    // Another client id is not throttled.
+    let resp: MetadataResponse =
+        wire::call(addr, ApiKey::Metadata, 12, &MetadataRequest::default());
+    assert_eq!(resp.throttle_time_ms, 0);
 }
