@@ -12,12 +12,14 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::sync::Arc;
 
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
 };
 use kafka_protocol::messages::{
-    ApiKey, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, MetadataRequest,
-    MetadataResponse, SaslHandshakeRequest, SaslHandshakeResponse,
+    ApiKey, DescribeConfigsRequest, DescribeConfigsResponse, IncrementalAlterConfigsRequest,
+    IncrementalAlterConfigsResponse, MetadataRequest, MetadataResponse, SaslHandshakeRequest,
+    SaslHandshakeResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -250,6 +252,24 @@ fn alter_configs_reloads_a_listeners_keystore_without_restart() {
     std::fs::write(&live, b"not a keystore").expect("break the old path");
     let moved_path = moved.display().to_string();
     assert_eq!(set_keystore(admin, "0", key, &moved_path).0, 0);
+    let described: DescribeConfigsResponse = wire::call(
+        admin,
+        ApiKey::DescribeConfigs,
+        4,
+        &DescribeConfigsRequest::default().with_resources(vec![DescribeConfigsResource::default()
+            .with_resource_type(BROKER)
+            .with_resource_name(s("0"))
+            .with_configuration_keys(Some(vec![s(key)]))]),
+    );
+    let entry = &described.results[0].configs[0];
+    assert_eq!(
+        (
+            entry.value.as_ref().map(|v| v.to_string()),
+            entry.config_source
+        ),
+        (Some(moved_path.clone()), 2),
+        "DYNAMIC_BROKER_CONFIG"
+    );
     broker.restart();
     assert_eq!(
         server_cert(last_listener(&broker, "SSL"), client),
