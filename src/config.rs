@@ -295,6 +295,12 @@ pub struct BrokerConfig {
     /// one listener (full key -> value), as written in the file.
     #[serde(skip)]
     pub listener_overrides: std::collections::BTreeMap<String, String>,
+    /// Certificate reload: whether the new certificate may name another subject DN (Kafka's).
+    #[serde(rename = "ssl.allow.dn.changes")]
+    pub ssl_allow_dn_changes: bool,
+    /// Certificate reload: whether its subject alternative names may change (Kafka's).
+    #[serde(rename = "ssl.allow.san.changes")]
+    pub ssl_allow_san_changes: bool,
 }
 
 impl Default for BrokerConfig {
@@ -391,6 +397,8 @@ impl Default for BrokerConfig {
             quota_window_size_seconds: 1,
             quota_sensors_max: 100_000,
             listener_overrides: std::collections::BTreeMap::new(),
+            ssl_allow_dn_changes: false,
+            ssl_allow_san_changes: false,
         }
     }
 }

@@ -292,3 +292,25 @@ fn last_listener(broker: &Broker, name: &str) -> SocketAddr {
         .unwrap_or_else(|| panic!("no address in {line}"));
     addr.parse().expect("address")
 }
+
+#[test]
+fn ssl_allow_dn_changes_lets_a_listener_take_another_identity() {
+    let (_dir, pki) = pki();
+    let toml = format!(
+        "listeners = \"PLAINTEXT://127.0.0.1:0,SSL://127.0.0.1:0\"\n\
+         \"ssl.keystore.location\" = {:?}\n\
+         \"listener.name.ssl.ssl.allow.dn.changes\" = \"true\"\n",
+        pki.broker.display().to_string(),
+    );
+    let broker = Broker::start(BrokerOpts::default().config(&toml));
+    let other = pki.broker_other.display().to_string();
+    let key = "listener.name.ssl.ssl.keystore.location";
+    assert_eq!(
+        set_keystore(broker.socket_addr(), "0", key, &other),
+        (0, String::new())
+    );
+    assert_eq!(
+        server_cert(listener(&broker, "SSL"), client_config(&pki, false)),
+        Some(file_cert(&pki.broker_other))
+    );
+}

@@ -87,6 +87,8 @@ pub const LISTENER_KEYS: &[&str] = &[
     "ssl.client.auth",
     "ssl.enabled.protocols",
     "ssl.principal.mapping.rules",
+    "ssl.allow.dn.changes",
+    "ssl.allow.san.changes",
     "sasl.enabled.mechanisms",
 ];
 
@@ -138,6 +140,10 @@ fn set_listener_key(config: &mut BrokerConfig, key: &str, value: &str) -> bool {
         "ssl.enabled.protocols" => config.ssl_enabled_protocols = value.to_owned(),
         "ssl.principal.mapping.rules" => config.ssl_principal_mapping_rules = value.to_owned(),
         "sasl.enabled.mechanisms" => config.sasl_enabled_mechanisms = value.to_owned(),
+        "ssl.allow.dn.changes" => config.ssl_allow_dn_changes = value.eq_ignore_ascii_case("true"),
+        "ssl.allow.san.changes" => {
+            config.ssl_allow_san_changes = value.eq_ignore_ascii_case("true")
+        }
         _ => return false,
     }
     true

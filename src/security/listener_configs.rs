@@ -9,8 +9,8 @@
 //! Kafka's rules: only those keys (`SslConfigs.RECONFIGURABLE_CONFIGS` that Sluice has), only
 //! with the listener prefix and only per broker (not the cluster default); a keystore that does
 //! not load, or whose certificate's subject DN or subject alternative names differ from the
-//! current one (Kafka's default `ssl.allow.dn.changes` / `ssl.allow.san.changes` = false), is
-//! refused and nothing changes.
+//! current one (unless `ssl.allow.dn.changes` / `ssl.allow.san.changes`, false by default as in
+//! Kafka), is refused and nothing changes.
 //!
 //! Invariants: the file and the live TLS configs agree (persist first, then swap), changes are
 //! serialised by one async lock, and files are read on a blocking thread, never on a shard.
@@ -237,7 +237,9 @@ fn rebuild(
             tls::server_config_and_leaf(&config).map_err(|e| invalid(e.to_string()))?;
         let old = identity(&old_leaf).map_err(&invalid)?;
         let new = identity(&leaf).map_err(&invalid)?;
-        if old != new {
+        let dn_changed = old.0 != new.0 && !config.ssl_allow_dn_changes;
+        let san_changed = old.1 != new.1 && !config.ssl_allow_san_changes;
+        if dn_changed || san_changed {
             return Err(invalid(format!(
                 "Keystore DistinguishedName or SubjectAltNames do not match: {old:?} vs {new:?}"
             )));
