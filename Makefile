@@ -131,10 +131,15 @@ bench: bench-deps
 	perf/bench.sh
 
 # Apache Kafka (from Maven Central, perf/kafka/) and Sluice side by side: the same workloads and
-# clients, alternating runs, one table of ratios into BENCHMARKS.md (perf/README.md).
+# clients, alternating runs, one table of ratios into BENCHMARKS.md and one set of plots
+# (matplotlib, installed once into the venv; its stamp is written last) (perf/README.md).
 .PHONY: bench-kafka
-bench-kafka:
-	perf/bench-kafka.sh
+BENCH_PY_STAMP := $(VENV)/.stamp-bench-kafka
+$(BENCH_PY_STAMP): $(VENV)/.stamp
+	$(VENV)/bin/python -m pip install -q --disable-pip-version-check matplotlib
+	touch $@
+bench-kafka: $(BENCH_PY_STAMP)
+	PLOT_PYTHON=$(VENV)/bin/python perf/bench-kafka.sh
 
 # CPU flamegraph of the broker under load, into perf/out/ (WORKLOAD=..., DURATION_S=...).
 flamegraph: bench-deps

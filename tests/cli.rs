@@ -548,3 +548,154 @@ fn cluster_info_and_connection_errors() {
         "{stderr}"
     );
 }
+
+/// A broker whose groups rebalance without Kafka's initial 3 s delay (as Kafka's test brokers).
+fn broker_without_rebalance_delay() -> Broker {
+    Broker::start(BrokerOpts {
+        config_toml: Some("\"group.initial.rebalance.delay.ms\" = 0\n".into()),
+        ..BrokerOpts::default()
+    })
+}
+
+/// (partition, offset) of every record a `consume --json` printed.
+fn positions_printed(stdout: &str) -> Vec<(i64, i64)> {
+    json_lines(stdout)
+        .iter()
+        .map(|r| {
+            (
+                r["partition"].as_i64().expect("partition"),
+                r["offset"].as_i64().expect("offset"),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn consume_in_a_group_starts_at_commits_and_leaves() {
+    let broker = broker_without_rebalance_delay();
+    kafka::create_topic(&broker, "orders", 2);
+    let producer = kafka::producer(&broker, &[]);
+    kafka::produce(&producer, "orders", &kafka::keyed_records(6, 2, 8), Some(0));
+    kafka::produce(&producer, "orders", &kafka::keyed_records(4, 2, 8), Some(1));
+
+    // First run: the group has no offsets, so --offset start applies; it reads everything,
+    // commits the ends and leaves (the group is Empty at once, not after the session timeout).
+    let first = ok(
+        &broker,
+        &["consume", "orders", "--group", "audit", "--exit", "--json"],
+    );
+    let mut read = positions_printed(&first);
+    read.sort_unstable();
+    let all: Vec<(i64, i64)> = (0..6)
+        .map(|o| (0, o))
+        .chain((0..4).map(|o| (1, o)))
+        .collect();
+    assert_eq!(read, all, "every record once: {first}");
+    let d = json(&broker, &["group", "describe", "audit"]);
+    assert_eq!(d["state"], "Empty", "the member left: {d}");
+    assert_eq!(offset_row(&d, "orders", 0)["current_offset"], 6);
+    assert_eq!(offset_row(&d, "orders", 1)["current_offset"], 4);
+    assert_eq!(d["total_lag"], 0);
+
+    // Second run starts at the committed offsets: only the new records; --num stops after 2
+    // and commits exactly those.
+    kafka::produce(&producer, "orders", &kafka::keyed_records(3, 1, 8), Some(1));
+    let second = ok(
+        &broker,
+        &["consume", "orders", "-g", "audit", "-n", "2", "--json"],
+    );
+    assert_eq!(positions_printed(&second), vec![(1, 4), (1, 5)]);
+    let d = json(&broker, &["group", "describe", "audit"]);
+    assert_eq!(offset_row(&d, "orders", 1)["current_offset"], 6);
+    assert_eq!(d["total_lag"], 1);
+
+    // --partition picks partitions itself, which a group member cannot.
+    let usage = fails(&broker, &["consume", "orders", "-g", "audit", "-p", "0"], 2);
+    assert!(usage.contains("cannot be used with"), "{usage}");
+}
+
+#[test]
+fn consume_group_members_split_partitions_and_rebalance() {
+    let broker = broker_without_rebalance_delay();
+    kafka::create_topic(&broker, "events", 2);
+    let producer = kafka::producer(&broker, &[]);
+    let spawn = || {
+        Command::new(BIN)
+            .args(["consume", "events", "--group", "pair", "--json"])
+            .args(["--brokers", &broker.addr()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn sluice consume")
+    };
+    let members = |d: &Value| d["members"].as_array().map_or(0, Vec::len);
+    let a = spawn();
+    wait_until(Duration::from_secs(30), "the first member joins", || {
+        let d = json(&broker, &["group", "describe", "pair"]);
+        d["state"] == "Stable" && members(&d) == 1
+    });
+    let b = spawn();
+    // The first member sees the rebalance on its next heartbeat and rejoins; as leader it
+    // gives each member one partition (range assignor).
+    wait_until(
+        Duration::from_secs(30),
+        "both members own a partition",
+        || {
+            let d = json(&broker, &["group", "describe", "pair"]);
+            let owners: Vec<&str> = (0..2)
+                .filter_map(|p| {
+                    d["offsets"]
+                        .as_array()?
+                        .iter()
+                        .find(|r| r["topic"] == "events" && r["partition"] == p)?["member_id"]
+                        .as_str()
+                })
+                .collect();
+            d["state"] == "Stable"
+                && members(&d) == 2
+                && owners.len() == 2
+                && owners[0] != owners[1]
+        },
+    );
+    kafka::produce(&producer, "events", &kafka::keyed_records(5, 1, 8), Some(0));
+    kafka::produce(&producer, "events", &kafka::keyed_records(3, 1, 8), Some(1));
+    wait_until(
+        Duration::from_secs(30),
+        "both commit what they read",
+        || json(&broker, &["group", "describe", "pair"])["total_lag"] == 0,
+    );
+    // SIGTERM: each commits and leaves; the group empties without waiting for a timeout.
+    let mut outputs = Vec::new();
+    for child in [a, b] {
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        let out = child.wait_with_output().expect("wait for sluice consume");
+        assert!(
+            out.status.success(),
+            "sluice consume exited {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        outputs.push(positions_printed(&String::from_utf8_lossy(&out.stdout)));
+    }
+    let partitions_of = |read: &[(i64, i64)]| {
+        let mut ps: Vec<i64> = read.iter().map(|(p, _)| *p).collect();
+        ps.dedup();
+        ps
+    };
+    let (pa, pb) = (partitions_of(&outputs[0]), partitions_of(&outputs[1]));
+    assert_eq!(pa.len() + pb.len(), 2, "one partition each: {outputs:?}");
+    assert_ne!(pa, pb);
+    let mut read: Vec<(i64, i64)> = outputs.concat();
+    read.sort_unstable();
+    let all: Vec<(i64, i64)> = (0..5)
+        .map(|o| (0, o))
+        .chain((0..3).map(|o| (1, o)))
+        .collect();
+    assert_eq!(read, all, "each record read once by one member");
+    let d = json(&broker, &["group", "describe", "pair"]);
+    assert_eq!(d["state"], "Empty", "both left: {d}");
+}

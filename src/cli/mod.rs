@@ -12,6 +12,7 @@ pub mod cluster;
 pub mod consume;
 pub mod error;
 pub mod group;
+pub mod member;
 pub mod meta;
 pub mod output;
 pub mod produce;
