@@ -18,10 +18,12 @@
 #
 # Kafka: kafka_2.13 and its runtime dependencies from Maven Central (perf/kafka/pom.xml, into
 # the git-ignored perf/kafka/lib/ once), KRaft combined mode (one node, broker + controller) on
-# loopback, a fresh data dir under $PERF_WORK, Kafka's own JVM flags (kafka-run-class.sh).
+# loopback, a fresh data dir under $RESULTS/work (or $PERF_WORK when given; deleted at the end,
+# the brokers' logs copied to $RESULTS), Kafka's own JVM flags (kafka-run-class.sh).
 # Broker CPU is utime+stime of the broker process (/proc/PID/stat) over each leg; RSS is
 # VmRSS at the leg's end.
 set -euo pipefail
+GIVEN_PERF_WORK=${PERF_WORK:-}
 # shellcheck source=perf/lib.sh
 source "$(dirname "$0")/lib.sh"
 
@@ -47,12 +49,19 @@ PLOT_COPY=${PLOT_COPY:-}
 # still writes the table.
 PLOT_PYTHON=${PLOT_PYTHON:-python3}
 KAFKA_PID=""
+# Both brokers' data dirs live under the run's output (removed at the end, their logs kept).
+if [[ -z $GIVEN_PERF_WORK ]]; then
+  rmdir "$PERF_WORK"
+  PERF_WORK=$RESULTS/work
+fi
 
 cleanup() {
   if [[ -n "$KAFKA_PID" ]] && kill -0 "$KAFKA_PID" 2>/dev/null; then
     kill "$KAFKA_PID" 2>/dev/null || true
     wait "$KAFKA_PID" 2>/dev/null || true
   fi
+  cp "$PERF_WORK/kafka/kafka.log" "$RESULTS/kafka.log" 2>/dev/null || true
+  cp "$PERF_WORK/sluice/broker.log" "$RESULTS/sluice.log" 2>/dev/null || true
   perf_cleanup
 }
 trap cleanup EXIT

@@ -709,3 +709,77 @@ fn consume_group_members_split_partitions_and_rebalance() {
     let d = json(&broker, &["group", "describe", "pair"]);
     assert_eq!(d["state"], "Empty", "both left: {d}");
 }
+
+#[test]
+fn consume_group_shares_a_group_with_librdkafka() {
+    let broker = broker_without_rebalance_delay();
+    kafka::create_topic(&broker, "mixed", 2);
+    let consumer = kafka::consumer_with(
+        &broker,
+        &[
+            ("group.id", "mixed"),
+            ("partition.assignment.strategy", "range"),
+        ],
+    );
+    consumer.subscribe(&["mixed"]).expect("subscribe");
+    let members = |d: &Value| d["members"].as_array().map_or(0, Vec::len);
+    wait_until(Duration::from_secs(30), "librdkafka joins", || {
+        let _ = consumer.poll(Duration::from_millis(100));
+        let d = json(&broker, &["group", "describe", "mixed"]);
+        d["state"] == "Stable" && members(&d) == 1
+    });
+    let child = Command::new(BIN)
+        .args(["consume", "mixed", "--group", "mixed", "--json"])
+        .args(["--brokers", &broker.addr()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn sluice consume");
+    // librdkafka is the leader: its range assignment must decode in the CLI, and the CLI's
+    // subscription in librdkafka.
+    wait_until(Duration::from_secs(30), "one partition each", || {
+        let _ = consumer.poll(Duration::from_millis(100));
+        let d = json(&broker, &["group", "describe", "mixed"]);
+        members(&d) == 2
+            && d["state"] == "Stable"
+            && consumer.assignment().map(|a| a.count()).unwrap_or(0) == 1
+    });
+    let mine = consumer.assignment().expect("assignment").elements()[0].partition();
+    let producer = kafka::producer(&broker, &[]);
+    kafka::produce(&producer, "mixed", &kafka::keyed_records(3, 1, 8), Some(0));
+    kafka::produce(&producer, "mixed", &kafka::keyed_records(3, 1, 8), Some(1));
+    let mut got = 0;
+    wait_until(Duration::from_secs(30), "librdkafka reads its 3", || {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            assert_eq!(m.partition(), mine);
+            got += 1;
+        }
+        got == 3
+    });
+    wait_until(Duration::from_secs(30), "the CLI commits its 3", || {
+        let d = json(&broker, &["group", "describe", "mixed"]);
+        d["offsets"].as_array().is_some_and(|rows| {
+            rows.iter()
+                .any(|r| r["partition"] == 1 - mine && r["current_offset"] == 3)
+        })
+    });
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let out = child.wait_with_output().expect("wait for sluice consume");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let read = positions_printed(&String::from_utf8_lossy(&out.stdout));
+    let theirs = i64::from(1 - mine);
+    assert_eq!(read, vec![(theirs, 0), (theirs, 1), (theirs, 2)]);
+    // The CLI left: librdkafka gets both partitions in the next generation.
+    wait_until(Duration::from_secs(30), "librdkafka owns both", || {
+        let _ = consumer.poll(Duration::from_millis(100));
+        consumer.assignment().map(|a| a.count()).unwrap_or(0) == 2
+    });
+}
