@@ -5,7 +5,7 @@
 # pinned to BROKER_CPUS and the clients to BENCH_CPUS; then one table of Sluice/Kafka ratios
 # into BENCHMARKS.md and one set of plots (perf/README.md, "Apache Kafka side by side").
 #
-#   perf/bench-kafka.sh                      # = make bench-kafka (~7 min with the defaults)
+#   perf/bench-kafka.sh                      # = make bench-kafka (~5 min with the defaults)
 #   ROUNDS=3 DURATION_S=10 perf/bench-kafka.sh
 #
 # Knobs: DURATION_S [5] measured seconds per leg, WARMUP_S [1], ROUNDS [2] (legs per broker

@@ -557,6 +557,15 @@ fn broker_without_rebalance_delay() -> Broker {
     })
 }
 
+/// `group describe --json`, or Null while the group does not exist yet (for wait loops).
+fn describe_while_joining(broker: &Broker, group: &str) -> Value {
+    let out = sluice(broker, &["group", "describe", group, "--json"]);
+    if !out.status.success() {
+        return Value::Null;
+    }
+    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+}
+
 /// (partition, offset) of every record a `consume --json` printed.
 fn positions_printed(stdout: &str) -> Vec<(i64, i64)> {
     json_lines(stdout)
@@ -631,7 +640,7 @@ fn consume_group_members_split_partitions_and_rebalance() {
     let members = |d: &Value| d["members"].as_array().map_or(0, Vec::len);
     let a = spawn();
     wait_until(Duration::from_secs(30), "the first member joins", || {
-        let d = json(&broker, &["group", "describe", "pair"]);
+        let d = describe_while_joining(&broker, "pair");
         d["state"] == "Stable" && members(&d) == 1
     });
     let b = spawn();
@@ -641,7 +650,7 @@ fn consume_group_members_split_partitions_and_rebalance() {
         Duration::from_secs(30),
         "both members own a partition",
         || {
-            let d = json(&broker, &["group", "describe", "pair"]);
+            let d = describe_while_joining(&broker, "pair");
             let owners: Vec<&str> = (0..2)
                 .filter_map(|p| {
                     d["offsets"]
@@ -663,7 +672,7 @@ fn consume_group_members_split_partitions_and_rebalance() {
         Duration::from_secs(30),
         "both commit what they read",
         || {
-            let d = json(&broker, &["group", "describe", "pair"]);
+            let d = describe_while_joining(&broker, "pair");
             let committed = |p: i64| {
                 d["offsets"].as_array().and_then(|rows| {
                     rows.iter()
@@ -725,7 +734,7 @@ fn consume_group_shares_a_group_with_librdkafka() {
     let members = |d: &Value| d["members"].as_array().map_or(0, Vec::len);
     wait_until(Duration::from_secs(30), "librdkafka joins", || {
         let _ = consumer.poll(Duration::from_millis(100));
-        let d = json(&broker, &["group", "describe", "mixed"]);
+        let d = describe_while_joining(&broker, "mixed");
         d["state"] == "Stable" && members(&d) == 1
     });
     let child = Command::new(BIN)
@@ -739,7 +748,7 @@ fn consume_group_shares_a_group_with_librdkafka() {
     // subscription in librdkafka.
     wait_until(Duration::from_secs(30), "one partition each", || {
         let _ = consumer.poll(Duration::from_millis(100));
-        let d = json(&broker, &["group", "describe", "mixed"]);
+        let d = describe_while_joining(&broker, "mixed");
         members(&d) == 2
             && d["state"] == "Stable"
             && consumer.assignment().map(|a| a.count()).unwrap_or(0) == 1
@@ -757,7 +766,7 @@ fn consume_group_shares_a_group_with_librdkafka() {
         got == 3
     });
     wait_until(Duration::from_secs(30), "the CLI commits its 3", || {
-        let d = json(&broker, &["group", "describe", "mixed"]);
+        let d = describe_while_joining(&broker, "mixed");
         d["offsets"].as_array().is_some_and(|rows| {
             rows.iter()
                 .any(|r| r["partition"] == 1 - mine && r["current_offset"] == 3)
