@@ -56,7 +56,7 @@ pub enum Command {
         #[command(flatten)]
         args: produce::ProduceArgs,
     },
-    /// Read records from an offset or a time.
+    /// Read records from an offset or a time, or as a member of a consumer group (--group).
     Consume {
         #[command(flatten)]
         conn: ConnArgs,
