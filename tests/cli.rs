@@ -792,3 +792,25 @@ fn consume_group_shares_a_group_with_librdkafka() {
         consumer.assignment().map(|a| a.count()).unwrap_or(0) == 2
     });
 }
+
+#[test]
+fn consume_group_names_an_incompatible_assignor() {
+    let broker = broker_without_rebalance_delay();
+    kafka::create_topic(&broker, "rr", 1);
+    let consumer = kafka::consumer_with(
+        &broker,
+        &[
+            ("group.id", "rr"),
+            ("partition.assignment.strategy", "roundrobin"),
+        ],
+    );
+    consumer.subscribe(&["rr"]).expect("subscribe");
+    wait_until(Duration::from_secs(30), "librdkafka joins", || {
+        let _ = consumer.poll(Duration::from_millis(100));
+        describe_while_joining(&broker, "rr")["state"] == "Stable"
+    });
+    // The group's only protocol is roundrobin; the CLI offers range: Kafka's error, with a hint.
+    let err = fails(&broker, &["consume", "rr", "--group", "rr", "-e"], 1);
+    assert!(err.contains("INCONSISTENT_GROUP_PROTOCOL (23)"), "{err}");
+    assert!(err.contains("use another --group"), "{err}");
+}
