@@ -229,9 +229,13 @@ pub fn run(ctx: &Ctx, args: ConsumeArgs) -> Result<(), CliError> {
 /// instead of holding its partitions until the session timeout.
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
-extern "C" fn on_signal(_signal: libc::c_int) {
-    // Only an atomic store: async-signal-safe.
-    INTERRUPTED.store(true, Ordering::SeqCst);
+extern "C" fn on_signal(signal: libc::c_int) {
+    // Only an atomic swap and _exit: both async-signal-safe. A second signal exits at once (a
+    // join can block for up to the rebalance timeout).
+    if INTERRUPTED.swap(true, Ordering::SeqCst) {
+        // SAFETY: _exit(2) is async-signal-safe and ends the process without unwinding.
+        unsafe { libc::_exit(128 + signal) };
+    }
 }
 
 fn stop_on_signals() {
