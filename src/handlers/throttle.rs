@@ -66,7 +66,9 @@ pub fn apply_quotas(
     let Ok(response) = outcome else {
         return;
     };
-    if !shard.quotas.active() {
+    // Before SASL authentication completes (ApiVersions) nothing is measured, as in Kafka,
+    // where the authenticator answers those requests outside the quota managers.
+    if !shard.quotas.active() || !session.is_authenticated() {
         return;
     }
     let silent = matches!(response, Outcome::Silent);
