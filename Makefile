@@ -65,11 +65,21 @@ deps: apt-deps py-deps java-deps
 # `make compat-table` rewrites the README's compatibility table from all suites' results.
 SLUICE_DEBUG = $(abspath $(TARGET_DIR))/debug/sluice
 COMPAT_OUT = $(TARGET_DIR)/compat
-test-java: java-deps
+# Each suite on its own (`make test` runs them all): the debug broker first, then the suite,
+# writing the results file `make compat-table` reads.
+.PHONY: debug-bin test-compat-py
+debug-bin:
+	$(CARGO) build --bin sluice
+
+test-java: java-deps debug-bin
 	cd compat/java && SLUICE_BIN=$(SLUICE_DEBUG) $(MVN) $(MVN_FLAGS) test
 
-test-kafka-tools: java-deps
+test-kafka-tools: java-deps debug-bin
 	SLUICE_BIN=$(SLUICE_DEBUG) RESULTS=$(COMPAT_OUT)/kafka-tools.tsv compat/tools/run.sh
+
+test-compat-py: apt-deps py-deps debug-bin
+	SLUICE_BIN=$(SLUICE_DEBUG) PYTHON=$(VENV)/bin/python RESULTS=$(COMPAT_OUT)/python-kcat.tsv \
+	  scripts/compat/run.sh
 
 compat-table:
 	$(PYTHON) scripts/compat/table.py --surefire compat/java/target/surefire-reports \
@@ -99,8 +109,9 @@ test: deps
 .PHONY: go-deps test-go
 go-deps:
 	cd compat/go && $(GO) mod download
-test-go: go-deps
-	cd compat/go && SLUICE_BIN=$(abspath $(TARGET_DIR))/debug/sluice $(GO) test -count=1 ./...
+test-go: go-deps debug-bin
+	mkdir -p $(COMPAT_OUT) && cd compat/go && set -o pipefail && SLUICE_BIN=$(SLUICE_DEBUG) \
+	  $(GO) test -count=1 -v ./... 2>&1 | tee $(abspath $(COMPAT_OUT))/go-test.txt
 
 # Load generator (bench/README.md). `bench-smoke` is a 2 s end-to-end run against a fresh broker.
 bench-build:
@@ -131,10 +142,15 @@ bench: bench-deps
 	perf/bench.sh
 
 # Apache Kafka (from Maven Central, perf/kafka/) and Sluice side by side: the same workloads and
-# clients, alternating runs, one table of ratios into BENCHMARKS.md (perf/README.md).
+# clients, alternating runs, one table of ratios into BENCHMARKS.md and one set of plots
+# (matplotlib, installed once into the venv; its stamp is written last) (perf/README.md).
 .PHONY: bench-kafka
-bench-kafka:
-	perf/bench-kafka.sh
+BENCH_PY_STAMP := $(VENV)/.stamp-bench-kafka
+$(BENCH_PY_STAMP): $(VENV)/.stamp
+	$(VENV)/bin/python -m pip install -q --disable-pip-version-check matplotlib
+	touch $@
+bench-kafka: $(BENCH_PY_STAMP)
+	PLOT_PYTHON=$(VENV)/bin/python perf/bench-kafka.sh
 
 # CPU flamegraph of the broker under load, into perf/out/ (WORKLOAD=..., DURATION_S=...).
 flamegraph: bench-deps

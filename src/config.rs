@@ -293,6 +293,26 @@ pub struct BrokerConfig {
     /// DEFER_TASKRUN (needs SINGLE_ISSUER), COOP_TASKRUN; "" = none (`shards::RingSetup`).
     #[serde(rename = "shard.io_uring.setup")]
     pub shard_io_uring_setup: String,
+    /// Client quotas: samples kept per rate (Kafka's name and default; `quotas::rate`).
+    #[serde(rename = "quota.window.num")]
+    pub quota_window_num: usize,
+    /// Client quotas: the span of one sample, in seconds (Kafka's name and default).
+    #[serde(rename = "quota.window.size.seconds")]
+    pub quota_window_size_seconds: u64,
+    /// Client quotas: most rates kept per quota type (one per user / client id measured);
+    /// past it the least recently used is dropped. Sluice's own bound.
+    #[serde(rename = "quota.sensors.max")]
+    pub quota_sensors_max: usize,
+    /// Kafka's `listener.name.<listener>.<config>` overrides of ssl.* / sasl.* settings for
+    /// one listener (full key -> value), as written in the file.
+    #[serde(skip)]
+    pub listener_overrides: std::collections::BTreeMap<String, String>,
+    /// Certificate reload: whether the new certificate may name another subject DN (Kafka's).
+    #[serde(rename = "ssl.allow.dn.changes")]
+    pub ssl_allow_dn_changes: bool,
+    /// Certificate reload: whether its subject alternative names may change (Kafka's).
+    #[serde(rename = "ssl.allow.san.changes")]
+    pub ssl_allow_san_changes: bool,
 }
 
 impl Default for BrokerConfig {
@@ -388,6 +408,12 @@ impl Default for BrokerConfig {
             admin_auth_token: None,
             log_flush_on_acks_all: true,
             shard_io_uring_setup: String::new(),
+            quota_window_num: 11,
+            quota_window_size_seconds: 1,
+            quota_sensors_max: 100_000,
+            listener_overrides: std::collections::BTreeMap::new(),
+            ssl_allow_dn_changes: false,
+            ssl_allow_san_changes: false,
         }
     }
 }
@@ -424,7 +450,13 @@ impl BrokerConfig {
     }
 
     pub fn from_toml(text: &str) -> Result<Self, toml::de::Error> {
-        toml::from_str(text)
+        // Kafka's per-listener overrides (`listener.name.<l>.<config>`) are open-ended keys:
+        // taken out before the strict parse (`security::config::listener_config` checks them).
+        let mut table: toml::Table = toml::from_str(text)?;
+        let overrides = take_listener_overrides(&mut table);
+        let mut config: Self = toml::Value::Table(table).try_into()?;
+        config.listener_overrides = overrides;
+        Ok(config)
     }
 
     pub fn apply(&mut self, overrides: Overrides) {
@@ -696,6 +728,29 @@ pub fn parse_host_port(key: &'static str, value: &str) -> Result<(String, u16), 
         return Err(bad("empty host"));
     }
     Ok((host.to_owned(), port))
+}
+
+/// The prefix of Kafka's per-listener overrides (`listener.name.<listener>.<config>`).
+pub const LISTENER_PREFIX: &str = "listener.name.";
+
+/// Takes the `listener.name.*` keys (with scalar values) out of a parsed config file.
+pub fn take_listener_overrides(
+    table: &mut toml::Table,
+) -> std::collections::BTreeMap<String, String> {
+    let keys: Vec<String> = table
+        .iter()
+        .filter(|(k, v)| k.starts_with(LISTENER_PREFIX) && !(v.is_table() || v.is_array()))
+        .map(|(k, _)| k.clone())
+        .collect();
+    keys.into_iter()
+        .filter_map(|k| {
+            let value = match table.remove(&k)? {
+                toml::Value::String(s) => s,
+                other => other.to_string(),
+            };
+            Some((k, value))
+        })
+        .collect()
 }
 
 #[cfg(test)]

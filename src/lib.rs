@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod net;
 pub mod partition;
 pub mod producers;
+pub mod quotas;
 pub mod router;
 pub mod security;
 pub mod shard;
@@ -74,7 +75,9 @@ pub fn run(config: BrokerConfig) -> Result<(), BrokerError> {
     let previous_shutdown_clean = clean_shutdown::take(&config.data_dir);
     // Port 0: bind once here to learn the real port, keep the socket (bound, not listening, so
     // it never takes connections) until the shards have bound the same port with SO_REUSEPORT.
-    let (reservations, listeners) = bind_listeners(&config)?;
+    let listener_dynamic = security::listener_configs::load(&config.data_dir)
+        .map_err(|e| BrokerError::Security(e.to_string()))?;
+    let (reservations, listeners) = bind_listeners(&config, &listener_dynamic)?;
     let first = listeners.first().ok_or(config::ConfigError::Invalid {
         key: "listeners",
         reason: "no listener".into(),
@@ -89,6 +92,12 @@ pub fn run(config: BrokerConfig) -> Result<(), BrokerError> {
     let authorizer_config = security::config::authorizer(&config)?;
     let authorizer = security::acl_store::Authorizer::load(&config.data_dir, authorizer_config)
         .map_err(|e| BrokerError::Security(e.to_string()))?;
+    let quotas = quotas::QuotaManager::load(
+        &config.data_dir,
+        quotas::window_config(&config)?,
+        config.quota_sensors_max,
+    )
+    .map_err(|e| BrokerError::Security(e.to_string()))?;
     let default_log = config.default_log_config()?;
     let runtime = shards::RuntimeConfig {
         shard_count: config.cores,
@@ -97,6 +106,15 @@ pub fn run(config: BrokerConfig) -> Result<(), BrokerError> {
         thread_name_prefix: "sluice-shard".to_owned(),
         ring: config.ring_setup()?,
     };
+    let tls_listeners = listeners.iter().filter_map(|l| {
+        let slot = l.context.tls.clone()?;
+        Some((l.context.name.clone(), slot))
+    });
+    let listener_configs = Arc::new(security::listener_configs::ListenerConfigs::new(
+        &config,
+        listener_dynamic,
+        tls_listeners,
+    ));
     let boot = Arc::new(Boot {
         config: Arc::new(config),
         default_log,
@@ -106,6 +124,8 @@ pub fn run(config: BrokerConfig) -> Result<(), BrokerError> {
         listeners,
         credentials: Arc::new(credentials),
         authorizer: Arc::new(authorizer),
+        quotas: Arc::new(quotas),
+        listener_configs,
         previous_shutdown_clean,
         close_failed: std::sync::atomic::AtomicBool::new(false),
     });
@@ -121,20 +141,15 @@ pub fn run(config: BrokerConfig) -> Result<(), BrokerError> {
     Ok(())
 }
 
-/// Resolves every listener's port (reserving port-0 ones), its advertised address and, for TLS
-/// listeners, the rustls config (built once: a bad key stops the broker here).
+/// Resolves every listener's port (reserving port-0 ones), its advertised address, its settings
+/// (`listener.name.<l>.*` overrides, then the dynamic ones persisted by AlterConfigs) and, for
+/// TLS listeners, the rustls config (a bad key stops the broker here).
 fn bind_listeners(
     config: &BrokerConfig,
+    dynamic: &std::collections::BTreeMap<String, String>,
 ) -> Result<(Vec<socket2::Socket>, Vec<shard::BootListener>), BrokerError> {
     use security::session::ListenerContext;
     let specs = security::config::listeners(config)?;
-    let mapper = Arc::new(security::config::principal_mapper(config)?);
-    let needs_tls = specs.iter().any(|s| s.protocol.uses_tls());
-    let tls = if needs_tls {
-        Some(security::tls::server_config(config)?)
-    } else {
-        None
-    };
     let mut reservations = Vec::new();
     let mut listeners = Vec::new();
     for spec in specs {
@@ -150,14 +165,23 @@ fn bind_listeners(
             None if bind.ip().is_unspecified() => ("localhost".to_owned(), bind.port()),
             None => (bind.ip().to_string(), bind.port()),
         };
+        let own = security::config::listener_config(config, &spec.name, dynamic)?;
+        let tls = match spec.protocol.uses_tls() {
+            true => {
+                let (server, leaf) = security::tls::server_config_and_leaf(&own)?;
+                Some(Arc::new(security::tls::TlsSlot::new(server, leaf)))
+            }
+            false => None,
+        };
         let context = ListenerContext {
             name: spec.name,
             protocol: spec.protocol,
             bind,
             advertised_host,
             advertised_port,
-            tls: spec.protocol.uses_tls().then(|| tls.clone()).flatten(),
-            principal_mapper: mapper.clone(),
+            tls,
+            principal_mapper: Arc::new(security::config::principal_mapper(&own)?),
+            sasl_mechanisms: security::config::enabled_mechanisms(&own)?,
         };
         listeners.push(shard::BootListener {
             bind,

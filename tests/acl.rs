@@ -30,9 +30,10 @@ use kafka_protocol::messages::{
     DeleteAclsResponse, DeleteRecordsRequest, DeleteRecordsResponse, DeleteTopicsRequest,
     DeleteTopicsResponse, DescribeAclsRequest, DescribeAclsResponse, ElectLeadersRequest,
     ElectLeadersResponse, FetchRequest, FetchResponse, FindCoordinatorRequest,
-    FindCoordinatorResponse, GroupId, MetadataRequest, MetadataResponse, OffsetCommitRequest,
-    OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse, ProduceRequest, ProduceResponse,
-    TopicName,
+    FindCoordinatorResponse, GroupId, InitProducerIdRequest, InitProducerIdResponse,
+    ListConfigResourcesRequest, ListConfigResourcesResponse, MetadataRequest, MetadataResponse,
+    OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse,
+    ProduceRequest, ProduceResponse, ProducerId, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use sluice::security::scram::Mechanism;
@@ -58,6 +59,8 @@ const ALL: i8 = 2;
 const READ: i8 = 3;
 const WRITE: i8 = 4;
 const ALTER: i8 = 7;
+const ALTER_CONFIGS: i8 = 11;
+const IDEMPOTENT_WRITE: i8 = 12;
 const DENY: i8 = 2;
 const ALLOW: i8 = 3;
 
@@ -530,6 +533,88 @@ fn acls_allow_deny_prefixed_and_super_users_across_the_apis() {
     );
     let count: usize = after.resources.iter().map(|r| r.acls.len()).sum();
     assert_eq!(count, 1, "{after:?}");
+}
+
+fn init_producer_id(client: &mut Client) -> i16 {
+    let req = InitProducerIdRequest::default()
+        .with_transactional_id(None)
+        .with_transaction_timeout_ms(60_000)
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1);
+    let resp: InitProducerIdResponse = client.call(ApiKey::InitProducerId, 4, &req);
+    resp.error_code
+}
+
+fn list_config_resources(client: &mut Client) -> i16 {
+    let resp: ListConfigResourcesResponse = client.call(
+        ApiKey::ListConfigResources,
+        1,
+        &ListConfigResourcesRequest::default(),
+    );
+    resp.error_code
+}
+
+/// InitProducerId without a transactional id: CLUSTER IDEMPOTENT_WRITE or WRITE on any topic
+/// (Kafka 3+, `authorizeByResourceType`); ListConfigResources: CLUSTER DESCRIBE_CONFIGS.
+#[test]
+fn idempotent_producers_and_config_listing_need_kafkas_acls() {
+    let broker = acl_broker();
+    let plain = broker.socket_addr();
+    for user in ["alice", "bob", "carol", "dave", "admin"] {
+        create_user(&broker, user, &pw(user), Mechanism::Sha256);
+    }
+    let codes = create_acls(
+        plain,
+        vec![
+            creation(TOPIC, "app-", PREFIXED, "User:alice", WRITE, ALLOW),
+            creation(
+                CLUSTER,
+                "kafka-cluster",
+                LITERAL,
+                "User:carol",
+                IDEMPOTENT_WRITE,
+                ALLOW,
+            ),
+            creation(
+                CLUSTER,
+                "kafka-cluster",
+                LITERAL,
+                "User:carol",
+                ALTER_CONFIGS,
+                ALLOW,
+            ),
+            creation(TOPIC, "app-", PREFIXED, "User:dave", WRITE, ALLOW),
+            creation(TOPIC, "ap", PREFIXED, "User:dave", WRITE, DENY),
+        ],
+    );
+    assert_eq!(codes, vec![0; 5]);
+    let mut alice = Client::login(&broker, "alice");
+    let mut bob = Client::login(&broker, "bob");
+    let mut carol = Client::login(&broker, "carol");
+    let mut dave = Client::login(&broker, "dave");
+    let mut admin = Client::login(&broker, "admin");
+    assert_eq!(init_producer_id(&mut alice), 0, "WRITE on some topic");
+    assert_eq!(init_producer_id(&mut carol), 0, "CLUSTER IDEMPOTENT_WRITE");
+    assert_eq!(init_producer_id(&mut admin), 0, "super user");
+    assert_eq!(init_producer_id(&mut bob), CLUSTER_AUTHORIZATION_FAILED);
+    assert_eq!(
+        init_producer_id(&mut dave),
+        CLUSTER_AUTHORIZATION_FAILED,
+        "the prefixed DENY on ap covers the ALLOW on app-"
+    );
+    assert_eq!(
+        list_config_resources(&mut carol),
+        0,
+        "ALTER_CONFIGS implies DESCRIBE_CONFIGS"
+    );
+    assert_eq!(list_config_resources(&mut admin), 0);
+    assert_eq!(
+        list_config_resources(&mut alice),
+        CLUSTER_AUTHORIZATION_FAILED
+    );
+    assert!(broker
+        .log_text()
+        .contains("authorization denied (and no WRITE on any topic) principal=User:bob"));
 }
 
 #[test]

@@ -548,3 +548,269 @@ fn cluster_info_and_connection_errors() {
         "{stderr}"
     );
 }
+
+/// A broker whose groups rebalance without Kafka's initial 3 s delay (as Kafka's test brokers).
+fn broker_without_rebalance_delay() -> Broker {
+    Broker::start(BrokerOpts {
+        config_toml: Some("\"group.initial.rebalance.delay.ms\" = 0\n".into()),
+        ..BrokerOpts::default()
+    })
+}
+
+/// `group describe --json`, or Null while the group does not exist yet (for wait loops).
+fn describe_while_joining(broker: &Broker, group: &str) -> Value {
+    let out = sluice(broker, &["group", "describe", group, "--json"]);
+    if !out.status.success() {
+        return Value::Null;
+    }
+    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+}
+
+/// (partition, offset) of every record a `consume --json` printed.
+fn positions_printed(stdout: &str) -> Vec<(i64, i64)> {
+    json_lines(stdout)
+        .iter()
+        .map(|r| {
+            (
+                r["partition"].as_i64().expect("partition"),
+                r["offset"].as_i64().expect("offset"),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn consume_in_a_group_starts_at_commits_and_leaves() {
+    let broker = broker_without_rebalance_delay();
+    kafka::create_topic(&broker, "orders", 2);
+    let producer = kafka::producer(&broker, &[]);
+    kafka::produce(&producer, "orders", &kafka::keyed_records(6, 2, 8), Some(0));
+    kafka::produce(&producer, "orders", &kafka::keyed_records(4, 2, 8), Some(1));
+
+    // First run: the group has no offsets, so --offset start applies; it reads everything,
+    // commits the ends and leaves (the group is Empty at once, not after the session timeout).
+    let first = ok(
+        &broker,
+        &["consume", "orders", "--group", "audit", "--exit", "--json"],
+    );
+    let mut read = positions_printed(&first);
+    read.sort_unstable();
+    let all: Vec<(i64, i64)> = (0..6)
+        .map(|o| (0, o))
+        .chain((0..4).map(|o| (1, o)))
+        .collect();
+    assert_eq!(read, all, "every record once: {first}");
+    let d = json(&broker, &["group", "describe", "audit"]);
+    assert_eq!(d["state"], "Empty", "the member left: {d}");
+    assert_eq!(offset_row(&d, "orders", 0)["current_offset"], 6);
+    assert_eq!(offset_row(&d, "orders", 1)["current_offset"], 4);
+    assert_eq!(d["total_lag"], 0);
+
+    // Second run starts at the committed offsets: only the new records; --num stops after 2
+    // and commits exactly those.
+    kafka::produce(&producer, "orders", &kafka::keyed_records(3, 1, 8), Some(1));
+    let second = ok(
+        &broker,
+        &["consume", "orders", "-g", "audit", "-n", "2", "--json"],
+    );
+    assert_eq!(positions_printed(&second), vec![(1, 4), (1, 5)]);
+    let d = json(&broker, &["group", "describe", "audit"]);
+    assert_eq!(offset_row(&d, "orders", 1)["current_offset"], 6);
+    assert_eq!(d["total_lag"], 1);
+
+    // --partition picks partitions itself, which a group member cannot.
+    let usage = fails(&broker, &["consume", "orders", "-g", "audit", "-p", "0"], 2);
+    assert!(usage.contains("cannot be used with"), "{usage}");
+}
+
+#[test]
+fn consume_group_members_split_partitions_and_rebalance() {
+    let broker = broker_without_rebalance_delay();
+    kafka::create_topic(&broker, "events", 2);
+    let producer = kafka::producer(&broker, &[]);
+    let spawn = || {
+        Command::new(BIN)
+            .args(["consume", "events", "--group", "pair", "--json"])
+            .args(["--brokers", &broker.addr()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn sluice consume")
+    };
+    let members = |d: &Value| d["members"].as_array().map_or(0, Vec::len);
+    let a = spawn();
+    wait_until(Duration::from_secs(30), "the first member joins", || {
+        let d = describe_while_joining(&broker, "pair");
+        d["state"] == "Stable" && members(&d) == 1
+    });
+    let b = spawn();
+    // The first member sees the rebalance on its next heartbeat and rejoins; as leader it
+    // gives each member one partition (range assignor).
+    wait_until(
+        Duration::from_secs(30),
+        "both members own a partition",
+        || {
+            let d = describe_while_joining(&broker, "pair");
+            let owners: Vec<&str> = (0..2)
+                .filter_map(|p| {
+                    d["offsets"]
+                        .as_array()?
+                        .iter()
+                        .find(|r| r["topic"] == "events" && r["partition"] == p)?["member_id"]
+                        .as_str()
+                })
+                .collect();
+            d["state"] == "Stable"
+                && members(&d) == 2
+                && owners.len() == 2
+                && owners[0] != owners[1]
+        },
+    );
+    kafka::produce(&producer, "events", &kafka::keyed_records(5, 1, 8), Some(0));
+    kafka::produce(&producer, "events", &kafka::keyed_records(3, 1, 8), Some(1));
+    wait_until(
+        Duration::from_secs(30),
+        "both commit what they read",
+        || {
+            let d = describe_while_joining(&broker, "pair");
+            let committed = |p: i64| {
+                d["offsets"].as_array().and_then(|rows| {
+                    rows.iter()
+                        .find(|r| r["topic"] == "events" && r["partition"] == p)
+                        .and_then(|r| r["current_offset"].as_i64())
+                })
+            };
+            committed(0) == Some(5) && committed(1) == Some(3)
+        },
+    );
+    // SIGTERM: each commits and leaves; the group empties without waiting for a timeout.
+    let mut outputs = Vec::new();
+    for child in [a, b] {
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        let out = child.wait_with_output().expect("wait for sluice consume");
+        assert!(
+            out.status.success(),
+            "sluice consume exited {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        outputs.push(positions_printed(&String::from_utf8_lossy(&out.stdout)));
+    }
+    let partitions_of = |read: &[(i64, i64)]| {
+        let mut ps: Vec<i64> = read.iter().map(|(p, _)| *p).collect();
+        ps.dedup();
+        ps
+    };
+    let (pa, pb) = (partitions_of(&outputs[0]), partitions_of(&outputs[1]));
+    assert_eq!(pa.len() + pb.len(), 2, "one partition each: {outputs:?}");
+    assert_ne!(pa, pb);
+    let mut read: Vec<(i64, i64)> = outputs.concat();
+    read.sort_unstable();
+    let all: Vec<(i64, i64)> = (0..5)
+        .map(|o| (0, o))
+        .chain((0..3).map(|o| (1, o)))
+        .collect();
+    assert_eq!(read, all, "each record read once by one member");
+    let d = json(&broker, &["group", "describe", "pair"]);
+    assert_eq!(d["state"], "Empty", "both left: {d}");
+}
+
+#[test]
+fn consume_group_shares_a_group_with_librdkafka() {
+    let broker = broker_without_rebalance_delay();
+    kafka::create_topic(&broker, "mixed", 2);
+    let consumer = kafka::consumer_with(
+        &broker,
+        &[
+            ("group.id", "mixed"),
+            ("partition.assignment.strategy", "range"),
+        ],
+    );
+    consumer.subscribe(&["mixed"]).expect("subscribe");
+    let members = |d: &Value| d["members"].as_array().map_or(0, Vec::len);
+    wait_until(Duration::from_secs(30), "librdkafka joins", || {
+        let _ = consumer.poll(Duration::from_millis(100));
+        let d = describe_while_joining(&broker, "mixed");
+        d["state"] == "Stable" && members(&d) == 1
+    });
+    let child = Command::new(BIN)
+        .args(["consume", "mixed", "--group", "mixed", "--json"])
+        .args(["--brokers", &broker.addr()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn sluice consume");
+    // librdkafka is the leader: its range assignment must decode in the CLI, and the CLI's
+    // subscription in librdkafka.
+    wait_until(Duration::from_secs(30), "one partition each", || {
+        let _ = consumer.poll(Duration::from_millis(100));
+        let d = describe_while_joining(&broker, "mixed");
+        members(&d) == 2
+            && d["state"] == "Stable"
+            && consumer.assignment().map(|a| a.count()).unwrap_or(0) == 1
+    });
+    let mine = consumer.assignment().expect("assignment").elements()[0].partition();
+    let producer = kafka::producer(&broker, &[]);
+    kafka::produce(&producer, "mixed", &kafka::keyed_records(3, 1, 8), Some(0));
+    kafka::produce(&producer, "mixed", &kafka::keyed_records(3, 1, 8), Some(1));
+    let mut got = 0;
+    wait_until(Duration::from_secs(30), "librdkafka reads its 3", || {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            assert_eq!(m.partition(), mine);
+            got += 1;
+        }
+        got == 3
+    });
+    wait_until(Duration::from_secs(30), "the CLI commits its 3", || {
+        let d = describe_while_joining(&broker, "mixed");
+        d["offsets"].as_array().is_some_and(|rows| {
+            rows.iter()
+                .any(|r| r["partition"] == 1 - mine && r["current_offset"] == 3)
+        })
+    });
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let out = child.wait_with_output().expect("wait for sluice consume");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let read = positions_printed(&String::from_utf8_lossy(&out.stdout));
+    let theirs = i64::from(1 - mine);
+    assert_eq!(read, vec![(theirs, 0), (theirs, 1), (theirs, 2)]);
+    // The CLI left: librdkafka gets both partitions in the next generation.
+    wait_until(Duration::from_secs(30), "librdkafka owns both", || {
+        let _ = consumer.poll(Duration::from_millis(100));
+        consumer.assignment().map(|a| a.count()).unwrap_or(0) == 2
+    });
+}
+
+#[test]
+fn consume_group_names_an_incompatible_assignor() {
+    let broker = broker_without_rebalance_delay();
+    kafka::create_topic(&broker, "rr", 1);
+    let consumer = kafka::consumer_with(
+        &broker,
+        &[
+            ("group.id", "rr"),
+            ("partition.assignment.strategy", "roundrobin"),
+        ],
+    );
+    consumer.subscribe(&["rr"]).expect("subscribe");
+    wait_until(Duration::from_secs(30), "librdkafka joins", || {
+        let _ = consumer.poll(Duration::from_millis(100));
+        describe_while_joining(&broker, "rr")["state"] == "Stable"
+    });
+    // The group's only protocol is roundrobin; the CLI offers range: Kafka's error, with a hint.
+    let err = fails(&broker, &["consume", "rr", "--group", "rr", "-e"], 1);
+    assert!(err.contains("INCONSISTENT_GROUP_PROTOCOL (23)"), "{err}");
+    assert!(err.contains("use another --group"), "{err}");
+}

@@ -558,3 +558,76 @@ fn large_fetch_over_tls_takes_the_copy_path_intact() {
     // The connection is still usable after a multi-megabyte encrypted response.
     assert!(metadata(&mut tls, 22).is_some());
 }
+
+/// An unsecured JWS (`alg: none`) for OAUTHBEARER, as librdkafka's
+/// `enable.sasl.oauthbearer.unsecure.jwt` builds them.
+fn unsecured_jws(sub: &str, exp_s: u64) -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+    use base64::Engine;
+    let claims = format!(r#"{{"sub":"{sub}","exp":{exp_s}}}"#);
+    format!(
+        "{}.{}.",
+        B64URL.encode(r#"{"alg":"none"}"#),
+        B64URL.encode(claims)
+    )
+}
+
+fn oauth_response(token: &str) -> Vec<u8> {
+    format!("n,,\u{1}auth=Bearer {token}\u{1}\u{1}").into_bytes()
+}
+
+#[test]
+fn oauthbearer_unsecured_tokens_where_the_listener_enables_it() {
+    let broker = Broker::start(BrokerOpts::default().config(
+        "listeners = \"PLAINTEXT://127.0.0.1:0,SASL_PLAINTEXT://127.0.0.1:0\"\n\
+         \"listener.name.sasl_plaintext.sasl.enabled.mechanisms\" = \"SCRAM-SHA-256,OAUTHBEARER\"\n\
+         \"connections.max.reauth.ms\" = 600000\n",
+    ));
+    let addr = listener(&broker, "SASL_PLAINTEXT");
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+
+    // A valid token: authenticated as its subject; the session ends with the token (~60 s).
+    let mut ok = wire::connect(addr);
+    assert_eq!(handshake(&mut ok, "OAUTHBEARER", 1), 0);
+    let done = authenticate(
+        &mut ok,
+        &oauth_response(&unsecured_jws("carol", now_s + 60)),
+        2,
+    )
+    .expect("answered");
+    assert_eq!(done.error_code, 0, "{done:?}");
+    assert!(
+        (1..=60_000).contains(&done.session_lifetime_ms),
+        "session lifetime {} ms",
+        done.session_lifetime_ms
+    );
+    assert!(metadata(&mut ok, 3).is_some());
+
+    // An expired token: Kafka's JSON challenge, then failure on the client's 0x01.
+    let mut expired = wire::connect(addr);
+    assert_eq!(handshake(&mut expired, "OAUTHBEARER", 1), 0);
+    let challenge = authenticate(
+        &mut expired,
+        &oauth_response(&unsecured_jws("carol", now_s - 10)),
+        2,
+    )
+    .expect("answered");
+    assert_eq!(challenge.error_code, 0);
+    assert_eq!(&challenge.auth_bytes[..], br#"{"status":"invalid_token"}"#);
+    let failed = authenticate(&mut expired, &[1u8], 3).expect("answered");
+    assert_eq!(failed.error_code, SASL_AUTHENTICATION_FAILED);
+    assert!(closed(&mut expired));
+
+    // A malformed initial response fails at once.
+    let mut garbage = wire::connect(addr);
+    assert_eq!(handshake(&mut garbage, "OAUTHBEARER", 1), 0);
+    let failed = authenticate(&mut garbage, b"n,,auth=Bearer x", 2).expect("answered");
+    assert_eq!(failed.error_code, SASL_AUTHENTICATION_FAILED);
+
+    assert!(broker
+        .log_text()
+        .contains("invalid OAUTHBEARER token: the token expired"));
+}

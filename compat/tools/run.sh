@@ -308,9 +308,74 @@ transactions() {
   not_yet transactions "$o.out" "The node does not support [A-Z_]+"
 }
 
+# Client quotas (AlterClientQuotas / DescribeClientQuotas) on entities no other check uses.
+client_quotas() {
+  local o=$TMP/data-quotas
+  kafka ConfigCommand --bootstrap-server "$B" --alter --entity-type clients --entity-name tools-q \
+    --add-config producer_byte_rate=1048576,consumer_byte_rate=2097152 >"$o.alter1"
+  expect "$o.alter1" "Completed updating config for client tools-q"
+  kafka ConfigCommand --bootstrap-server "$B" --alter --entity-type users --entity-name tools-u \
+    --entity-type clients --entity-default --add-config request_percentage=150 >"$o.alter2"
+  kafka ConfigCommand --bootstrap-server "$B" --describe --entity-type clients --entity-name tools-q >"$o.d1"
+  expect "$o.d1" "client-id 'tools-q' are .*consumer_byte_rate=2097152" "producer_byte_rate=1048576"
+  kafka ConfigCommand --bootstrap-server "$B" --describe --entity-type users --entity-name tools-u \
+    --entity-type clients --entity-default >"$o.d2"
+  expect "$o.d2" "user-principal 'tools-u', the default client-id are request_percentage=150"
+  kafka ConfigCommand --bootstrap-server "$B" --alter --entity-type clients --entity-name tools-q \
+    --delete-config producer_byte_rate,consumer_byte_rate >/dev/null
+  kafka ConfigCommand --bootstrap-server "$B" --alter --entity-type users --entity-name tools-u \
+    --entity-type clients --entity-default --delete-config request_percentage >/dev/null
+  kafka ConfigCommand --bootstrap-server "$B" --describe --entity-type clients >"$o.d3"
+  reject "$o.d3" "tools-q"
+}
+
 export B T TMP LIB JAVA TOOL_TIMEOUT_S METRICS_ADDR
+# kafka-broker-api-versions and kafka-cluster cluster-id: what an operator runs first.
+cluster_info() {
+  local o=$TMP/data-cluster
+  kafka BrokerApiVersionsCommand --bootstrap-server "$B" >"$o.versions"
+  expect "$o.versions" "^$B \(id: [0-9]+ rack: null isFenced: false\) -> \(" \
+    "Produce\(0\): [0-9]+ to [0-9]+ \[usable: [0-9]+\]" "ApiVersions\(18\): [0-9]+ to [0-9]+"
+  # APIs Sluice does not serve are listed as UNSUPPORTED (as for a Kafka broker without them).
+  expect "$o.versions" "Fetch\(1\): [0-9]+ to 1[0-9] \[usable: 1[0-9]\]" \
+    "DescribeTopicPartitions\(75\): 0( to [0-9]+)? \[usable: [0-9]+\]"
+  kafka ClusterTool cluster-id --bootstrap-server "$B" >"$o.id"
+  expect "$o.id" "^Cluster ID: [^[:space:]]+\$"
+}
+
+# kafka-log-dirs --describe: DescribeLogDirs (sizes and offset lag per partition and log dir).
+log_dirs() {
+  local o=$TMP/data-logdirs
+  kafka LogDirsCommand --bootstrap-server "$B" --describe --topic-list "$T" >"$o.out" || true
+  if grep -qE '"brokers":\[\{"broker":[0-9]+,"logDirs":\[\{' "$o.out"; then return 0; fi
+  not_yet log_dirs "$o.out" "UnsupportedVersionException: The node does not support [A-Z_]+"
+}
+
+# kafka-metadata-quorum describe --status: DescribeQuorum (the KRaft controller quorum).
+metadata_quorum() {
+  local o=$TMP/data-quorum
+  kafka MetadataQuorumCommand --bootstrap-server "$B" describe --status >"$o.out" || true
+  if grep -qE "^ClusterId: +[^[:space:]]+" "$o.out" && grep -qE "^LeaderId: +[0-9]+" "$o.out"; then
+    return 0
+  fi
+  not_yet metadata_quorum "$o.out" "UnsupportedVersionException: The node does not support [A-Z_]+"
+}
+
+# kafka-features describe: the supported and finalized feature levels from ApiVersions (Kafka 4
+# lists metadata.version, kraft.version, group.version, transaction.version, ...).
+features() {
+  local o=$TMP/data-features
+  kafka FeatureCommand --bootstrap-server "$B" describe >"$o.out"
+  if grep -qE "^Feature: metadata\.version[[:space:]]+SupportedMinVersion: " "$o.out"; then return 0; fi
+  # The tool succeeds and prints nothing: no error to quote, so the reason says what is missing.
+  [[ ! -s "$o.out" ]] || { echo "unexpected kafka-features output:"; cat "$o.out"; return 1; }
+  echo "no features listed: Sluice's ApiVersions answer carries no SupportedFeatures or FinalizedFeatures" \
+    >"$TMP/features.reason"
+  return 3
+}
+
 export -f kafka requests expect reject not_yet topics configs console groups perf offsets_and_delete \
-  leader_election transactions
+  leader_election transactions cluster_info log_dirs metadata_quorum features client_quotas
 check topics "kafka-topics: create, list, describe, alter partitions, delete"
 check configs "kafka-configs: describe, alter, delete topic configs; describe broker"
 check console "kafka-console-producer / kafka-console-consumer: keys, headers, partition and offset"
@@ -319,6 +384,11 @@ check perf "kafka-producer-perf-test / kafka-consumer-perf-test / kafka-e2e-late
 check offsets_and_delete "kafka-get-offsets (earliest, latest, max timestamp), kafka-delete-records"
 check leader_election "kafka-leader-election (preferred)"
 check transactions "kafka-transactions list"
+check cluster_info "kafka-broker-api-versions, kafka-cluster cluster-id"
+check log_dirs "kafka-log-dirs --describe"
+check metadata_quorum "kafka-metadata-quorum describe --status"
+check features "kafka-features describe"
+check client_quotas "kafka-configs: alter, describe, delete client quotas (clients, users + default client)"
 
 if ! kill -0 "$PID" 2>/dev/null; then
   echo "FAIL broker-alive (sluice exited during the checks)"; FAILED=$((FAILED + 1))

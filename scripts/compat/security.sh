@@ -6,7 +6,8 @@
 # listeners (PLAINTEXT, SSL with ssl.client.auth=requested, SASL_SSL, SASL_PLAINTEXT) and broker
 # B with one SSL listener and ssl.client.auth=required, broker C with an authorizer (PLAINTEXT,
 # SASL_PLAINTEXT), runs scripts/compat/security_clients.py, the kcat checks and
-# scripts/compat/security_acls.py (against C), and fails if any check fails or a broker died. Everything is cleaned up.
+# scripts/compat/security_acls.py (against C), scripts/compat/security_quotas.py (client quotas,
+# against A's PLAINTEXT listener, ~25 s), and fails if any check fails or a broker died. Everything is cleaned up.
 #
 # Env: SLUICE_BIN, GEN_CERTS (default: gen_certs next to the sluice binary's examples/),
 # PYTHON, KCAT.
@@ -72,7 +73,8 @@ addr() {
 start a "listeners = \"PLAINTEXT://127.0.0.1:0,SSL://127.0.0.1:0,SASL_SSL://127.0.0.1:0,SASL_PLAINTEXT://127.0.0.1:0\"
 \"ssl.keystore.location\" = \"$PKI/broker.pem\"
 \"ssl.truststore.location\" = \"$PKI/ca.pem\"
-\"ssl.client.auth\" = \"requested\""
+\"ssl.client.auth\" = \"requested\"
+\"listener.name.sasl_plaintext.sasl.enabled.mechanisms\" = \"PLAIN,SCRAM-SHA-256,SCRAM-SHA-512,OAUTHBEARER\""
 start b "listeners = \"SSL://127.0.0.1:0\"
 \"ssl.keystore.location\" = \"$PKI/broker.pem\"
 \"ssl.truststore.location\" = \"$PKI/ca.pem\"
@@ -124,6 +126,7 @@ export -f kcat_tls
 check security-clients "$PYTHON" "$HERE/security_clients.py" "$PKI" "$PLAIN" "$SSL" "$SASL_SSL" "$SASL_PLAIN" "$MTLS"
 check security-kcat bash -euo pipefail -c kcat_tls
 check security-acls "$PYTHON" "$HERE/security_acls.py" "$(addr c PLAINTEXT)" "$(addr c SASL_PLAINTEXT)"
+check security-quotas "$PYTHON" "$HERE/security_quotas.py" "$PLAIN"
 
 for i in "${!PIDS[@]}"; do
   if ! kill -0 "${PIDS[$i]}" 2>/dev/null; then echo "FAIL broker-alive ($i)"; FAILED=1; fi

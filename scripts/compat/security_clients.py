@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Security checks with real clients: confluent-kafka (librdkafka) and kafka-python over SSL,
-mTLS, SASL_SSL (PLAIN, SCRAM-SHA-512) and SASL_PLAINTEXT (SCRAM-SHA-256): produce, consume in
+mTLS, SASL_SSL (PLAIN, SCRAM-SHA-512) and SASL_PLAINTEXT (SCRAM-SHA-256, OAUTHBEARER with an
+unsecured JWS): produce, consume in
 a group, admin calls; SCRAM users are created with AlterUserScramCredentials over PLAINTEXT.
 Bad input: wrong passwords, unknown user, untrusted client certificate, plaintext client on the
 TLS port; each must be refused and the broker must keep serving.
@@ -145,6 +146,14 @@ def main():
               sasl_conf("SASL_SSL", "SCRAM-SHA-512", "bob", USERS["bob"]))
     roundtrip("sasl-plaintext-scram256", SASL_PLAIN_ADDR,
               sasl_conf("SASL_PLAINTEXT", "SCRAM-SHA-256", "alice", USERS["alice"]))
+    # OAUTHBEARER (unsecured JWS, Kafka's default validation) where the listener enables it
+    # (`listener.name.sasl_plaintext.sasl.enabled.mechanisms`), refused where it does not.
+    oauth = {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "OAUTHBEARER",
+             "enable.sasl.oauthbearer.unsecure.jwt": True,
+             "sasl.oauthbearer.config": "principal=carol"}
+    roundtrip("sasl-plaintext-oauthbearer", SASL_PLAIN_ADDR, oauth)
+    refused("OAUTHBEARER where the listener does not enable it", SASL_SSL_ADDR,
+            {**oauth, "security.protocol": "SASL_SSL", "ssl.ca.location": f"{PKI}/ca.pem"})
     kafka_python_checks()
     refused("wrong PLAIN password", SASL_SSL_ADDR, sasl_conf("SASL_SSL", "PLAIN", "alice", "nope"))
     refused("wrong SCRAM password", SASL_SSL_ADDR,

@@ -173,16 +173,19 @@ def main():
     rows = []
     for d in args.surefire:
         if not glob.glob(os.path.join(d, "TEST-*.xml")):
-            sys.exit(f"compat-table: no reports in {d} (run the Java suite first)")
+            sys.exit(f"compat-table: no reports in {d} (run `make test` or `make test-java` first)")
         # Report files come in class order: sort by client, then feature.
         rows += sorted(surefire_rows(d), key=lambda r: (r[0], r[1]))
     for t in args.tsv:
         if not os.path.exists(t):
-            sys.exit(f"compat-table: no {t} (run the tools check first)")
+            sys.exit(
+                f"compat-table: no {t} (run `make test`, or the suite that writes it: "
+                "`make test-kafka-tools` or `make test-compat-py`, first)"
+            )
         rows += tsv_rows(t)
     for g in args.gotest:
         if not os.path.exists(g):
-            sys.exit(f"compat-table: no {g} (run the Go suite first)")
+            sys.exit(f"compat-table: no {g} (run `make test` or `make test-go` first)")
         rows += go_rows(g, args.gomod)
     if not rows:
         sys.exit("compat-table: no results")

@@ -1,6 +1,10 @@
-//! `sluice consume`: reads a topic's partitions from an offset or a time, without a group,
-//! printing each record through a format template (like kcat's `-f`) or as one JSON object
-//! per line.
+//! `sluice consume`: reads a topic's partitions from an offset or a time, printing each
+//! record through a format template (like kcat's `-f`) or as one JSON object per line. Without
+//! `--group` it reads the chosen partitions directly; with `--group` it joins that classic
+//! consumer group ([`super::member`]), reads the partitions the group assigns it from the
+//! group's committed offsets (`--offset` where none is committed, like `auto.offset.reset`),
+//! and commits what it printed after each fetch, leaving the group when it stops (`--num`,
+//! `--exit`, SIGINT or SIGTERM).
 //!
 //! Fetch is sessionless (session id 0, epoch -1) and sent to each partition's leader. A
 //! response's records are split into whole batches by their length field; a trailing partial
@@ -10,6 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -21,6 +26,7 @@ use serde_json::{json, Value};
 
 use super::client::{Client, Wanted};
 use super::error::{check, CliError};
+use super::member::{Beat, Member};
 use super::meta::{self, PartitionInfo, EARLIEST, LATEST};
 use super::Ctx;
 
@@ -38,10 +44,15 @@ const LAST_OFFSET_DELTA_AT: usize = 23;
 pub struct ConsumeArgs {
     pub topic: String,
     /// Partitions to read (repeatable; default all).
-    #[arg(short, long = "partition")]
+    #[arg(short, long = "partition", conflicts_with = "group")]
     pub partitions: Vec<i32>,
-    /// Where to start: start|end|N|-N (N before the end)|@MS (first record at or after a
-    /// unix time in ms)|@-DURATION (e.g. @-1h, @-30m, @-10s).
+    /// Join this consumer group (classic protocol, range assignor): read the partitions it
+    /// assigns from its committed offsets and commit what was printed.
+    #[arg(short, long)]
+    pub group: Option<String>,
+    /// Where to start (with --group: where no offset is committed): start|end|N|-N (N
+    /// before the end)|@MS (first record at or after a unix time in ms)|@-DURATION (e.g.
+    /// @-1h, @-30m, @-10s).
     #[arg(short, long, default_value = "start", allow_hyphen_values = true)]
     pub offset: String,
     /// Stop after this many records.
@@ -116,13 +127,66 @@ fn now_ms() -> i64 {
 struct Position {
     info: PartitionInfo,
     offset: i64,
+    log_start_offset: i64,
     high_watermark: i64,
+}
+
+/// Prints records until `--num` of them or until stdout closes.
+struct Printer {
+    template: String,
+    json: bool,
+    limit: Option<u64>,
+    printed: u64,
+    stdout: std::io::StdoutLock<'static>,
+}
+
+impl Printer {
+    fn new(ctx: &Ctx, args: &ConsumeArgs) -> Printer {
+        Printer {
+            template: unescape(&args.format),
+            json: ctx.out.json,
+            limit: args.num,
+            printed: 0,
+            stdout: std::io::stdout().lock(),
+        }
+    }
+
+    fn full(&self) -> bool {
+        self.limit.is_some_and(|n| self.printed >= n)
+    }
+
+    /// Prints one record; false when no more may be printed (limit reached, stdout closed).
+    fn print(&mut self, topic: &str, partition: i32, record: &Record) -> bool {
+        if self.full() {
+            return false;
+        }
+        let line = if self.json {
+            let mut s = record_json(topic, partition, record).to_string();
+            s.push('\n');
+            s
+        } else {
+            render(&self.template, topic, partition, record)
+        };
+        if self.stdout.write_all(line.as_bytes()).is_err() {
+            self.limit = Some(0); // stdout closed (`| head`): done.
+            return false;
+        }
+        self.printed += 1;
+        true
+    }
+
+    fn flush(&mut self) {
+        let _ = self.stdout.flush();
+    }
 }
 
 pub fn run(ctx: &Ctx, args: ConsumeArgs) -> Result<(), CliError> {
     let start = parse_start(&args.offset, now_ms())?;
     let mut client = Client::connect(&ctx.brokers)?;
     let all = meta::partitions(&mut client, &args.topic)?;
+    if let Some(group) = &args.group {
+        return run_in_group(ctx, &args, group, &mut client, all, start);
+    }
     let chosen: Vec<PartitionInfo> = if args.partitions.is_empty() {
         all
     } else {
@@ -143,11 +207,9 @@ pub fn run(ctx: &Ctx, args: ConsumeArgs) -> Result<(), CliError> {
             .collect::<Result<_, _>>()?
     };
     let mut positions = start_positions(&mut client, &args.topic, chosen, start)?;
-    let mut printed = 0_u64;
-    let mut stdout = std::io::stdout().lock();
-    let template = unescape(&args.format);
+    let mut printer = Printer::new(ctx, &args);
     loop {
-        if args.num.is_some_and(|n| printed >= n) {
+        if printer.full() {
             return Ok(());
         }
         if args.exit && positions.iter().all(|p| p.offset >= p.high_watermark) {
@@ -155,22 +217,119 @@ pub fn run(ctx: &Ctx, args: ConsumeArgs) -> Result<(), CliError> {
         }
         let records = fetch_round(&mut client, &args.topic, &mut positions)?;
         for (partition, record) in records {
-            if args.num.is_some_and(|n| printed >= n) {
+            if !printer.print(&args.topic, partition, &record) {
                 break;
             }
-            let line = if ctx.out.json {
-                let mut s = record_json(&args.topic, partition, &record).to_string();
-                s.push('\n');
-                s
-            } else {
-                render(&template, &args.topic, partition, &record)
-            };
-            if stdout.write_all(line.as_bytes()).is_err() {
-                return Ok(()); // stdout closed (`| head`): done.
-            }
-            printed += 1;
         }
-        let _ = stdout.flush();
+        printer.flush();
+    }
+}
+
+/// Set by SIGINT/SIGTERM while a group member runs, so it commits and leaves the group
+/// instead of holding its partitions until the session timeout.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(signal: libc::c_int) {
+    // Only an atomic swap and _exit: both async-signal-safe. A second signal exits at once (a
+    // join can block for up to the rebalance timeout).
+    if INTERRUPTED.swap(true, Ordering::SeqCst) {
+        // SAFETY: _exit(2) is async-signal-safe and ends the process without unwinding.
+        unsafe { libc::_exit(128 + signal) };
+    }
+}
+
+fn stop_on_signals() {
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: `on_signal` is an `extern "C" fn(c_int)` that only stores to an atomic,
+        // which is async-signal-safe; replacing the default disposition has no other effect.
+        unsafe {
+            libc::signal(signal, on_signal as *const () as libc::sighandler_t);
+        }
+    }
+}
+
+/// `consume --group`: one member of a classic consumer group; always tries to leave it.
+fn run_in_group(
+    ctx: &Ctx,
+    args: &ConsumeArgs,
+    group: &str,
+    client: &mut Client,
+    all: Vec<PartitionInfo>,
+    start: StartAt,
+) -> Result<(), CliError> {
+    stop_on_signals();
+    let mut member = Member::join(client, group, std::slice::from_ref(&args.topic))?;
+    let mut printer = Printer::new(ctx, args);
+    let result = consume_as_member(client, &mut member, args, &all, start, &mut printer);
+    printer.flush();
+    let left = member.leave(client);
+    result.and(left)
+}
+
+/// Reads the member's partitions generation after generation until `--num`, `--exit` or a
+/// signal; commits the next offset after every record printed.
+fn consume_as_member(
+    client: &mut Client,
+    member: &mut Member,
+    args: &ConsumeArgs,
+    all: &[PartitionInfo],
+    start: StartAt,
+    printer: &mut Printer,
+) -> Result<(), CliError> {
+    let topic = args.topic.as_str();
+    loop {
+        let assigned = member.partitions_of(topic);
+        let mine: Vec<PartitionInfo> = all
+            .iter()
+            .filter(|p| assigned.contains(&p.partition))
+            .cloned()
+            .collect();
+        let committed = member.committed(client, topic)?;
+        let mut positions = start_positions(client, topic, mine, start)?;
+        for p in &mut positions {
+            if let Some(&offset) = committed.get(&p.info.partition) {
+                // Out of range (records deleted since): the earliest, as the consumer's reset.
+                p.offset = offset.clamp(p.log_start_offset, p.high_watermark);
+            }
+        }
+        let mut to_commit = BTreeMap::new();
+        let beat = loop {
+            let at_end = positions.iter().all(|p| p.offset >= p.high_watermark);
+            if printer.full() || (args.exit && at_end) || INTERRUPTED.load(Ordering::SeqCst) {
+                member.commit(client, topic, &to_commit)?;
+                return Ok(());
+            }
+            if member.heartbeat_if_due(client)? == Beat::Rejoin {
+                break Beat::Rejoin;
+            }
+            let records = fetch_round(client, topic, &mut positions)?;
+            let mut cut = false;
+            let mut next = BTreeMap::new();
+            for (partition, record) in &records {
+                if !printer.print(topic, *partition, record) {
+                    cut = true;
+                    break;
+                }
+                next.insert(*partition, record.offset + 1);
+            }
+            printer.flush();
+            if !cut {
+                // Everything fetched was printed: commit past skipped control records too.
+                next.extend(positions.iter().map(|p| (p.info.partition, p.offset)));
+            }
+            let changed = next
+                .iter()
+                .any(|(p, o)| to_commit.get(p).is_none_or(|c| c != o));
+            to_commit.extend(next);
+            if changed && member.commit(client, topic, &to_commit)? == Beat::Rejoin {
+                break Beat::Rejoin;
+            }
+        };
+        if beat == Beat::Rejoin {
+            // What was printed is committed if the generation still allows it; then rejoin.
+            let _ = member.commit(client, topic, &to_commit);
+            member.rejoin(client)?;
+        }
     }
 }
 
@@ -210,6 +369,7 @@ fn start_positions(
             Position {
                 info,
                 offset,
+                log_start_offset: low,
                 high_watermark: high,
             }
         })

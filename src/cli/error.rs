@@ -119,6 +119,13 @@ fn hint(error: ResponseError) -> &'static str {
         E::UnknownMemberId | E::IllegalGeneration | E::RebalanceInProgress => {
             "the group has active members; stop its consumers before changing its offsets"
         }
+        E::InconsistentGroupProtocol => {
+            "the group's members use another protocol type or assignor than `consume --group` (classic `consumer`, `range`); use another --group"
+        }
+        E::GroupMaxSizeReached => "the group already has the broker's group.max.size members",
+        E::InvalidSessionTimeout => {
+            "the broker's group.min/max.session.timeout.ms do not allow the consumer's 45 s session timeout"
+        }
         E::UnsupportedVersion => "the broker does not support this request version; upgrade the broker or the CLI",
         E::InvalidRequest => "the broker rejected the request as malformed; report it with the broker's log",
         E::TopicAuthorizationFailed | E::GroupAuthorizationFailed | E::ClusterAuthorizationFailed => {

@@ -105,7 +105,7 @@ const COORDINATOR_RETRY: Duration = Duration::from_millis(250);
 
 /// Runs `op` against `group`'s coordinator, finding it again and retrying while the answer is
 /// COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE or NOT_COORDINATOR.
-fn with_coordinator<T>(
+pub(super) fn with_coordinator<T>(
     client: &mut Client,
     group: &str,
     mut op: impl FnMut(&mut Client, i32) -> Result<T, CliError>,

@@ -12,6 +12,7 @@ pub mod cluster;
 pub mod consume;
 pub mod error;
 pub mod group;
+pub mod member;
 pub mod meta;
 pub mod output;
 pub mod produce;
@@ -55,7 +56,7 @@ pub enum Command {
         #[command(flatten)]
         args: produce::ProduceArgs,
     },
-    /// Read records from an offset or a time.
+    /// Read records from an offset or a time, or as a member of a consumer group (--group).
     Consume {
         #[command(flatten)]
         conn: ConnArgs,

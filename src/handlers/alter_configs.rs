@@ -157,6 +157,13 @@ async fn alter(
         };
         match (refused, broker_scope(&shard, r)) {
             (Some(e), _) => early.push(Some(Err(e))),
+            (None, Some(scope)) if super::listener_configs::touches_listeners(&r.change) => {
+                let per_node = matches!(scope, Scope::Node);
+                let answer =
+                    super::listener_configs::alter(&shard, per_node, &r.change, validate_only)
+                        .await;
+                early.push(Some(answer));
+            }
             (None, Some(scope)) => {
                 let change = match &r.change {
                     ConfigChange::Replace(pairs) => BrokerChange::Replace(pairs.clone()),

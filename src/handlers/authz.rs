@@ -73,6 +73,35 @@ pub fn cluster_allowed_quietly(shard: &Shard, request: &Request, operation: Oper
     )
 }
 
+/// InitProducerId without a transactional id (Kafka 3+): CLUSTER IDEMPOTENT_WRITE, or WRITE on
+/// any topic (`authorizeByResourceType`, KIP-679). A refusal is audited once.
+pub fn idempotent_write_allowed(shard: &Shard, request: &Request) -> bool {
+    if cluster_allowed_quietly(shard, request, Operation::IdempotentWrite) {
+        return true;
+    }
+    let principal = request.session.principal();
+    let host = request.peer.ip().to_string();
+    let ok = shard.authorizer.authorize_by_resource_type(
+        &principal,
+        &host,
+        Operation::Write,
+        ResourceType::Topic,
+    );
+    if !ok {
+        tracing::info!(
+            target: AUDIT_TARGET,
+            principal = %principal,
+            host = %host,
+            operation = ?Operation::IdempotentWrite,
+            resource_type = ?ResourceType::Cluster,
+            resource = CLUSTER_NAME,
+            api = ?request.api_key,
+            "authorization denied (and no WRITE on any topic)"
+        );
+    }
+    ok
+}
+
 fn check(
     shard: &Shard,
     request: &Request,

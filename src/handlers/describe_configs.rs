@@ -114,7 +114,11 @@ fn describe(
         RESOURCE_TOPIC => topic_entries(shard, name)?,
         RESOURCE_BROKER => {
             let dynamic = shard.dynamic_configs.borrow().clone();
-            broker_resource(&shard.config, &shard.default_log, &dynamic, name)?
+            let mut entries = broker_resource(&shard.config, &shard.default_log, &dynamic, name)?;
+            if !name.is_empty() {
+                entries.extend(listener_entries(shard));
+            }
+            entries
         }
         other => {
             return Err((
@@ -291,6 +295,52 @@ fn broker_resource(
             }
         })
         .collect())
+}
+
+/// This node's `listener.name.<l>.*` settings: dynamic ones (AlterConfigs, certificate
+/// reload) over static ones (sluice.toml). PEM contents and passwords (Kafka's PASSWORD type)
+/// are not listed.
+fn listener_entries(shard: &Shard) -> Vec<Entry> {
+    const SECRET: [&str; 4] = [
+        "ssl.keystore.key",
+        "ssl.keystore.certificate.chain",
+        "ssl.truststore.certificates",
+        "ssl.key.password",
+    ];
+    let dynamic = shard.listener_configs.snapshot();
+    let mut keys: Vec<&String> = shard
+        .config
+        .listener_overrides
+        .keys()
+        .chain(dynamic.keys())
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter(|k| !SECRET.iter().any(|secret| k.ends_with(secret)))
+        .filter_map(|key| {
+            let mut synonyms = Vec::new();
+            if let Some(v) = dynamic.get(key) {
+                synonyms.push((key.clone(), v.clone(), dynamic::SOURCE_DYNAMIC_BROKER));
+            }
+            if let Some(v) = shard.config.listener_overrides.get(key) {
+                synonyms.push((key.clone(), v.clone(), SOURCE_STATIC_BROKER));
+            }
+            let (value, source) = synonyms.first().map(|s| (s.1.clone(), s.2))?;
+            let dynamic_key = crate::security::config::split_listener_key(key)
+                .is_some_and(|(_, k)| crate::security::listener_configs::DYNAMIC_KEYS.contains(&k));
+            Some(Entry {
+                name: key.clone(),
+                value,
+                source,
+                read_only: !dynamic_key,
+                is_sensitive: false,
+                config_type: ConfigType::String,
+                documentation: "",
+                synonyms,
+            })
+        })
+        .collect()
 }
 
 /// The broker settings Kafka also has, under Kafka's names.

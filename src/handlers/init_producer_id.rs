@@ -10,6 +10,8 @@
 //!   supported; the code is not retriable, so a transactional producer fails with a clear
 //!   message instead of retrying); an empty one is INVALID_REQUEST (Kafka's answer).
 //! - producer id and epoch not both set or both -1: INVALID_REQUEST.
+//! - ACLs (Kafka 3+): without a transactional id, CLUSTER IDEMPOTENT_WRITE or WRITE on any
+//!   topic, else CLUSTER_AUTHORIZATION_FAILED.
 //!
 //! Invariant: an error answer carries producer id -1 and epoch -1.
 
@@ -61,7 +63,14 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
                 .with_producer_id(ProducerId(-1))
                 .with_producer_epoch(-1)
         };
-        let response = match decide(&body) {
+        let decision = if body.transactional_id.is_none()
+            && !super::authz::idempotent_write_allowed(&shard, &request)
+        {
+            Decision::Refuse(K::ClusterAuthorizationFailed.code())
+        } else {
+            decide(&body)
+        };
+        let response = match decision {
             Decision::Refuse(code) => refused(code),
             Decision::Bump { producer_id, epoch } => InitProducerIdResponse::default()
                 .with_producer_id(ProducerId(producer_id))

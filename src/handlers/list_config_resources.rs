@@ -7,6 +7,8 @@
 //! broker; it has no client-metrics subscriptions and no group configs, so those types list
 //! nothing. BROKER_LOGGER is left out (Kafka lists each broker for it) because Sluice cannot
 //! describe broker loggers: listing a resource the next DescribeConfigs fails on would mislead.
+//! ACL: CLUSTER DESCRIBE_CONFIGS, else CLUSTER_AUTHORIZATION_FAILED (Kafka's
+//! `handleListConfigResources`).
 
 use std::rc::Rc;
 
@@ -15,6 +17,7 @@ use kafka_protocol::messages::{ListConfigResourcesRequest, ListConfigResourcesRe
 use kafka_protocol::ResponseError;
 
 use super::{str_bytes, HandlerFuture, Outcome, Request};
+use crate::security::acl::Operation;
 use crate::shard::Shard;
 
 /// Kafka's ConfigResource.Type ids.
@@ -28,6 +31,11 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
     Box::pin(async move {
         let version = request.version();
         let body: ListConfigResourcesRequest = request.decode()?;
+        if !super::authz::cluster_allowed(&shard, &request, Operation::DescribeConfigs) {
+            let refused = ListConfigResourcesResponse::default()
+                .with_error_code(ResponseError::ClusterAuthorizationFailed.code());
+            return Outcome::encoded(&refused, version);
+        }
         Outcome::encoded(&respond(&shard, &body, version), version)
     })
 }

@@ -7,6 +7,7 @@
 //! connection (Kafka's behaviour for unparseable requests); versions outside an entry's range
 //! never reach a handler.
 
+pub mod alter_client_quotas;
 pub mod alter_configs;
 pub mod api_versions;
 pub mod authz;
@@ -19,6 +20,7 @@ pub mod delete_groups;
 pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_acls;
+pub mod describe_client_quotas;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
@@ -36,6 +38,7 @@ pub mod leave_group;
 pub mod list_config_resources;
 pub mod list_groups;
 pub mod list_offsets;
+pub mod listener_configs;
 pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
@@ -47,6 +50,7 @@ pub mod sasl_authenticate;
 pub mod sasl_handshake;
 pub mod scram_credentials;
 pub mod sync_group;
+pub mod throttle;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -354,6 +358,18 @@ pub const REGISTRY: &[ApiEntry] = &[
         max_version: 3,
         handler: delete_acls::handle,
     },
+    ApiEntry {
+        key: ApiKey::DescribeClientQuotas,
+        min_version: 0,
+        max_version: 1,
+        handler: describe_client_quotas::handle,
+    },
+    ApiEntry {
+        key: ApiKey::AlterClientQuotas,
+        min_version: 0,
+        max_version: 1,
+        handler: alter_client_quotas::handle,
+    },
 ];
 
 pub fn lookup(key: ApiKey) -> Option<&'static ApiEntry> {
@@ -446,6 +462,10 @@ pub fn decode_any(key: ApiKey, version: i16, body: Bytes) -> bool {
         ApiKey::DescribeAcls => m::DescribeAclsRequest::decode(buf, version).is_ok(),
         ApiKey::CreateAcls => m::CreateAclsRequest::decode(buf, version).is_ok(),
         ApiKey::DeleteAcls => m::DeleteAclsRequest::decode(buf, version).is_ok(),
+        ApiKey::DescribeClientQuotas => {
+            m::DescribeClientQuotasRequest::decode(buf, version).is_ok()
+        }
+        ApiKey::AlterClientQuotas => m::AlterClientQuotasRequest::decode(buf, version).is_ok(),
         _ => false,
     }
 }

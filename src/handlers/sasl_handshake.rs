@@ -11,13 +11,12 @@ use super::{str_bytes, HandlerFuture, Outcome, Request};
 use crate::security::session::HandshakeOutcome;
 use crate::shard::Shard;
 
-pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
+pub fn handle(_shard: Rc<Shard>, request: Request) -> HandlerFuture {
     Box::pin(async move {
         let version = request.version();
         let body: SaslHandshakeRequest = request.decode()?;
-        // Validated at start, so this only fails if the config changed under us (it cannot).
-        let enabled =
-            crate::security::config::enabled_mechanisms(&shard.config).unwrap_or_default();
+        // The listener's mechanisms (`listener.name.<l>.sasl.enabled.mechanisms` or the broker's).
+        let enabled = request.session.listener.sasl_mechanisms.clone();
         let outcome = request
             .session
             .handshake(&body.mechanism, version, &enabled);

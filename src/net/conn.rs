@@ -94,7 +94,8 @@ async fn establish(
         return Some((Transport::Plain(stream), Rc::new(session)));
     };
     let timeout = Duration::from_millis(shard.config.authentication_timeout_ms);
-    let tls = match compio::time::timeout(timeout, TlsStream::accept(stream, config.clone())).await
+    let tls = match compio::time::timeout(timeout, TlsStream::accept(stream, config.current()))
+        .await
     {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
@@ -211,6 +212,14 @@ async fn read_loop(
         if tx.send_async(ready).await.is_err() {
             return Ok(());
         }
+        if let Some(mute) = session.take_throttle() {
+            // KIP-219: a throttled client was answered at once; now stop reading for the
+            // throttle time (Kafka mutes the channel). Shutdown still ends the wait.
+            let sleep = Box::pin(compio::time::sleep(mute));
+            if let Either::Right(_) = select(sleep, Box::pin(shard.shutdown.wait())).await {
+                return Ok(());
+            }
+        }
     }
 }
 
@@ -251,6 +260,7 @@ async fn handle_request(
     frame: Bytes,
     session: &Rc<Session>,
 ) -> Result<Ready, ConnError> {
+    let frame_len = frame.len();
     let parsed = frame::parse_request(frame)?;
     let key = parsed.api_key;
     let version = parsed.header.request_api_version;
@@ -287,11 +297,24 @@ async fn handle_request(
                 peer: session.peer,
                 session: session.clone(),
             };
+            let client_id = request.header.client_id.clone();
             let started = std::time::Instant::now();
-            let outcome = handler(shard.clone(), request).await;
+            let (mut outcome, busy) =
+                handlers::throttle::timed(handler(shard.clone(), request)).await;
             shard
                 .metrics
                 .record_request(key, started.elapsed(), outcome.is_err());
+            let client_id = client_id.as_deref();
+            handlers::throttle::apply_quotas(
+                shard,
+                session,
+                key,
+                version,
+                client_id,
+                frame_len,
+                busy,
+                &mut outcome,
+            );
             finish(key, version, correlation_id, outcome)
         }
     };

@@ -435,6 +435,64 @@ pub fn authorize(config: &AuthorizerConfig, acls: &BTreeSet<AclBinding>, action:
     allowed || (!any_on_resource && config.allow_everyone_if_no_acl_found)
 }
 
+/// Kafka's `Authorizer.authorizeByResourceType` (KIP-679; the default method StandardAuthorizer
+/// uses): whether the principal may do `operation` on at least one resource of the type. A
+/// super user (or `allow.everyone.if.no.acl.found` with no ACL) passes the check on a made-up
+/// name; a wildcard-literal DENY refuses; otherwise some ALLOW (the operation itself or ALL, no
+/// implied operations) on a wildcard, or on a literal or prefixed name that no literal DENY of
+/// the same name and no prefixed DENY on a prefix of it covers.
+pub fn authorize_by_resource_type(
+    config: &AuthorizerConfig,
+    acls: &BTreeSet<AclBinding>,
+    principal: &str,
+    host: &str,
+    operation: Operation,
+    resource_type: ResourceType,
+) -> bool {
+    let hardcoded = Action {
+        principal,
+        host,
+        operation,
+        resource_type,
+        resource_name: "hardcode",
+    };
+    if authorize(config, acls, &hardcoded) {
+        return true;
+    }
+    let mut deny_literal = BTreeSet::new();
+    let mut deny_prefixed = BTreeSet::new();
+    let mut allow = Vec::new();
+    for acl in acls.iter().filter(|a| {
+        a.resource_type == resource_type
+            && a.entry_applies(principal, host)
+            && (a.operation == operation || a.operation == Operation::All)
+    }) {
+        match (acl.permission, acl.pattern_type) {
+            (Permission::Deny, PatternType::Literal) if acl.resource_name == WILDCARD => {
+                return false
+            }
+            (Permission::Deny, PatternType::Literal) => {
+                deny_literal.insert(acl.resource_name.as_str());
+            }
+            (Permission::Deny, PatternType::Prefixed) => {
+                deny_prefixed.insert(acl.resource_name.as_str());
+            }
+            (Permission::Allow, PatternType::Literal) if acl.resource_name == WILDCARD => {
+                return true
+            }
+            (Permission::Allow, pattern) => allow.push((pattern, acl.resource_name.as_str())),
+        }
+    }
+    allow.iter().any(|&(pattern, name)| {
+        let literal_denied = pattern == PatternType::Literal && deny_literal.contains(name);
+        let prefix_denied = name
+            .char_indices()
+            .map(|(i, c)| &name[..i + c.len_utf8()])
+            .any(|prefix| deny_prefixed.contains(prefix));
+        !literal_denied && !prefix_denied
+    })
+}
+
 /// Kafka's authorized-operations bitfield: bit `code` set for each supported operation allowed.
 pub fn authorized_operations(
     config: &AuthorizerConfig,

@@ -93,6 +93,28 @@ impl Authorizer {
         acl::authorize(&self.config, &acls, action)
     }
 
+    /// Whether the principal may do `operation` on some resource of the type (KIP-679).
+    pub fn authorize_by_resource_type(
+        &self,
+        principal: &str,
+        host: &str,
+        operation: acl::Operation,
+        resource_type: ResourceType,
+    ) -> bool {
+        if !self.config.enabled {
+            return true;
+        }
+        let acls = self.acls.read().unwrap_or_else(|e| e.into_inner());
+        acl::authorize_by_resource_type(
+            &self.config,
+            &acls,
+            principal,
+            host,
+            operation,
+            resource_type,
+        )
+    }
+
     /// Kafka's authorized-operations bitfield for one resource.
     pub fn authorized_operations(
         &self,

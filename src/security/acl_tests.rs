@@ -344,3 +344,86 @@ fn filters_match_like_acl_binding_filter() {
         "UNKNOWN op"
     );
 }
+
+fn by_type(config: &AuthorizerConfig, acls: &[AclBinding], principal: &str) -> bool {
+    let set: BTreeSet<_> = acls.iter().cloned().collect();
+    authorize_by_resource_type(
+        config,
+        &set,
+        principal,
+        "10.0.0.1",
+        Operation::Write,
+        ResourceType::Topic,
+    )
+}
+
+fn topic_deny(name: &str, pt: PatternType, principal: &str, op: Operation) -> AclBinding {
+    acl(
+        ResourceType::Topic,
+        name,
+        pt,
+        principal,
+        "*",
+        op,
+        Permission::Deny,
+    )
+}
+
+/// Kafka's AuthorizerTest.testAuthorizeByResourceType* cases.
+#[test]
+fn authorize_by_resource_type_as_kafka() {
+    use Operation::{All, Read, Write};
+    use PatternType::{Literal, Prefixed};
+    let config = on();
+    assert!(!by_type(&config, &[], "User:bob"));
+    assert!(by_type(&config, &[], "User:admin"), "super user");
+    let open = AuthorizerConfig::parse(AUTHORIZER_CLASSES[0], "", true).unwrap();
+    assert!(
+        by_type(&open, &[], "User:bob"),
+        "allow.everyone.if.no.acl.found"
+    );
+    let literal = topic_allow("t1", Literal, "User:bob", Write);
+    assert!(by_type(&config, std::slice::from_ref(&literal), "User:bob"));
+    assert!(!by_type(
+        &config,
+        std::slice::from_ref(&literal),
+        "User:carol"
+    ));
+    assert!(by_type(
+        &config,
+        &[topic_allow("x", Literal, "User:*", All)],
+        "User:carol"
+    ));
+    assert!(!by_type(
+        &config,
+        &[topic_allow("t1", Literal, "User:bob", Read)],
+        "User:bob"
+    ));
+    // A literal DENY on the same name, or a prefixed DENY on a prefix of it, cancels an ALLOW.
+    let same = topic_deny("t1", Literal, "User:bob", Write);
+    assert!(!by_type(&config, &[literal.clone(), same], "User:bob"));
+    let prefix = topic_deny("t", Prefixed, "User:bob", Write);
+    assert!(!by_type(
+        &config,
+        &[literal.clone(), prefix.clone()],
+        "User:bob"
+    ));
+    let app = topic_allow("app-", Prefixed, "User:bob", Write);
+    assert!(
+        by_type(&config, &[app.clone(), prefix], "User:bob"),
+        "t does not prefix app-"
+    );
+    let longer = topic_deny("app-x", Prefixed, "User:bob", Write);
+    assert!(
+        by_type(&config, &[app.clone(), longer], "User:bob"),
+        "a longer DENY is no dominance"
+    );
+    // A wildcard DENY refuses; a wildcard ALLOW allows.
+    let wildcard_deny = topic_deny("*", Literal, "User:bob", All);
+    assert!(!by_type(&config, &[literal, wildcard_deny], "User:bob"));
+    assert!(by_type(
+        &config,
+        &[topic_allow("*", Literal, "User:bob", Write)],
+        "User:bob"
+    ));
+}

@@ -12,6 +12,8 @@ pub mod acl;
 pub mod acl_store;
 pub mod config;
 pub mod listener;
+pub mod listener_configs;
+pub mod oauthbearer;
 pub mod principal;
 pub mod sasl;
 pub mod scram;

@@ -1,5 +1,5 @@
 //! SASL server mechanisms, as pure state machines (no I/O): PLAIN (RFC 4616) and SCRAM-SHA-256
-//! / SCRAM-SHA-512 (RFC 5802, Kafka's ScramSaslServer). The caller feeds client tokens and
+//! / SCRAM-SHA-512 (RFC 5802, Kafka's ScramSaslServer); OAUTHBEARER is in `oauthbearer`. The caller feeds client tokens and
 //! sends back what each step returns.
 //!
 //! Invariants: a failed step never says why beyond Kafka's generic message (no hint whether
@@ -16,12 +16,15 @@ use super::scram::{constant_time_eq, Credential, CredentialStore, Mechanism};
 pub enum SaslMechanism {
     Plain,
     Scram(Mechanism),
+    /// Unsecured JWS tokens (`security::oauthbearer`).
+    OAuthBearer,
 }
 
 impl SaslMechanism {
     pub fn parse(name: &str) -> Option<Self> {
         match name {
             "PLAIN" => Some(Self::Plain),
+            "OAUTHBEARER" => Some(Self::OAuthBearer),
             other => Mechanism::from_name(other).map(Self::Scram),
         }
     }
@@ -30,6 +33,7 @@ impl SaslMechanism {
         match self {
             Self::Plain => "PLAIN",
             Self::Scram(m) => m.name(),
+            Self::OAuthBearer => "OAUTHBEARER",
         }
     }
 }

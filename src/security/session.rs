@@ -26,10 +26,12 @@ pub struct ListenerContext {
     pub bind: SocketAddr,
     pub advertised_host: String,
     pub advertised_port: u16,
-    /// Set for SSL and SASL_SSL listeners.
-    pub tls: Option<Arc<rustls::ServerConfig>>,
-    /// `ssl.principal.mapping.rules`, for client certificates.
+    /// Set for SSL and SASL_SSL listeners (replaced by a certificate reload).
+    pub tls: Option<Arc<super::tls::TlsSlot>>,
+    /// `ssl.principal.mapping.rules` (of this listener), for client certificates.
     pub principal_mapper: Arc<super::principal::PrincipalMapper>,
+    /// `sasl.enabled.mechanisms` of this listener.
+    pub sasl_mechanisms: Vec<SaslMechanism>,
 }
 
 #[derive(Debug)]
@@ -44,6 +46,10 @@ enum SaslState {
     AwaitingScramFinal {
         pending: Box<ScramPending>,
         raw_frames: bool,
+    },
+    /// OAUTHBEARER sent its JSON error challenge; the client's 0x01 ends the exchange.
+    AwaitingOAuthErrorAck {
+        message: String,
     },
     Authenticated,
     Failed,
@@ -83,6 +89,11 @@ pub struct Session {
     /// The mechanism of the first authentication (re-authentication must keep it).
     mechanism: Cell<Option<SaslMechanism>>,
     reauthenticating: Cell<bool>,
+    /// A quota's throttle time for the last request (KIP-219): the connection stops reading
+    /// for that long once the response is queued.
+    throttle_ms: Cell<u64>,
+    /// How long the last authentication's credential stays valid (an OAUTHBEARER token).
+    credential_lifetime_ms: Cell<Option<u64>>,
 }
 
 impl Session {
@@ -108,6 +119,8 @@ impl Session {
             expires_at: Cell::new(None),
             mechanism: Cell::new(None),
             reauthenticating: Cell::new(false),
+            throttle_ms: Cell::new(0),
+            credential_lifetime_ms: Cell::new(None),
         }
     }
 
@@ -117,9 +130,33 @@ impl Session {
         self.expires_at.get().is_some_and(|at| Instant::now() >= at)
     }
 
-    /// What SaslAuthenticate v1+ answers as `session_lifetime_ms` (0 = no expiry).
+    /// What SaslAuthenticate v1+ answers as `session_lifetime_ms` (0 = no expiry): Kafka's
+    /// min(credential lifetime, `connections.max.reauth.ms`) when sessions expire.
     pub fn session_lifetime_ms(&self) -> i64 {
+        if let (true, Some(credential)) = (self.reauth_ms > 0, self.credential_lifetime_ms.get()) {
+            return i64::try_from(credential.min(self.reauth_ms)).unwrap_or(i64::MAX);
+        }
         i64::try_from(self.reauth_ms).unwrap_or(i64::MAX)
+    }
+
+    /// Mutes the connection for `ms` after the current response (the longest throttle wins).
+    pub fn throttle(&self, ms: u64) {
+        self.throttle_ms.set(self.throttle_ms.get().max(ms));
+    }
+
+    /// The mute owed by the last request, cleared.
+    pub fn take_throttle(&self) -> Option<Duration> {
+        let ms = self.throttle_ms.replace(0);
+        (ms > 0).then(|| Duration::from_millis(ms))
+    }
+
+    /// The principal's name without its type (`alice` for `User:alice`): Kafka's quota user.
+    pub fn principal_name(&self) -> String {
+        let principal = self.principal.borrow();
+        match principal.split_once(':') {
+            Some((_, name)) => name.to_owned(),
+            None => principal.clone(),
+        }
     }
 
     /// `User:<name>`.
@@ -204,6 +241,24 @@ impl Session {
                 }
                 Err(failure) => AuthStep::Failed(failure),
             },
+            SaslState::AwaitingToken {
+                mechanism: SaslMechanism::OAuthBearer,
+                ..
+            } => match self.oauthbearer(token) {
+                Ok(step) => step,
+                Err(challenge) => return challenge,
+            },
+            SaslState::AwaitingOAuthErrorAck { message } => {
+                let why = if token == [super::oauthbearer::KVSEP] {
+                    message
+                } else {
+                    "Authentication failed: Invalid OAUTHBEARER response after an error".into()
+                };
+                AuthStep::Failed(AuthFailure {
+                    message: why,
+                    user: None,
+                })
+            }
             SaslState::AwaitingScramFinal { pending, .. } => {
                 match sasl::scram_final(&pending, token) {
                     Ok((server_final, user)) => {
@@ -239,6 +294,40 @@ impl Session {
             );
         }
         step
+    }
+
+    /// OAUTHBEARER's initial response: authenticated, failed, or (`Err`) the JSON challenge of
+    /// an invalid token (the state then waits for the client's acknowledgement).
+    fn oauthbearer(&self, token: &[u8]) -> Result<AuthStep, AuthStep> {
+        use super::oauthbearer::{validate_initial_response, OAuthError};
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        match validate_initial_response(token, now_ms) {
+            Ok(valid) => {
+                let step =
+                    self.authenticated(SaslMechanism::OAuthBearer, &valid.principal, Vec::new());
+                // KIP-368: the session ends no later than the token (when sessions expire).
+                let left_ms = valid.expires_at_ms.saturating_sub(now_ms);
+                if let (AuthStep::Done(_), Some(at)) = (&step, self.expires_at.get()) {
+                    let left = Duration::from_millis(left_ms);
+                    self.expires_at.set(Some(at.min(Instant::now() + left)));
+                    self.credential_lifetime_ms.set(Some(left_ms));
+                }
+                Ok(step)
+            }
+            Err(OAuthError::Malformed(message)) => Ok(AuthStep::Failed(AuthFailure {
+                message,
+                user: None,
+            })),
+            Err(OAuthError::InvalidToken { challenge, reason }) => {
+                tracing::warn!(target: AUDIT_TARGET, peer = %self.peer, listener = %self.listener.name, "authentication failed: invalid OAUTHBEARER token: {reason}");
+                *self.state.borrow_mut() = SaslState::AwaitingOAuthErrorAck {
+                    message: format!("Authentication failed: {challenge}"),
+                };
+                Err(AuthStep::Challenge(challenge.into_bytes()))
+            }
+        }
     }
 
     async fn plain(&self, token: &[u8], store: &Arc<CredentialStore>) -> AuthStep {

@@ -1,11 +1,14 @@
 //! The rustls server configuration built from Kafka's `ssl.*` settings (PEM keystore and
 //! truststore, `ssl.client.auth`, `ssl.enabled.protocols`), with the ring crypto provider.
 //!
-//! Invariants: built once at start, before any shard listens, so a bad key or certificate
-//! stops the broker with a config error instead of failing handshakes later; client
-//! certificates are verified against the truststore only (never the system roots).
+//! Invariants: built at start, before any shard listens, so a bad key or certificate stops the
+//! broker with a config error instead of failing handshakes later; rebuilt only by a dynamic
+//! listener config change (`security::listener_configs`), which swaps a listener's `TlsSlot`
+//! only once the new config is built and checked (new connections use it, live ones keep
+//! theirs); client certificates are verified against the truststore only (never the system
+//! roots).
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -154,13 +157,61 @@ fn truststore(config: &BrokerConfig) -> Result<Option<RootCertStore>, ConfigErro
     Ok(Some(roots))
 }
 
-/// Builds the server config every TLS listener shares.
+/// A TLS listener's current server config and its certificate, replaceable at run time
+/// (certificate reload without restart).
+#[derive(Debug)]
+pub struct TlsSlot {
+    current: RwLock<(Arc<rustls::ServerConfig>, CertificateDer<'static>)>,
+}
+
+impl TlsSlot {
+    pub fn new(config: Arc<rustls::ServerConfig>, leaf: CertificateDer<'static>) -> Self {
+        Self {
+            current: RwLock::new((config, leaf)),
+        }
+    }
+
+    /// The config a new connection's handshake uses.
+    pub fn current(&self) -> Arc<rustls::ServerConfig> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .clone()
+    }
+
+    /// The listener's current (leaf) certificate.
+    pub fn leaf(&self) -> CertificateDer<'static> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .1
+            .clone()
+    }
+
+    pub fn replace(&self, config: Arc<rustls::ServerConfig>, leaf: CertificateDer<'static>) {
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = (config, leaf);
+    }
+}
+
+/// Builds a listener's server config from its settings (`security::config::listener_config`).
 pub fn server_config(config: &BrokerConfig) -> Result<Arc<rustls::ServerConfig>, ConfigError> {
+    server_config_and_leaf(config).map(|(server, _)| server)
+}
+
+/// As `server_config`, with the keystore's leaf certificate.
+pub fn server_config_and_leaf(
+    config: &BrokerConfig,
+) -> Result<(Arc<rustls::ServerConfig>, CertificateDer<'static>), ConfigError> {
     let provider = provider();
     let versions = protocol_versions(&config.ssl_enabled_protocols)?;
     let client_auth = ClientAuth::parse(&config.ssl_client_auth)
         .ok_or_else(|| invalid("ssl.client.auth", "must be none, requested or required"))?;
     let (certs, key) = keystore(config)?;
+    let leaf = certs
+        .first()
+        .cloned()
+        .ok_or_else(|| invalid("ssl.keystore.location", "no certificate in the keystore"))?;
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&versions)
         .map_err(|e| invalid("ssl.enabled.protocols", e.to_string()))?;
@@ -190,5 +241,5 @@ pub fn server_config(config: &BrokerConfig) -> Result<Arc<rustls::ServerConfig>,
         .map_err(|e| invalid("ssl.keystore.location", format!("key does not fit: {e}")))?;
     // Kafka's clients do not negotiate ALPN; no session tickets keep handshakes stateless.
     server.send_tls13_tickets = 0;
-    Ok(Arc::new(server))
+    Ok((Arc::new(server), leaf))
 }

@@ -66,6 +66,8 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
         on_topics_deleted: vec![|shard, names| {
             Box::pin(crate::groups::coordinator::topics_deleted(shard, names))
         }],
+        quotas: boot.quotas.clone(),
+        listener_configs: boot.listener_configs.clone(),
         connections: Cell::new(0),
     });
     if shard.id == router::REGISTRY_SHARD {

@@ -32,6 +32,10 @@ pub struct Boot {
     pub credentials: Arc<crate::security::scram::CredentialStore>,
     /// The authorizer and its ACLs, shared by every shard (see `security::acl_store`).
     pub authorizer: Arc<crate::security::acl_store::Authorizer>,
+    /// Client quotas and their rates, shared by every shard (see `quotas`).
+    pub quotas: Arc<crate::quotas::QuotaManager>,
+    /// Listeners' dynamic configs (certificate reload), shared by every shard.
+    pub listener_configs: Arc<crate::security::listener_configs::ListenerConfigs>,
     /// The previous process closed every log (its clean-shutdown marker was there).
     pub previous_shutdown_clean: bool,
     /// Set by a shard whose logs did not all close; then no clean-shutdown marker is written.
@@ -80,6 +84,10 @@ pub struct Shard {
     pub credentials: Arc<crate::security::scram::CredentialStore>,
     /// The authorizer and its ACLs (shared by every shard).
     pub authorizer: Arc<crate::security::acl_store::Authorizer>,
+    /// Client quotas (shared by every shard).
+    pub quotas: Arc<crate::quotas::QuotaManager>,
+    /// Listeners' dynamic configs (shared by every shard).
+    pub listener_configs: Arc<crate::security::listener_configs::ListenerConfigs>,
     /// Run on this shard after it adopted new or changed topics (and opened their partitions
     /// it owns): how modules above the registry hear of topics without the registry naming
     /// them.

@@ -19,6 +19,10 @@ pub struct TestPki {
     /// A client certificate from a CA the broker does not trust.
     pub rogue_cert: PathBuf,
     pub rogue_key: PathBuf,
+    /// A renewed broker keystore: same subject and names, new key (certificate reload).
+    pub broker_renewed: PathBuf,
+    /// A keystore for another identity (CN=other-broker), same CA.
+    pub broker_other: PathBuf,
 }
 
 fn ca(cn: &str) -> (rcgen::Certificate, KeyPair) {
@@ -75,6 +79,18 @@ pub fn generate(dir: &Path) -> TestPki {
         &rogue_ca,
         &rogue_ca_key,
     );
+    let (renewed, renewed_key) = leaf(
+        &["localhost", "127.0.0.1"],
+        &[(DnType::CommonName, "broker")],
+        &ca_cert,
+        &ca_key,
+    );
+    let (other, other_key) = leaf(
+        &["localhost", "127.0.0.1"],
+        &[(DnType::CommonName, "other-broker")],
+        &ca_cert,
+        &ca_key,
+    );
     let write = |name: &str, text: String| {
         let path = dir.join(name);
         std::fs::write(&path, text).expect("write pem");
@@ -90,5 +106,13 @@ pub fn generate(dir: &Path) -> TestPki {
         client_key: write("client.key", client_key.serialize_pem()),
         rogue_cert: write("rogue.crt", rogue.pem()),
         rogue_key: write("rogue.key", rogue_key.serialize_pem()),
+        broker_renewed: write(
+            "broker-renewed.pem",
+            format!("{}{}", renewed.pem(), renewed_key.serialize_pem()),
+        ),
+        broker_other: write(
+            "broker-other.pem",
+            format!("{}{}", other.pem(), other_key.serialize_pem()),
+        ),
     }
 }

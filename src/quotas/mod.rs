@@ -1,0 +1,523 @@
+//! Client quotas (Kafka's `ClientQuotaManager`s): `producer_byte_rate`, `consumer_byte_rate`
+//! and `request_percentage` per user / client id and their defaults, managed with
+//! DescribeClientQuotas / AlterClientQuotas, persisted in `__cluster/client_quotas.toml`, and
+//! measured per broker: one `QuotaManager` is shared by every shard (docs/decisions/0013).
+//!
+//! Invariants: a change is persisted atomically before any shard applies it, and changes are
+//! serialised by one async lock (as the ACL store). Recording never waits on disk: it takes the
+//! read side of the quota map and one mutex per quota type for a few hash look-ups and the
+//! rate arithmetic. With no quota of a type configured nothing is recorded for it (Kafka's
+//! `quotasEnabled`). Memory is bounded: a rate is a fixed array of `quota.window.num` samples,
+//! rates idle for an hour are dropped (Kafka's `InactiveSensorExpirationTimeSeconds`), and at
+//! most `quota.sensors.max` rates exist per quota type (the least recently used goes first).
+
+pub mod entity;
+pub mod rate;
+pub mod resolve;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use self::entity::{EntityName, QuotaEntity, QuotaError, QuotaMap};
+use self::rate::{Rate, WindowConfig};
+use self::resolve::{MetricTags, Overrides};
+
+/// File name of the store under `__cluster/`.
+pub const STORE_FILE: &str = "client_quotas.toml";
+
+/// Kafka drops a client's sensors after an hour without traffic.
+const INACTIVE_SENSOR_EXPIRATION_MS: u64 = 3_600_000;
+
+/// Kafka's quota types; the index into the per-type tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuotaType {
+    Produce = 0,
+    Fetch = 1,
+    Request = 2,
+}
+
+impl QuotaType {
+    const ALL: [Self; 3] = [Self::Produce, Self::Fetch, Self::Request];
+
+    fn key(self) -> &'static str {
+        match self {
+            Self::Produce => entity::PRODUCER_BYTE_RATE,
+            Self::Fetch => entity::CONSUMER_BYTE_RATE,
+            Self::Request => entity::REQUEST_PERCENTAGE,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QuotaStoreError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid {path}: {reason}")]
+    Parse { path: PathBuf, reason: String },
+    #[error("cannot persist client quotas: {0}")]
+    Write(std::io::Error),
+}
+
+/// `quota.window.num` and `quota.window.size.seconds`, checked as Kafka does (at least 1 each).
+pub fn window_config(
+    config: &crate::config::BrokerConfig,
+) -> Result<WindowConfig, crate::config::ConfigError> {
+    let invalid = |key: &'static str| crate::config::ConfigError::Invalid {
+        key,
+        reason: "must be at least 1".into(),
+    };
+    if config.quota_window_num == 0 {
+        return Err(invalid("quota.window.num"));
+    }
+    if config.quota_window_size_seconds == 0 || config.quota_window_size_seconds > 3600 {
+        return Err(crate::config::ConfigError::Invalid {
+            key: "quota.window.size.seconds",
+            reason: "must be in [1, 3600]".into(),
+        });
+    }
+    if config.quota_window_num > 1000 {
+        return Err(crate::config::ConfigError::Invalid {
+            key: "quota.window.num",
+            reason: "must be in [1, 1000]".into(),
+        });
+    }
+    Ok(WindowConfig {
+        samples: config.quota_window_num,
+        window_ms: config.quota_window_size_seconds * 1000,
+    })
+}
+
+/// What one request did, for the quotas (filled in by the connection).
+#[derive(Debug, Clone, Copy)]
+pub struct Usage {
+    /// Produce: the request's size (Kafka's `request.sizeInBytes`).
+    pub produced_bytes: Option<usize>,
+    /// Fetch: the response's size.
+    pub fetched_bytes: Option<usize>,
+    /// Time the request's handler ran on the shard (Kafka's request-handler thread time);
+    /// `None` for requests exempt from the request quota.
+    pub handler_time: Option<Duration>,
+}
+
+/// One AlterClientQuotas entry after decoding: the entity parts and the ops (key, value, remove).
+pub struct AlterEntry<'a> {
+    pub entity: Vec<(&'a str, Option<&'a str>)>,
+    pub ops: Vec<(&'a str, f64, bool)>,
+}
+
+/// The quotas in force, derived from the stored map.
+#[derive(Debug, Default)]
+struct Live {
+    map: QuotaMap,
+    by_type: [Overrides; 3],
+}
+
+impl Live {
+    fn new(map: QuotaMap) -> Self {
+        let mut by_type: [Overrides; 3] = Default::default();
+        for t in QuotaType::ALL {
+            by_type[t as usize] = map
+                .iter()
+                .filter_map(|(e, values)| values.get(t.key()).map(|v| (e.clone(), *v)))
+                .collect();
+        }
+        Self { map, by_type }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Sensors {
+    rates: HashMap<MetricTags, Rate>,
+}
+
+/// The broker's client quotas and the rates they are measured in, shared by every shard.
+#[derive(Debug)]
+pub struct QuotaManager {
+    window: WindowConfig,
+    sensors_max: usize,
+    path: PathBuf,
+    live: RwLock<Arc<Live>>,
+    /// Whether any quota exists (read on every request without a lock).
+    active: std::sync::atomic::AtomicBool,
+    sensors: [Mutex<Sensors>; 3],
+    change_lock: futures_util::lock::Mutex<()>,
+    epoch: Instant,
+}
+
+impl QuotaManager {
+    /// Loads `<data_dir>/__cluster/client_quotas.toml` (absent = no quotas).
+    pub fn load(
+        data_dir: &Path,
+        window: WindowConfig,
+        sensors_max: usize,
+    ) -> Result<Self, QuotaStoreError> {
+        let path = data_dir.join("__cluster").join(STORE_FILE);
+        let map = match std::fs::read_to_string(&path) {
+            Ok(text) => parse(&text).map_err(|reason| QuotaStoreError::Parse {
+                path: path.clone(),
+                reason,
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => QuotaMap::new(),
+            Err(source) => return Err(QuotaStoreError::Read { path, source }),
+        };
+        Ok(Self {
+            window,
+            sensors_max: sensors_max.max(1),
+            path,
+            active: std::sync::atomic::AtomicBool::new(!map.is_empty()),
+            live: RwLock::new(Arc::new(Live::new(map))),
+            sensors: Default::default(),
+            change_lock: futures_util::lock::Mutex::new(()),
+            epoch: Instant::now(),
+        })
+    }
+
+    /// Whether any quota is configured (else nothing needs recording).
+    pub fn active(&self) -> bool {
+        self.active.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn live(&self) -> Arc<Live> {
+        self.live.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Every entity and its configs.
+    pub fn snapshot(&self) -> QuotaMap {
+        self.live().map.clone()
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Records one request's usage for `user` (the principal's name) and `client_id`, and
+    /// returns the throttle time in ms: the largest of the violated quotas' (Kafka takes the
+    /// max of the bandwidth and request throttles), 0 within every quota.
+    pub fn record(&self, user: &str, client_id: &str, usage: &Usage) -> u64 {
+        let live = self.live();
+        if live.map.is_empty() {
+            return 0;
+        }
+        let now = self.now_ms();
+        let mut throttle = 0;
+        if let Some(bytes) = usage.produced_bytes {
+            let t = self.record_one(
+                &live,
+                QuotaType::Produce,
+                user,
+                client_id,
+                bytes as f64,
+                now,
+            );
+            throttle = throttle.max(t);
+        }
+        if let Some(bytes) = usage.fetched_bytes {
+            let t = self.record_one(&live, QuotaType::Fetch, user, client_id, bytes as f64, now);
+            throttle = throttle.max(t);
+        }
+        if let Some(time) = usage.handler_time {
+            // Kafka's nanosToPercentage: percent of one thread, per second.
+            let percent = time.as_nanos() as f64 * 100.0 / 1e9;
+            let t = self.record_one(&live, QuotaType::Request, user, client_id, percent, now);
+            throttle = throttle.max(t);
+        }
+        throttle
+    }
+
+    fn record_one(
+        &self,
+        live: &Live,
+        quota_type: QuotaType,
+        user: &str,
+        client_id: &str,
+        value: f64,
+        now: u64,
+    ) -> u64 {
+        let overrides = &live.by_type[quota_type as usize];
+        if overrides.is_empty() {
+            return 0;
+        }
+        let tags = resolve::metric_tags(user, client_id, overrides);
+        let Some(bound) = resolve::limit(&tags, overrides) else {
+            return 0;
+        };
+        // The request quota's throttle is capped at one window (ClientRequestQuotaManager).
+        let max_throttle = match quota_type {
+            QuotaType::Request => self.window.window_ms,
+            _ => u64::MAX,
+        };
+        let mut sensors = self.sensors[quota_type as usize]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if !sensors.rates.contains_key(&tags) {
+            self.make_room(&mut sensors, now);
+        }
+        let rate = sensors.rates.entry(tags).or_default();
+        rate::record_and_throttle_ms(rate, &self.window, value, bound, now, max_throttle)
+    }
+
+    /// Drops rates idle for an hour; at the cap, also the least recently used one.
+    fn make_room(&self, sensors: &mut Sensors, now: u64) {
+        if sensors.rates.len() < self.sensors_max {
+            return;
+        }
+        sensors
+            .rates
+            .retain(|_, r| now.saturating_sub(r.last_start_ms()) < INACTIVE_SENSOR_EXPIRATION_MS);
+        if sensors.rates.len() >= self.sensors_max {
+            let oldest = sensors
+                .rates
+                .iter()
+                .min_by_key(|(_, r)| r.last_start_ms())
+                .map(|(k, _)| k.clone());
+            if let Some(key) = oldest {
+                sensors.rates.remove(&key);
+            }
+        }
+    }
+
+    /// AlterClientQuotas: validates every entry (each one answered on its own, as Kafka's
+    /// `ClientQuotaControlManager`), then, unless `validate_only`, persists and applies the
+    /// valid ones. Returns one result per entry, in order.
+    pub async fn alter(
+        &self,
+        entries: &[AlterEntry<'_>],
+        validate_only: bool,
+    ) -> Result<Vec<Result<(), QuotaError>>, QuotaStoreError> {
+        let _serialised = self.change_lock.lock().await;
+        let mut map = self.snapshot();
+        let mut results = Vec::with_capacity(entries.len());
+        let mut changed = false;
+        for entry in entries {
+            let applied = validate_entry(entry).map(|(entity, ops)| {
+                if !validate_only {
+                    changed |= apply(&mut map, entity, &ops);
+                }
+            });
+            results.push(applied);
+        }
+        if changed {
+            crate::atomic_file::write_off_thread(self.path.clone(), render(&map).into_bytes())
+                .await
+                .map_err(QuotaStoreError::Write)?;
+            let active = !map.is_empty();
+            *self.live.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Live::new(map));
+            self.active
+                .store(active, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(results)
+    }
+}
+
+type Ops = Vec<(String, Option<f64>)>;
+
+fn validate_entry(entry: &AlterEntry<'_>) -> Result<(QuotaEntity, Ops), QuotaError> {
+    let entity = entity::entity_from_wire(entry.entity.iter().copied())?;
+    let mut ops = Vec::with_capacity(entry.ops.len());
+    for &(key, value, remove) in &entry.ops {
+        entity::validate_op(key, value, remove)?;
+        ops.push((key.to_owned(), (!remove).then_some(value)));
+    }
+    Ok((entity, ops))
+}
+
+/// Applies one entry's ops; returns whether anything changed.
+fn apply(map: &mut QuotaMap, entity: QuotaEntity, ops: &Ops) -> bool {
+    let values = map.entry(entity.clone()).or_default();
+    let mut changed = false;
+    for (key, value) in ops {
+        changed |= match value {
+            Some(v) => values.insert(key.clone(), *v) != Some(*v),
+            None => values.remove(key).is_some(),
+        };
+    }
+    if values.is_empty() {
+        map.remove(&entity);
+    }
+    changed
+}
+
+/// On-disk form of one entity: each part absent, the default, or a name.
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredQuota {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    user: Option<String>,
+    #[serde(default)]
+    user_default: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    client_id: Option<String>,
+    #[serde(default)]
+    client_id_default: bool,
+    values: BTreeMap<String, f64>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct StoreFile {
+    #[serde(default)]
+    quota: Vec<StoredQuota>,
+}
+
+fn part(name: Option<String>, default: bool) -> Result<Option<EntityName>, String> {
+    match (name, default) {
+        (Some(_), true) => Err("an entity part is both named and the default".into()),
+        (Some(n), false) => Ok(Some(EntityName::Named(n))),
+        (None, true) => Ok(Some(EntityName::Default)),
+        (None, false) => Ok(None),
+    }
+}
+
+fn parse(text: &str) -> Result<QuotaMap, String> {
+    let file: StoreFile = toml::from_str(text).map_err(|e| e.to_string())?;
+    let mut map = QuotaMap::new();
+    for q in file.quota {
+        let entity = QuotaEntity {
+            user: part(q.user, q.user_default)?,
+            client_id: part(q.client_id, q.client_id_default)?,
+        };
+        if entity.user.is_none() && entity.client_id.is_none() {
+            return Err("a quota without user or client-id".into());
+        }
+        for (key, value) in &q.values {
+            entity::validate_op(key, *value, false).map_err(|e| e.message)?;
+        }
+        map.insert(entity, q.values);
+    }
+    Ok(map)
+}
+
+fn unpart(part: &Option<EntityName>) -> (Option<String>, bool) {
+    match part {
+        None => (None, false),
+        Some(EntityName::Default) => (None, true),
+        Some(EntityName::Named(n)) => (Some(n.clone()), false),
+    }
+}
+
+fn render(map: &QuotaMap) -> String {
+    let quota = map
+        .iter()
+        .map(|(e, values)| {
+            let (user, user_default) = unpart(&e.user);
+            let (client_id, client_id_default) = unpart(&e.client_id);
+            StoredQuota {
+                user,
+                user_default,
+                client_id,
+                client_id_default,
+                values: values.clone(),
+            }
+        })
+        .collect();
+    toml::to_string(&StoreFile { quota }).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        compio::runtime::Runtime::new().unwrap().block_on(f)
+    }
+
+    fn produce(bytes: usize) -> Usage {
+        Usage {
+            produced_bytes: Some(bytes),
+            fetched_bytes: None,
+            handler_time: None,
+        }
+    }
+
+    #[test]
+    fn quotas_persist_apply_and_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let manager = QuotaManager::load(dir.path(), WindowConfig::default(), 100).unwrap();
+        assert_eq!(manager.record("alice", "app", &produce(1 << 20)), 0);
+        let entries = [
+            AlterEntry {
+                entity: vec![("user", Some("alice"))],
+                ops: vec![("producer_byte_rate", 1000.0, false)],
+            },
+            AlterEntry {
+                entity: vec![("ip", Some("127.0.0.1"))],
+                ops: vec![("connection_creation_rate", 1.0, false)],
+            },
+        ];
+        let results = block_on(manager.alter(&entries, false)).unwrap();
+        assert!(results[0].is_ok());
+        assert!(results[1].is_err());
+        // 10 000 bytes in a fresh 10 s window is 1000/s: allowed; 5000 more is 1500/s.
+        assert_eq!(manager.record("alice", "app", &produce(10_000)), 0);
+        assert_eq!(manager.record("alice", "other", &produce(5_000)), 5_000);
+        assert_eq!(manager.record("bob", "app", &produce(1 << 20)), 0);
+        let reloaded = QuotaManager::load(dir.path(), WindowConfig::default(), 100).unwrap();
+        assert_eq!(reloaded.snapshot(), manager.snapshot());
+        // Removing the only key removes the entity.
+        let remove = [AlterEntry {
+            entity: vec![("user", Some("alice"))],
+            ops: vec![("producer_byte_rate", 0.0, true)],
+        }];
+        block_on(manager.alter(&remove, false)).unwrap();
+        assert!(manager.snapshot().is_empty());
+        assert_eq!(manager.record("alice", "app", &produce(1 << 20)), 0);
+    }
+
+    #[test]
+    fn validate_only_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let manager = QuotaManager::load(dir.path(), WindowConfig::default(), 100).unwrap();
+        let entries = [AlterEntry {
+            entity: vec![("client-id", None)],
+            ops: vec![("consumer_byte_rate", 10.0, false)],
+        }];
+        let results = block_on(manager.alter(&entries, true)).unwrap();
+        assert!(results[0].is_ok());
+        assert!(manager.snapshot().is_empty());
+        assert!(!dir.path().join("__cluster").join(STORE_FILE).exists());
+    }
+
+    #[test]
+    fn rates_are_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let manager = QuotaManager::load(dir.path(), WindowConfig::default(), 3).unwrap();
+        let entries = [AlterEntry {
+            entity: vec![("client-id", None)],
+            ops: vec![("producer_byte_rate", 10.0, false)],
+        }];
+        block_on(manager.alter(&entries, false)).unwrap();
+        for i in 0..50 {
+            manager.record("u", &format!("client-{i}"), &produce(1));
+        }
+        let count = manager.sensors[QuotaType::Produce as usize]
+            .lock()
+            .unwrap()
+            .rates
+            .len();
+        assert!(count <= 3, "{count} rates");
+    }
+
+    #[test]
+    fn request_time_is_a_percentage_capped_at_one_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let manager = QuotaManager::load(dir.path(), WindowConfig::default(), 100).unwrap();
+        let entries = [AlterEntry {
+            entity: vec![("user", None)],
+            ops: vec![("request_percentage", 1.0, false)],
+        }];
+        block_on(manager.alter(&entries, false)).unwrap();
+        let busy = |ms| Usage {
+            produced_bytes: None,
+            fetched_bytes: None,
+            handler_time: Some(Duration::from_millis(ms)),
+        };
+        // 1 % over 10 s is 100 ms of handler time.
+        assert_eq!(manager.record("u", "c", &busy(100)), 0);
+        assert_eq!(manager.record("u", "c", &busy(5_000)), 1000);
+    }
+}

@@ -1,0 +1,434 @@
+//! Client quotas over real brokers: DescribeClientQuotas / AlterClientQuotas (Kafka's
+//! validation, filters, persistence across a restart, ApiVersions lists them, the CLUSTER
+//! ALTER_CONFIGS / DESCRIBE_CONFIGS checks), and enforcement: a producer over its
+//! `producer_byte_rate` gets Kafka's throttle time in its Produce response and its connection
+//! is not read for that long (KIP-219); `request_percentage` throttles any API (Metadata here),
+//! at most one window. The throttled-rate measurement with a real client is
+//! `scripts/compat/security_quotas.py`.
+
+mod common;
+
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use kafka_protocol::messages::alter_client_quotas_request::{EntityData, EntryData, OpData};
+use kafka_protocol::messages::describe_client_quotas_request::ComponentData;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    AlterClientQuotasRequest, AlterClientQuotasResponse, ApiKey, ApiVersionsRequest,
+    ApiVersionsResponse, DescribeClientQuotasRequest, DescribeClientQuotasResponse,
+    MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use sluice::security::scram::Mechanism;
+
+use common::sasl::{create_user, listener, request, scram_login};
+use common::wire;
+use common::{Broker, BrokerOpts};
+
+const CLUSTER_AUTHORIZATION_FAILED: i16 = 31;
+const UNSUPPORTED_VERSION: i16 = 35;
+const INVALID_REQUEST: i16 = 42;
+
+fn s(text: &str) -> StrBytes {
+    StrBytes::from_string(text.to_owned())
+}
+
+fn entity(parts: &[(&str, Option<&str>)]) -> Vec<EntityData> {
+    parts
+        .iter()
+        .map(|(t, n)| {
+            EntityData::default()
+                .with_entity_type(s(t))
+                .with_entity_name(n.map(s))
+        })
+        .collect()
+}
+
+fn set(parts: &[(&str, Option<&str>)], ops: &[(&str, f64)]) -> EntryData {
+    EntryData::default().with_entity(entity(parts)).with_ops(
+        ops.iter()
+            .map(|(k, v)| OpData::default().with_key(s(k)).with_value(*v))
+            .collect(),
+    )
+}
+
+fn remove(parts: &[(&str, Option<&str>)], key: &str) -> EntryData {
+    EntryData::default()
+        .with_entity(entity(parts))
+        .with_ops(vec![OpData::default().with_key(s(key)).with_remove(true)])
+}
+
+fn alter(addr: SocketAddr, entries: Vec<EntryData>, validate_only: bool) -> Vec<i16> {
+    let resp: AlterClientQuotasResponse = wire::call(
+        addr,
+        ApiKey::AlterClientQuotas,
+        1,
+        &AlterClientQuotasRequest::default()
+            .with_entries(entries)
+            .with_validate_only(validate_only),
+    );
+    resp.entries.iter().map(|e| e.error_code).collect()
+}
+
+fn component(entity_type: &str, match_type: i8, name: Option<&str>) -> ComponentData {
+    ComponentData::default()
+        .with_entity_type(s(entity_type))
+        .with_match_type(match_type)
+        .with_match(name.map(s))
+}
+
+/// One described entity: `("user=alice,client-id=<default>", [(key, value)])`.
+type Described = (String, Vec<(String, f64)>);
+
+/// The error code and the entries, sorted.
+fn describe(
+    addr: SocketAddr,
+    components: Vec<ComponentData>,
+    strict: bool,
+) -> (i16, Vec<Described>) {
+    let resp: DescribeClientQuotasResponse = wire::call(
+        addr,
+        ApiKey::DescribeClientQuotas,
+        1,
+        &DescribeClientQuotasRequest::default()
+            .with_components(components)
+            .with_strict(strict),
+    );
+    let mut entries: Vec<_> = resp
+        .entries
+        .unwrap_or_default()
+        .iter()
+        .map(|e| {
+            let name = e
+                .entity
+                .iter()
+                .map(|p| {
+                    let n = p.entity_name.as_ref().map_or("<default>", |n| n.as_str());
+                    format!("{}={n}", p.entity_type.as_str())
+                })
+                .collect::<Vec<_>>()
+                .join(",");
+            let values = e
+                .values
+                .iter()
+                .map(|v| (v.key.as_str().to_owned(), v.value))
+                .collect();
+            (name, values)
+        })
+        .collect();
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    (resp.error_code, entries)
+}
+
+#[test]
+fn describe_and_alter_round_trip_and_survive_a_restart() {
+    let mut broker = Broker::start(BrokerOpts::default());
+    let addr = broker.socket_addr();
+
+    let versions: ApiVersionsResponse =
+        wire::call(addr, ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+    for key in [ApiKey::DescribeClientQuotas, ApiKey::AlterClientQuotas] {
+        let entry = versions.api_keys.iter().find(|k| k.api_key == key as i16);
+        assert_eq!(entry.map(|k| (k.min_version, k.max_version)), Some((0, 1)));
+    }
+
+    let codes = alter(
+        addr,
+        vec![
+            set(
+                &[("user", Some("alice"))],
+                &[("producer_byte_rate", 1024.0)],
+            ),
+            set(&[("client-id", None)], &[("consumer_byte_rate", 2048.0)]),
+            set(
+                &[("user", None), ("client-id", Some("app"))],
+                &[("request_percentage", 50.5), ("producer_byte_rate", 4096.0)],
+            ),
+            set(&[("user", Some("x"))], &[("no_such_quota", 1.0)]),
+            set(&[("user", Some("x"))], &[("producer_byte_rate", 1.5)]),
+            set(&[("user", Some("x"))], &[("producer_byte_rate", -1.0)]),
+            set(
+                &[("ip", Some("127.0.0.1"))],
+                &[("connection_creation_rate", 1.0)],
+            ),
+            set(&[("topic", Some("t"))], &[("producer_byte_rate", 1.0)]),
+            set(&[], &[("producer_byte_rate", 1.0)]),
+            set(
+                &[("user", Some("a")), ("user", Some("b"))],
+                &[("producer_byte_rate", 1.0)],
+            ),
+        ],
+        false,
+    );
+    assert_eq!(
+        codes,
+        [
+            0,
+            0,
+            0,
+            INVALID_REQUEST,
+            INVALID_REQUEST,
+            INVALID_REQUEST,
+            INVALID_REQUEST,
+            UNSUPPORTED_VERSION,
+            INVALID_REQUEST,
+            INVALID_REQUEST
+        ]
+    );
+    // validate_only answers without applying.
+    let codes = alter(
+        addr,
+        vec![set(
+            &[("user", Some("carol"))],
+            &[("producer_byte_rate", 1.0)],
+        )],
+        true,
+    );
+    assert_eq!(codes, [0]);
+
+    let expected_all = vec![
+        (
+            "client-id=<default>".to_owned(),
+            vec![("consumer_byte_rate".to_owned(), 2048.0)],
+        ),
+        (
+            "user=<default>,client-id=app".to_owned(),
+            vec![
+                ("producer_byte_rate".to_owned(), 4096.0),
+                ("request_percentage".to_owned(), 50.5),
+            ],
+        ),
+        (
+            "user=alice".to_owned(),
+            vec![("producer_byte_rate".to_owned(), 1024.0)],
+        ),
+    ];
+    assert_eq!(describe(addr, vec![], false), (0, expected_all.clone()));
+    // EXACT (0), DEFAULT (1), SPECIFIED (2), strict.
+    let (code, only_alice) = describe(addr, vec![component("user", 0, Some("alice"))], false);
+    assert_eq!((code, only_alice.len()), (0, 1));
+    let (_, default_user) = describe(addr, vec![component("user", 1, None)], false);
+    assert_eq!(default_user.len(), 1);
+    assert_eq!(default_user[0].0, "user=<default>,client-id=app");
+    let (_, strict_user) = describe(addr, vec![component("user", 2, None)], true);
+    assert_eq!(strict_user.len(), 1);
+    assert_eq!(strict_user[0].0, "user=alice");
+    let (_, any_client) = describe(addr, vec![component("client-id", 2, None)], false);
+    assert_eq!(any_client.len(), 2);
+    assert_eq!(
+        describe(addr, vec![component("user", 0, None)], false).0,
+        INVALID_REQUEST
+    );
+    assert_eq!(
+        describe(addr, vec![component("group", 2, None)], false).0,
+        UNSUPPORTED_VERSION
+    );
+
+    broker.restart();
+    let addr = broker.socket_addr();
+    assert_eq!(describe(addr, vec![], false), (0, expected_all));
+
+    let codes = alter(
+        addr,
+        vec![
+            remove(&[("user", Some("alice"))], "producer_byte_rate"),
+            remove(&[("client-id", None)], "consumer_byte_rate"),
+        ],
+        false,
+    );
+    assert_eq!(codes, [0, 0]);
+    let (_, left) = describe(addr, vec![], false);
+    assert_eq!(
+        left.iter().map(|e| e.0.as_str()).collect::<Vec<_>>(),
+        ["user=<default>,client-id=app"]
+    );
+}
+
+/// A produce request of about `payload` bytes from `client_id`; returns its framed bytes.
+fn produce_frame(client_id: &str, correlation_id: i32, topic: &str, payload: usize) -> Vec<u8> {
+    let value = vec![b'x'; payload];
+    let records = storage::BatchBuilder::new(0)
+        .record(None, Some(&value), &[])
+        .build()
+        .freeze();
+    let req = ProduceRequest::default()
+        .with_acks(1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(s(topic)))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(records))])]);
+    wire::encode_request(ApiKey::Produce, 9, correlation_id, client_id, &req)
+}
+
+fn read_response(stream: &mut TcpStream) -> Vec<u8> {
+    match wire::read_outcome(stream) {
+        wire::Outcome::Response(body) => body,
+        other => panic!("no response: {other:?}"),
+    }
+}
+
+#[test]
+fn a_producer_over_its_quota_is_told_its_throttle_time_and_muted() {
+    let broker = Broker::start(BrokerOpts::default());
+    let addr = broker.socket_addr();
+    // 1000 B/s: a fresh rate spans ten 1 s windows, so 10 000 bytes are within the quota and
+    // a request of L bytes (header included) is throttled (L/10 - 1000)/1000 * 10 s = L - 10 000 ms.
+    let codes = alter(
+        addr,
+        vec![set(
+            &[("client-id", Some("slow"))],
+            &[("producer_byte_rate", 1000.0)],
+        )],
+        false,
+    );
+    assert_eq!(codes, [0]);
+    let topic = "quota-produce";
+    common::kafka::create_topic(&broker, topic, 1);
+
+    let mut stream = wire::connect(addr);
+    let frame = produce_frame("slow", 1, topic, 11_000);
+    let request_bytes = frame.len() - 4;
+    wire::send(&mut stream, &frame);
+    let body = read_response(&mut stream);
+    let resp: ProduceResponse = wire::decode_response(ApiKey::Produce, 9, 1, body);
+    assert_eq!(resp.responses[0].partition_responses[0].error_code, 0);
+    let expected = i32::try_from(request_bytes - 10_000).unwrap();
+    assert!(
+        (resp.throttle_time_ms - expected).abs() <= 1,
+        "throttle_time_ms {} for a {request_bytes}-byte request, expected {expected}",
+        resp.throttle_time_ms
+    );
+    // The connection is muted: the next request is read only after the throttle time.
+    let asked = Instant::now();
+    wire::send(
+        &mut stream,
+        &wire::encode_request(ApiKey::Metadata, 12, 2, "slow", &MetadataRequest::default()),
+    );
+    let body = read_response(&mut stream);
+    let _: MetadataResponse = wire::decode_response(ApiKey::Metadata, 12, 2, body);
+    let waited = asked.elapsed();
+    let throttle = Duration::from_millis(u64::try_from(expected).unwrap());
+    assert!(
+        waited + Duration::from_millis(100) >= throttle,
+        "answered after {waited:?}, throttle {throttle:?}"
+    );
+
+    // Another client id has no quota: not throttled, not muted.
+    let mut other = wire::connect(addr);
+    wire::send(&mut other, &produce_frame("fast", 1, topic, 11_000));
+    let resp: ProduceResponse =
+        wire::decode_response(ApiKey::Produce, 9, 1, read_response(&mut other));
+    assert_eq!(resp.throttle_time_ms, 0);
+}
+
+#[test]
+fn quota_apis_need_cluster_configs_acls() {
+    let broker = Broker::start(BrokerOpts::default().config(
+        "listeners = \"PLAINTEXT://127.0.0.1:0,SASL_PLAINTEXT://127.0.0.1:0\"\n\
+         \"authorizer.class.name\" = \"org.apache.kafka.metadata.authorizer.StandardAuthorizer\"\n\
+         \"super.users\" = \"User:ANONYMOUS\"\n",
+    ));
+    let admin = broker.socket_addr();
+    create_user(&broker, "bob", "bob-secret", Mechanism::Sha256);
+    let codes = alter(
+        admin,
+        vec![set(
+            &[("user", Some("bob"))],
+            &[("producer_byte_rate", 1e6)],
+        )],
+        false,
+    );
+    assert_eq!(codes, [0]);
+
+    let mut bob = wire::connect(listener(&broker, "SASL_PLAINTEXT"));
+    let done = scram_login(&mut bob, Mechanism::Sha256, "bob", "bob-secret");
+    assert_eq!(done.error_code, 0);
+    let described: DescribeClientQuotasResponse = request(
+        &mut bob,
+        ApiKey::DescribeClientQuotas,
+        1,
+        10,
+        &DescribeClientQuotasRequest::default(),
+    )
+    .expect("describe answered");
+    assert_eq!(described.error_code, CLUSTER_AUTHORIZATION_FAILED);
+    assert!(described.entries.is_none());
+    let alter_resp: AlterClientQuotasResponse = request(
+        &mut bob,
+        ApiKey::AlterClientQuotas,
+        1,
+        11,
+        &AlterClientQuotasRequest::default().with_entries(vec![set(
+            &[("user", Some("bob"))],
+            &[("producer_byte_rate", 1e9)],
+        )]),
+    )
+    .expect("alter answered");
+    assert_eq!(
+        alter_resp
+            .entries
+            .iter()
+            .map(|e| e.error_code)
+            .collect::<Vec<_>>(),
+        [CLUSTER_AUTHORIZATION_FAILED]
+    );
+    // Unchanged.
+    let (_, all) = describe(admin, vec![], false);
+    assert_eq!(
+        all,
+        [(
+            "user=bob".to_owned(),
+            vec![("producer_byte_rate".to_owned(), 1e6)]
+        )]
+    );
+}
+
+#[test]
+fn request_percentage_throttles_any_api_at_most_one_window() {
+    let broker = Broker::start(BrokerOpts::default());
+    let addr = broker.socket_addr();
+    // 0.0001 % of a thread: 10 us of handler time per 10 s window; a few requests exceed it.
+    let codes = alter(
+        addr,
+        vec![set(
+            &[("client-id", Some("busy"))],
+            &[("request_percentage", 0.0001)],
+        )],
+        false,
+    );
+    assert_eq!(codes, [0]);
+    let mut stream = wire::connect(addr);
+    let mut throttled = None;
+    for correlation_id in 1..=100 {
+        wire::send(
+            &mut stream,
+            &wire::encode_request(
+                ApiKey::Metadata,
+                12,
+                correlation_id,
+                "busy",
+                &MetadataRequest::default(),
+            ),
+        );
+        let resp: MetadataResponse = wire::decode_response(
+            ApiKey::Metadata,
+            12,
+            correlation_id,
+            read_response(&mut stream),
+        );
+        if resp.throttle_time_ms > 0 {
+            throttled = Some(resp.throttle_time_ms);
+            break;
+        }
+    }
+    let throttle = throttled.expect("a Metadata response carried a throttle time");
+    // ClientRequestQuotaManager caps the request quota's throttle at one window (1 s).
+    assert!(throttle <= 1000, "throttle {throttle} ms");
+    // Another client id is not throttled.
+    let resp: MetadataResponse =
+        wire::call(addr, ApiKey::Metadata, 12, &MetadataRequest::default());
+    assert_eq!(resp.throttle_time_ms, 0);
+}
