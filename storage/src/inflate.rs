@@ -16,8 +16,8 @@
 
 use std::io::{self, BufRead, BufReader, Read};
 
-use crate::batch::{BatchHeader, BATCH_HEADER_LEN};
 use crate::error::StorageError;
+use crate::header::{BatchHeader, BATCH_HEADER_LEN};
 
 /// Codec ids of the batch attributes (bits 0-2).
 pub const CODEC_NONE: i16 = 0;

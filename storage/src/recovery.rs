@@ -7,10 +7,9 @@
 
 use crate::batch::{BatchHeader, BATCH_HEADER_LEN};
 use crate::error::StorageError;
-use crate::index::Indexes;
+use crate::index::{BatchMeta, Indexes, Tracker};
 use crate::io::Fd;
 use crate::offset::Offset;
-use crate::segment::{BatchMeta, Tracker};
 
 /// What `Log::open` found and repaired (`Log::recovery_report`). Indexes of sealed
 /// segments below the recovery point load lazily; a rebuild then is logged, not listed here.
