@@ -2,6 +2,14 @@
 //! message naming where and what; a held one costs nothing visible. The violation runs in a
 //! child process (this test binary re-run with an environment variable), since it exits.
 
+// Test code: a failed expectation should fail the test loudly (docs/decisions/0014).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 use std::process::Command;
 
 const CHILD_ENV: &str = "STORAGE_TEST_VIOLATE_INVARIANT";

@@ -1,5 +1,13 @@
 //! Recovery: damaged tails are truncated, missing or garbage indexes are rebuilt.
 
+// Test code: a failed expectation should fail the test loudly (docs/decisions/0014).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 mod common;
 
 use std::fs::OpenOptions;
