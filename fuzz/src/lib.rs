@@ -177,7 +177,8 @@ async fn open(dir: &Path) -> Log {
 }
 
 /// What recovery must find, computed the simple way: whole batches from the start, each
-/// passing the recovery check and not going back in offsets; returns the bytes they cover
+/// passing the recovery check, not going back in offsets and leaving room for a next offset
+/// (no batch may reach `i64::MAX`); returns the bytes they cover
 /// and the offset after the last one (0 when there is none).
 fn reference_walk(file: &[u8]) -> (u64, i64) {
     let mut pos = 0usize;
@@ -189,7 +190,10 @@ fn reference_walk(file: &[u8]) -> (u64, i64) {
         let Some(bytes) = rest.get(..h.total_size()) else {
             break;
         };
-        if validate_for_recovery(bytes).is_err() || h.base_offset < next {
+        if validate_for_recovery(bytes).is_err()
+            || h.base_offset < next
+            || h.last_offset() == i64::MAX
+        {
             break;
         }
         next = h.last_offset() + 1;

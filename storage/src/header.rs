@@ -96,9 +96,12 @@ impl BatchHeader {
     pub fn total_size(&self) -> usize {
         LOG_OVERHEAD + self.batch_length as usize
     }
-    /// Offset of the last record (base + last offset delta).
+    /// Offset of the last record (base + last offset delta), at most `i64::MAX`: a damaged
+    /// or hostile header near the end of the offset space must not overflow (found by the
+    /// `recovery_scan` fuzz target).
     pub fn last_offset(&self) -> i64 {
-        self.base_offset + i64::from(self.last_offset_delta)
+        self.base_offset
+            .saturating_add(i64::from(self.last_offset_delta))
     }
     /// Compression codec id (0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd).
     pub fn compression(&self) -> i16 {

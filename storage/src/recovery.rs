@@ -164,6 +164,14 @@ pub(crate) async fn scan_from(
                 break;
             }
         };
+        // No offset can follow i64::MAX: a batch reaching it is damage, not a log end.
+        if header.last_offset() == i64::MAX {
+            out.problem = Some(format!(
+                "offsets {}.. reach the end of the offset space",
+                header.base_offset
+            ));
+            break;
+        }
         if header.base_offset < expected {
             out.problem = Some(format!(
                 "offset {} goes backwards (expected >= {expected})",
