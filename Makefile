@@ -167,3 +167,23 @@ lint:
 clean:
 	$(CARGO) clean
 	rm -rf $(VENV) data compat/tools/lib compat/java/target
+
+# Fuzzing (fuzz/, cargo-fuzz + libFuzzer, nightly; docs/decisions/0014-fuzzing-and-lints.md):
+# each target runs FUZZ_SECONDS on its committed corpus (fuzz/corpus/<target>/). New inputs go
+# to fuzz/target/corpus-new/<target>/ (not committed; add the interesting ones by hand), a
+# crash to fuzz/artifacts/<target>/. `cargo test --test fuzz_corpus` replays the corpus on
+# stable. Debug assertions (and so integer overflow checks) are on: an overflow on hostile
+# input is a finding. cargo-fuzz is installed only when missing.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := request_decode batch_validation recovery_scan
+.PHONY: fuzz fuzz-deps
+fuzz-deps:
+	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+fuzz: fuzz-deps
+	cd fuzz && $(CARGO) +nightly fuzz build --debug-assertions
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  mkdir -p fuzz/target/corpus-new/$$t; \
+	  echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
+	  (cd fuzz && $(CARGO) +nightly fuzz run --debug-assertions $$t target/corpus-new/$$t corpus/$$t -- \
+	    -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -print_final_stats=1); \
+	done

@@ -115,13 +115,16 @@ impl BatchEncoder {
     pub fn seal(&mut self) -> Bytes {
         assert!(self.count > 0, "sealing an empty batch");
         let length = (self.buf.len() - LENGTH_AT - 4) as i32;
-        self.buf[LENGTH_AT..LENGTH_AT + 4].copy_from_slice(&length.to_be_bytes());
+        put_at(&mut self.buf, LENGTH_AT, &length.to_be_bytes());
         let last_delta = self.count - 1;
-        self.buf[LAST_OFFSET_DELTA_AT..LAST_OFFSET_DELTA_AT + 4]
-            .copy_from_slice(&last_delta.to_be_bytes());
-        self.buf[RECORD_COUNT_AT..RECORD_COUNT_AT + 4].copy_from_slice(&self.count.to_be_bytes());
-        let crc = crc32c::crc32c(&self.buf[ATTRIBUTES_AT..]);
-        self.buf[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+        put_at(
+            &mut self.buf,
+            LAST_OFFSET_DELTA_AT,
+            &last_delta.to_be_bytes(),
+        );
+        put_at(&mut self.buf, RECORD_COUNT_AT, &self.count.to_be_bytes());
+        let crc = crc32c::crc32c(self.buf.get(ATTRIBUTES_AT..).unwrap_or(&[]));
+        put_at(&mut self.buf, CRC_AT, &crc.to_be_bytes());
         self.count = 0;
         self.buf.split().freeze()
     }
@@ -229,13 +232,21 @@ pub fn partition_for_key(key: &[u8], partitions: u32) -> u32 {
 }
 
 /// MurmurHash2 as in Kafka's `Utils.murmur2` (seed 0x9747b28c).
+/// Overwrites `bytes.len()` bytes of `buf` at `at` (a header field the encoder wrote itself,
+/// so always present: the header's length is asserted when it is begun).
+fn put_at(buf: &mut [u8], at: usize, bytes: &[u8]) {
+    if let Some(field) = buf.get_mut(at..at + bytes.len()) {
+        field.copy_from_slice(bytes);
+    }
+}
+
 pub fn murmur2(data: &[u8]) -> u32 {
     const M: u32 = 0x5bd1_e995;
     const R: u32 = 24;
     let mut h: u32 = 0x9747_b28c ^ data.len() as u32;
     let mut chunks = data.chunks_exact(4);
     for c in &mut chunks {
-        let mut k = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        let mut k = u32::from_le_bytes(c.try_into().unwrap_or([0; 4]));
         k = k.wrapping_mul(M);
         k ^= k >> R;
         k = k.wrapping_mul(M);
@@ -243,14 +254,14 @@ pub fn murmur2(data: &[u8]) -> u32 {
         h ^= k;
     }
     let tail = chunks.remainder();
-    if tail.len() >= 3 {
-        h ^= u32::from(tail[2]) << 16;
+    if let Some(&b) = tail.get(2) {
+        h ^= u32::from(b) << 16;
     }
-    if tail.len() >= 2 {
-        h ^= u32::from(tail[1]) << 8;
+    if let Some(&b) = tail.get(1) {
+        h ^= u32::from(b) << 8;
     }
-    if !tail.is_empty() {
-        h ^= u32::from(tail[0]);
+    if let Some(&b) = tail.first() {
+        h ^= u32::from(b);
         h = h.wrapping_mul(M);
     }
     h ^= h >> 13;

@@ -139,7 +139,9 @@ impl Conn {
             .map_err(|e| NativeError::Protocol(format!("encoding {key:?}: {e}")))?;
         let len = i32::try_from(self.out.len() - 4)
             .map_err(|_| NativeError::Protocol("request over 2 GiB".into()))?;
-        self.out[..4].copy_from_slice(&len.to_be_bytes());
+        if let Some(prefix) = self.out.get_mut(..4) {
+            prefix.copy_from_slice(&len.to_be_bytes());
+        }
         Ok(id)
     }
 
@@ -588,8 +590,7 @@ impl Sender {
             let now = clock.now_ns();
             let mut next_deadline = u64::MAX;
             let mut i = 0;
-            while i < self.pending.len() {
-                let p = self.pending[i];
+            while let Some(&p) = self.pending.get(i) {
                 let deadline = self
                     .open
                     .get(p as usize)

@@ -43,12 +43,15 @@ pub struct Header {
 impl Header {
     pub fn write_into(&self, buf: &mut [u8]) {
         assert!(buf.len() >= HEADER_BYTES, "payload buffer holds the header");
-        buf[0..4].copy_from_slice(&MAGIC.to_le_bytes());
-        buf[4..8].copy_from_slice(&self.producer.0.to_le_bytes());
-        buf[8..16].copy_from_slice(&self.seq.0.to_le_bytes());
-        buf[16..24].copy_from_slice(&self.intended_ns.to_le_bytes());
-        buf[24..28].copy_from_slice(&self.run_tag.to_le_bytes());
-        buf[28..32].copy_from_slice(&[0; 4]);
+        let mut head = [0u8; HEADER_BYTES];
+        head[0..4].copy_from_slice(&MAGIC.to_le_bytes());
+        head[4..8].copy_from_slice(&self.producer.0.to_le_bytes());
+        head[8..16].copy_from_slice(&self.seq.0.to_le_bytes());
+        head[16..24].copy_from_slice(&self.intended_ns.to_le_bytes());
+        head[24..28].copy_from_slice(&self.run_tag.to_le_bytes());
+        if let Some(out) = buf.get_mut(..HEADER_BYTES) {
+            out.copy_from_slice(&head);
+        }
     }
 
     pub fn read_from(buf: &[u8]) -> Result<Header, PayloadError> {
@@ -56,8 +59,13 @@ impl Header {
             .get(..HEADER_BYTES)
             .and_then(|s| s.try_into().ok())
             .ok_or(PayloadError::TooShort(buf.len()))?;
-        let u32_at =
-            |at: usize| u32::from_le_bytes([head[at], head[at + 1], head[at + 2], head[at + 3]]);
+        let u32_at = |at: usize| {
+            u32::from_le_bytes(
+                head.get(at..at + 4)
+                    .and_then(|s| s.try_into().ok())
+                    .unwrap_or([0; 4]),
+            )
+        };
         let u64_at = |at: usize| u64::from(u32_at(at)) | (u64::from(u32_at(at + 4)) << 32);
         let magic = u32_at(0);
         if magic != MAGIC {
@@ -107,8 +115,12 @@ impl PayloadBuilder {
             // A multiplicative stride walks the pool so neighbours share no filler.
             let start = (header.seq.0.wrapping_mul(7919) as usize) % FILLER_POOL_BYTES;
             let end = HEADER_BYTES + self.random_bytes;
-            self.buf[HEADER_BYTES..end]
-                .copy_from_slice(&self.pool[start..start + self.random_bytes]);
+            if let (Some(out), Some(filler)) = (
+                self.buf.get_mut(HEADER_BYTES..end),
+                self.pool.get(start..start + self.random_bytes),
+            ) {
+                out.copy_from_slice(filler);
+            }
         }
         &self.buf
     }

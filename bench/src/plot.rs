@@ -27,7 +27,10 @@ const PALETTE: [RGBColor; 8] = [
 ];
 
 fn color(i: usize) -> RGBColor {
-    PALETTE[i % PALETTE.len()]
+    PALETTE
+        .get(i % PALETTE.len())
+        .copied()
+        .unwrap_or(RGBColor(0, 0, 0))
 }
 
 fn plot_err(path: &Path, e: impl std::fmt::Display) -> ReportError {

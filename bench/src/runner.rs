@@ -651,7 +651,7 @@ fn drain(
 fn topic_acked<'a>(acked: &'a [SeqSet], sub: &Subscription, w: &Workload) -> &'a [SeqSet] {
     let from = (sub.first_producer as usize).min(acked.len());
     let to = (from + w.producers_per_topic as usize).min(acked.len());
-    &acked[from..to]
+    acked.get(from..to).unwrap_or(&[])
 }
 
 #[allow(clippy::too_many_arguments)]

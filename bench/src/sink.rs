@@ -237,7 +237,9 @@ fn encode_response<M: Encodable>(
         .map_err(|e| SinkError::Encode(e.to_string()))?;
     let len = i32::try_from(out.len() - start - 4)
         .map_err(|_| SinkError::Encode("response over 2 GiB".into()))?;
-    out[start..start + 4].copy_from_slice(&len.to_be_bytes());
+    if let Some(prefix) = out.get_mut(start..start + 4) {
+        prefix.copy_from_slice(&len.to_be_bytes());
+    }
     Ok(())
 }
 

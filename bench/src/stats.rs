@@ -52,6 +52,8 @@ pub struct LatencySummary {
 }
 
 impl LatencyHistogram {
+    // The bounds are constants that `new_with_bounds` accepts: an invariant, not an input.
+    #[allow(clippy::panic)]
     pub fn new() -> LatencyHistogram {
         let hist = Histogram::new_with_bounds(1, LATENCY_US_MAX, 3)
             .unwrap_or_else(|e| panic!("constant histogram bounds are valid: {e}"));
@@ -209,7 +211,9 @@ impl SeqSet {
         if word >= self.words.len() {
             self.words.resize(word + 1, 0);
         }
-        let slot = &mut self.words[word];
+        let Some(slot) = self.words.get_mut(word) else {
+            return false;
+        };
         let fresh = *slot & bit == 0;
         *slot |= bit;
         if fresh {

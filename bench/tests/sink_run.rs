@@ -1,6 +1,14 @@
 //! End to end without a broker: `sluice-bench run --sink` drives the smoke workload through
 //! librdkafka into the built-in sink and must write a complete report.
 
+// Test code: a failed expectation should fail the test loudly (docs/decisions/0014).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 use std::path::Path;
 use std::process::Command;
 

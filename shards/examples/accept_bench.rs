@@ -7,6 +7,14 @@
 //! Run: `cargo run -p shards --release --example accept_bench -- [connections] [clients] [shards] [rounds]`
 //! (defaults 5000, 4, available cores, 3).
 
+// A measurement program, not part of the broker: a failure aborts the run loudly.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream as StdTcpStream};
 use std::os::fd::AsFd;

@@ -1,5 +1,13 @@
 //! Two shards bind one port with SO_REUSEPORT; the kernel spreads connections over both.
 
+// Test code: a failed expectation should fail the test loudly (docs/decisions/0014).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 use std::net::{SocketAddr, TcpStream};
 use std::pin::pin;
 use std::sync::mpsc;

@@ -1,6 +1,14 @@
 //! `run`: every shard starts once, shards talk over the mesh, shutdown ends `run`, and a
 //! panicking shard turns into an error that also stops its peers.
 
+// Test code: a failed expectation should fail the test loudly (docs/decisions/0014).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 use std::pin::pin;
 use std::sync::mpsc;
 use std::time::Duration;

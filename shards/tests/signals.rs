@@ -5,6 +5,14 @@
 //! `harness = false`: `run` must be called on the main thread before other threads exist so
 //! that every thread blocks the signals; libtest would run the child on a worker thread.
 
+// Test code: a failed expectation should fail the test loudly (docs/decisions/0014).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;

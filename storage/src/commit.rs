@@ -22,7 +22,7 @@ use futures_util::future::{FutureExt, LocalBoxFuture, Shared};
 
 use crate::error::StorageError;
 use crate::io::Fd;
-use crate::log::State;
+use crate::state::State;
 
 type FsyncFuture = Shared<LocalBoxFuture<'static, Result<(), FsyncFailure>>>;
 

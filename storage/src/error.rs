@@ -3,6 +3,22 @@
 //! Validation errors (`CorruptBatch`, `InvalidMagic`, `BatchTooLarge`, `InvalidRecord`) mean
 //! nothing was written; `Io` means a file operation failed and the caller must treat a failed
 //! write or fsync as fatal for the partition (the page cache may no longer match the disk).
+//!
+//! Callers map it by one exhaustive `match` (the enum is deliberately not `#[non_exhaustive]`,
+//! so a new variant fails to compile until every mapping handles it). The Kafka error code
+//! each variant stands for (`src/`'s mapping today):
+//!
+//! | variant | Kafka error |
+//! |---|---|
+//! | `CorruptBatch`, `DamagedSegment` | CORRUPT_MESSAGE (CorruptRecordException) |
+//! | `InvalidMagic` | CORRUPT_MESSAGE |
+//! | `BatchTooLarge` | MESSAGE_TOO_LARGE (RecordTooLargeException) |
+//! | `InvalidRecord` | INVALID_RECORD (InvalidRecordException) |
+//! | `OffsetOutOfRange` | OFFSET_OUT_OF_RANGE |
+//! | `Io` | KAFKA_STORAGE_ERROR, and the process stops ([`StorageError::is_disk_fault`]) |
+//! | `Closed`, `OutOfFiles`, `CorruptState` | KAFKA_STORAGE_ERROR (the process keeps running) |
+//!
+//! A broken invariant is not an error value: it stops the process (`crate::invariant`).
 
 /// Everything a storage operation can fail with.
 #[derive(thiserror::Error, Debug)]
@@ -50,6 +66,13 @@ pub enum StorageError {
 }
 
 impl StorageError {
+    /// Whether this is a failed file operation, after which the page cache may no longer
+    /// match the disk: the broker's one rule is that such an error stops the process
+    /// (`shards::fatal`). Every other variant leaves the stored data as it was.
+    pub fn is_disk_fault(&self) -> bool {
+        matches!(self, StorageError::Io(_))
+    }
+
     pub(crate) fn corrupt(msg: impl Into<String>) -> Self {
         StorageError::CorruptBatch(msg.into())
     }

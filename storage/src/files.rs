@@ -94,11 +94,15 @@ impl SegmentFile {
 
     /// The fd of a pinned (active) file, which is always open.
     pub fn pinned_fd(&self) -> Fd {
-        assert!(self.pinned.get(), "{} is not pinned", self.path.display());
-        self.fd
-            .borrow()
-            .clone()
-            .unwrap_or_else(|| panic!("pinned segment file {} is closed", self.path.display()))
+        crate::invariant!(self.pinned.get(), "{} is not pinned", self.path.display());
+        match self.fd.borrow().clone() {
+            Some(fd) => fd,
+            None => crate::invariant::violated(
+                file!(),
+                line!(),
+                format_args!("pinned segment file {} is closed", self.path.display()),
+            ),
+        }
     }
 
     /// The fd, opening the file if the LRU closed it.

@@ -8,10 +8,85 @@
 //! in timestamp and never decrease in offset. The files hold exactly the entries (no
 //! preallocation), so a file whose size is not a multiple of the entry size is corrupt.
 
+use crate::batch::BatchHeader;
+use crate::offset::{Offset, TimestampOffset};
+
 /// Size of one `.index` entry.
 pub const OFFSET_ENTRY_LEN: usize = 8;
 /// Size of one `.timeindex` entry.
 pub const TIME_ENTRY_LEN: usize = 12;
+
+/// What the index maintenance needs to know about one batch.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct BatchMeta {
+    pub last_offset: i64,
+    pub max_ts: i64,
+    pub max_ts_offset: i64,
+    pub size: u64,
+}
+
+impl BatchMeta {
+    pub fn new(h: &BatchHeader, max_ts_delta: i32) -> Self {
+        BatchMeta {
+            last_offset: h.last_offset(),
+            max_ts: h.max_timestamp,
+            max_ts_offset: h.base_offset + i64::from(max_ts_delta),
+            size: h.total_size() as u64,
+        }
+    }
+}
+
+/// Running state for building sparse index entries, identical for appends and rebuilds.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Tracker {
+    pub bytes_since_index: u64,
+    pub max_ts: Option<TimestampOffset>,
+    pub last_time_entry_ts: Option<i64>,
+    pub first_ts: Option<i64>,
+}
+
+impl Tracker {
+    /// Accounts for one batch at `pos`, emitting the index entries it earns.
+    pub fn step(
+        &mut self,
+        base: i64,
+        pos: u64,
+        meta: &BatchMeta,
+        interval_bytes: u32,
+        offsets: &mut Vec<(u32, u32)>,
+        times: &mut Vec<(i64, u32)>,
+    ) {
+        if self.max_ts.is_none_or(|m| meta.max_ts > m.timestamp_ms) {
+            self.max_ts = Some(TimestampOffset {
+                timestamp_ms: meta.max_ts,
+                offset: Offset(meta.max_ts_offset),
+            });
+        }
+        if self.first_ts.is_none() {
+            self.first_ts = Some(meta.max_ts);
+        }
+        if self.bytes_since_index > u64::from(interval_bytes) {
+            if let (Ok(rel), Ok(p)) = (u32::try_from(meta.last_offset - base), u32::try_from(pos)) {
+                offsets.push((rel, p));
+            }
+            self.time_entry(base, times);
+            self.bytes_since_index = 0;
+        }
+        self.bytes_since_index += meta.size;
+    }
+
+    /// Adds a time entry for the running maximum if it is new (also used when sealing).
+    pub fn time_entry(&mut self, base: i64, times: &mut Vec<(i64, u32)>) {
+        let Some(m) = self.max_ts else { return };
+        if self.last_time_entry_ts.is_some_and(|t| t >= m.timestamp_ms) {
+            return;
+        }
+        if let Ok(rel) = u32::try_from(m.offset.0 - base) {
+            times.push((m.timestamp_ms, rel));
+            self.last_time_entry_ts = Some(m.timestamp_ms);
+        }
+    }
+}
 
 /// Why an index file was rejected (the caller rebuilds it).
 #[derive(thiserror::Error, Debug, PartialEq, Eq)]
@@ -123,19 +198,7 @@ pub fn parse_offsets(bytes: &[u8], log_size: u64) -> Result<Vec<(u32, u32)>, Ind
     let mut out: Vec<(u32, u32)> = Vec::with_capacity(bytes.len() / OFFSET_ENTRY_LEN);
     for (at, e) in bytes.chunks_exact(OFFSET_ENTRY_LEN).enumerate() {
         let entry = (u32_at(e, 0), u32_at(e, 4));
-        if out
-            .last()
-            .is_some_and(|&(o, p)| entry.0 <= o || entry.1 <= p)
-        {
-            return Err(IndexError::NotMonotonic { at });
-        }
-        if u64::from(entry.1) >= log_size {
-            return Err(IndexError::OutOfRange {
-                at,
-                value: entry.1.into(),
-                limit: log_size,
-            });
-        }
+        check_offset_entry(out.last().copied(), entry, at, log_size)?;
         out.push(entry);
     }
     Ok(out)
@@ -157,27 +220,125 @@ pub fn parse_times(bytes: &[u8], rel_limit: Option<u64>) -> Result<Vec<(i64, u32
             .and_then(|s| s.try_into().ok())
             .map_or(0, i64::from_be_bytes);
         let entry = (ts, u32_at(e, 8));
-        if out
-            .last()
-            .is_some_and(|&(t, o)| entry.0 <= t || entry.1 < o)
-        {
-            return Err(IndexError::NotMonotonic { at });
-        }
-        if let Some(limit) = rel_limit.filter(|&l| u64::from(entry.1) >= l) {
-            return Err(IndexError::OutOfRange {
-                at,
-                value: entry.1.into(),
-                limit,
-            });
-        }
+        check_time_entry(out.last().copied(), entry, at, rel_limit)?;
         out.push(entry);
     }
     Ok(out)
 }
 
+/// One `.index` entry may follow `prev` in a segment of `log_size` bytes: both fields strictly
+/// increase and the position lies inside the segment. What a loaded file must satisfy, and
+/// (as an invariant, [`entries_fit`]) what an append adds.
+fn check_offset_entry(
+    prev: Option<(u32, u32)>,
+    entry: (u32, u32),
+    at: usize,
+    log_size: u64,
+) -> Result<(), IndexError> {
+    if prev.is_some_and(|(o, p)| entry.0 <= o || entry.1 <= p) {
+        return Err(IndexError::NotMonotonic { at });
+    }
+    if u64::from(entry.1) >= log_size {
+        return Err(IndexError::OutOfRange {
+            at,
+            value: entry.1.into(),
+            limit: log_size,
+        });
+    }
+    Ok(())
+}
+
+/// One `.timeindex` entry may follow `prev`: timestamps strictly increase, offsets never
+/// decrease, and the relative offset is below `rel_limit` when known.
+fn check_time_entry(
+    prev: Option<(i64, u32)>,
+    entry: (i64, u32),
+    at: usize,
+    rel_limit: Option<u64>,
+) -> Result<(), IndexError> {
+    if prev.is_some_and(|(t, o)| entry.0 <= t || entry.1 < o) {
+        return Err(IndexError::NotMonotonic { at });
+    }
+    if let Some(limit) = rel_limit.filter(|&l| u64::from(entry.1) >= l) {
+        return Err(IndexError::OutOfRange {
+            at,
+            value: entry.1.into(),
+            limit,
+        });
+    }
+    Ok(())
+}
+
+/// Whether `offsets` / `times` may be appended to `idx` for a segment of `log_size` bytes
+/// whose relative offsets end below `rel_limit`: the rules a loaded index file is checked
+/// against (`parse_offsets`, `parse_times`), applied to entries before they exist. The log
+/// asserts it on every append (`crate::invariant!`), so the writer and the reader of an index
+/// agree on what a valid one is.
+pub(crate) fn entries_fit(
+    idx: Option<&Indexes>,
+    offsets: &[(u32, u32)],
+    times: &[(i64, u32)],
+    log_size: u64,
+    rel_limit: u64,
+) -> Result<(), IndexError> {
+    let mut prev = idx.and_then(|i| i.offsets.last().copied());
+    for (at, &e) in offsets.iter().enumerate() {
+        check_offset_entry(prev, e, at, log_size)?;
+        prev = Some(e);
+    }
+    let mut prev = idx.and_then(|i| i.times.last().copied());
+    for (at, &e) in times.iter().enumerate() {
+        check_time_entry(prev, e, at, Some(rel_limit))?;
+        prev = Some(e);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn appended_entries_must_fit_the_loaded_rules() {
+        let idx = Indexes {
+            offsets: vec![(3, 100)],
+            times: vec![(1_000, 3)],
+        };
+        assert_eq!(
+            entries_fit(Some(&idx), &[(9, 250)], &[(2_000, 9)], 300, 10),
+            Ok(())
+        );
+        // Position at or past the segment's end.
+        assert!(matches!(
+            entries_fit(Some(&idx), &[(9, 300)], &[], 300, 10),
+            Err(IndexError::OutOfRange { .. })
+        ));
+        // Offset or position going back.
+        assert_eq!(
+            entries_fit(Some(&idx), &[(3, 250)], &[], 300, 10),
+            Err(IndexError::NotMonotonic { at: 0 })
+        );
+        assert_eq!(
+            entries_fit(Some(&idx), &[(9, 250), (10, 200)], &[], 300, 11),
+            Err(IndexError::NotMonotonic { at: 1 })
+        );
+        // Time index: a timestamp not above the last one, an offset going back, an offset
+        // past the segment's end.
+        assert_eq!(
+            entries_fit(Some(&idx), &[], &[(1_000, 5)], 300, 10),
+            Err(IndexError::NotMonotonic { at: 0 })
+        );
+        assert_eq!(
+            entries_fit(Some(&idx), &[], &[(2_000, 2)], 300, 10),
+            Err(IndexError::NotMonotonic { at: 0 })
+        );
+        assert!(matches!(
+            entries_fit(Some(&idx), &[], &[(2_000, 10)], 300, 10),
+            Err(IndexError::OutOfRange { .. })
+        ));
+        // No loaded index: only the new entries among themselves.
+        assert_eq!(entries_fit(None, &[(0, 0)], &[(5, 0)], 1, 1), Ok(()));
+    }
 
     #[test]
     fn offsets_round_trip_and_lookup() {

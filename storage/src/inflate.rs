@@ -16,8 +16,8 @@
 
 use std::io::{self, BufRead, BufReader, Read};
 
-use crate::batch::{BatchHeader, BATCH_HEADER_LEN};
 use crate::error::StorageError;
+use crate::header::{BatchHeader, BATCH_HEADER_LEN};
 
 /// Codec ids of the batch attributes (bits 0-2).
 pub const CODEC_NONE: i16 = 0;
@@ -571,7 +571,7 @@ mod tests {
     #[test]
     fn record_count_and_offsets_must_match_the_header() {
         for codec in [CODEC_GZIP, CODEC_SNAPPY, CODEC_LZ4, CODEC_ZSTD] {
-            let payload = compress(codec, &raw_records(2));
+            let payload = compress(codec, &raw_records(2)).unwrap();
             let ok = with_payload(codec, &payload, 2);
             assert!(validate_produced(&ok, 1 << 20, MAX).is_ok());
             for claimed in [1, 3] {
@@ -588,7 +588,7 @@ mod tests {
         let second = 1 + raw[0] as usize / 2; // past record 0 (1-byte length varint)
                                               // record 1: length, attributes, timestamp delta (1 byte), offset delta
         raw[second + 3] = 4; // zigzag(2)
-        let b = with_payload(CODEC_GZIP, &compress(CODEC_GZIP, &raw), 2);
+        let b = with_payload(CODEC_GZIP, &compress(CODEC_GZIP, &raw).unwrap(), 2);
         let err = validate_produced(&b, 1 << 20, MAX).unwrap_err();
         assert!(
             matches!(err, StorageError::InvalidRecord(ref m) if m.contains("offset delta")),

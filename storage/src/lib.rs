@@ -9,8 +9,10 @@ mod config;
 mod error;
 pub mod fault;
 mod files;
+mod header;
 pub mod index;
 pub mod inflate;
+pub mod invariant;
 mod io;
 mod offset;
 pub mod recompress;
@@ -32,6 +34,7 @@ mod ops;
 mod read;
 mod recovery;
 mod segment;
+mod state;
 
 pub use log::{AppendInfo, AppendOptions, Log};
 pub use open::OpenOptions;

@@ -18,22 +18,24 @@
 //! `INDEX_PENDING_ENTRIES_MAX` accumulate; recovery rebuilds indexes past the recovery point.
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::rc::Rc;
 
 use bytes::BytesMut;
 use futures_util::lock::Mutex;
 
+use crate::batch::BatchHeader;
 use crate::batch::{self, BatchInfo};
-use crate::checkpoint::{self, Checkpoint};
+use crate::checkpoint;
 use crate::commit::{self, GroupCommit};
 use crate::config::{LogConfig, TimestampType};
 use crate::error::StorageError;
+use crate::index::{self, BatchMeta};
 use crate::offset::{Offset, TimestampOffset};
 use crate::read::{self, ReadRequest, ReadSlice, SegmentView};
 use crate::recovery::RecoveryReport;
-use crate::segment::{BatchMeta, Segment};
+use crate::segment::Segment;
+use crate::state::State;
 
 /// Positions in index entries are u32 and relative offsets must fit an i32 (as in Kafka),
 /// whatever the configuration says.
@@ -62,101 +64,6 @@ pub struct AppendInfo {
     pub record_count: u32,
     pub batch_count: u32,
     pub bytes: u32,
-}
-
-pub(crate) struct State {
-    pub segments: BTreeMap<i64, Rc<Segment>>,
-    pub log_start: i64,
-    pub log_end: i64,
-    pub durable_end: i64,
-    pub recovery_point: i64,
-    pub max_ts: Option<TimestampOffset>,
-    /// Records appended since open (never reset).
-    pub appended_messages_total: u64,
-    /// `appended_messages_total` as of the last completed fsync's start.
-    pub flushed_messages_total: u64,
-    pub oldest_unflushed_ms: Option<i64>,
-    /// Broker wall clock of the last append (segments, fsync start times).
-    pub last_now_ms: i64,
-    /// Bumped by truncation: an fsync started before it proves nothing about what follows.
-    pub generation: u64,
-    pub closed: bool,
-}
-
-impl State {
-    pub fn active(&self) -> Result<Rc<Segment>, StorageError> {
-        if self.closed {
-            return Err(StorageError::Closed);
-        }
-        self.segments
-            .values()
-            .next_back()
-            .cloned()
-            .ok_or(StorageError::Closed)
-    }
-
-    pub fn recompute_max_ts(&mut self) {
-        self.max_ts = None;
-        for seg in self.segments.values() {
-            if let Some(m) = seg.max_ts.get() {
-                if self
-                    .max_ts
-                    .is_none_or(|cur| m.timestamp_ms > cur.timestamp_ms)
-                {
-                    self.max_ts = Some(m);
-                }
-            }
-        }
-    }
-
-    pub fn unflushed_messages(&self) -> u64 {
-        self.appended_messages_total
-            .saturating_sub(self.flushed_messages_total)
-    }
-
-    /// An fsync that started at (`end`, `messages_total`, `started_ms`) in `generation`
-    /// completed: advance to what it covers, no further.
-    pub fn mark_durable(
-        &mut self,
-        end: i64,
-        messages_total: u64,
-        started_ms: i64,
-        generation: u64,
-    ) {
-        if generation != self.generation {
-            return;
-        }
-        self.durable_end = self.durable_end.max(end.min(self.log_end));
-        self.flushed_messages_total = self.flushed_messages_total.max(messages_total);
-        // Appends the fsync did not cover came after it started.
-        self.oldest_unflushed_ms = (self.unflushed_messages() > 0).then(|| {
-            self.oldest_unflushed_ms
-                .map_or(started_ms, |t| t.max(started_ms))
-        });
-    }
-
-    /// Everything appended is durable (a seal fsynced the active segment).
-    pub fn mark_all_durable(&mut self) {
-        self.durable_end = self.log_end;
-        self.flushed_messages_total = self.appended_messages_total;
-        self.oldest_unflushed_ms = None;
-    }
-
-    /// Truncation: fsyncs in flight no longer count; nothing is left unflushed by policy.
-    pub fn reset_durability(&mut self) {
-        self.generation += 1;
-        self.durable_end = self.durable_end.min(self.log_end);
-        self.flushed_messages_total = self.appended_messages_total;
-        self.oldest_unflushed_ms = None;
-    }
-
-    fn checkpoint(&self, clean_shutdown: bool) -> Checkpoint {
-        Checkpoint {
-            log_start_offset: self.log_start,
-            recovery_point: self.recovery_point,
-            clean_shutdown,
-        }
-    }
 }
 
 /// A partition log (see the module docs and CONTRACT.md).
@@ -198,22 +105,6 @@ impl Log {
             inline_writes_total: Cell::new(0),
             report,
         }
-    }
-
-    /// Opens (or creates) the partition directory, recovering as needed (see recovery docs).
-    pub async fn open(dir: PathBuf, config: LogConfig) -> Result<Log, StorageError> {
-        Self::open_with(dir, config, crate::OpenOptions::default()).await
-    }
-
-    /// `open` for a caller that tracks clean shutdown for a whole data directory (see
-    /// [`crate::OpenOptions`]).
-    pub async fn open_with(
-        dir: PathBuf,
-        config: LogConfig,
-        options: crate::OpenOptions,
-    ) -> Result<Log, StorageError> {
-        crate::fault::arm();
-        crate::open::open(dir, config, options).await
     }
 
     /// Atomically replaces the checkpoint file and remembers what it now holds.
@@ -293,6 +184,35 @@ impl Log {
             (offs, times, tracker)
         };
         let len = batches.len() as u64;
+        check_before_write(
+            &batches,
+            &infos,
+            &metas,
+            SegmentEnd {
+                base: active.base,
+                next_offset: active.next_offset.get(),
+                size: active.size.get(),
+            },
+            base_offset,
+            pos,
+        );
+        if let Err(e) = index::entries_fit(
+            active.indexes.borrow().as_ref(),
+            &new_offsets,
+            &new_times,
+            pos + len,
+            u64::try_from(base_offset + offsets_needed - active.base).unwrap_or(u64::MAX),
+        ) {
+            crate::invariant::violated(
+                file!(),
+                line!(),
+                format_args!(
+                    "index entries of an append at offset {base_offset}, position {pos} do not \
+                     fit segment {}: {e}",
+                    active.base
+                ),
+            );
+        }
         // While an fsync of the segment runs, a `pwrite` can wait for its writeback (17 ms
         // measured): the io_uring write waits in a kernel worker instead of the shard.
         let inline = len <= u64::from(cfg.write_inline_max_bytes) && !self.commit.is_syncing();
@@ -320,6 +240,13 @@ impl Log {
             active.max_ts.set(tracker.max_ts);
             active.mtime_ms.set(opts.now_ms);
             let mut st = self.state.borrow_mut();
+            // Paired with `check_before_write`: nothing moved the log end while the write was
+            // in flight (append_lock), and the new end is past the old one.
+            crate::invariant!(
+                st.log_end == base_offset && last_offset >= base_offset,
+                "append of offsets {base_offset}..={last_offset} committed at log end {}",
+                st.log_end
+            );
             st.log_end = last_offset + 1;
             if let Some(m) = tracker.max_ts {
                 if st
@@ -672,6 +599,82 @@ impl Log {
     }
 }
 
+/// Where the active segment ends before an append.
+#[derive(Clone, Copy, Debug)]
+struct SegmentEnd {
+    base: i64,
+    next_offset: i64,
+    size: u64,
+}
+
+/// Invariants of the bytes about to be written at `pos` of `active` (stay on in release;
+/// `crate::invariant`): the batches continue the log end (`base_offset`, the segment's next
+/// offset) with strictly increasing offsets, each one's CRC matches its bytes after the
+/// rewrite, and their sizes are what the index entries were computed from. Read-side
+/// counterparts: recovery and `check_stored` verify the CRC of what they read, a fetch from
+/// inside a batch and a timestamp look-up check the CRC before decoding records.
+fn check_before_write(
+    buf: &[u8],
+    infos: &[BatchInfo],
+    metas: &[BatchMeta],
+    active: SegmentEnd,
+    base_offset: i64,
+    pos: u64,
+) {
+    crate::invariant!(
+        active.next_offset <= base_offset && active.base <= base_offset,
+        "append at offset {base_offset} into segment {} ending at offset {}",
+        active.base,
+        active.next_offset
+    );
+    crate::invariant!(
+        active.size == pos,
+        "append at position {pos} of segment {} of {} bytes",
+        active.base,
+        active.size
+    );
+    let mut at = 0usize;
+    let mut next = base_offset;
+    crate::invariant!(
+        infos.len() == metas.len(),
+        "{} batches validated, {} rewritten",
+        infos.len(),
+        metas.len()
+    );
+    for (info, meta) in infos.iter().zip(metas) {
+        let bytes = buf.get(at..).unwrap_or(&[]);
+        let header = BatchHeader::parse(bytes);
+        // CRC: a CRC field still equal to the one validation verified over these bytes
+        // proves them, since the rewrite of base offset and leader epoch writes only below
+        // the CRC's range (REWRITE_OUTSIDE_CRC, checked at compile time in batch.rs); a CRC the rewrite recomputed
+        // (LogAppendTime, a corrected max timestamp) is verified in full.
+        let ok = header.as_ref().is_ok_and(|h| {
+            h.base_offset == next
+                && h.last_offset() == meta.last_offset
+                && h.total_size() as u64 == meta.size
+                && (h.crc == info.header.crc
+                    || bytes
+                        .get(..h.total_size())
+                        .is_some_and(|b| batch::compute_crc(b) == h.crc))
+        });
+        crate::invariant!(
+            ok,
+            "batch at buffer position {at} of an append at offset {base_offset} is not ready \
+             to write (expected base offset {next}, last offset {}, {} bytes, a matching CRC): \
+             {header:?}",
+            meta.last_offset,
+            meta.size
+        );
+        next = meta.last_offset + 1;
+        at += meta.size as usize;
+    }
+    crate::invariant!(
+        at == buf.len(),
+        "append of {} bytes holds {at} bytes of batches",
+        buf.len()
+    );
+}
+
 /// Assigns offsets and rewrites the header fields the broker owns; returns index metadata.
 /// Names the file and range of a failed append write (the broker's fatal message shows it).
 fn write_failed(seg: &Segment, pos: u64, len: u64, e: std::io::Error) -> StorageError {
@@ -717,4 +720,93 @@ fn rewrite(
         pos += info.size;
     }
     metas
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::builder::BatchBuilder;
+
+    const CHILD_ENV: &str = "STORAGE_TEST_BAD_APPEND";
+
+    fn two_batches(base: i64) -> (BytesMut, Vec<BatchInfo>, Vec<BatchMeta>) {
+        let mut buf = BytesMut::new();
+        let mut infos = Vec::new();
+        let mut metas = Vec::new();
+        let mut next = base;
+        for n in [2usize, 3] {
+            let mut b = BatchBuilder::new(1_000).base_offset(next);
+            for i in 0..n {
+                b = b.record(Some(b"k"), Some(format!("v{i}").as_bytes()), &[]);
+            }
+            let bytes = b.build();
+            let info = batch::validate_batch(&bytes, u32::MAX).expect("built batch");
+            let h = info.header.clone();
+            infos.push(info);
+            metas.push(BatchMeta::new(&h, 0));
+            next = h.last_offset() + 1;
+            buf.extend_from_slice(&bytes);
+        }
+        (buf, infos, metas)
+    }
+
+    const END: SegmentEnd = SegmentEnd {
+        base: 0,
+        next_offset: 10,
+        size: 500,
+    };
+
+    #[test]
+    fn ready_batches_pass() {
+        let (buf, infos, metas) = two_batches(10);
+        check_before_write(&buf, &infos, &metas, END, 10, 500);
+    }
+
+    /// Each broken case runs in a child process (the check ends the process): a record
+    /// byte changed after the CRC was set, a base offset that does not continue the log, a
+    /// write position that is not the segment's end.
+    #[test]
+    fn broken_appends_stop_the_process() {
+        if let Ok(case) = std::env::var(CHILD_ENV) {
+            let (mut buf, infos, metas) = two_batches(10);
+            match case.as_str() {
+                "crc" => {
+                    // A rewrite that changed a CRC-covered byte and the CRC field wrongly.
+                    let last = buf.len() - 1;
+                    buf[last] ^= 0x40;
+                    let second = metas[0].size as usize;
+                    buf[second + 17] ^= 0x01;
+                    check_before_write(&buf, &infos, &metas, END, 10, 500);
+                }
+                "offset" => check_before_write(&buf, &infos, &metas, END, 11, 500),
+                _ => check_before_write(&buf, &infos, &metas, END, 10, 499),
+            }
+            std::process::exit(0);
+        }
+        for (case, says) in [
+            ("crc", "a matching CRC"),
+            ("offset", "expected base offset 11"),
+            (
+                "position",
+                "append at position 499 of segment 0 of 500 bytes",
+            ),
+        ] {
+            let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
+                .args([
+                    "--exact",
+                    "log::tests::broken_appends_stop_the_process",
+                    "--nocapture",
+                ])
+                .env(CHILD_ENV, case)
+                .output()
+                .expect("run the child");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(
+                out.status.code(),
+                Some(crate::invariant::INVARIANT_EXIT_CODE),
+                "{case}: {stderr}"
+            );
+            assert!(stderr.contains(says), "{case}: {stderr}");
+        }
+    }
 }

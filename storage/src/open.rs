@@ -18,12 +18,14 @@ use crate::batch::{BatchHeader, BATCH_HEADER_LEN};
 use crate::checkpoint::{self, Checkpoint};
 use crate::config::LogConfig;
 use crate::error::StorageError;
-use crate::log::{Log, State};
+use crate::index::Tracker;
+use crate::log::Log;
 use crate::ops::remove_segment_files;
 use crate::recovery::{
     self, IndexRebuild, RecoveryReport, RemovedSegment, ScanOutcome, Truncation,
 };
-use crate::segment::{HeaderReader, Segment, Tracker};
+use crate::segment::{HeaderReader, Segment};
+use crate::state::State;
 use crate::Offset;
 
 /// Suffixes of files we may find in a partition directory.
@@ -51,6 +53,24 @@ impl Default for OpenOptions {
             previous_shutdown_clean: true,
             mark_unclean_on_open: true,
         }
+    }
+}
+
+impl Log {
+    /// Opens (or creates) the partition directory, recovering as needed (see recovery docs).
+    pub async fn open(dir: PathBuf, config: LogConfig) -> Result<Log, StorageError> {
+        Self::open_with(dir, config, OpenOptions::default()).await
+    }
+
+    /// `open` for a caller that tracks clean shutdown for a whole data directory (see
+    /// [`OpenOptions`]).
+    pub async fn open_with(
+        dir: PathBuf,
+        config: LogConfig,
+        options: OpenOptions,
+    ) -> Result<Log, StorageError> {
+        crate::fault::arm();
+        open(dir, config, options).await
     }
 }
 

@@ -366,7 +366,7 @@ impl Log {
     }
 }
 
-fn st_checkpoint(st: &crate::log::State) -> checkpoint::Checkpoint {
+fn st_checkpoint(st: &crate::state::State) -> checkpoint::Checkpoint {
     checkpoint::Checkpoint {
         log_start_offset: st.log_start,
         recovery_point: st.recovery_point,
@@ -440,6 +440,7 @@ async fn record_in_batch(
         return Ok(batch_level);
     }
     let bytes = seg.log.get().await?.read_exact(pos, h.total_size()).await?;
+    crate::read::check_read_crc(seg, pos, h, &bytes)?;
     let wanted =
         |delta: i32, ts: i64| ts >= timestamp_ms && h.base_offset + i64::from(delta) >= log_start;
     let found = if h.is_compressed() {

@@ -142,7 +142,19 @@ async fn read_segment(
 /// a mismatch is damage on disk, refused as CORRUPT_MESSAGE and logged.
 async fn verify_crc(seg: &Segment, pos: u64, h: &BatchHeader) -> Result<(), StorageError> {
     let bytes = seg.log.get().await?.read_exact(pos, h.total_size()).await?;
-    let crc = crate::batch::compute_crc(&bytes);
+    check_read_crc(seg, pos, h, &bytes)
+}
+
+/// The CRC check of a batch read back from `seg` at `pos` before anything decodes it (the
+/// read-side pair of the check `Log::append` asserts before writing): a mismatch is damage on
+/// disk, `DamagedSegment` (CORRUPT_MESSAGE to a client), logged once per segment.
+pub(crate) fn check_read_crc(
+    seg: &Segment,
+    pos: u64,
+    h: &BatchHeader,
+    bytes: &[u8],
+) -> Result<(), StorageError> {
+    let crc = crate::batch::compute_crc(bytes);
     if crc == h.crc {
         return Ok(());
     }

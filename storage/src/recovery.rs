@@ -7,10 +7,9 @@
 
 use crate::batch::{BatchHeader, BATCH_HEADER_LEN};
 use crate::error::StorageError;
-use crate::index::Indexes;
+use crate::index::{BatchMeta, Indexes, Tracker};
 use crate::io::Fd;
 use crate::offset::Offset;
-use crate::segment::{BatchMeta, Tracker};
 
 /// What `Log::open` found and repaired (`Log::recovery_report`). Indexes of sealed
 /// segments below the recovery point load lazily; a rebuild then is logged, not listed here.
@@ -165,6 +164,14 @@ pub(crate) async fn scan_from(
                 break;
             }
         };
+        // No offset can follow i64::MAX: a batch reaching it is damage, not a log end.
+        if header.last_offset() == i64::MAX {
+            out.problem = Some(format!(
+                "offsets {}.. reach the end of the offset space",
+                header.base_offset
+            ));
+            break;
+        }
         if header.base_offset < expected {
             out.problem = Some(format!(
                 "offset {} goes backwards (expected >= {expected})",

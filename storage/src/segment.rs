@@ -15,7 +15,7 @@ use std::rc::Rc;
 use crate::batch::{BatchHeader, BATCH_HEADER_LEN};
 use crate::error::StorageError;
 use crate::files::SegmentFile;
-use crate::index::{self, Indexes, OFFSET_ENTRY_LEN, TIME_ENTRY_LEN};
+use crate::index::{self, Indexes, Tracker, OFFSET_ENTRY_LEN, TIME_ENTRY_LEN};
 use crate::io::Fd;
 use crate::offset::TimestampOffset;
 use crate::recovery;
@@ -36,78 +36,6 @@ pub(crate) fn index_path(dir: &Path, base: i64) -> PathBuf {
 }
 pub(crate) fn time_index_path(dir: &Path, base: i64) -> PathBuf {
     dir.join(format!("{}.timeindex", file_stem(base)))
-}
-
-/// What the index maintenance needs to know about one batch.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct BatchMeta {
-    pub last_offset: i64,
-    pub max_ts: i64,
-    pub max_ts_offset: i64,
-    pub size: u64,
-}
-
-impl BatchMeta {
-    pub fn new(h: &BatchHeader, max_ts_delta: i32) -> Self {
-        BatchMeta {
-            last_offset: h.last_offset(),
-            max_ts: h.max_timestamp,
-            max_ts_offset: h.base_offset + i64::from(max_ts_delta),
-            size: h.total_size() as u64,
-        }
-    }
-}
-
-/// Running state for building sparse index entries, identical for appends and rebuilds.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct Tracker {
-    pub bytes_since_index: u64,
-    pub max_ts: Option<TimestampOffset>,
-    pub last_time_entry_ts: Option<i64>,
-    pub first_ts: Option<i64>,
-}
-
-impl Tracker {
-    /// Accounts for one batch at `pos`, emitting the index entries it earns.
-    pub fn step(
-        &mut self,
-        base: i64,
-        pos: u64,
-        meta: &BatchMeta,
-        interval_bytes: u32,
-        offsets: &mut Vec<(u32, u32)>,
-        times: &mut Vec<(i64, u32)>,
-    ) {
-        if self.max_ts.is_none_or(|m| meta.max_ts > m.timestamp_ms) {
-            self.max_ts = Some(TimestampOffset {
-                timestamp_ms: meta.max_ts,
-                offset: crate::Offset(meta.max_ts_offset),
-            });
-        }
-        if self.first_ts.is_none() {
-            self.first_ts = Some(meta.max_ts);
-        }
-        if self.bytes_since_index > u64::from(interval_bytes) {
-            if let (Ok(rel), Ok(p)) = (u32::try_from(meta.last_offset - base), u32::try_from(pos)) {
-                offsets.push((rel, p));
-            }
-            self.time_entry(base, times);
-            self.bytes_since_index = 0;
-        }
-        self.bytes_since_index += meta.size;
-    }
-
-    /// Adds a time entry for the running maximum if it is new (also used when sealing).
-    pub fn time_entry(&mut self, base: i64, times: &mut Vec<(i64, u32)>) {
-        let Some(m) = self.max_ts else { return };
-        if self.last_time_entry_ts.is_some_and(|t| t >= m.timestamp_ms) {
-            return;
-        }
-        if let Ok(rel) = u32::try_from(m.offset.0 - base) {
-            times.push((m.timestamp_ms, rel));
-            self.last_time_entry_ts = Some(m.timestamp_ms);
-        }
-    }
 }
 
 /// A segment of the log.

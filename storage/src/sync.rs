@@ -43,8 +43,9 @@ use futures_util::future::{FutureExt, LocalBoxFuture, Shared};
 use crate::commit::{self, GroupCommit};
 use crate::error::StorageError;
 use crate::io::yield_now;
-use crate::log::{Log, State};
+use crate::log::Log;
 use crate::offset::Offset;
+use crate::state::State;
 
 /// Passes through the run queue the broker's batches stay open for while waiters keep joining
 /// (see the module header for why 0).

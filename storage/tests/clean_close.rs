@@ -3,6 +3,14 @@
 //! start time do not grow with idle partitions), a changed one is closed in full, and without
 //! the marker a checkpoint's clean flag is not trusted.
 
+// Test code: a failed expectation should fail the test loudly (docs/decisions/0014).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 mod common;
 
 use std::os::unix::fs::MetadataExt;

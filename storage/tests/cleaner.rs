@@ -3,6 +3,14 @@
 //! latest record per key below the clean end, plus everything above it", offsets preserved),
 //! crash tests at every step of the swap, tombstone horizons, min lag and a corrupt batch.
 
+// Test code: a failed expectation should fail the test loudly (docs/decisions/0014).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 mod common;
 
 use std::collections::HashMap;

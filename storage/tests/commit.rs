@@ -1,6 +1,14 @@
 //! Group commit and the flush policy under concurrent appends: fsyncs are shared, appends
 //! do not wait for them, and `flush.messages` counts messages, not fsync opportunities.
 
+// Test code: a failed expectation should fail the test loudly (docs/decisions/0014).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 mod common;
 
 use common::*;

@@ -1,6 +1,14 @@
 //! Compressed batches: validated record by record on append (issue 8 item 7) and searched
 //! record by record by timestamp (issue 8 item 1), for every codec.
 
+// Test code: a failed expectation should fail the test loudly (docs/decisions/0014).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 mod common;
 
 use common::*;

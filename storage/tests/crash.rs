@@ -8,6 +8,14 @@
 //!    recovery says what it cut or rebuilt, both in `Log::recovery_report` and in the
 //!    `tracing` events (captured with a per-thread subscriber).
 
+// Test code: a failed expectation should fail the test loudly (docs/decisions/0014).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 mod common;
 
 use std::collections::BTreeMap;

@@ -2,6 +2,14 @@
 //! the damage stays readable, the damage is detected (at open when the file does not end
 //! where its index says, at read otherwise) and reported as Kafka reports it.
 
+// Test code: a failed expectation should fail the test loudly (docs/decisions/0014).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 mod common;
 
 use std::fs::OpenOptions;

@@ -7,6 +7,14 @@
 //! process-wide, so each test re-runs itself alone in a child process (`isolated`) with its
 //! variable set; the parent only checks that the child passed.
 
+// Test code: a failed expectation should fail the test loudly (docs/decisions/0014).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 mod common;
 
 use std::process::Command;

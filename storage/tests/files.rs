@@ -1,6 +1,14 @@
 //! File descriptors are bounded (issue 8 item 7): sealed segments' files are opened on
 //! demand and at most `set_sealed_segment_files_open_max` stay open per thread (shard).
 
+// Test code: a failed expectation should fail the test loudly (docs/decisions/0014).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 mod common;
 
 use common::*;

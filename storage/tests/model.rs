@@ -1,5 +1,13 @@
 //! Model test: random operation sequences against an in-memory model of the log.
 
+// Test code: a failed expectation should fail the test loudly (docs/decisions/0014).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 use bytes::BytesMut;
 use proptest::prelude::*;
 use storage::batch::{set_base_offset, set_leader_epoch, BatchHeader};

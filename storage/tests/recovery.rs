@@ -1,5 +1,13 @@
 //! Recovery: damaged tails are truncated, missing or garbage indexes are rebuilt.
 
+// Test code: a failed expectation should fail the test loudly (docs/decisions/0014).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 mod common;
 
 use std::fs::OpenOptions;
@@ -220,5 +228,37 @@ fn unclean_shutdown_scans_only_from_recovery_point() {
             "rebuilt on first use"
         );
         assert_eq!(log.log_end_offset(), Offset(sizes.len() as i64 * 3));
+    });
+}
+
+/// Found by the `recovery_scan` fuzz target: a CRC-valid batch whose offsets reach i64::MAX
+/// (base offset + last offset delta overflowed) after the valid data. It is damage: recovery
+/// cuts it, keeps what precedes it, and appends continue after the kept data.
+#[test]
+fn batch_reaching_the_end_of_the_offset_space_is_cut() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = part_dir(root.path());
+    let (sizes, all) = write_unclean(&dir, 3);
+    let active = files_with(&dir, ".log").pop().unwrap();
+    let mut hostile = storage::BatchBuilder::new(1).base_offset(i64::MAX - 1);
+    for i in 0..4u8 {
+        hostile = hostile.record(Some(&[i]), Some(b"v"), &[]);
+    }
+    let mut f = OpenOptions::new().append(true).open(&active).unwrap();
+    f.write_all(&hostile.build()).unwrap();
+    drop(f);
+    rt().block_on(async {
+        let log = Log::open(dir.clone(), small_config()).await.unwrap();
+        let end = sizes.last().map(|(base, _)| base + 3).unwrap();
+        assert_eq!(log.log_end_offset(), Offset(end));
+        let cut = log
+            .recovery_report()
+            .truncated
+            .clone()
+            .expect("the batch is cut");
+        assert!(cut.reason.contains("end of the offset space"), "{cut:?}");
+        assert_eq!(read_all(&log).await, all);
+        let info = log.append(batch(7, 1, 1), opts(1)).await.unwrap();
+        assert_eq!(info.base_offset, Offset(end));
     });
 }

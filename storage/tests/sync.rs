@@ -1,6 +1,12 @@
 //! The shard-wide sync batch (`storage::sync`): waiters of one loop turn share one fsync per
 //! log, every dirty log's fsync starts in the same batch, and no waiter is told its offset is
 //! durable before the log's durable end is past it.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 mod common;
 

@@ -1,5 +1,11 @@
 //! A failed fsync in a sync batch fails the waiters of that log only, and never reports its
 //! offsets durable (own test binary: the fault hook is armed once per process).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 mod common;
 

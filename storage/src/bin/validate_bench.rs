@@ -57,7 +57,9 @@ fn value(len: usize, seed: u64) -> Vec<u8> {
         x = x
             .wrapping_mul(6_364_136_223_846_793_005)
             .wrapping_add(1_442_695_040_888_963_407);
-        out.extend_from_slice(WORDS[(x >> 60) as usize].as_bytes());
+        // x >> 60 < 16 == WORDS.len()
+        let word = WORDS.get((x >> 60) as usize).copied().unwrap_or_default();
+        out.extend_from_slice(word.as_bytes());
         out.extend_from_slice(format!(" {} ", (x >> 40) % 10_000).as_bytes());
     }
     out.truncate(len);
@@ -102,13 +104,17 @@ fn main() {
                 b.build()
             })
             .collect();
-        let stored: usize = (0..batches).map(|i| pool[i % pool.len()].len()).sum();
+        let stored: usize = pool.iter().cycle().take(batches).map(|b| b.len()).sum();
         let started = Instant::now();
         let cpu_started = thread_cpu_secs();
-        for i in 0..batches {
-            let infos = validate_all(&pool[i % pool.len()], u32::MAX, 1 << 30)
-                .unwrap_or_else(|e| panic!("{name}: {e}"));
-            assert_eq!(infos.len(), 1);
+        for batch in pool.iter().cycle().take(batches) {
+            match validate_all(batch, u32::MAX, 1 << 30) {
+                Ok(infos) => assert_eq!(infos.len(), 1),
+                Err(e) => {
+                    eprintln!("{name}: a built batch does not validate: {e}");
+                    std::process::exit(1);
+                }
+            }
         }
         let wall = started.elapsed().as_secs_f64();
         let secs = thread_cpu_secs() - cpu_started;

@@ -46,10 +46,10 @@ use futures_util::future::LocalBoxFuture;
 
 use crate::batch::BatchHeader;
 use crate::error::StorageError;
-use crate::index::{self, Indexes};
+use crate::index::{self, BatchMeta, Indexes, Tracker};
 use crate::io::{sync_dir, Fd};
 use crate::log::Log;
-use crate::segment::{BatchMeta, Segment, Tracker};
+use crate::segment::Segment;
 
 pub use offset_map::{key_hash, OffsetMap};
 pub use swap::CrashPoint;
