@@ -3,7 +3,9 @@
 //! ALTER_CONFIGS / DESCRIBE_CONFIGS checks), and enforcement: a producer over its
 //! `producer_byte_rate` gets Kafka's throttle time in its Produce response and its connection
 //! is not read for that long (KIP-219); `request_percentage` throttles any API (Metadata here),
-//! at most one window. The throttled-rate measurement with a real client is
+//! at most one window. A consumer over `consumer_byte_rate` gets Kafka's empty throttled Fetch
+//! response (throttle time, no records), its fetch size is capped at one quota window's bytes,
+//! and the throttled bytes do not count. The throttled-rate measurement with a real client is
 //! `scripts/compat/security_quotas.py`.
 
 mod common;
@@ -13,11 +15,13 @@ use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::alter_client_quotas_request::{EntityData, EntryData, OpData};
 use kafka_protocol::messages::describe_client_quotas_request::ComponentData;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     AlterClientQuotasRequest, AlterClientQuotasResponse, ApiKey, ApiVersionsRequest,
-    ApiVersionsResponse, DescribeClientQuotasRequest, DescribeClientQuotasResponse,
-    MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse, TopicName,
+    ApiVersionsResponse, BrokerId, DescribeClientQuotasRequest, DescribeClientQuotasResponse,
+    FetchRequest, FetchResponse, MetadataRequest, MetadataResponse, ProduceRequest,
+    ProduceResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use sluice::security::scram::Mechanism;
@@ -431,4 +435,101 @@ fn request_percentage_throttles_any_api_at_most_one_window() {
     let resp: MetadataResponse =
         wire::call(addr, ApiKey::Metadata, 12, &MetadataRequest::default());
     assert_eq!(resp.throttle_time_ms, 0);
+}
+
+/// Fetch v12, sessionless, partition 0 of `topic` from `offset` (asks for up to 50 MiB).
+fn fetch_frame(client_id: &str, correlation_id: i32, topic: &str, offset: i64) -> Vec<u8> {
+    let req = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(0)
+        .with_max_bytes(50 << 20)
+        .with_session_epoch(-1)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(s(topic)))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(offset)
+                .with_partition_max_bytes(50 << 20)])]);
+    wire::encode_request(ApiKey::Fetch, 12, correlation_id, client_id, &req)
+}
+
+/// Record bytes in a fetch response.
+fn records_len(resp: &FetchResponse) -> usize {
+    resp.responses
+        .iter()
+        .flat_map(|t| &t.partitions)
+        .map(|p| p.records.as_ref().map_or(0, |r| r.len()))
+        .sum()
+}
+
+#[test]
+fn a_consumer_over_its_quota_gets_an_empty_throttled_fetch_and_is_muted() {
+    let broker = Broker::start(BrokerOpts::default());
+    let addr = broker.socket_addr();
+    // 100 000 B/s: a fresh rate spans ten 1 s windows, so 1 000 000 bytes are within the quota,
+    // and that is also the most one fetch may return (Kafka's getMaxValueInQuotaWindow).
+    let codes = alter(
+        addr,
+        vec![set(
+            &[("client-id", Some("reader"))],
+            &[("consumer_byte_rate", 100_000.0)],
+        )],
+        false,
+    );
+    assert_eq!(codes, [0]);
+    let topic = "quota-fetch";
+    common::kafka::create_topic(&broker, topic, 1);
+    // Offsets 0 and 1: two batches of ~520 KB; offset 2: a small one ("writer" has no quota).
+    let mut writer = wire::connect(addr);
+    for (id, payload) in [(1, 520_000), (2, 520_000), (3, 1_000)] {
+        wire::send(&mut writer, &produce_frame("writer", id, topic, payload));
+        let resp: ProduceResponse =
+            wire::decode_response(ApiKey::Produce, 9, id, read_response(&mut writer));
+        assert_eq!(resp.responses[0].partition_responses[0].error_code, 0);
+    }
+
+    let mut stream = wire::connect(addr);
+    // 1: capped at one window's bytes, only the first batch comes back (both would be
+    // 1.04 MB and over the quota); ~520 KB is within it.
+    wire::send(&mut stream, &fetch_frame("reader", 1, topic, 0));
+    let resp: FetchResponse =
+        wire::decode_response(ApiKey::Fetch, 12, 1, read_response(&mut stream));
+    assert_eq!(resp.throttle_time_ms, 0);
+    let first = records_len(&resp);
+    assert!((520_000..600_000).contains(&first), "{first} record bytes");
+
+    // 2: ~521 KB more is over the quota: Kafka answers at once without records (no
+    // partitions at all, error NONE) and with the throttle time, then mutes the connection.
+    wire::send(&mut stream, &fetch_frame("reader", 2, topic, 1));
+    let resp: FetchResponse =
+        wire::decode_response(ApiKey::Fetch, 12, 2, read_response(&mut stream));
+    let throttle_ms = resp.throttle_time_ms;
+    assert!(throttle_ms > 0, "not throttled");
+    // (1.04 MB - 1 MB) / 100 000 B/s: a few hundred ms.
+    assert!(
+        resp.throttle_time_ms < 2_000,
+        "{} ms",
+        resp.throttle_time_ms
+    );
+    assert_eq!(resp.error_code, 0);
+    assert!(resp.responses.is_empty(), "{:?}", resp.responses);
+    assert_eq!(records_len(&resp), 0);
+
+    // 3: read only after the mute, and answered with data: the throttled fetch's bytes were
+    // taken back out of the rate (counted, they would put this fetch over the quota too).
+    let asked = Instant::now();
+    wire::send(&mut stream, &fetch_frame("reader", 3, topic, 2));
+    let resp: FetchResponse =
+        wire::decode_response(ApiKey::Fetch, 12, 3, read_response(&mut stream));
+    let waited = asked.elapsed();
+    let throttle = Duration::from_millis(u64::try_from(throttle_ms).unwrap());
+    assert!(
+        waited + Duration::from_millis(100) >= throttle,
+        "answered after {waited:?}, throttle {throttle:?}"
+    );
+    assert_eq!(resp.throttle_time_ms, 0);
+    let third = records_len(&resp);
+    assert!((1_000..2_000).contains(&third), "{third} record bytes");
+    assert_eq!(resp.responses[0].partitions[0].error_code, 0);
+    assert_eq!(resp.responses[0].partitions[0].high_watermark, 3);
 }

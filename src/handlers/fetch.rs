@@ -21,7 +21,7 @@ use kafka_protocol::ResponseError;
 use self::encode::{PartitionOut, ResponseOut, TopicOut};
 use super::error::partition_error_code;
 use super::fetch_session::{PartitionSeen, Plan, SessionPartition};
-use super::{authz, HandlerError, HandlerFuture, Outcome, Request};
+use super::{authz, BodyPart, HandlerError, HandlerFuture, Outcome, Request};
 use crate::partition::TopicPartition;
 use crate::router::{ReadItem, ReadResult, Router};
 use crate::security::acl::{Operation, ResourceType};
@@ -42,6 +42,49 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
             encode::encode(&response, version).map_err(|e| HandlerError::Encode(e.to_string()))?;
         Ok(Outcome::Body(parts))
     })
+}
+
+/// Kafka caps a consumer's fetch at what its `consumer_byte_rate` allows in one quota window
+/// (`getMaxValueInQuotaWindow`), so that one response never exceeds the quota on its own.
+fn max_bytes_in_quota_window(shard: &Shard, request: &Request) -> u32 {
+    if !shard.quotas.active() || !request.session.is_authenticated() {
+        return u32::MAX;
+    }
+    let user = request.session.principal_name();
+    let client_id = request.header.client_id.as_deref().unwrap_or("");
+    match shard.quotas.max_fetch_bytes_in_window(&user, client_id) {
+        // A float-to-int `as` saturates: a huge quota is no cap, a tiny one is 0 bytes (the
+        // first batch still comes back, KIP-74).
+        Some(bytes) => bytes as u32,
+        None => u32::MAX,
+    }
+}
+
+/// Kafka's `FetchContext.getThrottledResponse`: the answer to a fetch over a quota carries
+/// `throttle_time_ms`, error NONE and no partitions at all (so no records); the fetch session
+/// id of the response it replaces is kept, so an incremental session carries on. Returns
+/// `None` when `parts` is not a Fetch response body this encoder wrote.
+pub fn throttled_response(
+    parts: &[BodyPart],
+    version: i16,
+    throttle_time_ms: i32,
+) -> Option<Vec<BodyPart>> {
+    let session_id = if version >= SESSION_VERSION {
+        // throttle_time_ms (4 bytes) and error_code (2) come first.
+        let Some(BodyPart::Bytes(first)) = parts.first() else {
+            return None;
+        };
+        let field: [u8; 4] = first.get(6..10)?.try_into().ok()?;
+        i32::from_be_bytes(field)
+    } else {
+        0
+    };
+    let response = ResponseOut {
+        throttle_time_ms,
+        session_id,
+        ..ResponseOut::default()
+    };
+    encode::encode(&response, version).ok()
 }
 
 /// A requested partition whose topic did not resolve (answered with an error, never read).
@@ -84,8 +127,10 @@ async fn respond(
     let deadline = Instant::now() + Duration::from_millis(cap_ms);
     let max_bytes = u32::try_from(body.max_bytes)
         .unwrap_or(0)
-        .min(shard.config.fetch_max_bytes);
-    let min_bytes = u32::try_from(body.min_bytes).unwrap_or(0);
+        .min(shard.config.fetch_max_bytes)
+        .min(max_bytes_in_quota_window(shard, request));
+    // Kafka: fetchMinBytes = min(request min bytes, fetchMaxBytes).
+    let min_bytes = u32::try_from(body.min_bytes).unwrap_or(0).min(max_bytes);
     let router = Router::new(shard.clone());
     let mut results = read_until_ready(shard, &router, &plan, max_bytes, min_bytes, deadline).await;
     fit_to_budget(&router, &plan, &mut results, max_bytes).await;

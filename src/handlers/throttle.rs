@@ -7,7 +7,8 @@
 //! record bytes are file ranges. Produce (the field follows the responses) and ApiVersions
 //! (it follows the API list) are decoded, changed and re-encoded: their bodies are small and
 //! in memory. Responses without the field (SASL, old versions) are left as they are; the
-//! connection is muted all the same.
+//! connection is muted all the same. A throttled Fetch is replaced by Kafka's empty throttled
+//! response (no partitions, no records) and its bytes are taken back out of the fetch rate.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -89,7 +90,25 @@ pub fn apply_quotas(
         return;
     }
     let field = i32::try_from(throttle_ms).unwrap_or(i32::MAX);
-    set_throttle_time(key, version, response, field);
+    match (key, usage.fetched_bytes, &*response) {
+        // Kafka's handleFetchRequest: a throttled fetch (over either quota) takes its bytes back
+        // out of the fetch rate and is answered empty, with the throttle time; the records stay
+        // for the fetch after the mute.
+        (ApiKey::Fetch, Some(bytes), Outcome::Body(parts)) => {
+            shard
+                .quotas
+                .unrecord_fetch(&user, client_id.unwrap_or(""), bytes);
+            match super::fetch::throttled_response(parts, version, field) {
+                Some(empty) => *response = Outcome::Body(empty),
+                None => {
+                    set_throttle_time(key, version, response, field);
+                }
+            }
+        }
+        _ => {
+            set_throttle_time(key, version, response, field);
+        }
+    }
     session.throttle(throttle_ms);
 }
 

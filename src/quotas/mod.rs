@@ -263,6 +263,39 @@ impl QuotaManager {
         rate::record_and_throttle_ms(rate, &self.window, value, bound, now, max_throttle)
     }
 
+    /// Kafka's `unrecordQuotaSensor`: takes a fetch's bytes back out of its rate, without a
+    /// quota check. A throttled fetch is answered without records, so its bytes must not count.
+    pub fn unrecord_fetch(&self, user: &str, client_id: &str, bytes: usize) {
+        let live = self.live();
+        let overrides = &live.by_type[QuotaType::Fetch as usize];
+        if overrides.is_empty() {
+            return;
+        }
+        let tags = resolve::metric_tags(user, client_id, overrides);
+        let now = self.now_ms();
+        let mut sensors = self.sensors[QuotaType::Fetch as usize]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(rate) = sensors.rates.get_mut(&tags) {
+            rate.record(&self.window, -(bytes as f64), now);
+        }
+    }
+
+    /// Kafka's `getMaxValueInQuotaWindow` for the fetch quota: the most bytes a consumer may
+    /// fetch in one response, `consumer_byte_rate * (quota.window.num - 1) *
+    /// quota.window.size.seconds`; `None` without a fetch quota for `user` / `client_id`.
+    pub fn max_fetch_bytes_in_window(&self, user: &str, client_id: &str) -> Option<f64> {
+        let live = self.live();
+        let overrides = &live.by_type[QuotaType::Fetch as usize];
+        if overrides.is_empty() {
+            return None;
+        }
+        let tags = resolve::metric_tags(user, client_id, overrides);
+        let bound = resolve::limit(&tags, overrides)?;
+        let full_windows = self.window.samples.saturating_sub(1) as f64;
+        Some(bound * full_windows * (self.window.window_ms as f64 / 1000.0))
+    }
+
     /// Drops rates idle for an hour; at the cap, also the least recently used one.
     fn make_room(&self, sensors: &mut Sensors, now: u64) {
         if sensors.rates.len() < self.sensors_max {
@@ -500,6 +533,31 @@ mod tests {
             .rates
             .len();
         assert!(count <= 3, "{count} rates");
+    }
+
+    #[test]
+    fn a_fetch_can_be_unrecorded_and_is_capped_by_the_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let manager = QuotaManager::load(dir.path(), WindowConfig::default(), 100).unwrap();
+        assert_eq!(manager.max_fetch_bytes_in_window("u", "c"), None);
+        let entries = [AlterEntry {
+            entity: vec![("client-id", Some("c"))],
+            ops: vec![("consumer_byte_rate", 1000.0, false)],
+        }];
+        block_on(manager.alter(&entries, false)).unwrap();
+        // 1000 B/s over (11 - 1) windows of 1 s.
+        assert_eq!(manager.max_fetch_bytes_in_window("u", "c"), Some(10_000.0));
+        assert_eq!(manager.max_fetch_bytes_in_window("u", "other"), None);
+        let fetch = |bytes| Usage {
+            produced_bytes: None,
+            fetched_bytes: Some(bytes),
+            handler_time: None,
+        };
+        assert_eq!(manager.record("u", "c", &fetch(8_000)), 0);
+        assert_eq!(manager.record("u", "c", &fetch(4_000)), 2_000);
+        manager.unrecord_fetch("u", "c", 4_000);
+        // Only the first 8 000 bytes count: 2 000 more are within the quota.
+        assert_eq!(manager.record("u", "c", &fetch(2_000)), 0);
     }
 
     #[test]
