@@ -8,7 +8,9 @@
 //! filled in request order, each with whole batches within min(partition_max_bytes, what is
 //! left of max_bytes), except that the first partition with data returns at least its first
 //! batch even past both limits (KIP-74); a fetch from inside a batch returns that whole batch
-//! (the client skips the earlier records).
+//! (the client skips the earlier records). With a `consumer_byte_rate` quota, max_bytes is also
+//! capped at one quota window's bytes; a throttled fetch is replaced after the handler by
+//! `throttled_response` (`handlers/throttle.rs`).
 
 mod encode;
 
