@@ -445,3 +445,43 @@ fn push_partition(
         partitions: vec![data],
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::{BufMut, BytesMut};
+    use kafka_protocol::messages::FetchResponse;
+    use kafka_protocol::protocol::Decodable;
+
+    use super::*;
+
+    #[test]
+    fn a_throttled_response_is_empty_and_keeps_the_session() {
+        for version in encode::VERSIONS {
+            let session_id = if version >= SESSION_VERSION { 77 } else { 0 };
+            let full = ResponseOut {
+                session_id,
+                topics: vec![TopicOut {
+                    name: "t".into(),
+                    partitions: vec![PartitionOut::default()],
+                    ..TopicOut::default()
+                }],
+                ..ResponseOut::default()
+            };
+            let parts = encode::encode(&full, version).unwrap();
+            let empty = throttled_response(&parts, version, 1234).unwrap();
+            let mut body = BytesMut::new();
+            for part in &empty {
+                let BodyPart::Bytes(b) = part else {
+                    panic!("file part in an empty response")
+                };
+                body.put_slice(b);
+            }
+            let r = FetchResponse::decode(&mut body.freeze(), version).unwrap();
+            assert_eq!(r.throttle_time_ms, 1234, "v{version}");
+            assert_eq!((r.error_code, r.session_id), (0, session_id), "v{version}");
+            assert!(r.responses.is_empty(), "v{version}");
+        }
+        // Not a Fetch body this encoder wrote: left to the caller.
+        assert!(throttled_response(&[], 12, 1).is_none());
+    }
+}
