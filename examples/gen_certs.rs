@@ -1,6 +1,14 @@
 //! Writes the test PKI (tests/common/certs.rs) into the directory given as the only argument:
 //! ca.pem, broker.pem, client.crt/.key, rogue.crt/.key. Used by scripts/compat/security.sh.
 
+// A tool, not the broker: a failed step should stop it loudly.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 #[path = "../tests/common/certs.rs"]
 #[allow(dead_code)]
 mod certs;

@@ -11,6 +11,14 @@
 //!   cargo run --release --example quorum_bench -- [--sequential 2000] [--total 100000] \
 //!       [--batch 1,100] [--concurrency 64] [--dir /path/on/the/disk/to/test]
 
+// A tool, not the broker: a failed step should stop it loudly.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 use std::net::TcpListener;
 use std::rc::Rc;
 use std::time::{Duration, Instant};

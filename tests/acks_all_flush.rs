@@ -3,6 +3,13 @@
 //! answer once the data is written, with no fsync on the produce path. Checked on a real
 //! broker with librdkafka, counting fsyncs and fsync waits on `/metrics`.
 
+// Test code: a failed expectation should fail the test loudly (docs/decisions/0014).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 mod common;
 
 use std::io::{Read, Write};

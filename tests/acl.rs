@@ -5,6 +5,13 @@
 //! an authorizer the ACL APIs answer SECURITY_DISABLED, ACLs survive a restart, and every
 //! denial is logged on the audit target.
 
+// Test code: a failed expectation should fail the test loudly (docs/decisions/0014).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 mod common;
 
 use std::net::{SocketAddr, TcpStream};

@@ -3,6 +3,13 @@
 //! DeleteRecords. Kafka's own behaviour (error codes, AlterConfigs resetting unspecified
 //! keys) is the expected behaviour.
 
+// Test code: a failed expectation should fail the test loudly (docs/decisions/0014).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 mod common;
 
 use common::kafka::{self, admin_opts, CALL_TIMEOUT};

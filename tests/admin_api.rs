@@ -5,6 +5,13 @@
 //! (IncrementalAlterConfigs, per-resource DescribeConfigs errors, DeleteTopics by id) goes over
 //! the wire with kafka-protocol.
 
+// Test code: a failed expectation should fail the test loudly (docs/decisions/0014).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 mod common;
 
 use common::kafka::{self, admin_opts, CALL_TIMEOUT};

@@ -4,6 +4,13 @@
 //! CreateTopics and DeleteTopics refuse repeated entries with INVALID_REQUEST; DeleteGroups
 //! deletes the set of named groups.
 
+// Test code: a failed expectation should fail the test loudly (docs/decisions/0014).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 mod common;
 
 use bytes::Bytes;

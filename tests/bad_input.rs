@@ -3,6 +3,13 @@
 //! closed connection or a Kafka error response, and afterwards the broker still serves real
 //! clients with its earlier data intact.
 
+// Test code: a failed expectation should fail the test loudly (docs/decisions/0014).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 mod common;
 
 use std::net::Shutdown;

@@ -2,6 +2,13 @@
 //! subcommand's table output and its `--json` (parsed), error messages naming the Kafka error
 //! code, and records crossing between the CLI and librdkafka both ways.
 
+// Test code: a failed expectation should fail the test loudly (docs/decisions/0014).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 mod common;
 
 use std::io::Write;

@@ -3,6 +3,13 @@
 //! of a key, and once the cleaner finishes a consumer sees one record per key of the sealed
 //! segments, each at the offset its produce was acknowledged at.
 
+// Test code: a failed expectation should fail the test loudly (docs/decisions/0014).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 mod common;
 
 use std::collections::HashMap;

@@ -4,6 +4,13 @@
 //! and the topic configs Kafka accepts. Requests are built with kafka-protocol and sent raw,
 //! so every field of the answer can be checked.
 
+// Test code: a failed expectation should fail the test loudly (docs/decisions/0014).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 mod common;
 
 use common::kafka;

@@ -5,6 +5,13 @@
 //! should have covered, and after a restart without the fault keeps every acknowledged record
 //! and serves produce and consume again.
 
+// Test code: a failed expectation should fail the test loudly (docs/decisions/0014).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 mod common;
 
 use std::collections::{HashMap, HashSet};

@@ -2,6 +2,13 @@
 //! keeps every message and topic; a kill -9 loses no acknowledged (acks=all) message and
 //! recovers a log with contiguous offsets that accepts new appends where it left off.
 
+// Test code: a failed expectation should fail the test loudly (docs/decisions/0014).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 mod common;
 
 use std::collections::{HashMap, HashSet};

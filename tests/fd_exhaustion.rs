@@ -8,6 +8,13 @@
 //! This test lowers its own process's fd limit (inherited by the broker it spawns), so it is the
 //! only test of this file: a test binary is one process.
 
+// Test code: a failed expectation should fail the test loudly (docs/decisions/0014).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 mod common;
 
 use std::collections::HashMap;

@@ -4,6 +4,13 @@
 //! larger than `max.partition.fetch.bytes` (KIP-74: returned anyway), and one read starts in
 //! the middle of a batch (the broker returns the whole batch, the client skips the head).
 
+// Test code: a failed expectation should fail the test loudly (docs/decisions/0014).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 mod common;
 
 use std::collections::BTreeMap;

@@ -6,6 +6,13 @@
 //! targets' generated seeds (the request seeds are captured from real clients,
 //! `fuzz/capture_requests.py`).
 
+// Test code: a failed expectation should fail the test loudly (docs/decisions/0014).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 #[allow(dead_code)]
 #[path = "../fuzz/src/lib.rs"]
 mod targets;

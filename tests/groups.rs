@@ -3,6 +3,13 @@
 //! auto-commit, independent groups, cooperative-sticky, static membership; plus raw-protocol
 //! checks of the coordinator's error codes. Each test owns its broker.
 
+// Test code: a failed expectation should fail the test loudly (docs/decisions/0014).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 mod common;
 
 use rdkafka::error::RDKafkaErrorCode;

@@ -3,6 +3,13 @@
 //! generations, MEMBER_ID_REQUIRED, invalid session timeouts, session expiry, DeleteGroups of
 //! non-empty and unknown groups, and commit metadata round trips.
 
+// Test code: a failed expectation should fail the test loudly (docs/decisions/0014).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 mod common;
 
 use std::io::{Read, Write};

@@ -4,6 +4,13 @@
 //! gaps and stale epochs are refused, duplicate detection survives a restart, and transactional
 //! use is refused (InitProducerId with a transactional id, FindCoordinator key type 1).
 
+// Test code: a failed expectation should fail the test loudly (docs/decisions/0014).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 mod common;
 
 use bytes::Bytes;

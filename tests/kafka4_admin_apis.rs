@@ -3,6 +3,13 @@
 //! ElectLeaders (never needed on one node) and Metadata by topic id with the name field left
 //! at the Java client's default "". The Java client itself drives them in compat/java.
 
+// Test code: a failed expectation should fail the test loudly (docs/decisions/0014).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 mod common;
 
 use common::{unique_name, wire, Broker, BrokerOpts};

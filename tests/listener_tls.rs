@@ -6,6 +6,13 @@
 //! another identity, a bad file, the cluster-default resource and non-dynamic keys (nothing
 //! changes then), and the reloaded keystore survives a restart.
 
+// Test code: a failed expectation should fail the test loudly (docs/decisions/0014).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 mod common;
 
 use std::net::{SocketAddr, TcpStream};

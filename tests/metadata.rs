@@ -1,6 +1,13 @@
 //! Metadata and ListOffsets through librdkafka: the broker list, topic/partition leadership,
 //! unknown topics, watermarks, earliest/latest and offsets by timestamp.
 
+// Test code: a failed expectation should fail the test loudly (docs/decisions/0014).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 mod common;
 
 use common::kafka::{self, CALL_TIMEOUT, TIMESTAMP_BASE_MS};

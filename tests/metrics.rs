@@ -4,6 +4,13 @@
 //!
 //! Each test owns its broker (admin port chosen by the kernel, read from the broker's log).
 
+// Test code: a failed expectation should fail the test loudly (docs/decisions/0014).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 mod common;
 
 use std::io::{Read, Write};

@@ -1,6 +1,13 @@
 //! Operations against a real broker process: stopping with many idle connections, deleting
 //! topics whose names are near Kafka's length limit, partitions that cannot be opened.
 
+// Test code: a failed expectation should fail the test loudly (docs/decisions/0014).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 mod common;
 
 use std::io::{Read, Write};

@@ -3,6 +3,13 @@
 //!
 //! Each test owns its broker; consumers `assign` explicit offsets (no group, no commits).
 
+// Test code: a failed expectation should fail the test loudly (docs/decisions/0014).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 mod common;
 
 use common::kafka;

@@ -2,6 +2,13 @@
 //! ports chosen at run time, each with its own metadata dir. Elections, commits, failover,
 //! restart from snapshot + log, garbage on the controller port, unreachable peers.
 
+// Test code: a failed expectation should fail the test loudly (docs/decisions/0014).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 use std::future::Future;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -8,6 +8,13 @@
 //! and the throttled bytes do not count. The throttled-rate measurement with a real client is
 //! `scripts/compat/security_quotas.py`.
 
+// Test code: a failed expectation should fail the test loudly (docs/decisions/0014).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 mod common;
 
 use std::net::{SocketAddr, TcpStream};

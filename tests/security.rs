@@ -5,6 +5,13 @@
 //! SASL token, a TLS handshake that stops halfway, plaintext on a TLS port, a client
 //! certificate from another CA. Each is refused and the broker keeps serving.
 
+// Test code: a failed expectation should fail the test loudly (docs/decisions/0014).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 mod common;
 
 use std::io::{Read, Write};

@@ -2,6 +2,13 @@
 //! walked on produce (inconsistent or undecodable ones refused) and searched record by record
 //! by ListOffsets; a torn sealed segment leaves everything else readable by librdkafka.
 
+// Test code: a failed expectation should fail the test loudly (docs/decisions/0014).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 mod common;
 
 use bytes::{Bytes, BytesMut};

@@ -6,6 +6,13 @@
 //! topic id answers UNKNOWN_TOPIC_ID instead of serving the new topic. Also: the metadata
 //! answers (brokers, leaders, epochs, controller, coordinator) come from the metadata image.
 
+// Test code: a failed expectation should fail the test loudly (docs/decisions/0014).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 mod common;
 
 use std::net::TcpStream;

@@ -69,7 +69,9 @@ pub fn encode_frame<E: Encodable>(
         .map_err(|e| CliError::Protocol(format!("encode {key:?} v{version}: {e}")))?;
     let size = i32::try_from(buf.len() - 4)
         .map_err(|_| CliError::Protocol("request larger than 2 GiB".into()))?;
-    buf[..4].copy_from_slice(&size.to_be_bytes());
+    if let Some(prefix) = buf.get_mut(..4) {
+        prefix.copy_from_slice(&size.to_be_bytes());
+    }
     Ok(buf.to_vec())
 }
 

@@ -49,12 +49,15 @@ pub fn run(ctx: &Ctx, args: ClusterArgs) -> Result<(), CliError> {
         "topics": topics,
     });
     if api_versions {
-        value["api_versions"] = versions
+        let listed: Value = versions
             .iter()
             .map(
                 |(k, min, max)| json!({"api_key": k, "name": api_name(*k), "min": min, "max": max}),
             )
             .collect();
+        if let Some(object) = value.as_object_mut() {
+            object.insert("api_versions".into(), listed);
+        }
     }
     ctx.out.emit(&value, || {
         let mut t = Table::new(&["ID", "HOST", "PORT", "RACK"]);

@@ -203,13 +203,17 @@ pub fn parse_json_record(
         }
     };
     let mut headers = Vec::new();
-    match &v["headers"] {
+    let field = |name: &str| v.get(name).unwrap_or(&Value::Null);
+    match field("headers") {
         Value::Array(items) => {
             for h in items {
-                let name = h["key"].as_str().ok_or_else(|| {
+                let name = h.get("key").and_then(Value::as_str).ok_or_else(|| {
                     CliError::Usage(format!("a header needs a string \"key\": {h}"))
                 })?;
-                headers.push((name.to_owned(), bytes_of(&h["value"])));
+                headers.push((
+                    name.to_owned(),
+                    bytes_of(h.get("value").unwrap_or(&Value::Null)),
+                ));
             }
         }
         Value::Object(map) => {
@@ -225,7 +229,7 @@ pub fn parse_json_record(
         }
     }
     headers.extend_from_slice(extra_headers);
-    let json_partition = match &v["partition"] {
+    let json_partition = match field("partition") {
         Value::Null => None,
         p => Some(
             p.as_i64()
@@ -234,8 +238,8 @@ pub fn parse_json_record(
         ),
     };
     Ok(Pending {
-        key: bytes_of(&v["key"]),
-        value: bytes_of(&v["value"]),
+        key: bytes_of(field("key")),
+        value: bytes_of(field("value")),
         headers,
         partition: partition.or(json_partition),
     })
@@ -254,7 +258,10 @@ pub fn murmur2(data: &[u8]) -> u32 {
     let mut h: u32 = 0x9747_b28c ^ data.len() as u32;
     let mut chunks = data.chunks_exact(4);
     for c in &mut chunks {
-        let mut k = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        let Ok(word) = <[u8; 4]>::try_from(c) else {
+            continue;
+        };
+        let mut k = u32::from_le_bytes(word);
         k = k.wrapping_mul(M);
         k ^= k >> R;
         k = k.wrapping_mul(M);
@@ -262,11 +269,11 @@ pub fn murmur2(data: &[u8]) -> u32 {
         h ^= k;
     }
     let tail = chunks.remainder();
-    if tail.len() >= 3 {
-        h ^= u32::from(tail[2]) << 16;
+    if let Some(&third) = tail.get(2) {
+        h ^= u32::from(third) << 16;
     }
-    if tail.len() >= 2 {
-        h ^= u32::from(tail[1]) << 8;
+    if let Some(&second) = tail.get(1) {
+        h ^= u32::from(second) << 8;
     }
     if let Some(&first) = tail.first() {
         h ^= u32::from(first);

@@ -45,7 +45,11 @@ pub async fn rebuild(log: &storage::Log, limits: RebuildLimits, now_ms: i64) -> 
     };
     let mut chosen: Vec<&(i64, PathBuf, u64)> = segments.iter().rev().take(2).collect();
     chosen.reverse();
-    if chosen.len() == 2 && chosen[0].2 > limits.previous_segment_bytes_max {
+    if chosen.len() == 2
+        && chosen
+            .first()
+            .is_some_and(|s| s.2 > limits.previous_segment_bytes_max)
+    {
         chosen.remove(0);
     }
     for (base, path, _) in chosen {

@@ -43,6 +43,16 @@ pub enum QuotaType {
 impl QuotaType {
     const ALL: [Self; 3] = [Self::Produce, Self::Fetch, Self::Request];
 
+    /// This type's entry of a per-type array (no indexing: the three are named).
+    fn of<T>(self, per_type: &[T; 3]) -> &T {
+        let [produce, fetch, request] = per_type;
+        match self {
+            Self::Produce => produce,
+            Self::Fetch => fetch,
+            Self::Request => request,
+        }
+    }
+
     fn key(self) -> &'static str {
         match self {
             Self::Produce => entity::PRODUCER_BYTE_RATE,
@@ -121,13 +131,11 @@ struct Live {
 
 impl Live {
     fn new(map: QuotaMap) -> Self {
-        let mut by_type: [Overrides; 3] = Default::default();
-        for t in QuotaType::ALL {
-            by_type[t as usize] = map
-                .iter()
+        let by_type = QuotaType::ALL.map(|t| {
+            map.iter()
                 .filter_map(|(e, values)| values.get(t.key()).map(|v| (e.clone(), *v)))
-                .collect();
-        }
+                .collect()
+        });
         Self { map, by_type }
     }
 }
@@ -240,7 +248,7 @@ impl QuotaManager {
         value: f64,
         now: u64,
     ) -> u64 {
-        let overrides = &live.by_type[quota_type as usize];
+        let overrides = quota_type.of(&live.by_type);
         if overrides.is_empty() {
             return 0;
         }
@@ -253,7 +261,8 @@ impl QuotaManager {
             QuotaType::Request => self.window.window_ms,
             _ => u64::MAX,
         };
-        let mut sensors = self.sensors[quota_type as usize]
+        let mut sensors = quota_type
+            .of(&self.sensors)
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         if !sensors.rates.contains_key(&tags) {
@@ -267,13 +276,14 @@ impl QuotaManager {
     /// quota check. A throttled fetch is answered without records, so its bytes must not count.
     pub fn unrecord_fetch(&self, user: &str, client_id: &str, bytes: usize) {
         let live = self.live();
-        let overrides = &live.by_type[QuotaType::Fetch as usize];
+        let overrides = QuotaType::Fetch.of(&live.by_type);
         if overrides.is_empty() {
             return;
         }
         let tags = resolve::metric_tags(user, client_id, overrides);
         let now = self.now_ms();
-        let mut sensors = self.sensors[QuotaType::Fetch as usize]
+        let mut sensors = QuotaType::Fetch
+            .of(&self.sensors)
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         if let Some(rate) = sensors.rates.get_mut(&tags) {
@@ -286,7 +296,7 @@ impl QuotaManager {
     /// quota.window.size.seconds`; `None` without a fetch quota for `user` / `client_id`.
     pub fn max_fetch_bytes_in_window(&self, user: &str, client_id: &str) -> Option<f64> {
         let live = self.live();
-        let overrides = &live.by_type[QuotaType::Fetch as usize];
+        let overrides = QuotaType::Fetch.of(&live.by_type);
         if overrides.is_empty() {
             return None;
         }

@@ -84,10 +84,12 @@ impl MetadataApplier for RecordHistory {
             .ok_or(RecordError::Invalid(
                 "snapshot offset list longer than the snapshot",
             ))?;
-        let offsets = bytes[8..offsets_end]
+        let offsets = bytes
+            .get(8..offsets_end)
+            .unwrap_or_default()
             .chunks_exact(8)
-            .map(|c| u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]));
-        let batch = RecordBatch::decode(&bytes[offsets_end..])?;
+            .filter_map(|c| super::be_u64_at(c, 0));
+        let batch = RecordBatch::decode(bytes.get(offsets_end..).unwrap_or_default())?;
         if batch.0.len() != count {
             return Err(RecordError::Invalid(
                 "snapshot offset and record counts differ",

@@ -235,14 +235,18 @@ impl Inner {
         if needs_roll {
             self.roll(first_index)?;
         }
-        let segment = self.segments.last_mut().expect("a segment after roll");
+        let Some(segment) = self.segments.last_mut() else {
+            return Err(io::Error::other("no segment after roll"));
+        };
         let mut buf = Vec::new();
         let mut positions = Vec::with_capacity(entries.len());
         for entry in &entries {
             positions.push(segment.size_bytes + buf.len() as u64);
             encode_entry(entry, &mut buf)?;
         }
-        let file = self.active.as_mut().expect("an active segment after roll");
+        let Some(file) = self.active.as_mut() else {
+            return Err(io::Error::other("no active segment after roll"));
+        };
         file.write_all(&buf)?;
         file.sync_data()?;
         segment.size_bytes += buf.len() as u64;
@@ -272,10 +276,9 @@ impl Inner {
             self.segments.pop();
         }
         sync_dir(&self.dir)?;
-        let segment = self
-            .segments
-            .last_mut()
-            .expect("the segment holding the cut");
+        let Some(segment) = self.segments.last_mut() else {
+            return Err(io::Error::other("no segment holds the cut"));
+        };
         assert_eq!(
             segment.base_index, cut.segment_base,
             "cut segment is the last"
@@ -341,8 +344,11 @@ fn parse_segment(bytes: &[u8]) -> (Vec<(u64, EntryOf)>, usize) {
     let mut entries = Vec::new();
     let mut at = 0usize;
     while let Some(header) = bytes.get(at..at + ENTRY_HEADER_BYTES) {
-        let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
-        let crc = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
+        let (Some(len), Some(crc)) = (super::be_u32_at(header, 0), super::be_u32_at(header, 4))
+        else {
+            break;
+        };
+        let len = len as usize;
         let start = at + ENTRY_HEADER_BYTES;
         if len == 0 || len > ENTRY_BYTES_MAX {
             break;
@@ -350,10 +356,13 @@ fn parse_segment(bytes: &[u8]) -> (Vec<(u64, EntryOf)>, usize) {
         let Some(body) = bytes.get(start..start + len) else {
             break;
         };
-        if crc32c::crc32c(body) != crc || body[0] != FORMAT_V0 {
+        let Some((&FORMAT_V0, payload)) = body.split_first() else {
+            break;
+        };
+        if crc32c::crc32c(body) != crc {
             break;
         }
-        let Ok(entry) = postcard::from_bytes::<EntryOf>(&body[1..]) else {
+        let Ok(entry) = postcard::from_bytes::<EntryOf>(payload) else {
             break;
         };
         entries.push((at as u64, entry));
@@ -400,16 +409,15 @@ pub(crate) fn read_small<T: serde::de::DeserializeOwned>(path: &Path) -> io::Res
         Err(e) => return Err(e),
     };
     let bad = || corrupt(format!("{} is corrupt", path.display()));
-    if bytes.len() < 5 || bytes[0] != FORMAT_V0 {
+    let (Some(&FORMAT_V0), Some(crc), Some(payload)) =
+        (bytes.first(), super::be_u32_at(&bytes, 1), bytes.get(5..))
+    else {
+        return Err(bad());
+    };
+    if crc32c::crc32c(payload) != crc {
         return Err(bad());
     }
-    let crc = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
-    if crc32c::crc32c(&bytes[5..]) != crc {
-        return Err(bad());
-    }
-    postcard::from_bytes(&bytes[5..])
-        .map(Some)
-        .map_err(|_| bad())
+    postcard::from_bytes(payload).map(Some).map_err(|_| bad())
 }
 
 impl RaftLogReader<QuorumTypes> for LogStore {

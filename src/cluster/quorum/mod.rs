@@ -415,3 +415,15 @@ fn propose_error(
         RaftError::Fatal(_) => QuorumError::Stopped,
     }
 }
+
+/// A big-endian `u32` at `at` of bytes read from disk or a peer; `None` past the end.
+pub(crate) fn be_u32_at(bytes: &[u8], at: usize) -> Option<u32> {
+    let raw: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
+    Some(u32::from_be_bytes(raw))
+}
+
+/// A big-endian `u64` at `at` of bytes read from disk or a peer; `None` past the end.
+pub(crate) fn be_u64_at(bytes: &[u8], at: usize) -> Option<u64> {
+    let raw: [u8; 8] = bytes.get(at..at.checked_add(8)?)?.try_into().ok()?;
+    Some(u64::from_be_bytes(raw))
+}

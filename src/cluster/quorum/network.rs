@@ -88,10 +88,13 @@ pub async fn read_frame(
     let mut body = compio::time::timeout(body_timeout, read_body(stream, len))
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "frame body timed out"))??;
-    if body[0] != FRAME_V0 {
-        return Err(FrameError::BadHeader(body[0]));
+    let (version, kind) = match body.as_slice() {
+        [version, kind, ..] => (*version, *kind),
+        _ => return Err(FrameError::BadHeader(0xFF)),
+    };
+    if version != FRAME_V0 {
+        return Err(FrameError::BadHeader(version));
     }
-    let kind = body[1];
     body.drain(..2);
     Ok((kind, body))
 }
@@ -104,7 +107,8 @@ async fn read_body(stream: &mut TcpStream, len: usize) -> io::Result<Vec<u8>> {
         let chunk = Vec::with_capacity(want);
         let BufResult(res, chunk) = stream.read_exact(chunk.slice(..want)).await;
         res?;
-        body.extend_from_slice(&chunk.into_inner()[..want]);
+        let chunk = chunk.into_inner();
+        body.extend_from_slice(chunk.get(..want).unwrap_or(&chunk));
     }
     Ok(body)
 }
@@ -345,7 +349,9 @@ impl PeerClient {
             stream.set_nodelay(true).map_err(CallError::Unreachable)?;
             self.stream = Some(stream);
         }
-        let stream = self.stream.as_mut().expect("connected above");
+        let Some(stream) = self.stream.as_mut() else {
+            return Err(CallError::Network(io::Error::other("not connected")));
+        };
         write_frame(stream, kind, &payload)
             .await
             .map_err(CallError::Network)?;

@@ -315,7 +315,9 @@ impl MetadataRecord {
         put_u32(out, 0);
         self.encode_body(out);
         let body_len = len_u32(out.len() - len_at - 4);
-        out[len_at..len_at + 4].copy_from_slice(&body_len.to_be_bytes());
+        if let Some(slot) = out.get_mut(len_at..len_at + 4) {
+            slot.copy_from_slice(&body_len.to_be_bytes());
+        }
     }
 
     /// Decodes one record from `r` (header and body).
@@ -465,7 +467,13 @@ impl<'a> Reader<'a> {
                 needed: n - left,
             });
         }
-        let out = &self.bytes[self.at..self.at + n];
+        let out = self
+            .bytes
+            .get(self.at..self.at + n)
+            .ok_or(RecordError::Truncated {
+                at: self.at,
+                needed: n,
+            })?;
         self.at += n;
         Ok(out)
     }
@@ -538,7 +546,7 @@ impl<'a> Reader<'a> {
         let bytes = self.take(count.saturating_mul(4))?;
         Ok(bytes
             .chunks_exact(4)
-            .map(|c| i32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+            .filter_map(|c| c.try_into().ok().map(i32::from_be_bytes))
             .collect())
     }
 

@@ -183,24 +183,27 @@ fn write_snapshot(dir: &Path, meta: &SnapshotMetaOf, data: &[u8]) -> io::Result<
 
 fn read_snapshot(path: &Path) -> io::Result<(SnapshotMetaOf, Vec<u8>)> {
     let bytes = fs::read(path)?;
-    if bytes.len() < 4 + 1 + 4 + 8 + 4 || &bytes[..4] != SNAPSHOT_MAGIC || bytes[4] != SNAPSHOT_V0 {
+    if bytes.len() < 4 + 1 + 4 + 8 + 4
+        || bytes.get(..4) != Some(SNAPSHOT_MAGIC)
+        || bytes.get(4) != Some(&SNAPSHOT_V0)
+    {
         return Err(corrupt(path, "bad header"));
     }
     let (body, crc) = bytes.split_at(bytes.len() - 4);
     if crc32c::crc32c(body).to_be_bytes() != crc {
         return Err(corrupt(path, "checksum mismatch"));
     }
-    let meta_len = u32::from_be_bytes([body[5], body[6], body[7], body[8]]) as usize;
+    let meta_len = super::be_u32_at(body, 5).ok_or_else(|| corrupt(path, "meta length"))? as usize;
     let meta_end = 9usize
         .checked_add(meta_len)
         .filter(|end| end + 8 <= body.len())
         .ok_or_else(|| corrupt(path, "meta length"))?;
+    let meta_bytes = body.get(9..meta_end).ok_or_else(|| corrupt(path, "meta"))?;
     let meta: SnapshotMetaOf =
-        postcard::from_bytes(&body[9..meta_end]).map_err(|_| corrupt(path, "meta"))?;
-    let mut len = [0u8; 8];
-    len.copy_from_slice(&body[meta_end..meta_end + 8]);
-    let data = &body[meta_end + 8..];
-    if u64::from_be_bytes(len) != data.len() as u64 {
+        postcard::from_bytes(meta_bytes).map_err(|_| corrupt(path, "meta"))?;
+    let len = super::be_u64_at(body, meta_end).ok_or_else(|| corrupt(path, "data length"))?;
+    let data = body.get(meta_end + 8..).unwrap_or_default();
+    if len != data.len() as u64 {
         return Err(corrupt(path, "data length"));
     }
     Ok((meta, data.to_vec()))

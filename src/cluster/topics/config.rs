@@ -227,7 +227,7 @@ fn check(rule: Check, value: &Value) -> Result<(), &'static str> {
                 && items
                     .iter()
                     .enumerate()
-                    .all(|(n, i)| !items[..n].contains(i))
+                    .all(|(n, i)| !items.iter().take(n).any(|earlier| earlier == i))
         }
         (Check::GzipLevel, Value::Int(v)) => *v == -1 || (1..=9).contains(v),
         (Check::ThrottledReplicas, Value::List(items)) => {
