@@ -95,6 +95,11 @@ impl Client {
     fn login(broker: &Broker, user: &str) -> Client {
         let addr: SocketAddr = listener(broker, "SASL_PLAINTEXT");
         let mut stream = wire::connect(addr);
+        // Requests here are answered, not refused: wait as long as a loaded machine may need
+        // (SCRAM's PBKDF2 and the controller's broadcasts in a debug build), not wire's 200 ms.
+        stream
+            .set_read_timeout(Some(wire::REPLY_TIMEOUT))
+            .unwrap_or_else(|e| panic!("set_read_timeout: {e}"));
         let done = scram_login(&mut stream, Mechanism::Sha256, user, &pw(user));
         assert_eq!(done.error_code, 0, "{user} login: {done:?}");
         Client {

@@ -355,6 +355,8 @@ fn quota_apis_need_cluster_configs_acls() {
     assert_eq!(codes, [0]);
 
     let mut bob = wire::connect(listener(&broker, "SASL_PLAINTEXT"));
+    bob.set_read_timeout(Some(wire::REPLY_TIMEOUT))
+        .unwrap_or_else(|e| panic!("set_read_timeout: {e}"));
     let done = scram_login(&mut bob, Mechanism::Sha256, "bob", "bob-secret");
     assert_eq!(done.error_code, 0);
     let described: DescribeClientQuotasResponse = request(
