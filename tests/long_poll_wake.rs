@@ -82,7 +82,7 @@ fn append_wakes_a_long_polling_fetch_on_any_shard() {
             });
             thread::sleep(PARK_TIME);
             let appended_at = Instant::now();
-            kafka::send_one(&producer, &topic, &record(round), Some(target));
+            kafka::send_one(&producer, topic, &record(round), Some(target));
             let deliveries = kafka::flush_all(&producer, 1);
             kafka::assert_all_acked(&deliveries);
             let (response, answered_at) = waiting.join().expect("fetch thread");
