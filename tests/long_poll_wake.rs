@@ -8,6 +8,14 @@
 //! The bound is generous (a missed wake-up shows as the 8 s deadline, not as a few ms): this
 //! pins the wake-up, not a speed (latency is measured in BENCHMARKS.md, "Low-load latency").
 
+// Test code: a failed expectation should fail the test loudly (docs/decisions/0014).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 mod common;
 
 use std::thread;
