@@ -9,7 +9,6 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
 
 use serde::{Deserialize, Serialize};
 
@@ -55,9 +54,7 @@ struct StoreFile {
 #[derive(Debug)]
 pub struct Authorizer {
     config: AuthorizerConfig,
-    path: PathBuf,
-    acls: RwLock<Acls>,
-    change_lock: futures_util::lock::Mutex<()>,
+    acls: crate::atomic_file::Persisted<Acls>,
 }
 
 impl Authorizer {
@@ -74,9 +71,7 @@ impl Authorizer {
         };
         Ok(Self {
             config,
-            path,
-            acls: RwLock::new(acls),
-            change_lock: futures_util::lock::Mutex::new(()),
+            acls: crate::atomic_file::Persisted::new(path, acls),
         })
     }
 
@@ -89,8 +84,8 @@ impl Authorizer {
         if !self.config.enabled {
             return true;
         }
-        let acls = self.acls.read().unwrap_or_else(|e| e.into_inner());
-        acl::authorize(&self.config, &acls, action)
+        self.acls
+            .read(|acls| acl::authorize(&self.config, acls, action))
     }
 
     /// Whether the principal may do `operation` on some resource of the type (KIP-679).
@@ -104,15 +99,16 @@ impl Authorizer {
         if !self.config.enabled {
             return true;
         }
-        let acls = self.acls.read().unwrap_or_else(|e| e.into_inner());
-        acl::authorize_by_resource_type(
-            &self.config,
-            &acls,
-            principal,
-            host,
-            operation,
-            resource_type,
-        )
+        self.acls.read(|acls| {
+            acl::authorize_by_resource_type(
+                &self.config,
+                acls,
+                principal,
+                host,
+                operation,
+                resource_type,
+            )
+        })
     }
 
     /// Kafka's authorized-operations bitfield for one resource.
@@ -123,19 +119,20 @@ impl Authorizer {
         resource_type: ResourceType,
         resource_name: &str,
     ) -> i32 {
-        let acls = self.acls.read().unwrap_or_else(|e| e.into_inner());
-        acl::authorized_operations(
-            &self.config,
-            &acls,
-            principal,
-            host,
-            resource_type,
-            resource_name,
-        )
+        self.acls.read(|acls| {
+            acl::authorized_operations(
+                &self.config,
+                acls,
+                principal,
+                host,
+                resource_type,
+                resource_name,
+            )
+        })
     }
 
     pub fn snapshot(&self) -> Acls {
-        self.acls.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.acls.snapshot()
     }
 
     /// Applies `change` to a copy, persists it, then publishes it; nothing is written when
@@ -144,16 +141,10 @@ impl Authorizer {
         &self,
         change: impl FnOnce(&mut Acls) -> (R, bool),
     ) -> Result<R, AclStoreError> {
-        let _serialised = self.change_lock.lock().await;
-        let mut acls = self.snapshot();
-        let (result, changed) = change(&mut acls);
-        if changed {
-            crate::atomic_file::write_off_thread(self.path.clone(), render(&acls).into_bytes())
-                .await
-                .map_err(AclStoreError::Write)?;
-            *self.acls.write().unwrap_or_else(|e| e.into_inner()) = acls;
-        }
-        Ok(result)
+        self.acls
+            .modify(change, render)
+            .await
+            .map_err(AclStoreError::Write)
     }
 }
 

@@ -9,7 +9,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -189,10 +188,7 @@ pub enum StoreError {
 /// Every user's SCRAM credentials, shared by all shards.
 #[derive(Debug)]
 pub struct CredentialStore {
-    path: PathBuf,
-    users: RwLock<Users>,
-    /// Serialises changes (persist, then publish) across shards.
-    change_lock: futures_util::lock::Mutex<()>,
+    users: crate::atomic_file::Persisted<Users>,
 }
 
 impl CredentialStore {
@@ -208,20 +204,18 @@ impl CredentialStore {
             Err(source) => return Err(StoreError::Read { path, source }),
         };
         Ok(Self {
-            path,
-            users: RwLock::new(users),
-            change_lock: futures_util::lock::Mutex::new(()),
+            users: crate::atomic_file::Persisted::new(path, users),
         })
     }
 
     pub fn get(&self, user: &str, mechanism: Mechanism) -> Option<Credential> {
-        let users = self.users.read().unwrap_or_else(|e| e.into_inner());
-        users.get(user).and_then(|m| m.get(&mechanism)).cloned()
+        self.users
+            .read(|users| users.get(user).and_then(|m| m.get(&mechanism)).cloned())
     }
 
     /// A snapshot of every user's mechanisms and iterations.
     pub fn snapshot(&self) -> Users {
-        self.users.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.users.snapshot()
     }
 
     /// Applies `change` to a copy, persists it, then publishes it. `change` returns what the
@@ -230,17 +224,10 @@ impl CredentialStore {
         &self,
         change: impl FnOnce(&mut Users) -> (R, bool),
     ) -> Result<R, StoreError> {
-        let _serialised = self.change_lock.lock().await;
-        let mut users = self.snapshot();
-        let (result, changed) = change(&mut users);
-        if changed {
-            let text = render_users(&users);
-            crate::atomic_file::write_off_thread(self.path.clone(), text.into_bytes())
-                .await
-                .map_err(StoreError::Write)?;
-            *self.users.write().unwrap_or_else(|e| e.into_inner()) = users;
-        }
-        Ok(result)
+        self.users
+            .modify(change, render_users)
+            .await
+            .map_err(StoreError::Write)
     }
 }
 
