@@ -24,6 +24,7 @@ pub mod net;
 pub mod partition;
 pub mod producers;
 pub mod quotas;
+pub mod replication;
 pub mod router;
 pub mod security;
 pub mod shard;

@@ -1,0 +1,142 @@
+//! Kafka's `replication-offset-checkpoint`: one file per data directory holding every local
+//! partition's high watermark, so a restarted follower (or a leader elected right after its
+//! restart) starts from the high watermark it had learnt instead of 0 or its log end.
+//!
+//! Format (Kafka's `OffsetCheckpointFile`): a version line `0`, an entry count, then one
+//! `topic partition offset` line per partition. Written atomically (temp file, fsync, rename).
+//!
+//! Invariants: a file that does not parse is refused whole (no partial map); topic names
+//! hold no whitespace (Kafka's legal characters), so a line splits unambiguously.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Kafka's file name, in the data directory.
+pub const CHECKPOINT_FILE: &str = "replication-offset-checkpoint";
+const VERSION: i32 = 0;
+/// A file claiming more entries is refused as corrupt (bounds what a damaged file allocates).
+const ENTRIES_MAX: usize = 1 << 22;
+
+/// (topic, partition) -> high watermark.
+pub type HighWatermarks = BTreeMap<(String, u32), i64>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("{path}: corrupt replication-offset checkpoint: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+}
+
+pub fn to_text(marks: &HighWatermarks) -> String {
+    let mut out = format!("{VERSION}\n{}\n", marks.len());
+    for ((topic, partition), offset) in marks {
+        out.push_str(&format!("{topic} {partition} {offset}\n"));
+    }
+    out
+}
+
+pub fn from_text(text: &str) -> Result<HighWatermarks, String> {
+    let mut lines = text.lines();
+    let mut next = |what: &str| lines.next().ok_or_else(|| format!("missing {what}"));
+    let version: i32 = next("version")?
+        .trim()
+        .parse()
+        .map_err(|_| "bad version line".to_owned())?;
+    if version != VERSION {
+        return Err(format!("unsupported version {version}"));
+    }
+    let count: usize = next("entry count")?
+        .trim()
+        .parse()
+        .map_err(|_| "bad entry count".to_owned())?;
+    if count > ENTRIES_MAX {
+        return Err(format!("{count} entries"));
+    }
+    let mut marks = HighWatermarks::new();
+    for _ in 0..count {
+        let line = next("entry")?;
+        let mut fields = line.split_whitespace();
+        let topic = fields.next().map(str::to_owned);
+        let partition = fields.next().and_then(|f| f.parse::<u32>().ok());
+        let offset = fields.next().and_then(|f| f.parse::<i64>().ok());
+        let (Some(topic), Some(partition), Some(offset), None) =
+            (topic, partition, offset, fields.next())
+        else {
+            return Err(format!("bad entry {line:?}"));
+        };
+        if offset < 0 {
+            return Err(format!("negative offset in {line:?}"));
+        }
+        marks.insert((topic, partition), offset);
+    }
+    Ok(marks)
+}
+
+pub fn path(data_dir: &Path) -> PathBuf {
+    data_dir.join(CHECKPOINT_FILE)
+}
+
+/// Loads the checkpoint of `data_dir`; empty when there is none yet. Blocking (read once at
+/// start-up).
+pub fn load(data_dir: &Path) -> Result<HighWatermarks, CheckpointError> {
+    let path = path(data_dir);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(HighWatermarks::new()),
+        Err(source) => return Err(CheckpointError::Io { path, source }),
+    };
+    from_text(&text).map_err(|reason| CheckpointError::Corrupt { path, reason })
+}
+
+/// Writes the checkpoint atomically, off the shard thread.
+pub async fn persist(data_dir: &Path, marks: &HighWatermarks) -> Result<(), CheckpointError> {
+    let path = path(data_dir);
+    crate::atomic_file::write_off_thread(path.clone(), to_text(marks).into_bytes())
+        .await
+        .map_err(|source| CheckpointError::Io { path, source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kafka_text_format_round_trips() {
+        let mut marks = HighWatermarks::new();
+        marks.insert(("orders".into(), 0), 42);
+        marks.insert(("orders".into(), 1), 0);
+        marks.insert(("__consumer_offsets".into(), 7), 9);
+        let text = to_text(&marks);
+        assert_eq!(text, "0\n3\n__consumer_offsets 7 9\norders 0 42\norders 1 0\n");
+        assert_eq!(from_text(&text), Ok(marks));
+    }
+
+    #[test]
+    fn damaged_files_are_refused() {
+        for bad in [
+            "",
+            "1\n0\n",
+            "0\n2\nt 0 1\n",
+            "0\n1\nt x 1\n",
+            "0\n1\nt 0 1 extra\n",
+            "0\n1\nt 0 -5\n",
+            "0\n99999999999\n",
+        ] {
+            assert!(from_text(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[compio::test]
+    async fn persists_and_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(load(dir.path()).unwrap().is_empty());
+        let mut marks = HighWatermarks::new();
+        marks.insert(("t".into(), 3), 17);
+        persist(dir.path(), &marks).await.unwrap();
+        assert_eq!(load(dir.path()).unwrap(), marks);
+        std::fs::write(path(dir.path()), "garbage").unwrap();
+        assert!(matches!(load(dir.path()), Err(CheckpointError::Corrupt { .. })));
+    }
+}
