@@ -19,6 +19,7 @@
 pub mod api;
 pub mod epochs;
 pub mod error;
+pub mod follower;
 pub mod local;
 pub mod proxy;
 pub mod service;

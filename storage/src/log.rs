@@ -135,7 +135,7 @@ impl Log {
     /// started, not awaited (await `wait_durable(last_offset)` for durability).
     pub async fn append(
         &self,
-        mut batches: BytesMut,
+        batches: BytesMut,
         opts: AppendOptions,
     ) -> Result<AppendInfo, StorageError> {
         let cfg = self.config();
@@ -144,6 +144,40 @@ impl Log {
             cfg.max_message_bytes,
             cfg.inflated_batch_bytes_max,
         )?;
+        self.append_validated(batches, infos, opts, Stamp::Leader)
+            .await
+    }
+
+    /// A follower's append (Kafka's `appendAsFollower`): the leader's batches stored unchanged,
+    /// with the offsets and leader epochs the leader gave them. Each batch is validated as a
+    /// stored one (header, CRC, uncompressed records); the first must start at the log end
+    /// and each next one where the previous ended (OffsetOutOfRange otherwise, nothing
+    /// written). `leader_epoch` in `opts` is ignored; `now_ms` drives rolls and flush.ms.
+    pub async fn append_as_follower(
+        &self,
+        batches: BytesMut,
+        opts: AppendOptions,
+    ) -> Result<AppendInfo, StorageError> {
+        let cfg = self.config();
+        let mut infos = Vec::new();
+        for one in batch::split_batches(&batches) {
+            infos.push(batch::validate_batch(one?, cfg.max_message_bytes)?);
+        }
+        if infos.is_empty() {
+            return Err(StorageError::InvalidRecord("no record batches".into()));
+        }
+        self.append_validated(batches, infos, opts, Stamp::Follower)
+            .await
+    }
+
+    async fn append_validated(
+        &self,
+        mut batches: BytesMut,
+        infos: Vec<BatchInfo>,
+        opts: AppendOptions,
+        stamp: Stamp,
+    ) -> Result<AppendInfo, StorageError> {
+        let cfg = self.config();
         let offsets_needed: i64 = infos
             .iter()
             .map(|i| i64::from(i.header.last_offset_delta) + 1)
@@ -164,7 +198,10 @@ impl Log {
         }
         let active = self.state.borrow().active()?;
         let base_offset = self.state.borrow().log_end;
-        let metas = rewrite(&mut batches, &infos, base_offset, &cfg, opts);
+        let metas = match stamp {
+            Stamp::Leader => rewrite(&mut batches, &infos, base_offset, &cfg, opts),
+            Stamp::Follower => as_stamped(&infos, base_offset, self.log_start_offset().0)?,
+        };
         let pos = active.size.get();
         let (new_offsets, new_times, tracker) = {
             let mut tracker = active.tracker.get();
@@ -686,6 +723,44 @@ fn write_failed(seg: &Segment, pos: u64, len: u64, e: std::io::Error) -> Storage
             path.display()
         ),
     ))
+}
+
+/// Whether an append assigns offsets and the leader epoch (a leader) or keeps the batches'
+/// own (a follower).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stamp {
+    Leader,
+    Follower,
+}
+
+/// A follower's batches as the leader stamped them: their offsets must continue the log
+/// (`log_end`) without gaps; metadata comes from their headers, bytes stay unchanged.
+fn as_stamped(
+    infos: &[BatchInfo],
+    log_end: i64,
+    log_start: i64,
+) -> Result<Vec<BatchMeta>, StorageError> {
+    let mut metas = Vec::with_capacity(infos.len());
+    let mut next = log_end;
+    for info in infos {
+        let header = &info.header;
+        if header.base_offset != next || header.last_offset() < header.base_offset {
+            return Err(StorageError::OffsetOutOfRange {
+                offset: header.base_offset,
+                log_start,
+                log_end: next,
+            });
+        }
+        // LogAppendTime batches were indexed by the leader at their first record.
+        let delta = if header.is_log_append_time() {
+            0
+        } else {
+            info.max_timestamp_delta
+        };
+        metas.push(BatchMeta::new(header, delta));
+        next = header.last_offset() + 1;
+    }
+    Ok(metas)
 }
 
 fn rewrite(

@@ -1,0 +1,175 @@
+//! The follower-append path of a partition (Kafka's `Partition.appendRecordsToFollowerOrFutureReplica`
+//! and `UnifiedLog.appendAsFollower` / `truncateTo`): the leader's batches are stored
+//! unchanged (offsets, leader epochs, CRCs as the leader wrote them; each CRC checked), the
+//! leader-epoch cache learns every new epoch from the batches, the producer state follows the
+//! replicated batches (so this replica can answer an idempotent producer's retry once it
+//! leads), and a divergent tail is truncated with the cache cut back to match.
+//!
+//! Invariants: a follower append starts exactly at the log end (no gap, no overlap); the
+//! leader-epoch cache never names an epoch whose start is at or past the log end after a
+//! truncation; storage I/O errors stop the process (`error::storage_error`).
+
+use bytes::{Bytes, BytesMut};
+
+use super::epochs::LeaderEpochCache;
+use super::error::storage_error;
+use super::{Partition, PartitionError};
+use crate::producers;
+
+/// What a follower append stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FollowerAppended {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    pub bytes: u32,
+}
+
+impl Partition {
+    /// Appends the leader's `records` (whole batches, as a Fetch response carried them) at
+    /// the log end. Errors: a batch that does not start where the log ends
+    /// (OffsetOutOfRange: the fetcher's position is stale), a corrupt batch (CORRUPT_MESSAGE).
+    pub async fn append_as_follower(
+        &self,
+        records: Bytes,
+        now_ms: i64,
+    ) -> Result<FollowerAppended, PartitionError> {
+        let scanned = producers::scan_batches(&records);
+        let epochs = batch_epochs(&records);
+        let opts = storage::AppendOptions {
+            leader_epoch: self.leader_epoch.get(),
+            now_ms,
+        };
+        let _serialised = self.producer_lock.lock().await;
+        let info = self
+            .log
+            .append_as_follower(BytesMut::from(records), opts)
+            .await
+            .map_err(|e| match e {
+                storage::StorageError::Io(_) => storage_error(&self.tp, e),
+                other => PartitionError::from_storage(other),
+            })?;
+        if let Some(batches) = scanned {
+            let mut states = self.producers.borrow_mut();
+            for (ident, meta) in producers::placements(&batches, info.base_offset.0, -1) {
+                states.commit(&ident, meta, now_ms);
+            }
+        }
+        self.learn_epochs(&epochs).await?;
+        Ok(FollowerAppended {
+            base_offset: info.base_offset.0,
+            last_offset: info.last_offset.0,
+            bytes: info.bytes,
+        })
+    }
+
+    /// Kafka's `maybeAssignEpochStartOffset` per appended batch: an epoch above the cache's
+    /// latest starts at that batch. Persists the cache when it changed.
+    async fn learn_epochs(&self, epochs: &[(i32, i64)]) -> Result<(), PartitionError> {
+        let mut changed = false;
+        {
+            let mut cache = self.epochs.borrow_mut();
+            for (epoch, base_offset) in epochs {
+                changed |= cache.assign(*epoch, *base_offset);
+            }
+        }
+        if changed {
+            let snapshot = self.epochs.borrow().clone();
+            if let Err(e) = snapshot.persist(self.log.dir()).await {
+                epoch_cache_fatal(self, &e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes every record at and after `offset` (a divergent tail, decided by
+    /// `replication::truncation`), cuts the leader-epoch cache back to match and rebuilds the
+    /// producer state from what remains. Never called with the high watermark alone.
+    pub async fn truncate_to(
+        &self,
+        offset: i64,
+        limits: producers::rebuild::RebuildLimits,
+        now_ms: i64,
+    ) -> Result<(), PartitionError> {
+        let _serialised = self.producer_lock.lock().await;
+        self.log
+            .truncate_to(storage::Offset(offset))
+            .await
+            .map_err(|e| storage_error(&self.tp, e))?;
+        let end = self.log.log_end_offset().0;
+        let cut = truncate_from_end(&self.epochs.borrow(), end);
+        if let Some(cache) = cut {
+            if let Err(e) = cache.persist(self.log.dir()).await {
+                epoch_cache_fatal(self, &e);
+            }
+            *self.epochs.borrow_mut() = cache;
+        }
+        *self.producers.borrow_mut() = producers::rebuild::rebuild(&self.log, limits, now_ms).await;
+        Ok(())
+    }
+
+    /// The follower's (epoch, end offset) for `epoch` from its own cache and log end (what
+    /// `replication::truncation::truncation_offset` compares with the leader's answer).
+    pub fn own_end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
+        self.epochs
+            .borrow()
+            .end_offset_for(epoch, self.log.log_end_offset().0)
+    }
+
+    /// The latest epoch in the cache (what a follower asks OffsetForLeaderEpoch about and
+    /// sends as `last_fetched_epoch`); -1 for an empty cache.
+    pub fn latest_epoch(&self) -> i32 {
+        self.epochs
+            .borrow()
+            .latest_epoch()
+            .unwrap_or(super::epochs::UNDEFINED_EPOCH)
+    }
+
+    /// Kafka's `makeFollower`: loads the leader-epoch checkpoint so truncation and
+    /// `last_fetched_epoch` see this replica's history, and records the leader's epoch (for
+    /// KIP-320 checks) without assigning it a start offset: the batches bring it.
+    pub fn become_follower(&self, leader_epoch: i32) -> Result<(), PartitionError> {
+        let loaded = LeaderEpochCache::load(self.log.dir())
+            .map_err(|e| PartitionError::Storage(e.to_string()))?;
+        if let Some(cache) = loaded {
+            *self.epochs.borrow_mut() = cache;
+        }
+        let current = self.leader_epoch.get().max(leader_epoch);
+        self.leader_epoch.set(current);
+        Ok(())
+    }
+}
+
+/// (leader epoch, base offset) of each batch in `records`, in order.
+fn batch_epochs(records: &[u8]) -> Vec<(i32, i64)> {
+    storage::split_batches(records)
+        .filter_map(|b| b.ok())
+        .filter_map(|b| storage::BatchHeader::parse(b).ok())
+        .map(|h| (h.partition_leader_epoch, h.base_offset))
+        .collect()
+}
+
+/// Kafka's `LeaderEpochFileCache.truncateFromEnd`: the cache without the epochs starting at
+/// or after `log_end`; `None` when nothing changes.
+pub fn truncate_from_end(cache: &LeaderEpochCache, log_end: i64) -> Option<LeaderEpochCache> {
+    let entries = cache.entries();
+    if entries.iter().all(|e| e.start_offset < log_end) {
+        return None;
+    }
+    let mut kept = LeaderEpochCache::default();
+    for e in entries.iter().filter(|e| e.start_offset < log_end) {
+        kept.assign(e.epoch, e.start_offset);
+    }
+    Some(kept)
+}
+
+/// A leader-epoch checkpoint that cannot be written is a disk fault: fatal, as for the log.
+fn epoch_cache_fatal(partition: &Partition, error: &super::epochs::EpochCacheError) -> ! {
+    shards::fatal(format!(
+        "cannot write the leader-epoch checkpoint of {}: {error}",
+        partition.tp.dir_name()
+    ))
+}
+
+#[cfg(test)]
+#[path = "follower_tests.rs"]
+mod tests;
