@@ -40,6 +40,11 @@ pub fn partition_error_code(error: &PartitionError) -> i16 {
         // PRODUCER_FENCED is for the transactional APIs.
         PartitionError::InvalidProducerEpoch(_) => K::InvalidProducerEpoch.code(),
         PartitionError::TopicAuthorizationFailed => K::TopicAuthorizationFailed.code(),
+        PartitionError::NotEnoughReplicas { .. } => K::NotEnoughReplicas.code(),
+        PartitionError::NotEnoughReplicasAfterAppend { .. } => {
+            K::NotEnoughReplicasAfterAppend.code()
+        }
+        PartitionError::RequestTimedOut => K::RequestTimedOut.code(),
     }
 }
 

@@ -50,6 +50,15 @@ pub enum PartitionError {
     /// The authorizer refused the operation on the topic (handlers::authz).
     #[error("Topic authorization failed.")]
     TopicAuthorizationFailed,
+    /// acks=all with the ISR below min.insync.replicas: nothing was written (replication).
+    #[error("the ISR has {isr} replicas, below min.insync.replicas {min_isr}")]
+    NotEnoughReplicas { isr: usize, min_isr: usize },
+    /// acks=all: written, but the ISR shrank below min.insync.replicas before it replicated.
+    #[error("the ISR has {isr} replicas after the append, below min.insync.replicas {min_isr}")]
+    NotEnoughReplicasAfterAppend { isr: usize, min_isr: usize },
+    /// acks=all: not replicated to the ISR within the request timeout.
+    #[error("not replicated within the request timeout")]
+    RequestTimedOut,
 }
 
 impl From<super::LeaderEpochError> for PartitionError {

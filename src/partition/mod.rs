@@ -22,6 +22,7 @@ pub mod error;
 pub mod follower;
 pub mod local;
 pub mod proxy;
+pub mod replicated;
 pub mod service;
 pub mod timestamps;
 
