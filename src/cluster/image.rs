@@ -316,6 +316,11 @@ impl MetadataImage {
         }
     }
 
+    /// Every BROKER resource's dynamic configs ("" is the cluster-wide default).
+    pub fn broker_config_resources(&self) -> &BTreeMap<String, BTreeMap<String, String>> {
+        &self.broker_configs
+    }
+
     // --- producer ids ---
 
     /// The first producer id of the next block the controller hands out.
