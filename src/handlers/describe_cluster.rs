@@ -31,7 +31,7 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
                     )
                 })
                 .collect();
-            (brokers, image.controller_id())
+            (brokers, shard.controller_id())
         };
         let operations = if body.include_cluster_authorized_operations {
             super::authz::authorized_operations(

@@ -63,6 +63,7 @@ pub fn topic_error_code(error: &TopicError) -> i16 {
             | TopicConfigError::Conflict(_),
         ) => K::InvalidConfig.code(),
         TopicError::Io(_) | TopicError::Corrupt(_) => K::KafkaStorageError.code(),
+        TopicError::NotController => K::NotController.code(),
     }
 }
 
@@ -78,6 +79,7 @@ pub fn admin_error_code(error: &AdminError) -> i16 {
         AdminError::Storage(_) => K::KafkaStorageError.code(),
         AdminError::TopicAuthorizationFailed => K::TopicAuthorizationFailed.code(),
         AdminError::ClusterAuthorizationFailed => K::ClusterAuthorizationFailed.code(),
+        AdminError::NotController => K::NotController.code(),
     }
 }
 
