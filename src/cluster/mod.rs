@@ -21,8 +21,10 @@
 //! after the same records, applied in the same order; handlers read brokers, leaders and
 //! epochs from the image on their own shard and never from the broker config.
 
+pub mod alter_partition;
 pub mod controller;
 pub mod deletion;
+pub mod election;
 pub mod follow;
 pub mod heartbeat;
 pub mod image;
