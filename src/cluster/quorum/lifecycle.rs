@@ -198,17 +198,25 @@ impl Lifecycle {
                 ));
             }
         }
-        let previous = existing.map_or(0, |b| b.broker_epoch.saturating_add(1));
+        let previous = existing
+            .as_ref()
+            .map_or(0, |b| b.broker_epoch.saturating_add(1));
         let broker_epoch = crate::cluster::now_ms().max(previous);
-        let record = MetadataRecord::RegisterBroker(RegisterBrokerRecord {
+        // The old registration's leadership ends with it (as if fenced), so the new one is
+        // elected again, with a new leader epoch, once caught up.
+        let mut records = match existing.filter(|b| !b.fenced) {
+            Some(old) => fence_records(&self.image.lock().image, old.broker_id, old.broker_epoch),
+            None => Vec::new(),
+        };
+        records.push(MetadataRecord::RegisterBroker(RegisterBrokerRecord {
             broker_id: request.broker_id,
             incarnation_id: request.incarnation_id,
             broker_epoch,
             end_points: request.end_points,
             rack: request.rack,
             fenced: true,
-        });
-        let offset = self.propose(vec![record]).await?;
+        }));
+        let offset = self.propose(records).await?;
         tracing::info!(
             broker = request.broker_id,
             broker_epoch,

@@ -303,6 +303,7 @@ struct Member {
 
 impl Member {
     fn run(self, ready: std::sync::mpsc::SyncSender<Result<(), String>>) {
+        block_stop_signals();
         let runtime = match compio::runtime::Runtime::new() {
             Ok(runtime) => runtime,
             Err(e) => {
@@ -411,6 +412,21 @@ impl Member {
             )));
         }
         Ok((raft, tasks))
+    }
+}
+
+/// SIGINT/SIGTERM belong to the process's signal thread (`shards::run` blocks them in every
+/// thread it starts); a broker's quorum thread starts before it, so it blocks them itself, or
+/// the kernel could deliver a stop signal here and kill the process without a clean shutdown.
+fn block_stop_signals() {
+    // SAFETY: sigemptyset/sigaddset/pthread_sigmask only write the local set and this
+    // thread's own signal mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
     }
 }
 
