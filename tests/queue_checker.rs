@@ -91,5 +91,8 @@ fn unexpected_values_and_offset_conflicts_are_reported() {
     let report = c.report();
     assert_eq!(report.unexpected.len(), 2, "{report}");
     assert!(report.unexpected.iter().any(|u| u.contains("never sent")));
-    assert!(report.unexpected.iter().any(|u| u.contains("read both a and other")));
+    assert!(report
+        .unexpected
+        .iter()
+        .any(|u| u.contains("read both a and other")));
 }

@@ -93,7 +93,10 @@ impl AlterPartitionError {
 }
 
 /// Per topic, per partition: the committed state or the error.
-pub type AlterPartitionResponse = Vec<(TopicId, Vec<(u32, Result<PartitionState, AlterPartitionError>)>)>;
+pub type AlterPartitionResponse = Vec<(
+    TopicId,
+    Vec<(u32, Result<PartitionState, AlterPartitionError>)>,
+)>;
 
 /// Validates `request` against `image`; returns the records to commit and the answer.
 pub fn alter_partition(
@@ -195,10 +198,13 @@ fn validate(
     if !valid || !new_isr.contains(&current.leader) {
         return Err(E::InvalidRequest);
     }
-    let ineligible = data.new_isr.iter().any(|m| match image.broker(m.broker_id) {
-        None => true,
-        Some(b) => b.fenced || (m.broker_epoch != -1 && m.broker_epoch != b.broker_epoch),
-    });
+    let ineligible = data
+        .new_isr
+        .iter()
+        .any(|m| match image.broker(m.broker_id) {
+            None => true,
+            Some(b) => b.fenced || (m.broker_epoch != -1 && m.broker_epoch != b.broker_epoch),
+        });
     if ineligible {
         return Err(E::IneligibleReplica);
     }
@@ -236,7 +242,10 @@ mod tests {
     fn answer(
         img: &MetadataImage,
         req: &AlterPartitionRequest,
-    ) -> (Vec<MetadataRecord>, Result<PartitionState, AlterPartitionError>) {
+    ) -> (
+        Vec<MetadataRecord>,
+        Result<PartitionState, AlterPartitionError>,
+    ) {
         let (records, response) = alter_partition(img, req, |_| false).unwrap();
         let one = response[0].1[0].1.clone();
         (records, one)
@@ -293,7 +302,11 @@ mod tests {
         let mut other = request(4, 9, &[1]);
         other.broker_id = 2;
         other.broker_epoch = 12;
-        assert_eq!(answer(&img, &other).1, Err(E::InvalidRequest), "not the leader");
+        assert_eq!(
+            answer(&img, &other).1,
+            Err(E::InvalidRequest),
+            "not the leader"
+        );
         let mut stale = request(4, 9, &[1]);
         stale.broker_epoch = 3;
         assert_eq!(

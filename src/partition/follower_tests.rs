@@ -10,7 +10,12 @@ async fn open(dir: &std::path::Path) -> Rc<Partition> {
         .unwrap();
     let limits = crate::config::BrokerConfig::default().producer_rebuild_limits();
     let producers = crate::producers::ProducerStates::new(limits.state);
-    Rc::new(Partition::new(TopicPartition::new("t", 0), log, 8, producers))
+    Rc::new(Partition::new(
+        TopicPartition::new("t", 0),
+        log,
+        8,
+        producers,
+    ))
 }
 
 fn batch(values: &[&str]) -> Bytes {
@@ -85,7 +90,10 @@ async fn follower_copies_are_byte_identical() {
     let again = follower
         .append_as_follower(fetch(&leader, 0).await, 2_000)
         .await;
-    assert!(matches!(again, Err(PartitionError::OffsetOutOfRange { .. })));
+    assert!(matches!(
+        again,
+        Err(PartitionError::OffsetOutOfRange { .. })
+    ));
     assert_eq!(follower.log_end_offset(), 3);
 }
 
@@ -102,7 +110,10 @@ async fn corrupt_batches_are_refused() {
     let follower = open(fd.path()).await;
     follower.become_follower(0).unwrap();
     let refused = follower.append_as_follower(Bytes::from(bytes), 2_000).await;
-    assert!(matches!(refused, Err(PartitionError::Corrupt(_))), "{refused:?}");
+    assert!(
+        matches!(refused, Err(PartitionError::Corrupt(_))),
+        "{refused:?}"
+    );
     assert_eq!(follower.log_end_offset(), 0);
 }
 

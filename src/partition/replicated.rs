@@ -126,7 +126,10 @@ impl ReplicatedPartition {
     /// covers, wake long-polling consumers.
     fn after_state_change(&self) {
         let log_end = self.log_end();
-        let moved = self.state.borrow_mut().maybe_increment_high_watermark(log_end);
+        let moved = self
+            .state
+            .borrow_mut()
+            .maybe_increment_high_watermark(log_end);
         let (hw, isr_len) = {
             let s = self.state.borrow();
             (s.high_watermark(), s.isr_state().isr().len())
@@ -242,7 +245,8 @@ impl ReplicatedPartition {
         };
         // Replicated already (the ISR is the leader alone, or followers were quick).
         self.after_state_change();
-        let timeout = Duration::from_millis(u64::try_from(self.config.produce_timeout_ms).unwrap_or(0));
+        let timeout =
+            Duration::from_millis(u64::try_from(self.config.produce_timeout_ms).unwrap_or(0));
         match compio::time::timeout(timeout, rx).await {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(_cancelled)) => Err(AckError::NotLeaderOrFollower),

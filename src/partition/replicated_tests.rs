@@ -16,7 +16,12 @@ async fn open(dir: &std::path::Path) -> Rc<Partition> {
         .unwrap();
     let limits = crate::config::BrokerConfig::default().producer_rebuild_limits();
     let producers = crate::producers::ProducerStates::new(limits.state);
-    Rc::new(Partition::new(TopicPartition::new("t", 0), log, 8, producers))
+    Rc::new(Partition::new(
+        TopicPartition::new("t", 0),
+        log,
+        8,
+        producers,
+    ))
 }
 
 struct Cluster {
@@ -122,20 +127,39 @@ async fn acks_all_waits_for_the_isr_and_replicas_are_identical() {
     compio::time::sleep(Duration::from_millis(20)).await;
     assert_eq!(c.leader.log_end_offset(), 2);
     assert_eq!(c.leader.high_watermark(), 0);
-    assert!(c.leader.read(0, 1 << 20, true, -1).await.unwrap().slice.is_none());
+    assert!(c
+        .leader
+        .read(0, 1 << 20, true, -1)
+        .await
+        .unwrap()
+        .slice
+        .is_none());
     assert!(!produce.is_finished());
     c.replicate(2, 10).await;
     compio::time::sleep(Duration::from_millis(5)).await;
-    assert_eq!(c.leader.high_watermark(), 0, "the leader learns it on the next fetch");
+    assert_eq!(
+        c.leader.high_watermark(),
+        0,
+        "the leader learns it on the next fetch"
+    );
     c.replicate(2, 10).await;
     compio::time::sleep(Duration::from_millis(5)).await;
-    assert!(!produce.is_finished(), "follower 3 is in the ISR and lacks it");
+    assert!(
+        !produce.is_finished(),
+        "follower 3 is in the ISR and lacks it"
+    );
     assert_eq!(c.leader.high_watermark(), 0);
     c.catch_up(3, 10).await;
     let answered = produce.await.unwrap().unwrap();
     assert_eq!(answered.ok.base_offset, 0);
     assert_eq!(c.leader.high_watermark(), 2);
-    assert!(c.leader.read(0, 1 << 20, true, -1).await.unwrap().slice.is_some());
+    assert!(c
+        .leader
+        .read(0, 1 << 20, true, -1)
+        .await
+        .unwrap()
+        .slice
+        .is_some());
     // The followers learn the high watermark on their next fetch.
     assert_eq!(c.replicate(2, 20).await, 2);
     // acks=1 answers at once.
@@ -162,13 +186,17 @@ async fn stopped_followers_shrink_the_isr_then_rejoin() {
     c.catch_up(2, 500).await;
     // Follower 3 has stopped.
     c.leader.maybe_shrink_isr(LAG_MS);
-    assert!(c.leader.take_isr_proposals().is_empty(), "not lagging long enough");
+    assert!(
+        c.leader.take_isr_proposals().is_empty(),
+        "not lagging long enough"
+    );
     c.leader.maybe_shrink_isr(LAG_MS + 1);
     let proposals = c.leader.take_isr_proposals();
     assert_eq!(proposals.len(), 1);
     assert_eq!(proposals[0].new_isr, vec![1, 2]);
     assert!(!produce.is_finished(), "the shrink is not committed yet");
-    c.leader.on_isr_committed(1, 1, proposals[0].new_isr.clone());
+    c.leader
+        .on_isr_committed(1, 1, proposals[0].new_isr.clone());
     assert!(
         produce.await.unwrap().is_ok(),
         "acknowledged by leader and follower 2"
@@ -201,9 +229,7 @@ async fn stopped_followers_shrink_the_isr_then_rejoin() {
     c.leader.on_isr_committed(1, 4, p[0].new_isr.clone());
     assert_eq!(
         c.leader.state().isr_state(),
-        &IsrState::Committed {
-            isr: vec![1, 2, 3]
-        }
+        &IsrState::Committed { isr: vec![1, 2, 3] }
     );
     // acks=all works again once both have the batch.
     let produce = compio::runtime::spawn(c.leader.clone().append(request(&["d"], -1)));
@@ -227,7 +253,10 @@ async fn timeouts_and_resignation() {
     let waiting = compio::runtime::spawn(c.leader.clone().append(request(&["a"], -1)));
     compio::time::sleep(Duration::from_millis(10)).await;
     c.leader.resign();
-    assert_eq!(waiting.await.unwrap().err(), Some(PartitionError::Unavailable));
+    assert_eq!(
+        waiting.await.unwrap().err(),
+        Some(PartitionError::Unavailable)
+    );
     let refused = c.leader.clone().append(request(&["b"], 1)).await;
     assert_eq!(refused.err(), Some(PartitionError::Unavailable));
     let fetch = c.leader.follower_fetch(2, 0, -1, 1, 1 << 20, 0).await;
@@ -239,10 +268,18 @@ async fn timeouts_and_resignation() {
 #[compio::test]
 async fn diverging_follower_is_told_where_to_truncate() {
     let c = cluster(1, 10_000).await;
-    c.leader.clone().append(request(&["a", "b"], 1)).await.unwrap();
+    c.leader
+        .clone()
+        .append(request(&["a", "b"], 1))
+        .await
+        .unwrap();
     // A follower claiming epoch 0 up to offset 5: the leader's epoch 0 ended at 0 (it leads
     // in epoch 1 from offset 0).
-    let answer = c.leader.follower_fetch(2, 5, 0, 1, 1 << 20, 0).await.unwrap();
+    let answer = c
+        .leader
+        .follower_fetch(2, 5, 0, 1, 1 << 20, 0)
+        .await
+        .unwrap();
     assert_eq!(answer.diverging_epoch, Some(EpochEndOffset::new(0, 0)));
     assert!(answer.read.slice.is_none());
     let stranger = c.leader.follower_fetch(9, 0, -1, 1, 1 << 20, 0).await;

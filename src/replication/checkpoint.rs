@@ -109,7 +109,10 @@ mod tests {
         marks.insert(("orders".into(), 1), 0);
         marks.insert(("__consumer_offsets".into(), 7), 9);
         let text = to_text(&marks);
-        assert_eq!(text, "0\n3\n__consumer_offsets 7 9\norders 0 42\norders 1 0\n");
+        assert_eq!(
+            text,
+            "0\n3\n__consumer_offsets 7 9\norders 0 42\norders 1 0\n"
+        );
         assert_eq!(from_text(&text), Ok(marks));
     }
 
@@ -137,6 +140,9 @@ mod tests {
         persist(dir.path(), &marks).await.unwrap();
         assert_eq!(load(dir.path()).unwrap(), marks);
         std::fs::write(path(dir.path()), "garbage").unwrap();
-        assert!(matches!(load(dir.path()), Err(CheckpointError::Corrupt { .. })));
+        assert!(matches!(
+            load(dir.path()),
+            Err(CheckpointError::Corrupt { .. })
+        ));
     }
 }

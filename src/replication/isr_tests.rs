@@ -60,8 +60,15 @@ fn lagging_follower_is_shrunk_after_the_lag_time() {
     let proposal = s.maybe_shrink_isr(20, 1_001 + LAG_MS).unwrap();
     assert_eq!(proposal.new_isr, vec![1, 2]);
     assert_eq!((proposal.leader_epoch, proposal.partition_epoch), (5, 7));
-    assert_eq!(s.maybe_shrink_isr(20, 1_002 + LAG_MS), None, "one in flight");
-    assert!(!s.maybe_increment_high_watermark(20), "waits for the commit");
+    assert_eq!(
+        s.maybe_shrink_isr(20, 1_002 + LAG_MS),
+        None,
+        "one in flight"
+    );
+    assert!(
+        !s.maybe_increment_high_watermark(20),
+        "waits for the commit"
+    );
     assert!(s.on_isr_committed(5, 8, vec![1, 2], 20));
     assert_eq!(s.high_watermark(), 20);
     assert_eq!(s.isr_state(), &IsrState::Committed { isr: vec![1, 2] });
@@ -130,7 +137,10 @@ fn min_insync_replicas_before_and_after_append() {
     assert_eq!(s.check_replicated(5, 2), Some(Ok(())));
     assert_eq!(
         s.check_replicated(5, 3),
-        Some(Err(AckError::NotEnoughReplicasAfterAppend { isr: 2, min_isr: 3 }))
+        Some(Err(AckError::NotEnoughReplicasAfterAppend {
+            isr: 2,
+            min_isr: 3
+        }))
     );
 }
 

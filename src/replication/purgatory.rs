@@ -142,7 +142,10 @@ mod tests {
         assert_eq!(answer(&mut a), Some(Ok(())));
         assert_eq!(
             answer(&mut c),
-            Some(Err(AckError::NotEnoughReplicasAfterAppend { isr: 2, min_isr: 3 }))
+            Some(Err(AckError::NotEnoughReplicasAfterAppend {
+                isr: 2,
+                min_isr: 3
+            }))
         );
         assert_eq!(answer(&mut b), None);
         assert_eq!(p.len(), 1);

@@ -124,7 +124,12 @@ mod tests {
 
     /// Runs the follower's OffsetForLeaderEpoch loop against the leader until done; returns
     /// the final truncation offset.
-    fn reconcile(leader: &LeaderEpochCache, leader_end: i64, follower: &LeaderEpochCache, end: i64) -> i64 {
+    fn reconcile(
+        leader: &LeaderEpochCache,
+        leader_end: i64,
+        follower: &LeaderEpochCache,
+        end: i64,
+    ) -> i64 {
         let mut follower = follower.clone();
         let mut end = end;
         for _ in 0..10 {
@@ -165,9 +170,19 @@ mod tests {
         let follower = cache(&[(0, 0), (2, 4)]);
         // Follower: epoch 0 at 0..4, epoch 2 at 4..9. Leader: epoch 0 at 0..6, epoch 3 after.
         let (e, o) = leader.end_offset_for(2, 10);
-        assert_eq!((e, o), (0, 6), "the leader answers its largest epoch at or below 2");
+        assert_eq!(
+            (e, o),
+            (0, 6),
+            "the leader answers its largest epoch at or below 2"
+        );
         let first = truncation_offset(EpochEndOffset::new(e, o), end_for(&follower, 9), 9, 0);
-        assert_eq!(first, Truncation { offset: 4, completed: true });
+        assert_eq!(
+            first,
+            Truncation {
+                offset: 4,
+                completed: true
+            }
+        );
         assert_eq!(reconcile(&leader, 10, &follower, 9), 4);
     }
 
@@ -190,7 +205,13 @@ mod tests {
         // Asked about epoch 4, the leader answers epoch 1 ending at 7; the follower knows
         // no epoch 1 (its epoch 0 runs to 6).
         let t = truncation_offset(EpochEndOffset::new(1, 7), end_for(&follower, 9), 9, 0);
-        assert_eq!(t, Truncation { offset: 6, completed: false });
+        assert_eq!(
+            t,
+            Truncation {
+                offset: 6,
+                completed: false
+            }
+        );
         // Then asked about epoch 0, the leader answers 0 ending at 3.
         assert_eq!(reconcile(&leader, 10, &follower, 9), 3);
     }
@@ -201,11 +222,29 @@ mod tests {
     fn fallbacks_and_bounds() {
         let follower = cache(&[(0, 0)]);
         let t = truncation_offset(EpochEndOffset::new(-1, -1), end_for(&follower, 9), 9, 4);
-        assert_eq!(t, Truncation { offset: 4, completed: true });
+        assert_eq!(
+            t,
+            Truncation {
+                offset: 4,
+                completed: true
+            }
+        );
         let t = truncation_offset(EpochEndOffset::new(-1, 30), end_for(&follower, 9), 9, 4);
-        assert_eq!(t, Truncation { offset: 9, completed: true });
+        assert_eq!(
+            t,
+            Truncation {
+                offset: 9,
+                completed: true
+            }
+        );
         let t = truncation_offset(EpochEndOffset::new(0, 30), end_for(&follower, 9), 9, 4);
-        assert_eq!(t, Truncation { offset: 9, completed: true });
+        assert_eq!(
+            t,
+            Truncation {
+                offset: 9,
+                completed: true
+            }
+        );
     }
 
     /// The leader flags divergence when its copy of the follower's last epoch ends before

@@ -74,7 +74,10 @@ impl fmt::Display for CheckReport {
             writeln!(f, "  duplicated: partition {p} value {v} at offsets {o:?}")?;
         }
         for (p, s, a, b) in self.reordered.iter().take(20) {
-            writeln!(f, "  reordered: partition {p} stream {s}: {b} stored before {a}")?;
+            writeln!(
+                f,
+                "  reordered: partition {p} stream {s}: {b} stored before {a}"
+            )?;
         }
         for u in self.unexpected.iter().take(20) {
             writeln!(f, "  unexpected: {u}")?;
