@@ -11,12 +11,15 @@
 //! - `truncation`: where a follower's log diverges (OffsetForLeaderEpoch / the Fetch
 //!   diverging-epoch field) and how far it truncates; never by high watermark alone.
 //! - `checkpoint`: Kafka's `replication-offset-checkpoint` (high watermarks per partition).
+//! - `fetcher`: the follower's fetch state per (source broker, fetcher id): the next Fetch,
+//!   and what each partition's answer means (append, truncate, out of range, back off).
 //!
 //! Place in the request flow: below `partition` (the replicated partition in
 //! `partition::replicated` owns a `LeaderState` and a `ProducePurgatory`); this module imports
 //! nothing above `partition::epochs` (constants) and `atomic_file`.
 
 pub mod checkpoint;
+pub mod fetcher;
 pub mod isr;
 pub mod purgatory;
 pub mod truncation;
