@@ -394,3 +394,7 @@ impl PartitionProxy for ReplicatedPartition {
 #[cfg(test)]
 #[path = "replicated_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "failover_tests.rs"]
+mod failover_tests;
