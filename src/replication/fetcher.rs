@@ -245,7 +245,7 @@ impl FetcherSession {
                 partition_max_bytes: self.config.replica_fetch_max_bytes,
             })
             .collect();
-        (!partitions.is_empty()).then(|| FetchPlan {
+        (!partitions.is_empty()).then_some(FetchPlan {
             max_wait_ms: self.config.replica_fetch_wait_max_ms,
             min_bytes: self.config.replica_fetch_min_bytes,
             max_bytes: self.config.replica_fetch_response_max_bytes,
