@@ -345,6 +345,24 @@ pub struct BrokerConfig {
     /// Sluice's: metadata-log entries between snapshots (Kafka counts bytes).
     #[serde(rename = "metadata.log.max.entries.between.snapshots")]
     pub metadata_log_max_entries_between_snapshots: u64,
+    /// Replication (issue 11, `src/replication/`), Kafka's names and defaults.
+    #[serde(rename = "replica.lag.time.max.ms")]
+    pub replica_lag_time_max_ms: u64,
+    #[serde(rename = "num.replica.fetchers")]
+    pub num_replica_fetchers: u32,
+    #[serde(rename = "replica.fetch.max.bytes")]
+    pub replica_fetch_max_bytes: u32,
+    #[serde(rename = "replica.fetch.response.max.bytes")]
+    pub replica_fetch_response_max_bytes: u32,
+    #[serde(rename = "replica.fetch.wait.max.ms")]
+    pub replica_fetch_wait_max_ms: u32,
+    #[serde(rename = "replica.fetch.min.bytes")]
+    pub replica_fetch_min_bytes: u32,
+    #[serde(rename = "replica.fetch.backoff.ms")]
+    pub replica_fetch_backoff_ms: u64,
+    /// Sluice's: acks=all produces waiting for replication per partition (the purgatory).
+    #[serde(rename = "produce.purgatory.waiters.max")]
+    pub produce_purgatory_waiters_max: u32,
 }
 
 impl Default for BrokerConfig {
@@ -457,6 +475,14 @@ impl Default for BrokerConfig {
             controller_quorum_fetch_timeout_ms: 2000,
             controller_quorum_request_timeout_ms: 2000,
             metadata_log_max_entries_between_snapshots: 10_000,
+            replica_lag_time_max_ms: 30_000,
+            num_replica_fetchers: 1,
+            replica_fetch_max_bytes: 1024 * 1024,
+            replica_fetch_response_max_bytes: 10 * 1024 * 1024,
+            replica_fetch_wait_max_ms: 500,
+            replica_fetch_min_bytes: 1,
+            replica_fetch_backoff_ms: 1000,
+            produce_purgatory_waiters_max: 4096,
         }
     }
 }
@@ -530,6 +556,7 @@ impl BrokerConfig {
 
     /// Checks every bound; the broker never starts with a limit of zero or a negative size.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_replication()?;
         self.listen_addr()?;
         self.admin_listen_addr()?;
         if let Some(advertise) = &self.advertise {
@@ -626,6 +653,27 @@ impl BrokerConfig {
             return Err(invalid("log.cleaner.max.compaction.lag.ms", "must be >= 1"));
         }
         Ok(())
+    }
+
+    fn validate_replication(&self) -> Result<(), ConfigError> {
+        positive("replica.lag.time.max.ms", self.replica_lag_time_max_ms)?;
+        positive("num.replica.fetchers", u64::from(self.num_replica_fetchers))?;
+        positive(
+            "replica.fetch.max.bytes",
+            u64::from(self.replica_fetch_max_bytes),
+        )?;
+        positive(
+            "replica.fetch.response.max.bytes",
+            u64::from(self.replica_fetch_response_max_bytes),
+        )?;
+        positive(
+            "replica.fetch.min.bytes",
+            u64::from(self.replica_fetch_min_bytes),
+        )?;
+        positive(
+            "produce.purgatory.waiters.max",
+            u64::from(self.produce_purgatory_waiters_max),
+        )
     }
 
     fn validate_producers(&self) -> Result<(), ConfigError> {

@@ -58,6 +58,24 @@ impl Default for ReplicationConfig {
     }
 }
 
+impl ReplicationConfig {
+    /// The broker-wide settings for a partition of a topic with `min_insync_replicas`.
+    pub fn from_broker(
+        c: &crate::config::BrokerConfig,
+        local_broker_id: i32,
+        min_insync_replicas: i32,
+    ) -> Self {
+        Self {
+            local_broker_id,
+            replica_lag_time_max_ms: i64::try_from(c.replica_lag_time_max_ms).unwrap_or(i64::MAX),
+            min_insync_replicas: usize::try_from(min_insync_replicas).unwrap_or(1).max(1),
+            produce_timeout_ms: ReplicationConfig::default().produce_timeout_ms,
+            purgatory_waiters_max: usize::try_from(c.produce_purgatory_waiters_max)
+                .unwrap_or(usize::MAX),
+        }
+    }
+}
+
 /// A follower fetch's answer for one partition.
 #[derive(Debug)]
 pub struct FollowerFetchOk {

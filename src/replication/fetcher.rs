@@ -46,6 +46,20 @@ impl Default for FetcherConfig {
     }
 }
 
+impl From<&crate::config::BrokerConfig> for FetcherConfig {
+    fn from(c: &crate::config::BrokerConfig) -> Self {
+        let int = |v: u32| i32::try_from(v).unwrap_or(i32::MAX);
+        Self {
+            num_replica_fetchers: usize::try_from(c.num_replica_fetchers).unwrap_or(1),
+            replica_fetch_max_bytes: int(c.replica_fetch_max_bytes),
+            replica_fetch_response_max_bytes: int(c.replica_fetch_response_max_bytes),
+            replica_fetch_wait_max_ms: int(c.replica_fetch_wait_max_ms),
+            replica_fetch_min_bytes: int(c.replica_fetch_min_bytes),
+            replica_fetch_backoff_ms: i64::try_from(c.replica_fetch_backoff_ms).unwrap_or(i64::MAX),
+        }
+    }
+}
+
 /// Java's `String.hashCode` (over UTF-16 code units), for Kafka's fetcher assignment.
 fn java_string_hash(s: &str) -> i32 {
     s.encode_utf16()

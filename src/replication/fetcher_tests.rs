@@ -156,3 +156,22 @@ fn out_of_range_decisions() {
     );
     assert_eq!(out_of_range_decision(3, 30, 9), OutOfRange::FetchFrom(9));
 }
+
+/// The broker config's keys (Kafka's names) give Kafka's defaults, and a TOML override lands.
+#[test]
+fn config_keys_are_kafkas() {
+    let defaults = crate::config::BrokerConfig::default();
+    assert_eq!(FetcherConfig::from(&defaults), FetcherConfig::default());
+    let text = "\"replica.fetch.max.bytes\" = 4096\n\"num.replica.fetchers\" = 3\n";
+    let config: crate::config::BrokerConfig = toml::from_str(text).unwrap();
+    let fetcher = FetcherConfig::from(&config);
+    assert_eq!(
+        (
+            fetcher.replica_fetch_max_bytes,
+            fetcher.num_replica_fetchers
+        ),
+        (4096, 3)
+    );
+    let zero: crate::config::BrokerConfig = toml::from_str("\"num.replica.fetchers\" = 0").unwrap();
+    assert!(zero.validate().is_err());
+}
