@@ -20,6 +20,7 @@ pub mod api;
 pub mod epochs;
 pub mod error;
 pub mod follower;
+pub mod handle;
 pub mod local;
 pub mod proxy;
 pub mod replicated;

@@ -124,7 +124,7 @@ impl ReplicatedPartition {
             leading: Cell::new(true),
         });
         // A leader alone in the ISR has everything replicated already.
-        partition.after_state_change();
+        partition.after_state_change(false);
         partition
     }
 
@@ -142,12 +142,14 @@ impl ReplicatedPartition {
 
     /// After anything that may move the high watermark: move it, answer the waiters it
     /// covers, wake long-polling consumers.
-    fn after_state_change(&self) {
+    /// `moved`: the state change itself already moved the high watermark.
+    fn after_state_change(&self, moved: bool) {
         let log_end = self.log_end();
         let moved = self
             .state
             .borrow_mut()
-            .maybe_increment_high_watermark(log_end);
+            .maybe_increment_high_watermark(log_end)
+            || moved;
         let (hw, isr_len) = {
             let s = self.state.borrow();
             (s.high_watermark(), s.isr_state().isr().len())
@@ -182,13 +184,13 @@ impl ReplicatedPartition {
         );
         if diverging.is_none() {
             let log_end = self.log_end();
-            let (_, proposal) = self
+            let (moved, proposal) = self
                 .state
                 .borrow_mut()
                 .on_follower_fetch(broker_id, fetch_offset, log_end, now_ms)
                 .map_err(|_| PartitionError::Unavailable)?;
             self.outbox.borrow_mut().extend(proposal);
-            self.after_state_change();
+            self.after_state_change(moved);
         }
         let log_end = self.local.log.log_end_offset();
         let read = if diverging.is_some() || fetch_offset == log_end.0 {
@@ -233,10 +235,11 @@ impl ReplicatedPartition {
     /// The controller committed an ISR (AlterPartition answer or the metadata image).
     pub fn on_isr_committed(&self, leader_epoch: i32, partition_epoch: i32, isr: Vec<i32>) {
         let log_end = self.log_end();
-        self.state
-            .borrow_mut()
-            .on_isr_committed(leader_epoch, partition_epoch, isr, log_end);
-        self.after_state_change();
+        let moved =
+            self.state
+                .borrow_mut()
+                .on_isr_committed(leader_epoch, partition_epoch, isr, log_end);
+        self.after_state_change(moved);
     }
 
     /// The controller refused the proposal (INELIGIBLE_REPLICA and the like).
@@ -262,7 +265,7 @@ impl ReplicatedPartition {
                 .map_err(|_| AckError::RequestTimedOut)?
         };
         // Replicated already (the ISR is the leader alone, or followers were quick).
-        self.after_state_change();
+        self.after_state_change(false);
         let timeout =
             Duration::from_millis(u64::try_from(self.config.produce_timeout_ms).unwrap_or(0));
         match compio::time::timeout(timeout, rx).await {
@@ -331,7 +334,7 @@ impl PartitionProxy for ReplicatedPartition {
         let appended = self.local.clone().append(request).await?;
         // The batch ends at or below the log end now (a retry found in the log ends earlier).
         let required_offset = self.log_end();
-        self.after_state_change();
+        self.after_state_change(false);
         if acks_all {
             self.await_replication(required_offset, now_ms)
                 .await

@@ -7,6 +7,8 @@
 //! its deadline or at shutdown; metrics are reported through [`AppendObserver`], so this module
 //! knows nothing of the metrics module.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -18,7 +20,9 @@ use super::api::{
     DeleteRecordsItem, DeleteRecordsResult, OffsetOk, OffsetQuery, OffsetResult, PartitionMsg,
     ProduceItem, ProduceResult, ReadItem, ReadResult,
 };
+use super::handle::PartitionHandle;
 use super::proxy::{AppendOrigin, AppendRequest, PartitionProxy};
+use super::replicated::{ReplicatedPartition, ReplicationConfig};
 use super::{Partition, PartitionError, PartitionMap, TopicPartition};
 use crate::clock::Clock;
 
@@ -38,6 +42,9 @@ pub struct PartitionService {
     observer: Rc<dyn AppendObserver>,
     /// `log.flush.on.acks.all`: acks=-1 answers wait for the fsync.
     flush_on_acks_all: bool,
+    /// Partitions this shard leads with followers (replication): served through their
+    /// `ReplicatedPartition` instead of the plain `Partition` in `map`.
+    replicated: RefCell<HashMap<TopicPartition, Rc<ReplicatedPartition>>>,
 }
 
 impl PartitionService {
@@ -53,6 +60,7 @@ impl PartitionService {
             clock,
             observer,
             flush_on_acks_all,
+            replicated: RefCell::new(HashMap::new()),
         }
     }
 
@@ -69,7 +77,47 @@ impl PartitionService {
     }
 
     pub fn remove(&self, tp: &TopicPartition) -> Option<Rc<Partition>> {
+        self.stop_replicated(tp);
         self.map.remove(tp)
+    }
+
+    /// Kafka's `makeLeader` with followers: the partition (already in the map, leading with
+    /// the registration's epoch) is served as a replicated leader from now on.
+    pub fn make_replicated(
+        &self,
+        tp: &TopicPartition,
+        registration: &crate::replication::isr::LeaderRegistration,
+        high_watermark: i64,
+        config: ReplicationConfig,
+    ) -> Result<Rc<ReplicatedPartition>, PartitionError> {
+        let local = self.lookup_local(tp)?;
+        let leader = ReplicatedPartition::new(
+            local,
+            registration,
+            high_watermark,
+            config,
+            self.clock.now_ms(),
+        );
+        if let Some(old) = self
+            .replicated
+            .borrow_mut()
+            .insert(tp.clone(), leader.clone())
+        {
+            old.resign();
+        }
+        Ok(leader)
+    }
+
+    /// The replicated leader of `tp`, if this shard leads it with followers.
+    pub fn replicated(&self, tp: &TopicPartition) -> Option<Rc<ReplicatedPartition>> {
+        self.replicated.borrow().get(tp).cloned()
+    }
+
+    /// Leadership of `tp` moved away (or it closes): waiting acks=all produces are answered
+    /// NOT_LEADER_OR_FOLLOWER and the partition is served plainly again until re-registered.
+    pub fn stop_replicated(&self, tp: &TopicPartition) -> bool {
+        let removed = self.replicated.borrow_mut().remove(tp);
+        removed.map(|leader| leader.resign()).is_some()
     }
 
     /// A snapshot, so callers can await per partition without holding the borrow.
@@ -104,10 +152,18 @@ impl PartitionService {
         }
     }
 
-    fn lookup(&self, tp: &TopicPartition) -> Result<Rc<Partition>, PartitionError> {
+    fn lookup_local(&self, tp: &TopicPartition) -> Result<Rc<Partition>, PartitionError> {
         self.map
             .get(tp)
             .ok_or(PartitionError::UnknownTopicOrPartition)
+    }
+
+    /// The partition as it is served: replicated leader, or the single replica.
+    fn lookup(&self, tp: &TopicPartition) -> Result<PartitionHandle, PartitionError> {
+        if let Some(leader) = self.replicated(tp) {
+            return Ok(PartitionHandle::Replicated(leader));
+        }
+        self.lookup_local(tp).map(PartitionHandle::Local)
     }
 
     /// Producers' batches, one item per partition.
@@ -121,7 +177,7 @@ impl PartitionService {
                 flush_on_acks_all: self.flush_on_acks_all,
                 now_ms: self.clock.now_ms(),
             };
-            let appended = partition.append(request).await?;
+            let appended = partition.append_request(request).await?;
             self.observer.records_appended(appended.records_appended);
             if let Some(waited) = appended.durable_wait {
                 self.observer.durable_waited(waited);
@@ -145,7 +201,7 @@ impl PartitionService {
             flush_on_acks_all: false,
             now_ms: self.clock.now_ms(),
         };
-        self.lookup(tp)?.append(request).await.map(drop)
+        self.lookup(tp)?.append_request(request).await.map(drop)
     }
 
     pub async fn read(&self, items: Vec<ReadItem>) -> Vec<ReadResult> {
@@ -167,7 +223,7 @@ impl PartitionService {
     pub async fn wait(&self, items: Vec<(TopicPartition, i64)>, deadline: Instant) {
         let mut receivers = Vec::with_capacity(items.len());
         for (tp, offset) in &items {
-            let Some(partition) = self.map.get(tp) else {
+            let Ok(partition) = self.lookup(tp) else {
                 continue;
             };
             if partition.high_watermark() > *offset {
@@ -210,5 +266,129 @@ impl PartitionService {
             .into_iter()
             .map(|item| async move { self.lookup(&item.tp)?.delete_records(item.offset).await });
         join_all(deletions).await
+    }
+}
+
+#[cfg(test)]
+mod replicated_service_tests {
+    use super::*;
+    use crate::replication::isr::LeaderRegistration;
+
+    struct Quiet;
+    impl AppendObserver for Quiet {
+        fn records_appended(&self, _: u32) {}
+        fn durable_waited(&self, _: Duration) {}
+    }
+
+    fn batch(value: &str) -> Bytes {
+        storage::BatchBuilder::new(1_000)
+            .record(Some(b"k"), Some(value.as_bytes()), &[])
+            .build()
+            .freeze()
+    }
+
+    /// Once a partition is made a replicated leader, the service's produce, read, offsets and
+    /// long-poll wait go through it: acks=all waits for the follower, reads and ListOffsets
+    /// stop at the high watermark, a follower fetch wakes a waiting consumer, and stopping
+    /// replication answers a waiting produce NOT_LEADER_OR_FOLLOWER.
+    #[compio::test]
+    async fn service_serves_replicated_leaders() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = storage::Log::open(dir.path().to_path_buf(), storage::LogConfig::default())
+            .await
+            .unwrap();
+        let limits = crate::config::BrokerConfig::default().producer_rebuild_limits();
+        let producers = crate::producers::ProducerStates::new(limits.state);
+        let tp = TopicPartition::new("t", 0);
+        let partition = Rc::new(Partition::new(tp.clone(), log, 8, producers));
+        partition.become_leader(1).await.unwrap();
+        let (clock, _manual) = Clock::manual(0);
+        let service = Rc::new(PartitionService::new(
+            Shutdown::new(),
+            clock,
+            Rc::new(Quiet),
+            false,
+        ));
+        service.insert(partition);
+        let registration = LeaderRegistration {
+            replicas: vec![1, 2],
+            isr: vec![1, 2],
+            leader_epoch: 1,
+            partition_epoch: 0,
+        };
+        let leader = service
+            .make_replicated(&tp, &registration, 0, ReplicationConfig::default())
+            .unwrap();
+        let item = |v: &str| ProduceItem {
+            tp: tp.clone(),
+            records: batch(v),
+        };
+        // acks=1 is answered at once, but not readable until follower 2 has it.
+        let one = service.produce(vec![item("a")], 1).await;
+        assert_eq!(one[0].as_ref().unwrap().base_offset, 0);
+        let read = |offset| ReadItem {
+            tp: tp.clone(),
+            offset,
+            max_bytes: 1 << 20,
+            min_one_batch: true,
+            current_leader_epoch: -1,
+        };
+        let r = service.read(vec![read(0)]).await;
+        assert_eq!(r[0].as_ref().unwrap().high_watermark, 0);
+        assert!(r[0].as_ref().unwrap().slice.is_none());
+        let latest = OffsetQuery {
+            tp: tp.clone(),
+            timestamp: -1,
+            current_leader_epoch: -1,
+            end_of_epoch: None,
+        };
+        assert_eq!(
+            service.offsets(vec![latest.clone()]).await[0],
+            Ok(OffsetOk {
+                offset: 0,
+                timestamp: -1,
+                leader_epoch: 1,
+            })
+        );
+        // A consumer long-polls at offset 0; the follower's fetches move the HW and wake it.
+        let waiting = {
+            let service = service.clone();
+            let tp = tp.clone();
+            compio::runtime::spawn(async move {
+                let started = Instant::now();
+                let deadline = started + Duration::from_secs(10);
+                service.wait(vec![(tp, 0)], deadline).await;
+                started.elapsed()
+            })
+        };
+        compio::time::sleep(Duration::from_millis(10)).await;
+        assert!(!waiting.is_finished());
+        leader
+            .follower_fetch(2, 0, -1, 1, 1 << 20, 5)
+            .await
+            .unwrap();
+        leader.follower_fetch(2, 1, 1, 1, 1 << 20, 5).await.unwrap();
+        let waited = waiting.await.unwrap();
+        assert!(
+            waited < Duration::from_secs(5),
+            "woken by the HW move, not the deadline: {waited:?}"
+        );
+        assert!(service.read(vec![read(0)]).await[0]
+            .as_ref()
+            .unwrap()
+            .slice
+            .is_some());
+        // acks=all waits; stopping replication answers it NOT_LEADER_OR_FOLLOWER.
+        let produce = {
+            let service = service.clone();
+            let item = item("b");
+            compio::runtime::spawn(async move { service.produce(vec![item], -1).await })
+        };
+        compio::time::sleep(Duration::from_millis(10)).await;
+        assert!(!produce.is_finished());
+        assert!(service.stop_replicated(&tp));
+        let answered = produce.await.unwrap();
+        assert_eq!(answered[0], Err(PartitionError::Unavailable));
+        assert!(service.replicated(&tp).is_none());
     }
 }
