@@ -13,6 +13,8 @@
 //! - `checkpoint`: Kafka's `replication-offset-checkpoint` (high watermarks per partition).
 //! - `fetcher`: the follower's fetch state per (source broker, fetcher id): the next Fetch,
 //!   and what each partition's answer means (append, truncate, out of range, back off).
+//! - `wire`: those as Kafka messages: the replica Fetch (`replica_id` / `ReplicaState`),
+//!   OffsetForLeaderEpoch, and the Fetch response decoded into answers (no I/O).
 //!
 //! Place in the request flow: below `partition` (the replicated partition in
 //! `partition::replicated` owns a `LeaderState` and a `ProducePurgatory`); this module imports
@@ -23,3 +25,4 @@ pub mod fetcher;
 pub mod isr;
 pub mod purgatory;
 pub mod truncation;
+pub mod wire;
