@@ -16,7 +16,7 @@ use crate::partition::proxy::AppendOrigin;
 use crate::replication::fetcher::{FetchAction, FetcherConfig, FetcherSession, PartitionAnswer};
 use crate::replication::truncation::truncation_offset;
 
-async fn open(dir: &std::path::Path) -> Rc<Partition> {
+pub(super) async fn open(dir: &std::path::Path) -> Rc<Partition> {
     let log = storage::Log::open(dir.to_path_buf(), storage::LogConfig::default())
         .await
         .unwrap();
@@ -30,7 +30,7 @@ async fn open(dir: &std::path::Path) -> Rc<Partition> {
     ))
 }
 
-fn request(value: &str, acks: i16) -> AppendRequest {
+pub(super) fn request(value: &str, acks: i16) -> AppendRequest {
     AppendRequest {
         records: storage::BatchBuilder::new(1_000)
             .record(Some(b"k"), Some(value.as_bytes()), &[])
@@ -44,14 +44,14 @@ fn request(value: &str, acks: i16) -> AppendRequest {
 }
 
 /// A follower broker: its partition and its fetch session to the current leader.
-struct Follower {
-    id: i32,
-    partition: Rc<Partition>,
+pub(super) struct Follower {
+    pub(super) id: i32,
+    pub(super) partition: Rc<Partition>,
     session: FetcherSession,
 }
 
 impl Follower {
-    fn new(id: i32, partition: Rc<Partition>, leader: i32, leader_epoch: i32) -> Self {
+    pub(super) fn new(id: i32, partition: Rc<Partition>, leader: i32, leader_epoch: i32) -> Self {
         let mut session = FetcherSession::new(leader, FetcherConfig::default());
         session.add_partition(
             "t",
@@ -68,7 +68,7 @@ impl Follower {
     }
 
     /// One fetch from `leader` and what its answer says to do (the fetcher task's loop body).
-    async fn fetch(&mut self, leader: &ReplicatedPartition, now_ms: i64) {
+    pub(super) async fn fetch(&mut self, leader: &ReplicatedPartition, now_ms: i64) {
         let Some(plan) = self.session.fetch_plan(now_ms) else {
             return;
         };
@@ -137,7 +137,7 @@ impl Follower {
     }
 }
 
-fn segment_bytes(dir: &std::path::Path) -> Vec<u8> {
+pub(super) fn segment_bytes(dir: &std::path::Path) -> Vec<u8> {
     let mut names: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -151,7 +151,7 @@ fn segment_bytes(dir: &std::path::Path) -> Vec<u8> {
 }
 
 /// Every record value readable below the leader's high watermark, in offset order.
-async fn values(leader: &ReplicatedPartition) -> Vec<String> {
+pub(super) async fn values(leader: &ReplicatedPartition) -> Vec<String> {
     let read = leader.read(0, 16 << 20, true, -1).await.unwrap();
     let bytes = read.slice.unwrap().read_bytes().await.unwrap();
     let mut out = Vec::new();
@@ -303,7 +303,7 @@ async fn leader_failover_loses_no_acknowledged_record() {
     assert_eq!(values(&leader_b).await, acked);
 }
 
-fn merged(
+pub(super) fn merged(
     current: &PartitionRegistration,
     change: &PartitionChangeRecord,
 ) -> PartitionRegistration {

@@ -419,3 +419,7 @@ mod tests;
 #[cfg(test)]
 #[path = "failover_tests.rs"]
 mod failover_tests;
+
+#[cfg(test)]
+#[path = "failover_model_tests.rs"]
+mod failover_model_tests;
