@@ -242,6 +242,17 @@ impl ReplicatedPartition {
         self.after_state_change(moved);
     }
 
+    /// A newer registration of this partition in the metadata image while this broker still
+    /// leads it (Kafka's `makeLeader` again): see `LeaderState::on_registration`.
+    pub fn on_registration(&self, registration: &LeaderRegistration, now_ms: i64) {
+        let log_end = self.log_end();
+        let moved = self
+            .state
+            .borrow_mut()
+            .on_registration(registration, log_end, now_ms);
+        self.after_state_change(moved);
+    }
+
     /// The controller refused the proposal (INELIGIBLE_REPLICA and the like).
     pub fn on_isr_rejected(&self) {
         self.state.borrow_mut().on_isr_rejected();

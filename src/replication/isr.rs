@@ -365,6 +365,50 @@ impl LeaderState {
         self.maybe_increment_high_watermark(leader_log_end)
     }
 
+    /// Kafka's `makeLeader` on a partition this broker already leads: the metadata image has
+    /// a newer registration (an ISR change committed, replicas reassigned, or this broker
+    /// re-elected with a new leader epoch). The image's ISR replaces the local view (a pending
+    /// change is settled by it); a new leader epoch starts at the log end. A registration older
+    /// than the one held is ignored. True when the high watermark moved.
+    pub fn on_registration(
+        &mut self,
+        registration: &LeaderRegistration,
+        leader_log_end: i64,
+        now_ms: i64,
+    ) -> bool {
+        let newer_epoch = registration.leader_epoch > self.leader_epoch;
+        let same_epoch_newer = registration.leader_epoch == self.leader_epoch
+            && registration.partition_epoch > self.partition_epoch;
+        if !newer_epoch && !same_epoch_newer {
+            return false;
+        }
+        let mut followers = BTreeMap::new();
+        for r in registration
+            .replicas
+            .iter()
+            .filter(|r| **r != self.local_broker_id)
+        {
+            let kept = self.followers.get(r).copied();
+            let in_isr = registration.isr.contains(r);
+            followers.insert(
+                *r,
+                kept.unwrap_or_else(|| FollowerState::reset(in_isr, now_ms)),
+            );
+        }
+        self.followers = followers;
+        let mut isr = registration.isr.clone();
+        if !isr.contains(&self.local_broker_id) {
+            isr.push(self.local_broker_id);
+        }
+        self.isr_state = IsrState::Committed { isr };
+        if newer_epoch {
+            self.leader_epoch_start_offset = leader_log_end;
+        }
+        self.leader_epoch = registration.leader_epoch;
+        self.partition_epoch = registration.partition_epoch;
+        self.maybe_increment_high_watermark(leader_log_end)
+    }
+
     /// The controller refused the proposal for good (INELIGIBLE_REPLICA,
     /// OPERATION_NOT_ATTEMPTED): back to the committed ISR, to propose again later.
     pub fn on_isr_rejected(&mut self) {

@@ -121,6 +121,40 @@ fn stale_commits_are_ignored() {
     assert_eq!(s.isr_state().isr(), &[1, 2]);
 }
 
+/// A newer registration from the image replaces the ISR (settling a pending change); a stale
+/// one is ignored; a new leader epoch starts at the log end, so a follower rejoins only once it
+/// has reached it.
+#[test]
+fn registrations_from_the_image() {
+    let mut s = leader(&[1, 2, 3], 10, 10);
+    s.on_follower_fetch(2, 10, 10, 1_100).unwrap();
+    assert!(s.maybe_shrink_isr(10, 1_000 + LAG_MS + 1).is_some());
+    let mut reg = registration(&[1, 2]);
+    reg.partition_epoch = 6;
+    assert!(!s.on_registration(&reg, 10, 2_000), "stale partition epoch");
+    assert!(s.isr_state().is_inflight());
+    reg.partition_epoch = 8;
+    s.on_registration(&reg, 10, 2_000);
+    assert_eq!(s.isr_state(), &IsrState::Committed { isr: vec![1, 2] });
+    assert_eq!(s.partition_epoch(), 8);
+    // Re-elected in epoch 6 at log end 14: follower 3 at 12 (past the HW 10) stays out until
+    // it reaches 14.
+    let mut reg = registration(&[1, 2]);
+    reg.leader_epoch = 6;
+    reg.partition_epoch = 9;
+    s.on_registration(&reg, 14, 3_000);
+    assert_eq!(s.leader_epoch(), 6);
+    let (_, expand) = s.on_follower_fetch(3, 12, 14, 3_100).unwrap();
+    assert_eq!(expand, None);
+    let (_, expand) = s.on_follower_fetch(3, 14, 14, 3_200).unwrap();
+    assert_eq!(expand.unwrap().new_isr, vec![1, 2, 3]);
+    assert_eq!(
+        s.follower(2).unwrap().log_end_offset,
+        10,
+        "known followers are kept"
+    );
+}
+
 /// min.insync.replicas: checked against the committed ISR before the append
 /// (NOT_ENOUGH_REPLICAS) and again once the batch is below the high watermark
 /// (NOT_ENOUGH_REPLICAS_AFTER_APPEND).
