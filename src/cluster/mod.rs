@@ -33,6 +33,7 @@ pub mod node;
 pub mod open;
 pub mod quorum;
 pub mod records;
+pub mod replica_fetcher;
 pub mod shared_image;
 pub mod store;
 pub mod topics;

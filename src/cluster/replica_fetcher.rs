@@ -1,0 +1,375 @@
+//! One replica fetcher (Kafka's `ReplicaFetcherThread`): a connection from this broker to one
+//! source broker (a partition leader) for one fetcher id, replicating the partitions this
+//! broker follows from it. Each round sends the replica Fetch of the `FetcherSession`
+//! (`replication::wire`), appends the leader's batches unchanged
+//! (`Partition::append_as_follower`), truncates a divergent tail (the Fetch diverging epoch,
+//! then OffsetForLeaderEpoch while a step is incomplete) and learns the high watermark.
+//!
+//! Invariants: one request in flight per connection; a response frame over `FRAME_BYTES_MAX`
+//! closes the connection; a failure of one partition backs that partition off without
+//! stopping the others; any connection error drops the connection (re-dialled next round);
+//! storage I/O errors stop the process (the partition's rule).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use bytes::Bytes;
+use compio::buf::{BufResult, IntoInner, IoBuf};
+use compio::io::{AsyncReadExt, AsyncWriteExt};
+use compio::net::TcpStream;
+use kafka_protocol::messages::{ApiKey, FetchResponse, OffsetForLeaderEpochResponse};
+
+use crate::partition::{Partition, PartitionError};
+use crate::producers::rebuild::RebuildLimits;
+use crate::replication::fetcher::{FetchAction, FetcherConfig, FetcherSession};
+use crate::replication::truncation::{follower_high_watermark, truncation_offset, EpochEndOffset};
+use crate::replication::wire;
+
+/// The largest response frame read (a fetch answers at most `replica.fetch.response.max.bytes`
+/// plus one oversized first batch, KIP-74, bounded by `message.max.bytes`).
+pub const FRAME_BYTES_MAX: usize = 256 * 1024 * 1024;
+/// The client id on inter-broker requests.
+const CLIENT_ID: &str = "sluice-replica-fetcher";
+/// Kafka's `replica.socket.timeout.ms` default: a request not answered within this (plus the
+/// fetch's own wait) drops the connection.
+pub const REPLICA_SOCKET_TIMEOUT_MS: u64 = 30_000;
+/// OffsetForLeaderEpoch version sent (replica id field: v3+).
+const OFFSET_FOR_LEADER_EPOCH_VERSION: i16 = 4;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FetcherError {
+    #[error("connection to broker {broker} at {addr}: {source}")]
+    Io {
+        broker: i32,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("protocol: {0}")]
+    Protocol(String),
+    #[error("response frame of {0} bytes is over the limit")]
+    TooLarge(usize),
+    #[error(transparent)]
+    Partition(#[from] PartitionError),
+}
+
+/// What one round did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct FetchRound {
+    pub bytes_appended: u64,
+    pub truncations: usize,
+    pub backed_off: usize,
+}
+
+/// See the module documentation.
+pub struct ReplicaFetcher {
+    source_addr: SocketAddr,
+    replica_id: i32,
+    broker_epoch: i64,
+    fetch_version: i16,
+    session: FetcherSession,
+    stream: Option<TcpStream>,
+    correlation_id: i32,
+    partitions: HashMap<(String, i32), Rc<Partition>>,
+    topic_ids: HashMap<String, uuid::Uuid>,
+    high_watermarks: HashMap<(String, i32), i64>,
+    limits: RebuildLimits,
+}
+
+impl ReplicaFetcher {
+    pub fn new(
+        source_broker: i32,
+        source_addr: SocketAddr,
+        replica_id: i32,
+        broker_epoch: i64,
+        fetch_version: i16,
+        config: FetcherConfig,
+        limits: RebuildLimits,
+    ) -> Self {
+        Self {
+            source_addr,
+            replica_id,
+            broker_epoch,
+            fetch_version,
+            session: FetcherSession::new(source_broker, config),
+            stream: None,
+            correlation_id: 0,
+            partitions: HashMap::new(),
+            topic_ids: HashMap::new(),
+            high_watermarks: HashMap::new(),
+            limits,
+        }
+    }
+
+    /// Starts following `partition` (already `become_follower`) from its log end.
+    pub fn add_partition(
+        &mut self,
+        partition: Rc<Partition>,
+        topic_id: uuid::Uuid,
+        current_leader_epoch: i32,
+    ) {
+        use crate::partition::PartitionProxy;
+        let tp = partition.topic_partition().clone();
+        let index = i32::try_from(tp.partition).unwrap_or(i32::MAX);
+        self.session.add_partition(
+            &tp.topic,
+            index,
+            partition.log_end_offset(),
+            current_leader_epoch,
+            partition.latest_epoch(),
+        );
+        self.topic_ids.insert(tp.topic.clone(), topic_id);
+        self.partitions.insert((tp.topic, index), partition);
+    }
+
+    pub fn remove_partition(&mut self, topic: &str, partition: i32) {
+        self.session.remove_partition(topic, partition);
+        self.partitions.remove(&(topic.to_owned(), partition));
+    }
+
+    /// The high watermark learnt for a partition (bounded by its log end), for the
+    /// replication-offset checkpoint.
+    pub fn high_watermark(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.high_watermarks
+            .get(&(topic.to_owned(), partition))
+            .copied()
+    }
+
+    /// One round: reconcile partitions that need it, then one Fetch and its answers.
+    pub async fn run_once(&mut self, now_ms: i64) -> Result<FetchRound, FetcherError> {
+        let mut round = FetchRound::default();
+        self.reconcile(now_ms, &mut round).await?;
+        let Some(plan) = self.session.fetch_plan(now_ms) else {
+            return Ok(round);
+        };
+        let ids = &self.topic_ids;
+        let request = wire::fetch_request(
+            &plan,
+            self.replica_id,
+            self.broker_epoch,
+            self.fetch_version,
+            |t| ids.get(t).copied(),
+        );
+        let body = self
+            .call(ApiKey::Fetch, self.fetch_version, &request)
+            .await?;
+        let response: FetchResponse = self.decode(ApiKey::Fetch, self.fetch_version, body)?;
+        let names: HashMap<uuid::Uuid, String> = self
+            .topic_ids
+            .iter()
+            .map(|(name, id)| (*id, name.clone()))
+            .collect();
+        let fetched =
+            wire::fetched_partitions(&response, self.fetch_version, |id| names.get(&id).cloned());
+        for part in fetched {
+            let Some(requested) = plan
+                .partitions
+                .iter()
+                .find(|p| p.topic == part.topic && p.partition == part.partition)
+                .map(|p| p.fetch_offset)
+            else {
+                continue;
+            };
+            self.apply(part, requested, now_ms, &mut round).await?;
+        }
+        Ok(round)
+    }
+
+    async fn apply(
+        &mut self,
+        part: wire::FetchedPartition,
+        requested: i64,
+        now_ms: i64,
+        round: &mut FetchRound,
+    ) -> Result<(), FetcherError> {
+        let key = (part.topic.clone(), part.partition);
+        let Some(partition) = self.partitions.get(&key).cloned() else {
+            return Ok(());
+        };
+        let action =
+            self.session
+                .on_response(&part.topic, part.partition, requested, &part.answer, now_ms);
+        match action {
+            FetchAction::Append { high_watermark } => {
+                let records = part.records.unwrap_or_default();
+                match partition.append_as_follower(records, now_ms).await {
+                    Ok(appended) => {
+                        round.bytes_appended += u64::from(appended.bytes);
+                        self.session.on_appended(
+                            &part.topic,
+                            part.partition,
+                            appended.last_offset + 1,
+                            partition.latest_epoch(),
+                        );
+                        self.learn(&key, &partition, high_watermark);
+                    }
+                    Err(e) => {
+                        tracing::warn!(topic = %part.topic, partition = part.partition, error = %e, "replica append refused");
+                        self.session.on_error(&part.topic, part.partition, now_ms);
+                        round.backed_off += 1;
+                    }
+                }
+            }
+            FetchAction::UpToDate { high_watermark } => {
+                self.learn(&key, &partition, high_watermark)
+            }
+            FetchAction::Truncate(diverging) => {
+                self.truncate(&partition, &key, diverging, requested, now_ms)
+                    .await?;
+                round.truncations += 1;
+            }
+            FetchAction::ResolveOutOfRange => {
+                // Kafka asks the leader's log start and end (ListOffsets) to decide; not yet.
+                tracing::warn!(topic = %part.topic, partition = part.partition, "replica fetch offset out of range");
+                self.session.on_error(&part.topic, part.partition, now_ms);
+                round.backed_off += 1;
+            }
+            FetchAction::BackedOff => round.backed_off += 1,
+            FetchAction::Removed => {
+                self.partitions.remove(&key);
+            }
+            FetchAction::Ignore => {}
+        }
+        Ok(())
+    }
+
+    fn learn(&mut self, key: &(String, i32), partition: &Partition, high_watermark: i64) {
+        use crate::partition::PartitionProxy;
+        let hw = follower_high_watermark(high_watermark, partition.log_end_offset());
+        self.high_watermarks.insert(key.clone(), hw);
+    }
+
+    async fn truncate(
+        &mut self,
+        partition: &Partition,
+        key: &(String, i32),
+        leader: EpochEndOffset,
+        fetch_offset: i64,
+        now_ms: i64,
+    ) -> Result<(), FetcherError> {
+        use crate::partition::PartitionProxy;
+        let own = |epoch| {
+            let (e, o) = partition.own_end_offset_for_epoch(epoch);
+            EpochEndOffset::new(e, o)
+        };
+        let t = truncation_offset(leader, own, partition.log_end_offset(), fetch_offset);
+        partition.truncate_to(t.offset, self.limits, now_ms).await?;
+        self.session.on_truncated(
+            &key.0,
+            key.1,
+            partition.log_end_offset(),
+            partition.latest_epoch(),
+            t.completed,
+        );
+        Ok(())
+    }
+
+    /// OffsetForLeaderEpoch for the partitions whose log must be reconciled first.
+    async fn reconcile(&mut self, now_ms: i64, round: &mut FetchRound) -> Result<(), FetcherError> {
+        let pending = self.session.truncating();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let items: Vec<(String, i32, i32, i32)> = pending
+            .iter()
+            .filter_map(|(t, p, current)| {
+                let partition = self.partitions.get(&(t.clone(), *p))?;
+                Some((t.clone(), *p, *current, partition.latest_epoch()))
+            })
+            .collect();
+        let request = wire::offset_for_leader_epoch_request(self.replica_id, &items);
+        let version = OFFSET_FOR_LEADER_EPOCH_VERSION;
+        let body = self
+            .call(ApiKey::OffsetForLeaderEpoch, version, &request)
+            .await?;
+        let response: OffsetForLeaderEpochResponse =
+            self.decode(ApiKey::OffsetForLeaderEpoch, version, body)?;
+        for topic in response.topics {
+            let name = topic.topic.0.to_string();
+            for p in topic.partitions {
+                let key = (name.clone(), p.partition);
+                let Some(partition) = self.partitions.get(&key).cloned() else {
+                    continue;
+                };
+                if p.error_code != 0 {
+                    self.session.on_error(&name, p.partition, now_ms);
+                    round.backed_off += 1;
+                    continue;
+                }
+                let leader = EpochEndOffset::new(p.leader_epoch, p.end_offset);
+                let fetch_offset = self
+                    .session
+                    .state(&name, p.partition)
+                    .map_or(0, |s| s.fetch_offset);
+                self.truncate(&partition, &key, leader, fetch_offset, now_ms)
+                    .await?;
+                round.truncations += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends one request and reads its response frame (dialling first if needed).
+    async fn call<E: kafka_protocol::protocol::Encodable>(
+        &mut self,
+        key: ApiKey,
+        version: i16,
+        request: &E,
+    ) -> Result<Bytes, FetcherError> {
+        self.correlation_id = self.correlation_id.wrapping_add(1);
+        let frame =
+            crate::cli::client::encode_frame(key, version, self.correlation_id, CLIENT_ID, request)
+                .map_err(|e| FetcherError::Protocol(e.to_string()))?;
+        let timeout = std::time::Duration::from_millis(REPLICA_SOCKET_TIMEOUT_MS);
+        let result = match compio::time::timeout(timeout, self.round_trip(frame)).await {
+            Ok(result) => result,
+            Err(_elapsed) => Err(FetcherError::Io {
+                broker: self.session.source_broker,
+                addr: self.source_addr,
+                source: std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer"),
+            }),
+        };
+        if result.is_err() {
+            self.stream = None;
+        }
+        result
+    }
+
+    async fn round_trip(&mut self, frame: Vec<u8>) -> Result<Bytes, FetcherError> {
+        let (broker, addr) = (self.session.source_broker, self.source_addr);
+        let io = |source| FetcherError::Io {
+            broker,
+            addr,
+            source,
+        };
+        if self.stream.is_none() {
+            self.stream = Some(TcpStream::connect(addr).await.map_err(io)?);
+        }
+        let Some(stream) = self.stream.as_mut() else {
+            return Err(FetcherError::Protocol("no connection".into()));
+        };
+        let BufResult(res, _) = stream.write_all(frame).await;
+        res.map_err(io)?;
+        let BufResult(res, len) = stream.read_exact([0u8; 4]).await;
+        res.map_err(io)?;
+        let len = usize::try_from(i32::from_be_bytes(len))
+            .map_err(|_| FetcherError::Protocol("negative frame size".into()))?;
+        if len > FRAME_BYTES_MAX {
+            return Err(FetcherError::TooLarge(len));
+        }
+        let body = Vec::with_capacity(len);
+        let BufResult(res, body) = stream.read_exact(body.slice(..len)).await;
+        res.map_err(io)?;
+        Ok(Bytes::from(body.into_inner()))
+    }
+
+    fn decode<D: kafka_protocol::protocol::Decodable>(
+        &self,
+        key: ApiKey,
+        version: i16,
+        body: Bytes,
+    ) -> Result<D, FetcherError> {
+        crate::cli::client::decode_frame(key, version, self.correlation_id, body)
+            .map_err(|e| FetcherError::Protocol(e.to_string()))
+    }
+}
