@@ -227,6 +227,12 @@ impl ReplicatedPartition {
         self.outbox.borrow_mut().extend(proposal);
     }
 
+    /// Answers REQUEST_TIMED_OUT to acks=all waiters past their deadline (their callers'
+    /// own timers answer them too; this frees the purgatory's places).
+    pub fn expire_waiters(&self, now_ms: i64) -> usize {
+        self.purgatory.borrow_mut().expire(now_ms)
+    }
+
     /// The ISR changes to send to the controller as AlterPartition.
     pub fn take_isr_proposals(&self) -> Vec<IsrProposal> {
         std::mem::take(&mut *self.outbox.borrow_mut())

@@ -113,6 +113,41 @@ impl PartitionService {
         self.replicated.borrow().get(tp).cloned()
     }
 
+    /// The periodic replication duties of this shard's replicated leaders (Kafka's
+    /// `isr-expiration` task, every `replica.lag.time.max.ms / 2`): propose shrinking the ISR
+    /// of lagging followers, expire acks=all waiters. Returns the ISR proposals to send to the
+    /// controller as AlterPartition, per partition.
+    pub fn replication_tick(
+        &self,
+    ) -> Vec<(TopicPartition, Vec<crate::replication::isr::IsrProposal>)> {
+        let now_ms = self.clock.now_ms();
+        let leaders: Vec<_> = self
+            .replicated
+            .borrow()
+            .iter()
+            .map(|(tp, l)| (tp.clone(), l.clone()))
+            .collect();
+        let mut proposals = Vec::new();
+        for (tp, leader) in leaders {
+            leader.maybe_shrink_isr(now_ms);
+            leader.expire_waiters(now_ms);
+            let out = leader.take_isr_proposals();
+            if !out.is_empty() {
+                proposals.push((tp, out));
+            }
+        }
+        proposals
+    }
+
+    /// The high watermark of every replicated leader (for the replication-offset checkpoint).
+    pub fn replicated_high_watermarks(&self) -> crate::replication::checkpoint::HighWatermarks {
+        self.replicated
+            .borrow()
+            .iter()
+            .map(|(tp, l)| ((tp.topic.clone(), tp.partition), l.high_watermark()))
+            .collect()
+    }
+
     /// Leadership of `tp` moved away (or it closes): waiting acks=all produces are answered
     /// NOT_LEADER_OR_FOLLOWER and the partition is served plainly again until re-registered.
     pub fn stop_replicated(&self, tp: &TopicPartition) -> bool {
@@ -302,7 +337,7 @@ mod replicated_service_tests {
         let tp = TopicPartition::new("t", 0);
         let partition = Rc::new(Partition::new(tp.clone(), log, 8, producers));
         partition.become_leader(1).await.unwrap();
-        let (clock, _manual) = Clock::manual(0);
+        let (clock, manual) = Clock::manual(0);
         let service = Rc::new(PartitionService::new(
             Shutdown::new(),
             clock,
@@ -378,6 +413,24 @@ mod replicated_service_tests {
             .unwrap()
             .slice
             .is_some());
+        assert_eq!(
+            service
+                .replicated_high_watermarks()
+                .get(&("t".to_string(), 0)),
+            Some(&1)
+        );
+        // Follower 2 stops fetching; past replica.lag.time.max.ms behind the log end, the
+        // tick proposes the ISR without it.
+        service.produce(vec![item("late")], 1).await;
+        assert!(
+            service.replication_tick().is_empty(),
+            "not lagging long enough"
+        );
+        manual.advance_ms(30_010);
+        let proposals = service.replication_tick();
+        assert_eq!(proposals.len(), 1);
+        assert_eq!(proposals[0].1[0].new_isr, vec![1]);
+        leader.on_isr_rejected();
         // acks=all waits; stopping replication answers it NOT_LEADER_OR_FOLLOWER.
         let produce = {
             let service = service.clone();
