@@ -219,10 +219,12 @@ impl ReplicaFetcher {
                 round.truncations += 1;
             }
             FetchAction::ResolveOutOfRange => {
-                // Kafka asks the leader's log start and end (ListOffsets) to decide; not yet.
-                tracing::warn!(topic = %part.topic, partition = part.partition, "replica fetch offset out of range");
-                self.session.on_error(&part.topic, part.partition, now_ms);
-                round.backed_off += 1;
+                if self.resolve_out_of_range(&partition, &key).await? {
+                    round.truncations += 1;
+                } else {
+                    self.session.on_error(&part.topic, part.partition, now_ms);
+                    round.backed_off += 1;
+                }
             }
             FetchAction::BackedOff => round.backed_off += 1,
             FetchAction::Removed => {
@@ -262,6 +264,71 @@ impl ReplicaFetcher {
             t.completed,
         );
         Ok(())
+    }
+
+    /// Kafka's `fetchOffsetAndTruncate`: asks the leader its log end and start (ListOffsets
+    /// -1 / -2) and truncates to its end (it is behind us: an unclean election), restarts
+    /// empty at its start (we are behind its retention), or keeps our log. False when the
+    /// leader did not answer usably (the partition backs off).
+    async fn resolve_out_of_range(
+        &mut self,
+        partition: &Partition,
+        key: &(String, i32),
+    ) -> Result<bool, FetcherError> {
+        use crate::partition::PartitionProxy;
+        use crate::replication::fetcher::{out_of_range_decision, OutOfRange};
+        let current = self
+            .session
+            .state(&key.0, key.1)
+            .map_or(-1, |s| s.current_leader_epoch);
+        let (Some(end), Some(start)) = (
+            self.leader_offset(key, current, -1).await?,
+            self.leader_offset(key, current, -2).await?,
+        ) else {
+            return Ok(false);
+        };
+        let replica_end = partition.log_end_offset();
+        let fetch_from = match out_of_range_decision(start, end, replica_end) {
+            OutOfRange::TruncateTo(offset) => {
+                partition.truncate_to(offset, self.limits, 0).await?;
+                partition.log_end_offset()
+            }
+            OutOfRange::TruncateFullyAndStartAt(offset) => {
+                partition
+                    .truncate_fully_and_start_at(offset, self.limits)
+                    .await?;
+                offset
+            }
+            OutOfRange::FetchFrom(offset) => offset,
+        };
+        tracing::info!(topic = %key.0, partition = key.1, start, end, replica_end, fetch_from, "replica fetch offset reset");
+        self.session
+            .on_truncated(&key.0, key.1, fetch_from, partition.latest_epoch(), true);
+        Ok(true)
+    }
+
+    /// The leader's offset for `timestamp` (-1 log end, -2 log start); None on an error code.
+    async fn leader_offset(
+        &mut self,
+        key: &(String, i32),
+        current_leader_epoch: i32,
+        timestamp: i64,
+    ) -> Result<Option<i64>, FetcherError> {
+        const LIST_OFFSETS_VERSION: i16 = 4;
+        let request = wire::list_offsets_request(
+            self.replica_id,
+            &key.0,
+            key.1,
+            current_leader_epoch,
+            timestamp,
+        );
+        let body = self
+            .call(ApiKey::ListOffsets, LIST_OFFSETS_VERSION, &request)
+            .await?;
+        let response: kafka_protocol::messages::ListOffsetsResponse =
+            self.decode(ApiKey::ListOffsets, LIST_OFFSETS_VERSION, body)?;
+        Ok(wire::listed_offset(&response, &key.0, key.1)
+            .and_then(|(code, offset)| (code == 0 && offset >= 0).then_some(offset)))
     }
 
     /// OffsetForLeaderEpoch for the partitions whose log must be reconciled first.

@@ -107,6 +107,28 @@ impl Partition {
         Ok(())
     }
 
+    /// Kafka's `truncateFullyAndStartAt`: the log, its leader-epoch cache and producer state
+    /// emptied, the log restarting at `offset` (this replica's log ended before the leader's
+    /// log start).
+    pub async fn truncate_fully_and_start_at(
+        &self,
+        offset: i64,
+        limits: producers::rebuild::RebuildLimits,
+    ) -> Result<(), PartitionError> {
+        let _serialised = self.producer_lock.lock().await;
+        self.log
+            .truncate_fully_and_start_at(storage::Offset(offset))
+            .await
+            .map_err(|e| storage_error(&self.tp, e))?;
+        let empty = LeaderEpochCache::default();
+        if let Err(e) = empty.persist(self.log.dir()).await {
+            epoch_cache_fatal(self, &e);
+        }
+        *self.epochs.borrow_mut() = empty;
+        *self.producers.borrow_mut() = producers::ProducerStates::new(limits.state);
+        Ok(())
+    }
+
     /// The follower's (epoch, end offset) for `epoch` from its own cache and log end (what
     /// `replication::truncation::truncation_offset` compares with the leader's answer).
     pub fn own_end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {

@@ -176,3 +176,18 @@ fn truncate_from_end_keeps_epochs_below_the_log_end() {
     let cut = truncate_from_end(&cache, 5).unwrap();
     assert_eq!(cut.latest_epoch(), Some(0));
 }
+
+/// A follower whose log ends before the leader's log start restarts empty there.
+#[compio::test]
+async fn truncate_fully_and_start_at_the_leaders_log_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = crate::config::BrokerConfig::default().producer_rebuild_limits();
+    let p = open(dir.path()).await;
+    p.become_leader(0).await.unwrap();
+    produce(&p, &["a", "b", "c"]).await;
+    p.truncate_fully_and_start_at(40, limits).await.unwrap();
+    assert_eq!((p.log_start_offset(), p.log_end_offset()), (40, 40));
+    assert_eq!(p.latest_epoch(), -1);
+    let reopened = open(dir.path()).await;
+    assert_eq!(reopened.log_end_offset(), 40);
+}

@@ -134,6 +134,41 @@ pub fn fetched_partitions(
     out
 }
 
+/// ListOffsets as a replica asks it (Kafka's `fetchEarliestOffset` / `fetchLatestOffset` for
+/// an out-of-range fetch offset): one partition, `timestamp` -2 (log start) or -1 (log end).
+pub fn list_offsets_request(
+    replica_id: i32,
+    topic: &str,
+    partition: i32,
+    current_leader_epoch: i32,
+    timestamp: i64,
+) -> kafka_protocol::messages::ListOffsetsRequest {
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    kafka_protocol::messages::ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(replica_id))
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
+            .with_partitions(vec![ListOffsetsPartition::default()
+                .with_partition_index(partition)
+                .with_current_leader_epoch(current_leader_epoch)
+                .with_timestamp(timestamp)])])
+}
+
+/// The (error code, offset) a ListOffsets response answers for one partition.
+pub fn listed_offset(
+    response: &kafka_protocol::messages::ListOffsetsResponse,
+    topic: &str,
+    partition: i32,
+) -> Option<(i16, i64)> {
+    response
+        .topics
+        .iter()
+        .filter(|t| t.name.0.as_str() == topic)
+        .flat_map(|t| t.partitions.iter())
+        .find(|p| p.partition_index == partition)
+        .map(|p| (p.error_code, p.offset))
+}
+
 /// OffsetForLeaderEpoch for partitions reconciling their log: (topic, partition, current
 /// leader epoch, the epoch asked about = this replica's latest).
 pub fn offset_for_leader_epoch_request(

@@ -272,6 +272,13 @@ impl Log {
         seg.open_index_files(false).await
     }
 
+    /// Empties the log and restarts it at `offset` (Kafka's `truncateFullyAndStartAt`: a
+    /// follower whose log ends before the leader's log start).
+    pub async fn truncate_fully_and_start_at(&self, offset: Offset) -> Result<(), StorageError> {
+        let _g = self.append_lock.lock().await;
+        self.truncate_fully(offset.0).await
+    }
+
     /// Deletes every segment and restarts the log, empty, at `offset`.
     async fn truncate_fully(&self, offset: i64) -> Result<(), StorageError> {
         let offset = offset.max(0);
