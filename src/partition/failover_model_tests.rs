@@ -127,7 +127,16 @@ impl World {
 
     /// acks=all: true when acknowledged.
     async fn produce_all(&mut self, value: &str) -> bool {
+        let before = self.leader.log_end_offset();
         let produce = compio::runtime::spawn(self.leader.clone().append(request(value, -1)));
+        // Let the append land (or be refused) first, whatever the machine's load, so that the
+        // fetch rounds below decide the outcome, not the scheduler.
+        for _ in 0..2_000 {
+            if self.leader.log_end_offset() > before || produce.is_finished() {
+                break;
+            }
+            compio::time::sleep(Duration::from_millis(1)).await;
+        }
         for _ in 0..3 {
             compio::time::sleep(Duration::from_millis(1)).await;
             self.fetch_round().await;

@@ -171,7 +171,8 @@ async fn produce_all(
     now_ms: i64,
 ) {
     let produce = compio::runtime::spawn(leader.clone().append(request(value, -1)));
-    for _ in 0..4 {
+    // Bounded: fetch rounds until acknowledged (the append lands on the runtime's schedule).
+    for _ in 0..5_000 {
         compio::time::sleep(Duration::from_millis(1)).await;
         for f in followers.iter_mut() {
             f.fetch(leader, now_ms).await;

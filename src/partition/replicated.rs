@@ -274,6 +274,10 @@ impl ReplicatedPartition {
     /// Waits for the high watermark to reach `required_offset`, bounded by the produce
     /// timeout; `Ok` once replicated to the ISR.
     async fn await_replication(&self, required_offset: i64, now_ms: i64) -> Result<(), AckError> {
+        // Resigned while the append ran: nobody would complete a waiter parked now.
+        if !self.leading.get() {
+            return Err(AckError::NotLeaderOrFollower);
+        }
         let rx = {
             let mut purgatory = self.purgatory.borrow_mut();
             let deadline = now_ms.saturating_add(self.config.produce_timeout_ms);

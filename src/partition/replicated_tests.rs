@@ -90,6 +90,20 @@ impl Cluster {
     }
 }
 
+/// Waits (bounded) until the leader's log reaches `end`: a spawned append has landed.
+async fn landed(leader: &ReplicatedPartition, end: i64) {
+    for _ in 0..5_000 {
+        if leader.log_end_offset() >= end {
+            return;
+        }
+        compio::time::sleep(Duration::from_millis(1)).await;
+    }
+    panic!(
+        "the append did not land: log end {}",
+        leader.log_end_offset()
+    );
+}
+
 fn request(values: &[&str], acks: i16) -> AppendRequest {
     let mut builder = storage::BatchBuilder::new(1_000);
     for v in values {
@@ -124,7 +138,7 @@ async fn acks_all_waits_for_the_isr_and_replicas_are_identical() {
     let c = cluster(2, 10_000).await;
     let produce = compio::runtime::spawn(c.leader.clone().append(request(&["a", "b"], -1)));
     // Let the append run: it is written but not acknowledged, not readable.
-    compio::time::sleep(Duration::from_millis(20)).await;
+    landed(&c.leader, 2).await;
     assert_eq!(c.leader.log_end_offset(), 2);
     assert_eq!(c.leader.high_watermark(), 0);
     assert!(c
@@ -182,7 +196,7 @@ async fn stopped_followers_shrink_the_isr_then_rejoin() {
     c.replicate(2, 0).await;
     c.replicate(3, 0).await;
     let produce = compio::runtime::spawn(c.leader.clone().append(request(&["a"], -1)));
-    compio::time::sleep(Duration::from_millis(10)).await;
+    landed(&c.leader, 1).await;
     c.catch_up(2, 500).await;
     // Follower 3 has stopped.
     c.leader.maybe_shrink_isr(LAG_MS);
@@ -233,7 +247,7 @@ async fn stopped_followers_shrink_the_isr_then_rejoin() {
     );
     // acks=all works again once both have the batch.
     let produce = compio::runtime::spawn(c.leader.clone().append(request(&["d"], -1)));
-    compio::time::sleep(Duration::from_millis(10)).await;
+    landed(&c.leader, 4).await;
     c.catch_up(2, 5_100).await;
     assert!(!produce.is_finished());
     c.catch_up(3, 5_100).await;
