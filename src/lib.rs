@@ -87,11 +87,10 @@ pub fn run(config: BrokerConfig) -> Result<(), BrokerError> {
         first.context.advertised_host.clone(),
         first.context.advertised_port,
     );
-    let credentials = security::scram::CredentialStore::load(&config.data_dir)
+    // ACLs and SCRAM credentials written before they were image records: adopted once.
+    cluster::security_store::migrate_legacy(&config.data_dir)
         .map_err(|e| BrokerError::Security(e.to_string()))?;
-    let authorizer_config = security::config::authorizer(&config)?;
-    let authorizer = security::acl_store::Authorizer::load(&config.data_dir, authorizer_config)
-        .map_err(|e| BrokerError::Security(e.to_string()))?;
+    let authorizer = security::acl_store::Authorizer::new(security::config::authorizer(&config)?);
     let quotas = quotas::QuotaManager::load(
         &config.data_dir,
         quotas::window_config(&config)?,
@@ -122,7 +121,6 @@ pub fn run(config: BrokerConfig) -> Result<(), BrokerError> {
         advertised_host,
         advertised_port,
         listeners,
-        credentials: Arc::new(credentials),
         authorizer: Arc::new(authorizer),
         quotas: Arc::new(quotas),
         listener_configs,

@@ -421,8 +421,10 @@ fn scram_credential_admin_errors_and_persistence() {
         codes,
         [("erin".into(), 0), ("ghost".into(), 91), ("x".into(), 92)]
     );
-    let file = std::fs::read_to_string(broker.data_dir().join("__cluster/scram_credentials.toml"))
+    // The credentials are metadata records, persisted with the image's security part.
+    let file = std::fs::read_to_string(broker.data_dir().join("__cluster/security.json"))
         .expect("store file");
+    assert!(file.contains("UserScramCredential"), "{file}");
     assert!(!file.contains("erin-pw"), "no password stored");
 }
 

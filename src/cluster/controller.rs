@@ -214,6 +214,9 @@ pub async fn commit(shard: &Shard, records: Vec<MetadataRecord>) -> Result<(), S
     if touches(|r| is_config_of(r, CONFIG_RESOURCE_BROKER)) {
         store::persist_broker_configs(data_dir, &next, shard.config.node_id).await?;
     }
+    if touches(super::security_image::is_security_record) {
+        super::security_store::persist(data_dir, &next).await?;
+    }
     broadcast_records(shard, records).await;
     Ok(())
 }

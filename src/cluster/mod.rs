@@ -10,6 +10,9 @@
 //!   persists it (`store`), and has every shard apply the same records to its own copy before
 //!   it answers. `deletion` removes a deleted topic's data and everything keyed by it.
 //! - `topics`: topic names, ids, configs and their validation (Kafka's catalog of configs).
+//! - `security_image`, `security_control`, `security_store`: ACLs and SCRAM credentials as
+//!   records in the image (Kafka's `AclsImage`/`ScramImage`, `AclControlManager`/
+//!   `ScramControlManager`), changed through the controller, persisted beside the topics.
 //! - `quorum`: the controller quorum's replicated metadata log on openraft (not yet wired into
 //!   start-up; its own `MetadataRecord` codec is to be unified with `records`).
 //!
@@ -23,6 +26,9 @@ pub mod image;
 pub mod open;
 pub mod quorum;
 pub mod records;
+pub mod security_control;
+pub mod security_image;
+pub mod security_store;
 pub mod store;
 pub mod topics;
 

@@ -103,6 +103,47 @@ pub struct ProducerIdsRecord {
     pub next_producer_id: i64,
 }
 
+/// Kafka's `UserScramCredentialRecord` (KRaft, 3.5+): one user's credential for one SCRAM
+/// mechanism (`ScramMechanism` id: 1 = SHA-256, 2 = SHA-512), salted, never the password.
+/// Replaces any credential of the same user and mechanism.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserScramCredentialRecord {
+    pub name: String,
+    pub mechanism: i8,
+    pub salt: Vec<u8>,
+    pub stored_key: Vec<u8>,
+    pub server_key: Vec<u8>,
+    pub iterations: i32,
+}
+
+/// Kafka's `RemoveUserScramCredentialRecord`: the user's credential for the mechanism is gone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoveUserScramCredentialRecord {
+    pub name: String,
+    pub mechanism: i8,
+}
+
+/// Kafka's `AccessControlEntryRecord`: one ACL binding with its id (wire codes of
+/// `ResourceType`, `PatternType`, `AclOperation`, `AclPermissionType`). Ids are UUIDs, kept in
+/// the same wrapper as topic ids.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessControlEntryRecord {
+    pub id: TopicId,
+    pub resource_type: i8,
+    pub resource_name: String,
+    pub pattern_type: i8,
+    pub principal: String,
+    pub host: String,
+    pub operation: i8,
+    pub permission_type: i8,
+}
+
+/// Kafka's `RemoveAccessControlEntryRecord`: the ACL with this id is gone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoveAccessControlEntryRecord {
+    pub id: TopicId,
+}
+
 /// Every record the metadata image understands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MetadataRecord {
@@ -113,6 +154,10 @@ pub enum MetadataRecord {
     RemoveTopic(RemoveTopicRecord),
     Config(ConfigRecord),
     ProducerIds(ProducerIdsRecord),
+    UserScramCredential(UserScramCredentialRecord),
+    RemoveUserScramCredential(RemoveUserScramCredentialRecord),
+    AccessControlEntry(AccessControlEntryRecord),
+    RemoveAccessControlEntry(RemoveAccessControlEntryRecord),
 }
 
 impl MetadataRecord {
@@ -126,6 +171,10 @@ impl MetadataRecord {
             Self::PartitionChange(_) => 5,
             Self::RemoveTopic(_) => 9,
             Self::ProducerIds(_) => 15,
+            Self::UserScramCredential(_) => 11,
+            Self::AccessControlEntry(_) => 18,
+            Self::RemoveAccessControlEntry(_) => 19,
+            Self::RemoveUserScramCredential(_) => 22,
         }
     }
 
@@ -137,6 +186,10 @@ impl MetadataRecord {
             Self::PartitionChange(r) => Some(r.topic_id),
             Self::RemoveTopic(r) => Some(r.topic_id),
             Self::RegisterBroker(_) | Self::Config(_) | Self::ProducerIds(_) => None,
+            Self::UserScramCredential(_)
+            | Self::RemoveUserScramCredential(_)
+            | Self::AccessControlEntry(_)
+            | Self::RemoveAccessControlEntry(_) => None,
         }
     }
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::listener::SecurityProtocol;
 use super::sasl::{self, AuthFailure, SaslMechanism, ScramPending};
-use super::scram::CredentialStore;
+use super::scram::CredentialLookup;
 
 /// Log target of authentication failures and denied operations.
 pub const AUDIT_TARGET: &str = "sluice::audit";
@@ -221,17 +221,17 @@ impl Session {
     }
 
     /// One SaslAuthenticate (or raw) token. PLAIN's password check runs off the shard thread.
-    pub async fn authenticate(&self, token: &[u8], store: &Arc<CredentialStore>) -> AuthStep {
+    pub async fn authenticate(&self, token: &[u8], lookup: CredentialLookup<'_>) -> AuthStep {
         let state = std::mem::replace(&mut *self.state.borrow_mut(), SaslState::Failed);
         let step = match state {
             SaslState::AwaitingToken {
                 mechanism: SaslMechanism::Plain,
                 ..
-            } => self.plain(token, store).await,
+            } => self.plain(token, lookup).await,
             SaslState::AwaitingToken {
                 mechanism: SaslMechanism::Scram(m),
                 raw_frames,
-            } => match sasl::scram_first(m, token, &server_nonce(), store) {
+            } => match sasl::scram_first(m, token, &server_nonce(), lookup) {
                 Ok((server_first, pending)) => {
                     *self.state.borrow_mut() = SaslState::AwaitingScramFinal {
                         pending: Box::new(pending),
@@ -330,18 +330,15 @@ impl Session {
         }
     }
 
-    async fn plain(&self, token: &[u8], store: &Arc<CredentialStore>) -> AuthStep {
+    async fn plain(&self, token: &[u8], lookup: CredentialLookup<'_>) -> AuthStep {
         let (user, password) = match sasl::parse_plain(token) {
             Ok(parsed) => parsed,
             Err(failure) => return AuthStep::Failed(failure),
         };
-        let store = store.clone();
-        let checked_user = user.clone();
-        let ok = compio::runtime::spawn_blocking(move || {
-            sasl::check_plain(&store, &checked_user, &password)
-        })
-        .await
-        .unwrap_or(false);
+        let candidates = sasl::plain_candidates(lookup, &user);
+        let ok = compio::runtime::spawn_blocking(move || sasl::check_plain(&candidates, &password))
+            .await
+            .unwrap_or(false);
         if ok {
             self.authenticated(SaslMechanism::Plain, &user, Vec::new())
         } else {

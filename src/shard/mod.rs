@@ -60,7 +60,6 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
         registry_lock: futures_util::lock::Mutex::new(()),
         shutdown: ctx.shutdown,
         metrics,
-        credentials: boot.credentials.clone(),
         authorizer: boot.authorizer.clone(),
         on_topics_adopted: vec![|shard, changed| Box::pin(crate::groups::adopted(shard, changed))],
         on_topics_deleted: vec![|shard, names| {
