@@ -303,6 +303,10 @@ pub struct BrokerConfig {
     /// past it the least recently used is dropped. Sluice's own bound.
     #[serde(rename = "quota.sensors.max")]
     pub quota_sensors_max: usize,
+    /// KIP-612: new connections per second the broker accepts on all its listeners; past it
+    /// new connections wait (Kafka's name and default: 2147483647, no limit).
+    #[serde(rename = "max.connection.creation.rate")]
+    pub max_connection_creation_rate: i32,
     /// Kafka's `listener.name.<listener>.<config>` overrides of ssl.* / sasl.* settings for
     /// one listener (full key -> value), as written in the file.
     #[serde(skip)]
@@ -411,6 +415,7 @@ impl Default for BrokerConfig {
             quota_window_num: 11,
             quota_window_size_seconds: 1,
             quota_sensors_max: 100_000,
+            max_connection_creation_rate: i32::MAX,
             listener_overrides: std::collections::BTreeMap::new(),
             ssl_allow_dn_changes: false,
             ssl_allow_san_changes: false,

@@ -67,6 +67,9 @@ pub enum AdminError {
     TopicAuthorizationFailed,
     #[error("Cluster authorization failed.")]
     ClusterAuthorizationFailed,
+    /// KIP-599: the request's controller mutation quota is exhausted (handlers).
+    #[error("The throttling quota has been exceeded.")]
+    ThrottlingQuotaExceeded,
 }
 
 impl From<AlterError> for AdminError {

@@ -73,6 +73,7 @@ pub fn admin_error_code(error: &AdminError) -> i16 {
         AdminError::Storage(_) => K::KafkaStorageError.code(),
         AdminError::TopicAuthorizationFailed => K::TopicAuthorizationFailed.code(),
         AdminError::ClusterAuthorizationFailed => K::ClusterAuthorizationFailed.code(),
+        AdminError::ThrottlingQuotaExceeded => K::ThrottlingQuotaExceeded.code(),
     }
 }
 

@@ -21,6 +21,7 @@ pub use self::msg::ShardMsg;
 pub use self::state::{Boot, BootListener, ConnectionGuard, Shard};
 use crate::handlers::fetch_session::FetchSessions;
 use crate::partition::PartitionService;
+use crate::quotas::connections::ConnectionVerdict;
 use crate::router;
 
 pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inbox<ShardMsg>) {
@@ -188,6 +189,29 @@ async fn accept_loop(
             continue;
         }
         let guard = ConnectionGuard::new(shard.clone());
+        // KIP-612: connection-creation rates per IP and per broker.
+        let verdict = shard
+            .quotas
+            .record_connection(peer.ip(), shard.config.max_connection_creation_rate);
+        let delay_ms = match verdict {
+            ConnectionVerdict::Serve { delay_ms } => delay_ms,
+            ConnectionVerdict::Refuse { close_after_ms } => {
+                tracing::info!(%peer, close_after_ms, "connection creation rate of the IP exceeded, closing");
+                // Kafka's delayed close: the socket is held (counted) for the throttle time.
+                let waiting = shard.clone();
+                compio::runtime::spawn(async move {
+                    sleep_unless_shutdown(&waiting, close_after_ms).await;
+                    drop(stream);
+                    drop(guard);
+                })
+                .detach();
+                continue;
+            }
+        };
+        // Kafka's acceptor waits before accepting more when the broker rate is exceeded.
+        if !sleep_unless_shutdown(shard, delay_ms).await {
+            return;
+        }
         let shard = shard.clone();
         let context = context.clone();
         compio::runtime::spawn(async move {
@@ -196,6 +220,19 @@ async fn accept_loop(
         })
         .detach();
     }
+}
+
+/// Sleeps `ms` (a quota's throttle); false when shutdown came first.
+async fn sleep_unless_shutdown(shard: &Shard, ms: u64) -> bool {
+    if ms == 0 {
+        return true;
+    }
+    let sleep = Box::pin(compio::time::sleep(Duration::from_millis(ms)));
+    let stop = Box::pin(shard.shutdown.wait());
+    matches!(
+        futures_util::future::select(sleep, stop).await,
+        futures_util::future::Either::Left(_)
+    )
 }
 
 async fn drain_connections(shard: &Shard) {
