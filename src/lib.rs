@@ -148,6 +148,18 @@ fn bind_listeners(
 ) -> Result<(Vec<socket2::Socket>, Vec<shard::BootListener>), BrokerError> {
     use security::session::ListenerContext;
     let specs = security::config::listeners(config)?;
+    // One JWKS validator for every listener; an unreadable key set stops the broker.
+    let oauth_jwks = match security::config::oauth_jwks(config)? {
+        Some(jwks) => Some(Arc::new(
+            security::oauth_jwks::JwksValidator::load(jwks).map_err(|e| {
+                config::ConfigError::Invalid {
+                    key: "sasl.oauthbearer.jwks.endpoint.url",
+                    reason: e,
+                }
+            })?,
+        )),
+        None => None,
+    };
     let mut reservations = Vec::new();
     let mut listeners = Vec::new();
     for spec in specs {
@@ -180,6 +192,7 @@ fn bind_listeners(
             tls,
             principal_mapper: Arc::new(security::config::principal_mapper(&own)?),
             sasl_mechanisms: security::config::enabled_mechanisms(&own)?,
+            oauth_jwks: oauth_jwks.clone(),
         };
         listeners.push(shard::BootListener {
             bind,

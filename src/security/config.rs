@@ -46,6 +46,43 @@ pub fn authorizer(config: &BrokerConfig) -> Result<super::acl::AuthorizerConfig,
     .map_err(|e| invalid("authorizer.class.name", e))
 }
 
+/// The OAUTHBEARER JWKS settings; None when `sasl.oauthbearer.jwks.endpoint.url` is unset.
+pub fn oauth_jwks(
+    config: &BrokerConfig,
+) -> Result<Option<super::oauth_jwks::JwksConfig>, ConfigError> {
+    let Some(url) = &config.sasl_oauthbearer_jwks_endpoint_url else {
+        return Ok(None);
+    };
+    let path = super::oauth_jwks::jwks_path(url)
+        .map_err(|e| invalid("sasl.oauthbearer.jwks.endpoint.url", e))?;
+    if config.sasl_oauthbearer_sub_claim_name.trim().is_empty() {
+        return Err(invalid(
+            "sasl.oauthbearer.sub.claim.name",
+            "must not be empty",
+        ));
+    }
+    let expected_audience = config
+        .sasl_oauthbearer_expected_audience
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(str::to_owned)
+        .collect();
+    Ok(Some(super::oauth_jwks::JwksConfig {
+        path,
+        expected_audience,
+        expected_issuer: config.sasl_oauthbearer_expected_issuer.clone(),
+        clock_skew_seconds: config.sasl_oauthbearer_clock_skew_seconds,
+        sub_claim_name: config.sasl_oauthbearer_sub_claim_name.trim().to_owned(),
+        refresh: std::time::Duration::from_millis(
+            config.sasl_oauthbearer_jwks_endpoint_refresh_ms.max(1),
+        ),
+        retry_backoff: std::time::Duration::from_millis(
+            config.sasl_oauthbearer_jwks_endpoint_retry_backoff_ms,
+        ),
+    }))
+}
+
 /// Checks every security setting that can be checked without reading files (the keystore and
 /// truststore are read when the TLS config is built, at start).
 pub fn validate(config: &BrokerConfig) -> Result<(), ConfigError> {
@@ -54,6 +91,7 @@ pub fn validate(config: &BrokerConfig) -> Result<(), ConfigError> {
     principal_mapper(config)?;
     authorizer(config)?;
     tls::protocol_versions(&config.ssl_enabled_protocols)?;
+    oauth_jwks(config)?;
     ClientAuth::parse(&config.ssl_client_auth)
         .ok_or_else(|| invalid("ssl.client.auth", "must be none, requested or required"))?;
     if config.sasl_server_max_receive_size == 0 {

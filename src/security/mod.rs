@@ -14,6 +14,7 @@ pub mod acl_store;
 pub mod config;
 pub mod listener;
 pub mod listener_configs;
+pub mod oauth_jwks;
 pub mod oauthbearer;
 pub mod principal;
 pub mod sasl;

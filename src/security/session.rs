@@ -32,6 +32,9 @@ pub struct ListenerContext {
     pub principal_mapper: Arc<super::principal::PrincipalMapper>,
     /// `sasl.enabled.mechanisms` of this listener.
     pub sasl_mechanisms: Vec<SaslMechanism>,
+    /// OAUTHBEARER's JWKS validation (`sasl.oauthbearer.jwks.endpoint.url`); None: unsecured
+    /// tokens, Kafka's default validator.
+    pub oauth_jwks: Option<Arc<super::oauth_jwks::JwksValidator>>,
 }
 
 #[derive(Debug)]
@@ -244,7 +247,7 @@ impl Session {
             SaslState::AwaitingToken {
                 mechanism: SaslMechanism::OAuthBearer,
                 ..
-            } => match self.oauthbearer(token) {
+            } => match self.oauthbearer(token).await {
                 Ok(step) => step,
                 Err(challenge) => return challenge,
             },
@@ -298,12 +301,23 @@ impl Session {
 
     /// OAUTHBEARER's initial response: authenticated, failed, or (`Err`) the JSON challenge of
     /// an invalid token (the state then waits for the client's acknowledgement).
-    fn oauthbearer(&self, token: &[u8]) -> Result<AuthStep, AuthStep> {
+    async fn oauthbearer(&self, token: &[u8]) -> Result<AuthStep, AuthStep> {
+        use super::oauthbearer::{check_authzid, parse_initial_response};
         use super::oauthbearer::{validate_initial_response, OAuthError};
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        match validate_initial_response(token, now_ms) {
+        let validated = match &self.listener.oauth_jwks {
+            None => validate_initial_response(token, now_ms),
+            Some(jwks) => match parse_initial_response(token) {
+                Ok(parsed) => match jwks.validate(parsed.token, now_ms).await {
+                    Ok(valid) => check_authzid(parsed.authzid, valid),
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            },
+        };
+        match validated {
             Ok(valid) => {
                 let step =
                     self.authenticated(SaslMechanism::OAuthBearer, &valid.principal, Vec::new());
