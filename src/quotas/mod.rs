@@ -218,7 +218,7 @@ impl QuotaManager {
             live: RwLock::new(Arc::new(Live::new(map))),
             sensors: Default::default(),
             connections: ConnectionRates::default(),
-            mutations: MutationBuckets::default(),
+            mutations: MutationBuckets::new(window, sensors_max.max(1)),
             change_lock: futures_util::lock::Mutex::new(()),
             epoch: Instant::now(),
         })
@@ -377,15 +377,8 @@ impl QuotaManager {
         let Some(quota) = resolve::limit(&tags, &live.mutation) else {
             return Mutation::Recorded { throttle_ms: 0 };
         };
-        self.mutations.record(
-            tags,
-            quota,
-            f64::from(partitions),
-            strict,
-            &self.window,
-            self.sensors_max,
-            self.now_ms(),
-        )
+        self.mutations
+            .record(tags, quota, f64::from(partitions), strict, self.now_ms())
     }
 
     /// Drops rates idle for an hour; at the cap, also the least recently used one.

@@ -78,12 +78,23 @@ pub enum Mutation {
 }
 
 /// Every client's bucket, shared by every shard.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MutationBuckets {
+    window: WindowConfig,
+    sensors_max: usize,
     buckets: Mutex<HashMap<MetricTags, TokenBucket>>,
 }
 
 impl MutationBuckets {
+    /// Buckets over `window` (the burst), at most `sensors_max` of them.
+    pub fn new(window: WindowConfig, sensors_max: usize) -> Self {
+        Self {
+            window,
+            sensors_max,
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
     /// Records `permits` partitions for `tags` under `quota` (per second).
     pub fn record(
         &self,
@@ -91,10 +102,9 @@ impl MutationBuckets {
         quota: f64,
         permits: f64,
         strict: bool,
-        window: &WindowConfig,
-        sensors_max: usize,
         now_ms: u64,
     ) -> Mutation {
+        let (window, sensors_max) = (&self.window, self.sensors_max);
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         if !buckets.contains_key(&tags) {
             make_room(&mut buckets, sensors_max, now_ms);
@@ -167,10 +177,9 @@ mod tests {
 
     #[test]
     fn strict_refuses_only_once_exhausted() {
-        let buckets = MutationBuckets::default();
+        let buckets = MutationBuckets::new(WINDOW, 10);
         // quota 1/s: burst 11 partitions.
-        let record =
-            |permits, strict, now| buckets.record(tags(), 1.0, permits, strict, &WINDOW, 10, now);
+        let record = |permits, strict, now| buckets.record(tags(), 1.0, permits, strict, now);
         assert_eq!(record(10.0, true, 0), Mutation::Recorded { throttle_ms: 0 });
         // 1 token left: this request may take the bucket below zero (-4)...
         assert_eq!(record(5.0, true, 0), Mutation::Recorded { throttle_ms: 0 });
