@@ -92,7 +92,10 @@ impl MetadataImage {
             MetadataRecord::UserScramCredential(_)
             | MetadataRecord::RemoveUserScramCredential(_)
             | MetadataRecord::AccessControlEntry(_)
-            | MetadataRecord::RemoveAccessControlEntry(_) => self.security.apply(record),
+            | MetadataRecord::RemoveAccessControlEntry(_) => self
+                .security
+                .apply(record)
+                .map_err(|e| ImageError::InvalidSecurityRecord(e.0)),
         }
     }
 

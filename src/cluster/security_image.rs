@@ -13,7 +13,6 @@
 
 use std::collections::BTreeMap;
 
-use super::image::ImageError;
 use super::records::{
     AccessControlEntryRecord, MetadataRecord, RemoveAccessControlEntryRecord,
     RemoveUserScramCredentialRecord, TopicId, UserScramCredentialRecord,
@@ -21,6 +20,11 @@ use super::records::{
 use crate::security::acl::AclBinding;
 use crate::security::acl_store::Acls;
 use crate::security::scram::{Credential, Mechanism, Users};
+
+/// Why a security record does not apply (the image maps it to its own error).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SecurityRecordError(pub String);
 
 /// See the module documentation.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -34,7 +38,7 @@ pub struct SecurityImage {
 
 impl SecurityImage {
     /// Applies one security record (the caller routes only these four kinds here).
-    pub fn apply(&mut self, record: &MetadataRecord) -> Result<(), ImageError> {
+    pub fn apply(&mut self, record: &MetadataRecord) -> Result<(), SecurityRecordError> {
         match record {
             MetadataRecord::AccessControlEntry(r) => self.add_acl(r),
             MetadataRecord::RemoveAccessControlEntry(r) => {
@@ -55,14 +59,14 @@ impl SecurityImage {
                 }
                 Ok(())
             }
-            other => Err(ImageError::InvalidSecurityRecord(format!(
+            other => Err(SecurityRecordError(format!(
                 "record type {} is not a security record",
                 other.kafka_type_id()
             ))),
         }
     }
 
-    fn add_acl(&mut self, r: &AccessControlEntryRecord) -> Result<(), ImageError> {
+    fn add_acl(&mut self, r: &AccessControlEntryRecord) -> Result<(), SecurityRecordError> {
         let binding = AclBinding::from_wire(
             r.resource_type,
             &r.resource_name,
@@ -72,17 +76,17 @@ impl SecurityImage {
             r.operation,
             r.permission_type,
         )
-        .map_err(|e| ImageError::InvalidSecurityRecord(format!("ACL {}: {e}", r.id.uuid())))?;
+        .map_err(|e| SecurityRecordError(format!("ACL {}: {e}", r.id.uuid())))?;
         match (self.by_id.get(&r.id.0), self.ids.get(&binding)) {
             (Some(existing), _) if *existing == binding => return Ok(()),
             (Some(_), _) => {
-                return Err(ImageError::InvalidSecurityRecord(format!(
+                return Err(SecurityRecordError(format!(
                     "ACL id {} already names another binding",
                     r.id.uuid()
                 )))
             }
             (None, Some(other)) => {
-                return Err(ImageError::InvalidSecurityRecord(format!(
+                return Err(SecurityRecordError(format!(
                     "ACL {} duplicates ACL {}",
                     r.id.uuid(),
                     other.uuid()
@@ -96,10 +100,10 @@ impl SecurityImage {
         Ok(())
     }
 
-    fn upsert_scram(&mut self, r: &UserScramCredentialRecord) -> Result<(), ImageError> {
+    fn upsert_scram(&mut self, r: &UserScramCredentialRecord) -> Result<(), SecurityRecordError> {
         let mechanism = mechanism(r.mechanism)?;
         let iterations = u32::try_from(r.iterations).map_err(|_| {
-            ImageError::InvalidSecurityRecord(format!("negative SCRAM iterations for {}", r.name))
+            SecurityRecordError(format!("negative SCRAM iterations for {}", r.name))
         })?;
         self.scram.entry(r.name.clone()).or_default().insert(
             mechanism,
@@ -181,9 +185,9 @@ impl SecurityImage {
     }
 }
 
-fn mechanism(id: i8) -> Result<Mechanism, ImageError> {
+fn mechanism(id: i8) -> Result<Mechanism, SecurityRecordError> {
     Mechanism::from_id(id)
-        .ok_or_else(|| ImageError::InvalidSecurityRecord(format!("unknown SCRAM mechanism {id}")))
+        .ok_or_else(|| SecurityRecordError(format!("unknown SCRAM mechanism {id}")))
 }
 
 /// The `AccessControlEntryRecord` of `binding` under `id`.
