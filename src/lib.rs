@@ -193,6 +193,7 @@ fn bind_listeners(
             principal_mapper: Arc::new(security::config::principal_mapper(&own)?),
             sasl_mechanisms: security::config::enabled_mechanisms(&own)?,
             oauth_jwks: oauth_jwks.clone(),
+            max_connection_creation_rate: own.max_connection_creation_rate,
         };
         listeners.push(shard::BootListener {
             bind,

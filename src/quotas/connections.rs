@@ -1,12 +1,14 @@
 //! Connection-creation rate quotas (KIP-612, Kafka's `ConnectionQuotas`): per IP address
 //! (`connection_creation_rate` of an `ip` entity or of the default IP entity, set with
-//! AlterClientQuotas) and per broker (`max.connection.creation.rate`).
+//! AlterClientQuotas), per listener (`listener.name.<l>.max.connection.creation.rate`, else the
+//! broker's value) and per broker (`max.connection.creation.rate`).
 //!
-//! As Kafka: a connection from an IP over its rate is not served; it is closed after the
-//! throttle time (Kafka's delayed close of a `ConnectionThrottledException`), and its creation
-//! is taken back out of the rate, so refused attempts do not lengthen the penalty. A connection
-//! over the broker-wide rate is served after the throttle time (Kafka's acceptor waits before
-//! accepting more). Both throttles are at most one quota window (`quota.window.size.seconds`).
+//! As Kafka: a new connection is first recorded in its listener's and the broker's rates; over
+//! either, it waits the larger throttle time before it is served (Kafka's acceptor waits before
+//! accepting). Then its IP's rate: over it, the connection is not served; it is closed after
+//! the throttle time (Kafka's delayed close of a `ConnectionThrottledException`), and its
+//! creation is taken back out of the IP's rate, so refused attempts do not lengthen the
+//! penalty. Every throttle is at most one quota window (`quota.window.size.seconds`).
 //!
 //! Invariants: measured in `quotas::rate::Rate`s of the quota windows; at most
 //! `quota.sensors.max` IP rates exist (idle ones for an hour go first, then the least recently
@@ -21,15 +23,6 @@ use super::rate::{self, Rate, WindowConfig};
 /// Kafka's default of `max.connection.creation.rate` and of an IP's `connection_creation_rate`:
 /// no limit.
 pub const UNLIMITED_RATE: i32 = i32::MAX;
-
-/// What the acceptor does with a new connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConnectionVerdict {
-    /// Serve it after `delay_ms` (0: at once; over the broker-wide rate: the throttle time).
-    Serve { delay_ms: u64 },
-    /// Its IP is over its rate: close it, unserved, after `close_after_ms`.
-    Refuse { close_after_ms: u64 },
-}
 
 /// The IP quotas in force: per address, and the default IP entity's.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -53,51 +46,66 @@ impl IpLimits {
 #[derive(Debug, Default)]
 pub struct ConnectionRates {
     ips: Mutex<HashMap<IpAddr, Rate>>,
+    /// One per listener name (as many as configured listeners).
+    listeners: Mutex<HashMap<String, Rate>>,
     broker: Mutex<Rate>,
 }
 
+/// Records one event in `rate` against `max` per second; the throttle time in ms.
+fn record_one(rate: &mut Rate, max: i32, window: &WindowConfig, now_ms: u64) -> u64 {
+    let bound = f64::from(max.max(0));
+    rate::record_and_throttle_ms(rate, window, 1.0, bound, now_ms, window.window_ms)
+}
+
 impl ConnectionRates {
-    /// Records one new connection from `ip` (see the module documentation). `broker_max` is
-    /// `max.connection.creation.rate` (`UNLIMITED_RATE`: not measured).
-    pub fn record(
+    /// Records a new connection on `listener` against its rate (`listener_max`) and the
+    /// broker's (`broker_max`; `UNLIMITED_RATE`: not measured); returns how long to wait
+    /// before serving it (the larger throttle, 0 within both).
+    pub fn record_listener(
+        &self,
+        listener: &str,
+        listener_max: i32,
+        broker_max: i32,
+        window: &WindowConfig,
+        now_ms: u64,
+    ) -> u64 {
+        let mut delay_ms = 0;
+        if listener_max != UNLIMITED_RATE {
+            let mut listeners = self.listeners.lock().unwrap_or_else(|e| e.into_inner());
+            let rate = listeners.entry(listener.to_owned()).or_default();
+            delay_ms = record_one(rate, listener_max, window, now_ms);
+        }
+        if broker_max != UNLIMITED_RATE {
+            let mut broker = self.broker.lock().unwrap_or_else(|e| e.into_inner());
+            delay_ms = delay_ms.max(record_one(&mut broker, broker_max, window, now_ms));
+        }
+        delay_ms
+    }
+
+    /// Records a new connection from `ip` against its IP quota; `Some(close_after_ms)` when it
+    /// is over it (the connection is refused and not counted), None when it may be served.
+    pub fn record_ip(
         &self,
         limits: &IpLimits,
-        broker_max: i32,
         ip: IpAddr,
         window: &WindowConfig,
         sensors_max: usize,
         now_ms: u64,
-    ) -> ConnectionVerdict {
-        let max_throttle_ms = window.window_ms;
-        if let Some(bound) = limits.limit(ip) {
-            let mut ips = self.ips.lock().unwrap_or_else(|e| e.into_inner());
-            if !ips.contains_key(&ip) {
-                make_room(&mut ips, sensors_max, now_ms);
-            }
-            let rate = ips.entry(ip).or_default();
-            let throttle =
-                rate::record_and_throttle_ms(rate, window, 1.0, bound, now_ms, max_throttle_ms);
-            if throttle > 0 {
-                // Kafka: "unrecord the connection since we won't accept the connection".
-                rate.record(window, -1.0, now_ms);
-                return ConnectionVerdict::Refuse {
-                    close_after_ms: throttle,
-                };
-            }
+    ) -> Option<u64> {
+        let bound = limits.limit(ip)?;
+        let mut ips = self.ips.lock().unwrap_or_else(|e| e.into_inner());
+        if !ips.contains_key(&ip) {
+            make_room(&mut ips, sensors_max, now_ms);
         }
-        if broker_max == UNLIMITED_RATE {
-            return ConnectionVerdict::Serve { delay_ms: 0 };
+        let rate = ips.entry(ip).or_default();
+        let throttle =
+            rate::record_and_throttle_ms(rate, window, 1.0, bound, now_ms, window.window_ms);
+        if throttle == 0 {
+            return None;
         }
-        let mut broker = self.broker.lock().unwrap_or_else(|e| e.into_inner());
-        let delay_ms = rate::record_and_throttle_ms(
-            &mut broker,
-            window,
-            1.0,
-            f64::from(broker_max.max(0)),
-            now_ms,
-            max_throttle_ms,
-        );
-        ConnectionVerdict::Serve { delay_ms }
+        // Kafka: "unrecord the connection since we won't accept the connection".
+        rate.record(window, -1.0, now_ms);
+        Some(throttle)
     }
 
     #[cfg(test)]
@@ -146,35 +154,22 @@ mod tests {
             default: None,
         };
         // 2/s over a young sensor's 10 s window: 20 connections fit, the 21st is refused.
-        let mut served = 0;
         for _ in 0..20 {
-            let v = rates.record(&limits, UNLIMITED_RATE, ip(1), &WINDOW, 10, 5_000);
-            assert_eq!(v, ConnectionVerdict::Serve { delay_ms: 0 });
-            served += 1;
+            assert_eq!(rates.record_ip(&limits, ip(1), &WINDOW, 10, 5_000), None);
         }
-        assert_eq!(served, 20);
-        let refused = rates.record(&limits, UNLIMITED_RATE, ip(1), &WINDOW, 10, 5_000);
-        let ConnectionVerdict::Refuse { close_after_ms } = refused else {
-            panic!("{refused:?}")
-        };
+        let close_after_ms = rates.record_ip(&limits, ip(1), &WINDOW, 10, 5_000).unwrap();
         assert!(close_after_ms > 0 && close_after_ms <= WINDOW.window_ms);
-        // Refused attempts were taken back: still exactly one over.
+        // Refused attempts were taken back: exactly as far over each time.
         for _ in 0..5 {
-            assert!(matches!(
-                rates.record(&limits, UNLIMITED_RATE, ip(1), &WINDOW, 10, 5_000),
-                ConnectionVerdict::Refuse { .. }
-            ));
+            assert_eq!(
+                rates.record_ip(&limits, ip(1), &WINDOW, 10, 5_000),
+                Some(close_after_ms)
+            );
         }
         // Another address without its own quota and no default: not limited.
-        assert_eq!(
-            rates.record(&limits, UNLIMITED_RATE, ip(2), &WINDOW, 10, 5_000),
-            ConnectionVerdict::Serve { delay_ms: 0 }
-        );
+        assert_eq!(rates.record_ip(&limits, ip(2), &WINDOW, 10, 5_000), None);
         // Later, the rate has room again.
-        assert_eq!(
-            rates.record(&limits, UNLIMITED_RATE, ip(1), &WINDOW, 10, 20_000),
-            ConnectionVerdict::Serve { delay_ms: 0 }
-        );
+        assert_eq!(rates.record_ip(&limits, ip(1), &WINDOW, 10, 20_000), None);
     }
 
     #[test]
@@ -185,23 +180,32 @@ mod tests {
             default: Some(1.0),
         };
         for last in 0..50 {
-            rates.record(&limits, UNLIMITED_RATE, ip(last), &WINDOW, 8, 1_000);
+            rates.record_ip(&limits, ip(last), &WINDOW, 8, 1_000);
         }
         assert!(rates.ip_rates() <= 8, "{}", rates.ip_rates());
     }
 
     #[test]
-    fn the_broker_rate_delays_but_serves() {
+    fn listener_and_broker_rates_delay() {
         let rates = ConnectionRates::default();
-        let none = IpLimits::default();
-        let mut delays = Vec::new();
-        for _ in 0..12 {
-            match rates.record(&none, 1, ip(1), &WINDOW, 10, 3_000) {
-                ConnectionVerdict::Serve { delay_ms } => delays.push(delay_ms),
-                other => panic!("{other:?}"),
-            }
-        }
+        // Broker rate 1/s: ten connections in a young 10 s window, then a delay.
+        let delays: Vec<u64> = (0..12)
+            .map(|_| rates.record_listener("A", UNLIMITED_RATE, 1, &WINDOW, 3_000))
+            .collect();
         assert_eq!(delays[..10], [0; 10]);
         assert!(delays[10] > 0 && delays[11] <= WINDOW.window_ms);
+        // A listener's own rate counts only its connections.
+        let rates = ConnectionRates::default();
+        for _ in 0..20 {
+            assert_eq!(
+                rates.record_listener("B", UNLIMITED_RATE, UNLIMITED_RATE, &WINDOW, 0),
+                0
+            );
+        }
+        let a: Vec<u64> = (0..11)
+            .map(|_| rates.record_listener("A", 1, UNLIMITED_RATE, &WINDOW, 0))
+            .collect();
+        assert_eq!(a[..10], [0; 10]);
+        assert!(a[10] > 0);
     }
 }

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use self::connections::{ConnectionRates, ConnectionVerdict, IpLimits};
+use self::connections::{ConnectionRates, IpLimits};
 use self::entity::{EntityName, QuotaEntity, QuotaError, QuotaMap};
 use self::mutation::{Mutation, MutationBuckets};
 use self::rate::{Rate, WindowConfig};
@@ -343,21 +343,32 @@ impl QuotaManager {
         Some(bound * full_windows * (self.window.window_ms as f64 / 1000.0))
     }
 
-    /// KIP-612: records a new connection from `ip` against its IP quota and the broker-wide
-    /// `max.connection.creation.rate` (`broker_max`); see `connections`.
-    pub fn record_connection(&self, ip: std::net::IpAddr, broker_max: i32) -> ConnectionVerdict {
-        let live = self.live();
-        if live.ips.is_empty() && broker_max == connections::UNLIMITED_RATE {
-            return ConnectionVerdict::Serve { delay_ms: 0 };
-        }
-        self.connections.record(
-            &live.ips,
+    /// KIP-612: records a new connection on `listener` against the listener's and the broker's
+    /// `max.connection.creation.rate`; returns how long to wait before serving it.
+    pub fn record_listener_connection(
+        &self,
+        listener: &str,
+        listener_max: i32,
+        broker_max: i32,
+    ) -> u64 {
+        self.connections.record_listener(
+            listener,
+            listener_max,
             broker_max,
-            ip,
             &self.window,
-            self.sensors_max,
             self.now_ms(),
         )
+    }
+
+    /// KIP-612: records a new connection from `ip` against its `connection_creation_rate`;
+    /// `Some(close_after_ms)`: over it, refuse the connection (see `connections`).
+    pub fn record_ip_connection(&self, ip: std::net::IpAddr) -> Option<u64> {
+        let live = self.live();
+        if live.ips.is_empty() {
+            return None;
+        }
+        self.connections
+            .record_ip(&live.ips, ip, &self.window, self.sensors_max, self.now_ms())
     }
 
     /// KIP-599: records `partitions` created or deleted by `user` / `client_id` against their
@@ -590,14 +601,9 @@ mod tests {
         assert_eq!(reloaded.snapshot().len(), 2, "the IP quota is kept too");
         let ip: std::net::IpAddr = "127.0.0.1".parse().unwrap();
         // 1 connection/s over a young sensor's 10 s: the 11th within the same instant is refused.
-        let verdicts: Vec<_> = (0..11)
-            .map(|_| reloaded.record_connection(ip, connections::UNLIMITED_RATE))
-            .collect();
-        assert!(matches!(
-            verdicts[9],
-            ConnectionVerdict::Serve { delay_ms: 0 }
-        ));
-        assert!(matches!(verdicts[10], ConnectionVerdict::Refuse { .. }));
+        let verdicts: Vec<_> = (0..11).map(|_| reloaded.record_ip_connection(ip)).collect();
+        assert_eq!(verdicts[9], None);
+        assert!(verdicts[10].is_some());
         // Removing the only key removes the entity.
         let remove = [
             AlterEntry {

@@ -35,6 +35,9 @@ pub struct ListenerContext {
     /// OAUTHBEARER's JWKS validation (`sasl.oauthbearer.jwks.endpoint.url`); None: unsecured
     /// tokens, Kafka's default validator.
     pub oauth_jwks: Option<Arc<super::oauth_jwks::JwksValidator>>,
+    /// KIP-612: new connections per second on this listener
+    /// (`listener.name.<l>.max.connection.creation.rate`, else the broker's).
+    pub max_connection_creation_rate: i32,
 }
 
 #[derive(Debug)]

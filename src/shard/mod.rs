@@ -21,7 +21,6 @@ pub use self::msg::ShardMsg;
 pub use self::state::{Boot, BootListener, ConnectionGuard, Shard};
 use crate::handlers::fetch_session::FetchSessions;
 use crate::partition::PartitionService;
-use crate::quotas::connections::ConnectionVerdict;
 use crate::router;
 
 pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inbox<ShardMsg>) {
@@ -189,28 +188,28 @@ async fn accept_loop(
             continue;
         }
         let guard = ConnectionGuard::new(shard.clone());
-        // KIP-612: connection-creation rates per IP and per broker.
-        let verdict = shard
-            .quotas
-            .record_connection(peer.ip(), shard.config.max_connection_creation_rate);
-        let delay_ms = match verdict {
-            ConnectionVerdict::Serve { delay_ms } => delay_ms,
-            ConnectionVerdict::Refuse { close_after_ms } => {
-                tracing::info!(%peer, close_after_ms, "connection creation rate of the IP exceeded, closing");
-                // Kafka's delayed close: the socket is held (counted) for the throttle time.
-                let waiting = shard.clone();
-                compio::runtime::spawn(async move {
-                    sleep_unless_shutdown(&waiting, close_after_ms).await;
-                    drop(stream);
-                    drop(guard);
-                })
-                .detach();
-                continue;
-            }
-        };
-        // Kafka's acceptor waits before accepting more when the broker rate is exceeded.
+        // KIP-612: the listener's and broker's connection-creation rates; over them Kafka's
+        // acceptor waits before accepting more.
+        let delay_ms = shard.quotas.record_listener_connection(
+            &context.name,
+            context.max_connection_creation_rate,
+            shard.config.max_connection_creation_rate,
+        );
         if !sleep_unless_shutdown(shard, delay_ms).await {
             return;
+        }
+        // Then the IP's rate: over it, Kafka's delayed close (the socket is held, and counted,
+        // for the throttle time).
+        if let Some(close_after_ms) = shard.quotas.record_ip_connection(peer.ip()) {
+            tracing::info!(%peer, close_after_ms, "connection creation rate of the IP exceeded, closing");
+            let waiting = shard.clone();
+            compio::runtime::spawn(async move {
+                sleep_unless_shutdown(&waiting, close_after_ms).await;
+                drop(stream);
+                drop(guard);
+            })
+            .detach();
+            continue;
         }
         let shard = shard.clone();
         let context = context.clone();
