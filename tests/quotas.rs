@@ -670,7 +670,11 @@ fn create_topics_as(
 /// counts the partitions it removes; another client id is not limited.
 #[test]
 fn the_controller_mutation_rate_throttles_topic_changes() {
-    use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse};
+    use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+    use kafka_protocol::messages::{
+        CreatePartitionsRequest, CreatePartitionsResponse, DeleteTopicsRequest,
+        DeleteTopicsResponse,
+    };
     let broker = Broker::start(BrokerOpts::default());
     let addr = broker.socket_addr();
     let codes = alter(
@@ -731,6 +735,25 @@ fn the_controller_mutation_rate_throttles_topic_changes() {
     let deleted: DeleteTopicsResponse = wire::decode_response(ApiKey::DeleteTopics, 5, 1, body);
     assert_eq!(deleted.responses[0].error_code, THROTTLING_QUOTA_EXCEEDED);
     assert!(deleted.throttle_time_ms > 0);
+    // CreatePartitions v3 is strict as well; the topic keeps its partitions.
+    let grow = CreatePartitionsRequest::default()
+        .with_topics(vec![CreatePartitionsTopic::default()
+            .with_name(TopicName(s("m2")))
+            .with_count(8)])
+        .with_timeout_ms(10_000);
+    let mut stream = wire::connect(addr);
+    stream.set_read_timeout(Some(wire::REPLY_TIMEOUT)).unwrap();
+    wire::send(
+        &mut stream,
+        &wire::encode_request(ApiKey::CreatePartitions, 3, 1, "mutator", &grow),
+    );
+    let wire::Outcome::Response(body) = wire::read_outcome(&mut stream) else {
+        panic!("no CreatePartitions answer");
+    };
+    let grown: CreatePartitionsResponse =
+        wire::decode_response(ApiKey::CreatePartitions, 3, 1, body);
+    assert_eq!(grown.results[0].error_code, THROTTLING_QUOTA_EXCEEDED);
+    assert!(grown.throttle_time_ms > 0);
 }
 
 /// KIP-612: `listener.name.<l>.max.connection.creation.rate` delays new connections on that
