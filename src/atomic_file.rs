@@ -36,53 +36,6 @@ pub async fn write_off_thread(path: PathBuf, bytes: Vec<u8>) -> io::Result<()> {
         .unwrap_or_else(|_| Err(io::Error::other("writer thread failed")))
 }
 
-/// A value shared by every shard and kept in one file: readers take the published copy;
-/// changes are serialised, applied to a copy, written atomically, and only then published
-/// (the ACL and SCRAM credential stores).
-#[derive(Debug)]
-pub struct Persisted<T> {
-    path: PathBuf,
-    value: std::sync::RwLock<T>,
-    /// Serialises changes (persist, then publish) across shards.
-    change_lock: futures_util::lock::Mutex<()>,
-}
-
-impl<T: Clone> Persisted<T> {
-    pub fn new(path: PathBuf, value: T) -> Self {
-        Self {
-            path,
-            value: std::sync::RwLock::new(value),
-            change_lock: futures_util::lock::Mutex::new(()),
-        }
-    }
-
-    /// Runs `f` on the published value.
-    pub fn read<R>(&self, f: impl FnOnce(&T) -> R) -> R {
-        f(&self.value.read().unwrap_or_else(|e| e.into_inner()))
-    }
-
-    pub fn snapshot(&self) -> T {
-        self.read(T::clone)
-    }
-
-    /// Applies `change` to a copy, writes `render(copy)`, then publishes the copy; nothing is
-    /// written when `change` reports no change (`false`).
-    pub async fn modify<R>(
-        &self,
-        change: impl FnOnce(&mut T) -> (R, bool),
-        render: impl FnOnce(&T) -> String,
-    ) -> io::Result<R> {
-        let _serialised = self.change_lock.lock().await;
-        let mut next = self.snapshot();
-        let (result, changed) = change(&mut next);
-        if changed {
-            write_off_thread(self.path.clone(), render(&next).into_bytes()).await?;
-            *self.value.write().unwrap_or_else(|e| e.into_inner()) = next;
-        }
-        Ok(result)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -303,6 +303,32 @@ pub struct BrokerConfig {
     /// past it the least recently used is dropped. Sluice's own bound.
     #[serde(rename = "quota.sensors.max")]
     pub quota_sensors_max: usize,
+    /// KIP-612: new connections per second the broker accepts on all its listeners; past it
+    /// new connections wait (Kafka's name and default: 2147483647, no limit).
+    #[serde(rename = "max.connection.creation.rate")]
+    pub max_connection_creation_rate: i32,
+    /// OAUTHBEARER: the JSON Web Key Set signed tokens are checked against (a `file:` URL);
+    /// unset = unsecured tokens, Kafka's default validator (`security::oauth_jwks`).
+    #[serde(rename = "sasl.oauthbearer.jwks.endpoint.url")]
+    pub sasl_oauthbearer_jwks_endpoint_url: Option<String>,
+    /// OAUTHBEARER: accepted `aud` values (comma-separated; empty = not checked).
+    #[serde(rename = "sasl.oauthbearer.expected.audience")]
+    pub sasl_oauthbearer_expected_audience: String,
+    /// OAUTHBEARER: the required `iss` (unset = not checked).
+    #[serde(rename = "sasl.oauthbearer.expected.issuer")]
+    pub sasl_oauthbearer_expected_issuer: Option<String>,
+    /// OAUTHBEARER: leeway for `exp`, `iat` and `nbf` (Kafka's default 30).
+    #[serde(rename = "sasl.oauthbearer.clock.skew.seconds")]
+    pub sasl_oauthbearer_clock_skew_seconds: u64,
+    /// OAUTHBEARER: the claim naming the principal (Kafka's default `sub`).
+    #[serde(rename = "sasl.oauthbearer.sub.claim.name")]
+    pub sasl_oauthbearer_sub_claim_name: String,
+    /// OAUTHBEARER: how often the key set is read again (Kafka's default one hour).
+    #[serde(rename = "sasl.oauthbearer.jwks.endpoint.refresh.ms")]
+    pub sasl_oauthbearer_jwks_endpoint_refresh_ms: u64,
+    /// OAUTHBEARER: least time between two reads for an unknown `kid` (Kafka's default 100).
+    #[serde(rename = "sasl.oauthbearer.jwks.endpoint.retry.backoff.ms")]
+    pub sasl_oauthbearer_jwks_endpoint_retry_backoff_ms: u64,
     /// Kafka's `listener.name.<listener>.<config>` overrides of ssl.* / sasl.* settings for
     /// one listener (full key -> value), as written in the file.
     #[serde(skip)]
@@ -461,6 +487,14 @@ impl Default for BrokerConfig {
             quota_window_num: 11,
             quota_window_size_seconds: 1,
             quota_sensors_max: 100_000,
+            max_connection_creation_rate: i32::MAX,
+            sasl_oauthbearer_jwks_endpoint_url: None,
+            sasl_oauthbearer_expected_audience: String::new(),
+            sasl_oauthbearer_expected_issuer: None,
+            sasl_oauthbearer_clock_skew_seconds: 30,
+            sasl_oauthbearer_sub_claim_name: "sub".to_owned(),
+            sasl_oauthbearer_jwks_endpoint_refresh_ms: 3_600_000,
+            sasl_oauthbearer_jwks_endpoint_retry_backoff_ms: 100,
             listener_overrides: std::collections::BTreeMap::new(),
             ssl_allow_dn_changes: false,
             ssl_allow_san_changes: false,

@@ -91,11 +91,10 @@ pub fn run(config: BrokerConfig) -> Result<(), BrokerError> {
         first.context.advertised_host.clone(),
         first.context.advertised_port,
     );
-    let credentials = security::scram::CredentialStore::load(&config.data_dir)
+    // ACLs and SCRAM credentials written before they were image records: adopted once.
+    cluster::security_store::migrate_legacy(&config.data_dir)
         .map_err(|e| BrokerError::Security(e.to_string()))?;
-    let authorizer_config = security::config::authorizer(&config)?;
-    let authorizer = security::acl_store::Authorizer::load(&config.data_dir, authorizer_config)
-        .map_err(|e| BrokerError::Security(e.to_string()))?;
+    let authorizer = security::acl_store::Authorizer::new(security::config::authorizer(&config)?);
     let quotas = quotas::QuotaManager::load(
         &config.data_dir,
         quotas::window_config(&config)?,
@@ -128,7 +127,6 @@ pub fn run(config: BrokerConfig) -> Result<(), BrokerError> {
         advertised_host,
         advertised_port,
         listeners,
-        credentials: Arc::new(credentials),
         authorizer: Arc::new(authorizer),
         quotas: Arc::new(quotas),
         listener_configs,
@@ -157,6 +155,18 @@ fn bind_listeners(
 ) -> Result<(Vec<socket2::Socket>, Vec<shard::BootListener>), BrokerError> {
     use security::session::ListenerContext;
     let specs = security::config::listeners(config)?;
+    // One JWKS validator for every listener; an unreadable key set stops the broker.
+    let oauth_jwks = match security::config::oauth_jwks(config)? {
+        Some(jwks) => Some(Arc::new(
+            security::oauth_jwks::JwksValidator::load(jwks).map_err(|e| {
+                config::ConfigError::Invalid {
+                    key: "sasl.oauthbearer.jwks.endpoint.url",
+                    reason: e,
+                }
+            })?,
+        )),
+        None => None,
+    };
     let mut reservations = Vec::new();
     let mut listeners = Vec::new();
     for spec in specs {
@@ -189,6 +199,8 @@ fn bind_listeners(
             tls,
             principal_mapper: Arc::new(security::config::principal_mapper(&own)?),
             sasl_mechanisms: security::config::enabled_mechanisms(&own)?,
+            oauth_jwks: oauth_jwks.clone(),
+            max_connection_creation_rate: own.max_connection_creation_rate,
         };
         listeners.push(shard::BootListener {
             bind,

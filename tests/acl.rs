@@ -668,3 +668,80 @@ fn without_an_authorizer_acl_apis_answer_security_disabled_and_all_is_allowed() 
     );
     assert_eq!(created.topics[0].error_code, 0, "everything allowed");
 }
+
+/// A data directory written before ACLs and SCRAM credentials were metadata records
+/// (`__cluster/acls.toml`, `__cluster/scram_credentials.toml`) is adopted: its user logs in,
+/// its ACL is described and enforced, the old files are kept as `*.migrated`, and the records
+/// survive a further restart.
+#[test]
+fn acls_and_scram_users_of_an_old_data_dir_are_adopted() {
+    use base64::engine::general_purpose::STANDARD as B64;
+    use base64::Engine;
+    let mut broker = acl_broker();
+    broker.stop();
+    let cluster = broker.data_dir().join("__cluster");
+    std::fs::create_dir_all(&cluster).unwrap();
+    let c = sluice::security::scram::Credential::from_password(
+        Mechanism::Sha256,
+        &pw("carol"),
+        b"old-salt",
+        4096,
+    );
+    std::fs::write(
+        cluster.join("scram_credentials.toml"),
+        format!(
+            "[[credential]]\nuser = \"carol\"\nmechanism = \"SCRAM-SHA-256\"\nsalt = \"{}\"\n\
+             stored_key = \"{}\"\nserver_key = \"{}\"\niterations = 4096\n",
+            B64.encode(&c.salt),
+            B64.encode(&c.stored_key),
+            B64.encode(&c.server_key)
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        cluster.join("acls.toml"),
+        format!(
+            "[[acl]]\nresource_type = {TOPIC}\nresource_name = \"old-\"\npattern_type = {PREFIXED}\n\
+             principal = \"User:carol\"\nhost = \"*\"\noperation = {WRITE}\npermission = {ALLOW}\n"
+        ),
+    )
+    .unwrap();
+    broker.start_again();
+    assert!(cluster.join("acls.toml.migrated").exists());
+    assert!(cluster.join("scram_credentials.toml.migrated").exists());
+    assert!(!cluster.join("acls.toml").exists());
+    assert!(cluster.join("security.json").exists());
+    let check = |broker: &Broker| {
+        let described: DescribeAclsResponse = wire::call(
+            broker.socket_addr(),
+            ApiKey::DescribeAcls,
+            3,
+            &describe_filter(Some("User:carol")),
+        );
+        assert_eq!(described.resources.len(), 1, "{described:?}");
+        // Logins land on either shard: each reads the credential from its own image.
+        for _ in 0..2 {
+            let mut carol = Client::login(broker, "carol");
+            assert_eq!(
+                produce(&mut carol, "old-orders"),
+                0,
+                "the migrated ACL allows"
+            );
+            assert_eq!(
+                produce(&mut carol, "other"),
+                TOPIC_AUTHORIZATION_FAILED,
+                "and only it"
+            );
+        }
+    };
+    let created = create_topic(
+        |req| wire::call(broker.socket_addr(), ApiKey::CreateTopics, 5, req),
+        "old-orders",
+    );
+    assert_eq!(created, 0);
+    check(&broker);
+    broker.restart();
+    check(&broker);
+    let secret = std::fs::read_to_string(cluster.join("security.json")).unwrap();
+    assert!(!secret.contains(&pw("carol")), "no password on disk");
+}

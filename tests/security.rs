@@ -421,8 +421,10 @@ fn scram_credential_admin_errors_and_persistence() {
         codes,
         [("erin".into(), 0), ("ghost".into(), 91), ("x".into(), 92)]
     );
-    let file = std::fs::read_to_string(broker.data_dir().join("__cluster/scram_credentials.toml"))
+    // The credentials are metadata records, persisted with the image's security part.
+    let file = std::fs::read_to_string(broker.data_dir().join("__cluster/security.json"))
         .expect("store file");
+    assert!(file.contains("UserScramCredential"), "{file}");
     assert!(!file.contains("erin-pw"), "no password stored");
 }
 
@@ -637,4 +639,73 @@ fn oauthbearer_unsecured_tokens_where_the_listener_enables_it() {
     assert!(broker
         .log_text()
         .contains("invalid OAUTHBEARER token: the token expired"));
+}
+
+/// KIP-768: with `sasl.oauthbearer.jwks.endpoint.url` set, OAUTHBEARER accepts only JWTs signed
+/// by a key of that set (generated here), with the expected audience and issuer; an unsecured
+/// token or another key's signature gets Kafka's JSON challenge, then the failure.
+#[test]
+fn oauthbearer_signed_tokens_are_validated_against_the_jwks() {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+    use base64::Engine;
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let signing = rcgen::KeyPair::generate().expect("key");
+    let other = rcgen::KeyPair::generate().expect("key");
+    let raw = signing.public_key_raw();
+    let jwks = serde_json::json!({"keys": [{
+        "kty": "EC", "crv": "P-256", "kid": "test-key", "alg": "ES256", "use": "sig",
+        "x": B64URL.encode(&raw[1..33]), "y": B64URL.encode(&raw[33..65]),
+    }]});
+    let jwks_path = dir.path().join("jwks.json");
+    std::fs::write(&jwks_path, jwks.to_string()).expect("write jwks");
+    let broker = Broker::start(BrokerOpts::default().config(&format!(
+        "listeners = \"PLAINTEXT://127.0.0.1:0,SASL_PLAINTEXT://127.0.0.1:0\"\n\
+         \"listener.name.sasl_plaintext.sasl.enabled.mechanisms\" = \"OAUTHBEARER\"\n\
+         \"sasl.oauthbearer.jwks.endpoint.url\" = \"file://{}\"\n\
+         \"sasl.oauthbearer.expected.audience\" = \"kafka-broker\"\n\
+         \"sasl.oauthbearer.expected.issuer\" = \"https://idp.test\"\n",
+        jwks_path.display()
+    )));
+    let addr = listener(&broker, "SASL_PLAINTEXT");
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let sign = |key: &rcgen::KeyPair, audience: &str| {
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some("test-key".into());
+        let claims = serde_json::json!({
+            "sub": "dave", "aud": audience, "iss": "https://idp.test",
+            "iat": now_s, "exp": now_s + 300,
+        });
+        jsonwebtoken::encode(
+            &header,
+            &claims,
+            &EncodingKey::from_ec_der(&key.serialize_der()),
+        )
+        .expect("sign")
+    };
+
+    let mut ok = wire::connect(addr);
+    assert_eq!(handshake(&mut ok, "OAUTHBEARER", 1), 0);
+    let done = authenticate(&mut ok, &oauth_response(&sign(&signing, "kafka-broker")), 2)
+        .expect("answered");
+    assert_eq!(done.error_code, 0, "{done:?}");
+    assert!(metadata(&mut ok, 3).is_some());
+
+    for token in [
+        sign(&other, "kafka-broker"),
+        sign(&signing, "someone-else"),
+        unsecured_jws("dave", now_s + 60),
+    ] {
+        let mut refused = wire::connect(addr);
+        assert_eq!(handshake(&mut refused, "OAUTHBEARER", 1), 0);
+        let challenge = authenticate(&mut refused, &oauth_response(&token), 2).expect("answered");
+        assert_eq!(&challenge.auth_bytes[..], br#"{"status":"invalid_token"}"#);
+        let failed = authenticate(&mut refused, &[1u8], 3).expect("answered");
+        assert_eq!(failed.error_code, SASL_AUTHENTICATION_FAILED);
+        assert!(closed(&mut refused));
+    }
+    assert!(broker.log_text().contains("JWT rejected"));
 }

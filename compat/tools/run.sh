@@ -329,6 +329,37 @@ client_quotas() {
   reject "$o.d3" "tools-q"
 }
 
+# KIP-612 IP quotas (on 127.0.0.2 and the default IP, so the tools on 127.0.0.1 stay below
+# them) and KIP-599 controller_mutation_rate: kafka-topics does not retry on a quota violation,
+# so the third creation fails with Kafka's message.
+ip_and_mutation_quotas() {
+  local o=$TMP/data-quotas2
+  kafka ConfigCommand --bootstrap-server "$B" --alter --entity-type ips --entity-name 127.0.0.2 \
+    --add-config connection_creation_rate=100 >"$o.ip"
+  expect "$o.ip" "Completed updating config for ip 127.0.0.2"
+  kafka ConfigCommand --bootstrap-server "$B" --alter --entity-type ips --entity-default \
+    --add-config connection_creation_rate=5000 >/dev/null
+  kafka ConfigCommand --bootstrap-server "$B" --describe --entity-type ips >"$o.ips"
+  expect "$o.ips" "ip '127.0.0.2' are connection_creation_rate=100" \
+    "the default ip are connection_creation_rate=5000"
+  kafka ConfigCommand --bootstrap-server "$B" --alter --entity-type clients --entity-name tools-m \
+    --add-config controller_mutation_rate=10 >/dev/null
+  printf 'client.id=tools-m\n' >"$o.props"
+  kafka TopicCommand --bootstrap-server "$B" --command-config "$o.props" --create --topic tools-m1 \
+    --partitions 100 >"$o.t1"
+  kafka TopicCommand --bootstrap-server "$B" --command-config "$o.props" --create --topic tools-m2 \
+    --partitions 100 >"$o.t2"
+  expect "$o.t2" "Created topic tools-m2"
+  kafka TopicCommand --bootstrap-server "$B" --command-config "$o.props" --create --topic tools-m3 \
+    --partitions 10 >"$o.t3" 2>&1 || true
+  expect "$o.t3" "The throttling quota has been exceeded"
+  kafka ConfigCommand --bootstrap-server "$B" --alter --entity-type ips --entity-default \
+    --delete-config connection_creation_rate >/dev/null
+  kafka ConfigCommand --bootstrap-server "$B" --alter --entity-type ips --entity-name 127.0.0.2 \
+    --delete-config connection_creation_rate >/dev/null
+  kafka TopicCommand --bootstrap-server "$B" --delete --topic 'tools-m1|tools-m2' >/dev/null
+}
+
 export B T TMP LIB JAVA TOOL_TIMEOUT_S METRICS_ADDR
 # kafka-broker-api-versions and kafka-cluster cluster-id: what an operator runs first.
 cluster_info() {
@@ -375,7 +406,8 @@ features() {
 }
 
 export -f kafka requests expect reject not_yet topics configs console groups perf offsets_and_delete \
-  leader_election transactions cluster_info log_dirs metadata_quorum features client_quotas
+  leader_election transactions cluster_info log_dirs metadata_quorum features client_quotas \
+  ip_and_mutation_quotas
 check topics "kafka-topics: create, list, describe, alter partitions, delete"
 check configs "kafka-configs: describe, alter, delete topic configs; describe broker"
 check console "kafka-console-producer / kafka-console-consumer: keys, headers, partition and offset"
@@ -389,6 +421,7 @@ check log_dirs "kafka-log-dirs --describe"
 check metadata_quorum "kafka-metadata-quorum describe --status"
 check features "kafka-features describe"
 check client_quotas "kafka-configs: alter, describe, delete client quotas (clients, users + default client)"
+check ip_and_mutation_quotas "kafka-configs: IP connection_creation_rate and controller_mutation_rate; kafka-topics over the mutation quota"
 
 if ! kill -0 "$PID" 2>/dev/null; then
   echo "FAIL broker-alive (sluice exited during the checks)"; FAILED=$((FAILED + 1))

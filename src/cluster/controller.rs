@@ -70,6 +70,9 @@ pub enum AdminError {
     /// Kafka's NOT_CONTROLLER: this broker is not the active controller (KRaft node).
     #[error("This is not the correct controller for this cluster.")]
     NotController,
+    /// KIP-599: the request's controller mutation quota is exhausted (handlers).
+    #[error("The throttling quota has been exceeded.")]
+    ThrottlingQuotaExceeded,
 }
 
 /// Why a commit did not happen (nothing changed anywhere).
@@ -293,6 +296,9 @@ async fn commit_locally(
     }
     if touches(|r| is_config_of(r, CONFIG_RESOURCE_BROKER)) {
         store::persist_broker_configs(data_dir, &next, shard.config.node_id).await?;
+    }
+    if touches(super::security_image::is_security_record) {
+        super::security_store::persist(data_dir, &next).await?;
     }
     broadcast_records(shard, records).await;
     Ok(())
@@ -890,7 +896,10 @@ pub async fn allocate_producer_ids(shard: &Shard) -> Result<IdBlock, IdError> {
 /// Shard 0 of a controller node, while it is the active controller: adopts the topics of a
 /// single-node data directory into an empty cluster image (once), and creates
 /// `__consumer_offsets` once a broker can host it. Never fatal: retried every second.
-pub async fn active_controller_duties(shard: std::rc::Rc<Shard>, node: std::sync::Arc<super::node::ClusterNode>) {
+pub async fn active_controller_duties(
+    shard: std::rc::Rc<Shard>,
+    node: std::sync::Arc<super::node::ClusterNode>,
+) {
     let mut adopted = false;
     loop {
         compio::time::sleep(std::time::Duration::from_secs(1)).await;

@@ -47,6 +47,8 @@ pub enum ImageError {
     UnknownConfigTopic(String),
     #[error("config resource type {0} is not kept in the metadata image")]
     UnsupportedConfigResource(i8),
+    #[error("invalid ACL or SCRAM record: {0}")]
+    InvalidSecurityRecord(String),
 }
 
 /// See the module documentation.
@@ -59,6 +61,8 @@ pub struct MetadataImage {
     /// Dynamic broker configs by BROKER resource name: "" is the cluster-wide default, a node
     /// id that node's own values (Kafka's `ConfigurationsImage` for brokers).
     broker_configs: BTreeMap<String, BTreeMap<String, String>>,
+    /// ACLs and SCRAM credentials (see `security_image`).
+    security: super::security_image::SecurityImage,
 }
 
 impl MetadataImage {
@@ -101,11 +105,22 @@ impl MetadataImage {
                 self.set_fenced(r.id, r.epoch, false);
                 Ok(())
             }
+            MetadataRecord::UserScramCredential(_)
+            | MetadataRecord::RemoveUserScramCredential(_)
+            | MetadataRecord::AccessControlEntry(_)
+            | MetadataRecord::RemoveAccessControlEntry(_) => self
+                .security
+                .apply(record)
+                .map_err(|e| ImageError::InvalidSecurityRecord(e.0)),
         }
     }
 
     fn set_fenced(&mut self, id: i32, epoch: i64, fenced: bool) {
-        if let Some(broker) = self.brokers.get_mut(&id).filter(|b| b.broker_epoch == epoch) {
+        if let Some(broker) = self
+            .brokers
+            .get_mut(&id)
+            .filter(|b| b.broker_epoch == epoch)
+        {
             broker.fenced = fenced;
         }
     }
@@ -242,7 +257,13 @@ impl MetadataImage {
                 next_producer_id: self.next_producer_id,
             }));
         }
+        records.extend(self.security.snapshot_records());
         records
+    }
+
+    /// ACLs and SCRAM credentials.
+    pub fn security(&self) -> &super::security_image::SecurityImage {
+        &self.security
     }
 
     // --- topic look-ups (what handlers read) ---

@@ -16,6 +16,9 @@
 //!   set): its settings, its quorum member and committed image, shard 0 bringing every shard's
 //!   image up to it, and the broker's registration and heartbeats. Without `process.roles` the
 //!   single-node controller above runs as before (no quorum).
+//! - `security_image`, `security_control`, `security_store`: ACLs and SCRAM credentials as
+//!   records in the image (Kafka's `AclsImage`/`ScramImage`, `AclControlManager`/
+//!   `ScramControlManager`), changed through the controller, persisted beside the topics.
 //!
 //! Invariants: only the controller produces records; every shard's image is the controller's
 //! after the same records, applied in the same order; handlers read brokers, leaders and
@@ -34,6 +37,9 @@ pub mod open;
 pub mod quorum;
 pub mod records;
 pub mod replica_fetcher;
+pub mod security_control;
+pub mod security_image;
+pub mod security_store;
 pub mod shared_image;
 pub mod store;
 pub mod topics;

@@ -64,6 +64,9 @@ pub fn load(data_dir: &Path, broker: i32) -> Result<MetadataImage, StoreError> {
         &none,
         &dynamic.node,
     ))?;
+    let security = super::security_store::load_records(data_dir)
+        .map_err(|e| TopicsFileError(e.to_string()))?;
+    image.apply_all(&security)?;
     if let Some(next) = load_producer_ids(data_dir)? {
         image.apply(&MetadataRecord::ProducerIds(ProducerIdsRecord {
             broker_id: broker,

@@ -82,6 +82,7 @@ pub fn idempotent_write_allowed(shard: &Shard, request: &Request) -> bool {
     let principal = request.session.principal();
     let host = request.peer.ip().to_string();
     let ok = shard.authorizer.authorize_by_resource_type(
+        shard.topics.borrow().security().acls(),
         &principal,
         &host,
         Operation::Write,
@@ -116,13 +117,16 @@ fn check(
     }
     let principal = request.session.principal();
     let host = request.peer.ip().to_string();
-    let ok = authorizer.authorize(&Action {
-        principal: &principal,
-        host: &host,
-        operation,
-        resource_type,
-        resource_name: name,
-    });
+    let ok = authorizer.authorize(
+        shard.topics.borrow().security().acls(),
+        &Action {
+            principal: &principal,
+            host: &host,
+            operation,
+            resource_type,
+            resource_name: name,
+        },
+    );
     if !ok && audit {
         tracing::info!(
             target: AUDIT_TARGET,
@@ -148,9 +152,13 @@ pub fn authorized_operations(
 ) -> i32 {
     let principal = request.session.principal();
     let host = request.peer.ip().to_string();
-    shard
-        .authorizer
-        .authorized_operations(&principal, &host, resource_type, name)
+    shard.authorizer.authorized_operations(
+        shard.topics.borrow().security().acls(),
+        &principal,
+        &host,
+        resource_type,
+        name,
+    )
 }
 
 /// Kafka's rule for creating a topic (CreateTopics, auto-creation): CLUSTER CREATE, or CREATE

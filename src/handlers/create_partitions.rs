@@ -11,6 +11,7 @@ use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicR
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
 
 use super::error::admin_error_code;
+use super::mutation_quota::MutationQuota;
 use super::{authz, str_bytes, HandlerFuture, Outcome, Request};
 use crate::router::admin::{AdminError, PartitionGrowth, RegistryChange};
 use crate::router::Router;
@@ -42,10 +43,30 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
                     )
             })
             .collect();
+        // KIP-599: the added partitions against the controller mutation quota.
+        let mut quota = MutationQuota::new(&shard, &request, 3);
+        let throttled: HashSet<&str> = body
+            .topics
+            .iter()
+            .filter(|t| !body.validate_only && !duplicate(t.name.0.as_str()))
+            .filter(|t| !denied.contains(t.name.0.as_str()))
+            .filter(|t| {
+                let current = shard
+                    .topics
+                    .borrow()
+                    .get(t.name.0.as_str())
+                    .map(|m| m.partitions);
+                let added =
+                    current.map_or(0, |c| u32::try_from(t.count).unwrap_or(0).saturating_sub(c));
+                !quota.record(&shard, added)
+            })
+            .map(|t| t.name.0.as_str())
+            .collect();
         let growths: Vec<PartitionGrowth> = body
             .topics
             .iter()
             .filter(|t| !duplicate(t.name.0.as_str()) && !denied.contains(t.name.0.as_str()))
+            .filter(|t| !throttled.contains(t.name.0.as_str()))
             .map(|t| PartitionGrowth {
                 name: t.name.0.to_string(),
                 count: t.count,
@@ -74,6 +95,8 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
                     ))
                 } else if denied.contains(t.name.0.as_str()) {
                     Err(AdminError::TopicAuthorizationFailed)
+                } else if throttled.contains(t.name.0.as_str()) {
+                    Err(AdminError::ThrottlingQuotaExceeded)
                 } else {
                     answers
                         .next()
@@ -89,7 +112,9 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
             })
             .collect();
         Outcome::encoded(
-            &CreatePartitionsResponse::default().with_results(results),
+            &CreatePartitionsResponse::default()
+                .with_results(results)
+                .with_throttle_time_ms(quota.finish(&request, 0)),
             version,
         )
     })

@@ -15,6 +15,7 @@ use kafka_protocol::ResponseError;
 
 use super::describe_configs;
 use super::error::topic_error_code;
+use super::mutation_quota::{MutationQuota, THROTTLED_MESSAGE};
 use super::{authz, str_bytes, HandlerFuture, Outcome, Request};
 use crate::router::{CreateResult, NewTopic, Router};
 use crate::shard::Shard;
@@ -26,6 +27,7 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
         let body: CreateTopicsRequest = request.decode()?;
         let mut early: Vec<Option<CreatableTopicResult>> = Vec::new();
         let mut wanted = Vec::new();
+        let mut quota = MutationQuota::new(&shard, &request, 6);
         // Kafka: every mention of a topic named more than once is INVALID_REQUEST.
         let repeated = super::dedup::repeated(body.topics.iter().map(|t| t.name.0.to_string()));
         for topic in &body.topics {
@@ -49,6 +51,16 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
                 continue;
             }
             match to_new_topic(topic) {
+                Ok(new_topic)
+                    if !body.validate_only && !quota_allows(&shard, &mut quota, &new_topic) =>
+                {
+                    early.push(Some(
+                        CreatableTopicResult::default()
+                            .with_name(topic.name.clone())
+                            .with_error_code(ResponseError::ThrottlingQuotaExceeded.code())
+                            .with_error_message(Some(str_bytes(THROTTLED_MESSAGE))),
+                    ));
+                }
                 Ok(new_topic) => {
                     early.push(None);
                     wanted.push(new_topic);
@@ -77,10 +89,26 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
             })
             .collect();
         Outcome::encoded(
-            &CreateTopicsResponse::default().with_topics(topics),
+            &CreateTopicsResponse::default()
+                .with_topics(topics)
+                .with_throttle_time_ms(quota.finish(&request, 2)),
             version,
         )
     })
+}
+
+/// KIP-599: the new topic's partitions against the controller mutation quota (a topic that
+/// already exists fails without counting, as Kafka's controller validates first).
+fn quota_allows(shard: &Shard, quota: &mut MutationQuota, topic: &NewTopic) -> bool {
+    if shard.topics.borrow().get(&topic.name).is_some() {
+        return true;
+    }
+    let partitions = if topic.partitions == -1 {
+        shard.config.num_partitions
+    } else {
+        topic.partitions
+    };
+    quota.record(shard, u32::try_from(partitions).unwrap_or(0))
 }
 
 fn to_new_topic(

@@ -10,6 +10,7 @@ use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
 
 use super::error::admin_error_code;
+use super::mutation_quota::MutationQuota;
 use super::{authz, str_bytes, HandlerFuture, Outcome, Request};
 use crate::router::admin::{AdminError, ChangeResult, RegistryChange, TopicRef};
 use crate::router::Router;
@@ -23,11 +24,16 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
         let body: DeleteTopicsRequest = request.decode()?;
         // Kafka: TOPIC DELETE per topic, else TOPIC_AUTHORIZATION_FAILED (an unknown id stays
         // UNKNOWN_TOPIC_ID).
+        let mut quota = MutationQuota::new(&shard, &request, 5);
         let wanted: Vec<Result<TopicRef, (TopicRef, AdminError)>> = wanted_topics(&body, version)
             .into_iter()
             .map(|w| match w {
                 Ok(topic) if !may_delete(&shard, &request, &topic) => {
                     Err((topic, AdminError::TopicAuthorizationFailed))
+                }
+                // KIP-599: the topic's partitions against the controller mutation quota.
+                Ok(topic) if !quota.record(&shard, partitions_of(&shard, &topic)) => {
+                    Err((topic, AdminError::ThrottlingQuotaExceeded))
                 }
                 Ok(topic) => Ok(topic),
                 Err(error) => Err((TopicRef::Name(String::new()), error)),
@@ -55,10 +61,22 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
             })
             .collect();
         Outcome::encoded(
-            &DeleteTopicsResponse::default().with_responses(responses),
+            &DeleteTopicsResponse::default()
+                .with_responses(responses)
+                .with_throttle_time_ms(quota.finish(&request, 1)),
             version,
         )
     })
+}
+
+/// The partitions a deletion removes (0 for an unknown topic: it fails without counting).
+fn partitions_of(shard: &Shard, topic: &TopicRef) -> u32 {
+    let image = shard.topics.borrow();
+    let meta = match topic {
+        TopicRef::Name(name) => image.get(name),
+        TopicRef::Id(id) => image.by_id(*id),
+    };
+    meta.map_or(0, |m| m.partitions)
 }
 
 fn may_delete(shard: &Shard, request: &Request, topic: &TopicRef) -> bool {

@@ -42,8 +42,8 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
             match filter {
                 Err(e) => error(K::InvalidRequest.code(), &e.0),
                 Ok(filter) => {
-                    let acls = shard.authorizer.snapshot();
-                    let matching = acls.iter().filter(|a| filter.matches(a));
+                    let image = shard.topics.borrow();
+                    let matching = image.security().acls().iter().filter(|a| filter.matches(a));
                     DescribeAclsResponse::default().with_resources(group(matching))
                 }
             }

@@ -80,6 +80,7 @@ pub fn admin_error_code(error: &AdminError) -> i16 {
         AdminError::TopicAuthorizationFailed => K::TopicAuthorizationFailed.code(),
         AdminError::ClusterAuthorizationFailed => K::ClusterAuthorizationFailed.code(),
         AdminError::NotController => K::NotController.code(),
+        AdminError::ThrottlingQuotaExceeded => K::ThrottlingQuotaExceeded.code(),
     }
 }
 

@@ -40,6 +40,7 @@ pub mod list_groups;
 pub mod list_offsets;
 pub mod listener_configs;
 pub mod metadata;
+pub mod mutation_quota;
 pub mod offset_commit;
 pub mod offset_delete;
 pub mod offset_fetch;

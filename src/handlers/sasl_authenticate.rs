@@ -19,7 +19,7 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
         let body: SaslAuthenticateRequest = request.decode()?;
         let step = request
             .session
-            .authenticate(&body.auth_bytes, &shard.credentials)
+            .authenticate(&body.auth_bytes, &|user, m| shard.scram_credential(user, m))
             .await;
         let response = SaslAuthenticateResponse::default();
         let response = match step {

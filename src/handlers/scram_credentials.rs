@@ -1,5 +1,6 @@
 //! AlterUserScramCredentials v0 and DescribeUserScramCredentials v0 (KIP-554): manage the
-//! SCRAM credentials in `security::scram::CredentialStore`, with Kafka's per-user errors
+//! SCRAM credentials of the metadata image (`UserScramCredentialRecord`s committed through
+//! `cluster::security_control`), with Kafka's per-user errors
 //! (ControllerApis / ScramControlManager): RESOURCE_NOT_FOUND, DUPLICATE_RESOURCE,
 //! UNSUPPORTED_SASL_MECHANISM, UNACCEPTABLE_CREDENTIAL.
 //!
@@ -134,10 +135,10 @@ pub fn handle_alter(shard: Rc<Shard>, request: Request) -> HandlerFuture {
                 )),
             );
         }
-        let outcome = shard
-            .credentials
-            .modify(move |users| apply(users, per_user))
-            .await;
+        let outcome = crate::cluster::security_control::modify_scram(&shard, move |users| {
+            apply(users, per_user)
+        })
+        .await;
         let mut results = match outcome {
             Ok(results) => results,
             Err(e) => {
@@ -227,7 +228,7 @@ pub fn handle_describe(shard: Rc<Shard>, request: Request) -> HandlerFuture {
                 .with_error_code(K::ClusterAuthorizationFailed.code());
             return Outcome::encoded(&response, version);
         }
-        let users = shard.credentials.snapshot();
+        let users = shard.topics.borrow().security().scram_users().clone();
         let describe = |user: &str| {
             let infos: Vec<CredentialInfo> = users
                 .get(user)

@@ -158,6 +158,8 @@ pub fn set_throttle_time(
     }
 }
 
+/// Writes `value` unless the handler already wrote a larger throttle time (the controller
+/// mutation quota's, KIP-599): Kafka answers the larger of the two.
 fn overwrite(parts: &mut [BodyPart], offset: usize, value: i32) -> bool {
     let Some(BodyPart::Bytes(first)) = parts.first_mut() else {
         return false;
@@ -167,7 +169,8 @@ fn overwrite(parts: &mut [BodyPart], offset: usize, value: i32) -> bool {
     }
     let mut patched = BytesMut::from(&first[..]);
     if let Some(field) = patched.get_mut(offset..offset + 4) {
-        field.copy_from_slice(&value.to_be_bytes());
+        let written = <[u8; 4]>::try_from(&*field).map_or(0, i32::from_be_bytes);
+        field.copy_from_slice(&value.max(written).to_be_bytes());
     }
     *first = patched.freeze();
     true
@@ -250,6 +253,14 @@ mod tests {
         assert!(set_throttle_time(ApiKey::ApiVersions, 3, &mut a, 10));
         let r = ApiVersionsResponse::decode(&mut body(&a), 3).unwrap();
         assert_eq!(r.throttle_time_ms, 10);
+
+        // A larger throttle time the handler wrote (KIP-599) is kept.
+        let created =
+            kafka_protocol::messages::CreateTopicsResponse::default().with_throttle_time_ms(5_000);
+        let mut c = encoded(&created, 7);
+        assert!(set_throttle_time(ApiKey::CreateTopics, 7, &mut c, 100));
+        let r = kafka_protocol::messages::CreateTopicsResponse::decode(&mut body(&c), 7).unwrap();
+        assert_eq!(r.throttle_time_ms, 5_000);
 
         // Metadata v0 has no throttle time.
         let mut old = encoded(&MetadataResponse::default(), 0);

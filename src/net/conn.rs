@@ -225,7 +225,10 @@ async fn read_loop(
 
 /// A SASL token framed without a Kafka header (after SaslHandshake v0); answered the same way.
 async fn raw_token(shard: &Shard, session: &Session, token: &[u8]) -> Ready {
-    match session.authenticate(token, &shard.credentials).await {
+    match session
+        .authenticate(token, &|user, m| shard.scram_credential(user, m))
+        .await
+    {
         AuthStep::Challenge(bytes) | AuthStep::Done(bytes) => {
             let Ok(len) = u32::try_from(bytes.len()) else {
                 return Ready::Close;

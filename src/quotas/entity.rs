@@ -1,8 +1,10 @@
 //! Client quota entities and their configs, as Kafka's `ClientQuotaControlManager` validates
 //! them and `ClientQuotasImage.describe` matches them. Pure: no I/O, no locks.
 //!
-//! An entity is a user, a client id, or both; each part is a name or the default (`<default>`,
-//! a null name on the wire). IP entities (`connection_creation_rate`) are not served.
+//! An entity is a user, a client id, or both, or an IP address alone (KIP-612); each part is a
+//! name or the default (`<default>`, a null name on the wire). User and client-id entities take
+//! the byte rates, `request_percentage` and `controller_mutation_rate` (KIP-599); IP entities
+//! take only `connection_creation_rate`.
 
 use std::collections::BTreeMap;
 
@@ -11,15 +13,29 @@ pub const USER: &str = "user";
 pub const CLIENT_ID: &str = "client-id";
 pub const IP: &str = "ip";
 
-/// The quota keys Sluice enforces, with whether Kafka types them as integers (LONG).
+/// The quota keys Sluice enforces, with Kafka's types (`QuotaConfig`).
 pub const PRODUCER_BYTE_RATE: &str = "producer_byte_rate";
 pub const CONSUMER_BYTE_RATE: &str = "consumer_byte_rate";
 pub const REQUEST_PERCENTAGE: &str = "request_percentage";
-const KEYS: &[(&str, bool)] = &[
-    (PRODUCER_BYTE_RATE, true),
-    (CONSUMER_BYTE_RATE, true),
-    (REQUEST_PERCENTAGE, false),
+pub const CONTROLLER_MUTATION_RATE: &str = "controller_mutation_rate";
+pub const CONNECTION_CREATION_RATE: &str = "connection_creation_rate";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ValueType {
+    Long,
+    Int,
+    Double,
+}
+
+/// Keys of user and client-id entities (`QuotaConfig.userAndClientQuotaConfigs`).
+const CLIENT_KEYS: &[(&str, ValueType)] = &[
+    (PRODUCER_BYTE_RATE, ValueType::Long),
+    (CONSUMER_BYTE_RATE, ValueType::Long),
+    (REQUEST_PERCENTAGE, ValueType::Double),
+    (CONTROLLER_MUTATION_RATE, ValueType::Double),
 ];
+/// Keys of IP entities (`QuotaConfig.ipConfigs`).
+const IP_KEYS: &[(&str, ValueType)] = &[(CONNECTION_CREATION_RATE, ValueType::Int)];
 
 /// One part of an entity: a name, or the default for that type.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -44,11 +60,23 @@ impl EntityName {
     }
 }
 
-/// `(user, client-id)`, at least one present.
+/// `(user, client-id)` with at least one present, or an IP alone.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct QuotaEntity {
     pub user: Option<EntityName>,
     pub client_id: Option<EntityName>,
+    pub ip: Option<EntityName>,
+}
+
+impl QuotaEntity {
+    /// A user and/or client-id entity.
+    pub fn client(user: Option<EntityName>, client_id: Option<EntityName>) -> Self {
+        Self {
+            user,
+            client_id,
+            ip: None,
+        }
+    }
 }
 
 /// Every entity's configs (key -> value).
@@ -77,21 +105,14 @@ fn invalid(message: impl Into<String>) -> QuotaError {
 pub fn entity_from_wire<'a>(
     parts: impl IntoIterator<Item = (&'a str, Option<&'a str>)>,
 ) -> Result<QuotaEntity, QuotaError> {
-    let mut entity = QuotaEntity {
-        user: None,
-        client_id: None,
-    };
+    let mut entity = QuotaEntity::client(None, None);
     let mut any = false;
     for (entity_type, name) in parts {
         any = true;
         let slot = match entity_type {
             USER => &mut entity.user,
             CLIENT_ID => &mut entity.client_id,
-            IP => {
-                return Err(invalid(
-                    "IP quotas (connection_creation_rate) are not supported",
-                ))
-            }
+            IP => &mut entity.ip,
             other => {
                 return Err(QuotaError {
                     code: UNSUPPORTED_VERSION,
@@ -112,13 +133,37 @@ pub fn entity_from_wire<'a>(
     if !any {
         return Err(invalid("Invalid empty client quota entity"));
     }
+    // ClientQuotaControlManager.configKeysForEntityType: an IP stands alone, and names an
+    // address (Sluice resolves no host names: a literal address only).
+    if let Some(ip) = &entity.ip {
+        if entity.user.is_some() || entity.client_id.is_some() {
+            return Err(invalid("Invalid empty client quota entity"));
+        }
+        if let EntityName::Named(name) = ip {
+            if name.parse::<std::net::IpAddr>().is_err() {
+                return Err(invalid(format!(
+                    "{name} is not a valid IP or resolvable host."
+                )));
+            }
+        }
+    }
     Ok(entity)
 }
 
-/// Validates one quota op (`ClientQuotaControlManager.validateQuotaKeyValue`); `remove` ops
-/// only need a known key.
-pub fn validate_op(key: &str, value: f64, remove: bool) -> Result<(), QuotaError> {
-    let Some(&(_, integral)) = KEYS.iter().find(|(k, _)| *k == key) else {
+/// Validates one quota op of `entity` (`ClientQuotaControlManager.validateQuotaKeyValue`,
+/// with the keys its entity type allows); `remove` ops only need a known key.
+pub fn validate_op(
+    entity: &QuotaEntity,
+    key: &str,
+    value: f64,
+    remove: bool,
+) -> Result<(), QuotaError> {
+    let keys = if entity.ip.is_some() {
+        IP_KEYS
+    } else {
+        CLIENT_KEYS
+    };
+    let Some(&(_, value_type)) = keys.iter().find(|(k, _)| *k == key) else {
         return Err(invalid(format!("Invalid configuration key {key}")));
     };
     if remove {
@@ -127,7 +172,12 @@ pub fn validate_op(key: &str, value: f64, remove: bool) -> Result<(), QuotaError
     if value.is_nan() || value <= 0.0 {
         return Err(invalid(format!("Quota {key} must be greater than 0")));
     }
-    if integral && (value.fract() != 0.0 || value > i64::MAX as f64) {
+    let max = match value_type {
+        ValueType::Double => return Ok(()),
+        ValueType::Long => i64::MAX as f64,
+        ValueType::Int => f64::from(i32::MAX),
+    };
+    if value.fract() != 0.0 || value > max {
         return Err(invalid(format!(
             "Proposed value for {key} is not a valid integer"
         )));
@@ -241,6 +291,9 @@ pub fn parts(entity: &QuotaEntity) -> Vec<(&'static str, &EntityName)> {
     if let Some(c) = &entity.client_id {
         out.push((CLIENT_ID, c));
     }
+    if let Some(ip) = &entity.ip {
+        out.push((IP, ip));
+    }
     out
 }
 
@@ -266,6 +319,12 @@ mod tests {
             UNSUPPORTED_VERSION
         );
         assert!(entity_from_wire([(USER, Some(""))]).is_err());
+        // KIP-612: an IP entity stands alone and names an address.
+        let ip = entity_from_wire([(IP, Some("10.0.0.1"))]).unwrap();
+        assert_eq!(ip.ip, named("10.0.0.1"));
+        assert!(entity_from_wire([(IP, None)]).is_ok());
+        assert!(entity_from_wire([(IP, Some("not-an-ip"))]).is_err());
+        assert!(entity_from_wire([(IP, None), (USER, Some("a"))]).is_err());
         let e = entity_from_wire([(CLIENT_ID, None), (USER, Some("alice"))]).unwrap();
         assert_eq!(e.user, named("alice"));
         assert_eq!(e.client_id, Some(EntityName::Default));
@@ -273,28 +332,29 @@ mod tests {
 
     #[test]
     fn ops_are_validated_as_kafka() {
-        assert!(validate_op(PRODUCER_BYTE_RATE, 1024.0, false).is_ok());
-        assert!(validate_op(PRODUCER_BYTE_RATE, 10.5, false).is_err());
-        assert!(validate_op(PRODUCER_BYTE_RATE, 0.0, false).is_err());
-        assert!(validate_op(REQUEST_PERCENTAGE, 12.5, false).is_ok());
-        assert!(validate_op("controller_mutation_rate", 1.0, false).is_err());
-        assert!(validate_op(CONSUMER_BYTE_RATE, -1.0, true).is_ok());
+        let user = QuotaEntity::client(named("u"), None);
+        let ip = QuotaEntity {
+            ip: Some(EntityName::Default),
+            ..QuotaEntity::client(None, None)
+        };
+        assert!(validate_op(&user, PRODUCER_BYTE_RATE, 1024.0, false).is_ok());
+        assert!(validate_op(&user, PRODUCER_BYTE_RATE, 10.5, false).is_err());
+        assert!(validate_op(&user, PRODUCER_BYTE_RATE, 0.0, false).is_err());
+        assert!(validate_op(&user, REQUEST_PERCENTAGE, 12.5, false).is_ok());
+        assert!(validate_op(&user, CONTROLLER_MUTATION_RATE, 1.5, false).is_ok());
+        assert!(validate_op(&user, CONNECTION_CREATION_RATE, 1.0, false).is_err());
+        assert!(validate_op(&user, CONSUMER_BYTE_RATE, -1.0, true).is_ok());
+        assert!(validate_op(&ip, CONNECTION_CREATION_RATE, 10.0, false).is_ok());
+        assert!(validate_op(&ip, CONNECTION_CREATION_RATE, 1.5, false).is_err());
+        assert!(validate_op(&ip, CONNECTION_CREATION_RATE, 3e9, false).is_err());
+        assert!(validate_op(&ip, PRODUCER_BYTE_RATE, 10.0, false).is_err());
     }
 
     #[test]
     fn describe_filters_match_as_kafka() {
-        let alice = QuotaEntity {
-            user: named("alice"),
-            client_id: None,
-        };
-        let alice_app = QuotaEntity {
-            user: named("alice"),
-            client_id: named("app"),
-        };
-        let default_user = QuotaEntity {
-            user: Some(EntityName::Default),
-            client_id: None,
-        };
+        let alice = QuotaEntity::client(named("alice"), None);
+        let alice_app = QuotaEntity::client(named("alice"), named("app"));
+        let default_user = QuotaEntity::client(Some(EntityName::Default), None);
         let f = DescribeFilter::from_wire([(USER, MATCH_EXACT, Some("alice"))], false).unwrap();
         assert!(f.matches(&alice) && f.matches(&alice_app) && !f.matches(&default_user));
         let f = DescribeFilter::from_wire([(USER, MATCH_EXACT, Some("alice"))], true).unwrap();

@@ -1,5 +1,7 @@
 //! Client quotas (Kafka's `ClientQuotaManager`s): `producer_byte_rate`, `consumer_byte_rate`
-//! and `request_percentage` per user / client id and their defaults, managed with
+//! and `request_percentage` per user / client id and their defaults, `controller_mutation_rate`
+//! (KIP-599, `mutation`) and `connection_creation_rate` per IP (KIP-612, `connections`, with
+//! the broker-wide `max.connection.creation.rate`), managed with
 //! DescribeClientQuotas / AlterClientQuotas, persisted in `__cluster/client_quotas.toml`, and
 //! measured per broker: one `QuotaManager` is shared by every shard (docs/decisions/0013).
 //!
@@ -11,7 +13,9 @@
 //! rates idle for an hour are dropped (Kafka's `InactiveSensorExpirationTimeSeconds`), and at
 //! most `quota.sensors.max` rates exist per quota type (the least recently used goes first).
 
+pub mod connections;
 pub mod entity;
+pub mod mutation;
 pub mod rate;
 pub mod resolve;
 
@@ -22,7 +26,9 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use self::connections::{ConnectionRates, IpLimits};
 use self::entity::{EntityName, QuotaEntity, QuotaError, QuotaMap};
+use self::mutation::{Mutation, MutationBuckets};
 use self::rate::{Rate, WindowConfig};
 use self::resolve::{MetricTags, Overrides};
 
@@ -30,7 +36,7 @@ use self::resolve::{MetricTags, Overrides};
 pub const STORE_FILE: &str = "client_quotas.toml";
 
 /// Kafka drops a client's sensors after an hour without traffic.
-const INACTIVE_SENSOR_EXPIRATION_MS: u64 = 3_600_000;
+pub(crate) const INACTIVE_SENSOR_EXPIRATION_MS: u64 = 3_600_000;
 
 /// Kafka's quota types; the index into the per-type tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,16 +133,43 @@ pub struct AlterEntry<'a> {
 struct Live {
     map: QuotaMap,
     by_type: [Overrides; 3],
+    /// `controller_mutation_rate` overrides.
+    mutation: Overrides,
+    /// `connection_creation_rate` of IP entities.
+    ips: IpLimits,
 }
 
 impl Live {
     fn new(map: QuotaMap) -> Self {
-        let by_type = QuotaType::ALL.map(|t| {
+        let overrides = |key: &str| -> Overrides {
             map.iter()
-                .filter_map(|(e, values)| values.get(t.key()).map(|v| (e.clone(), *v)))
+                .filter(|(e, _)| e.ip.is_none())
+                .filter_map(|(e, values)| values.get(key).map(|v| (e.clone(), *v)))
                 .collect()
-        });
-        Self { map, by_type }
+        };
+        let by_type = QuotaType::ALL.map(|t| overrides(t.key()));
+        let mutation = overrides(entity::CONTROLLER_MUTATION_RATE);
+        let mut ips = IpLimits::default();
+        for (e, values) in &map {
+            let Some(rate) = values.get(entity::CONNECTION_CREATION_RATE) else {
+                continue;
+            };
+            match &e.ip {
+                Some(EntityName::Default) => ips.default = Some(*rate),
+                Some(EntityName::Named(name)) => {
+                    if let Ok(ip) = name.parse() {
+                        ips.named.insert(ip, *rate);
+                    }
+                }
+                None => {}
+            }
+        }
+        Self {
+            map,
+            by_type,
+            mutation,
+            ips,
+        }
     }
 }
 
@@ -155,6 +188,8 @@ pub struct QuotaManager {
     /// Whether any quota exists (read on every request without a lock).
     active: std::sync::atomic::AtomicBool,
     sensors: [Mutex<Sensors>; 3],
+    connections: ConnectionRates,
+    mutations: MutationBuckets,
     change_lock: futures_util::lock::Mutex<()>,
     epoch: Instant,
 }
@@ -182,6 +217,8 @@ impl QuotaManager {
             active: std::sync::atomic::AtomicBool::new(!map.is_empty()),
             live: RwLock::new(Arc::new(Live::new(map))),
             sensors: Default::default(),
+            connections: ConnectionRates::default(),
+            mutations: MutationBuckets::new(window, sensors_max.max(1)),
             change_lock: futures_util::lock::Mutex::new(()),
             epoch: Instant::now(),
         })
@@ -306,6 +343,55 @@ impl QuotaManager {
         Some(bound * full_windows * (self.window.window_ms as f64 / 1000.0))
     }
 
+    /// KIP-612: records a new connection on `listener` against the listener's and the broker's
+    /// `max.connection.creation.rate`; returns how long to wait before serving it.
+    pub fn record_listener_connection(
+        &self,
+        listener: &str,
+        listener_max: i32,
+        broker_max: i32,
+    ) -> u64 {
+        self.connections.record_listener(
+            listener,
+            listener_max,
+            broker_max,
+            &self.window,
+            self.now_ms(),
+        )
+    }
+
+    /// KIP-612: records a new connection from `ip` against its `connection_creation_rate`;
+    /// `Some(close_after_ms)`: over it, refuse the connection (see `connections`).
+    pub fn record_ip_connection(&self, ip: std::net::IpAddr) -> Option<u64> {
+        let live = self.live();
+        if live.ips.is_empty() {
+            return None;
+        }
+        self.connections
+            .record_ip(&live.ips, ip, &self.window, self.sensors_max, self.now_ms())
+    }
+
+    /// KIP-599: records `partitions` created or deleted by `user` / `client_id` against their
+    /// `controller_mutation_rate` (`strict`: refuse once exhausted); see `mutation`.
+    pub fn record_mutation(
+        &self,
+        user: &str,
+        client_id: &str,
+        partitions: u32,
+        strict: bool,
+    ) -> Mutation {
+        let live = self.live();
+        if live.mutation.is_empty() {
+            return Mutation::Recorded { throttle_ms: 0 };
+        }
+        let tags = resolve::metric_tags(user, client_id, &live.mutation);
+        let Some(quota) = resolve::limit(&tags, &live.mutation) else {
+            return Mutation::Recorded { throttle_ms: 0 };
+        };
+        self.mutations
+            .record(tags, quota, f64::from(partitions), strict, self.now_ms())
+    }
+
     /// Drops rates idle for an hour; at the cap, also the least recently used one.
     fn make_room(&self, sensors: &mut Sensors, now: u64) {
         if sensors.rates.len() < self.sensors_max {
@@ -365,7 +451,7 @@ fn validate_entry(entry: &AlterEntry<'_>) -> Result<(QuotaEntity, Ops), QuotaErr
     let entity = entity::entity_from_wire(entry.entity.iter().copied())?;
     let mut ops = Vec::with_capacity(entry.ops.len());
     for &(key, value, remove) in &entry.ops {
-        entity::validate_op(key, value, remove)?;
+        entity::validate_op(&entity, key, value, remove)?;
         ops.push((key.to_owned(), (!remove).then_some(value)));
     }
     Ok((entity, ops))
@@ -398,6 +484,10 @@ struct StoredQuota {
     client_id: Option<String>,
     #[serde(default)]
     client_id_default: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ip: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    ip_default: bool,
     values: BTreeMap<String, f64>,
 }
 
@@ -423,12 +513,16 @@ fn parse(text: &str) -> Result<QuotaMap, String> {
         let entity = QuotaEntity {
             user: part(q.user, q.user_default)?,
             client_id: part(q.client_id, q.client_id_default)?,
+            ip: part(q.ip, q.ip_default)?,
         };
-        if entity.user.is_none() && entity.client_id.is_none() {
-            return Err("a quota without user or client-id".into());
-        }
+        // The same checks as AlterClientQuotas (parts, IP alone and an address).
+        let wire: Vec<(&str, Option<&str>)> = entity::parts(&entity)
+            .into_iter()
+            .map(|(t, name)| (t, name.to_wire()))
+            .collect();
+        entity::entity_from_wire(wire).map_err(|e| e.message)?;
         for (key, value) in &q.values {
-            entity::validate_op(key, *value, false).map_err(|e| e.message)?;
+            entity::validate_op(&entity, key, *value, false).map_err(|e| e.message)?;
         }
         map.insert(entity, q.values);
     }
@@ -449,11 +543,14 @@ fn render(map: &QuotaMap) -> String {
         .map(|(e, values)| {
             let (user, user_default) = unpart(&e.user);
             let (client_id, client_id_default) = unpart(&e.client_id);
+            let (ip, ip_default) = unpart(&e.ip);
             StoredQuota {
                 user,
                 user_default,
                 client_id,
                 client_id_default,
+                ip,
+                ip_default,
                 values: values.clone(),
             }
         })
@@ -494,18 +591,30 @@ mod tests {
         ];
         let results = block_on(manager.alter(&entries, false)).unwrap();
         assert!(results[0].is_ok());
-        assert!(results[1].is_err());
+        assert!(results[1].is_ok(), "KIP-612 IP quota");
         // 10 000 bytes in a fresh 10 s window is 1000/s: allowed; 5000 more is 1500/s.
         assert_eq!(manager.record("alice", "app", &produce(10_000)), 0);
         assert_eq!(manager.record("alice", "other", &produce(5_000)), 5_000);
         assert_eq!(manager.record("bob", "app", &produce(1 << 20)), 0);
         let reloaded = QuotaManager::load(dir.path(), WindowConfig::default(), 100).unwrap();
         assert_eq!(reloaded.snapshot(), manager.snapshot());
+        assert_eq!(reloaded.snapshot().len(), 2, "the IP quota is kept too");
+        let ip: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+        // 1 connection/s over a young sensor's 10 s: the 11th within the same instant is refused.
+        let verdicts: Vec<_> = (0..11).map(|_| reloaded.record_ip_connection(ip)).collect();
+        assert_eq!(verdicts[9], None);
+        assert!(verdicts[10].is_some());
         // Removing the only key removes the entity.
-        let remove = [AlterEntry {
-            entity: vec![("user", Some("alice"))],
-            ops: vec![("producer_byte_rate", 0.0, true)],
-        }];
+        let remove = [
+            AlterEntry {
+                entity: vec![("user", Some("alice"))],
+                ops: vec![("producer_byte_rate", 0.0, true)],
+            },
+            AlterEntry {
+                entity: vec![("ip", Some("127.0.0.1"))],
+                ops: vec![("connection_creation_rate", 0.0, true)],
+            },
+        ];
         block_on(manager.alter(&remove, false)).unwrap();
         assert!(manager.snapshot().is_empty());
         assert_eq!(manager.record("alice", "app", &produce(1 << 20)), 0);

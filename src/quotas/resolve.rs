@@ -19,7 +19,7 @@ pub type Overrides = HashMap<QuotaEntity, f64>;
 pub type MetricTags = (String, String);
 
 fn entity(user: Option<EntityName>, client_id: Option<EntityName>) -> QuotaEntity {
-    QuotaEntity { user, client_id }
+    QuotaEntity::client(user, client_id)
 }
 
 fn named(name: &str) -> Option<EntityName> {

@@ -1,11 +1,10 @@
-//! The ACLs and the authorizer's settings, shared by every shard (like `scram::CredentialStore`):
-//! persisted in `__cluster/acls.toml`.
+//! The authorizer (its settings, checking against the ACLs of a metadata image) and the reader
+//! of the pre-image ACL file `__cluster/acls.toml`, which is migrated into
+//! `AccessControlEntryRecord`s once (`cluster::security_store`).
 //!
-//! Invariants: a change is persisted atomically (`atomic_file`: temp file, fsync, rename)
-//! before any shard sees it, and changes are serialised by one async lock, so the file and the
-//! memory agree. Checks read under an `RwLock` and never wait on disk. Every check is linear in
-//! the number of bindings (Kafka's StandardAuthorizer indexes them; a broker with thousands of
-//! ACLs would want that too).
+//! Invariants: checks never wait on disk or on another shard (the ACLs are the shard's own
+//! image). Every check is linear in the number of bindings (Kafka's StandardAuthorizer indexes
+//! them; a broker with thousands of ACLs would want that too).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -28,8 +27,6 @@ pub enum AclStoreError {
     },
     #[error("invalid {path}: {reason}")]
     Parse { path: PathBuf, reason: String },
-    #[error("cannot persist ACLs: {0}")]
-    Write(std::io::Error),
 }
 
 /// On-disk form of one binding (wire codes, so the file needs no second vocabulary).
@@ -50,29 +47,16 @@ struct StoreFile {
     acl: Vec<StoredAcl>,
 }
 
-/// The authorizer: its settings and every ACL.
-#[derive(Debug)]
+/// The authorizer's settings; the ACLs it checks come from the caller's metadata image
+/// (`cluster::security_image`), so every shard decides from its own copy.
+#[derive(Debug, Clone)]
 pub struct Authorizer {
     config: AuthorizerConfig,
-    acls: crate::atomic_file::Persisted<Acls>,
 }
 
 impl Authorizer {
-    /// Loads `<data_dir>/__cluster/acls.toml` (absent = no ACLs).
-    pub fn load(data_dir: &Path, config: AuthorizerConfig) -> Result<Self, AclStoreError> {
-        let path = data_dir.join("__cluster").join(STORE_FILE);
-        let acls = match std::fs::read_to_string(&path) {
-            Ok(text) => parse(&text).map_err(|reason| AclStoreError::Parse {
-                path: path.clone(),
-                reason,
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Acls::new(),
-            Err(source) => return Err(AclStoreError::Read { path, source }),
-        };
-        Ok(Self {
-            config,
-            acls: crate::atomic_file::Persisted::new(path, acls),
-        })
+    pub fn new(config: AuthorizerConfig) -> Self {
+        Self { config }
     }
 
     /// Whether an authorizer is configured (`authorizer.class.name`).
@@ -80,17 +64,17 @@ impl Authorizer {
         self.config.enabled
     }
 
-    pub fn authorize(&self, action: &Action) -> bool {
+    pub fn authorize(&self, acls: &Acls, action: &Action) -> bool {
         if !self.config.enabled {
             return true;
         }
-        self.acls
-            .read(|acls| acl::authorize(&self.config, acls, action))
+        acl::authorize(&self.config, acls, action)
     }
 
     /// Whether the principal may do `operation` on some resource of the type (KIP-679).
     pub fn authorize_by_resource_type(
         &self,
+        acls: &Acls,
         principal: &str,
         host: &str,
         operation: acl::Operation,
@@ -99,52 +83,44 @@ impl Authorizer {
         if !self.config.enabled {
             return true;
         }
-        self.acls.read(|acls| {
-            acl::authorize_by_resource_type(
-                &self.config,
-                acls,
-                principal,
-                host,
-                operation,
-                resource_type,
-            )
-        })
+        acl::authorize_by_resource_type(
+            &self.config,
+            acls,
+            principal,
+            host,
+            operation,
+            resource_type,
+        )
     }
 
     /// Kafka's authorized-operations bitfield for one resource.
     pub fn authorized_operations(
         &self,
+        acls: &Acls,
         principal: &str,
         host: &str,
         resource_type: ResourceType,
         resource_name: &str,
     ) -> i32 {
-        self.acls.read(|acls| {
-            acl::authorized_operations(
-                &self.config,
-                acls,
-                principal,
-                host,
-                resource_type,
-                resource_name,
-            )
-        })
+        acl::authorized_operations(
+            &self.config,
+            acls,
+            principal,
+            host,
+            resource_type,
+            resource_name,
+        )
     }
+}
 
-    pub fn snapshot(&self) -> Acls {
-        self.acls.snapshot()
-    }
-
-    /// Applies `change` to a copy, persists it, then publishes it; nothing is written when
-    /// `change` reports no change (`false`).
-    pub async fn modify<R>(
-        &self,
-        change: impl FnOnce(&mut Acls) -> (R, bool),
-    ) -> Result<R, AclStoreError> {
-        self.acls
-            .modify(change, render)
-            .await
-            .map_err(AclStoreError::Write)
+/// Reads the pre-image `<data_dir>/__cluster/acls.toml` (absent = no ACLs): what
+/// `cluster::security_store::migrate_legacy` turns into records once.
+pub fn load_legacy(data_dir: &Path) -> Result<Acls, AclStoreError> {
+    let path = data_dir.join("__cluster").join(STORE_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => parse(&text).map_err(|reason| AclStoreError::Parse { path, reason }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Acls::new()),
+        Err(source) => Err(AclStoreError::Read { path, source }),
     }
 }
 
@@ -167,6 +143,7 @@ fn parse(text: &str) -> Result<Acls, String> {
         .collect()
 }
 
+#[cfg(test)]
 fn render(acls: &Acls) -> String {
     let acl = acls
         .iter()
@@ -189,10 +166,11 @@ mod tests {
     use crate::security::acl::{Operation, PatternType, Permission};
 
     #[test]
-    fn acls_persist_and_reload_and_apply() {
+    fn the_old_file_reads_and_its_acls_apply() {
         let dir = tempfile::tempdir().unwrap();
         let config = AuthorizerConfig::parse(acl::AUTHORIZER_CLASSES[0], "", false).unwrap();
-        let store = Authorizer::load(dir.path(), config.clone()).unwrap();
+        let authorizer = Authorizer::new(config);
+        assert!(load_legacy(dir.path()).unwrap().is_empty(), "absent = none");
         let binding = AclBinding {
             resource_type: ResourceType::Topic,
             resource_name: "app-".into(),
@@ -209,18 +187,13 @@ mod tests {
             resource_type: ResourceType::Topic,
             resource_name: "app-x",
         };
-        assert!(!store.authorize(&action));
-        let added = binding.clone();
-        compio::runtime::Runtime::new().unwrap().block_on(async {
-            store
-                .modify(move |acls| ((), acls.insert(added)))
-                .await
-                .unwrap();
-        });
-        assert!(store.authorize(&action));
-        let reloaded = Authorizer::load(dir.path(), config).unwrap();
-        assert_eq!(reloaded.snapshot(), [binding].into_iter().collect());
-        assert!(reloaded.authorize(&action));
+        assert!(!authorizer.authorize(&Acls::new(), &action));
+        let acls: Acls = [binding].into_iter().collect();
+        let path = dir.path().join("__cluster").join(STORE_FILE);
+        crate::atomic_file::write(&path, render(&acls).as_bytes()).unwrap();
+        let reloaded = load_legacy(dir.path()).unwrap();
+        assert_eq!(reloaded, acls);
+        assert!(authorizer.authorize(&reloaded, &action));
     }
 
     #[test]
@@ -233,6 +206,6 @@ mod tests {
             "[[acl]]\nresource_type = 1\nresource_name = \"t\"\npattern_type = 3\nprincipal = \"User:a\"\nhost = \"*\"\noperation = 3\npermission = 3\n",
         )
         .unwrap();
-        assert!(Authorizer::load(dir.path(), AuthorizerConfig::default()).is_err());
+        assert!(load_legacy(dir.path()).is_err());
     }
 }

@@ -46,6 +46,43 @@ pub fn authorizer(config: &BrokerConfig) -> Result<super::acl::AuthorizerConfig,
     .map_err(|e| invalid("authorizer.class.name", e))
 }
 
+/// The OAUTHBEARER JWKS settings; None when `sasl.oauthbearer.jwks.endpoint.url` is unset.
+pub fn oauth_jwks(
+    config: &BrokerConfig,
+) -> Result<Option<super::oauth_jwks::JwksConfig>, ConfigError> {
+    let Some(url) = &config.sasl_oauthbearer_jwks_endpoint_url else {
+        return Ok(None);
+    };
+    let path = super::oauth_jwks::jwks_path(url)
+        .map_err(|e| invalid("sasl.oauthbearer.jwks.endpoint.url", e))?;
+    if config.sasl_oauthbearer_sub_claim_name.trim().is_empty() {
+        return Err(invalid(
+            "sasl.oauthbearer.sub.claim.name",
+            "must not be empty",
+        ));
+    }
+    let expected_audience = config
+        .sasl_oauthbearer_expected_audience
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(str::to_owned)
+        .collect();
+    Ok(Some(super::oauth_jwks::JwksConfig {
+        path,
+        expected_audience,
+        expected_issuer: config.sasl_oauthbearer_expected_issuer.clone(),
+        clock_skew_seconds: config.sasl_oauthbearer_clock_skew_seconds,
+        sub_claim_name: config.sasl_oauthbearer_sub_claim_name.trim().to_owned(),
+        refresh: std::time::Duration::from_millis(
+            config.sasl_oauthbearer_jwks_endpoint_refresh_ms.max(1),
+        ),
+        retry_backoff: std::time::Duration::from_millis(
+            config.sasl_oauthbearer_jwks_endpoint_retry_backoff_ms,
+        ),
+    }))
+}
+
 /// Checks every security setting that can be checked without reading files (the keystore and
 /// truststore are read when the TLS config is built, at start).
 pub fn validate(config: &BrokerConfig) -> Result<(), ConfigError> {
@@ -54,6 +91,7 @@ pub fn validate(config: &BrokerConfig) -> Result<(), ConfigError> {
     principal_mapper(config)?;
     authorizer(config)?;
     tls::protocol_versions(&config.ssl_enabled_protocols)?;
+    oauth_jwks(config)?;
     ClientAuth::parse(&config.ssl_client_auth)
         .ok_or_else(|| invalid("ssl.client.auth", "must be none, requested or required"))?;
     if config.sasl_server_max_receive_size == 0 {
@@ -90,6 +128,7 @@ pub const LISTENER_KEYS: &[&str] = &[
     "ssl.allow.dn.changes",
     "ssl.allow.san.changes",
     "sasl.enabled.mechanisms",
+    "max.connection.creation.rate",
 ];
 
 /// Splits `listener.name.<l>.<key>` into the (lower-case) listener and the key.
@@ -103,9 +142,17 @@ fn optional(value: &str) -> Option<String> {
     (!value.is_empty()).then(|| value.to_owned())
 }
 
-/// Sets one overridable setting; false for a key listeners cannot override.
-fn set_listener_key(config: &mut BrokerConfig, key: &str, value: &str) -> bool {
+/// Sets one overridable setting; Ok(false) for a key listeners cannot override.
+fn set_listener_key(config: &mut BrokerConfig, key: &str, value: &str) -> Result<bool, String> {
     match key {
+        "max.connection.creation.rate" => {
+            config.max_connection_creation_rate = value
+                .trim()
+                .parse()
+                .ok()
+                .filter(|rate: &i32| *rate >= 0)
+                .ok_or_else(|| format!("{key}: {value:?} is not an integer >= 0"))?;
+        }
         "ssl.keystore.type" => config.ssl_keystore_type = value.to_owned(),
         "ssl.keystore.location" => config.ssl_keystore_location = optional(value).map(Into::into),
         "ssl.keystore.certificate.chain" => config.ssl_keystore_certificate_chain = optional(value),
@@ -124,9 +171,9 @@ fn set_listener_key(config: &mut BrokerConfig, key: &str, value: &str) -> bool {
         "ssl.allow.san.changes" => {
             config.ssl_allow_san_changes = value.eq_ignore_ascii_case("true")
         }
-        _ => return false,
+        _ => return Ok(false),
     }
-    true
+    Ok(true)
 }
 
 /// The settings one listener runs with: the broker's, with its `listener.name.<l>.*`
@@ -146,7 +193,12 @@ pub fn listener_config(
                 format!("{full:?} names no listener"),
             ));
         };
-        if l == wanted && !set_listener_key(&mut effective, key, value) {
+        if l != wanted {
+            continue;
+        }
+        let known = set_listener_key(&mut effective, key, value)
+            .map_err(|e| invalid("listener.name", format!("{full:?}: {e}")))?;
+        if !known {
             return Err(invalid(
                 "listener.name",
                 format!("{full:?}: {key} cannot be set per listener ({LISTENER_KEYS:?})"),
@@ -185,4 +237,52 @@ pub fn validate_listener_overrides(config: &BrokerConfig) -> Result<(), ConfigEr
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> BrokerConfig {
+        let mut config = BrokerConfig::from_toml(text).unwrap();
+        config.listeners = Some("PLAINTEXT://127.0.0.1:0,LIMITED://127.0.0.1:0".into());
+        config.listener_security_protocol_map = "PLAINTEXT:PLAINTEXT,LIMITED:PLAINTEXT".into();
+        config
+    }
+
+    #[test]
+    fn a_listener_may_override_its_connection_creation_rate_only() {
+        let mut c = config("\"max.connection.creation.rate\" = 50\n");
+        c.listener_overrides.insert(
+            "listener.name.limited.max.connection.creation.rate".into(),
+            "3".into(),
+        );
+        validate_listener_overrides(&c).unwrap();
+        let none = Default::default();
+        let limited = listener_config(&c, "LIMITED", &none).unwrap();
+        assert_eq!(limited.max_connection_creation_rate, 3);
+        let plain = listener_config(&c, "PLAINTEXT", &none).unwrap();
+        assert_eq!(plain.max_connection_creation_rate, 50, "the broker's value");
+        c.listener_overrides.insert(
+            "listener.name.limited.max.connection.creation.rate".into(),
+            "lots".into(),
+        );
+        assert!(listener_config(&c, "LIMITED", &none).is_err());
+        assert!(validate_listener_overrides(&c).is_err());
+    }
+
+    #[test]
+    fn jwks_settings_need_a_file_url() {
+        let mut c = config("");
+        assert_eq!(oauth_jwks(&c).unwrap(), None);
+        c.sasl_oauthbearer_jwks_endpoint_url = Some("https://idp/jwks".into());
+        assert!(oauth_jwks(&c).is_err());
+        c.sasl_oauthbearer_jwks_endpoint_url = Some("file:///k.json".into());
+        c.sasl_oauthbearer_expected_audience = "a, b,".into();
+        let jwks = oauth_jwks(&c).unwrap().unwrap();
+        assert_eq!(jwks.expected_audience, ["a", "b"]);
+        assert_eq!(jwks.clock_skew_seconds, 30);
+        c.sasl_oauthbearer_sub_claim_name = " ".into();
+        assert!(oauth_jwks(&c).is_err());
+    }
 }

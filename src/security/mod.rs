@@ -3,9 +3,10 @@
 //!
 //! Layering: `net` uses `tls` (server config, principal of a certificate) and `session` (the
 //! per-connection authentication state); the SASL handlers use `sasl` (pure state machines,
-//! no I/O) and `scram::CredentialStore` (the salted credentials, persisted on the data dir).
-//! `acl` decides authorization (Kafka's ACL model, pure) and `acl_store::Authorizer` holds the
-//! ACLs (persisted on the data dir) for the handlers' checks (`handlers::authz`).
+//! no I/O) and `scram` (the credential math; the salted credentials themselves are records of
+//! the metadata image, `cluster::security_image`). `acl` decides authorization (Kafka's ACL
+//! model, pure) and `acl_store::Authorizer` applies the authorizer's settings to the ACLs of
+//! the shard's image for the handlers' checks (`handlers::authz`).
 //! Nothing here knows about partitions or storage.
 
 pub mod acl;
@@ -13,6 +14,7 @@ pub mod acl_store;
 pub mod config;
 pub mod listener;
 pub mod listener_configs;
+pub mod oauth_jwks;
 pub mod oauthbearer;
 pub mod principal;
 pub mod sasl;

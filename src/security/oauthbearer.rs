@@ -1,8 +1,9 @@
 //! SASL/OAUTHBEARER (RFC 7628, KIP-255) with Kafka's default server-side validation: unsecured
 //! JWS tokens (`alg: none`, no signature), as `OAuthBearerUnsecuredValidatorCallbackHandler`
 //! checks them with its default options (principal claim `sub`, no required scope, no clock
-//! skew). Pure: no I/O. Meant for tests and trusted networks, as in Kafka; JWKS-signed tokens
-//! are not validated yet (docs/decisions/0012).
+//! skew). Pure: no I/O. Meant for tests and trusted networks, as in Kafka. With
+//! `sasl.oauthbearer.jwks.endpoint.url` set, signed tokens are validated instead
+//! (`oauth_jwks`, docs/decisions/0016); the initial response is parsed here for both.
 //!
 //! Invariants: every parse is checked (no indexing on client bytes); a token that parses but
 //! does not validate gets Kafka's JSON error challenge, and the exchange fails on the client's
@@ -37,7 +38,8 @@ fn malformed(why: &str) -> OAuthError {
     OAuthError::Malformed(format!("Invalid OAUTHBEARER client first message: {why}"))
 }
 
-fn invalid(reason: impl Into<String>) -> OAuthError {
+/// A token that does not validate: Kafka's JSON challenge, with the reason for the audit log.
+pub fn invalid_token(reason: impl Into<String>) -> OAuthError {
     OAuthError::InvalidToken {
         challenge: r#"{"status":"invalid_token"}"#.to_owned(),
         reason: reason.into(),
@@ -45,8 +47,24 @@ fn invalid(reason: impl Into<String>) -> OAuthError {
 }
 
 /// Parses `n,[a=authzid],^Aauth=Bearer <token>^A[key=value^A]*^A` and validates the token at
-/// `now_ms`.
+/// `now_ms` as an unsecured JWS.
 pub fn validate_initial_response(response: &[u8], now_ms: u64) -> Result<Validated, OAuthError> {
+    let parsed = parse_initial_response(response)?;
+    check_authzid(
+        parsed.authzid,
+        validate_unsecured_jws(parsed.token, now_ms)?,
+    )
+}
+
+/// A client initial response: the optional authorization id and the bearer token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InitialResponse<'a> {
+    pub authzid: Option<&'a str>,
+    pub token: &'a str,
+}
+
+/// Parses `n,[a=authzid],^Aauth=Bearer <token>^A[key=value^A]*^A` (RFC 7628).
+pub fn parse_initial_response(response: &[u8]) -> Result<InitialResponse<'_>, OAuthError> {
     let text = std::str::from_utf8(response).map_err(|_| malformed("not UTF-8"))?;
     let rest = text
         .strip_prefix("n,")
@@ -85,7 +103,14 @@ pub fn validate_initial_response(response: &[u8], now_ms: u64) -> Result<Validat
     if !scheme.eq_ignore_ascii_case("bearer") {
         return Err(malformed("the auth scheme is not Bearer"));
     }
-    let validated = validate_unsecured_jws(token.trim_start_matches(' '), now_ms)?;
+    Ok(InitialResponse {
+        authzid,
+        token: token.trim_start_matches(' '),
+    })
+}
+
+/// Kafka: an authorization id must be the token's principal.
+pub fn check_authzid(authzid: Option<&str>, validated: Validated) -> Result<Validated, OAuthError> {
     if authzid.is_some_and(|a| a != validated.principal) {
         return Err(OAuthError::Malformed(
             "Authentication failed: Client requested an authorization id that is different from the token's principal name"
@@ -101,10 +126,10 @@ fn decode_json(
 ) -> Result<serde_json::Map<String, serde_json::Value>, OAuthError> {
     let bytes = B64URL
         .decode(part.trim_end_matches('='))
-        .map_err(|_| invalid(format!("the {what} is not Base64URL")))?;
+        .map_err(|_| invalid_token(format!("the {what} is not Base64URL")))?;
     match serde_json::from_slice(&bytes) {
         Ok(serde_json::Value::Object(map)) => Ok(map),
-        _ => Err(invalid(format!("the {what} is not a JSON object"))),
+        _ => Err(invalid_token(format!("the {what} is not a JSON object"))),
     }
 }
 
@@ -118,7 +143,7 @@ fn seconds_claim(
             .as_f64()
             .filter(|s| s.is_finite())
             .map(Some)
-            .ok_or_else(|| invalid(format!("the {name} claim is not a number"))),
+            .ok_or_else(|| invalid_token(format!("the {name} claim is not a number"))),
     }
 }
 
@@ -128,36 +153,37 @@ pub fn validate_unsecured_jws(token: &str, now_ms: u64) -> Result<Validated, OAu
     let (Some(header), Some(claims), Some(signature), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return Err(invalid(
+        return Err(invalid_token(
             "Unsecured JWS compact serializations must have 3 dot-separated Base64URL-encoded values",
         ));
     };
     if !signature.is_empty() {
-        return Err(invalid(
+        return Err(invalid_token(
             "Unsecured JWS must not contain a digital signature",
         ));
     }
     let header = decode_json(header, "header")?;
     if header.get("alg").and_then(|a| a.as_str()) != Some("none") {
-        return Err(invalid("Unsecured JWS must have alg=none"));
+        return Err(invalid_token("Unsecured JWS must have alg=none"));
     }
     let claims = decode_json(claims, "claims")?;
     let principal = match claims.get(PRINCIPAL_CLAIM) {
         Some(serde_json::Value::String(s)) if !s.trim().is_empty() => s.clone(),
-        _ => return Err(invalid("the sub claim is missing or not a string")),
+        _ => return Err(invalid_token("the sub claim is missing or not a string")),
     };
-    let exp = seconds_claim(&claims, "exp")?.ok_or_else(|| invalid("the exp claim is missing"))?;
+    let exp =
+        seconds_claim(&claims, "exp")?.ok_or_else(|| invalid_token("the exp claim is missing"))?;
     let exp_ms = (exp * 1000.0).max(0.0) as u64;
     if now_ms >= exp_ms {
-        return Err(invalid("the token expired"));
+        return Err(invalid_token("the token expired"));
     }
     if let Some(iat) = seconds_claim(&claims, "iat")? {
         let iat_ms = (iat * 1000.0).max(0.0) as u64;
         if iat_ms > now_ms {
-            return Err(invalid("the token was issued in the future"));
+            return Err(invalid_token("the token was issued in the future"));
         }
         if iat_ms >= exp_ms {
-            return Err(invalid("the token expires before it was issued"));
+            return Err(invalid_token("the token expires before it was issued"));
         }
     }
     Ok(Validated {

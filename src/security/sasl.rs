@@ -9,7 +9,7 @@
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 
-use super::scram::{constant_time_eq, Credential, CredentialStore, Mechanism};
+use super::scram::{constant_time_eq, Credential, CredentialLookup, Mechanism};
 
 /// A mechanism of `sasl.enabled.mechanisms` that Sluice implements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,14 +100,20 @@ pub fn parse_plain(token: &[u8]) -> Result<(String, String), AuthFailure> {
     Ok((user.to_owned(), password.to_owned()))
 }
 
-/// PLAIN's check against the stored SCRAM credentials (SHA-512 first): runs PBKDF2, so call it
-/// off the shard thread.
-pub fn check_plain(store: &CredentialStore, user: &str, password: &str) -> bool {
-    [Mechanism::Sha512, Mechanism::Sha256].into_iter().any(|m| {
-        store
-            .get(user, m)
-            .is_some_and(|c| c.matches_password(m, password))
-    })
+/// The user's stored SCRAM credentials PLAIN checks a password against (SHA-512 first).
+pub fn plain_candidates(lookup: CredentialLookup<'_>, user: &str) -> Vec<(Mechanism, Credential)> {
+    [Mechanism::Sha512, Mechanism::Sha256]
+        .into_iter()
+        .filter_map(|m| lookup(user, m).map(|c| (m, c)))
+        .collect()
+}
+
+/// PLAIN's check against the user's stored SCRAM credentials (`plain_candidates`): runs
+/// PBKDF2, so call it off the shard thread.
+pub fn check_plain(candidates: &[(Mechanism, Credential)], password: &str) -> bool {
+    candidates
+        .iter()
+        .any(|(m, c)| c.matches_password(*m, password))
 }
 
 /// A SCRAM exchange between its first and its final client message.
@@ -156,7 +162,7 @@ pub fn scram_first(
     mechanism: Mechanism,
     token: &[u8],
     server_nonce: &str,
-    store: &CredentialStore,
+    lookup: CredentialLookup<'_>,
 ) -> FirstStep {
     let scram = SaslMechanism::Scram(mechanism);
     let bad = || AuthFailure::malformed("Invalid SCRAM client first message");
@@ -197,7 +203,7 @@ pub fn scram_first(
     } else if !authzid.is_empty() {
         return Err(bad());
     }
-    let Some(credential) = store.get(&user, mechanism) else {
+    let Some(credential) = lookup(&user, mechanism) else {
         return Err(AuthFailure::invalid_credentials(scram, Some(user)));
     };
     let nonce = format!("{client_nonce}{server_nonce}");
@@ -277,25 +283,17 @@ pub fn scram_final(pending: &ScramPending, token: &[u8]) -> Result<(Vec<u8>, Str
 mod tests {
     use super::*;
 
-    fn store_with(
-        user: &str,
-        password: &str,
-        m: Mechanism,
-    ) -> (tempfile::TempDir, CredentialStore) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = CredentialStore::load(dir.path()).unwrap();
+    fn store_with(user: &str, password: &str, m: Mechanism) -> ((), crate::security::scram::Users) {
         let c = Credential::from_password(m, password, b"0123456789abcdef", 4096);
-        let user = user.to_owned();
-        compio::runtime::Runtime::new().unwrap().block_on(async {
-            store
-                .modify(move |users| {
-                    users.entry(user).or_default().insert(m, c);
-                    ((), true)
-                })
-                .await
-                .unwrap()
-        });
-        (dir, store)
+        let mut users = crate::security::scram::Users::new();
+        users.entry(user.to_owned()).or_default().insert(m, c);
+        ((), users)
+    }
+
+    fn lookup(
+        users: &crate::security::scram::Users,
+    ) -> impl Fn(&str, Mechanism) -> Option<Credential> + '_ {
+        move |user, m| users.get(user).and_then(|ms| ms.get(&m)).cloned()
     }
 
     /// A client computing its proof per RFC 5802.
@@ -346,8 +344,13 @@ mod tests {
         for m in Mechanism::ALL {
             let (_dir, store) = store_with("al,ice", "s3cret", m);
             let bare = "n=al=2Cice,r=clientnonce";
-            let (server_first, pending) =
-                scram_first(m, format!("n,,{bare}").as_bytes(), "servernonce", &store).unwrap();
+            let (server_first, pending) = scram_first(
+                m,
+                format!("n,,{bare}").as_bytes(),
+                "servernonce",
+                &lookup(&store),
+            )
+            .unwrap();
             let server_first = String::from_utf8(server_first).unwrap();
             assert!(server_first.starts_with("r=clientnonceservernonce,s="));
             let good = client_final(m, "s3cret", bare, &server_first);
@@ -367,7 +370,7 @@ mod tests {
     fn scram_refuses_unknown_users_and_malformed_messages() {
         let m = Mechanism::Sha512;
         let (_dir, store) = store_with("bob", "pw", m);
-        let unknown = scram_first(m, b"n,,n=eve,r=abc", "s", &store).unwrap_err();
+        let unknown = scram_first(m, b"n,,n=eve,r=abc", "s", &lookup(&store)).unwrap_err();
         assert_eq!(unknown.user.as_deref(), Some("eve"));
         for bad in [
             &b""[..],
@@ -379,9 +382,12 @@ mod tests {
             b"n,,n=b=ZZob,r=abc",
             &[0xff, 0xfe],
         ] {
-            assert!(scram_first(m, bad, "s", &store).is_err(), "{bad:?}");
+            assert!(
+                scram_first(m, bad, "s", &lookup(&store)).is_err(),
+                "{bad:?}"
+            );
         }
-        let (_, pending) = scram_first(m, b"n,,n=bob,r=abc", "s", &store).unwrap();
+        let (_, pending) = scram_first(m, b"n,,n=bob,r=abc", "s", &lookup(&store)).unwrap();
         for bad in [
             &b"garbage"[..],
             b"c=biws,r=abcX,p=AAAA",
@@ -407,9 +413,10 @@ mod tests {
         assert!(parse_plain(b"\0alice\0pw\0x").is_err());
         assert!(parse_plain(&[0xff]).is_err());
         let (_dir, store) = store_with("alice", "pw", Mechanism::Sha256);
-        assert!(check_plain(&store, "alice", "pw"));
-        assert!(!check_plain(&store, "alice", "nope"));
-        assert!(!check_plain(&store, "nobody", "pw"));
+        let candidates = |user| plain_candidates(&lookup(&store), user);
+        assert!(check_plain(&candidates("alice"), "pw"));
+        assert!(!check_plain(&candidates("alice"), "nope"));
+        assert!(!check_plain(&candidates("nobody"), "pw"));
     }
 
     #[test]

@@ -1,11 +1,10 @@
-//! SCRAM credentials (RFC 5802 / RFC 7677, Kafka's ScramCredential): the math, and the store
-//! of every user's salted credentials, persisted in `__cluster/scram_credentials.toml`.
+//! SCRAM credentials (RFC 5802 / RFC 7677, Kafka's ScramCredential): the math, and the reader
+//! of the pre-image file `__cluster/scram_credentials.toml`. The credentials themselves live in
+//! the metadata image as `UserScramCredentialRecord`s (`cluster::security_image`), which is
+//! what authentication reads, on the connection's own shard.
 //!
 //! Invariants: no password is ever stored or logged, only (salt, StoredKey, ServerKey,
-//! iterations); a change is persisted atomically (temp file, fsync, rename) before any shard
-//! sees it, and changes are serialised by one async lock, so the file and the memory agree.
-//! The store is shared by every shard behind an `RwLock`: it is read once per authentication,
-//! never on the request path, and a read never waits on disk.
+//! iterations).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -148,6 +147,10 @@ impl Credential {
     }
 }
 
+/// Finds a user's credential for a mechanism (the connection's shard reads its metadata image;
+/// called without awaiting in between, so the image is never borrowed across a suspension).
+pub type CredentialLookup<'a> = &'a dyn Fn(&str, Mechanism) -> Option<Credential>;
+
 /// Compares without an early exit, so timing does not tell how much of a key matched.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -181,54 +184,29 @@ pub enum StoreError {
     },
     #[error("invalid {path}: {reason}")]
     Parse { path: PathBuf, reason: String },
-    #[error("cannot persist SCRAM credentials: {0}")]
-    Write(std::io::Error),
 }
 
-/// Every user's SCRAM credentials, shared by all shards.
-#[derive(Debug)]
-pub struct CredentialStore {
-    users: crate::atomic_file::Persisted<Users>,
+/// Reads the pre-image `<data_dir>/__cluster/scram_credentials.toml` (absent = no users):
+/// what `cluster::security_store::migrate_legacy` turns into records once. The broker reads
+/// credentials from its metadata image (`cluster::security_image`).
+pub fn load_legacy(data_dir: &Path) -> Result<Users, StoreError> {
+    let path = data_dir.join("__cluster").join(STORE_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => parse_users(&text).map_err(|reason| StoreError::Parse { path, reason }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Users::new()),
+        Err(source) => Err(StoreError::Read { path, source }),
+    }
 }
 
-impl CredentialStore {
-    /// Loads `<data_dir>/__cluster/scram_credentials.toml` (absent = no users).
-    pub fn load(data_dir: &Path) -> Result<Self, StoreError> {
-        let path = data_dir.join("__cluster").join(STORE_FILE);
-        let users = match std::fs::read_to_string(&path) {
-            Ok(text) => parse_users(&text).map_err(|reason| StoreError::Parse {
-                path: path.clone(),
-                reason,
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Users::new(),
-            Err(source) => return Err(StoreError::Read { path, source }),
-        };
-        Ok(Self {
-            users: crate::atomic_file::Persisted::new(path, users),
-        })
-    }
-
-    pub fn get(&self, user: &str, mechanism: Mechanism) -> Option<Credential> {
-        self.users
-            .read(|users| users.get(user).and_then(|m| m.get(&mechanism)).cloned())
-    }
-
-    /// A snapshot of every user's mechanisms and iterations.
-    pub fn snapshot(&self) -> Users {
-        self.users.snapshot()
-    }
-
-    /// Applies `change` to a copy, persists it, then publishes it. `change` returns what the
-    /// caller reports; nothing is written when it reports no change (`false`).
-    pub async fn modify<R>(
-        &self,
-        change: impl FnOnce(&mut Users) -> (R, bool),
-    ) -> Result<R, StoreError> {
-        self.users
-            .modify(change, render_users)
-            .await
-            .map_err(StoreError::Write)
-    }
+/// The old file's text for one credential (tests of the migration).
+#[cfg(test)]
+pub fn render_legacy_for_tests(user: &str, mechanism: Mechanism, c: &Credential) -> String {
+    let mut users = Users::new();
+    users
+        .entry(user.to_owned())
+        .or_default()
+        .insert(mechanism, c.clone());
+    render_users(&users)
 }
 
 fn parse_users(text: &str) -> Result<Users, String> {
@@ -253,6 +231,7 @@ fn parse_users(text: &str) -> Result<Users, String> {
     Ok(users)
 }
 
+#[cfg(test)]
 fn render_users(users: &Users) -> String {
     let credential = users
         .iter()
@@ -296,29 +275,19 @@ mod tests {
     }
 
     #[test]
-    fn store_round_trips_and_persists() {
+    fn the_old_file_round_trips() {
         let dir = tempfile::tempdir().unwrap();
-        let store = CredentialStore::load(dir.path()).unwrap();
-        assert!(store.get("alice", Mechanism::Sha512).is_none());
+        assert!(load_legacy(dir.path()).unwrap().is_empty(), "absent = none");
         let c = Credential::from_password(Mechanism::Sha512, "secret", b"salty", 4096);
-        let stored = c.clone();
-        compio::runtime::Runtime::new().unwrap().block_on(async {
-            store
-                .modify(move |users| {
-                    users
-                        .entry("alice".into())
-                        .or_default()
-                        .insert(Mechanism::Sha512, stored);
-                    ((), true)
-                })
-                .await
-                .unwrap();
-        });
-        assert_eq!(store.get("alice", Mechanism::Sha512), Some(c.clone()));
-        let text = std::fs::read_to_string(dir.path().join("__cluster").join(STORE_FILE)).unwrap();
+        let text = render_legacy_for_tests("alice", Mechanism::Sha512, &c);
         assert!(!text.contains("secret"), "no password on disk");
-        let reloaded = CredentialStore::load(dir.path()).unwrap();
-        assert_eq!(reloaded.get("alice", Mechanism::Sha512), Some(c));
+        let path = dir.path().join("__cluster").join(STORE_FILE);
+        crate::atomic_file::write(&path, text.as_bytes()).unwrap();
+        let users = load_legacy(dir.path()).unwrap();
+        assert_eq!(
+            users.get("alice").and_then(|m| m.get(&Mechanism::Sha512)),
+            Some(&c)
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::listener::SecurityProtocol;
 use super::sasl::{self, AuthFailure, SaslMechanism, ScramPending};
-use super::scram::CredentialStore;
+use super::scram::CredentialLookup;
 
 /// Log target of authentication failures and denied operations.
 pub const AUDIT_TARGET: &str = "sluice::audit";
@@ -32,6 +32,12 @@ pub struct ListenerContext {
     pub principal_mapper: Arc<super::principal::PrincipalMapper>,
     /// `sasl.enabled.mechanisms` of this listener.
     pub sasl_mechanisms: Vec<SaslMechanism>,
+    /// OAUTHBEARER's JWKS validation (`sasl.oauthbearer.jwks.endpoint.url`); None: unsecured
+    /// tokens, Kafka's default validator.
+    pub oauth_jwks: Option<Arc<super::oauth_jwks::JwksValidator>>,
+    /// KIP-612: new connections per second on this listener
+    /// (`listener.name.<l>.max.connection.creation.rate`, else the broker's).
+    pub max_connection_creation_rate: i32,
 }
 
 #[derive(Debug)]
@@ -221,17 +227,17 @@ impl Session {
     }
 
     /// One SaslAuthenticate (or raw) token. PLAIN's password check runs off the shard thread.
-    pub async fn authenticate(&self, token: &[u8], store: &Arc<CredentialStore>) -> AuthStep {
+    pub async fn authenticate(&self, token: &[u8], lookup: CredentialLookup<'_>) -> AuthStep {
         let state = std::mem::replace(&mut *self.state.borrow_mut(), SaslState::Failed);
         let step = match state {
             SaslState::AwaitingToken {
                 mechanism: SaslMechanism::Plain,
                 ..
-            } => self.plain(token, store).await,
+            } => self.plain(token, lookup).await,
             SaslState::AwaitingToken {
                 mechanism: SaslMechanism::Scram(m),
                 raw_frames,
-            } => match sasl::scram_first(m, token, &server_nonce(), store) {
+            } => match sasl::scram_first(m, token, &server_nonce(), lookup) {
                 Ok((server_first, pending)) => {
                     *self.state.borrow_mut() = SaslState::AwaitingScramFinal {
                         pending: Box::new(pending),
@@ -244,7 +250,7 @@ impl Session {
             SaslState::AwaitingToken {
                 mechanism: SaslMechanism::OAuthBearer,
                 ..
-            } => match self.oauthbearer(token) {
+            } => match self.oauthbearer(token).await {
                 Ok(step) => step,
                 Err(challenge) => return challenge,
             },
@@ -298,12 +304,23 @@ impl Session {
 
     /// OAUTHBEARER's initial response: authenticated, failed, or (`Err`) the JSON challenge of
     /// an invalid token (the state then waits for the client's acknowledgement).
-    fn oauthbearer(&self, token: &[u8]) -> Result<AuthStep, AuthStep> {
+    async fn oauthbearer(&self, token: &[u8]) -> Result<AuthStep, AuthStep> {
+        use super::oauthbearer::{check_authzid, parse_initial_response};
         use super::oauthbearer::{validate_initial_response, OAuthError};
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        match validate_initial_response(token, now_ms) {
+        let validated = match &self.listener.oauth_jwks {
+            None => validate_initial_response(token, now_ms),
+            Some(jwks) => match parse_initial_response(token) {
+                Ok(parsed) => match jwks.validate(parsed.token, now_ms).await {
+                    Ok(valid) => check_authzid(parsed.authzid, valid),
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            },
+        };
+        match validated {
             Ok(valid) => {
                 let step =
                     self.authenticated(SaslMechanism::OAuthBearer, &valid.principal, Vec::new());
@@ -330,18 +347,15 @@ impl Session {
         }
     }
 
-    async fn plain(&self, token: &[u8], store: &Arc<CredentialStore>) -> AuthStep {
+    async fn plain(&self, token: &[u8], lookup: CredentialLookup<'_>) -> AuthStep {
         let (user, password) = match sasl::parse_plain(token) {
             Ok(parsed) => parsed,
             Err(failure) => return AuthStep::Failed(failure),
         };
-        let store = store.clone();
-        let checked_user = user.clone();
-        let ok = compio::runtime::spawn_blocking(move || {
-            sasl::check_plain(&store, &checked_user, &password)
-        })
-        .await
-        .unwrap_or(false);
+        let candidates = sasl::plain_candidates(lookup, &user);
+        let ok = compio::runtime::spawn_blocking(move || sasl::check_plain(&candidates, &password))
+            .await
+            .unwrap_or(false);
         if ok {
             self.authenticated(SaslMechanism::Plain, &user, Vec::new())
         } else {

@@ -67,7 +67,6 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
         registry_lock: futures_util::lock::Mutex::new(()),
         shutdown: ctx.shutdown,
         metrics,
-        credentials: boot.credentials.clone(),
         authorizer: boot.authorizer.clone(),
         on_topics_adopted: vec![|shard, changed| Box::pin(crate::groups::adopted(shard, changed))],
         on_topics_deleted: vec![|shard, names| {
@@ -161,7 +160,9 @@ fn start_cluster_tasks(
         node.clone(),
     ))];
     if node.quorum.is_none() {
-        tasks.push(compio::runtime::spawn(heartbeat::fetch_images(node.clone())));
+        tasks.push(compio::runtime::spawn(heartbeat::fetch_images(
+            node.clone(),
+        )));
     }
     if node.settings.roles.broker {
         let request = match registration(boot) {
@@ -246,6 +247,29 @@ async fn accept_loop(
             continue;
         }
         let guard = ConnectionGuard::new(shard.clone());
+        // KIP-612: the listener's and broker's connection-creation rates; over them Kafka's
+        // acceptor waits before accepting more.
+        let delay_ms = shard.quotas.record_listener_connection(
+            &context.name,
+            context.max_connection_creation_rate,
+            shard.config.max_connection_creation_rate,
+        );
+        if !sleep_unless_shutdown(shard, delay_ms).await {
+            return;
+        }
+        // Then the IP's rate: over it, Kafka's delayed close (the socket is held, and counted,
+        // for the throttle time).
+        if let Some(close_after_ms) = shard.quotas.record_ip_connection(peer.ip()) {
+            tracing::info!(%peer, close_after_ms, "connection creation rate of the IP exceeded, closing");
+            let waiting = shard.clone();
+            compio::runtime::spawn(async move {
+                sleep_unless_shutdown(&waiting, close_after_ms).await;
+                drop(stream);
+                drop(guard);
+            })
+            .detach();
+            continue;
+        }
         let shard = shard.clone();
         let context = context.clone();
         compio::runtime::spawn(async move {
@@ -254,6 +278,19 @@ async fn accept_loop(
         })
         .detach();
     }
+}
+
+/// Sleeps `ms` (a quota's throttle); false when shutdown came first.
+async fn sleep_unless_shutdown(shard: &Shard, ms: u64) -> bool {
+    if ms == 0 {
+        return true;
+    }
+    let sleep = Box::pin(compio::time::sleep(Duration::from_millis(ms)));
+    let stop = Box::pin(shard.shutdown.wait());
+    matches!(
+        futures_util::future::select(sleep, stop).await,
+        futures_util::future::Either::Left(_)
+    )
 }
 
 async fn drain_connections(shard: &Shard) {

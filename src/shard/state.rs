@@ -28,9 +28,7 @@ pub struct Boot {
     pub advertised_port: u16,
     /// Every listener (the first is `listen` above), bound by every shard.
     pub listeners: Vec<BootListener>,
-    /// SCRAM credentials, shared by every shard (see `security::scram`).
-    pub credentials: Arc<crate::security::scram::CredentialStore>,
-    /// The authorizer and its ACLs, shared by every shard (see `security::acl_store`).
+    /// The authorizer's settings (its ACLs are in each shard's image; see `security::acl_store`).
     pub authorizer: Arc<crate::security::acl_store::Authorizer>,
     /// Client quotas and their rates, shared by every shard (see `quotas`).
     pub quotas: Arc<crate::quotas::QuotaManager>,
@@ -82,9 +80,7 @@ pub struct Shard {
     pub shutdown: Shutdown,
     /// Request, byte and fsync metrics recorded on this shard (see `metrics`).
     pub metrics: Rc<crate::metrics::ShardMetrics>,
-    /// SCRAM credentials (shared by every shard).
-    pub credentials: Arc<crate::security::scram::CredentialStore>,
-    /// The authorizer and its ACLs (shared by every shard).
+    /// The authorizer's settings (it checks the ACLs of this shard's image).
     pub authorizer: Arc<crate::security::acl_store::Authorizer>,
     /// Client quotas (shared by every shard).
     pub quotas: Arc<crate::quotas::QuotaManager>,
@@ -128,6 +124,18 @@ impl Shard {
             }
             None => image.controller_id(),
         }
+    }
+
+    /// A user's SCRAM credential for a mechanism, from this shard's metadata image.
+    pub fn scram_credential(
+        &self,
+        user: &str,
+        mechanism: crate::security::scram::Mechanism,
+    ) -> Option<crate::security::scram::Credential> {
+        self.topics
+            .borrow()
+            .security()
+            .scram_credential(user, mechanism)
     }
 
     pub fn connection_count(&self) -> usize {

@@ -133,8 +133,10 @@ pub fn scram_login<S: Read + Write>(
 pub fn listener(broker: &Broker, name: &str) -> SocketAddr {
     let log = broker.log_text();
     let needle = format!("listener name={name} ");
+    // The latest start's line: a restarted broker logs its new ports after the old ones.
     let line = log
         .lines()
+        .rev()
         .find(|l| l.contains(&needle))
         .unwrap_or_else(|| panic!("no listener {name} in log:\n{log}"));
     let addr = line

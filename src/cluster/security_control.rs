@@ -1,0 +1,86 @@
+//! Changes to ACLs and SCRAM credentials through the controller (Kafka's `AclControlManager`
+//! and `ScramControlManager`): CreateAcls/DeleteAcls and AlterUserScramCredentials describe the
+//! wanted state as a change of a copy; shard 0 turns the difference into
+//! `AccessControlEntryRecord` / `RemoveAccessControlEntryRecord` /
+//! `UserScramCredentialRecord` / `RemoveUserScramCredentialRecord` and commits them like every
+//! other change (`controller::commit`: apply to a copy of the image, persist, every shard
+//! adopts), so every shard's authorizer and SASL check read them from its own image.
+//!
+//! Invariants: a change runs on shard 0 under the registry lock, from reading the image to
+//! committing, so two changes never plan against the same state; a change that reports
+//! nothing changed, or whose difference is empty, commits nothing.
+
+use super::controller::{self, REGISTRY_SHARD};
+use super::image::MetadataImage;
+use super::records::MetadataRecord;
+use crate::security::acl_store::Acls;
+use crate::security::scram::Users;
+use crate::shard::{Shard, ShardMsg};
+
+/// Applies `change` to a copy of the image's ACLs and commits the difference; answers what
+/// `change` returns. Err: the change could not be committed (nothing changed).
+pub async fn modify_acls<R: Send + 'static>(
+    shard: &Shard,
+    change: impl FnOnce(&mut Acls) -> (R, bool) + Send + 'static,
+) -> Result<R, String> {
+    on_controller(shard, move |image| {
+        let mut wanted = image.security().acls().clone();
+        let (answer, changed) = change(&mut wanted);
+        let records = if changed {
+            image.security().diff_acls(&wanted)
+        } else {
+            Vec::new()
+        };
+        (answer, records)
+    })
+    .await
+}
+
+/// Applies `change` to a copy of the image's SCRAM credentials and commits the difference.
+pub async fn modify_scram<R: Send + 'static>(
+    shard: &Shard,
+    change: impl FnOnce(&mut Users) -> (R, bool) + Send + 'static,
+) -> Result<R, String> {
+    on_controller(shard, move |image| {
+        let mut wanted = image.security().scram_users().clone();
+        let (answer, changed) = change(&mut wanted);
+        let records = if changed {
+            image.security().diff_scram(&wanted)
+        } else {
+            Vec::new()
+        };
+        (answer, records)
+    })
+    .await
+}
+
+/// Runs `plan` against shard 0's image under the registry lock and commits its records.
+async fn on_controller<R: Send + 'static>(
+    shard: &Shard,
+    plan: impl FnOnce(&MetadataImage) -> (R, Vec<MetadataRecord>) + Send + 'static,
+) -> Result<R, String> {
+    if shard.id == REGISTRY_SHARD {
+        return plan_and_commit(shard, plan).await;
+    }
+    shard
+        .mesh
+        .call(REGISTRY_SHARD, |reply| {
+            ShardMsg::run(move |shard| async move {
+                reply.send(plan_and_commit(&shard, plan).await);
+            })
+        })
+        .await
+        .unwrap_or_else(|_| Err("registry shard unavailable".to_owned()))
+}
+
+async fn plan_and_commit<R>(
+    shard: &Shard,
+    plan: impl FnOnce(&MetadataImage) -> (R, Vec<MetadataRecord>),
+) -> Result<R, String> {
+    let _guard = shard.registry_lock.lock().await;
+    let (answer, records) = plan(&shard.topics.borrow());
+    if !records.is_empty() {
+        controller::commit(shard, records).await?;
+    }
+    Ok(answer)
+}
