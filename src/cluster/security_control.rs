@@ -80,7 +80,9 @@ async fn plan_and_commit<R>(
     let _guard = shard.registry_lock.lock().await;
     let (answer, records) = plan(&shard.topics.borrow());
     if !records.is_empty() {
-        controller::commit(shard, records).await?;
+        controller::commit(shard, records)
+            .await
+            .map_err(|e| e.to_string())?;
     }
     Ok(answer)
 }

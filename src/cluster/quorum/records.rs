@@ -38,12 +38,13 @@ pub enum RecordError {
     Invalid(&'static str),
 }
 
-pub use crate::cluster::records::{BrokerEndpoint, MetadataRecord, NO_LEADER_CHANGE};
 use crate::cluster::records::{
-    ConfigRecord, FenceBrokerRecord, PartitionChangeRecord, PartitionRecord, ProducerIdsRecord,
-    RegisterBrokerRecord, RemoveTopicRecord, TopicId, TopicRecord, UnfenceBrokerRecord,
-    UnregisterBrokerRecord,
+    AccessControlEntryRecord, ConfigRecord, FenceBrokerRecord, PartitionChangeRecord,
+    PartitionRecord, ProducerIdsRecord, RegisterBrokerRecord, RemoveAccessControlEntryRecord,
+    RemoveTopicRecord, RemoveUserScramCredentialRecord, TopicId, TopicRecord, UnfenceBrokerRecord,
+    UnregisterBrokerRecord, UserScramCredentialRecord,
 };
+pub use crate::cluster::records::{BrokerEndpoint, MetadataRecord, NO_LEADER_CHANGE};
 
 /// The record type number of `record` (Kafka's `apiKey`), as written in the header.
 fn record_type(record: &MetadataRecord) -> u16 {
@@ -107,6 +108,29 @@ fn encode_body(record: &MetadataRecord, out: &mut Vec<u8>) {
             put_i64(out, r.broker_epoch);
             put_i64(out, r.next_producer_id);
         }
+        MetadataRecord::UserScramCredential(r) => {
+            put_str(out, &r.name);
+            out.extend_from_slice(&r.mechanism.to_be_bytes());
+            put_bytes(out, &r.salt);
+            put_bytes(out, &r.stored_key);
+            put_bytes(out, &r.server_key);
+            put_i32(out, r.iterations);
+        }
+        MetadataRecord::RemoveUserScramCredential(r) => {
+            put_str(out, &r.name);
+            out.extend_from_slice(&r.mechanism.to_be_bytes());
+        }
+        MetadataRecord::AccessControlEntry(r) => {
+            put_u128(out, r.id.0);
+            out.extend_from_slice(&r.resource_type.to_be_bytes());
+            put_str(out, &r.resource_name);
+            out.extend_from_slice(&r.pattern_type.to_be_bytes());
+            put_str(out, &r.principal);
+            put_str(out, &r.host);
+            out.extend_from_slice(&r.operation.to_be_bytes());
+            out.extend_from_slice(&r.permission_type.to_be_bytes());
+        }
+        MetadataRecord::RemoveAccessControlEntry(r) => put_u128(out, r.id.0),
     }
 }
 
@@ -180,6 +204,31 @@ fn decode_body(record_type: u16, r: &mut Reader<'_>) -> Result<MetadataRecord, R
             broker_id: r.i32()?,
             broker_epoch: r.i64()?,
             next_producer_id: r.i64()?,
+        }),
+        11 => MetadataRecord::UserScramCredential(UserScramCredentialRecord {
+            name: r.string()?,
+            mechanism: i8::from_be_bytes(r.array()?),
+            salt: r.bytes()?,
+            stored_key: r.bytes()?,
+            server_key: r.bytes()?,
+            iterations: r.i32()?,
+        }),
+        18 => MetadataRecord::AccessControlEntry(AccessControlEntryRecord {
+            id: TopicId(r.u128()?),
+            resource_type: i8::from_be_bytes(r.array()?),
+            resource_name: r.string()?,
+            pattern_type: i8::from_be_bytes(r.array()?),
+            principal: r.string()?,
+            host: r.string()?,
+            operation: i8::from_be_bytes(r.array()?),
+            permission_type: i8::from_be_bytes(r.array()?),
+        }),
+        19 => MetadataRecord::RemoveAccessControlEntry(RemoveAccessControlEntryRecord {
+            id: TopicId(r.u128()?),
+        }),
+        22 => MetadataRecord::RemoveUserScramCredential(RemoveUserScramCredentialRecord {
+            name: r.string()?,
+            mechanism: i8::from_be_bytes(r.array()?),
         }),
         other => return Err(RecordError::UnknownRecordType(other)),
     })
@@ -307,6 +356,12 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(s.as_bytes());
 }
 
+/// Bytes: a u32 length, then the bytes.
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    put_u32(out, len_u32(bytes.len()));
+    out.extend_from_slice(bytes);
+}
+
 /// A nullable string: length -1 (as u32::MAX) is null, as in Kafka's schemas.
 fn put_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
     match s {
@@ -408,6 +463,11 @@ impl<'a> Reader<'a> {
         String::from_utf8(bytes.to_vec()).map_err(|_| RecordError::Invalid("string is not UTF-8"))
     }
 
+    fn bytes(&mut self) -> Result<Vec<u8>, RecordError> {
+        let len = self.u32()? as usize;
+        Ok(self.take(len)?.to_vec())
+    }
+
     fn opt_string(&mut self) -> Result<Option<String>, RecordError> {
         let len = self.u32()?;
         if len == u32::MAX {
@@ -500,6 +560,31 @@ mod tests {
                 next_producer_id: 2000,
             }),
             MetadataRecord::RemoveTopic(RemoveTopicRecord { topic_id }),
+            MetadataRecord::UserScramCredential(UserScramCredentialRecord {
+                name: "alice".into(),
+                mechanism: 2,
+                salt: vec![1, 2, 3],
+                stored_key: vec![4; 32],
+                server_key: vec![5; 32],
+                iterations: 4096,
+            }),
+            MetadataRecord::RemoveUserScramCredential(RemoveUserScramCredentialRecord {
+                name: "alice".into(),
+                mechanism: 2,
+            }),
+            MetadataRecord::AccessControlEntry(AccessControlEntryRecord {
+                id: TopicId(0x99),
+                resource_type: 2,
+                resource_name: "orders".into(),
+                pattern_type: 3,
+                principal: "User:alice".into(),
+                host: "*".into(),
+                operation: 3,
+                permission_type: 3,
+            }),
+            MetadataRecord::RemoveAccessControlEntry(RemoveAccessControlEntryRecord {
+                id: TopicId(0x99),
+            }),
         ]
     }
 
@@ -513,7 +598,7 @@ mod tests {
     #[test]
     fn type_numbers_are_kafkas_api_keys() {
         let types: Vec<u16> = sample_records().iter().map(record_type).collect();
-        assert_eq!(types, vec![0, 8, 7, 1, 2, 3, 5, 4, 15, 9]);
+        assert_eq!(types, vec![0, 8, 7, 1, 2, 3, 5, 4, 15, 9, 11, 22, 18, 19]);
     }
 
     #[test]
