@@ -385,6 +385,10 @@ impl crate::metrics::http::Scrape for Shard {
         Box::pin(collect_metrics(self))
     }
 
+    fn more_text(&self) -> String {
+        crate::cluster::node::metrics_text(self)
+    }
+
     fn served_api_keys(&self) -> Vec<i16> {
         crate::handlers::REGISTRY
             .iter()

@@ -94,7 +94,22 @@ pub fn node_toml(opts: &ClusterOpts, node_id: i32, ports: &[u16]) -> String {
     )
 }
 
+/// The TOML of a broker-only node `node_id` (not a voter) of a cluster whose controllers
+/// listen on `ports`.
+pub fn broker_only_toml(opts: &ClusterOpts, node_id: i32, ports: &[u16]) -> String {
+    node_toml(opts, node_id, ports).replace(
+        "\"process.roles\" = \"broker,controller\"",
+        "\"process.roles\" = \"broker\"",
+    )
+}
+
 impl Cluster {
+    /// Starts a broker-only node `node_id` of this cluster (not one of `brokers`).
+    pub fn start_broker_only(&self, node_id: i32) -> Broker {
+        let toml = broker_only_toml(&self.opts, node_id, &self.controller_ports);
+        Broker::start(BrokerOpts::default().cores(self.opts.cores).config(&toml))
+    }
+
     /// Starts every node and waits until every broker's Metadata lists all of them.
     pub fn start(opts: ClusterOpts) -> Cluster {
         let controller_ports: Vec<u16> = (0..opts.nodes).map(|_| free_port()).collect();
