@@ -273,3 +273,36 @@ pub fn leaders(response: &MetadataResponse, topic: &str) -> Vec<i32> {
         .map(|(_, _, partitions)| partitions.iter().map(|p| p.1).collect())
         .unwrap_or_default()
 }
+
+impl Broker {
+    /// Replaces the broker's config file for its next start (`start_again`).
+    pub fn set_config(&mut self, toml: &str) {
+        std::fs::write(self.dir.path().join("sluice.toml"), toml)
+            .unwrap_or_else(|e| panic!("write config: {e}"));
+        self.opts.config_toml = Some(toml.to_owned());
+    }
+
+    /// GET /metrics, parsed.
+    pub fn scrape(&self) -> sluice::metrics::text::Exposition {
+        use std::io::{Read, Write};
+        let mut stream =
+            std::net::TcpStream::connect_timeout(&self.admin_addr(), Duration::from_secs(30))
+                .unwrap_or_else(|e| panic!("connect admin: {e}"));
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap_or_else(|e| panic!("timeout: {e}"));
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .unwrap_or_else(|e| panic!("write: {e}"));
+        let mut raw = String::new();
+        stream
+            .read_to_string(&mut raw)
+            .unwrap_or_else(|e| panic!("read: {e}"));
+        let (head, body) = raw
+            .split_once("\r\n\r\n")
+            .unwrap_or_else(|| panic!("no end of head in {raw:?}"));
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        sluice::metrics::text::parse(body)
+            .unwrap_or_else(|e| panic!("invalid exposition: {e}\n{body}"))
+    }
+}
