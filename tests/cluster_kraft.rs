@@ -4,7 +4,12 @@
 //! come back with their data when it restarts; killing the active controller elects another
 //! and CreateTopics works again with nothing committed lost; a whole-cluster restart rebuilds
 //! the same image on every broker.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 mod common;
 
@@ -38,7 +43,10 @@ fn wait_same_image(cluster: &Cluster, timeout: Duration) -> Vec<common::cluster:
 #[test]
 fn every_broker_lists_every_broker_and_the_same_topics() {
     let cluster = Cluster::start(ClusterOpts::default());
-    assert_eq!(cluster.create_topic("spread", 6, Duration::from_secs(30)), 0);
+    assert_eq!(
+        cluster.create_topic("spread", 6, Duration::from_secs(30)),
+        0
+    );
     let view = wait_same_image(&cluster, Duration::from_secs(20));
     let spread = view.iter().find(|t| t.0 == "spread").expect("topic listed");
     assert_eq!(spread.2.len(), 6);
@@ -55,6 +63,43 @@ fn every_broker_lists_every_broker_and_the_same_topics() {
     let other = (controller + 1) % 3;
     let code = common::cluster::create_topic(cluster.broker(other).socket_addr(), "no", 1);
     assert_eq!(code, NOT_CONTROLLER);
+    // CreatePartitions, configs and DeleteTopics commit through the quorum too, and every
+    // broker applies them (a deleted topic's data goes on every broker).
+    let admin = common::kafka::admin(cluster.broker(other));
+    let opts = common::kafka::admin_opts();
+    common::block_on(
+        admin.create_partitions(&[rdkafka::admin::NewPartitions::new("spread", 8)], &opts),
+    )
+    .unwrap()
+    .into_iter()
+    .for_each(|r| assert!(r.is_ok(), "{r:?}"));
+    let config =
+        rdkafka::admin::AlterConfig::new(rdkafka::admin::ResourceSpecifier::Topic("spread"))
+            .set("retention.ms", "12345");
+    common::block_on(admin.alter_configs(&[config], &opts))
+        .unwrap()
+        .into_iter()
+        .for_each(|r| assert!(r.is_ok(), "{r:?}"));
+    wait_until(
+        Duration::from_secs(20),
+        "8 partitions on every broker",
+        || (0..3).all(|i| leaders(&cluster.metadata(i), "spread").len() == 8),
+    );
+    common::block_on(admin.delete_topics(&["spread"], &opts))
+        .unwrap()
+        .into_iter()
+        .for_each(|r| assert!(r.is_ok(), "{r:?}"));
+    wait_until(
+        Duration::from_secs(20),
+        "the topic gone from every broker",
+        || (0..3).all(|i| leaders(&cluster.metadata(i), "spread").is_empty()),
+    );
+    for i in 0..3 {
+        let left = common::list_files(&cluster.broker(i).data_dir())
+            .iter()
+            .any(|p| p.to_string_lossy().contains("spread-0/"));
+        assert!(!left, "broker {} kept the deleted topic's data", i + 1);
+    }
 }
 
 #[test]
@@ -75,7 +120,8 @@ fn a_killed_broker_is_fenced_and_comes_back_with_its_data() {
     assert!(!led.is_empty(), "the victim leads a partition");
     let partition = i32::try_from(led[0]).unwrap();
     // Idempotent: its producer id comes from the active controller (AllocateProducerIds).
-    let producer = common::kafka::producer(cluster.broker(victim), &[("enable.idempotence", "true")]);
+    let producer =
+        common::kafka::producer(cluster.broker(victim), &[("enable.idempotence", "true")]);
     let records = common::kafka::keyed_records(20, 5, 10);
     let acked = common::kafka::produce(&producer, "kept", &records, Some(partition));
     common::kafka::assert_all_acked(&acked);
@@ -85,12 +131,16 @@ fn a_killed_broker_is_fenced_and_comes_back_with_its_data() {
     let killed = Instant::now();
     let survivors: Vec<usize> = (0..3).filter(|i| *i != victim).collect();
     for &i in &survivors {
-        wait_until(fence_bound(&cluster), "the victim's partitions to go leaderless", || {
-            let metadata = cluster.metadata(i);
-            let listed = metadata.brokers.iter().any(|b| b.node_id.0 == victim_id);
-            let leaders = leaders(&metadata, "kept");
-            !listed && led.iter().all(|p| leaders[*p] == -1)
-        });
+        wait_until(
+            fence_bound(&cluster),
+            "the victim's partitions to go leaderless",
+            || {
+                let metadata = cluster.metadata(i);
+                let listed = metadata.brokers.iter().any(|b| b.node_id.0 == victim_id);
+                let leaders = leaders(&metadata, "kept");
+                !listed && led.iter().all(|p| leaders[*p] == -1)
+            },
+        );
     }
     eprintln!("fenced after {:?}", killed.elapsed());
     let metrics = cluster.broker(survivors[0]).scrape();
@@ -135,10 +185,14 @@ fn killing_the_active_controller_elects_another_and_loses_nothing() {
     // The old controller rejoins and catches up with what was committed without it.
     cluster.broker_mut(controller).start_again();
     cluster.wait_all_registered();
-    wait_until(Duration::from_secs(30), "the old controller to catch up", || {
-        let view = topics_view(&cluster.metadata(controller));
-        view.iter().any(|t| t.0 == "after")
-    });
+    wait_until(
+        Duration::from_secs(30),
+        "the old controller to catch up",
+        || {
+            let view = topics_view(&cluster.metadata(controller));
+            view.iter().any(|t| t.0 == "after")
+        },
+    );
 }
 
 #[test]
@@ -149,7 +203,10 @@ fn a_restarted_cluster_rebuilds_the_same_image_on_every_broker() {
         ..ClusterOpts::default()
     });
     for (name, partitions) in [("a", 1), ("b", 4), ("c", 2)] {
-        assert_eq!(cluster.create_topic(name, partitions, Duration::from_secs(30)), 0);
+        assert_eq!(
+            cluster.create_topic(name, partitions, Duration::from_secs(30)),
+            0
+        );
     }
     let before = wait_same_image(&cluster, Duration::from_secs(20));
     for i in 0..3 {
@@ -207,27 +264,38 @@ fn a_single_node_data_dir_is_adopted_by_a_kraft_node() {
         &format!("\"controller.quorum.voters\" = \"0@127.0.0.1:{port}\""),
     ));
     broker.start_again();
-    wait_until(Duration::from_secs(30), "the old topic in the cluster image", || {
-        let view = topics_view(&common::cluster::metadata(broker.socket_addr()));
-        let old = |v: &[common::cluster::TopicView]| {
-            v.iter()
-                .find(|t| t.0 == "old")
-                .map(|t| (t.1.clone(), t.2.iter().map(|p| p.3.clone()).collect::<Vec<_>>()))
-        };
-        old(&view).is_some() && old(&view) == old(&before)
-    });
+    wait_until(
+        Duration::from_secs(30),
+        "the old topic in the cluster image",
+        || {
+            let view = topics_view(&common::cluster::metadata(broker.socket_addr()));
+            let old = |v: &[common::cluster::TopicView]| {
+                v.iter().find(|t| t.0 == "old").map(|t| {
+                    (
+                        t.1.clone(),
+                        t.2.iter().map(|p| p.3.clone()).collect::<Vec<_>>(),
+                    )
+                })
+            };
+            old(&view).is_some() && old(&view) == old(&before)
+        },
+    );
     wait_until(Duration::from_secs(30), "the old topic led again", || {
         leaders(&common::cluster::metadata(broker.socket_addr()), "old") == vec![0, 0]
     });
     // The partitions open just after the image names them: ask until they answer.
     let consumer = common::kafka::consumer(&broker);
     let mut high = None;
-    wait_until(Duration::from_secs(30), "the old partition's watermarks", || {
-        high = consumer
-            .fetch_watermarks("old", 1, Duration::from_secs(5))
-            .ok()
-            .map(|(_, high)| high);
-        high.is_some()
-    });
+    wait_until(
+        Duration::from_secs(30),
+        "the old partition's watermarks",
+        || {
+            high = consumer
+                .fetch_watermarks("old", 1, Duration::from_secs(5))
+                .ok()
+                .map(|(_, high)| high);
+            high.is_some()
+        },
+    );
     assert_eq!(high, Some(5), "the data stayed");
 }

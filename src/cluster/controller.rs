@@ -890,7 +890,10 @@ pub async fn allocate_producer_ids(shard: &Shard) -> Result<IdBlock, IdError> {
 /// Shard 0 of a controller node, while it is the active controller: adopts the topics of a
 /// single-node data directory into an empty cluster image (once), and creates
 /// `__consumer_offsets` once a broker can host it. Never fatal: retried every second.
-pub async fn active_controller_duties(shard: std::rc::Rc<Shard>, node: std::sync::Arc<super::node::ClusterNode>) {
+pub async fn active_controller_duties(
+    shard: std::rc::Rc<Shard>,
+    node: std::sync::Arc<super::node::ClusterNode>,
+) {
     let mut adopted = false;
     loop {
         compio::time::sleep(std::time::Duration::from_secs(1)).await;
