@@ -208,6 +208,10 @@ fn a_restarted_cluster_rebuilds_the_same_image_on_every_broker() {
             0
         );
     }
+    // The active controller creates the offsets topic on its own, shortly after start.
+    wait_until(Duration::from_secs(30), "the offsets topic", || {
+        !leaders(&cluster.metadata(0), "__consumer_offsets").is_empty()
+    });
     let before = wait_same_image(&cluster, Duration::from_secs(20));
     for i in 0..3 {
         cluster.broker_mut(i).stop();

@@ -10,8 +10,9 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::image::MetadataImage;
-use super::quorum::{MetadataApplier, MetadataRecord, RecordBatch, RecordError};
+use super::applier::MetadataApplier;
+use super::records::{MetadataRecord, RecordBatch, RecordError};
+use crate::cluster::image::MetadataImage;
 
 /// The image and the metadata offset (last applied raft log index) it reflects.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -89,8 +90,8 @@ impl SharedImage {
 
     /// Reads `encode`'s bytes back.
     pub fn decode(bytes: &[u8]) -> Result<ImageState, RecordError> {
-        let offset = super::quorum::be_u64_at(bytes, 0)
-            .ok_or(RecordError::Truncated { at: 0, needed: 8 })?;
+        let offset =
+            super::be_u64_at(bytes, 0).ok_or(RecordError::Truncated { at: 0, needed: 8 })?;
         let batch = RecordBatch::decode(bytes.get(8..).unwrap_or_default())?;
         let mut image = MetadataImage::default();
         image
