@@ -100,6 +100,16 @@ fn every_broker_lists_every_broker_and_the_same_topics() {
             .any(|p| p.to_string_lossy().contains("spread-0/"));
         assert!(!left, "broker {} kept the deleted topic's data", i + 1);
     }
+    // A topic auto-created by a produce through a broker that is not the controller (the
+    // broker asks the active controller, as Kafka's brokers forward it).
+    let producer = common::kafka::producer(cluster.broker(other), &[]);
+    let records = common::kafka::keyed_records(3, 1, 8);
+    common::kafka::assert_all_acked(&common::kafka::produce(&producer, "auto", &records, None));
+    wait_until(
+        Duration::from_secs(20),
+        "the auto-created topic everywhere",
+        || (0..3).all(|i| leaders(&cluster.metadata(i), "auto").len() == 1),
+    );
 }
 
 #[test]

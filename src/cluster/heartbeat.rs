@@ -20,12 +20,13 @@ use serde::Serialize;
 
 use super::node::ClusterNode;
 use super::quorum::lifecycle::{
-    AllocateProducerIdsRequest, Answer, FetchImageResponse, HeartbeatRequest, HeartbeatResponse,
-    LifecycleError, ProducerIdBlock, RegistrationRequest,
+    AllocateProducerIdsRequest, Answer, AutoCreateOutcome, AutoCreateRequest, AutoCreateResponse,
+    FetchImageResponse, HeartbeatRequest, HeartbeatResponse, LifecycleError, ProducerIdBlock,
+    RegistrationRequest,
 };
 use super::quorum::network::{
-    call_controller, KIND_ALLOCATE_PRODUCER_IDS, KIND_BROKER_HEARTBEAT, KIND_BROKER_REGISTRATION,
-    KIND_FETCH_IMAGE,
+    call_controller, KIND_ALLOCATE_PRODUCER_IDS, KIND_AUTO_CREATE_TOPICS, KIND_BROKER_HEARTBEAT,
+    KIND_BROKER_REGISTRATION, KIND_FETCH_IMAGE,
 };
 use super::quorum::shared_image::SharedImage;
 use crate::shard::Shard;
@@ -327,4 +328,56 @@ pub async fn allocate_producer_ids(node: Arc<ClusterNode>) -> Result<ProducerIdB
         compio::time::sleep(RETRY_BACKOFF).await;
     }
     Err(last)
+}
+
+/// Auto-creation of `names` by a broker that is not the active controller: asks the active
+/// controller (as Kafka's brokers forward CreateTopics), then waits (bounded) until this node
+/// applied the topics, so the Metadata answer that triggered it can already name them.
+pub async fn auto_create_at_controller(
+    node: Arc<ClusterNode>,
+    names: Vec<String>,
+    partitions: i32,
+) -> Vec<Result<(), crate::cluster::topics::TopicError>> {
+    use crate::cluster::topics::TopicError;
+    let request = AutoCreateRequest {
+        names: names.clone(),
+        partitions,
+    };
+    let mut channel = ControllerChannel::new(node.clone());
+    let mut last = LifecycleError::Rejected("no controller".into());
+    let mut answer: Option<AutoCreateResponse> = None;
+    for _ in 0..10 {
+        match channel
+            .call::<_, AutoCreateResponse>(KIND_AUTO_CREATE_TOPICS, &request)
+            .await
+        {
+            Ok(response) => {
+                answer = Some(response);
+                break;
+            }
+            Err(e) => last = e,
+        }
+        compio::time::sleep(RETRY_BACKOFF).await;
+    }
+    let Some(response) = answer else {
+        tracing::debug!(error = %last, "auto-creation at the active controller failed");
+        return names
+            .iter()
+            .map(|_| Err(TopicError::NotController))
+            .collect();
+    };
+    let deadline = Instant::now() + node.request_timeout;
+    while node.applied_offset.load(Ordering::Acquire) < response.offset && Instant::now() < deadline
+    {
+        compio::time::sleep(Duration::from_millis(5)).await;
+    }
+    names
+        .into_iter()
+        .zip(response.outcomes)
+        .map(|(name, outcome)| match outcome {
+            AutoCreateOutcome::Created => Ok(()),
+            AutoCreateOutcome::AlreadyExists => Err(TopicError::AlreadyExists(name)),
+            AutoCreateOutcome::Invalid(_) => Err(TopicError::InvalidName(name)),
+        })
+        .collect()
 }

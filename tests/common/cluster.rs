@@ -43,8 +43,8 @@ impl Default for ClusterOpts {
         Self {
             nodes: 3,
             cores: 1,
-            session_timeout_ms: 2000,
-            heartbeat_interval_ms: 200,
+            session_timeout_ms: 3000,
+            heartbeat_interval_ms: 300,
             quorum_timeout_ms: 500,
             extra_toml: String::new(),
         }
