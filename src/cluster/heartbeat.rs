@@ -171,10 +171,12 @@ pub async fn run(shard: Rc<Shard>, node: Arc<ClusterNode>, request: Registration
             Ok(epoch) => epoch,
             Err(LifecycleError::DuplicateBrokerRegistration(id)) => {
                 if should_log() {
-                    tracing::error!(
+                    tracing::warn!(
                         node_id = id,
                         "registration refused: node.id {id} is already registered by a live \
-                         broker (DUPLICATE_BROKER_REGISTRATION); retrying"
+                         broker (DUPLICATE_BROKER_REGISTRATION: another process with this \
+                         node.id, or this node's previous process until its session expires); \
+                         retrying"
                     );
                 }
                 compio::time::sleep(interval).await;
