@@ -223,6 +223,8 @@ async fn heartbeat_until_stale(
         {
             Ok(response) => {
                 failing_since = None;
+                node.controller_offset
+                    .fetch_max(response.metadata_offset, Ordering::AcqRel);
                 let fenced = i64::from(response.is_fenced);
                 if node.fenced.swap(fenced, Ordering::AcqRel) != fenced {
                     tracing::info!(fenced = response.is_fenced, "broker fencing state");

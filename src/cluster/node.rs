@@ -32,6 +32,8 @@ pub struct ClusterNode {
     /// The metadata offset every shard of this node applied (`follow`; `Shard::cluster_synced`
     /// on shard 0), readable from any shard.
     pub applied_offset: std::sync::atomic::AtomicU64,
+    /// The active controller's committed metadata offset, as its last heartbeat answer said.
+    pub controller_offset: std::sync::atomic::AtomicU64,
 }
 
 impl ClusterNode {
@@ -72,6 +74,7 @@ impl ClusterNode {
                 config.controller_quorum_request_timeout_ms.max(1),
             ),
             applied_offset: std::sync::atomic::AtomicU64::new(0),
+            controller_offset: std::sync::atomic::AtomicU64::new(0),
         })))
     }
 
