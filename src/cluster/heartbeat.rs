@@ -301,6 +301,12 @@ pub async fn fetch_images(node: Arc<ClusterNode>) {
                     tracing::warn!(error = %e, "metadata image from the controller does not decode")
                 }
             },
+            Ok(FetchImageResponse::Entries { offset, entries }) => {
+                // Entries after an offset this node may have passed meanwhile apply only once.
+                if node.image.offset() == known {
+                    node.image.apply_entries(&entries, offset);
+                }
+            }
             Ok(FetchImageResponse::Unchanged) => {}
             Err(_) => compio::time::sleep(RETRY_BACKOFF).await,
         }

@@ -101,11 +101,16 @@ pub struct AutoCreateResponse {
 /// by its own `max.partitions.per.topic`; this bounds what a peer may ask).
 const AUTO_CREATE_PARTITIONS_MAX: i32 = 100_000;
 
-/// The committed image when newer than `known_offset` (`SharedImage::encode` bytes).
+/// What a broker-only node at `known_offset` needs: nothing, the committed entries after it,
+/// or the whole committed image (`SharedImage::encode` bytes) when it is too far behind.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FetchImageResponse {
     Unchanged,
     Image(Vec<u8>),
+    Entries {
+        offset: u64,
+        entries: Vec<(u64, Vec<MetadataRecord>)>,
+    },
 }
 
 /// Kafka's error codes of these RPCs.
@@ -382,10 +387,11 @@ impl Lifecycle {
 
     /// The committed image, for a broker-only node behind `known_offset`.
     pub fn fetch_image(&self, known_offset: u64) -> FetchImageResponse {
-        let state = self.image.lock();
-        match state.offset > known_offset {
-            true => FetchImageResponse::Image(SharedImage::encode(&state)),
-            false => FetchImageResponse::Unchanged,
+        use super::shared_image::CatchUp;
+        match self.image.catch_up(known_offset) {
+            CatchUp::Nothing => FetchImageResponse::Unchanged,
+            CatchUp::Entries { offset, entries } => FetchImageResponse::Entries { offset, entries },
+            CatchUp::Image(bytes) => FetchImageResponse::Image(bytes),
         }
     }
 
