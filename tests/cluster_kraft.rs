@@ -63,6 +63,17 @@ fn every_broker_lists_every_broker_and_the_same_topics() {
     let other = (controller + 1) % 3;
     let code = common::cluster::create_topic(cluster.broker(other).socket_addr(), "no", 1);
     assert_eq!(code, NOT_CONTROLLER);
+    // Sluice's own CLI, given a broker that is not the controller, goes to the controller.
+    let cli = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["topic", "create", "cli-made", "-p", "2"])
+        .args(["--brokers", &cluster.broker(other).addr()])
+        .output()
+        .unwrap();
+    assert!(
+        cli.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cli.stderr)
+    );
     // CreatePartitions, configs and DeleteTopics commit through the quorum too, and every
     // broker applies them (a deleted topic's data goes on every broker).
     let admin = common::kafka::admin(cluster.broker(other));
