@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use common::cluster::{leaders, topics_view, Cluster, ClusterOpts, NOT_CONTROLLER};
 use common::wait_until;
+use rdkafka::consumer::Consumer;
 
 /// The session timeout plus what fencing may take beyond it (a controller tick, one commit,
 /// every broker applying it), generous for a loaded 2-core machine.
@@ -62,6 +63,71 @@ fn every_broker_lists_every_broker_and_the_same_topics() {
     let other = (controller + 1) % 3;
     let code = common::cluster::create_topic(cluster.broker(other).socket_addr(), "no", 1);
     assert_eq!(code, NOT_CONTROLLER);
+    // Sluice's own CLI, given a broker that is not the controller, goes to the controller.
+    let cli = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["topic", "create", "cli-made", "-p", "2"])
+        .args(["--brokers", &cluster.broker(other).addr()])
+        .output()
+        .unwrap();
+    assert!(
+        cli.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cli.stderr)
+    );
+    // CreatePartitions, configs and DeleteTopics commit through the quorum too, and every
+    // broker applies them (a deleted topic's data goes on every broker).
+    let admin = common::kafka::admin(cluster.broker(other));
+    let opts = common::kafka::admin_opts();
+    common::block_on(
+        admin.create_partitions(&[rdkafka::admin::NewPartitions::new("spread", 8)], &opts),
+    )
+    .unwrap()
+    .into_iter()
+    .for_each(|r| assert!(r.is_ok(), "{r:?}"));
+    let config =
+        rdkafka::admin::AlterConfig::new(rdkafka::admin::ResourceSpecifier::Topic("spread"))
+            .set("retention.ms", "12345");
+    common::block_on(admin.alter_configs(&[config], &opts))
+        .unwrap()
+        .into_iter()
+        .for_each(|r| assert!(r.is_ok(), "{r:?}"));
+    wait_until(
+        Duration::from_secs(20),
+        "8 partitions on every broker",
+        || (0..3).all(|i| leaders(&cluster.metadata(i), "spread").len() == 8),
+    );
+    common::block_on(admin.delete_topics(&["spread"], &opts))
+        .unwrap()
+        .into_iter()
+        .for_each(|r| assert!(r.is_ok(), "{r:?}"));
+    wait_until(
+        Duration::from_secs(20),
+        "the topic gone from every broker",
+        || (0..3).all(|i| leaders(&cluster.metadata(i), "spread").is_empty()),
+    );
+    // Each broker moves the data away as it applies the deletion (just after its image
+    // forgets the topic).
+    for i in 0..3 {
+        wait_until(
+            Duration::from_secs(20),
+            "the deleted topic's data gone",
+            || {
+                !common::list_files(&cluster.broker(i).data_dir())
+                    .iter()
+                    .any(|p| p.to_string_lossy().contains("spread-0/"))
+            },
+        );
+    }
+    // A topic auto-created by a produce through a broker that is not the controller (the
+    // broker asks the active controller, as Kafka's brokers forward it).
+    let producer = common::kafka::producer(cluster.broker(other), &[]);
+    let records = common::kafka::keyed_records(3, 1, 8);
+    common::kafka::assert_all_acked(&common::kafka::produce(&producer, "auto", &records, None));
+    wait_until(
+        Duration::from_secs(20),
+        "the auto-created topic everywhere",
+        || (0..3).all(|i| leaders(&cluster.metadata(i), "auto").len() == 1),
+    );
 }
 
 #[test]
@@ -81,7 +147,9 @@ fn a_killed_broker_is_fenced_and_comes_back_with_its_data() {
         .collect();
     assert!(!led.is_empty(), "the victim leads a partition");
     let partition = i32::try_from(led[0]).unwrap();
-    let producer = common::kafka::producer(cluster.broker(victim), &[]);
+    // Idempotent: its producer id comes from the active controller (AllocateProducerIds).
+    let producer =
+        common::kafka::producer(cluster.broker(victim), &[("enable.idempotence", "true")]);
     let records = common::kafka::keyed_records(20, 5, 10);
     let acked = common::kafka::produce(&producer, "kept", &records, Some(partition));
     common::kafka::assert_all_acked(&acked);
@@ -103,6 +171,10 @@ fn a_killed_broker_is_fenced_and_comes_back_with_its_data() {
         );
     }
     eprintln!("fenced after {:?}", killed.elapsed());
+    let metrics = cluster.broker(survivors[0]).scrape();
+    assert_eq!(metrics.sum("sluice_kraft_fenced_brokers", &[]), 1.0);
+    assert!(metrics.sum("sluice_kraft_offline_partitions", &[]) >= led.len() as f64);
+    assert_eq!(metrics.sum("sluice_kraft_controller_role", &[]), 1.0);
 
     cluster.broker_mut(victim).start_again();
     for &i in &[victim, survivors[0], survivors[1]] {
@@ -153,13 +225,21 @@ fn killing_the_active_controller_elects_another_and_loses_nothing() {
 
 #[test]
 fn a_restarted_cluster_rebuilds_the_same_image_on_every_broker() {
-    let mut cluster = Cluster::start(ClusterOpts::default());
+    // Snapshots every few entries: the restart rebuilds from a snapshot plus the log after it.
+    let mut cluster = Cluster::start(ClusterOpts {
+        extra_toml: "\"metadata.log.max.entries.between.snapshots\" = 4\n".into(),
+        ..ClusterOpts::default()
+    });
     for (name, partitions) in [("a", 1), ("b", 4), ("c", 2)] {
         assert_eq!(
             cluster.create_topic(name, partitions, Duration::from_secs(30)),
             0
         );
     }
+    // The active controller creates the offsets topic on its own, shortly after start.
+    wait_until(Duration::from_secs(30), "the offsets topic", || {
+        !leaders(&cluster.metadata(0), "__consumer_offsets").is_empty()
+    });
     let before = wait_same_image(&cluster, Duration::from_secs(20));
     for i in 0..3 {
         cluster.broker_mut(i).stop();
@@ -185,4 +265,69 @@ fn a_restarted_cluster_rebuilds_the_same_image_on_every_broker() {
     });
     let after = wait_same_image(&cluster, Duration::from_secs(20));
     assert_eq!(strip(after), strip(before));
+    for i in 0..3 {
+        let dir = cluster.broker(i).data_dir().join("__cluster_metadata-0");
+        let snapshots = common::list_files(&dir)
+            .iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "snap"))
+            .count();
+        assert!(snapshots >= 1, "no metadata snapshot in {}", dir.display());
+    }
+}
+
+#[test]
+fn a_single_node_data_dir_is_adopted_by_a_kraft_node() {
+    let mut broker = common::Broker::start(common::BrokerOpts::default().cores(1));
+    common::kafka::create_topic(&broker, "old", 2);
+    let producer = common::kafka::producer(&broker, &[]);
+    let records = common::kafka::keyed_records(5, 2, 8);
+    common::kafka::assert_all_acked(&common::kafka::produce(&producer, "old", &records, Some(1)));
+    drop(producer);
+    let before = topics_view(&common::cluster::metadata(broker.socket_addr()));
+    broker.stop();
+    let port = common::cluster::free_port();
+    let opts = ClusterOpts {
+        nodes: 1,
+        ..ClusterOpts::default()
+    };
+    // node.id 0, as the single node was.
+    broker.set_config(&common::cluster::node_toml(&opts, 0, &[]).replace(
+        "\"controller.quorum.voters\" = \"\"",
+        &format!("\"controller.quorum.voters\" = \"0@127.0.0.1:{port}\""),
+    ));
+    broker.start_again();
+    wait_until(
+        Duration::from_secs(30),
+        "the old topic in the cluster image",
+        || {
+            let view = topics_view(&common::cluster::metadata(broker.socket_addr()));
+            let old = |v: &[common::cluster::TopicView]| {
+                v.iter().find(|t| t.0 == "old").map(|t| {
+                    (
+                        t.1.clone(),
+                        t.2.iter().map(|p| p.3.clone()).collect::<Vec<_>>(),
+                    )
+                })
+            };
+            old(&view).is_some() && old(&view) == old(&before)
+        },
+    );
+    wait_until(Duration::from_secs(30), "the old topic led again", || {
+        leaders(&common::cluster::metadata(broker.socket_addr()), "old") == vec![0, 0]
+    });
+    // The partitions open just after the image names them: ask until they answer.
+    let consumer = common::kafka::consumer(&broker);
+    let mut high = None;
+    wait_until(
+        Duration::from_secs(30),
+        "the old partition's watermarks",
+        || {
+            high = consumer
+                .fetch_watermarks("old", 1, Duration::from_secs(5))
+                .ok()
+                .map(|(_, high)| high);
+            high.is_some()
+        },
+    );
+    assert_eq!(high, Some(5), "the data stayed");
 }

@@ -9,6 +9,11 @@
 //! comes after every shard adopted it. Deleted topics leave through `deletion` (data first).
 //! Placement: replication factor 1, each partition on one registered unfenced broker (round
 //! robin by partition index), stored per partition in the image, never recomputed.
+//! On a KRaft node (`process.roles` set) only the active controller changes anything (others
+//! answer NOT_CONTROLLER, decision 0016) and "persist, then broadcast" becomes "propose to the
+//! quorum, then wait until this node's shards applied it" (`commit_to_quorum`; every node's
+//! shards follow the committed image, `follow`); producer-id blocks come from the active
+//! controller (`heartbeat::allocate_producer_ids`).
 
 use std::collections::HashMap;
 
@@ -239,12 +244,17 @@ async fn commit_planned(
 /// (this one included) adopt the records. Err (nothing changed anywhere) when a record does not
 /// apply or the image cannot be persisted.
 pub async fn commit(shard: &Shard, records: Vec<MetadataRecord>) -> Result<(), CommitError> {
+    if let Some(node) = shard.cluster.clone() {
+        // The committed image, not this shard's (which may still be catching up after a
+        // start): a change that does not fit what is committed is refused here.
+        let mut next = node.image.current().image;
+        next.apply_all(&records)
+            .map_err(|e| CommitError::Failed(format!("metadata record refused: {e}")))?;
+        return commit_to_quorum(shard, &node, records).await;
+    }
     let mut next: MetadataImage = shard.topics.borrow().clone();
     next.apply_all(&records)
         .map_err(|e| CommitError::Failed(format!("metadata record refused: {e}")))?;
-    if let Some(node) = shard.cluster.clone() {
-        return commit_to_quorum(shard, &node, records).await;
-    }
     commit_locally(shard, next, records)
         .await
         .map_err(CommitError::Failed)
@@ -267,12 +277,25 @@ async fn commit_to_quorum(
     };
     let wait = std::time::Duration::from_millis(shard.config.controller_quorum_request_timeout_ms)
         .max(std::time::Duration::from_secs(5));
-    match super::follow::wait_synced(shard, offset, wait).await {
+    match wait_synced(shard, offset, wait).await {
         true => Ok(()),
         false => Err(CommitError::Failed(format!(
             "committed at metadata offset {offset} but not applied here in time"
         ))),
     }
+}
+
+/// Waits until this node's shards applied the committed image up to `offset` (`follow`),
+/// bounded by `timeout`.
+async fn wait_synced(shard: &Shard, offset: u64, timeout: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    while shard.cluster_synced.get() < offset {
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        compio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    true
 }
 
 /// The single node of old: persist the image files, then every shard adopts the records.
@@ -413,7 +436,7 @@ fn existing(shard: &Shard, name: &str) -> Result<TopicMeta, AdminError> {
 }
 
 /// The registered, unfenced brokers new partitions may be placed on, by id.
-fn usable_brokers(image: &MetadataImage) -> Vec<i32> {
+pub(crate) fn usable_brokers(image: &MetadataImage) -> Vec<i32> {
     image
         .brokers()
         .filter(|b| !b.fenced)
@@ -891,68 +914,6 @@ pub async fn allocate_producer_ids(shard: &Shard) -> Result<IdBlock, IdError> {
             reason: e.to_string(),
         })?;
     Ok(IdBlock { start, end })
-}
-
-/// Shard 0 of a controller node, while it is the active controller: adopts the topics of a
-/// single-node data directory into an empty cluster image (once), and creates
-/// `__consumer_offsets` once a broker can host it. Never fatal: retried every second.
-pub async fn active_controller_duties(
-    shard: std::rc::Rc<Shard>,
-    node: std::sync::Arc<super::node::ClusterNode>,
-) {
-    let mut adopted = false;
-    loop {
-        compio::time::sleep(std::time::Duration::from_secs(1)).await;
-        if !node.is_active_controller() {
-            continue;
-        }
-        let (empty, has_offsets, usable) = {
-            let image = shard.topics.borrow();
-            (
-                image.is_empty() && image.next_producer_id() == 0,
-                image.get(crate::internal_topics::OFFSETS_TOPIC).is_some(),
-                !usable_brokers(&image).is_empty(),
-            )
-        };
-        if !adopted && empty {
-            adopted = true;
-            adopt_single_node_dir(&shard).await;
-            continue;
-        }
-        adopted = true;
-        if !has_offsets && usable {
-            let topic = crate::groups::offsets_topic(&shard);
-            let created = create_topics(&shard, vec![topic], false).await;
-            if let Some(Err(e)) = created.first() {
-                tracing::debug!(error = %e, "cannot create the offsets topic yet");
-            }
-        }
-    }
-}
-
-/// An existing single-node data directory (`__cluster/topics.toml`, producer ids, broker
-/// configs) becomes the cluster's first metadata, so a node switched to KRaft keeps its
-/// topics: one proposal of the records that rebuild it.
-async fn adopt_single_node_dir(shard: &Shard) {
-    let old = match store::load(&shard.config.data_dir, shard.config.node_id) {
-        Ok(image) => image,
-        Err(e) => {
-            tracing::warn!(error = %e, "single-node metadata in the data dir not adopted");
-            return;
-        }
-    };
-    let records = old.snapshot_records();
-    if records.is_empty() {
-        return;
-    }
-    let _guard = shard.registry_lock.lock().await;
-    match commit(shard, records).await {
-        Ok(()) => tracing::info!(
-            topics = old.len(),
-            "adopted the single-node metadata of the data directory into the cluster"
-        ),
-        Err(e) => tracing::warn!(error = %e, "adopting the single-node metadata failed"),
-    }
 }
 
 #[cfg(test)]
