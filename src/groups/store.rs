@@ -187,7 +187,7 @@ async fn load_partition(shard: &Shard, index: u32) -> Result<usize, GroupError> 
     let mut offset = storage::Offset(partition.log_start_offset());
     while offset < end {
         let read = partition
-            .read(offset.0, REPLAY_READ_BYTES, true, -1)
+            .read(offset.0, REPLAY_READ_BYTES, true, -1, false)
             .await?;
         let Some(slice) = read.slice else {
             break;
