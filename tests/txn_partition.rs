@@ -144,10 +144,15 @@ struct Fetched {
 }
 
 fn fetch(broker: &Broker, topic: &str, isolation_level: i8) -> Fetched {
+    fetch_waiting(broker, topic, isolation_level, 0)
+}
+
+/// `fetch` as a long-poll: min_bytes 1, up to `max_wait_ms`.
+fn fetch_waiting(broker: &Broker, topic: &str, isolation_level: i8, max_wait_ms: i32) -> Fetched {
     let request = FetchRequest::default()
         .with_replica_id(kafka_protocol::messages::BrokerId(-1))
-        .with_max_wait_ms(0)
-        .with_min_bytes(0)
+        .with_max_wait_ms(max_wait_ms)
+        .with_min_bytes(i32::from(max_wait_ms > 0))
         .with_max_bytes(1 << 20)
         .with_isolation_level(isolation_level)
         .with_topics(vec![FetchTopic::default()
@@ -386,4 +391,56 @@ fn a_lost_aborted_index_is_rebuilt_from_the_log() {
         consume_values(&broker, &topic, "read_committed"),
         ["b0", "plain"]
     );
+}
+
+/// The broker process's user + system CPU time, in clock ticks (usually 1/100 s).
+fn cpu_ticks(broker: &Broker) -> i64 {
+    let pid = broker.pid().unwrap();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
+    fields[11].parse::<i64>().unwrap() + fields[12].parse::<i64>().unwrap()
+}
+
+/// A read_committed long-poll parked on an open transaction is woken by its commit marker
+/// (the LSO moving), well before its max wait; one without a marker waits out its max wait.
+#[test]
+fn read_committed_long_poll_wakes_on_the_marker() {
+    let broker = Broker::start(BrokerOpts::default());
+    let topic = unique_name("txn-poll");
+    kafka::create_topic(&broker, &topic, 1);
+    let producer = new_producer(&broker);
+    assert_eq!(
+        produce(&broker, &topic, batch(producer, 0, true, &["t0"])),
+        (0, 0)
+    );
+    let started = Instant::now();
+    let cpu_before = cpu_ticks(&broker);
+    let idle = fetch_waiting(&broker, &topic, READ_COMMITTED, 1_000);
+    let cpu_spent = cpu_ticks(&broker) - cpu_before;
+    assert!(idle.batches.is_empty());
+    assert!(
+        started.elapsed() >= Duration::from_millis(950),
+        "waited its max wait"
+    );
+    // Parked, not re-reading in a loop: a spinning wait burns about a second of CPU.
+    assert!(
+        cpu_spent < 40,
+        "the broker spent {cpu_spent} ticks in a parked long-poll"
+    );
+    let started = Instant::now();
+    let committed = std::thread::scope(|scope| {
+        let poll = scope.spawn(|| fetch_waiting(&broker, &topic, READ_COMMITTED, 20_000));
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(markers(&broker, &topic, producer, 0, true, None), vec![0]);
+        poll.join().unwrap()
+    });
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "woken by the marker"
+    );
+    assert_eq!(committed.last_stable_offset, 2);
+    assert_eq!(committed.batches.len(), 2, "{committed:?}");
 }

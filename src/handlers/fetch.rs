@@ -361,7 +361,11 @@ async fn read_until_ready(
             .iter()
             .map(|p| (p.tp.clone(), p.fetch_offset))
             .collect();
-        router.wait_for_data(waits, deadline).await;
+        if reads.read_committed {
+            router.wait_for_stable_data(waits, deadline).await;
+        } else {
+            router.wait_for_data(waits, deadline).await;
+        }
     }
 }
 
