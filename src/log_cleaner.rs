@@ -195,6 +195,11 @@ async fn clean_one(
             .borrow()
             .is_last_batch(crate::producers::ProducerId(producer), last_offset)
     };
+    let is_aborted = |producer: i64, offset: i64| partition.is_aborted(producer, offset);
+    // Kafka cleans only below the LSO: an open transaction's records are not final yet.
+    if partition.has_open_transaction_in_sealed_segments() {
+        return false;
+    }
     let started = Instant::now();
     let result = partition
         .storage()
@@ -206,6 +211,7 @@ async fn clean_one(
             crash_at: None,
             force,
             is_last_producer_batch: Some(&is_last),
+            is_aborted_batch: Some(&is_aborted),
         })
         .await;
     let metrics = &shard.metrics.cleaner;

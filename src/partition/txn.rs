@@ -49,6 +49,20 @@ impl Partition {
         index.collect(fetch_offset, upper_bound)
     }
 
+    /// Whether `producer`'s transactional batch at `offset` belongs to an aborted transaction
+    /// (the log cleaner discards such batches).
+    pub fn is_aborted(&self, producer: i64, offset: i64) -> bool {
+        self.aborted.borrow().is_aborted(producer, offset)
+    }
+
+    /// An open transaction begins below the active segment: the cleaner must wait (Kafka's
+    /// cleanable range ends at the first unstable offset).
+    pub fn has_open_transaction_in_sealed_segments(&self) -> bool {
+        let first_unstable = self.producers.borrow().first_unstable_offset();
+        let active = self.log.segment_bases().last().map_or(0, |b| b.0);
+        first_unstable.is_some_and(|first| first < active)
+    }
+
     /// Every producer the partition tracks (DescribeProducers).
     pub fn producer_views(&self) -> Vec<ProducerView> {
         self.producers.borrow().views()

@@ -166,6 +166,21 @@ impl TxnIndex {
         out
     }
 
+    /// Whether `producer`'s batch at `offset` lies inside one of its aborted transactions
+    /// (a producer's transactions never overlap, so its first entry ending at or after
+    /// `offset` decides).
+    pub fn is_aborted(&self, producer: i64, offset: i64) -> bool {
+        let from = self
+            .entries
+            .partition_point(|(_, t)| t.last_offset < offset);
+        self.entries
+            .get(from..)
+            .unwrap_or(&[])
+            .iter()
+            .find(|(_, t)| t.producer_id == producer)
+            .is_some_and(|(_, t)| t.first_offset <= offset)
+    }
+
     /// Forgets entries below the log start offset (their segments are deleted with their
     /// `.txnindex` by storage).
     pub fn prune_below(&mut self, log_start: i64) {
@@ -241,6 +256,8 @@ mod tests {
         assert_eq!(index.collect(11, 25), vec![(2, 5)]);
         assert_eq!(index.collect(41, 100), vec![]);
         assert_eq!(index.collect(0, 3), vec![(1, 0)]);
+        assert!(index.is_aborted(2, 5) && index.is_aborted(2, 19) && !index.is_aborted(2, 4));
+        assert!(!index.is_aborted(1, 11) && !index.is_aborted(3, 29) && index.is_aborted(3, 30));
         index.prune_below(15);
         assert_eq!(index.len(), 2);
         assert!(index.contains(40) && !index.contains(10));
