@@ -15,6 +15,7 @@ pub mod cli;
 pub mod clock;
 pub mod cluster;
 pub mod config;
+pub mod coordinator_log;
 pub mod groups;
 pub mod handlers;
 pub mod internal_topics;

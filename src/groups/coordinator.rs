@@ -612,7 +612,7 @@ pub async fn cleanup(shard: &Shard) {
             .saturating_mul(60_000),
     )
     .unwrap_or(i64::MAX);
-    let loaded: Vec<u32> = shard.groups.logs.borrow().keys().copied().collect();
+    let loaded: Vec<u32> = shard.groups.logs.indexes();
     for partition in loaded {
         let Some(log_state) = shard.groups.log(partition) else {
             continue;
@@ -632,7 +632,7 @@ pub async fn cleanup(shard: &Shard) {
 /// same name never starts from a deleted topic's offsets. Called on every shard by the topic
 /// deletion (`cluster::deletion`), after the topics left the image.
 pub async fn topics_deleted(shard: &Shard, topics: &std::collections::HashSet<String>) {
-    let loaded: Vec<u32> = shard.groups.logs.borrow().keys().copied().collect();
+    let loaded: Vec<u32> = shard.groups.logs.indexes();
     for partition in loaded {
         let Some(log_state) = shard.groups.log(partition) else {
             continue;
