@@ -28,6 +28,7 @@ pub mod quotas;
 pub mod router;
 pub mod security;
 pub mod shard;
+pub mod txn;
 /// Moved into `cluster`; the old path stays for the modules not yet rewritten to it.
 pub use cluster::topics;
 

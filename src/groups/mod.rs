@@ -19,6 +19,7 @@ pub mod state;
 pub mod store;
 pub mod subscription;
 pub mod table;
+pub mod txn_offsets;
 
 use std::rc::Rc;
 
@@ -74,6 +75,20 @@ async fn call_shard(shard: &Rc<Shard>, owner: ShardId, op: GroupOp) -> GroupAnsw
         .call(owner, |reply| GroupMsg { op, reply }.into());
     call.await
         .unwrap_or(GroupAnswer::Error(GroupCode::CoordinatorNotAvailable))
+}
+
+/// A transaction's marker was written to offsets partition `partition`: completes the
+/// producer's pending TxnOffsetCommit offsets there, on the partition's owner shard.
+pub async fn complete_txn(shard: &Rc<Shard>, partition: u32, producer_id: i64, commit: bool) {
+    let owner = shard.placement.shard_for(OFFSETS_TOPIC, partition);
+    let op = GroupOp::CompleteTxn {
+        partition,
+        producer_id,
+        commit,
+    };
+    if let GroupAnswer::Error(code) = call_shard(shard, owner, op).await {
+        tracing::warn!(partition, producer_id, ?code, "transactional offsets not completed");
+    }
 }
 
 /// ListGroups: every shard's groups.
