@@ -211,7 +211,7 @@ pub async fn replay(
     let mut offset = partition.log_start_offset();
     while offset < end {
         let read = partition
-            .read(offset, REPLAY_READ_BYTES, true, -1)
+            .read(offset, REPLAY_READ_BYTES, true, -1, false)
             .await
             .map_err(LogError::Partition)?;
         let Some(slice) = read.slice else {

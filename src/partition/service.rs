@@ -15,8 +15,8 @@ use futures_util::future::{join_all, select_all};
 use shards::Shutdown;
 
 use super::api::{
-    DeleteRecordsItem, DeleteRecordsResult, OffsetOk, OffsetQuery, OffsetResult, PartitionMsg,
-    ProduceItem, ProduceResult, ReadItem, ReadResult,
+    DeleteRecordsItem, DeleteRecordsResult, MarkerItem, MarkerResult, OffsetOk, OffsetQuery,
+    OffsetResult, PartitionMsg, ProduceItem, ProduceResult, ReadItem, ReadResult,
 };
 use super::proxy::{AppendOrigin, AppendRequest, PartitionProxy};
 use super::{Partition, PartitionError, PartitionMap, TopicPartition};
@@ -101,6 +101,9 @@ impl PartitionService {
             PartitionMsg::DeleteRecords { items, reply } => {
                 reply.send(self.delete_records(items).await)
             }
+            PartitionMsg::WriteMarkers { items, reply } => {
+                reply.send(self.write_markers(items).await)
+            }
         }
     }
 
@@ -148,6 +151,18 @@ impl PartitionService {
         self.lookup(tp)?.append(request).await.map(drop)
     }
 
+    /// Transaction markers (WriteTxnMarkers), one per item, each answered once durable
+    /// (Kafka appends markers with acks=-1) under `log.flush.on.acks.all`.
+    pub async fn write_markers(&self, items: Vec<MarkerItem>) -> Vec<MarkerResult> {
+        let markers = items.into_iter().map(|item| async move {
+            let partition = self.lookup(&item.tp)?;
+            partition
+                .write_marker(item, self.clock.now_ms(), self.flush_on_acks_all)
+                .await
+        });
+        join_all(markers).await
+    }
+
     pub async fn read(&self, items: Vec<ReadItem>) -> Vec<ReadResult> {
         let reads = items.into_iter().map(|item| async move {
             self.lookup(&item.tp)?
@@ -156,6 +171,7 @@ impl PartitionService {
                     item.max_bytes,
                     item.min_one_batch,
                     item.current_leader_epoch,
+                    item.read_committed,
                 )
                 .await
         });

@@ -6,6 +6,7 @@
 //! the request's items; every message type is `Send` and carries only owned data.
 
 pub mod admin;
+pub mod markers;
 pub mod placement;
 pub mod split;
 

@@ -230,6 +230,7 @@ async fn close_logs(shard: &Shard) -> bool {
     let failures = stream::iter(partitions)
         .map(|partition| async move {
             partition.notify_appended();
+            partition.snapshot_producers().await;
             match partition.storage().close().await {
                 Ok(()) => 0usize,
                 Err(e) => {

@@ -13,19 +13,7 @@ use std::collections::BTreeSet;
 use std::rc::Rc;
 
 use super::state::{TxnMetadata, TxnPartition, TxnState};
-// SEAM-SHIM: until h/txn-part's PartitionMsg::WriteMarkers is merged.
-#[derive(Debug, Clone)]
-pub struct MarkerItem {
-    pub tp: TopicPartition,
-    pub producer_id: i64,
-    pub producer_epoch: i16,
-    pub coordinator_epoch: i32,
-    pub commit: bool,
-    pub transaction_version: i16,
-}
-async fn shim_write(items: Vec<MarkerItem>) -> Vec<Result<(), PartitionError>> {
-    items.iter().map(|_| Err(PartitionError::Unavailable)).collect()
-}
+use crate::partition::api::MarkerItem;
 use crate::partition::{PartitionError, TopicPartition};
 use crate::shard::Shard;
 
@@ -71,7 +59,7 @@ pub async fn write_missing(
         })
         .collect();
     let items = todo.iter().map(|(_, item)| item.clone()).collect();
-    let results = shim_write(items).await;
+    let results = crate::router::markers::write_markers(shard, items).await;
     let mut missing = false;
     for ((partition, item), result) in todo.into_iter().zip(results) {
         match result {
