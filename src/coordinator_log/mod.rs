@@ -109,7 +109,9 @@ pub fn build_batches(records: &[KeyValue], now_ms: i64, producer: Option<TxnProd
     let start = || {
         let builder = BatchBuilder::new(now_ms);
         match producer {
-            Some(p) => builder.producer(p.producer_id, p.producer_epoch, -1),
+            // Base sequence 0, as Kafka's GroupMetadataManager writes them (sequences of
+            // coordinator writes are not checked).
+            Some(p) => builder.producer(p.producer_id, p.producer_epoch, 0),
             None => builder,
         }
     };
