@@ -24,6 +24,7 @@ pub mod describe_client_quotas;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
+pub mod describe_producers;
 pub mod describe_topic_partitions;
 pub mod elect_leaders;
 pub mod error;
@@ -58,6 +59,7 @@ pub mod end_txn;
 pub mod list_transactions;
 pub mod txn_common;
 pub mod txn_offset_commit;
+pub mod write_txn_markers;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -413,6 +415,18 @@ pub const REGISTRY: &[ApiEntry] = &[
         max_version: 2,
         handler: list_transactions::handle,
     },
+    ApiEntry {
+        key: ApiKey::WriteTxnMarkers,
+        min_version: 1,
+        max_version: 1,
+        handler: write_txn_markers::handle,
+    },
+    ApiEntry {
+        key: ApiKey::DescribeProducers,
+        min_version: 0,
+        max_version: 0,
+        handler: describe_producers::handle,
+    },
 ];
 
 pub fn lookup(key: ApiKey) -> Option<&'static ApiEntry> {
@@ -509,6 +523,8 @@ pub fn decode_any(key: ApiKey, version: i16, body: Bytes) -> bool {
             m::DescribeClientQuotasRequest::decode(buf, version).is_ok()
         }
         ApiKey::AlterClientQuotas => m::AlterClientQuotasRequest::decode(buf, version).is_ok(),
+        ApiKey::WriteTxnMarkers => m::WriteTxnMarkersRequest::decode(buf, version).is_ok(),
+        ApiKey::DescribeProducers => m::DescribeProducersRequest::decode(buf, version).is_ok(),
         _ => false,
     }
 }

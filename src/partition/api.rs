@@ -72,6 +72,9 @@ pub struct OffsetQuery {
     /// OffsetForLeaderEpoch: answer the end offset of this leader epoch (from the partition's
     /// leader-epoch cache) instead of a timestamp lookup.
     pub end_of_epoch: Option<i32>,
+    /// isolation_level READ_COMMITTED: latest is the LSO, and no offset at or past it is
+    /// answered (Kafka's `lastFetchableOffset`).
+    pub read_committed: bool,
 }
 
 /// (offset, timestamp); offset -1 when no batch matches the timestamp.
@@ -126,7 +129,15 @@ pub enum PartitionMsg {
         items: Vec<MarkerItem>,
         reply: Reply<Vec<MarkerResult>>,
     },
+    /// DescribeProducers: each partition's tracked producers.
+    DescribeProducers {
+        items: Vec<TopicPartition>,
+        reply: Reply<Vec<ProducersResult>>,
+    },
 }
+
+/// A partition's producers (DescribeProducers).
+pub type ProducersResult = Result<Vec<crate::producers::ProducerView>, PartitionError>;
 
 /// One transaction marker to write: Kafka's `WriteTxnMarkersRequest` entry for one partition.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -16,7 +16,7 @@ use shards::Shutdown;
 
 use super::api::{
     DeleteRecordsItem, DeleteRecordsResult, MarkerItem, MarkerResult, OffsetOk, OffsetQuery,
-    OffsetResult, PartitionMsg, ProduceItem, ProduceResult, ReadItem, ReadResult,
+    OffsetResult, PartitionMsg, ProduceItem, ProduceResult, ProducersResult, ReadItem, ReadResult,
 };
 use super::proxy::{AppendOrigin, AppendRequest, PartitionProxy};
 use super::{Partition, PartitionError, PartitionMap, TopicPartition};
@@ -104,6 +104,9 @@ impl PartitionService {
             PartitionMsg::WriteMarkers { items, reply } => {
                 reply.send(self.write_markers(items).await)
             }
+            PartitionMsg::DescribeProducers { items, reply } => {
+                reply.send(self.describe_producers(&items))
+            }
         }
     }
 
@@ -163,6 +166,14 @@ impl PartitionService {
         join_all(markers).await
     }
 
+    /// DescribeProducers: the producers each partition tracks.
+    pub fn describe_producers(&self, items: &[TopicPartition]) -> Vec<ProducersResult> {
+        items
+            .iter()
+            .map(|tp| Ok(self.lookup(tp)?.producer_views()))
+            .collect()
+    }
+
     pub async fn read(&self, items: Vec<ReadItem>) -> Vec<ReadResult> {
         let reads = items.into_iter().map(|item| async move {
             self.lookup(&item.tp)?
@@ -216,7 +227,26 @@ impl PartitionService {
                     leader_epoch,
                 });
             }
-            partition.offset_for_timestamp(query.timestamp).await
+            let found = partition.offset_for_timestamp(query.timestamp).await?;
+            if !query.read_committed {
+                return Ok(found);
+            }
+            // Kafka's `lastFetchableOffset` for READ_COMMITTED: the LSO.
+            let stable = partition.last_stable_offset();
+            Ok(match query.timestamp {
+                -1 => OffsetOk {
+                    offset: stable,
+                    timestamp: -1,
+                    leader_epoch: partition.epoch_of_offset(stable),
+                },
+                -2 | -4 => found,
+                _ if found.offset >= stable => OffsetOk {
+                    offset: -1,
+                    timestamp: -1,
+                    leader_epoch: -1,
+                },
+                _ => found,
+            })
         });
         join_all(queries).await
     }
