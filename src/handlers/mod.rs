@@ -52,6 +52,13 @@ pub mod sasl_handshake;
 pub mod scram_credentials;
 pub mod sync_group;
 pub mod throttle;
+pub mod add_offsets_to_txn;
+pub mod add_partitions_to_txn;
+pub mod describe_transactions;
+pub mod end_txn;
+pub mod list_transactions;
+pub mod txn_common;
+pub mod txn_offset_commit;
 pub mod write_txn_markers;
 
 use std::future::Future;
@@ -371,6 +378,42 @@ pub const REGISTRY: &[ApiEntry] = &[
         min_version: 0,
         max_version: 1,
         handler: alter_client_quotas::handle,
+    },
+    ApiEntry {
+        key: ApiKey::AddPartitionsToTxn,
+        min_version: 0,
+        max_version: 5,
+        handler: add_partitions_to_txn::handle,
+    },
+    ApiEntry {
+        key: ApiKey::AddOffsetsToTxn,
+        min_version: 0,
+        max_version: 4,
+        handler: add_offsets_to_txn::handle,
+    },
+    ApiEntry {
+        key: ApiKey::EndTxn,
+        min_version: 0,
+        max_version: 5,
+        handler: end_txn::handle,
+    },
+    ApiEntry {
+        key: ApiKey::TxnOffsetCommit,
+        min_version: 0,
+        max_version: 5,
+        handler: txn_offset_commit::handle,
+    },
+    ApiEntry {
+        key: ApiKey::DescribeTransactions,
+        min_version: 0,
+        max_version: 0,
+        handler: describe_transactions::handle,
+    },
+    ApiEntry {
+        key: ApiKey::ListTransactions,
+        min_version: 0,
+        max_version: 2,
+        handler: list_transactions::handle,
     },
     ApiEntry {
         key: ApiKey::WriteTxnMarkers,
