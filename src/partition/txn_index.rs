@@ -31,18 +31,16 @@ pub struct AbortedTxn {
 }
 
 impl AbortedTxn {
-    pub fn encode(&self) -> [u8; ENTRY_BYTES] {
-        let mut out = [0u8; ENTRY_BYTES];
-        let fields = [
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(ENTRY_BYTES);
+        out.extend_from_slice(&VERSION.to_be_bytes());
+        for field in [
             self.producer_id,
             self.first_offset,
             self.last_offset,
             self.last_stable_offset,
-        ];
-        out[..2].copy_from_slice(&VERSION.to_be_bytes());
-        for (i, field) in fields.iter().enumerate() {
-            let at = 2 + 8 * i;
-            out[at..at + 8].copy_from_slice(&field.to_be_bytes());
+        ] {
+            out.extend_from_slice(&field.to_be_bytes());
         }
         out
     }
@@ -210,7 +208,7 @@ pub async fn persist(dir: &Path, segment_base: i64, txn: &AbortedTxn) -> Result<
     let len = file.metadata().await.map_err(err)?.len();
     // A torn tail from a crash is overwritten: entries start at whole-entry boundaries.
     let at = len - len % ENTRY_BYTES as u64;
-    let compio::BufResult(written, _) = file.write_all_at(txn.encode().to_vec(), at).await;
+    let compio::BufResult(written, _) = file.write_all_at(txn.encode(), at).await;
     written.map_err(err)?;
     file.sync_data().await.map_err(err)?;
     Ok(())
@@ -237,7 +235,7 @@ mod tests {
         assert_eq!(&bytes[2..10], &7i64.to_be_bytes());
         assert_eq!(&bytes[26..34], &120i64.to_be_bytes());
         assert_eq!(AbortedTxn::decode(&bytes), Some(t));
-        let mut bad = bytes;
+        let mut bad = bytes.clone();
         bad[1] = 9;
         assert_eq!(AbortedTxn::decode(&bad), None);
         assert_eq!(AbortedTxn::decode(&bytes[..33]), None);
