@@ -101,6 +101,9 @@ impl PartitionProxy for Partition {
         }
         // The high watermark moved (single replica: with the log end).
         self.notify_appended();
+        if records_appended > 0 {
+            self.snapshot_on_roll().await;
+        }
         Ok(Appended {
             ok: ProduceOk {
                 base_offset: base_offset.0,

@@ -108,17 +108,39 @@ impl Partition {
     /// unless one exists for that offset or there are no producers. A failure is logged: the
     /// state is then rebuilt from the log at the next open.
     pub async fn snapshot_producers(&self) {
-        let log_end = self.log.log_end_offset().0;
-        if self.snapshot_at.get() == log_end || self.producers.borrow().is_empty() {
-            return;
+        // Under the producer lock no append with a producer id is between its write and its
+        // state update, so the state is exactly that of the log up to its end.
+        if let Some(active) = self.log.active_segment_base() {
+            self.snapshot_segment.set(active.0);
         }
-        let bytes = crate::producers::snapshot::encode(&self.producers.borrow());
+        let (log_end, bytes) = {
+            let _serialised = self.producer_lock.lock().await;
+            let log_end = self.log.log_end_offset().0;
+            if self.snapshot_at.get() == log_end || self.producers.borrow().is_empty() {
+                return;
+            }
+            let bytes = crate::producers::snapshot::encode(&self.producers.borrow());
+            (log_end, bytes)
+        };
         let dir = self.log.dir().to_path_buf();
         match crate::producers::snapshot::write_bytes(&dir, log_end, bytes).await {
             Ok(()) => self.snapshot_at.set(log_end),
             Err(e) => {
                 tracing::warn!(partition = %self.tp.dir_name(), error = %e, "producer snapshot not written")
             }
+        }
+    }
+
+    /// Kafka snapshots the producer state when a segment rolls, so an unclean restart replays
+    /// at most about a segment: called after each append, it writes a snapshot when the active
+    /// segment changed since the last one.
+    pub(super) async fn snapshot_on_roll(&self) {
+        let rolled = self
+            .log
+            .active_segment_base()
+            .is_some_and(|active| active.0 != self.snapshot_segment.get());
+        if rolled && !self.producers.borrow().is_empty() {
+            self.snapshot_producers().await;
         }
     }
 
@@ -321,5 +343,46 @@ mod tests {
         let views = p.producer_views();
         assert_eq!(views.len(), 2);
         assert_eq!(views[1].current_txn_start_offset, 5);
+    }
+
+    /// A segment roll writes a producer snapshot, so a restart after a crash replays only the
+    /// log past it (the state, here an open transaction, comes from the snapshot).
+    #[compio::test]
+    async fn a_segment_roll_writes_a_producer_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let size = txn_batch(1, 0, 1).len() as u64;
+        let config = storage::LogConfig {
+            segment_bytes_max: 2 * size,
+            ..storage::LogConfig::default()
+        };
+        let log = storage::Log::open(dir.path().to_path_buf(), config)
+            .await
+            .unwrap();
+        let limits = crate::config::BrokerConfig::default().producer_rebuild_limits();
+        let producers = crate::producers::rebuild::rebuild(&log, limits, 1_000).await;
+        let p = Rc::new(Partition::new(
+            TopicPartition::new("t", 0),
+            log,
+            8,
+            producers,
+        ));
+        p.become_leader(0).await.unwrap();
+        assert!(crate::producers::snapshot::list(dir.path())
+            .unwrap()
+            .is_empty());
+        for seq in 0..5 {
+            p.clone()
+                .append(produce(txn_batch(1, seq, 1)))
+                .await
+                .unwrap();
+        }
+        let snapshots = crate::producers::snapshot::list(dir.path()).unwrap();
+        assert!(!snapshots.is_empty(), "rolls wrote snapshots");
+        let (offset, path) = snapshots.last().unwrap().clone();
+        assert!(offset > 0 && offset <= 5, "{offset}");
+        let loaded =
+            crate::producers::snapshot::decode(&std::fs::read(path).unwrap(), limits.state)
+                .unwrap();
+        assert_eq!(loaded.first_unstable_offset(), Some(0));
     }
 }
