@@ -42,6 +42,7 @@ use rdkafka::{Offset, TopicPartitionList};
 const INVALID_PRODUCER_EPOCH: i16 = 47;
 const INVALID_TXN_STATE: i16 = 48;
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+const INVALID_RECORD: i16 = 87;
 const FETCH_VERSION: i16 = 11;
 const READ_COMMITTED: i8 = 1;
 const READ_UNCOMMITTED: i8 = 0;
@@ -281,6 +282,16 @@ fn markers_close_transactions_and_read_committed_hides_aborts() {
     assert_eq!(list_latest(&broker, &topic, READ_UNCOMMITTED), 5);
     assert_eq!(fetch(&broker, &topic, READ_UNCOMMITTED).batches.len(), 4);
     assert_eq!(describe_producers(&broker, &topic), vec![(a, 0), (b, 2)]);
+    // A client may not write a marker: INVALID_RECORD, nothing stored.
+    let forged = storage::BatchBuilder::new(now_ms())
+        .producer(a, 0, -1)
+        .transactional()
+        .control()
+        .record(Some(&[0, 0, 0, 1]), Some(&[0, 0, 0, 0, 0, 0]), &[])
+        .build()
+        .freeze();
+    assert_eq!(produce(&broker, &topic, forged).0, INVALID_RECORD);
+    assert_eq!(fetch(&broker, &topic, READ_UNCOMMITTED).high_watermark, 5);
     // A non-transactional batch from a producer inside a transaction: INVALID_TXN_STATE.
     assert_eq!(
         produce(&broker, &topic, batch(a, 3, false, &["x"])).0,
