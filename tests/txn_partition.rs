@@ -455,3 +455,88 @@ fn read_committed_long_poll_wakes_on_the_marker() {
     assert_eq!(committed.last_stable_offset, 2);
     assert_eq!(committed.batches.len(), 2, "{committed:?}");
 }
+
+/// WriteTxnMarkers over the wire to a `__consumer_offsets` partition completes the producer's
+/// pending TxnOffsetCommit offsets there (Kafka's `onTransactionCompleted`): invisible before
+/// the commit marker, the committed offset after it.
+#[test]
+fn an_offsets_marker_over_the_wire_completes_transactional_offsets() {
+    use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+    use kafka_protocol::messages::txn_offset_commit_request::{
+        TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::{
+        AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, GroupId, OffsetFetchRequest,
+        OffsetFetchResponse, TransactionalId, TxnOffsetCommitRequest, TxnOffsetCommitResponse,
+    };
+    let broker = Broker::start(BrokerOpts::default());
+    let topic = unique_name("txn-offsets");
+    kafka::create_topic(&broker, &topic, 1);
+    let group = unique_name("txn-group");
+    let txn_id = TransactionalId(s(&unique_name("txn-id")));
+    let init = InitProducerIdRequest::default()
+        .with_transactional_id(Some(txn_id.clone()))
+        .with_transaction_timeout_ms(60_000)
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (producer, epoch) = loop {
+        let r: InitProducerIdResponse =
+            wire::call(broker.socket_addr(), ApiKey::InitProducerId, 4, &init);
+        if r.error_code == 0 {
+            break (r.producer_id.0, r.producer_epoch);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "InitProducerId: {}",
+            r.error_code
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let add = AddOffsetsToTxnRequest::default()
+        .with_transactional_id(txn_id.clone())
+        .with_producer_id(ProducerId(producer))
+        .with_producer_epoch(epoch)
+        .with_group_id(GroupId(s(&group)));
+    let added: AddOffsetsToTxnResponse =
+        wire::call(broker.socket_addr(), ApiKey::AddOffsetsToTxn, 3, &add);
+    assert_eq!(added.error_code, 0);
+    let commit = TxnOffsetCommitRequest::default()
+        .with_transactional_id(txn_id)
+        .with_group_id(GroupId(s(&group)))
+        .with_producer_id(ProducerId(producer))
+        .with_producer_epoch(epoch)
+        .with_topics(vec![TxnOffsetCommitRequestTopic::default()
+            .with_name(TopicName(s(&topic)))
+            .with_partitions(vec![TxnOffsetCommitRequestPartition::default()
+                .with_partition_index(0)
+                .with_committed_offset(42)])]);
+    let committed: TxnOffsetCommitResponse =
+        wire::call(broker.socket_addr(), ApiKey::TxnOffsetCommit, 2, &commit);
+    assert_eq!(committed.topics[0].partitions[0].error_code, 0);
+    let fetch_offset = || {
+        let request = OffsetFetchRequest::default()
+            .with_group_id(GroupId(s(&group)))
+            .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+                .with_name(TopicName(s(&topic)))
+                .with_partition_indexes(vec![0])]));
+        let r: OffsetFetchResponse =
+            wire::call(broker.socket_addr(), ApiKey::OffsetFetch, 5, &request);
+        r.topics[0].partitions[0].committed_offset
+    };
+    assert_eq!(fetch_offset(), -1, "pending until the marker");
+    let offsets_partition = sluice::coordinator_log::partition_for(&group, 50);
+    let request =
+        WriteTxnMarkersRequest::default().with_markers(vec![WritableTxnMarker::default()
+            .with_producer_id(ProducerId(producer))
+            .with_producer_epoch(epoch)
+            .with_transaction_result(true)
+            .with_coordinator_epoch(0)
+            .with_topics(vec![WritableTxnMarkerTopic::default()
+                .with_name(TopicName(s("__consumer_offsets")))
+                .with_partition_indexes(vec![offsets_partition as i32])])]);
+    let response: WriteTxnMarkersResponse =
+        wire::call(broker.socket_addr(), ApiKey::WriteTxnMarkers, 1, &request);
+    assert_eq!(response.markers[0].topics[0].partitions[0].error_code, 0);
+    assert_eq!(fetch_offset(), 42, "committed by the marker");
+}

@@ -1,7 +1,9 @@
 //! WriteTxnMarkers (API 27): the transaction coordinator asks partition leaders to write the
 //! commit/abort markers of a transaction (Kafka's `KafkaApis.handleWriteTxnMarkersRequest`).
 //! Each marker is a control batch appended through the partition service (`router::markers`),
-//! answered once durable; the partition checks the producer and coordinator epochs.
+//! answered once durable; the partition checks the producer and coordinator epochs. A marker
+//! written to a `__consumer_offsets` partition completes the producer's pending transactional
+//! offsets there (`groups::complete_txn`), as Kafka's `onTransactionCompleted`.
 //!
 //! Invariants: CLUSTER_ACTION is required (brokers and the coordinator only): without it every
 //! partition answers CLUSTER_AUTHORIZATION_FAILED and nothing is written; every requested
@@ -51,12 +53,31 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
                 }
             }
         }
+        // Which written markers close a transaction's offsets (Kafka's
+        // `groupCoordinator.onTransactionCompleted` for __consumer_offsets partitions).
+        let offsets_items: Vec<Option<(u32, i64, bool)>> = entries
+            .iter()
+            .map(|e| {
+                e.as_ref().ok().and_then(|item| {
+                    (item.tp.topic == crate::internal_topics::OFFSETS_TOPIC).then_some((
+                        item.tp.partition,
+                        item.producer_id,
+                        item.commit,
+                    ))
+                })
+            })
+            .collect();
         let router = Router::new(shard.clone());
         let results: Vec<MarkerResult> = if allowed {
             super::route::route_in_order(entries, |items| router.write_markers(items)).await
         } else {
             Vec::new()
         };
+        for (offsets, result) in offsets_items.iter().zip(&results) {
+            if let (Some((partition, producer_id, commit)), Ok(())) = (offsets, result) {
+                crate::groups::complete_txn(&shard, *partition, *producer_id, *commit).await;
+            }
+        }
         let mut results = results.into_iter();
         let mut next_code = || {
             if !allowed {
