@@ -151,7 +151,7 @@ impl PartitionProxy for Partition {
         // a superset, which clients handle alike (an entry applies only to its producer's
         // batches at or after its first offset, up to that producer's abort marker).
         let aborted_transactions = match (&slice, read_committed) {
-            (Some(_), true) => Some(self.aborted_transactions(offset.0, read_end.0)),
+            (Some(_), true) => Some(self.aborted_transactions(offset.0, read_end.0).await?),
             (None, true) => Some(Vec::new()),
             (_, false) => None,
         };

@@ -42,17 +42,44 @@ impl Partition {
     }
 
     /// The aborted transactions overlapping [fetch_offset, upper_bound): (producer id, first
-    /// offset), for a read_committed fetch.
-    pub fn aborted_transactions(&self, fetch_offset: i64, upper_bound: i64) -> Vec<(i64, i64)> {
-        let mut index = self.aborted.borrow_mut();
-        index.prune_below(self.log.log_start_offset().0);
-        index.collect(fetch_offset, upper_bound)
+    /// offset), for a read_committed fetch: Kafka's `collectAbortedTransactions`, reading the
+    /// `.txnindex` files from the segment of `fetch_offset` on until one is complete.
+    pub async fn aborted_transactions(
+        &self,
+        fetch_offset: i64,
+        upper_bound: i64,
+    ) -> Result<Vec<(i64, i64)>, PartitionError> {
+        let segments = {
+            let mut index = self.aborted.borrow_mut();
+            if index.is_empty() {
+                return Ok(Vec::new());
+            }
+            let first = self.segment_of(self.log.log_start_offset().0);
+            index.prune_before(first);
+            index.segments_from(self.segment_of(fetch_offset))
+        };
+        let mut out = Vec::new();
+        for base in segments {
+            let entries = txn_index::read_entries(self.log.dir(), base)
+                .await
+                .map_err(|e| PartitionError::Storage(e.to_string()))?;
+            if txn_index::collect_into(&entries, fetch_offset, upper_bound, &mut out) {
+                break;
+            }
+        }
+        Ok(out)
     }
 
-    /// Whether `producer`'s transactional batch at `offset` belongs to an aborted transaction
-    /// (the log cleaner discards such batches).
-    pub fn is_aborted(&self, producer: i64, offset: i64) -> bool {
-        self.aborted.borrow().is_aborted(producer, offset)
+    /// Every aborted transaction still indexed, by marker offset (the log cleaner's
+    /// aborted-batch test; held only while it cleans).
+    pub async fn aborted_entries(&self) -> Result<Vec<AbortedTxn>, TxnIndexError> {
+        let segments = self.aborted.borrow().segments();
+        let mut all = Vec::new();
+        for base in segments {
+            all.extend(txn_index::read_entries(self.log.dir(), base).await?);
+        }
+        all.sort_by_key(|t| t.last_offset);
+        Ok(all)
     }
 
     /// An open transaction begins below the active segment: the cleaner must wait (Kafka's
@@ -76,10 +103,15 @@ impl Partition {
             return Ok(());
         }
         let dir = self.log.dir().to_path_buf();
-        let mut index = TxnIndex::load(&dir, self.log.log_start_offset().0)?;
+        let mut index = TxnIndex::open(&dir)?;
         let recovered = self.producers.borrow_mut().take_recovered_aborts();
         for (done, last_stable_offset) in recovered {
-            if index.contains(done.last_offset) || done.last_offset < self.log_start_offset() {
+            let base = self.segment_of(done.last_offset);
+            let indexed = txn_index::read_entries(&dir, base)
+                .await?
+                .iter()
+                .any(|t| t.last_offset == done.last_offset);
+            if indexed || done.last_offset < self.log_start_offset() {
                 continue;
             }
             let txn = AbortedTxn {
@@ -88,9 +120,8 @@ impl Partition {
                 last_offset: done.last_offset,
                 last_stable_offset,
             };
-            let base = self.segment_of(txn.last_offset);
             txn_index::persist(&dir, base, &txn).await?;
-            index.insert(base, txn);
+            index.appended(base);
         }
         *self.aborted.borrow_mut() = index;
         self.aborted_loaded.set(true);
@@ -248,7 +279,7 @@ async fn write_marker_locked(
                     partition.tp.dir_name()
                 ));
             }
-            partition.aborted.borrow_mut().insert(base, entry);
+            partition.aborted.borrow_mut().appended(base);
         }
     }
     Ok(offset)
@@ -318,8 +349,8 @@ mod tests {
             .await
             .unwrap(); // 3
         assert_eq!(p.stable_offset(), 2);
-        assert_eq!(p.aborted_transactions(0, 4), vec![(1, 0)]);
-        assert_eq!(p.aborted_transactions(4, 5), vec![]);
+        assert_eq!(p.aborted_transactions(0, 4).await.unwrap(), vec![(1, 0)]);
+        assert_eq!(p.aborted_transactions(4, 5).await.unwrap(), vec![]);
         let stale = p
             .clone()
             .write_marker(marker(2, -1, true), 3_000, true)
@@ -339,7 +370,7 @@ mod tests {
         drop(p);
         let p = leader(dir.path()).await;
         assert_eq!((p.stable_offset(), p.high_watermark()), (5, 6));
-        assert_eq!(p.aborted_transactions(0, 6), vec![(1, 0)]);
+        assert_eq!(p.aborted_transactions(0, 6).await.unwrap(), vec![(1, 0)]);
         let views = p.producer_views();
         assert_eq!(views.len(), 2);
         assert_eq!(views[1].current_txn_start_offset, 5);
