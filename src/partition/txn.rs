@@ -162,6 +162,48 @@ impl Partition {
         }
     }
 
+    /// After the log was truncated (a follower truncating to its leader, Kafka's
+    /// `UnifiedLog.truncateTo`): drops the aborted-transaction entries whose marker is gone
+    /// and rebuilds the producer state from the newest snapshot at or below the new log end
+    /// (newer ones are deleted) plus the log past it, so transactions whose marker was cut off
+    /// are open again. Call it after `storage::Log::truncate_to`, before the next append.
+    pub async fn truncated(&self, now_ms: i64) -> Result<(), TxnIndexError> {
+        let _serialised = self.producer_lock.lock().await;
+        let dir = self.log.dir().to_path_buf();
+        let end = self.log.log_end_offset().0;
+        let segments = self.aborted.borrow().segments();
+        for base in segments {
+            let entries = txn_index::read_entries(&dir, base).await?;
+            let kept: Vec<AbortedTxn> = entries
+                .iter()
+                .copied()
+                .filter(|t| t.last_offset < end)
+                .collect();
+            if kept.len() == entries.len() {
+                continue;
+            }
+            let path = storage::txn_index_path(&dir, base);
+            let bytes: Vec<u8> = kept.iter().flat_map(AbortedTxn::encode).collect();
+            crate::atomic_file::write_off_thread(path.clone(), bytes)
+                .await
+                .map_err(|source| TxnIndexError { path, source })?;
+        }
+        *self.aborted.borrow_mut() = TxnIndex::open(&dir)?;
+        let limits = crate::producers::rebuild::RebuildLimits {
+            state: self.producers.borrow().limits(),
+            previous_segment_bytes_max: 0,
+        };
+        let mut states = crate::producers::rebuild::rebuild(&self.log, limits, now_ms).await;
+        // Their entries are in the index already (their markers are below the new end).
+        drop(states.take_recovered_aborts());
+        *self.producers.borrow_mut() = states;
+        let latest = crate::producers::snapshot::list(&dir)
+            .ok()
+            .and_then(|all| all.last().map(|(offset, _)| *offset));
+        self.snapshot_at.set(latest.unwrap_or(-1));
+        Ok(())
+    }
+
     /// Kafka snapshots the producer state when a segment rolls, so an unclean restart replays
     /// at most about a segment: called after each append, it writes a snapshot when the active
     /// segment changed since the last one.
@@ -415,5 +457,50 @@ mod tests {
             crate::producers::snapshot::decode(&std::fs::read(path).unwrap(), limits.state)
                 .unwrap();
         assert_eq!(loaded.first_unstable_offset(), Some(0));
+    }
+
+    /// A truncation below an abort marker removes its index entry and reopens the
+    /// transaction (the producer state is rebuilt from the log that is left).
+    #[compio::test]
+    async fn truncation_below_a_marker_reopens_its_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = leader(dir.path()).await;
+        p.clone().append(produce(txn_batch(1, 0, 2))).await.unwrap(); // 0..=1
+        p.clone()
+            .write_marker(marker(1, 0, false), 3_000, true)
+            .await
+            .unwrap(); // 2
+        p.clone().append(produce(txn_batch(2, 0, 1))).await.unwrap(); // 3
+        p.clone()
+            .write_marker(marker(2, 0, false), 3_000, true)
+            .await
+            .unwrap(); // 4
+        p.snapshot_producers().await;
+        assert_eq!(
+            p.aborted_transactions(0, 5).await.unwrap(),
+            vec![(1, 0), (2, 3)]
+        );
+        assert_eq!(p.stable_offset(), 5);
+        p.storage().truncate_to(storage::Offset(4)).await.unwrap();
+        p.truncated(4_000).await.unwrap();
+        assert_eq!(p.aborted_transactions(0, 5).await.unwrap(), vec![(1, 0)]);
+        assert_eq!(
+            p.stable_offset(),
+            3,
+            "producer 2's transaction is open again"
+        );
+        assert!(
+            crate::producers::snapshot::list(dir.path())
+                .unwrap()
+                .iter()
+                .all(|(offset, _)| *offset <= 4),
+            "snapshots past the new end are deleted"
+        );
+        p.clone()
+            .write_marker(marker(2, 0, true), 3_000, true)
+            .await
+            .unwrap(); // 4
+        assert_eq!(p.stable_offset(), 5);
+        assert_eq!(p.aborted_transactions(0, 5).await.unwrap(), vec![(1, 0)]);
     }
 }

@@ -166,6 +166,10 @@ impl ProducerStates {
         self.entries.len()
     }
 
+    pub fn limits(&self) -> StateLimits {
+        self.limits
+    }
+
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
