@@ -183,8 +183,9 @@ pub struct BrokerConfig {
     /// A producer idle this long is forgotten by a partition (Kafka's default: 1 day).
     #[serde(rename = "producer.id.expiration.ms")]
     pub producer_id_expiration_ms: i64,
-    /// At open, producer state is rebuilt from the active segment's batch headers, and from the
-    /// previous segment's too when it is at most this size.
+    /// At open the producer state is the newest `.snapshot` plus the log past it. With no
+    /// snapshot after a clean shutdown (a log from before snapshots), the active segment's
+    /// batch headers are read, and the previous segment's too when it is at most this size.
     #[serde(rename = "producer.state.rebuild.previous.segment.bytes.max")]
     pub producer_state_rebuild_previous_segment_bytes_max: u64,
     /// Runs the log cleaner (compaction of `cleanup.policy=compact` topics) on every shard.
@@ -389,6 +390,32 @@ pub struct BrokerConfig {
     /// Sluice's: acks=all produces waiting for replication per partition (the purgatory).
     #[serde(rename = "produce.purgatory.waiters.max")]
     pub produce_purgatory_waiters_max: u32,
+    /// Partitions of the internal `__transaction_state` topic (fixed once the topic exists).
+    #[serde(rename = "transaction.state.log.num.partitions")]
+    pub transaction_state_log_num_partitions: u32,
+    /// Replication factor of `__transaction_state` at creation (capped at the registered
+    /// brokers, so a single node can run transactions with Kafka's default of 3).
+    #[serde(rename = "transaction.state.log.replication.factor")]
+    pub transaction_state_log_replication_factor: i16,
+    /// segment.bytes of `__transaction_state` (a compacted topic).
+    #[serde(rename = "transaction.state.log.segment.bytes")]
+    pub transaction_state_log_segment_bytes: u64,
+    /// Longest `transaction.timeout.ms` a producer may ask (longer: INVALID_TRANSACTION_TIMEOUT).
+    #[serde(rename = "transaction.max.timeout.ms")]
+    pub transaction_max_timeout_ms: i32,
+    /// A transactional id idle this long (no transaction in flight) is removed.
+    #[serde(rename = "transactional.id.expiration.ms")]
+    pub transactional_id_expiration_ms: i64,
+    /// How often the coordinator aborts transactions older than their timeout.
+    #[serde(rename = "transaction.abort.timed.out.transaction.cleanup.interval.ms")]
+    pub transaction_abort_timed_out_transaction_cleanup_interval_ms: u64,
+    /// How often the coordinator removes expired transactional ids.
+    #[serde(rename = "transaction.remove.expired.transaction.cleanup.interval.ms")]
+    pub transaction_remove_expired_transaction_cleanup_interval_ms: u64,
+    /// Transactional ids one shard coordinates (new ids beyond: COORDINATOR_NOT_AVAILABLE).
+    /// Sluice's own bound, like `group.max.count.per.shard`.
+    #[serde(rename = "transaction.max.count.per.shard")]
+    pub transaction_max_count_per_shard: usize,
 }
 
 impl Default for BrokerConfig {
@@ -517,6 +544,14 @@ impl Default for BrokerConfig {
             replica_fetch_min_bytes: 1,
             replica_fetch_backoff_ms: 1000,
             produce_purgatory_waiters_max: 4096,
+            transaction_state_log_num_partitions: 50,
+            transaction_state_log_replication_factor: 3,
+            transaction_state_log_segment_bytes: 104_857_600,
+            transaction_max_timeout_ms: 900_000,
+            transactional_id_expiration_ms: 604_800_000,
+            transaction_abort_timed_out_transaction_cleanup_interval_ms: 10_000,
+            transaction_remove_expired_transaction_cleanup_interval_ms: 3_600_000,
+            transaction_max_count_per_shard: 100_000,
         }
     }
 }
@@ -636,6 +671,7 @@ impl BrokerConfig {
             });
         }
         self.validate_groups()?;
+        self.validate_transactions()?;
         self.validate_producers()?;
         self.validate_cleaner()?;
         self.ring_setup()?;
@@ -802,6 +838,48 @@ impl BrokerConfig {
             write_inline_max_bytes: self.log_write_inline_max_bytes,
             inflated_batch_bytes_max: self.log_batch_inflated_max_bytes,
         })
+    }
+}
+
+impl BrokerConfig {
+    fn validate_transactions(&self) -> Result<(), ConfigError> {
+        let positives: [(&'static str, u64); 7] = [
+            (
+                "transaction.state.log.num.partitions",
+                u64::from(self.transaction_state_log_num_partitions),
+            ),
+            (
+                "transaction.state.log.replication.factor",
+                u64::try_from(self.transaction_state_log_replication_factor).unwrap_or(0),
+            ),
+            (
+                "transaction.state.log.segment.bytes",
+                self.transaction_state_log_segment_bytes,
+            ),
+            (
+                "transaction.max.timeout.ms",
+                u64::try_from(self.transaction_max_timeout_ms).unwrap_or(0),
+            ),
+            (
+                "transactional.id.expiration.ms",
+                u64::try_from(self.transactional_id_expiration_ms).unwrap_or(0),
+            ),
+            (
+                "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+                self.transaction_abort_timed_out_transaction_cleanup_interval_ms,
+            ),
+            (
+                "transaction.max.count.per.shard",
+                self.transaction_max_count_per_shard as u64,
+            ),
+        ];
+        for (key, value) in positives {
+            positive(key, value)?;
+        }
+        positive(
+            "transaction.remove.expired.transaction.cleanup.interval.ms",
+            self.transaction_remove_expired_transaction_cleanup_interval_ms,
+        )
     }
 }
 

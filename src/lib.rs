@@ -15,6 +15,7 @@ pub mod cli;
 pub mod clock;
 pub mod cluster;
 pub mod config;
+pub mod coordinator_log;
 pub mod groups;
 pub mod handlers;
 pub mod internal_topics;
@@ -28,6 +29,7 @@ pub mod replication;
 pub mod router;
 pub mod security;
 pub mod shard;
+pub mod txn;
 /// Moved into `cluster`; the old path stays for the modules not yet rewritten to it.
 pub use cluster::topics;
 

@@ -520,8 +520,8 @@ fn partition_records(
 
 fn grow(shard: &Shard, growth: &PartitionGrowth) -> Planned {
     let mut meta = existing(shard, &growth.name)?;
-    if meta.name == crate::internal_topics::OFFSETS_TOPIC {
-        // A group's coordinator is hash(group) % partitions: growing it would move groups away
+    if crate::internal_topics::is_internal(&meta.name) {
+        // A group's (transactional id's) coordinator is hash(group) % partitions: growing it would move groups away
         // from their committed offsets.
         return Err(AdminError::InvalidTopic(format!(
             "Cannot add partitions to internal topic {}",
@@ -691,8 +691,8 @@ async fn delete_topics(shard: &Shard, refs: Vec<TopicRef>) -> Vec<ChangeResult> 
             }
         };
         let found = found.and_then(|meta| {
-            if meta.name == crate::internal_topics::OFFSETS_TOPIC {
-                // Deleting it would drop every group's committed offsets.
+            if crate::internal_topics::is_internal(&meta.name) {
+                // Deleting it would drop every group's committed offsets (every transaction).
                 Err(AdminError::InvalidTopic(format!(
                     "Cannot delete internal topic {}",
                     meta.name

@@ -45,6 +45,14 @@ pub async fn run(shard: Rc<Shard>, node: Arc<ClusterNode>) {
                 tracing::debug!(error = %e, "cannot create the offsets topic yet");
             }
         }
+        let has_txn_log = shard
+            .topics
+            .borrow()
+            .get(crate::txn::TRANSACTION_STATE_TOPIC)
+            .is_some();
+        if has_offsets && !has_txn_log && usable {
+            crate::txn::ensure_log_topic(&shard).await;
+        }
     }
 }
 

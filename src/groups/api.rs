@@ -55,6 +55,14 @@ pub enum GroupOp {
         group: String,
         topics: Vec<(String, Vec<i32>)>,
     },
+    /// A transaction's marker landed on offsets partition `partition`: its producer's pending
+    /// TxnOffsetCommit offsets there become committed (or are dropped). Runs on the
+    /// partition's owner (`groups::complete_txn`).
+    CompleteTxn {
+        partition: u32,
+        producer_id: i64,
+        commit: bool,
+    },
 }
 
 impl GroupOp {
@@ -70,7 +78,7 @@ impl GroupOp {
             | Self::Delete { group }
             | Self::DeleteOffsets { group, .. } => Some(group),
             Self::Commit(c) => Some(&c.group),
-            Self::List => None,
+            Self::List | Self::CompleteTxn { .. } => None,
         }
     }
 }
@@ -90,6 +98,9 @@ pub struct CommitRequest {
     pub instance_id: Option<String>,
     pub generation: i32,
     pub topics: Vec<(String, Vec<CommitPartition>)>,
+    /// TxnOffsetCommit: the transactional producer; the offsets stay pending until its
+    /// transaction's marker (None: OffsetCommit, visible at once).
+    pub txn: Option<crate::coordinator_log::TxnProducer>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

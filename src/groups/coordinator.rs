@@ -63,6 +63,11 @@ pub async fn execute(shard: &Shard, op: GroupOp) -> GroupAnswer {
         GroupOp::List => list(shard),
         GroupOp::Delete { group } => delete(shard, group).await,
         GroupOp::DeleteOffsets { group, topics } => delete_offsets(shard, group, topics).await,
+        GroupOp::CompleteTxn {
+            partition,
+            producer_id,
+            commit,
+        } => super::txn_offsets::complete(shard, partition, producer_id, commit).await,
     }
 }
 
@@ -294,7 +299,8 @@ async fn commit(shard: &Shard, request: CommitRequest) -> GroupAnswer {
     let validation = {
         let mut groups = coordinator.groups.borrow_mut();
         match groups.get_mut(&request.group) {
-            None if request.generation < 0 => {
+            Some(entry) if request.txn.is_some() => super::txn_offsets::validate(entry, &request),
+            None if request.generation < 0 || request.txn.is_some() => {
                 if groups.len() >= coordinator.groups_max {
                     GroupCode::CoordinatorNotAvailable
                 } else {
@@ -321,9 +327,10 @@ async fn commit(shard: &Shard, request: CommitRequest) -> GroupAnswer {
         .iter()
         .map(|(t, p, v)| store::offset_record(&request.group, t, *p, Some(v)))
         .collect();
-    let written = match records {
-        Ok(records) => store::append_locked(shard, partition, records).await,
-        Err(e) => Err(e),
+    let written = match (records, request.txn) {
+        (Ok(records), None) => store::append_locked(shard, partition, records).await,
+        (Ok(records), Some(txn)) => store::append_txn_locked(shard, partition, records, txn).await,
+        (Err(e), _) => Err(e),
     };
     if let Err(e) = written {
         tracing::warn!(group = %request.group, error = %e, "offset commit not written");
@@ -331,8 +338,12 @@ async fn commit(shard: &Shard, request: CommitRequest) -> GroupAnswer {
         return all_codes(&request, GroupCode::CoordinatorNotAvailable);
     }
     if let Some(entry) = coordinator.groups.borrow_mut().get_mut(&request.group) {
+        let offsets = match request.txn {
+            None => &mut entry.offsets,
+            Some(txn) => entry.pending_txn.entry(txn.producer_id).or_default(),
+        };
         for (topic, p, value) in accepted {
-            entry.offsets.insert((topic, p), value);
+            offsets.insert((topic, p), value);
         }
     }
     drop_if_unused(shard, &request.group);
@@ -612,7 +623,7 @@ pub async fn cleanup(shard: &Shard) {
             .saturating_mul(60_000),
     )
     .unwrap_or(i64::MAX);
-    let loaded: Vec<u32> = shard.groups.logs.borrow().keys().copied().collect();
+    let loaded: Vec<u32> = shard.groups.logs.indexes();
     for partition in loaded {
         let Some(log_state) = shard.groups.log(partition) else {
             continue;
@@ -632,7 +643,7 @@ pub async fn cleanup(shard: &Shard) {
 /// same name never starts from a deleted topic's offsets. Called on every shard by the topic
 /// deletion (`cluster::deletion`), after the topics left the image.
 pub async fn topics_deleted(shard: &Shard, topics: &std::collections::HashSet<String>) {
-    let loaded: Vec<u32> = shard.groups.logs.borrow().keys().copied().collect();
+    let loaded: Vec<u32> = shard.groups.logs.indexes();
     for partition in loaded {
         let Some(log_state) = shard.groups.log(partition) else {
             continue;

@@ -19,6 +19,7 @@ pub mod state;
 pub mod store;
 pub mod subscription;
 pub mod table;
+pub mod txn_offsets;
 
 use std::rc::Rc;
 
@@ -30,15 +31,8 @@ use crate::shard::Shard;
 
 pub use crate::internal_topics::OFFSETS_TOPIC;
 
-/// Kafka's partition for a group: `abs(javaStringHashCode(group)) % partitions`, with Kafka's
-/// `Utils.abs` (mask the sign bit).
-pub fn partition_for(group: &str, partitions: u32) -> u32 {
-    let hash = group.encode_utf16().fold(0i32, |h, unit| {
-        h.wrapping_mul(31).wrapping_add(i32::from(unit))
-    });
-    let positive = hash & 0x7fff_ffff;
-    positive.unsigned_abs() % partitions.max(1)
-}
+/// Kafka's partition for a group: `abs(javaStringHashCode(group)) % partitions`.
+pub use crate::coordinator_log::partition_for;
 
 /// The partition count of the offsets topic (the existing topic's, else the config's).
 pub fn offsets_partitions(shard: &Shard) -> u32 {
@@ -81,6 +75,25 @@ async fn call_shard(shard: &Rc<Shard>, owner: ShardId, op: GroupOp) -> GroupAnsw
         .call(owner, |reply| GroupMsg { op, reply }.into());
     call.await
         .unwrap_or(GroupAnswer::Error(GroupCode::CoordinatorNotAvailable))
+}
+
+/// A transaction's marker was written to offsets partition `partition`: completes the
+/// producer's pending TxnOffsetCommit offsets there, on the partition's owner shard.
+pub async fn complete_txn(shard: &Rc<Shard>, partition: u32, producer_id: i64, commit: bool) {
+    let owner = shard.placement.shard_for(OFFSETS_TOPIC, partition);
+    let op = GroupOp::CompleteTxn {
+        partition,
+        producer_id,
+        commit,
+    };
+    if let GroupAnswer::Error(code) = call_shard(shard, owner, op).await {
+        tracing::warn!(
+            partition,
+            producer_id,
+            ?code,
+            "transactional offsets not completed"
+        );
+    }
 }
 
 /// ListGroups: every shard's groups.
@@ -189,20 +202,5 @@ async fn make_offsets_topic_compacted(shard: &Rc<Shard>) {
 pub async fn adopted(shard: &Shard, changed: &[crate::topics::TopicMeta]) {
     if changed.iter().any(|m| m.name == OFFSETS_TOPIC) {
         store::load_owned(shard).await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn partition_matches_kafkas_formula() {
-        // Java: "group".hashCode() == 98629247; abs % 50 == 47.
-        assert_eq!(partition_for("group", 50), 98_629_247 % 50);
-        // A negative Java hash: "polygenelubricants".hashCode() == Integer.MIN_VALUE.
-        assert_eq!(partition_for("polygenelubricants", 50), 0);
-        assert_eq!(partition_for("", 50), 0);
-        assert!(partition_for("any", 1) == 0);
     }
 }

@@ -1,10 +1,13 @@
 //! Persistence of groups and committed offsets in `__consumer_offsets`.
 //!
-//! Writes: records in Kafka's key/value schemas (`codec`), packed into uncompressed v2 batches
-//! and appended to the group's offsets partition through the partition service's write path
-//! (`PartitionService::append_coordinator`), like any produce. Reads: at start (or when the topic is first created) each shard replays the
-//! offsets partitions it owns from log start to log end, last value per key wins, a null value
-//! deletes the key.
+//! Writes: records in Kafka's key/value schemas (`codec`), appended to the group's offsets
+//! partition through the shared coordinator log (`coordinator_log`: batches through the
+//! partition service's write path). Reads: at start (or when the topic is first created) each
+//! shard replays the offsets partitions it owns from log start to the high watermark, last
+//! value per key wins, a null value deletes the key. Offsets of a transactional batch
+//! (TxnOffsetCommit) stay pending per producer id until that producer's control batch: a
+//! COMMIT marker applies them, an ABORT marker drops them (Kafka's
+//! `pendingTransactionalOffsetCommits`).
 //!
 //! Compaction (the topic must not grow without bound) is the shared log cleaner's, as in
 //! Kafka: `__consumer_offsets` is a `cleanup.policy=compact` topic (see `ensure_offsets_topic`)
@@ -16,38 +19,29 @@
 //! does not decode during replay is skipped with a warning, never a panic.
 
 use std::collections::{BTreeMap, HashMap};
-use std::rc::Rc;
 use std::time::Instant;
-
-use bytes::BytesMut;
-use storage::builder::{decode_batch, BatchBuilder};
 
 use super::codec::{self, GroupValue, MemberValue, OffsetValue, RecordKey};
 use super::coordinator::{now_ms, GroupEntry};
 use super::state::{Group, RestoredMember};
 use super::{GroupError, OFFSETS_TOPIC};
-use crate::partition::{Partition, PartitionProxy, TopicPartition};
+use crate::coordinator_log::{self as log, LogError, TxnProducer};
 use crate::shard::Shard;
 
 /// max.message.bytes of the offsets topic: room for large groups' metadata records.
 pub const BATCH_BYTES_MAX: u32 = 16 * 1024 * 1024;
-/// Records are packed into batches of about this size.
-const BATCH_BYTES_TARGET: usize = 512 * 1024;
-/// Bytes read per step of a replay.
-const REPLAY_READ_BYTES: u32 = 1024 * 1024;
 
 /// One record: key and value (None = tombstone).
-pub type KeyValue = (Vec<u8>, Option<Vec<u8>>);
+pub type KeyValue = log::KeyValue;
 
-fn offsets_tp(index: u32) -> TopicPartition {
-    TopicPartition::new(OFFSETS_TOPIC, index)
-}
-
-fn open_partition(shard: &Shard, index: u32) -> Result<Rc<Partition>, GroupError> {
-    shard
-        .partitions
-        .get(&offsets_tp(index))
-        .ok_or(GroupError::NotLoaded(index))
+impl From<LogError> for GroupError {
+    fn from(e: LogError) -> Self {
+        match e {
+            LogError::NotLoaded(index) => GroupError::NotLoaded(index),
+            LogError::Storage(e) => GroupError::Storage(e),
+            LogError::Partition(e) => GroupError::Partition(e),
+        }
+    }
 }
 
 /// Appends records to offsets partition `index`; the caller holds that partition's lock.
@@ -56,50 +50,23 @@ pub async fn append_locked(
     index: u32,
     records: Vec<KeyValue>,
 ) -> Result<(), GroupError> {
-    if records.is_empty() {
-        return Ok(());
-    }
-    let tp = offsets_tp(index);
-    if !shard.partitions.contains(&tp) {
-        return Err(GroupError::NotLoaded(index));
-    }
-    let now = now_ms();
-    let mut buf = BytesMut::new();
-    let mut builder = BatchBuilder::new(now);
-    let mut builder_bytes = 0usize;
-    for (key, value) in &records {
-        builder = builder.record(Some(key), value.as_deref(), &[]);
-        builder_bytes += key.len() + value.as_ref().map_or(0, Vec::len) + 16;
-        if builder_bytes >= BATCH_BYTES_TARGET {
-            buf.extend_from_slice(&builder.build());
-            builder = BatchBuilder::new(now);
-            builder_bytes = 0;
-        }
-    }
-    if !builder.is_empty() {
-        buf.extend_from_slice(&builder.build());
-    }
-    // Through the partition's one write path (I/O errors there stop the process).
-    shard
-        .partitions
-        .append_coordinator(&tp, buf.freeze())
-        .await
-        .map_err(|e| match e {
-            crate::partition::PartitionError::UnknownTopicOrPartition => {
-                GroupError::NotLoaded(index)
-            }
-            other => GroupError::Partition(other),
-        })
+    Ok(log::append_locked(shard, OFFSETS_TOPIC, index, &records, None).await?)
+}
+
+/// Appends a transactional producer's offset records (TxnOffsetCommit); the caller holds the
+/// partition's lock. They count once the producer's commit marker follows them.
+pub async fn append_txn_locked(
+    shard: &Shard,
+    index: u32,
+    records: Vec<KeyValue>,
+    producer: TxnProducer,
+) -> Result<(), GroupError> {
+    Ok(log::append_locked(shard, OFFSETS_TOPIC, index, &records, Some(producer)).await?)
 }
 
 /// Appends under the partition's lock.
 pub async fn append(shard: &Shard, index: u32, records: Vec<KeyValue>) -> Result<(), GroupError> {
-    let log_state = shard
-        .groups
-        .log(index)
-        .ok_or(GroupError::NotLoaded(index))?;
-    let _guard = log_state.lock.lock().await;
-    append_locked(shard, index, records).await
+    Ok(log::append(shard, OFFSETS_TOPIC, shard.groups.loaded(), index, &records).await?)
 }
 
 pub fn offset_record(
@@ -151,16 +118,7 @@ pub fn group_record(entry: &GroupEntry) -> Result<KeyValue, GroupError> {
 
 /// Loads every offsets partition this shard owns and has not loaded yet.
 pub async fn load_owned(shard: &Shard) {
-    let partitions = {
-        let table = shard.topics.borrow();
-        table.get(OFFSETS_TOPIC).map_or(0, |m| m.partitions)
-    };
-    for index in 0..partitions {
-        if shard.placement.shard_for(OFFSETS_TOPIC, index) != shard.id
-            || shard.groups.log(index).is_some()
-        {
-            continue;
-        }
+    for index in log::owned_unloaded(shard, OFFSETS_TOPIC, shard.groups.loaded()) {
         match load_partition(shard, index).await {
             Ok(groups) => {
                 tracing::debug!(partition = index, groups, "offsets partition loaded");
@@ -177,46 +135,31 @@ pub async fn load_owned(shard: &Shard) {
 struct Replayed {
     group: Option<GroupValue>,
     offsets: BTreeMap<(String, i32), OffsetValue>,
+    /// Transactional offsets not yet completed by a marker, per producer id.
+    pending: super::table::PendingTxnOffsets,
 }
 
 async fn load_partition(shard: &Shard, index: u32) -> Result<usize, GroupError> {
-    let partition = open_partition(shard, index)?;
     let mut replayed: HashMap<String, Replayed> = HashMap::new();
-    // Replays what is committed: up to the high watermark (the log end on a single replica).
-    let end = storage::Offset(partition.high_watermark());
-    let mut offset = storage::Offset(partition.log_start_offset());
-    while offset < end {
-        let read = partition
-            .read(offset.0, REPLAY_READ_BYTES, true, -1)
-            .await?;
-        let Some(slice) = read.slice else {
-            break;
-        };
-        let bytes = slice.read_bytes().await?;
-        let mut next = offset.0;
-        for raw in storage::split_batches(&bytes) {
-            let raw = raw?;
-            let header = storage::BatchHeader::parse(raw)?;
-            next = header.base_offset + i64::from(header.last_offset_delta) + 1;
-            let batch = match decode_batch(raw) {
-                Ok(batch) => batch,
-                Err(e) => {
-                    // Not written by the coordinator (e.g. a compressed produce): skipped.
-                    tracing::warn!(partition = index, error = %e, "skipping offsets batch");
-                    continue;
-                }
-            };
-            for record in batch.records {
-                if let Err(e) = apply_record(&mut replayed, record.key, record.value) {
-                    tracing::warn!(partition = index, error = %e, "skipping offsets record");
-                }
+    log::replay(shard, OFFSETS_TOPIC, index, |header, records| {
+        if header.is_control() {
+            let commit = records
+                .first()
+                .and_then(|r| r.key.as_deref())
+                .and_then(control_is_commit);
+            if let Some(commit) = commit {
+                complete_replayed(&mut replayed, header.producer_id, commit);
+            }
+            return;
+        }
+        let txn = header.is_transactional().then_some(header.producer_id);
+        for record in records {
+            if let Err(e) = apply_record(&mut replayed, record.key, record.value, txn) {
+                tracing::warn!(partition = index, error = %e, "skipping offsets record");
             }
         }
-        if next <= offset.0 {
-            break;
-        }
-        offset = storage::Offset(next);
-    }
+    })
+    .await?;
     let now = Instant::now();
     let count = replayed.len();
     for (id, state) in replayed {
@@ -225,15 +168,35 @@ async fn load_partition(shard: &Shard, index: u32) -> Result<usize, GroupError> 
                 let since = v.current_state_timestamp_ms;
                 (restore_group(id.clone(), v, now), since)
             }
-            None if state.offsets.is_empty() => continue,
+            None if state.offsets.is_empty() && state.pending.is_empty() => continue,
             None => (Group::new(id.clone()), now_ms()),
         };
-        shard
-            .groups
-            .insert_loaded(GroupEntry::new(group, state.offsets, index, since));
+        let mut entry = GroupEntry::new(group, state.offsets, index, since);
+        entry.pending_txn = state.pending;
+        shard.groups.insert_loaded(entry);
     }
     shard.groups.mark_loaded(index);
     Ok(count)
+}
+
+/// A control record's key (Kafka's `ControlRecordType`: version int16, type int16 with 0 =
+/// ABORT, 1 = COMMIT): Some(true) for a commit marker, Some(false) for an abort.
+pub fn control_is_commit(key: &[u8]) -> Option<bool> {
+    match key.get(2..4)? {
+        [0, 0] => Some(false),
+        [0, 1] => Some(true),
+        _ => None,
+    }
+}
+
+fn complete_replayed(replayed: &mut HashMap<String, Replayed>, producer_id: i64, commit: bool) {
+    for state in replayed.values_mut() {
+        if let Some(offsets) = state.pending.remove(&producer_id) {
+            if commit {
+                state.offsets.extend(offsets);
+            }
+        }
+    }
 }
 
 fn restore_group(id: String, v: GroupValue, now: Instant) -> Group {
@@ -266,6 +229,7 @@ fn apply_record(
     replayed: &mut HashMap<String, Replayed>,
     key: Option<Vec<u8>>,
     value: Option<Vec<u8>>,
+    txn_producer: Option<i64>,
 ) -> Result<(), GroupError> {
     let Some(key) = key else {
         return Ok(());
@@ -277,13 +241,20 @@ fn apply_record(
             partition,
         } => {
             let entry = replayed.entry(group).or_default();
-            match value {
-                Some(v) => {
+            match (value, txn_producer) {
+                (Some(v), Some(producer_id)) => {
+                    entry
+                        .pending
+                        .entry(producer_id)
+                        .or_default()
+                        .insert((topic, partition), codec::decode_offset_value(&v)?);
+                }
+                (Some(v), None) => {
                     entry
                         .offsets
                         .insert((topic, partition), codec::decode_offset_value(&v)?);
                 }
-                None => {
+                (None, _) => {
                     entry.offsets.remove(&(topic, partition));
                 }
             }

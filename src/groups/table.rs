@@ -14,10 +14,11 @@ use crate::config::BrokerConfig;
 pub use crate::clock::system_now_ms as now_ms;
 
 /// Per loaded offsets partition: its write lock (commits, group records and expiry
-/// tombstones are decided and appended under it).
-pub struct OffsetsLog {
-    pub lock: futures_util::lock::Mutex<()>,
-}
+/// tombstones are decided and appended under it); the shared coordinator-log type.
+pub use crate::coordinator_log::PartitionLog as OffsetsLog;
+
+/// Transactional offsets (TxnOffsetCommit) waiting for their producer's marker, per producer id.
+pub type PendingTxnOffsets = HashMap<i64, BTreeMap<(String, i32), OffsetValue>>;
 
 /// A group with its committed offsets.
 pub struct GroupEntry {
@@ -27,6 +28,9 @@ pub struct GroupEntry {
     pub partition: u32,
     /// Wall time of the group's last state change (Kafka's current_state_timestamp).
     pub state_since_ms: i64,
+    /// TxnOffsetCommit offsets not yet committed or aborted by a marker (not visible to
+    /// OffsetFetch until committed).
+    pub pending_txn: PendingTxnOffsets,
     pub(super) seen_state_changes: u64,
 }
 
@@ -43,6 +47,7 @@ impl GroupEntry {
             offsets,
             partition,
             state_since_ms,
+            pending_txn: PendingTxnOffsets::new(),
             seen_state_changes,
         }
     }
@@ -56,7 +61,10 @@ impl GroupEntry {
 
     /// A group that never got members, offsets or a generation (e.g. a rejected first join).
     pub(super) fn is_unused(&self) -> bool {
-        self.group.is_empty() && self.offsets.is_empty() && self.group.generation() == 0
+        self.group.is_empty()
+            && self.offsets.is_empty()
+            && self.pending_txn.is_empty()
+            && self.group.generation() == 0
     }
 }
 
@@ -67,7 +75,8 @@ pub struct Coordinator {
     pub(super) join_waiters: RefCell<HashMap<WaiterId, oneshot::Sender<JoinReply>>>,
     pub(super) sync_waiters: RefCell<HashMap<WaiterId, oneshot::Sender<SyncReply>>>,
     pub(super) next_waiter: Cell<u64>,
-    pub(super) logs: RefCell<HashMap<u32, Rc<OffsetsLog>>>,
+    /// The offsets partitions this shard has replayed.
+    pub(super) logs: crate::coordinator_log::Loaded,
 }
 
 impl Coordinator {
@@ -84,19 +93,20 @@ impl Coordinator {
             join_waiters: RefCell::new(HashMap::new()),
             sync_waiters: RefCell::new(HashMap::new()),
             next_waiter: Cell::new(0),
-            logs: RefCell::new(HashMap::new()),
+            logs: crate::coordinator_log::Loaded::default(),
         }
     }
 
     pub fn log(&self, index: u32) -> Option<Rc<OffsetsLog>> {
-        self.logs.borrow().get(&index).cloned()
+        self.logs.get(index)
     }
 
     pub fn mark_loaded(&self, index: u32) {
-        let log = OffsetsLog {
-            lock: futures_util::lock::Mutex::new(()),
-        };
-        self.logs.borrow_mut().insert(index, Rc::new(log));
+        self.logs.mark_loaded(index);
+    }
+
+    pub fn loaded(&self) -> &crate::coordinator_log::Loaded {
+        &self.logs
     }
 
     pub fn insert_loaded(&self, entry: GroupEntry) {

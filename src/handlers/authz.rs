@@ -198,6 +198,8 @@ fn group_operation(op: &GroupOp) -> Operation {
             Operation::Describe
         }
         GroupOp::Delete { .. } | GroupOp::DeleteOffsets { .. } => Operation::Delete,
+        // From the transaction coordinator, never from a client request.
+        GroupOp::CompleteTxn { .. } => Operation::ClusterAction,
     }
 }
 

@@ -134,8 +134,14 @@ async fn respond(
     // Kafka: fetchMinBytes = min(request min bytes, fetchMaxBytes).
     let min_bytes = u32::try_from(body.min_bytes).unwrap_or(0).min(max_bytes);
     let router = Router::new(shard.clone());
-    let mut results = read_until_ready(shard, &router, &plan, max_bytes, min_bytes, deadline).await;
-    fit_to_budget(&router, &plan, &mut results, max_bytes).await;
+    // isolation_level 1 (READ_COMMITTED): up to the LSO, with the aborted transactions.
+    let reads = Reads {
+        plan: &plan,
+        read_committed: body.isolation_level == 1,
+    };
+    let mut results =
+        read_until_ready(shard, &router, &reads, max_bytes, min_bytes, deadline).await;
+    fit_to_budget(&router, &reads, &mut results, max_bytes).await;
     refuse_unreadable_session_partitions(shard, request, &plan, &mut results);
     if version >= TOPIC_ID_VERSION {
         refuse_replaced_topics(shard, &plan, &mut results);
@@ -158,6 +164,7 @@ async fn respond(
             last_stable_offset: -1,
             log_start_offset: -1,
             records: Vec::new(),
+            aborted_transactions: Vec::new(),
         };
         push_partition(&mut topics, &u.name, u.topic_id, data);
     }
@@ -301,8 +308,10 @@ fn forgotten(shard: &Shard, body: &FetchRequest, version: i16) -> Vec<TopicParti
 /// The first read of every partition: at most min(partition_max_bytes, max_bytes) each, at
 /// least one batch (whether a partition is really first with data is only known afterwards;
 /// `fit_to_budget` re-reads the ones that got too much).
-fn read_items(plan: &Plan, max_bytes: u32) -> Vec<ReadItem> {
-    plan.partitions
+fn read_items(reads: &Reads, max_bytes: u32) -> Vec<ReadItem> {
+    reads
+        .plan
+        .partitions
         .iter()
         .map(|p| ReadItem {
             tp: p.tp.clone(),
@@ -310,8 +319,15 @@ fn read_items(plan: &Plan, max_bytes: u32) -> Vec<ReadItem> {
             max_bytes: p.max_bytes.min(max_bytes),
             min_one_batch: true,
             current_leader_epoch: p.current_leader_epoch,
+            read_committed: reads.read_committed,
         })
         .collect()
+}
+
+/// What to read: the session's plan under the request's isolation level.
+struct Reads<'a> {
+    plan: &'a Plan,
+    read_committed: bool,
 }
 
 /// Reads; while the answer is below `min_bytes` and the deadline is ahead, waits for an append
@@ -319,13 +335,14 @@ fn read_items(plan: &Plan, max_bytes: u32) -> Vec<ReadItem> {
 async fn read_until_ready(
     shard: &Rc<Shard>,
     router: &Router,
-    plan: &Plan,
+    reads: &Reads<'_>,
     max_bytes: u32,
     min_bytes: u32,
     deadline: Instant,
 ) -> Vec<ReadResult> {
+    let plan = reads.plan;
     loop {
-        let results = router.read(read_items(plan, max_bytes)).await;
+        let results = router.read(read_items(reads, max_bytes)).await;
         let bytes: u64 = results
             .iter()
             .filter_map(|r| r.as_ref().ok())
@@ -344,7 +361,11 @@ async fn read_until_ready(
             .iter()
             .map(|p| (p.tp.clone(), p.fetch_offset))
             .collect();
-        router.wait_for_data(waits, deadline).await;
+        if reads.read_committed {
+            router.wait_for_stable_data(waits, deadline).await;
+        } else {
+            router.wait_for_data(waits, deadline).await;
+        }
     }
 }
 
@@ -353,7 +374,13 @@ async fn read_until_ready(
 /// with data keeps at least its first batch. A partition that read more than it may keep is
 /// read again with the smaller limit (the read is what knows the batch boundaries); when
 /// nothing is left it simply returns no records (fetched next time).
-async fn fit_to_budget(router: &Router, plan: &Plan, results: &mut [ReadResult], max_bytes: u32) {
+async fn fit_to_budget(
+    router: &Router,
+    reads: &Reads<'_>,
+    results: &mut [ReadResult],
+    max_bytes: u32,
+) {
+    let plan = reads.plan;
     let mut left = max_bytes;
     let mut first_with_data = true;
     for (planned, result) in plan.partitions.iter().zip(results.iter_mut()) {
@@ -374,6 +401,7 @@ async fn fit_to_budget(router: &Router, plan: &Plan, results: &mut [ReadResult],
                 max_bytes: limit,
                 min_one_batch: first_with_data,
                 current_leader_epoch: planned.current_leader_epoch,
+                read_committed: reads.read_committed,
             };
             let reread = router.read(vec![item]).await.into_iter().next();
             if let Some(reread) = reread {
@@ -392,12 +420,14 @@ fn seen_of(result: &ReadResult) -> PartitionSeen {
     match result {
         Ok(ok) => PartitionSeen {
             high_watermark: ok.high_watermark,
+            last_stable_offset: ok.last_stable_offset,
             log_start_offset: ok.log_start_offset,
             has_records: ok.bytes() > 0,
             has_error: false,
         },
         Err(_) => PartitionSeen {
             high_watermark: -1,
+            last_stable_offset: -1,
             log_start_offset: -1,
             has_records: false,
             has_error: true,
@@ -414,6 +444,7 @@ fn partition_out(index: i32, result: ReadResult) -> PartitionOut {
             last_stable_offset: ok.last_stable_offset,
             log_start_offset: ok.log_start_offset,
             records: ok.slice.map(|s| s.ranges).unwrap_or_default(),
+            aborted_transactions: ok.aborted_transactions.unwrap_or_default(),
         },
         Err(e) => PartitionOut {
             index,
@@ -422,6 +453,7 @@ fn partition_out(index: i32, result: ReadResult) -> PartitionOut {
             last_stable_offset: -1,
             log_start_offset: -1,
             records: Vec::new(),
+            aborted_transactions: Vec::new(),
         },
     }
 }

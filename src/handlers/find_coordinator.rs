@@ -4,9 +4,8 @@
 //! the partition serves the group). No leader, or no offsets topic yet: COORDINATOR_NOT_AVAILABLE
 //! (retriable). v4+ batches keys.
 //!
-//! Sluice has no transactions yet: a transaction coordinator lookup (key type 1) answers
-//! TRANSACTIONAL_ID_AUTHORIZATION_FAILED, as InitProducerId does for a transactional id, so a
-//! transactional client fails at once instead of retrying a retriable error until its timeout.
+//! A transactional id's coordinator (key type 1) is found the same way on `__transaction_state`
+//! (TRANSACTIONAL_ID DESCRIBE else TRANSACTIONAL_ID_AUTHORIZATION_FAILED, as Kafka).
 
 use std::rc::Rc;
 
@@ -54,29 +53,33 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
 fn key_type_error(key_type: i8) -> Option<K> {
     match key_type {
         KEY_TYPE_GROUP => None,
-        // Not retriable, unlike COORDINATOR_NOT_AVAILABLE: see the module comment.
-        KEY_TYPE_TRANSACTION => Some(K::TransactionalIdAuthorizationFailed),
+        KEY_TYPE_TRANSACTION => None,
         _ => Some(K::InvalidRequest),
     }
 }
 
 fn coordinator(shard: &Shard, request: &Request, key: StrBytes, key_type: i8) -> Coordinator {
-    // Kafka: GROUP DESCRIBE on the key, else GROUP_AUTHORIZATION_FAILED.
-    let denied = key_type == KEY_TYPE_GROUP
-        && !authz::allowed(
-            shard,
-            request,
-            Operation::Describe,
-            ResourceType::Group,
-            key.as_str(),
-        );
-    let error = if denied {
-        Some(K::GroupAuthorizationFailed)
+    // Kafka: GROUP (TRANSACTIONAL_ID) DESCRIBE on the key, else GROUP_AUTHORIZATION_FAILED
+    // (TRANSACTIONAL_ID_AUTHORIZATION_FAILED).
+    let (resource, refusal, topic) = if key_type == KEY_TYPE_TRANSACTION {
+        (
+            ResourceType::TransactionalId,
+            K::TransactionalIdAuthorizationFailed,
+            crate::internal_topics::TRANSACTION_STATE_TOPIC,
+        )
     } else {
-        key_type_error(key_type)
+        (
+            ResourceType::Group,
+            K::GroupAuthorizationFailed,
+            crate::groups::OFFSETS_TOPIC,
+        )
     };
+    let error = key_type_error(key_type).or_else(|| {
+        let allowed = authz::allowed(shard, request, Operation::Describe, resource, key.as_str());
+        (!allowed).then_some(refusal)
+    });
     let found = match error {
-        None => group_coordinator(shard, &request.session.listener.name, key.as_str())
+        None => coordinator_of(shard, &request.session.listener.name, topic, key.as_str())
             .ok_or(K::CoordinatorNotAvailable),
         Some(error) => Err(error),
     };
@@ -96,14 +99,18 @@ fn coordinator(shard: &Shard, request: &Request, key: StrBytes, key_type: i8) ->
     }
 }
 
-/// The broker leading `group`'s offsets partition, at its endpoint for `listener`.
-fn group_coordinator(shard: &Shard, listener: &str, group: &str) -> Option<(i32, String, u16)> {
+/// The broker leading `key`'s partition of the coordinator topic `topic`, at its endpoint for
+/// `listener`.
+fn coordinator_of(
+    shard: &Shard,
+    listener: &str,
+    topic: &str,
+    key: &str,
+) -> Option<(i32, String, u16)> {
     let image = shard.topics.borrow();
-    let offsets = image.get(crate::groups::OFFSETS_TOPIC)?;
-    let partition = crate::groups::partition_for(group, offsets.partitions);
-    let leader = image
-        .partition(crate::groups::OFFSETS_TOPIC, partition)?
-        .leader;
+    let log = image.get(topic)?;
+    let partition = crate::coordinator_log::partition_for(key, log.partitions);
+    let leader = image.partition(topic, partition)?.leader;
     let broker = image.broker(leader).filter(|b| !b.fenced)?;
     let endpoint = broker.end_points.iter().find(|e| e.name == listener)?;
     Some((leader, endpoint.host.clone(), endpoint.port))
@@ -114,13 +121,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_group_keys_get_a_coordinator() {
+    fn group_and_transaction_keys_get_a_coordinator() {
         assert_eq!(key_type_error(KEY_TYPE_GROUP), None);
-        assert_eq!(
-            key_type_error(KEY_TYPE_TRANSACTION).map(|e| e.code()),
-            Some(53),
-            "TRANSACTIONAL_ID_AUTHORIZATION_FAILED: no transactions"
-        );
+        assert_eq!(key_type_error(KEY_TYPE_TRANSACTION), None);
         assert_eq!(key_type_error(2), Some(K::InvalidRequest));
     }
 }

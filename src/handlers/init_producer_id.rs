@@ -6,9 +6,11 @@
 //!   epoch + 1; an exhausted epoch (>= i16::MAX - 1) gets a new id with epoch 0, as Kafka does.
 //!   (Kafka itself hands a non-transactional producer a fresh id here; the bump keeps the id
 //!   stable and is equally safe, since a new epoch must restart at sequence 0.)
-//! - transactional_id set: TRANSACTIONAL_ID_AUTHORIZATION_FAILED (transactions are not
-//!   supported; the code is not retriable, so a transactional producer fails with a clear
-//!   message instead of retrying); an empty one is INVALID_REQUEST (Kafka's answer).
+//! - transactional_id set: the transaction coordinator of the id answers (`txn`: epoch bump
+//!   fencing the older producer, CONCURRENT_TRANSACTIONS while a transaction completes,
+//!   INVALID_TRANSACTION_TIMEOUT past `transaction.max.timeout.ms`, PRODUCER_FENCED, answered
+//!   INVALID_PRODUCER_EPOCH before v4); TRANSACTIONAL_ID WRITE is required, else
+//!   TRANSACTIONAL_ID_AUTHORIZATION_FAILED; an empty id is INVALID_REQUEST (Kafka's answer).
 //! - producer id and epoch not both set or both -1: INVALID_REQUEST.
 //! - ACLs (Kafka 3+): without a transactional id, CLUSTER IDEMPOTENT_WRITE or WRITE on any
 //!   topic, else CLUSTER_AUTHORIZATION_FAILED.
@@ -32,15 +34,34 @@ const EPOCH_EXHAUSTED: i16 = i16::MAX - 1;
 #[derive(Debug, PartialEq, Eq)]
 enum Decision {
     NewId,
-    Bump { producer_id: i64, epoch: i16 },
+    Bump {
+        producer_id: i64,
+        epoch: i16,
+    },
+    /// A transactional id: its coordinator decides.
+    Transactional {
+        expected: Option<(i64, i16)>,
+    },
     Refuse(i16),
 }
 
+/// The first version where PRODUCER_FENCED is answered as such (Kafka's KafkaApis).
+const PRODUCER_FENCED_SINCE: i16 = 4;
+
 fn decide(request: &InitProducerIdRequest) -> Decision {
-    match &request.transactional_id {
+    let transactional = match &request.transactional_id {
         Some(id) if id.0.is_empty() => return Decision::Refuse(K::InvalidRequest.code()),
-        Some(_) => return Decision::Refuse(K::TransactionalIdAuthorizationFailed.code()),
-        None => {}
+        Some(_) => true,
+        None => false,
+    };
+    if transactional {
+        return match (request.producer_id.0, request.producer_epoch) {
+            (-1, -1) => Decision::Transactional { expected: None },
+            (id, epoch) if id >= 0 && epoch >= 0 => Decision::Transactional {
+                expected: Some((id, epoch)),
+            },
+            _ => Decision::Refuse(K::InvalidRequest.code()),
+        };
     }
     match (request.producer_id.0, request.producer_epoch) {
         (-1, -1) => Decision::NewId,
@@ -63,15 +84,48 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
                 .with_producer_id(ProducerId(-1))
                 .with_producer_epoch(-1)
         };
-        let decision = if body.transactional_id.is_none()
-            && !super::authz::idempotent_write_allowed(&shard, &request)
-        {
-            Decision::Refuse(K::ClusterAuthorizationFailed.code())
-        } else {
-            decide(&body)
+        let decision = match &body.transactional_id {
+            None if !super::authz::idempotent_write_allowed(&shard, &request) => {
+                Decision::Refuse(K::ClusterAuthorizationFailed.code())
+            }
+            Some(id)
+                if !super::txn_common::txn_allowed(
+                    &shard,
+                    &request,
+                    crate::security::acl::Operation::Write,
+                    id.0.as_str(),
+                ) =>
+            {
+                Decision::Refuse(K::TransactionalIdAuthorizationFailed.code())
+            }
+            _ => decide(&body),
         };
         let response = match decision {
             Decision::Refuse(code) => refused(code),
+            Decision::Transactional { expected } => {
+                let op = crate::txn::TxnOp::InitProducerId {
+                    transactional_id: body
+                        .transactional_id
+                        .as_ref()
+                        .map(|id| id.0.to_string())
+                        .unwrap_or_default(),
+                    timeout_ms: body.transaction_timeout_ms,
+                    expected,
+                };
+                match crate::txn::route(&shard, op).await {
+                    crate::txn::TxnAnswer::Producer {
+                        code: crate::txn::TxnCode::None,
+                        producer_id,
+                        producer_epoch,
+                    } => InitProducerIdResponse::default()
+                        .with_producer_id(ProducerId(producer_id))
+                        .with_producer_epoch(producer_epoch),
+                    other => refused(
+                        super::txn_common::error_of(&other)
+                            .for_version(version, PRODUCER_FENCED_SINCE),
+                    ),
+                }
+            }
             Decision::Bump { producer_id, epoch } => InitProducerIdResponse::default()
                 .with_producer_id(ProducerId(producer_id))
                 .with_producer_epoch(epoch),
@@ -115,8 +169,18 @@ mod tests {
     }
 
     #[test]
-    fn transactions_and_malformed_requests_are_refused() {
-        assert_eq!(decide(&request(Some("tx"), -1, -1)), Decision::Refuse(53));
+    fn transactional_ids_go_to_their_coordinator_and_malformed_requests_are_refused() {
+        assert_eq!(
+            decide(&request(Some("tx"), -1, -1)),
+            Decision::Transactional { expected: None }
+        );
+        assert_eq!(
+            decide(&request(Some("tx"), 42, 3)),
+            Decision::Transactional {
+                expected: Some((42, 3))
+            }
+        );
+        assert_eq!(decide(&request(Some("tx"), 42, -1)), Decision::Refuse(42));
         assert_eq!(decide(&request(Some(""), -1, -1)), Decision::Refuse(42));
         assert_eq!(decide(&request(None, 42, -1)), Decision::Refuse(42));
         assert_eq!(decide(&request(None, -1, 0)), Decision::Refuse(42));

@@ -1,5 +1,7 @@
-//! ListOffsets: earliest (-2), latest (-1, the high watermark), max timestamp (-3), earliest
-//! local (-4, same as earliest: no tiered storage) or the first offset at/after a timestamp.
+//! ListOffsets: earliest (-2), latest (-1, the high watermark; the LSO for isolation_level
+//! READ_COMMITTED), max timestamp (-3), earliest local (-4, same as earliest: no tiered storage)
+//! or the first offset at/after a timestamp (below the LSO for READ_COMMITTED, as Kafka's
+//! `fetchOffsetForTimestamp`).
 //!
 //! Each answer carries the leader epoch of its offset, from the partition's leader-epoch cache;
 //! a `current_leader_epoch` other than the partition's is fenced (KIP-320).
@@ -39,6 +41,7 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
             Operation::Describe,
             body.topics.iter().map(|t| t.name.0.to_string()),
         );
+        let read_committed = body.isolation_level == 1;
         let queries = body
             .topics
             .iter()
@@ -48,6 +51,7 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
                         timestamp: p.timestamp,
                         current_leader_epoch: p.current_leader_epoch,
                         end_of_epoch: None,
+                        read_committed,
                     };
                     (t.name.0.to_string(), p.partition_index, wanted)
                 })
@@ -105,6 +109,8 @@ pub struct Wanted {
     pub current_leader_epoch: i32,
     /// OffsetForLeaderEpoch: the epoch whose end offset is wanted.
     pub end_of_epoch: Option<i32>,
+    /// ListOffsets isolation_level READ_COMMITTED: bounded by the LSO.
+    pub read_committed: bool,
 }
 
 /// Answers (topic, partition, wanted) queries in order; unknown partitions are errors.
@@ -118,6 +124,7 @@ pub async fn query(shard: &Rc<Shard>, queries: Vec<(String, i32, Wanted)>) -> Ve
             timestamp: w.timestamp,
             current_leader_epoch: w.current_leader_epoch,
             end_of_epoch: w.end_of_epoch,
+            read_committed: w.read_committed,
         },
         |items| router.offsets(items),
     )

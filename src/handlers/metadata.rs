@@ -300,7 +300,7 @@ pub(super) fn topic_entry(shard: &Shard, meta: &TopicMeta, version: i16) -> Meta
     let mut topic = MetadataResponseTopic::default()
         .with_name(Some(TopicName(str_bytes(&meta.name))))
         .with_topic_id(meta.id.uuid())
-        .with_is_internal(meta.name == crate::groups::OFFSETS_TOPIC)
+        .with_is_internal(crate::internal_topics::is_internal(&meta.name))
         .with_partitions(partitions);
     if version >= 8 {
         topic.topic_authorized_operations = AUTHORIZED_OPERATIONS_OMITTED;

@@ -7,6 +7,8 @@
 //! connection (Kafka's behaviour for unparseable requests); versions outside an entry's range
 //! never reach a handler.
 
+pub mod add_offsets_to_txn;
+pub mod add_partitions_to_txn;
 pub mod alter_client_quotas;
 pub mod alter_configs;
 pub mod api_versions;
@@ -24,8 +26,11 @@ pub mod describe_client_quotas;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
+pub mod describe_producers;
 pub mod describe_topic_partitions;
+pub mod describe_transactions;
 pub mod elect_leaders;
+pub mod end_txn;
 pub mod error;
 pub mod fetch;
 pub mod fetch_session;
@@ -38,6 +43,7 @@ pub mod leave_group;
 pub mod list_config_resources;
 pub mod list_groups;
 pub mod list_offsets;
+pub mod list_transactions;
 pub mod listener_configs;
 pub mod metadata;
 pub mod mutation_quota;
@@ -52,6 +58,9 @@ pub mod sasl_handshake;
 pub mod scram_credentials;
 pub mod sync_group;
 pub mod throttle;
+pub mod txn_common;
+pub mod txn_offset_commit;
+pub mod write_txn_markers;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -371,6 +380,54 @@ pub const REGISTRY: &[ApiEntry] = &[
         max_version: 1,
         handler: alter_client_quotas::handle,
     },
+    ApiEntry {
+        key: ApiKey::AddPartitionsToTxn,
+        min_version: 0,
+        max_version: 5,
+        handler: add_partitions_to_txn::handle,
+    },
+    ApiEntry {
+        key: ApiKey::AddOffsetsToTxn,
+        min_version: 0,
+        max_version: 4,
+        handler: add_offsets_to_txn::handle,
+    },
+    ApiEntry {
+        key: ApiKey::EndTxn,
+        min_version: 0,
+        max_version: 5,
+        handler: end_txn::handle,
+    },
+    ApiEntry {
+        key: ApiKey::TxnOffsetCommit,
+        min_version: 0,
+        max_version: 5,
+        handler: txn_offset_commit::handle,
+    },
+    ApiEntry {
+        key: ApiKey::DescribeTransactions,
+        min_version: 0,
+        max_version: 0,
+        handler: describe_transactions::handle,
+    },
+    ApiEntry {
+        key: ApiKey::ListTransactions,
+        min_version: 0,
+        max_version: 2,
+        handler: list_transactions::handle,
+    },
+    ApiEntry {
+        key: ApiKey::WriteTxnMarkers,
+        min_version: 1,
+        max_version: 1,
+        handler: write_txn_markers::handle,
+    },
+    ApiEntry {
+        key: ApiKey::DescribeProducers,
+        min_version: 0,
+        max_version: 0,
+        handler: describe_producers::handle,
+    },
 ];
 
 pub fn lookup(key: ApiKey) -> Option<&'static ApiEntry> {
@@ -467,6 +524,8 @@ pub fn decode_any(key: ApiKey, version: i16, body: Bytes) -> bool {
             m::DescribeClientQuotasRequest::decode(buf, version).is_ok()
         }
         ApiKey::AlterClientQuotas => m::AlterClientQuotasRequest::decode(buf, version).is_ok(),
+        ApiKey::WriteTxnMarkers => m::WriteTxnMarkersRequest::decode(buf, version).is_ok(),
+        ApiKey::DescribeProducers => m::DescribeProducersRequest::decode(buf, version).is_ok(),
         _ => false,
     }
 }

@@ -60,6 +60,7 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
             instance_id: owned_opt(&body.group_instance_id),
             generation: body.generation_id_or_member_epoch,
             topics: topics.clone(),
+            txn: None,
         });
         let codes = match super::authz::route_group(&shard, &request, op).await {
             GroupAnswer::Partitions(codes) => codes,

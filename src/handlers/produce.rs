@@ -146,7 +146,7 @@ fn check(
     }
     // Only the group coordinator writes the offsets topic (Kafka: "Cannot append to internal
     // topic"), so a client cannot forge commits or corrupt its log.
-    if name == crate::groups::OFFSETS_TOPIC {
+    if crate::internal_topics::is_internal(&name) {
         return Err(PartitionError::InternalTopic(name));
     }
     let tp = super::route::resolve(shard, name, index)?;

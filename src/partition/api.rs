@@ -36,6 +36,8 @@ pub struct ReadItem {
     pub min_one_batch: bool,
     /// KIP-320: the leader epoch the client believes current; -1 skips the check.
     pub current_leader_epoch: i32,
+    /// isolation_level=1: read up to the LSO and answer the aborted transactions.
+    pub read_committed: bool,
 }
 
 /// A partition's state plus the batches read (a `ReadSlice`: file ranges, not bytes yet).
@@ -46,6 +48,9 @@ pub struct ReadOk {
     pub last_stable_offset: i64,
     pub log_start_offset: i64,
     pub slice: Option<storage::ReadSlice>,
+    /// read_committed: the aborted transactions (producer id, first offset) overlapping the
+    /// range read; `None` for read_uncommitted (Fetch answers null).
+    pub aborted_transactions: Option<Vec<(i64, i64)>>,
 }
 
 impl ReadOk {
@@ -67,6 +72,9 @@ pub struct OffsetQuery {
     /// OffsetForLeaderEpoch: answer the end offset of this leader epoch (from the partition's
     /// leader-epoch cache) instead of a timestamp lookup.
     pub end_of_epoch: Option<i32>,
+    /// isolation_level READ_COMMITTED: latest is the LSO, and no offset at or past it is
+    /// answered (Kafka's `lastFetchableOffset`).
+    pub read_committed: bool,
 }
 
 /// (offset, timestamp); offset -1 when no batch matches the timestamp.
@@ -115,4 +123,45 @@ pub enum PartitionMsg {
         items: Vec<DeleteRecordsItem>,
         reply: Reply<Vec<DeleteRecordsResult>>,
     },
+    /// Transaction markers (commit/abort control batches) from the transaction coordinator
+    /// (WriteTxnMarkers), one per partition item.
+    WriteMarkers {
+        items: Vec<MarkerItem>,
+        reply: Reply<Vec<MarkerResult>>,
+    },
+    /// `Wait` for read_committed fetches: answered when any listed partition's LSO passes its
+    /// offset (markers and appends wake it), or at `deadline`.
+    WaitStable {
+        items: Vec<(TopicPartition, i64)>,
+        deadline: Instant,
+        reply: Reply<()>,
+    },
+    /// DescribeProducers: each partition's tracked producers.
+    DescribeProducers {
+        items: Vec<TopicPartition>,
+        reply: Reply<Vec<ProducersResult>>,
+    },
 }
+
+/// A partition's producers (DescribeProducers).
+pub type ProducersResult = Result<Vec<crate::producers::ProducerView>, PartitionError>;
+
+/// One transaction marker to write: Kafka's `WriteTxnMarkersRequest` entry for one partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MarkerItem {
+    pub tp: TopicPartition,
+    pub producer_id: i64,
+    /// The epoch the marker is written with (KIP-890 TV2: the epoch bumped by EndTxn).
+    pub producer_epoch: i16,
+    /// The coordinator's epoch (its `__transaction_state` partition's leader epoch): a marker
+    /// from an older coordinator is TRANSACTION_COORDINATOR_FENCED.
+    pub coordinator_epoch: i32,
+    /// COMMIT (true) or ABORT (false).
+    pub commit: bool,
+    /// WriteTxnMarkers v2 `TransactionVersion`: 2 (KIP-890) requires the marker's epoch to be
+    /// above the producer's current epoch, 0/1 at least equal (Kafka's `checkProducerEpoch`).
+    pub transaction_version: i16,
+}
+
+/// Written (once durable) or why not.
+pub type MarkerResult = Result<(), PartitionError>;

@@ -47,6 +47,13 @@ pub enum PartitionError {
     UnknownLeaderEpoch { requested: i32, current: i32 },
     #[error("leader epoch {requested} is older than the partition's {current}")]
     FencedLeaderEpoch { requested: i32, current: i32 },
+    /// A transaction marker from a coordinator older than the last one seen for the producer.
+    #[error("{0}")]
+    TransactionCoordinatorFenced(String),
+    /// A producer's batch that does not fit its transaction state (a non-transactional batch
+    /// while its transaction is open).
+    #[error("{0}")]
+    InvalidTxnState(String),
     /// The authorizer refused the operation on the topic (handlers::authz).
     #[error("Topic authorization failed.")]
     TopicAuthorizationFailed,
@@ -104,6 +111,7 @@ impl PartitionError {
             S::OutOfOrder { .. } => Self::OutOfOrderSequence(message),
             S::InvalidEpoch { .. } => Self::InvalidProducerEpoch(message),
             S::InvalidSequence { .. } => Self::InvalidRecord(message),
+            S::InvalidTxnState { .. } => Self::InvalidTxnState(message),
         }
     }
 }

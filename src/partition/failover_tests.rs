@@ -152,7 +152,7 @@ pub(super) fn segment_bytes(dir: &std::path::Path) -> Vec<u8> {
 
 /// Every record value readable below the leader's high watermark, in offset order.
 pub(super) async fn values(leader: &ReplicatedPartition) -> Vec<String> {
-    let read = leader.read(0, 16 << 20, true, -1).await.unwrap();
+    let read = leader.read(0, 16 << 20, true, -1, false).await.unwrap();
     let bytes = read.slice.unwrap().read_bytes().await.unwrap();
     let mut out = Vec::new();
     for batch in storage::split_batches(&bytes) {

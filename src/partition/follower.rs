@@ -87,10 +87,11 @@ impl Partition {
     pub async fn truncate_to(
         &self,
         offset: i64,
-        limits: producers::rebuild::RebuildLimits,
+        // The rebuild's limits are the producer state's own (`Partition::truncated`).
+        _limits: producers::rebuild::RebuildLimits,
         now_ms: i64,
     ) -> Result<(), PartitionError> {
-        let _serialised = self.producer_lock.lock().await;
+        let serialised = self.producer_lock.lock().await;
         self.log
             .truncate_to(storage::Offset(offset))
             .await
@@ -103,7 +104,15 @@ impl Partition {
             }
             *self.epochs.borrow_mut() = cache;
         }
-        *self.producers.borrow_mut() = producers::rebuild::rebuild(&self.log, limits, now_ms).await;
+        drop(serialised);
+        // Aborted-transaction entries past the new end go, producer state (open transactions
+        // included) is rebuilt from the newest snapshot below it.
+        if let Err(e) = self.truncated(now_ms).await {
+            shards::fatal(format!(
+                "aborted-transaction index of {} after truncation: {e}",
+                self.tp.dir_name()
+            ));
+        }
         Ok(())
     }
 

@@ -41,6 +41,40 @@ impl PartitionHandle {
     }
 }
 
+impl PartitionHandle {
+    /// The single-replica partition that holds the log (the leader's own, when replicated):
+    /// transaction markers, producer views and epoch look-ups act on it.
+    pub fn local(&self) -> &Rc<Partition> {
+        match self {
+            PartitionHandle::Local(p) => p,
+            PartitionHandle::Replicated(p) => p.local(),
+        }
+    }
+
+    /// See [`Partition::write_marker`]; a replicated leader's marker replicates like any batch.
+    pub async fn write_marker(
+        &self,
+        item: super::api::MarkerItem,
+        now_ms: i64,
+        durable: bool,
+    ) -> super::api::MarkerResult {
+        self.local()
+            .clone()
+            .write_marker(item, now_ms, durable)
+            .await
+    }
+
+    /// See [`Partition::epoch_of_offset`].
+    pub fn epoch_of_offset(&self, offset: i64) -> i32 {
+        self.local().epoch_of_offset(offset)
+    }
+
+    /// See [`Partition::producer_views`].
+    pub fn producer_views(&self) -> Vec<crate::producers::ProducerView> {
+        self.local().producer_views()
+    }
+}
+
 impl PartitionProxy for PartitionHandle {
     fn topic_partition(&self) -> &TopicPartition {
         delegate!(self, p => p.topic_partition())
@@ -83,8 +117,11 @@ impl PartitionProxy for PartitionHandle {
         max_bytes: u32,
         min_one_batch: bool,
         current_leader_epoch: i32,
+        read_committed: bool,
     ) -> Result<ReadOk, PartitionError> {
-        delegate!(self, p => p.read(offset, max_bytes, min_one_batch, current_leader_epoch).await)
+        delegate!(self, p => p
+            .read(offset, max_bytes, min_one_batch, current_leader_epoch, read_committed)
+            .await)
     }
 
     async fn offset_for_timestamp(&self, timestamp: i64) -> Result<OffsetOk, PartitionError> {

@@ -2,7 +2,7 @@
 //! leader and the only replica, so the high watermark is the log end (acks=0/1 data is readable
 //! before it is fsynced, as on a Kafka partition whose only replica is the leader;
 //! docs/decisions/0004), acks=-1 answers once the append is durable, and the last stable offset
-//! is the high watermark (no transactions yet).
+//! is the first offset of the oldest open transaction, or the high watermark (`txn.rs`).
 //!
 //! Invariants: an idempotent append's sequence check, write and state update are one step under
 //! the partition's producer lock, in a task of its own so a caller going away cannot split
@@ -44,9 +44,9 @@ impl PartitionProxy for Partition {
         self.log.log_end_offset().0
     }
 
-    /// No transactions yet: nothing is pending, so the LSO is the high watermark.
+    /// The first offset of the oldest open transaction, else the high watermark.
     fn last_stable_offset(&self) -> i64 {
-        self.high_watermark()
+        self.stable_offset()
     }
 
     fn leader_epoch(&self) -> i32 {
@@ -101,6 +101,9 @@ impl PartitionProxy for Partition {
         }
         // The high watermark moved (single replica: with the log end).
         self.notify_appended();
+        if records_appended > 0 {
+            self.snapshot_on_roll().await;
+        }
         Ok(Appended {
             ok: ProduceOk {
                 base_offset: base_offset.0,
@@ -118,31 +121,46 @@ impl PartitionProxy for Partition {
         max_bytes: u32,
         min_one_batch: bool,
         current_leader_epoch: i32,
+        read_committed: bool,
     ) -> Result<ReadOk, PartitionError> {
         self.check_leader_epoch(current_leader_epoch)?;
+        let last_stable_offset = self.last_stable_offset();
+        // read_committed reads end at the LSO (Kafka's FetchIsolation.TXN_COMMITTED).
         let high_watermark = storage::Offset(self.high_watermark());
+        let read_end = if read_committed {
+            storage::Offset(last_stable_offset)
+        } else {
+            high_watermark
+        };
         let log_start = self.log.log_start_offset();
         let offset = storage::Offset(offset);
         // Between the high watermark and the log end nothing is visible yet: an empty answer,
         // not an error (Kafka's behaviour for a follower-less leader's uncommitted tail).
-        let slice = if offset >= high_watermark
-            && offset <= self.log.log_end_offset()
-            && offset >= log_start
-        {
-            None
-        } else {
-            let slice = self
-                .log
-                .read(offset, max_bytes, min_one_batch, high_watermark)
-                .await
-                .map_err(PartitionError::from_storage)?;
-            (slice.total_bytes > 0).then_some(slice)
+        let slice =
+            if offset >= read_end && offset <= self.log.log_end_offset() && offset >= log_start {
+                None
+            } else {
+                let slice = self
+                    .log
+                    .read(offset, max_bytes, min_one_batch, read_end)
+                    .await
+                    .map_err(PartitionError::from_storage)?;
+                (slice.total_bytes > 0).then_some(slice)
+            };
+        // Kafka bounds the search by the end of the batches read; the LSO (their bound) gives
+        // a superset, which clients handle alike (an entry applies only to its producer's
+        // batches at or after its first offset, up to that producer's abort marker).
+        let aborted_transactions = match (&slice, read_committed) {
+            (Some(_), true) => Some(self.aborted_transactions(offset.0, read_end.0).await?),
+            (None, true) => Some(Vec::new()),
+            (_, false) => None,
         };
         Ok(ReadOk {
             high_watermark: high_watermark.0,
-            last_stable_offset: self.last_stable_offset(),
+            last_stable_offset,
             log_start_offset: log_start.0,
             slice,
+            aborted_transactions,
         })
     }
 
@@ -270,11 +288,14 @@ async fn write(partition: &Rc<Partition>, request: AppendRequest) -> Result<Writ
         records = partition
             .to_topic_codec(records)
             .map_err(|e| refused(PartitionError::from_storage(e)))?;
-        let idempotent = producers::scan_batches(&records)
-            .filter(|batches| batches.iter().any(|b| b.ident.is_some()));
-        if let Some(batches) = idempotent {
-            return write_idempotent(partition.clone(), records, batches, opts).await;
-        }
+    }
+    // Batches with a producer id go through the producer state: a client's get the full
+    // check; the coordinator's (transactional offset commits) the epoch and transaction checks.
+    let with_producer = producers::scan_batches(&records)
+        .filter(|batches| batches.iter().any(|b| b.ident.is_some()));
+    if let Some(batches) = with_producer {
+        let client = request.origin == AppendOrigin::Client;
+        return write_idempotent(partition.clone(), records, batches, opts, client).await;
     }
     partition
         .log
@@ -299,12 +320,16 @@ async fn write_idempotent(
     records: Bytes,
     batches: Vec<producers::ScannedBatch>,
     opts: storage::AppendOptions,
+    client: bool,
 ) -> Result<Written, WriteError> {
     let (tx, rx) = oneshot::channel();
     let task = async move {
         let _serialised = partition.producer_lock.lock().await;
         let idents: Vec<_> = batches.iter().filter_map(|b| b.ident).collect();
-        let plan = partition.producers.borrow().plan(&idents, opts.now_ms);
+        let plan = partition
+            .producers
+            .borrow()
+            .plan_for(&idents, opts.now_ms, client);
         let result = match plan {
             Err(e) => Err(WriteError::Refused(PartitionError::from_sequence(e))),
             Ok(Plan::Duplicate(meta)) => Ok(Written::Duplicate(meta)),
@@ -438,12 +463,17 @@ mod tests {
         assert!(second.durable_wait.is_some(), "acks=-1 waits until durable");
         assert_eq!(p.high_watermark(), 3);
         assert_eq!(p.last_stable_offset(), p.high_watermark());
-        let read = p.read(0, 1 << 20, true, -1).await.unwrap();
+        let read = p.read(0, 1 << 20, true, -1, false).await.unwrap();
         assert_eq!((read.high_watermark, read.last_stable_offset), (3, 3));
         assert!(read.bytes() > 0);
-        assert!(p.read(3, 1 << 20, true, -1).await.unwrap().slice.is_none());
+        assert!(p
+            .read(3, 1 << 20, true, -1, false)
+            .await
+            .unwrap()
+            .slice
+            .is_none());
         assert!(matches!(
-            p.read(0, 1 << 20, true, 5).await,
+            p.read(0, 1 << 20, true, 5, false).await,
             Err(PartitionError::UnknownLeaderEpoch { .. })
         ));
         assert_eq!(p.offset_for_timestamp(-1).await.unwrap().offset, 3);

@@ -26,6 +26,8 @@ pub mod proxy;
 pub mod replicated;
 pub mod service;
 pub mod timestamps;
+pub mod txn;
+pub mod txn_index;
 
 pub use self::error::{storage_error, PartitionError};
 pub use self::proxy::{AppendOrigin, AppendRequest, Appended, PartitionProxy};
@@ -95,6 +97,13 @@ pub struct Partition {
     timestamp_limits: Cell<timestamps::TimestampLimits>,
     /// The topic's `compression.type` as a codec id; `None` for `producer` (store as sent).
     compression_codec: Cell<Option<i16>>,
+    /// Aborted transactions (`.txnindex`), loaded by the first `become_leader`.
+    aborted: RefCell<txn_index::TxnIndex>,
+    aborted_loaded: Cell<bool>,
+    /// Offset of the newest producer-state snapshot on disk (-1: none).
+    snapshot_at: Cell<i64>,
+    /// The active segment when the last snapshot was written: a roll writes the next one.
+    snapshot_segment: Cell<i64>,
 }
 
 impl Partition {
@@ -116,6 +125,10 @@ impl Partition {
             epochs: RefCell::new(LeaderEpochCache::default()),
             timestamp_limits: Cell::new(timestamps::TimestampLimits::default()),
             compression_codec: Cell::new(None),
+            aborted: RefCell::new(txn_index::TxnIndex::default()),
+            aborted_loaded: Cell::new(false),
+            snapshot_at: Cell::new(-1),
+            snapshot_segment: Cell::new(-1),
         }
     }
 
@@ -175,6 +188,12 @@ impl Partition {
     /// checkpoint existed was written entirely in epoch 0 (every batch carries it), so that
     /// epoch starts at the log start. Writes the checkpoint only when it changed.
     pub async fn become_leader(&self, epoch: i32) -> Result<(), EpochCacheError> {
+        self.load_aborted_index()
+            .await
+            .map_err(|e| EpochCacheError::Io {
+                path: e.path,
+                source: e.source,
+            })?;
         let dir = self.log.dir().to_path_buf();
         let loaded = LeaderEpochCache::load(&dir)?;
         let mut changed = loaded.is_none();

@@ -66,13 +66,15 @@ pub trait PartitionProxy {
 
     /// The one write path: validate, append, answer per `acks`, wake long-polls.
     async fn append(self: Rc<Self>, request: AppendRequest) -> Result<Appended, PartitionError>;
-    /// The one read path: batches from `offset`, bounded by the high watermark.
+    /// The one read path: batches from `offset`, bounded by the high watermark (by the LSO
+    /// when `read_committed`, answering the aborted transactions of the range read).
     async fn read(
         &self,
         offset: i64,
         max_bytes: u32,
         min_one_batch: bool,
         current_leader_epoch: i32,
+        read_committed: bool,
     ) -> Result<ReadOk, PartitionError>;
     /// ListOffsets: Kafka's special timestamps (-1 latest, -2 earliest, -3 max timestamp, -4
     /// earliest local) or the first offset at or after a timestamp.

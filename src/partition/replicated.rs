@@ -194,7 +194,7 @@ impl ReplicatedPartition {
         }
         let log_end = self.local.log.log_end_offset();
         let read = if diverging.is_some() || fetch_offset == log_end.0 {
-            self.answer(None)
+            self.answer(None, None)
         } else {
             let slice = self
                 .local
@@ -202,7 +202,7 @@ impl ReplicatedPartition {
                 .read(storage::Offset(fetch_offset), max_bytes, true, log_end)
                 .await
                 .map_err(PartitionError::from_storage)?;
-            self.answer((slice.total_bytes > 0).then_some(slice))
+            self.answer((slice.total_bytes > 0).then_some(slice), None)
         };
         Ok(FollowerFetchOk {
             read,
@@ -210,12 +210,17 @@ impl ReplicatedPartition {
         })
     }
 
-    fn answer(&self, slice: Option<storage::ReadSlice>) -> ReadOk {
+    fn answer(
+        &self,
+        slice: Option<storage::ReadSlice>,
+        aborted_transactions: Option<Vec<(i64, i64)>>,
+    ) -> ReadOk {
         ReadOk {
             high_watermark: self.high_watermark(),
             last_stable_offset: self.last_stable_offset(),
             log_start_offset: self.log_start_offset(),
             slice,
+            aborted_transactions,
         }
     }
 
@@ -329,7 +334,8 @@ impl PartitionProxy for ReplicatedPartition {
 
     /// No transactions on replicated partitions yet: the LSO is the high watermark.
     fn last_stable_offset(&self) -> i64 {
-        self.high_watermark()
+        // The oldest open transaction's first offset, never past the high watermark.
+        self.local.stable_offset().min(self.high_watermark())
     }
 
     fn leader_epoch(&self) -> i32 {
@@ -364,29 +370,46 @@ impl PartitionProxy for ReplicatedPartition {
         Ok(appended)
     }
 
-    /// Consumers read below the high watermark only.
+    /// Consumers read below the high watermark only (read_committed ones below the LSO, with
+    /// the aborted transactions of the range).
     async fn read(
         &self,
         offset: i64,
         max_bytes: u32,
         min_one_batch: bool,
         current_leader_epoch: i32,
+        read_committed: bool,
     ) -> Result<ReadOk, PartitionError> {
         self.check_leader_epoch(current_leader_epoch)?;
-        let high_watermark = storage::Offset(self.high_watermark());
+        let read_end = storage::Offset(if read_committed {
+            self.last_stable_offset()
+        } else {
+            self.high_watermark()
+        });
         let log = &self.local.log;
         let offset = storage::Offset(offset);
-        let visible_empty = offset >= high_watermark
+        let visible_empty = offset >= read_end
             && offset <= log.log_end_offset()
             && offset >= log.log_start_offset();
-        if visible_empty {
-            return Ok(self.answer(None));
-        }
-        let slice = log
-            .read(offset, max_bytes, min_one_batch, high_watermark)
-            .await
-            .map_err(PartitionError::from_storage)?;
-        Ok(self.answer((slice.total_bytes > 0).then_some(slice)))
+        let slice = if visible_empty {
+            None
+        } else {
+            let slice = log
+                .read(offset, max_bytes, min_one_batch, read_end)
+                .await
+                .map_err(PartitionError::from_storage)?;
+            (slice.total_bytes > 0).then_some(slice)
+        };
+        let aborted_transactions = match (&slice, read_committed) {
+            (Some(_), true) => Some(
+                self.local
+                    .aborted_transactions(offset.0, read_end.0)
+                    .await?,
+            ),
+            (None, true) => Some(Vec::new()),
+            (_, false) => None,
+        };
+        Ok(self.answer(slice, aborted_transactions))
     }
 
     async fn offset_for_timestamp(&self, timestamp: i64) -> Result<OffsetOk, PartitionError> {

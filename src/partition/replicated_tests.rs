@@ -143,7 +143,7 @@ async fn acks_all_waits_for_the_isr_and_replicas_are_identical() {
     assert_eq!(c.leader.high_watermark(), 0);
     assert!(c
         .leader
-        .read(0, 1 << 20, true, -1)
+        .read(0, 1 << 20, true, -1, false)
         .await
         .unwrap()
         .slice
@@ -169,7 +169,7 @@ async fn acks_all_waits_for_the_isr_and_replicas_are_identical() {
     assert_eq!(c.leader.high_watermark(), 2);
     assert!(c
         .leader
-        .read(0, 1 << 20, true, -1)
+        .read(0, 1 << 20, true, -1, false)
         .await
         .unwrap()
         .slice

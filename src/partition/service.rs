@@ -17,8 +17,8 @@ use futures_util::future::{join_all, select_all};
 use shards::Shutdown;
 
 use super::api::{
-    DeleteRecordsItem, DeleteRecordsResult, OffsetOk, OffsetQuery, OffsetResult, PartitionMsg,
-    ProduceItem, ProduceResult, ReadItem, ReadResult,
+    DeleteRecordsItem, DeleteRecordsResult, MarkerItem, MarkerResult, OffsetOk, OffsetQuery,
+    OffsetResult, PartitionMsg, ProduceItem, ProduceResult, ProducersResult, ReadItem, ReadResult,
 };
 use super::handle::PartitionHandle;
 use super::proxy::{AppendOrigin, AppendRequest, PartitionProxy};
@@ -184,6 +184,20 @@ impl PartitionService {
             PartitionMsg::DeleteRecords { items, reply } => {
                 reply.send(self.delete_records(items).await)
             }
+            PartitionMsg::WriteMarkers { items, reply } => {
+                reply.send(self.write_markers(items).await)
+            }
+            PartitionMsg::WaitStable {
+                items,
+                deadline,
+                reply,
+            } => {
+                self.wait_bounded(items, deadline, true).await;
+                reply.send(());
+            }
+            PartitionMsg::DescribeProducers { items, reply } => {
+                reply.send(self.describe_producers(&items))
+            }
         }
     }
 
@@ -239,6 +253,26 @@ impl PartitionService {
         self.lookup(tp)?.append_request(request).await.map(drop)
     }
 
+    /// Transaction markers (WriteTxnMarkers), one per item, each answered once durable
+    /// (Kafka appends markers with acks=-1) under `log.flush.on.acks.all`.
+    pub async fn write_markers(&self, items: Vec<MarkerItem>) -> Vec<MarkerResult> {
+        let markers = items.into_iter().map(|item| async move {
+            let partition = self.lookup(&item.tp)?;
+            partition
+                .write_marker(item, self.clock.now_ms(), self.flush_on_acks_all)
+                .await
+        });
+        join_all(markers).await
+    }
+
+    /// DescribeProducers: the producers each partition tracks.
+    pub fn describe_producers(&self, items: &[TopicPartition]) -> Vec<ProducersResult> {
+        items
+            .iter()
+            .map(|tp| Ok(self.lookup(tp)?.producer_views()))
+            .collect()
+    }
+
     pub async fn read(&self, items: Vec<ReadItem>) -> Vec<ReadResult> {
         let reads = items.into_iter().map(|item| async move {
             self.lookup(&item.tp)?
@@ -247,6 +281,7 @@ impl PartitionService {
                     item.max_bytes,
                     item.min_one_batch,
                     item.current_leader_epoch,
+                    item.read_committed,
                 )
                 .await
         });
@@ -256,12 +291,28 @@ impl PartitionService {
     /// Waits until a listed partition's high watermark is past its offset, shutdown, or
     /// `deadline`.
     pub async fn wait(&self, items: Vec<(TopicPartition, i64)>, deadline: Instant) {
+        self.wait_bounded(items, deadline, false).await;
+    }
+
+    /// `wait`, on the LSO instead of the high watermark when `stable` (read_committed: data
+    /// past the LSO is not readable, so waking for it would spin until the deadline).
+    pub async fn wait_bounded(
+        &self,
+        items: Vec<(TopicPartition, i64)>,
+        deadline: Instant,
+        stable: bool,
+    ) {
         let mut receivers = Vec::with_capacity(items.len());
         for (tp, offset) in &items {
             let Ok(partition) = self.lookup(tp) else {
                 continue;
             };
-            if partition.high_watermark() > *offset {
+            let end = if stable {
+                partition.last_stable_offset()
+            } else {
+                partition.high_watermark()
+            };
+            if end > *offset {
                 return;
             }
             if let Some(rx) = partition.subscribe() {
@@ -291,7 +342,26 @@ impl PartitionService {
                     leader_epoch,
                 });
             }
-            partition.offset_for_timestamp(query.timestamp).await
+            let found = partition.offset_for_timestamp(query.timestamp).await?;
+            if !query.read_committed {
+                return Ok(found);
+            }
+            // Kafka's `lastFetchableOffset` for READ_COMMITTED: the LSO.
+            let stable = partition.last_stable_offset();
+            Ok(match query.timestamp {
+                -1 => OffsetOk {
+                    offset: stable,
+                    timestamp: -1,
+                    leader_epoch: partition.epoch_of_offset(stable),
+                },
+                -2 | -4 => found,
+                _ if found.offset >= stable => OffsetOk {
+                    offset: -1,
+                    timestamp: -1,
+                    leader_epoch: -1,
+                },
+                _ => found,
+            })
         });
         join_all(queries).await
     }
@@ -367,6 +437,7 @@ mod replicated_service_tests {
             max_bytes: 1 << 20,
             min_one_batch: true,
             current_leader_epoch: -1,
+            read_committed: false,
         };
         let r = service.read(vec![read(0)]).await;
         assert_eq!(r[0].as_ref().unwrap().high_watermark, 0);
@@ -376,6 +447,7 @@ mod replicated_service_tests {
             timestamp: -1,
             current_leader_epoch: -1,
             end_of_epoch: None,
+            read_committed: false,
         };
         assert_eq!(
             service.offsets(vec![latest.clone()]).await[0],

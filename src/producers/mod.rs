@@ -9,10 +9,13 @@
 
 pub mod ids;
 pub mod rebuild;
+pub mod snapshot;
 pub mod state;
+pub mod txn;
 
 pub use ids::{IdAllocator, IdBlock, IdError};
 pub use state::{BatchIdent, BatchMeta, Plan, ProducerId, ProducerStates, SequenceError};
+pub use txn::{CompletedTxn, EndTxnMarker, MarkerError, ProducerView};
 
 /// One batch of a produce payload as the producer check sees it.
 #[derive(Debug, Clone, Copy)]

@@ -1,13 +1,15 @@
-//! Rebuilds a partition's producer state when its log opens, from the 61-byte batch headers of
-//! the newest segment (and the one before it when that is at most `previous_segment_bytes_max`):
-//! no records are read or decoded. Older producers are not recovered; they are then unknown,
-//! and an unknown producer is accepted at any sequence (Kafka 2.5+), so only duplicate detection
-//! of retries older than the scanned segments is lost.
+//! Rebuilds a partition's producer state when its log opens, as Kafka's
+//! `UnifiedLog.rebuildProducerState`: from the newest producer-state snapshot (`snapshot`)
+//! inside the log, then the 61-byte batch headers from the snapshot's offset to the log end
+//! (from the log start when there is no snapshot: open transactions may begin in any
+//! segment, and the LSO depends on them). Only control batches (transaction markers) are read
+//! past their header. The aborts the replay sees are kept for the partition's
+//! aborted-transaction index (`ProducerStates::take_recovered_aborts`).
 //!
 //! Invariants: runs after `storage::Log::open` (torn tails are already truncated); never reads
 //! past a segment's end or past the log end offset; a header that does not parse ends that
-//! segment's scan (the state is best effort, the log stays the truth); reads are chunked, so
-//! memory is bounded by `SCAN_CHUNK_BYTES` whatever the segment size.
+//! segment's scan (the log stays the truth); reads are chunked, so memory is bounded by
+//! `SCAN_CHUNK_BYTES` (a control batch by `CONTROL_BATCH_BYTES_MAX`) whatever the segment size.
 
 use std::path::{Path, PathBuf};
 
@@ -16,53 +18,90 @@ use compio::BufResult;
 use storage::batch::BATCH_HEADER_LEN;
 use storage::BatchHeader;
 
-use super::state::{BatchIdent, BatchMeta, ProducerStates, StateLimits};
+use super::state::{BatchIdent, BatchMeta, ProducerId, ProducerStates, StateLimits};
+use super::txn::EndTxnMarker;
 
 /// Bytes read per I/O while walking headers (small batches: many headers per read).
 const SCAN_CHUNK_BYTES: usize = 64 * 1024;
 /// Segment file names: 20-digit base offset + ".log".
 const SEGMENT_SUFFIX: &str = ".log";
 const SEGMENT_DIGITS: usize = 20;
+/// A control batch holds one small record; a larger one is not a marker this broker wrote.
+const CONTROL_BATCH_BYTES_MAX: usize = 64 * 1024;
 
 /// What to scan.
 #[derive(Debug, Clone, Copy)]
 pub struct RebuildLimits {
     pub state: StateLimits,
+    /// With no snapshot after a clean shutdown: the previous segment is read too when at
+    /// most this size (else only the active one), as Kafka's upgrade path.
     pub previous_segment_bytes_max: u64,
 }
 
-/// Scans the newest segment(s) of `log` and returns the producer state they imply.
+/// Loads the newest snapshot and replays the log past it; returns the producer state.
 pub async fn rebuild(log: &storage::Log, limits: RebuildLimits, now_ms: i64) -> ProducerStates {
-    let mut states = ProducerStates::new(limits.state);
     let log_end = log.log_end_offset().0;
     let log_start = log.log_start_offset().0;
+    let snapshot = super::snapshot::load_latest(log.dir(), log_start, log_end, limits.state);
     let segments = match segment_files(log.dir()) {
         Ok(segments) => segments,
         Err(e) => {
             tracing::warn!(dir = %log.dir().display(), error = %e, "producer state: cannot list segments");
-            return states;
+            return snapshot.map_or_else(|| ProducerStates::new(limits.state), |(_, s)| s);
         }
     };
-    let mut chosen: Vec<&(i64, PathBuf, u64)> = segments.iter().rev().take(2).collect();
-    chosen.reverse();
-    if chosen.len() == 2
-        && chosen
-            .first()
-            .is_some_and(|s| s.2 > limits.previous_segment_bytes_max)
-    {
-        chosen.remove(0);
-    }
-    for (base, path, _) in chosen {
+    let (mut states, from) = match snapshot {
+        Some((offset, states)) => (states, offset),
+        // Kafka's upgrade path: after a clean shutdown with no snapshot (a log written before
+        // snapshots existed; a clean close snapshots any producer) only the newest segments
+        // are read: the active one, and the previous one when at most
+        // `previous_segment_bytes_max`. After a crash, the whole log.
+        None if log.recovery_report().clean_shutdown => (
+            ProducerStates::new(limits.state),
+            newest_segments_start(&segments, limits.previous_segment_bytes_max, log_start),
+        ),
+        None => (ProducerStates::new(limits.state), log_start),
+    };
+    // The segment holding `from` and every later one.
+    let first = segments.iter().rposition(|s| s.0 <= from).unwrap_or(0);
+    let range = Range {
+        from: from.max(log_start),
+        log_end,
+    };
+    for (base, path, _) in segments.get(first..).unwrap_or(&[]) {
         // Nothing at or past the log end is part of the log.
         if *base >= log_end {
             continue;
         }
-        if let Err(e) = scan_segment(path, log_start, log_end, &mut states, now_ms).await {
+        if let Err(e) = scan_segment(path, range, &mut states, now_ms).await {
             tracing::warn!(segment = %path.display(), error = %e, "producer state: scan stopped");
         }
     }
-    tracing::debug!(dir = %log.dir().display(), producers = states.len(), "producer state rebuilt");
+    tracing::debug!(dir = %log.dir().display(), producers = states.len(), from, "producer state rebuilt");
     states
+}
+
+/// Base offset of the previous segment when it is at most `previous_max` bytes, else of the
+/// active one (the log start when there are no segments).
+fn newest_segments_start(
+    segments: &[(i64, PathBuf, u64)],
+    previous_max: u64,
+    log_start: i64,
+) -> i64 {
+    let mut newest = segments.iter().rev();
+    let active = newest.next();
+    match (newest.next(), active) {
+        (Some(previous), _) if previous.2 <= previous_max => previous.0,
+        (_, Some(active)) => active.0,
+        _ => log_start,
+    }
+}
+
+/// The offsets replayed: [from, log_end).
+#[derive(Debug, Clone, Copy)]
+struct Range {
+    from: i64,
+    log_end: i64,
 }
 
 /// (base offset, path, size) of every segment file, by base offset.
@@ -89,11 +128,10 @@ fn segment_files(dir: &Path) -> std::io::Result<Vec<(i64, PathBuf, u64)>> {
     Ok(out)
 }
 
-/// Walks one segment's headers, replaying every idempotent batch inside [log_start, log_end).
+/// Walks one segment's headers, replaying every batch with a producer id inside the range.
 async fn scan_segment(
     path: &Path,
-    log_start: i64,
-    log_end: i64,
+    range: Range,
     states: &mut ProducerStates,
     now_ms: i64,
 ) -> std::io::Result<()> {
@@ -124,15 +162,53 @@ async fn scan_segment(
             Ok(header) => header,
             Err(e) => return Err(std::io::Error::other(e.to_string())),
         };
-        if header.base_offset >= log_end {
+        if header.base_offset >= range.log_end {
             return Ok(());
         }
-        if header.base_offset >= log_start {
-            replay(states, &header, now_ms);
+        if header.base_offset >= range.from {
+            if header.is_control() {
+                let size = header.total_size();
+                let in_chunk = pos + size as u64 <= chunk_at + chunk.len() as u64;
+                if !in_chunk && size <= CONTROL_BATCH_BYTES_MAX {
+                    let BufResult(res, buf) = file.read_at(Vec::with_capacity(size), pos).await;
+                    res?;
+                    chunk = buf;
+                    chunk_at = pos;
+                }
+                let from = usize::try_from(pos - chunk_at).unwrap_or(usize::MAX);
+                let batch = chunk.get(from..from.saturating_add(size));
+                replay_marker(states, &header, batch, now_ms);
+            } else {
+                replay(states, &header, now_ms);
+            }
         }
         pos += header.total_size() as u64;
     }
     Ok(())
+}
+
+/// A transaction marker: closes its producer's transaction (an unreadable one is skipped: the
+/// transaction then stays open and holds the LSO, the safe side).
+fn replay_marker(
+    states: &mut ProducerStates,
+    header: &BatchHeader,
+    batch: Option<&[u8]>,
+    now_ms: i64,
+) {
+    let Some(marker) = batch.and_then(EndTxnMarker::parse) else {
+        tracing::warn!(
+            offset = header.base_offset,
+            "producer state: unreadable control batch skipped"
+        );
+        return;
+    };
+    states.replay_marker(
+        ProducerId(header.producer_id),
+        header.producer_epoch,
+        marker,
+        header.base_offset,
+        now_ms,
+    );
 }
 
 fn replay(states: &mut ProducerStates, header: &BatchHeader, now_ms: i64) {
@@ -183,6 +259,7 @@ mod tests {
             epoch: 0,
             first_seq: seq,
             offset_delta: records - 1,
+            transactional: false,
         }
     }
 
@@ -221,8 +298,11 @@ mod tests {
             });
     }
 
+    /// Without a snapshot every segment is replayed (a transaction opened in the first segment
+    /// still holds the LSO, and its abort marker is recovered for the index); with one, only
+    /// the batches from its offset on are.
     #[test]
-    fn the_previous_segment_is_scanned_only_when_small() {
+    fn the_log_is_replayed_from_the_snapshot_or_from_its_start() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t-0");
         compio::runtime::Runtime::new()
@@ -232,29 +312,81 @@ mod tests {
                     leader_epoch: 0,
                     now_ms: 5_000,
                 };
-                let size = batch(7, 0, 4).len() as u64;
-                // Two batches per segment: 0 and 4 in the first, 8 in the active one.
+                let txn = |producer, seq| {
+                    let mut b = storage::BatchBuilder::new(1_000)
+                        .producer(producer, 0, seq)
+                        .transactional();
+                    for _ in 0..4 {
+                        b = b.record(None, Some(b"value"), &[]);
+                    }
+                    b.build()
+                };
+                let size = txn(7, 0).len() as u64;
                 let config = storage::LogConfig {
                     segment_bytes_max: 2 * size,
                     ..storage::LogConfig::default()
                 };
-                let log = storage::Log::open(path, config).await.unwrap();
+                let log = storage::Log::open(path.clone(), config.clone())
+                    .await
+                    .unwrap();
+                log.append(txn(7, 0), opts).await.unwrap(); // 0..=3: open until its marker
+                log.append(txn(8, 0), opts).await.unwrap(); // 4..=7
                 for seq in [0, 4, 8] {
-                    log.append(batch(7, seq, 4), opts).await.unwrap();
+                    log.append(batch(9, seq, 4), opts).await.unwrap(); // 8..=19
                 }
-                assert_eq!(log.segment_count(), 2);
-                let small = rebuild(&log, LIMITS, 10_000).await;
-                assert!(matches!(
-                    small.plan(&[ident(7, 0, 4)], 10_000),
-                    Ok(Plan::Duplicate(_))
-                ));
-                let bounded = RebuildLimits {
-                    previous_segment_bytes_max: size,
-                    ..LIMITS
+                let abort = EndTxnMarker {
+                    commit: false,
+                    coordinator_epoch: 3,
                 };
-                let active_only = rebuild(&log, bounded, 10_000).await;
-                assert_eq!(active_only.last_sequence(ProducerId(7)), Some((0, 11)));
-                assert!(active_only.plan(&[ident(7, 0, 4)], 10_000).is_err());
+                log.append_control(abort.batch(8, 0, 5_000), opts)
+                    .await
+                    .unwrap(); // 20
+                assert!(log.segment_count() >= 3);
+                let mut all = rebuild(&log, LIMITS, 10_000).await;
+                assert_eq!(all.first_unstable_offset(), Some(0));
+                assert_eq!(all.last_sequence(ProducerId(9)), Some((0, 11)));
+                let aborts = all.take_recovered_aborts();
+                assert_eq!(aborts.len(), 1);
+                assert_eq!((aborts[0].0.first_offset, aborts[0].0.last_offset), (4, 20));
+                assert_eq!(aborts[0].1, 0, "producer 7 still holds the LSO");
+                // A snapshot at 20 (taken before the marker): only the marker is replayed.
+                let mut before = ProducerStates::new(LIMITS.state);
+                before.commit(
+                    &BatchIdent {
+                        transactional: true,
+                        ..ident(8, 0, 4)
+                    },
+                    BatchMeta {
+                        first_seq: 0,
+                        last_seq: 3,
+                        base_offset: 4,
+                        last_offset: 7,
+                        log_append_time_ms: -1,
+                    },
+                    5_000,
+                );
+                super::super::snapshot::write(log.dir(), 20, &before)
+                    .await
+                    .unwrap();
+                let mut from_snapshot = rebuild(&log, LIMITS, 10_000).await;
+                assert_eq!(from_snapshot.first_unstable_offset(), None);
+                assert_eq!(
+                    from_snapshot.last_sequence(ProducerId(9)),
+                    None,
+                    "before 20"
+                );
+                assert_eq!(from_snapshot.take_recovered_aborts().len(), 1);
+                log.close().await.unwrap();
+                // Clean shutdown, no snapshot (a log from before snapshots): only the newest
+                // segments are read, as Kafka's upgrade path.
+                for (_, snapshot) in super::super::snapshot::list(&path).unwrap() {
+                    std::fs::remove_file(snapshot).unwrap();
+                }
+                let log = storage::Log::open(path.clone(), config).await.unwrap();
+                assert!(log.recovery_report().clean_shutdown);
+                let newest = rebuild(&log, LIMITS, 10_000).await;
+                assert_eq!(newest.first_unstable_offset(), None, "segment 0 not read");
+                assert_eq!(newest.last_sequence(ProducerId(9)), Some((0, 11)));
                 log.close().await.unwrap();
             });
     }

@@ -33,6 +33,10 @@ pub enum SequenceError {
     },
     #[error("invalid sequence {sequence} for producer {producer}")]
     InvalidSequence { producer: i64, sequence: i32 },
+    /// Kafka's InvalidTxnStateException: a non-transactional batch while the producer's
+    /// transaction is open.
+    #[error("expected a transactional write from producer {producer}: its transaction is open")]
+    InvalidTxnState { producer: i64 },
 }
 
 /// The producer fields of one batch header (what the check needs).
@@ -43,6 +47,8 @@ pub struct BatchIdent {
     pub first_seq: i32,
     /// lastOffsetDelta of the batch: records - 1 (sequences advance by the same amount).
     pub offset_delta: i32,
+    /// The batch's transactional attribute: it opens (or continues) a transaction.
+    pub transactional: bool,
 }
 
 impl BatchIdent {
@@ -52,6 +58,7 @@ impl BatchIdent {
             epoch: h.producer_epoch,
             first_seq: h.base_sequence,
             offset_delta: h.last_offset_delta,
+            transactional: h.is_transactional(),
         })
     }
 
@@ -85,12 +92,29 @@ pub struct BatchMeta {
 }
 
 #[derive(Debug)]
-struct Entry {
-    epoch: i16,
-    batches: VecDeque<BatchMeta>,
+pub(super) struct Entry {
+    pub(super) epoch: i16,
+    pub(super) batches: VecDeque<BatchMeta>,
     /// Wall clock of the last append (or the batch timestamp when rebuilt from the log).
-    last_ms: i64,
-    tick: u64,
+    pub(super) last_ms: i64,
+    pub(super) tick: u64,
+    /// The epoch of the coordinator that wrote this producer's last marker (-1 none).
+    pub(super) coordinator_epoch: i32,
+    /// First offset of the producer's open transaction (Kafka's `currentTxnFirstOffset`).
+    pub(super) txn_first_offset: Option<i64>,
+}
+
+impl Entry {
+    pub(super) fn new(epoch: i16, last_ms: i64, tick: u64) -> Self {
+        Self {
+            epoch,
+            batches: VecDeque::with_capacity(BATCHES_RETAINED),
+            last_ms,
+            tick,
+            coordinator_epoch: -1,
+            txn_first_offset: None,
+        }
+    }
 }
 
 /// What to do with an append.
@@ -112,11 +136,17 @@ pub struct StateLimits {
 /// The producer state of one partition.
 #[derive(Debug)]
 pub struct ProducerStates {
-    limits: StateLimits,
-    entries: HashMap<ProducerId, Entry>,
+    pub(super) limits: StateLimits,
+    pub(super) entries: HashMap<ProducerId, Entry>,
     /// tick -> producer: least recently used first.
-    lru: BTreeMap<u64, ProducerId>,
-    next_tick: u64,
+    pub(super) lru: BTreeMap<u64, ProducerId>,
+    pub(super) next_tick: u64,
+    /// First offset -> producer of every open transaction: the oldest is the first unstable
+    /// offset (the LSO). Always the producers whose entry has `txn_first_offset`.
+    pub(super) ongoing: BTreeMap<i64, ProducerId>,
+    /// Transactions closed while the log was replayed at open, with the LSO after each: the
+    /// partition indexes the aborted ones its `.txnindex` lacks (`take_recovered_aborts`).
+    pub(super) recovered: Vec<(super::txn::CompletedTxn, i64)>,
 }
 
 impl ProducerStates {
@@ -127,11 +157,17 @@ impl ProducerStates {
             entries: HashMap::new(),
             lru: BTreeMap::new(),
             next_tick: 0,
+            ongoing: BTreeMap::new(),
+            recovered: Vec::new(),
         }
     }
 
     pub fn len(&self) -> usize {
         self.entries.len()
+    }
+
+    pub fn limits(&self) -> StateLimits {
+        self.limits
     }
 
     pub fn is_empty(&self) -> bool {
@@ -144,8 +180,11 @@ impl ProducerStates {
             .filter(|e| !self.expired(e, now_ms))
     }
 
+    /// Idle for `producer.id.expiration.ms` and no open transaction (Kafka never expires a
+    /// producer whose transaction is open: the LSO depends on it).
     fn expired(&self, entry: &Entry, now_ms: i64) -> bool {
-        now_ms.saturating_sub(entry.last_ms) >= self.limits.expiration_ms
+        entry.txn_first_offset.is_none()
+            && now_ms.saturating_sub(entry.last_ms) >= self.limits.expiration_ms
     }
 
     /// Checks the idempotent batches of one append (in order) against the state, as Kafka's
@@ -155,17 +194,31 @@ impl ProducerStates {
     /// continue at last sequence + 1; an unknown (or expired) producer may start anywhere
     /// (Kafka 2.5+: its state may have been removed by retention or expiry).
     pub fn plan(&self, batches: &[BatchIdent], now_ms: i64) -> Result<Plan, SequenceError> {
+        self.plan_for(batches, now_ms, true)
+    }
+
+    /// `plan`; `client` false is Kafka's `AppendOrigin.COORDINATOR` (the group coordinator's
+    /// transactional offset commits): epochs and transaction state are checked, sequences not.
+    pub fn plan_for(
+        &self,
+        batches: &[BatchIdent],
+        now_ms: i64,
+        client: bool,
+    ) -> Result<Plan, SequenceError> {
         // Epoch and last sequence as earlier batches of this same append leave them.
         let mut staged: HashMap<ProducerId, (i16, i32)> = HashMap::new();
         for batch in batches {
             let producer = batch.producer.0;
-            if batch.first_seq < 0 {
+            let entry = self.live(batch.producer, now_ms);
+            if !batch.transactional && entry.is_some_and(|e| e.txn_first_offset.is_some()) {
+                return Err(SequenceError::InvalidTxnState { producer });
+            }
+            if client && batch.first_seq < 0 {
                 return Err(SequenceError::InvalidSequence {
                     producer,
                     sequence: batch.first_seq,
                 });
             }
-            let entry = self.live(batch.producer, now_ms);
             let current = staged
                 .get(&batch.producer)
                 .copied()
@@ -180,6 +233,10 @@ impl ProducerStates {
                     epoch: batch.epoch,
                     current: epoch,
                 });
+            }
+            if !client {
+                staged.insert(batch.producer, (batch.epoch, batch.last_seq()));
+                continue;
             }
             if let Some(dup) = entry.and_then(|e| find_duplicate(e, batch)) {
                 return Ok(Plan::Duplicate(dup));
@@ -220,21 +277,14 @@ impl ProducerStates {
             self.remove(producer);
         }
         if !self.entries.contains_key(&producer) {
-            while self.entries.len() >= self.limits.max_producers {
-                let Some((_, lru)) = self.lru.first_key_value().map(|(t, p)| (*t, *p)) else {
-                    break;
-                };
-                self.remove(lru);
-            }
+            self.make_room();
         }
         let tick = self.next_tick;
         self.next_tick += 1;
-        let entry = self.entries.entry(producer).or_insert_with(|| Entry {
-            epoch: batch.epoch,
-            batches: VecDeque::with_capacity(BATCHES_RETAINED),
-            last_ms: now_ms,
-            tick,
-        });
+        let entry = self
+            .entries
+            .entry(producer)
+            .or_insert_with(|| Entry::new(batch.epoch, now_ms, tick));
         if entry.epoch != batch.epoch {
             entry.epoch = batch.epoch;
             entry.batches.clear();
@@ -244,6 +294,10 @@ impl ProducerStates {
         }
         entry.batches.push_back(placed);
         entry.last_ms = entry.last_ms.max(now_ms);
+        if batch.transactional && entry.txn_first_offset.is_none() {
+            entry.txn_first_offset = Some(placed.base_offset);
+            self.ongoing.insert(placed.base_offset, producer);
+        }
         let old_tick = std::mem::replace(&mut entry.tick, tick);
         self.lru.remove(&old_tick);
         self.lru.insert(tick, producer);
@@ -267,9 +321,34 @@ impl ProducerStates {
         }
     }
 
-    fn remove(&mut self, producer: ProducerId) {
+    /// Evicts least recently used producers until one more fits, skipping those with an open
+    /// transaction (forgetting one would move the LSO past uncommitted data); such producers
+    /// are bounded by their transactions' timeouts (the coordinator aborts them).
+    pub(super) fn make_room(&mut self) {
+        let mut skipped = 0;
+        while self.entries.len() >= self.limits.max_producers {
+            let candidate = self.lru.values().nth(skipped).copied();
+            let Some(candidate) = candidate else {
+                break;
+            };
+            let open = self
+                .entries
+                .get(&candidate)
+                .is_some_and(|e| e.txn_first_offset.is_some());
+            if open {
+                skipped += 1;
+                continue;
+            }
+            self.remove(candidate);
+        }
+    }
+
+    pub(super) fn remove(&mut self, producer: ProducerId) {
         if let Some(entry) = self.entries.remove(&producer) {
             self.lru.remove(&entry.tick);
+            if let Some(first) = entry.txn_first_offset {
+                self.ongoing.remove(&first);
+            }
         }
     }
 
@@ -336,6 +415,7 @@ mod tests {
             epoch,
             first_seq,
             offset_delta: records - 1,
+            transactional: false,
         }
     }
 

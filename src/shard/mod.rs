@@ -55,6 +55,7 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
         advertised_port: boot.advertised_port,
         previous_shutdown_clean: boot.previous_shutdown_clean,
         groups: crate::groups::Coordinator::new(&boot.config),
+        txns: crate::txn::Coordinator::new(&boot.config),
         fetch_sessions: RefCell::new(FetchSessions::new(
             boot.config.fetch_session_cache_slots,
             boot.config.fetch_session_partitions_max,
@@ -68,7 +69,10 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
         shutdown: ctx.shutdown,
         metrics,
         authorizer: boot.authorizer.clone(),
-        on_topics_adopted: vec![|shard, changed| Box::pin(crate::groups::adopted(shard, changed))],
+        on_topics_adopted: vec![
+            |shard, changed| Box::pin(crate::groups::adopted(shard, changed)),
+            |shard, changed| Box::pin(crate::txn::adopted(shard, changed)),
+        ],
         on_topics_deleted: vec![|shard, names| {
             Box::pin(crate::groups::coordinator::topics_deleted(shard, names))
         }],
@@ -84,6 +88,7 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
     let metas: Vec<_> = shard.topics.borrow().iter().cloned().collect();
     crate::cluster::open::open_owned(&shard, &metas).await;
     crate::groups::start(&shard).await;
+    crate::txn::start(&shard).await;
     let listeners: Vec<_> = boot
         .listeners
         .iter()
@@ -102,12 +107,14 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
     if shard.id == router::REGISTRY_SHARD {
         if boot.cluster.is_none() {
             crate::groups::ensure_offsets_topic(&shard).await;
+            crate::txn::ensure_log_topic(&shard).await;
         }
         announce_ready(&shard, &boot).await;
     }
     let retention_task = compio::runtime::spawn(retention_loop(shard.clone()));
     let durability_task = compio::runtime::spawn(durability_watch(shard.clone()));
     let groups_task = compio::runtime::spawn(crate::groups::coordinator::timer_loop(shard.clone()));
+    let txn_task = compio::runtime::spawn(crate::txn::coordinator::timer_loop(shard.clone()));
     let cleaner_task = compio::runtime::spawn(crate::log_cleaner::run(shard.clone()));
     let accepts = listeners
         .iter()
@@ -127,6 +134,7 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
     drop(retention_task);
     drop(durability_task);
     drop(groups_task);
+    drop(txn_task);
     drop(cleaner_task);
     drop(inbox_task);
     if !close_logs(&shard).await {
@@ -324,6 +332,7 @@ async fn close_logs(shard: &Shard) -> bool {
     let failures = stream::iter(partitions)
         .map(|partition| async move {
             partition.notify_appended();
+            partition.snapshot_producers().await;
             match partition.storage().close().await {
                 Ok(()) => 0usize,
                 Err(e) => {
@@ -393,6 +402,7 @@ async fn serve(shard: Rc<Shard>, msg: ShardMsg) {
     match msg {
         ShardMsg::Partition(msg) => shard.partitions.serve(msg).await,
         ShardMsg::Group(msg) => crate::groups::serve(&shard, msg).await,
+        ShardMsg::Txn(msg) => crate::txn::serve(&shard, msg).await,
         ShardMsg::Ping { reply } => reply.send(()),
         ShardMsg::Metrics { reply } => reply.send(shard.metrics_snapshot()),
         ShardMsg::Run(task) => task(shard).await,

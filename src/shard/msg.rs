@@ -27,6 +27,8 @@ pub enum ShardMsg {
     Partition(PartitionMsg),
     /// To a group's coordinator shard (see `groups::route`).
     Group(GroupMsg),
+    /// To a transactional id's coordinator shard (see `txn::route`).
+    Txn(crate::txn::TxnMsg),
     /// Answered once the shard serves its inbox (startup barrier).
     Ping { reply: Reply<()> },
     /// From the shard serving /metrics: this shard's metrics now.
@@ -57,5 +59,11 @@ impl From<PartitionMsg> for ShardMsg {
 impl From<GroupMsg> for ShardMsg {
     fn from(msg: GroupMsg) -> Self {
         Self::Group(msg)
+    }
+}
+
+impl From<crate::txn::TxnMsg> for ShardMsg {
+    fn from(msg: crate::txn::TxnMsg) -> Self {
+        Self::Txn(msg)
     }
 }

@@ -73,6 +73,8 @@ pub struct Shard {
     pub fetch_sessions: RefCell<FetchSessions>,
     /// The consumer groups this shard coordinates (see `groups`).
     pub groups: crate::groups::Coordinator,
+    /// The transactional ids this shard coordinates (see `txn`).
+    pub txns: crate::txn::Coordinator,
     /// Producer ids for InitProducerId (this shard's block; shard 0 also persists the counter).
     pub producer_ids: crate::producers::IdAllocator,
     /// Held by shard 0 while it changes and persists the registry.

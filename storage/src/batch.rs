@@ -102,14 +102,24 @@ pub fn validate_produced(
     max_message_bytes: u32,
     inflated_max: u64,
 ) -> Result<BatchInfo, StorageError> {
+    validate_appended(batch, max_message_bytes, inflated_max, false)
+}
+
+fn validate_appended(
+    batch: &[u8],
+    max_message_bytes: u32,
+    inflated_max: u64,
+    control_allowed: bool,
+) -> Result<BatchInfo, StorageError> {
     let header = validate_header(batch, max_message_bytes)?;
     check_offset_range(&header)?;
-    if header.is_control() {
+    if header.is_control() && !control_allowed {
         return Err(StorageError::InvalidRecord(
             "clients may not write control batches".into(),
         ));
     }
-    if header.producer_id >= 0 && header.base_sequence < 0 {
+    // Control batches (markers) carry the producer id without a sequence.
+    if header.producer_id >= 0 && header.base_sequence < 0 && !header.is_control() {
         return Err(StorageError::InvalidRecord(format!(
             "producer id {} with base sequence {}",
             header.producer_id, header.base_sequence
@@ -229,9 +239,32 @@ pub fn validate_all(
     max_message_bytes: u32,
     inflated_max: u64,
 ) -> Result<Vec<BatchInfo>, StorageError> {
+    validate_each(buf, max_message_bytes, inflated_max, false)
+}
+
+/// `validate_all` for the broker's own batches: control batches (transaction markers) allowed.
+pub fn validate_all_control(
+    buf: &[u8],
+    max_message_bytes: u32,
+    inflated_max: u64,
+) -> Result<Vec<BatchInfo>, StorageError> {
+    validate_each(buf, max_message_bytes, inflated_max, true)
+}
+
+fn validate_each(
+    buf: &[u8],
+    max_message_bytes: u32,
+    inflated_max: u64,
+    control_allowed: bool,
+) -> Result<Vec<BatchInfo>, StorageError> {
     let mut out = Vec::new();
     for batch in split_batches(buf) {
-        out.push(validate_produced(batch?, max_message_bytes, inflated_max)?);
+        out.push(validate_appended(
+            batch?,
+            max_message_bytes,
+            inflated_max,
+            control_allowed,
+        )?);
     }
     if out.is_empty() {
         return Err(StorageError::InvalidRecord("no record batches".into()));

@@ -33,6 +33,8 @@ pub struct BatchBuilder {
     base_offset: i64,
     /// Codec id of the records section (0 = none).
     compression: i16,
+    /// Attribute bits beyond the codec: transactional (0x10), control (0x20).
+    flags: i16,
     records: Vec<Record>,
 }
 
@@ -46,6 +48,7 @@ impl BatchBuilder {
             base_sequence: -1,
             base_offset: 0,
             compression: 0,
+            flags: 0,
             records: Vec::new(),
         }
     }
@@ -61,6 +64,18 @@ impl BatchBuilder {
     /// Base offset written in the header (producers send 0; the log rewrites it).
     pub fn base_offset(mut self, base_offset: i64) -> Self {
         self.base_offset = base_offset;
+        self
+    }
+
+    /// Sets the transactional attribute bit (a transactional producer's batch).
+    pub fn transactional(mut self) -> Self {
+        self.flags |= crate::header::TRANSACTIONAL_BIT;
+        self
+    }
+
+    /// Sets the control attribute bit (a transaction marker; the broker's own batches).
+    pub fn control(mut self) -> Self {
+        self.flags |= crate::header::CONTROL_BIT;
         self
     }
 
@@ -136,7 +151,7 @@ impl BatchBuilder {
         out.put_i32(-1); // partition leader epoch: set by the broker
         out.put_i8(MAGIC_V2);
         out.put_u32(0); // crc, filled below
-        out.put_i16(self.compression); // attributes: codec, CreateTime
+        out.put_i16(self.compression | self.flags); // attributes: codec, flags, CreateTime
         out.put_i32((count - 1).max(0));
         out.put_i64(self.base_timestamp_ms);
         out.put_i64(max_ts);

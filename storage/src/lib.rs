@@ -40,5 +40,5 @@ pub use log::{AppendInfo, AppendOptions, Log};
 pub use open::OpenOptions;
 pub use read::{FileRange, ReadSlice};
 pub use recovery::{IndexRebuild, RecoveryReport, RemovedSegment, Truncation};
-pub use segment::file_stem;
+pub use segment::{file_stem, txn_index_path};
 pub mod sync;

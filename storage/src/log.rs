@@ -170,6 +170,51 @@ impl Log {
             .await
     }
 
+    /// `append` for the broker's own batches that may be control batches (transaction
+    /// markers, Kafka's `AppendOrigin.COORDINATOR`): the same validation except that control
+    /// batches are allowed.
+    pub async fn append_control(
+        &self,
+        batches: BytesMut,
+        opts: AppendOptions,
+    ) -> Result<AppendInfo, StorageError> {
+        let cfg = self.config();
+        let infos = batch::validate_all_control(
+            &batches,
+            cfg.max_message_bytes,
+            cfg.inflated_batch_bytes_max,
+        )?;
+        self.append_validated(batches, infos, opts, Stamp::Leader)
+            .await
+    }
+
+    /// Base offset of the segment holding `offset` (the last segment based at or below it);
+    /// `None` below the first segment. Per-segment files kept above storage (the aborted
+    /// transaction index) are named by it.
+    pub fn segment_base_of(&self, offset: Offset) -> Option<Offset> {
+        let state = self.state.borrow();
+        state
+            .segments
+            .range(..=offset.0)
+            .next_back()
+            .map(|(base, _)| Offset(*base))
+    }
+
+    /// Base offset of the active segment (`None` once closed).
+    pub fn active_segment_base(&self) -> Option<Offset> {
+        self.state.borrow().active().ok().map(|s| Offset(s.base))
+    }
+
+    /// Base offsets of every segment, oldest first.
+    pub fn segment_bases(&self) -> Vec<Offset> {
+        self.state
+            .borrow()
+            .segments
+            .keys()
+            .map(|b| Offset(*b))
+            .collect()
+    }
+
     async fn append_validated(
         &self,
         mut batches: BytesMut,

@@ -180,7 +180,7 @@ async fn list_segments(dir: &Path) -> Result<Vec<i64>, StorageError> {
     }
     bases.sort_unstable();
     for name in others {
-        let orphan_index = [".index", ".timeindex"].iter().any(|suffix| {
+        let orphan_index = [".index", ".timeindex", ".txnindex"].iter().any(|suffix| {
             name.strip_suffix(suffix)
                 .and_then(parse_stem)
                 .is_some_and(|b| bases.binary_search(&b).is_err())

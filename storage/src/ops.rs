@@ -381,13 +381,14 @@ fn st_checkpoint(st: &crate::state::State) -> checkpoint::Checkpoint {
     }
 }
 
-/// Unlinks a segment's three files (missing index files are fine).
+/// Unlinks a segment's files (missing index files are fine).
 pub(crate) async fn remove_segment_files(seg: &Segment) -> Result<(), StorageError> {
     seg.index_fds.borrow_mut().take();
     for path in [
         segment::log_path(&seg.dir, seg.base),
         segment::index_path(&seg.dir, seg.base),
         segment::time_index_path(&seg.dir, seg.base),
+        segment::txn_index_path(&seg.dir, seg.base),
     ] {
         match compio::fs::remove_file(&path).await {
             Ok(()) => {}

@@ -37,6 +37,11 @@ pub(crate) fn index_path(dir: &Path, base: i64) -> PathBuf {
 pub(crate) fn time_index_path(dir: &Path, base: i64) -> PathBuf {
     dir.join(format!("{}.timeindex", file_stem(base)))
 }
+/// Kafka's aborted-transaction index of a segment (written by the partition layer; storage
+/// only deletes it with its segment).
+pub fn txn_index_path(dir: &Path, base: i64) -> PathBuf {
+    dir.join(format!("{}.txnindex", file_stem(base)))
+}
 
 /// A segment of the log.
 pub(crate) struct Segment {

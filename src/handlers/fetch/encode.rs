@@ -6,8 +6,8 @@
 //! Invariants: the parts, with every file range replaced by its contents, are byte-for-byte what
 //! kafka-protocol's `FetchResponse::encode` writes for the same response (tests below, every
 //! version); the optional tagged fields (diverging epoch, current leader, snapshot id, node
-//! endpoints) are never written (Sluice has no replicas), aborted transactions are an empty
-//! array and preferred read replica is -1.
+//! endpoints) are never written (Sluice has no replicas), aborted transactions are an array
+//! (empty, never null, when there are none) and preferred read replica is -1.
 
 use bytes::{BufMut, BytesMut};
 
@@ -52,6 +52,9 @@ pub struct PartitionOut {
     pub log_start_offset: i64,
     /// Whole batches in offset order; empty for an error or no data.
     pub records: Vec<storage::FileRange>,
+    /// read_committed: (producer id, first offset) of the aborted transactions overlapping
+    /// the records (empty for read_uncommitted).
+    pub aborted_transactions: Vec<(i64, i64)>,
 }
 
 /// One topic of the response (named by `name` up to v12, by `topic_id` from v13).
@@ -195,8 +198,13 @@ fn encode_partition(
     if version >= LOG_START_VERSION {
         buf.put_i64(partition.log_start_offset);
     }
-    // Aborted transactions: always an empty array (no transactions).
-    put_array_len(buf, 0, flexible)?;
+    // Aborted transactions (an empty array, not null, when there are none).
+    put_array_len(buf, partition.aborted_transactions.len(), flexible)?;
+    for (producer_id, first_offset) in &partition.aborted_transactions {
+        buf.put_i64(*producer_id);
+        buf.put_i64(*first_offset);
+        put_no_tags(buf, flexible);
+    }
     if version >= READ_REPLICA_VERSION {
         buf.put_i32(-1);
     }
@@ -286,6 +294,11 @@ mod tests {
             high_watermark: 1_000 + i64::from(index),
             last_stable_offset: 1_000 + i64::from(index),
             log_start_offset: 3,
+            aborted_transactions: if index == 0 {
+                vec![(5, 10), (6, 400)]
+            } else {
+                vec![]
+            },
             records,
         };
         ResponseOut {
@@ -306,6 +319,7 @@ mod tests {
                             last_stable_offset: -1,
                             log_start_offset: -1,
                             records: vec![],
+                            aborted_transactions: vec![],
                         },
                     ],
                 },
@@ -338,6 +352,16 @@ mod tests {
                             .with_high_watermark(p.high_watermark)
                             .with_last_stable_offset(p.last_stable_offset)
                             .with_log_start_offset(p.log_start_offset)
+                            .with_aborted_transactions(Some(
+                                p.aborted_transactions
+                                    .iter()
+                                    .map(|&(producer_id, first_offset)| {
+                                        kafka_protocol::messages::fetch_response::AbortedTransaction::default()
+                                            .with_producer_id(producer_id.into())
+                                            .with_first_offset(first_offset)
+                                    })
+                                    .collect(),
+                            ))
                             .with_records(Some(Bytes::from(records)))
                     })
                     .collect();

@@ -1,0 +1,307 @@
+//! A coordinator over an internal topic: what the group coordinator (`__consumer_offsets`) and
+//! the transaction coordinator (`__transaction_state`) share.
+//!
+//! - Placement: a key (group id, transactional id) belongs to partition
+//!   `abs(javaHashCode(key)) % P` of its topic (Kafka's formula), and so to the shard owning
+//!   that partition.
+//! - Writes: keyed records in the coordinator's schemas, packed into uncompressed v2 batches
+//!   and appended through the partition service's write path (`append_coordinator`, origin
+//!   `Coordinator`), under the partition's write lock (`Loaded`), answered once written.
+//! - Reads: when a shard owns a partition it replays it from log start to the high watermark,
+//!   batch by batch (`replay`), and only then serves that partition's keys (`Loaded`).
+//! - The topic is created by shard 0 at start with the coordinator's configs (`ensure_topic`).
+//!
+//! Invariants: I/O errors on the write path stop the process (as for produce); a batch that
+//! does not decode during replay is skipped with a warning, never a panic; state is
+//! shard-local (`RefCell`, never borrowed across an `.await`).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use bytes::{Bytes, BytesMut};
+use storage::builder::{decode_batch, BatchBuilder, Record};
+
+use crate::partition::{PartitionError, PartitionProxy, TopicPartition};
+use crate::shard::Shard;
+
+/// Records are packed into batches of about this size.
+const BATCH_BYTES_TARGET: usize = 512 * 1024;
+/// Bytes read per step of a replay.
+const REPLAY_READ_BYTES: u32 = 1024 * 1024;
+/// Attribute bit of a transactional batch (Kafka's `RecordBatch.TRANSACTIONAL_FLAG_MASK`).
+const ATTR_TRANSACTIONAL: i16 = 0x10;
+
+/// One record: key and value (None = tombstone).
+pub type KeyValue = (Vec<u8>, Option<Vec<u8>>);
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("coordinator partition {0} is not loaded on this shard")]
+    NotLoaded(u32),
+    #[error("coordinator log: {0}")]
+    Storage(#[from] storage::StorageError),
+    #[error("coordinator partition: {0}")]
+    Partition(PartitionError),
+}
+
+/// Kafka's partition for a coordinator key: `abs(javaStringHashCode(key)) % partitions`, with
+/// Kafka's `Utils.abs` (mask the sign bit).
+pub fn partition_for(key: &str, partitions: u32) -> u32 {
+    let hash = key.encode_utf16().fold(0i32, |h, unit| {
+        h.wrapping_mul(31).wrapping_add(i32::from(unit))
+    });
+    let positive = hash & 0x7fff_ffff;
+    positive.unsigned_abs() % partitions.max(1)
+}
+
+/// A loaded partition of a coordinator topic: its write lock (records are decided and
+/// appended under it, so the log holds them in the order memory changed).
+pub struct PartitionLog {
+    pub lock: futures_util::lock::Mutex<()>,
+}
+
+/// The partitions of one coordinator topic this shard has replayed (and so may serve).
+#[derive(Default)]
+pub struct Loaded {
+    logs: RefCell<HashMap<u32, Rc<PartitionLog>>>,
+}
+
+impl Loaded {
+    pub fn get(&self, index: u32) -> Option<Rc<PartitionLog>> {
+        self.logs.borrow().get(&index).cloned()
+    }
+
+    pub fn mark_loaded(&self, index: u32) {
+        let log = PartitionLog {
+            lock: futures_util::lock::Mutex::new(()),
+        };
+        self.logs.borrow_mut().insert(index, Rc::new(log));
+    }
+
+    pub fn indexes(&self) -> Vec<u32> {
+        let mut all: Vec<u32> = self.logs.borrow().keys().copied().collect();
+        all.sort_unstable();
+        all
+    }
+}
+
+/// The partitions of `topic` this shard owns and has not loaded yet.
+pub fn owned_unloaded(shard: &Shard, topic: &str, loaded: &Loaded) -> Vec<u32> {
+    let partitions = shard.topics.borrow().get(topic).map_or(0, |m| m.partitions);
+    (0..partitions)
+        .filter(|&index| {
+            shard.placement.shard_for(topic, index) == shard.id && loaded.get(index).is_none()
+        })
+        .collect()
+}
+
+/// A transactional producer writing records (TxnOffsetCommit): the batches carry its id and
+/// epoch and the transactional flag, so the partition's markers complete them on replay.
+#[derive(Debug, Clone, Copy)]
+pub struct TxnProducer {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+}
+
+/// Packs `records` into uncompressed v2 batches of about `BATCH_BYTES_TARGET`.
+pub fn build_batches(records: &[KeyValue], now_ms: i64, producer: Option<TxnProducer>) -> Bytes {
+    let start = || {
+        let builder = BatchBuilder::new(now_ms);
+        match producer {
+            // Base sequence 0, as Kafka's GroupMetadataManager writes them (sequences of
+            // coordinator writes are not checked).
+            Some(p) => builder.producer(p.producer_id, p.producer_epoch, 0),
+            None => builder,
+        }
+    };
+    let mut buf = BytesMut::new();
+    let mut builder = start();
+    let mut builder_bytes = 0usize;
+    let finish = |builder: &BatchBuilder, buf: &mut BytesMut| {
+        let mut batch = builder.build();
+        if producer.is_some() {
+            mark_transactional(&mut batch);
+        }
+        buf.extend_from_slice(&batch);
+    };
+    for (key, value) in records {
+        builder = builder.record(Some(key), value.as_deref(), &[]);
+        builder_bytes += key.len() + value.as_ref().map_or(0, Vec::len) + 16;
+        if builder_bytes >= BATCH_BYTES_TARGET {
+            finish(&builder, &mut buf);
+            builder = start();
+            builder_bytes = 0;
+        }
+    }
+    if !builder.is_empty() {
+        finish(&builder, &mut buf);
+    }
+    buf.freeze()
+}
+
+/// Sets the transactional attribute of a built batch and recomputes its CRC (which covers the
+/// attributes onward).
+fn mark_transactional(batch: &mut BytesMut) {
+    // Attributes at byte 21..23, CRC at 17..21 (Kafka's v2 batch header).
+    let Some(attrs) = batch.get(21..23) else {
+        return;
+    };
+    let value = i16::from_be_bytes([attrs[0], attrs[1]]) | ATTR_TRANSACTIONAL;
+    if let Some(field) = batch.get_mut(21..23) {
+        field.copy_from_slice(&value.to_be_bytes());
+    }
+    let crc = storage::batch::compute_crc(batch);
+    if let Some(field) = batch.get_mut(17..21) {
+        field.copy_from_slice(&crc.to_be_bytes());
+    }
+}
+
+/// Appends `records` to partition `index` of `topic`; the caller holds that partition's lock.
+pub async fn append_locked(
+    shard: &Shard,
+    topic: &str,
+    index: u32,
+    records: &[KeyValue],
+    producer: Option<TxnProducer>,
+) -> Result<(), LogError> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let tp = TopicPartition::new(topic, index);
+    if !shard.partitions.contains(&tp) {
+        return Err(LogError::NotLoaded(index));
+    }
+    let batches = build_batches(records, crate::clock::system_now_ms(), producer);
+    // Through the partition's one write path (I/O errors there stop the process).
+    shard
+        .partitions
+        .append_coordinator(&tp, batches)
+        .await
+        .map_err(|e| match e {
+            PartitionError::UnknownTopicOrPartition => LogError::NotLoaded(index),
+            other => LogError::Partition(other),
+        })
+}
+
+/// Appends under the partition's lock (`loaded` says whether it is loaded here).
+pub async fn append(
+    shard: &Shard,
+    topic: &str,
+    loaded: &Loaded,
+    index: u32,
+    records: &[KeyValue],
+) -> Result<(), LogError> {
+    let log = loaded.get(index).ok_or(LogError::NotLoaded(index))?;
+    let _guard = log.lock.lock().await;
+    append_locked(shard, topic, index, records, None).await
+}
+
+/// Replays partition `index` of `topic` from its log start to its high watermark (what is
+/// committed), handing each decoded batch to `visit` in log order.
+pub async fn replay(
+    shard: &Shard,
+    topic: &str,
+    index: u32,
+    mut visit: impl FnMut(&storage::BatchHeader, Vec<Record>),
+) -> Result<(), LogError> {
+    let partition = shard
+        .partitions
+        .get(&TopicPartition::new(topic, index))
+        .ok_or(LogError::NotLoaded(index))?;
+    let end = partition.high_watermark();
+    let mut offset = partition.log_start_offset();
+    while offset < end {
+        let read = partition
+            .read(offset, REPLAY_READ_BYTES, true, -1, false)
+            .await
+            .map_err(LogError::Partition)?;
+        let Some(slice) = read.slice else {
+            break;
+        };
+        let bytes = slice.read_bytes().await?;
+        let mut next = offset;
+        for raw in storage::split_batches(&bytes) {
+            let raw = raw?;
+            let header = storage::BatchHeader::parse(raw)?;
+            next = header.base_offset + i64::from(header.last_offset_delta) + 1;
+            match decode_batch(raw) {
+                Ok(batch) => visit(&header, batch.records),
+                // Not written by a coordinator (e.g. a compressed produce): skipped.
+                Err(e) => tracing::warn!(topic, partition = index, error = %e, "skipping batch"),
+            }
+        }
+        if next <= offset {
+            break;
+        }
+        offset = next;
+    }
+    Ok(())
+}
+
+/// An internal topic a coordinator needs.
+pub struct InternalTopic {
+    pub name: &'static str,
+    pub partitions: u32,
+    pub replication_factor: i16,
+    pub configs: crate::topics::config::TopicOverrides,
+}
+
+/// Creates `topic` if it does not exist (run by shard 0 once every shard serves its inbox);
+/// the caller decides whether a failure is fatal.
+pub async fn ensure_topic(shard: &Rc<Shard>, topic: InternalTopic) -> Result<(), String> {
+    if shard.topics.borrow().get(topic.name).is_some() {
+        return Ok(());
+    }
+    let new = crate::router::NewTopic {
+        name: topic.name.to_owned(),
+        partitions: i32::try_from(topic.partitions).unwrap_or(i32::MAX),
+        replication_factor: topic.replication_factor,
+        configs: topic.configs,
+        assignments: None,
+    };
+    let created = crate::router::Router::new(shard.clone())
+        .create_topics(vec![new], false)
+        .await;
+    match created.into_iter().next() {
+        Some(Ok(_)) | Some(Err(crate::topics::TopicError::AlreadyExists(_))) => Ok(()),
+        Some(Err(e)) => Err(format!("cannot create {}: {e}", topic.name)),
+        None => Err(format!("cannot create {}: no answer", topic.name)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_matches_kafkas_formula() {
+        // Java: "group".hashCode() == 98629247; abs % 50 == 47.
+        assert_eq!(partition_for("group", 50), 98_629_247 % 50);
+        // A negative Java hash: "polygenelubricants".hashCode() == Integer.MIN_VALUE.
+        assert_eq!(partition_for("polygenelubricants", 50), 0);
+        assert_eq!(partition_for("", 50), 0);
+        assert!(partition_for("any", 1) == 0);
+    }
+
+    #[test]
+    fn transactional_batches_carry_the_producer_and_flag() {
+        let records = vec![(b"k".to_vec(), Some(b"v".to_vec()))];
+        let producer = TxnProducer {
+            producer_id: 7,
+            producer_epoch: 3,
+        };
+        let bytes = build_batches(&records, 1, Some(producer));
+        let header = storage::BatchHeader::parse(&bytes).expect("header");
+        assert!(header.is_transactional());
+        assert!(!header.is_control());
+        assert_eq!((header.producer_id, header.producer_epoch), (7, 3));
+        storage::batch::validate_batch(&bytes, 1 << 20).expect("crc valid");
+        let decoded = decode_batch(&bytes).expect("records decode");
+        assert_eq!(decoded.records.len(), 1);
+        let plain = build_batches(&records, 1, None);
+        assert!(!storage::BatchHeader::parse(&plain)
+            .expect("h")
+            .is_transactional());
+    }
+}

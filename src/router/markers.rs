@@ -1,0 +1,43 @@
+//! Transaction markers to their partitions' owners: the seam the transaction coordinator
+//! (WriteTxnMarkers, and its own marker writes after EndTxn or a timeout) calls from any
+//! shard. Routes only: the marker is written by the owner's partition service. Also
+//! DescribeProducers' reads of the partitions' producer state.
+//!
+//! Invariant: exactly one answer per item, in the items' order (`Unavailable` for a shard that
+//! did not answer).
+
+use std::rc::Rc;
+
+use super::Router;
+use crate::partition::api::{MarkerItem, MarkerResult, PartitionMsg, ProducersResult};
+use crate::partition::TopicPartition;
+use crate::shard::Shard;
+
+impl Router {
+    /// Writes each marker on its partition's owning shard; answers in the items' order.
+    pub async fn write_markers(&self, items: Vec<MarkerItem>) -> Vec<MarkerResult> {
+        self.scatter(
+            items,
+            |item| self.owner(&item.tp),
+            |items| self.shard.partitions.write_markers(items),
+            |items, reply| PartitionMsg::WriteMarkers { items, reply }.into(),
+        )
+        .await
+    }
+
+    /// DescribeProducers: each partition's producers, read on its owner.
+    pub async fn describe_producers(&self, items: Vec<TopicPartition>) -> Vec<ProducersResult> {
+        self.scatter(
+            items,
+            |tp| self.owner(tp),
+            |items| async move { self.shard.partitions.describe_producers(&items) },
+            |items, reply| PartitionMsg::DescribeProducers { items, reply }.into(),
+        )
+        .await
+    }
+}
+
+/// [`Router::write_markers`] for callers holding the shard (the transaction coordinator).
+pub async fn write_markers(shard: &Rc<Shard>, items: Vec<MarkerItem>) -> Vec<MarkerResult> {
+    Router::new(shard.clone()).write_markers(items).await
+}

@@ -1,0 +1,138 @@
+//! Transactions: the transaction coordinator (KIP-98, with KIP-890's transaction version 2).
+//!
+//! Each transactional id is owned by one shard: the owner of partition
+//! `java_hash(transactional_id) % P` of `__transaction_state` (P = its partition count, Kafka's
+//! formula), found and loaded through the shared coordinator log (`coordinator_log`), like the
+//! group coordinator's groups. `state` is the pure state machine, `codec` Kafka's record
+//! schemas, `store` persistence and load, `coordinator` runs the machine on the shard, and
+//! `markers` completes transactions by writing their markers through the partition service.
+//!
+//! Invariants: an op for an id runs only on its owner shard; the owner answers
+//! COORDINATOR_LOAD_IN_PROGRESS until it has replayed the id's partition; every transition is
+//! in the log before it is answered; every message between shards carries owned data only.
+
+pub mod api;
+pub mod codec;
+pub mod coordinator;
+pub mod markers;
+pub mod state;
+pub mod store;
+pub mod table;
+
+#[cfg(test)]
+mod state_tests;
+
+use std::rc::Rc;
+
+use shards::ShardId;
+
+pub use self::api::*;
+pub use self::table::Coordinator;
+pub use crate::internal_topics::TRANSACTION_STATE_TOPIC;
+use crate::shard::Shard;
+
+/// The partition count of `__transaction_state` (the existing topic's, else the config's).
+pub fn log_partitions(shard: &Shard) -> u32 {
+    shard
+        .topics
+        .borrow()
+        .get(TRANSACTION_STATE_TOPIC)
+        .map_or(shard.config.transaction_state_log_num_partitions, |m| {
+            m.partitions
+        })
+}
+
+/// The shard coordinating `transactional_id`, and its `__transaction_state` partition.
+pub fn owner_of(shard: &Shard, transactional_id: &str) -> (ShardId, u32) {
+    let partition = crate::coordinator_log::partition_for(transactional_id, log_partitions(shard));
+    (
+        shard
+            .placement
+            .shard_for(TRANSACTION_STATE_TOPIC, partition),
+        partition,
+    )
+}
+
+/// Serves a [`TxnMsg`] from another shard.
+pub async fn serve(shard: &Rc<Shard>, msg: TxnMsg) {
+    msg.reply.send(coordinator::execute(shard, msg.op).await);
+}
+
+/// Runs `op` on the id's owner shard (directly when that is this shard).
+pub async fn route(shard: &Rc<Shard>, op: TxnOp) -> TxnAnswer {
+    let Some(id) = op.transactional_id() else {
+        return coordinator::execute(shard, op).await;
+    };
+    let (owner, _) = owner_of(shard, id);
+    call_shard(shard, owner, op).await
+}
+
+async fn call_shard(shard: &Rc<Shard>, owner: ShardId, op: TxnOp) -> TxnAnswer {
+    if owner == shard.id {
+        return coordinator::execute(shard, op).await;
+    }
+    let call = shard.mesh.call(owner, |reply| TxnMsg { op, reply }.into());
+    call.await
+        .unwrap_or(TxnAnswer::Error(TxnCode::CoordinatorNotAvailable))
+}
+
+/// ListTransactions: every shard's ids matching `filter`.
+pub async fn list_all(shard: &Rc<Shard>, filter: ListFilter) -> Result<Vec<ListedTxn>, TxnCode> {
+    let calls = shard
+        .mesh
+        .shards()
+        .map(|id| call_shard(shard, id, TxnOp::List(filter.clone())));
+    let mut all = Vec::new();
+    for answer in futures_util::future::join_all(calls).await {
+        match answer {
+            TxnAnswer::Listed(txns) => all.extend(txns),
+            TxnAnswer::Error(code) => return Err(code),
+            _ => return Err(TxnCode::UnknownServerError),
+        }
+    }
+    all.sort_by(|a, b| a.transactional_id.cmp(&b.transactional_id));
+    Ok(all)
+}
+
+/// Startup on every shard: replays the `__transaction_state` partitions this shard owns.
+pub async fn start(shard: &Shard) {
+    store::load_owned(shard).await;
+}
+
+/// Called after a shard adopted topic changes: loads newly opened transaction log partitions.
+pub async fn adopted(shard: &Shard, changed: &[crate::topics::TopicMeta]) {
+    if changed.iter().any(|m| m.name == TRANSACTION_STATE_TOPIC) {
+        store::load_owned(shard).await;
+    }
+}
+
+/// Shard 0, once every shard serves its inbox: creates `__transaction_state` if absent, with
+/// Kafka's configs for it (`TransactionStateManager.transactionTopicConfigs`:
+/// cleanup.policy=compact, compression.type=uncompressed, segment.bytes=
+/// `transaction.state.log.segment.bytes`, unclean.leader.election.enable=false). Its
+/// replication factor is `transaction.state.log.replication.factor` capped at the registered
+/// brokers. A failure is logged, not fatal: transactions then answer COORDINATOR_NOT_AVAILABLE.
+pub async fn ensure_log_topic(shard: &Rc<Shard>) {
+    let mut configs = crate::topics::config::TopicOverrides::new();
+    configs.insert("cleanup.policy".into(), "compact".into());
+    configs.insert("compression.type".into(), "uncompressed".into());
+    configs.insert(
+        "segment.bytes".into(),
+        shard.config.transaction_state_log_segment_bytes.to_string(),
+    );
+    configs.insert("unclean.leader.election.enable".into(), "false".into());
+    let brokers = shard.topics.borrow().brokers().count().max(1);
+    let replication_factor = shard
+        .config
+        .transaction_state_log_replication_factor
+        .min(i16::try_from(brokers).unwrap_or(i16::MAX));
+    let topic = crate::coordinator_log::InternalTopic {
+        name: TRANSACTION_STATE_TOPIC,
+        partitions: shard.config.transaction_state_log_num_partitions,
+        replication_factor,
+        configs,
+    };
+    if let Err(e) = crate::coordinator_log::ensure_topic(shard, topic).await {
+        tracing::error!(error = %e, "transactions unavailable");
+    }
+}
