@@ -23,6 +23,7 @@ pub mod local;
 pub mod proxy;
 pub mod service;
 pub mod timestamps;
+pub mod topic_id_file;
 
 pub use self::error::{storage_error, PartitionError};
 pub use self::proxy::{AppendOrigin, AppendRequest, Appended, PartitionProxy};
