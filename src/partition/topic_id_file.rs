@@ -4,8 +4,9 @@
 //! Kafka treats such a log as stray; Sluice moves it aside as `<topic>-<p>.<id>-stray` (kept for
 //! the operator, never opened again) and the new topic starts empty.
 //!
-//! Invariants: after `claim` the directory exists and names `topic_id`; a directory without the
-//! file (written before Sluice kept it) is adopted, as Kafka adopted logs from before topic ids;
+//! Invariants: after `claim` the directory exists and names `topic_id`; only a directory whose
+//! file names another topic id is moved aside; one without the file (written before Sluice kept
+//! it) or with a damaged one is adopted, as Kafka adopted logs from before topic ids;
 //! the file is replaced atomically (`atomic_file`), and everything here runs on a blocking thread.
 
 use std::io;
@@ -47,26 +48,33 @@ pub enum Claimed {
     MovedAside(PathBuf),
 }
 
-/// Makes `dir` the directory of topic `topic_id`: a directory marked with another topic's id
-/// (or an unreadable mark) is renamed to `stray_name` next to it first.
+/// Makes `dir` the directory of topic `topic_id`: a directory marked with another topic's id is
+/// renamed to `stray_name` next to it first.
 pub fn claim(dir: &Path, topic_id: u128, stray_name: &str) -> io::Result<Claimed> {
     let file = dir.join(FILE);
     let mut outcome = Claimed::Ours;
-    match std::fs::read_to_string(&file) {
-        Ok(text) if parse(&text) == Some(topic_id) => return Ok(Claimed::Ours),
-        Ok(_) => {
-            let aside = dir.with_file_name(stray_name);
-            std::fs::rename(dir, &aside)?;
-            outcome = Claimed::MovedAside(aside);
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        // Not UTF-8: not Kafka's file, so not this topic's.
-        Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-            let aside = dir.with_file_name(stray_name);
-            std::fs::rename(dir, &aside)?;
-            outcome = Claimed::MovedAside(aside);
+    let named = match std::fs::read_to_string(&file) {
+        Ok(text) => parse(&text),
+        // No file, or one that names no topic (damaged): adopted and marked, never moved away
+        // on a guess, so a damaged mark cannot hide a live topic's records.
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::InvalidData
+            ) =>
+        {
+            None
         }
         Err(e) => return Err(e),
+    };
+    match named {
+        Some(id) if id == topic_id => return Ok(Claimed::Ours),
+        Some(_) => {
+            let aside = dir.with_file_name(stray_name);
+            std::fs::rename(dir, &aside)?;
+            outcome = Claimed::MovedAside(aside);
+        }
+        None => {}
     }
     std::fs::create_dir_all(dir)?;
     crate::atomic_file::write(&file, render(topic_id).as_bytes())?;
@@ -128,6 +136,10 @@ mod tests {
         std::fs::create_dir_all(&old).unwrap();
         std::fs::write(old.join("00000000000000000000.log"), b"kept").unwrap();
         assert_eq!(claim(&old, 3, "z").unwrap(), Claimed::Ours);
+        assert!(old.join("00000000000000000000.log").exists());
+        // A damaged mark is not another topic's: adopted, not moved away.
+        std::fs::write(old.join(FILE), b"").unwrap();
+        assert_eq!(claim(&old, 4, "w").unwrap(), Claimed::Ours);
         assert!(old.join("00000000000000000000.log").exists());
     }
 
