@@ -16,6 +16,7 @@ pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod coordinator_log;
+pub mod data_dir_lock;
 pub mod groups;
 pub mod handlers;
 pub mod internal_topics;
@@ -59,6 +60,11 @@ pub enum BrokerError {
     Security(String),
     #[error("{0}")]
     Cluster(String),
+    #[error("cannot lock data directory {path} (another broker is using it?): {source}")]
+    DataDirLocked {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Checks every section of the broker config: the core settings (`BrokerConfig::validate`),
@@ -78,6 +84,12 @@ pub fn run(config: BrokerConfig) -> Result<(), BrokerError> {
         path: config.data_dir.clone(),
         source,
     })?;
+    // Before anything in the directory is read: one broker per data directory.
+    let _data_dir_lock =
+        data_dir_lock::acquire(&config.data_dir).map_err(|source| BrokerError::DataDirLocked {
+            path: config.data_dir.clone(),
+            source,
+        })?;
     if cluster::kraft::settings(&config)?.is_some_and(|s| s.roles.controller && !s.roles.broker) {
         return run_controller_only(&config);
     }
@@ -206,6 +218,9 @@ fn bind_listeners(
     let mut reservations = Vec::new();
     let mut listeners = Vec::new();
     for spec in specs {
+        if spec.bind.port() != 0 {
+            probe_port(spec.bind)?;
+        }
         let (reservation, bind) = reserve_port(spec.bind)?;
         reservations.extend(reservation);
         // Without `listeners`, the old `advertise` setting still names the address.
@@ -244,6 +259,24 @@ fn bind_listeners(
         });
     }
     Ok((reservations, listeners))
+}
+
+/// The shards bind with SO_REUSEPORT, which lets any process of the same user bind the same
+/// port too, and the kernel would then split the connections between two brokers without an
+/// error. A bind without SO_REUSEPORT fails while anything listens on the port, so the broker
+/// refuses to start there, as Kafka's bind does (two listeners of one broker on one port are
+/// refused by the config check, `security::listener::parse`).
+fn probe_port(addr: SocketAddr) -> Result<(), BrokerError> {
+    let bind_err = |source| BrokerError::Bind { addr, source };
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )
+    .map_err(bind_err)?;
+    // A connection of a previous run in TIME_WAIT does not hold the port.
+    socket.set_reuse_address(true).map_err(bind_err)?;
+    socket.bind(&addr.into()).map_err(bind_err)
 }
 
 fn reserve_port(addr: SocketAddr) -> Result<(Option<socket2::Socket>, SocketAddr), BrokerError> {

@@ -8,6 +8,7 @@
 use std::rc::Rc;
 
 use crate::partition::timestamps::TimestampLimits;
+use crate::partition::topic_id_file;
 use crate::partition::{Partition, PartitionProxy, TopicPartition};
 use crate::producers;
 use crate::shard::Shard;
@@ -59,7 +60,7 @@ pub async fn open_owned(shard: &Shard, metas: &[TopicMeta]) {
                 continue;
             }
             let settings = (limits, compression_type.clone(), compacted, epoch);
-            to_open.push((tp, config.clone(), settings));
+            to_open.push((tp, meta.id.0, config.clone(), settings));
         }
     }
     for (partition, epoch) in new_epochs {
@@ -68,8 +69,8 @@ pub async fn open_owned(shard: &Shard, metas: &[TopicMeta]) {
     // Several at a time: each open is a chain of small io_uring operations, so start-up and
     // CreateTopics of thousands of partitions are not one long sequence of round trips.
     stream::iter(to_open)
-        .for_each_concurrent(OPENS_IN_FLIGHT_MAX, |(tp, config, settings)| {
-            open_one(shard, tp, config, settings)
+        .for_each_concurrent(OPENS_IN_FLIGHT_MAX, |(tp, topic_id, config, settings)| {
+            open_one(shard, tp, topic_id, config, settings)
         })
         .await;
 }
@@ -80,10 +81,18 @@ const OPENS_IN_FLIGHT_MAX: usize = 64;
 async fn open_one(
     shard: &Shard,
     tp: TopicPartition,
+    topic_id: u128,
     config: storage::LogConfig,
     (limits, compression_type, compacted, leader_epoch): (TimestampLimits, String, bool, i32),
 ) {
     let dir = shard.config.data_dir.join(tp.dir_name());
+    if let Err(e) = claim_dir(&dir, &tp, topic_id).await {
+        storage_offline(
+            shard,
+            &tp.dir_name(),
+            &format!("{}: {e}", topic_id_file::FILE),
+        );
+    }
     let options = storage::OpenOptions {
         previous_shutdown_clean: shard.previous_shutdown_clean,
         // The data directory's clean-shutdown marker is gone while the broker runs.
@@ -102,6 +111,26 @@ async fn open_one(
         }
         Err(e) => storage_offline(shard, &tp.dir_name(), &e.to_string()),
     }
+}
+
+/// Marks the directory with its topic's id (Kafka's `partition.metadata`), first moving aside a
+/// directory another topic of the same name left (a lost registry, an unfinished deletion), so
+/// a new topic never starts with an old topic's records.
+async fn claim_dir(
+    dir: &std::path::Path,
+    tp: &TopicPartition,
+    topic_id: u128,
+) -> std::io::Result<()> {
+    let stray = topic_id_file::stray_dir_name(&tp.topic, tp.partition, topic_id);
+    let owned = dir.to_path_buf();
+    let claimed =
+        compio::runtime::spawn_blocking(move || topic_id_file::claim(&owned, topic_id, &stray))
+            .await
+            .unwrap_or_else(|_| Err(std::io::Error::other("claim thread failed")))?;
+    if let topic_id_file::Claimed::MovedAside(aside) = claimed {
+        tracing::warn!(partition = %tp.dir_name(), moved_to = %aside.display(), "the directory belonged to another topic of the same name (stray log): moved aside, the partition starts empty");
+    }
+    Ok(())
 }
 
 /// Kafka's makeLeader: the partition leads with the image's leader epoch, which its epoch

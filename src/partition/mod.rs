@@ -26,6 +26,7 @@ pub mod proxy;
 pub mod replicated;
 pub mod service;
 pub mod timestamps;
+pub mod topic_id_file;
 pub mod txn;
 pub mod txn_index;
 

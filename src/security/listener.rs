@@ -97,6 +97,26 @@ pub fn parse_protocol_map(text: &str) -> Result<HashMap<String, SecurityProtocol
     Ok(map)
 }
 
+/// Kafka's `checkDuplicateListenerPorts`: each listener needs its own port (port 0 picks one
+/// each), unless one is IPv4 and the other IPv6. The shards bind with SO_REUSEPORT, so two
+/// listeners on one port would otherwise split the connections between them.
+fn refuse_shared_ports(specs: &[ListenerSpec], text: &str) -> Result<(), ConfigError> {
+    let shared = specs.iter().enumerate().any(|(i, a)| {
+        specs.iter().skip(i + 1).any(|b| {
+            a.bind.port() != 0
+                && a.bind.port() == b.bind.port()
+                && a.bind.is_ipv4() == b.bind.is_ipv4()
+        })
+    });
+    if shared {
+        return Err(invalid(
+            "listeners",
+            format!("Each listener must have a different port, listeners: {text}"),
+        ));
+    }
+    Ok(())
+}
+
 /// The listeners the broker binds, from `listeners` (or `listen` alone).
 pub fn parse(
     listen: &str,
@@ -150,6 +170,7 @@ pub fn parse(
             if specs.is_empty() {
                 return Err(invalid("listeners", "no listener".to_owned()));
             }
+            refuse_shared_ports(&specs, text)?;
         }
     }
     if let Some(text) = advertised {
@@ -222,5 +243,39 @@ mod tests {
         assert!(parse("x", Some("PLAINTEXT://127.0.0.1:1"), Some("SSL://h:1"), MAP).is_err());
         assert!(parse_protocol_map("A:TLS").is_err());
         assert!(parse("x", Some(""), None, MAP).is_err());
+    }
+}
+
+#[cfg(test)]
+mod shared_port_tests {
+    use super::*;
+
+    const MAP: &str = "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL";
+
+    #[test]
+    fn two_listeners_on_one_port_are_refused_as_kafka_does() {
+        let err = parse(
+            "x",
+            Some("PLAINTEXT://127.0.0.1:9092,SSL://0.0.0.0:9092"),
+            None,
+            MAP,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("different port"), "{err}");
+        // Port 0 picks a port per listener; an IPv4 and an IPv6 listener may share one.
+        assert!(parse(
+            "x",
+            Some("PLAINTEXT://127.0.0.1:0,SSL://127.0.0.1:0"),
+            None,
+            MAP
+        )
+        .is_ok());
+        assert!(parse(
+            "x",
+            Some("PLAINTEXT://127.0.0.1:9092,SSL://[::1]:9092"),
+            None,
+            MAP
+        )
+        .is_ok());
     }
 }

@@ -91,7 +91,7 @@ fn keystore(
             &config.ssl_keystore_key,
         ) {
             (Some(path), None, None) => {
-                let bytes = std::fs::read(path)
+                let bytes = read_pem_file(path)
                     .map_err(|e| invalid(KEY, format!("{}: {e}", path.display())))?;
                 (pem_certs(KEY, &bytes)?, pem_key(KEY, &bytes)?)
             }
@@ -109,6 +109,31 @@ fn keystore(
         return Err(invalid(KEY, "no certificate in the keystore"));
     }
     Ok((certs, key))
+}
+
+/// Largest keystore or truststore file read: a PEM chain, key or CA bundle is kilobytes (the
+/// system CA bundle about 200 KiB).
+pub const PEM_FILE_BYTES_MAX: u64 = 16 * 1024 * 1024;
+
+/// Reads a keystore or truststore file. The path may come from a client (AlterConfigs of
+/// `listener.name.<l>.ssl.keystore.location`): only a regular file of at most
+/// `PEM_FILE_BYTES_MAX` bytes is read, so `/dev/zero` cannot exhaust memory and a FIFO cannot
+/// block the reader (and the listener-config lock) forever.
+pub fn read_pem_file(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(PEM_FILE_BYTES_MAX + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > PEM_FILE_BYTES_MAX {
+        return Err(std::io::Error::other(format!(
+            "larger than {PEM_FILE_BYTES_MAX} bytes"
+        )));
+    }
+    Ok(bytes)
 }
 
 fn pem_certs(key: &'static str, bytes: &[u8]) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
@@ -133,7 +158,7 @@ fn truststore(config: &BrokerConfig) -> Result<Option<RootCertStore>, ConfigErro
     ) {
         (None, None) => return Ok(None),
         (Some(path), None) => {
-            let bytes = std::fs::read(path)
+            let bytes = read_pem_file(path)
                 .map_err(|e| invalid(KEY, format!("{}: {e}", path.display())))?;
             pem_certs(KEY, &bytes)?
         }
@@ -242,4 +267,30 @@ pub fn server_config_and_leaf(
     // Kafka's clients do not negotiate ALPN; no session tickets keep handshakes stateless.
     server.send_tls13_tickets = 0;
     Ok((Arc::new(server), leaf))
+}
+
+#[cfg(test)]
+mod pem_file_tests {
+    use super::*;
+
+    #[test]
+    fn only_bounded_regular_files_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let pem = dir.path().join("ok.pem");
+        std::fs::write(&pem, b"-----BEGIN CERTIFICATE-----\n").unwrap();
+        assert!(read_pem_file(&pem).is_ok());
+        // A device never ends; a directory and a FIFO are not files (opening a FIFO would
+        // block until a writer came).
+        assert!(read_pem_file(std::path::Path::new("/dev/zero")).is_err());
+        assert!(read_pem_file(dir.path()).is_err());
+        let fifo = dir.path().join("fifo");
+        let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo(3) with a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+        assert!(read_pem_file(&fifo).is_err());
+        let big = dir.path().join("big.pem");
+        let file = std::fs::File::create(&big).unwrap();
+        file.set_len(PEM_FILE_BYTES_MAX + 1).unwrap();
+        assert!(read_pem_file(&big).is_err());
+    }
 }
