@@ -21,6 +21,7 @@ pub mod controller;
 pub mod deletion;
 pub mod image;
 pub mod open;
+pub mod placement;
 pub mod quorum;
 pub mod records;
 pub mod store;

@@ -142,7 +142,7 @@ async fn create_offsets_topic(shard: &Rc<Shard>) {
     let topic = crate::router::NewTopic {
         name: OFFSETS_TOPIC.to_owned(),
         partitions: i32::try_from(shard.config.offsets_topic_num_partitions).unwrap_or(i32::MAX),
-        replication_factor: -1,
+        replication_factor: offsets_replication_factor(shard),
         configs,
         assignments: None,
     };
@@ -154,6 +154,14 @@ async fn create_offsets_topic(shard: &Rc<Shard>) {
         Some(Err(e)) => shards::fatal(format!("cannot create {OFFSETS_TOPIC}: {e}")),
         None => shards::fatal(format!("cannot create {OFFSETS_TOPIC}: no answer")),
     }
+}
+
+/// `offsets.topic.replication.factor`, capped at the brokers registered now, so a cluster
+/// smaller than the factor (a single node) still gets its offsets topic.
+fn offsets_replication_factor(shard: &Shard) -> i16 {
+    let registered = shard.topics.borrow().brokers().count();
+    let registered = i16::try_from(registered).unwrap_or(i16::MAX).max(1);
+    shard.config.offsets_topic_replication_factor.min(registered)
 }
 
 /// Sets cleanup.policy=compact on an existing offsets topic (an IncrementalAlterConfigs SET).
