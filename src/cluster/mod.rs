@@ -26,6 +26,7 @@ pub mod quorum;
 pub mod records;
 pub mod store;
 pub mod topics;
+pub mod view;
 
 pub use image::{MetadataImage, PartitionRegistration};
 pub use records::MetadataRecord;

@@ -104,9 +104,8 @@ fn group_coordinator(shard: &Shard, listener: &str, group: &str) -> Option<(i32,
     let leader = image
         .partition(crate::groups::OFFSETS_TOPIC, partition)?
         .leader;
-    let broker = image.broker(leader).filter(|b| !b.fenced)?;
-    let endpoint = broker.end_points.iter().find(|e| e.name == listener)?;
-    Some((leader, endpoint.host.clone(), endpoint.port))
+    let node = crate::cluster::view::alive_node(&image, leader, listener)?;
+    Some((node.id, node.host, node.port))
 }
 
 #[cfg(test)]
