@@ -113,22 +113,35 @@ pub fn partition_view(
     }
 }
 
-/// Where a client should send requests for a partition (KIP-951's current leader): the
-/// leader's id and epoch, and the leader at its `listener` endpoint when it is alive there.
+/// Where a client should send requests for a partition (KIP-951's current leader, Kafka's
+/// `KafkaApis.getCurrentLeader`): the registered leader's id and epoch ((-1, -1) for an
+/// unknown partition), and that leader at its `listener` endpoint when it is alive there.
 pub fn current_leader(
     image: &MetadataImage,
     topic: &str,
     partition: u32,
     listener: &str,
-) -> Option<(i32, i32, Option<Node>)> {
-    let registration = image.partition(topic, partition)?;
-    let node = alive_node(image, registration.leader, listener);
-    let leader = if node.is_some() {
-        registration.leader
-    } else {
-        NO_LEADER
-    };
-    Some((leader, registration.leader_epoch, node))
+) -> (i32, i32, Option<Node>) {
+    match image.partition(topic, partition) {
+        Some(r) => (r.leader, r.leader_epoch, alive_node(image, r.leader, listener)),
+        None => (NO_LEADER, -1, None),
+    }
+}
+
+/// Kafka's `ReplicaManager` answer for a partition operation on this broker: Ok when `broker`
+/// leads it, `Err(true)` when the partition exists but another broker (or none) leads it
+/// (NOT_LEADER_OR_FOLLOWER), `Err(false)` when it is not in the image (UNKNOWN_TOPIC_OR_PARTITION).
+pub fn check_leader(
+    image: &MetadataImage,
+    topic: &str,
+    partition: u32,
+    broker: i32,
+) -> Result<(), bool> {
+    match image.partition(topic, partition) {
+        Some(r) if r.leader == broker => Ok(()),
+        Some(_) => Err(true),
+        None => Err(false),
+    }
 }
 
 #[cfg(test)]

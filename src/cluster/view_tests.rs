@@ -113,10 +113,21 @@ fn listener_decides_endpoint_and_offline_replicas() {
 #[test]
 fn current_leader_names_the_leader_at_the_listener() {
     let image = cluster();
-    let (id, epoch, node) = current_leader(&image, "t", 1, "PLAINTEXT").unwrap();
+    let (id, epoch, node) = current_leader(&image, "t", 1, "PLAINTEXT");
     assert_eq!((id, epoch), (2, 7));
     assert_eq!(node.unwrap().port, 9002);
-    let (id, _, node) = current_leader(&image, "t", 2, "PLAINTEXT").unwrap();
-    assert_eq!((id, node), (-1, None), "a fenced leader is no leader");
-    assert!(current_leader(&image, "t", 9, "PLAINTEXT").is_none());
+    let (id, _, node) = current_leader(&image, "t", 2, "PLAINTEXT");
+    assert_eq!((id, node), (3, None), "a fenced leader has no endpoint");
+    assert_eq!(current_leader(&image, "t", 9, "PLAINTEXT"), (-1, -1, None));
+}
+
+#[test]
+fn only_the_leader_serves_a_partition() {
+    let image = cluster();
+    assert_eq!(check_leader(&image, "t", 0, 1), Ok(()));
+    assert_eq!(check_leader(&image, "t", 0, 2), Err(true), "a follower");
+    assert_eq!(check_leader(&image, "t", 2, 1), Err(true), "fenced leader elsewhere");
+    assert_eq!(check_leader(&image, "t", 4, 1), Err(true), "no leader at all");
+    assert_eq!(check_leader(&image, "t", 5, 1), Err(false));
+    assert_eq!(check_leader(&image, "nope", 0, 1), Err(false));
 }

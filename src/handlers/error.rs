@@ -40,6 +40,7 @@ pub fn partition_error_code(error: &PartitionError) -> i16 {
         // PRODUCER_FENCED is for the transactional APIs.
         PartitionError::InvalidProducerEpoch(_) => K::InvalidProducerEpoch.code(),
         PartitionError::TopicAuthorizationFailed => K::TopicAuthorizationFailed.code(),
+        PartitionError::NotLeaderOrFollower => K::NotLeaderOrFollower.code(),
     }
 }
 

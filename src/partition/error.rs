@@ -50,6 +50,9 @@ pub enum PartitionError {
     /// The authorizer refused the operation on the topic (handlers::authz).
     #[error("Topic authorization failed.")]
     TopicAuthorizationFailed,
+    /// The metadata image names another broker (or none) as the partition's leader.
+    #[error("This server is not the leader for that topic-partition.")]
+    NotLeaderOrFollower,
 }
 
 impl From<super::LeaderEpochError> for PartitionError {
