@@ -7,6 +7,9 @@
 //! partition and rebuilt from it at start (`store`). `state` is the pure state machine,
 //! `coordinator` runs it on the shard (waiters, timers, persistence).
 //!
+//! Across brokers, a group's coordinator is the broker leading that partition in the metadata
+//! image; a group request reaching another broker answers NOT_COORDINATOR (`route`).
+//!
 //! Invariants: a group op runs only on the group's owner shard; the owner answers
 //! COORDINATOR_LOAD_IN_PROGRESS until it has replayed the group's offsets partition; every
 //! message between shards carries owned data only.
@@ -68,8 +71,26 @@ pub async fn route(shard: &Rc<Shard>, op: GroupOp) -> GroupAnswer {
     let Some(group) = op.group() else {
         return coordinator::execute(shard, op).await;
     };
-    let (owner, _) = owner_of(shard, group);
+    let (owner, partition) = owner_of(shard, group);
+    if !leads_offsets_partition(shard, partition) {
+        // Another broker coordinates the group: the client finds it again (FindCoordinator).
+        return GroupAnswer::Error(GroupCode::NotCoordinator);
+    }
     call_shard(shard, owner, op).await
+}
+
+/// Whether this broker leads `partition` of the offsets topic in the metadata image, i.e. is
+/// the coordinator of its groups (Kafka: the coordinator is the partition's leader). True
+/// while the topic does not exist yet: the owner shard then answers
+/// COORDINATOR_LOAD_IN_PROGRESS, as before it is created.
+pub fn leads_offsets_partition(shard: &Shard, partition: u32) -> bool {
+    let image = shard.topics.borrow();
+    match image.get(OFFSETS_TOPIC) {
+        None => true,
+        Some(_) => image
+            .partition(OFFSETS_TOPIC, partition)
+            .is_some_and(|r| r.leader == shard.config.node_id),
+    }
 }
 
 async fn call_shard(shard: &Rc<Shard>, owner: ShardId, op: GroupOp) -> GroupAnswer {

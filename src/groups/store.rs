@@ -149,7 +149,8 @@ pub fn group_record(entry: &GroupEntry) -> Result<KeyValue, GroupError> {
     Ok((key, Some(codec::encode_group_value(&value)?)))
 }
 
-/// Loads every offsets partition this shard owns and has not loaded yet.
+/// Loads every offsets partition this shard owns and this broker leads, and has not loaded
+/// yet.
 pub async fn load_owned(shard: &Shard) {
     let partitions = {
         let table = shard.topics.borrow();
@@ -158,6 +159,7 @@ pub async fn load_owned(shard: &Shard) {
     for index in 0..partitions {
         if shard.placement.shard_for(OFFSETS_TOPIC, index) != shard.id
             || shard.groups.log(index).is_some()
+            || !super::leads_offsets_partition(shard, index)
         {
             continue;
         }
