@@ -70,15 +70,13 @@ struct Args {
 }
 
 fn record(i: usize) -> MetadataRecord {
-    MetadataRecord::PartitionChange {
-        partition_id: (i % 1000) as i32,
-        topic_id: uuid::Uuid::from_u128(i as u128 / 1000),
+    MetadataRecord::PartitionChange(sluice::cluster::records::PartitionChangeRecord {
+        partition_id: (i % 1000) as u32,
+        topic_id: sluice::cluster::records::TopicId(i as u128 / 1000),
         isr: Some(vec![1, 2, 3]),
         leader: 1,
         replicas: None,
-        removing_replicas: None,
-        adding_replicas: None,
-    }
+    })
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {

@@ -321,6 +321,38 @@ pub struct BrokerConfig {
     /// Certificate reload: whether its subject alternative names may change (Kafka's).
     #[serde(rename = "ssl.allow.san.changes")]
     pub ssl_allow_san_changes: bool,
+    // ---- KRaft (issue 10; `cluster::kraft` validates them) ----
+    /// Kafka's `process.roles`: `broker`, `controller` or `broker,controller`. Unset: the
+    /// single-node broker of old (its own controller, no quorum).
+    #[serde(rename = "process.roles")]
+    pub process_roles: Option<String>,
+    /// Kafka's `controller.quorum.voters`: `id@host:port,...` (static voters).
+    #[serde(rename = "controller.quorum.voters")]
+    pub controller_quorum_voters: Option<String>,
+    /// Kafka's `controller.quorum.bootstrap.servers`: `host:port,...` of controllers a
+    /// broker-only node first asks.
+    #[serde(rename = "controller.quorum.bootstrap.servers")]
+    pub controller_quorum_bootstrap_servers: Option<String>,
+    /// Kafka's `controller.listener.names`: listeners (in `listeners`) that are the controller's,
+    /// never served to clients.
+    #[serde(rename = "controller.listener.names")]
+    pub controller_listener_names: Option<String>,
+    #[serde(rename = "broker.session.timeout.ms")]
+    pub broker_session_timeout_ms: u64,
+    #[serde(rename = "broker.heartbeat.interval.ms")]
+    pub broker_heartbeat_interval_ms: u64,
+    /// Kafka's `metadata.log.dir`; default `<data_dir>/__cluster_metadata-0`.
+    #[serde(rename = "metadata.log.dir")]
+    pub metadata_log_dir: Option<PathBuf>,
+    #[serde(rename = "controller.quorum.election.timeout.ms")]
+    pub controller_quorum_election_timeout_ms: u64,
+    #[serde(rename = "controller.quorum.fetch.timeout.ms")]
+    pub controller_quorum_fetch_timeout_ms: u64,
+    #[serde(rename = "controller.quorum.request.timeout.ms")]
+    pub controller_quorum_request_timeout_ms: u64,
+    /// Sluice's: metadata-log entries between snapshots (Kafka counts bytes).
+    #[serde(rename = "metadata.log.max.entries.between.snapshots")]
+    pub metadata_log_max_entries_between_snapshots: u64,
 }
 
 impl Default for BrokerConfig {
@@ -424,6 +456,17 @@ impl Default for BrokerConfig {
             listener_overrides: std::collections::BTreeMap::new(),
             ssl_allow_dn_changes: false,
             ssl_allow_san_changes: false,
+            process_roles: None,
+            controller_quorum_voters: None,
+            controller_quorum_bootstrap_servers: None,
+            controller_listener_names: None,
+            broker_session_timeout_ms: 9000,
+            broker_heartbeat_interval_ms: 2000,
+            metadata_log_dir: None,
+            controller_quorum_election_timeout_ms: 1000,
+            controller_quorum_fetch_timeout_ms: 2000,
+            controller_quorum_request_timeout_ms: 2000,
+            metadata_log_max_entries_between_snapshots: 10_000,
         }
     }
 }
@@ -750,6 +793,40 @@ pub fn parse_host_port(key: &'static str, value: &str) -> Result<(String, u16), 
 
 /// The prefix of Kafka's per-listener overrides (`listener.name.<listener>.<config>`).
 pub const LISTENER_PREFIX: &str = "listener.name.";
+
+impl BrokerConfig {
+    /// `listeners` without those named in `controller.listener.names` (Kafka: the controller
+    /// listener is in `listeners` but serves only the quorum, never clients).
+    pub fn broker_listeners(&self) -> Option<String> {
+        self.without_controller_listeners(self.listeners.as_deref())
+    }
+
+    /// `advertised.listeners` without the controller listeners (see `broker_listeners`).
+    pub fn broker_advertised_listeners(&self) -> Option<String> {
+        self.without_controller_listeners(self.advertised_listeners.as_deref())
+    }
+
+    fn without_controller_listeners(&self, listeners: Option<&str>) -> Option<String> {
+        let listeners = listeners?;
+        let controller: Vec<&str> = self
+            .controller_listener_names
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .collect();
+        let kept: Vec<&str> = listeners
+            .split(',')
+            .map(str::trim)
+            .filter(|l| {
+                let name = l.split("://").next().unwrap_or("");
+                !controller.iter().any(|c| c.eq_ignore_ascii_case(name))
+            })
+            .collect();
+        Some(kept.join(","))
+    }
+}
 
 /// Takes the `listener.name.*` keys (with scalar values) out of a parsed config file.
 pub fn take_listener_overrides(

@@ -54,6 +54,8 @@ pub enum BrokerError {
     Runtime(#[from] shards::RuntimeError),
     #[error("{0}")]
     Security(String),
+    #[error("{0}")]
+    Cluster(String),
 }
 
 /// Checks every section of the broker config: the core settings (`BrokerConfig::validate`),
@@ -61,6 +63,7 @@ pub enum BrokerError {
 /// no module above it; the modules validate what they own.
 pub fn validate_config(config: &BrokerConfig) -> Result<(), config::ConfigError> {
     config.validate()?;
+    cluster::kraft::settings(config)?;
     security::config::validate(config)
 }
 
@@ -99,6 +102,8 @@ pub fn run(config: BrokerConfig) -> Result<(), BrokerError> {
     )
     .map_err(|e| BrokerError::Security(e.to_string()))?;
     let default_log = config.default_log_config()?;
+    // A KRaft node starts its quorum member (snapshot and log read) before any shard.
+    let cluster = cluster::node::ClusterNode::start(&config).map_err(BrokerError::Cluster)?;
     let runtime = shards::RuntimeConfig {
         shard_count: config.cores,
         pin_threads: config.pin_threads,
@@ -128,6 +133,7 @@ pub fn run(config: BrokerConfig) -> Result<(), BrokerError> {
         listener_configs,
         previous_shutdown_clean,
         close_failed: std::sync::atomic::AtomicBool::new(false),
+        cluster,
     });
     let shards_boot = boot.clone();
     let result = shards::run(runtime, move |ctx, inbox| {

@@ -64,11 +64,11 @@ fn init_logging() {
 }
 
 fn record(i: usize) -> MetadataRecord {
-    MetadataRecord::ProducerIds {
+    MetadataRecord::ProducerIds(sluice::cluster::records::ProducerIdsRecord {
         broker_id: 1,
         broker_epoch: 1,
         next_producer_id: i as i64,
-    }
+    })
 }
 
 /// A member's applier: what it applied, and how many records each snapshot restore brought.

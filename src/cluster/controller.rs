@@ -70,6 +70,44 @@ pub enum AdminError {
     TopicAuthorizationFailed,
     #[error("Cluster authorization failed.")]
     ClusterAuthorizationFailed,
+    /// Kafka's NOT_CONTROLLER: this broker is not the active controller (KRaft node).
+    #[error("This is not the correct controller for this cluster.")]
+    NotController,
+}
+
+/// Why a commit did not happen (nothing changed anywhere).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommitError {
+    #[error("This is not the correct controller for this cluster.")]
+    NotController,
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<CommitError> for AdminError {
+    fn from(error: CommitError) -> Self {
+        match error {
+            CommitError::NotController => Self::NotController,
+            CommitError::Failed(m) => Self::Storage(m),
+        }
+    }
+}
+
+impl From<CommitError> for TopicError {
+    fn from(error: CommitError) -> Self {
+        match error {
+            CommitError::NotController => Self::NotController,
+            CommitError::Failed(m) => Self::Io(m),
+        }
+    }
+}
+
+/// A KRaft node that is not the active controller refuses controller operations up front.
+fn check_controller(shard: &Shard) -> Result<(), CommitError> {
+    match &shard.cluster {
+        Some(node) if !node.is_active_controller() => Err(CommitError::NotController),
+        _ => Ok(()),
+    }
 }
 
 impl From<AlterError> for AdminError {
@@ -140,6 +178,9 @@ pub type ChangeResult = Result<TopicMeta, AdminError>;
 /// Shard 0 only: validates and applies a registry change.
 pub async fn apply_change(shard: &Shard, change: RegistryChange) -> Vec<ChangeResult> {
     assert_registry_shard(shard);
+    if check_controller(shard).is_err() {
+        return vec![Err(AdminError::NotController); change.len()];
+    }
     let _guard = shard.registry_lock.lock().await;
     match change {
         RegistryChange::DeleteTopics(refs) => delete_topics(shard, refs).await,
@@ -190,17 +231,56 @@ async fn commit_planned(
     }
     match commit(shard, records).await {
         Ok(()) => results,
-        Err(e) => fail_all(results, &e),
+        Err(e) => fail_all_with(results, &AdminError::from(e)),
     }
 }
 
 /// Applies `records` to a copy of the controller's image, persists it, and has every shard
 /// (this one included) adopt the records. Err (nothing changed anywhere) when a record does not
 /// apply or the image cannot be persisted.
-pub async fn commit(shard: &Shard, records: Vec<MetadataRecord>) -> Result<(), String> {
+pub async fn commit(shard: &Shard, records: Vec<MetadataRecord>) -> Result<(), CommitError> {
     let mut next: MetadataImage = shard.topics.borrow().clone();
     next.apply_all(&records)
-        .map_err(|e| format!("metadata record refused: {e}"))?;
+        .map_err(|e| CommitError::Failed(format!("metadata record refused: {e}")))?;
+    if let Some(node) = shard.cluster.clone() {
+        return commit_to_quorum(shard, &node, records).await;
+    }
+    commit_locally(shard, next, records)
+        .await
+        .map_err(CommitError::Failed)
+}
+
+/// A KRaft node: the records become one proposal, committed on a majority of the quorum; the
+/// answer waits until this node's shards applied it (`follow`).
+async fn commit_to_quorum(
+    shard: &Shard,
+    node: &super::node::ClusterNode,
+    records: Vec<MetadataRecord>,
+) -> Result<(), CommitError> {
+    use super::quorum::QuorumError;
+    let offset = match node.propose(records).await {
+        Ok(offset) => offset,
+        Err(QuorumError::NotController { .. } | QuorumError::OutcomeUnknown { .. }) => {
+            return Err(CommitError::NotController)
+        }
+        Err(e) => return Err(CommitError::Failed(e.to_string())),
+    };
+    let wait = std::time::Duration::from_millis(shard.config.controller_quorum_request_timeout_ms)
+        .max(std::time::Duration::from_secs(5));
+    match super::follow::wait_synced(shard, offset, wait).await {
+        true => Ok(()),
+        false => Err(CommitError::Failed(format!(
+            "committed at metadata offset {offset} but not applied here in time"
+        ))),
+    }
+}
+
+/// The single node of old: persist the image files, then every shard adopts the records.
+async fn commit_locally(
+    shard: &Shard,
+    next: MetadataImage,
+    records: Vec<MetadataRecord>,
+) -> Result<(), String> {
     let data_dir = &shard.config.data_dir;
     let touches = |wanted: fn(&MetadataRecord) -> bool| records.iter().any(wanted);
     if touches(|r| r.topic_id().is_some() || is_config_of(r, CONFIG_RESOURCE_TOPIC)) {
@@ -305,9 +385,13 @@ pub async fn adopt_records(shard: &Shard, records: Vec<MetadataRecord>) {
 }
 
 fn fail_all(results: Vec<ChangeResult>, message: &str) -> Vec<ChangeResult> {
+    fail_all_with(results, &AdminError::Storage(message.to_owned()))
+}
+
+fn fail_all_with(results: Vec<ChangeResult>, error: &AdminError) -> Vec<ChangeResult> {
     results
         .into_iter()
-        .map(|r| r.and_then(|_| Err(AdminError::Storage(message.to_owned()))))
+        .map(|r| r.and_then(|_| Err(error.clone())))
         .collect()
 }
 
@@ -522,6 +606,7 @@ pub async fn alter_broker_configs(
     validate_only: bool,
 ) -> Result<(), AdminError> {
     assert_registry_shard(shard);
+    check_controller(shard)?;
     let _guard = shard.registry_lock.lock().await;
     let current = shard.dynamic_configs.borrow().clone();
     let next = current.changed(scope, &change)?;
@@ -533,7 +618,7 @@ pub async fn alter_broker_configs(
         Scope::Node => shard.config.node_id.to_string(),
     };
     let records = image::broker_config_records(&resource, current.scope(scope), next.scope(scope));
-    commit(shard, records).await.map_err(AdminError::Storage)
+    commit(shard, records).await.map_err(AdminError::from)
 }
 
 /// Re-applies every topic's config to the logs this shard owns (the dynamic broker configs
@@ -601,6 +686,20 @@ async fn delete_topics(shard: &Shard, refs: Vec<TopicRef>) -> Vec<ChangeResult> 
     if doomed.is_empty() {
         return results;
     }
+    if shard.cluster.is_some() {
+        // A KRaft node: the RemoveTopicRecords are committed; every broker then removes its
+        // data of them as it applies them (`follow`).
+        let records = doomed
+            .iter()
+            .map(|meta| {
+                MetadataRecord::RemoveTopic(super::records::RemoveTopicRecord { topic_id: meta.id })
+            })
+            .collect();
+        return match commit(shard, records).await {
+            Ok(()) => results,
+            Err(e) => fail_all_with(results, &AdminError::from(e)),
+        };
+    }
     // Data first, registry second: see the module invariant.
     let failed = deletion::broadcast_removal(shard, &doomed).await;
     let (kept, doomed): (Vec<TopicMeta>, Vec<TopicMeta>) = doomed
@@ -657,6 +756,12 @@ pub async fn create_topics(
     validate_only: bool,
 ) -> Vec<CreateResult> {
     assert_registry_shard(shard);
+    if check_controller(shard).is_err() {
+        return topics
+            .iter()
+            .map(|_| Err(TopicError::NotController))
+            .collect();
+    }
     let mut results: Vec<CreateResult> = Vec::with_capacity(topics.len());
     let mut records = Vec::new();
     // Names created by this request, keyed by their collision form ('.' and '_' alike).
@@ -686,10 +791,10 @@ pub async fn create_topics(
     if validate_only || records.is_empty() {
         return results;
     }
-    if let Err(message) = commit(shard, records).await {
+    if let Err(e) = commit(shard, records).await {
         return results
             .into_iter()
-            .map(|r| r.and_then(|_| Err(TopicError::Io(message.clone()))))
+            .map(|r| r.and_then(|_| Err(TopicError::from(e.clone()))))
             .collect();
     }
     results
@@ -757,6 +862,19 @@ fn validate_new_topic(shard: &Shard, topic: &NewTopic) -> Result<TopicMeta, Topi
 /// across shards and restarts (a crash leaves a gap).
 pub async fn allocate_producer_ids(shard: &Shard) -> Result<IdBlock, IdError> {
     assert_registry_shard(shard);
+    if let Some(node) = shard.cluster.clone() {
+        // A KRaft node asks the active controller (Kafka's AllocateProducerIds).
+        return match super::heartbeat::allocate_producer_ids(node).await {
+            Ok(block) => Ok(IdBlock {
+                start: block.start,
+                end: block.end,
+            }),
+            Err(reason) => {
+                tracing::warn!(%reason, "no producer id block from the active controller");
+                Err(IdError::Unavailable)
+            }
+        };
+    }
     let _guard = shard.registry_lock.lock().await;
     let broker = shard.config.node_id;
     let epoch = shard
@@ -774,13 +892,72 @@ pub async fn allocate_producer_ids(shard: &Shard) -> Result<IdBlock, IdError> {
     let end = record.next_producer_id;
     commit(shard, vec![MetadataRecord::ProducerIds(record)])
         .await
-        .map_err(|reason| IdError::Io {
+        .map_err(|e| IdError::Io {
             path: store::producer_ids_path(&shard.config.data_dir)
                 .display()
                 .to_string(),
-            reason,
+            reason: e.to_string(),
         })?;
     Ok(IdBlock { start, end })
+}
+
+/// Shard 0 of a controller node, while it is the active controller: adopts the topics of a
+/// single-node data directory into an empty cluster image (once), and creates
+/// `__consumer_offsets` once a broker can host it. Never fatal: retried every second.
+pub async fn active_controller_duties(shard: std::rc::Rc<Shard>, node: std::sync::Arc<super::node::ClusterNode>) {
+    let mut adopted = false;
+    loop {
+        compio::time::sleep(std::time::Duration::from_secs(1)).await;
+        if !node.is_active_controller() {
+            continue;
+        }
+        let (empty, has_offsets, usable) = {
+            let image = shard.topics.borrow();
+            (
+                image.is_empty() && image.next_producer_id() == 0,
+                image.get(crate::internal_topics::OFFSETS_TOPIC).is_some(),
+                !usable_brokers(&image).is_empty(),
+            )
+        };
+        if !adopted && empty {
+            adopted = true;
+            adopt_single_node_dir(&shard).await;
+            continue;
+        }
+        adopted = true;
+        if !has_offsets && usable {
+            let topic = crate::groups::offsets_topic(&shard);
+            let created = create_topics(&shard, vec![topic], false).await;
+            if let Some(Err(e)) = created.first() {
+                tracing::debug!(error = %e, "cannot create the offsets topic yet");
+            }
+        }
+    }
+}
+
+/// An existing single-node data directory (`__cluster/topics.toml`, producer ids, broker
+/// configs) becomes the cluster's first metadata, so a node switched to KRaft keeps its
+/// topics: one proposal of the records that rebuild it.
+async fn adopt_single_node_dir(shard: &Shard) {
+    let old = match store::load(&shard.config.data_dir, shard.config.node_id) {
+        Ok(image) => image,
+        Err(e) => {
+            tracing::warn!(error = %e, "single-node metadata in the data dir not adopted");
+            return;
+        }
+    };
+    let records = old.snapshot_records();
+    if records.is_empty() {
+        return;
+    }
+    let _guard = shard.registry_lock.lock().await;
+    match commit(shard, records).await {
+        Ok(()) => tracing::info!(
+            topics = old.len(),
+            "adopted the single-node metadata of the data directory into the cluster"
+        ),
+        Err(e) => tracing::warn!(error = %e, "adopting the single-node metadata failed"),
+    }
 }
 
 #[cfg(test)]

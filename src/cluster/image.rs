@@ -85,6 +85,28 @@ impl MetadataImage {
                 self.next_producer_id = self.next_producer_id.max(r.next_producer_id);
                 Ok(())
             }
+            // Kafka's `ClusterControlManager.replay`: each names the registration by epoch; one
+            // of another epoch (a newer registration already replaced it) changes nothing.
+            MetadataRecord::UnregisterBroker(r) => {
+                if self.broker(r.broker_id).map(|b| b.broker_epoch) == Some(r.broker_epoch) {
+                    self.brokers.remove(&r.broker_id);
+                }
+                Ok(())
+            }
+            MetadataRecord::FenceBroker(r) => {
+                self.set_fenced(r.id, r.epoch, true);
+                Ok(())
+            }
+            MetadataRecord::UnfenceBroker(r) => {
+                self.set_fenced(r.id, r.epoch, false);
+                Ok(())
+            }
+        }
+    }
+
+    fn set_fenced(&mut self, id: i32, epoch: i64, fenced: bool) {
+        if let Some(broker) = self.brokers.get_mut(&id).filter(|b| b.broker_epoch == epoch) {
+            broker.fenced = fenced;
         }
     }
 
@@ -292,6 +314,11 @@ impl MetadataImage {
                 .cloned()
                 .unwrap_or_default(),
         }
+    }
+
+    /// Every BROKER resource's dynamic configs ("" is the cluster-wide default).
+    pub fn broker_config_resources(&self) -> &BTreeMap<String, BTreeMap<String, String>> {
+        &self.broker_configs
     }
 
     // --- producer ids ---

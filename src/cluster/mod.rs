@@ -10,8 +10,12 @@
 //!   persists it (`store`), and has every shard apply the same records to its own copy before
 //!   it answers. `deletion` removes a deleted topic's data and everything keyed by it.
 //! - `topics`: topic names, ids, configs and their validation (Kafka's catalog of configs).
-//! - `quorum`: the controller quorum's replicated metadata log on openraft (not yet wired into
-//!   start-up; its own `MetadataRecord` codec is to be unified with `records`).
+//! - `quorum`: the controller quorum's replicated metadata log on openraft, and the active
+//!   controller's broker lifecycle (registration, heartbeats, fencing, producer-id blocks).
+//! - `kraft`, `node`, `shared_image`, `follow`, `heartbeat`: a KRaft node (`process.roles`
+//!   set): its settings, its quorum member and committed image, shard 0 bringing every shard's
+//!   image up to it, and the broker's registration and heartbeats. Without `process.roles` the
+//!   single-node controller above runs as before (no quorum).
 //!
 //! Invariants: only the controller produces records; every shard's image is the controller's
 //! after the same records, applied in the same order; handlers read brokers, leaders and
@@ -19,11 +23,16 @@
 
 pub mod controller;
 pub mod deletion;
+pub mod follow;
+pub mod heartbeat;
 pub mod image;
+pub mod kraft;
+pub mod node;
 pub mod open;
 pub mod placement;
 pub mod quorum;
 pub mod records;
+pub mod shared_image;
 pub mod store;
 pub mod topics;
 pub mod view;

@@ -113,10 +113,37 @@ pub enum MetadataRecord {
     RemoveTopic(RemoveTopicRecord),
     Config(ConfigRecord),
     ProducerIds(ProducerIdsRecord),
+    UnregisterBroker(UnregisterBrokerRecord),
+    FenceBroker(FenceBrokerRecord),
+    UnfenceBroker(UnfenceBrokerRecord),
+}
+
+/// Kafka's `UnregisterBrokerRecord`: the broker's registration of this epoch is gone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnregisterBrokerRecord {
+    pub broker_id: i32,
+    pub broker_epoch: i64,
+}
+
+/// Kafka's `FenceBrokerRecord`: the broker (of this epoch) is fenced: it missed its session
+/// (`broker.session.timeout.ms`) or asked to be. A fenced broker leads nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FenceBrokerRecord {
+    pub id: i32,
+    pub epoch: i64,
+}
+
+/// Kafka's `UnfenceBrokerRecord`: the broker (of this epoch) caught up with the metadata log
+/// and heartbeats: it may lead partitions again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnfenceBrokerRecord {
+    pub id: i32,
+    pub epoch: i64,
 }
 
 impl MetadataRecord {
-    /// Kafka's record type id (`MetadataRecordType`), for logs and a future wire encoding.
+    /// Kafka's record type id (`MetadataRecordType`, the schema's `apiKey`): the type field of
+    /// the metadata log's codec (`quorum::records`).
     pub fn kafka_type_id(&self) -> i16 {
         match self {
             Self::RegisterBroker(_) => 0,
@@ -126,6 +153,9 @@ impl MetadataRecord {
             Self::PartitionChange(_) => 5,
             Self::RemoveTopic(_) => 9,
             Self::ProducerIds(_) => 15,
+            Self::UnregisterBroker(_) => 1,
+            Self::FenceBroker(_) => 7,
+            Self::UnfenceBroker(_) => 8,
         }
     }
 
@@ -136,7 +166,12 @@ impl MetadataRecord {
             Self::Partition(r) => Some(r.topic_id),
             Self::PartitionChange(r) => Some(r.topic_id),
             Self::RemoveTopic(r) => Some(r.topic_id),
-            Self::RegisterBroker(_) | Self::Config(_) | Self::ProducerIds(_) => None,
+            Self::RegisterBroker(_)
+            | Self::Config(_)
+            | Self::ProducerIds(_)
+            | Self::UnregisterBroker(_)
+            | Self::FenceBroker(_)
+            | Self::UnfenceBroker(_) => None,
         }
     }
 }

@@ -149,6 +149,19 @@ pub async fn ensure_offsets_topic(shard: &Rc<Shard>) {
 }
 
 async fn create_offsets_topic(shard: &Rc<Shard>) {
+    let topic = offsets_topic(shard);
+    let created = crate::router::Router::new(shard.clone())
+        .create_topics(vec![topic], false)
+        .await;
+    match created.into_iter().next() {
+        Some(Ok(_)) | Some(Err(crate::topics::TopicError::AlreadyExists(_))) => {}
+        Some(Err(e)) => shards::fatal(format!("cannot create {OFFSETS_TOPIC}: {e}")),
+        None => shards::fatal(format!("cannot create {OFFSETS_TOPIC}: no answer")),
+    }
+}
+
+/// `__consumer_offsets` as the broker creates it (compacted, `offsets.topic.*` settings).
+pub fn offsets_topic(shard: &Shard) -> crate::router::NewTopic {
     let mut configs = crate::topics::config::TopicOverrides::new();
     configs.insert("cleanup.policy".into(), "compact".into());
     configs.insert("compression.type".into(), "producer".into());
@@ -160,20 +173,12 @@ async fn create_offsets_topic(shard: &Rc<Shard>) {
         "max.message.bytes".into(),
         store::BATCH_BYTES_MAX.to_string(),
     );
-    let topic = crate::router::NewTopic {
+    crate::router::NewTopic {
         name: OFFSETS_TOPIC.to_owned(),
         partitions: i32::try_from(shard.config.offsets_topic_num_partitions).unwrap_or(i32::MAX),
         replication_factor: offsets_replication_factor(shard),
         configs,
         assignments: None,
-    };
-    let created = crate::router::Router::new(shard.clone())
-        .create_topics(vec![topic], false)
-        .await;
-    match created.into_iter().next() {
-        Some(Ok(_)) | Some(Err(crate::topics::TopicError::AlreadyExists(_))) => {}
-        Some(Err(e)) => shards::fatal(format!("cannot create {OFFSETS_TOPIC}: {e}")),
-        None => shards::fatal(format!("cannot create {OFFSETS_TOPIC}: no answer")),
     }
 }
 

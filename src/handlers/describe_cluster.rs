@@ -27,7 +27,7 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
                         .with_rack(node.rack.as_deref().map(str_bytes))
                 })
                 .collect();
-            (brokers, image.controller_id())
+            (brokers, shard.controller_id())
         };
         let operations = if body.include_cluster_authorized_operations {
             super::authz::authorized_operations(

@@ -59,6 +59,7 @@ pub fn topic_error_code(error: &TopicError) -> i16 {
             | TopicConfigError::Conflict(_),
         ) => K::InvalidConfig.code(),
         TopicError::Io(_) | TopicError::Corrupt(_) => K::KafkaStorageError.code(),
+        TopicError::NotController => K::NotController.code(),
     }
 }
 
@@ -75,6 +76,7 @@ pub fn admin_error_code(error: &AdminError) -> i16 {
         AdminError::Storage(_) => K::KafkaStorageError.code(),
         AdminError::TopicAuthorizationFailed => K::TopicAuthorizationFailed.code(),
         AdminError::ClusterAuthorizationFailed => K::ClusterAuthorizationFailed.code(),
+        AdminError::NotController => K::NotController.code(),
     }
 }
 

@@ -152,7 +152,7 @@ async fn respond(
         response.cluster_id = Some(str_bytes(&shard.config.cluster_id));
     }
     if version >= 1 {
-        response.controller_id = BrokerId(shard.topics.borrow().controller_id());
+        response.controller_id = BrokerId(shard.controller_id());
     }
     if (8..=10).contains(&version) {
         response.cluster_authorized_operations = if body.include_cluster_authorized_operations {

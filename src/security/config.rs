@@ -19,8 +19,8 @@ fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
 pub fn listeners(config: &BrokerConfig) -> Result<Vec<ListenerSpec>, ConfigError> {
     listener::parse(
         &config.listen,
-        config.listeners.as_deref(),
-        config.advertised_listeners.as_deref(),
+        config.broker_listeners().as_deref(),
+        config.broker_advertised_listeners().as_deref(),
         &config.listener_security_protocol_map,
     )
 }

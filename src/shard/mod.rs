@@ -25,11 +25,18 @@ use crate::router;
 
 pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inbox<ShardMsg>) {
     storage::set_sealed_segment_files_open_max(boot.config.log_sealed_segment_files_open_max);
-    let mut image = crate::cluster::store::load(&boot.config.data_dir, boot.config.node_id)
-        .unwrap_or_else(|e| shards::fatal(format!("cannot load the metadata image: {e}")));
-    if let Err(e) = image.apply(&registration(&boot)) {
-        shards::fatal(format!("cannot register this broker: {e}"));
-    }
+    let image = match &boot.cluster {
+        // A KRaft node: the committed image (shard 0's follower keeps every shard current).
+        Some(node) => node.image.current().image,
+        None => {
+            let mut image = crate::cluster::store::load(&boot.config.data_dir, boot.config.node_id)
+                .unwrap_or_else(|e| shards::fatal(format!("cannot load the metadata image: {e}")));
+            if let Err(e) = image.apply(&registration(&boot)) {
+                shards::fatal(format!("cannot register this broker: {e}"));
+            }
+            image
+        }
+    };
     let dynamic_configs = image.dynamic_configs(boot.config.node_id);
     let metrics = Rc::new(crate::metrics::ShardMetrics::default());
     let partitions = PartitionService::new(
@@ -69,6 +76,8 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
         quotas: boot.quotas.clone(),
         listener_configs: boot.listener_configs.clone(),
         connections: Cell::new(0),
+        cluster: boot.cluster.clone(),
+        cluster_synced: Cell::new(0),
     });
     if shard.id == router::REGISTRY_SHARD {
         crate::cluster::deletion::sweep_deleted(&shard.config.data_dir);
@@ -87,8 +96,14 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
         .collect();
     let inbox_task = compio::runtime::spawn(serve_inbox(shard.clone(), inbox));
     let admin_task = start_admin(&shard).await;
+    let cluster_tasks = match (&boot.cluster, shard.id == router::REGISTRY_SHARD) {
+        (Some(node), true) => start_cluster_tasks(&shard, &boot, node),
+        _ => Vec::new(),
+    };
     if shard.id == router::REGISTRY_SHARD {
-        crate::groups::ensure_offsets_topic(&shard).await;
+        if boot.cluster.is_none() {
+            crate::groups::ensure_offsets_topic(&shard).await;
+        }
         announce_ready(&shard, &boot).await;
     }
     let retention_task = compio::runtime::spawn(retention_loop(shard.clone()));
@@ -107,6 +122,7 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
     drop(groups_task);
     drop(cleaner_task);
     drop(inbox_task);
+    drop(cluster_tasks);
     if !close_logs(&shard).await {
         boot.close_failed
             .store(true, std::sync::atomic::Ordering::SeqCst);
@@ -130,6 +146,47 @@ fn registration(boot: &Boot) -> crate::cluster::MetadataRecord {
         boot.config.broker_rack.clone(),
         end_points,
     )
+}
+
+/// Shard 0 of a KRaft node: follow the committed image, register and heartbeat, fetch images
+/// (broker-only node) and the active controller's start-up duties.
+fn start_cluster_tasks(
+    shard: &Rc<Shard>,
+    boot: &Boot,
+    node: &Arc<crate::cluster::node::ClusterNode>,
+) -> Vec<compio::runtime::JoinHandle<()>> {
+    use crate::cluster::{follow, heartbeat};
+    let mut tasks = vec![compio::runtime::spawn(follow::run(
+        shard.clone(),
+        node.clone(),
+    ))];
+    if node.quorum.is_none() {
+        tasks.push(compio::runtime::spawn(heartbeat::fetch_images(node.clone())));
+    }
+    if node.settings.roles.broker {
+        let request = match registration(boot) {
+            crate::cluster::MetadataRecord::RegisterBroker(r) => {
+                crate::cluster::quorum::lifecycle::RegistrationRequest {
+                    broker_id: r.broker_id,
+                    incarnation_id: r.incarnation_id,
+                    end_points: r.end_points,
+                    rack: r.rack,
+                }
+            }
+            _ => shards::fatal("registration is a RegisterBrokerRecord"),
+        };
+        tasks.push(compio::runtime::spawn(heartbeat::run(
+            shard.clone(),
+            node.clone(),
+            request,
+        )));
+    }
+    if node.quorum.is_some() {
+        tasks.push(compio::runtime::spawn(
+            crate::cluster::controller::active_controller_duties(shard.clone(), node.clone()),
+        ));
+    }
+    tasks
 }
 
 async fn announce_ready(shard: &Shard, boot: &Boot) {

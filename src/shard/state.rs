@@ -40,6 +40,8 @@ pub struct Boot {
     pub previous_shutdown_clean: bool,
     /// Set by a shard whose logs did not all close; then no clean-shutdown marker is written.
     pub close_failed: std::sync::atomic::AtomicBool,
+    /// This process as a KRaft node (`process.roles` set); None: the single node of old.
+    pub cluster: Option<Arc<crate::cluster::node::ClusterNode>>,
 }
 
 /// One listener to bind: its resolved address and what its connections see.
@@ -96,6 +98,11 @@ pub struct Shard {
     /// registry drop what they keep per topic (the group coordinator's committed offsets).
     pub on_topics_deleted: Vec<TopicsDeleted>,
     pub(super) connections: Cell<usize>,
+    /// See `Boot::cluster`.
+    pub cluster: Option<Arc<crate::cluster::node::ClusterNode>>,
+    /// Shard 0 of a KRaft node: the metadata offset every shard's image reflects
+    /// (`cluster::follow`).
+    pub cluster_synced: Cell<u64>,
 }
 
 /// A hook run after a shard adopted topics (see `Shard::on_topics_adopted`).
@@ -106,6 +113,23 @@ pub type TopicsDeleted =
     for<'a> fn(&'a Shard, &'a std::collections::HashSet<String>) -> LocalBoxFuture<'a, ()>;
 
 impl Shard {
+    /// The controller id clients are told (Metadata, DescribeCluster): on a KRaft node the
+    /// active controller (where admin requests must go: other brokers answer NOT_CONTROLLER),
+    /// else the image's choice.
+    pub fn controller_id(&self) -> i32 {
+        let image = self.topics.borrow();
+        match &self.cluster {
+            Some(node) => {
+                let active = node.active_controller();
+                match image.broker(active) {
+                    Some(_) => active,
+                    None => image.controller_id(),
+                }
+            }
+            None => image.controller_id(),
+        }
+    }
+
     pub fn connection_count(&self) -> usize {
         self.connections.get()
     }

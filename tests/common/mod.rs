@@ -13,6 +13,7 @@
 #![allow(dead_code)]
 
 pub mod certs;
+pub mod cluster;
 pub mod kafka;
 pub mod sasl;
 pub mod wire;

@@ -107,13 +107,22 @@ mod tests {
     #[test]
     fn history_snapshot_round_trips_and_rejects_garbage() {
         let mut history = RecordHistory::default();
-        history.apply(3, &MetadataRecord::FenceBroker { id: 1, epoch: 2 });
-        history.apply(3, &MetadataRecord::UnfenceBroker { id: 1, epoch: 2 });
+        use crate::cluster::records::{
+            FenceBrokerRecord, RemoveTopicRecord, TopicId, UnfenceBrokerRecord,
+        };
+        history.apply(
+            3,
+            &MetadataRecord::FenceBroker(FenceBrokerRecord { id: 1, epoch: 2 }),
+        );
+        history.apply(
+            3,
+            &MetadataRecord::UnfenceBroker(UnfenceBrokerRecord { id: 1, epoch: 2 }),
+        );
         history.apply(
             5,
-            &MetadataRecord::RemoveTopic {
-                topic_id: uuid::Uuid::nil(),
-            },
+            &MetadataRecord::RemoveTopic(RemoveTopicRecord {
+                topic_id: TopicId(0),
+            }),
         );
         let bytes = history.snapshot();
         let mut restored = RecordHistory::default();

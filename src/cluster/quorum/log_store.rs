@@ -522,10 +522,12 @@ mod tests {
         let leader = openraft::impls::leader_id_adv::LeaderId { term, node_id: 1 };
         EntryOf {
             log_id: openraft::LogId::new(leader, index),
-            payload: EntryPayload::Normal(RecordBatch(vec![MetadataRecord::FenceBroker {
-                id: index as i32,
-                epoch: term as i64,
-            }])),
+            payload: EntryPayload::Normal(RecordBatch(vec![MetadataRecord::FenceBroker(
+                crate::cluster::records::FenceBrokerRecord {
+                    id: index as i32,
+                    epoch: term as i64,
+                },
+            )])),
         }
     }
 

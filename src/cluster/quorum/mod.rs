@@ -22,6 +22,7 @@
 
 pub mod applier;
 pub mod config;
+pub mod lifecycle;
 pub mod log_store;
 pub mod network;
 pub mod records;
@@ -63,7 +64,7 @@ pub(crate) type SnapshotOf = openraft::alias::SnapshotOf<QuorumTypes, Vec<u8>>;
 pub(crate) type Raft = openraft::Raft<QuorumTypes, StateMachine>;
 
 /// `leader` value while no leader is known.
-const NO_LEADER: u64 = u64::MAX;
+pub(crate) const NO_LEADER: u64 = u64::MAX;
 
 /// What a proposal or the start can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -130,11 +131,40 @@ impl Quorum {
         Self::start_with_listener(config, applier, listener)
     }
 
+    /// Starts a broker's controller member: its applier is the node's shared image, and its
+    /// listener also serves the brokers' lifecycle RPCs (`lifecycle`), fencing brokers whose
+    /// heartbeats stop for `session_timeout`.
+    pub fn start_controller(
+        config: QuorumConfig,
+        image: Arc<crate::cluster::shared_image::SharedImage>,
+        session_timeout: Duration,
+    ) -> Result<QuorumHandle, QuorumError> {
+        config.validate()?;
+        let addr = config
+            .local_voter()
+            .map(|v| v.addr)
+            .ok_or(QuorumError::Stopped)?;
+        let listener = std::net::TcpListener::bind(addr).map_err(|e| {
+            QuorumError::Start(format!("cannot bind controller listener {addr}: {e}"))
+        })?;
+        let applier = Box::new(crate::cluster::shared_image::ImageApplier(image.clone()));
+        Self::start_member(config, applier, listener, Some((image, session_timeout)))
+    }
+
     /// Starts a member on an already bound listener (port 0 reserved by the caller).
     pub fn start_with_listener(
         config: QuorumConfig,
         applier: Box<dyn MetadataApplier + Send>,
         listener: std::net::TcpListener,
+    ) -> Result<QuorumHandle, QuorumError> {
+        Self::start_member(config, applier, listener, None)
+    }
+
+    fn start_member(
+        config: QuorumConfig,
+        applier: Box<dyn MetadataApplier + Send>,
+        listener: std::net::TcpListener,
+        lifecycle: Option<LifecycleSetup>,
     ) -> Result<QuorumHandle, QuorumError> {
         config.validate()?;
         let raft_config = Arc::new(config.raft_config()?);
@@ -155,6 +185,7 @@ impl Quorum {
             shutdown: shutdown_rx,
             leader: leader.clone(),
             subscribers: subscribers.clone(),
+            lifecycle,
         };
         let thread = std::thread::Builder::new()
             .name(format!("sluice-quorum-{}", config.node_id))
@@ -254,8 +285,12 @@ impl Drop for QuorumHandle {
     }
 }
 
+/// The shared image and `broker.session.timeout.ms` of a broker's controller member.
+type LifecycleSetup = (Arc<crate::cluster::shared_image::SharedImage>, Duration);
+
 /// Everything the quorum thread owns.
 struct Member {
+    lifecycle: Option<LifecycleSetup>,
     config: QuorumConfig,
     raft_config: Arc<openraft::Config>,
     applier: Box<dyn MetadataApplier + Send>,
@@ -268,6 +303,7 @@ struct Member {
 
 impl Member {
     fn run(self, ready: std::sync::mpsc::SyncSender<Result<(), String>>) {
+        block_stop_signals();
         let runtime = match compio::runtime::Runtime::new() {
             Ok(runtime) => runtime,
             Err(e) => {
@@ -347,10 +383,28 @@ impl Member {
             frame_timeout: Duration::from_millis(config.request_timeout_ms),
             idle_timeout: Duration::from_millis(config.connections_max_idle_ms),
         };
+        let lifecycle = self.lifecycle.map(|(image, session)| {
+            std::rc::Rc::new(lifecycle::Lifecycle::new(
+                config.node_id,
+                config.voters.clone(),
+                raft.clone(),
+                self.leader.clone(),
+                image,
+                session,
+            ))
+        });
         let mut tasks = vec![
-            compio::runtime::spawn(network::serve(listener, raft.clone(), server)),
+            compio::runtime::spawn(network::serve(
+                listener,
+                raft.clone(),
+                server,
+                lifecycle.clone(),
+            )),
             compio::runtime::spawn(watch_leader(raft.clone(), self.leader.clone())),
         ];
+        if let Some(lifecycle) = lifecycle {
+            tasks.push(compio::runtime::spawn(lifecycle.run_sessions()));
+        }
         for _ in 0..config.proposals_in_flight_max {
             tasks.push(compio::runtime::spawn(propose_worker(
                 raft.clone(),
@@ -358,6 +412,21 @@ impl Member {
             )));
         }
         Ok((raft, tasks))
+    }
+}
+
+/// SIGINT/SIGTERM belong to the process's signal thread (`shards::run` blocks them in every
+/// thread it starts); a broker's quorum thread starts before it, so it blocks them itself, or
+/// the kernel could deliver a stop signal here and kill the process without a clean shutdown.
+fn block_stop_signals() {
+    // SAFETY: sigemptyset/sigaddset/pthread_sigmask only write the local set and this
+    // thread's own signal mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
     }
 }
 

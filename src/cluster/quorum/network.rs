@@ -43,6 +43,12 @@ const KIND_APPEND_ENTRIES: u8 = 1;
 const KIND_VOTE: u8 = 2;
 const KIND_PRE_VOTE: u8 = 3;
 const KIND_FULL_SNAPSHOT: u8 = 4;
+/// Brokers' RPCs to the active controller (`lifecycle`): Kafka's BrokerRegistration,
+/// BrokerHeartbeat, AllocateProducerIds, and the committed image for broker-only nodes.
+pub const KIND_BROKER_REGISTRATION: u8 = 5;
+pub const KIND_BROKER_HEARTBEAT: u8 = 6;
+pub const KIND_ALLOCATE_PRODUCER_IDS: u8 = 7;
+pub const KIND_FETCH_IMAGE: u8 = 8;
 const RESPONSE_OK: u8 = 0;
 const RESPONSE_ERROR: u8 = 1;
 /// Frame bodies are read in pieces of at most this many bytes.
@@ -148,7 +154,12 @@ pub struct ServerSettings {
 
 /// Serves the controller listener until this future is dropped; dropping it also drops (and
 /// so cancels) every connection task.
-pub async fn serve(listener: TcpListener, raft: Raft, settings: ServerSettings) {
+pub async fn serve(
+    listener: TcpListener,
+    raft: Raft,
+    settings: ServerSettings,
+    lifecycle: Option<std::rc::Rc<super::lifecycle::Lifecycle>>,
+) {
     let mut connections: Vec<compio::runtime::JoinHandle<()>> = Vec::new();
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -171,8 +182,9 @@ pub async fn serve(listener: TcpListener, raft: Raft, settings: ServerSettings) 
             continue;
         }
         let raft = raft.clone();
+        let lifecycle = lifecycle.clone();
         connections.push(compio::runtime::spawn(async move {
-            if let Err(e) = serve_connection(stream, &raft, settings).await {
+            if let Err(e) = serve_connection(stream, &raft, lifecycle.as_deref(), settings).await {
                 tracing::info!(%peer, error = %e, "controller connection closed");
             }
         }));
@@ -182,6 +194,7 @@ pub async fn serve(listener: TcpListener, raft: Raft, settings: ServerSettings) 
 async fn serve_connection(
     mut stream: TcpStream,
     raft: &Raft,
+    lifecycle: Option<&super::lifecycle::Lifecycle>,
     settings: ServerSettings,
 ) -> io::Result<()> {
     loop {
@@ -197,7 +210,12 @@ async fn serve_connection(
             Ok(Err(FrameError::Io(e))) => return Err(e),
             Ok(Err(e)) => return Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
         };
-        let response = handle_request(raft, kind, &payload).await?;
+        let response = match (kind, lifecycle) {
+            (KIND_BROKER_REGISTRATION..=KIND_FETCH_IMAGE, Some(lifecycle)) => {
+                Ok(handle_broker_request(lifecycle, kind, &payload).await?)
+            }
+            _ => handle_request(raft, kind, &payload).await?,
+        };
         match response {
             Ok(bytes) => write_frame(&mut stream, RESPONSE_OK, &bytes).await?,
             Err(message) => write_frame(&mut stream, RESPONSE_ERROR, message.as_bytes()).await?,
@@ -250,6 +268,53 @@ async fn handle_request(
             ))
         }
     })
+}
+
+/// Decodes and answers one broker RPC (`Answer<T>` postcard); `Err` closes the connection.
+async fn handle_broker_request(
+    lifecycle: &super::lifecycle::Lifecycle,
+    kind: u8,
+    payload: &[u8],
+) -> io::Result<Vec<u8>> {
+    match kind {
+        KIND_BROKER_REGISTRATION => encode(&lifecycle.register(decode(payload)?).await),
+        KIND_BROKER_HEARTBEAT => encode(&lifecycle.heartbeat(decode(payload)?).await),
+        KIND_ALLOCATE_PRODUCER_IDS => {
+            encode(&lifecycle.allocate_producer_ids(decode(payload)?).await)
+        }
+        KIND_FETCH_IMAGE => {
+            let known: u64 = decode(payload)?;
+            encode(&lifecycle.fetch_image(known))
+        }
+        other => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("unknown controller request kind {other}"),
+        )),
+    }
+}
+
+/// A broker's call to a controller: one request frame, one answer (`Answer<T>` postcard).
+/// Err: the connection failed, timed out or the answer did not decode (reconnect).
+pub async fn call_controller<Req: Serialize, Resp: DeserializeOwned>(
+    stream: &mut TcpStream,
+    kind: u8,
+    request: &Req,
+    max_bytes: usize,
+    timeout: Duration,
+) -> io::Result<Resp> {
+    let payload = encode(request)?;
+    let exchange = async {
+        write_frame(stream, kind, &payload).await?;
+        match read_frame(stream, max_bytes, timeout).await {
+            Ok((RESPONSE_OK, body)) => decode(&body),
+            Ok((_, body)) => Err(io::Error::other(String::from_utf8_lossy(&body).into_owned())),
+            Err(FrameError::Io(e)) => Err(e),
+            Err(e) => Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
+        }
+    };
+    compio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "controller call timed out"))?
 }
 
 // ----- client side -----

@@ -1,5 +1,6 @@
-//! The metadata records of the controller quorum's log, in the spirit of Kafka's KRaft records
-//! (`metadata/src/main/resources/common/metadata/*.json`), and their versioned binary codec.
+//! The binary codec of the metadata log: `cluster::records::MetadataRecord` (Kafka's KRaft
+//! records, one type for the image, the controller and the log) as bytes, numbered by Kafka's
+//! `apiKey`s (`MetadataRecord::kafka_type_id`).
 //!
 //! One raft log entry carries one [`RecordBatch`]: records that commit (and are applied)
 //! together at one metadata offset.
@@ -19,14 +20,11 @@
 
 use std::fmt;
 
-use uuid::Uuid;
 
 /// Format byte of a [`RecordBatch`] encoding.
 const BATCH_FORMAT_V0: u8 = 0;
 /// Version written for every record type (the first version of each).
 const RECORD_VERSION_V0: u8 = 0;
-/// Kafka's "no change" marker for `PartitionChangeRecord.Leader`.
-pub const NO_LEADER_CHANGE: i32 = -2;
 
 /// Why bytes do not decode as records.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -41,295 +39,175 @@ pub enum RecordError {
     Invalid(&'static str),
 }
 
-/// A listener a broker registers (Kafka's `BrokerEndpoint`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BrokerEndpoint {
-    pub name: String,
-    pub host: String,
-    pub port: u16,
-    pub security_protocol: i16,
+pub use crate::cluster::records::{BrokerEndpoint, MetadataRecord, NO_LEADER_CHANGE};
+use crate::cluster::records::{
+    ConfigRecord, FenceBrokerRecord, PartitionChangeRecord, PartitionRecord, ProducerIdsRecord,
+    RegisterBrokerRecord, RemoveTopicRecord, TopicId, TopicRecord, UnfenceBrokerRecord,
+    UnregisterBrokerRecord,
+};
+
+/// The record type number of `record` (Kafka's `apiKey`), as written in the header.
+fn record_type(record: &MetadataRecord) -> u16 {
+    u16::try_from(record.kafka_type_id()).unwrap_or(u16::MAX)
 }
 
-/// One metadata change. Field names follow Kafka's record schemas.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum MetadataRecord {
-    /// `RegisterBrokerRecord` (type 0): a broker joined or re-registered with a new epoch.
-    RegisterBroker {
-        broker_id: i32,
-        incarnation_id: Uuid,
-        broker_epoch: i64,
-        endpoints: Vec<BrokerEndpoint>,
-        rack: Option<String>,
-        fenced: bool,
-    },
-    /// `UnregisterBrokerRecord` (type 1).
-    UnregisterBroker { broker_id: i32, broker_epoch: i64 },
-    /// `TopicRecord` (type 2).
-    Topic { name: String, topic_id: Uuid },
-    /// `PartitionRecord` (type 3): a partition's full assignment and leadership.
-    Partition {
-        partition_id: i32,
-        topic_id: Uuid,
-        replicas: Vec<i32>,
-        isr: Vec<i32>,
-        removing_replicas: Vec<i32>,
-        adding_replicas: Vec<i32>,
-        leader: i32,
-        leader_epoch: i32,
-        partition_epoch: i32,
-    },
-    /// `ConfigRecord` (type 4): `value` `None` deletes the config.
-    Config {
-        resource_type: i8,
-        resource_name: String,
-        name: String,
-        value: Option<String>,
-    },
-    /// `PartitionChangeRecord` (type 5): `None` fields are unchanged; `leader` is
-    /// [`NO_LEADER_CHANGE`] when the leader is unchanged. Applying it bumps the partition epoch,
-    /// and the leader epoch when the leader changes, as Kafka does.
-    PartitionChange {
-        partition_id: i32,
-        topic_id: Uuid,
-        isr: Option<Vec<i32>>,
-        leader: i32,
-        replicas: Option<Vec<i32>>,
-        removing_replicas: Option<Vec<i32>>,
-        adding_replicas: Option<Vec<i32>>,
-    },
-    /// `FenceBrokerRecord` (type 7).
-    FenceBroker { id: i32, epoch: i64 },
-    /// `UnfenceBrokerRecord` (type 8).
-    UnfenceBroker { id: i32, epoch: i64 },
-    /// `RemoveTopicRecord` (type 9).
-    RemoveTopic { topic_id: Uuid },
-    /// `ProducerIdsRecord` (type 15): the next producer-id block starts at `next_producer_id`.
-    ProducerIds {
-        broker_id: i32,
-        broker_epoch: i64,
-        next_producer_id: i64,
-    },
-}
-
-impl MetadataRecord {
-    /// Kafka's record type number (the `apiKey` of the record's schema).
-    pub fn record_type(&self) -> u16 {
-        match self {
-            MetadataRecord::RegisterBroker { .. } => 0,
-            MetadataRecord::UnregisterBroker { .. } => 1,
-            MetadataRecord::Topic { .. } => 2,
-            MetadataRecord::Partition { .. } => 3,
-            MetadataRecord::Config { .. } => 4,
-            MetadataRecord::PartitionChange { .. } => 5,
-            MetadataRecord::FenceBroker { .. } => 7,
-            MetadataRecord::UnfenceBroker { .. } => 8,
-            MetadataRecord::RemoveTopic { .. } => 9,
-            MetadataRecord::ProducerIds { .. } => 15,
+fn encode_body(record: &MetadataRecord, out: &mut Vec<u8>) {
+    match record {
+        MetadataRecord::RegisterBroker(r) => {
+            put_i32(out, r.broker_id);
+            put_u128(out, r.incarnation_id);
+            put_i64(out, r.broker_epoch);
+            put_u32(out, len_u32(r.end_points.len()));
+            for e in &r.end_points {
+                put_str(out, &e.name);
+                put_str(out, &e.host);
+                out.extend_from_slice(&e.port.to_be_bytes());
+                put_str(out, &e.security_protocol);
+            }
+            put_opt_str(out, r.rack.as_deref());
+            out.push(u8::from(r.fenced));
+        }
+        MetadataRecord::UnregisterBroker(r) => {
+            put_i32(out, r.broker_id);
+            put_i64(out, r.broker_epoch);
+        }
+        MetadataRecord::Topic(r) => {
+            put_str(out, &r.name);
+            put_u128(out, r.topic_id.0);
+        }
+        MetadataRecord::Partition(r) => {
+            out.extend_from_slice(&r.partition_id.to_be_bytes());
+            put_u128(out, r.topic_id.0);
+            put_i32s(out, &r.replicas);
+            put_i32s(out, &r.isr);
+            put_i32(out, r.leader);
+            put_i32(out, r.leader_epoch);
+            put_i32(out, r.partition_epoch);
+        }
+        MetadataRecord::Config(r) => {
+            out.extend_from_slice(&r.resource_type.to_be_bytes());
+            put_str(out, &r.resource_name);
+            put_str(out, &r.name);
+            put_opt_str(out, r.value.as_deref());
+        }
+        MetadataRecord::PartitionChange(r) => {
+            out.extend_from_slice(&r.partition_id.to_be_bytes());
+            put_u128(out, r.topic_id.0);
+            put_opt_i32s(out, r.isr.as_deref());
+            put_i32(out, r.leader);
+            put_opt_i32s(out, r.replicas.as_deref());
+        }
+        MetadataRecord::FenceBroker(FenceBrokerRecord { id, epoch })
+        | MetadataRecord::UnfenceBroker(UnfenceBrokerRecord { id, epoch }) => {
+            put_i32(out, *id);
+            put_i64(out, *epoch);
+        }
+        MetadataRecord::RemoveTopic(r) => put_u128(out, r.topic_id.0),
+        MetadataRecord::ProducerIds(r) => {
+            put_i32(out, r.broker_id);
+            put_i64(out, r.broker_epoch);
+            put_i64(out, r.next_producer_id);
         }
     }
+}
 
-    fn encode_body(&self, out: &mut Vec<u8>) {
-        match self {
-            MetadataRecord::RegisterBroker {
+fn decode_body(record_type: u16, r: &mut Reader<'_>) -> Result<MetadataRecord, RecordError> {
+    Ok(match record_type {
+        0 => {
+            let broker_id = r.i32()?;
+            let incarnation_id = r.u128()?;
+            let broker_epoch = r.i64()?;
+            let count = r.count(8)?;
+            let mut end_points = Vec::with_capacity(count);
+            for _ in 0..count {
+                end_points.push(BrokerEndpoint {
+                    name: r.string()?,
+                    host: r.string()?,
+                    port: u16::from_be_bytes(r.array()?),
+                    security_protocol: r.string()?,
+                });
+            }
+            MetadataRecord::RegisterBroker(RegisterBrokerRecord {
                 broker_id,
                 incarnation_id,
                 broker_epoch,
-                endpoints,
-                rack,
-                fenced,
-            } => {
-                put_i32(out, *broker_id);
-                put_uuid(out, incarnation_id);
-                put_i64(out, *broker_epoch);
-                put_u32(out, len_u32(endpoints.len()));
-                for e in endpoints {
-                    put_str(out, &e.name);
-                    put_str(out, &e.host);
-                    out.extend_from_slice(&e.port.to_be_bytes());
-                    out.extend_from_slice(&e.security_protocol.to_be_bytes());
-                }
-                put_opt_str(out, rack.as_deref());
-                out.push(u8::from(*fenced));
-            }
-            MetadataRecord::UnregisterBroker {
-                broker_id,
-                broker_epoch,
-            } => {
-                put_i32(out, *broker_id);
-                put_i64(out, *broker_epoch);
-            }
-            MetadataRecord::Topic { name, topic_id } => {
-                put_str(out, name);
-                put_uuid(out, topic_id);
-            }
-            MetadataRecord::Partition {
-                partition_id,
-                topic_id,
-                replicas,
-                isr,
-                removing_replicas,
-                adding_replicas,
-                leader,
-                leader_epoch,
-                partition_epoch,
-            } => {
-                put_i32(out, *partition_id);
-                put_uuid(out, topic_id);
-                for list in [replicas, isr, removing_replicas, adding_replicas] {
-                    put_i32s(out, list);
-                }
-                put_i32(out, *leader);
-                put_i32(out, *leader_epoch);
-                put_i32(out, *partition_epoch);
-            }
-            MetadataRecord::Config {
-                resource_type,
-                resource_name,
-                name,
-                value,
-            } => {
-                out.push(*resource_type as u8);
-                put_str(out, resource_name);
-                put_str(out, name);
-                put_opt_str(out, value.as_deref());
-            }
-            MetadataRecord::PartitionChange {
-                partition_id,
-                topic_id,
-                isr,
-                leader,
-                replicas,
-                removing_replicas,
-                adding_replicas,
-            } => {
-                put_i32(out, *partition_id);
-                put_uuid(out, topic_id);
-                put_opt_i32s(out, isr.as_deref());
-                put_i32(out, *leader);
-                for list in [replicas, removing_replicas, adding_replicas] {
-                    put_opt_i32s(out, list.as_deref());
-                }
-            }
-            MetadataRecord::FenceBroker { id, epoch }
-            | MetadataRecord::UnfenceBroker { id, epoch } => {
-                put_i32(out, *id);
-                put_i64(out, *epoch);
-            }
-            MetadataRecord::RemoveTopic { topic_id } => put_uuid(out, topic_id),
-            MetadataRecord::ProducerIds {
-                broker_id,
-                broker_epoch,
-                next_producer_id,
-            } => {
-                put_i32(out, *broker_id);
-                put_i64(out, *broker_epoch);
-                put_i64(out, *next_producer_id);
-            }
+                end_points,
+                rack: r.opt_string()?,
+                fenced: r.bool()?,
+            })
         }
-    }
+        1 => MetadataRecord::UnregisterBroker(UnregisterBrokerRecord {
+            broker_id: r.i32()?,
+            broker_epoch: r.i64()?,
+        }),
+        2 => MetadataRecord::Topic(TopicRecord {
+            name: r.string()?,
+            topic_id: TopicId(r.u128()?),
+        }),
+        3 => MetadataRecord::Partition(PartitionRecord {
+            partition_id: r.u32()?,
+            topic_id: TopicId(r.u128()?),
+            replicas: r.i32s()?,
+            isr: r.i32s()?,
+            leader: r.i32()?,
+            leader_epoch: r.i32()?,
+            partition_epoch: r.i32()?,
+        }),
+        4 => MetadataRecord::Config(ConfigRecord {
+            resource_type: i8::from_be_bytes(r.array()?),
+            resource_name: r.string()?,
+            name: r.string()?,
+            value: r.opt_string()?,
+        }),
+        5 => MetadataRecord::PartitionChange(PartitionChangeRecord {
+            partition_id: r.u32()?,
+            topic_id: TopicId(r.u128()?),
+            isr: r.opt_i32s()?,
+            leader: r.i32()?,
+            replicas: r.opt_i32s()?,
+        }),
+        7 => MetadataRecord::FenceBroker(FenceBrokerRecord {
+            id: r.i32()?,
+            epoch: r.i64()?,
+        }),
+        8 => MetadataRecord::UnfenceBroker(UnfenceBrokerRecord {
+            id: r.i32()?,
+            epoch: r.i64()?,
+        }),
+        9 => MetadataRecord::RemoveTopic(RemoveTopicRecord {
+            topic_id: TopicId(r.u128()?),
+        }),
+        15 => MetadataRecord::ProducerIds(ProducerIdsRecord {
+            broker_id: r.i32()?,
+            broker_epoch: r.i64()?,
+            next_producer_id: r.i64()?,
+        }),
+        other => return Err(RecordError::UnknownRecordType(other)),
+    })
+}
 
-    fn decode_body(record_type: u16, r: &mut Reader<'_>) -> Result<Self, RecordError> {
-        Ok(match record_type {
-            0 => {
-                let broker_id = r.i32()?;
-                let incarnation_id = r.uuid()?;
-                let broker_epoch = r.i64()?;
-                let count = r.count(8)?;
-                let mut endpoints = Vec::with_capacity(count);
-                for _ in 0..count {
-                    endpoints.push(BrokerEndpoint {
-                        name: r.string()?,
-                        host: r.string()?,
-                        port: u16::from_be_bytes(r.array()?),
-                        security_protocol: i16::from_be_bytes(r.array()?),
-                    });
-                }
-                MetadataRecord::RegisterBroker {
-                    broker_id,
-                    incarnation_id,
-                    broker_epoch,
-                    endpoints,
-                    rack: r.opt_string()?,
-                    fenced: r.bool()?,
-                }
-            }
-            1 => MetadataRecord::UnregisterBroker {
-                broker_id: r.i32()?,
-                broker_epoch: r.i64()?,
-            },
-            2 => MetadataRecord::Topic {
-                name: r.string()?,
-                topic_id: r.uuid()?,
-            },
-            3 => MetadataRecord::Partition {
-                partition_id: r.i32()?,
-                topic_id: r.uuid()?,
-                replicas: r.i32s()?,
-                isr: r.i32s()?,
-                removing_replicas: r.i32s()?,
-                adding_replicas: r.i32s()?,
-                leader: r.i32()?,
-                leader_epoch: r.i32()?,
-                partition_epoch: r.i32()?,
-            },
-            4 => MetadataRecord::Config {
-                resource_type: r.u8()? as i8,
-                resource_name: r.string()?,
-                name: r.string()?,
-                value: r.opt_string()?,
-            },
-            5 => MetadataRecord::PartitionChange {
-                partition_id: r.i32()?,
-                topic_id: r.uuid()?,
-                isr: r.opt_i32s()?,
-                leader: r.i32()?,
-                replicas: r.opt_i32s()?,
-                removing_replicas: r.opt_i32s()?,
-                adding_replicas: r.opt_i32s()?,
-            },
-            7 => MetadataRecord::FenceBroker {
-                id: r.i32()?,
-                epoch: r.i64()?,
-            },
-            8 => MetadataRecord::UnfenceBroker {
-                id: r.i32()?,
-                epoch: r.i64()?,
-            },
-            9 => MetadataRecord::RemoveTopic {
-                topic_id: r.uuid()?,
-            },
-            15 => MetadataRecord::ProducerIds {
-                broker_id: r.i32()?,
-                broker_epoch: r.i64()?,
-                next_producer_id: r.i64()?,
-            },
-            other => return Err(RecordError::UnknownRecordType(other)),
-        })
+/// Appends `record` (header and body) to `out`.
+pub fn encode_record(record: &MetadataRecord, out: &mut Vec<u8>) {
+    out.extend_from_slice(&record_type(record).to_be_bytes());
+    out.push(RECORD_VERSION_V0);
+    let len_at = out.len();
+    put_u32(out, 0);
+    encode_body(record, out);
+    let body_len = len_u32(out.len() - len_at - 4);
+    if let Some(slot) = out.get_mut(len_at..len_at + 4) {
+        slot.copy_from_slice(&body_len.to_be_bytes());
     }
+}
 
-    /// Appends this record (header and body) to `out`.
-    pub fn encode_into(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.record_type().to_be_bytes());
-        out.push(RECORD_VERSION_V0);
-        let len_at = out.len();
-        put_u32(out, 0);
-        self.encode_body(out);
-        let body_len = len_u32(out.len() - len_at - 4);
-        if let Some(slot) = out.get_mut(len_at..len_at + 4) {
-            slot.copy_from_slice(&body_len.to_be_bytes());
-        }
-    }
-
-    /// Decodes one record from `r` (header and body).
-    fn decode(r: &mut Reader<'_>) -> Result<Self, RecordError> {
-        let record_type = u16::from_be_bytes(r.array()?);
-        let _version = r.u8()?;
-        let body_len = r.u32()? as usize;
-        let body = r.take(body_len)?;
-        let mut body_reader = Reader { bytes: body, at: 0 };
-        // A newer version may append fields: what follows the known ones is ignored.
-        MetadataRecord::decode_body(record_type, &mut body_reader)
-    }
+/// Decodes one record from `r` (header and body).
+fn decode_record(r: &mut Reader<'_>) -> Result<MetadataRecord, RecordError> {
+    let record_type = u16::from_be_bytes(r.array()?);
+    let _version = r.u8()?;
+    let body_len = r.u32()? as usize;
+    let body = r.take(body_len)?;
+    let mut body_reader = Reader { bytes: body, at: 0 };
+    // A newer version may append fields: what follows the known ones is ignored.
+    decode_body(record_type, &mut body_reader)
 }
 
 /// The records of one raft log entry: they commit together at one metadata offset.
@@ -342,7 +220,7 @@ impl RecordBatch {
         out.push(BATCH_FORMAT_V0);
         put_u32(&mut out, len_u32(self.0.len()));
         for record in &self.0 {
-            record.encode_into(&mut out);
+            encode_record(record, &mut out);
         }
         out
     }
@@ -357,7 +235,7 @@ impl RecordBatch {
         let count = r.count(7)?;
         let mut records = Vec::with_capacity(count);
         for _ in 0..count {
-            records.push(MetadataRecord::decode(&mut r)?);
+            records.push(decode_record(&mut r)?);
         }
         if r.at != bytes.len() {
             return Err(RecordError::Invalid("trailing bytes after the last record"));
@@ -421,8 +299,8 @@ fn put_i64(out: &mut Vec<u8>, v: i64) {
     out.extend_from_slice(&v.to_be_bytes());
 }
 
-fn put_uuid(out: &mut Vec<u8>, v: &Uuid) {
-    out.extend_from_slice(v.as_bytes());
+fn put_u128(out: &mut Vec<u8>, v: u128) {
+    out.extend_from_slice(&v.to_be_bytes());
 }
 
 fn put_str(out: &mut Vec<u8>, s: &str) {
@@ -508,8 +386,8 @@ impl<'a> Reader<'a> {
         Ok(i64::from_be_bytes(self.array()?))
     }
 
-    fn uuid(&mut self) -> Result<Uuid, RecordError> {
-        Ok(Uuid::from_bytes(self.array()?))
+    fn u128(&mut self) -> Result<u128, RecordError> {
+        Ok(u128::from_be_bytes(self.array()?))
     }
 
     /// A count of items of at least `min_item_bytes` each: never more than the bytes left allow.
@@ -570,63 +448,59 @@ mod tests {
     use super::*;
 
     pub(crate) fn sample_records() -> Vec<MetadataRecord> {
-        let topic_id = Uuid::from_u128(0x1234);
+        let topic_id = TopicId(0x1234);
         vec![
-            MetadataRecord::RegisterBroker {
+            MetadataRecord::RegisterBroker(RegisterBrokerRecord {
                 broker_id: 1,
-                incarnation_id: Uuid::from_u128(7),
+                incarnation_id: 7,
                 broker_epoch: 10,
-                endpoints: vec![BrokerEndpoint {
+                end_points: vec![BrokerEndpoint {
                     name: "PLAINTEXT".into(),
                     host: "127.0.0.1".into(),
                     port: 9092,
-                    security_protocol: 0,
+                    security_protocol: "PLAINTEXT".into(),
                 }],
                 rack: Some("r1".into()),
                 fenced: true,
-            },
-            MetadataRecord::UnfenceBroker { id: 1, epoch: 10 },
-            MetadataRecord::FenceBroker { id: 1, epoch: 10 },
-            MetadataRecord::UnregisterBroker {
+            }),
+            MetadataRecord::UnfenceBroker(UnfenceBrokerRecord { id: 1, epoch: 10 }),
+            MetadataRecord::FenceBroker(FenceBrokerRecord { id: 1, epoch: 10 }),
+            MetadataRecord::UnregisterBroker(UnregisterBrokerRecord {
                 broker_id: 1,
                 broker_epoch: 10,
-            },
-            MetadataRecord::Topic {
+            }),
+            MetadataRecord::Topic(TopicRecord {
                 name: "orders".into(),
                 topic_id,
-            },
-            MetadataRecord::Partition {
+            }),
+            MetadataRecord::Partition(PartitionRecord {
                 partition_id: 0,
                 topic_id,
                 replicas: vec![1, 2, 3],
                 isr: vec![1, 2],
-                removing_replicas: vec![],
-                adding_replicas: vec![3],
                 leader: 1,
                 leader_epoch: 4,
                 partition_epoch: 9,
-            },
-            MetadataRecord::PartitionChange {
+            }),
+            MetadataRecord::PartitionChange(PartitionChangeRecord {
                 partition_id: 0,
                 topic_id,
                 isr: Some(vec![1]),
                 leader: NO_LEADER_CHANGE,
                 replicas: None,
-                removing_replicas: Some(vec![]),
-                adding_replicas: None,
-            },
-            MetadataRecord::Config {
+            }),
+            MetadataRecord::Config(ConfigRecord {
                 resource_type: 2,
                 resource_name: "orders".into(),
                 name: "retention.ms".into(),
                 value: None,
-            },
-            MetadataRecord::ProducerIds {
+            }),
+            MetadataRecord::ProducerIds(ProducerIdsRecord {
                 broker_id: 1,
                 broker_epoch: 10,
                 next_producer_id: 2000,
-            },
-            MetadataRecord::RemoveTopic { topic_id },
+            }),
+            MetadataRecord::RemoveTopic(RemoveTopicRecord { topic_id }),
         ]
     }
 
@@ -635,6 +509,12 @@ mod tests {
         let batch = RecordBatch(sample_records());
         let bytes = batch.encode();
         assert_eq!(RecordBatch::decode(&bytes), Ok(batch));
+    }
+
+    #[test]
+    fn type_numbers_are_kafkas_api_keys() {
+        let types: Vec<u16> = sample_records().iter().map(record_type).collect();
+        assert_eq!(types, vec![0, 8, 7, 1, 2, 3, 5, 4, 15, 9]);
     }
 
     #[test]
@@ -660,9 +540,9 @@ mod tests {
 
     #[test]
     fn unknown_type_and_format_are_refused() {
-        let mut bytes = RecordBatch(vec![MetadataRecord::RemoveTopic {
-            topic_id: Uuid::nil(),
-        }])
+        let mut bytes = RecordBatch(vec![MetadataRecord::RemoveTopic(RemoveTopicRecord {
+            topic_id: TopicId(0),
+        })])
         .encode();
         bytes[5..7].copy_from_slice(&999u16.to_be_bytes());
         assert_eq!(
@@ -678,9 +558,9 @@ mod tests {
 
     #[test]
     fn a_newer_version_with_appended_fields_still_decodes() {
-        let record = MetadataRecord::FenceBroker { id: 3, epoch: 5 };
+        let record = MetadataRecord::FenceBroker(FenceBrokerRecord { id: 3, epoch: 5 });
         let mut one = Vec::new();
-        record.encode_into(&mut one);
+        encode_record(&record, &mut one);
         // Version 1 appends a field: bump the version, the body length and add 4 bytes.
         one[2] = 1;
         let body_len = u32::from_be_bytes([one[3], one[4], one[5], one[6]]) + 4;

@@ -45,6 +45,9 @@ pub enum TopicError {
     Io(String),
     #[error("topic registry file is corrupt: {0}")]
     Corrupt(String),
+    /// Kafka's NOT_CONTROLLER (a KRaft node that is not the active controller).
+    #[error("This is not the correct controller for this cluster.")]
+    NotController,
 }
 
 pub use super::records::TopicId;

@@ -1,0 +1,283 @@
+//! The broker's side of its lifecycle (Kafka's `BrokerLifecycleManager`), on shard 0:
+//! register with the active controller, then heartbeat every `broker.heartbeat.interval.ms`
+//! with the metadata offset this broker applied; register again when the controller no longer
+//! knows the epoch. A broker-only node also fetches the committed image from a controller
+//! (`fetch_images`). Producer-id blocks come from the active controller too.
+//!
+//! Invariants: a controller that cannot be reached, or answers NOT_CONTROLLER, is never fatal:
+//! the broker logs it and retries (with the leader hint when there is one, else the next
+//! bootstrap address), forever, with a bounded backoff. One request at a time per channel.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use compio::net::TcpStream;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::node::ClusterNode;
+use super::quorum::lifecycle::{
+    AllocateProducerIdsRequest, Answer, FetchImageResponse, HeartbeatRequest, HeartbeatResponse,
+    LifecycleError, ProducerIdBlock, RegistrationRequest,
+};
+use super::quorum::network::{
+    call_controller, KIND_ALLOCATE_PRODUCER_IDS, KIND_BROKER_HEARTBEAT, KIND_BROKER_REGISTRATION,
+    KIND_FETCH_IMAGE,
+};
+use super::shared_image::SharedImage;
+use crate::shard::Shard;
+
+/// Backoff between failed attempts to reach a controller.
+const RETRY_BACKOFF: Duration = Duration::from_millis(200);
+/// How often a broker-only node asks for a newer committed image.
+const IMAGE_FETCH_INTERVAL: Duration = Duration::from_millis(100);
+/// A failure is logged at most this often (a cluster starting logs little).
+const LOG_EVERY: Duration = Duration::from_secs(5);
+
+/// A connection to the active controller, following NOT_CONTROLLER hints.
+pub struct ControllerChannel {
+    node: Arc<ClusterNode>,
+    stream: Option<TcpStream>,
+    target: Option<SocketAddr>,
+    next_bootstrap: usize,
+    /// Any controller will do (image fetches), not only the active one.
+    any: bool,
+}
+
+impl ControllerChannel {
+    pub fn new(node: Arc<ClusterNode>) -> Self {
+        Self {
+            node,
+            stream: None,
+            target: None,
+            next_bootstrap: 0,
+            any: false,
+        }
+    }
+
+    fn pick(&mut self) -> Option<SocketAddr> {
+        if let Some(target) = self.target {
+            return Some(target);
+        }
+        let leader = self.node.active_controller();
+        let hinted = self
+            .node
+            .settings
+            .voters
+            .iter()
+            .find(|v| i64::from(leader) == i64::try_from(v.node_id).unwrap_or(-2))
+            .map(|v| v.addr);
+        let bootstrap = &self.node.settings.bootstrap;
+        let target = hinted.or_else(|| {
+            let addr = bootstrap.get(self.next_bootstrap % bootstrap.len().max(1)).copied();
+            self.next_bootstrap = self.next_bootstrap.wrapping_add(1);
+            addr
+        });
+        self.target = target;
+        target
+    }
+
+    fn reset(&mut self, hint: Option<SocketAddr>) {
+        self.stream = None;
+        self.target = hint;
+    }
+
+    /// One call; Err when the controller could not be reached or is not the active one (the
+    /// next call tries the hinted leader or the next bootstrap address).
+    pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &mut self,
+        kind: u8,
+        request: &Req,
+    ) -> Result<Resp, LifecycleError> {
+        let target = self
+            .pick()
+            .ok_or_else(|| LifecycleError::Rejected("no controller address".into()))?;
+        if self.stream.is_none() {
+            let connect = TcpStream::connect(target);
+            match compio::time::timeout(self.node.request_timeout, connect).await {
+                Ok(Ok(stream)) => {
+                    let _ = stream.set_nodelay(true);
+                    self.stream = Some(stream);
+                }
+                Ok(Err(e)) => {
+                    self.reset(None);
+                    return Err(LifecycleError::Rejected(format!("connect {target}: {e}")));
+                }
+                Err(_) => {
+                    self.reset(None);
+                    return Err(LifecycleError::Rejected(format!("connect {target}: timed out")));
+                }
+            }
+        }
+        let Some(stream) = self.stream.as_mut() else {
+            return Err(LifecycleError::Rejected("no connection".into()));
+        };
+        let (max, timeout) = (self.node.request_max_bytes, self.node.request_timeout);
+        let answer: std::io::Result<Answer<Resp>> =
+            call_controller(stream, kind, request, max, timeout).await;
+        match answer {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(LifecycleError::NotController {
+                leader_id,
+                leader_addr,
+            })) if !self.any => {
+                if let Some(id) = leader_id {
+                    self.node
+                        .known_controller
+                        .store(i64::try_from(id).unwrap_or(-1), Ordering::Release);
+                }
+                self.reset(leader_addr.and_then(|a| a.parse().ok()));
+                Err(LifecycleError::NotController {
+                    leader_id,
+                    leader_addr: None,
+                })
+            }
+            Ok(Err(e)) => Err(e),
+            Err(e) => {
+                self.reset(None);
+                Err(LifecycleError::Rejected(format!("controller {target}: {e}")))
+            }
+        }
+    }
+}
+
+/// Registers, then heartbeats, forever (see the module documentation).
+pub async fn run(shard: Rc<Shard>, node: Arc<ClusterNode>, request: RegistrationRequest) {
+    let interval = Duration::from_millis(node.settings.heartbeat_interval_ms);
+    let mut channel = ControllerChannel::new(node.clone());
+    let mut last_log: Option<Instant> = None;
+    let mut should_log = move || {
+        let due = last_log.is_none_or(|t| t.elapsed() >= LOG_EVERY);
+        if due {
+            last_log = Some(Instant::now());
+        }
+        due
+    };
+    loop {
+        let epoch = match channel.call::<_, i64>(KIND_BROKER_REGISTRATION, &request).await {
+            Ok(epoch) => epoch,
+            Err(LifecycleError::DuplicateBrokerRegistration(id)) => {
+                if should_log() {
+                    tracing::error!(
+                        node_id = id,
+                        "registration refused: node.id {id} is already registered by a live \
+                         broker (DUPLICATE_BROKER_REGISTRATION); retrying"
+                    );
+                }
+                compio::time::sleep(interval).await;
+                continue;
+            }
+            Err(e) => {
+                if should_log() {
+                    tracing::warn!(error = %e, "cannot register with the controller quorum yet; retrying");
+                }
+                compio::time::sleep(RETRY_BACKOFF).await;
+                continue;
+            }
+        };
+        node.broker_epoch.store(epoch, Ordering::Release);
+        tracing::info!(broker_epoch = epoch, "registered with the active controller");
+        heartbeat_until_stale(&shard, &node, &mut channel, epoch, interval).await;
+        node.broker_epoch.store(-1, Ordering::Release);
+    }
+}
+
+/// Heartbeats with `epoch` until the controller no longer knows it.
+async fn heartbeat_until_stale(
+    shard: &Shard,
+    node: &ClusterNode,
+    channel: &mut ControllerChannel,
+    epoch: i64,
+    interval: Duration,
+) {
+    let mut failing_since: Option<Instant> = None;
+    loop {
+        let request = HeartbeatRequest {
+            broker_id: node.node_id(),
+            broker_epoch: epoch,
+            metadata_offset: shard.cluster_synced.get(),
+        };
+        let started = Instant::now();
+        match channel
+            .call::<_, HeartbeatResponse>(KIND_BROKER_HEARTBEAT, &request)
+            .await
+        {
+            Ok(response) => {
+                failing_since = None;
+                let fenced = i64::from(response.is_fenced);
+                if node.fenced.swap(fenced, Ordering::AcqRel) != fenced {
+                    tracing::info!(fenced = response.is_fenced, "broker fencing state");
+                }
+                // A fenced broker asks again soon: it is waiting to be unfenced.
+                let wait = match response.is_fenced {
+                    true => interval.min(Duration::from_millis(100)),
+                    false => interval,
+                };
+                compio::time::sleep(wait.saturating_sub(started.elapsed())).await;
+            }
+            Err(LifecycleError::StaleBrokerEpoch) => {
+                tracing::warn!("the controller does not know this broker epoch; registering again");
+                return;
+            }
+            Err(e) => {
+                let since = *failing_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= LOG_EVERY {
+                    tracing::warn!(error = %e, "heartbeats to the controller quorum failing; retrying");
+                    failing_since = Some(Instant::now());
+                }
+                compio::time::sleep(RETRY_BACKOFF).await;
+            }
+        }
+    }
+}
+
+/// A broker-only node: keeps its committed image current from the controllers.
+pub async fn fetch_images(node: Arc<ClusterNode>) {
+    let mut channel = ControllerChannel::new(node.clone());
+    channel.any = true;
+    loop {
+        let known = node.image.offset();
+        match channel
+            .call::<_, FetchImageResponse>(KIND_FETCH_IMAGE, &known)
+            .await
+        {
+            Ok(FetchImageResponse::Image(bytes)) => match SharedImage::decode(&bytes) {
+                Ok(state) if state.offset > node.image.offset() => node.image.replace(state),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "metadata image from the controller does not decode"),
+            },
+            Ok(FetchImageResponse::Unchanged) => {}
+            Err(_) => compio::time::sleep(RETRY_BACKOFF).await,
+        }
+        compio::time::sleep(IMAGE_FETCH_INTERVAL).await;
+    }
+}
+
+/// Kafka's AllocateProducerIds from this broker to the active controller.
+pub async fn allocate_producer_ids(node: Arc<ClusterNode>) -> Result<ProducerIdBlock, String> {
+    let mut channel = ControllerChannel::new(node.clone());
+    let mut last = String::from("not registered yet");
+    for _ in 0..10 {
+        let epoch = node.broker_epoch();
+        if epoch < 0 {
+            compio::time::sleep(RETRY_BACKOFF).await;
+            continue;
+        }
+        let request = AllocateProducerIdsRequest {
+            broker_id: node.node_id(),
+            broker_epoch: epoch,
+        };
+        match channel
+            .call::<_, ProducerIdBlock>(KIND_ALLOCATE_PRODUCER_IDS, &request)
+            .await
+        {
+            Ok(block) => return Ok(block),
+            Err(e) => last = e.to_string(),
+        }
+        compio::time::sleep(RETRY_BACKOFF).await;
+    }
+    Err(last)
+}

@@ -1,0 +1,109 @@
+//! This process as a KRaft node (`process.roles` set): its settings, its committed image
+//! (`SharedImage`), and, with the controller role, its quorum member. Built once in `run`
+//! before the shards start, shared by every shard through `Boot`.
+//!
+//! Invariants: a controller node's image is driven by its quorum member (the committed log,
+//! snapshot first at start); a broker-only node's by the committed images it fetches from the
+//! controller (`heartbeat::fetch_images`). Either way shard 0 brings every shard up to it
+//! (`follow`). The active controller is the quorum's leader; only it commits changes.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::kraft::{self, KraftSettings};
+use super::quorum::{MetadataRecord, Quorum, QuorumError, QuorumHandle};
+use super::shared_image::SharedImage;
+use crate::config::BrokerConfig;
+
+/// See the module documentation.
+pub struct ClusterNode {
+    pub settings: KraftSettings,
+    pub image: Arc<SharedImage>,
+    pub quorum: Option<QuorumHandle>,
+    /// The broker epoch of this node's registration (-1 until registered).
+    pub broker_epoch: AtomicI64,
+    /// 1 while the controller reports this broker fenced, 0 once unfenced, -1 before.
+    pub fenced: AtomicI64,
+    /// The active controller a broker-only node last heard of (-1: none).
+    pub known_controller: AtomicI64,
+    pub request_max_bytes: usize,
+    pub request_timeout: Duration,
+}
+
+impl ClusterNode {
+    /// The node of `config`, None without `process.roles`. Starts the quorum member of a
+    /// controller node (its snapshot and log are read before this returns).
+    pub fn start(config: &BrokerConfig) -> Result<Option<Arc<Self>>, String> {
+        let Some(settings) = kraft::settings(config).map_err(|e| e.to_string())? else {
+            return Ok(None);
+        };
+        let image = Arc::new(SharedImage::default());
+        let quorum = match settings.roles.controller {
+            true => {
+                let quorum_config = kraft::quorum_config(&settings, config);
+                let session = Duration::from_millis(settings.session_timeout_ms);
+                Some(
+                    Quorum::start_controller(quorum_config, image.clone(), session)
+                        .map_err(|e| e.to_string())?,
+                )
+            }
+            false => None,
+        };
+        tracing::info!(
+            node_id = settings.node_id,
+            broker = settings.roles.broker,
+            controller = settings.roles.controller,
+            voters = settings.voters.len(),
+            "KRaft node"
+        );
+        Ok(Some(Arc::new(Self {
+            settings,
+            image,
+            quorum,
+            broker_epoch: AtomicI64::new(-1),
+            fenced: AtomicI64::new(-1),
+            known_controller: AtomicI64::new(-1),
+            request_max_bytes: 100 * 1024 * 1024,
+            request_timeout: Duration::from_millis(
+                config.controller_quorum_request_timeout_ms.max(1),
+            ),
+        })))
+    }
+
+    pub fn node_id(&self) -> i32 {
+        self.settings.node_id
+    }
+
+    /// Whether this node's quorum member leads (only the active controller commits).
+    pub fn is_active_controller(&self) -> bool {
+        let own = u64::try_from(self.node_id()).ok();
+        self.quorum.as_ref().is_some_and(|q| q.leader() == own && own.is_some())
+    }
+
+    /// The active controller's node id as this node knows it; -1 when none is known.
+    pub fn active_controller(&self) -> i32 {
+        match &self.quorum {
+            Some(q) => q
+                .leader()
+                .and_then(|id| i32::try_from(id).ok())
+                .unwrap_or(-1),
+            None => i32::try_from(self.known_controller.load(Ordering::Acquire)).unwrap_or(-1),
+        }
+    }
+
+    /// Commits `records` through the quorum; the metadata offset once applied on this node.
+    pub async fn propose(&self, records: Vec<MetadataRecord>) -> Result<u64, QuorumError> {
+        match &self.quorum {
+            Some(q) if self.is_active_controller() => q.propose(records).await,
+            Some(q) => Err(QuorumError::NotController {
+                leader_id: q.leader(),
+            }),
+            None => Err(QuorumError::NotController { leader_id: None }),
+        }
+    }
+
+    pub fn broker_epoch(&self) -> i64 {
+        self.broker_epoch.load(Ordering::Acquire)
+    }
+}

@@ -1,0 +1,502 @@
+//! The active controller's side of the brokers' lifecycle (Kafka's `ClusterControlManager` and
+//! `BrokerHeartbeatManager`), on the quorum thread: BrokerRegistration, BrokerHeartbeat,
+//! AllocateProducerIds, and fencing brokers whose session expired; plus the committed image
+//! for broker-only nodes (`FetchImage`).
+//!
+//! Semantics (Kafka's): a broker registers fenced with a new broker epoch; it is unfenced by
+//! the first heartbeat that shows it caught up with the metadata log (its applied offset at
+//! least the offset of its registration); a broker that has not heartbeated for
+//! `broker.session.timeout.ms` is fenced, and the partitions it led get another in-sync
+//! unfenced leader or none (-1) until it returns. A registration for a node id whose
+//! registration of another incarnation still has a live session is refused
+//! (DUPLICATE_BROKER_REGISTRATION). A newly active controller gives every registered broker a
+//! fresh session (it cannot know when they last heartbeated its predecessor).
+//!
+//! Invariants: only the leader answers (others: NOT_CONTROLLER with the leader they know);
+//! every change it makes is a proposal committed through raft, serialised by `propose_lock` and
+//! computed from the image after the previous one was applied, so two changes never start from
+//! the same image (producer-id blocks never overlap).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::{Raft, RecordBatch, Voter, NO_LEADER};
+use crate::cluster::image::MetadataImage;
+use crate::cluster::records::{
+    BrokerEndpoint, FenceBrokerRecord, MetadataRecord, PartitionChangeRecord,
+    RegisterBrokerRecord, UnfenceBrokerRecord, NO_LEADER as NO_PARTITION_LEADER,
+};
+use crate::cluster::shared_image::SharedImage;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistrationRequest {
+    pub broker_id: i32,
+    pub incarnation_id: u128,
+    pub end_points: Vec<BrokerEndpoint>,
+    pub rack: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeartbeatRequest {
+    pub broker_id: i32,
+    pub broker_epoch: i64,
+    /// The metadata offset the broker applied (Kafka's `CurrentMetadataOffset`).
+    pub metadata_offset: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeartbeatResponse {
+    pub is_fenced: bool,
+    pub is_caught_up: bool,
+    /// The controller's committed metadata offset.
+    pub metadata_offset: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AllocateProducerIdsRequest {
+    pub broker_id: i32,
+    pub broker_epoch: i64,
+}
+
+/// `[start, end)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProducerIdBlock {
+    pub start: i64,
+    pub end: i64,
+}
+
+/// The committed image when newer than `known_offset` (`SharedImage::encode` bytes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FetchImageResponse {
+    Unchanged,
+    Image(Vec<u8>),
+}
+
+/// Kafka's error codes of these RPCs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum LifecycleError {
+    #[error("not the active controller (leader: {leader_id:?} at {leader_addr:?})")]
+    NotController {
+        leader_id: Option<u64>,
+        leader_addr: Option<String>,
+    },
+    #[error("node id {0} is already registered by a live broker")]
+    DuplicateBrokerRegistration(i32),
+    #[error("stale broker epoch: register again")]
+    StaleBrokerEpoch,
+    #[error("producer id space exhausted")]
+    ProducerIdsExhausted,
+    #[error("{0}")]
+    Rejected(String),
+}
+
+pub type Answer<T> = Result<T, LifecycleError>;
+
+/// See the module documentation.
+pub struct Lifecycle {
+    node_id: u64,
+    voters: Vec<Voter>,
+    raft: Raft,
+    leader: Arc<AtomicU64>,
+    image: Arc<SharedImage>,
+    session: Duration,
+    /// Last heartbeat (or registration) of each broker, as this controller saw it.
+    contacts: RefCell<HashMap<i32, Instant>>,
+    /// The metadata offset of each broker's registration: caught up once it applied it.
+    registered_at: RefCell<HashMap<i32, u64>>,
+    propose_lock: futures_util::lock::Mutex<()>,
+}
+
+impl Lifecycle {
+    pub(super) fn new(
+        node_id: u64,
+        voters: Vec<Voter>,
+        raft: Raft,
+        leader: Arc<AtomicU64>,
+        image: Arc<SharedImage>,
+        session: Duration,
+    ) -> Self {
+        Self {
+            node_id,
+            voters,
+            raft,
+            leader,
+            image,
+            session,
+            contacts: RefCell::new(HashMap::new()),
+            registered_at: RefCell::new(HashMap::new()),
+            propose_lock: futures_util::lock::Mutex::new(()),
+        }
+    }
+
+    fn is_leader(&self) -> bool {
+        self.leader.load(Ordering::Acquire) == self.node_id
+    }
+
+    fn not_controller(&self) -> LifecycleError {
+        let leader = self.leader.load(Ordering::Acquire);
+        let leader_id = (leader != NO_LEADER).then_some(leader);
+        let leader_addr = leader_id.and_then(|id| {
+            self.voters
+                .iter()
+                .find(|v| v.node_id == id)
+                .map(|v| v.addr.to_string())
+        });
+        LifecycleError::NotController {
+            leader_id,
+            leader_addr,
+        }
+    }
+
+    fn check_leader(&self) -> Answer<()> {
+        match self.is_leader() {
+            true => Ok(()),
+            false => Err(self.not_controller()),
+        }
+    }
+
+    async fn propose(&self, records: Vec<MetadataRecord>) -> Answer<u64> {
+        use openraft::errors::{ClientWriteError, RaftError};
+        match self.raft.client_write(RecordBatch(records)).await {
+            Ok(response) => Ok(response.log_id.index),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+                Err(self.not_controller())
+            }
+            Err(e) => Err(LifecycleError::Rejected(e.to_string())),
+        }
+    }
+
+    fn alive(&self, broker: i32) -> bool {
+        self.contacts
+            .borrow()
+            .get(&broker)
+            .is_some_and(|t| t.elapsed() < self.session)
+    }
+
+    /// Kafka's BrokerRegistration: answers the broker epoch.
+    pub async fn register(&self, request: RegistrationRequest) -> Answer<i64> {
+        self.check_leader()?;
+        let _guard = self.propose_lock.lock().await;
+        let existing = self.image.lock().image.broker(request.broker_id).cloned();
+        if let Some(existing) = &existing {
+            if existing.incarnation_id == request.incarnation_id {
+                // The same process asking again (its answer was lost): same epoch.
+                self.contacts
+                    .borrow_mut()
+                    .insert(request.broker_id, Instant::now());
+                return Ok(existing.broker_epoch);
+            }
+            if self.alive(request.broker_id) {
+                return Err(LifecycleError::DuplicateBrokerRegistration(
+                    request.broker_id,
+                ));
+            }
+        }
+        let previous = existing
+            .as_ref()
+            .map_or(0, |b| b.broker_epoch.saturating_add(1));
+        let broker_epoch = crate::cluster::now_ms().max(previous);
+        // The old registration's leadership ends with it (as if fenced), so the new one is
+        // elected again, with a new leader epoch, once caught up.
+        let mut records = match existing.filter(|b| !b.fenced) {
+            Some(old) => fence_records(&self.image.lock().image, old.broker_id, old.broker_epoch),
+            None => Vec::new(),
+        };
+        records.push(MetadataRecord::RegisterBroker(RegisterBrokerRecord {
+            broker_id: request.broker_id,
+            incarnation_id: request.incarnation_id,
+            broker_epoch,
+            end_points: request.end_points,
+            rack: request.rack,
+            fenced: true,
+        }));
+        let offset = self.propose(records).await?;
+        tracing::info!(
+            broker = request.broker_id,
+            broker_epoch,
+            offset,
+            "broker registered (fenced until caught up)"
+        );
+        self.contacts
+            .borrow_mut()
+            .insert(request.broker_id, Instant::now());
+        self.registered_at
+            .borrow_mut()
+            .insert(request.broker_id, offset);
+        Ok(broker_epoch)
+    }
+
+    /// Kafka's BrokerHeartbeat.
+    pub async fn heartbeat(&self, request: HeartbeatRequest) -> Answer<HeartbeatResponse> {
+        self.check_leader()?;
+        let current = |image: &MetadataImage| {
+            image
+                .broker(request.broker_id)
+                .filter(|b| b.broker_epoch == request.broker_epoch)
+                .map(|b| b.fenced)
+        };
+        let fenced = current(&self.image.lock().image).ok_or(LifecycleError::StaleBrokerEpoch)?;
+        self.contacts
+            .borrow_mut()
+            .insert(request.broker_id, Instant::now());
+        let registered_at = self
+            .registered_at
+            .borrow()
+            .get(&request.broker_id)
+            .copied()
+            .unwrap_or(0);
+        let caught_up = request.metadata_offset >= registered_at;
+        let mut is_fenced = fenced;
+        if fenced && caught_up {
+            let _guard = self.propose_lock.lock().await;
+            let records = {
+                let state = self.image.lock();
+                match current(&state.image) {
+                    Some(true) => {
+                        unfence_records(&state.image, request.broker_id, request.broker_epoch)
+                    }
+                    _ => Vec::new(),
+                }
+            };
+            if !records.is_empty() {
+                self.propose(records).await?;
+                tracing::info!(broker = request.broker_id, "broker unfenced");
+            }
+            is_fenced = false;
+        }
+        Ok(HeartbeatResponse {
+            is_fenced,
+            is_caught_up: caught_up,
+            metadata_offset: self.image.offset(),
+        })
+    }
+
+    /// Kafka's AllocateProducerIds: the next block, committed before it is answered.
+    pub async fn allocate_producer_ids(
+        &self,
+        request: AllocateProducerIdsRequest,
+    ) -> Answer<ProducerIdBlock> {
+        self.check_leader()?;
+        let _guard = self.propose_lock.lock().await;
+        let (record, start) = {
+            let state = self.image.lock();
+            if state
+                .image
+                .broker(request.broker_id)
+                .is_none_or(|b| b.broker_epoch != request.broker_epoch)
+            {
+                return Err(LifecycleError::StaleBrokerEpoch);
+            }
+            crate::cluster::image::producer_ids_record(
+                &state.image,
+                request.broker_id,
+                request.broker_epoch,
+                crate::cluster::PRODUCER_ID_BLOCK_SIZE,
+            )
+            .ok_or(LifecycleError::ProducerIdsExhausted)?
+        };
+        let end = record.next_producer_id;
+        self.propose(vec![MetadataRecord::ProducerIds(record)])
+            .await?;
+        Ok(ProducerIdBlock { start, end })
+    }
+
+    /// The committed image, for a broker-only node behind `known_offset`.
+    pub fn fetch_image(&self, known_offset: u64) -> FetchImageResponse {
+        let state = self.image.lock();
+        match state.offset > known_offset {
+            true => FetchImageResponse::Image(SharedImage::encode(&state)),
+            false => FetchImageResponse::Unchanged,
+        }
+    }
+
+    /// Fences brokers whose session expired, while this node is the active controller.
+    pub async fn run_sessions(self: Rc<Self>) {
+        let tick = (self.session / 8).clamp(Duration::from_millis(20), Duration::from_secs(1));
+        let mut was_leader = false;
+        loop {
+            compio::time::sleep(tick).await;
+            if !self.is_leader() {
+                was_leader = false;
+                continue;
+            }
+            let brokers: Vec<(i32, i64, bool)> = self
+                .image
+                .lock()
+                .image
+                .brokers()
+                .map(|b| (b.broker_id, b.broker_epoch, b.fenced))
+                .collect();
+            if !was_leader {
+                // Newly active: every broker gets a fresh session.
+                let now = Instant::now();
+                let mut contacts = self.contacts.borrow_mut();
+                for (id, _, _) in &brokers {
+                    contacts.insert(*id, now);
+                }
+                was_leader = true;
+                continue;
+            }
+            for (id, epoch, fenced) in brokers {
+                if fenced || self.alive(id) {
+                    continue;
+                }
+                let _guard = self.propose_lock.lock().await;
+                let records = {
+                    let state = self.image.lock();
+                    let still = state
+                        .image
+                        .broker(id)
+                        .is_some_and(|b| b.broker_epoch == epoch && !b.fenced);
+                    match still && !self.alive(id) {
+                        true => fence_records(&state.image, id, epoch),
+                        false => Vec::new(),
+                    }
+                };
+                if records.is_empty() {
+                    continue;
+                }
+                match self.propose(records).await {
+                    Ok(offset) => tracing::warn!(
+                        broker = id,
+                        offset,
+                        session_timeout_ms = self.session.as_millis() as u64,
+                        "broker fenced: no heartbeat within broker.session.timeout.ms"
+                    ),
+                    Err(e) => tracing::warn!(broker = id, error = %e, "fencing a broker failed"),
+                }
+            }
+        }
+    }
+}
+
+/// `FenceBrokerRecord` and, for each partition `broker` leads, a `PartitionChangeRecord` to
+/// another unfenced in-sync replica, or to no leader (-1) keeping the ISR when none is left
+/// (Kafka: the last ISR member stays in the ISR, so it can lead again without data loss).
+pub fn fence_records(image: &MetadataImage, broker: i32, epoch: i64) -> Vec<MetadataRecord> {
+    let mut records = vec![MetadataRecord::FenceBroker(FenceBrokerRecord {
+        id: broker,
+        epoch,
+    })];
+    let usable = |id: i32| id != broker && image.broker(id).is_some_and(|b| !b.fenced);
+    for meta in image.iter() {
+        for (index, r) in (0u32..).zip(&meta.registrations) {
+            if r.leader != broker {
+                continue;
+            }
+            let others: Vec<i32> = r.isr.iter().copied().filter(|id| *id != broker).collect();
+            let leader = others
+                .iter()
+                .copied()
+                .find(|id| usable(*id))
+                .unwrap_or(NO_PARTITION_LEADER);
+            records.push(MetadataRecord::PartitionChange(PartitionChangeRecord {
+                partition_id: index,
+                topic_id: meta.id,
+                isr: (!others.is_empty()).then_some(others),
+                leader,
+                replicas: None,
+            }));
+        }
+    }
+    records
+}
+
+/// `UnfenceBrokerRecord` and, for each leaderless partition with `broker` in its ISR, a
+/// `PartitionChangeRecord` electing it (Kafka's `handleBrokerUnfenced`).
+pub fn unfence_records(image: &MetadataImage, broker: i32, epoch: i64) -> Vec<MetadataRecord> {
+    let mut records = vec![MetadataRecord::UnfenceBroker(UnfenceBrokerRecord {
+        id: broker,
+        epoch,
+    })];
+    for meta in image.iter() {
+        for (index, r) in (0u32..).zip(&meta.registrations) {
+            if r.leader == NO_PARTITION_LEADER && r.isr.contains(&broker) {
+                records.push(MetadataRecord::PartitionChange(PartitionChangeRecord {
+                    partition_id: index,
+                    topic_id: meta.id,
+                    isr: None,
+                    leader: broker,
+                    replicas: None,
+                }));
+            }
+        }
+    }
+    records
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::image::topic_records;
+    use crate::cluster::topics::{TopicId, TopicMeta};
+
+    fn image() -> MetadataImage {
+        let mut image = MetadataImage::default();
+        for id in [1, 2] {
+            image
+                .apply(&MetadataRecord::RegisterBroker(RegisterBrokerRecord {
+                    broker_id: id,
+                    incarnation_id: 1,
+                    broker_epoch: 10,
+                    end_points: Vec::new(),
+                    rack: None,
+                    fenced: false,
+                }))
+                .unwrap();
+        }
+        let meta = TopicMeta {
+            name: "t".into(),
+            id: TopicId(5),
+            partitions: 0,
+            configs: Default::default(),
+            registrations: Vec::new(),
+        };
+        image.apply_all(&topic_records(&meta, 1)).unwrap();
+        for (index, leader) in [(0u32, 1), (1, 2)] {
+            image
+                .apply(&MetadataRecord::Partition(
+                    crate::cluster::records::PartitionRecord {
+                        partition_id: index,
+                        topic_id: TopicId(5),
+                        replicas: vec![leader],
+                        isr: vec![leader],
+                        leader,
+                        leader_epoch: 0,
+                        partition_epoch: 0,
+                    },
+                ))
+                .unwrap();
+        }
+        image
+    }
+
+    #[test]
+    fn fencing_takes_leadership_away_and_unfencing_gives_it_back() {
+        let mut image = image();
+        image.apply_all(&fence_records(&image.clone(), 1, 10)).unwrap();
+        assert!(image.broker(1).is_some_and(|b| b.fenced));
+        let p0 = image.partition("t", 0).unwrap().clone();
+        assert_eq!((p0.leader, p0.isr.clone(), p0.leader_epoch), (-1, vec![1], 1));
+        assert_eq!(image.partition("t", 1).unwrap().leader, 2, "others untouched");
+        image.apply_all(&unfence_records(&image.clone(), 1, 10)).unwrap();
+        assert!(image.broker(1).is_some_and(|b| !b.fenced));
+        let p0 = image.partition("t", 0).unwrap();
+        assert_eq!((p0.leader, p0.leader_epoch), (1, 2));
+    }
+
+    #[test]
+    fn records_of_another_epoch_change_nothing() {
+        let mut image = image();
+        image
+            .apply(&MetadataRecord::FenceBroker(FenceBrokerRecord { id: 1, epoch: 9 }))
+            .unwrap();
+        assert!(image.broker(1).is_some_and(|b| !b.fenced));
+    }
+}

@@ -1,0 +1,169 @@
+//! A KRaft cluster of three `sluice` processes (every node `broker,controller`): every broker
+//! answers Metadata with all brokers and the same topics; a broker killed with SIGKILL is
+//! fenced and its partitions go leaderless on every broker within the session timeout, and
+//! come back with their data when it restarts; killing the active controller elects another
+//! and CreateTopics works again with nothing committed lost; a whole-cluster restart rebuilds
+//! the same image on every broker.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::cluster::{leaders, topics_view, Cluster, ClusterOpts, NOT_CONTROLLER};
+use common::wait_until;
+
+/// The session timeout plus what fencing may take beyond it (a controller tick, one commit,
+/// every broker applying it), generous for a loaded 2-core machine.
+fn fence_bound(cluster: &Cluster) -> Duration {
+    Duration::from_millis(cluster.opts.session_timeout_ms) + Duration::from_secs(10)
+}
+
+/// Waits until every running broker answers the same topics (ids, leaders, epochs).
+fn wait_same_image(cluster: &Cluster, timeout: Duration) -> Vec<common::cluster::TopicView> {
+    let mut last = Vec::new();
+    wait_until(timeout, "every broker to answer the same topics", || {
+        let views: Vec<_> = cluster
+            .running()
+            .iter()
+            .map(|i| topics_view(&cluster.metadata(*i)))
+            .collect();
+        last = views[0].clone();
+        views.iter().all(|v| *v == views[0])
+    });
+    last
+}
+
+#[test]
+fn every_broker_lists_every_broker_and_the_same_topics() {
+    let cluster = Cluster::start(ClusterOpts::default());
+    assert_eq!(cluster.create_topic("spread", 6, Duration::from_secs(30)), 0);
+    let view = wait_same_image(&cluster, Duration::from_secs(20));
+    let spread = view.iter().find(|t| t.0 == "spread").expect("topic listed");
+    assert_eq!(spread.2.len(), 6);
+    let mut hosts: Vec<i32> = spread.2.iter().map(|p| p.1).collect();
+    hosts.sort_unstable();
+    hosts.dedup();
+    assert_eq!(hosts, vec![1, 2, 3], "partitions spread over every broker");
+    // Every broker names the same active controller; the others refuse CreateTopics with
+    // NOT_CONTROLLER (clients then go to the controller Metadata names).
+    let controller = cluster.controller_index(0).expect("a controller");
+    for i in 0..3 {
+        assert_eq!(cluster.controller_index(i), Some(controller));
+    }
+    let other = (controller + 1) % 3;
+    let code = common::cluster::create_topic(cluster.broker(other).socket_addr(), "no", 1);
+    assert_eq!(code, NOT_CONTROLLER);
+}
+
+#[test]
+fn a_killed_broker_is_fenced_and_comes_back_with_its_data() {
+    let mut cluster = Cluster::start(ClusterOpts::default());
+    assert_eq!(cluster.create_topic("kept", 3, Duration::from_secs(30)), 0);
+    wait_same_image(&cluster, Duration::from_secs(20));
+    // A broker that is not the active controller: its death must not need an election.
+    let controller = cluster.controller_index(0).expect("a controller");
+    let victim = (controller + 1) % 3;
+    let victim_id = Cluster::node_id(victim);
+    let led: Vec<usize> = leaders(&cluster.metadata(victim), "kept")
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| **l == victim_id)
+        .map(|(p, _)| p)
+        .collect();
+    assert!(!led.is_empty(), "the victim leads a partition");
+    let partition = i32::try_from(led[0]).unwrap();
+    let producer = common::kafka::producer(cluster.broker(victim), &[]);
+    let records = common::kafka::keyed_records(20, 5, 10);
+    let acked = common::kafka::produce(&producer, "kept", &records, Some(partition));
+    common::kafka::assert_all_acked(&acked);
+    drop(producer);
+
+    cluster.broker_mut(victim).kill9();
+    let killed = Instant::now();
+    let survivors: Vec<usize> = (0..3).filter(|i| *i != victim).collect();
+    for &i in &survivors {
+        wait_until(fence_bound(&cluster), "the victim's partitions to go leaderless", || {
+            let metadata = cluster.metadata(i);
+            let listed = metadata.brokers.iter().any(|b| b.node_id.0 == victim_id);
+            let leaders = leaders(&metadata, "kept");
+            !listed && led.iter().all(|p| leaders[*p] == -1)
+        });
+    }
+    eprintln!("fenced after {:?}", killed.elapsed());
+
+    cluster.broker_mut(victim).start_again();
+    for &i in &[victim, survivors[0], survivors[1]] {
+        wait_until(Duration::from_secs(30), "the victim to lead again", || {
+            let leaders = leaders(&cluster.metadata(i), "kept");
+            led.iter().all(|p| leaders[*p] == victim_id)
+        });
+    }
+    let marks = common::kafka::watermarks(cluster.broker(victim), "kept", 3);
+    assert_eq!(marks[led[0]].1, 20, "the data came back with the broker");
+}
+
+#[test]
+fn killing_the_active_controller_elects_another_and_loses_nothing() {
+    let mut cluster = Cluster::start(ClusterOpts::default());
+    for name in ["before-1", "before-2"] {
+        assert_eq!(cluster.create_topic(name, 2, Duration::from_secs(30)), 0);
+    }
+    wait_same_image(&cluster, Duration::from_secs(20));
+    let controller = cluster.controller_index(0).expect("a controller");
+    cluster.broker_mut(controller).kill9();
+    let killed = Instant::now();
+    let survivor = (controller + 1) % 3;
+    wait_until(Duration::from_secs(20), "another active controller", || {
+        cluster
+            .controller_index(survivor)
+            .is_some_and(|c| c != controller)
+    });
+    eprintln!("failover took {:?}", killed.elapsed());
+    assert_eq!(cluster.create_topic("after", 2, Duration::from_secs(30)), 0);
+    let view = wait_same_image(&cluster, Duration::from_secs(20));
+    let names: Vec<&str> = view.iter().map(|t| t.0.as_str()).collect();
+    for name in ["before-1", "before-2", "after"] {
+        assert!(names.contains(&name), "{name} missing from {names:?}");
+    }
+    // The old controller rejoins and catches up with what was committed without it.
+    cluster.broker_mut(controller).start_again();
+    cluster.wait_all_registered();
+    wait_until(Duration::from_secs(30), "the old controller to catch up", || {
+        let view = topics_view(&cluster.metadata(controller));
+        view.iter().any(|t| t.0 == "after")
+    });
+}
+
+#[test]
+fn a_restarted_cluster_rebuilds_the_same_image_on_every_broker() {
+    let mut cluster = Cluster::start(ClusterOpts::default());
+    for (name, partitions) in [("a", 1), ("b", 4), ("c", 2)] {
+        assert_eq!(cluster.create_topic(name, partitions, Duration::from_secs(30)), 0);
+    }
+    let before = wait_same_image(&cluster, Duration::from_secs(20));
+    for i in 0..3 {
+        cluster.broker_mut(i).stop();
+    }
+    for i in 0..3 {
+        cluster.broker_mut(i).start_again();
+    }
+    cluster.wait_all_registered();
+    // Leader epochs moved while brokers were fenced and unfenced; names, ids, placement stay.
+    let strip = |view: Vec<common::cluster::TopicView>| {
+        view.into_iter()
+            .map(|(name, id, partitions)| {
+                let placed: Vec<(i32, Vec<i32>)> =
+                    partitions.into_iter().map(|p| (p.0, p.3)).collect();
+                (name, id, placed)
+            })
+            .collect::<Vec<_>>()
+    };
+    wait_until(Duration::from_secs(30), "every partition led again", || {
+        topics_view(&cluster.metadata(0))
+            .iter()
+            .all(|t| t.2.iter().all(|p| p.1 > 0))
+    });
+    let after = wait_same_image(&cluster, Duration::from_secs(20));
+    assert_eq!(strip(after), strip(before));
+}

@@ -1,0 +1,260 @@
+//! An N-broker KRaft cluster of real `sluice` processes (every node `broker,controller`, node
+//! ids 1..=N), for tests of the cluster and of replication.
+//!
+//! Invariants: the controller listener ports are picked by the kernel at runtime (bound to
+//! port 0 and released just before the nodes start, since every node's config must name all
+//! voters); client ports are read back from each broker's ready line (`Broker`); `start`
+//! returns only once every broker's Metadata lists all N brokers; every wait has a deadline;
+//! dropping the cluster kills every process and removes its directories.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::{
+    ApiKey, BrokerId, CreateTopicsRequest, CreateTopicsResponse, MetadataRequest,
+    MetadataResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use super::{wait_until, wire, Broker, BrokerOpts};
+
+/// How long a cluster may take to elect a controller and register every broker.
+pub const CLUSTER_READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Kafka's NOT_CONTROLLER error code.
+pub const NOT_CONTROLLER: i16 = 41;
+
+/// How to start a cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterOpts {
+    pub nodes: usize,
+    pub cores: usize,
+    pub session_timeout_ms: u64,
+    pub heartbeat_interval_ms: u64,
+    /// `controller.quorum.fetch.timeout.ms` and `election.timeout.ms`: how fast a dead
+    /// controller is replaced.
+    pub quorum_timeout_ms: u64,
+    /// More TOML for every node (its own keys only: no `node.id`, roles or voters).
+    pub extra_toml: String,
+}
+
+impl Default for ClusterOpts {
+    fn default() -> Self {
+        Self {
+            nodes: 3,
+            cores: 1,
+            session_timeout_ms: 2000,
+            heartbeat_interval_ms: 200,
+            quorum_timeout_ms: 500,
+            extra_toml: String::new(),
+        }
+    }
+}
+
+/// A running cluster; `brokers[i]` is node id `i + 1`.
+pub struct Cluster {
+    pub opts: ClusterOpts,
+    pub brokers: Vec<Broker>,
+    pub controller_ports: Vec<u16>,
+}
+
+/// A loopback port free now (bound to 0, read back, released).
+pub fn free_port() -> u16 {
+    let listener =
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"));
+    listener
+        .local_addr()
+        .unwrap_or_else(|e| panic!("local_addr: {e}"))
+        .port()
+}
+
+/// The TOML of node `node_id` of a cluster whose controllers listen on `ports`.
+pub fn node_toml(opts: &ClusterOpts, node_id: i32, ports: &[u16]) -> String {
+    let voters: Vec<String> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, port)| format!("{}@127.0.0.1:{port}", i + 1))
+        .collect();
+    format!(
+        "\"node.id\" = {node_id}\n\
+         \"process.roles\" = \"broker,controller\"\n\
+         \"controller.quorum.voters\" = \"{}\"\n\
+         \"controller.listener.names\" = \"CONTROLLER\"\n\
+         \"broker.session.timeout.ms\" = {}\n\
+         \"broker.heartbeat.interval.ms\" = {}\n\
+         \"controller.quorum.fetch.timeout.ms\" = {}\n\
+         \"controller.quorum.election.timeout.ms\" = {}\n\
+         \"pin.threads\" = false\n{}\n",
+        voters.join(","),
+        opts.session_timeout_ms,
+        opts.heartbeat_interval_ms,
+        opts.quorum_timeout_ms,
+        opts.quorum_timeout_ms,
+        opts.extra_toml,
+    )
+}
+
+impl Cluster {
+    /// Starts every node and waits until every broker's Metadata lists all of them.
+    pub fn start(opts: ClusterOpts) -> Cluster {
+        let controller_ports: Vec<u16> = (0..opts.nodes).map(|_| free_port()).collect();
+        let brokers = (0..opts.nodes)
+            .map(|i| {
+                let toml = node_toml(&opts, Self::node_id(i), &controller_ports);
+                Broker::start(BrokerOpts::default().cores(opts.cores).config(&toml))
+            })
+            .collect();
+        let cluster = Cluster {
+            opts,
+            brokers,
+            controller_ports,
+        };
+        cluster.wait_all_registered();
+        cluster
+    }
+
+    pub fn node_id(index: usize) -> i32 {
+        i32::try_from(index + 1).expect("node id fits i32")
+    }
+
+    pub fn broker(&self, index: usize) -> &Broker {
+        &self.brokers[index]
+    }
+
+    pub fn broker_mut(&mut self, index: usize) -> &mut Broker {
+        &mut self.brokers[index]
+    }
+
+    /// Every broker's address, comma-separated (a `bootstrap.servers`).
+    pub fn bootstrap(&self) -> String {
+        let addrs: Vec<String> = self.brokers.iter().map(Broker::addr).collect();
+        addrs.join(",")
+    }
+
+    /// The controller listener of node index `index`.
+    pub fn controller_addr(&self, index: usize) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.controller_ports[index]))
+    }
+
+    /// Metadata (all topics) from broker `index`.
+    pub fn metadata(&self, index: usize) -> MetadataResponse {
+        metadata(self.brokers[index].socket_addr())
+    }
+
+    /// Waits until every running broker lists all N brokers.
+    pub fn wait_all_registered(&self) {
+        let everyone: Vec<i32> = (0..self.opts.nodes).map(Self::node_id).collect();
+        self.wait_brokers_listed(&self.running(), &everyone, CLUSTER_READY_TIMEOUT);
+    }
+
+    /// The indexes of the brokers running now.
+    pub fn running(&self) -> Vec<usize> {
+        (0..self.brokers.len())
+            .filter(|i| self.brokers[*i].pid().is_some())
+            .collect()
+    }
+
+    /// Waits until each broker of `on` lists exactly the brokers `expected` (alive, unfenced).
+    pub fn wait_brokers_listed(&self, on: &[usize], expected: &[i32], timeout: Duration) {
+        for &i in on {
+            wait_until(
+                timeout,
+                &format!("broker {} to list brokers {expected:?}", Self::node_id(i)),
+                || {
+                    let mut ids: Vec<i32> =
+                        self.metadata(i).brokers.iter().map(|b| b.node_id.0).collect();
+                    ids.sort_unstable();
+                    ids == expected
+                },
+            );
+        }
+    }
+
+    /// The active controller's index as broker `asked` reports it (Metadata controller id).
+    pub fn controller_index(&self, asked: usize) -> Option<usize> {
+        let id = self.metadata(asked).controller_id.0;
+        let index = usize::try_from(id).ok()?.checked_sub(1)?;
+        (index < self.brokers.len() && self.brokers[index].pid().is_some()).then_some(index)
+    }
+
+    /// Creates a topic through the active controller, retrying on NOT_CONTROLLER (as clients
+    /// do) until `timeout`; answers the topic's error code (0 once created).
+    pub fn create_topic(&self, name: &str, partitions: i32, timeout: Duration) -> i16 {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let asked = self.running()[0];
+            let code = match self.controller_index(asked) {
+                Some(controller) => {
+                    create_topic(self.brokers[controller].socket_addr(), name, partitions)
+                }
+                None => NOT_CONTROLLER,
+            };
+            if code != NOT_CONTROLLER || std::time::Instant::now() >= deadline {
+                return code;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Metadata v12 for every topic.
+pub fn metadata(addr: SocketAddr) -> MetadataResponse {
+    let request = MetadataRequest::default().with_topics(None);
+    wire::call(addr, ApiKey::Metadata, 12, &request)
+}
+
+/// CreateTopics v5 of one topic (replication factor -1); the topic's error code.
+pub fn create_topic(addr: SocketAddr, name: &str, partitions: i32) -> i16 {
+    let topic = CreatableTopic::default()
+        .with_name(TopicName(StrBytes::from_string(name.to_owned())))
+        .with_num_partitions(partitions)
+        .with_replication_factor(-1);
+    let request = CreateTopicsRequest::default()
+        .with_topics(vec![topic])
+        .with_timeout_ms(10_000);
+    let response: CreateTopicsResponse = wire::call(addr, ApiKey::CreateTopics, 5, &request);
+    response.topics.first().map_or(-1, |t| t.error_code)
+}
+
+/// A comparable view of a Metadata answer: brokers (id, host, port), controller, and per topic
+/// (name, id, partitions with leader, leader epoch, replicas, ISR), sorted.
+pub type TopicView = (String, String, Vec<(i32, i32, i32, Vec<i32>, Vec<i32>)>);
+
+pub fn topics_view(response: &MetadataResponse) -> Vec<TopicView> {
+    let mut topics: Vec<TopicView> = response
+        .topics
+        .iter()
+        .map(|t| {
+            let mut partitions: Vec<_> = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    (
+                        p.partition_index,
+                        p.leader_id.0,
+                        p.leader_epoch,
+                        p.replica_nodes.iter().map(|b: &BrokerId| b.0).collect(),
+                        p.isr_nodes.iter().map(|b: &BrokerId| b.0).collect(),
+                    )
+                })
+                .collect();
+            partitions.sort();
+            (
+                t.name.as_ref().map(|n| n.to_string()).unwrap_or_default(),
+                t.topic_id.to_string(),
+                partitions,
+            )
+        })
+        .collect();
+    topics.sort();
+    topics
+}
+
+/// The leader of each partition of `topic` in `response` (by index).
+pub fn leaders(response: &MetadataResponse, topic: &str) -> Vec<i32> {
+    topics_view(response)
+        .into_iter()
+        .find(|(name, _, _)| name == topic)
+        .map(|(_, _, partitions)| partitions.iter().map(|p| p.1).collect())
+        .unwrap_or_default()
+}
