@@ -916,7 +916,7 @@ pub async fn active_controller_duties(shard: std::rc::Rc<Shard>, node: std::sync
             (
                 image.is_empty() && image.next_producer_id() == 0,
                 image.get(crate::internal_topics::OFFSETS_TOPIC).is_some(),
-                !usable_brokers(&image).is_empty(),
+                { let usable = image.brokers().any(|b| !b.fenced); usable },
             )
         };
         if !adopted && empty {

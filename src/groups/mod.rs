@@ -182,12 +182,18 @@ pub fn offsets_topic(shard: &Shard) -> crate::router::NewTopic {
     }
 }
 
-/// `offsets.topic.replication.factor`, capped at the brokers registered now, so a cluster
-/// smaller than the factor (a single node) still gets its offsets topic.
+/// `offsets.topic.replication.factor`. In a KRaft cluster it is Kafka's rule: the topic is
+/// created with that factor, and creation fails (INVALID_REPLICATION_FACTOR, retried by the
+/// active controller) until that many brokers are registered, so its partitions spread over
+/// the whole cluster instead of the first broker up. A single node without KRaft settings caps
+/// it at the brokers registered (itself), so `sluice` with no settings keeps its offsets topic.
 fn offsets_replication_factor(shard: &Shard) -> i16 {
+    let factor = shard.config.offsets_topic_replication_factor;
+    if shard.cluster.is_some() {
+        return factor;
+    }
     let registered = shard.topics.borrow().brokers().count();
-    let registered = i16::try_from(registered).unwrap_or(i16::MAX).max(1);
-    shard.config.offsets_topic_replication_factor.min(registered)
+    factor.min(i16::try_from(registered).unwrap_or(i16::MAX).max(1))
 }
 
 /// Sets cleanup.policy=compact on an existing offsets topic (an IncrementalAlterConfigs SET).
