@@ -4,7 +4,12 @@
 //! come back with their data when it restarts; killing the active controller elects another
 //! and CreateTopics works again with nothing committed lost; a whole-cluster restart rebuilds
 //! the same image on every broker.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 mod common;
 
@@ -37,7 +42,10 @@ fn wait_same_image(cluster: &Cluster, timeout: Duration) -> Vec<common::cluster:
 #[test]
 fn every_broker_lists_every_broker_and_the_same_topics() {
     let cluster = Cluster::start(ClusterOpts::default());
-    assert_eq!(cluster.create_topic("spread", 6, Duration::from_secs(30)), 0);
+    assert_eq!(
+        cluster.create_topic("spread", 6, Duration::from_secs(30)),
+        0
+    );
     let view = wait_same_image(&cluster, Duration::from_secs(20));
     let spread = view.iter().find(|t| t.0 == "spread").expect("topic listed");
     assert_eq!(spread.2.len(), 6);
@@ -83,12 +91,16 @@ fn a_killed_broker_is_fenced_and_comes_back_with_its_data() {
     let killed = Instant::now();
     let survivors: Vec<usize> = (0..3).filter(|i| *i != victim).collect();
     for &i in &survivors {
-        wait_until(fence_bound(&cluster), "the victim's partitions to go leaderless", || {
-            let metadata = cluster.metadata(i);
-            let listed = metadata.brokers.iter().any(|b| b.node_id.0 == victim_id);
-            let leaders = leaders(&metadata, "kept");
-            !listed && led.iter().all(|p| leaders[*p] == -1)
-        });
+        wait_until(
+            fence_bound(&cluster),
+            "the victim's partitions to go leaderless",
+            || {
+                let metadata = cluster.metadata(i);
+                let listed = metadata.brokers.iter().any(|b| b.node_id.0 == victim_id);
+                let leaders = leaders(&metadata, "kept");
+                !listed && led.iter().all(|p| leaders[*p] == -1)
+            },
+        );
     }
     eprintln!("fenced after {:?}", killed.elapsed());
 
@@ -129,17 +141,24 @@ fn killing_the_active_controller_elects_another_and_loses_nothing() {
     // The old controller rejoins and catches up with what was committed without it.
     cluster.broker_mut(controller).start_again();
     cluster.wait_all_registered();
-    wait_until(Duration::from_secs(30), "the old controller to catch up", || {
-        let view = topics_view(&cluster.metadata(controller));
-        view.iter().any(|t| t.0 == "after")
-    });
+    wait_until(
+        Duration::from_secs(30),
+        "the old controller to catch up",
+        || {
+            let view = topics_view(&cluster.metadata(controller));
+            view.iter().any(|t| t.0 == "after")
+        },
+    );
 }
 
 #[test]
 fn a_restarted_cluster_rebuilds_the_same_image_on_every_broker() {
     let mut cluster = Cluster::start(ClusterOpts::default());
     for (name, partitions) in [("a", 1), ("b", 4), ("c", 2)] {
-        assert_eq!(cluster.create_topic(name, partitions, Duration::from_secs(30)), 0);
+        assert_eq!(
+            cluster.create_topic(name, partitions, Duration::from_secs(30)),
+            0
+        );
     }
     let before = wait_same_image(&cluster, Duration::from_secs(20));
     for i in 0..3 {

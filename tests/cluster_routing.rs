@@ -5,7 +5,12 @@
 //! `__consumer_offsets` partition, and the others answer NOT_COORDINATOR; rdkafka,
 //! confluent-kafka and kafka-python produce to and consume from every partition through any
 //! single bootstrap broker, with consumer groups coordinated by another broker.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 mod common;
 
@@ -19,9 +24,8 @@ use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListO
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     ApiKey, BrokerId, CreateTopicsRequest, CreateTopicsResponse, FetchRequest, FetchResponse,
-    FindCoordinatorRequest, FindCoordinatorResponse, GroupId, HeartbeatRequest,
-    HeartbeatResponse, ListOffsetsRequest, ListOffsetsResponse, ProduceRequest, ProduceResponse,
-    TopicName,
+    FindCoordinatorRequest, FindCoordinatorResponse, GroupId, HeartbeatRequest, HeartbeatResponse,
+    ListOffsetsRequest, ListOffsetsResponse, ProduceRequest, ProduceResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -52,8 +56,7 @@ fn create(cluster: &Cluster, topic: &str, partitions: i32, replication_factor: i
             return false;
         };
         let addr = cluster.broker(controller).socket_addr();
-        let response: CreateTopicsResponse =
-            wire::call(addr, ApiKey::CreateTopics, 5, &request);
+        let response: CreateTopicsResponse = wire::call(addr, ApiKey::CreateTopics, 5, &request);
         code = response.topics[0].error_code;
         code != NOT_CONTROLLER
     });
@@ -112,13 +115,21 @@ fn partitions_spread_and_only_the_leader_serves_them() {
     let view = wait_topic(&cluster, "spread3", 6);
     let mut led: BTreeMap<i32, usize> = BTreeMap::new();
     for (_, leader, epoch, replicas, isr) in &view.2 {
-        assert_eq!(replicas.iter().collect::<BTreeSet<_>>().len(), 3, "{view:?}");
+        assert_eq!(
+            replicas.iter().collect::<BTreeSet<_>>().len(),
+            3,
+            "{view:?}"
+        );
         assert_eq!(isr, replicas, "ISR = replicas at creation");
         assert_eq!(*leader, replicas[0], "the first replica leads");
         assert_eq!(*epoch, 0);
         *led.entry(*leader).or_default() += 1;
     }
-    assert_eq!(led, BTreeMap::from([(1, 2), (2, 2), (3, 2)]), "leaders spread evenly");
+    assert_eq!(
+        led,
+        BTreeMap::from([(1, 2), (2, 2), (3, 2)]),
+        "leaders spread evenly"
+    );
     assert_eq!(
         create(&cluster, "too-many-replicas", 1, 4),
         INVALID_REPLICATION_FACTOR
@@ -188,11 +199,18 @@ fn partitions_spread_and_only_the_leader_serves_them() {
     };
     assert_eq!(code(on_other), NOT_LEADER_OR_FOLLOWER);
     assert_eq!(code(cluster.broker(leader).socket_addr()), 0);
-    let answer: FetchResponse =
-        wire::call(cluster.broker(leader).socket_addr(), ApiKey::Fetch, 16, &fetch);
+    let answer: FetchResponse = wire::call(
+        cluster.broker(leader).socket_addr(),
+        ApiKey::Fetch,
+        16,
+        &fetch,
+    );
     let partition = &answer.responses[0].partitions[0];
     assert_eq!(partition.error_code, 0);
-    assert_eq!(partition.high_watermark, 1, "the record produced on the leader");
+    assert_eq!(
+        partition.high_watermark, 1,
+        "the record produced on the leader"
+    );
 }
 
 /// FindCoordinator v3 for `group` asked of broker `index`: (error, node id, port).
@@ -214,8 +232,13 @@ fn wait_offsets_topic(cluster: &Cluster) -> TopicView {
 /// than `bootstrap` (the same coordinator named by every broker).
 fn group_away_from(cluster: &Cluster, bootstrap: usize) -> String {
     let away = |group: &str| {
-        let answers: Vec<_> = (0..3).map(|i| find_coordinator(cluster, i, group)).collect();
-        assert!(answers.iter().all(|a| *a == answers[0]), "{group}: {answers:?}");
+        let answers: Vec<_> = (0..3)
+            .map(|i| find_coordinator(cluster, i, group))
+            .collect();
+        assert!(
+            answers.iter().all(|a| *a == answers[0]),
+            "{group}: {answers:?}"
+        );
         assert_eq!(answers[0].0, 0, "{group}: {answers:?}");
         answers[0].1 != Cluster::node_id(bootstrap)
     };
@@ -235,7 +258,10 @@ fn group_coordinators_spread_and_others_answer_not_coordinator() {
         BTreeSet::from([1, 2, 3]),
         "__consumer_offsets partitions lead on every broker"
     );
-    assert!(offsets.2.iter().all(|p| p.3.len() == 3), "offsets.topic.replication.factor 3");
+    assert!(
+        offsets.2.iter().all(|p| p.3.len() == 3),
+        "offsets.topic.replication.factor 3"
+    );
     let group = group_away_from(&cluster, 0);
     let (_, coordinator, port) = find_coordinator(&cluster, 0, &group);
     let coordinator_index = usize::try_from(coordinator - 1).unwrap();

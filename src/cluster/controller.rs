@@ -7,8 +7,8 @@
 //! by every shard to its own image (`adopt_records`: new partitions opened, new configs applied
 //! to live logs with `Log::set_config`, leader epochs given to the partitions); the answer
 //! comes after every shard adopted it. Deleted topics leave through `deletion` (data first).
-//! Placement: replication factor 1, each partition on one registered unfenced broker (round
-//! robin by partition index), stored per partition in the image, never recomputed.
+//! Placement: Kafka's striped placer (`placement`), or a manual assignment checked as Kafka's
+//! controller checks it; stored per partition in the image, never recomputed.
 
 use std::collections::HashMap;
 
@@ -442,7 +442,8 @@ fn place_partitions(
             })
             .collect();
     };
-    let mut factor = (!existing.is_empty()).then_some(usize::try_from(replication_factor).unwrap_or(0));
+    let mut factor =
+        (!existing.is_empty()).then_some(usize::try_from(replication_factor).unwrap_or(0));
     (first..)
         .zip(assignments)
         .map(|(index, replicas)| {
@@ -521,7 +522,11 @@ fn grow(shard: &Shard, growth: &PartitionGrowth) -> Planned {
         }
     }
     let count = growth.count.unsigned_abs();
-    let existing: Vec<Vec<i32>> = meta.registrations.iter().map(|r| r.replicas.clone()).collect();
+    let existing: Vec<Vec<i32>> = meta
+        .registrations
+        .iter()
+        .map(|r| r.replicas.clone())
+        .collect();
     let factor = existing
         .first()
         .map_or(1, |r| i32::try_from(r.len()).unwrap_or(i32::MAX));
@@ -813,7 +818,8 @@ fn validate_new_topic(shard: &Shard, topic: &NewTopic) -> Result<TopicMeta, Topi
         });
     }
     // Kafka's order of checks (ReplicationControlManager.createTopic).
-    if topic.assignments.is_none() && (topic.replication_factor < -1 || topic.replication_factor == 0)
+    if topic.assignments.is_none()
+        && (topic.replication_factor < -1 || topic.replication_factor == 0)
     {
         return Err(TopicError::InvalidReplicationFactor(
             "Replication factor must be larger than 0, or -1 to use the default value.".into(),
@@ -904,7 +910,10 @@ pub async fn allocate_producer_ids(shard: &Shard) -> Result<IdBlock, IdError> {
 /// Shard 0 of a controller node, while it is the active controller: adopts the topics of a
 /// single-node data directory into an empty cluster image (once), and creates
 /// `__consumer_offsets` once a broker can host it. Never fatal: retried every second.
-pub async fn active_controller_duties(shard: std::rc::Rc<Shard>, node: std::sync::Arc<super::node::ClusterNode>) {
+pub async fn active_controller_duties(
+    shard: std::rc::Rc<Shard>,
+    node: std::sync::Arc<super::node::ClusterNode>,
+) {
     let mut adopted = false;
     loop {
         compio::time::sleep(std::time::Duration::from_secs(1)).await;
@@ -916,7 +925,7 @@ pub async fn active_controller_duties(shard: std::rc::Rc<Shard>, node: std::sync
             (
                 image.is_empty() && image.next_producer_id() == 0,
                 image.get(crate::internal_topics::OFFSETS_TOPIC).is_some(),
-                { let usable = image.brokers().any(|b| !b.fenced); usable },
+                image.brokers().filter(|b| !b.fenced).count() > 0,
             )
         };
         if !adopted && empty {

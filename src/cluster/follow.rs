@@ -190,8 +190,12 @@ mod tests {
         a.apply_all(&topic("again", 3, 1)).unwrap();
         let mut b = a.clone();
         let changes = [
-            MetadataRecord::RemoveTopic(RemoveTopicRecord { topic_id: TopicId(1) }),
-            MetadataRecord::RemoveTopic(RemoveTopicRecord { topic_id: TopicId(3) }),
+            MetadataRecord::RemoveTopic(RemoveTopicRecord {
+                topic_id: TopicId(1),
+            }),
+            MetadataRecord::RemoveTopic(RemoveTopicRecord {
+                topic_id: TopicId(3),
+            }),
             MetadataRecord::FenceBroker(FenceBrokerRecord { id: 2, epoch: 3 }),
             MetadataRecord::UnregisterBroker(UnregisterBrokerRecord {
                 broker_id: 1,
@@ -230,11 +234,17 @@ mod tests {
         assert_eq!(names, vec!["again", "gone"]);
         let mut c = a.clone();
         for meta in &removed {
-            c.apply(&MetadataRecord::RemoveTopic(RemoveTopicRecord { topic_id: meta.id }))
-                .unwrap();
+            c.apply(&MetadataRecord::RemoveTopic(RemoveTopicRecord {
+                topic_id: meta.id,
+            }))
+            .unwrap();
         }
         c.apply_all(&records).unwrap();
         assert_eq!(c, b);
-        assert_eq!(delta(&b, &b), (Vec::new(), Vec::new()), "no change, no records");
+        assert_eq!(
+            delta(&b, &b),
+            (Vec::new(), Vec::new()),
+            "no change, no records"
+        );
     }
 }

@@ -72,7 +72,9 @@ impl ControllerChannel {
             .map(|v| v.addr);
         let bootstrap = &self.node.settings.bootstrap;
         let target = hinted.or_else(|| {
-            let addr = bootstrap.get(self.next_bootstrap % bootstrap.len().max(1)).copied();
+            let addr = bootstrap
+                .get(self.next_bootstrap % bootstrap.len().max(1))
+                .copied();
             self.next_bootstrap = self.next_bootstrap.wrapping_add(1);
             addr
         });
@@ -108,7 +110,9 @@ impl ControllerChannel {
                 }
                 Err(_) => {
                     self.reset(None);
-                    return Err(LifecycleError::Rejected(format!("connect {target}: timed out")));
+                    return Err(LifecycleError::Rejected(format!(
+                        "connect {target}: timed out"
+                    )));
                 }
             }
         }
@@ -138,7 +142,9 @@ impl ControllerChannel {
             Ok(Err(e)) => Err(e),
             Err(e) => {
                 self.reset(None);
-                Err(LifecycleError::Rejected(format!("controller {target}: {e}")))
+                Err(LifecycleError::Rejected(format!(
+                    "controller {target}: {e}"
+                )))
             }
         }
     }
@@ -157,7 +163,10 @@ pub async fn run(shard: Rc<Shard>, node: Arc<ClusterNode>, request: Registration
         due
     };
     loop {
-        let epoch = match channel.call::<_, i64>(KIND_BROKER_REGISTRATION, &request).await {
+        let epoch = match channel
+            .call::<_, i64>(KIND_BROKER_REGISTRATION, &request)
+            .await
+        {
             Ok(epoch) => epoch,
             Err(LifecycleError::DuplicateBrokerRegistration(id)) => {
                 if should_log() {
@@ -179,7 +188,10 @@ pub async fn run(shard: Rc<Shard>, node: Arc<ClusterNode>, request: Registration
             }
         };
         node.broker_epoch.store(epoch, Ordering::Release);
-        tracing::info!(broker_epoch = epoch, "registered with the active controller");
+        tracing::info!(
+            broker_epoch = epoch,
+            "registered with the active controller"
+        );
         heartbeat_until_stale(&shard, &node, &mut channel, epoch, interval).await;
         node.broker_epoch.store(-1, Ordering::Release);
     }
@@ -247,7 +259,9 @@ pub async fn fetch_images(node: Arc<ClusterNode>) {
             Ok(FetchImageResponse::Image(bytes)) => match SharedImage::decode(&bytes) {
                 Ok(state) if state.offset > node.image.offset() => node.image.replace(state),
                 Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "metadata image from the controller does not decode"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "metadata image from the controller does not decode")
+                }
             },
             Ok(FetchImageResponse::Unchanged) => {}
             Err(_) => compio::time::sleep(RETRY_BACKOFF).await,

@@ -105,7 +105,11 @@ impl MetadataImage {
     }
 
     fn set_fenced(&mut self, id: i32, epoch: i64, fenced: bool) {
-        if let Some(broker) = self.brokers.get_mut(&id).filter(|b| b.broker_epoch == epoch) {
+        if let Some(broker) = self
+            .brokers
+            .get_mut(&id)
+            .filter(|b| b.broker_epoch == epoch)
+        {
             broker.fenced = fenced;
         }
     }

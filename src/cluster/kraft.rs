@@ -80,7 +80,10 @@ pub fn settings(config: &BrokerConfig) -> Result<Option<KraftSettings>, ConfigEr
     };
     let roles = parse_roles(roles)?;
     if config.node_id < 0 {
-        return Err(invalid("node.id", "must be set (>= 0) when process.roles is"));
+        return Err(invalid(
+            "node.id",
+            "must be set (>= 0) when process.roles is",
+        ));
     }
     let voters = match config.controller_quorum_voters.as_deref() {
         Some(v) if !v.trim().is_empty() => {
@@ -189,11 +192,8 @@ fn parse_bootstrap(value: Option<&str>) -> Result<Vec<SocketAddr>, ConfigError> 
 /// The quorum member's settings of a controller node.
 pub fn quorum_config(settings: &KraftSettings, config: &BrokerConfig) -> QuorumConfig {
     let node = u64::try_from(settings.node_id).unwrap_or(u64::MAX);
-    let mut quorum = QuorumConfig::new(
-        node,
-        settings.voters.clone(),
-        settings.metadata_dir.clone(),
-    );
+    let mut quorum =
+        QuorumConfig::new(node, settings.voters.clone(), settings.metadata_dir.clone());
     quorum.listener_name = settings.controller_listener.clone();
     quorum.election_timeout_ms = config.controller_quorum_election_timeout_ms;
     quorum.fetch_timeout_ms = config.controller_quorum_fetch_timeout_ms;

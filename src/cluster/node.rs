@@ -78,7 +78,9 @@ impl ClusterNode {
     /// Whether this node's quorum member leads (only the active controller commits).
     pub fn is_active_controller(&self) -> bool {
         let own = u64::try_from(self.node_id()).ok();
-        self.quorum.as_ref().is_some_and(|q| q.leader() == own && own.is_some())
+        self.quorum
+            .as_ref()
+            .is_some_and(|q| q.leader() == own && own.is_some())
     }
 
     /// The active controller's node id as this node knows it; -1 when none is known.

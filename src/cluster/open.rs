@@ -44,7 +44,8 @@ pub async fn open_owned(shard: &Shard, metas: &[TopicMeta]) {
         let compression_type = topic_config.compression_type;
         let compacted = topics::compaction::policy(&meta.configs).compact;
         for (index, registration) in (0..meta.partitions).zip(&meta.registrations) {
-            if !hosts(shard, registration) || shard.placement.shard_for(&meta.name, index) != shard.id
+            if !hosts(shard, registration)
+                || shard.placement.shard_for(&meta.name, index) != shard.id
             {
                 continue;
             }

@@ -209,7 +209,9 @@ impl RackList {
         // Bounded: each rack yields each of its brokers at most once per epoch and
         // replication_factor <= total brokers, so every replica is found within racks * total
         // steps.
-        let mut steps = racks.saturating_mul(self.total.max(1)).saturating_add(racks);
+        let mut steps = racks
+            .saturating_mul(self.total.max(1))
+            .saturating_add(racks);
         while brokers.len() < replication_factor && steps > 0 {
             steps -= 1;
             let mut found = None;
@@ -343,7 +345,10 @@ pub fn check_manual(
 /// A new partition on `replicas` (Kafka's `buildPartitionRegistration`): the ISR is the
 /// unfenced replicas, the leader the first of them, epochs 0. None when every replica is
 /// fenced (the caller answers with its API's error).
-pub fn new_registration(image: &MetadataImage, replicas: Vec<i32>) -> Option<PartitionRegistration> {
+pub fn new_registration(
+    image: &MetadataImage,
+    replicas: Vec<i32>,
+) -> Option<PartitionRegistration> {
     let isr: Vec<i32> = replicas
         .iter()
         .copied()

@@ -80,7 +80,11 @@ fn fenced_brokers_never_lead_but_may_follow() {
     let image = image_of(&brokers);
     let registration = new_registration(&image, vec![2, 3, 1]).unwrap();
     assert_eq!(registration.leader, 3, "the first unfenced replica leads");
-    assert_eq!(registration.isr, vec![3, 1], "fenced replicas are not in sync");
+    assert_eq!(
+        registration.isr,
+        vec![3, 1],
+        "fenced replicas are not in sync"
+    );
     assert_eq!(registration.replicas, vec![2, 3, 1]);
     assert!(new_registration(&image, vec![2]).is_none());
 }
@@ -116,7 +120,10 @@ fn replication_factor_is_checked_as_kafka_does() {
          be reached because only 2 broker(s) are registered."
     );
     assert!(matches!(err, PlacementError::ReplicationFactor(_)));
-    assert!(place(&brokers, &[], 1, 2, 0).is_ok(), "a fenced broker may follow");
+    assert!(
+        place(&brokers, &[], 1, 2, 0).is_ok(),
+        "a fenced broker may follow"
+    );
     assert!(place(&brokers, &[], 1, 0, 0).is_err());
     let all_fenced = [broker(1, None, true)];
     assert_eq!(

@@ -139,7 +139,10 @@ mod tests {
                 fenced: false,
             }),
         );
-        applier.apply(4, &MetadataRecord::FenceBroker(FenceBrokerRecord { id: 1, epoch: 7 }));
+        applier.apply(
+            4,
+            &MetadataRecord::FenceBroker(FenceBrokerRecord { id: 1, epoch: 7 }),
+        );
         let bytes = applier.snapshot();
         let other = Arc::new(SharedImage::default());
         ImageApplier(other.clone()).restore(&bytes).unwrap();

@@ -123,7 +123,11 @@ pub fn current_leader(
     listener: &str,
 ) -> (i32, i32, Option<Node>) {
     match image.partition(topic, partition) {
-        Some(r) => (r.leader, r.leader_epoch, alive_node(image, r.leader, listener)),
+        Some(r) => (
+            r.leader,
+            r.leader_epoch,
+            alive_node(image, r.leader, listener),
+        ),
         None => (NO_LEADER, -1, None),
     }
 }

@@ -66,7 +66,12 @@ pub(crate) fn cluster() -> MetadataImage {
 #[test]
 fn alive_brokers_are_the_unfenced_ones_with_the_listener() {
     let image = cluster();
-    let ids = |l: &str| alive_nodes(&image, l).iter().map(|n| n.id).collect::<Vec<_>>();
+    let ids = |l: &str| {
+        alive_nodes(&image, l)
+            .iter()
+            .map(|n| n.id)
+            .collect::<Vec<_>>()
+    };
     assert_eq!(ids("PLAINTEXT"), vec![1, 2]);
     assert_eq!(ids("INTERNAL"), vec![1]);
     let node = alive_node(&image, 1, "INTERNAL").unwrap();
@@ -82,14 +87,20 @@ fn leaders_that_are_fenced_absent_or_none_are_reported_as_minus_one() {
     let meta = image.get("t").unwrap();
     let view = |i: usize, l: &str| partition_view(&image, &meta.registrations[i], l, false);
     let alive = view(0, "PLAINTEXT");
-    assert_eq!((alive.leader, alive.error, alive.leader_epoch), (1, None, 7));
+    assert_eq!(
+        (alive.leader, alive.error, alive.leader_epoch),
+        (1, None, 7)
+    );
     assert!(alive.offline.is_empty());
     let fenced = view(2, "PLAINTEXT");
     assert_eq!(fenced.leader, -1);
     assert_eq!(fenced.error, Some(LeaderError::NotAvailable));
     assert_eq!(fenced.replicas, vec![3, 1], "replicas as registered");
     assert_eq!(fenced.offline, vec![3]);
-    assert_eq!(fenced.leader_epoch, 7, "the epoch is reported without a leader too");
+    assert_eq!(
+        fenced.leader_epoch, 7,
+        "the epoch is reported without a leader too"
+    );
     assert_eq!(view(3, "PLAINTEXT").error, Some(LeaderError::NotAvailable));
     assert_eq!(view(3, "PLAINTEXT").offline, vec![4]);
     assert_eq!(view(4, "PLAINTEXT").error, Some(LeaderError::NotAvailable));
@@ -126,8 +137,16 @@ fn only_the_leader_serves_a_partition() {
     let image = cluster();
     assert_eq!(check_leader(&image, "t", 0, 1), Ok(()));
     assert_eq!(check_leader(&image, "t", 0, 2), Err(true), "a follower");
-    assert_eq!(check_leader(&image, "t", 2, 1), Err(true), "fenced leader elsewhere");
-    assert_eq!(check_leader(&image, "t", 4, 1), Err(true), "no leader at all");
+    assert_eq!(
+        check_leader(&image, "t", 2, 1),
+        Err(true),
+        "fenced leader elsewhere"
+    );
+    assert_eq!(
+        check_leader(&image, "t", 4, 1),
+        Err(true),
+        "no leader at all"
+    );
     assert_eq!(check_leader(&image, "t", 5, 1), Err(false));
     assert_eq!(check_leader(&image, "nope", 0, 1), Err(false));
 }

@@ -160,7 +160,11 @@ fn in_partition_order(
             ));
         }
     }
-    if by_index.keys().copied().ne(0..i32::try_from(by_index.len()).unwrap_or(i32::MAX)) {
+    if by_index
+        .keys()
+        .copied()
+        .ne(0..i32::try_from(by_index.len()).unwrap_or(i32::MAX))
+    {
         return Err("partitions should be a consecutive 0-based integer sequence".into());
     }
     Ok(by_index.into_values().collect())

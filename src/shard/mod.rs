@@ -161,7 +161,9 @@ fn start_cluster_tasks(
         node.clone(),
     ))];
     if node.quorum.is_none() {
-        tasks.push(compio::runtime::spawn(heartbeat::fetch_images(node.clone())));
+        tasks.push(compio::runtime::spawn(heartbeat::fetch_images(
+            node.clone(),
+        )));
     }
     if node.settings.roles.broker {
         let request = match registration(boot) {

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::{
-    ApiKey, BrokerId, CreateTopicsRequest, CreateTopicsResponse, MetadataRequest,
-    MetadataResponse, TopicName,
+    ApiKey, BrokerId, CreateTopicsRequest, CreateTopicsResponse, MetadataRequest, MetadataResponse,
+    TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -161,8 +161,12 @@ impl Cluster {
                 timeout,
                 &format!("broker {} to list brokers {expected:?}", Self::node_id(i)),
                 || {
-                    let mut ids: Vec<i32> =
-                        self.metadata(i).brokers.iter().map(|b| b.node_id.0).collect();
+                    let mut ids: Vec<i32> = self
+                        .metadata(i)
+                        .brokers
+                        .iter()
+                        .map(|b| b.node_id.0)
+                        .collect();
                     ids.sort_unstable();
                     ids == expected
                 },

@@ -29,8 +29,8 @@ use serde::{Deserialize, Serialize};
 use super::{Raft, RecordBatch, Voter, NO_LEADER};
 use crate::cluster::image::MetadataImage;
 use crate::cluster::records::{
-    BrokerEndpoint, FenceBrokerRecord, MetadataRecord, PartitionChangeRecord,
-    RegisterBrokerRecord, UnfenceBrokerRecord, NO_LEADER as NO_PARTITION_LEADER,
+    BrokerEndpoint, FenceBrokerRecord, MetadataRecord, PartitionChangeRecord, RegisterBrokerRecord,
+    UnfenceBrokerRecord, NO_LEADER as NO_PARTITION_LEADER,
 };
 use crate::cluster::shared_image::SharedImage;
 
@@ -480,12 +480,23 @@ mod tests {
     #[test]
     fn fencing_takes_leadership_away_and_unfencing_gives_it_back() {
         let mut image = image();
-        image.apply_all(&fence_records(&image.clone(), 1, 10)).unwrap();
+        image
+            .apply_all(&fence_records(&image.clone(), 1, 10))
+            .unwrap();
         assert!(image.broker(1).is_some_and(|b| b.fenced));
         let p0 = image.partition("t", 0).unwrap().clone();
-        assert_eq!((p0.leader, p0.isr.clone(), p0.leader_epoch), (-1, vec![1], 1));
-        assert_eq!(image.partition("t", 1).unwrap().leader, 2, "others untouched");
-        image.apply_all(&unfence_records(&image.clone(), 1, 10)).unwrap();
+        assert_eq!(
+            (p0.leader, p0.isr.clone(), p0.leader_epoch),
+            (-1, vec![1], 1)
+        );
+        assert_eq!(
+            image.partition("t", 1).unwrap().leader,
+            2,
+            "others untouched"
+        );
+        image
+            .apply_all(&unfence_records(&image.clone(), 1, 10))
+            .unwrap();
         assert!(image.broker(1).is_some_and(|b| !b.fenced));
         let p0 = image.partition("t", 0).unwrap();
         assert_eq!((p0.leader, p0.leader_epoch), (1, 2));
@@ -495,7 +506,10 @@ mod tests {
     fn records_of_another_epoch_change_nothing() {
         let mut image = image();
         image
-            .apply(&MetadataRecord::FenceBroker(FenceBrokerRecord { id: 1, epoch: 9 }))
+            .apply(&MetadataRecord::FenceBroker(FenceBrokerRecord {
+                id: 1,
+                epoch: 9,
+            }))
             .unwrap();
         assert!(image.broker(1).is_some_and(|b| !b.fenced));
     }

@@ -307,7 +307,9 @@ pub async fn call_controller<Req: Serialize, Resp: DeserializeOwned>(
         write_frame(stream, kind, &payload).await?;
         match read_frame(stream, max_bytes, timeout).await {
             Ok((RESPONSE_OK, body)) => decode(&body),
-            Ok((_, body)) => Err(io::Error::other(String::from_utf8_lossy(&body).into_owned())),
+            Ok((_, body)) => Err(io::Error::other(
+                String::from_utf8_lossy(&body).into_owned(),
+            )),
             Err(FrameError::Io(e)) => Err(e),
             Err(e) => Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
         }

@@ -20,7 +20,6 @@
 
 use std::fmt;
 
-
 /// Format byte of a [`RecordBatch`] encoding.
 const BATCH_FORMAT_V0: u8 = 0;
 /// Version written for every record type (the first version of each).

@@ -193,7 +193,10 @@ pub fn encode(response: &ResponseOut, version: i16) -> Result<Vec<BodyPart>, Enc
 
 /// A tagged-field section with these (tag, bytes) fields, in tag order.
 fn put_tags(buf: &mut BytesMut, fields: &[(u32, &[u8])]) -> Result<(), EncodeError> {
-    put_uvarint(buf, u32::try_from(fields.len()).map_err(|_| EncodeError::ArrayTooLong(fields.len()))?);
+    put_uvarint(
+        buf,
+        u32::try_from(fields.len()).map_err(|_| EncodeError::ArrayTooLong(fields.len()))?,
+    );
     for (tag, bytes) in fields {
         put_uvarint(buf, *tag);
         let len = u32::try_from(bytes.len()).map_err(|_| EncodeError::ArrayTooLong(bytes.len()))?;
