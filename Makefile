@@ -11,6 +11,11 @@ export DEBIAN_FRONTEND := noninteractive
 run: release
 	./target/release/sluice
 
+# A local three-broker KRaft cluster (broker 1 on 127.0.0.1:9092); Ctrl-C stops all three.
+.PHONY: run-cluster
+run-cluster: release
+	scripts/run_cluster.sh target/release/sluice
+
 build:
 	$(CARGO) build --workspace --all-targets
 

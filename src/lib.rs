@@ -75,6 +75,9 @@ pub fn run(config: BrokerConfig) -> Result<(), BrokerError> {
         path: config.data_dir.clone(),
         source,
     })?;
+    if cluster::kraft::settings(&config)?.is_some_and(|s| s.roles.controller && !s.roles.broker) {
+        return run_controller_only(&config);
+    }
     let previous_shutdown_clean = clean_shutdown::take(&config.data_dir);
     // Port 0: bind once here to learn the real port, keep the socket (bound, not listening, so
     // it never takes connections) until the shards have bound the same port with SO_REUSEPORT.
@@ -144,6 +147,36 @@ pub fn run(config: BrokerConfig) -> Result<(), BrokerError> {
     if !boot.close_failed.load(std::sync::atomic::Ordering::SeqCst) {
         clean_shutdown::mark(&boot.config.data_dir);
     }
+    Ok(())
+}
+
+/// `process.roles = "controller"`: only the quorum member (no client listener, no shards), until
+/// SIGINT or SIGTERM.
+fn run_controller_only(config: &BrokerConfig) -> Result<(), BrokerError> {
+    // SAFETY: the set is local; blocking SIGINT/SIGTERM in this (main) thread before any other
+    // starts means every thread inherits the mask and sigwait below receives them.
+    let set = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    };
+    let node = cluster::node::ClusterNode::start(config)
+        .map_err(BrokerError::Cluster)?
+        .ok_or_else(|| BrokerError::Cluster("not a KRaft node".into()))?;
+    let addr = node
+        .quorum
+        .as_ref()
+        .map(|q| q.local_addr().to_string())
+        .unwrap_or_default();
+    tracing::info!("ready listening={addr} (controller-only node: no client listener)");
+    let mut signal: libc::c_int = 0;
+    // SAFETY: sigwait reads the set and writes the received signal number.
+    unsafe { libc::sigwait(&set, &mut signal) };
+    tracing::info!(signal, "stopping the controller");
+    drop(node);
     Ok(())
 }
 

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use common::cluster::{leaders, topics_view, Cluster, ClusterOpts, NOT_CONTROLLER};
 use common::wait_until;
+use rdkafka::consumer::Consumer;
 
 /// The session timeout plus what fencing may take beyond it (a controller tick, one commit,
 /// every broker applying it), generous for a loaded 2-core machine.
@@ -81,7 +82,8 @@ fn a_killed_broker_is_fenced_and_comes_back_with_its_data() {
         .collect();
     assert!(!led.is_empty(), "the victim leads a partition");
     let partition = i32::try_from(led[0]).unwrap();
-    let producer = common::kafka::producer(cluster.broker(victim), &[]);
+    // Idempotent: its producer id comes from the active controller (AllocateProducerIds).
+    let producer = common::kafka::producer(cluster.broker(victim), &[("enable.idempotence", "true")]);
     let records = common::kafka::keyed_records(20, 5, 10);
     let acked = common::kafka::produce(&producer, "kept", &records, Some(partition));
     common::kafka::assert_all_acked(&acked);
@@ -103,6 +105,10 @@ fn a_killed_broker_is_fenced_and_comes_back_with_its_data() {
         );
     }
     eprintln!("fenced after {:?}", killed.elapsed());
+    let metrics = cluster.broker(survivors[0]).scrape();
+    assert_eq!(metrics.sum("sluice_kraft_fenced_brokers", &[]), 1.0);
+    assert!(metrics.sum("sluice_kraft_offline_partitions", &[]) >= led.len() as f64);
+    assert_eq!(metrics.sum("sluice_kraft_controller_role", &[]), 1.0);
 
     cluster.broker_mut(victim).start_again();
     for &i in &[victim, survivors[0], survivors[1]] {
@@ -153,7 +159,11 @@ fn killing_the_active_controller_elects_another_and_loses_nothing() {
 
 #[test]
 fn a_restarted_cluster_rebuilds_the_same_image_on_every_broker() {
-    let mut cluster = Cluster::start(ClusterOpts::default());
+    // Snapshots every few entries: the restart rebuilds from a snapshot plus the log after it.
+    let mut cluster = Cluster::start(ClusterOpts {
+        extra_toml: "\"metadata.log.max.entries.between.snapshots\" = 4\n".into(),
+        ..ClusterOpts::default()
+    });
     for (name, partitions) in [("a", 1), ("b", 4), ("c", 2)] {
         assert_eq!(
             cluster.create_topic(name, partitions, Duration::from_secs(30)),
@@ -185,4 +195,58 @@ fn a_restarted_cluster_rebuilds_the_same_image_on_every_broker() {
     });
     let after = wait_same_image(&cluster, Duration::from_secs(20));
     assert_eq!(strip(after), strip(before));
+    for i in 0..3 {
+        let dir = cluster.broker(i).data_dir().join("__cluster_metadata-0");
+        let snapshots = common::list_files(&dir)
+            .iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "snap"))
+            .count();
+        assert!(snapshots >= 1, "no metadata snapshot in {}", dir.display());
+    }
+}
+
+#[test]
+fn a_single_node_data_dir_is_adopted_by_a_kraft_node() {
+    let mut broker = common::Broker::start(common::BrokerOpts::default().cores(1));
+    common::kafka::create_topic(&broker, "old", 2);
+    let producer = common::kafka::producer(&broker, &[]);
+    let records = common::kafka::keyed_records(5, 2, 8);
+    common::kafka::assert_all_acked(&common::kafka::produce(&producer, "old", &records, Some(1)));
+    drop(producer);
+    let before = topics_view(&common::cluster::metadata(broker.socket_addr()));
+    broker.stop();
+    let port = common::cluster::free_port();
+    let opts = ClusterOpts {
+        nodes: 1,
+        ..ClusterOpts::default()
+    };
+    // node.id 0, as the single node was.
+    broker.set_config(&common::cluster::node_toml(&opts, 0, &[]).replace(
+        "\"controller.quorum.voters\" = \"\"",
+        &format!("\"controller.quorum.voters\" = \"0@127.0.0.1:{port}\""),
+    ));
+    broker.start_again();
+    wait_until(Duration::from_secs(30), "the old topic in the cluster image", || {
+        let view = topics_view(&common::cluster::metadata(broker.socket_addr()));
+        let old = |v: &[common::cluster::TopicView]| {
+            v.iter()
+                .find(|t| t.0 == "old")
+                .map(|t| (t.1.clone(), t.2.iter().map(|p| p.3.clone()).collect::<Vec<_>>()))
+        };
+        old(&view).is_some() && old(&view) == old(&before)
+    });
+    wait_until(Duration::from_secs(30), "the old topic led again", || {
+        leaders(&common::cluster::metadata(broker.socket_addr()), "old") == vec![0, 0]
+    });
+    // The partitions open just after the image names them: ask until they answer.
+    let consumer = common::kafka::consumer(&broker);
+    let mut high = None;
+    wait_until(Duration::from_secs(30), "the old partition's watermarks", || {
+        high = consumer
+            .fetch_watermarks("old", 1, Duration::from_secs(5))
+            .ok()
+            .map(|(_, high)| high);
+        high.is_some()
+    });
+    assert_eq!(high, Some(5), "the data stayed");
 }

@@ -920,10 +920,14 @@ pub async fn active_controller_duties(
         if !node.is_active_controller() {
             continue;
         }
+        let committed_empty = {
+            let state = node.image.lock();
+            state.image.is_empty() && state.image.next_producer_id() == 0
+        };
         let (empty, has_offsets, usable) = {
             let image = shard.topics.borrow();
             (
-                image.is_empty() && image.next_producer_id() == 0,
+                committed_empty && image.is_empty() && image.next_producer_id() == 0,
                 image.get(crate::internal_topics::OFFSETS_TOPIC).is_some(),
                 image.brokers().filter(|b| !b.fenced).count() > 0,
             )
@@ -961,10 +965,19 @@ async fn adopt_single_node_dir(shard: &Shard) {
     }
     let _guard = shard.registry_lock.lock().await;
     match commit(shard, records).await {
-        Ok(()) => tracing::info!(
-            topics = old.len(),
-            "adopted the single-node metadata of the data directory into the cluster"
-        ),
+        Ok(()) => {
+            tracing::info!(
+                topics = old.len(),
+                "adopted the single-node metadata of the data directory into the cluster"
+            );
+            // Adopted once: the cluster's log owns it now.
+            let registry = topics::registry_path(&shard.config.data_dir);
+            let mut moved = registry.clone().into_os_string();
+            moved.push(".adopted");
+            if let Err(e) = std::fs::rename(&registry, &moved) {
+                tracing::warn!(error = %e, "cannot set the adopted topic registry aside");
+            }
+        }
         Err(e) => tracing::warn!(error = %e, "adopting the single-node metadata failed"),
     }
 }

@@ -211,6 +211,7 @@ async fn heartbeat_until_stale(
             broker_id: node.node_id(),
             broker_epoch: epoch,
             metadata_offset: shard.cluster_synced.get(),
+            want_shutdown: false,
         };
         let started = Instant::now();
         match channel
@@ -243,6 +244,38 @@ async fn heartbeat_until_stale(
                 compio::time::sleep(RETRY_BACKOFF).await;
             }
         }
+    }
+}
+
+/// Kafka's controlled shutdown: one heartbeat with `want_shutdown` (bounded by `timeout`), so
+/// the controller fences this broker now instead of after `broker.session.timeout.ms`.
+pub async fn controlled_shutdown(shard: &Shard, node: Arc<ClusterNode>, timeout: Duration) {
+    let epoch = node.broker_epoch();
+    if epoch < 0 {
+        return;
+    }
+    let request = HeartbeatRequest {
+        broker_id: node.node_id(),
+        broker_epoch: epoch,
+        metadata_offset: shard.cluster_synced.get(),
+        want_shutdown: true,
+    };
+    let mut channel = ControllerChannel::new(node);
+    let attempt = async {
+        for _ in 0..5 {
+            match channel
+                .call::<_, HeartbeatResponse>(KIND_BROKER_HEARTBEAT, &request)
+                .await
+            {
+                Ok(_) | Err(LifecycleError::StaleBrokerEpoch) => return true,
+                Err(_) => compio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+        false
+    };
+    match compio::time::timeout(timeout, attempt).await {
+        Ok(true) => tracing::info!("controlled shutdown: the controller fenced this broker"),
+        _ => tracing::warn!("controlled shutdown: the controller did not answer; stopping anyway"),
     }
 }
 

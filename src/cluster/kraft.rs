@@ -259,6 +259,20 @@ mod tests {
     }
 
     #[test]
+    fn the_example_configs_are_valid() {
+        let examples = [
+            (include_str!("../../configs/kraft-combined.toml"), true, true),
+            (include_str!("../../configs/kraft-broker.toml"), true, false),
+            (include_str!("../../configs/kraft-controller.toml"), false, true),
+        ];
+        for (text, broker, controller) in examples {
+            let config = BrokerConfig::from_toml(text).unwrap();
+            let s = settings(&config).unwrap().unwrap();
+            assert_eq!((s.roles.broker, s.roles.controller), (broker, controller));
+        }
+    }
+
+    #[test]
     fn controller_listeners_are_not_client_listeners() {
         let mut c = combined(1);
         c.listeners = Some("PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:19093".into());

@@ -46,6 +46,10 @@ pub trait Scrape {
     fn collect(&self) -> LocalBoxFuture<'_, Vec<ShardSnapshot>>;
     /// The API keys the broker serves (each gets its series even before its first request).
     fn served_api_keys(&self) -> Vec<i16>;
+    /// More exposition text appended as is (whole metric families: the KRaft gauges).
+    fn more_text(&self) -> String {
+        String::new()
+    }
 }
 
 /// Binds the admin address (port 0 picks a free one) and logs `admin listening=ADDR`.
@@ -110,7 +114,8 @@ async fn serve_one<S: Scrape>(shard: &Rc<S>, stream: TcpStream) -> Result<(), Me
     }
     match route(&head) {
         Ok(()) => {
-            let body = text::render(&shard.collect().await, &shard.served_api_keys());
+            let mut body = text::render(&shard.collect().await, &shard.served_api_keys());
+            body.push_str(&shard.more_text());
             respond_with(&stream, "200 OK", text::CONTENT_TYPE, body).await
         }
         Err(status) => respond(&stream, status, "").await,

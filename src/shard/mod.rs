@@ -115,6 +115,14 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
         .map(|(socket, context)| Box::pin(accept_loop(&shard, socket, context)));
     futures_util::future::join_all(accepts).await;
     drop(listeners);
+    // Heartbeats stop first, or one could unfence the broker after its controlled shutdown.
+    drop(cluster_tasks);
+    if let (Some(node), true) = (&boot.cluster, shard.id == router::REGISTRY_SHARD) {
+        if node.settings.roles.broker {
+            let timeout = Duration::from_millis(boot.config.controller_quorum_request_timeout_ms);
+            crate::cluster::heartbeat::controlled_shutdown(&shard, node.clone(), timeout).await;
+        }
+    }
     drain_connections(&shard).await;
     drop(admin_task);
     drop(retention_task);
@@ -122,7 +130,6 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
     drop(groups_task);
     drop(cleaner_task);
     drop(inbox_task);
-    drop(cluster_tasks);
     if !close_logs(&shard).await {
         boot.close_failed
             .store(true, std::sync::atomic::Ordering::SeqCst);
@@ -385,6 +392,10 @@ impl crate::metrics::http::Scrape for Shard {
 
     fn collect(&self) -> LocalBoxFuture<'_, Vec<crate::metrics::ShardSnapshot>> {
         Box::pin(collect_metrics(self))
+    }
+
+    fn more_text(&self) -> String {
+        crate::cluster::node::metrics_text(self)
     }
 
     fn served_api_keys(&self) -> Vec<i16> {

@@ -94,7 +94,22 @@ pub fn node_toml(opts: &ClusterOpts, node_id: i32, ports: &[u16]) -> String {
     )
 }
 
+/// The TOML of a broker-only node `node_id` (not a voter) of a cluster whose controllers
+/// listen on `ports`.
+pub fn broker_only_toml(opts: &ClusterOpts, node_id: i32, ports: &[u16]) -> String {
+    node_toml(opts, node_id, ports).replace(
+        "\"process.roles\" = \"broker,controller\"",
+        "\"process.roles\" = \"broker\"",
+    )
+}
+
 impl Cluster {
+    /// Starts a broker-only node `node_id` of this cluster (not one of `brokers`).
+    pub fn start_broker_only(&self, node_id: i32) -> Broker {
+        let toml = broker_only_toml(&self.opts, node_id, &self.controller_ports);
+        Broker::start(BrokerOpts::default().cores(self.opts.cores).config(&toml))
+    }
+
     /// Starts every node and waits until every broker's Metadata lists all of them.
     pub fn start(opts: ClusterOpts) -> Cluster {
         let controller_ports: Vec<u16> = (0..opts.nodes).map(|_| free_port()).collect();
@@ -261,4 +276,37 @@ pub fn leaders(response: &MetadataResponse, topic: &str) -> Vec<i32> {
         .find(|(name, _, _)| name == topic)
         .map(|(_, _, partitions)| partitions.iter().map(|p| p.1).collect())
         .unwrap_or_default()
+}
+
+impl Broker {
+    /// Replaces the broker's config file for its next start (`start_again`).
+    pub fn set_config(&mut self, toml: &str) {
+        std::fs::write(self.dir.path().join("sluice.toml"), toml)
+            .unwrap_or_else(|e| panic!("write config: {e}"));
+        self.opts.config_toml = Some(toml.to_owned());
+    }
+
+    /// GET /metrics, parsed.
+    pub fn scrape(&self) -> sluice::metrics::text::Exposition {
+        use std::io::{Read, Write};
+        let mut stream =
+            std::net::TcpStream::connect_timeout(&self.admin_addr(), Duration::from_secs(30))
+                .unwrap_or_else(|e| panic!("connect admin: {e}"));
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap_or_else(|e| panic!("timeout: {e}"));
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .unwrap_or_else(|e| panic!("write: {e}"));
+        let mut raw = String::new();
+        stream
+            .read_to_string(&mut raw)
+            .unwrap_or_else(|e| panic!("read: {e}"));
+        let (head, body) = raw
+            .split_once("\r\n\r\n")
+            .unwrap_or_else(|| panic!("no end of head in {raw:?}"));
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        sluice::metrics::text::parse(body)
+            .unwrap_or_else(|e| panic!("invalid exposition: {e}\n{body}"))
+    }
 }

@@ -48,6 +48,9 @@ pub struct HeartbeatRequest {
     pub broker_epoch: i64,
     /// The metadata offset the broker applied (Kafka's `CurrentMetadataOffset`).
     pub metadata_offset: u64,
+    /// Kafka's `WantShutDown`: the broker is stopping; fence it now (controlled shutdown),
+    /// so its partitions move or go offline at once and its next start registers at once.
+    pub want_shutdown: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -253,6 +256,28 @@ impl Lifecycle {
             .unwrap_or(0);
         let caught_up = request.metadata_offset >= registered_at;
         let mut is_fenced = fenced;
+        if request.want_shutdown {
+            let _guard = self.propose_lock.lock().await;
+            let records = {
+                let state = self.image.lock();
+                match current(&state.image) {
+                    Some(false) => {
+                        fence_records(&state.image, request.broker_id, request.broker_epoch)
+                    }
+                    _ => Vec::new(),
+                }
+            };
+            if !records.is_empty() {
+                self.propose(records).await?;
+                tracing::info!(broker = request.broker_id, "broker fenced: controlled shutdown");
+            }
+            self.contacts.borrow_mut().remove(&request.broker_id);
+            return Ok(HeartbeatResponse {
+                is_fenced: true,
+                is_caught_up: caught_up,
+                metadata_offset: self.image.offset(),
+            });
+        }
         if fenced && caught_up {
             let _guard = self.propose_lock.lock().await;
             let records = {

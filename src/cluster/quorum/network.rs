@@ -284,7 +284,8 @@ async fn handle_broker_request(
         }
         KIND_FETCH_IMAGE => {
             let known: u64 = decode(payload)?;
-            encode(&lifecycle.fetch_image(known))
+            let answer: super::lifecycle::Answer<_> = Ok(lifecycle.fetch_image(known));
+            encode(&answer)
         }
         other => Err(io::Error::new(
             io::ErrorKind::InvalidData,
