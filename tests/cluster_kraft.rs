@@ -170,6 +170,13 @@ fn a_restarted_cluster_rebuilds_the_same_image_on_every_broker() {
             0
         );
     }
+    // The active controller creates __consumer_offsets once every broker (its replication
+    // factor, 3) is registered: part of the image to compare.
+    wait_until(Duration::from_secs(30), "the offsets topic", || {
+        topics_view(&cluster.metadata(0))
+            .iter()
+            .any(|t| t.0 == "__consumer_offsets")
+    });
     let before = wait_same_image(&cluster, Duration::from_secs(20));
     for i in 0..3 {
         cluster.broker_mut(i).stop();

@@ -262,7 +262,8 @@ fn group_coordinators_spread_and_others_answer_not_coordinator() {
         offsets.2.iter().all(|p| p.3.len() == 3),
         "offsets.topic.replication.factor 3"
     );
-    let group = group_away_from(&cluster, 0);
+    // Coordinated by another broker than broker 1 (index 0).
+    let group = format!("{}-confluent", group_away_from(&cluster, 0));
     let (_, coordinator, port) = find_coordinator(&cluster, 0, &group);
     let coordinator_index = usize::try_from(coordinator - 1).unwrap();
     assert_eq!(
