@@ -2,7 +2,12 @@
 //! a broker whose quorum cannot be reached says so and keeps retrying; a second broker with a
 //! node.id already registered by a live broker is refused; a broker-only node follows the
 //! committed image from the controllers.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 mod common;
 
@@ -14,7 +19,10 @@ use common::{wait_until, Broker, BrokerOpts};
 
 fn garbage_frames() -> Vec<Vec<u8>> {
     let frame = |version: u8, kind: u8, payload: &[u8]| {
-        let mut out = u32::try_from(payload.len() + 2).unwrap().to_be_bytes().to_vec();
+        let mut out = u32::try_from(payload.len() + 2)
+            .unwrap()
+            .to_be_bytes()
+            .to_vec();
         out.push(version);
         out.push(kind);
         out.extend_from_slice(payload);
@@ -54,7 +62,10 @@ fn garbage_on_the_controller_listener_never_crashes_it() {
     for i in 0..3 {
         assert!(cluster.broker_mut(i).is_running(), "node {} died", i + 1);
     }
-    assert_eq!(cluster.create_topic("still-works", 3, Duration::from_secs(30)), 0);
+    assert_eq!(
+        cluster.create_topic("still-works", 3, Duration::from_secs(30)),
+        0
+    );
     cluster.wait_all_registered();
 }
 
@@ -64,13 +75,21 @@ fn an_unreachable_quorum_is_retried_not_fatal() {
     let nobody = [free_port(), free_port()];
     let toml = broker_only_toml(&opts, 7, &nobody);
     let mut broker = Broker::start(BrokerOpts::default().cores(1).config(&toml));
-    wait_until(Duration::from_secs(20), "the broker to say it retries", || {
-        broker
-            .log_text()
-            .contains("cannot register with the controller quorum yet; retrying")
-    });
+    wait_until(
+        Duration::from_secs(20),
+        "the broker to say it retries",
+        || {
+            broker
+                .log_text()
+                .contains("cannot register with the controller quorum yet; retrying")
+        },
+    );
     std::thread::sleep(Duration::from_millis(1500));
-    assert!(broker.is_running(), "the broker gave up:\n{}", broker.log_text());
+    assert!(
+        broker.is_running(),
+        "the broker gave up:\n{}",
+        broker.log_text()
+    );
     // A controller whose peers are all down keeps campaigning, and its broker keeps trying.
     let port = free_port();
     let toml = common::cluster::node_toml(&opts, 1, &[port, nobody[0], nobody[1]]);
@@ -86,17 +105,26 @@ fn a_duplicate_node_id_is_refused_and_broker_only_nodes_follow_the_image() {
     let cluster = Cluster::start(ClusterOpts::default());
     assert_eq!(cluster.create_topic("seen", 2, Duration::from_secs(30)), 0);
     let first = cluster.start_broker_only(4);
-    wait_until(Duration::from_secs(30), "broker 4 to be listed and see the topic", || {
-        let metadata = common::cluster::metadata(first.socket_addr());
-        let listed = metadata.brokers.iter().any(|b| b.node_id.0 == 4);
-        let view = topics_view(&metadata);
-        listed && view == topics_view(&cluster.metadata(0))
-    });
+    wait_until(
+        Duration::from_secs(30),
+        "broker 4 to be listed and see the topic",
+        || {
+            let metadata = common::cluster::metadata(first.socket_addr());
+            let listed = metadata.brokers.iter().any(|b| b.node_id.0 == 4);
+            let view = topics_view(&metadata);
+            listed && view == topics_view(&cluster.metadata(0))
+        },
+    );
     let mut second = cluster.start_broker_only(4);
-    wait_until(Duration::from_secs(20), "the duplicate to be refused", || {
-        second.log_text().contains("DUPLICATE_BROKER_REGISTRATION")
-    });
-    assert!(second.is_running(), "a refused broker keeps retrying, it does not crash");
+    wait_until(
+        Duration::from_secs(20),
+        "the duplicate to be refused",
+        || second.log_text().contains("DUPLICATE_BROKER_REGISTRATION"),
+    );
+    assert!(
+        second.is_running(),
+        "a refused broker keeps retrying, it does not crash"
+    );
     // Broker 4 is still the first process.
     let metadata = cluster.metadata(0);
     let four = metadata.brokers.iter().find(|b| b.node_id.0 == 4).unwrap();

@@ -83,7 +83,8 @@ fn a_killed_broker_is_fenced_and_comes_back_with_its_data() {
     assert!(!led.is_empty(), "the victim leads a partition");
     let partition = i32::try_from(led[0]).unwrap();
     // Idempotent: its producer id comes from the active controller (AllocateProducerIds).
-    let producer = common::kafka::producer(cluster.broker(victim), &[("enable.idempotence", "true")]);
+    let producer =
+        common::kafka::producer(cluster.broker(victim), &[("enable.idempotence", "true")]);
     let records = common::kafka::keyed_records(20, 5, 10);
     let acked = common::kafka::produce(&producer, "kept", &records, Some(partition));
     common::kafka::assert_all_acked(&acked);
@@ -233,27 +234,38 @@ fn a_single_node_data_dir_is_adopted_by_a_kraft_node() {
         &format!("\"controller.quorum.voters\" = \"0@127.0.0.1:{port}\""),
     ));
     broker.start_again();
-    wait_until(Duration::from_secs(30), "the old topic in the cluster image", || {
-        let view = topics_view(&common::cluster::metadata(broker.socket_addr()));
-        let old = |v: &[common::cluster::TopicView]| {
-            v.iter()
-                .find(|t| t.0 == "old")
-                .map(|t| (t.1.clone(), t.2.iter().map(|p| p.3.clone()).collect::<Vec<_>>()))
-        };
-        old(&view).is_some() && old(&view) == old(&before)
-    });
+    wait_until(
+        Duration::from_secs(30),
+        "the old topic in the cluster image",
+        || {
+            let view = topics_view(&common::cluster::metadata(broker.socket_addr()));
+            let old = |v: &[common::cluster::TopicView]| {
+                v.iter().find(|t| t.0 == "old").map(|t| {
+                    (
+                        t.1.clone(),
+                        t.2.iter().map(|p| p.3.clone()).collect::<Vec<_>>(),
+                    )
+                })
+            };
+            old(&view).is_some() && old(&view) == old(&before)
+        },
+    );
     wait_until(Duration::from_secs(30), "the old topic led again", || {
         leaders(&common::cluster::metadata(broker.socket_addr()), "old") == vec![0, 0]
     });
     // The partitions open just after the image names them: ask until they answer.
     let consumer = common::kafka::consumer(&broker);
     let mut high = None;
-    wait_until(Duration::from_secs(30), "the old partition's watermarks", || {
-        high = consumer
-            .fetch_watermarks("old", 1, Duration::from_secs(5))
-            .ok()
-            .map(|(_, high)| high);
-        high.is_some()
-    });
+    wait_until(
+        Duration::from_secs(30),
+        "the old partition's watermarks",
+        || {
+            high = consumer
+                .fetch_watermarks("old", 1, Duration::from_secs(5))
+                .ok()
+                .map(|(_, high)| high);
+            high.is_some()
+        },
+    );
     assert_eq!(high, Some(5), "the data stayed");
 }

@@ -25,13 +25,15 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::{
     ApiKey, BrokerId, CreateTopicsRequest, CreateTopicsResponse, FetchRequest, FetchResponse,
     FindCoordinatorRequest, FindCoordinatorResponse, GroupId, HeartbeatRequest, HeartbeatResponse,
-    ListOffsetsRequest, ListOffsetsResponse, ProduceRequest, ProduceResponse, TopicName,
+    ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse, ProduceRequest,
+    ProduceResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
 use common::cluster::{topics_view, Cluster, ClusterOpts, TopicView, NOT_CONTROLLER};
 use common::{wait_until, wire};
 
+const LEADER_NOT_AVAILABLE: i16 = 5;
 const NOT_LEADER_OR_FOLLOWER: i16 = 6;
 const NOT_COORDINATOR: i16 = 16;
 const INVALID_REPLICATION_FACTOR: i16 = 38;
@@ -211,6 +213,36 @@ fn partitions_spread_and_only_the_leader_serves_them() {
         partition.high_watermark, 1,
         "the record produced on the leader"
     );
+}
+
+/// Metadata v12 for one topic, auto-creating it: the topic's error code.
+fn auto_create(addr: SocketAddr, topic: &str) -> i16 {
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    let request = MetadataRequest::default()
+        .with_topics(Some(vec![
+            MetadataRequestTopic::default().with_name(Some(name(topic)))
+        ]))
+        .with_allow_auto_topic_creation(true);
+    let answer: MetadataResponse = wire::call(addr, ApiKey::Metadata, 12, &request);
+    answer.topics[0].error_code
+}
+
+#[test]
+fn auto_creation_is_pending_off_the_controller_and_done_on_it() {
+    let cluster = Cluster::start(ClusterOpts::default());
+    let controller = cluster.controller_index(0).expect("a controller");
+    let other = cluster.broker((controller + 1) % 3).socket_addr();
+    assert_eq!(
+        auto_create(other, "auto-made"),
+        LEADER_NOT_AVAILABLE,
+        "retriable, as while Kafka creates it"
+    );
+    assert_eq!(
+        auto_create(cluster.broker(controller).socket_addr(), "auto-made"),
+        0
+    );
+    wait_topic(&cluster, "auto-made", 1);
+    assert_eq!(auto_create(other, "auto-made"), 0);
 }
 
 /// FindCoordinator v3 for `group` asked of broker `index`: (error, node id, port).

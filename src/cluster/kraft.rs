@@ -261,9 +261,17 @@ mod tests {
     #[test]
     fn the_example_configs_are_valid() {
         let examples = [
-            (include_str!("../../configs/kraft-combined.toml"), true, true),
+            (
+                include_str!("../../configs/kraft-combined.toml"),
+                true,
+                true,
+            ),
             (include_str!("../../configs/kraft-broker.toml"), true, false),
-            (include_str!("../../configs/kraft-controller.toml"), false, true),
+            (
+                include_str!("../../configs/kraft-controller.toml"),
+                false,
+                true,
+            ),
         ];
         for (text, broker, controller) in examples {
             let config = BrokerConfig::from_toml(text).unwrap();

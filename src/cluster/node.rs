@@ -169,7 +169,10 @@ pub fn metrics_text(shard: &crate::shard::Shard) -> String {
     ];
     let mut out = String::new();
     for (name, help, value) in gauges {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+        );
     }
     let fenced = node.fenced.load(Ordering::Acquire).max(0);
     let _ = writeln!(

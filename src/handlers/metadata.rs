@@ -255,6 +255,10 @@ fn describe_wanted(
     }
     let code = match (&name, wanted) {
         (Some(name), _) => match create_errors.get(name) {
+            // Only the active controller creates topics (no forwarding, decision 0016): the
+            // topic is answered as Kafka answers one whose creation is under way, so the client
+            // asks again, and a Metadata request that reaches the controller creates it.
+            Some(TopicError::NotController) => ResponseError::LeaderNotAvailable.code(),
             Some(error) => topic_error_code(error),
             None if topics::validate_name(name).is_err() => {
                 ResponseError::InvalidTopicException.code()

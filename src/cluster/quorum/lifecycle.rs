@@ -269,7 +269,10 @@ impl Lifecycle {
             };
             if !records.is_empty() {
                 self.propose(records).await?;
-                tracing::info!(broker = request.broker_id, "broker fenced: controlled shutdown");
+                tracing::info!(
+                    broker = request.broker_id,
+                    "broker fenced: controlled shutdown"
+                );
             }
             self.contacts.borrow_mut().remove(&request.broker_id);
             return Ok(HeartbeatResponse {
