@@ -220,9 +220,20 @@ async fn make_offsets_topic_compacted(shard: &Rc<Shard>) {
     }
 }
 
-/// Called after a shard adopted topic changes: loads newly opened offsets partitions.
+/// Called after a shard adopted topic changes: forgets the offsets partitions this broker no
+/// longer leads (so it never writes to them again) and loads the ones it now leads.
 pub async fn adopted(shard: &Shard, changed: &[crate::topics::TopicMeta]) {
     if changed.iter().any(|m| m.name == OFFSETS_TOPIC) {
+        for index in shard.groups.loaded_partitions() {
+            if !leads_offsets_partition(shard, index) {
+                let groups = shard.groups.unload(index);
+                tracing::info!(
+                    partition = index,
+                    groups,
+                    "offsets partition led elsewhere now; groups unloaded"
+                );
+            }
+        }
         store::load_owned(shard).await;
     }
 }

@@ -99,6 +99,21 @@ impl Coordinator {
         self.logs.borrow_mut().insert(index, Rc::new(log));
     }
 
+    /// The offsets partitions loaded here.
+    pub fn loaded_partitions(&self) -> Vec<u32> {
+        self.logs.borrow().keys().copied().collect()
+    }
+
+    /// Forgets an offsets partition and its groups (Kafka's `onResignation`: another broker
+    /// leads it now and reloads them from its log). Answers how many groups went.
+    pub fn unload(&self, index: u32) -> usize {
+        self.logs.borrow_mut().remove(&index);
+        let mut groups = self.groups.borrow_mut();
+        let before = groups.len();
+        groups.retain(|_, entry| entry.partition != index);
+        before - groups.len()
+    }
+
     pub fn insert_loaded(&self, entry: GroupEntry) {
         self.groups
             .borrow_mut()
@@ -131,5 +146,31 @@ impl Coordinator {
                 Effect::Persist => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unloading_a_partition_forgets_only_its_groups() {
+        let coordinator = Coordinator::new(&BrokerConfig::default());
+        for (group, partition) in [("a", 1), ("b", 2), ("c", 1)] {
+            coordinator.insert_loaded(GroupEntry::new(
+                Group::new(group.into()),
+                BTreeMap::new(),
+                partition,
+                0,
+            ));
+        }
+        coordinator.mark_loaded(1);
+        coordinator.mark_loaded(2);
+        assert_eq!(coordinator.unload(1), 2);
+        assert!(coordinator.log(1).is_none());
+        assert!(coordinator.log(2).is_some());
+        assert_eq!(coordinator.loaded_partitions(), vec![2]);
+        assert_eq!(coordinator.group_count(), 1);
+        assert!(coordinator.groups.borrow().contains_key("b"));
     }
 }
