@@ -55,6 +55,9 @@ pub enum LeaderError {
     NotAvailable,
     /// LISTENER_NOT_FOUND (Metadata v6+): the leader is alive but lacks the request's listener.
     ListenerNotFound,
+    /// REPLICA_NOT_AVAILABLE (Metadata v0 only): the leader is there, but some replica or ISR
+    /// member is not available and was left out of the lists.
+    ReplicaNotAvailable,
 }
 
 /// One partition as Metadata reports it.
@@ -71,7 +74,8 @@ pub struct PartitionView {
 }
 
 /// Kafka's `getPartitionMetadata` for one registration. `filter_unavailable` (Metadata v0)
-/// keeps only alive replicas with the listener in the replica and ISR lists.
+/// keeps only alive replicas with the listener in the replica and ISR lists, and says
+/// REPLICA_NOT_AVAILABLE when that left one out of a led partition.
 pub fn partition_view(
     image: &MetadataImage,
     registration: &PartitionRegistration,
@@ -99,16 +103,20 @@ pub fn partition_view(
         Some(b) if node_of(b, listener).is_none() => Some(LeaderError::ListenerNotFound),
         Some(_) => None,
     };
+    let (replicas, isr) = (keep(&registration.replicas), keep(&registration.isr));
+    let leader = if error.is_some() {
+        NO_LEADER
+    } else {
+        registration.leader
+    };
+    let filtered =
+        replicas.len() < registration.replicas.len() || isr.len() < registration.isr.len();
     PartitionView {
-        leader: if error.is_some() {
-            NO_LEADER
-        } else {
-            registration.leader
-        },
-        error,
+        leader,
+        error: error.or(filtered.then_some(LeaderError::ReplicaNotAvailable)),
         leader_epoch: registration.leader_epoch,
-        replicas: keep(&registration.replicas),
-        isr: keep(&registration.isr),
+        replicas,
+        isr,
         offline,
     }
 }

@@ -119,6 +119,22 @@ fn listener_decides_endpoint_and_offline_replicas() {
     let v0 = partition_view(&image, &meta.registrations[2], "PLAINTEXT", true);
     assert_eq!(v0.replicas, vec![1], "v0 lists only available replicas");
     assert_eq!(v0.isr, vec![1]);
+    assert_eq!(
+        v0.error,
+        Some(LeaderError::NotAvailable),
+        "its leader is fenced"
+    );
+    let v0 = partition_view(&image, &meta.registrations[1], "PLAINTEXT", true);
+    assert_eq!((v0.leader, v0.replicas.clone()), (2, vec![2]));
+    assert_eq!(v0.error, Some(LeaderError::ReplicaNotAvailable));
+    let v1 = partition_view(&image, &meta.registrations[1], "PLAINTEXT", false);
+    assert_eq!(
+        (v1.leader, v1.error),
+        (2, None),
+        "v1+ list every replica, no error"
+    );
+    let all_up = partition_view(&image, &meta.registrations[0], "PLAINTEXT", true);
+    assert_eq!(all_up.error, None);
 }
 
 #[test]

@@ -281,7 +281,7 @@ fn describe_wanted(
 /// replicas as the image registers them, for the request's listener (`cluster::view`, Kafka's
 /// `KRaftMetadataCache.getPartitionMetadata`): a leader that is not an alive broker is -1 with
 /// LEADER_NOT_AVAILABLE (LISTENER_NOT_FOUND from v6 when only the listener is missing); v0
-/// lists only available replicas.
+/// lists only available replicas (REPLICA_NOT_AVAILABLE when one was left out).
 pub(super) fn topic_entry(
     shard: &Shard,
     meta: &TopicMeta,
@@ -301,6 +301,9 @@ pub(super) fn topic_entry(
                 .with_isr_nodes(ids(&v.isr));
             p.error_code = match v.error {
                 None => 0,
+                Some(view::LeaderError::ReplicaNotAvailable) => {
+                    ResponseError::ReplicaNotAvailable.code()
+                }
                 Some(view::LeaderError::ListenerNotFound) if version >= 6 => {
                     ResponseError::ListenerNotFound.code()
                 }
