@@ -63,6 +63,43 @@ fn every_broker_lists_every_broker_and_the_same_topics() {
     let other = (controller + 1) % 3;
     let code = common::cluster::create_topic(cluster.broker(other).socket_addr(), "no", 1);
     assert_eq!(code, NOT_CONTROLLER);
+    // CreatePartitions, configs and DeleteTopics commit through the quorum too, and every
+    // broker applies them (a deleted topic's data goes on every broker).
+    let admin = common::kafka::admin(cluster.broker(other));
+    let opts = common::kafka::admin_opts();
+    common::block_on(
+        admin.create_partitions(&[rdkafka::admin::NewPartitions::new("spread", 8)], &opts),
+    )
+    .unwrap()
+    .into_iter()
+    .for_each(|r| assert!(r.is_ok(), "{r:?}"));
+    let config =
+        rdkafka::admin::AlterConfig::new(rdkafka::admin::ResourceSpecifier::Topic("spread"))
+            .set("retention.ms", "12345");
+    common::block_on(admin.alter_configs(&[config], &opts))
+        .unwrap()
+        .into_iter()
+        .for_each(|r| assert!(r.is_ok(), "{r:?}"));
+    wait_until(
+        Duration::from_secs(20),
+        "8 partitions on every broker",
+        || (0..3).all(|i| leaders(&cluster.metadata(i), "spread").len() == 8),
+    );
+    common::block_on(admin.delete_topics(&["spread"], &opts))
+        .unwrap()
+        .into_iter()
+        .for_each(|r| assert!(r.is_ok(), "{r:?}"));
+    wait_until(
+        Duration::from_secs(20),
+        "the topic gone from every broker",
+        || (0..3).all(|i| leaders(&cluster.metadata(i), "spread").is_empty()),
+    );
+    for i in 0..3 {
+        let left = common::list_files(&cluster.broker(i).data_dir())
+            .iter()
+            .any(|p| p.to_string_lossy().contains("spread-0/"));
+        assert!(!left, "broker {} kept the deleted topic's data", i + 1);
+    }
 }
 
 #[test]
@@ -171,12 +208,9 @@ fn a_restarted_cluster_rebuilds_the_same_image_on_every_broker() {
             0
         );
     }
-    // The active controller creates __consumer_offsets once every broker (its replication
-    // factor, 3) is registered: part of the image to compare.
+    // The active controller creates the offsets topic on its own, shortly after start.
     wait_until(Duration::from_secs(30), "the offsets topic", || {
-        topics_view(&cluster.metadata(0))
-            .iter()
-            .any(|t| t.0 == "__consumer_offsets")
+        !leaders(&cluster.metadata(0), "__consumer_offsets").is_empty()
     });
     let before = wait_same_image(&cluster, Duration::from_secs(20));
     for i in 0..3 {

@@ -267,12 +267,25 @@ async fn commit_to_quorum(
     };
     let wait = std::time::Duration::from_millis(shard.config.controller_quorum_request_timeout_ms)
         .max(std::time::Duration::from_secs(5));
-    match super::follow::wait_synced(shard, offset, wait).await {
+    match wait_synced(shard, offset, wait).await {
         true => Ok(()),
         false => Err(CommitError::Failed(format!(
             "committed at metadata offset {offset} but not applied here in time"
         ))),
     }
+}
+
+/// Waits until this node's shards applied the committed image up to `offset` (`follow`),
+/// bounded by `timeout`.
+async fn wait_synced(shard: &Shard, offset: u64, timeout: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    while shard.cluster_synced.get() < offset {
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        compio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    true
 }
 
 /// The single node of old: persist the image files, then every shard adopts the records.
@@ -407,6 +420,15 @@ fn existing(shard: &Shard, name: &str) -> Result<TopicMeta, AdminError> {
         .get(name)
         .cloned()
         .ok_or_else(|| AdminError::UnknownTopic(name.to_owned()))
+}
+
+/// The registered, unfenced brokers (those a new partition's leader may be placed on).
+pub(crate) fn usable_brokers(image: &MetadataImage) -> Vec<i32> {
+    image
+        .brokers()
+        .filter(|b| !b.fenced)
+        .map(|b| b.broker_id)
+        .collect()
 }
 
 /// Registrations for new partitions after `existing` (the topic's current replicas): the
@@ -905,81 +927,6 @@ pub async fn allocate_producer_ids(shard: &Shard) -> Result<IdBlock, IdError> {
             reason: e.to_string(),
         })?;
     Ok(IdBlock { start, end })
-}
-
-/// Shard 0 of a controller node, while it is the active controller: adopts the topics of a
-/// single-node data directory into an empty cluster image (once), and creates
-/// `__consumer_offsets` once a broker can host it. Never fatal: retried every second.
-pub async fn active_controller_duties(
-    shard: std::rc::Rc<Shard>,
-    node: std::sync::Arc<super::node::ClusterNode>,
-) {
-    let mut adopted = false;
-    loop {
-        compio::time::sleep(std::time::Duration::from_secs(1)).await;
-        if !node.is_active_controller() {
-            continue;
-        }
-        let committed_empty = {
-            let state = node.image.lock();
-            state.image.is_empty() && state.image.next_producer_id() == 0
-        };
-        let (empty, has_offsets, usable) = {
-            let image = shard.topics.borrow();
-            (
-                committed_empty && image.is_empty() && image.next_producer_id() == 0,
-                image.get(crate::internal_topics::OFFSETS_TOPIC).is_some(),
-                image.brokers().filter(|b| !b.fenced).count() > 0,
-            )
-        };
-        if !adopted && empty {
-            adopted = true;
-            adopt_single_node_dir(&shard).await;
-            continue;
-        }
-        adopted = true;
-        if !has_offsets && usable {
-            let topic = crate::groups::offsets_topic(&shard);
-            let created = create_topics(&shard, vec![topic], false).await;
-            if let Some(Err(e)) = created.first() {
-                tracing::debug!(error = %e, "cannot create the offsets topic yet");
-            }
-        }
-    }
-}
-
-/// An existing single-node data directory (`__cluster/topics.toml`, producer ids, broker
-/// configs) becomes the cluster's first metadata, so a node switched to KRaft keeps its
-/// topics: one proposal of the records that rebuild it.
-async fn adopt_single_node_dir(shard: &Shard) {
-    let old = match store::load(&shard.config.data_dir, shard.config.node_id) {
-        Ok(image) => image,
-        Err(e) => {
-            tracing::warn!(error = %e, "single-node metadata in the data dir not adopted");
-            return;
-        }
-    };
-    let records = old.snapshot_records();
-    if records.is_empty() {
-        return;
-    }
-    let _guard = shard.registry_lock.lock().await;
-    match commit(shard, records).await {
-        Ok(()) => {
-            tracing::info!(
-                topics = old.len(),
-                "adopted the single-node metadata of the data directory into the cluster"
-            );
-            // Adopted once: the cluster's log owns it now.
-            let registry = topics::registry_path(&shard.config.data_dir);
-            let mut moved = registry.clone().into_os_string();
-            moved.push(".adopted");
-            if let Err(e) = std::fs::rename(&registry, &moved) {
-                tracing::warn!(error = %e, "cannot set the adopted topic registry aside");
-            }
-        }
-        Err(e) => tracing::warn!(error = %e, "adopting the single-node metadata failed"),
-    }
 }
 
 #[cfg(test)]

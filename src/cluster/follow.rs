@@ -12,7 +12,6 @@
 
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
 
 use super::image::{self, MetadataImage};
 use super::node::ClusterNode;
@@ -51,18 +50,6 @@ async fn sync_once(shard: &Shard, node: &ClusterNode) {
         );
     }
     shard.cluster_synced.set(target.offset);
-}
-
-/// Waits until shard 0 applied the committed image up to `offset` (bounded by `timeout`).
-pub async fn wait_synced(shard: &Shard, offset: u64, timeout: Duration) -> bool {
-    let deadline = std::time::Instant::now() + timeout;
-    while shard.cluster_synced.get() < offset {
-        if std::time::Instant::now() >= deadline {
-            return false;
-        }
-        compio::time::sleep(Duration::from_millis(2)).await;
-    }
-    true
 }
 
 /// The topics of `from` gone (or replaced by another id) in `to`, and the records turning the

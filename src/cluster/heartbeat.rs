@@ -27,7 +27,7 @@ use super::quorum::network::{
     call_controller, KIND_ALLOCATE_PRODUCER_IDS, KIND_BROKER_HEARTBEAT, KIND_BROKER_REGISTRATION,
     KIND_FETCH_IMAGE,
 };
-use super::shared_image::SharedImage;
+use super::quorum::shared_image::SharedImage;
 use crate::shard::Shard;
 
 /// Backoff between failed attempts to reach a controller.

@@ -12,7 +12,7 @@
 //! - `topics`: topic names, ids, configs and their validation (Kafka's catalog of configs).
 //! - `quorum`: the controller quorum's replicated metadata log on openraft, and the active
 //!   controller's broker lifecycle (registration, heartbeats, fencing, producer-id blocks).
-//! - `kraft`, `node`, `shared_image`, `follow`, `heartbeat`: a KRaft node (`process.roles`
+//! - `kraft`, `node`, `quorum::shared_image`, `follow`, `heartbeat`, `duties`, `kraft_metrics`: a KRaft node (`process.roles`
 //!   set): its settings, its quorum member and committed image, shard 0 bringing every shard's
 //!   image up to it, and the broker's registration and heartbeats. Without `process.roles` the
 //!   single-node controller above runs as before (no quorum).
@@ -23,16 +23,17 @@
 
 pub mod controller;
 pub mod deletion;
+pub mod duties;
 pub mod follow;
 pub mod heartbeat;
 pub mod image;
 pub mod kraft;
+pub mod kraft_metrics;
 pub mod node;
 pub mod open;
 pub mod placement;
 pub mod quorum;
 pub mod records;
-pub mod shared_image;
 pub mod store;
 pub mod topics;
 pub mod view;

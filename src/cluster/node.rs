@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::kraft::{self, KraftSettings};
+use super::quorum::shared_image::SharedImage;
 use super::quorum::{MetadataRecord, Quorum, QuorumError, QuorumHandle};
-use super::shared_image::SharedImage;
 use crate::config::BrokerConfig;
 
 /// See the module documentation.
@@ -108,77 +108,4 @@ impl ClusterNode {
     pub fn broker_epoch(&self) -> i64 {
         self.broker_epoch.load(Ordering::Acquire)
     }
-}
-
-/// The KRaft gauges of this node (Prometheus text; empty for the single node of old).
-pub fn metrics_text(shard: &crate::shard::Shard) -> String {
-    use std::fmt::Write;
-    let Some(node) = &shard.cluster else {
-        return String::new();
-    };
-    let image = shard.topics.borrow();
-    let committed = node.image.offset();
-    let applied = shard.cluster_synced.get();
-    let alive = |id: i32| image.broker(id).is_some_and(|b| !b.fenced);
-    let offline = image
-        .iter()
-        .flat_map(|meta| meta.registrations.iter())
-        .filter(|r| !alive(r.leader))
-        .count();
-    let gauges: [(&str, &str, u64); 8] = [
-        (
-            "sluice_kraft_controller_role",
-            "1 when process.roles has the controller role.",
-            u64::from(node.settings.roles.controller),
-        ),
-        (
-            "sluice_kraft_active_controller",
-            "1 while this node is the active controller (the quorum's leader).",
-            u64::from(node.is_active_controller()),
-        ),
-        (
-            "sluice_kraft_metadata_committed_offset",
-            "The metadata offset (log index) of the committed image this node knows.",
-            committed,
-        ),
-        (
-            "sluice_kraft_metadata_applied_offset",
-            "The metadata offset every shard's image reflects.",
-            applied,
-        ),
-        (
-            "sluice_kraft_metadata_lag",
-            "Committed metadata offsets not yet applied by the shards.",
-            committed.saturating_sub(applied),
-        ),
-        (
-            "sluice_kraft_registered_brokers",
-            "Brokers registered in the metadata image.",
-            image.brokers().count() as u64,
-        ),
-        (
-            "sluice_kraft_fenced_brokers",
-            "Registered brokers that are fenced (no heartbeat within the session timeout).",
-            image.brokers().filter(|b| b.fenced).count() as u64,
-        ),
-        (
-            "sluice_kraft_offline_partitions",
-            "Partitions without a live leader (leader -1 or a fenced broker).",
-            offline as u64,
-        ),
-    ];
-    let mut out = String::new();
-    for (name, help, value) in gauges {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
-        );
-    }
-    let fenced = node.fenced.load(Ordering::Acquire).max(0);
-    let _ = writeln!(
-        out,
-        "# HELP sluice_kraft_broker_fenced 1 while the controller reports this broker fenced.\n\
-         # TYPE sluice_kraft_broker_fenced gauge\nsluice_kraft_broker_fenced {fenced}"
-    );
-    out
 }

@@ -191,9 +191,10 @@ fn start_cluster_tasks(
         )));
     }
     if node.quorum.is_some() {
-        tasks.push(compio::runtime::spawn(
-            crate::cluster::controller::active_controller_duties(shard.clone(), node.clone()),
-        ));
+        tasks.push(compio::runtime::spawn(crate::cluster::duties::run(
+            shard.clone(),
+            node.clone(),
+        )));
     }
     tasks
 }
@@ -395,7 +396,7 @@ impl crate::metrics::http::Scrape for Shard {
     }
 
     fn more_text(&self) -> String {
-        crate::cluster::node::metrics_text(self)
+        crate::cluster::kraft_metrics::render(self)
     }
 
     fn served_api_keys(&self) -> Vec<i16> {

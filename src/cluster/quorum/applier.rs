@@ -12,6 +12,9 @@ pub trait MetadataApplier: 'static {
     /// Applies one committed record. `offset` is the metadata offset (raft log index) of the
     /// batch the record was committed in; records of one batch share it.
     fn apply(&mut self, offset: u64, record: &MetadataRecord);
+    /// Every record of the entry at `offset` (none for a blank or membership entry) was
+    /// applied: a state published to others changes here, a whole entry at a time.
+    fn applied(&mut self, _offset: u64) {}
     /// The whole state, as bytes that [`MetadataApplier::restore`] reads back.
     fn snapshot(&self) -> Vec<u8>;
     /// Replaces the whole state with a snapshot's. Bytes that do not decode are an error and
@@ -24,6 +27,10 @@ pub trait MetadataApplier: 'static {
 impl<A: MetadataApplier> MetadataApplier for std::sync::Arc<std::sync::Mutex<A>> {
     fn apply(&mut self, offset: u64, record: &MetadataRecord) {
         lock(self).apply(offset, record)
+    }
+
+    fn applied(&mut self, offset: u64) {
+        lock(self).applied(offset)
     }
 
     fn snapshot(&self) -> Vec<u8> {

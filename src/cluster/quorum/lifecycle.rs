@@ -26,13 +26,13 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use super::shared_image::SharedImage;
 use super::{Raft, RecordBatch, Voter, NO_LEADER};
 use crate::cluster::image::MetadataImage;
 use crate::cluster::records::{
     BrokerEndpoint, FenceBrokerRecord, MetadataRecord, PartitionChangeRecord, RegisterBrokerRecord,
     UnfenceBrokerRecord, NO_LEADER as NO_PARTITION_LEADER,
 };
-use crate::cluster::shared_image::SharedImage;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RegistrationRequest {

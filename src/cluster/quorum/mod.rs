@@ -26,6 +26,7 @@ pub mod lifecycle;
 pub mod log_store;
 pub mod network;
 pub mod records;
+pub mod shared_image;
 pub mod state_machine;
 
 use std::collections::BTreeMap;
@@ -136,7 +137,7 @@ impl Quorum {
     /// heartbeats stop for `session_timeout`.
     pub fn start_controller(
         config: QuorumConfig,
-        image: Arc<crate::cluster::shared_image::SharedImage>,
+        image: Arc<shared_image::SharedImage>,
         session_timeout: Duration,
     ) -> Result<QuorumHandle, QuorumError> {
         config.validate()?;
@@ -147,7 +148,7 @@ impl Quorum {
         let listener = std::net::TcpListener::bind(addr).map_err(|e| {
             QuorumError::Start(format!("cannot bind controller listener {addr}: {e}"))
         })?;
-        let applier = Box::new(crate::cluster::shared_image::ImageApplier(image.clone()));
+        let applier = Box::new(shared_image::ImageApplier(image.clone()));
         Self::start_member(config, applier, listener, Some((image, session_timeout)))
     }
 
@@ -286,7 +287,7 @@ impl Drop for QuorumHandle {
 }
 
 /// The shared image and `broker.session.timeout.ms` of a broker's controller member.
-type LifecycleSetup = (Arc<crate::cluster::shared_image::SharedImage>, Duration);
+type LifecycleSetup = (Arc<shared_image::SharedImage>, Duration);
 
 /// Everything the quorum thread owns.
 struct Member {

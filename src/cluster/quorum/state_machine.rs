@@ -251,7 +251,7 @@ impl RaftStateMachine<QuorumTypes> for StateMachine {
             let records = {
                 let mut inner = self.inner.borrow_mut();
                 inner.last_applied = Some(entry.log_id);
-                match entry.payload {
+                let records = match entry.payload {
                     EntryPayload::Blank => Vec::new(),
                     EntryPayload::Normal(batch) => {
                         for record in &batch.0 {
@@ -264,7 +264,9 @@ impl RaftStateMachine<QuorumTypes> for StateMachine {
                             StoredMembershipOf::new(Some(entry.log_id), membership);
                         Vec::new()
                     }
-                }
+                };
+                inner.applier.applied(offset);
+                records
             };
             for record in records {
                 self.publish(MetadataEvent::Record { offset, record }).await;

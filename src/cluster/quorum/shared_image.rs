@@ -2,16 +2,18 @@
 //! records (the quorum member on a controller node, the metadata fetcher on a broker-only
 //! node) and shard 0, which brings every shard's image up to it (`follow`).
 //!
-//! Invariants: the image and its offset change together under one lock, only by applying
-//! committed records in log order (`MetadataApplier::apply`) or by replacing both with a
+//! Invariants: the image and its offset change together under one lock, a whole committed
+//! entry at a time (its records are staged by `MetadataApplier::apply` and applied in log
+//! order by `applied`, so no reader sees half a CreateTopics), or by replacing both with a
 //! snapshot's; every change wakes the follower (a bounded(1) signal: changes coalesce, the
 //! follower always reads the latest state). A committed record that does not apply is skipped
 //! on every node alike (the images are equal, so the refusal is too) and logged.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::image::MetadataImage;
-use super::quorum::{MetadataApplier, MetadataRecord, RecordBatch, RecordError};
+use super::applier::MetadataApplier;
+use super::records::{MetadataRecord, RecordBatch, RecordError};
+use crate::cluster::image::MetadataImage;
 
 /// The image and the metadata offset (last applied raft log index) it reflects.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -23,6 +25,8 @@ pub struct ImageState {
 /// See the module documentation.
 pub struct SharedImage {
     state: Mutex<ImageState>,
+    /// The records of the entry being applied (the quorum thread's only).
+    pending: Mutex<Vec<MetadataRecord>>,
     changed_tx: flume::Sender<()>,
     changed_rx: flume::Receiver<()>,
 }
@@ -32,6 +36,7 @@ impl Default for SharedImage {
         let (changed_tx, changed_rx) = flume::bounded(1);
         Self {
             state: Mutex::new(ImageState::default()),
+            pending: Mutex::new(Vec::new()),
             changed_tx,
             changed_rx,
         }
@@ -68,12 +73,24 @@ impl SharedImage {
         self.wake();
     }
 
-    /// Applies one committed record at `offset`.
-    pub fn apply(&self, offset: u64, record: &MetadataRecord) {
+    fn pending(&self) -> MutexGuard<'_, Vec<MetadataRecord>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stages one committed record of the entry at `offset` (see `applied`).
+    pub fn apply(&self, _offset: u64, record: &MetadataRecord) {
+        self.pending().push(record.clone());
+    }
+
+    /// Applies the staged records of the entry at `offset`, in order, and publishes the result.
+    pub fn applied(&self, offset: u64) {
+        let records = std::mem::take(&mut *self.pending());
         {
             let mut state = self.lock();
-            if let Err(e) = state.image.apply(record) {
-                tracing::warn!(offset, error = %e, ?record, "committed metadata record skipped");
+            for record in &records {
+                if let Err(e) = state.image.apply(record) {
+                    tracing::warn!(offset, error = %e, ?record, "committed metadata record skipped");
+                }
             }
             state.offset = state.offset.max(offset);
         }
@@ -89,8 +106,8 @@ impl SharedImage {
 
     /// Reads `encode`'s bytes back.
     pub fn decode(bytes: &[u8]) -> Result<ImageState, RecordError> {
-        let offset = super::quorum::be_u64_at(bytes, 0)
-            .ok_or(RecordError::Truncated { at: 0, needed: 8 })?;
+        let offset =
+            super::be_u64_at(bytes, 0).ok_or(RecordError::Truncated { at: 0, needed: 8 })?;
         let batch = RecordBatch::decode(bytes.get(8..).unwrap_or_default())?;
         let mut image = MetadataImage::default();
         image
@@ -108,12 +125,17 @@ impl MetadataApplier for ImageApplier {
         self.0.apply(offset, record);
     }
 
+    fn applied(&mut self, offset: u64) {
+        self.0.applied(offset);
+    }
+
     fn snapshot(&self) -> Vec<u8> {
         SharedImage::encode(&self.0.lock())
     }
 
     fn restore(&mut self, bytes: &[u8]) -> Result<(), RecordError> {
         let state = SharedImage::decode(bytes)?;
+        self.0.pending().clear();
         self.0.replace(state);
         Ok(())
     }
@@ -139,10 +161,18 @@ mod tests {
                 fenced: false,
             }),
         );
+        applier.applied(3);
         applier.apply(
             4,
             &MetadataRecord::FenceBroker(FenceBrokerRecord { id: 1, epoch: 7 }),
         );
+        assert_eq!(
+            shared.offset(),
+            3,
+            "an entry is published whole, at its end"
+        );
+        assert!(shared.current().image.broker(1).is_some_and(|b| !b.fenced));
+        applier.applied(4);
         let bytes = applier.snapshot();
         let other = Arc::new(SharedImage::default());
         ImageApplier(other.clone()).restore(&bytes).unwrap();

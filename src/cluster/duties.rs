@@ -1,0 +1,83 @@
+//! The active controller's own duties on shard 0 of a controller node: adopt a single-node
+//! data directory into an empty cluster image (once), and create `__consumer_offsets` once a
+//! broker can host it. Never fatal: retried every second while this node is the active
+//! controller.
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use super::node::ClusterNode;
+use super::{controller, store, topics};
+use crate::shard::Shard;
+
+/// Shard 0 of a controller node, while it is the active controller: adopts the topics of a
+/// single-node data directory into an empty cluster image (once), and creates
+/// `__consumer_offsets` once a broker can host it. Never fatal: retried every second.
+pub async fn run(shard: Rc<Shard>, node: Arc<ClusterNode>) {
+    let mut adopted = false;
+    loop {
+        compio::time::sleep(std::time::Duration::from_secs(1)).await;
+        if !node.is_active_controller() {
+            continue;
+        }
+        let committed_empty = {
+            let state = node.image.lock();
+            state.image.is_empty() && state.image.next_producer_id() == 0
+        };
+        let (empty, has_offsets, usable) = {
+            let image = shard.topics.borrow();
+            (
+                committed_empty && image.is_empty() && image.next_producer_id() == 0,
+                image.get(crate::internal_topics::OFFSETS_TOPIC).is_some(),
+                !controller::usable_brokers(&image).is_empty(),
+            )
+        };
+        if !adopted && empty {
+            adopted = true;
+            adopt_single_node_dir(&shard).await;
+            continue;
+        }
+        adopted = true;
+        if !has_offsets && usable {
+            let topic = crate::groups::offsets_topic(&shard);
+            let created = controller::create_topics(&shard, vec![topic], false).await;
+            if let Some(Err(e)) = created.first() {
+                tracing::debug!(error = %e, "cannot create the offsets topic yet");
+            }
+        }
+    }
+}
+
+/// An existing single-node data directory (`__cluster/topics.toml`, producer ids, broker
+/// configs) becomes the cluster's first metadata, so a node switched to KRaft keeps its
+/// topics: one proposal of the records that rebuild it.
+async fn adopt_single_node_dir(shard: &Shard) {
+    let old = match store::load(&shard.config.data_dir, shard.config.node_id) {
+        Ok(image) => image,
+        Err(e) => {
+            tracing::warn!(error = %e, "single-node metadata in the data dir not adopted");
+            return;
+        }
+    };
+    let records = old.snapshot_records();
+    if records.is_empty() {
+        return;
+    }
+    let _guard = shard.registry_lock.lock().await;
+    match controller::commit(shard, records).await {
+        Ok(()) => {
+            tracing::info!(
+                topics = old.len(),
+                "adopted the single-node metadata of the data directory into the cluster"
+            );
+            // Adopted once: the cluster's log owns it now.
+            let registry = topics::registry_path(&shard.config.data_dir);
+            let mut moved = registry.clone().into_os_string();
+            moved.push(".adopted");
+            if let Err(e) = std::fs::rename(&registry, &moved) {
+                tracing::warn!(error = %e, "cannot set the adopted topic registry aside");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "adopting the single-node metadata failed"),
+    }
+}
