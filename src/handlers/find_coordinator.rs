@@ -98,14 +98,23 @@ fn coordinator(shard: &Shard, request: &Request, key: StrBytes, key_type: i8) ->
 
 /// The broker leading `group`'s offsets partition, at its endpoint for `listener`.
 fn group_coordinator(shard: &Shard, listener: &str, group: &str) -> Option<(i32, String, u16)> {
-    let image = shard.topics.borrow();
+    let node = coordinator_node(&shard.topics.borrow(), listener, group)?;
+    Some((node.id, node.host, node.port))
+}
+
+/// Kafka's coordinator of `group`: the alive leader of partition `partitionFor(group)` of
+/// `__consumer_offsets`, at its `listener` endpoint; None while there is none.
+fn coordinator_node(
+    image: &crate::cluster::MetadataImage,
+    listener: &str,
+    group: &str,
+) -> Option<crate::cluster::view::Node> {
     let offsets = image.get(crate::groups::OFFSETS_TOPIC)?;
     let partition = crate::groups::partition_for(group, offsets.partitions);
     let leader = image
         .partition(crate::groups::OFFSETS_TOPIC, partition)?
         .leader;
-    let node = crate::cluster::view::alive_node(&image, leader, listener)?;
-    Some((node.id, node.host, node.port))
+    crate::cluster::view::alive_node(image, leader, listener)
 }
 
 #[cfg(test)]
@@ -121,5 +130,79 @@ mod tests {
             "TRANSACTIONAL_ID_AUTHORIZATION_FAILED: no transactions"
         );
         assert_eq!(key_type_error(2), Some(K::InvalidRequest));
+    }
+
+    /// Brokers 1-3 (3 fenced), `__consumer_offsets` with partition i led by broker i + 1.
+    fn cluster() -> crate::cluster::MetadataImage {
+        use crate::cluster::records::{
+            BrokerEndpoint, MetadataRecord, PartitionRecord, RegisterBrokerRecord, TopicId,
+            TopicRecord,
+        };
+        let mut image = crate::cluster::MetadataImage::default();
+        for id in 1..=3 {
+            let endpoint = BrokerEndpoint {
+                name: "PLAINTEXT".into(),
+                host: "127.0.0.1".into(),
+                port: 9000 + u16::try_from(id).unwrap(),
+                security_protocol: "PLAINTEXT".into(),
+            };
+            image
+                .apply(&MetadataRecord::RegisterBroker(RegisterBrokerRecord {
+                    broker_id: id,
+                    incarnation_id: 1,
+                    broker_epoch: 1,
+                    end_points: vec![endpoint],
+                    rack: None,
+                    fenced: id == 3,
+                }))
+                .unwrap();
+        }
+        let topic = TopicId(77);
+        image
+            .apply(&MetadataRecord::Topic(TopicRecord {
+                name: crate::groups::OFFSETS_TOPIC.into(),
+                topic_id: topic,
+            }))
+            .unwrap();
+        for partition_id in 0..3 {
+            let leader = i32::try_from(partition_id).unwrap() + 1;
+            image
+                .apply(&MetadataRecord::Partition(PartitionRecord {
+                    partition_id,
+                    topic_id: topic,
+                    replicas: vec![leader],
+                    isr: vec![leader],
+                    leader,
+                    leader_epoch: 0,
+                    partition_epoch: 0,
+                }))
+                .unwrap();
+        }
+        image
+    }
+
+    #[test]
+    fn the_coordinator_is_the_alive_leader_of_the_groups_partition() {
+        let image = cluster();
+        let group_on = |p: u32| {
+            (0..)
+                .map(|n| format!("group-{n}"))
+                .find(|g| crate::groups::partition_for(g, 3) == p)
+                .unwrap()
+        };
+        let node = coordinator_node(&image, "PLAINTEXT", &group_on(1)).unwrap();
+        assert_eq!((node.id, node.port), (2, 9002));
+        assert_eq!(
+            coordinator_node(&image, "PLAINTEXT", &group_on(0))
+                .unwrap()
+                .id,
+            1
+        );
+        assert!(
+            coordinator_node(&image, "PLAINTEXT", &group_on(2)).is_none(),
+            "a fenced leader coordinates nothing: COORDINATOR_NOT_AVAILABLE"
+        );
+        assert!(coordinator_node(&image, "SSL", &group_on(1)).is_none());
+        assert!(coordinator_node(&Default::default(), "PLAINTEXT", "g").is_none());
     }
 }
