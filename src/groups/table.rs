@@ -105,13 +105,22 @@ impl Coordinator {
     }
 
     /// Forgets an offsets partition and its groups (Kafka's `onResignation`: another broker
-    /// leads it now and reloads them from its log). Answers how many groups went.
+    /// leads it now and reloads them from its log); their parked Join/SyncGroup requests are
+    /// answered NOT_COORDINATOR. Answers how many groups went.
     pub fn unload(&self, index: u32) -> usize {
         self.logs.borrow_mut().remove(&index);
-        let mut groups = self.groups.borrow_mut();
-        let before = groups.len();
-        groups.retain(|_, entry| entry.partition != index);
-        before - groups.len()
+        let mut fx = Vec::new();
+        let mut gone = 0;
+        self.groups.borrow_mut().retain(|_, entry| {
+            let keep = entry.partition != index;
+            if !keep {
+                fx.extend(entry.group.resign());
+                gone += 1;
+            }
+            keep
+        });
+        self.deliver(fx);
+        gone
     }
 
     pub fn insert_loaded(&self, entry: GroupEntry) {
