@@ -37,6 +37,7 @@ const LEADER_NOT_AVAILABLE: i16 = 5;
 const NOT_LEADER_OR_FOLLOWER: i16 = 6;
 const NOT_COORDINATOR: i16 = 16;
 const INVALID_REPLICATION_FACTOR: i16 = 38;
+const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
 const OFFSETS_TOPIC: &str = "__consumer_offsets";
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -63,6 +64,110 @@ fn create(cluster: &Cluster, topic: &str, partitions: i32, replication_factor: i
         code != NOT_CONTROLLER
     });
     code
+}
+
+/// Sends `request` to the active controller (retrying NOT_CONTROLLER as clients do).
+fn to_controller<Req, Resp>(
+    cluster: &Cluster,
+    key: ApiKey,
+    version: i16,
+    request: &Req,
+    code: impl Fn(&Resp) -> i16,
+) -> Resp
+where
+    Req: kafka_protocol::protocol::Encodable,
+    Resp: kafka_protocol::protocol::Decodable,
+{
+    let mut answer = None;
+    wait_until(WAIT, "a controller to answer", || {
+        let Some(controller) = cluster.controller_index(0) else {
+            return false;
+        };
+        let response: Resp = wire::call(
+            cluster.broker(controller).socket_addr(),
+            key,
+            version,
+            request,
+        );
+        let done = code(&response) != NOT_CONTROLLER;
+        answer = Some(response);
+        done
+    });
+    answer.unwrap()
+}
+
+/// CreateTopics v5 of one topic with a manual assignment: (error code, message).
+fn create_assigned(cluster: &Cluster, topic: &str, assignment: &[&[i32]]) -> (i16, String) {
+    use kafka_protocol::messages::create_topics_request::CreatableReplicaAssignment;
+    let assignments = (0..)
+        .zip(assignment)
+        .map(|(index, brokers)| {
+            CreatableReplicaAssignment::default()
+                .with_partition_index(index)
+                .with_broker_ids(brokers.iter().map(|b| BrokerId(*b)).collect())
+        })
+        .collect();
+    let request = CreateTopicsRequest::default()
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(name(topic))
+            .with_num_partitions(-1)
+            .with_replication_factor(-1)
+            .with_assignments(assignments)])
+        .with_timeout_ms(10_000);
+    let answer: CreateTopicsResponse = to_controller(
+        cluster,
+        ApiKey::CreateTopics,
+        5,
+        &request,
+        |r: &CreateTopicsResponse| r.topics[0].error_code,
+    );
+    let topic = &answer.topics[0];
+    let message = topic
+        .error_message
+        .as_ref()
+        .map(|m| m.to_string())
+        .unwrap_or_default();
+    (topic.error_code, message)
+}
+
+/// CreatePartitions v3 of one topic to `count` with assignments: (error code, message).
+fn grow_assigned(
+    cluster: &Cluster,
+    topic: &str,
+    count: i32,
+    assignment: &[&[i32]],
+) -> (i16, String) {
+    use kafka_protocol::messages::create_partitions_request::{
+        CreatePartitionsAssignment, CreatePartitionsTopic,
+    };
+    use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
+    let assignments = assignment
+        .iter()
+        .map(|brokers| {
+            CreatePartitionsAssignment::default()
+                .with_broker_ids(brokers.iter().map(|b| BrokerId(*b)).collect())
+        })
+        .collect();
+    let request = CreatePartitionsRequest::default()
+        .with_topics(vec![CreatePartitionsTopic::default()
+            .with_name(name(topic))
+            .with_count(count)
+            .with_assignments(Some(assignments))])
+        .with_timeout_ms(10_000);
+    let answer: CreatePartitionsResponse = to_controller(
+        cluster,
+        ApiKey::CreatePartitions,
+        3,
+        &request,
+        |r: &CreatePartitionsResponse| r.results[0].error_code,
+    );
+    let result = &answer.results[0];
+    let message = result
+        .error_message
+        .as_ref()
+        .map(|m| m.to_string())
+        .unwrap_or_default();
+    (result.error_code, message)
 }
 
 /// Waits until every broker answers the topic with all partitions led by alive brokers and
@@ -313,6 +418,49 @@ fn group_coordinators_spread_and_others_answer_not_coordinator() {
     };
     assert_eq!(code(0), NOT_COORDINATOR, "bootstrap is not the coordinator");
     assert_ne!(code(coordinator_index), NOT_COORDINATOR);
+}
+
+#[test]
+fn manual_assignments_are_kept_and_checked_as_kafka_does() {
+    let cluster = Cluster::start(ClusterOpts::default());
+    assert_eq!(
+        create_assigned(&cluster, "manual", &[&[3, 1], &[2, 3]]).0,
+        0
+    );
+    let view = wait_topic(&cluster, "manual", 2);
+    let placed: Vec<(i32, Vec<i32>, Vec<i32>)> = view
+        .2
+        .iter()
+        .map(|p| (p.1, p.3.clone(), p.4.clone()))
+        .collect();
+    assert_eq!(
+        placed,
+        vec![(3, vec![3, 1], vec![3, 1]), (2, vec![2, 3], vec![2, 3])]
+    );
+    assert_eq!(grow_assigned(&cluster, "manual", 3, &[&[1, 2]]).0, 0);
+    let view = wait_topic(&cluster, "manual", 3);
+    assert_eq!((view.2[2].1, view.2[2].3.clone()), (1, vec![1, 2]));
+    assert_eq!(
+        grow_assigned(&cluster, "manual", 4, &[&[1, 9]]),
+        (
+            INVALID_REPLICA_ASSIGNMENT,
+            "The manual partition assignment includes broker 9, but no such broker is \
+             registered."
+                .to_owned()
+        )
+    );
+    assert_eq!(
+        grow_assigned(&cluster, "manual", 4, &[&[1]]).0,
+        INVALID_REPLICA_ASSIGNMENT,
+        "one replica where the others have two"
+    );
+    assert_eq!(
+        create_assigned(&cluster, "twice", &[&[2, 2]]),
+        (
+            INVALID_REPLICA_ASSIGNMENT,
+            "The manual partition assignment includes the broker 2 more than once.".to_owned()
+        )
+    );
 }
 
 fn python() -> String {
