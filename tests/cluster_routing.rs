@@ -463,6 +463,67 @@ fn manual_assignments_are_kept_and_checked_as_kafka_does() {
     );
 }
 
+/// A three-broker cluster whose brokers register racks "a", "a" and "b".
+fn racked_cluster() -> Cluster {
+    let opts = ClusterOpts::default();
+    let controller_ports: Vec<u16> = (0..3).map(|_| common::cluster::free_port()).collect();
+    let brokers = (0..3)
+        .map(|i| {
+            let rack = if i < 2 { "a" } else { "b" };
+            let toml = format!(
+                "{}\"broker.rack\" = \"{rack}\"\n",
+                common::cluster::node_toml(&opts, Cluster::node_id(i), &controller_ports)
+            );
+            common::Broker::start(common::BrokerOpts::default().cores(1).config(&toml))
+        })
+        .collect();
+    let cluster = Cluster {
+        opts,
+        brokers,
+        controller_ports,
+    };
+    cluster.wait_all_registered();
+    cluster
+}
+
+#[test]
+fn racks_are_registered_answered_and_used_for_placement() {
+    use kafka_protocol::messages::{DescribeClusterRequest, DescribeClusterResponse};
+    let cluster = racked_cluster();
+    let racks: Vec<(i32, Option<String>)> = cluster
+        .metadata(2)
+        .brokers
+        .iter()
+        .map(|b| (b.node_id.0, b.rack.as_ref().map(|r| r.to_string())))
+        .collect();
+    let expected = vec![
+        (1, Some("a".to_owned())),
+        (2, Some("a".to_owned())),
+        (3, Some("b".to_owned())),
+    ];
+    assert_eq!(racks, expected);
+    let described: DescribeClusterResponse = wire::call(
+        cluster.broker(0).socket_addr(),
+        ApiKey::DescribeCluster,
+        1,
+        &DescribeClusterRequest::default(),
+    );
+    let racks: Vec<(i32, Option<String>)> = described
+        .brokers
+        .iter()
+        .map(|b| (b.broker_id.0, b.rack.as_ref().map(|r| r.to_string())))
+        .collect();
+    assert_eq!(racks, expected);
+    // Replication factor 2 over racks a (brokers 1, 2) and b (broker 3): every partition has
+    // a replica in each rack, so broker 3 holds every partition.
+    assert_eq!(create(&cluster, "racked", 6, 2), 0);
+    let view = wait_topic(&cluster, "racked", 6);
+    for (_, _, _, replicas, _) in &view.2 {
+        assert!(replicas.contains(&3), "one replica in rack b: {view:?}");
+        assert!(replicas.iter().any(|b| *b != 3), "one in rack a: {view:?}");
+    }
+}
+
 fn python() -> String {
     std::env::var("PYTHON")
         .unwrap_or_else(|_| format!("{}/.venv/bin/python", env!("CARGO_MANIFEST_DIR")))
