@@ -79,6 +79,9 @@ pub fn run(config: BrokerConfig) -> Result<(), BrokerError> {
         return run_controller_only(&config);
     }
     let previous_shutdown_clean = clean_shutdown::take(&config.data_dir);
+    // A KRaft node starts its quorum member (snapshot and log read) before any shard, and
+    // before port-0 listeners are reserved, so none of them can take its controller port.
+    let cluster = cluster::node::ClusterNode::start(&config).map_err(BrokerError::Cluster)?;
     // Port 0: bind once here to learn the real port, keep the socket (bound, not listening, so
     // it never takes connections) until the shards have bound the same port with SO_REUSEPORT.
     let listener_dynamic = security::listener_configs::load(&config.data_dir)
@@ -105,8 +108,6 @@ pub fn run(config: BrokerConfig) -> Result<(), BrokerError> {
     )
     .map_err(|e| BrokerError::Security(e.to_string()))?;
     let default_log = config.default_log_config()?;
-    // A KRaft node starts its quorum member (snapshot and log read) before any shard.
-    let cluster = cluster::node::ClusterNode::start(&config).map_err(BrokerError::Cluster)?;
     let runtime = shards::RuntimeConfig {
         shard_count: config.cores,
         pin_threads: config.pin_threads,

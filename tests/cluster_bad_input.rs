@@ -131,3 +131,42 @@ fn a_duplicate_node_id_is_refused_and_broker_only_nodes_follow_the_image() {
     assert_eq!(four.port, i32::from(first.socket_addr().port()));
     second.stop();
 }
+
+#[test]
+fn a_controller_only_node_serves_a_broker_only_node() {
+    let opts = ClusterOpts {
+        nodes: 1,
+        ..ClusterOpts::default()
+    };
+    let port = free_port();
+    let controller_toml = common::cluster::node_toml(&opts, 1, &[port]).replace(
+        "\"process.roles\" = \"broker,controller\"",
+        "\"process.roles\" = \"controller\"",
+    );
+    let mut controller = Broker::start(BrokerOpts::default().cores(1).config(&controller_toml));
+    wait_until(
+        Duration::from_secs(10),
+        "the controller-only ready line",
+        || controller.log_text().contains("controller-only node"),
+    );
+    let toml = broker_only_toml(&opts, 2, &[port]);
+    let mut broker = Broker::start(BrokerOpts::default().cores(1).config(&toml));
+    wait_until(
+        Duration::from_secs(30),
+        "the broker registered and listed",
+        || {
+            let metadata = common::cluster::metadata(broker.socket_addr());
+            metadata
+                .brokers
+                .iter()
+                .map(|b| b.node_id.0)
+                .collect::<Vec<_>>()
+                == vec![2]
+                && metadata.controller_id.0 == 2
+        },
+    );
+    // The broker stops first (its controlled shutdown needs the controller), then the
+    // controller: both cleanly.
+    broker.stop();
+    controller.stop();
+}

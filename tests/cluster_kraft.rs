@@ -63,6 +63,17 @@ fn every_broker_lists_every_broker_and_the_same_topics() {
     let other = (controller + 1) % 3;
     let code = common::cluster::create_topic(cluster.broker(other).socket_addr(), "no", 1);
     assert_eq!(code, NOT_CONTROLLER);
+    // Sluice's own CLI, given a broker that is not the controller, goes to the controller.
+    let cli = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["topic", "create", "cli-made", "-p", "2"])
+        .args(["--brokers", &cluster.broker(other).addr()])
+        .output()
+        .unwrap();
+    assert!(
+        cli.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cli.stderr)
+    );
     // CreatePartitions, configs and DeleteTopics commit through the quorum too, and every
     // broker applies them (a deleted topic's data goes on every broker).
     let admin = common::kafka::admin(cluster.broker(other));
@@ -94,12 +105,29 @@ fn every_broker_lists_every_broker_and_the_same_topics() {
         "the topic gone from every broker",
         || (0..3).all(|i| leaders(&cluster.metadata(i), "spread").is_empty()),
     );
+    // Each broker moves the data away as it applies the deletion (just after its image
+    // forgets the topic).
     for i in 0..3 {
-        let left = common::list_files(&cluster.broker(i).data_dir())
-            .iter()
-            .any(|p| p.to_string_lossy().contains("spread-0/"));
-        assert!(!left, "broker {} kept the deleted topic's data", i + 1);
+        wait_until(
+            Duration::from_secs(20),
+            "the deleted topic's data gone",
+            || {
+                !common::list_files(&cluster.broker(i).data_dir())
+                    .iter()
+                    .any(|p| p.to_string_lossy().contains("spread-0/"))
+            },
+        );
     }
+    // A topic auto-created by a produce through a broker that is not the controller (the
+    // broker asks the active controller, as Kafka's brokers forward it).
+    let producer = common::kafka::producer(cluster.broker(other), &[]);
+    let records = common::kafka::keyed_records(3, 1, 8);
+    common::kafka::assert_all_acked(&common::kafka::produce(&producer, "auto", &records, None));
+    wait_until(
+        Duration::from_secs(20),
+        "the auto-created topic everywhere",
+        || (0..3).all(|i| leaders(&cluster.metadata(i), "auto").len() == 1),
+    );
 }
 
 #[test]

@@ -365,6 +365,17 @@ impl Client {
             .ok_or_else(|| CliError::Protocol(format!("no connection to broker {node_id}")))
     }
 
+    /// The connection to the controller Metadata names (where Kafka's AdminClient sends
+    /// CreateTopics, DeleteTopics and configs: in a KRaft cluster the other brokers answer
+    /// NOT_CONTROLLER); the bootstrap broker when Metadata names none.
+    pub fn controller(&mut self) -> Result<&mut Conn, CliError> {
+        let controller = self.metadata(Some(&[]))?.controller_id.0;
+        if controller < 0 || !self.addrs.contains_key(&controller) {
+            return Ok(&mut self.bootstrap);
+        }
+        self.node(controller)
+    }
+
     /// Remembers `node_id`'s address (e.g. a group coordinator's, from FindCoordinator).
     pub fn learn_address(&mut self, node_id: i32, addr: String) {
         self.addrs.entry(node_id).or_insert(addr);

@@ -154,7 +154,7 @@ fn create(
                 })
                 .collect(),
         );
-    let (response, _) = client.bootstrap().call(&request, CREATE_TOPICS)?;
+    let (response, _) = client.controller()?.call(&request, CREATE_TOPICS)?;
     let mut rows = Vec::new();
     let mut first_error = None;
     for t in &response.topics {
@@ -339,7 +339,7 @@ fn delete(client: &mut Client, out: Out, topics: &[String]) -> Result<(), CliErr
     let request = DeleteTopicsRequest::default()
         .with_timeout_ms(TIMEOUT_MS)
         .with_topic_names(topics.iter().map(|t| TopicName(t.clone().into())).collect());
-    let (response, _) = client.bootstrap().call(&request, DELETE_TOPICS)?;
+    let (response, _) = client.controller()?.call(&request, DELETE_TOPICS)?;
     let mut rows = Vec::new();
     let mut first_error = None;
     for r in &response.responses {
@@ -400,7 +400,7 @@ fn alter_config(
             .with_configs(configs),
     ]);
     let (response, _) = client
-        .bootstrap()
+        .controller()?
         .call(&request, INCREMENTAL_ALTER_CONFIGS)?;
     for r in &response.responses {
         let message = r.error_message.as_deref().unwrap_or("");

@@ -239,12 +239,17 @@ async fn commit_planned(
 /// (this one included) adopt the records. Err (nothing changed anywhere) when a record does not
 /// apply or the image cannot be persisted.
 pub async fn commit(shard: &Shard, records: Vec<MetadataRecord>) -> Result<(), CommitError> {
+    if let Some(node) = shard.cluster.clone() {
+        // The committed image, not this shard's (which may still be catching up after a
+        // start): a change that does not fit what is committed is refused here.
+        let mut next = node.image.current().image;
+        next.apply_all(&records)
+            .map_err(|e| CommitError::Failed(format!("metadata record refused: {e}")))?;
+        return commit_to_quorum(shard, &node, records).await;
+    }
     let mut next: MetadataImage = shard.topics.borrow().clone();
     next.apply_all(&records)
         .map_err(|e| CommitError::Failed(format!("metadata record refused: {e}")))?;
-    if let Some(node) = shard.cluster.clone() {
-        return commit_to_quorum(shard, &node, records).await;
-    }
     commit_locally(shard, next, records)
         .await
         .map_err(CommitError::Failed)

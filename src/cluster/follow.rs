@@ -50,6 +50,8 @@ async fn sync_once(shard: &Shard, node: &ClusterNode) {
         );
     }
     shard.cluster_synced.set(target.offset);
+    node.applied_offset
+        .store(target.offset, std::sync::atomic::Ordering::Release);
 }
 
 /// The topics of `from` gone (or replaced by another id) in `to`, and the records turning the

@@ -20,12 +20,13 @@ use serde::Serialize;
 
 use super::node::ClusterNode;
 use super::quorum::lifecycle::{
-    AllocateProducerIdsRequest, Answer, FetchImageResponse, HeartbeatRequest, HeartbeatResponse,
-    LifecycleError, ProducerIdBlock, RegistrationRequest,
+    AllocateProducerIdsRequest, Answer, AutoCreateOutcome, AutoCreateRequest, AutoCreateResponse,
+    FetchImageResponse, HeartbeatRequest, HeartbeatResponse, LifecycleError, ProducerIdBlock,
+    RegistrationRequest,
 };
 use super::quorum::network::{
-    call_controller, KIND_ALLOCATE_PRODUCER_IDS, KIND_BROKER_HEARTBEAT, KIND_BROKER_REGISTRATION,
-    KIND_FETCH_IMAGE,
+    call_controller, KIND_ALLOCATE_PRODUCER_IDS, KIND_AUTO_CREATE_TOPICS, KIND_BROKER_HEARTBEAT,
+    KIND_BROKER_REGISTRATION, KIND_FETCH_IMAGE,
 };
 use super::quorum::shared_image::SharedImage;
 use crate::shard::Shard;
@@ -170,10 +171,12 @@ pub async fn run(shard: Rc<Shard>, node: Arc<ClusterNode>, request: Registration
             Ok(epoch) => epoch,
             Err(LifecycleError::DuplicateBrokerRegistration(id)) => {
                 if should_log() {
-                    tracing::error!(
+                    tracing::warn!(
                         node_id = id,
                         "registration refused: node.id {id} is already registered by a live \
-                         broker (DUPLICATE_BROKER_REGISTRATION); retrying"
+                         broker (DUPLICATE_BROKER_REGISTRATION: another process with this \
+                         node.id, or this node's previous process until its session expires); \
+                         retrying"
                     );
                 }
                 compio::time::sleep(interval).await;
@@ -220,6 +223,8 @@ async fn heartbeat_until_stale(
         {
             Ok(response) => {
                 failing_since = None;
+                node.controller_offset
+                    .fetch_max(response.metadata_offset, Ordering::AcqRel);
                 let fenced = i64::from(response.is_fenced);
                 if node.fenced.swap(fenced, Ordering::AcqRel) != fenced {
                     tracing::info!(fenced = response.is_fenced, "broker fencing state");
@@ -296,6 +301,12 @@ pub async fn fetch_images(node: Arc<ClusterNode>) {
                     tracing::warn!(error = %e, "metadata image from the controller does not decode")
                 }
             },
+            Ok(FetchImageResponse::Entries { offset, entries }) => {
+                // Entries after an offset this node may have passed meanwhile apply only once.
+                if node.image.offset() == known {
+                    node.image.apply_entries(&entries, offset);
+                }
+            }
             Ok(FetchImageResponse::Unchanged) => {}
             Err(_) => compio::time::sleep(RETRY_BACKOFF).await,
         }
@@ -327,4 +338,56 @@ pub async fn allocate_producer_ids(node: Arc<ClusterNode>) -> Result<ProducerIdB
         compio::time::sleep(RETRY_BACKOFF).await;
     }
     Err(last)
+}
+
+/// Auto-creation of `names` by a broker that is not the active controller: asks the active
+/// controller (as Kafka's brokers forward CreateTopics), then waits (bounded) until this node
+/// applied the topics, so the Metadata answer that triggered it can already name them.
+pub async fn auto_create_at_controller(
+    node: Arc<ClusterNode>,
+    names: Vec<String>,
+    partitions: i32,
+) -> Vec<Result<(), crate::cluster::topics::TopicError>> {
+    use crate::cluster::topics::TopicError;
+    let request = AutoCreateRequest {
+        names: names.clone(),
+        partitions,
+    };
+    let mut channel = ControllerChannel::new(node.clone());
+    let mut last = LifecycleError::Rejected("no controller".into());
+    let mut answer: Option<AutoCreateResponse> = None;
+    for _ in 0..10 {
+        match channel
+            .call::<_, AutoCreateResponse>(KIND_AUTO_CREATE_TOPICS, &request)
+            .await
+        {
+            Ok(response) => {
+                answer = Some(response);
+                break;
+            }
+            Err(e) => last = e,
+        }
+        compio::time::sleep(RETRY_BACKOFF).await;
+    }
+    let Some(response) = answer else {
+        tracing::debug!(error = %last, "auto-creation at the active controller failed");
+        return names
+            .iter()
+            .map(|_| Err(TopicError::NotController))
+            .collect();
+    };
+    let deadline = Instant::now() + node.request_timeout;
+    while node.applied_offset.load(Ordering::Acquire) < response.offset && Instant::now() < deadline
+    {
+        compio::time::sleep(Duration::from_millis(5)).await;
+    }
+    names
+        .into_iter()
+        .zip(response.outcomes)
+        .map(|(name, outcome)| match outcome {
+            AutoCreateOutcome::Created => Ok(()),
+            AutoCreateOutcome::AlreadyExists => Err(TopicError::AlreadyExists(name)),
+            AutoCreateOutcome::Invalid(_) => Err(TopicError::InvalidName(name)),
+        })
+        .collect()
 }

@@ -113,6 +113,7 @@ pub fn settings(config: &BrokerConfig) -> Result<Option<KraftSettings>, ConfigEr
     let node = u64::try_from(config.node_id).unwrap_or(u64::MAX);
     let is_voter = voters.iter().any(|v| v.node_id == node);
     if roles.controller {
+        check_controller_listener(config, &controller_listener, &voters, node)?;
         if voters.is_empty() {
             // Dynamic quorums (KIP-853) are not supported: a controller needs static voters.
             return Err(invalid(
@@ -173,6 +174,41 @@ pub fn settings(config: &BrokerConfig) -> Result<Option<KraftSettings>, ConfigEr
             .map_err(|e| invalid("controller.quorum.voters", e.to_string()))?;
     }
     Ok(Some(settings))
+}
+
+/// A controller listener named in `listeners` (Kafka's way to give its address) must be the
+/// address this node has in `controller.quorum.voters`, which is where the quorum binds.
+fn check_controller_listener(
+    config: &BrokerConfig,
+    name: &str,
+    voters: &[Voter],
+    node: u64,
+) -> Result<(), ConfigError> {
+    let Some(listeners) = config.listeners.as_deref() else {
+        return Ok(());
+    };
+    let Some(entry) = listeners.split(',').map(str::trim).find(|l| {
+        l.split("://")
+            .next()
+            .is_some_and(|n| n.eq_ignore_ascii_case(name))
+    }) else {
+        return Ok(());
+    };
+    let port: Option<u16> = entry.rsplit(':').next().and_then(|p| p.parse().ok());
+    let voter_port = voters
+        .iter()
+        .find(|v| v.node_id == node)
+        .map(|v| v.addr.port());
+    match (port, voter_port) {
+        (Some(port), Some(voter)) if port != voter => Err(invalid(
+            "listeners",
+            format!(
+                "the controller listener {entry} is not this node's address in \
+                 controller.quorum.voters (port {voter})"
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn parse_bootstrap(value: Option<&str>) -> Result<Vec<SocketAddr>, ConfigError> {
@@ -283,7 +319,10 @@ mod tests {
     #[test]
     fn controller_listeners_are_not_client_listeners() {
         let mut c = combined(1);
+        c.listeners = Some("PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:19099".into());
+        assert!(settings(&c).is_err(), "not the voter address");
         c.listeners = Some("PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:19093".into());
+        assert!(settings(&c).is_ok());
         assert_eq!(
             c.broker_listeners().as_deref(),
             Some("PLAINTEXT://127.0.0.1:9092")

@@ -9,7 +9,12 @@ pub fn render(shard: &crate::shard::Shard) -> String {
         return String::new();
     };
     let image = shard.topics.borrow();
-    let committed = node.image.offset();
+    // The newest committed offset this node knows: its own committed image, or what the
+    // active controller last answered a heartbeat with (a broker-only node lags behind it).
+    let committed = node.image.offset().max(
+        node.controller_offset
+            .load(std::sync::atomic::Ordering::Acquire),
+    );
     let applied = shard.cluster_synced.get();
     let alive = |id: i32| image.broker(id).is_some_and(|b| !b.fenced);
     let offline = image

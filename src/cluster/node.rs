@@ -29,6 +29,11 @@ pub struct ClusterNode {
     pub known_controller: AtomicI64,
     pub request_max_bytes: usize,
     pub request_timeout: Duration,
+    /// The metadata offset every shard of this node applied (`follow`; `Shard::cluster_synced`
+    /// on shard 0), readable from any shard.
+    pub applied_offset: std::sync::atomic::AtomicU64,
+    /// The active controller's committed metadata offset, as its last heartbeat answer said.
+    pub controller_offset: std::sync::atomic::AtomicU64,
 }
 
 impl ClusterNode {
@@ -68,6 +73,8 @@ impl ClusterNode {
             request_timeout: Duration::from_millis(
                 config.controller_quorum_request_timeout_ms.max(1),
             ),
+            applied_offset: std::sync::atomic::AtomicU64::new(0),
+            controller_offset: std::sync::atomic::AtomicU64::new(0),
         })))
     }
 

@@ -336,6 +336,21 @@ pub async fn auto_create(shard: &Rc<Shard>, names: Vec<String>) -> Vec<(String, 
     if names.is_empty() {
         return Vec::new();
     }
+    if let Some(node) = shard.cluster.clone().filter(|n| !n.is_active_controller()) {
+        // A KRaft broker that is not the active controller asks the controller.
+        let partitions = shard.config.num_partitions;
+        let results =
+            crate::cluster::heartbeat::auto_create_at_controller(node, names.clone(), partitions)
+                .await;
+        return names
+            .into_iter()
+            .zip(results)
+            .filter_map(|(name, result)| match result {
+                Ok(()) | Err(TopicError::AlreadyExists(_)) => None,
+                Err(e) => Some((name, e)),
+            })
+            .collect();
+    }
     let requests = names
         .iter()
         .map(|name| NewTopic {

@@ -43,8 +43,8 @@ impl Default for ClusterOpts {
         Self {
             nodes: 3,
             cores: 1,
-            session_timeout_ms: 2000,
-            heartbeat_interval_ms: 200,
+            session_timeout_ms: 3000,
+            heartbeat_interval_ms: 300,
             quorum_timeout_ms: 500,
             extra_toml: String::new(),
         }
@@ -56,6 +56,9 @@ pub struct Cluster {
     pub opts: ClusterOpts,
     pub brokers: Vec<Broker>,
     pub controller_ports: Vec<u16>,
+    /// Each node's client port, fixed for the cluster's life (a restarted node keeps it, and
+    /// never takes a stopped node's controller port as a port-0 listener could).
+    pub client_ports: Vec<u16>,
 }
 
 /// A loopback port free now (bound to 0, read back, released).
@@ -113,9 +116,14 @@ impl Cluster {
     /// Starts every node and waits until every broker's Metadata lists all of them.
     pub fn start(opts: ClusterOpts) -> Cluster {
         let controller_ports: Vec<u16> = (0..opts.nodes).map(|_| free_port()).collect();
+        let client_ports: Vec<u16> = (0..opts.nodes).map(|_| free_port()).collect();
         let brokers = (0..opts.nodes)
             .map(|i| {
-                let toml = node_toml(&opts, Self::node_id(i), &controller_ports);
+                let toml = format!(
+                    "{}listeners = \"PLAINTEXT://127.0.0.1:{}\"\n",
+                    node_toml(&opts, Self::node_id(i), &controller_ports),
+                    client_ports[i]
+                );
                 Broker::start(BrokerOpts::default().cores(opts.cores).config(&toml))
             })
             .collect();
@@ -123,6 +131,7 @@ impl Cluster {
             opts,
             brokers,
             controller_ports,
+            client_ports,
         };
         cluster.wait_all_registered();
         cluster

@@ -74,11 +74,43 @@ pub struct ProducerIdBlock {
     pub end: i64,
 }
 
-/// The committed image when newer than `known_offset` (`SharedImage::encode` bytes).
+/// Auto-creation of topics (`auto.create.topics.enable`) asked by a broker that is not the
+/// active controller (Kafka's brokers forward it as CreateTopics): the broker's default
+/// partition count, no configs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AutoCreateRequest {
+    pub names: Vec<String>,
+    pub partitions: i32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AutoCreateOutcome {
+    Created,
+    AlreadyExists,
+    Invalid(String),
+}
+
+/// Per name, what happened; and the metadata offset that created them (0: nothing created).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AutoCreateResponse {
+    pub outcomes: Vec<AutoCreateOutcome>,
+    pub offset: u64,
+}
+
+/// The most partitions an auto-created topic may have (the broker's `num.partitions` is bounded
+/// by its own `max.partitions.per.topic`; this bounds what a peer may ask).
+const AUTO_CREATE_PARTITIONS_MAX: i32 = 100_000;
+
+/// What a broker-only node at `known_offset` needs: nothing, the committed entries after it,
+/// or the whole committed image (`SharedImage::encode` bytes) when it is too far behind.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FetchImageResponse {
     Unchanged,
     Image(Vec<u8>),
+    Entries {
+        offset: u64,
+        entries: Vec<(u64, Vec<MetadataRecord>)>,
+    },
 }
 
 /// Kafka's error codes of these RPCs.
@@ -335,12 +367,31 @@ impl Lifecycle {
         Ok(ProducerIdBlock { start, end })
     }
 
+    /// Auto-creates topics for a broker (see `AutoCreateRequest`).
+    pub async fn auto_create(&self, request: AutoCreateRequest) -> Answer<AutoCreateResponse> {
+        self.check_leader()?;
+        if !(1..=AUTO_CREATE_PARTITIONS_MAX).contains(&request.partitions) {
+            return Err(LifecycleError::Rejected(format!(
+                "invalid partition count {}",
+                request.partitions
+            )));
+        }
+        let _guard = self.propose_lock.lock().await;
+        let (outcomes, records) = plan_auto_create(&self.image.lock().image, &request);
+        let offset = match records.is_empty() {
+            true => 0,
+            false => self.propose(records).await?,
+        };
+        Ok(AutoCreateResponse { outcomes, offset })
+    }
+
     /// The committed image, for a broker-only node behind `known_offset`.
     pub fn fetch_image(&self, known_offset: u64) -> FetchImageResponse {
-        let state = self.image.lock();
-        match state.offset > known_offset {
-            true => FetchImageResponse::Image(SharedImage::encode(&state)),
-            false => FetchImageResponse::Unchanged,
+        use super::shared_image::CatchUp;
+        match self.image.catch_up(known_offset) {
+            CatchUp::Nothing => FetchImageResponse::Unchanged,
+            CatchUp::Entries { offset, entries } => FetchImageResponse::Entries { offset, entries },
+            CatchUp::Image(bytes) => FetchImageResponse::Image(bytes),
         }
     }
 
@@ -402,6 +453,65 @@ impl Lifecycle {
             }
         }
     }
+}
+
+/// The records creating each new, valid name of `request` (one replica per partition, round
+/// robin over the unfenced brokers, as the controller places them), and each name's outcome.
+fn plan_auto_create(
+    image: &MetadataImage,
+    request: &AutoCreateRequest,
+) -> (Vec<AutoCreateOutcome>, Vec<MetadataRecord>) {
+    use crate::cluster::records::PartitionRegistration;
+    use crate::cluster::topics::{self, TopicId, TopicMeta};
+    let brokers: Vec<i32> = image
+        .brokers()
+        .filter(|b| !b.fenced)
+        .map(|b| b.broker_id)
+        .collect();
+    let mut records = Vec::new();
+    let mut created: Vec<String> = Vec::new();
+    let outcomes = request
+        .names
+        .iter()
+        .map(|name| {
+            if let Err(e) = topics::validate_name(name) {
+                return AutoCreateOutcome::Invalid(e.to_string());
+            }
+            if image.get(name).is_some() || created.contains(name) {
+                return AutoCreateOutcome::AlreadyExists;
+            }
+            if let Some(existing) = image.collision(name) {
+                return AutoCreateOutcome::Invalid(format!(
+                    "Topic '{name}' collides with existing topic: {existing}"
+                ));
+            }
+            if brokers.is_empty() {
+                return AutoCreateOutcome::Invalid("no broker to place partitions on".into());
+            }
+            let count = request.partitions.unsigned_abs();
+            let registrations = (0..count)
+                .map(|i| {
+                    let slot = usize::try_from(i).unwrap_or(0) % brokers.len();
+                    let broker = brokers.get(slot).copied().unwrap_or(NO_PARTITION_LEADER);
+                    PartitionRegistration::single(broker)
+                })
+                .collect();
+            let meta = TopicMeta {
+                name: name.clone(),
+                id: TopicId::generate(name),
+                partitions: count,
+                configs: Default::default(),
+                registrations,
+            };
+            records.extend(crate::cluster::image::topic_records(
+                &meta,
+                NO_PARTITION_LEADER,
+            ));
+            created.push(name.clone());
+            AutoCreateOutcome::Created
+        })
+        .collect();
+    (outcomes, records)
 }
 
 /// `FenceBrokerRecord` and, for each partition `broker` leads, a `PartitionChangeRecord` to

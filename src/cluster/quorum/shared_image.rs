@@ -22,11 +22,42 @@ pub struct ImageState {
     pub offset: u64,
 }
 
+/// Committed entries kept for followers that are a little behind (broker-only nodes fetch the
+/// records after their offset instead of the whole image).
+const RECENT_ENTRIES_MAX: usize = 1024;
+const RECENT_RECORDS_MAX: usize = 100_000;
+
+/// The newest committed entries: every entry with an offset above `floor`, in order.
+#[derive(Debug, Default)]
+struct Recent {
+    floor: u64,
+    entries: std::collections::VecDeque<(u64, Vec<MetadataRecord>)>,
+    records: usize,
+}
+
+/// The committed entries after an offset, for a follower.
+pub type Entries = Vec<(u64, Vec<MetadataRecord>)>;
+
+/// What a follower at some offset needs to catch up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CatchUp {
+    Nothing,
+    /// The entries after its offset, up to `offset`.
+    Entries {
+        offset: u64,
+        entries: Entries,
+    },
+    /// Too far behind (or the entries were replaced by a snapshot): the whole state.
+    Image(Vec<u8>),
+}
+
 /// See the module documentation.
 pub struct SharedImage {
     state: Mutex<ImageState>,
     /// The records of the entry being applied (the quorum thread's only).
     pending: Mutex<Vec<MetadataRecord>>,
+    /// Locked only while `state` is held (one lock order).
+    recent: Mutex<Recent>,
     changed_tx: flume::Sender<()>,
     changed_rx: flume::Receiver<()>,
 }
@@ -37,6 +68,7 @@ impl Default for SharedImage {
         Self {
             state: Mutex::new(ImageState::default()),
             pending: Mutex::new(Vec::new()),
+            recent: Mutex::new(Recent::default()),
             changed_tx,
             changed_rx,
         }
@@ -67,10 +99,54 @@ impl SharedImage {
         let _ = self.changed_tx.try_send(());
     }
 
+    fn recent(&self) -> MutexGuard<'_, Recent> {
+        self.recent.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Replaces the whole state (a snapshot fetched from the controller).
     pub fn replace(&self, state: ImageState) {
-        *self.lock() = state;
+        {
+            let mut current = self.lock();
+            *self.recent() = Recent {
+                floor: state.offset,
+                ..Recent::default()
+            };
+            *current = state;
+        }
         self.wake();
+    }
+
+    /// What a follower that applied up to `known` needs.
+    pub fn catch_up(&self, known: u64) -> CatchUp {
+        let state = self.lock();
+        if state.offset <= known {
+            return CatchUp::Nothing;
+        }
+        let recent = self.recent();
+        if known < recent.floor {
+            return CatchUp::Image(Self::encode(&state));
+        }
+        let entries = recent
+            .entries
+            .iter()
+            .filter(|(offset, _)| *offset > known)
+            .cloned()
+            .collect();
+        CatchUp::Entries {
+            offset: state.offset,
+            entries,
+        }
+    }
+
+    /// Applies entries a controller sent (`catch_up`), then moves to `offset`.
+    pub fn apply_entries(&self, entries: &[(u64, Vec<MetadataRecord>)], offset: u64) {
+        for (at, records) in entries {
+            for record in records {
+                self.apply(*at, record);
+            }
+            self.applied(*at);
+        }
+        self.applied(offset);
     }
 
     fn pending(&self) -> MutexGuard<'_, Vec<MetadataRecord>> {
@@ -93,6 +169,20 @@ impl SharedImage {
                 }
             }
             state.offset = state.offset.max(offset);
+            if !records.is_empty() {
+                let mut recent = self.recent();
+                recent.records += records.len();
+                recent.entries.push_back((offset, records));
+                while recent.entries.len() > RECENT_ENTRIES_MAX
+                    || recent.records > RECENT_RECORDS_MAX
+                {
+                    let Some((gone, records)) = recent.entries.pop_front() else {
+                        break;
+                    };
+                    recent.floor = gone;
+                    recent.records -= records.len();
+                }
+            }
         }
         self.wake();
     }
@@ -182,5 +272,33 @@ mod tests {
         for len in 0..bytes.len() {
             assert!(SharedImage::decode(&bytes[..len]).is_err(), "prefix {len}");
         }
+    }
+
+    #[test]
+    fn a_follower_gets_the_entries_after_its_offset_or_the_image() {
+        let leader = SharedImage::default();
+        let fence = |epoch| MetadataRecord::FenceBroker(FenceBrokerRecord { id: 1, epoch });
+        for offset in 1..=3 {
+            leader.apply(offset, &fence(offset as i64));
+            leader.applied(offset);
+        }
+        let follower = SharedImage::default();
+        match leader.catch_up(1) {
+            CatchUp::Entries { offset, entries } => {
+                assert_eq!(offset, 3);
+                assert_eq!(entries.len(), 2, "offsets 2 and 3");
+                follower.apply_entries(&entries, offset);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(follower.offset(), 3);
+        assert_eq!(leader.catch_up(3), CatchUp::Nothing);
+        // After a snapshot replaced the state, older followers get the whole image.
+        leader.replace(leader.current());
+        assert!(matches!(leader.catch_up(1), CatchUp::Image(_)));
+        assert_eq!(leader.catch_up(3), CatchUp::Nothing);
+        leader.apply(4, &fence(4));
+        leader.applied(4);
+        assert!(matches!(leader.catch_up(3), CatchUp::Entries { .. }));
     }
 }
