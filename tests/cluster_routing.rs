@@ -338,21 +338,26 @@ fn auto_create(addr: SocketAddr, topic: &str) -> i16 {
 }
 
 #[test]
-fn auto_creation_is_pending_off_the_controller_and_done_on_it() {
-    let cluster = Cluster::start(ClusterOpts::default());
+fn auto_created_topics_spread_whichever_broker_creates_them() {
+    let cluster = Cluster::start(ClusterOpts {
+        extra_toml: "\"num.partitions\" = 6\n\"default.replication.factor\" = 2\n".into(),
+        ..ClusterOpts::default()
+    });
     let controller = cluster.controller_index(0).expect("a controller");
-    let other = cluster.broker((controller + 1) % 3).socket_addr();
-    assert_eq!(
-        auto_create(other, "auto-made"),
-        LEADER_NOT_AVAILABLE,
-        "retriable, as while Kafka creates it"
-    );
-    assert_eq!(
-        auto_create(cluster.broker(controller).socket_addr(), "auto-made"),
-        0
-    );
-    wait_topic(&cluster, "auto-made", 1);
-    assert_eq!(auto_create(other, "auto-made"), 0);
+    for (asked, topic) in [((controller + 1) % 3, "auto-off"), (controller, "auto-on")] {
+        let addr = cluster.broker(asked).socket_addr();
+        let code = auto_create(addr, topic);
+        assert!(
+            code == 0 || code == LEADER_NOT_AVAILABLE,
+            "{topic} via broker {}: {code}",
+            Cluster::node_id(asked)
+        );
+        let view = wait_topic(&cluster, topic, 6);
+        let hosts: BTreeSet<i32> = leaders(&view).into_iter().collect();
+        assert_eq!(hosts, BTreeSet::from([1, 2, 3]), "{view:?}");
+        assert!(view.2.iter().all(|p| p.3.len() == 2), "{view:?}");
+        assert_eq!(auto_create(addr, topic), 0);
+    }
 }
 
 /// FindCoordinator v3 for `group` asked of broker `index`: (error, node id, port).
@@ -472,12 +477,14 @@ fn manual_assignments_are_kept_and_checked_as_kafka_does() {
 fn racked_cluster() -> Cluster {
     let opts = ClusterOpts::default();
     let controller_ports: Vec<u16> = (0..3).map(|_| common::cluster::free_port()).collect();
+    let client_ports: Vec<u16> = (0..3).map(|_| common::cluster::free_port()).collect();
     let brokers = (0..3)
         .map(|i| {
             let rack = if i < 2 { "a" } else { "b" };
             let toml = format!(
-                "{}\"broker.rack\" = \"{rack}\"\n",
-                common::cluster::node_toml(&opts, Cluster::node_id(i), &controller_ports)
+                "{}listeners = \"PLAINTEXT://127.0.0.1:{}\"\n\"broker.rack\" = \"{rack}\"\n",
+                common::cluster::node_toml(&opts, Cluster::node_id(i), &controller_ports),
+                client_ports[i]
             );
             common::Broker::start(common::BrokerOpts::default().cores(1).config(&toml))
         })
@@ -486,6 +493,7 @@ fn racked_cluster() -> Cluster {
         opts,
         brokers,
         controller_ports,
+        client_ports,
     };
     cluster.wait_all_registered();
     cluster

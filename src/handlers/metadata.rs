@@ -255,9 +255,9 @@ fn describe_wanted(
     }
     let code = match (&name, wanted) {
         (Some(name), _) => match create_errors.get(name) {
-            // Only the active controller creates topics (no forwarding, decision 0016): the
-            // topic is answered as Kafka answers one whose creation is under way, so the client
-            // asks again, and a Metadata request that reaches the controller creates it.
+            // The active controller could not be reached (or changed) for the auto-creation:
+            // the topic is answered as Kafka answers one whose creation is under way, so the
+            // client asks again (NOT_CONTROLLER means nothing to a Metadata client).
             Some(TopicError::NotController) => ResponseError::LeaderNotAvailable.code(),
             Some(error) => topic_error_code(error),
             None if topics::validate_name(name).is_err() => {
@@ -339,9 +339,14 @@ pub async fn auto_create(shard: &Rc<Shard>, names: Vec<String>) -> Vec<(String, 
     if let Some(node) = shard.cluster.clone().filter(|n| !n.is_active_controller()) {
         // A KRaft broker that is not the active controller asks the controller.
         let partitions = shard.config.num_partitions;
-        let results =
-            crate::cluster::heartbeat::auto_create_at_controller(node, names.clone(), partitions)
-                .await;
+        let factor = shard.config.default_replication_factor;
+        let results = crate::cluster::heartbeat::auto_create_at_controller(
+            node,
+            names.clone(),
+            partitions,
+            factor,
+        )
+        .await;
         return names
             .into_iter()
             .zip(results)
