@@ -264,8 +264,8 @@ fn partitions_spread_and_only_the_leader_serves_them() {
     assert_eq!(answer.node_endpoints.len(), 1);
     assert_eq!(answer.node_endpoints[0].node_id, BrokerId(leader_id));
     assert_eq!(answer.node_endpoints[0].port, leader_port);
-    // The leader takes it, once it opened the partition it applied (a client retries the
-    // retriable UNKNOWN_TOPIC_OR_PARTITION of that moment the same way).
+    // The leader takes it, once it opened the partition it applied (before, it answers
+    // NOT_LEADER_OR_FOLLOWER as Kafka does, and a client retries).
     wait_until(WAIT, "the leader to take a record", || {
         let answer: ProduceResponse = wire::call(
             cluster.broker(leader).socket_addr(),
@@ -274,9 +274,11 @@ fn partitions_spread_and_only_the_leader_serves_them() {
             &produce,
         );
         let code = answer.responses[0].partition_responses[0].error_code;
-        assert!(code == 0 || code == 3, "produce on the leader: {code}");
-        assert!(answer.node_endpoints.is_empty());
-        code == 0
+        assert!(
+            code == 0 || code == NOT_LEADER_OR_FOLLOWER,
+            "produce on the leader: {code}"
+        );
+        code == 0 && answer.node_endpoints.is_empty()
     });
 
     // Fetch v16: the same, by topic id.

@@ -3,7 +3,9 @@
 //!
 //! Invariants: a partition operation always runs on the partition's owner (`Placement`); work
 //! for the local shard is executed directly (no mailbox hop); answers come back in the order of
-//! the request's items; every message type is `Send` and carries only owned data.
+//! the request's items; every message type is `Send` and carries only owned data; an item for
+//! a partition this broker does not lead in the metadata image never reaches a shard
+//! (NOT_LEADER_OR_FOLLOWER, Kafka's ReplicaManager rule).
 
 pub mod admin;
 pub mod placement;
@@ -74,9 +76,20 @@ impl Router {
                 };
                 (indices, answers)
             });
-        let answers = split::merge(groups.len, join_all(calls).await, || {
+        let mut answers = split::merge(groups.len, join_all(calls).await, || {
             Err(PartitionError::Unavailable)
         });
+        if self.shard.cluster.is_some() {
+            // The image names this broker the leader but the owner has not opened the
+            // partition yet (a new topic a moment after its records applied): Kafka's
+            // ReplicaManager answers NOT_LEADER_OR_FOLLOWER for a partition the metadata has
+            // and the replica manager not yet, so the client refreshes and retries.
+            for answer in &mut answers {
+                if matches!(answer, Err(PartitionError::UnknownTopicOrPartition)) {
+                    *answer = Err(PartitionError::NotLeaderOrFollower);
+                }
+            }
+        }
         refused.merge(answers)
     }
 
