@@ -9,6 +9,11 @@
 //! comes after every shard adopted it. Deleted topics leave through `deletion` (data first).
 //! Placement: Kafka's striped placer (`placement`), or a manual assignment checked as Kafka's
 //! controller checks it; stored per partition in the image, never recomputed.
+//! On a KRaft node (`process.roles` set) only the active controller changes anything (others
+//! answer NOT_CONTROLLER, decision 0016) and "persist, then broadcast" becomes "propose to the
+//! quorum, then wait until this node's shards applied it" (`commit_to_quorum`; every node's
+//! shards follow the committed image, `follow`); producer-id blocks come from the active
+//! controller (`heartbeat::allocate_producer_ids`).
 
 use std::collections::HashMap;
 

@@ -14,8 +14,9 @@
 //! persisted block, never going back. Brokers are not persisted: a broker registers again at
 //! every start (`register`).
 //!
-//! When the metadata log is replicated (openraft), these files become its snapshot and the
-//! records its entries; `apply` stays the same.
+//! A KRaft node (`process.roles` set) writes none of these: its image lives in the replicated
+//! metadata log and its snapshots (`quorum`); an existing single-node directory is adopted into
+//! an empty cluster image once (`duties`) and its topics file set aside.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
