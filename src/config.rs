@@ -78,6 +78,14 @@ pub struct BrokerConfig {
     /// Upper bound on partitions of one topic (CreateTopics beyond it: INVALID_PARTITIONS).
     #[serde(rename = "max.partitions.per.topic")]
     pub max_partitions_per_topic: i32,
+    /// Kafka's `default.replication.factor`: replicas of a topic created with
+    /// replication factor -1 (auto-created topics included).
+    #[serde(rename = "default.replication.factor")]
+    pub default_replication_factor: i16,
+    /// Kafka's `offsets.topic.replication.factor`: replicas of each `__consumer_offsets`
+    /// partition (capped at the registered brokers while the cluster is smaller).
+    #[serde(rename = "offsets.topic.replication.factor")]
+    pub offsets_topic_replication_factor: i16,
     /// Broker-side cap of a fetch response's size (the client's max_bytes is also honoured).
     #[serde(rename = "fetch.max.bytes")]
     pub fetch_max_bytes: u32,
@@ -438,6 +446,8 @@ impl Default for BrokerConfig {
             auto_create_topics_enable: true,
             num_partitions: 1,
             max_partitions_per_topic: 10_000,
+            default_replication_factor: 1,
+            offsets_topic_replication_factor: 3,
             fetch_max_bytes: 57_671_680,
             fetch_max_wait_ms: 30_000,
             fetch_zero_copy: true,
@@ -772,6 +782,14 @@ impl BrokerConfig {
     }
 
     fn validate_groups(&self) -> Result<(), ConfigError> {
+        positive(
+            "default.replication.factor",
+            u64::try_from(self.default_replication_factor).unwrap_or(0),
+        )?;
+        positive(
+            "offsets.topic.replication.factor",
+            u64::try_from(self.offsets_topic_replication_factor).unwrap_or(0),
+        )?;
         positive(
             "offsets.topic.num.partitions",
             u64::from(self.offsets_topic_num_partitions),

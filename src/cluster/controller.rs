@@ -7,8 +7,8 @@
 //! by every shard to its own image (`adopt_records`: new partitions opened, new configs applied
 //! to live logs with `Log::set_config`, leader epochs given to the partitions); the answer
 //! comes after every shard adopted it. Deleted topics leave through `deletion` (data first).
-//! Placement: replication factor 1, each partition on one registered unfenced broker (round
-//! robin by partition index), stored per partition in the image, never recomputed.
+//! Placement: Kafka's striped placer (`placement`), or a manual assignment checked as Kafka's
+//! controller checks it; stored per partition in the image, never recomputed.
 //! On a KRaft node (`process.roles` set) only the active controller changes anything (others
 //! answer NOT_CONTROLLER, decision 0016) and "persist, then broadcast" becomes "propose to the
 //! quorum, then wait until this node's shards applied it" (`commit_to_quorum`; every node's
@@ -21,6 +21,7 @@ use futures_util::future::join_all;
 
 use super::image::{self, MetadataImage, PartitionRegistration};
 use super::open as local;
+use super::placement::{self, PlacementError};
 use super::records::{
     ConfigRecord, MetadataRecord, PartitionRecord, CONFIG_RESOURCE_BROKER, CONFIG_RESOURCE_TOPIC,
 };
@@ -61,6 +62,8 @@ pub enum AdminError {
     InvalidPartitions(String),
     #[error("{0}")]
     InvalidReplicaAssignment(String),
+    #[error("{0}")]
+    InvalidReplicationFactor(String),
     #[error("{0}")]
     InvalidRequest(String),
     #[error("{0}")]
@@ -435,7 +438,7 @@ fn existing(shard: &Shard, name: &str) -> Result<TopicMeta, AdminError> {
         .ok_or_else(|| AdminError::UnknownTopic(name.to_owned()))
 }
 
-/// The registered, unfenced brokers new partitions may be placed on, by id.
+/// The registered, unfenced brokers (those a new partition's leader may be placed on).
 pub(crate) fn usable_brokers(image: &MetadataImage) -> Vec<i32> {
     image
         .brokers()
@@ -444,57 +447,54 @@ pub(crate) fn usable_brokers(image: &MetadataImage) -> Vec<i32> {
         .collect()
 }
 
-/// Registrations for partitions `from..to`: the given assignment (already validated), else one
-/// replica per partition, round robin over the usable brokers.
-fn place(
-    brokers: &[i32],
-    from: u32,
-    to: u32,
+/// Registrations for new partitions after `existing` (the topic's current replicas): the
+/// given manual assignment (checked as Kafka's controller checks it), else Kafka's striped
+/// placement of `replication_factor` replicas over the registered brokers.
+fn place_partitions(
+    image: &MetadataImage,
+    existing: &[Vec<i32>],
+    count: u32,
+    replication_factor: i32,
     assignments: Option<&[Vec<i32>]>,
-) -> Result<Vec<PartitionRegistration>, String> {
-    if brokers.is_empty() {
-        return Err("no broker is registered to place partitions on".into());
-    }
-    (from..to)
-        .enumerate()
-        .map(|(i, index)| {
-            let replicas = match assignments.and_then(|a| a.get(i)) {
-                Some(replicas) => replicas.clone(),
-                None => {
-                    let slot = usize::try_from(index).unwrap_or(0) % brokers.len();
-                    vec![brokers.get(slot).copied().unwrap_or(-1)]
-                }
-            };
-            let leader = replicas.first().copied().unwrap_or(-1);
-            Ok(PartitionRegistration {
-                isr: replicas.clone(),
-                replicas,
-                leader,
-                leader_epoch: crate::partition::INITIAL_LEADER_EPOCH,
-                partition_epoch: 0,
+    seed: u64,
+) -> Result<Vec<PartitionRegistration>, PlacementError> {
+    let first = u32::try_from(existing.len()).unwrap_or(u32::MAX);
+    let Some(assignments) = assignments else {
+        let placed = placement::place(
+            &placement::usable_brokers(image),
+            existing,
+            count,
+            replication_factor,
+            seed,
+        )?;
+        // The placer leads with an unfenced broker, so this holds; Kafka checks it anyway.
+        return placed
+            .into_iter()
+            .map(|replicas| {
+                placement::new_registration(image, replicas).ok_or_else(|| {
+                    PlacementError::ReplicationFactor(format!(
+                        "Unable to replicate the partition {replication_factor} time(s): All \
+                         brokers are currently fenced or in controlled shutdown."
+                    ))
+                })
+            })
+            .collect();
+    };
+    let mut factor =
+        (!existing.is_empty()).then_some(usize::try_from(replication_factor).unwrap_or(0));
+    (first..)
+        .zip(assignments)
+        .map(|(index, replicas)| {
+            placement::check_manual(image, replicas, factor)?;
+            factor = Some(replicas.len());
+            placement::new_registration(image, replicas.clone()).ok_or_else(|| {
+                PlacementError::Assignment(format!(
+                    "All brokers specified in the manual partition assignment for partition \
+                     {index} are fenced or in controlled shutdown."
+                ))
             })
         })
         .collect()
-}
-
-/// A manual assignment (one broker list per partition) must name registered brokers, each at
-/// most once per partition, with the same replication factor everywhere; the replication
-/// factor must be 1 until replication exists.
-fn check_assignments(brokers: &[i32], assignments: &[Vec<i32>]) -> Result<(), String> {
-    for replicas in assignments {
-        if replicas.len() != 1 {
-            return Err(format!(
-                "replication factor {} is not supported: partitions have one replica",
-                replicas.len()
-            ));
-        }
-        if let Some(unknown) = replicas.iter().find(|b| !brokers.contains(b)) {
-            return Err(format!(
-                "Unknown broker {unknown} in the replica assignment"
-            ));
-        }
-    }
-    Ok(())
 }
 
 fn partition_records(
@@ -530,14 +530,17 @@ fn grow(shard: &Shard, growth: &PartitionGrowth) -> Planned {
     }
     let current = i64::from(meta.partitions);
     let wanted = i64::from(growth.count);
-    if wanted < current {
-        return Err(AdminError::InvalidPartitions(format!(
-            "Topic currently has {current} partitions, which is higher than the requested {wanted}."
-        )));
-    }
+    // Kafka's messages (ReplicationControlManager.createPartitions).
     if wanted == current {
         return Err(AdminError::InvalidPartitions(format!(
-            "Topic already has {current} partitions."
+            "Topic already has {current} partition(s)."
+        )));
+    }
+    if wanted < current {
+        return Err(AdminError::InvalidPartitions(format!(
+            "The topic {} currently has {current} partition(s); {wanted} would not be an \
+             increase.",
+            meta.name
         )));
     }
     if growth.count > shard.config.max_partitions_per_topic {
@@ -546,25 +549,37 @@ fn grow(shard: &Shard, growth: &PartitionGrowth) -> Planned {
             shard.config.max_partitions_per_topic
         )));
     }
-    let brokers = usable_brokers(&shard.topics.borrow());
     if let Some(assignments) = &growth.assignments {
-        let added = usize::try_from(wanted - current).unwrap_or(usize::MAX);
-        if assignments.len() != added {
+        let added = wanted - current;
+        if i64::try_from(assignments.len()).unwrap_or(i64::MAX) != added {
             return Err(AdminError::InvalidReplicaAssignment(format!(
-                "Increasing the number of partitions by {added} but {} assignments provided.",
+                "Attempted to add {added} additional partition(s), but only {} assignment(s) \
+                 were specified.",
                 assignments.len()
             )));
         }
-        check_assignments(&brokers, assignments).map_err(AdminError::InvalidReplicaAssignment)?;
     }
     let count = growth.count.unsigned_abs();
-    let added = place(
-        &brokers,
-        meta.partitions,
-        count,
+    let existing: Vec<Vec<i32>> = meta
+        .registrations
+        .iter()
+        .map(|r| r.replicas.clone())
+        .collect();
+    let factor = existing
+        .first()
+        .map_or(1, |r| i32::try_from(r.len()).unwrap_or(i32::MAX));
+    let added = place_partitions(
+        &shard.topics.borrow(),
+        &existing,
+        count - meta.partitions,
+        factor,
         growth.assignments.as_deref(),
+        placement::seed_of(meta.id) ^ u64::from(meta.partitions),
     )
-    .map_err(AdminError::Storage)?;
+    .map_err(|e| match e {
+        PlacementError::ReplicationFactor(m) => AdminError::InvalidReplicationFactor(m),
+        PlacementError::Assignment(m) => AdminError::InvalidReplicaAssignment(m),
+    })?;
     let records = partition_records(meta.id, meta.partitions, &added);
     meta.registrations.extend(added);
     meta.partitions = count;
@@ -840,6 +855,14 @@ fn validate_new_topic(shard: &Shard, topic: &NewTopic) -> Result<TopicMeta, Topi
             existing: existing.to_owned(),
         });
     }
+    // Kafka's order of checks (ReplicationControlManager.createTopic).
+    if topic.assignments.is_none()
+        && (topic.replication_factor < -1 || topic.replication_factor == 0)
+    {
+        return Err(TopicError::InvalidReplicationFactor(
+            "Replication factor must be larger than 0, or -1 to use the default value.".into(),
+        ));
+    }
     let partitions = match &topic.assignments {
         Some(assignments) => i32::try_from(assignments.len()).unwrap_or(i32::MAX),
         None if topic.partitions == -1 => shard.config.num_partitions,
@@ -848,23 +871,29 @@ fn validate_new_topic(shard: &Shard, topic: &NewTopic) -> Result<TopicMeta, Topi
     if partitions < 1 || partitions > shard.config.max_partitions_per_topic {
         return Err(TopicError::InvalidPartitions(partitions));
     }
-    if topic.replication_factor != -1 && topic.replication_factor != 1 {
-        return Err(TopicError::InvalidReplicationFactor(
-            topic.replication_factor,
-        ));
-    }
-    let brokers = usable_brokers(&image);
-    if let Some(assignments) = &topic.assignments {
-        check_assignments(&brokers, assignments).map_err(TopicError::InvalidReplicaAssignment)?;
-    }
+    let factor = match topic.replication_factor {
+        -1 => i32::from(shard.config.default_replication_factor),
+        given => i32::from(given),
+    };
     let count = partitions.unsigned_abs();
-    let registrations =
-        place(&brokers, 0, count, topic.assignments.as_deref()).map_err(TopicError::Io)?;
+    let id = TopicId::generate(&topic.name);
+    let registrations = place_partitions(
+        &image,
+        &[],
+        count,
+        factor,
+        topic.assignments.as_deref(),
+        placement::seed_of(id),
+    )
+    .map_err(|e| match e {
+        PlacementError::ReplicationFactor(m) => TopicError::InvalidReplicationFactor(m),
+        PlacementError::Assignment(m) => TopicError::InvalidReplicaAssignment(m),
+    })?;
     let dynamic = shard.dynamic_configs.borrow().clone();
     topics::dynamic::resolve_with(&shard.default_log, &dynamic, &topic.configs)?;
     Ok(TopicMeta {
         name: topic.name.clone(),
-        id: TopicId::generate(&topic.name),
+        id,
         partitions: count,
         configs: topic.configs.clone(),
         registrations,
@@ -952,27 +981,61 @@ mod tests {
         );
     }
 
-    #[test]
-    fn placement_is_round_robin_over_brokers_or_the_given_assignment() {
-        let placed = place(&[1, 2], 0, 3, None).unwrap();
-        let leaders: Vec<i32> = placed.iter().map(|r| r.leader).collect();
-        assert_eq!(leaders, vec![1, 2, 1]);
-        assert!(placed
-            .iter()
-            .all(|r| r.replicas == r.isr && r.leader_epoch == 0));
-        let grown = place(&[1, 2], 3, 5, Some(&[vec![2], vec![2]])).unwrap();
-        assert_eq!(grown, vec![PartitionRegistration::single(2); 2]);
-        assert!(place(&[], 0, 1, None).is_err(), "no broker to place on");
+    fn cluster(fenced: &[i32]) -> MetadataImage {
+        let mut image = MetadataImage::default();
+        for id in 1..=3 {
+            image
+                .apply(&MetadataRecord::RegisterBroker(
+                    super::super::records::RegisterBrokerRecord {
+                        broker_id: id,
+                        incarnation_id: 1,
+                        broker_epoch: 1,
+                        end_points: Vec::new(),
+                        rack: None,
+                        fenced: fenced.contains(&id),
+                    },
+                ))
+                .unwrap();
+        }
+        image
     }
 
     #[test]
-    fn assignments_must_name_registered_brokers_once() {
-        assert!(check_assignments(&[1], &[vec![1], vec![1]]).is_ok());
-        assert!(check_assignments(&[1], &[vec![2]]).is_err());
-        assert!(check_assignments(&[1], &[vec![]]).is_err());
+    fn new_partitions_spread_over_the_brokers_with_isr_and_leader() {
+        let image = cluster(&[]);
+        let placed = place_partitions(&image, &[], 6, 3, None, 5).unwrap();
+        let mut leaders: Vec<i32> = placed.iter().map(|r| r.leader).collect();
+        leaders.sort_unstable();
+        assert_eq!(leaders, vec![1, 1, 2, 2, 3, 3]);
+        for r in &placed {
+            assert_eq!(r.replicas.len(), 3);
+            assert_eq!(r.isr, r.replicas, "ISR = replicas at creation");
+            assert_eq!(r.leader, r.replicas[0], "the first replica leads");
+            assert_eq!((r.leader_epoch, r.partition_epoch), (0, 0));
+        }
+        let err = place_partitions(&image, &[], 1, 4, None, 5).unwrap_err();
+        assert!(matches!(err, PlacementError::ReplicationFactor(_)));
+    }
+
+    #[test]
+    fn manual_assignments_follow_kafkas_rules() {
+        let image = cluster(&[2]);
+        let placed = place_partitions(&image, &[], 2, -1, Some(&[vec![2, 1], vec![3]]), 0);
         assert!(
-            check_assignments(&[1, 2], &[vec![1, 2]]).is_err(),
-            "one replica only"
+            matches!(&placed, Err(PlacementError::Assignment(m)) if m.contains("1 replica(s)")),
+            "{placed:?}"
         );
+        let placed = place_partitions(&image, &[], 2, -1, Some(&[vec![2, 1], vec![3, 2]]), 0);
+        let placed = placed.unwrap();
+        assert_eq!((placed[0].leader, placed[0].isr.clone()), (1, vec![1]));
+        assert_eq!((placed[1].leader, placed[1].isr.clone()), (3, vec![3]));
+        let all_fenced = place_partitions(&image, &[vec![1]], 1, 1, Some(&[vec![2]]), 0);
+        assert_eq!(
+            all_fenced.unwrap_err().to_string(),
+            "All brokers specified in the manual partition assignment for partition 1 are fenced \
+             or in controlled shutdown."
+        );
+        let wrong_factor = place_partitions(&image, &[vec![1]], 1, 1, Some(&[vec![1, 3]]), 0);
+        assert!(matches!(wrong_factor, Err(PlacementError::Assignment(_))));
     }
 }

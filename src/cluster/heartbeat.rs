@@ -347,11 +347,13 @@ pub async fn auto_create_at_controller(
     node: Arc<ClusterNode>,
     names: Vec<String>,
     partitions: i32,
+    replication_factor: i16,
 ) -> Vec<Result<(), crate::cluster::topics::TopicError>> {
     use crate::cluster::topics::TopicError;
     let request = AutoCreateRequest {
         names: names.clone(),
         partitions,
+        replication_factor,
     };
     let mut channel = ControllerChannel::new(node.clone());
     let mut last = LifecycleError::Rejected("no controller".into());
@@ -388,6 +390,9 @@ pub async fn auto_create_at_controller(
             AutoCreateOutcome::Created => Ok(()),
             AutoCreateOutcome::AlreadyExists => Err(TopicError::AlreadyExists(name)),
             AutoCreateOutcome::Invalid(_) => Err(TopicError::InvalidName(name)),
+            AutoCreateOutcome::InvalidReplicationFactor(m) => {
+                Err(TopicError::InvalidReplicationFactor(m))
+            }
         })
         .collect()
 }

@@ -36,6 +36,7 @@ pub mod kraft;
 pub mod kraft_metrics;
 pub mod node;
 pub mod open;
+pub mod placement;
 pub mod quorum;
 pub mod records;
 pub mod replica_fetcher;
@@ -44,6 +45,7 @@ pub mod security_image;
 pub mod security_store;
 pub mod store;
 pub mod topics;
+pub mod view;
 
 pub use image::{MetadataImage, PartitionRegistration};
 pub use records::MetadataRecord;

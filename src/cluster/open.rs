@@ -1,9 +1,11 @@
-//! Owner-side partition opening: which partitions of the metadata image this shard owns, and
-//! opening their logs with the leader epoch of their registration.
+//! Owner-side partition opening: which partitions of the metadata image this broker hosts (its
+//! id is among the partition's replicas) and this shard owns (`router::placement`), and
+//! opening their logs, the led ones with the leader epoch of their registration.
 //!
-//! Invariants: a partition opens leading with its registration's leader epoch from the metadata
-//! image (`cluster`); one that cannot be opened stops the broker (exit 70), it is never
-//! advertised without a log behind it.
+//! Invariants: a broker opens only partitions whose replicas include it; a partition it leads
+//! opens leading with its registration's leader epoch from the metadata image (`cluster`), a
+//! follower's opens without taking an epoch; one that cannot be opened stops the broker (exit
+//! 70), it is never advertised without a log behind it.
 
 use std::rc::Rc;
 
@@ -14,7 +16,8 @@ use crate::producers;
 use crate::shard::Shard;
 use crate::topics::{self, TopicMeta};
 
-/// Opens every not-yet-open partition of `metas` that this shard owns. A partition that cannot
+/// Opens every not-yet-open partition of `metas` that this broker hosts and this shard owns,
+/// and gives open ones their new configs and leader epochs. A partition that cannot
 /// be opened stops the broker (see [`storage_offline`]): it is never left in the registry,
 /// advertised in Metadata, without a log behind it.
 pub async fn open_owned(shard: &Shard, metas: &[TopicMeta]) {
@@ -42,11 +45,15 @@ pub async fn open_owned(shard: &Shard, metas: &[TopicMeta]) {
         let compression_type = topic_config.compression_type;
         let compacted = topics::compaction::policy(&meta.configs).compact;
         for (index, registration) in (0..meta.partitions).zip(&meta.registrations) {
-            if shard.placement.shard_for(&meta.name, index) != shard.id {
+            if !hosts(shard, registration)
+                || shard.placement.shard_for(&meta.name, index) != shard.id
+            {
                 continue;
             }
             let tp = TopicPartition::new(meta.name.clone(), index);
-            let epoch = registration.leader_epoch;
+            // Only the leader takes the epoch (Kafka's makeLeader); a follower's log is opened
+            // for replication and never served to clients (the router refuses it).
+            let epoch = leads(shard, registration).then_some(registration.leader_epoch);
             // Already open: a config change (AlterConfigs) applies to the live log, a newer
             // leader epoch in the image becomes the partition's.
             if let Some(open) = shard.partitions.get(&tp) {
@@ -54,7 +61,7 @@ pub async fn open_owned(shard: &Shard, metas: &[TopicMeta]) {
                 open.set_timestamp_limits(limits);
                 open.set_compression_type(&compression_type);
                 open.set_compacted(compacted);
-                if epoch > open.leader_epoch() {
+                if let Some(epoch) = epoch.filter(|e| *e > open.leader_epoch()) {
                     new_epochs.push((open, epoch));
                 }
                 continue;
@@ -75,6 +82,16 @@ pub async fn open_owned(shard: &Shard, metas: &[TopicMeta]) {
         .await;
 }
 
+/// Whether this broker holds a replica of the partition (only those are opened here).
+fn hosts(shard: &Shard, registration: &crate::cluster::PartitionRegistration) -> bool {
+    registration.replicas.contains(&shard.config.node_id)
+}
+
+/// Whether this broker leads the partition in the image.
+fn leads(shard: &Shard, registration: &crate::cluster::PartitionRegistration) -> bool {
+    registration.leader == shard.config.node_id
+}
+
 /// Partitions of one shard opened at the same time.
 const OPENS_IN_FLIGHT_MAX: usize = 64;
 
@@ -83,7 +100,12 @@ async fn open_one(
     tp: TopicPartition,
     topic_id: u128,
     config: storage::LogConfig,
-    (limits, compression_type, compacted, leader_epoch): (TimestampLimits, String, bool, i32),
+    (limits, compression_type, compacted, leader_epoch): (
+        TimestampLimits,
+        String,
+        bool,
+        Option<i32>,
+    ),
 ) {
     let dir = shard.config.data_dir.join(tp.dir_name());
     if let Err(e) = claim_dir(&dir, &tp, topic_id).await {
@@ -106,7 +128,9 @@ async fn open_one(
             partition.set_timestamp_limits(limits);
             partition.set_compression_type(&compression_type);
             partition.set_compacted(compacted);
-            lead(shard, &partition, leader_epoch).await;
+            if let Some(epoch) = leader_epoch {
+                lead(shard, &partition, epoch).await;
+            }
             shard.partitions.insert(Rc::new(partition));
         }
         Err(e) => storage_offline(shard, &tp.dir_name(), &e.to_string()),

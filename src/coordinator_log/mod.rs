@@ -79,6 +79,11 @@ impl Loaded {
         self.logs.borrow_mut().insert(index, Rc::new(log));
     }
 
+    /// Forgets a partition (another broker leads it now).
+    pub fn remove(&self, index: u32) {
+        self.logs.borrow_mut().remove(&index);
+    }
+
     pub fn indexes(&self) -> Vec<u32> {
         let mut all: Vec<u32> = self.logs.borrow().keys().copied().collect();
         all.sort_unstable();
@@ -91,9 +96,25 @@ pub fn owned_unloaded(shard: &Shard, topic: &str, loaded: &Loaded) -> Vec<u32> {
     let partitions = shard.topics.borrow().get(topic).map_or(0, |m| m.partitions);
     (0..partitions)
         .filter(|&index| {
-            shard.placement.shard_for(topic, index) == shard.id && loaded.get(index).is_none()
+            shard.placement.shard_for(topic, index) == shard.id
+                && loaded.get(index).is_none()
+                && leads_partition(shard, topic, index)
         })
         .collect()
+}
+
+/// Whether this broker leads `partition` of the coordinator topic `topic`, and so coordinates
+/// its keys (Kafka: the coordinator is the partition's leader). True while the topic does not
+/// exist yet: the owner shard then answers COORDINATOR_LOAD_IN_PROGRESS, as before it is
+/// created.
+pub fn leads_partition(shard: &Shard, topic: &str, partition: u32) -> bool {
+    let image = shard.topics.borrow();
+    match image.get(topic) {
+        None => true,
+        Some(_) => image
+            .partition(topic, partition)
+            .is_some_and(|r| r.leader == shard.config.node_id),
+    }
 }
 
 /// A transactional producer writing records (TxnOffsetCommit): the batches carry its id and

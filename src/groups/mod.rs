@@ -7,6 +7,9 @@
 //! partition and rebuilt from it at start (`store`). `state` is the pure state machine,
 //! `coordinator` runs it on the shard (waiters, timers, persistence).
 //!
+//! Across brokers, a group's coordinator is the broker leading that partition in the metadata
+//! image; a group request reaching another broker answers NOT_COORDINATOR (`route`).
+//!
 //! Invariants: a group op runs only on the group's owner shard; the owner answers
 //! COORDINATOR_LOAD_IN_PROGRESS until it has replayed the group's offsets partition; every
 //! message between shards carries owned data only.
@@ -62,8 +65,20 @@ pub async fn route(shard: &Rc<Shard>, op: GroupOp) -> GroupAnswer {
     let Some(group) = op.group() else {
         return coordinator::execute(shard, op).await;
     };
-    let (owner, _) = owner_of(shard, group);
+    let (owner, partition) = owner_of(shard, group);
+    if !leads_offsets_partition(shard, partition) {
+        // Another broker coordinates the group: the client finds it again (FindCoordinator).
+        return GroupAnswer::Error(GroupCode::NotCoordinator);
+    }
     call_shard(shard, owner, op).await
+}
+
+/// Whether this broker leads `partition` of the offsets topic in the metadata image, i.e. is
+/// the coordinator of its groups (Kafka: the coordinator is the partition's leader). True
+/// while the topic does not exist yet: the owner shard then answers
+/// COORDINATOR_LOAD_IN_PROGRESS, as before it is created.
+pub fn leads_offsets_partition(shard: &Shard, partition: u32) -> bool {
+    crate::coordinator_log::leads_partition(shard, OFFSETS_TOPIC, partition)
 }
 
 async fn call_shard(shard: &Rc<Shard>, owner: ShardId, op: GroupOp) -> GroupAnswer {
@@ -168,10 +183,24 @@ pub fn offsets_topic(shard: &Shard) -> crate::router::NewTopic {
     crate::router::NewTopic {
         name: OFFSETS_TOPIC.to_owned(),
         partitions: i32::try_from(shard.config.offsets_topic_num_partitions).unwrap_or(i32::MAX),
-        replication_factor: -1,
+        replication_factor: offsets_replication_factor(shard),
         configs,
         assignments: None,
     }
+}
+
+/// `offsets.topic.replication.factor`. In a KRaft cluster it is Kafka's rule: the topic is
+/// created with that factor, and creation fails (INVALID_REPLICATION_FACTOR, retried by the
+/// active controller) until that many brokers are registered, so its partitions spread over
+/// the whole cluster instead of the first broker up. A single node without KRaft settings caps
+/// it at the brokers registered (itself), so `sluice` with no settings keeps its offsets topic.
+fn offsets_replication_factor(shard: &Shard) -> i16 {
+    let factor = shard.config.offsets_topic_replication_factor;
+    if shard.cluster.is_some() {
+        return factor;
+    }
+    let registered = shard.topics.borrow().brokers().count();
+    factor.min(i16::try_from(registered).unwrap_or(i16::MAX).max(1))
 }
 
 /// Sets cleanup.policy=compact on an existing offsets topic (an IncrementalAlterConfigs SET).
@@ -198,9 +227,20 @@ async fn make_offsets_topic_compacted(shard: &Rc<Shard>) {
     }
 }
 
-/// Called after a shard adopted topic changes: loads newly opened offsets partitions.
+/// Called after a shard adopted topic changes: forgets the offsets partitions this broker no
+/// longer leads (so it never writes to them again) and loads the ones it now leads.
 pub async fn adopted(shard: &Shard, changed: &[crate::topics::TopicMeta]) {
     if changed.iter().any(|m| m.name == OFFSETS_TOPIC) {
+        for index in shard.groups.loaded_partitions() {
+            if !leads_offsets_partition(shard, index) {
+                let groups = shard.groups.unload(index);
+                tracing::info!(
+                    partition = index,
+                    groups,
+                    "offsets partition led elsewhere now; groups unloaded"
+                );
+            }
+        }
         store::load_owned(shard).await;
     }
 }

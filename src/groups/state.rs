@@ -327,6 +327,26 @@ impl Group {
     }
 
     /// Whether any member's subscription (consumer protocol) names `topic`.
+    /// This broker stops coordinating the group (Kafka's `onResignation`): every member's
+    /// parked JoinGroup / SyncGroup is answered NOT_COORDINATOR, so its client looks the
+    /// coordinator up again instead of waiting out its request timeout.
+    pub fn resign(&mut self) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        for member in self.members.values_mut() {
+            if let Some(waiter) = member.join_waiter.take() {
+                let reply = JoinReply::error(GroupCode::NotCoordinator, &member.id);
+                fx.push(Effect::Join(waiter, reply));
+            }
+            if let Some(waiter) = member.sync_waiter.take() {
+                fx.push(Effect::Sync(
+                    waiter,
+                    SyncReply::error(GroupCode::NotCoordinator),
+                ));
+            }
+        }
+        fx
+    }
+
     pub fn subscribed_to(&self, topic: &str) -> bool {
         let Some(protocol) = &self.protocol_name else {
             return false;

@@ -547,3 +547,21 @@ fn the_rebalance_timeout_is_the_members_rebalance_timeout() {
     assert_eq!(join_reply(&fx, 11).map(|r| r.generation), Some(2), "{fx:?}");
     assert_eq!(g.member_count(), 1);
 }
+
+#[test]
+fn resigning_answers_parked_requests_not_coordinator() {
+    let now = Instant::now();
+    let mut g = Group::new("g".into());
+    join_new(&mut g, "m1", 1, now);
+    // m2 arrives: the group rebalances and m2's join waits for m1 to rejoin.
+    let fx = join_new(&mut g, "m2", 3, now);
+    assert!(join_reply(&fx, 4).is_none(), "m2 waits for the rebalance");
+    let fx = g.resign();
+    let reply = join_reply(&fx, 4).expect("the parked join is answered");
+    assert_eq!(reply.error, GroupCode::NotCoordinator);
+    assert_eq!(reply.member_id, "m2");
+    assert!(
+        g.resign().is_empty(),
+        "each parked request is answered once"
+    );
+}

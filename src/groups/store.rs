@@ -116,7 +116,8 @@ pub fn group_record(entry: &GroupEntry) -> Result<KeyValue, GroupError> {
     Ok((key, Some(codec::encode_group_value(&value)?)))
 }
 
-/// Loads every offsets partition this shard owns and has not loaded yet.
+/// Loads every offsets partition this shard owns and this broker leads, and has not loaded
+/// yet.
 pub async fn load_owned(shard: &Shard) {
     for index in log::owned_unloaded(shard, OFFSETS_TOPIC, shard.groups.loaded()) {
         match load_partition(shard, index).await {

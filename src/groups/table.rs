@@ -109,6 +109,30 @@ impl Coordinator {
         &self.logs
     }
 
+    /// The offsets partitions loaded here.
+    pub fn loaded_partitions(&self) -> Vec<u32> {
+        self.logs.indexes()
+    }
+
+    /// Forgets an offsets partition and its groups (Kafka's `onResignation`: another broker
+    /// leads it now and reloads them from its log); their parked Join/SyncGroup requests are
+    /// answered NOT_COORDINATOR. Answers how many groups went.
+    pub fn unload(&self, index: u32) -> usize {
+        self.logs.remove(index);
+        let mut fx = Vec::new();
+        let mut gone = 0;
+        self.groups.borrow_mut().retain(|_, entry| {
+            let keep = entry.partition != index;
+            if !keep {
+                fx.extend(entry.group.resign());
+                gone += 1;
+            }
+            keep
+        });
+        self.deliver(fx);
+        gone
+    }
+
     pub fn insert_loaded(&self, entry: GroupEntry) {
         self.groups
             .borrow_mut()
@@ -141,5 +165,31 @@ impl Coordinator {
                 Effect::Persist => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unloading_a_partition_forgets_only_its_groups() {
+        let coordinator = Coordinator::new(&BrokerConfig::default());
+        for (group, partition) in [("a", 1), ("b", 2), ("c", 1)] {
+            coordinator.insert_loaded(GroupEntry::new(
+                Group::new(group.into()),
+                BTreeMap::new(),
+                partition,
+                0,
+            ));
+        }
+        coordinator.mark_loaded(1);
+        coordinator.mark_loaded(2);
+        assert_eq!(coordinator.unload(1), 2);
+        assert!(coordinator.log(1).is_none());
+        assert!(coordinator.log(2).is_some());
+        assert_eq!(coordinator.loaded_partitions(), vec![2]);
+        assert_eq!(coordinator.group_count(), 1);
+        assert!(coordinator.groups.borrow().contains_key("b"));
     }
 }

@@ -2,7 +2,7 @@
 //! creates the topics through shard 0 (or only validates them: `validate_only`).
 //!
 //! Invariants: a manual replica assignment is checked by the controller against the registered
-//! brokers (replication factor 1 for now); the answer for a created topic reports its real
+//! brokers (Kafka's messages); the answer for a created topic reports its real
 //! partition count, replication factor and id, as the metadata image holds them.
 
 use std::rc::Rc;
@@ -126,20 +126,26 @@ fn to_new_topic(
     let mut partitions = topic.num_partitions;
     let mut assignments = None;
     if !topic.assignments.is_empty() {
-        if topic.num_partitions != -1 || topic.replication_factor != -1 {
+        // Kafka's checks and messages (ReplicationControlManager.createTopic).
+        if topic.replication_factor != -1 {
             return Err(fail(
                 ResponseError::InvalidRequest.code(),
-                "both partition assignments and a partition count / replication factor given",
+                "A manual partition assignment was specified, but replication factor was not \
+                 set to -1.",
+            ));
+        }
+        if topic.num_partitions != -1 {
+            return Err(fail(
+                ResponseError::InvalidRequest.code(),
+                "A manual partition assignment was specified, but numPartitions was not set to \
+                 -1.",
             ));
         }
         partitions = i32::try_from(topic.assignments.len()).unwrap_or(i32::MAX);
         // The controller checks the brokers against the registered ones.
         assignments = Some(
-            topic
-                .assignments
-                .iter()
-                .map(|a| a.broker_ids.iter().map(|b| b.0).collect())
-                .collect(),
+            in_partition_order(&topic.assignments)
+                .map_err(|m| fail(ResponseError::InvalidReplicaAssignment.code(), &m))?,
         );
     }
     let mut configs = TopicOverrides::new();
@@ -165,6 +171,31 @@ fn to_new_topic(
         configs,
         assignments,
     })
+}
+
+/// The manual assignment's broker lists by partition index, which must run 0, 1, ... without
+/// a repeat or a gap.
+fn in_partition_order(
+    list: &[kafka_protocol::messages::create_topics_request::CreatableReplicaAssignment],
+) -> Result<Vec<Vec<i32>>, String> {
+    let mut by_index: std::collections::BTreeMap<i32, Vec<i32>> = Default::default();
+    for a in list {
+        let brokers = a.broker_ids.iter().map(|b| b.0).collect();
+        if by_index.insert(a.partition_index, brokers).is_some() {
+            return Err(format!(
+                "Found multiple manual partition assignments for partition {}",
+                a.partition_index
+            ));
+        }
+    }
+    if by_index
+        .keys()
+        .copied()
+        .ne(0..i32::try_from(by_index.len()).unwrap_or(i32::MAX))
+    {
+        return Err("partitions should be a consecutive 0-based integer sequence".into());
+    }
+    Ok(by_index.into_values().collect())
 }
 
 /// The topic's replication factor: its first partition's replica count.

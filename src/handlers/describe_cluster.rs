@@ -17,18 +17,14 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
         let (brokers, controller_id) = {
             let image = shard.topics.borrow();
             let listener = &request.session.listener.name;
-            let brokers: Vec<_> = image
-                .brokers()
-                .filter(|b| !b.fenced)
-                .filter_map(|b| {
-                    let endpoint = b.end_points.iter().find(|e| e.name == *listener)?;
-                    Some(
-                        DescribeClusterBroker::default()
-                            .with_broker_id(BrokerId(b.broker_id))
-                            .with_host(str_bytes(&endpoint.host))
-                            .with_port(i32::from(endpoint.port))
-                            .with_rack(b.rack.as_deref().map(str_bytes)),
-                    )
+            let brokers: Vec<_> = crate::cluster::view::alive_nodes(&image, listener)
+                .into_iter()
+                .map(|node| {
+                    DescribeClusterBroker::default()
+                        .with_broker_id(BrokerId(node.id))
+                        .with_host(str_bytes(&node.host))
+                        .with_port(i32::from(node.port))
+                        .with_rack(node.rack.as_deref().map(str_bytes))
                 })
                 .collect();
             (brokers, shard.controller_id())

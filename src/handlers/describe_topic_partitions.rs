@@ -116,7 +116,8 @@ fn respond(
                 .push(topic(&name, code, uuid::Uuid::nil(), false, Vec::new()));
             continue;
         };
-        let entry = metadata::topic_entry(shard, &meta, METADATA_VERSION);
+        let listener = &request.session.listener.name;
+        let entry = metadata::topic_entry(shard, &meta, listener, METADATA_VERSION);
         let total = entry.partitions.len();
         let partitions: Vec<_> = entry
             .partitions
@@ -124,8 +125,9 @@ fn respond(
             .skip(start)
             .take(remaining)
             .map(|p| {
+                // Kafka answers a leaderless partition here without an error code
+                // (getPartitionMetadataForDescribeTopicResponse): leader -1 says it.
                 DescribeTopicPartitionsResponsePartition::default()
-                    .with_error_code(p.error_code)
                     .with_partition_index(p.partition_index)
                     .with_leader_id(p.leader_id)
                     .with_leader_epoch(p.leader_epoch)

@@ -47,6 +47,7 @@ pub fn partition_error_code(error: &PartitionError) -> i16 {
         PartitionError::RequestTimedOut => K::RequestTimedOut.code(),
         PartitionError::TransactionCoordinatorFenced(_) => K::TransactionCoordinatorFenced.code(),
         PartitionError::InvalidTxnState(_) => K::InvalidTxnState.code(),
+        PartitionError::NotLeaderOrFollower => K::NotLeaderOrFollower.code(),
     }
 }
 
@@ -76,6 +77,7 @@ pub fn admin_error_code(error: &AdminError) -> i16 {
         AdminError::InvalidTopic(_) => K::InvalidTopicException.code(),
         AdminError::InvalidPartitions(_) => K::InvalidPartitions.code(),
         AdminError::InvalidReplicaAssignment(_) => K::InvalidReplicaAssignment.code(),
+        AdminError::InvalidReplicationFactor(_) => K::InvalidReplicationFactor.code(),
         AdminError::InvalidRequest(_) => K::InvalidRequest.code(),
         AdminError::InvalidConfig(_) => K::InvalidConfig.code(),
         AdminError::Storage(_) => K::KafkaStorageError.code(),
@@ -168,7 +170,7 @@ mod tests {
         assert_eq!(topic_error_code(&TopicError::AlreadyExists("t".into())), 36);
         assert_eq!(topic_error_code(&TopicError::InvalidPartitions(0)), 37);
         assert_eq!(
-            topic_error_code(&TopicError::InvalidReplicationFactor(3)),
+            topic_error_code(&TopicError::InvalidReplicationFactor("3".into())),
             38
         );
         assert_eq!(

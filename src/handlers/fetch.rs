@@ -149,11 +149,20 @@ async fn respond(
     let seen: Vec<PartitionSeen> = results.iter().map(seen_of).collect();
     let include = shard.fetch_sessions.borrow_mut().finish(&plan, &seen);
     let mut topics: Vec<TopicOut> = Vec::new();
+    // KIP-951: from v12 a NOT_LEADER_OR_FOLLOWER partition names its current leader.
+    let mut leaders = super::route::LeaderHints::new(shard, request, 12);
     for ((planned, result), included) in plan.partitions.iter().zip(results).zip(include) {
         if !included {
             continue;
         }
-        let data = partition_out(planned.tp.partition as i32, result);
+        let not_leader = matches!(
+            result,
+            Err(crate::router::PartitionError::NotLeaderOrFollower)
+        );
+        let mut data = partition_out(planned.tp.partition as i32, result);
+        if not_leader {
+            data.current_leader = leaders.current(&planned.tp.topic, data.index);
+        }
         push_partition(&mut topics, &planned.tp.topic, planned.topic_id, data);
     }
     for u in unresolved {
@@ -165,12 +174,14 @@ async fn respond(
             log_start_offset: -1,
             records: Vec::new(),
             aborted_transactions: Vec::new(),
+            current_leader: None,
         };
         push_partition(&mut topics, &u.name, u.topic_id, data);
     }
     ResponseOut {
         session_id: plan.session_id,
         topics,
+        node_endpoints: leaders.into_nodes(),
         ..ResponseOut::default()
     }
 }
@@ -445,6 +456,7 @@ fn partition_out(index: i32, result: ReadResult) -> PartitionOut {
             log_start_offset: ok.log_start_offset,
             records: ok.slice.map(|s| s.ranges).unwrap_or_default(),
             aborted_transactions: ok.aborted_transactions.unwrap_or_default(),
+            current_leader: None,
         },
         Err(e) => PartitionOut {
             index,
@@ -454,6 +466,7 @@ fn partition_out(index: i32, result: ReadResult) -> PartitionOut {
             log_start_offset: -1,
             records: Vec::new(),
             aborted_transactions: Vec::new(),
+            current_leader: None,
         },
     }
 }

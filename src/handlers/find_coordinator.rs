@@ -107,13 +107,23 @@ fn coordinator_of(
     topic: &str,
     key: &str,
 ) -> Option<(i32, String, u16)> {
-    let image = shard.topics.borrow();
+    let node = coordinator_node(&shard.topics.borrow(), listener, topic, key)?;
+    Some((node.id, node.host, node.port))
+}
+
+/// Kafka's coordinator of `key`: the alive leader of partition `partitionFor(key)` of the
+/// coordinator topic `topic` (`__consumer_offsets`, `__transaction_state`), at its `listener`
+/// endpoint; None while there is none.
+fn coordinator_node(
+    image: &crate::cluster::MetadataImage,
+    listener: &str,
+    topic: &str,
+    key: &str,
+) -> Option<crate::cluster::view::Node> {
     let log = image.get(topic)?;
     let partition = crate::coordinator_log::partition_for(key, log.partitions);
     let leader = image.partition(topic, partition)?.leader;
-    let broker = image.broker(leader).filter(|b| !b.fenced)?;
-    let endpoint = broker.end_points.iter().find(|e| e.name == listener)?;
-    Some((leader, endpoint.host.clone(), endpoint.port))
+    crate::cluster::view::alive_node(image, leader, listener)
 }
 
 #[cfg(test)]
@@ -125,5 +135,81 @@ mod tests {
         assert_eq!(key_type_error(KEY_TYPE_GROUP), None);
         assert_eq!(key_type_error(KEY_TYPE_TRANSACTION), None);
         assert_eq!(key_type_error(2), Some(K::InvalidRequest));
+    }
+
+    /// Brokers 1-3 (3 fenced), `__consumer_offsets` with partition i led by broker i + 1.
+    fn cluster() -> crate::cluster::MetadataImage {
+        use crate::cluster::records::{
+            BrokerEndpoint, MetadataRecord, PartitionRecord, RegisterBrokerRecord, TopicId,
+            TopicRecord,
+        };
+        let mut image = crate::cluster::MetadataImage::default();
+        for id in 1..=3 {
+            let endpoint = BrokerEndpoint {
+                name: "PLAINTEXT".into(),
+                host: "127.0.0.1".into(),
+                port: 9000 + u16::try_from(id).unwrap(),
+                security_protocol: "PLAINTEXT".into(),
+            };
+            image
+                .apply(&MetadataRecord::RegisterBroker(RegisterBrokerRecord {
+                    broker_id: id,
+                    incarnation_id: 1,
+                    broker_epoch: 1,
+                    end_points: vec![endpoint],
+                    rack: None,
+                    fenced: id == 3,
+                }))
+                .unwrap();
+        }
+        let topic = TopicId(77);
+        image
+            .apply(&MetadataRecord::Topic(TopicRecord {
+                name: crate::groups::OFFSETS_TOPIC.into(),
+                topic_id: topic,
+            }))
+            .unwrap();
+        for partition_id in 0..3 {
+            let leader = i32::try_from(partition_id).unwrap() + 1;
+            image
+                .apply(&MetadataRecord::Partition(PartitionRecord {
+                    partition_id,
+                    topic_id: topic,
+                    replicas: vec![leader],
+                    isr: vec![leader],
+                    leader,
+                    leader_epoch: 0,
+                    partition_epoch: 0,
+                }))
+                .unwrap();
+        }
+        image
+    }
+
+    const OFFSETS: &str = crate::groups::OFFSETS_TOPIC;
+
+    #[test]
+    fn the_coordinator_is_the_alive_leader_of_the_groups_partition() {
+        let image = cluster();
+        let group_on = |p: u32| {
+            (0..)
+                .map(|n| format!("group-{n}"))
+                .find(|g| crate::coordinator_log::partition_for(g, 3) == p)
+                .unwrap()
+        };
+        let node = coordinator_node(&image, "PLAINTEXT", OFFSETS, &group_on(1)).unwrap();
+        assert_eq!((node.id, node.port), (2, 9002));
+        assert_eq!(
+            coordinator_node(&image, "PLAINTEXT", OFFSETS, &group_on(0))
+                .unwrap()
+                .id,
+            1
+        );
+        assert!(
+            coordinator_node(&image, "PLAINTEXT", OFFSETS, &group_on(2)).is_none(),
+            "a fenced leader coordinates nothing: COORDINATOR_NOT_AVAILABLE"
+        );
+        assert!(coordinator_node(&image, "SSL", OFFSETS, &group_on(1)).is_none());
+        assert!(coordinator_node(&Default::default(), "PLAINTEXT", OFFSETS, "g").is_none());
     }
 }

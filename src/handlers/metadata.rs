@@ -16,6 +16,7 @@ use kafka_protocol::ResponseError;
 
 use super::error::topic_error_code;
 use super::{authz, str_bytes, HandlerFuture, Outcome, Request, AUTHORIZED_OPERATIONS_OMITTED};
+use crate::cluster::view;
 use crate::router::{NewTopic, Router};
 use crate::security::acl::{Operation, ResourceType, CLUSTER_NAME};
 use crate::shard::Shard;
@@ -111,7 +112,7 @@ async fn respond(
             });
             for meta in visible {
                 topics.push(with_operations(
-                    topic_entry(shard, meta, version),
+                    topic_entry(shard, meta, &request.session.listener.name, version),
                     shard,
                     request,
                     body,
@@ -130,7 +131,13 @@ async fn respond(
                     {
                         unauthorized(w, name)
                     }
-                    _ => describe_wanted(shard, w, &create_errors, version),
+                    _ => describe_wanted(
+                        shard,
+                        &request.session.listener.name,
+                        w,
+                        &create_errors,
+                        version,
+                    ),
                 };
                 topics.push(with_operations(entry, shard, request, body));
                 budget.tick().await;
@@ -157,22 +164,20 @@ async fn respond(
     response
 }
 
-/// Every registered broker at its endpoint for `listener` (v1+ with its rack).
+/// Every alive broker at its endpoint for `listener` (v1+ with its rack).
 fn brokers(shard: &Shard, listener: &str, version: i16) -> Vec<MetadataResponseBroker> {
     let image = shard.topics.borrow();
-    image
-        .brokers()
-        .filter(|b| !b.fenced)
-        .filter_map(|b| {
-            let endpoint = b.end_points.iter().find(|e| e.name == listener)?;
+    view::alive_nodes(&image, listener)
+        .into_iter()
+        .map(|node| {
             let mut broker = MetadataResponseBroker::default()
-                .with_node_id(BrokerId(b.broker_id))
-                .with_host(str_bytes(&endpoint.host))
-                .with_port(i32::from(endpoint.port));
+                .with_node_id(BrokerId(node.id))
+                .with_host(str_bytes(&node.host))
+                .with_port(i32::from(node.port));
             if version >= 1 {
-                broker.rack = b.rack.as_deref().map(str_bytes);
+                broker.rack = node.rack.as_deref().map(str_bytes);
             }
-            Some(broker)
+            broker
         })
         .collect()
 }
@@ -230,6 +235,7 @@ fn with_operations(
 
 fn describe_wanted(
     shard: &Shard,
+    listener: &str,
     wanted: &Wanted,
     create_errors: &std::collections::HashMap<String, TopicError>,
     version: i16,
@@ -245,10 +251,14 @@ fn describe_wanted(
     };
     drop(table);
     if let Some(meta) = found {
-        return topic_entry(shard, &meta, version);
+        return topic_entry(shard, &meta, listener, version);
     }
     let code = match (&name, wanted) {
         (Some(name), _) => match create_errors.get(name) {
+            // The active controller could not be reached (or changed) for the auto-creation:
+            // the topic is answered as Kafka answers one whose creation is under way, so the
+            // client asks again (NOT_CONTROLLER means nothing to a Metadata client).
+            Some(TopicError::NotController) => ResponseError::LeaderNotAvailable.code(),
             Some(error) => topic_error_code(error),
             None if topics::validate_name(name).is_err() => {
                 ResponseError::InvalidTopicException.code()
@@ -267,31 +277,43 @@ fn describe_wanted(
     topic
 }
 
-/// A found topic's entry: each partition's leader, leader epoch, replicas and ISR as the image
-/// registers them (a leader that is not a registered, unfenced broker is reported as -1 with
-/// LEADER_NOT_AVAILABLE, as Kafka reports an offline partition).
-pub(super) fn topic_entry(shard: &Shard, meta: &TopicMeta, version: i16) -> MetadataResponseTopic {
+/// A found topic's entry: each partition's leader, leader epoch, replicas, ISR and offline
+/// replicas as the image registers them, for the request's listener (`cluster::view`, Kafka's
+/// `KRaftMetadataCache.getPartitionMetadata`): a leader that is not an alive broker is -1 with
+/// LEADER_NOT_AVAILABLE (LISTENER_NOT_FOUND from v6 when only the listener is missing); v0
+/// lists only available replicas (REPLICA_NOT_AVAILABLE when one was left out).
+pub(super) fn topic_entry(
+    shard: &Shard,
+    meta: &TopicMeta,
+    listener: &str,
+    version: i16,
+) -> MetadataResponseTopic {
     let image = shard.topics.borrow();
-    let alive = |id: i32| image.broker(id).is_some_and(|b| !b.fenced);
     let ids = |list: &[i32]| list.iter().map(|b| BrokerId(*b)).collect::<Vec<_>>();
     let partitions = (0..meta.partitions)
         .zip(&meta.registrations)
         .map(|(index, r)| {
+            let v = view::partition_view(&image, r, listener, version == 0);
             let mut p = MetadataResponsePartition::default()
                 .with_partition_index(i32::try_from(index).unwrap_or(i32::MAX))
-                .with_leader_id(BrokerId(r.leader))
-                .with_replica_nodes(ids(&r.replicas))
-                .with_isr_nodes(ids(&r.isr));
-            if !alive(r.leader) {
-                p.leader_id = BrokerId(-1);
-                p.error_code = ResponseError::LeaderNotAvailable.code();
-            }
+                .with_leader_id(BrokerId(v.leader))
+                .with_replica_nodes(ids(&v.replicas))
+                .with_isr_nodes(ids(&v.isr));
+            p.error_code = match v.error {
+                None => 0,
+                Some(view::LeaderError::ReplicaNotAvailable) => {
+                    ResponseError::ReplicaNotAvailable.code()
+                }
+                Some(view::LeaderError::ListenerNotFound) if version >= 6 => {
+                    ResponseError::ListenerNotFound.code()
+                }
+                Some(_) => ResponseError::LeaderNotAvailable.code(),
+            };
             if version >= 5 {
-                let offline: Vec<i32> = r.replicas.iter().copied().filter(|b| !alive(*b)).collect();
-                p.offline_replicas = ids(&offline);
+                p.offline_replicas = ids(&v.offline);
             }
             if version >= 7 {
-                p.leader_epoch = r.leader_epoch;
+                p.leader_epoch = v.leader_epoch;
             }
             p
         })
@@ -317,9 +339,14 @@ pub async fn auto_create(shard: &Rc<Shard>, names: Vec<String>) -> Vec<(String, 
     if let Some(node) = shard.cluster.clone().filter(|n| !n.is_active_controller()) {
         // A KRaft broker that is not the active controller asks the controller.
         let partitions = shard.config.num_partitions;
-        let results =
-            crate::cluster::heartbeat::auto_create_at_controller(node, names.clone(), partitions)
-                .await;
+        let factor = shard.config.default_replication_factor;
+        let results = crate::cluster::heartbeat::auto_create_at_controller(
+            node,
+            names.clone(),
+            partitions,
+            factor,
+        )
+        .await;
         return names
             .into_iter()
             .zip(results)

@@ -11,8 +11,10 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
+use kafka_protocol::messages::produce_response::{
+    LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
+};
+use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse, TopicName};
 
 use super::error::partition_error_code;
 use super::{authz, HandlerError, HandlerFuture, Outcome, Request};
@@ -93,6 +95,8 @@ async fn respond(shard: &Rc<Shard>, request: &Request, body: ProduceRequest) -> 
     let mut results = super::route::route_in_order(entries, |items| router.produce(items, acks))
         .await
         .into_iter();
+    // KIP-951: from v10 a NOT_LEADER_OR_FOLLOWER partition names its current leader.
+    let mut leaders = super::route::LeaderHints::new(shard, request, 10);
     let responses = answer_layout
         .into_iter()
         .map(|(name, indices)| {
@@ -100,7 +104,17 @@ async fn respond(shard: &Rc<Shard>, request: &Request, body: ProduceRequest) -> 
                 .into_iter()
                 .map(|index| {
                     let result = results.next().unwrap_or(Err(PartitionError::Unavailable));
-                    partition_response(index, result)
+                    let not_leader = result == Err(PartitionError::NotLeaderOrFollower);
+                    let mut response = partition_response(index, result);
+                    if let Some((leader, epoch)) = not_leader
+                        .then(|| leaders.current(&name.0, index))
+                        .flatten()
+                    {
+                        response.current_leader = LeaderIdAndEpoch::default()
+                            .with_leader_id(BrokerId(leader))
+                            .with_leader_epoch(epoch);
+                    }
+                    response
                 })
                 .collect();
             TopicProduceResponse::default()
@@ -108,7 +122,24 @@ async fn respond(shard: &Rc<Shard>, request: &Request, body: ProduceRequest) -> 
                 .with_partition_responses(partitions)
         })
         .collect();
-    ProduceResponse::default().with_responses(responses)
+    ProduceResponse::default()
+        .with_responses(responses)
+        .with_node_endpoints(node_endpoints(leaders))
+}
+
+/// KIP-951 (Produce v10+): the leaders named in the response, at their endpoints.
+fn node_endpoints(hints: super::route::LeaderHints) -> Vec<NodeEndpoint> {
+    hints
+        .into_nodes()
+        .into_iter()
+        .map(|n| {
+            NodeEndpoint::default()
+                .with_node_id(BrokerId(n.id))
+                .with_host(super::str_bytes(&n.host))
+                .with_port(i32::from(n.port))
+                .with_rack(n.rack.as_deref().map(super::str_bytes))
+        })
+        .collect()
 }
 
 /// One partition's index and records, as sent.

@@ -79,6 +79,49 @@ where
     route_in_order(entries, route).await
 }
 
+/// KIP-951: a partition answered NOT_LEADER_OR_FOLLOWER names its current leader (from the
+/// request version that carries it), and the response carries the endpoints of the leaders
+/// named, for the request's listener, so the client re-routes without a Metadata round trip
+/// (Kafka's `KafkaApis.getCurrentLeader`).
+pub struct LeaderHints<'a> {
+    shard: &'a Shard,
+    listener: &'a str,
+    enabled: bool,
+    nodes: std::collections::BTreeMap<i32, crate::cluster::view::Node>,
+}
+
+impl<'a> LeaderHints<'a> {
+    pub fn new(shard: &'a Shard, request: &'a super::Request, from_version: i16) -> Self {
+        Self {
+            shard,
+            listener: &request.session.listener.name,
+            enabled: request.version() >= from_version,
+            nodes: Default::default(),
+        }
+    }
+
+    /// The (leader id, leader epoch) to report for a partition; None before the version.
+    pub fn current(&mut self, topic: &str, index: i32) -> Option<(i32, i32)> {
+        if !self.enabled {
+            return None;
+        }
+        let image = self.shard.topics.borrow();
+        let (leader, epoch, node) = match u32::try_from(index) {
+            Ok(p) => crate::cluster::view::current_leader(&image, topic, p, self.listener),
+            Err(_) => (-1, -1, None),
+        };
+        if let Some(node) = node {
+            self.nodes.insert(node.id, node);
+        }
+        Some((leader, epoch))
+    }
+
+    /// The named leaders' endpoints, by id.
+    pub fn into_nodes(self) -> Vec<crate::cluster::view::Node> {
+        self.nodes.into_values().collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

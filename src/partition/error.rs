@@ -57,6 +57,9 @@ pub enum PartitionError {
     /// The authorizer refused the operation on the topic (handlers::authz).
     #[error("Topic authorization failed.")]
     TopicAuthorizationFailed,
+    /// The metadata image names another broker (or none) as the partition's leader.
+    #[error("This server is not the leader for that topic-partition.")]
+    NotLeaderOrFollower,
     /// acks=all with the ISR below min.insync.replicas: nothing was written (replication).
     #[error("the ISR has {isr} replicas, below min.insync.replicas {min_isr}")]
     NotEnoughReplicas { isr: usize, min_isr: usize },

@@ -36,7 +36,7 @@ impl Router {
     pub async fn delete_records(&self, items: Vec<DeleteRecordsItem>) -> Vec<DeleteRecordsResult> {
         self.scatter(
             items,
-            |item| self.owner(&item.tp),
+            |item| &item.tp,
             |items| self.shard.partitions.delete_records(items),
             |items, reply| PartitionMsg::DeleteRecords { items, reply }.into(),
         )

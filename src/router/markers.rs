@@ -18,7 +18,7 @@ impl Router {
     pub async fn write_markers(&self, items: Vec<MarkerItem>) -> Vec<MarkerResult> {
         self.scatter(
             items,
-            |item| self.owner(&item.tp),
+            |item| &item.tp,
             |items| self.shard.partitions.write_markers(items),
             |items, reply| PartitionMsg::WriteMarkers { items, reply }.into(),
         )
@@ -29,7 +29,7 @@ impl Router {
     pub async fn describe_producers(&self, items: Vec<TopicPartition>) -> Vec<ProducersResult> {
         self.scatter(
             items,
-            |tp| self.owner(tp),
+            |tp| tp,
             |items| async move { self.shard.partitions.describe_producers(&items) },
             |items, reply| PartitionMsg::DescribeProducers { items, reply }.into(),
         )

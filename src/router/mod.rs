@@ -3,7 +3,9 @@
 //!
 //! Invariants: a partition operation always runs on the partition's owner (`Placement`); work
 //! for the local shard is executed directly (no mailbox hop); answers come back in the order of
-//! the request's items; every message type is `Send` and carries only owned data.
+//! the request's items; every message type is `Send` and carries only owned data; an item for
+//! a partition this broker does not lead in the metadata image never reaches a shard
+//! (NOT_LEADER_OR_FOLLOWER, Kafka's ReplicaManager rule).
 
 pub mod admin;
 pub mod markers;
@@ -46,11 +48,13 @@ impl Router {
     /// Splits `items` by owning shard, runs each group on its owner (directly with `local_fn`
     /// when that is this shard, else as the message `make_msg` builds) and merges the answers
     /// back into the items' order; a shard that does not answer yields `Unavailable` for its
-    /// items.
+    /// items. Items for partitions this broker does not lead in the metadata image never reach
+    /// a shard: they answer NOT_LEADER_OR_FOLLOWER (UNKNOWN_TOPIC_OR_PARTITION when the image
+    /// does not have the partition), as Kafka's ReplicaManager does.
     pub(super) async fn scatter<T, R, F>(
         &self,
         items: Vec<T>,
-        owner_of: impl Fn(&T) -> ShardId,
+        tp_of: impl Fn(&T) -> &TopicPartition,
         local_fn: impl Fn(Vec<T>) -> F,
         make_msg: impl Fn(Vec<T>, Reply<Vec<Result<R, PartitionError>>>) -> ShardMsg,
     ) -> Vec<Result<R, PartitionError>>
@@ -58,7 +62,8 @@ impl Router {
         F: Future<Output = Vec<Result<R, PartitionError>>>,
         R: Send + 'static,
     {
-        let groups = split::split(items, owner_of);
+        let (led, refused) = self.split_led(items, &tp_of);
+        let groups = split::split(led, |item| self.owner(tp_of(item)));
         let (local_fn, make_msg) = (&local_fn, &make_msg);
         let calls = groups
             .groups
@@ -72,15 +77,48 @@ impl Router {
                 };
                 (indices, answers)
             });
-        split::merge(groups.len, join_all(calls).await, || {
+        let mut answers = split::merge(groups.len, join_all(calls).await, || {
             Err(PartitionError::Unavailable)
-        })
+        });
+        if self.shard.cluster.is_some() {
+            // The image names this broker the leader but the owner has not opened the
+            // partition yet (a new topic a moment after its records applied): Kafka's
+            // ReplicaManager answers NOT_LEADER_OR_FOLLOWER for a partition the metadata has
+            // and the replica manager not yet, so the client refreshes and retries.
+            for answer in &mut answers {
+                if matches!(answer, Err(PartitionError::UnknownTopicOrPartition)) {
+                    *answer = Err(PartitionError::NotLeaderOrFollower);
+                }
+            }
+        }
+        refused.merge(answers)
+    }
+
+    /// Separates the items of partitions this broker leads from the others (answered here).
+    fn split_led<T>(
+        &self,
+        items: Vec<T>,
+        tp_of: &impl Fn(&T) -> &TopicPartition,
+    ) -> (Vec<T>, Refused) {
+        let image = self.shard.topics.borrow();
+        let node = self.shard.config.node_id;
+        let mut led = Vec::with_capacity(items.len());
+        let mut refused = Refused::default();
+        for (index, item) in items.into_iter().enumerate() {
+            let tp = tp_of(&item);
+            match crate::cluster::view::check_leader(&image, &tp.topic, tp.partition, node) {
+                Ok(()) => led.push(item),
+                Err(true) => refused.push(index, PartitionError::NotLeaderOrFollower),
+                Err(false) => refused.push(index, PartitionError::UnknownTopicOrPartition),
+            }
+        }
+        (led, refused)
     }
 
     pub async fn produce(&self, items: Vec<ProduceItem>, acks: i16) -> Vec<ProduceResult> {
         self.scatter(
             items,
-            |item| self.owner(&item.tp),
+            |item| &item.tp,
             |items| self.shard.partitions.produce(items, acks),
             |items, reply| PartitionMsg::Produce { items, acks, reply }.into(),
         )
@@ -90,7 +128,7 @@ impl Router {
     pub async fn read(&self, items: Vec<ReadItem>) -> Vec<ReadResult> {
         self.scatter(
             items,
-            |item| self.owner(&item.tp),
+            |item| &item.tp,
             |items| self.shard.partitions.read(items),
             |items, reply| PartitionMsg::Read { items, reply }.into(),
         )
@@ -150,7 +188,7 @@ impl Router {
     pub async fn offsets(&self, items: Vec<OffsetQuery>) -> Vec<OffsetResult> {
         self.scatter(
             items,
-            |item| self.owner(&item.tp),
+            |item| &item.tp,
             |items| self.shard.partitions.offsets(items),
             |items, reply| PartitionMsg::Offsets { items, reply }.into(),
         )
@@ -231,5 +269,56 @@ impl Router {
         (0..len)
             .map(|_| answers.next().unwrap_or_else(&mut missing))
             .collect()
+    }
+}
+
+/// Items answered without reaching a shard, by their index in the request.
+#[derive(Default)]
+struct Refused {
+    entries: Vec<(usize, PartitionError)>,
+}
+
+impl Refused {
+    fn push(&mut self, index: usize, error: PartitionError) {
+        self.entries.push((index, error));
+    }
+
+    /// Puts the refused items back at their indices among the routed items' answers.
+    fn merge<R>(self, routed: Vec<Result<R, PartitionError>>) -> Vec<Result<R, PartitionError>> {
+        if self.entries.is_empty() {
+            return routed;
+        }
+        let total = routed.len() + self.entries.len();
+        let mut refused = self.entries.into_iter().peekable();
+        let mut routed = routed.into_iter();
+        (0..total)
+            .map(|index| match refused.next_if(|(i, _)| *i == index) {
+                Some((_, error)) => Err(error),
+                None => routed.next().unwrap_or(Err(PartitionError::Unavailable)),
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refused_items_keep_their_places() {
+        let mut refused = Refused::default();
+        refused.push(0, PartitionError::NotLeaderOrFollower);
+        refused.push(2, PartitionError::UnknownTopicOrPartition);
+        let merged = refused.merge(vec![Ok(1), Ok(3)]);
+        assert_eq!(
+            merged,
+            vec![
+                Err(PartitionError::NotLeaderOrFollower),
+                Ok(1),
+                Err(PartitionError::UnknownTopicOrPartition),
+                Ok(3),
+            ]
+        );
+        assert_eq!(Refused::default().merge(vec![Ok(5)]), vec![Ok(5)]);
     }
 }

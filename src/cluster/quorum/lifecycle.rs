@@ -81,6 +81,13 @@ pub struct ProducerIdBlock {
 pub struct AutoCreateRequest {
     pub names: Vec<String>,
     pub partitions: i32,
+    /// The broker's `default.replication.factor`.
+    #[serde(default = "one_replica")]
+    pub replication_factor: i16,
+}
+
+fn one_replica() -> i16 {
+    1
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,6 +95,8 @@ pub enum AutoCreateOutcome {
     Created,
     AlreadyExists,
     Invalid(String),
+    /// The replicas cannot be placed (Kafka's INVALID_REPLICATION_FACTOR message).
+    InvalidReplicationFactor(String),
 }
 
 /// Per name, what happened; and the metadata offset that created them (0: nothing created).
@@ -455,19 +464,16 @@ impl Lifecycle {
     }
 }
 
-/// The records creating each new, valid name of `request` (one replica per partition, round
-/// robin over the unfenced brokers, as the controller places them), and each name's outcome.
+/// The records creating each new, valid name of `request` (placed as the controller places a
+/// CreateTopics with replication factor -1: Kafka's striped placer, `cluster::placement`), and
+/// each name's outcome.
 fn plan_auto_create(
     image: &MetadataImage,
     request: &AutoCreateRequest,
 ) -> (Vec<AutoCreateOutcome>, Vec<MetadataRecord>) {
-    use crate::cluster::records::PartitionRegistration;
+    use crate::cluster::placement;
     use crate::cluster::topics::{self, TopicId, TopicMeta};
-    let brokers: Vec<i32> = image
-        .brokers()
-        .filter(|b| !b.fenced)
-        .map(|b| b.broker_id)
-        .collect();
+    let brokers = placement::usable_brokers(image);
     let mut records = Vec::new();
     let mut created: Vec<String> = Vec::new();
     let outcomes = request
@@ -485,20 +491,26 @@ fn plan_auto_create(
                     "Topic '{name}' collides with existing topic: {existing}"
                 ));
             }
-            if brokers.is_empty() {
-                return AutoCreateOutcome::Invalid("no broker to place partitions on".into());
-            }
             let count = request.partitions.unsigned_abs();
-            let registrations = (0..count)
-                .map(|i| {
-                    let slot = usize::try_from(i).unwrap_or(0) % brokers.len();
-                    let broker = brokers.get(slot).copied().unwrap_or(NO_PARTITION_LEADER);
-                    PartitionRegistration::single(broker)
-                })
+            let id = TopicId::generate(name);
+            let factor = i32::from(request.replication_factor);
+            let placed =
+                match placement::place(&brokers, &[], count, factor, placement::seed_of(id)) {
+                    Ok(placed) => placed,
+                    Err(e) => return AutoCreateOutcome::InvalidReplicationFactor(e.to_string()),
+                };
+            let registrations: Option<Vec<_>> = placed
+                .into_iter()
+                .map(|replicas| placement::new_registration(image, replicas))
                 .collect();
+            let Some(registrations) = registrations else {
+                return AutoCreateOutcome::InvalidReplicationFactor(
+                    "All brokers are currently fenced.".into(),
+                );
+            };
             let meta = TopicMeta {
                 name: name.clone(),
-                id: TopicId::generate(name),
+                id,
                 partitions: count,
                 configs: Default::default(),
                 registrations,
@@ -650,5 +662,44 @@ mod tests {
             }))
             .unwrap();
         assert!(image.broker(1).is_some_and(|b| !b.fenced));
+    }
+
+    #[test]
+    fn auto_created_topics_are_placed_like_created_ones() {
+        let mut image = image();
+        let request = AutoCreateRequest {
+            names: vec!["auto".into(), "t".into()],
+            partitions: 4,
+            replication_factor: 2,
+        };
+        let (outcomes, records) = plan_auto_create(&image, &request);
+        assert_eq!(
+            outcomes,
+            vec![AutoCreateOutcome::Created, AutoCreateOutcome::AlreadyExists]
+        );
+        image.apply_all(&records).unwrap();
+        let meta = image.get("auto").unwrap();
+        let mut leaders: Vec<i32> = meta.registrations.iter().map(|r| r.leader).collect();
+        leaders.sort_unstable();
+        assert_eq!(
+            leaders,
+            vec![1, 1, 2, 2],
+            "leaders spread over both brokers"
+        );
+        assert!(meta
+            .registrations
+            .iter()
+            .all(|r| r.replicas.len() == 2 && r.isr == r.replicas));
+        let too_many = AutoCreateRequest {
+            names: vec!["big".into()],
+            partitions: 1,
+            replication_factor: 3,
+        };
+        let (outcomes, records) = plan_auto_create(&image, &too_many);
+        assert!(records.is_empty());
+        assert!(matches!(
+            outcomes.as_slice(),
+            [AutoCreateOutcome::InvalidReplicationFactor(_)]
+        ));
     }
 }

@@ -34,8 +34,9 @@ pub enum TopicError {
     Collision { name: String, existing: String },
     #[error("invalid partition count {0}")]
     InvalidPartitions(i32),
-    #[error("invalid replication factor {0}")]
-    InvalidReplicationFactor(i16),
+    /// Kafka's message (the placer's or the request check's).
+    #[error("{0}")]
+    InvalidReplicationFactor(String),
     #[error("{0}")]
     InvalidReplicaAssignment(String),
     #[error(transparent)]

@@ -5,9 +5,10 @@
 //!
 //! Invariants: the parts, with every file range replaced by its contents, are byte-for-byte what
 //! kafka-protocol's `FetchResponse::encode` writes for the same response (tests below, every
-//! version); the optional tagged fields (diverging epoch, current leader, snapshot id, node
-//! endpoints) are never written (Sluice has no replicas), aborted transactions are an array
-//! (empty, never null, when there are none) and preferred read replica is -1.
+//! version); of the optional tagged fields only KIP-951's current leader (v12+, on a
+//! NOT_LEADER_OR_FOLLOWER partition) and node endpoints (v16+) are written (diverging epoch and
+//! snapshot id never are), aborted transactions are an array (empty, never null, when there are
+//! none) and preferred read replica is -1.
 
 use bytes::{BufMut, BytesMut};
 
@@ -25,6 +26,11 @@ const LOG_START_VERSION: i16 = 5;
 const READ_REPLICA_VERSION: i16 = 11;
 /// First version naming topics by id instead of by name.
 const TOPIC_ID_VERSION: i16 = 13;
+/// First version with the response's node endpoints (KIP-951).
+const NODE_ENDPOINTS_VERSION: i16 = 16;
+/// Tag of a partition's current leader, and of the response's node endpoints.
+const CURRENT_LEADER_TAG: u32 = 1;
+const NODE_ENDPOINTS_TAG: u32 = 0;
 /// Framing bytes per partition are well under this; sizes the first allocation only.
 const PARTITION_FRAMING_BYTES_HINT: usize = 64;
 
@@ -55,6 +61,8 @@ pub struct PartitionOut {
     /// read_committed: (producer id, first offset) of the aborted transactions overlapping
     /// the records (empty for read_uncommitted).
     pub aborted_transactions: Vec<(i64, i64)>,
+    /// KIP-951: (leader id, leader epoch) of a partition this broker does not lead.
+    pub current_leader: Option<(i32, i32)>,
 }
 
 /// One topic of the response (named by `name` up to v12, by `topic_id` from v13).
@@ -71,6 +79,8 @@ pub struct ResponseOut {
     pub error_code: i16,
     pub session_id: i32,
     pub topics: Vec<TopicOut>,
+    /// KIP-951: the endpoints of the leaders named by `current_leader`.
+    pub node_endpoints: Vec<crate::cluster::view::Node>,
 }
 
 /// Accumulates framing bytes and cuts them into a part at each file range.
@@ -164,8 +174,39 @@ pub fn encode(response: &ResponseOut, version: i16) -> Result<Vec<BodyPart>, Enc
     for topic in &response.topics {
         encode_topic(&mut parts, topic, version)?;
     }
-    put_no_tags(&mut parts.buf, flexible);
+    if version >= NODE_ENDPOINTS_VERSION && !response.node_endpoints.is_empty() {
+        let mut field = BytesMut::new();
+        put_array_len(&mut field, response.node_endpoints.len(), true)?;
+        for node in &response.node_endpoints {
+            field.put_i32(node.id);
+            put_string(&mut field, &node.host, true)?;
+            field.put_i32(i32::from(node.port));
+            match &node.rack {
+                Some(rack) => put_string(&mut field, rack, true)?,
+                None => put_uvarint(&mut field, 0),
+            }
+            put_uvarint(&mut field, 0);
+        }
+        put_tags(&mut parts.buf, &[(NODE_ENDPOINTS_TAG, &field)])?;
+    } else {
+        put_no_tags(&mut parts.buf, flexible);
+    }
     Ok(parts.finish())
+}
+
+/// A tagged-field section with these (tag, bytes) fields, in tag order.
+fn put_tags(buf: &mut BytesMut, fields: &[(u32, &[u8])]) -> Result<(), EncodeError> {
+    put_uvarint(
+        buf,
+        u32::try_from(fields.len()).map_err(|_| EncodeError::ArrayTooLong(fields.len()))?,
+    );
+    for (tag, bytes) in fields {
+        put_uvarint(buf, *tag);
+        let len = u32::try_from(bytes.len()).map_err(|_| EncodeError::ArrayTooLong(bytes.len()))?;
+        put_uvarint(buf, len);
+        buf.put_slice(bytes);
+    }
+    Ok(())
 }
 
 fn encode_topic(parts: &mut Parts, topic: &TopicOut, version: i16) -> Result<(), EncodeError> {
@@ -223,7 +264,17 @@ fn encode_partition(
     for range in &partition.records {
         parts.file(range);
     }
-    put_no_tags(&mut parts.buf, flexible);
+    match partition.current_leader {
+        Some((leader, epoch)) if flexible => {
+            // LeaderIdAndEpoch: leader id, leader epoch, no tags of its own.
+            let mut field = BytesMut::with_capacity(9);
+            field.put_i32(leader);
+            field.put_i32(epoch);
+            put_uvarint(&mut field, 0);
+            put_tags(&mut parts.buf, &[(CURRENT_LEADER_TAG, &field)])?;
+        }
+        _ => put_no_tags(&mut parts.buf, flexible),
+    }
     Ok(())
 }
 
@@ -235,8 +286,10 @@ mod tests {
     use std::sync::Arc;
 
     use bytes::Bytes;
-    use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-    use kafka_protocol::messages::{FetchResponse, TopicName};
+    use kafka_protocol::messages::fetch_response::{
+        FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
+    };
+    use kafka_protocol::messages::{BrokerId, FetchResponse, TopicName};
     use kafka_protocol::protocol::Encodable;
 
     use super::*;
@@ -300,6 +353,7 @@ mod tests {
                 vec![]
             },
             records,
+            current_leader: None,
         };
         ResponseOut {
             throttle_time_ms: 0,
@@ -320,6 +374,17 @@ mod tests {
                             log_start_offset: -1,
                             records: vec![],
                             aborted_transactions: vec![],
+                            current_leader: None,
+                        },
+                        PartitionOut {
+                            index: 3,
+                            error_code: 6,
+                            high_watermark: -1,
+                            last_stable_offset: -1,
+                            log_start_offset: -1,
+                            records: vec![],
+                            current_leader: Some((2, 9)),
+                            aborted_transactions: vec![],
                         },
                     ],
                 },
@@ -327,6 +392,20 @@ mod tests {
                     name: long_name,
                     topic_id: uuid::Uuid::from_u128(42),
                     partitions: vec![ok(7, vec![range(seg, 0, 130)])],
+                },
+            ],
+            node_endpoints: vec![
+                crate::cluster::view::Node {
+                    id: 2,
+                    host: "broker-2.example".into(),
+                    port: 9093,
+                    rack: Some("r2".into()),
+                },
+                crate::cluster::view::Node {
+                    id: 3,
+                    host: "b3".into(),
+                    port: 9094,
+                    rack: None,
                 },
             ],
         }
@@ -346,7 +425,13 @@ mod tests {
                             let start = r.position as usize;
                             records.extend_from_slice(&seg.contents[start..start + r.len as usize]);
                         }
+                        let (leader, epoch) = p.current_leader.unwrap_or((-1, -1));
                         PartitionData::default()
+                            .with_current_leader(
+                                LeaderIdAndEpoch::default()
+                                    .with_leader_id(BrokerId(leader))
+                                    .with_leader_epoch(epoch),
+                            )
                             .with_partition_index(p.index)
                             .with_error_code(p.error_code)
                             .with_high_watermark(p.high_watermark)
@@ -371,7 +456,19 @@ mod tests {
                     .with_partitions(partitions)
             })
             .collect();
+        let nodes = response
+            .node_endpoints
+            .iter()
+            .map(|n| {
+                NodeEndpoint::default()
+                    .with_node_id(BrokerId(n.id))
+                    .with_host(crate::handlers::str_bytes(&n.host))
+                    .with_port(i32::from(n.port))
+                    .with_rack(n.rack.as_deref().map(crate::handlers::str_bytes))
+            })
+            .collect();
         FetchResponse::default()
+            .with_node_endpoints(nodes)
             .with_throttle_time_ms(response.throttle_time_ms)
             .with_error_code(response.error_code)
             .with_session_id(response.session_id)
