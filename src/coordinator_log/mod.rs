@@ -300,6 +300,8 @@ mod tests {
         let decoded = decode_batch(&bytes).expect("records decode");
         assert_eq!(decoded.records.len(), 1);
         let plain = build_batches(&records, 1, None);
-        assert!(!storage::BatchHeader::parse(&plain).expect("h").is_transactional());
+        assert!(!storage::BatchHeader::parse(&plain)
+            .expect("h")
+            .is_transactional());
     }
 }

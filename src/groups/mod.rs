@@ -87,7 +87,12 @@ pub async fn complete_txn(shard: &Rc<Shard>, partition: u32, producer_id: i64, c
         commit,
     };
     if let GroupAnswer::Error(code) = call_shard(shard, owner, op).await {
-        tracing::warn!(partition, producer_id, ?code, "transactional offsets not completed");
+        tracing::warn!(
+            partition,
+            producer_id,
+            ?code,
+            "transactional offsets not completed"
+        );
     }
 }
 

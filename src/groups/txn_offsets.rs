@@ -38,7 +38,12 @@ pub fn validate(entry: &GroupEntry, request: &CommitRequest) -> GroupCode {
 
 /// The marker of `producer_id`'s transaction is on offsets partition `partition`: commit or
 /// drop its pending offsets in every group of that partition.
-pub async fn complete(shard: &Shard, partition: u32, producer_id: i64, commit: bool) -> GroupAnswer {
+pub async fn complete(
+    shard: &Shard,
+    partition: u32,
+    producer_id: i64,
+    commit: bool,
+) -> GroupAnswer {
     let Some(log_state) = shard.groups.log(partition) else {
         return GroupAnswer::Error(GroupCode::CoordinatorLoadInProgress);
     };

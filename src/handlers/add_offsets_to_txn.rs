@@ -46,9 +46,10 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
                 verify_only: false,
             };
             let code = match route(&shard, op).await {
-                TxnAnswer::Partitions(codes) => {
-                    codes.first().copied().unwrap_or(TxnCode::UnknownServerError)
-                }
+                TxnAnswer::Partitions(codes) => codes
+                    .first()
+                    .copied()
+                    .unwrap_or(TxnCode::UnknownServerError),
                 other => error_of(&other),
             };
             code.for_version(version, PRODUCER_FENCED_SINCE)

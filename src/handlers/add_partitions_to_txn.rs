@@ -124,7 +124,11 @@ async fn codes_for(
         let not_attempted = K::OperationNotAttempted.code();
         return checked
             .into_iter()
-            .map(|(_, ps)| ps.into_iter().map(|(_, c)| c.unwrap_or(not_attempted)).collect())
+            .map(|(_, ps)| {
+                ps.into_iter()
+                    .map(|(_, c)| c.unwrap_or(not_attempted))
+                    .collect()
+            })
             .collect();
     }
     let partitions: Vec<(String, i32)> = topics
@@ -152,11 +156,9 @@ async fn codes_for(
         .map(|(_, ps)| {
             ps.iter()
                 .map(|_| {
-                    codes
-                        .next()
-                        .map_or(K::UnknownServerError.code(), |c| {
-                            c.for_version(version, PRODUCER_FENCED_SINCE)
-                        })
+                    codes.next().map_or(K::UnknownServerError.code(), |c| {
+                        c.for_version(version, PRODUCER_FENCED_SINCE)
+                    })
                 })
                 .collect()
         })

@@ -29,7 +29,13 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
                 if !txn_allowed(shard, request, Operation::Describe, &id) {
                     return TxnAnswer::Error(TxnCode::None);
                 }
-                route(shard, TxnOp::Describe { transactional_id: id }).await
+                route(
+                    shard,
+                    TxnOp::Describe {
+                        transactional_id: id,
+                    },
+                )
+                .await
             }
         });
         let answers = super::dedup::in_order(lookups).await;

@@ -34,7 +34,10 @@ const EPOCH_EXHAUSTED: i16 = i16::MAX - 1;
 #[derive(Debug, PartialEq, Eq)]
 enum Decision {
     NewId,
-    Bump { producer_id: i64, epoch: i16 },
+    Bump {
+        producer_id: i64,
+        epoch: i16,
+    },
     /// A transactional id: its coordinator decides.
     Transactional {
         expected: Option<(i64, i16)>,

@@ -26,7 +26,11 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
         let version = request.version();
         let body: ListTransactionsRequest = request.decode()?;
         let mut filter = ListFilter {
-            duration_ms: if version >= 1 { body.duration_filter } else { -1 },
+            duration_ms: if version >= 1 {
+                body.duration_filter
+            } else {
+                -1
+            },
             producer_ids: body.producer_id_filters.iter().map(|p| p.0).collect(),
             ..ListFilter::default()
         };
@@ -37,7 +41,11 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
                 None => unknown.push(name.clone()),
             }
         }
-        let pattern = match body.transactional_id_pattern.as_ref().filter(|_| version >= 2) {
+        let pattern = match body
+            .transactional_id_pattern
+            .as_ref()
+            .filter(|_| version >= 2)
+        {
             None => None,
             Some(p) if p.is_empty() => None,
             Some(p) if p.len() > PATTERN_BYTES_MAX => {
@@ -53,7 +61,11 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
             Ok(listed) => {
                 let states = listed
                     .into_iter()
-                    .filter(|t| pattern.as_ref().is_none_or(|re| re.is_match(&t.transactional_id)))
+                    .filter(|t| {
+                        pattern
+                            .as_ref()
+                            .is_none_or(|re| re.is_match(&t.transactional_id))
+                    })
                     .filter(|t| {
                         super::authz::allowed_quietly(
                             &shard,

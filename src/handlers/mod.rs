@@ -7,6 +7,8 @@
 //! connection (Kafka's behaviour for unparseable requests); versions outside an entry's range
 //! never reach a handler.
 
+pub mod add_offsets_to_txn;
+pub mod add_partitions_to_txn;
 pub mod alter_client_quotas;
 pub mod alter_configs;
 pub mod api_versions;
@@ -26,7 +28,9 @@ pub mod describe_configs;
 pub mod describe_groups;
 pub mod describe_producers;
 pub mod describe_topic_partitions;
+pub mod describe_transactions;
 pub mod elect_leaders;
+pub mod end_txn;
 pub mod error;
 pub mod fetch;
 pub mod fetch_session;
@@ -39,6 +43,7 @@ pub mod leave_group;
 pub mod list_config_resources;
 pub mod list_groups;
 pub mod list_offsets;
+pub mod list_transactions;
 pub mod listener_configs;
 pub mod metadata;
 pub mod offset_commit;
@@ -52,11 +57,6 @@ pub mod sasl_handshake;
 pub mod scram_credentials;
 pub mod sync_group;
 pub mod throttle;
-pub mod add_offsets_to_txn;
-pub mod add_partitions_to_txn;
-pub mod describe_transactions;
-pub mod end_txn;
-pub mod list_transactions;
 pub mod txn_common;
 pub mod txn_offset_commit;
 pub mod write_txn_markers;

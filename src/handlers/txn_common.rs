@@ -12,13 +12,7 @@ use crate::txn::{TxnAnswer, TxnCode};
 
 /// Kafka's TRANSACTIONAL_ID `operation` check on `transactional_id`.
 pub fn txn_allowed(shard: &Shard, request: &Request, operation: Operation, id: &str) -> bool {
-    super::authz::allowed(
-        shard,
-        request,
-        operation,
-        ResourceType::TransactionalId,
-        id,
-    )
+    super::authz::allowed(shard, request, operation, ResourceType::TransactionalId, id)
 }
 
 /// Per partition of a request: Ok when the topic may be written and the partition exists, else
@@ -31,13 +25,8 @@ pub fn check_partitions(
     topics
         .iter()
         .map(|(topic, partitions)| {
-            let writable = super::authz::allowed(
-                shard,
-                request,
-                Operation::Write,
-                ResourceType::Topic,
-                topic,
-            );
+            let writable =
+                super::authz::allowed(shard, request, Operation::Write, ResourceType::Topic, topic);
             let count = shard.topics.borrow().get(topic).map(|m| m.partitions);
             let codes = partitions
                 .iter()

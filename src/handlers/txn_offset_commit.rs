@@ -118,7 +118,10 @@ async fn commit(
         other => error_of(&other),
     };
     if verified != TxnCode::None {
-        let mut codes = all(&topics, verified.for_version(version, PRODUCER_FENCED_SINCE));
+        let mut codes = all(
+            &topics,
+            verified.for_version(version, PRODUCER_FENCED_SINCE),
+        );
         codes.append(&mut denied_codes);
         return codes;
     }
@@ -140,7 +143,12 @@ async fn commit(
     let mut codes: Codes = match super::authz::route_group(shard, request, op).await {
         GroupAnswer::Partitions(codes) => codes
             .into_iter()
-            .map(|(t, ps)| (t, ps.into_iter().map(|(p, c)| (p, c.kafka_code())).collect()))
+            .map(|(t, ps)| {
+                (
+                    t,
+                    ps.into_iter().map(|(p, c)| (p, c.kafka_code())).collect(),
+                )
+            })
             .collect(),
         other => all(&topics, super::group_common::error_of(&other).kafka_code()),
     };

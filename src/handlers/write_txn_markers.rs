@@ -51,12 +51,32 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
                 }
             }
         }
+        // Markers on offsets partitions complete TxnOffsetCommit offsets there (Kafka's
+        // `onTransactionCompleted`): noted before the items move.
+        let offsets_markers: Vec<(usize, u32, i64, bool)> = entries
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| {
+                let m = e.as_ref().ok()?;
+                (m.tp.topic == crate::groups::OFFSETS_TOPIC).then_some((
+                    i,
+                    m.tp.partition,
+                    m.producer_id,
+                    m.commit,
+                ))
+            })
+            .collect();
         let router = Router::new(shard.clone());
         let results: Vec<MarkerResult> = if allowed {
             super::route::route_in_order(entries, |items| router.write_markers(items)).await
         } else {
             Vec::new()
         };
+        for (i, partition, producer_id, commit) in offsets_markers {
+            if results.get(i).is_some_and(Result::is_ok) {
+                crate::groups::complete_txn(&shard, partition, producer_id, commit).await;
+            }
+        }
         let mut results = results.into_iter();
         let mut next_code = || {
             if !allowed {

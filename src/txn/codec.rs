@@ -358,7 +358,10 @@ mod tests {
     fn corrupt_values_are_errors_not_panics() {
         let bytes = encode_value(&meta(TxnState::Ongoing, 2)).expect("encode");
         for len in 0..bytes.len() {
-            assert!(decode_value("t".into(), &bytes[..len]).is_err(), "len {len}");
+            assert!(
+                decode_value("t".into(), &bytes[..len]).is_err(),
+                "len {len}"
+            );
         }
         let mut bad_state = encode_value(&meta(TxnState::Ongoing, 0)).expect("encode");
         bad_state[16] = 42;

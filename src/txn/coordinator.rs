@@ -57,7 +57,13 @@ pub async fn execute(shard: &Rc<Shard>, op: TxnOp) -> TxnAnswer {
             verify_only,
         } => {
             if verify_only {
-                verify(shard, &transactional_id, producer_id, producer_epoch, &partitions)
+                verify(
+                    shard,
+                    &transactional_id,
+                    producer_id,
+                    producer_epoch,
+                    &partitions,
+                )
             } else {
                 let id = transactional_id;
                 add_partitions(shard, &id, producer_id, producer_epoch, partitions).await
@@ -275,7 +281,10 @@ async fn end_txn(
     start_completion(shard, id);
     let wait = compio::time::timeout(END_TXN_WAIT_FOR_MARKERS, rx).await;
     if wait.is_err() {
-        tracing::warn!(transactional_id = id, "markers not written yet; EndTxn answered");
+        tracing::warn!(
+            transactional_id = id,
+            "markers not written yet; EndTxn answered"
+        );
     }
     producer(TxnCode::None, Some(&next))
 }
@@ -284,7 +293,9 @@ async fn end_txn(
 pub fn start_completion(shard: &Rc<Shard>, id: &str) {
     {
         let mut txns = shard.txns.txns.borrow_mut();
-        let Some(entry) = txns.get_mut(id) else { return };
+        let Some(entry) = txns.get_mut(id) else {
+            return;
+        };
         if entry.completing {
             return;
         }
@@ -303,12 +314,15 @@ async fn complete(shard: Rc<Shard>, id: String) {
     let mut done = std::collections::BTreeSet::new();
     loop {
         let meta = shard.txns.txns.borrow().get(&id).map(|e| e.meta.clone());
-        let Some(meta) = meta.filter(|m| {
-            matches!(m.state, TxnState::PrepareCommit | TxnState::PrepareAbort)
-        }) else {
+        let Some(meta) =
+            meta.filter(|m| matches!(m.state, TxnState::PrepareCommit | TxnState::PrepareAbort))
+        else {
             break;
         };
-        if markers::write_missing(&shard, &meta, &mut done).await.is_err() {
+        if markers::write_missing(&shard, &meta, &mut done)
+            .await
+            .is_err()
+        {
             compio::time::sleep(MARKER_RETRY_BACKOFF).await;
             continue;
         }
@@ -419,7 +433,10 @@ async fn abort_timed_out(shard: &Rc<Shard>, now: i64) {
         .collect();
     for next in expired {
         let id = next.transactional_id.clone();
-        tracing::info!(transactional_id = id, "aborting a transaction past its timeout");
+        tracing::info!(
+            transactional_id = id,
+            "aborting a transaction past its timeout"
+        );
         if transit(shard, next).await.is_ok() {
             start_completion(shard, &id);
         }
@@ -444,7 +461,10 @@ async fn remove_expired(shard: &Shard, now: i64) {
         let id = dead.transactional_id.clone();
         if transit(shard, dead).await.is_ok() {
             let mut txns = shard.txns.txns.borrow_mut();
-            if txns.get(&id).is_some_and(|e| e.meta.state == TxnState::Dead) {
+            if txns
+                .get(&id)
+                .is_some_and(|e| e.meta.state == TxnState::Dead)
+            {
                 txns.remove(&id);
             }
         }

@@ -44,10 +44,11 @@ pub fn log_partitions(shard: &Shard) -> u32 {
 
 /// The shard coordinating `transactional_id`, and its `__transaction_state` partition.
 pub fn owner_of(shard: &Shard, transactional_id: &str) -> (ShardId, u32) {
-    let partition =
-        crate::coordinator_log::partition_for(transactional_id, log_partitions(shard));
+    let partition = crate::coordinator_log::partition_for(transactional_id, log_partitions(shard));
     (
-        shard.placement.shard_for(TRANSACTION_STATE_TOPIC, partition),
+        shard
+            .placement
+            .shard_for(TRANSACTION_STATE_TOPIC, partition),
         partition,
     )
 }

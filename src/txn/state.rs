@@ -76,9 +76,7 @@ impl TxnState {
     }
 
     pub fn from_name(name: &str) -> Option<Self> {
-        (0..=7)
-            .filter_map(Self::from_id)
-            .find(|s| s.name() == name)
+        (0..=7).filter_map(Self::from_id).find(|s| s.name() == name)
     }
 
     fn is_complete_or_empty(self) -> bool {

@@ -32,14 +32,20 @@ fn transit(step: Result<InitStep, TxnCode>) -> TxnMetadata {
 #[test]
 fn a_commit_walks_kafkas_states() {
     let m = transit(init(&fresh(), args(None), NOW));
-    assert_eq!((m.producer_epoch, m.state, m.timeout_ms), (0, TxnState::Empty, 30_000));
+    assert_eq!(
+        (m.producer_epoch, m.state, m.timeout_ms),
+        (0, TxnState::Empty, 30_000)
+    );
     let m = add_partitions(&m, 1000, 0, &parts(&[("a", 0), ("b", 1)]), NOW + 5)
         .expect("add")
         .expect("changed");
     assert_eq!(m.state, TxnState::Ongoing);
     assert_eq!(m.start_ms, NOW + 5);
     // Adding partitions already in the transaction writes nothing.
-    assert_eq!(add_partitions(&m, 1000, 0, &parts(&[("a", 0)]), NOW + 6), Ok(None));
+    assert_eq!(
+        add_partitions(&m, 1000, 0, &parts(&[("a", 0)]), NOW + 6),
+        Ok(None)
+    );
     // A new partition keeps the start time.
     let m = add_partitions(&m, 1000, 0, &parts(&[("c", 0)]), NOW + 7)
         .expect("add")
@@ -54,18 +60,30 @@ fn a_commit_walks_kafkas_states() {
         add_partitions(&m, 1000, 0, &parts(&[("a", 0)]), NOW),
         Err(TxnCode::ConcurrentTransactions)
     );
-    assert_eq!(init(&m, args(None), NOW), Err(TxnCode::ConcurrentTransactions));
+    assert_eq!(
+        init(&m, args(None), NOW),
+        Err(TxnCode::ConcurrentTransactions)
+    );
     // A retried EndTxn(commit) is told to wait; an abort is the wrong state.
     assert_eq!(
         end(&m, 1000, 0, true, false, NOW),
         Ok(EndStep::Answer(TxnCode::ConcurrentTransactions))
     );
-    assert_eq!(end(&m, 1000, 0, false, false, NOW), Err(TxnCode::InvalidTxnState));
+    assert_eq!(
+        end(&m, 1000, 0, false, false, NOW),
+        Err(TxnCode::InvalidTxnState)
+    );
     let m = complete(&m, NOW + 9).expect("complete");
     assert_eq!(m.state, TxnState::CompleteCommit);
     assert!(m.partitions.is_empty());
-    assert_eq!(end(&m, 1000, 0, true, false, NOW), Ok(EndStep::Answer(TxnCode::None)));
-    assert_eq!(end(&m, 1000, 0, false, false, NOW), Err(TxnCode::InvalidTxnState));
+    assert_eq!(
+        end(&m, 1000, 0, true, false, NOW),
+        Ok(EndStep::Answer(TxnCode::None))
+    );
+    assert_eq!(
+        end(&m, 1000, 0, false, false, NOW),
+        Err(TxnCode::InvalidTxnState)
+    );
     // The next transaction starts from CompleteCommit with a fresh partition set and start.
     let m = add_partitions(&m, 1000, 0, &parts(&[("z", 0)]), NOW + 20)
         .expect("add")
@@ -76,7 +94,10 @@ fn a_commit_walks_kafkas_states() {
 #[test]
 fn end_without_a_transaction_is_invalid_txn_state() {
     let m = transit(init(&fresh(), args(None), NOW));
-    assert_eq!(end(&m, 1000, 0, true, false, NOW), Err(TxnCode::InvalidTxnState));
+    assert_eq!(
+        end(&m, 1000, 0, true, false, NOW),
+        Err(TxnCode::InvalidTxnState)
+    );
     assert_eq!(complete(&m, NOW), None);
 }
 
@@ -90,7 +111,10 @@ fn a_new_producer_fences_the_old_one() {
         add_partitions(&second, 1000, 0, &parts(&[("a", 0)]), NOW),
         Err(TxnCode::ProducerFenced)
     );
-    assert_eq!(end(&second, 1000, 0, true, false, NOW), Err(TxnCode::ProducerFenced));
+    assert_eq!(
+        end(&second, 1000, 0, true, false, NOW),
+        Err(TxnCode::ProducerFenced)
+    );
     assert_eq!(
         add_partitions(&second, 999, 1, &parts(&[("a", 0)]), NOW),
         Err(TxnCode::InvalidProducerIdMapping)
@@ -111,10 +135,19 @@ fn init_during_a_transaction_fences_and_aborts_it() {
     let Ok(InitStep::FenceAndAbort(fenced)) = init(&m, args(None), NOW) else {
         panic!("expected a fence")
     };
-    assert_eq!((fenced.state, fenced.producer_epoch), (TxnState::PrepareAbort, 1));
-    assert_eq!(fenced.partitions, m.partitions, "markers go to the same partitions");
+    assert_eq!(
+        (fenced.state, fenced.producer_epoch),
+        (TxnState::PrepareAbort, 1)
+    );
+    assert_eq!(
+        fenced.partitions, m.partitions,
+        "markers go to the same partitions"
+    );
     // The old producer's commit is refused.
-    assert_eq!(end(&fenced, 1000, 0, true, false, NOW), Err(TxnCode::ProducerFenced));
+    assert_eq!(
+        end(&fenced, 1000, 0, true, false, NOW),
+        Err(TxnCode::ProducerFenced)
+    );
     let done = complete(&fenced, NOW).expect("complete");
     assert_eq!(done.state, TxnState::CompleteAbort);
     // The new producer's retry now gets the next epoch.
@@ -131,8 +164,14 @@ fn kip_360_bumps_retries_and_fences() {
     assert_eq!((bumped.producer_epoch, bumped.last_producer_epoch), (1, 0));
     let retried = transit(init(&bumped, args(Some((1000, 0))), NOW));
     assert_eq!(retried.producer_epoch, 1);
-    assert_eq!(init(&bumped, args(Some((1000, 7))), NOW), Err(TxnCode::ProducerFenced));
-    assert_eq!(init(&bumped, args(Some((55, 1))), NOW), Err(TxnCode::ProducerFenced));
+    assert_eq!(
+        init(&bumped, args(Some((1000, 7))), NOW),
+        Err(TxnCode::ProducerFenced)
+    );
+    assert_eq!(
+        init(&bumped, args(Some((55, 1))), NOW),
+        Err(TxnCode::ProducerFenced)
+    );
 }
 
 #[test]
@@ -141,7 +180,10 @@ fn an_exhausted_epoch_rotates_the_producer_id() {
     m.producer_epoch = i16::MAX - 1;
     assert_eq!(init(&m, args(None), NOW), Ok(InitStep::NeedNewProducerId));
     let r = rotate(&m, 2000, args(None), NOW);
-    assert_eq!((r.producer_id, r.producer_epoch, r.previous_producer_id), (2000, 0, 1000));
+    assert_eq!(
+        (r.producer_id, r.producer_epoch, r.previous_producer_id),
+        (2000, 0, 1000)
+    );
     // The old id at its exhausted epoch is recognised (a retry), and answered the new id.
     let again = transit(init(&r, args(Some((1000, i16::MAX - 1))), NOW));
     assert_eq!(again.producer_id, 2000);
@@ -150,14 +192,20 @@ fn an_exhausted_epoch_rotates_the_producer_id() {
 #[test]
 fn transactions_expire_after_their_timeout() {
     let m = transit(init(&fresh(), args(None), NOW));
-    assert!(!m.expired(NOW + 1_000_000), "no transaction, nothing to expire");
+    assert!(
+        !m.expired(NOW + 1_000_000),
+        "no transaction, nothing to expire"
+    );
     let m = add_partitions(&m, 1000, 0, &parts(&[("a", 0)]), NOW)
         .expect("add")
         .expect("changed");
     assert!(!m.expired(NOW + 30_000));
     assert!(m.expired(NOW + 30_001));
     let aborted = fence_and_abort(&m, NOW + 30_001);
-    assert_eq!((aborted.state, aborted.producer_epoch), (TxnState::PrepareAbort, 1));
+    assert_eq!(
+        (aborted.state, aborted.producer_epoch),
+        (TxnState::PrepareAbort, 1)
+    );
     // An idle id expires, one with a transaction in flight never.
     assert!(!id_expired(&m, 10, NOW + 1_000_000));
     let done = complete(&aborted, NOW + 30_002).expect("complete");
@@ -177,7 +225,10 @@ fn tv2_bumps_the_epoch_at_every_end() {
     };
     assert_eq!((p.producer_epoch, p.client_txn_version), (1, 2));
     let done = complete(&p, NOW).expect("complete");
-    assert_eq!(end(&done, 1000, 0, true, true, NOW), Ok(EndStep::Answer(TxnCode::None)));
+    assert_eq!(
+        end(&done, 1000, 0, true, true, NOW),
+        Ok(EndStep::Answer(TxnCode::None))
+    );
     // The zombie of the finished transaction cannot add partitions with the old epoch.
     assert_eq!(
         add_partitions(&done, 1000, 0, &parts(&[("a", 0)]), NOW),
@@ -217,15 +268,30 @@ fn codes_are_kafkas() {
         (TxnCode::ProducerFenced, K::ProducerFenced),
         (TxnCode::InvalidProducerEpoch, K::InvalidProducerEpoch),
         (TxnCode::InvalidTxnState, K::InvalidTxnState),
-        (TxnCode::InvalidProducerIdMapping, K::InvalidProducerIdMapping),
-        (TxnCode::InvalidTransactionTimeout, K::InvalidTransactionTimeout),
+        (
+            TxnCode::InvalidProducerIdMapping,
+            K::InvalidProducerIdMapping,
+        ),
+        (
+            TxnCode::InvalidTransactionTimeout,
+            K::InvalidTransactionTimeout,
+        ),
         (TxnCode::TransactionalIdNotFound, K::TransactionalIdNotFound),
         (TxnCode::OperationNotAttempted, K::OperationNotAttempted),
-        (TxnCode::CoordinatorLoadInProgress, K::CoordinatorLoadInProgress),
+        (
+            TxnCode::CoordinatorLoadInProgress,
+            K::CoordinatorLoadInProgress,
+        ),
     ];
     for (ours, kafka) in pairs {
         assert_eq!(ours.code(), kafka.code(), "{ours:?}");
     }
-    assert_eq!(TxnCode::ProducerFenced.for_version(1, 2), K::InvalidProducerEpoch.code());
-    assert_eq!(TxnCode::ProducerFenced.for_version(2, 2), K::ProducerFenced.code());
+    assert_eq!(
+        TxnCode::ProducerFenced.for_version(1, 2),
+        K::InvalidProducerEpoch.code()
+    );
+    assert_eq!(
+        TxnCode::ProducerFenced.for_version(2, 2),
+        K::ProducerFenced.code()
+    );
 }
