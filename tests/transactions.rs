@@ -197,7 +197,10 @@ fn committed_with(
     isolation: &str,
     timeout: Duration,
 ) -> Result<Vec<i64>, KafkaError> {
-    let consumer = kafka::consumer_with(broker, &[("group.id", group), ("isolation.level", isolation)]);
+    let consumer = kafka::consumer_with(
+        broker,
+        &[("group.id", group), ("isolation.level", isolation)],
+    );
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition(topic, 0);
     tpl.add_partition(topic, 1);
@@ -263,13 +266,19 @@ fn send_offsets_to_transaction_commits_the_offsets_with_the_transaction() {
     );
     // A read_committed consumer asks for stable offsets (KIP-447): UNSTABLE_OFFSET_COMMIT,
     // which librdkafka retries until the transaction ends (here: until its timeout).
-    let stable = committed_with(&broker, &group, &input, "read_committed", Duration::from_secs(3));
-    assert!(stable.is_err(), "pending offsets are unstable, got {stable:?}");
-    eprintln!("checkpoint: stable checked");
+    let stable = committed_with(
+        &broker,
+        &group,
+        &input,
+        "read_committed",
+        Duration::from_secs(3),
+    );
+    assert!(
+        stable.is_err(),
+        "pending offsets are unstable, got {stable:?}"
+    );
     producer.commit_transaction(CALL_TIMEOUT).unwrap();
-    eprintln!("checkpoint: committed");
     assert_eq!(committed_offsets(&broker, &group, &input), vec![10, 10]);
-    eprintln!("checkpoint: offsets visible");
 
     // An aborted transaction's offsets are dropped.
     producer.begin_transaction().unwrap();
@@ -284,11 +293,8 @@ fn send_offsets_to_transaction_commits_the_offsets_with_the_transaction() {
     producer
         .send_offsets_to_transaction(&later, &metadata, CALL_TIMEOUT)
         .unwrap();
-    eprintln!("checkpoint: sent offsets 2");
     producer.abort_transaction(CALL_TIMEOUT).unwrap();
-    eprintln!("checkpoint: aborted");
     assert_eq!(committed_offsets(&broker, &group, &input), vec![10, 10]);
-    eprintln!("checkpoint: offsets after abort");
     let expected = sorted((0..20).map(|i| format!("out-{i}")));
     assert_eq!(
         read_values(&broker, &output, 2, "read_committed", 20),
@@ -297,7 +303,11 @@ fn send_offsets_to_transaction_commits_the_offsets_with_the_transaction() {
 
     // The committed offsets survive a restart (replayed with their markers).
     drop(producer);
-    drop(consumer);
+    // Known issue (see the report of this branch): destroying this librdkafka group consumer
+    // (assign()ed, used for send_offsets_to_transaction) blocks in rd_kafka_destroy here, while
+    // the same flow from confluent-kafka (scripts/compat/transactions.py) closes at once. It is
+    // leaked rather than dropped until that is understood.
+    std::mem::forget(consumer);
     let mut broker = broker;
     broker.kill9();
     broker.start_again();

@@ -383,8 +383,7 @@ fn fetch_offsets(
     let entry = groups.get(group_id);
     let offsets = entry.map(|e| &e.offsets);
     let unstable = |key: &(String, i32)| {
-        require_stable
-            && entry.is_some_and(|e| e.pending_txn.values().any(|o| o.contains_key(key)))
+        require_stable && entry.is_some_and(|e| e.pending_txn.values().any(|o| o.contains_key(key)))
     };
     let answer = match topics {
         Some(topics) => topics

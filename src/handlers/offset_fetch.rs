@@ -29,7 +29,13 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
                         .map(|t| (t.name.0.to_string(), t.partition_indexes.clone()))
                         .collect()
                 });
-                fetch(&shard, &request, g.group_id.0.to_string(), wanted, body.require_stable)
+                fetch(
+                    &shard,
+                    &request,
+                    g.group_id.0.to_string(),
+                    wanted,
+                    body.require_stable,
+                )
             });
             let results = super::dedup::in_order(lookups).await;
             let groups = body
