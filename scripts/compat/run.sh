@@ -80,6 +80,7 @@ declare -A ROW=(
   [kafka-python]="$KP_V"$'\tproducer (keys, headers, gzip, acks=all), assign/seek consumer'
   [admin-api]="$CK_V"$'\tAdminClient: configs, createPartitions, deleteRecords, deleteTopics'
   [group-consumers]="$KP_V, $CK_V"$'\tconsumer groups: subscribe, commit, resume from commit'
+  [transactions]="$CK_V"$'\ttransactions: commit/abort, read_committed, fencing, send_offsets_to_transaction'
 )
 [[ -n $RESULTS ]] && { mkdir -p "$(dirname "$RESULTS")"; : >"$RESULTS"; }
 record() {
@@ -141,6 +142,7 @@ check kafka-python "$PYTHON" "$HERE/kafka_python_roundtrip.py" "$ADDR" compat-ka
 check admin-api "$PYTHON" "$HERE/admin_roundtrip.py" "$ADDR" compat-admin
 check group-consumers "$PYTHON" "$HERE/group_consumers.py" "$ADDR" compat-groups 4
 check compaction "$PYTHON" "$HERE/compaction.py" "$ADDR" compat-compacted
+check transactions "$PYTHON" "$HERE/transactions.py" "$ADDR"
 
 if ! kill -0 "$PID" 2>/dev/null; then
   echo "FAIL broker-alive (sluice exited during the checks)"; FAILED=1
