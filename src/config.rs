@@ -183,8 +183,9 @@ pub struct BrokerConfig {
     /// A producer idle this long is forgotten by a partition (Kafka's default: 1 day).
     #[serde(rename = "producer.id.expiration.ms")]
     pub producer_id_expiration_ms: i64,
-    /// At open, producer state is rebuilt from the active segment's batch headers, and from the
-    /// previous segment's too when it is at most this size.
+    /// At open the producer state is the newest `.snapshot` plus the log past it. With no
+    /// snapshot after a clean shutdown (a log from before snapshots), the active segment's
+    /// batch headers are read, and the previous segment's too when it is at most this size.
     #[serde(rename = "producer.state.rebuild.previous.segment.bytes.max")]
     pub producer_state_rebuild_previous_segment_bytes_max: u64,
     /// Runs the log cleaner (compaction of `cleanup.policy=compact` topics) on every shard.

@@ -195,6 +195,18 @@ async fn clean_one(
             .borrow()
             .is_last_batch(crate::producers::ProducerId(producer), last_offset)
     };
+    // Kafka cleans only below the LSO: an open transaction's records are not final yet.
+    if partition.has_open_transaction_in_sealed_segments() {
+        return false;
+    }
+    // Aborted transactional batches are dropped, never kept as a key's latest value.
+    let Ok(aborted) = partition.aborted_entries().await else {
+        tracing::warn!(partition = %partition.tp.dir_name(), "aborted-transaction index unreadable; not cleaning");
+        return false;
+    };
+    let is_aborted = |producer: i64, offset: i64| {
+        crate::partition::txn_index::is_aborted_in(&aborted, producer, offset)
+    };
     let started = Instant::now();
     let result = partition
         .storage()
@@ -206,6 +218,7 @@ async fn clean_one(
             crash_at: None,
             force,
             is_last_producer_batch: Some(&is_last),
+            is_aborted_batch: Some(&is_aborted),
         })
         .await;
     let metrics = &shard.metrics.cleaner;

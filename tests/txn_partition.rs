@@ -42,6 +42,7 @@ use rdkafka::{Offset, TopicPartitionList};
 const INVALID_PRODUCER_EPOCH: i16 = 47;
 const INVALID_TXN_STATE: i16 = 48;
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+const INVALID_RECORD: i16 = 87;
 const FETCH_VERSION: i16 = 11;
 const READ_COMMITTED: i8 = 1;
 const READ_UNCOMMITTED: i8 = 0;
@@ -144,10 +145,15 @@ struct Fetched {
 }
 
 fn fetch(broker: &Broker, topic: &str, isolation_level: i8) -> Fetched {
+    fetch_waiting(broker, topic, isolation_level, 0)
+}
+
+/// `fetch` as a long-poll: min_bytes 1, up to `max_wait_ms`.
+fn fetch_waiting(broker: &Broker, topic: &str, isolation_level: i8, max_wait_ms: i32) -> Fetched {
     let request = FetchRequest::default()
         .with_replica_id(kafka_protocol::messages::BrokerId(-1))
-        .with_max_wait_ms(0)
-        .with_min_bytes(0)
+        .with_max_wait_ms(max_wait_ms)
+        .with_min_bytes(i32::from(max_wait_ms > 0))
         .with_max_bytes(1 << 20)
         .with_isolation_level(isolation_level)
         .with_topics(vec![FetchTopic::default()
@@ -276,6 +282,16 @@ fn markers_close_transactions_and_read_committed_hides_aborts() {
     assert_eq!(list_latest(&broker, &topic, READ_UNCOMMITTED), 5);
     assert_eq!(fetch(&broker, &topic, READ_UNCOMMITTED).batches.len(), 4);
     assert_eq!(describe_producers(&broker, &topic), vec![(a, 0), (b, 2)]);
+    // A client may not write a marker: INVALID_RECORD, nothing stored.
+    let forged = storage::BatchBuilder::new(now_ms())
+        .producer(a, 0, -1)
+        .transactional()
+        .control()
+        .record(Some(&[0, 0, 0, 1]), Some(&[0, 0, 0, 0, 0, 0]), &[])
+        .build()
+        .freeze();
+    assert_eq!(produce(&broker, &topic, forged).0, INVALID_RECORD);
+    assert_eq!(fetch(&broker, &topic, READ_UNCOMMITTED).high_watermark, 5);
     // A non-transactional batch from a producer inside a transaction: INVALID_TXN_STATE.
     assert_eq!(
         produce(&broker, &topic, batch(a, 3, false, &["x"])).0,
@@ -386,4 +402,141 @@ fn a_lost_aborted_index_is_rebuilt_from_the_log() {
         consume_values(&broker, &topic, "read_committed"),
         ["b0", "plain"]
     );
+}
+
+/// The broker process's user + system CPU time, in clock ticks (usually 1/100 s).
+fn cpu_ticks(broker: &Broker) -> i64 {
+    let pid = broker.pid().unwrap();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
+    fields[11].parse::<i64>().unwrap() + fields[12].parse::<i64>().unwrap()
+}
+
+/// A read_committed long-poll parked on an open transaction is woken by its commit marker
+/// (the LSO moving), well before its max wait; one without a marker waits out its max wait.
+#[test]
+fn read_committed_long_poll_wakes_on_the_marker() {
+    let broker = Broker::start(BrokerOpts::default());
+    let topic = unique_name("txn-poll");
+    kafka::create_topic(&broker, &topic, 1);
+    let producer = new_producer(&broker);
+    assert_eq!(
+        produce(&broker, &topic, batch(producer, 0, true, &["t0"])),
+        (0, 0)
+    );
+    let started = Instant::now();
+    let cpu_before = cpu_ticks(&broker);
+    let idle = fetch_waiting(&broker, &topic, READ_COMMITTED, 1_000);
+    let cpu_spent = cpu_ticks(&broker) - cpu_before;
+    assert!(idle.batches.is_empty());
+    assert!(
+        started.elapsed() >= Duration::from_millis(950),
+        "waited its max wait"
+    );
+    // Parked, not re-reading in a loop: a spinning wait burns about a second of CPU.
+    assert!(
+        cpu_spent < 40,
+        "the broker spent {cpu_spent} ticks in a parked long-poll"
+    );
+    let started = Instant::now();
+    let committed = std::thread::scope(|scope| {
+        let poll = scope.spawn(|| fetch_waiting(&broker, &topic, READ_COMMITTED, 20_000));
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(markers(&broker, &topic, producer, 0, true, None), vec![0]);
+        poll.join().unwrap()
+    });
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "woken by the marker"
+    );
+    assert_eq!(committed.last_stable_offset, 2);
+    assert_eq!(committed.batches.len(), 2, "{committed:?}");
+}
+
+/// WriteTxnMarkers over the wire to a `__consumer_offsets` partition completes the producer's
+/// pending TxnOffsetCommit offsets there (Kafka's `onTransactionCompleted`): invisible before
+/// the commit marker, the committed offset after it.
+#[test]
+fn an_offsets_marker_over_the_wire_completes_transactional_offsets() {
+    use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+    use kafka_protocol::messages::txn_offset_commit_request::{
+        TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::{
+        AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, GroupId, OffsetFetchRequest,
+        OffsetFetchResponse, TransactionalId, TxnOffsetCommitRequest, TxnOffsetCommitResponse,
+    };
+    let broker = Broker::start(BrokerOpts::default());
+    let topic = unique_name("txn-offsets");
+    kafka::create_topic(&broker, &topic, 1);
+    let group = unique_name("txn-group");
+    let txn_id = TransactionalId(s(&unique_name("txn-id")));
+    let init = InitProducerIdRequest::default()
+        .with_transactional_id(Some(txn_id.clone()))
+        .with_transaction_timeout_ms(60_000)
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (producer, epoch) = loop {
+        let r: InitProducerIdResponse =
+            wire::call(broker.socket_addr(), ApiKey::InitProducerId, 4, &init);
+        if r.error_code == 0 {
+            break (r.producer_id.0, r.producer_epoch);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "InitProducerId: {}",
+            r.error_code
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let add = AddOffsetsToTxnRequest::default()
+        .with_transactional_id(txn_id.clone())
+        .with_producer_id(ProducerId(producer))
+        .with_producer_epoch(epoch)
+        .with_group_id(GroupId(s(&group)));
+    let added: AddOffsetsToTxnResponse =
+        wire::call(broker.socket_addr(), ApiKey::AddOffsetsToTxn, 3, &add);
+    assert_eq!(added.error_code, 0);
+    let commit = TxnOffsetCommitRequest::default()
+        .with_transactional_id(txn_id)
+        .with_group_id(GroupId(s(&group)))
+        .with_producer_id(ProducerId(producer))
+        .with_producer_epoch(epoch)
+        .with_topics(vec![TxnOffsetCommitRequestTopic::default()
+            .with_name(TopicName(s(&topic)))
+            .with_partitions(vec![TxnOffsetCommitRequestPartition::default()
+                .with_partition_index(0)
+                .with_committed_offset(42)])]);
+    let committed: TxnOffsetCommitResponse =
+        wire::call(broker.socket_addr(), ApiKey::TxnOffsetCommit, 2, &commit);
+    assert_eq!(committed.topics[0].partitions[0].error_code, 0);
+    let fetch_offset = || {
+        let request = OffsetFetchRequest::default()
+            .with_group_id(GroupId(s(&group)))
+            .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+                .with_name(TopicName(s(&topic)))
+                .with_partition_indexes(vec![0])]));
+        let r: OffsetFetchResponse =
+            wire::call(broker.socket_addr(), ApiKey::OffsetFetch, 5, &request);
+        r.topics[0].partitions[0].committed_offset
+    };
+    assert_eq!(fetch_offset(), -1, "pending until the marker");
+    let offsets_partition = sluice::coordinator_log::partition_for(&group, 50);
+    let request =
+        WriteTxnMarkersRequest::default().with_markers(vec![WritableTxnMarker::default()
+            .with_producer_id(ProducerId(producer))
+            .with_producer_epoch(epoch)
+            .with_transaction_result(true)
+            .with_coordinator_epoch(0)
+            .with_topics(vec![WritableTxnMarkerTopic::default()
+                .with_name(TopicName(s("__consumer_offsets")))
+                .with_partition_indexes(vec![offsets_partition as i32])])]);
+    let response: WriteTxnMarkersResponse =
+        wire::call(broker.socket_addr(), ApiKey::WriteTxnMarkers, 1, &request);
+    assert_eq!(response.markers[0].topics[0].partitions[0].error_code, 0);
+    assert_eq!(fetch_offset(), 42, "committed by the marker");
 }

@@ -361,7 +361,11 @@ async fn read_until_ready(
             .iter()
             .map(|p| (p.tp.clone(), p.fetch_offset))
             .collect();
-        router.wait_for_data(waits, deadline).await;
+        if reads.read_committed {
+            router.wait_for_stable_data(waits, deadline).await;
+        } else {
+            router.wait_for_data(waits, deadline).await;
+        }
     }
 }
 
@@ -416,12 +420,14 @@ fn seen_of(result: &ReadResult) -> PartitionSeen {
     match result {
         Ok(ok) => PartitionSeen {
             high_watermark: ok.high_watermark,
+            last_stable_offset: ok.last_stable_offset,
             log_start_offset: ok.log_start_offset,
             has_records: ok.bytes() > 0,
             has_error: false,
         },
         Err(_) => PartitionSeen {
             high_watermark: -1,
+            last_stable_offset: -1,
             log_start_offset: -1,
             has_records: false,
             has_error: true,

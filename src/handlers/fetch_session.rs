@@ -31,6 +31,8 @@ pub struct SessionPartition {
     pub current_leader_epoch: i32,
     last_high_watermark: i64,
     last_log_start: i64,
+    /// Kafka's `CachedPartition.lastStableOffset`: a moved LSO is news for the client.
+    last_stable_offset: i64,
 }
 
 impl SessionPartition {
@@ -48,6 +50,7 @@ impl SessionPartition {
             current_leader_epoch: -1,
             last_high_watermark: -1,
             last_log_start: -1,
+            last_stable_offset: -1,
         }
     }
 
@@ -61,6 +64,7 @@ impl SessionPartition {
 #[derive(Debug, Clone, Copy)]
 pub struct PartitionSeen {
     pub high_watermark: i64,
+    pub last_stable_offset: i64,
     pub log_start_offset: i64,
     pub has_records: bool,
     pub has_error: bool,
@@ -249,8 +253,10 @@ impl FetchSessions {
                 let changed = seen.has_records
                     || seen.has_error
                     || cached.last_high_watermark != seen.high_watermark
-                    || cached.last_log_start != seen.log_start_offset;
+                    || cached.last_log_start != seen.log_start_offset
+                    || cached.last_stable_offset != seen.last_stable_offset;
                 cached.last_high_watermark = seen.high_watermark;
+                cached.last_stable_offset = seen.last_stable_offset;
                 cached.last_log_start = seen.log_start_offset;
                 !plan.incremental || changed
             })
@@ -274,6 +280,7 @@ mod tests {
     fn seen(hwm: i64, records: bool) -> PartitionSeen {
         PartitionSeen {
             high_watermark: hwm,
+            last_stable_offset: hwm,
             log_start_offset: 0,
             has_records: records,
             has_error: false,
@@ -303,6 +310,19 @@ mod tests {
         // Nothing new anywhere: incremental response is empty.
         assert_eq!(
             sessions.finish(&plan, &[seen(5, false), seen(0, false)]),
+            vec![false, false]
+        );
+        // Only the LSO moved (a transaction marker): reported, as Kafka's CachedPartition does.
+        let stable = PartitionSeen {
+            last_stable_offset: 3,
+            ..seen(5, false)
+        };
+        assert_eq!(
+            sessions.finish(&plan, &[stable, seen(0, false)]),
+            vec![true, false]
+        );
+        assert_eq!(
+            sessions.finish(&plan, &[stable, seen(0, false)]),
             vec![false, false]
         );
 

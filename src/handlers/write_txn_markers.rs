@@ -1,7 +1,9 @@
 //! WriteTxnMarkers (API 27): the transaction coordinator asks partition leaders to write the
 //! commit/abort markers of a transaction (Kafka's `KafkaApis.handleWriteTxnMarkersRequest`).
 //! Each marker is a control batch appended through the partition service (`router::markers`),
-//! answered once durable; the partition checks the producer and coordinator epochs.
+//! answered once durable; the partition checks the producer and coordinator epochs. A marker
+//! written to a `__consumer_offsets` partition completes the producer's pending transactional
+//! offsets there (`groups::complete_txn`), as Kafka's `onTransactionCompleted`.
 //!
 //! Invariants: CLUSTER_ACTION is required (brokers and the coordinator only): without it every
 //! partition answers CLUSTER_AUTHORIZATION_FAILED and nothing is written; every requested
@@ -51,19 +53,18 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
                 }
             }
         }
-        // Markers on offsets partitions complete TxnOffsetCommit offsets there (Kafka's
-        // `onTransactionCompleted`): noted before the items move.
-        let offsets_markers: Vec<(usize, u32, i64, bool)> = entries
+        // Which written markers close a transaction's offsets (Kafka's
+        // `groupCoordinator.onTransactionCompleted` for __consumer_offsets partitions).
+        let offsets_items: Vec<Option<(u32, i64, bool)>> = entries
             .iter()
-            .enumerate()
-            .filter_map(|(i, e)| {
-                let m = e.as_ref().ok()?;
-                (m.tp.topic == crate::groups::OFFSETS_TOPIC).then_some((
-                    i,
-                    m.tp.partition,
-                    m.producer_id,
-                    m.commit,
-                ))
+            .map(|e| {
+                e.as_ref().ok().and_then(|item| {
+                    (item.tp.topic == crate::internal_topics::OFFSETS_TOPIC).then_some((
+                        item.tp.partition,
+                        item.producer_id,
+                        item.commit,
+                    ))
+                })
             })
             .collect();
         let router = Router::new(shard.clone());
@@ -72,9 +73,9 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
         } else {
             Vec::new()
         };
-        for (i, partition, producer_id, commit) in offsets_markers {
-            if results.get(i).is_some_and(Result::is_ok) {
-                crate::groups::complete_txn(&shard, partition, producer_id, commit).await;
+        for (offsets, result) in offsets_items.iter().zip(&results) {
+            if let (Some((partition, producer_id, commit)), Ok(())) = (offsets, result) {
+                crate::groups::complete_txn(&shard, *partition, *producer_id, *commit).await;
             }
         }
         let mut results = results.into_iter();

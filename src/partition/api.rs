@@ -129,6 +129,13 @@ pub enum PartitionMsg {
         items: Vec<MarkerItem>,
         reply: Reply<Vec<MarkerResult>>,
     },
+    /// `Wait` for read_committed fetches: answered when any listed partition's LSO passes its
+    /// offset (markers and appends wake it), or at `deadline`.
+    WaitStable {
+        items: Vec<(TopicPartition, i64)>,
+        deadline: Instant,
+        reply: Reply<()>,
+    },
     /// DescribeProducers: each partition's tracked producers.
     DescribeProducers {
         items: Vec<TopicPartition>,

@@ -101,6 +101,9 @@ impl PartitionProxy for Partition {
         }
         // The high watermark moved (single replica: with the log end).
         self.notify_appended();
+        if records_appended > 0 {
+            self.snapshot_on_roll().await;
+        }
         Ok(Appended {
             ok: ProduceOk {
                 base_offset: base_offset.0,
@@ -148,7 +151,7 @@ impl PartitionProxy for Partition {
         // a superset, which clients handle alike (an entry applies only to its producer's
         // batches at or after its first offset, up to that producer's abort marker).
         let aborted_transactions = match (&slice, read_committed) {
-            (Some(_), true) => Some(self.aborted_transactions(offset.0, read_end.0)),
+            (Some(_), true) => Some(self.aborted_transactions(offset.0, read_end.0).await?),
             (None, true) => Some(Vec::new()),
             (_, false) => None,
         };

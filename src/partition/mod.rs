@@ -99,6 +99,8 @@ pub struct Partition {
     aborted_loaded: Cell<bool>,
     /// Offset of the newest producer-state snapshot on disk (-1: none).
     snapshot_at: Cell<i64>,
+    /// The active segment when the last snapshot was written: a roll writes the next one.
+    snapshot_segment: Cell<i64>,
 }
 
 impl Partition {
@@ -123,6 +125,7 @@ impl Partition {
             aborted: RefCell::new(txn_index::TxnIndex::default()),
             aborted_loaded: Cell::new(false),
             snapshot_at: Cell::new(-1),
+            snapshot_segment: Cell::new(-1),
         }
     }
 

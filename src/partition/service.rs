@@ -104,6 +104,14 @@ impl PartitionService {
             PartitionMsg::WriteMarkers { items, reply } => {
                 reply.send(self.write_markers(items).await)
             }
+            PartitionMsg::WaitStable {
+                items,
+                deadline,
+                reply,
+            } => {
+                self.wait_bounded(items, deadline, true).await;
+                reply.send(());
+            }
             PartitionMsg::DescribeProducers { items, reply } => {
                 reply.send(self.describe_producers(&items))
             }
@@ -192,12 +200,28 @@ impl PartitionService {
     /// Waits until a listed partition's high watermark is past its offset, shutdown, or
     /// `deadline`.
     pub async fn wait(&self, items: Vec<(TopicPartition, i64)>, deadline: Instant) {
+        self.wait_bounded(items, deadline, false).await;
+    }
+
+    /// `wait`, on the LSO instead of the high watermark when `stable` (read_committed: data
+    /// past the LSO is not readable, so waking for it would spin until the deadline).
+    pub async fn wait_bounded(
+        &self,
+        items: Vec<(TopicPartition, i64)>,
+        deadline: Instant,
+        stable: bool,
+    ) {
         let mut receivers = Vec::with_capacity(items.len());
         for (tp, offset) in &items {
             let Some(partition) = self.map.get(tp) else {
                 continue;
             };
-            if partition.high_watermark() > *offset {
+            let end = if stable {
+                partition.last_stable_offset()
+            } else {
+                partition.high_watermark()
+            };
+            if end > *offset {
                 return;
             }
             if let Some(rx) = partition.subscribe() {

@@ -42,11 +42,52 @@ impl Partition {
     }
 
     /// The aborted transactions overlapping [fetch_offset, upper_bound): (producer id, first
-    /// offset), for a read_committed fetch.
-    pub fn aborted_transactions(&self, fetch_offset: i64, upper_bound: i64) -> Vec<(i64, i64)> {
-        let mut index = self.aborted.borrow_mut();
-        index.prune_below(self.log.log_start_offset().0);
-        index.collect(fetch_offset, upper_bound)
+    /// offset), for a read_committed fetch: Kafka's `collectAbortedTransactions`, reading the
+    /// `.txnindex` files from the segment of `fetch_offset` on until one is complete.
+    pub async fn aborted_transactions(
+        &self,
+        fetch_offset: i64,
+        upper_bound: i64,
+    ) -> Result<Vec<(i64, i64)>, PartitionError> {
+        let segments = {
+            let mut index = self.aborted.borrow_mut();
+            if index.is_empty() {
+                return Ok(Vec::new());
+            }
+            let first = self.segment_of(self.log.log_start_offset().0);
+            index.prune_before(first);
+            index.segments_from(self.segment_of(fetch_offset))
+        };
+        let mut out = Vec::new();
+        for base in segments {
+            let entries = txn_index::read_entries(self.log.dir(), base)
+                .await
+                .map_err(|e| PartitionError::Storage(e.to_string()))?;
+            if txn_index::collect_into(&entries, fetch_offset, upper_bound, &mut out) {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every aborted transaction still indexed, by marker offset (the log cleaner's
+    /// aborted-batch test; held only while it cleans).
+    pub async fn aborted_entries(&self) -> Result<Vec<AbortedTxn>, TxnIndexError> {
+        let segments = self.aborted.borrow().segments();
+        let mut all = Vec::new();
+        for base in segments {
+            all.extend(txn_index::read_entries(self.log.dir(), base).await?);
+        }
+        all.sort_by_key(|t| t.last_offset);
+        Ok(all)
+    }
+
+    /// An open transaction begins below the active segment: the cleaner must wait (Kafka's
+    /// cleanable range ends at the first unstable offset).
+    pub fn has_open_transaction_in_sealed_segments(&self) -> bool {
+        let first_unstable = self.producers.borrow().first_unstable_offset();
+        let active = self.log.segment_bases().last().map_or(0, |b| b.0);
+        first_unstable.is_some_and(|first| first < active)
     }
 
     /// Every producer the partition tracks (DescribeProducers).
@@ -62,10 +103,15 @@ impl Partition {
             return Ok(());
         }
         let dir = self.log.dir().to_path_buf();
-        let mut index = TxnIndex::load(&dir, self.log.log_start_offset().0)?;
+        let mut index = TxnIndex::open(&dir)?;
         let recovered = self.producers.borrow_mut().take_recovered_aborts();
         for (done, last_stable_offset) in recovered {
-            if index.contains(done.last_offset) || done.last_offset < self.log_start_offset() {
+            let base = self.segment_of(done.last_offset);
+            let indexed = txn_index::read_entries(&dir, base)
+                .await?
+                .iter()
+                .any(|t| t.last_offset == done.last_offset);
+            if indexed || done.last_offset < self.log_start_offset() {
                 continue;
             }
             let txn = AbortedTxn {
@@ -74,9 +120,8 @@ impl Partition {
                 last_offset: done.last_offset,
                 last_stable_offset,
             };
-            let base = self.segment_of(txn.last_offset);
             txn_index::persist(&dir, base, &txn).await?;
-            index.insert(base, txn);
+            index.appended(base);
         }
         *self.aborted.borrow_mut() = index;
         self.aborted_loaded.set(true);
@@ -94,17 +139,81 @@ impl Partition {
     /// unless one exists for that offset or there are no producers. A failure is logged: the
     /// state is then rebuilt from the log at the next open.
     pub async fn snapshot_producers(&self) {
-        let log_end = self.log.log_end_offset().0;
-        if self.snapshot_at.get() == log_end || self.producers.borrow().is_empty() {
-            return;
+        // Under the producer lock no append with a producer id is between its write and its
+        // state update, so the state is exactly that of the log up to its end.
+        if let Some(active) = self.log.active_segment_base() {
+            self.snapshot_segment.set(active.0);
         }
-        let bytes = crate::producers::snapshot::encode(&self.producers.borrow());
+        let (log_end, bytes) = {
+            let _serialised = self.producer_lock.lock().await;
+            let log_end = self.log.log_end_offset().0;
+            if self.snapshot_at.get() == log_end || self.producers.borrow().is_empty() {
+                return;
+            }
+            let bytes = crate::producers::snapshot::encode(&self.producers.borrow());
+            (log_end, bytes)
+        };
         let dir = self.log.dir().to_path_buf();
         match crate::producers::snapshot::write_bytes(&dir, log_end, bytes).await {
             Ok(()) => self.snapshot_at.set(log_end),
             Err(e) => {
                 tracing::warn!(partition = %self.tp.dir_name(), error = %e, "producer snapshot not written")
             }
+        }
+    }
+
+    /// After the log was truncated (a follower truncating to its leader, Kafka's
+    /// `UnifiedLog.truncateTo`): drops the aborted-transaction entries whose marker is gone
+    /// and rebuilds the producer state from the newest snapshot at or below the new log end
+    /// (newer ones are deleted) plus the log past it, so transactions whose marker was cut off
+    /// are open again. Call it after `storage::Log::truncate_to`, before the next append.
+    pub async fn truncated(&self, now_ms: i64) -> Result<(), TxnIndexError> {
+        let _serialised = self.producer_lock.lock().await;
+        let dir = self.log.dir().to_path_buf();
+        let end = self.log.log_end_offset().0;
+        let segments = self.aborted.borrow().segments();
+        for base in segments {
+            let entries = txn_index::read_entries(&dir, base).await?;
+            let kept: Vec<AbortedTxn> = entries
+                .iter()
+                .copied()
+                .filter(|t| t.last_offset < end)
+                .collect();
+            if kept.len() == entries.len() {
+                continue;
+            }
+            let path = storage::txn_index_path(&dir, base);
+            let bytes: Vec<u8> = kept.iter().flat_map(AbortedTxn::encode).collect();
+            crate::atomic_file::write_off_thread(path.clone(), bytes)
+                .await
+                .map_err(|source| TxnIndexError { path, source })?;
+        }
+        *self.aborted.borrow_mut() = TxnIndex::open(&dir)?;
+        let limits = crate::producers::rebuild::RebuildLimits {
+            state: self.producers.borrow().limits(),
+            previous_segment_bytes_max: 0,
+        };
+        let mut states = crate::producers::rebuild::rebuild(&self.log, limits, now_ms).await;
+        // Their entries are in the index already (their markers are below the new end).
+        drop(states.take_recovered_aborts());
+        *self.producers.borrow_mut() = states;
+        let latest = crate::producers::snapshot::list(&dir)
+            .ok()
+            .and_then(|all| all.last().map(|(offset, _)| *offset));
+        self.snapshot_at.set(latest.unwrap_or(-1));
+        Ok(())
+    }
+
+    /// Kafka snapshots the producer state when a segment rolls, so an unclean restart replays
+    /// at most about a segment: called after each append, it writes a snapshot when the active
+    /// segment changed since the last one.
+    pub(super) async fn snapshot_on_roll(&self) {
+        let rolled = self
+            .log
+            .active_segment_base()
+            .is_some_and(|active| active.0 != self.snapshot_segment.get());
+        if rolled && !self.producers.borrow().is_empty() {
+            self.snapshot_producers().await;
         }
     }
 
@@ -212,7 +321,7 @@ async fn write_marker_locked(
                     partition.tp.dir_name()
                 ));
             }
-            partition.aborted.borrow_mut().insert(base, entry);
+            partition.aborted.borrow_mut().appended(base);
         }
     }
     Ok(offset)
@@ -282,8 +391,8 @@ mod tests {
             .await
             .unwrap(); // 3
         assert_eq!(p.stable_offset(), 2);
-        assert_eq!(p.aborted_transactions(0, 4), vec![(1, 0)]);
-        assert_eq!(p.aborted_transactions(4, 5), vec![]);
+        assert_eq!(p.aborted_transactions(0, 4).await.unwrap(), vec![(1, 0)]);
+        assert_eq!(p.aborted_transactions(4, 5).await.unwrap(), vec![]);
         let stale = p
             .clone()
             .write_marker(marker(2, -1, true), 3_000, true)
@@ -303,9 +412,95 @@ mod tests {
         drop(p);
         let p = leader(dir.path()).await;
         assert_eq!((p.stable_offset(), p.high_watermark()), (5, 6));
-        assert_eq!(p.aborted_transactions(0, 6), vec![(1, 0)]);
+        assert_eq!(p.aborted_transactions(0, 6).await.unwrap(), vec![(1, 0)]);
         let views = p.producer_views();
         assert_eq!(views.len(), 2);
         assert_eq!(views[1].current_txn_start_offset, 5);
+    }
+
+    /// A segment roll writes a producer snapshot, so a restart after a crash replays only the
+    /// log past it (the state, here an open transaction, comes from the snapshot).
+    #[compio::test]
+    async fn a_segment_roll_writes_a_producer_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let size = txn_batch(1, 0, 1).len() as u64;
+        let config = storage::LogConfig {
+            segment_bytes_max: 2 * size,
+            ..storage::LogConfig::default()
+        };
+        let log = storage::Log::open(dir.path().to_path_buf(), config)
+            .await
+            .unwrap();
+        let limits = crate::config::BrokerConfig::default().producer_rebuild_limits();
+        let producers = crate::producers::rebuild::rebuild(&log, limits, 1_000).await;
+        let p = Rc::new(Partition::new(
+            TopicPartition::new("t", 0),
+            log,
+            8,
+            producers,
+        ));
+        p.become_leader(0).await.unwrap();
+        assert!(crate::producers::snapshot::list(dir.path())
+            .unwrap()
+            .is_empty());
+        for seq in 0..5 {
+            p.clone()
+                .append(produce(txn_batch(1, seq, 1)))
+                .await
+                .unwrap();
+        }
+        let snapshots = crate::producers::snapshot::list(dir.path()).unwrap();
+        assert!(!snapshots.is_empty(), "rolls wrote snapshots");
+        let (offset, path) = snapshots.last().unwrap().clone();
+        assert!(offset > 0 && offset <= 5, "{offset}");
+        let loaded =
+            crate::producers::snapshot::decode(&std::fs::read(path).unwrap(), limits.state)
+                .unwrap();
+        assert_eq!(loaded.first_unstable_offset(), Some(0));
+    }
+
+    /// A truncation below an abort marker removes its index entry and reopens the
+    /// transaction (the producer state is rebuilt from the log that is left).
+    #[compio::test]
+    async fn truncation_below_a_marker_reopens_its_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = leader(dir.path()).await;
+        p.clone().append(produce(txn_batch(1, 0, 2))).await.unwrap(); // 0..=1
+        p.clone()
+            .write_marker(marker(1, 0, false), 3_000, true)
+            .await
+            .unwrap(); // 2
+        p.clone().append(produce(txn_batch(2, 0, 1))).await.unwrap(); // 3
+        p.clone()
+            .write_marker(marker(2, 0, false), 3_000, true)
+            .await
+            .unwrap(); // 4
+        p.snapshot_producers().await;
+        assert_eq!(
+            p.aborted_transactions(0, 5).await.unwrap(),
+            vec![(1, 0), (2, 3)]
+        );
+        assert_eq!(p.stable_offset(), 5);
+        p.storage().truncate_to(storage::Offset(4)).await.unwrap();
+        p.truncated(4_000).await.unwrap();
+        assert_eq!(p.aborted_transactions(0, 5).await.unwrap(), vec![(1, 0)]);
+        assert_eq!(
+            p.stable_offset(),
+            3,
+            "producer 2's transaction is open again"
+        );
+        assert!(
+            crate::producers::snapshot::list(dir.path())
+                .unwrap()
+                .iter()
+                .all(|(offset, _)| *offset <= 4),
+            "snapshots past the new end are deleted"
+        );
+        p.clone()
+            .write_marker(marker(2, 0, true), 3_000, true)
+            .await
+            .unwrap(); // 4
+        assert_eq!(p.stable_offset(), 5);
+        assert_eq!(p.aborted_transactions(0, 5).await.unwrap(), vec![(1, 0)]);
     }
 }

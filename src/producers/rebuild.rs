@@ -33,8 +33,8 @@ const CONTROL_BATCH_BYTES_MAX: usize = 64 * 1024;
 #[derive(Debug, Clone, Copy)]
 pub struct RebuildLimits {
     pub state: StateLimits,
-    /// No longer bounds the scan (transactions need every segment past the snapshot); kept
-    /// so the setting stays accepted.
+    /// With no snapshot after a clean shutdown: the previous segment is read too when at
+    /// most this size (else only the active one), as Kafka's upgrade path.
     pub previous_segment_bytes_max: u64,
 }
 
@@ -42,17 +42,25 @@ pub struct RebuildLimits {
 pub async fn rebuild(log: &storage::Log, limits: RebuildLimits, now_ms: i64) -> ProducerStates {
     let log_end = log.log_end_offset().0;
     let log_start = log.log_start_offset().0;
-    let (mut states, from) =
-        match super::snapshot::load_latest(log.dir(), log_start, log_end, limits.state) {
-            Some((offset, states)) => (states, offset),
-            None => (ProducerStates::new(limits.state), log_start),
-        };
+    let snapshot = super::snapshot::load_latest(log.dir(), log_start, log_end, limits.state);
     let segments = match segment_files(log.dir()) {
         Ok(segments) => segments,
         Err(e) => {
             tracing::warn!(dir = %log.dir().display(), error = %e, "producer state: cannot list segments");
-            return states;
+            return snapshot.map_or_else(|| ProducerStates::new(limits.state), |(_, s)| s);
         }
+    };
+    let (mut states, from) = match snapshot {
+        Some((offset, states)) => (states, offset),
+        // Kafka's upgrade path: after a clean shutdown with no snapshot (a log written before
+        // snapshots existed; a clean close snapshots any producer) only the newest segments
+        // are read: the active one, and the previous one when at most
+        // `previous_segment_bytes_max`. After a crash, the whole log.
+        None if log.recovery_report().clean_shutdown => (
+            ProducerStates::new(limits.state),
+            newest_segments_start(&segments, limits.previous_segment_bytes_max, log_start),
+        ),
+        None => (ProducerStates::new(limits.state), log_start),
     };
     // The segment holding `from` and every later one.
     let first = segments.iter().rposition(|s| s.0 <= from).unwrap_or(0);
@@ -71,6 +79,22 @@ pub async fn rebuild(log: &storage::Log, limits: RebuildLimits, now_ms: i64) -> 
     }
     tracing::debug!(dir = %log.dir().display(), producers = states.len(), from, "producer state rebuilt");
     states
+}
+
+/// Base offset of the previous segment when it is at most `previous_max` bytes, else of the
+/// active one (the log start when there are no segments).
+fn newest_segments_start(
+    segments: &[(i64, PathBuf, u64)],
+    previous_max: u64,
+    log_start: i64,
+) -> i64 {
+    let mut newest = segments.iter().rev();
+    let active = newest.next();
+    match (newest.next(), active) {
+        (Some(previous), _) if previous.2 <= previous_max => previous.0,
+        (_, Some(active)) => active.0,
+        _ => log_start,
+    }
 }
 
 /// The offsets replayed: [from, log_end).
@@ -302,7 +326,9 @@ mod tests {
                     segment_bytes_max: 2 * size,
                     ..storage::LogConfig::default()
                 };
-                let log = storage::Log::open(path.clone(), config).await.unwrap();
+                let log = storage::Log::open(path.clone(), config.clone())
+                    .await
+                    .unwrap();
                 log.append(txn(7, 0), opts).await.unwrap(); // 0..=3: open until its marker
                 log.append(txn(8, 0), opts).await.unwrap(); // 4..=7
                 for seq in [0, 4, 8] {
@@ -350,6 +376,17 @@ mod tests {
                     "before 20"
                 );
                 assert_eq!(from_snapshot.take_recovered_aborts().len(), 1);
+                log.close().await.unwrap();
+                // Clean shutdown, no snapshot (a log from before snapshots): only the newest
+                // segments are read, as Kafka's upgrade path.
+                for (_, snapshot) in super::super::snapshot::list(&path).unwrap() {
+                    std::fs::remove_file(snapshot).unwrap();
+                }
+                let log = storage::Log::open(path.clone(), config).await.unwrap();
+                assert!(log.recovery_report().clean_shutdown);
+                let newest = rebuild(&log, LIMITS, 10_000).await;
+                assert_eq!(newest.first_unstable_offset(), None, "segment 0 not read");
+                assert_eq!(newest.last_sequence(ProducerId(9)), Some((0, 11)));
                 log.close().await.unwrap();
             });
     }

@@ -6,9 +6,10 @@
 //! Format (Kafka's `ProducerSnapshot` version 1, big-endian): version i16 = 1, crc u32
 //! (CRC-32C of everything after it), producer count i32, then per producer: producerId i64,
 //! epoch i16, lastSequence i32, lastOffset i64, offsetDelta i32, timestamp i64 (ms of the
-//! last append), coordinatorEpoch i32, currentTxnFirstOffset i64 (-1: none). As in Kafka only
-//! the last batch of each producer is kept, so after a restart only that one is recognised
-//! as a duplicate.
+//! last append), coordinatorEpoch i32, currentTxnFirstOffset i64 (-1: none). Sluice writes one
+//! entry per remembered batch of a producer (up to 5, oldest first, the rest of the entry
+//! repeated), so retries of any of them are still recognised after a restart; Kafka, which
+//! keeps one batch per producer, reads such a file as the last entry of each producer.
 //!
 //! Invariants: a snapshot is written atomically (temp file, fsync, rename); a snapshot that
 //! does not parse or whose CRC does not match is ignored (the state is rebuilt from the log);
@@ -34,16 +35,27 @@ pub fn path(dir: &Path, offset: i64) -> PathBuf {
 pub fn encode(states: &ProducerStates) -> Vec<u8> {
     let mut producers: Vec<(&ProducerId, &Entry)> = states.entries.iter().collect();
     producers.sort_by_key(|(p, _)| **p);
-    let mut body = Vec::with_capacity(4 + producers.len() * ENTRY_BYTES);
-    let count = i32::try_from(producers.len()).unwrap_or(i32::MAX);
+    // One entry per remembered batch (a producer with none: one entry without a batch).
+    let rows: Vec<(&ProducerId, &Entry, Option<&BatchMeta>)> = producers
+        .into_iter()
+        .flat_map(|(producer, entry)| {
+            let batches: Vec<Option<&BatchMeta>> = if entry.batches.is_empty() {
+                vec![None]
+            } else {
+                entry.batches.iter().map(Some).collect()
+            };
+            batches.into_iter().map(move |b| (producer, entry, b))
+        })
+        .collect();
+    let mut body = Vec::with_capacity(4 + rows.len() * ENTRY_BYTES);
+    let count = i32::try_from(rows.len()).unwrap_or(i32::MAX);
     body.extend_from_slice(&count.to_be_bytes());
-    for (producer, entry) in producers.into_iter().take(count as usize) {
-        let last = entry.batches.back();
+    for (producer, entry, batch) in rows.into_iter().take(count as usize) {
         body.extend_from_slice(&producer.0.to_be_bytes());
         body.extend_from_slice(&entry.epoch.to_be_bytes());
-        body.extend_from_slice(&last.map_or(-1, |b| b.last_seq).to_be_bytes());
-        body.extend_from_slice(&last.map_or(-1, |b| b.last_offset).to_be_bytes());
-        let delta = last.map_or(0, |b| {
+        body.extend_from_slice(&batch.map_or(-1, |b| b.last_seq).to_be_bytes());
+        body.extend_from_slice(&batch.map_or(-1, |b| b.last_offset).to_be_bytes());
+        let delta = batch.map_or(0, |b| {
             i32::try_from(b.last_offset - b.base_offset).unwrap_or(0)
         });
         body.extend_from_slice(&delta.to_be_bytes());
@@ -239,7 +251,8 @@ mod tests {
         commit(&mut s, 2, 0, 6, true);
         s.complete_marker(ProducerId(3), 4, 9, 9, false, 600);
         let bytes = encode(&s);
-        assert_eq!(bytes.len(), HEADER_BYTES + 3 * ENTRY_BYTES);
+        // Producer 1's two batches, producer 2's one, producer 3 (marker only) without.
+        assert_eq!(bytes.len(), HEADER_BYTES + 4 * ENTRY_BYTES);
         assert_eq!(&bytes[..2], &[0, 1]);
         let back = decode(&bytes, LIMITS).unwrap();
         assert_eq!(back.last_sequence(ProducerId(1)), Some((2, 5)));
@@ -248,6 +261,20 @@ mod tests {
         assert!(
             back.is_last_batch(ProducerId(1), 5),
             "the last batch is kept"
+        );
+        let first = BatchIdent {
+            producer: ProducerId(1),
+            epoch: 2,
+            first_seq: 0,
+            offset_delta: 2,
+            transactional: false,
+        };
+        assert!(
+            matches!(
+                back.plan(&[first], 600),
+                Ok(crate::producers::Plan::Duplicate(_))
+            ),
+            "older remembered batches are kept too"
         );
         let mut bad = bytes.clone();
         bad[20] ^= 1;

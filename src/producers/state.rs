@@ -166,6 +166,10 @@ impl ProducerStates {
         self.entries.len()
     }
 
+    pub fn limits(&self) -> StateLimits {
+        self.limits
+    }
+
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
@@ -323,7 +327,7 @@ impl ProducerStates {
     pub(super) fn make_room(&mut self) {
         let mut skipped = 0;
         while self.entries.len() >= self.limits.max_producers {
-            let candidate = self.lru.values().skip(skipped).next().copied();
+            let candidate = self.lru.values().nth(skipped).copied();
             let Some(candidate) = candidate else {
                 break;
             };

@@ -230,6 +230,17 @@ impl ProducerStates {
         coordinator_epoch: i32,
         txn_first_offset: Option<i64>,
     ) {
+        // A later entry of the same producer and epoch adds its batch (Sluice writes one entry
+        // per remembered batch, oldest first; Kafka keeps the last entry of a producer).
+        if let Some(entry) = self.entries.get_mut(&producer) {
+            if entry.epoch == epoch {
+                if entry.batches.len() == super::state::BATCHES_RETAINED {
+                    entry.batches.pop_front();
+                }
+                entry.batches.extend(batch);
+                return;
+            }
+        }
         self.remove(producer);
         self.make_room();
         let tick = self.next_tick;

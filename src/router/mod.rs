@@ -99,19 +99,38 @@ impl Router {
 
     /// Waits until any of the partitions has data past its offset, or until `deadline`.
     pub async fn wait_for_data(&self, items: Vec<(TopicPartition, i64)>, deadline: Instant) {
+        self.wait_for(items, deadline, false).await;
+    }
+
+    /// `wait_for_data` for read_committed fetches: until any LSO passes its offset.
+    pub async fn wait_for_stable_data(&self, items: Vec<(TopicPartition, i64)>, deadline: Instant) {
+        self.wait_for(items, deadline, true).await;
+    }
+
+    async fn wait_for(&self, items: Vec<(TopicPartition, i64)>, deadline: Instant, stable: bool) {
         let groups = split::split(items, |(tp, _)| self.owner(tp));
         let waits = groups.groups.into_iter().map(|(owner, (_, items))| {
             Box::pin(async move {
                 if owner == self.shard.id {
-                    self.shard.partitions.wait(items, deadline).await;
+                    let partitions = &self.shard.partitions;
+                    partitions.wait_bounded(items, deadline, stable).await;
                 } else {
                     let call = self.shard.mesh.call(owner, |reply| {
-                        PartitionMsg::Wait {
-                            items,
-                            deadline,
-                            reply,
+                        if stable {
+                            PartitionMsg::WaitStable {
+                                items,
+                                deadline,
+                                reply,
+                            }
+                            .into()
+                        } else {
+                            PartitionMsg::Wait {
+                                items,
+                                deadline,
+                                reply,
+                            }
+                            .into()
                         }
-                        .into()
                     });
                     if call.await.is_err() {
                         // The owner is gone (shutdown): do not spin, sleep out the deadline.

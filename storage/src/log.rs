@@ -176,6 +176,11 @@ impl Log {
             .map(|(base, _)| Offset(*base))
     }
 
+    /// Base offset of the active segment (`None` once closed).
+    pub fn active_segment_base(&self) -> Option<Offset> {
+        self.state.borrow().active().ok().map(|s| Offset(s.base))
+    }
+
     /// Base offsets of every segment, oldest first.
     pub fn segment_bases(&self) -> Vec<Offset> {
         self.state

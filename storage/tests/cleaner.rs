@@ -57,6 +57,7 @@ fn options(now_ms: i64, config: CompactionConfig, dedupe_bytes: usize) -> CleanO
         pace: None,
         crash_at: None,
         is_last_producer_batch: None,
+        is_aborted_batch: None,
         force: false,
     }
 }
@@ -553,5 +554,65 @@ fn an_idempotent_producers_last_batch_stays_as_an_empty_batch() {
         // Producer 7's batch is kept empty; producer 8's (not its last per the state) goes;
         // producer 9's holds the surviving record.
         assert_eq!(headers, vec![(7, 0, 0), (9, 2, 1)]);
+    });
+}
+
+/// An aborted transaction's value does not supersede the committed one for its key, and its
+/// records are removed; control batches are kept.
+#[test]
+fn aborted_transactional_values_are_discarded_not_kept_as_latest() {
+    let root = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let log = Log::open(part_dir(root.path()), log_config(1 << 20))
+            .await
+            .unwrap();
+        let value = |pid: i64, v: &[u8], ts: i64| {
+            BatchBuilder::new(ts)
+                .producer(pid, 0, 0)
+                .transactional()
+                .record(Some(b"k"), Some(v), &[])
+                .build()
+        };
+        let marker = |pid: i64, commit: u8, ts: i64| {
+            BatchBuilder::new(ts)
+                .producer(pid, 0, -1)
+                .transactional()
+                .control()
+                .record(Some(&[0, 0, 0, commit]), Some(&[0, 0, 0, 0, 0, 0]), &[])
+                .build()
+        };
+        log.append(value(7, b"committed", 100), opts(100))
+            .await
+            .unwrap(); // 0
+        log.append_control(marker(7, 1, 101), opts(101))
+            .await
+            .unwrap(); // 1
+        log.append(value(8, b"aborted", 102), opts(102))
+            .await
+            .unwrap(); // 2
+        log.append_control(marker(8, 0, 103), opts(103))
+            .await
+            .unwrap(); // 3
+        log.roll().await.unwrap();
+        let is_aborted = |pid: i64, base: i64| pid == 8 && base == 2;
+        let mut o = options(1_000, compaction(0, i64::MAX / 4), 1 << 20);
+        o.is_aborted_batch = Some(&is_aborted);
+        log.clean(o).await.unwrap();
+        let bytes = read_all(&log).await;
+        let mut values = Vec::new();
+        let mut controls = Vec::new();
+        for b in storage::split_batches(&bytes) {
+            let b = b.unwrap();
+            let h = BatchHeader::parse(b).unwrap();
+            if h.is_control() {
+                controls.push(h.base_offset);
+                continue;
+            }
+            for r in storage::batch::records(b).unwrap() {
+                values.push(r.unwrap().value.unwrap().to_vec());
+            }
+        }
+        assert_eq!(values, vec![b"committed".to_vec()]);
+        assert_eq!(controls, vec![1, 3]);
     });
 }

@@ -126,6 +126,7 @@ fn options(pace: Option<storage::cleaner::Pace<'_>>) -> CleanOptions<'_> {
         pace,
         crash_at: None,
         is_last_producer_batch: None,
+        is_aborted_batch: None,
         force: false,
     }
 }

@@ -124,6 +124,21 @@ pub struct CleanOptions<'a> {
     /// batch because it is that idempotent producer's last (Kafka keeps it so the producer's
     /// sequence survives a rebuild of the producer state from the log).
     pub is_last_producer_batch: Option<&'a dyn Fn(i64, i64) -> bool>,
+    /// `(producer id, base offset)` of a transactional batch: true when its transaction was
+    /// aborted (the partition's aborted-transaction index). Such a batch neither enters the
+    /// key map (an aborted value must not supersede a committed one) nor keeps its records,
+    /// as Kafka's cleaner discards aborted transactions; its control batch is kept.
+    pub is_aborted_batch: Option<&'a dyn Fn(i64, i64) -> bool>,
+}
+
+impl CleanOptions<'_> {
+    fn aborted(&self, header: &BatchHeader) -> bool {
+        header.is_transactional()
+            && !header.is_control()
+            && self
+                .is_aborted_batch
+                .is_some_and(|f| f(header.producer_id, header.base_offset))
+    }
 }
 
 /// How dirty a log is (Kafka's `LogToClean`).
@@ -566,7 +581,7 @@ impl Log {
                 }
                 let bytes = reader.batch();
                 let check = records::check_stored(bytes).map_err(|e| corrupt_at(seg, pos, e))?;
-                if h.is_control() {
+                if h.is_control() || opts.aborted(&h) {
                     continue;
                 }
                 let section = records::records_section(
@@ -796,9 +811,10 @@ fn clean_batch(
     let horizon = records::delete_horizon(header);
     let mut kept = Vec::with_capacity(recs.len());
     let mut tombstones_kept = false;
+    let aborted = opts.aborted(header);
     for r in &recs {
         let offset = header.base_offset + i64::from(r.offset_delta);
-        let keep = retain.keep(r, offset, horizon);
+        let keep = !aborted && retain.keep(r, offset, horizon);
         if keep && r.value.is_none() {
             tombstones_kept = true;
         }
