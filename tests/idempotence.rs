@@ -1,8 +1,8 @@
 //! Idempotent producers end to end: librdkafka with `enable.idempotence=true` delivers exactly
 //! once and in order; over the raw protocol, InitProducerId hands out distinct ids (also across
 //! a restart), a resent batch is answered with its original offset and stored once, sequence
-//! gaps and stale epochs are refused, duplicate detection survives a restart, and transactional
-//! use is refused (InitProducerId with a transactional id, FindCoordinator key type 1).
+//! gaps and stale epochs are refused, duplicate detection survives a restart, and a transactional
+//! id gets its coordinator and a distinct producer id (tests/transactions.rs covers the rest).
 
 // Test code: a failed expectation should fail the test loudly (docs/decisions/0014).
 #![allow(
@@ -26,7 +26,6 @@ use kafka_protocol::protocol::StrBytes;
 
 const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
 const INVALID_PRODUCER_EPOCH: i16 = 47;
-const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
 const PRODUCE_VERSION: i16 = 9;
 const INIT_PRODUCER_ID_VERSION: i16 = 4;
 /// FindCoordinator's key type of a transaction coordinator lookup.
@@ -234,7 +233,7 @@ fn duplicates_are_detected_after_a_restart() {
 }
 
 #[test]
-fn producer_ids_are_distinct_across_restarts_and_transactions_are_refused() {
+fn producer_ids_are_distinct_across_restarts_and_transactional_ids_get_a_coordinator() {
     let mut broker = Broker::start(BrokerOpts::default());
     let mut ids: Vec<i64> = (0..10).map(|_| new_producer(&broker)).collect();
     broker.restart();
@@ -244,6 +243,8 @@ fn producer_ids_are_distinct_across_restarts_and_transactions_are_refused() {
     distinct.dedup();
     assert_eq!(distinct.len(), ids.len(), "ids repeat: {ids:?}");
 
+    // A transactional id gets its producer id from the same allocator (distinct from every
+    // idempotent producer's), epoch 0, from its transaction coordinator.
     let transactional = init_producer_id(
         &broker,
         &InitProducerIdRequest::default()
@@ -252,14 +253,12 @@ fn producer_ids_are_distinct_across_restarts_and_transactions_are_refused() {
             .with_producer_id(ProducerId(-1))
             .with_producer_epoch(-1),
     );
-    assert_eq!(
-        transactional.error_code,
-        TRANSACTIONAL_ID_AUTHORIZATION_FAILED
-    );
-    assert_eq!(transactional.producer_id.0, -1);
+    assert_eq!(transactional.error_code, 0);
+    assert_eq!(transactional.producer_epoch, 0);
+    assert!(!ids.contains(&transactional.producer_id.0));
 
-    // The transaction coordinator lookup a transactional client makes first fails the same way
-    // (not retriable), in the single-key (v3) and the batched (v4+) form.
+    // The transaction coordinator lookup a transactional client makes first finds this broker,
+    // in the single-key (v3) and the batched (v4+) form.
     let single: FindCoordinatorResponse = wire::call(
         broker.socket_addr(),
         ApiKey::FindCoordinator,
@@ -268,8 +267,8 @@ fn producer_ids_are_distinct_across_restarts_and_transactions_are_refused() {
             .with_key(s("tx-1"))
             .with_key_type(KEY_TYPE_TRANSACTION),
     );
-    assert_eq!(single.error_code, TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
-    assert_eq!(single.node_id.0, -1);
+    assert_eq!(single.error_code, 0);
+    assert_eq!(single.port, i32::from(broker.socket_addr().port()));
     let batched: FindCoordinatorResponse = wire::call(
         broker.socket_addr(),
         ApiKey::FindCoordinator,
@@ -279,5 +278,5 @@ fn producer_ids_are_distinct_across_restarts_and_transactions_are_refused() {
             .with_key_type(KEY_TYPE_TRANSACTION),
     );
     let codes: Vec<i16> = batched.coordinators.iter().map(|c| c.error_code).collect();
-    assert_eq!(codes, vec![TRANSACTIONAL_ID_AUTHORIZATION_FAILED; 2]);
+    assert_eq!(codes, vec![0; 2]);
 }

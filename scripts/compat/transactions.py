@@ -123,7 +123,8 @@ def consume_transform_produce():
     check(len(seen) == 20, "consumed the 20 input records")
 
     def committed():
-        probe = Consumer({"bootstrap.servers": BOOT, "group.id": group})
+        probe = Consumer({"bootstrap.servers": BOOT, "group.id": group,
+                          "isolation.level": "read_uncommitted"})
         offs = probe.committed([TopicPartition(src, 0), TopicPartition(src, 1)], TIMEOUT)
         probe.close()
         return sorted(t.offset for t in offs)

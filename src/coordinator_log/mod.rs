@@ -165,10 +165,10 @@ pub fn build_batches(records: &[KeyValue], now_ms: i64, producer: Option<TxnProd
 /// attributes onward).
 fn mark_transactional(batch: &mut BytesMut) {
     // Attributes at byte 21..23, CRC at 17..21 (Kafka's v2 batch header).
-    let Some(attrs) = batch.get(21..23) else {
+    let Some(&[high, low]) = batch.get(21..23) else {
         return;
     };
-    let value = i16::from_be_bytes([attrs[0], attrs[1]]) | ATTR_TRANSACTIONAL;
+    let value = i16::from_be_bytes([high, low]) | ATTR_TRANSACTIONAL;
     if let Some(field) = batch.get_mut(21..23) {
         field.copy_from_slice(&value.to_be_bytes());
     }

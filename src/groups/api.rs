@@ -43,6 +43,9 @@ pub enum GroupOp {
         group: String,
         /// None: every committed offset of the group.
         topics: Option<Vec<(String, Vec<i32>)>>,
+        /// OffsetFetch v7+ (KIP-447): a partition with pending transactional offsets answers
+        /// UNSTABLE_OFFSET_COMMIT instead of its last committed offset.
+        require_stable: bool,
     },
     Describe {
         group: String,

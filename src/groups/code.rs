@@ -28,6 +28,8 @@ pub enum GroupCode {
     UnknownMemberId,
     UnknownServerError,
     UnknownTopicOrPartition,
+    /// OffsetFetch with require_stable while TxnOffsetCommit offsets await their marker.
+    UnstableOffsetCommit,
 }
 
 impl GroupCode {
@@ -55,6 +57,7 @@ impl GroupCode {
             Self::UnknownMemberId => K::UnknownMemberId.code(),
             Self::UnknownServerError => K::UnknownServerError.code(),
             Self::UnknownTopicOrPartition => K::UnknownTopicOrPartition.code(),
+            Self::UnstableOffsetCommit => K::UnstableOffsetCommit.code(),
         }
     }
 

@@ -58,7 +58,11 @@ pub async fn execute(shard: &Shard, op: GroupOp) -> GroupAnswer {
         ),
         GroupOp::Leave { group, members } => leave(shard, group, members).await,
         GroupOp::Commit(request) => commit(shard, request).await,
-        GroupOp::FetchOffsets { group, topics } => fetch_offsets(shard, &group, topics),
+        GroupOp::FetchOffsets {
+            group,
+            topics,
+            require_stable,
+        } => fetch_offsets(shard, &group, topics, require_stable),
         GroupOp::Describe { group } => describe(shard, &group),
         GroupOp::List => list(shard),
         GroupOp::Delete { group } => delete(shard, group).await,
@@ -373,16 +377,30 @@ fn fetch_offsets(
     shard: &Shard,
     group_id: &str,
     topics: Option<Vec<(String, Vec<i32>)>>,
+    require_stable: bool,
 ) -> GroupAnswer {
     let groups = shard.groups.groups.borrow();
-    let offsets = groups.get(group_id).map(|e| &e.offsets);
+    let entry = groups.get(group_id);
+    let offsets = entry.map(|e| &e.offsets);
+    let unstable = |key: &(String, i32)| {
+        require_stable && entry.is_some_and(|e| e.pending_txn.values().any(|o| o.contains_key(key)))
+    };
     let answer = match topics {
         Some(topics) => topics
             .into_iter()
             .map(|(topic, partitions)| {
                 let found = partitions
                     .into_iter()
-                    .map(|p| fetched(offsets.and_then(|o| o.get(&(topic.clone(), p))), p))
+                    .map(|p| {
+                        let key = (topic.clone(), p);
+                        if unstable(&key) {
+                            return FetchedOffset {
+                                error: GroupCode::UnstableOffsetCommit,
+                                ..fetched(None, p)
+                            };
+                        }
+                        fetched(offsets.and_then(|o| o.get(&key)), p)
+                    })
                     .collect();
                 (topic, found)
             })

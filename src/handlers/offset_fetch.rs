@@ -29,7 +29,13 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
                         .map(|t| (t.name.0.to_string(), t.partition_indexes.clone()))
                         .collect()
                 });
-                fetch(&shard, &request, g.group_id.0.to_string(), wanted)
+                fetch(
+                    &shard,
+                    &request,
+                    g.group_id.0.to_string(),
+                    wanted,
+                    body.require_stable,
+                )
             });
             let results = super::dedup::in_order(lookups).await;
             let groups = body
@@ -50,6 +56,7 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
                 &request,
                 body.group_id.0.to_string(),
                 wanted.clone(),
+                version >= 7 && body.require_stable,
             )
             .await;
             single_group(result, wanted, version)
@@ -58,9 +65,19 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
     })
 }
 
-async fn fetch(shard: &Rc<Shard>, request: &Request, group: String, topics: Wanted) -> Fetched {
+async fn fetch(
+    shard: &Rc<Shard>,
+    request: &Request,
+    group: String,
+    topics: Wanted,
+    require_stable: bool,
+) -> Fetched {
     let all_topics = topics.is_none();
-    let op = GroupOp::FetchOffsets { group, topics };
+    let op = GroupOp::FetchOffsets {
+        group,
+        topics,
+        require_stable,
+    };
     match super::authz::route_group(shard, request, op).await {
         GroupAnswer::Fetched(found) => Ok(authorized_topics(shard, request, found, all_topics)),
         other => Err(error_of(&other)),

@@ -15,13 +15,16 @@ pub fn txn_allowed(shard: &Shard, request: &Request, operation: Operation, id: &
     super::authz::allowed(shard, request, operation, ResourceType::TransactionalId, id)
 }
 
-/// Per partition of a request: Ok when the topic may be written and the partition exists, else
-/// the code Kafka answers (TOPIC_AUTHORIZATION_FAILED, UNKNOWN_TOPIC_OR_PARTITION).
+/// Per topic, each partition with its refusal code (None: it may be added).
+pub type CheckedPartitions = Vec<(String, Vec<(i32, Option<i16>)>)>;
+
+/// Per partition of a request: None when the topic may be written and the partition exists,
+/// else the code Kafka answers (TOPIC_AUTHORIZATION_FAILED, UNKNOWN_TOPIC_OR_PARTITION).
 pub fn check_partitions(
     shard: &Shard,
     request: &Request,
     topics: &[(String, Vec<i32>)],
-) -> Vec<(String, Vec<(i32, Option<i16>)>)> {
+) -> CheckedPartitions {
     topics
         .iter()
         .map(|(topic, partitions)| {
