@@ -3,7 +3,7 @@
 //! checks them with its default options (principal claim `sub`, no required scope, no clock
 //! skew). Pure: no I/O. Meant for tests and trusted networks, as in Kafka. With
 //! `sasl.oauthbearer.jwks.endpoint.url` set, signed tokens are validated instead
-//! (`oauth_jwks`, docs/decisions/0016); the initial response is parsed here for both.
+//! (`oauth_jwks`, docs/decisions/0019); the initial response is parsed here for both.
 //!
 //! Invariants: every parse is checked (no indexing on client bytes); a token that parses but
 //! does not validate gets Kafka's JSON error challenge, and the exchange fails on the client's
