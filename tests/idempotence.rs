@@ -243,20 +243,6 @@ fn producer_ids_are_distinct_across_restarts_and_transactional_ids_get_a_coordin
     distinct.dedup();
     assert_eq!(distinct.len(), ids.len(), "ids repeat: {ids:?}");
 
-    // A transactional id gets its producer id from the same allocator (distinct from every
-    // idempotent producer's), epoch 0, from its transaction coordinator.
-    let transactional = init_producer_id(
-        &broker,
-        &InitProducerIdRequest::default()
-            .with_transactional_id(Some(TransactionalId(s("tx-1"))))
-            .with_transaction_timeout_ms(60_000)
-            .with_producer_id(ProducerId(-1))
-            .with_producer_epoch(-1),
-    );
-    assert_eq!(transactional.error_code, 0);
-    assert_eq!(transactional.producer_epoch, 0);
-    assert!(!ids.contains(&transactional.producer_id.0));
-
     // The transaction coordinator lookup a transactional client makes first finds this broker,
     // in the single-key (v3) and the batched (v4+) form.
     let single: FindCoordinatorResponse = wire::call(
@@ -279,4 +265,18 @@ fn producer_ids_are_distinct_across_restarts_and_transactional_ids_get_a_coordin
     );
     let codes: Vec<i16> = batched.coordinators.iter().map(|c| c.error_code).collect();
     assert_eq!(codes, vec![0; 2]);
+
+    // A transactional id gets its producer id from the same allocator (distinct from every
+    // idempotent producer's), epoch 0, from its transaction coordinator.
+    let transactional = init_producer_id(
+        &broker,
+        &InitProducerIdRequest::default()
+            .with_transactional_id(Some(TransactionalId(s("tx-1"))))
+            .with_transaction_timeout_ms(60_000)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1),
+    );
+    assert_eq!(transactional.error_code, 0);
+    assert_eq!(transactional.producer_epoch, 0);
+    assert!(!ids.contains(&transactional.producer_id.0));
 }

@@ -479,6 +479,15 @@ fn an_offsets_marker_over_the_wire_completes_transactional_offsets() {
         .with_transaction_timeout_ms(60_000)
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);
+    // As a client does first: the coordinator lookup (which creates __transaction_state).
+    let _: kafka_protocol::messages::FindCoordinatorResponse = wire::call(
+        broker.socket_addr(),
+        ApiKey::FindCoordinator,
+        3,
+        &kafka_protocol::messages::FindCoordinatorRequest::default()
+            .with_key(txn_id.0.clone())
+            .with_key_type(1),
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     let (producer, epoch) = loop {
         let r: InitProducerIdResponse =

@@ -26,6 +26,9 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
     Box::pin(async move {
         let version = request.version();
         let body: FindCoordinatorRequest = request.decode()?;
+        if body.key_type == KEY_TYPE_TRANSACTION {
+            ensure_transaction_log(&shard).await;
+        }
         let response = if version >= 4 {
             let coordinators = body
                 .coordinator_keys
@@ -50,6 +53,22 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
 }
 
 /// Why a key of this type gets no coordinator (None: it gets this broker).
+/// Kafka creates `__transaction_state` when a client first looks for a transaction
+/// coordinator (`KafkaApis.getOrCreateInternalTopic`), not at start: a broker that never runs
+/// transactions keeps no 50 idle partitions. On a single node the creation is awaited here; on
+/// a KRaft cluster the active controller creates it with the offsets topic
+/// (`cluster::duties`), and until then the answer is COORDINATOR_NOT_AVAILABLE.
+async fn ensure_transaction_log(shard: &Rc<Shard>) {
+    let exists = shard
+        .topics
+        .borrow()
+        .get(crate::internal_topics::TRANSACTION_STATE_TOPIC)
+        .is_some();
+    if !exists && shard.cluster.is_none() {
+        crate::txn::ensure_log_topic(shard).await;
+    }
+}
+
 fn key_type_error(key_type: i8) -> Option<K> {
     match key_type {
         KEY_TYPE_GROUP => None,

@@ -107,7 +107,6 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
     if shard.id == router::REGISTRY_SHARD {
         if boot.cluster.is_none() {
             crate::groups::ensure_offsets_topic(&shard).await;
-            crate::txn::ensure_log_topic(&shard).await;
         }
         announce_ready(&shard, &boot).await;
     }

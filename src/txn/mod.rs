@@ -106,7 +106,8 @@ pub async fn adopted(shard: &Shard, changed: &[crate::topics::TopicMeta]) {
     }
 }
 
-/// Shard 0, once every shard serves its inbox: creates `__transaction_state` if absent, with
+/// Creates `__transaction_state` if absent (on the first FindCoordinator for a transaction,
+/// or by the active controller of a KRaft cluster), with
 /// Kafka's configs for it (`TransactionStateManager.transactionTopicConfigs`:
 /// cleanup.policy=compact, compression.type=uncompressed, segment.bytes=
 /// `transaction.state.log.segment.bytes`, unclean.leader.election.enable=false). Its
