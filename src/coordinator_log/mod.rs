@@ -9,7 +9,8 @@
 //!   `Coordinator`), under the partition's write lock (`Loaded`), answered once written.
 //! - Reads: when a shard owns a partition it replays it from log start to the high watermark,
 //!   batch by batch (`replay`), and only then serves that partition's keys (`Loaded`).
-//! - The topic is created by shard 0 at start with the coordinator's configs (`ensure_topic`).
+//! - The topic is created with the coordinator's configs (`io::ensure_topic`).
+//! - `io`: everything done on a shard (loading, appends, replay, topic creation).
 //!
 //! Invariants: I/O errors on the write path stop the process (as for produce); a batch that
 //! does not decode during replay is skipped with a warning, never a panic; state is
@@ -20,15 +21,16 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
-use storage::builder::{decode_batch, BatchBuilder, Record};
+use storage::builder::BatchBuilder;
 
-use crate::partition::{PartitionError, PartitionProxy, TopicPartition};
-use crate::shard::Shard;
+use crate::partition::PartitionError;
+
+pub mod io;
 
 /// Records are packed into batches of about this size.
 const BATCH_BYTES_TARGET: usize = 512 * 1024;
 /// Bytes read per step of a replay.
-const REPLAY_READ_BYTES: u32 = 1024 * 1024;
+pub(crate) const REPLAY_READ_BYTES: u32 = 1024 * 1024;
 /// Attribute bit of a transactional batch (Kafka's `RecordBatch.TRANSACTIONAL_FLAG_MASK`).
 const ATTR_TRANSACTIONAL: i16 = 0x10;
 
@@ -88,32 +90,6 @@ impl Loaded {
         let mut all: Vec<u32> = self.logs.borrow().keys().copied().collect();
         all.sort_unstable();
         all
-    }
-}
-
-/// The partitions of `topic` this shard owns and has not loaded yet.
-pub fn owned_unloaded(shard: &Shard, topic: &str, loaded: &Loaded) -> Vec<u32> {
-    let partitions = shard.topics.borrow().get(topic).map_or(0, |m| m.partitions);
-    (0..partitions)
-        .filter(|&index| {
-            shard.placement.shard_for(topic, index) == shard.id
-                && loaded.get(index).is_none()
-                && leads_partition(shard, topic, index)
-        })
-        .collect()
-}
-
-/// Whether this broker leads `partition` of the coordinator topic `topic`, and so coordinates
-/// its keys (Kafka: the coordinator is the partition's leader). True while the topic does not
-/// exist yet: the owner shard then answers COORDINATOR_LOAD_IN_PROGRESS, as before it is
-/// created.
-pub fn leads_partition(shard: &Shard, topic: &str, partition: u32) -> bool {
-    let image = shard.topics.borrow();
-    match image.get(topic) {
-        None => true,
-        Some(_) => image
-            .partition(topic, partition)
-            .is_some_and(|r| r.leader == shard.config.node_id),
     }
 }
 
@@ -178,119 +154,6 @@ fn mark_transactional(batch: &mut BytesMut) {
     }
 }
 
-/// Appends `records` to partition `index` of `topic`; the caller holds that partition's lock.
-pub async fn append_locked(
-    shard: &Shard,
-    topic: &str,
-    index: u32,
-    records: &[KeyValue],
-    producer: Option<TxnProducer>,
-) -> Result<(), LogError> {
-    if records.is_empty() {
-        return Ok(());
-    }
-    let tp = TopicPartition::new(topic, index);
-    if !shard.partitions.contains(&tp) {
-        return Err(LogError::NotLoaded(index));
-    }
-    let batches = build_batches(records, crate::clock::system_now_ms(), producer);
-    // Through the partition's one write path (I/O errors there stop the process).
-    shard
-        .partitions
-        .append_coordinator(&tp, batches)
-        .await
-        .map_err(|e| match e {
-            PartitionError::UnknownTopicOrPartition => LogError::NotLoaded(index),
-            other => LogError::Partition(other),
-        })
-}
-
-/// Appends under the partition's lock (`loaded` says whether it is loaded here).
-pub async fn append(
-    shard: &Shard,
-    topic: &str,
-    loaded: &Loaded,
-    index: u32,
-    records: &[KeyValue],
-) -> Result<(), LogError> {
-    let log = loaded.get(index).ok_or(LogError::NotLoaded(index))?;
-    let _guard = log.lock.lock().await;
-    append_locked(shard, topic, index, records, None).await
-}
-
-/// Replays partition `index` of `topic` from its log start to its high watermark (what is
-/// committed), handing each decoded batch to `visit` in log order.
-pub async fn replay(
-    shard: &Shard,
-    topic: &str,
-    index: u32,
-    mut visit: impl FnMut(&storage::BatchHeader, Vec<Record>),
-) -> Result<(), LogError> {
-    let partition = shard
-        .partitions
-        .get(&TopicPartition::new(topic, index))
-        .ok_or(LogError::NotLoaded(index))?;
-    let end = partition.high_watermark();
-    let mut offset = partition.log_start_offset();
-    while offset < end {
-        let read = partition
-            .read(offset, REPLAY_READ_BYTES, true, -1, false)
-            .await
-            .map_err(LogError::Partition)?;
-        let Some(slice) = read.slice else {
-            break;
-        };
-        let bytes = slice.read_bytes().await?;
-        let mut next = offset;
-        for raw in storage::split_batches(&bytes) {
-            let raw = raw?;
-            let header = storage::BatchHeader::parse(raw)?;
-            next = header.base_offset + i64::from(header.last_offset_delta) + 1;
-            match decode_batch(raw) {
-                Ok(batch) => visit(&header, batch.records),
-                // Not written by a coordinator (e.g. a compressed produce): skipped.
-                Err(e) => tracing::warn!(topic, partition = index, error = %e, "skipping batch"),
-            }
-        }
-        if next <= offset {
-            break;
-        }
-        offset = next;
-    }
-    Ok(())
-}
-
-/// An internal topic a coordinator needs.
-pub struct InternalTopic {
-    pub name: &'static str,
-    pub partitions: u32,
-    pub replication_factor: i16,
-    pub configs: crate::topics::config::TopicOverrides,
-}
-
-/// Creates `topic` if it does not exist (run by shard 0 once every shard serves its inbox);
-/// the caller decides whether a failure is fatal.
-pub async fn ensure_topic(shard: &Rc<Shard>, topic: InternalTopic) -> Result<(), String> {
-    if shard.topics.borrow().get(topic.name).is_some() {
-        return Ok(());
-    }
-    let new = crate::router::NewTopic {
-        name: topic.name.to_owned(),
-        partitions: i32::try_from(topic.partitions).unwrap_or(i32::MAX),
-        replication_factor: topic.replication_factor,
-        configs: topic.configs,
-        assignments: None,
-    };
-    let created = crate::router::Router::new(shard.clone())
-        .create_topics(vec![new], false)
-        .await;
-    match created.into_iter().next() {
-        Some(Ok(_)) | Some(Err(crate::topics::TopicError::AlreadyExists(_))) => Ok(()),
-        Some(Err(e)) => Err(format!("cannot create {}: {e}", topic.name)),
-        None => Err(format!("cannot create {}: no answer", topic.name)),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -318,7 +181,7 @@ mod tests {
         assert!(!header.is_control());
         assert_eq!((header.producer_id, header.producer_epoch), (7, 3));
         storage::batch::validate_batch(&bytes, 1 << 20).expect("crc valid");
-        let decoded = decode_batch(&bytes).expect("records decode");
+        let decoded = storage::builder::decode_batch(&bytes).expect("records decode");
         assert_eq!(decoded.records.len(), 1);
         let plain = build_batches(&records, 1, None);
         assert!(!storage::BatchHeader::parse(&plain)

@@ -50,7 +50,7 @@ pub async fn append_locked(
     index: u32,
     records: Vec<KeyValue>,
 ) -> Result<(), GroupError> {
-    Ok(log::append_locked(shard, OFFSETS_TOPIC, index, &records, None).await?)
+    Ok(log::io::append_locked(shard, OFFSETS_TOPIC, index, &records, None).await?)
 }
 
 /// Appends a transactional producer's offset records (TxnOffsetCommit); the caller holds the
@@ -61,12 +61,12 @@ pub async fn append_txn_locked(
     records: Vec<KeyValue>,
     producer: TxnProducer,
 ) -> Result<(), GroupError> {
-    Ok(log::append_locked(shard, OFFSETS_TOPIC, index, &records, Some(producer)).await?)
+    Ok(log::io::append_locked(shard, OFFSETS_TOPIC, index, &records, Some(producer)).await?)
 }
 
 /// Appends under the partition's lock.
 pub async fn append(shard: &Shard, index: u32, records: Vec<KeyValue>) -> Result<(), GroupError> {
-    Ok(log::append(shard, OFFSETS_TOPIC, shard.groups.loaded(), index, &records).await?)
+    Ok(log::io::append(shard, OFFSETS_TOPIC, shard.groups.loaded(), index, &records).await?)
 }
 
 pub fn offset_record(
@@ -119,7 +119,7 @@ pub fn group_record(entry: &GroupEntry) -> Result<KeyValue, GroupError> {
 /// Loads every offsets partition this shard owns and this broker leads, and has not loaded
 /// yet.
 pub async fn load_owned(shard: &Shard) {
-    for index in log::owned_unloaded(shard, OFFSETS_TOPIC, shard.groups.loaded()) {
+    for index in log::io::owned_unloaded(shard, OFFSETS_TOPIC, shard.groups.loaded()) {
         match load_partition(shard, index).await {
             Ok(groups) => {
                 tracing::debug!(partition = index, groups, "offsets partition loaded");
@@ -142,7 +142,7 @@ struct Replayed {
 
 async fn load_partition(shard: &Shard, index: u32) -> Result<usize, GroupError> {
     let mut replayed: HashMap<String, Replayed> = HashMap::new();
-    log::replay(shard, OFFSETS_TOPIC, index, |header, records| {
+    log::io::replay(shard, OFFSETS_TOPIC, index, |header, records| {
         if header.is_control() {
             let commit = records
                 .first()

@@ -10,6 +10,17 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
+/// A transaction a marker closed: what the aborted-transaction index records (Kafka's
+/// `CompletedTxn`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompletedTxn {
+    pub producer_id: i64,
+    pub first_offset: i64,
+    /// The marker's offset.
+    pub last_offset: i64,
+    pub aborted: bool,
+}
+
 /// Batches remembered per producer: Kafka's NUM_BATCHES_TO_RETAIN, which is also the most
 /// in-flight requests an idempotent client may have per connection.
 pub const BATCHES_RETAINED: usize = 5;
@@ -146,7 +157,7 @@ pub struct ProducerStates {
     pub(super) ongoing: BTreeMap<i64, ProducerId>,
     /// Transactions closed while the log was replayed at open, with the LSO after each: the
     /// partition indexes the aborted ones its `.txnindex` lacks (`take_recovered_aborts`).
-    pub(super) recovered: Vec<(super::txn::CompletedTxn, i64)>,
+    pub(super) recovered: Vec<(CompletedTxn, i64)>,
 }
 
 impl ProducerStates {

@@ -9,16 +9,7 @@
 
 use super::state::{Entry, ProducerId, ProducerStates};
 
-/// A transaction a marker closed: what the aborted-transaction index records (Kafka's
-/// `CompletedTxn`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CompletedTxn {
-    pub producer_id: i64,
-    pub first_offset: i64,
-    /// The marker's offset.
-    pub last_offset: i64,
-    pub aborted: bool,
-}
+pub use super::state::CompletedTxn;
 
 /// Why a marker is refused (Kafka's exceptions).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -28,7 +28,7 @@ pub enum ShardMsg {
     /// To a group's coordinator shard (see `groups::route`).
     Group(GroupMsg),
     /// To a transactional id's coordinator shard (see `txn::route`).
-    Txn(crate::txn::TxnMsg),
+    Txn(crate::txn::api::TxnMsg),
     /// Answered once the shard serves its inbox (startup barrier).
     Ping { reply: Reply<()> },
     /// From the shard serving /metrics: this shard's metrics now.
@@ -62,8 +62,8 @@ impl From<GroupMsg> for ShardMsg {
     }
 }
 
-impl From<crate::txn::TxnMsg> for ShardMsg {
-    fn from(msg: crate::txn::TxnMsg) -> Self {
+impl From<crate::txn::api::TxnMsg> for ShardMsg {
+    fn from(msg: crate::txn::api::TxnMsg) -> Self {
         Self::Txn(msg)
     }
 }

@@ -12,6 +12,7 @@
 //! in the log before it is answered; every message between shards carries owned data only.
 
 pub mod api;
+pub mod code;
 pub mod codec;
 pub mod coordinator;
 pub mod markers;
@@ -127,13 +128,13 @@ pub async fn ensure_log_topic(shard: &Rc<Shard>) {
         .config
         .transaction_state_log_replication_factor
         .min(i16::try_from(brokers).unwrap_or(i16::MAX));
-    let topic = crate::coordinator_log::InternalTopic {
+    let topic = crate::coordinator_log::io::InternalTopic {
         name: TRANSACTION_STATE_TOPIC,
         partitions: shard.config.transaction_state_log_num_partitions,
         replication_factor,
         configs,
     };
-    if let Err(e) = crate::coordinator_log::ensure_topic(shard, topic).await {
+    if let Err(e) = crate::coordinator_log::io::ensure_topic(shard, topic).await {
         tracing::error!(error = %e, "transactions unavailable");
     }
 }

@@ -14,7 +14,7 @@
 
 use std::collections::BTreeSet;
 
-use super::api::TxnCode;
+use super::code::TxnCode;
 
 /// Kafka's `RecordBatch.NO_PRODUCER_EPOCH` / `NO_PRODUCER_ID`.
 pub const NO_PRODUCER_EPOCH: i16 = -1;

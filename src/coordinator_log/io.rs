@@ -1,0 +1,151 @@
+//! The coordinator log's work on a shard: which partitions this shard loads (owned here, led
+//! by this broker), appends through the partition service, replay, and the internal topic's
+//! creation. Kept apart from `coordinator_log` (plain data: placement, the loaded set, batch
+//! building) so that the shard's state can hold a `Loaded` without importing the shard back.
+
+use std::rc::Rc;
+
+use storage::builder::{decode_batch, Record};
+
+use super::{build_batches, KeyValue, Loaded, LogError, TxnProducer, REPLAY_READ_BYTES};
+use crate::partition::{PartitionError, PartitionProxy, TopicPartition};
+use crate::shard::Shard;
+
+/// The partitions of `topic` this shard owns and has not loaded yet.
+pub fn owned_unloaded(shard: &Shard, topic: &str, loaded: &Loaded) -> Vec<u32> {
+    let partitions = shard.topics.borrow().get(topic).map_or(0, |m| m.partitions);
+    (0..partitions)
+        .filter(|&index| {
+            shard.placement.shard_for(topic, index) == shard.id
+                && loaded.get(index).is_none()
+                && leads_partition(shard, topic, index)
+        })
+        .collect()
+}
+
+/// Whether this broker leads `partition` of the coordinator topic `topic`, and so coordinates
+/// its keys (Kafka: the coordinator is the partition's leader). True while the topic does not
+/// exist yet: the owner shard then answers COORDINATOR_LOAD_IN_PROGRESS, as before it is
+/// created.
+pub fn leads_partition(shard: &Shard, topic: &str, partition: u32) -> bool {
+    let image = shard.topics.borrow();
+    match image.get(topic) {
+        None => true,
+        Some(_) => image
+            .partition(topic, partition)
+            .is_some_and(|r| r.leader == shard.config.node_id),
+    }
+}
+
+/// Appends `records` to partition `index` of `topic`; the caller holds that partition's lock.
+pub async fn append_locked(
+    shard: &Shard,
+    topic: &str,
+    index: u32,
+    records: &[KeyValue],
+    producer: Option<TxnProducer>,
+) -> Result<(), LogError> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let tp = TopicPartition::new(topic, index);
+    if !shard.partitions.contains(&tp) {
+        return Err(LogError::NotLoaded(index));
+    }
+    let batches = build_batches(records, crate::clock::system_now_ms(), producer);
+    // Through the partition's one write path (I/O errors there stop the process).
+    shard
+        .partitions
+        .append_coordinator(&tp, batches)
+        .await
+        .map_err(|e| match e {
+            PartitionError::UnknownTopicOrPartition => LogError::NotLoaded(index),
+            other => LogError::Partition(other),
+        })
+}
+
+/// Appends under the partition's lock (`loaded` says whether it is loaded here).
+pub async fn append(
+    shard: &Shard,
+    topic: &str,
+    loaded: &Loaded,
+    index: u32,
+    records: &[KeyValue],
+) -> Result<(), LogError> {
+    let log = loaded.get(index).ok_or(LogError::NotLoaded(index))?;
+    let _guard = log.lock.lock().await;
+    append_locked(shard, topic, index, records, None).await
+}
+
+/// Replays partition `index` of `topic` from its log start to its high watermark (what is
+/// committed), handing each decoded batch to `visit` in log order.
+pub async fn replay(
+    shard: &Shard,
+    topic: &str,
+    index: u32,
+    mut visit: impl FnMut(&storage::BatchHeader, Vec<Record>),
+) -> Result<(), LogError> {
+    let partition = shard
+        .partitions
+        .get(&TopicPartition::new(topic, index))
+        .ok_or(LogError::NotLoaded(index))?;
+    let end = partition.high_watermark();
+    let mut offset = partition.log_start_offset();
+    while offset < end {
+        let read = partition
+            .read(offset, REPLAY_READ_BYTES, true, -1, false)
+            .await
+            .map_err(LogError::Partition)?;
+        let Some(slice) = read.slice else {
+            break;
+        };
+        let bytes = slice.read_bytes().await?;
+        let mut next = offset;
+        for raw in storage::split_batches(&bytes) {
+            let raw = raw?;
+            let header = storage::BatchHeader::parse(raw)?;
+            next = header.base_offset + i64::from(header.last_offset_delta) + 1;
+            match decode_batch(raw) {
+                Ok(batch) => visit(&header, batch.records),
+                // Not written by a coordinator (e.g. a compressed produce): skipped.
+                Err(e) => tracing::warn!(topic, partition = index, error = %e, "skipping batch"),
+            }
+        }
+        if next <= offset {
+            break;
+        }
+        offset = next;
+    }
+    Ok(())
+}
+
+/// An internal topic a coordinator needs.
+pub struct InternalTopic {
+    pub name: &'static str,
+    pub partitions: u32,
+    pub replication_factor: i16,
+    pub configs: crate::topics::config::TopicOverrides,
+}
+
+/// Creates `topic` if it does not exist (run by shard 0 once every shard serves its inbox);
+/// the caller decides whether a failure is fatal.
+pub async fn ensure_topic(shard: &Rc<Shard>, topic: InternalTopic) -> Result<(), String> {
+    if shard.topics.borrow().get(topic.name).is_some() {
+        return Ok(());
+    }
+    let new = crate::router::NewTopic {
+        name: topic.name.to_owned(),
+        partitions: i32::try_from(topic.partitions).unwrap_or(i32::MAX),
+        replication_factor: topic.replication_factor,
+        configs: topic.configs,
+        assignments: None,
+    };
+    let created = crate::router::Router::new(shard.clone())
+        .create_topics(vec![new], false)
+        .await;
+    match created.into_iter().next() {
+        Some(Ok(_)) | Some(Err(crate::topics::TopicError::AlreadyExists(_))) => Ok(()),
+        Some(Err(e)) => Err(format!("cannot create {}: {e}", topic.name)),
+        None => Err(format!("cannot create {}: no answer", topic.name)),
+    }
+}
