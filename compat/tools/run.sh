@@ -304,7 +304,7 @@ leader_election() {
 transactions() {
   local o=$TMP/data-transactions
   kafka TransactionsCommand --bootstrap-server "$B" list >"$o.out" || true
-  if grep -qE "^TransactionalId +Coordinator +ProducerId +TransactionState" "$o.out"; then return 0; fi
+  if grep -qE "^TransactionalId[[:space:]]+Coordinator[[:space:]]+ProducerId[[:space:]]+TransactionState" "$o.out"; then return 0; fi
   not_yet transactions "$o.out" "The node does not support [A-Z_]+"
 }
 
