@@ -35,7 +35,10 @@ fn partition(value: &Value, index: usize) -> &Value {
 #[test]
 fn describe_lists_the_partitions_of_a_dead_broker() {
     let mut cluster = Cluster::start(ClusterOpts::default());
-    assert_eq!(cluster.create_topic("offline", 3, Duration::from_secs(30)), 0);
+    assert_eq!(
+        cluster.create_topic("offline", 3, Duration::from_secs(30)),
+        0
+    );
     let controller = cluster.controller_index(0).expect("a controller");
     let victim = (controller + 1) % 3;
     let victim_id = Cluster::node_id(victim);
@@ -57,7 +60,11 @@ fn describe_lists_the_partitions_of_a_dead_broker() {
     let (ok, text, value) = describe(&addr, "offline");
     assert!(ok, "describe with an unreachable leader failed: {text}");
     let value = value.expect("JSON output");
-    assert_eq!(value["partitions"].as_array().map(Vec::len), Some(3), "{text}");
+    assert_eq!(
+        value["partitions"].as_array().map(Vec::len),
+        Some(3),
+        "{text}"
+    );
 
     let bound = Duration::from_millis(cluster.opts.session_timeout_ms) + Duration::from_secs(10);
     wait_until(bound, "the victim's partitions to go leaderless", || {
@@ -73,7 +80,10 @@ fn describe_lists_the_partitions_of_a_dead_broker() {
             assert_eq!(row["leader"], -1, "{text}");
             assert_eq!(row["high_watermark"], -1, "{text}");
         } else {
-            assert_eq!(row["high_watermark"], 0, "a live partition keeps its offsets: {text}");
+            assert_eq!(
+                row["high_watermark"], 0,
+                "a live partition keeps its offsets: {text}"
+            );
         }
     }
 }

@@ -42,7 +42,10 @@ fn idle_controller_connections_are_closed_and_do_not_lock_peers_out() {
             Ok(0) => closed_by_server += 1,
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => closed_by_server += 1,
             Ok(_) => panic!("the controller sent bytes to a silent client"),
-            Err(e) => panic!("a silent connection stayed open {:?}: {e}", opened.elapsed()),
+            Err(e) => panic!(
+                "a silent connection stayed open {:?}: {e}",
+                opened.elapsed()
+            ),
         }
     }
     assert_eq!(closed_by_server, accepted);
@@ -50,7 +53,10 @@ fn idle_controller_connections_are_closed_and_do_not_lock_peers_out() {
     // A broker that is not the controller can reach it again: an idempotent producer there
     // gets its producer id (AllocateProducerIds on a new controller connection).
     let other = (controller + 1) % 3;
-    assert_eq!(cluster.create_topic("after-idle", 1, Duration::from_secs(30)), 0);
+    assert_eq!(
+        cluster.create_topic("after-idle", 1, Duration::from_secs(30)),
+        0
+    );
     let producer =
         common::kafka::producer(cluster.broker(other), &[("enable.idempotence", "true")]);
     let records = common::kafka::keyed_records(5, 1, 10);

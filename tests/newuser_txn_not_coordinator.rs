@@ -56,7 +56,10 @@ fn a_broker_that_is_not_the_coordinator_answers_not_coordinator() {
         .with_producer_epoch(-1);
     let resp: InitProducerIdResponse = wire::call(addr, ApiKey::InitProducerId, 4, &init);
     assert_ne!(resp.error_code, COORDINATOR_LOAD_IN_PROGRESS);
-    assert_eq!(resp.error_code, NOT_COORDINATOR, "InitProducerId off the coordinator");
+    assert_eq!(
+        resp.error_code, NOT_COORDINATOR,
+        "InitProducerId off the coordinator"
+    );
 
     let end = EndTxnRequest::default()
         .with_transactional_id(TransactionalId(StrBytes::from_static_str(TXN_ID)))
@@ -64,14 +67,24 @@ fn a_broker_that_is_not_the_coordinator_answers_not_coordinator() {
         .with_producer_epoch(0)
         .with_committed(true);
     let resp: EndTxnResponse = wire::call(addr, ApiKey::EndTxn, 3, &end);
-    assert_eq!(resp.error_code, NOT_COORDINATOR, "EndTxn off the coordinator");
+    assert_eq!(
+        resp.error_code, NOT_COORDINATOR,
+        "EndTxn off the coordinator"
+    );
 
     // The coordinator itself serves the id (once its partition is loaded).
     let coordinator_addr = cluster.broker(coordinator_index).socket_addr();
-    wait_until(Duration::from_secs(30), "InitProducerId on the coordinator", || {
-        let resp: InitProducerIdResponse =
-            wire::call(coordinator_addr, ApiKey::InitProducerId, 4, &init);
-        assert_ne!(resp.error_code, NOT_COORDINATOR, "the coordinator refused its id");
-        resp.error_code == 0
-    });
+    wait_until(
+        Duration::from_secs(30),
+        "InitProducerId on the coordinator",
+        || {
+            let resp: InitProducerIdResponse =
+                wire::call(coordinator_addr, ApiKey::InitProducerId, 4, &init);
+            assert_ne!(
+                resp.error_code, NOT_COORDINATOR,
+                "the coordinator refused its id"
+            );
+            resp.error_code == 0
+        },
+    );
 }

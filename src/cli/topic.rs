@@ -298,7 +298,10 @@ fn offsets_of_reachable(
 ) -> BTreeMap<(String, i32), i64> {
     let mut by_leader: BTreeMap<i32, Vec<(String, meta::PartitionInfo)>> = BTreeMap::new();
     for entry in wanted.iter().filter(|(_, p)| p.leader >= 0) {
-        by_leader.entry(entry.1.leader).or_default().push(entry.clone());
+        by_leader
+            .entry(entry.1.leader)
+            .or_default()
+            .push(entry.clone());
     }
     let mut out = BTreeMap::new();
     for (leader, entries) in by_leader {
