@@ -4,6 +4,13 @@
 //! idempotent producer's InitProducerId then answered COORDINATOR_NOT_AVAILABLE: no producer id
 //! block from the controller). Found trying the cluster as a new user.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 mod common;
 
 use std::io::Read;

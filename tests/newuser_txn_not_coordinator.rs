@@ -4,6 +4,13 @@
 //! COORDINATOR_LOAD_IN_PROGRESS (14), which makes a client retry the same broker. Found trying
 //! the cluster as a new user.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 mod common;
 
 use std::time::Duration;
