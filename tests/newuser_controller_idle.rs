@@ -19,16 +19,19 @@ use std::time::{Duration, Instant};
 
 use common::cluster::{Cluster, ClusterOpts};
 
-/// The controller listener's limit (`controller.max.connections`, not settable from the config
-/// file yet: its default).
-const CONNECTIONS_MAX: usize = 64;
+/// The controller listener's limit in this test (`controller.max.connections`, small so the test
+/// fills it quickly).
+const CONNECTIONS_MAX: usize = 8;
 /// `controller.quorum.request.timeout.ms` here: a first frame must start within it.
 const REQUEST_TIMEOUT_MS: u64 = 1000;
 
 #[test]
 fn idle_controller_connections_are_closed_and_do_not_lock_peers_out() {
     let cluster = Cluster::start(ClusterOpts {
-        extra_toml: format!("\"controller.quorum.request.timeout.ms\" = {REQUEST_TIMEOUT_MS}\n"),
+        extra_toml: format!(
+            "\"controller.max.connections\" = {CONNECTIONS_MAX}\n\
+             \"controller.quorum.request.timeout.ms\" = {REQUEST_TIMEOUT_MS}\n"
+        ),
         ..ClusterOpts::default()
     });
     let controller = cluster.controller_index(0).expect("a controller");
