@@ -42,7 +42,23 @@ TOML
     echo "broker $i: clients 127.0.0.1:${CLIENT_PORTS[$((i-1))]}, controller 127.0.0.1:${CONTROLLER_PORTS[$((i-1))]}, metrics http://127.0.0.1:${ADMIN_PORTS[$((i-1))]}/metrics, data $dir/data, log $dir/sluice.log"
 done
 echo "bootstrap.servers=127.0.0.1:9092,127.0.0.1:9192,127.0.0.1:9292 (Ctrl-C stops all three)"
-# Any broker exiting on its own stops the others too.
-wait -n "${PIDS[@]}" || true
-echo "a broker exited; see its log"
-stop_all
+# A broker exiting on its own (a crash, kill -9) leaves the others running, so a failure can be
+# watched (its partitions go leaderless after broker.session.timeout.ms); the script says how
+# to start it again and ends once none is left.
+running=("${PIDS[@]}")
+while ((${#running[@]})); do
+    wait -n "${running[@]}" || true
+    still=()
+    for i in 1 2 3; do
+        pid=${PIDS[$((i-1))]}
+        if kill -0 "$pid" 2>/dev/null; then
+            still+=("$pid")
+        elif [[ " ${running[*]} " == *" $pid "* ]]; then
+            dir="$ROOT/broker-$i"
+            echo "broker $i exited (see $dir/sluice.log); the others keep running. Start it again with (Ctrl-C here then leaves it running):"
+            echo "  setsid $BIN --config $dir/sluice.toml >> $dir/sluice.log 2>&1 &"
+        fi
+    done
+    running=("${still[@]}")
+done
+echo "every broker has exited"

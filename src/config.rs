@@ -380,6 +380,11 @@ pub struct BrokerConfig {
     /// Sluice's: metadata-log entries between snapshots (Kafka counts bytes).
     #[serde(rename = "metadata.log.max.entries.between.snapshots")]
     pub metadata_log_max_entries_between_snapshots: u64,
+    /// Sluice's: connections the controller listener serves at once (Kafka has no per-listener
+    /// limit by default); a connection whose first frame does not start within
+    /// `controller.quorum.request.timeout.ms` is closed.
+    #[serde(rename = "controller.max.connections")]
+    pub controller_max_connections: usize,
     /// Replication (issue 11, `src/replication/`), Kafka's names and defaults.
     #[serde(rename = "replica.lag.time.max.ms")]
     pub replica_lag_time_max_ms: u64,
@@ -546,6 +551,7 @@ impl Default for BrokerConfig {
             controller_quorum_fetch_timeout_ms: 2000,
             controller_quorum_request_timeout_ms: 2000,
             metadata_log_max_entries_between_snapshots: 10_000,
+            controller_max_connections: 64,
             replica_lag_time_max_ms: 30_000,
             num_replica_fetchers: 1,
             replica_fetch_max_bytes: 1024 * 1024,

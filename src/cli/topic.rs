@@ -218,8 +218,8 @@ fn describe(client: &mut Client, out: Out, topic: &str, all_configs: bool) -> Re
         .iter()
         .map(|p| (topic.to_owned(), p.clone()))
         .collect();
-    let start = meta::list_offsets(client, &wanted, EARLIEST)?;
-    let end = meta::list_offsets(client, &wanted, LATEST)?;
+    let start = offsets_of_reachable(client, &wanted, EARLIEST);
+    let end = offsets_of_reachable(client, &wanted, LATEST);
     let partition_rows: Vec<Value> = partitions
         .iter()
         .map(|p| {
@@ -285,6 +285,32 @@ fn describe(client: &mut Client, out: Out, topic: &str, all_configs: bool) -> Re
         )
     });
     Ok(())
+}
+
+/// `meta::list_offsets` per leader, for describe: a partition without a leader (-1, its broker
+/// fenced) or whose leader does not answer is shown with offsets -1 and a warning on stderr, as
+/// Kafka's `kafka-topics --describe` still lists an offline partition (`Leader: none`) instead
+/// of failing the whole command.
+fn offsets_of_reachable(
+    client: &mut Client,
+    wanted: &[(String, meta::PartitionInfo)],
+    timestamp: i64,
+) -> BTreeMap<(String, i32), i64> {
+    let mut by_leader: BTreeMap<i32, Vec<(String, meta::PartitionInfo)>> = BTreeMap::new();
+    for entry in wanted.iter().filter(|(_, p)| p.leader >= 0) {
+        by_leader
+            .entry(entry.1.leader)
+            .or_default()
+            .push(entry.clone());
+    }
+    let mut out = BTreeMap::new();
+    for (leader, entries) in by_leader {
+        match meta::list_offsets(client, &entries, timestamp) {
+            Ok(found) => out.extend(found),
+            Err(e) => eprintln!("warning: offsets of the partitions led by broker {leader}: {e}"),
+        }
+    }
+    out
 }
 
 struct ConfigEntry {

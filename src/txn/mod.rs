@@ -64,7 +64,14 @@ pub async fn route(shard: &Rc<Shard>, op: TxnOp) -> TxnAnswer {
     let Some(id) = op.transactional_id() else {
         return coordinator::execute(shard, op).await;
     };
-    let (owner, _) = owner_of(shard, id);
+    let (owner, partition) = owner_of(shard, id);
+    if !id.is_empty()
+        && !crate::coordinator_log::leads_partition(shard, TRANSACTION_STATE_TOPIC, partition)
+    {
+        // Another broker coordinates the id: the client finds it again (FindCoordinator), as
+        // Kafka answers NOT_COORDINATOR (COORDINATOR_LOAD_IN_PROGRESS would keep it here).
+        return TxnAnswer::Error(TxnCode::NotCoordinator);
+    }
     call_shard(shard, owner, op).await
 }
 

@@ -75,13 +75,27 @@ pub async fn read_frame(
     max_bytes: usize,
     body_timeout: Duration,
 ) -> Result<(u8, Vec<u8>), FrameError> {
+    let len_buf = read_frame_len(stream).await?;
+    read_frame_rest(stream, len_buf, max_bytes, body_timeout).await
+}
+
+/// A frame's 4-byte length, however long it takes to come.
+async fn read_frame_len(stream: &mut TcpStream) -> Result<[u8; 4], FrameError> {
     let BufResult(res, len_buf) = stream.read_exact([0u8; 4]).await;
-    if let Err(e) = res {
-        return Err(match e.kind() {
-            io::ErrorKind::UnexpectedEof => FrameError::Closed,
-            _ => FrameError::Io(e),
-        });
+    match res {
+        Ok(()) => Ok(len_buf),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(FrameError::Closed),
+        Err(e) => Err(FrameError::Io(e)),
     }
+}
+
+/// The rest of a frame whose length `len_buf` has arrived, within `body_timeout`.
+async fn read_frame_rest(
+    stream: &mut TcpStream,
+    len_buf: [u8; 4],
+    max_bytes: usize,
+    body_timeout: Duration,
+) -> Result<(u8, Vec<u8>), FrameError> {
     let len = u32::from_be_bytes(len_buf) as usize;
     if len > max_bytes {
         return Err(FrameError::TooLarge {
@@ -198,19 +212,32 @@ async fn serve_connection(
     lifecycle: Option<&super::lifecycle::Lifecycle>,
     settings: ServerSettings,
 ) -> io::Result<()> {
+    // A peer writes its first request right after connecting, so a connection whose first
+    // frame has not started within a frame timeout is no peer: closing it then keeps idle
+    // sockets from holding the `controller.max.connections` slots (locking real peers and
+    // brokers out) for the whole `connections.max.idle.ms`.
+    let mut wait = settings.frame_timeout.min(settings.idle_timeout);
     loop {
-        let next = read_frame(
-            &mut stream,
-            settings.request_max_bytes,
-            settings.frame_timeout,
-        );
-        let (kind, payload) = match compio::time::timeout(settings.idle_timeout, next).await {
+        let frame = match compio::time::timeout(wait, read_frame_len(&mut stream)).await {
             Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "idle")),
-            Ok(Ok(frame)) => frame,
-            Ok(Err(FrameError::Closed)) => return Ok(()),
-            Ok(Err(FrameError::Io(e))) => return Err(e),
-            Ok(Err(e)) => return Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
+            Ok(Ok(len_buf)) => {
+                read_frame_rest(
+                    &mut stream,
+                    len_buf,
+                    settings.request_max_bytes,
+                    settings.frame_timeout,
+                )
+                .await
+            }
+            Ok(Err(e)) => Err(e),
         };
+        let (kind, payload) = match frame {
+            Ok(frame) => frame,
+            Err(FrameError::Closed) => return Ok(()),
+            Err(FrameError::Io(e)) => return Err(e),
+            Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
+        };
+        wait = settings.idle_timeout;
         let response = match (kind, lifecycle) {
             (KIND_BROKER_REGISTRATION..=KIND_AUTO_CREATE_TOPICS, Some(lifecycle)) => {
                 Ok(handle_broker_request(lifecycle, kind, &payload).await?)
