@@ -66,7 +66,7 @@ pub async fn route(shard: &Rc<Shard>, op: TxnOp) -> TxnAnswer {
     };
     let (owner, partition) = owner_of(shard, id);
     if !id.is_empty()
-        && !crate::coordinator_log::leads_partition(shard, TRANSACTION_STATE_TOPIC, partition)
+        && !crate::coordinator_log::io::leads_partition(shard, TRANSACTION_STATE_TOPIC, partition)
     {
         // Another broker coordinates the id: the client finds it again (FindCoordinator), as
         // Kafka answers NOT_COORDINATOR (COORDINATOR_LOAD_IN_PROGRESS would keep it here).
