@@ -40,6 +40,7 @@ pub mod placement;
 pub mod quorum;
 pub mod records;
 pub mod replica_fetcher;
+pub mod replicas;
 pub mod security_control;
 pub mod security_image;
 pub mod security_store;

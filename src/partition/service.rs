@@ -17,8 +17,9 @@ use futures_util::future::{join_all, select_all};
 use shards::Shutdown;
 
 use super::api::{
-    DeleteRecordsItem, DeleteRecordsResult, MarkerItem, MarkerResult, OffsetOk, OffsetQuery,
-    OffsetResult, PartitionMsg, ProduceItem, ProduceResult, ProducersResult, ReadItem, ReadResult,
+    DeleteRecordsItem, DeleteRecordsResult, FollowerFetchItem, FollowerFetchResult, MarkerItem,
+    MarkerResult, OffsetOk, OffsetQuery, OffsetResult, PartitionMsg, ProduceItem, ProduceResult,
+    ProducersResult, ReadItem, ReadResult,
 };
 use super::handle::PartitionHandle;
 use super::proxy::{AppendOrigin, AppendRequest, PartitionProxy};
@@ -198,6 +199,12 @@ impl PartitionService {
             PartitionMsg::DescribeProducers { items, reply } => {
                 reply.send(self.describe_producers(&items))
             }
+            PartitionMsg::FollowerFetch {
+                replica_id,
+                items,
+                deadline,
+                reply,
+            } => reply.send(self.follower_fetch(replica_id, items, deadline).await),
         }
     }
 
@@ -271,6 +278,62 @@ impl PartitionService {
             .iter()
             .map(|tp| Ok(self.lookup(tp)?.producer_views()))
             .collect()
+    }
+
+    /// A follower's Fetch (Kafka's `fetchMessages` with a replica id): each partition from
+    /// its replicated leader (NOT_LEADER_OR_FOLLOWER when this shard does not lead it with
+    /// followers). When none has records or a diverging epoch, waits once for an append to
+    /// one of them (or `deadline`, or shutdown) and reads again, so an idle follower
+    /// long-polls instead of spinning.
+    pub async fn follower_fetch(
+        &self,
+        replica_id: i32,
+        items: Vec<FollowerFetchItem>,
+        deadline: Instant,
+    ) -> Vec<FollowerFetchResult> {
+        let results = self.follower_fetch_once(replica_id, &items).await;
+        let has_news = |r: &FollowerFetchResult| match r {
+            Ok(ok) => ok.read.slice.is_some() || ok.diverging_epoch.is_some(),
+            Err(_) => true,
+        };
+        if results.iter().any(has_news) || Instant::now() >= deadline {
+            return results;
+        }
+        let receivers: Vec<_> = items
+            .iter()
+            .filter_map(|item| self.replicated(&item.tp)?.local().subscribe())
+            .collect();
+        if receivers.is_empty() {
+            return results;
+        }
+        let timer = Box::pin(compio::time::sleep_until(deadline));
+        let shutdown = Box::pin(self.shutdown.wait());
+        let stop = futures_util::future::select(timer, shutdown);
+        futures_util::future::select(stop, select_all(receivers)).await;
+        self.follower_fetch_once(replica_id, &items).await
+    }
+
+    async fn follower_fetch_once(
+        &self,
+        replica_id: i32,
+        items: &[FollowerFetchItem],
+    ) -> Vec<FollowerFetchResult> {
+        let fetches = items.iter().map(|item| async move {
+            let leader = self
+                .replicated(&item.tp)
+                .ok_or(PartitionError::NotLeaderOrFollower)?;
+            leader
+                .follower_fetch(
+                    replica_id,
+                    item.fetch_offset,
+                    item.last_fetched_epoch,
+                    item.current_leader_epoch,
+                    item.max_bytes,
+                    self.clock.now_ms(),
+                )
+                .await
+        });
+        join_all(fetches).await
     }
 
     pub async fn read(&self, items: Vec<ReadItem>) -> Vec<ReadResult> {
