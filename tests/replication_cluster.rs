@@ -1,7 +1,8 @@
 //! Replication across three `sluice` processes (issue 11): an RF=3 topic produced with
 //! acks=all is replicated to both followers by their replica fetchers (the leader's bytes
 //! unchanged: every replica's segments byte-identical) and consumers read every acknowledged
-//! record from the leader.
+//! record from the leader; after the leader is killed with SIGKILL, the new leader (elected
+//! from the ISR by the controller's fencing) serves every acknowledged record.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -52,33 +53,11 @@ fn acks_all_records_reach_every_replica_byte_for_byte() {
     let cluster = Cluster::start(opts);
     let topic = "replicated";
     assert_eq!(cluster.create_topic(topic, 1, Duration::from_secs(30)), 0);
-    let mut leader = -1;
-    wait_until(Duration::from_secs(20), "the topic on every broker, led, RF=3", || {
-        let views: Vec<_> = (0..3).map(|i| registration(&cluster, i, topic)).collect();
-        match &views[0] {
-            Some((l, replicas, _)) if *l > 0 && replicas.len() == 3 => {
-                leader = *l;
-                views.iter().all(|v| v == &views[0])
-            }
-            _ => false,
-        }
-    });
+    let leader = wait_leader(&cluster, &[0, 1, 2], topic, -1);
     let leader_index = usize::try_from(leader - 1).unwrap();
-    let producer = common::kafka::producer(cluster.broker(leader_index), &[("acks", "all")]);
     let sent = common::kafka::keyed_records(300, 7, 100);
     let mut checker = QueueChecker::new();
-    for record in &sent {
-        checker.sent(&record.value);
-    }
-    let deliveries = common::kafka::produce(&producer, topic, &sent, Some(0));
-    let placed = common::kafka::assert_all_acked(&deliveries);
-    // One producer stream: acknowledged in offset order.
-    let mut by_offset: Vec<(i64, usize)> = placed.iter().map(|(id, (_, o))| (*o, *id)).collect();
-    by_offset.sort_unstable();
-    assert_eq!(by_offset.len(), sent.len(), "every record acknowledged");
-    for (_, id) in by_offset {
-        checker.acked(0, "p", &sent[id].value);
-    }
+    produce_checked(&cluster, leader_index, topic, &sent, &mut checker);
     // acks=all answered only once the high watermark passed every batch: both followers
     // had fetched them; their segments are the leader's bytes.
     let dir = |i: usize| cluster.broker(i).data_dir().join(format!("{topic}-0"));
@@ -95,8 +74,112 @@ fn acks_all_records_reach_every_replica_byte_for_byte() {
     let received = common::kafka::consume_all(cluster.broker(leader_index), topic, 1);
     assert_eq!(received.len(), sent.len());
     for r in &received {
-        checker.read(r.partition, r.offset, r.value.as_deref().unwrap_or_default());
+        checker.read(
+            r.partition,
+            r.offset,
+            r.value.as_deref().unwrap_or_default(),
+        );
     }
     let report = checker.report();
     assert!(report.is_clean(), "{report:?}");
+}
+
+/// The leader is killed with SIGKILL after acknowledging records with acks=all: the
+/// controller fences it and elects another ISR member, which serves every acknowledged record
+/// (its high watermark catches up once the other survivor fetches from it) and takes new
+/// acks=all records, replicated byte for byte to the remaining follower.
+#[test]
+fn a_new_leader_serves_every_acknowledged_record_after_kill_9() {
+    let opts = ClusterOpts {
+        extra_toml: "\"default.replication.factor\" = 3\n".into(),
+        ..ClusterOpts::default()
+    };
+    let mut cluster = Cluster::start(opts);
+    let topic = "failover";
+    assert_eq!(cluster.create_topic(topic, 1, Duration::from_secs(30)), 0);
+    let leader = wait_leader(&cluster, &[0, 1, 2], topic, -1);
+    let old_index = usize::try_from(leader - 1).unwrap();
+    let mut checker = QueueChecker::new();
+    let before = common::kafka::keyed_records(200, 5, 80);
+    produce_checked(&cluster, old_index, topic, &before, &mut checker);
+    cluster.broker_mut(old_index).kill9();
+    let survivors: Vec<usize> = (0..3).filter(|i| *i != old_index).collect();
+    let new_leader = wait_leader(&cluster, &survivors, topic, leader);
+    let new_index = usize::try_from(new_leader - 1).unwrap();
+    // More acks=all records through the new leader (ISR: the two survivors).
+    let mut after = common::kafka::keyed_records(100, 5, 80);
+    for r in &mut after {
+        r.value.extend_from_slice(b"-after");
+    }
+    produce_checked(&cluster, new_index, topic, &after, &mut checker);
+    let total = i64::try_from(before.len() + after.len()).unwrap();
+    wait_until(
+        Duration::from_secs(20),
+        "the new leader's high watermark",
+        || common::kafka::watermarks(cluster.broker(new_index), topic, 1)[0].1 >= total,
+    );
+    for r in common::kafka::consume_all(cluster.broker(new_index), topic, 1) {
+        checker.read(
+            r.partition,
+            r.offset,
+            r.value.as_deref().unwrap_or_default(),
+        );
+    }
+    let report = checker.report();
+    assert!(report.is_clean(), "{report:?}");
+    let dir = |i: usize| cluster.broker(i).data_dir().join(format!("{topic}-0"));
+    let leader_bytes = segment_bytes(&dir(new_index));
+    let follower = survivors.iter().copied().find(|i| *i != new_index).unwrap();
+    wait_until(
+        Duration::from_secs(20),
+        "the follower to hold the new leader's bytes",
+        || segment_bytes(&dir(follower)) == leader_bytes,
+    );
+}
+
+/// Waits until every broker of `on` names the same leader of partition 0 of `topic`, one
+/// other than `not`; returns it.
+fn wait_leader(cluster: &Cluster, on: &[usize], topic: &str, not: i32) -> i32 {
+    let mut leader = -1;
+    wait_until(
+        Duration::from_secs(30),
+        "one leader named by every broker",
+        || {
+            let views: Vec<_> = on
+                .iter()
+                .map(|i| registration(cluster, *i, topic))
+                .collect();
+            match &views[0] {
+                Some((l, replicas, _)) if *l > 0 && *l != not && replicas.len() == 3 => {
+                    leader = *l;
+                    views.iter().all(|v| v == &views[0])
+                }
+                _ => false,
+            }
+        },
+    );
+    leader
+}
+
+/// Produces `records` with acks=all to partition 0 through broker `index`, every one
+/// acknowledged, and tells the checker (acknowledged in offset order: one stream).
+fn produce_checked(
+    cluster: &Cluster,
+    index: usize,
+    topic: &str,
+    records: &[common::kafka::TestRecord],
+    checker: &mut QueueChecker,
+) {
+    let producer = common::kafka::producer(cluster.broker(index), &[("acks", "all")]);
+    for r in records {
+        checker.sent(&r.value);
+    }
+    let deliveries = common::kafka::produce(&producer, topic, records, Some(0));
+    let placed = common::kafka::assert_all_acked(&deliveries);
+    let mut by_offset: Vec<(i64, usize)> = placed.iter().map(|(id, (_, o))| (*o, *id)).collect();
+    by_offset.sort_unstable();
+    assert_eq!(by_offset.len(), records.len(), "every record acknowledged");
+    for (_, id) in by_offset {
+        checker.acked(0, "p", &records[id].value);
+    }
 }
