@@ -183,3 +183,78 @@ fn produce_checked(
         checker.acked(0, "p", &records[id].value);
     }
 }
+
+/// A follower that stops fetching (SIGSTOP) while its session is still alive leaves the ISR
+/// through the leader's AlterPartition after `replica.lag.time.max.ms`, so acks=all produces
+/// complete with the other two; once it runs again it catches up, the leader adds it back
+/// (AlterPartition again) and its segments are the leader's bytes.
+#[test]
+fn a_stalled_follower_leaves_the_isr_and_rejoins_through_alter_partition() {
+    let opts = ClusterOpts {
+        // Fencing (session timeout) far later than the ISR shrink: only AlterPartition can
+        // explain an ISR without the stalled broker while it is still listed.
+        session_timeout_ms: 60_000,
+        extra_toml: "\"default.replication.factor\" = 3\n\"replica.lag.time.max.ms\" = 1000\n"
+            .into(),
+        ..ClusterOpts::default()
+    };
+    let cluster = Cluster::start(opts);
+    let topic = "stall";
+    assert_eq!(cluster.create_topic(topic, 1, Duration::from_secs(30)), 0);
+    let leader = wait_leader(&cluster, &[0, 1, 2], topic, -1);
+    let leader_index = usize::try_from(leader - 1).unwrap();
+    let stalled = (leader_index + 1) % 3;
+    let stalled_id = Cluster::node_id(stalled);
+    let mut checker = QueueChecker::new();
+    produce_checked(
+        &cluster,
+        leader_index,
+        topic,
+        &common::kafka::keyed_records(50, 3, 50),
+        &mut checker,
+    );
+    signal(&cluster, stalled, "-STOP");
+    let mut during = common::kafka::keyed_records(50, 3, 50);
+    for r in &mut during {
+        r.value.extend_from_slice(b"-during");
+    }
+    produce_checked(&cluster, leader_index, topic, &during, &mut checker);
+    let isr = registration(&cluster, leader_index, topic).unwrap().2;
+    assert!(
+        !isr.contains(&stalled_id),
+        "ISR {isr:?} without {stalled_id}"
+    );
+    assert_eq!(isr.len(), 2, "ISR {isr:?}");
+    signal(&cluster, stalled, "-CONT");
+    wait_until(
+        Duration::from_secs(30),
+        "the follower back in the ISR",
+        || registration(&cluster, leader_index, topic).is_some_and(|r| r.2.len() == 3),
+    );
+    for r in common::kafka::consume_all(cluster.broker(leader_index), topic, 1) {
+        checker.read(
+            r.partition,
+            r.offset,
+            r.value.as_deref().unwrap_or_default(),
+        );
+    }
+    let report = checker.report();
+    assert!(report.is_clean(), "{report:?}");
+    let dir = |i: usize| cluster.broker(i).data_dir().join(format!("{topic}-0"));
+    let leader_bytes = segment_bytes(&dir(leader_index));
+    wait_until(
+        Duration::from_secs(20),
+        "the rejoined follower's bytes",
+        || segment_bytes(&dir(stalled)) == leader_bytes,
+    );
+}
+
+/// Sends `signal` (`-STOP`, `-CONT`) to broker `index`'s process.
+fn signal(cluster: &Cluster, index: usize, signal: &str) {
+    let pid = cluster.broker(index).pid().expect("running");
+    let status = std::process::Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill {signal} {pid}");
+}

@@ -25,6 +25,7 @@
 //! epochs from the image on their own shard and never from the broker config.
 
 pub mod alter_partition;
+pub mod alter_partition_rpc;
 pub mod controller;
 pub mod deletion;
 pub mod duties;

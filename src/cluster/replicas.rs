@@ -347,10 +347,16 @@ impl FetcherTask {
     }
 }
 
-/// Every `replica.lag.time.max.ms / 2` (Kafka's `isr-expiration`): the shard's replicated
-/// leaders shrink lagging followers out of the ISR (proposals) and expire acks=all waiters.
+/// Every `replica.lag.time.max.ms / 2` (Kafka's `isr-expiration`), at most
+/// `ISR_TICK_MAX_MS` apart so an expansion (a follower caught up) reaches the controller
+/// soon: the shard's replicated leaders shrink lagging followers out of the ISR, expire
+/// acks=all waiters, and send their ISR proposals to the active controller (AlterPartition).
 pub async fn tick_loop(shard: Rc<Shard>) {
-    let period_ms = (shard.config.replica_lag_time_max_ms / 2).max(10);
+    let Some(node) = shard.cluster.clone() else {
+        return;
+    };
+    let period_ms = (shard.config.replica_lag_time_max_ms / 2).clamp(10, ISR_TICK_MAX_MS);
+    let mut channel = super::heartbeat::ControllerChannel::new(node.clone());
     loop {
         let sleep = Box::pin(compio::time::sleep(Duration::from_millis(period_ms)));
         let stop = Box::pin(shard.shutdown.wait());
@@ -359,10 +365,79 @@ pub async fn tick_loop(shard: Rc<Shard>) {
         {
             return;
         }
-        for (tp, proposals) in shard.partitions.replication_tick() {
-            // The AlterPartition sender (issue 11 step 3) is not wired yet: the proposal
-            // stays in flight, so the maximal ISR (and the high watermark) stay safe.
-            tracing::info!(partition = %tp.dir_name(), ?proposals, "ISR change proposed; AlterPartition is not sent yet");
+        let proposals = shard.partitions.replication_tick();
+        if !proposals.is_empty() {
+            alter_partition(&shard, &node, &mut channel, proposals).await;
+        }
+    }
+}
+
+/// The longest wait between two replication ticks.
+const ISR_TICK_MAX_MS: u64 = 250;
+
+/// Sends the proposals as one AlterPartition and applies the answers; a call that fails
+/// (controller unreachable, moved, stale broker epoch) rejects them all, so the leaders
+/// propose again at a later tick.
+async fn alter_partition(
+    shard: &Shard,
+    node: &crate::cluster::node::ClusterNode,
+    channel: &mut super::heartbeat::ControllerChannel,
+    proposals: Vec<(TopicPartition, Vec<crate::replication::isr::IsrProposal>)>,
+) {
+    use super::alter_partition_rpc::{AlterPartitionAnswer, AlterPartitionCall};
+    let mut by_topic: HashMap<u128, Vec<super::alter_partition_rpc::ProposedPartition>> =
+        HashMap::new();
+    let mut ids: HashMap<u128, String> = HashMap::new();
+    {
+        let image = shard.topics.borrow();
+        for (tp, list) in &proposals {
+            let (Some(meta), Some(last)) = (image.get(&tp.topic), list.last()) else {
+                continue;
+            };
+            ids.insert(meta.id.0, tp.topic.clone());
+            by_topic.entry(meta.id.0).or_default().push((
+                tp.partition,
+                last.leader_epoch,
+                last.partition_epoch,
+                last.new_isr.clone(),
+            ));
+        }
+    }
+    let call = AlterPartitionCall {
+        broker_id: shard.config.node_id,
+        broker_epoch: node.broker_epoch(),
+        topics: by_topic.into_iter().collect(),
+    };
+    let kind = super::quorum::network::KIND_ALTER_PARTITION;
+    match channel.call::<_, AlterPartitionAnswer>(kind, &call).await {
+        Ok(answer) => {
+            for (id, partitions) in answer.topics {
+                let Some(topic) = ids.get(&id) else { continue };
+                for (index, result) in partitions {
+                    let tp = TopicPartition::new(topic.clone(), index);
+                    let Some(leader) = shard.partitions.replicated(&tp) else {
+                        continue;
+                    };
+                    match result {
+                        Ok((_, leader_epoch, isr, partition_epoch)) => {
+                            tracing::info!(partition = %tp.dir_name(), ?isr, "ISR changed");
+                            leader.on_isr_committed(leader_epoch, partition_epoch, isr);
+                        }
+                        Err(code) => {
+                            tracing::info!(partition = %tp.dir_name(), code, "AlterPartition refused");
+                            leader.on_isr_rejected();
+                        }
+                    }
+                }
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "AlterPartition not answered; proposing again later");
+            for (tp, _) in &proposals {
+                if let Some(leader) = shard.partitions.replicated(tp) {
+                    leader.on_isr_rejected();
+                }
+            }
         }
     }
 }
