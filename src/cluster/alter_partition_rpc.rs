@@ -33,10 +33,13 @@ pub struct AlterPartitionCall {
 /// A committed registration: (leader, leader epoch, ISR, partition epoch).
 pub type CommittedState = (i32, i32, Vec<i32>, i32);
 
+/// One partition's answer: the committed state or a Kafka error code.
+pub type PartitionAnswer = (u32, Result<CommittedState, i16>);
+
 /// The answer: per partition the committed state or a Kafka error code.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AlterPartitionAnswer {
-    pub topics: Vec<(u128, Vec<(u32, Result<CommittedState, i16>)>)>,
+    pub topics: Vec<(u128, Vec<PartitionAnswer>)>,
 }
 
 /// The controller's side: validates `call` against `image`; the records to commit and the
