@@ -258,3 +258,58 @@ fn signal(cluster: &Cluster, index: usize, signal: &str) {
         .unwrap();
     assert!(status.success(), "kill {signal} {pid}");
 }
+
+/// Deleting a replicated topic while its followers fetch: every broker stays up (no fetcher
+/// appends to a closed log), the data goes everywhere, and a topic of the same name starts
+/// empty and replicates again.
+#[test]
+fn deleting_a_replicated_topic_stops_its_fetchers_first() {
+    let opts = ClusterOpts {
+        extra_toml: "\"default.replication.factor\" = 3\n".into(),
+        ..ClusterOpts::default()
+    };
+    let mut cluster = Cluster::start(opts);
+    let topic = "doomed";
+    assert_eq!(cluster.create_topic(topic, 1, Duration::from_secs(30)), 0);
+    let leader = wait_leader(&cluster, &[0, 1, 2], topic, -1);
+    let leader_index = usize::try_from(leader - 1).unwrap();
+    let mut checker = QueueChecker::new();
+    let records = common::kafka::keyed_records(100, 3, 50);
+    produce_checked(&cluster, leader_index, topic, &records, &mut checker);
+    let admin = common::kafka::admin(cluster.broker(0));
+    let deleted =
+        common::block_on(admin.delete_topics(&[topic], &common::kafka::admin_opts())).unwrap();
+    assert!(deleted.iter().all(Result::is_ok), "{deleted:?}");
+    wait_until(
+        Duration::from_secs(20),
+        "the topic gone from every broker",
+        || (0..3).all(|i| registration(&cluster, i, topic).is_none()),
+    );
+    for i in 0..3 {
+        assert!(
+            cluster.broker_mut(i).is_running(),
+            "broker {} still up",
+            i + 1
+        );
+    }
+    assert_eq!(cluster.create_topic(topic, 1, Duration::from_secs(30)), 0);
+    let leader = wait_leader(&cluster, &[0, 1, 2], topic, -1);
+    let leader_index = usize::try_from(leader - 1).unwrap();
+    let mut checker = QueueChecker::new();
+    produce_checked(&cluster, leader_index, topic, &records[..10], &mut checker);
+    let received = common::kafka::consume_all(cluster.broker(leader_index), topic, 1);
+    assert_eq!(
+        received.len(),
+        10,
+        "the new topic holds only its own records"
+    );
+    for r in received {
+        checker.read(
+            r.partition,
+            r.offset,
+            r.value.as_deref().unwrap_or_default(),
+        );
+    }
+    let report = checker.report();
+    assert!(report.is_clean(), "{report:?}");
+}

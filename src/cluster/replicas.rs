@@ -18,6 +18,8 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
+use futures_channel::oneshot;
+
 use crate::partition::replicated::ReplicationConfig;
 use crate::partition::{Partition, TopicPartition};
 use crate::replication::fetcher::{fetcher_id, FetcherConfig};
@@ -44,7 +46,9 @@ enum Change {
         topic_id: uuid::Uuid,
         leader_epoch: i32,
     },
-    Remove(TopicPartition),
+    /// Answered once the task applied it: no round of that fetcher touches the partition
+    /// any more.
+    Remove(TopicPartition, oneshot::Sender<()>),
 }
 
 /// One fetcher task's handle on its shard.
@@ -78,31 +82,51 @@ impl ReplicaFetchers {
         self.high_watermarks.borrow().get(tp).copied().unwrap_or(0)
     }
 
-    /// Stops fetching `tp` (this broker leads it now, it has no leader, or it is deleted).
-    fn unfollow(&self, tp: &TopicPartition) {
-        let Some(was) = self.following.borrow_mut().remove(tp) else {
-            return;
-        };
+    /// Stops fetching `tp` (this broker leads it now, its leader changed or is gone, or it is
+    /// deleted); the receiver answers once the fetcher's current round is over (Kafka removes
+    /// a partition from its fetcher thread before `makeLeader` / `makeFollower` / deletion).
+    fn unfollow(&self, tp: &TopicPartition) -> Option<oneshot::Receiver<()>> {
+        let was = self.following.borrow_mut().remove(tp)?;
         let mut fetchers = self.fetchers.borrow_mut();
         let key = (was.leader, was.fetcher);
-        let Some(handle) = fetchers.get_mut(&key) else {
-            return;
-        };
-        handle.changes.borrow_mut().push(Change::Remove(tp.clone()));
+        let handle = fetchers.get_mut(&key)?;
+        let (tx, rx) = oneshot::channel();
+        handle
+            .changes
+            .borrow_mut()
+            .push(Change::Remove(tp.clone(), tx));
         handle.partitions = handle.partitions.saturating_sub(1);
         if handle.partitions == 0 {
             handle.stopped.set(true);
             fetchers.remove(&key);
         }
+        Some(rx)
+    }
+}
+
+/// Waits until the fetchers applied the removals (a fetcher task that ended answers by
+/// dropping them), bounded by one fetch round's worst case.
+async fn settle(removals: Vec<oneshot::Receiver<()>>) {
+    if removals.is_empty() {
+        return;
+    }
+    let bound = Duration::from_millis(super::replica_fetcher::REPLICA_SOCKET_TIMEOUT_MS * 2);
+    let all = futures_util::future::join_all(removals);
+    if compio::time::timeout(bound, all).await.is_err() {
+        tracing::warn!("a replica fetcher did not release its partitions in time");
     }
 }
 
 /// Applies the replica roles of `metas` (their registrations as the image has them now) to
-/// the partitions this shard owns; run after `open::open_owned` opened them.
+/// the partitions this shard owns; run after `open::open_owned` opened them. Partitions
+/// leave their old fetchers first (and those rounds end) before any becomes a leader or
+/// joins another fetcher.
 pub async fn apply_roles(shard: &Shard, metas: &[TopicMeta]) {
     if shard.cluster.is_none() {
         return;
     }
+    let mut roles = Vec::new();
+    let mut removals = Vec::new();
     for meta in metas {
         let min_isr = min_insync_replicas(shard, meta);
         for (index, registration) in (0..meta.partitions).zip(&meta.registrations) {
@@ -115,19 +139,49 @@ pub async fn apply_roles(shard: &Shard, metas: &[TopicMeta]) {
             let Some(partition) = shard.partitions.get(&tp) else {
                 continue;
             };
-            if registration.leader == shard.config.node_id {
-                shard.replica_fetchers.unfollow(&tp);
-                lead(shard, &tp, registration, min_isr);
-            } else {
-                shard.partitions.stop_replicated(&tp);
-                follow(shard, partition, meta, registration);
+            let target = fetch_target(shard, &tp, registration);
+            let current = shard.replica_fetchers.following.borrow().get(&tp).copied();
+            if current.is_some() && current != target {
+                removals.extend(shard.replica_fetchers.unfollow(&tp));
             }
+            roles.push((partition, meta, registration, min_isr, target, current));
+        }
+    }
+    settle(removals).await;
+    for (partition, meta, registration, min_isr, target, current) in roles {
+        if registration.leader == shard.config.node_id {
+            lead(shard, &partition.tp, registration, min_isr);
+            continue;
+        }
+        shard.partitions.stop_replicated(&partition.tp);
+        match target {
+            Some(target) if current != Some(target) => follow(shard, partition, meta, target),
+            _ => {}
         }
     }
 }
 
-/// Removes deleted topics' partitions from their fetchers (the `on_topics_deleted` hook).
-pub async fn topics_deleted(shard: &Shard, names: &std::collections::HashSet<String>) {
+/// Where this broker should fetch `tp` from: its leader, when that is another broker.
+fn fetch_target(
+    shard: &Shard,
+    tp: &TopicPartition,
+    registration: &PartitionRegistration,
+) -> Option<Following> {
+    if registration.leader < 0 || registration.leader == shard.config.node_id {
+        return None;
+    }
+    let index = i32::try_from(tp.partition).unwrap_or(i32::MAX);
+    let fetchers = usize::try_from(shard.config.num_replica_fetchers).unwrap_or(1);
+    Some(Following {
+        leader: registration.leader,
+        leader_epoch: registration.leader_epoch,
+        fetcher: fetcher_id(&tp.topic, index, fetchers),
+    })
+}
+
+/// Stops fetching the partitions of topics being deleted, before their logs close
+/// (`deletion::remove_topics`).
+pub async fn stop_following_topics(shard: &Shard, names: &std::collections::HashSet<String>) {
     let gone: Vec<TopicPartition> = shard
         .replica_fetchers
         .following
@@ -136,9 +190,11 @@ pub async fn topics_deleted(shard: &Shard, names: &std::collections::HashSet<Str
         .filter(|tp| names.contains(&tp.topic))
         .cloned()
         .collect();
-    for tp in gone {
-        shard.replica_fetchers.unfollow(&tp);
-    }
+    let removals = gone
+        .iter()
+        .filter_map(|tp| shard.replica_fetchers.unfollow(tp))
+        .collect();
+    settle(removals).await;
 }
 
 fn min_insync_replicas(shard: &Shard, meta: &TopicMeta) -> i32 {
@@ -178,38 +234,19 @@ fn lead(shard: &Shard, tp: &TopicPartition, registration: &PartitionRegistration
     }
 }
 
-/// Kafka's `makeFollower`: the partition takes the leader's epoch and is fetched from the
-/// leader by this shard's fetcher for it (moved when the leader or its epoch changed).
-fn follow(
-    shard: &Shard,
-    partition: Rc<Partition>,
-    meta: &TopicMeta,
-    registration: &PartitionRegistration,
-) {
+/// Kafka's `makeFollower`: the partition takes the leader's epoch and joins this shard's
+/// fetcher for (leader, fetcher id) (no fetcher holds it now: `apply_roles` removed it).
+fn follow(shard: &Shard, partition: Rc<Partition>, meta: &TopicMeta, want: Following) {
     let tp = partition.tp.clone();
-    if registration.leader < 0 {
-        shard.replica_fetchers.unfollow(&tp);
-        return;
-    }
-    let index = i32::try_from(tp.partition).unwrap_or(i32::MAX);
-    let fetcher_config = FetcherConfig::from(shard.config.as_ref());
-    let want = Following {
-        leader: registration.leader,
-        leader_epoch: registration.leader_epoch,
-        fetcher: fetcher_id(&tp.topic, index, fetcher_config.num_replica_fetchers),
-    };
-    if shard.replica_fetchers.following.borrow().get(&tp) == Some(&want) {
-        return;
-    }
-    shard.replica_fetchers.unfollow(&tp);
-    if let Err(e) = partition.become_follower(registration.leader_epoch) {
+    if let Err(e) = partition.become_follower(want.leader_epoch) {
         tracing::error!(partition = %tp.dir_name(), error = %e, "cannot follow the partition");
         return;
     }
-    let Some(addr) = broker_addr(shard, registration.leader) else {
-        tracing::warn!(partition = %tp.dir_name(), leader = registration.leader, "the leader has no reachable endpoint in the image; not fetching");
+    let Some(addr) = broker_addr(shard, want.leader) else {
+        tracing::warn!(partition = %tp.dir_name(), leader = want.leader, "the leader has no reachable endpoint in the image; not fetching");
         return;
     };
+    let fetcher_config = FetcherConfig::from(shard.config.as_ref());
     let topic_id = uuid::Uuid::from_u128(meta.id.0);
     let key = (want.leader, want.fetcher);
     let mut fetchers = shard.replica_fetchers.fetchers.borrow_mut();
@@ -219,7 +256,7 @@ fn follow(
     handle.changes.borrow_mut().push(Change::Add {
         partition,
         topic_id,
-        leader_epoch: registration.leader_epoch,
+        leader_epoch: want.leader_epoch,
     });
     handle.partitions += 1;
     drop(fetchers);
@@ -310,6 +347,8 @@ impl FetcherTask {
                 compio::time::sleep(Duration::from_millis(ms)).await;
             }
         }
+        // Answer the removals that stopped it.
+        self.apply_changes();
     }
 
     fn apply_changes(&mut self) {
@@ -327,10 +366,11 @@ impl FetcherTask {
                     self.followed.retain(|t| *t != tp);
                     self.followed.push(tp);
                 }
-                Change::Remove(tp) => {
+                Change::Remove(tp, done) => {
                     let index = i32::try_from(tp.partition).unwrap_or(i32::MAX);
                     self.fetcher.remove_partition(&tp.topic, index);
                     self.followed.retain(|t| *t != tp);
+                    let _ = done.send(());
                 }
             }
         }

@@ -73,10 +73,9 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
             |shard, changed| Box::pin(crate::groups::adopted(shard, changed)),
             |shard, changed| Box::pin(crate::txn::adopted(shard, changed)),
         ],
-        on_topics_deleted: vec![
-            |shard, names| Box::pin(crate::groups::coordinator::topics_deleted(shard, names)),
-            |shard, names| Box::pin(crate::cluster::replicas::topics_deleted(shard, names)),
-        ],
+        on_topics_deleted: vec![|shard, names| {
+            Box::pin(crate::groups::coordinator::topics_deleted(shard, names))
+        }],
         quotas: boot.quotas.clone(),
         listener_configs: boot.listener_configs.clone(),
         connections: Cell::new(0),
