@@ -75,6 +75,9 @@ pub struct OffsetQuery {
     /// isolation_level READ_COMMITTED: latest is the LSO, and no offset at or past it is
     /// answered (Kafka's `lastFetchableOffset`).
     pub read_committed: bool,
+    /// ListOffsets from a follower broker (replica id >= 0): latest is the log end, not the
+    /// high watermark (Kafka's `fetchOffsetForTimestamp` without an isolation level).
+    pub from_replica: bool,
 }
 
 /// (offset, timestamp); offset -1 when no batch matches the timestamp.

@@ -405,6 +405,14 @@ impl PartitionService {
                     leader_epoch,
                 });
             }
+            if query.from_replica && query.timestamp == -1 {
+                let offset = partition.log_end_offset();
+                return Ok(OffsetOk {
+                    offset,
+                    timestamp: -1,
+                    leader_epoch: partition.epoch_of_offset(offset),
+                });
+            }
             let found = partition.offset_for_timestamp(query.timestamp).await?;
             if !query.read_committed {
                 return Ok(found);
@@ -511,6 +519,7 @@ mod replicated_service_tests {
             current_leader_epoch: -1,
             end_of_epoch: None,
             read_committed: false,
+            from_replica: false,
         };
         assert_eq!(
             service.offsets(vec![latest.clone()]).await[0],
@@ -519,6 +528,17 @@ mod replicated_service_tests {
                 timestamp: -1,
                 leader_epoch: 1,
             })
+        );
+        // A follower's ListOffsets (out-of-range resolution) gets the log end.
+        let replica_latest = OffsetQuery {
+            from_replica: true,
+            ..latest.clone()
+        };
+        assert_eq!(
+            service.offsets(vec![replica_latest]).await[0]
+                .as_ref()
+                .map(|ok| ok.offset),
+            Ok(1)
         );
         // A consumer long-polls at offset 0; the follower's fetches move the HW and wake it.
         let waiting = {
