@@ -95,14 +95,14 @@ fn follower_replicates_byte_identical_over_the_wire() {
     let topic = "replica".to_owned();
     let (cluster, leader_index, absent, leader_epoch) = cluster_with_absent_follower(&topic);
     let broker = cluster.broker(leader_index);
-    let producer = kafka::producer(&broker, &[("acks", "all"), ("linger.ms", "5")]);
+    let producer = kafka::producer(broker, &[("acks", "all"), ("linger.ms", "5")]);
     kafka::produce(
         &producer,
         &topic,
         &kafka::keyed_records(300, 7, 64),
         Some(0),
     );
-    let end = kafka::watermarks(&broker, &topic, 1)[0].1;
+    let end = kafka::watermarks(broker, &topic, 1)[0].1;
     assert_eq!(end, 300);
     let leader_dir = broker.data_dir().join(format!("{topic}-0"));
     let follower_dir = tempfile::tempdir().unwrap();
