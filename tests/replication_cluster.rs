@@ -313,3 +313,45 @@ fn deleting_a_replicated_topic_stops_its_fetchers_first() {
     let report = checker.report();
     assert!(report.is_clean(), "{report:?}");
 }
+
+/// Two shards per broker: the partitions of a topic spread over both shards of every broker
+/// (each shard runs its own fetchers, follower fetches reach the owning shard of the leader),
+/// acks=all completes on every partition and every replica holds the leader's bytes.
+#[test]
+fn replication_across_shards() {
+    let opts = ClusterOpts {
+        cores: 2,
+        extra_toml: "\"default.replication.factor\" = 3\n".into(),
+        ..ClusterOpts::default()
+    };
+    let cluster = Cluster::start(opts);
+    let topic = "sharded";
+    let partitions = 4;
+    assert_eq!(
+        cluster.create_topic(topic, partitions, Duration::from_secs(30)),
+        0
+    );
+    wait_leader(&cluster, &[0, 1, 2], topic, -1);
+    let producer = common::kafka::producer(cluster.broker(0), &[("acks", "all")]);
+    let records = common::kafka::keyed_records(400, 16, 40);
+    let deliveries = common::kafka::produce(&producer, topic, &records, None);
+    let placed = common::kafka::assert_all_acked(&deliveries);
+    assert_eq!(placed.len(), records.len());
+    let mut used: Vec<i32> = placed.values().map(|(p, _)| *p).collect();
+    used.sort_unstable();
+    used.dedup();
+    assert!(used.len() > 1, "records spread over partitions: {used:?}");
+    for p in 0..partitions {
+        let dir = |i: usize| cluster.broker(i).data_dir().join(format!("{topic}-{p}"));
+        let bytes: Vec<Vec<u8>> = (0..3).map(|i| segment_bytes(&dir(i))).collect();
+        let longest = bytes.iter().map(Vec::len).max().unwrap();
+        wait_until(
+            Duration::from_secs(20),
+            &format!("partition {p} identical on every replica"),
+            || {
+                let now: Vec<Vec<u8>> = (0..3).map(|i| segment_bytes(&dir(i))).collect();
+                now.iter().all(|b| *b == now[0]) && now[0].len() >= longest
+            },
+        );
+    }
+}

@@ -3,7 +3,8 @@
 //! CLUSTER_ACTION on the cluster (else every partition TOPIC_AUTHORIZATION_FAILED), no fetch
 //! session, each partition read by its replicated leader up to the log end
 //! (`PartitionService::follower_fetch`, which records the follower's progress), with the
-//! diverging epoch when the follower's log diverges (v12+).
+//! diverging epoch when the follower's log diverges (v12+). With nothing new on any owner it
+//! long-polls on the partitions' append notifiers (`Router::wait_for_data`) and reads again.
 //!
 //! Invariants: a follower fetch never reads a partition this broker does not lead with
 //! followers (NOT_LEADER_OR_FOLLOWER); the wait is bounded by min(max_wait_ms,
@@ -68,10 +69,23 @@ pub async fn respond(
         .unwrap_or(0)
         .min(u64::from(shard.config.fetch_max_wait_ms));
     let deadline = Instant::now() + Duration::from_millis(cap_ms);
-    let mut results = Router::new(shard.clone())
-        .follower_fetch(replica_id, items, deadline)
-        .await
-        .into_iter();
+    let router = Router::new(shard.clone());
+    let mut results = router
+        .follower_fetch(replica_id, items.clone(), Instant::now())
+        .await;
+    // Nothing new on any owner: long-poll until one of the partitions gets an append (the
+    // first owner to see one ends the wait, as for consumers), then read again.
+    if !results.iter().any(has_news) && Instant::now() < deadline {
+        let waits = items
+            .iter()
+            .map(|i| (i.tp.clone(), i.fetch_offset))
+            .collect();
+        router.wait_for_data(waits, deadline).await;
+        results = router
+            .follower_fetch(replica_id, items, Instant::now())
+            .await;
+    }
+    let mut results = results.into_iter();
     let mut topics: Vec<TopicOut> = Vec::new();
     for r in requested {
         let data = match r.item {
@@ -86,6 +100,14 @@ pub async fn respond(
     ResponseOut {
         topics,
         ..ResponseOut::default()
+    }
+}
+
+/// Records, a diverging epoch or an error: worth answering without waiting.
+fn has_news(result: &FollowerFetchResult) -> bool {
+    match result {
+        Ok(ok) => ok.read.slice.is_some() || ok.diverging_epoch.is_some(),
+        Err(_) => true,
     }
 }
 
