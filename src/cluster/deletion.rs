@@ -68,6 +68,10 @@ fn topics_of(doomed: &[TopicMeta], why: &str) -> RemovalFailures {
 /// shard coordinates; answers the topics (name, why) a partition of which could not be moved
 /// away (its data is still in place; the controller re-creates such a topic, empty).
 pub async fn remove_topics(shard: &Shard, doomed: Vec<TopicMeta>) -> RemovalFailures {
+    // No replica fetcher appends to a partition being deleted.
+    let names: std::collections::HashSet<String> =
+        doomed.iter().map(|meta| meta.name.clone()).collect();
+    super::replicas::stop_following_topics(shard, &names).await;
     let mut victims = Vec::new();
     for meta in &doomed {
         let record = MetadataRecord::RemoveTopic(RemoveTopicRecord { topic_id: meta.id });

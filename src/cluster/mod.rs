@@ -25,6 +25,7 @@
 //! epochs from the image on their own shard and never from the broker config.
 
 pub mod alter_partition;
+pub mod alter_partition_rpc;
 pub mod controller;
 pub mod deletion;
 pub mod duties;
@@ -40,6 +41,7 @@ pub mod placement;
 pub mod quorum;
 pub mod records;
 pub mod replica_fetcher;
+pub mod replicas;
 pub mod security_control;
 pub mod security_image;
 pub mod security_store;

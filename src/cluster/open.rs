@@ -80,6 +80,8 @@ pub async fn open_owned(shard: &Shard, metas: &[TopicMeta]) {
             open_one(shard, tp, topic_id, config, settings)
         })
         .await;
+    // Replicated leaders and followers (KRaft clusters; single-replica partitions unchanged).
+    super::replicas::apply_roles(shard, metas).await;
 }
 
 /// Whether this broker holds a replica of the partition (only those are opened here).

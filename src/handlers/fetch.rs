@@ -13,6 +13,7 @@
 //! `throttled_response` (`handlers/throttle.rs`).
 
 mod encode;
+mod replica;
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -39,7 +40,12 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
     Box::pin(async move {
         let version = request.version();
         let body: FetchRequest = request.decode()?;
-        let response = respond(&shard, &request, body, version).await;
+        let response = match replica::follower_id(&body, version) {
+            Some(replica_id) => {
+                replica::respond(&shard, &request, &body, version, replica_id).await
+            }
+            None => respond(&shard, &request, body, version).await,
+        };
         let parts =
             encode::encode(&response, version).map_err(|e| HandlerError::Encode(e.to_string()))?;
         Ok(Outcome::Body(parts))
@@ -175,6 +181,7 @@ async fn respond(
             records: Vec::new(),
             aborted_transactions: Vec::new(),
             current_leader: None,
+            diverging_epoch: None,
         };
         push_partition(&mut topics, &u.name, u.topic_id, data);
     }
@@ -457,6 +464,7 @@ fn partition_out(index: i32, result: ReadResult) -> PartitionOut {
             records: ok.slice.map(|s| s.ranges).unwrap_or_default(),
             aborted_transactions: ok.aborted_transactions.unwrap_or_default(),
             current_leader: None,
+            diverging_epoch: None,
         },
         Err(e) => PartitionOut {
             index,
@@ -467,6 +475,7 @@ fn partition_out(index: i32, result: ReadResult) -> PartitionOut {
             records: Vec::new(),
             aborted_transactions: Vec::new(),
             current_leader: None,
+            diverging_epoch: None,
         },
     }
 }

@@ -42,6 +42,7 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
             body.topics.iter().map(|t| t.name.0.to_string()),
         );
         let read_committed = body.isolation_level == 1;
+        let from_replica = body.replica_id.0 >= 0;
         let queries = body
             .topics
             .iter()
@@ -52,6 +53,7 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
                         current_leader_epoch: p.current_leader_epoch,
                         end_of_epoch: None,
                         read_committed,
+                        from_replica,
                     };
                     (t.name.0.to_string(), p.partition_index, wanted)
                 })
@@ -111,6 +113,8 @@ pub struct Wanted {
     pub end_of_epoch: Option<i32>,
     /// ListOffsets isolation_level READ_COMMITTED: bounded by the LSO.
     pub read_committed: bool,
+    /// ListOffsets from a follower broker: latest is the log end.
+    pub from_replica: bool,
 }
 
 /// Answers (topic, partition, wanted) queries in order; unknown partitions are errors.
@@ -125,6 +129,7 @@ pub async fn query(shard: &Rc<Shard>, queries: Vec<(String, i32, Wanted)>) -> Ve
             current_leader_epoch: w.current_leader_epoch,
             end_of_epoch: w.end_of_epoch,
             read_committed: w.read_committed,
+            from_replica: w.from_replica,
         },
         |items| router.offsets(items),
     )

@@ -45,6 +45,7 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
                         current_leader_epoch: p.current_leader_epoch,
                         end_of_epoch: Some(p.leader_epoch),
                         read_committed: false,
+                        from_replica: false,
                     };
                     (t.topic.0.to_string(), p.partition, wanted)
                 })

@@ -75,6 +75,9 @@ pub struct OffsetQuery {
     /// isolation_level READ_COMMITTED: latest is the LSO, and no offset at or past it is
     /// answered (Kafka's `lastFetchableOffset`).
     pub read_committed: bool,
+    /// ListOffsets from a follower broker (replica id >= 0): latest is the log end, not the
+    /// high watermark (Kafka's `fetchOffsetForTimestamp` without an isolation level).
+    pub from_replica: bool,
 }
 
 /// (offset, timestamp); offset -1 when no batch matches the timestamp.
@@ -141,7 +144,30 @@ pub enum PartitionMsg {
         items: Vec<TopicPartition>,
         reply: Reply<Vec<ProducersResult>>,
     },
+    /// A follower's Fetch (replica id `replica_id`) of partitions this broker leads with
+    /// followers; long-polls until one has records or `deadline`.
+    FollowerFetch {
+        replica_id: i32,
+        items: Vec<FollowerFetchItem>,
+        deadline: Instant,
+        reply: Reply<Vec<FollowerFetchResult>>,
+    },
 }
+
+/// One partition of a follower's Fetch.
+#[derive(Debug, Clone)]
+pub struct FollowerFetchItem {
+    pub tp: TopicPartition,
+    /// The follower's log end.
+    pub fetch_offset: i64,
+    /// The epoch of the follower's last batch (-1 unknown): the leader checks divergence.
+    pub last_fetched_epoch: i32,
+    pub current_leader_epoch: i32,
+    pub max_bytes: u32,
+}
+
+/// Records up to the leader's log end, or the diverging epoch.
+pub type FollowerFetchResult = Result<super::replicated::FollowerFetchOk, PartitionError>;
 
 /// A partition's producers (DescribeProducers).
 pub type ProducersResult = Result<Vec<crate::producers::ProducerView>, PartitionError>;

@@ -177,11 +177,28 @@ impl ReplicatedPartition {
         }
         self.local.check_leader_epoch(current_leader_epoch)?;
         let (epoch, end) = self.local.end_offset_for_epoch(last_fetched_epoch);
+        // Kafka's `Partition.readRecords`: an epoch the leader cannot place, or an offset
+        // outside its log, is OFFSET_OUT_OF_RANGE (the follower resolves it with ListOffsets).
+        let (log_start, log_end) = (self.log_start_offset(), self.log_end());
+        let unplaced_epoch = last_fetched_epoch >= 0 && (epoch < 0 || end < 0);
+        let out_of_range = Err(PartitionError::OffsetOutOfRange {
+            offset: fetch_offset,
+            log_start,
+            log_end,
+        });
+        if unplaced_epoch || fetch_offset < log_start {
+            return out_of_range;
+        }
         let diverging = diverging_epoch(
             fetch_offset,
             last_fetched_epoch,
             EpochEndOffset::new(epoch, end),
         );
+        // The divergence answer comes first (a divergent tail past our end truncates by
+        // epoch); otherwise an offset past the log end is out of range.
+        if diverging.is_none() && fetch_offset > log_end {
+            return out_of_range;
+        }
         if diverging.is_none() {
             let log_end = self.log_end();
             let (moved, proposal) = self

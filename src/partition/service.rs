@@ -17,8 +17,9 @@ use futures_util::future::{join_all, select_all};
 use shards::Shutdown;
 
 use super::api::{
-    DeleteRecordsItem, DeleteRecordsResult, MarkerItem, MarkerResult, OffsetOk, OffsetQuery,
-    OffsetResult, PartitionMsg, ProduceItem, ProduceResult, ProducersResult, ReadItem, ReadResult,
+    DeleteRecordsItem, DeleteRecordsResult, FollowerFetchItem, FollowerFetchResult, MarkerItem,
+    MarkerResult, OffsetOk, OffsetQuery, OffsetResult, PartitionMsg, ProduceItem, ProduceResult,
+    ProducersResult, ReadItem, ReadResult,
 };
 use super::handle::PartitionHandle;
 use super::proxy::{AppendOrigin, AppendRequest, PartitionProxy};
@@ -198,6 +199,12 @@ impl PartitionService {
             PartitionMsg::DescribeProducers { items, reply } => {
                 reply.send(self.describe_producers(&items))
             }
+            PartitionMsg::FollowerFetch {
+                replica_id,
+                items,
+                deadline,
+                reply,
+            } => reply.send(self.follower_fetch(replica_id, items, deadline).await),
         }
     }
 
@@ -273,6 +280,62 @@ impl PartitionService {
             .collect()
     }
 
+    /// A follower's Fetch (Kafka's `fetchMessages` with a replica id): each partition from
+    /// its replicated leader (NOT_LEADER_OR_FOLLOWER when this shard does not lead it with
+    /// followers). When none has records or a diverging epoch, waits once for an append to
+    /// one of them (or `deadline`, or shutdown) and reads again, so an idle follower
+    /// long-polls instead of spinning.
+    pub async fn follower_fetch(
+        &self,
+        replica_id: i32,
+        items: Vec<FollowerFetchItem>,
+        deadline: Instant,
+    ) -> Vec<FollowerFetchResult> {
+        let results = self.follower_fetch_once(replica_id, &items).await;
+        let has_news = |r: &FollowerFetchResult| match r {
+            Ok(ok) => ok.read.slice.is_some() || ok.diverging_epoch.is_some(),
+            Err(_) => true,
+        };
+        if results.iter().any(has_news) || Instant::now() >= deadline {
+            return results;
+        }
+        let receivers: Vec<_> = items
+            .iter()
+            .filter_map(|item| self.replicated(&item.tp)?.local().subscribe())
+            .collect();
+        if receivers.is_empty() {
+            return results;
+        }
+        let timer = Box::pin(compio::time::sleep_until(deadline));
+        let shutdown = Box::pin(self.shutdown.wait());
+        let stop = futures_util::future::select(timer, shutdown);
+        futures_util::future::select(stop, select_all(receivers)).await;
+        self.follower_fetch_once(replica_id, &items).await
+    }
+
+    async fn follower_fetch_once(
+        &self,
+        replica_id: i32,
+        items: &[FollowerFetchItem],
+    ) -> Vec<FollowerFetchResult> {
+        let fetches = items.iter().map(|item| async move {
+            let leader = self
+                .replicated(&item.tp)
+                .ok_or(PartitionError::NotLeaderOrFollower)?;
+            leader
+                .follower_fetch(
+                    replica_id,
+                    item.fetch_offset,
+                    item.last_fetched_epoch,
+                    item.current_leader_epoch,
+                    item.max_bytes,
+                    self.clock.now_ms(),
+                )
+                .await
+        });
+        join_all(fetches).await
+    }
+
     pub async fn read(&self, items: Vec<ReadItem>) -> Vec<ReadResult> {
         let reads = items.into_iter().map(|item| async move {
             self.lookup(&item.tp)?
@@ -340,6 +403,14 @@ impl PartitionService {
                     offset,
                     timestamp: -1,
                     leader_epoch,
+                });
+            }
+            if query.from_replica && query.timestamp == -1 {
+                let offset = partition.log_end_offset();
+                return Ok(OffsetOk {
+                    offset,
+                    timestamp: -1,
+                    leader_epoch: partition.epoch_of_offset(offset),
                 });
             }
             let found = partition.offset_for_timestamp(query.timestamp).await?;
@@ -448,6 +519,7 @@ mod replicated_service_tests {
             current_leader_epoch: -1,
             end_of_epoch: None,
             read_committed: false,
+            from_replica: false,
         };
         assert_eq!(
             service.offsets(vec![latest.clone()]).await[0],
@@ -456,6 +528,17 @@ mod replicated_service_tests {
                 timestamp: -1,
                 leader_epoch: 1,
             })
+        );
+        // A follower's ListOffsets (out-of-range resolution) gets the log end.
+        let replica_latest = OffsetQuery {
+            from_replica: true,
+            ..latest.clone()
+        };
+        assert_eq!(
+            service.offsets(vec![replica_latest]).await[0]
+                .as_ref()
+                .map(|ok| ok.offset),
+            Ok(1)
         );
         // A consumer long-polls at offset 0; the follower's fetches move the HW and wake it.
         let waiting = {

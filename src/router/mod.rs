@@ -135,6 +135,35 @@ impl Router {
         .await
     }
 
+    /// A follower's Fetch of partitions this broker leads (see
+    /// `PartitionService::follower_fetch`); every owner long-polls until `deadline`.
+    pub async fn follower_fetch(
+        &self,
+        replica_id: i32,
+        items: Vec<crate::partition::api::FollowerFetchItem>,
+        deadline: Instant,
+    ) -> Vec<crate::partition::api::FollowerFetchResult> {
+        self.scatter(
+            items,
+            |item| &item.tp,
+            |items| {
+                self.shard
+                    .partitions
+                    .follower_fetch(replica_id, items, deadline)
+            },
+            |items, reply| {
+                PartitionMsg::FollowerFetch {
+                    replica_id,
+                    items,
+                    deadline,
+                    reply,
+                }
+                .into()
+            },
+        )
+        .await
+    }
+
     /// Waits until any of the partitions has data past its offset, or until `deadline`.
     pub async fn wait_for_data(&self, items: Vec<(TopicPartition, i64)>, deadline: Instant) {
         self.wait_for(items, deadline, false).await;

@@ -81,6 +81,7 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
         connections: Cell::new(0),
         cluster: boot.cluster.clone(),
         cluster_synced: Cell::new(0),
+        replica_fetchers: Default::default(),
     });
     if shard.id == router::REGISTRY_SHARD {
         crate::cluster::deletion::sweep_deleted(&shard.config.data_dir);
@@ -115,6 +116,10 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
     let groups_task = compio::runtime::spawn(crate::groups::coordinator::timer_loop(shard.clone()));
     let txn_task = compio::runtime::spawn(crate::txn::coordinator::timer_loop(shard.clone()));
     let cleaner_task = compio::runtime::spawn(crate::log_cleaner::run(shard.clone()));
+    let replication_task = boot
+        .cluster
+        .is_some()
+        .then(|| compio::runtime::spawn(crate::cluster::replicas::tick_loop(shard.clone())));
     let accepts = listeners
         .iter()
         .map(|(socket, context)| Box::pin(accept_loop(&shard, socket, context)));
@@ -135,6 +140,7 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
     drop(groups_task);
     drop(txn_task);
     drop(cleaner_task);
+    drop(replication_task);
     drop(inbox_task);
     if !close_logs(&shard).await {
         boot.close_failed

@@ -101,6 +101,8 @@ pub struct Shard {
     /// Shard 0 of a KRaft node: the metadata offset every shard's image reflects
     /// (`cluster::follow`).
     pub cluster_synced: Cell<u64>,
+    /// The replica fetchers of the partitions this shard follows (`cluster::replicas`).
+    pub replica_fetchers: crate::cluster::replicas::ReplicaFetchers,
 }
 
 /// A hook run after a shard adopted topics (see `Shard::on_topics_adopted`).

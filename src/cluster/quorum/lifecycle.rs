@@ -30,8 +30,8 @@ use super::shared_image::SharedImage;
 use super::{Raft, RecordBatch, Voter, NO_LEADER};
 use crate::cluster::image::MetadataImage;
 use crate::cluster::records::{
-    BrokerEndpoint, FenceBrokerRecord, MetadataRecord, PartitionChangeRecord, RegisterBrokerRecord,
-    UnfenceBrokerRecord, NO_LEADER as NO_PARTITION_LEADER,
+    BrokerEndpoint, FenceBrokerRecord, MetadataRecord, RegisterBrokerRecord, UnfenceBrokerRecord,
+    NO_LEADER as NO_PARTITION_LEADER,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -394,6 +394,22 @@ impl Lifecycle {
         Ok(AutoCreateResponse { outcomes, offset })
     }
 
+    /// Kafka's AlterPartition: validated against the committed image, the accepted changes
+    /// committed before the answer (`cluster::alter_partition_rpc`).
+    pub async fn alter_partition(
+        &self,
+        call: crate::cluster::alter_partition_rpc::AlterPartitionCall,
+    ) -> Answer<crate::cluster::alter_partition_rpc::AlterPartitionAnswer> {
+        self.check_leader()?;
+        let _guard = self.propose_lock.lock().await;
+        let planned = crate::cluster::alter_partition_rpc::plan(&self.image.lock().image, &call);
+        let (records, answer) = planned.map_err(|_| LifecycleError::StaleBrokerEpoch)?;
+        if !records.is_empty() {
+            self.propose(records).await?;
+        }
+        Ok(answer)
+    }
+
     /// The committed image, for a broker-only node behind `known_offset`.
     pub fn fetch_image(&self, known_offset: u64) -> FetchImageResponse {
         use super::shared_image::CatchUp;
@@ -526,58 +542,35 @@ fn plan_auto_create(
     (outcomes, records)
 }
 
-/// `FenceBrokerRecord` and, for each partition `broker` leads, a `PartitionChangeRecord` to
-/// another unfenced in-sync replica, or to no leader (-1) keeping the ISR when none is left
-/// (Kafka: the last ISR member stays in the ISR, so it can lead again without data loss).
+/// `FenceBrokerRecord` and the partition changes of `cluster::election::on_broker_fenced`
+/// (Kafka's `handleBrokerFenced`): `broker` leaves every ISR (never the last member, so it
+/// can lead again without data loss) and the partitions it led get another in-sync leader
+/// among the active brokers, or none (-1).
 pub fn fence_records(image: &MetadataImage, broker: i32, epoch: i64) -> Vec<MetadataRecord> {
     let mut records = vec![MetadataRecord::FenceBroker(FenceBrokerRecord {
         id: broker,
         epoch,
     })];
-    let usable = |id: i32| id != broker && image.broker(id).is_some_and(|b| !b.fenced);
-    for meta in image.iter() {
-        for (index, r) in (0u32..).zip(&meta.registrations) {
-            if r.leader != broker {
-                continue;
-            }
-            let others: Vec<i32> = r.isr.iter().copied().filter(|id| *id != broker).collect();
-            let leader = others
-                .iter()
-                .copied()
-                .find(|id| usable(*id))
-                .unwrap_or(NO_PARTITION_LEADER);
-            records.push(MetadataRecord::PartitionChange(PartitionChangeRecord {
-                partition_id: index,
-                topic_id: meta.id,
-                isr: (!others.is_empty()).then_some(others),
-                leader,
-                replicas: None,
-            }));
-        }
-    }
+    let unclean =
+        |name: &str| crate::cluster::alter_partition_rpc::unclean_election_enabled(image, name);
+    records.extend(crate::cluster::election::on_broker_fenced(
+        image, broker, unclean,
+    ));
     records
 }
 
-/// `UnfenceBrokerRecord` and, for each leaderless partition with `broker` in its ISR, a
-/// `PartitionChangeRecord` electing it (Kafka's `handleBrokerUnfenced`).
+/// `UnfenceBrokerRecord` and the partition changes of `cluster::election::on_broker_unfenced`
+/// (Kafka's `handleBrokerUnfenced`): leaderless partitions `broker` can lead get it.
 pub fn unfence_records(image: &MetadataImage, broker: i32, epoch: i64) -> Vec<MetadataRecord> {
     let mut records = vec![MetadataRecord::UnfenceBroker(UnfenceBrokerRecord {
         id: broker,
         epoch,
     })];
-    for meta in image.iter() {
-        for (index, r) in (0u32..).zip(&meta.registrations) {
-            if r.leader == NO_PARTITION_LEADER && r.isr.contains(&broker) {
-                records.push(MetadataRecord::PartitionChange(PartitionChangeRecord {
-                    partition_id: index,
-                    topic_id: meta.id,
-                    isr: None,
-                    leader: broker,
-                    replicas: None,
-                }));
-            }
-        }
-    }
+    let unclean =
+        |name: &str| crate::cluster::alter_partition_rpc::unclean_election_enabled(image, name);
+    records.extend(crate::cluster::election::on_broker_unfenced(
+        image, broker, unclean,
+    ));
     records
 }
 

@@ -50,6 +50,8 @@ pub const KIND_BROKER_HEARTBEAT: u8 = 6;
 pub const KIND_ALLOCATE_PRODUCER_IDS: u8 = 7;
 pub const KIND_FETCH_IMAGE: u8 = 8;
 pub const KIND_AUTO_CREATE_TOPICS: u8 = 9;
+/// AlterPartition from a partition leader (`cluster::alter_partition_rpc`).
+pub const KIND_ALTER_PARTITION: u8 = 10;
 const RESPONSE_OK: u8 = 0;
 const RESPONSE_ERROR: u8 = 1;
 /// Frame bodies are read in pieces of at most this many bytes.
@@ -239,7 +241,7 @@ async fn serve_connection(
         };
         wait = settings.idle_timeout;
         let response = match (kind, lifecycle) {
-            (KIND_BROKER_REGISTRATION..=KIND_AUTO_CREATE_TOPICS, Some(lifecycle)) => {
+            (KIND_BROKER_REGISTRATION..=KIND_ALTER_PARTITION, Some(lifecycle)) => {
                 Ok(handle_broker_request(lifecycle, kind, &payload).await?)
             }
             _ => handle_request(raft, kind, &payload).await?,
@@ -311,6 +313,7 @@ async fn handle_broker_request(
             encode(&lifecycle.allocate_producer_ids(decode(payload)?).await)
         }
         KIND_AUTO_CREATE_TOPICS => encode(&lifecycle.auto_create(decode(payload)?).await),
+        KIND_ALTER_PARTITION => encode(&lifecycle.alter_partition(decode(payload)?).await),
         KIND_FETCH_IMAGE => {
             let known: u64 = decode(payload)?;
             let answer: super::lifecycle::Answer<_> = Ok(lifecycle.fetch_image(known));

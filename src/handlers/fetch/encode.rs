@@ -6,8 +6,8 @@
 //! Invariants: the parts, with every file range replaced by its contents, are byte-for-byte what
 //! kafka-protocol's `FetchResponse::encode` writes for the same response (tests below, every
 //! version); of the optional tagged fields only KIP-951's current leader (v12+, on a
-//! NOT_LEADER_OR_FOLLOWER partition) and node endpoints (v16+) are written (diverging epoch and
-//! snapshot id never are), aborted transactions are an array (empty, never null, when there are
+//! NOT_LEADER_OR_FOLLOWER partition), the diverging epoch (v12+, on a replica fetch) and node
+//! endpoints (v16+) are written (snapshot id never is), aborted transactions are an array (empty, never null, when there are
 //! none) and preferred read replica is -1.
 
 use bytes::{BufMut, BytesMut};
@@ -30,6 +30,7 @@ const TOPIC_ID_VERSION: i16 = 13;
 const NODE_ENDPOINTS_VERSION: i16 = 16;
 /// Tag of a partition's current leader, and of the response's node endpoints.
 const CURRENT_LEADER_TAG: u32 = 1;
+const DIVERGING_EPOCH_TAG: u32 = 0;
 const NODE_ENDPOINTS_TAG: u32 = 0;
 /// Framing bytes per partition are well under this; sizes the first allocation only.
 const PARTITION_FRAMING_BYTES_HINT: usize = 64;
@@ -63,6 +64,9 @@ pub struct PartitionOut {
     pub aborted_transactions: Vec<(i64, i64)>,
     /// KIP-951: (leader id, leader epoch) of a partition this broker does not lead.
     pub current_leader: Option<(i32, i32)>,
+    /// KIP-595/320: a follower's fetch diverges from the leader's log at (epoch, end offset)
+    /// (v12+; only on replica fetches).
+    pub diverging_epoch: Option<(i32, i64)>,
 }
 
 /// One topic of the response (named by `name` up to v12, by `topic_id` from v13).
@@ -264,17 +268,34 @@ fn encode_partition(
     for range in &partition.records {
         parts.file(range);
     }
-    match partition.current_leader {
-        Some((leader, epoch)) if flexible => {
-            // LeaderIdAndEpoch: leader id, leader epoch, no tags of its own.
-            let mut field = BytesMut::with_capacity(9);
-            field.put_i32(leader);
-            field.put_i32(epoch);
-            put_uvarint(&mut field, 0);
-            put_tags(&mut parts.buf, &[(CURRENT_LEADER_TAG, &field)])?;
-        }
-        _ => put_no_tags(&mut parts.buf, flexible),
+    if !flexible {
+        return Ok(());
     }
+    // Tagged fields in tag order: DivergingEpoch (0), CurrentLeader (1).
+    let diverging = partition.diverging_epoch.map(|(epoch, end_offset)| {
+        // EpochEndOffset: epoch, end offset, no tags of its own.
+        let mut field = BytesMut::with_capacity(13);
+        field.put_i32(epoch);
+        field.put_i64(end_offset);
+        put_uvarint(&mut field, 0);
+        field
+    });
+    let leader = partition.current_leader.map(|(leader, epoch)| {
+        // LeaderIdAndEpoch: leader id, leader epoch, no tags of its own.
+        let mut field = BytesMut::with_capacity(9);
+        field.put_i32(leader);
+        field.put_i32(epoch);
+        put_uvarint(&mut field, 0);
+        field
+    });
+    let mut tags: Vec<(u32, &[u8])> = Vec::with_capacity(2);
+    if let Some(field) = &diverging {
+        tags.push((DIVERGING_EPOCH_TAG, field));
+    }
+    if let Some(field) = &leader {
+        tags.push((CURRENT_LEADER_TAG, field));
+    }
+    put_tags(&mut parts.buf, &tags)?;
     Ok(())
 }
 
@@ -354,6 +375,7 @@ mod tests {
             },
             records,
             current_leader: None,
+            diverging_epoch: None,
         };
         ResponseOut {
             throttle_time_ms: 0,
@@ -375,6 +397,7 @@ mod tests {
                             records: vec![],
                             aborted_transactions: vec![],
                             current_leader: None,
+                            diverging_epoch: Some((4, 120)),
                         },
                         PartitionOut {
                             index: 3,
@@ -385,6 +408,7 @@ mod tests {
                             records: vec![],
                             current_leader: Some((2, 9)),
                             aborted_transactions: vec![],
+                            diverging_epoch: Some((7, 1 << 40)),
                         },
                     ],
                 },
@@ -426,7 +450,13 @@ mod tests {
                             records.extend_from_slice(&seg.contents[start..start + r.len as usize]);
                         }
                         let (leader, epoch) = p.current_leader.unwrap_or((-1, -1));
+                        let (div_epoch, div_end) = p.diverging_epoch.unwrap_or((-1, -1));
                         PartitionData::default()
+                            .with_diverging_epoch(
+                                kafka_protocol::messages::fetch_response::EpochEndOffset::default()
+                                    .with_epoch(div_epoch)
+                                    .with_end_offset(div_end),
+                            )
                             .with_current_leader(
                                 LeaderIdAndEpoch::default()
                                     .with_leader_id(BrokerId(leader))

@@ -1,0 +1,483 @@
+//! A broker's replica roles from the metadata image (Kafka's `ReplicaManager.applyDelta`:
+//! `makeLeaders` / `makeFollowers`), per shard, for the partitions this shard owns: a
+//! partition this broker leads with more than one replica is served as a replicated leader
+//! (`PartitionService::make_replicated`, later registrations through `on_registration`); one
+//! it follows is a follower (`Partition::become_follower`) fed by a replica fetcher task
+//! (`cluster::replica_fetcher`), one task per (source broker, fetcher id) on this shard
+//! (Kafka's `getFetcherId` over `num.replica.fetchers`). Single-replica partitions are left
+//! exactly as they were.
+//!
+//! Invariants: a partition is fetched by at most one fetcher task, and only while the image
+//! names another broker as its leader; leading it (or losing its leader, or its deletion)
+//! removes it from its fetcher first; a fetcher task with no partitions left stops; a failing
+//! fetcher backs off (doubling from 50 ms up to `replica.fetch.backoff.ms`), never spins.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use futures_channel::oneshot;
+
+use crate::partition::replicated::ReplicationConfig;
+use crate::partition::{Partition, TopicPartition};
+use crate::replication::fetcher::{fetcher_id, FetcherConfig};
+use crate::replication::isr::LeaderRegistration;
+use crate::shard::Shard;
+use crate::topics::{self, TopicMeta};
+
+use super::replica_fetcher::ReplicaFetcher;
+use super::PartitionRegistration;
+
+/// The Fetch version replica fetchers send (topic names, `replica_id` in the request; Kafka
+/// 2.x brokers' `interBrokerProtocolVersion` fetch without topic ids).
+const REPLICA_FETCH_VERSION: i16 = 12;
+/// First backoff after a failed round (doubles up to `replica.fetch.backoff.ms`).
+const BACKOFF_MIN_MS: u64 = 50;
+/// Pause after a round that fetched nothing and had nothing to fetch (every partition
+/// delayed), so an idle fetcher never spins.
+const IDLE_PAUSE_MS: u64 = 10;
+
+/// A change handed to a fetcher task, applied between its rounds.
+enum Change {
+    Add {
+        partition: Rc<Partition>,
+        topic_id: uuid::Uuid,
+        leader_epoch: i32,
+    },
+    /// Answered once the task applied it: no round of that fetcher touches the partition
+    /// any more.
+    Remove(TopicPartition, oneshot::Sender<()>),
+}
+
+/// One fetcher task's handle on its shard.
+struct FetcherHandle {
+    changes: Rc<RefCell<Vec<Change>>>,
+    stopped: Rc<Cell<bool>>,
+    partitions: usize,
+}
+
+/// Where a followed partition is fetched from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Following {
+    leader: i32,
+    leader_epoch: i32,
+    fetcher: usize,
+}
+
+/// The replica fetchers of one shard and the partitions each follows.
+#[derive(Default)]
+pub struct ReplicaFetchers {
+    fetchers: RefCell<HashMap<(i32, usize), FetcherHandle>>,
+    following: RefCell<HashMap<TopicPartition, Following>>,
+    /// The high watermark each fetcher learnt per partition (what a follower starts leading
+    /// with: Kafka's follower high watermark).
+    high_watermarks: Rc<RefCell<HashMap<TopicPartition, i64>>>,
+}
+
+impl ReplicaFetchers {
+    /// The follower high watermark learnt for `tp` (0 when none yet).
+    fn high_watermark(&self, tp: &TopicPartition) -> i64 {
+        self.high_watermarks.borrow().get(tp).copied().unwrap_or(0)
+    }
+
+    /// Stops fetching `tp` (this broker leads it now, its leader changed or is gone, or it is
+    /// deleted); the receiver answers once the fetcher's current round is over (Kafka removes
+    /// a partition from its fetcher thread before `makeLeader` / `makeFollower` / deletion).
+    fn unfollow(&self, tp: &TopicPartition) -> Option<oneshot::Receiver<()>> {
+        let was = self.following.borrow_mut().remove(tp)?;
+        let mut fetchers = self.fetchers.borrow_mut();
+        let key = (was.leader, was.fetcher);
+        let handle = fetchers.get_mut(&key)?;
+        let (tx, rx) = oneshot::channel();
+        handle
+            .changes
+            .borrow_mut()
+            .push(Change::Remove(tp.clone(), tx));
+        handle.partitions = handle.partitions.saturating_sub(1);
+        if handle.partitions == 0 {
+            handle.stopped.set(true);
+            fetchers.remove(&key);
+        }
+        Some(rx)
+    }
+}
+
+/// Waits until the fetchers applied the removals (a fetcher task that ended answers by
+/// dropping them), bounded by one fetch round's worst case.
+async fn settle(removals: Vec<oneshot::Receiver<()>>) {
+    if removals.is_empty() {
+        return;
+    }
+    let bound = Duration::from_millis(super::replica_fetcher::REPLICA_SOCKET_TIMEOUT_MS * 2);
+    let all = futures_util::future::join_all(removals);
+    if compio::time::timeout(bound, all).await.is_err() {
+        tracing::warn!("a replica fetcher did not release its partitions in time");
+    }
+}
+
+/// Applies the replica roles of `metas` (their registrations as the image has them now) to
+/// the partitions this shard owns; run after `open::open_owned` opened them. Partitions
+/// leave their old fetchers first (and those rounds end) before any becomes a leader or
+/// joins another fetcher.
+pub async fn apply_roles(shard: &Shard, metas: &[TopicMeta]) {
+    if shard.cluster.is_none() {
+        return;
+    }
+    let mut roles = Vec::new();
+    let mut removals = Vec::new();
+    for meta in metas {
+        let min_isr = min_insync_replicas(shard, meta);
+        for (index, registration) in (0..meta.partitions).zip(&meta.registrations) {
+            if !registration.replicas.contains(&shard.config.node_id)
+                || shard.placement.shard_for(&meta.name, index) != shard.id
+            {
+                continue;
+            }
+            let tp = TopicPartition::new(meta.name.clone(), index);
+            let Some(partition) = shard.partitions.get(&tp) else {
+                continue;
+            };
+            let target = fetch_target(shard, &tp, registration);
+            let current = shard.replica_fetchers.following.borrow().get(&tp).copied();
+            if current.is_some() && current != target {
+                removals.extend(shard.replica_fetchers.unfollow(&tp));
+            }
+            roles.push((partition, meta, registration, min_isr, target, current));
+        }
+    }
+    settle(removals).await;
+    for (partition, meta, registration, min_isr, target, current) in roles {
+        if registration.leader == shard.config.node_id {
+            lead(shard, &partition.tp, registration, min_isr);
+            continue;
+        }
+        shard.partitions.stop_replicated(&partition.tp);
+        match target {
+            Some(target) if current != Some(target) => follow(shard, partition, meta, target),
+            _ => {}
+        }
+    }
+}
+
+/// Where this broker should fetch `tp` from: its leader, when that is another broker.
+fn fetch_target(
+    shard: &Shard,
+    tp: &TopicPartition,
+    registration: &PartitionRegistration,
+) -> Option<Following> {
+    if registration.leader < 0 || registration.leader == shard.config.node_id {
+        return None;
+    }
+    let index = i32::try_from(tp.partition).unwrap_or(i32::MAX);
+    let fetchers = usize::try_from(shard.config.num_replica_fetchers).unwrap_or(1);
+    Some(Following {
+        leader: registration.leader,
+        leader_epoch: registration.leader_epoch,
+        fetcher: fetcher_id(&tp.topic, index, fetchers),
+    })
+}
+
+/// Stops fetching the partitions of topics being deleted, before their logs close
+/// (`deletion::remove_topics`).
+pub async fn stop_following_topics(shard: &Shard, names: &std::collections::HashSet<String>) {
+    let gone: Vec<TopicPartition> = shard
+        .replica_fetchers
+        .following
+        .borrow()
+        .keys()
+        .filter(|tp| names.contains(&tp.topic))
+        .cloned()
+        .collect();
+    let removals = gone
+        .iter()
+        .filter_map(|tp| shard.replica_fetchers.unfollow(tp))
+        .collect();
+    settle(removals).await;
+}
+
+fn min_insync_replicas(shard: &Shard, meta: &TopicMeta) -> i32 {
+    let dynamic = shard.dynamic_configs.borrow().clone();
+    topics::dynamic::resolve_with(&shard.default_log, &dynamic, &meta.configs)
+        .map_or(1, |c| c.min_insync_replicas)
+}
+
+/// Kafka's `makeLeader` with followers: the first registration makes the partition a
+/// replicated leader, later ones (an ISR or replica change) update it.
+fn lead(shard: &Shard, tp: &TopicPartition, registration: &PartitionRegistration, min_isr: i32) {
+    if registration.replicas.len() <= 1 {
+        shard.partitions.stop_replicated(tp);
+        return;
+    }
+    let leader_registration = LeaderRegistration {
+        replicas: registration.replicas.clone(),
+        isr: registration.isr.clone(),
+        leader_epoch: registration.leader_epoch,
+        partition_epoch: registration.partition_epoch,
+    };
+    let now_ms = crate::clock::system_now_ms();
+    if let Some(leader) = shard.partitions.replicated(tp) {
+        if leader.state().leader_epoch() == registration.leader_epoch {
+            leader.on_registration(&leader_registration, now_ms);
+            return;
+        }
+    }
+    let config = ReplicationConfig::from_broker(&shard.config, shard.config.node_id, min_isr);
+    let high_watermark = shard.replica_fetchers.high_watermark(tp);
+    if let Err(e) =
+        shard
+            .partitions
+            .make_replicated(tp, &leader_registration, high_watermark, config)
+    {
+        tracing::error!(partition = %tp.dir_name(), error = %e, "cannot lead the partition with its followers");
+    }
+}
+
+/// Kafka's `makeFollower`: the partition takes the leader's epoch and joins this shard's
+/// fetcher for (leader, fetcher id) (no fetcher holds it now: `apply_roles` removed it).
+fn follow(shard: &Shard, partition: Rc<Partition>, meta: &TopicMeta, want: Following) {
+    let tp = partition.tp.clone();
+    if let Err(e) = partition.become_follower(want.leader_epoch) {
+        tracing::error!(partition = %tp.dir_name(), error = %e, "cannot follow the partition");
+        return;
+    }
+    let Some(addr) = broker_addr(shard, want.leader) else {
+        tracing::warn!(partition = %tp.dir_name(), leader = want.leader, "the leader has no reachable endpoint in the image; not fetching");
+        return;
+    };
+    let fetcher_config = FetcherConfig::from(shard.config.as_ref());
+    let topic_id = uuid::Uuid::from_u128(meta.id.0);
+    let key = (want.leader, want.fetcher);
+    let mut fetchers = shard.replica_fetchers.fetchers.borrow_mut();
+    let handle = fetchers
+        .entry(key)
+        .or_insert_with(|| spawn_fetcher(shard, want.leader, addr, fetcher_config));
+    handle.changes.borrow_mut().push(Change::Add {
+        partition,
+        topic_id,
+        leader_epoch: want.leader_epoch,
+    });
+    handle.partitions += 1;
+    drop(fetchers);
+    shard
+        .replica_fetchers
+        .following
+        .borrow_mut()
+        .insert(tp, want);
+}
+
+/// The address a follower fetches from: the leader's first registered endpoint (Sluice has no
+/// separate inter-broker listener yet).
+fn broker_addr(shard: &Shard, broker: i32) -> Option<SocketAddr> {
+    let image = shard.topics.borrow();
+    let endpoint = image.broker(broker)?.end_points.first()?.clone();
+    let text = format!("{}:{}", endpoint.host, endpoint.port);
+    text.parse().ok().or_else(|| {
+        use std::net::ToSocketAddrs;
+        text.to_socket_addrs().ok()?.next()
+    })
+}
+
+fn spawn_fetcher(
+    shard: &Shard,
+    source: i32,
+    addr: SocketAddr,
+    config: FetcherConfig,
+) -> FetcherHandle {
+    let changes = Rc::new(RefCell::new(Vec::new()));
+    let stopped = Rc::new(Cell::new(false));
+    let broker_epoch = shard.cluster.as_ref().map_or(-1, |n| n.broker_epoch());
+    let fetcher = ReplicaFetcher::new(
+        source,
+        addr,
+        shard.config.node_id,
+        broker_epoch,
+        REPLICA_FETCH_VERSION,
+        config,
+        shard.config.producer_rebuild_limits(),
+    );
+    let task = FetcherTask {
+        fetcher,
+        changes: changes.clone(),
+        stopped: stopped.clone(),
+        shutdown: shard.shutdown.clone(),
+        high_watermarks: shard.replica_fetchers.high_watermarks.clone(),
+        followed: Vec::new(),
+        backoff_max_ms: u64::try_from(config.replica_fetch_backoff_ms).unwrap_or(1000),
+    };
+    compio::runtime::spawn(task.run()).detach();
+    FetcherHandle {
+        changes,
+        stopped,
+        partitions: 0,
+    }
+}
+
+struct FetcherTask {
+    fetcher: ReplicaFetcher,
+    changes: Rc<RefCell<Vec<Change>>>,
+    stopped: Rc<Cell<bool>>,
+    shutdown: shards::Shutdown,
+    high_watermarks: Rc<RefCell<HashMap<TopicPartition, i64>>>,
+    followed: Vec<TopicPartition>,
+    backoff_max_ms: u64,
+}
+
+impl FetcherTask {
+    async fn run(mut self) {
+        let mut backoff_ms = BACKOFF_MIN_MS;
+        while !self.stopped.get() && !self.shutdown.is_triggered() {
+            self.apply_changes();
+            let pause = match self.fetcher.run_once(crate::clock::system_now_ms()).await {
+                Ok(round) => {
+                    backoff_ms = BACKOFF_MIN_MS;
+                    self.publish_high_watermarks();
+                    let idle = round.bytes_appended == 0 && round.truncations == 0;
+                    idle.then_some(IDLE_PAUSE_MS)
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, backoff_ms, "replica fetch failed");
+                    let pause = backoff_ms;
+                    backoff_ms = backoff_ms.saturating_mul(2).min(self.backoff_max_ms);
+                    Some(pause)
+                }
+            };
+            if let Some(ms) = pause {
+                compio::time::sleep(Duration::from_millis(ms)).await;
+            }
+        }
+        // Answer the removals that stopped it.
+        self.apply_changes();
+    }
+
+    fn apply_changes(&mut self) {
+        let changes = std::mem::take(&mut *self.changes.borrow_mut());
+        for change in changes {
+            match change {
+                Change::Add {
+                    partition,
+                    topic_id,
+                    leader_epoch,
+                } => {
+                    let tp = partition.tp.clone();
+                    self.fetcher
+                        .add_partition(partition, topic_id, leader_epoch);
+                    self.followed.retain(|t| *t != tp);
+                    self.followed.push(tp);
+                }
+                Change::Remove(tp, done) => {
+                    let index = i32::try_from(tp.partition).unwrap_or(i32::MAX);
+                    self.fetcher.remove_partition(&tp.topic, index);
+                    self.followed.retain(|t| *t != tp);
+                    let _ = done.send(());
+                }
+            }
+        }
+    }
+
+    fn publish_high_watermarks(&self) {
+        let mut shared = self.high_watermarks.borrow_mut();
+        for tp in &self.followed {
+            let index = i32::try_from(tp.partition).unwrap_or(i32::MAX);
+            if let Some(hw) = self.fetcher.high_watermark(&tp.topic, index) {
+                shared.insert(tp.clone(), hw);
+            }
+        }
+    }
+}
+
+/// Every `replica.lag.time.max.ms / 2` (Kafka's `isr-expiration`), at most
+/// `ISR_TICK_MAX_MS` apart so an expansion (a follower caught up) reaches the controller
+/// soon: the shard's replicated leaders shrink lagging followers out of the ISR, expire
+/// acks=all waiters, and send their ISR proposals to the active controller (AlterPartition).
+pub async fn tick_loop(shard: Rc<Shard>) {
+    let Some(node) = shard.cluster.clone() else {
+        return;
+    };
+    let period_ms = (shard.config.replica_lag_time_max_ms / 2).clamp(10, ISR_TICK_MAX_MS);
+    let mut channel = super::heartbeat::ControllerChannel::new(node.clone());
+    loop {
+        let sleep = Box::pin(compio::time::sleep(Duration::from_millis(period_ms)));
+        let stop = Box::pin(shard.shutdown.wait());
+        if let futures_util::future::Either::Right(_) =
+            futures_util::future::select(sleep, stop).await
+        {
+            return;
+        }
+        let proposals = shard.partitions.replication_tick();
+        if !proposals.is_empty() {
+            alter_partition(&shard, &node, &mut channel, proposals).await;
+        }
+    }
+}
+
+/// The longest wait between two replication ticks.
+const ISR_TICK_MAX_MS: u64 = 250;
+
+/// Sends the proposals as one AlterPartition and applies the answers; a call that fails
+/// (controller unreachable, moved, stale broker epoch) rejects them all, so the leaders
+/// propose again at a later tick.
+async fn alter_partition(
+    shard: &Shard,
+    node: &crate::cluster::node::ClusterNode,
+    channel: &mut super::heartbeat::ControllerChannel,
+    proposals: Vec<(TopicPartition, Vec<crate::replication::isr::IsrProposal>)>,
+) {
+    use super::alter_partition_rpc::{AlterPartitionAnswer, AlterPartitionCall};
+    let mut by_topic: HashMap<u128, Vec<super::alter_partition_rpc::ProposedPartition>> =
+        HashMap::new();
+    let mut ids: HashMap<u128, String> = HashMap::new();
+    {
+        let image = shard.topics.borrow();
+        for (tp, list) in &proposals {
+            let (Some(meta), Some(last)) = (image.get(&tp.topic), list.last()) else {
+                continue;
+            };
+            ids.insert(meta.id.0, tp.topic.clone());
+            by_topic.entry(meta.id.0).or_default().push((
+                tp.partition,
+                last.leader_epoch,
+                last.partition_epoch,
+                last.new_isr.clone(),
+            ));
+        }
+    }
+    let call = AlterPartitionCall {
+        broker_id: shard.config.node_id,
+        broker_epoch: node.broker_epoch(),
+        topics: by_topic.into_iter().collect(),
+    };
+    let kind = super::quorum::network::KIND_ALTER_PARTITION;
+    match channel.call::<_, AlterPartitionAnswer>(kind, &call).await {
+        Ok(answer) => {
+            for (id, partitions) in answer.topics {
+                let Some(topic) = ids.get(&id) else { continue };
+                for (index, result) in partitions {
+                    let tp = TopicPartition::new(topic.clone(), index);
+                    let Some(leader) = shard.partitions.replicated(&tp) else {
+                        continue;
+                    };
+                    match result {
+                        Ok((_, leader_epoch, isr, partition_epoch)) => {
+                            tracing::info!(partition = %tp.dir_name(), ?isr, "ISR changed");
+                            leader.on_isr_committed(leader_epoch, partition_epoch, isr);
+                        }
+                        Err(code) => {
+                            tracing::info!(partition = %tp.dir_name(), code, "AlterPartition refused");
+                            leader.on_isr_rejected();
+                        }
+                    }
+                }
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "AlterPartition not answered; proposing again later");
+            for (tp, _) in &proposals {
+                if let Some(leader) = shard.partitions.replicated(tp) {
+                    leader.on_isr_rejected();
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! The Fetch of a follower broker (Kafka's `handleFetchRequest` with `isFromFollower`: a
+//! `replica_id` >= 0 before v15, `ReplicaState.replica_id` from v15): authorized as
+//! CLUSTER_ACTION on the cluster (else every partition TOPIC_AUTHORIZATION_FAILED), no fetch
+//! session, each partition read by its replicated leader up to the log end
+//! (`PartitionService::follower_fetch`, which records the follower's progress), with the
+//! diverging epoch when the follower's log diverges (v12+). With nothing new on any owner it
+//! long-polls on the partitions' append notifiers (`Router::wait_for_data`) and reads again.
+//!
+//! Invariants: a follower fetch never reads a partition this broker does not lead with
+//! followers (NOT_LEADER_OR_FOLLOWER); the wait is bounded by min(max_wait_ms,
+//! fetch.max.wait.ms); each partition returns at most min(partition_max_bytes, max_bytes)
+//! (plus the first batch, KIP-74).
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use kafka_protocol::messages::FetchRequest;
+use kafka_protocol::ResponseError;
+
+use super::encode::{PartitionOut, ResponseOut, TopicOut};
+use super::{push_partition, TOPIC_ID_VERSION};
+use crate::handlers::error::partition_error_code;
+use crate::handlers::{authz, Request};
+use crate::partition::api::{FollowerFetchItem, FollowerFetchResult};
+use crate::partition::TopicPartition;
+use crate::router::Router;
+use crate::security::acl::Operation;
+use crate::shard::Shard;
+use crate::topics::TopicId;
+
+/// First version carrying the replica id in `ReplicaState` (KIP-903).
+const REPLICA_STATE_VERSION: i16 = 15;
+
+/// The follower's broker id when this Fetch comes from a follower.
+pub fn follower_id(body: &FetchRequest, version: i16) -> Option<i32> {
+    let id = if version >= REPLICA_STATE_VERSION {
+        body.replica_state.replica_id.0
+    } else {
+        body.replica_id.0
+    };
+    (id >= 0).then_some(id)
+}
+
+/// One requested partition: resolved to a read, or answered with an error.
+struct Requested {
+    name: String,
+    topic_id: uuid::Uuid,
+    partition: i32,
+    item: Result<FollowerFetchItem, i16>,
+}
+
+pub async fn respond(
+    shard: &Rc<Shard>,
+    request: &Request,
+    body: &FetchRequest,
+    version: i16,
+    replica_id: i32,
+) -> ResponseOut {
+    let authorized = authz::cluster_allowed(shard, request, Operation::ClusterAction);
+    let max_bytes = u32::try_from(body.max_bytes)
+        .unwrap_or(0)
+        .min(shard.config.fetch_max_bytes);
+    let requested = resolve(shard, body, version, authorized, max_bytes);
+    let items: Vec<FollowerFetchItem> = requested
+        .iter()
+        .filter_map(|r| r.item.as_ref().ok().cloned())
+        .collect();
+    let cap_ms = u64::try_from(body.max_wait_ms)
+        .unwrap_or(0)
+        .min(u64::from(shard.config.fetch_max_wait_ms));
+    let deadline = Instant::now() + Duration::from_millis(cap_ms);
+    let router = Router::new(shard.clone());
+    let mut results = router
+        .follower_fetch(replica_id, items.clone(), Instant::now())
+        .await;
+    // Nothing new on any owner: long-poll until one of the partitions gets an append (the
+    // first owner to see one ends the wait, as for consumers), then read again.
+    if !results.iter().any(has_news) && Instant::now() < deadline {
+        let waits = items
+            .iter()
+            .map(|i| (i.tp.clone(), i.fetch_offset))
+            .collect();
+        router.wait_for_data(waits, deadline).await;
+        results = router
+            .follower_fetch(replica_id, items, Instant::now())
+            .await;
+    }
+    let mut results = results.into_iter();
+    let mut topics: Vec<TopicOut> = Vec::new();
+    for r in requested {
+        let data = match r.item {
+            Ok(_) => match results.next() {
+                Some(result) => partition_out(r.partition, result),
+                None => error_out(r.partition, ResponseError::UnknownServerError.code()),
+            },
+            Err(code) => error_out(r.partition, code),
+        };
+        push_partition(&mut topics, &r.name, r.topic_id, data);
+    }
+    ResponseOut {
+        topics,
+        ..ResponseOut::default()
+    }
+}
+
+/// Records, a diverging epoch or an error: worth answering without waiting.
+fn has_news(result: &FollowerFetchResult) -> bool {
+    match result {
+        Ok(ok) => ok.read.slice.is_some() || ok.diverging_epoch.is_some(),
+        Err(_) => true,
+    }
+}
+
+fn resolve(
+    shard: &Shard,
+    body: &FetchRequest,
+    version: i16,
+    authorized: bool,
+    max_bytes: u32,
+) -> Vec<Requested> {
+    let image = shard.topics.borrow();
+    let mut out = Vec::new();
+    for topic in &body.topics {
+        let meta = if version >= TOPIC_ID_VERSION {
+            image.by_id(TopicId(topic.topic_id.as_u128()))
+        } else {
+            image.get(topic.topic.0.as_str())
+        };
+        for p in &topic.partitions {
+            let in_range =
+                meta.filter(|m| u32::try_from(p.partition).is_ok_and(|i| i < m.partitions));
+            let item = match (authorized, in_range) {
+                (false, _) => Err(ResponseError::TopicAuthorizationFailed.code()),
+                (true, Some(meta)) => Ok(FollowerFetchItem {
+                    tp: TopicPartition::new(meta.name.clone(), p.partition.unsigned_abs()),
+                    fetch_offset: p.fetch_offset,
+                    last_fetched_epoch: p.last_fetched_epoch,
+                    current_leader_epoch: p.current_leader_epoch,
+                    max_bytes: u32::try_from(p.partition_max_bytes)
+                        .unwrap_or(0)
+                        .min(max_bytes),
+                }),
+                (true, None) if version >= TOPIC_ID_VERSION && meta.is_none() => {
+                    Err(ResponseError::UnknownTopicId.code())
+                }
+                (true, None) => Err(ResponseError::UnknownTopicOrPartition.code()),
+            };
+            out.push(Requested {
+                name: meta.map_or_else(|| topic.topic.0.to_string(), |m| m.name.clone()),
+                topic_id: topic.topic_id,
+                partition: p.partition,
+                item,
+            });
+        }
+    }
+    // Kafka keys the fetch by topic-partition: a repeated partition is answered once.
+    crate::handlers::dedup::last_wins(out, |r| (r.name.clone(), r.topic_id, r.partition))
+}
+
+fn partition_out(index: i32, result: FollowerFetchResult) -> PartitionOut {
+    match result {
+        Ok(ok) => PartitionOut {
+            index,
+            error_code: 0,
+            high_watermark: ok.read.high_watermark,
+            last_stable_offset: ok.read.last_stable_offset,
+            log_start_offset: ok.read.log_start_offset,
+            records: ok.read.slice.map(|s| s.ranges).unwrap_or_default(),
+            aborted_transactions: Vec::new(),
+            current_leader: None,
+            diverging_epoch: ok.diverging_epoch.map(|d| (d.leader_epoch, d.end_offset)),
+        },
+        Err(e) => error_out(index, partition_error_code(&e)),
+    }
+}
+
+fn error_out(index: i32, error_code: i16) -> PartitionOut {
+    PartitionOut {
+        index,
+        error_code,
+        high_watermark: -1,
+        last_stable_offset: -1,
+        log_start_offset: -1,
+        records: Vec::new(),
+        aborted_transactions: Vec::new(),
+        current_leader: None,
+        diverging_epoch: None,
+    }
+}
