@@ -41,6 +41,7 @@ pub mod placement;
 pub mod quorum;
 pub mod records;
 pub mod replica_fetcher;
+pub mod replica_fetchers;
 pub mod replicas;
 pub mod security_control;
 pub mod security_image;

@@ -28,6 +28,8 @@ use crate::shard::Shard;
 use crate::topics::{self, TopicMeta};
 
 use super::replica_fetcher::ReplicaFetcher;
+pub use super::replica_fetchers::ReplicaFetchers;
+use super::replica_fetchers::{Change, FetcherHandle, Following};
 use super::PartitionRegistration;
 
 /// The Fetch version replica fetchers send (topic names, `replica_id` in the request; Kafka
@@ -38,71 +40,6 @@ const BACKOFF_MIN_MS: u64 = 50;
 /// Pause after a round that fetched nothing and had nothing to fetch (every partition
 /// delayed), so an idle fetcher never spins.
 const IDLE_PAUSE_MS: u64 = 10;
-
-/// A change handed to a fetcher task, applied between its rounds.
-enum Change {
-    Add {
-        partition: Rc<Partition>,
-        topic_id: uuid::Uuid,
-        leader_epoch: i32,
-    },
-    /// Answered once the task applied it: no round of that fetcher touches the partition
-    /// any more.
-    Remove(TopicPartition, oneshot::Sender<()>),
-}
-
-/// One fetcher task's handle on its shard.
-struct FetcherHandle {
-    changes: Rc<RefCell<Vec<Change>>>,
-    stopped: Rc<Cell<bool>>,
-    partitions: usize,
-}
-
-/// Where a followed partition is fetched from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Following {
-    leader: i32,
-    leader_epoch: i32,
-    fetcher: usize,
-}
-
-/// The replica fetchers of one shard and the partitions each follows.
-#[derive(Default)]
-pub struct ReplicaFetchers {
-    fetchers: RefCell<HashMap<(i32, usize), FetcherHandle>>,
-    following: RefCell<HashMap<TopicPartition, Following>>,
-    /// The high watermark each fetcher learnt per partition (what a follower starts leading
-    /// with: Kafka's follower high watermark).
-    high_watermarks: Rc<RefCell<HashMap<TopicPartition, i64>>>,
-}
-
-impl ReplicaFetchers {
-    /// The follower high watermark learnt for `tp` (0 when none yet).
-    fn high_watermark(&self, tp: &TopicPartition) -> i64 {
-        self.high_watermarks.borrow().get(tp).copied().unwrap_or(0)
-    }
-
-    /// Stops fetching `tp` (this broker leads it now, its leader changed or is gone, or it is
-    /// deleted); the receiver answers once the fetcher's current round is over (Kafka removes
-    /// a partition from its fetcher thread before `makeLeader` / `makeFollower` / deletion).
-    fn unfollow(&self, tp: &TopicPartition) -> Option<oneshot::Receiver<()>> {
-        let was = self.following.borrow_mut().remove(tp)?;
-        let mut fetchers = self.fetchers.borrow_mut();
-        let key = (was.leader, was.fetcher);
-        let handle = fetchers.get_mut(&key)?;
-        let (tx, rx) = oneshot::channel();
-        handle
-            .changes
-            .borrow_mut()
-            .push(Change::Remove(tp.clone(), tx));
-        handle.partitions = handle.partitions.saturating_sub(1);
-        if handle.partitions == 0 {
-            handle.stopped.set(true);
-            fetchers.remove(&key);
-        }
-        Some(rx)
-    }
-}
 
 /// Waits until the fetchers applied the removals (a fetcher task that ended answers by
 /// dropping them), bounded by one fetch round's worst case.

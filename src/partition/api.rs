@@ -167,7 +167,15 @@ pub struct FollowerFetchItem {
 }
 
 /// Records up to the leader's log end, or the diverging epoch.
-pub type FollowerFetchResult = Result<super::replicated::FollowerFetchOk, PartitionError>;
+/// A follower fetch's answer for one partition.
+#[derive(Debug)]
+pub struct FollowerFetchOk {
+    pub read: ReadOk,
+    /// Set when the follower's log diverges (no records then): it must truncate.
+    pub diverging_epoch: Option<crate::replication::truncation::EpochEndOffset>,
+}
+
+pub type FollowerFetchResult = Result<FollowerFetchOk, PartitionError>;
 
 /// A partition's producers (DescribeProducers).
 pub type ProducersResult = Result<Vec<crate::producers::ProducerView>, PartitionError>;

@@ -76,13 +76,7 @@ impl ReplicationConfig {
     }
 }
 
-/// A follower fetch's answer for one partition.
-#[derive(Debug)]
-pub struct FollowerFetchOk {
-    pub read: ReadOk,
-    /// Set when the follower's log diverges (no records then): it must truncate.
-    pub diverging_epoch: Option<EpochEndOffset>,
-}
+pub use super::api::FollowerFetchOk;
 
 /// See the module documentation.
 pub struct ReplicatedPartition {

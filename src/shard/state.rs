@@ -102,7 +102,7 @@ pub struct Shard {
     /// (`cluster::follow`).
     pub cluster_synced: Cell<u64>,
     /// The replica fetchers of the partitions this shard follows (`cluster::replicas`).
-    pub replica_fetchers: crate::cluster::replicas::ReplicaFetchers,
+    pub replica_fetchers: crate::cluster::replica_fetchers::ReplicaFetchers,
 }
 
 /// A hook run after a shard adopted topics (see `Shard::on_topics_adopted`).
