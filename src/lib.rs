@@ -8,6 +8,7 @@
 //! `shard` is one shard's life from start to clean shutdown; `config` the broker settings.
 
 pub mod atomic_file;
+pub mod checkpoint_file;
 pub mod clean_shutdown;
 /// The admin CLI (`sluice topic ...`): a Kafka client, outside the request flow above.
 pub mod cli;

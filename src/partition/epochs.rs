@@ -101,33 +101,17 @@ impl LeaderEpochCache {
 
     /// Kafka's checkpoint text.
     pub fn to_text(&self) -> String {
-        let mut out = format!("{CHECKPOINT_VERSION}\n{}\n", self.entries.len());
-        for e in &self.entries {
-            out.push_str(&format!("{} {}\n", e.epoch, e.start_offset));
-        }
-        out
+        let entries = self
+            .entries
+            .iter()
+            .map(|e| format!("{} {}", e.epoch, e.start_offset));
+        crate::checkpoint_file::encode(CHECKPOINT_VERSION, entries)
     }
 
     pub fn from_text(text: &str) -> Result<Self, String> {
-        let mut lines = text.lines();
-        let mut next = |what: &str| lines.next().ok_or_else(|| format!("missing {what}"));
-        let version: i32 = next("version")?
-            .trim()
-            .parse()
-            .map_err(|_| "bad version line".to_owned())?;
-        if version != CHECKPOINT_VERSION {
-            return Err(format!("unsupported version {version}"));
-        }
-        let count: usize = next("entry count")?
-            .trim()
-            .parse()
-            .map_err(|_| "bad entry count".to_owned())?;
-        if count > ENTRIES_MAX {
-            return Err(format!("{count} entries"));
-        }
+        let lines = crate::checkpoint_file::entry_lines(text, CHECKPOINT_VERSION, ENTRIES_MAX)?;
         let mut cache = Self::default();
-        for _ in 0..count {
-            let line = next("entry")?;
+        for line in lines {
             let mut fields = line.split_whitespace();
             let epoch = fields.next().and_then(|f| f.parse::<i32>().ok());
             let offset = fields.next().and_then(|f| f.parse::<i64>().ok());

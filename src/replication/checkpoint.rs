@@ -30,33 +30,15 @@ pub enum CheckpointError {
 }
 
 pub fn to_text(marks: &HighWatermarks) -> String {
-    let mut out = format!("{VERSION}\n{}\n", marks.len());
-    for ((topic, partition), offset) in marks {
-        out.push_str(&format!("{topic} {partition} {offset}\n"));
-    }
-    out
+    let entries = marks
+        .iter()
+        .map(|((topic, partition), offset)| format!("{topic} {partition} {offset}"));
+    crate::checkpoint_file::encode(VERSION, entries)
 }
 
 pub fn from_text(text: &str) -> Result<HighWatermarks, String> {
-    let mut lines = text.lines();
-    let mut next = |what: &str| lines.next().ok_or_else(|| format!("missing {what}"));
-    let version: i32 = next("version")?
-        .trim()
-        .parse()
-        .map_err(|_| "bad version line".to_owned())?;
-    if version != VERSION {
-        return Err(format!("unsupported version {version}"));
-    }
-    let count: usize = next("entry count")?
-        .trim()
-        .parse()
-        .map_err(|_| "bad entry count".to_owned())?;
-    if count > ENTRIES_MAX {
-        return Err(format!("{count} entries"));
-    }
     let mut marks = HighWatermarks::new();
-    for _ in 0..count {
-        let line = next("entry")?;
+    for line in crate::checkpoint_file::entry_lines(text, VERSION, ENTRIES_MAX)? {
         let mut fields = line.split_whitespace();
         let topic = fields.next().map(str::to_owned);
         let partition = fields.next().and_then(|f| f.parse::<u32>().ok());
