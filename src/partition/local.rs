@@ -124,44 +124,15 @@ impl PartitionProxy for Partition {
         read_committed: bool,
     ) -> Result<ReadOk, PartitionError> {
         self.check_leader_epoch(current_leader_epoch)?;
-        let last_stable_offset = self.last_stable_offset();
-        // read_committed reads end at the LSO (Kafka's FetchIsolation.TXN_COMMITTED).
-        let high_watermark = storage::Offset(self.high_watermark());
-        let read_end = if read_committed {
-            storage::Offset(last_stable_offset)
-        } else {
-            high_watermark
-        };
-        let log_start = self.log.log_start_offset();
-        let offset = storage::Offset(offset);
-        // Between the high watermark and the log end nothing is visible yet: an empty answer,
-        // not an error (Kafka's behaviour for a follower-less leader's uncommitted tail).
-        let slice =
-            if offset >= read_end && offset <= self.log.log_end_offset() && offset >= log_start {
-                None
-            } else {
-                let slice = self
-                    .log
-                    .read(offset, max_bytes, min_one_batch, read_end)
-                    .await
-                    .map_err(PartitionError::from_storage)?;
-                (slice.total_bytes > 0).then_some(slice)
-            };
-        // Kafka bounds the search by the end of the batches read; the LSO (their bound) gives
-        // a superset, which clients handle alike (an entry applies only to its producer's
-        // batches at or after its first offset, up to that producer's abort marker).
-        let aborted_transactions = match (&slice, read_committed) {
-            (Some(_), true) => Some(self.aborted_transactions(offset.0, read_end.0).await?),
-            (None, true) => Some(Vec::new()),
-            (_, false) => None,
-        };
-        Ok(ReadOk {
-            high_watermark: high_watermark.0,
+        let (high_watermark, last_stable_offset) =
+            (self.high_watermark(), self.last_stable_offset());
+        let bounds = ReadBounds {
+            high_watermark,
             last_stable_offset,
-            log_start_offset: log_start.0,
-            slice,
-            aborted_transactions,
-        })
+            read_committed,
+        };
+        self.read_visible(offset, max_bytes, min_one_batch, bounds)
+            .await
     }
 
     async fn offset_for_timestamp(&self, timestamp: i64) -> Result<OffsetOk, PartitionError> {
@@ -375,6 +346,65 @@ pub fn check_keyed(tp: &TopicPartition, records: &[u8]) -> Result<(), storage::S
         }
     }
     Ok(())
+}
+
+/// What a read may see: below the high watermark, or below the LSO when `read_committed`.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadBounds {
+    pub high_watermark: i64,
+    pub last_stable_offset: i64,
+    pub read_committed: bool,
+}
+
+impl Partition {
+    /// The one read of the log for consumers, single replica or replicated leader alike:
+    /// batches from `offset` below the bound, and for read_committed the aborted transactions
+    /// of the range.
+    pub async fn read_visible(
+        &self,
+        offset: i64,
+        max_bytes: u32,
+        min_one_batch: bool,
+        bounds: ReadBounds,
+    ) -> Result<ReadOk, PartitionError> {
+        let read_committed = bounds.read_committed;
+        // read_committed reads end at the LSO (Kafka's FetchIsolation.TXN_COMMITTED).
+        let read_end = storage::Offset(if read_committed {
+            bounds.last_stable_offset
+        } else {
+            bounds.high_watermark
+        });
+        let log_start = self.log.log_start_offset();
+        let offset = storage::Offset(offset);
+        // Between the high watermark and the log end nothing is visible yet: an empty answer,
+        // not an error (Kafka's behaviour for a leader's not yet replicated tail).
+        let slice =
+            if offset >= read_end && offset <= self.log.log_end_offset() && offset >= log_start {
+                None
+            } else {
+                let slice = self
+                    .log
+                    .read(offset, max_bytes, min_one_batch, read_end)
+                    .await
+                    .map_err(PartitionError::from_storage)?;
+                (slice.total_bytes > 0).then_some(slice)
+            };
+        // Kafka bounds the search by the end of the batches read; the LSO (their bound) gives
+        // a superset, which clients handle alike (an entry applies only to its producer's
+        // batches at or after its first offset, up to that producer's abort marker).
+        let aborted_transactions = match (&slice, read_committed) {
+            (Some(_), true) => Some(self.aborted_transactions(offset.0, read_end.0).await?),
+            (None, true) => Some(Vec::new()),
+            (_, false) => None,
+        };
+        Ok(ReadOk {
+            high_watermark: bounds.high_watermark,
+            last_stable_offset: bounds.last_stable_offset,
+            log_start_offset: log_start.0,
+            slice,
+            aborted_transactions,
+        })
+    }
 }
 
 #[cfg(test)]

@@ -392,35 +392,14 @@ impl PartitionProxy for ReplicatedPartition {
         read_committed: bool,
     ) -> Result<ReadOk, PartitionError> {
         self.check_leader_epoch(current_leader_epoch)?;
-        let read_end = storage::Offset(if read_committed {
-            self.last_stable_offset()
-        } else {
-            self.high_watermark()
-        });
-        let log = &self.local.log;
-        let offset = storage::Offset(offset);
-        let visible_empty = offset >= read_end
-            && offset <= log.log_end_offset()
-            && offset >= log.log_start_offset();
-        let slice = if visible_empty {
-            None
-        } else {
-            let slice = log
-                .read(offset, max_bytes, min_one_batch, read_end)
-                .await
-                .map_err(PartitionError::from_storage)?;
-            (slice.total_bytes > 0).then_some(slice)
+        let bounds = super::local::ReadBounds {
+            high_watermark: self.high_watermark(),
+            last_stable_offset: self.last_stable_offset(),
+            read_committed,
         };
-        let aborted_transactions = match (&slice, read_committed) {
-            (Some(_), true) => Some(
-                self.local
-                    .aborted_transactions(offset.0, read_end.0)
-                    .await?,
-            ),
-            (None, true) => Some(Vec::new()),
-            (_, false) => None,
-        };
-        Ok(self.answer(slice, aborted_transactions))
+        self.local
+            .read_visible(offset, max_bytes, min_one_batch, bounds)
+            .await
     }
 
     async fn offset_for_timestamp(&self, timestamp: i64) -> Result<OffsetOk, PartitionError> {
