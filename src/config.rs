@@ -403,6 +403,17 @@ pub struct BrokerConfig {
     /// Sluice's: acks=all produces waiting for replication per partition (the purgatory).
     #[serde(rename = "produce.purgatory.waiters.max")]
     pub produce_purgatory_waiters_max: u32,
+    /// Leader balance (issue 11 control, `cluster::leader_election`), Kafka's names/defaults.
+    #[serde(rename = "auto.leader.rebalance.enable")]
+    pub auto_leader_rebalance_enable: bool,
+    #[serde(rename = "leader.imbalance.check.interval.seconds")]
+    pub leader_imbalance_check_interval_seconds: u64,
+    #[serde(rename = "leader.imbalance.per.broker.percentage")]
+    pub leader_imbalance_per_broker_percentage: u32,
+    /// Sluice's: how long a stopping broker waits for its controlled shutdown (leadership
+    /// moved and applied) before it stops anyway (Kafka's broker waits up to 5 minutes).
+    #[serde(rename = "controlled.shutdown.timeout.ms")]
+    pub controlled_shutdown_timeout_ms: u64,
     /// Partitions of the internal `__transaction_state` topic (fixed once the topic exists).
     #[serde(rename = "transaction.state.log.num.partitions")]
     pub transaction_state_log_num_partitions: u32,
@@ -560,6 +571,10 @@ impl Default for BrokerConfig {
             replica_fetch_min_bytes: 1,
             replica_fetch_backoff_ms: 1000,
             produce_purgatory_waiters_max: 4096,
+            auto_leader_rebalance_enable: true,
+            leader_imbalance_check_interval_seconds: 300,
+            leader_imbalance_per_broker_percentage: 10,
+            controlled_shutdown_timeout_ms: 30_000,
             transaction_state_log_num_partitions: 50,
             transaction_state_log_replication_factor: 3,
             transaction_state_log_segment_bytes: 104_857_600,
@@ -742,6 +757,20 @@ impl BrokerConfig {
     }
 
     fn validate_replication(&self) -> Result<(), ConfigError> {
+        positive(
+            "controlled.shutdown.timeout.ms",
+            self.controlled_shutdown_timeout_ms,
+        )?;
+        positive(
+            "leader.imbalance.check.interval.seconds",
+            self.leader_imbalance_check_interval_seconds,
+        )?;
+        if self.leader_imbalance_per_broker_percentage > 100 {
+            return Err(ConfigError::Invalid {
+                key: "leader.imbalance.per.broker.percentage",
+                reason: "must be in [0, 100]".into(),
+            });
+        }
         positive("replica.lag.time.max.ms", self.replica_lag_time_max_ms)?;
         positive("num.replica.fetchers", u64::from(self.num_replica_fetchers))?;
         positive(

@@ -1,7 +1,8 @@
 //! The active controller's own duties on shard 0 of a controller node: adopt a single-node
 //! data directory into an empty cluster image (once), and create `__consumer_offsets` once a
-//! broker can host it. Never fatal: retried every second while this node is the active
-//! controller.
+//! broker can host it; every `leader.imbalance.check.interval.seconds`, the auto leader
+//! rebalance (`auto.leader.rebalance.enable`, `leader_election::rebalance_once`). Never fatal:
+//! retried every second while this node is the active controller.
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -15,10 +16,20 @@ use crate::shard::Shard;
 /// `__consumer_offsets` once a broker can host it. Never fatal: retried every second.
 pub async fn run(shard: Rc<Shard>, node: Arc<ClusterNode>) {
     let mut adopted = false;
+    let rebalance_every =
+        std::time::Duration::from_secs(shard.config.leader_imbalance_check_interval_seconds);
+    let mut rebalanced_at = std::time::Instant::now();
     loop {
         compio::time::sleep(std::time::Duration::from_secs(1)).await;
         if !node.is_active_controller() {
+            // A controller that just became active waits a full interval (Kafka schedules
+            // the first check one interval after activation).
+            rebalanced_at = std::time::Instant::now();
             continue;
+        }
+        if shard.config.auto_leader_rebalance_enable && rebalanced_at.elapsed() >= rebalance_every {
+            rebalanced_at = std::time::Instant::now();
+            super::leader_election::rebalance_once(&shard).await;
         }
         let committed_empty = {
             let state = node.image.lock();

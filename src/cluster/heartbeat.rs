@@ -252,8 +252,13 @@ async fn heartbeat_until_stale(
     }
 }
 
-/// Kafka's controlled shutdown: one heartbeat with `want_shutdown` (bounded by `timeout`), so
-/// the controller fences this broker now instead of after `broker.session.timeout.ms`.
+/// Kafka's controlled shutdown (`BrokerLifecycleManager.beginControlledShutdown`): a heartbeat
+/// with `want_shutdown`, so the controller moves leadership of this broker's partitions to
+/// other ISR members and takes it out of every ISR (by fencing it) now, instead of after
+/// `broker.session.timeout.ms`; then, as Kafka's broker waits for `shouldShutDown`, this
+/// broker waits until it applied that change itself (its partitions resign: acks=all produces
+/// still waiting get NOT_LEADER_OR_FOLLOWER, which clients retry at the new leader). All of it
+/// bounded by `timeout` (`controlled.shutdown.timeout.ms`): past it the broker stops anyway.
 pub async fn controlled_shutdown(shard: &Shard, node: Arc<ClusterNode>, timeout: Duration) {
     let epoch = node.broker_epoch();
     if epoch < 0 {
@@ -266,22 +271,38 @@ pub async fn controlled_shutdown(shard: &Shard, node: Arc<ClusterNode>, timeout:
         want_shutdown: true,
     };
     let mut channel = ControllerChannel::new(node);
+    let started = Instant::now();
     let attempt = async {
-        for _ in 0..5 {
+        loop {
             match channel
                 .call::<_, HeartbeatResponse>(KIND_BROKER_HEARTBEAT, &request)
                 .await
             {
-                Ok(_) | Err(LifecycleError::StaleBrokerEpoch) => return true,
+                Ok(response) => return Some(response.metadata_offset),
+                Err(LifecycleError::StaleBrokerEpoch) => return None,
                 Err(_) => compio::time::sleep(Duration::from_millis(50)).await,
             }
         }
-        false
     };
-    match compio::time::timeout(timeout, attempt).await {
-        Ok(true) => tracing::info!("controlled shutdown: the controller fenced this broker"),
-        _ => tracing::warn!("controlled shutdown: the controller did not answer; stopping anyway"),
+    let fenced_at = match compio::time::timeout(timeout, attempt).await {
+        Ok(Some(offset)) => offset,
+        Ok(None) => {
+            tracing::info!("controlled shutdown: the controller had already fenced this broker");
+            return;
+        }
+        Err(_) => {
+            tracing::warn!("controlled shutdown: the controller did not answer; stopping anyway");
+            return;
+        }
+    };
+    while shard.cluster_synced.get() < fenced_at && started.elapsed() < timeout {
+        compio::time::sleep(Duration::from_millis(5)).await;
     }
+    tracing::info!(
+        applied = shard.cluster_synced.get() >= fenced_at,
+        took_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        "controlled shutdown: the controller fenced this broker and moved its leaderships"
+    );
 }
 
 /// A broker-only node: keeps its committed image current from the controllers.

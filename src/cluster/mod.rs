@@ -35,6 +35,7 @@ pub mod heartbeat;
 pub mod image;
 pub mod kraft;
 pub mod kraft_metrics;
+pub mod leader_election;
 pub mod node;
 pub mod open;
 pub mod placement;

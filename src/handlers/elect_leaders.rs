@@ -1,20 +1,27 @@
-//! ElectLeaders: on one node every partition's only replica is its leader and its preferred
-//! replica, so no election is ever needed. Answered as Kafka's controller does: a named
-//! partition gets ELECTION_NOT_NEEDED (UNKNOWN_TOPIC_OR_PARTITION when it does not exist);
-//! "all partitions" (a null list) answers only the partitions that needed an election, here
-//! none. Lets `kafka-leader-election` and `Admin.electLeaders` run unchanged.
+//! ElectLeaders (PREFERRED and UNCLEAN). In a KRaft cluster the active controller elects
+//! (`cluster::leader_election::run`, on its registry shard, committed before the answer);
+//! another node answers NOT_CONTROLLER (decision 0016), so clients retry at the controller.
+//! On one node every partition's only replica is its leader and its preferred replica, so no
+//! election is ever needed. Answered as Kafka's controller does: a named partition gets
+//! ELECTION_NOT_NEEDED (UNKNOWN_TOPIC_OR_PARTITION when it does not exist),
+//! PREFERRED_LEADER_NOT_AVAILABLE or ELIGIBLE_LEADERS_NOT_AVAILABLE; "all partitions" (a null
+//! list) answers only the partitions that needed an election. Lets `kafka-leader-election` and
+//! `Admin.electLeaders` run unchanged.
 //!
 //! Invariant: every requested partition gets exactly one answer, in request order.
 
 use std::rc::Rc;
 
 use kafka_protocol::messages::elect_leaders_response::{PartitionResult, ReplicaElectionResult};
-use kafka_protocol::messages::{ElectLeadersRequest, ElectLeadersResponse};
+use kafka_protocol::messages::{ElectLeadersRequest, ElectLeadersResponse, TopicName};
 use kafka_protocol::ResponseError;
 
 use super::{str_bytes, HandlerFuture, Outcome, Request};
+use crate::cluster::controller::CommitError;
+use crate::cluster::leader_election::{self, ElectionType};
+use crate::router::REGISTRY_SHARD;
 use crate::security::acl::Operation;
-use crate::shard::Shard;
+use crate::shard::{Shard, ShardMsg};
 
 /// Kafka's ElectionType ids (PREFERRED, UNCLEAN).
 const ELECTION_TYPES: [i8; 2] = [0, 1];
@@ -25,16 +32,20 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
         let body: ElectLeadersRequest = request.decode()?;
         // Kafka: CLUSTER ALTER, else a top-level CLUSTER_AUTHORIZATION_FAILED.
         if !super::authz::cluster_allowed(&shard, &request, Operation::Alter) {
-            return Outcome::encoded(&refused(body, version), version);
+            let code = ResponseError::ClusterAuthorizationFailed.code();
+            return Outcome::encoded(&refused(body, version, code), version);
+        }
+        if shard.cluster.is_some() {
+            return Outcome::encoded(&respond_cluster(&shard, body, version).await, version);
         }
         Outcome::encoded(&respond(&shard, body, version), version)
     })
 }
 
-/// CLUSTER_AUTHORIZATION_FAILED: top-level from v1; v0 has no top-level code, so every
-/// requested partition carries it (Kafka's ElectLeadersRequest.getErrorResponse).
-fn refused(body: ElectLeadersRequest, version: i16) -> ElectLeadersResponse {
-    let code = ResponseError::ClusterAuthorizationFailed.code();
+/// A request-wide error (CLUSTER_AUTHORIZATION_FAILED, NOT_CONTROLLER): top-level from v1; v0
+/// has no top-level code, so every requested partition carries it (Kafka's
+/// ElectLeadersRequest.getErrorResponse).
+fn refused(body: ElectLeadersRequest, version: i16, code: i16) -> ElectLeadersResponse {
     if version >= 1 {
         return ElectLeadersResponse::default().with_error_code(code);
     }
@@ -106,6 +117,73 @@ fn respond(shard: &Shard, body: ElectLeadersRequest, version: i16) -> ElectLeade
                 .collect();
             ReplicaElectionResult::default()
                 .with_topic(topic.topic)
+                .with_partition_result(partition_result)
+        })
+        .collect();
+    ElectLeadersResponse::default().with_replica_election_results(results)
+}
+
+/// A KRaft cluster: the election runs on the active controller's registry shard.
+async fn respond_cluster(
+    shard: &Rc<Shard>,
+    body: ElectLeadersRequest,
+    version: i16,
+) -> ElectLeadersResponse {
+    // v0 has no election type: it is always a preferred election.
+    let kind = match version {
+        0 => Some(ElectionType::Preferred),
+        _ => ElectionType::from_id(body.election_type),
+    };
+    let Some(kind) = kind else {
+        return ElectLeadersResponse::default()
+            .with_error_code(ResponseError::InvalidRequest.code());
+    };
+    let wanted: Option<Vec<(String, Vec<i32>)>> = body.topic_partitions.as_ref().map(|topics| {
+        topics
+            .iter()
+            .map(|t| (t.topic.0.to_string(), t.partitions.clone()))
+            .collect()
+    });
+    let answer = if shard.id == REGISTRY_SHARD {
+        leader_election::run(shard, wanted, kind).await
+    } else {
+        shard
+            .mesh
+            .call(REGISTRY_SHARD, |reply| {
+                ShardMsg::run(move |shard| async move {
+                    reply.send(leader_election::run(&shard, wanted, kind).await);
+                })
+            })
+            .await
+            .unwrap_or_else(|_| Err(CommitError::Failed("registry shard unavailable".into())))
+    };
+    let results = match answer {
+        Ok(results) => results,
+        Err(CommitError::NotController) => {
+            return refused(body, version, ResponseError::NotController.code());
+        }
+        Err(CommitError::Failed(message)) => {
+            tracing::warn!(error = %message, "leader election not committed");
+            return refused(body, version, ResponseError::UnknownServerError.code());
+        }
+    };
+    let results = results
+        .into_iter()
+        .map(|(topic, partitions)| {
+            let partition_result = partitions
+                .into_iter()
+                .map(|(index, error)| {
+                    let result = PartitionResult::default().with_partition_id(index);
+                    match error {
+                        None => result,
+                        Some(e) => result
+                            .with_error_code(e.code())
+                            .with_error_message(Some(str_bytes(&e.to_string()))),
+                    }
+                })
+                .collect();
+            ReplicaElectionResult::default()
+                .with_topic(TopicName(str_bytes(&topic)))
                 .with_partition_result(partition_result)
         })
         .collect();

@@ -103,7 +103,7 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
     let admin_task = start_admin(&shard).await;
     let cluster_tasks = match (&boot.cluster, shard.id == router::REGISTRY_SHARD) {
         (Some(node), true) => start_cluster_tasks(&shard, &boot, node),
-        _ => Vec::new(),
+        _ => (Vec::new(), Vec::new()),
     };
     if shard.id == router::REGISTRY_SHARD {
         if boot.cluster.is_none() {
@@ -125,14 +125,18 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
         .map(|(socket, context)| Box::pin(accept_loop(&shard, socket, context)));
     futures_util::future::join_all(accepts).await;
     drop(listeners);
-    // Heartbeats stop first, or one could unfence the broker after its controlled shutdown.
-    drop(cluster_tasks);
+    // Heartbeats (and controller duties) stop first, or one could unfence the broker after
+    // its controlled shutdown; the image keeps being followed until it is done, so this
+    // broker applies the leadership changes of its own shutdown.
+    let (follow_tasks, lifecycle_tasks) = cluster_tasks;
+    drop(lifecycle_tasks);
     if let (Some(node), true) = (&boot.cluster, shard.id == router::REGISTRY_SHARD) {
         if node.settings.roles.broker {
-            let timeout = Duration::from_millis(boot.config.controller_quorum_request_timeout_ms);
+            let timeout = Duration::from_millis(boot.config.controlled_shutdown_timeout_ms);
             crate::cluster::heartbeat::controlled_shutdown(&shard, node.clone(), timeout).await;
         }
     }
+    drop(follow_tasks);
     drain_connections(&shard).await;
     drop(admin_task);
     drop(retention_task);
@@ -169,21 +173,29 @@ fn registration(boot: &Boot) -> crate::cluster::MetadataRecord {
 
 /// Shard 0 of a KRaft node: follow the committed image, register and heartbeat, fetch images
 /// (broker-only node) and the active controller's start-up duties.
+/// (image-following tasks, lifecycle tasks): the first keep running during a controlled
+/// shutdown, the second stop before it.
+type ClusterTasks = (
+    Vec<compio::runtime::JoinHandle<()>>,
+    Vec<compio::runtime::JoinHandle<()>>,
+);
+
 fn start_cluster_tasks(
     shard: &Rc<Shard>,
     boot: &Boot,
     node: &Arc<crate::cluster::node::ClusterNode>,
-) -> Vec<compio::runtime::JoinHandle<()>> {
+) -> ClusterTasks {
     use crate::cluster::{follow, heartbeat};
-    let mut tasks = vec![compio::runtime::spawn(follow::run(
+    let mut follow_tasks = vec![compio::runtime::spawn(follow::run(
         shard.clone(),
         node.clone(),
     ))];
     if node.quorum.is_none() {
-        tasks.push(compio::runtime::spawn(heartbeat::fetch_images(
+        follow_tasks.push(compio::runtime::spawn(heartbeat::fetch_images(
             node.clone(),
         )));
     }
+    let mut tasks = Vec::new();
     if node.settings.roles.broker {
         let request = match registration(boot) {
             crate::cluster::MetadataRecord::RegisterBroker(r) => {
@@ -208,7 +220,7 @@ fn start_cluster_tasks(
             node.clone(),
         )));
     }
-    tasks
+    (follow_tasks, tasks)
 }
 
 async fn announce_ready(shard: &Shard, boot: &Boot) {
