@@ -79,6 +79,13 @@ fn wait_settled(
     settled
 }
 
+/// The sum of metric `name` over the brokers `on`.
+fn metric_sum(cluster: &Cluster, on: &[usize], name: &str) -> f64 {
+    on.iter()
+        .map(|i| cluster.broker(*i).scrape().sum(name, &[]))
+        .sum()
+}
+
 fn index_of(node_id: i32) -> usize {
     usize::try_from(node_id - 1).unwrap()
 }
@@ -182,6 +189,18 @@ fn controlled_shutdown_moves_leadership_before_the_broker_stops() {
     }
     let report = checker.report();
     assert!(report.is_clean(), "{report:?}");
+    // Followers fetched the acknowledged records: replication bytes both ways on /metrics.
+    let bytes_out = metric_sum(&cluster, &survivors, "sluice_replication_bytes_out_total");
+    let bytes_in = metric_sum(&cluster, &survivors, "sluice_replication_bytes_in_total");
+    let sent: usize = records.iter().map(|r| r.value.len()).sum();
+    assert!(
+        bytes_in >= sent as f64 / 3.0,
+        "bytes in {bytes_in} for {sent} bytes produced"
+    );
+    assert!(
+        bytes_out >= bytes_in / 2.0,
+        "bytes out {bytes_out}, in {bytes_in}"
+    );
 }
 
 fn elect(

@@ -44,6 +44,7 @@ pub mod records;
 pub mod replica_fetcher;
 pub mod replica_fetchers;
 pub mod replicas;
+pub mod replication_metrics;
 pub mod security_control;
 pub mod security_image;
 pub mod security_store;

@@ -135,6 +135,16 @@ impl ReplicaFetcher {
             .copied()
     }
 
+    /// The largest lag (messages: the leader's high watermark minus the fetch offset, as of
+    /// the last answer) of the followed partitions (Kafka's fetcher `MaxLag`).
+    pub fn max_lag(&self) -> i64 {
+        self.partitions
+            .keys()
+            .filter_map(|(topic, partition)| self.session.state(topic, *partition)?.lag)
+            .max()
+            .unwrap_or(0)
+    }
+
     /// One round: reconcile partitions that need it, then one Fetch and its answers.
     pub async fn run_once(&mut self, now_ms: i64) -> Result<FetchRound, FetcherError> {
         let mut round = FetchRound::default();

@@ -134,7 +134,7 @@ pub async fn stop_following_topics(shard: &Shard, names: &std::collections::Hash
     settle(removals).await;
 }
 
-fn min_insync_replicas(shard: &Shard, meta: &TopicMeta) -> i32 {
+pub(crate) fn min_insync_replicas(shard: &Shard, meta: &TopicMeta) -> i32 {
     let dynamic = shard.dynamic_configs.borrow().clone();
     topics::dynamic::resolve_with(&shard.default_log, &dynamic, &meta.configs)
         .map_or(1, |c| c.min_insync_replicas)
@@ -242,6 +242,7 @@ fn spawn_fetcher(
         high_watermarks: shard.replica_fetchers.high_watermarks.clone(),
         followed: Vec::new(),
         backoff_max_ms: u64::try_from(config.replica_fetch_backoff_ms).unwrap_or(1000),
+        lag: super::replication_metrics::LagSlot::new(),
     };
     compio::runtime::spawn(task.run()).detach();
     FetcherHandle {
@@ -259,6 +260,8 @@ struct FetcherTask {
     high_watermarks: Rc<RefCell<HashMap<TopicPartition, i64>>>,
     followed: Vec<TopicPartition>,
     backoff_max_ms: u64,
+    /// This fetcher's max lag on /metrics (`replication_metrics`).
+    lag: super::replication_metrics::LagSlot,
 }
 
 impl FetcherTask {
@@ -270,6 +273,8 @@ impl FetcherTask {
                 Ok(round) => {
                     backoff_ms = BACKOFF_MIN_MS;
                     self.publish_high_watermarks();
+                    super::replication_metrics::add_bytes_in(round.bytes_appended);
+                    self.lag.set(self.fetcher.max_lag());
                     let idle = round.bytes_appended == 0 && round.truncations == 0;
                     idle.then_some(IDLE_PAUSE_MS)
                 }
@@ -365,12 +370,17 @@ async fn alter_partition(
     let mut by_topic: HashMap<u128, Vec<super::alter_partition_rpc::ProposedPartition>> =
         HashMap::new();
     let mut ids: HashMap<u128, String> = HashMap::new();
+    // The committed ISR sizes before, to count shrinks and expands (replication_metrics).
+    let mut isr_before: HashMap<TopicPartition, usize> = HashMap::new();
     {
         let image = shard.topics.borrow();
         for (tp, list) in &proposals {
             let (Some(meta), Some(last)) = (image.get(&tp.topic), list.last()) else {
                 continue;
             };
+            if let Some(r) = image.partition(&tp.topic, tp.partition) {
+                isr_before.insert(tp.clone(), r.isr.len());
+            }
             ids.insert(meta.id.0, tp.topic.clone());
             by_topic.entry(meta.id.0).or_default().push((
                 tp.partition,
@@ -398,6 +408,9 @@ async fn alter_partition(
                     match result {
                         Ok((_, leader_epoch, isr, partition_epoch)) => {
                             tracing::info!(partition = %tp.dir_name(), ?isr, "ISR changed");
+                            if let Some(before) = isr_before.get(&tp) {
+                                super::replication_metrics::isr_changed(*before, isr.len());
+                            }
                             leader.on_isr_committed(leader_epoch, partition_epoch, isr);
                         }
                         Err(code) => {

@@ -458,7 +458,9 @@ impl crate::metrics::http::Scrape for Shard {
     }
 
     fn more_text(&self) -> String {
-        crate::cluster::kraft_metrics::render(self)
+        let mut text = crate::cluster::kraft_metrics::render(self);
+        text.push_str(&crate::cluster::replication_metrics::render(self));
+        text
     }
 
     fn served_api_keys(&self) -> Vec<i16> {

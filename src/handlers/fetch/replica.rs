@@ -159,17 +159,24 @@ fn resolve(
 
 fn partition_out(index: i32, result: FollowerFetchResult) -> PartitionOut {
     match result {
-        Ok(ok) => PartitionOut {
-            index,
-            error_code: 0,
-            high_watermark: ok.read.high_watermark,
-            last_stable_offset: ok.read.last_stable_offset,
-            log_start_offset: ok.read.log_start_offset,
-            records: ok.read.slice.map(|s| s.ranges).unwrap_or_default(),
-            aborted_transactions: Vec::new(),
-            current_leader: None,
-            diverging_epoch: ok.diverging_epoch.map(|d| (d.leader_epoch, d.end_offset)),
-        },
+        Ok(ok) => {
+            let records = ok.read.slice.map(|s| s.ranges).unwrap_or_default();
+            // Kafka's ReplicationBytesOutPerSec: what the leader serves its followers.
+            crate::cluster::replication_metrics::add_bytes_out(
+                records.iter().map(|r| u64::from(r.len)).sum(),
+            );
+            PartitionOut {
+                index,
+                error_code: 0,
+                high_watermark: ok.read.high_watermark,
+                last_stable_offset: ok.read.last_stable_offset,
+                log_start_offset: ok.read.log_start_offset,
+                records,
+                aborted_transactions: Vec::new(),
+                current_leader: None,
+                diverging_epoch: ok.diverging_epoch.map(|d| (d.leader_epoch, d.end_offset)),
+            }
+        }
         Err(e) => error_out(index, partition_error_code(&e)),
     }
 }
