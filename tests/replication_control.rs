@@ -18,8 +18,12 @@ use std::time::{Duration, Instant};
 use common::checker::QueueChecker;
 use common::cluster::{topics_view, Cluster, ClusterOpts, TopicView};
 use common::wait_until;
+use kafka_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic;
 use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
-use kafka_protocol::messages::{ApiKey, ElectLeadersRequest, ElectLeadersResponse, TopicName};
+use kafka_protocol::messages::{
+    ApiKey, DescribeLogDirsRequest, DescribeLogDirsResponse, ElectLeadersRequest,
+    ElectLeadersResponse, TopicName,
+};
 use kafka_protocol::protocol::StrBytes;
 
 /// Far longer than any wait of these tests: only a controlled shutdown (not a session expiry)
@@ -77,6 +81,26 @@ fn wait_settled(
         },
     );
     settled
+}
+
+/// CreateTopics v5 of one partition with replication factor `rf` at broker `index`: the code.
+fn create_with_rf(cluster: &Cluster, index: usize, name: &str, rf: i16) -> i16 {
+    use kafka_protocol::messages::create_topics_request::CreatableTopic;
+    use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
+    let topic = CreatableTopic::default()
+        .with_name(TopicName(StrBytes::from_string(name.to_owned())))
+        .with_num_partitions(1)
+        .with_replication_factor(rf);
+    let request = CreateTopicsRequest::default()
+        .with_topics(vec![topic])
+        .with_timeout_ms(10_000);
+    let response: CreateTopicsResponse = common::wire::call(
+        cluster.broker(index).socket_addr(),
+        ApiKey::CreateTopics,
+        5,
+        &request,
+    );
+    response.topics.first().map_or(-1, |t| t.error_code)
 }
 
 /// The sum of metric `name` over the brokers `on`.
@@ -282,6 +306,9 @@ fn elect_leaders_moves_leadership_back_to_the_preferred_replica() {
     }
     let controller = cluster.controller_index(0).expect("an active controller");
     let other = (0..3).find(|i| *i != controller).unwrap();
+    // More replicas than brokers: INVALID_REPLICATION_FACTOR (38); as many: created.
+    assert_eq!(create_with_rf(&cluster, controller, "rf4", 4), 38);
+    assert_eq!(create_with_rf(&cluster, controller, "rf3", 3), 0);
     // Not the controller: NOT_CONTROLLER (41) at the top level, so clients go there.
     assert_eq!(
         elect(&cluster, other, 2, 0, topic, &[0, 1, 2]).error_code,
@@ -312,12 +339,81 @@ fn elect_leaders_moves_leadership_back_to_the_preferred_replica() {
     let records = common::kafka::keyed_records(50, 5, 32);
     let delivered = common::kafka::produce(&producer, topic, &records, None);
     common::kafka::assert_all_acked(&delivered);
+    check_log_dirs(&cluster, topic);
+}
+
+fn describe_log_dirs(
+    cluster: &Cluster,
+    index: usize,
+    version: i16,
+    topics: Option<Vec<(&str, Vec<i32>)>>,
+) -> DescribeLogDirsResponse {
+    let topics = topics.map(|list| {
+        list.into_iter()
+            .map(|(name, partitions)| {
+                DescribableLogDirTopic::default()
+                    .with_topic(TopicName(StrBytes::from_string(name.to_owned())))
+                    .with_partitions(partitions)
+            })
+            .collect()
+    });
+    let request = DescribeLogDirsRequest::default().with_topics(topics);
+    common::wire::call(
+        cluster.broker(index).socket_addr(),
+        ApiKey::DescribeLogDirs,
+        version,
+        &request,
+    )
+}
+
+/// DescribeLogDirs on every broker: one log dir holding the three replicas of `topic` (RF 3),
+/// their sizes adding up to what was produced, no lag once replicated; a partition that does
+/// not exist is left out; v4 adds the file system's total and usable bytes.
+fn check_log_dirs(cluster: &Cluster, topic: &str) {
+    for i in 0..3 {
+        wait_until(
+            Duration::from_secs(20),
+            "every replica's bytes in its log dir",
+            || {
+                let r = describe_log_dirs(cluster, i, 4, Some(vec![(topic, vec![0, 1, 2, 99])]));
+                assert_eq!((r.error_code, r.results.len()), (0, 1), "{r:?}");
+                let dir = &r.results[0];
+                assert!(
+                    dir.total_bytes > 0
+                        && dir.usable_bytes > 0
+                        && dir.usable_bytes <= dir.total_bytes
+                );
+                assert_eq!(dir.topics.len(), 1);
+                let parts = &dir.topics[0].partitions;
+                let indexes: Vec<i32> = parts.iter().map(|p| p.partition_index).collect();
+                assert_eq!(
+                    indexes,
+                    vec![0, 1, 2],
+                    "partition 99 does not exist: left out"
+                );
+                assert!(parts.iter().all(|p| !p.is_future_key && p.offset_lag >= 0));
+                parts.iter().map(|p| p.partition_size).sum::<i64>() >= 50 * 32
+            },
+        );
+        let all = describe_log_dirs(cluster, i, 1, None);
+        assert!(all.results[0]
+            .topics
+            .iter()
+            .any(|t| t.name.0.as_str() == topic));
+        assert_eq!(
+            all.results[0].total_bytes, -1,
+            "v1 has no total bytes (default -1)"
+        );
+    }
 }
 
 #[test]
 fn auto_leader_rebalance_restores_preferred_leaders() {
     let mut cluster = Cluster::start(opts(
-        "\"auto.leader.rebalance.enable\" = true\n\"leader.imbalance.check.interval.seconds\" = 1\n",
+        // 0%: any imbalance counts (the internal topics' partitions, led by their preferred
+        // replicas, would otherwise dilute one partition's imbalance below Kafka's 10%).
+        "\"auto.leader.rebalance.enable\" = true\n\"leader.imbalance.check.interval.seconds\" = 1\n\
+         \"leader.imbalance.per.broker.percentage\" = 0\n",
     ));
     let topic = "rebalanced";
     assert_eq!(cluster.create_topic(topic, 3, Duration::from_secs(30)), 0);

@@ -255,6 +255,7 @@ pub async fn rebalance_once(shard: &Shard) {
     let _guard = shard.registry_lock.lock().await;
     let image = node.image.current().image;
     let records = rebalance(&image, shard.config.leader_imbalance_per_broker_percentage);
+    tracing::debug!(elections = records.len(), "auto leader rebalance check");
     if records.is_empty() {
         return;
     }
@@ -264,7 +265,7 @@ pub async fn rebalance_once(shard: &Shard) {
             partitions = count,
             "auto leader rebalance: preferred leaders elected"
         ),
-        Err(e) => tracing::debug!(error = %e, "auto leader rebalance not committed"),
+        Err(e) => tracing::warn!(error = %e, "auto leader rebalance not committed"),
     }
 }
 

@@ -26,6 +26,7 @@ pub mod describe_client_quotas;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
+pub mod describe_log_dirs;
 pub mod describe_producers;
 pub mod describe_topic_partitions;
 pub mod describe_transactions;
@@ -428,6 +429,12 @@ pub const REGISTRY: &[ApiEntry] = &[
         max_version: 0,
         handler: describe_producers::handle,
     },
+    ApiEntry {
+        key: ApiKey::DescribeLogDirs,
+        min_version: 1,
+        max_version: 4,
+        handler: describe_log_dirs::handle,
+    },
 ];
 
 pub fn lookup(key: ApiKey) -> Option<&'static ApiEntry> {
@@ -526,6 +533,7 @@ pub fn decode_any(key: ApiKey, version: i16, body: Bytes) -> bool {
         ApiKey::AlterClientQuotas => m::AlterClientQuotasRequest::decode(buf, version).is_ok(),
         ApiKey::WriteTxnMarkers => m::WriteTxnMarkersRequest::decode(buf, version).is_ok(),
         ApiKey::DescribeProducers => m::DescribeProducersRequest::decode(buf, version).is_ok(),
+        ApiKey::DescribeLogDirs => m::DescribeLogDirsRequest::decode(buf, version).is_ok(),
         _ => false,
     }
 }

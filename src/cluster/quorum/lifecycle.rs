@@ -154,6 +154,9 @@ pub struct Lifecycle {
     contacts: RefCell<HashMap<i32, Instant>>,
     /// The metadata offset of each broker's registration: caught up once it applied it.
     registered_at: RefCell<HashMap<i32, u64>>,
+    /// Broker epochs that asked for a controlled shutdown: a heartbeat of theirs still in
+    /// flight never unfences them again (one per broker id; a new registration clears it).
+    shut_down: RefCell<HashMap<i32, i64>>,
     propose_lock: futures_util::lock::Mutex<()>,
 }
 
@@ -175,6 +178,7 @@ impl Lifecycle {
             session,
             contacts: RefCell::new(HashMap::new()),
             registered_at: RefCell::new(HashMap::new()),
+            shut_down: RefCell::new(HashMap::new()),
             propose_lock: futures_util::lock::Mutex::new(()),
         }
     }
@@ -236,7 +240,9 @@ impl Lifecycle {
                     .insert(request.broker_id, Instant::now());
                 return Ok(existing.broker_epoch);
             }
-            if self.alive(request.broker_id) {
+            // Kafka's `hasValidSession`: a fenced broker (after a controlled shutdown, or
+            // whose session expired) has none, so its next process registers at once.
+            if !existing.fenced && self.alive(request.broker_id) {
                 return Err(LifecycleError::DuplicateBrokerRegistration(
                     request.broker_id,
                 ));
@@ -286,6 +292,16 @@ impl Lifecycle {
                 .map(|b| b.fenced)
         };
         let fenced = current(&self.image.lock().image).ok_or(LifecycleError::StaleBrokerEpoch)?;
+        let shut_down =
+            self.shut_down.borrow().get(&request.broker_id) == Some(&request.broker_epoch);
+        if shut_down && !request.want_shutdown {
+            // A heartbeat sent before the controlled shutdown, answered after it.
+            return Ok(HeartbeatResponse {
+                is_fenced: true,
+                is_caught_up: false,
+                metadata_offset: self.image.offset(),
+            });
+        }
         self.contacts
             .borrow_mut()
             .insert(request.broker_id, Instant::now());
@@ -298,6 +314,9 @@ impl Lifecycle {
         let caught_up = request.metadata_offset >= registered_at;
         let mut is_fenced = fenced;
         if request.want_shutdown {
+            self.shut_down
+                .borrow_mut()
+                .insert(request.broker_id, request.broker_epoch);
             let _guard = self.propose_lock.lock().await;
             let records = {
                 let state = self.image.lock();
