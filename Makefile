@@ -157,6 +157,12 @@ $(BENCH_PY_STAMP): $(VENV)/.stamp
 bench-kafka: $(BENCH_PY_STAMP)
 	PLOT_PYTHON=$(VENV)/bin/python perf/bench-kafka.sh
 
+# Replication cost (issue 11): acks=all on RF=1 and RF=3 topics of one three-broker loopback
+# cluster, same run; fixed-rate latency then max-rate throughput (DURATION_S, WARMUP_S, RATE).
+.PHONY: bench-replication
+bench-replication: release bench-build
+	perf/bench-replication.sh target/release/sluice target/release/sluice-bench
+
 # CPU flamegraph of the broker under load, into perf/out/ (WORKLOAD=..., DURATION_S=...).
 flamegraph: bench-deps
 	perf/flamegraph.sh
