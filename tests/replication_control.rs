@@ -41,12 +41,11 @@ fn opts(extra: &str) -> ClusterOpts {
     }
 }
 
+/// (index, leader, leader epoch, replicas, ISR) of one partition.
+type PartitionView = (i32, i32, i32, Vec<i32>, Vec<i32>);
+
 /// The topic's partitions as broker `index` reports them: (index, leader, epoch, replicas, isr).
-fn partitions(
-    cluster: &Cluster,
-    index: usize,
-    topic: &str,
-) -> Vec<(i32, i32, i32, Vec<i32>, Vec<i32>)> {
+fn partitions(cluster: &Cluster, index: usize, topic: &str) -> Vec<PartitionView> {
     let view: Vec<TopicView> = topics_view(&cluster.metadata(index));
     view.into_iter()
         .find(|t| t.0 == topic)
@@ -56,12 +55,7 @@ fn partitions(
 
 /// Waits until every broker of `on` reports `count` partitions of `topic`, each with a leader
 /// and a full ISR (all `replicas`), the same on every broker; returns that view.
-fn wait_settled(
-    cluster: &Cluster,
-    on: &[usize],
-    topic: &str,
-    count: usize,
-) -> Vec<(i32, i32, i32, Vec<i32>, Vec<i32>)> {
+fn wait_settled(cluster: &Cluster, on: &[usize], topic: &str, count: usize) -> Vec<PartitionView> {
     let mut settled = Vec::new();
     wait_until(
         Duration::from_secs(60),

@@ -96,18 +96,48 @@ pub fn plan(
     Ok((records, AlterPartitionAnswer { topics }))
 }
 
-/// Whether topic `name` sets `unclean.leader.election.enable` (Kafka's default: false).
+/// Whether topic `name` has `unclean.leader.election.enable`: its own override, else the
+/// cluster-wide dynamic broker default (`kafka-configs --entity-type brokers --entity-default`),
+/// else Kafka's default, false.
 pub fn unclean_election_enabled(image: &MetadataImage, name: &str) -> bool {
-    image
-        .get(name)
-        .and_then(|m| m.configs.get("unclean.leader.election.enable"))
+    const KEY: &str = "unclean.leader.election.enable";
+    let topic = image.get(name).and_then(|m| m.configs.get(KEY));
+    let cluster = image
+        .broker_config_resources()
+        .get("")
+        .and_then(|c| c.get(KEY));
+    topic
+        .or(cluster)
         .is_some_and(|v| v.eq_ignore_ascii_case("true"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::records::RegisterBrokerRecord;
+    use crate::cluster::records::{ConfigRecord, RegisterBrokerRecord, CONFIG_RESOURCE_BROKER};
+
+    /// The topic's override wins; without one the cluster-wide broker default applies.
+    #[test]
+    fn unclean_election_from_the_topic_else_the_cluster_default() {
+        let mut img = image();
+        assert!(!unclean_election_enabled(&img, "t"));
+        img.apply(&MetadataRecord::Config(ConfigRecord {
+            resource_type: CONFIG_RESOURCE_BROKER,
+            resource_name: String::new(),
+            name: "unclean.leader.election.enable".into(),
+            value: Some("true".into()),
+        }))
+        .unwrap();
+        assert!(unclean_election_enabled(&img, "t"));
+        img.apply(&MetadataRecord::Config(ConfigRecord {
+            resource_type: crate::cluster::records::CONFIG_RESOURCE_TOPIC,
+            resource_name: "t".into(),
+            name: "unclean.leader.election.enable".into(),
+            value: Some("false".into()),
+        }))
+        .unwrap();
+        assert!(!unclean_election_enabled(&img, "t"));
+    }
     use crate::cluster::topics::TopicMeta;
 
     fn image() -> MetadataImage {

@@ -170,6 +170,9 @@ pub fn elect_leaders(
     (records, results)
 }
 
+/// Partitions whose preferred replica does not lead them.
+type Imbalanced<'a> = Vec<(TopicId, u32, &'a PartitionRegistration)>;
+
 /// The auto leader rebalance (Kafka's `checkAndTriggerAutoLeaderRebalance`): for each active
 /// broker whose imbalance ratio (partitions it is the preferred replica of but does not lead,
 /// over all partitions it is the preferred replica of) exceeds `imbalance_percentage`%, a
@@ -177,8 +180,7 @@ pub fn elect_leaders(
 pub fn rebalance(image: &MetadataImage, imbalance_percentage: u32) -> Vec<MetadataRecord> {
     use std::collections::BTreeMap;
     // preferred broker -> (preferred count, partitions it should lead but does not)
-    let mut by_broker: BTreeMap<i32, (usize, Vec<(TopicId, u32, &PartitionRegistration)>)> =
-        BTreeMap::new();
+    let mut by_broker: BTreeMap<i32, (usize, Imbalanced<'_>)> = BTreeMap::new();
     for meta in image.iter() {
         for (index, current) in meta.registrations.iter().enumerate() {
             let (Some(&preferred), Ok(partition_id)) =

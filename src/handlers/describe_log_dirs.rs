@@ -135,9 +135,15 @@ fn dir_space(dir: &std::path::Path) -> Option<(i64, i64)> {
     }
     // SAFETY: statvfs returned 0, so it filled `stat`.
     let stat = unsafe { stat.assume_init() };
-    let fragment = u64::from(stat.f_frsize);
-    let total = u64::from(stat.f_blocks).saturating_mul(fragment);
-    let usable = u64::from(stat.f_bavail).saturating_mul(fragment);
+    // The field types differ between platforms (u32 on some, u64 on others).
+    #[allow(clippy::useless_conversion)]
+    let (fragment, blocks, available) = (
+        u64::from(stat.f_frsize),
+        u64::from(stat.f_blocks),
+        u64::from(stat.f_bavail),
+    );
+    let total = blocks.saturating_mul(fragment);
+    let usable = available.saturating_mul(fragment);
     Some((
         i64::try_from(total).unwrap_or(i64::MAX),
         i64::try_from(usable).unwrap_or(i64::MAX),

@@ -154,7 +154,7 @@ pub static TOPIC_CONFIGS: &[TopicConfigDef] = &[
     def("segment.ms", Long, "604800000", Some("log.roll.ms"), AtLeast(1), true,
         "Age at which the active segment is rolled even if not full."),
     def("unclean.leader.election.enable", Boolean, "false", Some("unclean.leader.election.enable"), Check::None, false,
-        "Elect an out-of-sync replica as leader (no replication in Sluice)."),
+        "Elect an out-of-sync replica as leader when no ISR member can lead (data loss)."),
 ];
 
 pub fn find(name: &str) -> Option<&'static TopicConfigDef> {
