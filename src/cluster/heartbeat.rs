@@ -257,8 +257,10 @@ async fn heartbeat_until_stale(
 /// other ISR members and takes it out of every ISR (by fencing it) now, instead of after
 /// `broker.session.timeout.ms`; then, as Kafka's broker waits for `shouldShutDown`, this
 /// broker waits until it applied that change itself (its partitions resign: acks=all produces
-/// still waiting get NOT_LEADER_OR_FOLLOWER, which clients retry at the new leader). All of it
-/// bounded by `timeout` (`controlled.shutdown.timeout.ms`): past it the broker stops anyway.
+/// still waiting get NOT_LEADER_OR_FOLLOWER, which clients retry at the new leader). Reaching
+/// the controller is bounded by `controller.quorum.request.timeout.ms` (a cluster without a
+/// quorum, e.g. its last node stopping, answers nothing), all of it by `timeout`
+/// (`controlled.shutdown.timeout.ms`): past either the broker stops anyway.
 pub async fn controlled_shutdown(shard: &Shard, node: Arc<ClusterNode>, timeout: Duration) {
     let epoch = node.broker_epoch();
     if epoch < 0 {
@@ -270,6 +272,7 @@ pub async fn controlled_shutdown(shard: &Shard, node: Arc<ClusterNode>, timeout:
         metadata_offset: shard.cluster_synced.get(),
         want_shutdown: true,
     };
+    let reach = timeout.min(node.request_timeout);
     let mut channel = ControllerChannel::new(node);
     let started = Instant::now();
     let attempt = async {
@@ -284,7 +287,7 @@ pub async fn controlled_shutdown(shard: &Shard, node: Arc<ClusterNode>, timeout:
             }
         }
     };
-    let fenced_at = match compio::time::timeout(timeout, attempt).await {
+    let fenced_at = match compio::time::timeout(reach, attempt).await {
         Ok(Some(offset)) => offset,
         Ok(None) => {
             tracing::info!("controlled shutdown: the controller had already fenced this broker");
