@@ -221,6 +221,39 @@ fn controlled_shutdown_moves_leadership_before_the_broker_stops() {
     );
 }
 
+/// The active controller itself stopping: its controlled shutdown still moves its leaderships
+/// (committed by itself, or by the next controller), well before a session could expire.
+#[test]
+fn controlled_shutdown_of_the_active_controller() {
+    let mut cluster = Cluster::start(opts(""));
+    let topic = "controller-stops";
+    assert_eq!(cluster.create_topic(topic, 3, Duration::from_secs(30)), 0);
+    wait_settled(&cluster, &[0, 1, 2], topic, 3);
+    let victim = cluster.controller_index(0).expect("an active controller");
+    let victim_id = Cluster::node_id(victim);
+    let started = Instant::now();
+    cluster.broker_mut(victim).stop();
+    let survivors: Vec<usize> = (0..3).filter(|i| *i != victim).collect();
+    wait_until(
+        Duration::from_secs(15),
+        "the stopped controller out of every leadership and ISR",
+        || {
+            survivors.iter().all(|i| {
+                let view = partitions(&cluster, *i, topic);
+                view.len() == 3
+                    && view
+                        .iter()
+                        .all(|p| p.1 > 0 && p.1 != victim_id && !p.4.contains(&victim_id))
+            })
+        },
+    );
+    assert!(started.elapsed() < Duration::from_millis(SESSION_TIMEOUT_MS / 2));
+    let producer = common::kafka::producer(cluster.broker(survivors[0]), &[]);
+    let records = common::kafka::keyed_records(30, 3, 32);
+    let delivered = common::kafka::produce(&producer, topic, &records, None);
+    common::kafka::assert_all_acked(&delivered);
+}
+
 fn elect(
     cluster: &Cluster,
     index: usize,
