@@ -137,7 +137,7 @@ bench-deps:
 	  command -v $${pc#*:} >/dev/null 2>&1 || missing="$$missing $${pc%%:*}"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
-	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 	@command -v inferno-flamegraph >/dev/null 2>&1 || $(CARGO) install --locked inferno
 
@@ -154,8 +154,22 @@ BENCH_PY_STAMP := $(VENV)/.stamp-bench-kafka
 $(BENCH_PY_STAMP): $(VENV)/.stamp
 	$(VENV)/bin/python -m pip install -q --disable-pip-version-check matplotlib
 	touch $@
-bench-kafka: $(BENCH_PY_STAMP)
+# Knobs: DURATION_S, ROUNDS, ACKS_LIST, PERF_TEST_RECORDS, ... (perf/bench-kafka.sh); iperf3 and
+# fio (the run's own loopback and fdatasync limits) come from bench-deps.
+bench-kafka: bench-deps $(BENCH_PY_STAMP)
 	PLOT_PYTHON=$(VENV)/bin/python perf/bench-kafka.sh
+
+# Heap allocations per Produce request on the broker (examples/produce_allocs.rs).
+.PHONY: bench-allocs
+bench-allocs:
+	$(CARGO) build --release --example produce_allocs
+	$(TARGET_DIR)/release/examples/produce_allocs
+
+# Core scaling, N = 1, 2, 4, 8, 14 shards with the native generator on the other CPUs
+# (perf/scaling.sh; meant for a machine with >= 16 CPUs, see BENCHMARKS.md for the cost model).
+.PHONY: bench-scaling
+bench-scaling: release bench-build
+	perf/scaling.sh
 
 # CPU flamegraph of the broker under load, into perf/out/ (WORKLOAD=..., DURATION_S=...).
 flamegraph: bench-deps
