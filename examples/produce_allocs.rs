@@ -102,12 +102,15 @@ fn requests(records: usize, acks: i16) -> Vec<ProduceRequest> {
                 .map(|i| Record {
                     transactional: false,
                     control: false,
+                    delete_horizon: false,
                     partition_leader_epoch: 0,
                     producer_id: -1,
                     producer_epoch: -1,
                     timestamp_type: TimestampType::Creation,
                     offset: i as i64,
-                    sequence: -1,
+                    // The encoder starts a new batch when offset - sequence changes; -1 keeps the
+                    // base sequence at -1 (no producer id).
+                    sequence: i as i32 - 1,
                     timestamp: 0,
                     key: None,
                     value: Some(vec![b'x'; RECORD_BYTES].into()),
@@ -143,7 +146,7 @@ fn produce(conn: &mut Conn, reqs: &[ProduceRequest], n: usize) {
         let resp = conn.send(req, 9).expect("produce answered");
         for t in &resp.responses {
             for p in &t.partition_responses {
-                assert_eq!(p.error_code, 0, "partition {} error", p.index);
+                assert_eq!(p.error_code, 0, "partition {} error: {:?}", p.index, p.error_message);
             }
         }
     }

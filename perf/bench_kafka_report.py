@@ -48,7 +48,8 @@ MODE_ORDER = {"max": 0, "consume": 1, "half": 2, "serial": 3}
 
 
 def lat(kind, key):
-    return lambda r, b, w: r[kind][key]
+    # A run without consumers reports zeros for end-to-end latency: no figure, not 0 ms.
+    return lambda r, b, w: nonzero(r[kind][key]) if kind == "end_to_end_latency_ms" else r[kind][key]
 
 
 def nonzero(value):
@@ -364,8 +365,8 @@ def table(results, plot_link=None):
         f"Setup: Apache Kafka {cfg.get('kafka_version', '?')} (KRaft combined mode, one node, "
         f"heap {cfg.get('kafka_heap', '?')}, Kafka's own JVM flags) and Sluice (`--cores "
         f"{cfg.get('broker_cores', '?')}`: one shard per broker CPU), each pinned to CPUs "
-        f"{cfg.get('broker_cpus', '?')}, both with `group.initial.rebalance.delay.ms=0` and the same "
-        f"retention; every client pinned to CPUs {cfg.get('bench_cpus', '?')}; every topic deleted after "
+        f"{cfg.get('broker_cpus', '?')}, both with `group.initial.rebalance.delay.ms=0` and default "
+        f"segments and retention; every client pinned to CPUs {cfg.get('bench_cpus', '?')}; every topic deleted after "
         "its leg. Clients: sluice-bench `--client native` (the native Kafka-protocol producer, "
         f"workload `{cfg.get('workload', '?')}`: 16 partitions, 1 KiB, 4 producers, batch 128 KiB, "
         "linger 1 ms; producers only); Kafka's `kafka-producer-perf-test` (one Java producer, 1 KiB "
