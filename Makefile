@@ -132,14 +132,16 @@ bench-storage:
 # Tools for `make bench` and `make flamegraph` (perf/README.md): perf, iperf3, fio and taskset
 # from Debian, inferno (flamegraph SVGs) from crates.io. Each is installed only when missing.
 BENCH_APT := linux-perf:perf iperf3:iperf3 fio:fio util-linux:taskset
-bench-deps:
+.PHONY: bench-apt
+bench-deps: bench-apt
+	@command -v inferno-flamegraph >/dev/null 2>&1 || $(CARGO) install --locked inferno
+bench-apt:
 	@missing=""; for pc in $(BENCH_APT); do \
 	  command -v $${pc#*:} >/dev/null 2>&1 || missing="$$missing $${pc%%:*}"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
-	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
-	@command -v inferno-flamegraph >/dev/null 2>&1 || $(CARGO) install --locked inferno
 
 # Broker benchmarks: standard workloads, machine limits, scaling, zero-copy; writes BENCHMARKS.md.
 # Knobs: DURATION_S (max-rate runs), FIXED_DURATION_S, SCALE_DURATION_S (see perf/bench.sh).
@@ -155,8 +157,8 @@ $(BENCH_PY_STAMP): $(VENV)/.stamp
 	$(VENV)/bin/python -m pip install -q --disable-pip-version-check matplotlib
 	touch $@
 # Knobs: DURATION_S, ROUNDS, ACKS_LIST, PERF_TEST_RECORDS, ... (perf/bench-kafka.sh); iperf3 and
-# fio (the run's own loopback and fdatasync limits) come from bench-deps.
-bench-kafka: bench-deps $(BENCH_PY_STAMP)
+# fio (the run's own loopback and fdatasync limits) come from Debian (bench-apt).
+bench-kafka: bench-apt $(BENCH_PY_STAMP)
 	PLOT_PYTHON=$(VENV)/bin/python perf/bench-kafka.sh
 
 # Heap allocations per Produce request on the broker (examples/produce_allocs.rs).

@@ -146,7 +146,11 @@ fn produce(conn: &mut Conn, reqs: &[ProduceRequest], n: usize) {
         let resp = conn.send(req, 9).expect("produce answered");
         for t in &resp.responses {
             for p in &t.partition_responses {
-                assert_eq!(p.error_code, 0, "partition {} error: {:?}", p.index, p.error_message);
+                assert_eq!(
+                    p.error_code, 0,
+                    "partition {} error: {:?}",
+                    p.index, p.error_message
+                );
             }
         }
     }
@@ -197,7 +201,9 @@ fn main() {
         let mut conn = loop {
             match Conn::connect(&addr) {
                 Ok(c) => break c,
-                Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
                 Err(e) => panic!("broker not ready: {e}"),
             }
         };
