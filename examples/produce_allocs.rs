@@ -16,6 +16,14 @@
 //!
 //! Defaults: 20,000 requests, batches of 1, 16 and 128 records, acks=1.
 
+// A benchmark tool, not the broker: a failed setup step or an error answer should stop it loudly.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::net::TcpListener;
