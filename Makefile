@@ -132,14 +132,16 @@ bench-storage:
 # Tools for `make bench` and `make flamegraph` (perf/README.md): perf, iperf3, fio and taskset
 # from Debian, inferno (flamegraph SVGs) from crates.io. Each is installed only when missing.
 BENCH_APT := linux-perf:perf iperf3:iperf3 fio:fio util-linux:taskset
-bench-deps:
+.PHONY: bench-apt
+bench-deps: bench-apt
+	@command -v inferno-flamegraph >/dev/null 2>&1 || $(CARGO) install --locked inferno
+bench-apt:
 	@missing=""; for pc in $(BENCH_APT); do \
 	  command -v $${pc#*:} >/dev/null 2>&1 || missing="$$missing $${pc%%:*}"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
-	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
-	@command -v inferno-flamegraph >/dev/null 2>&1 || $(CARGO) install --locked inferno
 
 # Broker benchmarks: standard workloads, machine limits, scaling, zero-copy; writes BENCHMARKS.md.
 # Knobs: DURATION_S (max-rate runs), FIXED_DURATION_S, SCALE_DURATION_S (see perf/bench.sh).
@@ -154,7 +156,9 @@ BENCH_PY_STAMP := $(VENV)/.stamp-bench-kafka
 $(BENCH_PY_STAMP): $(VENV)/.stamp
 	$(VENV)/bin/python -m pip install -q --disable-pip-version-check matplotlib
 	touch $@
-bench-kafka: $(BENCH_PY_STAMP)
+# Knobs: DURATION_S, ROUNDS, ACKS_LIST, PERF_TEST_RECORDS, ... (perf/bench-kafka.sh); iperf3 and
+# fio (the run's own loopback and fdatasync limits) come from Debian (bench-apt).
+bench-kafka: bench-apt $(BENCH_PY_STAMP)
 	PLOT_PYTHON=$(VENV)/bin/python perf/bench-kafka.sh
 
 # Replication cost (issue 11): acks=all on RF=1 and RF=3 topics of one three-broker loopback
@@ -162,6 +166,18 @@ bench-kafka: $(BENCH_PY_STAMP)
 .PHONY: bench-replication
 bench-replication: release bench-build
 	perf/bench-replication.sh target/release/sluice target/release/sluice-bench
+
+# Heap allocations per Produce request on the broker (examples/produce_allocs.rs).
+.PHONY: bench-allocs
+bench-allocs:
+	$(CARGO) build --release --example produce_allocs
+	$(TARGET_DIR)/release/examples/produce_allocs
+
+# Core scaling, N = 1, 2, 4, 8, 14 shards with the native generator on the other CPUs
+# (perf/scaling.sh; meant for a machine with >= 16 CPUs, see BENCHMARKS.md for the cost model).
+.PHONY: bench-scaling
+bench-scaling: release bench-build
+	perf/scaling.sh
 
 # CPU flamegraph of the broker under load, into perf/out/ (WORKLOAD=..., DURATION_S=...).
 flamegraph: bench-deps

@@ -20,6 +20,7 @@
 //! authentication is answered after `connection.failed.authentication.delay.ms`, then closed.
 
 use std::net::SocketAddr;
+use std::pin::pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -158,6 +159,10 @@ async fn read_loop(
     let auth_deadline =
         Instant::now() + Duration::from_millis(shard.config.authentication_timeout_ms);
     let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
+    // One shutdown listener for the connection's life instead of one per request (with its
+    // box, two heap allocations on the produce hot path): `select` below borrows it, and a
+    // future that lost a `select` may be polled again.
+    let mut shutdown = pin!(shard.shutdown.wait());
     loop {
         let authenticated = session.is_authenticated();
         let max = if authenticated {
@@ -171,10 +176,8 @@ async fn read_loop(
         };
         // Shutdown stops the connection only between requests, so a request being handled (an
         // append, say) always runs to completion and gets its response.
-        let next = select(
-            Box::pin(fill(stream, buf, SIZE_PREFIX_BYTES)),
-            Box::pin(shard.shutdown.wait()),
-        );
+        let filled = pin!(fill(stream, buf, SIZE_PREFIX_BYTES));
+        let next = select(filled, shutdown.as_mut());
         let next = async {
             if authenticated {
                 return Ok(next.await);
@@ -215,8 +218,8 @@ async fn read_loop(
         if let Some(mute) = session.take_throttle() {
             // KIP-219: a throttled client was answered at once; now stop reading for the
             // throttle time (Kafka mutes the channel). Shutdown still ends the wait.
-            let sleep = Box::pin(compio::time::sleep(mute));
-            if let Either::Right(_) = select(sleep, Box::pin(shard.shutdown.wait())).await {
+            let sleep = pin!(compio::time::sleep(mute));
+            if let Either::Right(_) = select(sleep, shutdown.as_mut()).await {
                 return Ok(());
             }
         }
