@@ -178,7 +178,11 @@ async fn bench(args: &Args) -> Result<(), BenchError> {
             println!("FSYNCS {name} {fsyncs} {per:.2}");
         }
         // The fsynced 1 MiB log is read back below; the others only take disk space.
-        if run.batch_bytes == MIB && run.sync == FsyncPolicy::PerMib && args.inflight == 1 && !args.wait_durable {
+        if run.batch_bytes == MIB
+            && run.sync == FsyncPolicy::PerMib
+            && args.inflight == 1
+            && !args.wait_durable
+        {
             kept = Some(dir);
         } else {
             std::fs::remove_dir_all(&dir)?;
@@ -383,7 +387,10 @@ async fn restart_run(dir: &Path, mib: usize) -> Result<(), BenchError> {
     }
     log.close().await?;
     let segments = std::fs::read_dir(dir)?
-        .filter(|e| e.as_ref().is_ok_and(|e| e.path().extension().is_some_and(|x| x == "log")))
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "log"))
+        })
         .count();
     println!(
         "wrote {:.1} MiB in {segments} segments in {:.2} s",
