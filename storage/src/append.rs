@@ -40,6 +40,7 @@ use crate::log::{
 };
 use crate::offset::Offset;
 use crate::segment::Segment;
+use crate::state::State;
 
 /// Most appends written by one vectored write (well under `IOV_MAX`, 1024).
 pub(crate) const APPEND_COALESCE_ENTRIES_MAX: usize = 64;
@@ -81,6 +82,27 @@ impl PendingAppend {
             *self.waker.borrow_mut() = Some(cx.waker().clone());
             Poll::Pending
         })
+    }
+}
+
+/// Counts an append in `State::appends_in_flight` until it has its answer (or its caller
+/// was dropped).
+struct InFlightAppend<'a> {
+    state: &'a RefCell<State>,
+}
+
+impl<'a> InFlightAppend<'a> {
+    fn new(state: &'a RefCell<State>) -> Self {
+        let mut st = state.borrow_mut();
+        st.appends_in_flight = st.appends_in_flight.saturating_add(1);
+        InFlightAppend { state }
+    }
+}
+
+impl Drop for InFlightAppend<'_> {
+    fn drop(&mut self) {
+        let mut st = self.state.borrow_mut();
+        st.appends_in_flight = st.appends_in_flight.saturating_sub(1);
     }
 }
 
@@ -141,6 +163,7 @@ impl Log {
             waker: RefCell::new(None),
         });
         self.pending_appends.borrow_mut().push_back(me.clone());
+        let _in_flight = InFlightAppend::new(&self.state);
         // Either a group written by the current lock holder answers this append, or this
         // caller gets the lock and writes the queue itself.
         let lock = self.append_lock.lock();

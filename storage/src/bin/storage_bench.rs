@@ -9,7 +9,8 @@
 //! once warm.
 //! Appends only start the policy's fsyncs (group commit); fsynced runs are timed until a
 //! final `flush` made everything durable, like `dd conv=fdatasync`, and report how many data
-//! fsyncs ran. With `--wait-durable` every appender awaits `wait_durable` for each append
+//! fsyncs ran. With `--wait-durable` every appender awaits durability of each append
+//! through the shard's sync batch (`storage::sync::wait_durable`, the broker's acks=all path)
 //! (what a producer with acks=all waits for). Building the input batches is not timed.
 //! Output: one `RESULT <name> <MB/s>` line per measurement (MB = 10^6 bytes, like dd) and
 //! one `FSYNCS <name> <count> <MiB per fsync>` line per fsynced run, and one `STALL <name>
@@ -315,7 +316,7 @@ async fn appender(
         i += 1;
         let info = log.append(batch, opts).await?;
         if wait_durable {
-            log.wait_durable(info.last_offset).await?;
+            storage::sync::wait_durable(log, info.last_offset).await?;
         }
         written.set(written.get() + u64::from(info.bytes));
     }
