@@ -243,6 +243,21 @@ impl Fd {
         Ok(())
     }
 
+    /// Tells the kernel `[pos, pos + len)` will be read soon (`posix_fadvise` WILLNEED:
+    /// readahead of the range starts now, so the reads that follow find it in the page cache
+    /// instead of waiting for the disk one at a time). Advisory: a refusal is ignored.
+    pub fn advise_will_read(&self, pos: u64, len: u64) {
+        let (Ok(pos), Ok(len)) = (libc::off_t::try_from(pos), libc::off_t::try_from(len)) else {
+            return;
+        };
+        // SAFETY: an advisory syscall on an fd kept open by the `Arc<OwnedFd>` we hold.
+        let rc =
+            unsafe { libc::posix_fadvise(self.0.as_raw_fd(), pos, len, libc::POSIX_FADV_WILLNEED) };
+        if rc != 0 {
+            tracing::debug!(rc, "posix_fadvise(WILLNEED) refused");
+        }
+    }
+
     /// fdatasync of a segment's `.log` file (the one fsync the fault-injection test hook can
     /// fail, see `fault.rs`).
     pub async fn sync_segment_data(&self) -> io::Result<()> {
