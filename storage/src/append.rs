@@ -128,9 +128,13 @@ fn duplicate(e: &StorageError) -> StorageError {
         StorageError::Io(io) => StorageError::Io(io::Error::new(io.kind(), io.to_string())),
         StorageError::OutOfFiles(m) => StorageError::OutOfFiles(m.clone()),
         StorageError::Closed => StorageError::Closed,
+        StorageError::NotWritten => StorageError::NotWritten,
         other => StorageError::CorruptState(other.to_string()),
     }
 }
+
+/// Index entries (offset, time) a write earns, added to the segment's indexes at commit.
+type NewIndexEntries = (Vec<(u32, u32)>, Vec<(i64, u32)>);
 
 /// Where a write being built has got to: the roll check of its next append uses it.
 #[derive(Clone, Copy)]
@@ -178,13 +182,9 @@ impl Log {
             drop(guard);
         }
         let result = me.result.borrow_mut().take();
-        // No answer: the group's writer was dropped (cancelled) before it answered.
-        result.unwrap_or_else(|| {
-            Err(StorageError::Io(io::Error::new(
-                io::ErrorKind::Interrupted,
-                "append abandoned: the write carrying it was cancelled",
-            )))
-        })
+        // No answer: the group's writer was dropped (cancelled) before it answered. Not an
+        // I/O error: the broker stops on those, and nothing failed on the disk.
+        result.unwrap_or(Err(StorageError::NotWritten))
     }
 
     /// Writes every append of `group` (a write per run that fits one, see the module
@@ -392,7 +392,7 @@ impl Log {
         start: WriteEnd,
         end: WriteEnd,
         tracker: index::Tracker,
-        (new_offsets, new_times): (Vec<(u32, u32)>, Vec<(i64, u32)>),
+        (new_offsets, new_times): NewIndexEntries,
     ) {
         if let Some(idx) = active.indexes.borrow_mut().as_mut() {
             idx.offsets.extend_from_slice(&new_offsets);

@@ -172,3 +172,43 @@ fn a_refused_follower_append_fails_alone_in_its_group() {
         assert_eq!(log.segment_write_count(), 2);
     });
 }
+
+#[test]
+fn a_cancelled_group_write_answers_its_appends_not_written_and_commits_none() {
+    let root = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let config = LogConfig {
+            write_inline_max_bytes: 0,
+            ..LogConfig::default()
+        };
+        let log = Log::open(root.path().join("cancel-0"), config)
+            .await
+            .unwrap();
+        let append = |tag| log.append(batch(tag, RECORDS, ts_of(tag)), opts(5_000));
+        // 0 holds the lock with its write in flight; 1 and 2 queue behind it.
+        let mut first = Box::pin(append(0));
+        let mut leader = Box::pin(append(1));
+        let mut follower = Box::pin(append(2));
+        assert!(futures_util::poll!(&mut first).is_pending());
+        assert!(futures_util::poll!(&mut leader).is_pending());
+        assert!(futures_util::poll!(&mut follower).is_pending());
+        assert_eq!(first.await.unwrap().base_offset, Offset(0));
+        // 1 gets the lock and starts the write of 1 and 2; its caller goes away mid-write.
+        assert!(futures_util::poll!(&mut leader).is_pending());
+        drop(leader);
+        match follower.await {
+            Err(e @ StorageError::NotWritten) => assert!(!e.is_disk_fault()),
+            other => panic!("the queued append of a cancelled write: {other:?}"),
+        }
+        let n = i64::from(RECORDS);
+        assert_eq!(
+            log.log_end_offset(),
+            Offset(n),
+            "nothing of the cancelled write committed"
+        );
+        // The log goes on where the cancelled write would have written.
+        let info = append(3).await.unwrap();
+        assert_eq!(info.base_offset, Offset(n));
+        assert_eq!(stored(&log).await, vec![(ts_of(0), 0), (ts_of(3), n)]);
+    });
+}
