@@ -63,6 +63,11 @@ pub enum StorageError {
     /// An on-disk structure (index, checkpoint, segment name) is unusable.
     #[error("corrupt log state: {0}")]
     CorruptState(String),
+    /// The append was queued behind a write whose caller was dropped (cancelled) before it
+    /// committed (`append.rs`): nothing of it was committed, the disk is fine, the producer
+    /// may retry (KAFKA_STORAGE_ERROR, not a disk fault).
+    #[error("append not written: the write carrying it was cancelled")]
+    NotWritten,
 }
 
 impl StorageError {

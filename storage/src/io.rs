@@ -13,8 +13,10 @@ use std::task::{Context, Poll};
 
 use bytes::BytesMut;
 use compio::buf::IntoInner;
-use compio::buf::{IoBuf, IoBufMut};
-use compio::driver::op::{BufResultExt, FileStat, ReadAt, Sync, TruncateFile, WriteAt};
+use compio::buf::{IoBuf, IoBufMut, IoVectoredBuf};
+use compio::driver::op::{
+    BufResultExt, FileStat, ReadAt, Sync, TruncateFile, WriteAt, WriteVectoredAt,
+};
 use compio::io::{AsyncReadAt, AsyncReadAtExt, AsyncWriteAt, AsyncWriteAtExt};
 use compio::BufResult;
 
@@ -34,6 +36,16 @@ impl AsyncReadAt for Fd {
 impl AsyncWriteAt for Fd {
     async fn write_at<T: IoBuf>(&mut self, buf: T, pos: u64) -> BufResult<usize, T> {
         let op = WriteAt::new(self.0.clone(), pos, buf);
+        compio::runtime::submit(op).await.into_inner()
+    }
+
+    /// One io_uring WRITEV (the trait's default writes only the first buffer per call).
+    async fn write_vectored_at<T: IoVectoredBuf>(
+        &mut self,
+        buf: T,
+        pos: u64,
+    ) -> BufResult<usize, T> {
+        let op = WriteVectoredAt::new(self.0.clone(), pos, buf);
         compio::runtime::submit(op).await.into_inner()
     }
 }
@@ -129,6 +141,81 @@ impl Fd {
         Ok(buf)
     }
 
+    /// `write_segment_data` for several appends' buffers written back to back from `pos`
+    /// in one vectored write (`pwritev(2)` inline, else an io_uring WRITEV); a single buffer
+    /// takes the plain path.
+    pub async fn write_segment_vectored(
+        &self,
+        mut bufs: Vec<BytesMut>,
+        pos: u64,
+        inline: bool,
+    ) -> io::Result<Vec<BytesMut>> {
+        if bufs.len() == 1 {
+            if let Some(buf) = bufs.pop() {
+                let buf = self.write_segment_data(buf, pos, inline).await?;
+                bufs.push(buf);
+                return Ok(bufs);
+            }
+        }
+        crate::fault::check(crate::fault::Op::SegmentWrite)?;
+        if !inline {
+            let mut fd = self.clone();
+            let BufResult(res, bufs) = fd.write_vectored_all_at(bufs, pos).await;
+            return res.map(|()| bufs);
+        }
+        let slices: Vec<&[u8]> = bufs.iter().map(|b| &b[..]).collect();
+        self.pwritev_all(&slices, pos)?;
+        yield_now().await;
+        Ok(bufs)
+    }
+
+    /// Writes all of `slices`, back to back from `pos`, with `pwritev(2)` on the calling
+    /// thread, continuing short writes where they stopped and retrying EINTR.
+    fn pwritev_all(&self, slices: &[&[u8]], pos: u64) -> io::Result<()> {
+        let total: usize = slices.iter().map(|s| s.len()).sum();
+        let mut done = 0usize;
+        while done < total {
+            // The iovecs of what is left: skip whole slices already written, cut the first.
+            let mut skip = done;
+            let iovs: Vec<libc::iovec> = slices
+                .iter()
+                .filter_map(|s| {
+                    if skip >= s.len() {
+                        skip -= s.len();
+                        return None;
+                    }
+                    let rest = s.get(skip..)?;
+                    skip = 0;
+                    Some(libc::iovec {
+                        iov_base: rest.as_ptr() as *mut libc::c_void,
+                        iov_len: rest.len(),
+                    })
+                })
+                .collect();
+            let at = pos
+                .checked_add(done as u64)
+                .and_then(|p| libc::off_t::try_from(p).ok())
+                .ok_or_else(|| io::Error::from_raw_os_error(libc::EFBIG))?;
+            let count = libc::c_int::try_from(iovs.len())
+                .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+            // SAFETY: every iovec points into a live, initialised slice borrowed for the
+            // duration of the call; the kernel only reads them. The fd is kept open by the
+            // `Arc<OwnedFd>` we hold.
+            let n = unsafe { libc::pwritev(self.0.as_raw_fd(), iovs.as_ptr(), count, at) };
+            match usize::try_from(n) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => done += n,
+                Err(_) => {
+                    let e = io::Error::last_os_error();
+                    if e.kind() != io::ErrorKind::Interrupted {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Writes all of `buf` at `pos` with `pwrite(2)` on the calling thread, continuing
     /// short writes at the right offset and retrying EINTR.
     fn pwrite_all(&self, buf: &[u8], pos: u64) -> io::Result<()> {
@@ -154,6 +241,21 @@ impl Fd {
             }
         }
         Ok(())
+    }
+
+    /// Tells the kernel `[pos, pos + len)` will be read soon (`posix_fadvise` WILLNEED:
+    /// readahead of the range starts now, so the reads that follow find it in the page cache
+    /// instead of waiting for the disk one at a time). Advisory: a refusal is ignored.
+    pub fn advise_will_read(&self, pos: u64, len: u64) {
+        let (Ok(pos), Ok(len)) = (libc::off_t::try_from(pos), libc::off_t::try_from(len)) else {
+            return;
+        };
+        // SAFETY: an advisory syscall on an fd kept open by the `Arc<OwnedFd>` we hold.
+        let rc =
+            unsafe { libc::posix_fadvise(self.0.as_raw_fd(), pos, len, libc::POSIX_FADV_WILLNEED) };
+        if rc != 0 {
+            tracing::debug!(rc, "posix_fadvise(WILLNEED) refused");
+        }
     }
 
     /// fdatasync of a segment's `.log` file (the one fsync the fault-injection test hook can

@@ -27,6 +27,7 @@ pub use files::{
 };
 pub use io::yield_now;
 pub use offset::{Offset, TimestampOffset};
+mod append;
 mod commit;
 mod log;
 mod open;

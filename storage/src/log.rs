@@ -18,19 +18,21 @@
 //! `INDEX_PENDING_ENTRIES_MAX` accumulate; recovery rebuilds indexes past the recovery point.
 
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::rc::Rc;
 
 use bytes::BytesMut;
 use futures_util::lock::Mutex;
 
+use crate::append::PendingAppend;
 use crate::batch::BatchHeader;
 use crate::batch::{self, BatchInfo};
 use crate::checkpoint;
 use crate::commit::{self, GroupCommit};
 use crate::config::{LogConfig, TimestampType};
 use crate::error::StorageError;
-use crate::index::{self, BatchMeta};
+use crate::index::BatchMeta;
 use crate::offset::{Offset, TimestampOffset};
 use crate::read::{self, ReadRequest, ReadSlice, SegmentView};
 use crate::recovery::RecoveryReport;
@@ -39,8 +41,8 @@ use crate::state::State;
 
 /// Positions in index entries are u32 and relative offsets must fit an i32 (as in Kafka),
 /// whatever the configuration says.
-const SEGMENT_BYTES_HARD_MAX: u64 = i32::MAX as u64;
-const RELATIVE_OFFSET_MAX: i64 = i32::MAX as i64;
+pub(crate) const SEGMENT_BYTES_HARD_MAX: u64 = i32::MAX as u64;
+pub(crate) const RELATIVE_OFFSET_MAX: i64 = i32::MAX as i64;
 /// Index entries (offset + time) kept only in memory before an append writes them out
 /// regardless of the flush policy, bounding the write-behind.
 pub(crate) const INDEX_PENDING_ENTRIES_MAX: usize = 1024;
@@ -74,8 +76,13 @@ pub struct Log {
     pub(crate) state: Rc<RefCell<State>>,
     pub(crate) commit: Rc<GroupCommit>,
     pub(crate) append_lock: Mutex<()>,
+    /// Appends waiting to be written: the next `append_lock` holder writes all of them
+    /// (`append.rs`).
+    pub(crate) pending_appends: RefCell<VecDeque<Rc<PendingAppend>>>,
     /// Appends written with `pwrite` on the shard thread (`write_inline_max_bytes`).
     inline_writes_total: Cell<u64>,
+    /// Segment data writes of appends (one per coalesced group of appends, `append.rs`).
+    segment_writes_total: Cell<u64>,
     report: RecoveryReport,
     /// What the checkpoint file holds, as far as this log wrote or read it (`None`: unknown or
     /// absent). `close` skips all its work when the file already says what it would write.
@@ -102,7 +109,9 @@ impl Log {
             state: Rc::new(RefCell::new(state)),
             commit: Rc::new(GroupCommit::default()),
             append_lock: Mutex::new(()),
+            pending_appends: RefCell::new(VecDeque::new()),
             inline_writes_total: Cell::new(0),
+            segment_writes_total: Cell::new(0),
             report,
         }
     }
@@ -215,194 +224,8 @@ impl Log {
             .collect()
     }
 
-    async fn append_validated(
-        &self,
-        mut batches: BytesMut,
-        infos: Vec<BatchInfo>,
-        opts: AppendOptions,
-        stamp: Stamp,
-    ) -> Result<AppendInfo, StorageError> {
-        let cfg = self.config();
-        let offsets_needed: i64 = infos
-            .iter()
-            .map(|i| i64::from(i.header.last_offset_delta) + 1)
-            .sum();
-        self.commit.check()?;
-        let guard = self.append_lock.lock().await;
-        self.state.borrow_mut().last_now_ms = opts.now_ms;
-        let active = self.state.borrow().active()?;
-        if self.should_roll(
-            &active,
-            &cfg,
-            &infos,
-            batches.len() as u64,
-            offsets_needed,
-            opts.now_ms,
-        ) {
-            self.roll_locked(opts.now_ms).await?;
-        }
-        let active = self.state.borrow().active()?;
-        let base_offset = self.state.borrow().log_end;
-        let metas = match stamp {
-            Stamp::Leader => rewrite(&mut batches, &infos, base_offset, &cfg, opts),
-            Stamp::Follower => as_stamped(&infos, base_offset, self.log_start_offset().0)?,
-        };
-        let pos = active.size.get();
-        let (new_offsets, new_times, tracker) = {
-            let mut tracker = active.tracker.get();
-            let (mut offs, mut times) = (Vec::new(), Vec::new());
-            let mut p = pos;
-            for m in &metas {
-                tracker.step(
-                    active.base,
-                    p,
-                    m,
-                    cfg.index_interval_bytes,
-                    &mut offs,
-                    &mut times,
-                );
-                p += m.size;
-            }
-            (offs, times, tracker)
-        };
-        let len = batches.len() as u64;
-        check_before_write(
-            &batches,
-            &infos,
-            &metas,
-            SegmentEnd {
-                base: active.base,
-                next_offset: active.next_offset.get(),
-                size: active.size.get(),
-            },
-            base_offset,
-            pos,
-        );
-        if let Err(e) = index::entries_fit(
-            active.indexes.borrow().as_ref(),
-            &new_offsets,
-            &new_times,
-            pos + len,
-            u64::try_from(base_offset + offsets_needed - active.base).unwrap_or(u64::MAX),
-        ) {
-            crate::invariant::violated(
-                file!(),
-                line!(),
-                format_args!(
-                    "index entries of an append at offset {base_offset}, position {pos} do not \
-                     fit segment {}: {e}",
-                    active.base
-                ),
-            );
-        }
-        // While an fsync of the segment runs, a `pwrite` can wait for its writeback (17 ms
-        // measured): the io_uring write waits in a kernel worker instead of the shard.
-        let inline = len <= u64::from(cfg.write_inline_max_bytes) && !self.commit.is_syncing();
-        active
-            .log
-            .pinned_fd()
-            .write_segment_data(batches, pos, inline)
-            .await
-            .map_err(|e| write_failed(&active, pos, len, e))?;
-        if inline {
-            self.inline_writes_total
-                .set(self.inline_writes_total.get() + 1);
-        }
-        // Commit: one synchronous step, so readers see all of it or none.
-        let last_offset = base_offset + offsets_needed - 1;
-        let record_count: u32 = infos.iter().map(|i| i.header.record_count as u32).sum();
-        {
-            if let Some(idx) = active.indexes.borrow_mut().as_mut() {
-                idx.offsets.extend_from_slice(&new_offsets);
-                idx.times.extend_from_slice(&new_times);
-            }
-            active.tracker.set(tracker);
-            active.size.set(pos + len);
-            active.next_offset.set(last_offset + 1);
-            active.max_ts.set(tracker.max_ts);
-            active.mtime_ms.set(opts.now_ms);
-            let mut st = self.state.borrow_mut();
-            // Paired with `check_before_write`: nothing moved the log end while the write was
-            // in flight (append_lock), and the new end is past the old one.
-            crate::invariant!(
-                st.log_end == base_offset && last_offset >= base_offset,
-                "append of offsets {base_offset}..={last_offset} committed at log end {}",
-                st.log_end
-            );
-            st.log_end = last_offset + 1;
-            if let Some(m) = tracker.max_ts {
-                if st
-                    .max_ts
-                    .is_none_or(|cur| m.timestamp_ms > cur.timestamp_ms)
-                {
-                    st.max_ts = Some(m);
-                }
-            }
-            st.appended_messages_total = st
-                .appended_messages_total
-                .saturating_add(u64::from(record_count));
-            st.oldest_unflushed_ms.get_or_insert(opts.now_ms);
-        }
-        let flush_due = self.flush_due(opts.now_ms);
-        if flush_due || active.pending_index_entries() >= INDEX_PENDING_ENTRIES_MAX {
-            active.persist_index_entries().await?;
-        }
-        drop(guard);
-        if flush_due {
-            self.start_policy_fsync()?;
-        }
-        Ok(AppendInfo {
-            base_offset: Offset(base_offset),
-            last_offset: Offset(last_offset),
-            log_append_time_ms: match cfg.timestamp_type {
-                TimestampType::LogAppendTime => opts.now_ms,
-                TimestampType::CreateTime => -1,
-            },
-            record_count,
-            batch_count: infos.len() as u32,
-            bytes: len as u32,
-        })
-    }
-
-    fn should_roll(
-        &self,
-        active: &Segment,
-        cfg: &LogConfig,
-        infos: &[BatchInfo],
-        len: u64,
-        offsets_needed: i64,
-        now_ms: i64,
-    ) -> bool {
-        if active.size.get() == 0 {
-            return false;
-        }
-        let bytes_max = cfg.segment_bytes_max.min(SEGMENT_BYTES_HARD_MAX);
-        let full_bytes = active.size.get() + len > bytes_max;
-        let full_index = active
-            .indexes
-            .borrow()
-            .as_ref()
-            .is_some_and(|i| i.is_full(cfg.segment_index_bytes_max, infos.len()));
-        // Kafka's `LogSegment.timeWaitedForRoll`: the incoming batches' largest timestamp
-        // minus the segment's first, or the segment's age when it has no timestamp. Measuring
-        // a client's old CreateTime against the wall clock instead would let every request
-        // roll a segment.
-        let incoming_ts = match cfg.timestamp_type {
-            TimestampType::LogAppendTime => now_ms,
-            TimestampType::CreateTime => infos.iter().map(|i| i.max_timestamp).max().unwrap_or(-1),
-        };
-        let waited = match active.tracker.get().first_ts {
-            Some(first) if first >= 0 => incoming_ts.saturating_sub(first),
-            _ => now_ms.saturating_sub(active.created_ms.get()),
-        };
-        let aged = i64::try_from(cfg.segment_ms).is_ok_and(|ms| waited > ms);
-        let log_end = self.state.borrow().log_end;
-        let rel_overflow = log_end + offsets_needed - 1 - active.base > RELATIVE_OFFSET_MAX;
-        full_bytes || full_index || aged || rel_overflow
-    }
-
     /// Whether `flush.messages` / `flush.ms` call for an fsync beyond the one in flight.
-    fn flush_due(&self, now_ms: i64) -> bool {
+    pub(crate) fn flush_due(&self, now_ms: i64) -> bool {
         let cfg = self.config.borrow();
         let st = self.state.borrow();
         let in_flight = self.commit.in_flight();
@@ -430,7 +253,7 @@ impl Log {
     }
 
     /// Starts the fsync the policy asked for, or has the one in flight start it when done.
-    fn start_policy_fsync(&self) -> Result<(), StorageError> {
+    pub(crate) fn start_policy_fsync(&self) -> Result<(), StorageError> {
         if self.commit.in_flight().is_some() {
             self.commit.chain_next();
             return Ok(());
@@ -513,6 +336,22 @@ impl Log {
 
     /// Appends since open whose data was written with `pwrite` on the calling thread rather
     /// than an io_uring write (`LogConfig::write_inline_max_bytes`).
+    /// Counts one completed segment data write, and whether it was inline.
+    pub(crate) fn count_write(&self, inline: bool) {
+        self.segment_writes_total
+            .set(self.segment_writes_total.get() + 1);
+        if inline {
+            self.inline_writes_total
+                .set(self.inline_writes_total.get() + 1);
+        }
+    }
+
+    /// Segment data writes of appends so far: fewer than appends when appends queued for
+    /// one log while it was being written were written together (`append.rs`).
+    pub fn segment_write_count(&self) -> u64 {
+        self.segment_writes_total.get()
+    }
+
     pub fn inline_write_count(&self) -> u64 {
         self.inline_writes_total.get()
     }
@@ -683,10 +522,10 @@ impl Log {
 
 /// Where the active segment ends before an append.
 #[derive(Clone, Copy, Debug)]
-struct SegmentEnd {
-    base: i64,
-    next_offset: i64,
-    size: u64,
+pub(crate) struct SegmentEnd {
+    pub base: i64,
+    pub next_offset: i64,
+    pub size: u64,
 }
 
 /// Invariants of the bytes about to be written at `pos` of `active` (stay on in release;
@@ -695,7 +534,7 @@ struct SegmentEnd {
 /// rewrite, and their sizes are what the index entries were computed from. Read-side
 /// counterparts: recovery and `check_stored` verify the CRC of what they read, a fetch from
 /// inside a batch and a timestamp look-up check the CRC before decoding records.
-fn check_before_write(
+pub(crate) fn check_before_write(
     buf: &[u8],
     infos: &[BatchInfo],
     metas: &[BatchMeta],
@@ -759,7 +598,7 @@ fn check_before_write(
 
 /// Assigns offsets and rewrites the header fields the broker owns; returns index metadata.
 /// Names the file and range of a failed append write (the broker's fatal message shows it).
-fn write_failed(seg: &Segment, pos: u64, len: u64, e: std::io::Error) -> StorageError {
+pub(crate) fn write_failed(seg: &Segment, pos: u64, len: u64, e: std::io::Error) -> StorageError {
     let path = crate::segment::log_path(&seg.dir, seg.base);
     StorageError::Io(std::io::Error::new(
         e.kind(),
@@ -773,14 +612,14 @@ fn write_failed(seg: &Segment, pos: u64, len: u64, e: std::io::Error) -> Storage
 /// Whether an append assigns offsets and the leader epoch (a leader) or keeps the batches'
 /// own (a follower).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Stamp {
+pub(crate) enum Stamp {
     Leader,
     Follower,
 }
 
 /// A follower's batches as the leader stamped them: their offsets must continue the log
 /// (`log_end`) without gaps; metadata comes from their headers, bytes stay unchanged.
-fn as_stamped(
+pub(crate) fn as_stamped(
     infos: &[BatchInfo],
     log_end: i64,
     log_start: i64,
@@ -808,7 +647,7 @@ fn as_stamped(
     Ok(metas)
 }
 
-fn rewrite(
+pub(crate) fn rewrite(
     buf: &mut BytesMut,
     infos: &[BatchInfo],
     base_offset: i64,

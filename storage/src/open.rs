@@ -137,6 +137,7 @@ pub(crate) async fn open(
         last_now_ms: 0,
         generation: 0,
         closed: false,
+        appends_in_flight: 0,
     };
     state.recompute_max_ts();
     // Files recovery rewrote are not fsynced yet: then `close` must not skip its work.

@@ -30,6 +30,9 @@ pub(crate) struct State {
     /// Bumped by truncation: an fsync started before it proves nothing about what follows.
     pub generation: u64,
     pub closed: bool,
+    /// Appends queued or being written and not yet answered (`append.rs`): the shard's sync
+    /// batch lets them land before it starts this log's fsync (`sync.rs`).
+    pub appends_in_flight: u32,
 }
 
 impl State {

@@ -272,3 +272,53 @@ fn failed_write_leaves_the_log_unchanged_with(config: LogConfig) {
         log.close().await.unwrap();
     });
 }
+
+#[test]
+fn failed_group_write_fails_every_append_of_it_and_commits_none() {
+    // Write #1 (the first append, alone) succeeds; #2 (the seven appends that queued behind
+    // it, written together through io_uring) fails.
+    if !isolated(
+        "failed_group_write_fails_every_append_of_it_and_commits_none",
+        (WRITE_EIO_AFTER_VAR, "1"),
+    ) {
+        return;
+    }
+    let config = LogConfig {
+        write_inline_max_bytes: 0,
+        ..no_roll_config()
+    };
+    let root = tempfile::tempdir().unwrap();
+    let dir = part_dir(root.path());
+    rt().block_on(async {
+        let log = Log::open(dir.clone(), config.clone()).await.unwrap();
+        let results =
+            join_all((0..8).map(|tag| log.append(batch(tag, 3, 1_000), opts(1_000)))).await;
+        assert_eq!(results[0].as_ref().unwrap().base_offset, Offset(0));
+        for (i, r) in results.iter().enumerate().skip(1) {
+            match r {
+                Err(e @ StorageError::Io(_)) => {
+                    assert!(e.is_disk_fault());
+                    assert!(e.to_string().contains("write of"), "append {i}: {e}");
+                }
+                other => panic!("append {i} of the failed write: {other:?}"),
+            }
+        }
+        assert_eq!(log.segment_write_count(), 1);
+        assert_eq!(
+            log.log_end_offset(),
+            Offset(3),
+            "nothing of the failed write committed"
+        );
+        // The next append lands where the failed write would have: offsets and bytes go on.
+        let info = log.append(batch(9, 3, 1_000), opts(1_000)).await.unwrap();
+        assert_eq!(info.base_offset, Offset(3));
+        let bytes = read_all(&log).await;
+        let heads: Vec<i64> = storage::split_batches(&bytes)
+            .map(|b| storage::BatchHeader::parse(b.unwrap()).unwrap().base_offset)
+            .collect();
+        assert_eq!(heads, vec![0, 3]);
+        log.close().await.unwrap();
+        let log = Log::open(dir, config).await.unwrap();
+        assert_eq!(log.log_end_offset(), Offset(6));
+    });
+}

@@ -245,3 +245,41 @@ fn the_default_batch_closes_in_its_turn_and_answers_only_durable_offsets() {
         assert_eq!(log.durable_end_offset(), Offset(15));
     });
 }
+
+#[test]
+fn appends_still_being_written_when_the_batch_closes_share_its_fsync() {
+    let root = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let log = open(root.path(), "inflight-0").await;
+        let batch = SyncBatch::new();
+        // Four producers of one loop turn: the first append is written alone, the other three
+        // queue behind it and land one pass later, after the first producer has joined the
+        // batch. The batch waits for them, so one fsync covers all four.
+        let producers = (0..4).map(|i| {
+            let (log, batch) = (&log, &batch);
+            async move {
+                let last = log
+                    .append(batch_of(i), opts(1_000))
+                    .await
+                    .unwrap()
+                    .last_offset;
+                let durable = batch.wait_durable(log, last).await.unwrap();
+                assert!(durable > last);
+                assert!(log.durable_end_offset() > last);
+                last
+            }
+        });
+        let lasts = futures_util::future::join_all(producers).await;
+        assert_eq!(lasts, vec![Offset(2), Offset(5), Offset(8), Offset(11)]);
+        assert!(
+            log.segment_write_count() < 4,
+            "the three queued appends were one write"
+        );
+        assert_eq!(
+            log.fsync_count(),
+            1,
+            "one fsync for the turn's four appends"
+        );
+        assert_eq!(batch.stats().batches_total, 1);
+    });
+}

@@ -2,13 +2,15 @@
 //! `perf/bench-storage.sh`, which puts `dd` numbers for the same disk next to it).
 //!
 //! Appends 1 KiB records in 16 KiB or 1 MiB batches (`--batch-kib` for others), fsynced
-//! every MiB (flush.messages = records per MiB) or never, then reads the whole log back
+//! every MiB (flush.messages = records per MiB), once at the end (`fsync-at-end`: the
+//! policy of `dd conv=fdatasync`, timed until the final flush) or never, then reads the whole log back
 //! through `Log::read` + `ReadSlice::read_bytes`, once from disk (page cache dropped for the
 //! segment files with `posix_fadvise(DONTNEED)`, which only touches our own clean pages) and
 //! once warm.
 //! Appends only start the policy's fsyncs (group commit); fsynced runs are timed until a
 //! final `flush` made everything durable, like `dd conv=fdatasync`, and report how many data
-//! fsyncs ran. With `--wait-durable` every appender awaits `wait_durable` for each append
+//! fsyncs ran. With `--wait-durable` every appender awaits durability of each append
+//! through the shard's sync batch (`storage::sync::wait_durable`, the broker's acks=all path)
 //! (what a producer with acks=all waits for). Building the input batches is not timed.
 //! Output: one `RESULT <name> <MB/s>` line per measurement (MB = 10^6 bytes, like dd) and
 //! one `FSYNCS <name> <count> <MiB per fsync>` line per fsynced run, and one `STALL <name>
@@ -79,13 +81,30 @@ struct Args {
     /// thread, larger ones an io_uring WRITE; 0 = always io_uring (default: LogConfig's).
     #[arg(long)]
     write_inline_max_bytes: Option<u32>,
+    /// Restart measurement instead of the append runs: write a log of this many MiB (1 MiB
+    /// batches, default 1 GiB segments), close it, then time `Log::open` after a clean close
+    /// and after an unclean stop (page cache of the files dropped before each open). The log
+    /// is deleted afterwards.
+    #[arg(long)]
+    restart_mib: Option<usize>,
+}
+
+/// When a run's data is fsynced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FsyncPolicy {
+    /// flush.messages = records per MiB (group commit), plus a final flush (timed).
+    PerMib,
+    /// No policy fsync; one flush at the end, timed (what `dd conv=fdatasync` does).
+    AtEnd,
+    /// No fsync timed (page-cache speed).
+    Never,
 }
 
 /// One append configuration.
 #[derive(Clone, Copy, Debug)]
 struct Run {
     batch_bytes: usize,
-    fsync_per_mib: bool,
+    sync: FsyncPolicy,
 }
 
 impl Run {
@@ -95,10 +114,10 @@ impl Run {
         } else {
             format!("{}KiB", self.batch_bytes / KIB)
         };
-        let sync = if self.fsync_per_mib {
-            "fsync-per-MiB"
-        } else {
-            "no-fsync"
+        let sync = match self.sync {
+            FsyncPolicy::PerMib => "fsync-per-MiB",
+            FsyncPolicy::AtEnd => "fsync-at-end",
+            FsyncPolicy::Never => "no-fsync",
         };
         format!("append-{batch}-{sync}")
     }
@@ -119,11 +138,18 @@ fn main() -> ExitCode {
 }
 
 async fn bench(args: &Args) -> Result<(), BenchError> {
+    if let Some(mib) = args.restart_mib {
+        let dir = args.dir.join("restart-0");
+        remove_dir_if_exists(&dir)?;
+        let result = restart_run(&dir, mib).await;
+        remove_dir_if_exists(&dir)?;
+        return result;
+    }
     let total_bytes = args.total_mib * MIB;
     let runs = args.batch_kib.iter().flat_map(|&kib| {
-        [true, false].map(|fsync_per_mib| Run {
+        [FsyncPolicy::PerMib, FsyncPolicy::AtEnd, FsyncPolicy::Never].map(|sync| Run {
             batch_bytes: kib * KIB,
-            fsync_per_mib,
+            sync,
         })
     });
     let mut kept: Option<PathBuf> = None;
@@ -147,13 +173,17 @@ async fn bench(args: &Args) -> Result<(), BenchError> {
         let stall_ms = stall.as_secs_f64() * 1e3;
         println!("{name:<28} longest shard stall {stall_ms:.2} ms");
         println!("STALL {name} {stall_ms:.2}");
-        if run.fsync_per_mib {
+        if run.sync != FsyncPolicy::Never {
             let per = bytes as f64 / MIB as f64 / (fsyncs.max(1) as f64);
             println!("{name:<28} {fsyncs} data fsyncs, {per:.2} MiB per fsync");
             println!("FSYNCS {name} {fsyncs} {per:.2}");
         }
         // The fsynced 1 MiB log is read back below; the others only take disk space.
-        if run.batch_bytes == MIB && run.fsync_per_mib && args.inflight == 1 && !args.wait_durable {
+        if run.batch_bytes == MIB
+            && run.sync == FsyncPolicy::PerMib
+            && args.inflight == 1
+            && !args.wait_durable
+        {
             kept = Some(dir);
         } else {
             std::fs::remove_dir_all(&dir)?;
@@ -214,10 +244,9 @@ async fn append_run(
     let records = (run.batch_bytes / record_bytes).max(1);
     let pool = batch_pool(records, record_bytes);
     let config = LogConfig {
-        flush_messages: if run.fsync_per_mib {
-            (MIB / record_bytes).max(1) as u64
-        } else {
-            u64::MAX
+        flush_messages: match run.sync {
+            FsyncPolicy::PerMib => (MIB / record_bytes).max(1) as u64,
+            FsyncPolicy::AtEnd | FsyncPolicy::Never => u64::MAX,
         },
         // A "1 MiB" batch of 1 KiB records is a little over 1 MiB with its overheads.
         max_message_bytes: (2 * run.batch_bytes).max(MIB) as u32,
@@ -243,7 +272,7 @@ async fn append_run(
     for r in results {
         r?;
     }
-    if run.fsync_per_mib {
+    if run.sync != FsyncPolicy::Never {
         // Like dd conv=fdatasync: done when everything is on disk.
         log.flush().await?;
     }
@@ -287,7 +316,7 @@ async fn appender(
         i += 1;
         let info = log.append(batch, opts).await?;
         if wait_durable {
-            log.wait_durable(info.last_offset).await?;
+            storage::sync::wait_durable(log, info.last_offset).await?;
         }
         written.set(written.get() + u64::from(info.bytes));
     }
@@ -335,4 +364,76 @@ async fn read_run(dir: &Path) -> Result<(u64, Duration), BenchError> {
     let elapsed = t.elapsed();
     log.close().await?;
     Ok((bytes_read, elapsed))
+}
+
+/// `--restart-mib`: writes `mib` MiB, then times a clean and an unclean reopen.
+async fn restart_run(dir: &Path, mib: usize) -> Result<(), BenchError> {
+    let pool = batch_pool(MIB / KIB, KIB);
+    let config = LogConfig {
+        max_message_bytes: (2 * MIB) as u32,
+        ..LogConfig::default()
+    };
+    let opts = AppendOptions {
+        leader_epoch: 0,
+        now_ms: 1_700_000_000_000,
+    };
+    let t = Instant::now();
+    let log = Log::open(dir.to_path_buf(), config.clone()).await?;
+    let mut written = 0u64;
+    let mut i = 0usize;
+    while written < (mib * MIB) as u64 {
+        let batch = pool.get(i % BATCH_POOL_LEN).cloned().unwrap_or_default();
+        i += 1;
+        written += u64::from(log.append(batch, opts).await?.bytes);
+    }
+    log.close().await?;
+    let segments = std::fs::read_dir(dir)?
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "log"))
+        })
+        .count();
+    println!(
+        "wrote {:.1} MiB in {segments} segments in {:.2} s",
+        written as f64 / MIB as f64,
+        t.elapsed().as_secs_f64()
+    );
+    // Clean restart: the checkpoint says clean, only the active segment's tail is checked.
+    drop_page_cache(dir)?;
+    let t = Instant::now();
+    let log = Log::open(dir.to_path_buf(), config.clone()).await?;
+    let clean = t.elapsed();
+    let report = log.recovery_report().clone();
+    println!(
+        "restart after clean close: {:.1} ms (clean flag {}, segments scanned {})",
+        clean.as_secs_f64() * 1e3,
+        report.clean_shutdown,
+        report.scanned_segments.len()
+    );
+    println!("RESTART clean {:.1}", clean.as_secs_f64() * 1e3);
+    // Unclean stop (kill -9): one more append made durable, then the log is dropped without
+    // `close`, so the checkpoint keeps the clean flag cleared at open.
+    let batch = pool.first().cloned().unwrap_or_default();
+    log.append(batch, opts).await?;
+    log.flush().await?;
+    drop(log);
+    drop_page_cache(dir)?;
+    let t = Instant::now();
+    let log = Log::open(dir.to_path_buf(), config).await?;
+    let unclean = t.elapsed();
+    let report = log.recovery_report().clone();
+    let active_bytes = log.segment_bases().last().map_or(0, |b| {
+        std::fs::metadata(dir.join(format!("{}.log", storage::file_stem(b.0))))
+            .map_or(0, |m| m.len())
+    });
+    println!(
+        "restart after unclean stop: {:.1} ms (clean flag {}, segments scanned {}, active segment {:.1} MiB)",
+        unclean.as_secs_f64() * 1e3,
+        report.clean_shutdown,
+        report.scanned_segments.len(),
+        active_bytes as f64 / MIB as f64
+    );
+    println!("RESTART unclean {:.1}", unclean.as_secs_f64() * 1e3);
+    log.close().await?;
+    Ok(())
 }
