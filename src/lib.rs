@@ -112,16 +112,14 @@ pub fn run(config: BrokerConfig) -> Result<(), BrokerError> {
         first.context.advertised_host.clone(),
         first.context.advertised_port,
     );
-    // ACLs and SCRAM credentials written before they were image records: adopted once.
+    // ACLs, SCRAM credentials and client quotas written before they were image records:
+    // adopted once.
     cluster::security_store::migrate_legacy(&config.data_dir)
         .map_err(|e| BrokerError::Security(e.to_string()))?;
     let authorizer = security::acl_store::Authorizer::new(security::config::authorizer(&config)?);
-    let quotas = quotas::QuotaManager::load(
-        &config.data_dir,
-        quotas::window_config(&config)?,
-        config.quota_sensors_max,
-    )
-    .map_err(|e| BrokerError::Security(e.to_string()))?;
+    // Empty until the shards load the metadata image, whose quotas they put in force.
+    let quotas =
+        quotas::QuotaManager::new(quotas::window_config(&config)?, config.quota_sensors_max);
     let default_log = config.default_log_config()?;
     let runtime = shards::RuntimeConfig {
         shard_count: config.cores,

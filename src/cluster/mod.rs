@@ -39,6 +39,7 @@ pub mod node;
 pub mod open;
 pub mod placement;
 pub mod quorum;
+pub mod quota_image;
 pub mod records;
 pub mod replica_fetcher;
 pub mod replica_fetchers;
