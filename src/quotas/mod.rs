@@ -549,6 +549,7 @@ fn parse(text: &str) -> Result<QuotaMap, String> {
     Ok(map)
 }
 
+#[cfg(test)]
 fn unpart(part: &Option<EntityName>) -> (Option<String>, bool) {
     match part {
         None => (None, false),
