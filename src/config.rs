@@ -344,6 +344,15 @@ pub struct BrokerConfig {
     /// roots (webpki-roots).
     #[serde(rename = "sasl.oauthbearer.jwks.endpoint.ssl.truststore.location")]
     pub sasl_oauthbearer_jwks_endpoint_ssl_truststore_location: Option<String>,
+    /// The listener other brokers' replica fetchers connect to (Kafka's
+    /// `inter.broker.listener.name`); unset = the listener named by
+    /// `security.inter.broker.protocol` (`cluster::inter_broker`).
+    #[serde(rename = "inter.broker.listener.name")]
+    pub inter_broker_listener_name: Option<String>,
+    /// Kafka's `security.inter.broker.protocol` (default PLAINTEXT); not with
+    /// `inter.broker.listener.name`.
+    #[serde(rename = "security.inter.broker.protocol")]
+    pub security_inter_broker_protocol: Option<String>,
     /// Kafka's `listener.name.<listener>.<config>` overrides of ssl.* / sasl.* settings for
     /// one listener (full key -> value), as written in the file.
     #[serde(skip)]
@@ -544,6 +553,8 @@ impl Default for BrokerConfig {
             sasl_oauthbearer_jwks_endpoint_refresh_ms: 3_600_000,
             sasl_oauthbearer_jwks_endpoint_retry_backoff_ms: 100,
             sasl_oauthbearer_jwks_endpoint_ssl_truststore_location: None,
+            inter_broker_listener_name: None,
+            security_inter_broker_protocol: None,
             listener_overrides: std::collections::BTreeMap::new(),
             ssl_allow_dn_changes: false,
             ssl_allow_san_changes: false,

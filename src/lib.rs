@@ -94,6 +94,10 @@ pub fn run(config: BrokerConfig) -> Result<(), BrokerError> {
     if cluster::kraft::settings(&config)?.is_some_and(|s| s.roles.controller && !s.roles.broker) {
         return run_controller_only(&config);
     }
+    // A KRaft broker dials other brokers on the inter-broker listener (`inter.broker.*`).
+    if cluster::kraft::settings(&config)?.is_some() {
+        cluster::inter_broker::install(&config)?;
+    }
     let previous_shutdown_clean = clean_shutdown::take(&config.data_dir);
     // A KRaft node starts its quorum member (snapshot and log read) before any shard, and
     // before port-0 listeners are reserved, so none of them can take its controller port.

@@ -1,7 +1,8 @@
-//! Security metadata in a 3-broker KRaft cluster: client quotas (`ClientQuotaRecord`) and ACLs
+//! Security in a 3-broker KRaft cluster: client quotas (`ClientQuotaRecord`) and ACLs
 //! (`AccessControlEntryRecord`) changed through the controller reach every broker's image, so
 //! a quota set on one broker is described and enforced on another, and both survive a
-//! broker's restart (they come back from the metadata log, not from a local file).
+//! broker's restart (they come back from the metadata log, not from a local file); and
+//! followers replicate over an SSL `inter.broker.listener.name` (`cluster::inter_broker`).
 
 // Test code: a failed expectation should fail the test loudly (docs/decisions/0014).
 #![allow(
@@ -253,4 +254,109 @@ fn quotas_and_acls_set_on_the_controller_apply_on_every_broker_and_survive_a_res
             .exists(),
         "a KRaft broker keeps no quota file of its own"
     );
+}
+
+/// Replication over an SSL inter-broker listener: every broker has a PLAINTEXT client listener,
+/// advertised on a port nobody listens on, and an `INTERNAL` SSL listener requiring client
+/// certificates (`inter.broker.listener.name = "INTERNAL"`). A produce with acks=all to a
+/// topic with `min.insync.replicas = 3` succeeds only if both followers fetched it, which they
+/// can only do over INTERNAL, with TLS and the broker's certificate.
+#[test]
+fn followers_replicate_over_an_ssl_inter_broker_listener() {
+    use common::cluster::{free_port, node_toml};
+    use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+    use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
+
+    let pki_dir = tempfile::tempdir().unwrap();
+    let pki = common::certs::generate(pki_dir.path());
+    let opts = ClusterOpts::default();
+    let controller_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let client_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let internal_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let brokers = (0..3)
+        .map(|i| {
+            let toml = format!(
+                "{}listeners = \"PLAINTEXT://127.0.0.1:{},INTERNAL://127.0.0.1:{}\"\n\
+                 \"advertised.listeners\" = \"PLAINTEXT://127.0.0.1:{},INTERNAL://127.0.0.1:{}\"\n\
+                 \"listener.security.protocol.map\" = \
+                 \"PLAINTEXT:PLAINTEXT,INTERNAL:SSL,CONTROLLER:PLAINTEXT\"\n\
+                 \"inter.broker.listener.name\" = \"INTERNAL\"\n\
+                 \"ssl.keystore.location\" = \"{}\"\n\
+                 \"ssl.truststore.location\" = \"{}\"\n\
+                 \"ssl.client.auth\" = \"required\"\n",
+                node_toml(&opts, Cluster::node_id(i), &controller_ports),
+                client_ports[i],
+                internal_ports[i],
+                free_port(), // advertised PLAINTEXT: nobody listens there
+                internal_ports[i],
+                pki.broker.display(),
+                pki.ca.display(),
+            );
+            common::Broker::start(common::BrokerOpts::default().cores(1).config(&toml))
+        })
+        .collect();
+    let cluster = Cluster {
+        opts,
+        brokers,
+        controller_ports,
+        client_ports,
+    };
+    cluster.wait_all_registered();
+    let controller = cluster.controller_index(0).expect("an active controller");
+    let topic = CreatableTopic::default()
+        .with_name(TopicName(s("replicated-ssl")))
+        .with_num_partitions(1)
+        .with_replication_factor(3)
+        .with_configs(vec![CreatableTopicConfig::default()
+            .with_name(s("min.insync.replicas"))
+            .with_value(Some(s("3")))]);
+    let created: CreateTopicsResponse = wire::call(
+        cluster.broker(controller).socket_addr(),
+        ApiKey::CreateTopics,
+        5,
+        &CreateTopicsRequest::default()
+            .with_topics(vec![topic])
+            .with_timeout_ms(10_000),
+    );
+    assert_eq!(created.topics[0].error_code, 0);
+    let mut leader = None;
+    wait_until(
+        CLUSTER_READY_TIMEOUT,
+        "the partition to have a leader",
+        || {
+            leader = leaders(&cluster.metadata(controller), "replicated-ssl")
+                .first()
+                .and_then(|&l| usize::try_from(l).ok()?.checked_sub(1));
+            leader.is_some()
+        },
+    );
+    let leader_addr = cluster.broker(leader.unwrap()).socket_addr();
+    let mut code = -1;
+    wait_until(
+        CLUSTER_READY_TIMEOUT,
+        "an acks=all produce to be replicated to all three brokers",
+        || {
+            code = produce_acks_all(leader_addr, "replicated-ssl");
+            code == 0
+        },
+    );
+    assert_eq!(code, 0);
+}
+
+/// One Produce with acks=all of a small record to partition 0; the partition's error code.
+fn produce_acks_all(addr: SocketAddr, topic: &str) -> i16 {
+    let records = storage::BatchBuilder::new(0)
+        .record(None, Some(b"replicated"), &[])
+        .build()
+        .freeze();
+    let req = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(5_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(s(topic)))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(records))])]);
+    let resp: ProduceResponse = wire::call(addr, ApiKey::Produce, 9, &req);
+    resp.responses[0].partition_responses[0].error_code
 }

@@ -33,6 +33,7 @@ pub mod election;
 pub mod follow;
 pub mod heartbeat;
 pub mod image;
+pub mod inter_broker;
 pub mod kraft;
 pub mod kraft_metrics;
 pub mod node;
