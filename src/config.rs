@@ -316,7 +316,8 @@ pub struct BrokerConfig {
     /// new connections wait (Kafka's name and default: 2147483647, no limit).
     #[serde(rename = "max.connection.creation.rate")]
     pub max_connection_creation_rate: i32,
-    /// OAUTHBEARER: the JSON Web Key Set signed tokens are checked against (a `file:` URL);
+    /// OAUTHBEARER: the JSON Web Key Set signed tokens are checked against (a `file:` or
+    /// `https:` URL);
     /// unset = unsecured tokens, Kafka's default validator (`security::oauth_jwks`).
     #[serde(rename = "sasl.oauthbearer.jwks.endpoint.url")]
     pub sasl_oauthbearer_jwks_endpoint_url: Option<String>,
@@ -338,6 +339,20 @@ pub struct BrokerConfig {
     /// OAUTHBEARER: least time between two reads for an unknown `kid` (Kafka's default 100).
     #[serde(rename = "sasl.oauthbearer.jwks.endpoint.retry.backoff.ms")]
     pub sasl_oauthbearer_jwks_endpoint_retry_backoff_ms: u64,
+    /// OAUTHBEARER: PEM file of the CAs trusted for an `https:` key set URL (Sluice's key:
+    /// Kafka takes `ssl.truststore.*` from the validator's JAAS options); unset = the Mozilla
+    /// roots (webpki-roots).
+    #[serde(rename = "sasl.oauthbearer.jwks.endpoint.ssl.truststore.location")]
+    pub sasl_oauthbearer_jwks_endpoint_ssl_truststore_location: Option<String>,
+    /// The listener other brokers' replica fetchers connect to (Kafka's
+    /// `inter.broker.listener.name`); unset = the listener named by
+    /// `security.inter.broker.protocol` (`cluster::inter_broker`).
+    #[serde(rename = "inter.broker.listener.name")]
+    pub inter_broker_listener_name: Option<String>,
+    /// Kafka's `security.inter.broker.protocol` (default PLAINTEXT); not with
+    /// `inter.broker.listener.name`.
+    #[serde(rename = "security.inter.broker.protocol")]
+    pub security_inter_broker_protocol: Option<String>,
     /// Kafka's `listener.name.<listener>.<config>` overrides of ssl.* / sasl.* settings for
     /// one listener (full key -> value), as written in the file.
     #[serde(skip)]
@@ -548,6 +563,9 @@ impl Default for BrokerConfig {
             sasl_oauthbearer_sub_claim_name: "sub".to_owned(),
             sasl_oauthbearer_jwks_endpoint_refresh_ms: 3_600_000,
             sasl_oauthbearer_jwks_endpoint_retry_backoff_ms: 100,
+            sasl_oauthbearer_jwks_endpoint_ssl_truststore_location: None,
+            inter_broker_listener_name: None,
+            security_inter_broker_protocol: None,
             listener_overrides: std::collections::BTreeMap::new(),
             ssl_allow_dn_changes: false,
             ssl_allow_san_changes: false,

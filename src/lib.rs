@@ -94,6 +94,10 @@ pub fn run(config: BrokerConfig) -> Result<(), BrokerError> {
     if cluster::kraft::settings(&config)?.is_some_and(|s| s.roles.controller && !s.roles.broker) {
         return run_controller_only(&config);
     }
+    // A KRaft broker dials other brokers on the inter-broker listener (`inter.broker.*`).
+    if cluster::kraft::settings(&config)?.is_some() {
+        cluster::inter_broker::install(&config)?;
+    }
     let previous_shutdown_clean = clean_shutdown::take(&config.data_dir);
     // A KRaft node starts its quorum member (snapshot and log read) before any shard, and
     // before port-0 listeners are reserved, so none of them can take its controller port.
@@ -112,16 +116,14 @@ pub fn run(config: BrokerConfig) -> Result<(), BrokerError> {
         first.context.advertised_host.clone(),
         first.context.advertised_port,
     );
-    // ACLs and SCRAM credentials written before they were image records: adopted once.
+    // ACLs, SCRAM credentials and client quotas written before they were image records:
+    // adopted once.
     cluster::security_store::migrate_legacy(&config.data_dir)
         .map_err(|e| BrokerError::Security(e.to_string()))?;
     let authorizer = security::acl_store::Authorizer::new(security::config::authorizer(&config)?);
-    let quotas = quotas::QuotaManager::load(
-        &config.data_dir,
-        quotas::window_config(&config)?,
-        config.quota_sensors_max,
-    )
-    .map_err(|e| BrokerError::Security(e.to_string()))?;
+    // Empty until the shards load the metadata image, whose quotas they put in force.
+    let quotas =
+        quotas::QuotaManager::new(quotas::window_config(&config)?, config.quota_sensors_max);
     let default_log = config.default_log_config()?;
     let runtime = shards::RuntimeConfig {
         shard_count: config.cores,

@@ -796,3 +796,48 @@ fn a_listener_over_its_connection_creation_rate_delays_new_connections() {
     // rate is the unit test `listener_and_broker_rates_delay`; timing it here would be flaky).
     answered_in(broker.socket_addr());
 }
+
+/// A data directory written before client quotas were metadata records
+/// (`__cluster/client_quotas.toml`) is adopted: its quotas are described and enforced, the old
+/// file is kept as `client_quotas.toml.migrated`, and the quotas survive a further restart.
+#[test]
+fn quotas_of_an_old_data_dir_are_adopted_into_the_image() {
+    let mut broker = Broker::start(BrokerOpts::default());
+    common::kafka::create_topic(&broker, "quota-old", 1);
+    broker.stop();
+    let cluster = broker.data_dir().join("__cluster");
+    std::fs::write(
+        cluster.join("client_quotas.toml"),
+        "[[quota]]\nclient_id = \"slow\"\nuser_default = false\nclient_id_default = false\n\
+         [quota.values]\nproducer_byte_rate = 1000.0\n\n\
+         [[quota]]\nuser_default = true\nclient_id_default = false\n\
+         [quota.values]\nrequest_percentage = 250.0\n",
+    )
+    .unwrap();
+    broker.start_again();
+    assert!(cluster.join("client_quotas.toml.migrated").exists());
+    assert!(!cluster.join("client_quotas.toml").exists());
+    let expected: Vec<Described> = vec![
+        (
+            "client-id=slow".into(),
+            vec![("producer_byte_rate".into(), 1000.0)],
+        ),
+        (
+            "user=<default>".into(),
+            vec![("request_percentage".into(), 250.0)],
+        ),
+    ];
+    assert_eq!(
+        describe(broker.socket_addr(), vec![], false),
+        (0, expected.clone())
+    );
+    // Enforced: a fresh 1000 B/s rate takes 10 000 bytes; 11 000 more are throttled.
+    let mut stream = wire::connect(broker.socket_addr());
+    wire::send(&mut stream, &produce_frame("slow", 1, "quota-old", 11_000));
+    let resp: ProduceResponse =
+        wire::decode_response(ApiKey::Produce, 9, 1, read_response(&mut stream));
+    assert_eq!(resp.responses[0].partition_responses[0].error_code, 0);
+    assert!(resp.throttle_time_ms > 500, "{}", resp.throttle_time_ms);
+    broker.restart();
+    assert_eq!(describe(broker.socket_addr(), vec![], false), (0, expected));
+}

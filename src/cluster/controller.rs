@@ -388,6 +388,15 @@ pub async fn adopt_records(shard: &Shard, records: Vec<MetadataRecord>) {
             }
         }
     }
+    // The quota table is the broker's, shared by its shards: shard 0 publishes the image's.
+    if shard.id == REGISTRY_SHARD
+        && records
+            .iter()
+            .any(|r| matches!(r, MetadataRecord::ClientQuota(_)))
+    {
+        let quotas = shard.topics.borrow().security().client_quotas().clone();
+        shard.quotas.set_quotas(quotas);
+    }
     if records
         .iter()
         .any(|r| is_config_of(r, CONFIG_RESOURCE_BROKER))

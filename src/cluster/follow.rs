@@ -100,6 +100,9 @@ pub fn delta(from: &MetadataImage, to: &MetadataImage) -> (Vec<TopicMeta>, Vec<M
             next_producer_id: to.next_producer_id(),
         }));
     }
+    // ACLs, SCRAM credentials and client quotas: without these a committed change would reach
+    // the node's image but never its shards' authorizer, SASL and quota checks.
+    records.extend(from.security().delta(to.security()));
     (removed, records)
 }
 

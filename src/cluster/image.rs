@@ -108,7 +108,8 @@ impl MetadataImage {
             MetadataRecord::UserScramCredential(_)
             | MetadataRecord::RemoveUserScramCredential(_)
             | MetadataRecord::AccessControlEntry(_)
-            | MetadataRecord::RemoveAccessControlEntry(_) => self
+            | MetadataRecord::RemoveAccessControlEntry(_)
+            | MetadataRecord::ClientQuota(_) => self
                 .security
                 .apply(record)
                 .map_err(|e| ImageError::InvalidSecurityRecord(e.0)),

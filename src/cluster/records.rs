@@ -144,6 +144,27 @@ pub struct RemoveAccessControlEntryRecord {
     pub id: TopicId,
 }
 
+/// One part of a client quota entity (Kafka's `ClientQuotaRecord.EntityData`): the entity type
+/// (`user`, `client-id`, `ip`) and its name, None for the type's default entity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientQuotaEntityData {
+    pub entity_type: String,
+    pub entity_name: Option<String>,
+}
+
+/// Kafka's `ClientQuotaRecord`: one quota key of one entity set to `value`, or removed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClientQuotaRecord {
+    pub entity: Vec<ClientQuotaEntityData>,
+    pub key: String,
+    pub value: f64,
+    pub remove: bool,
+}
+
+// Values are checked finite and positive before a record is made or applied
+// (`quotas::entity::validate_op`), so equality is total on every record that exists.
+impl Eq for ClientQuotaRecord {}
+
 /// Every record the metadata image understands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MetadataRecord {
@@ -161,6 +182,7 @@ pub enum MetadataRecord {
     RemoveUserScramCredential(RemoveUserScramCredentialRecord),
     AccessControlEntry(AccessControlEntryRecord),
     RemoveAccessControlEntry(RemoveAccessControlEntryRecord),
+    ClientQuota(ClientQuotaRecord),
 }
 
 /// Kafka's `UnregisterBrokerRecord`: the broker's registration of this epoch is gone.
@@ -205,6 +227,7 @@ impl MetadataRecord {
             Self::AccessControlEntry(_) => 18,
             Self::RemoveAccessControlEntry(_) => 19,
             Self::RemoveUserScramCredential(_) => 22,
+            Self::ClientQuota(_) => 14,
         }
     }
 
@@ -224,7 +247,8 @@ impl MetadataRecord {
             Self::UserScramCredential(_)
             | Self::RemoveUserScramCredential(_)
             | Self::AccessControlEntry(_)
-            | Self::RemoveAccessControlEntry(_) => None,
+            | Self::RemoveAccessControlEntry(_)
+            | Self::ClientQuota(_) => None,
         }
     }
 }

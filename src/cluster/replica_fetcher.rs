@@ -14,10 +14,8 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
+use super::inter_broker::BrokerStream;
 use bytes::Bytes;
-use compio::buf::{BufResult, IntoInner, IoBuf};
-use compio::io::{AsyncReadExt, AsyncWriteExt};
-use compio::net::TcpStream;
 use kafka_protocol::messages::{ApiKey, FetchResponse, OffsetForLeaderEpochResponse};
 
 use crate::partition::{Partition, PartitionError};
@@ -68,7 +66,7 @@ pub struct ReplicaFetcher {
     broker_epoch: i64,
     fetch_version: i16,
     session: FetcherSession,
-    stream: Option<TcpStream>,
+    stream: Option<BrokerStream>,
     correlation_id: i32,
     partitions: HashMap<(String, i32), Rc<Partition>>,
     topic_ids: HashMap<String, uuid::Uuid>,
@@ -420,24 +418,26 @@ impl ReplicaFetcher {
             source,
         };
         if self.stream.is_none() {
-            self.stream = Some(TcpStream::connect(addr).await.map_err(io)?);
+            // The inter-broker listener's protocol (TLS when it is SSL): `inter_broker`.
+            self.stream = Some(BrokerStream::connect(addr).await.map_err(io)?);
         }
         let Some(stream) = self.stream.as_mut() else {
             return Err(FetcherError::Protocol("no connection".into()));
         };
-        let BufResult(res, _) = stream.write_all(frame).await;
-        res.map_err(io)?;
-        let BufResult(res, len) = stream.read_exact([0u8; 4]).await;
-        res.map_err(io)?;
+        stream.write_all(frame).await.map_err(io)?;
+        let len: [u8; 4] = stream
+            .read_exact(4)
+            .await
+            .map_err(io)?
+            .try_into()
+            .map_err(|_| FetcherError::Protocol("short frame size".into()))?;
         let len = usize::try_from(i32::from_be_bytes(len))
             .map_err(|_| FetcherError::Protocol("negative frame size".into()))?;
         if len > FRAME_BYTES_MAX {
             return Err(FetcherError::TooLarge(len));
         }
-        let body = Vec::with_capacity(len);
-        let BufResult(res, body) = stream.read_exact(body.slice(..len)).await;
-        res.map_err(io)?;
-        Ok(Bytes::from(body.into_inner()))
+        let body = stream.read_exact(len).await.map_err(io)?;
+        Ok(Bytes::from(body))
     }
 
     fn decode<D: kafka_protocol::protocol::Decodable>(

@@ -204,11 +204,17 @@ fn follow(shard: &Shard, partition: Rc<Partition>, meta: &TopicMeta, want: Follo
         .insert(tp, want);
 }
 
-/// The address a follower fetches from: the leader's first registered endpoint (Sluice has no
-/// separate inter-broker listener yet).
+/// The address a follower fetches from: the leader's endpoint of the inter-broker listener
+/// (`inter_broker`), else its first registered endpoint.
 fn broker_addr(shard: &Shard, broker: i32) -> Option<SocketAddr> {
     let image = shard.topics.borrow();
-    let endpoint = image.broker(broker)?.end_points.first()?.clone();
+    let end_points = &image.broker(broker)?.end_points;
+    let named = super::inter_broker::listener_name().and_then(|name| {
+        end_points
+            .iter()
+            .find(|e| e.name.eq_ignore_ascii_case(name))
+    });
+    let endpoint = named.or_else(|| end_points.first())?.clone();
     let text = format!("{}:{}", endpoint.host, endpoint.port);
     text.parse().ok().or_else(|| {
         use std::net::ToSocketAddrs;

@@ -1,8 +1,10 @@
-//! Changes to ACLs and SCRAM credentials through the controller (Kafka's `AclControlManager`
-//! and `ScramControlManager`): CreateAcls/DeleteAcls and AlterUserScramCredentials describe the
-//! wanted state as a change of a copy; shard 0 turns the difference into
+//! Changes to ACLs, SCRAM credentials and client quotas through the controller (Kafka's
+//! `AclControlManager`, `ScramControlManager` and `ClientQuotaControlManager`):
+//! CreateAcls/DeleteAcls, AlterUserScramCredentials and AlterClientQuotas describe the wanted
+//! state as a change of a copy; shard 0 turns the difference into
 //! `AccessControlEntryRecord` / `RemoveAccessControlEntryRecord` /
-//! `UserScramCredentialRecord` / `RemoveUserScramCredentialRecord` and commits them like every
+//! `UserScramCredentialRecord` / `RemoveUserScramCredentialRecord` / `ClientQuotaRecord` and
+//! commits them like every
 //! other change (`controller::commit`: apply to a copy of the image, persist, every shard
 //! adopts), so every shard's authorizer and SASL check read them from its own image.
 //!
@@ -13,6 +15,7 @@
 use super::controller::{self, REGISTRY_SHARD};
 use super::image::MetadataImage;
 use super::records::MetadataRecord;
+use crate::quotas::entity::QuotaMap;
 use crate::security::acl_store::Acls;
 use crate::security::scram::Users;
 use crate::shard::{Shard, ShardMsg};
@@ -46,6 +49,24 @@ pub async fn modify_scram<R: Send + 'static>(
         let (answer, changed) = change(&mut wanted);
         let records = if changed {
             image.security().diff_scram(&wanted)
+        } else {
+            Vec::new()
+        };
+        (answer, records)
+    })
+    .await
+}
+
+/// Applies `change` to a copy of the image's client quotas and commits the difference.
+pub async fn modify_quotas<R: Send + 'static>(
+    shard: &Shard,
+    change: impl FnOnce(&mut QuotaMap) -> (R, bool) + Send + 'static,
+) -> Result<R, String> {
+    on_controller(shard, move |image| {
+        let mut wanted = image.security().client_quotas().clone();
+        let (answer, changed) = change(&mut wanted);
+        let records = if changed {
+            image.security().diff_quotas(&wanted)
         } else {
             Vec::new()
         };

@@ -1,22 +1,27 @@
-//! The security part of the metadata image (Kafka's `AclsImage` and `ScramImage`): every ACL
-//! binding by its id, and every user's SCRAM credentials per mechanism, built only from
-//! `AccessControlEntryRecord` / `RemoveAccessControlEntryRecord` and
-//! `UserScramCredentialRecord` / `RemoveUserScramCredentialRecord`.
+//! The security part of the metadata image (Kafka's `AclsImage`, `ScramImage` and
+//! `ClientQuotasImage`): every ACL binding by its id, every user's SCRAM credentials per
+//! mechanism, and the client quotas (`quota_image`), built only from
+//! `AccessControlEntryRecord` / `RemoveAccessControlEntryRecord`,
+//! `UserScramCredentialRecord` / `RemoveUserScramCredentialRecord` and `ClientQuotaRecord`.
 //!
 //! Invariants: `acls`, `ids` and `by_id` always hold the same bindings (one id per binding, as
 //! Kafka's `AclControlManager` refuses a second identical ACL); a record with a binding that is
 //! not concrete, a mechanism Sluice does not know, or an id or binding already taken by another
 //! ACL is refused with the image unchanged. Re-applying a record already reflected changes
 //! nothing, and removing what is absent is a replay, so both kinds are idempotent.
-//! `diff_acls` / `diff_scram` turn a wanted state into the records that reach it, so a change
-//! made on a copy (`security_control`) becomes records without a second vocabulary.
+//! `diff_acls` / `diff_scram` / `diff_quotas` turn a wanted state into the records that reach
+//! it, so a change made on a copy (`security_control`) becomes records without a second
+//! vocabulary; `delta` turns one image's part into another's (a KRaft broker's shards follow
+//! the committed image with it), keeping every ACL's id.
 
 use std::collections::BTreeMap;
 
+use super::quota_image::ClientQuotasImage;
 use super::records::{
     AccessControlEntryRecord, MetadataRecord, RemoveAccessControlEntryRecord,
     RemoveUserScramCredentialRecord, TopicId, UserScramCredentialRecord,
 };
+use crate::quotas::entity::QuotaMap;
 use crate::security::acl::AclBinding;
 use crate::security::acl_store::Acls;
 use crate::security::scram::{Credential, Mechanism, Users};
@@ -34,6 +39,7 @@ pub struct SecurityImage {
     ids: BTreeMap<AclBinding, TopicId>,
     by_id: BTreeMap<u128, AclBinding>,
     scram: Users,
+    quotas: ClientQuotasImage,
 }
 
 impl SecurityImage {
@@ -59,6 +65,10 @@ impl SecurityImage {
                 }
                 Ok(())
             }
+            MetadataRecord::ClientQuota(r) => self
+                .quotas
+                .apply(r)
+                .map_err(|e| SecurityRecordError(e.to_string())),
             other => Err(SecurityRecordError(format!(
                 "record type {} is not a security record",
                 other.kafka_type_id()
@@ -139,7 +149,42 @@ impl SecurityImage {
                 .iter()
                 .map(move |(m, c)| scram_record(user, *m, c))
         });
-        acls.chain(scram).collect()
+        acls.chain(scram)
+            .chain(self.quotas.snapshot_records())
+            .collect()
+    }
+
+    /// The client quotas.
+    pub fn client_quotas(&self) -> &QuotaMap {
+        self.quotas.quotas()
+    }
+
+    /// The records that turn this image's client quotas into `wanted`.
+    pub fn diff_quotas(&self, wanted: &QuotaMap) -> Vec<MetadataRecord> {
+        self.quotas.diff(wanted)
+    }
+
+    /// The records that turn this part into `to`: ACLs by id (a removal per id that goes or
+    /// names another binding, then an entry per id that comes), SCRAM credentials and quotas.
+    pub fn delta(&self, to: &SecurityImage) -> Vec<MetadataRecord> {
+        let removed = self
+            .by_id
+            .iter()
+            .filter(|(id, b)| to.by_id.get(*id) != Some(*b))
+            .map(|(id, _)| {
+                MetadataRecord::RemoveAccessControlEntry(RemoveAccessControlEntryRecord {
+                    id: TopicId(*id),
+                })
+            });
+        let added = to
+            .by_id
+            .iter()
+            .filter(|(id, b)| self.by_id.get(*id) != Some(*b))
+            .map(|(id, b)| acl_record(TopicId(*id), b));
+        let mut records: Vec<MetadataRecord> = removed.chain(added).collect();
+        records.extend(self.diff_scram(&to.scram));
+        records.extend(self.diff_quotas(to.quotas.quotas()));
+        records
     }
 
     /// The records that turn this image's ACLs into `wanted`: a removal per binding that goes
@@ -224,6 +269,7 @@ pub fn is_security_record(record: &MetadataRecord) -> bool {
             | MetadataRecord::RemoveAccessControlEntry(_)
             | MetadataRecord::UserScramCredential(_)
             | MetadataRecord::RemoveUserScramCredential(_)
+            | MetadataRecord::ClientQuota(_)
     )
 }
 
@@ -284,6 +330,46 @@ mod tests {
         }
         assert!(image.apply(&bad).is_err());
         assert_eq!(image, before);
+    }
+
+    #[test]
+    fn the_delta_turns_one_part_into_another_keeping_acl_ids() {
+        use crate::quotas::entity::{EntityName, QuotaEntity};
+        let mut from = SecurityImage::default();
+        for r in from.diff_acls(&[binding("a"), binding("b")].into_iter().collect()) {
+            from.apply(&r).unwrap();
+        }
+        let mut to = from.clone();
+        let changes = to.diff_acls(&[binding("b"), binding("c")].into_iter().collect());
+        let mut users = Users::new();
+        users.entry("alice".into()).or_default().insert(
+            Mechanism::Sha512,
+            Credential::from_password(Mechanism::Sha512, "pw", b"salt", 4096),
+        );
+        let mut quotas = QuotaMap::new();
+        quotas
+            .entry(QuotaEntity::client(None, Some(EntityName::Default)))
+            .or_default()
+            .insert("producer_byte_rate".into(), 1000.0);
+        for r in changes
+            .iter()
+            .chain(&to.diff_scram(&users))
+            .chain(&to.diff_quotas(&quotas))
+            .cloned()
+            .collect::<Vec<_>>()
+        {
+            to.apply(&r).unwrap();
+        }
+        let delta = from.delta(&to);
+        for r in &delta {
+            from.apply(r).unwrap();
+        }
+        assert_eq!(
+            from, to,
+            "same bindings under the same ids, users and quotas"
+        );
+        assert!(from.delta(&to).is_empty());
+        assert_eq!(from.client_quotas(), &quotas);
     }
 
     #[test]

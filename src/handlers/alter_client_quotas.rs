@@ -2,8 +2,9 @@
 //! `request_percentage` of user / client-id entities (and their defaults), each entry answered
 //! on its own as Kafka's `ClientQuotaControlManager`: INVALID_REQUEST for a bad entity, key or
 //! value, UNSUPPORTED_VERSION for an unknown entity type; CLUSTER ALTER_CONFIGS is required
-//! (else every entry gets CLUSTER_AUTHORIZATION_FAILED). Applied on every shard at once (the
-//! quota store is shared) after it is persisted; `validate_only` changes nothing.
+//! (else every entry gets CLUSTER_AUTHORIZATION_FAILED). The valid entries become
+//! `ClientQuotaRecord`s committed through the controller (`security_control::modify_quotas`),
+//! so every broker enforces them; `validate_only` changes nothing.
 
 use std::rc::Rc;
 
@@ -13,7 +14,7 @@ use kafka_protocol::ResponseError as K;
 
 use super::{authz, str_bytes, HandlerFuture, Outcome, Request};
 use crate::quotas::entity::QuotaError;
-use crate::quotas::AlterEntry;
+use crate::quotas::{self, AlterEntry};
 use crate::security::acl::Operation;
 use crate::shard::Shard;
 
@@ -45,17 +46,7 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
                             .collect(),
                     })
                     .collect();
-                match shard.quotas.alter(&entries, body.validate_only).await {
-                    Ok(results) => results,
-                    Err(e) => {
-                        tracing::error!("AlterClientQuotas: {e}");
-                        let failed = QuotaError {
-                            code: K::UnknownServerError.code(),
-                            message: "The client quotas could not be persisted.".into(),
-                        };
-                        vec![Err(failed); body.entries.len()]
-                    }
-                }
+                alter(&shard, &entries, body.validate_only).await
             };
         let entries = body
             .entries
@@ -86,4 +77,37 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
             version,
         )
     })
+}
+
+/// Validates each entry, then (unless `validate_only`) commits the valid ones together; a
+/// failed commit fails every valid entry, as nothing of them was applied.
+async fn alter(
+    shard: &Shard,
+    entries: &[AlterEntry<'_>],
+    validate_only: bool,
+) -> Vec<Result<(), QuotaError>> {
+    let valid = quotas::validate(entries);
+    let results: Vec<Result<(), QuotaError>> = valid
+        .iter()
+        .map(|v| v.as_ref().map(|_| ()).map_err(Clone::clone))
+        .collect();
+    if validate_only || results.iter().all(Result::is_err) {
+        return results;
+    }
+    let stored = crate::cluster::security_control::modify_quotas(shard, move |map| {
+        ((), quotas::apply_valid(map, &valid))
+    })
+    .await;
+    let Err(e) = stored else {
+        return results;
+    };
+    tracing::error!(error = %e, "AlterClientQuotas");
+    let failed = QuotaError {
+        code: K::UnknownServerError.code(),
+        message: "The client quotas could not be stored.".into(),
+    };
+    results
+        .into_iter()
+        .map(|r| r.and(Err(failed.clone())))
+        .collect()
 }

@@ -45,9 +45,11 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
 }
 
 fn entries(shard: &Shard, filter: &DescribeFilter) -> Vec<EntryData> {
-    shard
-        .quotas
-        .snapshot()
+    // The image's quotas: what this broker enforces, the same on every broker of a cluster.
+    let image = shard.topics.borrow();
+    image
+        .security()
+        .client_quotas()
         .iter()
         .filter(|(e, _)| filter.matches(e))
         .map(|(e, values)| {

@@ -2,11 +2,13 @@
 //! and `request_percentage` per user / client id and their defaults, `controller_mutation_rate`
 //! (KIP-599, `mutation`) and `connection_creation_rate` per IP (KIP-612, `connections`, with
 //! the broker-wide `max.connection.creation.rate`), managed with
-//! DescribeClientQuotas / AlterClientQuotas, persisted in `__cluster/client_quotas.toml`, and
+//! DescribeClientQuotas / AlterClientQuotas, stored as `ClientQuotaRecord`s in the metadata image
+//! (`cluster::quota_image`, so every broker of a cluster enforces the same quotas), and
 //! measured per broker: one `QuotaManager` is shared by every shard (docs/decisions/0013).
 //!
-//! Invariants: a change is persisted atomically before any shard applies it, and changes are
-//! serialised by one async lock (as the ACL store). Recording never waits on disk: it takes the
+//! Invariants: the quotas in force are the image's: AlterClientQuotas only validates here
+//! (`validate`, `apply_valid`) and commits records through the controller; shard 0 hands each
+//! image change to `set_quotas`. Recording never waits on disk: it takes the
 //! read side of the quota map and one mutex per quota type for a few hash look-ups and the
 //! rate arithmetic. With no quota of a type configured nothing is recorded for it (Kafka's
 //! `quotasEnabled`). Memory is bounded: a rate is a fixed array of `quota.window.num` samples,
@@ -32,7 +34,8 @@ use self::mutation::{Mutation, MutationBuckets};
 use self::rate::{Rate, WindowConfig};
 use self::resolve::{MetricTags, Overrides};
 
-/// File name of the store under `__cluster/`.
+/// File name of the single-node store under `__cluster/` before quotas were image records;
+/// read once at start by `cluster::security_store::migrate_legacy`.
 pub const STORE_FILE: &str = "client_quotas.toml";
 
 /// Kafka drops a client's sensors after an hour without traffic.
@@ -77,8 +80,6 @@ pub enum QuotaStoreError {
     },
     #[error("invalid {path}: {reason}")]
     Parse { path: PathBuf, reason: String },
-    #[error("cannot persist client quotas: {0}")]
-    Write(std::io::Error),
 }
 
 /// `quota.window.num` and `quota.window.size.seconds`, checked as Kafka does (at least 1 each).
@@ -183,45 +184,40 @@ struct Sensors {
 pub struct QuotaManager {
     window: WindowConfig,
     sensors_max: usize,
-    path: PathBuf,
     live: RwLock<Arc<Live>>,
     /// Whether any quota exists (read on every request without a lock).
     active: std::sync::atomic::AtomicBool,
     sensors: [Mutex<Sensors>; 3],
     connections: ConnectionRates,
     mutations: MutationBuckets,
-    change_lock: futures_util::lock::Mutex<()>,
     epoch: Instant,
 }
 
 impl QuotaManager {
-    /// Loads `<data_dir>/__cluster/client_quotas.toml` (absent = no quotas).
-    pub fn load(
-        data_dir: &Path,
-        window: WindowConfig,
-        sensors_max: usize,
-    ) -> Result<Self, QuotaStoreError> {
-        let path = data_dir.join("__cluster").join(STORE_FILE);
-        let map = match std::fs::read_to_string(&path) {
-            Ok(text) => parse(&text).map_err(|reason| QuotaStoreError::Parse {
-                path: path.clone(),
-                reason,
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => QuotaMap::new(),
-            Err(source) => return Err(QuotaStoreError::Read { path, source }),
-        };
-        Ok(Self {
+    /// A table without quotas; the image's come with `set_quotas`.
+    pub fn new(window: WindowConfig, sensors_max: usize) -> Self {
+        Self {
             window,
             sensors_max: sensors_max.max(1),
-            path,
-            active: std::sync::atomic::AtomicBool::new(!map.is_empty()),
-            live: RwLock::new(Arc::new(Live::new(map))),
+            active: std::sync::atomic::AtomicBool::new(false),
+            live: RwLock::new(Arc::new(Live::new(QuotaMap::new()))),
             sensors: Default::default(),
             connections: ConnectionRates::default(),
             mutations: MutationBuckets::new(window, sensors_max.max(1)),
-            change_lock: futures_util::lock::Mutex::new(()),
             epoch: Instant::now(),
-        })
+        }
+    }
+
+    /// Puts `map` (the metadata image's quotas) in force; the rates measured so far are kept,
+    /// as Kafka's `updateQuota` keeps a sensor's samples and only changes its bound.
+    pub fn set_quotas(&self, map: QuotaMap) {
+        if self.live().map == map {
+            return;
+        }
+        let active = !map.is_empty();
+        *self.live.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Live::new(map));
+        self.active
+            .store(active, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Whether any quota is configured (else nothing needs recording).
@@ -412,36 +408,60 @@ impl QuotaManager {
         }
     }
 
-    /// AlterClientQuotas: validates every entry (each one answered on its own, as Kafka's
-    /// `ClientQuotaControlManager`), then, unless `validate_only`, persists and applies the
-    /// valid ones. Returns one result per entry, in order.
-    pub async fn alter(
+    /// AlterClientQuotas applied to this table directly (unit tests of the arithmetic).
+    #[cfg(test)]
+    fn alter_here(
         &self,
         entries: &[AlterEntry<'_>],
         validate_only: bool,
-    ) -> Result<Vec<Result<(), QuotaError>>, QuotaStoreError> {
-        let _serialised = self.change_lock.lock().await;
-        let mut map = self.snapshot();
-        let mut results = Vec::with_capacity(entries.len());
-        let mut changed = false;
-        for entry in entries {
-            let applied = validate_entry(entry).map(|(entity, ops)| {
-                if !validate_only {
-                    changed |= apply(&mut map, entity, &ops);
-                }
-            });
-            results.push(applied);
+    ) -> Vec<Result<(), QuotaError>> {
+        let valid = validate(entries);
+        if !validate_only {
+            let mut map = self.snapshot();
+            apply_valid(&mut map, &valid);
+            self.set_quotas(map);
         }
-        if changed {
-            crate::atomic_file::write_off_thread(self.path.clone(), render(&map).into_bytes())
-                .await
-                .map_err(QuotaStoreError::Write)?;
-            let active = !map.is_empty();
-            *self.live.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Live::new(map));
-            self.active
-                .store(active, std::sync::atomic::Ordering::Relaxed);
-        }
-        Ok(results)
+        valid.into_iter().map(|v| v.map(|_| ())).collect()
+    }
+}
+
+/// One AlterClientQuotas entry that passed validation: the entity and its ops (key, value or
+/// None to remove).
+#[derive(Debug, Clone)]
+pub struct ValidEntry {
+    entity: QuotaEntity,
+    ops: Ops,
+}
+
+/// AlterClientQuotas: validates every entry on its own, as Kafka's `ClientQuotaControlManager`
+/// answers each (owned, so the valid ones can travel to the controller).
+pub fn validate(entries: &[AlterEntry<'_>]) -> Vec<Result<ValidEntry, QuotaError>> {
+    entries
+        .iter()
+        .map(|e| validate_entry(e).map(|(entity, ops)| ValidEntry { entity, ops }))
+        .collect()
+}
+
+/// Applies the valid entries of `validate` to `map`; returns whether anything changed.
+pub fn apply_valid(map: &mut QuotaMap, entries: &[Result<ValidEntry, QuotaError>]) -> bool {
+    let mut changed = false;
+    for entry in entries.iter().flatten() {
+        changed |= apply(map, entry.entity.clone(), &entry.ops);
+    }
+    changed
+}
+
+/// The quotas of a data directory's `__cluster/client_quotas.toml` (None when absent), checked
+/// as AlterClientQuotas checks them. Blocking: read once at start for the migration into the
+/// image.
+pub fn load_legacy(data_dir: &Path) -> Result<Option<QuotaMap>, QuotaStoreError> {
+    let path = data_dir.join("__cluster").join(STORE_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => parse(&text)
+            .map(Some)
+            .map_err(|reason| QuotaStoreError::Parse { path, reason }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(QuotaStoreError::Read { path, source }),
     }
 }
 
@@ -529,6 +549,7 @@ fn parse(text: &str) -> Result<QuotaMap, String> {
     Ok(map)
 }
 
+#[cfg(test)]
 fn unpart(part: &Option<EntityName>) -> (Option<String>, bool) {
     match part {
         None => (None, false),
@@ -537,7 +558,9 @@ fn unpart(part: &Option<EntityName>) -> (Option<String>, bool) {
     }
 }
 
-fn render(map: &QuotaMap) -> String {
+/// The old store's text of `map` (tests of the migration write old data directories).
+#[cfg(test)]
+pub fn render_legacy_for_tests(map: &QuotaMap) -> String {
     let quota = map
         .iter()
         .map(|(e, values)| {
@@ -562,10 +585,6 @@ fn render(map: &QuotaMap) -> String {
 mod tests {
     use super::*;
 
-    fn block_on<F: std::future::Future>(f: F) -> F::Output {
-        compio::runtime::Runtime::new().unwrap().block_on(f)
-    }
-
     fn produce(bytes: usize) -> Usage {
         Usage {
             produced_bytes: Some(bytes),
@@ -577,7 +596,7 @@ mod tests {
     #[test]
     fn quotas_persist_apply_and_reload() {
         let dir = tempfile::tempdir().unwrap();
-        let manager = QuotaManager::load(dir.path(), WindowConfig::default(), 100).unwrap();
+        let manager = QuotaManager::new(WindowConfig::default(), 100);
         assert_eq!(manager.record("alice", "app", &produce(1 << 20)), 0);
         let entries = [
             AlterEntry {
@@ -589,14 +608,25 @@ mod tests {
                 ops: vec![("connection_creation_rate", 1.0, false)],
             },
         ];
-        let results = block_on(manager.alter(&entries, false)).unwrap();
+        let results = manager.alter_here(&entries, false);
         assert!(results[0].is_ok());
         assert!(results[1].is_ok(), "KIP-612 IP quota");
         // 10 000 bytes in a fresh 10 s window is 1000/s: allowed; 5000 more is 1500/s.
         assert_eq!(manager.record("alice", "app", &produce(10_000)), 0);
         assert_eq!(manager.record("alice", "other", &produce(5_000)), 5_000);
         assert_eq!(manager.record("bob", "app", &produce(1 << 20)), 0);
-        let reloaded = QuotaManager::load(dir.path(), WindowConfig::default(), 100).unwrap();
+        // The old store's file reads back as the same map (what the migration adopts).
+        let cluster = dir.path().join("__cluster");
+        std::fs::create_dir_all(&cluster).unwrap();
+        std::fs::write(
+            cluster.join(STORE_FILE),
+            render_legacy_for_tests(&manager.snapshot()),
+        )
+        .unwrap();
+        let legacy = load_legacy(dir.path()).unwrap().unwrap();
+        assert_eq!(legacy, manager.snapshot());
+        let reloaded = QuotaManager::new(WindowConfig::default(), 100);
+        reloaded.set_quotas(legacy);
         assert_eq!(reloaded.snapshot(), manager.snapshot());
         assert_eq!(reloaded.snapshot().len(), 2, "the IP quota is kept too");
         let ip: std::net::IpAddr = "127.0.0.1".parse().unwrap();
@@ -615,34 +645,31 @@ mod tests {
                 ops: vec![("connection_creation_rate", 0.0, true)],
             },
         ];
-        block_on(manager.alter(&remove, false)).unwrap();
+        manager.alter_here(&remove, false);
         assert!(manager.snapshot().is_empty());
         assert_eq!(manager.record("alice", "app", &produce(1 << 20)), 0);
     }
 
     #[test]
     fn validate_only_changes_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let manager = QuotaManager::load(dir.path(), WindowConfig::default(), 100).unwrap();
+        let manager = QuotaManager::new(WindowConfig::default(), 100);
         let entries = [AlterEntry {
             entity: vec![("client-id", None)],
             ops: vec![("consumer_byte_rate", 10.0, false)],
         }];
-        let results = block_on(manager.alter(&entries, true)).unwrap();
+        let results = manager.alter_here(&entries, true);
         assert!(results[0].is_ok());
         assert!(manager.snapshot().is_empty());
-        assert!(!dir.path().join("__cluster").join(STORE_FILE).exists());
     }
 
     #[test]
     fn rates_are_bounded() {
-        let dir = tempfile::tempdir().unwrap();
-        let manager = QuotaManager::load(dir.path(), WindowConfig::default(), 3).unwrap();
+        let manager = QuotaManager::new(WindowConfig::default(), 3);
         let entries = [AlterEntry {
             entity: vec![("client-id", None)],
             ops: vec![("producer_byte_rate", 10.0, false)],
         }];
-        block_on(manager.alter(&entries, false)).unwrap();
+        manager.alter_here(&entries, false);
         for i in 0..50 {
             manager.record("u", &format!("client-{i}"), &produce(1));
         }
@@ -656,14 +683,13 @@ mod tests {
 
     #[test]
     fn a_fetch_can_be_unrecorded_and_is_capped_by_the_window() {
-        let dir = tempfile::tempdir().unwrap();
-        let manager = QuotaManager::load(dir.path(), WindowConfig::default(), 100).unwrap();
+        let manager = QuotaManager::new(WindowConfig::default(), 100);
         assert_eq!(manager.max_fetch_bytes_in_window("u", "c"), None);
         let entries = [AlterEntry {
             entity: vec![("client-id", Some("c"))],
             ops: vec![("consumer_byte_rate", 1000.0, false)],
         }];
-        block_on(manager.alter(&entries, false)).unwrap();
+        manager.alter_here(&entries, false);
         // 1000 B/s over (11 - 1) windows of 1 s.
         assert_eq!(manager.max_fetch_bytes_in_window("u", "c"), Some(10_000.0));
         assert_eq!(manager.max_fetch_bytes_in_window("u", "other"), None);
@@ -681,13 +707,12 @@ mod tests {
 
     #[test]
     fn request_time_is_a_percentage_capped_at_one_window() {
-        let dir = tempfile::tempdir().unwrap();
-        let manager = QuotaManager::load(dir.path(), WindowConfig::default(), 100).unwrap();
+        let manager = QuotaManager::new(WindowConfig::default(), 100);
         let entries = [AlterEntry {
             entity: vec![("user", None)],
             ops: vec![("request_percentage", 1.0, false)],
         }];
-        block_on(manager.alter(&entries, false)).unwrap();
+        manager.alter_here(&entries, false);
         let busy = |ms| Usage {
             produced_bytes: None,
             fetched_bytes: None,

@@ -53,8 +53,13 @@ pub fn oauth_jwks(
     let Some(url) = &config.sasl_oauthbearer_jwks_endpoint_url else {
         return Ok(None);
     };
-    let path = super::oauth_jwks::jwks_path(url)
-        .map_err(|e| invalid("sasl.oauthbearer.jwks.endpoint.url", e))?;
+    let source = super::oauth_jwks::jwks_source(
+        url,
+        config
+            .sasl_oauthbearer_jwks_endpoint_ssl_truststore_location
+            .as_deref(),
+    )
+    .map_err(|e| invalid("sasl.oauthbearer.jwks.endpoint.url", e))?;
     if config.sasl_oauthbearer_sub_claim_name.trim().is_empty() {
         return Err(invalid(
             "sasl.oauthbearer.sub.claim.name",
@@ -69,7 +74,7 @@ pub fn oauth_jwks(
         .map(str::to_owned)
         .collect();
     Ok(Some(super::oauth_jwks::JwksConfig {
-        path,
+        source,
         expected_audience,
         expected_issuer: config.sasl_oauthbearer_expected_issuer.clone(),
         clock_skew_seconds: config.sasl_oauthbearer_clock_skew_seconds,
@@ -272,11 +277,20 @@ mod tests {
     }
 
     #[test]
-    fn jwks_settings_need_a_file_url() {
+    fn jwks_settings_need_a_file_or_https_url() {
         let mut c = config("");
         assert_eq!(oauth_jwks(&c).unwrap(), None);
+        c.sasl_oauthbearer_jwks_endpoint_url = Some("http://idp/jwks".into());
+        assert!(oauth_jwks(&c).is_err(), "plain http is refused");
         c.sasl_oauthbearer_jwks_endpoint_url = Some("https://idp/jwks".into());
-        assert!(oauth_jwks(&c).is_err());
+        c.sasl_oauthbearer_jwks_endpoint_ssl_truststore_location = Some("/ca.pem".into());
+        assert_eq!(
+            oauth_jwks(&c).unwrap().unwrap().source,
+            super::super::oauth_jwks::JwksSource::Https {
+                url: "https://idp/jwks".into(),
+                truststore: Some("/ca.pem".into()),
+            }
+        );
         c.sasl_oauthbearer_jwks_endpoint_url = Some("file:///k.json".into());
         c.sasl_oauthbearer_expected_audience = "a, b,".into();
         let jwks = oauth_jwks(&c).unwrap().unwrap();

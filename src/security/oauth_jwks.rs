@@ -5,17 +5,22 @@
 //! when set, `sasl.oauthbearer.clock.skew.seconds` of leeway, and the principal taken from
 //! `sasl.oauthbearer.sub.claim.name`. Signatures are checked by `jsonwebtoken` (ring).
 //!
-//! The key set is read from a `file:` URL (Sluice's brokers reach no identity provider over the
-//! network yet): at start (a missing or invalid set stops the broker, as Kafka's refresh at
-//! configure does), again every `sasl.oauthbearer.jwks.endpoint.refresh.ms`, and when a token
-//! names a `kid` the set lacks (a rotated key), at most once per
-//! `sasl.oauthbearer.jwks.endpoint.retry.backoff.ms`. Reads run on a blocking thread.
+//! The key set is read from a `file:` URL or fetched from an `https:` one (ureq over rustls with
+//! the ring provider, trusting the PEM CAs of
+//! `sasl.oauthbearer.jwks.endpoint.ssl.truststore.location`, else the Mozilla roots of
+//! webpki-roots; connect and read bounded by `JWKS_HTTP_TIMEOUT`, the body by
+//! `JWKS_BYTES_MAX`, https only, redirects included): at start (a missing or invalid set stops
+//! the broker, as Kafka's refresh at configure does), again every
+//! `sasl.oauthbearer.jwks.endpoint.refresh.ms`, and when a token names a `kid` the set lacks (a
+//! rotated key), at most once per `sasl.oauthbearer.jwks.endpoint.retry.backoff.ms`. Reads and
+//! fetches run on a blocking thread.
 //!
 //! Invariants: `alg: none` and symmetric (HMAC) algorithms are refused (no shared secret is ever
 //! configured, and accepting HS256 with a public key as the secret is the classic JWT forgery);
 //! a JWK that names its own `alg` only verifies that algorithm; every failure is an invalid
 //! token (Kafka's JSON challenge), never a panic; the key set in memory is replaced whole.
 
+use std::io::Read;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -25,11 +30,28 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 
 use super::oauthbearer::{invalid_token, OAuthError, Validated};
 
+/// The most bytes of a key set accepted from a file or an endpoint (a JWKS is a few KiB).
+pub const JWKS_BYTES_MAX: u64 = 1 << 20;
+/// Connect and read timeout of a key set fetch over https.
+pub const JWKS_HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where the key set comes from (`sasl.oauthbearer.jwks.endpoint.url`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwksSource {
+    /// A `file:` URL's path.
+    File(PathBuf),
+    /// An `https:` URL, and the PEM file of the CAs to trust for it (None: webpki-roots).
+    Https {
+        url: String,
+        truststore: Option<PathBuf>,
+    },
+}
+
 /// Kafka's OAUTHBEARER validation settings (`SaslConfigs`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JwksConfig {
-    /// The key set file (from `sasl.oauthbearer.jwks.endpoint.url`, a `file:` URL).
-    pub path: PathBuf,
+    /// Where the key set is read from.
+    pub source: JwksSource,
     pub expected_audience: Vec<String>,
     pub expected_issuer: Option<String>,
     pub clock_skew_seconds: u64,
@@ -38,18 +60,128 @@ pub struct JwksConfig {
     pub retry_backoff: Duration,
 }
 
-/// Parses `sasl.oauthbearer.jwks.endpoint.url`: a `file:` URL (`file:/p`, `file:///p`).
-pub fn jwks_path(url: &str) -> Result<PathBuf, String> {
+/// Parses `sasl.oauthbearer.jwks.endpoint.url`: a `file:` URL (`file:/p`, `file:///p`) or an
+/// `https:` one (plain `http:` is refused: the keys that sign tokens must not be swappable on
+/// the way).
+pub fn jwks_source(url: &str, truststore: Option<&str>) -> Result<JwksSource, String> {
+    if url.starts_with("https://") {
+        return Ok(JwksSource::Https {
+            url: url.to_owned(),
+            truststore: truststore.map(PathBuf::from),
+        });
+    }
+    jwks_path(url).map(JwksSource::File)
+}
+
+fn jwks_path(url: &str) -> Result<PathBuf, String> {
     let Some(rest) = url.strip_prefix("file:") else {
-        return Err(format!(
-            "{url:?}: only file: URLs are supported (the broker fetches no key set over the network)"
-        ));
+        return Err(format!("{url:?}: only file: and https: URLs are supported"));
     };
     let path = rest.strip_prefix("//").unwrap_or(rest);
     if !path.starts_with('/') {
         return Err(format!("{url:?}: a file: URL needs an absolute path"));
     }
     Ok(PathBuf::from(path))
+}
+
+/// A key set source ready to read: the HTTPS agent is built once.
+enum Reader {
+    File(PathBuf),
+    Https { url: String, agent: ureq::Agent },
+}
+
+impl std::fmt::Debug for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::File(path) => write!(f, "File({})", path.display()),
+            Self::Https { url, .. } => write!(f, "Https({url})"),
+        }
+    }
+}
+
+impl Reader {
+    fn new(source: &JwksSource) -> Result<Self, String> {
+        Ok(match source {
+            JwksSource::File(path) => Self::File(path.clone()),
+            JwksSource::Https { url, truststore } => {
+                let mut builder = ureq::AgentBuilder::new()
+                    .timeout_connect(JWKS_HTTP_TIMEOUT)
+                    .timeout_read(JWKS_HTTP_TIMEOUT)
+                    .https_only(true);
+                if let Some(path) = truststore {
+                    builder = builder.tls_config(Arc::new(client_tls(path)?));
+                }
+                Self::Https {
+                    url: url.clone(),
+                    agent: builder.build(),
+                }
+            }
+        })
+    }
+
+    fn read(&self) -> Result<JwkSet, String> {
+        let (text, what) = match self {
+            Self::File(path) => {
+                let file =
+                    std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+                (
+                    bounded(file, &path.display().to_string())?,
+                    path.display().to_string(),
+                )
+            }
+            Self::Https { url, agent } => {
+                let response = agent
+                    .get(url)
+                    .set("Accept", "application/json")
+                    .call()
+                    .map_err(|e| format!("{url}: {e}"))?;
+                (bounded(response.into_reader(), url)?, url.clone())
+            }
+        };
+        let keys: JwkSet =
+            serde_json::from_str(&text).map_err(|e| format!("{what}: not a JWKS: {e}"))?;
+        if keys.keys.is_empty() {
+            return Err(format!("{what}: the key set has no keys"));
+        }
+        Ok(keys)
+    }
+}
+
+/// Reads at most `JWKS_BYTES_MAX` bytes of text; more is an error.
+fn bounded(source: impl Read, what: &str) -> Result<String, String> {
+    let mut text = String::new();
+    source
+        .take(JWKS_BYTES_MAX + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("{what}: {e}"))?;
+    if text.len() as u64 > JWKS_BYTES_MAX {
+        return Err(format!("{what}: key set over {JWKS_BYTES_MAX} bytes"));
+    }
+    Ok(text)
+}
+
+/// A rustls client config (ring) trusting the CA certificates of the PEM file `path`.
+fn client_tls(path: &std::path::Path) -> Result<rustls::ClientConfig, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::CertificateDer;
+    let mut roots = rustls::RootCertStore::empty();
+    let certs =
+        CertificateDer::pem_file_iter(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    for cert in certs {
+        let cert = cert.map_err(|e| format!("{}: {e}", path.display()))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    if roots.is_empty() {
+        return Err(format!("{}: no CA certificate", path.display()));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 #[derive(Debug)]
@@ -62,28 +194,21 @@ struct Loaded {
 #[derive(Debug)]
 pub struct JwksValidator {
     config: JwksConfig,
+    reader: Arc<Reader>,
     loaded: RwLock<Arc<Loaded>>,
     /// When a read was last started (successful or not), for the retry backoff.
     last_attempt: RwLock<Instant>,
 }
 
-fn read_key_set(path: &PathBuf) -> Result<JwkSet, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let keys: JwkSet =
-        serde_json::from_str(&text).map_err(|e| format!("{}: not a JWKS: {e}", path.display()))?;
-    if keys.keys.is_empty() {
-        return Err(format!("{}: the key set has no keys", path.display()));
-    }
-    Ok(keys)
-}
-
 impl JwksValidator {
     /// Reads the key set once (blocking: call at start).
     pub fn load(config: JwksConfig) -> Result<Self, String> {
-        let keys = read_key_set(&config.path)?;
+        let reader = Arc::new(Reader::new(&config.source)?);
+        let keys = reader.read()?;
         let now = Instant::now();
         Ok(Self {
             config,
+            reader,
             loaded: RwLock::new(Arc::new(Loaded { keys, at: now })),
             last_attempt: RwLock::new(now),
         })
@@ -106,8 +231,8 @@ impl JwksValidator {
             }
             *last = Instant::now();
         }
-        let path = self.config.path.clone();
-        let read = compio::runtime::spawn_blocking(move || read_key_set(&path))
+        let reader = self.reader.clone();
+        let read = compio::runtime::spawn_blocking(move || reader.read())
             .await
             .unwrap_or_else(|_| Err("key set reader thread failed".to_owned()));
         match read {

@@ -5,6 +5,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine;
 use jsonwebtoken::{EncodingKey, Header};
 
+use std::io::Read;
+
 use super::*;
 
 /// A signing key and its public JWK.
@@ -54,7 +56,7 @@ fn sign(key: &Key, kid: Option<&str>, claims: serde_json::Value) -> String {
 
 fn config(path: &std::path::Path) -> JwksConfig {
     JwksConfig {
-        path: path.to_owned(),
+        source: JwksSource::File(path.to_owned()),
         expected_audience: vec!["kafka".into()],
         expected_issuer: Some("https://issuer.test".into()),
         clock_skew_seconds: 30,
@@ -207,4 +209,131 @@ fn the_principal_claim_is_configurable_and_bad_sets_stop_the_start() {
     );
     assert!(jwks_path("https://idp.example/jwks").is_err());
     assert!(jwks_path("file:relative.json").is_err());
+    assert!(jwks_source("http://idp.example/jwks", None).is_err());
+    assert!(jwks_source("ftp://idp.example/jwks", None).is_err());
+}
+
+/// A CA and a server certificate for 127.0.0.1 signed by it (PEM of the CA; DER chain and key).
+fn test_pki(
+    ca_cn: &str,
+) -> (
+    String,
+    rustls_pki_types::CertificateDer<'static>,
+    rustls_pki_types::PrivateKeyDer<'static>,
+) {
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, ca_cn);
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca, &ca_key)
+        .unwrap();
+    let key = rustls_pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der()).unwrap();
+    (ca.pem(), leaf.der().clone(), key)
+}
+
+/// An HTTPS server on loopback answering every GET with `body` (shared, so a test can rotate
+/// it); counts the requests it answered. Serves at most 16 connections, then its thread ends.
+fn serve_https(
+    cert: rustls_pki_types::CertificateDer<'static>,
+    key: rustls_pki_types::PrivateKeyDer<'static>,
+    body: Arc<RwLock<String>>,
+) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("https://{}/jwks.json", listener.local_addr().unwrap());
+    let config = Arc::new(
+        rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .unwrap(),
+    );
+    let served = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = served.clone();
+    std::thread::spawn(move || {
+        for tcp in listener.incoming().take(16) {
+            let Ok(tcp) = tcp else { continue };
+            let Ok(session) = rustls::ServerConnection::new(config.clone()) else {
+                continue;
+            };
+            let mut tls = rustls::StreamOwned::new(session, tcp);
+            let mut request = Vec::new();
+            let mut byte = [0u8; 1];
+            while !request.ends_with(b"\r\n\r\n") && request.len() < 8192 {
+                match tls.read(&mut byte) {
+                    Ok(1) => request.push(byte[0]),
+                    _ => break,
+                }
+            }
+            if !request.starts_with(b"GET /jwks.json ") {
+                continue; // a failed handshake or another request: nothing served
+            }
+            let text = body.read().unwrap().clone();
+            let response = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+                 Connection: close\r\n\r\n{text}",
+                text.len()
+            );
+            if tls.write_all(response.as_bytes()).is_ok() {
+                tls.conn.send_close_notify();
+                let _ = tls.flush();
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+    });
+    (url, served)
+}
+
+#[test]
+fn the_key_set_is_fetched_over_https_from_a_trusted_server_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca_pem, cert, server_key) = test_pki("jwks-test-ca");
+    let ca_path = dir.path().join("ca.pem");
+    std::fs::write(&ca_path, ca_pem).unwrap();
+    let (rogue_pem, _, _) = test_pki("rogue-ca");
+    let rogue_path = dir.path().join("rogue.pem");
+    std::fs::write(&rogue_path, rogue_pem).unwrap();
+    let k1 = key("k1");
+    let k2 = key("k2");
+    let set = |keys: &[&Key]| {
+        serde_json::json!({ "keys": keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>() })
+            .to_string()
+    };
+    let body = Arc::new(RwLock::new(set(&[&k1])));
+    let (url, served) = serve_https(cert, server_key, body.clone());
+    let https = |truststore: Option<&std::path::Path>| {
+        let mut c = config(std::path::Path::new("/unused"));
+        c.source = jwks_source(&url, truststore.and_then(|p| p.to_str())).unwrap();
+        c
+    };
+
+    // Trusting the server's CA: the set is fetched and a token signed by its key is valid.
+    let validator = JwksValidator::load(https(Some(&ca_path))).unwrap();
+    assert_eq!(served.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let token = sign(&k1, Some("k1"), claims("alice", 600));
+    assert_eq!(validate(&validator, &token).unwrap().principal, "alice");
+    // A rotated key: the unknown kid makes the broker fetch the set again.
+    *body.write().unwrap() = set(&[&k1, &k2]);
+    let rotated = sign(&k2, Some("k2"), claims("bob", 600));
+    assert_eq!(validate(&validator, &rotated).unwrap().principal, "bob");
+    assert_eq!(served.load(std::sync::atomic::Ordering::SeqCst), 2);
+
+    // A server whose certificate chains to no trusted CA gets no request: the default roots
+    // (webpki-roots) and another CA both refuse the handshake, and the start fails.
+    let untrusted = JwksValidator::load(https(None)).unwrap_err();
+    assert!(untrusted.contains(&url), "{untrusted}");
+    assert!(JwksValidator::load(https(Some(&rogue_path))).is_err());
+    assert_eq!(served.load(std::sync::atomic::Ordering::SeqCst), 2);
+    // A truststore without a certificate stops the start too.
+    std::fs::write(&rogue_path, "no pem here").unwrap();
+    assert!(JwksValidator::load(https(Some(&rogue_path))).is_err());
 }

@@ -219,6 +219,34 @@ impl TlsSlot {
     }
 }
 
+/// The client side of TLS for connections this broker opens to other brokers (the
+/// inter-broker listener's settings): the truststore verifies the other broker's certificate
+/// (required), the keystore, when set, is presented as this broker's client certificate.
+pub fn client_config(config: &BrokerConfig) -> Result<Arc<rustls::ClientConfig>, ConfigError> {
+    let versions = protocol_versions(&config.ssl_enabled_protocols)?;
+    let roots = truststore(config)?.ok_or_else(|| {
+        invalid(
+            "ssl.truststore.location",
+            "an SSL inter-broker listener needs a truststore to verify other brokers",
+        )
+    })?;
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&versions)
+        .map_err(|e| invalid("ssl.enabled.protocols", e.to_string()))?
+        .with_root_certificates(roots);
+    let has_keystore =
+        config.ssl_keystore_location.is_some() || config.ssl_keystore_certificate_chain.is_some();
+    let client = if has_keystore {
+        let (certs, key) = keystore(config)?;
+        builder
+            .with_client_auth_cert(certs, key)
+            .map_err(|e| invalid("ssl.keystore.location", e.to_string()))?
+    } else {
+        builder.with_no_client_auth()
+    };
+    Ok(Arc::new(client))
+}
+
 /// Builds a listener's server config from its settings (`security::config::listener_config`).
 pub fn server_config(config: &BrokerConfig) -> Result<Arc<rustls::ServerConfig>, ConfigError> {
     server_config_and_leaf(config).map(|(server, _)| server)

@@ -38,6 +38,10 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
         }
     };
     let dynamic_configs = image.dynamic_configs(boot.config.node_id);
+    // The broker's quota table (shared by the shards) takes the image's quotas; later changes
+    // come through `controller::adopt_records`. Every shard sets the same map: idempotent.
+    boot.quotas
+        .set_quotas(image.security().client_quotas().clone());
     let metrics = Rc::new(crate::metrics::ShardMetrics::default());
     let partitions = PartitionService::new(
         ctx.shutdown.clone(),

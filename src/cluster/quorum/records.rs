@@ -39,9 +39,10 @@ pub enum RecordError {
 }
 
 use crate::cluster::records::{
-    AccessControlEntryRecord, ConfigRecord, FenceBrokerRecord, PartitionChangeRecord,
-    PartitionRecord, ProducerIdsRecord, RegisterBrokerRecord, RemoveAccessControlEntryRecord,
-    RemoveTopicRecord, RemoveUserScramCredentialRecord, TopicId, TopicRecord, UnfenceBrokerRecord,
+    AccessControlEntryRecord, ClientQuotaEntityData, ClientQuotaRecord, ConfigRecord,
+    FenceBrokerRecord, PartitionChangeRecord, PartitionRecord, ProducerIdsRecord,
+    RegisterBrokerRecord, RemoveAccessControlEntryRecord, RemoveTopicRecord,
+    RemoveUserScramCredentialRecord, TopicId, TopicRecord, UnfenceBrokerRecord,
     UnregisterBrokerRecord, UserScramCredentialRecord,
 };
 pub use crate::cluster::records::{BrokerEndpoint, MetadataRecord, NO_LEADER_CHANGE};
@@ -131,6 +132,16 @@ fn encode_body(record: &MetadataRecord, out: &mut Vec<u8>) {
             out.extend_from_slice(&r.permission_type.to_be_bytes());
         }
         MetadataRecord::RemoveAccessControlEntry(r) => put_u128(out, r.id.0),
+        MetadataRecord::ClientQuota(r) => {
+            put_u32(out, len_u32(r.entity.len()));
+            for part in &r.entity {
+                put_str(out, &part.entity_type);
+                put_opt_str(out, part.entity_name.as_deref());
+            }
+            put_str(out, &r.key);
+            out.extend_from_slice(&r.value.to_bits().to_be_bytes());
+            out.push(u8::from(r.remove));
+        }
     }
 }
 
@@ -230,6 +241,23 @@ fn decode_body(record_type: u16, r: &mut Reader<'_>) -> Result<MetadataRecord, R
             name: r.string()?,
             mechanism: i8::from_be_bytes(r.array()?),
         }),
+        14 => {
+            // Each part is at least two 4-byte lengths.
+            let count = r.count(8)?;
+            let mut entity = Vec::with_capacity(count);
+            for _ in 0..count {
+                entity.push(ClientQuotaEntityData {
+                    entity_type: r.string()?,
+                    entity_name: r.opt_string()?,
+                });
+            }
+            MetadataRecord::ClientQuota(ClientQuotaRecord {
+                entity,
+                key: r.string()?,
+                value: f64::from_bits(u64::from_be_bytes(r.array()?)),
+                remove: r.bool()?,
+            })
+        }
         other => return Err(RecordError::UnknownRecordType(other)),
     })
 }
@@ -585,6 +613,21 @@ mod tests {
             MetadataRecord::RemoveAccessControlEntry(RemoveAccessControlEntryRecord {
                 id: TopicId(0x99),
             }),
+            MetadataRecord::ClientQuota(ClientQuotaRecord {
+                entity: vec![
+                    ClientQuotaEntityData {
+                        entity_type: "user".into(),
+                        entity_name: Some("alice".into()),
+                    },
+                    ClientQuotaEntityData {
+                        entity_type: "client-id".into(),
+                        entity_name: None,
+                    },
+                ],
+                key: "producer_byte_rate".into(),
+                value: 1024.0,
+                remove: false,
+            }),
         ]
     }
 
@@ -598,7 +641,10 @@ mod tests {
     #[test]
     fn type_numbers_are_kafkas_api_keys() {
         let types: Vec<u16> = sample_records().iter().map(record_type).collect();
-        assert_eq!(types, vec![0, 8, 7, 1, 2, 3, 5, 4, 15, 9, 11, 22, 18, 19]);
+        assert_eq!(
+            types,
+            vec![0, 8, 7, 1, 2, 3, 5, 4, 15, 9, 11, 22, 18, 19, 14]
+        );
     }
 
     #[test]

@@ -1,0 +1,362 @@
+//! Security in a 3-broker KRaft cluster: client quotas (`ClientQuotaRecord`) and ACLs
+//! (`AccessControlEntryRecord`) changed through the controller reach every broker's image, so
+//! a quota set on one broker is described and enforced on another, and both survive a
+//! broker's restart (they come back from the metadata log, not from a local file); and
+//! followers replicate over an SSL `inter.broker.listener.name` (`cluster::inter_broker`).
+
+// Test code: a failed expectation should fail the test loudly (docs/decisions/0014).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use kafka_protocol::messages::alter_client_quotas_request::{EntityData, EntryData, OpData};
+use kafka_protocol::messages::create_acls_request::AclCreation;
+use kafka_protocol::messages::describe_client_quotas_request::ComponentData;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    AlterClientQuotasRequest, AlterClientQuotasResponse, ApiKey, CreateAclsRequest,
+    CreateAclsResponse, DescribeAclsRequest, DescribeAclsResponse, DescribeClientQuotasRequest,
+    DescribeClientQuotasResponse, ProduceRequest, ProduceResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use common::cluster::{leaders, Cluster, ClusterOpts, CLUSTER_READY_TIMEOUT};
+use common::{wait_until, wire};
+
+const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+
+fn s(text: &str) -> StrBytes {
+    StrBytes::from_string(text.to_owned())
+}
+
+/// AlterClientQuotas setting `producer_byte_rate` of client id `client`.
+fn set_producer_rate(addr: SocketAddr, client: &str, rate: f64) -> Vec<i16> {
+    let entry = EntryData::default()
+        .with_entity(vec![EntityData::default()
+            .with_entity_type(s("client-id"))
+            .with_entity_name(Some(s(client)))])
+        .with_ops(vec![OpData::default()
+            .with_key(s("producer_byte_rate"))
+            .with_value(rate)]);
+    let resp: AlterClientQuotasResponse = wire::call(
+        addr,
+        ApiKey::AlterClientQuotas,
+        1,
+        &AlterClientQuotasRequest::default().with_entries(vec![entry]),
+    );
+    resp.entries.iter().map(|e| e.error_code).collect()
+}
+
+/// `producer_byte_rate` of client id `client` as `addr` describes it.
+fn described_rate(addr: SocketAddr, client: &str) -> Option<f64> {
+    let resp: DescribeClientQuotasResponse = wire::call(
+        addr,
+        ApiKey::DescribeClientQuotas,
+        1,
+        &DescribeClientQuotasRequest::default().with_components(vec![ComponentData::default()
+            .with_entity_type(s("client-id"))
+            .with_match_type(0)
+            .with_match(Some(s(client)))]),
+    );
+    assert_eq!(resp.error_code, 0);
+    resp.entries
+        .unwrap_or_default()
+        .iter()
+        .flat_map(|e| e.values.iter())
+        .find(|v| v.key.as_str() == "producer_byte_rate")
+        .map(|v| v.value)
+}
+
+/// The principals of the ACLs `addr` describes.
+fn described_acl_principals(addr: SocketAddr) -> Vec<String> {
+    const ANY: i8 = 1;
+    let resp: DescribeAclsResponse = wire::call(
+        addr,
+        ApiKey::DescribeAcls,
+        3,
+        &DescribeAclsRequest::default()
+            .with_resource_type_filter(ANY)
+            .with_resource_name_filter(None)
+            .with_principal_filter(None)
+            .with_host_filter(None)
+            .with_pattern_type_filter(ANY)
+            .with_operation(ANY)
+            .with_permission_type(ANY),
+    );
+    assert_eq!(resp.error_code, 0, "{:?}", resp.error_message);
+    resp.resources
+        .iter()
+        .flat_map(|r| r.acls.iter().map(|a| a.principal.as_str().to_owned()))
+        .collect()
+}
+
+/// One Produce (acks=1) of `payload` bytes to `topic`/`partition` from `client_id`; answers
+/// the partition's error code and the response's throttle time.
+fn produce(
+    addr: SocketAddr,
+    client_id: &str,
+    topic: &str,
+    partition: i32,
+    payload: usize,
+) -> (i16, i32) {
+    let value = vec![b'x'; payload];
+    let records = storage::BatchBuilder::new(0)
+        .record(None, Some(&value), &[])
+        .build()
+        .freeze();
+    let req = ProduceRequest::default()
+        .with_acks(1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(s(topic)))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(records))])]);
+    let mut stream = wire::connect(addr);
+    wire::send(
+        &mut stream,
+        &wire::encode_request(ApiKey::Produce, 9, 1, client_id, &req),
+    );
+    let body = match wire::read_outcome(&mut stream) {
+        wire::Outcome::Response(body) => body,
+        other => panic!("no produce response: {other:?}"),
+    };
+    let resp: ProduceResponse = wire::decode_response(ApiKey::Produce, 9, 1, body);
+    (
+        resp.responses[0].partition_responses[0].error_code,
+        resp.throttle_time_ms,
+    )
+}
+
+#[test]
+fn quotas_and_acls_set_on_the_controller_apply_on_every_broker_and_survive_a_restart() {
+    let mut cluster = Cluster::start(ClusterOpts {
+        extra_toml: "\"authorizer.class.name\" = \
+                     \"org.apache.kafka.metadata.authorizer.StandardAuthorizer\"\n\
+                     \"super.users\" = \"User:ANONYMOUS\"\n"
+            .into(),
+        ..ClusterOpts::default()
+    });
+    let controller = cluster.controller_index(0).expect("an active controller");
+    let controller_addr = cluster.broker(controller).socket_addr();
+
+    // A topic with a partition led by each broker, so a broker other than the controller
+    // leads one.
+    assert_eq!(
+        cluster.create_topic("quota-cluster", 3, CLUSTER_READY_TIMEOUT),
+        0
+    );
+    let mut led: Vec<(usize, i32)> = Vec::new();
+    wait_until(
+        CLUSTER_READY_TIMEOUT,
+        "every partition to have a leader",
+        || {
+            let leaders = leaders(&cluster.metadata(controller), "quota-cluster");
+            led = leaders
+                .iter()
+                .enumerate()
+                .filter_map(|(p, &l)| Some((usize::try_from(l).ok()?.checked_sub(1)?, p as i32)))
+                .collect();
+            leaders.len() == 3 && led.len() == 3
+        },
+    );
+    let (other, partition) = *led
+        .iter()
+        .find(|(broker, _)| *broker != controller)
+        .expect("a partition led by a broker other than the controller");
+    let other_addr = cluster.broker(other).socket_addr();
+
+    // Before any quota the other broker does not throttle (once it knows it leads).
+    let mut answer = (-1, -1);
+    wait_until(
+        CLUSTER_READY_TIMEOUT,
+        "the leader to take a produce",
+        || {
+            answer = produce(other_addr, "slow", "quota-cluster", partition, 11_000);
+            answer.0 != NOT_LEADER_OR_FOLLOWER
+        },
+    );
+    assert_eq!(answer, (0, 0));
+
+    // 1000 B/s for client id "slow", set on the controller.
+    assert_eq!(set_producer_rate(controller_addr, "slow", 1000.0), [0]);
+    assert_eq!(described_rate(controller_addr, "slow"), Some(1000.0));
+    wait_until(
+        CLUSTER_READY_TIMEOUT,
+        "the quota to be described by every broker",
+        || (0..3).all(|i| described_rate(cluster.broker(i).socket_addr(), "slow") == Some(1000.0)),
+    );
+
+    // Enforced on the other broker: a fresh rate spans ten 1 s windows, so one request of
+    // more than 10 000 bytes is over 1000 B/s and throttled for about (bytes - 10 000) ms.
+    let (code, throttle_ms) = produce(other_addr, "slow", "quota-cluster", partition, 11_000);
+    assert_eq!(code, 0);
+    assert!(
+        throttle_ms > 500,
+        "the broker that did not take the change did not throttle ({throttle_ms} ms)"
+    );
+    // Another client id is not throttled there.
+    assert_eq!(
+        produce(other_addr, "fast", "quota-cluster", partition, 11_000),
+        (0, 0)
+    );
+
+    // An ACL created on the controller is described by every broker.
+    let creation = AclCreation::default()
+        .with_resource_type(2) // TOPIC
+        .with_resource_name(s("quota-cluster"))
+        .with_resource_pattern_type(3) // LITERAL
+        .with_principal(s("User:alice"))
+        .with_host(s("*"))
+        .with_operation(3) // READ
+        .with_permission_type(3); // ALLOW
+    let created: CreateAclsResponse = wire::call(
+        controller_addr,
+        ApiKey::CreateAcls,
+        3,
+        &CreateAclsRequest::default().with_creations(vec![creation]),
+    );
+    assert_eq!(created.results[0].error_code, 0);
+    wait_until(
+        CLUSTER_READY_TIMEOUT,
+        "the ACL to be described by every broker",
+        || {
+            (0..3).all(|i| {
+                described_acl_principals(cluster.broker(i).socket_addr()) == ["User:alice"]
+            })
+        },
+    );
+
+    // The other broker restarts: quota and ACL come back from the metadata log.
+    cluster.broker_mut(other).restart();
+    cluster.wait_all_registered();
+    let other_addr = cluster.broker(other).socket_addr();
+    wait_until(
+        Duration::from_secs(30),
+        "the restarted broker to describe the quota and the ACL",
+        || {
+            described_rate(other_addr, "slow") == Some(1000.0)
+                && described_acl_principals(other_addr) == ["User:alice"]
+        },
+    );
+    assert!(
+        !cluster
+            .broker(other)
+            .data_dir()
+            .join("__cluster/client_quotas.toml")
+            .exists(),
+        "a KRaft broker keeps no quota file of its own"
+    );
+}
+
+/// Replication over an SSL inter-broker listener: every broker has a PLAINTEXT client listener,
+/// advertised on a port nobody listens on, and an `INTERNAL` SSL listener requiring client
+/// certificates (`inter.broker.listener.name = "INTERNAL"`). A produce with acks=all to a
+/// topic with `min.insync.replicas = 3` succeeds only if both followers fetched it, which they
+/// can only do over INTERNAL, with TLS and the broker's certificate.
+#[test]
+fn followers_replicate_over_an_ssl_inter_broker_listener() {
+    use common::cluster::{free_port, node_toml};
+    use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+    use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
+
+    let pki_dir = tempfile::tempdir().unwrap();
+    let pki = common::certs::generate(pki_dir.path());
+    let opts = ClusterOpts::default();
+    let controller_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let client_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let internal_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let brokers = (0..3)
+        .map(|i| {
+            let toml = format!(
+                "{}listeners = \"PLAINTEXT://127.0.0.1:{},INTERNAL://127.0.0.1:{}\"\n\
+                 \"advertised.listeners\" = \"PLAINTEXT://127.0.0.1:{},INTERNAL://127.0.0.1:{}\"\n\
+                 \"listener.security.protocol.map\" = \
+                 \"PLAINTEXT:PLAINTEXT,INTERNAL:SSL,CONTROLLER:PLAINTEXT\"\n\
+                 \"inter.broker.listener.name\" = \"INTERNAL\"\n\
+                 \"ssl.keystore.location\" = \"{}\"\n\
+                 \"ssl.truststore.location\" = \"{}\"\n\
+                 \"ssl.client.auth\" = \"required\"\n",
+                node_toml(&opts, Cluster::node_id(i), &controller_ports),
+                client_ports[i],
+                internal_ports[i],
+                free_port(), // advertised PLAINTEXT: nobody listens there
+                internal_ports[i],
+                pki.broker.display(),
+                pki.ca.display(),
+            );
+            common::Broker::start(common::BrokerOpts::default().cores(1).config(&toml))
+        })
+        .collect();
+    let cluster = Cluster {
+        opts,
+        brokers,
+        controller_ports,
+        client_ports,
+    };
+    cluster.wait_all_registered();
+    let controller = cluster.controller_index(0).expect("an active controller");
+    let topic = CreatableTopic::default()
+        .with_name(TopicName(s("replicated-ssl")))
+        .with_num_partitions(1)
+        .with_replication_factor(3)
+        .with_configs(vec![CreatableTopicConfig::default()
+            .with_name(s("min.insync.replicas"))
+            .with_value(Some(s("3")))]);
+    let created: CreateTopicsResponse = wire::call(
+        cluster.broker(controller).socket_addr(),
+        ApiKey::CreateTopics,
+        5,
+        &CreateTopicsRequest::default()
+            .with_topics(vec![topic])
+            .with_timeout_ms(10_000),
+    );
+    assert_eq!(created.topics[0].error_code, 0);
+    let mut leader = None;
+    wait_until(
+        CLUSTER_READY_TIMEOUT,
+        "the partition to have a leader",
+        || {
+            leader = leaders(&cluster.metadata(controller), "replicated-ssl")
+                .first()
+                .and_then(|&l| usize::try_from(l).ok()?.checked_sub(1));
+            leader.is_some()
+        },
+    );
+    let leader_addr = cluster.broker(leader.unwrap()).socket_addr();
+    let mut code = -1;
+    wait_until(
+        CLUSTER_READY_TIMEOUT,
+        "an acks=all produce to be replicated to all three brokers",
+        || {
+            code = produce_acks_all(leader_addr, "replicated-ssl");
+            code == 0
+        },
+    );
+    assert_eq!(code, 0);
+}
+
+/// One Produce with acks=all of a small record to partition 0; the partition's error code.
+fn produce_acks_all(addr: SocketAddr, topic: &str) -> i16 {
+    let records = storage::BatchBuilder::new(0)
+        .record(None, Some(b"replicated"), &[])
+        .build()
+        .freeze();
+    let req = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(5_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(s(topic)))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(records))])]);
+    let resp: ProduceResponse = wire::call(addr, ApiKey::Produce, 9, &req);
+    resp.responses[0].partition_responses[0].error_code
+}
