@@ -232,6 +232,7 @@ impl PartitionService {
                 acks,
                 flush_on_acks_all: self.flush_on_acks_all,
                 now_ms: self.clock.now_ms(),
+                timeout_ms: Some(i64::from(item.timeout_ms)),
             };
             let appended = partition.append_request(request).await?;
             self.observer.records_appended(appended.records_appended);
@@ -256,6 +257,7 @@ impl PartitionService {
             acks: 1,
             flush_on_acks_all: false,
             now_ms: self.clock.now_ms(),
+            timeout_ms: None,
         };
         self.lookup(tp)?.append_request(request).await.map(drop)
     }
@@ -498,6 +500,7 @@ mod replicated_service_tests {
         let item = |v: &str| ProduceItem {
             tp: tp.clone(),
             records: batch(v),
+            timeout_ms: 30_000,
         };
         // acks=1 is answered at once, but not readable until follower 2 has it.
         let one = service.produce(vec![item("a")], 1).await;
