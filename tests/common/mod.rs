@@ -15,7 +15,10 @@
 pub mod certs;
 pub mod checker;
 pub mod cluster;
+pub mod faults;
 pub mod kafka;
+pub mod load;
+pub mod proxy;
 pub mod sasl;
 pub mod wire;
 
