@@ -23,10 +23,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::checker::QueueChecker;
 use common::cluster::Cluster;
 use common::faults::{self, Random};
-use common::load::{committed_offsets, GroupConsumer, ProducerLoad};
+use common::load::{GroupConsumer, ProducerLoad};
 
 /// The failover bound asserted: from SIGKILL of a leader to every survivor naming new
 /// leaders. The floor is `broker.session.timeout.ms` (2 s here: the controller fences the
@@ -34,7 +33,7 @@ use common::load::{committed_offsets, GroupConsumer, ProducerLoad};
 const FAILOVER_BOUND: Duration = Duration::from_secs(15);
 /// The longest produce stall asserted during a rolling restart.
 const STALL_BOUND: Duration = Duration::from_secs(30);
-const PARTITIONS: i32 = 3;
+use faults::PARTITIONS;
 /// One record every PACE per producer (a few hundred records per second at most).
 const PACE: Duration = Duration::from_millis(3);
 
@@ -70,61 +69,6 @@ fn kill_rounds(
     failovers
 }
 
-/// Stops the load and the consumer, reads everything back and checks: nothing acknowledged
-/// lost, duplicated or reordered; the consumer read everything acknowledged; the committed
-/// offsets survived. Answers the produce report.
-fn check_everything(
-    cluster: &Cluster,
-    topic: &str,
-    group: &str,
-    load: ProducerLoad,
-    consumer: GroupConsumer,
-) -> common::load::ProduceReport {
-    let produced = load.stop();
-    assert!(
-        produced.failed.is_empty(),
-        "deliveries failed (message.timeout.ms is far above any fault): {:?}",
-        &produced.failed[..produced.failed.len().min(5)]
-    );
-    let last = faults::last_offsets(&produced.acked);
-    // The consumer catches up with everything acknowledged before it stops.
-    let acked = produced.acked.len();
-    common::wait_until(
-        Duration::from_secs(60),
-        "the group consumer to read every acknowledged record",
-        || consumer.read_count() >= acked,
-    );
-    let consumed = consumer.stop();
-    let mut checker = QueueChecker::new();
-    produced.feed(&mut checker);
-    let index = cluster.running()[0];
-    faults::read_back(cluster, index, topic, PARTITIONS, &last, &mut checker);
-    let report = checker.report();
-    assert!(report.is_clean(), "{report}");
-    assert_eq!(report.acked, acked);
-    // What the group read is the log (same value at every offset), and covers every
-    // acknowledged record.
-    let mut group_checker = QueueChecker::new();
-    produced.feed(&mut group_checker);
-    consumed.feed(&mut group_checker);
-    let group_report = group_checker.report();
-    assert!(
-        group_report.lost.is_empty() && group_report.unexpected.is_empty(),
-        "group consumer: {group_report}"
-    );
-    let bootstrap = cluster.bootstrap();
-    let committed = committed_offsets(&bootstrap, group, topic, PARTITIONS);
-    assert!(!consumed.committed.is_empty(), "the consumer committed");
-    for (p, o) in &consumed.committed {
-        assert_eq!(
-            committed.get(p),
-            Some(o),
-            "partition {p}: the group's last commit is kept ({committed:?})"
-        );
-    }
-    produced
-}
-
 fn kill_test(name: &str, rounds: usize) {
     let mut rng = Random::new(name);
     let mut cluster = Cluster::start(faults::opts(""));
@@ -135,7 +79,8 @@ fn kill_test(name: &str, rounds: usize) {
     let group = format!("{name}-group");
     let consumer = GroupConsumer::start(&bootstrap, topic, &group);
     let failovers = kill_rounds(&mut cluster, topic, &load, rounds, &mut rng);
-    let produced = check_everything(&cluster, topic, &group, load, consumer);
+    let produced =
+        faults::check_everything(&cluster, &bootstrap, topic, &group, (load, &[]), consumer);
     let worst = failovers.iter().max().copied().unwrap_or_default();
     eprintln!(
         "{name}: {rounds} leader kills, failover max {worst:?} (all {failovers:?}); {} acknowledged, longest produce stall {:?}",
@@ -181,7 +126,8 @@ fn rolling_restart_under_acks_all_load() {
         faults::wait_full_isr(&cluster, topic, PARTITIONS);
     }
     load.wait_acked_more(10, faults::ELECTION_TIMEOUT);
-    let produced = check_everything(&cluster, topic, group, load, consumer);
+    let produced =
+        faults::check_everything(&cluster, &bootstrap, topic, group, (load, &[]), consumer);
     eprintln!(
         "rolling restart: {} acknowledged, longest produce stall {:?}",
         produced.acked.len(),

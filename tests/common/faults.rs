@@ -12,6 +12,7 @@ use rdkafka::admin::{NewTopic, TopicReplication};
 
 use super::checker::QueueChecker;
 use super::cluster::{topics_view, Cluster, ClusterOpts};
+use super::load::{committed_offsets, GroupConsumer, ProduceReport, ProducerLoad};
 use super::wait_until;
 
 /// How long an election may take before a test fails (the measured bound is far lower and is
@@ -66,15 +67,19 @@ pub fn partitions(cluster: &Cluster, index: usize, topic: &str) -> Vec<(i32, i32
 pub fn wait_full_isr(cluster: &Cluster, topic: &str, count: i32) {
     let running = cluster.running();
     let expected = usize::try_from(count).unwrap_or(0);
-    wait_until(ELECTION_TIMEOUT, &format!("{topic}: full ISR everywhere"), || {
-        let views: Vec<_> = running
-            .iter()
-            .map(|i| partitions(cluster, *i, topic))
-            .collect();
-        views[0].len() == expected
-            && views.iter().all(|v| v == &views[0])
-            && views[0].iter().all(|(l, _, isr)| *l > 0 && isr.len() == 3)
-    });
+    wait_until(
+        ELECTION_TIMEOUT,
+        &format!("{topic}: full ISR everywhere"),
+        || {
+            let views: Vec<_> = running
+                .iter()
+                .map(|i| partitions(cluster, *i, topic))
+                .collect();
+            views[0].len() == expected
+                && views.iter().all(|v| v == &views[0])
+                && views[0].iter().all(|(l, _, isr)| *l > 0 && isr.len() == 3)
+        },
+    );
 }
 
 /// Waits until every broker of `on` names, for every partition, one same leader that is not
@@ -127,7 +132,11 @@ pub fn read_back(
         },
     );
     for r in super::kafka::consume_all(broker, topic, count) {
-        checker.read(r.partition, r.offset, r.value.as_deref().unwrap_or_default());
+        checker.read(
+            r.partition,
+            r.offset,
+            r.value.as_deref().unwrap_or_default(),
+        );
     }
 }
 
@@ -139,6 +148,73 @@ pub fn last_offsets(acked: &[(i32, i64, Vec<u8>)]) -> std::collections::BTreeMap
         *e = (*e).max(*o);
     }
     last
+}
+
+/// The partitions of the fault suites' topics.
+pub const PARTITIONS: i32 = 3;
+
+/// Stops the load and the consumer, reads everything back and checks: nothing acknowledged
+/// lost, duplicated or reordered; the consumer read everything acknowledged; the committed
+/// offsets survived. Answers the produce report.
+pub fn check_everything(
+    cluster: &Cluster,
+    bootstrap: &str,
+    topic: &str,
+    group: &str,
+    (load, earlier): (ProducerLoad, &[ProduceReport]),
+    consumer: GroupConsumer,
+) -> ProduceReport {
+    let produced = load.stop();
+    let all: Vec<&ProduceReport> = earlier.iter().chain([&produced]).collect();
+    for r in &all {
+        assert!(
+            r.failed.is_empty(),
+            "deliveries failed (message.timeout.ms is far above any fault): {:?}",
+            &r.failed[..r.failed.len().min(5)]
+        );
+    }
+    let acked_values: Vec<(i32, i64, Vec<u8>)> =
+        all.iter().flat_map(|r| r.acked.iter().cloned()).collect();
+    let last = last_offsets(&acked_values);
+    // The consumer catches up with everything acknowledged before it stops.
+    let acked = acked_values.len();
+    wait_until(
+        Duration::from_secs(60),
+        "the group consumer to read every acknowledged record",
+        || consumer.read_count() >= acked,
+    );
+    let consumed = consumer.stop();
+    let mut checker = QueueChecker::new();
+    for r in &all {
+        r.feed(&mut checker);
+    }
+    let index = cluster.running()[0];
+    read_back(cluster, index, topic, PARTITIONS, &last, &mut checker);
+    let report = checker.report();
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(report.acked, acked);
+    // What the group read is the log (same value at every offset), and covers every
+    // acknowledged record.
+    let mut group_checker = QueueChecker::new();
+    for r in &all {
+        r.feed(&mut group_checker);
+    }
+    consumed.feed(&mut group_checker);
+    let group_report = group_checker.report();
+    assert!(
+        group_report.lost.is_empty() && group_report.unexpected.is_empty(),
+        "group consumer: {group_report}"
+    );
+    let committed = committed_offsets(bootstrap, group, topic, PARTITIONS);
+    assert!(!consumed.committed.is_empty(), "the consumer committed");
+    for (p, o) in &consumed.committed {
+        assert_eq!(
+            committed.get(p),
+            Some(o),
+            "partition {p}: the group's last commit is kept ({committed:?})"
+        );
+    }
+    produced
 }
 
 /// A small xorshift generator seeded from the clock (printed, so a failure can be replayed

@@ -170,6 +170,12 @@ impl ProducerLoad {
             .len()
     }
 
+    /// The values acknowledged so far.
+    pub fn acked_values(&self) -> Vec<Vec<u8>> {
+        let acked = self.acks.acked.lock().unwrap_or_else(|e| e.into_inner());
+        acked.iter().map(|(_, _, v, _)| v.clone()).collect()
+    }
+
     pub fn sent_count(&self) -> usize {
         self.sent_count.load(Ordering::SeqCst)
     }
@@ -312,7 +318,10 @@ impl GroupConsumer {
         self.stop.store(true, Ordering::SeqCst);
         self.thread
             .take()
-            .map(|t| t.join().unwrap_or_else(|_| panic!("consumer thread panicked")))
+            .map(|t| {
+                t.join()
+                    .unwrap_or_else(|_| panic!("consumer thread panicked"))
+            })
             .unwrap_or_default()
     }
 }

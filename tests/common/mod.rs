@@ -20,6 +20,7 @@ pub mod kafka;
 pub mod load;
 pub mod proxy;
 pub mod sasl;
+pub mod split;
 pub mod wire;
 
 use std::collections::VecDeque;
