@@ -293,6 +293,12 @@ impl PartitionService {
         items: Vec<FollowerFetchItem>,
         deadline: Instant,
     ) -> Vec<FollowerFetchResult> {
+        // Subscribed before reading (Kafka's DelayedFetch watches, then checks): an append
+        // landing while the read runs wakes the wait instead of being missed until deadline.
+        let receivers: Vec<_> = items
+            .iter()
+            .filter_map(|item| self.replicated(&item.tp)?.local().subscribe())
+            .collect();
         let results = self.follower_fetch_once(replica_id, &items).await;
         let has_news = |r: &FollowerFetchResult| match r {
             Ok(ok) => ok.read.slice.is_some() || ok.diverging_epoch.is_some(),
@@ -301,10 +307,6 @@ impl PartitionService {
         if results.iter().any(has_news) || Instant::now() >= deadline {
             return results;
         }
-        let receivers: Vec<_> = items
-            .iter()
-            .filter_map(|item| self.replicated(&item.tp)?.local().subscribe())
-            .collect();
         if receivers.is_empty() {
             return results;
         }
