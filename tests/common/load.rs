@@ -338,16 +338,14 @@ fn consume_loop(consumer: &BaseConsumer, stop: &AtomicBool, count: &AtomicUsize)
     let mut next: BTreeMap<i32, i64> = BTreeMap::new();
     let mut dirty = false;
     while !stop.load(Ordering::SeqCst) {
-        match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => {
-                let value = m.payload().unwrap_or_default().to_vec();
-                report.read.push((m.partition(), m.offset(), value));
-                count.store(report.read.len(), Ordering::SeqCst);
-                next.insert(m.partition(), m.offset() + 1);
-                dirty = true;
-                continue;
-            }
-            Some(Err(_)) | None => {}
+        // Errors (a coordinator or leader moving) are retried by the next poll.
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            let value = m.payload().unwrap_or_default().to_vec();
+            report.read.push((m.partition(), m.offset(), value));
+            count.store(report.read.len(), Ordering::SeqCst);
+            next.insert(m.partition(), m.offset() + 1);
+            dirty = true;
+            continue;
         }
         if dirty {
             let mut list = TopicPartitionList::new();
