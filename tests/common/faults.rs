@@ -150,6 +150,40 @@ pub fn last_offsets(acked: &[(i32, i64, Vec<u8>)]) -> std::collections::BTreeMap
     last
 }
 
+/// The `.log` segment files of a partition directory, concatenated in name order.
+pub fn segment_bytes(dir: &std::path::Path) -> Vec<u8> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut names: Vec<_> = entries
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".log"))
+        .collect();
+    names.sort();
+    names
+        .iter()
+        .flat_map(|n| std::fs::read(dir.join(n)).unwrap_or_default())
+        .collect()
+}
+
+/// Waits until every broker's replica of every partition of `topic` holds the same bytes
+/// (no divergent batch survived a fault; every replica caught up).
+pub fn wait_identical_replicas(cluster: &Cluster, topic: &str, count: i32) {
+    for p in 0..count {
+        let dir = |i: usize| cluster.broker(i).data_dir().join(format!("{topic}-{p}"));
+        wait_until(
+            ELECTION_TIMEOUT,
+            &format!("{topic}-{p}: every replica holds the same bytes"),
+            || {
+                let bytes: Vec<Vec<u8>> = (0..cluster.brokers.len())
+                    .map(|i| segment_bytes(&dir(i)))
+                    .collect();
+                !bytes[0].is_empty() && bytes.iter().all(|b| *b == bytes[0])
+            },
+        );
+    }
+}
+
 /// The partitions of the fault suites' topics.
 pub const PARTITIONS: i32 = 3;
 
@@ -214,6 +248,7 @@ pub fn check_everything(
             "partition {p}: the group's last commit is kept ({committed:?})"
         );
     }
+    wait_identical_replicas(cluster, topic, PARTITIONS);
     produced
 }
 
