@@ -206,6 +206,7 @@ fn follower_past_the_leaders_end_truncates_to_it() {
             acks: 1,
             flush_on_acks_all: false,
             now_ms: 0,
+            timeout_ms: None,
         };
         follower.clone().append(request).await.unwrap();
         assert_eq!(follower.log_end_offset(), 42);

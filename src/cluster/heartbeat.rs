@@ -134,7 +134,18 @@ impl ControllerChannel {
                         .known_controller
                         .store(i64::try_from(id).unwrap_or(-1), Ordering::Release);
                 }
-                self.reset(leader_addr.and_then(|a| a.parse().ok()));
+                // This node's own address of the named leader first (its
+                // `controller.quorum.voters`, as Kafka's brokers do): the answering node's
+                // address for it may be no route from here.
+                let own = leader_id.and_then(|id| {
+                    self.node
+                        .settings
+                        .voters
+                        .iter()
+                        .find(|v| v.node_id == id)
+                        .map(|v| v.addr)
+                });
+                self.reset(own.or_else(|| leader_addr.and_then(|a| a.parse().ok())));
                 Err(LifecycleError::NotController {
                     leader_id,
                     leader_addr: None,

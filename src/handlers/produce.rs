@@ -47,6 +47,7 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
 
 async fn respond(shard: &Rc<Shard>, request: &Request, body: ProduceRequest) -> ProduceResponse {
     let acks = body.acks;
+    let timeout_ms = body.timeout_ms;
     let layout = distinct_partitions(body);
     // Kafka's KafkaApis.handleProduceRequest: TOPIC WRITE per topic, else
     // TOPIC_AUTHORIZATION_FAILED for each of its partitions.
@@ -83,7 +84,7 @@ async fn respond(shard: &Rc<Shard>, request: &Request, body: ProduceRequest) -> 
         for (index, records) in partitions {
             indices.push(index);
             entries.push(if writable {
-                check(shard, acks, name.clone(), index, records)
+                check(shard, (acks, timeout_ms), name.clone(), index, records)
             } else {
                 Err(PartitionError::TopicAuthorizationFailed)
             });
@@ -167,7 +168,7 @@ fn distinct_partitions(body: ProduceRequest) -> Vec<(TopicName, Vec<PartitionRec
 /// One partition's batches, ready to route, or why they are refused here.
 fn check(
     shard: &Shard,
-    acks: i16,
+    (acks, timeout_ms): (i16, i32),
     name: String,
     index: i32,
     records: Option<Bytes>,
@@ -183,7 +184,11 @@ fn check(
     let tp = super::route::resolve(shard, name, index)?;
     let records = records.ok_or_else(|| PartitionError::InvalidRecord("null records".into()))?;
     one_batch(&records)?;
-    Ok(ProduceItem { tp, records })
+    Ok(ProduceItem {
+        tp,
+        records,
+        timeout_ms,
+    })
 }
 
 /// Kafka's `ProduceRequest.validateRecords`: Produce v3+ (every version Sluice serves) carries

@@ -14,6 +14,9 @@ use super::{PartitionError, TopicPartition};
 pub struct ProduceItem {
     pub tp: TopicPartition,
     pub records: Bytes,
+    /// The Produce request's `timeout_ms`: how long an acks=all append may wait for the ISR
+    /// (Kafka's `DelayedProduce` delay) before answering REQUEST_TIMED_OUT.
+    pub timeout_ms: i32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

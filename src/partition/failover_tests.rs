@@ -40,6 +40,7 @@ pub(super) fn request(value: &str, acks: i16) -> AppendRequest {
         acks,
         flush_on_acks_all: false,
         now_ms: 0,
+        timeout_ms: None,
     }
 }
 

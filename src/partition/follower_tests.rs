@@ -33,6 +33,7 @@ async fn produce(p: &Rc<Partition>, values: &[&str]) {
         acks: 1,
         flush_on_acks_all: false,
         now_ms: 2_000,
+        timeout_ms: None,
     };
     p.clone().append(request).await.unwrap();
 }

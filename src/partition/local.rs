@@ -464,6 +464,7 @@ mod tests {
             acks,
             flush_on_acks_all: true,
             now_ms: 2_000,
+            timeout_ms: None,
         }
     }
 
@@ -533,6 +534,7 @@ mod tests {
             acks: 1,
             flush_on_acks_all: false,
             now_ms: 2_000,
+            timeout_ms: None,
         };
         assert_eq!(
             p.clone().append(coordinator).await.unwrap().ok.base_offset,

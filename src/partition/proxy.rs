@@ -37,6 +37,11 @@ pub struct AppendRequest {
     /// `storage::sync`); false with `log.flush.on.acks.all = false` (Kafka's semantics).
     pub flush_on_acks_all: bool,
     pub now_ms: i64,
+    /// How long an acks=all append may wait for replication to the ISR: the Produce
+    /// request's `timeout_ms` (Kafka's `DelayedProduce` delay), REQUEST_TIMED_OUT after it;
+    /// `None` (appends that are no client's Produce) waits the leader's default. Unused by a
+    /// single replica.
+    pub timeout_ms: Option<i64>,
 }
 
 /// What an append did, for the answer and the shard's metrics.

@@ -9,7 +9,7 @@
 //! min.insync.replicas against the ISR before appending (NOT_ENOUGH_REPLICAS, nothing
 //! written), then waits in the purgatory until the high watermark passes the batch
 //! (NOT_ENOUGH_REPLICAS_AFTER_APPEND if the ISR shrank below min.insync.replicas meanwhile,
-//! REQUEST_TIMED_OUT after `produce_timeout_ms`). Durability per ack stays the single-replica
+//! REQUEST_TIMED_OUT after the Produce request's `timeout_ms`). Durability per ack stays the single-replica
 //! policy (`log.flush.on.acks.all`): the leader fsyncs an acks=all batch before answering
 //! when it is set; followers do not fsync per fetch (Kafka's default).
 //!
@@ -39,8 +39,8 @@ pub struct ReplicationConfig {
     pub replica_lag_time_max_ms: i64,
     /// The topic's `min.insync.replicas`.
     pub min_insync_replicas: usize,
-    /// How long an acks=all produce waits for replication (the produce request's timeout;
-    /// Kafka's producer default `request.timeout.ms` 30 s).
+    /// How long an acks=all append without a request timeout (`AppendRequest::timeout_ms`
+    /// `None`) waits for replication (Kafka's producer default `request.timeout.ms` 30 s).
     pub produce_timeout_ms: i64,
     /// `produce.purgatory.waiters.max`: acks=all produces waiting per partition.
     pub purgatory_waiters_max: usize,
@@ -289,22 +289,26 @@ impl ReplicatedPartition {
 
     /// Waits for the high watermark to reach `required_offset`, bounded by the produce
     /// timeout; `Ok` once replicated to the ISR.
-    async fn await_replication(&self, required_offset: i64, now_ms: i64) -> Result<(), AckError> {
+    async fn await_replication(
+        &self,
+        required_offset: i64,
+        now_ms: i64,
+        timeout_ms: i64,
+    ) -> Result<(), AckError> {
         // Resigned while the append ran: nobody would complete a waiter parked now.
         if !self.leading.get() {
             return Err(AckError::NotLeaderOrFollower);
         }
         let rx = {
             let mut purgatory = self.purgatory.borrow_mut();
-            let deadline = now_ms.saturating_add(self.config.produce_timeout_ms);
+            let deadline = now_ms.saturating_add(timeout_ms);
             purgatory
                 .park(required_offset, self.config.min_insync_replicas, deadline)
                 .map_err(|_| AckError::RequestTimedOut)?
         };
         // Replicated already (the ISR is the leader alone, or followers were quick).
         self.after_state_change(false);
-        let timeout =
-            Duration::from_millis(u64::try_from(self.config.produce_timeout_ms).unwrap_or(0));
+        let timeout = Duration::from_millis(u64::try_from(timeout_ms).unwrap_or(0));
         match compio::time::timeout(timeout, rx).await {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(_cancelled)) => Err(AckError::NotLeaderOrFollower),
@@ -369,12 +373,17 @@ impl PartitionProxy for ReplicatedPartition {
                 .map_err(ack_error)?;
         }
         let now_ms = request.now_ms;
+        // Kafka's DelayedProduce waits the request's timeout_ms (0 or less: answer at once).
+        let timeout_ms = request
+            .timeout_ms
+            .unwrap_or(self.config.produce_timeout_ms)
+            .max(0);
         let appended = self.local.clone().append(request).await?;
         // The batch ends at or below the log end now (a retry found in the log ends earlier).
         let required_offset = self.log_end();
         self.after_state_change(false);
         if acks_all {
-            self.await_replication(required_offset, now_ms)
+            self.await_replication(required_offset, now_ms, timeout_ms)
                 .await
                 .map_err(ack_error)?;
         }

@@ -115,6 +115,7 @@ fn request(values: &[&str], acks: i16) -> AppendRequest {
         acks,
         flush_on_acks_all: false,
         now_ms: 0,
+        timeout_ms: None,
     }
 }
 
@@ -263,6 +264,21 @@ async fn timeouts_and_resignation() {
     let c = cluster(1, 50).await;
     let timed_out = c.leader.clone().append(request(&["a"], -1)).await;
     assert_eq!(timed_out.err(), Some(PartitionError::RequestTimedOut));
+    // The Produce request's own timeout_ms bounds the wait (Kafka's DelayedProduce), not the
+    // leader's default.
+    let c = cluster(1, 60_000).await;
+    let started = std::time::Instant::now();
+    let own = AppendRequest {
+        timeout_ms: Some(50),
+        ..request(&["a"], -1)
+    };
+    let timed_out = c.leader.clone().append(own).await;
+    assert_eq!(timed_out.err(), Some(PartitionError::RequestTimedOut));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
     let c = cluster(1, 10_000).await;
     let waiting = compio::runtime::spawn(c.leader.clone().append(request(&["a"], -1)));
     compio::time::sleep(Duration::from_millis(10)).await;

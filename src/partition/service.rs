@@ -232,6 +232,7 @@ impl PartitionService {
                 acks,
                 flush_on_acks_all: self.flush_on_acks_all,
                 now_ms: self.clock.now_ms(),
+                timeout_ms: Some(i64::from(item.timeout_ms)),
             };
             let appended = partition.append_request(request).await?;
             self.observer.records_appended(appended.records_appended);
@@ -256,6 +257,7 @@ impl PartitionService {
             acks: 1,
             flush_on_acks_all: false,
             now_ms: self.clock.now_ms(),
+            timeout_ms: None,
         };
         self.lookup(tp)?.append_request(request).await.map(drop)
     }
@@ -291,6 +293,12 @@ impl PartitionService {
         items: Vec<FollowerFetchItem>,
         deadline: Instant,
     ) -> Vec<FollowerFetchResult> {
+        // Subscribed before reading (Kafka's DelayedFetch watches, then checks): an append
+        // landing while the read runs wakes the wait instead of being missed until deadline.
+        let receivers: Vec<_> = items
+            .iter()
+            .filter_map(|item| self.replicated(&item.tp)?.local().subscribe())
+            .collect();
         let results = self.follower_fetch_once(replica_id, &items).await;
         let has_news = |r: &FollowerFetchResult| match r {
             Ok(ok) => ok.read.slice.is_some() || ok.diverging_epoch.is_some(),
@@ -299,10 +307,6 @@ impl PartitionService {
         if results.iter().any(has_news) || Instant::now() >= deadline {
             return results;
         }
-        let receivers: Vec<_> = items
-            .iter()
-            .filter_map(|item| self.replicated(&item.tp)?.local().subscribe())
-            .collect();
         if receivers.is_empty() {
             return results;
         }
@@ -498,6 +502,7 @@ mod replicated_service_tests {
         let item = |v: &str| ProduceItem {
             tp: tp.clone(),
             records: batch(v),
+            timeout_ms: 30_000,
         };
         // acks=1 is answered at once, but not readable until follower 2 has it.
         let one = service.produce(vec![item("a")], 1).await;

@@ -362,6 +362,7 @@ mod tests {
             acks: 1,
             flush_on_acks_all: false,
             now_ms: 2_000,
+            timeout_ms: None,
         }
     }
 

@@ -15,8 +15,12 @@
 pub mod certs;
 pub mod checker;
 pub mod cluster;
+pub mod faults;
 pub mod kafka;
+pub mod load;
+pub mod proxy;
 pub mod sasl;
+pub mod split;
 pub mod wire;
 
 use std::collections::VecDeque;

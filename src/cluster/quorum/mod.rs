@@ -356,6 +356,13 @@ impl Member {
                 retry_backoff: Duration::from_millis(config.retry_backoff_ms),
                 retry_backoff_max: Duration::from_millis(config.retry_backoff_max_ms),
             },
+            voter_addrs: std::sync::Arc::new(
+                config
+                    .voters
+                    .iter()
+                    .map(|v| (v.node_id, v.addr.to_string()))
+                    .collect(),
+            ),
         };
         let listener = compio::net::TcpListener::from_std(self.listener)
             .map_err(|e| format!("controller listener: {e}"))?;

@@ -367,15 +367,24 @@ pub struct NetworkSettings {
 #[derive(Clone, Debug)]
 pub struct Network {
     pub settings: NetworkSettings,
+    /// Where this node reaches each static voter: its own `controller.quorum.voters`, as
+    /// Kafka's KRaft does (the membership in the log carries the addresses of the node that
+    /// bootstrapped it, which may not be this node's way to the peer).
+    pub voter_addrs: std::sync::Arc<std::collections::HashMap<u64, String>>,
 }
 
 impl RaftNetworkFactory<QuorumTypes> for Network {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> PeerClient {
+        let addr = self
+            .voter_addrs
+            .get(&target)
+            .cloned()
+            .unwrap_or_else(|| node.addr.clone());
         PeerClient {
             target,
-            addr: node.addr.clone(),
+            addr,
             stream: None,
             settings: self.settings.clone(),
             failing: false,
