@@ -206,7 +206,7 @@ fn follow(shard: &Shard, partition: Rc<Partition>, meta: &TopicMeta, want: Follo
 
 /// The address a follower fetches from: the leader's first registered endpoint (Sluice has no
 /// separate inter-broker listener yet).
-fn broker_addr(shard: &Shard, broker: i32) -> Option<SocketAddr> {
+pub fn broker_addr(shard: &Shard, broker: i32) -> Option<SocketAddr> {
     let image = shard.topics.borrow();
     let endpoint = image.broker(broker)?.end_points.first()?.clone();
     let text = format!("{}:{}", endpoint.host, endpoint.port);

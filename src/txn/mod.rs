@@ -12,6 +12,7 @@
 //! in the log before it is answered; every message between shards carries owned data only.
 
 pub mod api;
+pub mod channel;
 pub mod code;
 pub mod codec;
 pub mod coordinator;

@@ -51,6 +51,8 @@ pub struct Coordinator {
     pub(super) logs: crate::coordinator_log::Loaded,
     /// Ids loaded in PrepareCommit/PrepareAbort whose completion the timer must resume.
     pub(super) to_resume: RefCell<Vec<String>>,
+    /// Markers queued for partition leaders on other brokers.
+    pub(super) channels: super::channel::MarkerChannels,
 }
 
 impl Coordinator {
@@ -68,6 +70,9 @@ impl Coordinator {
             txns: RefCell::new(HashMap::new()),
             logs: crate::coordinator_log::Loaded::default(),
             to_resume: RefCell::new(Vec::new()),
+            channels: super::channel::MarkerChannels::new(
+                config.transaction_marker_queue_max_entries,
+            ),
         }
     }
 

@@ -1,0 +1,192 @@
+//! Transactions in a three-broker KRaft cluster (issue 12): a librdkafka transactional producer
+//! writes to partitions led by every broker; the coordinator (the leader of the id's
+//! `__transaction_state` partition) writes the markers of partitions led elsewhere with
+//! WriteTxnMarkers to their leaders, and completes the transaction only once all are written,
+//! so a read_committed consumer sees exactly the committed records (and is not blocked by an
+//! aborted transaction). With RF=3 the markers replicate like any batch and the LSO a leader
+//! answers never passes its high watermark.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use common::cluster::{leaders, Cluster, ClusterOpts};
+use common::kafka::{self, CALL_TIMEOUT};
+use common::wait_until;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{Offset, TopicPartitionList};
+
+type TxnProducer = ThreadedProducer<DefaultProducerContext>;
+
+/// Few coordinator partitions and fast timers.
+const CLUSTER_TOML: &str = r#"
+"group.initial.rebalance.delay.ms" = 0
+"offsets.topic.num.partitions" = 3
+"transaction.state.log.num.partitions" = 3
+"transaction.abort.timed.out.transaction.cleanup.interval.ms" = 200
+"transaction.max.timeout.ms" = 60000
+"#;
+
+fn cluster(extra: &str) -> Cluster {
+    Cluster::start(ClusterOpts {
+        extra_toml: format!("{CLUSTER_TOML}{extra}"),
+        ..ClusterOpts::default()
+    })
+}
+
+/// Creates `topic` and waits until every broker knows a leader for each partition; answers
+/// the leaders.
+fn create_spread_topic(cluster: &Cluster, topic: &str, partitions: i32) -> Vec<i32> {
+    assert_eq!(
+        cluster.create_topic(topic, partitions, Duration::from_secs(30)),
+        0
+    );
+    let mut found = Vec::new();
+    wait_until(Duration::from_secs(30), "leaders on every broker", || {
+        let views: Vec<Vec<i32>> = (0..3)
+            .map(|i| leaders(&cluster.metadata(i), topic))
+            .collect();
+        found = views[0].clone();
+        views.iter().all(|v| v == &found)
+            && found.len() == usize::try_from(partitions).unwrap()
+            && found.iter().all(|l| *l > 0)
+    });
+    found
+}
+
+fn transactional(cluster: &Cluster, id: &str) -> TxnProducer {
+    let producer: TxnProducer = kafka::client_config(cluster.broker(0))
+        .set("bootstrap.servers", cluster.bootstrap())
+        .set("transactional.id", id)
+        .set("transaction.timeout.ms", "30000")
+        .set("linger.ms", "5")
+        .create()
+        .expect("transactional producer");
+    producer
+        .init_transactions(CALL_TIMEOUT)
+        .expect("init_transactions");
+    producer
+}
+
+fn send(producer: &TxnProducer, topic: &str, partition: i32, value: &str) {
+    producer
+        .send(
+            BaseRecord::<(), str>::to(topic)
+                .partition(partition)
+                .payload(value),
+        )
+        .map_err(|(e, _)| e)
+        .expect("enqueue");
+}
+
+fn consumer(cluster: &Cluster, isolation: &str) -> BaseConsumer {
+    kafka::consumer_with(
+        cluster.broker(0),
+        &[
+            ("bootstrap.servers", &cluster.bootstrap()),
+            ("isolation.level", isolation),
+        ],
+    )
+}
+
+/// Every value of `topic` read from the start, waiting until at least `expected` arrived
+/// and then for a quiet second (so extra records would be seen).
+fn read_values(
+    cluster: &Cluster,
+    topic: &str,
+    partitions: i32,
+    isolation: &str,
+    expected: usize,
+) -> Vec<String> {
+    let consumer = consumer(cluster, isolation);
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut values = Vec::new();
+    let deadline = Instant::now() + kafka::CONSUME_TIMEOUT;
+    let mut quiet_since = Instant::now();
+    while Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                values.push(String::from_utf8(m.payload().unwrap_or_default().to_vec()).unwrap());
+                quiet_since = Instant::now();
+            }
+            Some(Err(_)) | None => {
+                if values.len() >= expected && quiet_since.elapsed() > Duration::from_secs(1) {
+                    break;
+                }
+            }
+        }
+    }
+    values.sort();
+    values
+}
+
+fn sorted(values: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut v: Vec<String> = values.into_iter().collect();
+    v.sort();
+    v
+}
+
+/// Commit, abort, commit over partitions led by all three brokers: whichever broker
+/// coordinates the id, the other two leaders get their markers over WriteTxnMarkers, and
+/// read_committed sees exactly the committed records (the aborted ones are indexed on each
+/// leader, the LSO moves past them).
+#[test]
+fn commit_and_abort_over_partitions_led_by_every_broker() {
+    let cluster = cluster("");
+    let topic = "spread";
+    let partitions = 6;
+    let leaders = create_spread_topic(&cluster, topic, partitions);
+    assert_eq!(
+        leaders.iter().copied().collect::<BTreeSet<i32>>(),
+        BTreeSet::from([1, 2, 3]),
+        "the topic's leaders are spread over every broker: {leaders:?}"
+    );
+    let producer = transactional(&cluster, "spread-tx");
+    producer.begin_transaction().unwrap();
+    for i in 0..60 {
+        send(&producer, topic, i % partitions, &format!("c1-{i}"));
+    }
+    producer.commit_transaction(CALL_TIMEOUT).unwrap();
+    producer.begin_transaction().unwrap();
+    for i in 0..60 {
+        send(&producer, topic, i % partitions, &format!("ab-{i}"));
+    }
+    producer.flush(CALL_TIMEOUT).unwrap();
+    producer.abort_transaction(CALL_TIMEOUT).unwrap();
+    producer.begin_transaction().unwrap();
+    for i in 0..12 {
+        send(&producer, topic, i % partitions, &format!("c2-{i}"));
+    }
+    producer.commit_transaction(CALL_TIMEOUT).unwrap();
+
+    let committed = sorted(
+        (0..60)
+            .map(|i| format!("c1-{i}"))
+            .chain((0..12).map(|i| format!("c2-{i}"))),
+    );
+    assert_eq!(
+        read_values(&cluster, topic, partitions, "read_committed", 72),
+        committed
+    );
+    let all = read_values(&cluster, topic, partitions, "read_uncommitted", 132);
+    assert_eq!(
+        all.len(),
+        132,
+        "read_uncommitted sees the aborted records too"
+    );
+    assert_eq!(all.iter().filter(|v| v.starts_with("ab-")).count(), 60);
+}
