@@ -190,3 +190,140 @@ fn commit_and_abort_over_partitions_led_by_every_broker() {
     );
     assert_eq!(all.iter().filter(|v| v.starts_with("ab-")).count(), 60);
 }
+
+/// The `.log` segment files of a partition directory, concatenated in name order.
+fn segment_bytes(dir: &std::path::Path) -> Vec<u8> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut names: Vec<_> = entries
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".log"))
+        .collect();
+    names.sort();
+    names
+        .iter()
+        .flat_map(|n| std::fs::read(dir.join(n)).unwrap())
+        .collect()
+}
+
+/// RF=3: the records and the markers (control batches) replicate like any batch: after a
+/// commit and an abort every replica of every partition holds its leader's bytes, and
+/// read_committed sees exactly the committed records.
+#[test]
+fn markers_replicate_to_every_replica() {
+    let cluster = cluster("\"default.replication.factor\" = 3\n");
+    let topic = "replicated";
+    let partitions = 3;
+    let leaders = create_spread_topic(&cluster, topic, partitions);
+    let producer = transactional(&cluster, "replicated-tx");
+    producer.begin_transaction().unwrap();
+    for i in 0..30 {
+        send(&producer, topic, i % partitions, &format!("c-{i}"));
+    }
+    producer.commit_transaction(CALL_TIMEOUT).unwrap();
+    producer.begin_transaction().unwrap();
+    for i in 0..30 {
+        send(&producer, topic, i % partitions, &format!("ab-{i}"));
+    }
+    producer.flush(CALL_TIMEOUT).unwrap();
+    producer.abort_transaction(CALL_TIMEOUT).unwrap();
+    assert_eq!(
+        read_values(&cluster, topic, partitions, "read_committed", 30),
+        sorted((0..30).map(|i| format!("c-{i}")))
+    );
+    for (p, leader) in leaders.iter().enumerate() {
+        let dir = |i: usize| cluster.broker(i).data_dir().join(format!("{topic}-{p}"));
+        let leader_index = usize::try_from(leader - 1).unwrap();
+        let leader_bytes = segment_bytes(&dir(leader_index));
+        // 10 + 10 records in two batches or more, and two markers.
+        assert!(!leader_bytes.is_empty());
+        for i in (0..3).filter(|i| *i != leader_index) {
+            wait_until(
+                Duration::from_secs(20),
+                &format!("broker {} to hold {topic}-{p} with its markers", i + 1),
+                || segment_bytes(&dir(i)) == leader_bytes,
+            );
+        }
+    }
+}
+
+/// Kill -9 of the coordinator mid-transaction (RF=3 everywhere): the `__transaction_state`
+/// partition's new leader loads the id (its Ongoing record was replicated before it was
+/// answered), the producer finds it and commits, the markers reach every partition's leader
+/// (some of them moved with the kill too); then an abort and a commit: the LSO advances and
+/// read_committed sees exactly the committed records.
+#[test]
+fn coordinator_failover_mid_transaction() {
+    let mut cluster = cluster("\"default.replication.factor\" = 3\n");
+    let topic = "failover";
+    let partitions = 3;
+    create_spread_topic(&cluster, topic, partitions);
+    let id = "failover-tx";
+    let producer = transactional(&cluster, id);
+    let log_partition = sluice::coordinator_log::partition_for(id, 3);
+    let coordinator = leaders(&cluster.metadata(0), "__transaction_state")
+        [usize::try_from(log_partition).unwrap()];
+    assert!(coordinator > 0);
+    producer.begin_transaction().unwrap();
+    for i in 0..30 {
+        send(&producer, topic, i % partitions, &format!("c1-{i}"));
+    }
+    producer.flush(CALL_TIMEOUT).unwrap();
+    let killed = usize::try_from(coordinator - 1).unwrap();
+    cluster.broker_mut(killed).kill9();
+    let survivor = (0..3).find(|i| *i != killed).unwrap();
+    wait_until(Duration::from_secs(30), "a new coordinator", || {
+        let now = leaders(&cluster.metadata(survivor), "__transaction_state");
+        now.get(usize::try_from(log_partition).unwrap())
+            .is_some_and(|l| *l > 0 && *l != coordinator)
+    });
+    producer
+        .commit_transaction(Duration::from_secs(60))
+        .expect("commit through the new coordinator");
+    producer.begin_transaction().unwrap();
+    for i in 0..30 {
+        send(&producer, topic, i % partitions, &format!("ab-{i}"));
+    }
+    producer.flush(CALL_TIMEOUT).unwrap();
+    producer.abort_transaction(CALL_TIMEOUT).unwrap();
+    producer.begin_transaction().unwrap();
+    for i in 0..6 {
+        send(&producer, topic, i % partitions, &format!("c2-{i}"));
+    }
+    producer.commit_transaction(CALL_TIMEOUT).unwrap();
+    let consumer_on = |isolation: &str, expected: usize| {
+        let consumer =
+            kafka::consumer_with(cluster.broker(survivor), &[("isolation.level", isolation)]);
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..partitions {
+            tpl.add_partition_offset(topic, p, Offset::Beginning)
+                .unwrap();
+        }
+        consumer.assign(&tpl).unwrap();
+        let mut values = Vec::new();
+        let deadline = Instant::now() + kafka::CONSUME_TIMEOUT;
+        let mut quiet_since = Instant::now();
+        while Instant::now() < deadline {
+            match consumer.poll(Duration::from_millis(100)) {
+                Some(Ok(m)) => {
+                    values.push(String::from_utf8(m.payload().unwrap().to_vec()).unwrap());
+                    quiet_since = Instant::now();
+                }
+                _ if values.len() >= expected && quiet_since.elapsed() > Duration::from_secs(1) => {
+                    break
+                }
+                _ => {}
+            }
+        }
+        sorted(values)
+    };
+    assert_eq!(
+        consumer_on("read_committed", 36),
+        sorted(
+            (0..30)
+                .map(|i| format!("c1-{i}"))
+                .chain((0..6).map(|i| format!("c2-{i}")))
+        )
+    );
+}

@@ -303,7 +303,7 @@ mod tests {
             commit: true,
             partitions: partitions
                 .iter()
-                .map(|(t, p)| TopicPartition::new(t, *p))
+                .map(|(t, p)| TopicPartition::new(*t, *p))
                 .collect(),
         }
     }
