@@ -138,10 +138,14 @@ pub fn decode(bytes: &[u8], limits: StateLimits) -> Option<ProducerStates> {
     Some(states)
 }
 
-/// Kafka's `DefaultRecordBatch.decrementSequence`: sequences wrap from 0 to i32::MAX.
+/// Kafka's `DefaultRecordBatch.decrementSequence`: sequences wrap from 0 to i32::MAX. Java's
+/// int arithmetic wraps; so does this (a corrupt snapshot's negative sequence must not
+/// overflow: found by the `producer_snapshot` fuzz target).
 fn decrement_sequence(sequence: i32, decrement: i32) -> i32 {
     if sequence < decrement {
-        i32::MAX - (decrement - sequence) + 1
+        i32::MAX
+            .wrapping_sub(decrement.wrapping_sub(sequence))
+            .wrapping_add(1)
     } else {
         sequence - decrement
     }
