@@ -245,6 +245,18 @@ mod tests {
         s.commit(&ident, meta, 500);
     }
 
+    /// Kafka's wrap-around (the first sequence of a batch that crossed i32::MAX), and a
+    /// corrupt file's negative sequence wraps as Java's int does instead of overflowing.
+    #[test]
+    fn sequence_decrement_wraps_like_java() {
+        assert_eq!(decrement_sequence(2, 9), i32::MAX - 6);
+        assert_eq!(decrement_sequence(10, 4), 6);
+        assert_eq!(
+            decrement_sequence(i32::MIN, 10),
+            i32::MAX.wrapping_sub(10i32.wrapping_sub(i32::MIN)).wrapping_add(1)
+        );
+    }
+
     /// The snapshot keeps each producer's epoch, last batch, coordinator epoch and open
     /// transaction; a flipped byte or a wrong version is refused.
     #[test]
