@@ -327,3 +327,71 @@ fn coordinator_failover_mid_transaction() {
         )
     );
 }
+
+/// Kill -9 of a broker that leads partitions of an open transaction but does not coordinate
+/// it (RF=3): the coordinator's markers to it fail until the controller elects new leaders;
+/// it re-reads them from its image and retries, so the commit completes and read_committed
+/// sees every record.
+#[test]
+fn markers_follow_a_partition_leader_killed_mid_transaction() {
+    let mut cluster = cluster("\"default.replication.factor\" = 3\n");
+    let topic = "moved";
+    let partitions = 6;
+    let leaders = create_spread_topic(&cluster, topic, partitions);
+    let id = "moved-tx";
+    let log_partition = usize::try_from(sluice::coordinator_log::partition_for(id, 3)).unwrap();
+    let coordinator = leaders_of_log(&cluster, 0)[log_partition];
+    let victim = *leaders
+        .iter()
+        .find(|l| **l != coordinator)
+        .expect("a partition led by another broker than the coordinator");
+    let producer = transactional(&cluster, id);
+    producer.begin_transaction().unwrap();
+    for i in 0..60 {
+        send(&producer, topic, i % partitions, &format!("v-{i}"));
+    }
+    producer.flush(CALL_TIMEOUT).unwrap();
+    let killed = usize::try_from(victim - 1).unwrap();
+    cluster.broker_mut(killed).kill9();
+    producer
+        .commit_transaction(Duration::from_secs(60))
+        .expect("commit once the victim's partitions have new leaders");
+    let survivor = usize::try_from(coordinator - 1).unwrap();
+    assert_eq!(
+        leaders_of_log(&cluster, survivor)[log_partition],
+        coordinator,
+        "the coordinator did not move"
+    );
+    let consumer = kafka::consumer_with(
+        cluster.broker(survivor),
+        &[("isolation.level", "read_committed")],
+    );
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut values = Vec::new();
+    let deadline = Instant::now() + kafka::CONSUME_TIMEOUT;
+    while values.len() < 60 && Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            values.push(String::from_utf8(m.payload().unwrap().to_vec()).unwrap());
+        }
+    }
+    assert_eq!(sorted(values), sorted((0..60).map(|i| format!("v-{i}"))));
+}
+
+/// The leaders of the `__transaction_state` partitions as broker `index` answers.
+fn leaders_of_log(cluster: &Cluster, index: usize) -> Vec<i32> {
+    let mut found = Vec::new();
+    wait_until(
+        Duration::from_secs(30),
+        "the transaction log's leaders",
+        || {
+            found = leaders(&cluster.metadata(index), "__transaction_state");
+            found.len() == 3 && found.iter().all(|l| *l > 0)
+        },
+    );
+    found
+}
