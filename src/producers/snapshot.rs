@@ -253,7 +253,9 @@ mod tests {
         assert_eq!(decrement_sequence(10, 4), 6);
         assert_eq!(
             decrement_sequence(i32::MIN, 10),
-            i32::MAX.wrapping_sub(10i32.wrapping_sub(i32::MIN)).wrapping_add(1)
+            i32::MAX
+                .wrapping_sub(10i32.wrapping_sub(i32::MIN))
+                .wrapping_add(1)
         );
     }
 
