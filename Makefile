@@ -202,7 +202,7 @@ clean:
 # stable. Debug assertions (and so integer overflow checks) are on: an overflow on hostile
 # input is a finding. cargo-fuzz is installed only when missing.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := request_decode batch_validation recovery_scan
+FUZZ_TARGETS := request_decode batch_validation recovery_scan producer_snapshot txn_index
 .PHONY: fuzz fuzz-deps
 fuzz-deps:
 	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked

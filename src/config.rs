@@ -455,6 +455,10 @@ pub struct BrokerConfig {
     /// Sluice's own bound, like `group.max.count.per.shard`.
     #[serde(rename = "transaction.max.count.per.shard")]
     pub transaction_max_count_per_shard: usize,
+    /// Transactions whose markers may wait in one shard's queue to one other broker (a full
+    /// queue delays the completion, retried). Sluice's own bound: Kafka's queue is unbounded.
+    #[serde(rename = "transaction.marker.queue.max.entries")]
+    pub transaction_marker_queue_max_entries: usize,
 }
 
 impl Default for BrokerConfig {
@@ -601,6 +605,7 @@ impl Default for BrokerConfig {
             transaction_abort_timed_out_transaction_cleanup_interval_ms: 10_000,
             transaction_remove_expired_transaction_cleanup_interval_ms: 3_600_000,
             transaction_max_count_per_shard: 100_000,
+            transaction_marker_queue_max_entries: 1024,
         }
     }
 }

@@ -13,6 +13,9 @@
 //!   included, and what an accepted batch must then satisfy.
 //! - [`recovery_scan`]: a segment file of valid batches followed by fuzzed bytes, opened as a
 //!   log: no panic, the valid prefix kept, the result what a plain in-memory walk predicts.
+//! - [`producer_snapshot`]: a producer-state `.snapshot` file decoded; what decodes survives
+//!   an encode/decode round trip.
+//! - [`txn_index`]: a `.txnindex` file decoded and searched as read_committed fetches do.
 
 use std::path::Path;
 
@@ -313,5 +316,167 @@ pub fn storage_seeds() -> Vec<(String, String, Vec<u8>)> {
         "garbage".to_owned(),
         b"\x06 not a batch at all, just bytes".to_vec(),
     ));
+    out
+}
+
+/// A producer-state `.snapshot` file (`producers::snapshot`, read at a partition's open):
+/// first input byte: flags ([`FIX_CRCS`]: recompute the file's CRC, so mutations reach the
+/// entry parsing); the rest is the file. Decoding must not panic; a snapshot that decodes
+/// must encode to one that decodes to the same encoding (what is restored is what is written
+/// back at the next snapshot).
+pub fn producer_snapshot(data: &[u8]) {
+    let Some((&flags, rest)) = data.split_first() else {
+        return;
+    };
+    let mut file = rest.to_vec();
+    if flags & FIX_CRCS != 0 {
+        if let Some(body) = file.get(6..) {
+            let crc = crc32c_of(body);
+            if let Some(field) = file.get_mut(2..6) {
+                field.copy_from_slice(&crc.to_be_bytes());
+            }
+        }
+    }
+    let limits = sluice::config::BrokerConfig::default()
+        .producer_rebuild_limits()
+        .state;
+    let Some(states) = sluice::producers::snapshot::decode(&file, limits) else {
+        return;
+    };
+    let written = sluice::producers::snapshot::encode(&states);
+    let Some(again) = sluice::producers::snapshot::decode(&written, limits) else {
+        panic!("an encoded snapshot does not decode");
+    };
+    assert_eq!(
+        sluice::producers::snapshot::encode(&again),
+        written,
+        "a snapshot does not survive a decode/encode round trip"
+    );
+}
+
+/// A `.txnindex` file (`partition::txn_index`, read by read_committed fetches and the log
+/// cleaner): first 16 input bytes: a fetch offset and an upper bound; the rest is the file.
+/// Decoding must not panic; the entries decoded re-encode to the file's prefix byte for byte;
+/// the aborted transactions collected for [fetch, bound) are exactly the entries overlapping
+/// it up to the first whose LSO reaches the bound; the cleaner's look-up does not panic.
+pub fn txn_index(data: &[u8]) {
+    use sluice::partition::txn_index::{collect_into, decode_entries, is_aborted_in, ENTRY_BYTES};
+    let Some((bounds, file)) = data.split_at_checked(16) else {
+        return;
+    };
+    let word = |i: usize| -> i64 {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(bounds.get(i * 8..i * 8 + 8).unwrap_or(&[0; 8]));
+        i64::from_be_bytes(b)
+    };
+    let (fetch, bound) = (word(0), word(1));
+    let (entries, _bad) = decode_entries(file);
+    let encoded: Vec<u8> = entries.iter().flat_map(|t| t.encode()).collect();
+    assert_eq!(encoded.len(), entries.len() * ENTRY_BYTES);
+    assert_eq!(
+        file.get(..encoded.len()),
+        Some(&encoded[..]),
+        "decoded entries do not re-encode to the file's bytes"
+    );
+    let mut collected = Vec::new();
+    let complete = collect_into(&entries, fetch, bound, &mut collected);
+    let mut expected = Vec::new();
+    let mut stopped = false;
+    for t in &entries {
+        if t.last_offset >= fetch && t.first_offset < bound {
+            expected.push((t.producer_id, t.first_offset));
+        }
+        if t.last_stable_offset >= bound {
+            stopped = true;
+            break;
+        }
+    }
+    assert_eq!((collected, complete), (expected, stopped));
+    let mut sorted = entries.clone();
+    sorted.sort_by_key(|t| t.last_offset);
+    for t in &sorted {
+        let _ = is_aborted_in(&sorted, t.producer_id, t.first_offset);
+        let _ = is_aborted_in(&sorted, t.producer_id, fetch);
+    }
+}
+
+fn crc32c_of(bytes: &[u8]) -> u32 {
+    crc32c::crc32c(bytes)
+}
+
+/// Seeds of the transaction targets: snapshots of a few producers (idempotent, an open
+/// transaction, sequence wrap-around) and `.txnindex` files (entries, a torn tail, a bad
+/// version), each with the flag byte / bounds the target reads first.
+pub fn txn_seeds() -> Vec<(String, String, Vec<u8>)> {
+    // (producer, epoch, last seq, last offset, offset delta, last ms, coordinator epoch,
+    // txn first offset)
+    type Row = (i64, i16, i32, i64, i32, i64, i32, i64);
+    let snapshot = |rows: &[Row]| -> Vec<u8> {
+        let mut body = (rows.len() as i32).to_be_bytes().to_vec();
+        for r in rows {
+            body.extend_from_slice(&r.0.to_be_bytes());
+            body.extend_from_slice(&r.1.to_be_bytes());
+            body.extend_from_slice(&r.2.to_be_bytes());
+            body.extend_from_slice(&r.3.to_be_bytes());
+            body.extend_from_slice(&r.4.to_be_bytes());
+            body.extend_from_slice(&r.5.to_be_bytes());
+            body.extend_from_slice(&r.6.to_be_bytes());
+            body.extend_from_slice(&r.7.to_be_bytes());
+        }
+        let mut file = vec![FIX_CRCS, 0, 1];
+        file.extend_from_slice(&crc32c_of(&body).to_be_bytes());
+        file.extend_from_slice(&body);
+        file
+    };
+    let mut out = Vec::new();
+    let snapshots: [(&str, Vec<Row>); 4] = [
+        ("empty", vec![]),
+        (
+            "idempotent",
+            vec![(1_000, 0, 4, 9, 4, 1_700_000_000_000, -1, -1)],
+        ),
+        (
+            "open-txn",
+            vec![
+                (1_000, 2, 9, 19, 4, 1_700_000_000_000, 3, 15),
+                (1_000, 2, 14, 24, 4, 1_700_000_000_001, 3, 15),
+                (2_000, 0, -1, -1, 0, 1_700_000_000_002, 5, -1),
+            ],
+        ),
+        ("seq-wrap", vec![(7, 1, 2, 100, 9, 1, 0, -1)]),
+    ];
+    for (name, rows) in snapshots {
+        out.push((
+            "producer_snapshot".to_owned(),
+            name.to_owned(),
+            snapshot(&rows),
+        ));
+    }
+    let entry = |p: i64, first: i64, last: i64, lso: i64| -> Vec<u8> {
+        let mut e = 0i16.to_be_bytes().to_vec();
+        for f in [p, first, last, lso] {
+            e.extend_from_slice(&f.to_be_bytes());
+        }
+        e
+    };
+    let bounds = |fetch: i64, bound: i64| -> Vec<u8> {
+        let mut b = fetch.to_be_bytes().to_vec();
+        b.extend_from_slice(&bound.to_be_bytes());
+        b
+    };
+    let two = [entry(1, 0, 10, 0), entry(2, 5, 30, 11)].concat();
+    let mut torn = two.clone();
+    torn.extend_from_slice(&entry(3, 31, 40, 41)[..20]);
+    let mut bad_version = entry(4, 1, 2, 3);
+    bad_version[1] = 9;
+    let files: [(&str, Vec<u8>); 4] = [
+        ("two-entries", [bounds(3, 20), two.clone()].concat()),
+        ("torn-tail", [bounds(0, i64::MAX), torn].concat()),
+        ("bad-version", [bounds(0, 100), two, bad_version].concat()),
+        ("empty", bounds(-1, 0)),
+    ];
+    for (name, bytes) in files {
+        out.push(("txn_index".to_owned(), name.to_owned(), bytes));
+    }
     out
 }

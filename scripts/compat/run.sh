@@ -82,6 +82,7 @@ declare -A ROW=(
   [group-consumers]="$KP_V, $CK_V"$'\tconsumer groups: subscribe, commit, resume from commit'
   [transactions]="$CK_V"$'\ttransactions: commit/abort, read_committed, fencing, send_offsets_to_transaction'
   [txn-read-committed]="$KP_V, $CK_V"$'\ttransactions: read_committed / read_uncommitted consumers, no marker handed out'
+  [txn-eos-kill]="$CK_V"$'\ttransactions: consume-transform-produce exactly once, processor killed -9 and restarted'
 )
 [[ -n $RESULTS ]] && { mkdir -p "$(dirname "$RESULTS")"; : >"$RESULTS"; }
 record() {
@@ -145,6 +146,7 @@ check group-consumers "$PYTHON" "$HERE/group_consumers.py" "$ADDR" compat-groups
 check compaction "$PYTHON" "$HERE/compaction.py" "$ADDR" compat-compacted
 check transactions "$PYTHON" "$HERE/transactions.py" "$ADDR"
 check txn-read-committed "$PYTHON" "$HERE/txn_read_committed.py" "$ADDR"
+check txn-eos-kill "$PYTHON" "$HERE/txn_eos_kill.py" "$ADDR"
 
 if ! kill -0 "$PID" 2>/dev/null; then
   echo "FAIL broker-alive (sluice exited during the checks)"; FAILED=1

@@ -206,7 +206,7 @@ fn follow(shard: &Shard, partition: Rc<Partition>, meta: &TopicMeta, want: Follo
 
 /// The address a follower fetches from: the leader's endpoint of the inter-broker listener
 /// (`inter_broker`), else its first registered endpoint.
-fn broker_addr(shard: &Shard, broker: i32) -> Option<SocketAddr> {
+pub fn broker_addr(shard: &Shard, broker: i32) -> Option<SocketAddr> {
     let image = shard.topics.borrow();
     let end_points = &image.broker(broker)?.end_points;
     let named = super::inter_broker::listener_name().and_then(|name| {

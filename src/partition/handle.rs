@@ -61,7 +61,11 @@ impl PartitionHandle {
         self.local()
             .clone()
             .write_marker(item, now_ms, durable)
-            .await
+            .await?;
+        match self {
+            PartitionHandle::Local(_) => Ok(()),
+            PartitionHandle::Replicated(p) => p.await_marker_replication(now_ms).await,
+        }
     }
 
     /// See [`Partition::epoch_of_offset`].

@@ -287,6 +287,18 @@ impl ReplicatedPartition {
         self.local.notify_appended();
     }
 
+    /// A transaction marker just written to the leader's log (`Partition::write_marker`):
+    /// answered once replicated to the ISR, as Kafka appends markers with acks=-1 (a marker
+    /// lost with its leader would leave the transaction open on the new one, its coordinator
+    /// done with it).
+    pub async fn await_marker_replication(&self, now_ms: i64) -> Result<(), PartitionError> {
+        let required_offset = self.log_end();
+        self.after_state_change(false);
+        self.await_replication(required_offset, now_ms)
+            .await
+            .map_err(ack_error)
+    }
+
     /// Waits for the high watermark to reach `required_offset`, bounded by the produce
     /// timeout; `Ok` once replicated to the ISR.
     async fn await_replication(
@@ -466,3 +478,7 @@ mod failover_tests;
 #[cfg(test)]
 #[path = "failover_model_tests.rs"]
 mod failover_model_tests;
+
+#[cfg(test)]
+#[path = "replicated_txn_tests.rs"]
+mod txn_tests;

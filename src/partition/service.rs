@@ -244,8 +244,10 @@ impl PartitionService {
         join_all(appends).await
     }
 
-    /// The group coordinator's records (already framed as batches) to an offsets partition;
-    /// answered once written (acks=1, what the coordinator waits for on a single replica).
+    /// The group and transaction coordinators' records (already framed as batches) to their
+    /// partition; answered once written, and on a replicated leader once replicated to the ISR
+    /// (acks=-1, as Kafka's coordinators append: a record lost with its leader would be a
+    /// state the clients were told of and the next coordinator does not load).
     pub async fn append_coordinator(
         &self,
         tp: &TopicPartition,
@@ -254,7 +256,7 @@ impl PartitionService {
         let request = AppendRequest {
             records,
             origin: AppendOrigin::Coordinator,
-            acks: 1,
+            acks: -1,
             flush_on_acks_all: false,
             now_ms: self.clock.now_ms(),
             timeout_ms: None,

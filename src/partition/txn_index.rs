@@ -148,15 +148,24 @@ pub async fn read_entries(dir: &Path, segment_base: i64) -> Result<Vec<AbortedTx
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(source) => return Err(TxnIndexError { path, source }),
     };
+    let (out, bad_entry) = decode_entries(&bytes);
+    if bad_entry {
+        tracing::warn!(file = %path.display(), "aborted-transaction index: bad entry, rest ignored");
+    }
+    Ok(out)
+}
+
+/// The whole entries of a `.txnindex` file's bytes, up to the first that does not decode
+/// (answered true: the rest is ignored); a torn tail (a partial entry) is dropped silently.
+pub fn decode_entries(bytes: &[u8]) -> (Vec<AbortedTxn>, bool) {
     let mut out = Vec::with_capacity(bytes.len() / ENTRY_BYTES);
     for chunk in bytes.chunks_exact(ENTRY_BYTES) {
         let Some(txn) = AbortedTxn::decode(chunk) else {
-            tracing::warn!(file = %path.display(), "aborted-transaction index: bad entry, rest ignored");
-            break;
+            return (out, true);
         };
         out.push(txn);
     }
-    Ok(out)
+    (out, false)
 }
 
 /// Kafka's `TransactionIndex.collectAbortedTxns(fetchOffset, upperBoundOffset)` over one

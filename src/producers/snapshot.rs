@@ -138,10 +138,14 @@ pub fn decode(bytes: &[u8], limits: StateLimits) -> Option<ProducerStates> {
     Some(states)
 }
 
-/// Kafka's `DefaultRecordBatch.decrementSequence`: sequences wrap from 0 to i32::MAX.
+/// Kafka's `DefaultRecordBatch.decrementSequence`: sequences wrap from 0 to i32::MAX. Java's
+/// int arithmetic wraps; so does this (a corrupt snapshot's negative sequence must not
+/// overflow: found by the `producer_snapshot` fuzz target).
 fn decrement_sequence(sequence: i32, decrement: i32) -> i32 {
     if sequence < decrement {
-        i32::MAX - (decrement - sequence) + 1
+        i32::MAX
+            .wrapping_sub(decrement.wrapping_sub(sequence))
+            .wrapping_add(1)
     } else {
         sequence - decrement
     }
@@ -239,6 +243,20 @@ mod tests {
             log_append_time_ms: -1,
         };
         s.commit(&ident, meta, 500);
+    }
+
+    /// Kafka's wrap-around (the first sequence of a batch that crossed i32::MAX), and a
+    /// corrupt file's negative sequence wraps as Java's int does instead of overflowing.
+    #[test]
+    fn sequence_decrement_wraps_like_java() {
+        assert_eq!(decrement_sequence(2, 9), i32::MAX - 6);
+        assert_eq!(decrement_sequence(10, 4), 6);
+        assert_eq!(
+            decrement_sequence(i32::MIN, 10),
+            i32::MAX
+                .wrapping_sub(10i32.wrapping_sub(i32::MIN))
+                .wrapping_add(1)
+        );
     }
 
     /// The snapshot keeps each producer's epoch, last batch, coordinator epoch and open

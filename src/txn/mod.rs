@@ -12,6 +12,7 @@
 //! in the log before it is answered; every message between shards carries owned data only.
 
 pub mod api;
+pub mod channel;
 pub mod code;
 pub mod codec;
 pub mod coordinator;
@@ -107,9 +108,21 @@ pub async fn start(shard: &Shard) {
     store::load_owned(shard).await;
 }
 
-/// Called after a shard adopted topic changes: loads newly opened transaction log partitions.
+/// Called after a shard adopted topic changes: forgets the transaction log partitions this
+/// broker no longer leads (it never writes to them again; their new leader completes what was
+/// in flight) and loads the ones it now leads.
 pub async fn adopted(shard: &Shard, changed: &[crate::topics::TopicMeta]) {
     if changed.iter().any(|m| m.name == TRANSACTION_STATE_TOPIC) {
+        for index in shard.txns.loaded_partitions() {
+            if !crate::coordinator_log::io::leads_partition(shard, TRANSACTION_STATE_TOPIC, index) {
+                let ids = shard.txns.unload(index);
+                tracing::info!(
+                    partition = index,
+                    ids,
+                    "transaction log partition led elsewhere now; ids unloaded"
+                );
+            }
+        }
         store::load_owned(shard).await;
     }
 }

@@ -51,6 +51,8 @@ pub struct Coordinator {
     pub(super) logs: crate::coordinator_log::Loaded,
     /// Ids loaded in PrepareCommit/PrepareAbort whose completion the timer must resume.
     pub(super) to_resume: RefCell<Vec<String>>,
+    /// Markers queued for partition leaders on other brokers.
+    pub(super) channels: super::channel::MarkerChannels,
 }
 
 impl Coordinator {
@@ -68,11 +70,41 @@ impl Coordinator {
             txns: RefCell::new(HashMap::new()),
             logs: crate::coordinator_log::Loaded::default(),
             to_resume: RefCell::new(Vec::new()),
+            channels: super::channel::MarkerChannels::new(
+                config.transaction_marker_queue_max_entries,
+            ),
         }
     }
 
     pub fn loaded(&self) -> &crate::coordinator_log::Loaded {
         &self.logs
+    }
+
+    /// The `__transaction_state` partitions loaded here.
+    pub fn loaded_partitions(&self) -> Vec<u32> {
+        self.logs.indexes()
+    }
+
+    /// Forgets a `__transaction_state` partition and its ids (Kafka's
+    /// `removeTransactionsForTxnTopicPartition`: another broker leads it now and reloads them
+    /// from its log, completing what was in flight); EndTxn answers waiting on their markers
+    /// are released (the outcome is logged already). Answers how many ids went.
+    pub fn unload(&self, index: u32) -> usize {
+        self.logs.remove(index);
+        let mut waiters = Vec::new();
+        let mut gone = 0;
+        self.txns.borrow_mut().retain(|_, entry| {
+            let keep = entry.partition != index;
+            if !keep {
+                waiters.append(&mut entry.waiters);
+                gone += 1;
+            }
+            keep
+        });
+        for waiter in waiters {
+            let _gone_is_fine = waiter.send(());
+        }
+        gone
     }
 
     pub fn count(&self) -> usize {

@@ -1,0 +1,397 @@
+//! Transactions in a three-broker KRaft cluster (issue 12): a librdkafka transactional producer
+//! writes to partitions led by every broker; the coordinator (the leader of the id's
+//! `__transaction_state` partition) writes the markers of partitions led elsewhere with
+//! WriteTxnMarkers to their leaders, and completes the transaction only once all are written,
+//! so a read_committed consumer sees exactly the committed records (and is not blocked by an
+//! aborted transaction). With RF=3 the markers replicate like any batch and the LSO a leader
+//! answers never passes its high watermark.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use common::cluster::{leaders, Cluster, ClusterOpts};
+use common::kafka::{self, CALL_TIMEOUT};
+use common::wait_until;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{Offset, TopicPartitionList};
+
+type TxnProducer = ThreadedProducer<DefaultProducerContext>;
+
+/// Few coordinator partitions and fast timers.
+const CLUSTER_TOML: &str = r#"
+"group.initial.rebalance.delay.ms" = 0
+"offsets.topic.num.partitions" = 3
+"transaction.state.log.num.partitions" = 3
+"transaction.abort.timed.out.transaction.cleanup.interval.ms" = 200
+"transaction.max.timeout.ms" = 60000
+"#;
+
+fn cluster(extra: &str) -> Cluster {
+    Cluster::start(ClusterOpts {
+        extra_toml: format!("{CLUSTER_TOML}{extra}"),
+        ..ClusterOpts::default()
+    })
+}
+
+/// Creates `topic` and waits until every broker knows a leader for each partition; answers
+/// the leaders.
+fn create_spread_topic(cluster: &Cluster, topic: &str, partitions: i32) -> Vec<i32> {
+    assert_eq!(
+        cluster.create_topic(topic, partitions, Duration::from_secs(30)),
+        0
+    );
+    let mut found = Vec::new();
+    wait_until(Duration::from_secs(30), "leaders on every broker", || {
+        let views: Vec<Vec<i32>> = (0..3)
+            .map(|i| leaders(&cluster.metadata(i), topic))
+            .collect();
+        found = views[0].clone();
+        views.iter().all(|v| v == &found)
+            && found.len() == usize::try_from(partitions).unwrap()
+            && found.iter().all(|l| *l > 0)
+    });
+    found
+}
+
+fn transactional(cluster: &Cluster, id: &str) -> TxnProducer {
+    let producer: TxnProducer = kafka::client_config(cluster.broker(0))
+        .set("bootstrap.servers", cluster.bootstrap())
+        .set("transactional.id", id)
+        .set("transaction.timeout.ms", "30000")
+        .set("linger.ms", "5")
+        .create()
+        .expect("transactional producer");
+    producer
+        .init_transactions(CALL_TIMEOUT)
+        .expect("init_transactions");
+    producer
+}
+
+fn send(producer: &TxnProducer, topic: &str, partition: i32, value: &str) {
+    producer
+        .send(
+            BaseRecord::<(), str>::to(topic)
+                .partition(partition)
+                .payload(value),
+        )
+        .map_err(|(e, _)| e)
+        .expect("enqueue");
+}
+
+fn consumer(cluster: &Cluster, isolation: &str) -> BaseConsumer {
+    kafka::consumer_with(
+        cluster.broker(0),
+        &[
+            ("bootstrap.servers", &cluster.bootstrap()),
+            ("isolation.level", isolation),
+        ],
+    )
+}
+
+/// Every value of `topic` read from the start, waiting until at least `expected` arrived
+/// and then for a quiet second (so extra records would be seen).
+fn read_values(
+    cluster: &Cluster,
+    topic: &str,
+    partitions: i32,
+    isolation: &str,
+    expected: usize,
+) -> Vec<String> {
+    let consumer = consumer(cluster, isolation);
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut values = Vec::new();
+    let deadline = Instant::now() + kafka::CONSUME_TIMEOUT;
+    let mut quiet_since = Instant::now();
+    while Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                values.push(String::from_utf8(m.payload().unwrap_or_default().to_vec()).unwrap());
+                quiet_since = Instant::now();
+            }
+            Some(Err(_)) | None => {
+                if values.len() >= expected && quiet_since.elapsed() > Duration::from_secs(1) {
+                    break;
+                }
+            }
+        }
+    }
+    values.sort();
+    values
+}
+
+fn sorted(values: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut v: Vec<String> = values.into_iter().collect();
+    v.sort();
+    v
+}
+
+/// Commit, abort, commit over partitions led by all three brokers: whichever broker
+/// coordinates the id, the other two leaders get their markers over WriteTxnMarkers, and
+/// read_committed sees exactly the committed records (the aborted ones are indexed on each
+/// leader, the LSO moves past them).
+#[test]
+fn commit_and_abort_over_partitions_led_by_every_broker() {
+    let cluster = cluster("");
+    let topic = "spread";
+    let partitions = 6;
+    let leaders = create_spread_topic(&cluster, topic, partitions);
+    assert_eq!(
+        leaders.iter().copied().collect::<BTreeSet<i32>>(),
+        BTreeSet::from([1, 2, 3]),
+        "the topic's leaders are spread over every broker: {leaders:?}"
+    );
+    let producer = transactional(&cluster, "spread-tx");
+    producer.begin_transaction().unwrap();
+    for i in 0..60 {
+        send(&producer, topic, i % partitions, &format!("c1-{i}"));
+    }
+    producer.commit_transaction(CALL_TIMEOUT).unwrap();
+    producer.begin_transaction().unwrap();
+    for i in 0..60 {
+        send(&producer, topic, i % partitions, &format!("ab-{i}"));
+    }
+    producer.flush(CALL_TIMEOUT).unwrap();
+    producer.abort_transaction(CALL_TIMEOUT).unwrap();
+    producer.begin_transaction().unwrap();
+    for i in 0..12 {
+        send(&producer, topic, i % partitions, &format!("c2-{i}"));
+    }
+    producer.commit_transaction(CALL_TIMEOUT).unwrap();
+
+    let committed = sorted(
+        (0..60)
+            .map(|i| format!("c1-{i}"))
+            .chain((0..12).map(|i| format!("c2-{i}"))),
+    );
+    assert_eq!(
+        read_values(&cluster, topic, partitions, "read_committed", 72),
+        committed
+    );
+    let all = read_values(&cluster, topic, partitions, "read_uncommitted", 132);
+    assert_eq!(
+        all.len(),
+        132,
+        "read_uncommitted sees the aborted records too"
+    );
+    assert_eq!(all.iter().filter(|v| v.starts_with("ab-")).count(), 60);
+}
+
+/// The `.log` segment files of a partition directory, concatenated in name order.
+fn segment_bytes(dir: &std::path::Path) -> Vec<u8> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut names: Vec<_> = entries
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".log"))
+        .collect();
+    names.sort();
+    names
+        .iter()
+        .flat_map(|n| std::fs::read(dir.join(n)).unwrap())
+        .collect()
+}
+
+/// RF=3: the records and the markers (control batches) replicate like any batch: after a
+/// commit and an abort every replica of every partition holds its leader's bytes, and
+/// read_committed sees exactly the committed records.
+#[test]
+fn markers_replicate_to_every_replica() {
+    let cluster = cluster("\"default.replication.factor\" = 3\n");
+    let topic = "replicated";
+    let partitions = 3;
+    let leaders = create_spread_topic(&cluster, topic, partitions);
+    let producer = transactional(&cluster, "replicated-tx");
+    producer.begin_transaction().unwrap();
+    for i in 0..30 {
+        send(&producer, topic, i % partitions, &format!("c-{i}"));
+    }
+    producer.commit_transaction(CALL_TIMEOUT).unwrap();
+    producer.begin_transaction().unwrap();
+    for i in 0..30 {
+        send(&producer, topic, i % partitions, &format!("ab-{i}"));
+    }
+    producer.flush(CALL_TIMEOUT).unwrap();
+    producer.abort_transaction(CALL_TIMEOUT).unwrap();
+    assert_eq!(
+        read_values(&cluster, topic, partitions, "read_committed", 30),
+        sorted((0..30).map(|i| format!("c-{i}")))
+    );
+    for (p, leader) in leaders.iter().enumerate() {
+        let dir = |i: usize| cluster.broker(i).data_dir().join(format!("{topic}-{p}"));
+        let leader_index = usize::try_from(leader - 1).unwrap();
+        let leader_bytes = segment_bytes(&dir(leader_index));
+        // 10 + 10 records in two batches or more, and two markers.
+        assert!(!leader_bytes.is_empty());
+        for i in (0..3).filter(|i| *i != leader_index) {
+            wait_until(
+                Duration::from_secs(20),
+                &format!("broker {} to hold {topic}-{p} with its markers", i + 1),
+                || segment_bytes(&dir(i)) == leader_bytes,
+            );
+        }
+    }
+}
+
+/// Kill -9 of the coordinator mid-transaction (RF=3 everywhere): the `__transaction_state`
+/// partition's new leader loads the id (its Ongoing record was replicated before it was
+/// answered), the producer finds it and commits, the markers reach every partition's leader
+/// (some of them moved with the kill too); then an abort and a commit: the LSO advances and
+/// read_committed sees exactly the committed records.
+#[test]
+fn coordinator_failover_mid_transaction() {
+    let mut cluster = cluster("\"default.replication.factor\" = 3\n");
+    let topic = "failover";
+    let partitions = 3;
+    create_spread_topic(&cluster, topic, partitions);
+    let id = "failover-tx";
+    let producer = transactional(&cluster, id);
+    let log_partition = sluice::coordinator_log::partition_for(id, 3);
+    let coordinator = leaders(&cluster.metadata(0), "__transaction_state")
+        [usize::try_from(log_partition).unwrap()];
+    assert!(coordinator > 0);
+    producer.begin_transaction().unwrap();
+    for i in 0..30 {
+        send(&producer, topic, i % partitions, &format!("c1-{i}"));
+    }
+    producer.flush(CALL_TIMEOUT).unwrap();
+    let killed = usize::try_from(coordinator - 1).unwrap();
+    cluster.broker_mut(killed).kill9();
+    let survivor = (0..3).find(|i| *i != killed).unwrap();
+    wait_until(Duration::from_secs(30), "a new coordinator", || {
+        let now = leaders(&cluster.metadata(survivor), "__transaction_state");
+        now.get(usize::try_from(log_partition).unwrap())
+            .is_some_and(|l| *l > 0 && *l != coordinator)
+    });
+    producer
+        .commit_transaction(Duration::from_secs(60))
+        .expect("commit through the new coordinator");
+    producer.begin_transaction().unwrap();
+    for i in 0..30 {
+        send(&producer, topic, i % partitions, &format!("ab-{i}"));
+    }
+    producer.flush(CALL_TIMEOUT).unwrap();
+    producer.abort_transaction(CALL_TIMEOUT).unwrap();
+    producer.begin_transaction().unwrap();
+    for i in 0..6 {
+        send(&producer, topic, i % partitions, &format!("c2-{i}"));
+    }
+    producer.commit_transaction(CALL_TIMEOUT).unwrap();
+    let consumer_on = |isolation: &str, expected: usize| {
+        let consumer =
+            kafka::consumer_with(cluster.broker(survivor), &[("isolation.level", isolation)]);
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..partitions {
+            tpl.add_partition_offset(topic, p, Offset::Beginning)
+                .unwrap();
+        }
+        consumer.assign(&tpl).unwrap();
+        let mut values = Vec::new();
+        let deadline = Instant::now() + kafka::CONSUME_TIMEOUT;
+        let mut quiet_since = Instant::now();
+        while Instant::now() < deadline {
+            match consumer.poll(Duration::from_millis(100)) {
+                Some(Ok(m)) => {
+                    values.push(String::from_utf8(m.payload().unwrap().to_vec()).unwrap());
+                    quiet_since = Instant::now();
+                }
+                _ if values.len() >= expected && quiet_since.elapsed() > Duration::from_secs(1) => {
+                    break
+                }
+                _ => {}
+            }
+        }
+        sorted(values)
+    };
+    assert_eq!(
+        consumer_on("read_committed", 36),
+        sorted(
+            (0..30)
+                .map(|i| format!("c1-{i}"))
+                .chain((0..6).map(|i| format!("c2-{i}")))
+        )
+    );
+}
+
+/// Kill -9 of a broker that leads partitions of an open transaction but does not coordinate
+/// it (RF=3): the coordinator's markers to it fail until the controller elects new leaders;
+/// it re-reads them from its image and retries, so the commit completes and read_committed
+/// sees every record.
+#[test]
+fn markers_follow_a_partition_leader_killed_mid_transaction() {
+    let mut cluster = cluster("\"default.replication.factor\" = 3\n");
+    let topic = "moved";
+    let partitions = 6;
+    let leaders = create_spread_topic(&cluster, topic, partitions);
+    let id = "moved-tx";
+    let log_partition = usize::try_from(sluice::coordinator_log::partition_for(id, 3)).unwrap();
+    let coordinator = leaders_of_log(&cluster, 0)[log_partition];
+    let victim = *leaders
+        .iter()
+        .find(|l| **l != coordinator)
+        .expect("a partition led by another broker than the coordinator");
+    let producer = transactional(&cluster, id);
+    producer.begin_transaction().unwrap();
+    for i in 0..60 {
+        send(&producer, topic, i % partitions, &format!("v-{i}"));
+    }
+    producer.flush(CALL_TIMEOUT).unwrap();
+    let killed = usize::try_from(victim - 1).unwrap();
+    cluster.broker_mut(killed).kill9();
+    producer
+        .commit_transaction(Duration::from_secs(60))
+        .expect("commit once the victim's partitions have new leaders");
+    let survivor = usize::try_from(coordinator - 1).unwrap();
+    assert_eq!(
+        leaders_of_log(&cluster, survivor)[log_partition],
+        coordinator,
+        "the coordinator did not move"
+    );
+    let consumer = kafka::consumer_with(
+        cluster.broker(survivor),
+        &[("isolation.level", "read_committed")],
+    );
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut values = Vec::new();
+    let deadline = Instant::now() + kafka::CONSUME_TIMEOUT;
+    while values.len() < 60 && Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            values.push(String::from_utf8(m.payload().unwrap().to_vec()).unwrap());
+        }
+    }
+    assert_eq!(sorted(values), sorted((0..60).map(|i| format!("v-{i}"))));
+}
+
+/// The leaders of the `__transaction_state` partitions as broker `index` answers.
+fn leaders_of_log(cluster: &Cluster, index: usize) -> Vec<i32> {
+    let mut found = Vec::new();
+    wait_until(
+        Duration::from_secs(30),
+        "the transaction log's leaders",
+        || {
+            found = leaders(&cluster.metadata(index), "__transaction_state");
+            found.len() == 3 && found.iter().all(|l| *l > 0)
+        },
+    );
+    found
+}
