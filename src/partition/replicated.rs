@@ -294,7 +294,7 @@ impl ReplicatedPartition {
     pub async fn await_marker_replication(&self, now_ms: i64) -> Result<(), PartitionError> {
         let required_offset = self.log_end();
         self.after_state_change(false);
-        self.await_replication(required_offset, now_ms)
+        self.await_replication(required_offset, now_ms, self.config.produce_timeout_ms)
             .await
             .map_err(ack_error)
     }

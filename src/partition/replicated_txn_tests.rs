@@ -58,6 +58,7 @@ fn append(producer: Option<i64>, values: &[&str]) -> AppendRequest {
         acks: 1,
         flush_on_acks_all: false,
         now_ms: 0,
+        timeout_ms: None,
     }
 }
 

@@ -20,9 +20,6 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use compio::buf::{BufResult, IntoInner, IoBuf};
-use compio::io::{AsyncReadExt, AsyncWriteExt};
-use compio::net::TcpStream;
 use futures_channel::{mpsc, oneshot};
 use futures_util::StreamExt;
 use kafka_protocol::messages::write_txn_markers_request::{
@@ -34,6 +31,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
+use crate::cluster::inter_broker::BrokerStream;
 use crate::partition::TopicPartition;
 use crate::shard::Shard;
 
@@ -227,7 +225,7 @@ enum ChannelError {
 /// The destination's connection: dialled on demand, dropped on any error.
 #[derive(Default)]
 struct Connection {
-    stream: Option<(SocketAddr, TcpStream)>,
+    stream: Option<(SocketAddr, BrokerStream)>,
     correlation_id: i32,
 }
 
@@ -267,24 +265,23 @@ impl Connection {
             self.stream = None;
         }
         if self.stream.is_none() {
-            self.stream = Some((addr, TcpStream::connect(addr).await?));
+            // The inter-broker listener's security (TLS when it is SSL), as replica fetches.
+            self.stream = Some((addr, BrokerStream::connect(addr).await?));
         }
         let Some((_, stream)) = self.stream.as_mut() else {
             return Err(ChannelError::Protocol("no connection".into()));
         };
-        let BufResult(res, _) = stream.write_all(frame).await;
-        res?;
-        let BufResult(res, len) = stream.read_exact([0u8; 4]).await;
-        res?;
-        let len = usize::try_from(i32::from_be_bytes(len))
+        stream.write_all(frame).await?;
+        let head = stream.read_exact(4).await?;
+        let len = <[u8; 4]>::try_from(head.as_slice())
+            .map(i32::from_be_bytes)
+            .map_err(|_| ChannelError::Protocol("short frame size".into()))?;
+        let len = usize::try_from(len)
             .map_err(|_| ChannelError::Protocol("negative frame size".into()))?;
         if len > RESPONSE_BYTES_MAX {
             return Err(ChannelError::Protocol(format!("response of {len} bytes")));
         }
-        let body = Vec::with_capacity(len);
-        let BufResult(res, body) = stream.read_exact(body.slice(..len)).await;
-        res?;
-        Ok(Bytes::from(body.into_inner()))
+        Ok(Bytes::from(stream.read_exact(len).await?))
     }
 }
 
