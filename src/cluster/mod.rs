@@ -31,6 +31,7 @@ pub mod deletion;
 pub mod duties;
 pub mod election;
 pub mod follow;
+pub mod forwarding;
 pub mod heartbeat;
 pub mod image;
 pub mod kraft;

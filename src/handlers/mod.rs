@@ -34,6 +34,7 @@ pub mod end_txn;
 pub mod error;
 pub mod fetch;
 pub mod fetch_session;
+pub mod forward;
 pub mod find_coordinator;
 pub mod group_common;
 pub mod heartbeat;

@@ -208,6 +208,22 @@ fn start_cluster_tasks(
             node.clone(),
         )));
     }
+    // Envelopes (KIP-590) the quorum member accepted while this node leads.
+    let forwarded = node
+        .forwarded
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    if let (Some(calls), Some(listener)) = (forwarded, boot.listeners.first()) {
+        tasks.push(compio::runtime::spawn(
+            crate::handlers::forward::serve_forwarded(
+                shard.clone(),
+                listener.context.clone(),
+                calls,
+                node.forwarding_max_in_flight,
+            ),
+        ));
+    }
     tasks
 }
 
