@@ -193,6 +193,13 @@ pub async fn run(shard: Rc<Shard>, node: Arc<ClusterNode>, request: Registration
                 compio::time::sleep(interval).await;
                 continue;
             }
+            Err(e @ LifecycleError::InconsistentClusterId { .. }) => {
+                if should_log() {
+                    tracing::error!(error = %e, "registration refused; retrying");
+                }
+                compio::time::sleep(interval).await;
+                continue;
+            }
             Err(e) => {
                 if should_log() {
                     tracing::warn!(error = %e, "cannot register with the controller quorum yet; retrying");

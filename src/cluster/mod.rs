@@ -36,6 +36,7 @@ pub mod heartbeat;
 pub mod image;
 pub mod kraft;
 pub mod kraft_metrics;
+pub mod meta_properties;
 pub mod node;
 pub mod open;
 pub mod placement;

@@ -188,6 +188,7 @@ fn start_cluster_tasks(
         let request = match registration(boot) {
             crate::cluster::MetadataRecord::RegisterBroker(r) => {
                 crate::cluster::quorum::lifecycle::RegistrationRequest {
+                    cluster_id: boot.config.cluster_id.clone(),
                     broker_id: r.broker_id,
                     incarnation_id: r.incarnation_id,
                     end_points: r.end_points,

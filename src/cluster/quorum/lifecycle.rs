@@ -36,6 +36,8 @@ use crate::cluster::records::{
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RegistrationRequest {
+    /// The broker's `cluster.id` (Kafka's BrokerRegistration `ClusterId`).
+    pub cluster_id: String,
     pub broker_id: i32,
     pub incarnation_id: u128,
     pub end_points: Vec<BrokerEndpoint>,
@@ -164,6 +166,9 @@ pub enum LifecycleError {
     DuplicateBrokerRegistration(i32),
     #[error("stale broker epoch: register again")]
     StaleBrokerEpoch,
+    /// Kafka's INCONSISTENT_CLUSTER_ID: the broker's `cluster.id` is not the quorum's.
+    #[error("INCONSISTENT_CLUSTER_ID: the broker's cluster.id `{broker}` is not the controller's `{controller}`")]
+    InconsistentClusterId { broker: String, controller: String },
     #[error("producer id space exhausted")]
     ProducerIdsExhausted,
     #[error("{0}")]
@@ -175,6 +180,8 @@ pub type Answer<T> = Result<T, LifecycleError>;
 /// See the module documentation.
 pub struct Lifecycle {
     node_id: u64,
+    /// This quorum's `cluster.id`: registrations naming another are refused.
+    cluster_id: String,
     voters: Vec<Voter>,
     raft: Raft,
     leader: Arc<AtomicU64>,
@@ -191,8 +198,10 @@ pub struct Lifecycle {
 }
 
 impl Lifecycle {
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
         node_id: u64,
+        cluster_id: String,
         voters: Vec<Voter>,
         raft: Raft,
         leader: Arc<AtomicU64>,
@@ -202,6 +211,7 @@ impl Lifecycle {
     ) -> Self {
         Self {
             node_id,
+            cluster_id,
             voters,
             raft,
             leader,
@@ -261,6 +271,12 @@ impl Lifecycle {
     /// Kafka's BrokerRegistration: answers the broker epoch.
     pub async fn register(&self, request: RegistrationRequest) -> Answer<i64> {
         self.check_leader()?;
+        if request.cluster_id != self.cluster_id {
+            return Err(LifecycleError::InconsistentClusterId {
+                broker: request.cluster_id,
+                controller: self.cluster_id.clone(),
+            });
+        }
         let _guard = self.propose_lock.lock().await;
         let existing = self.image.lock().image.broker(request.broker_id).cloned();
         if let Some(existing) = &existing {

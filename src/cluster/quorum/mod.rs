@@ -397,6 +397,7 @@ impl Member {
         let lifecycle = self.lifecycle.map(|(image, session, forwarded)| {
             std::rc::Rc::new(lifecycle::Lifecycle::new(
                 config.node_id,
+                config.cluster_id.clone(),
                 config.voters.clone(),
                 raft.clone(),
                 self.leader.clone(),
