@@ -65,7 +65,9 @@ impl ClusterNode {
             }
             false => None,
         };
-        let forwarded = quorum.as_ref().map(|_| forwarded_rx);
+        // Only a node with shards runs forwarded requests; elsewhere the receiver is dropped,
+        // so the quorum thread refuses envelopes at once instead of queueing them unanswered.
+        let forwarded = (quorum.is_some() && settings.roles.broker).then_some(forwarded_rx);
         tracing::info!(
             node_id = settings.node_id,
             broker = settings.roles.broker,
