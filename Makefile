@@ -194,7 +194,7 @@ fuzz: fuzz-deps
 	done
 
 # Metadata scale benchmark (issue 10; BENCHMARKS.md "Cluster metadata scale"): five brokers on
-# loopback, 100,000 partitions. Minutes; scratch data in /tmp/sluice-scale, removed at the end.
+# loopback, 100,000 partitions. Minutes; scratch data in /var/tmp/sluice-cluster-scale-bench, removed at the end.
 .PHONY: bench-cluster-scale
 bench-cluster-scale: release
 	python3 scripts/bench/cluster_scale.py --bin target/release/sluice

@@ -9,7 +9,8 @@ every broker (CreateTopics, forwarded to the active controller by the others). R
 - the metadata snapshot size on a controller;
 - Metadata latency for all topics (v4, topics = null), per broker;
 - start time of a restarted broker-only node and of a restarted controller with that image
-  (spawn -> ready line, and spawn -> its Metadata lists every topic).
+  (spawn -> ready line, and spawn -> its Metadata lists every topic);
+- each node's resident memory after the creation.
 
 Pure standard library (a minimal Kafka wire client: Metadata v4, CreateTopics v4), so the
 figures are the broker's, not a client library's. Not a test: run it by hand
@@ -17,7 +18,7 @@ figures are the broker's, not a client library's. Not a test: run it by hand
 end unless --keep).
 
 Usage: scripts/bench/cluster_scale.py [--bin target/release/sluice] [--brokers 5]
-       [--partitions 100000] [--per-topic 100] [--inflight 8] [--dir /tmp/sluice-scale]
+       [--partitions 100000] [--per-topic 100] [--inflight 8] [--dir /var/tmp/sluice-cluster-scale-bench]
 """
 
 import argparse
@@ -214,6 +215,13 @@ class Node:
                 self.proc.wait()
         self.proc = None
 
+    def rss_mib(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return round(int(line.split()[1]) / 1024)
+        return -1
+
     def snapshot_bytes(self):
         best = 0
         for dirpath, _, files in os.walk(os.path.join(self.dir, "data")):
@@ -258,7 +266,7 @@ def main():
     ap.add_argument("--inflight", type=int, default=8)
     ap.add_argument("--sample-every", type=int, default=10)
     ap.add_argument("--snapshot-every", type=int, default=200)
-    ap.add_argument("--dir", default="/tmp/sluice-scale")
+    ap.add_argument("--dir", default="/var/tmp/sluice-cluster-scale-bench")
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
     if os.path.exists(args.dir):
@@ -333,6 +341,7 @@ def main():
             propagation_p99_ms=round(pct(latencies, 0.99) * 1000, 1),
             propagation_max_ms=round(max(latencies, default=0) * 1000, 1),
         )
+        print(json.dumps(results), file=sys.stderr, flush=True)
         for node in nodes:
             wait_listing(node.client_port, args.brokers, topics, 600)
         all_topics = []
@@ -352,6 +361,8 @@ def main():
         )
         time.sleep(2)
         results["snapshot_bytes"] = max(n.snapshot_bytes() for n in nodes[:controllers])
+        results["rss_mib_per_node"] = [n.rss_mib() for n in nodes]
+        print(json.dumps(results), file=sys.stderr, flush=True)
         # Restarts: the last node (broker-only when there are more than 3) and node 1.
         for key, node in (("restart_broker", nodes[-1]), ("restart_controller", nodes[0])):
             node.stop()
