@@ -170,14 +170,19 @@ fn a_controller_only_node_serves_a_broker_only_node() {
     // before controller.socket.timeout.ms (30 s).
     let asked = std::time::Instant::now();
     let addr = broker.socket_addr();
-    let code = std::thread::spawn(move || common::cluster::create_topic(addr, "not-here", 1)).join();
+    let code =
+        std::thread::spawn(move || common::cluster::create_topic(addr, "not-here", 1)).join();
     assert!(
         matches!(code, Ok(common::cluster::NOT_CONTROLLER)),
         "{code:?}\nbroker:\n{}\ncontroller:\n{}",
         broker.log_text(),
         controller.log_text()
     );
-    assert!(asked.elapsed() < Duration::from_secs(15), "{:?}", asked.elapsed());
+    assert!(
+        asked.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        asked.elapsed()
+    );
     // The broker stops first (its controlled shutdown needs the controller), then the
     // controller: both cleanly.
     broker.stop();

@@ -125,9 +125,10 @@ fn a_broker_that_is_not_the_controller_forwards_admin_requests_as_the_client() {
     // The other admin APIs, through rdkafka's admin client bootstrapped on this broker only.
     let admin = common::kafka::admin(broker);
     let opts = common::kafka::admin_opts();
-    common::block_on(
-        admin.create_partitions(&[rdkafka::admin::NewPartitions::new("alice-made", 3)], &opts),
-    )
+    common::block_on(admin.create_partitions(
+        &[rdkafka::admin::NewPartitions::new("alice-made", 3)],
+        &opts,
+    ))
     .unwrap()
     .into_iter()
     .for_each(|r| assert!(r.is_ok(), "{r:?}"));

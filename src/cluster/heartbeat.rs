@@ -21,8 +21,8 @@ use serde::Serialize;
 use super::node::ClusterNode;
 use super::quorum::lifecycle::{
     AllocateProducerIdsRequest, Answer, AutoCreateOutcome, AutoCreateRequest, AutoCreateResponse,
-    FetchImageResponse, FetchImageWaitRequest, HeartbeatRequest, HeartbeatResponse, LifecycleError, ProducerIdBlock,
-    RegistrationRequest,
+    FetchImageResponse, FetchImageWaitRequest, HeartbeatRequest, HeartbeatResponse, LifecycleError,
+    ProducerIdBlock, RegistrationRequest,
 };
 use super::quorum::network::{
     call_controller, KIND_ALLOCATE_PRODUCER_IDS, KIND_AUTO_CREATE_TOPICS, KIND_BROKER_HEARTBEAT,

@@ -40,7 +40,11 @@ pub enum MetaPropertiesError {
 
 /// Checks `dir`'s `meta.properties` against `cluster_id` and `node_id` (`None`: the single node
 /// of old, whose node id is not an identity), writing it when there is none.
-pub fn ensure(dir: &Path, cluster_id: &str, node_id: Option<i32>) -> Result<(), MetaPropertiesError> {
+pub fn ensure(
+    dir: &Path,
+    cluster_id: &str,
+    node_id: Option<i32>,
+) -> Result<(), MetaPropertiesError> {
     let path = dir.join(FILE_NAME);
     let io = |source| MetaPropertiesError::Io {
         path: path.clone(),
@@ -107,7 +111,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         ensure(dir.path(), "c1", Some(3)).unwrap();
         let text = std::fs::read_to_string(dir.path().join(FILE_NAME)).unwrap();
-        assert!(text.contains("cluster.id=c1") && text.contains("node.id=3"), "{text}");
+        assert!(
+            text.contains("cluster.id=c1") && text.contains("node.id=3"),
+            "{text}"
+        );
         ensure(dir.path(), "c1", Some(3)).unwrap();
         ensure(dir.path(), "c1", None).unwrap();
         assert!(matches!(

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::kraft::{self, KraftSettings};
-use super::quorum::shared_image::SharedImage;
 use super::quorum::lifecycle::ForwardedCall;
+use super::quorum::shared_image::SharedImage;
 use super::quorum::{MetadataRecord, Quorum, QuorumError, QuorumHandle};
 use crate::config::BrokerConfig;
 

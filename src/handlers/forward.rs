@@ -86,7 +86,9 @@ async fn forward(
         .map_err(|e| format!("EnvelopeResponse: {e:#}"))?;
     match (response.error_code, response.response_data) {
         (0, Some(body)) => Ok(body),
-        (code, _) => Err(format!("the controller answered the envelope with error {code}")),
+        (code, _) => Err(format!(
+            "the controller answered the envelope with error {code}"
+        )),
     }
 }
 
@@ -118,7 +120,9 @@ fn envelope_of(request: &Request) -> Result<Vec<u8>, HandlerError> {
         .with_request_principal(Some(principal_bytes.freeze()))
         .with_client_host_address(address);
     let mut out = BytesMut::new();
-    envelope.encode(&mut out, 0).map_err(|e| HandlerError::Encode(format!("{e:#}")))?;
+    envelope
+        .encode(&mut out, 0)
+        .map_err(|e| HandlerError::Encode(format!("{e:#}")))?;
     Ok(out.to_vec())
 }
 
@@ -137,10 +141,7 @@ pub async fn serve_forwarded(
             let (shard, listener) = (shard.clone(), listener.clone());
             async move {
                 let response = run_envelope(shard.clone(), listener, &call.envelope).await;
-                let metadata_offset = shard
-                    .cluster
-                    .as_ref()
-                    .map_or(0, |node| node.image.offset());
+                let metadata_offset = shard.cluster.as_ref().map_or(0, |node| node.image.offset());
                 let mut bytes = BytesMut::new();
                 if let Err(e) = response.encode(&mut bytes, 0) {
                     tracing::warn!(error = %e, "EnvelopeResponse did not encode");

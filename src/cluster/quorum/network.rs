@@ -328,8 +328,7 @@ async fn handle_broker_request(
         KIND_ENVELOPE => encode(&lifecycle.envelope(decode(payload)?).await),
         KIND_FETCH_IMAGE_WAIT => {
             let request = decode(payload)?;
-            let answer: super::lifecycle::Answer<_> =
-                Ok(lifecycle.fetch_image_wait(request).await);
+            let answer: super::lifecycle::Answer<_> = Ok(lifecycle.fetch_image_wait(request).await);
             encode(&answer)
         }
         other => Err(io::Error::new(

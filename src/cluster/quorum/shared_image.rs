@@ -279,7 +279,10 @@ mod tests {
         let started = Instant::now();
         runtime.block_on(image.wait_newer(0, Duration::from_secs(60)));
         assert_eq!(image.offset(), 1);
-        assert!(started.elapsed() < Duration::from_secs(30), "woken, not timed out");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "woken, not timed out"
+        );
         applier.join().unwrap();
         // Nothing newer than 1: the wait runs out; the waiters given up are pruned.
         for _ in 0..5 {
