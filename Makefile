@@ -214,3 +214,9 @@ fuzz: fuzz-deps
 	  (cd fuzz && $(CARGO) +nightly fuzz run --debug-assertions $$t target/corpus-new/$$t corpus/$$t -- \
 	    -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -print_final_stats=1); \
 	done
+
+# Metadata scale benchmark (issue 10; BENCHMARKS.md "Cluster metadata scale"): five brokers on
+# loopback, 100,000 partitions. Minutes; scratch data in /var/tmp/sluice-cluster-scale-bench, removed at the end.
+.PHONY: bench-cluster-scale
+bench-cluster-scale: release
+	python3 scripts/bench/cluster_scale.py --bin target/release/sluice

@@ -459,6 +459,14 @@ pub struct BrokerConfig {
     /// queue delays the completion, retried). Sluice's own bound: Kafka's queue is unbounded.
     #[serde(rename = "transaction.marker.queue.max.entries")]
     pub transaction_marker_queue_max_entries: usize,
+    /// How long a broker waits for the active controller to answer a forwarded admin request
+    /// (Kafka's broker-to-controller channel timeout); then it answers the client itself.
+    #[serde(rename = "controller.socket.timeout.ms")]
+    pub controller_socket_timeout_ms: u64,
+    /// Sluice's: admin requests a node forwards to the active controller at once (beyond, the
+    /// broker answers NOT_CONTROLLER itself), and Envelopes the active controller queues.
+    #[serde(rename = "forwarded.requests.max.in.flight")]
+    pub forwarded_requests_max_in_flight: usize,
 }
 
 impl Default for BrokerConfig {
@@ -606,6 +614,8 @@ impl Default for BrokerConfig {
             transaction_remove_expired_transaction_cleanup_interval_ms: 3_600_000,
             transaction_max_count_per_shard: 100_000,
             transaction_marker_queue_max_entries: 1024,
+            controller_socket_timeout_ms: 30_000,
+            forwarded_requests_max_in_flight: 100,
         }
     }
 }
@@ -795,6 +805,14 @@ impl BrokerConfig {
             });
         }
         positive("replica.lag.time.max.ms", self.replica_lag_time_max_ms)?;
+        positive(
+            "controller.socket.timeout.ms",
+            self.controller_socket_timeout_ms,
+        )?;
+        positive(
+            "forwarded.requests.max.in.flight",
+            self.forwarded_requests_max_in_flight as u64,
+        )?;
         positive("num.replica.fetchers", u64::from(self.num_replica_fetchers))?;
         positive(
             "replica.fetch.max.bytes",

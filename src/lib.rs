@@ -91,6 +91,10 @@ pub fn run(config: BrokerConfig) -> Result<(), BrokerError> {
             path: config.data_dir.clone(),
             source,
         })?;
+    // Kafka's meta.properties: a directory of another cluster (or node) is refused.
+    let kraft_node_id = cluster::kraft::settings(&config)?.map(|s| s.node_id);
+    cluster::meta_properties::ensure(&config.data_dir, &config.cluster_id, kraft_node_id)
+        .map_err(|e| BrokerError::Cluster(e.to_string()))?;
     if cluster::kraft::settings(&config)?.is_some_and(|s| s.roles.controller && !s.roles.broker) {
         return run_controller_only(&config);
     }

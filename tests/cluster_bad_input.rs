@@ -165,8 +165,70 @@ fn a_controller_only_node_serves_a_broker_only_node() {
                 && metadata.controller_id.0 == 2
         },
     );
+    // A controller-only active controller cannot run forwarded requests (no shards): it
+    // refuses the envelope at once and the broker answers NOT_CONTROLLER (retriable), well
+    // before controller.socket.timeout.ms (30 s).
+    let asked = std::time::Instant::now();
+    let addr = broker.socket_addr();
+    let code =
+        std::thread::spawn(move || common::cluster::create_topic(addr, "not-here", 1)).join();
+    assert!(
+        matches!(code, Ok(common::cluster::NOT_CONTROLLER)),
+        "{code:?}\nbroker:\n{}\ncontroller:\n{}",
+        broker.log_text(),
+        controller.log_text()
+    );
+    assert!(
+        asked.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        asked.elapsed()
+    );
     // The broker stops first (its controlled shutdown needs the controller), then the
     // controller: both cleanly.
     broker.stop();
     controller.stop();
+}
+
+#[test]
+fn a_broker_of_another_cluster_id_is_refused_and_a_data_dir_of_another_cluster_too() {
+    let opts = ClusterOpts {
+        nodes: 1,
+        ..ClusterOpts::default()
+    };
+    let cluster = Cluster::start(opts.clone());
+    // Kafka's BrokerRegistration ClusterId check: INCONSISTENT_CLUSTER_ID, retried, never
+    // registered.
+    let toml = format!(
+        "{}\"cluster.id\" = \"another-cluster\"\n",
+        broker_only_toml(&opts, 2, &cluster.controller_ports)
+    );
+    let mut stranger = Broker::start(BrokerOpts::default().cores(1).config(&toml));
+    wait_until(
+        Duration::from_secs(30),
+        "the registration refused with INCONSISTENT_CLUSTER_ID",
+        || stranger.log_text().contains("INCONSISTENT_CLUSTER_ID"),
+    );
+    assert!(stranger.is_running(), "refused, retrying, not crashed");
+    let listed: Vec<i32> = cluster
+        .metadata(0)
+        .brokers
+        .iter()
+        .map(|b| b.node_id.0)
+        .collect();
+    assert_eq!(listed, vec![1]);
+    stranger.stop();
+    // Kafka's meta.properties check: the stopped broker's data dir is of another cluster.
+    let config = stranger.data_dir().with_file_name("other.toml");
+    std::fs::write(&config, "\"cluster.id\" = \"a-third-cluster\"\n").unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(stranger.data_dir())
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("INCONSISTENT_CLUSTER_ID"), "{stderr}");
 }

@@ -15,7 +15,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::cluster::{leaders, topics_view, Cluster, ClusterOpts, NOT_CONTROLLER};
+use common::cluster::{leaders, topics_view, Cluster, ClusterOpts};
 use common::wait_until;
 use rdkafka::consumer::Consumer;
 
@@ -54,15 +54,13 @@ fn every_broker_lists_every_broker_and_the_same_topics() {
     hosts.sort_unstable();
     hosts.dedup();
     assert_eq!(hosts, vec![1, 2, 3], "partitions spread over every broker");
-    // Every broker names the same active controller; the others refuse CreateTopics with
-    // NOT_CONTROLLER (clients then go to the controller Metadata names).
+    // Every broker knows the same active controller; the others forward CreateTopics to it
+    // (KIP-590) and answer once they applied the topic themselves.
     let controller = cluster.controller_index(0).expect("a controller");
-    for i in 0..3 {
-        assert_eq!(cluster.controller_index(i), Some(controller));
-    }
     let other = (controller + 1) % 3;
-    let code = common::cluster::create_topic(cluster.broker(other).socket_addr(), "no", 1);
-    assert_eq!(code, NOT_CONTROLLER);
+    let code = common::cluster::create_topic(cluster.broker(other).socket_addr(), "forwarded", 1);
+    assert_eq!(code, 0);
+    assert_eq!(leaders(&cluster.metadata(other), "forwarded").len(), 1);
     // Sluice's own CLI, given a broker that is not the controller, goes to the controller.
     let cli = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(["topic", "create", "cli-made", "-p", "2"])

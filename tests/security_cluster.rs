@@ -194,6 +194,15 @@ fn quotas_and_acls_set_on_the_controller_apply_on_every_broker_and_survive_a_res
         || (0..3).all(|i| described_rate(cluster.broker(i).socket_addr(), "slow") == Some(1000.0)),
     );
 
+    // Set through a broker that is not the active controller: forwarded (KIP-590), then
+    // described by the controller.
+    assert_eq!(set_producer_rate(other_addr, "forwarded", 2000.0), [0]);
+    wait_until(
+        CLUSTER_READY_TIMEOUT,
+        "the forwarded quota to be described by the controller",
+        || described_rate(controller_addr, "forwarded") == Some(2000.0),
+    );
+
     // Enforced on the other broker: a fresh rate spans ten 1 s windows, so one request of
     // more than 10 000 bytes is over 1000 B/s and throttled for about (bytes - 10 000) ms.
     let (code, throttle_ms) = produce(other_addr, "slow", "quota-cluster", partition, 11_000);

@@ -21,20 +21,21 @@ use serde::Serialize;
 use super::node::ClusterNode;
 use super::quorum::lifecycle::{
     AllocateProducerIdsRequest, Answer, AutoCreateOutcome, AutoCreateRequest, AutoCreateResponse,
-    FetchImageResponse, HeartbeatRequest, HeartbeatResponse, LifecycleError, ProducerIdBlock,
-    RegistrationRequest,
+    FetchImageResponse, FetchImageWaitRequest, HeartbeatRequest, HeartbeatResponse, LifecycleError,
+    ProducerIdBlock, RegistrationRequest,
 };
 use super::quorum::network::{
     call_controller, KIND_ALLOCATE_PRODUCER_IDS, KIND_AUTO_CREATE_TOPICS, KIND_BROKER_HEARTBEAT,
-    KIND_BROKER_REGISTRATION, KIND_FETCH_IMAGE,
+    KIND_BROKER_REGISTRATION, KIND_FETCH_IMAGE_WAIT,
 };
 use super::quorum::shared_image::SharedImage;
 use crate::shard::Shard;
 
 /// Backoff between failed attempts to reach a controller.
 const RETRY_BACKOFF: Duration = Duration::from_millis(200);
-/// How often a broker-only node asks for a newer committed image.
-const IMAGE_FETCH_INTERVAL: Duration = Duration::from_millis(100);
+/// How long a broker-only node asks a controller to hold its metadata long poll when nothing
+/// is newer (`lifecycle::FETCH_IMAGE_WAIT_MAX` caps it; kept under the request timeout).
+const IMAGE_FETCH_WAIT_MAX: Duration = Duration::from_millis(500);
 /// A failure is logged at most this often (a cluster starting logs little).
 const LOG_EVERY: Duration = Duration::from_secs(5);
 
@@ -46,17 +47,27 @@ pub struct ControllerChannel {
     next_bootstrap: usize,
     /// Any controller will do (image fetches), not only the active one.
     any: bool,
+    /// The bound of one call (connect, request, answer).
+    timeout: Duration,
 }
 
 impl ControllerChannel {
     pub fn new(node: Arc<ClusterNode>) -> Self {
+        let node_timeout = node.request_timeout;
         Self {
             node,
             stream: None,
             target: None,
             next_bootstrap: 0,
             any: false,
+            timeout: node_timeout,
         }
+    }
+
+    /// The same channel with another bound per call (forwarded admin requests wait longer).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 
     fn pick(&mut self) -> Option<SocketAddr> {
@@ -100,7 +111,7 @@ impl ControllerChannel {
             .ok_or_else(|| LifecycleError::Rejected("no controller address".into()))?;
         if self.stream.is_none() {
             let connect = TcpStream::connect(target);
-            match compio::time::timeout(self.node.request_timeout, connect).await {
+            match compio::time::timeout(self.timeout, connect).await {
                 Ok(Ok(stream)) => {
                     let _ = stream.set_nodelay(true);
                     self.stream = Some(stream);
@@ -120,7 +131,7 @@ impl ControllerChannel {
         let Some(stream) = self.stream.as_mut() else {
             return Err(LifecycleError::Rejected("no connection".into()));
         };
-        let (max, timeout) = (self.node.request_max_bytes, self.node.request_timeout);
+        let (max, timeout) = (self.node.request_max_bytes, self.timeout);
         let answer: std::io::Result<Answer<Resp>> =
             call_controller(stream, kind, request, max, timeout).await;
         match answer {
@@ -189,6 +200,13 @@ pub async fn run(shard: Rc<Shard>, node: Arc<ClusterNode>, request: Registration
                          node.id, or this node's previous process until its session expires); \
                          retrying"
                     );
+                }
+                compio::time::sleep(interval).await;
+                continue;
+            }
+            Err(e @ LifecycleError::InconsistentClusterId { .. }) => {
+                if should_log() {
+                    tracing::error!(error = %e, "registration refused; retrying");
                 }
                 compio::time::sleep(interval).await;
                 continue;
@@ -319,21 +337,30 @@ pub async fn controlled_shutdown(shard: &Shard, node: Arc<ClusterNode>, timeout:
     );
 }
 
-/// A broker-only node: keeps its committed image current from the controllers.
+/// A broker-only node: keeps its committed image current from the controllers, by long
+/// polls (the controller answers as soon as something newer is committed, or `Unchanged`
+/// after the wait), so new metadata arrives within a round trip and an idle cluster costs
+/// about two calls a second.
 pub async fn fetch_images(node: Arc<ClusterNode>) {
     let mut channel = ControllerChannel::new(node.clone());
     channel.any = true;
+    let max_wait = IMAGE_FETCH_WAIT_MAX.min(node.request_timeout / 2);
+    let request = |known_offset| FetchImageWaitRequest {
+        known_offset,
+        max_wait_ms: u32::try_from(max_wait.as_millis()).unwrap_or(u32::MAX),
+    };
     loop {
         let known = node.image.offset();
         match channel
-            .call::<_, FetchImageResponse>(KIND_FETCH_IMAGE, &known)
+            .call::<_, FetchImageResponse>(KIND_FETCH_IMAGE_WAIT, &request(known))
             .await
         {
             Ok(FetchImageResponse::Image(bytes)) => match SharedImage::decode(&bytes) {
                 Ok(state) if state.offset > node.image.offset() => node.image.replace(state),
                 Ok(_) => {}
                 Err(e) => {
-                    tracing::warn!(error = %e, "metadata image from the controller does not decode")
+                    tracing::warn!(error = %e, "metadata image from the controller does not decode");
+                    compio::time::sleep(RETRY_BACKOFF).await;
                 }
             },
             Ok(FetchImageResponse::Entries { offset, entries }) => {
@@ -345,7 +372,6 @@ pub async fn fetch_images(node: Arc<ClusterNode>) {
             Ok(FetchImageResponse::Unchanged) => {}
             Err(_) => compio::time::sleep(RETRY_BACKOFF).await,
         }
-        compio::time::sleep(IMAGE_FETCH_INTERVAL).await;
     }
 }
 

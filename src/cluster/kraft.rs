@@ -236,6 +236,7 @@ pub fn quorum_config(settings: &KraftSettings, config: &BrokerConfig) -> QuorumC
     quorum.request_timeout_ms = config.controller_quorum_request_timeout_ms;
     quorum.snapshot_entries_between = config.metadata_log_max_entries_between_snapshots;
     quorum.connections_max = config.controller_max_connections;
+    quorum.cluster_id = config.cluster_id.clone();
     quorum
 }
 

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::kraft::{self, KraftSettings};
+use super::quorum::lifecycle::ForwardedCall;
 use super::quorum::shared_image::SharedImage;
 use super::quorum::{MetadataRecord, Quorum, QuorumError, QuorumHandle};
 use crate::config::BrokerConfig;
@@ -34,6 +35,13 @@ pub struct ClusterNode {
     pub applied_offset: std::sync::atomic::AtomicU64,
     /// The active controller's committed metadata offset, as its last heartbeat answer said.
     pub controller_offset: std::sync::atomic::AtomicU64,
+    /// Envelopes for shard 0 to run (a controller node; taken once by shard 0).
+    pub forwarded: std::sync::Mutex<Option<flume::Receiver<ForwardedCall>>>,
+    /// Requests this node forwarded and awaits (`forwarded.requests.max.in.flight`).
+    pub forwarding_in_flight: std::sync::atomic::AtomicUsize,
+    pub forwarding_max_in_flight: usize,
+    /// `controller.socket.timeout.ms`: the bound of one forwarded request.
+    pub forwarding_timeout: Duration,
 }
 
 impl ClusterNode {
@@ -44,17 +52,22 @@ impl ClusterNode {
             return Ok(None);
         };
         let image = Arc::new(SharedImage::default());
+        let in_flight = config.forwarded_requests_max_in_flight.max(1);
+        let (forwarded_tx, forwarded_rx) = flume::bounded(in_flight);
         let quorum = match settings.roles.controller {
             true => {
                 let quorum_config = kraft::quorum_config(&settings, config);
                 let session = Duration::from_millis(settings.session_timeout_ms);
                 Some(
-                    Quorum::start_controller(quorum_config, image.clone(), session)
+                    Quorum::start_controller(quorum_config, image.clone(), session, forwarded_tx)
                         .map_err(|e| e.to_string())?,
                 )
             }
             false => None,
         };
+        // Only a node with shards runs forwarded requests; elsewhere the receiver is dropped,
+        // so the quorum thread refuses envelopes at once instead of queueing them unanswered.
+        let forwarded = (quorum.is_some() && settings.roles.broker).then_some(forwarded_rx);
         tracing::info!(
             node_id = settings.node_id,
             broker = settings.roles.broker,
@@ -75,6 +88,10 @@ impl ClusterNode {
             ),
             applied_offset: std::sync::atomic::AtomicU64::new(0),
             controller_offset: std::sync::atomic::AtomicU64::new(0),
+            forwarded: std::sync::Mutex::new(forwarded),
+            forwarding_in_flight: std::sync::atomic::AtomicUsize::new(0),
+            forwarding_max_in_flight: in_flight,
+            forwarding_timeout: Duration::from_millis(config.controller_socket_timeout_ms.max(1)),
         })))
     }
 

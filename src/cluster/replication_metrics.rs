@@ -107,8 +107,12 @@ pub fn render(shard: &crate::shard::Shard) -> String {
     }
     let (under_replicated, under_min_isr) = {
         let image = shard.topics.borrow();
+        // The topic's effective min.insync.replicas, as `replicas` resolves it (not imported:
+        // `replicas` records into these counters).
+        let dynamic = shard.dynamic_configs.borrow().clone();
         leader_counts(&image, shard.config.node_id, |meta| {
-            super::replicas::min_insync_replicas(shard, meta)
+            crate::topics::dynamic::resolve_with(&shard.default_log, &dynamic, &meta.configs)
+                .map_or(1, |c| c.min_insync_replicas)
         })
     };
     let max_lag = u64::try_from(max_lag()).unwrap_or(0);

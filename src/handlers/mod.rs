@@ -36,6 +36,7 @@ pub mod error;
 pub mod fetch;
 pub mod fetch_session;
 pub mod find_coordinator;
+pub mod forward;
 pub mod group_common;
 pub mod heartbeat;
 pub mod init_producer_id;

@@ -305,8 +305,12 @@ async fn handle_request(
             };
             let client_id = request.header.client_id.clone();
             let started = std::time::Instant::now();
-            let (mut outcome, busy) =
-                handlers::throttle::timed(handler(shard.clone(), request)).await;
+            let (mut outcome, busy) = handlers::throttle::timed(handlers::forward::handle(
+                handler,
+                shard.clone(),
+                request,
+            ))
+            .await;
             shard
                 .metrics
                 .record_request(key, started.elapsed(), outcome.is_err());

@@ -130,6 +130,15 @@ impl Session {
         }
     }
 
+    /// The session of a request forwarded by another broker in an Envelope (KIP-590): already
+    /// authenticated there as `principal` (`User:alice`), from `peer` (the client's address).
+    pub fn forwarded(listener: Arc<ListenerContext>, peer: SocketAddr, principal: String) -> Self {
+        let session = Self::new(listener, peer, None, 0);
+        *session.principal.borrow_mut() = principal;
+        *session.state.borrow_mut() = SaslState::NotRequired;
+        session
+    }
+
     /// KIP-368: whether the SASL session expired without re-authentication (the connection
     /// must then be closed before serving anything but SASL).
     pub fn expired(&self) -> bool {

@@ -204,6 +204,7 @@ fn start_cluster_tasks(
         let request = match registration(boot) {
             crate::cluster::MetadataRecord::RegisterBroker(r) => {
                 crate::cluster::quorum::lifecycle::RegistrationRequest {
+                    cluster_id: boot.config.cluster_id.clone(),
                     broker_id: r.broker_id,
                     incarnation_id: r.incarnation_id,
                     end_points: r.end_points,
@@ -223,6 +224,22 @@ fn start_cluster_tasks(
             shard.clone(),
             node.clone(),
         )));
+    }
+    // Envelopes (KIP-590) the quorum member accepted while this node leads.
+    let forwarded = node
+        .forwarded
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    if let (Some(calls), Some(listener)) = (forwarded, boot.listeners.first()) {
+        tasks.push(compio::runtime::spawn(
+            crate::handlers::forward::serve_forwarded(
+                shard.clone(),
+                listener.context.clone(),
+                calls,
+                node.forwarding_max_in_flight,
+            ),
+        ));
     }
     (follow_tasks, tasks)
 }

@@ -113,20 +113,26 @@ pub type TopicsDeleted =
     for<'a> fn(&'a Shard, &'a std::collections::HashSet<String>) -> LocalBoxFuture<'a, ()>;
 
 impl Shard {
-    /// The controller id clients are told (Metadata, DescribeCluster): on a KRaft node the
-    /// active controller (where admin requests must go: other brokers answer NOT_CONTROLLER),
-    /// else the image's choice.
+    /// The controller id clients are told (Metadata, DescribeCluster): on a KRaft node a random
+    /// alive (unfenced) broker, as Kafka's `getRandomAliveBrokerId` (clients cannot reach the
+    /// controller quorum; brokers forward admin requests to it, `handlers::forward`), else the
+    /// image's choice. -1 when no broker is alive.
     pub fn controller_id(&self) -> i32 {
         let image = self.topics.borrow();
-        match &self.cluster {
-            Some(node) => {
-                let active = node.active_controller();
-                match image.broker(active) {
-                    Some(_) => active,
-                    None => image.controller_id(),
-                }
-            }
-            None => image.controller_id(),
+        if self.cluster.is_none() {
+            return image.controller_id();
+        }
+        let alive: Vec<i32> = image
+            .brokers()
+            .filter(|b| !b.fenced)
+            .map(|b| b.broker_id)
+            .collect();
+        let pick = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos() as usize / 1000);
+        match alive.len() {
+            0 => -1,
+            n => alive.get(pick % n).copied().unwrap_or(-1),
         }
     }
 

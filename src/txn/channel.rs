@@ -33,7 +33,6 @@ use kafka_protocol::ResponseError;
 
 use crate::cluster::inter_broker::BrokerStream;
 use crate::partition::TopicPartition;
-use crate::shard::Shard;
 
 /// The WriteTxnMarkers version sent (the one Kafka 4.x brokers accept from a coordinator).
 const WRITE_TXN_MARKERS_VERSION: i16 = 1;
@@ -62,6 +61,10 @@ struct Pending {
     reply: oneshot::Sender<RemoteCodes>,
 }
 
+/// A broker id to its inter-broker address, from the current metadata image (`None`: not
+/// registered or no endpoint).
+pub type Resolver = Rc<dyn Fn(i32) -> Option<SocketAddr>>;
+
 /// A destination's queue was full (the caller retries later).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("transaction marker queue for broker {0} is full")]
@@ -83,12 +86,15 @@ impl MarkerChannels {
 
     /// Queues `marker` for `broker` (starting its sender task on first use); the receiver
     /// gets the leader's codes.
+    /// `resolve` names a broker's inter-broker address from the current metadata image
+    /// (read again for every request, so a moved endpoint is followed).
     pub fn enqueue(
-        shard: &Rc<Shard>,
+        &self,
+        resolve: &Resolver,
         broker: i32,
         marker: RemoteMarker,
     ) -> Result<oneshot::Receiver<RemoteCodes>, QueueFull> {
-        let channels = &shard.txns.channels;
+        let channels = self;
         let (reply, answer) = oneshot::channel();
         let mut pending = Pending { marker, reply };
         let mut destinations = channels.destinations.borrow_mut();
@@ -97,7 +103,7 @@ impl MarkerChannels {
             // channel's one guaranteed slot per sender adds just one).
             let sender = destinations.entry(broker).or_insert_with(|| {
                 let (tx, rx) = mpsc::channel(channels.queue_max.saturating_sub(1));
-                let task = drain(shard.clone(), broker, rx, channels.queue_max);
+                let task = drain(resolve.clone(), broker, rx, channels.queue_max);
                 compio::runtime::spawn(task).detach();
                 tx
             });
@@ -116,7 +122,7 @@ impl MarkerChannels {
 }
 
 /// The sender task of one destination: batches whatever is queued into one request.
-async fn drain(shard: Rc<Shard>, broker: i32, mut queue: mpsc::Receiver<Pending>, max: usize) {
+async fn drain(resolve: Resolver, broker: i32, mut queue: mpsc::Receiver<Pending>, max: usize) {
     let mut conn = Connection::default();
     while let Some(first) = queue.next().await {
         let mut batch = vec![first];
@@ -127,7 +133,7 @@ async fn drain(shard: Rc<Shard>, broker: i32, mut queue: mpsc::Receiver<Pending>
             }
         }
         let markers: Vec<&RemoteMarker> = batch.iter().map(|p| &p.marker).collect();
-        let codes = send(&shard, broker, &mut conn, &markers).await;
+        let codes = send(&resolve, broker, &mut conn, &markers).await;
         for (pending, codes) in batch.into_iter().zip(codes) {
             let _gone_is_fine = pending.reply.send(codes);
         }
@@ -136,7 +142,7 @@ async fn drain(shard: Rc<Shard>, broker: i32, mut queue: mpsc::Receiver<Pending>
 
 /// Sends one request for `markers`; one code list per marker whatever happens.
 async fn send(
-    shard: &Shard,
+    resolve: &Resolver,
     broker: i32,
     conn: &mut Connection,
     markers: &[&RemoteMarker],
@@ -147,7 +153,7 @@ async fn send(
             .map(|m| vec![code.code(); m.partitions.len()])
             .collect()
     };
-    let Some(addr) = crate::cluster::replicas::broker_addr(shard, broker) else {
+    let Some(addr) = resolve(broker) else {
         return every(ResponseError::BrokerNotAvailable);
     };
     let request = request(markers);

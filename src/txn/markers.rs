@@ -16,7 +16,7 @@ use std::rc::Rc;
 
 use kafka_protocol::ResponseError;
 
-use super::channel::{MarkerChannels, RemoteMarker};
+use super::channel::{RemoteMarker, Resolver};
 use super::state::{TxnMetadata, TxnPartition, TxnState};
 use crate::partition::api::MarkerItem;
 use crate::partition::{PartitionError, TopicPartition};
@@ -151,6 +151,12 @@ async fn send_remote(
 ) -> (bool, Vec<TxnPartition>) {
     let mut missing = false;
     let mut calls = Vec::new();
+    // Weak: the sender task this may start lives as long as the shard's channels.
+    let weak = Rc::downgrade(shard);
+    let resolver: Resolver = Rc::new(move |broker| {
+        weak.upgrade()
+            .and_then(|shard| crate::cluster::replicas::broker_addr(&shard, broker))
+    });
     for (broker, partitions) in remote {
         let marker = RemoteMarker {
             producer_id: meta.producer_id,
@@ -162,7 +168,7 @@ async fn send_remote(
                 .map(|(t, p)| TopicPartition::new(t, u32::try_from(*p).unwrap_or(0)))
                 .collect(),
         };
-        match MarkerChannels::enqueue(shard, broker, marker) {
+        match shard.txns.channels.enqueue(&resolver, broker, marker) {
             Ok(answer) => calls.push(async move { (broker, partitions, answer.await) }),
             Err(e) => {
                 tracing::debug!(error = %e, "markers not queued");

@@ -34,8 +34,10 @@ pub struct ClusterOpts {
     /// `controller.quorum.fetch.timeout.ms` and `election.timeout.ms`: how fast a dead
     /// controller is replaced.
     pub quorum_timeout_ms: u64,
-    /// More TOML for every node (its own keys only: no `node.id`, roles or voters).
+    /// More TOML for every node (its own keys only: no `node.id`, roles, voters or listeners).
     pub extra_toml: String,
+    /// More listeners after each node's PLAINTEXT one (`,SASL_PLAINTEXT://127.0.0.1:0`).
+    pub extra_listeners: String,
 }
 
 impl Default for ClusterOpts {
@@ -47,6 +49,7 @@ impl Default for ClusterOpts {
             heartbeat_interval_ms: 300,
             quorum_timeout_ms: 500,
             extra_toml: String::new(),
+            extra_listeners: String::new(),
         }
     }
 }
@@ -120,9 +123,10 @@ impl Cluster {
         let brokers = (0..opts.nodes)
             .map(|i| {
                 let toml = format!(
-                    "{}listeners = \"PLAINTEXT://127.0.0.1:{}\"\n",
+                    "{}listeners = \"PLAINTEXT://127.0.0.1:{}{}\"\n",
                     node_toml(&opts, Self::node_id(i), &controller_ports),
-                    client_ports[i]
+                    client_ports[i],
+                    opts.extra_listeners
                 );
                 Broker::start(BrokerOpts::default().cores(opts.cores).config(&toml))
             })
@@ -198,11 +202,23 @@ impl Cluster {
         }
     }
 
-    /// The active controller's index as broker `asked` reports it (Metadata controller id).
-    pub fn controller_index(&self, asked: usize) -> Option<usize> {
-        let id = self.metadata(asked).controller_id.0;
-        let index = usize::try_from(id).ok()?.checked_sub(1)?;
-        (index < self.brokers.len() && self.brokers[index].pid().is_some()).then_some(index)
+    /// The active controller's index: the running node whose `sluice_kraft_active_controller`
+    /// gauge is 1 (Metadata's controller id is a random alive broker, as in Kafka, so it no
+    /// longer names the controller). `_asked` is kept for the callers written before.
+    pub fn controller_index(&self, _asked: usize) -> Option<usize> {
+        let active: Vec<usize> = self
+            .running()
+            .into_iter()
+            .filter(|i| {
+                self.brokers[*i]
+                    .try_scrape(Duration::from_secs(2))
+                    .is_some_and(|m| m.sum("sluice_kraft_active_controller", &[]) == 1.0)
+            })
+            .collect();
+        match active.as_slice() {
+            [one] => Some(*one),
+            _ => None,
+        }
     }
 
     /// Creates a topic through the active controller, retrying on NOT_CONTROLLER (as clients
@@ -293,6 +309,23 @@ impl Broker {
         std::fs::write(self.dir.path().join("sluice.toml"), toml)
             .unwrap_or_else(|e| panic!("write config: {e}"));
         self.opts.config_toml = Some(toml.to_owned());
+    }
+
+    /// GET /metrics, parsed; None when the broker does not answer within `timeout` (stopped).
+    pub fn try_scrape(&self, timeout: Duration) -> Option<sluice::metrics::text::Exposition> {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect_timeout(&self.admin_addr(), timeout).ok()?;
+        stream.set_read_timeout(Some(timeout)).ok()?;
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .ok()?;
+        let mut raw = String::new();
+        stream.read_to_string(&mut raw).ok()?;
+        let (head, body) = raw.split_once("\r\n\r\n")?;
+        if !head.starts_with("HTTP/1.1 200") {
+            return None;
+        }
+        sluice::metrics::text::parse(body).ok()
     }
 
     /// GET /metrics, parsed.

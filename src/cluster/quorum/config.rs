@@ -51,6 +51,8 @@ pub struct Voter {
 #[derive(Clone, Debug)]
 pub struct QuorumConfig {
     pub node_id: u64,
+    /// `cluster.id`: brokers registering with another are refused (INCONSISTENT_CLUSTER_ID).
+    pub cluster_id: String,
     pub voters: Vec<Voter>,
     pub listener_name: String,
     pub metadata_dir: PathBuf,
@@ -73,6 +75,7 @@ impl QuorumConfig {
     pub fn new(node_id: u64, voters: Vec<Voter>, metadata_dir: PathBuf) -> Self {
         QuorumConfig {
             node_id,
+            cluster_id: crate::config::BrokerConfig::default().cluster_id,
             voters,
             listener_name: "CONTROLLER".to_owned(),
             metadata_dir,

@@ -36,6 +36,8 @@ use crate::cluster::records::{
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RegistrationRequest {
+    /// The broker's `cluster.id` (Kafka's BrokerRegistration `ClusterId`).
+    pub cluster_id: String,
     pub broker_id: i32,
     pub incarnation_id: u128,
     pub end_points: Vec<BrokerEndpoint>,
@@ -122,6 +124,36 @@ pub enum FetchImageResponse {
     },
 }
 
+/// A broker-only node's long poll for committed metadata (Kafka's broker fetches the metadata
+/// log with a max wait the same way): the entries after `known_offset`, once there are any,
+/// or `Unchanged` after `max_wait_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FetchImageWaitRequest {
+    pub known_offset: u64,
+    pub max_wait_ms: u32,
+}
+
+/// The longest a controller holds a metadata long poll, whatever a peer asks (it holds that
+/// connection meanwhile; Kafka's KafkaRaftClient waits at most 500 ms per fetch).
+pub const FETCH_IMAGE_WAIT_MAX: Duration = Duration::from_millis(500);
+
+/// An Envelope handed from the quorum thread to shard 0 (`Lifecycle::envelope`).
+pub struct ForwardedCall {
+    /// `EnvelopeRequest` v0 bytes.
+    pub envelope: Vec<u8>,
+    pub reply: flume::Sender<EnvelopeAnswer>,
+}
+
+/// The controller's answer to an Envelope: an `EnvelopeResponse` v0 (the response body for the
+/// client, or an error), and the metadata offset the controller had committed once it was
+/// handled: the broker answers its client only once it applied that far, so the client's next
+/// request to it sees the change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvelopeAnswer {
+    pub response: Vec<u8>,
+    pub metadata_offset: u64,
+}
+
 /// Kafka's error codes of these RPCs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum LifecycleError {
@@ -134,6 +166,9 @@ pub enum LifecycleError {
     DuplicateBrokerRegistration(i32),
     #[error("stale broker epoch: register again")]
     StaleBrokerEpoch,
+    /// Kafka's INCONSISTENT_CLUSTER_ID: the broker's `cluster.id` is not the quorum's.
+    #[error("INCONSISTENT_CLUSTER_ID: the broker's cluster.id `{broker}` is not the controller's `{controller}`")]
+    InconsistentClusterId { broker: String, controller: String },
     #[error("producer id space exhausted")]
     ProducerIdsExhausted,
     #[error("{0}")]
@@ -145,6 +180,8 @@ pub type Answer<T> = Result<T, LifecycleError>;
 /// See the module documentation.
 pub struct Lifecycle {
     node_id: u64,
+    /// This quorum's `cluster.id`: registrations naming another are refused.
+    cluster_id: String,
     voters: Vec<Voter>,
     raft: Raft,
     leader: Arc<AtomicU64>,
@@ -158,19 +195,26 @@ pub struct Lifecycle {
     /// flight never unfences them again (one per broker id; a new registration clears it).
     shut_down: RefCell<HashMap<i32, i64>>,
     propose_lock: futures_util::lock::Mutex<()>,
+    /// Envelopes (KIP-590) for this node's shard 0, which runs the Kafka handlers
+    /// (`handlers::forward`); bounded by `forwarded.requests.max.in.flight`.
+    forwarded: flume::Sender<ForwardedCall>,
 }
 
 impl Lifecycle {
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
         node_id: u64,
+        cluster_id: String,
         voters: Vec<Voter>,
         raft: Raft,
         leader: Arc<AtomicU64>,
         image: Arc<SharedImage>,
         session: Duration,
+        forwarded: flume::Sender<ForwardedCall>,
     ) -> Self {
         Self {
             node_id,
+            cluster_id,
             voters,
             raft,
             leader,
@@ -180,6 +224,7 @@ impl Lifecycle {
             registered_at: RefCell::new(HashMap::new()),
             shut_down: RefCell::new(HashMap::new()),
             propose_lock: futures_util::lock::Mutex::new(()),
+            forwarded,
         }
     }
 
@@ -230,6 +275,12 @@ impl Lifecycle {
     /// Kafka's BrokerRegistration: answers the broker epoch.
     pub async fn register(&self, request: RegistrationRequest) -> Answer<i64> {
         self.check_leader()?;
+        if request.cluster_id != self.cluster_id {
+            return Err(LifecycleError::InconsistentClusterId {
+                broker: request.cluster_id,
+                controller: self.cluster_id.clone(),
+            });
+        }
         let _guard = self.propose_lock.lock().await;
         let existing = self.image.lock().image.broker(request.broker_id).cloned();
         if let Some(existing) = &existing {
@@ -437,6 +488,37 @@ impl Lifecycle {
             CatchUp::Entries { offset, entries } => FetchImageResponse::Entries { offset, entries },
             CatchUp::Image(bytes) => FetchImageResponse::Image(bytes),
         }
+    }
+
+    /// `fetch_image` as a long poll: when nothing is newer than `known`, the answer waits
+    /// until something is committed or `max_wait` (capped at [`FETCH_IMAGE_WAIT_MAX`]) passed.
+    pub async fn fetch_image_wait(&self, request: FetchImageWaitRequest) -> FetchImageResponse {
+        let wait = Duration::from_millis(u64::from(request.max_wait_ms)).min(FETCH_IMAGE_WAIT_MAX);
+        self.image.wait_newer(request.known_offset, wait).await;
+        self.fetch_image(request.known_offset)
+    }
+
+    /// Kafka's Envelope (KIP-590) from a broker: `envelope` is an `EnvelopeRequest` v0 (the
+    /// client's request bytes and principal), run by this node's shard 0 as if the client had
+    /// sent it here. Only the active controller takes one; a full queue is refused (the broker
+    /// then answers the client itself: NOT_CONTROLLER, retriable).
+    pub async fn envelope(&self, envelope: Vec<u8>) -> Answer<EnvelopeAnswer> {
+        self.check_leader()?;
+        let (reply, answer) = flume::bounded(1);
+        self.forwarded
+            .try_send(ForwardedCall { envelope, reply })
+            .map_err(|e| match e {
+                flume::TrySendError::Full(_) => {
+                    LifecycleError::Rejected("too many forwarded requests in flight".into())
+                }
+                flume::TrySendError::Disconnected(_) => {
+                    LifecycleError::Rejected("this controller serves no forwarded requests".into())
+                }
+            })?;
+        answer
+            .recv_async()
+            .await
+            .map_err(|_| LifecycleError::Rejected("the forwarded request was dropped".into()))
     }
 
     /// Fences brokers whose session expired, while this node is the active controller.

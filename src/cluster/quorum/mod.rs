@@ -139,6 +139,7 @@ impl Quorum {
         config: QuorumConfig,
         image: Arc<shared_image::SharedImage>,
         session_timeout: Duration,
+        forwarded: flume::Sender<lifecycle::ForwardedCall>,
     ) -> Result<QuorumHandle, QuorumError> {
         config.validate()?;
         let addr = config
@@ -149,7 +150,12 @@ impl Quorum {
             QuorumError::Start(format!("cannot bind controller listener {addr}: {e}"))
         })?;
         let applier = Box::new(shared_image::ImageApplier(image.clone()));
-        Self::start_member(config, applier, listener, Some((image, session_timeout)))
+        Self::start_member(
+            config,
+            applier,
+            listener,
+            Some((image, session_timeout, forwarded)),
+        )
     }
 
     /// Starts a member on an already bound listener (port 0 reserved by the caller).
@@ -287,7 +293,11 @@ impl Drop for QuorumHandle {
 }
 
 /// The shared image and `broker.session.timeout.ms` of a broker's controller member.
-type LifecycleSetup = (Arc<shared_image::SharedImage>, Duration);
+type LifecycleSetup = (
+    Arc<shared_image::SharedImage>,
+    Duration,
+    flume::Sender<lifecycle::ForwardedCall>,
+);
 
 /// Everything the quorum thread owns.
 struct Member {
@@ -391,14 +401,16 @@ impl Member {
             frame_timeout: Duration::from_millis(config.request_timeout_ms),
             idle_timeout: Duration::from_millis(config.connections_max_idle_ms),
         };
-        let lifecycle = self.lifecycle.map(|(image, session)| {
+        let lifecycle = self.lifecycle.map(|(image, session, forwarded)| {
             std::rc::Rc::new(lifecycle::Lifecycle::new(
                 config.node_id,
+                config.cluster_id.clone(),
                 config.voters.clone(),
                 raft.clone(),
                 self.leader.clone(),
                 image,
                 session,
+                forwarded,
             ))
         });
         let mut tasks = vec![

@@ -52,6 +52,12 @@ pub const KIND_FETCH_IMAGE: u8 = 8;
 pub const KIND_AUTO_CREATE_TOPICS: u8 = 9;
 /// AlterPartition from a partition leader (`cluster::alter_partition_rpc`).
 pub const KIND_ALTER_PARTITION: u8 = 10;
+/// `KIND_FETCH_IMAGE` as a long poll (`lifecycle::FetchImageWaitRequest`).
+pub const KIND_FETCH_IMAGE_WAIT: u8 = 11;
+/// Kafka's Envelope (KIP-590): a client's admin request forwarded by a broker; the payload is
+/// an `EnvelopeRequest` v0 in Kafka's encoding (carried as postcard bytes), the answer
+/// `lifecycle::EnvelopeAnswer`.
+pub const KIND_ENVELOPE: u8 = 12;
 const RESPONSE_OK: u8 = 0;
 const RESPONSE_ERROR: u8 = 1;
 /// Frame bodies are read in pieces of at most this many bytes.
@@ -241,7 +247,7 @@ async fn serve_connection(
         };
         wait = settings.idle_timeout;
         let response = match (kind, lifecycle) {
-            (KIND_BROKER_REGISTRATION..=KIND_ALTER_PARTITION, Some(lifecycle)) => {
+            (KIND_BROKER_REGISTRATION..=KIND_ENVELOPE, Some(lifecycle)) => {
                 Ok(handle_broker_request(lifecycle, kind, &payload).await?)
             }
             _ => handle_request(raft, kind, &payload).await?,
@@ -317,6 +323,12 @@ async fn handle_broker_request(
         KIND_FETCH_IMAGE => {
             let known: u64 = decode(payload)?;
             let answer: super::lifecycle::Answer<_> = Ok(lifecycle.fetch_image(known));
+            encode(&answer)
+        }
+        KIND_ENVELOPE => encode(&lifecycle.envelope(decode(payload)?).await),
+        KIND_FETCH_IMAGE_WAIT => {
+            let request = decode(payload)?;
+            let answer: super::lifecycle::Answer<_> = Ok(lifecycle.fetch_image_wait(request).await);
             encode(&answer)
         }
         other => Err(io::Error::new(

@@ -60,6 +60,10 @@ pub struct SharedImage {
     recent: Mutex<Recent>,
     changed_tx: flume::Sender<()>,
     changed_rx: flume::Receiver<()>,
+    /// Long polls waiting for an offset past theirs (`wait_newer`): each a bounded(1) signal,
+    /// all woken by the next change; those whose waiter gave up are pruned at each new wait,
+    /// so the list holds at most one entry per waiting connection.
+    waiters: Mutex<Vec<flume::Sender<()>>>,
 }
 
 impl Default for SharedImage {
@@ -71,6 +75,7 @@ impl Default for SharedImage {
             recent: Mutex::new(Recent::default()),
             changed_tx,
             changed_rx,
+            waiters: Mutex::new(Vec::new()),
         }
     }
 }
@@ -97,6 +102,31 @@ impl SharedImage {
 
     fn wake(&self) {
         let _ = self.changed_tx.try_send(());
+        let waiters = std::mem::take(&mut *self.waiters());
+        for waiter in waiters {
+            let _ = waiter.try_send(());
+        }
+    }
+
+    fn waiters(&self) -> MutexGuard<'_, Vec<flume::Sender<()>>> {
+        self.waiters.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits until the offset is past `known`, at most `max_wait` (a broker's long poll for
+    /// committed metadata). Unlike `changed`, any number of waiters may wait at once.
+    pub async fn wait_newer(&self, known: u64, max_wait: std::time::Duration) {
+        let (tx, rx) = flume::bounded(1);
+        {
+            // Checked and registered under the waiters' lock, which `wake` takes after the
+            // state changed: either this sees the new offset or `wake` sees this waiter.
+            let mut waiters = self.waiters();
+            waiters.retain(|w| !w.is_disconnected());
+            if self.offset() > known {
+                return;
+            }
+            waiters.push(tx);
+        }
+        let _ = compio::time::timeout(max_wait, rx.recv_async()).await;
     }
 
     fn recent(&self) -> MutexGuard<'_, Recent> {
@@ -235,6 +265,37 @@ impl MetadataApplier for ImageApplier {
 mod tests {
     use super::*;
     use crate::cluster::records::{FenceBrokerRecord, RegisterBrokerRecord};
+
+    #[test]
+    fn a_long_poll_returns_once_a_newer_entry_is_applied_and_times_out_otherwise() {
+        use std::time::{Duration, Instant};
+        let runtime = compio::runtime::Runtime::new().unwrap();
+        let image = Arc::new(SharedImage::default());
+        let writer = image.clone();
+        let applier = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            writer.applied(1);
+        });
+        let started = Instant::now();
+        runtime.block_on(image.wait_newer(0, Duration::from_secs(60)));
+        assert_eq!(image.offset(), 1);
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "woken, not timed out"
+        );
+        applier.join().unwrap();
+        // Nothing newer than 1: the wait runs out; the waiters given up are pruned.
+        for _ in 0..5 {
+            let started = Instant::now();
+            runtime.block_on(image.wait_newer(1, Duration::from_millis(20)));
+            assert!(started.elapsed() >= Duration::from_millis(20));
+        }
+        assert!(image.waiters().len() <= 1, "{}", image.waiters().len());
+        // Already newer: no wait at all.
+        let started = Instant::now();
+        runtime.block_on(image.wait_newer(0, Duration::from_secs(60)));
+        assert!(started.elapsed() < Duration::from_secs(30));
+    }
 
     #[test]
     fn the_snapshot_round_trips_and_garbage_is_refused() {
