@@ -93,10 +93,6 @@ pub fn delta(from: &MetadataImage, to: &MetadataImage) -> (Vec<TopicMeta>, Vec<M
             records.extend(image::broker_config_records(resource, old, &empty));
         }
     }
-    // ACLs and SCRAM credentials (image records too: without them a follower's shards would
-    // never learn a credential or ACL committed after they started).
-    records.extend(from.security().diff_acls(to.security().acls()));
-    records.extend(from.security().diff_scram(to.security().scram_users()));
     if to.next_producer_id() != from.next_producer_id() {
         records.push(MetadataRecord::ProducerIds(ProducerIdsRecord {
             broker_id: NO_LEADER,
