@@ -132,10 +132,20 @@ fn a_broker_that_is_not_the_controller_forwards_admin_requests_as_the_client() {
     .unwrap()
     .into_iter()
     .for_each(|r| assert!(r.is_ok(), "{r:?}"));
-    assert_eq!(leaders(&cluster.metadata(other), "alice-made").len(), 3);
+    // rdkafka sends admin requests to Metadata's controller id, a random alive broker (as
+    // Kafka's), which may not be `other`: wait for `other` to apply what that one answered.
+    common::wait_until(
+        Duration::from_secs(30),
+        "3 partitions on the broker",
+        || leaders(&cluster.metadata(other), "alice-made").len() == 3,
+    );
     common::block_on(admin.delete_topics(&["alice-made"], &opts))
         .unwrap()
         .into_iter()
         .for_each(|r| assert!(r.is_ok(), "{r:?}"));
-    assert!(leaders(&cluster.metadata(other), "alice-made").is_empty());
+    common::wait_until(
+        Duration::from_secs(30),
+        "the topic gone on the broker",
+        || leaders(&cluster.metadata(other), "alice-made").is_empty(),
+    );
 }
