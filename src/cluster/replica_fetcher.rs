@@ -217,7 +217,7 @@ impl ReplicaFetcher {
                         self.learn(&key, &partition, high_watermark);
                     }
                     Err(e) => {
-                        tracing::warn!(topic = %part.topic, partition = part.partition, error = %e, "replica append refused");
+                        tracing::warn!(topic = %part.topic, partition = part.partition, error = %e, requested, latest = partition.latest_epoch(), "replica append refused");
                         if matches!(e, PartitionError::OffsetOutOfRange { .. }) {
                             // Not retried as is: the batch does not start at our log end, so
                             // the logs are reconciled by leader epoch first (backed off).

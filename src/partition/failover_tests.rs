@@ -405,7 +405,21 @@ async fn a_leader_append_landing_after_becoming_follower_is_truncated() {
     }
     // Broker 1 is cut off; broker 2 leads epoch 2 from the same log end and writes there.
     drop(followers);
+    // Until it leads with its followers, the former follower takes no append (it would carry
+    // epoch 1 and be acknowledged by one replica), even once it took epoch 2.
+    let refused = |p: &Rc<Partition>| {
+        let handle = super::super::handle::PartitionHandle::Local(p.clone());
+        handle.append_request(request("too-early", -1))
+    };
+    assert!(matches!(
+        refused(&b).await,
+        Err(PartitionError::NotLeaderOrFollower)
+    ));
     b.become_leader(2).await.unwrap();
+    assert!(matches!(
+        refused(&b).await,
+        Err(PartitionError::NotLeaderOrFollower)
+    ));
     let leader_b = ReplicatedPartition::new(b.clone(), &registration(2, vec![2]), 3, config(2), 20);
     for i in 3..6 {
         let v = format!("all-{i}");

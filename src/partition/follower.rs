@@ -168,6 +168,7 @@ impl Partition {
                 *self.epochs.borrow_mut() = cache;
             }
         }
+        self.following.set(true);
         let current = self.leader_epoch.get().max(leader_epoch);
         self.leader_epoch.set(current);
         Ok(())
