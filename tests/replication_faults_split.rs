@@ -352,13 +352,11 @@ fn a_leader_cut_off_from_the_other_brokers_loses_leadership_and_its_divergent_ta
 /// The leader of every partition, also the active controller, cut off: the majority elects
 /// a new controller too.
 ///
-/// Ignored: about one run in three (under load) the healed old leader stays stuck as a
-/// follower, its log ending one offset inside the new leader's batch ("replica append refused
-/// ... offset 39 out of range [0, 40]" every second): its divergent tail was not truncated by
-/// the diverging-epoch check. A broker bug found by this test, open (docs/replication.md);
-/// run it with `cargo test --test replication_faults_split -- --ignored`.
+/// Found a broker bug (fixed, docs/replication.md): the new leader served produces while the
+/// image already named it leader but before it led with its followers, stamping them with the
+/// old leader epoch, so the healed old leader's divergent tail in that epoch could not be told
+/// apart and its fetcher retried a refused append forever.
 #[test]
-#[ignore = "finds an open bug: the healed old leader can keep a divergent tail (docs/replication.md)"]
 fn a_leader_and_controller_cut_off_from_the_other_brokers() {
     partition_test("split-controller", true);
 }

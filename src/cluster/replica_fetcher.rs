@@ -199,6 +199,19 @@ impl ReplicaFetcher {
                 .on_response(&part.topic, part.partition, requested, &part.answer, now_ms);
         match action {
             FetchAction::Append { high_watermark } => {
+                use crate::partition::PartitionProxy;
+                let (log_end, epoch) = (partition.log_end_offset(), partition.latest_epoch());
+                if !self.session.log_still_ends_at(
+                    &part.topic,
+                    part.partition,
+                    requested,
+                    log_end,
+                    epoch,
+                ) {
+                    tracing::info!(topic = %part.topic, partition = part.partition, requested, log_end, epoch, "the log moved under the replica fetcher; reconciling by leader epoch");
+                    round.truncations += 1;
+                    return Ok(());
+                }
                 let records = part.records.unwrap_or_default();
                 match partition.append_as_follower(records, now_ms).await {
                     Ok(appended) => {
@@ -212,7 +225,17 @@ impl ReplicaFetcher {
                         self.learn(&key, &partition, high_watermark);
                     }
                     Err(e) => {
-                        tracing::warn!(topic = %part.topic, partition = part.partition, error = %e, "replica append refused");
+                        tracing::warn!(topic = %part.topic, partition = part.partition, error = %e, requested, latest = partition.latest_epoch(), "replica append refused");
+                        if matches!(e, PartitionError::OffsetOutOfRange { .. }) {
+                            // Not retried as is: the batch does not start at our log end, so
+                            // the logs are reconciled by leader epoch first (backed off).
+                            self.session.reconcile_from(
+                                &part.topic,
+                                part.partition,
+                                partition.log_end_offset(),
+                                partition.latest_epoch(),
+                            );
+                        }
                         self.session.on_error(&part.topic, part.partition, now_ms);
                         round.backed_off += 1;
                     }

@@ -145,6 +145,9 @@ pub(crate) fn min_insync_replicas(shard: &Shard, meta: &TopicMeta) -> i32 {
 fn lead(shard: &Shard, tp: &TopicPartition, registration: &PartitionRegistration, min_isr: i32) {
     if registration.replicas.len() <= 1 {
         shard.partitions.stop_replicated(tp);
+        if let Some(partition) = shard.partitions.get(tp) {
+            partition.stop_following();
+        }
         return;
     }
     let leader_registration = LeaderRegistration {

@@ -70,6 +70,7 @@ impl Follower {
 
     /// One fetch from `leader` and what its answer says to do (the fetcher task's loop body).
     pub(super) async fn fetch(&mut self, leader: &ReplicatedPartition, now_ms: i64) {
+        self.reconcile(leader, now_ms).await;
         let Some(plan) = self.session.fetch_plan(now_ms) else {
             return;
         };
@@ -110,6 +111,13 @@ impl Follower {
                 .on_response("t", 0, p.fetch_offset, &answer, now_ms)
             {
                 FetchAction::Append { .. } => {
+                    let (end, epoch) = (f.log_end_offset(), f.latest_epoch());
+                    if !self
+                        .session
+                        .log_still_ends_at("t", 0, p.fetch_offset, end, epoch)
+                    {
+                        continue;
+                    }
                     let bytes = slice.unwrap().read_bytes().await.unwrap();
                     let appended = f.append_as_follower(bytes, now_ms).await.unwrap();
                     self.session
@@ -135,6 +143,30 @@ impl Follower {
                 other => panic!("unexpected fetch action {other:?}"),
             }
         }
+    }
+
+    /// The fetcher's OffsetForLeaderEpoch step for a partition reconciling its log.
+    async fn reconcile(&mut self, leader: &ReplicatedPartition, now_ms: i64) {
+        if self.session.truncating().is_empty() {
+            return;
+        }
+        let f = &self.partition;
+        let (e, o) = leader.end_offset_for_epoch(f.latest_epoch());
+        let own = |epoch| {
+            let (e, o) = f.own_end_offset_for_epoch(epoch);
+            EpochEndOffset::new(e, o)
+        };
+        let fetch_offset = self.session.state("t", 0).unwrap().fetch_offset;
+        let t = truncation_offset(
+            EpochEndOffset::new(e, o),
+            own,
+            f.log_end_offset(),
+            fetch_offset,
+        );
+        let limits = crate::config::BrokerConfig::default().producer_rebuild_limits();
+        f.truncate_to(t.offset, limits, now_ms).await.unwrap();
+        self.session
+            .on_truncated("t", 0, f.log_end_offset(), f.latest_epoch(), t.completed);
     }
 }
 
@@ -333,4 +365,85 @@ pub(super) fn merged(
         .apply(&MetadataRecord::PartitionChange(change.clone()))
         .unwrap();
     image.partition("t", 0).unwrap().clone()
+}
+
+/// The healed-partition divergence found by `replication_faults_split`: broker 1 leads epoch
+/// 1; broker 2 is elected in epoch 2 with the same log end (3) and writes a different batch
+/// there. Broker 1 becomes a follower and joins its fetcher at its log end (3, epoch 1: no
+/// divergence for the leader to see), and only then a leader append that was in flight when
+/// it lost leadership lands at offset 3. The fetcher must not append the new leader's batch
+/// at 3 over a log ending at 4 (refused forever) but reconcile by leader epoch: truncate the
+/// late record and end byte-identical to broker 2, every acks=all record kept.
+#[compio::test]
+async fn a_leader_append_landing_after_becoming_follower_is_truncated() {
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let config = |id| ReplicationConfig {
+        local_broker_id: id,
+        replica_lag_time_max_ms: 10_000,
+        min_insync_replicas: 1,
+        produce_timeout_ms: 10_000,
+        purgatory_waiters_max: 16,
+    };
+    let registration = |leader_epoch, isr: Vec<i32>| LeaderRegistration {
+        replicas: vec![1, 2],
+        isr,
+        leader_epoch,
+        partition_epoch: leader_epoch,
+    };
+    let a = open(dirs[0].path()).await;
+    a.become_leader(1).await.unwrap();
+    let leader_a =
+        ReplicatedPartition::new(a.clone(), &registration(1, vec![1, 2]), 0, config(1), 0);
+    let b = open(dirs[1].path()).await;
+    b.become_follower(1).unwrap();
+    let mut followers = vec![Follower::new(2, b.clone(), 1, 1)];
+    let mut acked = Vec::new();
+    for i in 0..3 {
+        let v = format!("all-{i}");
+        produce_all(&leader_a, &mut followers, &v, 10).await;
+        acked.push(v);
+    }
+    // Broker 1 is cut off; broker 2 leads epoch 2 from the same log end and writes there.
+    drop(followers);
+    // Until it leads with its followers, the former follower takes no append (it would carry
+    // epoch 1 and be acknowledged by one replica), even once it took epoch 2.
+    let refused = |p: &Rc<Partition>| {
+        let handle = super::super::handle::PartitionHandle::Local(p.clone());
+        handle.append_request(request("too-early", -1))
+    };
+    assert!(matches!(
+        refused(&b).await,
+        Err(PartitionError::NotLeaderOrFollower)
+    ));
+    b.become_leader(2).await.unwrap();
+    assert!(matches!(
+        refused(&b).await,
+        Err(PartitionError::NotLeaderOrFollower)
+    ));
+    let leader_b = ReplicatedPartition::new(b.clone(), &registration(2, vec![2]), 3, config(2), 20);
+    for i in 3..6 {
+        let v = format!("all-{i}");
+        produce_all(&leader_b, &mut [], &v, 30).await;
+        acked.push(v);
+    }
+    // Healed: broker 1 resigns, becomes a follower and joins the fetcher at its log end...
+    leader_a.resign();
+    a.become_follower(2).unwrap();
+    let mut returning = Follower::new(1, a.clone(), 2, 2);
+    assert_eq!(returning.session.state("t", 0).unwrap().fetch_offset, 3);
+    // ...and then the leader append in flight since before lands at 3.
+    let late = a.clone().append(request("late-unacknowledged", 1)).await;
+    assert_eq!(late.unwrap().ok.base_offset, 3);
+    assert_eq!(a.log_end_offset(), 4);
+    for _ in 0..6 {
+        returning.fetch(&leader_b, 40).await;
+    }
+    assert_eq!(a.log_end_offset(), leader_b.log_end_offset());
+    assert_eq!(segment_bytes(dirs[0].path()), segment_bytes(dirs[1].path()));
+    assert_eq!(values(&leader_b).await, acked);
+    assert_eq!(
+        a.latest_epoch(),
+        2,
+        "the epoch cache follows the copied log"
+    );
 }

@@ -155,15 +155,20 @@ impl Partition {
             .unwrap_or(super::epochs::UNDEFINED_EPOCH)
     }
 
-    /// Kafka's `makeFollower`: loads the leader-epoch checkpoint so truncation and
-    /// `last_fetched_epoch` see this replica's history, and records the leader's epoch (for
-    /// KIP-320 checks) without assigning it a start offset: the batches bring it.
+    /// Kafka's `makeFollower`: truncation and `last_fetched_epoch` see this replica's history
+    /// (the in-memory leader-epoch cache, kept in step with the log; the checkpoint is loaded
+    /// only when nothing is in memory yet, a partition opened as a follower), and the leader's
+    /// epoch is recorded (for KIP-320 checks) without assigning it a start offset: the
+    /// batches bring it.
     pub fn become_follower(&self, leader_epoch: i32) -> Result<(), PartitionError> {
-        let loaded = LeaderEpochCache::load(self.log.dir())
-            .map_err(|e| PartitionError::Storage(e.to_string()))?;
-        if let Some(cache) = loaded {
-            *self.epochs.borrow_mut() = cache;
+        if self.epochs.borrow().latest_epoch().is_none() {
+            let loaded = LeaderEpochCache::load(self.log.dir())
+                .map_err(|e| PartitionError::Storage(e.to_string()))?;
+            if let Some(cache) = loaded {
+                *self.epochs.borrow_mut() = cache;
+            }
         }
+        self.following.set(true);
         let current = self.leader_epoch.get().max(leader_epoch);
         self.leader_epoch.set(current);
         Ok(())

@@ -35,6 +35,9 @@ impl PartitionHandle {
     /// [`PartitionProxy::append`] without wrapping the handle in an `Rc` (the produce path).
     pub async fn append_request(self, request: AppendRequest) -> Result<Appended, PartitionError> {
         match self {
+            PartitionHandle::Local(p) if p.is_following() => {
+                Err(PartitionError::NotLeaderOrFollower)
+            }
             PartitionHandle::Local(p) => p.append(request).await,
             PartitionHandle::Replicated(p) => p.append(request).await,
         }
@@ -110,6 +113,9 @@ impl PartitionProxy for PartitionHandle {
 
     async fn append(self: Rc<Self>, request: AppendRequest) -> Result<Appended, PartitionError> {
         match self.as_ref() {
+            PartitionHandle::Local(p) if p.is_following() => {
+                Err(PartitionError::NotLeaderOrFollower)
+            }
             PartitionHandle::Local(p) => p.clone().append(request).await,
             PartitionHandle::Replicated(p) => p.clone().append(request).await,
         }

@@ -94,6 +94,11 @@ pub struct Partition {
     leader_epoch: Cell<i32>,
     /// Kafka's LeaderEpochFileCache, persisted in the partition directory.
     epochs: RefCell<LeaderEpochCache>,
+    /// Set by `become_follower`, cleared once this replica leads with its followers
+    /// (`ReplicatedPartition::new`) or alone: until then the partition takes no client or
+    /// coordinator append, even when the image already names this broker leader (an append
+    /// then would carry the old leader epoch and be acknowledged without replication).
+    following: Cell<bool>,
     /// message.timestamp.before/after.max.ms of the topic (checked on produce).
     timestamp_limits: Cell<timestamps::TimestampLimits>,
     /// The topic's `compression.type` as a codec id; `None` for `producer` (store as sent).
@@ -124,6 +129,7 @@ impl Partition {
             waiters_max,
             leader_epoch: Cell::new(epochs::UNDEFINED_EPOCH),
             epochs: RefCell::new(LeaderEpochCache::default()),
+            following: Cell::new(false),
             timestamp_limits: Cell::new(timestamps::TimestampLimits::default()),
             compression_codec: Cell::new(None),
             aborted: RefCell::new(txn_index::TxnIndex::default()),
@@ -210,6 +216,16 @@ impl Partition {
         *self.epochs.borrow_mut() = cache;
         self.leader_epoch.set(current);
         Ok(())
+    }
+
+    /// Whether this replica follows (or has not yet finished becoming a leader after following).
+    pub fn is_following(&self) -> bool {
+        self.following.get()
+    }
+
+    /// This replica leads now (with followers, or alone): appends are taken again.
+    pub fn stop_following(&self) {
+        self.following.set(false);
     }
 
     /// The leader epoch `offset` was written in (-1 when unknown), for ListOffsets answers.

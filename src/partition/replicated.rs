@@ -101,6 +101,7 @@ impl ReplicatedPartition {
         config: ReplicationConfig,
         now_ms: i64,
     ) -> Rc<Self> {
+        local.stop_following();
         let state = LeaderState::new(
             config.local_broker_id,
             registration,

@@ -333,6 +333,34 @@ impl FetcherSession {
         }
     }
 
+    /// Before appending an answer to a fetch at `requested`: true when the follower's log
+    /// still ends there. Otherwise the log moved under the fetch state (a leader append in
+    /// flight when this replica became a follower landed after it joined the fetcher, or an
+    /// append was refused for a batch below the log end): the answer is not appended, and the
+    /// partition reconciles by leader epoch from its own log end and latest epoch
+    /// (OffsetForLeaderEpoch, then truncation of any divergent tail), never by retrying the
+    /// same append or truncating to the high watermark.
+    pub fn log_still_ends_at(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        requested: i64,
+        log_end: i64,
+        latest_epoch: i32,
+    ) -> bool {
+        if requested == log_end {
+            return true;
+        }
+        self.reconcile_from(topic, partition, log_end, latest_epoch);
+        false
+    }
+
+    /// Reconciles the partition by leader epoch (OffsetForLeaderEpoch about `latest_epoch`)
+    /// before fetching again from `log_end` (see [`Self::log_still_ends_at`]).
+    pub fn reconcile_from(&mut self, topic: &str, partition: i32, log_end: i64, latest_epoch: i32) {
+        self.on_truncated(topic, partition, log_end, latest_epoch, false);
+    }
+
     /// Truncated to `log_end` (now the follower's log end, with `latest_epoch` its newest
     /// epoch): fetch from there, or ask again when the step was not complete.
     pub fn on_truncated(

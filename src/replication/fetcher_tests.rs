@@ -175,3 +175,25 @@ fn config_keys_are_kafkas() {
     let zero: crate::config::BrokerConfig = toml::from_str("\"num.replica.fetchers\" = 0").unwrap();
     assert!(zero.validate().is_err());
 }
+
+/// An answer for a fetch offset that is no longer the log end (the log moved under the fetch
+/// state) is not appended: the partition reconciles by OffsetForLeaderEpoch from its own log
+/// end and latest epoch, then fetches from the truncated end.
+#[test]
+fn a_log_that_moved_under_the_fetcher_reconciles_by_epoch() {
+    let mut s = FetcherSession::new(2, FetcherConfig::default());
+    s.add_partition("t", 0, 75, 5, 4);
+    assert!(s.log_still_ends_at("t", 0, 75, 75, 4), "unchanged: append");
+    assert_eq!(
+        s.on_response("t", 0, 75, &ok(80, true), 0),
+        FetchAction::Append { high_watermark: 80 }
+    );
+    assert!(!s.log_still_ends_at("t", 0, 75, 76, 4));
+    assert_eq!(s.fetch_plan(0), None, "not fetched before reconciling");
+    assert_eq!(s.truncating(), vec![("t".to_string(), 0, 5)]);
+    let state = s.state("t", 0).unwrap();
+    assert_eq!((state.fetch_offset, state.last_fetched_epoch), (76, 4));
+    s.on_truncated("t", 0, 75, 4, true);
+    let plan = s.fetch_plan(0).unwrap();
+    assert_eq!(plan.partitions[0].fetch_offset, 75);
+}
