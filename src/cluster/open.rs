@@ -66,7 +66,16 @@ pub async fn open_owned(shard: &Shard, metas: &[TopicMeta]) {
                 }
                 continue;
             }
-            let settings = (limits, compression_type.clone(), compacted, epoch);
+            // More than one replica: no append until `apply_roles` made it a replicated
+            // leader (an append before would be acknowledged by this replica alone).
+            let replicated = registration.replicas.len() > 1;
+            let settings = (
+                limits,
+                compression_type.clone(),
+                compacted,
+                epoch,
+                replicated,
+            );
             to_open.push((tp, meta.id.0, config.clone(), settings));
         }
     }
@@ -102,11 +111,12 @@ async fn open_one(
     tp: TopicPartition,
     topic_id: u128,
     config: storage::LogConfig,
-    (limits, compression_type, compacted, leader_epoch): (
+    (limits, compression_type, compacted, leader_epoch, replicated): (
         TimestampLimits,
         String,
         bool,
         Option<i32>,
+        bool,
     ),
 ) {
     let dir = shard.config.data_dir.join(tp.dir_name());
@@ -130,6 +140,9 @@ async fn open_one(
             partition.set_timestamp_limits(limits);
             partition.set_compression_type(&compression_type);
             partition.set_compacted(compacted);
+            if replicated {
+                partition.hold_appends();
+            }
             if let Some(epoch) = leader_epoch {
                 lead(shard, &partition, epoch).await;
             }

@@ -223,6 +223,13 @@ impl Partition {
         self.following.get()
     }
 
+    /// A replica of a partition with followers, just opened: no client or coordinator
+    /// append until it leads with its followers (`stop_following`), as after
+    /// `become_follower`.
+    pub fn hold_appends(&self) {
+        self.following.set(true);
+    }
+
     /// This replica leads now (with followers, or alone): appends are taken again.
     pub fn stop_following(&self) {
         self.following.set(false);
