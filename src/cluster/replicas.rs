@@ -27,7 +27,7 @@ use crate::replication::isr::LeaderRegistration;
 use crate::shard::Shard;
 use crate::topics::{self, TopicMeta};
 
-use super::replica_fetcher::ReplicaFetcher;
+use super::replica_fetcher::{FetchRound, ReplicaFetcher};
 pub use super::replica_fetchers::ReplicaFetchers;
 use super::replica_fetchers::{Change, FetcherHandle, Following};
 use super::PartitionRegistration;
@@ -38,7 +38,8 @@ const REPLICA_FETCH_VERSION: i16 = 12;
 /// First backoff after a failed round (doubles up to `replica.fetch.backoff.ms`).
 const BACKOFF_MIN_MS: u64 = 50;
 /// Pause after a round that fetched nothing and had nothing to fetch (every partition
-/// delayed), so an idle fetcher never spins.
+/// delayed) or that the leader answered before the fetch's wait was over, so an idle
+/// fetcher never spins (`idle_pause_ms`).
 const IDLE_PAUSE_MS: u64 = 10;
 
 /// Waits until the fetchers applied the removals (a fetcher task that ended answers by
@@ -251,6 +252,7 @@ fn spawn_fetcher(
         high_watermarks: shard.replica_fetchers.high_watermarks.clone(),
         followed: Vec::new(),
         backoff_max_ms: u64::try_from(config.replica_fetch_backoff_ms).unwrap_or(1000),
+        fetch_wait_max_ms: u64::try_from(config.replica_fetch_wait_max_ms).unwrap_or(0),
         lag: super::replication_metrics::LagSlot::new(),
     };
     compio::runtime::spawn(task.run()).detach();
@@ -269,6 +271,8 @@ struct FetcherTask {
     high_watermarks: Rc<RefCell<HashMap<TopicPartition, i64>>>,
     followed: Vec<TopicPartition>,
     backoff_max_ms: u64,
+    /// `replica.fetch.wait.max.ms`: how long the leader may hold a Fetch with nothing new.
+    fetch_wait_max_ms: u64,
     /// This fetcher's max lag on /metrics (`replication_metrics`).
     lag: super::replication_metrics::LagSlot,
 }
@@ -278,14 +282,14 @@ impl FetcherTask {
         let mut backoff_ms = BACKOFF_MIN_MS;
         while !self.stopped.get() && !self.shutdown.is_triggered() {
             self.apply_changes();
+            let started = std::time::Instant::now();
             let pause = match self.fetcher.run_once(crate::clock::system_now_ms()).await {
                 Ok(round) => {
                     backoff_ms = BACKOFF_MIN_MS;
                     self.publish_high_watermarks();
                     super::replication_metrics::add_bytes_in(round.bytes_appended);
                     self.lag.set(self.fetcher.max_lag());
-                    let idle = round.bytes_appended == 0 && round.truncations == 0;
-                    idle.then_some(IDLE_PAUSE_MS)
+                    idle_pause_ms(&round, started.elapsed(), self.fetch_wait_max_ms)
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, backoff_ms, "replica fetch failed");
@@ -336,6 +340,18 @@ impl FetcherTask {
             }
         }
     }
+}
+
+/// The pause before the next round after a successful one: none after records or a
+/// truncation (Kafka's fetcher fetches again at once, and that next Fetch is what moves the
+/// leader's high watermark and answers its acks=all produces), none after an empty answer
+/// the leader held for the whole `replica.fetch.wait.max.ms` (a long-poll: the next one
+/// starts at once), `IDLE_PAUSE_MS` after an empty round that came back sooner (nothing to
+/// fetch, every partition backed off, or a leader that does not long-poll).
+fn idle_pause_ms(round: &FetchRound, elapsed: Duration, fetch_wait_max_ms: u64) -> Option<u64> {
+    let idle = round.bytes_appended == 0 && round.truncations == 0;
+    let long_polled = elapsed >= Duration::from_millis(fetch_wait_max_ms);
+    (idle && !long_polled).then_some(IDLE_PAUSE_MS)
 }
 
 /// Every `replica.lag.time.max.ms / 2` (Kafka's `isr-expiration`), at most
@@ -438,5 +454,32 @@ async fn alter_partition(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// After records the fetcher fetches again at once (that Fetch moves the leader's high
+    /// watermark), as it does after an empty long-poll; only an empty answer that came back
+    /// before the wait was over pauses (no spinning).
+    #[test]
+    fn refetches_at_once_after_records_or_a_long_poll() {
+        let data = FetchRound {
+            bytes_appended: 1024,
+            ..FetchRound::default()
+        };
+        let truncated = FetchRound {
+            truncations: 1,
+            ..FetchRound::default()
+        };
+        let empty = FetchRound::default();
+        let quick = Duration::from_millis(1);
+        let held = Duration::from_millis(500);
+        assert_eq!(idle_pause_ms(&data, quick, 500), None);
+        assert_eq!(idle_pause_ms(&truncated, quick, 500), None);
+        assert_eq!(idle_pause_ms(&empty, held, 500), None);
+        assert_eq!(idle_pause_ms(&empty, quick, 500), Some(IDLE_PAUSE_MS));
     }
 }

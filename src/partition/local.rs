@@ -91,6 +91,10 @@ impl PartitionProxy for Partition {
             Err(WriteError::Refused(e)) => return Err(e),
         };
         let (base_offset, last_offset, log_append_time_ms) = written;
+        // The log end moved (a single replica's high watermark, readable already): wake the
+        // long-polls now, not after the fsync below, so a replicated leader's followers fetch
+        // the batch while the leader's acks=all fsync runs, not after it.
+        self.notify_appended();
         let mut durable_wait = None;
         if wait_durable {
             let started = Instant::now();
@@ -99,8 +103,6 @@ impl PartitionProxy for Partition {
                 .map_err(|e| storage_error(&self.tp, e))?;
             durable_wait = Some(started.elapsed());
         }
-        // The high watermark moved (single replica: with the log end).
-        self.notify_appended();
         if records_appended > 0 {
             self.snapshot_on_roll().await;
         }

@@ -4,7 +4,8 @@
 //! session, each partition read by its replicated leader up to the log end
 //! (`PartitionService::follower_fetch`, which records the follower's progress), with the
 //! diverging epoch when the follower's log diverges (v12+). With nothing new on any owner it
-//! long-polls on the partitions' append notifiers (`Router::wait_for_data`) and reads again.
+//! long-polls on the partitions' append notifiers (`Router::wait_for_data`) and reads again,
+//! until something is new or the wait is over (a wake-up without news waits on).
 //!
 //! Invariants: a follower fetch never reads a partition this broker does not lead with
 //! followers (NOT_LEADER_OR_FOLLOWER); the wait is bounded by min(max_wait_ms,
@@ -70,21 +71,16 @@ pub async fn respond(
         .min(u64::from(shard.config.fetch_max_wait_ms));
     let deadline = Instant::now() + Duration::from_millis(cap_ms);
     let router = Router::new(shard.clone());
-    let mut results = router
-        .follower_fetch(replica_id, items.clone(), Instant::now())
-        .await;
-    // Nothing new on any owner: long-poll until one of the partitions gets an append (the
-    // first owner to see one ends the wait, as for consumers), then read again.
-    if !results.iter().any(has_news) && Instant::now() < deadline {
-        let waits = items
-            .iter()
-            .map(|i| (i.tp.clone(), i.fetch_offset))
-            .collect();
-        router.wait_for_data(waits, deadline).await;
-        results = router
-            .follower_fetch(replica_id, items, Instant::now())
-            .await;
-    }
+    let waits: Vec<(TopicPartition, i64)> = items
+        .iter()
+        .map(|i| (i.tp.clone(), i.fetch_offset))
+        .collect();
+    let results = long_poll(
+        deadline,
+        || router.follower_fetch(replica_id, items.clone(), Instant::now()),
+        || router.wait_for_data(waits.clone(), deadline),
+    )
+    .await;
     let mut results = results.into_iter();
     let mut topics: Vec<TopicOut> = Vec::new();
     for r in requested {
@@ -101,6 +97,31 @@ pub async fn respond(
         topics,
         ..ResponseOut::default()
     }
+}
+
+/// Kafka's `DelayedFetch` for a follower: reads, and while nothing is new on any partition
+/// and `deadline` has not passed, waits for a wake-up (the first owner to see one ends the
+/// wait, as for consumers) and reads again. A wake-up is only a hint: the partitions'
+/// notifiers also fire when the high watermark moves (another follower's fetch), and
+/// answering that empty would make this follower's next fetch, and so every acks=all
+/// produce waiting on it, late. Bounded by `deadline`: the waits end there.
+async fn long_poll<Read, ReadFut, Wait, WaitFut>(
+    deadline: Instant,
+    mut read: Read,
+    mut wait: Wait,
+) -> Vec<FollowerFetchResult>
+where
+    Read: FnMut() -> ReadFut,
+    ReadFut: std::future::Future<Output = Vec<FollowerFetchResult>>,
+    Wait: FnMut() -> WaitFut,
+    WaitFut: std::future::Future<Output = ()>,
+{
+    let mut results = read().await;
+    while !results.iter().any(has_news) && Instant::now() < deadline {
+        wait().await;
+        results = read().await;
+    }
+    results
 }
 
 /// Records, a diverging epoch or an error: worth answering without waiting.
@@ -192,5 +213,71 @@ fn error_out(index: i32, error_code: i16) -> PartitionOut {
         aborted_transactions: Vec::new(),
         current_leader: None,
         diverging_epoch: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+    use crate::partition::api::{FollowerFetchOk, ReadOk};
+
+    fn answer(news: bool) -> Vec<FollowerFetchResult> {
+        let slice = news.then(|| storage::ReadSlice {
+            ranges: Vec::new(),
+            total_bytes: 1,
+        });
+        vec![Ok(FollowerFetchOk {
+            read: ReadOk {
+                high_watermark: 0,
+                last_stable_offset: 0,
+                log_start_offset: 0,
+                slice,
+                aborted_transactions: None,
+            },
+            diverging_epoch: None,
+        })]
+    }
+
+    /// Wake-ups without news (the high watermark moved) do not end a follower's long-poll:
+    /// it reads again and answers once records come.
+    #[compio::test]
+    async fn wake_up_without_news_keeps_waiting() {
+        let reads = Cell::new(0);
+        let waits = Cell::new(0);
+        let deadline = Instant::now() + Duration::from_secs(600);
+        let results = long_poll(
+            deadline,
+            || {
+                reads.set(reads.get() + 1);
+                let news = reads.get() == 3;
+                async move { answer(news) }
+            },
+            || {
+                waits.set(waits.get() + 1);
+                async {}
+            },
+        )
+        .await;
+        assert!(results.iter().any(has_news));
+        assert_eq!((reads.get(), waits.get()), (3, 2));
+    }
+
+    /// Past the deadline a follower gets the empty answer without waiting.
+    #[compio::test]
+    async fn deadline_passed_answers_at_once() {
+        let waits = Cell::new(0);
+        let results = long_poll(
+            Instant::now(),
+            || async { answer(false) },
+            || {
+                waits.set(waits.get() + 1);
+                async {}
+            },
+        )
+        .await;
+        assert!(!results.iter().any(has_news));
+        assert_eq!(waits.get(), 0);
     }
 }
