@@ -34,9 +34,11 @@ pub struct SplitCluster {
     pub client_ports: Vec<u16>,
 }
 
-/// A loopback port bound now (kept until the listener is dropped).
+/// A loopback port bound now (kept until the listener is dropped), below the ephemeral range
+/// so that no node's outgoing connection takes it once released (`cluster::free_port`).
 fn hold_port() -> TcpListener {
-    TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"))
+    TcpListener::bind(("127.0.0.1", super::cluster::free_port()))
+        .unwrap_or_else(|e| panic!("bind: {e}"))
 }
 
 fn loopback(port: u16) -> SocketAddr {
