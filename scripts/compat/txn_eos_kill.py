@@ -3,7 +3,8 @@
 (librdkafka): a processor process reads an input topic with read_committed, writes each record
 transformed to the same partition of an output topic and commits its input offsets with
 send_offsets_to_transaction, one transaction per poll batch. The driver kills the processor
-with SIGKILL several times mid-run and restarts it (same transactional.id: the new one fences
+with SIGKILL several times mid-run (at input positions it reports, so a fast machine
+cannot finish first) and restarts it (same transactional.id: the new one fences
 the zombie and its open transaction is aborted), then lets it finish. The output topic read
 with read_committed must hold every input record exactly once, in order per key.
 
@@ -11,10 +12,12 @@ Usage: txn_eos_kill.py HOST:PORT [RECORDS=12000] [KILLS=4]   (exit status 0 when
        txn_eos_kill.py --process HOST:PORT INPUT OUTPUT PARTITIONS   (the processor)
 """
 import os
+import queue
 import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 
@@ -61,6 +64,9 @@ def process(boot, src, dst, partitions):
         producer.send_offsets_to_transaction(offsets, consumer.consumer_group_metadata(),
                                              TIMEOUT)
         producer.commit_transaction(TIMEOUT)
+        # Progress for the driver, which kills at input positions, not at times (a fast
+        # machine would otherwise finish before the kill).
+        print(f"committed {sum(positions.values())}", flush=True)
     consumer.close()
     print("done", flush=True)
 
@@ -87,11 +93,40 @@ def read_committed(boot, name, partitions, expected):
 def start(boot, src, dst, partitions):
     proc = subprocess.Popen([sys.executable, __file__, "--process", boot, src, dst,
                              str(partitions)], stdout=subprocess.PIPE, text=True)
-    line = proc.stdout.readline()
-    if line.strip() != "processing":
+    lines = queue.Queue()
+
+    def pump():
+        for line in proc.stdout:
+            lines.put(line.strip())
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    first = next_line(lines, TIMEOUT)
+    if first != "processing":
         proc.kill()
-        fail(f"processor did not start: {line!r}")
-    return proc
+        fail(f"processor did not start: {first!r}")
+    return proc, lines
+
+
+def next_line(lines, timeout_s):
+    try:
+        return lines.get(timeout=timeout_s)
+    except queue.Empty:
+        return None
+
+
+def wait_committed(proc, lines, target):
+    """Waits until the processor reports `target` input records committed in total."""
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        line = next_line(lines, max(deadline - time.time(), 0.1))
+        if line is None or line == "done":
+            proc.kill()
+            fail(f"processor ended ({line!r}) before committing {target} records")
+        if line.startswith("committed ") and int(line.split()[1]) >= target:
+            return
+    proc.kill()
+    fail(f"processor did not commit {target} records in time")
 
 
 def main():
@@ -114,22 +149,26 @@ def main():
         fail("input not produced")
     rng = random.Random(12)
     for n in range(kills):
-        proc = start(boot, src, dst, partitions)
-        time.sleep(rng.uniform(0.5, 1.0))
-        if proc.poll() is not None:
-            fail(f"processor {n + 1} finished before its kill (use more records)")
+        proc, lines = start(boot, src, dst, partitions)
+        # Killed once it has committed its share of the input, then a moment later (often
+        # inside the next transaction).
+        wait_committed(proc, lines, records * (n + 1) // (kills + 1))
+        time.sleep(rng.uniform(0.0, 0.05))
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         print(f"ok: processor killed with SIGKILL ({n + 1})", flush=True)
     started = time.time()
-    proc = start(boot, src, dst, partitions)
+    proc, lines = start(boot, src, dst, partitions)
     try:
-        out, _ = proc.communicate(timeout=120)
+        proc.wait(timeout=120)
     except subprocess.TimeoutExpired:
         proc.kill()
         fail("the last processor did not finish")
+    out = []
+    while (line := next_line(lines, 5)) is not None:
+        out.append(line)
     if proc.returncode != 0 or "done" not in out:
-        fail(f"the last processor failed: {proc.returncode} {out!r}")
+        fail(f"the last processor failed: {proc.returncode} {out[-3:]!r}")
     print(f"ok: the last processor finished the input in {time.time() - started:.1f} s",
           flush=True)
     got = read_committed(boot, dst, partitions, records)
