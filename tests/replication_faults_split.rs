@@ -144,11 +144,19 @@ fn signal(broker: &common::Broker, signal: &str) {
 /// node 1 with followers 2 and 3.
 #[test]
 fn stopped_followers_shrink_the_isr_and_acks_all_refuses_below_min_insync() {
-    let lag_ms = 1_000;
+    // Kafka's last-caught-up time is the time of the follower's previous fetch, so when the
+    // follower stops it can be stale by up to two fetch intervals (each up to
+    // replica.fetch.wait.max.ms while idle) plus scheduling delay: the ISR may then shrink
+    // that much before replica.lag.time.max.ms has passed. A short fetch wait and a lag
+    // time well above it keep the "not before it lagged" check meaningful on a loaded box.
+    let lag_ms = 2_000;
+    let fetch_wait_ms = 100;
     let cluster = Cluster::start(ClusterOpts {
         nodes: 1,
         session_timeout_ms: 120_000,
-        extra_toml: format!("\"replica.lag.time.max.ms\" = {lag_ms}\n"),
+        extra_toml: format!(
+            "\"replica.lag.time.max.ms\" = {lag_ms}\n\"replica.fetch.wait.max.ms\" = {fetch_wait_ms}\n"
+        ),
         ..ClusterOpts::default()
     });
     let followers = [cluster.start_broker_only(2), cluster.start_broker_only(3)];
