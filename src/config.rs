@@ -353,6 +353,18 @@ pub struct BrokerConfig {
     /// `inter.broker.listener.name`.
     #[serde(rename = "security.inter.broker.protocol")]
     pub security_inter_broker_protocol: Option<String>,
+    /// Kafka's `sasl.mechanism.inter.broker.protocol`: how this broker authenticates to others
+    /// on a SASL inter-broker listener (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512; Kafka's default,
+    /// GSSAPI, is not implemented and refused when used).
+    #[serde(rename = "sasl.mechanism.inter.broker.protocol")]
+    pub sasl_mechanism_inter_broker_protocol: String,
+    /// Kafka's `sasl.mechanism.controller.protocol` (a SASL controller listener is refused).
+    #[serde(rename = "sasl.mechanism.controller.protocol")]
+    pub sasl_mechanism_controller_protocol: String,
+    /// Kafka's `sasl.jaas.config` (the broker's own login, `username=".." password=".."`), used
+    /// when no `listener.name.<l>.<mechanism>.sasl.jaas.config` is set (`security::jaas`).
+    #[serde(rename = "sasl.jaas.config")]
+    pub sasl_jaas_config: Option<String>,
     /// Kafka's `listener.name.<listener>.<config>` overrides of ssl.* / sasl.* settings for
     /// one listener (full key -> value), as written in the file.
     #[serde(skip)]
@@ -578,6 +590,9 @@ impl Default for BrokerConfig {
             sasl_oauthbearer_jwks_endpoint_ssl_truststore_location: None,
             inter_broker_listener_name: None,
             security_inter_broker_protocol: None,
+            sasl_mechanism_inter_broker_protocol: "GSSAPI".to_owned(),
+            sasl_mechanism_controller_protocol: "GSSAPI".to_owned(),
+            sasl_jaas_config: None,
             listener_overrides: std::collections::BTreeMap::new(),
             ssl_allow_dn_changes: false,
             ssl_allow_san_changes: false,

@@ -51,6 +51,7 @@ pub mod replicas;
 pub mod replication_metrics;
 pub mod security_control;
 pub mod security_image;
+pub mod secure_stream;
 pub mod security_store;
 pub mod store;
 pub mod topics;

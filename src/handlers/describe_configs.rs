@@ -301,11 +301,12 @@ fn broker_resource(
 /// reload) over static ones (sluice.toml). PEM contents and passwords (Kafka's PASSWORD type)
 /// are not listed.
 fn listener_entries(shard: &Shard) -> Vec<Entry> {
-    const SECRET: [&str; 4] = [
+    const SECRET: [&str; 5] = [
         "ssl.keystore.key",
         "ssl.keystore.certificate.chain",
         "ssl.truststore.certificates",
         "ssl.key.password",
+        "sasl.jaas.config",
     ];
     let dynamic = shard.listener_configs.snapshot();
     let mut keys: Vec<&String> = shard

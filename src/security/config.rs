@@ -176,9 +176,17 @@ fn set_listener_key(config: &mut BrokerConfig, key: &str, value: &str) -> Result
         "ssl.allow.san.changes" => {
             config.ssl_allow_san_changes = value.eq_ignore_ascii_case("true")
         }
+        // The broker's SASL login on this listener (`cluster::inter_broker::client_login`).
+        k if is_jaas_key(k) => {}
         _ => return Ok(false),
     }
     Ok(true)
+}
+
+/// `<mechanism>.sasl.jaas.config` (lower-case mechanism), Kafka's per-listener JAAS key.
+pub fn is_jaas_key(key: &str) -> bool {
+    key.strip_suffix(".sasl.jaas.config")
+        .is_some_and(|m| sasl::SaslMechanism::parse(&m.to_ascii_uppercase()).is_some())
 }
 
 /// The settings one listener runs with: the broker's, with its `listener.name.<l>.*`
@@ -219,7 +227,8 @@ pub fn validate_listener_overrides(config: &BrokerConfig) -> Result<(), ConfigEr
     let specs = listeners(config)?;
     for full in config.listener_overrides.keys() {
         let known = split_listener_key(full).is_some_and(|(l, key)| {
-            specs.iter().any(|s| s.name.eq_ignore_ascii_case(&l)) && LISTENER_KEYS.contains(&key)
+            specs.iter().any(|s| s.name.eq_ignore_ascii_case(&l))
+                && (LISTENER_KEYS.contains(&key) || is_jaas_key(key))
         });
         if !known {
             return Err(invalid(

@@ -7,6 +7,8 @@
 //! the metadata image, `cluster::security_image`). `acl` decides authorization (Kafka's ACL
 //! model, pure) and `acl_store::Authorizer` applies the authorizer's settings to the ACLs of
 //! the shard's image for the handlers' checks (`handlers::authz`).
+//! `sasl_client` is the broker's own login to other brokers (JAAS config, PLAIN and SCRAM
+//! client state machines), run by `cluster::inter_broker`.
 //! Nothing here knows about partitions or storage.
 
 pub mod acl;
@@ -18,6 +20,7 @@ pub mod oauth_jwks;
 pub mod oauthbearer;
 pub mod principal;
 pub mod sasl;
+pub mod sasl_client;
 pub mod scram;
 pub mod session;
 pub mod tls;
