@@ -95,6 +95,9 @@ pub fn run(config: BrokerConfig) -> Result<(), BrokerError> {
     let kraft_node_id = cluster::kraft::settings(&config)?.map(|s| s.node_id);
     cluster::meta_properties::ensure(&config.data_dir, &config.cluster_id, kraft_node_id)
         .map_err(|e| BrokerError::Cluster(e.to_string()))?;
+    // The controller listener's security (SSL per `controller.listener.names`), for the quorum
+    // and every broker-to-controller RPC.
+    cluster::controller_listener::install(&config)?;
     if cluster::kraft::settings(&config)?.is_some_and(|s| s.roles.controller && !s.roles.broker) {
         return run_controller_only(&config);
     }

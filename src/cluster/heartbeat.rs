@@ -14,11 +14,11 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use compio::net::TcpStream;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::node::ClusterNode;
+use super::secure_stream::SecureStream;
 use super::quorum::lifecycle::{
     AllocateProducerIdsRequest, Answer, AutoCreateOutcome, AutoCreateRequest, AutoCreateResponse,
     FetchImageResponse, FetchImageWaitRequest, HeartbeatRequest, HeartbeatResponse, LifecycleError,
@@ -42,7 +42,7 @@ const LOG_EVERY: Duration = Duration::from_secs(5);
 /// A connection to the active controller, following NOT_CONTROLLER hints.
 pub struct ControllerChannel {
     node: Arc<ClusterNode>,
-    stream: Option<TcpStream>,
+    stream: Option<SecureStream>,
     target: Option<SocketAddr>,
     next_bootstrap: usize,
     /// Any controller will do (image fetches), not only the active one.
@@ -110,10 +110,11 @@ impl ControllerChannel {
             .pick()
             .ok_or_else(|| LifecycleError::Rejected("no controller address".into()))?;
         if self.stream.is_none() {
-            let connect = TcpStream::connect(target);
+            // TLS when the controller listener is SSL (`controller_listener`).
+            let tls = super::controller_listener::client_tls();
+            let connect = SecureStream::connect(target, tls);
             match compio::time::timeout(self.timeout, connect).await {
                 Ok(Ok(stream)) => {
-                    let _ = stream.set_nodelay(true);
                     self.stream = Some(stream);
                 }
                 Ok(Err(e)) => {

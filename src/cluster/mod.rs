@@ -27,6 +27,7 @@
 pub mod alter_partition;
 pub mod alter_partition_rpc;
 pub mod controller;
+pub mod controller_listener;
 pub mod deletion;
 pub mod duties;
 pub mod election;

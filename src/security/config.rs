@@ -183,6 +183,18 @@ fn set_listener_key(config: &mut BrokerConfig, key: &str, value: &str) -> Result
     Ok(true)
 }
 
+/// The names in `controller.listener.names` (their `listener.name.<l>.ssl.*` apply to the
+/// controller listener, `cluster::controller_listener`).
+fn controller_listener_names(config: &BrokerConfig) -> impl Iterator<Item = &str> {
+    config
+        .controller_listener_names
+        .as_deref()
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+}
+
 /// `<mechanism>.sasl.jaas.config` (lower-case mechanism), Kafka's per-listener JAAS key.
 pub fn is_jaas_key(key: &str) -> bool {
     key.strip_suffix(".sasl.jaas.config")
@@ -227,7 +239,8 @@ pub fn validate_listener_overrides(config: &BrokerConfig) -> Result<(), ConfigEr
     let specs = listeners(config)?;
     for full in config.listener_overrides.keys() {
         let known = split_listener_key(full).is_some_and(|(l, key)| {
-            specs.iter().any(|s| s.name.eq_ignore_ascii_case(&l))
+            (specs.iter().any(|s| s.name.eq_ignore_ascii_case(&l))
+                || controller_listener_names(config).any(|c| c.eq_ignore_ascii_case(&l)))
                 && (LISTENER_KEYS.contains(&key) || is_jaas_key(key))
         });
         if !known {

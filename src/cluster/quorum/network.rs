@@ -21,9 +21,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use compio::buf::{BufResult, IntoInner, IoBuf};
-use compio::io::{AsyncReadExt, AsyncWriteExt};
-use compio::net::{TcpListener, TcpStream};
+use compio::net::TcpListener;
 use openraft::errors::{
     NetworkError, RPCError, ReplicationClosed, StreamingError, Timeout, Unreachable,
 };
@@ -37,6 +35,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::{QuorumTypes, Raft, SnapshotMetaOf, SnapshotOf, VoteOf};
+use crate::cluster::controller_listener;
+use crate::cluster::secure_stream::SecureStream;
 
 const FRAME_V0: u8 = 0;
 const KIND_APPEND_ENTRIES: u8 = 1;
@@ -79,7 +79,7 @@ pub enum FrameError {
 /// Reads one frame: `(kind, payload)`. Once its length has arrived, the rest must arrive
 /// within `body_timeout` (a peer that stalls mid-frame is dropped, not waited on forever).
 pub async fn read_frame(
-    stream: &mut TcpStream,
+    stream: &mut SecureStream,
     max_bytes: usize,
     body_timeout: Duration,
 ) -> Result<(u8, Vec<u8>), FrameError> {
@@ -88,10 +88,10 @@ pub async fn read_frame(
 }
 
 /// A frame's 4-byte length, however long it takes to come.
-async fn read_frame_len(stream: &mut TcpStream) -> Result<[u8; 4], FrameError> {
-    let BufResult(res, len_buf) = stream.read_exact([0u8; 4]).await;
-    match res {
-        Ok(()) => Ok(len_buf),
+async fn read_frame_len(stream: &mut SecureStream) -> Result<[u8; 4], FrameError> {
+    match stream.read_exact(4).await {
+        Ok(bytes) => <[u8; 4]>::try_from(bytes.as_slice())
+            .map_err(|_| FrameError::Io(io::Error::other("short read"))),
         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(FrameError::Closed),
         Err(e) => Err(FrameError::Io(e)),
     }
@@ -99,7 +99,7 @@ async fn read_frame_len(stream: &mut TcpStream) -> Result<[u8; 4], FrameError> {
 
 /// The rest of a frame whose length `len_buf` has arrived, within `body_timeout`.
 async fn read_frame_rest(
-    stream: &mut TcpStream,
+    stream: &mut SecureStream,
     len_buf: [u8; 4],
     max_bytes: usize,
     body_timeout: Duration,
@@ -129,29 +129,25 @@ async fn read_frame_rest(
 }
 
 /// Reads `len` bytes in chunks as they arrive (memory grows with what was received).
-async fn read_body(stream: &mut TcpStream, len: usize) -> io::Result<Vec<u8>> {
+async fn read_body(stream: &mut SecureStream, len: usize) -> io::Result<Vec<u8>> {
     let mut body = Vec::with_capacity(len.min(READ_CHUNK_BYTES));
     while body.len() < len {
         let want = (len - body.len()).min(READ_CHUNK_BYTES);
-        let chunk = Vec::with_capacity(want);
-        let BufResult(res, chunk) = stream.read_exact(chunk.slice(..want)).await;
-        res?;
-        let chunk = chunk.into_inner();
-        body.extend_from_slice(chunk.get(..want).unwrap_or(&chunk));
+        let chunk = stream.read_exact(want).await?;
+        body.extend_from_slice(&chunk);
     }
     Ok(body)
 }
 
 /// Writes one frame.
-pub async fn write_frame(stream: &mut TcpStream, kind: u8, payload: &[u8]) -> io::Result<()> {
+pub async fn write_frame(stream: &mut SecureStream, kind: u8, payload: &[u8]) -> io::Result<()> {
     let len = u32::try_from(payload.len() + 2).map_err(|_| io::Error::other("frame over 4 GiB"))?;
     let mut frame = Vec::with_capacity(payload.len() + 6);
     frame.extend_from_slice(&len.to_be_bytes());
     frame.push(FRAME_V0);
     frame.push(kind);
     frame.extend_from_slice(payload);
-    let BufResult(res, _) = stream.write_all(frame).await;
-    res
+    stream.write_all(frame).await
 }
 
 fn encode<T: Serialize>(value: &T) -> io::Result<Vec<u8>> {
@@ -207,6 +203,23 @@ pub async fn serve(
         let raft = raft.clone();
         let lifecycle = lifecycle.clone();
         connections.push(compio::runtime::spawn(async move {
+            // The controller listener's TLS handshake (`controller_listener`), bounded like a
+            // frame: a peer that stalls in it holds no slot for long.
+            let tls = controller_listener::server_tls();
+            let accepted =
+                compio::time::timeout(settings.frame_timeout, SecureStream::accept(stream, tls))
+                    .await;
+            let stream = match accepted {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => {
+                    tracing::warn!(%peer, error = %e, "controller listener: TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::warn!(%peer, "controller listener: TLS handshake timed out");
+                    return;
+                }
+            };
             if let Err(e) = serve_connection(stream, &raft, lifecycle.as_deref(), settings).await {
                 tracing::info!(%peer, error = %e, "controller connection closed");
             }
@@ -215,7 +228,7 @@ pub async fn serve(
 }
 
 async fn serve_connection(
-    mut stream: TcpStream,
+    mut stream: SecureStream,
     raft: &Raft,
     lifecycle: Option<&super::lifecycle::Lifecycle>,
     settings: ServerSettings,
@@ -341,7 +354,7 @@ async fn handle_broker_request(
 /// A broker's call to a controller: one request frame, one answer (`Answer<T>` postcard).
 /// Err: the connection failed, timed out or the answer did not decode (reconnect).
 pub async fn call_controller<Req: Serialize, Resp: DeserializeOwned>(
-    stream: &mut TcpStream,
+    stream: &mut SecureStream,
     kind: u8,
     request: &Req,
     max_bytes: usize,
@@ -408,7 +421,7 @@ impl RaftNetworkFactory<QuorumTypes> for Network {
 pub struct PeerClient {
     target: u64,
     addr: String,
-    stream: Option<TcpStream>,
+    stream: Option<SecureStream>,
     settings: NetworkSettings,
     /// Whether the last call failed: failures are logged once per outage, not per retry.
     failing: bool,
@@ -464,10 +477,10 @@ impl PeerClient {
             let addr: SocketAddr = self.addr.parse().map_err(|_| {
                 CallError::Unreachable(io::Error::other(format!("bad peer address {}", self.addr)))
             })?;
-            let stream = TcpStream::connect(addr)
+            // TLS when the controller listener is SSL (`controller_listener`).
+            let stream = SecureStream::connect(addr, controller_listener::client_tls())
                 .await
                 .map_err(CallError::Unreachable)?;
-            stream.set_nodelay(true).map_err(CallError::Unreachable)?;
             self.stream = Some(stream);
         }
         let Some(stream) = self.stream.as_mut() else {
