@@ -20,9 +20,25 @@ use compio::net::TcpStream;
 const READ_CHUNK_BYTES: usize = 16 * 1024;
 
 /// A connection between cluster nodes: plaintext or TLS.
-pub enum SecureStream {
+pub struct SecureStream {
+    inner: Inner,
+    /// An operation started and has not finished: its future was dropped (a caller's timeout)
+    /// mid-way, so a frame or a TLS record may be half written or read. Every later operation
+    /// fails, and the caller dials again (a TLS session would otherwise send records the peer
+    /// rejects with `bad_record_mac`).
+    busy: bool,
+}
+
+enum Inner {
     Plain(TcpStream),
     Tls(Box<TlsConn>),
+}
+
+fn cancelled() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::BrokenPipe,
+        "an earlier operation on this connection was cancelled mid-way",
+    )
 }
 
 impl SecureStream {
@@ -33,12 +49,13 @@ impl SecureStream {
     ) -> io::Result<Self> {
         let tcp = TcpStream::connect(addr).await?;
         let _ = tcp.set_nodelay(true);
-        match tls {
-            None => Ok(Self::Plain(tcp)),
-            Some(config) => Ok(Self::Tls(Box::new(
+        let inner = match tls {
+            None => Inner::Plain(tcp),
+            Some(config) => Inner::Tls(Box::new(
                 TlsConn::client_handshake(tcp, config, addr).await?,
-            ))),
-        }
+            )),
+        };
+        Ok(Self { inner, busy: false })
     }
 
     /// An accepted connection; with `tls`, runs the server handshake (the caller bounds it).
@@ -47,34 +64,45 @@ impl SecureStream {
         tls: Option<Arc<rustls::ServerConfig>>,
     ) -> io::Result<Self> {
         let _ = tcp.set_nodelay(true);
-        match tls {
-            None => Ok(Self::Plain(tcp)),
-            Some(config) => Ok(Self::Tls(Box::new(
-                TlsConn::server_handshake(tcp, config).await?,
-            ))),
-        }
+        let inner = match tls {
+            None => Inner::Plain(tcp),
+            Some(config) => Inner::Tls(Box::new(TlsConn::server_handshake(tcp, config).await?)),
+        };
+        Ok(Self { inner, busy: false })
     }
 
     pub async fn write_all(&mut self, bytes: Vec<u8>) -> io::Result<()> {
-        match self {
-            Self::Plain(tcp) => {
+        if self.busy {
+            return Err(cancelled());
+        }
+        self.busy = true;
+        let result = match &mut self.inner {
+            Inner::Plain(tcp) => {
                 let BufResult(res, _) = tcp.write_all(bytes).await;
                 res
             }
-            Self::Tls(tls) => tls.write_all(&bytes).await,
-        }
+            Inner::Tls(tls) => tls.write_all(&bytes).await,
+        };
+        self.busy = false;
+        result
     }
 
     /// Reads exactly `len` bytes (`UnexpectedEof` when the peer closed first).
     pub async fn read_exact(&mut self, len: usize) -> io::Result<Vec<u8>> {
-        match self {
-            Self::Plain(tcp) => {
+        if self.busy {
+            return Err(cancelled());
+        }
+        self.busy = true;
+        let result = match &mut self.inner {
+            Inner::Plain(tcp) => {
                 let BufResult(res, buf) =
                     tcp.read_exact(Vec::with_capacity(len).slice(..len)).await;
                 res.map(|()| buf.into_inner())
             }
-            Self::Tls(tls) => tls.read_exact(len).await,
-        }
+            Inner::Tls(tls) => tls.read_exact(len).await,
+        };
+        self.busy = false;
+        result
     }
 }
 

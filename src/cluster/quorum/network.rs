@@ -212,7 +212,7 @@ pub async fn serve(
             let stream = match accepted {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(e)) => {
-                    tracing::warn!(%peer, error = %e, "controller listener: TLS handshake failed");
+                    tracing::info!(%peer, error = %e, "controller listener: TLS handshake failed");
                     return;
                 }
                 Err(_) => {
