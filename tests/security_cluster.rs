@@ -560,3 +560,109 @@ fn followers_replicate_over_sasl_ssl_with_an_ssl_controller_listener() {
         .collect();
     assert!(failed.is_empty(), "broker 2's fetches from broker 1 failed: {failed:?}");
 }
+
+/// Runs `sluice` with `toml` until it exits (it must refuse to start); its exit success and log.
+fn refused_start(toml: &str) -> (bool, String) {
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sluice.toml");
+    std::fs::write(&config, toml).unwrap();
+    let log = dir.path().join("log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("--config")
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args(["--admin-listen", "127.0.0.1:0", "--cores", "1"])
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!(
+                "the broker started with {toml}\nlog:\n{}",
+                std::fs::read_to_string(&log).unwrap()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (status.success(), std::fs::read_to_string(&log).unwrap())
+}
+
+/// Bad inter-broker SASL and controller listener settings stop the broker at start with an
+/// error naming the key (Kafka's `KafkaConfig` checks), before any listener serves.
+#[test]
+fn bad_inter_broker_sasl_settings_stop_the_broker_naming_the_key() {
+    use common::cluster::free_port;
+    let base = format!(
+        "\"node.id\" = 1\n\"process.roles\" = \"broker,controller\"\n\
+         \"controller.quorum.voters\" = \"1@127.0.0.1:{}\"\n\
+         \"controller.listener.names\" = \"CONTROLLER\"\n\
+         listeners = \"PLAINTEXT://127.0.0.1:{},INTERNAL://127.0.0.1:{}\"\n\
+         \"inter.broker.listener.name\" = \"INTERNAL\"\n",
+        free_port(),
+        free_port(),
+        free_port()
+    );
+    let jaas = "\"sasl.jaas.config\" = 'org.apache.kafka.common.security.scram.ScramLoginModule \
+                required username=\"broker\" password=\"secret\";'\n";
+    let sasl_map = "\"listener.security.protocol.map\" = \
+                    \"PLAINTEXT:PLAINTEXT,INTERNAL:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT\"\n";
+    let cases = [
+        // Kafka's default mechanism, GSSAPI, is not implemented.
+        (format!("{base}{sasl_map}{jaas}"), "sasl.mechanism.inter.broker.protocol"),
+        (
+            format!("{base}{sasl_map}{jaas}\"sasl.mechanism.inter.broker.protocol\" = \"MD5\"\n"),
+            "sasl.mechanism.inter.broker.protocol",
+        ),
+        // Not enabled on the inter-broker listener.
+        (
+            format!(
+                "{base}{sasl_map}{jaas}\"sasl.mechanism.inter.broker.protocol\" = \"PLAIN\"\n\
+                 \"listener.name.internal.sasl.enabled.mechanisms\" = \"SCRAM-SHA-512\"\n"
+            ),
+            "sasl.enabled.mechanisms",
+        ),
+        // No login.
+        (
+            format!("{base}{sasl_map}\"sasl.mechanism.inter.broker.protocol\" = \"SCRAM-SHA-512\"\n"),
+            "listener.name.internal.scram-sha-512.sasl.jaas.config",
+        ),
+        // A login module without a password.
+        (
+            format!(
+                "{base}{sasl_map}\"sasl.mechanism.inter.broker.protocol\" = \"SCRAM-SHA-512\"\n\
+                 \"listener.name.internal.scram-sha-512.sasl.jaas.config\" = \
+                 'org.apache.kafka.common.security.scram.ScramLoginModule required username=\"b\";'\n"
+            ),
+            "sasl.jaas.config",
+        ),
+        // SASL on the controller listener.
+        (
+            format!(
+                "{base}\"listener.security.protocol.map\" = \
+                 \"PLAINTEXT:PLAINTEXT,INTERNAL:PLAINTEXT,CONTROLLER:SASL_SSL\"\n"
+            ),
+            "controller.listener.names",
+        ),
+    ];
+    for (toml, key) in cases {
+        let (success, log) = refused_start(&toml);
+        assert!(!success, "exited with success:\n{toml}");
+        let error = log.lines().find(|l| l.contains("ERROR")).unwrap_or_default();
+        assert!(
+            error.contains(key),
+            "the error does not name {key}:\n{error}\nconfig:\n{toml}\nlog:\n{log}"
+        );
+        assert!(!log.contains("secret"), "the password was logged:\n{log}");
+    }
+}

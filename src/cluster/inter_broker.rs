@@ -156,7 +156,7 @@ pub fn client_login(
             invalid(
                 mechanism_key,
                 format!(
-                    "{name} is not supported between brokers (PLAIN, SCRAM-SHA-256 or                      SCRAM-SHA-512; Kafka's default GSSAPI is not implemented)"
+                    "{name} is not supported between brokers (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; Kafka's default GSSAPI is not implemented)"
                 ),
             )
         })?;
@@ -165,7 +165,7 @@ pub fn client_login(
         return Err(invalid(
             mechanism_key,
             format!(
-                "{name} must be included in sasl.enabled.mechanisms of listener {listener}                  when SASL is used between brokers"
+                "{name} must be included in sasl.enabled.mechanisms of listener {listener} when SASL is used between brokers"
             ),
         ));
     }
