@@ -227,6 +227,7 @@ fn bind_listeners(
     };
     let mut reservations = Vec::new();
     let mut listeners = Vec::new();
+    let several = specs.len() > 1;
     for spec in specs {
         if spec.bind.port() != 0 {
             probe_port(spec.bind)?;
@@ -251,6 +252,9 @@ fn bind_listeners(
             }
             false => None,
         };
+        // Kafka's protected listener: the inter-broker one, when there are several.
+        let protected =
+            several && cluster::inter_broker::listener_name().is_some_and(|l| l == spec.name);
         let context = ListenerContext {
             name: spec.name,
             protocol: spec.protocol,
@@ -262,6 +266,7 @@ fn bind_listeners(
             sasl_mechanisms: security::config::enabled_mechanisms(&own)?,
             oauth_jwks: oauth_jwks.clone(),
             max_connection_creation_rate: own.max_connection_creation_rate,
+            protected,
         };
         listeners.push(shard::BootListener {
             bind,

@@ -485,6 +485,35 @@ fn followers_replicate_over_sasl_ssl_with_an_ssl_controller_listener() {
         || (0..3).all(|i| has_scram_user(cluster.broker(i).socket_addr(), "broker")),
     );
 
+    // A client quota on the brokers' own user: Kafka exempts replication (a follower's Fetch)
+    // from client quotas, so 200 KB still replicate at once, not at 1000 B/s.
+    let quota = EntryData::default()
+        .with_entity(vec![EntityData::default()
+            .with_entity_type(s("user"))
+            .with_entity_name(Some(s("broker")))])
+        .with_ops(vec![OpData::default()
+            .with_key(s("consumer_byte_rate"))
+            .with_value(1000.0)]);
+    let altered: AlterClientQuotasResponse = wire::call(
+        cluster.broker(0).socket_addr(),
+        ApiKey::AlterClientQuotas,
+        1,
+        &AlterClientQuotasRequest::default().with_entries(vec![quota]),
+    );
+    assert_eq!(altered.entries[0].error_code, 0);
+    wait_until(CLUSTER_READY_TIMEOUT, "broker 1 to know the quota", || {
+        let resp: DescribeClientQuotasResponse = wire::call(
+            cluster.broker(0).socket_addr(),
+            ApiKey::DescribeClientQuotas,
+            1,
+            &DescribeClientQuotasRequest::default().with_components(vec![ComponentData::default()
+                .with_entity_type(s("user"))
+                .with_match_type(0)
+                .with_match(Some(s("broker")))]),
+        );
+        resp.entries.is_some_and(|e| !e.is_empty())
+    });
+
     // Leader 1, followers 2 and 3.
     let topic = CreatableTopic::default()
         .with_name(TopicName(s(TOPIC)))
@@ -511,7 +540,7 @@ fn followers_replicate_over_sasl_ssl_with_an_ssl_controller_listener() {
 
     // acks=all produce through librdkafka: acknowledged once broker 2 fetched it (broker 3
     // leaves the ISR after replica.lag.time.max.ms).
-    let records = kafka::keyed_records(200, 4, 100);
+    let records = kafka::keyed_records(200, 4, 1000);
     let producer = kafka::producer(cluster.broker(0), &[]);
     kafka::assert_all_acked(&kafka::produce(&producer, TOPIC, &records, Some(0)));
     wait_until(CLUSTER_READY_TIMEOUT, "the ISR to be brokers 1 and 2", || {
@@ -543,7 +572,7 @@ fn followers_replicate_over_sasl_ssl_with_an_ssl_controller_listener() {
     let fixed = sasl_ssl_node_toml(&ports, &pki, 2, "broker-secret");
     cluster.broker_mut(2).set_config(&fixed);
     cluster.broker_mut(2).restart();
-    let more = kafka::keyed_records(300, 4, 100);
+    let more = kafka::keyed_records(300, 4, 1000);
     kafka::assert_all_acked(&kafka::produce(&producer, TOPIC, &more[200..], Some(0)));
     wait_until(CLUSTER_READY_TIMEOUT, "broker 3 to rejoin the ISR", || {
         isr(&cluster, 0, TOPIC) == [1, 2, 3]
@@ -665,4 +694,44 @@ fn bad_inter_broker_sasl_settings_stop_the_broker_naming_the_key() {
         );
         assert!(!log.contains("secret"), "the password was logged:\n{log}");
     }
+}
+
+/// Kafka's protected listener (`ConnectionQuotas.protectedListener`): connections to the
+/// inter-broker listener of a broker with several listeners are not delayed by the
+/// broker-wide `max.connection.creation.rate`, which does delay the client listener's; only
+/// its own listener rate applies (which, as Kafka's `valuesWithPrefixOverride`, is the broker's
+/// value unless `listener.name.<l>.max.connection.creation.rate` sets it).
+#[test]
+fn the_inter_broker_listener_is_exempt_from_the_broker_connection_rate() {
+    use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
+    let cluster = Cluster::start(ClusterOpts {
+        nodes: 1,
+        extra_listeners: ",INTERNAL://127.0.0.1:0".into(),
+        extra_toml: "\"listener.security.protocol.map\" = \
+                     \"PLAINTEXT:PLAINTEXT,INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT\"\n\
+                     \"inter.broker.listener.name\" = \"INTERNAL\"\n\
+                     \"max.connection.creation.rate\" = 1\n\
+                     \"listener.name.internal.max.connection.creation.rate\" = 1000\n"
+            .into(),
+        ..ClusterOpts::default()
+    });
+    let internal = common::sasl::listener(cluster.broker(0), "INTERNAL");
+    let client = cluster.broker(0).socket_addr();
+    // 15 connections: over 1/s in the 10 s a fresh rate spans after the 11th or so, each
+    // further one waits up to a quota window (1 s) before it is served.
+    let slow = |addr: SocketAddr| {
+        (0..15)
+            .filter(|_| {
+                let started = std::time::Instant::now();
+                let resp: ApiVersionsResponse =
+                    wire::call(addr, ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+                assert_eq!(resp.error_code, 0);
+                started.elapsed() >= Duration::from_millis(400)
+            })
+            .count()
+    };
+    let internal_slow = slow(internal);
+    let client_slow = slow(client);
+    assert!(client_slow >= 3, "the client listener was not limited ({client_slow} slow)");
+    assert!(internal_slow <= 1, "{internal_slow} inter-broker connections were delayed");
 }

@@ -31,6 +31,16 @@ use crate::security::acl::{Operation, ResourceType};
 use crate::shard::Shard;
 use crate::topics::TopicId;
 
+/// Whether a Fetch request body (of `version`) is a follower's (a replica id >= 0): the
+/// replication traffic that Kafka exempts from client quotas (`handlers::throttle`).
+pub fn is_from_follower(body: &bytes::Bytes, version: i16) -> bool {
+    use kafka_protocol::protocol::Decodable;
+    FetchRequest::decode(&mut body.clone(), version)
+        .ok()
+        .and_then(|b| replica::follower_id(&b, version))
+        .is_some()
+}
+
 /// First version that names topics by id.
 const TOPIC_ID_VERSION: i16 = 13;
 /// First version with fetch sessions.

@@ -50,6 +50,17 @@ impl Future for Timed {
     }
 }
 
+/// Kafka's `sendResponseExemptThrottle` for inter-broker requests: a follower's Fetch
+/// (replication has its own throttles, not the client's `consumer_byte_rate`) and
+/// WriteTxnMarkers are recorded in no client quota and never throttled.
+pub fn is_cluster_action(key: ApiKey, version: i16, body: &bytes::Bytes) -> bool {
+    match key {
+        ApiKey::WriteTxnMarkers => true,
+        ApiKey::Fetch => super::fetch::is_from_follower(body, version),
+        _ => false,
+    }
+}
+
 /// After a handler: records the request in the client quotas (Produce: its size, Fetch: the
 /// response's size, every API but SASL and acks=0 Produce: its handler time), writes the
 /// throttle time into the response and marks the session to be muted for it.

@@ -296,6 +296,10 @@ async fn handle_request(
             finish(ApiKey::ApiVersions, 0, correlation_id, outcome)
         }
         Route::Handle(handler) => {
+            // Inter-broker requests are exempt from client quotas (decoded only when quotas
+            // are in force: a follower's Fetch carries its replica id in the body).
+            let quota_exempt = shard.quotas.active()
+                && handlers::throttle::is_cluster_action(key, version, &parsed.body);
             let request = Request {
                 api_key: key,
                 header: parsed.header,
@@ -315,16 +319,18 @@ async fn handle_request(
                 .metrics
                 .record_request(key, started.elapsed(), outcome.is_err());
             let client_id = client_id.as_deref();
-            handlers::throttle::apply_quotas(
-                shard,
-                session,
-                key,
-                version,
-                client_id,
-                frame_len,
-                busy,
-                &mut outcome,
-            );
+            if !quota_exempt {
+                handlers::throttle::apply_quotas(
+                    shard,
+                    session,
+                    key,
+                    version,
+                    client_id,
+                    frame_len,
+                    busy,
+                    &mut outcome,
+                );
+            }
             finish(key, version, correlation_id, outcome)
         }
     };

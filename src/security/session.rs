@@ -38,6 +38,12 @@ pub struct ListenerContext {
     /// KIP-612: new connections per second on this listener
     /// (`listener.name.<l>.max.connection.creation.rate`, else the broker's).
     pub max_connection_creation_rate: i32,
+    /// Kafka's protected listener (`ConnectionQuotas.protectedListener`): the inter-broker
+    /// listener of a broker with more than one listener. Its connections are not counted
+    /// against the broker-wide `max.connection.creation.rate` nor refused by
+    /// `max.connections.per.shard` (Kafka: `max.connections`), so clients cannot lock
+    /// replication out; its own listener rate and IP quotas still apply.
+    pub protected: bool,
 }
 
 #[derive(Debug)]

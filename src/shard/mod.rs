@@ -296,17 +296,22 @@ async fn accept_loop(
             }
             futures_util::future::Either::Right(_) => return,
         };
-        if shard.connection_count() >= shard.config.max_connections_per_shard {
+        // Kafka's protected (inter-broker) listener is exempt from the broker-wide limits.
+        if !context.protected && shard.connection_count() >= shard.config.max_connections_per_shard {
             tracing::warn!(%peer, "connection limit reached, closing");
             continue;
         }
         let guard = ConnectionGuard::new(shard.clone());
         // KIP-612: the listener's and broker's connection-creation rates; over them Kafka's
         // acceptor waits before accepting more.
+        let broker_rate = match context.protected {
+            true => crate::quotas::connections::UNLIMITED_RATE,
+            false => shard.config.max_connection_creation_rate,
+        };
         let delay_ms = shard.quotas.record_listener_connection(
             &context.name,
             context.max_connection_creation_rate,
-            shard.config.max_connection_creation_rate,
+            broker_rate,
         );
         if !sleep_unless_shutdown(shard, delay_ms).await {
             return;
