@@ -220,3 +220,10 @@ fuzz: fuzz-deps
 .PHONY: bench-cluster-scale
 bench-cluster-scale: release
 	python3 scripts/bench/cluster_scale.py --bin target/release/sluice
+
+# TLS and SASL_SSL (SCRAM-SHA-512) against PLAINTEXT: produce/consume throughput and produce
+# latency in one run against one release broker (BENCHMARKS.md "TLS and SASL_SSL vs PLAINTEXT").
+# BENCH_TLS_ARGS: messages, size, cores (default 200000 1024 2).
+.PHONY: bench-tls
+bench-tls: py-deps
+	PY=$(VENV)/bin/python scripts/bench_tls.sh $(BENCH_TLS_ARGS)
