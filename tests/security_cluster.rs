@@ -478,7 +478,12 @@ fn followers_replicate_over_sasl_ssl_with_an_ssl_controller_listener() {
     cluster.wait_all_registered();
 
     // The brokers' own user, created before any replica fetches.
-    common::sasl::create_user(cluster.broker(0), "broker", "broker-secret", Mechanism::Sha512);
+    common::sasl::create_user(
+        cluster.broker(0),
+        "broker",
+        "broker-secret",
+        Mechanism::Sha512,
+    );
     wait_until(
         CLUSTER_READY_TIMEOUT,
         "every broker to know the SCRAM user",
@@ -543,9 +548,11 @@ fn followers_replicate_over_sasl_ssl_with_an_ssl_controller_listener() {
     let records = kafka::keyed_records(200, 4, 1000);
     let producer = kafka::producer(cluster.broker(0), &[]);
     kafka::assert_all_acked(&kafka::produce(&producer, TOPIC, &records, Some(0)));
-    wait_until(CLUSTER_READY_TIMEOUT, "the ISR to be brokers 1 and 2", || {
-        isr(&cluster, 0, TOPIC) == [1, 2]
-    });
+    wait_until(
+        CLUSTER_READY_TIMEOUT,
+        "the ISR to be brokers 1 and 2",
+        || isr(&cluster, 0, TOPIC) == [1, 2],
+    );
     let received = kafka::consume_all(cluster.broker(0), TOPIC, 1);
     assert_eq!(received.len(), records.len());
     for r in &received {
@@ -553,9 +560,11 @@ fn followers_replicate_over_sasl_ssl_with_an_ssl_controller_listener() {
     }
     // Broker 3 says why it cannot replicate (and retries with backoff, never spinning).
     let refused = "SASL SCRAM-SHA-512 authentication as broker to the broker at";
-    wait_until(CLUSTER_READY_TIMEOUT, "broker 3 to log the refused login", || {
-        cluster.broker(2).log_text().contains(refused)
-    });
+    wait_until(
+        CLUSTER_READY_TIMEOUT,
+        "broker 3 to log the refused login",
+        || cluster.broker(2).log_text().contains(refused),
+    );
     let count = || cluster.broker(2).log_text().matches(refused).count();
     let (before, since) = (count(), std::time::Instant::now());
     wait_until(CLUSTER_READY_TIMEOUT, "broker 3 to retry twice", || {
@@ -566,7 +575,10 @@ fn followers_replicate_over_sasl_ssl_with_an_ssl_controller_listener() {
         "two retries within {:?}: not backing off",
         since.elapsed()
     );
-    assert!(cluster.broker(0).log_text().contains("authentication failed"));
+    assert!(cluster
+        .broker(0)
+        .log_text()
+        .contains("authentication failed"));
 
     // Broker 3 with the right password catches up and rejoins the ISR.
     let fixed = sasl_ssl_node_toml(&ports, &pki, 2, "broker-secret");
@@ -587,7 +599,10 @@ fn followers_replicate_over_sasl_ssl_with_an_ssl_controller_listener() {
         .lines()
         .filter(|l| l.contains("replica fetch failed") && l.contains(&leader))
         .collect();
-    assert!(failed.is_empty(), "broker 2's fetches from broker 1 failed: {failed:?}");
+    assert!(
+        failed.is_empty(),
+        "broker 2's fetches from broker 1 failed: {failed:?}"
+    );
 }
 
 /// Runs `sluice` with `toml` until it exits (it must refuse to start); its exit success and log.
@@ -687,7 +702,10 @@ fn bad_inter_broker_sasl_settings_stop_the_broker_naming_the_key() {
     for (toml, key) in cases {
         let (success, log) = refused_start(&toml);
         assert!(!success, "exited with success:\n{toml}");
-        let error = log.lines().find(|l| l.contains("ERROR")).unwrap_or_default();
+        let error = log
+            .lines()
+            .find(|l| l.contains("ERROR"))
+            .unwrap_or_default();
         assert!(
             error.contains(key),
             "the error does not name {key}:\n{error}\nconfig:\n{toml}\nlog:\n{log}"
@@ -732,6 +750,12 @@ fn the_inter_broker_listener_is_exempt_from_the_broker_connection_rate() {
     };
     let internal_slow = slow(internal);
     let client_slow = slow(client);
-    assert!(client_slow >= 3, "the client listener was not limited ({client_slow} slow)");
-    assert!(internal_slow <= 1, "{internal_slow} inter-broker connections were delayed");
+    assert!(
+        client_slow >= 3,
+        "the client listener was not limited ({client_slow} slow)"
+    );
+    assert!(
+        internal_slow <= 1,
+        "{internal_slow} inter-broker connections were delayed"
+    );
 }

@@ -128,10 +128,17 @@ mod tests {
     #[test]
     fn the_protocol_comes_from_the_map() {
         let plain = settings(&config("PLAINTEXT:PLAINTEXT")).unwrap().unwrap();
-        assert_eq!(plain.protocol, SecurityProtocol::Plaintext, "not in the map");
+        assert_eq!(
+            plain.protocol,
+            SecurityProtocol::Plaintext,
+            "not in the map"
+        );
         assert!(plain.client.is_none() && plain.server.is_none());
         let sasl = settings(&config("PLAINTEXT:PLAINTEXT,CONTROLLER:SASL_SSL")).unwrap_err();
-        assert!(sasl.to_string().contains("controller.listener.names"), "{sasl}");
+        assert!(
+            sasl.to_string().contains("controller.listener.names"),
+            "{sasl}"
+        );
         // SSL without a truststore or keystore cannot verify or be verified.
         let ssl = settings(&config("PLAINTEXT:PLAINTEXT,CONTROLLER:SSL")).unwrap_err();
         assert!(ssl.to_string().contains("ssl."), "{ssl}");

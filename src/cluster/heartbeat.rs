@@ -18,7 +18,6 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::node::ClusterNode;
-use super::secure_stream::SecureStream;
 use super::quorum::lifecycle::{
     AllocateProducerIdsRequest, Answer, AutoCreateOutcome, AutoCreateRequest, AutoCreateResponse,
     FetchImageResponse, FetchImageWaitRequest, HeartbeatRequest, HeartbeatResponse, LifecycleError,
@@ -29,6 +28,7 @@ use super::quorum::network::{
     KIND_BROKER_REGISTRATION, KIND_FETCH_IMAGE_WAIT,
 };
 use super::quorum::shared_image::SharedImage;
+use super::secure_stream::SecureStream;
 use crate::shard::Shard;
 
 /// Backoff between failed attempts to reach a controller.

@@ -192,7 +192,8 @@ pub fn client_login(
             }
         },
     };
-    ClientLogin::from_jaas(parsed, jaas).map_err(|e| invalid("sasl.jaas.config", format!("{key}: {e}")))
+    ClientLogin::from_jaas(parsed, jaas)
+        .map_err(|e| invalid("sasl.jaas.config", format!("{key}: {e}")))
 }
 
 /// Installs this process's inter-broker settings (once, at start; later calls are ignored).
@@ -297,7 +298,9 @@ impl BrokerStream {
         let lifetime_ms = match login.mechanism {
             SaslMechanism::Scram(m) => self.scram(login, m).await?,
             _ => {
-                let answer = self.sasl_round(login, sasl_client::plain_token(login)).await?;
+                let answer = self
+                    .sasl_round(login, sasl_client::plain_token(login))
+                    .await?;
                 answer.session_lifetime_ms
             }
         };
@@ -346,14 +349,20 @@ impl BrokerStream {
     }
 
     /// One request and its answer on the raw stream.
-    async fn call<Req, Resp>(&mut self, key: ApiKey, version: i16, request: &Req) -> io::Result<Resp>
+    async fn call<Req, Resp>(
+        &mut self,
+        key: ApiKey,
+        version: i16,
+        request: &Req,
+    ) -> io::Result<Resp>
     where
         Req: kafka_protocol::protocol::Encodable,
         Resp: kafka_protocol::protocol::Decodable,
     {
         self.correlation_id = self.correlation_id.wrapping_add(1);
-        let frame = crate::cli::client::encode_frame(key, version, self.correlation_id, CLIENT_ID, request)
-            .map_err(|e| io::Error::other(e.to_string()))?;
+        let frame =
+            crate::cli::client::encode_frame(key, version, self.correlation_id, CLIENT_ID, request)
+                .map_err(|e| io::Error::other(e.to_string()))?;
         self.stream.write_all(frame).await?;
         let head = self.stream.read_exact(4).await?;
         let len = <[u8; 4]>::try_from(head.as_slice())
@@ -444,14 +453,23 @@ mod tests {
         // SASL between brokers needs a supported mechanism and the broker's login.
         c.inter_broker_listener_name = Some("SECURE".into());
         let refused = settings(&c).unwrap_err().to_string();
-        assert!(refused.contains("sasl.mechanism.inter.broker.protocol"), "GSSAPI: {refused}");
+        assert!(
+            refused.contains("sasl.mechanism.inter.broker.protocol"),
+            "GSSAPI: {refused}"
+        );
         c.sasl_mechanism_inter_broker_protocol = "SCRAM-SHA-1".into();
         let refused = settings(&c).unwrap_err().to_string();
-        assert!(refused.contains("sasl.mechanism.inter.broker.protocol"), "{refused}");
+        assert!(
+            refused.contains("sasl.mechanism.inter.broker.protocol"),
+            "{refused}"
+        );
         c.sasl_mechanism_inter_broker_protocol = "SCRAM-SHA-512".into();
         c.sasl_enabled_mechanisms = "PLAIN".into();
         let refused = settings(&c).unwrap_err().to_string();
-        assert!(refused.contains("sasl.enabled.mechanisms"), "not enabled: {refused}");
+        assert!(
+            refused.contains("sasl.enabled.mechanisms"),
+            "not enabled: {refused}"
+        );
         c.sasl_enabled_mechanisms = "SCRAM-SHA-512".into();
         let refused = settings(&c).unwrap_err().to_string();
         assert!(
@@ -473,10 +491,14 @@ mod tests {
                 .into(),
         );
         // SASL_SSL needs a truststore (no certificates in this unit test): SASL_PLAINTEXT.
-        c.listener_security_protocol_map = "PLAINTEXT:PLAINTEXT,INTERNAL:PLAINTEXT,SECURE:SASL_PLAINTEXT".into();
+        c.listener_security_protocol_map =
+            "PLAINTEXT:PLAINTEXT,INTERNAL:PLAINTEXT,SECURE:SASL_PLAINTEXT".into();
         let resolved = settings(&c).unwrap();
         let login = resolved.sasl.unwrap();
-        assert_eq!(login.username, "broker", "the listener's own JAAS config first");
+        assert_eq!(
+            login.username, "broker",
+            "the listener's own JAAS config first"
+        );
         assert_eq!(login.password, "broker-secret");
         c.listener_overrides.clear();
         assert_eq!(settings(&c).unwrap().sasl.unwrap().username, "fallback");

@@ -304,10 +304,7 @@ impl ScramClient {
     pub fn client_final(&mut self, first: &ServerFirst, salted_password: &[u8]) -> Vec<u8> {
         let m = self.mechanism;
         let without_proof = format!("c={},r={}", B64.encode("n,,"), first.nonce);
-        let auth_message = format!(
-            "{},{},{without_proof}",
-            self.client_first_bare, first.raw
-        );
+        let auth_message = format!("{},{},{without_proof}", self.client_first_bare, first.raw);
         let client_key = m.hmac(salted_password, b"Client Key");
         let stored_key = m.hash(&client_key);
         let signature = m.hmac(&stored_key, auth_message.as_bytes());
@@ -365,18 +362,20 @@ mod tests {
         assert!(!format!("{login:?}").contains("a\"b"), "Debug hides it");
         for bad in [
             "",
-            "X required username=\"a\" password=\"b\"",          // no ;
-            "X bogus username=\"a\";",                            // bad flag
-            "X required username;",                               // no value
-            "X required a=\"b\"; Y required c=\"d\";",            // two modules
-            "X required username=\"unterminated;",                // open quote
+            "X required username=\"a\" password=\"b\"", // no ;
+            "X bogus username=\"a\";",                  // bad flag
+            "X required username;",                     // no value
+            "X required a=\"b\"; Y required c=\"d\";",  // two modules
+            "X required username=\"unterminated;",      // open quote
         ] {
             assert!(parse_jaas(bad).is_err(), "{bad:?}");
         }
         let scram = SaslMechanism::Scram(Mechanism::Sha512);
-        let wrong_module = "com.sun.security.auth.module.Krb5LoginModule required username=\"a\" password=\"b\";";
+        let wrong_module =
+            "com.sun.security.auth.module.Krb5LoginModule required username=\"a\" password=\"b\";";
         assert!(ClientLogin::from_jaas(scram, wrong_module).is_err());
-        let no_password = "org.apache.kafka.common.security.scram.ScramLoginModule required username=\"a\";";
+        let no_password =
+            "org.apache.kafka.common.security.scram.ScramLoginModule required username=\"a\";";
         assert!(ClientLogin::from_jaas(scram, no_password)
             .unwrap_err()
             .contains("password"));
@@ -422,9 +421,9 @@ mod tests {
         assert_eq!(client.client_first(), b"n,,n=u=2C=3Dx,r=abc");
         let salt = B64.encode("salt");
         for bad in [
-            format!("r=zzz,s={salt},i=4096"),   // does not extend our nonce
-            format!("r=abc,s={salt},i=4096"),   // adds nothing
-            format!("r=abcd,s={salt},i=100"),   // too few iterations
+            format!("r=zzz,s={salt},i=4096"),    // does not extend our nonce
+            format!("r=abc,s={salt},i=4096"),    // adds nothing
+            format!("r=abcd,s={salt},i=100"),    // too few iterations
             format!("r=abcd,s={salt},i=999999"), // too many
             "r=abcd,i=4096".to_owned(),
             "e=unknown-user".to_owned(),

@@ -297,7 +297,8 @@ async fn accept_loop(
             futures_util::future::Either::Right(_) => return,
         };
         // Kafka's protected (inter-broker) listener is exempt from the broker-wide limits.
-        if !context.protected && shard.connection_count() >= shard.config.max_connections_per_shard {
+        if !context.protected && shard.connection_count() >= shard.config.max_connections_per_shard
+        {
             tracing::warn!(%peer, "connection limit reached, closing");
             continue;
         }
