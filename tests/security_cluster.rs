@@ -477,9 +477,16 @@ fn followers_replicate_over_sasl_ssl_with_an_ssl_controller_listener() {
     // Registration and heartbeats go over the SSL controller listener.
     cluster.wait_all_registered();
 
-    // The brokers' own user, created before any replica fetches.
+    // The brokers' own user, created before any replica fetches (on the active controller:
+    // no forwarding, which a loaded machine can time out).
+    let mut controller = None;
+    wait_until(CLUSTER_READY_TIMEOUT, "an active controller", || {
+        controller = cluster.controller_index(0);
+        controller.is_some()
+    });
+    let controller = controller.unwrap();
     common::sasl::create_user(
-        cluster.broker(0),
+        cluster.broker(controller),
         "broker",
         "broker-secret",
         Mechanism::Sha512,
@@ -500,7 +507,7 @@ fn followers_replicate_over_sasl_ssl_with_an_ssl_controller_listener() {
             .with_key(s("consumer_byte_rate"))
             .with_value(1000.0)]);
     let altered: AlterClientQuotasResponse = wire::call(
-        cluster.broker(0).socket_addr(),
+        cluster.broker(controller).socket_addr(),
         ApiKey::AlterClientQuotas,
         1,
         &AlterClientQuotasRequest::default().with_entries(vec![quota]),
@@ -531,7 +538,7 @@ fn followers_replicate_over_sasl_ssl_with_an_ssl_controller_listener() {
             .with_name(s("min.insync.replicas"))
             .with_value(Some(s("2")))]);
     let created: CreateTopicsResponse = wire::call(
-        cluster.broker(0).socket_addr(),
+        cluster.broker(controller).socket_addr(),
         ApiKey::CreateTopics,
         5,
         &CreateTopicsRequest::default()

@@ -304,10 +304,11 @@ impl BrokerStream {
                 answer.session_lifetime_ms
             }
         };
+        // The lifetime is the other broker's number: no overflow (a huge one is "never").
         self.reauth_at = u64::try_from(lifetime_ms)
             .ok()
             .filter(|ms| *ms > 0)
-            .map(|ms| Instant::now() + Duration::from_millis(ms).mul_f64(REAUTH_SHARE));
+            .and_then(|ms| Instant::now().checked_add(reauth_after(ms)));
         Ok(())
     }
 
@@ -377,6 +378,12 @@ impl BrokerStream {
     }
 }
 
+/// When to re-authenticate in a session of `lifetime_ms` (`REAUTH_SHARE` of it).
+fn reauth_after(lifetime_ms: u64) -> Duration {
+    let share = (lifetime_ms as f64 * REAUTH_SHARE) as u64; // `as` saturates
+    Duration::from_millis(share)
+}
+
 /// 24 random bytes as hex (alphanumeric, as Kafka's nonces).
 fn client_nonce() -> Result<String, String> {
     let mut bytes = [0u8; 24];
@@ -431,6 +438,15 @@ mod tests {
             listener_security_protocol_map: map.into(),
             ..BrokerConfig::default()
         }
+    }
+
+    #[test]
+    fn reauthentication_is_due_at_85_percent_without_overflow() {
+        assert_eq!(reauth_after(2000), Duration::from_millis(1700));
+        // The other broker's number: saturates, and adding it to now does not panic.
+        let huge = reauth_after(u64::MAX);
+        assert!(huge >= Duration::from_millis(u64::MAX / 2));
+        let _ = Instant::now().checked_add(huge);
     }
 
     #[test]
