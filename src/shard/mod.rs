@@ -25,6 +25,7 @@ use crate::router;
 
 pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inbox<ShardMsg>) {
     storage::set_sealed_segment_files_open_max(boot.config.log_sealed_segment_files_open_max);
+    storage::set_active_segment_files_open_max(boot.config.log_active_segment_files_open_max);
     let image = match &boot.cluster {
         // A KRaft node: the committed image (shard 0's follower keeps every shard current).
         Some(node) => node.image.current().image,
