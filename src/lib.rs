@@ -95,8 +95,8 @@ pub fn run(mut config: BrokerConfig) -> Result<(), BrokerError> {
     let kraft_node_id = cluster::kraft::settings(&config)?.map(|s| s.node_id);
     cluster::meta_properties::ensure(&config.data_dir, &config.cluster_id, kraft_node_id)
         .map_err(|e| BrokerError::Cluster(e.to_string()))?;
-    let controller_only = cluster::kraft::settings(&config)?
-        .is_some_and(|s| s.roles.controller && !s.roles.broker);
+    let controller_only =
+        cluster::kraft::settings(&config)?.is_some_and(|s| s.roles.controller && !s.roles.broker);
     if controller_only {
         // One shard without client listeners: it runs the admin requests brokers forward
         // (KIP-590) while this node is the active controller, and the controller's duties.

@@ -362,10 +362,7 @@ impl Log {
                 return Err(e);
             }
         };
-        if let Err(e) = fd
-            .write_segment_vectored(bufs, start.size, inline)
-            .await
-        {
+        if let Err(e) = fd.write_segment_vectored(bufs, start.size, inline).await {
             let e = write_failed(&active, start.size, len, e);
             for p in &placed {
                 p.pending.finish(Err(duplicate(&e)));

@@ -300,7 +300,11 @@ mod tests {
             let fd = files[0].active_fd().unwrap();
             fd.write_all(b"hello".to_vec(), 0).await.unwrap();
             assert!(files[7].fd.borrow().is_none(), "the coldest was closed");
-            assert_eq!(fds_under(dir.path()), 3, "the caller's fd is the cached one");
+            assert_eq!(
+                fds_under(dir.path()),
+                3,
+                "the caller's fd is the cached one"
+            );
             drop(fd);
             // Every file in turn, many times: the count never exceeds the bound.
             for round in 0..5 {
@@ -320,7 +324,11 @@ mod tests {
                 f.active_fd().unwrap();
             }
             assert!(files[1].fd.borrow().is_none());
-            assert_eq!(fds_under(dir.path()), 4, "3 cached + the evicted one still held");
+            assert_eq!(
+                fds_under(dir.path()),
+                4,
+                "3 cached + the evicted one still held"
+            );
             held.sync(false).await.unwrap();
             drop(held);
             assert_eq!(fds_under(dir.path()), 3);

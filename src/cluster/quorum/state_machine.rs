@@ -28,8 +28,8 @@ use openraft::{EntryPayload, RaftSnapshotBuilder};
 
 use super::applier::MetadataApplier;
 use super::records::MetadataRecord;
-use crate::cluster::records::BROKER_EPOCH_AT_COMMIT;
 use super::{LogIdOf, QuorumTypes, SnapshotMetaOf, SnapshotOf, StoredMembershipOf};
+use crate::cluster::records::BROKER_EPOCH_AT_COMMIT;
 
 const SNAPSHOT_MAGIC: &[u8; 4] = b"SLQS";
 const SNAPSHOT_V0: u8 = 0;
