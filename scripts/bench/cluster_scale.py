@@ -308,9 +308,15 @@ def main():
             mine = conns()
             via = index % len(nodes)
             sent = time.monotonic()
-            codes = create_topics_errors(
-                mine[via].call(CREATE_TOPICS, 4, create_topics_body([name], args.per_topic))
-            )
+            try:
+                codes = create_topics_errors(
+                    mine[via].call(CREATE_TOPICS, 4, create_topics_body([name], args.per_topic))
+                )
+            except (OSError, ConnectionError) as e:
+                # No answer within the socket timeout (120 s): counted, on a new connection.
+                codes = [f"no answer from node {nodes[via].node_id}: {e!r}"]
+                mine[via].close()
+                mine[via] = Conn(nodes[via].client_port)
             if codes != [0]:
                 with lock:
                     errors.append((name, codes))
