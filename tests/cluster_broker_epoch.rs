@@ -73,8 +73,9 @@ fn the_broker_epoch_is_the_registration_records_offset() {
     config.fetch_timeout_ms = 300;
     let image = Arc::new(SharedImage::default());
     let (forwarded, _calls) = flume::bounded(1);
-    let quorum = Quorum::start_controller(config, image.clone(), Duration::from_secs(30), forwarded)
-        .expect("start the controller");
+    let quorum =
+        Quorum::start_controller(config, image.clone(), Duration::from_secs(30), forwarded)
+            .expect("start the controller");
     let deadline = Instant::now() + TIMEOUT;
     while quorum.leader() != Some(1) {
         assert!(Instant::now() < deadline, "no leader");
@@ -86,9 +87,15 @@ fn the_broker_epoch_is_the_registration_records_offset() {
             .await
             .unwrap();
         let registered = image.current().image.broker(7).cloned().unwrap();
-        assert_eq!(registered.broker_epoch, first, "the image holds the answered epoch");
+        assert_eq!(
+            registered.broker_epoch, first,
+            "the image holds the answered epoch"
+        );
         let offset = image.current().offset;
-        assert!(first > 0 && first as u64 <= offset, "{first} is an offset <= {offset}");
+        assert!(
+            first > 0 && first as u64 <= offset,
+            "{first} is an offset <= {offset}"
+        );
         // The same incarnation asking again (a lost answer) keeps its epoch.
         let again: i64 = call(&mut stream, KIND_BROKER_REGISTRATION, &registration(1))
             .await
@@ -102,18 +109,28 @@ fn the_broker_epoch_is_the_registration_records_offset() {
         // Another incarnation while this one is alive: refused (duplicate node.id).
         let duplicate: Answer<i64> =
             call(&mut stream, KIND_BROKER_REGISTRATION, &registration(2)).await;
-        assert_eq!(duplicate, Err(LifecycleError::DuplicateBrokerRegistration(7)));
+        assert_eq!(
+            duplicate,
+            Err(LifecycleError::DuplicateBrokerRegistration(7))
+        );
         // After a controlled shutdown the next incarnation registers with a new epoch: the
         // offset of its own record, after everything committed before it.
-        let _: HeartbeatResponse = call(&mut stream, KIND_BROKER_HEARTBEAT, &heartbeat(first, true))
-            .await
-            .unwrap();
+        let _: HeartbeatResponse =
+            call(&mut stream, KIND_BROKER_HEARTBEAT, &heartbeat(first, true))
+                .await
+                .unwrap();
         let before = image.current().offset;
         let second: i64 = call(&mut stream, KIND_BROKER_REGISTRATION, &registration(2))
             .await
             .unwrap();
-        assert!(second as u64 > before, "new epoch {second} after offset {before}");
-        assert_eq!(image.current().image.broker(7).unwrap().broker_epoch, second);
+        assert!(
+            second as u64 > before,
+            "new epoch {second} after offset {before}"
+        );
+        assert_eq!(
+            image.current().image.broker(7).unwrap().broker_epoch,
+            second
+        );
         // The old epoch is stale everywhere a broker names it.
         let stale: Answer<HeartbeatResponse> =
             call(&mut stream, KIND_BROKER_HEARTBEAT, &heartbeat(first, false)).await;
@@ -134,17 +151,21 @@ fn the_broker_epoch_is_the_registration_records_offset() {
             call(&mut stream, KIND_ALTER_PARTITION, &alter).await;
         assert_eq!(stale, Err(LifecycleError::StaleBrokerEpoch));
         // The current epoch works.
-        let answer: HeartbeatResponse =
-            call(&mut stream, KIND_BROKER_HEARTBEAT, &heartbeat(second, false))
-                .await
-                .unwrap();
+        let answer: HeartbeatResponse = call(
+            &mut stream,
+            KIND_BROKER_HEARTBEAT,
+            &heartbeat(second, false),
+        )
+        .await
+        .unwrap();
         assert!(!answer.is_fenced);
         let alter = AlterPartitionCall {
             broker_id: 7,
             broker_epoch: second,
             topics: Vec::new(),
         };
-        let ok: Answer<AlterPartitionAnswer> = call(&mut stream, KIND_ALTER_PARTITION, &alter).await;
+        let ok: Answer<AlterPartitionAnswer> =
+            call(&mut stream, KIND_ALTER_PARTITION, &alter).await;
         assert!(ok.is_ok(), "{ok:?}");
     });
     quorum.shutdown();

@@ -92,12 +92,11 @@ fn set_retention(broker: SocketAddr, topic: &str, value: &str) -> i16 {
 }
 
 fn retention(broker: SocketAddr, topic: &str) -> Option<String> {
-    let request = DescribeConfigsRequest::default().with_resources(vec![
-        DescribeConfigsResource::default()
+    let request =
+        DescribeConfigsRequest::default().with_resources(vec![DescribeConfigsResource::default()
             .with_resource_type(TOPIC_RESOURCE)
             .with_resource_name(s(topic))
-            .with_configuration_keys(Some(vec![s("retention.ms")])),
-    ]);
+            .with_configuration_keys(Some(vec![s("retention.ms")]))]);
     let response: DescribeConfigsResponse =
         wire::call(broker, ApiKey::DescribeConfigs, 4, &request);
     let result = response.results.first()?;
@@ -122,7 +121,11 @@ fn brokers_forward_admin_requests_to_a_controller_only_active_controller() {
         })
         .collect();
     for c in &controllers {
-        assert!(c.log_text().contains("controller-only node"), "{}", c.log_text());
+        assert!(
+            c.log_text().contains("controller-only node"),
+            "{}",
+            c.log_text()
+        );
     }
     // Broker 4 names the voters (`controller.quorum.voters`); broker 5 only where to ask
     // (`controller.quorum.bootstrap.servers`, KIP-853): it finds the active controller from
@@ -154,7 +157,11 @@ fn brokers_forward_admin_requests_to_a_controller_only_active_controller() {
     let addrs: Vec<SocketAddr> = brokers.iter().map(Broker::socket_addr).collect();
     for addr in &addrs {
         wait_until(Duration::from_secs(60), "both brokers listed", || {
-            let mut ids: Vec<i32> = metadata(*addr).brokers.iter().map(|b| b.node_id.0).collect();
+            let mut ids: Vec<i32> = metadata(*addr)
+                .brokers
+                .iter()
+                .map(|b| b.node_id.0)
+                .collect();
             ids.sort_unstable();
             ids == BROKERS
         });
@@ -163,7 +170,11 @@ fn brokers_forward_admin_requests_to_a_controller_only_active_controller() {
     // the controller (Kafka's getRandomAliveBrokerId), never a controller-only node.
     for addr in &addrs {
         let m = metadata(*addr);
-        assert!(BROKERS.contains(&m.controller_id.0), "{:?}", m.controller_id);
+        assert!(
+            BROKERS.contains(&m.controller_id.0),
+            "{:?}",
+            m.controller_id
+        );
         let described: DescribeClusterResponse = wire::call(
             *addr,
             ApiKey::DescribeCluster,
@@ -171,33 +182,51 @@ fn brokers_forward_admin_requests_to_a_controller_only_active_controller() {
             &DescribeClusterRequest::default(),
         );
         assert_eq!(described.error_code, 0);
-        assert!(BROKERS.contains(&described.controller_id.0), "{described:?}");
+        assert!(
+            BROKERS.contains(&described.controller_id.0),
+            "{described:?}"
+        );
         let mut ids: Vec<i32> = described.brokers.iter().map(|b| b.broker_id.0).collect();
         ids.sort_unstable();
         assert_eq!(ids, BROKERS);
     }
     // CreateTopics through either broker: forwarded, run by the controller-only leader.
-    assert_eq!(create_retrying(addrs[0], "made-via-4", Duration::from_secs(30)), 0);
-    assert_eq!(create_retrying(addrs[1], "made-via-5", Duration::from_secs(30)), 0);
+    assert_eq!(
+        create_retrying(addrs[0], "made-via-4", Duration::from_secs(30)),
+        0
+    );
+    assert_eq!(
+        create_retrying(addrs[1], "made-via-5", Duration::from_secs(30)),
+        0
+    );
     for addr in &addrs {
-        wait_until(Duration::from_secs(30), "both topics on every broker", || {
-            let m = metadata(*addr);
-            leaders(&m, "made-via-4").len() == 3 && leaders(&m, "made-via-5").len() == 3
-        });
+        wait_until(
+            Duration::from_secs(30),
+            "both topics on every broker",
+            || {
+                let m = metadata(*addr);
+                leaders(&m, "made-via-4").len() == 3 && leaders(&m, "made-via-5").len() == 3
+            },
+        );
     }
     let placed = leaders(&metadata(addrs[0]), "made-via-4");
     assert!(placed.iter().all(|l| BROKERS.contains(l)), "{placed:?}");
     // Configs (IncrementalAlterConfigs, forwarded) and DeleteTopics (forwarded).
     assert_eq!(set_retention(addrs[1], "made-via-4", "123456"), 0);
-    wait_until(Duration::from_secs(30), "the config on the other broker", || {
-        retention(addrs[0], "made-via-4").as_deref() == Some("123456")
-    });
-    let delete = DeleteTopicsRequest::default().with_topics(vec![DeleteTopicState::default()
-        .with_name(Some(TopicName(s("made-via-5"))))]);
+    wait_until(
+        Duration::from_secs(30),
+        "the config on the other broker",
+        || retention(addrs[0], "made-via-4").as_deref() == Some("123456"),
+    );
+    let delete = DeleteTopicsRequest::default().with_topics(vec![
+        DeleteTopicState::default().with_name(Some(TopicName(s("made-via-5"))))
+    ]);
     let deleted: DeleteTopicsResponse = wire::call(addrs[0], ApiKey::DeleteTopics, 6, &delete);
     assert_eq!(deleted.responses[0].error_code, 0, "{deleted:?}");
     wait_until(Duration::from_secs(30), "the topic gone on both", || {
-        addrs.iter().all(|a| leaders(&metadata(*a), "made-via-5").is_empty())
+        addrs
+            .iter()
+            .all(|a| leaders(&metadata(*a), "made-via-5").is_empty())
     });
     // Kill -9 the active controller: another controller-only node takes over.
     let mut active = None;
@@ -210,12 +239,19 @@ fn brokers_forward_admin_requests_to_a_controller_only_active_controller() {
     wait_until(Duration::from_secs(30), "a new active controller", || {
         active_controller(&mut controllers).is_some_and(|i| i != old)
     });
-    assert_eq!(create_retrying(addrs[1], "after-failover", Duration::from_secs(60)), 0);
+    assert_eq!(
+        create_retrying(addrs[1], "after-failover", Duration::from_secs(60)),
+        0
+    );
     for addr in &addrs {
-        wait_until(Duration::from_secs(30), "the new topic and the old one", || {
-            let m = metadata(*addr);
-            leaders(&m, "after-failover").len() == 3 && leaders(&m, "made-via-4").len() == 3
-        });
+        wait_until(
+            Duration::from_secs(30),
+            "the new topic and the old one",
+            || {
+                let m = metadata(*addr);
+                leaders(&m, "after-failover").len() == 3 && leaders(&m, "made-via-4").len() == 3
+            },
+        );
     }
     assert_eq!(retention(addrs[0], "made-via-4").as_deref(), Some("123456"));
     drop(brokers);

@@ -125,7 +125,11 @@ fn active_segment_files_of_many_logs_stay_within_the_bound() {
         for log in logs.drain(..) {
             log.close().await.unwrap();
         }
-        assert_eq!(active_segment_files_open(), 0, "closing releases every file");
+        assert_eq!(
+            active_segment_files_open(),
+            0,
+            "closing releases every file"
+        );
         for dir in &dirs {
             let log = Log::open(dir.clone(), small_config()).await.unwrap();
             assert_eq!(decode_batches(&read_all(&log).await).unwrap().len(), 40);
