@@ -144,6 +144,11 @@ pub struct BrokerConfig {
     /// active segments' files are always open and not counted).
     #[serde(rename = "log.sealed.segment.files.open.max")]
     pub log_sealed_segment_files_open_max: usize,
+    /// Active segment `.log` files (one per partition) each shard keeps open; the least
+    /// recently used is closed and reopened on its next append, fsync or read. Sluice's own
+    /// setting: Kafka keeps every segment open and needs `nofile` above the partition count.
+    #[serde(rename = "log.active.segment.files.open.max")]
+    pub log_active_segment_files_open_max: usize,
     /// fsync after this many messages; i64::MAX (Kafka's default) = never by count.
     #[serde(rename = "log.flush.interval.messages")]
     pub log_flush_interval_messages: i64,
@@ -523,6 +528,7 @@ impl Default for BrokerConfig {
             log_write_inline_max_bytes: log.write_inline_max_bytes,
             log_batch_inflated_max_bytes: log.inflated_batch_bytes_max,
             log_sealed_segment_files_open_max: storage::SEALED_SEGMENT_FILES_OPEN_MAX_DEFAULT,
+            log_active_segment_files_open_max: storage::ACTIVE_SEGMENT_FILES_OPEN_MAX_DEFAULT,
             log_flush_interval_messages: i64::MAX,
             log_flush_interval_ms: i64::MAX,
             log_message_timestamp_type: "CreateTime".to_owned(),
@@ -928,6 +934,10 @@ impl BrokerConfig {
         positive(
             "log.sealed.segment.files.open.max",
             self.log_sealed_segment_files_open_max as u64,
+        )?;
+        positive(
+            "log.active.segment.files.open.max",
+            self.log_active_segment_files_open_max as u64,
         )?;
         positive("message.max.bytes", u64::from(self.message_max_bytes))?;
         Ok(storage::LogConfig {

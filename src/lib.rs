@@ -78,7 +78,7 @@ pub fn validate_config(config: &BrokerConfig) -> Result<(), config::ConfigError>
 }
 
 /// Runs the broker until SIGINT/SIGTERM; returns once every shard closed its logs.
-pub fn run(config: BrokerConfig) -> Result<(), BrokerError> {
+pub fn run(mut config: BrokerConfig) -> Result<(), BrokerError> {
     validate_config(&config)?;
     raise_fd_limit();
     std::fs::create_dir_all(&config.data_dir).map_err(|source| BrokerError::DataDir {
@@ -98,11 +98,14 @@ pub fn run(config: BrokerConfig) -> Result<(), BrokerError> {
     // The controller listener's security (SSL per `controller.listener.names`), for the quorum
     // and every broker-to-controller RPC.
     cluster::controller_listener::install(&config)?;
-    if cluster::kraft::settings(&config)?.is_some_and(|s| s.roles.controller && !s.roles.broker) {
-        return run_controller_only(&config);
-    }
-    // A KRaft broker dials other brokers on the inter-broker listener (`inter.broker.*`).
-    if cluster::kraft::settings(&config)?.is_some() {
+    let controller_only =
+        cluster::kraft::settings(&config)?.is_some_and(|s| s.roles.controller && !s.roles.broker);
+    if controller_only {
+        // One shard without client listeners: it runs the admin requests brokers forward
+        // (KIP-590) while this node is the active controller, and the controller's duties.
+        config.cores = 1;
+    } else if cluster::kraft::settings(&config)?.is_some() {
+        // A KRaft broker dials other brokers on the inter-broker listener (`inter.broker.*`).
         cluster::inter_broker::install(&config)?;
     }
     let previous_shutdown_clean = clean_shutdown::take(&config.data_dir);
@@ -113,15 +116,25 @@ pub fn run(config: BrokerConfig) -> Result<(), BrokerError> {
     // it never takes connections) until the shards have bound the same port with SO_REUSEPORT.
     let listener_dynamic = security::listener_configs::load(&config.data_dir)
         .map_err(|e| BrokerError::Security(e.to_string()))?;
-    let (reservations, listeners) = bind_listeners(&config, &listener_dynamic)?;
-    let first = listeners.first().ok_or(config::ConfigError::Invalid {
-        key: "listeners",
-        reason: "no listener".into(),
-    })?;
-    let listen = first.bind;
+    let (reservations, listeners, forwarded_context) = match (controller_only, &cluster) {
+        (true, Some(node)) => {
+            let context = controller_only_context(&config, node)?;
+            (Vec::new(), Vec::new(), context)
+        }
+        _ => {
+            let (reservations, listeners) = bind_listeners(&config, &listener_dynamic)?;
+            let first = listeners.first().ok_or(config::ConfigError::Invalid {
+                key: "listeners",
+                reason: "no listener".into(),
+            })?;
+            let context = first.context.clone();
+            (reservations, listeners, context)
+        }
+    };
+    let listen = forwarded_context.bind;
     let (advertised_host, advertised_port) = (
-        first.context.advertised_host.clone(),
-        first.context.advertised_port,
+        forwarded_context.advertised_host.clone(),
+        forwarded_context.advertised_port,
     );
     // ACLs, SCRAM credentials and client quotas written before they were image records:
     // adopted once.
@@ -161,6 +174,7 @@ pub fn run(config: BrokerConfig) -> Result<(), BrokerError> {
         previous_shutdown_clean,
         close_failed: std::sync::atomic::AtomicBool::new(false),
         cluster,
+        forwarded_context,
     });
     let shards_boot = boot.clone();
     let result = shards::run(runtime, move |ctx, inbox| {
@@ -174,34 +188,34 @@ pub fn run(config: BrokerConfig) -> Result<(), BrokerError> {
     Ok(())
 }
 
-/// `process.roles = "controller"`: only the quorum member (no client listener, no shards), until
-/// SIGINT or SIGTERM.
-fn run_controller_only(config: &BrokerConfig) -> Result<(), BrokerError> {
-    // SAFETY: the set is local; blocking SIGINT/SIGTERM in this (main) thread before any other
-    // starts means every thread inherits the mask and sigwait below receives them.
-    let set = unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        set
-    };
-    let node = cluster::node::ClusterNode::start(config)
-        .map_err(BrokerError::Cluster)?
-        .ok_or_else(|| BrokerError::Cluster("not a KRaft node".into()))?;
-    let addr = node
+/// A controller-only node has no client listener: the context of its controller listener
+/// (where brokers' forwarded requests arrive) is what the sessions of those requests report.
+fn controller_only_context(
+    config: &BrokerConfig,
+    node: &cluster::node::ClusterNode,
+) -> Result<Arc<security::session::ListenerContext>, BrokerError> {
+    let bind = node
         .quorum
         .as_ref()
-        .map(|q| q.local_addr().to_string())
-        .unwrap_or_default();
-    tracing::info!("ready listening={addr} (controller-only node: no client listener)");
-    let mut signal: libc::c_int = 0;
-    // SAFETY: sigwait reads the set and writes the received signal number.
-    unsafe { libc::sigwait(&set, &mut signal) };
-    tracing::info!(signal, "stopping the controller");
-    drop(node);
-    Ok(())
+        .map(|q| q.local_addr())
+        .ok_or_else(|| BrokerError::Cluster("a controller without its quorum member".into()))?;
+    let own = security::config::listener_config(
+        config,
+        &node.settings.controller_listener,
+        &Default::default(),
+    )?;
+    Ok(Arc::new(security::session::ListenerContext {
+        name: node.settings.controller_listener.clone(),
+        protocol: security::listener::SecurityProtocol::Plaintext,
+        bind,
+        advertised_host: bind.ip().to_string(),
+        advertised_port: bind.port(),
+        tls: None,
+        principal_mapper: Arc::new(security::config::principal_mapper(&own)?),
+        sasl_mechanisms: Vec::new(),
+        oauth_jwks: None,
+        max_connection_creation_rate: own.max_connection_creation_rate,
+    }))
 }
 
 /// Resolves every listener's port (reserving port-0 ones), its advertised address, its settings

@@ -10,7 +10,7 @@ every broker (CreateTopics, forwarded to the active controller by the others). R
 - Metadata latency for all topics (v4, topics = null), per broker;
 - start time of a restarted broker-only node and of a restarted controller with that image
   (spawn -> ready line, and spawn -> its Metadata lists every topic);
-- each node's resident memory after the creation.
+- each node's resident memory and open file descriptors after the creation.
 
 Pure standard library (a minimal Kafka wire client: Metadata v4, CreateTopics v4), so the
 figures are the broker's, not a client library's. Not a test: run it by hand
@@ -222,6 +222,10 @@ class Node:
                     return round(int(line.split()[1]) / 1024)
         return -1
 
+    def open_fds(self):
+        """Descriptors the process holds now (bounded by log.*.segment.files.open.max)."""
+        return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
+
     def snapshot_bytes(self):
         best = 0
         for dirpath, _, files in os.walk(os.path.join(self.dir, "data")):
@@ -304,9 +308,15 @@ def main():
             mine = conns()
             via = index % len(nodes)
             sent = time.monotonic()
-            codes = create_topics_errors(
-                mine[via].call(CREATE_TOPICS, 4, create_topics_body([name], args.per_topic))
-            )
+            try:
+                codes = create_topics_errors(
+                    mine[via].call(CREATE_TOPICS, 4, create_topics_body([name], args.per_topic))
+                )
+            except (OSError, ConnectionError) as e:
+                # No answer within the socket timeout (120 s): counted, on a new connection.
+                codes = [f"no answer from node {nodes[via].node_id}: {e!r}"]
+                mine[via].close()
+                mine[via] = Conn(nodes[via].client_port)
             if codes != [0]:
                 with lock:
                     errors.append((name, codes))
@@ -362,6 +372,7 @@ def main():
         time.sleep(2)
         results["snapshot_bytes"] = max(n.snapshot_bytes() for n in nodes[:controllers])
         results["rss_mib_per_node"] = [n.rss_mib() for n in nodes]
+        results["open_fds_per_node"] = [n.open_fds() for n in nodes]
         print(json.dumps(results), file=sys.stderr, flush=True)
         # Restarts: the last node (broker-only when there are more than 3) and node 1.
         for key, node in (("restart_broker", nodes[-1]), ("restart_controller", nodes[0])):

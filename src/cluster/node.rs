@@ -65,9 +65,9 @@ impl ClusterNode {
             }
             false => None,
         };
-        // Only a node with shards runs forwarded requests; elsewhere the receiver is dropped,
-        // so the quorum thread refuses envelopes at once instead of queueing them unanswered.
-        let forwarded = (quorum.is_some() && settings.roles.broker).then_some(forwarded_rx);
+        // Every controller runs forwarded requests on its shard 0 (a controller-only node
+        // runs one shard without client listeners for it); a broker-only node has no quorum.
+        let forwarded = quorum.is_some().then_some(forwarded_rx);
         tracing::info!(
             node_id = settings.node_id,
             broker = settings.roles.broker,

@@ -33,13 +33,20 @@ pub struct BrokerEndpoint {
     pub security_protocol: String,
 }
 
+/// A `RegisterBrokerRecord`'s `broker_epoch` before commit: the applied record carries the
+/// metadata offset of its entry instead (see the field).
+pub const BROKER_EPOCH_AT_COMMIT: i64 = -1;
+
 /// Kafka's `RegisterBrokerRecord` (the fields Sluice uses).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RegisterBrokerRecord {
     pub broker_id: i32,
     /// Unique per broker process start (Kafka's incarnation id).
     pub incarnation_id: u128,
-    /// Grows with each registration of the broker (Kafka: the record's offset in the log).
+    /// Grows with each registration of the broker: as Kafka's, the record's offset in the
+    /// metadata log. Proposed as [`BROKER_EPOCH_AT_COMMIT`]; the quorum's state machine sets
+    /// it to the raft index of the entry when it applies it (the index is assigned at append,
+    /// after the record is built), so every node's image holds the same epoch.
     pub broker_epoch: i64,
     pub end_points: Vec<BrokerEndpoint>,
     pub rack: Option<String>,

@@ -25,6 +25,7 @@ use crate::router;
 
 pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inbox<ShardMsg>) {
     storage::set_sealed_segment_files_open_max(boot.config.log_sealed_segment_files_open_max);
+    storage::set_active_segment_files_open_max(boot.config.log_active_segment_files_open_max);
     let image = match &boot.cluster {
         // A KRaft node: the committed image (shard 0's follower keeps every shard current).
         Some(node) => node.image.current().image,
@@ -128,6 +129,10 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
         .iter()
         .map(|(socket, context)| Box::pin(accept_loop(&shard, socket, context)));
     futures_util::future::join_all(accepts).await;
+    if listeners.is_empty() {
+        // A controller-only node: no client listener to accept on, so run until stopped.
+        shard.shutdown.wait().await;
+    }
     drop(listeners);
     // Heartbeats (and controller duties) stop first, or one could unfence the broker after
     // its controlled shutdown; the image keeps being followed until it is done, so this
@@ -231,11 +236,11 @@ fn start_cluster_tasks(
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .take();
-    if let (Some(calls), Some(listener)) = (forwarded, boot.listeners.first()) {
+    if let Some(calls) = forwarded {
         tasks.push(compio::runtime::spawn(
             crate::handlers::forward::serve_forwarded(
                 shard.clone(),
-                listener.context.clone(),
+                boot.forwarded_context.clone(),
                 calls,
                 node.forwarding_max_in_flight,
             ),
@@ -264,6 +269,10 @@ async fn announce_ready(shard: &Shard, boot: &Boot) {
             l.context.advertised_host,
             l.context.advertised_port
         );
+    }
+    if boot.listeners.is_empty() {
+        tracing::info!("ready listening={listen} (controller-only node: no client listener)");
+        return;
     }
     tracing::info!(
         "ready listening={listen} shards={} topics={}",

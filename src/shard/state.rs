@@ -40,6 +40,9 @@ pub struct Boot {
     pub close_failed: std::sync::atomic::AtomicBool,
     /// This process as a KRaft node (`process.roles` set); None: the single node of old.
     pub cluster: Option<Arc<crate::cluster::node::ClusterNode>>,
+    /// The listener forwarded requests' sessions report: the first listener, or on a
+    /// controller-only node (no client listener) its controller listener.
+    pub forwarded_context: Arc<crate::security::session::ListenerContext>,
 }
 
 /// One listener to bind: its resolved address and what its connections see.

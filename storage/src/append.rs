@@ -352,12 +352,17 @@ impl Log {
         // While an fsync of the segment runs, a `pwrite` can wait for its writeback (17 ms
         // measured): the io_uring write waits in a kernel worker instead of the shard.
         let inline = len <= u64::from(cfg.write_inline_max_bytes) && !self.commit.is_syncing();
-        if let Err(e) = active
-            .log
-            .pinned_fd()
-            .write_segment_vectored(bufs, start.size, inline)
-            .await
-        {
+        // The active file may have been closed as cold (`files.rs`): reopened here.
+        let fd = match active.log.active_fd() {
+            Ok(fd) => fd,
+            Err(e) => {
+                for p in &placed {
+                    p.pending.finish(Err(duplicate(&e)));
+                }
+                return Err(e);
+            }
+        };
+        if let Err(e) = fd.write_segment_vectored(bufs, start.size, inline).await {
             let e = write_failed(&active, start.size, len, e);
             for p in &placed {
                 p.pending.finish(Err(duplicate(&e)));

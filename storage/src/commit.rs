@@ -153,7 +153,7 @@ pub(crate) fn start(
             return Ok(None);
         }
         Snapshot {
-            fd: st.active()?.log.pinned_fd(),
+            fd: st.active()?.log.active_fd()?,
             end: st.log_end,
             messages_total: st.appended_messages_total,
             started_ms: st.last_now_ms,

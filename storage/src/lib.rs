@@ -22,7 +22,8 @@ pub use builder::BatchBuilder;
 pub use config::{LogConfig, TimestampType};
 pub use error::StorageError;
 pub use files::{
-    sealed_segment_files_open, set_sealed_segment_files_open_max,
+    active_segment_files_open, sealed_segment_files_open, set_active_segment_files_open_max,
+    set_sealed_segment_files_open_max, ACTIVE_SEGMENT_FILES_OPEN_MAX_DEFAULT,
     SEALED_SEGMENT_FILES_OPEN_MAX_DEFAULT,
 };
 pub use io::yield_now;

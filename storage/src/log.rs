@@ -495,7 +495,7 @@ impl Log {
     /// fsyncs a segment's data, adds the final time index entry, fsyncs its indexes.
     /// Caller holds append_lock.
     pub(crate) async fn seal(&self, seg: &Segment) -> Result<(), StorageError> {
-        let synced = seg.log.pinned_fd().sync_segment_data().await;
+        let synced = seg.log.active_fd()?.sync_segment_data().await;
         self.commit
             .record_fsync(&synced, self.state.borrow().durable_end);
         // The sticky failure's error, which says it was an fsync and what is not durable.

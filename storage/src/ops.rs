@@ -259,7 +259,7 @@ impl Log {
         let interval = self.config.borrow().index_interval_bytes;
         seg.generation.set(seg.generation.get() + 1);
         seg.log.pin().await?;
-        let fd = seg.log.pinned_fd();
+        let fd = seg.log.active_fd()?;
         fd.truncate(pos).await?;
         fd.sync(false).await?;
         let scan = recovery::scan(&fd, seg.base, 0, pos, interval).await?;

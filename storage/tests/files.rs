@@ -83,3 +83,58 @@ fn old_create_times_do_not_roll_a_segment_per_append() {
         log.close().await.unwrap();
     });
 }
+
+/// Active segments' files are bounded too (issue 10, 100,000 partitions): with more logs than
+/// `set_active_segment_files_open_max`, cold ones are closed and appends, fsyncs, reads and
+/// rolls reopen them; nothing is lost across a close and reopen of the logs.
+#[test]
+fn active_segment_files_of_many_logs_stay_within_the_bound() {
+    use storage::{active_segment_files_open, set_active_segment_files_open_max};
+    let root = tempfile::tempdir().unwrap();
+    set_active_segment_files_open_max(4);
+    rt().block_on(async {
+        let dirs: Vec<_> = (0..12)
+            .map(|i| {
+                let dir = root.path().join(format!("t-{i}"));
+                std::fs::create_dir_all(&dir).unwrap();
+                dir
+            })
+            .collect();
+        let mut logs = Vec::new();
+        for dir in &dirs {
+            logs.push(Log::open(dir.clone(), small_config()).await.unwrap());
+            assert!(active_segment_files_open() <= 4);
+        }
+        // Round-robin appends (each reopens a closed file), fsyncs, and rolls.
+        for round in 0..40u32 {
+            for log in &logs {
+                log.append(batch(round, 2, 1_000), opts(1_700_000_000_000))
+                    .await
+                    .unwrap();
+                assert!(active_segment_files_open() <= 4);
+            }
+        }
+        for log in &logs {
+            log.flush().await.unwrap();
+            assert!(active_segment_files_open() <= 4);
+        }
+        assert!(logs[0].segment_count() >= 2, "rolls happened");
+        for log in &logs {
+            assert_eq!(decode_batches(&read_all(log).await).unwrap().len(), 40);
+        }
+        for log in logs.drain(..) {
+            log.close().await.unwrap();
+        }
+        assert_eq!(
+            active_segment_files_open(),
+            0,
+            "closing releases every file"
+        );
+        for dir in &dirs {
+            let log = Log::open(dir.clone(), small_config()).await.unwrap();
+            assert_eq!(decode_batches(&read_all(&log).await).unwrap().len(), 40);
+            log.close().await.unwrap();
+        }
+    });
+    set_active_segment_files_open_max(storage::ACTIVE_SEGMENT_FILES_OPEN_MAX_DEFAULT);
+}

@@ -299,10 +299,6 @@ impl Lifecycle {
                 ));
             }
         }
-        let previous = existing
-            .as_ref()
-            .map_or(0, |b| b.broker_epoch.saturating_add(1));
-        let broker_epoch = crate::cluster::now_ms().max(previous);
         // The old registration's leadership ends with it (as if fenced), so the new one is
         // elected again, with a new leader epoch, once caught up.
         let mut records = match existing.filter(|b| !b.fenced) {
@@ -312,12 +308,14 @@ impl Lifecycle {
         records.push(MetadataRecord::RegisterBroker(RegisterBrokerRecord {
             broker_id: request.broker_id,
             incarnation_id: request.incarnation_id,
-            broker_epoch,
+            // Set to the entry's offset when it commits (Kafka's broker epoch).
+            broker_epoch: crate::cluster::records::BROKER_EPOCH_AT_COMMIT,
             end_points: request.end_points,
             rack: request.rack,
             fenced: true,
         }));
         let offset = self.propose(records).await?;
+        let broker_epoch = i64::try_from(offset).unwrap_or(i64::MAX);
         tracing::info!(
             broker = request.broker_id,
             broker_epoch,

@@ -29,6 +29,7 @@ use openraft::{EntryPayload, RaftSnapshotBuilder};
 use super::applier::MetadataApplier;
 use super::records::MetadataRecord;
 use super::{LogIdOf, QuorumTypes, SnapshotMetaOf, SnapshotOf, StoredMembershipOf};
+use crate::cluster::records::BROKER_EPOCH_AT_COMMIT;
 
 const SNAPSHOT_MAGIC: &[u8; 4] = b"SLQS";
 const SNAPSHOT_V0: u8 = 0;
@@ -233,6 +234,20 @@ impl RaftSnapshotBuilder<QuorumTypes> for StateMachine {
     }
 }
 
+/// Kafka's broker epoch is the offset of the broker's `RegisterBrokerRecord`: a record
+/// proposed with [`BROKER_EPOCH_AT_COMMIT`] gets the index of the entry it committed in. A
+/// record with an epoch already (written by an older Sluice, or replayed from a snapshot) keeps
+/// it. Deterministic, so every member and every broker applies the same epoch.
+pub fn stamp_broker_epochs(records: &mut [MetadataRecord], offset: u64) {
+    for record in records {
+        if let MetadataRecord::RegisterBroker(r) = record {
+            if r.broker_epoch == BROKER_EPOCH_AT_COMMIT {
+                r.broker_epoch = i64::try_from(offset).unwrap_or(i64::MAX);
+            }
+        }
+    }
+}
+
 impl RaftStateMachine<QuorumTypes> for StateMachine {
     type SnapshotData = Vec<u8>;
     type SnapshotBuilder = Self;
@@ -253,7 +268,8 @@ impl RaftStateMachine<QuorumTypes> for StateMachine {
                 inner.last_applied = Some(entry.log_id);
                 let records = match entry.payload {
                     EntryPayload::Blank => Vec::new(),
-                    EntryPayload::Normal(batch) => {
+                    EntryPayload::Normal(mut batch) => {
+                        stamp_broker_epochs(&mut batch.0, offset);
                         for record in &batch.0 {
                             inner.applier.apply(offset, record);
                         }
