@@ -649,10 +649,10 @@ fn config_records(meta: &TopicMeta, next: &topics::config::TopicOverrides) -> Ve
 }
 
 /// Shard 0 only: validates a dynamic broker config change and commits it as `ConfigRecord`s of
-/// the BROKER resource ("" or this node's id); every shard adopts it (and re-applies topic
-/// configs to its live logs) before the answer.
-/// `target`: the scope and, for `Scope::Node`, the node whose configs change (another broker's
-/// when it forwarded the request: its current values come from the image).
+/// the BROKER resource ("" or a node's id); every shard adopts it (and re-applies topic
+/// configs to its live logs) before the answer. `target`: the scope and, for `Scope::Node`,
+/// the node whose configs change (another broker's when it forwarded the request; its current
+/// values then come from the image).
 pub async fn alter_broker_configs(
     shard: &Shard,
     target: (Scope, i32),

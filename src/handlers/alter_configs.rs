@@ -3,7 +3,9 @@
 //! new overrides and has every owning shard apply them to its live logs (or only validates:
 //! `validate_only`). BROKER resources ("" cluster-wide, or this node's id) change the dynamic
 //! broker configs (`topics::dynamic`); a broker setting Kafka cannot update dynamically is
-//! INVALID_REQUEST, as in Kafka.
+//! INVALID_REQUEST, as in Kafka. In a cluster a broker forwards its own BROKER resource to the
+//! active controller, which commits it for that broker (Kafka's `ConfigAdminManager` checks
+//! the id on the receiving broker, before forwarding).
 //!
 //! Invariant: one answer per requested resource, in request order; a resource named twice is
 //! INVALID_REQUEST for each mention, and is not changed.
@@ -227,35 +229,25 @@ fn broker_scope(shard: &Shard, request: &Request, r: &Resource) -> Option<(Scope
 /// rest NOT_CONTROLLER, retriable) and the controller can take the ids it is forwarded as given.
 /// Kafka's admin client sends broker N's resources to broker N, so it never meets this.
 pub(super) fn names_another_broker(shard: &Shard, request: &Request) -> bool {
-    let names: Vec<String> = match request.api_key {
-        ApiKey::AlterConfigs => match request.decode::<AlterConfigsRequest>() {
-            Ok(body) => broker_names(
-                body.resources
-                    .iter()
-                    .map(|r| (r.resource_type, &r.resource_name)),
-            ),
-            Err(_) => return false,
-        },
-        ApiKey::IncrementalAlterConfigs => match request.decode::<IncrementalAlterConfigsRequest>()
-        {
-            Ok(body) => broker_names(
-                body.resources
-                    .iter()
-                    .map(|r| (r.resource_type, &r.resource_name)),
-            ),
-            Err(_) => return false,
-        },
-        _ => return false,
-    };
     let own = shard.config.node_id.to_string();
-    names.iter().any(|name| !name.is_empty() && *name != own)
-}
-
-fn broker_names<'a>(resources: impl Iterator<Item = (i8, &'a StrBytes)>) -> Vec<String> {
-    resources
-        .filter(|(resource_type, _)| *resource_type == RESOURCE_BROKER)
-        .map(|(_, name)| name.to_string())
-        .collect()
+    let foreign = |resource_type: i8, name: &StrBytes| {
+        resource_type == RESOURCE_BROKER && !name.is_empty() && name.as_str() != own
+    };
+    match request.api_key {
+        ApiKey::AlterConfigs => request.decode::<AlterConfigsRequest>().is_ok_and(|body| {
+            body.resources
+                .iter()
+                .any(|r| foreign(r.resource_type, &r.resource_name))
+        }),
+        ApiKey::IncrementalAlterConfigs => request
+            .decode::<IncrementalAlterConfigsRequest>()
+            .is_ok_and(|body| {
+                body.resources
+                    .iter()
+                    .any(|r| foreign(r.resource_type, &r.resource_name))
+            }),
+        _ => false,
+    }
 }
 
 fn unexpected_broker_id(shard: &Shard, r: &Resource) -> AdminError {
