@@ -649,25 +649,32 @@ fn config_records(meta: &TopicMeta, next: &topics::config::TopicOverrides) -> Ve
 }
 
 /// Shard 0 only: validates a dynamic broker config change and commits it as `ConfigRecord`s of
-/// the BROKER resource ("" or this node's id); every shard adopts it (and re-applies topic
-/// configs to its live logs) before the answer.
+/// the BROKER resource ("" or a node's id); every shard adopts it (and re-applies topic
+/// configs to its live logs) before the answer. `target`: the scope and, for `Scope::Node`,
+/// the node whose configs change (another broker's when it forwarded the request; its current
+/// values then come from the image).
 pub async fn alter_broker_configs(
     shard: &Shard,
-    scope: Scope,
+    target: (Scope, i32),
     change: BrokerChange,
     validate_only: bool,
 ) -> Result<(), AdminError> {
     assert_registry_shard(shard);
     check_controller(shard)?;
     let _guard = shard.registry_lock.lock().await;
-    let current = shard.dynamic_configs.borrow().clone();
+    let (scope, node_id) = target;
+    let current = if scope == Scope::Node && node_id != shard.config.node_id {
+        shard.topics.borrow().dynamic_configs(node_id)
+    } else {
+        shard.dynamic_configs.borrow().clone()
+    };
     let next = current.changed(scope, &change)?;
     if validate_only || next == current {
         return Ok(());
     }
     let resource = match scope {
         Scope::Cluster => String::new(),
-        Scope::Node => shard.config.node_id.to_string(),
+        Scope::Node => node_id.to_string(),
     };
     let records = image::broker_config_records(&resource, current.scope(scope), next.scope(scope));
     commit(shard, records).await.map_err(AdminError::from)

@@ -3,7 +3,9 @@
 //! new overrides and has every owning shard apply them to its live logs (or only validates:
 //! `validate_only`). BROKER resources ("" cluster-wide, or this node's id) change the dynamic
 //! broker configs (`topics::dynamic`); a broker setting Kafka cannot update dynamically is
-//! INVALID_REQUEST, as in Kafka.
+//! INVALID_REQUEST, as in Kafka. In a cluster a broker forwards its own BROKER resource to the
+//! active controller, which commits it for that broker (Kafka's `ConfigAdminManager` checks
+//! the id on the receiving broker, before forwarding).
 //!
 //! Invariant: one answer per requested resource, in request order; a resource named twice is
 //! INVALID_REQUEST for each mention, and is not changed.
@@ -12,8 +14,9 @@ use std::rc::Rc;
 
 use kafka_protocol::messages::{
     alter_configs_response, incremental_alter_configs_response, AlterConfigsRequest,
-    AlterConfigsResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+    AlterConfigsResponse, ApiKey, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
 };
+use kafka_protocol::protocol::StrBytes;
 
 use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
 use super::error::admin_error_code;
@@ -153,24 +156,31 @@ async fn alter(
                 r.name
             )))
         } else {
-            resource_refusal(&shard, r)
+            resource_refusal(&shard, request, r)
         };
-        match (refused, broker_scope(&shard, r)) {
+        match (refused, broker_scope(&shard, request, r)) {
             (Some(e), _) => early.push(Some(Err(e))),
-            (None, Some(scope)) if super::listener_configs::touches_listeners(&r.change) => {
+            // Listener settings apply to this node's own listeners only.
+            (None, Some((_, node_id)))
+                if node_id != shard.config.node_id
+                    && super::listener_configs::touches_listeners(&r.change) =>
+            {
+                early.push(Some(Err(unexpected_broker_id(&shard, r))));
+            }
+            (None, Some((scope, _))) if super::listener_configs::touches_listeners(&r.change) => {
                 let per_node = matches!(scope, Scope::Node);
                 let answer =
                     super::listener_configs::alter(&shard, per_node, &r.change, validate_only)
                         .await;
                 early.push(Some(answer));
             }
-            (None, Some(scope)) => {
+            (None, Some((scope, node_id))) => {
                 let change = match &r.change {
                     ConfigChange::Replace(pairs) => BrokerChange::Replace(pairs.clone()),
                     ConfigChange::IncrementalAlter(e) => BrokerChange::IncrementalAlter(e.clone()),
                 };
                 let answer = router
-                    .change_broker_configs(scope, change, validate_only)
+                    .change_broker_configs(scope, node_id, change, validate_only)
                     .await;
                 early.push(Some(answer));
             }
@@ -197,30 +207,63 @@ async fn alter(
         .collect()
 }
 
-/// The dynamic-config scope of a BROKER resource naming this cluster ("") or node.
-fn broker_scope(shard: &Shard, r: &Resource) -> Option<Scope> {
+/// The dynamic-config scope of a BROKER resource naming this cluster ("") or a node, and that
+/// node's id (this node's for ""). A client names this node (Kafka's `ConfigAdminManager`
+/// refuses another id before forwarding); a request another broker forwarded names that
+/// broker, which checked it, so the active controller takes any id there.
+fn broker_scope(shard: &Shard, request: &Request, r: &Resource) -> Option<(Scope, i32)> {
     if r.resource_type != RESOURCE_BROKER {
         return None;
     }
+    let own = shard.config.node_id;
     if r.name.is_empty() {
-        Some(Scope::Cluster)
-    } else if r.name.parse().ok() == Some(shard.config.node_id) {
-        Some(Scope::Node)
-    } else {
-        None
+        return Some((Scope::Cluster, own));
     }
+    let id: i32 = r.name.parse().ok()?;
+    (id == own || request.session.is_forwarded()).then_some((Scope::Node, id))
+}
+
+/// Whether an (Incremental)AlterConfigs request names a BROKER resource of another node:
+/// Kafka's `ConfigAdminManager.preprocess` refuses those on the receiving broker, before
+/// forwarding, so such a request is answered here (INVALID_REQUEST for those resources, the
+/// rest NOT_CONTROLLER, retriable) and the controller can take the ids it is forwarded as given.
+/// Kafka's admin client sends broker N's resources to broker N, so it never meets this.
+pub(super) fn names_another_broker(shard: &Shard, request: &Request) -> bool {
+    let own = shard.config.node_id.to_string();
+    let foreign = |resource_type: i8, name: &StrBytes| {
+        resource_type == RESOURCE_BROKER && !name.is_empty() && name.as_str() != own
+    };
+    match request.api_key {
+        ApiKey::AlterConfigs => request.decode::<AlterConfigsRequest>().is_ok_and(|body| {
+            body.resources
+                .iter()
+                .any(|r| foreign(r.resource_type, &r.resource_name))
+        }),
+        ApiKey::IncrementalAlterConfigs => request
+            .decode::<IncrementalAlterConfigsRequest>()
+            .is_ok_and(|body| {
+                body.resources
+                    .iter()
+                    .any(|r| foreign(r.resource_type, &r.resource_name))
+            }),
+        _ => false,
+    }
+}
+
+fn unexpected_broker_id(shard: &Shard, r: &Resource) -> AdminError {
+    AdminError::InvalidRequest(format!(
+        "Unexpected broker id, expected {} or empty string, but received {}",
+        shard.config.node_id, r.name
+    ))
 }
 
 /// Why a resource cannot be altered (None: a topic, decided on shard 0, or a BROKER resource
 /// of this node or cluster).
-fn resource_refusal(shard: &Shard, r: &Resource) -> Option<AdminError> {
+fn resource_refusal(shard: &Shard, request: &Request, r: &Resource) -> Option<AdminError> {
     match r.resource_type {
         RESOURCE_TOPIC => None,
-        RESOURCE_BROKER if broker_scope(shard, r).is_some() => None,
-        RESOURCE_BROKER => Some(AdminError::InvalidRequest(format!(
-            "Unexpected broker id, expected {} or empty string, but received {}",
-            shard.config.node_id, r.name
-        ))),
+        RESOURCE_BROKER if broker_scope(shard, request, r).is_some() => None,
+        RESOURCE_BROKER => Some(unexpected_broker_id(shard, r)),
         other => Some(AdminError::InvalidRequest(format!(
             "Unsupported resource type: {other}"
         ))),

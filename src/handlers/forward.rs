@@ -59,7 +59,8 @@ pub fn handle(handler: Handler, shard: Rc<Shard>, request: Request) -> HandlerFu
             Some(node)
                 if node.settings.roles.broker
                     && !node.is_active_controller()
-                    && FORWARDED_APIS.contains(&request.api_key) =>
+                    && FORWARDED_APIS.contains(&request.api_key)
+                    && !super::alter_configs::names_another_broker(&shard, &request) =>
             {
                 node.clone()
             }

@@ -49,11 +49,13 @@ impl Router {
     pub async fn change_broker_configs(
         &self,
         scope: Scope,
+        node_id: i32,
         change: BrokerChange,
         validate_only: bool,
     ) -> Result<(), AdminError> {
+        let target = (scope, node_id);
         if self.shard.id == REGISTRY_SHARD {
-            return controller::alter_broker_configs(&self.shard, scope, change, validate_only)
+            return controller::alter_broker_configs(&self.shard, target, change, validate_only)
                 .await;
         }
         self.shard
@@ -61,7 +63,7 @@ impl Router {
             .call(REGISTRY_SHARD, |reply| {
                 ShardMsg::run(move |shard| async move {
                     let answer =
-                        controller::alter_broker_configs(&shard, scope, change, validate_only)
+                        controller::alter_broker_configs(&shard, target, change, validate_only)
                             .await;
                     reply.send(answer);
                 })

@@ -106,6 +106,8 @@ pub struct Session {
     throttle_ms: Cell<u64>,
     /// How long the last authentication's credential stays valid (an OAUTHBEARER token).
     credential_lifetime_ms: Cell<Option<u64>>,
+    /// Whether another broker forwarded this request in an Envelope (KIP-590).
+    forwarded: Cell<bool>,
 }
 
 impl Session {
@@ -133,6 +135,7 @@ impl Session {
             reauthenticating: Cell::new(false),
             throttle_ms: Cell::new(0),
             credential_lifetime_ms: Cell::new(None),
+            forwarded: Cell::new(false),
         }
     }
 
@@ -142,7 +145,14 @@ impl Session {
         let session = Self::new(listener, peer, None, 0);
         *session.principal.borrow_mut() = principal;
         *session.state.borrow_mut() = SaslState::NotRequired;
+        session.forwarded.set(true);
         session
+    }
+
+    /// Whether another broker forwarded the request in an Envelope: that broker already made
+    /// the checks Kafka makes before forwarding (e.g. a BROKER config resource names it).
+    pub fn is_forwarded(&self) -> bool {
+        self.forwarded.get()
     }
 
     /// KIP-368: whether the SASL session expired without re-authentication (the connection
