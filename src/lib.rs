@@ -215,6 +215,9 @@ fn controller_only_context(
         sasl_mechanisms: Vec::new(),
         oauth_jwks: None,
         max_connection_creation_rate: own.max_connection_creation_rate,
+        // Kafka's protected listener is the inter-broker one; this context only serves the
+        // admin requests forwarded to a controller-only node.
+        protected: false,
     }))
 }
 

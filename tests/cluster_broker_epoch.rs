@@ -16,7 +16,6 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use compio::net::TcpStream;
 use serde::{de::DeserializeOwned, Serialize};
 use sluice::cluster::alter_partition_rpc::{AlterPartitionAnswer, AlterPartitionCall};
 use sluice::cluster::quorum::lifecycle::{
@@ -28,12 +27,13 @@ use sluice::cluster::quorum::network::{
     KIND_BROKER_REGISTRATION,
 };
 use sluice::cluster::quorum::shared_image::SharedImage;
+use sluice::cluster::secure_stream::SecureStream;
 use sluice::cluster::quorum::{Quorum, QuorumConfig, Voter};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 async fn call<Req: Serialize, Resp: DeserializeOwned>(
-    stream: &mut TcpStream,
+    stream: &mut SecureStream,
     kind: u8,
     request: &Req,
 ) -> Answer<Resp> {
@@ -82,7 +82,7 @@ fn the_broker_epoch_is_the_registration_records_offset() {
         std::thread::sleep(Duration::from_millis(10));
     }
     compio::runtime::Runtime::new().unwrap().block_on(async {
-        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let mut stream = SecureStream::connect(addr, None).await.unwrap();
         let first: i64 = call(&mut stream, KIND_BROKER_REGISTRATION, &registration(1))
             .await
             .unwrap();
