@@ -284,6 +284,7 @@ impl Log {
                 segment_end,
                 end.log_end,
                 end.size,
+                input.stamp,
             );
             let mut p = end.size;
             for m in &metas {
