@@ -159,6 +159,18 @@ fn a_restarted_follower_starts_from_its_checkpointed_high_watermark() {
     signal(&cluster, stalled, "-CONT");
 }
 
+/// Polls `cond` until it holds (true) or `timeout` passes (false).
+fn poll_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    while !cond() {
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    true
+}
+
 /// (base offset, last offset) of every batch in `bytes` (whole batches, as in a segment).
 fn batch_offsets(bytes: &[u8]) -> Vec<(i64, i64)> {
     let mut out = Vec::new();
@@ -211,8 +223,13 @@ fn a_wiped_follower_copies_a_compacted_leader_with_its_offset_gaps() {
     // The follower is away (its copy wiped) while the leader fills and cleans its log.
     cluster.broker_mut(wiped).stop();
     std::fs::remove_dir_all(cluster.broker(wiped).data_dir().join(format!("{topic}-0"))).unwrap();
-    let producer = common::kafka::producer(cluster.broker(leader), &[("acks", "all")]);
-    let records = common::kafka::keyed_records(2_000, 10, 100);
+    // One record per batch: the cleaner then removes whole batches (gaps between batches),
+    // not only records inside them.
+    let producer = common::kafka::producer(
+        cluster.broker(leader),
+        &[("acks", "all"), ("linger.ms", "0"), ("batch.num.messages", "1")],
+    );
+    let records = common::kafka::keyed_records(600, 10, 100);
     let deliveries = common::kafka::produce(&producer, topic, &records, Some(0));
     common::kafka::assert_all_acked(&deliveries);
     drop(producer);
@@ -221,8 +238,14 @@ fn a_wiped_follower_copies_a_compacted_leader_with_its_offset_gaps() {
         .collect();
     let part = |i: usize| dirs[i].clone();
     let has_gaps = |offsets: &[(i64, i64)]| offsets.windows(2).any(|w| w[1].0 > w[0].1 + 1);
-    wait_until(Duration::from_secs(60), "the leader's log cleaned", || {
-        has_gaps(&batch_offsets(&segment_bytes(&part(leader))))
+    // Cleaned, and the cleaner done with what it can clean (the log unchanged for 2 s).
+    let mut seen = (Vec::new(), std::time::Instant::now());
+    wait_until(Duration::from_secs(90), "the leader's log cleaned", || {
+        let now = segment_bytes(&part(leader));
+        if now != seen.0 {
+            seen = (now, std::time::Instant::now());
+        }
+        has_gaps(&batch_offsets(&seen.0)) && seen.1.elapsed() > Duration::from_secs(2)
     });
     // No more cleaning anywhere (replicas compact on their own, at their own segment
     // boundaries): what the follower holds is then exactly what it copied.
@@ -233,14 +256,22 @@ fn a_wiped_follower_copies_a_compacted_leader_with_its_offset_gaps() {
     drop(admin);
     cluster.broker_mut(wiped).start_again();
     let mut last = (Vec::new(), Vec::new());
-    wait_until(
-        Duration::from_secs(60),
-        "the wiped follower holds the leader's batches",
-        || {
-            last = (segment_bytes(&part(leader)), segment_bytes(&part(wiped)));
-            !last.0.is_empty() && last.0 == last.1
-        },
-    );
+    let copied = poll_until(Duration::from_secs(60), || {
+        last = (segment_bytes(&part(leader)), segment_bytes(&part(wiped)));
+        !last.0.is_empty() && last.0 == last.1
+    });
+    if !copied {
+        let (l, f) = (batch_offsets(&last.0), batch_offsets(&last.1));
+        let first_diff = l.iter().zip(&f).position(|(a, b)| a != b);
+        panic!(
+            "the wiped follower does not hold the leader's batches: leader {} batches {:?}.., \
+             follower {} batches {:?}.., first difference at batch {first_diff:?}",
+            l.len(),
+            &l[..l.len().min(8)],
+            f.len(),
+            &f[..f.len().min(8)]
+        );
+    }
     let offsets = batch_offsets(&last.1);
     assert!(has_gaps(&offsets), "the copy keeps the gaps: {offsets:?}");
     assert!(
@@ -418,4 +449,58 @@ fn a_sigterm_leader_serves_until_its_controlled_shutdown_is_done() {
     }
     let checked = checker.report();
     assert!(checked.is_clean(), "{checked:?}");
+}
+
+/// Two shards per broker, followers long-polling with a long wait: each acks=all produce, one
+/// at a time, is answered once the followers fetched it, never after the fetch wait. A
+/// follower's long poll reads on the partition's owning shard and then parks there; a wake-up
+/// missed between the two (an append landing after the read, unseen by the park) would show
+/// as a produce waiting out `replica.fetch.wait.max.ms` (5 s here).
+#[test]
+fn acks_all_produces_are_not_held_by_missed_wake_ups_across_shards() {
+    let opts = ClusterOpts {
+        cores: 2,
+        extra_toml: "\"default.replication.factor\" = 3\n\
+                     \"replica.fetch.wait.max.ms\" = 5000\n\
+                     \"fetch.max.wait.ms\" = 5000\n"
+            .into(),
+        ..ClusterOpts::default()
+    };
+    let cluster = Cluster::start(opts);
+    let topic = "sharded-wake";
+    let partitions = 4;
+    assert_eq!(
+        cluster.create_topic(topic, partitions, Duration::from_secs(30)),
+        0
+    );
+    wait_until(Duration::from_secs(30), "every partition led with its ISR", || {
+        let view = topics_view(&cluster.metadata(0));
+        view.iter().find(|t| t.0 == topic).is_some_and(|t| {
+            t.2.len() == 4 && t.2.iter().all(|p| p.1 > 0 && p.4.len() == 3)
+        })
+    });
+    let producer = common::kafka::producer(cluster.broker(0), &[("acks", "all"), ("linger.ms", "0")]);
+    let records = common::kafka::keyed_records(120, 16, 40);
+    // Warm-up, not measured: one record per partition, so every follower's fetcher has taken
+    // every partition into its fetch (one added while its fetcher is parked in a long poll is
+    // fetched from the next round on, as in Kafka).
+    for (i, record) in records.iter().take(4).enumerate() {
+        let partition = i32::try_from(i).unwrap();
+        common::kafka::send_one(&producer, topic, record, Some(partition));
+        common::kafka::assert_all_acked(&common::kafka::flush_all(&producer, 1));
+    }
+    let records = &records[4..];
+    let mut slowest = Duration::ZERO;
+    for (i, record) in records.iter().enumerate() {
+        let partition = i32::try_from(i).unwrap() % partitions;
+        let started = std::time::Instant::now();
+        common::kafka::send_one(&producer, topic, record, Some(partition));
+        let delivered = common::kafka::flush_all(&producer, 1);
+        common::kafka::assert_all_acked(&delivered);
+        slowest = slowest.max(started.elapsed());
+    }
+    assert!(
+        slowest < Duration::from_millis(2_500),
+        "an acks=all produce waited {slowest:?}: a follower's long poll missed an append"
+    );
 }
