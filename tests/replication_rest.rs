@@ -187,7 +187,9 @@ fn batch_offsets(bytes: &[u8]) -> Vec<(i64, i64)> {
 
 /// A compacted topic's leader log has offset gaps once its cleaner ran; a follower whose copy
 /// was wiped catches up from it, appending the leader's batches as they are (gaps kept, each
-/// CRC checked), and ends with the leader's batches at the leader's offsets.
+/// CRC checked), and ends with the leader's batches at the leader's offsets. Then leadership
+/// moves and the old leader rejoins as a follower, reconciling by leader epoch over its
+/// gapped log.
 #[test]
 fn a_wiped_follower_copies_a_compacted_leader_with_its_offset_gaps() {
     let opts = ClusterOpts {
@@ -286,6 +288,47 @@ fn a_wiped_follower_copies_a_compacted_leader_with_its_offset_gaps() {
         .broker(wiped)
         .log_text()
         .contains("replica append refused"));
+    // Leadership moves (the leader stopped), records go to the new leader, the old one comes
+    // back as a follower: it reconciles by leader epoch (OffsetForLeaderEpoch / the diverging
+    // epoch) over a log with gaps and ends with the new leader's records at its offsets.
+    let end_before = offsets.last().unwrap().1 + 1;
+    cluster.broker_mut(leader).stop();
+    let mut new_leader = 0;
+    wait_until(Duration::from_secs(30), "a new leader", || {
+        let asked = (0..3).find(|i| *i != leader).unwrap();
+        registration(&cluster, asked, topic).is_some_and(|(l, _, _)| {
+            new_leader = l;
+            l > 0 && l != leader_id
+        })
+    });
+    let new_leader = index(new_leader);
+    let producer = common::kafka::producer(cluster.broker(new_leader), &[("acks", "all")]);
+    let more = common::kafka::keyed_records(20, 10, 100);
+    common::kafka::assert_all_acked(&common::kafka::produce(&producer, topic, &more, Some(0)));
+    drop(producer);
+    cluster.broker_mut(leader).start_again();
+    let tail = |i: usize| {
+        let bytes = segment_bytes(&part(i));
+        let mut at = 0usize;
+        for (base, _) in batch_offsets(&bytes) {
+            if base >= end_before {
+                return bytes[at..].to_vec();
+            }
+            let len = i32::from_be_bytes(bytes[at + 8..at + 12].try_into().unwrap());
+            at += 12 + usize::try_from(len).unwrap();
+        }
+        Vec::new()
+    };
+    wait_until(
+        Duration::from_secs(60),
+        "the old leader holds the new leader's records at their offsets",
+        || {
+            let (theirs, ours) = (tail(new_leader), tail(leader));
+            !theirs.is_empty() && theirs == ours
+        },
+    );
+    let back = batch_offsets(&segment_bytes(&part(leader)));
+    assert!(has_gaps(&back), "its own gaps kept: {back:?}");
 }
 
 /// FindCoordinator v3 for `key` (`key_type` 0 group, 1 transaction) asked of broker `index`.
