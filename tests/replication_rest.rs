@@ -111,9 +111,11 @@ fn a_restarted_follower_starts_from_its_checkpointed_high_watermark() {
     produce(&cluster, leader, topic, 10, "all");
     for i in [leader, restarted, stalled] {
         let dir = cluster.broker(i).data_dir();
-        wait_until(Duration::from_secs(20), "high watermark 10 checkpointed", || {
-            checkpointed(&dir, topic) == Some(10)
-        });
+        wait_until(
+            Duration::from_secs(20),
+            "high watermark 10 checkpointed",
+            || checkpointed(&dir, topic) == Some(10),
+        );
     }
     // The stalled replica stays in the ISR: the high watermark stays at 10 while the leader
     // and the other follower hold 15 records.
@@ -121,11 +123,16 @@ fn a_restarted_follower_starts_from_its_checkpointed_high_watermark() {
     produce(&cluster, leader, topic, 5, "1");
     let part = |i: usize| cluster.broker(i).data_dir().join(format!("{topic}-0"));
     let leader_bytes = segment_bytes(&part(leader));
-    wait_until(Duration::from_secs(20), "the follower holds 15 records", || {
-        segment_bytes(&part(restarted)) == leader_bytes
-    });
+    wait_until(
+        Duration::from_secs(20),
+        "the follower holds 15 records",
+        || segment_bytes(&part(restarted)) == leader_bytes,
+    );
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(checkpointed(&cluster.broker(leader).data_dir(), topic), Some(10));
+    assert_eq!(
+        checkpointed(&cluster.broker(leader).data_dir(), topic),
+        Some(10)
+    );
     assert_eq!(
         checkpointed(&cluster.broker(restarted).data_dir(), topic),
         Some(10)
@@ -229,7 +236,11 @@ fn a_wiped_follower_copies_a_compacted_leader_with_its_offset_gaps() {
     // not only records inside them.
     let producer = common::kafka::producer(
         cluster.broker(leader),
-        &[("acks", "all"), ("linger.ms", "0"), ("batch.num.messages", "1")],
+        &[
+            ("acks", "all"),
+            ("linger.ms", "0"),
+            ("batch.num.messages", "1"),
+        ],
     );
     let records = common::kafka::keyed_records(600, 10, 100);
     let deliveries = common::kafka::produce(&producer, topic, &records, Some(0));
@@ -281,9 +292,11 @@ fn a_wiped_follower_copies_a_compacted_leader_with_its_offset_gaps() {
         "offsets only increase: {offsets:?}"
     );
     // Back in the ISR: acks=all completes with it again.
-    wait_until(Duration::from_secs(30), "the follower back in the ISR", || {
-        registration(&cluster, leader, topic).is_some_and(|(_, _, isr)| isr.len() == 3)
-    });
+    wait_until(
+        Duration::from_secs(30),
+        "the follower back in the ISR",
+        || registration(&cluster, leader, topic).is_some_and(|(_, _, isr)| isr.len() == 3),
+    );
     assert!(!cluster
         .broker(wiped)
         .log_text()
@@ -516,13 +529,18 @@ fn acks_all_produces_are_not_held_by_missed_wake_ups_across_shards() {
         cluster.create_topic(topic, partitions, Duration::from_secs(30)),
         0
     );
-    wait_until(Duration::from_secs(30), "every partition led with its ISR", || {
-        let view = topics_view(&cluster.metadata(0));
-        view.iter().find(|t| t.0 == topic).is_some_and(|t| {
-            t.2.len() == 4 && t.2.iter().all(|p| p.1 > 0 && p.4.len() == 3)
-        })
-    });
-    let producer = common::kafka::producer(cluster.broker(0), &[("acks", "all"), ("linger.ms", "0")]);
+    wait_until(
+        Duration::from_secs(30),
+        "every partition led with its ISR",
+        || {
+            let view = topics_view(&cluster.metadata(0));
+            view.iter()
+                .find(|t| t.0 == topic)
+                .is_some_and(|t| t.2.len() == 4 && t.2.iter().all(|p| p.1 > 0 && p.4.len() == 3))
+        },
+    );
+    let producer =
+        common::kafka::producer(cluster.broker(0), &[("acks", "all"), ("linger.ms", "0")]);
     let records = common::kafka::keyed_records(120, 16, 40);
     // Warm-up, not measured: one record per partition, so every follower's fetcher has taken
     // every partition into its fetch (one added while its fetcher is parked in a long poll is

@@ -230,7 +230,8 @@ pub fn publish_high_watermarks(shard: &Shard) {
 /// task): each shard publishes its high watermarks, the registry shard writes the file. A
 /// file that cannot be written stops the broker (Kafka takes its log directory offline).
 pub async fn checkpoint_loop(shard: Rc<Shard>) {
-    let interval = Duration::from_millis(shard.config.replica_high_watermark_checkpoint_interval_ms);
+    let interval =
+        Duration::from_millis(shard.config.replica_high_watermark_checkpoint_interval_ms);
     loop {
         let sleep = Box::pin(compio::time::sleep(interval));
         let stop = Box::pin(shard.shutdown.wait());

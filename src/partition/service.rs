@@ -544,7 +544,10 @@ mod replicated_service_tests {
             max_bytes: 1 << 20,
         };
         let read = service.follower_fetch(2, vec![fetch], Instant::now()).await;
-        assert!(read[0].as_ref().unwrap().read.slice.is_none(), "nothing yet");
+        assert!(
+            read[0].as_ref().unwrap().read.slice.is_none(),
+            "nothing yet"
+        );
         let item = ProduceItem {
             tp: tp.clone(),
             records: batch("between"),

@@ -388,4 +388,3 @@ mod tests {
         assert_eq!(Refused::default().merge(vec![Ok(5)]), vec![Ok(5)]);
     }
 }
-

@@ -126,9 +126,10 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
         .cluster
         .is_some()
         .then(|| compio::runtime::spawn(crate::cluster::replicas::tick_loop(shard.clone())));
-    let checkpoint_task = boot.cluster.is_some().then(|| {
-        compio::runtime::spawn(crate::cluster::replicas::checkpoint_loop(shard.clone()))
-    });
+    let checkpoint_task = boot
+        .cluster
+        .is_some()
+        .then(|| compio::runtime::spawn(crate::cluster::replicas::checkpoint_loop(shard.clone())));
     let accepts = listeners
         .iter()
         .map(|(socket, context)| Box::pin(accept_loop(&shard, socket, context)));
@@ -144,8 +145,7 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
         if let (Some(node), true) = (&boot.cluster, shard.id == router::REGISTRY_SHARD) {
             if node.settings.roles.broker {
                 let timeout = Duration::from_millis(boot.config.controlled_shutdown_timeout_ms);
-                crate::cluster::heartbeat::controlled_shutdown(&shard, node.clone(), timeout)
-                    .await;
+                crate::cluster::heartbeat::controlled_shutdown(&shard, node.clone(), timeout).await;
             }
         }
         // Shard 0 ends the serving of every shard once leadership moved away (a single node
