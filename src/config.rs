@@ -484,6 +484,10 @@ pub struct BrokerConfig {
     /// broker answers NOT_CONTROLLER itself), and Envelopes the active controller queues.
     #[serde(rename = "forwarded.requests.max.in.flight")]
     pub forwarded_requests_max_in_flight: usize,
+    /// How often the high watermarks are written to `replication-offset-checkpoint`
+    /// (`replication::checkpoint`); Kafka's name and default.
+    #[serde(rename = "replica.high.watermark.checkpoint.interval.ms")]
+    pub replica_high_watermark_checkpoint_interval_ms: u64,
 }
 
 impl Default for BrokerConfig {
@@ -637,6 +641,7 @@ impl Default for BrokerConfig {
             transaction_marker_queue_max_entries: 1024,
             controller_socket_timeout_ms: 30_000,
             forwarded_requests_max_in_flight: 100,
+            replica_high_watermark_checkpoint_interval_ms: 5_000,
         }
     }
 }
@@ -826,6 +831,10 @@ impl BrokerConfig {
             });
         }
         positive("replica.lag.time.max.ms", self.replica_lag_time_max_ms)?;
+        positive(
+            "replica.high.watermark.checkpoint.interval.ms",
+            self.replica_high_watermark_checkpoint_interval_ms,
+        )?;
         positive(
             "controller.socket.timeout.ms",
             self.controller_socket_timeout_ms,

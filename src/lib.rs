@@ -61,6 +61,8 @@ pub enum BrokerError {
     Security(String),
     #[error("{0}")]
     Cluster(String),
+    #[error(transparent)]
+    Checkpoint(#[from] replication::checkpoint::CheckpointError),
     #[error("cannot lock data directory {path} (another broker is using it?): {source}")]
     DataDirLocked {
         path: std::path::PathBuf,
@@ -161,6 +163,12 @@ pub fn run(mut config: BrokerConfig) -> Result<(), BrokerError> {
         listener_dynamic,
         tls_listeners,
     ));
+    // Kafka reads the high-watermark checkpoint before any log loads; an unreadable one stops
+    // the broker (its only log directory would be offline).
+    let hw_checkpoint = Arc::new(replication::checkpoint::HighWatermarkCheckpoint::open(
+        &config.data_dir,
+        config.cores,
+    )?);
     let boot = Arc::new(Boot {
         config: Arc::new(config),
         default_log,
@@ -175,6 +183,8 @@ pub fn run(mut config: BrokerConfig) -> Result<(), BrokerError> {
         close_failed: std::sync::atomic::AtomicBool::new(false),
         cluster,
         forwarded_context,
+        hw_checkpoint,
+        stop_serving: shards::Shutdown::new(),
     });
     let shards_boot = boot.clone();
     let result = shards::run(runtime, move |ctx, inbox| {
@@ -183,6 +193,12 @@ pub fn run(mut config: BrokerConfig) -> Result<(), BrokerError> {
     drop(reservations);
     result.map_err(BrokerError::from)?;
     if !boot.close_failed.load(std::sync::atomic::Ordering::SeqCst) {
+        // Kafka checkpoints the high watermarks once more at a clean shutdown.
+        if boot.cluster.is_some() {
+            if let Err(e) = boot.hw_checkpoint.persist_blocking() {
+                tracing::warn!(error = %e, "cannot write the high-watermark checkpoint at shutdown");
+            }
+        }
         clean_shutdown::mark(&boot.config.data_dir);
     }
     Ok(())

@@ -50,9 +50,9 @@ pub struct ReplicaFetchers {
 }
 
 impl ReplicaFetchers {
-    /// The follower high watermark learnt for `tp` (0 when none yet).
-    pub(super) fn high_watermark(&self, tp: &TopicPartition) -> i64 {
-        self.high_watermarks.borrow().get(tp).copied().unwrap_or(0)
+    /// The follower high watermark a fetcher learnt for `tp`, if any yet.
+    pub(super) fn learnt_high_watermark(&self, tp: &TopicPartition) -> Option<i64> {
+        self.high_watermarks.borrow().get(tp).copied()
     }
 
     /// Stops fetching `tp` (this broker leads it now, its leader changed or is gone, or it is

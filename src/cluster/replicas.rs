@@ -165,13 +165,87 @@ fn lead(shard: &Shard, tp: &TopicPartition, registration: &PartitionRegistration
         }
     }
     let config = ReplicationConfig::from_broker(&shard.config, shard.config.node_id, min_isr);
-    let high_watermark = shard.replica_fetchers.high_watermark(tp);
+    let Some(partition) = shard.partitions.get(tp) else {
+        return;
+    };
+    let high_watermark = follower_high_watermark(shard, &partition);
     if let Err(e) =
         shard
             .partitions
             .make_replicated(tp, &leader_registration, high_watermark, config)
     {
         tracing::error!(partition = %tp.dir_name(), error = %e, "cannot lead the partition with its followers");
+    }
+}
+
+/// The high watermark this broker knows for a partition it does not lead with followers now:
+/// the one its fetcher learnt, else the checkpointed one (a restarted broker), else 0; within
+/// the log's bounds (Kafka's `UnifiedLog.updateHighWatermark`). What it starts leading with.
+fn follower_high_watermark(shard: &Shard, partition: &Partition) -> i64 {
+    use crate::partition::PartitionProxy;
+    let tp = &partition.tp;
+    let known = shard
+        .replica_fetchers
+        .learnt_high_watermark(tp)
+        .or_else(|| shard.hw_checkpoint.loaded(&tp.topic, tp.partition))
+        .unwrap_or(0);
+    let (start, end) = (partition.log_start_offset(), partition.log_end_offset());
+    known.clamp(start, end.max(start))
+}
+
+/// Whether the image names more than one replica for `tp` (its high watermark is then not
+/// simply its log end).
+fn has_followers(shard: &Shard, tp: &TopicPartition) -> bool {
+    let image = shard.topics.borrow();
+    let index = usize::try_from(tp.partition).unwrap_or(usize::MAX);
+    image
+        .get(&tp.topic)
+        .and_then(|meta| meta.registrations.get(index))
+        .is_some_and(|r| r.replicas.len() > 1)
+}
+
+/// This shard's high watermarks (every partition it owns) into its slot of the broker's
+/// `replication-offset-checkpoint` (`replication::checkpoint::HighWatermarkCheckpoint`).
+pub fn publish_high_watermarks(shard: &Shard) {
+    use crate::partition::PartitionProxy;
+    let marks = shard
+        .partitions
+        .all()
+        .into_iter()
+        .map(|partition| {
+            let tp = &partition.tp;
+            let hw = match shard.partitions.replicated(tp) {
+                Some(leader) => leader.high_watermark(),
+                None if has_followers(shard, tp) => follower_high_watermark(shard, &partition),
+                // A single replica: its high watermark is its log end.
+                None => partition.high_watermark(),
+            };
+            ((tp.topic.clone(), tp.partition), hw)
+        })
+        .collect();
+    shard.hw_checkpoint.publish(shard.id.index(), marks);
+}
+
+/// Every `replica.high.watermark.checkpoint.interval.ms` (Kafka's `highwatermark-checkpoint`
+/// task): each shard publishes its high watermarks, the registry shard writes the file. A
+/// file that cannot be written stops the broker (Kafka takes its log directory offline).
+pub async fn checkpoint_loop(shard: Rc<Shard>) {
+    let interval =
+        Duration::from_millis(shard.config.replica_high_watermark_checkpoint_interval_ms);
+    loop {
+        let sleep = Box::pin(compio::time::sleep(interval));
+        let stop = Box::pin(shard.shutdown.wait());
+        if let futures_util::future::Either::Right(_) =
+            futures_util::future::select(sleep, stop).await
+        {
+            return;
+        }
+        publish_high_watermarks(&shard);
+        if shard.id == super::controller::REGISTRY_SHARD {
+            if let Err(e) = shard.hw_checkpoint.persist().await {
+                shards::fatal(format!("cannot write the high-watermark checkpoint: {e}"));
+            }
+        }
     }
 }
 

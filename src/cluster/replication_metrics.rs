@@ -6,18 +6,16 @@
 //! (appended by this broker's fetchers) and out (served to followers' fetches).
 //!
 //! Invariants: counters only grow; a fetcher's lag slot leaves the max when its task ends
-//! (`LagSlot` on drop), so the slots are bounded by the live fetchers.
+//! (`LagSlot` dropped), and dead slots are pruned when a fetcher starts, so the registry is
+//! bounded by the live fetchers; the fetch path stores its lag into its own atomic (no lock).
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 
 static ISR_SHRINKS: AtomicU64 = AtomicU64::new(0);
 static ISR_EXPANDS: AtomicU64 = AtomicU64::new(0);
 static BYTES_IN: AtomicU64 = AtomicU64::new(0);
 static BYTES_OUT: AtomicU64 = AtomicU64::new(0);
-static NEXT_SLOT: AtomicU64 = AtomicU64::new(0);
-static FETCHER_LAGS: Mutex<BTreeMap<u64, i64>> = Mutex::new(BTreeMap::new());
 
 /// A committed ISR change of a partition this broker leads, from `old_len` to `new_len`
 /// members (Kafka's `IsrShrinksPerSec` / `IsrExpandsPerSec`).
@@ -39,18 +37,25 @@ pub fn add_bytes_out(bytes: u64) {
     BYTES_OUT.fetch_add(bytes, Ordering::Relaxed);
 }
 
-/// One replica fetcher's current max lag; removed from the max when dropped.
-pub struct LagSlot(u64);
+/// One replica fetcher's current max lag (an atomic its fetcher task stores into after each
+/// round: no lock on the fetch path); it leaves the max when dropped. The registry's lock is
+/// taken only when a fetcher starts or stops and when `/metrics` is scraped.
+pub struct LagSlot(Arc<AtomicI64>);
+
+static FETCHER_LAGS: Mutex<Vec<Weak<AtomicI64>>> = Mutex::new(Vec::new());
 
 impl LagSlot {
     pub fn new() -> Self {
-        Self(NEXT_SLOT.fetch_add(1, Ordering::Relaxed))
+        let lag = Arc::new(AtomicI64::new(0));
+        if let Ok(mut lags) = FETCHER_LAGS.lock() {
+            lags.retain(|w| w.strong_count() > 0);
+            lags.push(Arc::downgrade(&lag));
+        }
+        Self(lag)
     }
 
     pub fn set(&self, lag: i64) {
-        if let Ok(mut lags) = FETCHER_LAGS.lock() {
-            lags.insert(self.0, lag.max(0));
-        }
+        self.0.store(lag.max(0), Ordering::Relaxed);
     }
 }
 
@@ -60,18 +65,17 @@ impl Default for LagSlot {
     }
 }
 
-impl Drop for LagSlot {
-    fn drop(&mut self) {
-        if let Ok(mut lags) = FETCHER_LAGS.lock() {
-            lags.remove(&self.0);
-        }
-    }
-}
-
+/// The largest lag of the live fetchers (a dropped slot no longer upgrades).
 fn max_lag() -> i64 {
     FETCHER_LAGS
         .lock()
-        .map(|lags| lags.values().copied().max().unwrap_or(0))
+        .map(|lags| {
+            lags.iter()
+                .filter_map(Weak::upgrade)
+                .map(|lag| lag.load(Ordering::Relaxed))
+                .max()
+                .unwrap_or(0)
+        })
         .unwrap_or(0)
 }
 

@@ -162,7 +162,10 @@ async fn read_loop(
     // One shutdown listener for the connection's life instead of one per request (with its
     // box, two heap allocations on the produce hot path): `select` below borrows it, and a
     // future that lost a `select` may be polled again.
-    let mut shutdown = pin!(shard.shutdown.wait());
+    // `stop_serving`, not `shutdown`: a KRaft broker keeps serving through its controlled
+    // shutdown (Kafka's socket server stops after it), so clients are redirected by
+    // NOT_LEADER_OR_FOLLOWER instead of finding their connections closed.
+    let mut shutdown = pin!(shard.stop_serving.wait());
     loop {
         let authenticated = session.is_authenticated();
         let max = if authenticated {

@@ -155,6 +155,16 @@ pub enum PartitionMsg {
         deadline: Instant,
         reply: Reply<Vec<FollowerFetchResult>>,
     },
+    /// `Wait` for a follower's Fetch: answered when any listed partition's log end passes
+    /// its fetch offset (what the follower's read returns), it stops leading, or `deadline`.
+    /// The owner checks the log end when it subscribes, so an append that landed between the
+    /// follower's read and this wait (both on the owner, the caller on another shard) answers
+    /// at once instead of at the deadline.
+    WaitFollower {
+        items: Vec<(TopicPartition, i64)>,
+        deadline: Instant,
+        reply: Reply<()>,
+    },
 }
 
 /// One partition of a follower's Fetch.

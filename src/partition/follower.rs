@@ -5,7 +5,8 @@
 //! replicated batches (so this replica can answer an idempotent producer's retry once it
 //! leads), and a divergent tail is truncated with the cache cut back to match.
 //!
-//! Invariants: a follower append starts exactly at the log end (no gap, no overlap); the
+//! Invariants: a follower append starts at or past the log end (never an overlap; a gap is
+//! what a compacted leader's log has, and Kafka's follower keeps it, storage checks it); the
 //! leader-epoch cache never names an epoch whose start is at or past the log end after a
 //! truncation; storage I/O errors stop the process (`error::storage_error`).
 
@@ -26,14 +27,15 @@ pub struct FollowerAppended {
 
 impl Partition {
     /// Appends the leader's `records` (whole batches, as a Fetch response carried them) at
-    /// the log end. Errors: a batch that does not start where the log ends
-    /// (OffsetOutOfRange: the fetcher's position is stale), a corrupt batch (CORRUPT_MESSAGE).
+    /// the log end or past it (the offset gaps of a compacted leader's log are kept). Errors: a
+    /// batch that starts below the log end (OffsetOutOfRange: the fetcher's position is
+    /// stale), a corrupt batch (CORRUPT_MESSAGE).
     pub async fn append_as_follower(
         &self,
         records: Bytes,
         now_ms: i64,
     ) -> Result<FollowerAppended, PartitionError> {
-        let scanned = producers::scan_batches(&records);
+        let placed = replicated_placements(&records);
         let epochs = batch_epochs(&records);
         let opts = storage::AppendOptions {
             leader_epoch: self.leader_epoch.get(),
@@ -48,9 +50,9 @@ impl Partition {
                 storage::StorageError::Io(_) => storage_error(&self.tp, e),
                 other => PartitionError::from_storage(other),
             })?;
-        if let Some(batches) = scanned {
+        {
             let mut states = self.producers.borrow_mut();
-            for (ident, meta) in producers::placements(&batches, info.base_offset.0, -1) {
+            for (ident, meta) in placed {
                 states.commit(&ident, meta, now_ms);
             }
         }
@@ -168,11 +170,31 @@ impl Partition {
                 *self.epochs.borrow_mut() = cache;
             }
         }
-        self.following.set(true);
+        self.role.set(super::ReplicaRole::Following);
         let current = self.leader_epoch.get().max(leader_epoch);
         self.leader_epoch.set(current);
         Ok(())
     }
+}
+
+/// The producer batches of `records` where the leader placed them: each batch's own offsets
+/// (a compacted leader's log has gaps, so they are not consecutive from the first).
+fn replicated_placements(records: &[u8]) -> Vec<(producers::BatchIdent, producers::BatchMeta)> {
+    storage::split_batches(records)
+        .filter_map(|b| b.ok())
+        .filter_map(|b| storage::BatchHeader::parse(b).ok())
+        .filter_map(|h| {
+            let ident = producers::BatchIdent::from_header(&h)?;
+            let meta = producers::BatchMeta {
+                first_seq: ident.first_seq,
+                last_seq: ident.last_seq(),
+                base_offset: h.base_offset,
+                last_offset: h.last_offset(),
+                log_append_time_ms: -1,
+            };
+            Some((ident, meta))
+        })
+        .collect()
 }
 
 /// (leader epoch, base offset) of each batch in `records`, in order.

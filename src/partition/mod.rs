@@ -94,11 +94,12 @@ pub struct Partition {
     leader_epoch: Cell<i32>,
     /// Kafka's LeaderEpochFileCache, persisted in the partition directory.
     epochs: RefCell<LeaderEpochCache>,
-    /// Set by `become_follower`, cleared once this replica leads with its followers
-    /// (`ReplicatedPartition::new`) or alone: until then the partition takes no client or
+    /// This replica's role (one state for what were separate `following` / `leading` flags):
+    /// `Following` from `become_follower` until it leads with its followers
+    /// (`ReplicatedPartition::new`) or alone; meanwhile the partition takes no client or
     /// coordinator append, even when the image already names this broker leader (an append
     /// then would carry the old leader epoch and be acknowledged without replication).
-    following: Cell<bool>,
+    role: Cell<ReplicaRole>,
     /// message.timestamp.before/after.max.ms of the topic (checked on produce).
     timestamp_limits: Cell<timestamps::TimestampLimits>,
     /// The topic's `compression.type` as a codec id; `None` for `producer` (store as sent).
@@ -110,6 +111,19 @@ pub struct Partition {
     snapshot_at: Cell<i64>,
     /// The active segment when the last snapshot was written: a roll writes the next one.
     snapshot_segment: Cell<i64>,
+}
+
+/// What a replica of a partition is doing now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplicaRole {
+    /// The only replica, or one served plainly (no replication state): takes appends.
+    Single,
+    /// Follows a leader, or opened with followers and not yet leading with them: takes no
+    /// client or coordinator append.
+    Following,
+    /// Leads with its followers in `leader_epoch`: appends go through its
+    /// `ReplicatedPartition` (`term` tells that leader from any later one of the replica).
+    LeaderWithFollowers { leader_epoch: i32, term: u64 },
 }
 
 impl Partition {
@@ -129,7 +143,7 @@ impl Partition {
             waiters_max,
             leader_epoch: Cell::new(epochs::UNDEFINED_EPOCH),
             epochs: RefCell::new(LeaderEpochCache::default()),
-            following: Cell::new(false),
+            role: Cell::new(ReplicaRole::Single),
             timestamp_limits: Cell::new(timestamps::TimestampLimits::default()),
             compression_codec: Cell::new(None),
             aborted: RefCell::new(txn_index::TxnIndex::default()),
@@ -220,19 +234,42 @@ impl Partition {
 
     /// Whether this replica follows (or has not yet finished becoming a leader after following).
     pub fn is_following(&self) -> bool {
-        self.following.get()
+        self.role.get() == ReplicaRole::Following
+    }
+
+    pub fn role(&self) -> ReplicaRole {
+        self.role.get()
     }
 
     /// A replica of a partition with followers, just opened: no client or coordinator
-    /// append until it leads with its followers (`stop_following`), as after
+    /// append until it leads with its followers (`lead_with_followers`), as after
     /// `become_follower`.
     pub fn hold_appends(&self) {
-        self.following.set(true);
+        self.role.set(ReplicaRole::Following);
     }
 
-    /// This replica leads now (with followers, or alone): appends are taken again.
+    /// This replica leads alone now (or is served plainly after its replicated leader
+    /// resigned): appends are taken again.
     pub fn stop_following(&self) {
-        self.following.set(false);
+        self.role.set(ReplicaRole::Single);
+    }
+
+    /// This replica leads with its followers in `leader_epoch` (`ReplicatedPartition`); the
+    /// role returned is that leader's own (unique: a later leader of the same epoch differs).
+    pub fn lead_with_followers(&self, leader_epoch: i32) -> ReplicaRole {
+        static NEXT_TERM: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let term = NEXT_TERM.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let role = ReplicaRole::LeaderWithFollowers { leader_epoch, term };
+        self.role.set(role);
+        role
+    }
+
+    /// The replicated leader whose role is `role` resigned: served plainly until the next
+    /// role (a newer leader of the same replica keeps its own).
+    pub fn resign_leadership(&self, role: ReplicaRole) {
+        if self.role.get() == role {
+            self.role.set(ReplicaRole::Single);
+        }
     }
 
     /// The leader epoch `offset` was written in (-1 when unknown), for ListOffsets answers.

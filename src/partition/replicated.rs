@@ -18,7 +18,7 @@
 //! when the partition resigns); ISR proposals leave through `take_isr_proposals` and only a
 //! commit from the controller changes the ISR.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -86,8 +86,10 @@ pub struct ReplicatedPartition {
     purgatory: RefCell<ProducePurgatory>,
     /// ISR changes proposed and not yet handed to the AlterPartition sender.
     outbox: RefCell<Vec<IsrProposal>>,
-    /// False once this broker stopped leading (appends then answer NOT_LEADER_OR_FOLLOWER).
-    leading: Cell<bool>,
+    /// The replica's role this leader set: it leads while the replica's role is still this
+    /// one (after `resign`, or once a newer leader of the replica took over, appends answer
+    /// NOT_LEADER_OR_FOLLOWER).
+    role: super::ReplicaRole,
 }
 
 impl ReplicatedPartition {
@@ -101,7 +103,7 @@ impl ReplicatedPartition {
         config: ReplicationConfig,
         now_ms: i64,
     ) -> Rc<Self> {
-        local.stop_following();
+        let role = local.lead_with_followers(registration.leader_epoch);
         let state = LeaderState::new(
             config.local_broker_id,
             registration,
@@ -116,7 +118,7 @@ impl ReplicatedPartition {
             state: RefCell::new(state),
             purgatory: RefCell::new(ProducePurgatory::new(config.purgatory_waiters_max)),
             outbox: RefCell::new(Vec::new()),
-            leading: Cell::new(true),
+            role,
         });
         // A leader alone in the ISR has everything replicated already.
         partition.after_state_change(false);
@@ -133,6 +135,11 @@ impl ReplicatedPartition {
 
     fn log_end(&self) -> i64 {
         self.local.log.log_end_offset().0
+    }
+
+    /// Whether this (not a newer, not a resigned) leader leads its replica.
+    fn is_leading(&self) -> bool {
+        self.local.role() == self.role
     }
 
     /// After anything that may move the high watermark: move it, answer the waiters it
@@ -167,7 +174,7 @@ impl ReplicatedPartition {
         max_bytes: u32,
         now_ms: i64,
     ) -> Result<FollowerFetchOk, PartitionError> {
-        if !self.leading.get() {
+        if !self.is_leading() {
             return Err(PartitionError::Unavailable);
         }
         self.local.check_leader_epoch(current_leader_epoch)?;
@@ -283,7 +290,7 @@ impl ReplicatedPartition {
 
     /// Leadership moved away: waiting acks=all produces answer NOT_LEADER_OR_FOLLOWER.
     pub fn resign(&self) {
-        self.leading.set(false);
+        self.local.resign_leadership(self.role);
         self.purgatory.borrow_mut().fail_all();
         self.local.notify_appended();
     }
@@ -309,7 +316,7 @@ impl ReplicatedPartition {
         timeout_ms: i64,
     ) -> Result<(), AckError> {
         // Resigned while the append ran: nobody would complete a waiter parked now.
-        if !self.leading.get() {
+        if !self.is_leading() {
             return Err(AckError::NotLeaderOrFollower);
         }
         let rx = {
@@ -375,7 +382,7 @@ impl PartitionProxy for ReplicatedPartition {
     }
 
     async fn append(self: Rc<Self>, request: AppendRequest) -> Result<Appended, PartitionError> {
-        if !self.leading.get() {
+        if !self.is_leading() {
             return Err(PartitionError::Unavailable);
         }
         let acks_all = request.acks == -1;

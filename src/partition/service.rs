@@ -205,6 +205,14 @@ impl PartitionService {
                 deadline,
                 reply,
             } => reply.send(self.follower_fetch(replica_id, items, deadline).await),
+            PartitionMsg::WaitFollower {
+                items,
+                deadline,
+                reply,
+            } => {
+                self.wait_follower(items, deadline).await;
+                reply.send(());
+            }
         }
     }
 
@@ -398,6 +406,33 @@ impl PartitionService {
         futures_util::future::select(stop, select_all(receivers)).await;
     }
 
+    /// Waits until a listed partition's log end is past its follower's fetch offset, the
+    /// partition is no longer led here with followers (the follower's next read answers the
+    /// error), shutdown, or `deadline`. The condition is checked when the waiter subscribes,
+    /// on this (the owning) shard: nothing appended after the follower's read is missed.
+    pub async fn wait_follower(&self, items: Vec<(TopicPartition, i64)>, deadline: Instant) {
+        let mut receivers = Vec::with_capacity(items.len());
+        for (tp, fetch_offset) in &items {
+            let Some(leader) = self.replicated(tp) else {
+                return;
+            };
+            if leader.log_end_offset() > *fetch_offset {
+                return;
+            }
+            if let Some(rx) = leader.subscribe() {
+                receivers.push(rx);
+            }
+        }
+        let timer = Box::pin(compio::time::sleep_until(deadline));
+        let shutdown = Box::pin(self.shutdown.wait());
+        let stop = futures_util::future::select(timer, shutdown);
+        if receivers.is_empty() {
+            stop.await;
+            return;
+        }
+        futures_util::future::select(stop, select_all(receivers)).await;
+    }
+
     /// ListOffsets and OffsetForLeaderEpoch queries.
     pub async fn offsets(&self, items: Vec<OffsetQuery>) -> Vec<OffsetResult> {
         let queries = items.into_iter().map(|query| async move {
@@ -467,6 +502,102 @@ mod replicated_service_tests {
             .record(Some(b"k"), Some(value.as_bytes()), &[])
             .build()
             .freeze()
+    }
+
+    /// The follower long poll of another shard reads on the owner, then parks there: an
+    /// append landing between the two must end the park at once. The consumer wait (high
+    /// watermark past the offset) cannot see it (the follower has not fetched it, so the high
+    /// watermark did not move); the follower wait (log end past the fetch offset) does.
+    #[compio::test]
+    async fn a_follower_wait_sees_appends_between_its_read_and_its_park() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = storage::Log::open(dir.path().to_path_buf(), storage::LogConfig::default())
+            .await
+            .unwrap();
+        let limits = crate::config::BrokerConfig::default().producer_rebuild_limits();
+        let producers = crate::producers::ProducerStates::new(limits.state);
+        let tp = TopicPartition::new("t", 0);
+        let partition = Rc::new(Partition::new(tp.clone(), log, 8, producers));
+        partition.become_leader(1).await.unwrap();
+        let (clock, _manual) = Clock::manual(0);
+        let service = Rc::new(PartitionService::new(
+            Shutdown::new(),
+            clock,
+            Rc::new(Quiet),
+            false,
+        ));
+        service.insert(partition);
+        let registration = LeaderRegistration {
+            replicas: vec![1, 2],
+            isr: vec![1, 2],
+            leader_epoch: 1,
+            partition_epoch: 0,
+        };
+        service
+            .make_replicated(&tp, &registration, 0, ReplicationConfig::default())
+            .unwrap();
+        let fetch = FollowerFetchItem {
+            tp: tp.clone(),
+            fetch_offset: 0,
+            last_fetched_epoch: -1,
+            current_leader_epoch: 1,
+            max_bytes: 1 << 20,
+        };
+        let read = service.follower_fetch(2, vec![fetch], Instant::now()).await;
+        assert!(
+            read[0].as_ref().unwrap().read.slice.is_none(),
+            "nothing yet"
+        );
+        let item = ProduceItem {
+            tp: tp.clone(),
+            records: batch("between"),
+            timeout_ms: 30_000,
+        };
+        assert!(service.produce(vec![item], 1).await[0].is_ok());
+        let short = Duration::from_millis(200);
+        let started = Instant::now();
+        service.wait(vec![(tp.clone(), 0)], started + short).await;
+        assert!(
+            started.elapsed() >= short,
+            "the consumer wait does not see it"
+        );
+        let started = Instant::now();
+        service
+            .wait_follower(vec![(tp.clone(), 0)], started + Duration::from_secs(10))
+            .await;
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the follower wait answers at once: {:?}",
+            started.elapsed()
+        );
+        // Caught up: it parks until the next append wakes it.
+        let waiting = {
+            let service = service.clone();
+            let tp = tp.clone();
+            compio::runtime::spawn(async move {
+                let started = Instant::now();
+                service
+                    .wait_follower(vec![(tp, 1)], started + Duration::from_secs(10))
+                    .await;
+                started.elapsed()
+            })
+        };
+        compio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished(), "nothing past offset 1 yet");
+        let item = ProduceItem {
+            tp: tp.clone(),
+            records: batch("later"),
+            timeout_ms: 30_000,
+        };
+        assert!(service.produce(vec![item], 1).await[0].is_ok());
+        assert!(waiting.await.unwrap() < Duration::from_secs(5));
+        // Not led here with followers any more: answered at once.
+        service.stop_replicated(&tp);
+        let started = Instant::now();
+        service
+            .wait_follower(vec![(tp, 5)], started + Duration::from_secs(10))
+            .await;
+        assert!(started.elapsed() < Duration::from_secs(5));
     }
 
     /// Once a partition is made a replicated leader, the service's produce, read, offsets and

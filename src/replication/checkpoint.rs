@@ -7,6 +7,14 @@
 //!
 //! Invariants: a file that does not parse is refused whole (no partial map); topic names
 //! hold no whitespace (Kafka's legal characters), so a line splits unambiguously.
+//!
+//! [`HighWatermarkCheckpoint`] is the broker's one file across its shards: each shard
+//! publishes the high watermarks of the partitions it owns into its own slot every
+//! `replica.high.watermark.checkpoint.interval.ms` (and once more before it closes its logs);
+//! the registry shard writes the union, and the process writes it a last time at a clean
+//! shutdown. Each partition has one owning shard, so the union has no conflicts; a slot is at
+//! most one interval old, and a stale high watermark is a lower one, which is safe (Kafka's
+//! checkpoint is as stale). The slots' locks are taken once per interval, never per request.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -80,6 +88,62 @@ pub async fn persist(data_dir: &Path, marks: &HighWatermarks) -> Result<(), Chec
         .map_err(|source| CheckpointError::Io { path, source })
 }
 
+/// The high-watermark checkpoint of one data directory shared by the shards of a broker (see
+/// the module documentation).
+pub struct HighWatermarkCheckpoint {
+    data_dir: PathBuf,
+    /// What the file held at start: the high watermark a partition starts from until this
+    /// broker learns a newer one (as leader or follower).
+    loaded: HighWatermarks,
+    /// Each shard's latest marks.
+    slots: Vec<std::sync::Mutex<HighWatermarks>>,
+}
+
+impl HighWatermarkCheckpoint {
+    /// Loads the file of `data_dir` (blocking: once at start-up) for `shard_count` shards.
+    pub fn open(data_dir: &Path, shard_count: usize) -> Result<Self, CheckpointError> {
+        Ok(Self {
+            data_dir: data_dir.to_path_buf(),
+            loaded: load(data_dir)?,
+            slots: (0..shard_count).map(|_| Default::default()).collect(),
+        })
+    }
+
+    /// The checkpointed high watermark of (topic, partition), if the file had one.
+    pub fn loaded(&self, topic: &str, partition: u32) -> Option<i64> {
+        self.loaded.get(&(topic.to_owned(), partition)).copied()
+    }
+
+    /// Replaces shard `shard`'s marks (the partitions it owns now).
+    pub fn publish(&self, shard: usize, marks: HighWatermarks) {
+        if let Some(slot) = self.slots.get(shard) {
+            *slot.lock().unwrap_or_else(|p| p.into_inner()) = marks;
+        }
+    }
+
+    /// Every shard's marks.
+    pub fn merged(&self) -> HighWatermarks {
+        let mut all = HighWatermarks::new();
+        for slot in &self.slots {
+            let marks = slot.lock().unwrap_or_else(|p| p.into_inner());
+            all.extend(marks.iter().map(|(k, v)| (k.clone(), *v)));
+        }
+        all
+    }
+
+    /// Writes the union of the slots, off the shard thread.
+    pub async fn persist(&self) -> Result<(), CheckpointError> {
+        persist(&self.data_dir, &self.merged()).await
+    }
+
+    /// Writes the union of the slots, blocking (the clean shutdown, after the shards stopped).
+    pub fn persist_blocking(&self) -> Result<(), CheckpointError> {
+        let path = path(&self.data_dir);
+        crate::atomic_file::write(&path, to_text(&self.merged()).as_bytes())
+            .map_err(|source| CheckpointError::Io { path, source })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,6 +185,25 @@ mod tests {
         marks.insert(("t".into(), 3), 17);
         persist(dir.path(), &marks).await.unwrap();
         assert_eq!(load(dir.path()).unwrap(), marks);
+        // The shared checkpoint: loaded at open, the union of the shards' slots written.
+        let shared = HighWatermarkCheckpoint::open(dir.path(), 2).unwrap();
+        assert_eq!(shared.loaded("t", 3), Some(17));
+        assert_eq!(shared.loaded("t", 4), None);
+        let mut first = HighWatermarks::new();
+        first.insert(("a".into(), 0), 5);
+        let mut second = HighWatermarks::new();
+        second.insert(("b".into(), 1), 9);
+        shared.publish(0, first.clone());
+        shared.publish(1, second);
+        shared.publish(0, first);
+        shared.persist().await.unwrap();
+        let written = load(dir.path()).unwrap();
+        assert_eq!(written.len(), 2);
+        assert_eq!(written.get(&("a".to_string(), 0)), Some(&5));
+        assert_eq!(written.get(&("b".to_string(), 1)), Some(&9));
+        shared.publish(1, HighWatermarks::new());
+        shared.persist_blocking().unwrap();
+        assert_eq!(load(dir.path()).unwrap().len(), 1);
         std::fs::write(path(dir.path()), "garbage").unwrap();
         assert!(matches!(
             load(dir.path()),

@@ -174,30 +174,58 @@ impl Router {
         self.wait_for(items, deadline, true).await;
     }
 
+    /// A follower Fetch's long poll: until any partition's log end passes the follower's
+    /// fetch offset (checked on the owner: `PartitionService::wait_follower`), or `deadline`.
+    pub async fn wait_for_follower_data(
+        &self,
+        items: Vec<(TopicPartition, i64)>,
+        deadline: Instant,
+    ) {
+        self.wait_on(items, deadline, WaitOn::FollowerData).await;
+    }
+
     async fn wait_for(&self, items: Vec<(TopicPartition, i64)>, deadline: Instant, stable: bool) {
+        let on = if stable {
+            WaitOn::StableOffset
+        } else {
+            WaitOn::HighWatermark
+        };
+        self.wait_on(items, deadline, on).await;
+    }
+
+    async fn wait_on(&self, items: Vec<(TopicPartition, i64)>, deadline: Instant, on: WaitOn) {
         let groups = split::split(items, |(tp, _)| self.owner(tp));
         let waits = groups.groups.into_iter().map(|(owner, (_, items))| {
             Box::pin(async move {
                 if owner == self.shard.id {
                     let partitions = &self.shard.partitions;
-                    partitions.wait_bounded(items, deadline, stable).await;
-                } else {
-                    let call = self.shard.mesh.call(owner, |reply| {
-                        if stable {
-                            PartitionMsg::WaitStable {
-                                items,
-                                deadline,
-                                reply,
-                            }
-                            .into()
-                        } else {
-                            PartitionMsg::Wait {
-                                items,
-                                deadline,
-                                reply,
-                            }
-                            .into()
+                    match on {
+                        WaitOn::FollowerData => partitions.wait_follower(items, deadline).await,
+                        WaitOn::HighWatermark | WaitOn::StableOffset => {
+                            let stable = on == WaitOn::StableOffset;
+                            partitions.wait_bounded(items, deadline, stable).await
                         }
+                    }
+                } else {
+                    let call = self.shard.mesh.call(owner, |reply| match on {
+                        WaitOn::StableOffset => PartitionMsg::WaitStable {
+                            items,
+                            deadline,
+                            reply,
+                        }
+                        .into(),
+                        WaitOn::HighWatermark => PartitionMsg::Wait {
+                            items,
+                            deadline,
+                            reply,
+                        }
+                        .into(),
+                        WaitOn::FollowerData => PartitionMsg::WaitFollower {
+                            items,
+                            deadline,
+                            reply,
+                        }
+                        .into(),
                     });
                     if call.await.is_err() {
                         // The owner is gone (shutdown): do not spin, sleep out the deadline.
@@ -327,6 +355,15 @@ impl Refused {
             })
             .collect()
     }
+}
+
+/// What a long poll waits for on each owner: a consumer's data (past the high watermark, or
+/// the LSO for read_committed), or a follower's (past the log end).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WaitOn {
+    HighWatermark,
+    StableOffset,
+    FollowerData,
 }
 
 #[cfg(test)]

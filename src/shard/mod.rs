@@ -87,6 +87,8 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
         cluster: boot.cluster.clone(),
         cluster_synced: Cell::new(0),
         replica_fetchers: Default::default(),
+        hw_checkpoint: boot.hw_checkpoint.clone(),
+        stop_serving: boot.stop_serving.clone(),
     });
     if shard.id == router::REGISTRY_SHARD {
         crate::cluster::deletion::sweep_deleted(&shard.config.data_dir);
@@ -125,26 +127,38 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
         .cluster
         .is_some()
         .then(|| compio::runtime::spawn(crate::cluster::replicas::tick_loop(shard.clone())));
+    let checkpoint_task = boot
+        .cluster
+        .is_some()
+        .then(|| compio::runtime::spawn(crate::cluster::replicas::checkpoint_loop(shard.clone())));
     let accepts = listeners
         .iter()
         .map(|(socket, context)| Box::pin(accept_loop(&shard, socket, context)));
-    futures_util::future::join_all(accepts).await;
-    if listeners.is_empty() {
-        // A controller-only node: no client listener to accept on, so run until stopped.
-        shard.shutdown.wait().await;
-    }
-    drop(listeners);
-    // Heartbeats (and controller duties) stop first, or one could unfence the broker after
-    // its controlled shutdown; the image keeps being followed until it is done, so this
-    // broker applies the leadership changes of its own shutdown.
+    // A controller-only node has no client listener: `accepting` ends at once and `stopping`
+    // keeps the shard up until the shutdown.
+    // Connections are served until `stop_serving`: through the controlled shutdown.
+    let accepting = futures_util::future::join_all(accepts);
     let (follow_tasks, lifecycle_tasks) = cluster_tasks;
-    drop(lifecycle_tasks);
-    if let (Some(node), true) = (&boot.cluster, shard.id == router::REGISTRY_SHARD) {
-        if node.settings.roles.broker {
-            let timeout = Duration::from_millis(boot.config.controlled_shutdown_timeout_ms);
-            crate::cluster::heartbeat::controlled_shutdown(&shard, node.clone(), timeout).await;
+    let stopping = async {
+        shard.shutdown.wait().await;
+        // Heartbeats (and controller duties) stop first, or one could unfence the broker
+        // after its controlled shutdown; the image keeps being followed until it is done, so
+        // this broker applies the leadership changes of its own shutdown.
+        drop(lifecycle_tasks);
+        if let (Some(node), true) = (&boot.cluster, shard.id == router::REGISTRY_SHARD) {
+            if node.settings.roles.broker {
+                let timeout = Duration::from_millis(boot.config.controlled_shutdown_timeout_ms);
+                crate::cluster::heartbeat::controlled_shutdown(&shard, node.clone(), timeout).await;
+            }
         }
-    }
+        // Shard 0 ends the serving of every shard once leadership moved away (a single node
+        // has no controlled shutdown: at once).
+        if boot.cluster.is_none() || shard.id == router::REGISTRY_SHARD {
+            shard.stop_serving.trigger();
+        }
+    };
+    futures_util::future::join(accepting, stopping).await;
+    drop(listeners);
     drop(follow_tasks);
     drain_connections(&shard).await;
     drop(admin_task);
@@ -154,7 +168,13 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
     drop(txn_task);
     drop(cleaner_task);
     drop(replication_task);
+    drop(checkpoint_task);
     drop(inbox_task);
+    if boot.cluster.is_some() {
+        // The last marks of this shard's partitions, written by `lib::run` once every shard
+        // is done (Kafka's checkpoint at a clean shutdown).
+        crate::cluster::replicas::publish_high_watermarks(&shard);
+    }
     if !close_logs(&shard).await {
         boot.close_failed
             .store(true, std::sync::atomic::Ordering::SeqCst);
@@ -294,7 +314,7 @@ async fn accept_loop(
 ) {
     loop {
         let accept = Box::pin(listener.accept());
-        let stop = Box::pin(shard.shutdown.wait());
+        let stop = Box::pin(shard.stop_serving.wait());
         let (stream, peer) = match futures_util::future::select(accept, stop).await {
             futures_util::future::Either::Left((Ok(accepted), _)) => accepted,
             futures_util::future::Either::Left((Err(e), _)) => {
@@ -349,13 +369,13 @@ async fn accept_loop(
     }
 }
 
-/// Sleeps `ms` (a quota's throttle); false when shutdown came first.
+/// Sleeps `ms` (a quota's throttle); false when the broker stopped serving first.
 async fn sleep_unless_shutdown(shard: &Shard, ms: u64) -> bool {
     if ms == 0 {
         return true;
     }
     let sleep = Box::pin(compio::time::sleep(Duration::from_millis(ms)));
-    let stop = Box::pin(shard.shutdown.wait());
+    let stop = Box::pin(shard.stop_serving.wait());
     matches!(
         futures_util::future::select(sleep, stop).await,
         futures_util::future::Either::Left(_)

@@ -43,6 +43,13 @@ pub struct Boot {
     /// The listener forwarded requests' sessions report: the first listener, or on a
     /// controller-only node (no client listener) its controller listener.
     pub forwarded_context: Arc<crate::security::session::ListenerContext>,
+    /// The data directory's `replication-offset-checkpoint`, shared by the shards.
+    pub hw_checkpoint: Arc<crate::replication::checkpoint::HighWatermarkCheckpoint>,
+    /// Triggered once the broker stops serving connections: at SIGTERM for a single node,
+    /// after the controlled shutdown moved leadership away for a KRaft broker (Kafka keeps its
+    /// socket server up until then, so clients see NOT_LEADER_OR_FOLLOWER redirects, not
+    /// closed connections).
+    pub stop_serving: shards::Shutdown,
 }
 
 /// One listener to bind: its resolved address and what its connections see.
@@ -106,6 +113,10 @@ pub struct Shard {
     pub cluster_synced: Cell<u64>,
     /// The replica fetchers of the partitions this shard follows (`cluster::replicas`).
     pub replica_fetchers: crate::cluster::replica_fetchers::ReplicaFetchers,
+    /// See `Boot::hw_checkpoint`.
+    pub hw_checkpoint: Arc<crate::replication::checkpoint::HighWatermarkCheckpoint>,
+    /// See `Boot::stop_serving`: connections and accepts end on it, not on `shutdown`.
+    pub stop_serving: shards::Shutdown,
 }
 
 /// A hook run after a shard adopted topics (see `Shard::on_topics_adopted`).

@@ -127,13 +127,27 @@ pub async fn adopted(shard: &Shard, changed: &[crate::topics::TopicMeta]) {
     }
 }
 
+/// `transaction.state.log.replication.factor`. In a KRaft cluster it is Kafka's rule (as for
+/// `__consumer_offsets`): the topic is created with that factor, and creation fails
+/// (INVALID_REPLICATION_FACTOR; FindCoordinator answers COORDINATOR_NOT_AVAILABLE, the active
+/// controller retries) until that many brokers are registered. A single node without KRaft
+/// settings caps it at the brokers registered (itself).
+fn log_replication_factor(shard: &Shard) -> i16 {
+    let factor = shard.config.transaction_state_log_replication_factor;
+    if shard.cluster.is_some() {
+        return factor;
+    }
+    let brokers = shard.topics.borrow().brokers().count().max(1);
+    factor.min(i16::try_from(brokers).unwrap_or(i16::MAX))
+}
+
 /// Creates `__transaction_state` if absent (on the first FindCoordinator for a transaction,
 /// or by the active controller of a KRaft cluster), with
 /// Kafka's configs for it (`TransactionStateManager.transactionTopicConfigs`:
 /// cleanup.policy=compact, compression.type=uncompressed, segment.bytes=
 /// `transaction.state.log.segment.bytes`, unclean.leader.election.enable=false). Its
-/// replication factor is `transaction.state.log.replication.factor` capped at the registered
-/// brokers. A failure is logged, not fatal: transactions then answer COORDINATOR_NOT_AVAILABLE.
+/// replication factor is `log_replication_factor`. A failure is logged, not fatal:
+/// transactions then answer COORDINATOR_NOT_AVAILABLE.
 pub async fn ensure_log_topic(shard: &Rc<Shard>) {
     let mut configs = crate::topics::config::TopicOverrides::new();
     configs.insert("cleanup.policy".into(), "compact".into());
@@ -143,11 +157,7 @@ pub async fn ensure_log_topic(shard: &Rc<Shard>) {
         shard.config.transaction_state_log_segment_bytes.to_string(),
     );
     configs.insert("unclean.leader.election.enable".into(), "false".into());
-    let brokers = shard.topics.borrow().brokers().count().max(1);
-    let replication_factor = shard
-        .config
-        .transaction_state_log_replication_factor
-        .min(i16::try_from(brokers).unwrap_or(i16::MAX));
+    let replication_factor = log_replication_factor(shard);
     let topic = crate::coordinator_log::io::InternalTopic {
         name: TRANSACTION_STATE_TOPIC,
         partitions: shard.config.transaction_state_log_num_partitions,

@@ -121,6 +121,20 @@ fn offsets_needed(infos: &[BatchInfo]) -> i64 {
         .sum()
 }
 
+/// The log end after `input` is appended at `log_end`: a leader's batches take consecutive
+/// offsets from there; a follower's keep their own, which may skip offsets (a compacted
+/// leader's gaps), so the end is past its last batch.
+fn end_after(input: &AppendInput, log_end: i64) -> i64 {
+    match input.stamp {
+        Stamp::Leader => log_end + offsets_needed(&input.infos),
+        Stamp::Follower => input
+            .infos
+            .last()
+            .map_or(log_end, |i| i.header.last_offset() + 1)
+            .max(log_end),
+    }
+}
+
 /// The same error for every append of a failed write or group (`StorageError` is not Clone;
 /// the kind, which decides whether the broker treats it as a disk fault, is kept).
 fn duplicate(e: &StorageError) -> StorageError {
@@ -284,6 +298,7 @@ impl Log {
                 segment_end,
                 end.log_end,
                 end.size,
+                input.stamp,
             );
             let mut p = end.size;
             for m in &metas {
@@ -298,7 +313,15 @@ impl Log {
                 p += m.size;
             }
             let len = input.batches.len() as u64;
-            let needed = offsets_needed(&input.infos);
+            let next_end = end_after(&input, end.log_end);
+            // A follower's first batch may start past the log end (a gap it keeps).
+            let first_offset = match input.stamp {
+                Stamp::Leader => end.log_end,
+                Stamp::Follower => input
+                    .infos
+                    .first()
+                    .map_or(end.log_end, |i| i.header.base_offset),
+            };
             let record_count: u32 = input
                 .infos
                 .iter()
@@ -308,8 +331,8 @@ impl Log {
             placed.push(Placed {
                 pending,
                 info: AppendInfo {
-                    base_offset: Offset(end.log_end),
-                    last_offset: Offset(end.log_end + needed - 1),
+                    base_offset: Offset(first_offset),
+                    last_offset: Offset(next_end - 1),
                     log_append_time_ms: match cfg.timestamp_type {
                         TimestampType::LogAppendTime => input.opts.now_ms,
                         TimestampType::CreateTime => -1,
@@ -323,7 +346,7 @@ impl Log {
             bufs.push(input.batches);
             end = WriteEnd {
                 size: end.size + len,
-                log_end: end.log_end + needed,
+                log_end: next_end,
                 batches: end.batches + input.infos.len(),
             };
         }
@@ -461,7 +484,6 @@ fn should_roll(active: &Segment, cfg: &LogConfig, input: &AppendInput, at: Write
         _ => now_ms.saturating_sub(active.created_ms.get()),
     };
     let aged = i64::try_from(cfg.segment_ms).is_ok_and(|ms| waited > ms);
-    let rel_overflow =
-        at.log_end + offsets_needed(&input.infos) - 1 - active.base > RELATIVE_OFFSET_MAX;
+    let rel_overflow = end_after(input, at.log_end) - 1 - active.base > RELATIVE_OFFSET_MAX;
     full_bytes || full_index || aged || rel_overflow
 }

@@ -170,7 +170,7 @@ impl Log {
         let cfg = self.config();
         let mut infos = Vec::new();
         for one in batch::split_batches(&batches) {
-            infos.push(batch::validate_batch(one?, cfg.max_message_bytes)?);
+            infos.push(validate_replicated(one?, cfg.max_message_bytes)?);
         }
         if infos.is_empty() {
             return Err(StorageError::InvalidRecord("no record batches".into()));
@@ -541,6 +541,7 @@ pub(crate) fn check_before_write(
     active: SegmentEnd,
     base_offset: i64,
     pos: u64,
+    stamp: Stamp,
 ) {
     crate::invariant!(
         active.next_offset <= base_offset && active.base <= base_offset,
@@ -570,7 +571,8 @@ pub(crate) fn check_before_write(
         // the CRC's range (REWRITE_OUTSIDE_CRC, checked at compile time in batch.rs); a CRC the rewrite recomputed
         // (LogAppendTime, a corrected max timestamp) is verified in full.
         let ok = header.as_ref().is_ok_and(|h| {
-            h.base_offset == next
+            // A leader's batches continue the log; a follower's may skip offsets (`as_stamped`).
+            (h.base_offset == next || (stamp == Stamp::Follower && h.base_offset > next))
                 && h.last_offset() == meta.last_offset
                 && h.total_size() as u64 == meta.size
                 && (h.crc == info.header.crc
@@ -617,8 +619,22 @@ pub(crate) enum Stamp {
     Follower,
 }
 
-/// A follower's batches as the leader stamped them: their offsets must continue the log
-/// (`log_end`) without gaps; metadata comes from their headers, bytes stay unchanged.
+/// One batch of a leader's log as a follower receives it (Kafka's `appendAsFollower`
+/// validation): size within `max.message.bytes` and the append checks, or, for what the
+/// leader's cleaner left (offset-delta gaps, fewer records than the offset span, empty
+/// batches), the checks of a stored batch; the CRC is verified either way.
+fn validate_replicated(one: &[u8], max_message_bytes: u32) -> Result<BatchInfo, StorageError> {
+    match batch::validate_batch(one, max_message_bytes) {
+        Ok(info) => Ok(info),
+        Err(e @ StorageError::BatchTooLarge { .. }) => Err(e),
+        Err(e) => crate::cleaner::records::check_stored(one).map_err(|_| e),
+    }
+}
+
+/// A follower's batches as the leader stamped them: their offsets only increase from the log
+/// end (`log_end`): a batch may start past it (a compacted leader's log has offset gaps,
+/// Kafka's follower appends them as they are) but never below; metadata comes from their
+/// headers, bytes stay unchanged.
 pub(crate) fn as_stamped(
     infos: &[BatchInfo],
     log_end: i64,
@@ -628,7 +644,7 @@ pub(crate) fn as_stamped(
     let mut next = log_end;
     for info in infos {
         let header = &info.header;
-        if header.base_offset != next || header.last_offset() < header.base_offset {
+        if header.base_offset < next || header.last_offset() < header.base_offset {
             return Err(StorageError::OffsetOutOfRange {
                 offset: header.base_offset,
                 log_start,
@@ -718,7 +734,7 @@ mod tests {
     #[test]
     fn ready_batches_pass() {
         let (buf, infos, metas) = two_batches(10);
-        check_before_write(&buf, &infos, &metas, END, 10, 500);
+        check_before_write(&buf, &infos, &metas, END, 10, 500, Stamp::Leader);
     }
 
     /// Each broken case runs in a child process (the check ends the process): a record
@@ -735,10 +751,10 @@ mod tests {
                     buf[last] ^= 0x40;
                     let second = metas[0].size as usize;
                     buf[second + 17] ^= 0x01;
-                    check_before_write(&buf, &infos, &metas, END, 10, 500);
+                    check_before_write(&buf, &infos, &metas, END, 10, 500, Stamp::Leader);
                 }
-                "offset" => check_before_write(&buf, &infos, &metas, END, 11, 500),
-                _ => check_before_write(&buf, &infos, &metas, END, 10, 499),
+                "offset" => check_before_write(&buf, &infos, &metas, END, 11, 500, Stamp::Leader),
+                _ => check_before_write(&buf, &infos, &metas, END, 10, 499, Stamp::Leader),
             }
             std::process::exit(0);
         }

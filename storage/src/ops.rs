@@ -235,8 +235,11 @@ impl Log {
         let interval = self.config.borrow().index_interval_bytes;
         seg.ensure_indexes(interval).await?;
         let cut = seg.locate(offset.0, seg.size.get()).await?;
+        // A batch holding `offset` goes whole (the log then ends at its base); one past it (a
+        // follower's log copied from a compacted leader has offset gaps) leaves the log
+        // ending at `offset`, so nothing between is skipped when fetching again.
         let (pos, new_end) = match cut {
-            Some((pos, h)) => (pos, h.base_offset),
+            Some((pos, h)) => (pos, h.base_offset.min(offset.0)),
             None => (seg.size.get(), seg.next_offset.get()),
         };
         self.cut_segment(&seg, pos).await?;

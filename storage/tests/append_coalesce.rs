@@ -146,12 +146,13 @@ fn a_refused_follower_append_fails_alone_in_its_group() {
             .await
             .unwrap();
         let n = i64::from(RECORDS);
-        // 0: written alone; 1-3 queue: 1 continues the log, 2 leaves a gap (refused), 3
+        // 0: written alone; 1-3 queue: 1 continues the log, 2 overlaps it (refused: a
+        // follower's offsets only increase; a gap is allowed, as a compacted leader has), 3
         // continues where 1 ended.
         let results = join_all([
             log.append_as_follower(stamped(0, 0), opts(5_000)),
             log.append_as_follower(stamped(1, n), opts(5_000)),
-            log.append_as_follower(stamped(2, 100), opts(5_000)),
+            log.append_as_follower(stamped(2, 1), opts(5_000)),
             log.append_as_follower(stamped(3, 2 * n), opts(5_000)),
         ])
         .await;
@@ -162,7 +163,7 @@ fn a_refused_follower_append_fails_alone_in_its_group() {
         assert_eq!(bases, vec![Some(0), Some(n), None, Some(2 * n)]);
         assert!(matches!(
             results[2],
-            Err(StorageError::OffsetOutOfRange { offset: 100, .. })
+            Err(StorageError::OffsetOutOfRange { offset: 1, .. })
         ));
         assert_eq!(log.log_end_offset(), Offset(3 * n));
         assert_eq!(
@@ -210,5 +211,49 @@ fn a_cancelled_group_write_answers_its_appends_not_written_and_commits_none() {
         let info = append(3).await.unwrap();
         assert_eq!(info.base_offset, Offset(n));
         assert_eq!(stored(&log).await, vec![(ts_of(0), 0), (ts_of(3), n)]);
+    });
+}
+
+/// A compacted leader's log has offset gaps: a follower appends its batches as they are
+/// (offsets only increase), reads find the batch after a gap, and a truncation into a gap
+/// leaves the log ending at the truncation offset (nothing between is skipped when the
+/// follower fetches again), one inside a batch removes the batch whole.
+#[test]
+fn follower_appends_keep_offset_gaps_and_truncate_into_them() {
+    let root = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let log = Log::open(root.path().join("gaps-0"), LogConfig::default())
+            .await
+            .unwrap();
+        let n = i64::from(RECORDS);
+        log.append_as_follower(stamped(0, 0), opts(5_000))
+            .await
+            .unwrap();
+        let after_gap = log
+            .append_as_follower(stamped(1, 10), opts(5_000))
+            .await
+            .unwrap();
+        assert_eq!(after_gap.base_offset, Offset(10));
+        assert_eq!(log.log_end_offset(), Offset(10 + n));
+        assert!(matches!(
+            log.append_as_follower(stamped(2, 10 + n - 1), opts(5_000))
+                .await,
+            Err(StorageError::OffsetOutOfRange { .. })
+        ));
+        assert_eq!(stored(&log).await, vec![(ts_of(0), 0), (ts_of(1), 10)]);
+        // Truncation inside the second batch removes it whole.
+        log.truncate_to(Offset(11)).await.unwrap();
+        assert_eq!(log.log_end_offset(), Offset(10));
+        log.append_as_follower(stamped(1, 10), opts(5_000))
+            .await
+            .unwrap();
+        // Truncation into the gap: the log ends there, not at the next batch.
+        log.truncate_to(Offset(5)).await.unwrap();
+        assert_eq!(log.log_end_offset(), Offset(5));
+        assert_eq!(stored(&log).await, vec![(ts_of(0), 0)]);
+        log.append_as_follower(stamped(3, 5), opts(5_000))
+            .await
+            .unwrap();
+        assert_eq!(stored(&log).await, vec![(ts_of(0), 0), (ts_of(3), 5)]);
     });
 }

@@ -78,7 +78,7 @@ pub async fn respond(
     let results = long_poll(
         deadline,
         || router.follower_fetch(replica_id, items.clone(), Instant::now()),
-        || router.wait_for_data(waits.clone(), deadline),
+        || router.wait_for_follower_data(waits.clone(), deadline),
     )
     .await;
     let mut results = results.into_iter();
