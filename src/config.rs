@@ -467,6 +467,17 @@ pub struct BrokerConfig {
     /// broker answers NOT_CONTROLLER itself), and Envelopes the active controller queues.
     #[serde(rename = "forwarded.requests.max.in.flight")]
     pub forwarded_requests_max_in_flight: usize,
+    /// Kafka's: before a partition leader appends the first transactional batch of a
+    /// producer's transaction it checks with the transaction coordinator that the partition is
+    /// in the transaction (KIP-890 part 1); else INVALID_TXN_STATE.
+    #[serde(rename = "transaction.partition.verification.enable")]
+    pub transaction_partition_verification_enable: bool,
+    /// The finalized level of Kafka's `transaction.version` feature this broker advertises in
+    /// ApiVersions (Kafka sets it with `kafka-features`/`kafka-storage format`): 2 is KIP-890's
+    /// transaction version 2 (epoch bump per transaction, implicit AddPartitionsToTxn), which
+    /// the Java client 4.x then uses; 0 or 1 keeps every client on TV1.
+    #[serde(rename = "transaction.version")]
+    pub transaction_version: i16,
 }
 
 impl Default for BrokerConfig {
@@ -616,6 +627,8 @@ impl Default for BrokerConfig {
             transaction_marker_queue_max_entries: 1024,
             controller_socket_timeout_ms: 30_000,
             forwarded_requests_max_in_flight: 100,
+            transaction_partition_verification_enable: true,
+            transaction_version: 2,
         }
     }
 }
@@ -969,6 +982,12 @@ impl BrokerConfig {
         ];
         for (key, value) in positives {
             positive(key, value)?;
+        }
+        if !(0..=2).contains(&self.transaction_version) {
+            return Err(ConfigError::Invalid {
+                key: "transaction.version",
+                reason: "must be 0, 1 or 2".into(),
+            });
         }
         positive(
             "transaction.remove.expired.transaction.cleanup.interval.ms",
