@@ -46,6 +46,13 @@ fn now_ms() -> i64 {
 }
 
 fn init(broker: &Broker, id: &str) -> (i64, i16) {
+    // FindCoordinator creates `__transaction_state`, as clients call it first.
+    let find = FindCoordinatorRequest::default()
+        .with_key_type(1)
+        .with_coordinator_keys(vec![s(id)]);
+    let found: FindCoordinatorResponse =
+        wire::call(broker.socket_addr(), ApiKey::FindCoordinator, 4, &find);
+    assert_eq!(found.coordinators[0].error_code, 0, "FindCoordinator");
     let request = InitProducerIdRequest::default()
         .with_transactional_id(Some(TransactionalId(s(id))))
         .with_transaction_timeout_ms(30_000)
