@@ -39,7 +39,7 @@ public class TxnTv2 {
         System.exit(1);
     }
 
-    static short epoch(Admin admin, String id) throws Exception {
+    static int epoch(Admin admin, String id) throws Exception {
         TransactionDescription d = admin.describeTransactions(List.of(id)).description(id)
                 .get(TIMEOUT_MS, TimeUnit.MILLISECONDS);
         return d.producerEpoch();
@@ -60,7 +60,7 @@ public class TxnTv2 {
         p.put("value.serializer", StringSerializer.class.getName());
         List<String> committed = new ArrayList<>();
         List<String> aborted = new ArrayList<>();
-        List<Short> epochs = new ArrayList<>();
+        List<Integer> epochs = new ArrayList<>();
         long producerId;
         try (Admin admin = Admin.create(common);
              KafkaProducer<String, String> producer = new KafkaProducer<>(p)) {
@@ -85,7 +85,7 @@ public class TxnTv2 {
                 epochs.add(epoch(admin, id));
             }
             for (int i = 1; i < epochs.size(); i++) {
-                if (epochs.get(i) != epochs.get(i - 1) + 1) {
+                if (epochs.get(i).intValue() != epochs.get(i - 1).intValue() + 1) {
                     fail("epochs per transaction " + epochs + ": not bumped by one each (TV2 not used?)");
                 }
             }
@@ -97,7 +97,7 @@ public class TxnTv2 {
                 tps.add(new TopicPartition(topic, part));
             }
             var described = admin.describeProducers(tps).all().get(TIMEOUT_MS, TimeUnit.MILLISECONDS);
-            short last = epochs.get(epochs.size() - 1);
+            int last = epochs.get(epochs.size() - 1);
             for (TopicPartition tp : tps) {
                 boolean seen = false;
                 for (ProducerState s : described.get(tp).activeProducers()) {
