@@ -447,7 +447,8 @@ fn new_coordinator_aborts_an_orphaned_transaction_and_the_lso_advances() {
     );
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
     }
     consumer.assign(&tpl).unwrap();
     let mut values = Vec::new();

@@ -58,21 +58,37 @@ fn run(mut command: Command, what: &str) -> String {
 
 #[test]
 fn java_client_uses_transaction_version_2_on_three_brokers() {
-    let lib = std::env::var("KAFKA_TOOLS_LIB").unwrap_or_else(|_| format!("{}/compat/tools/lib", root()));
+    let lib =
+        std::env::var("KAFKA_TOOLS_LIB").unwrap_or_else(|_| format!("{}/compat/tools/lib", root()));
     let has_clients = std::fs::read_dir(&lib)
-        .map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().starts_with("kafka-clients-")))
+        .map(|d| {
+            d.flatten().any(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("kafka-clients-")
+            })
+        })
         .unwrap_or(false);
-    assert!(has_clients, "no kafka-clients jar in {lib} (make java-deps)");
+    assert!(
+        has_clients,
+        "no kafka-clients jar in {lib} (make java-deps)"
+    );
     let cluster = cluster();
     let topic = "tv2-java";
-    assert_eq!(cluster.create_topic(topic, 3, std::time::Duration::from_secs(30)), 0);
+    assert_eq!(
+        cluster.create_topic(topic, 3, std::time::Duration::from_secs(30)),
+        0
+    );
     let mut java = Command::new(std::env::var("JAVA").unwrap_or_else(|_| "java".into()));
     java.arg("-cp")
         .arg(format!("{lib}/*"))
         .arg(format!("{}/scripts/compat/TxnTv2.java", root()))
         .args([cluster.bootstrap().as_str(), topic, "3"]);
     let out = run(java, "TxnTv2.java (make java-deps)");
-    assert!(out.contains("ok: epoch bumped by every transaction"), "{out}");
+    assert!(
+        out.contains("ok: epoch bumped by every transaction"),
+        "{out}"
+    );
     assert!(out.lines().any(|l| l == "ok"), "{out}");
 }
 

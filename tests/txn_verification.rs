@@ -76,12 +76,22 @@ fn add_partition(broker: &Broker, id: &str, (pid, epoch): (i64, i16), topic: &st
         .with_v3_and_below_topics(vec![AddPartitionsToTxnTopic::default()
             .with_name(TopicName(s(topic)))
             .with_partitions(vec![0])]);
-    let response: AddPartitionsToTxnResponse =
-        wire::call(broker.socket_addr(), ApiKey::AddPartitionsToTxn, 3, &request);
+    let response: AddPartitionsToTxnResponse = wire::call(
+        broker.socket_addr(),
+        ApiKey::AddPartitionsToTxn,
+        3,
+        &request,
+    );
     response.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code
 }
 
-fn end_txn(broker: &Broker, version: i16, id: &str, (pid, epoch): (i64, i16), commit: bool) -> EndTxnResponse {
+fn end_txn(
+    broker: &Broker,
+    version: i16,
+    id: &str,
+    (pid, epoch): (i64, i16),
+    commit: bool,
+) -> EndTxnResponse {
     let request = EndTxnRequest::default()
         .with_transactional_id(TransactionalId(s(id)))
         .with_producer_id(ProducerId(pid))
@@ -132,10 +142,14 @@ fn log_end(broker: &Broker, topic: &str) -> i64 {
 }
 
 fn describe_txn(broker: &Broker, id: &str) -> describe_transactions_response::TransactionState {
-    let request = DescribeTransactionsRequest::default()
-        .with_transactional_ids(vec![TransactionalId(s(id))]);
-    let response: DescribeTransactionsResponse =
-        wire::call(broker.socket_addr(), ApiKey::DescribeTransactions, 0, &request);
+    let request =
+        DescribeTransactionsRequest::default().with_transactional_ids(vec![TransactionalId(s(id))]);
+    let response: DescribeTransactionsResponse = wire::call(
+        broker.socket_addr(),
+        ApiKey::DescribeTransactions,
+        0,
+        &request,
+    );
     response.transaction_states.into_iter().next().unwrap()
 }
 
@@ -168,29 +182,59 @@ fn tv1_transactional_produce_needs_the_partition_in_the_transaction() {
     let producer = init(&broker, &id);
 
     let first = batch(producer, 0, true, "not-added");
-    assert_eq!(produce(&broker, 9, Some(&id), &topic, first.clone()), INVALID_TXN_STATE);
-    assert_eq!(produce(&broker, 10, Some(&id), &topic, first.clone()), INVALID_TXN_STATE);
-    assert_eq!(produce(&broker, 11, Some(&id), &topic, first.clone()), TRANSACTION_ABORTABLE);
+    assert_eq!(
+        produce(&broker, 9, Some(&id), &topic, first.clone()),
+        INVALID_TXN_STATE
+    );
+    assert_eq!(
+        produce(&broker, 10, Some(&id), &topic, first.clone()),
+        INVALID_TXN_STATE
+    );
+    assert_eq!(
+        produce(&broker, 11, Some(&id), &topic, first.clone()),
+        TRANSACTION_ABORTABLE
+    );
     // No transactional id: nothing verifies it, so it cannot open a transaction.
-    assert_eq!(produce(&broker, 9, None, &topic, first.clone()), INVALID_TXN_STATE);
+    assert_eq!(
+        produce(&broker, 9, None, &topic, first.clone()),
+        INVALID_TXN_STATE
+    );
     assert_eq!(log_end(&broker, &topic), 0, "nothing stored");
 
     assert_eq!(add_partition(&broker, &id, producer, &topic), 0);
     // A zombie with an older epoch (and a forged newer one) is refused by the coordinator.
     let (pid, epoch) = producer;
     let stale = batch((pid, epoch - 1), 0, true, "stale");
-    assert_eq!(produce(&broker, 9, Some(&id), &topic, stale), INVALID_PRODUCER_EPOCH);
+    assert_eq!(
+        produce(&broker, 9, Some(&id), &topic, stale),
+        INVALID_PRODUCER_EPOCH
+    );
     let forged = batch((pid, epoch + 1), 0, true, "forged");
-    assert_eq!(produce(&broker, 9, Some(&id), &topic, forged), INVALID_PRODUCER_EPOCH);
+    assert_eq!(
+        produce(&broker, 9, Some(&id), &topic, forged),
+        INVALID_PRODUCER_EPOCH
+    );
     assert_eq!(log_end(&broker, &topic), 0, "nothing stored");
 
     assert_eq!(produce(&broker, 9, Some(&id), &topic, first), 0);
     // Later batches of the open transaction need no new verification.
-    assert_eq!(produce(&broker, 9, Some(&id), &topic, batch(producer, 1, true, "more")), 0);
+    assert_eq!(
+        produce(
+            &broker,
+            9,
+            Some(&id),
+            &topic,
+            batch(producer, 1, true, "more")
+        ),
+        0
+    );
     assert_eq!(end_txn(&broker, 3, &id, producer, true).error_code, 0);
     // After the commit the partition left the transaction: the next one must add it again.
     let next = batch(producer, 2, true, "after-commit");
-    assert_eq!(produce(&broker, 9, Some(&id), &topic, next), INVALID_TXN_STATE);
+    assert_eq!(
+        produce(&broker, 9, Some(&id), &topic, next),
+        INVALID_TXN_STATE
+    );
     // Two committed records and the marker.
     assert_eq!(log_end(&broker, &topic), 3);
 }
@@ -206,13 +250,25 @@ fn tv2_adds_partitions_implicitly_and_bumps_the_epoch_per_transaction() {
     let id = unique_name("tx");
     let (pid, epoch0) = init(&broker, &id);
 
-    assert_eq!(produce(&broker, 12, Some(&id), &topic, batch((pid, epoch0), 0, true, "a")), 0);
+    assert_eq!(
+        produce(
+            &broker,
+            12,
+            Some(&id),
+            &topic,
+            batch((pid, epoch0), 0, true, "a")
+        ),
+        0
+    );
     let described = describe_txn(&broker, &id);
     assert_eq!(described.transaction_state.as_str(), "Ongoing");
     assert_eq!(described.topics.len(), 1, "the leader added the partition");
     let ended = end_txn(&broker, 5, &id, (pid, epoch0), true);
     assert_eq!(ended.error_code, 0);
-    assert_eq!((ended.producer_id.0, ended.producer_epoch), (pid, epoch0 + 1));
+    assert_eq!(
+        (ended.producer_id.0, ended.producer_epoch),
+        (pid, epoch0 + 1)
+    );
     assert_eq!(
         partition_epoch(&broker, &topic, pid),
         i32::from(epoch0 + 1),
@@ -221,14 +277,32 @@ fn tv2_adds_partitions_implicitly_and_bumps_the_epoch_per_transaction() {
 
     // The old epoch is fenced; the new one opens the next transaction at sequence 0.
     let zombie = batch((pid, epoch0), 1, true, "zombie");
-    assert_eq!(produce(&broker, 12, Some(&id), &topic, zombie), INVALID_PRODUCER_EPOCH);
+    assert_eq!(
+        produce(&broker, 12, Some(&id), &topic, zombie),
+        INVALID_PRODUCER_EPOCH
+    );
     let epoch1 = epoch0 + 1;
-    assert_eq!(produce(&broker, 12, Some(&id), &topic, batch((pid, epoch1), 0, true, "b")), 0);
+    assert_eq!(
+        produce(
+            &broker,
+            12,
+            Some(&id),
+            &topic,
+            batch((pid, epoch1), 0, true, "b")
+        ),
+        0
+    );
     let aborted = end_txn(&broker, 5, &id, (pid, epoch1), false);
-    assert_eq!((aborted.error_code, aborted.producer_epoch), (0, epoch1 + 1));
+    assert_eq!(
+        (aborted.error_code, aborted.producer_epoch),
+        (0, epoch1 + 1)
+    );
     // A retried EndTxn (old epoch) gets the same answer, not a fence.
     let retried = end_txn(&broker, 5, &id, (pid, epoch1), false);
-    assert_eq!((retried.error_code, retried.producer_epoch), (0, epoch1 + 1));
+    assert_eq!(
+        (retried.error_code, retried.producer_epoch),
+        (0, epoch1 + 1)
+    );
     assert_eq!(describe_txn(&broker, &id).producer_epoch, epoch1 + 1);
     // a, commit marker, b, abort marker.
     assert_eq!(log_end(&broker, &topic), 4);

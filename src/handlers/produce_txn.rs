@@ -57,7 +57,10 @@ pub async fn check(
         if !allowed {
             let code = K::TransactionalIdAuthorizationFailed;
             let message = "Transactional Id authorization failed.";
-            return entries.into_iter().map(|_| Err(refused(code, message))).collect();
+            return entries
+                .into_iter()
+                .map(|_| Err(refused(code, message)))
+                .collect();
         }
     }
     if !shard.config.transaction_partition_verification_enable {
@@ -89,7 +92,15 @@ pub async fn check(
         }
     };
     let started = start(shard, &entries, &producers, producer_id, producer_epoch).await;
-    verify_started(shard, version, id, (producer_id, producer_epoch), entries, started).await
+    verify_started(
+        shard,
+        version,
+        id,
+        (producer_id, producer_epoch),
+        entries,
+        started,
+    )
+    .await
 }
 
 /// The transactional producer of one partition's batch.
@@ -219,10 +230,13 @@ pub fn produce_error(code: i16, version: i16) -> Option<PartitionError> {
         K::CoordinatorNotAvailable,
         K::NotCoordinator,
     ];
-    let underlying = transient.into_iter().find(|k| k.code() == code).or_else(|| {
-        (code == K::ConcurrentTransactions.code() && version < FIRST_ADD_PARTITION_VERSION)
-            .then_some(K::ConcurrentTransactions)
-    });
+    let underlying = transient
+        .into_iter()
+        .find(|k| k.code() == code)
+        .or_else(|| {
+            (code == K::ConcurrentTransactions.code() && version < FIRST_ADD_PARTITION_VERSION)
+                .then_some(K::ConcurrentTransactions)
+        });
     if let Some(underlying) = underlying {
         let message = format!(
             "Unable to verify the partition has been added to the transaction. Underlying error: {underlying:?}"
@@ -261,17 +275,26 @@ mod tests {
     fn coordinator_codes_become_kafkas_produce_errors() {
         assert_eq!(code(produce_error(0, 9)), None);
         let abortable = K::TransactionAbortable.code();
-        assert_eq!(code(produce_error(abortable, 10)), Some(K::InvalidTxnState.code()));
+        assert_eq!(
+            code(produce_error(abortable, 10)),
+            Some(K::InvalidTxnState.code())
+        );
         assert_eq!(code(produce_error(abortable, 11)), Some(abortable));
         let fenced = K::ProducerFenced.code();
-        assert_eq!(code(produce_error(fenced, 12)), Some(K::InvalidProducerEpoch.code()));
+        assert_eq!(
+            code(produce_error(fenced, 12)),
+            Some(K::InvalidProducerEpoch.code())
+        );
         let not_coordinator = K::NotCoordinator.code();
         assert_eq!(
             code(produce_error(not_coordinator, 12)),
             Some(K::NotEnoughReplicas.code())
         );
         let concurrent = K::ConcurrentTransactions.code();
-        assert_eq!(code(produce_error(concurrent, 11)), Some(K::NotEnoughReplicas.code()));
+        assert_eq!(
+            code(produce_error(concurrent, 11)),
+            Some(K::NotEnoughReplicas.code())
+        );
         assert_eq!(code(produce_error(concurrent, 12)), Some(concurrent));
     }
 }

@@ -40,7 +40,9 @@ pub fn check_partitions_of(
                     let exists = count.is_some_and(|n| u32::try_from(*p).is_ok_and(|i| i < n));
                     let code = if !writable {
                         Some(K::TopicAuthorizationFailed.code())
-                    } else if !exists || (!internal_allowed && crate::internal_topics::is_internal(topic)) {
+                    } else if !exists
+                        || (!internal_allowed && crate::internal_topics::is_internal(topic))
+                    {
                         Some(K::UnknownTopicOrPartition.code())
                     } else {
                         None

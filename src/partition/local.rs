@@ -301,10 +301,11 @@ async fn write_idempotent(
     let task = async move {
         let _serialised = partition.producer_lock.lock().await;
         let idents: Vec<_> = batches.iter().filter_map(|b| b.ident).collect();
-        let plan = partition
-            .producers
-            .borrow()
-            .plan_for(&idents, opts.now_ms, client, verification);
+        let plan =
+            partition
+                .producers
+                .borrow()
+                .plan_for(&idents, opts.now_ms, client, verification);
         let result = match plan {
             Err(e) => Err(WriteError::Refused(PartitionError::from_sequence(e))),
             Ok(Plan::Duplicate(meta)) => Ok(Written::Duplicate(meta)),

@@ -51,13 +51,14 @@ impl ProducerStates {
             }
         }
         let next = self.next_guard;
-        let verification = self.verifications.entry(producer).or_insert_with(|| {
-            Verification {
+        let verification = self
+            .verifications
+            .entry(producer)
+            .or_insert_with(|| Verification {
                 guard: next,
                 epoch,
                 created_ms: now_ms,
-            }
-        });
+            });
         if verification.guard == next {
             self.next_guard = next.wrapping_add(1).max(1);
         }
@@ -77,7 +78,8 @@ impl ProducerStates {
         let Some(guard) = verification else {
             return Ok(());
         };
-        let continues = entry.is_some_and(|e| e.txn_first_offset.is_some() && e.epoch == batch.epoch);
+        let continues =
+            entry.is_some_and(|e| e.txn_first_offset.is_some() && e.epoch == batch.epoch);
         if !batch.transactional || continues {
             return Ok(());
         }
@@ -147,11 +149,19 @@ mod tests {
         );
         let guard = s.start_verification(p, 0, 0);
         assert_ne!(guard, NO_GUARD);
-        assert_eq!(s.start_verification(p, 0, 0), guard, "one verification at a time");
+        assert_eq!(
+            s.start_verification(p, 0, 0),
+            guard,
+            "one verification at a time"
+        );
         assert!(s.plan_for(&[first], 0, true, Some(guard + 1)).is_err());
         assert_eq!(s.plan_for(&[first], 0, true, Some(guard)), Ok(Plan::Append));
         s.commit(&first, placed(0, 0), 0);
-        assert_eq!(s.start_verification(p, 0, 0), NO_GUARD, "open here: no verification");
+        assert_eq!(
+            s.start_verification(p, 0, 0),
+            NO_GUARD,
+            "open here: no verification"
+        );
         assert_eq!(
             s.plan_for(&[txn(1, 0, 1)], 0, true, Some(NO_GUARD)),
             Ok(Plan::Append)

@@ -242,8 +242,13 @@ impl Connection {
         addr: SocketAddr,
         request: &WriteTxnMarkersRequest,
     ) -> Result<WriteTxnMarkersResponse, ChannelError> {
-        self.request(addr, ApiKey::WriteTxnMarkers, WRITE_TXN_MARKERS_VERSION, request)
-            .await
+        self.request(
+            addr,
+            ApiKey::WriteTxnMarkers,
+            WRITE_TXN_MARKERS_VERSION,
+            request,
+        )
+        .await
     }
 
     /// One request and its answer (bounded by Kafka's default `request.timeout.ms`).
