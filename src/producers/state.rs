@@ -132,6 +132,15 @@ impl Entry {
     }
 }
 
+/// One producer's KIP-890 verification in progress (`producers::verify`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verification {
+    pub guard: u64,
+    /// The highest epoch a verification was started with.
+    pub epoch: i16,
+    pub created_ms: i64,
+}
+
 /// What to do with an append.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Plan {
@@ -163,7 +172,7 @@ pub struct ProducerStates {
     /// partition indexes the aborted ones its `.txnindex` lacks (`take_recovered_aborts`).
     pub(super) recovered: Vec<(CompletedTxn, i64)>,
     /// KIP-890 verifications in progress (Kafka's `verificationStates`), see `verify.rs`.
-    pub(super) verifications: HashMap<ProducerId, super::verify::Verification>,
+    pub(super) verifications: HashMap<ProducerId, Verification>,
     pub(super) next_guard: u64,
 }
 

@@ -9,16 +9,7 @@
 //! Invariants: guards are never 0 (0 is Kafka's SENTINEL: "no verification"); at most
 //! `max_producers` verifications are kept, each for at most `producer.id.expiration.ms`.
 
-use super::state::{BatchIdent, Entry, ProducerId, ProducerStates, SequenceError};
-
-/// One producer's verification in progress.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Verification {
-    pub guard: u64,
-    /// The highest epoch a verification was started with.
-    pub epoch: i16,
-    pub created_ms: i64,
-}
+use super::state::{BatchIdent, Entry, ProducerId, ProducerStates, SequenceError, Verification};
 
 /// Kafka's `VerificationGuard.SENTINEL`: no verification needed or started.
 pub const NO_GUARD: u64 = 0;

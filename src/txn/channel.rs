@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_channel::{mpsc, oneshot};
+use futures_util::lock::Mutex;
 use futures_util::StreamExt;
 use kafka_protocol::messages::write_txn_markers_request::{
     WritableTxnMarker, WritableTxnMarkerTopic,
@@ -218,6 +219,22 @@ pub fn answers(markers: &[&RemoteMarker], response: &WriteTxnMarkersResponse) ->
                 .collect()
         })
         .collect()
+}
+
+/// One connection per destination broker (per shard), used one request at a time.
+#[derive(Default)]
+pub struct VerifyConnections {
+    by_broker: RefCell<HashMap<i32, Rc<Mutex<Connection>>>>,
+}
+
+impl VerifyConnections {
+    pub fn to(&self, broker: i32) -> Rc<Mutex<Connection>> {
+        self.by_broker
+            .borrow_mut()
+            .entry(broker)
+            .or_default()
+            .clone()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -54,7 +54,7 @@ pub struct Coordinator {
     /// Markers queued for partition leaders on other brokers.
     pub(super) channels: super::channel::MarkerChannels,
     /// Connections to other brokers' coordinators for transaction verification.
-    pub(super) verify_connections: super::verify::VerifyConnections,
+    pub(super) verify_connections: super::channel::VerifyConnections,
 }
 
 impl Coordinator {
@@ -75,7 +75,7 @@ impl Coordinator {
             channels: super::channel::MarkerChannels::new(
                 config.transaction_marker_queue_max_entries,
             ),
-            verify_connections: super::verify::VerifyConnections::default(),
+            verify_connections: super::channel::VerifyConnections::default(),
         }
     }
 

@@ -13,11 +13,8 @@
 //! CLUSTER_ACTION as Kafka maps it); one request at a time per destination broker and shard
 //! (the callers are bounded by the produce requests in flight).
 
-use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 
-use futures_util::lock::Mutex;
 use kafka_protocol::messages::add_partitions_to_txn_request::{
     AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction,
 };
@@ -28,7 +25,6 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError as K;
 
-use super::channel::Connection;
 use super::state::TxnPartition;
 use super::{TxnAnswer, TxnOp, TRANSACTION_STATE_TOPIC};
 use crate::shard::Shard;
@@ -47,22 +43,6 @@ pub struct VerifyRequest {
     /// Transaction version 2: add the partitions (Kafka's `addPartition` operation) rather
     /// than only check them.
     pub add: bool,
-}
-
-/// One connection per destination broker (per shard), used one request at a time.
-#[derive(Default)]
-pub struct VerifyConnections {
-    by_broker: RefCell<HashMap<i32, Rc<Mutex<Connection>>>>,
-}
-
-impl VerifyConnections {
-    fn to(&self, broker: i32) -> Rc<Mutex<Connection>> {
-        self.by_broker
-            .borrow_mut()
-            .entry(broker)
-            .or_default()
-            .clone()
-    }
 }
 
 /// The coordinator's Kafka code per partition of `request`, in its order.
