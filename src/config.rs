@@ -488,6 +488,17 @@ pub struct BrokerConfig {
     /// (`replication::checkpoint`); Kafka's name and default.
     #[serde(rename = "replica.high.watermark.checkpoint.interval.ms")]
     pub replica_high_watermark_checkpoint_interval_ms: u64,
+    /// Kafka's: before a partition leader appends the first transactional batch of a
+    /// producer's transaction it checks with the transaction coordinator that the partition is
+    /// in the transaction (KIP-890 part 1); else INVALID_TXN_STATE.
+    #[serde(rename = "transaction.partition.verification.enable")]
+    pub transaction_partition_verification_enable: bool,
+    /// The finalized level of Kafka's `transaction.version` feature this broker advertises in
+    /// ApiVersions (Kafka sets it with `kafka-features`/`kafka-storage format`): 2 is KIP-890's
+    /// transaction version 2 (epoch bump per transaction, implicit AddPartitionsToTxn), which
+    /// the Java client 4.x then uses; 0 or 1 keeps every client on TV1.
+    #[serde(rename = "transaction.version")]
+    pub transaction_version: i16,
 }
 
 impl Default for BrokerConfig {
@@ -642,6 +653,8 @@ impl Default for BrokerConfig {
             controller_socket_timeout_ms: 30_000,
             forwarded_requests_max_in_flight: 100,
             replica_high_watermark_checkpoint_interval_ms: 5_000,
+            transaction_partition_verification_enable: true,
+            transaction_version: 2,
         }
     }
 }
@@ -1003,6 +1016,12 @@ impl BrokerConfig {
         ];
         for (key, value) in positives {
             positive(key, value)?;
+        }
+        if !(0..=2).contains(&self.transaction_version) {
+            return Err(ConfigError::Invalid {
+                key: "transaction.version",
+                reason: "must be 0, 1 or 2".into(),
+            });
         }
         positive(
             "transaction.remove.expired.transaction.cleanup.interval.ms",

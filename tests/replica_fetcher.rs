@@ -201,6 +201,7 @@ fn follower_past_the_leaders_end_truncates_to_it() {
             .build()
             .freeze();
         let request = sluice::partition::AppendRequest {
+            verification_guard: None,
             records: tail,
             origin: sluice::partition::AppendOrigin::Client,
             acks: 1,

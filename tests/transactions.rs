@@ -303,10 +303,16 @@ fn send_offsets_to_transaction_commits_the_offsets_with_the_transaction() {
 
     // The committed offsets survive a restart (replayed with their markers).
     drop(producer);
-    // Known issue (see the report of this branch): destroying this librdkafka group consumer
-    // (assign()ed, used for send_offsets_to_transaction) blocks in rd_kafka_destroy here, while
-    // the same flow from confluent-kafka (scripts/compat/transactions.py) closes at once. It is
-    // leaked rather than dropped until that is understood.
+    // Known client-side hang (issue 12, investigated in session 6): destroying this
+    // rust-rdkafka group consumer blocks in rd_kafka_destroy. The close itself completes
+    // (rd_kafka_consumer_closed turns true); then librdkafka's main thread joins the
+    // consumer's broker thread, which never exits: its refcount stays at 3, with no partitions
+    // and its connection state INIT (gdb). The same flow from confluent-kafka (rd_kafka_
+    // consumer_close, scripts/compat/transactions.py and a replay of this test) closes at once,
+    // and the
+    // same steps in isolation (assign, poll, send_offsets_to_transaction, commit, abort,
+    // OffsetFetch from other consumers of the group) drop at once, so it is left leaked
+    // rather than dropped (librdkafka#4674 is the known refcount leak of that kind).
     std::mem::forget(consumer);
     let mut broker = broker;
     broker.kill9();

@@ -395,3 +395,72 @@ fn leaders_of_log(cluster: &Cluster, index: usize) -> Vec<i32> {
     );
     found
 }
+
+/// Kill -9 of the coordinator's broker mid-transaction while the producer is gone too (never
+/// commits or aborts): the new coordinator loads the open transaction from the replicated
+/// `__transaction_state` and aborts it at its timeout, so the LSO of every partition advances
+/// and read_committed consumers get past it to the records written after it.
+#[test]
+fn new_coordinator_aborts_an_orphaned_transaction_and_the_lso_advances() {
+    let mut cluster = cluster("\"default.replication.factor\" = 3\n");
+    let topic = "orphaned";
+    let partitions = 3;
+    create_spread_topic(&cluster, topic, partitions);
+    let id = "orphaned-tx";
+    let producer: TxnProducer = kafka::client_config(cluster.broker(0))
+        .set("bootstrap.servers", cluster.bootstrap())
+        .set("transactional.id", id)
+        .set("transaction.timeout.ms", "4000")
+        .set("socket.timeout.ms", "4000")
+        .set("linger.ms", "5")
+        .create()
+        .expect("transactional producer");
+    producer.init_transactions(CALL_TIMEOUT).unwrap();
+    let log_partition = sluice::coordinator_log::partition_for(id, 3);
+    let coordinator = leaders_of_log(&cluster, 0)[usize::try_from(log_partition).unwrap()];
+    producer.begin_transaction().unwrap();
+    for i in 0..30 {
+        send(&producer, topic, i % partitions, &format!("orphan-{i}"));
+    }
+    producer.flush(CALL_TIMEOUT).unwrap();
+    // The producer disappears with its transaction open (its client must not abort it).
+    std::mem::forget(producer);
+    let killed = usize::try_from(coordinator - 1).unwrap();
+    cluster.broker_mut(killed).kill9();
+    let survivor = (0..3).find(|i| *i != killed).unwrap();
+    // Records after the open transaction: invisible to read_committed until it is aborted.
+    let plain: TxnProducer = kafka::client_config(cluster.broker(survivor))
+        .set("bootstrap.servers", cluster.bootstrap())
+        .set("acks", "all")
+        .create()
+        .expect("plain producer");
+    for p in 0..partitions {
+        send(&plain, topic, p, &format!("after-{p}"));
+    }
+    plain.flush(kafka::FLUSH_TIMEOUT).unwrap();
+    let consumer = kafka::consumer_with(
+        cluster.broker(survivor),
+        &[
+            ("bootstrap.servers", &cluster.bootstrap()),
+            ("isolation.level", "read_committed"),
+        ],
+    );
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut values = Vec::new();
+    let deadline = Instant::now() + kafka::CONSUME_TIMEOUT;
+    while values.len() < 3 && Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            values.push(String::from_utf8(m.payload().unwrap().to_vec()).unwrap());
+        }
+    }
+    assert_eq!(
+        sorted(values),
+        sorted((0..partitions).map(|p| format!("after-{p}"))),
+        "the orphaned transaction is aborted (LSO advanced), its records never read"
+    );
+}

@@ -57,6 +57,14 @@ fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
+/// These tests drive the partition side alone: transactional batches from a producer without a
+/// transactional id, closed with WriteTxnMarkers. KIP-890's verification (on by default, as in
+/// Kafka) would refuse them, so it is off here, as Kafka's own log-level tests run without
+/// it (tests/txn_verification.rs covers it).
+fn unverified() -> BrokerOpts {
+    BrokerOpts::default().config("\"transaction.partition.verification.enable\" = false\n")
+}
+
 fn new_producer(broker: &Broker) -> i64 {
     let request = InitProducerIdRequest::default()
         .with_transactional_id(None)
@@ -269,7 +277,7 @@ fn open_two_transactions(broker: &Broker, topic: &str) -> (i64, i64) {
 /// The whole partition-side lifecycle over the wire.
 #[test]
 fn markers_close_transactions_and_read_committed_hides_aborts() {
-    let mut broker = Broker::start(BrokerOpts::default());
+    let mut broker = Broker::start(unverified());
     let topic = unique_name("txn-part");
     kafka::create_topic(&broker, &topic, 1);
     let (a, b) = open_two_transactions(&broker, &topic);
@@ -368,7 +376,7 @@ fn markers_close_transactions_and_read_committed_hides_aborts() {
 /// and indexes the abort again.
 #[test]
 fn a_lost_aborted_index_is_rebuilt_from_the_log() {
-    let mut broker = Broker::start(BrokerOpts::default());
+    let mut broker = Broker::start(unverified());
     let topic = unique_name("txn-rebuild");
     kafka::create_topic(&broker, &topic, 1);
     let (a, b) = open_two_transactions(&broker, &topic);
@@ -419,7 +427,7 @@ fn cpu_ticks(broker: &Broker) -> i64 {
 /// (the LSO moving), well before its max wait; one without a marker waits out its max wait.
 #[test]
 fn read_committed_long_poll_wakes_on_the_marker() {
-    let broker = Broker::start(BrokerOpts::default());
+    let broker = Broker::start(unverified());
     let topic = unique_name("txn-poll");
     kafka::create_topic(&broker, &topic, 1);
     let producer = new_producer(&broker);
@@ -469,7 +477,7 @@ fn an_offsets_marker_over_the_wire_completes_transactional_offsets() {
         AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, GroupId, OffsetFetchRequest,
         OffsetFetchResponse, TransactionalId, TxnOffsetCommitRequest, TxnOffsetCommitResponse,
     };
-    let broker = Broker::start(BrokerOpts::default());
+    let broker = Broker::start(unverified());
     let topic = unique_name("txn-offsets");
     kafka::create_topic(&broker, &topic, 1);
     let group = unique_name("txn-group");

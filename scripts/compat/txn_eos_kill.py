@@ -8,7 +8,8 @@ cannot finish first) and restarts it (same transactional.id: the new one fences
 the zombie and its open transaction is aborted), then lets it finish. The output topic read
 with read_committed must hold every input record exactly once, in order per key.
 
-Usage: txn_eos_kill.py HOST:PORT [RECORDS=12000] [KILLS=4]   (exit status 0 when the check passed)
+Usage: txn_eos_kill.py HOST:PORT [RECORDS=12000] [KILLS=4] [RF=1]   (exit status 0 when the check
+       passed; RF: the replication factor of its topics, 3 on a three-broker cluster)
        txn_eos_kill.py --process HOST:PORT INPUT OUTPUT PARTITIONS   (the processor)
 """
 import os
@@ -133,12 +134,13 @@ def main():
     boot = sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1:9092"
     records = int(sys.argv[2]) if len(sys.argv) > 2 else 12000
     kills = int(sys.argv[3]) if len(sys.argv) > 3 else 4
+    rf = int(sys.argv[4]) if len(sys.argv) > 4 else 1
     partitions, keys = 3, 30
     suffix = uuid.uuid4().hex[:8]
     src, dst = f"eos-in-{suffix}", f"eos-out-{suffix}"
     admin = AdminClient({"bootstrap.servers": boot})
-    for f in admin.create_topics([NewTopic(src, partitions, 1),
-                                  NewTopic(dst, partitions, 1)]).values():
+    for f in admin.create_topics([NewTopic(src, partitions, rf),
+                                  NewTopic(dst, partitions, rf)]).values():
         f.result()
     producer = Producer({"bootstrap.servers": boot, "acks": "all",
                          "enable.idempotence": True, "linger.ms": 5})

@@ -21,7 +21,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::ResponseError as K;
 
-use super::txn_common::{check_partitions, error_of, route, txn_allowed};
+use super::txn_common::{check_partitions_of, error_of, route, txn_allowed};
 use super::{str_bytes, HandlerFuture, Outcome, Request};
 use crate::security::acl::Operation;
 use crate::shard::Shard;
@@ -113,10 +113,13 @@ async fn codes_for(
     let all = |code: i16| -> Vec<Vec<i16>> {
         topics.iter().map(|(_, ps)| vec![code; ps.len()]).collect()
     };
-    if !txn_allowed(shard, request, Operation::Write, id) {
+    // v4+ comes from brokers (CLUSTER_ACTION checked): Kafka checks TRANSACTIONAL_ID only
+    // below v4, and lets a group coordinator add its `__consumer_offsets` partition.
+    let from_broker = version >= BATCHED_SINCE;
+    if !from_broker && !txn_allowed(shard, request, Operation::Write, id) {
         return all(K::TransactionalIdAuthorizationFailed.code());
     }
-    let checked = check_partitions(shard, request, topics);
+    let checked = check_partitions_of(shard, request, topics, from_broker);
     let refused = checked
         .iter()
         .any(|(_, ps)| ps.iter().any(|(_, code)| code.is_some()));

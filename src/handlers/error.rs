@@ -45,6 +45,7 @@ pub fn partition_error_code(error: &PartitionError) -> i16 {
             K::NotEnoughReplicasAfterAppend.code()
         }
         PartitionError::RequestTimedOut => K::RequestTimedOut.code(),
+        PartitionError::TxnVerification { code, .. } => *code,
         PartitionError::TransactionCoordinatorFenced(_) => K::TransactionCoordinatorFenced.code(),
         PartitionError::InvalidTxnState(_) => K::InvalidTxnState.code(),
         PartitionError::NotLeaderOrFollower => K::NotLeaderOrFollower.code(),

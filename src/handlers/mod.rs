@@ -54,6 +54,7 @@ pub mod offset_delete;
 pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+pub mod produce_txn;
 pub mod route;
 pub mod sasl_authenticate;
 pub mod sasl_handshake;

@@ -48,6 +48,7 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
 async fn respond(shard: &Rc<Shard>, request: &Request, body: ProduceRequest) -> ProduceResponse {
     let acks = body.acks;
     let timeout_ms = body.timeout_ms;
+    let transactional_id = body.transactional_id.as_ref().map(|id| id.0.to_string());
     let layout = distinct_partitions(body);
     // Kafka's KafkaApis.handleProduceRequest: TOPIC WRITE per topic, else
     // TOPIC_AUTHORIZATION_FAILED for each of its partitions.
@@ -92,6 +93,14 @@ async fn respond(shard: &Rc<Shard>, request: &Request, body: ProduceRequest) -> 
         }
         answer_layout.push((topic, indices));
     }
+    // KIP-890: TRANSACTIONAL_ID WRITE and the transaction coordinator's verification.
+    let entries =
+        if transactional_id.is_some() || shard.config.transaction_partition_verification_enable {
+            let id = transactional_id.as_deref();
+            super::produce_txn::check(shard, request, request.version(), id, entries).await
+        } else {
+            entries
+        };
     let router = Router::new(shard.clone());
     let mut results = super::route::route_in_order(entries, |items| router.produce(items, acks))
         .await
@@ -188,6 +197,7 @@ fn check(
         tp,
         records,
         timeout_ms,
+        verification_guard: None,
     })
 }
 

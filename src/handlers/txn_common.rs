@@ -20,10 +20,13 @@ pub type CheckedPartitions = Vec<(String, Vec<(i32, Option<i16>)>)>;
 
 /// Per partition of a request: None when the topic may be written and the partition exists,
 /// else the code Kafka answers (TOPIC_AUTHORIZATION_FAILED, UNKNOWN_TOPIC_OR_PARTITION).
-pub fn check_partitions(
+/// `internal_allowed` for a broker's AddPartitionsToTxn v4+ (a group
+/// coordinator adds its `__consumer_offsets` partition, KIP-890 transaction version 2).
+pub fn check_partitions_of(
     shard: &Shard,
     request: &Request,
     topics: &[(String, Vec<i32>)],
+    internal_allowed: bool,
 ) -> CheckedPartitions {
     topics
         .iter()
@@ -37,7 +40,9 @@ pub fn check_partitions(
                     let exists = count.is_some_and(|n| u32::try_from(*p).is_ok_and(|i| i < n));
                     let code = if !writable {
                         Some(K::TopicAuthorizationFailed.code())
-                    } else if !exists || crate::internal_topics::is_internal(topic) {
+                    } else if !exists
+                        || (!internal_allowed && crate::internal_topics::is_internal(topic))
+                    {
                         Some(K::UnknownTopicOrPartition.code())
                     } else {
                         None

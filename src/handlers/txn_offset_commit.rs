@@ -5,9 +5,10 @@
 //!
 //! As Kafka: TRANSACTIONAL_ID WRITE else TRANSACTIONAL_ID_AUTHORIZATION_FAILED, GROUP READ else
 //! GROUP_AUTHORIZATION_FAILED, TOPIC READ per topic else TOPIC_AUTHORIZATION_FAILED. First the
-//! transaction coordinator verifies (KIP-890) that the producer's epoch is current and the
-//! group's offsets partition is in its transaction (AddOffsetsToTxn), else its code for every
-//! partition (INVALID_TXN_STATE, PRODUCER_FENCED: INVALID_PRODUCER_EPOCH before v2, ...).
+//! transaction coordinator (on this broker or another, `txn::verify`) verifies (KIP-890) that the
+//! producer's epoch is current and the group's offsets partition is in its transaction
+//! (AddOffsetsToTxn); from v5 (transaction version 2) it adds that partition itself. Else its
+//! code for every partition (`verification_code`).
 
 use std::rc::Rc;
 
@@ -18,15 +19,38 @@ use kafka_protocol::messages::{TopicName, TxnOffsetCommitRequest, TxnOffsetCommi
 use kafka_protocol::ResponseError as K;
 
 use super::group_common::{owned, owned_opt};
-use super::txn_common::{error_of, route, txn_allowed};
+use super::txn_common::txn_allowed;
 use super::{str_bytes, HandlerFuture, Outcome, Request};
 use crate::coordinator_log::TxnProducer;
 use crate::groups::{CommitPartition, CommitRequest, GroupAnswer, GroupOp};
 use crate::security::acl::Operation;
 use crate::shard::Shard;
-use crate::txn::{TxnAnswer, TxnCode, TxnOp};
 
 const PRODUCER_FENCED_SINCE: i16 = 2;
+/// TxnOffsetCommit v5+: transaction version 2 (the offsets partition is added implicitly).
+const TV2_SINCE: i16 = 5;
+
+/// The code a failed verification answers at `version`: PRODUCER_FENCED is
+/// INVALID_PRODUCER_EPOCH before v2; TRANSACTION_ABORTABLE (partition not in the transaction)
+/// is INVALID_TXN_STATE before v5; the coordinator's transient errors are
+/// COORDINATOR_NOT_AVAILABLE, which clients retry (Kafka's group coordinator maps them so).
+fn verification_code(code: i16, version: i16) -> i16 {
+    match code {
+        c if c == K::ProducerFenced.code() && version < PRODUCER_FENCED_SINCE => {
+            K::InvalidProducerEpoch.code()
+        }
+        c if c == K::TransactionAbortable.code() && version < TV2_SINCE => {
+            K::InvalidTxnState.code()
+        }
+        c if c == K::NetworkException.code()
+            || c == K::NotCoordinator.code()
+            || c == K::CoordinatorLoadInProgress.code() =>
+        {
+            K::CoordinatorNotAvailable.code()
+        }
+        c => c,
+    }
+}
 
 type Codes = Vec<(String, Vec<(i32, i16)>)>;
 
@@ -101,9 +125,10 @@ async fn commit(
     let (topics, denied) =
         super::authz::split_readable_topics(shard, request, &group, Operation::Read, topics);
     let mut denied_codes = all(&denied, K::TopicAuthorizationFailed.code());
-    // The group's offsets partition must be in the producer's transaction.
+    // The group's offsets partition must be in the producer's transaction (TV2, v5+: the
+    // coordinator adds it, as AddOffsetsToTxn would), wherever its coordinator is.
     let (_, offsets_partition) = crate::groups::owner_of(shard, &group);
-    let verify = TxnOp::AddPartitions {
+    let verify = crate::txn::verify::VerifyRequest {
         transactional_id: id,
         producer_id: body.producer_id.0,
         producer_epoch: body.producer_epoch,
@@ -111,17 +136,15 @@ async fn commit(
             crate::groups::OFFSETS_TOPIC.to_owned(),
             i32::try_from(offsets_partition).unwrap_or(i32::MAX),
         )],
-        verify_only: true,
+        add: version >= TV2_SINCE && shard.config.transaction_version >= 2,
     };
-    let verified = match route(shard, verify).await {
-        TxnAnswer::Partitions(codes) => codes.first().copied().unwrap_or(TxnCode::None),
-        other => error_of(&other),
-    };
-    if verified != TxnCode::None {
-        let mut codes = all(
-            &topics,
-            verified.for_version(version, PRODUCER_FENCED_SINCE),
-        );
+    let verified = crate::txn::verify::verify(shard, verify)
+        .await
+        .first()
+        .copied()
+        .unwrap_or(0);
+    if verified != 0 {
+        let mut codes = all(&topics, verification_code(verified, version));
         codes.append(&mut denied_codes);
         return codes;
     }

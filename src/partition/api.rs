@@ -17,6 +17,8 @@ pub struct ProduceItem {
     /// The Produce request's `timeout_ms`: how long an acks=all append may wait for the ISR
     /// (Kafka's `DelayedProduce` delay) before answering REQUEST_TIMED_OUT.
     pub timeout_ms: i32,
+    /// KIP-890: see `AppendRequest::verification_guard`.
+    pub verification_guard: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,6 +167,12 @@ pub enum PartitionMsg {
         deadline: Instant,
         reply: Reply<()>,
     },
+    /// KIP-890: starts the transaction verification of producers' batches (one guard per item,
+    /// 0 when the producer's transaction is already open there).
+    StartVerification {
+        items: Vec<VerifyItem>,
+        reply: Reply<Vec<VerifyResult>>,
+    },
 }
 
 /// One partition of a follower's Fetch.
@@ -212,3 +220,14 @@ pub struct MarkerItem {
 
 /// Written (once durable) or why not.
 pub type MarkerResult = Result<(), PartitionError>;
+
+/// A producer whose transactional batch a partition leader is about to append (KIP-890).
+#[derive(Debug, Clone)]
+pub struct VerifyItem {
+    pub tp: TopicPartition,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+}
+
+/// The verification guard to append with (0: the transaction is open, none needed).
+pub type VerifyResult = Result<u64, PartitionError>;

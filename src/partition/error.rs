@@ -69,6 +69,10 @@ pub enum PartitionError {
     /// acks=all: not replicated to the ISR within the request timeout.
     #[error("not replicated within the request timeout")]
     RequestTimedOut,
+    /// KIP-890: the transaction coordinator did not verify a transactional append (or the
+    /// transactional id is not authorized): the Kafka code the leader answers, with its message.
+    #[error("{message}")]
+    TxnVerification { code: i16, message: String },
 }
 
 impl From<super::LeaderEpochError> for PartitionError {
@@ -114,7 +118,7 @@ impl PartitionError {
             S::OutOfOrder { .. } => Self::OutOfOrderSequence(message),
             S::InvalidEpoch { .. } => Self::InvalidProducerEpoch(message),
             S::InvalidSequence { .. } => Self::InvalidRecord(message),
-            S::InvalidTxnState { .. } => Self::InvalidTxnState(message),
+            S::InvalidTxnState { .. } | S::NotVerified { .. } => Self::InvalidTxnState(message),
         }
     }
 }

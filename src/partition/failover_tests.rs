@@ -32,6 +32,7 @@ pub(super) async fn open(dir: &std::path::Path) -> Rc<Partition> {
 
 pub(super) fn request(value: &str, acks: i16) -> AppendRequest {
     AppendRequest {
+        verification_guard: None,
         records: storage::BatchBuilder::new(1_000)
             .record(Some(b"k"), Some(value.as_bytes()), &[])
             .build()

@@ -28,6 +28,7 @@ fn batch(values: &[&str]) -> Bytes {
 
 async fn produce(p: &Rc<Partition>, values: &[&str]) {
     let request = AppendRequest {
+        verification_guard: None,
         records: batch(values),
         origin: AppendOrigin::Client,
         acks: 1,

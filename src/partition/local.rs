@@ -268,7 +268,9 @@ async fn write(partition: &Rc<Partition>, request: AppendRequest) -> Result<Writ
         .filter(|batches| batches.iter().any(|b| b.ident.is_some()));
     if let Some(batches) = with_producer {
         let client = request.origin == AppendOrigin::Client;
-        return write_idempotent(partition.clone(), records, batches, opts, client).await;
+        let verification = request.verification_guard.filter(|_| client);
+        let checks = (client, verification);
+        return write_idempotent(partition.clone(), records, batches, opts, checks).await;
     }
     partition
         .log
@@ -293,16 +295,17 @@ async fn write_idempotent(
     records: Bytes,
     batches: Vec<producers::ScannedBatch>,
     opts: storage::AppendOptions,
-    client: bool,
+    (client, verification): (bool, Option<u64>),
 ) -> Result<Written, WriteError> {
     let (tx, rx) = oneshot::channel();
     let task = async move {
         let _serialised = partition.producer_lock.lock().await;
         let idents: Vec<_> = batches.iter().filter_map(|b| b.ident).collect();
-        let plan = partition
-            .producers
-            .borrow()
-            .plan_for(&idents, opts.now_ms, client);
+        let plan =
+            partition
+                .producers
+                .borrow()
+                .plan_for(&idents, opts.now_ms, client, verification);
         let result = match plan {
             Err(e) => Err(WriteError::Refused(PartitionError::from_sequence(e))),
             Ok(Plan::Duplicate(meta)) => Ok(Written::Duplicate(meta)),
@@ -461,6 +464,7 @@ mod tests {
 
     fn client(records: Bytes, acks: i16) -> AppendRequest {
         AppendRequest {
+            verification_guard: None,
             records,
             origin: AppendOrigin::Client,
             acks,
@@ -531,6 +535,7 @@ mod tests {
         assert!(matches!(refused, Err(PartitionError::InvalidRecord(_))));
         assert_eq!(p.log_end_offset(), 0);
         let coordinator = AppendRequest {
+            verification_guard: None,
             records: batch(&[Some(b"group")]),
             origin: AppendOrigin::Coordinator,
             acks: 1,

@@ -42,6 +42,9 @@ pub struct AppendRequest {
     /// `None` (appends that are no client's Produce) waits the leader's default. Unused by a
     /// single replica.
     pub timeout_ms: Option<i64>,
+    /// KIP-890: Some(guard) when a transactional batch of this client append must be verified
+    /// (`producers::verify`; 0 = none started); None for appends that need no verification.
+    pub verification_guard: Option<u64>,
 }
 
 /// What an append did, for the answer and the shard's metrics.

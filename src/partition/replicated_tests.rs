@@ -110,6 +110,7 @@ fn request(values: &[&str], acks: i16) -> AppendRequest {
         builder = builder.record(Some(b"k"), Some(v.as_bytes()), &[]);
     }
     AppendRequest {
+        verification_guard: None,
         records: builder.build().freeze(),
         origin: AppendOrigin::Client,
         acks,
@@ -269,6 +270,7 @@ async fn timeouts_and_resignation() {
     let c = cluster(1, 60_000).await;
     let started = std::time::Instant::now();
     let own = AppendRequest {
+        verification_guard: None,
         timeout_ms: Some(50),
         ..request(&["a"], -1)
     };

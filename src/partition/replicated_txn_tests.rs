@@ -53,6 +53,7 @@ fn append(producer: Option<i64>, values: &[&str]) -> AppendRequest {
         builder = builder.record(Some(b"k"), Some(v.as_bytes()), &[]);
     }
     AppendRequest {
+        verification_guard: None,
         records: builder.build().freeze(),
         origin: AppendOrigin::Client,
         acks: 1,

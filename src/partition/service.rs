@@ -19,7 +19,7 @@ use shards::Shutdown;
 use super::api::{
     DeleteRecordsItem, DeleteRecordsResult, FollowerFetchItem, FollowerFetchResult, MarkerItem,
     MarkerResult, OffsetOk, OffsetQuery, OffsetResult, PartitionMsg, ProduceItem, ProduceResult,
-    ProducersResult, ReadItem, ReadResult,
+    ProducersResult, ReadItem, ReadResult, VerifyItem, VerifyResult,
 };
 use super::handle::PartitionHandle;
 use super::proxy::{AppendOrigin, AppendRequest, PartitionProxy};
@@ -213,7 +213,31 @@ impl PartitionService {
                 self.wait_follower(items, deadline).await;
                 reply.send(());
             }
+            PartitionMsg::StartVerification { items, reply } => {
+                reply.send(self.start_verification(&items))
+            }
         }
+    }
+
+    /// KIP-890: each item's verification guard (see `producers::verify`), on the leader only.
+    pub fn start_verification(&self, items: &[VerifyItem]) -> Vec<VerifyResult> {
+        let now_ms = self.clock.now_ms();
+        items
+            .iter()
+            .map(|item| {
+                let handle = self.lookup(&item.tp)?;
+                if matches!(&handle, PartitionHandle::Local(p) if p.is_following()) {
+                    return Err(PartitionError::NotLeaderOrFollower);
+                }
+                let producer = crate::producers::ProducerId(item.producer_id);
+                let guard = handle.local().producers.borrow_mut().start_verification(
+                    producer,
+                    item.producer_epoch,
+                    now_ms,
+                );
+                Ok(guard)
+            })
+            .collect()
     }
 
     fn lookup_local(&self, tp: &TopicPartition) -> Result<Rc<Partition>, PartitionError> {
@@ -235,6 +259,7 @@ impl PartitionService {
         let appends = items.into_iter().map(|item| async move {
             let partition = self.lookup(&item.tp)?;
             let request = AppendRequest {
+                verification_guard: item.verification_guard,
                 records: item.records,
                 origin: AppendOrigin::Client,
                 acks,
@@ -262,6 +287,7 @@ impl PartitionService {
         records: Bytes,
     ) -> Result<(), PartitionError> {
         let request = AppendRequest {
+            verification_guard: None,
             records,
             origin: AppendOrigin::Coordinator,
             acks: -1,
@@ -636,6 +662,7 @@ mod replicated_service_tests {
             tp: tp.clone(),
             records: batch(v),
             timeout_ms: 30_000,
+            verification_guard: None,
         };
         // acks=1 is answered at once, but not readable until follower 2 has it.
         let one = service.produce(vec![item("a")], 1).await;

@@ -357,6 +357,7 @@ mod tests {
 
     fn produce(records: Bytes) -> AppendRequest {
         AppendRequest {
+            verification_guard: None,
             records,
             origin: AppendOrigin::Client,
             acks: 1,

@@ -12,6 +12,7 @@ pub mod rebuild;
 pub mod snapshot;
 pub mod state;
 pub mod txn;
+pub mod verify;
 
 pub use ids::{IdAllocator, IdBlock, IdError};
 pub use state::{BatchIdent, BatchMeta, Plan, ProducerId, ProducerStates, SequenceError};

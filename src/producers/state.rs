@@ -48,6 +48,10 @@ pub enum SequenceError {
     /// transaction is open.
     #[error("expected a transactional write from producer {producer}: its transaction is open")]
     InvalidTxnState { producer: i64 },
+    /// KIP-890: a transactional batch starting a transaction without a current verification
+    /// by the transaction coordinator (Kafka's InvalidTxnStateException).
+    #[error("Record was not part of an ongoing transaction (producer {producer})")]
+    NotVerified { producer: i64 },
 }
 
 /// The producer fields of one batch header (what the check needs).
@@ -128,6 +132,15 @@ impl Entry {
     }
 }
 
+/// One producer's KIP-890 verification in progress (`producers::verify`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verification {
+    pub guard: u64,
+    /// The highest epoch a verification was started with.
+    pub epoch: i16,
+    pub created_ms: i64,
+}
+
 /// What to do with an append.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Plan {
@@ -158,6 +171,9 @@ pub struct ProducerStates {
     /// Transactions closed while the log was replayed at open, with the LSO after each: the
     /// partition indexes the aborted ones its `.txnindex` lacks (`take_recovered_aborts`).
     pub(super) recovered: Vec<(CompletedTxn, i64)>,
+    /// KIP-890 verifications in progress (Kafka's `verificationStates`), see `verify.rs`.
+    pub(super) verifications: HashMap<ProducerId, Verification>,
+    pub(super) next_guard: u64,
 }
 
 impl ProducerStates {
@@ -170,6 +186,8 @@ impl ProducerStates {
             next_tick: 0,
             ongoing: BTreeMap::new(),
             recovered: Vec::new(),
+            verifications: HashMap::new(),
+            next_guard: 1,
         }
     }
 
@@ -205,16 +223,20 @@ impl ProducerStates {
     /// continue at last sequence + 1; an unknown (or expired) producer may start anywhere
     /// (Kafka 2.5+: its state may have been removed by retention or expiry).
     pub fn plan(&self, batches: &[BatchIdent], now_ms: i64) -> Result<Plan, SequenceError> {
-        self.plan_for(batches, now_ms, true)
+        self.plan_for(batches, now_ms, true, None)
     }
 
     /// `plan`; `client` false is Kafka's `AppendOrigin.COORDINATOR` (the group coordinator's
     /// transactional offset commits): epochs and transaction state are checked, sequences not.
+    /// `verification`: Some(guard) when transactional batches need a verification (KIP-890,
+    /// `transaction.partition.verification.enable`): a batch that starts its producer's
+    /// transaction must carry the producer's current guard (0: none), else NotVerified.
     pub fn plan_for(
         &self,
         batches: &[BatchIdent],
         now_ms: i64,
         client: bool,
+        verification: Option<u64>,
     ) -> Result<Plan, SequenceError> {
         // Epoch and last sequence as earlier batches of this same append leave them.
         let mut staged: HashMap<ProducerId, (i16, i32)> = HashMap::new();
@@ -235,6 +257,7 @@ impl ProducerStates {
                 .copied()
                 .or_else(|| entry.map(|e| (e.epoch, e.batches.back().map_or(-1, |b| b.last_seq))));
             let Some((epoch, last_seq)) = current else {
+                self.check_verified(batch, entry, verification)?;
                 staged.insert(batch.producer, (batch.epoch, batch.last_seq()));
                 continue;
             };
@@ -252,6 +275,7 @@ impl ProducerStates {
             if let Some(dup) = entry.and_then(|e| find_duplicate(e, batch)) {
                 return Ok(Plan::Duplicate(dup));
             }
+            self.check_verified(batch, entry, verification)?;
             if batch.epoch > epoch && batch.first_seq != 0 {
                 return Err(SequenceError::OutOfOrder {
                     producer,
@@ -280,6 +304,8 @@ impl ProducerStates {
     pub fn commit(&mut self, batch: &BatchIdent, placed: BatchMeta, now_ms: i64) {
         self.sweep_expired(now_ms);
         let producer = batch.producer;
+        // The transaction has started (or the batch needed none): the verification is done.
+        self.verifications.remove(&producer);
         let expired = self
             .entries
             .get(&producer)

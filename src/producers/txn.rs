@@ -162,6 +162,8 @@ impl ProducerStates {
         commit: bool,
         now_ms: i64,
     ) -> Option<CompletedTxn> {
+        // KIP-890: an append verified before this marker must not open a new transaction.
+        self.clear_verification(producer);
         if !self.entries.contains_key(&producer) {
             self.make_room();
         }

@@ -9,7 +9,9 @@
 use std::rc::Rc;
 
 use super::Router;
-use crate::partition::api::{MarkerItem, MarkerResult, PartitionMsg, ProducersResult};
+use crate::partition::api::{
+    MarkerItem, MarkerResult, PartitionMsg, ProducersResult, VerifyItem, VerifyResult,
+};
 use crate::partition::TopicPartition;
 use crate::shard::Shard;
 
@@ -32,6 +34,20 @@ impl Router {
             |tp| tp,
             |items| async move { self.shard.partitions.describe_producers(&items) },
             |items, reply| PartitionMsg::DescribeProducers { items, reply }.into(),
+        )
+        .await
+    }
+}
+
+impl Router {
+    /// KIP-890: starts the verification of each producer's transactional batch on its
+    /// partition's owner (the guard to append with).
+    pub async fn start_verification(&self, items: Vec<VerifyItem>) -> Vec<VerifyResult> {
+        self.scatter(
+            items,
+            |item| &item.tp,
+            |items| async move { self.shard.partitions.start_verification(&items) },
+            |items, reply| PartitionMsg::StartVerification { items, reply }.into(),
         )
         .await
     }

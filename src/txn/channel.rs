@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_channel::{mpsc, oneshot};
+use futures_util::lock::Mutex;
 use futures_util::StreamExt;
 use kafka_protocol::messages::write_txn_markers_request::{
     WritableTxnMarker, WritableTxnMarkerTopic,
@@ -28,7 +29,7 @@ use kafka_protocol::messages::write_txn_markers_request::{
 use kafka_protocol::messages::{
     ApiKey, ProducerId, TopicName, WriteTxnMarkersRequest, WriteTxnMarkersResponse,
 };
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_protocol::ResponseError;
 
 use crate::cluster::inter_broker::BrokerStream;
@@ -220,17 +221,34 @@ pub fn answers(markers: &[&RemoteMarker], response: &WriteTxnMarkersResponse) ->
         .collect()
 }
 
+/// One connection per destination broker (per shard), used one request at a time.
+#[derive(Default)]
+pub struct VerifyConnections {
+    by_broker: RefCell<HashMap<i32, Rc<Mutex<Connection>>>>,
+}
+
+impl VerifyConnections {
+    pub fn to(&self, broker: i32) -> Rc<Mutex<Connection>> {
+        self.by_broker
+            .borrow_mut()
+            .entry(broker)
+            .or_default()
+            .clone()
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
-enum ChannelError {
+pub enum ChannelError {
     #[error("{0}")]
     Io(#[from] std::io::Error),
     #[error("protocol: {0}")]
     Protocol(String),
 }
 
-/// The destination's connection: dialled on demand, dropped on any error.
+/// A connection to one broker's inter-broker listener: dialled on demand, dropped on any
+/// error. Also used by the partition leader's transaction verification (`verify`).
 #[derive(Default)]
-struct Connection {
+pub struct Connection {
     stream: Option<(SocketAddr, BrokerStream)>,
     correlation_id: i32,
 }
@@ -241,9 +259,24 @@ impl Connection {
         addr: SocketAddr,
         request: &WriteTxnMarkersRequest,
     ) -> Result<WriteTxnMarkersResponse, ChannelError> {
+        self.request(
+            addr,
+            ApiKey::WriteTxnMarkers,
+            WRITE_TXN_MARKERS_VERSION,
+            request,
+        )
+        .await
+    }
+
+    /// One request and its answer (bounded by Kafka's default `request.timeout.ms`).
+    pub async fn request<Req: Encodable, Resp: Decodable>(
+        &mut self,
+        addr: SocketAddr,
+        key: ApiKey,
+        version: i16,
+        request: &Req,
+    ) -> Result<Resp, ChannelError> {
         self.correlation_id = self.correlation_id.wrapping_add(1);
-        let key = ApiKey::WriteTxnMarkers;
-        let version = WRITE_TXN_MARKERS_VERSION;
         let frame =
             crate::cli::client::encode_frame(key, version, self.correlation_id, CLIENT_ID, request)
                 .map_err(|e| ChannelError::Protocol(e.to_string()))?;

@@ -19,6 +19,8 @@ pub enum TxnCode {
     TransactionalIdNotFound,
     UnknownTopicOrPartition,
     OperationNotAttempted,
+    /// KIP-890: the partition is not in the transaction (AddPartitionsToTxn verify_only).
+    TransactionAbortable,
 }
 
 impl TxnCode {
@@ -39,6 +41,7 @@ impl TxnCode {
             Self::OperationNotAttempted => 55,
             Self::ProducerFenced => 90,
             Self::TransactionalIdNotFound => 105,
+            Self::TransactionAbortable => 120,
         }
     }
 

@@ -20,6 +20,7 @@ pub mod markers;
 pub mod state;
 pub mod store;
 pub mod table;
+pub mod verify;
 
 #[cfg(test)]
 mod state_tests;

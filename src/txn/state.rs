@@ -318,7 +318,9 @@ pub fn add_partitions(
 }
 
 /// AddPartitionsToTxn v4+ `verify_only` (the partition leader asking, KIP-890): each
-/// partition's code, without changing anything.
+/// partition's code, without changing anything (Kafka's `handleVerifyPartitionsInTransaction`:
+/// TRANSACTION_ABORTABLE for a partition outside the transaction; a pending transition is not
+/// checked, the append's verification guard is the final check).
 pub fn verify(
     current: &TxnMetadata,
     producer_id: i64,
@@ -338,7 +340,7 @@ pub fn verify(
             if current.state == TxnState::Ongoing && current.partitions.contains(p) {
                 TxnCode::None
             } else {
-                TxnCode::InvalidTxnState
+                TxnCode::TransactionAbortable
             }
         })
         .collect())

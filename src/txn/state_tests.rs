@@ -245,7 +245,7 @@ fn verify_only_reports_partitions_outside_the_transaction() {
         .expect("changed");
     assert_eq!(
         verify(&m, 1000, 0, &parts(&[("a", 0), ("a", 1)])),
-        Ok(vec![TxnCode::None, TxnCode::InvalidTxnState])
+        Ok(vec![TxnCode::None, TxnCode::TransactionAbortable])
     );
 }
 

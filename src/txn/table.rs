@@ -53,6 +53,8 @@ pub struct Coordinator {
     pub(super) to_resume: RefCell<Vec<String>>,
     /// Markers queued for partition leaders on other brokers.
     pub(super) channels: super::channel::MarkerChannels,
+    /// Connections to other brokers' coordinators for transaction verification.
+    pub(super) verify_connections: super::channel::VerifyConnections,
 }
 
 impl Coordinator {
@@ -73,6 +75,7 @@ impl Coordinator {
             channels: super::channel::MarkerChannels::new(
                 config.transaction_marker_queue_max_entries,
             ),
+            verify_connections: super::channel::VerifyConnections::default(),
         }
     }
 
