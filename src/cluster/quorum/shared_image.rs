@@ -261,6 +261,13 @@ impl MetadataApplier for ImageApplier {
     }
 }
 
+/// Whether `bytes` decode as an [`ImageApplier`] snapshot (the controller listener checks a
+/// peer's snapshot before openraft installs it: a restore that fails there is a fatal storage
+/// error).
+pub fn check_snapshot(bytes: &[u8]) -> Result<(), RecordError> {
+    SharedImage::decode(bytes).map(|_| ())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
