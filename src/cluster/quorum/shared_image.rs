@@ -339,7 +339,10 @@ mod tests {
         assert!(other.current().image.broker(1).is_some_and(|b| b.fenced));
         for len in 0..bytes.len() {
             assert!(SharedImage::decode(&bytes[..len]).is_err(), "prefix {len}");
+            assert!(check_snapshot(&bytes[..len]).is_err(), "prefix {len}");
         }
+        // What the controller listener checks a peer's snapshot with accepts a real one.
+        check_snapshot(&bytes).unwrap();
     }
 
     #[test]
