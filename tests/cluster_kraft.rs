@@ -116,7 +116,7 @@ fn every_broker_lists_every_broker_and_the_same_topics() {
             },
         );
     }
-    // A topic auto-created by a produce through a broker that is not the controller (the
+    // A topic auto-created by a producer's Metadata through a broker that is not the controller (the
     // broker asks the active controller, as Kafka's brokers forward it).
     let producer = common::kafka::producer(cluster.broker(other), &[]);
     let records = common::kafka::keyed_records(3, 1, 8);

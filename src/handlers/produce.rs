@@ -65,17 +65,6 @@ async fn respond(shard: &Rc<Shard>, request: &Request, body: ProduceRequest) -> 
             )
         })
         .collect();
-    if shard.config.auto_create_topics_enable {
-        let missing: Vec<String> = layout
-            .iter()
-            .zip(&writable)
-            .filter(|(_, &ok)| ok)
-            .map(|((name, _), _)| name.0.to_string())
-            .filter(|name| shard.topics.borrow().get(name).is_none())
-            .filter(|name| authz::may_create_topic(shard, request, name))
-            .collect();
-        super::metadata::auto_create(shard, missing).await;
-    }
     let mut budget = super::dedup::Budget::new();
     let mut entries = Vec::new();
     let mut answer_layout: Vec<(TopicName, Vec<i32>)> = Vec::new();

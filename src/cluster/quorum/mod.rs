@@ -28,6 +28,7 @@ pub mod network;
 pub mod records;
 pub mod shared_image;
 pub mod state_machine;
+pub mod validate;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -401,6 +402,11 @@ impl Member {
             frame_timeout: Duration::from_millis(config.request_timeout_ms),
             idle_timeout: Duration::from_millis(config.connections_max_idle_ms),
         };
+        // A broker's controller restores snapshots into the shared image: check them as such.
+        let snapshot_check = self
+            .lifecycle
+            .as_ref()
+            .map(|_| shared_image::check_snapshot as validate::SnapshotCheck);
         let lifecycle = self.lifecycle.map(|(image, session, forwarded)| {
             std::rc::Rc::new(lifecycle::Lifecycle::new(
                 config.node_id,
@@ -413,12 +419,15 @@ impl Member {
                 forwarded,
             ))
         });
+        let validator =
+            validate::Validator::new(config.voters.iter().map(|v| v.node_id), snapshot_check);
         let mut tasks = vec![
             compio::runtime::spawn(network::serve(
                 listener,
                 raft.clone(),
                 server,
                 lifecycle.clone(),
+                std::rc::Rc::new(validator),
             )),
             compio::runtime::spawn(watch_leader(raft.clone(), self.leader.clone())),
         ];
@@ -451,26 +460,42 @@ fn block_stop_signals() {
 }
 
 /// Mirrors openraft's view of the leader into the handle's atomic. A raft core that stopped on
-/// a fatal error (a failed disk write) is logged once and reported as "no leader".
+/// a fatal error (a failed disk write, a panic) ends the process (`shards::fatal`, exit 70), as
+/// Kafka's `KafkaRaftClientDriver` hands any raft thread error to its process-terminating fault
+/// handler: a node serving on with a dead quorum member learns no metadata and cannot be fenced.
+/// A requested shutdown (`Fatal::Stopped`) only reports "no leader".
 async fn watch_leader(raft: Raft, leader: Arc<AtomicU64>) {
     use openraft::async_runtime::watch::WatchReceiver;
     let mut metrics = raft.metrics();
     loop {
-        let (current, fatal) = {
+        let (current, state) = {
             let m = metrics.borrow_watched();
-            (m.current_leader, m.running_state.as_ref().err().cloned())
+            (m.current_leader, m.running_state.clone())
         };
-        if let Some(fatal) = fatal {
-            if !matches!(fatal, openraft::errors::Fatal::Stopped) {
-                tracing::error!(error = %fatal, "controller quorum member stopped on a fatal error");
-            }
+        if let Err(stopped) = state {
             leader.store(NO_LEADER, Ordering::Release);
-            return;
+            return end_of_core(Some(stopped));
         }
         leader.store(current.unwrap_or(NO_LEADER), Ordering::Release);
         if metrics.changed().await.is_err() {
+            // The core's task ended: its last metrics say why (a core that ended without
+            // saying is as fatal as one that failed).
             leader.store(NO_LEADER, Ordering::Release);
-            return;
+            let last = metrics.borrow_watched().running_state.clone();
+            return end_of_core(last.err());
+        }
+    }
+}
+
+/// A requested shutdown returns; anything else ends the process.
+fn end_of_core(stopped: Option<openraft::errors::Fatal<QuorumTypes>>) {
+    match stopped {
+        Some(openraft::errors::Fatal::Stopped) => {}
+        Some(fatal) => shards::fatal(format!(
+            "controller quorum member stopped on a fatal error: {fatal}"
+        )),
+        None => {
+            shards::fatal("controller quorum member stopped on a fatal error: its raft core ended")
         }
     }
 }

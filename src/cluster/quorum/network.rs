@@ -10,6 +10,8 @@
 //!   kind, or a payload that does not decode closes that connection (logged); nothing panics.
 //!   Frame bodies are read in chunks as they arrive, so a length prefix alone allocates nothing
 //!   large.
+//! - Every raft RPC passes `validate` before openraft sees it; one that fails closes the
+//!   connection (logged).
 //! - At most `controller.max.connections` inbound connections are served; more are closed at
 //!   once.
 //! - An unreachable peer is an `Unreachable` error: openraft backs off (exponentially, from
@@ -34,6 +36,7 @@ use openraft::{BasicNode, RPCTypes, RaftNetworkFactory};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::validate::Validator;
 use super::{QuorumTypes, Raft, SnapshotMetaOf, SnapshotOf, VoteOf};
 use crate::cluster::controller_listener;
 use crate::cluster::secure_stream::SecureStream;
@@ -178,6 +181,7 @@ pub async fn serve(
     raft: Raft,
     settings: ServerSettings,
     lifecycle: Option<std::rc::Rc<super::lifecycle::Lifecycle>>,
+    validator: std::rc::Rc<Validator>,
 ) {
     let mut connections: Vec<compio::runtime::JoinHandle<()>> = Vec::new();
     loop {
@@ -202,6 +206,7 @@ pub async fn serve(
         }
         let raft = raft.clone();
         let lifecycle = lifecycle.clone();
+        let validator = validator.clone();
         connections.push(compio::runtime::spawn(async move {
             // The controller listener's TLS handshake (`controller_listener`), bounded like a
             // frame: a peer that stalls in it holds no slot for long.
@@ -220,7 +225,9 @@ pub async fn serve(
                     return;
                 }
             };
-            if let Err(e) = serve_connection(stream, &raft, lifecycle.as_deref(), settings).await {
+            let served =
+                serve_connection(stream, &raft, lifecycle.as_deref(), &validator, settings);
+            if let Err(e) = served.await {
                 tracing::info!(%peer, error = %e, "controller connection closed");
             }
         }));
@@ -231,6 +238,7 @@ async fn serve_connection(
     mut stream: SecureStream,
     raft: &Raft,
     lifecycle: Option<&super::lifecycle::Lifecycle>,
+    validator: &Validator,
     settings: ServerSettings,
 ) -> io::Result<()> {
     // A peer writes its first request right after connecting, so a connection whose first
@@ -263,7 +271,7 @@ async fn serve_connection(
             (KIND_BROKER_REGISTRATION..=KIND_ENVELOPE, Some(lifecycle)) => {
                 Ok(handle_broker_request(lifecycle, kind, &payload).await?)
             }
-            _ => handle_request(raft, kind, &payload).await?,
+            _ => handle_request(raft, validator, kind, &payload).await?,
         };
         match response {
             Ok(bytes) => write_frame(&mut stream, RESPONSE_OK, &bytes).await?,
@@ -276,12 +284,14 @@ async fn serve_connection(
 /// `Ok(Err(message))` is an error answer: this node could not serve it (it is stopping).
 async fn handle_request(
     raft: &Raft,
+    validator: &Validator,
     kind: u8,
     payload: &[u8],
 ) -> io::Result<Result<Vec<u8>, String>> {
     Ok(match kind {
         KIND_APPEND_ENTRIES => {
             let req: AppendEntriesRequest<QuorumTypes> = decode(payload)?;
+            validator.append_entries(&req).map_err(refused)?;
             match raft.append_entries(req).await {
                 Ok(resp) => Ok(encode(&resp)?),
                 Err(e) => Err(e.to_string()),
@@ -289,6 +299,7 @@ async fn handle_request(
         }
         KIND_VOTE | KIND_PRE_VOTE => {
             let req: VoteRequest<QuorumTypes> = decode(payload)?;
+            validator.vote(&req).map_err(refused)?;
             let result = if kind == KIND_VOTE {
                 raft.vote(req).await
             } else {
@@ -301,6 +312,10 @@ async fn handle_request(
         }
         KIND_FULL_SNAPSHOT => {
             let (vote, meta, data): (VoteOf, SnapshotMetaOf, Vec<u8>) = decode(payload)?;
+            let committed = local_committed(raft);
+            validator
+                .full_snapshot(&vote, &meta, &data, committed.as_ref())
+                .map_err(refused)?;
             let snapshot = SnapshotOf {
                 meta,
                 snapshot: data,
@@ -317,6 +332,22 @@ async fn handle_request(
             ))
         }
     })
+}
+
+/// A raft RPC the validator refused: the connection is closed (a peer that follows the
+/// protocol never sends one), and the refusal logged.
+fn refused(e: super::validate::InvalidRpc) -> io::Error {
+    tracing::warn!(error = %e, "controller listener: refused a malformed raft request");
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("refused raft request: {e}"),
+    )
+}
+
+/// What this node has committed, as its raft metrics last said.
+fn local_committed(raft: &Raft) -> Option<super::LogIdOf> {
+    use openraft::async_runtime::watch::WatchReceiver;
+    raft.metrics().borrow_watched().local_committed
 }
 
 /// Decodes and answers one broker RPC (`Answer<T>` postcard); `Err` closes the connection.

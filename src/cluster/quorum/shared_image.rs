@@ -261,6 +261,13 @@ impl MetadataApplier for ImageApplier {
     }
 }
 
+/// Whether `bytes` decode as an [`ImageApplier`] snapshot (the controller listener checks a
+/// peer's snapshot before openraft installs it: a restore that fails there is a fatal storage
+/// error).
+pub fn check_snapshot(bytes: &[u8]) -> Result<(), RecordError> {
+    SharedImage::decode(bytes).map(|_| ())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -332,7 +339,10 @@ mod tests {
         assert!(other.current().image.broker(1).is_some_and(|b| b.fenced));
         for len in 0..bytes.len() {
             assert!(SharedImage::decode(&bytes[..len]).is_err(), "prefix {len}");
+            assert!(check_snapshot(&bytes[..len]).is_err(), "prefix {len}");
         }
+        // What the controller listener checks a peer's snapshot with accepts a real one.
+        check_snapshot(&bytes).unwrap();
     }
 
     #[test]
