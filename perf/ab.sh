@@ -97,7 +97,7 @@ acked_gb = r["produced_acked"] * 1024 / 1e9
 print("\t".join(str(x) for x in [name, rnd, t["produce_msgs_per_s"], t["produce_mb_per_s"],
       p["p50_ms"], p["p99_ms"], int(ticks) / int(hz) / acked_gb if acked_gb else "nan",
       float(fsyncs) / acked_gb if acked_gb else "nan", r["produce_errors"],
-      t["consume_msgs_per_s"]]))
+      t["consume_msgs_per_s"], p["p99_99_ms"], p["max_ms"]]))
 EOF
   done
 done
@@ -106,13 +106,16 @@ python3 - "$rows" "$RESULTS/table.md" <<'EOF'
 import statistics, sys
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
 head = ("| variant | round | produce msg/s | produce MB/s | publish p50 ms | publish p99 ms | "
-        "broker CPU s/GB | fsyncs/GB | errors |\n|---|--:|--:|--:|--:|--:|--:|--:|--:|")
+        "broker CPU s/GB | fsyncs/GB | errors | consume msg/s | publish p99.99 ms | publish max ms |\n"
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
 out = [head]
 for r in rows:
-    out.append("| " + " | ".join([r[0], r[1]] + [f"{float(x):,.2f}" for x in r[2:8]] + [r[8]]) + " |")
+    out.append("| " + " | ".join([r[0], r[1]] + [f"{float(x):,.2f}" for x in r[2:8]] + [r[8]]
+                                 + [f"{float(x):,.2f}" for x in r[9:12]]) + " |")
 out.append("")
 out.append("| variant | produce msg/s median (min-max) | publish p99 ms median (min-max) | "
-           "CPU s/GB median | fsyncs/GB median |\n|---|--:|--:|--:|--:|")
+           "CPU s/GB median | fsyncs/GB median | publish p99.99 ms median (min-max) |\n"
+           "|---|--:|--:|--:|--:|--:|")
 names = list(dict.fromkeys(r[0] for r in rows))
 for n in names:
     rs = [r for r in rows if r[0] == n]
@@ -120,7 +123,7 @@ for n in names:
     m = lambda xs: statistics.median(xs)
     out.append(f"| {n} | {m(col(2)):,.0f} ({min(col(2)):,.0f}-{max(col(2)):,.0f}) | "
                f"{m(col(5)):.2f} ({min(col(5)):.2f}-{max(col(5)):.2f}) | {m(col(6)):.2f} | "
-               f"{m(col(7)):,.0f} |")
+               f"{m(col(7)):,.0f} | {m(col(10)):.2f} ({min(col(10)):.2f}-{max(col(10)):.2f}) |")
 text = "\n".join(out) + "\n"
 open(sys.argv[2], "w").write(text)
 print(text)

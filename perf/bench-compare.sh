@@ -45,7 +45,7 @@ python3 - "$RESULTS/rows.tsv" "$sha" "$(git -C "$ROOT" rev-parse --short=12 HEAD
 import statistics, sys
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
 cols = {"produce msg/s": 2, "publish p50 ms": 4, "publish p99 ms": 5, "broker CPU s/GB": 6,
-        "consume msg/s": 9}
+        "consume msg/s": 9, "publish p99.99 ms": 10}
 by = lambda name: {r[1]: r for r in rows if r[0] == name}
 old, new = by("old"), by("new")
 print(f"\nnew (working tree at {sys.argv[3]}) / old ({sys.argv[2]}), same run:")

@@ -11,6 +11,9 @@
 //! - The fsync runs in a spawned task, so it completes even when nobody waits for it (the
 //!   flush policy's fsyncs); if appends made the policy due again meanwhile, the task starts
 //!   the next fsync itself when it finishes.
+//! - An fsync that started while a rolled segment's background seal was running (`seal.rs`)
+//!   waits for that seal too before moving the durable end: the old segment's offsets lie
+//!   below the snapshot's end, and only the seal fsyncs them.
 //! - A failed fsync is sticky: every later append, flush or wait fails with it, because the
 //!   page cache may no longer match the disk (the broker treats it as fatal).
 

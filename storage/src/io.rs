@@ -1,7 +1,7 @@
 //! Thin io_uring file helpers over `Arc<OwnedFd>` (through compio's runtime on the current
 //! thread). Segment files are kept as shared fds so read results can carry them to other
 //! shards; every operation here is submitted to the calling thread's compio runtime, except
-//! the small append writes that `write_segment_data` does with `pwrite` on the shard thread.
+//! the small append writes that `write_segment_data` does with `pwritev` on the shard thread.
 
 use std::future::Future;
 use std::io;

@@ -41,8 +41,8 @@ mod state;
 pub use log::{AppendInfo, AppendOptions, Log, ValidBatches};
 pub use open::OpenOptions;
 pub use read::{FileRange, ReadSlice};
+pub use recovery::{IndexRebuild, RecoveryReport, RemovedSegment, Truncation};
 #[doc(hidden)]
 pub use seal::SealGate;
-pub use recovery::{IndexRebuild, RecoveryReport, RemovedSegment, Truncation};
 pub use segment::{file_stem, txn_index_path};
 pub mod sync;

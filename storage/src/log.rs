@@ -12,8 +12,9 @@
 //! durability await `wait_durable` / `flush`, which share fsyncs. Message counts are
 //! cumulative (`appended_messages_total` / `flushed_messages_total`), so fsyncs finishing
 //! while other appends land never leave the policy permanently due. The recovery point
-//! (everything below is fsynced, data and indexes) moves at roll and close and is persisted
-//! in the checkpoint file. New index entries stay in memory (reads use them) and are written
+//! (everything below is fsynced, data and indexes) moves when a rolled segment's background
+//! seal completes (`seal.rs`) and at close, and is persisted in the checkpoint file at the
+//! next roll, retention, truncation or close. New index entries stay in memory (reads use them) and are written
 //! to the index files at policy fsyncs, `flush`, roll and close, or when
 //! `INDEX_PENDING_ENTRIES_MAX` accumulate; recovery rebuilds indexes past the recovery point.
 

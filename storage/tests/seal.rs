@@ -59,7 +59,11 @@ async fn eventually(what: &str, cond: impl Fn() -> bool) {
 fn a_roll_does_not_wait_for_the_old_segments_fsync_and_durability_waits_for_it() {
     rt().block_on(async {
         let root = tempfile::tempdir().unwrap();
-        let log = Rc::new(Log::open(part_dir(root.path()), small_config()).await.unwrap());
+        let log = Rc::new(
+            Log::open(part_dir(root.path()), small_config())
+                .await
+                .unwrap(),
+        );
         let gate = log.hold_seals();
         // Appends that roll return while the old segment's seal is held.
         let mut bases = append_until_segments(&log, 2, 0).await;
@@ -68,10 +72,7 @@ fn a_roll_does_not_wait_for_the_old_segments_fsync_and_durability_waits_for_it()
         assert_eq!(log.durable_end_offset(), Offset(0), "nothing fsynced yet");
         // Appends to the new segment go on meanwhile.
         for tag in 100..103 {
-            let info = log
-                .append(batch(tag, 3, 2_000), opts(5_000))
-                .await
-                .unwrap();
+            let info = log.append(batch(tag, 3, 2_000), opts(5_000)).await.unwrap();
             bases.push(info.base_offset.0);
         }
         let last = log.log_end_offset().0 - 1;
@@ -92,7 +93,11 @@ fn a_roll_does_not_wait_for_the_old_segments_fsync_and_durability_waits_for_it()
         for _ in 0..20 {
             compio::time::sleep(Duration::from_millis(5)).await;
         }
-        assert_eq!(answered.get(), None, "answered before the old segment is fsynced");
+        assert_eq!(
+            answered.get(),
+            None,
+            "answered before the old segment is fsynced"
+        );
         assert_eq!(log.durable_end_offset(), Offset(0));
         assert!(log.seal_in_flight());
         gate.open();
@@ -105,7 +110,9 @@ fn a_roll_does_not_wait_for_the_old_segments_fsync_and_durability_waits_for_it()
         assert!(expected.windows(2).all(|w| w[0] < w[1]));
         assert_eq!(stored_bases(&log).await, expected);
         log.close().await.unwrap();
-        let reopened = Log::open(part_dir(root.path()), small_config()).await.unwrap();
+        let reopened = Log::open(part_dir(root.path()), small_config())
+            .await
+            .unwrap();
         assert_eq!(stored_bases(&reopened).await, expected);
     });
 }
@@ -116,7 +123,11 @@ fn a_roll_does_not_wait_for_the_old_segments_fsync_and_durability_waits_for_it()
 fn a_second_roll_waits_for_the_first_seal() {
     rt().block_on(async {
         let root = tempfile::tempdir().unwrap();
-        let log = Rc::new(Log::open(part_dir(root.path()), small_config()).await.unwrap());
+        let log = Rc::new(
+            Log::open(part_dir(root.path()), small_config())
+                .await
+                .unwrap(),
+        );
         let gate = log.hold_seals();
         let mut bases = append_until_segments(&log, 2, 0).await;
         assert!(log.seal_in_flight());
@@ -152,14 +163,18 @@ fn a_second_roll_waits_for_the_first_seal() {
 fn unclean_reopen_after_background_seals_keeps_every_batch() {
     let root = tempfile::tempdir().unwrap();
     let bases = rt().block_on(async {
-        let log = Log::open(part_dir(root.path()), small_config()).await.unwrap();
+        let log = Log::open(part_dir(root.path()), small_config())
+            .await
+            .unwrap();
         let bases = append_until_segments(&log, 4, 0).await;
         log.flush().await.unwrap();
         assert!(!log.seal_in_flight());
         bases
     });
     rt().block_on(async {
-        let log = Log::open(part_dir(root.path()), small_config()).await.unwrap();
+        let log = Log::open(part_dir(root.path()), small_config())
+            .await
+            .unwrap();
         assert_eq!(stored_bases(&log).await, bases);
         let end = log.log_end_offset();
         let info = log.append(batch(9, 3, 9_000), opts(9_000)).await.unwrap();
