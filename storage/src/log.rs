@@ -560,6 +560,9 @@ impl Log {
             (st.checkpoint(false), snap)
         };
         crate::seal::start(&self.state, &self.commit, active, snap);
+        if crate::fault::roll_seal_inline() {
+            self.await_seal().await?;
+        }
         if self.disk_checkpoint.get() != Some(cp) {
             self.write_checkpoint(&cp).await?;
         }
