@@ -11,6 +11,7 @@
 #   make bench-compare                              # HEAD~1, produce acks=1, 3 rounds of 5 s
 #   REF=327aefd ACKS=all ROUNDS=4 make bench-compare
 #   OLD_BIN=/tmp/sluice-old make bench-compare      # a binary already built
+#   BENCH_BIN=target/debug/sluice-bench ...         # a generator already built
 #
 # Knobs: REF, OLD_BIN, COMPARE_TARGET_DIR, and perf/ab.sh's (ACKS [1], CONSUMERS [4: produce
 # and fetch at once; 0 = produce only], ROUNDS [3],
@@ -22,6 +23,8 @@ REF=${REF:-HEAD~1}
 WORK=${COMPARE_WORK:-/tmp/sluice-compare}
 mkdir -p "$WORK"
 sha=$(git -C "$ROOT" rev-parse --short=12 "$REF^{commit}")
+old_label=$sha
+[[ -n ${OLD_BIN:-} ]] && old_label=$OLD_BIN
 OLD_BIN=${OLD_BIN:-$WORK/sluice-$sha}
 if [[ ! -x $OLD_BIN ]]; then
   src=$WORK/src-$sha
@@ -32,7 +35,9 @@ if [[ ! -x $OLD_BIN ]]; then
   cp "$target/release/sluice" "$OLD_BIN"
   git -C "$ROOT" worktree remove --force "$src"
 fi
-(cd "$ROOT" && nice cargo build --release --bin sluice && nice cargo build --release -p sluice-bench)
+(cd "$ROOT" && nice cargo build --release --bin sluice)
+export BENCH_BIN=${BENCH_BIN:-$ROOT/target/release/sluice-bench}
+[[ -x $BENCH_BIN ]] || (cd "$ROOT" && nice cargo build --release -p sluice-bench)
 NEW_BIN=$ROOT/target/release/sluice
 variants=""
 for leg in ${ORDER:-old new}; do
@@ -41,7 +46,7 @@ done
 export RESULTS=${RESULTS:-$ROOT/perf/out/compare-$(date -u +%Y%m%dT%H%M%SZ)}
 VARIANTS=$variants CONSUMERS=${CONSUMERS:-4} ACKS=${ACKS:-1} ROUNDS=${ROUNDS:-3} DURATION_S=${DURATION_S:-5} \
   WARMUP_S=${WARMUP_S:-1} "$ROOT/perf/ab.sh"
-python3 - "$RESULTS/rows.tsv" "$sha" "$(git -C "$ROOT" rev-parse --short=12 HEAD)" <<'PY'
+python3 - "$RESULTS/rows.tsv" "$old_label" "$(git -C "$ROOT" rev-parse --short=12 HEAD)" <<'PY'
 import statistics, sys
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
 cols = {"produce msg/s": 2, "publish p50 ms": 4, "publish p99 ms": 5, "broker CPU s/GB": 6,
