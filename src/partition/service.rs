@@ -578,6 +578,7 @@ mod replicated_service_tests {
             tp: tp.clone(),
             records: batch("between"),
             timeout_ms: 30_000,
+            verification_guard: None,
         };
         assert!(service.produce(vec![item], 1).await[0].is_ok());
         let short = Duration::from_millis(200);
@@ -614,6 +615,7 @@ mod replicated_service_tests {
             tp: tp.clone(),
             records: batch("later"),
             timeout_ms: 30_000,
+            verification_guard: None,
         };
         assert!(service.produce(vec![item], 1).await[0].is_ok());
         assert!(waiting.await.unwrap() < Duration::from_secs(5));
