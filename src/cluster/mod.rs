@@ -44,6 +44,8 @@ pub mod open;
 pub mod placement;
 pub mod quorum;
 pub mod quota_image;
+pub mod reassign;
+pub mod reassign_local;
 pub mod records;
 pub mod replica_fetcher;
 pub mod replica_fetchers;

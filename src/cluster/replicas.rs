@@ -44,7 +44,7 @@ const IDLE_PAUSE_MS: u64 = 10;
 
 /// Waits until the fetchers applied the removals (a fetcher task that ended answers by
 /// dropping them), bounded by one fetch round's worst case.
-async fn settle(removals: Vec<oneshot::Receiver<()>>) {
+pub(super) async fn settle(removals: Vec<oneshot::Receiver<()>>) {
     if removals.is_empty() {
         return;
     }

@@ -45,6 +45,8 @@ pub const FORWARDED_APIS: &[ApiKey] = &[
     ApiKey::DeleteAcls,
     ApiKey::AlterUserScramCredentials,
     ApiKey::AlterClientQuotas,
+    ApiKey::AlterPartitionReassignments,
+    ApiKey::ListPartitionReassignments,
 ];
 
 /// Kafka's error codes an EnvelopeResponse carries.
