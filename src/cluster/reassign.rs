@@ -208,7 +208,18 @@ pub fn change_reassignment(
             target.len()
         )));
     }
-    let reassignment = ReassignmentReplicas::new(&current.replicas, target);
+    let mut reassignment = ReassignmentReplicas::new(&current.replicas, target);
+    // During a reassignment the replicas are a union: what is added is counted against the
+    // replicas before it began, so repeating a request changes nothing.
+    reassignment.adding.extend(
+        current
+            .adding_replicas
+            .iter()
+            .filter(|r| target.contains(r)),
+    );
+    reassignment
+        .adding
+        .sort_by_key(|r| target.iter().position(|t| t == r));
     let mut change = change_base;
     if reassignment.replicas != current.replicas {
         change.replicas = Some(reassignment.replicas);

@@ -203,3 +203,31 @@ fn completion_never_elects_a_fenced_broker() {
     let change = complete_if_done(&current, change, |r| r != 2);
     assert_eq!(change.leader, 3);
 }
+
+/// Repeating a reassignment in progress changes nothing; a new target while one is in
+/// progress removes the replicas no longer wanted, the half-added ones included.
+#[test]
+fn a_repeated_or_changed_target_during_a_reassignment() {
+    let mut img = image(&[], &[1, 2], &[1, 2], 1);
+    assert_eq!(reassign(&mut img, Some(&[2, 3])), None);
+    let before = partition(&img);
+    assert_eq!(reassign(&mut img, Some(&[2, 3])), None);
+    let p = partition(&img);
+    assert_eq!(
+        (
+            p.replicas.clone(),
+            p.adding_replicas.clone(),
+            p.removing_replicas.clone()
+        ),
+        (
+            before.replicas,
+            before.adding_replicas,
+            before.removing_replicas
+        )
+    );
+    assert_eq!(reassign(&mut img, Some(&[2, 4])), None);
+    let p = partition(&img);
+    assert_eq!(p.replicas, vec![2, 4, 3, 1]);
+    assert_eq!(p.adding_replicas, vec![4]);
+    assert_eq!(p.removing_replicas, vec![3, 1]);
+}

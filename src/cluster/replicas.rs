@@ -158,14 +158,21 @@ fn lead(shard: &Shard, tp: &TopicPartition, registration: &PartitionRegistration
         partition_epoch: registration.partition_epoch,
     };
     let now_ms = crate::clock::system_now_ms();
+    // A leader re-elected with a newer epoch (a reassignment that removed a replica bumps it)
+    // keeps the high watermark it had; a former follower starts from the one it learnt.
+    let mut kept_high_watermark = 0;
     if let Some(leader) = shard.partitions.replicated(tp) {
         if leader.state().leader_epoch() == registration.leader_epoch {
             leader.on_registration(&leader_registration, now_ms);
             return;
         }
+        kept_high_watermark = leader.state().high_watermark();
     }
     let config = ReplicationConfig::from_broker(&shard.config, shard.config.node_id, min_isr);
-    let high_watermark = shard.replica_fetchers.high_watermark(tp);
+    let high_watermark = shard
+        .replica_fetchers
+        .high_watermark(tp)
+        .max(kept_high_watermark);
     if let Err(e) =
         shard
             .partitions
