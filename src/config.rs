@@ -467,6 +467,12 @@ pub struct BrokerConfig {
     /// broker answers NOT_CONTROLLER itself), and Envelopes the active controller queues.
     #[serde(rename = "forwarded.requests.max.in.flight")]
     pub forwarded_requests_max_in_flight: usize,
+    /// Kafka's replication quota window (`ReplicationQuotaManager`): samples kept and their
+    /// length; the throttled replication rate is measured over them.
+    #[serde(rename = "replication.quota.window.num")]
+    pub replication_quota_window_num: u32,
+    #[serde(rename = "replication.quota.window.size.seconds")]
+    pub replication_quota_window_size_seconds: u32,
 }
 
 impl Default for BrokerConfig {
@@ -616,6 +622,8 @@ impl Default for BrokerConfig {
             transaction_marker_queue_max_entries: 1024,
             controller_socket_timeout_ms: 30_000,
             forwarded_requests_max_in_flight: 100,
+            replication_quota_window_num: 11,
+            replication_quota_window_size_seconds: 1,
         }
     }
 }
@@ -825,6 +833,14 @@ impl BrokerConfig {
         positive(
             "replica.fetch.min.bytes",
             u64::from(self.replica_fetch_min_bytes),
+        )?;
+        positive(
+            "replication.quota.window.num",
+            u64::from(self.replication_quota_window_num),
+        )?;
+        positive(
+            "replication.quota.window.size.seconds",
+            u64::from(self.replication_quota_window_size_seconds),
         )?;
         positive(
             "produce.purgatory.waiters.max",

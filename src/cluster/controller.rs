@@ -675,6 +675,35 @@ pub async fn alter_broker_configs(
     commit(shard, records).await.map_err(AdminError::from)
 }
 
+/// Shard 0 of the active controller: a dynamic config change of another broker's BROKER
+/// resource (Kafka's controller takes any broker id; the Admin client sends such a request to
+/// that broker, which forwards it here), e.g. the replication throttle rates
+/// `kafka-reassign-partitions --throttle` sets on each broker of a move.
+pub async fn alter_node_configs(
+    shard: &Shard,
+    node_id: i32,
+    change: BrokerChange,
+    validate_only: bool,
+) -> Result<(), AdminError> {
+    assert_registry_shard(shard);
+    let Some(node) = shard.cluster.clone() else {
+        return Err(AdminError::NotController);
+    };
+    check_controller(shard)?;
+    let _guard = shard.registry_lock.lock().await;
+    let current = node.image.current().image.dynamic_configs(node_id);
+    let next = current.changed(Scope::Node, &change)?;
+    if validate_only || next == current {
+        return Ok(());
+    }
+    let records = image::broker_config_records(
+        &node_id.to_string(),
+        current.scope(Scope::Node),
+        next.scope(Scope::Node),
+    );
+    commit(shard, records).await.map_err(AdminError::from)
+}
+
 /// Re-applies every topic's config to the logs this shard owns (the dynamic broker configs
 /// under them changed).
 async fn reapply_topic_configs(shard: &Shard) {

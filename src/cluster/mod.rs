@@ -51,6 +51,7 @@ pub mod replica_fetcher;
 pub mod replica_fetchers;
 pub mod replicas;
 pub mod replication_metrics;
+pub mod replication_quota;
 pub mod security_control;
 pub mod security_image;
 pub mod security_store;

@@ -63,6 +63,7 @@ pub async fn apply_roles(shard: &Shard, metas: &[TopicMeta]) {
     if shard.cluster.is_none() {
         return;
     }
+    refresh_follower_throttle(shard);
     let mut roles = Vec::new();
     let mut removals = Vec::new();
     for meta in metas {
@@ -97,6 +98,19 @@ pub async fn apply_roles(shard: &Shard, metas: &[TopicMeta]) {
             _ => {}
         }
     }
+}
+
+/// The replication throttle this shard's fetchers apply, from the image and the dynamic
+/// broker configs (`replication_quota`).
+fn refresh_follower_throttle(shard: &Shard) {
+    use super::replication_quota::{rate_of, Side};
+    let rate = rate_of(&shard.dynamic_configs.borrow(), Side::Follower);
+    let image = shard.topics.borrow();
+    shard
+        .replica_fetchers
+        .follower_throttle
+        .borrow_mut()
+        .refresh(&image, rate, shard.config.node_id);
 }
 
 /// Where this broker should fetch `tp` from: its leader, when that is another broker.
@@ -242,7 +256,7 @@ fn spawn_fetcher(
     let changes = Rc::new(RefCell::new(Vec::new()));
     let stopped = Rc::new(Cell::new(false));
     let broker_epoch = shard.cluster.as_ref().map_or(-1, |n| n.broker_epoch());
-    let fetcher = ReplicaFetcher::new(
+    let mut fetcher = ReplicaFetcher::new(
         source,
         addr,
         shard.config.node_id,
@@ -250,6 +264,10 @@ fn spawn_fetcher(
         REPLICA_FETCH_VERSION,
         config,
         shard.config.producer_rebuild_limits(),
+    );
+    fetcher.set_throttle(
+        shard.replica_fetchers.follower_throttle.clone(),
+        shard.config.clone(),
     );
     let task = FetcherTask {
         fetcher,

@@ -174,6 +174,16 @@ async fn alter(
                     .await;
                 early.push(Some(answer));
             }
+            (None, None) if r.resource_type == RESOURCE_BROKER => {
+                // Another broker of the cluster (`other_node`): on the controller.
+                let node_id = other_node(&shard, r).unwrap_or(-1);
+                let change = match &r.change {
+                    ConfigChange::Replace(pairs) => BrokerChange::Replace(pairs.clone()),
+                    ConfigChange::IncrementalAlter(e) => BrokerChange::IncrementalAlter(e.clone()),
+                };
+                let answer = other_node_configs(&shard, node_id, change, validate_only).await;
+                early.push(Some(answer));
+            }
             (None, None) => {
                 topics.push((r.name.clone(), r.change.clone()));
                 early.push(None);
@@ -217,6 +227,7 @@ fn resource_refusal(shard: &Shard, r: &Resource) -> Option<AdminError> {
     match r.resource_type {
         RESOURCE_TOPIC => None,
         RESOURCE_BROKER if broker_scope(shard, r).is_some() => None,
+        RESOURCE_BROKER if other_node(shard, r).is_some() => None,
         RESOURCE_BROKER => Some(AdminError::InvalidRequest(format!(
             "Unexpected broker id, expected {} or empty string, but received {}",
             shard.config.node_id, r.name
@@ -225,4 +236,35 @@ fn resource_refusal(shard: &Shard, r: &Resource) -> Option<AdminError> {
             "Unsupported resource type: {other}"
         ))),
     }
+}
+
+/// A BROKER resource naming another registered broker of a KRaft cluster (Kafka's controller
+/// changes any broker's dynamic configs).
+fn other_node(shard: &Shard, r: &Resource) -> Option<i32> {
+    shard.cluster.as_ref()?;
+    let id: i32 = r.name.parse().ok()?;
+    (id != shard.config.node_id && shard.topics.borrow().broker(id).is_some()).then_some(id)
+}
+
+/// Runs `controller::alter_node_configs` on the registry shard.
+async fn other_node_configs(
+    shard: &Rc<Shard>,
+    node_id: i32,
+    change: BrokerChange,
+    validate_only: bool,
+) -> Result<(), AdminError> {
+    use crate::cluster::controller::alter_node_configs;
+    use crate::router::REGISTRY_SHARD;
+    if shard.id == REGISTRY_SHARD {
+        return alter_node_configs(shard, node_id, change, validate_only).await;
+    }
+    shard
+        .mesh
+        .call(REGISTRY_SHARD, |reply| {
+            crate::shard::ShardMsg::run(move |shard| async move {
+                reply.send(alter_node_configs(&shard, node_id, change, validate_only).await);
+            })
+        })
+        .await
+        .unwrap_or_else(|_| Err(AdminError::Storage("registry shard unavailable".into())))
 }
