@@ -224,8 +224,8 @@ mod tests {
         rate.record(1000, 1500);
         // 2000 bytes over 1.5 s.
         assert!((rate.measure(1500) - 2000.0 / 1.5).abs() < 1e-6);
-        // The first sample expired (2 windows old): 1000 bytes over 1 s (min windows).
-        assert!((rate.measure(2100) - 1000.0).abs() < 1e-6);
+        // The first sample expired (2 windows old): 1000 bytes over 0.6 s plus one window.
+        assert!((rate.measure(2100) - 1000.0 / 1.6).abs() < 1e-6);
         assert!(rate.measure(10_000) < 1e-6);
     }
 
