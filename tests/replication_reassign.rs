@@ -335,3 +335,205 @@ fn cancel_reverts_and_bad_requests_get_kafkas_codes() {
     let dir = cluster.broker(n).data_dir().join(format!("{topic}-0"));
     assert!(!dir.exists(), "the new broker holds no copy");
 }
+
+/// IncrementalAlterConfigs v1 SET (value) or DELETE (None) of one resource, sent to broker
+/// `index` (forwarded to the controller): the resource's error code.
+fn set_configs(
+    cluster: &Cluster,
+    index: usize,
+    resource: (i8, String),
+    configs: &[(&str, Option<String>)],
+) -> i16 {
+    use kafka_protocol::messages::incremental_alter_configs_request::{
+        AlterConfigsResource, AlterableConfig,
+    };
+    use kafka_protocol::messages::{
+        IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+    };
+    let configs = configs
+        .iter()
+        .map(|(k, v)| {
+            AlterableConfig::default()
+                .with_name(StrBytes::from_string((*k).to_owned()))
+                .with_config_operation(if v.is_some() { 0 } else { 1 })
+                .with_value(v.clone().map(StrBytes::from_string))
+        })
+        .collect();
+    let request = IncrementalAlterConfigsRequest::default().with_resources(vec![
+        AlterConfigsResource::default()
+            .with_resource_type(resource.0)
+            .with_resource_name(StrBytes::from_string(resource.1))
+            .with_configs(configs),
+    ]);
+    let answer: IncrementalAlterConfigsResponse = call_retrying(
+        cluster,
+        index,
+        ApiKey::IncrementalAlterConfigs,
+        1,
+        &request,
+        |r: &IncrementalAlterConfigsResponse| r.responses[0].error_code,
+    );
+    answer.responses[0].error_code
+}
+
+const BROKER: i8 = 4;
+const TOPIC: i8 = 2;
+
+/// Writes `bytes` of records (1 KiB values, acks=all) to partition 0 of `topic`.
+fn fill(cluster: &Cluster, leader: usize, topic: &str, bytes: usize) {
+    let producer = common::kafka::producer(
+        cluster.broker(leader),
+        &[("acks", "all"), ("linger.ms", "5"), ("batch.size", "16384")],
+    );
+    let records = common::kafka::keyed_records(bytes / 1024, 4, 1024);
+    let deliveries = common::kafka::produce(&producer, topic, &records, Some(0));
+    common::kafka::assert_all_acked(&deliveries);
+}
+
+/// Reassigns `topic` from (a, b) to (b, n) and samples the bytes of n's copy every 50 ms
+/// until the reassignment completed: (elapsed ms, bytes) samples.
+fn move_and_sample(
+    cluster: &Cluster,
+    topic: &str,
+    (a, b, n): (usize, usize, usize),
+) -> Vec<(u128, u64)> {
+    let dir = cluster.broker(n).data_dir().join(format!("{topic}-0"));
+    let started = std::time::Instant::now();
+    assert_eq!(alter(cluster, a, topic, Some(&[id(b), id(n)])).0, 0);
+    let mut samples = Vec::new();
+    wait_until(
+        WAIT,
+        &format!("{topic}: the reassignment completed"),
+        || {
+            let bytes = segment_bytes(&dir).len() as u64;
+            samples.push((started.elapsed().as_millis(), bytes));
+            let done =
+                registration(cluster, a, topic).is_some_and(|(_, _, r, _)| r == [id(b), id(n)]);
+            if !done {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            done
+        },
+    );
+    samples
+}
+
+/// The copy rate of a move, from the new replica's bytes over time: between the first sample
+/// past the quota window's first allowance (`allowance` bytes) and the last one before the
+/// end (bytes per second).
+fn steady_rate(samples: &[(u128, u64)], allowance: u64) -> f64 {
+    let total = samples.last().unwrap().1;
+    let steady: Vec<&(u128, u64)> = samples
+        .iter()
+        .filter(|(_, bytes)| *bytes >= allowance && *bytes < total)
+        .collect();
+    assert!(steady.len() >= 5, "enough samples: {samples:?}");
+    let (first, last) = (steady[0], steady[steady.len() - 1]);
+    (last.1 - first.1) as f64 * 1000.0 / (last.0 - first.0) as f64
+}
+
+/// The copy rate of a whole move: all bytes over the time from the last empty sample to the
+/// first full one (bytes per second).
+fn copy_rate(samples: &[(u128, u64)]) -> f64 {
+    let total = samples.last().unwrap().1;
+    let start = samples
+        .iter()
+        .rev()
+        .find(|(_, b)| *b == 0)
+        .map_or(0, |s| s.0);
+    let end = samples.iter().find(|(_, b)| *b == total).unwrap().0;
+    total as f64 * 1000.0 / (end.saturating_sub(start).max(1)) as f64
+}
+
+/// Throttles one move: `rates` on every broker, the throttled replicas on the topic (as
+/// `kafka-reassign-partitions --throttle` sets them), then moves it and answers the samples.
+fn throttled_move(
+    cluster: &Cluster,
+    topic: &str,
+    (a, b, n): (usize, usize, usize),
+    rates: &[(&str, Option<String>)],
+) -> Vec<(u128, u64)> {
+    create_on(cluster, topic, &[id(a), id(b)]);
+    wait_registered(cluster, &[0, 1, 2], topic, &[id(a), id(b)]);
+    fill(cluster, a, topic, DATA);
+    for broker in [a, b, n] {
+        // Sent to another broker than the one named: the controller changes any broker's.
+        let resource = (BROKER, id(broker).to_string());
+        assert_eq!(set_configs(cluster, (broker + 1) % 3, resource, rates), 0);
+    }
+    let topic_throttle = [
+        (
+            "leader.replication.throttled.replicas",
+            Some(format!("0:{},0:{}", id(a), id(b))),
+        ),
+        (
+            "follower.replication.throttled.replicas",
+            Some(format!("0:{}", id(n))),
+        ),
+    ];
+    assert_eq!(
+        set_configs(cluster, a, (TOPIC, topic.into()), &topic_throttle),
+        0
+    );
+    move_and_sample(cluster, topic, (a, b, n))
+}
+
+const RATE: u64 = 400_000;
+const DATA: usize = 2_000_000;
+
+/// A reassignment throttled on the follower side, then one throttled on the leader side, copy
+/// at about the set rate (measured from the new replica's bytes over time, past the quota
+/// window's first allowance); the same move unthrottled is several times faster.
+#[test]
+fn a_throttled_reassignment_copies_at_the_set_rate() {
+    let cluster = Cluster::start(ClusterOpts {
+        session_timeout_ms: 60_000,
+        extra_toml: "\"replication.quota.window.num\" = 2\n\
+                     \"replica.fetch.max.bytes\" = 65536\n\
+                     \"replica.fetch.wait.max.ms\" = 100\n"
+            .into(),
+        ..ClusterOpts::default()
+    });
+    let roles = roles(&cluster);
+    create_on(&cluster, "free", &[id(roles.0), id(roles.1)]);
+    wait_registered(&cluster, &[0, 1, 2], "free", &[id(roles.0), id(roles.1)]);
+    fill(&cluster, roles.0, "free", DATA);
+    let free = move_and_sample(&cluster, "free", roles);
+    let free_ms = free.last().unwrap().0;
+    let free_rate = copy_rate(&free);
+    assert!(
+        free_rate > 2.0 * RATE as f64,
+        "unthrottled: {free_rate:.0} B/s, not much faster than {RATE}: {free:?}"
+    );
+
+    let rate = Some(RATE.to_string());
+    let follower = throttled_move(
+        &cluster,
+        "follower-side",
+        roles,
+        &[("follower.replication.throttled.rate", rate.clone())],
+    );
+    let leader = throttled_move(
+        &cluster,
+        "leader-side",
+        roles,
+        &[
+            ("follower.replication.throttled.rate", None),
+            ("leader.replication.throttled.rate", rate.clone()),
+        ],
+    );
+    for (side, samples) in [("follower", &follower), ("leader", &leader)] {
+        let measured = steady_rate(samples, RATE);
+        let took_ms = samples.last().unwrap().0;
+        eprintln!("{side} throttle at {RATE} B/s: measured {measured:.0} B/s, move took {took_ms} ms (unthrottled {free_ms} ms); samples {samples:?}");
+        let ratio = measured / RATE as f64;
+        assert!(
+            (0.6..=1.2).contains(&ratio),
+            "{side}: {measured:.0} B/s against {RATE}: {samples:?}"
+        );
+        assert!(
+            free_rate > 2.0 * measured,
+            "{side}: unthrottled {free_rate:.0} B/s, throttled {measured:.0} B/s"
+        );
+    }
+}

@@ -95,12 +95,13 @@ pub async fn respond(
                 match results.next() {
                     Some(result) => {
                         let mut out = partition_out(r.partition, result, held);
+                        if held {
+                            out.records.clear();
+                        }
+                        // What was sent counts against the leader quota (held: nothing).
                         if throttled {
                             throttled_bytes +=
                                 out.records.iter().map(|r| u64::from(r.len)).sum::<u64>();
-                        }
-                        if held {
-                            out.records.clear();
                         }
                         out
                     }
