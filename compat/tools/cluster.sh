@@ -67,7 +67,7 @@ data_dir = "$TMP/n$i"
 "group.initial.rebalance.delay.ms" = 0
 "offsets.topic.replication.factor" = 1
 TOML
-  RUST_LOG=${RUST_LOG:-info} NO_COLOR=1 "$BIN" --config "$TMP/n$i.toml" --cores 1 \
+  RUST_LOG=${RUST_LOG:-info} NO_COLOR=1 "$BIN" --config "$TMP/n$i.toml" --cores 1 --admin-listen 127.0.0.1:0 \
     </dev/null >/dev/null 2>"$TMP/n$i.log" &
   PIDS+=($!)
 done

@@ -45,6 +45,7 @@ pub const FORWARDED_APIS: &[ApiKey] = &[
     ApiKey::DeleteAcls,
     ApiKey::AlterUserScramCredentials,
     ApiKey::AlterClientQuotas,
+    ApiKey::ElectLeaders,
     ApiKey::AlterPartitionReassignments,
     ApiKey::ListPartitionReassignments,
 ];
