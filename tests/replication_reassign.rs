@@ -35,6 +35,9 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 const NOT_CONTROLLER: i16 = 41;
+
+/// (partition, replicas, adding, removing) of a reassignment in progress.
+type Ongoing = (i32, Vec<i32>, Vec<i32>, Vec<i32>);
 const WAIT: Duration = Duration::from_secs(60);
 
 fn opts() -> ClusterOpts {
@@ -128,11 +131,7 @@ fn alter(cluster: &Cluster, index: usize, topic: &str, target: Option<&[i32]>) -
 
 /// ListPartitionReassignments v0 through broker `index`: (partition, replicas, adding,
 /// removing) of `topic`'s reassignments in progress.
-fn list(
-    cluster: &Cluster,
-    index: usize,
-    topic: Option<&str>,
-) -> Vec<(i32, Vec<i32>, Vec<i32>, Vec<i32>)> {
+fn list(cluster: &Cluster, index: usize, topic: Option<&str>) -> Vec<Ongoing> {
     let request = ListPartitionReassignmentsRequest::default()
         .with_timeout_ms(30_000)
         .with_topics(topic.map(|t| {
