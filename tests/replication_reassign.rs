@@ -324,7 +324,11 @@ fn cancel_reverts_and_bad_requests_get_kafkas_codes() {
     assert_eq!(alter(&cluster, b, topic, None).0, 0, "cancelled");
     assert!(list(&cluster, a, None).is_empty());
     signal(&cluster, n, "-CONT");
-    let (leader, new_epoch) = wait_registered(&cluster, &[0, 1, 2], topic, &[id(a), id(b)]);
+    // The resumed broker may still show the registration from before the move: ask the others.
+    let (leader, new_epoch) = wait_registered(&cluster, &[a, b], topic, &[id(a), id(b)]);
+    wait_until(WAIT, "the resumed broker caught up with the image", || {
+        registration(&cluster, n, topic) == registration(&cluster, a, topic)
+    });
     assert_eq!(leader, id(a));
     assert!(
         new_epoch > epoch,
