@@ -81,6 +81,7 @@ test-java: java-deps debug-bin
 
 test-kafka-tools: java-deps debug-bin
 	SLUICE_BIN=$(SLUICE_DEBUG) RESULTS=$(COMPAT_OUT)/kafka-tools.tsv compat/tools/run.sh
+	SLUICE_BIN=$(SLUICE_DEBUG) compat/tools/cluster.sh
 
 test-compat-py: apt-deps py-deps debug-bin
 	SLUICE_BIN=$(SLUICE_DEBUG) PYTHON=$(VENV)/bin/python RESULTS=$(COMPAT_OUT)/python-kcat.tsv \
@@ -104,6 +105,7 @@ test: deps
 	  scripts/compat/run.sh || rc=1; \
 	(cd compat/java && SLUICE_BIN=$(SLUICE_DEBUG) $(MVN) $(MVN_FLAGS) test) || rc=1; \
 	SLUICE_BIN=$(SLUICE_DEBUG) RESULTS=$(COMPAT_OUT)/kafka-tools.tsv compat/tools/run.sh || rc=1; \
+	SLUICE_BIN=$(SLUICE_DEBUG) compat/tools/cluster.sh || rc=1; \
 	mkdir -p $(COMPAT_OUT) && (cd compat/go && $(GO) mod download && set -o pipefail && \
 	  SLUICE_BIN=$(SLUICE_DEBUG) $(GO) test -count=1 -v ./... 2>&1 | tee $(abspath $(COMPAT_OUT))/go-test.txt) || rc=1; \
 	SLUICE_BIN=$(TARGET_DIR)/debug/sluice PYTHON=$(VENV)/bin/python scripts/compat/security.sh || rc=1; \

@@ -76,6 +76,8 @@ fn record(i: usize) -> MetadataRecord {
         isr: Some(vec![1, 2, 3]),
         leader: 1,
         replicas: None,
+        removing_replicas: None,
+        adding_replicas: None,
     })
 }
 

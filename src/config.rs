@@ -499,6 +499,12 @@ pub struct BrokerConfig {
     /// the Java client 4.x then uses; 0 or 1 keeps every client on TV1.
     #[serde(rename = "transaction.version")]
     pub transaction_version: i16,
+    /// Kafka's replication quota window (`ReplicationQuotaManager`): samples kept and their
+    /// length; the throttled replication rate is measured over them.
+    #[serde(rename = "replication.quota.window.num")]
+    pub replication_quota_window_num: u32,
+    #[serde(rename = "replication.quota.window.size.seconds")]
+    pub replication_quota_window_size_seconds: u32,
 }
 
 impl Default for BrokerConfig {
@@ -655,6 +661,8 @@ impl Default for BrokerConfig {
             replica_high_watermark_checkpoint_interval_ms: 5_000,
             transaction_partition_verification_enable: true,
             transaction_version: 2,
+            replication_quota_window_num: 11,
+            replication_quota_window_size_seconds: 1,
         }
     }
 }
@@ -868,6 +876,14 @@ impl BrokerConfig {
         positive(
             "replica.fetch.min.bytes",
             u64::from(self.replica_fetch_min_bytes),
+        )?;
+        positive(
+            "replication.quota.window.num",
+            u64::from(self.replication_quota_window_num),
+        )?;
+        positive(
+            "replication.quota.window.size.seconds",
+            u64::from(self.replication_quota_window_size_seconds),
         )?;
         positive(
             "produce.purgatory.waiters.max",

@@ -142,6 +142,11 @@ pub fn alter_partition(
                         election,
                         |r| is_active(image, r),
                     );
+                    // A reassignment whose target is now all in the ISR completes with this
+                    // change (Kafka's PartitionChangeBuilder).
+                    let change = change.map(|c| {
+                        super::reassign::complete_if_done(current, c, |r| is_active(image, r))
+                    });
                     let next = match change {
                         Some(change) => {
                             let next = current.merge(&change);

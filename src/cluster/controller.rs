@@ -522,6 +522,8 @@ fn partition_records(
                 leader: r.leader,
                 leader_epoch: r.leader_epoch,
                 partition_epoch: r.partition_epoch,
+                adding_replicas: r.adding_replicas.clone(),
+                removing_replicas: r.removing_replicas.clone(),
             })
         })
         .collect()

@@ -112,7 +112,7 @@ pub async fn remove_topics(shard: &Shard, doomed: Vec<TopicMeta>) -> RemovalFail
 
 /// Closes the partition and moves its directory out of the way; `Err` (with the reason) when
 /// the data is still under the partition's own directory name.
-async fn delete_partition(
+pub(super) async fn delete_partition(
     shard: &Shard,
     partition: Rc<Partition>,
     id: TopicId,

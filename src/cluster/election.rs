@@ -61,6 +61,8 @@ pub fn partition_change(
         isr: None,
         leader: NO_LEADER_CHANGE,
         replicas: None,
+        removing_replicas: None,
+        adding_replicas: None,
     };
     if leader != current.leader {
         record.leader = leader;

@@ -34,6 +34,8 @@ pub(crate) fn image(fenced: &[i32], partitions: &[(&[i32], &[i32], i32)]) -> Met
                 leader: *leader,
                 leader_epoch: 4,
                 partition_epoch: 9,
+                adding_replicas: Vec::new(),
+                removing_replicas: Vec::new(),
             }))
             .unwrap();
     }

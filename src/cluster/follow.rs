@@ -121,6 +121,8 @@ fn topic_delta(old: &TopicMeta, new: &TopicMeta) -> Vec<MetadataRecord> {
                 leader: r.leader,
                 leader_epoch: r.leader_epoch,
                 partition_epoch: r.partition_epoch,
+                adding_replicas: r.adding_replicas.clone(),
+                removing_replicas: r.removing_replicas.clone(),
             }));
         }
     }
@@ -199,6 +201,8 @@ mod tests {
                 isr: None,
                 leader: -1,
                 replicas: None,
+                removing_replicas: None,
+                adding_replicas: None,
             }),
             MetadataRecord::Config(ConfigRecord {
                 resource_type: CONFIG_RESOURCE_TOPIC,

@@ -374,6 +374,8 @@ pub fn topic_records(meta: &TopicMeta, broker: i32) -> Vec<MetadataRecord> {
             leader: registration.leader,
             leader_epoch: registration.leader_epoch,
             partition_epoch: registration.partition_epoch,
+            adding_replicas: registration.adding_replicas,
+            removing_replicas: registration.removing_replicas,
         }));
     }
     records.extend(meta.configs.iter().map(|(name, value)| {

@@ -23,6 +23,8 @@ fn partition(n: u128, index: u32, leader: i32) -> MetadataRecord {
         leader,
         leader_epoch: 0,
         partition_epoch: 0,
+        adding_replicas: Vec::new(),
+        removing_replicas: Vec::new(),
     })
 }
 
@@ -125,6 +127,8 @@ fn a_removed_topic_leaves_nothing_behind_for_a_new_one_of_the_same_name() {
             isr: None,
             leader: 1,
             replicas: None,
+            removing_replicas: None,
+            adding_replicas: None,
         }))
         .unwrap();
     image
@@ -159,6 +163,8 @@ fn partition_changes_bump_epochs_as_kafka_merges_them() {
             isr,
             leader,
             replicas: None,
+            removing_replicas: None,
+            adding_replicas: None,
         })
     };
     image
@@ -209,6 +215,8 @@ fn records_that_do_not_fit_are_refused_and_change_nothing() {
             isr: None,
             leader: NO_LEADER_CHANGE,
             replicas: None,
+            removing_replicas: None,
+            adding_replicas: None,
         })),
         ImageError::UnknownPartition { .. }
     ));
@@ -246,6 +254,8 @@ fn an_image_replays_from_its_topic_records() {
             isr: None,
             leader: 1,
             replicas: None,
+            removing_replicas: None,
+            adding_replicas: None,
         }))
         .unwrap();
     let meta = image.get("orders").unwrap().clone();
@@ -337,6 +347,8 @@ fn an_image_rebuilds_from_its_snapshot_records() {
                 isr: Some(vec![]),
                 leader: NO_LEADER,
                 replicas: None,
+                removing_replicas: None,
+                adding_replicas: None,
             }),
             MetadataRecord::ProducerIds(ProducerIdsRecord {
                 broker_id: 1,

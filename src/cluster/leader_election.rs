@@ -94,6 +94,8 @@ pub fn preferred_change(
         isr: None,
         leader,
         replicas: None,
+        removing_replicas: None,
+        adding_replicas: None,
     })
 }
 

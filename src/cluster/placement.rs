@@ -361,6 +361,8 @@ pub fn new_registration(
         leader,
         leader_epoch: crate::partition::INITIAL_LEADER_EPOCH,
         partition_epoch: 0,
+        adding_replicas: Vec::new(),
+        removing_replicas: Vec::new(),
     })
 }
 

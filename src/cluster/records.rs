@@ -71,6 +71,12 @@ pub struct PartitionRecord {
     pub leader: i32,
     pub leader_epoch: i32,
     pub partition_epoch: i32,
+    /// Replicas being added by a reassignment in progress (KIP-455); empty when none.
+    #[serde(default)]
+    pub adding_replicas: Vec<i32>,
+    /// Replicas being removed by a reassignment in progress (KIP-455); empty when none.
+    #[serde(default)]
+    pub removing_replicas: Vec<i32>,
 }
 
 /// Kafka's `PartitionChangeRecord`: only what changed. `None` (or `NO_LEADER_CHANGE` for the
@@ -83,6 +89,11 @@ pub struct PartitionChangeRecord {
     pub isr: Option<Vec<i32>>,
     pub leader: i32,
     pub replicas: Option<Vec<i32>>,
+    /// The reassignment's replicas being removed / added (KIP-455); `None` keeps them.
+    #[serde(default)]
+    pub removing_replicas: Option<Vec<i32>>,
+    #[serde(default)]
+    pub adding_replicas: Option<Vec<i32>>,
 }
 
 /// Kafka's `RemoveTopicRecord`: the topic, its partitions and its configs are gone.
@@ -329,6 +340,12 @@ pub struct PartitionRegistration {
     pub leader_epoch: i32,
     /// Bumped on every change of the registration.
     pub partition_epoch: i32,
+    /// A reassignment in progress (KIP-455): `replicas` is the union of the target and the
+    /// replicas being removed; both lists empty when none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adding_replicas: Vec<i32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removing_replicas: Vec<i32>,
 }
 
 impl PartitionRegistration {
@@ -341,7 +358,14 @@ impl PartitionRegistration {
             leader: broker,
             leader_epoch: crate::partition::INITIAL_LEADER_EPOCH,
             partition_epoch: 0,
+            adding_replicas: Vec::new(),
+            removing_replicas: Vec::new(),
         }
+    }
+
+    /// Kafka's `isReassignmentInProgress`.
+    pub fn reassignment_in_progress(&self) -> bool {
+        !self.adding_replicas.is_empty() || !self.removing_replicas.is_empty()
     }
 
     pub(super) fn from_record(record: &PartitionRecord) -> Self {
@@ -351,6 +375,8 @@ impl PartitionRegistration {
             leader: record.leader,
             leader_epoch: record.leader_epoch,
             partition_epoch: record.partition_epoch,
+            adding_replicas: record.adding_replicas.clone(),
+            removing_replicas: record.removing_replicas.clone(),
         }
     }
 
@@ -362,6 +388,12 @@ impl PartitionRegistration {
         }
         if let Some(replicas) = &change.replicas {
             next.replicas = replicas.clone();
+        }
+        if let Some(removing) = &change.removing_replicas {
+            next.removing_replicas = removing.clone();
+        }
+        if let Some(adding) = &change.adding_replicas {
+            next.adding_replicas = adding.clone();
         }
         if change.leader != NO_LEADER_CHANGE {
             next.leader = change.leader;

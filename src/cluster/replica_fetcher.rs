@@ -72,6 +72,11 @@ pub struct ReplicaFetcher {
     topic_ids: HashMap<String, uuid::Uuid>,
     high_watermarks: HashMap<(String, i32), i64>,
     limits: RebuildLimits,
+    /// The follower replication throttle (`replication_quota`), when set.
+    throttle: Option<(
+        Rc<std::cell::RefCell<super::replication_quota::FollowerThrottle>>,
+        std::sync::Arc<crate::config::BrokerConfig>,
+    )>,
 }
 
 impl ReplicaFetcher {
@@ -96,6 +101,49 @@ impl ReplicaFetcher {
             topic_ids: HashMap::new(),
             high_watermarks: HashMap::new(),
             limits,
+            throttle: None,
+        }
+    }
+
+    /// Applies the shard's follower replication throttle (Kafka's `ReplicaFetcherThread`
+    /// with its `ReplicationQuotaManager`).
+    pub fn set_throttle(
+        &mut self,
+        view: Rc<std::cell::RefCell<super::replication_quota::FollowerThrottle>>,
+        config: std::sync::Arc<crate::config::BrokerConfig>,
+    ) {
+        self.throttle = Some((view, config));
+    }
+
+    /// Kafka's `shouldFollowerThrottle`: throttled, not caught up, and the quota exceeded.
+    fn throttled_out(&self, plan: &mut crate::replication::fetcher::FetchPlan, now_ms: i64) {
+        use super::replication_quota::{is_exceeded, Side};
+        let Some((view, config)) = &self.throttle else {
+            return;
+        };
+        let view = view.borrow();
+        let Some(rate) = view.rate else {
+            return;
+        };
+        let session = &self.session;
+        let throttled = |p: &crate::replication::fetcher::FetchPartition| {
+            let in_sync = session.state(&p.topic, p.partition).and_then(|s| s.lag) == Some(0);
+            view.throttles(&p.topic, p.partition) && !in_sync
+        };
+        if plan.partitions.iter().any(throttled)
+            && is_exceeded(Side::Follower, config, rate, now_ms)
+        {
+            plan.partitions.retain(|p| !throttled(p));
+        }
+    }
+
+    /// Counts appended bytes of a throttled partition against the follower quota.
+    fn record_throttled(&self, topic: &str, partition: i32, bytes: u64) {
+        use super::replication_quota::{record, Side};
+        if let Some((view, config)) = &self.throttle {
+            if view.borrow().throttles(topic, partition) {
+                record(Side::Follower, config, bytes, crate::clock::system_now_ms());
+            }
         }
     }
 
@@ -147,9 +195,13 @@ impl ReplicaFetcher {
     pub async fn run_once(&mut self, now_ms: i64) -> Result<FetchRound, FetcherError> {
         let mut round = FetchRound::default();
         self.reconcile(now_ms, &mut round).await?;
-        let Some(plan) = self.session.fetch_plan(now_ms) else {
+        let Some(mut plan) = self.session.fetch_plan(now_ms) else {
             return Ok(round);
         };
+        self.throttled_out(&mut plan, now_ms);
+        if plan.partitions.is_empty() {
+            return Ok(round);
+        }
         let ids = &self.topic_ids;
         let request = wire::fetch_request(
             &plan,
@@ -216,6 +268,11 @@ impl ReplicaFetcher {
                 match partition.append_as_follower(records, now_ms).await {
                     Ok(appended) => {
                         round.bytes_appended += u64::from(appended.bytes);
+                        self.record_throttled(
+                            &part.topic,
+                            part.partition,
+                            u64::from(appended.bytes),
+                        );
                         self.session.on_appended(
                             &part.topic,
                             part.partition,

@@ -47,6 +47,8 @@ pub struct ReplicaFetchers {
     /// The high watermark each fetcher learnt per partition (what a follower starts leading
     /// with: Kafka's follower high watermark).
     pub(super) high_watermarks: Rc<RefCell<HashMap<TopicPartition, i64>>>,
+    /// What this shard's fetchers throttle (`replication_quota`).
+    pub(super) follower_throttle: Rc<RefCell<super::replication_quota::FollowerThrottle>>,
 }
 
 impl ReplicaFetchers {

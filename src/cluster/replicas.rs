@@ -44,7 +44,7 @@ const IDLE_PAUSE_MS: u64 = 10;
 
 /// Waits until the fetchers applied the removals (a fetcher task that ended answers by
 /// dropping them), bounded by one fetch round's worst case.
-async fn settle(removals: Vec<oneshot::Receiver<()>>) {
+pub(super) async fn settle(removals: Vec<oneshot::Receiver<()>>) {
     if removals.is_empty() {
         return;
     }
@@ -63,6 +63,7 @@ pub async fn apply_roles(shard: &Shard, metas: &[TopicMeta]) {
     if shard.cluster.is_none() {
         return;
     }
+    refresh_follower_throttle(shard);
     let mut roles = Vec::new();
     let mut removals = Vec::new();
     for meta in metas {
@@ -97,6 +98,19 @@ pub async fn apply_roles(shard: &Shard, metas: &[TopicMeta]) {
             _ => {}
         }
     }
+}
+
+/// The replication throttle this shard's fetchers apply, from the image and the dynamic
+/// broker configs (`replication_quota`).
+fn refresh_follower_throttle(shard: &Shard) {
+    use super::replication_quota::{rate_of, Side};
+    let rate = rate_of(&shard.dynamic_configs.borrow(), Side::Follower);
+    let image = shard.topics.borrow();
+    shard
+        .replica_fetchers
+        .follower_throttle
+        .borrow_mut()
+        .refresh(&image, rate, shard.config.node_id);
 }
 
 /// Where this broker should fetch `tp` from: its leader, when that is another broker.
@@ -158,17 +172,21 @@ fn lead(shard: &Shard, tp: &TopicPartition, registration: &PartitionRegistration
         partition_epoch: registration.partition_epoch,
     };
     let now_ms = crate::clock::system_now_ms();
+    // A leader re-elected with a newer epoch (a reassignment that removed a replica bumps it)
+    // keeps the high watermark it had; a former follower starts from the one it learnt.
+    let mut kept_high_watermark = 0;
     if let Some(leader) = shard.partitions.replicated(tp) {
         if leader.state().leader_epoch() == registration.leader_epoch {
             leader.on_registration(&leader_registration, now_ms);
             return;
         }
+        kept_high_watermark = leader.state().high_watermark();
     }
     let config = ReplicationConfig::from_broker(&shard.config, shard.config.node_id, min_isr);
     let Some(partition) = shard.partitions.get(tp) else {
         return;
     };
-    let high_watermark = follower_high_watermark(shard, &partition);
+    let high_watermark = follower_high_watermark(shard, &partition).max(kept_high_watermark);
     if let Err(e) =
         shard
             .partitions
@@ -309,7 +327,7 @@ fn spawn_fetcher(
     let changes = Rc::new(RefCell::new(Vec::new()));
     let stopped = Rc::new(Cell::new(false));
     let broker_epoch = shard.cluster.as_ref().map_or(-1, |n| n.broker_epoch());
-    let fetcher = ReplicaFetcher::new(
+    let mut fetcher = ReplicaFetcher::new(
         source,
         addr,
         shard.config.node_id,
@@ -317,6 +335,10 @@ fn spawn_fetcher(
         REPLICA_FETCH_VERSION,
         config,
         shard.config.producer_rebuild_limits(),
+    );
+    fetcher.set_throttle(
+        shard.replica_fetchers.follower_throttle.clone(),
+        shard.config.clone(),
     );
     let task = FetcherTask {
         fetcher,

@@ -268,6 +268,8 @@ mod tests {
                 leader: 1,
                 leader_epoch: 4,
                 partition_epoch: 9,
+                adding_replicas: Vec::new(),
+                removing_replicas: Vec::new(),
             },
         ));
         records.push(MetadataRecord::ProducerIds(ProducerIdsRecord {

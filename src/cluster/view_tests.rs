@@ -34,6 +34,8 @@ fn partition(index: u32, replicas: &[i32], leader: i32) -> MetadataRecord {
         leader,
         leader_epoch: 7,
         partition_epoch: 0,
+        adding_replicas: Vec::new(),
+        removing_replicas: Vec::new(),
     })
 }
 

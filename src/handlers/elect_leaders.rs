@@ -1,6 +1,7 @@
 //! ElectLeaders (PREFERRED and UNCLEAN). In a KRaft cluster the active controller elects
 //! (`cluster::leader_election::run`, on its registry shard, committed before the answer);
-//! another node answers NOT_CONTROLLER (decision 0016), so clients retry at the controller.
+//! another node forwards it there (`handlers::forward`, as Kafka's brokers do) and answers
+//! NOT_CONTROLLER only when forwarding fails.
 //! On one node every partition's only replica is its leader and its preferred replica, so no
 //! election is ever needed. Answered as Kafka's controller does: a named partition gets
 //! ELECTION_NOT_NEEDED (UNKNOWN_TOPIC_OR_PARTITION when it does not exist),

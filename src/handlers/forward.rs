@@ -45,6 +45,9 @@ pub const FORWARDED_APIS: &[ApiKey] = &[
     ApiKey::DeleteAcls,
     ApiKey::AlterUserScramCredentials,
     ApiKey::AlterClientQuotas,
+    ApiKey::ElectLeaders,
+    ApiKey::AlterPartitionReassignments,
+    ApiKey::ListPartitionReassignments,
 ];
 
 /// Kafka's error codes an EnvelopeResponse carries.

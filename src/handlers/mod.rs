@@ -11,6 +11,7 @@ pub mod add_offsets_to_txn;
 pub mod add_partitions_to_txn;
 pub mod alter_client_quotas;
 pub mod alter_configs;
+pub mod alter_partition_reassignments;
 pub mod api_versions;
 pub mod authz;
 pub mod create_acls;
@@ -45,6 +46,7 @@ pub mod leave_group;
 pub mod list_config_resources;
 pub mod list_groups;
 pub mod list_offsets;
+pub mod list_partition_reassignments;
 pub mod list_transactions;
 pub mod listener_configs;
 pub mod metadata;
@@ -437,6 +439,18 @@ pub const REGISTRY: &[ApiEntry] = &[
         max_version: 4,
         handler: describe_log_dirs::handle,
     },
+    ApiEntry {
+        key: ApiKey::AlterPartitionReassignments,
+        min_version: 0,
+        max_version: 1,
+        handler: alter_partition_reassignments::handle,
+    },
+    ApiEntry {
+        key: ApiKey::ListPartitionReassignments,
+        min_version: 0,
+        max_version: 0,
+        handler: list_partition_reassignments::handle,
+    },
 ];
 
 pub fn lookup(key: ApiKey) -> Option<&'static ApiEntry> {
@@ -536,6 +550,12 @@ pub fn decode_any(key: ApiKey, version: i16, body: Bytes) -> bool {
         ApiKey::WriteTxnMarkers => m::WriteTxnMarkersRequest::decode(buf, version).is_ok(),
         ApiKey::DescribeProducers => m::DescribeProducersRequest::decode(buf, version).is_ok(),
         ApiKey::DescribeLogDirs => m::DescribeLogDirsRequest::decode(buf, version).is_ok(),
+        ApiKey::AlterPartitionReassignments => {
+            m::AlterPartitionReassignmentsRequest::decode(buf, version).is_ok()
+        }
+        ApiKey::ListPartitionReassignments => {
+            m::ListPartitionReassignmentsRequest::decode(buf, version).is_ok()
+        }
         _ => false,
     }
 }

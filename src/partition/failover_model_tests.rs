@@ -66,6 +66,8 @@ impl World {
             leader: 1,
             leader_epoch: 1,
             partition_epoch: 0,
+            adding_replicas: Vec::new(),
+            removing_replicas: Vec::new(),
         };
         let p = open(dirs[0].path()).await;
         p.become_leader(1).await.unwrap();

@@ -234,6 +234,8 @@ async fn leader_failover_loses_no_acknowledged_record() {
         leader: 1,
         leader_epoch: 1,
         partition_epoch: 0,
+        adding_replicas: Vec::new(),
+        removing_replicas: Vec::new(),
     };
     let leader_registration = |r: &PartitionRegistration| LeaderRegistration {
         replicas: r.replicas.clone(),
@@ -360,6 +362,8 @@ pub(super) fn merged(
             leader: current.leader,
             leader_epoch: current.leader_epoch,
             partition_epoch: current.partition_epoch,
+            adding_replicas: Vec::new(),
+            removing_replicas: Vec::new(),
         }))
         .unwrap();
     image

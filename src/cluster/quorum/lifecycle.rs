@@ -712,6 +712,8 @@ mod tests {
                         leader,
                         leader_epoch: 0,
                         partition_epoch: 0,
+                        adding_replicas: Vec::new(),
+                        removing_replicas: Vec::new(),
                     },
                 ))
                 .unwrap();

@@ -84,6 +84,9 @@ fn encode_body(record: &MetadataRecord, out: &mut Vec<u8>) {
             put_i32(out, r.leader);
             put_i32(out, r.leader_epoch);
             put_i32(out, r.partition_epoch);
+            // Appended (KIP-455 reassignment); an older reader ignores them.
+            put_i32s(out, &r.adding_replicas);
+            put_i32s(out, &r.removing_replicas);
         }
         MetadataRecord::Config(r) => {
             out.extend_from_slice(&r.resource_type.to_be_bytes());
@@ -97,6 +100,9 @@ fn encode_body(record: &MetadataRecord, out: &mut Vec<u8>) {
             put_opt_i32s(out, r.isr.as_deref());
             put_i32(out, r.leader);
             put_opt_i32s(out, r.replicas.as_deref());
+            // Appended (KIP-455 reassignment); an older reader ignores them.
+            put_opt_i32s(out, r.removing_replicas.as_deref());
+            put_opt_i32s(out, r.adding_replicas.as_deref());
         }
         MetadataRecord::FenceBroker(FenceBrokerRecord { id, epoch })
         | MetadataRecord::UnfenceBroker(UnfenceBrokerRecord { id, epoch }) => {
@@ -186,6 +192,8 @@ fn decode_body(record_type: u16, r: &mut Reader<'_>) -> Result<MetadataRecord, R
             leader: r.i32()?,
             leader_epoch: r.i32()?,
             partition_epoch: r.i32()?,
+            adding_replicas: r.i32s_or_empty()?,
+            removing_replicas: r.i32s_or_empty()?,
         }),
         4 => MetadataRecord::Config(ConfigRecord {
             resource_type: i8::from_be_bytes(r.array()?),
@@ -199,6 +207,8 @@ fn decode_body(record_type: u16, r: &mut Reader<'_>) -> Result<MetadataRecord, R
             isr: r.opt_i32s()?,
             leader: r.i32()?,
             replicas: r.opt_i32s()?,
+            removing_replicas: r.opt_i32s_or_none()?,
+            adding_replicas: r.opt_i32s_or_none()?,
         }),
         7 => MetadataRecord::FenceBroker(FenceBrokerRecord {
             id: r.i32()?,
@@ -520,6 +530,22 @@ impl<'a> Reader<'a> {
         self.i32s_of(count)
     }
 
+    /// A field a later version appended: empty when an older writer's body ends before it.
+    fn i32s_or_empty(&mut self) -> Result<Vec<i32>, RecordError> {
+        if self.at >= self.bytes.len() {
+            return Ok(Vec::new());
+        }
+        self.i32s()
+    }
+
+    /// An optional field a later version appended: `None` when the body ends before it.
+    fn opt_i32s_or_none(&mut self) -> Result<Option<Vec<i32>>, RecordError> {
+        if self.at >= self.bytes.len() {
+            return Ok(None);
+        }
+        self.opt_i32s()
+    }
+
     fn opt_i32s(&mut self) -> Result<Option<Vec<i32>>, RecordError> {
         let save = self.at;
         if self.u32()? == u32::MAX {
@@ -568,6 +594,8 @@ mod tests {
                 leader: 1,
                 leader_epoch: 4,
                 partition_epoch: 9,
+                adding_replicas: Vec::new(),
+                removing_replicas: Vec::new(),
             }),
             MetadataRecord::PartitionChange(PartitionChangeRecord {
                 partition_id: 0,
@@ -575,6 +603,8 @@ mod tests {
                 isr: Some(vec![1]),
                 leader: NO_LEADER_CHANGE,
                 replicas: None,
+                removing_replicas: None,
+                adding_replicas: None,
             }),
             MetadataRecord::Config(ConfigRecord {
                 resource_type: 2,

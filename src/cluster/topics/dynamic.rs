@@ -59,7 +59,75 @@ pub fn topic_def_for(broker_key: &str) -> Option<&'static TopicConfigDef> {
 }
 
 pub fn is_dynamic(broker_key: &str) -> bool {
-    topic_def_for(broker_key).is_some()
+    topic_def_for(broker_key).is_some() || BROKER_ONLY_KEYS.contains(&broker_key)
+}
+
+/// Dynamic broker configs that supply no topic default (Kafka's `DynamicReplicationConfig`
+/// / `QuotaConfig`): the replication throttle rates in bytes per second (LONG, at least 0;
+/// unset: no throttle), read by `cluster::replication_quota`.
+pub const BROKER_ONLY_KEYS: &[&str] = &[
+    "leader.replication.throttled.rate",
+    "follower.replication.throttled.rate",
+];
+
+/// Kafka's validation of a broker-only key's value (LONG, at least 0).
+fn check_broker_only(key: &str, value: &str) -> Result<(), AlterError> {
+    match value.trim().parse::<i64>() {
+        Ok(v) if v >= 0 => Ok(()),
+        _ => Err(AlterError::InvalidConfig(format!(
+            "Invalid value {value} for configuration {key}: Expected a non-negative LONG"
+        ))),
+    }
+}
+
+/// Applies the broker-only keys of `change` to `map` and answers the change without them.
+fn split_broker_only(
+    map: &mut BTreeMap<String, String>,
+    change: &BrokerChange,
+) -> Result<BrokerChange, AlterError> {
+    let only = |k: &str| BROKER_ONLY_KEYS.contains(&k);
+    match change {
+        BrokerChange::Replace(pairs) => {
+            map.retain(|k, _| !only(k));
+            for (key, value) in pairs.iter().filter(|(k, _)| only(k)) {
+                if let Some(value) = value {
+                    check_broker_only(key, value)?;
+                    map.insert(key.clone(), value.trim().to_owned());
+                }
+            }
+            Ok(BrokerChange::Replace(
+                pairs.iter().filter(|(k, _)| !only(k)).cloned().collect(),
+            ))
+        }
+        BrokerChange::IncrementalAlter(entries) => {
+            for e in entries.iter().filter(|e| only(&e.key)) {
+                match (alter::AlterOp::from_code(e.op), &e.value) {
+                    (Some(alter::AlterOp::Set), Some(value)) => {
+                        check_broker_only(&e.key, value)?;
+                        map.insert(e.key.clone(), value.trim().to_owned());
+                    }
+                    (Some(alter::AlterOp::Delete), _) => {
+                        map.remove(&e.key);
+                    }
+                    (Some(alter::AlterOp::Set), None) => {
+                        return Err(AlterError::InvalidRequest(format!(
+                            "Null value not supported for : {}",
+                            e.key
+                        )))
+                    }
+                    _ => {
+                        return Err(AlterError::InvalidConfig(format!(
+                            "Config value append is not allowed for config key: {}",
+                            e.key
+                        )))
+                    }
+                }
+            }
+            Ok(BrokerChange::IncrementalAlter(
+                entries.iter().filter(|e| !only(&e.key)).cloned().collect(),
+            ))
+        }
+    }
 }
 
 pub fn path(data_dir: &Path) -> PathBuf {
@@ -100,6 +168,13 @@ impl DynamicConfigs {
     /// This set after `change` on `scope`; refuses non-dynamic keys (INVALID_REQUEST, as Kafka
     /// answers "Cannot update these configs dynamically") and bad values (INVALID_CONFIG).
     pub fn changed(&self, scope: Scope, change: &BrokerChange) -> Result<Self, AlterError> {
+        let mut broker_only: BTreeMap<String, String> = self
+            .scope(scope)
+            .iter()
+            .filter(|(k, _)| BROKER_ONLY_KEYS.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let change = &split_broker_only(&mut broker_only, change)?;
         let to_topic = |key: &str| {
             topic_def_for(key).map(|d| d.name).ok_or_else(|| {
                 AlterError::InvalidRequest(format!(
@@ -133,10 +208,11 @@ impl DynamicConfigs {
                 })?
             }
         };
-        let broker_keyed: BTreeMap<String, String> = altered
+        let mut broker_keyed: BTreeMap<String, String> = altered
             .into_iter()
             .filter_map(|(k, v)| Some((super::catalog::find(&k)?.broker_key?.to_owned(), v)))
             .collect();
+        broker_keyed.extend(broker_only);
         let mut out = self.clone();
         match scope {
             Scope::Cluster => out.cluster = broker_keyed,
@@ -157,6 +233,10 @@ pub fn load(data_dir: &Path) -> Result<DynamicConfigs, TopicError> {
     let configs: DynamicConfigs =
         toml::from_str(&text).map_err(|e| TopicError::Corrupt(e.to_string()))?;
     for (key, value) in configs.cluster.iter().chain(configs.node.iter()) {
+        if BROKER_ONLY_KEYS.contains(&key.as_str()) {
+            check_broker_only(key, value).map_err(|e| TopicError::Corrupt(e.to_string()))?;
+            continue;
+        }
         let def = topic_def_for(key)
             .ok_or_else(|| TopicError::Corrupt(format!("{key} is not a dynamic broker config")))?;
         super::config::validate_one(def.name, value)

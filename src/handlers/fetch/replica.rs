@@ -75,23 +75,51 @@ pub async fn respond(
         .iter()
         .map(|i| (i.tp.clone(), i.fetch_offset))
         .collect();
+    let throttle = LeaderThrottle::of(shard, &items, replica_id);
     let results = long_poll(
         deadline,
+        &throttle.held,
         || router.follower_fetch(replica_id, items.clone(), Instant::now()),
         || router.wait_for_follower_data(waits.clone(), deadline),
     )
     .await;
     let mut results = results.into_iter();
+    let mut item_index = 0;
+    let mut throttled_bytes = 0_u64;
     let mut topics: Vec<TopicOut> = Vec::new();
     for r in requested {
         let data = match r.item {
-            Ok(_) => match results.next() {
-                Some(result) => partition_out(r.partition, result),
-                None => error_out(r.partition, ResponseError::UnknownServerError.code()),
-            },
+            Ok(_) => {
+                let (throttled, held) = throttle.of_item(item_index);
+                item_index += 1;
+                match results.next() {
+                    Some(result) => {
+                        let mut out = partition_out(r.partition, result, held);
+                        if held {
+                            out.records.clear();
+                        }
+                        // What was sent counts against the leader quota (held: nothing).
+                        if throttled {
+                            throttled_bytes +=
+                                out.records.iter().map(|r| u64::from(r.len)).sum::<u64>();
+                        }
+                        out
+                    }
+                    None => error_out(r.partition, ResponseError::UnknownServerError.code()),
+                }
+            }
             Err(code) => error_out(r.partition, code),
         };
         push_partition(&mut topics, &r.name, r.topic_id, data);
+    }
+    if throttled_bytes > 0 {
+        use crate::cluster::replication_quota::{record, Side};
+        record(
+            Side::Leader,
+            &shard.config,
+            throttled_bytes,
+            crate::clock::system_now_ms(),
+        );
     }
     ResponseOut {
         topics,
@@ -107,6 +135,7 @@ pub async fn respond(
 /// produce waiting on it, late. Bounded by `deadline`: the waits end there.
 async fn long_poll<Read, ReadFut, Wait, WaitFut>(
     deadline: Instant,
+    held: &[bool],
     mut read: Read,
     mut wait: Wait,
 ) -> Vec<FollowerFetchResult>
@@ -116,8 +145,16 @@ where
     Wait: FnMut() -> WaitFut,
     WaitFut: std::future::Future<Output = ()>,
 {
+    // A partition held back by the leader's replication throttle is no news (Kafka's
+    // DelayedFetch does not count its bytes).
+    let news = |results: &[FollowerFetchResult]| {
+        results
+            .iter()
+            .enumerate()
+            .any(|(i, r)| !held.get(i).copied().unwrap_or(false) && has_news(r))
+    };
     let mut results = read().await;
-    while !results.iter().any(has_news) && Instant::now() < deadline {
+    while !news(&results) && Instant::now() < deadline {
         wait().await;
         results = read().await;
     }
@@ -178,14 +215,68 @@ fn resolve(
     crate::handlers::dedup::last_wins(out, |r| (r.name.clone(), r.topic_id, r.partition))
 }
 
-fn partition_out(index: i32, result: FollowerFetchResult) -> PartitionOut {
+/// The leader side of the replication throttle for one follower Fetch (Kafka's
+/// `shouldLeaderThrottle`, decided when the fetch starts): per item, whether its partition is
+/// a throttled replica here, and whether its records are held back (throttled, the follower
+/// not in the ISR, the leader quota exceeded).
+struct LeaderThrottle {
+    throttled: Vec<bool>,
+    held: Vec<bool>,
+}
+
+impl LeaderThrottle {
+    fn of(shard: &Shard, items: &[FollowerFetchItem], replica_id: i32) -> Self {
+        use crate::cluster::replication_quota::{is_exceeded, is_throttled, rate_of, Side};
+        let none = Self {
+            throttled: Vec::new(),
+            held: Vec::new(),
+        };
+        let Some(rate) = rate_of(&shard.dynamic_configs.borrow(), Side::Leader) else {
+            return none;
+        };
+        let image = shard.topics.borrow();
+        let node = shard.config.node_id;
+        let throttled: Vec<bool> = items
+            .iter()
+            .map(|i| is_throttled(&image, &i.tp, node, Side::Leader))
+            .collect();
+        if !throttled.contains(&true) {
+            return none;
+        }
+        let now_ms = crate::clock::system_now_ms();
+        let exceeded = is_exceeded(Side::Leader, &shard.config, rate, now_ms);
+        let held = items
+            .iter()
+            .zip(&throttled)
+            .map(|(i, t)| {
+                let in_isr = image
+                    .partition(&i.tp.topic, i.tp.partition)
+                    .is_some_and(|r| r.isr.contains(&replica_id));
+                *t && exceeded && !in_isr
+            })
+            .collect();
+        Self { throttled, held }
+    }
+
+    /// (throttled, held) of item `i`.
+    fn of_item(&self, i: usize) -> (bool, bool) {
+        (
+            self.throttled.get(i).copied().unwrap_or(false),
+            self.held.get(i).copied().unwrap_or(false),
+        )
+    }
+}
+
+fn partition_out(index: i32, result: FollowerFetchResult, held: bool) -> PartitionOut {
     match result {
         Ok(ok) => {
             let records = ok.read.slice.map(|s| s.ranges).unwrap_or_default();
             // Kafka's ReplicationBytesOutPerSec: what the leader serves its followers.
-            crate::cluster::replication_metrics::add_bytes_out(
-                records.iter().map(|r| u64::from(r.len)).sum(),
-            );
+            if !held {
+                crate::cluster::replication_metrics::add_bytes_out(
+                    records.iter().map(|r| u64::from(r.len)).sum(),
+                );
+            }
             PartitionOut {
                 index,
                 error_code: 0,
@@ -249,6 +340,7 @@ mod tests {
         let deadline = Instant::now() + Duration::from_secs(600);
         let results = long_poll(
             deadline,
+            &[],
             || {
                 reads.set(reads.get() + 1);
                 let news = reads.get() == 3;
@@ -270,6 +362,7 @@ mod tests {
         let waits = Cell::new(0);
         let results = long_poll(
             Instant::now(),
+            &[],
             || async { answer(false) },
             || {
                 waits.set(waits.get() + 1);
