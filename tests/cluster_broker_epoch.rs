@@ -27,8 +27,8 @@ use sluice::cluster::quorum::network::{
     KIND_BROKER_REGISTRATION,
 };
 use sluice::cluster::quorum::shared_image::SharedImage;
-use sluice::cluster::secure_stream::SecureStream;
 use sluice::cluster::quorum::{Quorum, QuorumConfig, Voter};
+use sluice::cluster::secure_stream::SecureStream;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -47,6 +47,7 @@ pub mod quorum;
 pub mod quota_image;
 pub mod reassign;
 pub mod reassign_local;
+pub mod reassign_run;
 pub mod records;
 pub mod replica_fetcher;
 pub mod replica_fetchers;

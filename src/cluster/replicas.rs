@@ -259,7 +259,8 @@ pub async fn checkpoint_loop(shard: Rc<Shard>) {
             return;
         }
         publish_high_watermarks(&shard);
-        if shard.id == super::controller::REGISTRY_SHARD {
+        // Shard 0 (the registry shard) writes the union of the shards' slots.
+        if shard.id == shards::ShardId(0) {
             if let Err(e) = shard.hw_checkpoint.persist().await {
                 shards::fatal(format!("cannot write the high-watermark checkpoint: {e}"));
             }

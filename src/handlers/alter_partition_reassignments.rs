@@ -1,5 +1,5 @@
 //! AlterPartitionReassignments (api key 45, v0-1; KIP-455). Kafka forwards it to the active
-//! controller (`handlers::forward`); there `cluster::reassign::run_alter` starts, changes or
+//! controller (`handlers::forward`); there `cluster::reassign_run::run_alter` starts, changes or
 //! cancels (null replicas) each partition's reassignment and commits the records before the
 //! answer. A broker that is not the controller (forwarding failed) answers NOT_CONTROLLER
 //! top-level, retriable. CLUSTER ALTER is required (else CLUSTER_AUTHORIZATION_FAILED
@@ -23,7 +23,8 @@ use kafka_protocol::ResponseError;
 
 use super::{str_bytes, HandlerFuture, Outcome, Request};
 use crate::cluster::controller::CommitError;
-use crate::cluster::reassign::{self, ReassignRequest};
+use crate::cluster::reassign::{ReassignRequest, ReassignResults};
+use crate::cluster::reassign_run;
 use crate::router::REGISTRY_SHARD;
 use crate::security::acl::Operation;
 use crate::shard::{Shard, ShardMsg};
@@ -106,15 +107,15 @@ async fn run(
     shard: &Rc<Shard>,
     wanted: ReassignRequest,
     allow_rf_change: bool,
-) -> Result<reassign::ReassignResults, CommitError> {
+) -> Result<ReassignResults, CommitError> {
     if shard.id == REGISTRY_SHARD {
-        return reassign::run_alter(shard, wanted, allow_rf_change).await;
+        return reassign_run::run_alter(shard, wanted, allow_rf_change).await;
     }
     shard
         .mesh
         .call(REGISTRY_SHARD, |reply| {
             ShardMsg::run(move |shard| async move {
-                reply.send(reassign::run_alter(&shard, wanted, allow_rf_change).await);
+                reply.send(reassign_run::run_alter(&shard, wanted, allow_rf_change).await);
             })
         })
         .await

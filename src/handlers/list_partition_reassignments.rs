@@ -1,6 +1,6 @@
 //! ListPartitionReassignments (api key 46, v0; KIP-455). Kafka forwards it to the active
 //! controller (`handlers::forward`), which answers from its committed image
-//! (`cluster::reassign::run_list`): the partitions with a reassignment in progress among
+//! (`cluster::reassign_run::run_list`): the partitions with a reassignment in progress among
 //! those named (all when the topic list is null), each with its replicas (the union of the
 //! target and the replicas being removed), adding and removing replicas. Unknown topics and
 //! partitions, and partitions not being reassigned, are left out, as Kafka does. A broker
@@ -19,7 +19,7 @@ use kafka_protocol::ResponseError;
 
 use super::{str_bytes, HandlerFuture, Outcome, Request};
 use crate::cluster::controller::CommitError;
-use crate::cluster::reassign;
+use crate::cluster::reassign_run;
 use crate::security::acl::Operation;
 use crate::shard::Shard;
 
@@ -42,7 +42,7 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
                 .map(|t| (t.name.0.to_string(), t.partition_indexes))
                 .collect()
         });
-        let ongoing = match reassign::run_list(&shard, wanted) {
+        let ongoing = match reassign_run::run_list(&shard, wanted) {
             Ok(ongoing) => ongoing,
             Err(CommitError::NotController) => {
                 return Outcome::encoded(&refused(ResponseError::NotController), version)
