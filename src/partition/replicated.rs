@@ -88,6 +88,8 @@ pub struct ReplicatedPartition {
     outbox: RefCell<Vec<IsrProposal>>,
     /// False once this broker stopped leading (appends then answer NOT_LEADER_OR_FOLLOWER).
     leading: Cell<bool>,
+    /// Each follower's log start offset from its last fetch (`low_watermark`).
+    follower_log_starts: RefCell<std::collections::HashMap<i32, i64>>,
 }
 
 impl ReplicatedPartition {
@@ -117,6 +119,7 @@ impl ReplicatedPartition {
             purgatory: RefCell::new(ProducePurgatory::new(config.purgatory_waiters_max)),
             outbox: RefCell::new(Vec::new()),
             leading: Cell::new(true),
+            follower_log_starts: RefCell::default(),
         });
         // A leader alone in the ISR has everything replicated already.
         partition.after_state_change(false);
@@ -467,6 +470,9 @@ impl PartitionProxy for ReplicatedPartition {
         self.local.subscribe()
     }
 }
+
+#[path = "low_watermark.rs"]
+mod low_watermark;
 
 #[cfg(test)]
 #[path = "replicated_tests.rs"]

@@ -328,6 +328,7 @@ impl PartitionService {
             let leader = self
                 .replicated(&item.tp)
                 .ok_or(PartitionError::NotLeaderOrFollower)?;
+            leader.record_follower_log_start(replica_id, item.log_start_offset);
             leader
                 .follower_fetch(
                     replica_id,
@@ -444,9 +445,18 @@ impl PartitionService {
     }
 
     pub async fn delete_records(&self, items: Vec<DeleteRecordsItem>) -> Vec<DeleteRecordsResult> {
-        let deletions = items
-            .into_iter()
-            .map(|item| async move { self.lookup(&item.tp)?.delete_records(item.offset).await });
+        let deletions = items.into_iter().map(|item| async move {
+            let partition = self.lookup(&item.tp)?;
+            let low = partition.delete_records(item.offset).await?;
+            match partition {
+                // Kafka's DelayedDeleteRecords: answered once every replica passed it.
+                PartitionHandle::Replicated(leader) => {
+                    let wait = Duration::from_millis(item.timeout_ms.max(0).unsigned_abs().into());
+                    leader.await_low_watermark(low, Instant::now() + wait).await
+                }
+                PartitionHandle::Local(_) => Ok(low),
+            }
+        });
         join_all(deletions).await
     }
 }
