@@ -69,3 +69,81 @@ impl ReplicatedPartition {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::rc::Rc;
+
+    use super::*;
+    use crate::partition::proxy::{AppendOrigin, AppendRequest};
+    use crate::partition::{Partition, TopicPartition};
+    use crate::replication::isr::LeaderRegistration;
+
+    async fn leader(dir: &std::path::Path) -> Rc<ReplicatedPartition> {
+        let log = storage::Log::open(dir.to_path_buf(), storage::LogConfig::default())
+            .await
+            .unwrap();
+        let limits = crate::config::BrokerConfig::default().producer_rebuild_limits();
+        let producers = crate::producers::ProducerStates::new(limits.state);
+        let local = Rc::new(Partition::new(
+            TopicPartition::new("t", 0),
+            log,
+            8,
+            producers,
+        ));
+        local.become_leader(1).await.unwrap();
+        let mut builder = storage::BatchBuilder::new(1_000);
+        for _ in 0..10 {
+            builder = builder.record(Some(b"k"), Some(b"v"), &[]);
+        }
+        let request = AppendRequest {
+            records: builder.build().freeze(),
+            origin: AppendOrigin::Client,
+            acks: 1,
+            flush_on_acks_all: false,
+            now_ms: 2_000,
+            timeout_ms: None,
+        };
+        local.clone().append(request).await.unwrap();
+        let registration = LeaderRegistration {
+            replicas: vec![1, 2, 3],
+            isr: vec![1, 2, 3],
+            leader_epoch: 1,
+            partition_epoch: 0,
+        };
+        let config = super::super::ReplicationConfig {
+            local_broker_id: 1,
+            ..Default::default()
+        };
+        ReplicatedPartition::new(local, &registration, 10, config, 0)
+    }
+
+    /// The low watermark is the lowest log start of the leader and the ISR's followers (-1
+    /// for one not heard from); the wait answers it once it reaches the offset, times out
+    /// with REQUEST_TIMED_OUT, and ends with leadership.
+    #[compio::test]
+    async fn delete_records_waits_for_every_isr_followers_log_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let leader = leader(dir.path()).await;
+        assert_eq!(leader.low_watermark(), -1, "followers not heard from");
+        assert_eq!(leader.local().delete_records(5).await, Ok(5));
+        leader.record_follower_log_start(2, 5);
+        leader.record_follower_log_start(3, 3);
+        leader.record_follower_log_start(4, 0); // not a replica: ignored
+        leader.record_follower_log_start(3, -1); // not sent: ignored
+        assert_eq!(leader.low_watermark(), 3);
+        let soon = Instant::now() + Duration::from_millis(30);
+        assert_eq!(
+            leader.await_low_watermark(5, soon).await,
+            Err(PartitionError::RequestTimedOut)
+        );
+        leader.record_follower_log_start(3, 7);
+        let later = Instant::now() + Duration::from_secs(5);
+        assert_eq!(leader.await_low_watermark(5, later).await, Ok(5));
+        leader.resign();
+        assert_eq!(
+            leader.await_low_watermark(5, later).await,
+            Err(PartitionError::NotLeaderOrFollower)
+        );
+    }
+}
