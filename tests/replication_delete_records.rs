@@ -19,13 +19,14 @@ use common::cluster::{leaders, Cluster, ClusterOpts};
 use common::kafka;
 use common::wait_until;
 use common::wire;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::offset_for_leader_epoch_request::{
     OffsetForLeaderPartition, OffsetForLeaderTopic,
 };
 use kafka_protocol::messages::{
-    ApiKey, BrokerId, ListOffsetsRequest, ListOffsetsResponse, OffsetForLeaderEpochRequest,
-    OffsetForLeaderEpochResponse, TopicName,
+    ApiKey, BrokerId, FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse,
+    OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::{Offset, TopicPartitionList};
@@ -148,4 +149,23 @@ fn delete_records_survives_a_leader_change() {
     assert_eq!(end_of_epoch(epoch - 1), FENCED_LEADER_EPOCH);
     assert_eq!(end_of_epoch(epoch + 100), UNKNOWN_LEADER_EPOCH);
     assert_eq!(end_of_epoch(epoch), NOT_LEADER_OR_FOLLOWER);
+    let fetch = |current: i32| {
+        let request = FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_wait_ms(0)
+            .with_max_bytes(1 << 20)
+            .with_session_epoch(-1)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_static_str(topic)))
+                .with_partitions(vec![FetchPartition::default()
+                    .with_partition(0)
+                    .with_current_leader_epoch(current)
+                    .with_fetch_offset(120)
+                    .with_partition_max_bytes(1 << 20)])]);
+        let answer: FetchResponse = wire::call(addr, ApiKey::Fetch, 12, &request);
+        answer.responses[0].partitions[0].error_code
+    };
+    assert_eq!(fetch(epoch - 1), FENCED_LEADER_EPOCH);
+    assert_eq!(fetch(epoch + 100), UNKNOWN_LEADER_EPOCH);
+    assert_eq!(fetch(epoch), NOT_LEADER_OR_FOLLOWER);
 }
