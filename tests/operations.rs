@@ -100,6 +100,39 @@ fn sigterm_with_ten_thousand_idle_connections_stops_promptly() {
     }
 }
 
+/// A client that sent a frame's size and part of its body, then nothing (breaker B7): the
+/// half-received request is not in flight, so SIGTERM drops it with the connection (Kafka's
+/// SocketServer closes every channel) instead of waiting `shutdown.timeout.ms` for it.
+#[test]
+fn sigterm_does_not_wait_for_a_half_received_request() {
+    const LONG_SHUTDOWN_TIMEOUT_MS: u64 = 20_000;
+    let mut broker = Broker::start(BrokerOpts::default().config(&format!(
+        "\"shutdown.timeout.ms\" = {LONG_SHUTDOWN_TIMEOUT_MS}\n"
+    )));
+    let mut partial = TcpStream::connect(broker.socket_addr()).expect("connect");
+    // A 256-byte frame announced, one byte of it sent.
+    partial.write_all(&[0, 0, 1, 0, 0]).expect("send");
+    wait_until(Duration::from_secs(10), "the connection accepted", || {
+        metric_sum(&broker, "sluice_connections_active") >= 1.0
+    });
+    // The broker reads the 5 bytes as soon as they arrive; a moment for it to be inside the
+    // body read (the state the fault needs; before it the size read already raced shutdown).
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    let status = broker.terminate();
+    let took = started.elapsed();
+    assert_eq!(status.code(), Some(0), "log:\n{}", broker.log_text());
+    assert!(
+        took < Duration::from_secs(5),
+        "stop took {took:?} (shutdown.timeout.ms {LONG_SHUTDOWN_TIMEOUT_MS})"
+    );
+    partial
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut byte = [0u8; 1];
+    assert_eq!(partial.read(&mut byte).unwrap_or(0), 0, "closed");
+}
+
 /// A topic name of Kafka's maximum length (249): its delete marker `<topic>-<p>.<id>-delete`
 /// would be ~290 bytes, past the 255-byte file-name limit, so the topic part is truncated as in
 /// Kafka. The data is gone, and re-creating the topic starts empty.

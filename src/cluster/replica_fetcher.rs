@@ -203,13 +203,14 @@ impl ReplicaFetcher {
             return Ok(round);
         }
         let ids = &self.topic_ids;
-        let request = wire::fetch_request(
+        let mut request = wire::fetch_request(
             &plan,
             self.replica_id,
             self.broker_epoch,
             self.fetch_version,
             |t| ids.get(t).copied(),
         );
+        self.report_log_starts(&mut request);
         let body = self
             .call(ApiKey::Fetch, self.fetch_version, &request)
             .await?;
@@ -249,6 +250,7 @@ impl ReplicaFetcher {
         let action =
             self.session
                 .on_response(&part.topic, part.partition, requested, &part.answer, now_ms);
+        let leader_log_start = part.log_start_offset;
         match action {
             FetchAction::Append { high_watermark } => {
                 use crate::partition::PartitionProxy;
@@ -280,6 +282,7 @@ impl ReplicaFetcher {
                             partition.latest_epoch(),
                         );
                         self.learn(&key, &partition, high_watermark);
+                        partition.follow_leader_log_start(leader_log_start).await?;
                     }
                     Err(e) => {
                         tracing::warn!(topic = %part.topic, partition = part.partition, error = %e, requested, latest = partition.latest_epoch(), "replica append refused");
@@ -299,7 +302,8 @@ impl ReplicaFetcher {
                 }
             }
             FetchAction::UpToDate { high_watermark } => {
-                self.learn(&key, &partition, high_watermark)
+                self.learn(&key, &partition, high_watermark);
+                partition.follow_leader_log_start(leader_log_start).await?;
             }
             FetchAction::Truncate(diverging) => {
                 self.truncate(&partition, &key, diverging, requested, now_ms)
@@ -321,6 +325,29 @@ impl ReplicaFetcher {
             FetchAction::Ignore => {}
         }
         Ok(())
+    }
+
+    /// Each partition's log start offset in the Fetch (Kafka's follower fetch carries it):
+    /// the leader's DeleteRecords waits for every replica's to pass its offset.
+    fn report_log_starts(&self, request: &mut kafka_protocol::messages::FetchRequest) {
+        use crate::partition::PartitionProxy;
+        let names: HashMap<uuid::Uuid, &String> = self
+            .topic_ids
+            .iter()
+            .map(|(name, id)| (*id, name))
+            .collect();
+        for topic in &mut request.topics {
+            let name = match names.get(&topic.topic_id) {
+                Some(name) if !topic.topic_id.is_nil() => name.as_str(),
+                _ => topic.topic.0.as_str(),
+            }
+            .to_owned();
+            for p in &mut topic.partitions {
+                if let Some(partition) = self.partitions.get(&(name.clone(), p.partition)) {
+                    p.log_start_offset = partition.log_start_offset();
+                }
+            }
+        }
     }
 
     fn learn(&mut self, key: &(String, i32), partition: &Partition, high_watermark: i64) {

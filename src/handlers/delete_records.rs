@@ -56,7 +56,7 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
                     .map(move |&(index, offset)| (name.0.to_string(), index, offset))
             })
             .collect();
-        let mut results = delete(&shard, wanted).await.into_iter();
+        let mut results = delete(&shard, wanted, body.timeout_ms).await.into_iter();
         let topics = by_topic
             .into_iter()
             .map(|(name, partitions)| {
@@ -92,12 +92,20 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
 }
 
 /// Routes (topic, partition, offset) items to their owners; unknown partitions fail here.
-async fn delete(shard: &Rc<Shard>, wanted: Vec<(String, i32, i64)>) -> Vec<DeleteRecordsResult> {
+async fn delete(
+    shard: &Rc<Shard>,
+    wanted: Vec<(String, i32, i64)>,
+    timeout_ms: i32,
+) -> Vec<DeleteRecordsResult> {
     let router = Router::new(shard.clone());
     super::route::route_known(
         shard,
         wanted,
-        |tp, offset| DeleteRecordsItem { tp, offset },
+        |tp, offset| DeleteRecordsItem {
+            tp,
+            offset,
+            timeout_ms,
+        },
         |items| router.delete_records(items),
     )
     .await

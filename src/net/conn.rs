@@ -177,8 +177,8 @@ async fn read_loop(
                 .socket_request_max_bytes
                 .min(sasl_max.unwrap_or(u32::MAX))
         };
-        // Shutdown stops the connection only between requests, so a request being handled (an
-        // append, say) always runs to completion and gets its response.
+        // Shutdown stops the connection only while no request is being handled, so a request
+        // being handled (an append, say) always runs to completion and gets its response.
         let filled = pin!(fill(stream, buf, SIZE_PREFIX_BYTES));
         let next = select(filled, shutdown.as_mut());
         let next = async {
@@ -199,7 +199,14 @@ async fn read_loop(
             .and_then(|p| p.try_into().ok())
             .ok_or(ConnError::Eof)?;
         let len = frame::frame_len(prefix, max)?;
-        buf = fill(stream, buf, SIZE_PREFIX_BYTES + len).await?;
+        // A request not wholly received is not in flight: shutdown drops it with the
+        // connection, as Kafka's SocketServer closes every channel (a client that stops
+        // mid-frame must not hold the shard's shutdown until `shutdown.timeout.ms`).
+        let body = pin!(fill(stream, buf, SIZE_PREFIX_BYTES + len));
+        buf = match select(body, shutdown.as_mut()).await {
+            Either::Left((filled, _)) => filled?,
+            Either::Right(_) => return Ok(()),
+        };
         let mut frame = buf.split_to(SIZE_PREFIX_BYTES + len).freeze();
         let body = frame.split_off(SIZE_PREFIX_BYTES);
         shard.metrics.add_received_bytes(SIZE_PREFIX_BYTES + len);

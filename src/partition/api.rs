@@ -101,6 +101,9 @@ pub type OffsetResult = Result<OffsetOk, PartitionError>;
 pub struct DeleteRecordsItem {
     pub tp: TopicPartition,
     pub offset: i64,
+    /// The request's `timeout_ms`: how long a replicated partition waits for its followers'
+    /// log start offsets (Kafka's `DelayedDeleteRecords`) before REQUEST_TIMED_OUT.
+    pub timeout_ms: i32,
 }
 
 /// The new low watermark (log start offset).
@@ -185,6 +188,8 @@ pub struct FollowerFetchItem {
     pub last_fetched_epoch: i32,
     pub current_leader_epoch: i32,
     pub max_bytes: u32,
+    /// The follower's log start offset (-1 unknown): DeleteRecords waits for it.
+    pub log_start_offset: i64,
 }
 
 /// Records up to the leader's log end, or the diverging epoch.

@@ -22,6 +22,7 @@ pub mod error;
 pub mod follower;
 pub mod handle;
 pub mod local;
+pub mod log_start;
 pub mod proxy;
 pub mod replicated;
 pub mod service;

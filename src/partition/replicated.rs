@@ -90,6 +90,8 @@ pub struct ReplicatedPartition {
     /// one (after `resign`, or once a newer leader of the replica took over, appends answer
     /// NOT_LEADER_OR_FOLLOWER).
     role: super::ReplicaRole,
+    /// Each follower's log start offset from its last fetch (`low_watermark`).
+    follower_log_starts: RefCell<std::collections::HashMap<i32, i64>>,
 }
 
 impl ReplicatedPartition {
@@ -119,6 +121,7 @@ impl ReplicatedPartition {
             purgatory: RefCell::new(ProducePurgatory::new(config.purgatory_waiters_max)),
             outbox: RefCell::new(Vec::new()),
             role,
+            follower_log_starts: RefCell::default(),
         });
         // A leader alone in the ISR has everything replicated already.
         partition.after_state_change(false);
@@ -474,6 +477,9 @@ impl PartitionProxy for ReplicatedPartition {
         self.local.subscribe()
     }
 }
+
+#[path = "low_watermark.rs"]
+mod low_watermark;
 
 #[cfg(test)]
 #[path = "replicated_tests.rs"]

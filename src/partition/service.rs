@@ -362,6 +362,7 @@ impl PartitionService {
             let leader = self
                 .replicated(&item.tp)
                 .ok_or(PartitionError::NotLeaderOrFollower)?;
+            leader.record_follower_log_start(replica_id, item.log_start_offset);
             leader
                 .follower_fetch(
                     replica_id,
@@ -505,9 +506,18 @@ impl PartitionService {
     }
 
     pub async fn delete_records(&self, items: Vec<DeleteRecordsItem>) -> Vec<DeleteRecordsResult> {
-        let deletions = items
-            .into_iter()
-            .map(|item| async move { self.lookup(&item.tp)?.delete_records(item.offset).await });
+        let deletions = items.into_iter().map(|item| async move {
+            let partition = self.lookup(&item.tp)?;
+            let low = partition.delete_records(item.offset).await?;
+            match partition {
+                // Kafka's DelayedDeleteRecords: answered once every replica passed it.
+                PartitionHandle::Replicated(leader) => {
+                    let wait = Duration::from_millis(item.timeout_ms.max(0).unsigned_abs().into());
+                    leader.await_low_watermark(low, Instant::now() + wait).await
+                }
+                PartitionHandle::Local(_) => Ok(low),
+            }
+        });
         join_all(deletions).await
     }
 }
@@ -568,6 +578,7 @@ mod replicated_service_tests {
             last_fetched_epoch: -1,
             current_leader_epoch: 1,
             max_bytes: 1 << 20,
+            log_start_offset: 0,
         };
         let read = service.follower_fetch(2, vec![fetch], Instant::now()).await;
         assert!(

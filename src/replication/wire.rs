@@ -96,6 +96,9 @@ pub struct FetchedPartition {
     pub partition: i32,
     pub answer: PartitionAnswer,
     pub records: Option<Bytes>,
+    /// The leader's log start offset: the follower raises its own to it (Kafka's
+    /// `LeaderOffsetIncremented`), so DeleteRecords and retention survive a leader change.
+    pub log_start_offset: i64,
 }
 
 /// The partitions of `response`, with topic names (looked up by id from v13 with
@@ -128,6 +131,7 @@ pub fn fetched_partitions(
                     has_records: records.is_some(),
                 },
                 records,
+                log_start_offset: p.log_start_offset,
             });
         }
     }

@@ -8,6 +8,7 @@
 //! (NOT_LEADER_OR_FOLLOWER, Kafka's ReplicaManager rule).
 
 pub mod admin;
+mod epoch_first;
 pub mod markers;
 pub mod placement;
 pub mod split;
@@ -126,13 +127,17 @@ impl Router {
     }
 
     pub async fn read(&self, items: Vec<ReadItem>) -> Vec<ReadResult> {
-        self.scatter(
-            items,
-            |item| &item.tp,
-            |items| self.shard.partitions.read(items),
-            |items, reply| PartitionMsg::Read { items, reply }.into(),
-        )
-        .await
+        let asked = self.epochs_asked(&items, |i| (&i.tp, i.current_leader_epoch));
+        let mut answers = self
+            .scatter(
+                items,
+                |item| &item.tp,
+                |items| self.shard.partitions.read(items),
+                |items, reply| PartitionMsg::Read { items, reply }.into(),
+            )
+            .await;
+        self.epoch_before_leadership(&asked, &mut answers);
+        answers
     }
 
     /// A follower's Fetch of partitions this broker leads (see
@@ -143,25 +148,29 @@ impl Router {
         items: Vec<crate::partition::api::FollowerFetchItem>,
         deadline: Instant,
     ) -> Vec<crate::partition::api::FollowerFetchResult> {
-        self.scatter(
-            items,
-            |item| &item.tp,
-            |items| {
-                self.shard
-                    .partitions
-                    .follower_fetch(replica_id, items, deadline)
-            },
-            |items, reply| {
-                PartitionMsg::FollowerFetch {
-                    replica_id,
-                    items,
-                    deadline,
-                    reply,
-                }
-                .into()
-            },
-        )
-        .await
+        let asked = self.epochs_asked(&items, |i| (&i.tp, i.current_leader_epoch));
+        let mut answers = self
+            .scatter(
+                items,
+                |item| &item.tp,
+                |items| {
+                    self.shard
+                        .partitions
+                        .follower_fetch(replica_id, items, deadline)
+                },
+                |items, reply| {
+                    PartitionMsg::FollowerFetch {
+                        replica_id,
+                        items,
+                        deadline,
+                        reply,
+                    }
+                    .into()
+                },
+            )
+            .await;
+        self.epoch_before_leadership(&asked, &mut answers);
+        answers
     }
 
     /// Waits until any of the partitions has data past its offset, or until `deadline`.
@@ -243,13 +252,17 @@ impl Router {
     }
 
     pub async fn offsets(&self, items: Vec<OffsetQuery>) -> Vec<OffsetResult> {
-        self.scatter(
-            items,
-            |item| &item.tp,
-            |items| self.shard.partitions.offsets(items),
-            |items, reply| PartitionMsg::Offsets { items, reply }.into(),
-        )
-        .await
+        let asked = self.epochs_asked(&items, |i| (&i.tp, i.current_leader_epoch));
+        let mut answers = self
+            .scatter(
+                items,
+                |item| &item.tp,
+                |items| self.shard.partitions.offsets(items),
+                |items, reply| PartitionMsg::Offsets { items, reply }.into(),
+            )
+            .await;
+        self.epoch_before_leadership(&asked, &mut answers);
+        answers
     }
 
     /// A producer id never handed out before (this shard's block, refilled from shard 0).

@@ -197,6 +197,7 @@ fn resolve(
                     max_bytes: u32::try_from(p.partition_max_bytes)
                         .unwrap_or(0)
                         .min(max_bytes),
+                    log_start_offset: p.log_start_offset,
                 }),
                 (true, None) if version >= TOPIC_ID_VERSION && meta.is_none() => {
                     Err(ResponseError::UnknownTopicId.code())
