@@ -400,6 +400,11 @@ fn internal_topics_wait_until_their_replication_factor_in_brokers_registered() {
         find_coordinator(&cluster, 0, "group-a", 0) == 0
             && find_coordinator(&cluster, 1, "txn-a", 1) == 0
     });
+    // Broker 0 answers from its own image, which may apply the second topic's records a
+    // moment after broker 1 found its coordinator.
+    wait_until(Duration::from_secs(30), "both topics in broker 0's Metadata", || {
+        internal("__consumer_offsets").is_some() && internal("__transaction_state").is_some()
+    });
     for name in ["__consumer_offsets", "__transaction_state"] {
         let view = internal(name).unwrap();
         assert_eq!(view.2.len(), 3, "{name}: {view:?}");

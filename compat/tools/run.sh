@@ -398,9 +398,12 @@ features() {
   local o=$TMP/data-features
   kafka FeatureCommand --bootstrap-server "$B" describe >"$o.out"
   if grep -qE "^Feature: metadata\.version[[:space:]]+SupportedMinVersion: " "$o.out"; then return 0; fi
-  # The tool succeeds and prints nothing: no error to quote, so the reason says what is missing.
-  [[ ! -s "$o.out" ]] || { echo "unexpected kafka-features output:"; cat "$o.out"; return 1; }
-  echo "no features listed: Sluice's ApiVersions answer carries no SupportedFeatures or FinalizedFeatures" \
+  # Sluice advertises transaction.version (KIP-890, finalized at `transaction.version`, 2 by
+  # default) and not yet metadata.version / kraft.version / group.version: the tool must show
+  # exactly that, else the output is unexpected.
+  grep -qE "^Feature: transaction\.version[[:space:]]+SupportedMinVersion: 0[[:space:]]+SupportedMaxVersion: 2[[:space:]]+FinalizedVersionLevel: 2" "$o.out" \
+    || { echo "unexpected kafka-features output:"; cat "$o.out"; return 1; }
+  echo "only transaction.version listed (finalized 2); no metadata.version, kraft.version or group.version" \
     >"$TMP/features.reason"
   return 3
 }
