@@ -435,6 +435,10 @@ pub struct BrokerConfig {
     /// Sluice's: acks=all produces waiting for replication per partition (the purgatory).
     #[serde(rename = "produce.purgatory.waiters.max")]
     pub produce_purgatory_waiters_max: u32,
+    /// Sluice's: DeleteRecords waiting per partition for the followers' log start offsets
+    /// (Kafka's delete-records purgatory, bounded only by `queued.max.requests` there).
+    #[serde(rename = "delete.records.purgatory.waiters.max")]
+    pub delete_records_purgatory_waiters_max: u32,
     /// Leader balance (issue 11 control, `cluster::leader_election`), Kafka's names/defaults.
     #[serde(rename = "auto.leader.rebalance.enable")]
     pub auto_leader_rebalance_enable: bool,
@@ -643,6 +647,7 @@ impl Default for BrokerConfig {
             replica_fetch_min_bytes: 1,
             replica_fetch_backoff_ms: 1000,
             produce_purgatory_waiters_max: 4096,
+            delete_records_purgatory_waiters_max: 1024,
             auto_leader_rebalance_enable: true,
             leader_imbalance_check_interval_seconds: 300,
             leader_imbalance_per_broker_percentage: 10,
@@ -888,6 +893,10 @@ impl BrokerConfig {
         positive(
             "produce.purgatory.waiters.max",
             u64::from(self.produce_purgatory_waiters_max),
+        )?;
+        positive(
+            "delete.records.purgatory.waiters.max",
+            u64::from(self.delete_records_purgatory_waiters_max),
         )
     }
 

@@ -45,6 +45,7 @@ fn config(id: i32, min_isr: usize) -> ReplicationConfig {
         min_insync_replicas: min_isr,
         produce_timeout_ms: 200,
         purgatory_waiters_max: 64,
+        delete_records_waiters_max: 16,
     }
 }
 

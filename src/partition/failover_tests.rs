@@ -227,6 +227,7 @@ async fn leader_failover_loses_no_acknowledged_record() {
         min_insync_replicas: 2,
         produce_timeout_ms: 10_000,
         purgatory_waiters_max: 16,
+        delete_records_waiters_max: 16,
     };
     let mut registration = PartitionRegistration {
         replicas: vec![1, 2, 3],
@@ -388,6 +389,7 @@ async fn a_leader_append_landing_after_becoming_follower_is_truncated() {
         min_insync_replicas: 1,
         produce_timeout_ms: 10_000,
         purgatory_waiters_max: 16,
+        delete_records_waiters_max: 16,
     };
     let registration = |leader_epoch, isr: Vec<i32>| LeaderRegistration {
         replicas: vec![1, 2],

@@ -44,6 +44,9 @@ pub struct ReplicationConfig {
     pub produce_timeout_ms: i64,
     /// `produce.purgatory.waiters.max`: acks=all produces waiting per partition.
     pub purgatory_waiters_max: usize,
+    /// `delete.records.purgatory.waiters.max`: DeleteRecords waiting per partition for the
+    /// followers' log start offsets.
+    pub delete_records_waiters_max: usize,
 }
 
 impl Default for ReplicationConfig {
@@ -54,6 +57,7 @@ impl Default for ReplicationConfig {
             min_insync_replicas: 1,
             produce_timeout_ms: 30_000,
             purgatory_waiters_max: 4_096,
+            delete_records_waiters_max: 1_024,
         }
     }
 }
@@ -71,6 +75,8 @@ impl ReplicationConfig {
             min_insync_replicas: usize::try_from(min_insync_replicas).unwrap_or(1).max(1),
             produce_timeout_ms: ReplicationConfig::default().produce_timeout_ms,
             purgatory_waiters_max: usize::try_from(c.produce_purgatory_waiters_max)
+                .unwrap_or(usize::MAX),
+            delete_records_waiters_max: usize::try_from(c.delete_records_purgatory_waiters_max)
                 .unwrap_or(usize::MAX),
         }
     }
@@ -92,6 +98,8 @@ pub struct ReplicatedPartition {
     role: super::ReplicaRole,
     /// Each follower's log start offset from its last fetch (`low_watermark`).
     follower_log_starts: RefCell<std::collections::HashMap<i32, i64>>,
+    /// DeleteRecords waiting for the low watermark (`low_watermark`).
+    low_watermark_waiters: RefCell<LowWatermarkWaiters>,
 }
 
 impl ReplicatedPartition {
@@ -122,6 +130,9 @@ impl ReplicatedPartition {
             outbox: RefCell::new(Vec::new()),
             role,
             follower_log_starts: RefCell::default(),
+            low_watermark_waiters: RefCell::new(LowWatermarkWaiters::new(
+                config.delete_records_waiters_max,
+            )),
         });
         // A leader alone in the ISR has everything replicated already.
         partition.after_state_change(false);
@@ -160,6 +171,8 @@ impl ReplicatedPartition {
             (s.high_watermark(), s.isr_state().isr().len())
         };
         self.purgatory.borrow_mut().complete(hw, isr_len);
+        // An ISR change may drop the follower that held the low watermark back.
+        self.complete_low_watermark_waiters();
         if moved {
             self.local.notify_appended();
         }
@@ -295,6 +308,7 @@ impl ReplicatedPartition {
     pub fn resign(&self) {
         self.local.resign_leadership(self.role);
         self.purgatory.borrow_mut().fail_all();
+        self.fail_low_watermark_waiters();
         self.local.notify_appended();
     }
 
@@ -480,6 +494,7 @@ impl PartitionProxy for ReplicatedPartition {
 
 #[path = "low_watermark.rs"]
 mod low_watermark;
+use low_watermark::LowWatermarkWaiters;
 
 #[cfg(test)]
 #[path = "replicated_tests.rs"]

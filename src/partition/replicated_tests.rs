@@ -46,6 +46,7 @@ async fn cluster(min_isr: usize, produce_timeout_ms: i64) -> Cluster {
         min_insync_replicas: min_isr,
         produce_timeout_ms,
         purgatory_waiters_max: 16,
+        delete_records_waiters_max: 16,
     };
     let leader = ReplicatedPartition::new(local, &registration, 0, config, 0);
     let mut followers = Vec::new();

@@ -88,6 +88,7 @@ async fn markers_wait_for_the_isr_and_the_lso_stays_within_the_high_watermark() 
         min_insync_replicas: 1,
         produce_timeout_ms: 10_000,
         purgatory_waiters_max: 16,
+        delete_records_waiters_max: 16,
     };
     let leader = ReplicatedPartition::new(local, &registration, 0, config, 0);
     let follower = open(dirs[1].path()).await;

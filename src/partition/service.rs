@@ -540,12 +540,17 @@ mod replicated_service_tests {
             .freeze()
     }
 
-    /// The follower long poll of another shard reads on the owner, then parks there: an
-    /// append landing between the two must end the park at once. The consumer wait (high
-    /// watermark past the offset) cannot see it (the follower has not fetched it, so the high
-    /// watermark did not move); the follower wait (log end past the fetch offset) does.
-    #[compio::test]
-    async fn a_follower_wait_sees_appends_between_its_read_and_its_park() {
+    /// A service on a manual clock leading partition `t-0` with follower 2 (replicas and ISR
+    /// [1, 2], leader epoch 1), its log in `_dir`.
+    struct ReplicatedService {
+        _dir: tempfile::TempDir,
+        service: Rc<PartitionService>,
+        tp: TopicPartition,
+        leader: Rc<ReplicatedPartition>,
+        clock: crate::clock::ManualClock,
+    }
+
+    async fn replicated_service() -> ReplicatedService {
         let dir = tempfile::tempdir().unwrap();
         let log = storage::Log::open(dir.path().to_path_buf(), storage::LogConfig::default())
             .await
@@ -555,7 +560,7 @@ mod replicated_service_tests {
         let tp = TopicPartition::new("t", 0);
         let partition = Rc::new(Partition::new(tp.clone(), log, 8, producers));
         partition.become_leader(1).await.unwrap();
-        let (clock, _manual) = Clock::manual(0);
+        let (clock, manual) = Clock::manual(0);
         let service = Rc::new(PartitionService::new(
             Shutdown::new(),
             clock,
@@ -569,9 +574,27 @@ mod replicated_service_tests {
             leader_epoch: 1,
             partition_epoch: 0,
         };
-        service
+        let leader = service
             .make_replicated(&tp, &registration, 0, ReplicationConfig::default())
             .unwrap();
+        ReplicatedService {
+            _dir: dir,
+            service,
+            tp,
+            leader,
+            clock: manual,
+        }
+    }
+
+    /// The follower long poll of another shard reads on the owner, then parks there: an
+    /// append landing between the two must end the park at once. The consumer wait (high
+    /// watermark past the offset) cannot see it (the follower has not fetched it, so the high
+    /// watermark did not move); the follower wait (log end past the fetch offset) does.
+    #[compio::test]
+    async fn a_follower_wait_sees_appends_between_its_read_and_its_park() {
+        let ReplicatedService {
+            _dir, service, tp, ..
+        } = replicated_service().await;
         let fetch = FollowerFetchItem {
             tp: tp.clone(),
             fetch_offset: 0,
@@ -645,32 +668,13 @@ mod replicated_service_tests {
     /// replication answers a waiting produce NOT_LEADER_OR_FOLLOWER.
     #[compio::test]
     async fn service_serves_replicated_leaders() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = storage::Log::open(dir.path().to_path_buf(), storage::LogConfig::default())
-            .await
-            .unwrap();
-        let limits = crate::config::BrokerConfig::default().producer_rebuild_limits();
-        let producers = crate::producers::ProducerStates::new(limits.state);
-        let tp = TopicPartition::new("t", 0);
-        let partition = Rc::new(Partition::new(tp.clone(), log, 8, producers));
-        partition.become_leader(1).await.unwrap();
-        let (clock, manual) = Clock::manual(0);
-        let service = Rc::new(PartitionService::new(
-            Shutdown::new(),
-            clock,
-            Rc::new(Quiet),
-            false,
-        ));
-        service.insert(partition);
-        let registration = LeaderRegistration {
-            replicas: vec![1, 2],
-            isr: vec![1, 2],
-            leader_epoch: 1,
-            partition_epoch: 0,
-        };
-        let leader = service
-            .make_replicated(&tp, &registration, 0, ReplicationConfig::default())
-            .unwrap();
+        let ReplicatedService {
+            _dir,
+            service,
+            tp,
+            leader,
+            clock: manual,
+        } = replicated_service().await;
         let item = |v: &str| ProduceItem {
             tp: tp.clone(),
             records: batch(v),
@@ -776,5 +780,65 @@ mod replicated_service_tests {
         let answered = produce.await.unwrap();
         assert_eq!(answered[0], Err(PartitionError::Unavailable));
         assert!(service.replicated(&tp).is_none());
+    }
+
+    /// DeleteRecords on a replicated leader is answered by the follower fetch that carries
+    /// the follower's moved log start offset (Kafka's DelayedDeleteRecords completed on the
+    /// fetch), long before the request's timeout: the wait is woken, not polled.
+    #[compio::test]
+    async fn a_follower_fetch_answers_a_waiting_delete_records() {
+        let ReplicatedService {
+            _dir,
+            service,
+            tp,
+            leader,
+            ..
+        } = replicated_service().await;
+        for value in ["a", "b"] {
+            let produce = ProduceItem {
+                tp: tp.clone(),
+                records: batch(value),
+                timeout_ms: 30_000,
+                verification_guard: None,
+            };
+            assert!(service.produce(vec![produce], 1).await[0].is_ok());
+        }
+        let fetch = |fetch_offset: i64, log_start_offset: i64| FollowerFetchItem {
+            tp: tp.clone(),
+            fetch_offset,
+            last_fetched_epoch: if fetch_offset == 0 { -1 } else { 1 },
+            current_leader_epoch: 1,
+            max_bytes: 1 << 20,
+            log_start_offset,
+        };
+        // Follower 2 takes both records: the high watermark reaches 2.
+        let now = Instant::now();
+        assert!(service.follower_fetch(2, vec![fetch(0, 0)], now).await[0].is_ok());
+        assert!(service.follower_fetch(2, vec![fetch(2, 0)], now).await[0].is_ok());
+        assert_eq!(leader.high_watermark(), 2);
+        let deleting = {
+            let service = service.clone();
+            let item = DeleteRecordsItem {
+                tp: tp.clone(),
+                offset: 1,
+                // Far beyond the bound below: only a wake-up answers in time.
+                timeout_ms: 600_000,
+            };
+            compio::runtime::spawn(async move { service.delete_records(vec![item]).await })
+        };
+        let parked = Instant::now() + Duration::from_secs(30);
+        while leader.low_watermark_waiting() == 0 {
+            assert!(Instant::now() < parked, "DeleteRecords did not park");
+            compio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert_eq!(leader.log_start_offset(), 1, "deleted on the leader");
+        assert_eq!(leader.low_watermark(), 0, "follower 2 still starts at 0");
+        // The follower's next fetch reports its log start moved to the leader's.
+        assert!(service.follower_fetch(2, vec![fetch(2, 1)], now).await[0].is_ok());
+        let answered = compio::time::timeout(Duration::from_secs(30), deleting)
+            .await
+            .expect("answered by the follower's fetch, not the request timeout")
+            .unwrap();
+        assert_eq!(answered, vec![Ok(1)]);
     }
 }
