@@ -23,59 +23,9 @@ cores=${CORES:-1}
 rate=${RATE:-5000}
 ready_timeout_s=${READY_TIMEOUT_S:-60}
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
-
-ctrl=() client=()
-for i in 1 2 3; do ctrl+=("$(free_port)"); client+=("$(free_port)"); done
-voters="1@127.0.0.1:${ctrl[0]},2@127.0.0.1:${ctrl[1]},3@127.0.0.1:${ctrl[2]}"
-for i in 1 2 3; do
-  dir="$work/node$i"
-  mkdir -p "$dir/data"
-  cat >"$dir/sluice.toml" <<EOF
-"node.id" = $i
-"process.roles" = "broker,controller"
-"controller.quorum.voters" = "$voters"
-"controller.listener.names" = "CONTROLLER"
-"pin.threads" = false
-listeners = "PLAINTEXT://127.0.0.1:${client[$((i - 1))]}"
-${EXTRA_TOML:-}
-EOF
-  "$sluice_bin" --config "$dir/sluice.toml" --data-dir "$dir/data" --cores "$cores" \
-    --admin-listen 127.0.0.1:0 >"$dir/broker.log" 2>&1 &
-  pids+=($!)
-done
-
-deadline=$((SECONDS + ready_timeout_s))
-for i in 1 2 3; do
-  until grep -q 'ready listening=' "$work/node$i/broker.log"; do
-    if ((SECONDS >= deadline)); then
-      echo "bench-replication: node $i not ready; its log:" >&2
-      cat "$work/node$i/broker.log" >&2
-      exit 1
-    fi
-    sleep 0.1
-  done
-done
-# Every node registered and unfenced: the controller can place three replicas.
-until [[ $(grep -h -c 'broker unfenced' "$work"/node*/broker.log | paste -sd+ | bc) -ge 3 ]]; do
-  if ((SECONDS >= deadline)); then
-    echo "bench-replication: brokers not all unfenced" >&2
-    exit 1
-  fi
-  sleep 0.1
-done
-bootstrap="127.0.0.1:${client[0]},127.0.0.1:${client[1]},127.0.0.1:${client[2]}"
+source "$(dirname "$0")/lib-cluster.sh"
+cluster_start "$sluice_bin" "$cores" "${EXTRA_TOML:-}" "$ready_timeout_s"
+bootstrap=$CLUSTER_BOOTSTRAP
 echo "bench-replication: cluster ready at $bootstrap" >&2
 
 mkdir -p "$out"

@@ -29,52 +29,11 @@ for tool in perf inferno-collapse-perf inferno-flamegraph; do
   command -v "$tool" >/dev/null || { echo "flamegraph-replication: $tool missing (make bench-deps)" >&2; exit 1; }
 done
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  [[ ${KEEP_WORK:-0} == 1 ]] || rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
-
-ctrl=() client=()
-for i in 1 2 3; do ctrl+=("$(free_port)"); client+=("$(free_port)"); done
-voters="1@127.0.0.1:${ctrl[0]},2@127.0.0.1:${ctrl[1]},3@127.0.0.1:${ctrl[2]}"
-for i in 1 2 3; do
-  dir="$work/node$i"
-  mkdir -p "$dir/data"
-  cat >"$dir/sluice.toml" <<EOF
-"node.id" = $i
-"process.roles" = "broker,controller"
-"controller.quorum.voters" = "$voters"
-"controller.listener.names" = "CONTROLLER"
-"pin.threads" = false
-"default.replication.factor" = 3
-listeners = "PLAINTEXT://127.0.0.1:${client[$((i - 1))]}"
-EOF
-  "$sluice_bin" --config "$dir/sluice.toml" --data-dir "$dir/data" --cores 1 \
-    --admin-listen 127.0.0.1:0 >"$dir/broker.log" 2>&1 &
-  pids+=($!)
-done
-recorded_pid=${pids[0]}
-
-deadline=$((SECONDS + 60))
-for i in 1 2 3; do
-  until grep -q 'ready listening=' "$work/node$i/broker.log"; do
-    ((SECONDS < deadline)) || { echo "node $i not ready" >&2; cat "$work/node$i/broker.log" >&2; exit 1; }
-    sleep 0.1
-  done
-done
-until [[ $(grep -h -c 'broker unfenced' "$work"/node*/broker.log | paste -sd+ | bc) -ge 3 ]]; do
-  ((SECONDS < deadline)) || { echo "brokers not all unfenced" >&2; exit 1; }
-  sleep 0.1
-done
-bootstrap="127.0.0.1:${client[0]},127.0.0.1:${client[1]},127.0.0.1:${client[2]}"
+source "$root/perf/lib-cluster.sh"
+cluster_start "$sluice_bin" 1 '"default.replication.factor" = 3'
+work=$CLUSTER_WORK
+recorded_pid=${CLUSTER_PIDS[0]}
+bootstrap=$CLUSTER_BOOTSTRAP
 
 # The load: create the RF=3 topic, then produce until told to stop.
 cat >"$work/load.py" <<'PY'
@@ -108,7 +67,7 @@ print(f"load: sent={sent} acked={acked} in {time.time() - started:.1f} s", file=
 PY
 "$python" "$work/load.py" "$bootstrap" "$partitions" "$value_bytes" "$work/stop" &
 load_pid=$!
-pids+=("$load_pid")
+CLUSTER_PIDS+=("$load_pid")
 sleep 5 # topic created, leaders elected, load running
 
 perf record -q -e cpu-clock -F "$freq" --call-graph "$call_graph" -p "$recorded_pid" \

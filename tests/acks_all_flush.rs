@@ -12,33 +12,8 @@
 )]
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::Duration;
-
 use common::kafka;
 use common::{unique_name, Broker, BrokerOpts};
-use sluice::metrics::text::{self, Exposition};
-
-fn scrape(broker: &Broker) -> Exposition {
-    let mut stream = TcpStream::connect_timeout(&broker.admin_addr(), Duration::from_secs(30))
-        .unwrap_or_else(|e| panic!("connect admin: {e}"));
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap_or_else(|e| panic!("timeout: {e}"));
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        .unwrap_or_else(|e| panic!("write: {e}"));
-    let mut raw = String::new();
-    stream
-        .read_to_string(&mut raw)
-        .unwrap_or_else(|e| panic!("read: {e}"));
-    let (head, body) = raw
-        .split_once("\r\n\r\n")
-        .unwrap_or_else(|| panic!("no end of head in {raw:?}"));
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    text::parse(body).unwrap_or_else(|e| panic!("invalid exposition: {e}\n{body}"))
-}
 
 /// Produces `MESSAGES` records with acks=all to a fresh topic; returns (data fsyncs, acks=all
 /// fsync waits) from the broker's metrics, after checking every record was acknowledged and
@@ -51,12 +26,12 @@ fn produce_acks_all(flush_on_acks_all: bool) -> (f64, f64) {
     )));
     let topic = unique_name("acks-all-flush");
     kafka::create_topic(&broker, &topic, PARTITIONS);
-    let before = scrape(&broker);
+    let before = broker.scrape();
     let producer = kafka::producer(&broker, &[]);
     let records = kafka::keyed_records(MESSAGES, 30, 100);
     let deliveries = kafka::produce(&producer, &topic, &records, None);
     let acked = kafka::assert_all_acked(&deliveries);
-    let after = scrape(&broker);
+    let after = broker.scrape();
     let received = kafka::consume_all(&broker, &topic, PARTITIONS);
     kafka::assert_exactly_once(&records, &acked, &received);
     let delta = |name: &str| after.sum(name, &[]) - before.sum(name, &[]);

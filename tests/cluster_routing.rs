@@ -26,11 +26,11 @@ use kafka_protocol::messages::{
     ApiKey, BrokerId, CreateTopicsRequest, CreateTopicsResponse, FetchRequest, FetchResponse,
     FindCoordinatorRequest, FindCoordinatorResponse, GroupId, HeartbeatRequest, HeartbeatResponse,
     ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse, ProduceRequest,
-    ProduceResponse, TopicName,
+    ProduceResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 
-use common::cluster::{topics_view, Cluster, ClusterOpts, TopicView, NOT_CONTROLLER};
+use common::cluster::{Cluster, ClusterOpts, TopicView};
 use common::{wait_until, wire};
 
 const LEADER_NOT_AVAILABLE: i16 = 5;
@@ -41,59 +41,22 @@ const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
 const OFFSETS_TOPIC: &str = "__consumer_offsets";
 const WAIT: Duration = Duration::from_secs(60);
 
-fn name(s: &str) -> TopicName {
-    TopicName(StrBytes::from_string(s.to_owned()))
-}
-
 /// CreateTopics v5 through the active controller (retrying NOT_CONTROLLER as clients do).
 fn create(cluster: &Cluster, topic: &str, partitions: i32, replication_factor: i16) -> i16 {
     let request = CreateTopicsRequest::default()
         .with_topics(vec![CreatableTopic::default()
-            .with_name(name(topic))
+            .with_name(wire::topic_name(topic))
             .with_num_partitions(partitions)
             .with_replication_factor(replication_factor)])
         .with_timeout_ms(10_000);
-    let mut code = NOT_CONTROLLER;
-    wait_until(WAIT, "a controller to answer CreateTopics", || {
-        let Some(controller) = cluster.controller_index(0) else {
-            return false;
-        };
-        let addr = cluster.broker(controller).socket_addr();
-        let response: CreateTopicsResponse = wire::call(addr, ApiKey::CreateTopics, 5, &request);
-        code = response.topics[0].error_code;
-        code != NOT_CONTROLLER
-    });
-    code
-}
-
-/// Sends `request` to the active controller (retrying NOT_CONTROLLER as clients do).
-fn to_controller<Req, Resp>(
-    cluster: &Cluster,
-    key: ApiKey,
-    version: i16,
-    request: &Req,
-    code: impl Fn(&Resp) -> i16,
-) -> Resp
-where
-    Req: kafka_protocol::protocol::Encodable,
-    Resp: kafka_protocol::protocol::Decodable,
-{
-    let mut answer = None;
-    wait_until(WAIT, "a controller to answer", || {
-        let Some(controller) = cluster.controller_index(0) else {
-            return false;
-        };
-        let response: Resp = wire::call(
-            cluster.broker(controller).socket_addr(),
-            key,
-            version,
-            request,
-        );
-        let done = code(&response) != NOT_CONTROLLER;
-        answer = Some(response);
-        done
-    });
-    answer.unwrap()
+    let response: CreateTopicsResponse = cluster.call_retrying(
+        None,
+        ApiKey::CreateTopics,
+        5,
+        &request,
+        |r: &CreateTopicsResponse| r.topics[0].error_code,
+    );
+    response.topics[0].error_code
 }
 
 /// CreateTopics v5 of one topic with a manual assignment: (error code, message).
@@ -109,13 +72,13 @@ fn create_assigned(cluster: &Cluster, topic: &str, assignment: &[&[i32]]) -> (i1
         .collect();
     let request = CreateTopicsRequest::default()
         .with_topics(vec![CreatableTopic::default()
-            .with_name(name(topic))
+            .with_name(wire::topic_name(topic))
             .with_num_partitions(-1)
             .with_replication_factor(-1)
             .with_assignments(assignments)])
         .with_timeout_ms(10_000);
-    let answer: CreateTopicsResponse = to_controller(
-        cluster,
+    let answer: CreateTopicsResponse = cluster.call_retrying(
+        None,
         ApiKey::CreateTopics,
         5,
         &request,
@@ -150,12 +113,12 @@ fn grow_assigned(
         .collect();
     let request = CreatePartitionsRequest::default()
         .with_topics(vec![CreatePartitionsTopic::default()
-            .with_name(name(topic))
+            .with_name(wire::topic_name(topic))
             .with_count(count)
             .with_assignments(Some(assignments))])
         .with_timeout_ms(10_000);
-    let answer: CreatePartitionsResponse = to_controller(
-        cluster,
+    let answer: CreatePartitionsResponse = cluster.call_retrying(
+        None,
         ApiKey::CreatePartitions,
         3,
         &request,
@@ -168,29 +131,6 @@ fn grow_assigned(
         .map(|m| m.to_string())
         .unwrap_or_default();
     (result.error_code, message)
-}
-
-/// Waits until every broker answers the topic with all partitions led by alive brokers and
-/// the same view; returns the view.
-fn wait_topic(cluster: &Cluster, topic: &str, partitions: usize) -> TopicView {
-    let mut found = None;
-    wait_until(WAIT, &format!("every broker to agree on {topic}"), || {
-        let views: Vec<Option<TopicView>> = (0..3)
-            .map(|i| {
-                topics_view(&cluster.metadata(i))
-                    .into_iter()
-                    .find(|t| t.0 == topic)
-            })
-            .collect();
-        let Some(first) = views[0].clone() else {
-            return false;
-        };
-        let complete =
-            first.2.len() == partitions && first.2.iter().all(|p| (1..=3).contains(&p.1));
-        found = Some(first.clone());
-        complete && views.iter().all(|v| v.as_ref() == Some(&first))
-    });
-    found.unwrap()
 }
 
 /// The leader of each partition of a view.
@@ -219,7 +159,7 @@ fn one_record() -> bytes::Bytes {
 fn partitions_spread_and_only_the_leader_serves_them() {
     let cluster = Cluster::start(ClusterOpts::default());
     assert_eq!(create(&cluster, "spread3", 6, 3), 0);
-    let view = wait_topic(&cluster, "spread3", 6);
+    let view = cluster.wait_topic("spread3", 6);
     let mut led: BTreeMap<i32, usize> = BTreeMap::new();
     for (_, leader, epoch, replicas, isr) in &view.2 {
         assert_eq!(
@@ -252,7 +192,7 @@ fn partitions_spread_and_only_the_leader_serves_them() {
         .with_acks(1)
         .with_timeout_ms(5_000)
         .with_topic_data(vec![TopicProduceData::default()
-            .with_name(name("spread3"))
+            .with_name(wire::topic_name("spread3"))
             .with_partition_data(vec![PartitionProduceData::default()
                 .with_index(1)
                 .with_records(Some(one_record()))])]);
@@ -303,7 +243,7 @@ fn partitions_spread_and_only_the_leader_serves_them() {
     let list = ListOffsetsRequest::default()
         .with_replica_id(BrokerId(-1))
         .with_topics(vec![ListOffsetsTopic::default()
-            .with_name(name("spread3"))
+            .with_name(wire::topic_name("spread3"))
             .with_partitions(vec![ListOffsetsPartition::default()
                 .with_partition_index(1)
                 .with_timestamp(-1)])]);
@@ -338,7 +278,7 @@ fn auto_create(addr: SocketAddr, topic: &str) -> i16 {
     use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
     let request = MetadataRequest::default()
         .with_topics(Some(vec![
-            MetadataRequestTopic::default().with_name(Some(name(topic)))
+            MetadataRequestTopic::default().with_name(Some(wire::topic_name(topic)))
         ]))
         .with_allow_auto_topic_creation(true);
     let answer: MetadataResponse = wire::call(addr, ApiKey::Metadata, 12, &request);
@@ -360,7 +300,7 @@ fn auto_created_topics_spread_whichever_broker_creates_them() {
             "{topic} via broker {}: {code}",
             Cluster::node_id(asked)
         );
-        let view = wait_topic(&cluster, topic, 6);
+        let view = cluster.wait_topic(topic, 6);
         let hosts: BTreeSet<i32> = leaders(&view).into_iter().collect();
         assert_eq!(hosts, BTreeSet::from([1, 2, 3]), "{view:?}");
         assert!(view.2.iter().all(|p| p.3.len() == 2), "{view:?}");
@@ -380,7 +320,7 @@ fn find_coordinator(cluster: &Cluster, index: usize, group: &str) -> (i16, i32, 
 
 /// Waits until the offsets topic exists with a live leader for every partition everywhere.
 fn wait_offsets_topic(cluster: &Cluster) -> TopicView {
-    wait_topic(cluster, OFFSETS_TOPIC, 50)
+    cluster.wait_topic(OFFSETS_TOPIC, 50)
 }
 
 /// A group name, with both per-library names derived from it, coordinated by another broker
@@ -445,7 +385,7 @@ fn manual_assignments_are_kept_and_checked_as_kafka_does() {
         create_assigned(&cluster, "manual", &[&[3, 1], &[2, 3]]).0,
         0
     );
-    let view = wait_topic(&cluster, "manual", 2);
+    let view = cluster.wait_topic("manual", 2);
     let placed: Vec<(i32, Vec<i32>, Vec<i32>)> = view
         .2
         .iter()
@@ -456,7 +396,7 @@ fn manual_assignments_are_kept_and_checked_as_kafka_does() {
         vec![(3, vec![3, 1], vec![3, 1]), (2, vec![2, 3], vec![2, 3])]
     );
     assert_eq!(grow_assigned(&cluster, "manual", 3, &[&[1, 2]]).0, 0);
-    let view = wait_topic(&cluster, "manual", 3);
+    let view = cluster.wait_topic("manual", 3);
     assert_eq!((view.2[2].1, view.2[2].3.clone()), (1, vec![1, 2]));
     assert_eq!(
         grow_assigned(&cluster, "manual", 4, &[&[1, 9]]),
@@ -483,28 +423,10 @@ fn manual_assignments_are_kept_and_checked_as_kafka_does() {
 
 /// A three-broker cluster whose brokers register racks "a", "a" and "b".
 fn racked_cluster() -> Cluster {
-    let opts = ClusterOpts::default();
-    let controller_ports: Vec<u16> = (0..3).map(|_| common::cluster::free_port()).collect();
-    let client_ports: Vec<u16> = (0..3).map(|_| common::cluster::free_port()).collect();
-    let brokers = (0..3)
-        .map(|i| {
-            let rack = if i < 2 { "a" } else { "b" };
-            let toml = format!(
-                "{}listeners = \"PLAINTEXT://127.0.0.1:{}\"\n\"broker.rack\" = \"{rack}\"\n",
-                common::cluster::node_toml(&opts, Cluster::node_id(i), &controller_ports),
-                client_ports[i]
-            );
-            common::Broker::start(common::BrokerOpts::default().cores(1).config(&toml))
-        })
-        .collect();
-    let cluster = Cluster {
-        opts,
-        brokers,
-        controller_ports,
-        client_ports,
-    };
-    cluster.wait_all_registered();
-    cluster
+    Cluster::start_with(ClusterOpts::default(), |i| {
+        let rack = if i < 2 { "a" } else { "b" };
+        format!("\"broker.rack\" = \"{rack}\"\n")
+    })
 }
 
 #[test]
@@ -538,7 +460,7 @@ fn racks_are_registered_answered_and_used_for_placement() {
     // Replication factor 2 over racks a (brokers 1, 2) and b (broker 3): every partition has
     // a replica in each rack, so broker 3 holds every partition.
     assert_eq!(create(&cluster, "racked", 6, 2), 0);
-    let view = wait_topic(&cluster, "racked", 6);
+    let view = cluster.wait_topic("racked", 6);
     for (_, _, _, replicas, _) in &view.2 {
         assert!(replicas.contains(&3), "one replica in rack b: {view:?}");
         assert!(replicas.iter().any(|b| *b != 3), "one in rack a: {view:?}");
@@ -561,7 +483,7 @@ fn clients_use_every_partition_through_any_bootstrap_broker() {
     for bootstrap in 0..3 {
         let topic = format!("clients-{bootstrap}");
         assert_eq!(create(&cluster, &topic, 6, -1), 0);
-        let view = wait_topic(&cluster, &topic, 6);
+        let view = cluster.wait_topic(&topic, 6);
         let hosts: BTreeSet<i32> = leaders(&view).into_iter().collect();
         assert_eq!(hosts, BTreeSet::from([1, 2, 3]), "{view:?}");
         let group = group_away_from(&cluster, bootstrap);
@@ -586,7 +508,7 @@ fn clients_use_every_partition_through_any_bootstrap_broker() {
 
     // rdkafka: produce through broker 1 only, read back through broker 3 only.
     assert_eq!(create(&cluster, "clients-rdkafka", 6, -1), 0);
-    wait_topic(&cluster, "clients-rdkafka", 6);
+    cluster.wait_topic("clients-rdkafka", 6);
     let records = common::kafka::keyed_records(60, 6, 20);
     let producer = common::kafka::producer(cluster.broker(0), &[]);
     for p in 0..6 {

@@ -12,49 +12,17 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
 use common::checker::QueueChecker;
-use common::cluster::{topics_view, Cluster, ClusterOpts};
+use common::cluster::{Cluster, ClusterOpts, RF3_TOML};
+use common::faults::segment_bytes;
 use common::wait_until;
-
-/// The `.log` segment files of a partition directory, concatenated in name order.
-fn segment_bytes(dir: &Path) -> Vec<u8> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut names: Vec<_> = entries
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.ends_with(".log"))
-        .collect();
-    names.sort();
-    names
-        .iter()
-        .flat_map(|n| std::fs::read(dir.join(n)).unwrap())
-        .collect()
-}
-
-/// (leader, replicas, ISR) of partition 0 of `topic` as broker `index` answers it.
-fn registration(cluster: &Cluster, index: usize, topic: &str) -> Option<(i32, Vec<i32>, Vec<i32>)> {
-    topics_view(&cluster.metadata(index))
-        .into_iter()
-        .find(|t| t.0 == topic)
-        .and_then(|t| t.2.first().cloned())
-        .map(|p| (p.1, p.3, p.4))
-}
 
 #[test]
 fn acks_all_records_reach_every_replica_byte_for_byte() {
-    let opts = ClusterOpts {
-        extra_toml: "\"default.replication.factor\" = 3\n".into(),
-        ..ClusterOpts::default()
-    };
-    let cluster = Cluster::start(opts);
     let topic = "replicated";
-    assert_eq!(cluster.create_topic(topic, 1, Duration::from_secs(30)), 0);
-    let leader = wait_leader(&cluster, &[0, 1, 2], topic, -1);
-    let leader_index = usize::try_from(leader - 1).unwrap();
+    let (cluster, leader_index) = Cluster::start_replicated(ClusterOpts::default(), topic);
     let sent = common::kafka::keyed_records(300, 7, 100);
     let mut checker = QueueChecker::new();
     produce_checked(&cluster, leader_index, topic, &sent, &mut checker);
@@ -73,15 +41,8 @@ fn acks_all_records_reach_every_replica_byte_for_byte() {
     // Consumers read everything from the leader (high watermark = the log end).
     let received = common::kafka::consume_all(cluster.broker(leader_index), topic, 1);
     assert_eq!(received.len(), sent.len());
-    for r in &received {
-        checker.read(
-            r.partition,
-            r.offset,
-            r.value.as_deref().unwrap_or_default(),
-        );
-    }
-    let report = checker.report();
-    assert!(report.is_clean(), "{report:?}");
+    checker.read_all(&received);
+    checker.assert_clean();
 }
 
 /// The leader is killed with SIGKILL after acknowledging records with acks=all: the
@@ -90,21 +51,15 @@ fn acks_all_records_reach_every_replica_byte_for_byte() {
 /// acks=all records, replicated byte for byte to the remaining follower.
 #[test]
 fn a_new_leader_serves_every_acknowledged_record_after_kill_9() {
-    let opts = ClusterOpts {
-        extra_toml: "\"default.replication.factor\" = 3\n".into(),
-        ..ClusterOpts::default()
-    };
-    let mut cluster = Cluster::start(opts);
     let topic = "failover";
-    assert_eq!(cluster.create_topic(topic, 1, Duration::from_secs(30)), 0);
-    let leader = wait_leader(&cluster, &[0, 1, 2], topic, -1);
-    let old_index = usize::try_from(leader - 1).unwrap();
+    let (mut cluster, old_index) = Cluster::start_replicated(ClusterOpts::default(), topic);
+    let leader = Cluster::node_id(old_index);
     let mut checker = QueueChecker::new();
     let before = common::kafka::keyed_records(200, 5, 80);
     produce_checked(&cluster, old_index, topic, &before, &mut checker);
     cluster.broker_mut(old_index).kill9();
     let survivors: Vec<usize> = (0..3).filter(|i| *i != old_index).collect();
-    let new_leader = wait_leader(&cluster, &survivors, topic, leader);
+    let new_leader = cluster.wait_leader(&survivors, topic, leader);
     let new_index = usize::try_from(new_leader - 1).unwrap();
     // More acks=all records through the new leader (ISR: the two survivors).
     let mut after = common::kafka::keyed_records(100, 5, 80);
@@ -118,15 +73,12 @@ fn a_new_leader_serves_every_acknowledged_record_after_kill_9() {
         "the new leader's high watermark",
         || common::kafka::watermarks(cluster.broker(new_index), topic, 1)[0].1 >= total,
     );
-    for r in common::kafka::consume_all(cluster.broker(new_index), topic, 1) {
-        checker.read(
-            r.partition,
-            r.offset,
-            r.value.as_deref().unwrap_or_default(),
-        );
-    }
-    let report = checker.report();
-    assert!(report.is_clean(), "{report:?}");
+    checker.read_all(&common::kafka::consume_all(
+        cluster.broker(new_index),
+        topic,
+        1,
+    ));
+    checker.assert_clean();
     let dir = |i: usize| cluster.broker(i).data_dir().join(format!("{topic}-0"));
     let leader_bytes = segment_bytes(&dir(new_index));
     let follower = survivors.iter().copied().find(|i| *i != new_index).unwrap();
@@ -135,30 +87,6 @@ fn a_new_leader_serves_every_acknowledged_record_after_kill_9() {
         "the follower to hold the new leader's bytes",
         || segment_bytes(&dir(follower)) == leader_bytes,
     );
-}
-
-/// Waits until every broker of `on` names the same leader of partition 0 of `topic`, one
-/// other than `not`; returns it.
-fn wait_leader(cluster: &Cluster, on: &[usize], topic: &str, not: i32) -> i32 {
-    let mut leader = -1;
-    wait_until(
-        Duration::from_secs(30),
-        "one leader named by every broker",
-        || {
-            let views: Vec<_> = on
-                .iter()
-                .map(|i| registration(cluster, *i, topic))
-                .collect();
-            match &views[0] {
-                Some((l, replicas, _)) if *l > 0 && *l != not && replicas.len() == 3 => {
-                    leader = *l;
-                    views.iter().all(|v| v == &views[0])
-                }
-                _ => false,
-            }
-        },
-    );
-    leader
 }
 
 /// Produces `records` with acks=all to partition 0 through broker `index`, every one
@@ -194,15 +122,12 @@ fn a_stalled_follower_leaves_the_isr_and_rejoins_through_alter_partition() {
         // Fencing (session timeout) far later than the ISR shrink: only AlterPartition can
         // explain an ISR without the stalled broker while it is still listed.
         session_timeout_ms: 60_000,
-        extra_toml: "\"default.replication.factor\" = 3\n\"replica.lag.time.max.ms\" = 2000\n"
-            .into(),
+        extra_toml: "\"replica.lag.time.max.ms\" = 2000\n".into(),
         ..ClusterOpts::default()
     };
-    let cluster = Cluster::start(opts);
     let topic = "stall";
-    assert_eq!(cluster.create_topic(topic, 1, Duration::from_secs(30)), 0);
-    let leader = wait_leader(&cluster, &[0, 1, 2], topic, -1);
-    let leader_index = usize::try_from(leader - 1).unwrap();
+    let (cluster, leader_index) = Cluster::start_replicated(opts, topic);
+    let leader = Cluster::node_id(leader_index);
     let stalled = (leader_index + 1) % 3;
     let stalled_id = Cluster::node_id(stalled);
     let mut checker = QueueChecker::new();
@@ -213,7 +138,7 @@ fn a_stalled_follower_leaves_the_isr_and_rejoins_through_alter_partition() {
         &common::kafka::keyed_records(50, 3, 50),
         &mut checker,
     );
-    signal(&cluster, stalled, "-STOP");
+    cluster.broker(stalled).send_signal("-STOP");
     let mut during = common::kafka::keyed_records(50, 3, 50);
     for r in &mut during {
         r.value.extend_from_slice(b"-during");
@@ -224,7 +149,8 @@ fn a_stalled_follower_leaves_the_isr_and_rejoins_through_alter_partition() {
         Duration::from_secs(20),
         "the ISR without the stalled follower",
         || {
-            registration(&cluster, leader_index, topic)
+            cluster
+                .registration(leader_index, topic)
                 .is_some_and(|(l, _, isr)| l == leader && !isr.contains(&stalled_id))
         },
     );
@@ -238,21 +164,22 @@ fn a_stalled_follower_leaves_the_isr_and_rejoins_through_alter_partition() {
         listed.contains(&stalled_id),
         "still registered and unfenced ({listed:?}): the ISR shrank by AlterPartition"
     );
-    signal(&cluster, stalled, "-CONT");
+    cluster.broker(stalled).send_signal("-CONT");
     wait_until(
         Duration::from_secs(30),
         "the follower back in the ISR",
-        || registration(&cluster, leader_index, topic).is_some_and(|r| r.2.len() == 3),
+        || {
+            cluster
+                .registration(leader_index, topic)
+                .is_some_and(|r| r.2.len() == 3)
+        },
     );
-    for r in common::kafka::consume_all(cluster.broker(leader_index), topic, 1) {
-        checker.read(
-            r.partition,
-            r.offset,
-            r.value.as_deref().unwrap_or_default(),
-        );
-    }
-    let report = checker.report();
-    assert!(report.is_clean(), "{report:?}");
+    checker.read_all(&common::kafka::consume_all(
+        cluster.broker(leader_index),
+        topic,
+        1,
+    ));
+    checker.assert_clean();
     let dir = |i: usize| cluster.broker(i).data_dir().join(format!("{topic}-0"));
     let leader_bytes = segment_bytes(&dir(leader_index));
     wait_until(
@@ -262,30 +189,13 @@ fn a_stalled_follower_leaves_the_isr_and_rejoins_through_alter_partition() {
     );
 }
 
-/// Sends `signal` (`-STOP`, `-CONT`) to broker `index`'s process.
-fn signal(cluster: &Cluster, index: usize, signal: &str) {
-    let pid = cluster.broker(index).pid().expect("running");
-    let status = std::process::Command::new("kill")
-        .args([signal, &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success(), "kill {signal} {pid}");
-}
-
 /// Deleting a replicated topic while its followers fetch: every broker stays up (no fetcher
 /// appends to a closed log), the data goes everywhere, and a topic of the same name starts
 /// empty and replicates again.
 #[test]
 fn deleting_a_replicated_topic_stops_its_fetchers_first() {
-    let opts = ClusterOpts {
-        extra_toml: "\"default.replication.factor\" = 3\n".into(),
-        ..ClusterOpts::default()
-    };
-    let mut cluster = Cluster::start(opts);
     let topic = "doomed";
-    assert_eq!(cluster.create_topic(topic, 1, Duration::from_secs(30)), 0);
-    let leader = wait_leader(&cluster, &[0, 1, 2], topic, -1);
-    let leader_index = usize::try_from(leader - 1).unwrap();
+    let (mut cluster, leader_index) = Cluster::start_replicated(ClusterOpts::default(), topic);
     let mut checker = QueueChecker::new();
     let records = common::kafka::keyed_records(100, 3, 50);
     produce_checked(&cluster, leader_index, topic, &records, &mut checker);
@@ -296,7 +206,7 @@ fn deleting_a_replicated_topic_stops_its_fetchers_first() {
     wait_until(
         Duration::from_secs(20),
         "the topic gone from every broker",
-        || (0..3).all(|i| registration(&cluster, i, topic).is_none()),
+        || (0..3).all(|i| cluster.registration(i, topic).is_none()),
     );
     for i in 0..3 {
         assert!(
@@ -306,7 +216,7 @@ fn deleting_a_replicated_topic_stops_its_fetchers_first() {
         );
     }
     assert_eq!(cluster.create_topic(topic, 1, Duration::from_secs(30)), 0);
-    let leader = wait_leader(&cluster, &[0, 1, 2], topic, -1);
+    let leader = cluster.wait_leader(&[0, 1, 2], topic, -1);
     let leader_index = usize::try_from(leader - 1).unwrap();
     let mut checker = QueueChecker::new();
     produce_checked(&cluster, leader_index, topic, &records[..10], &mut checker);
@@ -316,15 +226,8 @@ fn deleting_a_replicated_topic_stops_its_fetchers_first() {
         10,
         "the new topic holds only its own records"
     );
-    for r in received {
-        checker.read(
-            r.partition,
-            r.offset,
-            r.value.as_deref().unwrap_or_default(),
-        );
-    }
-    let report = checker.report();
-    assert!(report.is_clean(), "{report:?}");
+    checker.read_all(&received);
+    checker.assert_clean();
 }
 
 /// Two shards per broker: the partitions of a topic spread over both shards of every broker
@@ -334,7 +237,7 @@ fn deleting_a_replicated_topic_stops_its_fetchers_first() {
 fn replication_across_shards() {
     let opts = ClusterOpts {
         cores: 2,
-        extra_toml: "\"default.replication.factor\" = 3\n".into(),
+        extra_toml: RF3_TOML.into(),
         ..ClusterOpts::default()
     };
     let cluster = Cluster::start(opts);
@@ -344,7 +247,7 @@ fn replication_across_shards() {
         cluster.create_topic(topic, partitions, Duration::from_secs(30)),
         0
     );
-    wait_leader(&cluster, &[0, 1, 2], topic, -1);
+    cluster.wait_leader(&[0, 1, 2], topic, -1);
     let producer = common::kafka::producer(cluster.broker(0), &[("acks", "all")]);
     let records = common::kafka::keyed_records(400, 16, 40);
     let deliveries = common::kafka::produce(&producer, topic, &records, None);

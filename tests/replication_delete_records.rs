@@ -15,7 +15,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::cluster::{leaders, Cluster, ClusterOpts};
+use common::cluster::{Cluster, ClusterOpts};
 use common::kafka;
 use common::wait_until;
 use common::wire;
@@ -35,40 +35,11 @@ const NOT_LEADER_OR_FOLLOWER: i16 = 6;
 const FENCED_LEADER_EPOCH: i16 = 74;
 const UNKNOWN_LEADER_EPOCH: i16 = 75;
 
-/// The leader of partition 0 of `topic` as every broker of `on` names it, not `not`.
-fn wait_leader(cluster: &Cluster, on: &[usize], topic: &str, not: i32) -> i32 {
-    let mut leader = -1;
-    wait_until(
-        Duration::from_secs(30),
-        "one leader named by every broker",
-        || {
-            let views: Vec<i32> = on
-                .iter()
-                .map(|i| {
-                    leaders(&cluster.metadata(*i), topic)
-                        .first()
-                        .copied()
-                        .unwrap_or(-1)
-                })
-                .collect();
-            leader = views[0];
-            leader > 0 && leader != not && views.iter().all(|l| *l == leader)
-        },
-    );
-    leader
-}
-
 #[test]
 fn delete_records_survives_a_leader_change() {
-    let opts = ClusterOpts {
-        extra_toml: "\"default.replication.factor\" = 3\n".into(),
-        ..ClusterOpts::default()
-    };
-    let mut cluster = Cluster::start(opts);
     let topic = "trimmed";
-    assert_eq!(cluster.create_topic(topic, 1, Duration::from_secs(30)), 0);
-    let leader = wait_leader(&cluster, &[0, 1, 2], topic, -1);
-    let old_index = usize::try_from(leader - 1).unwrap();
+    let (mut cluster, old_index) = Cluster::start_replicated(ClusterOpts::default(), topic);
+    let leader = Cluster::node_id(old_index);
     let producer = kafka::producer(cluster.broker(old_index), &[("acks", "all")]);
     let records = kafka::keyed_records(200, 5, 50);
     let deliveries = kafka::produce(&producer, topic, &records, Some(0));
@@ -89,7 +60,7 @@ fn delete_records_survives_a_leader_change() {
     // At once: the answer came only when every replica had moved its log start.
     cluster.broker_mut(old_index).kill9();
     let survivors: Vec<usize> = (0..3).filter(|i| *i != old_index).collect();
-    let new_leader = wait_leader(&cluster, &survivors, topic, leader);
+    let new_leader = cluster.wait_leader(&survivors, topic, leader);
     let new_index = usize::try_from(new_leader - 1).unwrap();
     wait_until(
         Duration::from_secs(20),

@@ -30,11 +30,9 @@ use kafka_protocol::messages::list_partition_reassignments_request::ListPartitio
 use kafka_protocol::messages::{
     AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse, ApiKey, BrokerId,
     CreateTopicsRequest, CreateTopicsResponse, ListPartitionReassignmentsRequest,
-    ListPartitionReassignmentsResponse, TopicName,
+    ListPartitionReassignmentsResponse,
 };
 use kafka_protocol::protocol::StrBytes;
-
-const NOT_CONTROLLER: i16 = 41;
 
 /// (partition, replicas, adding, removing) of a reassignment in progress.
 type Ongoing = (i32, Vec<i32>, Vec<i32>, Vec<i32>);
@@ -49,34 +47,6 @@ fn opts() -> ClusterOpts {
     }
 }
 
-fn name(s: &str) -> TopicName {
-    TopicName(StrBytes::from_string(s.to_owned()))
-}
-
-/// Sends `request` to broker `index` until the answer is not NOT_CONTROLLER (the controller
-/// may be moving, e.g. while a stopped node led the quorum).
-fn call_retrying<Req, Resp>(
-    cluster: &Cluster,
-    index: usize,
-    key: ApiKey,
-    version: i16,
-    request: &Req,
-    code: impl Fn(&Resp) -> i16,
-) -> Resp
-where
-    Req: kafka_protocol::protocol::Encodable,
-    Resp: kafka_protocol::protocol::Decodable,
-{
-    let mut answer = None;
-    wait_until(WAIT, &format!("{key:?} answered by a controller"), || {
-        let response: Resp = wire::call(cluster.broker(index).socket_addr(), key, version, request);
-        let done = code(&response) != NOT_CONTROLLER;
-        answer = Some(response);
-        done
-    });
-    answer.unwrap()
-}
-
 /// CreateTopics v5 of one partition on `replicas`, through broker 1 (forwarded).
 fn create_on(cluster: &Cluster, topic: &str, replicas: &[i32]) {
     let assignment = CreatableReplicaAssignment::default()
@@ -84,14 +54,13 @@ fn create_on(cluster: &Cluster, topic: &str, replicas: &[i32]) {
         .with_broker_ids(replicas.iter().map(|b| BrokerId(*b)).collect());
     let request = CreateTopicsRequest::default()
         .with_topics(vec![CreatableTopic::default()
-            .with_name(name(topic))
+            .with_name(wire::topic_name(topic))
             .with_num_partitions(-1)
             .with_replication_factor(-1)
             .with_assignments(vec![assignment])])
         .with_timeout_ms(10_000);
-    let answer: CreateTopicsResponse = call_retrying(
-        cluster,
-        0,
+    let answer: CreateTopicsResponse = cluster.call_retrying(
+        Some(0),
         ApiKey::CreateTopics,
         5,
         &request,
@@ -109,11 +78,10 @@ fn alter(cluster: &Cluster, index: usize, topic: &str, target: Option<&[i32]>) -
     let request = AlterPartitionReassignmentsRequest::default()
         .with_timeout_ms(30_000)
         .with_topics(vec![ReassignableTopic::default()
-            .with_name(name(topic))
+            .with_name(wire::topic_name(topic))
             .with_partitions(vec![partition])]);
-    let answer: AlterPartitionReassignmentsResponse = call_retrying(
-        cluster,
-        index,
+    let answer: AlterPartitionReassignmentsResponse = cluster.call_retrying(
+        Some(index),
         ApiKey::AlterPartitionReassignments,
         0,
         &request,
@@ -136,12 +104,11 @@ fn list(cluster: &Cluster, index: usize, topic: Option<&str>) -> Vec<Ongoing> {
         .with_timeout_ms(30_000)
         .with_topics(topic.map(|t| {
             vec![ListPartitionReassignmentsTopics::default()
-                .with_name(name(t))
+                .with_name(wire::topic_name(t))
                 .with_partition_indexes(vec![0])]
         }));
-    let answer: ListPartitionReassignmentsResponse = call_retrying(
-        cluster,
-        index,
+    let answer: ListPartitionReassignmentsResponse = cluster.call_retrying(
+        Some(index),
         ApiKey::ListPartitionReassignments,
         0,
         &request,
@@ -202,16 +169,6 @@ fn wait_registered(cluster: &Cluster, on: &[usize], topic: &str, replicas: &[i32
     seen
 }
 
-/// Sends `signal` (`-STOP`, `-CONT`) to broker `index`'s process.
-fn signal(cluster: &Cluster, index: usize, signal: &str) {
-    let pid = cluster.broker(index).pid().expect("running");
-    let status = std::process::Command::new("kill")
-        .args([signal, &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success(), "kill {signal} {pid}");
-}
-
 /// The brokers of a test: (a, b) hold the partition first, `n` is the new one, never the
 /// active controller (it is SIGSTOPped; a stopped controller would only slow the test down
 /// with a re-election). Indexes; node ids are index + 1.
@@ -249,13 +206,13 @@ fn reassignment_moves_a_partition_under_acks_all_load() {
     load.wait_acked_more(300, WAIT);
 
     // The new broker cannot catch up while stopped: the reassignment stays in progress.
-    signal(&cluster, n, "-STOP");
+    cluster.broker(n).send_signal("-STOP");
     assert_eq!(alter(&cluster, a, topic, Some(&[id(b), id(n)])).0, 0);
     let ongoing = vec![(0, vec![id(b), id(n), id(a)], vec![id(n)], vec![id(a)])];
     assert_eq!(list(&cluster, b, Some(topic)), ongoing);
     assert_eq!(list(&cluster, a, None), ongoing);
     load.wait_acked_more(200, WAIT);
-    signal(&cluster, n, "-CONT");
+    cluster.broker(n).send_signal("-CONT");
 
     let (leader, new_epoch) = wait_registered(&cluster, &[0, 1, 2], topic, &[id(b), id(n)]);
     assert_eq!(leader, id(b), "leadership left the removed broker");
@@ -317,13 +274,13 @@ fn cancel_reverts_and_bad_requests_get_kafkas_codes() {
     assert!(message.contains("broker 9"), "{message}");
     assert_eq!(alter(&cluster, b, "no-such-topic", Some(&[1])).0, 3);
 
-    signal(&cluster, n, "-STOP");
+    cluster.broker(n).send_signal("-STOP");
     assert_eq!(alter(&cluster, a, topic, Some(&[id(a), id(n)])).0, 0);
     let ongoing = vec![(0, vec![id(a), id(n), id(b)], vec![id(n)], vec![id(b)])];
     assert_eq!(list(&cluster, b, Some(topic)), ongoing);
     assert_eq!(alter(&cluster, b, topic, None).0, 0, "cancelled");
     assert!(list(&cluster, a, None).is_empty());
-    signal(&cluster, n, "-CONT");
+    cluster.broker(n).send_signal("-CONT");
     // The resumed broker may still show the registration from before the move: ask the others.
     let (leader, new_epoch) = wait_registered(&cluster, &[a, b], topic, &[id(a), id(b)]);
     wait_until(WAIT, "the resumed broker caught up with the image", || {
@@ -368,9 +325,8 @@ fn set_configs(
             .with_resource_name(StrBytes::from_string(resource.1))
             .with_configs(configs),
     ]);
-    let answer: IncrementalAlterConfigsResponse = call_retrying(
-        cluster,
-        index,
+    let answer: IncrementalAlterConfigsResponse = cluster.call_retrying(
+        Some(index),
         ApiKey::IncrementalAlterConfigs,
         1,
         &request,

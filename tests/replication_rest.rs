@@ -14,18 +14,10 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use common::cluster::{topics_view, Cluster, ClusterOpts};
+use common::cluster::{topics_view, Cluster, ClusterOpts, RF3_TOML};
+use common::faults::segment_bytes;
 use common::wait_until;
 use rdkafka::admin::{AlterConfig, ResourceSpecifier};
-
-/// (leader, replicas, ISR) of partition 0 of `topic` as broker `index` answers it.
-fn registration(cluster: &Cluster, index: usize, topic: &str) -> Option<(i32, Vec<i32>, Vec<i32>)> {
-    topics_view(&cluster.metadata(index))
-        .into_iter()
-        .find(|t| t.0 == topic)
-        .and_then(|t| t.2.first().cloned())
-        .map(|p| (p.1, p.3, p.4))
-}
 
 /// The high watermark of `topic`-0 in the `replication-offset-checkpoint` of `data_dir`.
 fn checkpointed(data_dir: &Path, topic: &str) -> Option<i64> {
@@ -40,31 +32,6 @@ fn checkpointed(data_dir: &Path, topic: &str) -> Option<i64> {
         (fields.len() == 3 && fields[0] == topic && fields[1] == "0")
             .then(|| fields[2].parse().unwrap())
     })
-}
-
-/// The `.log` segment bytes of a partition directory, concatenated in name order.
-fn segment_bytes(dir: &Path) -> Vec<u8> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut names: Vec<_> = entries
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.ends_with(".log"))
-        .collect();
-    names.sort();
-    names
-        .iter()
-        .flat_map(|n| std::fs::read(dir.join(n)).unwrap_or_default())
-        .collect()
-}
-
-fn signal(cluster: &Cluster, index: usize, signal: &str) {
-    let pid = cluster.broker(index).pid().expect("running");
-    let status = std::process::Command::new("kill")
-        .args([signal, &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success(), "kill {signal} {pid}");
 }
 
 fn produce(cluster: &Cluster, index: usize, topic: &str, count: usize, acks: &str) {
@@ -97,7 +64,9 @@ fn a_restarted_follower_starts_from_its_checkpointed_high_watermark() {
     assert_eq!(cluster.create_topic(topic, 1, Duration::from_secs(30)), 0);
     let mut placed = None;
     wait_until(Duration::from_secs(30), "a leader with its ISR", || {
-        placed = registration(&cluster, 0, topic).filter(|(l, _, isr)| *l > 0 && isr.len() == 3);
+        placed = cluster
+            .registration(0, topic)
+            .filter(|(l, _, isr)| *l > 0 && isr.len() == 3);
         placed.is_some()
     });
     let (leader, replicas, _) = placed.unwrap();
@@ -119,7 +88,7 @@ fn a_restarted_follower_starts_from_its_checkpointed_high_watermark() {
     }
     // The stalled replica stays in the ISR: the high watermark stays at 10 while the leader
     // and the other follower hold 15 records.
-    signal(&cluster, stalled, "-STOP");
+    cluster.broker(stalled).send_signal("-STOP");
     produce(&cluster, leader, topic, 5, "1");
     let part = |i: usize| cluster.broker(i).data_dir().join(format!("{topic}-0"));
     let leader_bytes = segment_bytes(&part(leader));
@@ -138,7 +107,7 @@ fn a_restarted_follower_starts_from_its_checkpointed_high_watermark() {
         Some(10)
     );
     // The leader stalls too: the restarted follower cannot learn any high watermark.
-    signal(&cluster, leader, "-STOP");
+    cluster.broker(leader).send_signal("-STOP");
     cluster.broker_mut(restarted).stop();
     let file = cluster
         .broker(restarted)
@@ -162,8 +131,8 @@ fn a_restarted_follower_starts_from_its_checkpointed_high_watermark() {
         Some(10),
         "the checkpointed high watermark, not 0 (unread) nor 15 (the log end)"
     );
-    signal(&cluster, leader, "-CONT");
-    signal(&cluster, stalled, "-CONT");
+    cluster.broker(leader).send_signal("-CONT");
+    cluster.broker(stalled).send_signal("-CONT");
 }
 
 /// Polls `cond` until it holds (true) or `timeout` passes (false).
@@ -222,7 +191,9 @@ fn a_wiped_follower_copies_a_compacted_leader_with_its_offset_gaps() {
     drop(admin);
     let mut placed = None;
     wait_until(Duration::from_secs(30), "a leader with its ISR", || {
-        placed = registration(&cluster, 0, topic).filter(|(l, _, isr)| *l > 0 && isr.len() == 3);
+        placed = cluster
+            .registration(0, topic)
+            .filter(|(l, _, isr)| *l > 0 && isr.len() == 3);
         placed.is_some()
     });
     let (leader_id, replicas, _) = placed.unwrap();
@@ -295,7 +266,11 @@ fn a_wiped_follower_copies_a_compacted_leader_with_its_offset_gaps() {
     wait_until(
         Duration::from_secs(30),
         "the follower back in the ISR",
-        || registration(&cluster, leader, topic).is_some_and(|(_, _, isr)| isr.len() == 3),
+        || {
+            cluster
+                .registration(leader, topic)
+                .is_some_and(|(_, _, isr)| isr.len() == 3)
+        },
     );
     assert!(!cluster
         .broker(wiped)
@@ -309,7 +284,7 @@ fn a_wiped_follower_copies_a_compacted_leader_with_its_offset_gaps() {
     let mut new_leader = 0;
     wait_until(Duration::from_secs(30), "a new leader", || {
         let asked = (0..3).find(|i| *i != leader).unwrap();
-        registration(&cluster, asked, topic).is_some_and(|(l, _, _)| {
+        cluster.registration(asked, topic).is_some_and(|(l, _, _)| {
             new_leader = l;
             l > 0 && l != leader_id
         })
@@ -425,11 +400,10 @@ fn internal_topics_wait_until_their_replication_factor_in_brokers_registered() {
 #[test]
 fn a_sigterm_leader_serves_until_its_controlled_shutdown_is_done() {
     use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
-    let opts = ClusterOpts {
-        extra_toml: "\"default.replication.factor\" = 3\n".into(),
+    let mut cluster = Cluster::start(ClusterOpts {
+        extra_toml: RF3_TOML.into(),
         ..ClusterOpts::default()
-    };
-    let mut cluster = Cluster::start(opts);
+    });
     let topic = "sigterm-leader";
     assert_eq!(cluster.create_topic(topic, 3, Duration::from_secs(30)), 0);
     let mut leaders = Vec::new();
@@ -479,11 +453,11 @@ fn a_sigterm_leader_serves_until_its_controlled_shutdown_is_done() {
     let mut conn = common::wire::connect(addr);
     assert!(metadata(&mut conn, 1), "served before the signal");
     // The controller stalls: the controlled shutdown cannot finish yet.
-    signal(&cluster, controller, "-STOP");
-    signal(&cluster, stopped, "-TERM");
+    cluster.broker(controller).send_signal("-STOP");
+    cluster.broker(stopped).send_signal("-TERM");
     std::thread::sleep(Duration::from_millis(300));
     let served = metadata(&mut conn, 2);
-    signal(&cluster, controller, "-CONT");
+    cluster.broker(controller).send_signal("-CONT");
     assert!(
         served,
         "a connection of the stopping broker is served during its controlled shutdown"
@@ -503,15 +477,12 @@ fn a_sigterm_leader_serves_until_its_controlled_shutdown_is_done() {
     let mut checker = common::checker::QueueChecker::new();
     report.feed(&mut checker);
     let reader = (0..3).find(|i| *i != stopped).unwrap();
-    for r in common::kafka::consume_all(cluster.broker(reader), topic, 3) {
-        checker.read(
-            r.partition,
-            r.offset,
-            r.value.as_deref().unwrap_or_default(),
-        );
-    }
-    let checked = checker.report();
-    assert!(checked.is_clean(), "{checked:?}");
+    checker.read_all(&common::kafka::consume_all(
+        cluster.broker(reader),
+        topic,
+        3,
+    ));
+    checker.assert_clean();
 }
 
 /// Two shards per broker, followers long-polling with a long wait: each acks=all produce, one

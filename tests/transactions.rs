@@ -14,9 +14,10 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::kafka::{self, CALL_TIMEOUT};
+use common::txn::{send, sorted, TxnProducer};
 use common::{unique_name, wait_until, wire, Broker, BrokerOpts};
 use kafka_protocol::messages::add_partitions_to_txn_request::{
     AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction,
@@ -26,7 +27,7 @@ use kafka_protocol::protocol::StrBytes;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::Producer;
 use rdkafka::{Offset, TopicPartitionList};
 
 /// Few coordinator partitions and fast timers, so tests do not wait on production defaults.
@@ -38,36 +39,19 @@ const BROKER_TOML: &str = r#"
 "transaction.max.timeout.ms" = 60000
 "#;
 
-type TxnProducer = ThreadedProducer<DefaultProducerContext>;
-
 fn broker() -> Broker {
     Broker::start(BrokerOpts::default().config(BROKER_TOML))
 }
 
 fn transactional(broker: &Broker, id: &str, timeout_ms: u32) -> TxnProducer {
-    let producer: TxnProducer = kafka::client_config(broker)
-        .set("transactional.id", id)
-        .set("transaction.timeout.ms", timeout_ms.to_string())
-        // librdkafka requires socket.timeout.ms <= transaction.timeout.ms + 100.
-        .set("socket.timeout.ms", timeout_ms.min(30_000).to_string())
-        .set("linger.ms", "5")
-        .create()
-        .expect("transactional producer");
-    producer
-        .init_transactions(CALL_TIMEOUT)
-        .expect("init_transactions");
-    producer
-}
-
-fn send(producer: &TxnProducer, topic: &str, partition: i32, value: &str) {
-    producer
-        .send(
-            BaseRecord::<(), str>::to(topic)
-                .partition(partition)
-                .payload(value),
-        )
-        .map_err(|(e, _)| e)
-        .expect("enqueue");
+    common::txn::transactional(
+        kafka::client_config(broker)
+            .set("transactional.id", id)
+            .set("transaction.timeout.ms", timeout_ms.to_string())
+            // librdkafka requires socket.timeout.ms <= transaction.timeout.ms + 100.
+            .set("socket.timeout.ms", timeout_ms.min(30_000).to_string())
+            .set("linger.ms", "5"),
+    )
 }
 
 /// Every value of `topic` read from the start with `isolation`, waiting until at least
@@ -80,36 +64,7 @@ fn read_values(
     expected: usize,
 ) -> Vec<String> {
     let consumer = kafka::consumer_with(broker, &[("isolation.level", isolation)]);
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&tpl).unwrap();
-    let mut values = Vec::new();
-    let deadline = Instant::now() + kafka::CONSUME_TIMEOUT;
-    let mut quiet_since = Instant::now();
-    while Instant::now() < deadline {
-        match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => {
-                values.push(String::from_utf8(m.payload().unwrap_or_default().to_vec()).unwrap());
-                quiet_since = Instant::now();
-            }
-            Some(Err(_)) | None => {
-                if values.len() >= expected && quiet_since.elapsed() > Duration::from_secs(1) {
-                    break;
-                }
-            }
-        }
-    }
-    values.sort();
-    values
-}
-
-fn sorted(values: impl IntoIterator<Item = String>) -> Vec<String> {
-    let mut v: Vec<String> = values.into_iter().collect();
-    v.sort();
-    v
+    common::txn::read_values(&consumer, topic, partitions, expected)
 }
 
 #[test]

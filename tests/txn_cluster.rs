@@ -15,17 +15,15 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::cluster::{leaders, Cluster, ClusterOpts};
+use common::faults::segment_bytes;
 use common::kafka::{self, CALL_TIMEOUT};
+use common::txn::{read_first, send, sorted, TxnProducer};
 use common::wait_until;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-use rdkafka::{Offset, TopicPartitionList};
-
-type TxnProducer = ThreadedProducer<DefaultProducerContext>;
+use rdkafka::consumer::BaseConsumer;
+use rdkafka::producer::Producer;
 
 /// Few coordinator partitions and fast timers.
 const CLUSTER_TOML: &str = r#"
@@ -50,42 +48,18 @@ fn create_spread_topic(cluster: &Cluster, topic: &str, partitions: i32) -> Vec<i
         cluster.create_topic(topic, partitions, Duration::from_secs(30)),
         0
     );
-    let mut found = Vec::new();
-    wait_until(Duration::from_secs(30), "leaders on every broker", || {
-        let views: Vec<Vec<i32>> = (0..3)
-            .map(|i| leaders(&cluster.metadata(i), topic))
-            .collect();
-        found = views[0].clone();
-        views.iter().all(|v| v == &found)
-            && found.len() == usize::try_from(partitions).unwrap()
-            && found.iter().all(|l| *l > 0)
-    });
-    found
+    let view = cluster.wait_topic(topic, usize::try_from(partitions).unwrap());
+    view.2.iter().map(|p| p.1).collect()
 }
 
 fn transactional(cluster: &Cluster, id: &str) -> TxnProducer {
-    let producer: TxnProducer = kafka::client_config(cluster.broker(0))
-        .set("bootstrap.servers", cluster.bootstrap())
-        .set("transactional.id", id)
-        .set("transaction.timeout.ms", "30000")
-        .set("linger.ms", "5")
-        .create()
-        .expect("transactional producer");
-    producer
-        .init_transactions(CALL_TIMEOUT)
-        .expect("init_transactions");
-    producer
-}
-
-fn send(producer: &TxnProducer, topic: &str, partition: i32, value: &str) {
-    producer
-        .send(
-            BaseRecord::<(), str>::to(topic)
-                .partition(partition)
-                .payload(value),
-        )
-        .map_err(|(e, _)| e)
-        .expect("enqueue");
+    common::txn::transactional(
+        kafka::client_config(cluster.broker(0))
+            .set("bootstrap.servers", cluster.bootstrap())
+            .set("transactional.id", id)
+            .set("transaction.timeout.ms", "30000")
+            .set("linger.ms", "5"),
+    )
 }
 
 fn consumer(cluster: &Cluster, isolation: &str) -> BaseConsumer {
@@ -98,8 +72,8 @@ fn consumer(cluster: &Cluster, isolation: &str) -> BaseConsumer {
     )
 }
 
-/// Every value of `topic` read from the start, waiting until at least `expected` arrived
-/// and then for a quiet second (so extra records would be seen).
+/// Every value of `topic` read from the start with `isolation`, waiting until at least
+/// `expected` arrived and then for a quiet second (so extra records would be seen).
 fn read_values(
     cluster: &Cluster,
     topic: &str,
@@ -107,37 +81,7 @@ fn read_values(
     isolation: &str,
     expected: usize,
 ) -> Vec<String> {
-    let consumer = consumer(cluster, isolation);
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&tpl).unwrap();
-    let mut values = Vec::new();
-    let deadline = Instant::now() + kafka::CONSUME_TIMEOUT;
-    let mut quiet_since = Instant::now();
-    while Instant::now() < deadline {
-        match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => {
-                values.push(String::from_utf8(m.payload().unwrap_or_default().to_vec()).unwrap());
-                quiet_since = Instant::now();
-            }
-            Some(Err(_)) | None => {
-                if values.len() >= expected && quiet_since.elapsed() > Duration::from_secs(1) {
-                    break;
-                }
-            }
-        }
-    }
-    values.sort();
-    values
-}
-
-fn sorted(values: impl IntoIterator<Item = String>) -> Vec<String> {
-    let mut v: Vec<String> = values.into_iter().collect();
-    v.sort();
-    v
+    common::txn::read_values(&consumer(cluster, isolation), topic, partitions, expected)
 }
 
 /// Commit, abort, commit over partitions led by all three brokers: whichever broker
@@ -189,22 +133,6 @@ fn commit_and_abort_over_partitions_led_by_every_broker() {
         "read_uncommitted sees the aborted records too"
     );
     assert_eq!(all.iter().filter(|v| v.starts_with("ab-")).count(), 60);
-}
-
-/// The `.log` segment files of a partition directory, concatenated in name order.
-fn segment_bytes(dir: &std::path::Path) -> Vec<u8> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut names: Vec<_> = entries
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.ends_with(".log"))
-        .collect();
-    names.sort();
-    names
-        .iter()
-        .flat_map(|n| std::fs::read(dir.join(n)).unwrap())
-        .collect()
 }
 
 /// RF=3: the records and the markers (control batches) replicate like any batch: after a
@@ -292,34 +220,12 @@ fn coordinator_failover_mid_transaction() {
         send(&producer, topic, i % partitions, &format!("c2-{i}"));
     }
     producer.commit_transaction(CALL_TIMEOUT).unwrap();
-    let consumer_on = |isolation: &str, expected: usize| {
-        let consumer =
-            kafka::consumer_with(cluster.broker(survivor), &[("isolation.level", isolation)]);
-        let mut tpl = TopicPartitionList::new();
-        for p in 0..partitions {
-            tpl.add_partition_offset(topic, p, Offset::Beginning)
-                .unwrap();
-        }
-        consumer.assign(&tpl).unwrap();
-        let mut values = Vec::new();
-        let deadline = Instant::now() + kafka::CONSUME_TIMEOUT;
-        let mut quiet_since = Instant::now();
-        while Instant::now() < deadline {
-            match consumer.poll(Duration::from_millis(100)) {
-                Some(Ok(m)) => {
-                    values.push(String::from_utf8(m.payload().unwrap().to_vec()).unwrap());
-                    quiet_since = Instant::now();
-                }
-                _ if values.len() >= expected && quiet_since.elapsed() > Duration::from_secs(1) => {
-                    break
-                }
-                _ => {}
-            }
-        }
-        sorted(values)
-    };
+    let consumer = kafka::consumer_with(
+        cluster.broker(survivor),
+        &[("isolation.level", "read_committed")],
+    );
     assert_eq!(
-        consumer_on("read_committed", 36),
+        common::txn::read_values(&consumer, topic, partitions, 36),
         sorted(
             (0..30)
                 .map(|i| format!("c1-{i}"))
@@ -366,20 +272,10 @@ fn markers_follow_a_partition_leader_killed_mid_transaction() {
         cluster.broker(survivor),
         &[("isolation.level", "read_committed")],
     );
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&tpl).unwrap();
-    let mut values = Vec::new();
-    let deadline = Instant::now() + kafka::CONSUME_TIMEOUT;
-    while values.len() < 60 && Instant::now() < deadline {
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-            values.push(String::from_utf8(m.payload().unwrap().to_vec()).unwrap());
-        }
-    }
-    assert_eq!(sorted(values), sorted((0..60).map(|i| format!("v-{i}"))));
+    assert_eq!(
+        read_first(&consumer, topic, partitions, 60),
+        sorted((0..60).map(|i| format!("v-{i}")))
+    );
 }
 
 /// The leaders of the `__transaction_state` partitions as broker `index` answers.
@@ -407,15 +303,14 @@ fn new_coordinator_aborts_an_orphaned_transaction_and_the_lso_advances() {
     let partitions = 3;
     create_spread_topic(&cluster, topic, partitions);
     let id = "orphaned-tx";
-    let producer: TxnProducer = kafka::client_config(cluster.broker(0))
-        .set("bootstrap.servers", cluster.bootstrap())
-        .set("transactional.id", id)
-        .set("transaction.timeout.ms", "4000")
-        .set("socket.timeout.ms", "4000")
-        .set("linger.ms", "5")
-        .create()
-        .expect("transactional producer");
-    producer.init_transactions(CALL_TIMEOUT).unwrap();
+    let producer = common::txn::transactional(
+        kafka::client_config(cluster.broker(0))
+            .set("bootstrap.servers", cluster.bootstrap())
+            .set("transactional.id", id)
+            .set("transaction.timeout.ms", "4000")
+            .set("socket.timeout.ms", "4000")
+            .set("linger.ms", "5"),
+    );
     let log_partition = sluice::coordinator_log::partition_for(id, 3);
     let coordinator = leaders_of_log(&cluster, 0)[usize::try_from(log_partition).unwrap()];
     producer.begin_transaction().unwrap();
@@ -445,21 +340,8 @@ fn new_coordinator_aborts_an_orphaned_transaction_and_the_lso_advances() {
             ("isolation.level", "read_committed"),
         ],
     );
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&tpl).unwrap();
-    let mut values = Vec::new();
-    let deadline = Instant::now() + kafka::CONSUME_TIMEOUT;
-    while values.len() < 3 && Instant::now() < deadline {
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-            values.push(String::from_utf8(m.payload().unwrap().to_vec()).unwrap());
-        }
-    }
     assert_eq!(
-        sorted(values),
+        read_first(&consumer, topic, partitions, 3),
         sorted((0..partitions).map(|p| format!("after-{p}"))),
         "the orphaned transaction is aborted (LSO advanced), its records never read"
     );

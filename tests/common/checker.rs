@@ -111,6 +111,23 @@ impl QueueChecker {
     }
 
     /// A value a consumer read at `offset` of `partition`.
+    /// Everything `received` holds, read.
+    pub fn read_all<'a>(&mut self, received: impl IntoIterator<Item = &'a super::kafka::Received>) {
+        for r in received {
+            self.read(
+                r.partition,
+                r.offset,
+                r.value.as_deref().unwrap_or_default(),
+            );
+        }
+    }
+
+    /// Asserts the report finds nothing wrong.
+    pub fn assert_clean(&self) {
+        let report = self.report();
+        assert!(report.is_clean(), "{report:?}");
+    }
+
     pub fn read(&mut self, partition: i32, offset: i64, value: &[u8]) {
         match self.read.get(&(partition, offset)) {
             Some(existing) if existing.as_slice() != value => {

@@ -149,15 +149,21 @@ impl Cluster {
 
     /// Starts every node and waits until every broker's Metadata lists all of them.
     pub fn start(opts: ClusterOpts) -> Cluster {
+        Self::start_with(opts, |_| String::new())
+    }
+
+    /// [`Cluster::start`] with more TOML for the node of index `i`: `node_toml(i)`.
+    pub fn start_with(opts: ClusterOpts, node_toml_extra: impl Fn(usize) -> String) -> Cluster {
         let controller_ports: Vec<u16> = (0..opts.nodes).map(|_| free_port()).collect();
         let client_ports: Vec<u16> = (0..opts.nodes).map(|_| free_port()).collect();
         let brokers = (0..opts.nodes)
             .map(|i| {
                 let toml = format!(
-                    "{}listeners = \"PLAINTEXT://127.0.0.1:{}{}\"\n",
+                    "{}listeners = \"PLAINTEXT://127.0.0.1:{}{}\"\n{}",
                     node_toml(&opts, Self::node_id(i), &controller_ports),
                     client_ports[i],
-                    opts.extra_listeners
+                    opts.extra_listeners,
+                    node_toml_extra(i)
                 );
                 Broker::start(BrokerOpts::default().cores(opts.cores).config(&toml))
             })
@@ -269,6 +275,129 @@ impl Cluster {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+}
+
+/// Every topic of the cluster gets three replicas (append to `ClusterOpts::extra_toml`).
+pub const RF3_TOML: &str = "\"default.replication.factor\" = 3\n";
+
+impl Cluster {
+    /// A three-node cluster whose topics get three replicas (`extra_toml` appended), with
+    /// `topic` (one partition) created and led: the cluster and its leader's index.
+    pub fn start_replicated(opts: ClusterOpts, topic: &str) -> (Cluster, usize) {
+        let opts = ClusterOpts {
+            extra_toml: format!("{RF3_TOML}{}", opts.extra_toml),
+            ..opts
+        };
+        let cluster = Cluster::start(opts);
+        assert_eq!(cluster.create_topic(topic, 1, Duration::from_secs(30)), 0);
+        let leader = cluster.wait_leader(&[0, 1, 2], topic, -1);
+        let index = usize::try_from(leader - 1).unwrap_or_else(|_| panic!("leader {leader}"));
+        (cluster, index)
+    }
+
+    /// (leader, replicas, ISR) of partition 0 of `topic` as broker `index` answers it.
+    pub fn registration(&self, index: usize, topic: &str) -> Option<(i32, Vec<i32>, Vec<i32>)> {
+        topics_view(&self.metadata(index))
+            .into_iter()
+            .find(|t| t.0 == topic)
+            .and_then(|t| t.2.first().cloned())
+            .map(|p| (p.1, p.3, p.4))
+    }
+
+    /// Waits until every broker of `on` answers the same registration of partition 0 of
+    /// `topic` (three replicas) with a leader other than `not`; returns that leader.
+    pub fn wait_leader(&self, on: &[usize], topic: &str, not: i32) -> i32 {
+        let mut leader = -1;
+        wait_until(
+            Duration::from_secs(30),
+            "one leader named by every broker",
+            || {
+                let views: Vec<_> = on.iter().map(|i| self.registration(*i, topic)).collect();
+                match views.first() {
+                    Some(Some((l, replicas, _))) if *l > 0 && *l != not && replicas.len() == 3 => {
+                        leader = *l;
+                        views.iter().all(|v| v == &views[0])
+                    }
+                    _ => false,
+                }
+            },
+        );
+        leader
+    }
+
+    /// Waits until every broker answers `topic` with all `partitions` led by brokers of the
+    /// cluster and the same view (leaders, epochs, replicas, ISR); returns the view.
+    pub fn wait_topic(&self, topic: &str, partitions: usize) -> TopicView {
+        let mut found = None;
+        let nodes = 1..=i32::try_from(self.opts.nodes).unwrap_or(i32::MAX);
+        wait_until(
+            CLUSTER_READY_TIMEOUT,
+            &format!("every broker to agree on {topic}"),
+            || {
+                let views: Vec<Option<TopicView>> = (0..self.brokers.len())
+                    .map(|i| {
+                        topics_view(&self.metadata(i))
+                            .into_iter()
+                            .find(|t| t.0 == topic)
+                    })
+                    .collect();
+                let Some(first) = views[0].clone() else {
+                    return false;
+                };
+                let complete =
+                    first.2.len() == partitions && first.2.iter().all(|p| nodes.contains(&p.1));
+                found = Some(first.clone());
+                complete && views.iter().all(|v| v.as_ref() == Some(&first))
+            },
+        );
+        found.unwrap_or_else(|| panic!("no view of {topic}"))
+    }
+
+    /// Sends `request` until the answer's `code` is not NOT_CONTROLLER (the controller may
+    /// be moving): to broker `to`, or to the active controller when `None`, as clients retry.
+    pub fn call_retrying<Req, Resp>(
+        &self,
+        to: Option<usize>,
+        key: ApiKey,
+        version: i16,
+        request: &Req,
+        code: impl Fn(&Resp) -> i16,
+    ) -> Resp
+    where
+        Req: kafka_protocol::protocol::Encodable,
+        Resp: kafka_protocol::protocol::Decodable,
+    {
+        let mut answer = None;
+        wait_until(
+            CLUSTER_READY_TIMEOUT,
+            &format!("{key:?} answered by a controller"),
+            || {
+                let Some(index) = to.or_else(|| self.controller_index(0)) else {
+                    return false;
+                };
+                let response: Resp =
+                    wire::call(self.brokers[index].socket_addr(), key, version, request);
+                let done = code(&response) != NOT_CONTROLLER;
+                answer = Some(response);
+                done
+            },
+        );
+        answer.unwrap_or_else(|| panic!("{key:?} never answered"))
+    }
+}
+
+impl Broker {
+    /// Sends `signal` (`-STOP`, `-CONT`) to the broker's process.
+    pub fn send_signal(&self, signal: &str) {
+        let pid = self
+            .pid()
+            .expect("send_signal on a broker that is not running");
+        let status = std::process::Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .unwrap_or_else(|e| panic!("kill {signal} {pid}: {e}"));
+        assert!(status.success(), "kill {signal} {pid}");
     }
 }
 

@@ -131,13 +131,7 @@ pub fn read_back(
             })
         },
     );
-    for r in super::kafka::consume_all(broker, topic, count) {
-        checker.read(
-            r.partition,
-            r.offset,
-            r.value.as_deref().unwrap_or_default(),
-        );
-    }
+    checker.read_all(&super::kafka::consume_all(broker, topic, count));
 }
 
 /// The last acknowledged offset per partition of `acked` ((partition, offset, value)).

@@ -21,6 +21,7 @@ pub mod load;
 pub mod proxy;
 pub mod sasl;
 pub mod split;
+pub mod txn;
 pub mod wire;
 
 use std::collections::VecDeque;

@@ -79,6 +79,13 @@ pub fn decode_response<Resp: Decodable>(
         .unwrap_or_else(|e| panic!("decode {key:?} v{version} response: {e}"))
 }
 
+/// A topic name as the protocol types take it.
+pub fn topic_name(name: &str) -> kafka_protocol::messages::TopicName {
+    kafka_protocol::messages::TopicName(kafka_protocol::protocol::StrBytes::from_string(
+        name.to_owned(),
+    ))
+}
+
 /// One request over a fresh connection; returns the decoded response body.
 pub fn call<Req: Encodable, Resp: Decodable>(
     addr: SocketAddr,

@@ -1,0 +1,113 @@
+//! Transactional producers and read-back for the transaction tests (`tests/transactions.rs`,
+//! `tests/txn_cluster.rs`): a librdkafka producer whose transactions are initialised, records
+//! sent to a chosen partition, and a consumer's values read back from the start of every
+//! partition.
+//!
+//! Invariants: every wait has a deadline (`kafka::CALL_TIMEOUT`, `kafka::CONSUME_TIMEOUT`);
+//! values come back sorted, so tests compare sets of values whatever the partition order.
+
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::kafka::{CALL_TIMEOUT, CONSUME_TIMEOUT};
+
+pub type TxnProducer = ThreadedProducer<DefaultProducerContext>;
+
+/// How long a read waits with nothing new once it has what it expected, so that records
+/// beyond the expected ones would be seen too.
+const QUIET: Duration = Duration::from_secs(1);
+
+/// A producer of `config` (which names `transactional.id`) with its transactions initialised.
+pub fn transactional(config: &ClientConfig) -> TxnProducer {
+    let producer: TxnProducer = config.create().expect("transactional producer");
+    producer
+        .init_transactions(CALL_TIMEOUT)
+        .expect("init_transactions");
+    producer
+}
+
+/// Enqueues `value` for `partition` of `topic`.
+pub fn send(producer: &TxnProducer, topic: &str, partition: i32, value: &str) {
+    producer
+        .send(
+            BaseRecord::<(), str>::to(topic)
+                .partition(partition)
+                .payload(value),
+        )
+        .map_err(|(e, _)| e)
+        .expect("enqueue");
+}
+
+/// Assigns `consumer` every partition of `topic` from the beginning.
+fn assign_from_start(consumer: &BaseConsumer, topic: &str, partitions: i32) {
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap_or_else(|e| panic!("assign {topic}/{p}: {e}"));
+    }
+    consumer
+        .assign(&tpl)
+        .unwrap_or_else(|e| panic!("assign {topic}: {e}"));
+}
+
+fn value_of(m: &rdkafka::message::BorrowedMessage<'_>) -> String {
+    String::from_utf8(m.payload().unwrap_or_default().to_vec()).expect("UTF-8 values")
+}
+
+/// Every value of `topic` that `consumer` reads from the start, waiting until at least
+/// `expected` arrived and then for a quiet second (so extra records would be seen); sorted.
+pub fn read_values(
+    consumer: &BaseConsumer,
+    topic: &str,
+    partitions: i32,
+    expected: usize,
+) -> Vec<String> {
+    assign_from_start(consumer, topic, partitions);
+    let mut values = Vec::new();
+    let deadline = Instant::now() + CONSUME_TIMEOUT;
+    let mut quiet_since = Instant::now();
+    while Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                values.push(value_of(&m));
+                quiet_since = Instant::now();
+            }
+            Some(Err(_)) | None => {
+                if values.len() >= expected && quiet_since.elapsed() > QUIET {
+                    break;
+                }
+            }
+        }
+    }
+    sorted(values)
+}
+
+/// The first `count` values of `topic` that `consumer` reads from the start (fewer at the
+/// deadline); sorted.
+pub fn read_first(
+    consumer: &BaseConsumer,
+    topic: &str,
+    partitions: i32,
+    count: usize,
+) -> Vec<String> {
+    assign_from_start(consumer, topic, partitions);
+    let mut values = Vec::new();
+    let deadline = Instant::now() + CONSUME_TIMEOUT;
+    while values.len() < count && Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            values.push(value_of(&m));
+        }
+    }
+    sorted(values)
+}
+
+pub fn sorted(values: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut v: Vec<String> = values.into_iter().collect();
+    v.sort();
+    v
+}
