@@ -15,7 +15,7 @@ mod common;
 use std::time::Duration;
 
 use common::checker::QueueChecker;
-use common::cluster::{Cluster, ClusterOpts, RF3_TOML};
+use common::cluster::{Cluster, ClusterOpts};
 use common::faults::segment_bytes;
 use common::wait_until;
 
@@ -235,19 +235,9 @@ fn deleting_a_replicated_topic_stops_its_fetchers_first() {
 /// acks=all completes on every partition and every replica holds the leader's bytes.
 #[test]
 fn replication_across_shards() {
-    let opts = ClusterOpts {
-        cores: 2,
-        extra_toml: RF3_TOML.into(),
-        ..ClusterOpts::default()
-    };
-    let cluster = Cluster::start(opts);
     let topic = "sharded";
     let partitions = 4;
-    assert_eq!(
-        cluster.create_topic(topic, partitions, Duration::from_secs(30)),
-        0
-    );
-    cluster.wait_leader(&[0, 1, 2], topic, -1);
+    let cluster = Cluster::start_sharded("", topic, partitions);
     let producer = common::kafka::producer(cluster.broker(0), &[("acks", "all")]);
     let records = common::kafka::keyed_records(400, 16, 40);
     let deliveries = common::kafka::produce(&producer, topic, &records, None);

@@ -15,7 +15,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use common::cluster::{topics_view, Cluster, ClusterOpts, RF3_TOML};
-use common::faults::segment_bytes;
+use common::faults::{segment_bytes, wait_full_isr};
 use common::wait_until;
 use rdkafka::admin::{AlterConfig, ResourceSpecifier};
 
@@ -62,13 +62,8 @@ fn a_restarted_follower_starts_from_its_checkpointed_high_watermark() {
     let mut cluster = Cluster::start(opts);
     let topic = "hw-checkpoint";
     assert_eq!(cluster.create_topic(topic, 1, Duration::from_secs(30)), 0);
-    let mut placed = None;
-    wait_until(Duration::from_secs(30), "a leader with its ISR", || {
-        placed = cluster
-            .registration(0, topic)
-            .filter(|(l, _, isr)| *l > 0 && isr.len() == 3);
-        placed.is_some()
-    });
+    wait_full_isr(&cluster, topic, 1);
+    let placed = cluster.registration(0, topic);
     let (leader, replicas, _) = placed.unwrap();
     let index = |id: i32| usize::try_from(id - 1).unwrap();
     let followers: Vec<usize> = replicas
@@ -189,13 +184,8 @@ fn a_wiped_follower_copies_a_compacted_leader_with_its_offset_gaps() {
         .unwrap_or_else(|e| panic!("CreateTopics: {e}"));
     assert!(created[0].is_ok(), "{created:?}");
     drop(admin);
-    let mut placed = None;
-    wait_until(Duration::from_secs(30), "a leader with its ISR", || {
-        placed = cluster
-            .registration(0, topic)
-            .filter(|(l, _, isr)| *l > 0 && isr.len() == 3);
-        placed.is_some()
-    });
+    wait_full_isr(&cluster, topic, 1);
+    let placed = cluster.registration(0, topic);
     let (leader_id, replicas, _) = placed.unwrap();
     let index = |id: i32| usize::try_from(id - 1).unwrap();
     let leader = index(leader_id);
@@ -492,30 +482,12 @@ fn a_sigterm_leader_serves_until_its_controlled_shutdown_is_done() {
 /// as a produce waiting out `replica.fetch.wait.max.ms` (5 s here).
 #[test]
 fn acks_all_produces_are_not_held_by_missed_wake_ups_across_shards() {
-    let opts = ClusterOpts {
-        cores: 2,
-        extra_toml: "\"default.replication.factor\" = 3\n\
-                     \"replica.fetch.wait.max.ms\" = 5000\n\
-                     \"fetch.max.wait.ms\" = 5000\n"
-            .into(),
-        ..ClusterOpts::default()
-    };
-    let cluster = Cluster::start(opts);
     let topic = "sharded-wake";
     let partitions = 4;
-    assert_eq!(
-        cluster.create_topic(topic, partitions, Duration::from_secs(30)),
-        0
-    );
-    wait_until(
-        Duration::from_secs(30),
-        "every partition led with its ISR",
-        || {
-            let view = topics_view(&cluster.metadata(0));
-            view.iter()
-                .find(|t| t.0 == topic)
-                .is_some_and(|t| t.2.len() == 4 && t.2.iter().all(|p| p.1 > 0 && p.4.len() == 3))
-        },
+    let cluster = Cluster::start_sharded(
+        "\"replica.fetch.wait.max.ms\" = 5000\n\"fetch.max.wait.ms\" = 5000\n",
+        topic,
+        partitions,
     );
     let producer =
         common::kafka::producer(cluster.broker(0), &[("acks", "all"), ("linger.ms", "0")]);

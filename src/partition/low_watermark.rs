@@ -222,6 +222,14 @@ mod tests {
         ReplicatedPartition::new(local, &registration, 10, config, 0)
     }
 
+    /// [`leader`] with its own log start at 5 (DeleteRecords ran on it), in a fresh dir.
+    async fn deleted_to_5(waiters_max: usize) -> (tempfile::TempDir, Rc<ReplicatedPartition>) {
+        let dir = tempfile::tempdir().unwrap();
+        let leader = leader(dir.path(), waiters_max).await;
+        assert_eq!(leader.local().delete_records(5).await, Ok(5));
+        (dir, leader)
+    }
+
     /// A DeleteRecords wait for `offset` running on its own task, with [`REQUEST_TIMEOUT`].
     fn waiting(
         leader: &Rc<ReplicatedPartition>,
@@ -286,29 +294,28 @@ mod tests {
     /// fetch that moves the last lagging log start, and only by that one.
     #[compio::test]
     async fn a_follower_fetch_moving_its_log_start_wakes_the_wait() {
-        let dir = tempfile::tempdir().unwrap();
-        let leader = leader(dir.path(), 16).await;
-        assert_eq!(leader.local().delete_records(5).await, Ok(5));
+        let (_dir, leader) = deleted_to_5(16).await;
         leader.record_follower_log_start(2, 0);
         leader.record_follower_log_start(3, 0);
         let wait = waiting(&leader, 5);
         until_parked(&leader, 1).await;
         leader.record_follower_log_start(2, 5);
         leader.record_follower_log_start(3, 4);
-        until_parked(&leader, 1).await;
-        assert!(!wait.is_finished(), "follower 3 is still below 5");
+        assert_eq!(
+            leader.low_watermark_waiting(),
+            1,
+            "follower 3 is still below 5"
+        );
         leader.record_follower_log_start(3, 6);
         assert_eq!(woken(wait).await, Ok(5));
-        assert!(leader.low_watermark_waiters.borrow().is_empty());
+        assert_eq!(leader.low_watermark_waiting(), 0);
     }
 
     /// An ISR change that drops the lagging follower wakes the wait (Kafka completes the
     /// purgatory on ISR changes too); resignation answers NOT_LEADER_OR_FOLLOWER at once.
     #[compio::test]
     async fn an_isr_shrink_and_a_resignation_wake_the_wait() {
-        let dir = tempfile::tempdir().unwrap();
-        let leader = leader(dir.path(), 16).await;
-        assert_eq!(leader.local().delete_records(5).await, Ok(5));
+        let (_dir, leader) = deleted_to_5(16).await;
         leader.record_follower_log_start(2, 5);
         let wait = waiting(&leader, 5);
         until_parked(&leader, 1).await;
@@ -325,9 +332,7 @@ mod tests {
     /// REQUEST_TIMED_OUT at once, and a place frees when a caller goes away.
     #[compio::test]
     async fn waiters_are_bounded() {
-        let dir = tempfile::tempdir().unwrap();
-        let leader = leader(dir.path(), 2).await;
-        assert_eq!(leader.local().delete_records(5).await, Ok(5));
+        let (_dir, leader) = deleted_to_5(2).await;
         let first = waiting(&leader, 5);
         let second = waiting(&leader, 5);
         until_parked(&leader, 2).await;

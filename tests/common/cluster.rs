@@ -296,6 +296,23 @@ impl Cluster {
         (cluster, index)
     }
 
+    /// Two shards per broker and three replicas per topic (`extra_toml` appended), with
+    /// `topic` of `partitions` created and every partition led with its full ISR on every
+    /// broker: follower fetches cross shards on both sides.
+    pub fn start_sharded(extra_toml: &str, topic: &str, partitions: i32) -> Cluster {
+        let cluster = Cluster::start(ClusterOpts {
+            cores: 2,
+            extra_toml: format!("{RF3_TOML}{extra_toml}"),
+            ..ClusterOpts::default()
+        });
+        assert_eq!(
+            cluster.create_topic(topic, partitions, Duration::from_secs(30)),
+            0
+        );
+        super::faults::wait_full_isr(&cluster, topic, partitions);
+        cluster
+    }
+
     /// (leader, replicas, ISR) of partition 0 of `topic` as broker `index` answers it.
     pub fn registration(&self, index: usize, topic: &str) -> Option<(i32, Vec<i32>, Vec<i32>)> {
         topics_view(&self.metadata(index))

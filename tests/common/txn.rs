@@ -55,10 +55,6 @@ fn assign_from_start(consumer: &BaseConsumer, topic: &str, partitions: i32) {
         .unwrap_or_else(|e| panic!("assign {topic}: {e}"));
 }
 
-fn value_of(m: &rdkafka::message::BorrowedMessage<'_>) -> String {
-    String::from_utf8(m.payload().unwrap_or_default().to_vec()).expect("UTF-8 values")
-}
-
 /// Every value of `topic` that `consumer` reads from the start, waiting until at least
 /// `expected` arrived and then for a quiet second (so extra records would be seen); sorted.
 pub fn read_values(
@@ -67,24 +63,9 @@ pub fn read_values(
     partitions: i32,
     expected: usize,
 ) -> Vec<String> {
-    assign_from_start(consumer, topic, partitions);
-    let mut values = Vec::new();
-    let deadline = Instant::now() + CONSUME_TIMEOUT;
-    let mut quiet_since = Instant::now();
-    while Instant::now() < deadline {
-        match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => {
-                values.push(value_of(&m));
-                quiet_since = Instant::now();
-            }
-            Some(Err(_)) | None => {
-                if values.len() >= expected && quiet_since.elapsed() > QUIET {
-                    break;
-                }
-            }
-        }
-    }
-    sorted(values)
+    read_until(consumer, topic, partitions, |values, quiet| {
+        values.len() >= expected && quiet > QUIET
+    })
 }
 
 /// The first `count` values of `topic` that `consumer` reads from the start (fewer at the
@@ -95,12 +76,28 @@ pub fn read_first(
     partitions: i32,
     count: usize,
 ) -> Vec<String> {
+    read_until(consumer, topic, partitions, |values, _| {
+        values.len() >= count
+    })
+}
+
+/// Reads `topic` from the start until `done(values, time since the last one)` or
+/// [`CONSUME_TIMEOUT`]; sorted.
+fn read_until(
+    consumer: &BaseConsumer,
+    topic: &str,
+    partitions: i32,
+    done: impl Fn(&[String], Duration) -> bool,
+) -> Vec<String> {
     assign_from_start(consumer, topic, partitions);
     let mut values = Vec::new();
     let deadline = Instant::now() + CONSUME_TIMEOUT;
-    while values.len() < count && Instant::now() < deadline {
+    let mut last = Instant::now();
+    while Instant::now() < deadline && !done(&values, last.elapsed()) {
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-            values.push(value_of(&m));
+            values
+                .push(String::from_utf8(m.payload().unwrap_or_default().to_vec()).expect("UTF-8"));
+            last = Instant::now();
         }
     }
     sorted(values)
