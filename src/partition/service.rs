@@ -346,10 +346,7 @@ impl PartitionService {
         if receivers.is_empty() {
             return results;
         }
-        let timer = Box::pin(compio::time::sleep_until(deadline));
-        let shutdown = Box::pin(self.shutdown.wait());
-        let stop = futures_util::future::select(timer, shutdown);
-        futures_util::future::select(stop, select_all(receivers)).await;
+        self.park(receivers, deadline).await;
         self.follower_fetch_once(replica_id, &items).await
     }
 
@@ -423,6 +420,16 @@ impl PartitionService {
                 receivers.push(rx);
             }
         }
+        self.park(receivers, deadline).await;
+    }
+
+    /// Waits until one of `receivers` fires (an append or a high watermark move), shutdown,
+    /// or `deadline`.
+    async fn park(
+        &self,
+        receivers: Vec<futures_channel::oneshot::Receiver<()>>,
+        deadline: Instant,
+    ) {
         let timer = Box::pin(compio::time::sleep_until(deadline));
         let shutdown = Box::pin(self.shutdown.wait());
         let stop = futures_util::future::select(timer, shutdown);
@@ -450,14 +457,7 @@ impl PartitionService {
                 receivers.push(rx);
             }
         }
-        let timer = Box::pin(compio::time::sleep_until(deadline));
-        let shutdown = Box::pin(self.shutdown.wait());
-        let stop = futures_util::future::select(timer, shutdown);
-        if receivers.is_empty() {
-            stop.await;
-            return;
-        }
-        futures_util::future::select(stop, select_all(receivers)).await;
+        self.park(receivers, deadline).await;
     }
 
     /// ListOffsets and OffsetForLeaderEpoch queries.
