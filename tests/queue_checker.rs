@@ -96,3 +96,27 @@ fn unexpected_values_and_offset_conflicts_are_reported() {
         .iter()
         .any(|u| u.contains("read both a and other")));
 }
+
+/// A read record as the fault tests hand it over (`kafka::Received` implements the same).
+struct Read(i32, i64, &'static str);
+
+impl checker::ReadRecord for Read {
+    fn placed(&self) -> (i32, i64, &[u8]) {
+        (self.0, self.1, self.2.as_bytes())
+    }
+}
+
+/// `read_all` reads every record given, so `assert_clean` passes once everything acknowledged
+/// was read and fails (panics with the report) while a record is missing.
+#[test]
+fn read_all_reads_every_record_and_assert_clean_checks_the_report() {
+    let mut c = QueueChecker::new();
+    c.acked(0, "s", b"a");
+    c.acked(1, "s", b"b");
+    c.read_all(&[Read(0, 0, "a")]);
+    let missing = std::panic::catch_unwind(|| c.assert_clean());
+    assert!(missing.is_err(), "b was acknowledged and not read");
+    c.read_all(&[Read(1, 0, "b")]);
+    c.assert_clean();
+    assert_eq!(c.report().read, 2);
+}

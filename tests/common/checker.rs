@@ -19,6 +19,11 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 
+/// A record a consumer read, as the checker takes it: (partition, offset, value).
+pub trait ReadRecord {
+    fn placed(&self) -> (i32, i64, &[u8]);
+}
+
 /// See the module documentation.
 #[derive(Debug, Default)]
 pub struct QueueChecker {
@@ -110,15 +115,11 @@ impl QueueChecker {
             .push(value.to_vec());
     }
 
-    /// A value a consumer read at `offset` of `partition`.
-    /// Everything `received` holds, read.
-    pub fn read_all<'a>(&mut self, received: impl IntoIterator<Item = &'a super::kafka::Received>) {
+    /// Every record of `received`, read.
+    pub fn read_all<'a, R: ReadRecord + 'a>(&mut self, received: impl IntoIterator<Item = &'a R>) {
         for r in received {
-            self.read(
-                r.partition,
-                r.offset,
-                r.value.as_deref().unwrap_or_default(),
-            );
+            let (partition, offset, value) = r.placed();
+            self.read(partition, offset, value);
         }
     }
 
@@ -128,6 +129,7 @@ impl QueueChecker {
         assert!(report.is_clean(), "{report:?}");
     }
 
+    /// A value a consumer read at `offset` of `partition`.
     pub fn read(&mut self, partition: i32, offset: i64, value: &[u8]) {
         match self.read.get(&(partition, offset)) {
             Some(existing) if existing.as_slice() != value => {

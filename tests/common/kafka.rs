@@ -308,6 +308,16 @@ pub struct Received {
     pub timestamp: Timestamp,
 }
 
+impl super::checker::ReadRecord for Received {
+    fn placed(&self) -> (i32, i64, &[u8]) {
+        (
+            self.partition,
+            self.offset,
+            self.value.as_deref().unwrap_or_default(),
+        )
+    }
+}
+
 /// (low, high) watermarks of every partition of `topic`.
 pub fn watermarks(broker: &Broker, topic: &str, partitions: i32) -> Vec<(i64, i64)> {
     let consumer = consumer(broker);
