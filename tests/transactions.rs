@@ -64,7 +64,12 @@ fn read_values(
     expected: usize,
 ) -> Vec<String> {
     let consumer = kafka::consumer_with(broker, &[("isolation.level", isolation)]);
-    common::txn::read_values(&consumer, topic, partitions, expected)
+    common::txn::read_values(
+        &consumer,
+        topic,
+        partitions,
+        common::txn::Until::Quiet(expected),
+    )
 }
 
 #[test]

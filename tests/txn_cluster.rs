@@ -20,7 +20,7 @@ use std::time::Duration;
 use common::cluster::{leaders, Cluster, ClusterOpts};
 use common::faults::segment_bytes;
 use common::kafka::{self, CALL_TIMEOUT};
-use common::txn::{read_first, send, sorted, TxnProducer};
+use common::txn::{read_values as read_from, send, sorted, TxnProducer, Until};
 use common::wait_until;
 use rdkafka::consumer::BaseConsumer;
 use rdkafka::producer::Producer;
@@ -81,7 +81,12 @@ fn read_values(
     isolation: &str,
     expected: usize,
 ) -> Vec<String> {
-    common::txn::read_values(&consumer(cluster, isolation), topic, partitions, expected)
+    read_from(
+        &consumer(cluster, isolation),
+        topic,
+        partitions,
+        Until::Quiet(expected),
+    )
 }
 
 /// Commit, abort, commit over partitions led by all three brokers: whichever broker
@@ -225,7 +230,7 @@ fn coordinator_failover_mid_transaction() {
         &[("isolation.level", "read_committed")],
     );
     assert_eq!(
-        common::txn::read_values(&consumer, topic, partitions, 36),
+        read_from(&consumer, topic, partitions, Until::Quiet(36)),
         sorted(
             (0..30)
                 .map(|i| format!("c1-{i}"))
@@ -273,7 +278,7 @@ fn markers_follow_a_partition_leader_killed_mid_transaction() {
         &[("isolation.level", "read_committed")],
     );
     assert_eq!(
-        read_first(&consumer, topic, partitions, 60),
+        read_from(&consumer, topic, partitions, Until::Count(60)),
         sorted((0..60).map(|i| format!("v-{i}")))
     );
 }
@@ -341,7 +346,7 @@ fn new_coordinator_aborts_an_orphaned_transaction_and_the_lso_advances() {
         ],
     );
     assert_eq!(
-        read_first(&consumer, topic, partitions, 3),
+        read_from(&consumer, topic, partitions, Until::Count(3)),
         sorted((0..partitions).map(|p| format!("after-{p}"))),
         "the orphaned transaction is aborted (LSO advanced), its records never read"
     );

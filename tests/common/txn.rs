@@ -55,29 +55,26 @@ fn assign_from_start(consumer: &BaseConsumer, topic: &str, partitions: i32) {
         .unwrap_or_else(|e| panic!("assign {topic}: {e}"));
 }
 
-/// Every value of `topic` that `consumer` reads from the start, waiting until at least
-/// `expected` arrived and then for a quiet second (so extra records would be seen); sorted.
+/// When a read of [`read_values`] ends (or at [`CONSUME_TIMEOUT`]).
+#[derive(Debug, Clone, Copy)]
+pub enum Until {
+    /// At least this many values, then a quiet second (so extra records would be seen).
+    Quiet(usize),
+    /// This many values.
+    Count(usize),
+}
+
+/// The values of `topic` that `consumer` reads from the start of every partition until
+/// `until`; sorted.
 pub fn read_values(
     consumer: &BaseConsumer,
     topic: &str,
     partitions: i32,
-    expected: usize,
+    until: Until,
 ) -> Vec<String> {
-    read_until(consumer, topic, partitions, |values, quiet| {
-        values.len() >= expected && quiet > QUIET
-    })
-}
-
-/// The first `count` values of `topic` that `consumer` reads from the start (fewer at the
-/// deadline); sorted.
-pub fn read_first(
-    consumer: &BaseConsumer,
-    topic: &str,
-    partitions: i32,
-    count: usize,
-) -> Vec<String> {
-    read_until(consumer, topic, partitions, |values, _| {
-        values.len() >= count
+    read_until(consumer, topic, partitions, |values, quiet| match until {
+        Until::Quiet(expected) => values.len() >= expected && quiet > QUIET,
+        Until::Count(count) => values.len() >= count,
     })
 }
 
