@@ -198,13 +198,11 @@ fn controlled_shutdown_moves_leadership_before_the_broker_stops() {
     for (p, _, id) in &acked {
         checker.acked(*p, "p", &records[*id].value);
     }
-    for r in common::kafka::consume_all(cluster.broker(survivor), topic, 3) {
-        checker.read(
-            r.partition,
-            r.offset,
-            r.value.as_deref().unwrap_or_default(),
-        );
-    }
+    checker.read_all(&common::kafka::consume_all(
+        cluster.broker(survivor),
+        topic,
+        3,
+    ));
     let report = checker.report();
     assert!(report.is_clean(), "{report:?}");
     // Followers fetched the acknowledged records: replication bytes both ways on /metrics.

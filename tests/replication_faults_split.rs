@@ -22,7 +22,6 @@ mod common;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
@@ -32,7 +31,7 @@ use rdkafka::admin::{NewTopic, TopicReplication};
 
 use common::checker::QueueChecker;
 use common::cluster::{Cluster, ClusterOpts};
-use common::faults::{self, PARTITIONS};
+use common::faults::{self, segment_bytes, PARTITIONS};
 use common::load::{GroupConsumer, ProducerLoad};
 use common::split::SplitCluster;
 use common::{wait_until, wire};
@@ -42,22 +41,6 @@ const NOT_ENOUGH_REPLICAS_AFTER_APPEND: i16 = 20;
 const REQUEST_TIMED_OUT: i16 = 7;
 const NOT_LEADER_OR_FOLLOWER: i16 = 6;
 const PACE: Duration = Duration::from_millis(5);
-
-/// The `.log` segment files of a partition directory, concatenated in name order.
-fn segment_bytes(dir: &Path) -> Vec<u8> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut names: Vec<_> = entries
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| n.ends_with(".log"))
-        .collect();
-    names.sort();
-    names
-        .iter()
-        .flat_map(|n| std::fs::read(dir.join(n)).unwrap_or_default())
-        .collect()
-}
 
 /// Every load value (`<stream>-<8 digits>`, uncompressed) stored in `bytes`.
 fn stored_values(bytes: &[u8], stream: &str) -> HashSet<Vec<u8>> {
@@ -130,15 +113,6 @@ fn isr_on_node_1(cluster: &Cluster, topic: &str) -> (i32, Vec<i32>) {
         .unwrap_or((-1, Vec::new()))
 }
 
-fn signal(broker: &common::Broker, signal: &str) {
-    let pid = broker.pid().expect("running");
-    let status = std::process::Command::new("kill")
-        .args([signal, &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success(), "kill {signal} {pid}");
-}
-
 /// Node 1 is the only controller (so stopping two brokers keeps the quorum, as a separate
 /// controller quorum would in production); nodes 2 and 3 are brokers. Partition 0 is led by
 /// node 1 with followers 2 and 3.
@@ -172,7 +146,7 @@ fn stopped_followers_shrink_the_isr_and_acks_all_refuses_below_min_insync() {
 
     // First follower stopped: out of the ISR after replica.lag.time.max.ms; acks=all goes on.
     let stopped_at = Instant::now();
-    signal(&followers[0], "-STOP");
+    followers[0].send_signal("-STOP");
     wait_until(faults::ELECTION_TIMEOUT, "the ISR without broker 2", || {
         isr_on_node_1(&cluster, topic) == (1, vec![1, 3])
     });
@@ -187,7 +161,7 @@ fn stopped_followers_shrink_the_isr_and_acks_all_refuses_below_min_insync() {
     load.wait_acked_more(50, faults::ELECTION_TIMEOUT);
 
     // Second follower stopped: the ISR shrinks to the leader and acks=all is refused.
-    signal(&followers[1], "-STOP");
+    followers[1].send_signal("-STOP");
     let mut codes = Vec::new();
     wait_until(faults::ELECTION_TIMEOUT, "NOT_ENOUGH_REPLICAS", || {
         let value = format!("raw-{}", codes.len());
@@ -241,8 +215,8 @@ fn stopped_followers_shrink_the_isr_and_acks_all_refuses_below_min_insync() {
     );
 
     // Both back: they catch up, rejoin the ISR, and the producer's retries complete.
-    signal(&followers[0], "-CONT");
-    signal(&followers[1], "-CONT");
+    followers[0].send_signal("-CONT");
+    followers[1].send_signal("-CONT");
     wait_until(faults::ELECTION_TIMEOUT, "the full ISR again", || {
         isr_on_node_1(&cluster, topic) == (1, vec![1, 2, 3])
     });
