@@ -17,7 +17,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::cluster::{leaders, Cluster, ClusterOpts};
+use common::cluster::{leaders, Cluster};
 use common::faults::segment_bytes;
 use common::kafka::{self, CALL_TIMEOUT};
 use common::txn::{read_values as read_from, send, sorted, TxnProducer, Until};
@@ -26,19 +26,10 @@ use rdkafka::consumer::BaseConsumer;
 use rdkafka::producer::Producer;
 
 /// Few coordinator partitions and fast timers.
-const CLUSTER_TOML: &str = r#"
-"group.initial.rebalance.delay.ms" = 0
-"offsets.topic.num.partitions" = 3
-"transaction.state.log.num.partitions" = 3
-"transaction.abort.timed.out.transaction.cleanup.interval.ms" = 200
-"transaction.max.timeout.ms" = 60000
-"#;
-
 fn cluster(extra: &str) -> Cluster {
-    Cluster::start(ClusterOpts {
-        extra_toml: format!("{CLUSTER_TOML}{extra}"),
-        ..ClusterOpts::default()
-    })
+    common::txn::txn_cluster(&format!(
+        "\"transaction.abort.timed.out.transaction.cleanup.interval.ms\" = 200\n{extra}"
+    ))
 }
 
 /// Creates `topic` and waits until every broker knows a leader for each partition; answers

@@ -16,21 +16,10 @@ mod common;
 
 use std::process::Command;
 
-use common::cluster::{Cluster, ClusterOpts};
-
-const CLUSTER_TOML: &str = r#"
-"group.initial.rebalance.delay.ms" = 0
-"offsets.topic.num.partitions" = 3
-"transaction.state.log.num.partitions" = 3
-"transaction.max.timeout.ms" = 60000
-"default.replication.factor" = 3
-"#;
+use common::cluster::{Cluster, RF3_TOML};
 
 fn cluster() -> Cluster {
-    Cluster::start(ClusterOpts {
-        extra_toml: CLUSTER_TOML.to_owned(),
-        ..ClusterOpts::default()
-    })
+    common::txn::txn_cluster(RF3_TOML)
 }
 
 fn root() -> &'static str {

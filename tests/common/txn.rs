@@ -14,9 +14,27 @@ use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 
+use super::cluster::{Cluster, ClusterOpts};
 use super::kafka::{CALL_TIMEOUT, CONSUME_TIMEOUT};
 
 pub type TxnProducer = ThreadedProducer<DefaultProducerContext>;
+
+/// A three-node cluster's transaction settings for tests: few coordinator partitions, no
+/// rebalance delay, transaction timeouts up to a minute.
+const TXN_CLUSTER_TOML: &str = r#"
+"group.initial.rebalance.delay.ms" = 0
+"offsets.topic.num.partitions" = 3
+"transaction.state.log.num.partitions" = 3
+"transaction.max.timeout.ms" = 60000
+"#;
+
+/// A three-node cluster with [`TXN_CLUSTER_TOML`] and `extra_toml`.
+pub fn txn_cluster(extra_toml: &str) -> Cluster {
+    Cluster::start(ClusterOpts {
+        extra_toml: format!("{TXN_CLUSTER_TOML}{extra_toml}"),
+        ..ClusterOpts::default()
+    })
+}
 
 /// How long a read waits with nothing new once it has what it expected, so that records
 /// beyond the expected ones would be seen too.
