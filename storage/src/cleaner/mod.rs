@@ -746,6 +746,7 @@ impl Log {
         crash_at: Option<CrashPoint>,
     ) -> Result<bool, StorageError> {
         let _g = self.append_lock.lock().await;
+        self.await_seal().await?;
         let current = {
             let st = self.state.borrow();
             !st.closed
