@@ -402,9 +402,11 @@ fn internal_topics_wait_until_their_replication_factor_in_brokers_registered() {
     });
     // Broker 0 answers from its own image, which may apply the second topic's records a
     // moment after broker 1 found its coordinator.
-    wait_until(Duration::from_secs(30), "both topics in broker 0's Metadata", || {
-        internal("__consumer_offsets").is_some() && internal("__transaction_state").is_some()
-    });
+    wait_until(
+        Duration::from_secs(30),
+        "both topics in broker 0's Metadata",
+        || internal("__consumer_offsets").is_some() && internal("__transaction_state").is_some(),
+    );
     for name in ["__consumer_offsets", "__transaction_state"] {
         let view = internal(name).unwrap();
         assert_eq!(view.2.len(), 3, "{name}: {view:?}");

@@ -516,8 +516,9 @@ impl Log {
         self.roll_locked(now_ms).await
     }
 
-    /// Starts a new active segment at the log end and seals the old one in the background
-    /// (fsync of data and indexes, final time entry; `seal.rs`): appends go on meanwhile, and
+    /// Starts a new active segment at the log end and seals the old one: its final time entry
+    /// and pending index entries written now, the fsyncs of its data and indexes in the
+    /// background (`seal.rs`): appends go on meanwhile, and
     /// the durable end and recovery point move past the old segment when its seal completes.
     /// Caller holds append_lock.
     pub(crate) async fn roll_locked(&self, now_ms: i64) -> Result<(), StorageError> {
@@ -530,7 +531,13 @@ impl Log {
         }
         // One seal at a time: the previous segment's, if still running, first.
         self.await_seal().await?;
-        let seg = match Segment::create(&self.dir, log_end, now_ms).await {
+        // The old segment's last index entries are written now, under the lock (only fsyncs
+        // run in the background), then the new segment is created.
+        let created = async {
+            crate::seal::finish_indexes(&active).await?;
+            Segment::create(&self.dir, log_end, now_ms).await
+        };
+        let seg = match created.await {
             Ok(seg) => Rc::new(seg),
             // Out of fds is not a disk fault: the old segment stays active, the append
             // fails, the broker keeps serving.
@@ -569,11 +576,12 @@ impl Log {
         Ok(())
     }
 
-    /// fsyncs a segment's data, adds the final time index entry, fsyncs its indexes.
-    /// Caller holds append_lock.
+    /// Seals a segment inline: the final time index entry and pending entries written, its
+    /// data and indexes fsynced. Caller holds append_lock.
     pub(crate) async fn seal(&self, seg: &Segment) -> Result<(), StorageError> {
+        crate::seal::finish_indexes(seg).await?;
         let durable_end = self.state.borrow().durable_end;
-        crate::seal::seal_segment(seg, &self.commit, durable_end).await
+        crate::seal::sync_segment(seg, &self.commit, durable_end).await
     }
 
     pub fn set_config(&self, config: LogConfig) {

@@ -3,9 +3,13 @@
 //! lock, because the fsync of a full segment (hundreds of ms for 64 MiB on a slow disk) would
 //! otherwise stall every append to the partition and every request queued behind it.
 //!
-//! A roll (under `append_lock`) creates the new active segment and starts the seal of the
-//! old one: fdatasync of its data, the final time index entry, the pending index entries
-//! written and the index files fsynced. When the seal completes, the old segment's end
+//! A roll (under `append_lock`) writes the old segment's final time index entry and pending
+//! index entries (Kafka's `onBecomeInactiveSegment`, also under the lock), creates the new
+//! active segment and starts the seal of the old one in the background: fdatasync of its
+//! data, then of its index files. The background part only fsyncs descriptors it holds; it
+//! writes nothing and opens nothing by name, so a seal still running after its log was
+//! dropped (a simulated crash, a failed close) cannot change files a new instance of the log
+//! owns. When the seal completes, the old segment's end
 //! becomes durable and the in-memory recovery point moves to it; the checkpoint file takes
 //! that recovery point at the next roll, retention, truncation or close (Kafka too writes the
 //! recovery-point checkpoint apart from the flush; a lagging recovery point only means that
@@ -49,10 +53,27 @@ pub(crate) struct SealSnapshot {
     pub generation: u64,
 }
 
-/// fsyncs a segment's data, adds the final time index entry, writes and fsyncs its indexes.
-/// Nothing else changes the segment meanwhile (the caller holds `append_lock`, or the
-/// segment was rolled and every changer waits for its seal).
-pub(crate) async fn seal_segment(
+/// What a segment gets when it stops being the active one, under `append_lock` (Kafka's
+/// `LogSegment.onBecomeInactiveSegment`, which `UnifiedLog.roll` runs under the log's lock):
+/// the final time index entry (its largest timestamp) and every pending index entry are
+/// written to its index files (page cache writes, no fsync). So the background part of a seal
+/// only fsyncs descriptors it already holds: it never writes a file, and never opens one by
+/// name, which matters once the log that started it is gone (a crashed or dropped instance
+/// whose seal still runs while a new instance recovers, cleans or deletes those files).
+pub(crate) async fn finish_indexes(seg: &Segment) -> Result<(), StorageError> {
+    let mut tracker = seg.tracker.get();
+    let mut times = Vec::new();
+    tracker.time_entry(seg.base, &mut times);
+    if let Some(idx) = seg.indexes.borrow_mut().as_mut() {
+        idx.times.extend_from_slice(&times);
+    }
+    seg.tracker.set(tracker);
+    seg.persist_index_entries().await
+}
+
+/// fsyncs a segment's data and its (already written, `finish_indexes`) index files through
+/// the descriptors the segment holds.
+pub(crate) async fn sync_segment(
     seg: &Segment,
     gc: &GroupCommit,
     durable_end: i64,
@@ -61,20 +82,12 @@ pub(crate) async fn seal_segment(
     gc.record_fsync(&synced, durable_end);
     // The sticky failure's error, which says it was an fsync and what is not durable.
     gc.check()?;
-    let mut tracker = seg.tracker.get();
-    let mut times = Vec::new();
-    tracker.time_entry(seg.base, &mut times);
-    if let Some(idx) = seg.indexes.borrow_mut().as_mut() {
-        idx.times.extend_from_slice(&times);
-    }
-    seg.tracker.set(tracker);
-    seg.persist_index_entries().await?;
     seg.sync_index_files().await
 }
 
-/// Starts sealing `seg`, just rolled, in a spawned task (it completes even if nobody waits);
-/// `GroupCommit::sealing` holds it until it is done. Caller holds `append_lock` and has
-/// waited for the previous seal.
+/// Starts sealing `seg`, just rolled (its indexes finished: `finish_indexes`), in a spawned
+/// task (it completes even if nobody waits); `GroupCommit::sealing` holds it until it is
+/// done. Caller holds `append_lock` and has waited for the previous seal.
 pub(crate) fn start(
     state: &Rc<RefCell<State>>,
     gc: &Rc<GroupCommit>,
@@ -98,7 +111,7 @@ async fn run(
         gate.opened().await;
     }
     let durable_end = state.borrow().durable_end;
-    let res = seal_segment(&seg, &gc, durable_end).await;
+    let res = sync_segment(&seg, &gc, durable_end).await;
     gc.clear_sealing();
     if let Err(e) = res {
         // An fsync failure is already sticky; an index write or sync failure becomes one

@@ -181,3 +181,110 @@ fn unclean_reopen_after_background_seals_keeps_every_batch() {
         assert_eq!(info.base_offset, end);
     });
 }
+
+/// Three batches stamped 1000.., 2000.., 3000.. (3 records each, the last one's largest
+/// timestamp 3002 at offset 8), small enough to earn no sparse time index entry.
+async fn append_three_stamped(log: &Log) {
+    for (tag, ts) in [(0, 1_000), (1, 2_000), (2, 3_000)] {
+        log.append(batch(tag, 3, ts), opts(ts)).await.unwrap();
+    }
+}
+
+fn large_segments() -> storage::LogConfig {
+    storage::LogConfig {
+        segment_bytes_max: 1 << 20,
+        ..storage::LogConfig::default()
+    }
+}
+
+/// Regression (the compaction property test's failure with the background seal): a crash
+/// before a rolled segment's seal completed leaves the recovery point before that segment,
+/// so the next open rebuilds its indexes from the log. The rebuilt time index must end with
+/// the segment's largest timestamp (Kafka's `LogSegment.recover` appends it), because the
+/// open after that trusts the sealed segment and reads its largest timestamp back from that
+/// last entry. Without it the segment read as having no timestamp: `min.compaction.lag.ms`
+/// no longer protected its records, and ListOffsets(max timestamp) lost them.
+#[test]
+fn a_segment_recovered_after_a_crash_mid_seal_keeps_its_largest_timestamp() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = part_dir(root.path());
+    let largest = Some(storage::TimestampOffset {
+        timestamp_ms: 3_002,
+        offset: Offset(8),
+    });
+    rt().block_on(async {
+        let log = Log::open(dir.clone(), large_segments()).await.unwrap();
+        append_three_stamped(&log).await;
+        let gate = log.hold_seals();
+        log.roll().await.unwrap();
+        assert!(log.seal_in_flight());
+        // The process dies with the seal not done (it never runs: the gate stays shut).
+        drop(log);
+        let log = Log::open(dir.clone(), large_segments()).await.unwrap();
+        assert!(
+            log.recovery_report().scanned_segments.contains(&Offset(0)),
+            "the unsealed segment is recovered: {:?}",
+            log.recovery_report()
+        );
+        assert_eq!(log.max_timestamp(), largest, "after recovering it");
+        // Crash again: the segment is now below the recovery point, trusted as sealed.
+        drop(log);
+        let log = Log::open(dir.clone(), large_segments()).await.unwrap();
+        assert!(!log.recovery_report().scanned_segments.contains(&Offset(0)));
+        assert_eq!(log.max_timestamp(), largest, "read back from its time index");
+        let cfg = storage::cleaner::CompactionConfig {
+            min_cleanable_dirty_ratio: 0.0,
+            delete_retention_ms: i64::MAX / 4,
+            min_compaction_lag_ms: 100,
+            max_compaction_lag_ms: i64::MAX,
+        };
+        // At 3050 with a 100 ms lag, a record stamped 3002 is too recent to clean.
+        let info = log.dirty_info(&cfg, 3_050).await.unwrap();
+        assert_eq!(info.first_uncleanable_offset, 0, "{info:?}");
+        drop(gate);
+    });
+}
+
+/// A seal still running after its log was dropped without close (the old instance of a
+/// partition whose new instance already opened the directory) writes no file: the roll wrote
+/// the old segment's last index entries under the append lock (Kafka's
+/// `onBecomeInactiveSegment`), and the background part only fsyncs descriptors it holds.
+/// Before, it opened the index files by name and wrote its entries into whatever the new
+/// instance had put there (here: files of segments it deleted, created again).
+#[test]
+fn a_seal_outliving_its_log_writes_no_file() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = part_dir(root.path());
+    rt().block_on(async {
+        let old = Log::open(dir.clone(), large_segments()).await.unwrap();
+        append_three_stamped(&old).await;
+        let gate = old.hold_seals();
+        old.roll().await.unwrap();
+        assert!(old.seal_in_flight());
+        // The old instance is abandoned (never closed); a new one takes the directory and
+        // deletes every segment (a follower restarting from the leader's log start).
+        let new = Log::open(dir.clone(), large_segments()).await.unwrap();
+        new.truncate_fully_and_start_at(Offset(100)).await.unwrap();
+        let snapshot = |dir: &std::path::Path| {
+            let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+                .unwrap()
+                .map(|e| {
+                    let e = e.unwrap();
+                    (
+                        e.file_name().to_string_lossy().into_owned(),
+                        std::fs::read(e.path()).unwrap(),
+                    )
+                })
+                .collect();
+            files.sort();
+            files
+        };
+        let before = snapshot(&dir);
+        gate.open();
+        eventually("the old seal", || !old.seal_in_flight()).await;
+        assert_eq!(snapshot(&dir), before, "the old instance's seal changed files");
+        let info = new.append(batch(9, 3, 9_000), opts(9_000)).await.unwrap();
+        assert_eq!(info.base_offset, Offset(100));
+        new.close().await.unwrap();
+    });
+}
