@@ -7,7 +7,7 @@
 //! - `SLUICE_FAULT_WRITE_EIO_AFTER=N`: the (N+1)-th segment data write of an append fails with
 //!   EIO, nothing of it written.
 //! - `SLUICE_BENCH_ROLL_SEAL_INLINE=1`: a segment roll waits for the old segment's seal under
-//!   the append lock, as before decision 0028 (A/B benchmarks of the background seal with one
+//!   the append lock, as before decision 0030 (A/B benchmarks of the background seal with one
 //!   binary, BENCHMARKS.md).
 //!
 //! Invariants:
