@@ -278,7 +278,6 @@ impl Future for YieldNow {
     }
 }
 
-/// fsyncs a directory so renames / creations / unlinks in it are durable.
 /// Most iovecs one inline `pwritev` takes (the coalesced write's entry limit, well under
 /// `IOV_MAX`).
 const IOVECS_PER_CALL: usize = 64;
@@ -307,6 +306,7 @@ fn fill_iovecs(slices: &[&[u8]], done: usize, iovs: &mut [libc::iovec]) -> usize
     count
 }
 
+/// fsyncs a directory so renames / creations / unlinks in it are durable.
 pub(crate) async fn sync_dir(dir: &Path) -> io::Result<()> {
     Fd::open_ro(dir).await?.sync(true).await
 }
