@@ -175,6 +175,12 @@ bench-allocs:
 	$(CARGO) build --release --example produce_allocs
 	$(TARGET_DIR)/release/examples/produce_allocs
 
+# This tree's broker against REF's (default HEAD~1) in one run, legs alternating, new/old
+# ratios (perf/bench-compare.sh; knobs REF, OLD_BIN, ACKS, CONSUMERS, ROUNDS, DURATION_S).
+.PHONY: bench-compare
+bench-compare:
+	perf/bench-compare.sh
+
 # Core scaling, N = 1, 2, 4, 8, 14 shards with the native generator on the other CPUs
 # (perf/scaling.sh; meant for a machine with >= 16 CPUs, see BENCHMARKS.md for the cost model).
 .PHONY: bench-scaling

@@ -29,6 +29,8 @@ ROUNDS=${ROUNDS:-2}
 DURATION_S=${DURATION_S:-8}
 WARMUP_S=${WARMUP_S:-2}
 RATE=${RATE:-0}
+# Consumers reading while the producers write (assign mode); 0 = produce only.
+CONSUMERS=${CONSUMERS:-0}
 RESULTS=${RESULTS:-$ROOT/perf/out/ab-$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$RESULTS"
 : >"$RESULTS/commands.txt"
@@ -36,7 +38,7 @@ mkdir -p "$RESULTS"
 workload=$RESULTS/workload.toml
 sed -E -e "s/^partitions_per_topic *=.*/partitions_per_topic = $PARTITIONS/" \
   -e "s/^producers_per_topic *=.*/producers_per_topic = $PRODUCERS/" \
-  -e "s/^consumers_per_subscription *=.*/consumers_per_subscription = 0/" \
+  -e "s/^consumers_per_subscription *=.*/consumers_per_subscription = $CONSUMERS/" \
   -e "s/^consumer_mode *=.*/consumer_mode = \"assign\"/" \
   "$ROOT/bench/workloads/omb-1topic-16p-1kb-max.toml" >"$workload.tmp"
 with_acks "$workload.tmp" "$ACKS" "$workload"
@@ -69,7 +71,7 @@ for round in $(seq 1 "$ROUNDS"); do
     sluice_start "$leg" "$BROKER_CPUS" "${cores_arg[@]}" --config "$config"
     admin=$(grep -o 'admin listening=[0-9.:]*' "$PERF_WORK/$leg/broker.log" | head -n1 | cut -d= -f2)
     c0=$(awk '{print $14 + $15}' "/proc/$BROKER_PID/stat")
-    cmd=(taskset -c "$BENCH_CPUS" "$BENCH_BIN" run -w "$workload" --client native --consumers 0
+    cmd=(taskset -c "$BENCH_CPUS" "$BENCH_BIN" run -w "$workload" --client native --consumers "$CONSUMERS"
       --consumer-mode assign --duration-s "$DURATION_S" --warmup-s "$WARMUP_S" --rate "$RATE"
       --out "$RESULTS/$leg" --quiet -b "$name=$BROKER_ADDR")
     printf '%s\t%s\n' "$leg" "${cmd[*]}" >>"$RESULTS/commands.txt"
@@ -94,7 +96,8 @@ t, p = r["throughput"], r["publish_latency_ms"]
 acked_gb = r["produced_acked"] * 1024 / 1e9
 print("\t".join(str(x) for x in [name, rnd, t["produce_msgs_per_s"], t["produce_mb_per_s"],
       p["p50_ms"], p["p99_ms"], int(ticks) / int(hz) / acked_gb if acked_gb else "nan",
-      float(fsyncs) / acked_gb if acked_gb else "nan", r["produce_errors"]]))
+      float(fsyncs) / acked_gb if acked_gb else "nan", r["produce_errors"],
+      t["consume_msgs_per_s"], p["p99_99_ms"], p["max_ms"]]))
 EOF
   done
 done
@@ -103,13 +106,16 @@ python3 - "$rows" "$RESULTS/table.md" <<'EOF'
 import statistics, sys
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
 head = ("| variant | round | produce msg/s | produce MB/s | publish p50 ms | publish p99 ms | "
-        "broker CPU s/GB | fsyncs/GB | errors |\n|---|--:|--:|--:|--:|--:|--:|--:|--:|")
+        "broker CPU s/GB | fsyncs/GB | errors | consume msg/s | publish p99.99 ms | publish max ms |\n"
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
 out = [head]
 for r in rows:
-    out.append("| " + " | ".join([r[0], r[1]] + [f"{float(x):,.2f}" for x in r[2:8]] + [r[8]]) + " |")
+    out.append("| " + " | ".join([r[0], r[1]] + [f"{float(x):,.2f}" for x in r[2:8]] + [r[8]]
+                                 + [f"{float(x):,.2f}" for x in r[9:12]]) + " |")
 out.append("")
 out.append("| variant | produce msg/s median (min-max) | publish p99 ms median (min-max) | "
-           "CPU s/GB median | fsyncs/GB median |\n|---|--:|--:|--:|--:|")
+           "CPU s/GB median | fsyncs/GB median | publish p99.99 ms median (min-max) |\n"
+           "|---|--:|--:|--:|--:|--:|")
 names = list(dict.fromkeys(r[0] for r in rows))
 for n in names:
     rs = [r for r in rows if r[0] == n]
@@ -117,7 +123,7 @@ for n in names:
     m = lambda xs: statistics.median(xs)
     out.append(f"| {n} | {m(col(2)):,.0f} ({min(col(2)):,.0f}-{max(col(2)):,.0f}) | "
                f"{m(col(5)):.2f} ({min(col(5)):.2f}-{max(col(5)):.2f}) | {m(col(6)):.2f} | "
-               f"{m(col(7)):,.0f} |")
+               f"{m(col(7)):,.0f} | {m(col(10)):.2f} ({min(col(10)):.2f}-{max(col(10)):.2f}) |")
 text = "\n".join(out) + "\n"
 open(sys.argv[2], "w").write(text)
 print(text)

@@ -12,7 +12,6 @@
 use std::rc::Rc;
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
 use futures_channel::oneshot;
 
 use super::api::{DeleteRecordsResult, OffsetOk, ProduceOk, ReadOk};
@@ -262,29 +261,32 @@ async fn write(partition: &Rc<Partition>, request: AppendRequest) -> Result<Writ
             .to_topic_codec(records)
             .map_err(|e| refused(PartitionError::from_storage(e)))?;
     }
+    // Validated once (header, CRC, records): the producer state reads the headers parsed
+    // here, and the append writes the batches without parsing them again. As in Kafka's
+    // `UnifiedLog.append`, records are validated before the producer state looks at them.
+    let valid = partition
+        .log
+        .validate(records)
+        .map_err(WriteError::Storage)?;
     // Batches with a producer id go through the producer state: a client's get the full
     // check; the coordinator's (transactional offset commits) the epoch and transaction checks.
-    let with_producer = producers::scan_batches(&records)
-        .filter(|batches| batches.iter().any(|b| b.ident.is_some()));
-    if let Some(batches) = with_producer {
+    let idempotent = valid
+        .infos()
+        .iter()
+        .any(|i| producers::BatchIdent::from_header(&i.header).is_some());
+    if idempotent {
+        let batches = producers::scan_valid(valid.infos());
         let client = request.origin == AppendOrigin::Client;
         let verification = request.verification_guard.filter(|_| client);
         let checks = (client, verification);
-        return write_idempotent(partition.clone(), records, batches, opts, checks).await;
+        return write_idempotent(partition.clone(), valid, batches, opts, checks).await;
     }
     partition
         .log
-        .append(into_mut(records), opts)
+        .append_valid(valid, opts)
         .await
         .map(Written::New)
         .map_err(WriteError::Storage)
-}
-
-/// The batches as the mutable buffer storage stamps offsets and the leader epoch into: no copy
-/// when `records` is the only reference to its buffer (recompressed or coordinator batches),
-/// else one copy (a slice of a request frame).
-fn into_mut(records: Bytes) -> BytesMut {
-    BytesMut::from(records)
 }
 
 /// Check, write and record an append of idempotent batches under the partition's producer
@@ -292,7 +294,7 @@ fn into_mut(records: Bytes) -> BytesMut {
 /// between the write and the state update, which would let a retry be written twice.
 async fn write_idempotent(
     partition: Rc<Partition>,
-    records: Bytes,
+    valid: storage::ValidBatches,
     batches: Vec<producers::ScannedBatch>,
     opts: storage::AppendOptions,
     (client, verification): (bool, Option<u64>),
@@ -311,7 +313,7 @@ async fn write_idempotent(
             Ok(Plan::Duplicate(meta)) => Ok(Written::Duplicate(meta)),
             Ok(Plan::Append) => {
                 let now_ms = opts.now_ms;
-                let appended = partition.log.append(into_mut(records), opts).await;
+                let appended = partition.log.append_valid(valid, opts).await;
                 appended.map_err(WriteError::Storage).map(|info| {
                     let placed = producers::placements(
                         &batches,
@@ -415,6 +417,7 @@ impl Partition {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
     use storage::StorageError;
 
     #[test]
@@ -472,6 +475,52 @@ mod tests {
             now_ms: 2_000,
             timeout_ms: None,
         }
+    }
+
+    /// A client's batches reach the log without a copy when their buffer is theirs alone
+    /// (storage stamps offsets into it in place); a buffer someone else still holds (a slice
+    /// of a request frame) is copied once, and counted. The stored bytes are the batch either
+    /// way, with the offsets the log gave them.
+    #[compio::test]
+    async fn unshared_batches_are_appended_without_a_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = leader(dir.path()).await;
+        p.clone()
+            .append(client(batch(&[Some(b"a")]), 1))
+            .await
+            .unwrap();
+        assert_eq!(p.log.copied_append_count(), 0, "unique buffer: no copy");
+        let frame = batch(&[Some(b"b"), Some(b"c")]);
+        let held = frame.clone();
+        let second = p.clone().append(client(frame, 1)).await.unwrap();
+        assert_eq!(second.ok.base_offset, 1);
+        assert_eq!(p.log.copied_append_count(), 1, "shared buffer: one copy");
+        // The holder's bytes were not stamped: the copy was.
+        assert_eq!(storage::BatchHeader::parse(&held).unwrap().base_offset, 0);
+        let read = p.read(1, 1 << 20, true, -1, false).await.unwrap();
+        let bytes = read.slice.unwrap().read_bytes().await.unwrap();
+        assert_eq!(storage::BatchHeader::parse(&bytes).unwrap().base_offset, 1);
+    }
+
+    /// Records are validated before the producer state sees them (Kafka's
+    /// `UnifiedLog.append`): a corrupt idempotent batch is CORRUPT_MESSAGE, not a sequence
+    /// error, and leaves no producer state behind.
+    #[compio::test]
+    async fn a_corrupt_idempotent_batch_is_refused_before_the_sequence_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = leader(dir.path()).await;
+        let mut b = storage::BatchBuilder::new(1_000)
+            .producer(7, 0, 5)
+            .record(Some(b"k"), Some(b"v"), &[])
+            .build();
+        let n = b.len();
+        b[n - 1] ^= 0xff;
+        let refused = p.clone().append(client(b.freeze(), 1)).await;
+        assert!(
+            matches!(refused, Err(PartitionError::Corrupt(_))),
+            "{refused:?}"
+        );
+        assert_eq!(p.log_end_offset(), 0);
     }
 
     /// The seam's single-replica contract: an append moves the log end and, with it, the high

@@ -43,6 +43,18 @@ pub fn scan_batches(records: &[u8]) -> Option<Vec<ScannedBatch>> {
     Some(out)
 }
 
+/// `scan_batches` of batches storage already validated: their headers as parsed then, not
+/// parsed again.
+pub fn scan_valid(infos: &[storage::batch::BatchInfo]) -> Vec<ScannedBatch> {
+    infos
+        .iter()
+        .map(|i| ScannedBatch {
+            ident: BatchIdent::from_header(&i.header),
+            offset_delta: i.header.last_offset_delta,
+        })
+        .collect()
+}
+
 /// Where each appended batch landed, given the append's base offset (offsets are assigned
 /// consecutively, `offset_delta + 1` per batch, as the log does).
 pub fn placements(

@@ -11,6 +11,9 @@
 //! - The fsync runs in a spawned task, so it completes even when nobody waits for it (the
 //!   flush policy's fsyncs); if appends made the policy due again meanwhile, the task starts
 //!   the next fsync itself when it finishes.
+//! - An fsync that started while a rolled segment's background seal was running (`seal.rs`)
+//!   waits for that seal too before moving the durable end: the old segment's offsets lie
+//!   below the snapshot's end, and only the seal fsyncs them.
 //! - A failed fsync is sticky: every later append, flush or wait fails with it, because the
 //!   page cache may no longer match the disk (the broker treats it as fatal).
 
@@ -24,7 +27,7 @@ use crate::error::StorageError;
 use crate::io::Fd;
 use crate::state::State;
 
-type FsyncFuture = Shared<LocalBoxFuture<'static, Result<(), FsyncFailure>>>;
+pub(crate) type FsyncFuture = Shared<LocalBoxFuture<'static, Result<(), FsyncFailure>>>;
 
 /// A failed fsync, kept to fail every later operation with (io::Error is not Clone).
 #[derive(Clone, Debug)]
@@ -43,7 +46,7 @@ impl FsyncFailure {
         }
     }
 
-    fn to_error(&self) -> StorageError {
+    pub(crate) fn to_error(&self) -> StorageError {
         StorageError::Io(io::Error::new(
             self.kind,
             format!("fsync failed: {}", self.message),
@@ -78,6 +81,11 @@ pub(crate) struct GroupCommit {
     chain: Cell<bool>,
     fsyncs_total: Cell<u64>,
     failure: RefCell<Option<FsyncFailure>>,
+    /// The background seal of the last rolled segment (`seal.rs`), while it runs: an fsync
+    /// of the active segment started meanwhile waits for it before marking anything durable.
+    sealing: RefCell<Option<FsyncFuture>>,
+    /// Test hook (`Log::hold_seals`).
+    seal_gate: RefCell<Option<Rc<crate::seal::SealGate>>>,
 }
 
 impl GroupCommit {
@@ -116,6 +124,34 @@ impl GroupCommit {
         }
     }
 
+    pub(crate) fn sealing(&self) -> Option<FsyncFuture> {
+        self.sealing.borrow().clone()
+    }
+
+    pub(crate) fn set_sealing(&self, f: FsyncFuture) {
+        *self.sealing.borrow_mut() = Some(f);
+    }
+
+    pub(crate) fn seal_gate(&self) -> Option<Rc<crate::seal::SealGate>> {
+        self.seal_gate.borrow().clone()
+    }
+
+    pub(crate) fn set_seal_gate(&self, gate: Option<Rc<crate::seal::SealGate>>) {
+        *self.seal_gate.borrow_mut() = gate;
+    }
+
+    pub(crate) fn clear_sealing(&self) {
+        self.sealing.borrow_mut().take();
+    }
+
+    /// The sticky failure: the one already recorded, else `e`.
+    pub(crate) fn fail_once(&self, e: &io::Error, durable_end: i64) -> FsyncFailure {
+        if let Some(f) = self.failure.borrow().clone() {
+            return f;
+        }
+        self.fail(e, durable_end)
+    }
+
     fn fail(&self, e: &io::Error, durable_end: i64) -> FsyncFailure {
         tracing::error!(
             error = %e,
@@ -131,6 +167,9 @@ impl GroupCommit {
 /// What an fsync covers, taken synchronously when it starts.
 struct Snapshot {
     fd: Fd,
+    /// The seal of the previous segment running at the start, which must complete before
+    /// this fsync's end can count as durable (`seal.rs`).
+    sealing: Option<FsyncFuture>,
     end: i64,
     messages_total: u64,
     started_ms: i64,
@@ -154,6 +193,7 @@ pub(crate) fn start(
         }
         Snapshot {
             fd: st.active()?.log.active_fd()?,
+            sealing: gc.sealing(),
             end: st.log_end,
             messages_total: st.appended_messages_total,
             started_ms: st.last_now_ms,
@@ -180,11 +220,16 @@ async fn run(
 ) -> Result<(), FsyncFailure> {
     let res = snap.fd.sync_segment_data().await;
     gc.fsyncs_total.set(gc.fsyncs_total.get() + 1);
+    let sealed = match snap.sealing {
+        Some(seal) => seal.await,
+        None => Ok(()),
+    };
     gc.in_flight.borrow_mut().take();
     if let Err(e) = res {
         let durable_end = state.borrow().durable_end;
-        return Err(gc.fail(&e, durable_end));
+        return Err(gc.fail_once(&e, durable_end));
     }
+    sealed?;
     state.borrow_mut().mark_durable(
         snap.end,
         snap.messages_total,

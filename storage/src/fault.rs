@@ -6,6 +6,9 @@
 //!   commit or segment seal, any partition) fails with EIO without reaching the disk.
 //! - `SLUICE_FAULT_WRITE_EIO_AFTER=N`: the (N+1)-th segment data write of an append fails with
 //!   EIO, nothing of it written.
+//! - `SLUICE_BENCH_ROLL_SEAL_INLINE=1`: a segment roll waits for the old segment's seal under
+//!   the append lock, as before decision 0030 (A/B benchmarks of the background seal with one
+//!   binary, BENCHMARKS.md).
 //!
 //! Invariants:
 //! - The variables are read once per process (at the first `Log::open`); when neither is set
@@ -24,6 +27,21 @@ use std::sync::OnceLock;
 pub const FSYNC_EIO_AFTER_VAR: &str = "SLUICE_FAULT_FSYNC_EIO_AFTER";
 /// Environment variable arming the injected write EIO.
 pub const WRITE_EIO_AFTER_VAR: &str = "SLUICE_FAULT_WRITE_EIO_AFTER";
+
+/// Environment variable making rolls seal the old segment inline (benchmarks only).
+pub const ROLL_SEAL_INLINE_VAR: &str = "SLUICE_BENCH_ROLL_SEAL_INLINE";
+
+/// Whether rolls wait for the old segment's seal (`ROLL_SEAL_INLINE_VAR`, read once).
+pub(crate) fn roll_seal_inline() -> bool {
+    static INLINE: OnceLock<bool> = OnceLock::new();
+    *INLINE.get_or_init(|| {
+        let on = std::env::var(ROLL_SEAL_INLINE_VAR).is_ok_and(|v| v.trim() == "1");
+        if on {
+            tracing::warn!("benchmark hook {ROLL_SEAL_INLINE_VAR}=1: rolls seal inline");
+        }
+        on
+    })
+}
 
 /// A segment data operation the hook can fail.
 #[derive(Clone, Copy, Debug)]

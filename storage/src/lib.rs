@@ -35,12 +35,15 @@ mod open;
 mod ops;
 mod read;
 mod recovery;
+mod seal;
 mod segment;
 mod state;
 
-pub use log::{AppendInfo, AppendOptions, Log};
+pub use log::{AppendInfo, AppendOptions, Log, ValidBatches};
 pub use open::OpenOptions;
 pub use read::{FileRange, ReadSlice};
 pub use recovery::{IndexRebuild, RecoveryReport, RemovedSegment, Truncation};
+#[doc(hidden)]
+pub use seal::SealGate;
 pub use segment::{file_stem, txn_index_path};
 pub mod sync;

@@ -12,8 +12,9 @@
 //! durability await `wait_durable` / `flush`, which share fsyncs. Message counts are
 //! cumulative (`appended_messages_total` / `flushed_messages_total`), so fsyncs finishing
 //! while other appends land never leave the policy permanently due. The recovery point
-//! (everything below is fsynced, data and indexes) moves at roll and close and is persisted
-//! in the checkpoint file. New index entries stay in memory (reads use them) and are written
+//! (everything below is fsynced, data and indexes) moves when a rolled segment's background
+//! seal completes (`seal.rs`) and at close, and is persisted in the checkpoint file at the
+//! next roll, retention, truncation or close. New index entries stay in memory (reads use them) and are written
 //! to the index files at policy fsyncs, `flush`, roll and close, or when
 //! `INDEX_PENDING_ENTRIES_MAX` accumulate; recovery rebuilds indexes past the recovery point.
 
@@ -22,7 +23,7 @@ use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::rc::Rc;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use futures_util::lock::Mutex;
 
 use crate::append::PendingAppend;
@@ -68,6 +69,26 @@ pub struct AppendInfo {
     pub bytes: u32,
 }
 
+/// A client's batches validated once (`Log::validate`): the caller reads their headers from
+/// `infos` (producer ids, counts) instead of parsing them again, and `Log::append_valid`
+/// writes them without validating again. Only `validate` makes one, so the infos always
+/// describe the bytes.
+pub struct ValidBatches {
+    bytes: Bytes,
+    infos: Vec<BatchInfo>,
+}
+
+impl ValidBatches {
+    /// One entry per batch, in order.
+    pub fn infos(&self) -> &[BatchInfo] {
+        &self.infos
+    }
+
+    pub fn bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+}
+
 /// A partition log (see the module docs and CONTRACT.md).
 pub struct Log {
     pub(crate) dir: PathBuf,
@@ -81,6 +102,10 @@ pub struct Log {
     pub(crate) pending_appends: RefCell<VecDeque<Rc<PendingAppend>>>,
     /// Appends written with `pwrite` on the shard thread (`write_inline_max_bytes`).
     inline_writes_total: Cell<u64>,
+    /// Appends whose bytes had to be copied into a buffer of their own before the offsets
+    /// were stamped in (`append_valid` given a shared buffer, e.g. a slice of a request
+    /// frame other references still hold).
+    copied_appends_total: Cell<u64>,
     /// Segment data writes of appends (one per coalesced group of appends, `append.rs`).
     segment_writes_total: Cell<u64>,
     report: RecoveryReport,
@@ -111,6 +136,7 @@ impl Log {
             append_lock: Mutex::new(()),
             pending_appends: RefCell::new(VecDeque::new()),
             inline_writes_total: Cell::new(0),
+            copied_appends_total: Cell::new(0),
             segment_writes_total: Cell::new(0),
             report,
         }
@@ -155,6 +181,44 @@ impl Log {
         )?;
         self.append_validated(batches, infos, opts, Stamp::Leader)
             .await
+    }
+
+    /// Validates a client's batches as `append` does (header, CRC, records; no control
+    /// batches), once: the result carries every batch's parsed header for the caller and goes
+    /// to `append_valid` as is.
+    pub fn validate(&self, batches: Bytes) -> Result<ValidBatches, StorageError> {
+        let cfg = self.config.borrow();
+        let infos = batch::validate_all(
+            &batches,
+            cfg.max_message_bytes,
+            cfg.inflated_batch_bytes_max,
+        )?;
+        Ok(ValidBatches {
+            bytes: batches,
+            infos,
+        })
+    }
+
+    /// `append` of batches `validate` checked. The bytes are stamped in place when the buffer
+    /// is not shared (no copy); a shared one is copied first (counted:
+    /// `copied_append_count`).
+    pub async fn append_valid(
+        &self,
+        valid: ValidBatches,
+        opts: AppendOptions,
+    ) -> Result<AppendInfo, StorageError> {
+        if !valid.bytes.is_unique() {
+            self.copied_appends_total
+                .set(self.copied_appends_total.get() + 1);
+        }
+        let batches = BytesMut::from(valid.bytes);
+        self.append_validated(batches, valid.infos, opts, Stamp::Leader)
+            .await
+    }
+
+    /// Appends since open whose bytes `append_valid` had to copy (a shared buffer).
+    pub fn copied_append_count(&self) -> u64 {
+        self.copied_appends_total.get()
     }
 
     /// A follower's append (Kafka's `appendAsFollower`): the leader's batches stored unchanged,
@@ -452,8 +516,11 @@ impl Log {
         self.roll_locked(now_ms).await
     }
 
-    /// Seals the active segment (fsync data + indexes, final time entry) and starts a new one
-    /// at the log end; the recovery point moves to the new segment. Caller holds append_lock.
+    /// Starts a new active segment at the log end and seals the old one: its final time entry
+    /// and pending index entries written now, the fsyncs of its data and indexes in the
+    /// background (`seal.rs`): appends go on meanwhile, and
+    /// the durable end and recovery point move past the old segment when its seal completes.
+    /// Caller holds append_lock.
     pub(crate) async fn roll_locked(&self, now_ms: i64) -> Result<(), StorageError> {
         let (active, log_end) = {
             let st = self.state.borrow();
@@ -462,11 +529,17 @@ impl Log {
         if active.size.get() == 0 {
             return Ok(());
         }
-        self.seal(&active).await?;
-        self.state.borrow_mut().mark_all_durable();
-        let seg = match Segment::create(&self.dir, log_end, now_ms).await {
+        // One seal at a time: the previous segment's, if still running, first.
+        self.await_seal().await?;
+        // The old segment's last index entries are written now, under the lock (only fsyncs
+        // run in the background), then the new segment is created.
+        let created = async {
+            crate::seal::finish_indexes(&active).await?;
+            Segment::create(&self.dir, log_end, now_ms).await
+        };
+        let seg = match created.await {
             Ok(seg) => Rc::new(seg),
-            // Out of fds is not a disk fault: the sealed segment stays active, the append
+            // Out of fds is not a disk fault: the old segment stays active, the append
             // fails, the broker keeps serving.
             Err(StorageError::Io(e))
                 if matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE)) =>
@@ -480,35 +553,35 @@ impl Log {
             Err(e) => return Err(e),
         };
         crate::io::sync_dir(&self.dir).await?;
-        active.index_fds.borrow_mut().take();
-        active.log.unpin();
-        let cp = {
+        let (cp, snap) = {
             let mut st = self.state.borrow_mut();
             st.segments.insert(log_end, seg);
-            st.recovery_point = log_end;
-            st.checkpoint(false)
+            let snap = crate::seal::SealSnapshot {
+                end: log_end,
+                messages_total: st.appended_messages_total,
+                started_ms: now_ms,
+                generation: st.generation,
+            };
+            // The recovery point is what earlier seals reached: the old segment's own seal
+            // has not run yet.
+            (st.checkpoint(false), snap)
         };
-        self.write_checkpoint(&cp).await?;
+        crate::seal::start(&self.state, &self.commit, active, snap);
+        if crate::fault::roll_seal_inline() {
+            self.await_seal().await?;
+        }
+        if self.disk_checkpoint.get() != Some(cp) {
+            self.write_checkpoint(&cp).await?;
+        }
         Ok(())
     }
 
-    /// fsyncs a segment's data, adds the final time index entry, fsyncs its indexes.
-    /// Caller holds append_lock.
+    /// Seals a segment inline: the final time index entry and pending entries written, its
+    /// data and indexes fsynced. Caller holds append_lock.
     pub(crate) async fn seal(&self, seg: &Segment) -> Result<(), StorageError> {
-        let synced = seg.log.active_fd()?.sync_segment_data().await;
-        self.commit
-            .record_fsync(&synced, self.state.borrow().durable_end);
-        // The sticky failure's error, which says it was an fsync and what is not durable.
-        self.commit.check()?;
-        let mut tracker = seg.tracker.get();
-        let mut times = Vec::new();
-        tracker.time_entry(seg.base, &mut times);
-        if let Some(idx) = seg.indexes.borrow_mut().as_mut() {
-            idx.times.extend_from_slice(&times);
-        }
-        seg.tracker.set(tracker);
-        seg.persist_index_entries().await?;
-        seg.sync_index_files().await
+        crate::seal::finish_indexes(seg).await?;
+        let durable_end = self.state.borrow().durable_end;
+        crate::seal::sync_segment(seg, &self.commit, durable_end).await
     }
 
     pub fn set_config(&self, config: LogConfig) {

@@ -359,7 +359,10 @@ async fn full_scan(
 ) -> Result<bool, StorageError> {
     let size = seg.size.get();
     let fd = seg.log.get().await?;
-    let scan = recovery::scan(&fd, seg.base, 0, size, config.index_interval_bytes).await?;
+    let mut scan = recovery::scan(&fd, seg.base, 0, size, config.index_interval_bytes).await?;
+    // A segment scanned here may be a sealed one past the recovery point (a crash before its
+    // seal completed): its time index must end with its largest timestamp, as a seal leaves it.
+    scan.add_final_time_entry(seg.base);
     report.scanned_segments.push(Offset(seg.base));
     let damaged = apply_scan(seg, &scan, size, report).await?;
     *seg.indexes.borrow_mut() = Some(scan.indexes);

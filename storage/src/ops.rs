@@ -129,6 +129,7 @@ impl Log {
         if count == 0 {
             return Ok(());
         }
+        self.await_seal().await?;
         let (victims, cp) = {
             let mut st = self.state.borrow_mut();
             let bases: Vec<i64> = st.segments.keys().copied().collect();
@@ -192,6 +193,7 @@ impl Log {
     /// Below the first segment the log is emptied and restarts at `offset`.
     pub async fn truncate_to(&self, offset: Offset) -> Result<(), StorageError> {
         let _g = self.append_lock.lock().await;
+        self.await_seal().await?;
         let (first_base, log_start, log_end) = {
             let st = self.state.borrow();
             st.active()?;
@@ -285,6 +287,7 @@ impl Log {
     /// Deletes every segment and restarts the log, empty, at `offset`.
     async fn truncate_fully(&self, offset: i64) -> Result<(), StorageError> {
         let offset = offset.max(0);
+        self.await_seal().await?;
         let victims: Vec<Rc<Segment>> = {
             let mut st = self.state.borrow_mut();
             std::mem::take(&mut st.segments).into_values().collect()
@@ -316,6 +319,7 @@ impl Log {
         if self.state.borrow().closed {
             return Ok(());
         }
+        self.await_seal().await?;
         let active = self.state.borrow().active()?;
         if !self.close_is_noop() {
             self.flush().await?;

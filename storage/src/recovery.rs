@@ -122,6 +122,19 @@ pub(crate) struct ScanOutcome {
     pub problem: Option<String>,
 }
 
+impl ScanOutcome {
+    /// Ends a whole-segment rebuild as Kafka's `LogSegment.recover` does: the time index gets
+    /// the segment's largest timestamp as its last entry (the scan itself only earns entries
+    /// every `index.interval.bytes`). A sealed segment's largest timestamp is read back from
+    /// that last entry at the next open (`Segment::read_max_timestamp`): without it the
+    /// segment would look older than it is (or have no timestamp at all), and the cleaner's
+    /// `min.compaction.lag.ms`, time retention and ListOffsets(max timestamp) would act on
+    /// that wrong age.
+    pub fn add_final_time_entry(&mut self, base: i64) {
+        self.tracker.time_entry(base, &mut self.indexes.times);
+    }
+}
+
 /// Verifies the batches of `fd` in `[start, end)` for a segment based at `base`.
 pub(crate) async fn scan(
     fd: &Fd,

@@ -227,7 +227,9 @@ impl Segment {
             Err(why) => {
                 tracing::warn!(segment = self.base, dir = %self.dir.display(), %why, "rebuilding index");
                 let fd = self.log.get().await?;
-                let scan = recovery::scan(&fd, self.base, 0, size, interval_bytes).await?;
+                let mut scan = recovery::scan(&fd, self.base, 0, size, interval_bytes).await?;
+                // A sealed segment's time index ends with its largest timestamp.
+                scan.add_final_time_entry(self.base);
                 if let Some(problem) = &scan.problem {
                     tracing::warn!(segment = self.base, %problem, valid_bytes = scan.valid_size,
                         "sealed segment has an unreadable tail; indexing what is valid");

@@ -87,13 +87,6 @@ impl State {
         });
     }
 
-    /// Everything appended is durable (a seal fsynced the active segment).
-    pub fn mark_all_durable(&mut self) {
-        self.durable_end = self.log_end;
-        self.flushed_messages_total = self.appended_messages_total;
-        self.oldest_unflushed_ms = None;
-    }
-
     /// Truncation: fsyncs in flight no longer count; nothing is left unflushed by policy.
     pub fn reset_durability(&mut self) {
         self.generation += 1;

@@ -473,16 +473,21 @@ impl Log {
         };
         let mut oldest_dirty_ts = None;
         for seg in &sealed {
-            let max_ts = seg.max_ts.get().map(|m| m.timestamp_ms);
+            // Kafka's `LogSegment.largestTimestamp`: the file's mtime when no record carries
+            // a timestamp, so a segment of unknown age is never taken as old enough.
+            let largest_ts = seg
+                .max_ts
+                .get()
+                .map_or(seg.mtime_ms.get(), |m| m.timestamp_ms);
             if seg.next_offset.get() <= first_dirty {
                 info.clean_bytes += seg.size.get();
                 continue;
             }
-            if config.min_compaction_lag_ms > 0 && max_ts.is_some_and(|t| t > lag_cutoff) {
+            if config.min_compaction_lag_ms > 0 && largest_ts > lag_cutoff {
                 first_uncleanable = first_uncleanable.min(seg.base.max(first_dirty));
                 break;
             }
-            oldest_dirty_ts.get_or_insert(max_ts.unwrap_or(seg.mtime_ms.get()));
+            oldest_dirty_ts.get_or_insert(largest_ts);
             info.dirty_bytes += seg.size.get();
         }
         info.first_uncleanable_offset = first_uncleanable;
@@ -746,6 +751,7 @@ impl Log {
         crash_at: Option<CrashPoint>,
     ) -> Result<bool, StorageError> {
         let _g = self.append_lock.lock().await;
+        self.await_seal().await?;
         let current = {
             let st = self.state.borrow();
             !st.closed
