@@ -31,8 +31,7 @@ fn metadata_auto_creates_the_transaction_log_as_the_coordinator_does() {
         .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(
             TopicName(StrBytes::from_static_str(TRANSACTION_STATE)),
         ))]));
-    let answer: MetadataResponse =
-        wire::call(broker.socket_addr(), ApiKey::Metadata, 9, &request);
+    let answer: MetadataResponse = wire::call(broker.socket_addr(), ApiKey::Metadata, 9, &request);
     let topic = &answer.topics[0];
     assert_eq!(topic.error_code, 0, "created at once on a single broker");
     assert!(topic.is_internal);
@@ -51,6 +50,8 @@ fn metadata_auto_creates_the_transaction_log_as_the_coordinator_does() {
     let configs = results[0]
         .as_ref()
         .unwrap_or_else(|e| panic!("describe: {e:?}"));
-    let policy = configs.get("cleanup.policy").expect("cleanup.policy listed");
+    let policy = configs
+        .get("cleanup.policy")
+        .expect("cleanup.policy listed");
     assert_eq!(policy.value.as_deref(), Some("compact"));
 }

@@ -51,19 +51,27 @@ fn earliest_is_the_log_start_offset_on_empty_and_emptied_replicated_partitions()
     let topic = "earliest";
     assert_eq!(cluster.create_topic(topic, 1, Duration::from_secs(30)), 0);
     let mut leader = -1;
-    wait_until(Duration::from_secs(30), "a leader for the partition", || {
-        leader = leaders(&cluster.metadata(0), topic)
-            .first()
-            .copied()
-            .unwrap_or(-1);
-        leader > 0
-    });
+    wait_until(
+        Duration::from_secs(30),
+        "a leader for the partition",
+        || {
+            leader = leaders(&cluster.metadata(0), topic)
+                .first()
+                .copied()
+                .unwrap_or(-1);
+            leader > 0
+        },
+    );
     let index = usize::try_from(leader - 1).unwrap();
     let addr = cluster.broker(index).socket_addr();
 
     // Empty: the log start offset, 0, for both earliest kinds; latest is 0 too.
     assert_eq!(list_offset(addr, topic, -2), (0, 0), "earliest, empty");
-    assert_eq!(list_offset(addr, topic, -4), (0, 0), "earliest local, empty");
+    assert_eq!(
+        list_offset(addr, topic, -4),
+        (0, 0),
+        "earliest local, empty"
+    );
     assert_eq!(list_offset(addr, topic, -1), (0, 0), "latest, empty");
 
     let producer = kafka::producer(cluster.broker(index), &[("acks", "all")]);
@@ -81,9 +89,21 @@ fn earliest_is_the_log_start_offset_on_empty_and_emptied_replicated_partitions()
         .expect("DeleteRecords answered");
     let elem = answer.find_partition(topic, 0).expect("partition answered");
     assert!(elem.error().is_ok(), "{:?}", elem.error());
-    assert_eq!(list_offset(addr, topic, -2), (0, 10), "earliest, all deleted");
-    assert_eq!(list_offset(addr, topic, -4), (0, 10), "earliest local, all deleted");
+    assert_eq!(
+        list_offset(addr, topic, -2),
+        (0, 10),
+        "earliest, all deleted"
+    );
+    assert_eq!(
+        list_offset(addr, topic, -4),
+        (0, 10),
+        "earliest local, all deleted"
+    );
     assert_eq!(list_offset(addr, topic, -1), (0, 10), "latest, all deleted");
     // A timestamp past every record still finds none (-1), as Kafka.
-    assert_eq!(list_offset(addr, topic, i64::MAX / 2).1, -1, "future timestamp");
+    assert_eq!(
+        list_offset(addr, topic, i64::MAX / 2).1,
+        -1,
+        "future timestamp"
+    );
 }
