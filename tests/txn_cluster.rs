@@ -342,3 +342,51 @@ fn new_coordinator_aborts_an_orphaned_transaction_and_the_lso_advances() {
         "the orphaned transaction is aborted (LSO advanced), its records never read"
     );
 }
+
+/// Followers close transactions on replicated markers and index the aborted ones (breaker
+/// B10), as Kafka's `appendAsFollower` updates producer state and `.txnindex` as the leader
+/// does: a commit, an abort and a commit on an RF=3 partition, then kill -9 of its leader.
+/// The former follower that leads now answers read_committed with exactly the committed
+/// records; before, its LSO stayed at the first transaction's start (nothing readable) and
+/// the aborted records were not indexed.
+#[test]
+fn a_follower_that_takes_over_knows_the_replicated_transactions() {
+    let mut cluster = cluster("\"default.replication.factor\" = 3\n");
+    let topic = "takeover";
+    let leader = create_spread_topic(&cluster, topic, 1)[0];
+    let producer = transactional(&cluster, "takeover-tx");
+    for (prefix, commit) in [("c1", true), ("ab", false), ("c3", true)] {
+        producer.begin_transaction().unwrap();
+        for i in 0..10 {
+            send(&producer, topic, 0, &format!("{prefix}-{i}"));
+        }
+        producer.flush(CALL_TIMEOUT).unwrap();
+        if commit {
+            producer.commit_transaction(CALL_TIMEOUT).unwrap();
+        } else {
+            producer.abort_transaction(CALL_TIMEOUT).unwrap();
+        }
+    }
+    drop(producer);
+    let leader_index = usize::try_from(leader - 1).unwrap();
+    let dir = |i: usize| cluster.broker(i).data_dir().join(format!("{topic}-0"));
+    let leader_bytes = segment_bytes(&dir(leader_index));
+    for i in (0..3).filter(|i| *i != leader_index) {
+        wait_until(
+            Duration::from_secs(20),
+            &format!("broker {} to hold the partition with its markers", i + 1),
+            || segment_bytes(&dir(i)) == leader_bytes,
+        );
+    }
+    cluster.broker_mut(leader_index).kill9();
+    let survivor = (0..3).find(|i| *i != leader_index).unwrap();
+    wait_until(Duration::from_secs(30), "a new leader", || {
+        let now = leaders(&cluster.metadata(survivor), topic);
+        now.first().is_some_and(|l| *l > 0 && *l != leader)
+    });
+    let expected = sorted((0..10).flat_map(|i| [format!("c1-{i}"), format!("c3-{i}")]));
+    assert_eq!(
+        read_values(&cluster, topic, 1, "read_committed", 20),
+        expected
+    );
+}

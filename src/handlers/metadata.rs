@@ -331,8 +331,21 @@ pub(super) fn topic_entry(
 }
 
 /// Creates `names` with the broker defaults (auto.create.topics.enable); returns the failures.
-/// A topic that another request created meanwhile is not a failure.
+/// A topic that another request created meanwhile is not a failure. An internal topic is
+/// created as its coordinator creates it (partition count, compaction), never as an ordinary
+/// topic: Kafka's `AutoTopicCreationManager.creatableTopic` (breaker B9).
 pub async fn auto_create(shard: &Rc<Shard>, names: Vec<String>) -> Vec<(String, TopicError)> {
+    let (internal, names): (Vec<String>, Vec<String>) = names
+        .into_iter()
+        .partition(|name| crate::internal_topics::is_internal(name));
+    // On a KRaft cluster the active controller creates both at start (`cluster::duties`).
+    for name in internal.into_iter().filter(|_| shard.cluster.is_none()) {
+        if name == crate::internal_topics::TRANSACTION_STATE_TOPIC {
+            crate::txn::ensure_log_topic(shard).await;
+        } else {
+            crate::groups::ensure_offsets_topic(shard).await;
+        }
+    }
     if names.is_empty() {
         return Vec::new();
     }

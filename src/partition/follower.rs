@@ -35,7 +35,7 @@ impl Partition {
         records: Bytes,
         now_ms: i64,
     ) -> Result<FollowerAppended, PartitionError> {
-        let placed = replicated_placements(&records);
+        let placed = replicated_batches(&records);
         let epochs = batch_epochs(&records);
         let opts = storage::AppendOptions {
             leader_epoch: self.leader_epoch.get(),
@@ -50,11 +50,34 @@ impl Partition {
                 storage::StorageError::Io(_) => storage_error(&self.tp, e),
                 other => PartitionError::from_storage(other),
             })?;
+        // Markers close their transactions here as on the leader (Kafka's `appendAsFollower`
+        // updates producer state and the aborted-transaction index alike): else the open
+        // transactions hold this replica's LSO once it leads, and its aborts are not indexed.
+        let mut aborted = Vec::new();
         {
             let mut states = self.producers.borrow_mut();
-            for (ident, meta) in placed {
-                states.commit(&ident, meta, now_ms);
+            for batch in placed {
+                match batch {
+                    Replicated::Data(ident, meta) => states.commit(&ident, meta, now_ms),
+                    Replicated::Marker(header, marker) => {
+                        let completed = states.complete_marker(
+                            crate::producers::ProducerId(header.producer_id),
+                            header.producer_epoch,
+                            marker.coordinator_epoch,
+                            header.base_offset,
+                            marker.commit,
+                            now_ms,
+                        );
+                        if let Some(txn) = completed.filter(|t| t.aborted) {
+                            let stable = states.last_stable_offset_after(&txn);
+                            aborted.push((txn, stable));
+                        }
+                    }
+                }
             }
+        }
+        for (txn, stable) in &aborted {
+            super::txn::index_aborted(self, txn, *stable).await;
         }
         self.learn_epochs(&epochs).await?;
         Ok(FollowerAppended {
@@ -177,13 +200,29 @@ impl Partition {
     }
 }
 
-/// The producer batches of `records` where the leader placed them: each batch's own offsets
-/// (a compacted leader's log has gaps, so they are not consecutive from the first).
-fn replicated_placements(records: &[u8]) -> Vec<(producers::BatchIdent, producers::BatchMeta)> {
+/// A replicated batch as the producer state sees it.
+enum Replicated {
+    /// A producer's data batch where the leader placed it.
+    Data(producers::BatchIdent, producers::BatchMeta),
+    /// A transaction marker (control batch) of a producer.
+    Marker(storage::BatchHeader, producers::EndTxnMarker),
+}
+
+/// The producer batches and transaction markers of `records`, in log order, where the leader
+/// placed them: each batch's own offsets (a compacted leader's log has gaps, so they are not
+/// consecutive from the first). An unreadable marker is skipped: its transaction stays open
+/// and holds the LSO, the safe side (as the rebuild from the log does).
+fn replicated_batches(records: &[u8]) -> Vec<Replicated> {
     storage::split_batches(records)
         .filter_map(|b| b.ok())
-        .filter_map(|b| storage::BatchHeader::parse(b).ok())
-        .filter_map(|h| {
+        .filter_map(|b| storage::BatchHeader::parse(b).ok().map(|h| (b, h)))
+        .filter_map(|(bytes, h)| {
+            if h.is_control() {
+                let marker = producers::EndTxnMarker::parse(bytes);
+                return marker
+                    .filter(|_| h.producer_id >= 0)
+                    .map(|m| Replicated::Marker(h, m));
+            }
             let ident = producers::BatchIdent::from_header(&h)?;
             let meta = producers::BatchMeta {
                 first_seq: ident.first_seq,
@@ -192,7 +231,7 @@ fn replicated_placements(records: &[u8]) -> Vec<(producers::BatchIdent, producer
                 last_offset: h.last_offset(),
                 log_append_time_ms: -1,
             };
-            Some((ident, meta))
+            Some(Replicated::Data(ident, meta))
         })
         .collect()
 }

@@ -458,7 +458,10 @@ impl PartitionProxy for ReplicatedPartition {
             });
         }
         let mut ok = self.local.offset_for_timestamp(timestamp).await?;
-        if ok.offset >= self.high_watermark() {
+        // EARLIEST (-2) and EARLIEST_LOCAL (-4) are the log start offset, even at or past the
+        // high watermark (an empty or wholly deleted log): Kafka's `fetchOffsetForTimestamp`
+        // bounds only timestamp lookups by the last fetchable offset.
+        if !matches!(timestamp, -2 | -4) && ok.offset >= self.high_watermark() {
             // Not yet replicated: not visible (Kafka looks up below the high watermark).
             ok = OffsetOk {
                 offset: -1,

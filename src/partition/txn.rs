@@ -306,25 +306,36 @@ async fn write_marker_locked(
     };
     if let (Some(txn), Some(last_stable_offset)) = (completed, stable) {
         if txn.aborted {
-            let entry = AbortedTxn {
-                producer_id: txn.producer_id,
-                first_offset: txn.first_offset,
-                last_offset: txn.last_offset,
-                last_stable_offset,
-            };
-            let base = partition.segment_of(offset);
-            if let Err(e) = txn_index::persist(partition.log.dir(), base, &entry).await {
-                // The marker is in the log but its index entry is not: aborted records could
-                // reach read_committed consumers; a disk that fails a write is not trusted.
-                shards::fatal(format!(
-                    "cannot write the aborted-transaction index of {}: {e}",
-                    partition.tp.dir_name()
-                ));
-            }
-            partition.aborted.borrow_mut().appended(base);
+            index_aborted(partition, &txn, last_stable_offset).await;
         }
     }
     Ok(offset)
+}
+
+/// Records an aborted transaction (closed by its marker at `txn.last_offset`) in the
+/// aborted-transaction index of the marker's segment, on the leader and on followers alike
+/// (Kafka's `UnifiedLog.append` -> `updateTxnIndex` for both).
+pub(super) async fn index_aborted(
+    partition: &Partition,
+    txn: &crate::producers::CompletedTxn,
+    last_stable_offset: i64,
+) {
+    let entry = AbortedTxn {
+        producer_id: txn.producer_id,
+        first_offset: txn.first_offset,
+        last_offset: txn.last_offset,
+        last_stable_offset,
+    };
+    let base = partition.segment_of(txn.last_offset);
+    if let Err(e) = txn_index::persist(partition.log.dir(), base, &entry).await {
+        // The marker is in the log but its index entry is not: aborted records could
+        // reach read_committed consumers; a disk that fails a write is not trusted.
+        shards::fatal(format!(
+            "cannot write the aborted-transaction index of {}: {e}",
+            partition.tp.dir_name()
+        ));
+    }
+    partition.aborted.borrow_mut().appended(base);
 }
 
 #[cfg(test)]
