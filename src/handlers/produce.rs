@@ -53,8 +53,8 @@ async fn respond(shard: &Rc<Shard>, request: &Request, body: ProduceRequest) -> 
     // The layout doubles as the answer's (the records are taken out as they are routed).
     let mut layout = distinct_partitions(body);
     let mut budget = super::dedup::Budget::new();
-    let mut entries = Vec::with_capacity(layout.iter().map(|(_, p)| p.len()).sum());
-    for (topic, partitions) in &mut layout {
+    let mut entries = Vec::with_capacity(layout.iter().map(|t| t.partition_data.len()).sum());
+    for topic in &mut layout {
         // Kafka's KafkaApis.handleProduceRequest: TOPIC WRITE per topic, else
         // TOPIC_AUTHORIZATION_FAILED for each of its partitions.
         let writable = authz::allowed(
@@ -62,13 +62,14 @@ async fn respond(shard: &Rc<Shard>, request: &Request, body: ProduceRequest) -> 
             request,
             Operation::Write,
             ResourceType::Topic,
-            &topic.0,
+            &topic.name.0,
         );
-        let mut names = TopicNames::new(&topic.0, partitions.len());
-        for (index, records) in partitions.iter_mut() {
+        let mut names = TopicNames::new(&topic.name.0, topic.partition_data.len());
+        for partition in &mut topic.partition_data {
             let name = names.next();
+            let (index, records) = (partition.index, partition.records.take());
             entries.push(if writable {
-                check(shard, (acks, timeout_ms), name, *index, records.take())
+                check(shard, (acks, timeout_ms), name, index, records)
             } else {
                 Err(PartitionError::TopicAuthorizationFailed)
             });
@@ -91,10 +92,13 @@ async fn respond(shard: &Rc<Shard>, request: &Request, body: ProduceRequest) -> 
     let mut leaders = super::route::LeaderHints::new(shard, request, 10);
     let responses = layout
         .into_iter()
-        .map(|(name, partitions)| {
-            let partitions = partitions
+        .map(|topic| {
+            let name = topic.name;
+            let partitions = topic
+                .partition_data
                 .into_iter()
-                .map(|(index, _)| {
+                .map(|partition| {
+                    let index = partition.index;
                     let result = results.next().unwrap_or(Err(PartitionError::Unavailable));
                     let not_leader = result == Err(PartitionError::NotLeaderOrFollower);
                     let mut response = partition_response(index, result);
@@ -133,9 +137,6 @@ fn node_endpoints(hints: super::route::LeaderHints) -> Vec<NodeEndpoint> {
         })
         .collect()
 }
-
-/// One partition's index and records, as sent.
-type PartitionRecords = (i32, Option<Bytes>);
 
 /// The topic's name once per partition routed (each item owns it): clones for all but the
 /// last partition, which takes the original (one allocation fewer per topic).
@@ -193,37 +194,33 @@ fn surely_distinct(topics: &[TopicProduceData]) -> bool {
 /// Topics and their partitions' records as Kafka keys them (a map by topic-partition): one
 /// entry per distinct partition, the last records sent for it winning in its first place;
 /// topics without partitions get no entry. So repeated entries cost nothing downstream.
-fn distinct_partitions(body: ProduceRequest) -> Vec<(TopicName, Vec<PartitionRecords>)> {
-    if surely_distinct(&body.topic_data) {
-        // Nothing to collapse: the request's own order, without the maps.
-        return body
-            .topic_data
-            .into_iter()
-            .filter(|topic| !topic.partition_data.is_empty())
-            .map(|topic| {
-                let partitions = topic.partition_data.into_iter();
-                (topic.name, partitions.map(|p| (p.index, p.records)).collect())
-            })
-            .collect();
+fn distinct_partitions(body: ProduceRequest) -> Vec<TopicProduceData> {
+    let mut topics = body.topic_data;
+    if surely_distinct(&topics) {
+        // Nothing to collapse: the request's own lists, without maps or copies.
+        topics.retain(|topic| !topic.partition_data.is_empty());
+        return topics;
     }
-    collapse_repeats(body)
+    collapse_repeats(topics)
 }
 
 /// [`distinct_partitions`] by topic-partition maps, for requests that may repeat entries.
-fn collapse_repeats(body: ProduceRequest) -> Vec<(TopicName, Vec<PartitionRecords>)> {
-    let flat = body.topic_data.into_iter().flat_map(|topic| {
+fn collapse_repeats(topics: Vec<TopicProduceData>) -> Vec<TopicProduceData> {
+    let flat = topics.into_iter().flat_map(|topic| {
         let name = topic.name;
-        topic
-            .partition_data
-            .into_iter()
-            .map(move |p| (name.clone(), p.index, p.records))
+        let partitions = topic.partition_data.into_iter();
+        partitions.map(move |p| (name.clone(), p))
     });
-    let distinct = super::dedup::last_wins(flat, |(name, index, _)| (name.clone(), *index));
-    super::dedup::group_in_order(
-        distinct
-            .into_iter()
-            .map(|(name, index, records)| (name, (index, records))),
-    )
+    let distinct = super::dedup::last_wins(flat, |(name, p)| (name.clone(), p.index));
+    let grouped = super::dedup::group_in_order(distinct);
+    grouped
+        .into_iter()
+        .map(|(name, partitions)| {
+            TopicProduceData::default()
+                .with_name(name)
+                .with_partition_data(partitions)
+        })
+        .collect()
 }
 
 /// One partition's batches, ready to route, or why they are refused here.
@@ -321,7 +318,7 @@ mod tests {
             assert!(surely_distinct(&body(case).topic_data), "{case:?}");
             assert_eq!(
                 distinct_partitions(body(case)),
-                collapse_repeats(body(case)),
+                collapse_repeats(body(case).topic_data),
                 "{case:?}"
             );
         }
@@ -335,9 +332,10 @@ mod tests {
         let layout = distinct_partitions(request);
         let shape: Vec<(String, Vec<(i32, Bytes)>)> = layout
             .into_iter()
-            .map(|(name, parts)| {
-                let parts = parts.into_iter().map(|(i, r)| (i, r.unwrap_or_default()));
-                (name.0.to_string(), parts.collect())
+            .map(|topic| {
+                let parts = topic.partition_data.into_iter();
+                let parts = parts.map(|p| (p.index, p.records.unwrap_or_default()));
+                (topic.name.0.to_string(), parts.collect())
             })
             .collect();
         assert_eq!(
@@ -363,6 +361,7 @@ mod tests {
         let many: Vec<i32> = (0..=PAIRWISE_REPEAT_CHECK_MAX as i32).collect();
         let request = body(&[("a", many.leak())]);
         assert!(!surely_distinct(&request.topic_data));
-        assert_eq!(distinct_partitions(request)[0].1.len(), PAIRWISE_REPEAT_CHECK_MAX + 1);
+        let layout = distinct_partitions(request);
+        assert_eq!(layout[0].partition_data.len(), PAIRWISE_REPEAT_CHECK_MAX + 1);
     }
 }
