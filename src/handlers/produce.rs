@@ -11,10 +11,10 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 
+use kafka_protocol::messages::produce_request::TopicProduceData;
 use kafka_protocol::messages::produce_response::{
     LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
 };
-use kafka_protocol::messages::produce_request::TopicProduceData;
 use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse, TopicName};
 
 use super::error::partition_error_code;
@@ -353,7 +353,9 @@ mod tests {
             ]
         );
         // A topic repeated without repeating a partition is not "surely distinct" either.
-        assert!(!surely_distinct(&body(&[("a", &[0]), ("a", &[1])]).topic_data));
+        assert!(!surely_distinct(
+            &body(&[("a", &[0]), ("a", &[1])]).topic_data
+        ));
     }
 
     #[test]
@@ -362,6 +364,9 @@ mod tests {
         let request = body(&[("a", many.leak())]);
         assert!(!surely_distinct(&request.topic_data));
         let layout = distinct_partitions(request);
-        assert_eq!(layout[0].partition_data.len(), PAIRWISE_REPEAT_CHECK_MAX + 1);
+        assert_eq!(
+            layout[0].partition_data.len(),
+            PAIRWISE_REPEAT_CHECK_MAX + 1
+        );
     }
 }

@@ -395,9 +395,14 @@ async fn write_loop(shard: &Shard, stream: &Transport, rx: flume::Receiver<Ready
             Transport::Plain(stream) if in_memory && frame_bytes <= SMALL_FRAME_BYTES_MAX => {
                 write_small(stream, &mut small, &prefix, &parts).await
             }
-            Transport::Tls(tls) => tls.write_parts(with_prefix(&prefix, parts), pool_bytes).await,
+            Transport::Tls(tls) => {
+                tls.write_parts(with_prefix(&prefix, parts), pool_bytes)
+                    .await
+            }
             Transport::Plain(stream) if shard.config.fetch_zero_copy => {
-                splicer.write_parts(stream, with_prefix(&prefix, parts)).await
+                splicer
+                    .write_parts(stream, with_prefix(&prefix, parts))
+                    .await
             }
             Transport::Plain(stream) => {
                 write_parts_copied(stream, with_prefix(&prefix, parts), pool_bytes).await
@@ -435,7 +440,10 @@ async fn write_small(
 /// The frame as one list of parts, the prefix first (the vectored and splice paths).
 fn with_prefix(prefix: &frame::ResponsePrefix, mut parts: Vec<BodyPart>) -> Vec<BodyPart> {
     if !prefix.is_empty() {
-        parts.insert(0, BodyPart::Bytes(Bytes::copy_from_slice(prefix.as_slice())));
+        parts.insert(
+            0,
+            BodyPart::Bytes(Bytes::copy_from_slice(prefix.as_slice())),
+        );
     }
     parts
 }

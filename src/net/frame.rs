@@ -196,7 +196,11 @@ mod tests {
 
     #[test]
     fn response_prefix_matches_the_protocol_encoder() {
-        for (key, version) in [(ApiKey::Produce, 8), (ApiKey::Produce, 9), (ApiKey::Fetch, 16)] {
+        for (key, version) in [
+            (ApiKey::Produce, 8),
+            (ApiKey::Produce, 9),
+            (ApiKey::Fetch, 16),
+        ] {
             let header_version = key.response_header_version(version);
             let mut expected = BytesMut::new();
             expected.extend_from_slice(&0u32.to_be_bytes());
