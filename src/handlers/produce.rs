@@ -15,7 +15,7 @@ use kafka_protocol::messages::produce_request::TopicProduceData;
 use kafka_protocol::messages::produce_response::{
     LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
 };
-use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse, TopicName};
+use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse};
 
 use super::error::partition_error_code;
 use super::{authz, HandlerError, HandlerFuture, Outcome, Request};
@@ -288,6 +288,7 @@ fn partition_response(index: i32, result: ProduceResult) -> PartitionProduceResp
 mod tests {
     use super::*;
     use kafka_protocol::messages::produce_request::PartitionProduceData;
+    use kafka_protocol::messages::TopicName;
     use kafka_protocol::protocol::StrBytes;
 
     fn body(entries: &[(&'static str, &[i32])]) -> ProduceRequest {
