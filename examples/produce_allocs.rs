@@ -14,7 +14,8 @@
 //! taskset -c 0 target/release/examples/produce_allocs [REQUESTS] [RECORDS...] [--acks all]
 //! ```
 //!
-//! Defaults: 20,000 requests, batches of 1, 16 and 128 records, acks=1.
+//! Defaults: 20,000 requests, batches of 1, 16 and 128 records, acks=1. The harness is shared
+//! with `tests/produce_allocs.rs`, which pins an upper bound per request.
 
 // A benchmark tool, not the broker: a failed setup step or an error answer should stop it loudly.
 #![allow(
@@ -164,6 +165,87 @@ fn produce(conn: &mut Conn, reqs: &[ProduceRequest], n: usize) {
     }
 }
 
+/// One measurement: broker allocations (and bytes) per request, and the idle rate subtracted.
+#[derive(Debug, Clone, Copy)]
+pub struct Measured {
+    pub allocs_per_request: f64,
+    pub bytes_per_request: f64,
+    pub idle_allocs_per_s: f64,
+}
+
+/// Starts a one-shard broker in this process on a free loopback port; returns its address and
+/// its data dir (removed when dropped).
+pub fn start_broker() -> (String, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("a temporary data dir");
+    let port = free_port();
+    let overrides = Overrides {
+        listen: Some(format!("127.0.0.1:{port}")),
+        advertise: None,
+        admin_listen: Some("127.0.0.1:0".into()),
+        data_dir: Some(dir.path().join("data")),
+        cores: Some(1),
+    };
+    let config = BrokerConfig::load(None, overrides).expect("broker config");
+    std::thread::spawn(move || {
+        if let Err(e) = sluice::run(config) {
+            eprintln!("broker: {e}");
+            std::process::exit(1);
+        }
+    });
+    (format!("127.0.0.1:{port}"), dir)
+}
+
+/// Connects (waiting for the broker to listen) and creates the topic; call on an uncounted
+/// thread.
+pub fn connect_and_create(addr: &str) -> Conn {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut conn = loop {
+        match Conn::connect(addr) {
+            Ok(c) => break c,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            Err(e) => panic!("broker not ready: {e}"),
+        }
+    };
+    let create = CreateTopicsRequest::default()
+        .with_timeout_ms(30_000)
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
+            .with_num_partitions(PARTITIONS)
+            .with_replication_factor(1)]);
+    let resp = conn.send(&create, 5).expect("create topic");
+    assert!(resp.topics.iter().all(|t| t.error_code == 0));
+    conn
+}
+
+/// Broker allocations per Produce request of `records` records, over `n` requests after a
+/// warm-up; call on an uncounted thread.
+pub fn measure(conn: &mut Conn, records: usize, acks: i16, n: usize) -> Measured {
+    let reqs = requests(records, acks);
+    // Warm-up: the partitions' first segments, buffers and pools are created here.
+    produce(conn, &reqs, (n / 10).max(2 * reqs.len()));
+    let started = Instant::now();
+    let before = snapshot();
+    produce(conn, &reqs, n);
+    let window = started.elapsed();
+    let after = snapshot();
+    // The broker's background allocation rate over a window of the same length.
+    let idle_before = snapshot();
+    std::thread::sleep(window);
+    let idle_after = snapshot();
+    let idle_allocs_per_s = (idle_after.0 - idle_before.0) as f64 / window.as_secs_f64();
+    let background = idle_allocs_per_s * window.as_secs_f64();
+    Measured {
+        allocs_per_request: ((after.0 - before.0) as f64 - background).max(0.0) / n as f64,
+        bytes_per_request: (after.1 - before.1) as f64 / n as f64,
+        idle_allocs_per_s,
+    }
+}
+
+/// Marks the calling thread's allocations as the client's (not counted).
+pub fn uncounted() {
+    UNCOUNTED.with(|u| u.set(true));
+}
+
 fn main() {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     let acks: i16 = match args.iter().position(|a| a == "--acks") {
@@ -185,69 +267,23 @@ fn main() {
         vec![1, 16, 128]
     };
 
-    let dir = tempfile::tempdir().expect("a temporary data dir");
-    let port = free_port();
-    let overrides = Overrides {
-        listen: Some(format!("127.0.0.1:{port}")),
-        advertise: None,
-        admin_listen: Some("127.0.0.1:0".into()),
-        data_dir: Some(dir.path().join("data")),
-        cores: Some(1),
-    };
-    let config = BrokerConfig::load(None, overrides).expect("broker config");
-    std::thread::spawn(move || {
-        if let Err(e) = sluice::run(config) {
-            eprintln!("broker: {e}");
-            std::process::exit(1);
-        }
-    });
-
+    let (addr, dir) = start_broker();
     let client = std::thread::spawn(move || {
-        UNCOUNTED.with(|u| u.set(true));
-        let addr = format!("127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut conn = loop {
-            match Conn::connect(&addr) {
-                Ok(c) => break c,
-                Err(_) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(50))
-                }
-                Err(e) => panic!("broker not ready: {e}"),
-            }
-        };
-        let create = CreateTopicsRequest::default()
-            .with_timeout_ms(30_000)
-            .with_topics(vec![CreatableTopic::default()
-                .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
-                .with_num_partitions(PARTITIONS)
-                .with_replication_factor(1)]);
-        let resp = conn.send(&create, 5).expect("create topic");
-        assert!(resp.topics.iter().all(|t| t.error_code == 0));
+        uncounted();
+        let mut conn = connect_and_create(&addr);
         println!(
             "| records per request | request KiB | acks | requests | broker allocations per request | broker bytes allocated per request | idle allocations per s |"
         );
         println!("|--:|--:|--:|--:|--:|--:|--:|");
         for &records in &sizes {
-            let reqs = requests(records, acks);
-            // Warm-up: the partitions' first segments, buffers and pools are created here.
-            produce(&mut conn, &reqs, (n / 10).max(2 * reqs.len()));
-            let started = Instant::now();
-            let before = snapshot();
-            produce(&mut conn, &reqs, n);
-            let window = started.elapsed();
-            let after = snapshot();
-            // The broker's background allocation rate over a window of the same length.
-            let idle_before = snapshot();
-            std::thread::sleep(window);
-            let idle_after = snapshot();
-            let idle_per_s = (idle_after.0 - idle_before.0) as f64 / window.as_secs_f64();
-            let background = idle_per_s * window.as_secs_f64();
-            let allocs = ((after.0 - before.0) as f64 - background).max(0.0) / n as f64;
-            let bytes = (after.1 - before.1) as f64 / n as f64;
+            let m = measure(&mut conn, records, acks, n);
             println!(
-                "| {records} | {} | {} | {n} | {allocs:.2} | {bytes:.0} | {idle_per_s:.0} |",
+                "| {records} | {} | {} | {n} | {:.2} | {:.0} | {:.0} |",
                 records * RECORD_BYTES / 1024,
                 if acks == -1 { "all" } else { "1" },
+                m.allocs_per_request,
+                m.bytes_per_request,
+                m.idle_allocs_per_s,
             );
         }
     });

@@ -36,13 +36,7 @@ mkdir -p "$RESULTS"
 : >"$RESULTS/commands.txt"
 
 workload=$RESULTS/workload.toml
-sed -E -e "s/^partitions_per_topic *=.*/partitions_per_topic = $PARTITIONS/" \
-  -e "s/^producers_per_topic *=.*/producers_per_topic = $PRODUCERS/" \
-  -e "s/^consumers_per_subscription *=.*/consumers_per_subscription = $CONSUMERS/" \
-  -e "s/^consumer_mode *=.*/consumer_mode = \"assign\"/" \
-  "$ROOT/bench/workloads/omb-1topic-16p-1kb-max.toml" >"$workload.tmp"
-with_acks "$workload.tmp" "$ACKS" "$workload"
-rm -f "$workload.tmp"
+produce_only_workload "$workload" "$PARTITIONS" "$PRODUCERS" "$ACKS" "$CONSUMERS"
 
 # metric ADMIN_ADDR NAME: the sum of a metric's samples on the broker's /metrics.
 metric() {

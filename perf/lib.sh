@@ -115,6 +115,19 @@ with_acks() {
   grep -q "^acks = \"$2\"" "$3" || echo "acks = \"$2\"" >>"$3"
 }
 
+# produce_only_workload OUT PARTITIONS PRODUCERS ACKS [CONSUMERS]: the 1 KiB max-rate workload
+# with PARTITIONS partitions, PRODUCERS native producers, CONSUMERS consumers (default none),
+# acks=ACKS (perf/ab.sh, perf/tail.sh).
+produce_only_workload() {
+  sed -E -e "s/^partitions_per_topic *=.*/partitions_per_topic = $2/" \
+    -e "s/^producers_per_topic *=.*/producers_per_topic = $3/" \
+    -e "s/^consumers_per_subscription *=.*/consumers_per_subscription = ${5:-0}/" \
+    -e "s/^consumer_mode *=.*/consumer_mode = \"assign\"/" \
+    "$ROOT/bench/workloads/omb-1topic-16p-1kb-max.toml" >"$1.tmp"
+  with_acks "$1.tmp" "$4" "$1"
+  rm -f "$1.tmp"
+}
+
 # json FILE EXPR: a value from summary.json via python3 (EXPR indexes `s`).
 json() {
   python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2"

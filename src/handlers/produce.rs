@@ -11,10 +11,11 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 
+use kafka_protocol::messages::produce_request::TopicProduceData;
 use kafka_protocol::messages::produce_response::{
     LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
 };
-use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse, TopicName};
+use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse};
 
 use super::error::partition_error_code;
 use super::{authz, HandlerError, HandlerFuture, Outcome, Request};
@@ -49,38 +50,31 @@ async fn respond(shard: &Rc<Shard>, request: &Request, body: ProduceRequest) -> 
     let acks = body.acks;
     let timeout_ms = body.timeout_ms;
     let transactional_id = body.transactional_id.as_ref().map(|id| id.0.to_string());
-    let layout = distinct_partitions(body);
-    // Kafka's KafkaApis.handleProduceRequest: TOPIC WRITE per topic, else
-    // TOPIC_AUTHORIZATION_FAILED for each of its partitions.
-    // One flag per topic of `layout` (no allocation per name on this hot path).
-    let writable: Vec<bool> = layout
-        .iter()
-        .map(|(name, _)| {
-            authz::allowed(
-                shard,
-                request,
-                Operation::Write,
-                ResourceType::Topic,
-                &name.0,
-            )
-        })
-        .collect();
+    // The layout doubles as the answer's (the records are taken out as they are routed).
+    let mut layout = distinct_partitions(body);
     let mut budget = super::dedup::Budget::new();
-    let mut entries = Vec::new();
-    let mut answer_layout: Vec<(TopicName, Vec<i32>)> = Vec::new();
-    for ((topic, partitions), writable) in layout.into_iter().zip(writable) {
-        let name = topic.0.to_string();
-        let mut indices = Vec::with_capacity(partitions.len());
-        for (index, records) in partitions {
-            indices.push(index);
+    let mut entries = Vec::with_capacity(layout.iter().map(|t| t.partition_data.len()).sum());
+    for topic in &mut layout {
+        // Kafka's KafkaApis.handleProduceRequest: TOPIC WRITE per topic, else
+        // TOPIC_AUTHORIZATION_FAILED for each of its partitions.
+        let writable = authz::allowed(
+            shard,
+            request,
+            Operation::Write,
+            ResourceType::Topic,
+            &topic.name.0,
+        );
+        let mut names = TopicNames::new(&topic.name.0, topic.partition_data.len());
+        for partition in &mut topic.partition_data {
+            let name = names.next();
+            let (index, records) = (partition.index, partition.records.take());
             entries.push(if writable {
-                check(shard, (acks, timeout_ms), name.clone(), index, records)
+                check(shard, (acks, timeout_ms), name, index, records)
             } else {
                 Err(PartitionError::TopicAuthorizationFailed)
             });
             budget.tick().await;
         }
-        answer_layout.push((topic, indices));
     }
     // KIP-890: TRANSACTIONAL_ID WRITE and the transaction coordinator's verification.
     let entries =
@@ -96,12 +90,15 @@ async fn respond(shard: &Rc<Shard>, request: &Request, body: ProduceRequest) -> 
         .into_iter();
     // KIP-951: from v10 a NOT_LEADER_OR_FOLLOWER partition names its current leader.
     let mut leaders = super::route::LeaderHints::new(shard, request, 10);
-    let responses = answer_layout
+    let responses = layout
         .into_iter()
-        .map(|(name, indices)| {
-            let partitions = indices
+        .map(|topic| {
+            let name = topic.name;
+            let partitions = topic
+                .partition_data
                 .into_iter()
-                .map(|index| {
+                .map(|partition| {
+                    let index = partition.index;
                     let result = results.next().unwrap_or(Err(PartitionError::Unavailable));
                     let not_leader = result == Err(PartitionError::NotLeaderOrFollower);
                     let mut response = partition_response(index, result);
@@ -141,26 +138,89 @@ fn node_endpoints(hints: super::route::LeaderHints) -> Vec<NodeEndpoint> {
         .collect()
 }
 
-/// One partition's index and records, as sent.
-type PartitionRecords = (i32, Option<Bytes>);
+/// The topic's name once per partition routed (each item owns it): clones for all but the
+/// last partition, which takes the original (one allocation fewer per topic).
+struct TopicNames {
+    name: String,
+    left: usize,
+}
+
+impl TopicNames {
+    fn new(name: &str, partitions: usize) -> Self {
+        Self {
+            name: name.to_owned(),
+            left: partitions,
+        }
+    }
+
+    fn next(&mut self) -> String {
+        self.left = self.left.saturating_sub(1);
+        if self.left == 0 {
+            std::mem::take(&mut self.name)
+        } else {
+            self.name.clone()
+        }
+    }
+}
+
+/// Requests naming at most this many topics, and partitions per topic, are checked for
+/// repeats by comparing pairs (no hash maps on the hot path); larger ones use the maps.
+const PAIRWISE_REPEAT_CHECK_MAX: usize = 64;
+
+/// Whether the request names no topic twice and no partition twice within a topic, when
+/// that is cheap to tell; `false` means "maybe repeated".
+fn surely_distinct(topics: &[TopicProduceData]) -> bool {
+    if topics.len() > PAIRWISE_REPEAT_CHECK_MAX
+        || topics
+            .iter()
+            .any(|t| t.partition_data.len() > PAIRWISE_REPEAT_CHECK_MAX)
+    {
+        return false;
+    }
+    let names_distinct = topics
+        .iter()
+        .enumerate()
+        .all(|(i, t)| topics.iter().skip(i + 1).all(|u| u.name != t.name));
+    names_distinct
+        && topics.iter().all(|t| {
+            let parts = &t.partition_data;
+            parts
+                .iter()
+                .enumerate()
+                .all(|(i, p)| parts.iter().skip(i + 1).all(|q| q.index != p.index))
+        })
+}
 
 /// Topics and their partitions' records as Kafka keys them (a map by topic-partition): one
 /// entry per distinct partition, the last records sent for it winning in its first place;
 /// topics without partitions get no entry. So repeated entries cost nothing downstream.
-fn distinct_partitions(body: ProduceRequest) -> Vec<(TopicName, Vec<PartitionRecords>)> {
-    let flat = body.topic_data.into_iter().flat_map(|topic| {
+fn distinct_partitions(body: ProduceRequest) -> Vec<TopicProduceData> {
+    let mut topics = body.topic_data;
+    if surely_distinct(&topics) {
+        // Nothing to collapse: the request's own lists, without maps or copies.
+        topics.retain(|topic| !topic.partition_data.is_empty());
+        return topics;
+    }
+    collapse_repeats(topics)
+}
+
+/// [`distinct_partitions`] by topic-partition maps, for requests that may repeat entries.
+fn collapse_repeats(topics: Vec<TopicProduceData>) -> Vec<TopicProduceData> {
+    let flat = topics.into_iter().flat_map(|topic| {
         let name = topic.name;
-        topic
-            .partition_data
-            .into_iter()
-            .map(move |p| (name.clone(), p.index, p.records))
+        let partitions = topic.partition_data.into_iter();
+        partitions.map(move |p| (name.clone(), p))
     });
-    let distinct = super::dedup::last_wins(flat, |(name, index, _)| (name.clone(), *index));
-    super::dedup::group_in_order(
-        distinct
-            .into_iter()
-            .map(|(name, index, records)| (name, (index, records))),
-    )
+    let distinct = super::dedup::last_wins(flat, |(name, p)| (name.clone(), p.index));
+    let grouped = super::dedup::group_in_order(distinct);
+    grouped
+        .into_iter()
+        .map(|(name, partitions)| {
+            TopicProduceData::default()
+                .with_name(name)
+                .with_partition_data(partitions)
+        })
+        .collect()
 }
 
 /// One partition's batches, ready to route, or why they are refused here.
@@ -221,5 +281,93 @@ fn partition_response(index: i32, result: ProduceResult) -> PartitionProduceResp
                 .with_base_offset(-1)
                 .with_error_message(Some(super::str_bytes(&message)))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::produce_request::PartitionProduceData;
+    use kafka_protocol::messages::TopicName;
+    use kafka_protocol::protocol::StrBytes;
+
+    fn body(entries: &[(&'static str, &[i32])]) -> ProduceRequest {
+        let topics = entries.iter().map(|(name, partitions)| {
+            let data = partitions.iter().map(|&index| {
+                // Each entry's records name its place, so "which one won" is visible.
+                let tag = Bytes::from(format!("{name}-{index}-{}", partitions.len()));
+                PartitionProduceData::default()
+                    .with_index(index)
+                    .with_records(Some(tag))
+            });
+            TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_static_str(name)))
+                .with_partition_data(data.collect())
+        });
+        ProduceRequest::default().with_topic_data(topics.collect())
+    }
+
+    #[test]
+    fn distinct_requests_keep_their_order_without_the_maps() {
+        let cases: [&[(&str, &[i32])]; 4] = [
+            &[("a", &[0])],
+            &[("a", &[3, 1, 2]), ("b", &[0]), ("c", &[])],
+            &[("b", &[1, 0]), ("a", &[0, 1])],
+            &[],
+        ];
+        for case in cases {
+            assert!(surely_distinct(&body(case).topic_data), "{case:?}");
+            assert_eq!(
+                distinct_partitions(body(case)),
+                collapse_repeats(body(case).topic_data),
+                "{case:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn repeated_entries_collapse_last_wins_in_first_place() {
+        let repeated: &[(&str, &[i32])] = &[("a", &[0, 1, 0]), ("b", &[0]), ("a", &[1, 2])];
+        let request = body(repeated);
+        assert!(!surely_distinct(&request.topic_data));
+        let layout = distinct_partitions(request);
+        let shape: Vec<(String, Vec<(i32, Bytes)>)> = layout
+            .into_iter()
+            .map(|topic| {
+                let parts = topic.partition_data.into_iter();
+                let parts = parts.map(|p| (p.index, p.records.unwrap_or_default()));
+                (topic.name.0.to_string(), parts.collect())
+            })
+            .collect();
+        assert_eq!(
+            shape,
+            vec![
+                (
+                    "a".to_string(),
+                    vec![
+                        (0, Bytes::from("a-0-3")),
+                        (1, Bytes::from("a-1-2")),
+                        (2, Bytes::from("a-2-2")),
+                    ]
+                ),
+                ("b".to_string(), vec![(0, Bytes::from("b-0-1"))]),
+            ]
+        );
+        // A topic repeated without repeating a partition is not "surely distinct" either.
+        assert!(!surely_distinct(
+            &body(&[("a", &[0]), ("a", &[1])]).topic_data
+        ));
+    }
+
+    #[test]
+    fn large_requests_take_the_map_path() {
+        let many: Vec<i32> = (0..=PAIRWISE_REPEAT_CHECK_MAX as i32).collect();
+        let request = body(&[("a", many.leak())]);
+        assert!(!surely_distinct(&request.topic_data));
+        let layout = distinct_partitions(request);
+        assert_eq!(
+            layout[0].partition_data.len(),
+            PAIRWISE_REPEAT_CHECK_MAX + 1
+        );
     }
 }

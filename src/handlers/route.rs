@@ -34,6 +34,14 @@ pub async fn route_in_order<I, T, F>(
 where
     F: Future<Output = Vec<Result<T, PartitionError>>>,
 {
+    if entries.iter().all(Result::is_ok) {
+        // Nothing failed before routing (the hot path): the router's answers are the answers,
+        // one per entry (fewer answers than entries leave `Unavailable` at the end).
+        let count = entries.len();
+        let mut answers = route(entries.into_iter().flatten().collect()).await;
+        answers.resize_with(count, || Err(PartitionError::Unavailable));
+        return answers;
+    }
     let mut slots: Vec<Option<Result<T, PartitionError>>> = Vec::with_capacity(entries.len());
     let mut routed = Vec::new();
     let mut routed_slots = Vec::new();
@@ -154,5 +162,15 @@ mod tests {
         let answers =
             route_in_order(vec![Ok(1), Ok(2)], |_: Vec<i32>| async move { vec![Ok(7)] }).await;
         assert_eq!(answers, vec![Ok(7), Err(PartitionError::Unavailable)]);
+        // Surplus answers are dropped: one answer per entry, with or without failures.
+        let surplus = |_: Vec<i32>| async move { vec![Ok(7), Ok(8), Ok(9)] };
+        let answers = route_in_order(vec![Ok(1), Ok(2)], surplus).await;
+        assert_eq!(answers, vec![Ok(7), Ok(8)]);
+        let mixed = vec![Ok(1), Err(PartitionError::UnknownTopicOrPartition)];
+        let answers = route_in_order(mixed, surplus).await;
+        assert_eq!(
+            answers,
+            vec![Ok(7), Err(PartitionError::UnknownTopicOrPartition)]
+        );
     }
 }

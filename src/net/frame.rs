@@ -4,7 +4,7 @@
 //! Invariants: a size prefix that is negative or above `socket.request.max.bytes` is rejected
 //! before any allocation; header parsing never panics on arbitrary bytes (proptest below).
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable};
 
@@ -63,26 +63,68 @@ pub fn parse_request(mut frame: Bytes) -> Result<ParsedRequest, FrameError> {
     })
 }
 
+/// The largest response prefix: size (4), correlation id (4), empty tagged fields (1 byte in
+/// response header v1; a header with tagged fields would be longer, and Sluice writes none).
+const RESPONSE_PREFIX_BYTES_MAX: usize = SIZE_PREFIX_BYTES + 5;
+
+/// A response's size prefix and header, kept inline (no heap allocation per response).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResponsePrefix {
+    bytes: [u8; RESPONSE_PREFIX_BYTES_MAX],
+    len: usize,
+}
+
+impl ResponsePrefix {
+    /// No prefix: the frame's parts carry their own (a raw SASL token).
+    pub const NONE: Self = Self {
+        bytes: [0; RESPONSE_PREFIX_BYTES_MAX],
+        len: 0,
+    };
+
+    pub fn as_slice(&self) -> &[u8] {
+        self.bytes.get(..self.len).unwrap_or_default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
 /// Encodes the size prefix and response header for a body of `body_len` bytes.
 pub fn response_prefix(
     api_key: ApiKey,
     version: i16,
     correlation_id: i32,
     body_len: usize,
-) -> Option<Bytes> {
+) -> Option<ResponsePrefix> {
     let header_version = api_key.response_header_version(version);
+    // Response header v0 is the correlation id; v1 adds tagged fields, none here (a 0 count).
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
     let header_len = header.compute_size(header_version).ok()?;
+    let mut header_bytes = [0u8; RESPONSE_PREFIX_BYTES_MAX - SIZE_PREFIX_BYTES];
+    let [c0, c1, c2, c3, ..] = &mut header_bytes;
+    [*c0, *c1, *c2, *c3] = correlation_id.to_be_bytes();
+    let written = if header_version >= 1 { 5 } else { 4 };
+    if written != header_len {
+        return None;
+    }
     let total = u32::try_from(header_len + body_len).ok()?;
-    let mut buf = BytesMut::with_capacity(SIZE_PREFIX_BYTES + header_len);
-    buf.extend_from_slice(&total.to_be_bytes());
-    header.encode(&mut buf, header_version).ok()?;
-    Some(buf.freeze())
+    let mut prefix = ResponsePrefix::NONE;
+    let [s0, s1, s2, s3, rest @ ..] = &mut prefix.bytes;
+    [*s0, *s1, *s2, *s3] = total.to_be_bytes();
+    rest.copy_from_slice(&header_bytes);
+    prefix.len = SIZE_PREFIX_BYTES + header_len;
+    Some(prefix)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::BytesMut;
     use kafka_protocol::protocol::StrBytes;
     use proptest::prelude::*;
 
@@ -143,13 +185,35 @@ mod tests {
         let prefix = response_prefix(ApiKey::Metadata, 12, 5, 10).unwrap();
         // size(4) + correlation id(4) + empty tagged fields(1)
         assert_eq!(prefix.len(), 9);
-        assert_eq!(&prefix[..4], &15u32.to_be_bytes());
+        assert_eq!(prefix.as_slice(), &[0, 0, 0, 15, 0, 0, 0, 5, 0]);
         let prefix = response_prefix(ApiKey::ApiVersions, 3, 5, 10).unwrap();
         assert_eq!(
             prefix.len(),
             8,
             "ApiVersions responses always use header v0"
         );
+    }
+
+    #[test]
+    fn response_prefix_matches_the_protocol_encoder() {
+        for (key, version) in [
+            (ApiKey::Produce, 8),
+            (ApiKey::Produce, 9),
+            (ApiKey::Fetch, 16),
+        ] {
+            let header_version = key.response_header_version(version);
+            let mut expected = BytesMut::new();
+            expected.extend_from_slice(&0u32.to_be_bytes());
+            ResponseHeader::default()
+                .with_correlation_id(-7)
+                .encode(&mut expected, header_version)
+                .unwrap();
+            let body_len = 100;
+            let total = (expected.len() - SIZE_PREFIX_BYTES + body_len) as u32;
+            expected[..4].copy_from_slice(&total.to_be_bytes());
+            let prefix = response_prefix(key, version, -7, body_len).unwrap();
+            assert_eq!(prefix.as_slice(), &expected[..], "{key:?} v{version}");
+        }
     }
 
     proptest! {

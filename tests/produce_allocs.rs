@@ -1,0 +1,32 @@
+//! Pins the broker's heap allocations per Produce request (issue 16: no per-request
+//! allocation on the hot path). Uses the counting allocator and harness of
+//! `examples/produce_allocs.rs` (one-shard broker in this process, client thread uncounted):
+//! the count per acks=1 request of one small batch must stay at or below
+//! [`ALLOCS_PER_REQUEST_MAX`]. Session 7 measured ~37 (debug) where the code before it made
+//! ~50 (debug; 45 in release): the response prefix and frame writes, the produce handler's
+//! dedup maps and answer layout, and `route_in_order`'s slot lists allocated per request.
+
+#[path = "../examples/produce_allocs.rs"]
+#[allow(dead_code)]
+mod produce_allocs;
+
+/// The bound: above what the current code makes, below what the code before session 7 made.
+const ALLOCS_PER_REQUEST_MAX: f64 = 44.0;
+
+#[test]
+fn produce_allocations_per_request_stay_bounded() {
+    let (addr, _dir) = produce_allocs::start_broker();
+    let measured = std::thread::spawn(move || {
+        produce_allocs::uncounted();
+        let mut conn = produce_allocs::connect_and_create(&addr);
+        produce_allocs::measure(&mut conn, 1, 1, 1_000)
+    })
+    .join()
+    .expect("the client thread");
+    assert!(
+        measured.allocs_per_request <= ALLOCS_PER_REQUEST_MAX,
+        "{measured:?}: more than {ALLOCS_PER_REQUEST_MAX} broker allocations per Produce request"
+    );
+    // The count is real: a Produce request cannot be served without allocating at all.
+    assert!(measured.allocs_per_request >= 1.0, "{measured:?}");
+}
