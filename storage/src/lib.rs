@@ -44,3 +44,5 @@ pub use read::{FileRange, ReadSlice};
 pub use recovery::{IndexRebuild, RecoveryReport, RemovedSegment, Truncation};
 pub use segment::{file_stem, txn_index_path};
 pub mod sync;
+mod writeback;
+pub use writeback::WritebackStats;

@@ -83,6 +83,8 @@ pub struct Log {
     inline_writes_total: Cell<u64>,
     /// Segment data writes of appends (one per coalesced group of appends, `append.rs`).
     segment_writes_total: Cell<u64>,
+    /// Early writeback of appended ranges (`writeback.rs`).
+    pub(crate) writeback: Rc<crate::writeback::Writeback>,
     report: RecoveryReport,
     /// What the checkpoint file holds, as far as this log wrote or read it (`None`: unknown or
     /// absent). `close` skips all its work when the file already says what it would write.
@@ -112,6 +114,7 @@ impl Log {
             pending_appends: RefCell::new(VecDeque::new()),
             inline_writes_total: Cell::new(0),
             segment_writes_total: Cell::new(0),
+            writeback: Rc::default(),
             report,
         }
     }
