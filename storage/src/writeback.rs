@@ -55,12 +55,10 @@ unsafe impl OpCode for SyncFileRangeWrite {
 
     /// Kernels without the op (< 5.2): the plain syscall on compio's blocking pool.
     fn call_blocking(&mut self, _: &mut ()) -> io::Result<usize> {
-        let (Ok(offset), Ok(len)) = (
-            libc::off64_t::try_from(self.offset),
-            libc::off64_t::try_from(self.len),
-        ) else {
+        let Ok(offset) = libc::off64_t::try_from(self.offset) else {
             return Err(io::Error::from_raw_os_error(libc::EINVAL));
         };
+        let len = libc::off64_t::from(self.len);
         // SAFETY: a syscall on an fd kept open by the `Arc<OwnedFd>` the op holds.
         let rc = unsafe {
             libc::sync_file_range(

@@ -308,16 +308,32 @@ fn early_writeback_starts_at_its_threshold_and_never_counts_as_durable() {
         let log = Log::open(root.path().join("wb-0"), cfg).await.unwrap();
         let mut last = Offset(0);
         for i in 0..2 {
-            last = log.append(batch_of(i), opts(1_000)).await.unwrap().last_offset;
+            last = log
+                .append(batch_of(i), opts(1_000))
+                .await
+                .unwrap()
+                .last_offset;
         }
-        assert_eq!(log.writeback_stats().started_total, 0, "below the threshold");
+        assert_eq!(
+            log.writeback_stats().started_total,
+            0,
+            "below the threshold"
+        );
         for i in 2..7 {
-            last = log.append(batch_of(i), opts(1_000)).await.unwrap().last_offset;
+            last = log
+                .append(batch_of(i), opts(1_000))
+                .await
+                .unwrap()
+                .last_offset;
             writeback_settled(&log).await;
         }
         let stats = log.writeback_stats();
         // Started at 3 and 6 batches: each op covers what was appended since the last one.
-        assert_eq!((stats.started_total, stats.failed_total), (2, 0), "{stats:?}");
+        assert_eq!(
+            (stats.started_total, stats.failed_total),
+            (2, 0),
+            "{stats:?}"
+        );
         assert_eq!(stats.bytes_total, 6 * one, "{stats:?}");
         // Writeback is no fsync: nothing is durable until an fdatasync says so.
         assert_eq!(log.fsync_count(), 0);
