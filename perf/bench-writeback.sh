@@ -20,20 +20,10 @@ ACKS_WRITEBACK_KIB=${ACKS_WRITEBACK_KIB:-64}
 DATA_DIR=${DATA_DIR:-target/bench-writeback}
 BENCH=${BENCH:-target/release/storage_bench}
 
-rm -rf "$DATA_DIR"
-mkdir -p "$DATA_DIR"
-trap 'rm -rf "$DATA_DIR"' EXIT
-
-echo "machine: $(nproc) cores, kernel $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg); $DATA_DIR on $(findmnt -no SOURCE,FSTYPE -T "$DATA_DIR" 2>/dev/null | tr -s ' ')"
+# shellcheck source=perf/lib-disk.sh
+source perf/lib-disk.sh
+disk_scratch
 echo "$TOTAL_MIB MiB per leg; MB = 10^6 bytes"
-
-dd_run() {
-  local bs=$1 count=$((TOTAL_MIB * 1048576 / $2))
-  LC_ALL=C dd if=/dev/zero of="$DATA_DIR/dd.bin" bs="$bs" count="$count" conv=fdatasync 2>&1 | tail -n1 |
-    awk -v n="dd bs=$bs conv=fdatasync" '{ for (i = 1; i <= NF; i++) if ($(i) == "s," || $(i) == "s") s = $(i-1);
-            printf "RESULT %-40s %8.1f MB/s\n", n, $1 / s / 1e6 }'
-  rm -f "$DATA_DIR/dd.bin"
-}
 
 # leg TAG ARGS...: one storage_bench run, its RESULT/FSYNCS lines tagged.
 leg() {
@@ -44,8 +34,8 @@ leg() {
   rm -rf "$DATA_DIR/log"
 }
 
-dd_run 1M 1048576
-dd_run 16K 16384
+dd_run 1M 1048576 | sed "s/^/RESULT /"
+dd_run 16K 16384 | sed "s/^/RESULT /"
 for round in $(seq 1 "$ROUNDS"); do
   echo "round $round, load $(cut -d' ' -f1-3 /proc/loadavg)"
   leg "r$round plain" --only fsync-at-end --writeback-kib 0
@@ -54,5 +44,5 @@ for round in $(seq 1 "$ROUNDS"); do
   leg "r$round acks-all writeback-${ACKS_WRITEBACK_KIB}KiB" --inflight 4 --only fsync-per-MiB \
     --wait-durable --writeback-kib "$ACKS_WRITEBACK_KIB"
 done
-dd_run 1M 1048576
-dd_run 16K 16384
+dd_run 1M 1048576 | sed "s/^/RESULT /"
+dd_run 16K 16384 | sed "s/^/RESULT /"
