@@ -20,20 +20,10 @@ DATA_DIR=${DATA_DIR:-target/bench-write-path}
 BENCH=${BENCH:-target/release/storage_bench}
 BEFORE=${BEFORE:-}
 
-rm -rf "$DATA_DIR"
-mkdir -p "$DATA_DIR"
-trap 'rm -rf "$DATA_DIR"' EXIT
-
-echo "machine: $(nproc) cores, kernel $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg); $DATA_DIR on $(findmnt -no SOURCE,FSTYPE -T "$DATA_DIR" 2>/dev/null | tr -s ' ')"
+# shellcheck source=perf/lib-disk.sh
+source perf/lib-disk.sh
+disk_scratch
 echo "$TOTAL_MIB MiB per run, one run each; MB = 10^6 bytes"
-
-dd_run() {
-    local bs=$1 count=$(( TOTAL_MIB * 1048576 / $2 ))
-    LC_ALL=C dd if=/dev/zero of="$DATA_DIR/dd.bin" bs="$bs" count="$count" conv=fdatasync 2>&1 | tail -n1 |
-        awk -v n="dd bs=$bs conv=fdatasync" '{ for (i = 1; i <= NF; i++) if ($(i) == "s," || $(i) == "s") s = $(i-1);
-            printf "%-58s %8.1f MB/s\n", n, $1 / s / 1e6 }'
-    rm -f "$DATA_DIR/dd.bin"
-}
 
 fio_run() {
     local name=$1

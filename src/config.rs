@@ -158,6 +158,11 @@ pub struct BrokerConfig {
     /// "CreateTime" or "LogAppendTime".
     #[serde(rename = "log.message.timestamp.type")]
     pub log_message_timestamp_type: String,
+    /// Start writeback (`sync_file_range` WRITE, not awaited) of a partition's appended bytes
+    /// once this many are dirty since the last start, so the fdatasync of an acks=all answer
+    /// or of the flush policy finds less to write; 0 = never (`storage::writeback`).
+    #[serde(rename = "log.writeback.start.bytes")]
+    pub log_writeback_start_bytes: u64,
     /// Partitions of the internal `__consumer_offsets` topic (fixed once the topic exists).
     #[serde(rename = "offsets.topic.num.partitions")]
     pub offsets_topic_num_partitions: u32,
@@ -557,6 +562,7 @@ impl Default for BrokerConfig {
             log_flush_interval_messages: i64::MAX,
             log_flush_interval_ms: i64::MAX,
             log_message_timestamp_type: "CreateTime".to_owned(),
+            log_writeback_start_bytes: log.writeback_start_bytes,
             offsets_topic_num_partitions: 50,
             offsets_topic_segment_bytes: 104_857_600,
             offsets_retention_minutes: 10_080,
@@ -1003,6 +1009,7 @@ impl BrokerConfig {
             timestamp_type,
             write_inline_max_bytes: self.log_write_inline_max_bytes,
             inflated_batch_bytes_max: self.log_batch_inflated_max_bytes,
+            writeback_start_bytes: self.log_writeback_start_bytes,
         })
     }
 }

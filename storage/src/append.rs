@@ -394,6 +394,8 @@ impl Log {
         }
         self.count_write(inline);
         self.commit_write(&active, start, end, tracker, (new_offsets, new_times));
+        let threshold = cfg.writeback_start_bytes;
+        crate::writeback::after_write(&self.writeback, &fd, active.base, end.size, threshold);
         {
             let mut st = self.state.borrow_mut();
             st.appended_messages_total = st.appended_messages_total.saturating_add(records_total);

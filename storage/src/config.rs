@@ -42,6 +42,13 @@ pub struct LogConfig {
     /// Beyond it the batch is refused (CORRUPT_MESSAGE): this is what bounds the CPU and
     /// memory a decompression bomb costs.
     pub inflated_batch_bytes_max: u64,
+    /// log.writeback.start.bytes (a Sluice broker setting): once this many bytes were
+    /// appended to the active segment since the last start, start their writeback
+    /// (`sync_file_range(SYNC_FILE_RANGE_WRITE)` through io_uring, not awaited), so a later
+    /// fdatasync finds less dirty data; 0 = never (`writeback.rs`). Default 1 MiB: measured
+    /// 1.2-4.3x for 16 KiB appends with one fsync at the end and 1.2-1.5x for acks=1 at broker
+    /// level, neutral for acks=all (decision 0031).
+    pub writeback_start_bytes: u64,
 }
 
 impl Default for LogConfig {
@@ -60,6 +67,7 @@ impl Default for LogConfig {
             timestamp_type: TimestampType::CreateTime,
             write_inline_max_bytes: 64 * 1024,
             inflated_batch_bytes_max: 128 * 1024 * 1024,
+            writeback_start_bytes: 1024 * 1024,
         }
     }
 }

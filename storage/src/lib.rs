@@ -47,3 +47,5 @@ pub use recovery::{IndexRebuild, RecoveryReport, RemovedSegment, Truncation};
 pub use seal::SealGate;
 pub use segment::{file_stem, txn_index_path};
 pub mod sync;
+mod writeback;
+pub use writeback::WritebackStats;

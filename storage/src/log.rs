@@ -108,6 +108,8 @@ pub struct Log {
     copied_appends_total: Cell<u64>,
     /// Segment data writes of appends (one per coalesced group of appends, `append.rs`).
     segment_writes_total: Cell<u64>,
+    /// Early writeback of appended ranges (`writeback.rs`).
+    pub(crate) writeback: Rc<crate::writeback::Writeback>,
     report: RecoveryReport,
     /// What the checkpoint file holds, as far as this log wrote or read it (`None`: unknown or
     /// absent). `close` skips all its work when the file already says what it would write.
@@ -138,6 +140,7 @@ impl Log {
             inline_writes_total: Cell::new(0),
             copied_appends_total: Cell::new(0),
             segment_writes_total: Cell::new(0),
+            writeback: Rc::default(),
             report,
         }
     }

@@ -283,3 +283,100 @@ fn appends_still_being_written_when_the_batch_closes_share_its_fsync() {
         assert_eq!(batch.stats().batches_total, 1);
     });
 }
+
+/// Waits (bounded) until every early-writeback op the log started has completed.
+async fn writeback_settled(log: &Log) {
+    for _ in 0..5_000 {
+        let s = log.writeback_stats();
+        if s.completed_total == s.started_total {
+            return;
+        }
+        compio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    panic!("writeback never completed: {:?}", log.writeback_stats());
+}
+
+#[test]
+fn early_writeback_starts_at_its_threshold_and_never_counts_as_durable() {
+    let root = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let one = batch_of(0).len() as u64;
+        let cfg = LogConfig {
+            writeback_start_bytes: 3 * one,
+            ..config()
+        };
+        let log = Log::open(root.path().join("wb-0"), cfg).await.unwrap();
+        let mut last = Offset(0);
+        for i in 0..2 {
+            last = log
+                .append(batch_of(i), opts(1_000))
+                .await
+                .unwrap()
+                .last_offset;
+        }
+        assert_eq!(
+            log.writeback_stats().started_total,
+            0,
+            "below the threshold"
+        );
+        for i in 2..7 {
+            last = log
+                .append(batch_of(i), opts(1_000))
+                .await
+                .unwrap()
+                .last_offset;
+            writeback_settled(&log).await;
+        }
+        let stats = log.writeback_stats();
+        // Started at 3 and 6 batches: each op covers what was appended since the last one.
+        assert_eq!(
+            (stats.started_total, stats.failed_total),
+            (2, 0),
+            "{stats:?}"
+        );
+        assert_eq!(stats.bytes_total, 6 * one, "{stats:?}");
+        // Writeback is no fsync: nothing is durable until an fdatasync says so.
+        assert_eq!(log.fsync_count(), 0);
+        assert_eq!(log.durable_end_offset(), Offset(0));
+        let durable = SyncBatch::new().wait_durable(&log, last).await.unwrap();
+        assert!(durable > last && log.durable_end_offset() > last);
+        assert_eq!(log.fsync_count(), 1);
+    });
+}
+
+#[test]
+fn with_early_writeback_acks_all_waiters_are_answered_only_once_durable() {
+    let root = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        // Every write starts writeback (one op in flight at most; later ranges wait for it).
+        let cfg = LogConfig {
+            writeback_start_bytes: 1,
+            ..config()
+        };
+        let log = Rc::new(Log::open(root.path().join("wb-1"), cfg).await.unwrap());
+        let batch = SyncBatch::new();
+        let appended = std::cell::Cell::new(0u64);
+        let producers = (0..4).map(|p| {
+            let (log, batch, appended) = (&log, &batch, &appended);
+            async move {
+                let mut seen = Offset(-1);
+                for i in 0..5 {
+                    let info = log.append(batch_of(p * 10 + i), opts(1_000)).await.unwrap();
+                    appended.set(appended.get() + u64::from(info.bytes));
+                    let last = info.last_offset;
+                    let durable = batch.wait_durable(log, last).await.unwrap();
+                    assert!(durable > last && log.durable_end_offset() > last);
+                    // A producer's answers never go back.
+                    assert!(durable >= seen);
+                    seen = durable;
+                }
+            }
+        });
+        futures_util::future::join_all(producers).await;
+        writeback_settled(&log).await;
+        let stats = log.writeback_stats();
+        assert!(stats.started_total >= 1, "{stats:?}");
+        assert!(stats.bytes_total <= appended.get(), "{stats:?}");
+        assert_eq!(log.durable_end_offset(), Offset(60));
+    });
+}

@@ -1,5 +1,6 @@
 //! A failed fsync in a sync batch fails the waiters of that log only, and never reports its
-//! offsets durable (own test binary: the fault hook is armed once per process).
+//! offsets durable, with early writeback on (it must neither mask the failure nor count as
+//! durable) (own test binary: the fault hook is armed once per process).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -25,6 +26,7 @@ fn a_failed_fsync_fails_only_its_logs_waiters() {
     rt().block_on(async {
         let config = LogConfig {
             flush_messages: u64::MAX,
+            writeback_start_bytes: 1,
             ..LogConfig::default()
         };
         let mut logs = Vec::new();

@@ -81,6 +81,10 @@ struct Args {
     /// thread, larger ones an io_uring WRITE; 0 = always io_uring (default: LogConfig's).
     #[arg(long)]
     write_inline_max_bytes: Option<u32>,
+    /// log.writeback.start.bytes, in KiB: start writeback (sync_file_range WRITE, not
+    /// awaited) of every this many appended KiB; 0 = never (default: LogConfig's).
+    #[arg(long)]
+    writeback_kib: Option<u64>,
     /// Restart measurement instead of the append runs: write a log of this many MiB (1 MiB
     /// batches, default 1 GiB segments), close it, then time `Log::open` after a clean close
     /// and after an unclean stop (page cache of the files dropped before each open). The log
@@ -254,6 +258,11 @@ async fn append_run(
         write_inline_max_bytes: args
             .write_inline_max_bytes
             .unwrap_or(LogConfig::default().write_inline_max_bytes),
+        writeback_start_bytes: args
+            .writeback_kib
+            .map_or(LogConfig::default().writeback_start_bytes, |k| {
+                k * KIB as u64
+            }),
         ..LogConfig::default()
     };
     let log = Log::open(dir.to_path_buf(), config).await?;
