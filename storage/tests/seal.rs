@@ -231,7 +231,11 @@ fn a_segment_recovered_after_a_crash_mid_seal_keeps_its_largest_timestamp() {
         drop(log);
         let log = Log::open(dir.clone(), large_segments()).await.unwrap();
         assert!(!log.recovery_report().scanned_segments.contains(&Offset(0)));
-        assert_eq!(log.max_timestamp(), largest, "read back from its time index");
+        assert_eq!(
+            log.max_timestamp(),
+            largest,
+            "read back from its time index"
+        );
         let cfg = storage::cleaner::CompactionConfig {
             min_cleanable_dirty_ratio: 0.0,
             delete_retention_ms: i64::MAX / 4,
@@ -282,7 +286,11 @@ fn a_seal_outliving_its_log_writes_no_file() {
         let before = snapshot(&dir);
         gate.open();
         eventually("the old seal", || !old.seal_in_flight()).await;
-        assert_eq!(snapshot(&dir), before, "the old instance's seal changed files");
+        assert_eq!(
+            snapshot(&dir),
+            before,
+            "the old instance's seal changed files"
+        );
         let info = new.append(batch(9, 3, 9_000), opts(9_000)).await.unwrap();
         assert_eq!(info.base_offset, Offset(100));
         new.close().await.unwrap();
