@@ -55,16 +55,18 @@ async fn eventually(what: &str, cond: impl Fn() -> bool) {
     }
 }
 
+/// A log (shared with spawned tasks) whose background seals wait at the returned gate.
+async fn open_holding_seals(root: &std::path::Path) -> (Rc<Log>, Rc<storage::SealGate>) {
+    let log = Rc::new(Log::open(part_dir(root), small_config()).await.unwrap());
+    let gate = log.hold_seals();
+    (log, gate)
+}
+
 #[test]
 fn a_roll_does_not_wait_for_the_old_segments_fsync_and_durability_waits_for_it() {
     rt().block_on(async {
         let root = tempfile::tempdir().unwrap();
-        let log = Rc::new(
-            Log::open(part_dir(root.path()), small_config())
-                .await
-                .unwrap(),
-        );
-        let gate = log.hold_seals();
+        let (log, gate) = open_holding_seals(root.path()).await;
         // Appends that roll return while the old segment's seal is held.
         let mut bases = append_until_segments(&log, 2, 0).await;
         let rolled_at = log.active_segment_base().unwrap();
@@ -123,12 +125,7 @@ fn a_roll_does_not_wait_for_the_old_segments_fsync_and_durability_waits_for_it()
 fn a_second_roll_waits_for_the_first_seal() {
     rt().block_on(async {
         let root = tempfile::tempdir().unwrap();
-        let log = Rc::new(
-            Log::open(part_dir(root.path()), small_config())
-                .await
-                .unwrap(),
-        );
-        let gate = log.hold_seals();
+        let (log, gate) = open_holding_seals(root.path()).await;
         let mut bases = append_until_segments(&log, 2, 0).await;
         assert!(log.seal_in_flight());
         let done = Rc::new(Cell::new(false));
@@ -231,7 +228,11 @@ fn a_segment_recovered_after_a_crash_mid_seal_keeps_its_largest_timestamp() {
         drop(log);
         let log = Log::open(dir.clone(), large_segments()).await.unwrap();
         assert!(!log.recovery_report().scanned_segments.contains(&Offset(0)));
-        assert_eq!(log.max_timestamp(), largest, "read back from its time index");
+        assert_eq!(
+            log.max_timestamp(),
+            largest,
+            "read back from its time index"
+        );
         let cfg = storage::cleaner::CompactionConfig {
             min_cleanable_dirty_ratio: 0.0,
             delete_retention_ms: i64::MAX / 4,
@@ -282,7 +283,11 @@ fn a_seal_outliving_its_log_writes_no_file() {
         let before = snapshot(&dir);
         gate.open();
         eventually("the old seal", || !old.seal_in_flight()).await;
-        assert_eq!(snapshot(&dir), before, "the old instance's seal changed files");
+        assert_eq!(
+            snapshot(&dir),
+            before,
+            "the old instance's seal changed files"
+        );
         let info = new.append(batch(9, 3, 9_000), opts(9_000)).await.unwrap();
         assert_eq!(info.base_offset, Offset(100));
         new.close().await.unwrap();
