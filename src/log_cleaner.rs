@@ -100,18 +100,22 @@ use crate::clock::system_now_ms as now_ms;
 /// clean short: the swap protocol makes that a crash the next open recovers from).
 pub async fn run(shard: Rc<Shard>) {
     let config = shard.config.clone();
-    if !config.log_cleaner_enable {
+    if !config.log_cleaner.log_cleaner_enable {
         return;
     }
     let shards = shard.mesh.shard_count().max(1) as u64;
     let limits = CleanerLimits {
-        dedupe_buffer_bytes: usize::try_from(config.log_cleaner_dedupe_buffer_size / shards)
-            .unwrap_or(usize::MAX),
-        io_buffer_bytes: usize::try_from(config.log_cleaner_io_buffer_size).unwrap_or(1 << 20),
+        dedupe_buffer_bytes: usize::try_from(
+            config.log_cleaner.log_cleaner_dedupe_buffer_size / shards,
+        )
+        .unwrap_or(usize::MAX),
+        io_buffer_bytes: usize::try_from(config.log_cleaner.log_cleaner_io_buffer_size)
+            .unwrap_or(1 << 20),
         decompressed_batch_bytes_max: DECOMPRESSED_BATCH_BYTES_MAX,
     };
-    let throttle = Throttle::new(config.log_cleaner_io_max_bytes_per_second / shards as f64);
-    let backoff = Duration::from_millis(config.log_cleaner_backoff_ms);
+    let throttle =
+        Throttle::new(config.log_cleaner.log_cleaner_io_max_bytes_per_second / shards as f64);
+    let backoff = Duration::from_millis(config.log_cleaner.log_cleaner_backoff_ms);
     let mut state = CleanerState::default();
     loop {
         if !pass(&shard, &limits, &throttle, &mut state).await {

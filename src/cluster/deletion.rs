@@ -123,8 +123,8 @@ pub(super) async fn delete_partition(
     if let Err(e) = partition.storage().close().await {
         tracing::warn!(partition = %name, error = %e, "closing deleted partition failed");
     }
-    let dir = shard.config.data_dir.join(&name);
-    let doomed = shard.config.data_dir.join(delete_dir_name(
+    let dir = shard.config.server.data_dir.join(&name);
+    let doomed = shard.config.server.data_dir.join(delete_dir_name(
         &partition.tp,
         &id.uuid().simple().to_string(),
     ));

@@ -20,7 +20,7 @@ pub async fn drop_removed_replicas(shard: &Shard, metas: &[TopicMeta]) {
     if shard.cluster.is_none() {
         return;
     }
-    let node_id = shard.config.node_id;
+    let node_id = shard.config.server.node_id;
     let mut gone = Vec::new();
     for meta in metas {
         for (index, registration) in (0..meta.partitions).zip(&meta.registrations) {

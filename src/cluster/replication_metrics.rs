@@ -114,7 +114,7 @@ pub fn render(shard: &crate::shard::Shard) -> String {
         // The topic's effective min.insync.replicas, as `replicas` resolves it (not imported:
         // `replicas` records into these counters).
         let dynamic = shard.dynamic_configs.borrow().clone();
-        leader_counts(&image, shard.config.node_id, |meta| {
+        leader_counts(&image, shard.config.server.node_id, |meta| {
             crate::topics::dynamic::resolve_with(&shard.default_log, &dynamic, &meta.configs)
                 .map_or(1, |c| c.min_insync_replicas)
         })

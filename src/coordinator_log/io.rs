@@ -33,7 +33,7 @@ pub fn leads_partition(shard: &Shard, topic: &str, partition: u32) -> bool {
         None => true,
         Some(_) => image
             .partition(topic, partition)
-            .is_some_and(|r| r.leader == shard.config.node_id),
+            .is_some_and(|r| r.leader == shard.config.server.node_id),
     }
 }
 

@@ -246,7 +246,7 @@ type CommitPlan = (
 /// Per-partition validation of a commit; the records to write for the valid ones.
 fn commit_plan(shard: &Shard, request: &CommitRequest, commit_ms: i64) -> CommitPlan {
     let table = shard.topics.borrow();
-    let metadata_max = shard.config.offset_metadata_max_bytes;
+    let metadata_max = shard.config.group.offset_metadata_max_bytes;
     let mut codes = Vec::with_capacity(request.topics.len());
     let mut accepted = Vec::new();
     for (topic, partitions) in &request.topics {
@@ -599,8 +599,9 @@ async fn delete_offsets(
 
 /// Drives the state machines' timers and the periodic cleanup until the task is dropped.
 pub async fn timer_loop(shard: Rc<Shard>) {
-    let tick = Duration::from_millis(shard.config.group_timer_interval_ms);
-    let cleanup_every = Duration::from_millis(shard.config.offsets_retention_check_interval_ms);
+    let tick = Duration::from_millis(shard.config.group.group_timer_interval_ms);
+    let cleanup_every =
+        Duration::from_millis(shard.config.group.offsets_retention_check_interval_ms);
     let mut next_cleanup = Instant::now() + cleanup_every;
     loop {
         compio::time::sleep(tick).await;
@@ -637,6 +638,7 @@ pub async fn cleanup(shard: &Shard) {
     let retention_ms = i64::try_from(
         shard
             .config
+            .group
             .offsets_retention_minutes
             .saturating_mul(60_000),
     )

@@ -43,7 +43,9 @@ pub fn offsets_partitions(shard: &Shard) -> u32 {
         .topics
         .borrow()
         .get(OFFSETS_TOPIC)
-        .map_or(shard.config.offsets_topic_num_partitions, |m| m.partitions)
+        .map_or(shard.config.group.offsets_topic_num_partitions, |m| {
+            m.partitions
+        })
 }
 
 /// The shard that coordinates `group`.
@@ -174,7 +176,7 @@ pub fn offsets_topic(shard: &Shard) -> crate::router::NewTopic {
     configs.insert("compression.type".into(), "producer".into());
     configs.insert(
         "segment.bytes".into(),
-        shard.config.offsets_topic_segment_bytes.to_string(),
+        shard.config.group.offsets_topic_segment_bytes.to_string(),
     );
     configs.insert(
         "max.message.bytes".into(),
@@ -182,7 +184,8 @@ pub fn offsets_topic(shard: &Shard) -> crate::router::NewTopic {
     );
     crate::router::NewTopic {
         name: OFFSETS_TOPIC.to_owned(),
-        partitions: i32::try_from(shard.config.offsets_topic_num_partitions).unwrap_or(i32::MAX),
+        partitions: i32::try_from(shard.config.group.offsets_topic_num_partitions)
+            .unwrap_or(i32::MAX),
         replication_factor: offsets_replication_factor(shard),
         configs,
         assignments: None,
@@ -195,7 +198,7 @@ pub fn offsets_topic(shard: &Shard) -> crate::router::NewTopic {
 /// the whole cluster instead of the first broker up. A single node without KRaft settings caps
 /// it at the brokers registered (itself), so `sluice` with no settings keeps its offsets topic.
 fn offsets_replication_factor(shard: &Shard) -> i16 {
-    let factor = shard.config.offsets_topic_replication_factor;
+    let factor = shard.config.group.offsets_topic_replication_factor;
     if shard.cluster.is_some() {
         return factor;
     }

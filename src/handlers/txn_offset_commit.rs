@@ -136,7 +136,7 @@ async fn commit(
             crate::groups::OFFSETS_TOPIC.to_owned(),
             i32::try_from(offsets_partition).unwrap_or(i32::MAX),
         )],
-        add: version >= TV2_SINCE && shard.config.transaction_version >= 2,
+        add: version >= TV2_SINCE && shard.config.transaction.transaction_version >= 2,
     };
     let verified = crate::txn::verify::verify(shard, verify)
         .await

@@ -24,21 +24,24 @@ use crate::partition::PartitionService;
 use crate::router;
 
 pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inbox<ShardMsg>) {
-    storage::set_sealed_segment_files_open_max(boot.config.log_sealed_segment_files_open_max);
-    storage::set_active_segment_files_open_max(boot.config.log_active_segment_files_open_max);
+    storage::set_sealed_segment_files_open_max(boot.config.log.log_sealed_segment_files_open_max);
+    storage::set_active_segment_files_open_max(boot.config.log.log_active_segment_files_open_max);
     let image = match &boot.cluster {
         // A KRaft node: the committed image (shard 0's follower keeps every shard current).
         Some(node) => node.image.current().image,
         None => {
-            let mut image = crate::cluster::store::load(&boot.config.data_dir, boot.config.node_id)
-                .unwrap_or_else(|e| shards::fatal(format!("cannot load the metadata image: {e}")));
+            let mut image = crate::cluster::store::load(
+                &boot.config.server.data_dir,
+                boot.config.server.node_id,
+            )
+            .unwrap_or_else(|e| shards::fatal(format!("cannot load the metadata image: {e}")));
             if let Err(e) = image.apply(&registration(&boot)) {
                 shards::fatal(format!("cannot register this broker: {e}"));
             }
             image
         }
     };
-    let dynamic_configs = image.dynamic_configs(boot.config.node_id);
+    let dynamic_configs = image.dynamic_configs(boot.config.server.node_id);
     // The broker's quota table (shared by the shards) takes the image's quotas; later changes
     // come through `controller::adopt_records`. Every shard sets the same map: idempotent.
     boot.quotas
@@ -48,7 +51,7 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
         ctx.shutdown.clone(),
         crate::clock::Clock::system(),
         metrics.clone(),
-        boot.config.log_flush_on_acks_all,
+        boot.config.log.log_flush_on_acks_all,
     );
     let shard = Rc::new(Shard {
         id: ctx.id,
@@ -62,8 +65,8 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
         groups: crate::groups::Coordinator::new(&boot.config),
         txns: crate::txn::Coordinator::new(&boot.config),
         fetch_sessions: RefCell::new(FetchSessions::new(
-            boot.config.fetch_session_cache_slots,
-            boot.config.fetch_session_partitions_max,
+            boot.config.fetch.fetch_session_cache_slots,
+            boot.config.fetch.fetch_session_partitions_max,
             ctx.id,
         )),
         topics: RefCell::new(image),
@@ -91,7 +94,7 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
         stop_serving: boot.stop_serving.clone(),
     });
     if shard.id == router::REGISTRY_SHARD {
-        crate::cluster::deletion::sweep_deleted(&shard.config.data_dir);
+        crate::cluster::deletion::sweep_deleted(&shard.config.server.data_dir);
     }
     let metas: Vec<_> = shard.topics.borrow().iter().cloned().collect();
     crate::cluster::open::open_owned(&shard, &metas).await;
@@ -147,7 +150,8 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
         drop(lifecycle_tasks);
         if let (Some(node), true) = (&boot.cluster, shard.id == router::REGISTRY_SHARD) {
             if node.settings.roles.broker {
-                let timeout = Duration::from_millis(boot.config.controlled_shutdown_timeout_ms);
+                let timeout =
+                    Duration::from_millis(boot.config.controller.controlled_shutdown_timeout_ms);
                 crate::cluster::heartbeat::controlled_shutdown(&shard, node.clone(), timeout).await;
             }
         }
@@ -194,8 +198,8 @@ fn registration(boot: &Boot) -> crate::cluster::MetadataRecord {
         })
         .collect();
     crate::cluster::store::register(
-        boot.config.node_id,
-        boot.config.broker_rack.clone(),
+        boot.config.server.node_id,
+        boot.config.server.broker_rack.clone(),
         end_points,
     )
 }
@@ -229,7 +233,7 @@ fn start_cluster_tasks(
         let request = match registration(boot) {
             crate::cluster::MetadataRecord::RegisterBroker(r) => {
                 crate::cluster::quorum::lifecycle::RegistrationRequest {
-                    cluster_id: boot.config.cluster_id.clone(),
+                    cluster_id: boot.config.server.cluster_id.clone(),
                     broker_id: r.broker_id,
                     incarnation_id: r.incarnation_id,
                     end_points: r.end_points,
@@ -326,7 +330,8 @@ async fn accept_loop(
             futures_util::future::Either::Right(_) => return,
         };
         // Kafka's protected (inter-broker) listener is exempt from the broker-wide limits.
-        if !context.protected && shard.connection_count() >= shard.config.max_connections_per_shard
+        if !context.protected
+            && shard.connection_count() >= shard.config.socket.max_connections_per_shard
         {
             tracing::warn!(%peer, "connection limit reached, closing");
             continue;
@@ -336,7 +341,7 @@ async fn accept_loop(
         // acceptor waits before accepting more.
         let broker_rate = match context.protected {
             true => crate::quotas::connections::UNLIMITED_RATE,
-            false => shard.config.max_connection_creation_rate,
+            false => shard.config.socket.max_connection_creation_rate,
         };
         let delay_ms = shard.quotas.record_listener_connection(
             &context.name,
@@ -383,7 +388,7 @@ async fn sleep_unless_shutdown(shard: &Shard, ms: u64) -> bool {
 }
 
 async fn drain_connections(shard: &Shard) {
-    let deadline = Instant::now() + Duration::from_millis(shard.config.shutdown_timeout_ms);
+    let deadline = Instant::now() + Duration::from_millis(shard.config.server.shutdown_timeout_ms);
     while shard.connection_count() > 0 && Instant::now() < deadline {
         compio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -442,7 +447,7 @@ async fn durability_watch(shard: Rc<Shard>) {
 }
 
 async fn retention_loop(shard: Rc<Shard>) {
-    let interval = Duration::from_millis(shard.config.retention_check_interval_ms);
+    let interval = Duration::from_millis(shard.config.log.retention_check_interval_ms);
     loop {
         compio::time::sleep(interval).await;
         let now_ms = crate::clock::system_now_ms();
@@ -502,7 +507,7 @@ async fn start_admin(shard: &Rc<Shard>) -> Option<compio::runtime::JoinHandle<()
 
 impl crate::metrics::http::Scrape for Shard {
     fn admin_auth_token(&self) -> Option<&str> {
-        self.config.admin_auth_token.as_deref()
+        self.config.server.admin_auth_token.as_deref()
     }
 
     fn shutdown(&self) -> &shards::Shutdown {

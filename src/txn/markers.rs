@@ -43,7 +43,7 @@ fn destination(shard: &Shard, tp: &TopicPartition) -> Option<Option<i32>> {
     match image.partition(&tp.topic, tp.partition) {
         // Unknown to the image: the local write answers (a deleted topic needs no marker).
         None => Some(None),
-        Some(r) if r.leader == shard.config.node_id => Some(None),
+        Some(r) if r.leader == shard.config.server.node_id => Some(None),
         Some(r) if r.leader >= 0 => Some(Some(r.leader)),
         Some(_) => None,
     }

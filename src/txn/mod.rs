@@ -36,13 +36,13 @@ use crate::shard::Shard;
 
 /// The partition count of `__transaction_state` (the existing topic's, else the config's).
 pub fn log_partitions(shard: &Shard) -> u32 {
-    shard
-        .topics
-        .borrow()
-        .get(TRANSACTION_STATE_TOPIC)
-        .map_or(shard.config.transaction_state_log_num_partitions, |m| {
-            m.partitions
-        })
+    shard.topics.borrow().get(TRANSACTION_STATE_TOPIC).map_or(
+        shard
+            .config
+            .transaction
+            .transaction_state_log_num_partitions,
+        |m| m.partitions,
+    )
 }
 
 /// The shard coordinating `transactional_id`, and its `__transaction_state` partition.
@@ -134,7 +134,10 @@ pub async fn adopted(shard: &Shard, changed: &[crate::topics::TopicMeta]) {
 /// controller retries) until that many brokers are registered. A single node without KRaft
 /// settings caps it at the brokers registered (itself).
 fn log_replication_factor(shard: &Shard) -> i16 {
-    let factor = shard.config.transaction_state_log_replication_factor;
+    let factor = shard
+        .config
+        .transaction
+        .transaction_state_log_replication_factor;
     if shard.cluster.is_some() {
         return factor;
     }
@@ -155,13 +158,20 @@ pub async fn ensure_log_topic(shard: &Rc<Shard>) {
     configs.insert("compression.type".into(), "uncompressed".into());
     configs.insert(
         "segment.bytes".into(),
-        shard.config.transaction_state_log_segment_bytes.to_string(),
+        shard
+            .config
+            .transaction
+            .transaction_state_log_segment_bytes
+            .to_string(),
     );
     configs.insert("unclean.leader.election.enable".into(), "false".into());
     let replication_factor = log_replication_factor(shard);
     let topic = crate::coordinator_log::io::InternalTopic {
         name: TRANSACTION_STATE_TOPIC,
-        partitions: shard.config.transaction_state_log_num_partitions,
+        partitions: shard
+            .config
+            .transaction
+            .transaction_state_log_num_partitions,
         replication_factor,
         configs,
     };

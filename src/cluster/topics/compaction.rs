@@ -46,18 +46,18 @@ pub fn settings(broker: &BrokerConfig, overrides: &TopicOverrides) -> Compaction
         min_cleanable_dirty_ratio: overrides
             .get("min.cleanable.dirty.ratio")
             .and_then(|v| v.trim().parse::<f64>().ok())
-            .unwrap_or(broker.log_cleaner_min_cleanable_ratio),
+            .unwrap_or(broker.log_cleaner.log_cleaner_min_cleanable_ratio),
         delete_retention_ms: int(
             "delete.retention.ms",
-            broker.log_cleaner_delete_retention_ms,
+            broker.log_cleaner.log_cleaner_delete_retention_ms,
         ),
         min_compaction_lag_ms: int(
             "min.compaction.lag.ms",
-            broker.log_cleaner_min_compaction_lag_ms,
+            broker.log_cleaner.log_cleaner_min_compaction_lag_ms,
         ),
         max_compaction_lag_ms: int(
             "max.compaction.lag.ms",
-            broker.log_cleaner_max_compaction_lag_ms,
+            broker.log_cleaner.log_cleaner_max_compaction_lag_ms,
         ),
     }
 }
