@@ -80,7 +80,7 @@ pub async fn route(shard: &Rc<Shard>, op: GroupOp) -> GroupAnswer {
 /// while the topic does not exist yet: the owner shard then answers
 /// COORDINATOR_LOAD_IN_PROGRESS, as before it is created.
 pub fn leads_offsets_partition(shard: &Shard, partition: u32) -> bool {
-    crate::coordinator_log::io::leads_partition(shard, OFFSETS_TOPIC, partition)
+    crate::coordinator_log::io::leads_partition(&shard.log_context(), OFFSETS_TOPIC, partition)
 }
 
 async fn call_shard(shard: &Rc<Shard>, owner: ShardId, op: GroupOp) -> GroupAnswer {

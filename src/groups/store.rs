@@ -50,7 +50,7 @@ pub async fn append_locked(
     index: u32,
     records: Vec<KeyValue>,
 ) -> Result<(), GroupError> {
-    Ok(log::io::append_locked(shard, OFFSETS_TOPIC, index, &records, None).await?)
+    Ok(log::io::append_locked(&shard.log_context(), OFFSETS_TOPIC, index, &records, None).await?)
 }
 
 /// Appends a transactional producer's offset records (TxnOffsetCommit); the caller holds the
@@ -61,12 +61,26 @@ pub async fn append_txn_locked(
     records: Vec<KeyValue>,
     producer: TxnProducer,
 ) -> Result<(), GroupError> {
-    Ok(log::io::append_locked(shard, OFFSETS_TOPIC, index, &records, Some(producer)).await?)
+    Ok(log::io::append_locked(
+        &shard.log_context(),
+        OFFSETS_TOPIC,
+        index,
+        &records,
+        Some(producer),
+    )
+    .await?)
 }
 
 /// Appends under the partition's lock.
 pub async fn append(shard: &Shard, index: u32, records: Vec<KeyValue>) -> Result<(), GroupError> {
-    Ok(log::io::append(shard, OFFSETS_TOPIC, shard.groups.loaded(), index, &records).await?)
+    Ok(log::io::append(
+        &shard.log_context(),
+        OFFSETS_TOPIC,
+        shard.groups.loaded(),
+        index,
+        &records,
+    )
+    .await?)
 }
 
 pub fn offset_record(
@@ -119,7 +133,8 @@ pub fn group_record(entry: &GroupEntry) -> Result<KeyValue, GroupError> {
 /// Loads every offsets partition this shard owns and this broker leads, and has not loaded
 /// yet.
 pub async fn load_owned(shard: &Shard) {
-    for index in log::io::owned_unloaded(shard, OFFSETS_TOPIC, shard.groups.loaded()) {
+    for index in log::io::owned_unloaded(&shard.log_context(), OFFSETS_TOPIC, shard.groups.loaded())
+    {
         match load_partition(shard, index).await {
             Ok(groups) => {
                 tracing::debug!(partition = index, groups, "offsets partition loaded");
@@ -142,24 +157,29 @@ struct Replayed {
 
 async fn load_partition(shard: &Shard, index: u32) -> Result<usize, GroupError> {
     let mut replayed: HashMap<String, Replayed> = HashMap::new();
-    log::io::replay(shard, OFFSETS_TOPIC, index, |header, records| {
-        if header.is_control() {
-            let commit = records
-                .first()
-                .and_then(|r| r.key.as_deref())
-                .and_then(control_is_commit);
-            if let Some(commit) = commit {
-                complete_replayed(&mut replayed, header.producer_id, commit);
+    log::io::replay(
+        &shard.log_context(),
+        OFFSETS_TOPIC,
+        index,
+        |header, records| {
+            if header.is_control() {
+                let commit = records
+                    .first()
+                    .and_then(|r| r.key.as_deref())
+                    .and_then(control_is_commit);
+                if let Some(commit) = commit {
+                    complete_replayed(&mut replayed, header.producer_id, commit);
+                }
+                return;
             }
-            return;
-        }
-        let txn = header.is_transactional().then_some(header.producer_id);
-        for record in records {
-            if let Err(e) = apply_record(&mut replayed, record.key, record.value, txn) {
-                tracing::warn!(partition = index, error = %e, "skipping offsets record");
+            let txn = header.is_transactional().then_some(header.producer_id);
+            for record in records {
+                if let Err(e) = apply_record(&mut replayed, record.key, record.value, txn) {
+                    tracing::warn!(partition = index, error = %e, "skipping offsets record");
+                }
             }
-        }
-    })
+        },
+    )
     .await?;
     let now = Instant::now();
     let count = replayed.len();

@@ -6,6 +6,7 @@
 //! threads); other shards are reached only through the mesh; "ready" is logged once, by shard 0,
 //! after every shard answered a ping, which each does only once it is listening.
 
+mod contexts;
 pub mod msg;
 pub mod state;
 
@@ -125,7 +126,10 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
     let durability_task = compio::runtime::spawn(durability_watch(shard.clone()));
     let groups_task = compio::runtime::spawn(crate::groups::coordinator::timer_loop(shard.clone()));
     let txn_task = compio::runtime::spawn(crate::txn::coordinator::timer_loop(shard.clone()));
-    let cleaner_task = compio::runtime::spawn(crate::log_cleaner::run(shard.clone()));
+    let cleaner_shard = shard.clone();
+    let cleaner_task = compio::runtime::spawn(async move {
+        crate::log_cleaner::run(cleaner_shard.cleaner_context()).await
+    });
     let replication_task = boot
         .cluster
         .is_some()

@@ -68,7 +68,11 @@ pub async fn route(shard: &Rc<Shard>, op: TxnOp) -> TxnAnswer {
     };
     let (owner, partition) = owner_of(shard, id);
     if !id.is_empty()
-        && !crate::coordinator_log::io::leads_partition(shard, TRANSACTION_STATE_TOPIC, partition)
+        && !crate::coordinator_log::io::leads_partition(
+            &shard.log_context(),
+            TRANSACTION_STATE_TOPIC,
+            partition,
+        )
     {
         // Another broker coordinates the id: the client finds it again (FindCoordinator), as
         // Kafka answers NOT_COORDINATOR (COORDINATOR_LOAD_IN_PROGRESS would keep it here).
@@ -115,7 +119,11 @@ pub async fn start(shard: &Shard) {
 pub async fn adopted(shard: &Shard, changed: &[crate::topics::TopicMeta]) {
     if changed.iter().any(|m| m.name == TRANSACTION_STATE_TOPIC) {
         for index in shard.txns.loaded_partitions() {
-            if !crate::coordinator_log::io::leads_partition(shard, TRANSACTION_STATE_TOPIC, index) {
+            if !crate::coordinator_log::io::leads_partition(
+                &shard.log_context(),
+                TRANSACTION_STATE_TOPIC,
+                index,
+            ) {
                 let ids = shard.txns.unload(index);
                 tracing::info!(
                     partition = index,
@@ -175,7 +183,13 @@ pub async fn ensure_log_topic(shard: &Rc<Shard>) {
         replication_factor,
         configs,
     };
-    if let Err(e) = crate::coordinator_log::io::ensure_topic(shard, topic).await {
+    if let Err(e) = crate::coordinator_log::io::ensure_topic(
+        &shard.topics,
+        crate::router::Router::new(shard.clone()),
+        topic,
+    )
+    .await
+    {
         tracing::error!(error = %e, "transactions unavailable");
     }
 }

@@ -28,7 +28,7 @@ pub fn record(meta: &TxnMetadata) -> Result<KeyValue, TxnError> {
 pub async fn persist(shard: &Shard, index: u32, meta: &TxnMetadata) -> Result<(), TxnError> {
     let record = record(meta)?;
     log::io::append(
-        shard,
+        &shard.log_context(),
         TRANSACTION_STATE_TOPIC,
         shard.txns.loaded(),
         index,
@@ -40,7 +40,11 @@ pub async fn persist(shard: &Shard, index: u32, meta: &TxnMetadata) -> Result<()
 
 /// Loads every `__transaction_state` partition this shard owns and has not loaded yet.
 pub async fn load_owned(shard: &Shard) {
-    for index in log::io::owned_unloaded(shard, TRANSACTION_STATE_TOPIC, shard.txns.loaded()) {
+    for index in log::io::owned_unloaded(
+        &shard.log_context(),
+        TRANSACTION_STATE_TOPIC,
+        shard.txns.loaded(),
+    ) {
         match load_partition(shard, index).await {
             Ok(count) => tracing::debug!(partition = index, count, "transaction log loaded"),
             Err(e) => {
@@ -52,13 +56,18 @@ pub async fn load_owned(shard: &Shard) {
 
 async fn load_partition(shard: &Shard, index: u32) -> Result<usize, TxnError> {
     let mut replayed: HashMap<String, Option<TxnMetadata>> = HashMap::new();
-    log::io::replay(shard, TRANSACTION_STATE_TOPIC, index, |_, records| {
-        for record in records {
-            if let Err(e) = apply_record(&mut replayed, record.key, record.value) {
-                tracing::warn!(partition = index, error = %e, "skipping transaction record");
+    log::io::replay(
+        &shard.log_context(),
+        TRANSACTION_STATE_TOPIC,
+        index,
+        |_, records| {
+            for record in records {
+                if let Err(e) = apply_record(&mut replayed, record.key, record.value) {
+                    tracing::warn!(partition = index, error = %e, "skipping transaction record");
+                }
             }
-        }
-    })
+        },
+    )
     .await?;
     let mut count = 0;
     let mut txns = shard.txns.txns.borrow_mut();

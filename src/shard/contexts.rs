@@ -1,0 +1,34 @@
+//! The narrow contexts the modules below the handlers take, built here from the shard's
+//! state: each module names only what it uses (its config section, the partition service,
+//! the metadata image, its metrics), never the whole `Shard`.
+//!
+//! Invariants: a context borrows from the shard and lives no longer than the task or call it
+//! was built for; building one is a handful of copies, cheap enough per call.
+
+use super::Shard;
+use crate::coordinator_log::io::LogContext;
+use crate::log_cleaner::CleanerContext;
+
+impl Shard {
+    /// What the coordinator log (`coordinator_log::io`) uses.
+    pub fn log_context(&self) -> LogContext<'_> {
+        LogContext {
+            shard_id: self.id,
+            placement: &self.placement,
+            image: &self.topics,
+            node_id: self.config.server.node_id,
+            partitions: &self.partitions,
+        }
+    }
+
+    /// What the log cleaner (`log_cleaner::run`) uses.
+    pub fn cleaner_context(&self) -> CleanerContext<'_> {
+        CleanerContext {
+            shard_count: self.mesh.shard_count(),
+            config: &self.config.log_cleaner,
+            partitions: &self.partitions,
+            image: &self.topics,
+            metrics: &self.metrics.cleaner,
+        }
+    }
+}
