@@ -7,6 +7,7 @@
 
 use super::Shard;
 use crate::coordinator_log::io::LogContext;
+use crate::groups::GroupContext;
 use crate::log_cleaner::CleanerContext;
 
 impl Shard {
@@ -29,6 +30,15 @@ impl Shard {
             partitions: &self.partitions,
             image: &self.topics,
             metrics: &self.metrics.cleaner,
+        }
+    }
+
+    /// What the group coordinator (`groups::coordinator`, `store`, `txn_offsets`) uses.
+    pub fn group_context(&self) -> GroupContext<'_> {
+        GroupContext {
+            groups: &self.groups,
+            config: &self.config.group,
+            log: self.log_context(),
         }
     }
 }

@@ -83,7 +83,9 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
             |shard, changed| Box::pin(crate::txn::adopted(shard, changed)),
         ],
         on_topics_deleted: vec![|shard, names| {
-            Box::pin(crate::groups::coordinator::topics_deleted(shard, names))
+            Box::pin(async move {
+                crate::groups::coordinator::topics_deleted(&shard.group_context(), names).await
+            })
         }],
         quotas: boot.quotas.clone(),
         listener_configs: boot.listener_configs.clone(),
@@ -124,7 +126,10 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
     }
     let retention_task = compio::runtime::spawn(retention_loop(shard.clone()));
     let durability_task = compio::runtime::spawn(durability_watch(shard.clone()));
-    let groups_task = compio::runtime::spawn(crate::groups::coordinator::timer_loop(shard.clone()));
+    let groups_shard = shard.clone();
+    let groups_task = compio::runtime::spawn(async move {
+        crate::groups::coordinator::timer_loop(groups_shard.group_context()).await
+    });
     let txn_task = compio::runtime::spawn(crate::txn::coordinator::timer_loop(shard.clone()));
     let cleaner_shard = shard.clone();
     let cleaner_task = compio::runtime::spawn(async move {
