@@ -9,6 +9,7 @@ use super::Shard;
 use crate::coordinator_log::io::LogContext;
 use crate::groups::GroupContext;
 use crate::log_cleaner::CleanerContext;
+use crate::txn::TxnContext;
 
 impl Shard {
     /// What the coordinator log (`coordinator_log::io`) uses.
@@ -38,6 +39,15 @@ impl Shard {
         GroupContext {
             groups: &self.groups,
             config: &self.config.group,
+            log: self.log_context(),
+        }
+    }
+
+    /// What the transaction log (`txn::store`, `txn::owner_of`) uses.
+    pub fn txn_context(&self) -> TxnContext<'_> {
+        TxnContext {
+            txns: &self.txns,
+            config: &self.config.transaction,
             log: self.log_context(),
         }
     }

@@ -25,7 +25,7 @@ use crate::shard::Shard;
 /// The coordinator epoch written into markers: the leader epoch of the id's
 /// `__transaction_state` partition (a marker from an older coordinator is refused).
 fn coordinator_epoch(shard: &Shard, transactional_id: &str) -> i32 {
-    let (_, partition) = super::owner_of(shard, transactional_id);
+    let (_, partition) = super::owner_of(&shard.txn_context(), transactional_id);
     shard
         .topics
         .borrow()

@@ -34,22 +34,35 @@ pub use self::table::Coordinator;
 pub use crate::internal_topics::TRANSACTION_STATE_TOPIC;
 use crate::shard::Shard;
 
+/// What the transaction log (`store`) and the id-to-partition mapping use of the shard (built
+/// by the shard, `Shard::txn_context`).
+#[derive(Clone, Copy)]
+pub struct TxnContext<'a> {
+    /// The transactional ids this shard coordinates.
+    pub txns: &'a Coordinator,
+    pub config: &'a crate::config::TransactionSection,
+    /// `__transaction_state`'s log on this shard: placement, image, partitions.
+    pub log: crate::coordinator_log::io::LogContext<'a>,
+}
+
 /// The partition count of `__transaction_state` (the existing topic's, else the config's).
-pub fn log_partitions(shard: &Shard) -> u32 {
-    shard.topics.borrow().get(TRANSACTION_STATE_TOPIC).map_or(
-        shard
-            .config
-            .transaction
-            .transaction_state_log_num_partitions,
-        |m| m.partitions,
-    )
+pub fn log_partitions(shard: &TxnContext<'_>) -> u32 {
+    shard
+        .log
+        .image
+        .borrow()
+        .get(TRANSACTION_STATE_TOPIC)
+        .map_or(shard.config.transaction_state_log_num_partitions, |m| {
+            m.partitions
+        })
 }
 
 /// The shard coordinating `transactional_id`, and its `__transaction_state` partition.
-pub fn owner_of(shard: &Shard, transactional_id: &str) -> (ShardId, u32) {
+pub fn owner_of(shard: &TxnContext<'_>, transactional_id: &str) -> (ShardId, u32) {
     let partition = crate::coordinator_log::partition_for(transactional_id, log_partitions(shard));
     (
         shard
+            .log
             .placement
             .shard_for(TRANSACTION_STATE_TOPIC, partition),
         partition,
@@ -66,7 +79,7 @@ pub async fn route(shard: &Rc<Shard>, op: TxnOp) -> TxnAnswer {
     let Some(id) = op.transactional_id() else {
         return coordinator::execute(shard, op).await;
     };
-    let (owner, partition) = owner_of(shard, id);
+    let (owner, partition) = owner_of(&shard.txn_context(), id);
     if !id.is_empty()
         && !crate::coordinator_log::io::leads_partition(
             &shard.log_context(),
@@ -110,7 +123,7 @@ pub async fn list_all(shard: &Rc<Shard>, filter: ListFilter) -> Result<Vec<Liste
 
 /// Startup on every shard: replays the `__transaction_state` partitions this shard owns.
 pub async fn start(shard: &Shard) {
-    store::load_owned(shard).await;
+    store::load_owned(&shard.txn_context()).await;
 }
 
 /// Called after a shard adopted topic changes: forgets the transaction log partitions this
@@ -132,7 +145,7 @@ pub async fn adopted(shard: &Shard, changed: &[crate::topics::TopicMeta]) {
                 );
             }
         }
-        store::load_owned(shard).await;
+        store::load_owned(&shard.txn_context()).await;
     }
 }
 
