@@ -30,7 +30,7 @@ pub struct ClusterNode {
     pub known_controller: AtomicI64,
     pub request_max_bytes: usize,
     pub request_timeout: Duration,
-    /// The metadata offset every shard of this node applied (`follow`; `Shard::cluster_synced`
+    /// The metadata offset every shard of this node applied (`follow`; shard 0's `cluster_synced`
     /// on shard 0), readable from any shard.
     pub applied_offset: std::sync::atomic::AtomicU64,
     /// The active controller's committed metadata offset, as its last heartbeat answer said.

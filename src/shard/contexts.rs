@@ -6,6 +6,7 @@
 //! was built for; building one is a handful of copies, cheap enough per call.
 
 use super::Shard;
+use crate::cluster::kraft_metrics::MetricsContext;
 use crate::coordinator_log::io::LogContext;
 use crate::groups::GroupContext;
 use crate::log_cleaner::CleanerContext;
@@ -49,6 +50,19 @@ impl Shard {
             txns: &self.txns,
             config: &self.config.transaction,
             log: self.log_context(),
+        }
+    }
+
+    /// What the cluster's `/metrics` gauges (`cluster::kraft_metrics`,
+    /// `cluster::replication_metrics`) read.
+    pub fn metrics_context(&self) -> MetricsContext<'_> {
+        MetricsContext {
+            cluster: self.cluster.as_deref(),
+            image: &self.topics,
+            cluster_synced: self.cluster_synced.get(),
+            dynamic_configs: &self.dynamic_configs,
+            default_log: &self.default_log,
+            node_id: self.config.server.node_id,
         }
     }
 }

@@ -528,8 +528,9 @@ impl crate::metrics::http::Scrape for Shard {
     }
 
     fn more_text(&self) -> String {
-        let mut text = crate::cluster::kraft_metrics::render(self);
-        text.push_str(&crate::cluster::replication_metrics::render(self));
+        let context = self.metrics_context();
+        let mut text = crate::cluster::kraft_metrics::render(&context);
+        text.push_str(&crate::cluster::replication_metrics::render(&context));
         text
     }
 
