@@ -30,7 +30,7 @@ use crate::metrics::cleaner::CleanerMetrics;
 use crate::partition::{Partition, PartitionService, TopicPartition};
 use crate::topics::compaction;
 
-/// What the cleaner uses of its shard (built by the shard, `Shard::cleaner_context`).
+/// What the cleaner uses of its shard (built by the shard, `shard::contexts`).
 #[derive(Clone, Copy)]
 pub struct CleanerContext<'a> {
     /// Shards of the process: each cleaner gets its share of the buffer and I/O limits.

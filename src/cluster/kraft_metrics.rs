@@ -3,12 +3,12 @@
 //! lag, registered and fenced brokers, offline partitions, and its own fencing.
 
 /// What the cluster's `/metrics` gauges (`render` here and in `replication_metrics`) read of
-/// a shard (built by the shard, `Shard::metrics_context`).
+/// a shard (built by the shard, `shard::contexts`).
 pub struct MetricsContext<'a> {
-    /// See `Shard::cluster`: None for the single node of old.
+    /// This process as a KRaft node; None for the single node of old.
     pub cluster: Option<&'a super::node::ClusterNode>,
     pub image: &'a std::cell::RefCell<super::MetadataImage>,
-    /// The metadata offset every shard's image reflects (`Shard::cluster_synced`).
+    /// The metadata offset every shard's image reflects (kept by `follow`).
     pub cluster_synced: u64,
     pub dynamic_configs: &'a std::cell::RefCell<crate::topics::dynamic::DynamicConfigs>,
     pub default_log: &'a storage::LogConfig,

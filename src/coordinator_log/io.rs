@@ -13,7 +13,7 @@ use crate::cluster::MetadataImage;
 use crate::partition::{PartitionError, PartitionProxy, PartitionService, TopicPartition};
 use crate::router::placement::PlacementTable;
 
-/// What the coordinator log uses of its shard (built by the shard, `Shard::log_context`).
+/// What the coordinator log uses of its shard (built by the shard, `shard::contexts`).
 #[derive(Clone, Copy)]
 pub struct LogContext<'a> {
     pub shard_id: ShardId,

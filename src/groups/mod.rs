@@ -33,7 +33,7 @@ pub use self::coordinator::Coordinator;
 use crate::shard::Shard;
 
 /// What the group coordinator (`coordinator`, `store`, `txn_offsets`) uses of its shard
-/// (built by the shard, `Shard::group_context`).
+/// (built by the shard, `shard::contexts`).
 #[derive(Clone, Copy)]
 pub struct GroupContext<'a> {
     /// The groups this shard coordinates.

@@ -161,7 +161,12 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
             if node.settings.roles.broker {
                 let timeout =
                     Duration::from_millis(boot.config.controller.controlled_shutdown_timeout_ms);
-                crate::cluster::heartbeat::controlled_shutdown(&shard, node.clone(), timeout).await;
+                crate::cluster::heartbeat::controlled_shutdown(
+                    &shard.cluster_synced,
+                    node.clone(),
+                    timeout,
+                )
+                .await;
             }
         }
         // Shard 0 ends the serving of every shard once leadership moved away (a single node
@@ -251,11 +256,10 @@ fn start_cluster_tasks(
             }
             _ => shards::fatal("registration is a RegisterBrokerRecord"),
         };
-        tasks.push(compio::runtime::spawn(heartbeat::run(
-            shard.clone(),
-            node.clone(),
-            request,
-        )));
+        let (heartbeat_shard, heartbeat_node) = (shard.clone(), node.clone());
+        tasks.push(compio::runtime::spawn(async move {
+            heartbeat::run(&heartbeat_shard.cluster_synced, heartbeat_node, request).await
+        }));
     }
     if node.quorum.is_some() {
         tasks.push(compio::runtime::spawn(crate::cluster::duties::run(

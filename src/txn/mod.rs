@@ -35,7 +35,7 @@ pub use crate::internal_topics::TRANSACTION_STATE_TOPIC;
 use crate::shard::Shard;
 
 /// What the transaction log (`store`) and the id-to-partition mapping use of the shard (built
-/// by the shard, `Shard::txn_context`).
+/// by the shard, `shard::contexts`).
 #[derive(Clone, Copy)]
 pub struct TxnContext<'a> {
     /// The transactional ids this shard coordinates.
