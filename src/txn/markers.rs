@@ -113,7 +113,9 @@ async fn write_local(
         return false;
     }
     let items = todo.iter().map(|(_, item)| item.clone()).collect();
-    let results = crate::router::markers::write_markers(shard, items).await;
+    let results = crate::router::Router::new(shard.clone())
+        .write_markers(items)
+        .await;
     let mut missing = false;
     for ((partition, item), result) in todo.into_iter().zip(results) {
         match result {
