@@ -92,7 +92,7 @@ pub async fn open_owned(shard: &Shard, metas: &[TopicMeta]) {
     // Replicated leaders and followers (KRaft clusters; single-replica partitions unchanged).
     super::replicas::apply_roles(shard, metas).await;
     // Copies of partitions reassigned away from this broker (KIP-455).
-    super::reassign_local::drop_removed_replicas(shard, metas).await;
+    super::reassign_local::drop_removed_replicas(&shard.reassign_context(), metas).await;
 }
 
 /// Whether this broker holds a replica of the partition (only those are opened here).

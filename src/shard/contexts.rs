@@ -7,6 +7,7 @@
 
 use super::Shard;
 use crate::cluster::kraft_metrics::MetricsContext;
+use crate::cluster::reassign_local::ReassignContext;
 use crate::coordinator_log::io::LogContext;
 use crate::groups::GroupContext;
 use crate::log_cleaner::CleanerContext;
@@ -63,6 +64,19 @@ impl Shard {
             dynamic_configs: &self.dynamic_configs,
             default_log: &self.default_log,
             node_id: self.config.server.node_id,
+        }
+    }
+
+    /// What dropping reassigned-away copies (`cluster::reassign_local`) uses.
+    pub fn reassign_context(&self) -> ReassignContext<'_> {
+        ReassignContext {
+            is_cluster: self.cluster.is_some(),
+            node_id: self.config.server.node_id,
+            shard_id: self.id,
+            placement: &self.placement,
+            partitions: &self.partitions,
+            replica_fetchers: &self.replica_fetchers,
+            data_dir: &self.config.server.data_dir,
         }
     }
 }
