@@ -4,6 +4,10 @@
 //! Invariants: every setting has a default (`#[serde(default)]`), unknown keys are rejected so a
 //! typo never silently falls back to a default, and `validate` bounds every limit before any
 //! shard starts. `configs/sluice.toml` documents every key with its default.
+//!
+//! The file is parsed as the flat `ConfigFile`; `BrokerConfig` holds it split into one section
+//! per module (`config/sections.rs`). A new setting is a field of `ConfigFile` (its Kafka key
+//! and default) plus the same name in its module's section; the build fails until both exist.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
