@@ -83,20 +83,25 @@ pub fn validate_config(config: &BrokerConfig) -> Result<(), config::ConfigError>
 pub fn run(mut config: BrokerConfig) -> Result<(), BrokerError> {
     validate_config(&config)?;
     raise_fd_limit();
-    std::fs::create_dir_all(&config.data_dir).map_err(|source| BrokerError::DataDir {
-        path: config.data_dir.clone(),
+    std::fs::create_dir_all(&config.server.data_dir).map_err(|source| BrokerError::DataDir {
+        path: config.server.data_dir.clone(),
         source,
     })?;
     // Before anything in the directory is read: one broker per data directory.
-    let _data_dir_lock =
-        data_dir_lock::acquire(&config.data_dir).map_err(|source| BrokerError::DataDirLocked {
-            path: config.data_dir.clone(),
+    let _data_dir_lock = data_dir_lock::acquire(&config.server.data_dir).map_err(|source| {
+        BrokerError::DataDirLocked {
+            path: config.server.data_dir.clone(),
             source,
-        })?;
+        }
+    })?;
     // Kafka's meta.properties: a directory of another cluster (or node) is refused.
     let kraft_node_id = cluster::kraft::settings(&config)?.map(|s| s.node_id);
-    cluster::meta_properties::ensure(&config.data_dir, &config.cluster_id, kraft_node_id)
-        .map_err(|e| BrokerError::Cluster(e.to_string()))?;
+    cluster::meta_properties::ensure(
+        &config.server.data_dir,
+        &config.server.cluster_id,
+        kraft_node_id,
+    )
+    .map_err(|e| BrokerError::Cluster(e.to_string()))?;
     // The controller listener's security (SSL per `controller.listener.names`), for the quorum
     // and every broker-to-controller RPC.
     cluster::controller_listener::install(&config)?;
@@ -105,18 +110,18 @@ pub fn run(mut config: BrokerConfig) -> Result<(), BrokerError> {
     if controller_only {
         // One shard without client listeners: it runs the admin requests brokers forward
         // (KIP-590) while this node is the active controller, and the controller's duties.
-        config.cores = 1;
+        config.server.cores = 1;
     } else if cluster::kraft::settings(&config)?.is_some() {
         // A KRaft broker dials other brokers on the inter-broker listener (`inter.broker.*`).
         cluster::inter_broker::install(&config)?;
     }
-    let previous_shutdown_clean = clean_shutdown::take(&config.data_dir);
+    let previous_shutdown_clean = clean_shutdown::take(&config.server.data_dir);
     // A KRaft node starts its quorum member (snapshot and log read) before any shard, and
     // before port-0 listeners are reserved, so none of them can take its controller port.
     let cluster = cluster::node::ClusterNode::start(&config).map_err(BrokerError::Cluster)?;
     // Port 0: bind once here to learn the real port, keep the socket (bound, not listening, so
     // it never takes connections) until the shards have bound the same port with SO_REUSEPORT.
-    let listener_dynamic = security::listener_configs::load(&config.data_dir)
+    let listener_dynamic = security::listener_configs::load(&config.server.data_dir)
         .map_err(|e| BrokerError::Security(e.to_string()))?;
     let (reservations, listeners, forwarded_context) = match (controller_only, &cluster) {
         (true, Some(node)) => {
@@ -140,17 +145,19 @@ pub fn run(mut config: BrokerConfig) -> Result<(), BrokerError> {
     );
     // ACLs, SCRAM credentials and client quotas written before they were image records:
     // adopted once.
-    cluster::security_store::migrate_legacy(&config.data_dir)
+    cluster::security_store::migrate_legacy(&config.server.data_dir)
         .map_err(|e| BrokerError::Security(e.to_string()))?;
     let authorizer = security::acl_store::Authorizer::new(security::config::authorizer(&config)?);
     // Empty until the shards load the metadata image, whose quotas they put in force.
-    let quotas =
-        quotas::QuotaManager::new(quotas::window_config(&config)?, config.quota_sensors_max);
+    let quotas = quotas::QuotaManager::new(
+        quotas::window_config(&config)?,
+        config.quota.quota_sensors_max,
+    );
     let default_log = config.default_log_config()?;
     let runtime = shards::RuntimeConfig {
-        shard_count: config.cores,
-        pin_threads: config.pin_threads,
-        mailbox_capacity: config.mailbox_capacity,
+        shard_count: config.server.cores,
+        pin_threads: config.server.pin_threads,
+        mailbox_capacity: config.server.mailbox_capacity,
         thread_name_prefix: "sluice-shard".to_owned(),
         ring: config.ring_setup()?,
     };
@@ -166,8 +173,8 @@ pub fn run(mut config: BrokerConfig) -> Result<(), BrokerError> {
     // Kafka reads the high-watermark checkpoint before any log loads; an unreadable one stops
     // the broker (its only log directory would be offline).
     let hw_checkpoint = Arc::new(replication::checkpoint::HighWatermarkCheckpoint::open(
-        &config.data_dir,
-        config.cores,
+        &config.server.data_dir,
+        config.server.cores,
     )?);
     let boot = Arc::new(Boot {
         config: Arc::new(config),
@@ -199,7 +206,7 @@ pub fn run(mut config: BrokerConfig) -> Result<(), BrokerError> {
                 tracing::warn!(error = %e, "cannot write the high-watermark checkpoint at shutdown");
             }
         }
-        clean_shutdown::mark(&boot.config.data_dir);
+        clean_shutdown::mark(&boot.config.server.data_dir);
     }
     Ok(())
 }
@@ -230,7 +237,7 @@ fn controller_only_context(
         principal_mapper: Arc::new(security::config::principal_mapper(&own)?),
         sasl_mechanisms: Vec::new(),
         oauth_jwks: None,
-        max_connection_creation_rate: own.max_connection_creation_rate,
+        max_connection_creation_rate: own.socket.max_connection_creation_rate,
         // Kafka's protected listener is the inter-broker one; this context only serves the
         // admin requests forwarded to a controller-only node.
         protected: false,
@@ -268,7 +275,7 @@ fn bind_listeners(
         let (reservation, bind) = reserve_port(spec.bind)?;
         reservations.extend(reservation);
         // Without `listeners`, the old `advertise` setting still names the address.
-        let legacy = match (&config.listeners, &config.advertise) {
+        let legacy = match (&config.listener.listeners, &config.server.advertise) {
             (None, Some(advertise)) => Some(config::parse_host_port("advertise", advertise)?),
             _ => None,
         };
@@ -298,7 +305,7 @@ fn bind_listeners(
             principal_mapper: Arc::new(security::config::principal_mapper(&own)?),
             sasl_mechanisms: security::config::enabled_mechanisms(&own)?,
             oauth_jwks: oauth_jwks.clone(),
-            max_connection_creation_rate: own.max_connection_creation_rate,
+            max_connection_creation_rate: own.socket.max_connection_creation_rate,
             protected,
         };
         listeners.push(shard::BootListener {

@@ -15,7 +15,7 @@
 //! descriptors before a clean installs anything is retried by a later pass; any other I/O error
 //! of a clean is fatal, as every disk error of the broker is.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -24,9 +24,24 @@ use futures_util::future::LocalBoxFuture;
 use storage::cleaner::{CleanOptions, CleanerLimits, CompactionConfig};
 use storage::StorageError;
 
-use crate::partition::{Partition, TopicPartition};
-use crate::shard::Shard;
+use crate::cluster::MetadataImage;
+use crate::config::LogCleanerSection;
+use crate::metrics::cleaner::CleanerMetrics;
+use crate::partition::{Partition, PartitionService, TopicPartition};
 use crate::topics::compaction;
+
+/// What the cleaner uses of its shard (built by the shard, `shard::contexts`).
+#[derive(Clone, Copy)]
+pub struct CleanerContext<'a> {
+    /// Shards of the process: each cleaner gets its share of the buffer and I/O limits.
+    pub shard_count: usize,
+    pub config: &'a LogCleanerSection,
+    /// The partitions this shard leads (the ones it cleans).
+    pub partitions: &'a PartitionService,
+    /// The metadata image (topic configs: which topics are compacted, their overrides).
+    pub image: &'a RefCell<MetadataImage>,
+    pub metrics: &'a CleanerMetrics,
+}
 
 /// Largest records section a compressed batch may inflate to, for the cleaner and for the
 /// key check of produce to a compacted topic.
@@ -98,12 +113,12 @@ use crate::clock::system_now_ms as now_ms;
 
 /// The shard's cleaner task (spawned by `shard_main`; dropped at shutdown, which may cut a
 /// clean short: the swap protocol makes that a crash the next open recovers from).
-pub async fn run(shard: Rc<Shard>) {
-    let config = shard.config.clone();
+pub async fn run(shard: CleanerContext<'_>) {
+    let config = shard.config;
     if !config.log_cleaner_enable {
         return;
     }
-    let shards = shard.mesh.shard_count().max(1) as u64;
+    let shards = shard.shard_count.max(1) as u64;
     let limits = CleanerLimits {
         dedupe_buffer_bytes: usize::try_from(config.log_cleaner_dedupe_buffer_size / shards)
             .unwrap_or(usize::MAX),
@@ -123,7 +138,7 @@ pub async fn run(shard: Rc<Shard>) {
 /// One look over the shard's compacted logs; cleans the dirtiest due one. Returns whether a
 /// clean made progress (then the next pass starts at once).
 async fn pass(
-    shard: &Shard,
+    shard: &CleanerContext<'_>,
     limits: &CleanerLimits,
     throttle: &Rc<Throttle>,
     state: &mut CleanerState,
@@ -133,7 +148,7 @@ async fn pass(
     let mut best: Option<(f64, Rc<Partition>, CompactionConfig, bool, PartitionKey)> = None;
     {
         // Forget deleted topics' partitions.
-        let image = shard.topics.borrow();
+        let image = shard.image.borrow();
         state
             .uncleanable
             .retain(|(_, id)| image.by_id(*id).is_some());
@@ -142,13 +157,13 @@ async fn pass(
             .retain(|(_, id), _| image.by_id(*id).is_some());
     }
     for partition in shard.partitions.all() {
-        let (overrides, key) = match shard.topics.borrow().get(&partition.tp.topic) {
+        let (overrides, key) = match shard.image.borrow().get(&partition.tp.topic) {
             Some(meta) if compaction::policy(&meta.configs).compact => {
                 (meta.configs.clone(), (partition.tp.clone(), meta.id))
             }
             _ => continue,
         };
-        let settings = compaction::settings(&shard.config, &overrides);
+        let settings = compaction::settings(shard.config, &overrides);
         let Ok(info) = partition.storage().dirty_info(&settings, now).await else {
             continue;
         };
@@ -167,7 +182,7 @@ async fn pass(
             best = Some((info.dirty_ratio, partition, settings, force, key));
         }
     }
-    *shard.metrics.cleaner.dirty_ratios.borrow_mut() = ratios;
+    *shard.metrics.dirty_ratios.borrow_mut() = ratios;
     let Some((_, partition, settings, force, key)) = best else {
         return false;
     };
@@ -179,7 +194,7 @@ async fn pass(
 
 #[allow(clippy::too_many_arguments)]
 async fn clean_one(
-    shard: &Shard,
+    shard: &CleanerContext<'_>,
     partition: &Partition,
     settings: CompactionConfig,
     force: bool,
@@ -221,7 +236,7 @@ async fn clean_one(
             is_aborted_batch: Some(&is_aborted),
         })
         .await;
-    let metrics = &shard.metrics.cleaner;
+    let metrics = shard.metrics;
     bump(&metrics.busy_us, started.elapsed().as_micros() as u64);
     bump(&metrics.runs, 1);
     let tp = &partition.tp;

@@ -278,8 +278,10 @@ async fn commit_to_quorum(
         }
         Err(e) => return Err(CommitError::Failed(e.to_string())),
     };
-    let wait = std::time::Duration::from_millis(shard.config.controller_quorum_request_timeout_ms)
-        .max(std::time::Duration::from_secs(5));
+    let wait = std::time::Duration::from_millis(
+        shard.config.controller.controller_quorum_request_timeout_ms,
+    )
+    .max(std::time::Duration::from_secs(5));
     match wait_synced(shard, offset, wait).await {
         true => Ok(()),
         false => Err(CommitError::Failed(format!(
@@ -307,10 +309,10 @@ async fn commit_locally(
     next: MetadataImage,
     records: Vec<MetadataRecord>,
 ) -> Result<(), String> {
-    let data_dir = &shard.config.data_dir;
+    let data_dir = &shard.config.server.data_dir;
     let touches = |wanted: fn(&MetadataRecord) -> bool| records.iter().any(wanted);
     if touches(|r| r.topic_id().is_some() || is_config_of(r, CONFIG_RESOURCE_TOPIC)) {
-        store::persist_topics(data_dir, &next, shard.config.node_id)
+        store::persist_topics(data_dir, &next, shard.config.server.node_id)
             .await
             .map_err(|e| {
                 tracing::error!(error = %e, "cannot persist topic registry");
@@ -321,7 +323,7 @@ async fn commit_locally(
         store::persist_producer_ids(data_dir, &next).await?;
     }
     if touches(|r| is_config_of(r, CONFIG_RESOURCE_BROKER)) {
-        store::persist_broker_configs(data_dir, &next, shard.config.node_id).await?;
+        store::persist_broker_configs(data_dir, &next, shard.config.server.node_id).await?;
     }
     if touches(super::security_image::is_security_record) {
         super::security_store::persist(data_dir, &next).await?;
@@ -401,7 +403,10 @@ pub async fn adopt_records(shard: &Shard, records: Vec<MetadataRecord>) {
         .iter()
         .any(|r| is_config_of(r, CONFIG_RESOURCE_BROKER))
     {
-        let configs = shard.topics.borrow().dynamic_configs(shard.config.node_id);
+        let configs = shard
+            .topics
+            .borrow()
+            .dynamic_configs(shard.config.server.node_id);
         *shard.dynamic_configs.borrow_mut() = configs;
         reapply_topic_configs(shard).await;
     }
@@ -554,10 +559,10 @@ fn grow(shard: &Shard, growth: &PartitionGrowth) -> Planned {
             meta.name
         )));
     }
-    if growth.count > shard.config.max_partitions_per_topic {
+    if growth.count > shard.config.topics.max_partitions_per_topic {
         return Err(AdminError::InvalidPartitions(format!(
             "{wanted} partitions exceed max.partitions.per.topic {}",
-            shard.config.max_partitions_per_topic
+            shard.config.topics.max_partitions_per_topic
         )));
     }
     if let Some(assignments) = &growth.assignments {
@@ -665,7 +670,7 @@ pub async fn alter_broker_configs(
     check_controller(shard)?;
     let _guard = shard.registry_lock.lock().await;
     let (scope, node_id) = target;
-    let current = if scope == Scope::Node && node_id != shard.config.node_id {
+    let current = if scope == Scope::Node && node_id != shard.config.server.node_id {
         shard.topics.borrow().dynamic_configs(node_id)
     } else {
         shard.dynamic_configs.borrow().clone()
@@ -788,8 +793,12 @@ async fn delete_topics(shard: &Shard, refs: Vec<TopicRef>) -> Vec<ChangeResult> 
     // Every shard applied the RemoveTopicRecords (`deletion::remove_topics`); the controller's
     // image, without the doomed topics, is what the registry file must now say.
     let image = shard.topics.borrow().clone();
-    if let Err(e) =
-        store::persist_topics(&shard.config.data_dir, &image, shard.config.node_id).await
+    if let Err(e) = store::persist_topics(
+        &shard.config.server.data_dir,
+        &image,
+        shard.config.server.node_id,
+    )
+    .await
     {
         tracing::error!(error = %e, "cannot persist topic registry after deleting topics");
         // The registry still lists them: every shard re-adopts them (empty).
@@ -804,7 +813,7 @@ async fn delete_topics(shard: &Shard, refs: Vec<TopicRef>) -> Vec<ChangeResult> 
 async fn readopt(shard: &Shard, metas: &[TopicMeta]) {
     let records = metas
         .iter()
-        .flat_map(|meta| image::topic_records(meta, shard.config.node_id))
+        .flat_map(|meta| image::topic_records(meta, shard.config.server.node_id))
         .collect();
     broadcast_records(shard, records).await;
 }
@@ -845,7 +854,7 @@ pub async fn create_topics(
         });
         if let Ok(meta) = &checked {
             created_names.insert(topics::unify_collision_chars(&meta.name), meta.name.clone());
-            records.extend(image::topic_records(meta, shard.config.node_id));
+            records.extend(image::topic_records(meta, shard.config.server.node_id));
         }
         results.push(checked);
     }
@@ -883,14 +892,14 @@ fn validate_new_topic(shard: &Shard, topic: &NewTopic) -> Result<TopicMeta, Topi
     }
     let partitions = match &topic.assignments {
         Some(assignments) => i32::try_from(assignments.len()).unwrap_or(i32::MAX),
-        None if topic.partitions == -1 => shard.config.num_partitions,
+        None if topic.partitions == -1 => shard.config.topics.num_partitions,
         None => topic.partitions,
     };
-    if partitions < 1 || partitions > shard.config.max_partitions_per_topic {
+    if partitions < 1 || partitions > shard.config.topics.max_partitions_per_topic {
         return Err(TopicError::InvalidPartitions(partitions));
     }
     let factor = match topic.replication_factor {
-        -1 => i32::from(shard.config.default_replication_factor),
+        -1 => i32::from(shard.config.topics.default_replication_factor),
         given => i32::from(given),
     };
     let count = partitions.unsigned_abs();
@@ -938,7 +947,7 @@ pub async fn allocate_producer_ids(shard: &Shard) -> Result<IdBlock, IdError> {
         };
     }
     let _guard = shard.registry_lock.lock().await;
-    let broker = shard.config.node_id;
+    let broker = shard.config.server.node_id;
     let epoch = shard
         .topics
         .borrow()
@@ -955,7 +964,7 @@ pub async fn allocate_producer_ids(shard: &Shard) -> Result<IdBlock, IdError> {
     commit(shard, vec![MetadataRecord::ProducerIds(record)])
         .await
         .map_err(|e| IdError::Io {
-            path: store::producer_ids_path(&shard.config.data_dir)
+            path: store::producer_ids_path(&shard.config.server.data_dir)
                 .display()
                 .to_string(),
             reason: e.to_string(),

@@ -47,8 +47,9 @@ pub fn settings(config: &BrokerConfig) -> Result<Option<ControllerSecurity>, Con
         return Ok(None);
     };
     let listener = kraft.controller_listener.trim().to_ascii_uppercase();
-    let map =
-        crate::security::listener::parse_protocol_map(&config.listener_security_protocol_map)?;
+    let map = crate::security::listener::parse_protocol_map(
+        &config.listener.listener_security_protocol_map,
+    )?;
     let protocol = map
         .get(&listener)
         .copied()
@@ -65,7 +66,7 @@ pub fn settings(config: &BrokerConfig) -> Result<Option<ControllerSecurity>, Con
         ));
     }
     let (client, server) = if protocol.uses_tls() {
-        let dynamic = crate::security::listener_configs::load(&config.data_dir)
+        let dynamic = crate::security::listener_configs::load(&config.server.data_dir)
             .map_err(|e| invalid("controller.listener.names", e.to_string()))?;
         let effective = crate::security::config::listener_config(config, &listener, &dynamic)?;
         let client = crate::security::tls::client_config(&effective)?;
@@ -114,15 +115,14 @@ mod tests {
     use super::*;
 
     fn config(map: &str) -> BrokerConfig {
-        BrokerConfig {
-            node_id: 1,
-            process_roles: Some("broker,controller".into()),
-            controller_quorum_voters: Some("1@127.0.0.1:9093".into()),
-            controller_listener_names: Some("CONTROLLER".into()),
-            listeners: Some("PLAINTEXT://127.0.0.1:0".into()),
-            listener_security_protocol_map: map.into(),
-            ..BrokerConfig::default()
-        }
+        let mut c = BrokerConfig::default();
+        c.server.node_id = 1;
+        c.controller.process_roles = Some("broker,controller".into());
+        c.controller.controller_quorum_voters = Some("1@127.0.0.1:9093".into());
+        c.controller.controller_listener_names = Some("CONTROLLER".into());
+        c.listener.listeners = Some("PLAINTEXT://127.0.0.1:0".into());
+        c.listener.listener_security_protocol_map = map.into();
+        c
     }
 
     #[test]

@@ -91,7 +91,7 @@ pub async fn remove_topics(shard: &Shard, doomed: Vec<TopicMeta>) -> RemovalFail
     }
     let deletions = victims
         .into_iter()
-        .map(|(partition, id)| delete_partition(shard, partition, id));
+        .map(|(partition, id)| delete_partition(&shard.config.server.data_dir, partition, id));
     let mut failed: RemovalFailures = Vec::new();
     let outcomes = join_all(deletions).await;
     let names: std::collections::HashSet<String> =
@@ -113,7 +113,7 @@ pub async fn remove_topics(shard: &Shard, doomed: Vec<TopicMeta>) -> RemovalFail
 /// Closes the partition and moves its directory out of the way; `Err` (with the reason) when
 /// the data is still under the partition's own directory name.
 pub(super) async fn delete_partition(
-    shard: &Shard,
+    data_dir: &std::path::Path,
     partition: Rc<Partition>,
     id: TopicId,
 ) -> (String, Result<(), String>) {
@@ -123,8 +123,8 @@ pub(super) async fn delete_partition(
     if let Err(e) = partition.storage().close().await {
         tracing::warn!(partition = %name, error = %e, "closing deleted partition failed");
     }
-    let dir = shard.config.data_dir.join(&name);
-    let doomed = shard.config.data_dir.join(delete_dir_name(
+    let dir = data_dir.join(&name);
+    let doomed = data_dir.join(delete_dir_name(
         &partition.tp,
         &id.uuid().simple().to_string(),
     ));

@@ -16,8 +16,12 @@ use crate::shard::Shard;
 /// `__consumer_offsets` once a broker can host it. Never fatal: retried every second.
 pub async fn run(shard: Rc<Shard>, node: Arc<ClusterNode>) {
     let mut adopted = false;
-    let rebalance_every =
-        std::time::Duration::from_secs(shard.config.leader_imbalance_check_interval_seconds);
+    let rebalance_every = std::time::Duration::from_secs(
+        shard
+            .config
+            .controller
+            .leader_imbalance_check_interval_seconds,
+    );
     let mut rebalanced_at = std::time::Instant::now();
     loop {
         compio::time::sleep(std::time::Duration::from_secs(1)).await;
@@ -27,7 +31,9 @@ pub async fn run(shard: Rc<Shard>, node: Arc<ClusterNode>) {
             rebalanced_at = std::time::Instant::now();
             continue;
         }
-        if shard.config.auto_leader_rebalance_enable && rebalanced_at.elapsed() >= rebalance_every {
+        if shard.config.controller.auto_leader_rebalance_enable
+            && rebalanced_at.elapsed() >= rebalance_every
+        {
             rebalanced_at = std::time::Instant::now();
             super::leader_election::rebalance_once(&shard).await;
         }
@@ -71,7 +77,7 @@ pub async fn run(shard: Rc<Shard>, node: Arc<ClusterNode>) {
 /// configs) becomes the cluster's first metadata, so a node switched to KRaft keeps its
 /// topics: one proposal of the records that rebuild it.
 async fn adopt_single_node_dir(shard: &Shard) {
-    let old = match store::load(&shard.config.data_dir, shard.config.node_id) {
+    let old = match store::load(&shard.config.server.data_dir, shard.config.server.node_id) {
         Ok(image) => image,
         Err(e) => {
             tracing::warn!(error = %e, "single-node metadata in the data dir not adopted");
@@ -90,7 +96,7 @@ async fn adopt_single_node_dir(shard: &Shard) {
                 "adopted the single-node metadata of the data directory into the cluster"
             );
             // Adopted once: the cluster's log owns it now.
-            let registry = topics::registry_path(&shard.config.data_dir);
+            let registry = topics::registry_path(&shard.config.server.data_dir);
             let mut moved = registry.clone().into_os_string();
             moved.push(".adopted");
             if let Err(e) = std::fs::rename(&registry, &moved) {

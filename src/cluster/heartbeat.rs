@@ -8,8 +8,8 @@
 //! the broker logs it and retries (with the leader hint when there is one, else the next
 //! bootstrap address), forever, with a bounded backoff. One request at a time per channel.
 
+use std::cell::Cell;
 use std::net::SocketAddr;
-use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,7 +29,6 @@ use super::quorum::network::{
 };
 use super::quorum::shared_image::SharedImage;
 use super::secure_stream::SecureStream;
-use crate::shard::Shard;
 
 /// Backoff between failed attempts to reach a controller.
 const RETRY_BACKOFF: Duration = Duration::from_millis(200);
@@ -175,7 +174,7 @@ impl ControllerChannel {
 }
 
 /// Registers, then heartbeats, forever (see the module documentation).
-pub async fn run(shard: Rc<Shard>, node: Arc<ClusterNode>, request: RegistrationRequest) {
+pub async fn run(cluster_synced: &Cell<u64>, node: Arc<ClusterNode>, request: RegistrationRequest) {
     let interval = Duration::from_millis(node.settings.heartbeat_interval_ms);
     let mut channel = ControllerChannel::new(node.clone());
     let mut last_log: Option<Instant> = None;
@@ -225,14 +224,14 @@ pub async fn run(shard: Rc<Shard>, node: Arc<ClusterNode>, request: Registration
             broker_epoch = epoch,
             "registered with the active controller"
         );
-        heartbeat_until_stale(&shard, &node, &mut channel, epoch, interval).await;
+        heartbeat_until_stale(cluster_synced, &node, &mut channel, epoch, interval).await;
         node.broker_epoch.store(-1, Ordering::Release);
     }
 }
 
 /// Heartbeats with `epoch` until the controller no longer knows it.
 async fn heartbeat_until_stale(
-    shard: &Shard,
+    cluster_synced: &Cell<u64>,
     node: &ClusterNode,
     channel: &mut ControllerChannel,
     epoch: i64,
@@ -243,7 +242,7 @@ async fn heartbeat_until_stale(
         let request = HeartbeatRequest {
             broker_id: node.node_id(),
             broker_epoch: epoch,
-            metadata_offset: shard.cluster_synced.get(),
+            metadata_offset: cluster_synced.get(),
             want_shutdown: false,
         };
         let started = Instant::now();
@@ -291,7 +290,11 @@ async fn heartbeat_until_stale(
 /// the controller is bounded by `controller.quorum.request.timeout.ms` (a cluster without a
 /// quorum, e.g. its last node stopping, answers nothing), all of it by `timeout`
 /// (`controlled.shutdown.timeout.ms`): past either the broker stops anyway.
-pub async fn controlled_shutdown(shard: &Shard, node: Arc<ClusterNode>, timeout: Duration) {
+pub async fn controlled_shutdown(
+    cluster_synced: &Cell<u64>,
+    node: Arc<ClusterNode>,
+    timeout: Duration,
+) {
     let epoch = node.broker_epoch();
     if epoch < 0 {
         return;
@@ -299,7 +302,7 @@ pub async fn controlled_shutdown(shard: &Shard, node: Arc<ClusterNode>, timeout:
     let request = HeartbeatRequest {
         broker_id: node.node_id(),
         broker_epoch: epoch,
-        metadata_offset: shard.cluster_synced.get(),
+        metadata_offset: cluster_synced.get(),
         want_shutdown: true,
     };
     let reach = timeout.min(node.request_timeout);
@@ -328,11 +331,11 @@ pub async fn controlled_shutdown(shard: &Shard, node: Arc<ClusterNode>, timeout:
             return;
         }
     };
-    while shard.cluster_synced.get() < fenced_at && started.elapsed() < timeout {
+    while cluster_synced.get() < fenced_at && started.elapsed() < timeout {
         compio::time::sleep(Duration::from_millis(5)).await;
     }
     tracing::info!(
-        applied = shard.cluster_synced.get() >= fenced_at,
+        applied = cluster_synced.get() >= fenced_at,
         took_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         "controlled shutdown: the controller fenced this broker and moved its leaderships"
     );

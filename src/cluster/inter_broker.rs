@@ -72,8 +72,8 @@ fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
 /// default); setting both is an error, and the listener must be one of the broker's.
 pub fn settings(config: &BrokerConfig) -> Result<InterBroker, ConfigError> {
     let listener = match (
-        &config.inter_broker_listener_name,
-        &config.security_inter_broker_protocol,
+        &config.listener.inter_broker_listener_name,
+        &config.listener.security_inter_broker_protocol,
     ) {
         (Some(_), Some(_)) => {
             return Err(invalid(
@@ -89,9 +89,9 @@ pub fn settings(config: &BrokerConfig) -> Result<InterBroker, ConfigError> {
         (None, None) => SecurityProtocol::Plaintext.name().to_owned(),
     };
     let specs = crate::security::config::listeners(config)?;
-    let explicit = config.inter_broker_listener_name.is_some();
+    let explicit = config.listener.inter_broker_listener_name.is_some();
     let Some(spec) = specs.iter().find(|s| s.name == listener) else {
-        if !explicit && config.security_inter_broker_protocol.is_none() {
+        if !explicit && config.listener.security_inter_broker_protocol.is_none() {
             // No PLAINTEXT listener and nothing asked: the first listener, as before.
             let first = specs
                 .first()
@@ -111,7 +111,7 @@ fn build(
     listener: String,
     protocol: SecurityProtocol,
 ) -> Result<InterBroker, ConfigError> {
-    let dynamic = crate::security::listener_configs::load(&config.data_dir)
+    let dynamic = crate::security::listener_configs::load(&config.server.data_dir)
         .map_err(|e| invalid("inter.broker.listener.name", e.to_string()))?;
     let effective = crate::security::config::listener_config(config, &listener, &dynamic)?;
     let sasl = if protocol.uses_sasl() {
@@ -120,7 +120,7 @@ fn build(
             &effective,
             &listener,
             "sasl.mechanism.inter.broker.protocol",
-            &config.sasl_mechanism_inter_broker_protocol,
+            &config.sasl.sasl_mechanism_inter_broker_protocol,
         )?)
     } else {
         None
@@ -175,9 +175,9 @@ pub fn client_login(
         listener.to_ascii_lowercase(),
         name.to_ascii_lowercase()
     );
-    let (key, jaas) = match config.listener_overrides.get(&prefixed) {
+    let (key, jaas) = match config.listener.listener_overrides.get(&prefixed) {
         Some(jaas) => (prefixed.clone(), jaas),
-        None => match &config.sasl_jaas_config {
+        None => match &config.sasl.sasl_jaas_config {
             Some(jaas) => ("sasl.jaas.config".to_owned(), jaas),
             None => {
                 return Err(invalid(
@@ -433,11 +433,10 @@ mod tests {
     use super::*;
 
     fn config(listeners: &str, map: &str) -> BrokerConfig {
-        BrokerConfig {
-            listeners: Some(listeners.into()),
-            listener_security_protocol_map: map.into(),
-            ..BrokerConfig::default()
-        }
+        let mut c = BrokerConfig::default();
+        c.listener.listeners = Some(listeners.into());
+        c.listener.listener_security_protocol_map = map.into();
+        c
     }
 
     #[test]
@@ -457,57 +456,57 @@ mod tests {
             map,
         );
         assert_eq!(settings(&c).unwrap().listener, "PLAINTEXT", "the default");
-        c.inter_broker_listener_name = Some("internal".into());
+        c.listener.inter_broker_listener_name = Some("internal".into());
         let resolved = settings(&c).unwrap();
         assert_eq!(resolved.listener, "INTERNAL");
         assert!(resolved.tls.is_none());
-        c.security_inter_broker_protocol = Some("PLAINTEXT".into());
+        c.listener.security_inter_broker_protocol = Some("PLAINTEXT".into());
         assert!(settings(&c).is_err(), "both set");
-        c.security_inter_broker_protocol = None;
-        c.inter_broker_listener_name = Some("MISSING".into());
+        c.listener.security_inter_broker_protocol = None;
+        c.listener.inter_broker_listener_name = Some("MISSING".into());
         assert!(settings(&c).is_err(), "not a listener");
         // SASL between brokers needs a supported mechanism and the broker's login.
-        c.inter_broker_listener_name = Some("SECURE".into());
+        c.listener.inter_broker_listener_name = Some("SECURE".into());
         let refused = settings(&c).unwrap_err().to_string();
         assert!(
             refused.contains("sasl.mechanism.inter.broker.protocol"),
             "GSSAPI: {refused}"
         );
-        c.sasl_mechanism_inter_broker_protocol = "SCRAM-SHA-1".into();
+        c.sasl.sasl_mechanism_inter_broker_protocol = "SCRAM-SHA-1".into();
         let refused = settings(&c).unwrap_err().to_string();
         assert!(
             refused.contains("sasl.mechanism.inter.broker.protocol"),
             "{refused}"
         );
-        c.sasl_mechanism_inter_broker_protocol = "SCRAM-SHA-512".into();
-        c.sasl_enabled_mechanisms = "PLAIN".into();
+        c.sasl.sasl_mechanism_inter_broker_protocol = "SCRAM-SHA-512".into();
+        c.sasl.sasl_enabled_mechanisms = "PLAIN".into();
         let refused = settings(&c).unwrap_err().to_string();
         assert!(
             refused.contains("sasl.enabled.mechanisms"),
             "not enabled: {refused}"
         );
-        c.sasl_enabled_mechanisms = "SCRAM-SHA-512".into();
+        c.sasl.sasl_enabled_mechanisms = "SCRAM-SHA-512".into();
         let refused = settings(&c).unwrap_err().to_string();
         assert!(
             refused.contains("listener.name.secure.scram-sha-512.sasl.jaas.config"),
             "no JAAS config: {refused}"
         );
-        c.sasl_jaas_config = Some("nonsense".into());
+        c.sasl.sasl_jaas_config = Some("nonsense".into());
         let refused = settings(&c).unwrap_err().to_string();
         assert!(refused.contains("sasl.jaas.config"), "{refused}");
-        c.sasl_jaas_config = Some(
+        c.sasl.sasl_jaas_config = Some(
             "org.apache.kafka.common.security.plain.PlainLoginModule required \
              username=\"fallback\" password=\"x\";"
                 .into(),
         );
-        c.listener_overrides.insert(
+        c.listener.listener_overrides.insert(
             "listener.name.secure.scram-sha-512.sasl.jaas.config".into(),
             "org.apache.kafka.common.security.scram.ScramLoginModule required \
              username=\"broker\" password=\"broker-secret\";"
                 .into(),
         );
         // SASL_SSL needs a truststore (no certificates in this unit test): SASL_PLAINTEXT.
-        c.listener_security_protocol_map =
+        c.listener.listener_security_protocol_map =
             "PLAINTEXT:PLAINTEXT,INTERNAL:PLAINTEXT,SECURE:SASL_PLAINTEXT".into();
         let resolved = settings(&c).unwrap();
         let login = resolved.sasl.unwrap();
@@ -516,11 +515,11 @@ mod tests {
             "the listener's own JAAS config first"
         );
         assert_eq!(login.password, "broker-secret");
-        c.listener_overrides.clear();
+        c.listener.listener_overrides.clear();
         assert_eq!(settings(&c).unwrap().sasl.unwrap().username, "fallback");
         // SSL without a truststore cannot verify the other brokers.
         let mut ssl = config("SSL://127.0.0.1:0", "SSL:SSL");
-        ssl.security_inter_broker_protocol = Some("SSL".into());
+        ssl.listener.security_inter_broker_protocol = Some("SSL".into());
         assert!(settings(&ssl).is_err());
     }
 }

@@ -75,23 +75,28 @@ pub fn parse_roles(value: &str) -> Result<Roles, ConfigError> {
 
 /// The KRaft settings, or None when `process.roles` is unset (single node of old).
 pub fn settings(config: &BrokerConfig) -> Result<Option<KraftSettings>, ConfigError> {
-    let Some(roles) = config.process_roles.as_deref() else {
+    let Some(roles) = config.controller.process_roles.as_deref() else {
         return Ok(None);
     };
     let roles = parse_roles(roles)?;
-    if config.node_id < 0 {
+    if config.server.node_id < 0 {
         return Err(invalid(
             "node.id",
             "must be set (>= 0) when process.roles is",
         ));
     }
-    let voters = match config.controller_quorum_voters.as_deref() {
+    let voters = match config.controller.controller_quorum_voters.as_deref() {
         Some(v) if !v.trim().is_empty() => {
             parse_voters(v).map_err(|e| invalid("controller.quorum.voters", e.to_string()))?
         }
         _ => Vec::new(),
     };
-    let bootstrap = parse_bootstrap(config.controller_quorum_bootstrap_servers.as_deref())?;
+    let bootstrap = parse_bootstrap(
+        config
+            .controller
+            .controller_quorum_bootstrap_servers
+            .as_deref(),
+    )?;
     if voters.is_empty() && bootstrap.is_empty() {
         return Err(invalid(
             "controller.quorum.voters",
@@ -100,6 +105,7 @@ pub fn settings(config: &BrokerConfig) -> Result<Option<KraftSettings>, ConfigEr
         ));
     }
     let controller_listener = config
+        .controller
         .controller_listener_names
         .as_deref()
         .and_then(|names| names.split(',').map(str::trim).find(|n| !n.is_empty()))
@@ -110,7 +116,7 @@ pub fn settings(config: &BrokerConfig) -> Result<Option<KraftSettings>, ConfigEr
             )
         })?
         .to_owned();
-    let node = u64::try_from(config.node_id).unwrap_or(u64::MAX);
+    let node = u64::try_from(config.server.node_id).unwrap_or(u64::MAX);
     let is_voter = voters.iter().any(|v| v.node_id == node);
     if roles.controller {
         check_controller_listener(config, &controller_listener, &voters, node)?;
@@ -127,7 +133,7 @@ pub fn settings(config: &BrokerConfig) -> Result<Option<KraftSettings>, ConfigEr
                 format!(
                     "if process.roles contains the 'controller' role, the node id {} must be \
                      included in the set of voters",
-                    config.node_id
+                    config.server.node_id
                 ),
             ));
         }
@@ -137,14 +143,15 @@ pub fn settings(config: &BrokerConfig) -> Result<Option<KraftSettings>, ConfigEr
             format!(
                 "if process.roles contains just the 'broker' role, the node id {} must not be \
                  included in the set of voters",
-                config.node_id
+                config.server.node_id
             ),
         ));
     }
-    if config.broker_heartbeat_interval_ms == 0 {
+    if config.controller.broker_heartbeat_interval_ms == 0 {
         return Err(invalid("broker.heartbeat.interval.ms", "must be positive"));
     }
-    if config.broker_session_timeout_ms <= config.broker_heartbeat_interval_ms {
+    if config.controller.broker_session_timeout_ms <= config.controller.broker_heartbeat_interval_ms
+    {
         return Err(invalid(
             "broker.session.timeout.ms",
             "must be greater than broker.heartbeat.interval.ms",
@@ -155,17 +162,18 @@ pub fn settings(config: &BrokerConfig) -> Result<Option<KraftSettings>, ConfigEr
         false => bootstrap,
     };
     let metadata_dir = config
+        .controller
         .metadata_log_dir
         .clone()
-        .unwrap_or_else(|| config.data_dir.join("__cluster_metadata-0"));
+        .unwrap_or_else(|| config.server.data_dir.join("__cluster_metadata-0"));
     let settings = KraftSettings {
         roles,
-        node_id: config.node_id,
+        node_id: config.server.node_id,
         voters,
         bootstrap,
         controller_listener,
-        session_timeout_ms: config.broker_session_timeout_ms,
-        heartbeat_interval_ms: config.broker_heartbeat_interval_ms,
+        session_timeout_ms: config.controller.broker_session_timeout_ms,
+        heartbeat_interval_ms: config.controller.broker_heartbeat_interval_ms,
         metadata_dir,
     };
     if roles.controller {
@@ -184,7 +192,7 @@ fn check_controller_listener(
     voters: &[Voter],
     node: u64,
 ) -> Result<(), ConfigError> {
-    let Some(listeners) = config.listeners.as_deref() else {
+    let Some(listeners) = config.listener.listeners.as_deref() else {
         return Ok(());
     };
     let Some(entry) = listeners.split(',').map(str::trim).find(|l| {
@@ -231,12 +239,12 @@ pub fn quorum_config(settings: &KraftSettings, config: &BrokerConfig) -> QuorumC
     let mut quorum =
         QuorumConfig::new(node, settings.voters.clone(), settings.metadata_dir.clone());
     quorum.listener_name = settings.controller_listener.clone();
-    quorum.election_timeout_ms = config.controller_quorum_election_timeout_ms;
-    quorum.fetch_timeout_ms = config.controller_quorum_fetch_timeout_ms;
-    quorum.request_timeout_ms = config.controller_quorum_request_timeout_ms;
-    quorum.snapshot_entries_between = config.metadata_log_max_entries_between_snapshots;
-    quorum.connections_max = config.controller_max_connections;
-    quorum.cluster_id = config.cluster_id.clone();
+    quorum.election_timeout_ms = config.controller.controller_quorum_election_timeout_ms;
+    quorum.fetch_timeout_ms = config.controller.controller_quorum_fetch_timeout_ms;
+    quorum.request_timeout_ms = config.controller.controller_quorum_request_timeout_ms;
+    quorum.snapshot_entries_between = config.controller.metadata_log_max_entries_between_snapshots;
+    quorum.connections_max = config.controller.controller_max_connections;
+    quorum.cluster_id = config.server.cluster_id.clone();
     quorum
 }
 
@@ -245,15 +253,13 @@ mod tests {
     use super::*;
 
     fn combined(node: i32) -> BrokerConfig {
-        BrokerConfig {
-            node_id: node,
-            process_roles: Some("broker,controller".into()),
-            controller_quorum_voters: Some(
-                "1@127.0.0.1:19093,2@127.0.0.1:19094,3@127.0.0.1:19095".into(),
-            ),
-            controller_listener_names: Some("CONTROLLER".into()),
-            ..BrokerConfig::default()
-        }
+        let mut c = BrokerConfig::default();
+        c.server.node_id = node;
+        c.controller.process_roles = Some("broker,controller".into());
+        c.controller.controller_quorum_voters =
+            Some("1@127.0.0.1:19093,2@127.0.0.1:19094,3@127.0.0.1:19095".into());
+        c.controller.controller_listener_names = Some("CONTROLLER".into());
+        c
     }
 
     #[test]
@@ -275,24 +281,24 @@ mod tests {
     fn kafkas_rules_are_enforced() {
         let mut c = combined(4);
         assert!(settings(&c).is_err(), "a controller outside the voters");
-        c.process_roles = Some("broker".into());
+        c.controller.process_roles = Some("broker".into());
         assert!(settings(&c).is_ok(), "a broker outside the voters");
         let mut c = combined(1);
-        c.process_roles = Some("broker".into());
+        c.controller.process_roles = Some("broker".into());
         assert!(settings(&c).is_err(), "a broker-only node among the voters");
         let mut c = combined(1);
-        c.controller_listener_names = None;
+        c.controller.controller_listener_names = None;
         assert!(settings(&c).is_err(), "controller.listener.names required");
         let mut c = combined(1);
-        c.controller_quorum_voters = None;
+        c.controller.controller_quorum_voters = None;
         assert!(settings(&c).is_err(), "no quorum named");
         for bad in ["", "worker", "broker,broker"] {
             let mut c = combined(1);
-            c.process_roles = Some(bad.into());
+            c.controller.process_roles = Some(bad.into());
             assert!(settings(&c).is_err(), "{bad:?}");
         }
         let mut c = combined(1);
-        c.broker_session_timeout_ms = c.broker_heartbeat_interval_ms;
+        c.controller.broker_session_timeout_ms = c.controller.broker_heartbeat_interval_ms;
         assert!(settings(&c).is_err(), "session <= heartbeat");
     }
 
@@ -321,9 +327,11 @@ mod tests {
     #[test]
     fn controller_listeners_are_not_client_listeners() {
         let mut c = combined(1);
-        c.listeners = Some("PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:19099".into());
+        c.listener.listeners =
+            Some("PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:19099".into());
         assert!(settings(&c).is_err(), "not the voter address");
-        c.listeners = Some("PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:19093".into());
+        c.listener.listeners =
+            Some("PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:19093".into());
         assert!(settings(&c).is_ok());
         assert_eq!(
             c.broker_listeners().as_deref(),

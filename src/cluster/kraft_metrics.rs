@@ -2,20 +2,33 @@
 //! whether it is the active controller, the committed and applied metadata offsets and their
 //! lag, registered and fenced brokers, offline partitions, and its own fencing.
 
+/// What the cluster's `/metrics` gauges (`render` here and in `replication_metrics`) read of
+/// a shard (built by the shard, `shard::contexts`).
+pub struct MetricsContext<'a> {
+    /// This process as a KRaft node; None for the single node of old.
+    pub cluster: Option<&'a super::node::ClusterNode>,
+    pub image: &'a std::cell::RefCell<super::MetadataImage>,
+    /// The metadata offset every shard's image reflects (kept by `follow`).
+    pub cluster_synced: u64,
+    pub dynamic_configs: &'a std::cell::RefCell<crate::topics::dynamic::DynamicConfigs>,
+    pub default_log: &'a storage::LogConfig,
+    pub node_id: i32,
+}
+
 /// The KRaft gauges of this node (Prometheus text; empty for the single node of old).
-pub fn render(shard: &crate::shard::Shard) -> String {
+pub fn render(shard: &MetricsContext<'_>) -> String {
     use std::fmt::Write;
-    let Some(node) = &shard.cluster else {
+    let Some(node) = shard.cluster else {
         return String::new();
     };
-    let image = shard.topics.borrow();
+    let image = shard.image.borrow();
     // The newest committed offset this node knows: its own committed image, or what the
     // active controller last answered a heartbeat with (a broker-only node lags behind it).
     let committed = node.image.offset().max(
         node.controller_offset
             .load(std::sync::atomic::Ordering::Acquire),
     );
-    let applied = shard.cluster_synced.get();
+    let applied = shard.cluster_synced;
     let alive = |id: i32| image.broker(id).is_some_and(|b| !b.fenced);
     let offline = image
         .iter()

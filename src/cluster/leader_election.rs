@@ -258,7 +258,13 @@ pub async fn rebalance_once(shard: &Shard) {
     }
     let _guard = shard.registry_lock.lock().await;
     let image = node.image.current().image;
-    let records = rebalance(&image, shard.config.leader_imbalance_per_broker_percentage);
+    let records = rebalance(
+        &image,
+        shard
+            .config
+            .controller
+            .leader_imbalance_per_broker_percentage,
+    );
     tracing::debug!(elections = records.len(), "auto leader rebalance check");
     if records.is_empty() {
         return;

@@ -30,7 +30,7 @@ pub struct ClusterNode {
     pub known_controller: AtomicI64,
     pub request_max_bytes: usize,
     pub request_timeout: Duration,
-    /// The metadata offset every shard of this node applied (`follow`; `Shard::cluster_synced`
+    /// The metadata offset every shard of this node applied (`follow`; shard 0's `cluster_synced`
     /// on shard 0), readable from any shard.
     pub applied_offset: std::sync::atomic::AtomicU64,
     /// The active controller's committed metadata offset, as its last heartbeat answer said.
@@ -52,7 +52,7 @@ impl ClusterNode {
             return Ok(None);
         };
         let image = Arc::new(SharedImage::default());
-        let in_flight = config.forwarded_requests_max_in_flight.max(1);
+        let in_flight = config.controller.forwarded_requests_max_in_flight.max(1);
         let (forwarded_tx, forwarded_rx) = flume::bounded(in_flight);
         let quorum = match settings.roles.controller {
             true => {
@@ -84,14 +84,19 @@ impl ClusterNode {
             known_controller: AtomicI64::new(-1),
             request_max_bytes: 100 * 1024 * 1024,
             request_timeout: Duration::from_millis(
-                config.controller_quorum_request_timeout_ms.max(1),
+                config
+                    .controller
+                    .controller_quorum_request_timeout_ms
+                    .max(1),
             ),
             applied_offset: std::sync::atomic::AtomicU64::new(0),
             controller_offset: std::sync::atomic::AtomicU64::new(0),
             forwarded: std::sync::Mutex::new(forwarded),
             forwarding_in_flight: std::sync::atomic::AtomicUsize::new(0),
             forwarding_max_in_flight: in_flight,
-            forwarding_timeout: Duration::from_millis(config.controller_socket_timeout_ms.max(1)),
+            forwarding_timeout: Duration::from_millis(
+                config.controller.controller_socket_timeout_ms.max(1),
+            ),
         })))
     }
 

@@ -92,17 +92,17 @@ pub async fn open_owned(shard: &Shard, metas: &[TopicMeta]) {
     // Replicated leaders and followers (KRaft clusters; single-replica partitions unchanged).
     super::replicas::apply_roles(shard, metas).await;
     // Copies of partitions reassigned away from this broker (KIP-455).
-    super::reassign_local::drop_removed_replicas(shard, metas).await;
+    super::reassign_local::drop_removed_replicas(&shard.reassign_context(), metas).await;
 }
 
 /// Whether this broker holds a replica of the partition (only those are opened here).
 fn hosts(shard: &Shard, registration: &crate::cluster::PartitionRegistration) -> bool {
-    registration.replicas.contains(&shard.config.node_id)
+    registration.replicas.contains(&shard.config.server.node_id)
 }
 
 /// Whether this broker leads the partition in the image.
 fn leads(shard: &Shard, registration: &crate::cluster::PartitionRegistration) -> bool {
-    registration.leader == shard.config.node_id
+    registration.leader == shard.config.server.node_id
 }
 
 /// Partitions of one shard opened at the same time.
@@ -121,7 +121,7 @@ async fn open_one(
         bool,
     ),
 ) {
-    let dir = shard.config.data_dir.join(tp.dir_name());
+    let dir = shard.config.server.data_dir.join(tp.dir_name());
     if let Err(e) = claim_dir(&dir, &tp, topic_id).await {
         storage_offline(
             shard,
@@ -136,7 +136,7 @@ async fn open_one(
     };
     match storage::Log::open_with(dir, config, options).await {
         Ok(log) => {
-            let waiters_max = shard.config.fetch_waiters_per_partition_max;
+            let waiters_max = shard.config.fetch.fetch_waiters_per_partition_max;
             let producers = producer_states(shard, &tp, &log).await;
             let partition = Partition::new(tp, log, waiters_max, producers);
             partition.set_timestamp_limits(limits);
@@ -191,7 +191,7 @@ fn storage_offline(shard: &Shard, what: &str, why: &str) -> ! {
     shards::fatal(format!(
         "cannot open partition {what} in {}: {why}; the data directory is offline (Kafka stops \
          when its only log directory fails); fix it and restart",
-        shard.config.data_dir.display()
+        shard.config.server.data_dir.display()
     ))
 }
 

@@ -10,22 +10,40 @@
 //! the directory is renamed away (`deletion::delete_partition`) before its files go, so a
 //! crash midway never leaves a half-deleted log under the partition's own name.
 
-use crate::partition::TopicPartition;
-use crate::shard::Shard;
+use std::path::Path;
+
+use shards::ShardId;
+
+use crate::partition::{PartitionService, TopicPartition};
+use crate::router::placement::PlacementTable;
 use crate::topics::TopicMeta;
+
+/// What dropping reassigned-away copies uses of the shard (built by the shard,
+/// `shard::contexts`).
+pub struct ReassignContext<'a> {
+    /// A KRaft node (a single node is every partition's only replica: nothing to drop).
+    pub is_cluster: bool,
+    pub node_id: i32,
+    pub shard_id: ShardId,
+    pub placement: &'a PlacementTable,
+    pub partitions: &'a PartitionService,
+    pub replica_fetchers: &'a super::replica_fetchers::ReplicaFetchers,
+    /// Where the partitions' directories are (`data_dir`).
+    pub data_dir: &'a Path,
+}
 
 /// Drops this shard's copies of partitions of `metas` whose replicas no longer include this
 /// broker. KRaft brokers only (a single node is every partition's only replica).
-pub async fn drop_removed_replicas(shard: &Shard, metas: &[TopicMeta]) {
-    if shard.cluster.is_none() {
+pub async fn drop_removed_replicas(shard: &ReassignContext<'_>, metas: &[TopicMeta]) {
+    if !shard.is_cluster {
         return;
     }
-    let node_id = shard.config.node_id;
+    let node_id = shard.node_id;
     let mut gone = Vec::new();
     for meta in metas {
         for (index, registration) in (0..meta.partitions).zip(&meta.registrations) {
             if registration.replicas.contains(&node_id)
-                || shard.placement.shard_for(&meta.name, index) != shard.id
+                || shard.placement.shard_for(&meta.name, index) != shard.shard_id
             {
                 continue;
             }
@@ -50,7 +68,7 @@ pub async fn drop_removed_replicas(shard: &Shard, metas: &[TopicMeta]) {
             continue;
         };
         tracing::info!(partition = %tp.dir_name(), "no longer a replica (reassigned): deleting the local copy");
-        let (_, outcome) = super::deletion::delete_partition(shard, partition, id).await;
+        let (_, outcome) = super::deletion::delete_partition(shard.data_dir, partition, id).await;
         if let Err(why) = outcome {
             tracing::error!(partition = %tp.dir_name(), %why, "the reassigned-away copy was not deleted");
         }

@@ -69,7 +69,7 @@ pub async fn apply_roles(shard: &Shard, metas: &[TopicMeta]) {
     for meta in metas {
         let min_isr = min_insync_replicas(shard, meta);
         for (index, registration) in (0..meta.partitions).zip(&meta.registrations) {
-            if !registration.replicas.contains(&shard.config.node_id)
+            if !registration.replicas.contains(&shard.config.server.node_id)
                 || shard.placement.shard_for(&meta.name, index) != shard.id
             {
                 continue;
@@ -88,7 +88,7 @@ pub async fn apply_roles(shard: &Shard, metas: &[TopicMeta]) {
     }
     settle(removals).await;
     for (partition, meta, registration, min_isr, target, current) in roles {
-        if registration.leader == shard.config.node_id {
+        if registration.leader == shard.config.server.node_id {
             lead(shard, &partition.tp, registration, min_isr);
             continue;
         }
@@ -110,7 +110,7 @@ fn refresh_follower_throttle(shard: &Shard) {
         .replica_fetchers
         .follower_throttle
         .borrow_mut()
-        .refresh(&image, rate, shard.config.node_id);
+        .refresh(&image, rate, shard.config.server.node_id);
 }
 
 /// Where this broker should fetch `tp` from: its leader, when that is another broker.
@@ -119,11 +119,11 @@ fn fetch_target(
     tp: &TopicPartition,
     registration: &PartitionRegistration,
 ) -> Option<Following> {
-    if registration.leader < 0 || registration.leader == shard.config.node_id {
+    if registration.leader < 0 || registration.leader == shard.config.server.node_id {
         return None;
     }
     let index = i32::try_from(tp.partition).unwrap_or(i32::MAX);
-    let fetchers = usize::try_from(shard.config.num_replica_fetchers).unwrap_or(1);
+    let fetchers = usize::try_from(shard.config.replication.num_replica_fetchers).unwrap_or(1);
     Some(Following {
         leader: registration.leader,
         leader_epoch: registration.leader_epoch,
@@ -182,7 +182,8 @@ fn lead(shard: &Shard, tp: &TopicPartition, registration: &PartitionRegistration
         }
         kept_high_watermark = leader.state().high_watermark();
     }
-    let config = ReplicationConfig::from_broker(&shard.config, shard.config.node_id, min_isr);
+    let config =
+        ReplicationConfig::from_broker(&shard.config, shard.config.server.node_id, min_isr);
     let Some(partition) = shard.partitions.get(tp) else {
         return;
     };
@@ -248,8 +249,12 @@ pub fn publish_high_watermarks(shard: &Shard) {
 /// task): each shard publishes its high watermarks, the registry shard writes the file. A
 /// file that cannot be written stops the broker (Kafka takes its log directory offline).
 pub async fn checkpoint_loop(shard: Rc<Shard>) {
-    let interval =
-        Duration::from_millis(shard.config.replica_high_watermark_checkpoint_interval_ms);
+    let interval = Duration::from_millis(
+        shard
+            .config
+            .replication
+            .replica_high_watermark_checkpoint_interval_ms,
+    );
     loop {
         let sleep = Box::pin(compio::time::sleep(interval));
         let stop = Box::pin(shard.shutdown.wait());
@@ -331,7 +336,7 @@ fn spawn_fetcher(
     let mut fetcher = ReplicaFetcher::new(
         source,
         addr,
-        shard.config.node_id,
+        shard.config.server.node_id,
         broker_epoch,
         REPLICA_FETCH_VERSION,
         config,
@@ -459,7 +464,8 @@ pub async fn tick_loop(shard: Rc<Shard>) {
     let Some(node) = shard.cluster.clone() else {
         return;
     };
-    let period_ms = (shard.config.replica_lag_time_max_ms / 2).clamp(10, ISR_TICK_MAX_MS);
+    let period_ms =
+        (shard.config.replication.replica_lag_time_max_ms / 2).clamp(10, ISR_TICK_MAX_MS);
     let mut channel = super::heartbeat::ControllerChannel::new(node.clone());
     loop {
         let sleep = Box::pin(compio::time::sleep(Duration::from_millis(period_ms)));
@@ -513,7 +519,7 @@ async fn alter_partition(
         }
     }
     let call = AlterPartitionCall {
-        broker_id: shard.config.node_id,
+        broker_id: shard.config.server.node_id,
         broker_epoch: node.broker_epoch(),
         topics: by_topic.into_iter().collect(),
     };

@@ -104,18 +104,18 @@ pub fn leader_counts(
 }
 
 /// The replication metrics of this node (Prometheus text; empty for the single node of old).
-pub fn render(shard: &crate::shard::Shard) -> String {
+pub fn render(shard: &super::kraft_metrics::MetricsContext<'_>) -> String {
     use std::fmt::Write;
     if shard.cluster.is_none() {
         return String::new();
     }
     let (under_replicated, under_min_isr) = {
-        let image = shard.topics.borrow();
+        let image = shard.image.borrow();
         // The topic's effective min.insync.replicas, as `replicas` resolves it (not imported:
         // `replicas` records into these counters).
         let dynamic = shard.dynamic_configs.borrow().clone();
-        leader_counts(&image, shard.config.node_id, |meta| {
-            crate::topics::dynamic::resolve_with(&shard.default_log, &dynamic, &meta.configs)
+        leader_counts(&image, shard.node_id, |meta| {
+            crate::topics::dynamic::resolve_with(shard.default_log, &dynamic, &meta.configs)
                 .map_or(1, |c| c.min_insync_replicas)
         })
     };

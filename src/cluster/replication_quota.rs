@@ -121,8 +121,8 @@ fn with_rate<T>(side: Side, config: &Config, f: impl FnOnce(&mut Rate) -> T) -> 
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let rate = guard.get_or_insert_with(|| {
         Rate::new(
-            config.replication_quota_window_num,
-            i64::from(config.replication_quota_window_size_seconds) * 1000,
+            config.replication.replication_quota_window_num,
+            i64::from(config.replication.replication_quota_window_size_seconds) * 1000,
         )
     });
     f(rate)

@@ -3,20 +3,36 @@
 //! creation. Kept apart from `coordinator_log` (plain data: placement, the loaded set, batch
 //! building) so that the shard's state can hold a `Loaded` without importing the shard back.
 
-use std::rc::Rc;
+use std::cell::RefCell;
 
+use shards::ShardId;
 use storage::builder::{decode_batch, Record};
 
 use super::{build_batches, KeyValue, Loaded, LogError, TxnProducer, REPLAY_READ_BYTES};
-use crate::partition::{PartitionError, PartitionProxy, TopicPartition};
-use crate::shard::Shard;
+use crate::cluster::MetadataImage;
+use crate::partition::{PartitionError, PartitionProxy, PartitionService, TopicPartition};
+use crate::router::placement::PlacementTable;
+
+/// What the coordinator log uses of its shard (built by the shard, `shard::contexts`).
+#[derive(Clone, Copy)]
+pub struct LogContext<'a> {
+    pub shard_id: ShardId,
+    /// Which shard owns each partition of the coordinator topic.
+    pub placement: &'a PlacementTable,
+    /// The metadata image (the topic's partitions and their leaders).
+    pub image: &'a RefCell<MetadataImage>,
+    /// This broker's `node.id` (a partition it leads is one it coordinates).
+    pub node_id: i32,
+    /// The partitions this shard leads (appends and replay go through them).
+    pub partitions: &'a PartitionService,
+}
 
 /// The partitions of `topic` this shard owns and has not loaded yet.
-pub fn owned_unloaded(shard: &Shard, topic: &str, loaded: &Loaded) -> Vec<u32> {
-    let partitions = shard.topics.borrow().get(topic).map_or(0, |m| m.partitions);
+pub fn owned_unloaded(shard: &LogContext<'_>, topic: &str, loaded: &Loaded) -> Vec<u32> {
+    let partitions = shard.image.borrow().get(topic).map_or(0, |m| m.partitions);
     (0..partitions)
         .filter(|&index| {
-            shard.placement.shard_for(topic, index) == shard.id
+            shard.placement.shard_for(topic, index) == shard.shard_id
                 && loaded.get(index).is_none()
                 && leads_partition(shard, topic, index)
         })
@@ -27,19 +43,19 @@ pub fn owned_unloaded(shard: &Shard, topic: &str, loaded: &Loaded) -> Vec<u32> {
 /// its keys (Kafka: the coordinator is the partition's leader). True while the topic does not
 /// exist yet: the owner shard then answers COORDINATOR_LOAD_IN_PROGRESS, as before it is
 /// created.
-pub fn leads_partition(shard: &Shard, topic: &str, partition: u32) -> bool {
-    let image = shard.topics.borrow();
+pub fn leads_partition(shard: &LogContext<'_>, topic: &str, partition: u32) -> bool {
+    let image = shard.image.borrow();
     match image.get(topic) {
         None => true,
         Some(_) => image
             .partition(topic, partition)
-            .is_some_and(|r| r.leader == shard.config.node_id),
+            .is_some_and(|r| r.leader == shard.node_id),
     }
 }
 
 /// Appends `records` to partition `index` of `topic`; the caller holds that partition's lock.
 pub async fn append_locked(
-    shard: &Shard,
+    shard: &LogContext<'_>,
     topic: &str,
     index: u32,
     records: &[KeyValue],
@@ -66,7 +82,7 @@ pub async fn append_locked(
 
 /// Appends under the partition's lock (`loaded` says whether it is loaded here).
 pub async fn append(
-    shard: &Shard,
+    shard: &LogContext<'_>,
     topic: &str,
     loaded: &Loaded,
     index: u32,
@@ -80,7 +96,7 @@ pub async fn append(
 /// Replays partition `index` of `topic` from its log start to its high watermark (what is
 /// committed), handing each decoded batch to `visit` in log order.
 pub async fn replay(
-    shard: &Shard,
+    shard: &LogContext<'_>,
     topic: &str,
     index: u32,
     mut visit: impl FnMut(&storage::BatchHeader, Vec<Record>),
@@ -129,8 +145,12 @@ pub struct InternalTopic {
 
 /// Creates `topic` if it does not exist (run by shard 0 once every shard serves its inbox);
 /// the caller decides whether a failure is fatal.
-pub async fn ensure_topic(shard: &Rc<Shard>, topic: InternalTopic) -> Result<(), String> {
-    if shard.topics.borrow().get(topic.name).is_some() {
+pub async fn ensure_topic(
+    image: &RefCell<MetadataImage>,
+    router: crate::router::Router,
+    topic: InternalTopic,
+) -> Result<(), String> {
+    if image.borrow().get(topic.name).is_some() {
         return Ok(());
     }
     let new = crate::router::NewTopic {
@@ -140,9 +160,7 @@ pub async fn ensure_topic(shard: &Rc<Shard>, topic: InternalTopic) -> Result<(),
         configs: topic.configs,
         assignments: None,
     };
-    let created = crate::router::Router::new(shard.clone())
-        .create_topics(vec![new], false)
-        .await;
+    let created = router.create_topics(vec![new], false).await;
     match created.into_iter().next() {
         Some(Ok(_)) | Some(Err(crate::topics::TopicError::AlreadyExists(_))) => Ok(()),
         Some(Err(e)) => Err(format!("cannot create {}: {e}", topic.name)),

@@ -13,7 +13,6 @@
 //! groups per shard is bounded by `group.max.count.per.shard`.
 
 use std::collections::BTreeMap;
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use futures_channel::oneshot;
@@ -22,17 +21,17 @@ use super::code::GroupCode;
 use super::codec::OffsetValue;
 use super::state::{Effect, Group, GroupState, JoinArgs, JoinReply, SyncArgs, SyncReply};
 use super::store::{self, KeyValue};
+use super::GroupContext;
 use super::{
     CommitRequest, Described, DescribedMember, FetchedOffset, GroupAnswer, GroupOp, Listed,
 };
-use crate::shard::Shard;
 
 pub use crate::clock::system_now_ms as now_ms;
 
 pub use super::table::{Coordinator, GroupEntry, OffsetsLog};
 
 /// Runs one op on this shard (the group's owner).
-pub async fn execute(shard: &Shard, op: GroupOp) -> GroupAnswer {
+pub async fn execute(shard: &GroupContext<'_>, op: GroupOp) -> GroupAnswer {
     if let Some(group) = op.group() {
         if group.is_empty() && !matches!(op, GroupOp::FetchOffsets { .. }) {
             return GroupAnswer::Error(GroupCode::InvalidGroupId);
@@ -75,9 +74,9 @@ pub async fn execute(shard: &Shard, op: GroupOp) -> GroupAnswer {
     }
 }
 
-fn check_owner(shard: &Shard, group: &str) -> Result<u32, GroupCode> {
+fn check_owner(shard: &GroupContext<'_>, group: &str) -> Result<u32, GroupCode> {
     let (owner, partition) = super::owner_of(shard, group);
-    if owner != shard.id {
+    if owner != shard.log.shard_id {
         return Err(GroupCode::NotCoordinator);
     }
     if shard.groups.log(partition).is_none() {
@@ -87,7 +86,7 @@ fn check_owner(shard: &Shard, group: &str) -> Result<u32, GroupCode> {
 }
 
 /// Persists the group if asked to, then delivers the answers.
-async fn after(shard: &Shard, group_id: &str, fx: Vec<Effect>) {
+async fn after(shard: &GroupContext<'_>, group_id: &str, fx: Vec<Effect>) {
     let coordinator = &shard.groups;
     let persist = {
         let mut groups = coordinator.groups.borrow_mut();
@@ -120,7 +119,7 @@ fn fresh_member_id(prefix: &str, group: &str) -> String {
     format!("{prefix}-{uuid}")
 }
 
-async fn join(shard: &Shard, group_id: String, mut args: JoinArgs) -> GroupAnswer {
+async fn join(shard: &GroupContext<'_>, group_id: String, mut args: JoinArgs) -> GroupAnswer {
     let coordinator = &shard.groups;
     let prefix = args
         .instance_id
@@ -172,14 +171,14 @@ async fn join(shard: &Shard, group_id: String, mut args: JoinArgs) -> GroupAnswe
     }
 }
 
-fn drop_if_unused(shard: &Shard, group_id: &str) {
+fn drop_if_unused(shard: &GroupContext<'_>, group_id: &str) {
     let mut groups = shard.groups.groups.borrow_mut();
     if groups.get(group_id).is_some_and(GroupEntry::is_unused) {
         groups.remove(group_id);
     }
 }
 
-async fn sync(shard: &Shard, group_id: String, args: SyncArgs) -> GroupAnswer {
+async fn sync(shard: &GroupContext<'_>, group_id: String, args: SyncArgs) -> GroupAnswer {
     let coordinator = &shard.groups;
     let waiter = coordinator.waiter_id();
     let (tx, rx) = oneshot::channel();
@@ -202,7 +201,7 @@ async fn sync(shard: &Shard, group_id: String, args: SyncArgs) -> GroupAnswer {
 }
 
 fn heartbeat(
-    shard: &Shard,
+    shard: &GroupContext<'_>,
     group_id: &str,
     member_id: &str,
     instance_id: Option<&str>,
@@ -219,7 +218,7 @@ fn heartbeat(
 }
 
 async fn leave(
-    shard: &Shard,
+    shard: &GroupContext<'_>,
     group_id: String,
     members: Vec<(String, Option<String>)>,
 ) -> GroupAnswer {
@@ -244,8 +243,8 @@ type CommitPlan = (
 );
 
 /// Per-partition validation of a commit; the records to write for the valid ones.
-fn commit_plan(shard: &Shard, request: &CommitRequest, commit_ms: i64) -> CommitPlan {
-    let table = shard.topics.borrow();
+fn commit_plan(shard: &GroupContext<'_>, request: &CommitRequest, commit_ms: i64) -> CommitPlan {
+    let table = shard.log.image.borrow();
     let metadata_max = shard.config.offset_metadata_max_bytes;
     let mut codes = Vec::with_capacity(request.topics.len());
     let mut accepted = Vec::new();
@@ -290,7 +289,7 @@ fn all_codes(request: &CommitRequest, code: GroupCode) -> GroupAnswer {
     )
 }
 
-async fn commit(shard: &Shard, request: CommitRequest) -> GroupAnswer {
+async fn commit(shard: &GroupContext<'_>, request: CommitRequest) -> GroupAnswer {
     let coordinator = &shard.groups;
     let (_, partition) = super::owner_of(shard, &request.group);
     let Some(log_state) = coordinator.log(partition) else {
@@ -374,7 +373,7 @@ fn fetched(value: Option<&OffsetValue>, partition: i32) -> FetchedOffset {
 }
 
 fn fetch_offsets(
-    shard: &Shard,
+    shard: &GroupContext<'_>,
     group_id: &str,
     topics: Option<Vec<(String, Vec<i32>)>>,
     require_stable: bool,
@@ -419,7 +418,7 @@ fn fetch_offsets(
     GroupAnswer::Fetched(answer)
 }
 
-fn describe(shard: &Shard, group_id: &str) -> GroupAnswer {
+fn describe(shard: &GroupContext<'_>, group_id: &str) -> GroupAnswer {
     let groups = shard.groups.groups.borrow();
     let Some(entry) = groups.get(group_id) else {
         return GroupAnswer::Described(Described {
@@ -465,7 +464,7 @@ fn describe(shard: &Shard, group_id: &str) -> GroupAnswer {
     })
 }
 
-fn list(shard: &Shard) -> GroupAnswer {
+fn list(shard: &GroupContext<'_>) -> GroupAnswer {
     let groups = shard.groups.groups.borrow();
     GroupAnswer::Listed(
         groups
@@ -494,7 +493,7 @@ fn remove_group(entry: &mut GroupEntry) -> Vec<KeyValue> {
     records
 }
 
-async fn delete(shard: &Shard, group_id: String) -> GroupAnswer {
+async fn delete(shard: &GroupContext<'_>, group_id: String) -> GroupAnswer {
     let (_, partition) = super::owner_of(shard, &group_id);
     let Some(log_state) = shard.groups.log(partition) else {
         return GroupAnswer::Code(GroupCode::CoordinatorLoadInProgress);
@@ -532,7 +531,7 @@ async fn delete(shard: &Shard, group_id: String) -> GroupAnswer {
 }
 
 async fn delete_offsets(
-    shard: &Shard,
+    shard: &GroupContext<'_>,
     group_id: String,
     topics: Vec<(String, Vec<i32>)>,
 ) -> GroupAnswer {
@@ -543,7 +542,7 @@ async fn delete_offsets(
     // Under the same lock as commits (see `commit`).
     let _guard = log_state.lock.lock().await;
     let planned = {
-        let table = shard.topics.borrow();
+        let table = shard.log.image.borrow();
         let mut groups = shard.groups.groups.borrow_mut();
         match groups.get_mut(&group_id) {
             None => Err(GroupCode::GroupIdNotFound),
@@ -598,7 +597,7 @@ async fn delete_offsets(
 // ---- Timers ---------------------------------------------------------------------------------
 
 /// Drives the state machines' timers and the periodic cleanup until the task is dropped.
-pub async fn timer_loop(shard: Rc<Shard>) {
+pub async fn timer_loop(shard: GroupContext<'_>) {
     let tick = Duration::from_millis(shard.config.group_timer_interval_ms);
     let cleanup_every = Duration::from_millis(shard.config.offsets_retention_check_interval_ms);
     let mut next_cleanup = Instant::now() + cleanup_every;
@@ -612,7 +611,7 @@ pub async fn timer_loop(shard: Rc<Shard>) {
     }
 }
 
-async fn tick_all(shard: &Shard) {
+async fn tick_all(shard: &GroupContext<'_>) {
     let coordinator = &shard.groups;
     let now = Instant::now();
     let mut pending = Vec::new();
@@ -633,7 +632,7 @@ async fn tick_all(shard: &Shard) {
 /// Expires offsets (empty groups past offsets.retention.minutes), drops offsets of deleted
 /// topics, removes empty groups without offsets, writing their tombstones (which the log
 /// cleaner later drops, after `delete.retention.ms`).
-pub async fn cleanup(shard: &Shard) {
+pub async fn cleanup(shard: &GroupContext<'_>) {
     let retention_ms = i64::try_from(
         shard
             .config
@@ -660,7 +659,7 @@ pub async fn cleanup(shard: &Shard) {
 /// leave every group this shard coordinates at once (with tombstones), so a new topic of the
 /// same name never starts from a deleted topic's offsets. Called on every shard by the topic
 /// deletion (`cluster::deletion`), after the topics left the image.
-pub async fn topics_deleted(shard: &Shard, topics: &std::collections::HashSet<String>) {
+pub async fn topics_deleted(shard: &GroupContext<'_>, topics: &std::collections::HashSet<String>) {
     let loaded: Vec<u32> = shard.groups.logs.indexes();
     for partition in loaded {
         let Some(log_state) = shard.groups.log(partition) else {
@@ -698,12 +697,12 @@ pub async fn topics_deleted(shard: &Shard, topics: &std::collections::HashSet<St
 /// stored in offsets partition `partition`, and the empty groups left without offsets; returns
 /// the tombstones to write.
 fn expire_in_partition(
-    shard: &Shard,
+    shard: &GroupContext<'_>,
     partition: u32,
     retention_ms: i64,
     now: i64,
 ) -> Vec<KeyValue> {
-    let table = shard.topics.borrow();
+    let table = shard.log.image.borrow();
     let mut groups = shard.groups.groups.borrow_mut();
     let mut records = Vec::new();
     let mut dead = Vec::new();

@@ -32,40 +32,53 @@ pub use self::api::*;
 pub use self::coordinator::Coordinator;
 use crate::shard::Shard;
 
+/// What the group coordinator (`coordinator`, `store`, `txn_offsets`) uses of its shard
+/// (built by the shard, `shard::contexts`).
+#[derive(Clone, Copy)]
+pub struct GroupContext<'a> {
+    /// The groups this shard coordinates.
+    pub groups: &'a Coordinator,
+    pub config: &'a crate::config::GroupSection,
+    /// The offsets topic's log on this shard: placement, image, partitions (`coordinator_log`).
+    pub log: crate::coordinator_log::io::LogContext<'a>,
+}
+
 pub use crate::internal_topics::OFFSETS_TOPIC;
 
 /// Kafka's partition for a group: `abs(javaStringHashCode(group)) % partitions`.
 pub use crate::coordinator_log::partition_for;
 
 /// The partition count of the offsets topic (the existing topic's, else the config's).
-pub fn offsets_partitions(shard: &Shard) -> u32 {
+pub fn offsets_partitions(shard: &GroupContext<'_>) -> u32 {
     shard
-        .topics
+        .log
+        .image
         .borrow()
         .get(OFFSETS_TOPIC)
         .map_or(shard.config.offsets_topic_num_partitions, |m| m.partitions)
 }
 
 /// The shard that coordinates `group`.
-pub fn owner_of(shard: &Shard, group: &str) -> (ShardId, u32) {
+pub fn owner_of(shard: &GroupContext<'_>, group: &str) -> (ShardId, u32) {
     let partition = partition_for(group, offsets_partitions(shard));
     (
-        shard.placement.shard_for(OFFSETS_TOPIC, partition),
+        shard.log.placement.shard_for(OFFSETS_TOPIC, partition),
         partition,
     )
 }
 
 /// Serves a [`GroupMsg`] from another shard.
 pub async fn serve(shard: &Rc<Shard>, msg: GroupMsg) {
-    msg.reply.send(coordinator::execute(shard, msg.op).await);
+    msg.reply
+        .send(coordinator::execute(&shard.group_context(), msg.op).await);
 }
 
 /// Runs `op` on the group's owner shard (directly when that is this shard).
 pub async fn route(shard: &Rc<Shard>, op: GroupOp) -> GroupAnswer {
     let Some(group) = op.group() else {
-        return coordinator::execute(shard, op).await;
+        return coordinator::execute(&shard.group_context(), op).await;
     };
-    let (owner, partition) = owner_of(shard, group);
+    let (owner, partition) = owner_of(&shard.group_context(), group);
     if !leads_offsets_partition(shard, partition) {
         // Another broker coordinates the group: the client finds it again (FindCoordinator).
         return GroupAnswer::Error(GroupCode::NotCoordinator);
@@ -78,12 +91,12 @@ pub async fn route(shard: &Rc<Shard>, op: GroupOp) -> GroupAnswer {
 /// while the topic does not exist yet: the owner shard then answers
 /// COORDINATOR_LOAD_IN_PROGRESS, as before it is created.
 pub fn leads_offsets_partition(shard: &Shard, partition: u32) -> bool {
-    crate::coordinator_log::io::leads_partition(shard, OFFSETS_TOPIC, partition)
+    crate::coordinator_log::io::leads_partition(&shard.log_context(), OFFSETS_TOPIC, partition)
 }
 
 async fn call_shard(shard: &Rc<Shard>, owner: ShardId, op: GroupOp) -> GroupAnswer {
     if owner == shard.id {
-        return coordinator::execute(shard, op).await;
+        return coordinator::execute(&shard.group_context(), op).await;
     }
     let call = shard
         .mesh
@@ -133,7 +146,7 @@ pub async fn list_all(shard: &Rc<Shard>) -> Result<Vec<Listed>, GroupCode> {
 /// creates the offsets topic when it does not exist yet (its partitions are then opened and
 /// loaded through the topic broadcast, see `adopted`).
 pub async fn start(shard: &Rc<Shard>) {
-    store::load_owned(shard).await;
+    store::load_owned(&shard.group_context()).await;
 }
 
 /// Shard 0, once every shard serves its inbox: creates `__consumer_offsets` if absent, with
@@ -174,7 +187,7 @@ pub fn offsets_topic(shard: &Shard) -> crate::router::NewTopic {
     configs.insert("compression.type".into(), "producer".into());
     configs.insert(
         "segment.bytes".into(),
-        shard.config.offsets_topic_segment_bytes.to_string(),
+        shard.config.group.offsets_topic_segment_bytes.to_string(),
     );
     configs.insert(
         "max.message.bytes".into(),
@@ -182,7 +195,8 @@ pub fn offsets_topic(shard: &Shard) -> crate::router::NewTopic {
     );
     crate::router::NewTopic {
         name: OFFSETS_TOPIC.to_owned(),
-        partitions: i32::try_from(shard.config.offsets_topic_num_partitions).unwrap_or(i32::MAX),
+        partitions: i32::try_from(shard.config.group.offsets_topic_num_partitions)
+            .unwrap_or(i32::MAX),
         replication_factor: offsets_replication_factor(shard),
         configs,
         assignments: None,
@@ -195,7 +209,7 @@ pub fn offsets_topic(shard: &Shard) -> crate::router::NewTopic {
 /// the whole cluster instead of the first broker up. A single node without KRaft settings caps
 /// it at the brokers registered (itself), so `sluice` with no settings keeps its offsets topic.
 fn offsets_replication_factor(shard: &Shard) -> i16 {
-    let factor = shard.config.offsets_topic_replication_factor;
+    let factor = shard.config.group.offsets_topic_replication_factor;
     if shard.cluster.is_some() {
         return factor;
     }
@@ -241,6 +255,6 @@ pub async fn adopted(shard: &Shard, changed: &[crate::topics::TopicMeta]) {
                 );
             }
         }
-        store::load_owned(shard).await;
+        store::load_owned(&shard.group_context()).await;
     }
 }

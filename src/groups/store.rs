@@ -24,9 +24,9 @@ use std::time::Instant;
 use super::codec::{self, GroupValue, MemberValue, OffsetValue, RecordKey};
 use super::coordinator::{now_ms, GroupEntry};
 use super::state::{Group, RestoredMember};
+use super::GroupContext;
 use super::{GroupError, OFFSETS_TOPIC};
 use crate::coordinator_log::{self as log, LogError, TxnProducer};
-use crate::shard::Shard;
 
 /// max.message.bytes of the offsets topic: room for large groups' metadata records.
 pub const BATCH_BYTES_MAX: u32 = 16 * 1024 * 1024;
@@ -46,27 +46,38 @@ impl From<LogError> for GroupError {
 
 /// Appends records to offsets partition `index`; the caller holds that partition's lock.
 pub async fn append_locked(
-    shard: &Shard,
+    shard: &GroupContext<'_>,
     index: u32,
     records: Vec<KeyValue>,
 ) -> Result<(), GroupError> {
-    Ok(log::io::append_locked(shard, OFFSETS_TOPIC, index, &records, None).await?)
+    Ok(log::io::append_locked(&shard.log, OFFSETS_TOPIC, index, &records, None).await?)
 }
 
 /// Appends a transactional producer's offset records (TxnOffsetCommit); the caller holds the
 /// partition's lock. They count once the producer's commit marker follows them.
 pub async fn append_txn_locked(
-    shard: &Shard,
+    shard: &GroupContext<'_>,
     index: u32,
     records: Vec<KeyValue>,
     producer: TxnProducer,
 ) -> Result<(), GroupError> {
-    Ok(log::io::append_locked(shard, OFFSETS_TOPIC, index, &records, Some(producer)).await?)
+    Ok(log::io::append_locked(&shard.log, OFFSETS_TOPIC, index, &records, Some(producer)).await?)
 }
 
 /// Appends under the partition's lock.
-pub async fn append(shard: &Shard, index: u32, records: Vec<KeyValue>) -> Result<(), GroupError> {
-    Ok(log::io::append(shard, OFFSETS_TOPIC, shard.groups.loaded(), index, &records).await?)
+pub async fn append(
+    shard: &GroupContext<'_>,
+    index: u32,
+    records: Vec<KeyValue>,
+) -> Result<(), GroupError> {
+    Ok(log::io::append(
+        &shard.log,
+        OFFSETS_TOPIC,
+        shard.groups.loaded(),
+        index,
+        &records,
+    )
+    .await?)
 }
 
 pub fn offset_record(
@@ -118,8 +129,8 @@ pub fn group_record(entry: &GroupEntry) -> Result<KeyValue, GroupError> {
 
 /// Loads every offsets partition this shard owns and this broker leads, and has not loaded
 /// yet.
-pub async fn load_owned(shard: &Shard) {
-    for index in log::io::owned_unloaded(shard, OFFSETS_TOPIC, shard.groups.loaded()) {
+pub async fn load_owned(shard: &GroupContext<'_>) {
+    for index in log::io::owned_unloaded(&shard.log, OFFSETS_TOPIC, shard.groups.loaded()) {
         match load_partition(shard, index).await {
             Ok(groups) => {
                 tracing::debug!(partition = index, groups, "offsets partition loaded");
@@ -140,9 +151,9 @@ struct Replayed {
     pending: super::table::PendingTxnOffsets,
 }
 
-async fn load_partition(shard: &Shard, index: u32) -> Result<usize, GroupError> {
+async fn load_partition(shard: &GroupContext<'_>, index: u32) -> Result<usize, GroupError> {
     let mut replayed: HashMap<String, Replayed> = HashMap::new();
-    log::io::replay(shard, OFFSETS_TOPIC, index, |header, records| {
+    log::io::replay(&shard.log, OFFSETS_TOPIC, index, |header, records| {
         if header.is_control() {
             let commit = records
                 .first()

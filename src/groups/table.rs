@@ -83,12 +83,12 @@ impl Coordinator {
     pub fn new(config: &BrokerConfig) -> Self {
         Self {
             limits: Limits {
-                session_timeout_min_ms: config.group_min_session_timeout_ms,
-                session_timeout_max_ms: config.group_max_session_timeout_ms,
-                initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
-                members_max: config.group_max_size,
+                session_timeout_min_ms: config.group.group_min_session_timeout_ms,
+                session_timeout_max_ms: config.group.group_max_session_timeout_ms,
+                initial_rebalance_delay_ms: config.group.group_initial_rebalance_delay_ms,
+                members_max: config.group.group_max_size,
             },
-            groups_max: config.group_max_count_per_shard,
+            groups_max: config.group.group_max_count_per_shard,
             groups: RefCell::new(HashMap::new()),
             join_waiters: RefCell::new(HashMap::new()),
             sync_waiters: RefCell::new(HashMap::new()),

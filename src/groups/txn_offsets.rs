@@ -13,8 +13,8 @@
 
 use super::code::GroupCode;
 use super::table::GroupEntry;
+use super::GroupContext;
 use super::{CommitRequest, GroupAnswer};
-use crate::shard::Shard;
 
 /// Kafka's member/generation check of a TxnOffsetCommit on an existing group.
 pub fn validate(entry: &GroupEntry, request: &CommitRequest) -> GroupCode {
@@ -39,7 +39,7 @@ pub fn validate(entry: &GroupEntry, request: &CommitRequest) -> GroupCode {
 /// The marker of `producer_id`'s transaction is on offsets partition `partition`: commit or
 /// drop its pending offsets in every group of that partition.
 pub async fn complete(
-    shard: &Shard,
+    shard: &GroupContext<'_>,
     partition: u32,
     producer_id: i64,
     commit: bool,

@@ -36,7 +36,7 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
         ) {
             K::GroupAuthorizationFailed.code()
         } else {
-            let (_, offsets_partition) = crate::groups::owner_of(&shard, &group);
+            let (_, offsets_partition) = crate::groups::owner_of(&shard.group_context(), &group);
             let partition = i32::try_from(offsets_partition).unwrap_or(i32::MAX);
             let op = TxnOp::AddPartitions {
                 transactional_id: id,

@@ -162,7 +162,7 @@ async fn alter(
             (Some(e), _) => early.push(Some(Err(e))),
             // Listener settings apply to this node's own listeners only.
             (None, Some((_, node_id)))
-                if node_id != shard.config.node_id
+                if node_id != shard.config.server.node_id
                     && super::listener_configs::touches_listeners(&r.change) =>
             {
                 early.push(Some(Err(unexpected_broker_id(&shard, r))));
@@ -215,7 +215,7 @@ fn broker_scope(shard: &Shard, request: &Request, r: &Resource) -> Option<(Scope
     if r.resource_type != RESOURCE_BROKER {
         return None;
     }
-    let own = shard.config.node_id;
+    let own = shard.config.server.node_id;
     if r.name.is_empty() {
         return Some((Scope::Cluster, own));
     }
@@ -229,7 +229,7 @@ fn broker_scope(shard: &Shard, request: &Request, r: &Resource) -> Option<(Scope
 /// rest NOT_CONTROLLER, retriable) and the controller can take the ids it is forwarded as given.
 /// Kafka's admin client sends broker N's resources to broker N, so it never meets this.
 pub(super) fn names_another_broker(shard: &Shard, request: &Request) -> bool {
-    let own = shard.config.node_id.to_string();
+    let own = shard.config.server.node_id.to_string();
     let foreign = |resource_type: i8, name: &StrBytes| {
         resource_type == RESOURCE_BROKER && !name.is_empty() && name.as_str() != own
     };
@@ -253,7 +253,7 @@ pub(super) fn names_another_broker(shard: &Shard, request: &Request) -> bool {
 fn unexpected_broker_id(shard: &Shard, r: &Resource) -> AdminError {
     AdminError::InvalidRequest(format!(
         "Unexpected broker id, expected {} or empty string, but received {}",
-        shard.config.node_id, r.name
+        shard.config.server.node_id, r.name
     ))
 }
 

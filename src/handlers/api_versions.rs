@@ -20,7 +20,7 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
         // The body (client software name/version) is informational; a v3+ body that does not
         // decode is still answered, as Kafka answers with INVALID_REQUEST only for bad names.
         let version = request.version();
-        let body = with_features(response(0), shard.config.transaction_version);
+        let body = with_features(response(0), shard.config.transaction.transaction_version);
         Outcome::encoded(&body, version)
     })
 }

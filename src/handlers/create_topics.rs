@@ -104,7 +104,7 @@ fn quota_allows(shard: &Shard, quota: &mut MutationQuota, topic: &NewTopic) -> b
         return true;
     }
     let partitions = if topic.partitions == -1 {
-        shard.config.num_partitions
+        shard.config.topics.num_partitions
     } else {
         topic.partitions
     };

@@ -41,7 +41,7 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
         };
         let response = DescribeClusterResponse::default()
             .with_cluster_authorized_operations(operations)
-            .with_cluster_id(str_bytes(&shard.config.cluster_id))
+            .with_cluster_id(str_bytes(&shard.config.server.cluster_id))
             .with_controller_id(BrokerId(controller_id))
             .with_brokers(brokers);
         Outcome::encoded(&response, version)

@@ -236,12 +236,12 @@ fn broker_resource(
             })
             .collect());
     }
-    if name.parse::<i32>().ok() != Some(config.node_id) {
+    if name.parse::<i32>().ok() != Some(config.server.node_id) {
         return Err((
             ResponseError::InvalidRequest.code(),
             format!(
                 "Unexpected broker id, expected {} or empty string, but received {name}",
-                config.node_id
+                config.server.node_id
             ),
         ));
     }
@@ -311,6 +311,7 @@ fn listener_entries(shard: &Shard) -> Vec<Entry> {
     let dynamic = shard.listener_configs.snapshot();
     let mut keys: Vec<&String> = shard
         .config
+        .listener
         .listener_overrides
         .keys()
         .chain(dynamic.keys())
@@ -324,7 +325,7 @@ fn listener_entries(shard: &Shard) -> Vec<Entry> {
             if let Some(v) = dynamic.get(key) {
                 synonyms.push((key.clone(), v.clone(), dynamic::SOURCE_DYNAMIC_BROKER));
             }
-            if let Some(v) = shard.config.listener_overrides.get(key) {
+            if let Some(v) = shard.config.listener.listener_overrides.get(key) {
                 synonyms.push((key.clone(), v.clone(), SOURCE_STATIC_BROKER));
             }
             let (value, source) = synonyms.first().map(|s| (s.1.clone(), s.2))?;
@@ -351,68 +352,76 @@ fn broker_settings(c: &BrokerConfig) -> Vec<(&'static str, String, ConfigType)> 
     vec![
         (
             "auto.create.topics.enable",
-            c.auto_create_topics_enable.to_string(),
+            c.topics.auto_create_topics_enable.to_string(),
             Boolean,
         ),
-        ("broker.id", c.node_id.to_string(), Int),
+        ("broker.id", c.server.node_id.to_string(), Int),
         ("default.replication.factor", "1".to_owned(), Int),
-        ("fetch.max.bytes", c.fetch_max_bytes.to_string(), Int),
+        ("fetch.max.bytes", c.fetch.fetch_max_bytes.to_string(), Int),
         ("log.cleanup.policy", "delete".to_owned(), List),
-        ("log.dirs", c.data_dir.display().to_string(), Str),
+        ("log.dirs", c.server.data_dir.display().to_string(), Str),
         (
             "log.flush.interval.messages",
-            long_or_never(c.log_flush_interval_messages),
+            long_or_never(c.log.log_flush_interval_messages),
             Long,
         ),
         (
             "log.flush.interval.ms",
-            long_or_never(c.log_flush_interval_ms),
+            long_or_never(c.log.log_flush_interval_ms),
             Long,
         ),
         (
             "log.index.interval.bytes",
-            c.log_index_interval_bytes.to_string(),
+            c.log.log_index_interval_bytes.to_string(),
             Int,
         ),
         (
             "log.index.size.max.bytes",
-            c.log_index_size_max_bytes.to_string(),
+            c.log.log_index_size_max_bytes.to_string(),
             Int,
         ),
         (
             "log.message.timestamp.type",
-            c.log_message_timestamp_type.clone(),
+            c.log.log_message_timestamp_type.clone(),
             Str,
         ),
         (
             "log.retention.bytes",
-            c.log_retention_bytes.to_string(),
+            c.log.log_retention_bytes.to_string(),
             Long,
         ),
         (
             "log.retention.check.interval.ms",
-            c.retention_check_interval_ms.to_string(),
+            c.log.retention_check_interval_ms.to_string(),
             Long,
         ),
-        ("log.retention.ms", c.log_retention_ms.to_string(), Long),
-        ("log.roll.ms", c.log_roll_ms.to_string(), Long),
-        ("log.segment.bytes", c.log_segment_bytes.to_string(), Int),
+        ("log.retention.ms", c.log.log_retention_ms.to_string(), Long),
+        ("log.roll.ms", c.log.log_roll_ms.to_string(), Long),
         (
-            "max.incremental.fetch.session.cache.slots",
-            c.fetch_session_cache_slots.to_string(),
+            "log.segment.bytes",
+            c.log.log_segment_bytes.to_string(),
             Int,
         ),
-        ("message.max.bytes", c.message_max_bytes.to_string(), Int),
-        ("node.id", c.node_id.to_string(), Int),
-        ("num.partitions", c.num_partitions.to_string(), Int),
+        (
+            "max.incremental.fetch.session.cache.slots",
+            c.fetch.fetch_session_cache_slots.to_string(),
+            Int,
+        ),
+        (
+            "message.max.bytes",
+            c.log.message_max_bytes.to_string(),
+            Int,
+        ),
+        ("node.id", c.server.node_id.to_string(), Int),
+        ("num.partitions", c.topics.num_partitions.to_string(), Int),
         (
             "queued.max.requests",
-            c.queued_max_requests.to_string(),
+            c.socket.queued_max_requests.to_string(),
             Int,
         ),
         (
             "socket.request.max.bytes",
-            c.socket_request_max_bytes.to_string(),
+            c.socket.socket_request_max_bytes.to_string(),
             Int,
         ),
     ]
@@ -469,7 +478,7 @@ mod tests {
             .iter()
             .find(|e| e.name == "log.segment.bytes")
             .unwrap();
-        assert_eq!(segment.value, config.log_segment_bytes.to_string());
+        assert_eq!(segment.value, config.log.log_segment_bytes.to_string());
         assert!(!segment.read_only, "dynamic in Kafka");
         let id = entries.iter().find(|e| e.name == "broker.id").unwrap();
         assert!(id.read_only);
@@ -522,10 +531,8 @@ mod tests {
 
     #[test]
     fn changed_broker_settings_are_static_broker_config() {
-        let config = BrokerConfig {
-            num_partitions: 3,
-            ..BrokerConfig::default()
-        };
+        let mut config = BrokerConfig::default();
+        config.topics.num_partitions = 3;
         let log = storage::LogConfig::default();
         let entries = broker_resource(&config, &log, &DynamicConfigs::default(), "0").unwrap();
         let np = entries.iter().find(|e| e.name == "num.partitions").unwrap();

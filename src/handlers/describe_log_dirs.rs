@@ -111,7 +111,7 @@ fn respond(
                 .with_partitions(partitions)
         })
         .collect();
-    let dir = &shard.config.data_dir;
+    let dir = &shard.config.server.data_dir;
     let (total, usable) = dir_space(dir).unwrap_or((-1, -1));
     let path = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.clone());
     let result = DescribeLogDirsResult::default()

@@ -141,11 +141,11 @@ async fn respond(
     };
     let cap_ms = u64::try_from(body.max_wait_ms)
         .unwrap_or(0)
-        .min(u64::from(shard.config.fetch_max_wait_ms));
+        .min(u64::from(shard.config.fetch.fetch_max_wait_ms));
     let deadline = Instant::now() + Duration::from_millis(cap_ms);
     let max_bytes = u32::try_from(body.max_bytes)
         .unwrap_or(0)
-        .min(shard.config.fetch_max_bytes)
+        .min(shard.config.fetch.fetch_max_bytes)
         .min(max_bytes_in_quota_window(shard, request));
     // Kafka: fetchMinBytes = min(request min bytes, fetchMaxBytes).
     let min_bytes = u32::try_from(body.min_bytes).unwrap_or(0).min(max_bytes);

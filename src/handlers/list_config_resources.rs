@@ -66,7 +66,7 @@ fn respond(
     }
     let mut resources = Vec::new();
     if wanted.contains(&BROKER) {
-        resources.push(resource(&shard.config.node_id.to_string(), BROKER));
+        resources.push(resource(&shard.config.server.node_id.to_string(), BROKER));
     }
     if wanted.contains(&TOPIC) {
         let table = shard.topics.borrow();

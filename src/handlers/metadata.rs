@@ -69,8 +69,8 @@ async fn respond(
         )),
     };
     // v0-v3 have no allow flag and always auto-create.
-    let allow_create =
-        (version < 4 || body.allow_auto_topic_creation) && shard.config.auto_create_topics_enable;
+    let allow_create = (version < 4 || body.allow_auto_topic_creation)
+        && shard.config.topics.auto_create_topics_enable;
     let mut create_errors = std::collections::HashMap::new();
     if let (Some(wanted), true) = (&wanted, allow_create) {
         let missing: Vec<String> = wanted
@@ -149,7 +149,7 @@ async fn respond(
         .with_brokers(brokers)
         .with_topics(topics);
     if version >= 2 {
-        response.cluster_id = Some(str_bytes(&shard.config.cluster_id));
+        response.cluster_id = Some(str_bytes(&shard.config.server.cluster_id));
     }
     if version >= 1 {
         response.controller_id = BrokerId(shard.controller_id());
@@ -351,8 +351,8 @@ pub async fn auto_create(shard: &Rc<Shard>, names: Vec<String>) -> Vec<(String, 
     }
     if let Some(node) = shard.cluster.clone().filter(|n| !n.is_active_controller()) {
         // A KRaft broker that is not the active controller asks the controller.
-        let partitions = shard.config.num_partitions;
-        let factor = shard.config.default_replication_factor;
+        let partitions = shard.config.topics.num_partitions;
+        let factor = shard.config.topics.default_replication_factor;
         let results = crate::cluster::heartbeat::auto_create_at_controller(
             node,
             names.clone(),
@@ -373,7 +373,7 @@ pub async fn auto_create(shard: &Rc<Shard>, names: Vec<String>) -> Vec<(String, 
         .iter()
         .map(|name| NewTopic {
             name: name.clone(),
-            partitions: shard.config.num_partitions,
+            partitions: shard.config.topics.num_partitions,
             replication_factor: -1,
             configs: Default::default(),
             assignments: None,

@@ -63,7 +63,11 @@ pub async fn check(
                 .collect();
         }
     }
-    if !shard.config.transaction_partition_verification_enable {
+    if !shard
+        .config
+        .transaction
+        .transaction_partition_verification_enable
+    {
         return entries;
     }
     // Every client append is checked: a transactional batch may open a transaction only with

@@ -127,7 +127,7 @@ async fn commit(
     let mut denied_codes = all(&denied, K::TopicAuthorizationFailed.code());
     // The group's offsets partition must be in the producer's transaction (TV2, v5+: the
     // coordinator adds it, as AddOffsetsToTxn would), wherever its coordinator is.
-    let (_, offsets_partition) = crate::groups::owner_of(shard, &group);
+    let (_, offsets_partition) = crate::groups::owner_of(&shard.group_context(), &group);
     let verify = crate::txn::verify::VerifyRequest {
         transactional_id: id,
         producer_id: body.producer_id.0,
@@ -136,7 +136,7 @@ async fn commit(
             crate::groups::OFFSETS_TOPIC.to_owned(),
             i32::try_from(offsets_partition).unwrap_or(i32::MAX),
         )],
-        add: version >= TV2_SINCE && shard.config.transaction_version >= 2,
+        add: version >= TV2_SINCE && shard.config.transaction.transaction_version >= 2,
     };
     let verified = crate::txn::verify::verify(shard, verify)
         .await

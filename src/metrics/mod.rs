@@ -1,4 +1,4 @@
-//! Broker metrics: shard-local recording (`ShardMetrics`, one per shard inside `Shard`), a
+//! Broker metrics: shard-local recording (`ShardMetrics`, one per shard in its state), a
 //! plain-data per-shard `ShardSnapshot` that crosses the mesh, rendering merged snapshots as
 //! Prometheus text (`text`), and the admin HTTP endpoint on shard 0 (`http`) that serves them.
 //!
@@ -63,7 +63,8 @@ impl ApiStats {
     }
 }
 
-/// What one shard records while it serves; lives in `Shard`, touched only on its thread.
+/// What one shard records while it serves; lives in the shard's state, touched only on its
+/// thread.
 pub struct ShardMetrics {
     apis: RefCell<Vec<ApiStats>>,
     received_bytes: Cell<u64>,

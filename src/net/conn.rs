@@ -95,11 +95,11 @@ async fn establish(
     listener: &Arc<ListenerContext>,
 ) -> Option<(Transport, Rc<Session>)> {
     let Some(config) = &listener.tls else {
-        let reauth_ms = shard.config.connections_max_reauth_ms;
+        let reauth_ms = shard.config.sasl.connections_max_reauth_ms;
         let session = Session::new(listener.clone(), peer, None, reauth_ms);
         return Some((Transport::Plain(stream), Rc::new(session)));
     };
-    let timeout = Duration::from_millis(shard.config.authentication_timeout_ms);
+    let timeout = Duration::from_millis(shard.config.sasl.authentication_timeout_ms);
     let tls = match compio::time::timeout(timeout, TlsStream::accept(stream, config.current()))
         .await
     {
@@ -123,7 +123,7 @@ async fn establish(
             }
         },
     };
-    let reauth_ms = shard.config.connections_max_reauth_ms;
+    let reauth_ms = shard.config.sasl.connections_max_reauth_ms;
     let session = Session::new(listener.clone(), peer, principal, reauth_ms);
     Some((Transport::Tls(Box::new(tls)), Rc::new(session)))
 }
@@ -139,7 +139,7 @@ pub async fn serve(
         return;
     };
     // The writer holds one request besides the queue, hence one less than the limit.
-    let in_flight = shard.config.queued_max_requests.saturating_sub(1);
+    let in_flight = shard.config.socket.queued_max_requests.saturating_sub(1);
     let (tx, rx) = flume::bounded::<Ready>(in_flight.max(1));
     let reader = Box::pin(async {
         match read_loop(&shard, &stream, tx, &session).await {
@@ -162,7 +162,7 @@ async fn read_loop(
     session: &Rc<Session>,
 ) -> Result<(), ConnError> {
     let auth_deadline =
-        Instant::now() + Duration::from_millis(shard.config.authentication_timeout_ms);
+        Instant::now() + Duration::from_millis(shard.config.sasl.authentication_timeout_ms);
     let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
     // One shutdown listener for the connection's life instead of one per request (with its
     // box, two heap allocations on the produce hot path): `select` below borrows it, and a
@@ -174,11 +174,12 @@ async fn read_loop(
     loop {
         let authenticated = session.is_authenticated();
         let max = if authenticated {
-            shard.config.socket_request_max_bytes
+            shard.config.socket.socket_request_max_bytes
         } else {
-            let sasl_max = u32::try_from(shard.config.sasl_server_max_receive_size);
+            let sasl_max = u32::try_from(shard.config.sasl.sasl_server_max_receive_size);
             shard
                 .config
+                .socket
                 .socket_request_max_bytes
                 .min(sasl_max.unwrap_or(u32::MAX))
         };
@@ -222,7 +223,7 @@ async fn read_loop(
         };
         if session.failed() {
             // Kafka delays the answer to a failed authentication, then closes.
-            let delay = shard.config.connection_failed_authentication_delay_ms;
+            let delay = shard.config.sasl.connection_failed_authentication_delay_ms;
             compio::time::sleep(Duration::from_millis(delay)).await;
             let _ = tx.send_async(ready).await;
             return Ok(());
@@ -379,7 +380,7 @@ fn finish(
 
 async fn write_loop(shard: &Shard, stream: &Transport, rx: flume::Receiver<Ready>) {
     // One pipe per connection, reused by every response it splices.
-    let mut splicer = Splicer::new(shard.config.fetch_splice_pipe_bytes);
+    let mut splicer = Splicer::new(shard.config.fetch.fetch_splice_pipe_bytes);
     // Reused by every small frame (at most SMALL_FRAME_BYTES_MAX of capacity).
     let mut small = Vec::with_capacity(SMALL_FRAME_BYTES_MAX);
     while let Ok(ready) = rx.recv_async().await {
@@ -389,7 +390,7 @@ async fn write_loop(shard: &Shard, stream: &Transport, rx: flume::Receiver<Ready
             Ready::Close => return,
         };
         let frame_bytes = prefix.len() + parts.iter().map(BodyPart::len).sum::<usize>();
-        let pool_bytes = shard.config.fetch_copy_pool_bytes;
+        let pool_bytes = shard.config.fetch.fetch_copy_pool_bytes;
         let in_memory = parts.iter().all(|p| matches!(p, BodyPart::Bytes(_)));
         let written = match stream {
             Transport::Plain(stream) if in_memory && frame_bytes <= SMALL_FRAME_BYTES_MAX => {
@@ -399,7 +400,7 @@ async fn write_loop(shard: &Shard, stream: &Transport, rx: flume::Receiver<Ready
                 tls.write_parts(with_prefix(&prefix, parts), pool_bytes)
                     .await
             }
-            Transport::Plain(stream) if shard.config.fetch_zero_copy => {
+            Transport::Plain(stream) if shard.config.fetch.fetch_zero_copy => {
                 splicer
                     .write_parts(stream, with_prefix(&prefix, parts))
                     .await

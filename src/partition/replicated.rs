@@ -71,12 +71,13 @@ impl ReplicationConfig {
     ) -> Self {
         Self {
             local_broker_id,
-            replica_lag_time_max_ms: i64::try_from(c.replica_lag_time_max_ms).unwrap_or(i64::MAX),
+            replica_lag_time_max_ms: i64::try_from(c.replication.replica_lag_time_max_ms)
+                .unwrap_or(i64::MAX),
             min_insync_replicas: usize::try_from(min_insync_replicas).unwrap_or(1).max(1),
             produce_timeout_ms: ReplicationConfig::default().produce_timeout_ms,
-            purgatory_waiters_max: usize::try_from(c.produce_purgatory_waiters_max)
+            purgatory_waiters_max: usize::try_from(c.replication.produce_purgatory_waiters_max)
                 .unwrap_or(usize::MAX),
-            delete_records_waiters_max: usize::try_from(c.delete_records_purgatory_waiters_max)
+            delete_records_waiters_max: usize::try_from(c.replication.delete_records_purgatory_waiters_max)
                 .unwrap_or(usize::MAX),
         }
     }

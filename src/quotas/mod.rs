@@ -90,24 +90,25 @@ pub fn window_config(
         key,
         reason: "must be at least 1".into(),
     };
-    if config.quota_window_num == 0 {
+    if config.quota.quota_window_num == 0 {
         return Err(invalid("quota.window.num"));
     }
-    if config.quota_window_size_seconds == 0 || config.quota_window_size_seconds > 3600 {
+    if config.quota.quota_window_size_seconds == 0 || config.quota.quota_window_size_seconds > 3600
+    {
         return Err(crate::config::ConfigError::Invalid {
             key: "quota.window.size.seconds",
             reason: "must be in [1, 3600]".into(),
         });
     }
-    if config.quota_window_num > 1000 {
+    if config.quota.quota_window_num > 1000 {
         return Err(crate::config::ConfigError::Invalid {
             key: "quota.window.num",
             reason: "must be in [1, 1000]".into(),
         });
     }
     Ok(WindowConfig {
-        samples: config.quota_window_num,
-        window_ms: config.quota_window_size_seconds * 1000,
+        samples: config.quota.quota_window_num,
+        window_ms: config.quota.quota_window_size_seconds * 1000,
     })
 }
 

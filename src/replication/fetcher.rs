@@ -50,12 +50,13 @@ impl From<&crate::config::BrokerConfig> for FetcherConfig {
     fn from(c: &crate::config::BrokerConfig) -> Self {
         let int = |v: u32| i32::try_from(v).unwrap_or(i32::MAX);
         Self {
-            num_replica_fetchers: usize::try_from(c.num_replica_fetchers).unwrap_or(1),
-            replica_fetch_max_bytes: int(c.replica_fetch_max_bytes),
-            replica_fetch_response_max_bytes: int(c.replica_fetch_response_max_bytes),
-            replica_fetch_wait_max_ms: int(c.replica_fetch_wait_max_ms),
-            replica_fetch_min_bytes: int(c.replica_fetch_min_bytes),
-            replica_fetch_backoff_ms: i64::try_from(c.replica_fetch_backoff_ms).unwrap_or(i64::MAX),
+            num_replica_fetchers: usize::try_from(c.replication.num_replica_fetchers).unwrap_or(1),
+            replica_fetch_max_bytes: int(c.replication.replica_fetch_max_bytes),
+            replica_fetch_response_max_bytes: int(c.replication.replica_fetch_response_max_bytes),
+            replica_fetch_wait_max_ms: int(c.replication.replica_fetch_wait_max_ms),
+            replica_fetch_min_bytes: int(c.replication.replica_fetch_min_bytes),
+            replica_fetch_backoff_ms: i64::try_from(c.replication.replica_fetch_backoff_ms)
+                .unwrap_or(i64::MAX),
         }
     }
 }

@@ -37,7 +37,7 @@ impl Router {
         answers: &mut [Result<R, PartitionError>],
     ) {
         let image = self.shard.topics.borrow();
-        let node = self.shard.config.node_id;
+        let node = self.shard.config.server.node_id;
         for ((tp, requested), answer) in asked.iter().zip(answers.iter_mut()) {
             if *requested < 0 || !matches!(answer, Err(PartitionError::NotLeaderOrFollower)) {
                 continue;

@@ -6,14 +6,11 @@
 //! Invariant: exactly one answer per item, in the items' order (`Unavailable` for a shard that
 //! did not answer).
 
-use std::rc::Rc;
-
 use super::Router;
 use crate::partition::api::{
     MarkerItem, MarkerResult, PartitionMsg, ProducersResult, VerifyItem, VerifyResult,
 };
 use crate::partition::TopicPartition;
-use crate::shard::Shard;
 
 impl Router {
     /// Writes each marker on its partition's owning shard; answers in the items' order.
@@ -51,9 +48,4 @@ impl Router {
         )
         .await
     }
-}
-
-/// [`Router::write_markers`] for callers holding the shard (the transaction coordinator).
-pub async fn write_markers(shard: &Rc<Shard>, items: Vec<MarkerItem>) -> Vec<MarkerResult> {
-    Router::new(shard.clone()).write_markers(items).await
 }

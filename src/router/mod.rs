@@ -102,7 +102,7 @@ impl Router {
         tp_of: &impl Fn(&T) -> &TopicPartition,
     ) -> (Vec<T>, Refused) {
         let image = self.shard.topics.borrow();
-        let node = self.shard.config.node_id;
+        let node = self.shard.config.server.node_id;
         let mut led = Vec::with_capacity(items.len());
         let mut refused = Refused::default();
         for (index, item) in items.into_iter().enumerate() {

@@ -110,7 +110,7 @@ impl ListenerConfigs {
     ) -> Self {
         Self {
             base: Arc::new(config.clone()),
-            path: store_path(&config.data_dir),
+            path: store_path(&config.server.data_dir),
             dynamic: Mutex::new(dynamic),
             slots: tls_listeners
                 .into_iter()
@@ -237,8 +237,8 @@ fn rebuild(
             tls::server_config_and_leaf(&config).map_err(|e| invalid(e.to_string()))?;
         let old = identity(&old_leaf).map_err(&invalid)?;
         let new = identity(&leaf).map_err(&invalid)?;
-        let dn_changed = old.0 != new.0 && !config.ssl_allow_dn_changes;
-        let san_changed = old.1 != new.1 && !config.ssl_allow_san_changes;
+        let dn_changed = old.0 != new.0 && !config.ssl.ssl_allow_dn_changes;
+        let san_changed = old.1 != new.1 && !config.ssl.ssl_allow_san_changes;
         if dn_changed || san_changed {
             return Err(invalid(format!(
                 "Keystore DistinguishedName or SubjectAltNames do not match: {old:?} vs {new:?}"

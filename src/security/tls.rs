@@ -75,10 +75,10 @@ fn keystore(
     config: &BrokerConfig,
 ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), ConfigError> {
     const KEY: &str = "ssl.keystore.location";
-    if !config.ssl_keystore_type.eq_ignore_ascii_case("PEM") {
+    if !config.ssl.ssl_keystore_type.eq_ignore_ascii_case("PEM") {
         return Err(invalid("ssl.keystore.type", "only PEM is supported"));
     }
-    if config.ssl_key_password.is_some() {
+    if config.ssl.ssl_key_password.is_some() {
         return Err(invalid(
             "ssl.key.password",
             "encrypted private keys are not supported; give an unencrypted PEM key",
@@ -86,9 +86,9 @@ fn keystore(
     }
     let (certs, key) =
         match (
-            &config.ssl_keystore_location,
-            &config.ssl_keystore_certificate_chain,
-            &config.ssl_keystore_key,
+            &config.ssl.ssl_keystore_location,
+            &config.ssl.ssl_keystore_certificate_chain,
+            &config.ssl.ssl_keystore_key,
         ) {
             (Some(path), None, None) => {
                 let bytes = read_pem_file(path)
@@ -149,12 +149,12 @@ fn pem_key(key: &'static str, bytes: &[u8]) -> Result<PrivateKeyDer<'static>, Co
 
 fn truststore(config: &BrokerConfig) -> Result<Option<RootCertStore>, ConfigError> {
     const KEY: &str = "ssl.truststore.location";
-    if !config.ssl_truststore_type.eq_ignore_ascii_case("PEM") {
+    if !config.ssl.ssl_truststore_type.eq_ignore_ascii_case("PEM") {
         return Err(invalid("ssl.truststore.type", "only PEM is supported"));
     }
     let certs = match (
-        &config.ssl_truststore_location,
-        &config.ssl_truststore_certificates,
+        &config.ssl.ssl_truststore_location,
+        &config.ssl.ssl_truststore_certificates,
     ) {
         (None, None) => return Ok(None),
         (Some(path), None) => {
@@ -223,7 +223,7 @@ impl TlsSlot {
 /// inter-broker listener's settings): the truststore verifies the other broker's certificate
 /// (required), the keystore, when set, is presented as this broker's client certificate.
 pub fn client_config(config: &BrokerConfig) -> Result<Arc<rustls::ClientConfig>, ConfigError> {
-    let versions = protocol_versions(&config.ssl_enabled_protocols)?;
+    let versions = protocol_versions(&config.ssl.ssl_enabled_protocols)?;
     let roots = truststore(config)?.ok_or_else(|| {
         invalid(
             "ssl.truststore.location",
@@ -234,8 +234,8 @@ pub fn client_config(config: &BrokerConfig) -> Result<Arc<rustls::ClientConfig>,
         .with_protocol_versions(&versions)
         .map_err(|e| invalid("ssl.enabled.protocols", e.to_string()))?
         .with_root_certificates(roots);
-    let has_keystore =
-        config.ssl_keystore_location.is_some() || config.ssl_keystore_certificate_chain.is_some();
+    let has_keystore = config.ssl.ssl_keystore_location.is_some()
+        || config.ssl.ssl_keystore_certificate_chain.is_some();
     let client = if has_keystore {
         let (certs, key) = keystore(config)?;
         builder
@@ -257,8 +257,8 @@ pub fn server_config_and_leaf(
     config: &BrokerConfig,
 ) -> Result<(Arc<rustls::ServerConfig>, CertificateDer<'static>), ConfigError> {
     let provider = provider();
-    let versions = protocol_versions(&config.ssl_enabled_protocols)?;
-    let client_auth = ClientAuth::parse(&config.ssl_client_auth)
+    let versions = protocol_versions(&config.ssl.ssl_enabled_protocols)?;
+    let client_auth = ClientAuth::parse(&config.ssl.ssl_client_auth)
         .ok_or_else(|| invalid("ssl.client.auth", "must be none, requested or required"))?;
     let (certs, key) = keystore(config)?;
     let leaf = certs

@@ -6,6 +6,7 @@
 //! threads); other shards are reached only through the mesh; "ready" is logged once, by shard 0,
 //! after every shard answered a ping, which each does only once it is listening.
 
+mod contexts;
 pub mod msg;
 pub mod state;
 
@@ -24,21 +25,24 @@ use crate::partition::PartitionService;
 use crate::router;
 
 pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inbox<ShardMsg>) {
-    storage::set_sealed_segment_files_open_max(boot.config.log_sealed_segment_files_open_max);
-    storage::set_active_segment_files_open_max(boot.config.log_active_segment_files_open_max);
+    storage::set_sealed_segment_files_open_max(boot.config.log.log_sealed_segment_files_open_max);
+    storage::set_active_segment_files_open_max(boot.config.log.log_active_segment_files_open_max);
     let image = match &boot.cluster {
         // A KRaft node: the committed image (shard 0's follower keeps every shard current).
         Some(node) => node.image.current().image,
         None => {
-            let mut image = crate::cluster::store::load(&boot.config.data_dir, boot.config.node_id)
-                .unwrap_or_else(|e| shards::fatal(format!("cannot load the metadata image: {e}")));
+            let mut image = crate::cluster::store::load(
+                &boot.config.server.data_dir,
+                boot.config.server.node_id,
+            )
+            .unwrap_or_else(|e| shards::fatal(format!("cannot load the metadata image: {e}")));
             if let Err(e) = image.apply(&registration(&boot)) {
                 shards::fatal(format!("cannot register this broker: {e}"));
             }
             image
         }
     };
-    let dynamic_configs = image.dynamic_configs(boot.config.node_id);
+    let dynamic_configs = image.dynamic_configs(boot.config.server.node_id);
     // The broker's quota table (shared by the shards) takes the image's quotas; later changes
     // come through `controller::adopt_records`. Every shard sets the same map: idempotent.
     boot.quotas
@@ -48,7 +52,7 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
         ctx.shutdown.clone(),
         crate::clock::Clock::system(),
         metrics.clone(),
-        boot.config.log_flush_on_acks_all,
+        boot.config.log.log_flush_on_acks_all,
     );
     let shard = Rc::new(Shard {
         id: ctx.id,
@@ -62,8 +66,8 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
         groups: crate::groups::Coordinator::new(&boot.config),
         txns: crate::txn::Coordinator::new(&boot.config),
         fetch_sessions: RefCell::new(FetchSessions::new(
-            boot.config.fetch_session_cache_slots,
-            boot.config.fetch_session_partitions_max,
+            boot.config.fetch.fetch_session_cache_slots,
+            boot.config.fetch.fetch_session_partitions_max,
             ctx.id,
         )),
         topics: RefCell::new(image),
@@ -79,7 +83,9 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
             |shard, changed| Box::pin(crate::txn::adopted(shard, changed)),
         ],
         on_topics_deleted: vec![|shard, names| {
-            Box::pin(crate::groups::coordinator::topics_deleted(shard, names))
+            Box::pin(async move {
+                crate::groups::coordinator::topics_deleted(&shard.group_context(), names).await
+            })
         }],
         quotas: boot.quotas.clone(),
         listener_configs: boot.listener_configs.clone(),
@@ -91,7 +97,7 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
         stop_serving: boot.stop_serving.clone(),
     });
     if shard.id == router::REGISTRY_SHARD {
-        crate::cluster::deletion::sweep_deleted(&shard.config.data_dir);
+        crate::cluster::deletion::sweep_deleted(&shard.config.server.data_dir);
     }
     let metas: Vec<_> = shard.topics.borrow().iter().cloned().collect();
     crate::cluster::open::open_owned(&shard, &metas).await;
@@ -120,9 +126,15 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
     }
     let retention_task = compio::runtime::spawn(retention_loop(shard.clone()));
     let durability_task = compio::runtime::spawn(durability_watch(shard.clone()));
-    let groups_task = compio::runtime::spawn(crate::groups::coordinator::timer_loop(shard.clone()));
+    let groups_shard = shard.clone();
+    let groups_task = compio::runtime::spawn(async move {
+        crate::groups::coordinator::timer_loop(groups_shard.group_context()).await
+    });
     let txn_task = compio::runtime::spawn(crate::txn::coordinator::timer_loop(shard.clone()));
-    let cleaner_task = compio::runtime::spawn(crate::log_cleaner::run(shard.clone()));
+    let cleaner_shard = shard.clone();
+    let cleaner_task = compio::runtime::spawn(async move {
+        crate::log_cleaner::run(cleaner_shard.cleaner_context()).await
+    });
     let replication_task = boot
         .cluster
         .is_some()
@@ -147,8 +159,14 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
         drop(lifecycle_tasks);
         if let (Some(node), true) = (&boot.cluster, shard.id == router::REGISTRY_SHARD) {
             if node.settings.roles.broker {
-                let timeout = Duration::from_millis(boot.config.controlled_shutdown_timeout_ms);
-                crate::cluster::heartbeat::controlled_shutdown(&shard, node.clone(), timeout).await;
+                let timeout =
+                    Duration::from_millis(boot.config.controller.controlled_shutdown_timeout_ms);
+                crate::cluster::heartbeat::controlled_shutdown(
+                    &shard.cluster_synced,
+                    node.clone(),
+                    timeout,
+                )
+                .await;
             }
         }
         // Shard 0 ends the serving of every shard once leadership moved away (a single node
@@ -194,8 +212,8 @@ fn registration(boot: &Boot) -> crate::cluster::MetadataRecord {
         })
         .collect();
     crate::cluster::store::register(
-        boot.config.node_id,
-        boot.config.broker_rack.clone(),
+        boot.config.server.node_id,
+        boot.config.server.broker_rack.clone(),
         end_points,
     )
 }
@@ -229,7 +247,7 @@ fn start_cluster_tasks(
         let request = match registration(boot) {
             crate::cluster::MetadataRecord::RegisterBroker(r) => {
                 crate::cluster::quorum::lifecycle::RegistrationRequest {
-                    cluster_id: boot.config.cluster_id.clone(),
+                    cluster_id: boot.config.server.cluster_id.clone(),
                     broker_id: r.broker_id,
                     incarnation_id: r.incarnation_id,
                     end_points: r.end_points,
@@ -238,11 +256,10 @@ fn start_cluster_tasks(
             }
             _ => shards::fatal("registration is a RegisterBrokerRecord"),
         };
-        tasks.push(compio::runtime::spawn(heartbeat::run(
-            shard.clone(),
-            node.clone(),
-            request,
-        )));
+        let (heartbeat_shard, heartbeat_node) = (shard.clone(), node.clone());
+        tasks.push(compio::runtime::spawn(async move {
+            heartbeat::run(&heartbeat_shard.cluster_synced, heartbeat_node, request).await
+        }));
     }
     if node.quorum.is_some() {
         tasks.push(compio::runtime::spawn(crate::cluster::duties::run(
@@ -326,7 +343,8 @@ async fn accept_loop(
             futures_util::future::Either::Right(_) => return,
         };
         // Kafka's protected (inter-broker) listener is exempt from the broker-wide limits.
-        if !context.protected && shard.connection_count() >= shard.config.max_connections_per_shard
+        if !context.protected
+            && shard.connection_count() >= shard.config.socket.max_connections_per_shard
         {
             tracing::warn!(%peer, "connection limit reached, closing");
             continue;
@@ -336,7 +354,7 @@ async fn accept_loop(
         // acceptor waits before accepting more.
         let broker_rate = match context.protected {
             true => crate::quotas::connections::UNLIMITED_RATE,
-            false => shard.config.max_connection_creation_rate,
+            false => shard.config.socket.max_connection_creation_rate,
         };
         let delay_ms = shard.quotas.record_listener_connection(
             &context.name,
@@ -383,7 +401,7 @@ async fn sleep_unless_shutdown(shard: &Shard, ms: u64) -> bool {
 }
 
 async fn drain_connections(shard: &Shard) {
-    let deadline = Instant::now() + Duration::from_millis(shard.config.shutdown_timeout_ms);
+    let deadline = Instant::now() + Duration::from_millis(shard.config.server.shutdown_timeout_ms);
     while shard.connection_count() > 0 && Instant::now() < deadline {
         compio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -442,7 +460,7 @@ async fn durability_watch(shard: Rc<Shard>) {
 }
 
 async fn retention_loop(shard: Rc<Shard>) {
-    let interval = Duration::from_millis(shard.config.retention_check_interval_ms);
+    let interval = Duration::from_millis(shard.config.log.retention_check_interval_ms);
     loop {
         compio::time::sleep(interval).await;
         let now_ms = crate::clock::system_now_ms();
@@ -502,7 +520,7 @@ async fn start_admin(shard: &Rc<Shard>) -> Option<compio::runtime::JoinHandle<()
 
 impl crate::metrics::http::Scrape for Shard {
     fn admin_auth_token(&self) -> Option<&str> {
-        self.config.admin_auth_token.as_deref()
+        self.config.server.admin_auth_token.as_deref()
     }
 
     fn shutdown(&self) -> &shards::Shutdown {
@@ -514,8 +532,9 @@ impl crate::metrics::http::Scrape for Shard {
     }
 
     fn more_text(&self) -> String {
-        let mut text = crate::cluster::kraft_metrics::render(self);
-        text.push_str(&crate::cluster::replication_metrics::render(self));
+        let context = self.metrics_context();
+        let mut text = crate::cluster::kraft_metrics::render(&context);
+        text.push_str(&crate::cluster::replication_metrics::render(&context));
         text
     }
 

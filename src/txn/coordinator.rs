@@ -88,7 +88,7 @@ fn check_owner(shard: &Shard, transactional_id: &str) -> Result<u32, TxnCode> {
     if transactional_id.is_empty() {
         return Err(TxnCode::InvalidRequest);
     }
-    let (owner, partition) = super::owner_of(shard, transactional_id);
+    let (owner, partition) = super::owner_of(&shard.txn_context(), transactional_id);
     if owner != shard.id {
         return Err(TxnCode::NotCoordinator);
     }
@@ -130,7 +130,7 @@ async fn transit(shard: &Shard, next: TxnMetadata) -> Result<(), TxnCode> {
         entry.pending = true;
         entry.partition
     };
-    let written = store::persist(shard, partition, &next).await;
+    let written = store::persist(&shard.txn_context(), partition, &next).await;
     let mut txns = shard.txns.txns.borrow_mut();
     let entry = txns.get_mut(&id).ok_or(TxnCode::NotCoordinator)?;
     entry.pending = false;

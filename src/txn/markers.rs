@@ -25,7 +25,7 @@ use crate::shard::Shard;
 /// The coordinator epoch written into markers: the leader epoch of the id's
 /// `__transaction_state` partition (a marker from an older coordinator is refused).
 fn coordinator_epoch(shard: &Shard, transactional_id: &str) -> i32 {
-    let (_, partition) = super::owner_of(shard, transactional_id);
+    let (_, partition) = super::owner_of(&shard.txn_context(), transactional_id);
     shard
         .topics
         .borrow()
@@ -43,7 +43,7 @@ fn destination(shard: &Shard, tp: &TopicPartition) -> Option<Option<i32>> {
     match image.partition(&tp.topic, tp.partition) {
         // Unknown to the image: the local write answers (a deleted topic needs no marker).
         None => Some(None),
-        Some(r) if r.leader == shard.config.node_id => Some(None),
+        Some(r) if r.leader == shard.config.server.node_id => Some(None),
         Some(r) if r.leader >= 0 => Some(Some(r.leader)),
         Some(_) => None,
     }
@@ -113,7 +113,9 @@ async fn write_local(
         return false;
     }
     let items = todo.iter().map(|(_, item)| item.clone()).collect();
-    let results = crate::router::markers::write_markers(shard, items).await;
+    let results = crate::router::Router::new(shard.clone())
+        .write_markers(items)
+        .await;
     let mut missing = false;
     for ((partition, item), result) in todo.into_iter().zip(results) {
         match result {

@@ -34,10 +34,22 @@ pub use self::table::Coordinator;
 pub use crate::internal_topics::TRANSACTION_STATE_TOPIC;
 use crate::shard::Shard;
 
+/// What the transaction log (`store`) and the id-to-partition mapping use of the shard (built
+/// by the shard, `shard::contexts`).
+#[derive(Clone, Copy)]
+pub struct TxnContext<'a> {
+    /// The transactional ids this shard coordinates.
+    pub txns: &'a Coordinator,
+    pub config: &'a crate::config::TransactionSection,
+    /// `__transaction_state`'s log on this shard: placement, image, partitions.
+    pub log: crate::coordinator_log::io::LogContext<'a>,
+}
+
 /// The partition count of `__transaction_state` (the existing topic's, else the config's).
-pub fn log_partitions(shard: &Shard) -> u32 {
+pub fn log_partitions(shard: &TxnContext<'_>) -> u32 {
     shard
-        .topics
+        .log
+        .image
         .borrow()
         .get(TRANSACTION_STATE_TOPIC)
         .map_or(shard.config.transaction_state_log_num_partitions, |m| {
@@ -46,10 +58,11 @@ pub fn log_partitions(shard: &Shard) -> u32 {
 }
 
 /// The shard coordinating `transactional_id`, and its `__transaction_state` partition.
-pub fn owner_of(shard: &Shard, transactional_id: &str) -> (ShardId, u32) {
+pub fn owner_of(shard: &TxnContext<'_>, transactional_id: &str) -> (ShardId, u32) {
     let partition = crate::coordinator_log::partition_for(transactional_id, log_partitions(shard));
     (
         shard
+            .log
             .placement
             .shard_for(TRANSACTION_STATE_TOPIC, partition),
         partition,
@@ -66,9 +79,13 @@ pub async fn route(shard: &Rc<Shard>, op: TxnOp) -> TxnAnswer {
     let Some(id) = op.transactional_id() else {
         return coordinator::execute(shard, op).await;
     };
-    let (owner, partition) = owner_of(shard, id);
+    let (owner, partition) = owner_of(&shard.txn_context(), id);
     if !id.is_empty()
-        && !crate::coordinator_log::io::leads_partition(shard, TRANSACTION_STATE_TOPIC, partition)
+        && !crate::coordinator_log::io::leads_partition(
+            &shard.log_context(),
+            TRANSACTION_STATE_TOPIC,
+            partition,
+        )
     {
         // Another broker coordinates the id: the client finds it again (FindCoordinator), as
         // Kafka answers NOT_COORDINATOR (COORDINATOR_LOAD_IN_PROGRESS would keep it here).
@@ -106,7 +123,7 @@ pub async fn list_all(shard: &Rc<Shard>, filter: ListFilter) -> Result<Vec<Liste
 
 /// Startup on every shard: replays the `__transaction_state` partitions this shard owns.
 pub async fn start(shard: &Shard) {
-    store::load_owned(shard).await;
+    store::load_owned(&shard.txn_context()).await;
 }
 
 /// Called after a shard adopted topic changes: forgets the transaction log partitions this
@@ -115,7 +132,11 @@ pub async fn start(shard: &Shard) {
 pub async fn adopted(shard: &Shard, changed: &[crate::topics::TopicMeta]) {
     if changed.iter().any(|m| m.name == TRANSACTION_STATE_TOPIC) {
         for index in shard.txns.loaded_partitions() {
-            if !crate::coordinator_log::io::leads_partition(shard, TRANSACTION_STATE_TOPIC, index) {
+            if !crate::coordinator_log::io::leads_partition(
+                &shard.log_context(),
+                TRANSACTION_STATE_TOPIC,
+                index,
+            ) {
                 let ids = shard.txns.unload(index);
                 tracing::info!(
                     partition = index,
@@ -124,7 +145,7 @@ pub async fn adopted(shard: &Shard, changed: &[crate::topics::TopicMeta]) {
                 );
             }
         }
-        store::load_owned(shard).await;
+        store::load_owned(&shard.txn_context()).await;
     }
 }
 
@@ -134,7 +155,10 @@ pub async fn adopted(shard: &Shard, changed: &[crate::topics::TopicMeta]) {
 /// controller retries) until that many brokers are registered. A single node without KRaft
 /// settings caps it at the brokers registered (itself).
 fn log_replication_factor(shard: &Shard) -> i16 {
-    let factor = shard.config.transaction_state_log_replication_factor;
+    let factor = shard
+        .config
+        .transaction
+        .transaction_state_log_replication_factor;
     if shard.cluster.is_some() {
         return factor;
     }
@@ -155,17 +179,30 @@ pub async fn ensure_log_topic(shard: &Rc<Shard>) {
     configs.insert("compression.type".into(), "uncompressed".into());
     configs.insert(
         "segment.bytes".into(),
-        shard.config.transaction_state_log_segment_bytes.to_string(),
+        shard
+            .config
+            .transaction
+            .transaction_state_log_segment_bytes
+            .to_string(),
     );
     configs.insert("unclean.leader.election.enable".into(), "false".into());
     let replication_factor = log_replication_factor(shard);
     let topic = crate::coordinator_log::io::InternalTopic {
         name: TRANSACTION_STATE_TOPIC,
-        partitions: shard.config.transaction_state_log_num_partitions,
+        partitions: shard
+            .config
+            .transaction
+            .transaction_state_log_num_partitions,
         replication_factor,
         configs,
     };
-    if let Err(e) = crate::coordinator_log::io::ensure_topic(shard, topic).await {
+    if let Err(e) = crate::coordinator_log::io::ensure_topic(
+        &shard.topics,
+        crate::router::Router::new(shard.clone()),
+        topic,
+    )
+    .await
+    {
         tracing::error!(error = %e, "transactions unavailable");
     }
 }

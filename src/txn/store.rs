@@ -11,9 +11,9 @@ use std::collections::HashMap;
 use super::codec;
 use super::state::{TxnMetadata, TxnState};
 use super::table::TxnEntry;
+use super::TxnContext;
 use super::{TxnError, TRANSACTION_STATE_TOPIC};
 use crate::coordinator_log::{self as log, KeyValue};
-use crate::shard::Shard;
 
 /// The record of `meta` (a tombstone once Dead).
 pub fn record(meta: &TxnMetadata) -> Result<KeyValue, TxnError> {
@@ -25,10 +25,14 @@ pub fn record(meta: &TxnMetadata) -> Result<KeyValue, TxnError> {
 }
 
 /// Appends `meta`'s record to partition `index` under its lock.
-pub async fn persist(shard: &Shard, index: u32, meta: &TxnMetadata) -> Result<(), TxnError> {
+pub async fn persist(
+    shard: &TxnContext<'_>,
+    index: u32,
+    meta: &TxnMetadata,
+) -> Result<(), TxnError> {
     let record = record(meta)?;
     log::io::append(
-        shard,
+        &shard.log,
         TRANSACTION_STATE_TOPIC,
         shard.txns.loaded(),
         index,
@@ -39,8 +43,8 @@ pub async fn persist(shard: &Shard, index: u32, meta: &TxnMetadata) -> Result<()
 }
 
 /// Loads every `__transaction_state` partition this shard owns and has not loaded yet.
-pub async fn load_owned(shard: &Shard) {
-    for index in log::io::owned_unloaded(shard, TRANSACTION_STATE_TOPIC, shard.txns.loaded()) {
+pub async fn load_owned(shard: &TxnContext<'_>) {
+    for index in log::io::owned_unloaded(&shard.log, TRANSACTION_STATE_TOPIC, shard.txns.loaded()) {
         match load_partition(shard, index).await {
             Ok(count) => tracing::debug!(partition = index, count, "transaction log loaded"),
             Err(e) => {
@@ -50,9 +54,9 @@ pub async fn load_owned(shard: &Shard) {
     }
 }
 
-async fn load_partition(shard: &Shard, index: u32) -> Result<usize, TxnError> {
+async fn load_partition(shard: &TxnContext<'_>, index: u32) -> Result<usize, TxnError> {
     let mut replayed: HashMap<String, Option<TxnMetadata>> = HashMap::new();
-    log::io::replay(shard, TRANSACTION_STATE_TOPIC, index, |_, records| {
+    log::io::replay(&shard.log, TRANSACTION_STATE_TOPIC, index, |_, records| {
         for record in records {
             if let Err(e) = apply_record(&mut replayed, record.key, record.value) {
                 tracing::warn!(partition = index, error = %e, "skipping transaction record");

@@ -61,19 +61,21 @@ impl Coordinator {
     pub fn new(config: &BrokerConfig) -> Self {
         Self {
             limits: TxnLimits {
-                max_timeout_ms: config.transaction_max_timeout_ms,
-                ids_max: config.transaction_max_count_per_shard,
-                id_expiration_ms: config.transactional_id_expiration_ms,
+                max_timeout_ms: config.transaction.transaction_max_timeout_ms,
+                ids_max: config.transaction.transaction_max_count_per_shard,
+                id_expiration_ms: config.transaction.transactional_id_expiration_ms,
                 abort_check_interval_ms: config
+                    .transaction
                     .transaction_abort_timed_out_transaction_cleanup_interval_ms,
                 expiry_check_interval_ms: config
+                    .transaction
                     .transaction_remove_expired_transaction_cleanup_interval_ms,
             },
             txns: RefCell::new(HashMap::new()),
             logs: crate::coordinator_log::Loaded::default(),
             to_resume: RefCell::new(Vec::new()),
             channels: super::channel::MarkerChannels::new(
-                config.transaction_marker_queue_max_entries,
+                config.transaction.transaction_marker_queue_max_entries,
             ),
             verify_connections: super::channel::VerifyConnections::default(),
         }

@@ -48,8 +48,12 @@ pub struct VerifyRequest {
 /// The coordinator's Kafka code per partition of `request`, in its order.
 pub async fn verify(shard: &Rc<Shard>, request: VerifyRequest) -> Vec<i16> {
     let count = request.partitions.len();
-    let (_, index) = super::owner_of(shard, &request.transactional_id);
-    if crate::coordinator_log::io::leads_partition(shard, TRANSACTION_STATE_TOPIC, index) {
+    let (_, index) = super::owner_of(&shard.txn_context(), &request.transactional_id);
+    if crate::coordinator_log::io::leads_partition(
+        &shard.log_context(),
+        TRANSACTION_STATE_TOPIC,
+        index,
+    ) {
         return local(shard, request).await;
     }
     let leader = shard

@@ -75,7 +75,7 @@ impl QuorumConfig {
     pub fn new(node_id: u64, voters: Vec<Voter>, metadata_dir: PathBuf) -> Self {
         QuorumConfig {
             node_id,
-            cluster_id: crate::config::BrokerConfig::default().cluster_id,
+            cluster_id: crate::config::BrokerConfig::default().server.cluster_id,
             voters,
             listener_name: "CONTROLLER".to_owned(),
             metadata_dir,

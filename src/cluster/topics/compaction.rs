@@ -8,7 +8,7 @@
 use storage::cleaner::CompactionConfig;
 
 use super::config::TopicOverrides;
-use crate::config::BrokerConfig;
+use crate::config::LogCleanerSection;
 
 /// `cleanup.policy` of a topic: which of Kafka's two policies apply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -35,7 +35,7 @@ pub fn policy(overrides: &TopicOverrides) -> CleanupPolicy {
 }
 
 /// The compaction settings of a topic: its overrides over the broker defaults.
-pub fn settings(broker: &BrokerConfig, overrides: &TopicOverrides) -> CompactionConfig {
+pub fn settings(broker: &LogCleanerSection, overrides: &TopicOverrides) -> CompactionConfig {
     let int = |key: &str, default: i64| {
         overrides
             .get(key)
@@ -86,7 +86,7 @@ mod tests {
         );
         o.insert("min.cleanable.dirty.ratio".into(), "0.01".into());
         o.insert("delete.retention.ms".into(), "100".into());
-        let s = settings(&BrokerConfig::default(), &o);
+        let s = settings(&LogCleanerSection::default(), &o);
         assert_eq!(s.min_cleanable_dirty_ratio, 0.01);
         assert_eq!(s.delete_retention_ms, 100);
         assert_eq!(s.min_compaction_lag_ms, 0);

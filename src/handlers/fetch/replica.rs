@@ -60,7 +60,7 @@ pub async fn respond(
     let authorized = authz::cluster_allowed(shard, request, Operation::ClusterAction);
     let max_bytes = u32::try_from(body.max_bytes)
         .unwrap_or(0)
-        .min(shard.config.fetch_max_bytes);
+        .min(shard.config.fetch.fetch_max_bytes);
     let requested = resolve(shard, body, version, authorized, max_bytes);
     let items: Vec<FollowerFetchItem> = requested
         .iter()
@@ -68,7 +68,7 @@ pub async fn respond(
         .collect();
     let cap_ms = u64::try_from(body.max_wait_ms)
         .unwrap_or(0)
-        .min(u64::from(shard.config.fetch_max_wait_ms));
+        .min(u64::from(shard.config.fetch.fetch_max_wait_ms));
     let deadline = Instant::now() + Duration::from_millis(cap_ms);
     let router = Router::new(shard.clone());
     let waits: Vec<(TopicPartition, i64)> = items
@@ -236,7 +236,7 @@ impl LeaderThrottle {
             return none;
         };
         let image = shard.topics.borrow();
-        let node = shard.config.node_id;
+        let node = shard.config.server.node_id;
         let throttled: Vec<bool> = items
             .iter()
             .map(|i| is_throttled(&image, &i.tp, node, Side::Leader))
