@@ -77,8 +77,10 @@ impl ReplicationConfig {
             produce_timeout_ms: ReplicationConfig::default().produce_timeout_ms,
             purgatory_waiters_max: usize::try_from(c.replication.produce_purgatory_waiters_max)
                 .unwrap_or(usize::MAX),
-            delete_records_waiters_max: usize::try_from(c.replication.delete_records_purgatory_waiters_max)
-                .unwrap_or(usize::MAX),
+            delete_records_waiters_max: usize::try_from(
+                c.replication.delete_records_purgatory_waiters_max,
+            )
+            .unwrap_or(usize::MAX),
         }
     }
 }
