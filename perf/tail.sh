@@ -37,15 +37,19 @@ BROKER_COMMANDS=$RESULTS/brokers.txt
 workload=$RESULTS/workload.toml
 produce_only_workload "$workload" "$PARTITIONS" "$PRODUCERS" "$ACKS"
 
-# shard_tid PID: the broker's shard thread.
+# shard_tid PID: the broker's shard thread: of the threads named sluice-shard* (compio's
+# blocking-pool threads inherit the name), the one with the most CPU time so far.
 shard_tid() {
-  local t
+  local t best="" most=-1 ticks
   for t in /proc/"$1"/task/*; do
-    if grep -q '^sluice-shard' "$t/comm" 2>/dev/null; then
-      basename "$t"
-      return
+    grep -q '^sluice-shard' "$t/comm" 2>/dev/null || continue
+    ticks=$(awk '{print $14 + $15}' "$t/stat" 2>/dev/null || echo 0)
+    if ((ticks > most)); then
+      most=$ticks
+      best=$(basename "$t")
     fi
   done
+  echo "$best"
 }
 
 # thread_sample PID TID: "on_cpu_ns runq_wait_ns slices voluntary involuntary iowq_ticks".
@@ -101,10 +105,10 @@ for round in $(seq 1 "$ROUNDS"); do
     SLUICE_BIN=$bin
     legname=$name-r$round
     sluice_start "$legname" "$BROKER_CPUS" --cores 1 --config "$config"
-    tid=$(shard_tid "$BROKER_PID")
     # The sample brackets the measured window: the warm-up (and topic creation) left out.
     (
       sleep "$((WARMUP_S + 2))"
+      tid=$(shard_tid "$BROKER_PID")
       thread_sample "$BROKER_PID" "$tid" >"$RESULTS/$legname.s0"
       if ((can_trace)); then
         perf stat -x, -e io_uring:io_uring_submit_req,io_uring:io_uring_queue_async_work \
