@@ -57,8 +57,8 @@ fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// These tests drive the partition side alone: transactional batches from a producer without a
-/// transactional id, closed with WriteTxnMarkers. KIP-890's verification (on by default, as in
+/// These tests drive the partition side alone: transactional batches of producers the
+/// coordinator never saw, closed with WriteTxnMarkers. KIP-890's verification (on by default, as in
 /// Kafka) would refuse them, so it is off here, as Kafka's own log-level tests run without
 /// it (tests/txn_verification.rs covers it).
 fn unverified() -> BrokerOpts {
@@ -89,9 +89,14 @@ fn batch(producer: i64, seq: i32, transactional: bool, values: &[&str]) -> Bytes
     builder.build().freeze()
 }
 
-/// Produces to partition 0 with acks=all; (error code, base offset).
+/// Produces to partition 0 with acks=all; (error code, base offset). The request names a
+/// transactional id, as Kafka requires for transactional records (with verification off it is
+/// only authorized, not checked against a coordinator).
 fn produce(broker: &Broker, topic: &str, records: Bytes) -> (i16, i64) {
     let request = ProduceRequest::default()
+        .with_transactional_id(Some(kafka_protocol::messages::TransactionalId(s(
+            "txn-partition-test",
+        ))))
         .with_acks(-1)
         .with_timeout_ms(30_000)
         .with_topic_data(vec![TopicProduceData::default()

@@ -28,6 +28,7 @@ use kafka_protocol::protocol::StrBytes;
 
 const INVALID_PRODUCER_EPOCH: i16 = 47;
 const INVALID_TXN_STATE: i16 = 48;
+const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
 const TRANSACTION_ABORTABLE: i16 = 120;
 
 const BROKER_TOML: &str = r#"
@@ -194,10 +195,11 @@ fn tv1_transactional_produce_needs_the_partition_in_the_transaction() {
         produce(&broker, 11, Some(&id), &topic, first.clone()),
         TRANSACTION_ABORTABLE
     );
-    // No transactional id: nothing verifies it, so it cannot open a transaction.
+    // No transactional id: Kafka refuses transactional records before anything else
+    // (KafkaApis.handleProduceRequest, hasTransactionalRecords with a null id).
     assert_eq!(
         produce(&broker, 9, None, &topic, first.clone()),
-        INVALID_TXN_STATE
+        TRANSACTIONAL_ID_AUTHORIZATION_FAILED
     );
     assert_eq!(log_end(&broker, &topic), 0, "nothing stored");
 

@@ -77,16 +77,10 @@ async fn respond(shard: &Rc<Shard>, request: &Request, body: ProduceRequest) -> 
         }
     }
     // KIP-890: TRANSACTIONAL_ID WRITE and the transaction coordinator's verification.
-    let entries = if transactional_id.is_some()
-        || shard
-            .config
-            .transaction
-            .transaction_partition_verification_enable
-    {
+    // Called for every request: it also refuses transactional records without an id.
+    let entries = {
         let id = transactional_id.as_deref();
         super::produce_txn::check(shard, request, request.version(), id, entries).await
-    } else {
-        entries
     };
     let router = Router::new(shard.clone());
     let mut results = super::route::route_in_order(entries, |items| router.produce(items, acks))

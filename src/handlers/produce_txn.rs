@@ -46,6 +46,17 @@ pub async fn check(
     transactional_id: Option<&str>,
     mut entries: Vec<Entry>,
 ) -> Vec<Entry> {
+    // Kafka's KafkaApis.handleProduceRequest: transactional records (the batch attribute,
+    // whatever the producer id) need a transactional id that may be written; without one the
+    // whole request is refused.
+    if transactional_id.is_none() && entries.iter().flatten().any(has_transactional_batch) {
+        let code = K::TransactionalIdAuthorizationFailed;
+        let message = "Transactional records need a transactional id.";
+        return entries
+            .into_iter()
+            .map(|_| Err(refused(code, message)))
+            .collect();
+    }
     if let Some(id) = transactional_id {
         let allowed = super::authz::allowed(
             shard,
@@ -105,6 +116,22 @@ pub async fn check(
         started,
     )
     .await
+}
+
+/// Offset of a v2 batch's attributes (base offset 8, length 4, leader epoch 4, magic 1,
+/// CRC 4), and their transactional bit (Kafka's `DefaultRecordBatch`).
+const ATTRIBUTES_AT: usize = 21;
+const TRANSACTIONAL_BIT: u8 = 0x10;
+
+/// Whether any batch of one partition's records has the transactional attribute (Kafka's
+/// `ProduceRequest.hasTransactionalRecords`). Reads only each batch's attributes byte, as the
+/// handler reads only frame lengths: the header is parsed once, by the log's validation,
+/// which also rejects whatever framing this skips.
+fn has_transactional_batch(item: &ProduceItem) -> bool {
+    storage::split_batches(&item.records)
+        .filter_map(Result::ok)
+        .filter_map(|b| b.get(ATTRIBUTES_AT + 1))
+        .any(|low| low & TRANSACTIONAL_BIT != 0)
 }
 
 /// The transactional producer of one partition's batch.
