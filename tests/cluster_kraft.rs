@@ -234,9 +234,13 @@ fn a_restarted_cluster_rebuilds_the_same_image_on_every_broker() {
             0
         );
     }
-    // The active controller creates the offsets topic on its own, shortly after start.
-    wait_until(Duration::from_secs(30), "the offsets topic", || {
-        !leaders(&cluster.metadata(0), "__consumer_offsets").is_empty()
+    // The active controller creates the offsets topic on its own, shortly after start, and
+    // the transaction log one duty turn after it (cluster/duties.rs): the "before" image must
+    // hold both, or the restart's image gains the second.
+    wait_until(Duration::from_secs(30), "the internal topics", || {
+        let metadata = cluster.metadata(0);
+        !leaders(&metadata, "__consumer_offsets").is_empty()
+            && !leaders(&metadata, "__transaction_state").is_empty()
     });
     let before = wait_same_image(&cluster, Duration::from_secs(20));
     for i in 0..3 {
