@@ -65,6 +65,13 @@ fn earliest_is_the_log_start_offset_on_empty_and_emptied_replicated_partitions()
     let index = usize::try_from(leader - 1).unwrap();
     let addr = cluster.broker(index).socket_addr();
 
+    // Broker 0's image may name the leader before the leader has applied its leadership
+    // (it answers NOT_LEADER_OR_FOLLOWER, 6, until then): wait for it to answer.
+    wait_until(
+        Duration::from_secs(30),
+        "the leader answers ListOffsets",
+        || list_offset(addr, topic, -2).0 != 6,
+    );
     // Empty: the log start offset, 0, for both earliest kinds; latest is 0 too.
     assert_eq!(list_offset(addr, topic, -2), (0, 0), "earliest, empty");
     assert_eq!(
