@@ -147,7 +147,7 @@ pub struct InternalTopic {
 /// the caller decides whether a failure is fatal.
 pub async fn ensure_topic(
     image: &RefCell<MetadataImage>,
-    router: crate::router::Router,
+    router: crate::router::Router<'_>,
     topic: InternalTopic,
 ) -> Result<(), String> {
     if image.borrow().get(topic.name).is_some() {

@@ -24,13 +24,11 @@ pub mod subscription;
 pub mod table;
 pub mod txn_offsets;
 
-use std::rc::Rc;
-
 use shards::ShardId;
 
 pub use self::api::*;
 pub use self::coordinator::Coordinator;
-use crate::shard::Shard;
+use crate::router::{Router, RouterContext};
 
 /// What the group coordinator (`coordinator`, `store`, `txn_offsets`) uses of its shard
 /// (built by the shard, `shard::contexts`).
@@ -41,6 +39,16 @@ pub struct GroupContext<'a> {
     pub config: &'a crate::config::GroupSection,
     /// The offsets topic's log on this shard: placement, image, partitions (`coordinator_log`).
     pub log: crate::coordinator_log::io::LogContext<'a>,
+}
+
+/// What routing a group op to its coordinator shard (`route`, `list_all`, `complete_txn`) and
+/// creating the offsets topic use (built by the shard, `shard::contexts_txn`).
+#[derive(Clone, Copy)]
+pub struct GroupRoutingContext<'a> {
+    /// This shard's group coordinator, for the ops it owns.
+    pub group: GroupContext<'a>,
+    /// The other shards (mesh), the registry (the offsets topic's creation), the image.
+    pub router: RouterContext<'a>,
 }
 
 pub use crate::internal_topics::OFFSETS_TOPIC;
@@ -68,18 +76,17 @@ pub fn owner_of(shard: &GroupContext<'_>, group: &str) -> (ShardId, u32) {
 }
 
 /// Serves a [`GroupMsg`] from another shard.
-pub async fn serve(shard: &Rc<Shard>, msg: GroupMsg) {
-    msg.reply
-        .send(coordinator::execute(&shard.group_context(), msg.op).await);
+pub async fn serve(shard: &GroupContext<'_>, msg: GroupMsg) {
+    msg.reply.send(coordinator::execute(shard, msg.op).await);
 }
 
 /// Runs `op` on the group's owner shard (directly when that is this shard).
-pub async fn route(shard: &Rc<Shard>, op: GroupOp) -> GroupAnswer {
+pub async fn route(shard: &GroupRoutingContext<'_>, op: GroupOp) -> GroupAnswer {
     let Some(group) = op.group() else {
-        return coordinator::execute(&shard.group_context(), op).await;
+        return coordinator::execute(&shard.group, op).await;
     };
-    let (owner, partition) = owner_of(&shard.group_context(), group);
-    if !leads_offsets_partition(shard, partition) {
+    let (owner, partition) = owner_of(&shard.group, group);
+    if !leads_offsets_partition(&shard.group, partition) {
         // Another broker coordinates the group: the client finds it again (FindCoordinator).
         return GroupAnswer::Error(GroupCode::NotCoordinator);
     }
@@ -90,15 +97,16 @@ pub async fn route(shard: &Rc<Shard>, op: GroupOp) -> GroupAnswer {
 /// the coordinator of its groups (Kafka: the coordinator is the partition's leader). True
 /// while the topic does not exist yet: the owner shard then answers
 /// COORDINATOR_LOAD_IN_PROGRESS, as before it is created.
-pub fn leads_offsets_partition(shard: &Shard, partition: u32) -> bool {
-    crate::coordinator_log::io::leads_partition(&shard.log_context(), OFFSETS_TOPIC, partition)
+pub fn leads_offsets_partition(shard: &GroupContext<'_>, partition: u32) -> bool {
+    crate::coordinator_log::io::leads_partition(&shard.log, OFFSETS_TOPIC, partition)
 }
 
-async fn call_shard(shard: &Rc<Shard>, owner: ShardId, op: GroupOp) -> GroupAnswer {
-    if owner == shard.id {
-        return coordinator::execute(&shard.group_context(), op).await;
+async fn call_shard(shard: &GroupRoutingContext<'_>, owner: ShardId, op: GroupOp) -> GroupAnswer {
+    if owner == shard.router.shard_id {
+        return coordinator::execute(&shard.group, op).await;
     }
     let call = shard
+        .router
         .mesh
         .call(owner, |reply| GroupMsg { op, reply }.into());
     call.await
@@ -107,8 +115,13 @@ async fn call_shard(shard: &Rc<Shard>, owner: ShardId, op: GroupOp) -> GroupAnsw
 
 /// A transaction's marker was written to offsets partition `partition`: completes the
 /// producer's pending TxnOffsetCommit offsets there, on the partition's owner shard.
-pub async fn complete_txn(shard: &Rc<Shard>, partition: u32, producer_id: i64, commit: bool) {
-    let owner = shard.placement.shard_for(OFFSETS_TOPIC, partition);
+pub async fn complete_txn(
+    shard: &GroupRoutingContext<'_>,
+    partition: u32,
+    producer_id: i64,
+    commit: bool,
+) {
+    let owner = shard.router.placement.shard_for(OFFSETS_TOPIC, partition);
     let op = GroupOp::CompleteTxn {
         partition,
         producer_id,
@@ -125,8 +138,9 @@ pub async fn complete_txn(shard: &Rc<Shard>, partition: u32, producer_id: i64, c
 }
 
 /// ListGroups: every shard's groups.
-pub async fn list_all(shard: &Rc<Shard>) -> Result<Vec<Listed>, GroupCode> {
+pub async fn list_all(shard: &GroupRoutingContext<'_>) -> Result<Vec<Listed>, GroupCode> {
     let calls = shard
+        .router
         .mesh
         .shards()
         .map(|id| call_shard(shard, id, GroupOp::List));
@@ -145,19 +159,20 @@ pub async fn list_all(shard: &Rc<Shard>) -> Result<Vec<Listed>, GroupCode> {
 /// Startup on every shard: replays the offsets partitions this shard owns; shard 0 also
 /// creates the offsets topic when it does not exist yet (its partitions are then opened and
 /// loaded through the topic broadcast, see `adopted`).
-pub async fn start(shard: &Rc<Shard>) {
-    store::load_owned(&shard.group_context()).await;
+pub async fn start(shard: &GroupContext<'_>) {
+    store::load_owned(shard).await;
 }
 
-/// Shard 0, once every shard serves its inbox: creates `__consumer_offsets` if absent, with
+/// On shard 0, once every shard serves its inbox: creates `__consumer_offsets` if absent, with
 /// Kafka's configs for it (`GroupCoordinatorService.groupMetadataTopicConfigs`:
 /// cleanup.policy=compact, compression.type=producer, segment.bytes=
 /// `offsets.topic.segment.bytes`) plus a max.message.bytes large enough for big groups. The
 /// shard's log cleaner then keeps it bounded. An existing offsets topic without the compact
 /// policy (created by an older Sluice, which compacted it itself) is switched to it.
-pub async fn ensure_offsets_topic(shard: &Rc<Shard>) {
+pub async fn ensure_offsets_topic(shard: &GroupRoutingContext<'_>) {
     let existing = shard
-        .topics
+        .router
+        .image
         .borrow()
         .get(OFFSETS_TOPIC)
         .map(|m| crate::topics::compaction::policy(&m.configs).compact);
@@ -168,9 +183,9 @@ pub async fn ensure_offsets_topic(shard: &Rc<Shard>) {
     }
 }
 
-async fn create_offsets_topic(shard: &Rc<Shard>) {
-    let topic = offsets_topic(shard);
-    let created = crate::router::Router::new(shard.clone())
+async fn create_offsets_topic(shard: &GroupRoutingContext<'_>) {
+    let topic = offsets_topic(*shard);
+    let created = Router::new(shard.router)
         .create_topics(vec![topic], false)
         .await;
     match created.into_iter().next() {
@@ -181,13 +196,15 @@ async fn create_offsets_topic(shard: &Rc<Shard>) {
 }
 
 /// `__consumer_offsets` as the broker creates it (compacted, `offsets.topic.*` settings).
-pub fn offsets_topic(shard: &Shard) -> crate::router::NewTopic {
+/// (Takes what converts into the context: the controller's duties call it with the shard.)
+pub fn offsets_topic<'a>(shard: impl Into<GroupRoutingContext<'a>>) -> crate::router::NewTopic {
+    let shard = &shard.into();
     let mut configs = crate::topics::config::TopicOverrides::new();
     configs.insert("cleanup.policy".into(), "compact".into());
     configs.insert("compression.type".into(), "producer".into());
     configs.insert(
         "segment.bytes".into(),
-        shard.config.group.offsets_topic_segment_bytes.to_string(),
+        shard.group.config.offsets_topic_segment_bytes.to_string(),
     );
     configs.insert(
         "max.message.bytes".into(),
@@ -195,7 +212,7 @@ pub fn offsets_topic(shard: &Shard) -> crate::router::NewTopic {
     );
     crate::router::NewTopic {
         name: OFFSETS_TOPIC.to_owned(),
-        partitions: i32::try_from(shard.config.group.offsets_topic_num_partitions)
+        partitions: i32::try_from(shard.group.config.offsets_topic_num_partitions)
             .unwrap_or(i32::MAX),
         replication_factor: offsets_replication_factor(shard),
         configs,
@@ -208,17 +225,17 @@ pub fn offsets_topic(shard: &Shard) -> crate::router::NewTopic {
 /// active controller) until that many brokers are registered, so its partitions spread over
 /// the whole cluster instead of the first broker up. A single node without KRaft settings caps
 /// it at the brokers registered (itself), so `sluice` with no settings keeps its offsets topic.
-fn offsets_replication_factor(shard: &Shard) -> i16 {
-    let factor = shard.config.group.offsets_topic_replication_factor;
-    if shard.cluster.is_some() {
+fn offsets_replication_factor(shard: &GroupRoutingContext<'_>) -> i16 {
+    let factor = shard.group.config.offsets_topic_replication_factor;
+    if shard.router.is_cluster {
         return factor;
     }
-    let registered = shard.topics.borrow().brokers().count();
+    let registered = shard.router.image.borrow().brokers().count();
     factor.min(i16::try_from(registered).unwrap_or(i16::MAX).max(1))
 }
 
 /// Sets cleanup.policy=compact on an existing offsets topic (an IncrementalAlterConfigs SET).
-async fn make_offsets_topic_compacted(shard: &Rc<Shard>) {
+async fn make_offsets_topic_compacted(shard: &GroupRoutingContext<'_>) {
     let entry = crate::topics::alter::IncrementalEntry {
         key: "cleanup.policy".into(),
         op: 0, // SET
@@ -231,9 +248,7 @@ async fn make_offsets_topic_compacted(shard: &Rc<Shard>) {
         )],
         validate_only: false,
     };
-    let changed = crate::router::Router::new(shard.clone())
-        .change_registry(change)
-        .await;
+    let changed = Router::new(shard.router).change_registry(change).await;
     match changed.into_iter().next() {
         Some(Ok(_)) => tracing::info!("{OFFSETS_TOPIC} switched to cleanup.policy=compact"),
         Some(Err(e)) => shards::fatal(format!("cannot make {OFFSETS_TOPIC} compacted: {e}")),
@@ -243,7 +258,7 @@ async fn make_offsets_topic_compacted(shard: &Rc<Shard>) {
 
 /// Called after a shard adopted topic changes: forgets the offsets partitions this broker no
 /// longer leads (so it never writes to them again) and loads the ones it now leads.
-pub async fn adopted(shard: &Shard, changed: &[crate::topics::TopicMeta]) {
+pub async fn adopted(shard: &GroupContext<'_>, changed: &[crate::topics::TopicMeta]) {
     if changed.iter().any(|m| m.name == OFFSETS_TOPIC) {
         for index in shard.groups.loaded_partitions() {
             if !leads_offsets_partition(shard, index) {
@@ -255,6 +270,6 @@ pub async fn adopted(shard: &Shard, changed: &[crate::topics::TopicMeta]) {
                 );
             }
         }
-        store::load_owned(&shard.group_context()).await;
+        store::load_owned(shard).await;
     }
 }

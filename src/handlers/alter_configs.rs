@@ -135,7 +135,7 @@ async fn alter(
 ) -> Vec<Result<(), AdminError>> {
     let mut early: Vec<Option<Result<(), AdminError>>> = Vec::with_capacity(resources.len());
     let mut topics = Vec::new();
-    let router = Router::new(shard.clone());
+    let router = Router::new(shard.router_context());
     for (i, r) in resources.iter().enumerate() {
         let repeated = resources
             .iter()

@@ -218,7 +218,7 @@ pub async fn route_group(shard: &Rc<Shard>, request: &Request, op: GroupOp) -> G
             return GroupAnswer::Error(crate::groups::GroupCode::GroupAuthorizationFailed);
         }
     }
-    groups::route(shard, op).await
+    groups::route(&shard.group_routing_context(), op).await
 }
 
 /// A request's topics with what it asks of each.

@@ -81,7 +81,7 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
             topics: growths,
             validate_only: body.validate_only,
         };
-        let mut answers = Router::new(shard.clone())
+        let mut answers = Router::new(shard.router_context())
             .change_registry(change)
             .await
             .into_iter();

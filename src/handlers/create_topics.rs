@@ -68,7 +68,7 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
                 Err(result) => early.push(Some(*result)),
             }
         }
-        let mut created = Router::new(shard.clone())
+        let mut created = Router::new(shard.router_context())
             .create_topics(wanted, body.validate_only)
             .await
             .into_iter();

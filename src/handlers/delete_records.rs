@@ -97,7 +97,7 @@ async fn delete(
     wanted: Vec<(String, i32, i64)>,
     timeout_ms: i32,
 ) -> Vec<DeleteRecordsResult> {
-    let router = Router::new(shard.clone());
+    let router = Router::new(shard.router_context());
     super::route::route_known(
         shard,
         wanted,

@@ -40,7 +40,7 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
             })
             .collect();
         let refs: Vec<TopicRef> = wanted.iter().filter_map(|w| w.clone().ok()).collect();
-        let mut answers = Router::new(shard.clone())
+        let mut answers = Router::new(shard.router_context())
             .change_registry(RegistryChange::DeleteTopics(refs))
             .await
             .into_iter();

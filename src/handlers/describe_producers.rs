@@ -42,7 +42,7 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
                 });
             }
         }
-        let router = Router::new(shard.clone());
+        let router = Router::new(shard.router_context());
         let results: Vec<ProducersResult> =
             super::route::route_in_order(entries, |items| router.describe_producers(items)).await;
         let mut results = results.into_iter();

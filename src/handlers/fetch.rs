@@ -149,7 +149,7 @@ async fn respond(
         .min(max_bytes_in_quota_window(shard, request));
     // Kafka: fetchMinBytes = min(request min bytes, fetchMaxBytes).
     let min_bytes = u32::try_from(body.min_bytes).unwrap_or(0).min(max_bytes);
-    let router = Router::new(shard.clone());
+    let router = Router::new(shard.router_context());
     // isolation_level 1 (READ_COMMITTED): up to the LSO, with the aborted transactions.
     let reads = Reads {
         plan: &plan,
@@ -362,7 +362,7 @@ struct Reads<'a> {
 /// on any of the partitions and reads again.
 async fn read_until_ready(
     shard: &Rc<Shard>,
-    router: &Router,
+    router: &Router<'_>,
     reads: &Reads<'_>,
     max_bytes: u32,
     min_bytes: u32,
@@ -403,7 +403,7 @@ async fn read_until_ready(
 /// read again with the smaller limit (the read is what knows the batch boundaries); when
 /// nothing is left it simply returns no records (fetched next time).
 async fn fit_to_budget(
-    router: &Router,
+    router: &Router<'_>,
     reads: &Reads<'_>,
     results: &mut [ReadResult],
     max_bytes: u32,

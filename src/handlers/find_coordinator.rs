@@ -65,7 +65,7 @@ async fn ensure_transaction_log(shard: &Rc<Shard>) {
         .get(crate::internal_topics::TRANSACTION_STATE_TOPIC)
         .is_some();
     if !exists && shard.cluster.is_none() {
-        crate::txn::ensure_log_topic(shard).await;
+        crate::txn::ensure_log_topic(shard.txn_coordinator_context()).await;
     }
 }
 

@@ -112,7 +112,7 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
                     timeout_ms: body.transaction_timeout_ms,
                     expected,
                 };
-                match crate::txn::route(&shard, op).await {
+                match crate::txn::route(&shard.txn_coordinator_context(), op).await {
                     crate::txn::TxnAnswer::Producer {
                         code: crate::txn::TxnCode::None,
                         producer_id,
@@ -129,7 +129,7 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
             Decision::Bump { producer_id, epoch } => InitProducerIdResponse::default()
                 .with_producer_id(ProducerId(producer_id))
                 .with_producer_epoch(epoch),
-            Decision::NewId => match Router::new(shard.clone()).next_producer_id().await {
+            Decision::NewId => match Router::new(shard.router_context()).next_producer_id().await {
                 Ok(id) => InitProducerIdResponse::default()
                     .with_producer_id(ProducerId(id.0))
                     .with_producer_epoch(0),

@@ -24,7 +24,7 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
             .collect();
         let types: Vec<String> = body.types_filter.iter().map(|s| s.to_lowercase()).collect();
         let see_all = super::authz::cluster_allowed_quietly(&shard, &request, Operation::Describe);
-        let response = match groups::list_all(&shard).await {
+        let response = match groups::list_all(&shard.group_routing_context()).await {
             Err(code) => ListGroupsResponse::default().with_error_code(code.kafka_code()),
             Ok(all) => {
                 let listed = all

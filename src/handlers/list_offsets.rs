@@ -119,7 +119,7 @@ pub struct Wanted {
 
 /// Answers (topic, partition, wanted) queries in order; unknown partitions are errors.
 pub async fn query(shard: &Rc<Shard>, queries: Vec<(String, i32, Wanted)>) -> Vec<OffsetResult> {
-    let router = Router::new(shard.clone());
+    let router = Router::new(shard.router_context());
     super::route::route_known(
         shard,
         queries,

@@ -56,7 +56,7 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
                 Err(_) => return refuse(version, K::InvalidRegularExpression.code()),
             },
         };
-        let response = match crate::txn::list_all(&shard, filter).await {
+        let response = match crate::txn::list_all(&shard.txn_coordinator_context(), filter).await {
             Err(code) => ListTransactionsResponse::default().with_error_code(code.code()),
             Ok(listed) => {
                 let states = listed

@@ -341,9 +341,9 @@ pub async fn auto_create(shard: &Rc<Shard>, names: Vec<String>) -> Vec<(String, 
     // On a KRaft cluster the active controller creates both at start (`cluster::duties`).
     for name in internal.into_iter().filter(|_| shard.cluster.is_none()) {
         if name == crate::internal_topics::TRANSACTION_STATE_TOPIC {
-            crate::txn::ensure_log_topic(shard).await;
+            crate::txn::ensure_log_topic(shard.txn_coordinator_context()).await;
         } else {
-            crate::groups::ensure_offsets_topic(shard).await;
+            crate::groups::ensure_offsets_topic(&shard.group_routing_context()).await;
         }
     }
     if names.is_empty() {
@@ -379,7 +379,7 @@ pub async fn auto_create(shard: &Rc<Shard>, names: Vec<String>) -> Vec<(String, 
             assignments: None,
         })
         .collect();
-    let results = Router::new(shard.clone())
+    let results = Router::new(shard.router_context())
         .create_topics(requests, false)
         .await;
     names

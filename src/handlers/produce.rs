@@ -82,7 +82,7 @@ async fn respond(shard: &Rc<Shard>, request: &Request, body: ProduceRequest) -> 
         let id = transactional_id.as_deref();
         super::produce_txn::check(shard, request, request.version(), id, entries).await
     };
-    let router = Router::new(shard.clone());
+    let router = Router::new(shard.router_context());
     let mut results = super::route::route_in_order(entries, |items| router.produce(items, acks))
         .await
         .into_iter();

@@ -163,7 +163,7 @@ async fn start(
             })
         })
         .collect();
-    let mut guards = Router::new(shard.clone())
+    let mut guards = Router::new(shard.router_context())
         .start_verification(asked)
         .await
         .into_iter();
@@ -207,7 +207,7 @@ async fn verify_started(
             partitions: asked,
             add: version >= FIRST_ADD_PARTITION_VERSION,
         };
-        crate::txn::verify::verify(shard, request).await
+        crate::txn::verify::verify(&shard.txn_coordinator_context(), request).await
     };
     let mut codes = codes.into_iter();
     entries

@@ -57,7 +57,7 @@ pub fn check_partitions_of(
 
 /// Runs `op` on its coordinator.
 pub async fn route(shard: &Rc<Shard>, op: crate::txn::TxnOp) -> TxnAnswer {
-    crate::txn::route(shard, op).await
+    crate::txn::route(&shard.txn_coordinator_context(), op).await
 }
 
 /// The code of an answer that failed as a whole (or an unexpected answer).

@@ -138,7 +138,7 @@ async fn commit(
         )],
         add: version >= TV2_SINCE && shard.config.transaction.transaction_version >= 2,
     };
-    let verified = crate::txn::verify::verify(shard, verify)
+    let verified = crate::txn::verify::verify(&shard.txn_coordinator_context(), verify)
         .await
         .first()
         .copied()

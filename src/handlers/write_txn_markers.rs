@@ -67,7 +67,7 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
                 })
             })
             .collect();
-        let router = Router::new(shard.clone());
+        let router = Router::new(shard.router_context());
         let results: Vec<MarkerResult> = if allowed {
             super::route::route_in_order(entries, |items| router.write_markers(items)).await
         } else {
@@ -75,7 +75,13 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
         };
         for (offsets, result) in offsets_items.iter().zip(&results) {
             if let (Some((partition, producer_id, commit)), Ok(())) = (offsets, result) {
-                crate::groups::complete_txn(&shard, *partition, *producer_id, *commit).await;
+                crate::groups::complete_txn(
+                    &shard.group_routing_context(),
+                    *partition,
+                    *producer_id,
+                    *commit,
+                )
+                .await;
             }
         }
         let mut results = results.into_iter();

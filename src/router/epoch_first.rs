@@ -10,7 +10,7 @@
 
 use super::{PartitionError, Router, TopicPartition};
 
-impl Router {
+impl Router<'_> {
     /// Each item's partition and `current_leader_epoch` for `epoch_before_leadership`; empty
     /// (nothing to check, nothing copied) on a single broker or when no item names an epoch.
     pub(super) fn epochs_asked<T>(
@@ -18,7 +18,7 @@ impl Router {
         items: &[T],
         asked: impl Fn(&T) -> (&TopicPartition, i32),
     ) -> Vec<(TopicPartition, i32)> {
-        if self.shard.cluster.is_none() || items.iter().all(|i| asked(i).1 < 0) {
+        if !self.ctx.is_cluster || items.iter().all(|i| asked(i).1 < 0) {
             return Vec::new();
         }
         items
@@ -36,8 +36,8 @@ impl Router {
         asked: &[(TopicPartition, i32)],
         answers: &mut [Result<R, PartitionError>],
     ) {
-        let image = self.shard.topics.borrow();
-        let node = self.shard.config.server.node_id;
+        let image = self.ctx.image.borrow();
+        let node = self.ctx.node_id;
         for ((tp, requested), answer) in asked.iter().zip(answers.iter_mut()) {
             if *requested < 0 || !matches!(answer, Err(PartitionError::NotLeaderOrFollower)) {
                 continue;

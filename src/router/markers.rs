@@ -12,13 +12,13 @@ use crate::partition::api::{
 };
 use crate::partition::TopicPartition;
 
-impl Router {
+impl Router<'_> {
     /// Writes each marker on its partition's owning shard; answers in the items' order.
     pub async fn write_markers(&self, items: Vec<MarkerItem>) -> Vec<MarkerResult> {
         self.scatter(
             items,
             |item| &item.tp,
-            |items| self.shard.partitions.write_markers(items),
+            |items| self.ctx.partitions.write_markers(items),
             |items, reply| PartitionMsg::WriteMarkers { items, reply }.into(),
         )
         .await
@@ -29,21 +29,21 @@ impl Router {
         self.scatter(
             items,
             |tp| tp,
-            |items| async move { self.shard.partitions.describe_producers(&items) },
+            |items| async move { self.ctx.partitions.describe_producers(&items) },
             |items, reply| PartitionMsg::DescribeProducers { items, reply }.into(),
         )
         .await
     }
 }
 
-impl Router {
+impl Router<'_> {
     /// KIP-890: starts the verification of each producer's transactional batch on its
     /// partition's owner (the guard to append with).
     pub async fn start_verification(&self, items: Vec<VerifyItem>) -> Vec<VerifyResult> {
         self.scatter(
             items,
             |item| &item.tp,
-            |items| async move { self.shard.partitions.start_verification(&items) },
+            |items| async move { self.ctx.partitions.start_verification(&items) },
             |items, reply| PartitionMsg::StartVerification { items, reply }.into(),
         )
         .await

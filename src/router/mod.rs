@@ -13,12 +13,12 @@ pub mod markers;
 pub mod placement;
 pub mod split;
 
+use std::cell::RefCell;
 use std::future::Future;
-use std::rc::Rc;
 use std::time::Instant;
 
 use futures_util::future::join_all;
-use shards::{Reply, ShardId};
+use shards::{Mesh, Reply, ShardId};
 
 use crate::partition::api::PartitionMsg;
 pub use crate::partition::api::{
@@ -26,24 +26,48 @@ pub use crate::partition::api::{
     ReadResult,
 };
 pub use crate::partition::PartitionError;
-use crate::partition::TopicPartition;
-use crate::shard::{Shard, ShardMsg};
+use crate::partition::{PartitionService, TopicPartition};
+use crate::shard::ShardMsg;
 use crate::topics::TopicError;
 
+use self::admin::Registry;
 pub use crate::cluster::controller::{CreateResult, NewTopic, REGISTRY_SHARD};
 
-/// Per-request routing helper bound to the current shard.
-pub struct Router {
-    shard: Rc<Shard>,
+/// What routing uses of the shard it runs on (built by the shard, `shard::contexts_txn`):
+/// where partitions live and which this broker leads, the partition service for local work,
+/// the mesh for the other shards' work, and the registry for work shard 0 does.
+#[derive(Clone, Copy)]
+pub struct RouterContext<'a> {
+    pub shard_id: ShardId,
+    pub mesh: &'a Mesh<ShardMsg>,
+    /// Which shard owns each partition.
+    pub placement: &'a placement::PlacementTable,
+    /// The metadata image: which partitions this broker leads, their leader epochs.
+    pub image: &'a RefCell<crate::cluster::MetadataImage>,
+    /// This broker (`node.id`).
+    pub node_id: i32,
+    /// A KRaft node (`process.roles` set), not the single node of old.
+    pub is_cluster: bool,
+    /// This shard's partitions (work for this shard runs on them directly).
+    pub partitions: &'a PartitionService,
+    /// This shard's block of producer ids.
+    pub producer_ids: &'a crate::producers::IdAllocator,
+    /// The controller's operations, run on the registry shard (`admin::Registry`).
+    pub registry: &'a dyn Registry,
 }
 
-impl Router {
-    pub fn new(shard: Rc<Shard>) -> Self {
-        Self { shard }
+/// Per-request routing helper bound to the current shard.
+pub struct Router<'a> {
+    ctx: RouterContext<'a>,
+}
+
+impl<'a> Router<'a> {
+    pub fn new(ctx: RouterContext<'a>) -> Self {
+        Self { ctx }
     }
 
     fn owner(&self, tp: &TopicPartition) -> ShardId {
-        self.shard.placement.shard_for(&tp.topic, tp.partition)
+        self.ctx.placement.shard_for(&tp.topic, tp.partition)
     }
 
     /// Splits `items` by owning shard, runs each group on its owner (directly with `local_fn`
@@ -70,10 +94,10 @@ impl Router {
             .groups
             .into_iter()
             .map(|(owner, (indices, items))| async move {
-                let answers = if owner == self.shard.id {
+                let answers = if owner == self.ctx.shard_id {
                     local_fn(items).await
                 } else {
-                    let call = self.shard.mesh.call(owner, |reply| make_msg(items, reply));
+                    let call = self.ctx.mesh.call(owner, |reply| make_msg(items, reply));
                     call.await.unwrap_or_default()
                 };
                 (indices, answers)
@@ -81,7 +105,7 @@ impl Router {
         let mut answers = split::merge(groups.len, join_all(calls).await, || {
             Err(PartitionError::Unavailable)
         });
-        if self.shard.cluster.is_some() {
+        if self.ctx.is_cluster {
             // The image names this broker the leader but the owner has not opened the
             // partition yet (a new topic a moment after its records applied): Kafka's
             // ReplicaManager answers NOT_LEADER_OR_FOLLOWER for a partition the metadata has
@@ -101,8 +125,8 @@ impl Router {
         items: Vec<T>,
         tp_of: &impl Fn(&T) -> &TopicPartition,
     ) -> (Vec<T>, Refused) {
-        let image = self.shard.topics.borrow();
-        let node = self.shard.config.server.node_id;
+        let image = self.ctx.image.borrow();
+        let node = self.ctx.node_id;
         let mut led = Vec::with_capacity(items.len());
         let mut refused = Refused::default();
         for (index, item) in items.into_iter().enumerate() {
@@ -120,7 +144,7 @@ impl Router {
         self.scatter(
             items,
             |item| &item.tp,
-            |items| self.shard.partitions.produce(items, acks),
+            |items| self.ctx.partitions.produce(items, acks),
             |items, reply| PartitionMsg::Produce { items, acks, reply }.into(),
         )
         .await
@@ -132,7 +156,7 @@ impl Router {
             .scatter(
                 items,
                 |item| &item.tp,
-                |items| self.shard.partitions.read(items),
+                |items| self.ctx.partitions.read(items),
                 |items, reply| PartitionMsg::Read { items, reply }.into(),
             )
             .await;
@@ -154,7 +178,7 @@ impl Router {
                 items,
                 |item| &item.tp,
                 |items| {
-                    self.shard
+                    self.ctx
                         .partitions
                         .follower_fetch(replica_id, items, deadline)
                 },
@@ -206,8 +230,8 @@ impl Router {
         let groups = split::split(items, |(tp, _)| self.owner(tp));
         let waits = groups.groups.into_iter().map(|(owner, (_, items))| {
             Box::pin(async move {
-                if owner == self.shard.id {
-                    let partitions = &self.shard.partitions;
+                if owner == self.ctx.shard_id {
+                    let partitions = self.ctx.partitions;
                     match on {
                         WaitOn::FollowerData => partitions.wait_follower(items, deadline).await,
                         WaitOn::HighWatermark | WaitOn::StableOffset => {
@@ -216,7 +240,7 @@ impl Router {
                         }
                     }
                 } else {
-                    let call = self.shard.mesh.call(owner, |reply| match on {
+                    let call = self.ctx.mesh.call(owner, |reply| match on {
                         WaitOn::StableOffset => PartitionMsg::WaitStable {
                             items,
                             deadline,
@@ -257,7 +281,7 @@ impl Router {
             .scatter(
                 items,
                 |item| &item.tp,
-                |items| self.shard.partitions.offsets(items),
+                |items| self.ctx.partitions.offsets(items),
                 |items, reply| PartitionMsg::Offsets { items, reply }.into(),
             )
             .await;
@@ -269,17 +293,15 @@ impl Router {
     pub async fn next_producer_id(
         &self,
     ) -> Result<crate::producers::ProducerId, crate::producers::IdError> {
-        let shard = &self.shard;
-        shard
-            .producer_ids
+        let ctx = &self.ctx;
+        ctx.producer_ids
             .next_id(|| async {
-                if shard.id == REGISTRY_SHARD {
-                    return crate::cluster::controller::allocate_producer_ids(shard).await;
+                if ctx.shard_id == REGISTRY_SHARD {
+                    return ctx.registry.allocate_producer_ids().await;
                 }
-                let call = shard.mesh.call(REGISTRY_SHARD, |reply| {
-                    ShardMsg::run(move |shard| async move {
-                        let block = crate::cluster::controller::allocate_producer_ids(&shard);
-                        reply.send(block.await);
+                let call = ctx.mesh.call(REGISTRY_SHARD, |reply| {
+                    ShardMsg::run(move |registry| async move {
+                        reply.send(Registry::allocate_producer_ids(&*registry).await);
                     })
                 });
                 call.await
@@ -298,11 +320,10 @@ impl Router {
         self.on_registry(
             topics,
             len,
-            |topics| crate::cluster::controller::create_topics(&self.shard, topics, validate_only),
+            |topics| self.ctx.registry.create_topics(topics, validate_only),
             |topics, reply| {
-                ShardMsg::run(move |shard| async move {
-                    let created =
-                        crate::cluster::controller::create_topics(&shard, topics, validate_only);
+                ShardMsg::run(move |registry| async move {
+                    let created = Registry::create_topics(&*registry, topics, validate_only);
                     reply.send(created.await);
                 })
             },
@@ -326,11 +347,11 @@ impl Router {
         F: Future<Output = Vec<R>>,
         R: Send + 'static,
     {
-        let answers = if self.shard.id == REGISTRY_SHARD {
+        let answers = if self.ctx.shard_id == REGISTRY_SHARD {
             local_fn(request).await
         } else {
             let call = self
-                .shard
+                .ctx
                 .mesh
                 .call(REGISTRY_SHARD, |reply| make_msg(request, reply));
             call.await.unwrap_or_default()

@@ -7,6 +7,7 @@
 //! after every shard answered a ping, which each does only once it is listening.
 
 mod contexts;
+mod contexts_txn;
 pub mod msg;
 pub mod state;
 
@@ -79,8 +80,14 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
         metrics,
         authorizer: boot.authorizer.clone(),
         on_topics_adopted: vec![
-            |shard, changed| Box::pin(crate::groups::adopted(shard, changed)),
-            |shard, changed| Box::pin(crate::txn::adopted(shard, changed)),
+            |shard, changed| {
+                Box::pin(
+                    async move { crate::groups::adopted(&shard.group_context(), changed).await },
+                )
+            },
+            |shard, changed| {
+                Box::pin(async move { crate::txn::adopted(&shard.txn_context(), changed).await })
+            },
         ],
         on_topics_deleted: vec![|shard, names| {
             Box::pin(async move {
@@ -101,8 +108,8 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
     }
     let metas: Vec<_> = shard.topics.borrow().iter().cloned().collect();
     crate::cluster::open::open_owned(&shard, &metas).await;
-    crate::groups::start(&shard).await;
-    crate::txn::start(&shard).await;
+    crate::groups::start(&shard.group_context()).await;
+    crate::txn::start(&shard.txn_context()).await;
     let listeners: Vec<_> = boot
         .listeners
         .iter()
@@ -120,7 +127,7 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
     };
     if shard.id == router::REGISTRY_SHARD {
         if boot.cluster.is_none() {
-            crate::groups::ensure_offsets_topic(&shard).await;
+            crate::groups::ensure_offsets_topic(&shard.group_routing_context()).await;
         }
         announce_ready(&shard, &boot).await;
     }
@@ -130,7 +137,7 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
     let groups_task = compio::runtime::spawn(async move {
         crate::groups::coordinator::timer_loop(groups_shard.group_context()).await
     });
-    let txn_task = compio::runtime::spawn(crate::txn::coordinator::timer_loop(shard.clone()));
+    let txn_task = compio::runtime::spawn(contexts_txn::txn_timer_loop(shard.clone()));
     let cleaner_shard = shard.clone();
     let cleaner_task = compio::runtime::spawn(async move {
         crate::log_cleaner::run(cleaner_shard.cleaner_context()).await
@@ -492,8 +499,8 @@ async fn retention_loop(shard: Rc<Shard>) {
 async fn serve(shard: Rc<Shard>, msg: ShardMsg) {
     match msg {
         ShardMsg::Partition(msg) => shard.partitions.serve(msg).await,
-        ShardMsg::Group(msg) => crate::groups::serve(&shard, msg).await,
-        ShardMsg::Txn(msg) => crate::txn::serve(&shard, msg).await,
+        ShardMsg::Group(msg) => crate::groups::serve(&shard.group_context(), msg).await,
+        ShardMsg::Txn(msg) => crate::txn::serve(&shard.txn_coordinator_context(), msg).await,
         ShardMsg::Ping { reply } => reply.send(()),
         ShardMsg::Metrics { reply } => reply.send(shard.metrics_snapshot()),
         ShardMsg::Run(task) => task(shard).await,

@@ -9,7 +9,6 @@
 //! memory changes only after the record is appended, so a replay rebuilds what clients were
 //! told; the number of ids per shard is bounded by `transaction.max.count.per.shard`.
 
-use std::rc::Rc;
 use std::time::Duration;
 
 use futures_channel::oneshot;
@@ -17,8 +16,7 @@ use futures_channel::oneshot;
 use super::api::{DescribedTxn, ListFilter, ListedTxn, TxnAnswer, TxnCode, TxnOp};
 use super::state::{self, EndStep, InitArgs, InitStep, TxnMetadata, TxnPartition, TxnState};
 use super::table::TxnEntry;
-use super::{markers, store};
-use crate::shard::Shard;
+use super::{markers, store, TxnCoordinatorContext};
 
 pub use crate::clock::system_now_ms as now_ms;
 
@@ -28,7 +26,7 @@ pub use crate::clock::system_now_ms as now_ms;
 const END_TXN_WAIT_FOR_MARKERS: Duration = Duration::from_secs(5);
 
 /// Runs one op on this shard (the id's owner).
-pub async fn execute(shard: &Rc<Shard>, op: TxnOp) -> TxnAnswer {
+pub async fn execute(shard: &TxnCoordinatorContext<'_>, op: TxnOp) -> TxnAnswer {
     let partition = match op.transactional_id() {
         Some(id) => match check_owner(shard, id) {
             Ok(partition) => Some(partition),
@@ -84,15 +82,15 @@ pub async fn execute(shard: &Rc<Shard>, op: TxnOp) -> TxnAnswer {
     }
 }
 
-fn check_owner(shard: &Shard, transactional_id: &str) -> Result<u32, TxnCode> {
+fn check_owner(shard: &TxnCoordinatorContext<'_>, transactional_id: &str) -> Result<u32, TxnCode> {
     if transactional_id.is_empty() {
         return Err(TxnCode::InvalidRequest);
     }
-    let (owner, partition) = super::owner_of(&shard.txn_context(), transactional_id);
-    if owner != shard.id {
+    let (owner, partition) = super::owner_of(&shard.txn, transactional_id);
+    if owner != shard.router.shard_id {
         return Err(TxnCode::NotCoordinator);
     }
-    if shard.txns.loaded().get(partition).is_none() {
+    if shard.txn.txns.loaded().get(partition).is_none() {
         return Err(TxnCode::CoordinatorLoadInProgress);
     }
     Ok(partition)
@@ -108,8 +106,8 @@ fn producer(code: TxnCode, meta: Option<&TxnMetadata>) -> TxnAnswer {
 
 /// `id`'s metadata when no transition is in flight (the caller decides and calls `transit`
 /// without an `.await` in between).
-fn idle_metadata(shard: &Shard, id: &str) -> Result<TxnMetadata, TxnCode> {
-    let mut txns = shard.txns.txns.borrow_mut();
+fn idle_metadata(shard: &TxnCoordinatorContext<'_>, id: &str) -> Result<TxnMetadata, TxnCode> {
+    let mut txns = shard.txn.txns.txns.borrow_mut();
     let entry = txns.get_mut(id).ok_or(TxnCode::InvalidProducerIdMapping)?;
     if entry.pending {
         return Err(TxnCode::ConcurrentTransactions);
@@ -119,10 +117,10 @@ fn idle_metadata(shard: &Shard, id: &str) -> Result<TxnMetadata, TxnCode> {
 
 /// Persists `next` and installs it (Kafka's prepareTransitionTo + completeTransitionTo). The
 /// caller checked the id is not pending, in the same borrow as its decision.
-async fn transit(shard: &Shard, next: TxnMetadata) -> Result<(), TxnCode> {
+async fn transit(shard: &TxnCoordinatorContext<'_>, next: TxnMetadata) -> Result<(), TxnCode> {
     let id = next.transactional_id.clone();
     let partition = {
-        let mut txns = shard.txns.txns.borrow_mut();
+        let mut txns = shard.txn.txns.txns.borrow_mut();
         let entry = txns.get_mut(&id).ok_or(TxnCode::NotCoordinator)?;
         if entry.pending {
             return Err(TxnCode::ConcurrentTransactions);
@@ -130,8 +128,8 @@ async fn transit(shard: &Shard, next: TxnMetadata) -> Result<(), TxnCode> {
         entry.pending = true;
         entry.partition
     };
-    let written = store::persist(&shard.txn_context(), partition, &next).await;
-    let mut txns = shard.txns.txns.borrow_mut();
+    let written = store::persist(&shard.txn, partition, &next).await;
+    let mut txns = shard.txn.txns.txns.borrow_mut();
     let entry = txns.get_mut(&id).ok_or(TxnCode::NotCoordinator)?;
     entry.pending = false;
     match written {
@@ -151,8 +149,8 @@ async fn transit(shard: &Shard, next: TxnMetadata) -> Result<(), TxnCode> {
     }
 }
 
-async fn new_producer_id(shard: &Rc<Shard>) -> Result<i64, TxnCode> {
-    crate::router::Router::new(shard.clone())
+async fn new_producer_id(shard: &TxnCoordinatorContext<'_>) -> Result<i64, TxnCode> {
+    crate::router::Router::new(shard.router)
         .next_producer_id()
         .await
         .map(|id| id.0)
@@ -163,16 +161,16 @@ async fn new_producer_id(shard: &Rc<Shard>) -> Result<i64, TxnCode> {
 }
 
 async fn init_producer_id(
-    shard: &Rc<Shard>,
+    shard: &TxnCoordinatorContext<'_>,
     id: String,
     partition: u32,
     args: InitArgs,
 ) -> TxnAnswer {
-    if args.timeout_ms <= 0 || args.timeout_ms > shard.txns.limits.max_timeout_ms {
+    if args.timeout_ms <= 0 || args.timeout_ms > shard.txn.txns.limits.max_timeout_ms {
         return producer(TxnCode::InvalidTransactionTimeout, None);
     }
-    if !shard.txns.txns.borrow().contains_key(&id) {
-        if shard.txns.count() >= shard.txns.limits.ids_max {
+    if !shard.txn.txns.txns.borrow().contains_key(&id) {
+        if shard.txn.txns.count() >= shard.txn.txns.limits.ids_max {
             return producer(TxnCode::CoordinatorNotAvailable, None);
         }
         let producer_id = match new_producer_id(shard).await {
@@ -182,6 +180,7 @@ async fn init_producer_id(
         // Not persisted: the first transition (epoch 0) is.
         let meta = TxnMetadata::new(id.clone(), producer_id, args.timeout_ms, now_ms());
         shard
+            .txn
             .txns
             .txns
             .borrow_mut()
@@ -222,7 +221,7 @@ async fn init_producer_id(
 }
 
 async fn add_partitions(
-    shard: &Shard,
+    shard: &TxnCoordinatorContext<'_>,
     id: &str,
     producer_id: i64,
     epoch: i16,
@@ -240,13 +239,13 @@ async fn add_partitions(
 }
 
 fn verify(
-    shard: &Shard,
+    shard: &TxnCoordinatorContext<'_>,
     id: &str,
     producer_id: i64,
     epoch: i16,
     partitions: &[TxnPartition],
 ) -> TxnAnswer {
-    let txns = shard.txns.txns.borrow();
+    let txns = shard.txn.txns.txns.borrow();
     let codes = match txns.get(id) {
         None => Err(TxnCode::InvalidProducerIdMapping),
         Some(entry) => state::verify(&entry.meta, producer_id, epoch, partitions),
@@ -255,7 +254,7 @@ fn verify(
 }
 
 async fn end_txn(
-    shard: &Rc<Shard>,
+    shard: &TxnCoordinatorContext<'_>,
     id: &str,
     producer_id: i64,
     epoch: i16,
@@ -275,7 +274,7 @@ async fn end_txn(
         return producer(code, None);
     }
     let (tx, rx) = oneshot::channel();
-    if let Some(entry) = shard.txns.txns.borrow_mut().get_mut(id) {
+    if let Some(entry) = shard.txn.txns.txns.borrow_mut().get_mut(id) {
         entry.waiters.push(tx);
     }
     start_completion(shard, id);
@@ -290,9 +289,9 @@ async fn end_txn(
 }
 
 /// Starts the completion of `id`'s PrepareCommit/PrepareAbort unless one runs already.
-pub fn start_completion(shard: &Rc<Shard>, id: &str) {
+pub fn start_completion(shard: &TxnCoordinatorContext<'_>, id: &str) {
     {
-        let mut txns = shard.txns.txns.borrow_mut();
+        let mut txns = shard.txn.txns.txns.borrow_mut();
         let Some(entry) = txns.get_mut(id) else {
             return;
         };
@@ -301,25 +300,31 @@ pub fn start_completion(shard: &Rc<Shard>, id: &str) {
         }
         entry.completing = true;
     }
-    let task = complete(shard.clone(), id.to_owned());
-    compio::runtime::spawn(task).detach();
+    shard.host.spawn_completion(id.to_owned());
 }
 
 /// Backoff between marker attempts that failed (a partition's owner not ready, say).
 const MARKER_RETRY_BACKOFF: Duration = Duration::from_millis(200);
 
 /// Writes the markers of `id`'s prepared transaction until every partition has one, then
-/// persists CompleteCommit/CompleteAbort and wakes the EndTxn answers waiting for it.
-async fn complete(shard: Rc<Shard>, id: String) {
+/// persists CompleteCommit/CompleteAbort and wakes the EndTxn answers waiting for it. Runs in
+/// a task of its own (`TxnHost::spawn_completion`), started by `start_completion`.
+pub async fn complete(shard: &TxnCoordinatorContext<'_>, id: String) {
     let mut done = std::collections::BTreeSet::new();
     loop {
-        let meta = shard.txns.txns.borrow().get(&id).map(|e| e.meta.clone());
+        let meta = shard
+            .txn
+            .txns
+            .txns
+            .borrow()
+            .get(&id)
+            .map(|e| e.meta.clone());
         let Some(meta) =
             meta.filter(|m| matches!(m.state, TxnState::PrepareCommit | TxnState::PrepareAbort))
         else {
             break;
         };
-        if markers::write_missing(&shard, &meta, &mut done)
+        if markers::write_missing(shard, &meta, &mut done)
             .await
             .is_err()
         {
@@ -329,7 +334,7 @@ async fn complete(shard: Rc<Shard>, id: String) {
         let Some(done) = state::complete(&meta, now_ms()) else {
             break;
         };
-        match transit(&shard, done).await {
+        match transit(shard, done).await {
             Ok(()) => break,
             Err(code) => {
                 tracing::warn!(transactional_id = id, ?code, "cannot persist completion");
@@ -340,7 +345,7 @@ async fn complete(shard: Rc<Shard>, id: String) {
             }
         }
     }
-    let waiters = match shard.txns.txns.borrow_mut().get_mut(&id) {
+    let waiters = match shard.txn.txns.txns.borrow_mut().get_mut(&id) {
         Some(entry) => {
             entry.completing = false;
             std::mem::take(&mut entry.waiters)
@@ -352,8 +357,8 @@ async fn complete(shard: Rc<Shard>, id: String) {
     }
 }
 
-fn describe(shard: &Shard, id: &str) -> TxnAnswer {
-    let txns = shard.txns.txns.borrow();
+fn describe(shard: &TxnCoordinatorContext<'_>, id: &str) -> TxnAnswer {
+    let txns = shard.txn.txns.txns.borrow();
     TxnAnswer::Described(match txns.get(id) {
         None => Err(TxnCode::TransactionalIdNotFound),
         Some(entry) => Ok(DescribedTxn {
@@ -367,9 +372,9 @@ fn describe(shard: &Shard, id: &str) -> TxnAnswer {
     })
 }
 
-fn list(shard: &Shard, filter: &ListFilter) -> TxnAnswer {
+fn list(shard: &TxnCoordinatorContext<'_>, filter: &ListFilter) -> TxnAnswer {
     let now = now_ms();
-    let txns = shard.txns.txns.borrow();
+    let txns = shard.txn.txns.txns.borrow();
     let listed = txns
         .values()
         .map(|e| &e.meta)
@@ -394,25 +399,25 @@ fn list(shard: &Shard, filter: &ListFilter) -> TxnAnswer {
 /// transactions past their timeout (every
 /// `transaction.abort.timed.out.transaction.cleanup.interval.ms`) and removes expired ids
 /// (every `transaction.remove.expired.transaction.cleanup.interval.ms`).
-pub async fn timer_loop(shard: Rc<Shard>) {
+pub async fn timer_loop(shard: &TxnCoordinatorContext<'_>) {
     const TICK: Duration = Duration::from_millis(200);
-    let limits = shard.txns.limits;
+    let limits = shard.txn.txns.limits;
     let mut next_abort = now_ms();
     let mut next_expiry = now_ms().saturating_add(ms_i64(limits.expiry_check_interval_ms));
     while !shard.shutdown.is_triggered() {
         compio::time::sleep(TICK).await;
-        let resume = std::mem::take(&mut *shard.txns.to_resume.borrow_mut());
+        let resume = std::mem::take(&mut *shard.txn.txns.to_resume.borrow_mut());
         for id in resume {
-            start_completion(&shard, &id);
+            start_completion(shard, &id);
         }
         let now = now_ms();
         if now >= next_abort {
             next_abort = now.saturating_add(ms_i64(limits.abort_check_interval_ms));
-            abort_timed_out(&shard, now).await;
+            abort_timed_out(shard, now).await;
         }
         if now >= next_expiry {
             next_expiry = now.saturating_add(ms_i64(limits.expiry_check_interval_ms));
-            remove_expired(&shard, now).await;
+            remove_expired(shard, now).await;
         }
     }
 }
@@ -422,8 +427,9 @@ fn ms_i64(ms: u64) -> i64 {
 }
 
 /// Kafka's `abortTimedOutTransactions`: fence the producer (epoch + 1) and abort.
-async fn abort_timed_out(shard: &Rc<Shard>, now: i64) {
+async fn abort_timed_out(shard: &TxnCoordinatorContext<'_>, now: i64) {
     let expired: Vec<TxnMetadata> = shard
+        .txn
         .txns
         .txns
         .borrow()
@@ -444,9 +450,10 @@ async fn abort_timed_out(shard: &Rc<Shard>, now: i64) {
 }
 
 /// Kafka's `removeExpiredTransactionalIds`: a tombstone, then the id is forgotten.
-async fn remove_expired(shard: &Shard, now: i64) {
-    let expiration = shard.txns.limits.id_expiration_ms;
+async fn remove_expired(shard: &TxnCoordinatorContext<'_>, now: i64) {
+    let expiration = shard.txn.txns.limits.id_expiration_ms;
     let expired: Vec<TxnMetadata> = shard
+        .txn
         .txns
         .txns
         .borrow()
@@ -460,7 +467,7 @@ async fn remove_expired(shard: &Shard, now: i64) {
     for dead in expired {
         let id = dead.transactional_id.clone();
         if transit(shard, dead).await.is_ok() {
-            let mut txns = shard.txns.txns.borrow_mut();
+            let mut txns = shard.txn.txns.txns.borrow_mut();
             if txns
                 .get(&id)
                 .is_some_and(|e| e.meta.state == TxnState::Dead)

@@ -12,22 +12,22 @@
 //! transaction is never completed before all its markers are written.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::rc::Rc;
 
 use kafka_protocol::ResponseError;
 
 use super::channel::{RemoteMarker, Resolver};
 use super::state::{TxnMetadata, TxnPartition, TxnState};
+use super::TxnCoordinatorContext;
 use crate::partition::api::MarkerItem;
 use crate::partition::{PartitionError, TopicPartition};
-use crate::shard::Shard;
 
 /// The coordinator epoch written into markers: the leader epoch of the id's
 /// `__transaction_state` partition (a marker from an older coordinator is refused).
-fn coordinator_epoch(shard: &Shard, transactional_id: &str) -> i32 {
-    let (_, partition) = super::owner_of(&shard.txn_context(), transactional_id);
+fn coordinator_epoch(shard: &TxnCoordinatorContext<'_>, transactional_id: &str) -> i32 {
+    let (_, partition) = super::owner_of(&shard.txn, transactional_id);
     shard
-        .topics
+        .router
+        .image
         .borrow()
         .partition(super::TRANSACTION_STATE_TOPIC, partition)
         .map_or(0, |r| r.leader_epoch)
@@ -35,15 +35,15 @@ fn coordinator_epoch(shard: &Shard, transactional_id: &str) -> i32 {
 
 /// Where a partition's marker is written: on this broker (through the partition service) or
 /// sent to its leader on another broker; `None` while the image names no leader.
-fn destination(shard: &Shard, tp: &TopicPartition) -> Option<Option<i32>> {
-    if shard.cluster.is_none() {
+fn destination(shard: &TxnCoordinatorContext<'_>, tp: &TopicPartition) -> Option<Option<i32>> {
+    if !shard.router.is_cluster {
         return Some(None);
     }
-    let image = shard.topics.borrow();
+    let image = shard.router.image.borrow();
     match image.partition(&tp.topic, tp.partition) {
         // Unknown to the image: the local write answers (a deleted topic needs no marker).
         None => Some(None),
-        Some(r) if r.leader == shard.config.server.node_id => Some(None),
+        Some(r) if r.leader == shard.router.node_id => Some(None),
         Some(r) if r.leader >= 0 => Some(Some(r.leader)),
         Some(_) => None,
     }
@@ -54,7 +54,7 @@ fn destination(shard: &Shard, tp: &TopicPartition) -> Option<Option<i32>> {
 /// others as WriteTxnMarkers to their leaders (`channel`), each leader re-read from the image
 /// at every attempt. Err when some partition still needs its marker.
 pub async fn write_missing(
-    shard: &Rc<Shard>,
+    shard: &TxnCoordinatorContext<'_>,
     meta: &TxnMetadata,
     done: &mut BTreeSet<TxnPartition>,
 ) -> Result<(), ()> {
@@ -103,7 +103,7 @@ pub async fn write_missing(
 
 /// The markers of partitions this broker leads; true when some is still missing.
 async fn write_local(
-    shard: &Rc<Shard>,
+    shard: &TxnCoordinatorContext<'_>,
     meta: &TxnMetadata,
     commit: bool,
     todo: Vec<(TxnPartition, MarkerItem)>,
@@ -113,7 +113,7 @@ async fn write_local(
         return false;
     }
     let items = todo.iter().map(|(_, item)| item.clone()).collect();
-    let results = crate::router::Router::new(shard.clone())
+    let results = crate::router::Router::new(shard.router)
         .write_markers(items)
         .await;
     let mut missing = false;
@@ -122,7 +122,8 @@ async fn write_local(
             Ok(()) => {
                 if item.tp.topic == crate::internal_topics::OFFSETS_TOPIC {
                     let producer_id = meta.producer_id;
-                    crate::groups::complete_txn(shard, item.tp.partition, producer_id, commit)
+                    let groups = shard.group_routing();
+                    crate::groups::complete_txn(&groups, item.tp.partition, producer_id, commit)
                         .await;
                 }
                 done.insert(partition);
@@ -145,7 +146,7 @@ async fn write_local(
 /// of `__consumer_offsets` partitions and completes their offsets itself (its
 /// WriteTxnMarkers handler).
 async fn send_remote(
-    shard: &Rc<Shard>,
+    shard: &TxnCoordinatorContext<'_>,
     meta: &TxnMetadata,
     coordinator_epoch: i32,
     commit: bool,
@@ -153,12 +154,8 @@ async fn send_remote(
 ) -> (bool, Vec<TxnPartition>) {
     let mut missing = false;
     let mut calls = Vec::new();
-    // Weak: the sender task this may start lives as long as the shard's channels.
-    let weak = Rc::downgrade(shard);
-    let resolver: Resolver = Rc::new(move |broker| {
-        weak.upgrade()
-            .and_then(|shard| crate::cluster::replicas::broker_addr(&shard, broker))
-    });
+    // Holds the shard weakly: the sender task this may start lives as long as its channels.
+    let resolver: Resolver = shard.host.resolver();
     for (broker, partitions) in remote {
         let marker = RemoteMarker {
             producer_id: meta.producer_id,
@@ -170,7 +167,7 @@ async fn send_remote(
                 .map(|(t, p)| TopicPartition::new(t, u32::try_from(*p).unwrap_or(0)))
                 .collect(),
         };
-        match shard.txns.channels.enqueue(&resolver, broker, marker) {
+        match shard.txn.txns.channels.enqueue(&resolver, broker, marker) {
             Ok(answer) => calls.push(async move { (broker, partitions, answer.await) }),
             Err(e) => {
                 tracing::debug!(error = %e, "markers not queued");
@@ -201,9 +198,10 @@ async fn send_remote(
     (missing, written)
 }
 
-fn topic_exists(shard: &Shard, tp: &TopicPartition) -> bool {
+fn topic_exists(shard: &TxnCoordinatorContext<'_>, tp: &TopicPartition) -> bool {
     shard
-        .topics
+        .router
+        .image
         .borrow()
         .get(&tp.topic)
         .is_some_and(|m| tp.partition < m.partitions)

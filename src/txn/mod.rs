@@ -25,14 +25,15 @@ pub mod verify;
 #[cfg(test)]
 mod state_tests;
 
-use std::rc::Rc;
+use std::net::SocketAddr;
 
 use shards::ShardId;
 
 pub use self::api::*;
 pub use self::table::Coordinator;
+use crate::groups::{GroupContext, GroupRoutingContext};
 pub use crate::internal_topics::TRANSACTION_STATE_TOPIC;
-use crate::shard::Shard;
+use crate::router::{Router, RouterContext};
 
 /// What the transaction log (`store`) and the id-to-partition mapping use of the shard (built
 /// by the shard, `shard::contexts`).
@@ -43,6 +44,46 @@ pub struct TxnContext<'a> {
     pub config: &'a crate::config::TransactionSection,
     /// `__transaction_state`'s log on this shard: placement, image, partitions.
     pub log: crate::coordinator_log::io::LogContext<'a>,
+}
+
+/// What the coordinator's ops, their routing between shards, the markers and KIP-890's
+/// verification use (built by the shard, `shard::contexts_txn`).
+#[derive(Clone, Copy)]
+pub struct TxnCoordinatorContext<'a> {
+    /// The transaction log: this shard's ids, the config, `__transaction_state`'s partitions.
+    pub txn: TxnContext<'a>,
+    /// The other shards (mesh), partitions' owners (markers), the registry (producer ids, the
+    /// log topic's creation), the metadata image (leaders, this broker).
+    pub router: RouterContext<'a>,
+    /// This shard's group coordinator: the offsets of a transaction whose marker is written.
+    pub groups: GroupContext<'a>,
+    pub shutdown: &'a shards::Shutdown,
+    /// What the shard does for the coordinator: completion tasks, brokers' addresses.
+    pub host: &'a dyn TxnHost,
+}
+
+impl<'a> TxnCoordinatorContext<'a> {
+    /// Routing to the group coordinator (`groups::complete_txn`).
+    pub fn group_routing(&self) -> GroupRoutingContext<'a> {
+        GroupRoutingContext {
+            group: self.groups,
+            router: self.router,
+        }
+    }
+}
+
+/// What the coordinator asks of the shard it runs on beyond borrowed state (implemented by
+/// the shard, `shard::contexts_txn`).
+pub trait TxnHost {
+    /// Runs `coordinator::complete` for `transactional_id` in a task of its own (a completion
+    /// outlives the op that starts it), with a context that task owns.
+    fn spawn_completion(&self, transactional_id: String);
+    /// A broker's inter-broker address from the metadata image (`None`: not registered, or no
+    /// endpoint).
+    fn broker_addr(&self, broker: i32) -> Option<SocketAddr>;
+    /// `broker_addr` for the marker channels' sender tasks: holds the shard weakly (the
+    /// channels live as long as the shard).
+    fn resolver(&self) -> channel::Resolver;
 }
 
 /// The partition count of `__transaction_state` (the existing topic's, else the config's).
@@ -70,19 +111,19 @@ pub fn owner_of(shard: &TxnContext<'_>, transactional_id: &str) -> (ShardId, u32
 }
 
 /// Serves a [`TxnMsg`] from another shard.
-pub async fn serve(shard: &Rc<Shard>, msg: TxnMsg) {
+pub async fn serve(shard: &TxnCoordinatorContext<'_>, msg: TxnMsg) {
     msg.reply.send(coordinator::execute(shard, msg.op).await);
 }
 
 /// Runs `op` on the id's owner shard (directly when that is this shard).
-pub async fn route(shard: &Rc<Shard>, op: TxnOp) -> TxnAnswer {
+pub async fn route(shard: &TxnCoordinatorContext<'_>, op: TxnOp) -> TxnAnswer {
     let Some(id) = op.transactional_id() else {
         return coordinator::execute(shard, op).await;
     };
-    let (owner, partition) = owner_of(&shard.txn_context(), id);
+    let (owner, partition) = owner_of(&shard.txn, id);
     if !id.is_empty()
         && !crate::coordinator_log::io::leads_partition(
-            &shard.log_context(),
+            &shard.txn.log,
             TRANSACTION_STATE_TOPIC,
             partition,
         )
@@ -94,18 +135,25 @@ pub async fn route(shard: &Rc<Shard>, op: TxnOp) -> TxnAnswer {
     call_shard(shard, owner, op).await
 }
 
-async fn call_shard(shard: &Rc<Shard>, owner: ShardId, op: TxnOp) -> TxnAnswer {
-    if owner == shard.id {
+async fn call_shard(shard: &TxnCoordinatorContext<'_>, owner: ShardId, op: TxnOp) -> TxnAnswer {
+    if owner == shard.router.shard_id {
         return coordinator::execute(shard, op).await;
     }
-    let call = shard.mesh.call(owner, |reply| TxnMsg { op, reply }.into());
+    let call = shard
+        .router
+        .mesh
+        .call(owner, |reply| TxnMsg { op, reply }.into());
     call.await
         .unwrap_or(TxnAnswer::Error(TxnCode::CoordinatorNotAvailable))
 }
 
 /// ListTransactions: every shard's ids matching `filter`.
-pub async fn list_all(shard: &Rc<Shard>, filter: ListFilter) -> Result<Vec<ListedTxn>, TxnCode> {
+pub async fn list_all(
+    shard: &TxnCoordinatorContext<'_>,
+    filter: ListFilter,
+) -> Result<Vec<ListedTxn>, TxnCode> {
     let calls = shard
+        .router
         .mesh
         .shards()
         .map(|id| call_shard(shard, id, TxnOp::List(filter.clone())));
@@ -122,18 +170,18 @@ pub async fn list_all(shard: &Rc<Shard>, filter: ListFilter) -> Result<Vec<Liste
 }
 
 /// Startup on every shard: replays the `__transaction_state` partitions this shard owns.
-pub async fn start(shard: &Shard) {
-    store::load_owned(&shard.txn_context()).await;
+pub async fn start(shard: &TxnContext<'_>) {
+    store::load_owned(shard).await;
 }
 
 /// Called after a shard adopted topic changes: forgets the transaction log partitions this
 /// broker no longer leads (it never writes to them again; their new leader completes what was
 /// in flight) and loads the ones it now leads.
-pub async fn adopted(shard: &Shard, changed: &[crate::topics::TopicMeta]) {
+pub async fn adopted(shard: &TxnContext<'_>, changed: &[crate::topics::TopicMeta]) {
     if changed.iter().any(|m| m.name == TRANSACTION_STATE_TOPIC) {
         for index in shard.txns.loaded_partitions() {
             if !crate::coordinator_log::io::leads_partition(
-                &shard.log_context(),
+                &shard.log,
                 TRANSACTION_STATE_TOPIC,
                 index,
             ) {
@@ -145,7 +193,7 @@ pub async fn adopted(shard: &Shard, changed: &[crate::topics::TopicMeta]) {
                 );
             }
         }
-        store::load_owned(&shard.txn_context()).await;
+        store::load_owned(shard).await;
     }
 }
 
@@ -154,15 +202,12 @@ pub async fn adopted(shard: &Shard, changed: &[crate::topics::TopicMeta]) {
 /// (INVALID_REPLICATION_FACTOR; FindCoordinator answers COORDINATOR_NOT_AVAILABLE, the active
 /// controller retries) until that many brokers are registered. A single node without KRaft
 /// settings caps it at the brokers registered (itself).
-fn log_replication_factor(shard: &Shard) -> i16 {
-    let factor = shard
-        .config
-        .transaction
-        .transaction_state_log_replication_factor;
-    if shard.cluster.is_some() {
+fn log_replication_factor(shard: &TxnCoordinatorContext<'_>) -> i16 {
+    let factor = shard.txn.config.transaction_state_log_replication_factor;
+    if shard.router.is_cluster {
         return factor;
     }
-    let brokers = shard.topics.borrow().brokers().count().max(1);
+    let brokers = shard.router.image.borrow().brokers().count().max(1);
     factor.min(i16::try_from(brokers).unwrap_or(i16::MAX))
 }
 
@@ -172,16 +217,18 @@ fn log_replication_factor(shard: &Shard) -> i16 {
 /// cleanup.policy=compact, compression.type=uncompressed, segment.bytes=
 /// `transaction.state.log.segment.bytes`, unclean.leader.election.enable=false). Its
 /// replication factor is `log_replication_factor`. A failure is logged, not fatal:
-/// transactions then answer COORDINATOR_NOT_AVAILABLE.
-pub async fn ensure_log_topic(shard: &Rc<Shard>) {
+/// transactions then answer COORDINATOR_NOT_AVAILABLE. (Takes what converts into the
+/// context: the controller's duties call it with the shard.)
+pub async fn ensure_log_topic<'a>(shard: impl Into<TxnCoordinatorContext<'a>>) {
+    let shard = &shard.into();
     let mut configs = crate::topics::config::TopicOverrides::new();
     configs.insert("cleanup.policy".into(), "compact".into());
     configs.insert("compression.type".into(), "uncompressed".into());
     configs.insert(
         "segment.bytes".into(),
         shard
+            .txn
             .config
-            .transaction
             .transaction_state_log_segment_bytes
             .to_string(),
     );
@@ -189,16 +236,13 @@ pub async fn ensure_log_topic(shard: &Rc<Shard>) {
     let replication_factor = log_replication_factor(shard);
     let topic = crate::coordinator_log::io::InternalTopic {
         name: TRANSACTION_STATE_TOPIC,
-        partitions: shard
-            .config
-            .transaction
-            .transaction_state_log_num_partitions,
+        partitions: shard.txn.config.transaction_state_log_num_partitions,
         replication_factor,
         configs,
     };
     if let Err(e) = crate::coordinator_log::io::ensure_topic(
-        &shard.topics,
-        crate::router::Router::new(shard.clone()),
+        shard.router.image,
+        Router::new(shard.router),
         topic,
     )
     .await

@@ -13,8 +13,6 @@
 //! CLUSTER_ACTION as Kafka maps it); one request at a time per destination broker and shard
 //! (the callers are bounded by the produce requests in flight).
 
-use std::rc::Rc;
-
 use kafka_protocol::messages::add_partitions_to_txn_request::{
     AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction,
 };
@@ -26,8 +24,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError as K;
 
 use super::state::TxnPartition;
-use super::{TxnAnswer, TxnOp, TRANSACTION_STATE_TOPIC};
-use crate::shard::Shard;
+use super::{TxnAnswer, TxnCoordinatorContext, TxnOp, TRANSACTION_STATE_TOPIC};
 
 /// The AddPartitionsToTxn version a broker sends (Kafka 4.x's `forBroker`: v5, which may
 /// answer TRANSACTION_ABORTABLE).
@@ -46,29 +43,26 @@ pub struct VerifyRequest {
 }
 
 /// The coordinator's Kafka code per partition of `request`, in its order.
-pub async fn verify(shard: &Rc<Shard>, request: VerifyRequest) -> Vec<i16> {
+pub async fn verify(shard: &TxnCoordinatorContext<'_>, request: VerifyRequest) -> Vec<i16> {
     let count = request.partitions.len();
-    let (_, index) = super::owner_of(&shard.txn_context(), &request.transactional_id);
-    if crate::coordinator_log::io::leads_partition(
-        &shard.log_context(),
-        TRANSACTION_STATE_TOPIC,
-        index,
-    ) {
+    let (_, index) = super::owner_of(&shard.txn, &request.transactional_id);
+    if crate::coordinator_log::io::leads_partition(&shard.txn.log, TRANSACTION_STATE_TOPIC, index) {
         return local(shard, request).await;
     }
     let leader = shard
-        .topics
+        .router
+        .image
         .borrow()
         .partition(TRANSACTION_STATE_TOPIC, index)
         .map_or(-1, |r| r.leader);
     let addr = (leader >= 0)
-        .then(|| crate::cluster::replicas::broker_addr(shard, leader))
+        .then(|| shard.host.broker_addr(leader))
         .flatten();
     let Some(addr) = addr else {
         return vec![K::CoordinatorNotAvailable.code(); count];
     };
     let body = add_partitions_request(&request);
-    let connection = shard.txns.verify_connections.to(leader);
+    let connection = shard.txn.txns.verify_connections.to(leader);
     let mut connection = connection.lock().await;
     let answer: Result<AddPartitionsToTxnResponse, _> = connection
         .request(
@@ -88,7 +82,7 @@ pub async fn verify(shard: &Rc<Shard>, request: VerifyRequest) -> Vec<i16> {
     }
 }
 
-async fn local(shard: &Rc<Shard>, request: VerifyRequest) -> Vec<i16> {
+async fn local(shard: &TxnCoordinatorContext<'_>, request: VerifyRequest) -> Vec<i16> {
     let count = request.partitions.len();
     let op = TxnOp::AddPartitions {
         transactional_id: request.transactional_id,

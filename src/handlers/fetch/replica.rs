@@ -70,7 +70,7 @@ pub async fn respond(
         .unwrap_or(0)
         .min(u64::from(shard.config.fetch.fetch_max_wait_ms));
     let deadline = Instant::now() + Duration::from_millis(cap_ms);
-    let router = Router::new(shard.clone());
+    let router = Router::new(shard.router_context());
     let waits: Vec<(TopicPartition, i64)> = items
         .iter()
         .map(|i| (i.tp.clone(), i.fetch_offset))
