@@ -1,5 +1,7 @@
-//! Routing: which shard owns a partition, the messages shards exchange, and the split / call /
-//! merge of requests that touch partitions on several shards.
+//! Routing: which shard owns a partition, and the split / call / merge of requests that touch
+//! partitions on several shards (as `ShardMsg`s, `shard::msg`). A `Router` borrows the narrow
+//! `RouterContext` the shard builds (`shard::contexts_txn`); work for the registry shard goes
+//! through `admin::Registry`, so routing never names the shard's state.
 //!
 //! Invariants: a partition operation always runs on the partition's owner (`Placement`); work
 //! for the local shard is executed directly (no mailbox hop); answers come back in the order of
