@@ -26,6 +26,7 @@
 
 pub mod alter_partition;
 pub mod alter_partition_rpc;
+pub mod broadcast;
 pub mod controller;
 pub mod controller_listener;
 pub mod deletion;

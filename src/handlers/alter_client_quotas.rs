@@ -94,7 +94,7 @@ async fn alter(
     if validate_only || results.iter().all(Result::is_err) {
         return results;
     }
-    let stored = crate::cluster::security_control::modify_quotas(shard, move |map| {
+    let stored = crate::cluster::security_control::modify_quotas(&shard.controller_context(), move |map| {
         ((), quotas::apply_valid(map, &valid))
     })
     .await;

@@ -74,7 +74,7 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
 async fn delete(shard: &Shard, filters: &[DeleteAclsFilter]) -> Vec<DeleteAclsFilterResult> {
     let checked: Vec<Result<AclFilter, InvalidAcl>> = filters.iter().map(filter).collect();
     let valid: Vec<Option<AclFilter>> = checked.iter().map(|c| c.clone().ok()).collect();
-    let stored = crate::cluster::security_control::modify_acls(shard, move |acls| {
+    let stored = crate::cluster::security_control::modify_acls(&shard.controller_context(), move |acls| {
         // Per filter, the bindings it removes (each binding is reported under every filter
         // that matches it, as Kafka does).
         let removed: Vec<Vec<AclBinding>> = valid

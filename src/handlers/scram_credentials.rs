@@ -135,7 +135,7 @@ pub fn handle_alter(shard: Rc<Shard>, request: Request) -> HandlerFuture {
                 )),
             );
         }
-        let outcome = crate::cluster::security_control::modify_scram(&shard, move |users| {
+        let outcome = crate::cluster::security_control::modify_scram(&shard.controller_context(), move |users| {
             apply(users, per_user)
         })
         .await;
