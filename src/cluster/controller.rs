@@ -25,10 +25,10 @@ use super::placement::{self, PlacementError};
 use super::records::{
     ConfigRecord, MetadataRecord, PartitionRecord, CONFIG_RESOURCE_BROKER, CONFIG_RESOURCE_TOPIC,
 };
+use super::store;
 use super::topics::alter::{self, AlterError, IncrementalEntry};
 use super::topics::dynamic::{BrokerChange, Scope};
 use super::topics::{self, TopicError, TopicId, TopicMeta};
-use super::store;
 use crate::producers::{IdBlock, IdError};
 
 /// What the controller uses of its shard (built by the shard, `shard::contexts_cluster`).
@@ -298,7 +298,10 @@ async fn commit_planned(
 /// Applies `records` to a copy of the controller's image, persists it, and has every shard
 /// (this one included) adopt the records. Err (nothing changed anywhere) when a record does not
 /// apply or the image cannot be persisted.
-pub async fn commit(shard: &ControllerContext<'_>, records: Vec<MetadataRecord>) -> Result<(), CommitError> {
+pub async fn commit(
+    shard: &ControllerContext<'_>,
+    records: Vec<MetadataRecord>,
+) -> Result<(), CommitError> {
     if let Some(node) = shard.cluster.cloned() {
         // The committed image, not this shard's (which may still be catching up after a
         // start): a change that does not fit what is committed is refused here.
@@ -344,7 +347,11 @@ async fn commit_to_quorum(
 
 /// Waits until this node's shards applied the committed image up to `offset` (`follow`),
 /// bounded by `timeout`.
-async fn wait_synced(shard: &ControllerContext<'_>, offset: u64, timeout: std::time::Duration) -> bool {
+async fn wait_synced(
+    shard: &ControllerContext<'_>,
+    offset: u64,
+    timeout: std::time::Duration,
+) -> bool {
     let deadline = std::time::Instant::now() + timeout;
     while shard.cluster_synced.get() < offset {
         if std::time::Instant::now() >= deadline {
@@ -394,7 +401,10 @@ fn is_config_of(record: &MetadataRecord, resource_type: i8) -> bool {
 /// controller means the images diverged: the broker stops rather than serve a wrong image.
 /// Answers the topics it opened partitions of, for the shard's `on_topics_adopted` hooks
 /// (`shard::contexts_cluster`: the group coordinator loads new offsets partitions).
-pub async fn adopt_records(shard: &AdoptContext<'_>, records: Vec<MetadataRecord>) -> Vec<TopicMeta> {
+pub async fn adopt_records(
+    shard: &AdoptContext<'_>,
+    records: Vec<MetadataRecord>,
+) -> Vec<TopicMeta> {
     let mut touched: Vec<String> = Vec::new();
     let mut seen = std::collections::HashSet::new();
     {
@@ -641,7 +651,7 @@ fn alter_configs(shard: &ControllerContext<'_>, name: &str, change: &ConfigChang
             let mut layered = shard.dynamic_configs.borrow().topic_layer();
             layered.extend(meta.configs.iter().map(|(k, v)| (k.clone(), v.clone())));
             let effective = |key: &str| {
-                topics::config::describe(&shard.default_log, &layered)
+                topics::config::describe(shard.default_log, &layered)
                     .into_iter()
                     .find(|(k, _, _)| *k == key)
                     .map(|(_, v, _)| v)
@@ -650,7 +660,7 @@ fn alter_configs(shard: &ControllerContext<'_>, name: &str, change: &ConfigChang
         }
     };
     let dynamic = shard.dynamic_configs.borrow().clone();
-    topics::dynamic::resolve_with(&shard.default_log, &dynamic, &overrides)
+    topics::dynamic::resolve_with(shard.default_log, &dynamic, &overrides)
         .map_err(|e| AdminError::InvalidConfig(e.to_string()))?;
     let records = config_records(&meta, &overrides);
     meta.configs = overrides;
@@ -896,7 +906,10 @@ pub async fn create_topics(
     results
 }
 
-fn validate_new_topic(shard: &ControllerContext<'_>, topic: &NewTopic) -> Result<TopicMeta, TopicError> {
+fn validate_new_topic(
+    shard: &ControllerContext<'_>,
+    topic: &NewTopic,
+) -> Result<TopicMeta, TopicError> {
     topics::validate_name(&topic.name)?;
     let image = shard.image.borrow();
     if image.get(&topic.name).is_some() {
@@ -943,7 +956,7 @@ fn validate_new_topic(shard: &ControllerContext<'_>, topic: &NewTopic) -> Result
         PlacementError::Assignment(m) => TopicError::InvalidReplicaAssignment(m),
     })?;
     let dynamic = shard.dynamic_configs.borrow().clone();
-    topics::dynamic::resolve_with(&shard.default_log, &dynamic, &topic.configs)?;
+    topics::dynamic::resolve_with(shard.default_log, &dynamic, &topic.configs)?;
     Ok(TopicMeta {
         name: topic.name.clone(),
         id,

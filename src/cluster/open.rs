@@ -50,7 +50,7 @@ pub async fn open_owned(shard: &OpenContext<'_>, metas: &[TopicMeta]) {
             meta.name
         );
         let dynamic = shard.dynamic_configs.borrow().clone();
-        let resolved = topics::dynamic::resolve_with(&shard.default_log, &dynamic, &meta.configs);
+        let resolved = topics::dynamic::resolve_with(shard.default_log, &dynamic, &meta.configs);
         let topic_config = match resolved {
             Ok(config) => config,
             Err(e) => storage_offline(shard, &meta.name, &format!("invalid topic config: {e}")),

@@ -56,6 +56,6 @@ fn unclean_for_topic(shard: &ControllerContext<'_>, image: &MetadataImage, topic
         .get(topic)
         .map(|m| m.configs.clone())
         .unwrap_or_default();
-    crate::topics::dynamic::resolve_with(&shard.default_log, &dynamic, &configs)
+    crate::topics::dynamic::resolve_with(shard.default_log, &dynamic, &configs)
         .is_ok_and(|c| c.unclean_leader_election_enable)
 }

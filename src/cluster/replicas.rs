@@ -179,22 +179,24 @@ pub async fn stop_following_topics(
         .filter(|tp| names.contains(&tp.topic))
         .cloned()
         .collect();
-    let removals = gone
-        .iter()
-        .filter_map(|tp| fetchers.unfollow(tp))
-        .collect();
+    let removals = gone.iter().filter_map(|tp| fetchers.unfollow(tp)).collect();
     settle(removals).await;
 }
 
 pub(crate) fn min_insync_replicas(shard: &ReplicasContext<'_>, meta: &TopicMeta) -> i32 {
     let dynamic = shard.dynamic_configs.borrow().clone();
-    topics::dynamic::resolve_with(&shard.default_log, &dynamic, &meta.configs)
+    topics::dynamic::resolve_with(shard.default_log, &dynamic, &meta.configs)
         .map_or(1, |c| c.min_insync_replicas)
 }
 
 /// Kafka's `makeLeader` with followers: the first registration makes the partition a
 /// replicated leader, later ones (an ISR or replica change) update it.
-fn lead(shard: &ReplicasContext<'_>, tp: &TopicPartition, registration: &PartitionRegistration, min_isr: i32) {
+fn lead(
+    shard: &ReplicasContext<'_>,
+    tp: &TopicPartition,
+    registration: &PartitionRegistration,
+    min_isr: i32,
+) {
     if registration.replicas.len() <= 1 {
         shard.partitions.stop_replicated(tp);
         if let Some(partition) = shard.partitions.get(tp) {
@@ -219,8 +221,7 @@ fn lead(shard: &ReplicasContext<'_>, tp: &TopicPartition, registration: &Partiti
         }
         kept_high_watermark = leader.state().high_watermark();
     }
-    let config =
-        ReplicationConfig::from_broker(&shard.config, shard.config.server.node_id, min_isr);
+    let config = ReplicationConfig::from_broker(shard.config, shard.config.server.node_id, min_isr);
     let Some(partition) = shard.partitions.get(tp) else {
         return;
     };
@@ -312,7 +313,12 @@ pub async fn checkpoint_loop(shard: &ReplicasContext<'_>) {
 
 /// Kafka's `makeFollower`: the partition takes the leader's epoch and joins this shard's
 /// fetcher for (leader, fetcher id) (no fetcher holds it now: `apply_roles` removed it).
-fn follow(shard: &ReplicasContext<'_>, partition: Rc<Partition>, meta: &TopicMeta, want: Following) {
+fn follow(
+    shard: &ReplicasContext<'_>,
+    partition: Rc<Partition>,
+    meta: &TopicMeta,
+    want: Following,
+) {
     let tp = partition.tp.clone();
     if let Err(e) = partition.become_follower(want.leader_epoch) {
         tracing::error!(partition = %tp.dir_name(), error = %e, "cannot follow the partition");

@@ -115,7 +115,10 @@ async fn run(
         .mesh
         .call(REGISTRY_SHARD, |reply| {
             ShardMsg::run(move |shard| async move {
-                reply.send(reassign_run::run_alter(&shard.controller_context(), wanted, allow_rf_change).await);
+                reply.send(
+                    reassign_run::run_alter(&shard.controller_context(), wanted, allow_rf_change)
+                        .await,
+                );
             })
         })
         .await

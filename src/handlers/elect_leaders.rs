@@ -152,7 +152,9 @@ async fn respond_cluster(
             .mesh
             .call(REGISTRY_SHARD, |reply| {
                 ShardMsg::run(move |shard| async move {
-                    reply.send(leader_election::run(&shard.controller_context(), wanted, kind).await);
+                    reply.send(
+                        leader_election::run(&shard.controller_context(), wanted, kind).await,
+                    );
                 })
             })
             .await
