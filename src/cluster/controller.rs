@@ -15,23 +15,71 @@
 //! shards follow the committed image, `follow`); producer-id blocks come from the active
 //! controller (`heartbeat::allocate_producer_ids`).
 
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
-use futures_util::future::join_all;
-
+use super::broadcast::{self, Broadcast};
 use super::image::{self, MetadataImage, PartitionRegistration};
 use super::open as local;
 use super::placement::{self, PlacementError};
 use super::records::{
     ConfigRecord, MetadataRecord, PartitionRecord, CONFIG_RESOURCE_BROKER, CONFIG_RESOURCE_TOPIC,
 };
+use super::store;
 use super::topics::alter::{self, AlterError, IncrementalEntry};
 use super::topics::dynamic::{BrokerChange, Scope};
 use super::topics::{self, TopicError, TopicId, TopicMeta};
-use super::{deletion, store};
 use crate::producers::{IdBlock, IdError};
-use crate::shard::Shard;
-use crate::shard::ShardMsg;
+
+/// What the controller uses of its shard (built by the shard, `shard::contexts_cluster`).
+#[derive(Clone, Copy)]
+pub struct ControllerContext<'a> {
+    pub shard_id: shards::ShardId,
+    /// This process as a KRaft node; None for the single node of old.
+    pub cluster: Option<&'a std::sync::Arc<super::node::ClusterNode>>,
+    pub config: &'a crate::config::BrokerConfig,
+    pub default_log: &'a storage::LogConfig,
+    /// This shard's metadata image (the controller's on shard 0).
+    pub image: &'a RefCell<MetadataImage>,
+    pub dynamic_configs: &'a RefCell<topics::dynamic::DynamicConfigs>,
+    /// Held while a change is read, planned and committed (see the module invariant).
+    pub registry_lock: &'a futures_util::lock::Mutex<()>,
+    /// The metadata offset this node's shards applied (kept by `follow`).
+    pub cluster_synced: &'a Cell<u64>,
+    /// Every shard, to adopt a committed change (single node).
+    pub broadcast: Broadcast<'a>,
+}
+
+/// What the controller's entry points take: a context, or what builds one (the shard,
+/// `shard::contexts_cluster`), so their callers need not build it.
+pub trait ControllerSource {
+    fn controller_context(&self) -> ControllerContext<'_>;
+}
+
+impl ControllerSource for ControllerContext<'_> {
+    fn controller_context(&self) -> ControllerContext<'_> {
+        *self
+    }
+}
+
+impl<T: ControllerSource + ?Sized> ControllerSource for std::rc::Rc<T> {
+    fn controller_context(&self) -> ControllerContext<'_> {
+        T::controller_context(self)
+    }
+}
+
+/// What adopting committed records uses of a shard (built by the shard,
+/// `shard::contexts_cluster`).
+pub struct AdoptContext<'a> {
+    pub shard_id: shards::ShardId,
+    pub node_id: i32,
+    pub image: &'a RefCell<MetadataImage>,
+    pub dynamic_configs: &'a RefCell<topics::dynamic::DynamicConfigs>,
+    /// The broker's client quotas (shared by its shards; shard 0 publishes the image's).
+    pub quotas: &'a crate::quotas::QuotaManager,
+    /// Opening the partitions the records add (and applying their configs, epochs, roles).
+    pub open: local::OpenContext<'a>,
+}
 
 /// A topic to create (already name-checked by the handler or not: shard 0 re-validates).
 #[derive(Debug, Clone)]
@@ -111,7 +159,7 @@ impl From<CommitError> for TopicError {
 }
 
 /// A KRaft node that is not the active controller refuses controller operations up front.
-fn check_controller(shard: &Shard) -> Result<(), CommitError> {
+fn check_controller(shard: &ControllerContext<'_>) -> Result<(), CommitError> {
     match &shard.cluster {
         Some(node) if !node.is_active_controller() => Err(CommitError::NotController),
         _ => Ok(()),
@@ -183,8 +231,12 @@ impl RegistryChange {
 /// Per item, the topic as it is after the change (as it was, for a deletion).
 pub type ChangeResult = Result<TopicMeta, AdminError>;
 
-/// Shard 0 only: validates and applies a registry change.
-pub async fn apply_change(shard: &Shard, change: RegistryChange) -> Vec<ChangeResult> {
+/// On shard 0 only: validates and applies a registry change.
+pub async fn apply_change(
+    source: &(impl ControllerSource + ?Sized),
+    change: RegistryChange,
+) -> Vec<ChangeResult> {
+    let shard = &source.controller_context();
     assert_registry_shard(shard);
     if check_controller(shard).is_err() {
         return vec![Err(AdminError::NotController); change.len()];
@@ -212,9 +264,9 @@ pub async fn apply_change(shard: &Shard, change: RegistryChange) -> Vec<ChangeRe
     }
 }
 
-fn assert_registry_shard(shard: &Shard) {
+fn assert_registry_shard(shard: &ControllerContext<'_>) {
     assert_eq!(
-        shard.id, REGISTRY_SHARD,
+        shard.shard_id, REGISTRY_SHARD,
         "controller operations run on the registry shard"
     );
 }
@@ -224,7 +276,7 @@ type Planned = Result<(TopicMeta, Vec<MetadataRecord>), AdminError>;
 
 /// Commits the records of the successful items (unless `validate_only`); answers per item.
 async fn commit_planned(
-    shard: &Shard,
+    shard: &ControllerContext<'_>,
     planned: Vec<Planned>,
     validate_only: bool,
 ) -> Vec<ChangeResult> {
@@ -246,8 +298,11 @@ async fn commit_planned(
 /// Applies `records` to a copy of the controller's image, persists it, and has every shard
 /// (this one included) adopt the records. Err (nothing changed anywhere) when a record does not
 /// apply or the image cannot be persisted.
-pub async fn commit(shard: &Shard, records: Vec<MetadataRecord>) -> Result<(), CommitError> {
-    if let Some(node) = shard.cluster.clone() {
+pub async fn commit(
+    shard: &ControllerContext<'_>,
+    records: Vec<MetadataRecord>,
+) -> Result<(), CommitError> {
+    if let Some(node) = shard.cluster.cloned() {
         // The committed image, not this shard's (which may still be catching up after a
         // start): a change that does not fit what is committed is refused here.
         let mut next = node.image.current().image;
@@ -255,7 +310,7 @@ pub async fn commit(shard: &Shard, records: Vec<MetadataRecord>) -> Result<(), C
             .map_err(|e| CommitError::Failed(format!("metadata record refused: {e}")))?;
         return commit_to_quorum(shard, &node, records).await;
     }
-    let mut next: MetadataImage = shard.topics.borrow().clone();
+    let mut next: MetadataImage = shard.image.borrow().clone();
     next.apply_all(&records)
         .map_err(|e| CommitError::Failed(format!("metadata record refused: {e}")))?;
     commit_locally(shard, next, records)
@@ -266,7 +321,7 @@ pub async fn commit(shard: &Shard, records: Vec<MetadataRecord>) -> Result<(), C
 /// A KRaft node: the records become one proposal, committed on a majority of the quorum; the
 /// answer waits until this node's shards applied it (`follow`).
 async fn commit_to_quorum(
-    shard: &Shard,
+    shard: &ControllerContext<'_>,
     node: &super::node::ClusterNode,
     records: Vec<MetadataRecord>,
 ) -> Result<(), CommitError> {
@@ -292,7 +347,11 @@ async fn commit_to_quorum(
 
 /// Waits until this node's shards applied the committed image up to `offset` (`follow`),
 /// bounded by `timeout`.
-async fn wait_synced(shard: &Shard, offset: u64, timeout: std::time::Duration) -> bool {
+async fn wait_synced(
+    shard: &ControllerContext<'_>,
+    offset: u64,
+    timeout: std::time::Duration,
+) -> bool {
     let deadline = std::time::Instant::now() + timeout;
     while shard.cluster_synced.get() < offset {
         if std::time::Instant::now() >= deadline {
@@ -305,7 +364,7 @@ async fn wait_synced(shard: &Shard, offset: u64, timeout: std::time::Duration) -
 
 /// The single node of old: persist the image files, then every shard adopts the records.
 async fn commit_locally(
-    shard: &Shard,
+    shard: &ControllerContext<'_>,
     next: MetadataImage,
     records: Vec<MetadataRecord>,
 ) -> Result<(), String> {
@@ -328,7 +387,7 @@ async fn commit_locally(
     if touches(super::security_image::is_security_record) {
         super::security_store::persist(data_dir, &next).await?;
     }
-    broadcast_records(shard, records).await;
+    broadcast::broadcast_records(&shard.broadcast, records).await;
     Ok(())
 }
 
@@ -336,44 +395,25 @@ fn is_config_of(record: &MetadataRecord, resource_type: i8) -> bool {
     matches!(record, MetadataRecord::Config(c) if c.resource_type == resource_type)
 }
 
-/// Sends `records` to every shard (itself directly) and waits until all adopted them.
-pub async fn broadcast_records(shard: &Shard, records: Vec<MetadataRecord>) {
-    let others = shard.mesh.shards().filter(|&id| id != shard.id).map(|id| {
-        let records = records.clone();
-        async move {
-            if let Err(e) = shard
-                .mesh
-                .call(id, |reply| {
-                    ShardMsg::run(move |shard| async move {
-                        adopt_records(&shard, records).await;
-                        reply.send(());
-                    })
-                })
-                .await
-            {
-                tracing::warn!(shard = %id, error = %e, "metadata broadcast not delivered");
-            }
-        }
-    });
-    let others: Vec<_> = others.collect();
-    adopt_records(shard, records).await;
-    join_all(others).await;
-}
-
 /// Applies the records to this shard's image, then opens the partitions it now owns, applies
 /// changed configs and leader epochs to the open ones, and lets the group coordinator load
 /// new offsets partitions. A record that does not apply here after it applied on the
 /// controller means the images diverged: the broker stops rather than serve a wrong image.
-pub async fn adopt_records(shard: &Shard, records: Vec<MetadataRecord>) {
+/// Answers the topics it opened partitions of, for the shard's `on_topics_adopted` hooks
+/// (`shard::contexts_cluster`: the group coordinator loads new offsets partitions).
+pub async fn adopt_records(
+    shard: &AdoptContext<'_>,
+    records: Vec<MetadataRecord>,
+) -> Vec<TopicMeta> {
     let mut touched: Vec<String> = Vec::new();
     let mut seen = std::collections::HashSet::new();
     {
-        let mut image = shard.topics.borrow_mut();
+        let mut image = shard.image.borrow_mut();
         for record in &records {
             if let Err(e) = image.apply(record) {
                 shards::fatal(format!(
                     "metadata image diverged on shard {}: {e}",
-                    shard.id
+                    shard.shard_id
                 ));
             }
             let name = match record {
@@ -391,40 +431,34 @@ pub async fn adopt_records(shard: &Shard, records: Vec<MetadataRecord>) {
         }
     }
     // The quota table is the broker's, shared by its shards: shard 0 publishes the image's.
-    if shard.id == REGISTRY_SHARD
+    if shard.shard_id == REGISTRY_SHARD
         && records
             .iter()
             .any(|r| matches!(r, MetadataRecord::ClientQuota(_)))
     {
-        let quotas = shard.topics.borrow().security().client_quotas().clone();
+        let quotas = shard.image.borrow().security().client_quotas().clone();
         shard.quotas.set_quotas(quotas);
     }
     if records
         .iter()
         .any(|r| is_config_of(r, CONFIG_RESOURCE_BROKER))
     {
-        let configs = shard
-            .topics
-            .borrow()
-            .dynamic_configs(shard.config.server.node_id);
+        let configs = shard.image.borrow().dynamic_configs(shard.node_id);
         *shard.dynamic_configs.borrow_mut() = configs;
         reapply_topic_configs(shard).await;
     }
     let metas: Vec<TopicMeta> = {
-        let image = shard.topics.borrow();
+        let image = shard.image.borrow();
         touched
             .iter()
             .filter_map(|n| image.get(n).cloned())
             .collect()
     };
     if metas.is_empty() {
-        return;
+        return metas;
     }
-    local::open_owned(shard, &metas).await;
-    // Modules that load state from new topics (the group coordinator, for the offsets topic).
-    for hook in &shard.on_topics_adopted {
-        hook(shard, &metas).await;
-    }
+    local::open_owned(&shard.open, &metas).await;
+    metas
 }
 
 fn fail_all(results: Vec<ChangeResult>, message: &str) -> Vec<ChangeResult> {
@@ -438,14 +472,14 @@ fn fail_all_with(results: Vec<ChangeResult>, error: &AdminError) -> Vec<ChangeRe
         .collect()
 }
 
-fn existing(shard: &Shard, name: &str) -> Result<TopicMeta, AdminError> {
+fn existing(shard: &ControllerContext<'_>, name: &str) -> Result<TopicMeta, AdminError> {
     if topics::validate_name(name).is_err() {
         return Err(AdminError::InvalidTopic(format!(
             "Topic name {name:?} is illegal"
         )));
     }
     shard
-        .topics
+        .image
         .borrow()
         .get(name)
         .cloned()
@@ -534,7 +568,7 @@ fn partition_records(
         .collect()
 }
 
-fn grow(shard: &Shard, growth: &PartitionGrowth) -> Planned {
+fn grow(shard: &ControllerContext<'_>, growth: &PartitionGrowth) -> Planned {
     let mut meta = existing(shard, &growth.name)?;
     if crate::internal_topics::is_internal(&meta.name) {
         // A group's (transactional id's) coordinator is hash(group) % partitions: growing it would move groups away
@@ -585,7 +619,7 @@ fn grow(shard: &Shard, growth: &PartitionGrowth) -> Planned {
         .first()
         .map_or(1, |r| i32::try_from(r.len()).unwrap_or(i32::MAX));
     let added = place_partitions(
-        &shard.topics.borrow(),
+        &shard.image.borrow(),
         &existing,
         count - meta.partitions,
         factor,
@@ -602,7 +636,7 @@ fn grow(shard: &Shard, growth: &PartitionGrowth) -> Planned {
     Ok((meta, records))
 }
 
-fn alter_configs(shard: &Shard, name: &str, change: &ConfigChange) -> Planned {
+fn alter_configs(shard: &ControllerContext<'_>, name: &str, change: &ConfigChange) -> Planned {
     if name.is_empty() {
         return Err(AdminError::InvalidRequest(
             "Default topic resources are not allowed.".into(),
@@ -617,7 +651,7 @@ fn alter_configs(shard: &Shard, name: &str, change: &ConfigChange) -> Planned {
             let mut layered = shard.dynamic_configs.borrow().topic_layer();
             layered.extend(meta.configs.iter().map(|(k, v)| (k.clone(), v.clone())));
             let effective = |key: &str| {
-                topics::config::describe(&shard.default_log, &layered)
+                topics::config::describe(shard.default_log, &layered)
                     .into_iter()
                     .find(|(k, _, _)| *k == key)
                     .map(|(_, v, _)| v)
@@ -626,7 +660,7 @@ fn alter_configs(shard: &Shard, name: &str, change: &ConfigChange) -> Planned {
         }
     };
     let dynamic = shard.dynamic_configs.borrow().clone();
-    topics::dynamic::resolve_with(&shard.default_log, &dynamic, &overrides)
+    topics::dynamic::resolve_with(shard.default_log, &dynamic, &overrides)
         .map_err(|e| AdminError::InvalidConfig(e.to_string()))?;
     let records = config_records(&meta, &overrides);
     meta.configs = overrides;
@@ -655,23 +689,24 @@ fn config_records(meta: &TopicMeta, next: &topics::config::TopicOverrides) -> Ve
     removed.chain(set).collect()
 }
 
-/// Shard 0 only: validates a dynamic broker config change and commits it as `ConfigRecord`s of
+/// On shard 0 only: validates a dynamic broker config change and commits it as `ConfigRecord`s of
 /// the BROKER resource ("" or a node's id); every shard adopts it (and re-applies topic
 /// configs to its live logs) before the answer. `target`: the scope and, for `Scope::Node`,
 /// the node whose configs change (another broker's when it forwarded the request; its current
 /// values then come from the image).
 pub async fn alter_broker_configs(
-    shard: &Shard,
+    source: &(impl ControllerSource + ?Sized),
     target: (Scope, i32),
     change: BrokerChange,
     validate_only: bool,
 ) -> Result<(), AdminError> {
+    let shard = &source.controller_context();
     assert_registry_shard(shard);
     check_controller(shard)?;
     let _guard = shard.registry_lock.lock().await;
     let (scope, node_id) = target;
     let current = if scope == Scope::Node && node_id != shard.config.server.node_id {
-        shard.topics.borrow().dynamic_configs(node_id)
+        shard.image.borrow().dynamic_configs(node_id)
     } else {
         shard.dynamic_configs.borrow().clone()
     };
@@ -689,12 +724,12 @@ pub async fn alter_broker_configs(
 
 /// Re-applies every topic's config to the logs this shard owns (the dynamic broker configs
 /// under them changed).
-async fn reapply_topic_configs(shard: &Shard) {
-    let metas: Vec<TopicMeta> = shard.topics.borrow().iter().cloned().collect();
-    local::open_owned(shard, &metas).await;
+async fn reapply_topic_configs(shard: &AdoptContext<'_>) {
+    let metas: Vec<TopicMeta> = shard.image.borrow().iter().cloned().collect();
+    local::open_owned(&shard.open, &metas).await;
 }
 
-async fn delete_topics(shard: &Shard, refs: Vec<TopicRef>) -> Vec<ChangeResult> {
+async fn delete_topics(shard: &ControllerContext<'_>, refs: Vec<TopicRef>) -> Vec<ChangeResult> {
     let mut doomed: Vec<TopicMeta> = Vec::new();
     let mut doomed_names = std::collections::HashSet::new();
     let mut results: Vec<ChangeResult> = Vec::with_capacity(refs.len());
@@ -719,7 +754,7 @@ async fn delete_topics(shard: &Shard, refs: Vec<TopicRef>) -> Vec<ChangeResult> 
             continue;
         }
         let found = {
-            let table = shard.topics.borrow();
+            let table = shard.image.borrow();
             match &topic {
                 TopicRef::Name(name) => table
                     .get(name)
@@ -767,7 +802,7 @@ async fn delete_topics(shard: &Shard, refs: Vec<TopicRef>) -> Vec<ChangeResult> 
         };
     }
     // Data first, registry second: see the module invariant.
-    let failed = deletion::broadcast_removal(shard, &doomed).await;
+    let failed = broadcast::broadcast_removal(&shard.broadcast, &doomed).await;
     let (kept, doomed): (Vec<TopicMeta>, Vec<TopicMeta>) = doomed
         .into_iter()
         .partition(|meta| failed.iter().any(|(name, _)| *name == meta.name));
@@ -792,7 +827,7 @@ async fn delete_topics(shard: &Shard, refs: Vec<TopicRef>) -> Vec<ChangeResult> 
     }
     // Every shard applied the RemoveTopicRecords (`deletion::remove_topics`); the controller's
     // image, without the doomed topics, is what the registry file must now say.
-    let image = shard.topics.borrow().clone();
+    let image = shard.image.borrow().clone();
     if let Err(e) = store::persist_topics(
         &shard.config.server.data_dir,
         &image,
@@ -810,21 +845,22 @@ async fn delete_topics(shard: &Shard, refs: Vec<TopicRef>) -> Vec<ChangeResult> 
 
 /// Has every shard adopt `metas` again (a deletion that could not finish): the records that
 /// create each topic as it was, with its id, registrations and configs.
-async fn readopt(shard: &Shard, metas: &[TopicMeta]) {
+async fn readopt(shard: &ControllerContext<'_>, metas: &[TopicMeta]) {
     let records = metas
         .iter()
         .flat_map(|meta| image::topic_records(meta, shard.config.server.node_id))
         .collect();
-    broadcast_records(shard, records).await;
+    broadcast::broadcast_records(&shard.broadcast, records).await;
 }
 
-/// Shard 0 only: validates each topic, commits the records creating the valid ones (topic,
+/// On shard 0 only: validates each topic, commits the records creating the valid ones (topic,
 /// partitions, configs) unless `validate_only`, then answers per topic.
 pub async fn create_topics(
-    shard: &Shard,
+    source: &(impl ControllerSource + ?Sized),
     topics: Vec<NewTopic>,
     validate_only: bool,
 ) -> Vec<CreateResult> {
+    let shard = &source.controller_context();
     assert_registry_shard(shard);
     if check_controller(shard).is_err() {
         return topics
@@ -870,9 +906,12 @@ pub async fn create_topics(
     results
 }
 
-fn validate_new_topic(shard: &Shard, topic: &NewTopic) -> Result<TopicMeta, TopicError> {
+fn validate_new_topic(
+    shard: &ControllerContext<'_>,
+    topic: &NewTopic,
+) -> Result<TopicMeta, TopicError> {
     topics::validate_name(&topic.name)?;
-    let image = shard.topics.borrow();
+    let image = shard.image.borrow();
     if image.get(&topic.name).is_some() {
         return Err(TopicError::AlreadyExists(topic.name.clone()));
     }
@@ -917,7 +956,7 @@ fn validate_new_topic(shard: &Shard, topic: &NewTopic) -> Result<TopicMeta, Topi
         PlacementError::Assignment(m) => TopicError::InvalidReplicaAssignment(m),
     })?;
     let dynamic = shard.dynamic_configs.borrow().clone();
-    topics::dynamic::resolve_with(&shard.default_log, &dynamic, &topic.configs)?;
+    topics::dynamic::resolve_with(shard.default_log, &dynamic, &topic.configs)?;
     Ok(TopicMeta {
         name: topic.name.clone(),
         id,
@@ -927,13 +966,16 @@ fn validate_new_topic(shard: &Shard, topic: &NewTopic) -> Result<TopicMeta, Topi
     })
 }
 
-/// Shard 0 only (Kafka's AllocateProducerIds): hands a shard the next block of
+/// On shard 0 only (Kafka's AllocateProducerIds): hands a shard the next block of
 /// `PRODUCER_ID_BLOCK_SIZE` producer ids as a `ProducerIdsRecord`, committed (persisted and
 /// adopted by every shard) before any id of it is used, so ids are never handed out twice,
 /// across shards and restarts (a crash leaves a gap).
-pub async fn allocate_producer_ids(shard: &Shard) -> Result<IdBlock, IdError> {
+pub async fn allocate_producer_ids(
+    source: &(impl ControllerSource + ?Sized),
+) -> Result<IdBlock, IdError> {
+    let shard = &source.controller_context();
     assert_registry_shard(shard);
-    if let Some(node) = shard.cluster.clone() {
+    if let Some(node) = shard.cluster.cloned() {
         // A KRaft node asks the active controller (Kafka's AllocateProducerIds).
         return match super::heartbeat::allocate_producer_ids(node).await {
             Ok(block) => Ok(IdBlock {
@@ -949,12 +991,12 @@ pub async fn allocate_producer_ids(shard: &Shard) -> Result<IdBlock, IdError> {
     let _guard = shard.registry_lock.lock().await;
     let broker = shard.config.server.node_id;
     let epoch = shard
-        .topics
+        .image
         .borrow()
         .broker(broker)
         .map_or(-1, |b| b.broker_epoch);
     let planned = image::producer_ids_record(
-        &shard.topics.borrow(),
+        &shard.image.borrow(),
         broker,
         epoch,
         super::PRODUCER_ID_BLOCK_SIZE,

@@ -12,70 +12,48 @@
 //! topic id where the client uses ids, and answer UNKNOWN_TOPIC_ID for a topic id the image no
 //! longer has (`handlers::fetch`); the log cleaner keys its per-partition memory by topic id.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
+
+use std::cell::RefCell;
 
 use futures_util::future::join_all;
 
+use super::image::MetadataImage;
 use super::records::{MetadataRecord, RemoveTopicRecord};
+use super::replica_fetchers::ReplicaFetchers;
 use super::topics::{TopicId, TopicMeta};
-use crate::partition::{Partition, TopicPartition};
-use crate::shard::Shard;
-use crate::shard::ShardMsg;
+use crate::partition::{Partition, PartitionService, TopicPartition};
+use crate::router::placement::PlacementTable;
 
 /// Topics (name, why) some partition of which could not be moved away, on any shard.
 pub type RemovalFailures = Vec<(String, String)>;
 
-/// Removes the topics' partitions on every shard; answers the topics whose data stayed.
-pub(super) async fn broadcast_removal(shard: &Shard, doomed: &[TopicMeta]) -> RemovalFailures {
-    let others = shard.mesh.shards().filter(|&id| id != shard.id).map(|id| {
-        let topics = doomed.to_vec();
-        async move {
-            match shard
-                .mesh
-                .call(id, |reply| {
-                    ShardMsg::run(move |shard| async move {
-                        reply.send(remove_topics(&shard, topics).await);
-                    })
-                })
-                .await
-            {
-                Ok(failed) => failed,
-                Err(e) => {
-                    tracing::warn!(shard = %id, error = %e, "topic removal not delivered");
-                    topics_of(doomed, &format!("shard {id} did not answer: {e}"))
-                }
-            }
-        }
-    });
-    let others: Vec<_> = others.collect();
-    let mut failed = remove_topics(shard, doomed.to_vec()).await;
-    for more in join_all(others).await {
-        failed.extend(more);
-    }
-    failed
+/// What removing deleted topics uses of a shard (built by the shard,
+/// `shard::contexts_cluster`).
+pub struct DeletionContext<'a> {
+    pub image: &'a RefCell<MetadataImage>,
+    pub placement: &'a PlacementTable,
+    pub partitions: &'a PartitionService,
+    pub replica_fetchers: &'a ReplicaFetchers,
+    /// Where the partitions' directories are (`data_dir`).
+    pub data_dir: &'a Path,
 }
 
-fn topics_of(doomed: &[TopicMeta], why: &str) -> RemovalFailures {
-    doomed
-        .iter()
-        .map(|meta| (meta.name.clone(), why.to_owned()))
-        .collect()
-}
-
-/// Forgets the topics (a `RemoveTopicRecord` each, applied to this shard's image), deletes the
-/// partitions of them this shard owns and the committed offsets of them in the groups this
-/// shard coordinates; answers the topics (name, why) a partition of which could not be moved
-/// away (its data is still in place; the controller re-creates such a topic, empty).
-pub async fn remove_topics(shard: &Shard, doomed: Vec<TopicMeta>) -> RemovalFailures {
+/// Forgets the topics (a `RemoveTopicRecord` each, applied to this shard's image) and deletes
+/// the partitions of them this shard owns; answers the topics (name, why) a partition of which
+/// could not be moved away (its data is still in place; the controller re-creates such a
+/// topic, empty). The shard then drops the committed offsets of them in the groups it
+/// coordinates (its `on_topics_deleted` hooks, `shard::contexts_cluster`).
+pub async fn remove_topics(shard: &DeletionContext<'_>, doomed: Vec<TopicMeta>) -> RemovalFailures {
     // No replica fetcher appends to a partition being deleted.
     let names: std::collections::HashSet<String> =
         doomed.iter().map(|meta| meta.name.clone()).collect();
-    super::replicas::stop_following_topics(shard, &names).await;
+    super::replicas::stop_following_topics(shard.replica_fetchers, &names).await;
     let mut victims = Vec::new();
     for meta in &doomed {
         let record = MetadataRecord::RemoveTopic(RemoveTopicRecord { topic_id: meta.id });
-        if let Err(e) = shard.topics.borrow_mut().apply(&record) {
+        if let Err(e) = shard.image.borrow_mut().apply(&record) {
             shards::fatal(format!(
                 "metadata image diverged removing {}: {e}",
                 meta.name
@@ -91,15 +69,9 @@ pub async fn remove_topics(shard: &Shard, doomed: Vec<TopicMeta>) -> RemovalFail
     }
     let deletions = victims
         .into_iter()
-        .map(|(partition, id)| delete_partition(&shard.config.server.data_dir, partition, id));
+        .map(|(partition, id)| delete_partition(shard.data_dir, partition, id));
     let mut failed: RemovalFailures = Vec::new();
     let outcomes = join_all(deletions).await;
-    let names: std::collections::HashSet<String> =
-        doomed.iter().map(|meta| meta.name.clone()).collect();
-    // Group offsets of the deleted topics (Kafka's GroupCoordinator.onPartitionsDeleted).
-    for hook in &shard.on_topics_deleted {
-        hook(shard, &names).await;
-    }
     for (topic, outcome) in outcomes {
         if let Err(why) = outcome {
             if !failed.iter().any(|(name, _)| *name == topic) {

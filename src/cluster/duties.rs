@@ -4,17 +4,35 @@
 //! rebalance (`auto.leader.rebalance.enable`, `leader_election::rebalance_once`). Never fatal:
 //! retried every second while this node is the active controller.
 
-use std::rc::Rc;
 use std::sync::Arc;
 
-use super::node::ClusterNode;
-use super::{controller, store, topics};
-use crate::shard::Shard;
+use futures_util::future::LocalBoxFuture;
 
-/// Shard 0 of a controller node, while it is the active controller: adopts the topics of a
+use super::controller::{self, ControllerContext};
+use super::node::ClusterNode;
+use super::{store, topics};
+
+/// The internal topics the duties create, as their owners describe them (the group
+/// coordinator's `__consumer_offsets`, the transaction coordinator's log; implemented by the
+/// shard, `shard::contexts_cluster`).
+pub trait InternalTopics {
+    /// `__consumer_offsets` as the group coordinator wants it created.
+    fn offsets_topic(&self) -> controller::NewTopic;
+    /// Creates the transaction log unless it exists.
+    fn ensure_transaction_log(&self) -> LocalBoxFuture<'_, ()>;
+}
+
+/// What the controller's duties use of shard 0 (built by the shard, `shard::contexts_cluster`).
+pub struct DutiesContext<'a> {
+    pub controller: ControllerContext<'a>,
+    pub internal_topics: &'a dyn InternalTopics,
+}
+
+/// On shard 0 of a controller node, while it is the active controller: adopts the topics of a
 /// single-node data directory into an empty cluster image (once), and creates
 /// `__consumer_offsets` once a broker can host it. Never fatal: retried every second.
-pub async fn run(shard: Rc<Shard>, node: Arc<ClusterNode>) {
+pub async fn run(duties: &DutiesContext<'_>, node: Arc<ClusterNode>) {
+    let shard = &duties.controller;
     let mut adopted = false;
     let rebalance_every = std::time::Duration::from_secs(
         shard
@@ -35,14 +53,14 @@ pub async fn run(shard: Rc<Shard>, node: Arc<ClusterNode>) {
             && rebalanced_at.elapsed() >= rebalance_every
         {
             rebalanced_at = std::time::Instant::now();
-            super::leader_election::rebalance_once(&shard).await;
+            super::leader_election::rebalance_once(shard).await;
         }
         let committed_empty = {
             let state = node.image.lock();
             state.image.is_empty() && state.image.next_producer_id() == 0
         };
         let (empty, has_offsets, usable) = {
-            let image = shard.topics.borrow();
+            let image = shard.image.borrow();
             (
                 committed_empty && image.is_empty() && image.next_producer_id() == 0,
                 image.get(crate::internal_topics::OFFSETS_TOPIC).is_some(),
@@ -51,24 +69,24 @@ pub async fn run(shard: Rc<Shard>, node: Arc<ClusterNode>) {
         };
         if !adopted && empty {
             adopted = true;
-            adopt_single_node_dir(&shard).await;
+            adopt_single_node_dir(shard).await;
             continue;
         }
         adopted = true;
         if !has_offsets && usable {
-            let topic = crate::groups::offsets_topic(&shard);
-            let created = controller::create_topics(&shard, vec![topic], false).await;
+            let topic = duties.internal_topics.offsets_topic();
+            let created = controller::create_topics(shard, vec![topic], false).await;
             if let Some(Err(e)) = created.first() {
                 tracing::debug!(error = %e, "cannot create the offsets topic yet");
             }
         }
         let has_txn_log = shard
-            .topics
+            .image
             .borrow()
             .get(crate::txn::TRANSACTION_STATE_TOPIC)
             .is_some();
         if has_offsets && !has_txn_log && usable {
-            crate::txn::ensure_log_topic(&shard).await;
+            duties.internal_topics.ensure_transaction_log().await;
         }
     }
 }
@@ -76,7 +94,7 @@ pub async fn run(shard: Rc<Shard>, node: Arc<ClusterNode>) {
 /// An existing single-node data directory (`__cluster/topics.toml`, producer ids, broker
 /// configs) becomes the cluster's first metadata, so a node switched to KRaft keeps its
 /// topics: one proposal of the records that rebuild it.
-async fn adopt_single_node_dir(shard: &Shard) {
+async fn adopt_single_node_dir(shard: &ControllerContext<'_>) {
     let old = match store::load(&shard.config.server.data_dir, shard.config.server.node_id) {
         Ok(image) => image,
         Err(e) => {

@@ -1,18 +1,19 @@
-//! Shard 0 of a KRaft node keeps every shard's image equal to the node's committed image
+//! On a KRaft node, shard 0 keeps every shard's image equal to the node's committed image
 //! (`SharedImage`): it computes the records that turn its image into the committed one
 //! (`delta`, Kafka's `MetadataDelta`), has the deleted topics' data removed on every shard
-//! (`deletion`), and broadcasts the other records (`controller::broadcast_records`: every shard
+//! (`deletion`), and broadcasts the other records (`broadcast::broadcast_records`: every shard
 //! applies them, opens new partitions, applies configs and leader epochs). The offset it
-//! reached is `Shard::cluster_synced` (what heartbeats report and the controller's commits
-//! wait for).
+//! reached is the shard's `cluster_synced` (what heartbeats report and the controller's
+//! commits wait for).
 //!
 //! Invariants: the delta of image A to image B, applied to A, gives B (tested); changes
 //! coalesce (a follower that falls behind applies one delta to the latest image, never a
 //! backlog), so nothing here grows with the rate of changes.
 
-use std::rc::Rc;
+use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 
+use super::broadcast::{self, Broadcast};
 use super::image::{self, MetadataImage};
 use super::node::ClusterNode;
 use super::records::{
@@ -20,30 +21,38 @@ use super::records::{
     CONFIG_RESOURCE_TOPIC, NO_LEADER,
 };
 use super::topics::TopicMeta;
-use super::{controller, deletion};
-use crate::shard::Shard;
+
+/// What following the committed image uses of shard 0 (built by the shard,
+/// `shard::contexts_cluster`).
+pub struct FollowContext<'a> {
+    pub image: &'a RefCell<MetadataImage>,
+    /// The metadata offset every shard's image reflects (set here).
+    pub cluster_synced: &'a Cell<u64>,
+    /// Every shard, to apply each delta.
+    pub broadcast: Broadcast<'a>,
+}
 
 /// Follows the node's committed image until the process stops.
-pub async fn run(shard: Rc<Shard>, node: Arc<ClusterNode>) {
+pub async fn run(shard: &FollowContext<'_>, node: Arc<ClusterNode>) {
     loop {
-        sync_once(&shard, &node).await;
+        sync_once(shard, &node).await;
         node.image.changed().await;
     }
 }
 
-async fn sync_once(shard: &Shard, node: &ClusterNode) {
+async fn sync_once(shard: &FollowContext<'_>, node: &ClusterNode) {
     let target = node.image.current();
-    let (removed, records) = delta(&shard.topics.borrow(), &target.image);
+    let (removed, records) = delta(&shard.image.borrow(), &target.image);
     if !removed.is_empty() {
-        let failed = deletion::broadcast_removal(shard, &removed).await;
+        let failed = broadcast::broadcast_removal(&shard.broadcast, &removed).await;
         for (topic, why) in failed {
             tracing::error!(%topic, %why, "a deleted topic's data could not be removed");
         }
     }
     if !records.is_empty() {
-        controller::broadcast_records(shard, records).await;
+        broadcast::broadcast_records(&shard.broadcast, records).await;
     }
-    if *shard.topics.borrow() != target.image {
+    if *shard.image.borrow() != target.image {
         tracing::error!(
             offset = target.offset,
             "shard image differs from the committed image after applying the delta"

@@ -12,12 +12,11 @@
 //! every requested partition gets exactly one answer, in request order; with a null partition
 //! list only the partitions that needed an election are answered (Kafka's choice).
 
-use super::controller::{self, CommitError};
+use super::controller::{self, CommitError, ControllerContext};
 use super::election::{is_active, partition_change, Election};
 use super::image::{MetadataImage, PartitionRegistration};
 use super::records::{MetadataRecord, PartitionChangeRecord, NO_LEADER, NO_LEADER_CHANGE};
 use super::topics::TopicId;
-use crate::shard::Shard;
 
 /// Kafka's ElectionType (0 PREFERRED, 1 UNCLEAN).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -226,12 +225,12 @@ pub fn rebalance(image: &MetadataImage, imbalance_percentage: u32) -> Vec<Metada
 /// image and committed before the answer (the registry lock keeps it from interleaving with
 /// other admin changes of this controller). Err(NotController) on any other node.
 pub async fn run(
-    shard: &Shard,
+    shard: &ControllerContext<'_>,
     wanted: Option<Vec<(String, Vec<i32>)>>,
     kind: ElectionType,
 ) -> Result<ElectResults, CommitError> {
-    let node = match &shard.cluster {
-        Some(node) if node.is_active_controller() => node.clone(),
+    let node = match shard.cluster {
+        Some(node) if node.is_active_controller() => node,
         _ => return Err(CommitError::NotController),
     };
     let _guard = shard.registry_lock.lock().await;
@@ -249,8 +248,8 @@ pub async fn run(
 }
 
 /// One round of the auto leader rebalance (controller duty, `auto.leader.rebalance.enable`).
-pub async fn rebalance_once(shard: &Shard) {
-    let Some(node) = shard.cluster.clone() else {
+pub async fn rebalance_once(shard: &ControllerContext<'_>) {
+    let Some(node) = shard.cluster.cloned() else {
         return;
     };
     if !node.is_active_controller() {

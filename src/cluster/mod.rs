@@ -8,7 +8,9 @@
 //! - `controller`: the single-node controller on shard 0 (the registry shard). It validates an
 //!   admin request against its image, expresses the change as records, applies them to a copy,
 //!   persists it (`store`), and has every shard apply the same records to its own copy before
-//!   it answers. `deletion` removes a deleted topic's data and everything keyed by it.
+//!   it answers (`broadcast`). `deletion` removes a deleted topic's data and everything keyed
+//!   by it. Each module takes a narrow context of the shard's state (built by the shard,
+//!   `shard::contexts_cluster`), never the shard itself.
 //! - `topics`: topic names, ids, configs and their validation (Kafka's catalog of configs).
 //! - `quorum`: the controller quorum's replicated metadata log on openraft, and the active
 //!   controller's broker lifecycle (registration, heartbeats, fencing, producer-id blocks).
@@ -26,6 +28,7 @@
 
 pub mod alter_partition;
 pub mod alter_partition_rpc;
+pub mod broadcast;
 pub mod controller;
 pub mod controller_listener;
 pub mod deletion;

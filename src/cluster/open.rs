@@ -7,20 +7,38 @@
 //! follower's opens without taking an epoch; one that cannot be opened stops the broker (exit
 //! 70), it is never advertised without a log behind it.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 
+use super::reassign_local::ReassignContext;
+use super::replicas::ReplicasContext;
 use crate::partition::timestamps::TimestampLimits;
 use crate::partition::topic_id_file;
-use crate::partition::{Partition, PartitionProxy, TopicPartition};
+use crate::partition::{Partition, PartitionProxy, PartitionService, TopicPartition};
 use crate::producers;
-use crate::shard::Shard;
 use crate::topics::{self, TopicMeta};
+
+/// What opening partitions uses of a shard (built by the shard, `shard::contexts_cluster`).
+pub struct OpenContext<'a> {
+    pub shard_id: shards::ShardId,
+    pub config: &'a crate::config::BrokerConfig,
+    pub default_log: &'a storage::LogConfig,
+    pub dynamic_configs: &'a RefCell<topics::dynamic::DynamicConfigs>,
+    pub placement: &'a crate::router::placement::PlacementTable,
+    pub partitions: &'a PartitionService,
+    /// See `Boot::previous_shutdown_clean`: how partition logs are opened.
+    pub previous_shutdown_clean: bool,
+    /// The replica roles of the opened partitions (`replicas::apply_roles`).
+    pub replicas: ReplicasContext<'a>,
+    /// Copies reassigned away from this broker (`reassign_local`).
+    pub reassign: ReassignContext<'a>,
+}
 
 /// Opens every not-yet-open partition of `metas` that this broker hosts and this shard owns,
 /// and gives open ones their new configs and leader epochs. A partition that cannot
 /// be opened stops the broker (see [`storage_offline`]): it is never left in the registry,
 /// advertised in Metadata, without a log behind it.
-pub async fn open_owned(shard: &Shard, metas: &[TopicMeta]) {
+pub async fn open_owned(shard: &OpenContext<'_>, metas: &[TopicMeta]) {
     use futures_util::stream::{self, StreamExt};
     let mut to_open = Vec::new();
     let mut new_epochs = Vec::new();
@@ -32,7 +50,7 @@ pub async fn open_owned(shard: &Shard, metas: &[TopicMeta]) {
             meta.name
         );
         let dynamic = shard.dynamic_configs.borrow().clone();
-        let resolved = topics::dynamic::resolve_with(&shard.default_log, &dynamic, &meta.configs);
+        let resolved = topics::dynamic::resolve_with(shard.default_log, &dynamic, &meta.configs);
         let topic_config = match resolved {
             Ok(config) => config,
             Err(e) => storage_offline(shard, &meta.name, &format!("invalid topic config: {e}")),
@@ -46,7 +64,7 @@ pub async fn open_owned(shard: &Shard, metas: &[TopicMeta]) {
         let compacted = topics::compaction::policy(&meta.configs).compact;
         for (index, registration) in (0..meta.partitions).zip(&meta.registrations) {
             if !hosts(shard, registration)
-                || shard.placement.shard_for(&meta.name, index) != shard.id
+                || shard.placement.shard_for(&meta.name, index) != shard.shard_id
             {
                 continue;
             }
@@ -90,18 +108,18 @@ pub async fn open_owned(shard: &Shard, metas: &[TopicMeta]) {
         })
         .await;
     // Replicated leaders and followers (KRaft clusters; single-replica partitions unchanged).
-    super::replicas::apply_roles(shard, metas).await;
+    super::replicas::apply_roles(&shard.replicas, metas).await;
     // Copies of partitions reassigned away from this broker (KIP-455).
-    super::reassign_local::drop_removed_replicas(&shard.reassign_context(), metas).await;
+    super::reassign_local::drop_removed_replicas(&shard.reassign, metas).await;
 }
 
 /// Whether this broker holds a replica of the partition (only those are opened here).
-fn hosts(shard: &Shard, registration: &crate::cluster::PartitionRegistration) -> bool {
+fn hosts(shard: &OpenContext<'_>, registration: &crate::cluster::PartitionRegistration) -> bool {
     registration.replicas.contains(&shard.config.server.node_id)
 }
 
 /// Whether this broker leads the partition in the image.
-fn leads(shard: &Shard, registration: &crate::cluster::PartitionRegistration) -> bool {
+fn leads(shard: &OpenContext<'_>, registration: &crate::cluster::PartitionRegistration) -> bool {
     registration.leader == shard.config.server.node_id
 }
 
@@ -109,7 +127,7 @@ fn leads(shard: &Shard, registration: &crate::cluster::PartitionRegistration) ->
 const OPENS_IN_FLIGHT_MAX: usize = 64;
 
 async fn open_one(
-    shard: &Shard,
+    shard: &OpenContext<'_>,
     tp: TopicPartition,
     topic_id: u128,
     config: storage::LogConfig,
@@ -176,7 +194,7 @@ async fn claim_dir(
 
 /// Kafka's makeLeader: the partition leads with the image's leader epoch, which its epoch
 /// cache gets first.
-async fn lead(shard: &Shard, partition: &Partition, leader_epoch: i32) {
+async fn lead(shard: &OpenContext<'_>, partition: &Partition, leader_epoch: i32) {
     if let Err(e) = partition.become_leader(leader_epoch).await {
         let reason = format!("cannot open the leader-epoch cache: {e}");
         storage_offline(shard, &partition.tp.dir_name(), &reason);
@@ -187,7 +205,7 @@ async fn lead(shard: &Shard, partition: &Partition, leader_epoch: i32) {
 /// directory should be...). Kafka takes the log directory offline on such an I/O error and,
 /// with no other directory, stops; Sluice has one data directory, so it stops too (exit 70),
 /// naming the partition, instead of advertising a partition it cannot serve.
-fn storage_offline(shard: &Shard, what: &str, why: &str) -> ! {
+fn storage_offline(shard: &OpenContext<'_>, what: &str, why: &str) -> ! {
     shards::fatal(format!(
         "cannot open partition {what} in {}: {why}; the data directory is offline (Kafka stops \
          when its only log directory fails); fix it and restart",
@@ -198,7 +216,7 @@ fn storage_offline(shard: &Shard, what: &str, why: &str) -> ! {
 /// The producer state of a partition being opened, rebuilt from its newest batch headers
 /// (clients cannot write the offsets topic, so it has none to rebuild).
 async fn producer_states(
-    shard: &Shard,
+    shard: &OpenContext<'_>,
     tp: &TopicPartition,
     log: &storage::Log,
 ) -> producers::ProducerStates {

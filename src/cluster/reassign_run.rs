@@ -4,27 +4,26 @@
 //! `reassign` so that the AlterPartition path (`alter_partition`), which completes moves, does
 //! not import the controller.
 
-use super::controller::{self, CommitError};
+use super::controller::{self, CommitError, ControllerContext};
 use super::image::MetadataImage;
 use super::reassign::{
     alter_reassignments, list_reassignments, Ongoing, ReassignRequest, ReassignResults,
 };
-use crate::shard::Shard;
 
 /// The image the controller decides from: the committed one on a KRaft node (only its active
 /// controller decides), this shard's on a single node.
-fn controller_image(shard: &Shard) -> Result<MetadataImage, CommitError> {
+fn controller_image(shard: &ControllerContext<'_>) -> Result<MetadataImage, CommitError> {
     match &shard.cluster {
         Some(node) if node.is_active_controller() => Ok(node.image.current().image),
         Some(_) => Err(CommitError::NotController),
-        None => Ok(shard.topics.borrow().clone()),
+        None => Ok(shard.image.borrow().clone()),
     }
 }
 
 /// Runs AlterPartitionReassignments on the registry shard of the controller: computed from the
 /// committed image and committed before the answer, under the registry lock.
 pub async fn run_alter(
-    shard: &Shard,
+    shard: &ControllerContext<'_>,
     request: ReassignRequest,
     allow_replication_factor_change: bool,
 ) -> Result<ReassignResults, CommitError> {
@@ -43,7 +42,7 @@ pub async fn run_alter(
 
 /// Runs ListPartitionReassignments against the controller's image.
 pub fn run_list(
-    shard: &Shard,
+    shard: &ControllerContext<'_>,
     wanted: Option<Vec<(String, Vec<i32>)>>,
 ) -> Result<Vec<(String, Vec<Ongoing>)>, CommitError> {
     let image = controller_image(shard)?;
@@ -51,12 +50,12 @@ pub fn run_list(
 }
 
 /// `unclean.leader.election.enable` for `topic`: its override, else the broker's.
-fn unclean_for_topic(shard: &Shard, image: &MetadataImage, topic: &str) -> bool {
+fn unclean_for_topic(shard: &ControllerContext<'_>, image: &MetadataImage, topic: &str) -> bool {
     let dynamic = shard.dynamic_configs.borrow().clone();
     let configs = image
         .get(topic)
         .map(|m| m.configs.clone())
         .unwrap_or_default();
-    crate::topics::dynamic::resolve_with(&shard.default_log, &dynamic, &configs)
+    crate::topics::dynamic::resolve_with(shard.default_log, &dynamic, &configs)
         .is_ok_and(|c| c.unclean_leader_election_enable)
 }

@@ -24,13 +24,48 @@ use crate::partition::replicated::ReplicationConfig;
 use crate::partition::{Partition, TopicPartition};
 use crate::replication::fetcher::{fetcher_id, FetcherConfig};
 use crate::replication::isr::LeaderRegistration;
-use crate::shard::Shard;
 use crate::topics::{self, TopicMeta};
 
 use super::replica_fetcher::{FetchRound, ReplicaFetcher};
 pub use super::replica_fetchers::ReplicaFetchers;
 use super::replica_fetchers::{Change, FetcherHandle, Following};
-use super::PartitionRegistration;
+use super::{MetadataImage, PartitionRegistration};
+
+/// What replica roles (and the replication loops) use of a shard (built by the shard,
+/// `shard::contexts_cluster`).
+#[derive(Clone, Copy)]
+pub struct ReplicasContext<'a> {
+    pub shard_id: shards::ShardId,
+    /// This process as a KRaft node; None for the single node of old (no replicas).
+    pub cluster: Option<&'a std::sync::Arc<super::node::ClusterNode>>,
+    pub config: &'a std::sync::Arc<crate::config::BrokerConfig>,
+    pub default_log: &'a storage::LogConfig,
+    pub image: &'a RefCell<MetadataImage>,
+    pub dynamic_configs: &'a RefCell<topics::dynamic::DynamicConfigs>,
+    pub placement: &'a crate::router::placement::PlacementTable,
+    pub partitions: &'a crate::partition::PartitionService,
+    pub replica_fetchers: &'a ReplicaFetchers,
+    pub hw_checkpoint: &'a crate::replication::checkpoint::HighWatermarkCheckpoint,
+    pub shutdown: &'a shards::Shutdown,
+}
+
+/// Where `broker_addr` reads brokers' endpoints: a metadata image (a context's, or the
+/// shard's: `shard::contexts_cluster`).
+pub trait ImageSource {
+    fn metadata_image(&self) -> &RefCell<MetadataImage>;
+}
+
+impl ImageSource for RefCell<MetadataImage> {
+    fn metadata_image(&self) -> &RefCell<MetadataImage> {
+        self
+    }
+}
+
+impl<T: ImageSource + ?Sized> ImageSource for Rc<T> {
+    fn metadata_image(&self) -> &RefCell<MetadataImage> {
+        T::metadata_image(self)
+    }
+}
 
 /// The Fetch version replica fetchers send (topic names, `replica_id` in the request; Kafka
 /// 2.x brokers' `interBrokerProtocolVersion` fetch without topic ids).
@@ -59,7 +94,7 @@ pub(super) async fn settle(removals: Vec<oneshot::Receiver<()>>) {
 /// the partitions this shard owns; run after `open::open_owned` opened them. Partitions
 /// leave their old fetchers first (and those rounds end) before any becomes a leader or
 /// joins another fetcher.
-pub async fn apply_roles(shard: &Shard, metas: &[TopicMeta]) {
+pub async fn apply_roles(shard: &ReplicasContext<'_>, metas: &[TopicMeta]) {
     if shard.cluster.is_none() {
         return;
     }
@@ -70,7 +105,7 @@ pub async fn apply_roles(shard: &Shard, metas: &[TopicMeta]) {
         let min_isr = min_insync_replicas(shard, meta);
         for (index, registration) in (0..meta.partitions).zip(&meta.registrations) {
             if !registration.replicas.contains(&shard.config.server.node_id)
-                || shard.placement.shard_for(&meta.name, index) != shard.id
+                || shard.placement.shard_for(&meta.name, index) != shard.shard_id
             {
                 continue;
             }
@@ -102,10 +137,10 @@ pub async fn apply_roles(shard: &Shard, metas: &[TopicMeta]) {
 
 /// The replication throttle this shard's fetchers apply, from the image and the dynamic
 /// broker configs (`replication_quota`).
-fn refresh_follower_throttle(shard: &Shard) {
+fn refresh_follower_throttle(shard: &ReplicasContext<'_>) {
     use super::replication_quota::{rate_of, Side};
     let rate = rate_of(&shard.dynamic_configs.borrow(), Side::Follower);
-    let image = shard.topics.borrow();
+    let image = shard.image.borrow();
     shard
         .replica_fetchers
         .follower_throttle
@@ -115,7 +150,7 @@ fn refresh_follower_throttle(shard: &Shard) {
 
 /// Where this broker should fetch `tp` from: its leader, when that is another broker.
 fn fetch_target(
-    shard: &Shard,
+    shard: &ReplicasContext<'_>,
     tp: &TopicPartition,
     registration: &PartitionRegistration,
 ) -> Option<Following> {
@@ -133,31 +168,35 @@ fn fetch_target(
 
 /// Stops fetching the partitions of topics being deleted, before their logs close
 /// (`deletion::remove_topics`).
-pub async fn stop_following_topics(shard: &Shard, names: &std::collections::HashSet<String>) {
-    let gone: Vec<TopicPartition> = shard
-        .replica_fetchers
+pub async fn stop_following_topics(
+    fetchers: &ReplicaFetchers,
+    names: &std::collections::HashSet<String>,
+) {
+    let gone: Vec<TopicPartition> = fetchers
         .following
         .borrow()
         .keys()
         .filter(|tp| names.contains(&tp.topic))
         .cloned()
         .collect();
-    let removals = gone
-        .iter()
-        .filter_map(|tp| shard.replica_fetchers.unfollow(tp))
-        .collect();
+    let removals = gone.iter().filter_map(|tp| fetchers.unfollow(tp)).collect();
     settle(removals).await;
 }
 
-pub(crate) fn min_insync_replicas(shard: &Shard, meta: &TopicMeta) -> i32 {
+pub(crate) fn min_insync_replicas(shard: &ReplicasContext<'_>, meta: &TopicMeta) -> i32 {
     let dynamic = shard.dynamic_configs.borrow().clone();
-    topics::dynamic::resolve_with(&shard.default_log, &dynamic, &meta.configs)
+    topics::dynamic::resolve_with(shard.default_log, &dynamic, &meta.configs)
         .map_or(1, |c| c.min_insync_replicas)
 }
 
 /// Kafka's `makeLeader` with followers: the first registration makes the partition a
 /// replicated leader, later ones (an ISR or replica change) update it.
-fn lead(shard: &Shard, tp: &TopicPartition, registration: &PartitionRegistration, min_isr: i32) {
+fn lead(
+    shard: &ReplicasContext<'_>,
+    tp: &TopicPartition,
+    registration: &PartitionRegistration,
+    min_isr: i32,
+) {
     if registration.replicas.len() <= 1 {
         shard.partitions.stop_replicated(tp);
         if let Some(partition) = shard.partitions.get(tp) {
@@ -182,8 +221,7 @@ fn lead(shard: &Shard, tp: &TopicPartition, registration: &PartitionRegistration
         }
         kept_high_watermark = leader.state().high_watermark();
     }
-    let config =
-        ReplicationConfig::from_broker(&shard.config, shard.config.server.node_id, min_isr);
+    let config = ReplicationConfig::from_broker(shard.config, shard.config.server.node_id, min_isr);
     let Some(partition) = shard.partitions.get(tp) else {
         return;
     };
@@ -200,7 +238,7 @@ fn lead(shard: &Shard, tp: &TopicPartition, registration: &PartitionRegistration
 /// The high watermark this broker knows for a partition it does not lead with followers now:
 /// the one its fetcher learnt, else the checkpointed one (a restarted broker), else 0; within
 /// the log's bounds (Kafka's `UnifiedLog.updateHighWatermark`). What it starts leading with.
-fn follower_high_watermark(shard: &Shard, partition: &Partition) -> i64 {
+fn follower_high_watermark(shard: &ReplicasContext<'_>, partition: &Partition) -> i64 {
     use crate::partition::PartitionProxy;
     let tp = &partition.tp;
     let known = shard
@@ -214,8 +252,8 @@ fn follower_high_watermark(shard: &Shard, partition: &Partition) -> i64 {
 
 /// Whether the image names more than one replica for `tp` (its high watermark is then not
 /// simply its log end).
-fn has_followers(shard: &Shard, tp: &TopicPartition) -> bool {
-    let image = shard.topics.borrow();
+fn has_followers(shard: &ReplicasContext<'_>, tp: &TopicPartition) -> bool {
+    let image = shard.image.borrow();
     let index = usize::try_from(tp.partition).unwrap_or(usize::MAX);
     image
         .get(&tp.topic)
@@ -225,7 +263,7 @@ fn has_followers(shard: &Shard, tp: &TopicPartition) -> bool {
 
 /// This shard's high watermarks (every partition it owns) into its slot of the broker's
 /// `replication-offset-checkpoint` (`replication::checkpoint::HighWatermarkCheckpoint`).
-pub fn publish_high_watermarks(shard: &Shard) {
+pub fn publish_high_watermarks(shard: &ReplicasContext<'_>) {
     use crate::partition::PartitionProxy;
     let marks = shard
         .partitions
@@ -242,13 +280,13 @@ pub fn publish_high_watermarks(shard: &Shard) {
             ((tp.topic.clone(), tp.partition), hw)
         })
         .collect();
-    shard.hw_checkpoint.publish(shard.id.index(), marks);
+    shard.hw_checkpoint.publish(shard.shard_id.index(), marks);
 }
 
 /// Every `replica.high.watermark.checkpoint.interval.ms` (Kafka's `highwatermark-checkpoint`
 /// task): each shard publishes its high watermarks, the registry shard writes the file. A
 /// file that cannot be written stops the broker (Kafka takes its log directory offline).
-pub async fn checkpoint_loop(shard: Rc<Shard>) {
+pub async fn checkpoint_loop(shard: &ReplicasContext<'_>) {
     let interval = Duration::from_millis(
         shard
             .config
@@ -263,9 +301,9 @@ pub async fn checkpoint_loop(shard: Rc<Shard>) {
         {
             return;
         }
-        publish_high_watermarks(&shard);
-        // Shard 0 (the registry shard) writes the union of the shards' slots.
-        if shard.id == shards::ShardId(0) {
+        publish_high_watermarks(shard);
+        // The registry shard (shard 0) writes the union of the shards' slots.
+        if shard.shard_id == shards::ShardId(0) {
             if let Err(e) = shard.hw_checkpoint.persist().await {
                 shards::fatal(format!("cannot write the high-watermark checkpoint: {e}"));
             }
@@ -275,13 +313,18 @@ pub async fn checkpoint_loop(shard: Rc<Shard>) {
 
 /// Kafka's `makeFollower`: the partition takes the leader's epoch and joins this shard's
 /// fetcher for (leader, fetcher id) (no fetcher holds it now: `apply_roles` removed it).
-fn follow(shard: &Shard, partition: Rc<Partition>, meta: &TopicMeta, want: Following) {
+fn follow(
+    shard: &ReplicasContext<'_>,
+    partition: Rc<Partition>,
+    meta: &TopicMeta,
+    want: Following,
+) {
     let tp = partition.tp.clone();
     if let Err(e) = partition.become_follower(want.leader_epoch) {
         tracing::error!(partition = %tp.dir_name(), error = %e, "cannot follow the partition");
         return;
     }
-    let Some(addr) = broker_addr(shard, want.leader) else {
+    let Some(addr) = broker_addr(shard.image, want.leader) else {
         tracing::warn!(partition = %tp.dir_name(), leader = want.leader, "the leader has no reachable endpoint in the image; not fetching");
         return;
     };
@@ -308,8 +351,8 @@ fn follow(shard: &Shard, partition: Rc<Partition>, meta: &TopicMeta, want: Follo
 
 /// The address a follower fetches from: the leader's endpoint of the inter-broker listener
 /// (`inter_broker`), else its first registered endpoint.
-pub fn broker_addr(shard: &Shard, broker: i32) -> Option<SocketAddr> {
-    let image = shard.topics.borrow();
+pub fn broker_addr(image: &(impl ImageSource + ?Sized), broker: i32) -> Option<SocketAddr> {
+    let image = image.metadata_image().borrow();
     let end_points = &image.broker(broker)?.end_points;
     let named = super::inter_broker::listener_name().and_then(|name| {
         end_points
@@ -325,14 +368,14 @@ pub fn broker_addr(shard: &Shard, broker: i32) -> Option<SocketAddr> {
 }
 
 fn spawn_fetcher(
-    shard: &Shard,
+    shard: &ReplicasContext<'_>,
     source: i32,
     addr: SocketAddr,
     config: FetcherConfig,
 ) -> FetcherHandle {
     let changes = Rc::new(RefCell::new(Vec::new()));
     let stopped = Rc::new(Cell::new(false));
-    let broker_epoch = shard.cluster.as_ref().map_or(-1, |n| n.broker_epoch());
+    let broker_epoch = shard.cluster.map_or(-1, |n| n.broker_epoch());
     let mut fetcher = ReplicaFetcher::new(
         source,
         addr,
@@ -460,8 +503,8 @@ fn idle_pause_ms(round: &FetchRound, elapsed: Duration, fetch_wait_max_ms: u64) 
 /// `ISR_TICK_MAX_MS` apart so an expansion (a follower caught up) reaches the controller
 /// soon: the shard's replicated leaders shrink lagging followers out of the ISR, expire
 /// acks=all waiters, and send their ISR proposals to the active controller (AlterPartition).
-pub async fn tick_loop(shard: Rc<Shard>) {
-    let Some(node) = shard.cluster.clone() else {
+pub async fn tick_loop(shard: &ReplicasContext<'_>) {
+    let Some(node) = shard.cluster.cloned() else {
         return;
     };
     let period_ms =
@@ -477,7 +520,7 @@ pub async fn tick_loop(shard: Rc<Shard>) {
         }
         let proposals = shard.partitions.replication_tick();
         if !proposals.is_empty() {
-            alter_partition(&shard, &node, &mut channel, proposals).await;
+            alter_partition(shard, &node, &mut channel, proposals).await;
         }
     }
 }
@@ -489,7 +532,7 @@ const ISR_TICK_MAX_MS: u64 = 250;
 /// (controller unreachable, moved, stale broker epoch) rejects them all, so the leaders
 /// propose again at a later tick.
 async fn alter_partition(
-    shard: &Shard,
+    shard: &ReplicasContext<'_>,
     node: &crate::cluster::node::ClusterNode,
     channel: &mut super::heartbeat::ControllerChannel,
     proposals: Vec<(TopicPartition, Vec<crate::replication::isr::IsrProposal>)>,
@@ -501,7 +544,7 @@ async fn alter_partition(
     // The committed ISR sizes before, to count shrinks and expands (replication_metrics).
     let mut isr_before: HashMap<TopicPartition, usize> = HashMap::new();
     {
-        let image = shard.topics.borrow();
+        let image = shard.image.borrow();
         for (tp, list) in &proposals {
             let (Some(meta), Some(last)) = (image.get(&tp.topic), list.last()) else {
                 continue;

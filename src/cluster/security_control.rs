@@ -12,18 +12,18 @@
 //! committing, so two changes never plan against the same state; a change that reports
 //! nothing changed, or whose difference is empty, commits nothing.
 
-use super::controller::{self, REGISTRY_SHARD};
+use super::controller::{self, ControllerContext, REGISTRY_SHARD};
 use super::image::MetadataImage;
 use super::records::MetadataRecord;
 use crate::quotas::entity::QuotaMap;
 use crate::security::acl_store::Acls;
 use crate::security::scram::Users;
-use crate::shard::{Shard, ShardMsg};
+use crate::shard::ShardMsg;
 
 /// Applies `change` to a copy of the image's ACLs and commits the difference; answers what
 /// `change` returns. Err: the change could not be committed (nothing changed).
 pub async fn modify_acls<R: Send + 'static>(
-    shard: &Shard,
+    shard: &ControllerContext<'_>,
     change: impl FnOnce(&mut Acls) -> (R, bool) + Send + 'static,
 ) -> Result<R, String> {
     on_controller(shard, move |image| {
@@ -41,7 +41,7 @@ pub async fn modify_acls<R: Send + 'static>(
 
 /// Applies `change` to a copy of the image's SCRAM credentials and commits the difference.
 pub async fn modify_scram<R: Send + 'static>(
-    shard: &Shard,
+    shard: &ControllerContext<'_>,
     change: impl FnOnce(&mut Users) -> (R, bool) + Send + 'static,
 ) -> Result<R, String> {
     on_controller(shard, move |image| {
@@ -59,7 +59,7 @@ pub async fn modify_scram<R: Send + 'static>(
 
 /// Applies `change` to a copy of the image's client quotas and commits the difference.
 pub async fn modify_quotas<R: Send + 'static>(
-    shard: &Shard,
+    shard: &ControllerContext<'_>,
     change: impl FnOnce(&mut QuotaMap) -> (R, bool) + Send + 'static,
 ) -> Result<R, String> {
     on_controller(shard, move |image| {
@@ -77,17 +77,18 @@ pub async fn modify_quotas<R: Send + 'static>(
 
 /// Runs `plan` against shard 0's image under the registry lock and commits its records.
 async fn on_controller<R: Send + 'static>(
-    shard: &Shard,
+    shard: &ControllerContext<'_>,
     plan: impl FnOnce(&MetadataImage) -> (R, Vec<MetadataRecord>) + Send + 'static,
 ) -> Result<R, String> {
-    if shard.id == REGISTRY_SHARD {
+    if shard.shard_id == REGISTRY_SHARD {
         return plan_and_commit(shard, plan).await;
     }
     shard
+        .broadcast
         .mesh
         .call(REGISTRY_SHARD, |reply| {
             ShardMsg::run(move |shard| async move {
-                reply.send(plan_and_commit(&shard, plan).await);
+                reply.send(plan_and_commit(&shard.controller_context(), plan).await);
             })
         })
         .await
@@ -95,11 +96,11 @@ async fn on_controller<R: Send + 'static>(
 }
 
 async fn plan_and_commit<R>(
-    shard: &Shard,
+    shard: &ControllerContext<'_>,
     plan: impl FnOnce(&MetadataImage) -> (R, Vec<MetadataRecord>),
 ) -> Result<R, String> {
     let _guard = shard.registry_lock.lock().await;
-    let (answer, records) = plan(&shard.topics.borrow());
+    let (answer, records) = plan(&shard.image.borrow());
     if !records.is_empty() {
         controller::commit(shard, records)
             .await

@@ -94,10 +94,11 @@ async fn alter(
     if validate_only || results.iter().all(Result::is_err) {
         return results;
     }
-    let stored = crate::cluster::security_control::modify_quotas(shard, move |map| {
-        ((), quotas::apply_valid(map, &valid))
-    })
-    .await;
+    let stored =
+        crate::cluster::security_control::modify_quotas(&shard.controller_context(), move |map| {
+            ((), quotas::apply_valid(map, &valid))
+        })
+        .await;
     let Err(e) = stored else {
         return results;
     };

@@ -109,13 +109,16 @@ async fn run(
     allow_rf_change: bool,
 ) -> Result<ReassignResults, CommitError> {
     if shard.id == REGISTRY_SHARD {
-        return reassign_run::run_alter(shard, wanted, allow_rf_change).await;
+        return reassign_run::run_alter(&shard.controller_context(), wanted, allow_rf_change).await;
     }
     shard
         .mesh
         .call(REGISTRY_SHARD, |reply| {
             ShardMsg::run(move |shard| async move {
-                reply.send(reassign_run::run_alter(&shard, wanted, allow_rf_change).await);
+                reply.send(
+                    reassign_run::run_alter(&shard.controller_context(), wanted, allow_rf_change)
+                        .await,
+                );
             })
         })
         .await

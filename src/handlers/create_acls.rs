@@ -67,14 +67,15 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
 async fn create(shard: &Shard, creations: &[AclCreation]) -> Vec<AclCreationResult> {
     let checked: Vec<Result<AclBinding, InvalidAcl>> = creations.iter().map(binding).collect();
     let valid: Vec<AclBinding> = checked.iter().filter_map(|c| c.clone().ok()).collect();
-    let stored = crate::cluster::security_control::modify_acls(shard, move |acls| {
-        let mut changed = false;
-        for b in valid {
-            changed |= acls.insert(b);
-        }
-        ((), changed)
-    })
-    .await;
+    let stored =
+        crate::cluster::security_control::modify_acls(&shard.controller_context(), move |acls| {
+            let mut changed = false;
+            for b in valid {
+                changed |= acls.insert(b);
+            }
+            ((), changed)
+        })
+        .await;
     if let Err(e) = &stored {
         tracing::error!(error = %e, "CreateAcls");
     }

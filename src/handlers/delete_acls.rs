@@ -74,23 +74,24 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
 async fn delete(shard: &Shard, filters: &[DeleteAclsFilter]) -> Vec<DeleteAclsFilterResult> {
     let checked: Vec<Result<AclFilter, InvalidAcl>> = filters.iter().map(filter).collect();
     let valid: Vec<Option<AclFilter>> = checked.iter().map(|c| c.clone().ok()).collect();
-    let stored = crate::cluster::security_control::modify_acls(shard, move |acls| {
-        // Per filter, the bindings it removes (each binding is reported under every filter
-        // that matches it, as Kafka does).
-        let removed: Vec<Vec<AclBinding>> = valid
-            .iter()
-            .map(|f| match f {
-                Some(f) => acls.iter().filter(|a| f.matches(a)).cloned().collect(),
-                None => Vec::new(),
-            })
-            .collect();
-        let mut changed = false;
-        for b in removed.iter().flatten() {
-            changed |= acls.remove(b);
-        }
-        (removed, changed)
-    })
-    .await;
+    let stored =
+        crate::cluster::security_control::modify_acls(&shard.controller_context(), move |acls| {
+            // Per filter, the bindings it removes (each binding is reported under every filter
+            // that matches it, as Kafka does).
+            let removed: Vec<Vec<AclBinding>> = valid
+                .iter()
+                .map(|f| match f {
+                    Some(f) => acls.iter().filter(|a| f.matches(a)).cloned().collect(),
+                    None => Vec::new(),
+                })
+                .collect();
+            let mut changed = false;
+            for b in removed.iter().flatten() {
+                changed |= acls.remove(b);
+            }
+            (removed, changed)
+        })
+        .await;
     match stored {
         Ok(removed) => checked
             .iter()

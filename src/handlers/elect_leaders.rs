@@ -146,13 +146,15 @@ async fn respond_cluster(
             .collect()
     });
     let answer = if shard.id == REGISTRY_SHARD {
-        leader_election::run(shard, wanted, kind).await
+        leader_election::run(&shard.controller_context(), wanted, kind).await
     } else {
         shard
             .mesh
             .call(REGISTRY_SHARD, |reply| {
                 ShardMsg::run(move |shard| async move {
-                    reply.send(leader_election::run(&shard, wanted, kind).await);
+                    reply.send(
+                        leader_election::run(&shard.controller_context(), wanted, kind).await,
+                    );
                 })
             })
             .await

@@ -42,7 +42,7 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
                 .map(|t| (t.name.0.to_string(), t.partition_indexes))
                 .collect()
         });
-        let ongoing = match reassign_run::run_list(&shard, wanted) {
+        let ongoing = match reassign_run::run_list(&shard.controller_context(), wanted) {
             Ok(ongoing) => ongoing,
             Err(CommitError::NotController) => {
                 return Outcome::encoded(&refused(ResponseError::NotController), version)

@@ -135,9 +135,10 @@ pub fn handle_alter(shard: Rc<Shard>, request: Request) -> HandlerFuture {
                 )),
             );
         }
-        let outcome = crate::cluster::security_control::modify_scram(&shard, move |users| {
-            apply(users, per_user)
-        })
+        let outcome = crate::cluster::security_control::modify_scram(
+            &shard.controller_context(),
+            move |users| apply(users, per_user),
+        )
         .await;
         let mut results = match outcome {
             Ok(results) => results,

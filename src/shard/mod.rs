@@ -7,6 +7,7 @@
 //! after every shard answered a ping, which each does only once it is listening.
 
 mod contexts;
+mod contexts_cluster;
 mod contexts_txn;
 pub mod msg;
 pub mod state;
@@ -107,7 +108,7 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
         crate::cluster::deletion::sweep_deleted(&shard.config.server.data_dir);
     }
     let metas: Vec<_> = shard.topics.borrow().iter().cloned().collect();
-    crate::cluster::open::open_owned(&shard, &metas).await;
+    crate::cluster::open::open_owned(&shard.open_context(), &metas).await;
     crate::groups::start(&shard.group_context()).await;
     crate::txn::start(&shard.txn_context()).await;
     let listeners: Vec<_> = boot
@@ -142,14 +143,18 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
     let cleaner_task = compio::runtime::spawn(async move {
         crate::log_cleaner::run(cleaner_shard.cleaner_context()).await
     });
-    let replication_task = boot
-        .cluster
-        .is_some()
-        .then(|| compio::runtime::spawn(crate::cluster::replicas::tick_loop(shard.clone())));
-    let checkpoint_task = boot
-        .cluster
-        .is_some()
-        .then(|| compio::runtime::spawn(crate::cluster::replicas::checkpoint_loop(shard.clone())));
+    let replication_task = boot.cluster.is_some().then(|| {
+        let shard = shard.clone();
+        compio::runtime::spawn(async move {
+            crate::cluster::replicas::tick_loop(&shard.replicas_context()).await
+        })
+    });
+    let checkpoint_task = boot.cluster.is_some().then(|| {
+        let shard = shard.clone();
+        compio::runtime::spawn(async move {
+            crate::cluster::replicas::checkpoint_loop(&shard.replicas_context()).await
+        })
+    });
     let accepts = listeners
         .iter()
         .map(|(socket, context)| Box::pin(accept_loop(&shard, socket, context)));
@@ -198,7 +203,7 @@ pub async fn shard_main(boot: Arc<Boot>, ctx: ShardContext<ShardMsg>, inbox: Inb
     if boot.cluster.is_some() {
         // The last marks of this shard's partitions, written by `lib::run` once every shard
         // is done (Kafka's checkpoint at a clean shutdown).
-        crate::cluster::replicas::publish_high_watermarks(&shard);
+        crate::cluster::replicas::publish_high_watermarks(&shard.replicas_context());
     }
     if !close_logs(&shard).await {
         boot.close_failed
@@ -240,10 +245,10 @@ fn start_cluster_tasks(
     node: &Arc<crate::cluster::node::ClusterNode>,
 ) -> ClusterTasks {
     use crate::cluster::{follow, heartbeat};
-    let mut follow_tasks = vec![compio::runtime::spawn(follow::run(
-        shard.clone(),
-        node.clone(),
-    ))];
+    let (follow_shard, follow_node) = (shard.clone(), node.clone());
+    let mut follow_tasks = vec![compio::runtime::spawn(async move {
+        follow::run(&follow_shard.follow_context(), follow_node).await
+    })];
     if node.quorum.is_none() {
         follow_tasks.push(compio::runtime::spawn(heartbeat::fetch_images(
             node.clone(),
@@ -269,10 +274,11 @@ fn start_cluster_tasks(
         }));
     }
     if node.quorum.is_some() {
-        tasks.push(compio::runtime::spawn(crate::cluster::duties::run(
-            shard.clone(),
-            node.clone(),
-        )));
+        let (duties_shard, duties_node) = (shard.clone(), node.clone());
+        tasks.push(compio::runtime::spawn(async move {
+            let duties = contexts_cluster::duties_context(&duties_shard);
+            crate::cluster::duties::run(&duties, duties_node).await
+        }));
     }
     // Envelopes (KIP-590) the quorum member accepted while this node leads.
     let forwarded = node
