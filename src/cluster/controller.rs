@@ -46,7 +46,7 @@ pub struct ControllerContext<'a> {
     pub registry_lock: &'a futures_util::lock::Mutex<()>,
     /// The metadata offset this node's shards applied (kept by `follow`).
     pub cluster_synced: &'a Cell<u64>,
-    /// Every shard, to adopt a committed change (single node).
+    /// Every shard, to adopt a change or remove deleted topics (single node).
     pub broadcast: Broadcast<'a>,
 }
 
@@ -302,13 +302,13 @@ pub async fn commit(
     shard: &ControllerContext<'_>,
     records: Vec<MetadataRecord>,
 ) -> Result<(), CommitError> {
-    if let Some(node) = shard.cluster.cloned() {
+    if let Some(node) = shard.cluster {
         // The committed image, not this shard's (which may still be catching up after a
         // start): a change that does not fit what is committed is refused here.
         let mut next = node.image.current().image;
         next.apply_all(&records)
             .map_err(|e| CommitError::Failed(format!("metadata record refused: {e}")))?;
-        return commit_to_quorum(shard, &node, records).await;
+        return commit_to_quorum(shard, node, records).await;
     }
     let mut next: MetadataImage = shard.image.borrow().clone();
     next.apply_all(&records)
@@ -1015,96 +1015,5 @@ pub async fn allocate_producer_ids(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn meta(configs: &[(&str, &str)]) -> TopicMeta {
-        TopicMeta {
-            name: "t".into(),
-            id: TopicId(9),
-            partitions: 1,
-            configs: configs
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-            registrations: vec![PartitionRegistration::single(1)],
-        }
-    }
-
-    #[test]
-    fn config_records_turn_the_old_overrides_into_the_new_ones() {
-        let old = meta(&[("a", "1"), ("b", "2"), ("c", "3")]);
-        let next: topics::config::TopicOverrides = [("b", "2"), ("c", "30"), ("d", "4")]
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        let records = config_records(&old, &next);
-        let mut image = MetadataImage::default();
-        image.apply_all(&image::topic_records(&old, 1)).unwrap();
-        image.apply_all(&records).unwrap();
-        assert_eq!(image.get("t").unwrap().configs, next);
-        assert_eq!(
-            records.len(),
-            3,
-            "a removed, c changed, d added; b untouched"
-        );
-    }
-
-    fn cluster(fenced: &[i32]) -> MetadataImage {
-        let mut image = MetadataImage::default();
-        for id in 1..=3 {
-            image
-                .apply(&MetadataRecord::RegisterBroker(
-                    super::super::records::RegisterBrokerRecord {
-                        broker_id: id,
-                        incarnation_id: 1,
-                        broker_epoch: 1,
-                        end_points: Vec::new(),
-                        rack: None,
-                        fenced: fenced.contains(&id),
-                    },
-                ))
-                .unwrap();
-        }
-        image
-    }
-
-    #[test]
-    fn new_partitions_spread_over_the_brokers_with_isr_and_leader() {
-        let image = cluster(&[]);
-        let placed = place_partitions(&image, &[], 6, 3, None, 5).unwrap();
-        let mut leaders: Vec<i32> = placed.iter().map(|r| r.leader).collect();
-        leaders.sort_unstable();
-        assert_eq!(leaders, vec![1, 1, 2, 2, 3, 3]);
-        for r in &placed {
-            assert_eq!(r.replicas.len(), 3);
-            assert_eq!(r.isr, r.replicas, "ISR = replicas at creation");
-            assert_eq!(r.leader, r.replicas[0], "the first replica leads");
-            assert_eq!((r.leader_epoch, r.partition_epoch), (0, 0));
-        }
-        let err = place_partitions(&image, &[], 1, 4, None, 5).unwrap_err();
-        assert!(matches!(err, PlacementError::ReplicationFactor(_)));
-    }
-
-    #[test]
-    fn manual_assignments_follow_kafkas_rules() {
-        let image = cluster(&[2]);
-        let placed = place_partitions(&image, &[], 2, -1, Some(&[vec![2, 1], vec![3]]), 0);
-        assert!(
-            matches!(&placed, Err(PlacementError::Assignment(m)) if m.contains("1 replica(s)")),
-            "{placed:?}"
-        );
-        let placed = place_partitions(&image, &[], 2, -1, Some(&[vec![2, 1], vec![3, 2]]), 0);
-        let placed = placed.unwrap();
-        assert_eq!((placed[0].leader, placed[0].isr.clone()), (1, vec![1]));
-        assert_eq!((placed[1].leader, placed[1].isr.clone()), (3, vec![3]));
-        let all_fenced = place_partitions(&image, &[vec![1]], 1, 1, Some(&[vec![2]]), 0);
-        assert_eq!(
-            all_fenced.unwrap_err().to_string(),
-            "All brokers specified in the manual partition assignment for partition 1 are fenced \
-             or in controlled shutdown."
-        );
-        let wrong_factor = place_partitions(&image, &[vec![1]], 1, 1, Some(&[vec![1, 3]]), 0);
-        assert!(matches!(wrong_factor, Err(PlacementError::Assignment(_))));
-    }
-}
+#[path = "controller_tests.rs"]
+mod tests;
