@@ -69,6 +69,16 @@ impl ControllerChannel {
         self
     }
 
+    /// Sets the bound of the next calls.
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.timeout = timeout;
+    }
+
+    /// Drops the connection and its target: the next call picks the active controller again.
+    pub fn disconnect(&mut self) {
+        self.reset(None);
+    }
+
     fn pick(&mut self) -> Option<SocketAddr> {
         if let Some(target) = self.target {
             return Some(target);
