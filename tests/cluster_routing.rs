@@ -39,7 +39,6 @@ const NOT_COORDINATOR: i16 = 16;
 const INVALID_REPLICATION_FACTOR: i16 = 38;
 const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
 const OFFSETS_TOPIC: &str = "__consumer_offsets";
-const WAIT: Duration = Duration::from_secs(60);
 
 /// CreateTopics v5 through the active controller (retrying NOT_CONTROLLER as clients do).
 fn create(cluster: &Cluster, topic: &str, partitions: i32, replication_factor: i16) -> i16 {
