@@ -229,6 +229,13 @@ impl Conn {
         Ok(version)
     }
 
+    /// How long the next answers may take (at least 1 ms).
+    pub fn set_response_timeout(&mut self, timeout: Duration) -> Result<(), CliError> {
+        self.stream
+            .set_read_timeout(Some(timeout.max(Duration::from_millis(1))))
+            .map_err(|e| self.broken(e))
+    }
+
     /// Sends `request` at the negotiated version; returns the response and the version.
     pub fn call<R: Request>(
         &mut self,
@@ -292,6 +299,8 @@ impl Conn {
 
 /// Kafka's AdminClient `default.api.timeout.ms`: how long a call to the controller is retried.
 const API_TIMEOUT: Duration = Duration::from_secs(60);
+/// Kafka's AdminClient `request.timeout.ms`: how long one attempt waits for its answer.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Kafka's `retry.backoff.ms`: the first wait before a retry; it doubles.
 const RETRY_BACKOFF_MIN: Duration = Duration::from_millis(100);
 /// Kafka's `retry.backoff.max.ms`: the longest wait before a retry.
@@ -401,9 +410,11 @@ impl Client {
         let deadline = std::time::Instant::now() + API_TIMEOUT;
         let mut backoff = RETRY_BACKOFF_MIN;
         loop {
-            let result = self
-                .controller()
-                .and_then(|conn| conn.call(request, wanted));
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let result = self.controller().and_then(|conn| {
+                conn.set_response_timeout(ATTEMPT_TIMEOUT.min(left))?;
+                conn.call(request, wanted)
+            });
             let retriable = match &result {
                 Ok((response, _)) => not_controller(response),
                 Err(CliError::Connect { .. } | CliError::Connection { .. }) => true,
@@ -414,10 +425,11 @@ impl Client {
             }
             std::thread::sleep(backoff);
             backoff = (backoff * 2).min(RETRY_BACKOFF_MAX);
-            // When no broker answers now, the next attempt fails on the old connection and
-            // comes back here.
-            if let Ok(fresh) = Client::connect(&self.brokers) {
-                *self = fresh;
+            // When no broker answers now, the next attempt fails on the old bootstrap
+            // connection and comes back here.
+            match Client::connect(&self.brokers) {
+                Ok(fresh) => *self = fresh,
+                Err(_) => self.nodes.clear(),
             }
         }
     }

@@ -475,6 +475,11 @@ pub fn list_offset(addr: SocketAddr, topic: &str, partition: i32, timestamp: i64
 
 /// CreateTopics v5 of one topic (replication factor -1); the topic's error code.
 pub fn create_topic(addr: SocketAddr, name: &str, partitions: i32) -> i16 {
+    create_topic_within(addr, name, partitions, wire::REPLY_TIMEOUT)
+}
+
+/// [`create_topic`] answered within `within` (a broker retrying a forwarded request).
+pub fn create_topic_within(addr: SocketAddr, name: &str, partitions: i32, within: Duration) -> i16 {
     let topic = CreatableTopic::default()
         .with_name(TopicName(StrBytes::from_string(name.to_owned())))
         .with_num_partitions(partitions)
@@ -482,7 +487,8 @@ pub fn create_topic(addr: SocketAddr, name: &str, partitions: i32) -> i16 {
     let request = CreateTopicsRequest::default()
         .with_topics(vec![topic])
         .with_timeout_ms(10_000);
-    let response: CreateTopicsResponse = wire::call(addr, ApiKey::CreateTopics, 5, &request);
+    let response: CreateTopicsResponse =
+        wire::call_within(addr, ApiKey::CreateTopics, 5, &request, within);
     response.topics.first().map_or(-1, |t| t.error_code)
 }
 
