@@ -102,28 +102,32 @@ pub fn handle(handler: Handler, shard: Rc<Shard>, request: Request) -> HandlerFu
         };
         let (api_key, version) = (request.api_key, request.version());
         let outcome = handler(shard, request).await?;
-        Ok(match (instead, outcome) {
-            (Some(code), Outcome::Body(parts)) => Outcome::Body(
-                parts
-                    .into_iter()
-                    .map(|part| match part {
-                        BodyPart::Bytes(body) => BodyPart::Bytes(
-                            forward_errors::replace(
-                                api_key,
-                                version,
-                                &body,
-                                forward_errors::NOT_CONTROLLER,
-                                code,
-                            )
-                            .unwrap_or(body),
-                        ),
-                        file => file,
-                    })
-                    .collect(),
-            ),
-            (_, outcome) => outcome,
+        Ok(match instead {
+            Some(code) => not_controller_as(outcome, api_key, version, code),
+            None => outcome,
         })
     })
+}
+
+/// `outcome` (the broker's own answer, when forwarding failed) with NOT_CONTROLLER replaced by
+/// `code`, Kafka's answer for the failure.
+fn not_controller_as(outcome: Outcome, api_key: ApiKey, version: i16, code: i16) -> Outcome {
+    let Outcome::Body(parts) = outcome else {
+        return outcome;
+    };
+    let not_controller = forward_errors::NOT_CONTROLLER;
+    Outcome::Body(
+        parts
+            .into_iter()
+            .map(|part| match part {
+                BodyPart::Bytes(body) => BodyPart::Bytes(
+                    forward_errors::replace(api_key, version, &body, not_controller, code)
+                        .unwrap_or(body),
+                ),
+                file => file,
+            })
+            .collect(),
+    )
 }
 
 /// The `EnvelopeRequest` v0 of a client's request: its header and body, principal, address.
