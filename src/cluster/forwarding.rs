@@ -72,12 +72,11 @@ enum Attempt {
     /// The response body the controller answered, and its metadata offset.
     Answered(Bytes, u64),
     /// A controller change or a lost connection: try again; `hinted` when the answer named
-    /// the new controller (the channel follows that hint), `unreachable` when no controller
-    /// answered at all.
+    /// the new controller (the channel follows that hint; a broker-only node's channel
+    /// forgets a controller it cannot reach).
     Retry {
         why: String,
         hinted: bool,
-        unreachable: bool,
     },
     Failed(ForwardError),
 }
@@ -133,16 +132,9 @@ pub async fn forward(node: &Arc<ClusterNode>, envelope: Vec<u8>) -> Result<Bytes
                 keep_idle(channel);
                 return Err(e);
             }
-            Attempt::Retry {
-                why,
-                hinted,
-                unreachable,
-            } => {
+            Attempt::Retry { why, hinted } => {
                 tracing::debug!(%why, "forwarded request: retrying against the next controller");
                 last = why;
-                if unreachable {
-                    forget_unreachable(node, seen);
-                }
                 hinted
             }
         };
@@ -167,7 +159,6 @@ fn attempt(answer: Result<EnvelopeAnswer, LifecycleError>) -> Attempt {
             return Attempt::Retry {
                 why: format!("NOT_CONTROLLER (leader: {leader_id:?})"),
                 hinted: leader_id.is_some(),
-                unreachable: false,
             }
         }
         // A lost or refused connection, a timed-out attempt, a full queue at the controller:
@@ -176,7 +167,6 @@ fn attempt(answer: Result<EnvelopeAnswer, LifecycleError>) -> Attempt {
             return Attempt::Retry {
                 why: e.to_string(),
                 hinted: false,
-                unreachable: true,
             }
         }
     };
@@ -191,24 +181,9 @@ fn attempt(answer: Result<EnvelopeAnswer, LifecycleError>) -> Attempt {
         (NOT_CONTROLLER, _) => Attempt::Retry {
             why: "the envelope answered NOT_CONTROLLER".into(),
             hinted: false,
-            unreachable: false,
         },
         (0, None) => Attempt::Failed(ForwardError::Malformed("no response data".into())),
         (code, _) => Attempt::Failed(ForwardError::Envelope(code)),
-    }
-}
-
-/// A broker-only node learns the active controller from its answers only: when the one it
-/// names cannot be reached, it forgets it, so that the next attempt asks the bootstrap
-/// controllers (whose NOT_CONTROLLER answers name the new one).
-fn forget_unreachable(node: &ClusterNode, seen: Seen) {
-    if node.quorum.is_none() {
-        let _ = node.known_controller.compare_exchange(
-            i64::from(seen.controller),
-            -1,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        );
     }
 }
 
