@@ -494,14 +494,20 @@ pub struct ConfigFile {
     /// queue delays the completion, retried). Sluice's own bound: Kafka's queue is unbounded.
     #[serde(rename = "transaction.marker.queue.max.entries")]
     pub transaction_marker_queue_max_entries: usize,
-    /// How long a broker waits for the active controller to answer a forwarded admin request
-    /// (Kafka's broker-to-controller channel timeout); then it answers the client itself.
+    /// How long one attempt of a forwarded admin request waits for the active controller's
+    /// answer (Kafka's broker-to-controller channel timeout); `request.timeout.ms` bounds all.
     #[serde(rename = "controller.socket.timeout.ms")]
     pub controller_socket_timeout_ms: u64,
     /// Sluice's: admin requests a node forwards to the active controller at once (beyond, the
     /// broker answers NOT_CONTROLLER itself), and Envelopes the active controller queues.
     #[serde(rename = "forwarded.requests.max.in.flight")]
     pub forwarded_requests_max_in_flight: usize,
+    /// How long a broker keeps a forwarded admin request queued, retrying it against the new
+    /// active controller across a controller change, before it answers the client
+    /// REQUEST_TIMED_OUT (`cluster::forwarding`). Kafka's name and default (its ZooKeeper-mode
+    /// forwarding used it; KRaft's `BrokerServer` fixes the forwarding channel's at 60 s).
+    #[serde(rename = "request.timeout.ms")]
+    pub request_timeout_ms: u64,
     /// How often the high watermarks are written to `replication-offset-checkpoint`
     /// (`replication::checkpoint`); Kafka's name and default.
     #[serde(rename = "replica.high.watermark.checkpoint.interval.ms")]
@@ -684,6 +690,7 @@ impl Default for ConfigFile {
             transaction_marker_queue_max_entries: 1024,
             controller_socket_timeout_ms: 30_000,
             forwarded_requests_max_in_flight: 100,
+            request_timeout_ms: 30_000,
             replica_high_watermark_checkpoint_interval_ms: 5_000,
             transaction_partition_verification_enable: true,
             transaction_version: 2,
@@ -911,6 +918,7 @@ impl BrokerConfig {
             "forwarded.requests.max.in.flight",
             self.controller.forwarded_requests_max_in_flight as u64,
         )?;
+        positive("request.timeout.ms", self.controller.request_timeout_ms)?;
         positive(
             "num.replica.fetchers",
             u64::from(self.replication.num_replica_fetchers),

@@ -16,29 +16,13 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::cluster::{leaders, Cluster, ClusterOpts};
+use common::cluster::{Cluster, ClusterOpts};
 use common::kafka;
-use common::wait_until;
-use common::wire;
-use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::{
-    ApiKey, BrokerId, ListOffsetsRequest, ListOffsetsResponse, TopicName,
-};
-use kafka_protocol::protocol::StrBytes;
 use rdkafka::{Offset, TopicPartitionList};
 
-/// (error code, offset) of ListOffsets v7 for partition 0 of `topic` at `timestamp`.
+/// (error code, offset) of ListOffsets for partition 0 of `topic` at `timestamp`.
 fn list_offset(addr: SocketAddr, topic: &str, timestamp: i64) -> (i16, i64) {
-    let request = ListOffsetsRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_topics(vec![ListOffsetsTopic::default()
-            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-            .with_partitions(vec![ListOffsetsPartition::default()
-                .with_partition_index(0)
-                .with_timestamp(timestamp)])]);
-    let answer: ListOffsetsResponse = wire::call(addr, ApiKey::ListOffsets, 7, &request);
-    let partition = &answer.topics[0].partitions[0];
-    (partition.error_code, partition.offset)
+    common::cluster::list_offset(addr, topic, 0, timestamp)
 }
 
 #[test]
@@ -50,28 +34,9 @@ fn earliest_is_the_log_start_offset_on_empty_and_emptied_replicated_partitions()
     let cluster = Cluster::start(opts);
     let topic = "earliest";
     assert_eq!(cluster.create_topic(topic, 1, Duration::from_secs(30)), 0);
-    let mut leader = -1;
-    wait_until(
-        Duration::from_secs(30),
-        "a leader for the partition",
-        || {
-            leader = leaders(&cluster.metadata(0), topic)
-                .first()
-                .copied()
-                .unwrap_or(-1);
-            leader > 0
-        },
-    );
-    let index = usize::try_from(leader - 1).unwrap();
+    // The leader broker 0 names, once it applied its leadership.
+    let index = cluster.wait_leader_serving(0, topic, 0);
     let addr = cluster.broker(index).socket_addr();
-
-    // Broker 0's image may name the leader before the leader has applied its leadership
-    // (it answers NOT_LEADER_OR_FOLLOWER, 6, until then): wait for it to answer.
-    wait_until(
-        Duration::from_secs(30),
-        "the leader answers ListOffsets",
-        || list_offset(addr, topic, -2).0 != 6,
-    );
     // Empty: the log start offset, 0, for both earliest kinds; latest is 0 too.
     assert_eq!(list_offset(addr, topic, -2), (0, 0), "earliest, empty");
     assert_eq!(

@@ -2,7 +2,9 @@
 //! controller forwards the admin APIs to it in an Envelope carrying the client's principal,
 //! the controller authorizes that principal (not the broker, not a super user), and the
 //! forwarding broker answers once it applied the change itself. Metadata's controller id is a
-//! random alive broker, as in Kafka.
+//! random alive broker, as in Kafka. A controller change while a request is forwarded is not
+//! the client's business: the broker retries against the new controller until
+//! `request.timeout.ms`, then answers REQUEST_TIMED_OUT (Kafka's `ForwardingManager`).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -13,7 +15,8 @@
 mod common;
 
 use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::process::Command;
+use std::time::{Duration, Instant};
 
 use common::cluster::{leaders, Cluster, ClusterOpts};
 use common::sasl::{create_user, listener, request, scram_login};
@@ -22,12 +25,17 @@ use kafka_protocol::messages::create_acls_request::AclCreation;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::{
     ApiKey, CreateAclsRequest, CreateAclsResponse, CreateTopicsRequest, CreateTopicsResponse,
-    TopicName,
+    DeleteTopicsRequest, DeleteTopicsResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use sluice::security::scram::Mechanism;
 
 const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
+const REQUEST_TIMED_OUT: i16 = 7;
+/// One forwarding attempt gives up on a silent controller after 1 s (default 30 s).
+const SOCKET_TIMEOUT_TOML: &str = "\"controller.socket.timeout.ms\" = 1000\n";
+/// Longer than any forwarded request of these tests may take.
+const ANSWER_WITHIN: Duration = Duration::from_secs(40);
 // Kafka's wire codes (ResourceType, PatternType, AclOperation, AclPermissionType).
 const TOPIC: i8 = 2;
 const PREFIXED: i8 = 4;
@@ -45,6 +53,33 @@ fn create_topic_request(name: &str) -> CreateTopicsRequest {
             .with_name(TopicName(s(name)))
             .with_num_partitions(2)
             .with_replication_factor(-1)])
+}
+
+/// The active controller's index once there is one other than `not`.
+fn active_controller(cluster: &Cluster, not: Option<usize>) -> usize {
+    let mut controller = None;
+    common::wait_until(Duration::from_secs(30), "an active controller", || {
+        controller = cluster.controller_index(0).filter(|c| Some(*c) != not);
+        controller.is_some()
+    });
+    controller.unwrap()
+}
+
+/// Creates `name` (two partitions) through broker `index` and waits until it lists it.
+fn create_through(cluster: &Cluster, index: usize, name: &str) {
+    let created: CreateTopicsResponse = cluster.call_retrying(
+        Some(index),
+        ApiKey::CreateTopics,
+        5,
+        &create_topic_request(name),
+        |r: &CreateTopicsResponse| r.topics[0].error_code,
+    );
+    assert_eq!(created.topics[0].error_code, 0, "{created:?}");
+    common::wait_until(
+        Duration::from_secs(30),
+        "the broker lists the topic",
+        || leaders(&cluster.metadata(index), name).len() == 2,
+    );
 }
 
 /// A SCRAM-SHA-256 login on `addr`.
@@ -66,12 +101,7 @@ fn a_broker_that_is_not_the_controller_forwards_admin_requests_as_the_client() {
             .into(),
         ..ClusterOpts::default()
     });
-    let mut controller = None;
-    common::wait_until(Duration::from_secs(30), "an active controller", || {
-        controller = cluster.controller_index(0);
-        controller.is_some()
-    });
-    let other = (controller.unwrap() + 1) % 3;
+    let other = (active_controller(&cluster, None) + 1) % 3;
     let broker = cluster.broker(other);
     // Metadata's controller id: an alive broker (random, as Kafka's getRandomAliveBrokerId).
     for _ in 0..5 {
@@ -147,5 +177,85 @@ fn a_broker_that_is_not_the_controller_forwards_admin_requests_as_the_client() {
         Duration::from_secs(30),
         "the topic gone on the broker",
         || leaders(&cluster.metadata(other), "alice-made").is_empty(),
+    );
+}
+
+/// B12: an admin request forwarded while the controller changes is answered by the new
+/// controller, not NOT_CONTROLLER: first a controller that stops answering (SIGSTOP: the
+/// broker's attempt waits out `controller.socket.timeout.ms`), then one that dies (kill -9,
+/// under `sluice topic delete`, which exited 1 with NOT_CONTROLLER before).
+#[test]
+fn forwarded_admin_requests_outlive_controller_changes() {
+    let mut cluster = Cluster::start(ClusterOpts {
+        extra_toml: SOCKET_TIMEOUT_TOML.into(),
+        ..ClusterOpts::default()
+    });
+    let controller = active_controller(&cluster, None);
+    let other = (controller + 1) % 3;
+    create_through(&cluster, other, "moving");
+    cluster.broker(controller).send_signal("-STOP");
+    let request = DeleteTopicsRequest::default()
+        .with_topic_names(vec![TopicName(s("moving"))])
+        .with_timeout_ms(10_000);
+    let deleted: DeleteTopicsResponse = wire::call_within(
+        cluster.broker(other).socket_addr(),
+        ApiKey::DeleteTopics,
+        4,
+        &request,
+        ANSWER_WITHIN,
+    );
+    assert_eq!(deleted.responses[0].error_code, 0, "{deleted:?}");
+    let next = active_controller(&cluster, Some(controller));
+    cluster.broker(controller).send_signal("-CONT");
+
+    // The CLI, bootstrapped on the broker that was a follower all along (the resumed one may
+    // still take itself for the leader a moment), while the controller dies.
+    let asked = (0..3).find(|i| *i != next && *i != controller).unwrap();
+    create_through(&cluster, asked, "cli-moving");
+    cluster.broker_mut(next).kill9();
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["topic", "delete", "cli-moving", "--brokers"])
+        .arg(cluster.broker(asked).addr())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "sluice topic delete: {}\nstdout: {stdout}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("deleted"), "{stdout}");
+    common::wait_until(Duration::from_secs(30), "the topic gone", || {
+        leaders(&cluster.metadata(asked), "cli-moving").is_empty()
+    });
+}
+
+/// Without a controller quorum (two of three nodes stopped) a forwarded request is retried
+/// until `request.timeout.ms`, then answered REQUEST_TIMED_OUT (Kafka's
+/// `ForwardingManager.onTimeout`), not NOT_CONTROLLER at once.
+#[test]
+fn a_forwarded_request_without_a_controller_times_out() {
+    let cluster = Cluster::start(ClusterOpts {
+        extra_toml: format!("{SOCKET_TIMEOUT_TOML}\"request.timeout.ms\" = 2000\n"),
+        ..ClusterOpts::default()
+    });
+    let controller = active_controller(&cluster, None);
+    let (other, third) = ((controller + 1) % 3, (controller + 2) % 3);
+    cluster.broker(controller).send_signal("-STOP");
+    cluster.broker(third).send_signal("-STOP");
+    let started = Instant::now();
+    let answer: CreateTopicsResponse = wire::call_within(
+        cluster.broker(other).socket_addr(),
+        ApiKey::CreateTopics,
+        5,
+        &create_topic_request("orphan"),
+        ANSWER_WITHIN,
+    );
+    let waited = started.elapsed();
+    assert_eq!(answer.topics[0].error_code, REQUEST_TIMED_OUT, "{answer:?}");
+    assert!(
+        waited >= Duration::from_secs(2),
+        "answered after {waited:?}"
     );
 }

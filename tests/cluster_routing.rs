@@ -39,7 +39,6 @@ const NOT_COORDINATOR: i16 = 16;
 const INVALID_REPLICATION_FACTOR: i16 = 38;
 const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
 const OFFSETS_TOPIC: &str = "__consumer_offsets";
-const WAIT: Duration = Duration::from_secs(60);
 
 /// CreateTopics v5 through the active controller (retrying NOT_CONTROLLER as clients do).
 fn create(cluster: &Cluster, topic: &str, partitions: i32, replication_factor: i16) -> i16 {
@@ -204,22 +203,19 @@ fn partitions_spread_and_only_the_leader_serves_them() {
     assert_eq!(answer.node_endpoints.len(), 1);
     assert_eq!(answer.node_endpoints[0].node_id, BrokerId(leader_id));
     assert_eq!(answer.node_endpoints[0].port, leader_port);
-    // The leader takes it, once it opened the partition it applied (before, it answers
-    // NOT_LEADER_OR_FOLLOWER as Kafka does, and a client retries).
-    wait_until(WAIT, "the leader to take a record", || {
-        let answer: ProduceResponse = wire::call(
-            cluster.broker(leader).socket_addr(),
-            ApiKey::Produce,
-            10,
-            &produce,
-        );
-        let code = answer.responses[0].partition_responses[0].error_code;
-        assert!(
-            code == 0 || code == NOT_LEADER_OR_FOLLOWER,
-            "produce on the leader: {code}"
-        );
-        code == 0 && answer.node_endpoints.is_empty()
-    });
+    // The leader takes it, once it serves the partition it applied.
+    assert_eq!(cluster.wait_leader_serving(leader, "spread3", 1), leader);
+    let answer: ProduceResponse = wire::call(
+        cluster.broker(leader).socket_addr(),
+        ApiKey::Produce,
+        10,
+        &produce,
+    );
+    assert_eq!(
+        answer.responses[0].partition_responses[0].error_code, 0,
+        "produce on the leader: {answer:?}"
+    );
+    assert!(answer.node_endpoints.is_empty(), "{answer:?}");
 
     // Fetch v16: the same, by topic id.
     let topic_id = uuid::Uuid::parse_str(&view.1).unwrap();

@@ -30,8 +30,6 @@ use kafka_protocol::protocol::StrBytes;
 use common::cluster::{leaders, Cluster, ClusterOpts, CLUSTER_READY_TIMEOUT};
 use common::{wait_until, wire};
 
-const NOT_LEADER_OR_FOLLOWER: i16 = 6;
-
 fn s(text: &str) -> StrBytes {
     StrBytes::from_string(text.to_owned())
 }
@@ -173,16 +171,12 @@ fn quotas_and_acls_set_on_the_controller_apply_on_every_broker_and_survive_a_res
         .expect("a partition led by a broker other than the controller");
     let other_addr = cluster.broker(other).socket_addr();
 
-    // Before any quota the other broker does not throttle (once it knows it leads).
-    let mut answer = (-1, -1);
-    wait_until(
-        CLUSTER_READY_TIMEOUT,
-        "the leader to take a produce",
-        || {
-            answer = produce(other_addr, "slow", "quota-cluster", partition, 11_000);
-            answer.0 != NOT_LEADER_OR_FOLLOWER
-        },
+    // Before any quota the other broker does not throttle (once it serves the partition).
+    assert_eq!(
+        cluster.wait_leader_serving(controller, "quota-cluster", partition),
+        other
     );
+    let answer = produce(other_addr, "slow", "quota-cluster", partition, 11_000);
     assert_eq!(answer, (0, 0));
 
     // 1000 B/s for client id "slow", set on the controller.

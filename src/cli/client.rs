@@ -229,6 +229,13 @@ impl Conn {
         Ok(version)
     }
 
+    /// How long the next answers may take (at least 1 ms).
+    pub fn set_response_timeout(&mut self, timeout: Duration) -> Result<(), CliError> {
+        self.stream
+            .set_read_timeout(Some(timeout.max(Duration::from_millis(1))))
+            .map_err(|e| self.broken(e))
+    }
+
     /// Sends `request` at the negotiated version; returns the response and the version.
     pub fn call<R: Request>(
         &mut self,
@@ -290,8 +297,21 @@ impl Conn {
     }
 }
 
+/// Kafka's AdminClient `default.api.timeout.ms`: how long a call to the controller is retried.
+const API_TIMEOUT: Duration = Duration::from_secs(60);
+/// Kafka's AdminClient `request.timeout.ms`: how long one attempt waits for its answer.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Kafka's `retry.backoff.ms`: the first wait before a retry; it doubles.
+const RETRY_BACKOFF_MIN: Duration = Duration::from_millis(100);
+/// Kafka's `retry.backoff.max.ms`: the longest wait before a retry.
+const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// Kafka's NOT_CONTROLLER.
+pub const NOT_CONTROLLER: i16 = 41;
+
 /// Connections to a cluster: the bootstrap broker plus one per node id, opened on first use.
 pub struct Client {
+    /// The `--brokers` list, to bootstrap again after a lost connection.
+    brokers: String,
     bootstrap: Conn,
     nodes: HashMap<i32, Conn>,
     /// node id -> host:port, from the last Metadata answer.
@@ -308,6 +328,7 @@ impl Client {
             match Conn::connect(addr) {
                 Ok(bootstrap) => {
                     return Ok(Client {
+                        brokers: brokers.to_owned(),
                         bootstrap,
                         nodes: HashMap::new(),
                         addrs: HashMap::new(),
@@ -374,6 +395,43 @@ impl Client {
             return Ok(&mut self.bootstrap);
         }
         self.node(controller)
+    }
+
+    /// Sends `request` to the controller as Kafka's AdminClient does: an answer that carries
+    /// NOT_CONTROLLER (`not_controller`) or a lost connection is retried with a growing
+    /// backoff, bootstrapping again so that Metadata names the controller anew, until
+    /// [`API_TIMEOUT`]; the last answer or error then.
+    pub fn call_controller<R: Request>(
+        &mut self,
+        request: &R,
+        wanted: Wanted,
+        not_controller: impl Fn(&R::Response) -> bool,
+    ) -> Result<(R::Response, i16), CliError> {
+        let deadline = std::time::Instant::now() + API_TIMEOUT;
+        let mut backoff = RETRY_BACKOFF_MIN;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let result = self.controller().and_then(|conn| {
+                conn.set_response_timeout(ATTEMPT_TIMEOUT.min(left))?;
+                conn.call(request, wanted)
+            });
+            let retriable = match &result {
+                Ok((response, _)) => not_controller(response),
+                Err(CliError::Connect { .. } | CliError::Connection { .. }) => true,
+                Err(_) => false,
+            };
+            if !retriable || std::time::Instant::now() + backoff >= deadline {
+                return result;
+            }
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(RETRY_BACKOFF_MAX);
+            // When no broker answers now, the next attempt fails on the old bootstrap
+            // connection and comes back here.
+            match Client::connect(&self.brokers) {
+                Ok(fresh) => *self = fresh,
+                Err(_) => self.nodes.clear(),
+            }
+        }
     }
 
     /// Remembers `node_id`'s address (e.g. a group coordinator's, from FindCoordinator).

@@ -15,7 +15,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use serde_json::{json, Value};
 
-use super::client::{Client, Wanted};
+use super::client::{Client, Wanted, NOT_CONTROLLER};
 use super::error::{check, CliError};
 use super::meta::{self, EARLIEST, LATEST};
 use super::output::{join, Out, Table};
@@ -154,7 +154,9 @@ fn create(
                 })
                 .collect(),
         );
-    let (response, _) = client.controller()?.call(&request, CREATE_TOPICS)?;
+    let (response, _) = client.call_controller(&request, CREATE_TOPICS, |r| {
+        r.topics.iter().any(|t| t.error_code == NOT_CONTROLLER)
+    })?;
     let mut rows = Vec::new();
     let mut first_error = None;
     for t in &response.topics {
@@ -365,7 +367,9 @@ fn delete(client: &mut Client, out: Out, topics: &[String]) -> Result<(), CliErr
     let request = DeleteTopicsRequest::default()
         .with_timeout_ms(TIMEOUT_MS)
         .with_topic_names(topics.iter().map(|t| TopicName(t.clone().into())).collect());
-    let (response, _) = client.controller()?.call(&request, DELETE_TOPICS)?;
+    let (response, _) = client.call_controller(&request, DELETE_TOPICS, |r| {
+        r.responses.iter().any(|t| t.error_code == NOT_CONTROLLER)
+    })?;
     let mut rows = Vec::new();
     let mut first_error = None;
     for r in &response.responses {
@@ -425,9 +429,9 @@ fn alter_config(
             .with_resource_name(StrBytes::from_string(topic.to_owned()))
             .with_configs(configs),
     ]);
-    let (response, _) = client
-        .controller()?
-        .call(&request, INCREMENTAL_ALTER_CONFIGS)?;
+    let (response, _) = client.call_controller(&request, INCREMENTAL_ALTER_CONFIGS, |r| {
+        r.responses.iter().any(|t| t.error_code == NOT_CONTROLLER)
+    })?;
     for r in &response.responses {
         let message = r.error_message.as_deref().unwrap_or("");
         check(r.error_code, &format!("alter configs of {topic}"), message)?;

@@ -69,6 +69,16 @@ impl ControllerChannel {
         self
     }
 
+    /// Sets the bound of the next calls.
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.timeout = timeout;
+    }
+
+    /// Drops the connection and its target: the next call picks the active controller again.
+    pub fn disconnect(&mut self) {
+        self.reset(None);
+    }
+
     fn pick(&mut self) -> Option<SocketAddr> {
         if let Some(target) = self.target {
             return Some(target);
@@ -98,6 +108,32 @@ impl ControllerChannel {
         self.target = hint;
     }
 
+    /// `target` did not answer: drop the connection. A broker-only node learns the active
+    /// controller from answers only, so when `target` is where the one it knows lives, it
+    /// forgets it: the next call asks the bootstrap controllers, whose NOT_CONTROLLER answers
+    /// name the new one (else it would ask a dead controller forever).
+    fn lost(&mut self, target: SocketAddr) {
+        self.reset(None);
+        if self.node.quorum.is_some() {
+            return;
+        }
+        let known = self.node.known_controller.load(Ordering::Acquire);
+        let lives_there = self
+            .node
+            .settings
+            .voters
+            .iter()
+            .any(|v| i64::try_from(v.node_id) == Ok(known) && v.addr == target);
+        if lives_there {
+            let _ = self.node.known_controller.compare_exchange(
+                known,
+                -1,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
+        }
+    }
+
     /// One call; Err when the controller could not be reached or is not the active one (the
     /// next call tries the hinted leader or the next bootstrap address).
     pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
@@ -117,11 +153,11 @@ impl ControllerChannel {
                     self.stream = Some(stream);
                 }
                 Ok(Err(e)) => {
-                    self.reset(None);
+                    self.lost(target);
                     return Err(LifecycleError::Rejected(format!("connect {target}: {e}")));
                 }
                 Err(_) => {
-                    self.reset(None);
+                    self.lost(target);
                     return Err(LifecycleError::Rejected(format!(
                         "connect {target}: timed out"
                     )));
@@ -164,7 +200,7 @@ impl ControllerChannel {
             }
             Ok(Err(e)) => Err(e),
             Err(e) => {
-                self.reset(None);
+                self.lost(target);
                 Err(LifecycleError::Rejected(format!(
                     "controller {target}: {e}"
                 )))

@@ -40,8 +40,10 @@ pub struct ClusterNode {
     /// Requests this node forwarded and awaits (`forwarded.requests.max.in.flight`).
     pub forwarding_in_flight: std::sync::atomic::AtomicUsize,
     pub forwarding_max_in_flight: usize,
-    /// `controller.socket.timeout.ms`: the bound of one forwarded request.
+    /// `controller.socket.timeout.ms`: the bound of one attempt of a forwarded request.
     pub forwarding_timeout: Duration,
+    /// `request.timeout.ms`: how long a forwarded request is retried across controller changes.
+    pub forwarding_retry_timeout: Duration,
 }
 
 impl ClusterNode {
@@ -96,6 +98,9 @@ impl ClusterNode {
             forwarding_max_in_flight: in_flight,
             forwarding_timeout: Duration::from_millis(
                 config.controller.controller_socket_timeout_ms.max(1),
+            ),
+            forwarding_retry_timeout: Duration::from_millis(
+                config.controller.request_timeout_ms.max(1),
             ),
         })))
     }

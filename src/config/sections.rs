@@ -233,6 +233,7 @@ sections! {
         controller_max_connections: usize,
         controller_socket_timeout_ms: u64,
         forwarded_requests_max_in_flight: usize,
+        request_timeout_ms: u64,
         auto_leader_rebalance_enable: bool,
         leader_imbalance_check_interval_seconds: u64,
         leader_imbalance_per_broker_percentage: u32,

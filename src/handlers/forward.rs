@@ -10,11 +10,20 @@
 //! the client, never the broker), and answers an `EnvelopeResponse` carrying the response
 //! body; the broker sends it to the client under the client's correlation id.
 //!
-//! Invariants: a request is forwarded at most once (the controller runs the handler itself,
-//! never this module's entry point); when forwarding fails (no controller, too many in flight,
-//! timeout) the broker runs the handler itself, which answers NOT_CONTROLLER per item:
-//! retriable, as Kafka's clients expect. Nothing here trusts the envelope's bytes: what does
-//! not decode is an error answer, never a panic.
+//! A controller change while a request is forwarded does not reach the client: the forwarder
+//! retries against the new controller until `request.timeout.ms` (`cluster::forwarding`), and
+//! the controller answers an Envelope whose response carries NOT_CONTROLLER (it lost its
+//! leadership while running it) with the envelope error NOT_CONTROLLER, as Kafka's
+//! `RequestChannel` does, so that the broker retries it.
+//!
+//! Invariants: a request is run by the controller's handler, never by this module's entry
+//! point there. When forwarding fails the broker runs the handler itself (validation and
+//! authorization as usual, NOT_CONTROLLER for what it would commit) and answers that, with
+//! NOT_CONTROLLER turned into Kafka's answer for the failure: REQUEST_TIMED_OUT once
+//! `request.timeout.ms` passed (Kafka's `ForwardingManager.onTimeout`), UNKNOWN_SERVER_ERROR
+//! for an envelope error; NOT_CONTROLLER (retriable) stays when `forwarded.requests.max.in.flight`
+//! requests wait already. Nothing here trusts the envelope's bytes: what does not decode is
+//! an error answer, never a panic.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::rc::Rc;
@@ -27,7 +36,10 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, Encodable};
 
-use super::{BodyPart, Handler, HandlerError, HandlerFuture, Outcome, Request, Route};
+use super::{
+    forward_errors, BodyPart, Handler, HandlerError, HandlerFuture, Outcome, Request, Route,
+};
+use crate::cluster::forwarding::ForwardError;
 use crate::cluster::quorum::lifecycle::{EnvelopeAnswer, ForwardedCall};
 use crate::security::session::{ListenerContext, Session};
 use crate::shard::Shard;
@@ -69,32 +81,53 @@ pub fn handle(handler: Handler, shard: Rc<Shard>, request: Request) -> HandlerFu
             }
             _ => return handler(shard, request).await,
         };
-        match forward(&node, &request).await {
-            Ok(body) => Ok(Outcome::Body(vec![BodyPart::Bytes(body)])),
-            Err(why) => {
-                tracing::debug!(api = ?request.api_key, %why, "not forwarded; answering here");
-                handler(shard, request).await
+        let envelope = match envelope_of(&request) {
+            Ok(envelope) => envelope,
+            Err(e) => {
+                tracing::debug!(api = ?request.api_key, error = %e, "not forwarded; answering here");
+                return handler(shard, request).await;
             }
-        }
+        };
+        let why = match crate::cluster::forwarding::forward(&node, envelope).await {
+            Ok(body) => return Ok(Outcome::Body(vec![BodyPart::Bytes(body)])),
+            Err(why) => why,
+        };
+        tracing::debug!(api = ?request.api_key, %why, "not forwarded; answering here");
+        let instead = match why {
+            ForwardError::TooManyInFlight(_) => None,
+            ForwardError::TimedOut { .. } => Some(forward_errors::REQUEST_TIMED_OUT),
+            ForwardError::Envelope(_) | ForwardError::Malformed(_) => {
+                Some(forward_errors::UNKNOWN_SERVER_ERROR)
+            }
+        };
+        let (api_key, version) = (request.api_key, request.version());
+        let outcome = handler(shard, request).await?;
+        Ok(match instead {
+            Some(code) => not_controller_as(outcome, api_key, version, code),
+            None => outcome,
+        })
     })
 }
 
-async fn forward(
-    node: &Arc<crate::cluster::node::ClusterNode>,
-    request: &Request,
-) -> Result<Bytes, String> {
-    let envelope = envelope_of(request).map_err(|e| e.to_string())?;
-    let bytes = crate::cluster::forwarding::forward(node, envelope)
-        .await
-        .map_err(|e| e.to_string())?;
-    let response = EnvelopeResponse::decode(&mut Bytes::from(bytes), 0)
-        .map_err(|e| format!("EnvelopeResponse: {e:#}"))?;
-    match (response.error_code, response.response_data) {
-        (0, Some(body)) => Ok(body),
-        (code, _) => Err(format!(
-            "the controller answered the envelope with error {code}"
-        )),
-    }
+/// `outcome` (the broker's own answer, when forwarding failed) with NOT_CONTROLLER replaced by
+/// `code`, Kafka's answer for the failure.
+fn not_controller_as(outcome: Outcome, api_key: ApiKey, version: i16, code: i16) -> Outcome {
+    let Outcome::Body(parts) = outcome else {
+        return outcome;
+    };
+    let not_controller = forward_errors::NOT_CONTROLLER;
+    Outcome::Body(
+        parts
+            .into_iter()
+            .map(|part| match part {
+                BodyPart::Bytes(body) => BodyPart::Bytes(
+                    forward_errors::replace(api_key, version, &body, not_controller, code)
+                        .unwrap_or(body),
+                ),
+                file => file,
+            })
+            .collect(),
+    )
 }
 
 /// The `EnvelopeRequest` v0 of a client's request: its header and body, principal, address.
@@ -188,6 +221,7 @@ async fn run_envelope(
         Route::Handle(handler) => handler,
         _ => return envelope_error(UNSUPPORTED_VERSION),
     };
+    let (api_key, version) = (request.api_key, request.version());
     match handler(shard, request).await {
         Ok(Outcome::Body(parts)) => {
             let mut body = BytesMut::new();
@@ -197,7 +231,13 @@ async fn run_envelope(
                     BodyPart::File(_) => return envelope_error(INVALID_REQUEST),
                 }
             }
-            EnvelopeResponse::default().with_response_data(Some(body.freeze()))
+            let body = body.freeze();
+            // This controller lost its leadership while it ran the request: the forwarding
+            // broker retries it against the new one (Kafka's `shouldReturnNotController`).
+            if forward_errors::carries(api_key, version, &body, forward_errors::NOT_CONTROLLER) {
+                return envelope_error(forward_errors::NOT_CONTROLLER);
+            }
+            EnvelopeResponse::default().with_response_data(Some(body))
         }
         Ok(Outcome::Silent) | Err(_) => envelope_error(INVALID_REQUEST),
     }

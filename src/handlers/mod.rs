@@ -38,6 +38,7 @@ pub mod fetch;
 pub mod fetch_session;
 pub mod find_coordinator;
 pub mod forward;
+pub mod forward_errors;
 pub mod group_common;
 pub mod heartbeat;
 pub mod init_producer_id;

@@ -11,9 +11,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::{
-    ApiKey, BrokerId, CreateTopicsRequest, CreateTopicsResponse, MetadataRequest, MetadataResponse,
-    TopicName,
+    ApiKey, BrokerId, CreateTopicsRequest, CreateTopicsResponse, ListOffsetsRequest,
+    ListOffsetsResponse, MetadataRequest, MetadataResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -323,24 +324,54 @@ impl Cluster {
     }
 
     /// Waits until every broker of `on` answers the same registration of partition 0 of
-    /// `topic` (three replicas) with a leader other than `not`; returns that leader.
+    /// `topic` (three replicas) with a leader other than `not`, and that leader serves the
+    /// partition ([`Cluster::serves`]); returns that leader.
     pub fn wait_leader(&self, on: &[usize], topic: &str, not: i32) -> i32 {
         let mut leader = -1;
         wait_until(
             Duration::from_secs(30),
-            "one leader named by every broker",
+            "one leader named by every broker, serving the partition",
             || {
                 let views: Vec<_> = on.iter().map(|i| self.registration(*i, topic)).collect();
                 match views.first() {
                     Some(Some((l, replicas, _))) if *l > 0 && *l != not && replicas.len() == 3 => {
                         leader = *l;
-                        views.iter().all(|v| v == &views[0])
+                        views.iter().all(|v| v == &views[0]) && self.serves(*l, topic, 0)
                     }
                     _ => false,
                 }
             },
         );
         leader
+    }
+
+    /// Whether node `leader` answers ListOffsets (latest) for `partition` of `topic` without
+    /// error: it applied its leadership. Another broker's image may name it a moment before
+    /// (until then it answers NOT_LEADER_OR_FOLLOWER).
+    pub fn serves(&self, leader: i32, topic: &str, partition: i32) -> bool {
+        usize::try_from(leader - 1)
+            .ok()
+            .and_then(|i| self.brokers.get(i))
+            .is_some_and(|b| list_offset(b.socket_addr(), topic, partition, -1).0 == 0)
+    }
+
+    /// Waits until the leader of `partition` of `topic` that broker `asked` names serves it
+    /// ([`Cluster::serves`]); returns the leader's index.
+    pub fn wait_leader_serving(&self, asked: usize, topic: &str, partition: i32) -> usize {
+        let mut leader = -1;
+        wait_until(
+            CLUSTER_READY_TIMEOUT,
+            &format!("the leader of {topic}-{partition} to serve it"),
+            || {
+                leader = topics_view(&self.metadata(asked))
+                    .into_iter()
+                    .find(|t| t.0 == topic)
+                    .and_then(|t| t.2.into_iter().find(|p| p.0 == partition))
+                    .map_or(-1, |p| p.1);
+                self.serves(leader, topic, partition)
+            },
+        );
+        usize::try_from(leader - 1).unwrap_or_else(|_| panic!("leader {leader}"))
     }
 
     /// Waits until every broker answers `topic` with all `partitions` led by brokers of the
@@ -424,8 +455,31 @@ pub fn metadata(addr: SocketAddr) -> MetadataResponse {
     wire::call(addr, ApiKey::Metadata, 12, &request)
 }
 
+/// (error code, offset) of ListOffsets v7 for `partition` of `topic` at `timestamp` (-1
+/// latest, -2 earliest, -4 earliest local).
+pub fn list_offset(addr: SocketAddr, topic: &str, partition: i32, timestamp: i64) -> (i16, i64) {
+    let request = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
+            .with_partitions(vec![ListOffsetsPartition::default()
+                .with_partition_index(partition)
+                .with_timestamp(timestamp)])]);
+    let answer: ListOffsetsResponse = wire::call(addr, ApiKey::ListOffsets, 7, &request);
+    answer
+        .topics
+        .first()
+        .and_then(|t| t.partitions.first())
+        .map_or((-1, -1), |p| (p.error_code, p.offset))
+}
+
 /// CreateTopics v5 of one topic (replication factor -1); the topic's error code.
 pub fn create_topic(addr: SocketAddr, name: &str, partitions: i32) -> i16 {
+    create_topic_within(addr, name, partitions, wire::REPLY_TIMEOUT)
+}
+
+/// [`create_topic`] answered within `within` (a broker retrying a forwarded request).
+pub fn create_topic_within(addr: SocketAddr, name: &str, partitions: i32, within: Duration) -> i16 {
     let topic = CreatableTopic::default()
         .with_name(TopicName(StrBytes::from_string(name.to_owned())))
         .with_num_partitions(partitions)
@@ -433,7 +487,8 @@ pub fn create_topic(addr: SocketAddr, name: &str, partitions: i32) -> i16 {
     let request = CreateTopicsRequest::default()
         .with_topics(vec![topic])
         .with_timeout_ms(10_000);
-    let response: CreateTopicsResponse = wire::call(addr, ApiKey::CreateTopics, 5, &request);
+    let response: CreateTopicsResponse =
+        wire::call_within(addr, ApiKey::CreateTopics, 5, &request, within);
     response.topics.first().map_or(-1, |t| t.error_code)
 }
 

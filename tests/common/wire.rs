@@ -93,14 +93,25 @@ pub fn call<Req: Encodable, Resp: Decodable>(
     version: i16,
     request: &Req,
 ) -> Resp {
+    call_within(addr, key, version, request, REPLY_TIMEOUT)
+}
+
+/// [`call`] for a request the broker may take up to `within` to answer (one it retries).
+pub fn call_within<Req: Encodable, Resp: Decodable>(
+    addr: SocketAddr,
+    key: ApiKey,
+    version: i16,
+    request: &Req,
+    within: Duration,
+) -> Resp {
     const CORRELATION_ID: i32 = 7;
     let mut stream = connect(addr);
     send(
         &mut stream,
         &encode_request(key, version, CORRELATION_ID, "sluice-tests", request),
     );
-    let Outcome::Response(body) = read_outcome(&mut stream) else {
-        panic!("no {key:?} v{version} response");
+    let Outcome::Response(body) = read_outcome_by(&mut stream, Instant::now() + within) else {
+        panic!("no {key:?} v{version} response within {within:?}");
     };
     decode_response(key, version, CORRELATION_ID, body)
 }
@@ -127,7 +138,11 @@ pub fn send(stream: &mut TcpStream, bytes: &[u8]) {
 
 /// Reads one response frame, or notices the connection closed, within [`REPLY_TIMEOUT`].
 pub fn read_outcome(stream: &mut TcpStream) -> Outcome {
-    let deadline = Instant::now() + REPLY_TIMEOUT;
+    read_outcome_by(stream, Instant::now() + REPLY_TIMEOUT)
+}
+
+/// [`read_outcome`] by `deadline`.
+pub fn read_outcome_by(stream: &mut TcpStream, deadline: Instant) -> Outcome {
     let mut size = [0_u8; 4];
     match read_exact_by(stream, &mut size, deadline) {
         ReadResult::Done => {}
