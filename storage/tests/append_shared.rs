@@ -28,13 +28,20 @@ async fn append_shared(log: &Log, received: &Bytes, now_ms: i64) -> AppendInfo {
     log.append_valid(valid, opts(now_ms)).await.unwrap()
 }
 
-/// The received batch as the log must store it: offsets and leader epoch stamped.
+/// The received batches as the log must store them: offsets and leader epoch stamped (and
+/// LogAppendTime's fields), one batch after another from the append's base offset.
 fn stamped(received: &[u8], info: &AppendInfo, cfg: &LogConfig, now_ms: i64) -> Vec<u8> {
-    let mut want = received.to_vec();
-    batches::set_base_offset(&mut want, info.base_offset.0);
-    batches::set_leader_epoch(&mut want, opts(now_ms).leader_epoch);
-    if cfg.timestamp_type == TimestampType::LogAppendTime {
-        batches::set_log_append_time(&mut want, now_ms);
+    let mut want = Vec::with_capacity(received.len());
+    let mut next = info.base_offset.0;
+    for one in batches::split_batches(received) {
+        let mut one = one.unwrap().to_vec();
+        batches::set_base_offset(&mut one, next);
+        batches::set_leader_epoch(&mut one, opts(now_ms).leader_epoch);
+        if cfg.timestamp_type == TimestampType::LogAppendTime {
+            batches::set_log_append_time(&mut one, now_ms);
+        }
+        next = BatchHeader::parse(&one).unwrap().last_offset() + 1;
+        want.extend(one);
     }
     want
 }
@@ -186,4 +193,48 @@ fn compaction_keeps_shared_appended_batches_whole() {
         assert_eq!(kept[1..], stored_want[1..]);
         log.close().await.unwrap();
     });
+}
+
+/// `count` batches of 2 records in one buffer.
+fn many(tag: u32, count: u32) -> Bytes {
+    let mut buf = bytes::BytesMut::new();
+    for i in 0..count {
+        buf.extend_from_slice(&batch(tag * 1_000 + i, 2, 1_000 + i64::from(i)));
+    }
+    buf.freeze()
+}
+
+/// Shared appends queued behind a write are written together, as two iovecs per batch, up
+/// to `APPEND_IOVECS_MAX` (256) per write: an append of 100 batches (200 iovecs) does not
+/// share a write with the next one of 100, but does with a one-batch append. Through
+/// io_uring and inline `pwritev` alike, the file holds every append's stamped batches in
+/// order.
+#[test]
+fn coalesced_shared_appends_stay_within_the_iovec_bound() {
+    for write_inline_max_bytes in [0, u32::MAX] {
+        rt().block_on(async {
+            let root = tempfile::tempdir().unwrap();
+            let cfg = LogConfig {
+                write_inline_max_bytes,
+                ..LogConfig::default()
+            };
+            let log = Log::open(part_dir(root.path()), cfg.clone()).await.unwrap();
+            let held = [many(1, 1), many(2, 100), many(3, 100), many(4, 1)];
+            let appends = held.iter().map(|h| append_shared(&log, h, 5_000));
+            let infos = futures_util::future::join_all(appends).await;
+            let mut want = Vec::new();
+            for (h, info) in held.iter().zip(&infos) {
+                want.extend(stamped(h, info, &cfg, 5_000));
+            }
+            assert_eq!(
+                log.segment_write_count(),
+                3,
+                "inline max {write_inline_max_bytes}: [1], [100], [100, 1]"
+            );
+            assert_eq!(log.append_copied_bytes(), 202 * BATCH_HEADER_LEN as u64);
+            let stored = read_all(&log).await;
+            assert_eq!(&stored[..], &want[..]);
+            log.close().await.unwrap();
+        });
+    }
 }
