@@ -80,21 +80,26 @@ impl AppendBytes {
             let copied = bytes.len() as u64;
             return (AppendBytes::Owned(BytesMut::from(&bytes[..])), copied);
         }
-        let mut headers = Vec::with_capacity(infos.len());
-        let mut at = 0usize;
-        for info in infos {
+        let header_at = |at: usize| {
             let mut h = [0u8; BATCH_HEADER_LEN];
             if let Some(src) = bytes.get(at..at + BATCH_HEADER_LEN) {
                 h.copy_from_slice(src);
             }
-            headers.push(h);
-            at += info.size;
-        }
-        let copied = (headers.len() * BATCH_HEADER_LEN) as u64;
-        let headers = match <[Header; 1]>::try_from(headers) {
-            Ok([one]) => Headers::One(one),
-            Err(many) => Headers::Many(many),
+            h
         };
+        let headers = match infos {
+            [_] => Headers::One(header_at(0)),
+            _ => {
+                let mut at = 0usize;
+                let mut many = Vec::with_capacity(infos.len());
+                for info in infos {
+                    many.push(header_at(at));
+                    at += info.size;
+                }
+                Headers::Many(many)
+            }
+        };
+        let copied = (infos.len() * BATCH_HEADER_LEN) as u64;
         let body = bytes;
         (AppendBytes::Shared { body, headers }, copied)
     }
