@@ -230,11 +230,14 @@ impl Log {
     /// stored one (header, CRC, uncompressed records); the first must start at the log end
     /// and each next one where the previous ended (OffsetOutOfRange otherwise, nothing
     /// written). `leader_epoch` in `opts` is ignored; `now_ms` drives rolls and flush.ms.
+    /// The bytes are written from `batches` itself (a slice of the Fetch response, say),
+    /// not copied.
     pub async fn append_as_follower(
         &self,
-        batches: BytesMut,
+        batches: impl Into<Bytes>,
         opts: AppendOptions,
     ) -> Result<AppendInfo, StorageError> {
+        let batches: Bytes = batches.into();
         let cfg = self.config();
         let mut infos = Vec::new();
         for one in batch::split_batches(&batches) {
@@ -243,8 +246,13 @@ impl Log {
         if infos.is_empty() {
             return Err(StorageError::InvalidRecord("no record batches".into()));
         }
-        self.append_validated(AppendBytes::Owned(batches), infos, opts, Stamp::Follower)
-            .await
+        self.append_validated(
+            AppendBytes::Unstamped(batches),
+            infos,
+            opts,
+            Stamp::Follower,
+        )
+        .await
     }
 
     /// `append` for the broker's own batches that may be control batches (transaction

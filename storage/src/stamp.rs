@@ -2,7 +2,9 @@
 //! get the fields the broker owns (base offset, partition leader epoch, and max timestamp /
 //! LogAppendTime with the CRC) stamped into their fixed 61-byte headers only.
 //!
-//! Two forms. `Owned`: a buffer only this append holds (the caller's `BytesMut`, or a
+//! Three forms. `Unstamped`: a follower's batches, written as the leader stamped them, as one
+//! iovec into the received buffer (nothing to stamp, nothing copied). `Owned`: a buffer only
+//! this append holds (the caller's `BytesMut`, or a
 //! received `Bytes` nobody else references): stamped in place, written as one iovec.
 //! `Shared`: a slice of a buffer others still hold (in the broker, always: a Produce request's
 //! records are a slice of the connection's read buffer): each batch's header is copied (61
@@ -35,6 +37,7 @@ type Header = [u8; BATCH_HEADER_LEN];
 
 /// See the module documentation.
 pub(crate) enum AppendBytes {
+    Unstamped(Bytes),
     Owned(BytesMut),
     Shared { body: Bytes, headers: Headers },
 }
@@ -107,6 +110,7 @@ impl AppendBytes {
     /// Bytes the append writes.
     pub(crate) fn len(&self) -> usize {
         match self {
+            AppendBytes::Unstamped(b) => b.len(),
             AppendBytes::Owned(b) => b.len(),
             AppendBytes::Shared { body, .. } => body.len(),
         }
@@ -115,13 +119,14 @@ impl AppendBytes {
     /// Iovecs the append's write takes.
     pub(crate) fn iovec_count(&self) -> usize {
         match self {
-            AppendBytes::Owned(_) => 1,
+            AppendBytes::Unstamped(_) | AppendBytes::Owned(_) => 1,
             AppendBytes::Shared { headers, .. } => headers.as_slice().len() * 2,
         }
     }
 
     /// Calls `stamp` with each batch as its mutable fixed header and its (unchanged) rest,
-    /// in order; `sizes` are the batches' sizes (from validation).
+    /// in order; `sizes` are the batches' sizes (from validation). Only a leader's append is
+    /// stamped: an `Unstamped` one reaching here is a broken invariant.
     pub(crate) fn stamp_each(
         &mut self,
         sizes: impl Iterator<Item = usize>,
@@ -129,6 +134,11 @@ impl AppendBytes {
     ) {
         let mut at = 0usize;
         match self {
+            AppendBytes::Unstamped(_) => crate::invariant::violated(
+                file!(),
+                line!(),
+                format_args!("a follower's batches were given to the leader's stamp"),
+            ),
             AppendBytes::Owned(buf) => {
                 for size in sizes {
                     let Some(batch) = buf.get_mut(at..at + size) else {
@@ -172,12 +182,14 @@ impl AppendBytes {
     fn slices(&self) -> impl Iterator<Item = &[u8]> {
         let (owned, shared) = self.parts();
         let shared = shared.flat_map(|(header, rest)| [header, rest]);
-        owned.map(|b| &b[..]).into_iter().chain(shared)
+        owned.into_iter().chain(shared)
     }
 
-    /// The owned buffer, or the shared batches as (stamped header, received rest).
-    fn parts(&self) -> (Option<&BytesMut>, SharedBatches<'_>) {
+    /// The whole buffer (owned or unstamped), or the shared batches as (stamped header,
+    /// received rest).
+    fn parts(&self) -> (Option<&[u8]>, SharedBatches<'_>) {
         match self {
+            AppendBytes::Unstamped(b) => (Some(b), SharedBatches::default()),
             AppendBytes::Owned(b) => (Some(b), SharedBatches::default()),
             AppendBytes::Shared { body, headers } => (
                 None,

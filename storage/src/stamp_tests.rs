@@ -160,3 +160,25 @@ fn batches_split_each_form_at_the_header() {
         assert_eq!(bytes.len(), held.len());
     }
 }
+
+/// No copy, by address: a shared append's iovecs after each header, and a follower's one
+/// iovec, point into the received buffer itself.
+#[test]
+fn the_write_points_into_the_received_buffer() {
+    let (received, infos) = batches(3);
+    let held = received.clone();
+    let (shared, _) = AppendBytes::from_received(received, &infos);
+    let mut at = 0usize;
+    for ((header, rest), info) in shared.batches().zip(&infos) {
+        assert_ne!(header.as_ptr(), held[at..].as_ptr(), "the header is a copy");
+        assert_eq!(rest.as_ptr(), held[at + BATCH_HEADER_LEN..].as_ptr());
+        at += info.size;
+    }
+    let follower = AppendBytes::Unstamped(held.clone());
+    let bufs = WriteBufs(vec![follower]);
+    let slices: Vec<&[u8]> = bufs.iter_slice().collect();
+    assert_eq!(slices.len(), 1);
+    assert_eq!(slices[0].as_ptr(), held.as_ptr());
+    assert_eq!(slices[0].len(), held.len());
+    assert_eq!(bufs.0[0].batches().count(), 3);
+}
