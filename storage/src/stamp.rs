@@ -4,9 +4,8 @@
 //!
 //! Three forms. `Unstamped`: a follower's batches, written as the leader stamped them, as one
 //! iovec into the received buffer (nothing to stamp, nothing copied). `Owned`: a buffer only
-//! this append holds (the caller's `BytesMut`, or a
-//! received `Bytes` nobody else references): stamped in place, written as one iovec.
-//! `Shared`: a slice of a buffer others still hold (in the broker, always: a Produce request's
+//! this append holds (the caller's `BytesMut`, or a received `Bytes` nobody else references):
+//! stamped in place, written as one iovec. `Shared`: a slice of a buffer others still hold (in the broker, always: a Produce request's
 //! records are a slice of the connection's read buffer): each batch's header is copied (61
 //! bytes, the only bytes copied) and stamped, and the write takes two iovecs per batch, the
 //! stamped header and the received rest, which stays referenced (a `Bytes`) until the write
