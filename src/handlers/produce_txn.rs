@@ -118,20 +118,14 @@ pub async fn check(
     .await
 }
 
-/// Offset of a v2 batch's attributes (base offset 8, length 4, leader epoch 4, magic 1,
-/// CRC 4), and their transactional bit (Kafka's `DefaultRecordBatch`).
-const ATTRIBUTES_AT: usize = 21;
-const TRANSACTIONAL_BIT: u8 = 0x10;
-
 /// Whether any batch of one partition's records has the transactional attribute (Kafka's
-/// `ProduceRequest.hasTransactionalRecords`). Reads only each batch's attributes byte, as the
+/// `ProduceRequest.hasTransactionalRecords`). Reads only each batch's attributes field, as the
 /// handler reads only frame lengths: the header is parsed once, by the log's validation,
 /// which also rejects whatever framing this skips.
 fn has_transactional_batch(item: &ProduceItem) -> bool {
     storage::split_batches(&item.records)
         .filter_map(Result::ok)
-        .filter_map(|b| b.get(ATTRIBUTES_AT + 1))
-        .any(|low| low & TRANSACTIONAL_BIT != 0)
+        .any(storage::batch::is_transactional)
 }
 
 /// The transactional producer of one partition's batch.

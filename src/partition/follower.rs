@@ -10,7 +10,7 @@
 //! leader-epoch cache never names an epoch whose start is at or past the log end after a
 //! truncation; storage I/O errors stop the process (`error::storage_error`).
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use super::epochs::LeaderEpochCache;
 use super::error::storage_error;
@@ -44,7 +44,7 @@ impl Partition {
         let _serialised = self.producer_lock.lock().await;
         let info = self
             .log
-            .append_as_follower(BytesMut::from(records), opts)
+            .append_as_follower(records, opts)
             .await
             .map_err(|e| match e {
                 storage::StorageError::Io(_) => storage_error(&self.tp, e),

@@ -1,6 +1,7 @@
 //! The write half of an append: offsets assigned, bytes written, the append committed. The
 //! appends that queue up for one log while a write of it is under way are written together,
-//! with one vectored write (`pwritev` on the shard thread, or an io_uring WRITEV).
+//! with one vectored write (`pwritev` on the shard thread, or an io_uring WRITEV), whose
+//! iovecs point into the received buffers themselves (`stamp.rs`: no copy of the batches).
 //!
 //! Why: the kernel's cost of a buffered write is mostly per write and per page-cache folio,
 //! and the folio size follows the write size (ext4 large folios): 16 KiB writes reach about
@@ -15,9 +16,10 @@
 //! - Each append gets its own answer: one refused alone (a follower's batches that do not
 //!   continue the log) takes no offsets and the others go on; a failed write fails every
 //!   append of it and of its group (a disk fault, which stops the broker).
-//! - Bounded: a write holds at most `APPEND_COALESCE_ENTRIES_MAX` appends and, past its
-//!   first, `APPEND_COALESCE_BYTES_MAX` bytes, and never crosses a segment roll; the queue
-//!   holds appends in flight, each one a request the network layer bounds.
+//! - Bounded: a write holds at most `APPEND_COALESCE_ENTRIES_MAX` appends, `APPEND_IOVECS_MAX`
+//!   iovecs and, past its first append, `APPEND_COALESCE_BYTES_MAX` bytes, and never crosses
+//!   a segment roll; the queue holds appends in flight, each one a request the network layer
+//!   bounds.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -26,7 +28,6 @@ use std::io;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
 
-use bytes::BytesMut;
 use futures_util::future::{select, Either};
 use futures_util::pin_mut;
 
@@ -40,6 +41,7 @@ use crate::log::{
 };
 use crate::offset::Offset;
 use crate::segment::Segment;
+use crate::stamp::{AppendBytes, WriteBufs, APPEND_IOVECS_MAX};
 use crate::state::State;
 
 /// Most appends written by one vectored write (well under `IOV_MAX`, 1024).
@@ -59,7 +61,7 @@ pub(crate) struct PendingAppend {
 
 /// A validated append.
 pub(crate) struct AppendInput {
-    batches: BytesMut,
+    batches: AppendBytes,
     infos: Vec<BatchInfo>,
     opts: AppendOptions,
     stamp: Stamp,
@@ -164,7 +166,7 @@ impl Log {
     /// lock holder's) has written and committed it.
     pub(crate) async fn append_validated(
         &self,
-        batches: BytesMut,
+        batches: AppendBytes,
         infos: Vec<BatchInfo>,
         opts: AppendOptions,
         stamp: Stamp,
@@ -249,13 +251,15 @@ impl Log {
         let mut tracker = active.tracker.get();
         let (mut new_offsets, mut new_times) = (Vec::new(), Vec::new());
         let mut placed: Vec<Placed> = Vec::new();
-        let mut bufs: Vec<BytesMut> = Vec::new();
+        let mut bufs: Vec<AppendBytes> = Vec::new();
+        let mut iovecs = 0usize;
         let mut records_total = 0u64;
         while let Some((_, next)) = inputs.front() {
             if !placed.is_empty()
                 && (placed.len() >= APPEND_COALESCE_ENTRIES_MAX
                     || end.size - start.size + next.batches.len() as u64
                         > APPEND_COALESCE_BYTES_MAX
+                    || iovecs + next.batches.iovec_count() > APPEND_IOVECS_MAX
                     || should_roll(&active, &cfg, next, end))
             {
                 break;
@@ -343,6 +347,7 @@ impl Log {
                 },
                 now_ms: input.opts.now_ms,
             });
+            iovecs += input.batches.iovec_count();
             bufs.push(input.batches);
             end = WriteEnd {
                 size: end.size + len,
@@ -385,6 +390,7 @@ impl Log {
                 return Err(e);
             }
         };
+        let bufs = WriteBufs(bufs);
         if let Err(e) = fd.write_segment_vectored(bufs, start.size, inline).await {
             let e = write_failed(&active, start.size, len, e);
             for p in &placed {

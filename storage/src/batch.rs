@@ -12,7 +12,7 @@ use crate::error::StorageError;
 
 use crate::header::{
     be_i16, be_i32, be_i64, ATTRIBUTES_OFFSET, CRC_OFFSET, LEADER_EPOCH_OFFSET,
-    MAX_COMPRESSION_CODEC, MAX_TIMESTAMP_OFFSET, TIMESTAMP_TYPE_BIT,
+    MAX_COMPRESSION_CODEC, MAX_TIMESTAMP_OFFSET, TIMESTAMP_TYPE_BIT, TRANSACTIONAL_BIT,
 };
 pub use crate::header::{BatchHeader, BATCH_HEADER_LEN, LOG_OVERHEAD, MAGIC_V2, MIN_BATCH_LENGTH};
 
@@ -294,33 +294,70 @@ const _: () = assert!(8 <= ATTRIBUTES_OFFSET && LEADER_EPOCH_OFFSET + 4 <= ATTRI
 /// CreateTime: the header's max timestamp := the records' (Kafka rewrites it the same way
 /// when a producer got it wrong), CRC recomputed. No-op when it already matches.
 pub fn set_create_time_max(batch: &mut [u8], max_timestamp: i64) {
-    if be_i64(batch, MAX_TIMESTAMP_OFFSET) == Some(max_timestamp) {
-        return;
-    }
-    if let Some(b) = batch.get_mut(MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8) {
-        b.copy_from_slice(&max_timestamp.to_be_bytes());
-    }
-    let crc = compute_crc(batch);
-    if let Some(b) = batch.get_mut(CRC_OFFSET..CRC_OFFSET + 4) {
-        b.copy_from_slice(&crc.to_be_bytes());
-    }
+    let (header, rest) = split_header_mut(batch);
+    stamp_create_time_max(header, rest, max_timestamp);
 }
 
 /// LogAppendTime: max timestamp := `now_ms`, timestamp-type bit set, CRC recomputed.
 pub fn set_log_append_time(batch: &mut [u8], now_ms: i64) {
-    let Some(attrs) = be_i16(batch, ATTRIBUTES_OFFSET) else {
+    let (header, rest) = split_header_mut(batch);
+    stamp_log_append_time(header, rest, now_ms);
+}
+
+/// A batch as its (mutable) fixed header and the bytes after it.
+fn split_header_mut(batch: &mut [u8]) -> (&mut [u8], &[u8]) {
+    let at = BATCH_HEADER_LEN.min(batch.len());
+    let (header, rest) = batch.split_at_mut(at);
+    (header, rest)
+}
+
+/// CRC-32C of a batch held as its fixed header and the rest (the same value as
+/// [`compute_crc`] of the two back to back): the log stamps a copy of the header and writes
+/// the received rest as it is, without joining them.
+pub fn compute_crc_parts(header: &[u8], rest: &[u8]) -> u32 {
+    let head = crc32c::crc32c(header.get(ATTRIBUTES_OFFSET..).unwrap_or(&[]));
+    crc32c::crc32c_append(head, rest)
+}
+
+/// [`set_create_time_max`] of a batch held as `header` (mutable, the fixed 61 bytes) and
+/// `rest` (its records, unchanged).
+pub fn stamp_create_time_max(header: &mut [u8], rest: &[u8], max_timestamp: i64) {
+    if be_i64(header, MAX_TIMESTAMP_OFFSET) == Some(max_timestamp) {
+        return;
+    }
+    if let Some(b) = header.get_mut(MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8) {
+        b.copy_from_slice(&max_timestamp.to_be_bytes());
+    }
+    set_crc(header, rest);
+}
+
+/// [`set_log_append_time`] of a batch held as `header` and `rest`.
+pub fn stamp_log_append_time(header: &mut [u8], rest: &[u8], now_ms: i64) {
+    let Some(attrs) = be_i16(header, ATTRIBUTES_OFFSET) else {
         return;
     };
-    if let Some(b) = batch.get_mut(ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2) {
+    if let Some(b) = header.get_mut(ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2) {
         b.copy_from_slice(&(attrs | TIMESTAMP_TYPE_BIT).to_be_bytes());
     }
-    if let Some(b) = batch.get_mut(MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8) {
+    if let Some(b) = header.get_mut(MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8) {
         b.copy_from_slice(&now_ms.to_be_bytes());
     }
-    let crc = compute_crc(batch);
-    if let Some(b) = batch.get_mut(CRC_OFFSET..CRC_OFFSET + 4) {
+    set_crc(header, rest);
+}
+
+/// Writes the CRC of `header` + `rest` into the header's CRC field.
+fn set_crc(header: &mut [u8], rest: &[u8]) {
+    let crc = compute_crc_parts(header, rest);
+    if let Some(b) = header.get_mut(CRC_OFFSET..CRC_OFFSET + 4) {
         b.copy_from_slice(&crc.to_be_bytes());
     }
+}
+
+/// Whether the batch at the start of `batch` has the transactional attribute (Kafka's
+/// `RecordBatch.isTransactional`); `false` when it is too short to hold the attributes.
+/// Reads only the attributes field.
+pub fn is_transactional(batch: &[u8]) -> bool {
+    be_i16(batch, ATTRIBUTES_OFFSET).is_some_and(|a| a & TRANSACTIONAL_BIT != 0)
 }
 
 /// Reads a zigzag varint (Kafka `varint`, at most 5 bytes); returns value and bytes used.
@@ -699,6 +736,43 @@ mod tests {
         assert!(h.is_log_append_time());
         assert!(validate_batch(&b, 1 << 20).is_ok());
         assert_eq!(&b[61..], &a[61..], "records are never re-encoded");
+    }
+
+    /// The CRC of a batch held as header and rest is the contiguous batch's, and stamping
+    /// the parts gives the bytes stamping the whole batch gives.
+    #[test]
+    fn stamping_a_header_apart_from_its_records_matches_stamping_the_batch() {
+        let a = sample();
+        assert_eq!(
+            compute_crc_parts(&a[..BATCH_HEADER_LEN], &a[BATCH_HEADER_LEN..]),
+            compute_crc(&a)
+        );
+        let mut whole = a.clone();
+        set_log_append_time(&mut whole, 99);
+        let mut header = a[..BATCH_HEADER_LEN].to_vec();
+        stamp_log_append_time(&mut header, &a[BATCH_HEADER_LEN..], 99);
+        assert_eq!(&header[..], &whole[..BATCH_HEADER_LEN]);
+        let mut whole = a.clone();
+        set_create_time_max(&mut whole, 4_242);
+        let mut header = a[..BATCH_HEADER_LEN].to_vec();
+        stamp_create_time_max(&mut header, &a[BATCH_HEADER_LEN..], 4_242);
+        assert_eq!(&header[..], &whole[..BATCH_HEADER_LEN]);
+        assert_eq!(compute_crc(&whole), BatchHeader::parse(&whole).unwrap().crc);
+    }
+
+    #[test]
+    fn transactional_attribute_is_read_from_the_header() {
+        let plain = sample();
+        assert!(!is_transactional(&plain));
+        let mut txn = plain.clone();
+        let attrs = be_i16(&txn, ATTRIBUTES_OFFSET).unwrap() | TRANSACTIONAL_BIT;
+        txn[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2].copy_from_slice(&attrs.to_be_bytes());
+        assert!(is_transactional(&txn));
+        assert!(BatchHeader::parse(&txn).unwrap().is_transactional());
+        assert!(
+            !is_transactional(&txn[..ATTRIBUTES_OFFSET + 1]),
+            "too short"
+        );
     }
 
     #[test]

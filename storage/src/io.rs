@@ -1,7 +1,8 @@
 //! Thin io_uring file helpers over `Arc<OwnedFd>` (through compio's runtime on the current
 //! thread). Segment files are kept as shared fds so read results can carry them to other
 //! shards; every operation here is submitted to the calling thread's compio runtime, except
-//! the small append writes that `write_segment_data` does with `pwritev` on the shard thread.
+//! the small append writes that `write_segment_vectored` does with `pwritev` on the shard
+//! thread.
 
 use std::future::Future;
 use std::io;
@@ -113,76 +114,51 @@ impl Fd {
         res.map(|()| buf)
     }
 
-    /// Writes all of an append's `buf` at `pos` of a segment's `.log` file (the one write
-    /// the fault-injection test hook can fail, see `fault.rs`, whichever path it takes).
+    /// Writes all of `bufs` (several appends' iovecs, back to back) at `pos` of a segment's
+    /// `.log` file with one vectored write: `pwritev(2)` inline, else an io_uring WRITEV,
+    /// which keeps `bufs` (and so the received buffers they point into) until it completes.
+    /// The one write the fault-injection test hook can fail (`fault.rs`), whichever path.
     ///
-    /// `inline`: a plain `pwrite` on the calling thread instead of an io_uring WRITE. ext4
+    /// `inline`: a plain `pwritev` on the calling thread instead of an io_uring WRITEV. ext4
     /// refuses IOCB_NOWAIT for buffered writes (`pwritev2(RWF_NOWAIT)` fails with
-    /// EOPNOTSUPP), so io_uring punts every such WRITE to an io-wq worker: a wake-up and two
-    /// context switches per append, which dominate small appends. A `pwrite` is a copy into
+    /// EOPNOTSUPP), so io_uring punts every such write to an io-wq worker: a wake-up and two
+    /// context switches per append, which dominate small appends. A `pwritev` is a copy into
     /// the page cache, but when it blocks (ext4's block-mapping lock held by writeback of
     /// the same file, journal, dirty-page throttling) the whole shard waits: the caller
     /// picks it only for small appends with no fsync of the file in flight.
-    pub async fn write_segment_data<T: IoBuf>(
+    pub async fn write_segment_vectored<T: IoVectoredBuf>(
         &self,
-        buf: T,
+        bufs: T,
         pos: u64,
         inline: bool,
     ) -> io::Result<T> {
-        crate::fault::check(crate::fault::Op::SegmentWrite)?;
-        if !inline {
-            return self.write_all(buf, pos).await;
-        }
-        self.pwritev_all(&[buf.as_init()], pos)?;
-        // An io_uring write always suspends the append; keep that, so an appender looping
-        // on the shard cannot starve its other tasks and timers while its appends complete
-        // inline (measured: 36 ms timer stalls without it).
-        yield_now().await;
-        Ok(buf)
-    }
-
-    /// `write_segment_data` for several appends' buffers written back to back from `pos`
-    /// in one vectored write (`pwritev(2)` inline, else an io_uring WRITEV); a single buffer
-    /// takes the plain path.
-    pub async fn write_segment_vectored(
-        &self,
-        mut bufs: Vec<BytesMut>,
-        pos: u64,
-        inline: bool,
-    ) -> io::Result<Vec<BytesMut>> {
-        if bufs.len() == 1 {
-            if let Some(buf) = bufs.pop() {
-                let buf = self.write_segment_data(buf, pos, inline).await?;
-                bufs.push(buf);
-                return Ok(bufs);
-            }
-        }
         crate::fault::check(crate::fault::Op::SegmentWrite)?;
         if !inline {
             let mut fd = self.clone();
             let BufResult(res, bufs) = fd.write_vectored_all_at(bufs, pos).await;
             return res.map(|()| bufs);
         }
-        let slices: Vec<&[u8]> = bufs.iter().map(|b| &b[..]).collect();
-        self.pwritev_all(&slices, pos)?;
+        self.pwritev_all(&bufs, pos)?;
+        // An io_uring write always suspends the append; keep that, so an appender looping
+        // on the shard cannot starve its other tasks and timers while its appends complete
+        // inline (measured: 36 ms timer stalls without it).
         yield_now().await;
         Ok(bufs)
     }
 
-    /// Writes all of `slices`, back to back from `pos`, with `pwritev(2)` on the calling
-    /// thread, continuing short writes where they stopped and retrying EINTR. The one inline
-    /// write path (a single buffer is one slice); the iovecs live on the stack, at most
-    /// `IOVECS_PER_CALL` per call (a longer list continues in the next call like a short
-    /// write), so an inline append allocates nothing here.
-    fn pwritev_all(&self, slices: &[&[u8]], pos: u64) -> io::Result<()> {
-        let total: usize = slices.iter().map(|s| s.len()).sum();
+    /// Writes all of `bufs`' slices, back to back from `pos`, with `pwritev(2)` on the
+    /// calling thread, continuing short writes where they stopped and retrying EINTR. The
+    /// iovecs live on the stack, at most `IOVECS_PER_CALL` per call (a longer list continues
+    /// in the next call like a short write), so an inline append allocates nothing here.
+    fn pwritev_all<T: IoVectoredBuf>(&self, bufs: &T, pos: u64) -> io::Result<()> {
+        let total = bufs.total_len();
         let mut done = 0usize;
         while done < total {
             let mut iovs = [libc::iovec {
                 iov_base: std::ptr::null_mut(),
                 iov_len: 0,
             }; IOVECS_PER_CALL];
-            let count = fill_iovecs(slices, done, &mut iovs);
+            let count = fill_iovecs(bufs.iter_slice(), done, &mut iovs);
             let at = pos
                 .checked_add(done as u64)
                 .and_then(|p| libc::off_t::try_from(p).ok())
@@ -278,13 +254,17 @@ impl Future for YieldNow {
     }
 }
 
-/// Most iovecs one inline `pwritev` takes (the coalesced write's entry limit, well under
-/// `IOV_MAX`).
-const IOVECS_PER_CALL: usize = 64;
+/// Most iovecs one inline `pwritev` takes: a whole append write (`APPEND_IOVECS_MAX`, under
+/// `IOV_MAX`) in one call.
+const IOVECS_PER_CALL: usize = crate::stamp::APPEND_IOVECS_MAX;
 
 /// Fills `iovs` with what is left of `slices` after the first `done` bytes (whole slices
 /// skipped, the first one cut, empty ones left out); returns how many it filled.
-fn fill_iovecs(slices: &[&[u8]], done: usize, iovs: &mut [libc::iovec]) -> usize {
+fn fill_iovecs<'a>(
+    slices: impl Iterator<Item = &'a [u8]>,
+    done: usize,
+    iovs: &mut [libc::iovec],
+) -> usize {
     let mut skip = done;
     let mut count = 0usize;
     for s in slices {
@@ -329,12 +309,11 @@ mod tests {
             .open(&path)
             .expect("open");
         let fd = Fd(Arc::new(OwnedFd::from(file)));
-        let owned: Vec<Vec<u8>> = (0..150u32)
+        let owned: Vec<Vec<u8>> = (0..(IOVECS_PER_CALL as u32 * 2 + 50))
             .map(|i| vec![(i % 251) as u8; (i % 7) as usize * 3])
             .collect();
-        let slices: Vec<&[u8]> = owned.iter().map(|v| &v[..]).collect();
-        fd.pwritev_all(&slices, 5).expect("pwritev");
-        fd.pwritev_all(&[b"head"], 1).expect("one slice");
+        fd.pwritev_all(&owned, 5).expect("pwritev");
+        fd.pwritev_all(&[b"head".to_vec()], 1).expect("one slice");
         let got = std::fs::read(&path).expect("read");
         let mut want = vec![0u8; 5];
         want.splice(1..5, *b"head");
@@ -352,10 +331,10 @@ mod tests {
             iov_base: std::ptr::null_mut(),
             iov_len: 0,
         }; 1];
-        assert_eq!(fill_iovecs(&slices, 4, &mut iovs), 1);
+        assert_eq!(fill_iovecs(slices.into_iter(), 4, &mut iovs), 1);
         assert_eq!(iovs[0].iov_len, 6);
-        assert_eq!(fill_iovecs(&slices, 10, &mut iovs), 1);
+        assert_eq!(fill_iovecs(slices.into_iter(), 10, &mut iovs), 1);
         assert_eq!(iovs[0].iov_len, 5);
-        assert_eq!(fill_iovecs(&slices, 15, &mut iovs), 0);
+        assert_eq!(fill_iovecs(slices.into_iter(), 15, &mut iovs), 0);
     }
 }

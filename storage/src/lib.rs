@@ -37,6 +37,7 @@ mod read;
 mod recovery;
 mod seal;
 mod segment;
+mod stamp;
 mod state;
 
 pub use log::{AppendInfo, AppendOptions, Log, ValidBatches};

@@ -38,6 +38,7 @@ use crate::offset::{Offset, TimestampOffset};
 use crate::read::{self, ReadRequest, ReadSlice, SegmentView};
 use crate::recovery::RecoveryReport;
 use crate::segment::Segment;
+use crate::stamp::AppendBytes;
 use crate::state::State;
 
 /// Positions in index entries are u32 and relative offsets must fit an i32 (as in Kafka),
@@ -102,10 +103,10 @@ pub struct Log {
     pub(crate) pending_appends: RefCell<VecDeque<Rc<PendingAppend>>>,
     /// Appends written with `pwrite` on the shard thread (`write_inline_max_bytes`).
     inline_writes_total: Cell<u64>,
-    /// Appends whose bytes had to be copied into a buffer of their own before the offsets
-    /// were stamped in (`append_valid` given a shared buffer, e.g. a slice of a request
-    /// frame other references still hold).
-    copied_appends_total: Cell<u64>,
+    /// Bytes of received batches `append_valid` copied: 61 per batch of a shared buffer (its
+    /// header, stamped in the copy; the rest is written from the received buffer), none for a
+    /// buffer only the append holds (stamped in place). `stamp.rs`.
+    append_copied_bytes_total: Cell<u64>,
     /// Segment data writes of appends (one per coalesced group of appends, `append.rs`).
     segment_writes_total: Cell<u64>,
     /// Early writeback of appended ranges (`writeback.rs`).
@@ -138,7 +139,7 @@ impl Log {
             append_lock: Mutex::new(()),
             pending_appends: RefCell::new(VecDeque::new()),
             inline_writes_total: Cell::new(0),
-            copied_appends_total: Cell::new(0),
+            append_copied_bytes_total: Cell::new(0),
             segment_writes_total: Cell::new(0),
             writeback: Rc::default(),
             report,
@@ -182,7 +183,7 @@ impl Log {
             cfg.max_message_bytes,
             cfg.inflated_batch_bytes_max,
         )?;
-        self.append_validated(batches, infos, opts, Stamp::Leader)
+        self.append_validated(AppendBytes::Owned(batches), infos, opts, Stamp::Leader)
             .await
     }
 
@@ -202,26 +203,26 @@ impl Log {
         })
     }
 
-    /// `append` of batches `validate` checked. The bytes are stamped in place when the buffer
-    /// is not shared (no copy); a shared one is copied first (counted:
-    /// `copied_append_count`).
+    /// `append` of batches `validate` checked, without copying them: a buffer only this
+    /// append holds is stamped in place; a shared one (a slice of a request frame) is written
+    /// from where it was received, with only each batch's 61-byte header copied and stamped
+    /// (`stamp.rs`; counted: `append_copied_bytes`).
     pub async fn append_valid(
         &self,
         valid: ValidBatches,
         opts: AppendOptions,
     ) -> Result<AppendInfo, StorageError> {
-        if !valid.bytes.is_unique() {
-            self.copied_appends_total
-                .set(self.copied_appends_total.get() + 1);
-        }
-        let batches = BytesMut::from(valid.bytes);
+        let (batches, copied) = AppendBytes::from_received(valid.bytes, &valid.infos);
+        self.append_copied_bytes_total
+            .set(self.append_copied_bytes_total.get() + copied);
         self.append_validated(batches, valid.infos, opts, Stamp::Leader)
             .await
     }
 
-    /// Appends since open whose bytes `append_valid` had to copy (a shared buffer).
-    pub fn copied_append_count(&self) -> u64 {
-        self.copied_appends_total.get()
+    /// Bytes of received batches `append_valid` copied since open: 61 (the header) per batch
+    /// of a shared buffer, none otherwise.
+    pub fn append_copied_bytes(&self) -> u64 {
+        self.append_copied_bytes_total.get()
     }
 
     /// A follower's append (Kafka's `appendAsFollower`): the leader's batches stored unchanged,
@@ -229,11 +230,14 @@ impl Log {
     /// stored one (header, CRC, uncompressed records); the first must start at the log end
     /// and each next one where the previous ended (OffsetOutOfRange otherwise, nothing
     /// written). `leader_epoch` in `opts` is ignored; `now_ms` drives rolls and flush.ms.
+    /// The bytes are written from `batches` itself (a slice of the Fetch response, say),
+    /// not copied.
     pub async fn append_as_follower(
         &self,
-        batches: BytesMut,
+        batches: impl Into<Bytes>,
         opts: AppendOptions,
     ) -> Result<AppendInfo, StorageError> {
+        let batches: Bytes = batches.into();
         let cfg = self.config();
         let mut infos = Vec::new();
         for one in batch::split_batches(&batches) {
@@ -242,8 +246,13 @@ impl Log {
         if infos.is_empty() {
             return Err(StorageError::InvalidRecord("no record batches".into()));
         }
-        self.append_validated(batches, infos, opts, Stamp::Follower)
-            .await
+        self.append_validated(
+            AppendBytes::Unstamped(batches),
+            infos,
+            opts,
+            Stamp::Follower,
+        )
+        .await
     }
 
     /// `append` for the broker's own batches that may be control batches (transaction
@@ -260,7 +269,7 @@ impl Log {
             cfg.max_message_bytes,
             cfg.inflated_batch_bytes_max,
         )?;
-        self.append_validated(batches, infos, opts, Stamp::Leader)
+        self.append_validated(AppendBytes::Owned(batches), infos, opts, Stamp::Leader)
             .await
     }
 
@@ -611,7 +620,7 @@ pub(crate) struct SegmentEnd {
 /// counterparts: recovery and `check_stored` verify the CRC of what they read, a fetch from
 /// inside a batch and a timestamp look-up check the CRC before decoding records.
 pub(crate) fn check_before_write(
-    buf: &[u8],
+    buf: &AppendBytes,
     infos: &[BatchInfo],
     metas: &[BatchMeta],
     active: SegmentEnd,
@@ -639,22 +648,23 @@ pub(crate) fn check_before_write(
         infos.len(),
         metas.len()
     );
+    let mut batches = buf.batches();
     for (info, meta) in infos.iter().zip(metas) {
-        let bytes = buf.get(at..).unwrap_or(&[]);
-        let header = BatchHeader::parse(bytes);
+        let (header_bytes, rest) = batches.next().unwrap_or((&[], &[]));
+        let header = BatchHeader::parse(header_bytes);
         // CRC: a CRC field still equal to the one validation verified over these bytes
         // proves them, since the rewrite of base offset and leader epoch writes only below
-        // the CRC's range (REWRITE_OUTSIDE_CRC, checked at compile time in batch.rs); a CRC the rewrite recomputed
-        // (LogAppendTime, a corrected max timestamp) is verified in full.
+        // the CRC's range (REWRITE_OUTSIDE_CRC, checked at compile time in batch.rs) and the
+        // rest is written as received; a CRC the rewrite recomputed (LogAppendTime, a
+        // corrected max timestamp) is verified in full, over the header and rest written.
         let ok = header.as_ref().is_ok_and(|h| {
             // A leader's batches continue the log; a follower's may skip offsets (`as_stamped`).
             (h.base_offset == next || (stamp == Stamp::Follower && h.base_offset > next))
                 && h.last_offset() == meta.last_offset
                 && h.total_size() as u64 == meta.size
+                && header_bytes.len() + rest.len() == h.total_size()
                 && (h.crc == info.header.crc
-                    || bytes
-                        .get(..h.total_size())
-                        .is_some_and(|b| batch::compute_crc(b) == h.crc))
+                    || batch::compute_crc_parts(header_bytes, rest) == h.crc)
         });
         crate::invariant!(
             ok,
@@ -740,36 +750,35 @@ pub(crate) fn as_stamped(
 }
 
 pub(crate) fn rewrite(
-    buf: &mut BytesMut,
+    buf: &mut AppendBytes,
     infos: &[BatchInfo],
     base_offset: i64,
     cfg: &LogConfig,
     opts: AppendOptions,
 ) -> Vec<BatchMeta> {
     let mut metas = Vec::with_capacity(infos.len());
-    let mut pos = 0usize;
+    let mut infos_left = infos.iter();
     let mut next = base_offset;
-    for info in infos {
-        let Some(bytes) = buf.get_mut(pos..pos + info.size) else {
-            break;
+    buf.stamp_each(infos.iter().map(|i| i.size), |header, rest| {
+        let Some(info) = infos_left.next() else {
+            return;
         };
-        batch::set_base_offset(bytes, next);
-        batch::set_leader_epoch(bytes, opts.leader_epoch);
-        let mut header = info.header.clone();
-        header.base_offset = next;
+        batch::set_base_offset(header, next);
+        batch::set_leader_epoch(header, opts.leader_epoch);
+        let mut parsed = info.header.clone();
+        parsed.base_offset = next;
         let mut max_ts_delta = info.max_timestamp_delta;
         if cfg.timestamp_type == TimestampType::LogAppendTime {
-            batch::set_log_append_time(bytes, opts.now_ms);
-            header.max_timestamp = opts.now_ms;
+            batch::stamp_log_append_time(header, rest, opts.now_ms);
+            parsed.max_timestamp = opts.now_ms;
             max_ts_delta = 0;
         } else {
-            batch::set_create_time_max(bytes, info.max_timestamp);
-            header.max_timestamp = info.max_timestamp;
+            batch::stamp_create_time_max(header, rest, info.max_timestamp);
+            parsed.max_timestamp = info.max_timestamp;
         }
-        metas.push(BatchMeta::new(&header, max_ts_delta));
-        next = header.last_offset() + 1;
-        pos += info.size;
-    }
+        metas.push(BatchMeta::new(&parsed, max_ts_delta));
+        next = parsed.last_offset() + 1;
+    });
     metas
 }
 
@@ -810,7 +819,12 @@ mod tests {
     #[test]
     fn ready_batches_pass() {
         let (buf, infos, metas) = two_batches(10);
-        check_before_write(&buf, &infos, &metas, END, 10, 500, Stamp::Leader);
+        let held = buf.clone().freeze();
+        let (shared, _) = AppendBytes::from_received(held.clone(), &infos);
+        assert!(matches!(shared, AppendBytes::Shared { .. }));
+        check_before_write(&shared, &infos, &metas, END, 10, 500, Stamp::Leader);
+        let owned = AppendBytes::Owned(buf);
+        check_before_write(&owned, &infos, &metas, END, 10, 500, Stamp::Leader);
     }
 
     /// Each broken case runs in a child process (the check ends the process): a record
@@ -820,22 +834,33 @@ mod tests {
     fn broken_appends_stop_the_process() {
         if let Ok(case) = std::env::var(CHILD_ENV) {
             let (mut buf, infos, metas) = two_batches(10);
+            if case.ends_with("crc") {
+                // A rewrite that changed a CRC-covered byte and the CRC field wrongly.
+                let last = buf.len() - 1;
+                buf[last] ^= 0x40;
+                let second = metas[0].size as usize;
+                buf[second + 17] ^= 0x01;
+            }
+            let held = buf.freeze();
+            let buf = match case.as_str() {
+                // Written from a buffer others hold: the header copied, the rest as received.
+                "shared-crc" => AppendBytes::from_received(held.clone(), &infos).0,
+                _ => AppendBytes::Owned(BytesMut::from(&held[..])),
+            };
+            assert_eq!(
+                matches!(buf, AppendBytes::Shared { .. }),
+                case == "shared-crc"
+            );
             match case.as_str() {
-                "crc" => {
-                    // A rewrite that changed a CRC-covered byte and the CRC field wrongly.
-                    let last = buf.len() - 1;
-                    buf[last] ^= 0x40;
-                    let second = metas[0].size as usize;
-                    buf[second + 17] ^= 0x01;
-                    check_before_write(&buf, &infos, &metas, END, 10, 500, Stamp::Leader);
-                }
                 "offset" => check_before_write(&buf, &infos, &metas, END, 11, 500, Stamp::Leader),
-                _ => check_before_write(&buf, &infos, &metas, END, 10, 499, Stamp::Leader),
+                "position" => check_before_write(&buf, &infos, &metas, END, 10, 499, Stamp::Leader),
+                _ => check_before_write(&buf, &infos, &metas, END, 10, 500, Stamp::Leader),
             }
             std::process::exit(0);
         }
         for (case, says) in [
             ("crc", "a matching CRC"),
+            ("shared-crc", "a matching CRC"),
             ("offset", "expected base offset 11"),
             (
                 "position",
