@@ -529,6 +529,10 @@ pub struct ConfigFile {
     pub replication_quota_window_num: u32,
     #[serde(rename = "replication.quota.window.size.seconds")]
     pub replication_quota_window_size_seconds: u32,
+    /// Kafka's `connections.max.idle.ms`: a client connection with no bytes read or written
+    /// for this long, and no request being handled, is closed (`net::conn`); negative = never.
+    #[serde(rename = "connections.max.idle.ms")]
+    pub connections_max_idle_ms: i64,
 }
 
 impl Default for BrokerConfig {
@@ -696,6 +700,7 @@ impl Default for ConfigFile {
             transaction_version: 2,
             replication_quota_window_num: 11,
             replication_quota_window_size_seconds: 1,
+            connections_max_idle_ms: 600_000,
         }
     }
 }

@@ -88,6 +88,7 @@ sections! {
         queued_max_requests: usize,
         max_connections_per_shard: usize,
         max_connection_creation_rate: i32,
+        connections_max_idle_ms: i64,
     }
     /// Topic creation defaults (CreateTopics, auto-creation).
     topics: TopicsSection {

@@ -3,7 +3,9 @@
 //!
 //! Invariant: every distinct requested partition gets exactly one answer (Kafka keys the request
 //! by topic-partition: a repeated one is answered once, its last offset winning); a failed
-//! partition answers low watermark -1 (Kafka's INVALID_LOW_WATERMARK).
+//! partition answers low watermark -1 (Kafka's INVALID_LOW_WATERMARK). A partition of a topic
+//! whose `cleanup.policy` lacks `delete` (compact alone: `__consumer_offsets`, changelogs) is
+//! refused with POLICY_VIOLATION and left untouched, as Kafka's `Partition.deleteRecordsOnLeader`.
 
 use std::rc::Rc;
 
@@ -11,6 +13,7 @@ use kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
 };
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
+use kafka_protocol::ResponseError;
 
 use super::error::partition_error_code;
 use super::{authz, HandlerFuture, Outcome, Request};
@@ -21,6 +24,13 @@ use crate::shard::Shard;
 
 /// Kafka's low watermark of a failed partition.
 const INVALID_LOW_WATERMARK: i64 = -1;
+
+/// Why a partition is answered without being routed to its owner.
+enum Refused {
+    Authorization,
+    /// `cleanup.policy` without `delete`.
+    Policy,
+}
 
 pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
     Box::pin(async move {
@@ -46,13 +56,22 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
             Operation::Delete,
             by_topic.iter().map(|(name, _)| name.0.to_string()),
         );
+        let refused = |name: &str, index: i32| {
+            if denied.contains(name) {
+                Some(Refused::Authorization)
+            } else if keeps_records(&shard, name, index) {
+                Some(Refused::Policy)
+            } else {
+                None
+            }
+        };
         // Routed in the answer's order, so the results line up with it.
         let wanted = by_topic
             .iter()
-            .filter(|(name, _)| !denied.contains(name.0.as_str()))
             .flat_map(|(name, partitions)| {
                 partitions
                     .iter()
+                    .filter(|&&(index, _)| refused(name.0.as_str(), index).is_none())
                     .map(move |&(index, offset)| (name.0.to_string(), index, offset))
             })
             .collect();
@@ -60,22 +79,26 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
         let topics = by_topic
             .into_iter()
             .map(|(name, partitions)| {
-                let refused = denied.contains(name.0.as_str());
                 let partitions = partitions
                     .into_iter()
                     .map(|(index, _)| {
-                        let result = if refused {
-                            Err(PartitionError::TopicAuthorizationFailed)
-                        } else {
-                            results.next().unwrap_or(Err(PartitionError::Unavailable))
+                        let result = match refused(name.0.as_str(), index) {
+                            Some(Refused::Authorization) => Err(partition_error_code(
+                                &PartitionError::TopicAuthorizationFailed,
+                            )),
+                            Some(Refused::Policy) => Err(ResponseError::PolicyViolation.code()),
+                            None => results
+                                .next()
+                                .unwrap_or(Err(PartitionError::Unavailable))
+                                .map_err(|e| partition_error_code(&e)),
                         };
                         let answer =
                             DeleteRecordsPartitionResult::default().with_partition_index(index);
                         match result {
                             Ok(low) => answer.with_low_watermark(low),
-                            Err(e) => answer
+                            Err(code) => answer
                                 .with_low_watermark(INVALID_LOW_WATERMARK)
-                                .with_error_code(partition_error_code(&e)),
+                                .with_error_code(code),
                         }
                     })
                     .collect();
@@ -88,6 +111,16 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
             &DeleteRecordsResponse::default().with_topics(topics),
             version,
         )
+    })
+}
+
+/// Whether the topic exists with this partition and its `cleanup.policy` keeps records by key
+/// only (no `delete`): Kafka refuses DeleteRecords there (`PolicyViolationException`). An
+/// unknown topic or partition is left to the routing, which answers UNKNOWN_TOPIC_OR_PARTITION.
+fn keeps_records(shard: &Shard, topic: &str, index: i32) -> bool {
+    shard.topics.borrow().get(topic).is_some_and(|meta| {
+        u32::try_from(index).is_ok_and(|i| i < meta.partitions)
+            && !crate::topics::compaction::policy(&meta.configs).delete
     })
 }
 

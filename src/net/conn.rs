@@ -33,6 +33,7 @@ use futures_util::future::{select, Either};
 use kafka_protocol::messages::ApiKey;
 
 use super::frame::{self, FrameError, SIZE_PREFIX_BYTES};
+use super::idle::Activity;
 use super::splice::{write_parts_copied, Splicer};
 use super::tls::TlsStream;
 use crate::handlers::{self, BodyPart, HandlerError, Outcome, Request, Route};
@@ -66,6 +67,8 @@ enum ConnError {
     Rejected(&'static str),
     #[error("authentication did not complete within authentication.timeout.ms")]
     AuthenticationTimeout,
+    #[error("idle for connections.max.idle.ms")]
+    Idle,
 }
 
 /// The connection's byte stream: the socket itself, or TLS over it.
@@ -141,13 +144,14 @@ pub async fn serve(
     // The writer holds one request besides the queue, hence one less than the limit.
     let in_flight = shard.config.socket.queued_max_requests.saturating_sub(1);
     let (tx, rx) = flume::bounded::<Ready>(in_flight.max(1));
+    let activity = Activity::new(shard.config.socket.connections_max_idle_ms);
     let reader = Box::pin(async {
-        match read_loop(&shard, &stream, tx, &session).await {
+        match read_loop(&shard, &stream, tx, &session, &activity).await {
             Ok(()) | Err(ConnError::Eof) => {}
             Err(e) => tracing::debug!(%peer, error = %e, "closing connection"),
         }
     });
-    let writer = Box::pin(write_loop(&shard, &stream, rx));
+    let writer = Box::pin(write_loop(&shard, &stream, rx, &activity));
     // The reader ending (EOF, bad frame, shutdown) lets the writer drain what is queued; the
     // writer ending (write error, a request that must close) drops the reader.
     if let Either::Left(((), writer)) = select(reader, writer).await {
@@ -160,6 +164,7 @@ async fn read_loop(
     stream: &Transport,
     tx: flume::Sender<Ready>,
     session: &Rc<Session>,
+    activity: &Activity,
 ) -> Result<(), ConnError> {
     let auth_deadline =
         Instant::now() + Duration::from_millis(shard.config.sasl.authentication_timeout_ms);
@@ -171,6 +176,9 @@ async fn read_loop(
     // shutdown (Kafka's socket server stops after it), so clients are redirected by
     // NOT_LEADER_OR_FOLLOWER instead of finding their connections closed.
     let mut shutdown = pin!(shard.stop_serving.wait());
+    // Idle past `connections.max.idle.ms` while waiting for a request (or the rest of one):
+    // closed, as Kafka's selector does. One future for the connection's life.
+    let mut idle = pin!(activity.expired());
     loop {
         let authenticated = session.is_authenticated();
         let max = if authenticated {
@@ -185,8 +193,8 @@ async fn read_loop(
         };
         // Shutdown stops the connection only while no request is being handled, so a request
         // being handled (an append, say) always runs to completion and gets its response.
-        let filled = pin!(fill(stream, buf, SIZE_PREFIX_BYTES));
-        let next = select(filled, shutdown.as_mut());
+        let filled = pin!(fill(stream, buf, SIZE_PREFIX_BYTES, activity));
+        let next = select(filled, select(shutdown.as_mut(), idle.as_mut()));
         let next = async {
             if authenticated {
                 return Ok(next.await);
@@ -198,7 +206,8 @@ async fn read_loop(
         };
         buf = match next.await? {
             Either::Left((filled, _)) => filled?,
-            Either::Right(_) => return Ok(()),
+            Either::Right((Either::Left(_), _)) => return Ok(()),
+            Either::Right((Either::Right(_), _)) => return Err(ConnError::Idle),
         };
         let prefix: [u8; 4] = buf
             .get(..SIZE_PREFIX_BYTES)
@@ -208,10 +217,11 @@ async fn read_loop(
         // A request not wholly received is not in flight: shutdown drops it with the
         // connection, as Kafka's SocketServer closes every channel (a client that stops
         // mid-frame must not hold the shard's shutdown until `shutdown.timeout.ms`).
-        let body = pin!(fill(stream, buf, SIZE_PREFIX_BYTES + len));
-        buf = match select(body, shutdown.as_mut()).await {
+        let body = pin!(fill(stream, buf, SIZE_PREFIX_BYTES + len, activity));
+        buf = match select(body, select(shutdown.as_mut(), idle.as_mut())).await {
             Either::Left((filled, _)) => filled?,
-            Either::Right(_) => return Ok(()),
+            Either::Right((Either::Left(_), _)) => return Ok(()),
+            Either::Right((Either::Right(_), _)) => return Err(ConnError::Idle),
         };
         let mut frame = buf.split_to(SIZE_PREFIX_BYTES + len).freeze();
         let body = frame.split_off(SIZE_PREFIX_BYTES);
@@ -221,6 +231,8 @@ async fn read_loop(
         } else {
             handle_request(shard, body, session).await?
         };
+        // However long the request took (a long poll), the connection was busy, not idle.
+        activity.touch();
         if session.failed() {
             // Kafka delays the answer to a failed authentication, then closes.
             let delay = shard.config.sasl.connection_failed_authentication_delay_ms;
@@ -266,7 +278,12 @@ async fn raw_token(shard: &Shard, session: &Session, token: &[u8]) -> Ready {
 }
 
 /// Reads until `buf` holds at least `need` bytes.
-async fn fill(stream: &Transport, mut buf: BytesMut, need: usize) -> Result<BytesMut, ConnError> {
+async fn fill(
+    stream: &Transport,
+    mut buf: BytesMut,
+    need: usize,
+    activity: &Activity,
+) -> Result<BytesMut, ConnError> {
     while buf.len() < need {
         buf.reserve((need - buf.len()).max(READ_CHUNK_BYTES));
         let BufResult(result, returned) = stream.read_append(buf).await;
@@ -274,6 +291,7 @@ async fn fill(stream: &Transport, mut buf: BytesMut, need: usize) -> Result<Byte
         if result? == 0 {
             return Err(ConnError::Eof);
         }
+        activity.touch();
     }
     Ok(buf)
 }
@@ -378,7 +396,12 @@ fn finish(
     }
 }
 
-async fn write_loop(shard: &Shard, stream: &Transport, rx: flume::Receiver<Ready>) {
+async fn write_loop(
+    shard: &Shard,
+    stream: &Transport,
+    rx: flume::Receiver<Ready>,
+    activity: &Activity,
+) {
     // One pipe per connection, reused by every response it splices.
     let mut splicer = Splicer::new(shard.config.fetch.fetch_splice_pipe_bytes);
     // Reused by every small frame (at most SMALL_FRAME_BYTES_MAX of capacity).
@@ -392,6 +415,7 @@ async fn write_loop(shard: &Shard, stream: &Transport, rx: flume::Receiver<Ready
         let frame_bytes = prefix.len() + parts.iter().map(BodyPart::len).sum::<usize>();
         let pool_bytes = shard.config.fetch.fetch_copy_pool_bytes;
         let in_memory = parts.iter().all(|p| matches!(p, BodyPart::Bytes(_)));
+        activity.set_writing(true);
         let written = match stream {
             Transport::Plain(stream) if in_memory && frame_bytes <= SMALL_FRAME_BYTES_MAX => {
                 write_small(stream, &mut small, &prefix, &parts).await
@@ -409,6 +433,7 @@ async fn write_loop(shard: &Shard, stream: &Transport, rx: flume::Receiver<Ready
                 write_parts_copied(stream, with_prefix(&prefix, parts), pool_bytes).await
             }
         };
+        activity.set_writing(false);
         if let Err(e) = written {
             tracing::debug!(error = %e, "write failed");
             return;

@@ -3,6 +3,7 @@
 
 pub mod conn;
 pub mod frame;
+mod idle;
 pub mod pool;
 pub mod splice;
 pub mod tls;

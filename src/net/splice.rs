@@ -31,6 +31,13 @@ use crate::handlers::BodyPart;
 /// iovecs per vectored write; Linux rejects more than IOV_MAX (1024) with EINVAL.
 const IOVECS_PER_WRITE_MAX: usize = 512;
 
+/// Record bytes the copy paths (plain copy and TLS) read into memory at once: a file range
+/// longer than this is read and written piece by piece, so a connection whose client reads
+/// slowly (or not at all) holds at most about this much of its response in memory. Reading
+/// whole ranges held a whole fetch response (up to `fetch.max.bytes`) per stalled connection,
+/// where Kafka's transport reads a file a buffer at a time.
+pub(crate) const COPY_PIECE_BYTES_MAX: u32 = 1 << 20;
+
 /// A dup of the range's file as a compio file (the range keeps its own `Arc<OwnedFd>`).
 fn file_of(range: &storage::FileRange) -> io::Result<compio::fs::File> {
     use std::os::fd::{FromRawFd, IntoRawFd};
@@ -408,27 +415,52 @@ impl IoBuf for Chunk {
     }
 }
 
-/// Copy path: reads every file range into a pooled buffer, then writes the frame with
-/// vectored writes; the buffers go back to the shard's pool (`pool_bytes_max` in total).
+/// Copy path: reads the file ranges into pooled buffers, at most `COPY_PIECE_BYTES_MAX` of
+/// record bytes before writing what it holds with vectored writes; the buffers go back to the
+/// shard's pool (`pool_bytes_max` in total).
 pub async fn write_parts_copied(
     stream: &TcpStream,
     parts: Vec<BodyPart>,
     pool_bytes_max: usize,
 ) -> io::Result<()> {
     let mut chunks: Vec<Chunk> = Vec::with_capacity(parts.len());
+    let mut held_bytes = 0_usize;
     for part in parts {
-        match part {
-            BodyPart::Bytes(bytes) => chunks.push(Chunk::Bytes(bytes)),
-            BodyPart::File(range) => match read_range(&range).await {
+        let range = match part {
+            BodyPart::Bytes(bytes) => {
+                chunks.push(Chunk::Bytes(bytes));
+                continue;
+            }
+            BodyPart::File(range) => range,
+        };
+        for piece in pieces(&range) {
+            let piece_bytes = piece.len as usize;
+            if held_bytes > 0 && held_bytes + piece_bytes > COPY_PIECE_BYTES_MAX as usize {
+                write_chunks(stream, std::mem::take(&mut chunks), pool_bytes_max).await?;
+                held_bytes = 0;
+            }
+            match read_range(&piece).await {
                 Ok(buf) => chunks.push(Chunk::Pooled(buf)),
                 Err(e) => {
                     recycle(chunks, pool_bytes_max);
                     return Err(e);
                 }
-            },
+            }
+            held_bytes += piece_bytes;
         }
     }
     write_chunks(stream, chunks, pool_bytes_max).await
+}
+
+/// The range as consecutive pieces of at most `COPY_PIECE_BYTES_MAX` bytes (none when empty).
+pub(crate) fn pieces(range: &storage::FileRange) -> impl Iterator<Item = storage::FileRange> + '_ {
+    (0..range.len)
+        .step_by(COPY_PIECE_BYTES_MAX as usize)
+        .map(move |offset| storage::FileRange {
+            fd: range.fd.clone(),
+            position: range.position + u64::from(offset),
+            len: COPY_PIECE_BYTES_MAX.min(range.len - offset),
+        })
 }
 
 fn recycle(chunks: Vec<Chunk>, pool_bytes_max: usize) {
@@ -500,6 +532,24 @@ mod tests {
                 len,
             },
         )
+    }
+
+    #[test]
+    fn pieces_cover_the_range_in_order_and_none_is_longer_than_the_bound() {
+        let (_keep, range) = range_of(b"x", 7, 3 * COPY_PIECE_BYTES_MAX + 5);
+        let cut: Vec<(u64, u32)> = pieces(&range).map(|p| (p.position, p.len)).collect();
+        let piece = u64::from(COPY_PIECE_BYTES_MAX);
+        assert_eq!(
+            cut,
+            vec![
+                (7, COPY_PIECE_BYTES_MAX),
+                (7 + piece, COPY_PIECE_BYTES_MAX),
+                (7 + 2 * piece, COPY_PIECE_BYTES_MAX),
+                (7 + 3 * piece, 5),
+            ]
+        );
+        let (_keep, empty) = range_of(b"x", 0, 0);
+        assert_eq!(pieces(&empty).count(), 0);
     }
 
     /// Sends two frames, each "head" + range + "tail", over one connection; returns what the

@@ -204,11 +204,14 @@ impl TlsStream {
         for part in parts {
             match part {
                 BodyPart::Bytes(bytes) => self.write_plaintext(&bytes).await?,
+                // A piece at a time: a slow reader holds one piece, not the whole response.
                 BodyPart::File(range) => {
-                    let buf = super::splice::read_range(&range).await?;
-                    let written = self.write_plaintext(&buf).await;
-                    super::pool::give(buf, pool_bytes_max);
-                    written?;
+                    for piece in super::splice::pieces(&range) {
+                        let buf = super::splice::read_range(&piece).await?;
+                        let written = self.write_plaintext(&buf).await;
+                        super::pool::give(buf, pool_bytes_max);
+                        written?;
+                    }
                 }
             }
         }

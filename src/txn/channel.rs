@@ -280,11 +280,15 @@ impl Connection {
         let frame =
             crate::cli::client::encode_frame(key, version, self.correlation_id, CLIENT_ID, request)
                 .map_err(|e| ChannelError::Protocol(e.to_string()))?;
-        let result =
-            match compio::time::timeout(REQUEST_TIMEOUT, self.round_trip(addr, frame)).await {
-                Ok(result) => result,
-                Err(_elapsed) => Err(ChannelError::Protocol("no answer in time".into())),
-            };
+        let reused = self.stream.as_ref().is_some_and(|(a, _)| *a == addr);
+        let mut result = self.timed_round_trip(addr, frame.clone()).await;
+        if reused && matches!(result, Err(ChannelError::Io(_))) {
+            // A kept connection the other broker closed meanwhile (its
+            // `connections.max.idle.ms`, a restart): once more on a fresh one, as Kafka's
+            // NetworkClient reconnects, instead of failing the caller's request.
+            self.stream = None;
+            result = self.timed_round_trip(addr, frame).await;
+        }
         let decoded = result.and_then(|body| {
             crate::cli::client::decode_frame(key, version, self.correlation_id, body)
                 .map_err(|e| ChannelError::Protocol(e.to_string()))
@@ -293,6 +297,17 @@ impl Connection {
             self.stream = None;
         }
         decoded
+    }
+
+    async fn timed_round_trip(
+        &mut self,
+        addr: SocketAddr,
+        frame: Vec<u8>,
+    ) -> Result<Bytes, ChannelError> {
+        match compio::time::timeout(REQUEST_TIMEOUT, self.round_trip(addr, frame)).await {
+            Ok(result) => result,
+            Err(_elapsed) => Err(ChannelError::Protocol("no answer in time".into())),
+        }
     }
 
     async fn round_trip(
@@ -330,6 +345,46 @@ mod tests {
     use kafka_protocol::messages::write_txn_markers_response::{
         WritableTxnMarkerPartitionResult, WritableTxnMarkerResult, WritableTxnMarkerTopicResult,
     };
+
+    /// Serves one ApiVersions v0 request on `stream` (an empty answer) and closes it.
+    fn answer_once(mut stream: std::net::TcpStream) {
+        use std::io::{Read, Write};
+        let mut size = [0_u8; 4];
+        stream.read_exact(&mut size).unwrap();
+        let mut request = vec![0_u8; usize::try_from(i32::from_be_bytes(size)).unwrap()];
+        stream.read_exact(&mut request).unwrap();
+        let correlation_id = &request[4..8];
+        let mut answer = 10_i32.to_be_bytes().to_vec();
+        answer.extend_from_slice(correlation_id);
+        answer.extend_from_slice(&[0, 0, 0, 0, 0, 0]); // error 0, no api keys
+        stream.write_all(&answer).unwrap();
+    }
+
+    /// The other broker closed the kept connection between two requests (idle expiry): the
+    /// second request is sent again on a fresh connection instead of failing.
+    #[test]
+    fn a_kept_connection_closed_by_the_other_broker_is_redialled_once() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            for _ in 0..2 {
+                let (stream, _) = listener.accept().unwrap();
+                answer_once(stream);
+            }
+        });
+        compio::runtime::Runtime::new().unwrap().block_on(async {
+            let mut connection = Connection::default();
+            let request = kafka_protocol::messages::ApiVersionsRequest::default();
+            for _ in 0..2 {
+                let answer: kafka_protocol::messages::ApiVersionsResponse = connection
+                    .request(addr, ApiKey::ApiVersions, 0, &request)
+                    .await
+                    .unwrap();
+                assert_eq!(answer.error_code, 0);
+            }
+        });
+        server.join().unwrap();
+    }
 
     fn marker(producer_id: i64, partitions: &[(&str, u32)]) -> RemoteMarker {
         RemoteMarker {
