@@ -93,7 +93,7 @@ fn each_shard_gets_the_io_wq_worker_limit() {
     let result = run(config, move |ctx: ShardContext<()>, _inbox| {
         let tx = tx.clone();
         async move {
-            let fd = compio::runtime::Runtime::with_current(|r| std::os::fd::AsRawFd::as_raw_fd(r));
+            let fd = compio::runtime::Runtime::with_current(std::os::fd::AsRawFd::as_raw_fd);
             // 0 changes nothing and returns the limit in force.
             let limits = shards::set_iowq_bounded_workers_max(fd, 0).expect("register");
             tx.send((ctx.id, limits[0])).expect("report");
