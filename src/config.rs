@@ -525,7 +525,7 @@ pub struct ConfigFile {
     pub replication_quota_window_size_seconds: u32,
     /// Most io-wq workers (the kernel threads that run a shard's blocking file ops: large
     /// writes, fsyncs, early writeback) per shard; 0 = the kernel's limit (`shards::iowq`).
-    /// 2 made acks=all with an fsync per answer ~1.3x faster and acks=1 ~0.8x (decision 0032).
+    /// 2 made acks=all with an fsync per answer 1.0-1.8x faster, acks=1 mixed (decision 0032).
     #[serde(rename = "shard.io_wq.bounded.workers.max")]
     pub shard_io_wq_bounded_workers_max: u32,
 }

@@ -8,10 +8,11 @@
 //! starts up to min(SQ entries, 4 x CPUs) of them per shard; with more of them runnable than
 //! the core can run, the shard and the workers wait in its run queue and concurrent fsyncs of
 //! one file system contend for the same metadata buffers. Measured (BENCHMARKS.md, "Issue 16,
-//! session 8"; decision 0032): 2 per shard makes acks=all (an fsync per answer) ~1.3x faster
-//! on the 2-CPU VM but acks=1 with consumers ~0.8x (large writes and splices queue behind
-//! each other), so the default keeps the kernel's limit. Socket ops are "unbounded" work and
-//! not limited.
+//! session 8"; decision 0032): 2 per shard made acks=all (an fsync per answer) 1.0-1.8x
+//! faster on the 2-CPU VM (17 pairs) and acks=1 0.3-1.4x (mixed). The default keeps the
+//! kernel's limit: a background seal fdatasyncs a whole rolled segment in a worker, so a pool
+//! of 2 could be held by two seals while every large append of the shard waits. Socket ops
+//! are "unbounded" work and not limited.
 //!
 //! Invariants:
 //! - Called on the shard's own thread, after its ring exists and before it submits (the limit
