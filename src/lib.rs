@@ -160,6 +160,7 @@ pub fn run(mut config: BrokerConfig) -> Result<(), BrokerError> {
         mailbox_capacity: config.server.mailbox_capacity,
         thread_name_prefix: "sluice-shard".to_owned(),
         ring: config.ring_setup()?,
+        iowq_bounded_workers_max: config.server.shard_io_wq_bounded_workers_max,
     };
     let tls_listeners = listeners.iter().filter_map(|l| {
         let slot = l.context.tls.clone()?;

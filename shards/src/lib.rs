@@ -12,6 +12,7 @@
 //! - an unrecoverable error anywhere goes through [`fatal`], which stops the whole process.
 
 mod error;
+mod iowq;
 mod listener;
 mod mesh;
 mod placement;
@@ -21,6 +22,7 @@ mod shutdown;
 mod signals;
 
 pub use error::{MeshError, RuntimeError};
+pub use iowq::{set_iowq_bounded_workers_max, IOWQ_BOUNDED_WORKERS_MAX_DEFAULT};
 pub use listener::{reuseport_listener, LISTEN_BACKLOG};
 pub use mesh::{Inbox, Mesh, Reply};
 pub use placement::{stable_hash, Placement, SHARD_COUNT_MAX};

@@ -12,7 +12,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crate::placement::SHARD_COUNT_MAX;
-use crate::{signals, Inbox, Mesh, RingSetup, RuntimeError, ShardId, Shutdown};
+use crate::{
+    set_iowq_bounded_workers_max, signals, Inbox, Mesh, RingSetup, RuntimeError, ShardId, Shutdown,
+    IOWQ_BOUNDED_WORKERS_MAX_DEFAULT,
+};
 
 /// How many shards to start and how they talk.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +30,8 @@ pub struct RuntimeConfig {
     pub thread_name_prefix: String,
     /// io_uring setup flags of every shard's ring (`ring.rs`).
     pub ring: RingSetup,
+    /// Most bounded io-wq workers per shard, 0 = the kernel's limit (`iowq.rs`).
+    pub iowq_bounded_workers_max: u32,
 }
 
 impl Default for RuntimeConfig {
@@ -37,6 +42,7 @@ impl Default for RuntimeConfig {
             mailbox_capacity: 1024,
             thread_name_prefix: "sluice-shard".to_string(),
             ring: RingSetup::default(),
+            iowq_bounded_workers_max: IOWQ_BOUNDED_WORKERS_MAX_DEFAULT,
         }
     }
 }
@@ -147,6 +153,7 @@ where
                 .then(|| cores.get(index % cores.len()).copied())
                 .flatten(),
             ring: config.ring,
+            iowq_bounded_workers_max: config.iowq_bounded_workers_max,
         };
         let main = Arc::clone(&shard_main);
         let spawned = std::thread::Builder::new()
@@ -178,6 +185,7 @@ struct Shard<M> {
     inbox: Inbox<M>,
     core: Option<core_affinity::CoreId>,
     ring: RingSetup,
+    iowq_bounded_workers_max: u32,
 }
 
 impl<M: Send + 'static> Shard<M> {
@@ -204,6 +212,16 @@ impl<M: Send + 'static> Shard<M> {
                 return Err(error);
             }
         };
+        if self.iowq_bounded_workers_max > 0 {
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&runtime);
+            if let Err(error) = set_iowq_bounded_workers_max(fd, self.iowq_bounded_workers_max) {
+                tracing::warn!(
+                    "{}: io-wq worker limit {} refused, the kernel's applies: {error}",
+                    self.ctx.id,
+                    self.iowq_bounded_workers_max
+                );
+            }
+        }
         tracing::debug!("{} started", self.ctx.id);
         runtime.block_on(shard_main(self.ctx, self.inbox));
         Ok(())

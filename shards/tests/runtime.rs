@@ -28,6 +28,7 @@ fn config(shard_count: usize) -> RuntimeConfig {
         mailbox_capacity: 4,
         thread_name_prefix: "test-shard".into(),
         ring: RingSetup::default(),
+        ..RuntimeConfig::default()
     }
 }
 
@@ -76,6 +77,32 @@ fn pinned_shards_default_count_run() {
     ids.sort();
     let expected: Vec<_> = (0..expected_count).map(|i| ShardId(i as u16)).collect();
     assert_eq!(ids, expected);
+}
+
+/// `iowq_bounded_workers_max` is in force on every shard's own ring (with SINGLE_ISSUER, where
+/// only the shard's thread may register), read back from the kernel there.
+#[test]
+fn each_shard_gets_the_io_wq_worker_limit() {
+    let (tx, rx) = mpsc::channel();
+    let ring: RingSetup = "SINGLE_ISSUER,DEFER_TASKRUN".parse().unwrap();
+    let config = RuntimeConfig {
+        ring,
+        iowq_bounded_workers_max: 3,
+        ..config(2)
+    };
+    let result = run(config, move |ctx: ShardContext<()>, _inbox| {
+        let tx = tx.clone();
+        async move {
+            let fd = compio::runtime::Runtime::with_current(std::os::fd::AsRawFd::as_raw_fd);
+            // 0 changes nothing and returns the limit in force.
+            let limits = shards::set_iowq_bounded_workers_max(fd, 0).expect("register");
+            tx.send((ctx.id, limits[0])).expect("report");
+        }
+    });
+    assert!(result.is_ok(), "{result:?}");
+    let mut seen: Vec<_> = rx.try_iter().collect();
+    seen.sort();
+    assert_eq!(seen, vec![(ShardId(0), 3), (ShardId(1), 3)]);
 }
 
 enum Msg {

@@ -77,6 +77,7 @@ sections! {
         pin_threads: bool,
         mailbox_capacity: usize,
         shard_io_uring_setup: String,
+        shard_io_wq_bounded_workers_max: u32,
         node_id: i32,
         cluster_id: String,
         broker_rack: Option<String>,
