@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use clap::Args;
@@ -29,6 +29,7 @@ use super::error::{check, CliError};
 use super::member::{Beat, Member};
 use super::meta::{self, PartitionInfo, EARLIEST, LATEST};
 use super::Ctx;
+use crate::clock::system_now_ms as now_ms;
 
 /// v13 names topics by id; v4 is Kafka 4's oldest.
 const FETCH: Wanted = Wanted { min: 4, max: 12 };
@@ -116,12 +117,6 @@ pub fn parse_duration_ms(text: &str) -> Option<i64> {
         _ => return None,
     };
     n.checked_mul(unit_ms)
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 struct Position {

@@ -166,7 +166,7 @@ pub fn register(
 ) -> MetadataRecord {
     static STARTED: OnceLock<(u128, i64)> = OnceLock::new();
     let (incarnation_id, broker_epoch) = *STARTED.get_or_init(|| {
-        let epoch = crate::cluster::now_ms();
+        let epoch = crate::clock::system_now_ms();
         (topics::TopicId::generate("incarnation").0, epoch)
     });
     MetadataRecord::RegisterBroker(RegisterBrokerRecord {
