@@ -101,7 +101,12 @@ fn a_broker_not_leading_a_compacted_partition_answers_not_leader_first() {
     const NOT_LEADER_OR_FOLLOWER: i16 = 6;
     let cluster = Cluster::start(ClusterOpts::default());
     let topic = unique_name("delete-records-compacted");
-    kafka::create_topic_with(cluster.broker(0), &topic, 1, &[("cleanup.policy", "compact")]);
+    kafka::create_topic_with(
+        cluster.broker(0),
+        &topic,
+        1,
+        &[("cleanup.policy", "compact")],
+    );
     let leader = cluster.wait_leader_serving(0, &topic, 0);
     let other = (leader + 1) % 3;
     common::wait_until(

@@ -196,7 +196,10 @@ mod tests {
             slow_activity.set_writing(true);
             let waited =
                 compio::time::timeout(Duration::from_millis(500), slow_activity.expired()).await;
-            assert!(waited.is_err(), "a write the peer keeps reading must not expire");
+            assert!(
+                waited.is_err(),
+                "a write the peer keeps reading must not expire"
+            );
         });
         done.store(true, std::sync::atomic::Ordering::Relaxed);
         drop(reader.join().unwrap());
