@@ -90,3 +90,38 @@ fn delete_records_is_refused_where_the_cleanup_policy_keeps_records() {
         );
     }
 }
+
+/// Kafka checks the policy on the leader's log (`Partition.deleteRecordsOnLeader` throws
+/// NotLeaderOrFollowerException before it looks at the config), so a broker that does not
+/// lead the compacted partition answers NOT_LEADER_OR_FOLLOWER (the client then asks the
+/// leader), and only the leader answers POLICY_VIOLATION.
+#[test]
+fn a_broker_not_leading_a_compacted_partition_answers_not_leader_first() {
+    use common::cluster::{leaders, Cluster, ClusterOpts, CLUSTER_READY_TIMEOUT};
+    const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+    let cluster = Cluster::start(ClusterOpts::default());
+    let topic = unique_name("delete-records-compacted");
+    kafka::create_topic_with(
+        cluster.broker(0),
+        &topic,
+        1,
+        &[("cleanup.policy", "compact")],
+    );
+    let leader = cluster.wait_leader_serving(0, &topic, 0);
+    let other = (leader + 1) % 3;
+    common::wait_until(
+        CLUSTER_READY_TIMEOUT,
+        "the other broker to know the topic and its leader",
+        || leaders(&cluster.metadata(other), &topic) == [Cluster::node_id(leader)],
+    );
+    assert_eq!(
+        delete_records(cluster.broker(other), &topic)[0],
+        (NOT_LEADER_OR_FOLLOWER, -1),
+        "a broker not leading the partition"
+    );
+    assert_eq!(
+        delete_records(cluster.broker(leader), &topic)[0],
+        (POLICY_VIOLATION, -1),
+        "the leader"
+    );
+}

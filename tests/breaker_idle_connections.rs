@@ -3,7 +3,8 @@
 //! stopped half-way through a frame) was held forever, and `max.connections.per.shard` of them
 //! locked every new client out. Now an idle connection is closed after the limit, while a
 //! connection that keeps sending requests, or whose request is a long poll longer than the
-//! limit, stays open.
+//! limit, stays open. A client that never reads its responses holds a blocked write: as
+//! Kafka's selector counts only bytes moved, it is closed after the limit too.
 
 // Test code: a failed expectation should fail the test loudly (docs/decisions/0014).
 #![allow(
@@ -116,5 +117,92 @@ fn idle_connections_are_closed_and_busy_ones_are_kept() {
     assert!(
         matches!(outcome, Outcome::Response(_)),
         "the connection was closed after its long poll: {outcome:?}"
+    );
+}
+
+/// Reads what the broker sent until it closes the connection (true) or sends nothing more
+/// for two seconds (false); the bytes read.
+fn drain(stream: &mut TcpStream) -> (usize, bool) {
+    use std::io::{ErrorKind, Read};
+    stream
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let mut buf = vec![0_u8; 1 << 16];
+    let mut total = 0;
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return (total, true),
+            Ok(n) => total += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return (total, false)
+            }
+            Err(_) => return (total, true),
+        }
+    }
+}
+
+#[test]
+fn a_client_that_never_reads_its_response_is_closed_after_the_limit() {
+    const RECORDS: usize = 8;
+    const VALUE_BYTES: usize = 900_000;
+    let broker = Broker::start(
+        BrokerOpts::default()
+            .cores(1)
+            .config(&format!("\"connections.max.idle.ms\" = {IDLE_MS}\n")),
+    );
+    let topic = unique_name("idle-never-reads");
+    kafka::create_topic(&broker, &topic, 1);
+    kafka::wait_for_topic(&broker, &topic, 1);
+    let producer = kafka::producer(&broker, &[]);
+    let records = kafka::keyed_records(RECORDS, RECORDS, VALUE_BYTES);
+    kafka::assert_all_acked(&kafka::produce(&producer, &topic, &records, Some(0)));
+    drop(producer);
+    let open = || broker.scrape().sum("sluice_connections_active", &[]);
+    common::wait_until(
+        Duration::from_secs(30),
+        "the producer's connections to close",
+        || open() == 0.0,
+    );
+
+    // A 4 KiB receive window: the ~7 MB response blocks the broker's write at once.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&broker.socket_addr().into()).unwrap();
+    let mut stream: TcpStream = socket.into();
+    let fetch = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(0)
+        .with_max_bytes(50 << 20)
+        .with_session_epoch(-1)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(wire::topic_name(&topic))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(0)
+                .with_partition_max_bytes(50 << 20)])]);
+    let started = Instant::now();
+    wire::send(
+        &mut stream,
+        &wire::encode_request(ApiKey::Fetch, 11, 1, "never-reads", &fetch),
+    );
+    common::wait_until(Duration::from_secs(1), "the connection to open", || {
+        open() == 1.0
+    });
+    common::wait_until(
+        Duration::from_secs(30),
+        "the broker to close a connection whose client never reads",
+        || open() == 0.0,
+    );
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(IDLE_MS * 8 / 10),
+        "closed after {took:?}, before connections.max.idle.ms"
+    );
+    let (read, closed) = drain(&mut stream);
+    assert!(closed, "the broker did not close the connection");
+    assert!(
+        read < RECORDS * VALUE_BYTES,
+        "the whole response ({read} bytes) was written: the write never blocked"
     );
 }

@@ -566,15 +566,24 @@ fn followers_replicate_over_sasl_ssl_with_an_ssl_controller_listener() {
         "broker 3 to log the refused login",
         || cluster.broker(2).log_text().contains(refused),
     );
-    let count = || cluster.broker(2).log_text().matches(refused).count();
-    let (before, since) = (count(), std::time::Instant::now());
-    wait_until(CLUSTER_READY_TIMEOUT, "broker 3 to retry twice", || {
-        count() >= before + 2
-    });
+    // Broker 3 runs one fetcher per source broker (broker 2 leads internal partitions), each
+    // with its own backoff, so only lines of the same fetcher are compared, by the times the
+    // broker stamped on them (a poll here after a stall would see two at once). A failed
+    // round's backoff doubles from 50 ms to replica.fetch.backoff.ms (1000), so once it has
+    // grown, failures of the fetcher from broker 1 are at least 1000 ms apart.
+    let source = format!("connection to broker 1 at 127.0.0.1:{}:", ports.2[0]);
+    let mut gaps = Vec::new();
+    wait_until(
+        CLUSTER_READY_TIMEOUT,
+        "broker 3's fetcher from broker 1 to back off replica.fetch.backoff.ms three times in a row",
+        || {
+            gaps = failure_gaps_ms(&cluster.broker(2).log_text(), &source, refused);
+            gaps.windows(3).any(|w| w.iter().all(|&gap| gap >= 950))
+        },
+    );
     assert!(
-        since.elapsed() >= Duration::from_millis(300),
-        "two retries within {:?}: not backing off",
-        since.elapsed()
+        gaps.iter().all(|&gap| gap >= 45),
+        "retries closer than the first backoff (50 ms): {gaps:?}"
     );
     assert!(cluster
         .broker(0)
@@ -604,6 +613,48 @@ fn followers_replicate_over_sasl_ssl_with_an_ssl_controller_listener() {
         failed.is_empty(),
         "broker 2's fetches from broker 1 failed: {failed:?}"
     );
+}
+
+/// The gaps in ms between consecutive log lines holding both `source` and `what` (the times
+/// the broker stamped on them).
+fn failure_gaps_ms(log: &str, source: &str, what: &str) -> Vec<i64> {
+    let times: Vec<i64> = log
+        .lines()
+        .filter(|l| l.contains(source) && l.contains(what))
+        .filter_map(log_time_ms)
+        .collect();
+    times.windows(2).map(|w| w[1] - w[0]).collect()
+}
+
+/// The UTC time a broker log line starts with ("2026-11-30T18:10:01.985510Z"), in ms since
+/// 1970 (Hinnant's days-from-civil for the date).
+fn log_time_ms(line: &str) -> Option<i64> {
+    let stamp = line.split_whitespace().next()?.strip_suffix('Z')?;
+    let (date, time) = stamp.split_once('T')?;
+    let mut ymd = date.split('-').map(|p| p.parse::<i64>().ok());
+    let (y, m, d) = (ymd.next()??, ymd.next()??, ymd.next()??);
+    let (hms, fraction) = time.split_once('.').unwrap_or((time, "0"));
+    let mut parts = hms.split(':').map(|p| p.parse::<i64>().ok());
+    let (h, min, sec) = (parts.next()??, parts.next()??, parts.next()??);
+    let ms = format!("{fraction:0<3}").get(..3)?.parse::<i64>().ok()?;
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
+    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
+    Some(((days * 24 + h) * 60 + min) * 60_000 + sec * 1000 + ms)
+}
+
+#[test]
+fn log_times_are_read_across_midnight_and_years() {
+    let at = |s: &str| log_time_ms(&format!("{s}  WARN x")).unwrap();
+    assert_eq!(at("1970-01-01T00:00:00.000000Z"), 0);
+    assert_eq!(at("2026-11-30T18:10:01.985510Z"), 1_796_062_201_985);
+    assert_eq!(
+        at("2027-01-01T00:00:00.2Z") - at("2026-12-31T23:59:59.9Z"),
+        300
+    );
+    assert_eq!(log_time_ms("no time here"), None);
 }
 
 /// Runs `sluice` with `toml` until it exits (it must refuse to start); its exit success and log.

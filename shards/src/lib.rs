@@ -23,7 +23,10 @@ mod signals;
 
 pub use error::{MeshError, RuntimeError};
 pub use iowq::{set_iowq_bounded_workers_max, IOWQ_BOUNDED_WORKERS_MAX_DEFAULT};
-pub use listener::{reuseport_listener, LISTEN_BACKLOG};
+pub use listener::{
+    reuseport_listener, AcceptFailures, ACCEPT_BACKOFF_MAX, ACCEPT_BACKOFF_MIN,
+    ACCEPT_LOG_INTERVAL, LISTEN_BACKLOG,
+};
 pub use mesh::{Inbox, Mesh, Reply};
 pub use placement::{stable_hash, Placement, SHARD_COUNT_MAX};
 pub use ring::{RingSetup, RingSetupError};

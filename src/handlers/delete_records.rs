@@ -5,7 +5,8 @@
 //! by topic-partition: a repeated one is answered once, its last offset winning); a failed
 //! partition answers low watermark -1 (Kafka's INVALID_LOW_WATERMARK). A partition of a topic
 //! whose `cleanup.policy` lacks `delete` (compact alone: `__consumer_offsets`, changelogs) is
-//! refused with POLICY_VIOLATION and left untouched, as Kafka's `Partition.deleteRecordsOnLeader`.
+//! refused with POLICY_VIOLATION and left untouched, as Kafka's `Partition.deleteRecordsOnLeader`;
+//! like Kafka, only on its leader: another broker answers NOT_LEADER_OR_FOLLOWER.
 
 use std::rc::Rc;
 
@@ -114,14 +115,23 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
     })
 }
 
-/// Whether the topic exists with this partition and its `cleanup.policy` keeps records by key
-/// only (no `delete`): Kafka refuses DeleteRecords there (`PolicyViolationException`). An
-/// unknown topic or partition is left to the routing, which answers UNKNOWN_TOPIC_OR_PARTITION.
+/// Whether the topic exists with this partition, this broker leads it, and its
+/// `cleanup.policy` keeps records by key only (no `delete`): Kafka refuses DeleteRecords there
+/// (`PolicyViolationException`). Kafka checks the policy on the leader's log
+/// (`Partition.deleteRecordsOnLeader`), so a partition led elsewhere is left to the routing,
+/// which answers NOT_LEADER_OR_FOLLOWER first; an unknown one, UNKNOWN_TOPIC_OR_PARTITION.
 fn keeps_records(shard: &Shard, topic: &str, index: i32) -> bool {
-    shard.topics.borrow().get(topic).is_some_and(|meta| {
-        u32::try_from(index).is_ok_and(|i| i < meta.partitions)
-            && !crate::topics::compaction::policy(&meta.configs).delete
-    })
+    let Ok(index) = u32::try_from(index) else {
+        return false;
+    };
+    let image = shard.topics.borrow();
+    let led_here = shard.cluster.is_none()
+        || crate::cluster::view::check_leader(&image, topic, index, shard.config.server.node_id)
+            .is_ok();
+    led_here
+        && image.get(topic).is_some_and(|meta| {
+            index < meta.partitions && !crate::topics::compaction::policy(&meta.configs).delete
+        })
 }
 
 /// Routes (topic, partition, offset) items to their owners; unknown partitions fail here.

@@ -65,19 +65,24 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, MetricsError> {
 /// Accepts admin connections until shutdown.
 pub async fn serve<S: Scrape + 'static>(shard: Rc<S>, listener: TcpListener) {
     let open = Rc::new(Cell::new(0usize));
+    let mut failures = shards::AcceptFailures::default();
     loop {
         let accept = Box::pin(listener.accept());
         let stop = Box::pin(shard.shutdown().wait());
         let (stream, peer) = match select(accept, stop).await {
             Either::Left((Ok(accepted), _)) => accepted,
             Either::Left((Err(e), _)) => {
-                tracing::warn!(error = %e, "admin accept failed");
                 // EMFILE and friends: back off instead of spinning on the error.
-                compio::time::sleep(Duration::from_millis(10)).await;
+                let (wait, log) = failures.failed(std::time::Instant::now());
+                if let Some(unlogged) = log {
+                    tracing::warn!(error = %e, unlogged, "admin accept failed (retrying with backoff)");
+                }
+                compio::time::sleep(wait).await;
                 continue;
             }
             Either::Right(_) => return,
         };
+        failures.accepted();
         if open.get() >= CONNECTIONS_MAX {
             tracing::debug!(%peer, "admin connection limit reached, closing");
             continue;

@@ -138,23 +138,29 @@ pub async fn serve(
     listener: Arc<ListenerContext>,
 ) {
     let _nodelay_is_best_effort = stream.set_nodelay(true);
+    let socket = std::os::fd::AsRawFd::as_raw_fd(&stream);
     let Some((stream, session)) = establish(&shard, stream, peer, &listener).await else {
         return;
     };
     // The writer holds one request besides the queue, hence one less than the limit.
     let in_flight = shard.config.socket.queued_max_requests.saturating_sub(1);
     let (tx, rx) = flume::bounded::<Ready>(in_flight.max(1));
-    let activity = Activity::new(shard.config.socket.connections_max_idle_ms);
+    // `stream` (holding `socket`) outlives `activity`.
+    let activity = Activity::new(shard.config.socket.connections_max_idle_ms).with_socket(socket);
     let reader = Box::pin(async {
-        match read_loop(&shard, &stream, tx, &session, &activity).await {
-            Ok(()) | Err(ConnError::Eof) => {}
-            Err(e) => tracing::debug!(%peer, error = %e, "closing connection"),
+        let result = read_loop(&shard, &stream, tx, &session, &activity).await;
+        if let Err(e) = &result {
+            if !matches!(e, ConnError::Eof) {
+                tracing::debug!(%peer, error = %e, "closing connection");
+            }
         }
+        !matches!(result, Err(ConnError::Idle))
     });
     let writer = Box::pin(write_loop(&shard, &stream, rx, &activity));
-    // The reader ending (EOF, bad frame, shutdown) lets the writer drain what is queued; the
+    // The reader ending (EOF, bad frame, shutdown) lets the writer drain what is queued, unless
+    // the connection went idle (a write the client stopped reading would never end); the
     // writer ending (write error, a request that must close) drops the reader.
-    if let Either::Left(((), writer)) = select(reader, writer).await {
+    if let Either::Left((true, writer)) = select(reader, writer).await {
         writer.await;
     };
 }
@@ -240,8 +246,11 @@ async fn read_loop(
             let _ = tx.send_async(ready).await;
             return Ok(());
         }
-        if tx.send_async(ready).await.is_err() {
-            return Ok(());
+        // The writer may be stuck on a client that stopped reading: idle expiry still applies.
+        match select(pin!(tx.send_async(ready)), idle.as_mut()).await {
+            Either::Left((Ok(()), _)) => {}
+            Either::Left((Err(_), _)) => return Ok(()),
+            Either::Right(_) => return Err(ConnError::Idle),
         }
         if let Some(mute) = session.take_throttle() {
             // KIP-219: a throttled client was answered at once; now stop reading for the

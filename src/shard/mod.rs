@@ -342,19 +342,31 @@ async fn accept_loop(
     listener: &compio::net::TcpListener,
     context: &Arc<crate::security::session::ListenerContext>,
 ) {
+    let mut failures = shards::AcceptFailures::default();
     loop {
         let accept = Box::pin(listener.accept());
         let stop = Box::pin(shard.stop_serving.wait());
         let (stream, peer) = match futures_util::future::select(accept, stop).await {
             futures_util::future::Either::Left((Ok(accepted), _)) => accepted,
             futures_util::future::Either::Left((Err(e), _)) => {
-                tracing::warn!(error = %e, "accept failed");
-                // EMFILE and friends: back off instead of spinning on the error.
-                compio::time::sleep(Duration::from_millis(10)).await;
+                // EMFILE and friends: back off instead of spinning on the error, and log a
+                // line per interval, not per retry.
+                let (wait, log) = failures.failed(std::time::Instant::now());
+                if let Some(unlogged) = log {
+                    tracing::warn!(error = %e, unlogged, "accept failed (retrying with backoff)");
+                }
+                let stop = Box::pin(shard.stop_serving.wait());
+                let sleep = Box::pin(compio::time::sleep(wait));
+                if let futures_util::future::Either::Right(_) =
+                    futures_util::future::select(sleep, stop).await
+                {
+                    return;
+                }
                 continue;
             }
             futures_util::future::Either::Right(_) => return,
         };
+        failures.accepted();
         // Kafka's protected (inter-broker) listener is exempt from the broker-wide limits.
         if !context.protected
             && shard.connection_count() >= shard.config.socket.max_connections_per_shard

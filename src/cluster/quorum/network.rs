@@ -184,16 +184,21 @@ pub async fn serve(
     validator: std::rc::Rc<Validator>,
 ) {
     let mut connections: Vec<compio::runtime::JoinHandle<()>> = Vec::new();
+    let mut failures = shards::AcceptFailures::default();
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning on the error.
-                tracing::warn!(error = %e, "controller listener: accept failed");
-                compio::time::sleep(Duration::from_millis(100)).await;
+                let (wait, log) = failures.failed(std::time::Instant::now());
+                if let Some(unlogged) = log {
+                    tracing::warn!(error = %e, unlogged, "controller listener: accept failed (retrying with backoff)");
+                }
+                compio::time::sleep(wait).await;
                 continue;
             }
         };
+        failures.accepted();
         connections.retain(|c| !c.is_finished());
         if connections.len() >= settings.connections_max {
             tracing::warn!(
