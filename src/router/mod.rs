@@ -124,22 +124,32 @@ impl<'a> Router<'a> {
     /// Separates the items of partitions this broker leads from the others (answered here).
     fn split_led<T>(
         &self,
-        items: Vec<T>,
+        mut items: Vec<T>,
         tp_of: &impl Fn(&T) -> &TopicPartition,
     ) -> (Vec<T>, Refused) {
         let image = self.ctx.image.borrow();
         let node = self.ctx.node_id;
-        let mut led = Vec::with_capacity(items.len());
         let mut refused = Refused::default();
-        for (index, item) in items.into_iter().enumerate() {
-            let tp = tp_of(&item);
-            match crate::cluster::view::check_leader(&image, &tp.topic, tp.partition, node) {
-                Ok(()) => led.push(item),
-                Err(true) => refused.push(index, PartitionError::NotLeaderOrFollower),
-                Err(false) => refused.push(index, PartitionError::UnknownTopicOrPartition),
-            }
-        }
-        (led, refused)
+        // Kept in place, in order: no second list per request (issue 16).
+        let mut index = 0;
+        items.retain(|item| {
+            let tp = tp_of(item);
+            let led =
+                match crate::cluster::view::check_leader(&image, &tp.topic, tp.partition, node) {
+                    Ok(()) => true,
+                    Err(true) => {
+                        refused.push(index, PartitionError::NotLeaderOrFollower);
+                        false
+                    }
+                    Err(false) => {
+                        refused.push(index, PartitionError::UnknownTopicOrPartition);
+                        false
+                    }
+                };
+            index += 1;
+            led
+        });
+        (items, refused)
     }
 
     pub async fn produce(&self, items: Vec<ProduceItem>, acks: i16) -> Vec<ProduceResult> {
