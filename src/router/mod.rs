@@ -92,7 +92,7 @@ impl<'a> Router<'a> {
         let (led, refused) = self.split_led(items, &tp_of);
         let groups = split::split(led, |item| self.owner(tp_of(item)));
         let (local_fn, make_msg) = (&local_fn, &make_msg);
-        let calls = groups
+        let mut calls = groups
             .groups
             .into_iter()
             .map(|(owner, (indices, items))| async move {
@@ -104,9 +104,17 @@ impl<'a> Router<'a> {
                 };
                 (indices, answers)
             });
-        let mut answers = split::merge(groups.len, join_all(calls).await, || {
-            Err(PartitionError::Unavailable)
-        });
+        let unavailable = || Err(PartitionError::Unavailable);
+        // One owner (the common case): its call awaited as it is, without `join_all`'s two
+        // lists per request (issue 16).
+        let one = match calls.len() {
+            1 => calls.next(),
+            _ => None,
+        };
+        let mut answers = match one {
+            Some(call) => split::merge(groups.len, std::iter::once(call.await), unavailable),
+            None => split::merge(groups.len, join_all(calls).await, unavailable),
+        };
         if self.ctx.is_cluster {
             // The image names this broker the leader but the owner has not opened the
             // partition yet (a new topic a moment after its records applied): Kafka's
@@ -124,22 +132,32 @@ impl<'a> Router<'a> {
     /// Separates the items of partitions this broker leads from the others (answered here).
     fn split_led<T>(
         &self,
-        items: Vec<T>,
+        mut items: Vec<T>,
         tp_of: &impl Fn(&T) -> &TopicPartition,
     ) -> (Vec<T>, Refused) {
         let image = self.ctx.image.borrow();
         let node = self.ctx.node_id;
-        let mut led = Vec::with_capacity(items.len());
         let mut refused = Refused::default();
-        for (index, item) in items.into_iter().enumerate() {
-            let tp = tp_of(&item);
-            match crate::cluster::view::check_leader(&image, &tp.topic, tp.partition, node) {
-                Ok(()) => led.push(item),
-                Err(true) => refused.push(index, PartitionError::NotLeaderOrFollower),
-                Err(false) => refused.push(index, PartitionError::UnknownTopicOrPartition),
-            }
-        }
-        (led, refused)
+        // Kept in place, in order: no second list per request (issue 16).
+        let mut index = 0;
+        items.retain(|item| {
+            let tp = tp_of(item);
+            let led =
+                match crate::cluster::view::check_leader(&image, &tp.topic, tp.partition, node) {
+                    Ok(()) => true,
+                    Err(true) => {
+                        refused.push(index, PartitionError::NotLeaderOrFollower);
+                        false
+                    }
+                    Err(false) => {
+                        refused.push(index, PartitionError::UnknownTopicOrPartition);
+                        false
+                    }
+                };
+            index += 1;
+            led
+        });
+        (items, refused)
     }
 
     pub async fn produce(&self, items: Vec<ProduceItem>, acks: i16) -> Vec<ProduceResult> {

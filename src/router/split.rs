@@ -16,6 +16,14 @@ pub struct Groups<T> {
 pub fn split<T>(items: Vec<T>, mut owner: impl FnMut(&T) -> ShardId) -> Groups<T> {
     let len = items.len();
     let mut groups: BTreeMap<ShardId, (Vec<usize>, Vec<T>)> = BTreeMap::new();
+    // The common case (one shard, or every partition of the request on one): the request's
+    // own list is the group, without a list of its own grown item by item (issue 16).
+    if let Some(first) = items.first().map(&mut owner) {
+        if items.iter().skip(1).all(|item| owner(item) == first) {
+            groups.insert(first, ((0..len).collect(), items));
+            return Groups { len, groups };
+        }
+    }
     for (index, item) in items.into_iter().enumerate() {
         let group = groups.entry(owner(&item)).or_default();
         group.0.push(index);
@@ -31,6 +39,19 @@ pub fn merge<R>(
     answers: impl IntoIterator<Item = (Vec<usize>, Vec<R>)>,
     mut missing: impl FnMut() -> R,
 ) -> Vec<R> {
+    let mut answers = answers.into_iter().peekable();
+    let first = answers.next();
+    // One group answering every item in order (what `split`'s common case makes): its list
+    // is the answer, without slots to fill (issue 16).
+    if let Some((indices, results)) = &first {
+        let whole = results.len() == len && indices.iter().copied().eq(0..len);
+        if whole && answers.peek().is_none() {
+            if let Some((_, results)) = first {
+                return results;
+            }
+        }
+    }
+    let answers = first.into_iter().chain(answers);
     let mut slots: Vec<Option<R>> = (0..len).map(|_| None).collect();
     for (indices, results) in answers {
         let mut results = results.into_iter();
@@ -63,6 +84,44 @@ mod tests {
             .map(|(idx, items)| (idx, items.into_iter().map(|i| i * 10).collect::<Vec<_>>()));
         let merged = merge(groups.len, answers, || u32::MAX);
         assert_eq!(merged, (0..10).map(|i| i * 10).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn one_owner_keeps_the_list_and_its_order() {
+        let groups = split(vec!['a', 'b', 'c'], |_| ShardId(2));
+        assert_eq!(groups.groups.len(), 1);
+        assert_eq!(
+            groups.groups[&ShardId(2)],
+            (vec![0, 1, 2], vec!['a', 'b', 'c'])
+        );
+        let answers = groups
+            .groups
+            .into_values()
+            .map(|(idx, items)| (idx, items.into_iter().map(u32::from).collect::<Vec<_>>()));
+        assert_eq!(merge(3, answers, || 0), vec![97, 98, 99]);
+        let empty = split(Vec::<u8>::new(), |_| ShardId(0));
+        assert!(empty.groups.is_empty());
+        assert_eq!(
+            merge(
+                0,
+                empty.groups.into_values().map(|(i, _)| (i, vec![1])),
+                || 0
+            ),
+            Vec::<i32>::new()
+        );
+    }
+
+    #[test]
+    fn one_group_out_of_order_or_with_extra_answers_goes_by_indices() {
+        // Indices not 0..len: placed by index, not taken as they come.
+        assert_eq!(
+            merge(2, vec![(vec![1, 0], vec!['x', 'y'])], || '-'),
+            vec!['y', 'x']
+        );
+        // Two groups, the first covering the length on its own (cannot happen from `split`,
+        // but the slots decide): the second group's answer lands at its index.
+        let two = vec![(vec![0, 1], vec![1, 2]), (vec![1], vec![9])];
+        assert_eq!(merge(2, two, || -1), vec![1, 9]);
     }
 
     #[test]
