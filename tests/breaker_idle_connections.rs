@@ -21,8 +21,7 @@ use std::time::{Duration, Instant};
 
 use common::wire::{self, Outcome};
 use common::{kafka, unique_name, Broker, BrokerOpts};
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest};
+use kafka_protocol::messages::ApiKey;
 
 const IDLE_MS: u64 = 1_000;
 /// A long poll well past the idle limit.
@@ -87,18 +86,7 @@ fn idle_connections_are_closed_and_busy_ones_are_kept() {
     kafka::create_topic(&broker, &topic, 1);
     kafka::wait_for_topic(&broker, &topic, 1);
     let mut polling = wire::connect(addr);
-    let fetch = FetchRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_max_wait_ms(LONG_POLL_MS)
-        .with_min_bytes(1)
-        .with_max_bytes(1 << 20)
-        .with_session_epoch(-1)
-        .with_topics(vec![FetchTopic::default()
-            .with_topic(wire::topic_name(&topic))
-            .with_partitions(vec![FetchPartition::default()
-                .with_partition(0)
-                .with_fetch_offset(0)
-                .with_partition_max_bytes(1 << 20)])]);
+    let fetch = wire::fetch_one(&topic, 0, 0, LONG_POLL_MS, 1 << 20);
     let started = Instant::now();
     wire::send(
         &mut polling,
@@ -170,17 +158,7 @@ fn a_client_that_never_reads_its_response_is_closed_after_the_limit() {
     socket.set_recv_buffer_size(4096).unwrap();
     socket.connect(&broker.socket_addr().into()).unwrap();
     let mut stream: TcpStream = socket.into();
-    let fetch = FetchRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_max_wait_ms(0)
-        .with_max_bytes(50 << 20)
-        .with_session_epoch(-1)
-        .with_topics(vec![FetchTopic::default()
-            .with_topic(wire::topic_name(&topic))
-            .with_partitions(vec![FetchPartition::default()
-                .with_partition(0)
-                .with_fetch_offset(0)
-                .with_partition_max_bytes(50 << 20)])]);
+    let fetch = wire::fetch_one(&topic, 0, 0, 0, 50 << 20);
     let started = Instant::now();
     wire::send(
         &mut stream,

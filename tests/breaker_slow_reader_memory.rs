@@ -20,8 +20,7 @@ use std::thread;
 use std::time::Duration;
 
 use common::{kafka, unique_name, wire, Broker, BrokerOpts};
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest};
+use kafka_protocol::messages::ApiKey;
 
 const RECORDS: usize = 14;
 const VALUE_BYTES: usize = 900_000;
@@ -47,17 +46,7 @@ fn stalled_fetch(broker: &Broker, topic: &str) -> TcpStream {
     socket.set_recv_buffer_size(4096).unwrap();
     socket.connect(&broker.socket_addr().into()).unwrap();
     let mut stream: TcpStream = socket.into();
-    let fetch = FetchRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_max_wait_ms(0)
-        .with_max_bytes(50 << 20)
-        .with_session_epoch(-1)
-        .with_topics(vec![FetchTopic::default()
-            .with_topic(wire::topic_name(topic))
-            .with_partitions(vec![FetchPartition::default()
-                .with_partition(0)
-                .with_fetch_offset(0)
-                .with_partition_max_bytes(50 << 20)])]);
+    let fetch = wire::fetch_one(topic, 0, 0, 0, 50 << 20);
     wire::send(
         &mut stream,
         &wire::encode_request(ApiKey::Fetch, 11, 1, "stalled", &fetch),
