@@ -318,8 +318,12 @@ impl ReplicaFetcher {
                     round.backed_off += 1;
                 }
             }
-            FetchAction::BackedOff => round.backed_off += 1,
+            FetchAction::BackedOff => {
+                tracing::debug!(topic = %part.topic, partition = part.partition, code = part.answer.error_code, requested, "replica fetch answered an error; backing off");
+                round.backed_off += 1;
+            }
             FetchAction::Removed => {
+                tracing::info!(topic = %part.topic, partition = part.partition, requested, "replica fetch fenced (a newer leader epoch): not fetched until this broker applies it");
                 self.partitions.remove(&key);
             }
             FetchAction::Ignore => {}

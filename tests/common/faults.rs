@@ -67,19 +67,45 @@ pub fn partitions(cluster: &Cluster, index: usize, topic: &str) -> Vec<(i32, i32
 pub fn wait_full_isr(cluster: &Cluster, topic: &str, count: i32) {
     let running = cluster.running();
     let expected = usize::try_from(count).unwrap_or(0);
-    wait_until(
-        ELECTION_TIMEOUT,
+    wait_views(
+        cluster,
+        &running,
+        topic,
         &format!("{topic}: full ISR everywhere"),
-        || {
-            let views: Vec<_> = running
-                .iter()
-                .map(|i| partitions(cluster, *i, topic))
-                .collect();
+        |views| {
             views[0].len() == expected
                 && views.iter().all(|v| v == &views[0])
                 && views[0].iter().all(|(l, _, isr)| *l > 0 && isr.len() == 3)
         },
     );
+}
+
+/// (leader, leader epoch, ISR) per partition, as one broker reports them.
+type View = Vec<(i32, i32, Vec<i32>)>;
+
+/// Polls the views of `topic` every broker of `on` reports until `done` holds for them;
+/// past `ELECTION_TIMEOUT` panics with `what` and the last views (which broker disagreed,
+/// which ISR stayed short).
+fn wait_views(
+    cluster: &Cluster,
+    on: &[usize],
+    topic: &str,
+    what: &str,
+    mut done: impl FnMut(&[View]) -> bool,
+) {
+    let deadline = Instant::now() + ELECTION_TIMEOUT;
+    loop {
+        let last: Vec<View> = on.iter().map(|i| partitions(cluster, *i, topic)).collect();
+        if done(&last) {
+            return;
+        }
+        let named: Vec<_> = on.iter().map(|i| Cluster::node_id(*i)).zip(&last).collect();
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {ELECTION_TIMEOUT:?}: {what}; last views (node, [(leader, epoch, isr)]): {named:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// Waits until every broker of `on` names, for every partition, one same leader that is not
@@ -92,11 +118,12 @@ pub fn wait_leaders_without(
     since: Instant,
 ) -> Duration {
     let alive: Vec<i32> = on.iter().map(|i| Cluster::node_id(*i)).collect();
-    wait_until(
-        ELECTION_TIMEOUT,
+    wait_views(
+        cluster,
+        on,
+        topic,
         &format!("{topic}: leaders other than {dead}"),
-        || {
-            let views: Vec<_> = on.iter().map(|i| partitions(cluster, *i, topic)).collect();
+        |views| {
             !views[0].is_empty()
                 && views.iter().all(|v| v == &views[0])
                 && views[0]

@@ -16,7 +16,8 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
@@ -271,9 +272,55 @@ pub struct GroupConsumer {
     thread: Option<JoinHandle<ConsumeReport>>,
 }
 
+/// The group consumer's context: with `SLUICE_TEST_RDKAFKA_DEBUG` set (librdkafka `debug`
+/// contexts, e.g. `cgrp,fetch`), librdkafka's log lines and every rebalance go to stderr
+/// with a UTC wall-clock stamp, to line up with the brokers' logs (`SLUICE_TEST_LOG_DIR`).
+pub struct GroupLog;
+
+fn debugging() -> bool {
+    std::env::var_os("SLUICE_TEST_RDKAFKA_DEBUG").is_some()
+}
+
+impl ClientContext for GroupLog {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        if debugging() {
+            eprintln!("{} rdkafka {level:?} {fac} {log_message}", utc_stamp());
+        }
+    }
+}
+
+impl ConsumerContext for GroupLog {
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if debugging() {
+            eprintln!("{} rdkafka rebalance {rebalance:?}", utc_stamp());
+        }
+    }
+}
+
+/// The UTC time of day `HH:MM:SS.micros`, as in the brokers' log lines.
+fn utc_stamp() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let day_s = now.as_secs() % 86_400;
+    format!(
+        "{:02}:{:02}:{:02}.{:06}Z",
+        day_s / 3600,
+        day_s / 60 % 60,
+        day_s % 60,
+        now.subsec_micros()
+    )
+}
+
 /// The group consumer's client settings.
 pub fn group_config(bootstrap: &str, group: &str) -> ClientConfig {
     let mut config = ClientConfig::new();
+    if let Ok(debug) = std::env::var("SLUICE_TEST_RDKAFKA_DEBUG") {
+        // The crate derives librdkafka's log level from the `log` crate's (off in tests).
+        config
+            .set("debug", debug)
+            .set_log_level(RDKafkaLogLevel::Debug);
+    }
     config
         .set("bootstrap.servers", bootstrap)
         .set("broker.address.family", "v4")
@@ -290,8 +337,8 @@ pub fn group_config(bootstrap: &str, group: &str) -> ClientConfig {
 
 impl GroupConsumer {
     pub fn start(bootstrap: &str, topic: &str, group: &str) -> GroupConsumer {
-        let consumer: BaseConsumer = group_config(bootstrap, group)
-            .create()
+        let consumer: BaseConsumer<GroupLog> = group_config(bootstrap, group)
+            .create_with_context(GroupLog)
             .unwrap_or_else(|e| panic!("consumer: {e}"));
         consumer
             .subscribe(&[topic])
@@ -332,7 +379,9 @@ impl Drop for GroupConsumer {
     }
 }
 
-fn consume_loop(consumer: &BaseConsumer, stop: &AtomicBool, count: &AtomicUsize) -> ConsumeReport {
+fn consume_loop(
+    consumer: &BaseConsumer<GroupLog>,
+    stop: &AtomicBool, count: &AtomicUsize) -> ConsumeReport {
     let mut report = ConsumeReport::default();
     // Next offset to commit per partition, and whether it changed since the last commit.
     let mut next: BTreeMap<i32, i64> = BTreeMap::new();
@@ -377,8 +426,8 @@ pub fn committed_offsets(
     topic: &str,
     partitions: i32,
 ) -> BTreeMap<i32, i64> {
-    let consumer: BaseConsumer = group_config(bootstrap, group)
-        .create()
+    let consumer: BaseConsumer<GroupLog> = group_config(bootstrap, group)
+        .create_with_context(GroupLog)
         .unwrap_or_else(|e| panic!("consumer: {e}"));
     let mut list = TopicPartitionList::new();
     for p in 0..partitions {

@@ -159,6 +159,20 @@ impl Broker {
         log.iter().cloned().collect::<Vec<_>>().join("\n")
     }
 
+    /// With `SLUICE_TEST_LOG_DIR` set, the file every line of this broker's stderr is also
+    /// appended to (`<dir>/<temp dir name>.log`, across restarts): the whole log of a flaky
+    /// run, where the failure report only prints the tail.
+    fn full_log_file(&self) -> Option<std::fs::File> {
+        let dir = PathBuf::from(std::env::var_os("SLUICE_TEST_LOG_DIR")?);
+        let name = self.dir.path().file_name()?.to_string_lossy().into_owned();
+        std::fs::create_dir_all(&dir).ok()?;
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join(format!("{name}.log")))
+            .ok()
+    }
+
     /// True while the process has not exited.
     pub fn is_running(&mut self) -> bool {
         match self.child.as_mut() {
@@ -199,7 +213,8 @@ impl Broker {
         let stderr = child.stderr.take().expect("stderr is piped");
         let (ready_tx, ready_rx) = mpsc::channel();
         let log = Arc::clone(&self.log);
-        let reader = thread::spawn(move || drain_stderr(stderr, log, ready_tx));
+        let copy = self.full_log_file();
+        let reader = thread::spawn(move || drain_stderr(stderr, log, copy, ready_tx));
         self.child = Some(child);
         self.reader = Some(reader);
         match ready_rx.recv_timeout(READY_TIMEOUT) {
@@ -308,12 +323,17 @@ fn signal(pid: u32, sig: libc::c_int) {
 fn drain_stderr(
     stderr: std::process::ChildStderr,
     log: LogTail,
+    mut copy: Option<std::fs::File>,
     ready_tx: mpsc::Sender<SocketAddr>,
 ) {
+    use std::io::Write;
     let mut ready_tx = Some(ready_tx);
     for line in BufReader::new(stderr).split(b'\n') {
         let Ok(line) = line else { break };
         let line = strip_ansi(&String::from_utf8_lossy(&line));
+        if let Some(file) = copy.as_mut() {
+            let _ = writeln!(file, "{line}");
+        }
         if let Some(addr) = parse_ready(&line) {
             if let Some(tx) = ready_tx.take() {
                 let _ = tx.send(addr);
