@@ -374,6 +374,7 @@ impl ReplicaFetcher {
             EpochEndOffset::new(e, o)
         };
         let t = truncation_offset(leader, own, partition.log_end_offset(), fetch_offset);
+        tracing::debug!(topic = %key.0, partition = key.1, leader_epoch = leader.leader_epoch, leader_end = leader.end_offset, fetch_offset, log_end = partition.log_end_offset(), to = t.offset, completed = t.completed, "replica truncating by leader epoch");
         partition.truncate_to(t.offset, self.limits, now_ms).await?;
         self.session.on_truncated(
             &key.0,
@@ -478,6 +479,7 @@ impl ReplicaFetcher {
                     continue;
                 };
                 if p.error_code != 0 {
+                    tracing::debug!(topic = %name, partition = p.partition, code = p.error_code, "OffsetForLeaderEpoch answered an error; backing off");
                     self.session.on_error(&name, p.partition, now_ms);
                     round.backed_off += 1;
                     continue;

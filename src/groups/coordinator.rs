@@ -21,7 +21,7 @@ use super::code::GroupCode;
 use super::codec::OffsetValue;
 use super::state::{Effect, Group, GroupState, JoinArgs, JoinReply, SyncArgs, SyncReply};
 use super::store::{self, KeyValue};
-use super::GroupContext;
+use super::{GroupContext, GroupError};
 use super::{
     CommitRequest, Described, DescribedMember, FetchedOffset, GroupAnswer, GroupOp, Listed,
 };
@@ -102,16 +102,62 @@ async fn after(shard: &GroupContext<'_>, group_id: &str, fx: Vec<Effect>) {
             None => None,
         }
     };
+    let mut fx = fx;
     if let Some((partition, record)) = persist {
         let written = match record {
             Ok(record) => store::append(shard, partition, vec![record]).await,
             Err(e) => Err(e),
         };
         if let Err(e) = written {
-            tracing::error!(group = group_id, error = %e, "cannot persist group metadata");
+            let code = store_error_code(&e);
+            tracing::warn!(group = group_id, error = %e, ?code, "cannot persist group metadata; answering the waiting members with the error");
+            fx = store_failed(shard, group_id, fx, code);
         }
     }
     coordinator.deliver(fx);
+}
+
+/// The answers waiting on a group store that failed (see `Group::store_failed`); a group
+/// unloaded meanwhile (this broker resigned its offsets partition) only has its answers
+/// turned into the error.
+fn store_failed(
+    shard: &GroupContext<'_>,
+    group_id: &str,
+    fx: Vec<Effect>,
+    code: GroupCode,
+) -> Vec<Effect> {
+    let coordinator = &shard.groups;
+    let mut groups = coordinator.groups.borrow_mut();
+    let mut detached = Group::new(group_id.to_owned());
+    let group = groups
+        .get_mut(group_id)
+        .map_or(&mut detached, |entry| &mut entry.group);
+    group.store_failed(fx, code, &coordinator.limits, Instant::now())
+}
+
+/// The code a member gets when its group or offsets could not be written to the offsets
+/// partition (Kafka's `GroupMetadataManager.storeGroup` / `storeOffsets` mapping): not the
+/// partition's leader (any more), or not loaded here, is NOT_COORDINATOR, so the client finds
+/// the new coordinator; too few replicas or a timeout is COORDINATOR_NOT_AVAILABLE (retried).
+pub fn store_error_code(error: &GroupError) -> GroupCode {
+    use crate::partition::PartitionError as P;
+    match error {
+        GroupError::NotLoaded(_) | GroupError::Storage(_) => GroupCode::NotCoordinator,
+        GroupError::Partition(
+            P::NotLeaderOrFollower
+            | P::Unavailable
+            | P::Storage(_)
+            | P::FencedLeaderEpoch { .. }
+            | P::UnknownLeaderEpoch { .. },
+        ) => GroupCode::NotCoordinator,
+        GroupError::Partition(
+            P::UnknownTopicOrPartition
+            | P::NotEnoughReplicas { .. }
+            | P::NotEnoughReplicasAfterAppend { .. }
+            | P::RequestTimedOut,
+        ) => GroupCode::CoordinatorNotAvailable,
+        GroupError::Partition(_) | GroupError::Codec(_) => GroupCode::UnknownServerError,
+    }
 }
 
 fn fresh_member_id(prefix: &str, group: &str) -> String {
@@ -336,9 +382,10 @@ async fn commit(shard: &GroupContext<'_>, request: CommitRequest) -> GroupAnswer
         (Err(e), _) => Err(e),
     };
     if let Err(e) = written {
-        tracing::warn!(group = %request.group, error = %e, "offset commit not written");
+        let code = store_error_code(&e);
+        tracing::warn!(group = %request.group, error = %e, ?code, "offset commit not written");
         drop_if_unused(shard, &request.group);
-        return all_codes(&request, GroupCode::CoordinatorNotAvailable);
+        return all_codes(&request, code);
     }
     if let Some(entry) = coordinator.groups.borrow_mut().get_mut(&request.group) {
         let offsets = match request.txn {
@@ -740,4 +787,32 @@ fn expire_in_partition(
         groups.remove(&id);
     }
     records
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::partition::PartitionError as P;
+
+    /// Kafka's storeGroup/storeOffsets mapping: a coordinator that lost (or never loaded) its
+    /// offsets partition answers NOT_COORDINATOR, so the client looks the coordinator up
+    /// again; too few replicas is COORDINATOR_NOT_AVAILABLE (retried where it is).
+    #[test]
+    fn store_errors_map_to_kafkas_coordinator_codes() {
+        let not_coordinator = [
+            GroupError::NotLoaded(2),
+            GroupError::Partition(P::NotLeaderOrFollower),
+            GroupError::Partition(P::Unavailable),
+        ];
+        for e in &not_coordinator {
+            assert_eq!(store_error_code(e), GroupCode::NotCoordinator, "{e}");
+        }
+        let retried = [
+            GroupError::Partition(P::NotEnoughReplicas { isr: 1, min_isr: 2 }),
+            GroupError::Partition(P::RequestTimedOut),
+        ];
+        for e in &retried {
+            assert_eq!(store_error_code(e), GroupCode::CoordinatorNotAvailable, "{e}");
+        }
+    }
 }

@@ -347,6 +347,44 @@ impl Group {
         fx
     }
 
+    /// Storing the group failed (Kafka's `storeGroup` callback with an error, e.g. this
+    /// broker no longer leads its offsets partition): the answers that waited on the store
+    /// carry `error` instead of success, so no member acts on a generation or assignment the
+    /// log lacks (its client finds the coordinator again and rejoins); an assignment just
+    /// completed is dropped and the group rebalances (Kafka's `resetAndPropagateAssignmentError`
+    /// and `maybePrepareRebalance`).
+    pub fn store_failed(
+        &mut self,
+        fx: Vec<Effect>,
+        error: GroupCode,
+        limits: &Limits,
+        now: Instant,
+    ) -> Vec<Effect> {
+        let assigned = fx
+            .iter()
+            .any(|e| matches!(e, Effect::Sync(_, r) if r.error == GroupCode::None));
+        let mut out: Vec<Effect> = fx
+            .into_iter()
+            .filter(|e| *e != Effect::Persist)
+            .map(|e| match e {
+                Effect::Join(w, r) if r.error == GroupCode::None => {
+                    Effect::Join(w, JoinReply::error(error, &r.member_id))
+                }
+                Effect::Sync(w, r) if r.error == GroupCode::None => {
+                    Effect::Sync(w, SyncReply::error(error))
+                }
+                other => other,
+            })
+            .collect();
+        if assigned && self.state == GroupState::Stable {
+            for member in self.members.values_mut() {
+                member.assignment = Bytes::new();
+            }
+            self.prepare_rebalance(limits, now, &mut out);
+        }
+        out
+    }
+
     pub fn subscribed_to(&self, topic: &str) -> bool {
         let Some(protocol) = &self.protocol_name else {
             return false;

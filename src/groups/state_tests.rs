@@ -565,3 +565,62 @@ fn resigning_answers_parked_requests_not_coordinator() {
         "each parked request is answered once"
     );
 }
+
+/// The leader's SyncGroup completes the assignment, but the group record cannot be stored
+/// (the coordinator lost its offsets partition meanwhile): Kafka answers the SyncGroup with
+/// the store's error and rebalances; before, the member got its assignment, went on to ask
+/// this (no longer) coordinator for its committed offsets, and librdkafka stranded the
+/// partitions on that request's NOT_COORDINATOR (the rolling-restart flake).
+#[test]
+fn a_sync_whose_group_record_is_not_stored_answers_the_error_and_rebalances() {
+    let now = Instant::now();
+    let mut g = Group::new("g".into());
+    join_new(&mut g, "m1", 1, now);
+    let assignment = vec![("m1".to_owned(), Bytes::from_static(b"a"))];
+    let sync = SyncArgs {
+        assignments: assignment,
+        ..sync_args("m1", 1)
+    };
+    let fx = g.sync(sync, WaiterId(3), now);
+    assert!(fx.contains(&Effect::Persist), "{fx:?}");
+    assert_eq!(sync_reply(&fx, 3).map(|r| r.error), Some(GroupCode::None));
+    let fx = g.store_failed(fx, GroupCode::NotCoordinator, &LIMITS, now);
+    let reply = sync_reply(&fx, 3).expect("the sync is answered");
+    assert_eq!(reply.error, GroupCode::NotCoordinator);
+    assert!(reply.assignment.is_empty());
+    assert!(!fx.contains(&Effect::Persist), "{fx:?}");
+    assert_eq!(g.state(), GroupState::PreparingRebalance);
+    assert!(g.members().all(|m| m.assignment.is_empty()));
+    // The member rejoins (at its coordinator) and gets a new generation.
+    let fx = g.join(args("m1", "unused"), WaiterId(4), &LIMITS, now);
+    assert_eq!(join_reply(&fx, 4).map(|r| r.generation), Some(2), "{fx:?}");
+}
+
+/// A store failure for a group this broker no longer holds only turns its answers into the
+/// error (nothing to rebalance); answers that already carried an error keep it.
+#[test]
+fn a_store_failure_keeps_error_answers_and_turns_successes() {
+    let now = Instant::now();
+    let mut detached = Group::new("g".into());
+    let ok = JoinReply {
+        member_id: "m1".into(),
+        generation: 3,
+        ..JoinReply::default()
+    };
+    let fx = vec![
+        Effect::Persist,
+        Effect::Join(WaiterId(1), ok),
+        Effect::Sync(WaiterId(2), SyncReply::error(GroupCode::RebalanceInProgress)),
+    ];
+    let fx = detached.store_failed(fx, GroupCode::CoordinatorNotAvailable, &LIMITS, now);
+    let join = join_reply(&fx, 1).expect("answered");
+    assert_eq!(
+        (join.error, join.generation, join.member_id.as_str()),
+        (GroupCode::CoordinatorNotAvailable, -1, "m1")
+    );
+    assert_eq!(
+        sync_reply(&fx, 2).map(|r| r.error),
+        Some(GroupCode::RebalanceInProgress)
+    );
+    assert_eq!(detached.state(), GroupState::Empty);
+}
