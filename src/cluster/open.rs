@@ -97,6 +97,14 @@ pub async fn open_owned(shard: &OpenContext<'_>, metas: &[TopicMeta]) {
             to_open.push((tp, meta.id.0, config.clone(), settings));
         }
     }
+    // Kafka removes a partition from its fetcher before `makeLeader`: a fetch round still in
+    // flight would otherwise append the old leader's batches after the new epoch started at
+    // this log end (`FetcherSession::is_stale_for` drops what comes later).
+    let removals = new_epochs
+        .iter()
+        .filter_map(|(partition, _)| shard.replicas.replica_fetchers.unfollow(&partition.tp))
+        .collect();
+    super::replicas::settle(removals).await;
     for (partition, epoch) in new_epochs {
         lead(shard, &partition, epoch).await;
     }

@@ -247,6 +247,13 @@ impl ReplicaFetcher {
         let Some(partition) = self.partitions.get(&key).cloned() else {
             return Ok(());
         };
+        if self.session.is_stale_for(&part.topic, part.partition, {
+            use crate::partition::PartitionProxy;
+            partition.leader_epoch()
+        }) {
+            tracing::info!(topic = %part.topic, partition = part.partition, requested, "replica fetch answer dropped: the replica moved to a newer leader epoch");
+            return Ok(());
+        }
         let action =
             self.session
                 .on_response(&part.topic, part.partition, requested, &part.answer, now_ms);

@@ -210,6 +210,18 @@ impl FetcherSession {
         self.partitions.get(&(topic.to_owned(), partition))
     }
 
+    /// Whether an answer for `topic`-`partition` must not touch the replica any more: the
+    /// replica took a newer leader epoch (`replica_epoch`: it leads now, or follows a newer
+    /// leader) than the one this session fetches it in, or the session dropped it. Kafka
+    /// removes a partition from its fetcher before `makeLeader`, so such an answer is never
+    /// applied; a round still in flight meanwhile must not append the old leader's batches
+    /// below the new epoch's start (their epoch would contradict the epoch cache, and every
+    /// follower would truncate and refetch them forever).
+    pub fn is_stale_for(&self, topic: &str, partition: i32, replica_epoch: i32) -> bool {
+        self.state(topic, partition)
+            .is_none_or(|s| s.current_leader_epoch < replica_epoch)
+    }
+
     /// Starts following a partition at its log end. With a last fetched epoch the leader
     /// checks divergence on the first Fetch (KIP-595's truncation on fetch); without one (an
     /// empty epoch cache over a non-empty log) it first reconciles by OffsetForLeaderEpoch.

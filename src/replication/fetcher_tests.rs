@@ -197,3 +197,16 @@ fn a_log_that_moved_under_the_fetcher_reconciles_by_epoch() {
     let plan = s.fetch_plan(0).unwrap();
     assert_eq!(plan.partitions[0].fetch_offset, 75);
 }
+
+/// The rolling-restart ISR flake: a fetch round in flight from the old leader (epoch 0) came
+/// back after this replica became the leader in epoch 1 and appended epoch-0 batches where the
+/// new epoch starts; every follower then truncated and refetched them forever. An answer for
+/// a replica that took a newer epoch than the session fetches it in is dropped.
+#[test]
+fn answers_for_a_replica_in_a_newer_epoch_are_stale() {
+    let mut s = FetcherSession::new(1, FetcherConfig::default());
+    s.add_partition("t", 0, 30, 0, 0);
+    assert!(!s.is_stale_for("t", 0, 0), "same epoch: applied");
+    assert!(s.is_stale_for("t", 0, 1), "the replica leads (or follows) in epoch 1 now");
+    assert!(s.is_stale_for("t", 1, 0), "not fetched by this session");
+}
