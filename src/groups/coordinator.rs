@@ -21,10 +21,10 @@ use super::code::GroupCode;
 use super::codec::OffsetValue;
 use super::state::{Effect, Group, GroupState, JoinArgs, JoinReply, SyncArgs, SyncReply};
 use super::store::{self, KeyValue};
-use super::{GroupContext, GroupError};
 use super::{
     CommitRequest, Described, DescribedMember, FetchedOffset, GroupAnswer, GroupOp, Listed,
 };
+use super::{GroupContext, GroupError};
 
 pub use crate::clock::system_now_ms as now_ms;
 
@@ -812,7 +812,11 @@ mod tests {
             GroupError::Partition(P::RequestTimedOut),
         ];
         for e in &retried {
-            assert_eq!(store_error_code(e), GroupCode::CoordinatorNotAvailable, "{e}");
+            assert_eq!(
+                store_error_code(e),
+                GroupCode::CoordinatorNotAvailable,
+                "{e}"
+            );
         }
     }
 }

@@ -610,7 +610,10 @@ fn a_store_failure_keeps_error_answers_and_turns_successes() {
     let fx = vec![
         Effect::Persist,
         Effect::Join(WaiterId(1), ok),
-        Effect::Sync(WaiterId(2), SyncReply::error(GroupCode::RebalanceInProgress)),
+        Effect::Sync(
+            WaiterId(2),
+            SyncReply::error(GroupCode::RebalanceInProgress),
+        ),
     ];
     let fx = detached.store_failed(fx, GroupCode::CoordinatorNotAvailable, &LIMITS, now);
     let join = join_reply(&fx, 1).expect("answered");

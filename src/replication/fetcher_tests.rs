@@ -207,6 +207,9 @@ fn answers_for_a_replica_in_a_newer_epoch_are_stale() {
     let mut s = FetcherSession::new(1, FetcherConfig::default());
     s.add_partition("t", 0, 30, 0, 0);
     assert!(!s.is_stale_for("t", 0, 0), "same epoch: applied");
-    assert!(s.is_stale_for("t", 0, 1), "the replica leads (or follows) in epoch 1 now");
+    assert!(
+        s.is_stale_for("t", 0, 1),
+        "the replica leads (or follows) in epoch 1 now"
+    );
     assert!(s.is_stale_for("t", 1, 0), "not fetched by this session");
 }

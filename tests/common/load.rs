@@ -381,7 +381,9 @@ impl Drop for GroupConsumer {
 
 fn consume_loop(
     consumer: &BaseConsumer<GroupLog>,
-    stop: &AtomicBool, count: &AtomicUsize) -> ConsumeReport {
+    stop: &AtomicBool,
+    count: &AtomicUsize,
+) -> ConsumeReport {
     let mut report = ConsumeReport::default();
     // Next offset to commit per partition, and whether it changed since the last commit.
     let mut next: BTreeMap<i32, i64> = BTreeMap::new();
