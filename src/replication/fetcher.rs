@@ -217,9 +217,11 @@ impl FetcherSession {
     /// applied; a round still in flight meanwhile must not append the old leader's batches
     /// below the new epoch's start (their epoch would contradict the epoch cache, and every
     /// follower would truncate and refetch them forever).
+    /// A session that fetches without a leader epoch (-1: not checked, as in Kafka's
+    /// KIP-320 requests without one) never finds an answer stale by epoch.
     pub fn is_stale_for(&self, topic: &str, partition: i32, replica_epoch: i32) -> bool {
         self.state(topic, partition)
-            .is_none_or(|s| s.current_leader_epoch < replica_epoch)
+            .is_none_or(|s| s.current_leader_epoch >= 0 && s.current_leader_epoch < replica_epoch)
     }
 
     /// Starts following a partition at its log end. With a last fetched epoch the leader

@@ -212,4 +212,6 @@ fn answers_for_a_replica_in_a_newer_epoch_are_stale() {
         "the replica leads (or follows) in epoch 1 now"
     );
     assert!(s.is_stale_for("t", 1, 0), "not fetched by this session");
+    s.add_partition("t", 2, 30, -1, 0);
+    assert!(!s.is_stale_for("t", 2, 7), "no epoch fetched: not checked");
 }
