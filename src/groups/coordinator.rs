@@ -6,7 +6,8 @@
 //! log cleaner (`cleanup.policy=compact`), not here.
 //!
 //! Invariants: all state is shard-local (`RefCell`, never borrowed across an `.await`); a
-//! group's metadata record is written before the answers that depend on it are delivered; a
+//! group's metadata record is written before the answers that depend on it are delivered, and
+//! when it cannot be written they carry the store's error instead (Kafka's `storeGroup`); a
 //! commit is acknowledged only after its records were appended, and the in-memory offsets are
 //! updated under the partition's write lock so the log holds records in the order memory
 //! changed (what a replay after a restart rebuilds); the number of
