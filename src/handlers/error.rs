@@ -26,6 +26,7 @@ pub fn partition_error_code(error: &PartitionError) -> i16 {
         PartitionError::UnknownTopicId => K::UnknownTopicId.code(),
         PartitionError::Corrupt(_) => K::CorruptMessage.code(),
         PartitionError::TooLarge { .. } => K::MessageTooLarge.code(),
+        PartitionError::AppendTooLarge { .. } => K::RecordListTooLarge.code(),
         PartitionError::InvalidRecord(_) => K::InvalidRecord.code(),
         PartitionError::OffsetOutOfRange { .. } => K::OffsetOutOfRange.code(),
         PartitionError::InvalidRequiredAcks(_) => K::InvalidRequiredAcks.code(),

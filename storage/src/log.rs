@@ -197,6 +197,14 @@ impl Log {
             cfg.max_message_bytes,
             cfg.inflated_batch_bytes_max,
         )?;
+        // Kafka's `UnifiedLog.append`: an append no segment could hold is refused whole
+        // (`max.message.bytes` may be set above `segment.bytes`).
+        if batches.len() as u64 > cfg.segment_bytes_max {
+            return Err(StorageError::AppendTooLarge {
+                size: batches.len(),
+                segment_bytes: cfg.segment_bytes_max,
+            });
+        }
         Ok(ValidBatches {
             bytes: batches,
             infos,
