@@ -8,7 +8,9 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cargo=${CARGO:-cargo}
-target=${TARGET_DIR:-$root/target}/vendor-tests
+target=${TARGET_DIR:-target}
+case $target in /*) ;; *) target=$root/$target ;; esac
+target=$target/vendor-tests
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 cp -r "$root/vendor/compio-runtime" "$scratch/compio-runtime"
