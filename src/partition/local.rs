@@ -268,6 +268,12 @@ async fn write(partition: &Rc<Partition>, request: AppendRequest) -> Result<Writ
         .log
         .validate(records)
         .map_err(WriteError::Storage)?;
+    if request.origin == AppendOrigin::Client {
+        let log_append_time =
+            || partition.log.config().timestamp_type == storage::TimestampType::LogAppendTime;
+        super::timestamps::check_timestamp_type(valid.infos(), log_append_time)
+            .map_err(|e| refused(PartitionError::InvalidTimestamp(e)))?;
+    }
     // Batches with a producer id go through the producer state: a client's get the full
     // check; the coordinator's (transactional offset commits) the epoch and transaction checks.
     let idempotent = valid
