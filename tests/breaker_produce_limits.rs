@@ -11,6 +11,11 @@
 //! LogAppendTime", INVALID_TIMESTAMP on a LogAppendTime topic, and on a CreateTime topic for a
 //! batch without a timestamp); a CreateTime topic stores an accepted one as CreateTime
 //! (`setMaxTimestamp(CREATE_TIME, ..)` rewrites the attributes). Sluice stored both as sent.
+//!
+//! B19: on a topic with its own `compression.type`, a batch over `max.message.bytes` as
+//! received is refused with MESSAGE_TOO_LARGE even when the topic's codec would shrink it
+//! (Kafka's `UnifiedLog.append` checks the size in `analyzeAndValidateRecords` before
+//! `LogValidator` recompresses); Sluice checked only the recompressed batch.
 
 // Test code: a failed expectation should fail the test loudly (docs/decisions/0014).
 #![allow(
@@ -26,6 +31,7 @@ use common::{kafka, unique_name, wire, Broker, BrokerOpts};
 
 const RECORD_LIST_TOO_LARGE: i16 = 18;
 const INVALID_TIMESTAMP: i16 = 32;
+const MESSAGE_TOO_LARGE: i16 = 10;
 const SEGMENT_BYTES: usize = 4096;
 
 /// One batch of one record whose value is `value_bytes` long.
@@ -131,4 +137,23 @@ fn a_producers_log_append_time_type_is_refused_or_cleared_as_kafka() {
     let answers = wire::produce_partitions(addr, &log_append, 1, &[(0, batch(10))]);
     assert_eq!(answers, vec![(0, 0)]);
     assert!(first_stored(&broker, &log_append).is_log_append_time());
+}
+
+#[test]
+fn a_batch_over_max_message_bytes_is_refused_before_the_topic_codec_shrinks_it() {
+    let broker = Broker::start(BrokerOpts::default().cores(1));
+    let topic = unique_name("codec-size-limit");
+    kafka::create_topic_with(
+        &broker,
+        &topic,
+        1,
+        &[("compression.type", "zstd"), ("max.message.bytes", "10000")],
+    );
+    kafka::wait_for_topic(&broker, &topic, 1);
+    // 15 KB of one repeated byte: over the limit as sent, far under it once zstd-compressed.
+    let answers = wire::produce_partitions(broker.socket_addr(), &topic, 1, &[(0, batch(15_000))]);
+    assert_eq!(answers, vec![(MESSAGE_TOO_LARGE, -1)]);
+    let answers = wire::produce_partitions(broker.socket_addr(), &topic, 1, &[(0, batch(9_000))]);
+    assert_eq!(answers, vec![(0, 0)]);
+    assert_eq!(kafka::watermarks(&broker, &topic, 1), vec![(0, 1)]);
 }
