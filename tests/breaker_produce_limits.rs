@@ -16,6 +16,10 @@
 //! received is refused with MESSAGE_TOO_LARGE even when the topic's codec would shrink it
 //! (Kafka's `UnifiedLog.append` checks the size in `analyzeAndValidateRecords` before
 //! `LogValidator` recompresses); Sluice checked only the recompressed batch.
+//!
+//! B20: a client's batch must have base offset 0 (Kafka's `UnifiedLog.analyzeAndValidateRecords`:
+//! "The baseOffset of the record batch in the append to ... should be 0", INVALID_RECORD);
+//! Sluice overwrote any base offset.
 
 // Test code: a failed expectation should fail the test loudly (docs/decisions/0014).
 #![allow(
@@ -32,6 +36,7 @@ use common::{kafka, unique_name, wire, Broker, BrokerOpts};
 const RECORD_LIST_TOO_LARGE: i16 = 18;
 const INVALID_TIMESTAMP: i16 = 32;
 const MESSAGE_TOO_LARGE: i16 = 10;
+const INVALID_RECORD: i16 = 87;
 const SEGMENT_BYTES: usize = 4096;
 
 /// One batch of one record whose value is `value_bytes` long.
@@ -156,4 +161,28 @@ fn a_batch_over_max_message_bytes_is_refused_before_the_topic_codec_shrinks_it()
     let answers = wire::produce_partitions(broker.socket_addr(), &topic, 1, &[(0, batch(9_000))]);
     assert_eq!(answers, vec![(0, 0)]);
     assert_eq!(kafka::watermarks(&broker, &topic, 1), vec![(0, 1)]);
+}
+
+#[test]
+fn a_client_batch_with_a_base_offset_other_than_zero_is_refused() {
+    let broker = Broker::start(BrokerOpts::default().cores(1));
+    let topic = unique_name("base-offset");
+    kafka::create_topic(&broker, &topic, 1);
+    kafka::wait_for_topic(&broker, &topic, 1);
+    let addr = broker.socket_addr();
+    for base_offset in [5, -1] {
+        let batch = storage::BatchBuilder::new(1_700_000_000_000)
+            .base_offset(base_offset)
+            .record(Some(b"k"), Some(b"v"), &[])
+            .build()
+            .freeze();
+        let answers = wire::produce_partitions(addr, &topic, 1, &[(0, batch)]);
+        assert_eq!(
+            answers,
+            vec![(INVALID_RECORD, -1)],
+            "base offset {base_offset}"
+        );
+    }
+    let answers = wire::produce_partitions(addr, &topic, 1, &[(0, batch(10))]);
+    assert_eq!(answers, vec![(0, 0)]);
 }

@@ -246,7 +246,6 @@ impl Log {
         opts: AppendOptions,
     ) -> Result<AppendInfo, StorageError> {
         let batches: Bytes = batches.into();
-        let cfg = self.config();
         let mut infos = Vec::new();
         for one in batch::split_batches(&batches) {
             infos.push(validate_replicated(one?)?);
