@@ -28,6 +28,7 @@ pub fn partition_error_code(error: &PartitionError) -> i16 {
         PartitionError::TooLarge { .. } => K::MessageTooLarge.code(),
         PartitionError::AppendTooLarge { .. } => K::RecordListTooLarge.code(),
         PartitionError::InvalidRecord(_) => K::InvalidRecord.code(),
+        PartitionError::UnsupportedCompressionType(_) => K::UnsupportedCompressionType.code(),
         PartitionError::OffsetOutOfRange { .. } => K::OffsetOutOfRange.code(),
         PartitionError::InvalidRequiredAcks(_) => K::InvalidRequiredAcks.code(),
         PartitionError::InternalTopic(_) => K::InvalidTopicException.code(),

@@ -27,6 +27,8 @@ pub enum PartitionError {
     AppendTooLarge { size: usize, segment_bytes: u64 },
     #[error("invalid record: {0}")]
     InvalidRecord(String),
+    #[error("unsupported compression type: {0}")]
+    UnsupportedCompressionType(String),
     #[error("offset {offset} out of range [{log_start}, {log_end}]")]
     OffsetOutOfRange {
         offset: i64,
