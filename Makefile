@@ -101,6 +101,7 @@ test: deps
 	$(CARGO) build --workspace --all-targets
 	@rc=0; \
 	$(CARGO) test --workspace --no-fail-fast || rc=1; \
+	CARGO=$(CARGO) TARGET_DIR=$(TARGET_DIR) scripts/test_vendored.sh || rc=1; \
 	SLUICE_BIN=$(TARGET_DIR)/debug/sluice PYTHON=$(VENV)/bin/python RESULTS=$(COMPAT_OUT)/python-kcat.tsv \
 	  scripts/compat/run.sh || rc=1; \
 	(cd compat/java && SLUICE_BIN=$(SLUICE_DEBUG) $(MVN) $(MVN_FLAGS) test) || rc=1; \

@@ -419,13 +419,15 @@ fn altered_configs_apply_to_live_logs() {
         Broker::start(BrokerOpts::default().config("\"log.retention.check.interval.ms\" = 50\n"));
     let admin = kafka::admin(&broker);
 
-    // segment.bytes set after creation makes the open log roll small segments.
+    // segment.bytes set after creation makes the open log roll small segments. 4096: each
+    // produced batch (10 records of ~220 bytes) must fit a segment, or Kafka (and Sluice)
+    // refuse it with RECORD_LIST_TOO_LARGE (breaker B16).
     let rolling = unique_name("rolling");
     kafka::create_topic_with(&broker, &rolling, 1, &[("retention.ms", "-1")]);
     let (code, _) = incremental(
         &broker,
         &rolling,
-        &[("segment.bytes", SET, Some("1024"))],
+        &[("segment.bytes", SET, Some("4096"))],
         false,
     );
     assert_eq!(code, 0);
@@ -443,13 +445,13 @@ fn altered_configs_apply_to_live_logs() {
         &broker,
         &retained,
         1,
-        &[("retention.ms", "-1"), ("segment.bytes", "1024")],
+        &[("retention.ms", "-1"), ("segment.bytes", "4096")],
     );
     produce_rounds(&broker, &retained, 5);
     assert_eq!(kafka::watermarks(&broker, &retained, 1), vec![(0, 50)]);
     let alter = AlterConfig::new(ResourceSpecifier::Topic(&retained))
         .set("retention.ms", "86400000")
-        .set("segment.bytes", "1024");
+        .set("segment.bytes", "4096");
     let results = block_on(admin.alter_configs([&alter], &admin_opts()))
         .unwrap_or_else(|e| panic!("AlterConfigs: {e}"));
     assert!(results.iter().all(Result::is_ok), "{results:?}");

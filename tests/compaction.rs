@@ -157,7 +157,15 @@ fn kill_9_during_cleaning_keeps_the_log_whole() {
     // let the whole log be cleaned before the last restart, leaving this broker nothing to
     // do; a second round of updates to the same keys (sealed by size) gives it a clean.
     let more: Vec<TestRecord> = kafka::keyed_records(16_000, KEYS, 200).split_off(sent.len());
-    let producer = kafka::producer(&broker, &[("compression.type", "lz4"), ("linger.ms", "5")]);
+    // Batches within the 32 KiB segments (a larger one is refused, breaker B16).
+    let producer = kafka::producer(
+        &broker,
+        &[
+            ("compression.type", "lz4"),
+            ("linger.ms", "5"),
+            ("batch.size", "16384"),
+        ],
+    );
     acked.extend(kafka::assert_all_acked(&kafka::produce(
         &producer,
         &topic,

@@ -58,7 +58,9 @@ fn cleaner_out_of_fds_retries_instead_of_stopping_the_broker() {
         1,
         &[
             ("cleanup.policy", "compact"),
-            ("segment.bytes", "2048"),
+            // Each 50-record batch (~3.1 KB) fits one segment (a larger one is refused,
+            // RECORD_LIST_TOO_LARGE, breaker B16) and two do not: one batch per segment.
+            ("segment.bytes", "4096"),
             ("min.cleanable.dirty.ratio", "0.01"),
             ("min.compaction.lag.ms", &lag),
             // The lag counts from record timestamps: stamp them now.
@@ -66,7 +68,7 @@ fn cleaner_out_of_fds_retries_instead_of_stopping_the_broker() {
         ],
     );
     let records: Vec<TestRecord> = kafka::keyed_records(400, KEYS, 40);
-    // One flush per chunk: each chunk is a batch larger than a segment, so segments roll.
+    // One flush per chunk: each chunk is a batch filling most of a segment, so segments roll.
     let mut acked = HashMap::new();
     {
         let producer = kafka::producer(&broker, &[("linger.ms", "0")]);

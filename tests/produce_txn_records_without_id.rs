@@ -16,8 +16,6 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 use common::{unique_name, wire, Broker, BrokerOpts};
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse};
 
 const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
 
@@ -33,26 +31,7 @@ fn batch(transactional: bool) -> Bytes {
 
 /// Produce v8 without a transactional id, acks=1: (error code, base offset) per partition.
 fn produce(addr: SocketAddr, topic: &str, batches: &[(i32, Bytes)]) -> Vec<(i16, i64)> {
-    let partitions = batches
-        .iter()
-        .map(|(index, records)| {
-            PartitionProduceData::default()
-                .with_index(*index)
-                .with_records(Some(records.clone()))
-        })
-        .collect();
-    let request = ProduceRequest::default()
-        .with_acks(1)
-        .with_timeout_ms(10_000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(wire::topic_name(topic))
-            .with_partition_data(partitions)]);
-    let response: ProduceResponse = wire::call(addr, ApiKey::Produce, 8, &request);
-    response.responses[0]
-        .partition_responses
-        .iter()
-        .map(|p| (p.error_code, p.base_offset))
-        .collect()
+    wire::produce_partitions(addr, topic, 1, batches)
 }
 
 #[test]

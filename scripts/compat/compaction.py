@@ -31,7 +31,9 @@ def produce(bootstrap, topic, records, compression):
     acked, errors = {}, []
     producer = Producer({"bootstrap.servers": bootstrap, "broker.address.family": "v4",
                          "acks": "all", "linger.ms": 2, "compression.type": compression,
-                         "enable.idempotence": True})
+                         # Batches must fit the 16 KiB segments: a larger one is refused
+                         # (RECORD_LIST_TOO_LARGE), as by Kafka's UnifiedLog.append.
+                         "batch.size": 8192, "enable.idempotence": True})
 
     def on_delivery(err, msg):
         if err is not None:

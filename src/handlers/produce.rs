@@ -49,6 +49,7 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
 async fn respond(shard: &Rc<Shard>, request: &Request, body: ProduceRequest) -> ProduceResponse {
     let acks = body.acks;
     let timeout_ms = body.timeout_ms;
+    let version = request.version();
     let transactional_id = body.transactional_id.as_ref().map(|id| id.0.to_string());
     // The layout doubles as the answer's (the records are taken out as they are routed).
     let mut layout = distinct_partitions(body);
@@ -69,7 +70,7 @@ async fn respond(shard: &Rc<Shard>, request: &Request, body: ProduceRequest) -> 
             let name = names.next();
             let (index, records) = (partition.index, partition.records.take());
             entries.push(if writable {
-                check(shard, (acks, timeout_ms), name, index, records)
+                check(shard, (acks, timeout_ms, version), name, index, records)
             } else {
                 Err(PartitionError::TopicAuthorizationFailed)
             });
@@ -224,7 +225,7 @@ fn collapse_repeats(topics: Vec<TopicProduceData>) -> Vec<TopicProduceData> {
 /// One partition's batches, ready to route, or why they are refused here.
 fn check(
     shard: &Shard,
-    (acks, timeout_ms): (i16, i32),
+    (acks, timeout_ms, version): (i16, i32, i16),
     name: String,
     index: i32,
     records: Option<Bytes>,
@@ -239,7 +240,7 @@ fn check(
     }
     let tp = super::route::resolve(shard, name, index)?;
     let records = records.ok_or_else(|| PartitionError::InvalidRecord("null records".into()))?;
-    one_batch(&records)?;
+    one_batch(&records, version)?;
     Ok(ProduceItem {
         tp,
         records,
@@ -249,20 +250,49 @@ fn check(
 }
 
 /// Kafka's `ProduceRequest.validateRecords`: Produce v3+ (every version Sluice serves) carries
-/// exactly one record batch per partition, else INVALID_RECORD for that partition. Only the
-/// frame lengths are read here; the batch itself is validated by its owner.
-fn one_batch(records: &Bytes) -> Result<(), PartitionError> {
+/// exactly one record batch per partition, of magic 2 (else INVALID_RECORD for that
+/// partition), and zstd only from v7 (else UNSUPPORTED_COMPRESSION_TYPE). Only the frame
+/// lengths, the magic and the codec are read here; the batch is validated by its owner.
+fn one_batch(records: &Bytes, version: i16) -> Result<(), PartitionError> {
+    const MAGIC_AT: usize = 16;
+    const ATTRIBUTES_AT: usize = 21;
+    const ZSTD: u8 = 4;
     let mut batches = storage::split_batches(records);
-    match (batches.next(), batches.next()) {
-        (None, _) => Err(PartitionError::InvalidRecord(
-            "Produce requests must have at least one record batch per partition".into(),
-        )),
-        (Some(_), Some(_)) => Err(PartitionError::InvalidRecord(
-            "Produce requests are only allowed to contain exactly one record batch per partition"
-                .into(),
-        )),
-        (Some(_), None) => Ok(()),
+    let (first, second) = (batches.next(), batches.next());
+    let first = match first {
+        Some(Ok(first)) => first,
+        // A first batch whose framing is unreadable: its owner's validation names the fault.
+        Some(Err(_)) => return Ok(()),
+        None => {
+            return Err(PartitionError::InvalidRecord(format!(
+                "Produce requests with version {version} must have at least one record batch \
+                 per partition"
+            )))
+        }
+    };
+    if first.get(MAGIC_AT).is_some_and(|&magic| magic != 2) {
+        return Err(PartitionError::InvalidRecord(format!(
+            "Produce requests with version {version} are only allowed to contain record batches \
+             with magic version 2"
+        )));
     }
+    // The codec is the low 3 bits of the attributes' low byte.
+    if version < 7
+        && first
+            .get(ATTRIBUTES_AT + 1)
+            .is_some_and(|&a| a & 0x07 == ZSTD)
+    {
+        return Err(PartitionError::UnsupportedCompressionType(format!(
+            "Produce requests with version {version} are not allowed to use ZStandard compression"
+        )));
+    }
+    if second.is_some() {
+        return Err(PartitionError::InvalidRecord(format!(
+            "Produce requests with version {version} are only allowed to contain exactly one \
+             record batch per partition"
+        )));
+    }
+    Ok(())
 }
 
 fn partition_response(index: i32, result: ProduceResult) -> PartitionProduceResponse {
@@ -303,6 +333,41 @@ mod tests {
                 .with_partition_data(data.collect())
         });
         ProduceRequest::default().with_topic_data(topics.collect())
+    }
+
+    /// Kafka's `ProduceRequest.validateRecords`: magic 2 only, zstd only from v7, one batch.
+    #[test]
+    fn one_batch_checks_magic_and_zstd_by_version() {
+        let with = |codec: i16, magic: u8| {
+            let mut batch = storage::BatchBuilder::new(1_000)
+                .compression(codec)
+                .record(Some(b"k"), Some(b"v"), &[])
+                .build();
+            batch[16] = magic;
+            batch.freeze()
+        };
+        let code = |records: &Bytes, version| {
+            one_batch(records, version)
+                .err()
+                .map(|e| crate::handlers::error::partition_error_code(&e))
+        };
+        const INVALID_RECORD: i16 = 87;
+        const UNSUPPORTED_COMPRESSION_TYPE: i16 = 76;
+        let zstd = with(4, 2);
+        assert_eq!(code(&zstd, 3), Some(UNSUPPORTED_COMPRESSION_TYPE));
+        assert_eq!(code(&zstd, 6), Some(UNSUPPORTED_COMPRESSION_TYPE));
+        assert_eq!(code(&zstd, 7), None);
+        assert_eq!(code(&with(3, 2), 3), None, "lz4 at v3");
+        for magic in [0, 1, 3] {
+            assert_eq!(
+                code(&with(0, magic), 9),
+                Some(INVALID_RECORD),
+                "magic {magic}"
+            );
+        }
+        let two = Bytes::from([with(0, 2), with(0, 2)].concat());
+        assert_eq!(code(&two, 9), Some(INVALID_RECORD));
+        assert_eq!(code(&Bytes::new(), 9), Some(INVALID_RECORD));
     }
 
     #[test]

@@ -20,8 +20,15 @@ pub enum PartitionError {
     Corrupt(String),
     #[error("record batch of {size} bytes exceeds max.message.bytes {max}")]
     TooLarge { size: usize, max: u32 },
+    #[error(
+        "message batch size is {size} bytes, which exceeds the maximum configured segment size \
+         of {segment_bytes}"
+    )]
+    AppendTooLarge { size: usize, segment_bytes: u64 },
     #[error("invalid record: {0}")]
     InvalidRecord(String),
+    #[error("unsupported compression type: {0}")]
+    UnsupportedCompressionType(String),
     #[error("offset {offset} out of range [{log_start}, {log_end}]")]
     OffsetOutOfRange {
         offset: i64,
@@ -96,6 +103,13 @@ impl PartitionError {
             e @ S::DamagedSegment { .. } => Self::Corrupt(e.to_string()),
             S::InvalidMagic(magic) => Self::Corrupt(format!("unsupported magic {magic}")),
             S::BatchTooLarge { size, max } => Self::TooLarge { size, max },
+            S::AppendTooLarge {
+                size,
+                segment_bytes,
+            } => Self::AppendTooLarge {
+                size,
+                segment_bytes,
+            },
             S::InvalidRecord(msg) => Self::InvalidRecord(msg),
             S::OffsetOutOfRange {
                 offset,

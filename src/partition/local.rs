@@ -268,6 +268,9 @@ async fn write(partition: &Rc<Partition>, request: AppendRequest) -> Result<Writ
         .log
         .validate(records)
         .map_err(WriteError::Storage)?;
+    if request.origin == AppendOrigin::Client {
+        check_client_headers(partition, valid.infos()).map_err(refused)?;
+    }
     // Batches with a producer id go through the producer state: a client's get the full
     // check; the coordinator's (transactional offset commits) the epoch and transaction checks.
     let idempotent = valid
@@ -333,6 +336,27 @@ async fn write_idempotent(
     compio::runtime::spawn(task).detach();
     rx.await
         .unwrap_or(Err(WriteError::Refused(PartitionError::Unavailable)))
+}
+
+/// Kafka's checks of a client's batch headers beyond what storage validates: the base offset
+/// must be 0 (`UnifiedLog.analyzeAndValidateRecords`: "The baseOffset of the record batch in
+/// the append to ... should be 0", INVALID_RECORD), and the producer may not set the
+/// LogAppendTime type (`timestamps::check_timestamp_type`).
+fn check_client_headers(
+    partition: &Partition,
+    infos: &[storage::batch::BatchInfo],
+) -> Result<(), PartitionError> {
+    if let Some(info) = infos.iter().find(|i| i.header.base_offset != 0) {
+        return Err(PartitionError::InvalidRecord(format!(
+            "The baseOffset of the record batch in the append to {} should be 0, but it is {}",
+            partition.tp.dir_name(),
+            info.header.base_offset
+        )));
+    }
+    let log_append_time =
+        || partition.log.config().timestamp_type == storage::TimestampType::LogAppendTime;
+    super::timestamps::check_timestamp_type(infos, log_append_time)
+        .map_err(PartitionError::InvalidTimestamp)
 }
 
 /// Rejects a produce to a compacted topic that holds a keyless record (Kafka's

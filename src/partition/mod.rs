@@ -188,8 +188,16 @@ impl Partition {
         let Some(codec) = self.compression_codec.get() else {
             return Ok(records);
         };
-        let inflated_max =
-            usize::try_from(self.log.config().inflated_batch_bytes_max).unwrap_or(usize::MAX);
+        let config = self.log.config();
+        // Kafka checks the batch as received before recompressing it
+        // (`analyzeAndValidateRecords`, then `LogValidator`): too large is refused even when the
+        // topic's codec would shrink it.
+        let max = config.max_message_bytes;
+        if records.len() > usize::try_from(max).unwrap_or(usize::MAX) {
+            let size = records.len();
+            return Err(storage::StorageError::BatchTooLarge { size, max });
+        }
+        let inflated_max = usize::try_from(config.inflated_batch_bytes_max).unwrap_or(usize::MAX);
         Ok(
             storage::recompress::recompress_batch(&records, codec, inflated_max)?
                 .map_or(records, bytes::Bytes::from),

@@ -86,6 +86,28 @@ impl TimestampLimits {
     }
 }
 
+/// Kafka's `LogValidator.validateTimestamp`: a producer may not set the LogAppendTime type.
+/// A batch carrying it is refused (INVALID_TIMESTAMP) on a LogAppendTime topic, and on a
+/// CreateTime topic when it has no timestamp (its records then read the header's max
+/// timestamp, -1); on a CreateTime topic a timestamped one is accepted and stored as
+/// CreateTime (the log's stamp clears the bit, as Kafka's `setMaxTimestamp(CREATE_TIME, ..)`).
+pub fn check_timestamp_type(
+    infos: &[storage::batch::BatchInfo],
+    log_append_time_topic: impl FnOnce() -> bool,
+) -> Result<(), String> {
+    let Some(set) = infos.iter().find(|i| i.header.is_log_append_time()) else {
+        return Ok(());
+    };
+    if set.header.max_timestamp == NO_TIMESTAMP || log_append_time_topic() {
+        return Err(format!(
+            "Invalid timestamp type in record batch with base sequence {}. Producer should not \
+             set timestamp type to LogAppendTime.",
+            set.header.base_sequence
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

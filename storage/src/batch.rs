@@ -292,7 +292,8 @@ pub fn set_leader_epoch(batch: &mut [u8], epoch: i32) {
 const _: () = assert!(8 <= ATTRIBUTES_OFFSET && LEADER_EPOCH_OFFSET + 4 <= ATTRIBUTES_OFFSET);
 
 /// CreateTime: the header's max timestamp := the records' (Kafka rewrites it the same way
-/// when a producer got it wrong), CRC recomputed. No-op when it already matches.
+/// when a producer got it wrong) and the timestamp type CreateTime, CRC recomputed. No-op
+/// when both already match.
 pub fn set_create_time_max(batch: &mut [u8], max_timestamp: i64) {
     let (header, rest) = split_header_mut(batch);
     stamp_create_time_max(header, rest, max_timestamp);
@@ -322,8 +323,16 @@ pub fn compute_crc_parts(header: &[u8], rest: &[u8]) -> u32 {
 /// [`set_create_time_max`] of a batch held as `header` (mutable, the fixed 61 bytes) and
 /// `rest` (its records, unchanged).
 pub fn stamp_create_time_max(header: &mut [u8], rest: &[u8], max_timestamp: i64) {
-    if be_i64(header, MAX_TIMESTAMP_OFFSET) == Some(max_timestamp) {
+    let attrs = be_i16(header, ATTRIBUTES_OFFSET).unwrap_or(0);
+    if be_i64(header, MAX_TIMESTAMP_OFFSET) == Some(max_timestamp)
+        && attrs & TIMESTAMP_TYPE_BIT == 0
+    {
         return;
+    }
+    // A producer's LogAppendTime type is not kept on a CreateTime topic (Kafka's
+    // `setMaxTimestamp(CREATE_TIME, ..)` rewrites the attributes).
+    if let Some(b) = header.get_mut(ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2) {
+        b.copy_from_slice(&(attrs & !TIMESTAMP_TYPE_BIT).to_be_bytes());
     }
     if let Some(b) = header.get_mut(MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8) {
         b.copy_from_slice(&max_timestamp.to_be_bytes());
@@ -758,6 +767,21 @@ mod tests {
         stamp_create_time_max(&mut header, &a[BATCH_HEADER_LEN..], 4_242);
         assert_eq!(&header[..], &whole[..BATCH_HEADER_LEN]);
         assert_eq!(compute_crc(&whole), BatchHeader::parse(&whole).unwrap().crc);
+    }
+
+    /// A producer's LogAppendTime bit on a CreateTime topic's batch is cleared, the max
+    /// timestamp kept, the CRC recomputed (Kafka's `setMaxTimestamp(CREATE_TIME, ..)`).
+    #[test]
+    fn create_time_stamp_clears_a_producers_log_append_time_bit() {
+        let mut batch = sample();
+        let max = BatchHeader::parse(&batch).unwrap().max_timestamp;
+        let attrs = be_i16(&batch, ATTRIBUTES_OFFSET).unwrap() | TIMESTAMP_TYPE_BIT;
+        batch[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2].copy_from_slice(&attrs.to_be_bytes());
+        set_create_time_max(&mut batch, max);
+        let header = BatchHeader::parse(&batch).unwrap();
+        assert!(!header.is_log_append_time());
+        assert_eq!(header.max_timestamp, max);
+        assert_eq!(compute_crc(&batch), header.crc);
     }
 
     #[test]

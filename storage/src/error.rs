@@ -13,6 +13,7 @@
 //! | `CorruptBatch`, `DamagedSegment` | CORRUPT_MESSAGE (CorruptRecordException) |
 //! | `InvalidMagic` | CORRUPT_MESSAGE |
 //! | `BatchTooLarge` | MESSAGE_TOO_LARGE (RecordTooLargeException) |
+//! | `AppendTooLarge` | RECORD_LIST_TOO_LARGE (RecordBatchTooLargeException) |
 //! | `InvalidRecord` | INVALID_RECORD (InvalidRecordException) |
 //! | `OffsetOutOfRange` | OFFSET_OUT_OF_RANGE |
 //! | `Io` | KAFKA_STORAGE_ERROR, and the process stops ([`StorageError::is_disk_fault`]) |
@@ -32,6 +33,13 @@ pub enum StorageError {
     /// One batch is larger than `max.message.bytes`.
     #[error("record batch of {size} bytes exceeds max.message.bytes {max}")]
     BatchTooLarge { size: usize, max: u32 },
+    /// One append is larger than `segment.bytes`: it could not fit any segment (Kafka's
+    /// `UnifiedLog.append`, RecordBatchTooLargeException).
+    #[error(
+        "message batch size is {size} bytes, which exceeds the maximum configured segment size \
+         of {segment_bytes}"
+    )]
+    AppendTooLarge { size: usize, segment_bytes: u64 },
     /// A structurally valid batch with invalid content (no records, bad offset deltas).
     #[error("invalid record: {0}")]
     InvalidRecord(String),

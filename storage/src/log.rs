@@ -197,6 +197,14 @@ impl Log {
             cfg.max_message_bytes,
             cfg.inflated_batch_bytes_max,
         )?;
+        // Kafka's `UnifiedLog.append`: an append no segment could hold is refused whole
+        // (`max.message.bytes` may be set above `segment.bytes`).
+        if batches.len() as u64 > cfg.segment_bytes_max {
+            return Err(StorageError::AppendTooLarge {
+                size: batches.len(),
+                segment_bytes: cfg.segment_bytes_max,
+            });
+        }
         Ok(ValidBatches {
             bytes: batches,
             infos,
@@ -238,10 +246,9 @@ impl Log {
         opts: AppendOptions,
     ) -> Result<AppendInfo, StorageError> {
         let batches: Bytes = batches.into();
-        let cfg = self.config();
         let mut infos = Vec::new();
         for one in batch::split_batches(&batches) {
-            infos.push(validate_replicated(one?, cfg.max_message_bytes)?);
+            infos.push(validate_replicated(one?)?);
         }
         if infos.is_empty() {
             return Err(StorageError::InvalidRecord("no record batches".into()));
@@ -706,13 +713,15 @@ pub(crate) enum Stamp {
 }
 
 /// One batch of a leader's log as a follower receives it (Kafka's `appendAsFollower`
-/// validation): size within `max.message.bytes` and the append checks, or, for what the
-/// leader's cleaner left (offset-delta gaps, fewer records than the offset span, empty
-/// batches), the checks of a stored batch; the CRC is verified either way.
-fn validate_replicated(one: &[u8], max_message_bytes: u32) -> Result<BatchInfo, StorageError> {
-    match batch::validate_batch(one, max_message_bytes) {
+/// validation): the append checks, or, for what the leader's cleaner left (offset-delta gaps,
+/// fewer records than the offset span, empty batches), the checks of a stored batch; the CRC
+/// is verified either way. No size limit: the leader accepted the batch, and a
+/// `max.message.bytes` lowered since must not stop its replication for good (Kafka's
+/// `appendAsFollower`, `ignoreRecordSize = true`: "the record is already accepted by
+/// leader").
+fn validate_replicated(one: &[u8]) -> Result<BatchInfo, StorageError> {
+    match batch::validate_batch(one, u32::MAX) {
         Ok(info) => Ok(info),
-        Err(e @ StorageError::BatchTooLarge { .. }) => Err(e),
         Err(e) => crate::cleaner::records::check_stored(one).map_err(|_| e),
     }
 }

@@ -257,3 +257,29 @@ fn follower_appends_keep_offset_gaps_and_truncate_into_them() {
         assert_eq!(stored(&log).await, vec![(ts_of(0), 0), (ts_of(3), 5)]);
     });
 }
+
+/// A follower stores what its leader accepted whatever its own `max.message.bytes` (lowered
+/// after the leader appended, say): Kafka's `appendAsFollower` ignores the record size, so a
+/// lowered limit cannot stop replication of older batches for good.
+#[test]
+fn a_follower_takes_a_batch_above_its_max_message_bytes() {
+    let root = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let config = LogConfig {
+            max_message_bytes: 64,
+            ..LogConfig::default()
+        };
+        let log = Log::open(root.path().join("small-limit-0"), config)
+            .await
+            .unwrap();
+        let big = stamped(0, 0);
+        assert!(big.len() > 64, "{}", big.len());
+        assert!(matches!(
+            log.append(big.clone(), opts(5_000)).await,
+            Err(StorageError::BatchTooLarge { .. })
+        ));
+        let appended = log.append_as_follower(big, opts(5_000)).await.unwrap();
+        assert_eq!(appended.base_offset, Offset(0));
+        assert_eq!(stored(&log).await, vec![(ts_of(0), 0)]);
+    });
+}

@@ -104,6 +104,39 @@ pub fn fetch_one(
                 .with_partition_max_bytes(max_bytes)])])
 }
 
+/// Produce v8 of one topic's partitions (index, records) without a transactional id, over a
+/// fresh connection: (error code, base offset) of each partition answered, in answer order.
+pub fn produce_partitions(
+    addr: SocketAddr,
+    topic: &str,
+    acks: i16,
+    batches: &[(i32, Bytes)],
+) -> Vec<(i16, i64)> {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+    let partitions = batches
+        .iter()
+        .map(|(index, records)| {
+            PartitionProduceData::default()
+                .with_index(*index)
+                .with_records(Some(records.clone()))
+        })
+        .collect();
+    let request = ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(topic_name(topic))
+            .with_partition_data(partitions)]);
+    let response: ProduceResponse = call(addr, ApiKey::Produce, 8, &request);
+    response
+        .responses
+        .iter()
+        .flat_map(|t| t.partition_responses.iter())
+        .map(|p| (p.error_code, p.base_offset))
+        .collect()
+}
+
 pub fn topic_name(name: &str) -> kafka_protocol::messages::TopicName {
     kafka_protocol::messages::TopicName(kafka_protocol::protocol::StrBytes::from_string(
         name.to_owned(),

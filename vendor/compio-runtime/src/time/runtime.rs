@@ -113,3 +113,99 @@ impl TimerRuntime {
         }
     }
 }
+
+// Sluice patch: tests of the patched `wake` (deadline order, equal deadlines in insertion
+// order, cancelled and not-yet-due timers left alone).
+#[cfg(test)]
+mod sluice_wake_tests {
+    use std::{
+        sync::{Arc, Mutex},
+        task::{Wake, Waker},
+        time::{Duration, Instant},
+    };
+
+    use super::TimerRuntime;
+
+    /// A waker that records its label in a shared list when woken.
+    struct Label(usize, Arc<Mutex<Vec<usize>>>);
+
+    impl Wake for Label {
+        fn wake(self: Arc<Self>) {
+            self.1.lock().expect("woken list").push(self.0);
+        }
+    }
+
+    fn waker(label: usize, woken: &Arc<Mutex<Vec<usize>>>) -> Waker {
+        Waker::from(Arc::new(Label(label, woken.clone())))
+    }
+
+    /// Sleeps until `deadline` has passed (the wheel compares with `Instant::now()`).
+    fn pass(deadline: Instant) {
+        while Instant::now() <= deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    #[test]
+    fn due_timers_wake_in_deadline_then_insertion_order_and_others_stay() {
+        let woken = Arc::new(Mutex::new(Vec::new()));
+        let mut wheel = TimerRuntime::new();
+        let base = Instant::now() + Duration::from_millis(30);
+        let late = base + Duration::from_secs(60);
+        // Inserted out of deadline order; labels 1 and 2 share a deadline, as do 4 and 5.
+        let plan = [
+            (3, base + Duration::from_millis(2)),
+            (1, base),
+            (9, late),
+            (2, base),
+            (4, base + Duration::from_millis(5)),
+            (5, base + Duration::from_millis(5)),
+            (6, base + Duration::from_millis(3)),
+        ];
+        let mut keys = Vec::new();
+        for (label, deadline) in plan {
+            let key = wheel.insert(deadline).expect("a deadline in the future");
+            wheel.update_waker(&key, &waker(label, &woken));
+            keys.push((label, key));
+        }
+        let key_of = |label| keys.iter().find(|(l, _)| *l == label).map(|(_, k)| *k);
+        // A cancelled timer is never woken, even once due.
+        wheel.cancel(&key_of(6).expect("timer 6"));
+        // Nothing is due yet.
+        wheel.wake();
+        assert!(woken.lock().expect("list").is_empty());
+
+        pass(base + Duration::from_millis(5));
+        wheel.wake();
+        assert_eq!(*woken.lock().expect("list"), vec![1, 2, 3, 4, 5]);
+        for label in [1, 2, 3, 4, 5, 6] {
+            assert!(wheel.is_completed(&key_of(label).expect("key")), "{label}");
+        }
+        // The late timer is still set and is the next deadline.
+        let nine = key_of(9).expect("timer 9");
+        assert!(!wheel.is_completed(&nine));
+        let next = wheel.min_timeout().expect("one timer left");
+        assert!(next > Duration::from_secs(50), "{next:?}");
+        // Waking again wakes nothing more.
+        wheel.wake();
+        assert_eq!(woken.lock().expect("list").len(), 5);
+        wheel.cancel(&nine);
+        assert_eq!(wheel.min_timeout(), None);
+    }
+
+    #[test]
+    fn a_due_timer_without_a_waker_completes_silently() {
+        let woken = Arc::new(Mutex::new(Vec::new()));
+        let mut wheel = TimerRuntime::new();
+        let deadline = Instant::now() + Duration::from_millis(5);
+        let silent = wheel.insert(deadline).expect("future deadline");
+        let loud = wheel.insert(deadline).expect("future deadline");
+        wheel.update_waker(&loud, &waker(7, &woken));
+        // A past deadline is not inserted at all.
+        assert!(wheel.insert(Instant::now()).is_none());
+        pass(deadline);
+        wheel.wake();
+        assert!(wheel.is_completed(&silent) && wheel.is_completed(&loud));
+        assert_eq!(*woken.lock().expect("list"), vec![7]);
+    }
+}
