@@ -214,6 +214,49 @@ fn a_cancelled_group_write_answers_its_appends_not_written_and_commits_none() {
     });
 }
 
+/// A group that takes more than one write (here split by a segment roll) leaves the appends
+/// of its later writes queued until each write starts: when its holder is cancelled during
+/// the first write, the next lock holder writes the rest, in queue order (nothing of the
+/// cancelled write committed, nothing queued lost).
+#[test]
+fn a_cancelled_holder_leaves_the_rest_of_its_group_to_the_next() {
+    let root = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        // Segments of 2 batches: appends 0 and 1 fill the first, 2 rolls.
+        let batch_bytes = batch(0, RECORDS, ts_of(0)).len() as u64;
+        let config = LogConfig {
+            write_inline_max_bytes: 0,
+            segment_bytes_max: 2 * batch_bytes + batch_bytes / 2,
+            ..LogConfig::default()
+        };
+        let log = Log::open(root.path().join("cancel-1"), config)
+            .await
+            .unwrap();
+        let append = |tag| log.append(batch(tag, RECORDS, ts_of(tag)), opts(5_000));
+        let mut first = Box::pin(append(0));
+        let mut holder = Box::pin(append(1));
+        let mut second = Box::pin(append(2));
+        let mut third = Box::pin(append(3));
+        assert!(futures_util::poll!(&mut first).is_pending());
+        assert!(futures_util::poll!(&mut holder).is_pending());
+        assert!(futures_util::poll!(&mut second).is_pending());
+        assert!(futures_util::poll!(&mut third).is_pending());
+        assert_eq!(first.await.unwrap().base_offset, Offset(0));
+        // 1 gets the lock and starts the write of 1 alone (2 needs a roll); then goes away.
+        assert!(futures_util::poll!(&mut holder).is_pending());
+        drop(holder);
+        let n = i64::from(RECORDS);
+        let (second, third) = futures_util::join!(second, third);
+        assert_eq!(second.unwrap().base_offset, Offset(n));
+        assert_eq!(third.unwrap().base_offset, Offset(2 * n));
+        assert_eq!(log.log_end_offset(), Offset(3 * n));
+        assert_eq!(
+            stored(&log).await,
+            vec![(ts_of(0), 0), (ts_of(2), n), (ts_of(3), 2 * n)]
+        );
+    });
+}
+
 /// A compacted leader's log has offset gaps: a follower appends its batches as they are
 /// (offsets only increase), reads find the batch after a gap, and a truncation into a gap
 /// leaves the log ending at the truncation offset (nothing between is skipped when the
