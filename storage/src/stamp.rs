@@ -154,7 +154,9 @@ impl AppendBytes {
             }
             AppendBytes::Shared { body, headers } => {
                 for one in headers.as_mut_slice() {
-                    let rest = body.get(at + BATCH_HEADER_LEN..at + one.size).unwrap_or(&[]);
+                    let rest = body
+                        .get(at + BATCH_HEADER_LEN..at + one.size)
+                        .unwrap_or(&[]);
                     stamp(&mut one.header, rest);
                     at += one.size;
                 }
