@@ -101,17 +101,24 @@ fn appends_queued_during_a_write_share_one_write_in_order() {
     });
 }
 
+/// A config whose segments hold two of this file's batches (io_uring writes), and the size
+/// of one batch.
+fn two_batch_segments() -> (LogConfig, u64) {
+    let batch_bytes = batch(0, RECORDS, ts_of(0)).len() as u64;
+    let config = LogConfig {
+        write_inline_max_bytes: 0,
+        segment_bytes_max: 2 * batch_bytes + batch_bytes / 2,
+        ..LogConfig::default()
+    };
+    (config, batch_bytes)
+}
+
 #[test]
 fn a_group_never_crosses_a_segment_roll() {
     let root = tempfile::tempdir().unwrap();
     rt().block_on(async {
         // Segments of 2 batches: the queued appends are split at every roll.
-        let batch_bytes = batch(0, RECORDS, ts_of(0)).len() as u64;
-        let config = LogConfig {
-            write_inline_max_bytes: 0,
-            segment_bytes_max: 2 * batch_bytes + batch_bytes / 2,
-            ..LogConfig::default()
-        };
+        let (config, batch_bytes) = two_batch_segments();
         let log = Log::open(root.path().join("roll-0"), config).await.unwrap();
         concurrent_appends_in_order(&log).await;
         // Two batches per segment, so a segment starts every second append.
@@ -242,12 +249,7 @@ fn a_cancelled_holder_leaves_the_rest_of_its_group_to_the_next() {
     let root = tempfile::tempdir().unwrap();
     rt().block_on(async {
         // Segments of 2 batches: appends 0 and 1 fill the first, 2 rolls.
-        let batch_bytes = batch(0, RECORDS, ts_of(0)).len() as u64;
-        let config = LogConfig {
-            write_inline_max_bytes: 0,
-            segment_bytes_max: 2 * batch_bytes + batch_bytes / 2,
-            ..LogConfig::default()
-        };
+        let (config, _) = two_batch_segments();
         let log = Log::open(root.path().join("cancel-1"), config)
             .await
             .unwrap();
