@@ -9,11 +9,14 @@ use smallvec::SmallVec;
 /// The original indices of a group's items (inline for a one-partition request).
 pub type Indices = SmallVec<[usize; 1]>;
 
-/// Items grouped by owner; each group keeps the original indices of its items. Inline for
-/// one owner (the common case: no map node, issue 16); owners in order of first appearance.
+/// Each owner's items with their original indices, owners in order of first appearance;
+/// inline for one owner (the common case: no map node, issue 16).
+pub type OwnerGroups<T> = SmallVec<[(ShardId, (Indices, Vec<T>)); 1]>;
+
+/// Items grouped by owner; each group keeps the original indices of its items.
 pub struct Groups<T> {
     pub len: usize,
-    pub groups: SmallVec<[(ShardId, (Indices, Vec<T>)); 1]>,
+    pub groups: OwnerGroups<T>,
 }
 
 impl<T> Groups<T> {
@@ -28,7 +31,7 @@ impl<T> Groups<T> {
 
 pub fn split<T>(items: Vec<T>, mut owner: impl FnMut(&T) -> ShardId) -> Groups<T> {
     let len = items.len();
-    let mut groups: SmallVec<[(ShardId, (Indices, Vec<T>)); 1]> = SmallVec::new();
+    let mut groups: OwnerGroups<T> = SmallVec::new();
     // The common case (one shard, or every partition of the request on one): the request's
     // own list is the group, without a list of its own grown item by item (issue 16).
     if let Some(first) = items.first().map(&mut owner) {
