@@ -10,9 +10,13 @@
 //! append lock and write one by one; now the next holder writes all of them at once.
 //!
 //! Invariants:
-//! - Order: appends get offsets in the order they queued (`Log::pending_appends` is FIFO and
-//!   a group takes every queued append); an append is visible only once its write completed,
-//!   and one write's appends commit together in one synchronous step, in queue order.
+//! - Order: appends get offsets in the order they queued (`Log::pending_appends` is FIFO; a
+//!   group is every append queued when its holder got the lock, taken off the queue's front
+//!   write by write, so a cancelled holder leaves the rest of its group to the next one); an
+//!   append is visible only once its write completed, and one write's appends commit together
+//!   in one synchronous step, in queue order.
+//! - Allocations: a group of one append with one batch allocates no list (`BatchInfos`,
+//!   `BatchMetas`, `PlacedAppends`, `WriteBufs` hold one element inline).
 //! - Each append gets its own answer: one refused alone (a follower's batches that do not
 //!   continue the log) takes no offsets and the others go on; a failed write fails every
 //!   append of it and of its group (a disk fault, which stops the broker).
@@ -22,7 +26,6 @@
 //!   bounds.
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
 use std::io;
 use std::rc::Rc;
@@ -31,7 +34,9 @@ use std::task::{Poll, Waker};
 use futures_util::future::{select, Either};
 use futures_util::pin_mut;
 
-use crate::batch::BatchInfo;
+use smallvec::SmallVec;
+
+use crate::batch::{BatchInfo, BatchInfos};
 use crate::config::{LogConfig, TimestampType};
 use crate::error::StorageError;
 use crate::index;
@@ -42,6 +47,9 @@ use crate::log::{
 use crate::offset::Offset;
 use crate::segment::Segment;
 use crate::stamp::{AppendBytes, WriteBufs, APPEND_IOVECS_MAX};
+
+/// The appends one write places (inline for the usual one: a group of one allocates no list).
+type PlacedAppends = SmallVec<[Placed; 1]>;
 use crate::state::State;
 
 /// Most appends written by one vectored write (well under `IOV_MAX`, 1024).
@@ -62,7 +70,7 @@ pub(crate) struct PendingAppend {
 /// A validated append.
 pub(crate) struct AppendInput {
     batches: AppendBytes,
-    infos: Vec<BatchInfo>,
+    infos: BatchInfos,
     opts: AppendOptions,
     stamp: Stamp,
 }
@@ -149,8 +157,9 @@ fn duplicate(e: &StorageError) -> StorageError {
     }
 }
 
-/// Index entries (offset, time) a write earns, added to the segment's indexes at commit.
-type NewIndexEntries = (Vec<(u32, u32)>, Vec<(i64, u32)>);
+/// Index entries (offset, time) a write earns, added to the segment's indexes at commit
+/// (inline for the one entry of each kind a write of one batch can earn).
+type NewIndexEntries = (SmallVec<[(u32, u32); 1]>, SmallVec<[(i64, u32); 1]>);
 
 /// Where a write being built has got to: the roll check of its next append uses it.
 #[derive(Clone, Copy)]
@@ -167,7 +176,7 @@ impl Log {
     pub(crate) async fn append_validated(
         &self,
         batches: AppendBytes,
-        infos: Vec<BatchInfo>,
+        infos: BatchInfos,
         opts: AppendOptions,
         stamp: Stamp,
     ) -> Result<AppendInfo, StorageError> {
@@ -191,9 +200,10 @@ impl Log {
         pin_mut!(lock, answered);
         if let Either::Left((guard, _)) = select(lock, answered).await {
             if me.input.borrow().is_some() {
-                let group: Vec<Rc<PendingAppend>> =
-                    self.pending_appends.borrow_mut().drain(..).collect();
-                self.append_group(&group).await;
+                // The group: every append queued now (this one among them), taken from the
+                // queue's front as it is written; later ones wait for the next holder.
+                let group = self.pending_appends.borrow().len();
+                self.append_group(group).await;
             }
             drop(guard);
         }
@@ -203,41 +213,79 @@ impl Log {
         result.unwrap_or(Err(StorageError::NotWritten))
     }
 
-    /// Writes every append of `group` (a write per run that fits one, see the module
-    /// header) and gives each its answer. Caller holds `append_lock`.
-    async fn append_group(&self, group: &[Rc<PendingAppend>]) {
-        let mut inputs: VecDeque<(Rc<PendingAppend>, AppendInput)> = group
-            .iter()
-            .filter_map(|p| p.input.borrow_mut().take().map(|i| (p.clone(), i)))
-            .collect();
-        while !inputs.is_empty() {
-            if let Err(e) = self.write_some(&mut inputs).await {
-                for (p, _) in inputs.drain(..) {
+    /// Writes the first `group` appends of `pending_appends` (a write per run that fits one,
+    /// see the module header) and gives each its answer. Caller holds `append_lock`, so only
+    /// this caller takes from the queue's front; appends queued meanwhile stay behind.
+    async fn append_group(&self, group: usize) {
+        let mut left = group;
+        while left > 0 {
+            if let Err(e) = self.write_some(&mut left).await {
+                while let Some((p, _)) = self.take_front(&mut left) {
                     p.finish(Err(duplicate(&e)));
                 }
             }
         }
     }
 
-    /// Writes the appends at the front of `inputs` that fit one write (rolling first if the
-    /// first needs it), commits them and answers them; then applies the flush policy.
-    async fn write_some(
-        &self,
-        inputs: &mut VecDeque<(Rc<PendingAppend>, AppendInput)>,
-    ) -> Result<(), StorageError> {
+    /// `f` of the first of the `left` appends of the group still queued (skipping, and
+    /// dropping from the group, any without an input: nothing to write for it).
+    fn peek_front<R>(&self, left: &mut usize, f: impl FnOnce(&AppendInput) -> R) -> Option<R> {
+        loop {
+            if *left == 0 {
+                return None;
+            }
+            let queue = self.pending_appends.borrow();
+            let Some(front) = queue.front() else {
+                // Shorter than the group (a cancelled holder's leftovers): nothing left of it.
+                *left = 0;
+                return None;
+            };
+            if let Some(input) = front.input.borrow().as_ref() {
+                return Some(f(input));
+            }
+            drop(queue);
+            self.pending_appends.borrow_mut().pop_front();
+            *left -= 1;
+        }
+    }
+
+    /// Takes the first of the `left` appends of the group off the queue, with its input.
+    fn take_front(&self, left: &mut usize) -> Option<(Rc<PendingAppend>, AppendInput)> {
+        while *left > 0 {
+            let Some(pending) = self.pending_appends.borrow_mut().pop_front() else {
+                *left = 0;
+                return None;
+            };
+            *left -= 1;
+            let input = pending.input.borrow_mut().take();
+            if let Some(input) = input {
+                return Some((pending, input));
+            }
+        }
+        None
+    }
+
+    /// Writes the first appends of the group (`left` of them still queued) that fit one write
+    /// (rolling first if the first needs it), commits them and answers them; then applies the
+    /// flush policy.
+    async fn write_some(&self, left: &mut usize) -> Result<(), StorageError> {
         let cfg = self.config();
-        let Some((_, first)) = inputs.front() else {
-            return Ok(());
-        };
-        let first_now_ms = first.opts.now_ms;
-        self.state.borrow_mut().last_now_ms = first_now_ms;
         let active = self.state.borrow().active()?;
         let committed_end = WriteEnd {
             size: active.size.get(),
             log_end: self.state.borrow().log_end,
             batches: 0,
         };
-        if should_roll(&active, &cfg, first, committed_end) {
+        let Some((first_now_ms, roll)) = self.peek_front(left, |first| {
+            (
+                first.opts.now_ms,
+                should_roll(&active, &cfg, first, committed_end),
+            )
+        }) else {
+            return Ok(());
+        };
+        self.state.borrow_mut().last_now_ms = first_now_ms;
+        if roll {
             self.roll_locked(first_now_ms).await?;
         }
         let active = self.state.borrow().active()?;
@@ -249,22 +297,24 @@ impl Log {
         let log_start = self.log_start_offset().0;
         let mut end = start;
         let mut tracker = active.tracker.get();
-        let (mut new_offsets, mut new_times) = (Vec::new(), Vec::new());
-        let mut placed: Vec<Placed> = Vec::new();
-        let mut bufs: Vec<AppendBytes> = Vec::new();
+        let (mut new_offsets, mut new_times): NewIndexEntries = Default::default();
+        let mut placed = PlacedAppends::new();
+        let mut bufs = SmallVec::new();
         let mut iovecs = 0usize;
         let mut records_total = 0u64;
-        while let Some((_, next)) = inputs.front() {
-            if !placed.is_empty()
-                && (placed.len() >= APPEND_COALESCE_ENTRIES_MAX
-                    || end.size - start.size + next.batches.len() as u64
-                        > APPEND_COALESCE_BYTES_MAX
-                    || iovecs + next.batches.iovec_count() > APPEND_IOVECS_MAX
-                    || should_roll(&active, &cfg, next, end))
-            {
+        loop {
+            let fits = self.peek_front(left, |next| {
+                placed.is_empty()
+                    || !(placed.len() >= APPEND_COALESCE_ENTRIES_MAX
+                        || end.size - start.size + next.batches.len() as u64
+                            > APPEND_COALESCE_BYTES_MAX
+                        || iovecs + next.batches.iovec_count() > APPEND_IOVECS_MAX
+                        || should_roll(&active, &cfg, next, end))
+            });
+            if fits != Some(true) {
                 break;
             }
-            let Some((pending, mut input)) = inputs.pop_front() else {
+            let Some((pending, mut input)) = self.take_front(left) else {
                 break;
             };
             let metas = match input.stamp {

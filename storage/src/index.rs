@@ -16,6 +16,9 @@ pub const OFFSET_ENTRY_LEN: usize = 8;
 /// Size of one `.timeindex` entry.
 pub const TIME_ENTRY_LEN: usize = 12;
 
+/// `BatchMeta` of each batch of an append, in order (inline for the usual one batch).
+pub(crate) type BatchMetas = smallvec::SmallVec<[BatchMeta; 1]>;
+
 /// What the index maintenance needs to know about one batch.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct BatchMeta {
@@ -53,8 +56,8 @@ impl Tracker {
         pos: u64,
         meta: &BatchMeta,
         interval_bytes: u32,
-        offsets: &mut Vec<(u32, u32)>,
-        times: &mut Vec<(i64, u32)>,
+        offsets: &mut impl Extend<(u32, u32)>,
+        times: &mut impl Extend<(i64, u32)>,
     ) {
         if self.max_ts.is_none_or(|m| meta.max_ts > m.timestamp_ms) {
             self.max_ts = Some(TimestampOffset {
@@ -67,7 +70,7 @@ impl Tracker {
         }
         if self.bytes_since_index > u64::from(interval_bytes) {
             if let (Ok(rel), Ok(p)) = (u32::try_from(meta.last_offset - base), u32::try_from(pos)) {
-                offsets.push((rel, p));
+                offsets.extend([(rel, p)]);
             }
             self.time_entry(base, times);
             self.bytes_since_index = 0;
@@ -76,13 +79,13 @@ impl Tracker {
     }
 
     /// Adds a time entry for the running maximum if it is new (also used when sealing).
-    pub fn time_entry(&mut self, base: i64, times: &mut Vec<(i64, u32)>) {
+    pub fn time_entry(&mut self, base: i64, times: &mut impl Extend<(i64, u32)>) {
         let Some(m) = self.max_ts else { return };
         if self.last_time_entry_ts.is_some_and(|t| t >= m.timestamp_ms) {
             return;
         }
         if let Ok(rel) = u32::try_from(m.offset.0 - base) {
-            times.push((m.timestamp_ms, rel));
+            times.extend([(m.timestamp_ms, rel)]);
             self.last_time_entry_ts = Some(m.timestamp_ms);
         }
     }

@@ -28,12 +28,12 @@ use futures_util::lock::Mutex;
 
 use crate::append::PendingAppend;
 use crate::batch::BatchHeader;
-use crate::batch::{self, BatchInfo};
+use crate::batch::{self, BatchInfo, BatchInfos};
 use crate::checkpoint;
 use crate::commit::{self, GroupCommit};
 use crate::config::{LogConfig, TimestampType};
 use crate::error::StorageError;
-use crate::index::BatchMeta;
+use crate::index::{BatchMeta, BatchMetas};
 use crate::offset::{Offset, TimestampOffset};
 use crate::read::{self, ReadRequest, ReadSlice, SegmentView};
 use crate::recovery::RecoveryReport;
@@ -76,7 +76,7 @@ pub struct AppendInfo {
 /// describe the bytes.
 pub struct ValidBatches {
     bytes: Bytes,
-    infos: Vec<BatchInfo>,
+    infos: BatchInfos,
 }
 
 impl ValidBatches {
@@ -246,7 +246,7 @@ impl Log {
         opts: AppendOptions,
     ) -> Result<AppendInfo, StorageError> {
         let batches: Bytes = batches.into();
-        let mut infos = Vec::new();
+        let mut infos = BatchInfos::new();
         for one in batch::split_batches(&batches) {
             infos.push(validate_replicated(one?)?);
         }
@@ -655,7 +655,7 @@ pub(crate) fn check_before_write(
         infos.len(),
         metas.len()
     );
-    let mut batches = buf.batches();
+    let mut batches = buf.batches(infos);
     for (info, meta) in infos.iter().zip(metas) {
         let (header_bytes, rest) = batches.next().unwrap_or((&[], &[]));
         let header = BatchHeader::parse(header_bytes);
@@ -734,8 +734,8 @@ pub(crate) fn as_stamped(
     infos: &[BatchInfo],
     log_end: i64,
     log_start: i64,
-) -> Result<Vec<BatchMeta>, StorageError> {
-    let mut metas = Vec::with_capacity(infos.len());
+) -> Result<BatchMetas, StorageError> {
+    let mut metas = BatchMetas::with_capacity(infos.len());
     let mut next = log_end;
     for info in infos {
         let header = &info.header;
@@ -764,8 +764,8 @@ pub(crate) fn rewrite(
     base_offset: i64,
     cfg: &LogConfig,
     opts: AppendOptions,
-) -> Vec<BatchMeta> {
-    let mut metas = Vec::with_capacity(infos.len());
+) -> BatchMetas {
+    let mut metas = BatchMetas::with_capacity(infos.len());
     let mut infos_left = infos.iter();
     let mut next = base_offset;
     buf.stamp_each(infos.iter().map(|i| i.size), |header, rest| {

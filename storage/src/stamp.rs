@@ -20,9 +20,9 @@
 
 use bytes::{Bytes, BytesMut};
 use compio::buf::IoVectoredBuf;
+use smallvec::SmallVec;
 
-use crate::batch::{BatchInfo, BATCH_HEADER_LEN, LOG_OVERHEAD};
-use crate::header::be_i32;
+use crate::batch::{BatchInfo, BATCH_HEADER_LEN};
 
 /// Most iovecs one segment write takes (io_uring WRITEV and `pwritev` refuse more than
 /// `UIO_MAXIOV`, 1024; the inline `pwritev` takes them from a stack array of this size).
@@ -34,6 +34,14 @@ const SHARED_BATCHES_MAX: usize = APPEND_IOVECS_MAX / 2;
 /// One batch's fixed header, copied out of a shared buffer to be stamped.
 type Header = [u8; BATCH_HEADER_LEN];
 
+/// One batch of a shared append: its stamped header copy and its size as validation parsed
+/// it (the write and the pre-write check take the size from here, not from the header).
+#[derive(Clone, Copy)]
+pub(crate) struct SharedBatch {
+    header: Header,
+    size: usize,
+}
+
 /// See the module documentation.
 pub(crate) enum AppendBytes {
     Unstamped(Bytes),
@@ -44,29 +52,24 @@ pub(crate) enum AppendBytes {
 /// The stamped headers of a shared append: inline for the usual single batch (no heap
 /// allocation per produced batch).
 pub(crate) enum Headers {
-    One(Header),
-    Many(Vec<Header>),
+    One(SharedBatch),
+    Many(Vec<SharedBatch>),
 }
 
 impl Headers {
-    fn as_slice(&self) -> &[Header] {
+    fn as_slice(&self) -> &[SharedBatch] {
         match self {
             Headers::One(h) => std::slice::from_ref(h),
             Headers::Many(v) => v,
         }
     }
 
-    fn as_mut_slice(&mut self) -> &mut [Header] {
+    fn as_mut_slice(&mut self) -> &mut [SharedBatch] {
         match self {
             Headers::One(h) => std::slice::from_mut(h),
             Headers::Many(v) => v,
         }
     }
-}
-
-/// Bytes of a batch whose fixed header is `header` (its length field; validation checked it).
-fn batch_size(header: &[u8]) -> usize {
-    be_i32(header, 8).map_or(0, |len| LOG_OVERHEAD + usize::try_from(len).unwrap_or(0))
 }
 
 impl AppendBytes {
@@ -82,20 +85,20 @@ impl AppendBytes {
             let copied = bytes.len() as u64;
             return (AppendBytes::Owned(BytesMut::from(&bytes[..])), copied);
         }
-        let header_at = |at: usize| {
-            let mut h = [0u8; BATCH_HEADER_LEN];
+        let batch_at = |at: usize, size: usize| {
+            let mut header = [0u8; BATCH_HEADER_LEN];
             if let Some(src) = bytes.get(at..at + BATCH_HEADER_LEN) {
-                h.copy_from_slice(src);
+                header.copy_from_slice(src);
             }
-            h
+            SharedBatch { header, size }
         };
         let headers = match infos {
-            [_] => Headers::One(header_at(0)),
+            [one] => Headers::One(batch_at(0, one.size)),
             _ => {
                 let mut at = 0usize;
                 let mut many = Vec::with_capacity(infos.len());
                 for info in infos {
-                    many.push(header_at(at));
+                    many.push(batch_at(at, info.size));
                     at += info.size;
                 }
                 Headers::Many(many)
@@ -124,8 +127,9 @@ impl AppendBytes {
     }
 
     /// Calls `stamp` with each batch as its mutable fixed header and its (unchanged) rest,
-    /// in order; `sizes` are the batches' sizes (from validation). Only a leader's append is
-    /// stamped: an `Unstamped` one reaching here is a broken invariant.
+    /// in order; `sizes` are the batches' sizes (from validation; a shared append kept them
+    /// with its headers). Only a leader's append is stamped: an `Unstamped` one reaching here
+    /// is a broken invariant.
     pub(crate) fn stamp_each(
         &mut self,
         sizes: impl Iterator<Item = usize>,
@@ -149,29 +153,31 @@ impl AppendBytes {
                 }
             }
             AppendBytes::Shared { body, headers } => {
-                for (header, size) in headers.as_mut_slice().iter_mut().zip(sizes) {
-                    let rest = body.get(at + BATCH_HEADER_LEN..at + size).unwrap_or(&[]);
-                    stamp(header, rest);
-                    at += size;
+                for one in headers.as_mut_slice() {
+                    let rest = body
+                        .get(at + BATCH_HEADER_LEN..at + one.size)
+                        .unwrap_or(&[]);
+                    stamp(&mut one.header, rest);
+                    at += one.size;
                 }
             }
         }
     }
 
-    /// Each batch as its fixed header and the rest, as they will be written.
-    pub(crate) fn batches(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+    /// Each batch as its fixed header and the rest, as they will be written, cut at the
+    /// sizes validation parsed (`infos`: this append's batches, in order; a shared append
+    /// kept the same sizes with its headers). Ends early where the bytes run out.
+    pub(crate) fn batches<'a>(
+        &'a self,
+        infos: &'a [BatchInfo],
+    ) -> impl Iterator<Item = (&'a [u8], &'a [u8])> {
         let (owned, shared) = self.parts();
-        let owned = owned.into_iter().flat_map(|buf| {
+        let owned = owned.into_iter().flat_map(move |buf| {
             let mut at = 0usize;
-            std::iter::from_fn(move || {
-                let batch = buf.get(at..)?;
-                let size = batch_size(batch).min(batch.len());
-                let header_len = BATCH_HEADER_LEN.min(size);
-                if size == 0 {
-                    return None;
-                }
-                at += size;
-                batch.get(..size).map(|b| b.split_at(header_len))
+            infos.iter().map_while(move |info| {
+                let batch = buf.get(at..at + info.size)?;
+                at += info.size;
+                Some(batch.split_at(BATCH_HEADER_LEN.min(info.size)))
             })
         });
         owned.chain(shared)
@@ -205,7 +211,7 @@ impl AppendBytes {
 /// Iterator over a shared append's batches.
 #[derive(Default)]
 struct SharedBatches<'a> {
-    headers: &'a [Header],
+    headers: &'a [SharedBatch],
     body: &'a [u8],
     at: usize,
 }
@@ -214,20 +220,19 @@ impl<'a> Iterator for SharedBatches<'a> {
     type Item = (&'a [u8], &'a [u8]);
 
     fn next(&mut self) -> Option<Self::Item> {
-        let (header, others) = self.headers.split_first()?;
+        let (one, others) = self.headers.split_first()?;
         self.headers = others;
-        let size = batch_size(header);
         let rest = self
             .body
-            .get(self.at + BATCH_HEADER_LEN..self.at + size)
+            .get(self.at + BATCH_HEADER_LEN..self.at + one.size)
             .unwrap_or(&[]);
-        self.at += size;
-        Some((&header[..], rest))
+        self.at += one.size;
+        Some((&one.header[..], rest))
     }
 }
 
-/// The appends of one segment write, as the vectored write takes them.
-pub(crate) struct WriteBufs(pub Vec<AppendBytes>);
+/// The appends of one segment write, as the vectored write takes them (inline for one).
+pub(crate) struct WriteBufs(pub SmallVec<[AppendBytes; 1]>);
 
 impl IoVectoredBuf for WriteBufs {
     fn iter_slice(&self) -> impl Iterator<Item = &[u8]> {

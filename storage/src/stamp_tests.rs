@@ -5,7 +5,7 @@ use bytes::{Bytes, BytesMut};
 use compio::buf::IoVectoredBuf;
 
 use super::{AppendBytes, WriteBufs, SHARED_BATCHES_MAX};
-use crate::batch::{self, BatchHeader, BatchInfo, BATCH_HEADER_LEN};
+use crate::batch::{self, BatchHeader, BatchInfo, BatchInfos, BATCH_HEADER_LEN};
 use crate::builder::BatchBuilder;
 use crate::config::{LogConfig, TimestampType};
 use crate::log::{rewrite, AppendOptions};
@@ -13,7 +13,7 @@ use crate::log::{rewrite, AppendOptions};
 /// `count` batches back to back; each one's header claims a max timestamp below its records'
 /// (so a CreateTime append must correct it and recompute the CRC), every second one with a
 /// producer id.
-fn batches(count: usize) -> (Bytes, Vec<BatchInfo>) {
+fn batches(count: usize) -> (Bytes, BatchInfos) {
     let mut buf = BytesMut::new();
     for n in 0..count {
         let mut b = BatchBuilder::new(1_000 + n as i64);
@@ -61,7 +61,7 @@ fn stamped_copy(
 }
 
 fn written(bytes: AppendBytes) -> Vec<u8> {
-    WriteBufs(vec![bytes])
+    WriteBufs(smallvec::smallvec![bytes])
         .iter_slice()
         .flatten()
         .copied()
@@ -148,7 +148,7 @@ fn batches_split_each_form_at_the_header() {
     let (shared, _) = AppendBytes::from_received(received, &infos);
     let owned = AppendBytes::Owned(BytesMut::from(&held[..]));
     for bytes in [shared, owned] {
-        let parts: Vec<(&[u8], &[u8])> = bytes.batches().collect();
+        let parts: Vec<(&[u8], &[u8])> = bytes.batches(&infos).collect();
         assert_eq!(parts.len(), 3);
         let mut at = 0usize;
         for ((header, rest), info) in parts.iter().zip(&infos) {
@@ -169,16 +169,16 @@ fn the_write_points_into_the_received_buffer() {
     let held = received.clone();
     let (shared, _) = AppendBytes::from_received(received, &infos);
     let mut at = 0usize;
-    for ((header, rest), info) in shared.batches().zip(&infos) {
+    for ((header, rest), info) in shared.batches(&infos).zip(&infos) {
         assert_ne!(header.as_ptr(), held[at..].as_ptr(), "the header is a copy");
         assert_eq!(rest.as_ptr(), held[at + BATCH_HEADER_LEN..].as_ptr());
         at += info.size;
     }
     let follower = AppendBytes::Unstamped(held.clone());
-    let bufs = WriteBufs(vec![follower]);
+    let bufs = WriteBufs(smallvec::smallvec![follower]);
     let slices: Vec<&[u8]> = bufs.iter_slice().collect();
     assert_eq!(slices.len(), 1);
     assert_eq!(slices[0].as_ptr(), held.as_ptr());
     assert_eq!(slices[0].len(), held.len());
-    assert_eq!(bufs.0[0].batches().count(), 3);
+    assert_eq!(bufs.0[0].batches(&infos).count(), 3);
 }

@@ -12,7 +12,10 @@ mod common;
 
 use common::*;
 use futures_util::future::join_all;
-use storage::{BatchBuilder, BatchHeader, Log, LogConfig, Offset, StorageError};
+use std::future::Future;
+use std::pin::Pin;
+
+use storage::{AppendInfo, BatchBuilder, BatchHeader, Log, LogConfig, Offset, StorageError};
 
 const APPENDS: u32 = 8;
 const RECORDS: u32 = 3;
@@ -98,17 +101,24 @@ fn appends_queued_during_a_write_share_one_write_in_order() {
     });
 }
 
+/// A config whose segments hold two of this file's batches (io_uring writes), and the size
+/// of one batch.
+fn two_batch_segments() -> (LogConfig, u64) {
+    let batch_bytes = batch(0, RECORDS, ts_of(0)).len() as u64;
+    let config = LogConfig {
+        write_inline_max_bytes: 0,
+        segment_bytes_max: 2 * batch_bytes + batch_bytes / 2,
+        ..LogConfig::default()
+    };
+    (config, batch_bytes)
+}
+
 #[test]
 fn a_group_never_crosses_a_segment_roll() {
     let root = tempfile::tempdir().unwrap();
     rt().block_on(async {
         // Segments of 2 batches: the queued appends are split at every roll.
-        let batch_bytes = batch(0, RECORDS, ts_of(0)).len() as u64;
-        let config = LogConfig {
-            write_inline_max_bytes: 0,
-            segment_bytes_max: 2 * batch_bytes + batch_bytes / 2,
-            ..LogConfig::default()
-        };
+        let (config, batch_bytes) = two_batch_segments();
         let log = Log::open(root.path().join("roll-0"), config).await.unwrap();
         concurrent_appends_in_order(&log).await;
         // Two batches per segment, so a segment starts every second append.
@@ -174,6 +184,27 @@ fn a_refused_follower_append_fails_alone_in_its_group() {
     });
 }
 
+/// Appends 0 to `last` start in one poll; 0 is written, then 1 gets the lock, starts its
+/// group's first write and is dropped mid-write. Returns appends 2 to `last`, still pending.
+async fn cancel_holder_mid_write(
+    log: &Log,
+    last: u32,
+) -> Vec<Pin<Box<impl Future<Output = Result<AppendInfo, StorageError>> + '_>>> {
+    let mut appends: Vec<_> = (0..=last)
+        .map(|tag| Box::pin(log.append(batch(tag, RECORDS, ts_of(tag)), opts(5_000))))
+        .collect();
+    for append in &mut appends {
+        assert!(futures_util::poll!(append).is_pending());
+    }
+    let queued = appends.split_off(2);
+    let mut holder = appends.pop().unwrap();
+    let first = appends.pop().unwrap();
+    assert_eq!(first.await.unwrap().base_offset, Offset(0));
+    assert!(futures_util::poll!(&mut holder).is_pending());
+    drop(holder);
+    queued
+}
+
 #[test]
 fn a_cancelled_group_write_answers_its_appends_not_written_and_commits_none() {
     let root = tempfile::tempdir().unwrap();
@@ -185,18 +216,10 @@ fn a_cancelled_group_write_answers_its_appends_not_written_and_commits_none() {
         let log = Log::open(root.path().join("cancel-0"), config)
             .await
             .unwrap();
-        let append = |tag| log.append(batch(tag, RECORDS, ts_of(tag)), opts(5_000));
-        // 0 holds the lock with its write in flight; 1 and 2 queue behind it.
-        let mut first = Box::pin(append(0));
-        let mut leader = Box::pin(append(1));
-        let mut follower = Box::pin(append(2));
-        assert!(futures_util::poll!(&mut first).is_pending());
-        assert!(futures_util::poll!(&mut leader).is_pending());
-        assert!(futures_util::poll!(&mut follower).is_pending());
-        assert_eq!(first.await.unwrap().base_offset, Offset(0));
-        // 1 gets the lock and starts the write of 1 and 2; its caller goes away mid-write.
-        assert!(futures_util::poll!(&mut leader).is_pending());
-        drop(leader);
+        // 0 holds the lock with its write in flight; 1 and 2 queue behind it; 1 gets the
+        // lock and starts the write of 1 and 2, and its caller goes away mid-write.
+        let mut queued = cancel_holder_mid_write(&log, 2).await;
+        let follower = queued.remove(0);
         match follower.await {
             Err(e @ StorageError::NotWritten) => assert!(!e.is_disk_fault()),
             other => panic!("the queued append of a cancelled write: {other:?}"),
@@ -208,9 +231,40 @@ fn a_cancelled_group_write_answers_its_appends_not_written_and_commits_none() {
             "nothing of the cancelled write committed"
         );
         // The log goes on where the cancelled write would have written.
-        let info = append(3).await.unwrap();
+        let info = log
+            .append(batch(3, RECORDS, ts_of(3)), opts(5_000))
+            .await
+            .unwrap();
         assert_eq!(info.base_offset, Offset(n));
         assert_eq!(stored(&log).await, vec![(ts_of(0), 0), (ts_of(3), n)]);
+    });
+}
+
+/// A group that takes more than one write (here split by a segment roll) leaves the appends
+/// of its later writes queued until each write starts: when its holder is cancelled during
+/// the first write, the next lock holder writes the rest, in queue order (nothing of the
+/// cancelled write committed, nothing queued lost).
+#[test]
+fn a_cancelled_holder_leaves_the_rest_of_its_group_to_the_next() {
+    let root = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        // Segments of 2 batches: appends 0 and 1 fill the first, 2 rolls.
+        let (config, _) = two_batch_segments();
+        let log = Log::open(root.path().join("cancel-1"), config)
+            .await
+            .unwrap();
+        // 1 gets the lock and starts the write of 1 alone (2 needs a roll); then goes away.
+        let mut queued = cancel_holder_mid_write(&log, 3).await;
+        let (second, third) = (queued.remove(0), queued.remove(0));
+        let n = i64::from(RECORDS);
+        let (second, third) = futures_util::join!(second, third);
+        assert_eq!(second.unwrap().base_offset, Offset(n));
+        assert_eq!(third.unwrap().base_offset, Offset(2 * n));
+        assert_eq!(log.log_end_offset(), Offset(3 * n));
+        assert_eq!(
+            stored(&log).await,
+            vec![(ts_of(0), 0), (ts_of(2), n), (ts_of(3), 2 * n)]
+        );
     });
 }
 
