@@ -49,4 +49,6 @@ pub use seal::SealGate;
 pub use segment::{file_stem, txn_index_path};
 pub mod sync;
 mod writeback;
+mod prealloc;
+pub use prealloc::ZeroAheadStats;
 pub use writeback::WritebackStats;
