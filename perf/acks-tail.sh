@@ -5,7 +5,7 @@
 #   - every io_uring op's submit and completion (`perf record` of the io_uring tracepoints;
 #     perf/uring_op_latency.py --slowest: per-opcode latency, the slowest ops with their time
 #     in the leg, and per 100 ms the longest FSYNC and the ops in flight);
-#   - the disk's request counters every 50 ms (/sys/block/DEV/stat: writes, flushes, in flight)
+#   - the disk's request counters every 200 ms (/sys/block/DEV/stat: writes, flushes, in flight)
 #     and the broker's own write bytes (/proc/PID/io), so writes of other processes in the same
 #     window show up;
 #   - the generator's per-second acked rate and publish p50/p99/max (sluice-bench summary).
@@ -42,9 +42,14 @@ for round in $(seq 1 "$ROUNDS"); do
     perf record -e io_uring:io_uring_submit_req -e io_uring:io_uring_complete -p "$BROKER_PID" \
       -o "$RESULTS/$leg.uring" -- sleep $((DURATION_S + 1)) >"$RESULTS/$leg.perf.log" 2>&1 &
     rec=$!
+    # Builtins only (no process per sample next to the legs): the disk's counters and the
+    # broker's write_bytes every 200 ms.
     (while kill -0 "$bench" 2>/dev/null; do
-       echo "$(date +%s.%N) $(cat /sys/block/$DEV/stat) $(awk '/^write_bytes/ {print $2}' /proc/$BROKER_PID/io 2>/dev/null || echo 0)"
-       sleep 0.05
+       read -r stat <"/sys/block/$DEV/stat"
+       wb=0
+       while read -r k v; do [[ $k == write_bytes: ]] && wb=$v; done <"/proc/$BROKER_PID/io" || true
+       echo "$EPOCHREALTIME $stat $wb"
+       sleep 0.2
      done) >"$RESULTS/$leg.disk" &
     wait "$bench" || true
     wait "$rec" || true
