@@ -405,7 +405,15 @@ impl Log {
         crate::writeback::after_write(&self.writeback, &fd, active.base, end.size, threshold);
         let (za, seg_max) = (cfg.zero_ahead_bytes, cfg.segment_bytes_max);
         let at = (active.base, end.size);
-        crate::prealloc::after_write(&self.zero_ahead, &self.commit, &self.state, &fd, at, za, seg_max);
+        crate::prealloc::after_write(
+            &self.zero_ahead,
+            &self.commit,
+            &self.state,
+            &fd,
+            at,
+            za,
+            seg_max,
+        );
         {
             let mut st = self.state.borrow_mut();
             st.appended_messages_total = st.appended_messages_total.saturating_add(records_total);

@@ -86,7 +86,10 @@ impl ZeroAhead {
     /// Whether the file of segment `base` may extend past `size` (zeros written or being
     /// written there).
     pub fn extends_past(&self, base: i64, size: u64) -> bool {
-        let zeroed = self.zeroed.get().is_some_and(|(b, end)| b == base && end > size);
+        let zeroed = self
+            .zeroed
+            .get()
+            .is_some_and(|(b, end)| b == base && end > size);
         zeroed || self.op.borrow().as_ref().is_some_and(|op| op.base == base)
     }
 
@@ -152,7 +155,14 @@ pub(crate) fn after_write(
         s.started_total += 1;
         s.bytes_total += to - from;
     });
-    let task = zero(za.clone(), gc.clone(), state.clone(), fd.clone(), (base, from, to), len);
+    let task = zero(
+        za.clone(),
+        gc.clone(),
+        state.clone(),
+        fd.clone(),
+        (base, from, to),
+        len,
+    );
     let done = task.boxed_local().shared();
     *za.op.borrow_mut() = Some(Op {
         base,

@@ -57,19 +57,32 @@ fn zeros_stay_ahead_of_the_data_and_are_cut_at_roll_and_close() {
         fill(&log, 200).await;
         zeroing_settled(&log).await;
         let stats = log.zero_ahead_stats();
-        assert!(stats.started_total >= 1 && stats.bytes_total >= ZERO_AHEAD / 2, "{stats:?}");
+        assert!(
+            stats.started_total >= 1 && stats.bytes_total >= ZERO_AHEAD / 2,
+            "{stats:?}"
+        );
         assert_eq!(stats.failed_total, 0);
         let active = files_with(&dir, ".log").pop().unwrap();
         let size = log.size_bytes();
         let len = file_len(&active);
-        assert!(len > size, "file {len} should extend past the log's {size} bytes");
-        assert!(len - size <= ZERO_AHEAD, "at most zero-ahead bytes of zeros: {len} vs {size}");
+        assert!(
+            len > size,
+            "file {len} should extend past the log's {size} bytes"
+        );
+        assert!(
+            len - size <= ZERO_AHEAD,
+            "at most zero-ahead bytes of zeros: {len} vs {size}"
+        );
         // Nothing past the log end is readable: exactly the appended batches come back.
         let before = read_all(&log).await;
         assert_eq!(before.len() as u64, size);
 
         log.roll().await.unwrap();
-        assert_eq!(file_len(&active), size, "a rolled segment ends where its data does");
+        assert_eq!(
+            file_len(&active),
+            size,
+            "a rolled segment ends where its data does"
+        );
         let more = fill(&log, 50).await;
         zeroing_settled(&log).await;
         log.close().await.unwrap();
@@ -84,7 +97,10 @@ fn zeros_stay_ahead_of_the_data_and_are_cut_at_roll_and_close() {
 
         let log = Log::open(dir.clone(), config()).await.unwrap();
         let report = log.recovery_report();
-        assert!(report.clean_shutdown && report.zero_tails.is_empty(), "{report:?}");
+        assert!(
+            report.clean_shutdown && report.zero_tails.is_empty(),
+            "{report:?}"
+        );
         assert!(report.truncated.is_none() && report.damaged_segments.is_empty());
         let all = read_all(&log).await;
         assert_eq!(&all[..before.len()], &before[..]);
@@ -148,20 +164,28 @@ fn a_crash_leaves_zeros_that_recovery_cuts_as_the_end_not_as_damage() {
         let log = Log::open(dir.clone(), config()).await.unwrap();
         let report = log.recovery_report().clone();
         assert!(!report.clean_shutdown);
-        assert!(report.truncated.is_none(), "zeros are not damage: {report:?}");
+        assert!(
+            report.truncated.is_none(),
+            "zeros are not damage: {report:?}"
+        );
         assert_eq!(report.zero_tails.len(), 1, "{report:?}");
         assert_eq!(report.zero_tails[0].position, end.1);
         assert_eq!(log.log_end_offset(), end.0);
         assert_eq!(file_len(&active), end.1, "the zeros were cut");
         let info = log.append(batch(7, 3, 9_000), opts(9_000)).await.unwrap();
-        assert_eq!(info.base_offset, end.0, "appends continue at the recovered end");
+        assert_eq!(
+            info.base_offset, end.0,
+            "appends continue at the recovered end"
+        );
     });
 }
 
 /// Two segments, the first sealed; 8 KiB of zeros appended to its file (with its last batch
 /// replaced by zeros too if `zero_last_batch`); reopened with no checkpoint (every segment
 /// scanned, as after a crash before the first segment's seal).
-fn reopen_with_zeros_after_first_segment(zero_last_batch: bool) -> (storage::RecoveryReport, usize) {
+fn reopen_with_zeros_after_first_segment(
+    zero_last_batch: bool,
+) -> (storage::RecoveryReport, usize) {
     let root = tempfile::tempdir().unwrap();
     let dir = part_dir(root.path());
     let last_batch_bytes = rt().block_on(async {
@@ -191,7 +215,10 @@ fn reopen_with_zeros_after_first_segment(zero_last_batch: bool) -> (storage::Rec
 #[test]
 fn zeros_after_a_sealed_segment_are_its_end_only_if_the_next_segment_continues_it() {
     let (report, segments) = reopen_with_zeros_after_first_segment(false);
-    assert!(report.checkpoint_missing || !report.scanned_segments.is_empty(), "{report:?}");
+    assert!(
+        report.checkpoint_missing || !report.scanned_segments.is_empty(),
+        "{report:?}"
+    );
     assert!(report.truncated.is_none(), "{report:?}");
     assert_eq!(report.zero_tails.len(), 1, "{report:?}");
     assert_eq!(segments, 2, "the next segment is kept");
