@@ -258,3 +258,32 @@ fn a_torn_batch_before_the_zeros_is_still_damage() {
         assert_eq!(file_len(&active), size);
     });
 }
+
+#[test]
+fn the_zeroing_fdatasync_makes_nothing_durable() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = part_dir(root.path());
+    rt().block_on(async {
+        // No flush policy: only a caller's wait (acks=all) or flush may move the durable end.
+        let log = Log::open(dir.clone(), config()).await.unwrap();
+        fill(&log, 50).await;
+        zeroing_settled(&log).await;
+        assert_eq!(
+            log.durable_end_offset().0,
+            0,
+            "the zeros' fdatasync claimed data durable"
+        );
+        assert_eq!(
+            log.fsync_count(),
+            0,
+            "zeroing fsyncs are not the log's data fsyncs"
+        );
+        let end = log.log_end_offset();
+        let storage::Offset(last) = end;
+        assert_eq!(
+            log.wait_durable(storage::Offset(last - 1)).await.unwrap(),
+            end
+        );
+        assert_eq!(log.fsync_count(), 1);
+    });
+}
