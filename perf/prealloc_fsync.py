@@ -10,6 +10,8 @@ Modes (each a fresh file of SIZE_MIB under DIR, N appends of BS bytes, fdatasync
   zeroed  the whole file written with zeros and fdatasynced first: appends are overwrites
   ahead   zeros written (and fdatasynced with the next append) AHEAD_MIB ahead of the append
           position, as a background zero-ahead would; the size grows with the zeros
+  keepahead  fallocate(KEEP_SIZE) of AHEAD_MIB ahead of the append position, in steps (the
+          size grows with the appends; the extents stay long)
 
 Usage: perf/prealloc_fsync.py [DIR] ; env N, BS, SIZE_MIB, AHEAD_MIB, FILES, MODES, DEV.
 FILES > 1 appends to FILES files in turn (the broker's 16 partitions), one fdatasync each.
@@ -69,6 +71,9 @@ def run(mode):
         fd = fds[k]
         if mode == "ahead" and pos[k] + BS > ahead[k] - AHEAD // 2:
             os.pwrite(fd, zeros, ahead[k])  # stands in for the background zero-ahead
+            ahead[k] += AHEAD
+        if mode == "keepahead" and pos[k] + BS > ahead[k] - AHEAD // 2:
+            fallocate(fd, FALLOC_FL_KEEP_SIZE, ahead[k], AHEAD)
             ahead[k] += AHEAD
         os.pwrite(fd, buf, pos[k])
         pos[k] += BS
