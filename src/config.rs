@@ -172,6 +172,11 @@ pub struct ConfigFile {
     /// or of the flush policy finds less to write; 0 = never (`storage::writeback`).
     #[serde(rename = "log.writeback.start.bytes")]
     pub log_writeback_start_bytes: u64,
+    /// Keep the blocks up to this many bytes past a partition's active segment end written
+    /// with zeros, so appends overwrite allocated blocks and an acks=all fdatasync writes no
+    /// extent block or file size (ext4); 0 = off (`storage::prealloc`, decision 0034).
+    #[serde(rename = "log.zero.ahead.bytes")]
+    pub log_zero_ahead_bytes: u64,
     /// Partitions of the internal `__consumer_offsets` topic (fixed once the topic exists).
     #[serde(rename = "offsets.topic.num.partitions")]
     pub offsets_topic_num_partitions: u32,
@@ -593,6 +598,7 @@ impl Default for ConfigFile {
             log_flush_interval_ms: i64::MAX,
             log_message_timestamp_type: "CreateTime".to_owned(),
             log_writeback_start_bytes: log.writeback_start_bytes,
+            log_zero_ahead_bytes: log.zero_ahead_bytes,
             offsets_topic_num_partitions: 50,
             offsets_topic_segment_bytes: 104_857_600,
             offsets_retention_minutes: 10_080,
@@ -1078,6 +1084,7 @@ impl BrokerConfig {
             write_inline_max_bytes: self.log.log_write_inline_max_bytes,
             inflated_batch_bytes_max: self.log.log_batch_inflated_max_bytes,
             writeback_start_bytes: self.log.log_writeback_start_bytes,
+            zero_ahead_bytes: self.log.log_zero_ahead_bytes,
         })
     }
 }

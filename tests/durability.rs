@@ -60,7 +60,39 @@ fn assert_appends_continue(broker: &Broker, topic: &str, marks: &[(i64, i64)]) {
 
 #[test]
 fn kill_9_loses_no_acknowledged_message() {
-    let mut broker = Broker::start(BrokerOpts::default());
+    kill_9_loses_nothing_acknowledged(BrokerOpts::default(), false);
+}
+
+/// The same with zero-ahead on (`log.zero.ahead.bytes`, `storage/src/prealloc.rs`): the
+/// killed broker's active segments end in zeros, which recovery must read as their end.
+#[test]
+fn kill_9_with_zeros_ahead_of_the_active_segments_loses_no_acknowledged_message() {
+    let opts = BrokerOpts::default().config("\"log.zero.ahead.bytes\" = 65536\n");
+    kill_9_loses_nothing_acknowledged(opts, true);
+}
+
+/// Bytes of the `.log` files under `dir` that follow the last nonzero byte of each.
+fn zero_tail_bytes(dir: &std::path::Path) -> u64 {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            total += zero_tail_bytes(&path);
+        } else if path.extension().is_some_and(|e| e == "log") {
+            let bytes = std::fs::read(&path).unwrap();
+            let data = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+            total += (bytes.len() - data) as u64;
+        }
+    }
+    total
+}
+
+/// Produces with acks=all, kill -9s the broker mid-stream, restarts it: every acknowledged
+/// record is there at its offset, offsets are contiguous, appends continue. `zeros`: the
+/// killed broker's segment files must end in zeros (zero-ahead was on), so the recovery read
+/// them (how it reports them is `storage/tests/prealloc.rs`'s).
+fn kill_9_loses_nothing_acknowledged(opts: BrokerOpts, zeros: bool) {
+    let mut broker = Broker::start(opts);
     let topic = unique_name("crash");
     let partitions = 4;
     kafka::create_topic(&broker, &topic, partitions);
@@ -101,6 +133,12 @@ fn kill_9_loses_no_acknowledged_message() {
         .filter_map(|d| d.result.as_ref().ok().map(|r| (d.id, *r)))
         .collect();
     assert!(acked.len() >= acked_before_kill);
+    if zeros {
+        assert!(
+            zero_tail_bytes(&broker.data_dir()) > 0,
+            "no zeros ahead when killed"
+        );
+    }
 
     broker.start_again();
 

@@ -122,6 +122,7 @@ sections! {
         log_write_inline_max_bytes: u32,
         log_batch_inflated_max_bytes: u64,
         log_writeback_start_bytes: u64,
+        log_zero_ahead_bytes: u64,
         log_sealed_segment_files_open_max: usize,
         log_active_segment_files_open_max: usize,
         log_flush_interval_messages: i64,

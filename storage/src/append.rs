@@ -441,6 +441,7 @@ impl Log {
             }
         };
         let bufs = WriteBufs(bufs);
+        crate::prealloc::before_write(&self.zero_ahead, active.base, end.size).await;
         if let Err(e) = fd.write_segment_vectored(bufs, start.size, inline).await {
             let e = write_failed(&active, start.size, len, e);
             for p in &placed {
@@ -452,6 +453,17 @@ impl Log {
         self.commit_write(&active, start, end, tracker, (new_offsets, new_times));
         let threshold = cfg.writeback_start_bytes;
         crate::writeback::after_write(&self.writeback, &fd, active.base, end.size, threshold);
+        let (za, seg_max) = (cfg.zero_ahead_bytes, cfg.segment_bytes_max);
+        let at = (active.base, end.size);
+        crate::prealloc::after_write(
+            &self.zero_ahead,
+            &self.commit,
+            &self.state,
+            &fd,
+            at,
+            za,
+            seg_max,
+        );
         {
             let mut st = self.state.borrow_mut();
             st.appended_messages_total = st.appended_messages_total.saturating_add(records_total);

@@ -49,6 +49,12 @@ pub struct LogConfig {
     /// 1.2-4.3x for 16 KiB appends with one fsync at the end and 1.2-1.5x for acks=1 at broker
     /// level, neutral for acks=all (decision 0031).
     pub writeback_start_bytes: u64,
+    /// log.zero.ahead.bytes (a Sluice broker setting): keep the blocks up to this many bytes
+    /// past the active segment's end written with zeros (once the end comes within half of
+    /// it), so appends overwrite allocated blocks and their fdatasync writes no extent-tree
+    /// block or file size; 0 = off (`prealloc.rs`, decision 0034). Never past
+    /// `segment_bytes_max`.
+    pub zero_ahead_bytes: u64,
 }
 
 impl Default for LogConfig {
@@ -68,6 +74,7 @@ impl Default for LogConfig {
             write_inline_max_bytes: 64 * 1024,
             inflated_batch_bytes_max: 128 * 1024 * 1024,
             writeback_start_bytes: 1024 * 1024,
+            zero_ahead_bytes: 0,
         }
     }
 }

@@ -47,6 +47,8 @@ pub use recovery::{IndexRebuild, RecoveryReport, RemovedSegment, Truncation};
 #[doc(hidden)]
 pub use seal::SealGate;
 pub use segment::{file_stem, txn_index_path};
+mod prealloc;
 pub mod sync;
 mod writeback;
+pub use prealloc::ZeroAheadStats;
 pub use writeback::WritebackStats;

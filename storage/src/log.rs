@@ -111,6 +111,8 @@ pub struct Log {
     segment_writes_total: Cell<u64>,
     /// Early writeback of appended ranges (`writeback.rs`).
     pub(crate) writeback: Rc<crate::writeback::Writeback>,
+    /// Zeros written ahead of the active segment's end (`prealloc.rs`).
+    pub(crate) zero_ahead: Rc<crate::prealloc::ZeroAhead>,
     report: RecoveryReport,
     /// What the checkpoint file holds, as far as this log wrote or read it (`None`: unknown or
     /// absent). `close` skips all its work when the file already says what it would write.
@@ -142,6 +144,7 @@ impl Log {
             append_copied_bytes_total: Cell::new(0),
             segment_writes_total: Cell::new(0),
             writeback: Rc::default(),
+            zero_ahead: Rc::default(),
             report,
         }
     }
@@ -550,6 +553,8 @@ impl Log {
         }
         // One seal at a time: the previous segment's, if still running, first.
         self.await_seal().await?;
+        // A sealed segment's file ends where its data does (the seal's fdatasync makes it so).
+        crate::prealloc::trim(&self.zero_ahead, &active).await?;
         // The old segment's last index entries are written now, under the lock (only fsyncs
         // run in the background), then the new segment is created.
         let created = async {

@@ -224,7 +224,8 @@ async fn recover(
             continue;
         };
         if i >= scan_from {
-            let damaged = full_scan(&seg, config, report).await?;
+            let next_base = bases.get(i + 1).copied();
+            let damaged = full_scan(&seg, config, report, next_base).await?;
             if damaged || (seg.size.get() == 0 && i != last) {
                 if !damaged {
                     report.removed_segments.push(RemovedSegment {
@@ -352,10 +353,12 @@ async fn drop_after(
 }
 
 /// Verifies a whole segment, truncating a damaged tail; returns whether it was damaged.
+/// `next_base`: the next segment's base offset, where one follows.
 async fn full_scan(
     seg: &Segment,
     config: &LogConfig,
     report: &mut RecoveryReport,
+    next_base: Option<i64>,
 ) -> Result<bool, StorageError> {
     let size = seg.size.get();
     let fd = seg.log.get().await?;
@@ -364,28 +367,45 @@ async fn full_scan(
     // seal completed): its time index must end with its largest timestamp, as a seal leaves it.
     scan.add_final_time_entry(seg.base);
     report.scanned_segments.push(Offset(seg.base));
-    let damaged = apply_scan(seg, &scan, size, report).await?;
+    let damaged = apply_scan(seg, &scan, size, next_base, report).await?;
     *seg.indexes.borrow_mut() = Some(scan.indexes);
     seg.write_index_files().await?;
     fd.sync(false).await?;
     Ok(damaged)
 }
 
-/// Installs scan results on `seg`; truncates the file after the last valid batch.
+/// Installs scan results on `seg`; truncates the file after the last valid batch. A tail of
+/// zeros is the segment's end (zero-ahead), unless the segment has a successor that does
+/// not start where the batches end (then offsets are missing: damage).
 async fn apply_scan(
     seg: &Segment,
     scan: &ScanOutcome,
     size: u64,
+    next_base: Option<i64>,
     report: &mut RecoveryReport,
 ) -> Result<bool, StorageError> {
-    let damaged = scan.valid_size < size;
+    let next_offset = scan.next_offset.unwrap_or(seg.base);
+    let zero_end = scan.zero_tail_bytes > 0
+        && scan.valid_size + scan.zero_tail_bytes == size
+        && next_base.is_none_or(|b| b == next_offset);
+    if zero_end {
+        let cut = zero_tail(seg, next_offset, scan.valid_size, size - scan.valid_size);
+        report.zero_tails.push(cut);
+        seg.log.get().await?.truncate(scan.valid_size).await?;
+    }
+    let damaged = scan.valid_size < size && !zero_end;
     if damaged {
         report.truncated = Some(Truncation {
             segment: Offset(seg.base),
             offset: Offset(scan.next_offset.unwrap_or(seg.base)),
             position: scan.valid_size,
             bytes: size - scan.valid_size,
-            reason: scan.problem.clone().unwrap_or_else(|| "unknown".into()),
+            reason: scan.problem.clone().unwrap_or_else(|| match next_base {
+                Some(b) if scan.zero_tail_bytes > 0 => {
+                    format!("zeros where offsets {next_offset}..{b} should be")
+                }
+                _ => "unknown".into(),
+            }),
         });
         tracing::warn!(
             segment = seg.base,
@@ -458,10 +478,10 @@ async fn trusted_active(
             segment: Offset(seg.base),
             reason: "index does not match the log".into(),
         });
-        full_scan(seg, config, report).await?;
+        full_scan(seg, config, report, None).await?;
         return Ok(());
     }
-    apply_scan(seg, &scan, size, report).await?;
+    apply_scan(seg, &scan, size, None, report).await?;
     if let Some(idx) = seg.indexes.borrow_mut().as_mut() {
         idx.offsets.extend_from_slice(&scan.indexes.offsets);
         idx.times.extend_from_slice(&scan.indexes.times);
@@ -471,4 +491,22 @@ async fn trusted_active(
         seg.write_index_files().await?;
     }
     Ok(())
+}
+
+/// Logs and describes a cut tail of zeros (`apply_scan`).
+fn zero_tail(seg: &Segment, next_offset: i64, position: u64, bytes: u64) -> Truncation {
+    tracing::info!(
+        segment = seg.base,
+        file = %crate::segment::log_path(&seg.dir, seg.base).display(),
+        position,
+        bytes,
+        "cutting zeros past the last batch (zero-ahead)"
+    );
+    Truncation {
+        segment: Offset(seg.base),
+        offset: Offset(next_offset),
+        position,
+        bytes,
+        reason: "zeros past the last batch".into(),
+    }
 }

@@ -194,6 +194,8 @@ impl Log {
     pub async fn truncate_to(&self, offset: Offset) -> Result<(), StorageError> {
         let _g = self.append_lock.lock().await;
         self.await_seal().await?;
+        // The cut below (or the files' removal) takes the zeros with it.
+        self.zero_ahead.forget().await;
         let (first_base, log_start, log_end) = {
             let st = self.state.borrow();
             st.active()?;
@@ -288,6 +290,7 @@ impl Log {
     async fn truncate_fully(&self, offset: i64) -> Result<(), StorageError> {
         let offset = offset.max(0);
         self.await_seal().await?;
+        self.zero_ahead.forget().await;
         let victims: Vec<Rc<Segment>> = {
             let mut st = self.state.borrow_mut();
             std::mem::take(&mut st.segments).into_values().collect()
@@ -321,7 +324,9 @@ impl Log {
         }
         self.await_seal().await?;
         let active = self.state.borrow().active()?;
-        if !self.close_is_noop() {
+        // The file ends where the log does before the final fdatasync (`prealloc.rs`).
+        let trimmed = crate::prealloc::trim(&self.zero_ahead, &active).await?;
+        if trimmed || !self.close_is_noop() {
             self.flush().await?;
             self.seal(&active).await?;
             let cp = {

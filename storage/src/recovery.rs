@@ -3,7 +3,9 @@
 //!
 //! A scan stops at the first thing that is not a whole, valid batch continuing the offset
 //! sequence (torn write, bad CRC, garbage); everything before it is trusted and indexed, and
-//! the caller truncates the file there (logging exactly what it cut).
+//! the caller truncates the file there (logging exactly what it cut). A tail that is all
+//! zeros (zero-ahead, `prealloc.rs`: blocks written with zeros past the log's end, or a
+//! preallocated file) is the segment's end, not damage: the caller cuts it quietly.
 
 use crate::batch::{BatchHeader, BATCH_HEADER_LEN};
 use crate::error::StorageError;
@@ -31,6 +33,9 @@ pub struct RecoveryReport {
     /// to the last whole batch (`position`), the file left as found. `offset` is the first
     /// offset lost, `bytes` what follows the last whole batch.
     pub damaged_segments: Vec<Truncation>,
+    /// Zeros past the last batch that were cut (zero-ahead's blocks after a crash,
+    /// `prealloc.rs`): the segment's end, not damage. `offset` is the segment's next offset.
+    pub zero_tails: Vec<Truncation>,
 }
 
 /// A cut damaged tail.
@@ -118,8 +123,11 @@ pub(crate) struct ScanOutcome {
     pub tracker: Tracker,
     /// Index entries earned by the scanned batches.
     pub indexes: Indexes,
-    /// Why the scan stopped before `end`, if it did.
+    /// Why the scan stopped before `end`, if it did (not set for a zero tail).
     pub problem: Option<String>,
+    /// Bytes from `valid_size` to `end` that are all zeros: the end of a segment written
+    /// ahead with zeros, cut without being reported as damage.
+    pub zero_tail_bytes: u64,
 }
 
 impl ScanOutcome {
@@ -182,6 +190,13 @@ pub(crate) async fn scan_from(
             chunk_pos = pos;
         }
         let at = (pos - chunk_pos) as usize;
+        let header_bytes = chunk.get(at..at + BATCH_HEADER_LEN).unwrap_or(&[]);
+        // No batch starts with a zero offset *and* a zero length (the length is at least the
+        // header's): zeros here are zero-ahead's, if the rest of the file is zeros too.
+        if header_bytes.iter().all(|&b| b == 0) && zeros_to_end(fd, pos, end).await? {
+            out.zero_tail_bytes = end - pos;
+            break;
+        }
         let header = match BatchHeader::parse(chunk.get(at..).unwrap_or(&[])) {
             Ok(h) => h,
             Err(e) => {
@@ -250,4 +265,17 @@ pub(crate) async fn scan_from(
         out.valid_size = pos;
     }
     Ok(out)
+}
+
+/// Whether `[pos, end)` of `fd` holds only zero bytes (read in `RECOVERY_CHUNK_BYTES` chunks).
+async fn zeros_to_end(fd: &Fd, mut pos: u64, end: u64) -> Result<bool, StorageError> {
+    while pos < end {
+        let len = (end - pos).min(RECOVERY_CHUNK_BYTES as u64);
+        let chunk = fd.read_exact(pos, len as usize).await?;
+        if chunk.iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
+        pos += len;
+    }
+    Ok(true)
 }

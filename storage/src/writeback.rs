@@ -107,6 +107,11 @@ impl Log {
     pub fn writeback_stats(&self) -> WritebackStats {
         self.writeback.stats()
     }
+
+    /// This log's zero-ahead counters (`LogConfig::zero_ahead_bytes`, `prealloc.rs`).
+    pub fn zero_ahead_stats(&self) -> crate::ZeroAheadStats {
+        self.zero_ahead.stats()
+    }
 }
 
 /// Per-log early-writeback state (shared with its op's task).

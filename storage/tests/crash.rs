@@ -72,6 +72,11 @@ struct Appender {
 
 impl Appender {
     fn spawn(dir: &Path, batch_bytes: u32, count: Option<u32>) -> Appender {
+        Self::spawn_with(dir, batch_bytes, count, &[])
+    }
+
+    /// `spawn` with more `append-loop` arguments.
+    fn spawn_with(dir: &Path, batch_bytes: u32, count: Option<u32>, extra: &[&str]) -> Appender {
         let mut cmd = Command::new(LOGTOOL);
         cmd.arg("append-loop")
             .arg("--dir")
@@ -80,6 +85,7 @@ impl Appender {
             .args(["--records-per-batch", "8"])
             .args(["--segment-bytes", &SEGMENT_BYTES.to_string()])
             .arg("--fsync-every-append")
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped());
@@ -258,6 +264,15 @@ fn next_rand(state: &mut u64) -> u64 {
     *state
 }
 
+/// Lets `child` print `target` more ACKs, SIGKILLs it a random moment later (anywhere in an
+/// append / fsync / roll, not just after a print); returns the last ACK it printed.
+fn kill_after(child: Appender, target: usize, rng: &mut u64, acks: &mut Vec<Ack>) -> Ack {
+    child.acks_until(target, acks);
+    std::thread::sleep(Duration::from_micros(next_rand(rng) % 3_000));
+    child.kill9(acks);
+    acks.last().copied().expect("acks")
+}
+
 #[test]
 fn kill_9_during_fsynced_appends_loses_no_acked_batch() {
     let root = tempfile::tempdir().unwrap();
@@ -267,11 +282,7 @@ fn kill_9_during_fsynced_appends_loses_no_acked_batch() {
     for round in 0..5 {
         let child = Appender::spawn(&dir, 8 * 1024, None);
         let target = 50 + (next_rand(&mut rng) % 100) as usize;
-        child.acks_until(target, &mut acks);
-        // Land the kill anywhere in an append / fsync / roll, not just after a print.
-        std::thread::sleep(Duration::from_micros(next_rand(&mut rng) % 3_000));
-        child.kill9(&mut acks);
-        let last_ack = acks.last().copied().expect("acks");
+        let last_ack = kill_after(child, target, &mut rng, &mut acks);
         rt().block_on(async {
             let log = Log::open(dir.clone(), config()).await.unwrap();
             assert!(!log.recovery_report().clean_shutdown, "killed, not closed");
@@ -293,6 +304,54 @@ fn kill_9_during_fsynced_appends_loses_no_acked_batch() {
     assert!(
         files_with(&dir, ".log").len() > 1,
         "kills should span several segments"
+    );
+}
+
+/// The same with zero-ahead on (`log.zero.ahead.bytes`, `storage/src/prealloc.rs`): the
+/// active segment's file extends past its data with zeros when the child dies; recovery must
+/// read them as the end (every ACK back, no garbage batch, the zeros cut) in every round.
+#[test]
+fn kill_9_with_zeros_ahead_of_the_active_segment_loses_no_acked_batch() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("t-0");
+    let mut rng = seed();
+    let mut acks: Vec<Ack> = Vec::new();
+    let mut zero_tails = 0;
+    let zero_ahead = ["--zero-ahead-bytes", "32768"];
+    let cfg = LogConfig {
+        zero_ahead_bytes: 32 * 1024,
+        ..config()
+    };
+    for round in 0..3 {
+        let child = Appender::spawn_with(&dir, 4 * 1024, None, &zero_ahead);
+        let target = 20 + (next_rand(&mut rng) % 40) as usize;
+        let last_ack = kill_after(child, target, &mut rng, &mut acks);
+        rt().block_on(async {
+            let log = Log::open(dir.clone(), cfg.clone()).await.unwrap();
+            let report = log.recovery_report().clone();
+            zero_tails += report.zero_tails.len();
+            let end = log.log_end_offset();
+            assert!(
+                end.0 > last_ack.last,
+                "round {round}: end {end} below {last_ack:?}"
+            );
+            // Every batch whole and contiguous (no zeros read as data), every ACK there.
+            check_acks(&log, &acks).await;
+            let on_disk: u64 = files_with(&dir, ".log")
+                .iter()
+                .map(|f| std::fs::metadata(f).unwrap().len())
+                .sum();
+            assert_eq!(
+                on_disk,
+                log.size_bytes(),
+                "round {round}: zeros left ({report:?})"
+            );
+            acks.push(append_at(&log, end).await);
+        });
+    }
+    assert!(
+        zero_tails > 0,
+        "no round left zeros to cut: the test did not test it"
     );
 }
 

@@ -70,6 +70,9 @@ enum Cmd {
         /// segment.bytes of the log (default: Kafka's 1 GiB).
         #[arg(long)]
         segment_bytes: Option<u64>,
+        /// log.zero.ahead.bytes of the log (default: off).
+        #[arg(long, default_value_t = 0)]
+        zero_ahead_bytes: u64,
     },
     /// Print every batch of the raw segment files (no recovery, read-only).
     Dump {
@@ -114,10 +117,12 @@ async fn run(cmd: Cmd) -> Result<(), ToolError> {
             fsync_every_append,
             count,
             segment_bytes,
+            zero_ahead_bytes,
         } => {
             let spec = BatchSpec::new(batch_bytes, records_per_batch)?;
             let mut config = LogConfig {
                 flush_messages: if fsync_every_append { 1 } else { u64::MAX },
+                zero_ahead_bytes,
                 ..LogConfig::default()
             };
             if let Some(b) = segment_bytes {

@@ -85,6 +85,10 @@ struct Args {
     /// awaited) of every this many appended KiB; 0 = never (default: LogConfig's).
     #[arg(long)]
     writeback_kib: Option<u64>,
+    /// log.zero.ahead.bytes, in KiB: keep this many KiB past the active segment's end
+    /// written with zeros; 0 = off (default: LogConfig's).
+    #[arg(long)]
+    zero_ahead_kib: Option<u64>,
     /// Restart measurement instead of the append runs: write a log of this many MiB (1 MiB
     /// batches, default 1 GiB segments), close it, then time `Log::open` after a clean close
     /// and after an unclean stop (page cache of the files dropped before each open). The log
@@ -263,6 +267,9 @@ async fn append_run(
             .map_or(LogConfig::default().writeback_start_bytes, |k| {
                 k * KIB as u64
             }),
+        zero_ahead_bytes: args
+            .zero_ahead_kib
+            .map_or(LogConfig::default().zero_ahead_bytes, |k| k * KIB as u64),
         ..LogConfig::default()
     };
     let log = Log::open(dir.to_path_buf(), config).await?;
