@@ -10,6 +10,7 @@ use storage::builder::{decode_batch, Record};
 
 use super::{build_batches, KeyValue, Loaded, LogError, TxnProducer, REPLAY_READ_BYTES};
 use crate::cluster::MetadataImage;
+use crate::partition::local::ReadBounds;
 use crate::partition::{PartitionError, PartitionProxy, PartitionService, TopicPartition};
 use crate::router::placement::PlacementTable;
 
@@ -93,8 +94,17 @@ pub async fn append(
     append_locked(shard, topic, index, records, None).await
 }
 
-/// Replays partition `index` of `topic` from its log start to its high watermark (what is
-/// committed), handing each decoded batch to `visit` in log order.
+/// Replays partition `index` of `topic` from its log start to its log end, handing each
+/// decoded batch to `visit` in log order.
+///
+/// As Kafka's loaders (`CoordinatorLoaderImpl.doLoad`, `GroupMetadataManager
+/// .doLoadGroupsAndOffsets`, `TransactionStateManager.loadTransactionMetadata`): read with
+/// `FetchIsolation.LOG_END` while the offset is below the log end, asked again at every step,
+/// and stop at a read that brings nothing. Records above the high watermark are replayed like
+/// the rest: a new leader's high watermark can lag what it holds (the old leader acknowledged
+/// acks=all writes its followers had not yet learnt were committed), and a leader never
+/// truncates its own log, so they become committed while it leads; once another broker leads
+/// the partition its state is unloaded (`Loaded::remove`).
 pub async fn replay(
     shard: &LogContext<'_>,
     topic: &str,
@@ -105,11 +115,19 @@ pub async fn replay(
         .partitions
         .get(&TopicPartition::new(topic, index))
         .ok_or(LogError::NotLoaded(index))?;
-    let end = partition.high_watermark();
     let mut offset = partition.log_start_offset();
-    while offset < end {
+    loop {
+        let end = replay_end(shard, topic, index).ok_or(LogError::NotLoaded(index))?;
+        if offset >= end {
+            break;
+        }
+        let bounds = ReadBounds {
+            high_watermark: end,
+            last_stable_offset: end,
+            read_committed: false,
+        };
         let read = partition
-            .read(offset, REPLAY_READ_BYTES, true, -1, false)
+            .read_visible(offset, REPLAY_READ_BYTES, true, bounds)
             .await
             .map_err(LogError::Partition)?;
         let Some(slice) = read.slice else {
@@ -133,6 +151,20 @@ pub async fn replay(
         offset = next;
     }
     Ok(())
+}
+
+/// Where a replay of partition `index` of `topic` ends: its log end offset (Kafka's
+/// `replicaManager.getLogEndOffset`), never the high watermark; `None` once this broker no
+/// longer leads it or it is gone from this shard (Kafka's -1, which ends its loop), so a load
+/// overtaken by a leadership change is not marked loaded.
+fn replay_end(shard: &LogContext<'_>, topic: &str, index: u32) -> Option<i64> {
+    if !leads_partition(shard, topic, index) {
+        return None;
+    }
+    shard
+        .partitions
+        .get(&TopicPartition::new(topic, index))
+        .map(|p| p.log_end_offset())
 }
 
 /// An internal topic a coordinator needs.

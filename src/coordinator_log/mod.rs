@@ -7,8 +7,9 @@
 //! - Writes: keyed records in the coordinator's schemas, packed into uncompressed v2 batches
 //!   and appended through the partition service's write path (`append_coordinator`, origin
 //!   `Coordinator`), under the partition's write lock (`Loaded`), answered once written.
-//! - Reads: when a shard owns a partition it replays it from log start to the high watermark,
-//!   batch by batch (`replay`), and only then serves that partition's keys (`Loaded`).
+//! - Reads: when a shard owns a partition it replays it from log start to the log end (as
+//!   Kafka's loaders, records above the high watermark included), batch by batch (`replay`),
+//!   and only then serves that partition's keys (`Loaded`).
 //! - The topic is created with the coordinator's configs (`io::ensure_topic`).
 //! - `io`: everything done on a shard (loading, appends, replay, topic creation).
 //!

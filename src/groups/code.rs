@@ -19,7 +19,11 @@ pub enum GroupCode {
     GroupAuthorizationFailed,
     InconsistentGroupProtocol,
     InvalidGroupId,
+    /// A TxnOffsetCommit append refused for the producer's stale epoch.
+    InvalidProducerEpoch,
     InvalidSessionTimeout,
+    /// A TxnOffsetCommit append that does not fit its producer's transaction state.
+    InvalidTxnState,
     MemberIdRequired,
     NonEmptyGroup,
     NotCoordinator,
@@ -48,7 +52,9 @@ impl GroupCode {
             Self::GroupAuthorizationFailed => K::GroupAuthorizationFailed.code(),
             Self::InconsistentGroupProtocol => K::InconsistentGroupProtocol.code(),
             Self::InvalidGroupId => K::InvalidGroupId.code(),
+            Self::InvalidProducerEpoch => K::InvalidProducerEpoch.code(),
             Self::InvalidSessionTimeout => K::InvalidSessionTimeout.code(),
+            Self::InvalidTxnState => K::InvalidTxnState.code(),
             Self::MemberIdRequired => K::MemberIdRequired.code(),
             Self::NonEmptyGroup => K::NonEmptyGroup.code(),
             Self::NotCoordinator => K::NotCoordinator.code(),

@@ -137,27 +137,65 @@ fn store_failed(
 }
 
 /// The code a member gets when its group or offsets could not be written to the offsets
-/// partition (Kafka's `GroupMetadataManager.storeGroup` / `storeOffsets` mapping): not the
-/// partition's leader (any more), or not loaded here, is NOT_COORDINATOR, so the client finds
-/// the new coordinator; too few replicas or a timeout is COORDINATOR_NOT_AVAILABLE (retried).
+/// partition. Kafka 4's group coordinator has one table for every API that writes there
+/// (`GroupMetadataManager.appendGroupMetadataErrorToResponseError` for JoinGroup / SyncGroup
+/// stores, `CoordinatorOperationExceptionHelper.handleOperationException` for OffsetCommit and
+/// TxnOffsetCommit), applied to the append's error:
+///
+/// | append error | answer |
+/// |---|---|
+/// | UNKNOWN_TOPIC_OR_PARTITION, NOT_ENOUGH_REPLICAS, REQUEST_TIMED_OUT | COORDINATOR_NOT_AVAILABLE |
+/// | NOT_LEADER_OR_FOLLOWER, KAFKA_STORAGE_ERROR | NOT_COORDINATOR |
+/// | MESSAGE_TOO_LARGE, RECORD_LIST_TOO_LARGE, INVALID_FETCH_SIZE | UNKNOWN_SERVER_ERROR |
+/// | any other | itself |
+///
+/// (Kafka 3's Scala coordinator answered INVALID_COMMIT_OFFSET_SIZE for too large commits and
+/// REBALANCE_IN_PROGRESS for a timed out group store; Kafka 4 removed it.) One exhaustive
+/// match, so a new partition error cannot go unmapped. Errors an append of the coordinator's
+/// own batches cannot produce (client input checks) answer UNKNOWN_SERVER_ERROR.
 pub fn store_error_code(error: &GroupError) -> GroupCode {
     use crate::partition::PartitionError as P;
     match error {
-        GroupError::NotLoaded(_) | GroupError::Storage(_) => GroupCode::NotCoordinator,
-        GroupError::Partition(
+        // Not hosted on this shard (any more): Kafka's append finds no partition of a topic
+        // the image still holds, NOT_LEADER_OR_FOLLOWER.
+        GroupError::NotLoaded(_) => GroupCode::NotCoordinator,
+        // KAFKA_STORAGE_ERROR.
+        GroupError::Storage(_) => GroupCode::NotCoordinator,
+        // The records could not be encoded: Kafka's unexpected exception.
+        GroupError::Codec(_) => GroupCode::UnknownServerError,
+        GroupError::Partition(error) => match error {
+            P::UnknownTopicOrPartition
+            | P::NotEnoughReplicas { .. }
+            // Kafka 4's coordinator appends with acks=1 and waits for the high watermark, so it
+            // never sees this code; Kafka 3's mapped it with NOT_ENOUGH_REPLICAS.
+            | P::NotEnoughReplicasAfterAppend { .. }
+            | P::RequestTimedOut => GroupCode::CoordinatorNotAvailable,
+            // NOT_LEADER_OR_FOLLOWER (`Unavailable`: the replicated leader resigned or the
+            // broker is shutting down), KAFKA_STORAGE_ERROR, and a leader epoch that moved
+            // under the append: this broker no longer coordinates the partition.
             P::NotLeaderOrFollower
             | P::Unavailable
             | P::Storage(_)
             | P::FencedLeaderEpoch { .. }
-            | P::UnknownLeaderEpoch { .. },
-        ) => GroupCode::NotCoordinator,
-        GroupError::Partition(
-            P::UnknownTopicOrPartition
-            | P::NotEnoughReplicas { .. }
-            | P::NotEnoughReplicasAfterAppend { .. }
-            | P::RequestTimedOut,
-        ) => GroupCode::CoordinatorNotAvailable,
-        GroupError::Partition(_) | GroupError::Codec(_) => GroupCode::UnknownServerError,
+            | P::UnknownLeaderEpoch { .. } => GroupCode::NotCoordinator,
+            // MESSAGE_TOO_LARGE, RECORD_LIST_TOO_LARGE.
+            P::TooLarge { .. } | P::AppendTooLarge { .. } => GroupCode::UnknownServerError,
+            // A TxnOffsetCommit batch the partition's producer state refused: passed through.
+            P::InvalidProducerEpoch(_) => GroupCode::InvalidProducerEpoch,
+            P::InvalidTxnState(_) => GroupCode::InvalidTxnState,
+            P::UnknownTopicId
+            | P::Corrupt(_)
+            | P::InvalidRecord(_)
+            | P::UnsupportedCompressionType(_)
+            | P::OffsetOutOfRange { .. }
+            | P::InvalidRequiredAcks(_)
+            | P::InternalTopic(_)
+            | P::OutOfOrderSequence(_)
+            | P::InvalidTimestamp(_)
+            | P::TransactionCoordinatorFenced(_)
+            | P::TopicAuthorizationFailed
+            | P::TxnVerification { .. } => GroupCode::UnknownServerError,
+        },
     }
 }
 
@@ -795,29 +833,82 @@ mod tests {
     use super::*;
     use crate::partition::PartitionError as P;
 
-    /// Kafka's storeGroup/storeOffsets mapping: a coordinator that lost (or never loaded) its
-    /// offsets partition answers NOT_COORDINATOR, so the client looks the coordinator up
-    /// again; too few replicas is COORDINATOR_NOT_AVAILABLE (retried where it is).
+    /// Every row of Kafka 4's table (`appendGroupMetadataErrorToResponseError`,
+    /// `handleOperationException`), per append error: a coordinator that lost (or never
+    /// loaded) its offsets partition answers NOT_COORDINATOR, so the client looks the
+    /// coordinator up again; too few replicas or a timeout is COORDINATOR_NOT_AVAILABLE
+    /// (retried); too large is UNKNOWN_SERVER_ERROR; a TxnOffsetCommit the producer state
+    /// refused passes its code through.
     #[test]
     fn store_errors_map_to_kafkas_coordinator_codes() {
-        let not_coordinator = [
-            GroupError::NotLoaded(2),
-            GroupError::Partition(P::NotLeaderOrFollower),
-            GroupError::Partition(P::Unavailable),
+        use GroupCode as C;
+        let storage = storage::StorageError::InvalidRecord("x".into());
+        let rows: Vec<(GroupError, GroupCode)> = vec![
+            (GroupError::NotLoaded(2), C::NotCoordinator),
+            (GroupError::Storage(storage), C::NotCoordinator),
+            (
+                GroupError::Codec(super::super::codec::CodecError::Truncated),
+                C::UnknownServerError,
+            ),
+            (
+                P::UnknownTopicOrPartition.into(),
+                C::CoordinatorNotAvailable,
+            ),
+            (
+                P::NotEnoughReplicas { isr: 1, min_isr: 2 }.into(),
+                C::CoordinatorNotAvailable,
+            ),
+            (
+                P::NotEnoughReplicasAfterAppend { isr: 1, min_isr: 2 }.into(),
+                C::CoordinatorNotAvailable,
+            ),
+            (P::RequestTimedOut.into(), C::CoordinatorNotAvailable),
+            (P::NotLeaderOrFollower.into(), C::NotCoordinator),
+            (P::Unavailable.into(), C::NotCoordinator),
+            (P::Storage("disk".into()).into(), C::NotCoordinator),
+            (
+                P::FencedLeaderEpoch {
+                    requested: 1,
+                    current: 2,
+                }
+                .into(),
+                C::NotCoordinator,
+            ),
+            (
+                P::UnknownLeaderEpoch {
+                    requested: 3,
+                    current: 2,
+                }
+                .into(),
+                C::NotCoordinator,
+            ),
+            (
+                P::TooLarge { size: 2, max: 1 }.into(),
+                C::UnknownServerError,
+            ),
+            (
+                P::AppendTooLarge {
+                    size: 2,
+                    segment_bytes: 1,
+                }
+                .into(),
+                C::UnknownServerError,
+            ),
+            (
+                P::InvalidProducerEpoch("stale".into()).into(),
+                C::InvalidProducerEpoch,
+            ),
+            (P::InvalidTxnState("open".into()).into(), C::InvalidTxnState),
+            (P::Corrupt("crc".into()).into(), C::UnknownServerError),
+            (P::InvalidRecord("r".into()).into(), C::UnknownServerError),
+            (P::UnknownTopicId.into(), C::UnknownServerError),
+            (P::TopicAuthorizationFailed.into(), C::UnknownServerError),
         ];
-        for e in &not_coordinator {
-            assert_eq!(store_error_code(e), GroupCode::NotCoordinator, "{e}");
+        for (error, code) in &rows {
+            assert_eq!(store_error_code(error), *code, "{error}");
         }
-        let retried = [
-            GroupError::Partition(P::NotEnoughReplicas { isr: 1, min_isr: 2 }),
-            GroupError::Partition(P::RequestTimedOut),
-        ];
-        for e in &retried {
-            assert_eq!(
-                store_error_code(e),
-                GroupCode::CoordinatorNotAvailable,
-                "{e}"
-            );
-        }
+        // The wire codes of the pass-through rows.
+        assert_eq!(C::InvalidProducerEpoch.kafka_code(), 47);
+        assert_eq!(C::InvalidTxnState.kafka_code(), 48);
     }
 }

@@ -3,7 +3,7 @@
 //! Writes: records in Kafka's key/value schemas (`codec`), appended to the group's offsets
 //! partition through the shared coordinator log (`coordinator_log`: batches through the
 //! partition service's write path). Reads: at start (or when the topic is first created) each
-//! shard replays the offsets partitions it owns from log start to the high watermark, last
+//! shard replays the offsets partitions it owns from log start to the log end, last
 //! value per key wins, a null value deletes the key. Offsets of a transactional batch
 //! (TxnOffsetCommit) stay pending per producer id until that producer's control batch: a
 //! COMMIT marker applies them, an ABORT marker drops them (Kafka's

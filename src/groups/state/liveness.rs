@@ -1,6 +1,6 @@
 //! The group state machine's liveness side: heartbeats, LeaveGroup, the member/generation
 //! check behind OffsetCommit, and the timer tick that expires silent members, stale pending
-//! member ids and rebalances whose time is up. The join/sync path is in the parent module.
+//! member ids and rebalances whose time is up. The join and sync paths are in `join` and `sync`.
 //!
 //! Invariants (those of the parent): a removed member's parked join and sync waiters are
 //! answered (UNKNOWN_MEMBER_ID) as it is removed, and its static instance id is released only
