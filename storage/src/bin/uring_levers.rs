@@ -440,12 +440,7 @@ fn link_leg(args: &Args, len: usize, variant: &str, round: usize) -> Result<()> 
     let path = args
         .dir
         .join(format!("uring-levers-link-{round}-{variant}"));
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .read(true)
-        .write(true)
-        .open(&path)?;
+    let file = create(&path)?;
     let fd = types::Fd(file.as_raw_fd());
     let buf = buffer(len);
     let mut ring = IoUring::new(RING_ENTRIES)?;
@@ -515,15 +510,20 @@ fn link_leg(args: &Args, len: usize, variant: &str, round: usize) -> Result<()> 
     Ok(())
 }
 
-/// A `WRAP_BYTES` file of data in the page cache under `dir`.
-fn scratch_file(args: &Args, name: &str) -> Result<(PathBuf, File)> {
-    let path = args.dir.join(name);
-    let file = OpenOptions::new()
+/// An empty file at `path`, for reading and writing (truncated if it was there).
+fn create(path: &std::path::Path) -> io::Result<File> {
+    OpenOptions::new()
         .create(true)
         .truncate(true)
         .read(true)
         .write(true)
-        .open(&path)?;
+        .open(path)
+}
+
+/// A `WRAP_BYTES` file of data in the page cache under `dir`.
+fn scratch_file(args: &Args, name: &str) -> Result<(PathBuf, File)> {
+    let path = args.dir.join(name);
+    let file = create(&path)?;
     let chunk = buffer(MIB);
     for i in 0..WRAP_BYTES / MIB as u64 {
         file.write_all_at(&chunk, i * MIB as u64)?;
