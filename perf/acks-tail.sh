@@ -4,7 +4,8 @@
 # 1 KiB records), with, over the whole measured window:
 #   - every io_uring op's submit and completion (`perf record` of the io_uring tracepoints;
 #     perf/uring_op_latency.py --slowest: per-opcode latency, the slowest ops with their time
-#     in the leg, and per 100 ms the longest FSYNC and the ops in flight);
+#     in the leg, and per 100 ms the longest FSYNC and the ops in flight; with each op's fd
+#     from io_uring_file_get, perf/write_fsync_gap.py gives the write -> fdatasync hand-off);
 #   - the disk's request counters every 200 ms (/sys/block/DEV/stat: writes, flushes, in flight)
 #     and the broker's own write bytes (/proc/PID/io), so writes of other processes in the same
 #     window show up;
@@ -39,7 +40,8 @@ for round in $(seq 1 "$ROUNDS"); do
       --consumers 0 --consumer-mode assign --duration-s "$DURATION_S" --warmup-s 1 --rate "$RATE" \
       --out "$RESULTS/$leg" --quiet -b "$leg=$BROKER_ADDR" >"$RESULTS/$leg.stdout" 2>&1 &
     bench=$!
-    perf record -e io_uring:io_uring_submit_req -e io_uring:io_uring_complete -p "$BROKER_PID" \
+    perf record -e io_uring:io_uring_submit_req -e io_uring:io_uring_complete \
+      -e io_uring:io_uring_file_get -p "$BROKER_PID" \
       -o "$RESULTS/$leg.uring" -- sleep $((DURATION_S + 1)) >"$RESULTS/$leg.perf.log" 2>&1 &
     rec=$!
     # Builtins only (no process per sample next to the legs): the disk's counters and the

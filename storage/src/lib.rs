@@ -6,6 +6,7 @@ pub mod builder;
 pub mod checkpoint;
 pub mod cleaner;
 mod config;
+mod counters;
 mod error;
 pub mod fault;
 mod files;

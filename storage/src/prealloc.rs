@@ -32,6 +32,7 @@ use std::rc::Rc;
 use futures_util::future::{FutureExt, LocalBoxFuture, Shared};
 
 use crate::commit::GroupCommit;
+use crate::counters::Counters;
 use crate::error::StorageError;
 use crate::io::Fd;
 use crate::segment::Segment;
@@ -69,18 +70,12 @@ pub(crate) struct ZeroAhead {
     /// (segment base, file position) up to which the file holds zeros past the log.
     zeroed: Cell<Option<(i64, u64)>>,
     op: RefCell<Option<Op>>,
-    stats: Cell<ZeroAheadStats>,
+    stats: Counters<ZeroAheadStats>,
 }
 
 impl ZeroAhead {
     pub fn stats(&self) -> ZeroAheadStats {
         self.stats.get()
-    }
-
-    fn count(&self, f: impl FnOnce(&mut ZeroAheadStats)) {
-        let mut s = self.stats.get();
-        f(&mut s);
-        self.stats.set(s);
     }
 
     /// Whether the file of segment `base` may extend past `size` (zeros written or being
@@ -119,7 +114,7 @@ pub(crate) async fn before_write(za: &ZeroAhead, base: i64, end: u64) {
         .filter(|op| op.base == base && end > op.from)
         .map(|op| op.done.clone());
     if let Some(done) = done {
-        za.count(|s| s.waits_total += 1);
+        za.stats.count(|s| s.waits_total += 1);
         done.await;
     }
 }
@@ -151,7 +146,7 @@ pub(crate) fn after_write(
     let Ok(len) = usize::try_from(to - from) else {
         return;
     };
-    za.count(|s| {
+    za.stats.count(|s| {
         s.started_total += 1;
         s.bytes_total += to - from;
     });
@@ -187,14 +182,14 @@ async fn zero(
     if let Err(e) = fd.write_all(vec![0u8; len], from).await {
         // Not the log's failure (a full disk, say): the appends write where they would have.
         tracing::warn!(error = %e, segment = base, from, to, "zero-ahead write failed");
-        za.count(|s| s.failed_total += 1);
+        za.stats.count(|s| s.failed_total += 1);
     } else if let Err(e) = fd.sync(false).await {
         tracing::warn!(error = %e, segment = base, from, to, "zero-ahead fdatasync failed");
-        za.count(|s| s.failed_total += 1);
+        za.stats.count(|s| s.failed_total += 1);
         let durable_end = state.borrow().durable_end;
         gc.fail_once(&e, durable_end);
     }
-    za.count(|s| s.completed_total += 1);
+    za.stats.count(|s| s.completed_total += 1);
     za.op.borrow_mut().take();
 }
 
@@ -208,6 +203,6 @@ pub(crate) async fn trim(za: &ZeroAhead, seg: &Segment) -> Result<bool, StorageE
     }
     seg.log.active_fd()?.truncate(size).await?;
     za.zeroed.set(None);
-    za.count(|s| s.trims_total += 1);
+    za.stats.count(|s| s.trims_total += 1);
     Ok(true)
 }

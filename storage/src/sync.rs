@@ -48,6 +48,7 @@ use std::rc::Rc;
 use futures_util::future::{FutureExt, LocalBoxFuture, Shared};
 
 use crate::commit::{self, GroupCommit};
+use crate::counters::Counters;
 use crate::error::StorageError;
 use crate::io::yield_now;
 use crate::log::Log;
@@ -99,15 +100,7 @@ struct Inner {
     passes: u32,
     open: RefCell<Option<Batch>>,
     batches_opened: Cell<u64>,
-    stats: Cell<SyncStats>,
-}
-
-impl Inner {
-    fn count(&self, f: impl FnOnce(&mut SyncStats)) {
-        let mut stats = self.stats.get();
-        f(&mut stats);
-        self.stats.set(stats);
-    }
+    stats: Counters<SyncStats>,
 }
 
 /// One shard's sync batch (`wait_durable` uses the calling thread's).
@@ -179,7 +172,7 @@ impl SyncBatch {
     /// batch closed, which started (or chained) the log's fsync.
     fn join(&self, log: &Log) -> Closed {
         let inner = &self.inner;
-        inner.count(|s| s.waiters_total += 1);
+        inner.stats.count(|s| s.waiters_total += 1);
         let mut open = inner.open.borrow_mut();
         let batch = open.get_or_insert_with(|| {
             let seq = inner.batches_opened.get() + 1;
@@ -241,7 +234,7 @@ async fn close_when_settled(guard: ForgetOnDrop) {
     let Some(batch) = inner.open.borrow_mut().take() else {
         return;
     };
-    inner.count(|s| {
+    inner.stats.count(|s| {
         s.batches_total += 1;
         s.logs_synced_total += batch.dirty.len() as u64;
     });

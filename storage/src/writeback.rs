@@ -29,6 +29,7 @@ use std::sync::Arc;
 
 use compio::driver::{OpCode, OpEntry};
 
+use crate::counters::Counters;
 use crate::io::Fd;
 use crate::log::Log;
 
@@ -120,18 +121,12 @@ pub(crate) struct Writeback {
     /// (active segment base, file position) up to which writeback was started.
     started: Cell<(i64, u64)>,
     in_flight: Cell<bool>,
-    stats: Cell<WritebackStats>,
+    stats: Counters<WritebackStats>,
 }
 
 impl Writeback {
     pub fn stats(&self) -> WritebackStats {
         self.stats.get()
-    }
-
-    fn count(&self, f: impl FnOnce(&mut WritebackStats)) {
-        let mut s = self.stats.get();
-        f(&mut s);
-        self.stats.set(s);
     }
 }
 
@@ -157,7 +152,7 @@ pub(crate) fn after_write(
     }
     wb.started.set((segment_base, end));
     wb.in_flight.set(true);
-    wb.count(|s| {
+    wb.stats.count(|s| {
         s.started_total += 1;
         s.bytes_total += end - from;
     });
@@ -165,9 +160,9 @@ pub(crate) fn after_write(
     compio::runtime::spawn(async move {
         if let Err(e) = fd.start_writeback(from, end - from).await {
             tracing::warn!(error = %e, from, end, "early writeback failed");
-            wb.count(|s| s.failed_total += 1);
+            wb.stats.count(|s| s.failed_total += 1);
         }
-        wb.count(|s| s.completed_total += 1);
+        wb.stats.count(|s| s.completed_total += 1);
         wb.in_flight.set(false);
     })
     .detach();
