@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use common::cluster::{leaders, Cluster, ClusterOpts};
 use common::sasl::{create_user, listener, request, scram_login};
+use common::split::SplitCluster;
 use common::wire;
 use kafka_protocol::messages::create_acls_request::AclCreation;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
@@ -229,6 +230,71 @@ fn forwarded_admin_requests_outlive_controller_changes() {
     common::wait_until(Duration::from_secs(30), "the topic gone", || {
         leaders(&cluster.metadata(asked), "cli-moving").is_empty()
     });
+}
+
+/// Whether node `index` reports itself the active controller.
+fn reports_active(cluster: &Cluster, index: usize) -> bool {
+    cluster.brokers[index]
+        .try_scrape(Duration::from_secs(2))
+        .is_some_and(|m| m.sum("sluice_kraft_active_controller", &[]) == 1.0)
+}
+
+/// A CreateTopics that reached the active controller itself, which loses its leadership while
+/// the proposal waits, is answered by the next controller, not NOT_CONTROLLER per topic (as
+/// Kafka's broker side, which forwards to its own node's controller too and retries that
+/// answer). The controller is cut off from the others (it still takes itself for the leader,
+/// and its proposal cannot commit), the majority elects another, then the cut is healed: the
+/// old controller's proposal is discarded.
+#[test]
+fn a_controller_that_loses_its_leadership_under_a_request_forwards_it() {
+    let split = SplitCluster::start(ClusterOpts {
+        extra_toml: SOCKET_TIMEOUT_TOML.into(),
+        ..ClusterOpts::default()
+    });
+    let cluster = &split.cluster;
+    let old = active_controller(cluster, None);
+    split.isolate(old);
+    let mut next = None;
+    common::wait_until(
+        Duration::from_secs(30),
+        "a controller among the majority",
+        || {
+            next = (0..3).find(|i| *i != old && reports_active(cluster, *i));
+            next.is_some()
+        },
+    );
+    let next = next.unwrap();
+    assert!(
+        reports_active(cluster, old),
+        "the cut-off controller stepped down by itself: the request would be forwarded"
+    );
+    let addr = split.client_addr(old);
+    let asking = std::thread::spawn(move || {
+        let answer: CreateTopicsResponse = wire::call_within(
+            addr,
+            ApiKey::CreateTopics,
+            5,
+            &create_topic_request("stranded"),
+            ANSWER_WITHIN,
+        );
+        (answer, Instant::now())
+    });
+    // Time for the request to reach the cut-off controller's proposal, which cannot commit;
+    // the answer coming after the heal below shows it waited there.
+    std::thread::sleep(Duration::from_secs(1));
+    let healed_at = Instant::now();
+    split.heal();
+    let (answer, answered_at) = asking.join().unwrap();
+    assert!(
+        answered_at > healed_at,
+        "answered before the heal (the cut-off controller did not hold it): {answer:?}"
+    );
+    assert_eq!(answer.topics[0].error_code, 0, "{answer:?}");
+    common::wait_until(
+        Duration::from_secs(30),
+        "the new controller lists the topic",
+        || leaders(&cluster.metadata(next), "stranded").len() == 2,
+    );
 }
 
 /// Without a controller quorum (two of three nodes stopped) a forwarded request is retried

@@ -37,22 +37,32 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-# Loopback ports free now, below the ephemeral range (as tests/common/cluster.rs picks them).
-ports=($(python3 - <<'PY'
-import random, socket
-lo = 20000; chosen = []
-while len(chosen) < 6:
-    p = random.randint(lo, 30000)
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", p)); chosen.append(p)
-    except OSError:
-        pass
-    finally:
-        s.close()
-print(" ".join(map(str, chosen)))
-PY
-))
+# Loopback ports free now, below the ephemeral range, reserved as tests/common/ports.rs does:
+# an exclusive flock on $TMPDIR/sluice-ports/<port>.lock, held by this script (and the nodes,
+# which inherit the descriptors) until it exits, so a test process running at the same time
+# never picks them; a dead holder's lock is gone with it. The files are never removed.
+PORT_DIR="${TMPDIR:-/tmp}/sluice-ports"
+mkdir -p "$PORT_DIR"
+PORT_LOW=10000
+PORT_HIGH=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+ports=()
+for _ in $(seq 1 10000); do
+  (( ${#ports[@]} < 6 )) || break
+  p=$(( PORT_LOW + (RANDOM * 32768 + RANDOM) % (PORT_HIGH - PORT_LOW) ))
+  [[ " ${ports[*]} " == *" $p "* ]] && continue
+  exec {fd}>>"$PORT_DIR/$p.lock" || continue
+  if flock -n "$fd" && python3 -c '
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))' "$p" 2>/dev/null; then
+    echo $$ >"$PORT_DIR/$p.lock"
+    ports+=("$p")
+  else
+    exec {fd}>&-
+  fi
+done
+(( ${#ports[@]} == 6 )) || { echo "kafka-tools-cluster: no 6 free loopback ports" >&2; exit 2; }
 VOTERS="1@127.0.0.1:${ports[3]},2@127.0.0.1:${ports[4]},3@127.0.0.1:${ports[5]}"
 for i in 1 2 3; do
   mkdir -p "$TMP/n$i"

@@ -39,10 +39,47 @@ METADATA = 3
 CREATE_TOPICS = 19
 
 
+# Reservation files held for this process's life (see free_port).
+_HELD_PORTS = {}
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port free now, below the ephemeral range (a port-0 one could be taken as the
+    source port of a running node's outgoing connection before its node binds it), reserved as
+    tests/common/ports.rs does: an exclusive flock on $TMPDIR/sluice-ports/<port>.lock, held
+    until this process exits (a dead holder's lock is gone with it; files are never removed)."""
+    import fcntl
+    import random
+
+    directory = os.path.join(os.environ.get("TMPDIR", "/tmp"), "sluice-ports")
+    os.makedirs(directory, exist_ok=True)
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            high = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        high = 32768
+    for _ in range(100_000):
+        port = random.randrange(10_000, high)
+        if port in _HELD_PORTS:
+            continue
+        try:
+            held = open(os.path.join(directory, f"{port}.lock"), "a")
+        except OSError:
+            continue
+        try:
+            fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            with socket.socket() as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.bind(("127.0.0.1", port))
+        except OSError:
+            held.close()
+            continue
+        held.truncate(0)
+        held.write(f"{os.getpid()}\n")
+        held.flush()
+        _HELD_PORTS[port] = held
+        return port
+    raise RuntimeError("no free loopback port below the ephemeral range")
 
 
 def kstr(text):

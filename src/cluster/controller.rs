@@ -129,6 +129,9 @@ pub enum AdminError {
     /// KIP-599: the request's controller mutation quota is exhausted (handlers).
     #[error("The throttling quota has been exceeded.")]
     ThrottlingQuotaExceeded,
+    /// Kafka's REQUEST_TIMED_OUT ([`CommitError::TimedOut`]).
+    #[error("{0}")]
+    TimedOut(String),
 }
 
 /// Why a commit did not happen (nothing changed anywhere).
@@ -136,6 +139,13 @@ pub enum AdminError {
 pub enum CommitError {
     #[error("This is not the correct controller for this cluster.")]
     NotController,
+    /// The controller could not finish in time: its quorum stopped (it is shutting down), or
+    /// its shards did not apply what was committed in time. Kafka's controller answers a
+    /// TimeoutException for both (`EventHandlerExceptionInfo`: a closed event queue is "The
+    /// controller is shutting down."; an operation past its deadline), REQUEST_TIMED_OUT, which
+    /// a client may retry; not a storage error.
+    #[error("{0}")]
+    TimedOut(String),
     #[error("{0}")]
     Failed(String),
 }
@@ -144,6 +154,7 @@ impl From<CommitError> for AdminError {
     fn from(error: CommitError) -> Self {
         match error {
             CommitError::NotController => Self::NotController,
+            CommitError::TimedOut(m) => Self::TimedOut(m),
             CommitError::Failed(m) => Self::Storage(m),
         }
     }
@@ -153,6 +164,7 @@ impl From<CommitError> for TopicError {
     fn from(error: CommitError) -> Self {
         match error {
             CommitError::NotController => Self::NotController,
+            CommitError::TimedOut(m) => Self::TimedOut(m),
             CommitError::Failed(m) => Self::Io(m),
         }
     }
@@ -318,6 +330,21 @@ pub async fn commit(
         .map_err(CommitError::Failed)
 }
 
+/// Why a proposal failed, as the controller answers it (Kafka's
+/// `EventHandlerExceptionInfo.fromInternal`): a lost leadership is NOT_CONTROLLER (the
+/// forwarding broker retries it), a stopped quorum (the controller is shutting down) a
+/// timeout, anything else a failure.
+fn commit_error(error: super::quorum::QuorumError) -> CommitError {
+    use super::quorum::QuorumError;
+    match error {
+        QuorumError::NotController { .. } | QuorumError::OutcomeUnknown { .. } => {
+            CommitError::NotController
+        }
+        QuorumError::Stopped => CommitError::TimedOut("The controller is shutting down.".into()),
+        e => CommitError::Failed(e.to_string()),
+    }
+}
+
 /// A KRaft node: the records become one proposal, committed on a majority of the quorum; the
 /// answer waits until this node's shards applied it (`follow`).
 async fn commit_to_quorum(
@@ -325,21 +352,14 @@ async fn commit_to_quorum(
     node: &super::node::ClusterNode,
     records: Vec<MetadataRecord>,
 ) -> Result<(), CommitError> {
-    use super::quorum::QuorumError;
-    let offset = match node.propose(records).await {
-        Ok(offset) => offset,
-        Err(QuorumError::NotController { .. } | QuorumError::OutcomeUnknown { .. }) => {
-            return Err(CommitError::NotController)
-        }
-        Err(e) => return Err(CommitError::Failed(e.to_string())),
-    };
+    let offset = node.propose(records).await.map_err(commit_error)?;
     let wait = std::time::Duration::from_millis(
         shard.config.controller.controller_quorum_request_timeout_ms,
     )
     .max(std::time::Duration::from_secs(5));
     match wait_synced(shard, offset, wait).await {
         true => Ok(()),
-        false => Err(CommitError::Failed(format!(
+        false => Err(CommitError::TimedOut(format!(
             "committed at metadata offset {offset} but not applied here in time"
         ))),
     }

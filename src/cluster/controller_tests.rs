@@ -91,3 +91,35 @@ fn manual_assignments_follow_kafkas_rules() {
     let wrong_factor = place_partitions(&image, &[vec![1]], 1, 1, Some(&[vec![1, 3]]), 0);
     assert!(matches!(wrong_factor, Err(PlacementError::Assignment(_))));
 }
+
+/// A proposal that fails because the controller's quorum stopped (it is shutting down) is a
+/// timeout, as Kafka's controller answers a closed event queue; a lost leadership stays
+/// NOT_CONTROLLER (the forwarding broker retries it); anything else a failure.
+#[test]
+fn a_stopping_quorum_times_out_and_a_lost_leadership_is_not_controller() {
+    use super::super::quorum::QuorumError;
+    assert!(matches!(
+        commit_error(QuorumError::Stopped),
+        CommitError::TimedOut(_)
+    ));
+    for lost in [
+        QuorumError::NotController { leader_id: Some(2) },
+        QuorumError::OutcomeUnknown { leader_id: None },
+    ] {
+        assert_eq!(commit_error(lost), CommitError::NotController);
+    }
+    assert!(matches!(
+        commit_error(QuorumError::Rejected("no".into())),
+        CommitError::Failed(_)
+    ));
+    // What the client sees per topic: REQUEST_TIMED_OUT (7), not KAFKA_STORAGE_ERROR (56).
+    let timed_out = CommitError::TimedOut("t".into());
+    assert_eq!(
+        crate::handlers::error::admin_error_code(&AdminError::from(timed_out.clone())),
+        7
+    );
+    assert_eq!(
+        crate::handlers::error::topic_error_code(&TopicError::from(timed_out)),
+        7
+    );
+}

@@ -5,10 +5,12 @@
 //! and the answer comes back through here.
 //!
 //! A controller change does not fail the request: as Kafka's `NodeToControllerRequestThread`
-//! puts a request answered NOT_CONTROLLER (the envelope's error, or the channel's answer) or
-//! whose connection was lost back at the head of its queue, the request is sent again to the
-//! controller this node knows next, until `request.timeout.ms` passed since it arrived; then
-//! the caller answers the client REQUEST_TIMED_OUT (Kafka's `onTimeout`). Between attempts
+//! puts a request answered NOT_CONTROLLER (the envelope's error, the channel's answer, or an
+//! error code anywhere in the response, per item included: Kafka's
+//! `responseBody().errorCounts().containsKey(NOT_CONTROLLER)`) or whose connection was lost
+//! back at the head of its queue, the request is sent again to the controller this node knows
+//! next, until `request.timeout.ms` passed since it arrived; then the caller answers the client
+//! REQUEST_TIMED_OUT (Kafka's `onTimeout`). Between attempts
 //! it waits for the image's next entry (a new active controller commits one as it takes over,
 //! which every node applies) or for this node to name another controller, at most a backoff.
 //!
@@ -89,17 +91,24 @@ struct Seen {
 }
 
 /// Sends `envelope` (an `EnvelopeRequest` v0) to the active controller, retried across
-/// controller changes (see the module documentation); the response body the controller
-/// answered, once this node applied the metadata the controller had committed when it
-/// answered (bounded by the same deadline: past it the answer is returned anyway).
-pub async fn forward(node: &Arc<ClusterNode>, envelope: Vec<u8>) -> Result<Bytes, ForwardError> {
+/// controller changes (see the module documentation) until `request.timeout.ms` after
+/// `arrived` (when the request reached this node); the response body the controller answered,
+/// once this node applied the metadata the controller had committed when it answered (bounded
+/// by the same deadline: past it the answer is returned anyway). `not_controller` says whether
+/// a response body carries NOT_CONTROLLER anywhere (the caller knows its API and version).
+pub async fn forward(
+    node: &Arc<ClusterNode>,
+    envelope: Vec<u8>,
+    arrived: Instant,
+    not_controller: &dyn Fn(&Bytes) -> bool,
+) -> Result<Bytes, ForwardError> {
     let max = node.forwarding_max_in_flight;
     if node.forwarding_in_flight.fetch_add(1, Ordering::AcqRel) >= max {
         node.forwarding_in_flight.fetch_sub(1, Ordering::AcqRel);
         return Err(ForwardError::TooManyInFlight(max));
     }
     let _slot = Slot(node);
-    let deadline = Instant::now() + node.forwarding_retry_timeout;
+    let deadline = arrived + node.forwarding_retry_timeout;
     let mut channel = IDLE
         .with(|idle| idle.borrow_mut().pop())
         .unwrap_or_else(|| ControllerChannel::new(node.clone()));
@@ -122,7 +131,7 @@ pub async fn forward(node: &Arc<ClusterNode>, envelope: Vec<u8>) -> Result<Bytes
         let answer = channel
             .call::<_, EnvelopeAnswer>(KIND_ENVELOPE, &envelope)
             .await;
-        let at_once = match attempt(answer) {
+        let at_once = match attempt(answer, not_controller) {
             Attempt::Answered(response, metadata_offset) => {
                 keep_idle(channel);
                 wait_applied(node, metadata_offset, deadline).await;
@@ -152,7 +161,10 @@ pub async fn forward(node: &Arc<ClusterNode>, envelope: Vec<u8>) -> Result<Bytes
 }
 
 /// Classifies one attempt's answer.
-fn attempt(answer: Result<EnvelopeAnswer, LifecycleError>) -> Attempt {
+fn attempt(
+    answer: Result<EnvelopeAnswer, LifecycleError>,
+    not_controller: &dyn Fn(&Bytes) -> bool,
+) -> Attempt {
     let answer = match answer {
         Ok(answer) => answer,
         Err(LifecycleError::NotController { leader_id, .. }) => {
@@ -175,6 +187,13 @@ fn attempt(answer: Result<EnvelopeAnswer, LifecycleError>) -> Attempt {
         Err(e) => return Attempt::Failed(ForwardError::Malformed(format!("{e:#}"))),
     };
     match (envelope.error_code, envelope.response_data) {
+        // A controller that did not turn a NOT_CONTROLLER inside its response into the
+        // envelope's error (an older one): the same controller change (Kafka's request thread
+        // looks at every error code of the response).
+        (0, Some(body)) if not_controller(&body) => Attempt::Retry {
+            why: "the response carries NOT_CONTROLLER".into(),
+            hinted: false,
+        },
         (0, Some(body)) => Attempt::Answered(body, answer.metadata_offset),
         // The controller lost its leadership while it ran the request (Kafka's
         // `shouldReturnNotController`).
@@ -211,4 +230,81 @@ fn keep_idle(channel: ControllerChannel) {
             idle.push(channel);
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handlers::forward_errors;
+    use bytes::BytesMut;
+    use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
+    use kafka_protocol::messages::{ApiKey, CreateTopicsResponse, TopicName};
+    use kafka_protocol::protocol::{Encodable, StrBytes};
+
+    /// A controller's answer: `response` (CreateTopics v5) in an envelope with `envelope_error`.
+    fn answer(envelope_error: i16, codes: &[i16]) -> Result<EnvelopeAnswer, LifecycleError> {
+        let topics = codes
+            .iter()
+            .enumerate()
+            .map(|(i, code)| {
+                CreatableTopicResult::default()
+                    .with_name(TopicName(StrBytes::from_string(format!("t{i}"))))
+                    .with_error_code(*code)
+            })
+            .collect();
+        let mut body = BytesMut::new();
+        CreateTopicsResponse::default()
+            .with_topics(topics)
+            .encode(&mut body, 5)
+            .unwrap();
+        let envelope = EnvelopeResponse::default()
+            .with_error_code(envelope_error)
+            .with_response_data((envelope_error == 0).then(|| body.freeze()));
+        let mut response = BytesMut::new();
+        envelope.encode(&mut response, 0).unwrap();
+        Ok(EnvelopeAnswer {
+            response: response.to_vec(),
+            metadata_offset: 9,
+        })
+    }
+
+    fn create_topics_not_controller(body: &Bytes) -> bool {
+        forward_errors::carries(ApiKey::CreateTopics, 5, body, NOT_CONTROLLER)
+    }
+
+    #[test]
+    fn not_controller_per_item_inside_the_response_is_a_retry() {
+        let answered = attempt(
+            answer(0, &[0, NOT_CONTROLLER]),
+            &create_topics_not_controller,
+        );
+        assert!(
+            matches!(answered, Attempt::Retry { hinted: false, .. }),
+            "a per-topic NOT_CONTROLLER was answered to the client"
+        );
+    }
+
+    #[test]
+    fn envelope_errors_and_clean_answers_are_classified() {
+        let retry = attempt(answer(NOT_CONTROLLER, &[]), &create_topics_not_controller);
+        assert!(matches!(retry, Attempt::Retry { .. }));
+        let failed = attempt(answer(42, &[]), &create_topics_not_controller);
+        assert!(matches!(
+            failed,
+            Attempt::Failed(ForwardError::Envelope(42))
+        ));
+        // Other per-topic errors are the controller's answer, not a controller change.
+        match attempt(answer(0, &[0, 36]), &create_topics_not_controller) {
+            Attempt::Answered(body, 9) => assert!(!create_topics_not_controller(&body)),
+            _ => panic!("a plain answer was not answered"),
+        }
+        let lost = attempt(
+            Err(LifecycleError::NotController {
+                leader_id: Some(2),
+                leader_addr: None,
+            }),
+            &create_topics_not_controller,
+        );
+        assert!(matches!(lost, Attempt::Retry { hinted: true, .. }));
+    }
 }

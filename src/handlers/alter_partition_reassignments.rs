@@ -67,6 +67,10 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
                 let e = ResponseError::NotController;
                 return Outcome::encoded(&refused(e.code(), &e.to_string()), version);
             }
+            Err(CommitError::TimedOut(message)) => {
+                let code = ResponseError::RequestTimedOut.code();
+                return Outcome::encoded(&refused(code, &message), version);
+            }
             Err(CommitError::Failed(message)) => {
                 tracing::warn!(error = %message, "partition reassignment not committed");
                 let code = ResponseError::UnknownServerError.code();

@@ -165,6 +165,9 @@ async fn respond_cluster(
         Err(CommitError::NotController) => {
             return refused(body, version, ResponseError::NotController.code());
         }
+        Err(CommitError::TimedOut(_)) => {
+            return refused(body, version, ResponseError::RequestTimedOut.code());
+        }
         Err(CommitError::Failed(message)) => {
             tracing::warn!(error = %message, "leader election not committed");
             return refused(body, version, ResponseError::UnknownServerError.code());

@@ -70,6 +70,7 @@ pub fn topic_error_code(error: &TopicError) -> i16 {
         ) => K::InvalidConfig.code(),
         TopicError::Io(_) | TopicError::Corrupt(_) => K::KafkaStorageError.code(),
         TopicError::NotController => K::NotController.code(),
+        TopicError::TimedOut(_) => K::RequestTimedOut.code(),
     }
 }
 
@@ -88,6 +89,7 @@ pub fn admin_error_code(error: &AdminError) -> i16 {
         AdminError::ClusterAuthorizationFailed => K::ClusterAuthorizationFailed.code(),
         AdminError::NotController => K::NotController.code(),
         AdminError::ThrottlingQuotaExceeded => K::ThrottlingQuotaExceeded.code(),
+        AdminError::TimedOut(_) => K::RequestTimedOut.code(),
     }
 }
 

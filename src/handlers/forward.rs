@@ -14,7 +14,12 @@
 //! retries against the new controller until `request.timeout.ms` (`cluster::forwarding`), and
 //! the controller answers an Envelope whose response carries NOT_CONTROLLER (it lost its
 //! leadership while running it) with the envelope error NOT_CONTROLLER, as Kafka's
-//! `RequestChannel` does, so that the broker retries it.
+//! `RequestChannel` does, so that the broker retries it. The active controller's own broker
+//! side runs such a request itself (no envelope to itself), but an answer with NOT_CONTROLLER
+//! anywhere in it (the leadership moved while it ran) is not the client's either: the request
+//! is then forwarded to the next controller, under the same `request.timeout.ms` counted from
+//! its arrival, for every API of [`FORWARDED_APIS`] alike (Kafka's broker forwards to its own
+//! node's controller through the same channel, which retries the NOT_CONTROLLER answer).
 //!
 //! Invariants: a request is run by the controller's handler, never by this module's entry
 //! point there. When forwarding fails the broker runs the handler itself (validation and
@@ -28,6 +33,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
@@ -70,10 +76,10 @@ const UNSUPPORTED_VERSION: i16 = 35;
 /// the module documentation), else runs the handler here.
 pub fn handle(handler: Handler, shard: Rc<Shard>, request: Request) -> HandlerFuture {
     Box::pin(async move {
+        let arrived = Instant::now();
         let node = match &shard.cluster {
             Some(node)
                 if node.settings.roles.broker
-                    && !node.is_active_controller()
                     && FORWARDED_APIS.contains(&request.api_key)
                     && !super::alter_configs::names_another_broker(&shard, &request) =>
             {
@@ -81,14 +87,31 @@ pub fn handle(handler: Handler, shard: Rc<Shard>, request: Request) -> HandlerFu
             }
             _ => return handler(shard, request).await,
         };
+        let (api_key, version) = (request.api_key, request.version());
+        if node.is_active_controller() {
+            // The active controller runs it here, as it would run it forwarded; when it lost
+            // its leadership meanwhile (NOT_CONTROLLER in the answer) the request goes to the
+            // next controller as a forwarded one would (Kafka's broker side forwards to its
+            // own node's controller too, and retries that answer).
+            let outcome = handler(shard.clone(), request.clone()).await?;
+            if !outcome_carries(&outcome, api_key, version, forward_errors::NOT_CONTROLLER) {
+                return Ok(outcome);
+            }
+            tracing::debug!(api = ?api_key, "the controller changed while running it; forwarding");
+        }
         let envelope = match envelope_of(&request) {
             Ok(envelope) => envelope,
             Err(e) => {
-                tracing::debug!(api = ?request.api_key, error = %e, "not forwarded; answering here");
+                tracing::debug!(api = ?api_key, error = %e, "not forwarded; answering here");
                 return handler(shard, request).await;
             }
         };
-        let why = match crate::cluster::forwarding::forward(&node, envelope).await {
+        let not_controller = |body: &Bytes| {
+            forward_errors::carries(api_key, version, body, forward_errors::NOT_CONTROLLER)
+        };
+        let forwarded =
+            crate::cluster::forwarding::forward(&node, envelope, arrived, &not_controller).await;
+        let why = match forwarded {
             Ok(body) => return Ok(Outcome::Body(vec![BodyPart::Bytes(body)])),
             Err(why) => why,
         };
@@ -100,13 +123,23 @@ pub fn handle(handler: Handler, shard: Rc<Shard>, request: Request) -> HandlerFu
                 Some(forward_errors::UNKNOWN_SERVER_ERROR)
             }
         };
-        let (api_key, version) = (request.api_key, request.version());
         let outcome = handler(shard, request).await?;
         Ok(match instead {
             Some(code) => not_controller_as(outcome, api_key, version, code),
             None => outcome,
         })
     })
+}
+
+/// Whether a handler's answer carries `code` anywhere (a file part is never an admin answer).
+fn outcome_carries(outcome: &Outcome, api_key: ApiKey, version: i16, code: i16) -> bool {
+    match outcome {
+        Outcome::Body(parts) => parts.iter().any(|part| match part {
+            BodyPart::Bytes(body) => forward_errors::carries(api_key, version, body, code),
+            BodyPart::File(_) => false,
+        }),
+        Outcome::Silent => false,
+    }
 }
 
 /// `outcome` (the broker's own answer, when forwarding failed) with NOT_CONTROLLER replaced by

@@ -47,6 +47,9 @@ pub fn handle(shard: Rc<Shard>, request: Request) -> HandlerFuture {
             Err(CommitError::NotController) => {
                 return Outcome::encoded(&refused(ResponseError::NotController), version)
             }
+            Err(CommitError::TimedOut(_)) => {
+                return Outcome::encoded(&refused(ResponseError::RequestTimedOut), version)
+            }
             Err(CommitError::Failed(_)) => {
                 return Outcome::encoded(&refused(ResponseError::UnknownServerError), version)
             }

@@ -81,6 +81,7 @@ use crate::shard::Shard;
 pub use self::error::HandlerError;
 
 /// One decoded request header plus its still-encoded body.
+#[derive(Clone)]
 pub struct Request {
     pub api_key: ApiKey,
     pub header: RequestHeader,

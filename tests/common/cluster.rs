@@ -65,46 +65,9 @@ pub struct Cluster {
     pub client_ports: Vec<u16>,
 }
 
-/// A loopback port free now, for a listener a node binds later (controller ports must be
-/// known before any node starts). Taken BELOW the kernel's ephemeral range
-/// (`ip_local_port_range`): a port bound to 0 and released comes from that range, and an
-/// outgoing connection of an already running node (a Raft or replica fetch connect) can take
-/// it as its source port before the node binds it ("Address already in use"). Ports handed
-/// out are remembered so that two tests of one process never get the same one.
-pub fn free_port() -> u16 {
-    use std::collections::HashSet;
-    use std::sync::atomic::{AtomicU32, Ordering};
-    use std::sync::Mutex;
-    static GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|t| t.split_whitespace().next()?.parse::<u32>().ok())
-        .unwrap_or(32768);
-    let (low, high) = (10_000u32, ephemeral_low.clamp(10_001, 65_535));
-    let span = high - low;
-    // Processes (test binaries, parallel cargo runs) start at different offsets.
-    let seed = std::process::id().wrapping_mul(7919)
-        ^ std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-    for _ in 0..span {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let Ok(port) = u16::try_from(low + (seed.wrapping_add(n.wrapping_mul(97))) % span) else {
-            continue;
-        };
-        let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
-        let given = given.get_or_insert_with(HashSet::new);
-        if given.contains(&port) {
-            continue;
-        }
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            given.insert(port);
-            return port;
-        }
-    }
-    panic!("no free loopback port below the ephemeral range")
-}
+/// A loopback port free now and reserved across processes (`common::ports`), for a listener
+/// a node binds later.
+pub use super::ports::free_port;
 
 /// The TOML of node `node_id` of a cluster whose controllers listen on `ports`.
 pub fn node_toml(opts: &ClusterOpts, node_id: i32, ports: &[u16]) -> String {

@@ -18,6 +18,7 @@ pub mod cluster;
 pub mod faults;
 pub mod kafka;
 pub mod load;
+pub mod ports;
 pub mod proxy;
 pub mod sasl;
 pub mod split;

@@ -48,6 +48,10 @@ pub enum TopicError {
     /// Kafka's NOT_CONTROLLER (a KRaft node that is not the active controller).
     #[error("This is not the correct controller for this cluster.")]
     NotController,
+    /// Kafka's REQUEST_TIMED_OUT: the controller could not finish the change in time (it is
+    /// shutting down, or its own shards did not apply the committed change in time).
+    #[error("{0}")]
+    TimedOut(String),
 }
 
 pub use super::records::TopicId;
