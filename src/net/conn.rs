@@ -19,6 +19,8 @@
 //! closes the connection), frames are capped at `sasl.server.max.receive.size`, and a failed
 //! authentication is answered after `connection.failed.authentication.delay.ms`, then closed.
 
+use std::cell::Cell;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::pin;
 use std::rc::Rc;
@@ -147,8 +149,9 @@ pub async fn serve(
     let (tx, rx) = flume::bounded::<Ready>(in_flight.max(1));
     // `stream` (holding `socket`) outlives `activity`.
     let activity = Activity::new(shard.config.socket.connections_max_idle_ms).with_socket(socket);
+    let handling = Cell::new(false);
     let reader = Box::pin(async {
-        let result = read_loop(&shard, &stream, tx, &session, &activity).await;
+        let result = read_loop(&shard, &stream, tx, &session, (&activity, &handling)).await;
         if let Err(e) = &result {
             if !matches!(e, ConnError::Eof) {
                 tracing::debug!(%peer, error = %e, "closing connection");
@@ -157,12 +160,29 @@ pub async fn serve(
         !matches!(result, Err(ConnError::Idle))
     });
     let writer = Box::pin(write_loop(&shard, &stream, rx, &activity));
-    // The reader ending (EOF, bad frame, shutdown) lets the writer drain what is queued, unless
-    // the connection went idle (a write the client stopped reading would never end); the
-    // writer ending (write error, a request that must close) drops the reader.
-    if let Either::Left((true, writer)) = select(reader, writer).await {
-        writer.await;
-    };
+    run_halves(reader, writer, &handling).await;
+}
+
+/// Runs a connection's reader and writer. The reader ending (EOF, bad frame, shutdown) lets
+/// the writer drain what is queued, unless the connection went idle (`false`: a write the
+/// client stopped reading would never end). The writer ending (a failed write, a request that
+/// must close) stops the reader, but a request the reader is handling (`handling`) first runs
+/// to its end: Kafka handles a received request whatever becomes of its connection (only the
+/// response is dropped), and an append dropped half-way fails the other clients' appends
+/// written with it (B23). The reader then ends at its next wait: the response queue is closed.
+async fn run_halves(
+    reader: impl Future<Output = bool> + Unpin,
+    writer: impl Future<Output = ()> + Unpin,
+    handling: &Cell<bool>,
+) {
+    match select(reader, writer).await {
+        Either::Left((true, writer)) => writer.await,
+        Either::Left((false, _)) => {}
+        Either::Right(((), reader)) if handling.get() => {
+            reader.await;
+        }
+        Either::Right(_) => {}
+    }
 }
 
 async fn read_loop(
@@ -170,7 +190,8 @@ async fn read_loop(
     stream: &Transport,
     tx: flume::Sender<Ready>,
     session: &Rc<Session>,
-    activity: &Activity,
+    // `handling`: set while a request is being handled (`run_halves`).
+    (activity, handling): (&Activity, &Cell<bool>),
 ) -> Result<(), ConnError> {
     let auth_deadline =
         Instant::now() + Duration::from_millis(shard.config.sasl.authentication_timeout_ms);
@@ -232,11 +253,13 @@ async fn read_loop(
         let mut frame = buf.split_to(SIZE_PREFIX_BYTES + len).freeze();
         let body = frame.split_off(SIZE_PREFIX_BYTES);
         shard.metrics.add_received_bytes(SIZE_PREFIX_BYTES + len);
+        handling.set(true);
         let ready = if session.expects_raw_token() {
             raw_token(shard, session, &body).await
         } else {
             handle_request(shard, body, session).await?
         };
+        handling.set(false);
         // However long the request took (a long poll), the connection was busy, not idle.
         activity.touch();
         if session.failed() {
@@ -481,4 +504,47 @@ fn with_prefix(prefix: &frame::ResponsePrefix, mut parts: Vec<BodyPart>) -> Vec<
         );
     }
     parts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// B23: the writer ending (a reset connection's failed write) while the reader handles a
+    /// request lets the request finish (an append is never dropped half-way); a reader
+    /// waiting for bytes is dropped at once.
+    #[test]
+    fn the_writer_ending_lets_the_request_being_handled_finish_and_stops_an_idle_reader() {
+        compio::runtime::Runtime::new().unwrap().block_on(async {
+            let handling = Cell::new(false);
+            let finished = Cell::new(false);
+            let reader = Box::pin(async {
+                handling.set(true);
+                // The request's work, still under way when the writer ends.
+                compio::time::sleep(Duration::from_millis(20)).await;
+                finished.set(true);
+                handling.set(false);
+                // The real reader ends here: the response queue is closed.
+                true
+            });
+            // Polled once the reader waits: it ends at once (a failed write).
+            run_halves(reader, Box::pin(async {}), &handling).await;
+            assert!(finished.get(), "the request was dropped half-way");
+
+            let handling = Cell::new(false);
+            let idle = Box::pin(async {
+                std::future::pending::<()>().await;
+                true
+            });
+            let stopped = compio::time::timeout(
+                Duration::from_secs(5),
+                run_halves(idle, Box::pin(async {}), &handling),
+            )
+            .await;
+            assert!(
+                stopped.is_ok(),
+                "a reader waiting for a request outlived its writer"
+            );
+        });
+    }
 }

@@ -20,6 +20,12 @@
 //! - Each append gets its own answer: one refused alone (a follower's batches that do not
 //!   continue the log) takes no offsets and the others go on; a failed write fails every
 //!   append of it and of its group (a disk fault, which stops the broker).
+//! - A write handed to io_uring runs to its end in a task of its own, which holds
+//!   `append_lock` until then, even when its caller is dropped (a connection closed mid-request):
+//!   the kernel may still complete a cancelled io_uring write (one an io-wq worker has picked
+//!   up), and the next holder writes at the same position, so without this the cancelled
+//!   write could land over the next one's committed, acknowledged bytes (B22). The cancelled
+//!   write's appends are answered NotWritten and nothing of them is committed, as before.
 //! - Bounded: a write holds at most `APPEND_COALESCE_ENTRIES_MAX` appends, `APPEND_IOVECS_MAX`
 //!   iovecs and, past its first append, `APPEND_COALESCE_BYTES_MAX` bytes, and never crosses
 //!   a segment roll; the queue holds appends in flight, each one a request the network layer
@@ -32,6 +38,7 @@ use std::rc::Rc;
 use std::task::{Poll, Waker};
 
 use futures_util::future::{select, Either};
+use futures_util::lock::OwnedMutexGuard;
 use futures_util::pin_mut;
 
 use smallvec::SmallVec;
@@ -40,6 +47,7 @@ use crate::batch::{BatchInfo, BatchInfos};
 use crate::config::{LogConfig, TimestampType};
 use crate::error::StorageError;
 use crate::index;
+use crate::io::Fd;
 use crate::log::{
     as_stamped, check_before_write, rewrite, write_failed, AppendInfo, AppendOptions, Log,
     SegmentEnd, Stamp, INDEX_PENDING_ENTRIES_MAX, RELATIVE_OFFSET_MAX, SEGMENT_BYTES_HARD_MAX,
@@ -123,6 +131,43 @@ struct Placed {
     now_ms: i64,
 }
 
+/// A hold of `Log::append_lock` that can move into a task.
+type AppendGuard = OwnedMutexGuard<()>;
+
+/// Writes `bufs` at `pos` through io_uring in a task of its own that holds the caller's
+/// `guard` until the write has completed, and hands both back. When the caller is dropped
+/// mid-write, the write still runs to its end and only then releases the lock: dropping an
+/// io_uring write does not stop one the kernel has started (an io-wq worker picked it up
+/// before the cancel arrived; a buffered ext4 write always goes to a worker, `io.rs`), and
+/// the next holder writes the same position (nothing of the dropped write was committed),
+/// inline with `pwritev` as often as not, so the late write would land over its committed
+/// bytes (B22, `storage/tests/breaker_cancelled_write.rs`). A write done inline on the shard
+/// thread needs none of this: it has completed before the caller can be dropped.
+async fn write_to_completion(
+    fd: Fd,
+    bufs: WriteBufs,
+    pos: u64,
+    guard: &mut Option<AppendGuard>,
+) -> io::Result<WriteBufs> {
+    let (tx, rx) = futures_channel::oneshot::channel();
+    let held = guard.take();
+    let write = async move {
+        let written = fd.write_segment_vectored(bufs, pos, false).await;
+        // The caller gone: the result is dropped here, and the lock with it, only now.
+        let _caller_gone_is_fine = tx.send((written, held));
+    };
+    compio::runtime::spawn(write).detach();
+    match rx.await {
+        Ok((written, held)) => {
+            *guard = held;
+            written
+        }
+        Err(_) => Err(io::Error::other(
+            "segment write task ended without an answer",
+        )),
+    }
+}
+
 /// Offsets an append's batches take.
 fn offsets_needed(infos: &[BatchInfo]) -> i64 {
     infos
@@ -195,15 +240,16 @@ impl Log {
         let _in_flight = InFlightAppend::new(&self.state);
         // Either a group written by the current lock holder answers this append, or this
         // caller gets the lock and writes the queue itself.
-        let lock = self.append_lock.lock();
+        let lock = self.append_lock.clone().lock_owned();
         let answered = me.answered();
         pin_mut!(lock, answered);
         if let Either::Left((guard, _)) = select(lock, answered).await {
+            let mut guard = Some(guard);
             if me.input.borrow().is_some() {
                 // The group: every append queued now (this one among them), taken from the
                 // queue's front as it is written; later ones wait for the next holder.
                 let group = self.pending_appends.borrow().len();
-                self.append_group(group).await;
+                self.append_group(group, &mut guard).await;
             }
             drop(guard);
         }
@@ -216,10 +262,11 @@ impl Log {
     /// Writes the first `group` appends of `pending_appends` (a write per run that fits one,
     /// see the module header) and gives each its answer. Caller holds `append_lock`, so only
     /// this caller takes from the queue's front; appends queued meanwhile stay behind.
-    async fn append_group(&self, group: usize) {
+    /// `guard`: the caller's hold of `append_lock` (lent to each io_uring write's task).
+    async fn append_group(&self, group: usize, guard: &mut Option<AppendGuard>) {
         let mut left = group;
         while left > 0 {
-            if let Err(e) = self.write_some(&mut left).await {
+            if let Err(e) = self.write_some(&mut left, guard).await {
                 while let Some((p, _)) = self.take_front(&mut left) {
                     p.finish(Err(duplicate(&e)));
                 }
@@ -268,7 +315,11 @@ impl Log {
     /// Writes the first appends of the group (`left` of them still queued) that fit one write
     /// (rolling first if the first needs it), commits them and answers them; then applies the
     /// flush policy.
-    async fn write_some(&self, left: &mut usize) -> Result<(), StorageError> {
+    async fn write_some(
+        &self,
+        left: &mut usize,
+        guard: &mut Option<AppendGuard>,
+    ) -> Result<(), StorageError> {
         let cfg = self.config();
         let active = self.state.borrow().active()?;
         let committed_end = WriteEnd {
@@ -442,7 +493,11 @@ impl Log {
         };
         let bufs = WriteBufs(bufs);
         crate::prealloc::before_write(&self.zero_ahead, active.base, end.size).await;
-        if let Err(e) = fd.write_segment_vectored(bufs, start.size, inline).await {
+        let written = match inline {
+            true => fd.write_segment_vectored(bufs, start.size, true).await,
+            false => write_to_completion(fd.clone(), bufs, start.size, guard).await,
+        };
+        if let Err(e) = written {
             let e = write_failed(&active, start.size, len, e);
             for p in &placed {
                 p.pending.finish(Err(duplicate(&e)));

@@ -22,6 +22,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::lock::Mutex;
@@ -97,7 +98,9 @@ pub struct Log {
     /// Shared with the group-commit fsync tasks.
     pub(crate) state: Rc<RefCell<State>>,
     pub(crate) commit: Rc<GroupCommit>,
-    pub(crate) append_lock: Mutex<()>,
+    /// Shared (`Arc`) so that a segment write handed to io_uring can hold it to its end when
+    /// its caller is dropped (`append.rs`, `write_to_completion`).
+    pub(crate) append_lock: Arc<Mutex<()>>,
     /// Appends waiting to be written: the next `append_lock` holder writes all of them
     /// (`append.rs`).
     pub(crate) pending_appends: RefCell<VecDeque<Rc<PendingAppend>>>,
@@ -138,7 +141,7 @@ impl Log {
             config: RefCell::new(config),
             state: Rc::new(RefCell::new(state)),
             commit: Rc::new(GroupCommit::default()),
-            append_lock: Mutex::new(()),
+            append_lock: Arc::new(Mutex::new(())),
             pending_appends: RefCell::new(VecDeque::new()),
             inline_writes_total: Cell::new(0),
             append_copied_bytes_total: Cell::new(0),

@@ -194,8 +194,6 @@ impl Log {
     pub async fn truncate_to(&self, offset: Offset) -> Result<(), StorageError> {
         let _g = self.append_lock.lock().await;
         self.await_seal().await?;
-        // The cut below (or the files' removal) takes the zeros with it.
-        self.zero_ahead.forget().await;
         let (first_base, log_start, log_end) = {
             let st = self.state.borrow();
             st.active()?;
@@ -203,8 +201,11 @@ impl Log {
             (first, st.log_start, st.log_end)
         };
         if offset.0 >= log_end {
+            // Nothing cut: the zeros past the end stay, known, for the next roll's trim (B24).
             return Ok(());
         }
+        // The cut below (or the files' removal) takes the zeros with it.
+        self.zero_ahead.forget().await;
         if offset.0 <= first_base || offset.0 < log_start {
             return self.truncate_fully(offset.0).await;
         }

@@ -287,3 +287,35 @@ fn the_zeroing_fdatasync_makes_nothing_durable() {
         assert_eq!(log.fsync_count(), 1);
     });
 }
+
+/// B24 (session 10 breaker): a truncation that removes nothing (a follower's truncation to an
+/// offset at or past its log end, as the replica fetcher asks at every epoch change) kept the
+/// zeros in the file but forgot them, so the next roll did not cut them: the sealed segment's
+/// file stayed longer than its data, and a clean restart reported it damaged ("does not end
+/// where its index says").
+#[test]
+fn a_truncation_that_removes_nothing_keeps_the_zeros_known_for_the_roll() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = part_dir(root.path());
+    rt().block_on(async {
+        let log = Log::open(dir.clone(), config()).await.unwrap();
+        fill(&log, 3).await;
+        zeroing_settled(&log).await;
+        let data_bytes = log.size_bytes();
+        let first = dir.join("00000000000000000000.log");
+        assert!(file_len(&first) > data_bytes, "zeros were written ahead");
+        let end = log.log_end_offset();
+        log.truncate_to(end).await.unwrap();
+        assert_eq!(log.log_end_offset(), end, "nothing truncated");
+        log.roll().await.unwrap();
+        assert_eq!(
+            file_len(&first),
+            data_bytes,
+            "the sealed segment's file ends where its data does"
+        );
+        log.close().await.unwrap();
+        let log = Log::open(dir.clone(), config()).await.unwrap();
+        assert_eq!(log.recovery_report().damaged_segments, vec![]);
+        assert_eq!(log.log_end_offset(), end);
+    });
+}
