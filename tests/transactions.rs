@@ -428,6 +428,20 @@ fn end_txn(
     wire::call(broker.socket_addr(), ApiKey::EndTxn, version, &request)
 }
 
+/// `id`'s transaction coordinator as FindCoordinator v4 answers it.
+fn find_coordinator(broker: &Broker, id: &str) -> find_coordinator_response::Coordinator {
+    let find = FindCoordinatorRequest::default()
+        .with_key_type(1)
+        .with_coordinator_keys(vec![str_bytes(id)]);
+    let found: FindCoordinatorResponse =
+        wire::call(broker.socket_addr(), ApiKey::FindCoordinator, 4, &find);
+    found
+        .coordinators
+        .into_iter()
+        .next()
+        .expect("one coordinator")
+}
+
 /// The coordinator's error codes, as Kafka answers them.
 #[test]
 fn coordinator_error_codes() {
@@ -436,16 +450,9 @@ fn coordinator_error_codes() {
     kafka::create_topic(&broker, &topic, 2);
     let id = unique_name("tx");
 
-    let find = FindCoordinatorRequest::default()
-        .with_key_type(1)
-        .with_coordinator_keys(vec![str_bytes(&id)]);
-    let found: FindCoordinatorResponse =
-        wire::call(broker.socket_addr(), ApiKey::FindCoordinator, 4, &find);
-    assert_eq!(found.coordinators[0].error_code, 0);
-    assert_eq!(
-        found.coordinators[0].port,
-        i32::from(broker.socket_addr().port())
-    );
+    let found = find_coordinator(&broker, &id);
+    assert_eq!(found.error_code, 0);
+    assert_eq!(found.port, i32::from(broker.socket_addr().port()));
 
     assert_eq!(
         init(&broker, &id, 60_001).error_code,
@@ -567,12 +574,7 @@ fn a_transaction_record_over_message_max_bytes_answers_unknown_server_error() {
     kafka::create_topic(&broker, &short, 1);
     let id = unique_name("tx");
     // Kafka creates `__transaction_state` on the first FindCoordinator for a transactional id.
-    let find = FindCoordinatorRequest::default()
-        .with_key_type(1)
-        .with_coordinator_keys(vec![str_bytes(&id)]);
-    let found: FindCoordinatorResponse =
-        wire::call(broker.socket_addr(), ApiKey::FindCoordinator, 4, &find);
-    assert_eq!(found.coordinators[0].error_code, 0);
+    assert_eq!(find_coordinator(&broker, &id).error_code, 0);
     let first = init(&broker, &id, 30_000);
     assert_eq!((first.error_code, first.producer_epoch), (0, 0));
     let producer = (first.producer_id.0, 0);
