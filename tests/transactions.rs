@@ -2,7 +2,8 @@
 //! wraps) transactional producers committing and aborting across partitions, zombie fencing,
 //! consume-transform-produce with `send_offsets_to_transaction`, the coordinator's state
 //! recovered after kill -9 (and an in-flight transaction aborted by its timeout); plus
-//! raw-protocol checks of the coordinator's error codes. Each test owns its broker.
+//! raw-protocol checks of the coordinator's error codes, also when its transaction log refuses
+//! a record. Each test owns its broker.
 
 // Test code: a failed expectation should fail the test loudly (docs/decisions/0014).
 #![allow(
@@ -427,6 +428,20 @@ fn end_txn(
     wire::call(broker.socket_addr(), ApiKey::EndTxn, version, &request)
 }
 
+/// `id`'s transaction coordinator as FindCoordinator v4 answers it.
+fn find_coordinator(broker: &Broker, id: &str) -> find_coordinator_response::Coordinator {
+    let find = FindCoordinatorRequest::default()
+        .with_key_type(1)
+        .with_coordinator_keys(vec![str_bytes(id)]);
+    let found: FindCoordinatorResponse =
+        wire::call(broker.socket_addr(), ApiKey::FindCoordinator, 4, &find);
+    found
+        .coordinators
+        .into_iter()
+        .next()
+        .expect("one coordinator")
+}
+
 /// The coordinator's error codes, as Kafka answers them.
 #[test]
 fn coordinator_error_codes() {
@@ -435,16 +450,9 @@ fn coordinator_error_codes() {
     kafka::create_topic(&broker, &topic, 2);
     let id = unique_name("tx");
 
-    let find = FindCoordinatorRequest::default()
-        .with_key_type(1)
-        .with_coordinator_keys(vec![str_bytes(&id)]);
-    let found: FindCoordinatorResponse =
-        wire::call(broker.socket_addr(), ApiKey::FindCoordinator, 4, &find);
-    assert_eq!(found.coordinators[0].error_code, 0);
-    assert_eq!(
-        found.coordinators[0].port,
-        i32::from(broker.socket_addr().port())
-    );
+    let found = find_coordinator(&broker, &id);
+    assert_eq!(found.error_code, 0);
+    assert_eq!(found.port, i32::from(broker.socket_addr().port()));
 
     assert_eq!(
         init(&broker, &id, 60_001).error_code,
@@ -536,4 +544,62 @@ fn coordinator_error_codes() {
 
     let unknown = describe(&broker, &unique_name("nope"));
     assert_eq!(unknown.error_code, 105, "TRANSACTIONAL_ID_NOT_FOUND");
+}
+
+/// A transition whose `__transaction_state` record the log refuses answers Kafka's mapped code
+/// (`TransactionStateManager.appendTransactionToLog`): with `message.max.bytes` below the
+/// record of an AddPartitionsToTxn naming many long topics, the append fails with
+/// MESSAGE_TOO_LARGE and every partition answers UNKNOWN_SERVER_ERROR (-1), not
+/// COORDINATOR_NOT_AVAILABLE (15, which a client retries forever); the transition is dropped
+/// and the id stays usable: a small AddPartitionsToTxn, then an EndTxn commit, succeed.
+#[test]
+fn a_transaction_record_over_message_max_bytes_answers_unknown_server_error() {
+    /// Long topic names, so that a few of them exceed `message.max.bytes` in one record.
+    const LONG_TOPICS: usize = 8;
+    const LONG_NAME_CHARS: usize = 200;
+    // A record limit the InitProducerId record fits in and the big AddPartitionsToTxn's not.
+    let config = format!("{BROKER_TOML}\n\"message.max.bytes\" = 1024\n");
+    let broker = Broker::start(BrokerOpts::default().config(&config));
+    let prefix = unique_name("long");
+    let long: Vec<String> = (0..LONG_TOPICS)
+        .map(|i| {
+            let name = format!("{prefix}{i}");
+            format!("{name}{}", "x".repeat(LONG_NAME_CHARS - name.len()))
+        })
+        .collect();
+    for topic in &long {
+        kafka::create_topic(&broker, topic, 1);
+    }
+    let short = unique_name("short");
+    kafka::create_topic(&broker, &short, 1);
+    let id = unique_name("tx");
+    // Kafka creates `__transaction_state` on the first FindCoordinator for a transactional id.
+    assert_eq!(find_coordinator(&broker, &id).error_code, 0);
+    let first = init(&broker, &id, 30_000);
+    assert_eq!((first.error_code, first.producer_epoch), (0, 0));
+    let producer = (first.producer_id.0, 0);
+
+    let all_long: Vec<(&str, Vec<i32>)> = long.iter().map(|t| (t.as_str(), vec![0])).collect();
+    let codes = add_partitions(&broker, 3, &id, producer, &all_long);
+    assert_eq!(codes.len(), LONG_TOPICS, "{codes:?}");
+    assert!(
+        codes.values().all(|c| *c == -1),
+        "MESSAGE_TOO_LARGE is answered UNKNOWN_SERVER_ERROR: {codes:?}"
+    );
+    assert!(
+        broker
+            .log_text()
+            .contains("cannot persist transaction state"),
+        "the refused append is logged"
+    );
+
+    // Nothing of the refused transition was installed, and it is not pending any more.
+    assert_eq!(describe(&broker, &id).transaction_state.as_str(), "Empty");
+    let codes = add_partitions(&broker, 3, &id, producer, &[(&short, vec![0])]);
+    assert_eq!(codes.values().copied().collect::<Vec<_>>(), vec![0]);
+    let state = describe(&broker, &id);
+    assert_eq!(state.transaction_state.as_str(), "Ongoing");
+    let topics: Vec<String> = state.topics.iter().map(|t| t.topic.0.to_string()).collect();
+    assert_eq!(topics, vec![short.clone()]);
+    assert_eq!(end_txn(&broker, 3, &id, producer, true).error_code, 0);
 }

@@ -9,11 +9,13 @@
 //! memory changes only after the record is appended, so a replay rebuilds what clients were
 //! told; the number of ids per shard is bounded by `transaction.max.count.per.shard`.
 
+use std::rc::Rc;
 use std::time::Duration;
 
 use futures_channel::oneshot;
 
 use super::api::{DescribedTxn, ListFilter, ListedTxn, TxnAnswer, TxnCode, TxnOp};
+use super::failures::{producer_id_error_code, store_error_code};
 use super::state::{self, EndStep, InitArgs, InitStep, TxnMetadata, TxnPartition, TxnState};
 use super::table::TxnEntry;
 use super::{markers, store, TxnCoordinatorContext};
@@ -115,36 +117,70 @@ fn idle_metadata(shard: &TxnCoordinatorContext<'_>, id: &str) -> Result<TxnMetad
     Ok(entry.meta.clone())
 }
 
-/// Persists `next` and installs it (Kafka's prepareTransitionTo + completeTransitionTo). The
-/// caller checked the id is not pending, in the same borrow as its decision.
+/// Persists `next` and installs it (Kafka's prepareTransitionTo, then
+/// `TransactionStateManager.appendTransactionToLog` and its callback). The caller checked the
+/// id is not pending, in the same borrow as its decision.
 async fn transit(shard: &TxnCoordinatorContext<'_>, next: TxnMetadata) -> Result<(), TxnCode> {
     let id = next.transactional_id.clone();
-    let partition = {
+    let (partition, load) = {
         let mut txns = shard.txn.txns.txns.borrow_mut();
         let entry = txns.get_mut(&id).ok_or(TxnCode::NotCoordinator)?;
         if entry.pending {
             return Err(TxnCode::ConcurrentTransactions);
         }
+        // Kafka's coordinator epoch: the load of the partition the decision was made in.
+        let load = shard
+            .txn
+            .txns
+            .loaded()
+            .get(entry.partition)
+            .ok_or(TxnCode::NotCoordinator)?;
         entry.pending = true;
-        entry.partition
+        (entry.partition, load)
     };
     let written = store::persist(&shard.txn, partition, &next).await;
+    let same_load = shard
+        .txn
+        .txns
+        .loaded()
+        .get(partition)
+        .is_some_and(|now| Rc::ptr_eq(&now, &load));
     let mut txns = shard.txn.txns.txns.borrow_mut();
-    let entry = txns.get_mut(&id).ok_or(TxnCode::NotCoordinator)?;
-    entry.pending = false;
-    match written {
-        Ok(()) => {
+    let entry = txns.get_mut(&id).filter(|_| same_load);
+    settle(entry, next, written)
+}
+
+/// The end of a transition once its append returned (Kafka's `updateCacheCallback`): `entry`
+/// is the id's entry when the partition is still the load the transition started in, `None`
+/// when it was unloaded (and maybe loaded again) meanwhile. A written record is installed, or
+/// answers NOT_COORDINATOR without touching a newer load's entry; a failed one clears the
+/// pending transition (of the same load only) and answers the append error through
+/// `store_error_code`, also when the entry is gone (Kafka returns "the original append error").
+fn settle(
+    entry: Option<&mut TxnEntry>,
+    next: TxnMetadata,
+    written: Result<(), super::TxnError>,
+) -> Result<(), TxnCode> {
+    match (written, entry) {
+        (Ok(()), Some(entry)) => {
+            entry.pending = false;
             entry.meta = next;
             Ok(())
         }
-        Err(e) => {
-            tracing::warn!(transactional_id = id, error = %e, "cannot persist transaction state");
-            Err(match e {
-                super::TxnError::Log(crate::coordinator_log::LogError::NotLoaded(_)) => {
-                    TxnCode::NotCoordinator
-                }
-                _ => TxnCode::CoordinatorNotAvailable,
-            })
+        (Ok(()), None) => {
+            tracing::info!(
+                transactional_id = next.transactional_id,
+                "transaction log partition unloaded during the write; NOT_COORDINATOR"
+            );
+            Err(TxnCode::NotCoordinator)
+        }
+        (Err(e), entry) => {
+            if let Some(entry) = entry {
+                entry.pending = false;
+            }
+            let code = store_error_code(&e);
+            tracing::warn!(transactional_id = next.transactional_id, error = %e, ?code, "cannot persist transaction state");
+            Err(code)
         }
     }
 }
@@ -155,8 +191,9 @@ async fn new_producer_id(shard: &TxnCoordinatorContext<'_>) -> Result<i64, TxnCo
         .await
         .map(|id| id.0)
         .map_err(|e| {
-            tracing::warn!(error = %e, "cannot allocate a producer id");
-            TxnCode::CoordinatorNotAvailable
+            let code = producer_id_error_code(&e);
+            tracing::warn!(error = %e, ?code, "cannot allocate a producer id");
+            code
         })
 }
 
@@ -475,5 +512,65 @@ async fn remove_expired(shard: &TxnCoordinatorContext<'_>, now: i64) {
                 txns.remove(&id);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::coordinator_log::LogError;
+    use crate::partition::PartitionError;
+
+    fn entry() -> TxnEntry {
+        let mut entry = TxnEntry::new(TxnMetadata::new("t".into(), 7, 1000, 0), 0);
+        entry.pending = true;
+        entry
+    }
+
+    fn next() -> TxnMetadata {
+        TxnMetadata {
+            producer_epoch: 1,
+            ..TxnMetadata::new("t".into(), 7, 1000, 0)
+        }
+    }
+
+    fn failed(error: PartitionError) -> Result<(), super::super::TxnError> {
+        Err(LogError::Partition(error).into())
+    }
+
+    #[test]
+    fn a_failed_write_clears_the_pending_transition_and_answers_the_mapped_error() {
+        let mut entry = entry();
+        let before = entry.meta.clone();
+        let code = settle(
+            Some(&mut entry),
+            next(),
+            failed(PartitionError::NotLeaderOrFollower),
+        );
+        assert_eq!(code, Err(TxnCode::NotCoordinator));
+        assert!(!entry.pending);
+        assert_eq!(entry.meta.producer_epoch, before.producer_epoch);
+        let code = settle(
+            Some(&mut entry),
+            next(),
+            failed(PartitionError::TooLarge { size: 2, max: 1 }),
+        );
+        assert_eq!(code, Err(TxnCode::UnknownServerError));
+    }
+
+    #[test]
+    fn a_failed_write_whose_load_is_gone_answers_the_append_error() {
+        // Kafka: "we want to return the original append error to the user".
+        let code = settle(None, next(), failed(PartitionError::RequestTimedOut));
+        assert_eq!(code, Err(TxnCode::CoordinatorNotAvailable));
+    }
+
+    #[test]
+    fn a_write_whose_load_is_gone_is_not_installed_and_answers_not_coordinator() {
+        assert_eq!(settle(None, next(), Ok(())), Err(TxnCode::NotCoordinator));
+        let mut entry = entry();
+        assert_eq!(settle(Some(&mut entry), next(), Ok(())), Ok(()));
+        assert!(!entry.pending);
+        assert_eq!(entry.meta.producer_epoch, 1);
     }
 }

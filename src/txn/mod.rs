@@ -16,6 +16,7 @@ pub mod channel;
 pub mod code;
 pub mod codec;
 pub mod coordinator;
+pub mod failures;
 pub mod markers;
 pub mod state;
 pub mod store;
