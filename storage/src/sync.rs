@@ -241,6 +241,10 @@ async fn close_when_settled(guard: ForgetOnDrop) {
     for dirty in batch.dirty.into_values() {
         start_or_chain(&dirty);
     }
+    // The fsyncs just started are in the ring: into the kernel now, together, not after the
+    // rest of this loop turn's tasks (BENCHMARKS.md, "Issue 16, session 10: the
+    // write-to-fdatasync hand-off").
+    crate::io::submit_pushed();
 }
 
 /// Owned by a batch's task: if the task is dropped before it closed the batch (its runtime
