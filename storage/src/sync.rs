@@ -12,8 +12,9 @@
 //! then, in one poll, starts one fsync per dirty log
 //! covering everything appended to it so far (or, where an fsync started earlier is still in
 //! flight, asks it to chain the next one when it ends): the fsyncs of all dirty logs go to the
-//! kernel together (one `io_uring_enter`) and run concurrently, not one after another. Its
-//! waiters then wait on their own log's fsync only.
+//! kernel together (one `io_uring_enter`, made as the batch closes rather than after the rest
+//! of the loop turn) and run concurrently, not one after another. Its waiters then wait on
+//! their own log's fsync only.
 //!
 //! Appends still in flight on a dirty log when the batch would close (queued behind a write
 //! of the log, or written and answered but their callers not yet resumed) would each need the
