@@ -308,6 +308,22 @@ pub(crate) async fn sync_dir(dir: &Path) -> io::Result<()> {
     Fd::open_ro(dir).await?.sync(true).await
 }
 
+/// Hands the SQEs pushed so far (the fsyncs a sync batch just started) to the kernel now, in
+/// one `io_uring_enter` that does not wait, instead of at the end of the loop turn, after
+/// every other runnable task of the turn has run (compio submits only when its driver polls).
+/// That wait sat between an acks=all append's write and the start of its fdatasync
+/// (BENCHMARKS.md, "Issue 16, session 10: the write-to-fdatasync hand-off").
+///
+/// compio's flush resets the driver's wake flag; a wake from another thread that it
+/// consumed is re-raised, so the loop's next poll does not sleep with a task queued.
+pub(crate) fn submit_pushed() {
+    compio::runtime::Runtime::with_current(|rt| {
+        if rt.flush() {
+            rt.waker().wake();
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -354,20 +370,4 @@ mod tests {
         assert_eq!(iovs[0].iov_len, 5);
         assert_eq!(fill_iovecs(slices.into_iter(), 15, &mut iovs), 0);
     }
-}
-
-/// Hands the SQEs pushed so far (the fsyncs a sync batch just started) to the kernel now, in
-/// one `io_uring_enter` that does not wait, instead of at the end of the loop turn, after
-/// every other runnable task of the turn has run (compio submits only when its driver polls).
-/// That wait sat between an acks=all append's write and the start of its fdatasync
-/// (BENCHMARKS.md, "Issue 16, session 10: the write-to-fdatasync hand-off").
-///
-/// compio's flush resets the driver's wake flag; a wake from another thread that it
-/// consumed is re-raised, so the loop's next poll does not sleep with a task queued.
-pub(crate) fn submit_pushed() {
-    compio::runtime::Runtime::with_current(|rt| {
-        if rt.flush() {
-            rt.waker().wake();
-        }
-    });
 }
