@@ -24,7 +24,6 @@ use std::rc::Rc;
 use futures_util::future::{FutureExt, LocalBoxFuture, Shared};
 
 use crate::error::StorageError;
-use crate::io::Fd;
 use crate::state::State;
 
 pub(crate) type FsyncFuture = Shared<LocalBoxFuture<'static, Result<(), FsyncFailure>>>;
@@ -166,7 +165,8 @@ impl GroupCommit {
 
 /// What an fsync covers, taken synchronously when it starts.
 struct Snapshot {
-    fd: Fd,
+    /// The fdatasync, already pushed to the ring (`Fd::start_sync_segment_data`).
+    sync: LocalBoxFuture<'static, io::Result<()>>,
     /// The seal of the previous segment running at the start, which must complete before
     /// this fsync's end can count as durable (`seal.rs`).
     sealing: Option<FsyncFuture>,
@@ -192,7 +192,7 @@ pub(crate) fn start(
             return Ok(None);
         }
         Snapshot {
-            fd: st.active()?.log.active_fd()?,
+            sync: st.active()?.log.active_fd()?.start_sync_segment_data(),
             sealing: gc.sealing(),
             end: st.log_end,
             messages_total: st.appended_messages_total,
@@ -218,7 +218,7 @@ async fn run(
     gc: Rc<GroupCommit>,
     snap: Snapshot,
 ) -> Result<(), FsyncFailure> {
-    let res = snap.fd.sync_segment_data().await;
+    let res = snap.sync.await;
     gc.fsyncs_total.set(gc.fsyncs_total.get() + 1);
     let sealed = match snap.sealing {
         Some(seal) => seal.await,
@@ -238,8 +238,10 @@ async fn run(
     );
     if gc.chain.replace(false) {
         // A closed log (or a failure) surfaces to the next caller, not here.
-        if let Err(e) = start(&state, &gc) {
-            tracing::debug!(error = %e, "no chained fsync");
+        match start(&state, &gc) {
+            Ok(Some(_)) => crate::io::submit_pushed(),
+            Ok(None) => {}
+            Err(e) => tracing::debug!(error = %e, "no chained fsync"),
         }
     }
     Ok(())

@@ -20,6 +20,7 @@ use compio::driver::op::{
 };
 use compio::io::{AsyncReadAt, AsyncReadAtExt, AsyncWriteAt, AsyncWriteAtExt};
 use compio::BufResult;
+use futures_util::future::{FutureExt, LocalBoxFuture};
 
 /// A shared file descriptor usable with compio's positional read/write traits.
 #[derive(Clone, Debug)]
@@ -205,6 +206,22 @@ impl Fd {
         self.sync(false).await
     }
 
+    /// An fdatasync of the segment whose SQE is already in the ring when this returns: its
+    /// future is polled once here, so the op is pushed now rather than when the executor
+    /// reaches the task that awaits it. [`submit_pushed`] then hands it to the kernel.
+    pub fn start_sync_segment_data(&self) -> LocalBoxFuture<'static, io::Result<()>> {
+        let fd = self.clone();
+        let mut sync = async move { fd.sync_segment_data().await }.boxed_local();
+        let waker = futures_util::task::noop_waker();
+        match sync.as_mut().poll(&mut Context::from_waker(&waker)) {
+            // A fault-injected failure (or an op completed at push): nothing in flight.
+            Poll::Ready(res) => std::future::ready(res).boxed_local(),
+            // Pushed; the awaiting task's first poll registers its own waker in place of
+            // the no-op one before any completion is reaped (same thread, later poll).
+            Poll::Pending => sync,
+        }
+    }
+
     /// fdatasync (or fsync with `all`).
     pub async fn sync(&self, all: bool) -> io::Result<()> {
         let op = Sync::new(self.0.clone(), !all);
@@ -289,6 +306,22 @@ fn fill_iovecs<'a>(
 /// fsyncs a directory so renames / creations / unlinks in it are durable.
 pub(crate) async fn sync_dir(dir: &Path) -> io::Result<()> {
     Fd::open_ro(dir).await?.sync(true).await
+}
+
+/// Hands the SQEs pushed so far (the fsyncs a sync batch just started) to the kernel now, in
+/// one `io_uring_enter` that does not wait, instead of at the end of the loop turn, after
+/// every other runnable task of the turn has run (compio submits only when its driver polls).
+/// That wait sat between an acks=all append's write and the start of its fdatasync
+/// (BENCHMARKS.md, "Issue 16, session 10: the write-to-fdatasync hand-off").
+///
+/// compio's flush resets the driver's wake flag; a wake from another thread that it
+/// consumed is re-raised, so the loop's next poll does not sleep with a task queued.
+pub(crate) fn submit_pushed() {
+    compio::runtime::Runtime::with_current(|rt| {
+        if rt.flush() {
+            rt.waker().wake();
+        }
+    });
 }
 
 #[cfg(test)]

@@ -12,8 +12,9 @@
 //! then, in one poll, starts one fsync per dirty log
 //! covering everything appended to it so far (or, where an fsync started earlier is still in
 //! flight, asks it to chain the next one when it ends): the fsyncs of all dirty logs go to the
-//! kernel together (one `io_uring_enter`) and run concurrently, not one after another. Its
-//! waiters then wait on their own log's fsync only.
+//! kernel together (one `io_uring_enter`, made as the batch closes rather than after the rest
+//! of the loop turn) and run concurrently, not one after another. Its waiters then wait on
+//! their own log's fsync only.
 //!
 //! Appends still in flight on a dirty log when the batch would close (queued behind a write
 //! of the log, or written and answered but their callers not yet resumed) would each need the
@@ -241,6 +242,10 @@ async fn close_when_settled(guard: ForgetOnDrop) {
     for dirty in batch.dirty.into_values() {
         start_or_chain(&dirty);
     }
+    // The fsyncs just started are in the ring: into the kernel now, together, not after the
+    // rest of this loop turn's tasks (BENCHMARKS.md, "Issue 16, session 10: the
+    // write-to-fdatasync hand-off").
+    crate::io::submit_pushed();
 }
 
 /// Owned by a batch's task: if the task is dropped before it closed the batch (its runtime

@@ -1,6 +1,7 @@
 //! The shard-wide sync batch (`storage::sync`): waiters of one loop turn share one fsync per
 //! log, every dirty log's fsync starts in the same batch, and no waiter is told its offset is
-//! durable before the log's durable end is past it.
+//! durable before the log's durable end is past it. The batch hands its fsyncs to the kernel
+//! when it closes, not at the end of the loop turn.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -10,6 +11,7 @@
 
 mod common;
 
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 
 use common::*;
@@ -378,5 +380,74 @@ fn with_early_writeback_acks_all_waiters_are_answered_only_once_durable() {
         assert!(stats.started_total >= 1, "{stats:?}");
         assert!(stats.bytes_total <= appended.get(), "{stats:?}");
         assert_eq!(log.durable_end_offset(), Offset(60));
+    });
+}
+
+/// The kernel's head of this thread's io_uring submission ring (`SqHead` in the ring's
+/// fdinfo): how many SQEs the kernel has consumed so far. compio submits only when its driver
+/// polls, between loop turns, unless something flushes the ring.
+fn sq_head() -> u64 {
+    let fd = compio::runtime::Runtime::with_current(|rt| rt.as_raw_fd());
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("SqHead:"))
+        .unwrap_or_else(|| panic!("no SqHead in the ring's fdinfo: {info}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn the_batch_submits_its_fsyncs_in_the_turn_it_closes() {
+    let root = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let (a, b) = (
+            open(root.path(), "a-0").await,
+            open(root.path(), "b-0").await,
+        );
+        let mut lasts = Vec::new();
+        for (i, log) in [&a, &a, &b].into_iter().enumerate() {
+            let last = log
+                .append(batch(i as u32, 3, 1_000), opts(1_000))
+                .await
+                .unwrap()
+                .last_offset;
+            lasts.push((log.clone(), last));
+        }
+        let batch = SyncBatch::new();
+        // Three waiters of one turn (two on `a`, one on `b`); the first to run opens the batch,
+        // whose task goes to the back of the run queue.
+        let waiters: Vec<_> = lasts
+            .iter()
+            .map(|(log, last)| {
+                let (log, last, batch) = (log.clone(), *last, batch.clone());
+                compio::runtime::spawn(async move {
+                    let durable = batch.wait_durable(&log, last).await.unwrap();
+                    // Answered only once the fsync covering `last` ended.
+                    assert!(durable > last && log.durable_end_offset() > last);
+                    assert!(log.fsync_count() >= 1);
+                })
+            })
+            .collect();
+        // Queued behind the waiters: notes the ring's head, then yields to the back of the
+        // queue, behind the batch's task, and runs again in the same turn, after it closed.
+        let probe = compio::runtime::spawn(async move {
+            let before = sq_head();
+            yield_now().await;
+            sq_head() - before
+        });
+        let consumed = probe.await.unwrap();
+        for w in waiters {
+            w.await.unwrap();
+        }
+        // Without the batch's flush the fsyncs sat in the ring (or were not even pushed)
+        // until the turn ended: the probe saw nothing consumed.
+        assert!(consumed >= 2, "SQEs consumed during the turn: {consumed}");
+        // Group commit unchanged: one batch, one fsync per dirty log for the three waiters.
+        let stats = batch.stats();
+        assert_eq!((stats.batches_total, stats.logs_synced_total), (1, 2));
+        assert_eq!((a.fsync_count(), b.fsync_count()), (1, 1));
+        assert_eq!(a.durable_end_offset(), a.log_end_offset());
+        assert_eq!(b.durable_end_offset(), Offset(3));
     });
 }
