@@ -48,6 +48,66 @@ pub enum LogError {
     Partition(PartitionError),
 }
 
+/// What a coordinator answers when an append of its own records to its partition failed with
+/// a partition error: the rows Kafka 4's group coordinator
+/// (`GroupMetadataManager.appendGroupMetadataErrorToResponseError`,
+/// `CoordinatorOperationExceptionHelper.handleOperationException`) and transaction coordinator
+/// (`TransactionStateManager.appendTransactionToLog`) share. Each coordinator turns it into its
+/// own code (`groups::coordinator::store_error_code`, `txn::failures::store_error_code`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppendFailure {
+    /// UNKNOWN_TOPIC_OR_PARTITION, NOT_ENOUGH_REPLICAS(_AFTER_APPEND), REQUEST_TIMED_OUT.
+    CoordinatorNotAvailable,
+    /// NOT_LEADER_OR_FOLLOWER, KAFKA_STORAGE_ERROR, a leader epoch that moved.
+    NotCoordinator,
+    /// MESSAGE_TOO_LARGE, RECORD_LIST_TOO_LARGE, and the checks of a client's batch, which
+    /// the coordinator's own uncompressed batches cannot fail.
+    UnknownServerError,
+    /// A transactional batch (TxnOffsetCommit) the partition's producer state refused.
+    InvalidProducerEpoch,
+    /// The same, INVALID_TXN_STATE.
+    InvalidTxnState,
+}
+
+/// Classifies a failed coordinator append's partition error: one exhaustive match, so a new
+/// partition error cannot go unmapped (decision 0036).
+pub fn append_failure(error: &PartitionError) -> AppendFailure {
+    use AppendFailure as F;
+    use PartitionError as P;
+    match error {
+        P::UnknownTopicOrPartition
+        | P::NotEnoughReplicas { .. }
+        // Kafka 4's coordinators append with acks=1 and wait for the high watermark, so they
+        // never see this code; Kafka 3's mapped it with NOT_ENOUGH_REPLICAS.
+        | P::NotEnoughReplicasAfterAppend { .. }
+        | P::RequestTimedOut => F::CoordinatorNotAvailable,
+        // NOT_LEADER_OR_FOLLOWER (`Unavailable`: the replicated leader resigned or the broker
+        // is shutting down), KAFKA_STORAGE_ERROR, and a leader epoch that moved under the
+        // append: this broker no longer coordinates the partition.
+        P::NotLeaderOrFollower
+        | P::Unavailable
+        | P::Storage(_)
+        | P::FencedLeaderEpoch { .. }
+        | P::UnknownLeaderEpoch { .. } => F::NotCoordinator,
+        // MESSAGE_TOO_LARGE, RECORD_LIST_TOO_LARGE.
+        P::TooLarge { .. } | P::AppendTooLarge { .. } => F::UnknownServerError,
+        P::InvalidProducerEpoch(_) => F::InvalidProducerEpoch,
+        P::InvalidTxnState(_) => F::InvalidTxnState,
+        P::UnknownTopicId
+        | P::Corrupt(_)
+        | P::InvalidRecord(_)
+        | P::UnsupportedCompressionType(_)
+        | P::OffsetOutOfRange { .. }
+        | P::InvalidRequiredAcks(_)
+        | P::InternalTopic(_)
+        | P::OutOfOrderSequence(_)
+        | P::InvalidTimestamp(_)
+        | P::TransactionCoordinatorFenced(_)
+        | P::TopicAuthorizationFailed
+        | P::TxnVerification { .. } => F::UnknownServerError,
+    }
+}
+
 /// Kafka's partition for a coordinator key: `abs(javaStringHashCode(key)) % partitions`, with
 /// Kafka's `Utils.abs` (mask the sign bit).
 pub fn partition_for(key: &str, partitions: u32) -> u32 {

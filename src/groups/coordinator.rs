@@ -154,7 +154,7 @@ fn store_failed(
 /// match, so a new partition error cannot go unmapped. Errors an append of the coordinator's
 /// own batches cannot produce (client input checks) answer UNKNOWN_SERVER_ERROR.
 pub fn store_error_code(error: &GroupError) -> GroupCode {
-    use crate::partition::PartitionError as P;
+    use crate::coordinator_log::{append_failure, AppendFailure};
     match error {
         // Not hosted on this shard (any more): Kafka's append finds no partition of a topic
         // the image still holds, NOT_LEADER_OR_FOLLOWER.
@@ -163,38 +163,13 @@ pub fn store_error_code(error: &GroupError) -> GroupCode {
         GroupError::Storage(_) => GroupCode::NotCoordinator,
         // The records could not be encoded: Kafka's unexpected exception.
         GroupError::Codec(_) => GroupCode::UnknownServerError,
-        GroupError::Partition(error) => match error {
-            P::UnknownTopicOrPartition
-            | P::NotEnoughReplicas { .. }
-            // Kafka 4's coordinator appends with acks=1 and waits for the high watermark, so it
-            // never sees this code; Kafka 3's mapped it with NOT_ENOUGH_REPLICAS.
-            | P::NotEnoughReplicasAfterAppend { .. }
-            | P::RequestTimedOut => GroupCode::CoordinatorNotAvailable,
-            // NOT_LEADER_OR_FOLLOWER (`Unavailable`: the replicated leader resigned or the
-            // broker is shutting down), KAFKA_STORAGE_ERROR, and a leader epoch that moved
-            // under the append: this broker no longer coordinates the partition.
-            P::NotLeaderOrFollower
-            | P::Unavailable
-            | P::Storage(_)
-            | P::FencedLeaderEpoch { .. }
-            | P::UnknownLeaderEpoch { .. } => GroupCode::NotCoordinator,
-            // MESSAGE_TOO_LARGE, RECORD_LIST_TOO_LARGE.
-            P::TooLarge { .. } | P::AppendTooLarge { .. } => GroupCode::UnknownServerError,
+        GroupError::Partition(error) => match append_failure(error) {
+            AppendFailure::CoordinatorNotAvailable => GroupCode::CoordinatorNotAvailable,
+            AppendFailure::NotCoordinator => GroupCode::NotCoordinator,
+            AppendFailure::UnknownServerError => GroupCode::UnknownServerError,
             // A TxnOffsetCommit batch the partition's producer state refused: passed through.
-            P::InvalidProducerEpoch(_) => GroupCode::InvalidProducerEpoch,
-            P::InvalidTxnState(_) => GroupCode::InvalidTxnState,
-            P::UnknownTopicId
-            | P::Corrupt(_)
-            | P::InvalidRecord(_)
-            | P::UnsupportedCompressionType(_)
-            | P::OffsetOutOfRange { .. }
-            | P::InvalidRequiredAcks(_)
-            | P::InternalTopic(_)
-            | P::OutOfOrderSequence(_)
-            | P::InvalidTimestamp(_)
-            | P::TransactionCoordinatorFenced(_)
-            | P::TopicAuthorizationFailed
-            | P::TxnVerification { .. } => GroupCode::UnknownServerError,
+            AppendFailure::InvalidProducerEpoch => GroupCode::InvalidProducerEpoch,
+            AppendFailure::InvalidTxnState => GroupCode::InvalidTxnState,
         },
     }
 }

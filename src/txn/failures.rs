@@ -24,7 +24,7 @@ use crate::producers::IdError;
 /// client's batch and cannot come from the coordinator's own uncompressed, non-transactional
 /// record, so they are UNKNOWN_SERVER_ERROR rather than passed through.
 pub fn store_error_code(error: &TxnError) -> TxnCode {
-    use crate::partition::PartitionError as P;
+    use crate::coordinator_log::{append_failure, AppendFailure};
     match error {
         // The record could not be encoded: Kafka's `valueToBytes` throws, KafkaApis answers the
         // unexpected exception UNKNOWN_SERVER_ERROR.
@@ -34,35 +34,14 @@ pub fn store_error_code(error: &TxnError) -> TxnCode {
         TxnError::Log(LogError::NotLoaded(_)) => TxnCode::NotCoordinator,
         // KAFKA_STORAGE_ERROR.
         TxnError::Log(LogError::Storage(_)) => TxnCode::NotCoordinator,
-        TxnError::Log(LogError::Partition(error)) => match error {
-            P::UnknownTopicOrPartition
-            | P::NotEnoughReplicas { .. }
-            | P::NotEnoughReplicasAfterAppend { .. }
-            | P::RequestTimedOut => TxnCode::CoordinatorNotAvailable,
-            // NOT_LEADER_OR_FOLLOWER (`Unavailable`: the replicated leader resigned or the
-            // broker is shutting down), KAFKA_STORAGE_ERROR, and a leader epoch that moved
-            // under the append: this broker no longer coordinates the partition.
-            P::NotLeaderOrFollower
-            | P::Unavailable
-            | P::Storage(_)
-            | P::FencedLeaderEpoch { .. }
-            | P::UnknownLeaderEpoch { .. } => TxnCode::NotCoordinator,
-            // MESSAGE_TOO_LARGE, RECORD_LIST_TOO_LARGE.
-            P::TooLarge { .. } | P::AppendTooLarge { .. } => TxnCode::UnknownServerError,
-            P::UnknownTopicId
-            | P::Corrupt(_)
-            | P::InvalidRecord(_)
-            | P::UnsupportedCompressionType(_)
-            | P::OffsetOutOfRange { .. }
-            | P::InvalidRequiredAcks(_)
-            | P::InternalTopic(_)
-            | P::OutOfOrderSequence(_)
-            | P::InvalidProducerEpoch(_)
-            | P::InvalidTimestamp(_)
-            | P::TransactionCoordinatorFenced(_)
-            | P::InvalidTxnState(_)
-            | P::TopicAuthorizationFailed
-            | P::TxnVerification { .. } => TxnCode::UnknownServerError,
+        TxnError::Log(LogError::Partition(error)) => match append_failure(error) {
+            AppendFailure::CoordinatorNotAvailable => TxnCode::CoordinatorNotAvailable,
+            AppendFailure::NotCoordinator => TxnCode::NotCoordinator,
+            // The transaction log never holds transactional batches, so the producer-state
+            // refusals cannot come from its appends either.
+            AppendFailure::UnknownServerError
+            | AppendFailure::InvalidProducerEpoch
+            | AppendFailure::InvalidTxnState => TxnCode::UnknownServerError,
         },
     }
 }
