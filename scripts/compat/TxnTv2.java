@@ -45,7 +45,23 @@ public class TxnTv2 {
         return d.producerEpoch();
     }
 
-    public static void main(String[] args) throws Exception {
+    // Kafka's ApiExceptions carry no stack trace, and the JDK 17 source launcher then fails in
+    // its own stack pruning ("IllegalArgumentException: 0 > -7", JDK-8362237), hiding the
+    // exception: print it here instead.
+    public static void main(String[] args) {
+        try {
+            run(args);
+        } catch (Throwable t) {
+            System.out.println("FAIL: " + t);
+            for (Throwable c = t.getCause(); c != null; c = c.getCause()) {
+                System.out.println("  caused by: " + c);
+            }
+            t.printStackTrace(System.out);
+            System.exit(1);
+        }
+    }
+
+    static void run(String[] args) throws Exception {
         String bootstrap = args[0];
         String topic = args[1];
         int partitions = Integer.parseInt(args[2]);
